@@ -1,0 +1,67 @@
+"""Decisions the core hands to its driver, as data. The driver performs the I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from model.states import JobState
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """The job is pending: put it on the ready queue (after `not_before`)."""
+
+    job_id: str
+    priority: int
+    not_before: float
+
+
+@dataclass(frozen=True, slots=True)
+class Unqueue:
+    """The job left PENDING without being dispatched (cancelled): drop its queue entry."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyCancel:
+    """Tell the worker running this attempt to stop now (it will also hear it in its next heartbeat)."""
+
+    job_id: str
+    attempt: int
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseExpired:
+    """The attempt lost its lease (timer, execution timeout or a lost worker). The job was requeued or ended."""
+
+    job_id: str
+    attempt: int
+    worker_id: str
+    reason: str
+    requeued: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobFinished:
+    """The job reached a terminal state: wake whoever waits on it."""
+
+    job_id: str
+    state: JobState
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerLost:
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkAvailable:
+    """Ready work appeared: wake long-polling fetchers."""
+
+    count: int
+
+
+Command: TypeAlias = Enqueue | Unqueue | NotifyCancel | LeaseExpired | JobFinished | WorkerLost | WorkAvailable

@@ -1,0 +1,51 @@
+"""Domain errors. Each carries the name of the gRPC status code that the edge maps it to.
+
+The core does not import grpc; realsys/ turns `code` into a grpc.StatusCode.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Code(Enum):
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+class DtqError(Exception):
+    code: Code = Code.FAILED_PRECONDITION
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(DtqError):
+    code = Code.INVALID_ARGUMENT
+
+
+class NotFound(DtqError):
+    code = Code.NOT_FOUND
+
+
+class FailedPrecondition(DtqError):
+    code = Code.FAILED_PRECONDITION
+
+
+class StaleAttempt(DtqError):
+    """A report or renewal under an attempt that no longer holds the lease (fencing)."""
+
+    code = Code.ABORTED
+
+
+class ResourceExhausted(DtqError):
+    code = Code.RESOURCE_EXHAUSTED
+
+
+class Unavailable(DtqError):
+    code = Code.UNAVAILABLE

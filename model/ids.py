@@ -1,0 +1,70 @@
+"""Job ids and ownership. A job id names the node that accepted (and owns) it:
+
+    <node>-<incarnation>-<sequence in hex>
+
+so Design B routes a request for any job to its owner without a lookup.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from model.errors import InvalidArgument, Unavailable
+
+_NODE = re.compile(r"^[a-z][a-z0-9]{0,31}$")
+_INCARNATION = re.compile(r"^[0-9a-f]{1,16}$")
+_JOB_ID = re.compile(r"^([a-z][a-z0-9]{0,31})-([0-9a-f]{1,16})-([0-9a-f]{1,16})$")
+MAX_JOB_ID_CHARS = 72
+
+
+def validate_node_name(node: str) -> str:
+    if not _NODE.match(node):
+        raise InvalidArgument(f"node name {node!r} must match {_NODE.pattern}")
+    return node
+
+
+@dataclass(slots=True)
+class JobIdFactory:
+    """Makes unique ids. `incarnation` must differ each time the owner restarts (the driver picks it)."""
+
+    node: str
+    incarnation: str
+    next_sequence: int = 1
+
+    def __post_init__(self) -> None:
+        validate_node_name(self.node)
+        if not _INCARNATION.match(self.incarnation):
+            raise InvalidArgument("incarnation must be 1-16 lowercase hex digits")
+
+    def new_id(self) -> str:
+        seq = self.next_sequence
+        self.next_sequence = seq + 1
+        # fixed width keeps ids of one incarnation in creation order when compared as strings
+        return f"{self.node}-{self.incarnation}-{seq:010x}"
+
+
+def parse_job_id(job_id: str) -> tuple[str, str, int]:
+    """Returns (owner node, incarnation, sequence); InvalidArgument when malformed."""
+    match = _JOB_ID.match(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
+    if match is None:
+        raise InvalidArgument(f"malformed job_id {job_id[:MAX_JOB_ID_CHARS]!r}")
+    return match.group(1), match.group(2), int(match.group(3), 16)
+
+
+def owner_of(job_id: str) -> str:
+    return parse_job_id(job_id)[0]
+
+
+def route(job_id: str, self_node: str, already_forwarded: bool) -> str | None:
+    """Where a request for `job_id` must go: None to serve locally, else the owner to forward to once.
+
+    A request that was already forwarded and still is not at its owner means the cluster views
+    disagree; answering UNAVAILABLE (retryable) beats forwarding in a loop.
+    """
+    owner = owner_of(job_id)
+    if owner == self_node:
+        return None
+    if already_forwarded:
+        raise Unavailable(f"job {job_id} is owned by {owner}, not {self_node}, and was already forwarded")
+    return owner

@@ -1,0 +1,170 @@
+"""Job specs, job records, outcomes and assignments: the core's data types."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TypeAlias
+
+from model.config import CoreConfig
+from model.errors import InvalidArgument, ResourceExhausted
+from model.states import TERMINAL, JobState
+
+_JOB_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
+_EMPTY_LABELS: MappingProxyType[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Zeros mean "the server default" (as in the proto)."""
+
+    max_attempts: int = 0
+    initial_backoff: float = 0.0
+    max_backoff: float = 0.0
+    backoff_multiplier: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    job_type: str
+    payload: bytes = b""
+    priority: int = 0
+    retry: RetryPolicy = RetryPolicy()
+    execution_timeout: float = 0.0  # 0: the server default
+    labels: MappingProxyType[str, str] = field(default_factory=lambda: _EMPTY_LABELS)
+
+    @staticmethod
+    def make(
+        job_type: str,
+        payload: bytes = b"",
+        priority: int = 0,
+        retry: RetryPolicy | None = None,
+        execution_timeout: float = 0.0,
+        labels: dict[str, str] | None = None,
+    ) -> JobSpec:
+        return JobSpec(
+            job_type,
+            payload,
+            priority,
+            retry or RetryPolicy(),
+            execution_timeout,
+            MappingProxyType(dict(labels or {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveSpec:
+    """A spec with the server defaults filled in; what the core schedules by."""
+
+    max_attempts: int
+    initial_backoff: float
+    max_backoff: float
+    backoff_multiplier: float
+    execution_timeout: float
+
+
+def validate_spec(spec: JobSpec, config: CoreConfig) -> EffectiveSpec:
+    """Raises InvalidArgument (or ResourceExhausted for an oversized payload); returns the defaults applied."""
+    if not _JOB_TYPE.match(spec.job_type):
+        raise InvalidArgument(
+            f"job_type {spec.job_type[:40]!r} must match {_JOB_TYPE.pattern} (letters first, at most 128)"
+        )
+    if len(spec.payload) > config.max_payload_bytes:
+        raise ResourceExhausted(
+            f"payload is {len(spec.payload)} bytes; the limit is {config.max_payload_bytes}"
+        )
+    if not -(2**31) <= spec.priority < 2**31:
+        raise InvalidArgument("priority must fit in int32")
+    if len(spec.labels) > config.max_labels:
+        raise InvalidArgument(f"at most {config.max_labels} labels")
+    for key, value in spec.labels.items():
+        if not key or len(key) > config.max_label_chars or len(value) > config.max_label_chars:
+            raise InvalidArgument(f"label keys must be non-empty and labels at most {config.max_label_chars} chars")
+    retry = spec.retry
+    if retry.max_attempts < 0 or retry.max_attempts > config.max_attempts_cap:
+        raise InvalidArgument(f"retry.max_attempts must be in [0, {config.max_attempts_cap}]")
+    if retry.initial_backoff < 0 or retry.max_backoff < 0 or retry.backoff_multiplier < 0:
+        raise InvalidArgument("retry backoffs and multiplier must not be negative")
+    if 0 < retry.backoff_multiplier < 1:
+        raise InvalidArgument("retry.backoff_multiplier must be >= 1 (or 0 for the default)")
+    if spec.execution_timeout < 0 or spec.execution_timeout > config.max_execution_timeout:
+        raise InvalidArgument(f"execution_timeout must be in [0, {config.max_execution_timeout}] seconds")
+    initial = retry.initial_backoff or config.default_initial_backoff
+    ceiling = retry.max_backoff or max(config.default_max_backoff, initial)
+    if ceiling < initial:
+        raise InvalidArgument("retry.max_backoff must be >= retry.initial_backoff")
+    return EffectiveSpec(
+        max_attempts=retry.max_attempts or config.default_max_attempts,
+        initial_backoff=initial,
+        max_backoff=ceiling,
+        backoff_multiplier=retry.backoff_multiplier or config.default_backoff_multiplier,
+        execution_timeout=spec.execution_timeout or config.default_execution_timeout,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    message: str
+    retryable: bool = False
+    reason: str = "HANDLER_ERROR"  # HANDLER_ERROR, TIMEOUT, LEASE_EXPIRED, WORKER_LOST, CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    output: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    error: JobError
+
+
+@dataclass(frozen=True, slots=True)
+class CancelledByWorker:
+    """The handler stopped because it was asked to."""
+
+
+Outcome: TypeAlias = Succeeded | Failed | CancelledByWorker
+
+
+@dataclass(slots=True)
+class Job:
+    """The owner's record of one job. Mutated only by JobTable."""
+
+    job_id: str
+    spec: JobSpec
+    effective: EffectiveSpec
+    create_time: float
+    request_id: str = ""
+    state: JobState = JobState.STATE_UNSPECIFIED
+    attempt: int = 0  # the fencing token; incremented at each dispatch
+    update_time: float = 0.0
+    start_time: float | None = None
+    end_time: float | None = None
+    worker_id: str = ""
+    lease_deadline: float = 0.0
+    run_deadline: float = 0.0
+    not_before: float = 0.0
+    error: JobError | None = None
+    output: bytes | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state in TERMINAL
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        return (self.create_time, self.job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A job leased to a worker. `attempt` is the fencing token for reports."""
+
+    job_id: str
+    attempt: int
+    spec: JobSpec
+    lease_deadline: float
+    run_deadline: float
+    worker_id: str

@@ -1,0 +1,310 @@
+"""JobTable: the owner's job records, their lifecycle, leases, fencing, retries and listing.
+
+This is Design A's job service and the heart of every Design B node. It is sans-I/O: every call
+takes `now` and returns its decisions (commands) as data.
+
+Leases: dispatch gives an attempt a lease until now + lease_duration; heartbeats push it forward.
+One timer entry per leased attempt sits in a heap at min(lease deadline, run deadline); when it comes
+due and the attempt still holds the job, the attempt ends: requeued as attempt + 1 after a backoff,
+or FAILED once max_attempts is spent. A report carrying an old attempt is refused (StaleAttempt).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from model.commands import Command, Enqueue, JobFinished, LeaseExpired, NotifyCancel, Unqueue
+from model.config import CoreConfig
+from model.errors import InvalidArgument, NotFound, ResourceExhausted, StaleAttempt
+from model.ids import JobIdFactory, parse_job_id
+from model.job import (
+    Assignment,
+    CancelledByWorker,
+    Failed,
+    Job,
+    JobError,
+    JobSpec,
+    Outcome,
+    Succeeded,
+    validate_spec,
+)
+from model.listing import (
+    ListQuery,
+    OrderedIndex,
+    Page,
+    decode_page_token,
+    effective_page_size,
+    encode_page_token,
+)
+from model.states import ACTIVE, Event, JobState, next_state
+
+
+class RandomSource(Protocol):
+    """What the core needs of a random generator (numpy.random.Generator fits)."""
+
+    def random(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    job: Job
+    deduplicated: bool
+    commands: list[Command]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    job: Job
+    commands: list[Command]
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """The answer to a heartbeat's list of running attempts."""
+
+    cancel: list[tuple[str, int]]  # stop these: a client cancelled them
+    abandon: list[tuple[str, int]]  # stop these: the attempt no longer holds the job
+    renewed: int
+
+
+class JobTable:
+    def __init__(
+        self,
+        config: CoreConfig,
+        ids: JobIdFactory,
+        rng: RandomSource | None = None,
+    ) -> None:
+        if config.backoff_jitter > 0 and rng is None:
+            raise InvalidArgument("backoff_jitter needs a random source")
+        self.config = config
+        self.ids = ids
+        self._rng = rng
+        self._jobs: dict[str, Job] = {}
+        self._by_request: dict[str, str] = {}
+        self._index = OrderedIndex()
+        self._timers: list[tuple[float, int, str]] = []  # (due, attempt, job_id)
+        self._by_worker: dict[str, dict[str, None]] = {}  # worker -> job ids it holds
+        self.count_by_state: dict[JobState, int] = {s: 0 for s in JobState}
+        self.lease_expiries = 0
+        self.requeues = 0
+
+    # ------------------------------------------------------------------ queries
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self._jobs.values())
+
+    def get(self, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None:
+            parse_job_id(job_id)  # a malformed id is INVALID_ARGUMENT, a well-formed unknown one NOT_FOUND
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    @property
+    def pending_count(self) -> int:
+        return self.count_by_state[JobState.PENDING]
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def list_page(self, query: ListQuery, page_size: int = 0, page_token: str = "") -> Page[Job]:
+        size = effective_page_size(page_size, self.config)
+        cursor = decode_page_token(query, page_token)
+        items: list[Job] = []
+        has_more = False
+        for key in self._index.after(cursor):
+            job = self._jobs[key[1]]
+            if not query.matches(job, job.spec.job_type, dict(job.spec.labels) if query.labels else None):
+                continue
+            if len(items) == size:
+                has_more = True
+                break
+            items.append(job)
+        token = encode_page_token(query, items[-1].sort_key) if has_more else ""
+        return Page(items, has_more, token)
+
+    # ------------------------------------------------------------------ client side
+    def submit(self, now: float, spec: JobSpec, request_id: str = "") -> Submitted:
+        if len(request_id) > 128:
+            raise InvalidArgument("request_id is longer than 128 characters")
+        if request_id and request_id in self._by_request:
+            return Submitted(self._jobs[self._by_request[request_id]], True, [])
+        effective = validate_spec(spec, self.config)
+        if self.pending_count >= self.config.max_pending:
+            raise ResourceExhausted(f"queue is full: {self.pending_count} jobs pending")
+        job = Job(self.ids.new_id(), spec, effective, create_time=now, request_id=request_id)
+        self._insert(job)
+        self._apply(job, Event.SUBMIT, now)
+        if request_id:
+            self._by_request[request_id] = job.job_id
+        return Submitted(job, False, [Enqueue(job.job_id, spec.priority, now)])
+
+    def cancel(self, now: float, job_id: str) -> Transition:
+        job = self.get(job_id)
+        before = job.state
+        self._apply(job, Event.CANCEL, now)  # terminal states raise IllegalTransition
+        if before is JobState.PENDING:
+            job.error = JobError("cancelled by client", reason="CANCELLED")
+            return Transition(job, [Unqueue(job_id), JobFinished(job_id, job.state)])
+        return Transition(job, [NotifyCancel(job_id, job.attempt, job.worker_id)])
+
+    # ------------------------------------------------------------------ worker side
+    def lease(self, now: float, job_id: str, worker_id: str) -> Assignment:
+        """The dispatch fence: PENDING -> RUNNING under attempt + 1. Raises for any other state."""
+        job = self.get(job_id)
+        if not worker_id:
+            raise InvalidArgument("worker_id is required")
+        self._apply(job, Event.DISPATCH, now)
+        job.attempt += 1
+        job.worker_id = worker_id
+        job.start_time = now
+        job.lease_deadline = now + self.config.lease_duration
+        job.run_deadline = now + job.effective.execution_timeout
+        self._by_worker.setdefault(worker_id, {})[job_id] = None
+        heapq.heappush(self._timers, (min(job.lease_deadline, job.run_deadline), job.attempt, job_id))
+        return Assignment(job_id, job.attempt, job.spec, job.lease_deadline, job.run_deadline, worker_id)
+
+    def renew(self, now: float, worker_id: str, running: Sequence[tuple[str, int]]) -> Renewal:
+        cancel: list[tuple[str, int]] = []
+        abandon: list[tuple[str, int]] = []
+        renewed = 0
+        for job_id, attempt in running:
+            job = self._jobs.get(job_id)
+            if job is None or job.attempt != attempt or job.worker_id != worker_id or job.state not in ACTIVE:
+                abandon.append((job_id, attempt))
+                continue
+            job.lease_deadline = now + self.config.lease_duration
+            renewed += 1
+            if job.state is JobState.CANCELLING:
+                cancel.append((job_id, attempt))
+        return Renewal(cancel, abandon, renewed)
+
+    def complete(self, now: float, job_id: str, attempt: int, worker_id: str, outcome: Outcome) -> Transition:
+        job = self.get(job_id)
+        if job.attempt != attempt or job.state not in ACTIVE or (worker_id and job.worker_id != worker_id):
+            raise StaleAttempt(
+                f"job {job_id} attempt {attempt} does not hold the lease "
+                f"(job is {job.state.name} at attempt {job.attempt})"
+            )
+        if isinstance(outcome, Succeeded):
+            self._apply(job, Event.SUCCEED, now)
+            job.output = outcome.output
+            job.error = None
+            self._release(job)
+            return Transition(job, [JobFinished(job_id, job.state)])
+        if isinstance(outcome, CancelledByWorker):
+            if job.state is not JobState.CANCELLING:
+                raise StaleAttempt(f"job {job_id} was not asked to cancel; report a failure instead")
+            self._apply(job, Event.CANCEL_ACK, now)
+            job.error = JobError("cancelled by client", reason="CANCELLED")
+            self._release(job)
+            return Transition(job, [JobFinished(job_id, job.state)])
+        assert isinstance(outcome, Failed)
+        return Transition(job, self._end_attempt(job, now, outcome.error))
+
+    def release_worker(self, now: float, worker_id: str, reason: str = "WORKER_LOST") -> list[Command]:
+        """The worker is gone: every attempt it holds ends now."""
+        commands: list[Command] = []
+        for job_id in list(self._by_worker.get(worker_id, {})):
+            job = self._jobs[job_id]
+            error = JobError(f"worker {worker_id} was lost", retryable=True, reason=reason)
+            commands.append(self._expiry(job, now, error))
+            commands.extend(self._end_attempt(job, now, error))
+        return commands
+
+    def handle_timer(self, now: float) -> list[Command]:
+        commands: list[Command] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, attempt, job_id = heapq.heappop(self._timers)
+            job = self._jobs.get(job_id)
+            if job is None or job.attempt != attempt or job.state not in ACTIVE:
+                continue
+            due = min(job.lease_deadline, job.run_deadline)
+            if due > now:  # renewed since this entry was pushed
+                heapq.heappush(self._timers, (due, attempt, job_id))
+                continue
+            if job.run_deadline <= now:
+                error = JobError(
+                    f"attempt {attempt} ran past its {job.effective.execution_timeout:g}s timeout",
+                    retryable=True,
+                    reason="TIMEOUT",
+                )
+            else:
+                error = JobError(f"lease of attempt {attempt} expired", retryable=True, reason="LEASE_EXPIRED")
+            commands.append(self._expiry(job, now, error))
+            commands.extend(self._end_attempt(job, now, error))
+        return commands
+
+    # ------------------------------------------------------------------ restore (drivers with storage)
+    def restore(self, job: Job) -> list[Command]:
+        """Loads a record saved earlier (same fields). Leased attempts keep their deadlines, so a
+        worker that outlived the restart can still report; pending jobs must be requeued."""
+        self._insert(job)
+        if job.request_id:
+            self._by_request[job.request_id] = job.job_id
+        if job.state in ACTIVE:
+            self._by_worker.setdefault(job.worker_id, {})[job.job_id] = None
+            heapq.heappush(self._timers, (min(job.lease_deadline, job.run_deadline), job.attempt, job.job_id))
+        if job.state is JobState.PENDING:
+            return [Enqueue(job.job_id, job.spec.priority, job.not_before)]
+        return []
+
+    # ------------------------------------------------------------------ internals
+    def _insert(self, job: Job) -> None:
+        if job.job_id in self._jobs:
+            raise InvalidArgument(f"duplicate job id {job.job_id}")
+        self._jobs[job.job_id] = job
+        self._index.add(job.sort_key)
+        self.count_by_state[job.state] += 1
+
+    def _apply(self, job: Job, event: Event, now: float) -> None:
+        new = next_state(job.state, event)
+        self.count_by_state[job.state] -= 1
+        self.count_by_state[new] += 1
+        job.state = new
+        job.update_time = now
+        if job.done:
+            job.end_time = now
+
+    def _release(self, job: Job) -> None:
+        held = self._by_worker.get(job.worker_id)
+        if held is not None:
+            held.pop(job.job_id, None)
+            if not held:
+                del self._by_worker[job.worker_id]
+
+    def _expiry(self, job: Job, now: float, error: JobError) -> LeaseExpired:
+        self.lease_expiries += 1
+        requeue = (
+            job.state is JobState.RUNNING and error.retryable and job.attempt < job.effective.max_attempts
+        )
+        return LeaseExpired(job.job_id, job.attempt, job.worker_id, error.reason, requeue)
+
+    def _end_attempt(self, job: Job, now: float, error: JobError) -> list[Command]:
+        """The attempt failed: retry after a backoff if allowed, else end the job."""
+        self._release(job)
+        job.error = error
+        if job.state is JobState.RUNNING and error.retryable and job.attempt < job.effective.max_attempts:
+            self._apply(job, Event.RETRY, now)
+            job.worker_id = ""
+            job.not_before = now + self.backoff(job)
+            self.requeues += 1
+            return [Enqueue(job.job_id, job.spec.priority, job.not_before)]
+        was_cancelling = job.state is JobState.CANCELLING
+        self._apply(job, Event.FAIL, now)
+        if was_cancelling:
+            job.error = JobError("cancelled by client", reason="CANCELLED")
+        return [JobFinished(job.job_id, job.state)]
+
+    def backoff(self, job: Job) -> float:
+        """Delay before the attempt after `job.attempt`: exponential, capped, optionally jittered."""
+        eff = job.effective
+        delay = min(eff.max_backoff, eff.initial_backoff * eff.backoff_multiplier ** max(0, job.attempt - 1))
+        if self.config.backoff_jitter and self._rng is not None:
+            delay *= 1.0 - self.config.backoff_jitter * self._rng.random()
+        return delay

@@ -1,0 +1,172 @@
+"""ListJobs semantics (Google AIP-158 pagination, AIP-160 typed filters).
+
+Order: (create_time, job_id), ascending. New jobs sort after every existing one, so a client
+paging while jobs arrive sees each job at most once and never skips an existing one.
+A page token is opaque to clients: base64url of JSON holding the last key and a fingerprint of the
+filter, so a token replayed with another filter is refused. Never pickle.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import hashlib
+import heapq
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from model.config import CoreConfig
+from model.errors import InvalidArgument
+from model.states import JobState
+
+SortKey = tuple[float, str]
+_TOKEN_VERSION = 1
+_MAX_TOKEN_CHARS = 512
+
+
+class Listable(Protocol):
+    @property
+    def sort_key(self) -> SortKey: ...
+
+    @property
+    def state(self) -> JobState: ...
+
+    @property
+    def create_time(self) -> float: ...
+
+
+T = TypeVar("T", bound=Listable)
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    states: frozenset[JobState] = frozenset()
+    job_type: str = ""
+    created_after: float | None = None  # inclusive
+    created_before: float | None = None  # exclusive
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if JobState.STATE_UNSPECIFIED in self.states:
+            raise InvalidArgument("filter.states must not contain STATE_UNSPECIFIED")
+        if (
+            self.created_after is not None
+            and self.created_before is not None
+            and self.created_after > self.created_before
+        ):
+            raise InvalidArgument("filter.created_after must not be later than filter.created_before")
+
+    @staticmethod
+    def make(
+        states: Iterable[JobState] = (),
+        job_type: str = "",
+        created_after: float | None = None,
+        created_before: float | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> ListQuery:
+        return ListQuery(
+            frozenset(states), job_type, created_after, created_before, tuple(sorted((labels or {}).items()))
+        )
+
+    def fingerprint(self) -> str:
+        canonical = json.dumps(
+            [
+                sorted(int(s) for s in self.states),
+                self.job_type,
+                self.created_after,
+                self.created_before,
+                list(self.labels),
+            ],
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def matches(self, job: Listable, job_type: str, labels: dict[str, str] | None = None) -> bool:
+        if self.states and job.state not in self.states:
+            return False
+        if self.job_type and job_type != self.job_type:
+            return False
+        if self.created_after is not None and job.create_time < self.created_after:
+            return False
+        if self.created_before is not None and job.create_time >= self.created_before:
+            return False
+        if self.labels:
+            have = labels or {}
+            return all(have.get(k) == v for k, v in self.labels)
+        return True
+
+
+def effective_page_size(page_size: int, config: CoreConfig) -> int:
+    if page_size < 0:
+        raise InvalidArgument(f"page_size must not be negative, got {page_size}")
+    if page_size == 0:
+        return config.default_page_size
+    return min(page_size, config.max_page_size)
+
+
+def encode_page_token(query: ListQuery, last_key: SortKey) -> str:
+    body = json.dumps({"v": _TOKEN_VERSION, "f": query.fingerprint(), "t": last_key[0], "id": last_key[1]})
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+def decode_page_token(query: ListQuery, token: str) -> SortKey | None:
+    """None for the first page; InvalidArgument for a token that is malformed or from another filter."""
+    if not token:
+        return None
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise InvalidArgument("page_token is too long")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        body = json.loads(raw)
+        version, fingerprint, t, job_id = body["v"], body["f"], body["t"], body["id"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument("page_token is malformed") from exc
+    if version != _TOKEN_VERSION or not isinstance(job_id, str) or not isinstance(t, int | float):
+        raise InvalidArgument("page_token is malformed")
+    if fingerprint != query.fingerprint():
+        raise InvalidArgument("page_token was issued for a different filter")
+    return (float(t), job_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool
+    next_page_token: str = ""
+
+
+@dataclass(slots=True)
+class OrderedIndex:
+    """Keys in ascending order; appends are O(1) because new jobs arrive in key order."""
+
+    keys: list[SortKey] = field(default_factory=list)
+
+    def add(self, key: SortKey) -> None:
+        if not self.keys or key >= self.keys[-1]:
+            self.keys.append(key)
+        else:  # a clock that stepped back; rare
+            bisect.insort(self.keys, key)
+
+    def discard(self, key: SortKey) -> None:
+        i = bisect.bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            del self.keys[i]
+
+    def after(self, cursor: SortKey | None) -> Iterable[SortKey]:
+        start = 0 if cursor is None else bisect.bisect_right(self.keys, cursor)
+        return (self.keys[i] for i in range(start, len(self.keys)))
+
+
+def merge_pages(
+    query: ListQuery, parts: Sequence[Page[T]], page_size: int
+) -> Page[T]:
+    """Merges pages that several owners returned for the same query and cursor (Design B's
+    scatter-gather). Each part holds up to page_size items after the cursor, in order."""
+    merged = list(heapq.merge(*(p.items for p in parts), key=lambda j: j.sort_key))
+    items = merged[:page_size]
+    has_more = len(merged) > page_size or any(p.has_more for p in parts)
+    token = encode_page_token(query, items[-1].sort_key) if has_more and items else ""
+    return Page(items, has_more and bool(items), token)

@@ -1,0 +1,152 @@
+"""The ready queue: priority order (higher first), FIFO within a priority, with delayed entries
+(retry backoff) and optional reservations (Design A's queue service hands entries out under a hold,
+so an entry survives a coordinator that dies between taking it and leasing it).
+
+At most one entry per job id: enqueuing a job that is already queued replaces its entry.
+Heaps use lazy deletion; an entry's `seq` tells a live heap item from a stale one.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Slot(IntEnum):
+    READY = 1
+    DELAYED = 2
+    RESERVED = 3
+
+
+@dataclass(slots=True)
+class QueueEntry:
+    job_id: str
+    priority: int
+    not_before: float
+    enqueue_time: float
+    seq: int
+    slot: Slot
+    hold_until: float = 0.0
+
+
+class ReadyQueue:
+    def __init__(self) -> None:
+        self._entries: dict[str, QueueEntry] = {}
+        self._ready: list[tuple[int, int, str]] = []  # (-priority, seq, job_id)
+        self._delayed: list[tuple[float, int, str]] = []  # (not_before, seq, job_id)
+        self._held: list[tuple[float, int, str]] = []  # (hold_until, seq, job_id)
+        # insertion-ordered READY ids: the first is the oldest ready entry (for the age metric)
+        self._ready_order: dict[str, None] = {}
+        self._seq = 0
+        self.delayed_count = 0
+        self.reserved_count = 0
+
+    # -- queries
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._entries
+
+    @property
+    def ready_count(self) -> int:
+        return len(self._ready_order)
+
+    def oldest_ready_enqueue_time(self) -> float | None:
+        for job_id in self._ready_order:
+            return self._entries[job_id].enqueue_time
+        return None
+
+    def next_deadline(self) -> float | None:
+        self._drop_stale_tops()
+        times = [heap[0][0] for heap in (self._delayed, self._held) if heap]
+        return min(times) if times else None
+
+    # -- changes
+    def push(self, now: float, job_id: str, priority: int, not_before: float = 0.0) -> None:
+        self.remove(job_id)
+        self._seq += 1
+        delayed = not_before > now
+        entry = QueueEntry(job_id, priority, not_before, now, self._seq, Slot.DELAYED if delayed else Slot.READY)
+        self._entries[job_id] = entry
+        if delayed:
+            self.delayed_count += 1
+            heapq.heappush(self._delayed, (not_before, entry.seq, job_id))
+        else:
+            self._make_ready(entry)
+
+    def remove(self, job_id: str) -> bool:
+        entry = self._entries.pop(job_id, None)
+        if entry is None:
+            return False
+        if entry.slot is Slot.READY:
+            del self._ready_order[job_id]
+        elif entry.slot is Slot.DELAYED:
+            self.delayed_count -= 1
+        else:
+            self.reserved_count -= 1
+        return True
+
+    def pop(self, now: float, max_items: int) -> list[QueueEntry]:
+        """Takes up to max_items ready entries out of the queue, best first."""
+        self.handle_timer(now)
+        taken: list[QueueEntry] = []
+        while self._ready and len(taken) < max_items:
+            _, seq, job_id = heapq.heappop(self._ready)
+            entry = self._entries.get(job_id)
+            if entry is None or entry.seq != seq or entry.slot is not Slot.READY:
+                continue
+            del self._entries[job_id]
+            del self._ready_order[job_id]
+            taken.append(entry)
+        return taken
+
+    def reserve(self, now: float, max_items: int, hold: float) -> list[QueueEntry]:
+        """Like pop, but the entries stay, held until `now + hold` unless acknowledged."""
+        taken = self.pop(now, max_items)
+        for entry in taken:
+            entry.slot = Slot.RESERVED
+            entry.hold_until = now + hold
+            self._entries[entry.job_id] = entry
+            self.reserved_count += 1
+            heapq.heappush(self._held, (entry.hold_until, entry.seq, entry.job_id))
+        return taken
+
+    def ack(self, job_id: str) -> bool:
+        entry = self._entries.get(job_id)
+        if entry is None or entry.slot is not Slot.RESERVED:
+            return False
+        return self.remove(job_id)
+
+    def handle_timer(self, now: float) -> int:
+        """Moves due delayed entries and expired reservations to READY; returns how many."""
+        moved = 0
+        for heap, slot in ((self._delayed, Slot.DELAYED), (self._held, Slot.RESERVED)):
+            while heap and heap[0][0] <= now:
+                _, seq, job_id = heapq.heappop(heap)
+                entry = self._entries.get(job_id)
+                if entry is None or entry.seq != seq or entry.slot is not slot:
+                    continue
+                if slot is Slot.DELAYED:
+                    self.delayed_count -= 1
+                else:
+                    self.reserved_count -= 1
+                self._make_ready(entry)
+                moved += 1
+        return moved
+
+    # -- internals
+    def _make_ready(self, entry: QueueEntry) -> None:
+        entry.slot = Slot.READY
+        self._ready_order[entry.job_id] = None
+        heapq.heappush(self._ready, (-entry.priority, entry.seq, entry.job_id))
+
+    def _drop_stale_tops(self) -> None:
+        for heap, slot in ((self._delayed, Slot.DELAYED), (self._held, Slot.RESERVED)):
+            while heap:
+                _, seq, job_id = heap[0]
+                entry = self._entries.get(job_id)
+                if entry is not None and entry.seq == seq and entry.slot is slot:
+                    break
+                heapq.heappop(heap)

@@ -1,0 +1,127 @@
+"""Scheduler: one owner's whole scheduling state in one object — jobs, ready queue and workers.
+
+A Design B node runs one Scheduler in-process; the simulator runs one per simulated owner.
+Design A splits the same parts across services (JobTable in the job service, ReadyQueue in the
+queue service, WorkerRegistry in the coordinator) and routes the commands between them over gRPC.
+
+Drivers call a method with `now`, perform the commands it returns, and call `handle_timer(now)`
+whenever `next_deadline()` comes due (aioquic's get_timer/handle_timer contract).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from model.commands import Command, Enqueue, Unqueue, WorkAvailable
+from model.config import CoreConfig
+from model.errors import FailedPrecondition
+from model.ids import JobIdFactory
+from model.job import Assignment, JobSpec, Outcome
+from model.jobs import JobTable, RandomSource, Renewal, Submitted, Transition
+from model.queue import ReadyQueue
+from model.stealing import grant_steal
+from model.workers import WorkerRegistry, validate_worker_id
+
+
+class Scheduler:
+    def __init__(self, config: CoreConfig, ids: JobIdFactory, rng: RandomSource | None = None) -> None:
+        self.config = config
+        self.jobs = JobTable(config, ids, rng)
+        self.queue = ReadyQueue()
+        self.workers = WorkerRegistry(config)
+        self.dispatched = 0
+        self.stolen_out = 0
+
+    @property
+    def node(self) -> str:
+        return self.jobs.ids.node
+
+    # ---------------------------------------------------------------- client API
+    def submit(self, now: float, spec: JobSpec, request_id: str = "") -> Submitted:
+        result = self.jobs.submit(now, spec, request_id)
+        return Submitted(result.job, result.deduplicated, self._route(now, result.commands))
+
+    def cancel(self, now: float, job_id: str) -> Transition:
+        result = self.jobs.cancel(now, job_id)
+        return Transition(result.job, self._route(now, result.commands))
+
+    # ---------------------------------------------------------------- worker API
+    def heartbeat(
+        self, now: float, worker_id: str, total_slots: int, free_slots: int, running: Sequence[tuple[str, int]]
+    ) -> Renewal:
+        self.workers.heartbeat(now, worker_id, total_slots, free_slots)
+        return self.jobs.renew(now, worker_id, running)
+
+    def fetch(self, now: float, worker_id: str, max_jobs: int) -> list[Assignment]:
+        """Leases up to max_jobs ready jobs to the worker, best priority first, FIFO within one."""
+        validate_worker_id(worker_id)
+        self.workers.touch(now, worker_id)
+        return self._lease_ready(now, worker_id, max_jobs)
+
+    def steal(self, now: float, thief_worker_id: str, requested: int, thief_free_slots: int = 0) -> list[Assignment]:
+        """A peer's idle worker asks for work. This node stays the owner of what it hands over."""
+        validate_worker_id(thief_worker_id)
+        local_free = sum(w.free_slots for w in self.workers.workers.values())
+        granted = grant_steal(requested, self.queue.ready_count, local_free)
+        taken = self._lease_ready(now, thief_worker_id, granted)
+        self.stolen_out += len(taken)
+        return taken
+
+    def report(self, now: float, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> Transition:
+        self.workers.touch(now, worker_id)
+        result = self.jobs.complete(now, job_id, attempt, worker_id, outcome)
+        return Transition(result.job, self._route(now, result.commands))
+
+    # ---------------------------------------------------------------- timers
+    def next_deadline(self) -> float | None:
+        times = [t for t in (self.jobs.next_deadline(), self.queue.next_deadline(), self.workers.next_deadline())
+                 if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> list[Command]:
+        commands: list[Command] = []
+        for lost in self.workers.handle_timer(now):
+            commands.append(lost)
+            commands.extend(self.jobs.release_worker(now, lost.worker_id))
+        commands.extend(self.jobs.handle_timer(now))
+        routed = self._route(now, commands)
+        moved = self.queue.handle_timer(now)
+        if moved:
+            routed.append(WorkAvailable(moved))
+        return routed
+
+    def release_worker(self, now: float, worker_id: str) -> list[Command]:
+        """A worker left on purpose (drain) or was found dead by other means."""
+        self.workers.forget(worker_id)
+        return self._route(now, self.jobs.release_worker(now, worker_id, reason="WORKER_LEFT"))
+
+    # ---------------------------------------------------------------- internals
+    def _lease_ready(self, now: float, worker_id: str, max_jobs: int) -> list[Assignment]:
+        assignments: list[Assignment] = []
+        while len(assignments) < max_jobs:
+            entries = self.queue.pop(now, max_jobs - len(assignments))
+            if not entries:
+                break
+            for entry in entries:
+                try:
+                    assignments.append(self.jobs.lease(now, entry.job_id, worker_id))
+                except FailedPrecondition:
+                    continue  # a stale entry (the job was cancelled meanwhile): the lease is the fence
+        self.dispatched += len(assignments)
+        return assignments
+
+    def _route(self, now: float, commands: list[Command]) -> list[Command]:
+        """Applies queue commands here; returns the rest (and a wake-up when work became ready)."""
+        out: list[Command] = []
+        ready = 0
+        for command in commands:
+            if isinstance(command, Enqueue):
+                self.queue.push(now, command.job_id, command.priority, command.not_before)
+                ready += command.not_before <= now
+            elif isinstance(command, Unqueue):
+                self.queue.remove(command.job_id)
+            else:
+                out.append(command)
+        if ready:
+            out.append(WorkAvailable(ready))
+        return out

@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code for the dtq API (package dtq.v1)."""

@@ -1,0 +1,172 @@
+import datetime
+
+from dtq.v1 import client_pb2 as _client_pb2
+from dtq.v1 import job_pb2 as _job_pb2
+from dtq.v1 import worker_pb2 as _worker_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LeaseJobsRequest(_message.Message):
+    __slots__ = ("worker_id", "job_ids")
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, worker_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class LeaseJobsResponse(_message.Message):
+    __slots__ = ("assignments",)
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    assignments: _containers.RepeatedCompositeFieldContainer[_job_pb2.Assignment]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[_job_pb2.Assignment, _Mapping]]] = ...) -> None: ...
+
+class ReleaseWorkerRequest(_message.Message):
+    __slots__ = ("worker_id",)
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    worker_id: str
+    def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
+
+class ReleaseWorkerResponse(_message.Message):
+    __slots__ = ("requeued",)
+    REQUEUED_FIELD_NUMBER: _ClassVar[int]
+    requeued: int
+    def __init__(self, requeued: _Optional[int] = ...) -> None: ...
+
+class QueueEntry(_message.Message):
+    __slots__ = ("job_id", "priority", "not_before")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    priority: int
+    not_before: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., priority: _Optional[int] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class EnqueueRequest(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[QueueEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ...) -> None: ...
+
+class EnqueueResponse(_message.Message):
+    __slots__ = ("depth",)
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    depth: int
+    def __init__(self, depth: _Optional[int] = ...) -> None: ...
+
+class ReserveRequest(_message.Message):
+    __slots__ = ("max_items", "hold", "wait_timeout")
+    MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    HOLD_FIELD_NUMBER: _ClassVar[int]
+    WAIT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    max_items: int
+    hold: _duration_pb2.Duration
+    wait_timeout: _duration_pb2.Duration
+    def __init__(self, max_items: _Optional[int] = ..., hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class ReserveResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[QueueEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[QueueEntry, _Mapping]]] = ...) -> None: ...
+
+class AckRequest(_message.Message):
+    __slots__ = ("job_ids",)
+    JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AckResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QueueStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QueueStats(_message.Message):
+    __slots__ = ("ready", "delayed", "reserved", "oldest_enqueue_time")
+    READY_FIELD_NUMBER: _ClassVar[int]
+    DELAYED_FIELD_NUMBER: _ClassVar[int]
+    RESERVED_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_ENQUEUE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ready: int
+    delayed: int
+    reserved: int
+    oldest_enqueue_time: _timestamp_pb2.Timestamp
+    def __init__(self, ready: _Optional[int] = ..., delayed: _Optional[int] = ..., reserved: _Optional[int] = ..., oldest_enqueue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PutResultRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "response", "error")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    response: _job_pb2.JobResult
+    error: _job_pb2.JobError
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., response: _Optional[_Union[_job_pb2.JobResult, _Mapping]] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ...) -> None: ...
+
+class PutResultResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetResultRequest(_message.Message):
+    __slots__ = ("job_id", "attempt")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class GetResultResponse(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: _job_pb2.JobResult
+    error: _job_pb2.JobError
+    def __init__(self, response: _Optional[_Union[_job_pb2.JobResult, _Mapping]] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ...) -> None: ...
+
+class NotifyCancelRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "worker_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    worker_id: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., worker_id: _Optional[str] = ...) -> None: ...
+
+class NotifyCancelResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StealWorkRequest(_message.Message):
+    __slots__ = ("thief_node", "worker_id", "max_jobs")
+    THIEF_NODE_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_JOBS_FIELD_NUMBER: _ClassVar[int]
+    thief_node: str
+    worker_id: str
+    max_jobs: int
+    def __init__(self, thief_node: _Optional[str] = ..., worker_id: _Optional[str] = ..., max_jobs: _Optional[int] = ...) -> None: ...
+
+class QueueDepthRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class QueueDepthResponse(_message.Message):
+    __slots__ = ("node", "ready")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    ready: int
+    def __init__(self, node: _Optional[str] = ..., ready: _Optional[int] = ...) -> None: ...
