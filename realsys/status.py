@@ -1,0 +1,70 @@
+"""Maps the core's errors to gRPC status codes at the edge, and back for clients."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from model.errors import (
+    Code,
+    DtqError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    StaleAttempt,
+    Unavailable,
+)
+
+GRPC_CODE: dict[Code, grpc.StatusCode] = {
+    Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    Code.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    Code.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    Code.ABORTED: grpc.StatusCode.ABORTED,
+    Code.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+}
+
+_ERROR_FOR_CODE: dict[grpc.StatusCode, type[DtqError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.ABORTED: StaleAttempt,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
+}
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+def grpc_errors(method: Handler) -> Handler:
+    """Decorates an async servicer method: a DtqError becomes its status code and message.
+
+    Errors relayed from another service (grpc.aio.AioRpcError) keep their code, so a hop does not
+    turn NOT_FOUND into UNKNOWN.
+    """
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            return await method(self, request, context)
+        except DtqError as exc:
+            await context.abort(GRPC_CODE[exc.code], exc.message)
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+                code = grpc.StatusCode.UNAVAILABLE
+            await context.abort(code, exc.details() or code.name)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def error_from_rpc(exc: grpc.RpcError) -> DtqError:
+    """For clients and internal callers: a core error from a failed call (UNAVAILABLE if unmapped)."""
+    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    error_type = _ERROR_FOR_CODE.get(code, Unavailable)
+    return error_type(details or code.name)
