@@ -35,7 +35,10 @@ class NotifyCancel:
 
 @dataclass(frozen=True, slots=True)
 class LeaseExpired:
-    """The attempt lost its lease (timer, execution timeout or a lost worker). The job was requeued or ended."""
+    """The attempt lost its lease (timer, execution timeout or a lost worker).
+
+    The job was requeued or ended.
+    """
 
     job_id: str
     attempt: int
@@ -64,4 +67,6 @@ class WorkAvailable:
     count: int
 
 
-Command: TypeAlias = Enqueue | Unqueue | NotifyCancel | LeaseExpired | JobFinished | WorkerLost | WorkAvailable
+Command: TypeAlias = (
+    Enqueue | Unqueue | NotifyCancel | LeaseExpired | JobFinished | WorkerLost | WorkAvailable
+)

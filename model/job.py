@@ -35,7 +35,7 @@ class JobSpec:
     labels: MappingProxyType[str, str] = field(default_factory=lambda: _EMPTY_LABELS)
 
     @staticmethod
-    def make(
+    def make(  # noqa: PLR0917 (public API; positional use is supported)
         job_type: str,
         payload: bytes = b"",
         priority: int = 0,
@@ -65,7 +65,10 @@ class EffectiveSpec:
 
 
 def validate_spec(spec: JobSpec, config: CoreConfig) -> EffectiveSpec:
-    """Raises InvalidArgument (or ResourceExhausted for an oversized payload); returns the defaults applied."""
+    """Raises InvalidArgument (or ResourceExhausted for an oversized payload).
+
+    Returns the spec with the server defaults applied.
+    """
     if not _JOB_TYPE.match(spec.job_type):
         raise InvalidArgument(
             f"job_type {spec.job_type[:40]!r} must match {_JOB_TYPE.pattern} (letters first, at most 128)"
@@ -80,7 +83,9 @@ def validate_spec(spec: JobSpec, config: CoreConfig) -> EffectiveSpec:
         raise InvalidArgument(f"at most {config.max_labels} labels")
     for key, value in spec.labels.items():
         if not key or len(key) > config.max_label_chars or len(value) > config.max_label_chars:
-            raise InvalidArgument(f"label keys must be non-empty and labels at most {config.max_label_chars} chars")
+            raise InvalidArgument(
+                f"label keys must be non-empty and labels at most {config.max_label_chars} chars"
+            )
     retry = spec.retry
     if retry.max_attempts < 0 or retry.max_attempts > config.max_attempts_cap:
         raise InvalidArgument(f"retry.max_attempts must be in [0, {config.max_attempts_cap}]")

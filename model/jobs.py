@@ -235,7 +235,9 @@ class JobTable:
                     reason="TIMEOUT",
                 )
             else:
-                error = JobError(f"lease of attempt {attempt} expired", retryable=True, reason="LEASE_EXPIRED")
+                error = JobError(
+                    f"lease of attempt {attempt} expired", retryable=True, reason="LEASE_EXPIRED"
+                )
             commands.append(self._expiry(job, now, error))
             commands.extend(self._end_attempt(job, now, error))
         return commands

@@ -160,9 +160,7 @@ class OrderedIndex:
         return (self.keys[i] for i in range(start, len(self.keys)))
 
 
-def merge_pages(
-    query: ListQuery, parts: Sequence[Page[T]], page_size: int
-) -> Page[T]:
+def merge_pages(query: ListQuery, parts: Sequence[Page[T]], page_size: int) -> Page[T]:
     """Merges pages that several owners returned for the same query and cursor (Design B's
     scatter-gather). Each part holds up to page_size items after the cursor, in order."""
     merged = list(heapq.merge(*(p.items for p in parts), key=lambda j: j.sort_key))

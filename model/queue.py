@@ -68,7 +68,9 @@ class ReadyQueue:
         self.remove(job_id)
         self._seq += 1
         delayed = not_before > now
-        entry = QueueEntry(job_id, priority, not_before, now, self._seq, Slot.DELAYED if delayed else Slot.READY)
+        entry = QueueEntry(
+            job_id, priority, not_before, now, self._seq, Slot.DELAYED if delayed else Slot.READY
+        )
         self._entries[job_id] = entry
         if delayed:
             self.delayed_count += 1

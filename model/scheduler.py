@@ -47,7 +47,12 @@ class Scheduler:
 
     # ---------------------------------------------------------------- worker API
     def heartbeat(
-        self, now: float, worker_id: str, total_slots: int, free_slots: int, running: Sequence[tuple[str, int]]
+        self,
+        now: float,
+        worker_id: str,
+        total_slots: int,
+        free_slots: int,
+        running: Sequence[tuple[str, int]],
     ) -> Renewal:
         self.workers.heartbeat(now, worker_id, total_slots, free_slots)
         return self.jobs.renew(now, worker_id, running)
@@ -58,7 +63,9 @@ class Scheduler:
         self.workers.touch(now, worker_id)
         return self._lease_ready(now, worker_id, max_jobs)
 
-    def steal(self, now: float, thief_worker_id: str, requested: int, thief_free_slots: int = 0) -> list[Assignment]:
+    def steal(
+        self, now: float, thief_worker_id: str, requested: int, thief_free_slots: int = 0
+    ) -> list[Assignment]:
         """A peer's idle worker asks for work. This node stays the owner of what it hands over."""
         validate_worker_id(thief_worker_id)
         local_free = sum(w.free_slots for w in self.workers.workers.values())
@@ -74,8 +81,11 @@ class Scheduler:
 
     # ---------------------------------------------------------------- timers
     def next_deadline(self) -> float | None:
-        times = [t for t in (self.jobs.next_deadline(), self.queue.next_deadline(), self.workers.next_deadline())
-                 if t is not None]
+        times = [
+            t
+            for t in (self.jobs.next_deadline(), self.queue.next_deadline(), self.workers.next_deadline())
+            if t is not None
+        ]
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> list[Command]:

@@ -198,7 +198,7 @@ def closed_loop_scripts(spec: WorkloadSpec, max_requests_per_client: int) -> lis
     """One request script per closed-loop client, each from its own child stream of the seed."""
     if not isinstance(spec.arrival, ClosedLoop):
         raise InvalidArgument("closed_loop_scripts needs a closed-loop arrival process")
-    clients = np.random.SeedSequence(spec.seed).spawn(len(Stream) + spec.arrival.clients)[len(Stream):]
+    clients = np.random.SeedSequence(spec.seed).spawn(len(Stream) + spec.arrival.clients)[len(Stream) :]
     scripts = []
     for child in clients:
         rng = {s: np.random.default_rng(c) for s, c in zip(Stream, child.spawn(len(Stream)), strict=True)}

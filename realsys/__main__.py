@@ -1,0 +1,3 @@
+from realsys.cli import main
+
+main()

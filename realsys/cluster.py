@@ -1,0 +1,274 @@
+"""Local process clusters: `dtq cluster up/down`. Six processes on loopback, one per node or role.
+
+The launcher picks free loopback ports up front (peers must know each other's addresses at start),
+passes every setting as DTQ_* environment variables (the one config loader reads them), and writes
+DIR/cluster.json: the design, the client-facing addresses first, then every node's role, address,
+pid and environment (so a node can be restarted on the same port and data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+MICRO_ROLES = ("result", "queue", "job", "coordinator", "worker", "gateway")  # start order: callees first
+MONO_NODES = tuple(f"n{i}" for i in range(1, 7))
+DEFAULT_TOTAL_SLOTS = 12
+CLUSTER_FILE = "cluster.json"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    role: str
+    address: str
+    pid: int
+    env: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    design: str
+    directory: Path
+    clients: list[str]
+    nodes: list[NodeInfo]
+
+    def node(self, name: str) -> NodeInfo:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node named {name!r}; nodes: {[n.name for n in self.nodes]}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "design": self.design,
+            "clients": self.clients,
+            "nodes": [
+                {"name": n.name, "role": n.role, "address": n.address, "pid": n.pid, "env": n.env}
+                for n in self.nodes
+            ],
+        }
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def slots_per_node(design: str, total_slots: int) -> dict[str, int]:
+    """Equal total slots across designs: Design A's worker gets them all; Design B splits them evenly."""
+    if total_slots < 1:
+        raise ValueError("total slots must be >= 1")
+    if design == "micro":
+        return {role: (total_slots if role == "worker" else 0) for role in MICRO_ROLES}
+    if total_slots % len(MONO_NODES):
+        raise ValueError(f"Design B splits slots evenly over {len(MONO_NODES)} nodes; {total_slots} does not divide")
+    return {node: total_slots // len(MONO_NODES) for node in MONO_NODES}
+
+
+def plan(
+    design: str, directory: Path, total_slots: int, store: str, overrides: Mapping[str, str] | None = None
+) -> list[tuple[str, str, dict[str, str]]]:
+    """(name, role, env) for each process, in start order."""
+    if design not in ("micro", "mono"):
+        raise ValueError(f"design must be micro or mono, not {design!r}")
+    if store not in ("sqlite", "memory"):
+        raise ValueError(f"store must be sqlite or memory, not {store!r}")
+    names = MICRO_ROLES if design == "micro" else MONO_NODES
+    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    slots = slots_per_node(design, total_slots)
+    table = ",".join(f"{name}={addr}" for name, addr in addresses.items())
+    out = []
+    for name in names:
+        env = {
+            "DTQ_DESIGN": design,
+            "DTQ_ROLE": name if design == "micro" else "node",
+            "DTQ_NAME": name,
+            "DTQ_LISTEN": addresses[name],
+            "DTQ_DATA_DIR": str(directory / name),
+            "DTQ_STORE": store,
+            "DTQ_SLOTS": str(slots[name]),
+            "DTQ_METRICS_PORT": "0",
+            ("DTQ_SERVICES" if design == "micro" else "DTQ_PEERS"): table,
+            **(overrides or {}),
+        }
+        out.append((name, env["DTQ_ROLE"], env))
+    return out
+
+
+def _spawn(directory: Path, name: str, env: Mapping[str, str]) -> int:
+    Path(env["DTQ_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+    log = open(directory / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "realsys", "serve"],
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # a Ctrl-C in the terminal does not hit the nodes; `down` does
+    )
+    log.close()
+    return proc.pid
+
+
+def wait_healthy(address: str, timeout: float, pid: int | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if pid is not None and not _alive(pid):
+                raise RuntimeError(f"process {pid} serving {address} exited during start-up")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last_error = f"status {reply.status}"
+            except grpc.RpcError as exc:
+                last_error = exc.code().name if isinstance(exc, grpc.Call) else str(exc)
+            time.sleep(0.05)
+    raise TimeoutError(f"{address} not healthy after {timeout}s ({last_error})")
+
+
+def up(
+    design: str,
+    directory: Path,
+    total_slots: int = DEFAULT_TOTAL_SLOTS,
+    store: str = "sqlite",
+    overrides: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> ClusterInfo:
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / CLUSTER_FILE).exists():
+        raise FileExistsError(f"{directory / CLUSTER_FILE} exists: run `dtq cluster down --dir {directory}` first")
+    nodes: list[NodeInfo] = []
+    try:
+        for name, role, env in plan(design, directory, total_slots, store, overrides):
+            pid = _spawn(directory, name, env)
+            nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env))
+        for node in nodes:
+            wait_healthy(node.address, timeout, node.pid)
+    except BaseException:
+        _stop_pids([n.pid for n in nodes], grace=5.0)
+        raise
+    clients = [n.address for n in nodes if n.role in ("gateway", "node")]
+    info = ClusterInfo(design, directory, clients, nodes)
+    _write(info)
+    return info
+
+
+def load(directory: Path) -> ClusterInfo:
+    path = directory.resolve() / CLUSTER_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no cluster at {directory} (missing {CLUSTER_FILE})") from None
+    nodes = [NodeInfo(n["name"], n["role"], n["address"], n["pid"], dict(n["env"])) for n in raw["nodes"]]
+    return ClusterInfo(raw["design"], path.parent, list(raw["clients"]), nodes)
+
+
+def _write(info: ClusterInfo) -> None:
+    path = info.directory / CLUSTER_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n")
+    tmp.replace(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap our own children
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie of a process that is not our child still answers kill(0)
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _is_ours(pid: int) -> bool:
+    """Guards against signalling a recycled pid."""
+    try:
+        return b"realsys" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _stop_pids(pids: list[int], grace: float) -> None:
+    for pid in pids:
+        if _alive(pid) and _is_ours(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _alive(pid) and _is_ours(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def down(directory: Path, grace: float = 15.0) -> None:
+    info = load(directory)
+    # clients' entry points first, so no new work arrives while the rest drains
+    _stop_pids([n.pid for n in reversed(info.nodes)], grace)
+    (info.directory / CLUSTER_FILE).unlink()
+
+
+def kill(directory: Path, name: str, sig: int = signal.SIGKILL) -> None:
+    node = load(directory).node(name)
+    if _alive(node.pid) and _is_ours(node.pid):
+        os.kill(node.pid, sig)
+        if sig == signal.SIGKILL:
+            deadline = time.monotonic() + 5
+            while _alive(node.pid) and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+
+def start(directory: Path, name: str, timeout: float = 30.0) -> NodeInfo:
+    """(Re)starts one node with its recorded environment: same port, same data."""
+    info = load(directory)
+    old = info.node(name)
+    if _alive(old.pid) and _is_ours(old.pid):
+        raise RuntimeError(f"{name} is still running as pid {old.pid}")
+    pid = _spawn(info.directory, name, old.env)
+    wait_healthy(old.address, timeout, pid)
+    new = NodeInfo(old.name, old.role, old.address, pid, old.env)
+    _write(ClusterInfo(info.design, info.directory, info.clients, [new if n.name == name else n for n in info.nodes]))
+    return new
+
+
+def status(directory: Path) -> list[dict[str, Any]]:
+    info = load(directory)
+    return [{"name": n.name, "role": n.role, "address": n.address, "pid": n.pid, "alive": _alive(n.pid)}
+            for n in info.nodes]
