@@ -19,7 +19,7 @@ MAX_JOB_ID_CHARS = 72
 
 
 def validate_node_name(node: str) -> str:
-    if not _NODE.match(node):
+    if not _NODE.fullmatch(node):
         raise InvalidArgument(f"node name {node!r} must match {_NODE.pattern}")
     return node
 
@@ -34,7 +34,7 @@ class JobIdFactory:
 
     def __post_init__(self) -> None:
         validate_node_name(self.node)
-        if not _INCARNATION.match(self.incarnation):
+        if not _INCARNATION.fullmatch(self.incarnation):
             raise InvalidArgument("incarnation must be 1-16 lowercase hex digits")
 
     def new_id(self) -> str:
@@ -46,7 +46,7 @@ class JobIdFactory:
 
 def parse_job_id(job_id: str) -> tuple[str, str, int]:
     """Returns (owner node, incarnation, sequence); InvalidArgument when malformed."""
-    match = _JOB_ID.match(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
+    match = _JOB_ID.fullmatch(job_id) if len(job_id) <= MAX_JOB_ID_CHARS else None
     if match is None:
         raise InvalidArgument(f"malformed job_id {job_id[:MAX_JOB_ID_CHARS]!r}")
     return match.group(1), match.group(2), int(match.group(3), 16)

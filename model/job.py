@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -35,7 +36,7 @@ class JobSpec:
     labels: MappingProxyType[str, str] = field(default_factory=lambda: _EMPTY_LABELS)
 
     @staticmethod
-    def make(  # noqa: PLR0917 (public API; positional use is supported)
+    def make(
         job_type: str,
         payload: bytes = b"",
         priority: int = 0,
@@ -69,7 +70,7 @@ def validate_spec(spec: JobSpec, config: CoreConfig) -> EffectiveSpec:
 
     Returns the spec with the server defaults applied.
     """
-    if not _JOB_TYPE.match(spec.job_type):
+    if not _JOB_TYPE.fullmatch(spec.job_type):
         raise InvalidArgument(
             f"job_type {spec.job_type[:40]!r} must match {_JOB_TYPE.pattern} (letters first, at most 128)"
         )
@@ -89,6 +90,9 @@ def validate_spec(spec: JobSpec, config: CoreConfig) -> EffectiveSpec:
     retry = spec.retry
     if retry.max_attempts < 0 or retry.max_attempts > config.max_attempts_cap:
         raise InvalidArgument(f"retry.max_attempts must be in [0, {config.max_attempts_cap}]")
+    times = (retry.initial_backoff, retry.max_backoff, retry.backoff_multiplier, spec.execution_timeout)
+    if not all(math.isfinite(t) for t in times):  # NaN would slip past every comparison below
+        raise InvalidArgument("retry backoffs, multiplier and execution_timeout must be finite numbers")
     if retry.initial_backoff < 0 or retry.max_backoff < 0 or retry.backoff_multiplier < 0:
         raise InvalidArgument("retry backoffs and multiplier must not be negative")
     if 0 < retry.backoff_multiplier < 1:

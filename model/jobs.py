@@ -12,6 +12,7 @@ or FAILED once max_attempts is spent. A report carrying an old attempt is refuse
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -306,7 +307,11 @@ class JobTable:
     def backoff(self, job: Job) -> float:
         """Delay before the attempt after `job.attempt`: exponential, capped, optionally jittered."""
         eff = job.effective
-        delay = min(eff.max_backoff, eff.initial_backoff * eff.backoff_multiplier ** max(0, job.attempt - 1))
+        try:
+            grown = eff.initial_backoff * eff.backoff_multiplier ** max(0, job.attempt - 1)
+        except OverflowError:  # float ** int raises instead of giving inf
+            grown = math.inf if eff.initial_backoff > 0 else 0.0
+        delay = min(eff.max_backoff, grown)
         if self.config.backoff_jitter and self._rng is not None:
             delay *= 1.0 - self.config.backoff_jitter * self._rng.random()
         return delay

@@ -14,6 +14,7 @@ import bisect
 import hashlib
 import heapq
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
@@ -124,11 +125,20 @@ def decode_page_token(query: ListQuery, token: str) -> SortKey | None:
         version, fingerprint, t, job_id = body["v"], body["f"], body["t"], body["id"]
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise InvalidArgument("page_token is malformed") from exc
-    if version != _TOKEN_VERSION or not isinstance(job_id, str) or not isinstance(t, int | float):
+    # bool is an int subclass; a huge int overflows float(); NaN or inf never came from a create time
+    if type(version) is not int or version != _TOKEN_VERSION or not isinstance(job_id, str):
+        raise InvalidArgument("page_token is malformed")
+    if type(t) not in (int, float):
+        raise InvalidArgument("page_token is malformed")
+    try:
+        create_time = float(t)
+    except OverflowError as exc:
+        raise InvalidArgument("page_token is malformed") from exc
+    if not math.isfinite(create_time):
         raise InvalidArgument("page_token is malformed")
     if fingerprint != query.fingerprint():
         raise InvalidArgument("page_token was issued for a different filter")
-    return (float(t), job_id)
+    return (create_time, job_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +172,11 @@ class OrderedIndex:
 
 def merge_pages(query: ListQuery, parts: Sequence[Page[T]], page_size: int) -> Page[T]:
     """Merges pages that several owners returned for the same query and cursor (Design B's
-    scatter-gather). Each part holds up to page_size items after the cursor, in order."""
+    scatter-gather). Each part holds up to page_size items after the cursor, in order.
+
+    `page_size` is the effective size the parts were fetched with (effective_page_size), never 0."""
+    if page_size < 1:
+        raise InvalidArgument(f"merge_pages needs the effective page size (>= 1), got {page_size}")
     merged = list(heapq.merge(*(p.items for p in parts), key=lambda j: j.sort_key))
     items = merged[:page_size]
     has_more = len(merged) > page_size or any(p.has_more for p in parts)

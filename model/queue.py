@@ -36,8 +36,10 @@ class ReadyQueue:
         self._ready: list[tuple[int, int, str]] = []  # (-priority, seq, job_id)
         self._delayed: list[tuple[float, int, str]] = []  # (not_before, seq, job_id)
         self._held: list[tuple[float, int, str]] = []  # (hold_until, seq, job_id)
-        # insertion-ordered READY ids: the first is the oldest ready entry (for the age metric)
+        # the READY ids (entries become ready out of enqueue order: delays, expired holds)
         self._ready_order: dict[str, None] = {}
+        # (enqueue_time, seq, job_id) of READY entries, lazily pruned: the age metric's oldest entry
+        self._ready_age: list[tuple[float, int, str]] = []
         self._seq = 0
         self.delayed_count = 0
         self.reserved_count = 0
@@ -54,8 +56,13 @@ class ReadyQueue:
         return len(self._ready_order)
 
     def oldest_ready_enqueue_time(self) -> float | None:
-        for job_id in self._ready_order:
-            return self._entries[job_id].enqueue_time
+        heap = self._ready_age
+        while heap:
+            enqueue_time, seq, job_id = heap[0]
+            entry = self._entries.get(job_id)
+            if entry is not None and entry.seq == seq and entry.slot is Slot.READY:
+                return enqueue_time
+            heapq.heappop(heap)
         return None
 
     def next_deadline(self) -> float | None:
@@ -143,6 +150,12 @@ class ReadyQueue:
         entry.slot = Slot.READY
         self._ready_order[entry.job_id] = None
         heapq.heappush(self._ready, (-entry.priority, entry.seq, entry.job_id))
+        if len(self._ready_age) > 2 * len(self._ready_order) + 64:  # bound the stale items
+            live = (self._entries[job_id] for job_id in self._ready_order)
+            self._ready_age = [(e.enqueue_time, e.seq, e.job_id) for e in live]
+            heapq.heapify(self._ready_age)
+        else:
+            heapq.heappush(self._ready_age, (entry.enqueue_time, entry.seq, entry.job_id))
 
     def _drop_stale_tops(self) -> None:
         for heap, slot in ((self._delayed, Slot.DELAYED), (self._held, Slot.RESERVED)):

@@ -16,7 +16,7 @@ from model.commands import Command, Enqueue, Unqueue, WorkAvailable
 from model.config import CoreConfig
 from model.errors import FailedPrecondition
 from model.ids import JobIdFactory
-from model.job import Assignment, JobSpec, Outcome
+from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import JobTable, RandomSource, Renewal, Submitted, Transition
 from model.queue import ReadyQueue
 from model.stealing import grant_steal
@@ -99,6 +99,10 @@ class Scheduler:
         if moved:
             routed.append(WorkAvailable(moved))
         return routed
+
+    def restore(self, now: float, job: Job) -> list[Command]:
+        """Loads a saved job record (a driver restarting from its store); a pending one is queued again."""
+        return self._route(now, self.jobs.restore(job))
 
     def release_worker(self, now: float, worker_id: str) -> list[Command]:
         """A worker left on purpose (drain) or was found dead by other means."""

@@ -66,11 +66,16 @@ async def _client_call(args: argparse.Namespace) -> int:
         elif args.command == "list":
             states = [JobState[s.upper()] for s in args.state]
             if args.all:
-                async for job in client.list_all(states=states, job_type=args.job_type, page_size=args.page_size):
+                async for job in client.list_all(
+                    states=states, job_type=args.job_type, page_size=args.page_size
+                ):
                     _print(job)
             else:
                 jobs, token = await client.list(
-                    states=states, job_type=args.job_type, page_size=args.page_size, page_token=args.page_token
+                    states=states,
+                    job_type=args.job_type,
+                    page_size=args.page_size,
+                    page_token=args.page_token,
                 )
                 for job in jobs:
                     _print(job)
@@ -89,8 +94,13 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
         if args.heartbeat:
             overrides["DTQ_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
         info = cluster.up(args.design, directory, args.slots, args.store, overrides)
-        _print({"design": info.design, "clients": info.clients,
-                "nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in info.nodes]})
+        _print(
+            {
+                "design": info.design,
+                "clients": info.clients,
+                "nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in info.nodes],
+            }
+        )
     elif args.cluster_command == "down":
         cluster.down(directory)
         _print({"down": str(directory)})
@@ -111,31 +121,41 @@ async def _demo_design(design: str, directory: Path, jobs: int) -> None:
 
     started = time.monotonic()
     info = cluster.up(design, directory)
-    print(f"[{design}] six processes healthy in {time.monotonic() - started:.1f}s: "
-          + ", ".join(f"{n.name}@{n.address}" for n in info.nodes))
+    print(
+        f"[{design}] six processes healthy in {time.monotonic() - started:.1f}s: "
+        + ", ".join(f"{n.name}@{n.address}" for n in info.nodes)
+    )
     try:
         async with DtqClient(info.clients, timeout=10.0) as client:
             t0 = time.monotonic()
-            ids = await asyncio.gather(*(
-                client.submit("sleep", json.dumps({"seconds": 0.05}).encode(), labels={"demo": design})
-                for _ in range(jobs)
-            ))
+            ids = await asyncio.gather(
+                *(
+                    client.submit("sleep", json.dumps({"seconds": 0.05}).encode(), labels={"demo": design})
+                    for _ in range(jobs)
+                )
+            )
             echo_id = await client.submit("echo", b"hello from " + design.encode())
             fail_id = await client.submit("fail", json.dumps({"probability": 1.0}).encode(), max_attempts=2)
             long_id = await client.submit("sleep", json.dumps({"seconds": 30}).encode())
             await asyncio.sleep(0.3)
             cancelled = await client.cancel(long_id)
-            done = await asyncio.gather(*(client.wait(j, timeout=30.0) for j in [*ids, echo_id, fail_id, long_id]))
+            done = await asyncio.gather(
+                *(client.wait(j, timeout=30.0) for j in [*ids, echo_id, fail_id, long_id])
+            )
             states: dict[str, int] = {}
             for job in done:
                 states[JobState(job.state).name] = states.get(JobState(job.state).name, 0) + 1
             echo = await client.result(echo_id)
             listed = [j async for j in client.list_all(labels={"demo": design}, page_size=7)]
-            print(f"[{design}] {jobs} sleep jobs + echo + fail + cancel finished in "
-                  f"{time.monotonic() - t0:.2f}s; final states {states}")
-            print(f"[{design}] echo result: {echo.response.output!r}; cancel of a running job went "
-                  f"{JobState(cancelled.state).name} -> {JobState(done[-1].state).name}; "
-                  f"ListJobs paged {len(listed)} labelled jobs (page size 7)")
+            print(
+                f"[{design}] {jobs} sleep jobs + echo + fail + cancel finished in "
+                f"{time.monotonic() - t0:.2f}s; final states {states}"
+            )
+            print(
+                f"[{design}] echo result: {echo.response.output!r}; cancel of a running job went "
+                f"{JobState(cancelled.state).name} -> {JobState(done[-1].state).name}; "
+                f"ListJobs paged {len(listed)} labelled jobs (page size 7)"
+            )
     finally:
         cluster.down(directory)
         print(f"[{design}] cluster down")
@@ -200,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_result.add_argument("--wait", type=float, default=0.0)
     p_list = sub.add_parser("list")
     target(p_list)
-    p_list.add_argument("--state", action="append", default=[], choices=[s.name.lower() for s in JobState][1:])
+    p_list.add_argument(
+        "--state", action="append", default=[], choices=[s.name.lower() for s in JobState][1:]
+    )
     p_list.add_argument("--job-type", default="")
     p_list.add_argument("--page-size", type=int, default=0)
     p_list.add_argument("--page-token", default="")

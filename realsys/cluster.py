@@ -83,7 +83,9 @@ def slots_per_node(design: str, total_slots: int) -> dict[str, int]:
     if design == "micro":
         return {role: (total_slots if role == "worker" else 0) for role in MICRO_ROLES}
     if total_slots % len(MONO_NODES):
-        raise ValueError(f"Design B splits slots evenly over {len(MONO_NODES)} nodes; {total_slots} does not divide")
+        raise ValueError(
+            f"Design B splits slots evenly over {len(MONO_NODES)} nodes; {total_slots} does not divide"
+        )
     return {node: total_slots // len(MONO_NODES) for node in MONO_NODES}
 
 
@@ -164,7 +166,9 @@ def up(
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CLUSTER_FILE).exists():
-        raise FileExistsError(f"{directory / CLUSTER_FILE} exists: run `dtq cluster down --dir {directory}` first")
+        raise FileExistsError(
+            f"{directory / CLUSTER_FILE} exists: run `dtq cluster down --dir {directory}` first"
+        )
     nodes: list[NodeInfo] = []
     try:
         for name, role, env in plan(design, directory, total_slots, store, overrides):
@@ -264,11 +268,17 @@ def start(directory: Path, name: str, timeout: float = 30.0) -> NodeInfo:
     pid = _spawn(info.directory, name, old.env)
     wait_healthy(old.address, timeout, pid)
     new = NodeInfo(old.name, old.role, old.address, pid, old.env)
-    _write(ClusterInfo(info.design, info.directory, info.clients, [new if n.name == name else n for n in info.nodes]))
+    _write(
+        ClusterInfo(
+            info.design, info.directory, info.clients, [new if n.name == name else n for n in info.nodes]
+        )
+    )
     return new
 
 
 def status(directory: Path) -> list[dict[str, Any]]:
     info = load(directory)
-    return [{"name": n.name, "role": n.role, "address": n.address, "pid": n.pid, "alive": _alive(n.pid)}
-            for n in info.nodes]
+    return [
+        {"name": n.name, "role": n.role, "address": n.address, "pid": n.pid, "alive": _alive(n.pid)}
+        for n in info.nodes
+    ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from types import MappingProxyType
+from typing import cast
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -44,7 +45,7 @@ def from_timestamp(ts: timestamp_pb2.Timestamp) -> float:
 
 def to_duration(seconds: float) -> duration_pb2.Duration:
     nanos_total = round(seconds * 1e9)
-    whole = int(math.trunc(nanos_total / 10**9))
+    whole = math.trunc(nanos_total / 10**9)
     return duration_pb2.Duration(seconds=whole, nanos=nanos_total - whole * 10**9)
 
 
@@ -107,7 +108,7 @@ def job_to_pb(job: Job, owner_node: str = "", include_payload: bool = False) -> 
     return job_pb2.Job(
         job_id=job.job_id,
         spec=spec_to_pb(job.spec, include_payload),
-        state=int(job.state),
+        state=cast(job_pb2.JobState, int(job.state)),
         attempt=job.attempt,
         create_time=to_timestamp(job.create_time),
         start_time=to_timestamp(job.start_time),
@@ -125,7 +126,9 @@ def result_to_pb(job: Job, owner_node: str = "") -> client_pb2.GetJobResultRespo
     if job.state is JobState.SUCCEEDED:
         response.response.output = job.output or b""
     elif job.error is not None:
-        response.error.CopyFrom(error_to_pb(job.error))
+        response.error.message = job.error.message
+        response.error.retryable = job.error.retryable
+        response.error.reason = job.error.reason
     return response
 
 
@@ -166,7 +169,9 @@ def outcome_to_pb(outcome: Outcome, request: worker_pb2.ReportResultRequest) -> 
     if isinstance(outcome, Succeeded):
         request.success.output = outcome.output
     elif isinstance(outcome, Failed):
-        request.failure.CopyFrom(error_to_pb(outcome.error))
+        request.failure.message = outcome.error.message
+        request.failure.retryable = outcome.error.retryable
+        request.failure.reason = outcome.error.reason
     else:
         request.cancelled = True
 

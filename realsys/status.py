@@ -48,7 +48,7 @@ def grpc_errors(method: Handler) -> Handler:
     """
 
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await method(self, request, context)
         except DtqError as exc:
@@ -64,7 +64,9 @@ def grpc_errors(method: Handler) -> Handler:
 
 def error_from_rpc(exc: grpc.RpcError) -> DtqError:
     """For clients and internal callers: a core error from a failed call (UNAVAILABLE if unmapped)."""
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    # grpc.aio.AioRpcError is not a grpc.Call, but carries the same code() and details()
+    is_call = isinstance(exc, grpc.Call | grpc.aio.AioRpcError)
+    code = exc.code() if is_call else grpc.StatusCode.UNKNOWN
+    details = exc.details() if is_call else str(exc)
     error_type = _ERROR_FOR_CODE.get(code, Unavailable)
     return error_type(details or code.name)

@@ -108,7 +108,9 @@ def violations(path: Path) -> list[str]:
         if in_main and _under(module, allowed_in_main):
             continue
         if in_main or is_banned(module) or module == "?":
-            bad.append(f"{path.name}:{line} imports {module}" + (" (in the __main__ block)" if in_main else ""))
+            bad.append(
+                f"{path.name}:{line} imports {module}" + (" (in the __main__ block)" if in_main else "")
+            )
     return bad
 
 

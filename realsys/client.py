@@ -1,0 +1,393 @@
+"""DtqClient: the Python client of the TaskQueue API, for both designs.
+
+Design A passes the gateway's address; Design B passes every node's, and the client spreads calls
+over them round-robin (any node forwards a request about a job to its owner). One gRPC channel per
+address stays open for the client's lifetime.
+
+Errors surface as the core's exceptions (`model.errors.NotFound`, `InvalidArgument`, ...) so callers
+catch the same types in every design; the gRPC status code stays available as `exc.grpc_code`.
+Transport failures and unmapped codes (DEADLINE_EXCEEDED, ...) become `Unavailable`.
+
+Retries: reads (status, result, list) are retried on UNAVAILABLE against the next address; `wait`
+re-polls until its own timeout; `submit` is retried only when a `request_id` makes it idempotent;
+`cancel` is never retried.
+
+    async with DtqClient(["127.0.0.1:5001"]) as client:
+        job_id = await client.submit("sleep", b'{"seconds": 1}', request_id="order-42")
+        job = await client.wait(job_id, timeout=30)
+
+`SyncClient` offers the same calls without asyncio, for the CLI and scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeAlias, TypeVar
+
+import grpc
+
+from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
+from model.errors import (
+    DtqError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    StaleAttempt,
+    Unavailable,
+)
+from model.job import JobSpec
+from model.states import JobState
+from realsys.convert import spec_to_pb, to_duration, to_timestamp
+from realsys.status import GRPC_CODE, error_from_rpc
+
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # fallback when realsys.config does not provide the limit
+_MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it
+_RETRY_DELAY = 0.05
+T = TypeVar("T")
+_ERROR_FOR_STATUS: dict[grpc.StatusCode, type[DtqError]] = {
+    GRPC_CODE[e.code]: e
+    for e in (InvalidArgument, NotFound, FailedPrecondition, StaleAttempt, ResourceExhausted, Unavailable)
+}
+JobPage: TypeAlias = tuple[list[job_pb2.Job], str]  # module level: `list` is a method name below
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    """gRPC channel options with explicit message limits: realsys.config's when it has them."""
+    try:
+        config: Any = importlib.import_module("realsys.config")
+    except ImportError:
+        config = None
+    make = getattr(config, "grpc_options", None)
+    if callable(make):
+        return list(make())
+    limit = int(getattr(config, "MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES))
+    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+
+
+def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:
+    """A generated stub; they are untyped (no *_grpc.pyi), so calls through them return Any."""
+    return factory(channel)
+
+
+def rpc_error(exc: grpc.RpcError) -> DtqError:
+    """The core error for a failed call, with the original status code as `.grpc_code`."""
+    if isinstance(exc, grpc.aio.AioRpcError) and not isinstance(exc, grpc.Call):
+        # error_from_rpc reads the code only from a grpc.Call, and aio errors are not one
+        code = exc.code()
+        error: DtqError = _ERROR_FOR_STATUS.get(code, Unavailable)(exc.details() or code.name)
+    else:
+        code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+        error = error_from_rpc(exc)
+    error.grpc_code = code  # type: ignore[attr-defined]
+    return error
+
+
+def grpc_code(exc: BaseException) -> grpc.StatusCode | None:
+    """The gRPC status code behind an error raised by this client, if any."""
+    code = getattr(exc, "grpc_code", None)
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
+class DtqClient:
+    """Async client. Use it as `async with DtqClient(addresses) as client:` or call `close()`."""
+
+    def __init__(self, addresses: Sequence[str] | str, timeout: float = 10.0) -> None:
+        if isinstance(addresses, str):
+            addresses = [a for a in addresses.split(",") if a]
+        if not addresses:
+            raise ValueError("DtqClient needs at least one address")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self.addresses = list(addresses)
+        self.timeout = timeout
+        self._channels: list[grpc.aio.Channel] = []
+        self._stubs: list[Any] = []
+        self._next = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> DtqClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = self._channels, [], []
+        for channel in channels:
+            await channel.close(None)
+
+    # ------------------------------------------------------------------ calls
+    async def submit(
+        self,
+        job_type: str,
+        payload: bytes | str = b"",
+        *,
+        priority: int = 0,
+        max_attempts: int = 0,
+        execution_timeout: float = 0.0,
+        labels: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> str:
+        """Submits a job and returns its id. Zeros mean the server defaults.
+
+        With `request_id` set the submit is idempotent (AIP-155), so it is retried on UNAVAILABLE;
+        without it, an UNAVAILABLE submit is not retried (it may have been accepted).
+        """
+        spec = job_pb2.JobSpec(
+            job_type=job_type,
+            payload=payload.encode() if isinstance(payload, str) else payload,
+            priority=priority,
+            retry=job_pb2.RetryPolicy(max_attempts=max_attempts),
+            execution_timeout=to_duration(execution_timeout),
+            labels=dict(labels or {}),
+        )
+        response = await self._submit(spec, request_id)
+        return response.job_id
+
+    async def submit_spec(self, spec: JobSpec, request_id: str = "") -> client_pb2.SubmitJobResponse:
+        """Submits a core JobSpec; the full response says whether request_id deduplicated it."""
+        return await self._submit(spec_to_pb(spec), request_id)
+
+    async def status(self, job_id: str) -> job_pb2.Job:
+        job: job_pb2.Job = await self._call(
+            "GetJobStatus", client_pb2.GetJobStatusRequest(job_id=job_id), retry=True
+        )
+        return job
+
+    async def wait(self, job_id: str, timeout: float) -> job_pb2.Job:
+        """Long-polls until the job is done or `timeout` seconds pass; returns the latest view either way
+        (check `.done`). Each WaitJob asks for less than its own call deadline, so the server answers
+        before the call times out; UNAVAILABLE (a node restarting) is re-polled within the timeout."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        delay = _RETRY_DELAY
+        while True:
+            poll = min(max(0.0, deadline - time.monotonic()), _MAX_POLL)
+            request = client_pb2.WaitJobRequest(job_id=job_id, timeout=to_duration(poll))
+            try:
+                job: job_pb2.Job = await self._call("WaitJob", request, call_timeout=poll + self.timeout)
+            except Unavailable:
+                if time.monotonic() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+                continue
+            if job.done or time.monotonic() >= deadline:
+                return job
+
+    async def result(self, job_id: str, wait: float = 0.0) -> client_pb2.GetJobResultResponse:
+        """The outcome of a finished job; FailedPrecondition if still unfinished after `wait` seconds."""
+        request = client_pb2.GetJobResultRequest(job_id=job_id, wait_timeout=to_duration(max(0.0, wait)))
+        response: client_pb2.GetJobResultResponse = await self._call(
+            "GetJobResult", request, call_timeout=max(0.0, wait) + self.timeout, retry=True
+        )
+        return response
+
+    async def cancel(self, job_id: str, reason: str = "") -> job_pb2.Job:
+        """Cancels a pending job at once, or asks the worker of a running one to stop (CANCELLING)."""
+        job: job_pb2.Job = await self._call(
+            "CancelJob", client_pb2.CancelJobRequest(job_id=job_id, reason=reason)
+        )
+        return job
+
+    async def list(
+        self,
+        states: Iterable[int | str] = (),
+        job_type: str = "",
+        created_after: float | None = None,
+        created_before: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> JobPage:
+        """One page of jobs in (create time, id) order, and the token of the next page ("" at the end).
+        `states` are JobState values or names; times are wall-clock seconds (created_before exclusive)."""
+        request = client_pb2.ListJobsRequest(
+            filter=_filter(states, job_type, created_after, created_before, labels),
+            page_size=page_size,
+            page_token=page_token,
+        )
+        response: client_pb2.ListJobsResponse = await self._call("ListJobs", request, retry=True)
+        return list(response.jobs), response.next_page_token
+
+    async def list_all(
+        self,
+        states: Iterable[int | str] = (),
+        job_type: str = "",
+        created_after: float | None = None,
+        created_before: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 0,
+    ) -> AsyncIterator[job_pb2.Job]:
+        """Every matching job, fetching page after page."""
+        states = tuple(states)
+        token = ""
+        while True:
+            jobs, token = await self.list(
+                states, job_type, created_after, created_before, labels, page_size, token
+            )
+            for job in jobs:
+                yield job
+            if not token:
+                return
+
+    # ------------------------------------------------------------------ internals
+    async def _submit(self, spec: job_pb2.JobSpec, request_id: str) -> client_pb2.SubmitJobResponse:
+        request = client_pb2.SubmitJobRequest(spec=spec, request_id=request_id)
+        response: client_pb2.SubmitJobResponse = await self._call(
+            "SubmitJob", request, retry=bool(request_id)
+        )
+        return response
+
+    def _pick(self) -> Any:
+        if not self._stubs:  # opened lazily: aio channels belong to the loop that first uses them
+            options = channel_options()
+            self._channels = [grpc.aio.insecure_channel(a, options=options) for a in self.addresses]
+            self._stubs = [make_stub(client_pb2_grpc.TaskQueueStub, c) for c in self._channels]
+        stub = self._stubs[self._next % len(self._stubs)]
+        self._next += 1
+        return stub
+
+    async def _call(
+        self, method: str, request: Any, *, call_timeout: float | None = None, retry: bool = False
+    ) -> Any:
+        """One unary call with a deadline; with `retry`, UNAVAILABLE moves on to the next address."""
+        attempts = len(self.addresses) + 1 if retry else 1
+        delay = _RETRY_DELAY
+        for i in range(attempts):
+            stub = self._pick()
+            try:
+                return await getattr(stub, method)(request, timeout=call_timeout or self.timeout)
+            except grpc.RpcError as exc:
+                error = rpc_error(exc)
+                if grpc_code(error) is not grpc.StatusCode.UNAVAILABLE or i + 1 == attempts:
+                    raise error from exc
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+
+def _filter(
+    states: Iterable[int | str],
+    job_type: str,
+    created_after: float | None,
+    created_before: float | None,
+    labels: Mapping[str, str] | None,
+) -> job_pb2.JobFilter:
+    values: list[int] = []
+    for state in states:
+        if isinstance(state, str):
+            try:
+                values.append(int(JobState[state.upper()]))
+            except KeyError:
+                names = ", ".join(s.name for s in JobState if s is not JobState.STATE_UNSPECIFIED)
+                raise InvalidArgument(f"unknown job state {state!r}; use one of {names}") from None
+        else:
+            values.append(int(state))
+    return job_pb2.JobFilter(
+        states=values,  # type: ignore[arg-type]  # the stub wants the enum type; values are checked server-side
+        job_type=job_type,
+        created_after=to_timestamp(created_after),
+        created_before=to_timestamp(created_before),
+        labels=dict(labels or {}),
+    )
+
+
+class SyncClient:
+    """A blocking facade over DtqClient: runs its own event loop in the calling thread (not thread-safe)."""
+
+    def __init__(self, addresses: Sequence[str] | str, timeout: float = 10.0) -> None:
+        self._runner = asyncio.Runner()
+        self._client = DtqClient(addresses, timeout)
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coro)
+
+    def close(self) -> None:
+        try:
+            self._run(self._client.close())
+        finally:
+            self._runner.close()
+
+    def submit(
+        self,
+        job_type: str,
+        payload: bytes | str = b"",
+        *,
+        priority: int = 0,
+        max_attempts: int = 0,
+        execution_timeout: float = 0.0,
+        labels: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> str:
+        return self._run(
+            self._client.submit(
+                job_type,
+                payload,
+                priority=priority,
+                max_attempts=max_attempts,
+                execution_timeout=execution_timeout,
+                labels=labels,
+                request_id=request_id,
+            )
+        )
+
+    def submit_spec(self, spec: JobSpec, request_id: str = "") -> client_pb2.SubmitJobResponse:
+        return self._run(self._client.submit_spec(spec, request_id))
+
+    def status(self, job_id: str) -> job_pb2.Job:
+        return self._run(self._client.status(job_id))
+
+    def wait(self, job_id: str, timeout: float) -> job_pb2.Job:
+        return self._run(self._client.wait(job_id, timeout))
+
+    def result(self, job_id: str, wait: float = 0.0) -> client_pb2.GetJobResultResponse:
+        return self._run(self._client.result(job_id, wait))
+
+    def cancel(self, job_id: str, reason: str = "") -> job_pb2.Job:
+        return self._run(self._client.cancel(job_id, reason))
+
+    def list(
+        self,
+        states: Iterable[int | str] = (),
+        job_type: str = "",
+        created_after: float | None = None,
+        created_before: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> JobPage:
+        return self._run(
+            self._client.list(states, job_type, created_after, created_before, labels, page_size, page_token)
+        )
+
+    def list_all(
+        self,
+        states: Iterable[int | str] = (),
+        job_type: str = "",
+        created_after: float | None = None,
+        created_before: float | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int = 0,
+    ) -> Iterator[job_pb2.Job]:
+        states = tuple(states)
+        token = ""
+        while True:
+            jobs, token = self.list(states, job_type, created_after, created_before, labels, page_size, token)
+            yield from jobs
+            if not token:
+                return

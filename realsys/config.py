@@ -1,0 +1,273 @@
+"""Node configuration: one frozen dataclass, loaded from `DTQ_*` environment variables only.
+
+`load_config(env)` validates everything and raises InvalidArgument with a message naming the variable;
+`config_to_env(config)` is its inverse (used by the cluster launcher and compose files).
+
+Core tunables: every `CoreConfig` field `f` is read from `DTQ_<F>` (upper case), e.g.
+`DTQ_LEASE_DURATION`; fields left unset keep the `CoreConfig` default, and `CoreConfig` checks the values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, TypeVar, cast
+
+from model.config import CoreConfig
+from model.errors import InvalidArgument
+from model.ids import validate_node_name
+
+Design = Literal["micro", "mono"]
+RoleName = Literal["gateway", "job", "queue", "coordinator", "worker", "result", "node"]
+Store = Literal["sqlite", "memory"]
+
+MICRO_ROLES: tuple[RoleName, ...] = ("gateway", "job", "queue", "coordinator", "worker", "result")
+# Design A: which services each role calls (see ARCHITECTURE.md, Design A).
+CALLS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "gateway": ("job", "result", "coordinator"),
+        "job": ("queue", "coordinator"),
+        "queue": (),
+        "coordinator": ("queue", "job", "result"),
+        "worker": ("coordinator",),
+        "result": (),
+    }
+)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Payloads are capped at CoreConfig.max_payload_bytes (1 MiB by default); a message also carries the spec,
+# labels and, for list pages, many jobs, so the transport limit is well above it.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+def grpc_options() -> list[tuple[str, int]]:
+    """Options for every gRPC server and channel in dtq.
+
+    Keepalive pings find dead peers under idle long-polls (FetchWork, WaitJob); the receive side must
+    accept pings at least as often as the send side makes them, or it answers GOAWAY "too_many_pings".
+    """
+    return [
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    design: Design
+    role: RoleName
+    name: str  # job-id prefix and log name: mono "n1".."n6"; micro: the role name
+    listen: str  # "127.0.0.1:0" binds an ephemeral port
+    data_dir: Path  # sqlite files live here; the bound address is written to data_dir/<name>.addr
+    store: Store
+    slots: int  # worker slots in this process (micro worker: 12 by default; mono node: 2)
+    core: CoreConfig
+    peers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # mono: node name -> address
+    services: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # micro: role -> address
+    metrics_port: int = 0  # 0: ephemeral, -1: off; the bound port goes to data_dir/<name>.metrics
+    rpc_timeout: float = 5.0  # deadline on every internal hop
+    fetch_wait: float = 5.0  # FetchWork long-poll
+    steal_interval: float = 0.05  # mono: how often an idle node looks for work to steal
+    drain_timeout: float = 10.0  # SIGTERM grace
+    log_level: str = "INFO"
+
+
+def default_slots(role: str) -> int:
+    return {"worker": 12, "node": 2}.get(role, 0)
+
+
+# ---------------------------------------------------------------------------- loading
+def load_config(env: Mapping[str, str]) -> NodeConfig:
+    """Builds and validates a NodeConfig from `DTQ_*` variables; InvalidArgument names what is wrong."""
+    role = _choice(env, "DTQ_ROLE", (*MICRO_ROLES, "node"), None)
+    design = _choice(env, "DTQ_DESIGN", ("micro", "mono"), "mono" if role == "node" else "micro")
+    if design == "mono" and role != "node":
+        raise InvalidArgument(f"DTQ_ROLE={role!r} is a micro role; DTQ_DESIGN=mono runs role 'node'")
+    if design == "micro" and role == "node":
+        raise InvalidArgument(f"DTQ_DESIGN=micro needs DTQ_ROLE in {', '.join(MICRO_ROLES)}, not 'node'")
+
+    name = env.get("DTQ_NAME", "" if design == "mono" else role)
+    if not name:
+        raise InvalidArgument("DTQ_NAME is required for DTQ_DESIGN=mono (e.g. n1)")
+    try:
+        validate_node_name(name)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"DTQ_NAME: {exc.message}") from None
+
+    listen = _address(env.get("DTQ_LISTEN", "127.0.0.1:0"), "DTQ_LISTEN")
+    data_dir = env.get("DTQ_DATA_DIR", "data")
+    if not data_dir:
+        raise InvalidArgument("DTQ_DATA_DIR must not be empty")
+    store = _choice(env, "DTQ_STORE", ("sqlite", "memory"), "sqlite")
+    slots = _number(env, "DTQ_SLOTS", int, default_slots(role), minimum=0)
+
+    peers = _address_map(env.get("DTQ_PEERS", ""), "DTQ_PEERS")
+    services = _address_map(env.get("DTQ_SERVICES", ""), "DTQ_SERVICES")
+    for peer in peers:
+        try:
+            validate_node_name(peer)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"DTQ_PEERS: {exc.message}") from None
+    for service in services:  # the worker serves only health, but a launcher may list every role
+        if service not in MICRO_ROLES:
+            raise InvalidArgument(f"DTQ_SERVICES: unknown role {service!r}; known: {', '.join(MICRO_ROLES)}")
+    if design == "mono" and name not in peers:
+        raise InvalidArgument(f"DTQ_PEERS must list this node ({name}) too, e.g. {name}=127.0.0.1:5001")
+    if design == "micro":
+        missing = [s for s in CALLS[role] if s not in services]
+        if missing:
+            raise InvalidArgument(f"role {role} calls {', '.join(missing)}: add to DTQ_SERVICES")
+
+    log_level = env.get("DTQ_LOG_LEVEL", "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise InvalidArgument(f"DTQ_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+
+    return NodeConfig(
+        design=cast(Design, design),
+        role=cast(RoleName, role),
+        name=name,
+        listen=listen,
+        data_dir=Path(data_dir),
+        store=cast(Store, store),
+        slots=slots,
+        core=_core_config(env),
+        peers=MappingProxyType(peers),
+        services=MappingProxyType(services),
+        metrics_port=_number(env, "DTQ_METRICS_PORT", int, 0, minimum=-1, maximum=65535),
+        rpc_timeout=_number(env, "DTQ_RPC_TIMEOUT", float, 5.0, positive=True),
+        fetch_wait=_number(env, "DTQ_FETCH_WAIT", float, 5.0, minimum=0.0),
+        steal_interval=_number(env, "DTQ_STEAL_INTERVAL", float, 0.05, positive=True),
+        drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
+        log_level=log_level,
+    )
+
+
+def config_to_env(config: NodeConfig) -> dict[str, str]:
+    """The inverse of load_config: `load_config(config_to_env(c)) == c` for every valid config."""
+    env = {
+        "DTQ_DESIGN": config.design,
+        "DTQ_ROLE": config.role,
+        "DTQ_NAME": config.name,
+        "DTQ_LISTEN": config.listen,
+        "DTQ_DATA_DIR": str(config.data_dir),
+        "DTQ_STORE": config.store,
+        "DTQ_SLOTS": str(config.slots),
+        "DTQ_PEERS": ",".join(f"{k}={v}" for k, v in config.peers.items()),
+        "DTQ_SERVICES": ",".join(f"{k}={v}" for k, v in config.services.items()),
+        "DTQ_METRICS_PORT": str(config.metrics_port),
+        "DTQ_RPC_TIMEOUT": repr(config.rpc_timeout),
+        "DTQ_FETCH_WAIT": repr(config.fetch_wait),
+        "DTQ_STEAL_INTERVAL": repr(config.steal_interval),
+        "DTQ_DRAIN_TIMEOUT": repr(config.drain_timeout),
+        "DTQ_LOG_LEVEL": config.log_level,
+    }
+    for f in dataclasses.fields(CoreConfig):
+        env[_core_var(f.name)] = repr(getattr(config.core, f.name))
+    return env
+
+
+def address_host(address: str) -> str:
+    """The host part of "host:port" ("[::1]:5000" -> "::1")."""
+    host = address.rsplit(":", 1)[0]
+    return host[1:-1] if host.startswith("[") else host
+
+
+def address_port(address: str) -> int:
+    return int(address.rsplit(":", 1)[1])
+
+
+# ---------------------------------------------------------------------------- helpers
+N = TypeVar("N", int, float)
+
+
+def _core_var(field_name: str) -> str:
+    return "DTQ_" + field_name.upper()
+
+
+def _core_config(env: Mapping[str, str]) -> CoreConfig:
+    defaults = CoreConfig()
+    values: dict[str, int | float] = {}
+    for f in dataclasses.fields(CoreConfig):
+        var, default = _core_var(f.name), getattr(defaults, f.name)
+        # annotations are strings here (postponed evaluation)
+        values[f.name] = (
+            _number(env, var, int, default) if f.type in ("int", int) else _number(env, var, float, default)
+        )
+    try:
+        return CoreConfig(**values)  # type: ignore[arg-type]
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"core config (DTQ_*): {exc.message}") from None
+
+
+def _choice(env: Mapping[str, str], var: str, allowed: tuple[str, ...], default: str | None) -> str:
+    value = env.get(var, default)
+    if value is None:
+        raise InvalidArgument(f"{var} is required: one of {', '.join(allowed)}")
+    if value not in allowed:
+        raise InvalidArgument(f"{var} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def _number(
+    env: Mapping[str, str],
+    var: str,
+    kind: Callable[[str], N],
+    default: N,
+    minimum: N | None = None,
+    maximum: N | None = None,
+    positive: bool = False,
+) -> N:
+    raw = env.get(var)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw.strip())
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise InvalidArgument(f"{var} must be {what}, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise InvalidArgument(f"{var} must be finite, got {raw!r}")
+    if positive and not value > 0:
+        raise InvalidArgument(f"{var} must be > 0, got {raw!r}")
+    if minimum is not None and value < minimum:
+        raise InvalidArgument(f"{var} must be >= {minimum}, got {raw!r}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgument(f"{var} must be <= {maximum}, got {raw!r}")
+    return value
+
+
+def _address(value: str, var: str) -> str:
+    match = _HOST_PORT.match(value)
+    if match is None or int(match.group(1)) > 65535:
+        raise InvalidArgument(
+            f"{var}: address {value!r} must be host:port (port 0-65535, IPv6 as [::1]:port)"
+        )
+    return value
+
+
+def _address_map(value: str, var: str) -> dict[str, str]:
+    """Parses "a=host:port,b=host:port"; empty means none."""
+    result: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        key, sep, address = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidArgument(f"{var}: {item!r} must be name=host:port")
+        if key in result:
+            raise InvalidArgument(f"{var}: {key!r} is given twice")
+        result[key] = _address(address.strip(), var)
+    return result

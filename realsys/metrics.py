@@ -1,0 +1,226 @@
+"""The Prometheus metrics every node exposes, the RPC latency interceptor, and the /metrics HTTP server.
+
+Each `NodeMetrics` owns its own CollectorRegistry (not the global one), so a test can run several nodes
+in one process. Roles get theirs as a constructor argument (`Role(config, metrics)`) and use it so:
+
+* counters: `metrics.lease_expiries.inc()`, also `requeues`, `forwarded`, `stolen`;
+* gauges that describe core state: register callbacks once, at start:
+
+      metrics.set_sources(
+          queue_depth=lambda: len(queue),                  # jobs waiting to run
+          oldest_pending_age=lambda: age_or_0,             # seconds the oldest ready job has waited
+          jobs_by_state=lambda: {"PENDING": 3, ...},       # job counts by JobState name
+      )
+
+  `refresh()` reads every source and sets its gauge; the server calls it on the event loop every
+  REFRESH_INTERVAL seconds, so sources may read core state without locks (the HTTP server runs in a
+  thread and only reads the gauges). Sources must be cheap. A gauge without a source may be set directly
+  (`metrics.queue_depth.set(n)`); a source, when given, overwrites it.
+* RPC latency and counts by method and status code come from `metrics.interceptor()` on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from threading import Thread
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIServer
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+from model.states import JobState
+from realsys.logs import get_logger
+
+log = get_logger(__name__)
+
+REFRESH_INTERVAL = 1.0
+# 100 µs to 10 s: an in-process hop is ~100 µs, a long-poll ends by 10 s at the latest
+LATENCY_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_STATES = tuple(s.name for s in JobState if s is not JobState.STATE_UNSPECIFIED)
+
+
+class NodeMetrics:
+    def __init__(self, node: str = "", role: str = "", design: str = "") -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        Info("dtq_node", "Which node and role this process runs", registry=r).info(
+            {"node": node, "role": role, "design": design}
+        )
+        self.queue_depth = Gauge("dtq_queue_depth", "Jobs waiting to run (ready or delayed)", registry=r)
+        self.oldest_pending_age = Gauge(
+            "dtq_oldest_pending_age_seconds", "How long the oldest ready job has waited", registry=r
+        )
+        self.jobs = Gauge("dtq_jobs", "Jobs known to this node, by state", ["state"], registry=r)
+        self.rpc_latency = Histogram(
+            "dtq_rpc_latency_seconds",
+            "Server-side latency of unary RPCs",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rpc_total = Counter(
+            "dtq_rpc_total", "RPCs served, by method and status code", ["method", "code"], registry=r
+        )
+        self.lease_expiries = Counter("dtq_lease_expiries_total", "Leases that expired", registry=r)
+        self.requeues = Counter("dtq_requeues_total", "Jobs put back in the queue for a retry", registry=r)
+        self.forwarded = Counter("dtq_forwarded_total", "Requests forwarded to the job's owner", registry=r)
+        self.stolen = Counter("dtq_stolen_total", "Jobs taken from a peer's queue", registry=r)
+        self._queue_depth_source: Callable[[], float] | None = None
+        self._oldest_age_source: Callable[[], float] | None = None
+        self._jobs_source: Callable[[], Mapping[str, int]] | None = None
+
+    def set_sources(
+        self,
+        *,
+        queue_depth: Callable[[], float] | None = None,
+        oldest_pending_age: Callable[[], float] | None = None,
+        jobs_by_state: Callable[[], Mapping[str, int]] | None = None,
+    ) -> None:
+        """Registers callbacks read by `refresh()` (on the loop). Only the sources given are replaced."""
+        if queue_depth is not None:
+            self._queue_depth_source = queue_depth
+        if oldest_pending_age is not None:
+            self._oldest_age_source = oldest_pending_age
+        if jobs_by_state is not None:
+            self._jobs_source = jobs_by_state
+
+    def refresh(self) -> None:
+        """Sets the gauges from their sources. A failing source is logged and leaves its gauge as it was."""
+        try:
+            if self._queue_depth_source is not None:
+                self.queue_depth.set(self._queue_depth_source())
+            if self._oldest_age_source is not None:
+                self.oldest_pending_age.set(self._oldest_age_source())
+            if self._jobs_source is not None:
+                counts = self._jobs_source()
+                for state in _STATES:  # every state, so a count that drops to zero shows as 0
+                    self.jobs.labels(state).set(counts.get(state, 0))
+        except Exception:
+            log.exception("metrics source failed")
+
+    async def refresh_forever(self, interval: float = REFRESH_INTERVAL) -> None:
+        while True:
+            self.refresh()
+            await asyncio.sleep(interval)
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor[Any, Any]:
+        return _LatencyInterceptor(self)
+
+
+# ---------------------------------------------------------------------------- interceptor
+# (request, context) -> awaitable response; grpc-stubs types handlers as synchronous, hence Any
+Behavior = Callable[[Any, Any], Any]
+
+
+if TYPE_CHECKING:  # generic only in grpc-stubs
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+
+
+class _LatencyInterceptor(_Interceptor):
+    """Times every unary-unary RPC and counts it by status code. Streaming RPCs (health Watch,
+    reflection) pass through untimed: their duration is a connection's lifetime, not a latency."""
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self._metrics = metrics
+        # method -> (the handler we were given, our wrapper); handlers are per method, so this is small
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method
+        cached = self._cache.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._timed(method, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._cache[method] = (handler, wrapped)
+        return wrapped
+
+    def _timed(self, method: str, behavior: Behavior) -> Behavior:
+        latency = self._metrics.rpc_latency.labels(method)
+        total = self._metrics.rpc_total
+
+        async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            start = time.perf_counter()
+            code = grpc.StatusCode.UNKNOWN
+            try:
+                response = await behavior(request, context)
+                code = _code_of(context) or grpc.StatusCode.OK
+                return response
+            except grpc.aio.AbortError:
+                code = _code_of(context) or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            finally:
+                latency.observe(time.perf_counter() - start)
+                total.labels(method, code.name).inc()
+
+        return timed
+
+
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
+    """The status code a handler set (via abort or set_code), if any."""
+    code: Any = context.code()
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
+# ---------------------------------------------------------------------------- HTTP
+@dataclass(slots=True)
+class MetricsServer:
+    port: int
+    _server: WSGIServer
+    _thread: Thread
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def start_metrics_server(metrics: NodeMetrics, host: str, port: int) -> MetricsServer | None:
+    """Serves /metrics from the node's registry on host:port (0: an ephemeral port; -1: off)."""
+    if port < 0:
+        return None
+    server, thread = start_http_server(port, addr=host, registry=metrics.registry)
+    return MetricsServer(server.server_port, server, thread)
+
+
+def stop_metrics_server(server: MetricsServer | None) -> None:
+    if server is not None:
+        with contextlib.suppress(OSError):
+            server.close()

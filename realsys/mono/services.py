@@ -1,0 +1,355 @@
+"""The gRPC services of a Design B node: TaskQueue (clients), Workers (external and peer workers)
+and Peer (other nodes). Requests about one job go to its owner: served here, or forwarded once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import grpc
+
+from dtq.v1 import (
+    client_pb2,
+    client_pb2_grpc,
+    internal_pb2,
+    internal_pb2_grpc,
+    job_pb2,
+    worker_pb2,
+    worker_pb2_grpc,
+)
+from model.errors import DtqError, FailedPrecondition, InvalidArgument
+from model.ids import owner_of, route
+from model.job import Job
+from model.listing import ListQuery, Page, decode_page_token, effective_page_size, merge_pages
+from model.states import JobState
+from realsys.convert import (
+    assignment_to_pb,
+    from_duration,
+    from_timestamp,
+    job_to_pb,
+    outcome_from_pb,
+    query_from_pb,
+    result_to_pb,
+    running_from_pb,
+    running_to_pb,
+    spec_from_pb,
+    to_duration,
+)
+from realsys.logs import get_logger
+from realsys.metrics import NodeMetrics
+from realsys.mono.core import LocalCore
+from realsys.mono.peers import FORWARDED, PeerLinks, cap_wait, is_forwarded, remaining, request_home
+from realsys.status import error_from_rpc, grpc_errors
+
+log = get_logger(__name__)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+RunningList = list[tuple[str, int]]
+
+
+# ---------------------------------------------------------------------------- shared helpers
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A protobuf Job as model.merge_pages sees it (sort key, state, create time)."""
+
+    pb: job_pb2.Job
+
+    @property
+    def sort_key(self) -> tuple[float, str]:
+        return (self.create_time, self.pb.job_id)
+
+    @property
+    def state(self) -> JobState:
+        return JobState(self.pb.state)
+
+    @property
+    def create_time(self) -> float:
+        return from_timestamp(self.pb.create_time)
+
+
+def local_page(core: LocalCore, request: client_pb2.ListJobsRequest) -> tuple[ListQuery, Page[Job]]:
+    query = query_from_pb(request.filter)
+    return query, core.list_page(query, request.page_size, request.page_token)
+
+
+async def heartbeat_owners(
+    links: PeerLinks,
+    worker_id: str,
+    by_owner: dict[str, RunningList],
+    context: Context | None = None,
+) -> tuple[RunningList, RunningList]:
+    """Renews leases of jobs owned by other nodes (stolen work) at their owners, concurrently.
+
+    Sent with zero slots: the owner must not count a thief's free slots as its own when it decides
+    how much to let others steal. An owner that does not answer is skipped (the worker keeps running
+    the job; if the owner stays away, the lease expires there and the late report is refused).
+    """
+
+    async def one(owner: str, running: RunningList) -> worker_pb2.HeartbeatResponse:
+        request = worker_pb2.HeartbeatRequest(
+            worker_id=worker_id, total_slots=0, free_slots=0, running=running_to_pb(running)
+        )
+        stub = await links.workers(owner, context)
+        response: worker_pb2.HeartbeatResponse = await stub.WorkerHeartbeat(
+            request, timeout=links.timeout(context), metadata=FORWARDED
+        )
+        return response
+
+    owners = list(by_owner)
+    replies = await asyncio.gather(*(one(o, by_owner[o]) for o in owners), return_exceptions=True)
+    cancel: RunningList = []
+    abandon: RunningList = []
+    for owner, reply in zip(owners, replies, strict=True):
+        if isinstance(reply, BaseException):
+            if not isinstance(reply, grpc.RpcError | DtqError):
+                raise reply
+            log.warning("heartbeat to owner failed", extra={"owner": owner, "error": str(reply)})
+            continue
+        cancel.extend(running_from_pb(list(reply.cancel)))
+        abandon.extend(running_from_pb(list(reply.abandon)))
+    return cancel, abandon
+
+
+def split_by_owner(
+    self_node: str, running: Iterable[tuple[str, int]]
+) -> tuple[RunningList, dict[str, RunningList]]:
+    local: RunningList = []
+    remote: dict[str, RunningList] = {}
+    for job_id, attempt in running:
+        owner = owner_of(job_id)
+        if owner == self_node:
+            local.append((job_id, attempt))
+        else:
+            remote.setdefault(owner, []).append((job_id, attempt))
+    return local, remote
+
+
+# ---------------------------------------------------------------------------- TaskQueue
+class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
+    def __init__(self, core: LocalCore, links: PeerLinks, metrics: NodeMetrics) -> None:
+        self.core = core
+        self.links = links
+        self.metrics = metrics
+
+    @property
+    def node(self) -> str:
+        return self.core.node
+
+    def _owner(self, job_id: str, context: Context) -> str | None:
+        return route(job_id, self.node, is_forwarded(context))
+
+    @grpc_errors
+    async def SubmitJob(
+        self, request: client_pb2.SubmitJobRequest, context: Context
+    ) -> client_pb2.SubmitJobResponse:
+        # The node that accepts a job owns it. A submit with a request_id is accepted by that key's
+        # home node, so a retry sent to any node finds the original job; one without is kept here.
+        if request.request_id and not is_forwarded(context):
+            home = request_home(request.request_id, self.links.all_nodes)
+            if home != self.node:
+                self.metrics.forwarded.inc()
+                response: client_pb2.SubmitJobResponse = await (
+                    await self.links.task_queue(home, context)
+                ).SubmitJob(request, timeout=self.links.timeout(context), metadata=FORWARDED)
+                return response
+        result = self.core.submit(spec_from_pb(request.spec), request.request_id)
+        return client_pb2.SubmitJobResponse(
+            job_id=result.job.job_id,
+            job=job_to_pb(result.job, self.node),
+            deduplicated=result.deduplicated,
+        )
+
+    @grpc_errors
+    async def GetJobStatus(self, request: client_pb2.GetJobStatusRequest, context: Context) -> job_pb2.Job:
+        owner = self._owner(request.job_id, context)
+        if owner is not None:
+            self.metrics.forwarded.inc()
+            stub = await self.links.task_queue(owner, context)
+            job: job_pb2.Job = await stub.GetJobStatus(
+                request, timeout=self.links.timeout(context), metadata=FORWARDED
+            )
+            return job
+        return job_to_pb(self.core.get(request.job_id), self.node)
+
+    @grpc_errors
+    async def GetJobResult(
+        self, request: client_pb2.GetJobResultRequest, context: Context
+    ) -> client_pb2.GetJobResultResponse:
+        wait = from_duration(request.wait_timeout, "wait_timeout")
+        owner = self._owner(request.job_id, context)
+        if owner is not None:
+            self.metrics.forwarded.inc()
+            response: client_pb2.GetJobResultResponse = await (
+                await self.links.task_queue(owner, context)
+            ).GetJobResult(request, timeout=self.links.timeout(context, wait), metadata=FORWARDED)
+            return response
+        job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        if not job.done:
+            raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
+        return result_to_pb(job, self.node)
+
+    @grpc_errors
+    async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
+        wait = from_duration(request.timeout, "timeout")
+        owner = self._owner(request.job_id, context)
+        if owner is not None:
+            self.metrics.forwarded.inc()
+            stub = await self.links.task_queue(owner, context)
+            forwarded: job_pb2.Job = await stub.WaitJob(
+                request, timeout=self.links.timeout(context, wait), metadata=FORWARDED
+            )
+            return forwarded
+        job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        return job_to_pb(job, self.node)
+
+    @grpc_errors
+    async def CancelJob(self, request: client_pb2.CancelJobRequest, context: Context) -> job_pb2.Job:
+        owner = self._owner(request.job_id, context)
+        if owner is not None:
+            self.metrics.forwarded.inc()
+            stub = await self.links.task_queue(owner, context)
+            job: job_pb2.Job = await stub.CancelJob(
+                request, timeout=self.links.timeout(context), metadata=FORWARDED
+            )
+            return job
+        return job_to_pb(self.core.cancel(request.job_id), self.node)
+
+    @grpc_errors
+    async def ListJobs(
+        self, request: client_pb2.ListJobsRequest, context: Context
+    ) -> client_pb2.ListJobsResponse:
+        """Scatter-gather: every node's first page after the cursor, merged (model.merge_pages).
+
+        The token is the core's (filter fingerprint + last key), so any node can continue a listing
+        another node started. A peer that does not answer fails the call (UNAVAILABLE): a page that
+        silently lacks a node's jobs would break exactly-once pagination.
+        """
+        query = query_from_pb(request.filter)
+        size = effective_page_size(request.page_size, self.core.config)
+        decode_page_token(query, request.page_token)  # bad token or changed filter: refuse before fan-out
+        scatter = client_pb2.ListJobsRequest()
+        scatter.CopyFrom(request)
+        scatter.page_size = size
+
+        async def ask(peer: str) -> client_pb2.ListJobsResponse:
+            response: client_pb2.ListJobsResponse = await (
+                await self.links.peer(peer, context)
+            ).ListLocalJobs(scatter, timeout=self.links.timeout(context))
+            return response
+
+        replies = await asyncio.gather(*(ask(p) for p in self.links.names), return_exceptions=True)
+        _, own = local_page(self.core, scatter)
+        parts: list[Page[Listed]] = [
+            Page([Listed(job_to_pb(j, self.node)) for j in own.items], own.has_more, own.next_page_token)
+        ]
+        for reply in replies:
+            if isinstance(reply, grpc.RpcError):
+                raise error_from_rpc(reply) from reply
+            if isinstance(reply, BaseException):
+                raise reply
+            parts.append(Page([Listed(j) for j in reply.jobs], bool(reply.next_page_token)))
+        merged = merge_pages(query, parts, size)
+        return client_pb2.ListJobsResponse(
+            jobs=[item.pb for item in merged.items], next_page_token=merged.next_page_token
+        )
+
+
+# ---------------------------------------------------------------------------- Workers
+class WorkersService(worker_pb2_grpc.WorkersServicer):
+    """For external workers attached to this node, and for peers' workers running stolen jobs."""
+
+    def __init__(self, core: LocalCore, links: PeerLinks, metrics: NodeMetrics) -> None:
+        self.core = core
+        self.links = links
+        self.metrics = metrics
+
+    @grpc_errors
+    async def WorkerHeartbeat(
+        self, request: worker_pb2.HeartbeatRequest, context: Context
+    ) -> worker_pb2.HeartbeatResponse:
+        running = running_from_pb(list(request.running))
+        local: RunningList = running
+        remote: dict[str, RunningList] = {}
+        if not is_forwarded(context):
+            local, remote = split_by_owner(self.core.node, running)
+        # (a forwarded heartbeat names only this node's jobs; any other id is unknown here: abandon)
+        renewal = self.core.heartbeat(request.worker_id, request.total_slots, request.free_slots, local)
+        cancel, abandon = list(renewal.cancel), list(renewal.abandon)
+        if remote:
+            self.metrics.forwarded.inc(len(remote))
+            more_cancel, more_abandon = await heartbeat_owners(self.links, request.worker_id, remote, context)
+            cancel += more_cancel
+            abandon += more_abandon
+        config = self.core.config
+        return worker_pb2.HeartbeatResponse(
+            cancel=running_to_pb(cancel),
+            abandon=running_to_pb(abandon),
+            heartbeat_interval=to_duration(config.heartbeat_interval),
+            lease_duration=to_duration(config.lease_duration),
+        )
+
+    @grpc_errors
+    async def FetchWork(
+        self, request: worker_pb2.FetchWorkRequest, context: Context
+    ) -> worker_pb2.FetchWorkResponse:
+        if request.free_slots < 0:
+            raise InvalidArgument("free_slots must not be negative")
+        wait = cap_wait(from_duration(request.wait_timeout, "wait_timeout"), remaining(context))
+        assignments = await self.core.fetch(request.worker_id, request.free_slots, wait)
+        return worker_pb2.FetchWorkResponse(
+            assignments=[assignment_to_pb(a, self.core.node) for a in assignments]
+        )
+
+    @grpc_errors
+    async def ReportResult(
+        self, request: worker_pb2.ReportResultRequest, context: Context
+    ) -> worker_pb2.ReportResultResponse:
+        owner = route(request.job_id, self.core.node, is_forwarded(context))
+        if owner is not None:
+            self.metrics.forwarded.inc()
+            response: worker_pb2.ReportResultResponse = await (
+                await self.links.workers(owner, context)
+            ).ReportResult(request, timeout=self.links.timeout(context), metadata=FORWARDED)
+            return response
+        outcome = outcome_from_pb(request)
+        job = self.core.report(request.worker_id, request.job_id, request.attempt, outcome)
+        return worker_pb2.ReportResultResponse(state=cast(job_pb2.JobState, int(job.state)))
+
+
+# ---------------------------------------------------------------------------- Peer
+class PeerService(internal_pb2_grpc.PeerServicer):
+    def __init__(self, core: LocalCore) -> None:
+        self.core = core
+
+    @grpc_errors
+    async def ListLocalJobs(
+        self, request: client_pb2.ListJobsRequest, context: Context
+    ) -> client_pb2.ListJobsResponse:
+        _, page = local_page(self.core, request)
+        return client_pb2.ListJobsResponse(
+            jobs=[job_to_pb(j, self.core.node) for j in page.items], next_page_token=page.next_page_token
+        )
+
+    @grpc_errors
+    async def StealWork(
+        self, request: internal_pb2.StealWorkRequest, context: Context
+    ) -> worker_pb2.FetchWorkResponse:
+        assignments = self.core.steal(request.worker_id, request.max_jobs)
+        if assignments:
+            log.info(
+                "work stolen",
+                extra={"thief": request.thief_node, "worker_id": request.worker_id, "jobs": len(assignments)},
+            )
+        return worker_pb2.FetchWorkResponse(
+            assignments=[assignment_to_pb(a, self.core.node) for a in assignments]
+        )
+
+    @grpc_errors
+    async def QueueDepth(
+        self, request: internal_pb2.QueueDepthRequest, context: Context
+    ) -> internal_pb2.QueueDepthResponse:
+        # a draining node still hands its ready work out: thieves help empty it
+        return internal_pb2.QueueDepthResponse(node=self.core.node, ready=self.core.ready_count)

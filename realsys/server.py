@@ -1,0 +1,256 @@
+"""Runs one role: a gRPC aio server with health, reflection, metrics, JSON logs and a SIGTERM drain.
+
+    start_role(config, role) -> RunningRole   # in-process (tests); `await running.stop()` drains
+    run_role(config, role)                    # until SIGTERM/SIGINT, then drains; what a process runs
+    serve_main()                              # `python -m realsys.server`: role from DTQ_* env vars
+
+Start order: bind the port, `role.start()` (state restored before any request is served), start serving,
+health SERVING, then write data_dir/<name>.addr and .metrics (so a launcher that sees the files can call).
+Stop order: health NOT_SERVING, `role.drain()`, `server.stop(grace)`, `role.close()`; the drain and the
+grace share one `config.drain_timeout`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import importlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from model.errors import InvalidArgument
+from realsys.config import NodeConfig, address_host, grpc_options, load_config
+from realsys.logs import bind_node, configure_logging, get_logger
+from realsys.metrics import MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
+
+log = get_logger(__name__)
+
+# grpc-stubs lacks the health module's asyncio servicer
+AioHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+HEALTH_SERVICE = health.SERVICE_NAME
+REFLECTION_SERVICE = reflection.SERVICE_NAME
+
+# role -> (module, class); imported only when that role runs
+ROLE_CLASSES: dict[str, tuple[str, str]] = {
+    "node": ("realsys.mono.node", "MonoNode"),
+    "gateway": ("realsys.micro.gateway", "GatewayRole"),
+    "job": ("realsys.micro.job", "JobRole"),
+    "queue": ("realsys.micro.queue", "QueueRole"),
+    "coordinator": ("realsys.micro.coordinator", "CoordinatorRole"),
+    "worker": ("realsys.micro.worker", "WorkerRole"),
+    "result": ("realsys.micro.result", "ResultRole"),
+}
+
+
+class Role(Protocol):
+    @property
+    def service_names(self) -> tuple[str, ...]:
+        """Full gRPC service names, for health and reflection. A plain class attribute will do."""
+        ...
+
+    def add_to_server(self, server: grpc.aio.Server) -> None: ...
+
+    async def start(self) -> None:
+        """After the port is bound, before serving: restore state, timers, background loops.
+        Must not wait for other nodes (they may be starting too)."""
+
+    async def drain(self) -> None:
+        """SIGTERM: stop taking new work, let in-flight work finish."""
+
+    async def close(self) -> None:
+        """Flush and close stores."""
+
+
+class RunningRole:
+    """A started role. `address` is connectable ("127.0.0.1:port" for a wildcard listen)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        role: Role,
+        server: grpc.aio.Server,
+        health_servicer: Any,
+        metrics: NodeMetrics,
+        metrics_server: MetricsServer | None,
+        address: str,
+        context: contextvars.Context,
+    ) -> None:
+        self.config = config
+        self.role = role
+        self.server = server
+        self.health = health_servicer
+        self.metrics = metrics
+        self.address = address
+        self.metrics_port = metrics_server.port if metrics_server is not None else -1
+        self._metrics_server = metrics_server
+        self._context = context
+        self._refresh = asyncio.create_task(metrics.refresh_forever(), context=context.copy())
+        self._stop_task: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        """Drains and stops; safe to call more than once (later calls wait for the first)."""
+        if self._stop_task is None:
+            self._stop_task = asyncio.create_task(self._stop(), context=self._context.copy())
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self) -> None:
+        timeout = self.config.drain_timeout
+        deadline = time.monotonic() + timeout
+        log.info("draining", extra={"timeout": timeout})
+        await self.health.enter_graceful_shutdown()
+        try:
+            await asyncio.wait_for(self.role.drain(), timeout)
+        except TimeoutError:
+            log.warning("role drain timed out", extra={"timeout": timeout})
+        except Exception:
+            log.exception("role drain failed")
+        await self.server.stop(grace=max(deadline - time.monotonic(), 0.0))
+        self._refresh.cancel()
+        try:
+            await self.role.close()
+        finally:
+            # in a thread: shutting the HTTP server down waits for its 0.5 s poll
+            await asyncio.to_thread(stop_metrics_server, self._metrics_server)
+            log.info("stopped")
+
+
+async def start_role(config: NodeConfig, role: Role, metrics: NodeMetrics | None = None) -> RunningRole:
+    """Starts `role` on config.listen in this process (see the module docstring for the order)."""
+    context = contextvars.copy_context()
+    context.run(bind_node, config.name, config.role)  # logs of every task started below carry node/role
+    return await asyncio.create_task(_start(config, role, metrics, context), context=context)
+
+
+async def _start(
+    config: NodeConfig, role: Role, metrics: NodeMetrics | None, context: contextvars.Context
+) -> RunningRole:
+    metrics = metrics or NodeMetrics(config.name, config.role, config.design)
+    # no SO_REUSEPORT: a second node on a taken port must fail, not share the port's traffic
+    options = [*grpc_options(), ("grpc.so_reuseport", 0)]
+    server = grpc.aio.server(options=options, interceptors=[metrics.interceptor()])
+    role.add_to_server(server)
+    health_servicer = AioHealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*role.service_names, HEALTH_SERVICE, REFLECTION_SERVICE), server)
+    for service in ("", *role.service_names):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    metrics_server: MetricsServer | None = None
+    try:
+        port = server.add_insecure_port(config.listen)  # raises RuntimeError when the port is taken
+        if port == 0:
+            raise RuntimeError(f"could not bind {config.listen}")
+        address = f"{_connect_host(config.listen)}:{port}"
+        metrics_server = start_metrics_server(metrics, address_host(config.listen), config.metrics_port)
+        await role.start()
+        metrics.refresh()
+        await server.start()
+        for service in ("", *role.service_names):
+            await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+        metrics_port = metrics_server.port if metrics_server is not None else -1
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        write_atomically(config.data_dir / f"{config.name}.addr", address + "\n")
+        write_atomically(config.data_dir / f"{config.name}.metrics", f"{metrics_port}\n")
+    except BaseException:  # the role is ours from here on: close it whatever failed
+        await server.stop(grace=None)
+        with contextlib.suppress(Exception):
+            await role.close()
+        stop_metrics_server(metrics_server)
+        raise
+    running = RunningRole(config, role, server, health_servicer, metrics, metrics_server, address, context)
+    log.info(
+        "serving",
+        extra={
+            "address": address,
+            "metrics_port": running.metrics_port,
+            "services": list(role.service_names),
+        },
+    )
+    return running
+
+
+async def run_role(config: NodeConfig, role: Role, metrics: NodeMetrics | None = None) -> None:
+    """Serves until SIGTERM or SIGINT, then drains and returns."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    # handlers first: a launcher may signal as soon as it sees the .addr file, and the default action kills
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        running = await start_role(config, role, metrics)
+        try:
+            await stop.wait()
+        finally:
+            await running.stop()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def load_role(config: NodeConfig, metrics: NodeMetrics) -> Role:
+    """Constructs the role class for config.role as `Cls(config, metrics)`."""
+    module_name, class_name = ROLE_CLASSES[config.role]
+    cls = getattr(importlib.import_module(module_name), class_name)
+    role: Role = cls(config, metrics)
+    return role
+
+
+def serve_main() -> None:
+    """Entry point of a node process: config from os.environ; exit 0 after a drain, 2 on bad config."""
+    try:
+        config = load_config(os.environ)
+    except InvalidArgument as exc:
+        sys.stderr.write(f"dtq: bad configuration: {exc.message}\n")
+        raise SystemExit(2) from None
+    configure_logging(config)
+
+    async def main() -> None:
+        # the role is built inside the loop: constructors may create asyncio objects
+        metrics = NodeMetrics(config.name, config.role, config.design)
+        await run_role(config, load_role(config, metrics), metrics)
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(main())
+    except Exception:
+        log.exception("node failed")
+        raise SystemExit(1) from None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never a partial write."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _connect_host(listen: str) -> str:
+    host = address_host(listen)
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+if __name__ == "__main__":
+    serve_main()

@@ -1,0 +1,90 @@
+"""GrpcWorkerBackend: a WorkerRuntime's backend that talks to a `Workers` service over gRPC
+(Design A's coordinator, or a Design B node for an external worker).
+
+One long-lived grpc.aio channel serves every call. Every call carries a deadline: `timeout`, and for
+FetchWork the long-poll wait plus `timeout`, so the server answers before the call times out.
+Errors are raised as core errors (realsys.status.error_from_rpc) so the runtime backs off, except an
+ABORTED report: the attempt lost its lease meanwhile, which is logged and dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+
+from dtq.v1 import worker_pb2, worker_pb2_grpc
+from model.errors import StaleAttempt
+from model.job import Assignment, Outcome
+from realsys.client import channel_options, make_stub, rpc_error
+from realsys.convert import assignment_from_pb, from_duration, outcome_to_pb, running_to_pb, to_duration
+
+log = logging.getLogger("dtq.worker")
+
+
+class GrpcWorkerBackend:
+    def __init__(self, address: str, timeout: float = 5.0) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self.address = address
+        self.timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+
+    def _workers(self) -> Any:
+        if self._stub is None:  # opened on first use: an aio channel belongs to the running loop
+            self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+            self._stub = make_stub(worker_pb2_grpc.WorkersStub, self._channel)
+        return self._stub
+
+    async def close(self) -> None:
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            await channel.close(None)
+
+    async def heartbeat(
+        self, worker_id: str, total_slots: int, free_slots: int, running: list[tuple[str, int]]
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], float]:
+        request = worker_pb2.HeartbeatRequest(
+            worker_id=worker_id,
+            total_slots=total_slots,
+            free_slots=free_slots,
+            running=running_to_pb(running),
+        )
+        try:
+            response: worker_pb2.HeartbeatResponse = await self._workers().WorkerHeartbeat(
+                request, timeout=self.timeout
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc) from exc
+        interval = from_duration(response.heartbeat_interval, "heartbeat_interval")
+        return (
+            [(r.job_id, r.attempt) for r in response.cancel],
+            [(r.job_id, r.attempt) for r in response.abandon],
+            interval,
+        )
+
+    async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
+        request = worker_pb2.FetchWorkRequest(
+            worker_id=worker_id, free_slots=free_slots, wait_timeout=to_duration(max(0.0, wait))
+        )
+        try:
+            response: worker_pb2.FetchWorkResponse = await self._workers().FetchWork(
+                request, timeout=max(0.0, wait) + self.timeout
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc) from exc
+        return [assignment_from_pb(a, worker_id) for a in response.assignments]
+
+    async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
+        request = worker_pb2.ReportResultRequest(worker_id=worker_id, job_id=job_id, attempt=attempt)
+        outcome_to_pb(outcome, request)
+        try:
+            await self._workers().ReportResult(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            error = rpc_error(exc)
+            if isinstance(error, StaleAttempt):  # ABORTED: the lease moved on; the server kept the truth
+                log.info("report of %s attempt %d is stale: %s", job_id, attempt, error.message)
+                return
+            raise error from exc

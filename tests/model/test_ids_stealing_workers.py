@@ -1,0 +1,272 @@
+"""Job ids and routing, work stealing decisions, and the worker registry."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model.commands import WorkerLost
+from model.config import CoreConfig
+from model.errors import Code, InvalidArgument, Unavailable
+from model.ids import MAX_JOB_ID_CHARS, JobIdFactory, owner_of, parse_job_id, route, validate_node_name
+from model.stealing import StealPlan, grant_steal, plan_steal
+from model.workers import WorkerRegistry, pick_waiter, validate_slots, validate_worker_id
+
+node_names = st.from_regex(r"\A[a-z][a-z0-9]{0,31}\Z")
+incarnations = st.from_regex(r"\A[0-9a-f]{1,16}\Z")
+
+
+# ---------------------------------------------------------------------------- ids
+@given(node=node_names, incarnation=incarnations, n=st.integers(1, 300))
+def test_ids_are_unique_ordered_and_name_their_owner(node: str, incarnation: str, n: int) -> None:
+    factory = JobIdFactory(node, incarnation)
+    ids = [factory.new_id() for _ in range(n)]
+    assert len(set(ids)) == n
+    assert ids == sorted(ids)  # fixed width: string order is creation order
+    for seq, job_id in enumerate(ids, start=1):
+        assert len(job_id) <= MAX_JOB_ID_CHARS
+        assert parse_job_id(job_id) == (node, incarnation, seq)
+        assert owner_of(job_id) == node
+
+
+def test_ids_differ_across_incarnations_and_nodes() -> None:
+    a1, a2, b1 = JobIdFactory("a", "1"), JobIdFactory("a", "2"), JobIdFactory("b", "1")
+    ids = [f.new_id() for f in (a1, a2, b1) for _ in range(50)]
+    assert len(set(ids)) == 150
+
+
+def test_factory_validates_its_parts() -> None:
+    # a trailing newline once slipped through (`$` matches before it): ids must round-trip
+    for node in ("", "A", "1node", "node-1", "n" * 33, "nöde", "node\n"):
+        with pytest.raises(InvalidArgument):
+            JobIdFactory(node, "1")
+    for incarnation in ("", "G", "1" * 17, "-1", "0x1", "1\n"):
+        with pytest.raises(InvalidArgument):
+            JobIdFactory("node", incarnation)
+    assert validate_node_name("n0") == "n0"
+
+
+@pytest.mark.parametrize(
+    "job_id",
+    [
+        "",
+        "node",
+        "node-1",
+        "node-1-",
+        "Node-1-1",
+        "node-1-g",
+        "node-1-1-1",
+        "node--1",
+        "node-1-" + "1" * 17,
+        "n" * 33 + "-1-1",
+        "node-1-1\n",
+        "x" * 10_000,
+    ],
+)
+def test_malformed_ids_are_invalid_argument(job_id: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_job_id(job_id)
+    assert info.value.code is Code.INVALID_ARGUMENT
+    assert len(info.value.message) < 200  # a huge id is not echoed back whole
+
+
+@given(st.text(max_size=100))
+def test_parse_never_raises_anything_but_invalid_argument(text: str) -> None:
+    try:
+        node, incarnation, seq = parse_job_id(text)
+    except InvalidArgument:
+        return
+    assert text == f"{node}-{incarnation}-{text.rsplit('-', 1)[1]}"
+    assert seq == int(text.rsplit("-", 1)[1], 16)
+
+
+def test_route_serves_locally_forwards_once_then_gives_up() -> None:
+    job_id = JobIdFactory("owner", "1").new_id()
+    assert route(job_id, "owner", already_forwarded=False) is None
+    assert route(job_id, "owner", already_forwarded=True) is None  # arrived at the owner
+    assert route(job_id, "other", already_forwarded=False) == "owner"
+    with pytest.raises(Unavailable) as info:
+        route(job_id, "other", already_forwarded=True)
+    assert info.value.code is Code.UNAVAILABLE
+    with pytest.raises(InvalidArgument):
+        route("bogus", "owner", already_forwarded=False)
+
+
+# ---------------------------------------------------------------------------- stealing
+def test_plan_steal_only_when_idle() -> None:
+    peers = {"b": 10}
+    assert plan_steal("a", free_slots=0, local_ready=0, peer_ready=peers) is None
+    assert plan_steal("a", free_slots=4, local_ready=1, peer_ready=peers) is None
+    assert plan_steal("a", free_slots=4, local_ready=0, peer_ready={}) is None
+    assert plan_steal("a", free_slots=4, local_ready=0, peer_ready={"b": 0, "c": -1}) is None
+    assert plan_steal("a", free_slots=4, local_ready=0, peer_ready={"a": 100}) is None  # never itself
+
+
+def test_plan_steal_picks_the_busiest_and_takes_about_half() -> None:
+    plan = plan_steal("a", free_slots=100, local_ready=0, peer_ready={"b": 10, "c": 30, "d": 20})
+    assert plan == StealPlan("c", 15)
+    # capped by the free slots
+    assert plan_steal("a", free_slots=3, local_ready=0, peer_ready={"c": 30}) == StealPlan("c", 3)
+    # at least one job, even from a queue of one
+    assert plan_steal("a", free_slots=3, local_ready=0, peer_ready={"c": 1}) == StealPlan("c", 1)
+
+
+def test_plan_steal_breaks_ties_by_node_name() -> None:
+    assert plan_steal("a", 5, 0, {"z": 8, "m": 8, "q": 8}) == StealPlan("m", 4)
+    assert plan_steal("a", 5, 0, {"q": 8, "z": 8, "m": 8}) == StealPlan("m", 4)
+
+
+@given(
+    free=st.integers(-2, 50),
+    local=st.integers(0, 5),
+    peers=st.dictionaries(st.sampled_from("abcdefg"), st.integers(-3, 100), max_size=7),
+)
+def test_plan_steal_properties(free: int, local: int, peers: dict[str, int]) -> None:
+    plan = plan_steal("a", free, local, peers)
+    candidates = {n: d for n, d in peers.items() if n != "a" and d > 0}
+    if free <= 0 or local > 0 or not candidates:
+        assert plan is None
+        return
+    assert plan is not None
+    deepest = max(candidates.values())
+    assert plan.victim == min(n for n, d in candidates.items() if d == deepest)
+    assert 1 <= plan.max_jobs <= free
+    assert plan.max_jobs == min(free, max(1, deepest // 2))
+
+
+def test_grant_steal_keeps_work_for_local_free_slots() -> None:
+    assert grant_steal(requested=5, local_ready=10, local_free_slots=2) == 5
+    assert grant_steal(requested=5, local_ready=10, local_free_slots=7) == 3
+    assert grant_steal(requested=5, local_ready=10, local_free_slots=10) == 0
+    assert grant_steal(requested=5, local_ready=3, local_free_slots=10) == 0
+    assert grant_steal(requested=0, local_ready=10, local_free_slots=0) == 0
+    assert grant_steal(requested=-4, local_ready=10, local_free_slots=0) == 0
+
+
+@given(st.integers(-10, 100), st.integers(0, 100), st.integers(0, 100))
+def test_grant_steal_bounds(requested: int, ready: int, free: int) -> None:
+    granted = grant_steal(requested, ready, free)
+    assert 0 <= granted <= max(0, requested)
+    assert granted <= max(0, ready - free)
+    assert granted == max(0, min(requested, ready - free))
+
+
+# ---------------------------------------------------------------------------- workers
+CONFIG = CoreConfig(worker_ttl=10.0, lease_duration=10.0, heartbeat_interval=2.0)
+
+
+def test_worker_ttl_expiry() -> None:
+    reg = WorkerRegistry(CONFIG)
+    assert reg.next_deadline() is None
+    reg.heartbeat(0.0, "w1", 4, 4)
+    reg.heartbeat(1.0, "w2", 2, 1)
+    assert reg.next_deadline() == 10.0
+    assert reg.handle_timer(9.99) == []
+    reg.heartbeat(5.0, "w1", 4, 3)  # renewed: its deadline moves to 15
+    assert reg.handle_timer(10.0) == []
+    assert set(reg.workers) == {"w1", "w2"}
+    assert reg.handle_timer(11.0) == [WorkerLost("w2")]
+    assert set(reg.workers) == {"w1"}
+    assert reg.workers["w1"].free_slots == 3
+    assert reg.handle_timer(14.99) == []
+    reg.touch(14.0, "w1")  # any call proves it alive
+    assert reg.handle_timer(15.0) == []
+    assert reg.handle_timer(24.0) == [WorkerLost("w1")]
+    assert reg.workers == {}
+    assert reg.handle_timer(1000.0) == []
+
+
+def test_touch_does_not_register_unknown_workers() -> None:
+    reg = WorkerRegistry(CONFIG)
+    reg.touch(0.0, "ghost")
+    assert reg.workers == {}
+    assert reg.next_deadline() is None
+
+
+def test_worker_lost_once_and_can_come_back() -> None:
+    reg = WorkerRegistry(CONFIG)
+    reg.heartbeat(0.0, "w", 1, 1)
+    assert reg.handle_timer(10.0) == [WorkerLost("w")]
+    reg.heartbeat(20.0, "w", 1, 1)
+    assert "w" in reg.workers
+    assert reg.handle_timer(29.0) == []
+    assert reg.handle_timer(30.0) == [WorkerLost("w")]
+
+
+def test_forget_a_worker_that_left() -> None:
+    reg = WorkerRegistry(CONFIG)
+    reg.heartbeat(0.0, "w", 1, 1)
+    assert reg.forget("w") is True
+    assert reg.forget("w") is False
+    assert reg.handle_timer(100.0) == []  # a worker that said goodbye is not reported lost
+    reg.heartbeat(200.0, "w", 1, 1)
+    reg.heartbeat(205.0, "w", 1, 1)
+    assert reg.handle_timer(214.0) == []
+    assert reg.handle_timer(215.0) == [WorkerLost("w")]  # reported exactly once
+    assert reg.handle_timer(1000.0) == []
+
+
+@given(
+    events=st.lists(
+        st.tuples(st.sampled_from(["w0", "w1", "w2"]), st.floats(0, 30, allow_nan=False)),
+        max_size=30,
+    ),
+    check=st.floats(0, 100, allow_nan=False),
+)
+def test_registry_matches_a_reference(events: list[tuple[str, float]], check: float) -> None:
+    reg = WorkerRegistry(CONFIG)
+    now = 0.0
+    last_seen: dict[str, float] = {}
+    for worker, gap in events:
+        now += gap
+        expired = {w for w, t in last_seen.items() if t + CONFIG.worker_ttl <= now}
+        lost = [event.worker_id for event in reg.handle_timer(now)]
+        assert len(lost) == len(set(lost)) and set(lost) == expired
+        for w in expired:
+            del last_seen[w]
+        reg.heartbeat(now, worker, 1, 1)
+        last_seen[worker] = now
+        assert set(reg.workers) == set(last_seen)
+    now += check
+    reg.handle_timer(now)
+    assert set(reg.workers) == {w for w, t in last_seen.items() if t + CONFIG.worker_ttl > now}
+
+
+def test_worker_validation() -> None:
+    reg = WorkerRegistry(CONFIG)
+    for bad in ("", "w" * 129, "tab\there", "nl\n"):
+        with pytest.raises(InvalidArgument):
+            reg.heartbeat(0.0, bad, 1, 1)
+        with pytest.raises(InvalidArgument):
+            validate_worker_id(bad)
+    for total, free in ((-1, 0), (1, -1), (2, 3)):
+        with pytest.raises(InvalidArgument):
+            validate_slots(total, free)
+        with pytest.raises(InvalidArgument):
+            reg.heartbeat(0.0, "w", total, free)
+    validate_slots(0, 5)  # total 0 means "unknown"
+    assert reg.workers == {}
+
+
+def test_pick_waiter_prefers_most_free_then_longest_waiting() -> None:
+    assert pick_waiter([], {}) is None
+    assert pick_waiter(["a", "b"], {"a": 0, "b": 0}) is None
+    assert pick_waiter(["a", "b"], {}) is None
+    assert pick_waiter(["a", "b", "c"], {"a": 1, "b": 3, "c": 2}) == "b"
+    assert pick_waiter(["a", "b", "c"], {"a": 2, "b": 2, "c": 2}) == "a"
+    assert pick_waiter(["c", "b", "a"], {"a": 2, "b": 2, "c": 2}) == "c"
+    assert pick_waiter(["a", "b"], {"b": 1, "z": 10}) == "b"  # only waiters count
+
+
+@given(
+    st.lists(st.sampled_from("abcdef"), unique=True, max_size=6),
+    st.dictionaries(st.sampled_from("abcdef"), st.integers(0, 5)),
+)
+def test_pick_waiter_properties(waiting: list[str], free: dict[str, int]) -> None:
+    chosen = pick_waiter(waiting, free)
+    best = max((free.get(w, 0) for w in waiting), default=0)
+    if best == 0:
+        assert chosen is None
+    else:
+        assert chosen == next(w for w in waiting if free.get(w, 0) == best)

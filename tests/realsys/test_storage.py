@@ -1,0 +1,328 @@
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from model.ids import JobIdFactory
+from model.job import (
+    CancelledByWorker,
+    EffectiveSpec,
+    Failed,
+    Job,
+    JobError,
+    JobSpec,
+    RetryPolicy,
+    Succeeded,
+)
+from model.states import JobState
+from realsys.config import NodeConfig, load_config
+from realsys.storage import (
+    JobRecords,
+    MemoryJobRecords,
+    QueueEntries,
+    Results,
+    SqliteJobRecords,
+    StoredOutcome,
+    open_job_records,
+    open_queue_entries,
+    open_results,
+)
+
+STORES = ["sqlite", "memory"]
+
+
+def make_config(tmp_path: Path, store: str) -> NodeConfig:
+    return load_config(
+        {
+            "DTQ_ROLE": "node",
+            "DTQ_NAME": "n1",
+            "DTQ_PEERS": "n1=h:1",
+            "DTQ_DATA_DIR": str(tmp_path / "d"),
+            "DTQ_STORE": store,
+        }
+    )
+
+
+SPEC = JobSpec.make(
+    "sleep",
+    payload=b'{"seconds": 0.1}\x00\xff',
+    priority=-7,
+    retry=RetryPolicy(max_attempts=4, initial_backoff=0.25, max_backoff=8.5, backoff_multiplier=1.5),
+    execution_timeout=12.000000001,
+    labels={"team": "a", "kind": "ünïcode"},
+)
+EFFECTIVE = EffectiveSpec(4, 0.25, 8.5, 1.5, 12.000000001)
+
+
+def job_in(state: JobState, n: int = 1) -> Job:
+    """A job with every field set to something other than its default."""
+    done = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+    return Job(
+        job_id=f"n1-1-{n:010x}",
+        spec=SPEC,
+        effective=EFFECTIVE,
+        create_time=1_700_000_000.123456 + n,
+        request_id=f"req-{n}",
+        state=state,
+        attempt=n + 1,
+        update_time=1_700_000_010.5 + n,
+        start_time=1_700_000_001.25 + n if state is not JobState.PENDING else None,
+        end_time=1_700_000_002.75 + n if done else None,
+        worker_id=f"w{n}",
+        lease_deadline=1_700_000_020.0625,
+        run_deadline=1_700_000_030.03125,
+        not_before=1_700_000_005.5,
+        error=JobError("boom", retryable=True, reason="TIMEOUT") if state is JobState.FAILED else None,
+        output=b"\x00out" if state is JobState.SUCCEEDED else (b"" if state is JobState.CANCELLED else None),
+    )
+
+
+ALL_STATES = list(JobState)
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def records(tmp_path: Path, store: str) -> Iterator[JobRecords]:
+    r = open_job_records(make_config(tmp_path, store))
+    yield r
+    r.close()
+
+
+# ---------------------------------------------------------------------------- job records
+def test_every_field_of_every_state_round_trips(records: JobRecords) -> None:
+    jobs = [job_in(state, n) for n, state in enumerate(ALL_STATES)]
+    for job in jobs:
+        records.save(job)
+    loaded = records.load_all()
+    assert loaded == jobs  # dataclass equality covers every field
+    for got, want in zip(loaded, jobs, strict=True):
+        for f in dataclasses.fields(Job):
+            assert getattr(got, f.name) == getattr(want, f.name), f.name
+        assert type(got.state) is JobState
+    # None and b"" outputs stay distinct
+    assert [j.output for j in loaded if j.state in (JobState.PENDING, JobState.CANCELLED)] == [None, b""]
+
+
+def test_sqlite_survives_a_restart(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "sqlite")
+    first = open_job_records(config)
+    jobs = [job_in(state, n) for n, state in enumerate(ALL_STATES)]
+    first.save_many(jobs[:3])
+    for job in jobs[3:]:
+        first.save(job)
+    first.close()
+    assert (tmp_path / "d" / "n1.jobs.sqlite3").exists()
+    second = open_job_records(config)
+    assert second.load_all() == jobs
+    second.close()
+
+
+def test_a_crash_keeps_committed_saves(tmp_path: Path) -> None:
+    """Not closing is what a killed process does: every returned save must be readable by a new process."""
+    path = tmp_path / "jobs.sqlite3"
+    first = SqliteJobRecords(path)
+    first.save(job_in(JobState.RUNNING))
+    # a second connection (as a restarted process) sees the write while the first is still open
+    second = SqliteJobRecords(path)
+    assert second.load_all() == [job_in(JobState.RUNNING)]
+    second.close()
+    first.close()
+
+
+def test_checkpoints_run_in_the_background(tmp_path: Path) -> None:
+    """Automatic checkpoints are off (they would stall the loop); the store's thread must do them."""
+    path = tmp_path / "jobs.sqlite3"
+    records = SqliteJobRecords(path)
+    size = path.stat().st_size
+    records.save_many(job_in(JobState.PENDING, n) for n in range(300))
+    deadline = time.monotonic() + 10
+    while path.stat().st_size < size + 100_000:  # the rows reach the main file only by a checkpoint
+        assert time.monotonic() < deadline, "no checkpoint within 10 s"
+        time.sleep(0.05)
+    records.close()
+    assert not path.with_name(path.name + "-wal").exists()  # closing the last connection removes the WAL
+
+
+def test_saves_after_a_restart_update_the_row(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    first = SqliteJobRecords(path)
+    first.save(job_in(JobState.PENDING))
+    first.close()
+
+    second = SqliteJobRecords(path)
+    (job,) = second.load_all()
+    job.state = JobState.RUNNING
+    second.save(job)  # a loaded job: the plain update path
+    second.close()
+
+    third = SqliteJobRecords(path)  # saves without loading first: the upsert path
+    job.attempt = 42
+    third.save(job)
+    assert third.load_all() == [job]
+    third.close()
+
+
+def test_save_updates_in_place(records: JobRecords) -> None:
+    job = job_in(JobState.PENDING)
+    records.save(job)
+    job.state = JobState.RUNNING
+    job.attempt = 9
+    job.worker_id = "w9"
+    job.lease_deadline = 123.5
+    records.save(job)
+    assert records.load_all() == [job]
+
+
+def test_load_all_orders_by_create_time_then_id(records: JobRecords) -> None:
+    a, b, c = (job_in(JobState.PENDING, n) for n in (1, 2, 3))
+    c.create_time = a.create_time  # a tie broken by id
+    b.create_time = a.create_time - 1
+    records.save_many([c, a, b])
+    assert [j.job_id for j in records.load_all()] == [b.job_id, a.job_id, c.job_id]
+
+
+def test_saved_jobs_are_snapshots(records: JobRecords) -> None:
+    job = job_in(JobState.PENDING)
+    records.save(job)
+    job.state = JobState.RUNNING  # JobTable mutates its records; the store must not see it unsaved
+    loaded = records.load_all()
+    assert loaded[0].state is JobState.PENDING
+    loaded[0].attempt = 99
+    assert records.load_all()[0].attempt == job.attempt
+
+
+def test_save_many_is_one_transaction(tmp_path: Path) -> None:
+    records = SqliteJobRecords(tmp_path / "j.sqlite3")
+    good = job_in(JobState.PENDING, 1)
+    bad = job_in(JobState.PENDING, 2)
+    bad.worker_id = None  # type: ignore[assignment]  # violates NOT NULL inside the transaction
+    with pytest.raises(sqlite3.IntegrityError):
+        records.save_many([good, bad])
+    assert records.load_all() == []
+    records.save_many([])
+    records.close()
+
+
+def test_sqlite_incarnation_is_a_persisted_counter(tmp_path: Path) -> None:
+    config = make_config(tmp_path, "sqlite")
+    seen = []
+    for _ in range(3):
+        records = open_job_records(config)
+        seen.append(records.next_incarnation())
+        records.close()
+    assert seen == ["1", "2", "3"]
+    JobIdFactory("n1", seen[-1])  # a valid incarnation
+
+
+def test_memory_incarnations_are_random_hex() -> None:
+    seen = {MemoryJobRecords().next_incarnation() for _ in range(20)}
+    assert len(seen) == 20
+    for incarnation in seen:
+        assert len(incarnation) == 8
+        JobIdFactory("n1", incarnation)
+
+
+durations = st.builds(lambda s, ns: s + ns / 1e9, st.integers(0, 10**6), st.integers(0, 10**9 - 1))
+times = st.floats(0, 4e9, allow_nan=False)
+specs = st.builds(
+    JobSpec.make,
+    job_type=st.from_regex(r"[A-Za-z][A-Za-z0-9_.:-]{0,20}", fullmatch=True),
+    payload=st.binary(max_size=64),
+    priority=st.integers(-(2**31), 2**31 - 1),
+    # spec durations come from protobuf Durations, so they are whole seconds plus nanoseconds
+    retry=st.builds(RetryPolicy, st.integers(0, 100), durations, durations, st.floats(1, 10)),
+    execution_timeout=durations,
+    labels=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3),
+)
+jobs_strategy = st.builds(
+    Job,
+    job_id=st.from_regex(r"n[0-9]-[0-9a-f]{1,4}-[0-9a-f]{10}", fullmatch=True),
+    spec=specs,
+    effective=st.builds(EffectiveSpec, st.integers(1, 100), times, times, st.floats(1, 10), times),
+    create_time=times,
+    request_id=st.text(max_size=10),
+    state=st.sampled_from(JobState),
+    attempt=st.integers(0, 100),
+    update_time=times,
+    start_time=st.none() | times,
+    end_time=st.none() | times,
+    worker_id=st.text(max_size=10),
+    lease_deadline=times,
+    run_deadline=times,
+    not_before=times,
+    error=st.none()
+    | st.builds(JobError, st.text(max_size=20), st.booleans(), st.sampled_from(["TIMEOUT", "X"])),
+    output=st.none() | st.binary(max_size=32),
+)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(job=jobs_strategy)
+def test_any_job_round_trips_through_sqlite(job: Job) -> None:
+    records = SqliteJobRecords(":memory:")
+    records.save(job)
+    assert records.load_all() == [job]
+    records.close()
+
+
+# ---------------------------------------------------------------------------- queue entries
+@pytest.fixture
+def queue_factory(tmp_path: Path, store: str) -> Callable[[], QueueEntries]:
+    config = make_config(tmp_path, store)
+    return lambda: open_queue_entries(config)
+
+
+def test_queue_entries(queue_factory: Callable[[], QueueEntries], store: str) -> None:
+    q = queue_factory()
+    q.put([("a", 1, 0.0), ("b", 5, 10.5), ("c", -3, 1.25)])
+    q.put([("a", 2, 3.0)])  # replaced: new values, moved to the back
+    q.delete(["c", "missing"])
+    want = [("b", 5, 10.5), ("a", 2, 3.0)]
+    assert q.load_all() == want
+    q.put([])
+    q.delete([])
+    q.close()
+    reopened = queue_factory()
+    assert reopened.load_all() == (want if store == "sqlite" else [])
+    reopened.close()
+
+
+# ---------------------------------------------------------------------------- results
+@pytest.fixture
+def results_factory(tmp_path: Path, store: str) -> Callable[[], Results]:
+    config = make_config(tmp_path, store)
+    return lambda: open_results(config)
+
+
+def test_results(results_factory: Callable[[], Results], store: str) -> None:
+    r = results_factory()
+    outcomes: dict[tuple[str, int], StoredOutcome] = {
+        ("j1", 1): Failed(JobError("first try", retryable=True, reason="HANDLER_ERROR")),
+        ("j1", 2): Succeeded(b"\x00result"),
+        ("j2", 1): CancelledByWorker(),
+        ("j3", 1): Succeeded(b""),
+        ("j4", 1): Failed(JobError("lease", retryable=False, reason="LEASE_EXPIRED")),
+    }
+    for (job_id, attempt), outcome in outcomes.items():
+        r.put(job_id, attempt, outcome)
+    for (job_id, attempt), outcome in outcomes.items():
+        assert r.get(job_id, attempt) == outcome
+    assert r.get("j1", 3) is None
+    assert r.get("nope", 1) is None
+    r.put("j2", 1, Succeeded(b"again"))  # the same attempt again replaces
+    assert r.get("j2", 1) == Succeeded(b"again")
+    r.close()
+    reopened = results_factory()
+    assert reopened.get("j1", 2) == (Succeeded(b"\x00result") if store == "sqlite" else None)
+    reopened.close()
