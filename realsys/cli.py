@@ -136,7 +136,8 @@ async def _demo_design(design: str, directory: Path, jobs: int) -> None:
             )
             echo_id = await client.submit("echo", b"hello from " + design.encode())
             fail_id = await client.submit("fail", json.dumps({"probability": 1.0}).encode(), max_attempts=2)
-            long_id = await client.submit("sleep", json.dumps({"seconds": 30}).encode())
+            # high priority, so it is running (not pending) when the cancel arrives
+            long_id = await client.submit("sleep", json.dumps({"seconds": 30}).encode(), priority=10)
             await asyncio.sleep(0.3)
             cancelled = await client.cancel(long_id)
             done = await asyncio.gather(
