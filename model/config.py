@@ -11,7 +11,9 @@ from model.errors import InvalidArgument
 class CoreConfig:
     lease_duration: float = 10.0  # a lease lives this long past the latest heartbeat
     heartbeat_interval: float = 2.0  # what workers are told to use
-    worker_ttl: float = 10.0  # a worker silent for this long is declared lost
+    # a worker silent for this long is declared lost; shorter than the lease, so its jobs are
+    # released before their leases would lapse on their own
+    worker_ttl: float = 6.0
     default_execution_timeout: float = 300.0
     max_execution_timeout: float = 24 * 3600.0
     default_max_attempts: int = 3

@@ -63,9 +63,7 @@ class Scheduler:
         self.workers.touch(now, worker_id)
         return self._lease_ready(now, worker_id, max_jobs)
 
-    def steal(
-        self, now: float, thief_worker_id: str, requested: int, thief_free_slots: int = 0
-    ) -> list[Assignment]:
+    def steal(self, now: float, thief_worker_id: str, requested: int) -> list[Assignment]:
         """A peer's idle worker asks for work. This node stays the owner of what it hands over."""
         validate_worker_id(thief_worker_id)
         local_free = sum(w.free_slots for w in self.workers.workers.values())
