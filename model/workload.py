@@ -9,14 +9,17 @@ Open-loop arrivals are pre-generated: the real system and the simulator replay t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from model.errors import InvalidArgument
+
+T = TypeVar("T")
 
 
 class Op(IntEnum):
@@ -206,3 +209,185 @@ def closed_loop_scripts(spec: WorkloadSpec, max_requests_per_client: int) -> lis
         think = spec.arrival.think_time.sample(rng[Stream.THINK], max_requests_per_client)
         scripts.append(Trace(think, trace.ops, trace.durations, trace.targets))
     return scripts
+
+
+# ---------------------------------------------------------------------------- mappings (workload files)
+# The one place a workload mapping (a parsed YAML/TOML file, or config.json's "workload") is validated.
+# Every error names the offending key as a dotted path, e.g. "workload.arrival.rate".
+_TOP_KEYS = frozenset(
+    {"arrival", "mix", "job_type", "duration", "payload_bytes", "run_time", "warmup", "seed", "labels"}
+)
+_OPEN_KEYS = frozenset({"kind", "rate", "max_in_flight"})
+_CLOSED_KEYS = frozenset({"kind", "clients", "think_time"})
+_DIST_KEYS = frozenset({"kind", "mean", "sigma"})
+_MIX_KEYS = frozenset(op.name.lower() for op in Op)
+
+
+def _fail(path: str, message: str) -> InvalidArgument:
+    return InvalidArgument(f"{path}: {message}")
+
+
+def _table(value: object, path: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"must be a mapping, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise _fail(path, f"keys must be strings, got {key!r}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise _fail(f"{path}.{unknown[0]}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _number(table: Mapping[str, Any], key: str, path: str, default: float | None = None) -> float:
+    if key not in table:
+        if default is None:
+            raise _fail(f"{path}.{key}", "is required")
+        return default
+    value = table[key]
+    # bool is an int subclass: `rate: true` is a mistake, not 1
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"{path}.{key}", f"must be a number, got {value!r}")
+    return float(value)
+
+
+def _integer(table: Mapping[str, Any], key: str, path: str, default: int | None = None) -> int:
+    if key not in table:
+        if default is None:
+            raise _fail(f"{path}.{key}", "is required")
+        return default
+    value = table[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(f"{path}.{key}", f"must be an integer, got {value!r}")
+    return value
+
+
+def _text(table: Mapping[str, Any], key: str, path: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str):
+        raise _fail(f"{path}.{key}", f"must be a string, got {value!r}")
+    return value
+
+
+def _build(path: str, make: Callable[[], T]) -> T:
+    """Runs a constructor, prefixing its own validation errors with the mapping path."""
+    try:
+        return make()
+    except InvalidArgument as exc:
+        raise _fail(path, exc.message) from None
+
+
+def _distribution(value: object, path: str) -> Distribution:
+    table = _table(value, path, _DIST_KEYS)
+    kind = _text(table, "kind", path, "constant")
+    mean = _number(table, "mean", path, 0.0)
+    sigma = _number(table, "sigma", path, 0.0)
+    return _build(path, lambda: Distribution(kind, mean, sigma))  # type: ignore[arg-type]
+
+
+def _arrival(value: object, path: str) -> Arrival:
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"must be a mapping, got {type(value).__name__}")
+    kind = value.get("kind")
+    if kind == "open":
+        table = _table(value, path, _OPEN_KEYS)
+        rate = _number(table, "rate", path)
+        max_in_flight = _integer(table, "max_in_flight", path, OpenLoop(1.0).max_in_flight)
+        return _build(path, lambda: OpenLoop(rate, max_in_flight))
+    if kind == "closed":
+        table = _table(value, path, _CLOSED_KEYS)
+        clients = _integer(table, "clients", path)
+        think = _distribution(table.get("think_time", {}), f"{path}.think_time")
+        return _build(path, lambda: ClosedLoop(clients, think))
+    raise _fail(f"{path}.kind", f"must be 'open' or 'closed', got {kind!r}")
+
+
+def _mix(value: object, path: str) -> RequestMix:
+    table = _table(value, path, _MIX_KEYS)
+    # fractions left out are 0 (not the dataclass defaults): a file lists the ops it sends
+    fractions = {name: _number(table, name, path, 0.0) for name in sorted(_MIX_KEYS)}
+    return _build(path, lambda: RequestMix(**fractions))
+
+
+def _labels(value: object, path: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, f"must be a mapping, got {type(value).__name__}")
+    out = []
+    for key, label in value.items():
+        if not isinstance(key, str) or not isinstance(label, str):
+            raise _fail(f"{path}.{key}", f"labels must map strings to strings, got {label!r}")
+        out.append((key, label))
+    return tuple(out)
+
+
+def workload_from_mapping(d: Mapping[str, Any]) -> WorkloadSpec:
+    """A WorkloadSpec from its mapping form (see data/workloads/*.yaml); InvalidArgument names the bad key.
+
+    Only `arrival` is required; every other key has the WorkloadSpec default, except that `mix`
+    fractions left out are 0.
+    """
+    path = "workload"
+    table = _table(d, path, _TOP_KEYS)
+    if "arrival" not in table:
+        raise _fail(f"{path}.arrival", "is required")
+    defaults = WorkloadSpec(OpenLoop(1.0))
+    arrival = _arrival(table["arrival"], f"{path}.arrival")
+    mix = _mix(table["mix"], f"{path}.mix") if "mix" in table else defaults.mix
+    duration = (
+        _distribution(table["duration"], f"{path}.duration") if "duration" in table else defaults.duration
+    )
+    labels = _labels(table["labels"], f"{path}.labels") if "labels" in table else defaults.labels
+    job_type = _text(table, "job_type", path, defaults.job_type)
+    payload_bytes = _integer(table, "payload_bytes", path, defaults.payload_bytes)
+    run_time = _number(table, "run_time", path, defaults.run_time)
+    warmup = _number(table, "warmup", path, defaults.warmup)
+    seed = _integer(table, "seed", path, defaults.seed)
+    if not (math.isfinite(run_time) and math.isfinite(warmup)):
+        raise _fail(path, "run_time and warmup must be finite")
+    return _build(
+        path,
+        lambda: WorkloadSpec(
+            arrival=arrival,
+            mix=mix,
+            job_type=job_type,
+            duration=duration,
+            payload_bytes=payload_bytes,
+            run_time=run_time,
+            warmup=warmup,
+            seed=seed,
+            labels=labels,
+        ),
+    )
+
+
+def _distribution_to_mapping(dist: Distribution) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": dist.kind, "mean": dist.mean}
+    if dist.sigma:
+        out["sigma"] = dist.sigma
+    return out
+
+
+def workload_to_mapping(spec: WorkloadSpec) -> dict[str, Any]:
+    """The inverse of workload_from_mapping, with every value explicit (config.json records it)."""
+    arrival: dict[str, Any]
+    if isinstance(spec.arrival, OpenLoop):
+        arrival = {"kind": "open", "rate": spec.arrival.rate, "max_in_flight": spec.arrival.max_in_flight}
+    else:
+        arrival = {
+            "kind": "closed",
+            "clients": spec.arrival.clients,
+            "think_time": _distribution_to_mapping(spec.arrival.think_time),
+        }
+    out: dict[str, Any] = {
+        "arrival": arrival,
+        "mix": {op.name.lower(): spec.mix.weights()[op] for op in Op},
+        "job_type": spec.job_type,
+        "duration": _distribution_to_mapping(spec.duration),
+        "payload_bytes": spec.payload_bytes,
+        "run_time": spec.run_time,
+        "warmup": spec.warmup,
+        "seed": spec.seed,
+    }
+    if spec.labels:
+        out["labels"] = dict(spec.labels)
+    return out

@@ -232,6 +232,25 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="start each design, run jobs end to end, stop it")
     p_demo.add_argument("--design", action="append", choices=["micro", "mono"])
     p_demo.add_argument("--jobs", type=int, default=200)
+
+    from sim.api import add_arguments as add_sim_arguments
+
+    add_sim_arguments(sub.add_parser("sim", help="simulate a workload on either design; write a run directory"))
+
+    p_load = sub.add_parser("load", help="replay a workload file against a cluster; write a run directory")
+    target(p_load)
+    p_load.add_argument("--workload", required=True, help="a .yaml/.toml workload (data/workloads/)")
+    p_load.add_argument("--design", choices=["micro", "mono"], help="with --addr: the design behind it")
+    p_load.add_argument("--out", default="data/runs", help="runs root directory")
+    p_load.add_argument("--run-id", default="", help="default: real-<design>-<workload>-<seed>-<UTC time>")
+    p_load.add_argument("--processes", type=int, default=1, help="load generator processes")
+    p_load.add_argument("--drain", type=float, default=10.0, help="seconds to let jobs finish after the run")
+    p_load.add_argument("--replication", type=int, default=0)
+    p_load.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
+
+    from realsys.experiment import add_parser as add_experiment_parser
+
+    add_experiment_parser(sub)  # `dtq experiment run|summarize`
     return parser
 
 
@@ -245,6 +264,23 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = 0
         elif args.command == "cluster":
             code = _cmd_cluster(args)
+        elif args.command == "experiment":
+            from realsys.experiment import command as experiment_command
+
+            code = experiment_command(args)
+        elif args.command == "load":
+            from realsys.loadgen import load_command
+
+            code = load_command(args)
+        elif args.command == "sim":
+            from realsys.loadgen import format_summary
+            from sim.api import sim_command
+
+            summary, path = sim_command(args)
+            print(format_summary(summary))
+            if path is not None:
+                print(f"run written to {path}")
+            code = 0
         elif args.command == "demo":
             args.design = args.design or ["micro", "mono"]
             code = _cmd_demo(args)

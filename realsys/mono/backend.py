@@ -28,6 +28,7 @@ from realsys.status import error_from_rpc
 log = get_logger(__name__)
 
 RunningList = list[tuple[str, int]]
+MAX_IDLE_POLL = 0.8  # seconds between depth rounds in a cluster with nothing to steal
 
 
 class InProcessBackend:
@@ -41,6 +42,9 @@ class InProcessBackend:
         self.stolen = 0  # jobs this node's worker took from peers
         self._depths: dict[str, int] = {}
         self._depths_at = -float("inf")  # monotonic time of the last QueueDepth round
+        # An idle cluster must not spend its cores polling: each round that finds no peer with
+        # ready work doubles the poll interval, up to MAX_IDLE_POLL; any work found resets it.
+        self._poll_interval = steal_interval
 
     # ---------------------------------------------------------------- WorkerBackend
     async def heartbeat(
@@ -70,7 +74,7 @@ class InProcessBackend:
             left = deadline - loop.time()
             if left <= 0:
                 return []
-            await self.core.wait_for_work(worker_id, free_slots, min(left, self.steal_interval))
+            await self.core.wait_for_work(worker_id, free_slots, min(left, self._poll_interval))
 
     async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
         owner = owner_of(job_id)
@@ -138,7 +142,7 @@ class InProcessBackend:
     async def _peer_depths(self) -> dict[str, int]:
         """Every peer's ready count, asked at most once per steal_interval (a down peer counts 0)."""
         now = time.monotonic()
-        if now - self._depths_at < self.steal_interval:
+        if now - self._depths_at < self._poll_interval:
             return self._depths
         timeout = min(self.links.rpc_timeout, max(self.steal_interval * 10, 0.5))
 
@@ -160,4 +164,8 @@ class InProcessBackend:
                 depths[peer] = reply
         self._depths = depths
         self._depths_at = time.monotonic()
+        if any(depths.values()):
+            self._poll_interval = self.steal_interval
+        else:
+            self._poll_interval = min(MAX_IDLE_POLL, max(self._poll_interval, self.steal_interval) * 2)
         return depths

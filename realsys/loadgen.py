@@ -1,0 +1,662 @@
+"""The load generator: replays a WorkloadSpec against a Target and records every request and job.
+
+Open loop (wrk2-style, no coordinated omission): the pre-generated `open_loop_trace(spec)` is
+replayed; each request is launched at its intended time whether or not earlier ones have finished.
+At most `max_in_flight` requests are outstanding; a request held back by that bound starts late, and
+its latency is still measured from its *intended* time, so a stalled system cannot hide its queue.
+
+Closed loop: `clients` tasks each run their script from `closed_loop_scripts` (think, send, wait for
+the answer, repeat) until the run time is over. A closed-loop request's intended time is when its
+client finished thinking.
+
+Which job a status/result/cancel is about: the trace's `target` fraction t picks job
+floor(t * n) among the n jobs this generator process has had accepted so far (in acceptance order).
+With no accepted job yet, the request is sent as a submit instead (a job of the workload's mean
+duration), so the request count always equals the trace's; this only happens at the very start.
+
+Job completion: each accepted submit starts a waiter that long-polls `target.wait` (one WaitJob call
+per job, re-issued only when the server answers before the job ends: this is part of the load the
+system sees, and the simulator must model it). The job's end_time is when the client learned its
+terminal state. After the trace, outstanding requests and jobs get `drain_timeout` seconds; jobs
+still unfinished then are recorded with an empty end_time, requests still outstanding (or never
+sent) with status CANCELLED.
+
+All times are seconds from the run start (time.perf_counter). Every loop is bounded in count and
+time. The generator measures its own CPU: when it sends below 95% of the trace's rate in the window,
+or uses more than 90% of one core, the run is flagged as generator-bottlenecked.
+
+Several processes (`run_load_processes`): the trace is split round-robin by index (request i goes to
+process i mod N), so the merged intended times are exactly the single-process trace's; closed-loop
+clients are split the same way. Each child writes its records as gzip CSV into a temporary
+directory (no pickling), and the parent merges and summarises. Jobs targeted by status/result/cancel
+are then picked among the child's own accepted jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model.records import JobRecord, RequestRecord
+from model.results import summarize
+from model.states import TERMINAL, JobState
+from model.workload import (
+    ClosedLoop,
+    Op,
+    OpenLoop,
+    Trace,
+    WorkloadSpec,
+    closed_loop_scripts,
+    open_loop_trace,
+    workload_from_mapping,
+    workload_to_mapping,
+)
+from realsys.targets import Target, TargetError, make_target
+
+BOTTLENECK_RATE = 0.95  # achieved / offered below this: the offered load was not applied
+BOTTLENECK_CPU = 0.90  # of one core: the generator itself may be what limits the run
+DEFAULT_DRAIN = 10.0
+DEFAULT_MAX_WAITERS = 4096
+CLOSED_LOOP_MAX_RATE = 5000.0  # requests/s one closed-loop client can issue at most (sizes its script)
+_YIELD_EVERY = 64  # a dispatcher launching a late burst yields to the loop this often
+_WAIT_RETRY = 0.05
+
+
+def job_payload(duration: float, payload_bytes: int = 0) -> bytes:
+    """{"seconds": duration} JSON, padded to exactly `payload_bytes` when that is larger: with a "pad"
+    string field, or with spaces when there is no room for one."""
+    base = json.dumps({"seconds": duration}, separators=(",", ":"))
+    room = payload_bytes - len(base)
+    if room <= 0:
+        return base.encode()
+    pad_overhead = len(',"pad":""')
+    if room < pad_overhead:
+        return (base[:-1] + " " * room + "}").encode()
+    return json.dumps(
+        {"seconds": duration, "pad": "x" * (room - pad_overhead)}, separators=(",", ":")
+    ).encode()
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass(frozen=True, slots=True)
+class LoadStats:
+    processes: int
+    wall_time: float  # seconds of the load phase (run start to the last request's answer)
+    cpu_time: float  # CPU seconds of all generator processes over the load phase
+    cpu_utilisation: float  # the busiest process: its CPU seconds / wall seconds (1.0 = one core)
+    achieved_rate: float  # requests sent (started) in the window, per second
+    trace_rate: float | None  # open loop: requests the trace schedules in the window, per second
+    max_start_lag: float  # worst start_time - intended_time (seconds): how late the generator was
+    p99_start_lag: float  # (a late start is still measured from the intended time; a large lag means
+    # the generator was starved of CPU or held back by max_in_flight)
+    bottleneck: bool
+    bottleneck_reason: str
+    held_back: int = 0  # open loop: requests that waited for a free max_in_flight slot
+
+    def loadgen(self) -> dict[str, Any]:
+        """The summary's `loadgen` block."""
+        return {
+            "processes": self.processes,
+            "cpu_utilisation": self.cpu_utilisation,
+            "achieved_rate": self.achieved_rate,
+            "bottleneck": self.bottleneck,
+            "bottleneck_reason": self.bottleneck_reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    requests: list[RequestRecord]
+    jobs: list[JobRecord]
+    stats: LoadStats
+
+
+def window_of(spec: WorkloadSpec) -> tuple[float, float]:
+    return (spec.warmup, spec.total_time)
+
+
+def offered_rate(spec: WorkloadSpec) -> float | None:
+    return spec.arrival.rate if isinstance(spec.arrival, OpenLoop) else None
+
+
+def load_stats(
+    requests: Sequence[RequestRecord],
+    spec: WorkloadSpec,
+    *,
+    processes: int,
+    wall_time: float,
+    cpu_time: float,
+    cpu_utilisation: float,
+    held_back: int = 0,
+) -> LoadStats:
+    """Whether the generator applied the load: achieved vs the trace's own rate (not the nominal one,
+    which a short Poisson window misses by a few percent by chance alone), and its CPU."""
+    start, end = window_of(spec)
+    seconds = end - start
+    achieved = sum(start <= r.start_time < end for r in requests) / seconds
+    trace_rate = None
+    if isinstance(spec.arrival, OpenLoop):
+        trace_rate = sum(start <= r.intended_time < end for r in requests) / seconds
+    lags = sorted(r.start_time - r.intended_time for r in requests)
+    lag = lags[-1] if lags else 0.0
+    p99_lag = lags[min(len(lags) - 1, int(0.99 * len(lags)))] if lags else 0.0
+    reasons = []
+    if trace_rate and achieved < BOTTLENECK_RATE * trace_rate:
+        reasons.append(
+            f"sent {achieved:.1f} req/s, below {BOTTLENECK_RATE:.0%} of the trace's {trace_rate:.1f} "
+            f"(worst start lag {lag * 1000:.1f} ms)"
+        )
+    if cpu_utilisation > BOTTLENECK_CPU:
+        reasons.append(f"generator process at {cpu_utilisation:.0%} of one core")
+    return LoadStats(
+        processes=processes,
+        wall_time=round(wall_time, 6),
+        cpu_time=round(cpu_time, 6),
+        cpu_utilisation=round(cpu_utilisation, 4),
+        achieved_rate=round(achieved, 3),
+        trace_rate=None if trace_rate is None else round(trace_rate, 3),
+        max_start_lag=round(lag, 6),
+        p99_start_lag=round(p99_lag, 6),
+        held_back=held_back,
+        bottleneck=bool(reasons),
+        bottleneck_reason="; ".join(reasons),
+    )
+
+
+def summary_of(
+    result: LoadResult, spec: WorkloadSpec, *, run_id: str, kind: str, design: str
+) -> dict[str, Any]:
+    return summarize(
+        result.requests,
+        result.jobs,
+        window=window_of(spec),
+        run_id=run_id,
+        kind=kind,
+        design=design,
+        offered_rate=offered_rate(spec),
+        loadgen=result.stats.loadgen(),
+    )
+
+
+# ---------------------------------------------------------------------------- one process
+@dataclass
+class _Run:
+    target: Target
+    spec: WorkloadSpec
+    t0: float
+    hard_end: float  # seconds from the start: nothing runs past it
+    max_waiters: int
+    track_jobs: bool
+    list_page_size: int
+    requests: list[RequestRecord] = field(default_factory=list)
+    jobs: list[JobRecord] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+    # launched open-loop requests that have not recorded themselves yet: a task cancelled before its
+    # first step never runs its body, and must still leave a record
+    unrecorded: dict[int, tuple[int, Op, float]] = field(default_factory=dict)
+    held_back: int = 0
+    waiters: set[asyncio.Task[None]] = field(default_factory=set)
+    waiter_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.waiter_slots = asyncio.Semaphore(self.max_waiters)
+
+    def now(self) -> float:
+        return time.perf_counter() - self.t0
+
+    async def request(
+        self, client: int, op: Op, intended: float, duration: float, target: float, token: int = -1
+    ) -> None:
+        self.unrecorded.pop(token, None)
+        start = self.now()
+        job_id = ""
+        if op in (Op.STATUS, Op.RESULT, Op.CANCEL):
+            if self.accepted:
+                job_id = self.accepted[min(len(self.accepted) - 1, int(target * len(self.accepted)))]
+            else:
+                op, duration = Op.SUBMIT, self.spec.duration.mean
+        status = "OK"
+        try:
+            if op is Op.SUBMIT:
+                job_id = await self.target.submit(
+                    self.spec.job_type, job_payload(duration, self.spec.payload_bytes)
+                )
+                self.accepted.append(job_id)
+                if self.track_jobs:
+                    self._watch(job_id, intended, self.now(), duration)
+            elif op is Op.STATUS:
+                await self.target.status(job_id)
+            elif op is Op.RESULT:
+                await self.target.result(job_id)
+            elif op is Op.CANCEL:
+                await self.target.cancel(job_id)
+            else:
+                await self.target.list(self.list_page_size)
+        except TargetError as exc:
+            status = exc.code
+        except asyncio.CancelledError:
+            self.requests.append(RequestRecord(client, op, intended, start, self.now(), "CANCELLED", job_id))
+            raise
+        except Exception:
+            status = "UNKNOWN"  # a bug in a Target must not stop the run; it shows up in `errors`
+        self.requests.append(RequestRecord(client, op, intended, start, self.now(), status, job_id))
+
+    def _watch(self, job_id: str, submit_time: float, accept_time: float, duration: float) -> None:
+        task = asyncio.create_task(self._wait_job(job_id, submit_time, accept_time, duration))
+        self.waiters.add(task)
+        task.add_done_callback(self.waiters.discard)
+
+    async def _wait_job(self, job_id: str, submit_time: float, accept_time: float, duration: float) -> None:
+        state, attempts, end = JobState.PENDING, 0, math.nan
+        try:
+            async with self.waiter_slots:
+                for _ in range(100_000):  # bounded; each pass long-polls or backs off
+                    remaining = self.hard_end - self.now()
+                    if remaining <= 0:
+                        break
+                    try:
+                        name, attempts = await self.target.wait(job_id, remaining)
+                    except TargetError as exc:
+                        if exc.code == "NOT_FOUND":  # the system lost an accepted job
+                            state = JobState.STATE_UNSPECIFIED
+                            break
+                        await asyncio.sleep(min(_WAIT_RETRY, max(0.0, remaining)))
+                        continue
+                    state = JobState.__members__.get(name, JobState.STATE_UNSPECIFIED)
+                    if state in TERMINAL:
+                        end = self.now()
+                        break
+        finally:  # also when cancelled at the hard end: the job is recorded as unfinished
+            self.jobs.append(JobRecord(job_id, submit_time, accept_time, end, state, attempts, duration))
+
+    async def open_loop(self, trace: Trace, indices: range, client: int) -> None:
+        assert isinstance(self.spec.arrival, OpenLoop)
+        slots = asyncio.Semaphore(self.spec.arrival.max_in_flight)
+        in_flight: set[asyncio.Task[None]] = set()
+        times, ops, durations, targets = (
+            trace.times.tolist(),
+            trace.ops.tolist(),
+            trace.durations.tolist(),
+            trace.targets.tolist(),
+        )
+        launched = 0
+        for n, i in enumerate(indices):
+            delay = times[i] - self.now()
+            if delay > 0:
+                # libuv (uvloop) timers have millisecond resolution and may fire early: sleep again
+                for _ in range(4):
+                    await asyncio.sleep(delay)
+                    delay = times[i] - self.now()
+                    if delay <= 0:
+                        break
+            elif n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            if slots.locked():  # held back by max_in_flight: it will start late, measured from times[i]
+                self.held_back += 1
+                try:
+                    await asyncio.wait_for(slots.acquire(), max(0.0, self.hard_end - self.now()))
+                except TimeoutError:
+                    break
+            else:
+                await slots.acquire()  # free: returns at once
+            self.unrecorded[i] = (client, Op(ops[i]), times[i])
+            task = asyncio.create_task(
+                self.request(client, Op(ops[i]), times[i], durations[i], targets[i], token=i)
+            )
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+            task.add_done_callback(lambda _: slots.release())
+            launched = n + 1
+        # never sent: the in-flight bound held them past the hard end
+        now = self.now()
+        for i in list(indices)[launched:]:
+            self.requests.append(RequestRecord(client, Op(ops[i]), times[i], now, now, "CANCELLED"))
+        await _finish(in_flight, self.hard_end - self.now())
+        now = self.now()
+        for client_, op, intended in self.unrecorded.values():  # cancelled before they ran
+            self.requests.append(RequestRecord(client_, op, intended, now, now, "CANCELLED"))
+        self.unrecorded.clear()
+
+    async def closed_client(self, client: int, script: Trace) -> None:
+        end = self.spec.total_time
+        think, ops, durations, targets = (
+            script.times.tolist(),
+            script.ops.tolist(),
+            script.durations.tolist(),
+            script.targets.tolist(),
+        )
+        for k in range(len(think)):
+            if think[k] > 0:
+                await asyncio.sleep(min(think[k], max(0.0, end - self.now())))
+            intended = self.now()
+            if intended >= end:
+                return
+            await self.request(client, Op(ops[k]), intended, durations[k], targets[k])
+
+
+async def _finish(tasks: set[asyncio.Task[None]], timeout: float) -> None:
+    """Waits for the tasks up to `timeout`, then cancels the rest (they record themselves)."""
+    pending = set(tasks)
+    if pending and timeout > 0:
+        _, pending = await asyncio.wait(pending, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def run_load(
+    target: Target,
+    spec: WorkloadSpec,
+    *,
+    clients_offset: int = 0,
+    part: tuple[int, int] = (0, 1),
+    ready: Callable[[], Awaitable[float]] | None = None,
+    drain_timeout: float = DEFAULT_DRAIN,
+    max_waiters: int = DEFAULT_MAX_WAITERS,
+    track_jobs: bool = True,
+    list_page_size: int = 100,
+    max_requests_per_client: int | None = None,
+) -> LoadResult:
+    """Runs the workload against `target` in this process and returns its records and stats.
+
+    `part=(i, n)` runs only share i of n (requests i, i+n, ... of the trace; or closed-loop clients
+    i, i+n, ...). `ready`, when given, is awaited once the traces are built and returns the
+    time.perf_counter() value to treat as time zero (the run sleeps until then), so processes started
+    together share one clock origin. `clients_offset` is added to the recorded client numbers (open
+    loop: process i records client clients_offset + i; closed loop: client c records clients_offset + c).
+    """
+    index, parts = part
+    if not 0 <= index < parts:
+        raise ValueError(f"part {part} is not (i, n) with 0 <= i < n")
+    if drain_timeout < 0 or max_waiters < 1:
+        raise ValueError("drain_timeout must be >= 0 and max_waiters >= 1")
+    # traces are made before the clock starts: generating them is not load
+    trace = open_loop_trace(spec) if isinstance(spec.arrival, OpenLoop) else None
+    scripts: list[Trace] = []
+    if isinstance(spec.arrival, ClosedLoop):
+        per_client = max_requests_per_client or math.ceil(spec.total_time * CLOSED_LOOP_MAX_RATE)
+        scripts = closed_loop_scripts(spec, per_client)
+    if ready is not None:
+        start_at = await ready()
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    run = _Run(
+        target=target,
+        spec=spec,
+        t0=t0,
+        hard_end=spec.total_time + drain_timeout,
+        max_waiters=max_waiters,
+        track_jobs=track_jobs,
+        list_page_size=list_page_size,
+    )
+    if trace is not None:
+        await run.open_loop(trace, range(index, len(trace), parts), clients_offset + index)
+    else:
+        clients = [
+            asyncio.create_task(run.closed_client(clients_offset + c, scripts[c]))
+            for c in range(index, len(scripts), parts)
+        ]
+        await _finish(set(clients), run.hard_end - run.now())
+    wall = run.now()
+    cpu = time.process_time() - cpu0
+    await _finish(set(run.waiters), run.hard_end - run.now())
+    requests = sorted(run.requests, key=lambda r: (r.intended_time, r.client, r.start_time))
+    jobs = sorted(run.jobs, key=lambda j: (j.submit_time, j.job_id))
+    stats = load_stats(
+        requests,
+        spec,
+        processes=1,
+        wall_time=wall,
+        cpu_time=cpu,
+        cpu_utilisation=cpu / max(wall, 1e-9),
+        held_back=run.held_back,
+    )
+    return LoadResult(requests, jobs, stats)
+
+
+# ---------------------------------------------------------------------------- several processes
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+async def _run_with_target(target_spec: Mapping[str, Any], spec: WorkloadSpec, **options: Any) -> LoadResult:
+    target = make_target(target_spec)
+    try:
+        return await run_load(target, spec, **options)
+    finally:
+        await target.close()
+
+
+def run_load_sync(target_spec: Mapping[str, Any], spec: WorkloadSpec, **options: Any) -> LoadResult:
+    """run_load in a fresh event loop (uvloop when installed), with a target built by make_target."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(_run_with_target(target_spec, spec, **options))
+
+
+def run_load_processes(
+    target_spec: Mapping[str, Any],
+    spec: WorkloadSpec,
+    processes: int,
+    *,
+    startup_timeout: float = 60.0,
+    **options: Any,
+) -> LoadResult:
+    """Runs the workload from `processes` child processes (see the module docstring) and merges them.
+
+    Children get JSON on the command line and stdin, and hand back gzip CSV and JSON files.
+    `options` are run_load's keyword options (JSON-able values only)."""
+    from sim.runs import JOBS_FILE, REQUESTS_FILE, read_job_records, read_request_records
+
+    if processes < 1:
+        raise ValueError("processes must be >= 1")
+    drain = float(options.get("drain_timeout", DEFAULT_DRAIN))
+    with tempfile.TemporaryDirectory(prefix="dtq-load-") as tmp:
+        children: list[subprocess.Popen[str]] = []
+        try:
+            for i in range(processes):
+                job = {
+                    "target": dict(target_spec),
+                    "workload": workload_to_mapping(spec),
+                    "part": [i, processes],
+                    "out": str(Path(tmp) / f"part-{i}"),
+                    "options": options,
+                }
+                children.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "realsys.loadgen", json.dumps(job)],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+            for child in children:  # each says "ready" once its trace is built and target made
+                assert child.stdout is not None
+                line = child.stdout.readline().strip()
+                if line != "ready":
+                    raise RuntimeError(f"load generator child {child.pid} failed to start ({line!r})")
+            start_epoch = time.time() + 0.5
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write(f"{start_epoch!r}\n")
+                child.stdin.close()
+            deadline = time.monotonic() + spec.total_time + drain * 2 + startup_timeout
+            for child in children:
+                code = child.wait(timeout=max(1.0, deadline - time.monotonic()))
+                if code != 0:
+                    raise RuntimeError(f"load generator child {child.pid} exited with {code}")
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+        requests: list[RequestRecord] = []
+        jobs: list[JobRecord] = []
+        cpu_times, utilisations, walls, held_back = [], [], [], 0
+        for i in range(processes):
+            out = Path(tmp) / f"part-{i}"
+            requests.extend(read_request_records(out / REQUESTS_FILE))
+            jobs.extend(read_job_records(out / JOBS_FILE))
+            child_stats = json.loads((out / "stats.json").read_text())
+            cpu_times.append(float(child_stats["cpu_time"]))
+            utilisations.append(float(child_stats["cpu_utilisation"]))
+            walls.append(float(child_stats["wall_time"]))
+            held_back += int(child_stats["held_back"])
+    requests.sort(key=lambda r: (r.intended_time, r.client, r.start_time))
+    jobs.sort(key=lambda j: (j.submit_time, j.job_id))
+    stats = load_stats(
+        requests,
+        spec,
+        processes=processes,
+        wall_time=max(walls),
+        cpu_time=sum(cpu_times),
+        cpu_utilisation=max(utilisations),
+        held_back=held_back,
+    )
+    return LoadResult(requests, jobs, stats)
+
+
+def _child_main(raw: str) -> int:
+    """One child of run_load_processes: build, say ready, wait for the start time, run, write files."""
+    from sim.runs import JOBS_FILE, REQUESTS_FILE, write_job_records, write_request_records
+
+    job = json.loads(raw)
+    spec = workload_from_mapping(job["workload"])
+    out = Path(job["out"])
+    out.mkdir(parents=True)
+    index, parts = job["part"]
+    options = dict(job["options"])
+
+    async def ready() -> float:
+        """Tells the parent this child is ready; the parent answers with the common start time."""
+        print("ready", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        return time.perf_counter() + (float(line) - time.time())
+
+    async def main() -> LoadResult:
+        target = make_target(job["target"])
+        try:
+            return await run_load(target, spec, part=(index, parts), ready=ready, **options)
+        finally:
+            await target.close()
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        result = runner.run(main())
+    write_request_records(out / REQUESTS_FILE, result.requests)
+    write_job_records(out / JOBS_FILE, result.jobs)
+    (out / "stats.json").write_text(json.dumps(asdict(result.stats), sort_keys=True))
+    return 0
+
+
+def run(target_spec: Mapping[str, Any], spec: WorkloadSpec, processes: int = 1, **options: Any) -> LoadResult:
+    """In this process when processes == 1, otherwise from child processes."""
+    if processes == 1:
+        return run_load_sync(target_spec, spec, **options)
+    return run_load_processes(target_spec, spec, processes, **options)
+
+
+# ---------------------------------------------------------------------------- `dtq load`
+def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any]]:
+    """(design, client addresses, parameters) of a local cluster, from its cluster.json."""
+    from realsys import cluster
+
+    info = cluster.load(cluster_dir)
+    per_node = {"DTQ_NAME", "DTQ_LISTEN", "DTQ_DATA_DIR", "DTQ_ROLE", "DTQ_PEERS", "DTQ_SERVICES"}
+    per_node |= {"DTQ_SLOTS", "DTQ_METRICS_PORT", "DTQ_DESIGN"}
+    shared: dict[str, str] | None = None
+    for node in info.nodes:
+        env = {k: v for k, v in node.env.items() if k.startswith("DTQ_") and k not in per_node}
+        shared = env if shared is None else {k: v for k, v in shared.items() if env.get(k) == v}
+    slots = {n.name: int(n.env.get("DTQ_SLOTS", "0")) for n in info.nodes}
+    parameters: dict[str, Any] = {
+        "store": (shared or {}).pop("DTQ_STORE", "unknown"),
+        "total_slots": sum(slots.values()),
+        "slots": slots,
+        "settings": dict(sorted((shared or {}).items())),
+    }
+    return info.design, info.clients, parameters
+
+
+def load_command(args: argparse.Namespace) -> int:
+    """`dtq load`: one run against a cluster, written to --out in the data/README.md layout."""
+    from sim.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
+
+    spec = load_workload(args.workload)
+    if args.dir:
+        design, addresses, parameters = _design_parameters(Path(args.dir))
+    else:
+        if not args.design:
+            raise ValueError("--design is required with --addr")
+        design, addresses, parameters = args.design, list(args.addr), {}
+    parameters = {**parameters, "processes": args.processes, "timeout": args.timeout}
+    run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
+    started_at, stamp = utc_now(), provenance()
+    result = run(
+        {"factory": "realsys.targets:DtqTarget", "kwargs": {"addresses": addresses, "timeout": args.timeout}},
+        spec,
+        args.processes,
+        drain_timeout=args.drain,
+    )
+    summary = summary_of(result, spec, run_id=run_id, kind="real", design=design)
+    config = run_config(
+        run_id=run_id,
+        kind="real",
+        design=design,
+        workload=spec,
+        parameters=parameters,
+        replication=args.replication,
+        started_at=started_at,
+        provenance_info=stamp,
+    )
+    path = write_run(
+        args.out, run_id, config, result.requests, result.jobs, summary, records=not args.no_records
+    )
+    print(format_summary(summary))
+    print(
+        f"  generator start lag p99 {result.stats.p99_start_lag * 1000:.1f} ms, "
+        f"max {result.stats.max_start_lag * 1000:.1f} ms; {result.stats.held_back} requests held back by "
+        "max_in_flight (latency counts from the intended time anyway)"
+    )
+    print(f"run written to {path}")
+    return 0
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A few lines: throughput, latency per op, completion, errors, jobs and the generator's health."""
+    lines = [
+        f"{summary['run_id']}: {summary['kind']} {summary['design']}, window "
+        f"{summary['window']['seconds']:g}s, offered {summary['offered_rate']} req/s, served "
+        f"{summary['throughput']['requests_per_s']:g} req/s, jobs {summary['throughput']['jobs_per_s']:g}/s"
+    ]
+    for name, row in [*summary["latency_ms"].items(), ("completion", summary["completion_ms"])]:
+        lines.append(
+            f"  {name:<10} n={row['count']:<7} p50={row['p50']:.3f} p95={row['p95']:.3f} "
+            f"p99={row['p99']:.3f} p999={row['p999']:.3f} mean={row['mean']:.3f} max={row['max']:.3f} ms"
+        )
+    lines.append(f"  errors {json.dumps(summary['errors'])}  jobs {json.dumps(summary['jobs'])}")
+    lines.append(f"  loadgen {json.dumps(summary['loadgen'])}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m realsys.loadgen JOB_JSON  (a child of run_load_processes)", file=sys.stderr)
+        sys.exit(2)
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(_child_main(sys.argv[1]))

@@ -1,0 +1,272 @@
+"""What the load generator drives: a `Target` (dtq's either design, and later the Celery baseline).
+
+A Target answers with plain values and raises `TargetError(code)` with a gRPC status code name, so
+the generator records the same statuses whatever system sits behind it.
+
+`make_target(spec)` builds a target from a JSON-able mapping {"factory": "module:callable", "kwargs":
+{...}}; load-generator child processes receive that mapping (never a pickled object).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import grpc
+
+from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
+from model.states import TERMINAL, JobState
+from realsys.client import channel_options, make_stub
+from realsys.convert import to_duration
+
+_MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it until its own timeout
+_STATE_NAMES = {int(s): s.name for s in JobState}
+
+
+class TargetError(Exception):
+    """A failed call; `code` is a gRPC status code name ("NOT_FOUND", "UNAVAILABLE", ...)."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+
+
+@runtime_checkable
+class Target(Protocol):
+    design: str
+
+    async def submit(self, job_type: str, payload: bytes) -> str:
+        """Submits a job; returns its id."""
+        ...
+
+    async def status(self, job_id: str) -> str:
+        """The job's state name."""
+        ...
+
+    async def result(self, job_id: str) -> str:
+        """The finished job's state name; TargetError("FAILED_PRECONDITION") if it has not finished."""
+        ...
+
+    async def list(self, page_size: int) -> int:
+        """Lists one page of jobs; returns how many came back."""
+        ...
+
+    async def cancel(self, job_id: str) -> str:
+        """Cancels the job; returns its state name after the call."""
+        ...
+
+    async def wait(self, job_id: str, timeout: float) -> tuple[str, int]:
+        """Long-polls (no busy polling) until the job is terminal or `timeout` passes; returns its
+        (state name, attempts) either way."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def make_target(spec: Mapping[str, Any]) -> Target:
+    """A Target from {"factory": "module:callable", "kwargs": {...}} (JSON-able, for child processes)."""
+    factory = spec.get("factory")
+    if not isinstance(factory, str) or ":" not in factory:
+        raise ValueError(f"target factory must be 'module:callable', got {factory!r}")
+    module_name, _, attr = factory.partition(":")
+    make = getattr(importlib.import_module(module_name), attr)
+    target = make(**dict(spec.get("kwargs", {})))
+    if not isinstance(target, Target):
+        raise TypeError(f"{factory} did not return a Target")
+    return target
+
+
+def dtq_target_spec(addresses: Sequence[str], timeout: float = 10.0, design: str = "") -> dict[str, Any]:
+    """The make_target mapping of a DtqTarget."""
+    return {
+        "factory": "realsys.targets:DtqTarget",
+        "kwargs": {"addresses": list(addresses), "timeout": timeout, "design": design},
+    }
+
+
+def _code(exc: grpc.RpcError) -> str:
+    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else None
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+def _details(exc: grpc.RpcError) -> str:
+    details = exc.details() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else None
+    return details or ""
+
+
+class DtqTarget:
+    """dtq over grpc.aio stubs: one channel per address kept open, calls spread round-robin.
+
+    It calls the stubs directly, not DtqClient: no retries (a load generator must see every error,
+    not hide it) and less per-call work. Every call has the `timeout` deadline; wait() long-polls
+    WaitJob with a server-side timeout below its call deadline, as DtqClient does.
+    """
+
+    def __init__(self, addresses: Sequence[str] | str, timeout: float = 10.0, design: str = "") -> None:
+        if isinstance(addresses, str):
+            addresses = [a for a in addresses.split(",") if a]
+        if not addresses:
+            raise ValueError("DtqTarget needs at least one address")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self.addresses = list(addresses)
+        self.timeout = timeout
+        self.design = design
+        self._channels: list[grpc.aio.Channel] = []
+        self._stubs: list[Any] = []
+        self._next = 0
+
+    def _stub(self) -> Any:
+        if not self._stubs:  # opened lazily: aio channels belong to the loop that first uses them
+            options = channel_options()
+            self._channels = [grpc.aio.insecure_channel(a, options=options) for a in self.addresses]
+            self._stubs = [make_stub(client_pb2_grpc.TaskQueueStub, c) for c in self._channels]
+        stub = self._stubs[self._next % len(self._stubs)]
+        self._next += 1
+        return stub
+
+    async def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return await getattr(self._stub(), method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise TargetError(_code(exc), _details(exc)) from None
+
+    async def submit(self, job_type: str, payload: bytes) -> str:
+        request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type=job_type, payload=payload))
+        response: client_pb2.SubmitJobResponse = await self._call("SubmitJob", request)
+        return response.job_id
+
+    async def status(self, job_id: str) -> str:
+        job: job_pb2.Job = await self._call("GetJobStatus", client_pb2.GetJobStatusRequest(job_id=job_id))
+        return _STATE_NAMES.get(job.state, "STATE_UNSPECIFIED")
+
+    async def result(self, job_id: str) -> str:
+        response: client_pb2.GetJobResultResponse = await self._call(
+            "GetJobResult", client_pb2.GetJobResultRequest(job_id=job_id)
+        )
+        return _STATE_NAMES.get(response.job.state, "STATE_UNSPECIFIED")
+
+    async def list(self, page_size: int) -> int:
+        response: client_pb2.ListJobsResponse = await self._call(
+            "ListJobs", client_pb2.ListJobsRequest(page_size=page_size)
+        )
+        return len(response.jobs)
+
+    async def cancel(self, job_id: str) -> str:
+        job: job_pb2.Job = await self._call("CancelJob", client_pb2.CancelJobRequest(job_id=job_id))
+        return _STATE_NAMES.get(job.state, "STATE_UNSPECIFIED")
+
+    async def wait(self, job_id: str, timeout: float) -> tuple[str, int]:
+        deadline = time.monotonic() + max(0.0, timeout)
+        state, attempts = "STATE_UNSPECIFIED", 0
+        for _ in range(1_000_000):  # bounded: each pass is a long-poll or ends the loop
+            poll = min(max(0.0, deadline - time.monotonic()), _MAX_POLL)
+            request = client_pb2.WaitJobRequest(job_id=job_id, timeout=to_duration(poll))
+            job: job_pb2.Job = await self._call("WaitJob", request, timeout=poll + self.timeout)
+            state, attempts = _STATE_NAMES.get(job.state, "STATE_UNSPECIFIED"), job.attempt
+            if job.done or time.monotonic() >= deadline:
+                break
+        return state, attempts
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = self._channels, [], []
+        await asyncio.gather(*(c.close(None) for c in channels))
+
+
+class InMemoryTarget:
+    """A Target without a network: a job "runs" for its payload's `seconds` (times `time_scale`) on
+    the event loop, then succeeds. For tests of the load generator and of whatever drives it.
+
+    `service_time` delays every call; `stalls` [(n, seconds), ...] makes the n-th call (0-based, over
+    all calls but wait) take `seconds` longer: a system that stalls once.
+    """
+
+    def __init__(
+        self,
+        design: str = "mono",
+        service_time: float = 0.0,
+        time_scale: float = 1.0,
+        stalls: Sequence[Sequence[float]] = (),
+    ) -> None:
+        self.design = design
+        self.service_time = service_time
+        self.time_scale = time_scale
+        self.stalls = {int(n): float(s) for n, s in stalls}
+        self.calls = 0
+        self.wait_calls = 0
+        self.states: dict[str, JobState] = {}
+        self._done: dict[str, asyncio.Event] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def _serve(self) -> None:
+        n, self.calls = self.calls, self.calls + 1
+        delay = self.service_time + self.stalls.get(n, 0.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _get(self, job_id: str) -> JobState:
+        if job_id not in self.states:
+            raise TargetError("NOT_FOUND", f"no job {job_id!r}")
+        return self.states[job_id]
+
+    def _finish(self, job_id: str, state: JobState) -> None:
+        self.states[job_id] = state
+        self._done[job_id].set()
+        timer = self._timers.pop(job_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def submit(self, job_type: str, payload: bytes) -> str:
+        await self._serve()
+        try:
+            seconds = float(json.loads(payload or b"{}").get("seconds", 0.0))
+        except (ValueError, AttributeError):
+            raise TargetError("INVALID_ARGUMENT", "payload must be a JSON object") from None
+        job_id = f"mem-{len(self.states):010d}"
+        self.states[job_id] = JobState.PENDING
+        self._done[job_id] = asyncio.Event()
+        self._timers[job_id] = asyncio.get_running_loop().call_later(
+            seconds * self.time_scale, self._finish, job_id, JobState.SUCCEEDED
+        )
+        return job_id
+
+    async def status(self, job_id: str) -> str:
+        await self._serve()
+        return self._get(job_id).name
+
+    async def result(self, job_id: str) -> str:
+        await self._serve()
+        state = self._get(job_id)
+        if state not in TERMINAL:
+            raise TargetError("FAILED_PRECONDITION", f"job {job_id} is {state.name}")
+        return state.name
+
+    async def list(self, page_size: int) -> int:
+        await self._serve()
+        return min(page_size, len(self.states))
+
+    async def cancel(self, job_id: str) -> str:
+        await self._serve()
+        if self._get(job_id) in TERMINAL:
+            raise TargetError("FAILED_PRECONDITION", f"job {job_id} has finished")
+        self._finish(job_id, JobState.CANCELLED)
+        return JobState.CANCELLED.name
+
+    async def wait(self, job_id: str, timeout: float) -> tuple[str, int]:
+        self.wait_calls += 1
+        self._get(job_id)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._done[job_id].wait(), max(0.0, timeout))
+        state = self.states[job_id]
+        return state.name, int(state in (JobState.SUCCEEDED, JobState.FAILED))
+
+    async def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

@@ -1,0 +1,239 @@
+"""What a machine adds around the core: processes with one event loop each, sharing a host's cores,
+and the random costs those processes pay.
+
+A `Proc` is one OS process running one asyncio loop: it executes one CPU burst at a time, in FIFO
+order (the GIL and the single loop thread), and a burst also needs one of its host's cores, which
+every process on the host (and the load generator) shares FIFO. This is exactly the nested-resource
+model
+
+    with proc_loop.request():          # simpy.Resource(capacity=1)
+        with host_cores.request():     # simpy.Resource(capacity=cores)
+            yield env.timeout(burst)
+
+implemented with callbacks instead of resources (about a third of the events per burst: the
+simulator's speed is dominated by these). tests/sim/test_cpu.py checks the equivalence.
+
+A burst may carry an action `fn(now) -> (duration, value)`: it runs when the burst *starts* (the loop
+picked the request up), which is when the real handler reads the clock and calls the core, and the
+burst then lasts `duration` (the handler's CPU time, commits included). Actions must not raise.
+
+The loop is released only after the process waiting on the burst has resumed and run to its next
+yield, as a coroutine runs to its next await before the loop picks anything else: "the job is not
+done yet" and "register a waiter for it" are one step, so no wake-up falls in between.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any, TypeAlias
+
+import numpy as np
+import simpy
+from simpy.events import NORMAL, PENDING
+
+from sim.params import Dist, SimParams
+
+Action: TypeAlias = Callable[[float], tuple[float, Any]]
+_BLOCK = 256  # draws per refill of a sampler's buffer
+
+
+class Component(IntEnum):
+    """The first element of every random stream's spawn key: one stream per component and process."""
+
+    SERVICE = 0
+    CLIENT = 1
+    NETWORK = 2
+    STORAGE = 3
+    LOADGEN = 4
+    CORE = 5  # the core's own random source (retry backoff jitter)
+    CHECKPOINT = 6
+
+
+def stream(seed: int, *key: int) -> np.random.Generator:
+    """The generator for one component: SeedSequence(seed).spawn(...) children by a stable key.
+
+    SeedSequence(seed, spawn_key=k) is what SeedSequence(seed).spawn() hands out as its k-th child, so
+    adding a process or a method never shifts anyone else's stream (common random numbers).
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def method_key(method: str) -> int:
+    return zlib.crc32(method.encode())
+
+
+class Sampler:
+    """Draws from one distribution and one stream, a block at a time (numpy per-call overhead is
+    larger than the simulator's own per-event cost)."""
+
+    __slots__ = ("_buf", "_dist", "_i", "_rng", "constant")
+
+    def __init__(self, dist: Dist, rng: np.random.Generator | None) -> None:
+        self._dist = dist
+        self._rng = rng
+        self.constant: float | None = dist.mean if dist.is_constant else None
+        self._buf: list[float] = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        if self.constant is not None:
+            return self.constant
+        i = self._i
+        if i == len(self._buf):
+            assert self._rng is not None
+            self._buf = self._dist.sample(self._rng, _BLOCK).tolist()
+            i = 0
+        self._i = i + 1
+        return self._buf[i]
+
+
+class Host:
+    """A machine's cores, shared FIFO by the processes placed on it."""
+
+    __slots__ = ("busy_time", "cores", "free", "name", "waiting")
+
+    def __init__(self, name: str, cores: int) -> None:
+        self.name = name
+        self.cores = cores
+        self.free = cores
+        self.waiting: deque[Proc] = deque()
+        self.busy_time = 0.0  # core-seconds used
+
+
+class Proc:
+    """One OS process with one event loop. See the module docstring."""
+
+    def __init__(
+        self, env: simpy.Environment, host: Host, name: str, role: str, index: int, costs: CostModel
+    ) -> None:
+        self.env = env
+        self.host = host
+        self.name = name
+        self.role = role
+        self.index = index
+        self._costs = costs
+        self._queue: deque[tuple[_Burst, Action | float]] = deque()
+        self._busy = False  # the loop is taken: running a burst or waiting for a core
+        self.busy_time = 0.0
+        self.bursts = 0
+        self._service: dict[str, Sampler] = {}
+        self._items: dict[str, float] = {}
+        self.client = costs.client_sampler(self)
+        self.net = costs.network_sampler(self)
+        self._commit = costs.commit_sampler(self)
+        self._commit_per_row = costs.params.commit_per_row
+
+    # ------------------------------------------------------------------ costs
+    def cost(self, method: str, items: int = 0) -> float:
+        """Server-side CPU of one call of `method` handling `items` items."""
+        sampler = self._service.get(method)
+        if sampler is None:
+            sampler = self._service[method] = self._costs.service_sampler(self, method)
+        if not items:
+            return sampler()
+        per = self._items.get(method)
+        if per is None:
+            per = self._items[method] = self._costs.params.item_cost(self.role, method)
+        return sampler() + per * items
+
+    def commit(self, rows: int) -> float:
+        """One storage transaction of `rows` rows; none (free) when there is nothing to write."""
+        if rows <= 0:
+            return 0.0
+        return self._commit() + self._commit_per_row * rows
+
+    # ------------------------------------------------------------------ bursts
+    def run(self, work: Action | float) -> simpy.Event:
+        """Queues a CPU burst on this process's loop; the event fires (with the action's value) when
+        the burst ends."""
+        burst = _Burst(self.env, self)
+        if not self._busy and self.host.free:
+            self._busy = True
+            self.host.free -= 1
+            self._begin(burst, work)
+        else:
+            self._queue.append((burst, work))
+            if not self._busy:
+                self._busy = True
+                self._want_core()
+        return burst
+
+    def _want_core(self) -> None:
+        host = self.host
+        if host.free:
+            host.free -= 1
+            self._begin(*self._queue.popleft())
+        else:
+            host.waiting.append(self)
+
+    def _begin(self, burst: _Burst, work: Action | float) -> None:
+        if callable(work):
+            duration, value = work(self.env.now)
+        else:
+            duration, value = work, None
+        self.busy_time += duration
+        self.host.busy_time += duration
+        self.bursts += 1
+        # Event.succeed, but at now + duration: one scheduled event per burst, as a Timeout would be
+        burst._ok = True
+        burst._value = value
+        self.env.schedule(burst, NORMAL, duration)
+
+    def _finish(self, _: simpy.Event) -> None:
+        host = self.host
+        if host.waiting:
+            waiting = host.waiting.popleft()  # the core goes to the process waiting longest
+            waiting._begin(*waiting._queue.popleft())
+        else:
+            host.free += 1
+        if self._queue:
+            self._want_core()  # back of the core queue, as a fresh request would be
+        else:
+            self._busy = False
+
+
+class _Burst(simpy.Event):
+    """A burst's end. Its first callback appends the process's release behind the callbacks that
+    follow (the waiter's resume): simpy iterates the very list it took from the event."""
+
+    def __init__(self, env: simpy.Environment, proc: Proc) -> None:
+        self.env = env
+        self._callbacks = callbacks = [self._release]
+        self.callbacks = callbacks
+        self._value = PENDING
+        self._proc = proc
+
+    def _release(self, _: simpy.Event) -> None:
+        self._callbacks.append(self._proc._finish)
+
+
+class CostModel:
+    """Builds each process's samplers from the params, one stream per (component, process, method)."""
+
+    def __init__(self, params: SimParams, seed: int) -> None:
+        self.params = params
+        self.seed = seed
+
+    def _sampler(self, dist: Dist, *key: int) -> Sampler:
+        return Sampler(dist, None if dist.is_constant else stream(self.seed, *key))
+
+    def service_sampler(self, proc: Proc, method: str) -> Sampler:
+        dist = self.params.service_dist(proc.role, method)
+        return self._sampler(dist, Component.SERVICE, proc.index, method_key(method))
+
+    def client_sampler(self, proc: Proc) -> Sampler:
+        if proc.role == "loadgen":
+            return self._sampler(self.params.loadgen_request, Component.LOADGEN, proc.index)
+        return self._sampler(self.params.client_call, Component.CLIENT, proc.index)
+
+    def network_sampler(self, proc: Proc) -> Sampler:
+        return self._sampler(self.params.network, Component.NETWORK, proc.index)
+
+    def commit_sampler(self, proc: Proc) -> Sampler:
+        return self._sampler(self.params.commit, Component.STORAGE, proc.index)
+
+    def checkpoint_sampler(self, proc: Proc) -> Sampler:
+        return self._sampler(self.params.checkpoint, Component.CHECKPOINT, proc.index)

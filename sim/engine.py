@@ -1,0 +1,260 @@
+"""The parts both designs share: processes on hosts, RPC hops, core timers, long-poll wake-ups.
+
+Every scheduling and state decision is made by the core objects (model/) the real services run, fed
+`now = env.now`. This module only adds time: CPU bursts on processes (sim/cpu.py), network hops,
+storage commits, and the waits of long-polls and timers.
+
+An RPC `call(caller, server)` is what a grpc.aio unary call costs: the caller's client-side CPU (send
+part), one hop, the server-side generator (its bursts on the callee, maybe nested calls and waits),
+one hop back, the caller's client-side CPU (receive part).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from typing import Any, TypeAlias, TypeVar
+
+import simpy
+
+from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel
+from model.errors import DtqError
+from model.job import JobSpec
+from model.states import JobState
+from sim.cpu import CostModel, Host, Proc
+from sim.params import SimParams
+
+T = TypeVar("T")
+SimGen: TypeAlias = Generator[Any, Any, T]
+
+# realsys/timer.py: after a firing, wait at least this long before the next one
+MIN_REARM = 0.001
+
+
+def status_of(error: DtqError) -> str:
+    """The gRPC status code name the edge would answer with (realsys.status maps the same codes)."""
+    return error.code.value
+
+
+def rows_of(touched: Iterable[str], commands: Iterable[Command]) -> int:
+    """How many job rows a driver saves for a call (realsys/mono/core.py `_commit`): the jobs it touched
+    plus those the commands name."""
+    ids = dict.fromkeys(touched)
+    for command in commands:
+        if isinstance(command, LeaseExpired | JobFinished | NotifyCancel):
+            ids[command.job_id] = None
+    return len(ids)
+
+
+class Cluster:
+    """Base of both designs: the environment, hosts, processes and the client-facing interface."""
+
+    design = ""
+
+    def __init__(self, env: simpy.Environment, params: SimParams, costs: CostModel) -> None:
+        self.env = env
+        self.params = params
+        self.costs = costs
+        self.hosts = [Host(f"h{i}", params.cores) for i in range(params.hosts)]
+        self.procs: list[Proc] = []
+        self._placed = 0
+        self.durations: dict[str, float] = {}  # job id -> the handler's duration (the trace's)
+        self.terminal_at: dict[str, float] = {}  # job id -> when its owner saw it end
+        self.on_terminal: Callable[[str], None] | None = None
+        self.counters: dict[str, int] = {}
+        self.spec = JobSpec.make("sleep")
+
+    # ------------------------------------------------------------------ set-up
+    def add_proc(self, name: str, role: str, index: int) -> Proc:
+        """A server process, placed on hosts in creation order."""
+        per = self.params.procs_per_host
+        host = self.hosts[min(len(self.hosts) - 1, self._placed // per)] if per else self.hosts[0]
+        self._placed += 1
+        proc = Proc(self.env, host, name, role, index, self.costs)
+        self.procs.append(proc)
+        return proc
+
+    def add_loadgen_proc(self, index: int) -> Proc:
+        proc = Proc(self.env, self.hosts[self.params.loadgen_host], f"loadgen{index}", "loadgen", 1000 + index, self.costs)
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def job_finished(self, job_id: str) -> None:
+        if job_id not in self.terminal_at:
+            self.terminal_at[job_id] = self.env.now
+            if self.on_terminal is not None:
+                self.on_terminal(job_id)
+
+    # ------------------------------------------------------------------ time
+    def call(self, caller: Proc, server: SimGen[T]) -> SimGen[T]:
+        """One unary RPC from `caller`: client CPU, hop, the server side, hop back, client CPU."""
+        env = self.env
+        c = caller.client()
+        send = c * self.params.client_send_fraction
+        if send:
+            yield caller.run(send)
+        d = caller.net()
+        if d:
+            yield env.timeout(d)
+        value = yield from server
+        d = caller.net()
+        if d:
+            yield env.timeout(d)
+        if c - send:
+            yield caller.run(c - send)
+        return value
+
+    def gather(self, calls: list[SimGen[T]]) -> SimGen[list[T]]:
+        """asyncio.gather of concurrent calls, in order."""
+        procs = [self.env.process(c) for c in calls]
+        if procs:
+            yield self.env.all_of(procs)
+        return [p.value for p in procs]
+
+    def spawn(self, gen: SimGen[Any]) -> None:
+        """A background task (asyncio.create_task / MicroRole.spawn)."""
+        self.env.process(gen)
+
+    def waitable(self, timeout: float) -> simpy.Event:
+        """An event that fires by itself after `timeout` unless `wake` fired it first: a long-poll's
+        wait (asyncio.wait_for(event.wait(), timeout)) without simpy's AnyOf machinery."""
+        event = simpy.Event(self.env)
+        if timeout != float("inf"):
+            self.env.timeout(max(0.0, timeout)).callbacks.append(lambda _: wake(event, False))
+        return event
+
+    # ------------------------------------------------------------------ client API (one request)
+    def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
+        raise NotImplementedError
+
+    def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def request_result(self, lg: LoadgenPart, job_id: str) -> SimGen[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def request_cancel(self, lg: LoadgenPart, job_id: str) -> SimGen[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def request_list(self, lg: LoadgenPart, page_size: int) -> SimGen[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def request_wait(self, lg: LoadgenPart, job_id: str, poll: float) -> SimGen[tuple[str, Any]]:
+        """WaitJob: returns ("OK", (state, attempts)) when the job ended or the poll ran out."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ faults and inspection
+    def kill_worker(self, target: str, restart_after: float | None) -> None:
+        raise NotImplementedError
+
+    def job_state(self, job_id: str) -> tuple[JobState, int]:
+        """The owner's current (state, attempt) of a job."""
+        raise NotImplementedError
+
+    def core_counters(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def submit_duration(self, job_id: str, duration: float) -> None:
+        self.durations[job_id] = duration
+
+
+def wake(event: simpy.Event, value: Any = True) -> None:
+    """Fires a waitable event unless it already fired (asyncio.Event.set on a set event is a no-op)."""
+    if not event.triggered:
+        event.succeed(value)
+
+
+class LoadgenPart:
+    """One load generator process: its loop, and its target's round-robin counter over addresses."""
+
+    def __init__(self, proc: Proc, index: int) -> None:
+        self.proc = proc
+        self.index = index
+        self.rr = 0
+
+    def pick(self, n: int) -> int:
+        """DtqTarget._stub: every call, WaitJob included, moves to the next address."""
+        i = self.rr % n
+        self.rr += 1
+        return i
+
+
+class SimTimer:
+    """realsys/timer.py's CoreTimer in simulated time: wakes a core object at its next deadline.
+
+    The firing runs on the owning process's loop like any callback (a burst that queues behind the
+    loop's current work). `poke()` after any call that may have moved the deadline earlier; a stale
+    armed timeout is ignored through a generation number (simpy cannot cancel a timeout).
+    """
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        proc: Proc,
+        next_deadline: Callable[[], float | None],
+        on_timer: Callable[[float], float],
+    ) -> None:
+        self.env = env
+        self.proc = proc
+        self._next_deadline = next_deadline
+        self._on_timer = on_timer  # (now) -> CPU seconds the firing took
+        self._armed: float | None = None
+        self._generation = 0
+        self._running = False
+        self.firings = 0
+
+    @property
+    def armed_for(self) -> float | None:
+        return self._armed
+
+    def start(self) -> None:
+        self._running = True
+        self._arm(0.0)
+
+    def stop(self) -> None:
+        self._running = False
+        self._cancel()
+
+    def poke(self) -> None:
+        if not self._running:
+            return
+        deadline = self._next_deadline()
+        if deadline is not None and (self._armed is None or deadline < self._armed):
+            self._set(deadline, 0.0)
+
+    def _arm(self, min_delay: float) -> None:
+        deadline = self._next_deadline()
+        if deadline is None:
+            self._cancel()
+        else:
+            self._set(deadline, min_delay)
+
+    def _set(self, deadline: float, min_delay: float) -> None:
+        self._generation += 1
+        generation = self._generation
+        self._armed = deadline
+        delay = max(deadline - self.env.now, min_delay)
+        self.env.timeout(delay).callbacks.append(lambda _: self._fire(generation))
+
+    def _cancel(self) -> None:
+        self._generation += 1
+        self._armed = None
+
+    def _fire(self, generation: int) -> None:
+        if generation != self._generation or not self._running:
+            return
+        # like a loop.call_later handle: it stays armed until the loop gets round to running it
+        self.proc.run(self._action)
+
+    def _action(self, now: float) -> tuple[float, None]:
+        self._cancel()
+        self.firings += 1
+        cost = self._on_timer(now)
+        if self._running:
+            self._arm(MIN_REARM)
+        return cost, None

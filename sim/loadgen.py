@@ -1,0 +1,369 @@
+"""realsys/loadgen.py in simulated time: the same traces, the same rules, the same records.
+
+Open loop: `open_loop_trace(spec)` replayed, request i by generator process i mod P, each launched at
+its intended time unless `max_in_flight` requests of that process are outstanding (then it starts
+late; latency still counts from the intended time). Closed loop: `closed_loop_scripts(spec, ...)`,
+client c in process c mod P: think, send, wait for the answer, repeat until the run time is over.
+status/result/cancel pick job floor(t * n) among the n jobs the process has had accepted so far (none
+yet: the request is sent as a submit of the mean duration). Every accepted submit starts a waiter
+that long-polls WaitJob until the job ends (at most `max_waiters` at a time per process): that load
+is part of what the system sees. After the trace, outstanding work gets `drain` seconds; requests
+still outstanding (or never sent) are CANCELLED, jobs still unfinished have no end time.
+
+The generator's own CPU per request (`loadgen_request`, send and receive parts) is burnt on its own
+process, which shares the host's cores with the cluster. Times in records are seconds from the run
+start (the trace's time zero).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import simpy
+
+from model.records import JobRecord, RequestRecord
+from model.states import TERMINAL, JobState
+from model.workload import (
+    ClosedLoop,
+    Op,
+    OpenLoop,
+    Trace,
+    WorkloadSpec,
+    closed_loop_scripts,
+    open_loop_trace,
+)
+from sim.engine import Cluster, LoadgenPart, SimGen, wake
+
+BOTTLENECK_RATE = 0.95  # as realsys.loadgen
+BOTTLENECK_CPU = 0.90
+CLOSED_LOOP_MAX_RATE = 5000.0  # realsys.loadgen: sizes each closed-loop client's script
+_WAIT_RETRY = 0.05
+
+
+@dataclass(slots=True)
+class _Watch:
+    job_id: str
+    submit_time: float
+    accept_time: float
+    duration: float
+    state: JobState = JobState.PENDING
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far one open-loop process got through its share of the trace."""
+
+    indices: range
+    ops: list[int]
+    times: list[float]
+    launched: int = 0
+
+
+class _Semaphore:
+    """asyncio.Semaphore: FIFO waiters."""
+
+    def __init__(self, env: simpy.Environment, value: int) -> None:
+        self.env = env
+        self.value = value
+        self._waiters: deque[simpy.Event] = deque()
+
+    @property
+    def locked(self) -> bool:
+        return self.value == 0
+
+    def acquire(self) -> simpy.Event | None:
+        """None when acquired at once; else an event that fires once acquired."""
+        if self.value > 0 and not self._waiters:
+            self.value -= 1
+            return None
+        event = simpy.Event(self.env)
+        self._waiters.append(event)
+        return event
+
+    def release(self) -> None:
+        if self._waiters:
+            self._waiters.popleft().succeed()  # handed over: the count stays
+        else:
+            self.value += 1
+
+
+class _Part:
+    """One generator process: a LoadgenPart plus its accepted jobs and waiter bound."""
+
+    def __init__(self, part: LoadgenPart, env: simpy.Environment, max_waiters: int) -> None:
+        self.part = part
+        self.accepted: list[str] = []
+        self.waiter_slots = _Semaphore(env, max_waiters)
+
+
+class LoadGen:
+    def __init__(self, cluster: Cluster, spec: WorkloadSpec, t0: float) -> None:
+        params = cluster.params
+        self.cluster = cluster
+        self.env = cluster.env
+        self.spec = spec
+        self.t0 = t0
+        self.end = t0 + spec.total_time  # sim time the trace ends
+        self.hard_end = self.end + params.drain
+        self.wait_poll = params.wait_poll
+        self.track_jobs = params.track_jobs
+        self.list_page_size = params.list_page_size
+        self.send_fraction = params.client_send_fraction
+        self.parts = [
+            _Part(LoadgenPart(cluster.add_loadgen_proc(i), i), self.env, params.max_waiters)
+            for i in range(params.loadgen_processes)
+        ]
+        self.requests: list[RequestRecord] = []
+        self.jobs: list[JobRecord] = []
+        self._unrecorded: dict[int, tuple[int, Op, float, float]] = {}  # token -> client, op, intended, start
+        self._next_token = 0
+        self._watches: dict[str, _Watch] = {}
+        self._drivers = 0  # arrival processes still running
+        self._open_progress: dict[int, _Progress] = {}
+        self._untracked: set[str] = set()  # without waiters: accepted jobs not yet ended at their owner
+        if not self.track_jobs:
+            cluster.on_terminal = self._ended
+        self.done = simpy.Event(self.env)
+        self.env.timeout(self.hard_end).callbacks.append(lambda _: wake(self.done))
+
+    # ------------------------------------------------------------------ set-up
+    def start(self) -> None:
+        spec = self.spec
+        if isinstance(spec.arrival, OpenLoop):
+            trace = open_loop_trace(spec)
+            n = len(self.parts)
+            for i, part in enumerate(self.parts):
+                self._drivers += 1
+                self.env.process(self._open_loop(part, trace, range(i, len(trace), n), i))
+        else:
+            assert isinstance(spec.arrival, ClosedLoop)
+            per_client = math.ceil(spec.total_time * CLOSED_LOOP_MAX_RATE)
+            scripts = closed_loop_scripts(spec, per_client)
+            for c, script in enumerate(scripts):
+                self._drivers += 1
+                self.env.process(self._closed_client(self.parts[c % len(self.parts)], c, script))
+
+    def _check_done(self) -> None:
+        if self._drivers == 0 and not self._unrecorded and not self._watches and not self._untracked:
+            wake(self.done)
+
+    def _ended(self, job_id: str) -> None:
+        self._untracked.discard(job_id)
+        self._check_done()
+
+    # ------------------------------------------------------------------ arrivals
+    def _open_loop(self, part: _Part, trace: Trace, indices: range, client: int) -> SimGen[None]:
+        assert isinstance(self.spec.arrival, OpenLoop)
+        env = self.env
+        slots = _Semaphore(env, self.spec.arrival.max_in_flight)
+        times = trace.times.tolist()
+        ops = trace.ops.tolist()
+        durations = trace.durations.tolist()
+        targets = trace.targets.tolist()
+        progress = self._open_progress[client] = _Progress(indices, ops, times)
+        for i in indices:
+            delay = self.t0 + times[i] - env.now
+            if delay > 0:
+                yield env.timeout(delay)
+            held = slots.acquire()
+            if held is not None:
+                yield held  # held back by max_in_flight: starts late, measured from times[i]
+            progress.launched += 1
+            env.process(
+                self._request(part, client, Op(ops[i]), self.t0 + times[i], durations[i], targets[i], slots)
+            )
+        self._drivers -= 1
+        self._check_done()
+
+    def _closed_client(self, part: _Part, client: int, script: Trace) -> SimGen[None]:
+        env = self.env
+        think = script.times.tolist()
+        ops = script.ops.tolist()
+        durations = script.durations.tolist()
+        targets = script.targets.tolist()
+        for k in range(len(think)):
+            if think[k] > 0:
+                yield env.timeout(min(think[k], max(0.0, self.end - env.now)))
+            intended = env.now
+            if intended >= self.end:
+                break
+            yield from self._request(part, client, Op(ops[k]), intended, durations[k], targets[k], None)
+        self._drivers -= 1
+        self._check_done()
+
+    # ------------------------------------------------------------------ one request
+    def _request(
+        self,
+        part: _Part,
+        client: int,
+        op: Op,
+        intended: float,
+        duration: float,
+        target: float,
+        slots: _Semaphore | None,
+    ) -> SimGen[None]:
+        env = self.env
+        cluster = self.cluster
+        lg = part.part
+        token = self._next_token
+        self._next_token += 1
+        self._unrecorded[token] = (client, op, intended, env.now)
+        c = lg.proc.client()
+        send = c * self.send_fraction
+        job_id = ""
+
+        def begin(now: float) -> tuple[float, float]:
+            nonlocal op, duration, job_id
+            if op in (Op.STATUS, Op.RESULT, Op.CANCEL):
+                accepted = part.accepted
+                if accepted:
+                    job_id = accepted[min(len(accepted) - 1, int(target * len(accepted)))]
+                else:
+                    op, duration = Op.SUBMIT, self.spec.duration.mean
+            self._unrecorded[token] = (client, op, intended, now)
+            return send, now
+
+        start: float = yield lg.proc.run(begin)
+        if op is Op.SUBMIT:
+            status, value = yield from cluster.request_submit(lg, duration)
+        elif op is Op.STATUS:
+            status, value = yield from cluster.request_status(lg, job_id)
+        elif op is Op.RESULT:
+            status, value = yield from cluster.request_result(lg, job_id)
+        elif op is Op.CANCEL:
+            status, value = yield from cluster.request_cancel(lg, job_id)
+        else:
+            status, value = yield from cluster.request_list(lg, self.list_page_size)
+        if c - send:
+            yield lg.proc.run(c - send)
+        end = env.now
+        if token not in self._unrecorded:
+            return  # recorded as CANCELLED at the hard end
+        del self._unrecorded[token]
+        if op is Op.SUBMIT and status == "OK":
+            job_id = value
+            part.accepted.append(job_id)
+            if self.track_jobs:
+                self._watch(part, _Watch(job_id, intended, end, duration))
+            elif job_id not in cluster.terminal_at:
+                self._untracked.add(job_id)
+        t0 = self.t0
+        self.requests.append(RequestRecord(client, op, intended - t0, start - t0, end - t0, status, job_id))
+        if slots is not None:
+            slots.release()
+        self._check_done()
+
+    # ------------------------------------------------------------------ job waiters
+    def _watch(self, part: _Part, watch: _Watch) -> None:
+        self._watches[watch.job_id] = watch
+        self.env.process(self._wait_job(part, watch))
+
+    def _wait_job(self, part: _Part, watch: _Watch) -> SimGen[None]:
+        env = self.env
+        lg = part.part
+        held = part.waiter_slots.acquire()
+        if held is not None:
+            yield held
+        end = math.nan
+        for _ in range(100_000):
+            remaining = self.hard_end - env.now
+            if remaining <= 0:
+                break
+            c = lg.proc.client()
+            send = c * self.send_fraction
+            if send:
+                yield lg.proc.run(send)
+            status, value = yield from self.cluster.request_wait(lg, watch.job_id, min(remaining, self.wait_poll))
+            if c - send:
+                yield lg.proc.run(c - send)
+            if status != "OK":
+                if status == "NOT_FOUND":
+                    watch.state = JobState.STATE_UNSPECIFIED
+                    break
+                yield env.timeout(_WAIT_RETRY)
+                continue
+            watch.state, watch.attempts = value
+            if watch.state in TERMINAL:
+                end = env.now
+                break
+        part.waiter_slots.release()
+        if self._watches.pop(watch.job_id, None) is None:
+            return  # recorded as unfinished at the hard end
+        self.jobs.append(self._job_record(watch, end))
+        self._check_done()
+
+    def _job_record(self, watch: _Watch, end: float) -> JobRecord:
+        t0 = self.t0
+        return JobRecord(
+            watch.job_id,
+            watch.submit_time - t0,
+            watch.accept_time - t0,
+            end - t0,
+            watch.state,
+            watch.attempts,
+            watch.duration,
+        )
+
+    # ------------------------------------------------------------------ the end
+    def finish(self) -> tuple[list[RequestRecord], list[JobRecord]]:
+        """Records what is still outstanding (as realsys.loadgen does at its hard end) and returns the
+        records sorted as the real generator sorts them."""
+        now = self.env.now - self.t0
+        for client, progress in self._open_progress.items():
+            for i in progress.indices[progress.launched :]:  # held back past the hard end: never sent
+                self.requests.append(RequestRecord(client, Op(progress.ops[i]), progress.times[i], now, now, "CANCELLED"))
+        for client, op, intended, start in self._unrecorded.values():
+            self.requests.append(RequestRecord(client, op, intended - self.t0, start - self.t0, now, "CANCELLED"))
+        self._unrecorded.clear()
+        for watch in self._watches.values():
+            self.jobs.append(self._job_record(watch, math.nan))
+        self._watches.clear()
+        if not self.track_jobs:
+            self._jobs_from_cluster()
+        requests = sorted(self.requests, key=lambda r: (r.intended_time, r.client, r.start_time))
+        jobs = sorted(self.jobs, key=lambda j: (j.submit_time, j.job_id))
+        return requests, jobs
+
+    def _jobs_from_cluster(self) -> None:
+        """Without waiters: each job as its owner has it, ended when the owner saw it end."""
+        t0 = self.t0
+        accept = {r.job_id: r for r in self.requests if r.op is Op.SUBMIT and r.status == "OK"}
+        for job_id, r in accept.items():
+            state, attempts = self.cluster.job_state(job_id)
+            end = self.cluster.terminal_at.get(job_id, math.nan)
+            self.jobs.append(
+                JobRecord(
+                    job_id,
+                    r.intended_time,
+                    r.end_time,
+                    end - t0,
+                    state,
+                    attempts,
+                    self.cluster.durations.get(job_id, 0.0),
+                )
+            )
+
+    def loadgen_block(self, requests: list[RequestRecord], wall: float) -> dict[str, object]:
+        """The summary's `loadgen` block, as realsys.loadgen.load_stats computes it, with the
+        generator's simulated CPU time."""
+        start, end = self.spec.warmup, self.spec.total_time
+        seconds = end - start
+        achieved = sum(start <= r.start_time < end for r in requests) / seconds
+        utilisation = max(p.part.proc.busy_time for p in self.parts) / max(wall, 1e-9)
+        reasons = []
+        if isinstance(self.spec.arrival, OpenLoop):
+            trace_rate = sum(start <= r.intended_time < end for r in requests) / seconds
+            if trace_rate and achieved < BOTTLENECK_RATE * trace_rate:
+                reasons.append(f"sent {achieved:.1f} req/s, below {BOTTLENECK_RATE:.0%} of the trace's {trace_rate:.1f}")
+        if utilisation > BOTTLENECK_CPU:
+            reasons.append(f"generator process at {utilisation:.0%} of one core")
+        return {
+            "processes": len(self.parts),
+            "cpu_utilisation": round(utilisation, 4),
+            "achieved_rate": round(achieved, 3),
+            "bottleneck": bool(reasons),
+            "bottleneck_reason": "; ".join(reasons),
+        }

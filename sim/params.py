@@ -1,0 +1,449 @@
+"""The simulator's model parameters: frozen dataclasses, loaded from a mapping (a calibration file
+`data/calibration/<name>.json`, or `--set key=value` overrides). Changing a parameter never needs code.
+
+What the parameters describe is what the real world adds around the shared core (model/):
+- CPU time a process spends serving each RPC method (server side), per role;
+- CPU time a caller spends on each outgoing internal RPC (client side: serialize, send, receive);
+- one-way network latency per hop, storage commit time, the load generator's CPU per request;
+- the machine: cores per host, and which processes share them (one event loop = one GIL each);
+- the real system's own knobs (core config, long-poll waits, steal interval, slots, node count).
+
+`PLACEHOLDER_*` below are NOT measurements: they are round numbers of the right order for CPython gRPC
+on loopback, so the simulator runs before a calibration exists. A calibration replaces all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from model.config import CoreConfig
+from model.errors import InvalidArgument
+
+DistKind = Literal["constant", "exponential", "lognormal", "empirical"]
+_KINDS = ("constant", "exponential", "lognormal", "empirical")
+_DIST_FIELDS = frozenset({"kind", "mean", "sigma", "samples"})
+
+# Roles whose processes serve requests. "node" is Design B's process; the others are Design A's six.
+ROLES = ("node", "gateway", "job", "queue", "coordinator", "worker", "result")
+DEFAULT_METHOD = "*"  # a role's fallback entry in `service`
+
+
+@dataclass(frozen=True, slots=True)
+class Dist:
+    """A non-negative random duration in seconds.
+
+    constant: `mean`; exponential: mean `mean`; lognormal: mean `mean` (not the median) and `sigma`
+    of the underlying normal (as model.workload.Distribution); empirical: uniform over `samples`.
+    """
+
+    kind: DistKind = "constant"
+    mean: float = 0.0
+    sigma: float = 0.0
+    samples: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise InvalidArgument(f"unknown distribution kind {self.kind!r} (one of {', '.join(_KINDS)})")
+        if self.kind == "empirical":
+            if not self.samples or not all(math.isfinite(s) and s >= 0 for s in self.samples):
+                raise InvalidArgument("an empirical distribution needs finite, non-negative samples")
+            object.__setattr__(self, "mean", float(np.mean(self.samples)))
+            return
+        if not (math.isfinite(self.mean) and self.mean >= 0):
+            raise InvalidArgument(f"distribution mean must be finite and >= 0, got {self.mean}")
+        if self.kind == "lognormal" and self.mean > 0 and not (self.sigma > 0 and math.isfinite(self.sigma)):
+            raise InvalidArgument("a lognormal distribution needs sigma > 0")
+        if self.kind == "exponential" and self.mean <= 0:
+            raise InvalidArgument("an exponential distribution needs mean > 0")
+
+    @property
+    def is_zero(self) -> bool:
+        return self.kind != "empirical" and self.mean == 0.0
+
+    @property
+    def is_constant(self) -> bool:
+        return self.kind == "constant" or self.is_zero
+
+    def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+        if self.is_constant:
+            return np.full(n, self.mean)
+        if self.kind == "exponential":
+            return rng.exponential(self.mean, n)
+        if self.kind == "lognormal":
+            mu = math.log(self.mean) - self.sigma**2 / 2  # so that E[X] == mean
+            return rng.lognormal(mu, self.sigma, n)
+        return rng.choice(np.asarray(self.samples, dtype=np.float64), n)
+
+    @staticmethod
+    def of(value: object, path: str = "dist") -> Dist:
+        """A number is a constant; a mapping has `kind`, `mean`, `sigma` or `samples`."""
+        if isinstance(value, Dist):
+            return value
+        if isinstance(value, bool):
+            raise InvalidArgument(f"{path}: expected a number or a distribution mapping, got {value!r}")
+        if isinstance(value, int | float):
+            return Dist("constant", float(value))
+        if not isinstance(value, Mapping):
+            raise InvalidArgument(f"{path}: expected a number or a distribution mapping, got {value!r}")
+        unknown = set(value) - {"kind", "mean", "sigma", "samples"}
+        if unknown:
+            raise InvalidArgument(f"{path}: unknown keys {sorted(unknown)}")
+        kind = value.get("kind", "empirical" if "samples" in value else "constant")
+        try:
+            return Dist(
+                kind,
+                float(value.get("mean", 0.0)),
+                float(value.get("sigma", 0.0)),
+                tuple(float(s) for s in value.get("samples", ())),
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(f"{path}: {exc}") from None
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{path}: {exc.message}") from None
+
+    def to_mapping(self) -> dict[str, Any]:
+        if self.kind == "empirical":
+            return {"kind": "empirical", "samples": list(self.samples)}
+        out: dict[str, Any] = {"kind": self.kind, "mean": self.mean}
+        if self.kind == "lognormal":
+            out["sigma"] = self.sigma
+        return out
+
+
+ZERO = Dist()
+
+
+def _lognormal(mean_us: float, sigma: float = 0.5) -> Dist:
+    return Dist("lognormal", mean_us * 1e-6, sigma)
+
+
+# --------------------------------------------------------------------------- placeholder defaults
+# NOT FITTED TO ANYTHING. Order-of-magnitude guesses for grpc.aio + CPython on loopback, so the
+# simulator has something to run with until data/calibration/<name>.json exists.
+PLACEHOLDER_SERVICE: Mapping[str, Mapping[str, Dist]] = {
+    "node": {
+        DEFAULT_METHOD: _lognormal(150),
+        "SubmitJob": _lognormal(200),
+        "ListJobs": _lognormal(250),
+        "ListLocalJobs": _lognormal(150),
+        "QueueDepth": _lognormal(60),
+        "StealWork": _lognormal(150),
+        "WaitJob.wake": _lognormal(60),  # a parked WaitJob answering once the job ended
+        "ListJobs.merge": _lognormal(30),  # own page + merge_pages after the scatter-gather
+        "steal_plan": _lognormal(20),  # resuming after a QueueDepth round: plan_steal
+        "forward": _lognormal(120),  # a request relayed to the job's owner (parse, route, re-answer)
+        "fetch": _lognormal(40),  # in-process: one pass of the worker's fetch loop (fetch_now, plan)
+        "heartbeat": _lognormal(30),  # in-process heartbeat of the node's own worker
+        "report": _lognormal(50),  # in-process report of the node's own worker
+        "launch": _lognormal(50),  # worker runtime: start one attempt (task, context)
+        "finish": _lognormal(30),  # worker runtime: the handler ended
+        "timer": _lognormal(20),  # CoreTimer firing: handle_timer
+    },
+    "gateway": {DEFAULT_METHOD: _lognormal(150), "ListJobs.relay": ZERO},
+    "job": {
+        DEFAULT_METHOD: _lognormal(150),
+        "CreateJob": _lognormal(180),
+        "WaitJob.wake": _lognormal(60),
+        "flush": _lognormal(40),  # building one Enqueue batch from the outbox
+        "timer": _lognormal(20),
+        "sweep": _lognormal(50),
+    },
+    "queue": {DEFAULT_METHOD: _lognormal(100), "Reserve.wake": _lognormal(50), "timer": _lognormal(20)},
+    "coordinator": {DEFAULT_METHOD: _lognormal(120), "timer": _lognormal(20)},
+    "result": {DEFAULT_METHOD: _lognormal(100)},
+    "worker": {DEFAULT_METHOD: _lognormal(60), "launch": _lognormal(60), "finish": _lognormal(40)},
+}
+# seconds of CPU per item a call handles (jobs listed, leased, enqueued, renewed, ...), "role.method"
+PLACEHOLDER_PER_ITEM: Mapping[str, float] = {
+    "node.ListJobs.merge": 10e-6,  # merging and re-serializing each gathered job
+    "node.ListLocalJobs": 15e-6,
+    "node.fetch": 25e-6,
+    "node.StealWork": 25e-6,
+    "node.heartbeat": 5e-6,
+    "node.WorkerHeartbeat": 5e-6,
+    "job.ListJobs": 15e-6,
+    "job.LeaseJobs": 30e-6,
+    "job.RenewLeases": 5e-6,
+    "job.flush": 5e-6,
+    "job.sweep": 1e-6,
+    "queue.Enqueue": 10e-6,
+    "queue.Reserve": 10e-6,
+    "queue.Ack": 5e-6,
+    "gateway.ListJobs.relay": 10e-6,  # the gateway re-serializes the page it relays
+}
+PLACEHOLDER_CLIENT_CALL = _lognormal(100)
+PLACEHOLDER_NETWORK = _lognormal(40, 0.3)
+PLACEHOLDER_COMMIT = _lognormal(60, 0.6)
+PLACEHOLDER_COMMIT_PER_ROW = 8e-6
+PLACEHOLDER_LOADGEN_REQUEST = _lognormal(150)
+
+
+def _freeze_service(service: Mapping[str, Mapping[str, Dist]]) -> Mapping[str, Mapping[str, Dist]]:
+    return MappingProxyType({role: MappingProxyType(dict(methods)) for role, methods in service.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class SimParams:
+    """Everything the simulator needs besides the workload. All times in seconds."""
+
+    name: str = "placeholder-defaults"  # the calibration's name (recorded in config.json)
+    # ---- the machine
+    cores: int = 2  # cores per host
+    hosts: int = 1  # processes are spread over hosts in order, `procs_per_host` each
+    procs_per_host: int = 0  # 0: every process on host 0
+    # ---- topology and the real system's settings
+    nodes: int = 6  # Design B nodes (Design A always runs its six roles)
+    slots: int = 12  # total worker slots: Design A's worker holds all, Design B splits them evenly
+    node_slots: int = 0  # Design B: slots per node when > 0 (instead of slots // nodes)
+    store: str = "sqlite"  # recorded only: the commit costs below are the store's
+    core: CoreConfig = field(default_factory=CoreConfig)
+    fetch_wait: float = 5.0  # worker FetchWork long-poll
+    steal_interval: float = 0.05  # Design B: an idle node's QueueDepth round at most this often
+    min_empty_poll: float = 0.05  # worker runtime: pause after an empty fetch that returned this fast
+    wait_poll: float = 30.0  # the load generator's WaitJob long-poll (re-issued until the job ends)
+    sweep_interval: float = 0.0  # Design A job service sweep; 0: as realsys (min(60, max(5, 3 lease)))
+    rpc_timeout: float = 5.0
+    # ---- the load generator (realsys/loadgen.py)
+    loadgen_processes: int = 1
+    loadgen_host: int = 0  # the host its processes run on (sharing its cores)
+    track_jobs: bool = True  # one WaitJob long-poll per accepted job, as the real generator
+    max_waiters: int = 4096  # concurrent WaitJob waiters per generator process
+    list_page_size: int = 100
+    drain: float = 10.0  # after the trace: time for outstanding requests and jobs
+    # ---- costs
+    service: Mapping[str, Mapping[str, Dist]] = field(
+        default_factory=lambda: _freeze_service(PLACEHOLDER_SERVICE)
+    )
+    per_item: Mapping[str, float] = field(default_factory=lambda: MappingProxyType(dict(PLACEHOLDER_PER_ITEM)))
+    client_call: Dist = PLACEHOLDER_CLIENT_CALL  # caller CPU per internal RPC, send + receive
+    client_send_fraction: float = 0.5  # of client_call, spent before the request leaves
+    network: Dist = PLACEHOLDER_NETWORK  # one way, per hop
+    commit: Dist = PLACEHOLDER_COMMIT  # one storage transaction (save_many, put, delete)
+    commit_per_row: float = PLACEHOLDER_COMMIT_PER_ROW
+    loadgen_request: Dist = PLACEHOLDER_LOADGEN_REQUEST  # generator CPU per request, send + receive
+    checkpoint: Dist = ZERO  # SQLite WAL checkpoint thread: CPU per checkpoint per store (0: off)
+    checkpoint_interval: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.cores < 1 or self.hosts < 1 or self.procs_per_host < 0:
+            raise InvalidArgument("need cores >= 1, hosts >= 1 and procs_per_host >= 0")
+        if not 0 <= self.loadgen_host < self.hosts:
+            raise InvalidArgument("loadgen_host must name one of the hosts")
+        if self.nodes < 1 or self.slots < 1 or self.node_slots < 0:
+            raise InvalidArgument("need nodes >= 1, slots >= 1 and node_slots >= 0")
+        if self.loadgen_processes < 1 or self.max_waiters < 1 or self.list_page_size < 0:
+            raise InvalidArgument("need loadgen_processes >= 1, max_waiters >= 1, list_page_size >= 0")
+        if not 0 <= self.client_send_fraction <= 1:
+            raise InvalidArgument("client_send_fraction must be in [0, 1]")
+        positive = {
+            "fetch_wait": self.fetch_wait,
+            "steal_interval": self.steal_interval,
+            "wait_poll": self.wait_poll,
+            "rpc_timeout": self.rpc_timeout,
+            "checkpoint_interval": self.checkpoint_interval,
+        }
+        for key, value in positive.items():
+            if not (value > 0 and math.isfinite(value)):
+                raise InvalidArgument(f"{key} must be > 0")
+        for key, value in {"min_empty_poll": self.min_empty_poll, "drain": self.drain}.items():
+            if not (value >= 0 and math.isfinite(value)):
+                raise InvalidArgument(f"{key} must be >= 0")
+        unknown = set(self.service) - set(ROLES)
+        if unknown:
+            raise InvalidArgument(f"service: unknown roles {sorted(unknown)} (roles: {', '.join(ROLES)})")
+        for key, value in self.per_item.items():
+            if not (value >= 0 and math.isfinite(value)):
+                raise InvalidArgument(f"per_item.{key} must be finite and >= 0")
+
+    @property
+    def slots_per_node(self) -> int:
+        """Design B's slots per node (realsys/cluster.py splits the total evenly)."""
+        if self.node_slots == 0 and self.slots % self.nodes:
+            raise InvalidArgument(
+                f"Design B splits slots evenly: {self.slots} slots over {self.nodes} nodes does not "
+                "divide (set node_slots)"
+            )
+        return self.node_slots or self.slots // self.nodes
+
+    def service_dist(self, role: str, method: str) -> Dist:
+        methods = self.service.get(role, {})
+        return methods.get(method) or methods.get(DEFAULT_METHOD) or ZERO
+
+    def item_cost(self, role: str, method: str) -> float:
+        return self.per_item.get(f"{role}.{method}", 0.0)
+
+    # ------------------------------------------------------------------ mappings
+    def to_mapping(self) -> dict[str, Any]:
+        """JSON-able; from_mapping(to_mapping()) == self."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Dist):
+                out[f.name] = value.to_mapping()
+            elif isinstance(value, CoreConfig):
+                out[f.name] = dataclasses.asdict(value)
+            elif f.name == "service":
+                out[f.name] = {r: {m: d.to_mapping() for m, d in ms.items()} for r, ms in value.items()}
+            elif f.name == "per_item":
+                out[f.name] = dict(value)
+            else:
+                out[f.name] = value
+        return out
+
+    @staticmethod
+    def from_mapping(data: Mapping[str, Any], base: SimParams | None = None) -> SimParams:
+        """Builds params from a mapping; keys left out keep `base` (default: the placeholders).
+
+        `service` merges per role and method into the base's table; `per_item` merges into the base's.
+        """
+        base = base or SimParams()
+        names = {f.name: f for f in dataclasses.fields(SimParams)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise InvalidArgument(f"unknown simulator parameters {unknown}")
+        changes: dict[str, Any] = {}
+        for key, value in data.items():
+            current = getattr(base, key)
+            if isinstance(current, Dist):
+                changes[key] = Dist.of(value, key)
+            elif isinstance(current, CoreConfig):
+                if not isinstance(value, Mapping):
+                    raise InvalidArgument("core: expected a mapping of CoreConfig fields")
+                core_fields = {f.name for f in dataclasses.fields(CoreConfig)}
+                bad = sorted(set(value) - core_fields)
+                if bad:
+                    raise InvalidArgument(f"core: unknown fields {bad}")
+                changes[key] = dataclasses.replace(current, **value)
+            elif key == "service":
+                changes[key] = _merge_service(base.service, value)
+            elif key == "per_item":
+                if not isinstance(value, Mapping):
+                    raise InvalidArgument("per_item: expected a mapping of 'role.method' to seconds")
+                changes[key] = MappingProxyType({**base.per_item, **{k: float(v) for k, v in value.items()}})
+            else:
+                changes[key] = _coerce(key, value, current)
+        return dataclasses.replace(base, **changes)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> SimParams:
+        """Applies dotted-key overrides, e.g. {"cores": 4, "network.mean": 5e-5, "core.lease_duration":
+        5, "service.node.SubmitJob.mean": 3e-4, "service.node.WaitJob.wake": 6e-5,
+        "per_item.node.ListJobs.merge": 1e-5}. Method names may contain dots: under `service` the last
+        part is a distribution field only when it is kind, mean, sigma or samples."""
+        tree = self.to_mapping()
+        for dotted, value in overrides.items():
+            parts = dotted.split(".")
+            head = parts[0]
+            if head not in tree:
+                raise InvalidArgument(f"unknown simulator parameter {head!r} in {dotted!r}")
+            if head == "per_item" and len(parts) > 1:
+                path = [head, ".".join(parts[1:])]
+            elif head == "service" and len(parts) > 2:
+                fields = parts[-1:] if parts[-1] in _DIST_FIELDS and len(parts) > 3 else []
+                method = ".".join(parts[2 : len(parts) - len(fields)])
+                path = [head, parts[1], method, *fields]
+            else:
+                path = parts
+            node = tree
+            for part in path[:-1]:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                elif not isinstance(child, dict):
+                    raise InvalidArgument(f"{dotted}: {part} is not a mapping")
+                node = child
+            node[path[-1]] = value
+        return SimParams.from_mapping(tree, base=SimParams())
+
+    @staticmethod
+    def ideal(**changes: Any) -> SimParams:
+        """Every cost zero: only the core's decisions and the jobs' durations take time (queueing-theory
+        checks; e.g. one node with c slots is an M/M/c queue under Poisson submits)."""
+        service = {role: {DEFAULT_METHOD: ZERO} for role in ROLES}
+        params = SimParams(
+            name="ideal",
+            service=_freeze_service(service),
+            per_item=MappingProxyType({}),
+            client_call=ZERO,
+            network=ZERO,
+            commit=ZERO,
+            commit_per_row=0.0,
+            loadgen_request=ZERO,
+            min_empty_poll=0.0,
+        )
+        return dataclasses.replace(params, **changes)
+
+
+def _merge_service(base: Mapping[str, Mapping[str, Dist]], value: object) -> Mapping[str, Mapping[str, Dist]]:
+    if not isinstance(value, Mapping):
+        raise InvalidArgument("service: expected a mapping of role -> method -> distribution")
+    merged = {role: dict(methods) for role, methods in base.items()}
+    for role, methods in value.items():
+        if not isinstance(methods, Mapping):
+            raise InvalidArgument(f"service.{role}: expected a mapping of method -> distribution")
+        target = merged.setdefault(role, {})
+        for method, dist in methods.items():
+            target[method] = Dist.of(dist, f"service.{role}.{method}")
+    return _freeze_service(merged)
+
+
+def _coerce(key: str, value: object, current: object) -> object:
+    if isinstance(current, bool):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"{key}: expected true or false, got {value!r}")
+        return value
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(f"{key}: expected an integer, got {value!r}")
+        return value
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidArgument(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if isinstance(current, str):
+        if not isinstance(value, str):
+            raise InvalidArgument(f"{key}: expected a string, got {value!r}")
+        return value
+    raise InvalidArgument(f"{key}: cannot be set")  # pragma: no cover
+
+
+CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "data" / "calibration"
+
+
+def load_params(name_or_path: str | Path) -> SimParams:
+    """A calibration: a path to a JSON file, or a name under data/calibration/. Its `parameters` key (or
+    the whole file when there is none) is a SimParams mapping; other keys (provenance, fits) are kept
+    by the calibration, not here."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CALIBRATION_DIR / f"{name_or_path}.json"
+    data = json.loads(path.read_text())
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"{path}: a calibration file holds one JSON object")
+    params = data.get("parameters", data)
+    if not isinstance(params, Mapping):
+        raise InvalidArgument(f"{path}: 'parameters' must be an object")
+    if "name" not in params:
+        params = {**params, "name": path.stem}
+    return SimParams.from_mapping(params)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line: the value is JSON when it parses, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise InvalidArgument(f"--set expects key=value, got {text!r}")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value

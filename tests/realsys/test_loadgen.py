@@ -1,0 +1,336 @@
+"""The load generator: trace replay, intended-time latency (no coordinated omission), job tracking,
+bounded draining, closed loop, several processes, and a short real run through `dtq load`.
+
+Fast tests drive realsys.targets.InMemoryTarget; the real run uses three in-process Design B nodes
+(memory store) served from a background thread, so the CLI can run its own event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from model.config import CoreConfig
+from model.records import RequestRecord
+from model.states import JobState
+from model.workload import (
+    ClosedLoop,
+    Distribution,
+    Op,
+    OpenLoop,
+    RequestMix,
+    WorkloadSpec,
+    open_loop_trace,
+    workload_to_mapping,
+)
+from realsys.config import NodeConfig
+from realsys.loadgen import job_payload, run_load, run_load_processes, summary_of
+from realsys.targets import DtqTarget, InMemoryTarget, TargetError, make_target
+from sim.runs import load_records, load_summary
+
+pytestmark = pytest.mark.timeout(60)
+
+MIX = RequestMix(submit=0.6, status=0.2, result=0.1, list=0.05, cancel=0.05)
+IN_MEMORY = {"factory": "realsys.targets:InMemoryTarget", "kwargs": {}}
+
+
+def open_spec(rate: float = 200.0, max_in_flight: int = 256, **kwargs: Any) -> WorkloadSpec:
+    base: dict[str, Any] = {
+        "arrival": OpenLoop(rate, max_in_flight),
+        "mix": MIX,
+        "duration": Distribution("exponential", 0.02),
+        "run_time": 1.0,
+        "warmup": 0.2,
+        "seed": 3,
+    }
+    base.update(kwargs)
+    return WorkloadSpec(**base)
+
+
+def test_job_payload_is_json_padded_to_size() -> None:
+    assert job_payload(0.05) == b'{"seconds":0.05}'
+    for size in range(0, 80):
+        payload = job_payload(0.125, size)
+        assert json.loads(payload)["seconds"] == 0.125
+        assert len(payload) == max(size, len(b'{"seconds":0.125}'))
+    assert set(json.loads(job_payload(0.0, 64))) == {"seconds", "pad"}
+
+
+# ---------------------------------------------------------------------------- open loop
+async def test_open_loop_replays_the_trace_and_tracks_every_job() -> None:
+    spec = open_spec()
+    trace = open_loop_trace(spec)
+    target = InMemoryTarget()
+    started = time.monotonic()
+    result = await run_load(target, spec, drain_timeout=2.0)
+    assert time.monotonic() - started < spec.total_time + 2.5
+
+    requests = result.requests
+    assert len(requests) == len(trace)  # every request of the trace, once
+    assert [r.intended_time for r in requests] == trace.times.tolist()
+    assert all(r.status in ("OK", "FAILED_PRECONDITION") for r in requests)
+    converted = [r for r, op in zip(requests, trace.ops.tolist(), strict=True) if r.op != op]
+    assert all(r.op is Op.SUBMIT for r in converted) and len(converted) <= 3  # no job yet: a submit
+    assert all(r.start_time >= r.intended_time - 0.002 for r in requests)
+
+    accepted = {r.job_id for r in requests if r.op is Op.SUBMIT and r.status == "OK"}
+    assert {j.job_id for j in result.jobs} == accepted and len(result.jobs) == len(accepted)
+    about = {r.job_id for r in requests if r.op in (Op.STATUS, Op.RESULT, Op.CANCEL)}
+    assert about <= accepted  # they target jobs submitted earlier
+    for job in result.jobs:
+        assert job.final_state in (JobState.SUCCEEDED, JobState.CANCELLED)
+        assert job.submit_time <= job.accept_time <= job.end_time
+    assert target.wait_calls == len(accepted)  # one long-poll per job, no busy polling
+
+    stats = result.stats
+    assert not stats.bottleneck and stats.processes == 1 and stats.held_back == 0
+    assert stats.trace_rate is not None and stats.achieved_rate >= 0.95 * stats.trace_rate
+    summary = summary_of(result, spec, run_id="t", kind="real", design="mono")
+    in_window = [r for r in requests if 0.2 <= r.intended_time < 1.2]
+    assert summary["latency_ms"]["all"]["count"] == len(in_window)
+
+
+async def test_latency_counts_from_the_intended_time_through_a_stall() -> None:
+    """Coordinated omission: the 20th call stalls 0.5 s and max_in_flight=1 holds back the requests
+    due meanwhile. Their latency must include the wait, not just their own (fast) service."""
+    spec = open_spec(rate=100.0, max_in_flight=1, mix=RequestMix(), run_time=1.5, warmup=0.0)
+    target = InMemoryTarget(stalls=[(20, 0.5)])
+    result = await run_load(target, spec, drain_timeout=1.0, track_jobs=False)
+    requests = result.requests
+    assert len(requests) == len(open_loop_trace(spec))
+    stalled = requests[20]
+    assert stalled.service_time >= 0.5
+    delayed = [r for r in requests[21:] if r.intended_time < stalled.end_time]
+    assert len(delayed) >= 20 and result.stats.held_back >= len(delayed)
+    for r in delayed:  # held back, then fast: latency from intended time shows the stall
+        assert r.latency >= stalled.end_time - r.intended_time - 0.01
+        assert r.service_time < 0.1
+    assert delayed[0].latency >= 0.4
+    summary = summary_of(result, spec, run_id="t", kind="real", design="mono")
+    assert summary["latency_ms"]["all"]["p95"] >= 100.0  # a third of the requests saw the stall
+
+    # without the bound, an open loop does not wait for the stalled call: only it is slow
+    free = await run_load(
+        InMemoryTarget(stalls=[(20, 0.5)]),
+        open_spec(rate=100.0, mix=RequestMix(), run_time=1.5, warmup=0.0),
+        track_jobs=False,
+    )
+    assert sum(r.latency > 0.3 for r in free.requests) == 1
+
+
+async def test_overload_is_flagged_and_bounded() -> None:
+    """Service at 50/s against 100/s offered and max_in_flight=1: the generator cannot apply the load;
+    requests still held back at the hard end are recorded as CANCELLED, so counts stay whole."""
+    spec = open_spec(rate=100.0, max_in_flight=1, mix=RequestMix(), run_time=1.0, warmup=0.0)
+    started = time.monotonic()
+    result = await run_load(InMemoryTarget(service_time=0.02), spec, drain_timeout=0.3, track_jobs=False)
+    assert time.monotonic() - started < spec.total_time + 1.0
+    assert len(result.requests) == len(open_loop_trace(spec))
+    assert any(r.status == "CANCELLED" for r in result.requests)
+    assert result.stats.bottleneck and "below 95%" in result.stats.bottleneck_reason
+
+
+async def test_unfinished_jobs_are_recorded_after_the_drain_timeout() -> None:
+    spec = open_spec(rate=50.0, mix=RequestMix(), duration=Distribution("constant", 30.0), run_time=0.5)
+    started = time.monotonic()
+    result = await run_load(InMemoryTarget(), spec, drain_timeout=0.3)
+    assert time.monotonic() - started < spec.total_time + 1.0
+    assert result.jobs and all(math.isnan(j.end_time) for j in result.jobs)
+    assert all(j.final_state is JobState.PENDING for j in result.jobs)
+    summary = summary_of(result, spec, run_id="t", kind="real", design="mono")
+    assert summary["jobs"]["unfinished"] == summary["jobs"]["submitted"] > 0
+
+
+# ---------------------------------------------------------------------------- closed loop
+async def test_closed_loop_clients_wait_for_answers_and_think() -> None:
+    spec = WorkloadSpec(
+        ClosedLoop(3, Distribution("constant", 0.01)),
+        mix=RequestMix(submit=0.7, status=0.3),
+        run_time=0.5,
+        warmup=0.1,
+    )
+    result = await run_load(InMemoryTarget(service_time=0.005), spec, drain_timeout=1.0)
+    by_client: dict[int, list[RequestRecord]] = {}
+    for r in result.requests:
+        by_client.setdefault(r.client, []).append(r)
+    assert set(by_client) == {0, 1, 2}
+    for rs in by_client.values():
+        assert 10 <= len(rs) <= 45  # ~15 ms a round trip over 0.6 s
+        for prev, nxt in itertools.pairwise(rs):
+            assert nxt.intended_time >= prev.end_time + 0.009  # one at a time, with think time
+    assert all(r.intended_time < spec.total_time for r in result.requests)
+    assert result.stats.trace_rate is None
+    summary = summary_of(result, spec, run_id="t", kind="real", design="mono")
+    assert summary["offered_rate"] is None and summary["jobs"]["submitted"] > 0
+
+
+# ---------------------------------------------------------------------------- several processes
+def test_processes_split_the_trace_and_merge_to_the_union() -> None:
+    spec = open_spec(rate=150.0, run_time=1.0)
+    trace = open_loop_trace(spec)
+    result = run_load_processes(IN_MEMORY, spec, 2, drain_timeout=1.0)
+    assert result.stats.processes == 2
+    assert [r.intended_time for r in result.requests] == trace.times.tolist()
+    for client in (0, 1):
+        mine = [r.intended_time for r in result.requests if r.client == client]
+        assert mine == trace.times[client::2].tolist()  # round-robin by trace index
+    accepted = [r.job_id for r in result.requests if r.op is Op.SUBMIT and r.status == "OK"]
+    assert sorted(j.job_id for j in result.jobs) == sorted(accepted)
+    # both children started on the common clock: each one's first request is on time
+    for client in (0, 1):
+        first = next(r for r in result.requests if r.client == client)
+        assert first.start_time - first.intended_time < 0.25
+
+
+def test_make_target_builds_from_json() -> None:
+    target = make_target({"factory": "realsys.targets:InMemoryTarget", "kwargs": {"service_time": 0.1}})
+    assert isinstance(target, InMemoryTarget) and target.service_time == 0.1
+    with pytest.raises(ValueError):
+        make_target({"factory": "nothing"})
+
+
+# ---------------------------------------------------------------------------- a real cluster
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class ThreadCluster:
+    """Three Design B nodes (memory store) on an event loop of their own, in a background thread."""
+
+    def __init__(self, tmp: Path) -> None:
+        from realsys.metrics import NodeMetrics
+        from realsys.mono import MonoNode
+        from realsys.server import RunningRole, start_role
+
+        names = ("n1", "n2", "n3")
+        self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, _free_ports(3), strict=True)}
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.running: list[RunningRole] = []
+
+        async def start() -> None:
+            for name in names:
+                config = NodeConfig(
+                    design="mono",
+                    role="node",
+                    name=name,
+                    listen=self.addresses[name],
+                    data_dir=tmp / name,
+                    store="memory",
+                    slots=2,
+                    core=CoreConfig(),
+                    peers=dict(self.addresses),
+                    metrics_port=-1,
+                    rpc_timeout=2.0,
+                    fetch_wait=1.0,
+                    steal_interval=0.02,
+                    drain_timeout=1.0,
+                )
+                metrics = NodeMetrics(name, "node", "mono")
+                self.running.append(await start_role(config, MonoNode(config, metrics), metrics))
+
+        asyncio.run_coroutine_threadsafe(start(), self.loop).result(timeout=20)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            await asyncio.gather(*(r.stop() for r in self.running))
+
+        try:
+            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=20)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=10)
+            self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def mono(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadCluster]:
+    cluster = ThreadCluster(tmp_path_factory.mktemp("mono"))
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+async def test_dtq_target_maps_errors(mono: ThreadCluster) -> None:
+    target = DtqTarget(list(mono.addresses.values()), timeout=5.0, design="mono")
+    try:
+        with pytest.raises(TargetError) as info:
+            await target.status("n1-00000000-0000000999")
+        assert info.value.code == "NOT_FOUND"
+        long_job = await target.submit("sleep", job_payload(30.0))
+        with pytest.raises(TargetError) as info:
+            await target.result(long_job)
+        assert info.value.code == "FAILED_PRECONDITION"
+        assert await target.cancel(long_job) in ("CANCELLED", "CANCELLING")
+        assert (await target.wait(long_job, 5.0))[0] == "CANCELLED"
+        quick = await target.submit("sleep", job_payload(0.01, 64))
+        assert await target.wait(quick, 5.0) == ("SUCCEEDED", 1)
+        assert await target.result(quick) == "SUCCEEDED"
+        assert await target.status(quick) == "SUCCEEDED"
+        assert 1 <= await target.list(2) <= 2
+        with pytest.raises(TargetError) as info:
+            await target.submit("no such type!", b"")
+        assert info.value.code == "INVALID_ARGUMENT"
+    finally:
+        await target.close()
+
+
+def test_dtq_load_writes_a_valid_run(mono: ThreadCluster, tmp_path: Path) -> None:
+    from realsys.cli import main
+
+    spec = open_spec(
+        rate=40.0,
+        mix=RequestMix(submit=0.7, status=0.2, result=0.1),
+        duration=Distribution("exponential", 0.01),
+        run_time=1.5,
+        warmup=0.5,
+        payload_bytes=64,
+    )
+    workload = tmp_path / "w.yaml"
+    workload.write_text(json.dumps(workload_to_mapping(spec)))  # JSON is YAML
+    argv = ["load", "--workload", str(workload), "--design", "mono", "--out", str(tmp_path / "runs")]
+    argv += ["--run-id", "real-mono-test", "--drain", "5"]
+    for address in mono.addresses.values():
+        argv += ["--addr", address]
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 0
+
+    run_dir = tmp_path / "runs" / "real-mono-test"
+    summary = load_summary(run_dir)
+    requests, jobs = load_records(run_dir)
+    assert len(requests) == len(open_loop_trace(spec))
+    in_window = [r for r in requests if 0.5 <= r.intended_time < 2.0]
+    assert summary["latency_ms"]["all"]["count"] == len(in_window)
+    for op in ("submit", "status", "result"):
+        count = sum(r.op.name.lower() == op for r in in_window)
+        assert summary["latency_ms"].get(op, {"count": 0})["count"] == count
+    errors = [r for r in in_window if r.status != "OK"]
+    assert sum(summary["errors"].values()) == len(errors)
+    assert set(summary["errors"]) <= {"FAILED_PRECONDITION"}  # results of jobs still running
+    window_jobs = [j for j in jobs if 0.5 <= j.submit_time < 2.0]
+    assert summary["jobs"]["submitted"] == len(window_jobs) > 0
+    assert summary["jobs"]["succeeded"] == len(window_jobs) and summary["jobs"]["unfinished"] == 0
+    assert summary["completion_ms"]["count"] == len(window_jobs)
+    assert np.all([j.end_time >= j.accept_time >= j.submit_time for j in jobs])
+    assert summary["kind"] == "real" and summary["design"] == "mono" and summary["offered_rate"] == 40.0
+    assert summary["loadgen"]["processes"] == 1

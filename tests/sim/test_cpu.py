@@ -1,0 +1,84 @@
+"""The callback CPU model equals the nested-resource model it replaces (sim/cpu.py docstring)."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.cpu import CostModel, Host, Proc
+from sim.params import SimParams
+
+
+def _bursts(seed: int, n: int, procs: int) -> list[tuple[float, int, float]]:
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1e-3, n))
+    return [
+        (float(t), int(p), float(d))
+        for t, p, d in zip(arrivals, rng.integers(0, procs, n), rng.exponential(2e-3, n), strict=True)
+    ]
+
+
+def _reference(bursts: list[tuple[float, int, float]], procs: int, cores: int) -> list[float]:
+    env = simpy.Environment()
+    host = simpy.Resource(env, capacity=cores)
+    loops = [simpy.Resource(env, capacity=1) for _ in range(procs)]
+    done = [0.0] * len(bursts)
+
+    def one(i: int, at: float, p: int, d: float) -> Generator[Any, Any, None]:
+        yield env.timeout(at)
+        with loops[p].request() as loop:
+            yield loop
+            with host.request() as core:
+                yield core
+                yield env.timeout(d)
+        done[i] = env.now
+
+    for i, (at, p, d) in enumerate(bursts):
+        env.process(one(i, at, p, d))
+    env.run()
+    return done
+
+
+def _ours(bursts: list[tuple[float, int, float]], procs: int, cores: int) -> list[float]:
+    env = simpy.Environment()
+    host = Host("h", cores)
+    costs = CostModel(SimParams(), 1)
+    loops = [Proc(env, host, f"p{i}", "node", i, costs) for i in range(procs)]
+    done = [0.0] * len(bursts)
+
+    def one(i: int, at: float, p: int, d: float) -> Generator[Any, Any, None]:
+        yield env.timeout(at)
+        yield loops[p].run(d)
+        done[i] = env.now
+
+    for i, (at, p, d) in enumerate(bursts):
+        env.process(one(i, at, p, d))
+    env.run()
+    return done
+
+
+def test_same_completion_times_as_nested_resources() -> None:
+    for seed, procs, cores in ((1, 3, 1), (2, 7, 2), (3, 4, 4)):
+        bursts = _bursts(seed, 3000, procs)
+        assert np.allclose(_ours(bursts, procs, cores), _reference(bursts, procs, cores), rtol=0, atol=1e-12)
+
+
+def test_action_runs_at_burst_start_and_the_waiter_resumes_before_the_next_burst() -> None:
+    env = simpy.Environment()
+    proc = Proc(env, Host("h", 1), "p", "node", 0, CostModel(SimParams(), 1))
+    log: list[tuple[str, float]] = []
+
+    def first() -> Generator[Any, Any, None]:
+        value = yield proc.run(lambda now: (1.0, log.append(("a starts", now)) or "a"))
+        log.append((f"{value} resumed", env.now))  # before b's action, though b is queued
+
+    def second() -> Generator[Any, Any, None]:
+        yield proc.run(lambda now: (1.0, log.append(("b starts", now))))
+
+    env.process(first())
+    env.process(second())
+    env.run()
+    assert log == [("a starts", 0.0), ("a resumed", 1.0), ("b starts", 1.0)]
