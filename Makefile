@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto lifecycle clean
+.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+# Containers: builds the one image and runs both designs under Docker Compose on a real engine (installs
+# and starts the engine when missing, as root); see docker/test.sh and README "Docker".
+docker-test: $(STAMP)
+	PYTHON=$(abspath $(BIN))/python bash docker/test.sh
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py

@@ -11,6 +11,8 @@ warm-up and the drain after the run do not count):
 - throughput.requests_per_s: OK requests intended in the window that also ended by its end, per second
   (under overload, requests that queue past the window do not count as served in it).
 - throughput.jobs_per_s: jobs submitted in the window that reached a terminal state by its end.
+- throughput.completed_per_s: jobs that reached a terminal state inside the window, whenever they
+  were submitted (the service rate; jobs_per_s falls towards 0 when submits outpace execution).
 - completion: end_time - submit_time of jobs submitted in the window that finished (at any time).
 - jobs: jobs submitted (accepted) in the window by final state; "unfinished" had no terminal state
   when the run ended.
@@ -153,7 +155,10 @@ def summarize(
     completions: list[float] = []
     counts = {"submitted": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "unfinished": 0}
     completed_in_window = 0
+    finished_in_window = 0
     for j in jobs:
+        if j.final_state in TERMINAL and math.isfinite(j.end_time) and _in_window(j.end_time, window):
+            finished_in_window += 1
         if not _in_window(j.submit_time, window):
             continue
         counts["submitted"] += 1
@@ -179,6 +184,7 @@ def summarize(
         "throughput": {
             "requests_per_s": _round(served / seconds),
             "jobs_per_s": _round(completed_in_window / seconds),
+            "completed_per_s": _round(finished_in_window / seconds),
         },
         "latency_ms": latency,
         "completion_ms": latency_stats(completions),

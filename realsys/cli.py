@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from sim.api import add_arguments as add_sim_arguments
 
-    add_sim_arguments(sub.add_parser("sim", help="simulate a workload on either design; write a run directory"))
+    add_sim_arguments(sub.add_parser("sim", help="simulate a workload on a design; write a run directory"))
 
     p_load = sub.add_parser("load", help="replay a workload file against a cluster; write a run directory")
     target(p_load)
@@ -251,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     from realsys.experiment import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)  # `dtq experiment run|summarize`
+
+    from realsys.bench import add_parser as add_bench_parser
+
+    add_bench_parser(sub)  # `dtq bench`
     return parser
 
 
@@ -268,6 +272,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from realsys.experiment import command as experiment_command
 
             code = experiment_command(args)
+        elif args.command == "bench":
+            from realsys.bench import bench_command
+
+            code = bench_command(args)
         elif args.command == "load":
             from realsys.loadgen import load_command
 

@@ -172,6 +172,14 @@ class _LatencyInterceptor(_Interceptor):
     def _timed(self, method: str, behavior: Behavior) -> Behavior:
         latency = self._metrics.rpc_latency.labels(method)
         total = self._metrics.rpc_total
+        # counter children by status code: labels() costs a lock and a tuple build on every call
+        by_code: dict[grpc.StatusCode, Any] = {}
+
+        def count(code: grpc.StatusCode) -> None:
+            child = by_code.get(code)
+            if child is None:
+                child = by_code[code] = total.labels(method, code.name)
+            child.inc()
 
         async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             start = time.perf_counter()
@@ -188,7 +196,7 @@ class _LatencyInterceptor(_Interceptor):
                 raise
             finally:
                 latency.observe(time.perf_counter() - start)
-                total.labels(method, code.name).inc()
+                count(code)
 
         return timed
 

@@ -151,9 +151,20 @@ class Proc:
         the burst ends."""
         burst = _Burst(self.env, self)
         if not self._busy and self.host.free:
+            if callable(work):
+                duration, value = work(self.env.now)
+            else:
+                duration, value = work, None
+            if not duration:
+                # starts and ends now on an idle loop: hand back an already processed event, which
+                # simpy resumes the waiter on at once (nothing to schedule, nothing to release)
+                self.bursts += 1
+                burst._ok, burst._value = True, value
+                burst.callbacks = None  # type: ignore[assignment]  # simpy's mark of a processed event
+                return burst
             self._busy = True
             self.host.free -= 1
-            self._begin(burst, work)
+            self._schedule(burst, duration, value)
         else:
             self._queue.append((burst, work))
             if not self._busy:
@@ -174,6 +185,9 @@ class Proc:
             duration, value = work(self.env.now)
         else:
             duration, value = work, None
+        self._schedule(burst, duration, value)
+
+    def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
         self.busy_time += duration
         self.host.busy_time += duration
         self.bursts += 1
@@ -201,7 +215,8 @@ class _Burst(simpy.Event):
 
     def __init__(self, env: simpy.Environment, proc: Proc) -> None:
         self.env = env
-        self._callbacks = callbacks = [self._release]
+        callbacks: list[Callable[[Any], None]] = [self._release]
+        self._callbacks = callbacks
         self.callbacks = callbacks
         self._value = PENDING
         self._proc = proc

@@ -11,8 +11,9 @@ one hop back, the caller's client-side CPU (receive part).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import simpy
 
@@ -62,6 +63,7 @@ class Cluster:
         self.on_terminal: Callable[[str], None] | None = None
         self.counters: dict[str, int] = {}
         self.spec = JobSpec.make("sleep")
+        self._wheel = TimeoutWheel(env)
 
     # ------------------------------------------------------------------ set-up
     def add_proc(self, name: str, role: str, index: int) -> Proc:
@@ -74,12 +76,39 @@ class Cluster:
         return proc
 
     def add_loadgen_proc(self, index: int) -> Proc:
-        proc = Proc(self.env, self.hosts[self.params.loadgen_host], f"loadgen{index}", "loadgen", 1000 + index, self.costs)
+        proc = Proc(
+            self.env,
+            self.hosts[self.params.loadgen_host],
+            f"loadgen{index}",
+            "loadgen",
+            1000 + index,
+            self.costs,
+        )
         self.procs.append(proc)
         return proc
 
     def start(self) -> None:
         raise NotImplementedError
+
+    def start_checkpointer(self, owner: Proc) -> None:
+        """realsys/storage.py's WAL checkpoint thread for a store `owner` keeps: every
+        checkpoint_interval a burst on the host's cores but not on the owner's loop (sqlite releases
+        the GIL while it checkpoints). Off while `checkpoint` costs nothing."""
+        if self.params.checkpoint.is_zero:
+            return
+        thread = Proc(
+            self.env, owner.host, f"{owner.name}-checkpoint", "checkpoint", 500 + owner.index, self.costs
+        )
+        self.procs.append(thread)
+        sample = self.costs.checkpoint_sampler(owner)
+        interval = self.params.checkpoint_interval
+
+        def loop() -> SimGen[None]:
+            while True:
+                yield self.env.timeout(interval)
+                yield thread.run(sample())
+
+        self.env.process(loop())
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -91,13 +120,20 @@ class Cluster:
                 self.on_terminal(job_id)
 
     # ------------------------------------------------------------------ time
-    def call(self, caller: Proc, server: SimGen[T]) -> SimGen[T]:
-        """One unary RPC from `caller`: client CPU, hop, the server side, hop back, client CPU."""
+    def call(self, caller: Proc, server: SimGen[T], pre: float | Callable[[float], float] = 0.0) -> SimGen[T]:
+        """One unary RPC from `caller`: client CPU, hop, the server side, hop back, client CPU.
+
+        `pre` is the caller's own work in the same loop step before the stub call (a handler up to its
+        first await): CPU seconds, or an action `(now) -> CPU seconds` run when the step starts. It
+        shares one burst with the send, as it shares the real step."""
         env = self.env
         c = caller.client()
         send = c * self.params.client_send_fraction
-        if send:
-            yield caller.run(send)
+        if callable(pre):
+            action = pre
+            yield caller.run(lambda now: (send + action(now), None))
+        elif send + pre:
+            yield caller.run(send + pre)
         d = caller.net()
         if d:
             yield env.timeout(d)
@@ -114,7 +150,7 @@ class Cluster:
         procs = [self.env.process(c) for c in calls]
         if procs:
             yield self.env.all_of(procs)
-        return [p.value for p in procs]
+        return [cast(T, p.value) for p in procs]
 
     def spawn(self, gen: SimGen[Any]) -> None:
         """A background task (asyncio.create_task / MicroRole.spawn)."""
@@ -124,8 +160,7 @@ class Cluster:
         """An event that fires by itself after `timeout` unless `wake` fired it first: a long-poll's
         wait (asyncio.wait_for(event.wait(), timeout)) without simpy's AnyOf machinery."""
         event = simpy.Event(self.env)
-        if timeout != float("inf"):
-            self.env.timeout(max(0.0, timeout)).callbacks.append(lambda _: wake(event, False))
+        self._wheel.add(event, max(0.0, timeout))
         return event
 
     # ------------------------------------------------------------------ client API (one request)
@@ -167,6 +202,48 @@ def wake(event: simpy.Event, value: Any = True) -> None:
     """Fires a waitable event unless it already fired (asyncio.Event.set on a set event is a no-op)."""
     if not event.triggered:
         event.succeed(value)
+
+
+class TimeoutWheel:
+    """Timeouts of long-poll waits, one armed simpy timeout per distinct duration.
+
+    Waits of one duration end in the order they began, so each duration keeps a FIFO and arms a
+    timeout only for its oldest wait still pending; waits woken early are skipped when they come
+    up. Almost every wait is woken early (a WaitJob by its job's end), so this saves the simulator
+    one useless event per wait, and every wait still ends exactly at its deadline.
+    """
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self._fifos: dict[float, deque[tuple[float, simpy.Event]]] = {}
+        self._armed: set[float] = set()
+
+    def add(self, event: simpy.Event, timeout: float) -> None:
+        if timeout == float("inf"):
+            return
+        fifo = self._fifos.get(timeout)
+        if fifo is None:
+            fifo = self._fifos[timeout] = deque()
+        fifo.append((self.env.now + timeout, event))
+        if timeout not in self._armed:
+            self._arm(timeout, fifo)
+
+    def _arm(self, timeout: float, fifo: deque[tuple[float, simpy.Event]]) -> None:
+        while fifo and fifo[0][1].triggered:
+            fifo.popleft()
+        if not fifo:
+            self._armed.discard(timeout)
+            return
+        self._armed.add(timeout)
+        self.env.timeout(max(0.0, fifo[0][0] - self.env.now)).callbacks.append(
+            lambda _: self._fire(timeout, fifo)
+        )
+
+    def _fire(self, timeout: float, fifo: deque[tuple[float, simpy.Event]]) -> None:
+        now = self.env.now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
+        while fifo and fifo[0][0] <= now:
+            wake(fifo.popleft()[1], False)
+        self._arm(timeout, fifo)
 
 
 class LoadgenPart:

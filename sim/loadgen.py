@@ -172,8 +172,10 @@ class LoadGen:
             if held is not None:
                 yield held  # held back by max_in_flight: starts late, measured from times[i]
             progress.launched += 1
+            # outstanding from now on, before the process first runs: the run is not over yet
+            token = self._outstanding(client, Op(ops[i]), self.t0 + times[i])
             env.process(
-                self._request(part, client, Op(ops[i]), self.t0 + times[i], durations[i], targets[i], slots)
+                self._request(token, part, Op(ops[i]), self.t0 + times[i], durations[i], targets[i], slots)
             )
         self._drivers -= 1
         self._check_done()
@@ -190,15 +192,22 @@ class LoadGen:
             intended = env.now
             if intended >= self.end:
                 break
-            yield from self._request(part, client, Op(ops[k]), intended, durations[k], targets[k], None)
+            token = self._outstanding(client, Op(ops[k]), intended)
+            yield from self._request(token, part, Op(ops[k]), intended, durations[k], targets[k], None)
         self._drivers -= 1
         self._check_done()
 
     # ------------------------------------------------------------------ one request
+    def _outstanding(self, client: int, op: Op, intended: float) -> int:
+        token = self._next_token
+        self._next_token += 1
+        self._unrecorded[token] = (client, op, intended, self.env.now)
+        return token
+
     def _request(
         self,
+        token: int,
         part: _Part,
-        client: int,
         op: Op,
         intended: float,
         duration: float,
@@ -208,9 +217,7 @@ class LoadGen:
         env = self.env
         cluster = self.cluster
         lg = part.part
-        token = self._next_token
-        self._next_token += 1
-        self._unrecorded[token] = (client, op, intended, env.now)
+        client = self._unrecorded[token][0]
         c = lg.proc.client()
         send = c * self.send_fraction
         job_id = ""
@@ -276,7 +283,9 @@ class LoadGen:
             send = c * self.send_fraction
             if send:
                 yield lg.proc.run(send)
-            status, value = yield from self.cluster.request_wait(lg, watch.job_id, min(remaining, self.wait_poll))
+            status, value = yield from self.cluster.request_wait(
+                lg, watch.job_id, min(remaining, self.wait_poll)
+            )
             if c - send:
                 yield lg.proc.run(c - send)
             if status != "OK":
@@ -314,9 +323,13 @@ class LoadGen:
         now = self.env.now - self.t0
         for client, progress in self._open_progress.items():
             for i in progress.indices[progress.launched :]:  # held back past the hard end: never sent
-                self.requests.append(RequestRecord(client, Op(progress.ops[i]), progress.times[i], now, now, "CANCELLED"))
+                self.requests.append(
+                    RequestRecord(client, Op(progress.ops[i]), progress.times[i], now, now, "CANCELLED")
+                )
         for client, op, intended, start in self._unrecorded.values():
-            self.requests.append(RequestRecord(client, op, intended - self.t0, start - self.t0, now, "CANCELLED"))
+            self.requests.append(
+                RequestRecord(client, op, intended - self.t0, start - self.t0, now, "CANCELLED")
+            )
         self._unrecorded.clear()
         for watch in self._watches.values():
             self.jobs.append(self._job_record(watch, math.nan))
@@ -357,7 +370,9 @@ class LoadGen:
         if isinstance(self.spec.arrival, OpenLoop):
             trace_rate = sum(start <= r.intended_time < end for r in requests) / seconds
             if trace_rate and achieved < BOTTLENECK_RATE * trace_rate:
-                reasons.append(f"sent {achieved:.1f} req/s, below {BOTTLENECK_RATE:.0%} of the trace's {trace_rate:.1f}")
+                reasons.append(
+                    f"sent {achieved:.1f} req/s, below {BOTTLENECK_RATE:.0%} of the trace's {trace_rate:.1f}"
+                )
         if utilisation > BOTTLENECK_CPU:
             reasons.append(f"generator process at {utilisation:.0%} of one core")
         return {

@@ -20,6 +20,7 @@ Heartbeats: worker -> coordinator -> job.RenewLeases (commit) -> coordinator -> 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import simpy
@@ -33,7 +34,7 @@ from model.listing import ListQuery
 from model.queue import QueueEntry, ReadyQueue, Slot
 from model.states import JobState
 from model.workers import WorkerRegistry
-from sim.cpu import Component, CostModel, Proc, stream
+from sim.cpu import Component, CostModel, stream
 from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
 from sim.params import SimParams
 from sim.worker import RunningList, SimWorker
@@ -77,9 +78,12 @@ class MicroCluster(Cluster):
         # worker
         self.worker: SimWorker | None = None
         self._worker_incarnation = 0
+        self._dead_workers: set[str] = set()
 
     def start(self) -> None:
         # callees first, as realsys/cluster.py starts them: result, queue, job, coordinator, worker
+        for store in (self.resultp, self.queuep, self.jobp):
+            self.start_checkpointer(store)
         self.queue_timer.start()
         self.job_timer.start()
         self.spawn(self._flush_outbox())
@@ -107,9 +111,9 @@ class MicroCluster(Cluster):
         return reply
 
     def _gw(self, method: str, then: SimGen[Reply]) -> SimGen[Reply]:
-        """A gateway method that is one call to the job service."""
-        yield self.gateway.run(self.gateway.cost(method))
-        reply: Reply = yield from self.call(self.gateway, then)
+        """A gateway method that is one call to the job service (the handler and the stub call are
+        one loop step)."""
+        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method))
         return reply
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
@@ -136,8 +140,7 @@ class MicroCluster(Cluster):
 
     def _gw_list(self, page_size: int) -> SimGen[Reply]:
         gateway = self.gateway
-        yield gateway.run(gateway.cost("ListJobs"))
-        reply: Reply = yield from self.call(gateway, self._job_list(page_size))
+        reply: Reply = yield from self.call(gateway, self._job_list(page_size), pre=gateway.cost("ListJobs"))
         if reply[0] == "OK" and reply[1]:
             yield gateway.run(gateway.cost("ListJobs.relay", reply[1]))  # re-serializing the page
         return reply
@@ -148,8 +151,7 @@ class MicroCluster(Cluster):
 
     def _gw_result(self, job_id: str) -> SimGen[Reply]:
         gateway = self.gateway
-        yield gateway.run(gateway.cost("GetJobResult"))
-        status, value = yield from self.call(gateway, self._job_get(job_id))
+        status, value = yield from self.call(gateway, self._job_get(job_id), pre=gateway.cost("GetJobResult"))
         if status != "OK":
             return status, None
         state, attempt = value
@@ -188,7 +190,8 @@ class MicroCluster(Cluster):
                 if command.worker_id:
                     self.spawn(
                         self.call(
-                            self.jobp, self._coord_notify_cancel(command.job_id, command.attempt, command.worker_id)
+                            self.jobp,
+                            self._coord_notify_cancel(command.job_id, command.attempt, command.worker_id),
                         )
                     )
             elif isinstance(command, LeaseExpired):
@@ -426,7 +429,11 @@ class MicroCluster(Cluster):
 
         yield proc.run(action)
 
-    def _queue_reserve(self, max_items: int, hold: float, wait: float) -> SimGen[list[str]]:
+    def _queue_reserve(
+        self, max_items: int, hold: float, wait: float, cancelled: Callable[[], bool] = lambda: False
+    ) -> SimGen[list[str]]:
+        """Queue.Reserve. `cancelled`: the caller's call was cancelled (its worker died and the
+        cancellation propagated through the coordinator): reserve nothing."""
         env = self.env
         proc = self.queuep
         max_items = min(max_items, MAX_ITEMS)
@@ -434,6 +441,8 @@ class MicroCluster(Cluster):
 
         def reserve(method: str) -> Any:
             def action(now: float) -> tuple[float, list[str]]:
+                if cancelled():
+                    return proc.cost(method), []
                 taken = self.queue.reserve(now, max_items, hold)
                 if taken:
                     self.queue_timer.poke()  # the holds are new deadlines
@@ -442,7 +451,7 @@ class MicroCluster(Cluster):
             return action
 
         taken: list[str] = yield proc.run(reserve("Reserve"))
-        while max_items and not taken:
+        while max_items and not taken and not cancelled():
             left = give_up - env.now
             if left <= 0:
                 break
@@ -472,13 +481,12 @@ class MicroCluster(Cluster):
     ) -> SimGen[tuple[RunningList, RunningList]]:
         proc = self.coord
 
-        def action(now: float) -> tuple[float, None]:
+        def step(now: float) -> float:
             self.registry.heartbeat(now, worker_id, total_slots, free_slots)
             self.coord_timer.poke()
-            return proc.cost("WorkerHeartbeat"), None
+            return proc.cost("WorkerHeartbeat")
 
-        yield proc.run(action)
-        renewal = yield from self.call(proc, self._job_renew(worker_id, running))
+        renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step)
         cancel = list(renewal.cancel)
         pushed = self._cancels.pop(worker_id, None)
         if pushed:
@@ -490,18 +498,23 @@ class MicroCluster(Cluster):
         env = self.env
         proc = self.coord
 
-        def action(now: float) -> tuple[float, None]:
+        def step(now: float) -> float:
             self.registry.touch(now, worker_id)
-            return proc.cost("FetchWork"), None
+            return proc.cost("FetchWork")
 
-        yield proc.run(action)
         wanted = min(free_slots, MAX_FETCH)
         give_up = env.now + min(wait, MAX_POLL)
         hold = self.params.core.reservation_hold
-        while wanted:
+
+        def gone() -> bool:  # the worker's process died: gRPC cancels this handler and its calls
+            return worker_id in self._dead_workers
+
+        first: float | Any = step
+        while wanted and not gone():
             left = max(0.0, give_up - env.now)
-            ids = yield from self.call(proc, self._queue_reserve(wanted, hold, left))
-            if not ids:
+            ids = yield from self.call(proc, self._queue_reserve(wanted, hold, left, gone), pre=first)
+            first = 0.0
+            if not ids or gone():
                 break
             leased = yield from self.call(proc, self._job_lease(worker_id, ids))
             self.spawn(self.call(proc, self._queue_ack(ids)))
@@ -514,15 +527,17 @@ class MicroCluster(Cluster):
     def _coord_report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> SimGen[str]:
         proc = self.coord
 
-        def action(now: float) -> tuple[float, None]:
+        def step(now: float) -> float:
             self.registry.touch(now, worker_id)
-            return proc.cost("ReportResult"), None
+            return proc.cost("ReportResult")
 
-        yield proc.run(action)
-        if not isinstance(outcome, CancelledByWorker):
-            # before CompleteAttempt: a stale attempt's result is harmless under its own key
-            yield from self.call(proc, self._result_put(job_id, attempt))
-        status: str = yield from self.call(proc, self._job_complete(worker_id, job_id, attempt, outcome))
+        complete = self._job_complete(worker_id, job_id, attempt, outcome)
+        if isinstance(outcome, CancelledByWorker):
+            status: str = yield from self.call(proc, complete, pre=step)
+            return status
+        # before CompleteAttempt: a stale attempt's result is harmless under its own key
+        yield from self.call(proc, self._result_put(job_id, attempt), pre=step)
+        status = yield from self.call(proc, complete)
         return status
 
     def _coord_notify_cancel(self, job_id: str, attempt: int, worker_id: str) -> SimGen[None]:
@@ -555,6 +570,7 @@ class MicroCluster(Cluster):
     # ================================================================ faults and inspection
     def kill_worker(self, target: str, restart_after: float | None) -> None:
         if self.worker is not None:
+            self._dead_workers.add(self.worker.worker_id)
             self.worker.kill()
             self.worker = None
         if restart_after is not None:
@@ -596,6 +612,8 @@ class _WorkerBackend:
         )
         return reply
 
-    def report(self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome) -> SimGen[None]:
+    def report(
+        self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome, pre: float = 0.0
+    ) -> SimGen[None]:
         c = self.cluster
-        yield from c.call(worker.proc, c._coord_report(worker.worker_id, job_id, attempt, outcome))
+        yield from c.call(worker.proc, c._coord_report(worker.worker_id, job_id, attempt, outcome), pre=pre)

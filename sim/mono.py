@@ -13,14 +13,15 @@ Hops per client request (the load generator picks nodes round-robin, every call 
 - ListJobs: lg -> node; the node asks every peer's ListLocalJobs concurrently, then its own page, and
   merges (model.merge_pages) -> lg.
 Per job: the owner's worker fetches in-process (a commit), or an idle peer steals it (QueueDepth to
-every peer at most every steal_interval, then StealWork: one RPC, a commit at the owner); the report
+every peer at most every poll interval (steal_interval, doubling up to max_idle_poll while rounds steal
+nothing), then StealWork: one RPC, a commit at the owner); the report
 is in-process at the owner, or an RPC from the thief; heartbeats renew leases locally and, for stolen
 jobs, at their owners.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +34,8 @@ from model.job import Assignment, Outcome
 from model.jobs import Renewal
 from model.listing import ListQuery, Page, effective_page_size, merge_pages
 from model.scheduler import Scheduler
-from model.stealing import plan_steal
 from model.states import JobState
+from model.stealing import plan_steal
 from model.workers import pick_waiter
 from sim.cpu import Component, CostModel, Proc, stream
 from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, rows_of, status_of, wake
@@ -69,6 +70,10 @@ class MonoNode:
         self._incarnations = 0
         self._depths: dict[str, int] = {}
         self._depths_at = -float("inf")
+        # realsys/mono/backend.py: each depth round that steals nothing doubles the poll interval, up
+        # to max_idle_poll; only a steal that got work resets it
+        self._poll_interval = params.steal_interval
+        self._backed_off_at = -float("inf")
         self.stolen = 0
         self.forwarded = 0
 
@@ -78,6 +83,7 @@ class MonoNode:
 
     def start(self) -> None:
         self.timer.start()
+        self.cluster.start_checkpointer(self.proc)
         if self.cluster.params.slots_per_node > 0:
             self.start_worker()
 
@@ -199,22 +205,24 @@ class MonoNode:
         return reply
 
     def wait(self, job_id: str, poll: float) -> SimGen[Reply]:
-        """WaitJob at the owner: LocalCore.wait_done, then the job as it is."""
+        """WaitJob at the owner: LocalCore.wait_done (look, and if not done register a waiter, in one
+        step), then the job as it is. The reply value is (state, attempt)."""
         proc = self.proc
 
-        def look(method: str) -> Any:
-            def action(now: float) -> tuple[float, Reply]:
+        def look(method: str) -> Callable[[float], tuple[float, tuple[Reply, bool]]]:
+            def action(now: float) -> tuple[float, tuple[Reply, bool]]:
                 try:
                     job = self.sched.jobs.get(job_id)
                 except DtqError as exc:
-                    return proc.cost(method), (status_of(exc), None)
-                return proc.cost(method), ("OK", (job.state, job.attempt, job.done))
+                    return proc.cost(method), ((status_of(exc), None), True)
+                return proc.cost(method), (("OK", (job.state, job.attempt)), job.done)
 
             return action
 
-        reply: Reply = yield proc.run(look("WaitJob"))
-        if reply[0] != "OK" or reply[1][2] or poll <= 0:
-            return reply[0], reply[1] and reply[1][:2]
+        reply: Reply
+        reply, done = yield proc.run(look("WaitJob"))
+        if done or poll <= 0:
+            return reply
         event = self.cluster.waitable(poll)
         self._done_waiters.setdefault(job_id, []).append(event)
         yield event
@@ -223,8 +231,8 @@ class MonoNode:
             waiting.remove(event)
             if not waiting:
                 del self._done_waiters[job_id]
-        reply = yield proc.run(look("WaitJob.wake"))
-        return reply[0], reply[1] and reply[1][:2]
+        reply, _ = yield proc.run(look("WaitJob.wake"))
+        return reply
 
     def list_local(self, query: ListQuery, size: int) -> SimGen[Page[Any]]:
         proc = self.proc
@@ -267,12 +275,12 @@ class MonoNode:
         return renewal
 
     def report_here(
-        self, method: str, worker_id: str, job_id: str, attempt: int, outcome: Outcome
+        self, method: str, worker_id: str, job_id: str, attempt: int, outcome: Outcome, pre: float = 0.0
     ) -> SimGen[str]:
         proc = self.proc
 
         def action(now: float) -> tuple[float, str]:
-            cost = proc.cost(method)
+            cost = pre + proc.cost(method)
             try:
                 transition = self.sched.report(now, worker_id, job_id, attempt, outcome)
             except StaleAttempt:
@@ -288,14 +296,13 @@ class MonoNode:
     # ---------------------------------------------------------------- the node's own worker (backend)
     def fetch(self, worker: SimWorker, free_slots: int, wait: float) -> SimGen[list[Assignment]]:
         """InProcessBackend.fetch: local work first, else steal, else wait for local work for at most
-        steal_interval (so an idle node rechecks its peers that often)."""
+        the poll interval (so an idle node rechecks its peers that often)."""
         env = self.env
         proc = self.proc
         deadline = env.now + wait
-        steal_interval = self.cluster.params.steal_interval
 
         def fetch_now(now: float) -> tuple[float, list[Assignment]]:
-            if free_slots <= 0:
+            if free_slots <= 0 or not worker.alive:  # a dead worker's fetch died with it
                 return proc.cost("fetch"), []
             assignments = self.sched.fetch(now, worker.worker_id, free_slots)
             self._note_free_slots(now, worker.worker_id, free_slots - len(assignments))
@@ -314,7 +321,7 @@ class MonoNode:
             left = deadline - env.now
             if left <= 0:
                 return []
-            yield from self._wait_for_work(worker, free_slots, min(left, steal_interval))
+            yield from self._wait_for_work(worker, free_slots, min(left, self._poll_interval))
 
     def _wait_for_work(self, worker: SimWorker, free_slots: int, timeout: float) -> SimGen[None]:
         if timeout <= 0:
@@ -334,21 +341,35 @@ class MonoNode:
         if not peers:
             return []
         depths = self._depths
-        if env.now - self._depths_at >= cluster.params.steal_interval:
+        if env.now - self._depths_at >= self._poll_interval:
             replies = yield from cluster.gather([cluster.call(self.proc, p.queue_depth()) for p in peers])
             depths = self._depths = {p.name: d for p, d in zip(peers, replies, strict=True)}
             self._depths_at = env.now
             yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
         plan = plan_steal(self.name, free_slots, self.sched.queue.ready_count, depths)
         if plan is None:
+            self._back_off()
             return []
         victim = cluster.by_name[plan.victim]
         got = yield from cluster.call(self.proc, victim.steal_work(worker.worker_id, plan.max_jobs))
         # the victim may grant fewer than its depth said (it keeps work for its own idle slots)
         depths[plan.victim] = 0 if len(got) < plan.max_jobs else max(0, depths[plan.victim] - len(got))
-        self.stolen += len(got)
-        cluster.count("stolen", len(got))
+        if got:
+            self.stolen += len(got)
+            cluster.count("stolen", len(got))
+            self._poll_interval = cluster.params.steal_interval
+        else:
+            self._back_off()
         return got
+
+    def _back_off(self) -> None:
+        """Nothing stolen: the next depth round comes later (once per round, not per fetch)."""
+        if self._backed_off_at != self._depths_at:
+            self._backed_off_at = self._depths_at
+            params = self.cluster.params
+            self._poll_interval = min(
+                params.max_idle_poll, max(self._poll_interval, params.steal_interval) * 2
+            )
 
     def heartbeat(
         self, worker: SimWorker, total_slots: int, free_slots: int, running: RunningList
@@ -377,15 +398,21 @@ class MonoNode:
                 abandon.extend(reply.abandon)
         return cancel, abandon
 
-    def report(self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome) -> SimGen[None]:
+    def report(
+        self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome, pre: float = 0.0
+    ) -> SimGen[None]:
+        """InProcessBackend.report: synchronous at the owner when that is this node (one loop step
+        with the handler's end, `pre`), else ReportResult to the owner."""
         owner = self.cluster.by_name.get(owner_of(job_id))
         if owner is None:
             return
         if owner is self:
-            yield from self.report_here("report", worker.worker_id, job_id, attempt, outcome)
+            yield from self.report_here("report", worker.worker_id, job_id, attempt, outcome, pre)
         else:
             yield from self.cluster.call(
-                self.proc, owner.report_here("ReportResult", worker.worker_id, job_id, attempt, outcome)
+                self.proc,
+                owner.report_here("ReportResult", worker.worker_id, job_id, attempt, outcome),
+                pre=pre,
             )
 
 
@@ -435,8 +462,7 @@ class MonoCluster(Cluster):
             return reply
         entry.forwarded += 1
         self.count("forwarded")
-        yield entry.proc.run(entry.proc.cost("forward"))
-        reply = yield from self.call(entry.proc, serve(owner))
+        reply = yield from self.call(entry.proc, serve(owner), pre=entry.proc.cost("forward"))
         return reply
 
     def _hop_in(self, lg: LoadgenPart, entry: MonoNode, server: SimGen[Reply]) -> SimGen[Reply]:

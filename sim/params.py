@@ -209,6 +209,7 @@ class SimParams:
     core: CoreConfig = field(default_factory=CoreConfig)
     fetch_wait: float = 5.0  # worker FetchWork long-poll
     steal_interval: float = 0.05  # Design B: an idle node's QueueDepth round at most this often
+    max_idle_poll: float = 0.8  # Design B: ... backing off to this when rounds steal nothing
     min_empty_poll: float = 0.05  # worker runtime: pause after an empty fetch that returned this fast
     wait_poll: float = 30.0  # the load generator's WaitJob long-poll (re-issued until the job ends)
     sweep_interval: float = 0.0  # Design A job service sweep; 0: as realsys (min(60, max(5, 3 lease)))
@@ -224,7 +225,9 @@ class SimParams:
     service: Mapping[str, Mapping[str, Dist]] = field(
         default_factory=lambda: _freeze_service(PLACEHOLDER_SERVICE)
     )
-    per_item: Mapping[str, float] = field(default_factory=lambda: MappingProxyType(dict(PLACEHOLDER_PER_ITEM)))
+    per_item: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType(dict(PLACEHOLDER_PER_ITEM))
+    )
     client_call: Dist = PLACEHOLDER_CLIENT_CALL  # caller CPU per internal RPC, send + receive
     client_send_fraction: float = 0.5  # of client_call, spent before the request leaves
     network: Dist = PLACEHOLDER_NETWORK  # one way, per hop
@@ -248,6 +251,7 @@ class SimParams:
         positive = {
             "fetch_wait": self.fetch_wait,
             "steal_interval": self.steal_interval,
+            "max_idle_poll": self.max_idle_poll,
             "wait_poll": self.wait_poll,
             "rpc_timeout": self.rpc_timeout,
             "checkpoint_interval": self.checkpoint_interval,

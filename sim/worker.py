@@ -34,7 +34,11 @@ class WorkerBackend(Protocol):
         self, worker: SimWorker, total_slots: int, free_slots: int, running: RunningList
     ) -> SimGen[tuple[RunningList, RunningList] | None]: ...
 
-    def report(self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome) -> SimGen[None]: ...
+    def report(
+        self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome, pre: float = 0.0
+    ) -> SimGen[None]:
+        """`pre`: the worker's CPU in the same loop step before the report goes out."""
+        ...
 
 
 @dataclass(eq=False, slots=True)
@@ -182,10 +186,9 @@ class SimWorker:
         if outcome is None:
             self._attempts.pop(attempt.key, None)
             return
-        yield proc.run(proc.cost("finish"))
-        if self.alive and attempt.stop_reason != "abandon":
-            yield from self.backend.report(self, a.job_id, a.attempt, outcome)
-            self.reports += 1
+        # the handler's end, the slot's release and the report's start are one loop step
+        yield from self.backend.report(self, a.job_id, a.attempt, outcome, pre=proc.cost("finish"))
+        self.reports += 1
         self._attempts.pop(attempt.key, None)
 
     def _release_slot(self) -> None:

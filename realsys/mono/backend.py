@@ -42,8 +42,11 @@ class InProcessBackend:
         self.stolen = 0  # jobs this node's worker took from peers
         self._depths: dict[str, int] = {}
         self._depths_at = -float("inf")  # monotonic time of the last QueueDepth round
-        # An idle cluster must not spend its cores polling: each round that finds no peer with
-        # ready work doubles the poll interval, up to MAX_IDLE_POLL; any work found resets it.
+        self._backed_off_at = -float("inf")  # the depth round the interval was last doubled for
+        # An idle cluster must not spend its cores polling: each round that steals nothing doubles
+        # the poll interval, up to MAX_IDLE_POLL; only a steal that got work resets it. (Resetting on
+        # any peer depth > 0 kept a busy, balanced cluster polling every steal_interval: about one
+        # QueueDepth RPC per job, for steals the victims refused because their own slots take it.)
         self._poll_interval = steal_interval
 
     # ---------------------------------------------------------------- WorkerBackend
@@ -118,6 +121,7 @@ class InProcessBackend:
         depths = await self._peer_depths()
         plan = plan_steal(self.core.node, free_slots, self.core.ready_count, depths)
         if plan is None:
+            self._back_off()
             return []
         request = internal_pb2.StealWorkRequest(
             thief_node=self.core.node, worker_id=worker_id, max_jobs=plan.max_jobs
@@ -130,6 +134,7 @@ class InProcessBackend:
         except (grpc.RpcError, DtqError) as exc:
             log.info("steal failed", extra={"victim": plan.victim, "error": str(exc)})
             self._depths[plan.victim] = 0  # do not retry this victim before the next depth round
+            self._back_off()
             return []
         got = [assignment_from_pb(a, worker_id) for a in response.assignments]
         # the victim may grant fewer than its depth said (it keeps work for its own idle slots)
@@ -137,7 +142,16 @@ class InProcessBackend:
         if got:
             self.stolen += len(got)
             self.metrics.stolen.inc(len(got))
+            self._poll_interval = self.steal_interval
+        else:
+            self._back_off()
         return got
+
+    def _back_off(self) -> None:
+        """Nothing stolen: the next depth round comes later (once per round, not per fetch)."""
+        if self._backed_off_at != self._depths_at:
+            self._backed_off_at = self._depths_at
+            self._poll_interval = min(MAX_IDLE_POLL, max(self._poll_interval, self.steal_interval) * 2)
 
     async def _peer_depths(self) -> dict[str, int]:
         """Every peer's ready count, asked at most once per steal_interval (a down peer counts 0)."""
@@ -164,8 +178,4 @@ class InProcessBackend:
                 depths[peer] = reply
         self._depths = depths
         self._depths_at = time.monotonic()
-        if any(depths.values()):
-            self._poll_interval = self.steal_interval
-        else:
-            self._poll_interval = min(MAX_IDLE_POLL, max(self._poll_interval, self.steal_interval) * 2)
         return depths

@@ -8,7 +8,6 @@ answers), then performs the commands the core handed back: wake fetchers, wake w
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,17 +51,23 @@ def wire_time() -> float:
     return t
 
 
+# Long-poll waits below use one future per waiter plus a timer, not asyncio.wait_for(event.wait()):
+# in Python 3.11 wait_for wraps the coroutine in a Task, which costs more than the rest of a WaitJob.
 @dataclass(eq=False, slots=True)
 class _FetchWaiter:
     worker_id: str
     free_slots: int
-    event: asyncio.Event = field(default_factory=asyncio.Event)
+    woken: asyncio.Future[bool]  # True: work may be there; False: timed out
 
 
 @dataclass(eq=False, slots=True)
 class _DoneWaiters:
-    event: asyncio.Event = field(default_factory=asyncio.Event)
-    count: int = 0
+    futures: list[asyncio.Future[bool]] = field(default_factory=list)
+
+
+def _settle(future: asyncio.Future[bool], value: bool = True) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class LocalCore:
@@ -134,16 +139,20 @@ class LocalCore:
         job = self.get(job_id)
         if job.done or timeout <= 0:
             return job
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         waiters = self._done_waiters.setdefault(job_id, _DoneWaiters())
-        waiters.count += 1
+        waiters.futures.append(future)
+        timer = loop.call_later(timeout, _settle, future, False)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiters.event.wait(), timeout)
+            await future
         finally:
-            waiters.count -= 1
+            timer.cancel()
             # drop the entry when the last waiter leaves without the job finishing (no leak)
-            if waiters.count == 0 and self._done_waiters.get(job_id) is waiters:
-                del self._done_waiters[job_id]
+            if self._done_waiters.get(job_id) is waiters:
+                waiters.futures.remove(future)
+                if not waiters.futures:
+                    del self._done_waiters[job_id]
         return self.get(job_id)
 
     # ---------------------------------------------------------------- worker side
@@ -188,14 +197,14 @@ class LocalCore:
         self._note_free_slots(self.clock(), worker_id, free_slots)
         token = self._next_waiter
         self._next_waiter += 1
-        waiter = _FetchWaiter(worker_id, free_slots)
+        loop = asyncio.get_running_loop()
+        waiter = _FetchWaiter(worker_id, free_slots, loop.create_future())
         self._fetch_waiters[token] = waiter
+        timer = loop.call_later(timeout, _settle, waiter.woken, False)
         try:
-            await asyncio.wait_for(waiter.event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await waiter.woken
         finally:
+            timer.cancel()
             self._fetch_waiters.pop(token, None)
 
     def steal(self, thief_worker_id: str, max_jobs: int) -> list[Assignment]:
@@ -224,7 +233,7 @@ class LocalCore:
     def start_draining(self) -> None:
         self.draining = True
         for waiter in self._fetch_waiters.values():
-            waiter.event.set()
+            _settle(waiter.woken)
 
     # ---------------------------------------------------------------- gauges
     @property
@@ -271,7 +280,8 @@ class LocalCore:
         elif isinstance(command, JobFinished):
             waiters = self._done_waiters.pop(command.job_id, None)
             if waiters is not None:
-                waiters.event.set()
+                for future in waiters.futures:
+                    _settle(future)
         elif isinstance(command, NotifyCancel):
             if command.worker_id == self.local_worker_id and self.cancel_local is not None:
                 self.cancel_local(command.job_id, command.attempt)
@@ -292,7 +302,7 @@ class LocalCore:
 
     def _wake_fetchers(self, count: int) -> None:
         """Wakes the long-polling fetchers that will take the `count` new jobs (model.pick_waiter)."""
-        tokens = [str(t) for t, w in self._fetch_waiters.items() if not w.event.is_set()]
+        tokens = [str(t) for t, w in self._fetch_waiters.items() if not w.woken.done()]
         free = {str(t): w.free_slots for t, w in self._fetch_waiters.items()}
         while count > 0 and tokens:
             chosen = pick_waiter(tokens, free)
@@ -300,5 +310,5 @@ class LocalCore:
                 break
             tokens.remove(chosen)
             waiter = self._fetch_waiters[int(chosen)]
-            waiter.event.set()
+            _settle(waiter.woken)
             count -= waiter.free_slots

@@ -338,8 +338,8 @@ class PeerService(internal_pb2_grpc.PeerServicer):
         self, request: internal_pb2.StealWorkRequest, context: Context
     ) -> worker_pb2.FetchWorkResponse:
         assignments = self.core.steal(request.worker_id, request.max_jobs)
-        if assignments:
-            log.info(
+        if assignments:  # debug: under load this is once per steal, a hot path
+            log.debug(
                 "work stolen",
                 extra={"thief": request.thief_node, "worker_id": request.worker_id, "jobs": len(assignments)},
             )

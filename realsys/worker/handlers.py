@@ -75,8 +75,16 @@ class JobContext:
     attempt: int
     spec: JobSpec
     deadline: float  # wall-clock (time.time()) run deadline of this attempt
-    rng: np.random.Generator  # this attempt's own stream; never the global random state
+    # this attempt's own stream (`rng`), never the global random state: a Generator, or a function
+    # that makes it on first use (most handlers draw nothing; making one costs ~75 us per job)
+    rng_source: np.random.Generator | Callable[[], np.random.Generator]
     cancelled: threading.Event = field(default_factory=threading.Event)  # set on cancel, abandon, timeout
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if not isinstance(self.rng_source, np.random.Generator):
+            self.rng_source = self.rng_source()
+        return self.rng_source
 
     @property
     def payload(self) -> bytes:

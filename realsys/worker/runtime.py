@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -61,6 +62,7 @@ class _Attempt:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     stop_reason: StopReason | None = None
     supervisor: asyncio.Task[None] | None = None
+    wake: asyncio.Future[None] | None = None  # what _await_outcome is waiting on, if anything
 
     @property
     def key(self) -> tuple[str, int]:
@@ -97,6 +99,7 @@ class WorkerRuntime:
         self.report_attempts = report_attempts
         # one stream per attempt, spawned in start order from the worker's seed
         self._seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        self._next_child = self._seed.n_children_spawned  # the child _seed.spawn(1) would give next
         self._attempts: dict[tuple[str, int], _Attempt] = {}  # started and not yet reported or abandoned
         self._busy = 0  # handlers still executing (a timed-out thread keeps its slot until it returns)
         self._slot_freed = asyncio.Event()
@@ -214,8 +217,9 @@ class WorkerRuntime:
             attempt=assignment.attempt,
             spec=assignment.spec,
             deadline=assignment.run_deadline,
-            rng=np.random.default_rng(self._seed.spawn(1)[0]),
+            rng_source=_child_rng(self._seed, self._next_child),
         )
+        self._next_child += 1
         attempt = _Attempt(assignment, ctx, self.handlers.get(assignment.spec.job_type))
         self._attempts[key] = attempt
         self._busy += 1
@@ -271,13 +275,21 @@ class WorkerRuntime:
 
     async def _await_outcome(self, attempt: _Attempt, future: asyncio.Future[Any]) -> Outcome | None:
         """Waits for the handler, a stop request or the run deadline. None: do not report (abandoned)."""
+        loop = asyncio.get_running_loop()
         while not future.done():
-            stop_wait = asyncio.ensure_future(attempt.stop.wait())
-            try:
+            if not attempt.stop.is_set():
+                # One future woken by whichever comes first: the handler ending, a stop request
+                # (_stop) or the deadline. Cheaper per job than a task on stop.wait() + asyncio.wait.
+                wake: asyncio.Future[None] = loop.create_future()
+                attempt.wake = wake
+                future.add_done_callback(functools.partial(_resolve_on_done, wake))
                 timeout = max(0.0, attempt.assignment.run_deadline - time.time())
-                await asyncio.wait({future, stop_wait}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                stop_wait.cancel()
+                timer = loop.call_later(timeout, _resolve, wake)
+                try:
+                    await wake
+                finally:
+                    timer.cancel()
+                    attempt.wake = None
             if future.done():
                 break
             if attempt.stop_reason == "abandon":
@@ -318,6 +330,8 @@ class WorkerRuntime:
             attempt.stop_reason = reason
         attempt.ctx.cancelled.set()
         attempt.stop.set()
+        if attempt.wake is not None:
+            _resolve(attempt.wake)
 
     async def _report(self, attempt: _Attempt, outcome: Outcome) -> None:
         job_id, number = attempt.key
@@ -410,6 +424,28 @@ def _timeout_error(attempt: _Attempt) -> Failed:
     return Failed(
         JobError(f"attempt {a.attempt} ran past its run deadline", retryable=True, reason="TIMEOUT")
     )
+
+
+def _child_rng(parent: np.random.SeedSequence, index: int) -> Callable[[], np.random.Generator]:
+    """The Generator of parent's child `index`, made only when called: the same stream as the
+    index-th `parent.spawn(1)` (that is how SeedSequence.spawn numbers its children)."""
+
+    def make() -> np.random.Generator:
+        child = np.random.SeedSequence(
+            parent.entropy, spawn_key=(*parent.spawn_key, index), pool_size=parent.pool_size
+        )
+        return np.random.default_rng(child)
+
+    return make
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _resolve_on_done(future: asyncio.Future[None], _done: asyncio.Future[Any]) -> None:
+    _resolve(future)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

@@ -152,6 +152,7 @@ def test_jobs_and_completion() -> None:
         JobRecord("f", 6.0, 6.01, nan, JobState.RUNNING, 1, 0.05),  # never finished
         JobRecord("g", 0.5, 0.51, 0.6, JobState.SUCCEEDED, 1, 0.05),  # warm-up
         JobRecord("h", 7.0, 7.01, nan, JobState.STATE_UNSPECIFIED, 0, 0.05),  # lost
+        JobRecord("i", 0.9, 0.91, 1.5, JobState.SUCCEEDED, 1, 0.05),  # submitted in warm-up, done in window
     ]
     out = summary([], jobs)
     assert out["jobs"] == {"submitted": 7, "succeeded": 3, "failed": 1, "cancelled": 1, "unfinished": 2}
@@ -160,6 +161,7 @@ def test_jobs_and_completion() -> None:
     assert close(completion["p50"], 300.0) and close(completion["max"], 600.0)
     assert close(completion["mean"], (100 + 300 + 200 + 400 + 600) / 5)
     assert out["throughput"]["jobs_per_s"] == pytest.approx(4 / 10)  # e ended after the window
+    assert out["throughput"]["completed_per_s"] == pytest.approx(5 / 10)  # a-d and i ended inside it
 
 
 def test_empty_run_and_closed_loop() -> None:
@@ -167,7 +169,7 @@ def test_empty_run_and_closed_loop() -> None:
     assert out["offered_rate"] is None
     assert out["latency_ms"] == {"all": latency_stats([])}
     assert out["jobs"]["submitted"] == 0 and out["errors"] == {}
-    assert out["throughput"] == {"requests_per_s": 0.0, "jobs_per_s": 0.0}
+    assert out["throughput"] == {"requests_per_s": 0.0, "jobs_per_s": 0.0, "completed_per_s": 0.0}
 
 
 def test_schema_fields_and_loadgen_block() -> None:

@@ -63,3 +63,15 @@ def test_calibration_file_and_cli_overrides(tmp_path) -> None:  # type: ignore[n
     assert params.name == "box" and params.cores == 6 and params.commit == Dist("constant", 1e-4)
     assert parse_override("network.mean=4e-5") == ("network.mean", 4e-5)
     assert parse_override("store=memory") == ("store", "memory")
+
+
+def test_checkpoint_threads_use_cores_not_loops() -> None:
+    import sim
+    from model.workload import OpenLoop, WorkloadSpec
+
+    workload = WorkloadSpec(OpenLoop(20.0), run_time=1.0, warmup=0.2)
+    params = SimParams(checkpoint=Dist("constant", 0.01), checkpoint_interval=0.1)
+    for design, stores in (("mono", 6), ("micro", 3)):
+        result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
+        busy = {name: u for name, u in result.stats["utilisation"].items() if name.endswith("-checkpoint")}
+        assert len(busy) == stores and all(0.08 < u <= 0.1 for u in busy.values()), busy

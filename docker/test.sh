@@ -1,0 +1,415 @@
+#!/usr/bin/env bash
+# `make docker-test`: the dtq image and both designs' Compose files, checked on a real Docker engine.
+#
+#  1. engine    installs docker.io, docker-compose and debootstrap with apt when missing (needs root)
+#  2. daemon    starts dockerd unless one answers (storage: overlay2 where the kernel allows it, else
+#               vfs; DTQ_DOCKER_STORAGE_DRIVER overrides); stops only a daemon it started
+#  3. base      BASE_IMAGE: $DTQ_BASE_IMAGE, else python:3.11-slim if it can be pulled, else a local
+#               Debian bookworm (debootstrap from the host's own apt mirror, imported as dtq-base:bookworm;
+#               the rootfs tarball is cached in $DTQ_DOCKER_CACHE, and the image is reused while it exists)
+#  4. image     fills docker/wheels/ on the host (containers here cannot reach PyPI) and builds the image
+#  5-9. per design (micro, then mono): compose up and wait for health; a loadgen run of
+#       docker/workloads/smoke.yaml; every accepted job must succeed; the same again with a
+#       worker-bearing container killed (docker kill) mid-run and restarted; compose down -v
+# Prints each step's time and the total. Environment: DTQ_DESIGNS="micro mono", PYTHON (a Python 3
+# with pip), DTQ_BASE_IMAGE, DTQ_DOCKER_CACHE (/var/cache/dtq), DTQ_KEEP=1 (leave the clusters up).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-python3}
+DESIGNS=${DTQ_DESIGNS:-micro mono}
+CACHE=${DTQ_DOCKER_CACHE:-/var/cache/dtq}
+STATE=${DTQ_DOCKER_STATE:-/tmp/dtq-docker-test}
+IMAGE=dtq:test
+PUBLIC_BASE=python:3.11-slim
+LOCAL_BASE=dtq-base:bookworm
+SUITE=bookworm # the container's Python must match the wheelhouse's: bookworm's python3 is 3.11
+KILL_AFTER=${DTQ_KILL_AFTER:-3} # seconds after the loadgen container starts (the trace lasts 6 s)
+DOWN_AFTER=${DTQ_DOWN_FOR:-2}   # seconds the killed container stays down
+
+STARTED_DAEMON=0
+CURRENT_PROJECT=""
+STEP="" # the step running now
+STEP_START=0
+STEP_NAMES=()
+STEP_TIMES=()
+CHECKS_PASSED=0
+T0=$(date +%s)
+
+log() { printf '[docker-test %s] %s\n' "$(date +%T)" "$*"; }
+die() {
+    log "FAIL: $*" >&2
+    exit 1
+}
+
+# step NAME COMMAND...: runs COMMAND (errexit stays in force: a failure ends the script, and the
+# EXIT trap records the failed step) and records how long it took
+step() {
+    STEP=$1
+    STEP_START=$(date +%s)
+    shift
+    log "== $STEP"
+    "$@"
+    end_step ""
+}
+
+end_step() {
+    STEP_NAMES+=("$STEP$1")
+    STEP_TIMES+=($(($(date +%s) - STEP_START)))
+    log "   $STEP: ${STEP_TIMES[-1]}s$1"
+    STEP=""
+}
+
+report() {
+    local i
+    echo "---------------------------------------------- docker-test timings"
+    for i in "${!STEP_NAMES[@]}"; do
+        printf '  %-34s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}"
+    done
+    printf '  %-34s %5ss\n' total $(($(date +%s) - T0))
+}
+
+# ---------------------------------------------------------------------------------------- 1. engine
+compose_cmd() {
+    if docker compose version >/dev/null 2>&1; then
+        echo "docker compose"
+    elif command -v docker-compose >/dev/null; then
+        echo docker-compose
+    fi
+}
+
+install_engine() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v docker >/dev/null || missing+=(docker.io)
+    [[ -n $(compose_cmd) ]] || missing+=(docker-compose)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    if ((${#missing[@]} == 0)); then
+        log "engine, compose and debootstrap are installed"
+        return
+    fi
+    [[ $(id -u) == 0 ]] || die "missing ${missing[*]}: install them (apt-get install docker.io docker-compose debootstrap) or run as root"
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------- 2. daemon
+daemon_answers() { timeout 10 docker info >/dev/null 2>&1; }
+
+# overlay2 when the kernel mounts overlayfs on /var/lib (containers start in well under a second),
+# else vfs (copies the whole image for each container: tens of seconds each)
+storage_driver() {
+    if [[ -n ${DTQ_DOCKER_STORAGE_DRIVER:-} ]]; then
+        echo "$DTQ_DOCKER_STORAGE_DRIVER"
+        return
+    fi
+    local probe driver=vfs
+    probe=$(mktemp -d /var/lib/dtq-overlay-probe.XXXXXX)
+    mkdir "$probe"/{lower,upper,work,merged}
+    if mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" \
+        "$probe/merged" 2>/dev/null; then
+        umount "$probe/merged"
+        driver=overlay2
+    fi
+    rm -rf "$probe"
+    echo "$driver"
+}
+
+start_daemon() {
+    if daemon_answers; then
+        log "a Docker daemon already answers: using it ($(docker version --format '{{.Server.Version}}'))"
+        return
+    fi
+    local driver
+    driver=$(storage_driver)
+    mkdir -p "$STATE"
+    log "starting dockerd --storage-driver=$driver (log $STATE/dockerd.log)"
+    setsid dockerd --storage-driver="$driver" --pidfile "$STATE/dockerd.pid" \
+        >"$STATE/dockerd.log" 2>&1 </dev/null &
+    echo $! >"$STATE/dockerd.started"
+    STARTED_DAEMON=1
+    local i
+    for i in $(seq 60); do
+        daemon_answers && break
+        kill -0 "$(cat "$STATE/dockerd.started")" 2>/dev/null || {
+            tail -20 "$STATE/dockerd.log" >&2
+            die "dockerd exited"
+        }
+        sleep 1
+    done
+    daemon_answers || die "dockerd did not answer within 60 s; see $STATE/dockerd.log"
+    log "dockerd $(docker version --format '{{.Server.Version}}') up after ${i}s"
+}
+
+stop_daemon() {
+    ((STARTED_DAEMON)) || return 0
+    local pid
+    pid=$(cat "$STATE/dockerd.started")
+    log "stopping the dockerd this script started (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 30); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------- 3. base
+# The host's own Debian mirror (apt's configuration), for debootstrap.
+debian_mirror() {
+    local uri
+    # shellcheck disable=SC2016 # apt's own $(FIELD) syntax, not a shell expansion
+    uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 2>/dev/null |
+        awk '$3 == "main" && $2 !~ /-(security|updates|backports)$/ { print $1; exit }')
+    if [[ -z $uri ]]; then # no downloaded lists yet: read the sources files themselves
+        uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+            awk '$1 == "deb" && $3 !~ /-(security|updates|backports)$/ { print $2; exit }')
+    fi
+    if [[ -z $uri ]]; then
+        uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+            awk '/^URIs:/ && $2 !~ /security/ { print $2; exit }')
+    fi
+    [[ -n $uri ]] || die "no Debian mirror found in the host's apt sources"
+    echo "$uri"
+}
+
+build_local_base() {
+    local tarball=$CACHE/dtq-base-$SUITE.tar rootfs mirror
+    if [[ ! -s $tarball ]]; then
+        mirror=$(debian_mirror)
+        rootfs=$(mktemp -d /tmp/dtq-rootfs.XXXXXX)
+        log "debootstrap --variant=minbase $SUITE from $mirror"
+        if ! debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$STATE/debootstrap.log" 2>&1; then
+            tail -20 "$STATE/debootstrap.log" >&2
+            rm -rf "$rootfs"
+            die "debootstrap failed"
+        fi
+        # slim like the official *-slim images: no package caches, manuals or translations
+        rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
+            "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
+            "$rootfs"/usr/share/locale/*
+        find "$rootfs/usr/share/doc" -type f ! -name copyright -delete
+        cat >"$rootfs/etc/dpkg/dpkg.cfg.d/dtq-slim" <<'EOF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+EOF
+        mkdir -p "$CACHE"
+        tar -C "$rootfs" -cf "$tarball.tmp" .
+        mv "$tarball.tmp" "$tarball"
+        rm -rf "$rootfs"
+    else
+        log "using the cached rootfs $tarball"
+    fi
+    docker import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
+}
+
+choose_base() {
+    if [[ -n ${DTQ_BASE_IMAGE:-} ]]; then
+        BASE=$DTQ_BASE_IMAGE
+    elif docker image inspect "$PUBLIC_BASE" >/dev/null 2>&1 ||
+        timeout 60 docker pull -q "$PUBLIC_BASE" >/dev/null 2>&1; then
+        BASE=$PUBLIC_BASE
+    elif docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+        log "no registry: reusing $LOCAL_BASE"
+        BASE=$LOCAL_BASE
+    else
+        log "no registry: building $LOCAL_BASE"
+        build_local_base
+        BASE=$LOCAL_BASE
+    fi
+    log "base image: $BASE"
+}
+
+# ---------------------------------------------------------------------------------------- 4. image
+# Wheels for the container's CPython 3.11 on glibc 2.17..2.36 (bookworm), whatever the host's Python.
+fill_wheelhouse() {
+    local wheels=$ROOT/docker/wheels arch platforms=() minor src
+    arch=$(uname -m)
+    for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
+    platforms+=(--platform "manylinux2014_$arch" --platform "manylinux2010_$arch" --platform "manylinux1_$arch")
+    rm -f "$wheels"/*.whl
+    # dtq's wheel, built from a copy: setuptools leaves build/ behind and reuses what is in it
+    src=$(mktemp -d /tmp/dtq-src.XXXXXX)
+    tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./data --exclude=./docker \
+        --exclude=./notebooks --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$src" -xf -
+    "$PYTHON" -m pip wheel --no-deps --wheel-dir "$wheels" "$src" >"$STATE/pip.log" 2>&1 ||
+        pip_failed
+    rm -rf "$src"
+    "$PYTHON" -m pip download --dest "$wheels" --only-binary=:all: \
+        --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+        "${platforms[@]}" "$wheels"/dtq-*.whl >>"$STATE/pip.log" 2>&1 || pip_failed
+    log "wheelhouse: $(find "$wheels" -name '*.whl' | wc -l) wheels, $(du -sh "$wheels" | cut -f1) (pip's log: $STATE/pip.log)"
+}
+
+pip_failed() {
+    tail -30 "$STATE/pip.log" >&2
+    die "pip failed; see $STATE/pip.log"
+}
+
+build_image() {
+    if ! docker build -f "$ROOT/docker/Dockerfile" --build-arg "BASE_IMAGE=$BASE" -t "$IMAGE" "$ROOT" \
+        >"$STATE/build.log" 2>&1; then
+        tail -30 "$STATE/build.log" >&2
+        die "docker build failed; see $STATE/build.log"
+    fi
+    # the previous build's image and build stage, now untagged
+    docker image prune --force --filter label=org.opencontainers.image.title=dtq >/dev/null
+    log "image $IMAGE: $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{ printf "%d MB", $1 / 1e6 }')"
+}
+
+# ---------------------------------------------------------------------------------------- 5-9. designs
+compose() {
+    # shellcheck disable=SC2046 # the compose command is one or two words
+    $(compose_cmd) -p "$CURRENT_PROJECT" -f "$ROOT/docker/compose.$DESIGN.yml" "$@"
+}
+
+services() { [[ $DESIGN == micro ]] && echo result queue job coordinator worker gateway || echo n{1..6}; }
+
+# Every dtq container of the design reports healthy (the image's HEALTHCHECK).
+wait_healthy() {
+    local deadline=$(($(date +%s) + 120)) ids service states
+    while :; do
+        ids=""
+        for service in $(services); do
+            ids+=" $(compose ps -q "$service")"
+        done
+        # shellcheck disable=SC2086
+        states=$(docker inspect --format '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' $ids)
+        if ! grep -qv ' running healthy$' <<<"$states"; then
+            return 0
+        fi
+        if grep -qE ' (exited|dead)|unhealthy$' <<<"$states" || (($(date +%s) > deadline)); then
+            echo "$states" >&2
+            die "$CURRENT_PROJECT: not every container became healthy"
+        fi
+        sleep 1
+    done
+}
+
+up() {
+    compose up -d --no-build
+    wait_healthy
+    log "$CURRENT_PROJECT: $(services | wc -w) containers healthy"
+}
+
+run_dir() { echo "$DATA/runs/docker-$DESIGN-$1"; }
+
+load() {
+    DTQ_RUN_ID=docker-$DESIGN-$1 compose --profile loadgen run --rm -T loadgen
+}
+
+check() {
+    "$PYTHON" "$ROOT/docker/check_run.py" --min-jobs "${2:-100}" "$(run_dir "$1")"
+    CHECKS_PASSED=$((CHECKS_PASSED + 1))
+}
+
+smoke() { load smoke && check smoke; }
+
+# Waits until the project's loadgen container runs (`compose run` creates it first).
+wait_loadgen_started() {
+    local deadline=$(($(date +%s) + 60))
+    until [[ -n $(docker ps -q --filter "label=com.docker.compose.project=$CURRENT_PROJECT" \
+        --filter label=com.docker.compose.service=loadgen) ]]; do
+        (($(date +%s) < deadline)) || die "the loadgen container did not start"
+        sleep 0.2
+    done
+}
+
+# The same run, with the worker (micro) or one node (mono) killed mid-run and started again.
+kill_restart() {
+    local victim id code loader
+    victim=$([[ $DESIGN == micro ]] && echo worker || echo n3)
+    id=$(compose ps -q "$victim")
+    load kill &
+    loader=$!
+    wait_loadgen_started
+    sleep "$KILL_AFTER"
+    kill -0 "$loader" 2>/dev/null || die "the run ended before the kill"
+    log "docker kill $victim"
+    docker kill "$id" >/dev/null
+    code=$(docker inspect --format '{{.State.ExitCode}}' "$id")
+    [[ $code == 137 ]] || die "$victim exited with $code, not 137 (SIGKILL)"
+    sleep "$DOWN_AFTER"
+    log "docker start $victim"
+    docker start "$id" >/dev/null
+    kill -0 "$loader" 2>/dev/null || die "the run ended before the restart"
+    wait_healthy
+    log "$victim healthy again; waiting for the load generator"
+    wait "$loader" || die "the load generator failed"
+    check kill
+}
+
+down() {
+    [[ -n $CURRENT_PROJECT ]] || return 0
+    compose --profile loadgen down -v --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+    CURRENT_PROJECT=""
+}
+
+# On failure: the containers' states and last log lines, before they are removed.
+dump_logs() {
+    [[ -n $CURRENT_PROJECT ]] || return 0
+    local id
+    for id in $(compose ps -q 2>/dev/null || true); do
+        docker inspect --format '--- {{.Name}} {{.State.Status}} exit={{.State.ExitCode}}' "$id" >&2 || true
+        docker logs --tail 15 "$id" 2>&1 | cut -c1-400 >&2 || true
+    done
+}
+
+on_exit() {
+    local rc=$?
+    trap - EXIT
+    [[ -z $STEP ]] || end_step " (FAILED)"
+    if ((rc != 0)); then
+        dump_logs
+        [[ -z ${DATA:-} ]] || log "the runs are kept in $DATA"
+    fi
+    if [[ ${DTQ_KEEP:-0} != 1 ]]; then
+        down
+    fi
+    report
+    stop_daemon
+    if ((rc == 0)); then
+        log "PASS"
+    else
+        log "FAIL (exit $rc)"
+    fi
+    echo "docker-test: $CHECKS_PASSED passed, $((rc == 0 ? 0 : 1)) failed" # runs checked
+    exit "$rc"
+}
+
+main() {
+    trap on_exit EXIT
+    mkdir -p "$STATE"
+    DATA=$(mktemp -d /tmp/dtq-docker-data.XXXXXX) # the loadgen's /data: workloads/ in, runs/ out
+    mkdir "$DATA/workloads"
+    cp "$ROOT/docker/workloads/smoke.yaml" "$DATA/workloads/"
+    DTQ_UID=$(id -u)
+    DTQ_GID=$(id -g)
+    export DTQ_IMAGE=$IMAGE DTQ_HOST_DATA=$DATA DTQ_WORKLOAD=smoke.yaml DTQ_UID DTQ_GID DTQ_DRAIN=60
+    export DTQ_HEALTH_INTERVAL=${DTQ_HEALTH_INTERVAL:-3s}
+
+    step "1 engine installed" install_engine
+    step "2 daemon" start_daemon
+    step "3 base image" choose_base
+    step "4a wheelhouse" fill_wheelhouse
+    step "4b image build" build_image
+    for DESIGN in $DESIGNS; do
+        CURRENT_PROJECT=dtq-test-$DESIGN
+        down # leftovers of an interrupted run (down clears CURRENT_PROJECT)
+        CURRENT_PROJECT=dtq-test-$DESIGN
+        step "5 $DESIGN: compose up, healthy" up
+        step "6-7 $DESIGN: smoke run, checked" smoke
+        step "8 $DESIGN: kill, restart, checked" kill_restart
+        if [[ ${DTQ_KEEP:-0} != 1 ]]; then
+            step "9 $DESIGN: compose down -v" down
+        fi
+    done
+    rm -rf "$DATA"
+}
+
+main "$@"
