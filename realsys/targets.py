@@ -101,7 +101,7 @@ def _details(exc: grpc.RpcError) -> str:
 
 
 class DtqTarget:
-    """dtq over grpc.aio stubs: one channel per address kept open, calls spread round-robin.
+    """dtq over grpc.aio stubs: one channel per address kept open, each method spread round-robin.
 
     It calls the stubs directly, not DtqClient: no retries (a load generator must see every error,
     not hide it) and less per-call work. Every call has the `timeout` deadline; wait() long-polls
@@ -120,20 +120,22 @@ class DtqTarget:
         self.design = design
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
-        self._next = 0
+        # one counter per method, so each kind of call spreads evenly over the nodes (a single shared
+        # counter let submits and WaitJobs alternate, which sent every submit to half the nodes)
+        self._next: dict[str, int] = {}
 
-    def _stub(self) -> Any:
+    def _stub(self, method: str = "") -> Any:
         if not self._stubs:  # opened lazily: aio channels belong to the loop that first uses them
             options = channel_options()
             self._channels = [grpc.aio.insecure_channel(a, options=options) for a in self.addresses]
             self._stubs = [make_stub(client_pb2_grpc.TaskQueueStub, c) for c in self._channels]
-        stub = self._stubs[self._next % len(self._stubs)]
-        self._next += 1
-        return stub
+        turn = self._next.get(method, 0)
+        self._next[method] = turn + 1
+        return self._stubs[turn % len(self._stubs)]
 
     async def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         try:
-            return await getattr(self._stub(), method)(request, timeout=timeout or self.timeout)
+            return await getattr(self._stub(method), method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
             raise TargetError(_code(exc), _details(exc)) from None
 

@@ -252,13 +252,13 @@ class LoadgenPart:
     def __init__(self, proc: Proc, index: int) -> None:
         self.proc = proc
         self.index = index
-        self.rr = 0
+        self.rr: dict[str, int] = {}
 
-    def pick(self, n: int) -> int:
-        """DtqTarget._stub: every call, WaitJob included, moves to the next address."""
-        i = self.rr % n
-        self.rr += 1
-        return i
+    def pick(self, n: int, method: str) -> int:
+        """DtqTarget._stub: one round-robin counter per method over the addresses."""
+        turn = self.rr.get(method, 0)
+        self.rr[method] = turn + 1
+        return turn % n
 
 
 class SimTimer:

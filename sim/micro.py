@@ -100,7 +100,6 @@ class MicroCluster(Cluster):
 
     # ================================================================ gateway (client API)
     def _via_gateway(self, lg: LoadgenPart, server: SimGen[Reply]) -> SimGen[Reply]:
-        lg.pick(1)
         d = lg.proc.net()
         if d:
             yield self.env.timeout(d)

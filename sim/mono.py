@@ -6,7 +6,7 @@ model.pick_waiter, wake WaitJob waiters, push cancels to the local worker), and 
 backend calls the Scheduler in-process and steals from peers (model.plan_steal on QueueDepth polls,
 Peer.StealWork, the victim leasing through Scheduler.steal and staying the owner).
 
-Hops per client request (the load generator picks nodes round-robin, every call moving on):
+Hops per client request (the load generator picks nodes round-robin, one counter per method):
 - SubmitJob: lg -> node (accepts and owns the job; one commit) -> lg.
 - GetJobStatus / GetJobResult / CancelJob / WaitJob: lg -> node; when the node is not the job's owner
   it forwards once: node -> owner -> node (CPU on both, two more hops) -> lg.
@@ -448,8 +448,8 @@ class MonoCluster(Cluster):
             node.start()
 
     # ---------------------------------------------------------------- client requests
-    def _entry(self, lg: LoadgenPart) -> MonoNode:
-        return self.nodes[lg.pick(len(self.nodes))]
+    def _entry(self, lg: LoadgenPart, method: str) -> MonoNode:
+        return self.nodes[lg.pick(len(self.nodes), method)]
 
     def _routed(self, entry: MonoNode, job_id: str, serve: Any) -> SimGen[Reply]:
         """Serve at the owner, forwarding once when the entry node is not it (model.ids.route)."""
@@ -476,34 +476,34 @@ class MonoCluster(Cluster):
         return reply
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
-        entry = self._entry(lg)
+        entry = self._entry(lg, "SubmitJob")
         reply: tuple[str, str] = yield from self._hop_in(lg, entry, entry.submit(duration))
         return reply
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
-        entry = self._entry(lg)
+        entry = self._entry(lg, "GetJobStatus")
         reply = yield from self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.status(job_id)))
         return reply
 
     def request_result(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
-        entry = self._entry(lg)
+        entry = self._entry(lg, "GetJobResult")
         reply = yield from self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.result(job_id)))
         return reply
 
     def request_cancel(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
-        entry = self._entry(lg)
+        entry = self._entry(lg, "CancelJob")
         reply = yield from self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.cancel(job_id)))
         return reply
 
     def request_wait(self, lg: LoadgenPart, job_id: str, poll: float) -> SimGen[Reply]:
-        entry = self._entry(lg)
+        entry = self._entry(lg, "WaitJob")
         reply = yield from self._hop_in(
             lg, entry, self._routed(entry, job_id, lambda n: n.wait(job_id, poll))
         )
         return reply
 
     def request_list(self, lg: LoadgenPart, page_size: int) -> SimGen[Reply]:
-        entry = self._entry(lg)
+        entry = self._entry(lg, "ListJobs")
         reply = yield from self._hop_in(lg, entry, self._list(entry, page_size))
         return reply
 
