@@ -12,7 +12,8 @@
 #       docker/workloads/smoke.yaml; every accepted job must succeed; the same again with a
 #       worker-bearing container killed (docker kill) mid-run and restarted; compose down -v
 # Prints each step's time and the total. Environment: DTQ_DESIGNS="micro mono", PYTHON (a Python 3
-# with pip), DTQ_BASE_IMAGE, DTQ_DOCKER_CACHE (/var/cache/dtq), DTQ_KEEP=1 (leave the clusters up).
+# with pip), DTQ_BASE_IMAGE, DTQ_DOCKER_CACHE (/var/cache/dtq), DTQ_KEEP=1 (leave the clusters up: for a
+# daemon that was already running, as the script stops one that it started).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,9 +65,9 @@ report() {
     local i
     echo "---------------------------------------------- docker-test timings"
     for i in "${!STEP_NAMES[@]}"; do
-        printf '  %-34s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}"
+        printf '  %-44s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}"
     done
-    printf '  %-34s %5ss\n' total $(($(date +%s) - T0))
+    printf '  %-44s %5ss\n' total $(($(date +%s) - T0))
 }
 
 # ---------------------------------------------------------------------------------------- 1. engine
@@ -156,21 +157,33 @@ stop_daemon() {
 }
 
 # ---------------------------------------------------------------------------------------- 3. base
-# The host's own Debian mirror (apt's configuration), for debootstrap.
+# The host's own Debian mirror (apt's configuration) serving $SUITE or the host's own release, for
+# debootstrap: from apt's index targets, else from the sources files (one-line and deb822 formats).
 debian_mirror() {
-    local uri
+    local codename uri
+    # shellcheck disable=SC1091 # a system file
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-$SUITE}")
     # shellcheck disable=SC2016 # apt's own $(FIELD) syntax, not a shell expansion
     uri=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' 2>/dev/null |
-        awk '$3 == "main" && $2 !~ /-(security|updates|backports)$/ { print $1; exit }')
-    if [[ -z $uri ]]; then # no downloaded lists yet: read the sources files themselves
+        awk -v a="$SUITE" -v b="$codename" '($2 == a || $2 == b) && $3 == "main" { print $1; exit }')
+    if [[ -z $uri ]]; then
         uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-            awk '$1 == "deb" && $3 !~ /-(security|updates|backports)$/ { print $2; exit }')
+            awk -v a="$SUITE" -v b="$codename" '$1 == "deb" {
+                sub(/\[[^]]*\][ \t]*/, "") # [options]
+                if ($3 == a || $3 == b) { print $2; exit } }')
     fi
     if [[ -z $uri ]]; then
         uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
-            awk '/^URIs:/ && $2 !~ /security/ { print $2; exit }')
+            awk -v a="$SUITE" -v b="$codename" 'BEGIN { RS = "" } {
+                uri = ""; ok = 0; n = split($0, lines, "\n")
+                for (i = 1; i <= n; i++) {
+                    m = split(lines[i], f, /[ \t]+/)
+                    if (f[1] == "URIs:") uri = f[2]
+                    if (f[1] == "Suites:") for (j = 2; j <= m; j++) if (f[j] == a || f[j] == b) ok = 1
+                }
+                if (ok && uri != "") { print uri; exit } }')
     fi
-    [[ -n $uri ]] || die "no Debian mirror found in the host's apt sources"
+    [[ -n $uri ]] || die "no Debian mirror for $SUITE in the host's apt sources"
     echo "$uri"
 }
 
@@ -212,7 +225,7 @@ choose_base() {
     if [[ -n ${DTQ_BASE_IMAGE:-} ]]; then
         BASE=$DTQ_BASE_IMAGE
     elif docker image inspect "$PUBLIC_BASE" >/dev/null 2>&1 ||
-        timeout 60 docker pull -q "$PUBLIC_BASE" >/dev/null 2>&1; then
+        timeout 30 docker pull -q "$PUBLIC_BASE" >/dev/null 2>&1; then
         BASE=$PUBLIC_BASE
     elif docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
         log "no registry: reusing $LOCAL_BASE"
@@ -226,29 +239,21 @@ choose_base() {
 }
 
 # ---------------------------------------------------------------------------------------- 4. image
-# Wheels for the container's CPython 3.11 on glibc 2.17..2.36 (bookworm), whatever the host's Python.
+# dtq's dependencies, and setuptools to build it, as wheels for the container's CPython 3.11 on glibc
+# 2.17..2.36 (bookworm), whatever the host's Python. The image builds dtq itself from the sources.
 fill_wheelhouse() {
-    local wheels=$ROOT/docker/wheels arch platforms=() minor src
+    local wheels=$ROOT/docker/wheels arch platforms=() minor
     arch=$(uname -m)
     for minor in $(seq 17 36); do platforms+=(--platform "manylinux_2_${minor}_$arch"); done
     platforms+=(--platform "manylinux2014_$arch" --platform "manylinux2010_$arch" --platform "manylinux1_$arch")
     rm -f "$wheels"/*.whl
-    # dtq's wheel, built from a copy: setuptools leaves build/ behind and reuses what is in it
-    src=$(mktemp -d /tmp/dtq-src.XXXXXX)
-    tar -C "$ROOT" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./data --exclude=./docker \
-        --exclude=./notebooks --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$src" -xf -
-    "$PYTHON" -m pip wheel --no-deps --wheel-dir "$wheels" "$src" >"$STATE/pip.log" 2>&1 ||
-        pip_failed
-    rm -rf "$src"
-    "$PYTHON" -m pip download --dest "$wheels" --only-binary=:all: \
+    if ! "$PYTHON" -m pip download --dest "$wheels" --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-        "${platforms[@]}" "$wheels"/dtq-*.whl >>"$STATE/pip.log" 2>&1 || pip_failed
+        "${platforms[@]}" "$ROOT" "setuptools>=69" >"$STATE/pip.log" 2>&1; then
+        tail -30 "$STATE/pip.log" >&2
+        die "pip download failed; see $STATE/pip.log"
+    fi
     log "wheelhouse: $(find "$wheels" -name '*.whl' | wc -l) wheels, $(du -sh "$wheels" | cut -f1) (pip's log: $STATE/pip.log)"
-}
-
-pip_failed() {
-    tail -30 "$STATE/pip.log" >&2
-    die "pip failed; see $STATE/pip.log"
 }
 
 build_image() {
@@ -272,12 +277,12 @@ services() { [[ $DESIGN == micro ]] && echo result queue job coordinator worker 
 
 # Every dtq container of the design reports healthy (the image's HEALTHCHECK).
 wait_healthy() {
-    local deadline=$(($(date +%s) + 120)) ids service states
+    local deadline=$(($(date +%s) + 120)) ids="" service states
+    for service in $(services); do # once: compose is slow to start, and a restart keeps the id
+        ids+=" $(compose ps -q "$service")"
+    done
+    [[ $(wc -w <<<"$ids") == $(services | wc -w) ]] || die "$CURRENT_PROJECT: containers missing ($ids)"
     while :; do
-        ids=""
-        for service in $(services); do
-            ids+=" $(compose ps -q "$service")"
-        done
         # shellcheck disable=SC2086
         states=$(docker inspect --format '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}' $ids)
         if ! grep -qv ' running healthy$' <<<"$states"; then
@@ -308,7 +313,10 @@ check() {
     CHECKS_PASSED=$((CHECKS_PASSED + 1))
 }
 
-smoke() { load smoke && check smoke; }
+smoke() {
+    load smoke
+    check smoke
+}
 
 # Waits until the project's loadgen container runs (`compose run` creates it first).
 wait_loadgen_started() {
@@ -392,6 +400,8 @@ main() {
     DTQ_GID=$(id -g)
     export DTQ_IMAGE=$IMAGE DTQ_HOST_DATA=$DATA DTQ_WORKLOAD=smoke.yaml DTQ_UID DTQ_GID DTQ_DRAIN=60
     export DTQ_HEALTH_INTERVAL=${DTQ_HEALTH_INTERVAL:-3s}
+    # empty: the published ports are ephemeral, so a port taken on the host cannot fail the test
+    export DTQ_GATEWAY_PORT="" DTQ_N1_PORT="" DTQ_N2_PORT="" DTQ_N3_PORT="" DTQ_N4_PORT="" DTQ_N5_PORT="" DTQ_N6_PORT=""
 
     step "1 engine installed" install_engine
     step "2 daemon" start_daemon

@@ -24,6 +24,7 @@ from model.ids import JobIdFactory, parse_job_id
 from model.job import (
     Assignment,
     CancelledByWorker,
+    EffectiveSpec,
     Failed,
     Job,
     JobError,
@@ -91,6 +92,7 @@ class JobTable:
         self.count_by_state: dict[JobState, int] = {s: 0 for s in JobState}
         self.lease_expiries = 0
         self.requeues = 0
+        self._validated: tuple[JobSpec, EffectiveSpec] | None = None  # the last spec that passed
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -135,7 +137,12 @@ class JobTable:
             raise InvalidArgument("request_id is longer than 128 characters")
         if request_id and request_id in self._by_request:
             return Submitted(self._jobs[self._by_request[request_id]], True, [])
-        effective = validate_spec(spec, self.config)
+        validated = self._validated
+        if validated is not None and validated[0] is spec:  # the same (frozen) spec: the same answer
+            effective = validated[1]
+        else:
+            effective = validate_spec(spec, self.config)
+            self._validated = (spec, effective)
         if self.pending_count >= self.config.max_pending:
             raise ResourceExhausted(f"queue is full: {self.pending_count} jobs pending")
         job = Job(self.ids.new_id(), spec, effective, create_time=now, request_id=request_id)

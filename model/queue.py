@@ -66,9 +66,15 @@ class ReadyQueue:
         return None
 
     def next_deadline(self) -> float | None:
+        delayed, held = self._delayed, self._held
+        if not delayed and not held:
+            return None
         self._drop_stale_tops()
-        times = [heap[0][0] for heap in (self._delayed, self._held) if heap]
-        return min(times) if times else None
+        if delayed:
+            if held and held[0][0] < delayed[0][0]:
+                return held[0][0]
+            return delayed[0][0]
+        return held[0][0] if held else None
 
     # -- changes
     def push(self, now: float, job_id: str, priority: int, not_before: float = 0.0) -> None:

@@ -79,12 +79,15 @@ class Scheduler:
 
     # ---------------------------------------------------------------- timers
     def next_deadline(self) -> float | None:
-        times = [
-            t
-            for t in (self.jobs.next_deadline(), self.queue.next_deadline(), self.workers.next_deadline())
-            if t is not None
-        ]
-        return min(times) if times else None
+        # the earliest of the three (drivers call this after every call: no temporary lists)
+        best = self.jobs.next_deadline()
+        t = self.queue.next_deadline()
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self.workers.next_deadline()
+        if t is not None and (best is None or t < best):
+            best = t
+        return best
 
     def handle_timer(self, now: float) -> list[Command]:
         commands: list[Command] = []

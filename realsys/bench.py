@@ -8,7 +8,8 @@ drifts over all of them alike):
    fixed window after a warm-up are counted. Design B, Design A and Celery+Redis (the baseline's
    `BaselineCluster` + `CeleryTarget`), all driven by the same client code in `--processes` client
    processes (uvloop). The Design B client sends each WaitJob to the job's owner (the id prefix names
-   it; the submit reply says which address owns which prefix), as any Design B client can.
+   it; the submit reply says which address owns which prefix), as DtqClient does; the `-rr` row drives
+   the same cluster with the load generator's round-robin DtqTarget (5 in 6 WaitJobs forwarded).
 2. SubmitJob alone against one Design B node process (no worker slots, so only the submit path runs),
    versus a bare grpc.aio echo server in one process (same message bytes, same client code path,
    uvloop on both sides): throughput and p50 at 16 in flight, p50 at 1 in flight.
@@ -43,7 +44,7 @@ import grpc
 
 from dtq.v1 import client_pb2, job_pb2
 from model.states import JobState
-from realsys.targets import DtqTarget, TargetError, make_target
+from realsys.targets import DtqTarget, TargetError, dtq_target_spec, make_target
 
 STORES = ("memory", "sqlite")
 NOOP_TYPE = "echo"  # the built-in no-op: returns its (empty) payload
@@ -567,6 +568,12 @@ def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
                 bench.clusters[f"{design}/{store}"] = directory
                 bench.targets[f"{design}/{store}"] = routed_target_spec(info.clients, design)
                 bench.pids[f"{design}/{store}"] = [n.pid for n in info.nodes]
+                if design == "mono" and store == args.store[0] and not args.no_rr:
+                    # the stock load-generator target: WaitJob round-robin, so 5 in 6 are forwarded
+                    name = f"mono/{store}-rr"
+                    bench.clusters[name] = directory
+                    bench.targets[name] = dtq_target_spec(info.clients, design=design)
+                    bench.pids[name] = bench.pids[f"{design}/{store}"]
         if "celery" in args.design:
             _start_celery(bench, root)
         if not args.no_submit:
@@ -767,6 +774,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rpc-window", type=float, default=3.0)
     p.add_argument("--count-jobs", type=int, default=2000, help="jobs for the RPCs-per-job count (0: skip)")
     p.add_argument("--no-submit", action="store_true", help="skip the SubmitJob vs echo figures")
+    p.add_argument(
+        "--no-rr", action="store_true", help="skip Design B driven by the round-robin DtqTarget (-rr row)"
+    )
 
 
 def bench_command(args: argparse.Namespace) -> int:

@@ -255,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     from realsys.bench import add_parser as add_bench_parser
 
     add_bench_parser(sub)  # `dtq bench`
+
+    from realsys.calibrate import add_arguments as add_calibrate_arguments
+
+    add_calibrate_arguments(
+        sub.add_parser("calibrate", help="measure single operations; write data/calibration/<name>.json")
+    )
     return parser
 
 
@@ -276,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from realsys.bench import bench_command
 
             code = bench_command(args)
+        elif args.command == "calibrate":
+            from realsys.calibrate import calibrate_command
+
+            code = calibrate_command(args)
         elif args.command == "load":
             from realsys.loadgen import load_command
 
@@ -286,6 +296,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             summary, path = sim_command(args)
             print(format_summary(summary))
+            if args.mva:
+                from sim.api import mva_text
+
+                print(mva_text(args, summary))
             if path is not None:
                 print(f"run written to {path}")
             code = 0

@@ -1,8 +1,9 @@
 """DtqClient: the Python client of the TaskQueue API, for both designs.
 
 Design A passes the gateway's address; Design B passes every node's, and the client spreads calls
-over them round-robin (any node forwards a request about a job to its owner). One gRPC channel per
-address stays open for the client's lifetime.
+over them round-robin (any node forwards a request about a job to its owner). A call about a job it
+submitted goes straight to the address that accepted it (the job's owner), saving that forward. One
+gRPC channel per address stays open for the client's lifetime.
 
 Errors surface as the core's exceptions (`model.errors.NotFound`, `InvalidArgument`, ...) so callers
 catch the same types in every design; the gRPC status code stays available as `exc.grpc_code`.
@@ -108,6 +109,7 @@ class DtqClient:
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
         self._next = 0
+        self._owners: dict[str, int] = {}  # job-id prefix (owner node) -> index of the address that owns it
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> DtqClient:
@@ -157,7 +159,7 @@ class DtqClient:
 
     async def status(self, job_id: str) -> job_pb2.Job:
         job: job_pb2.Job = await self._call(
-            "GetJobStatus", client_pb2.GetJobStatusRequest(job_id=job_id), retry=True
+            "GetJobStatus", client_pb2.GetJobStatusRequest(job_id=job_id), retry=True, job_id=job_id
         )
         return job
 
@@ -171,7 +173,9 @@ class DtqClient:
             poll = min(max(0.0, deadline - time.monotonic()), _MAX_POLL)
             request = client_pb2.WaitJobRequest(job_id=job_id, timeout=to_duration(poll))
             try:
-                job: job_pb2.Job = await self._call("WaitJob", request, call_timeout=poll + self.timeout)
+                job: job_pb2.Job = await self._call(
+                    "WaitJob", request, call_timeout=poll + self.timeout, job_id=job_id
+                )
             except Unavailable:
                 if time.monotonic() + delay >= deadline:
                     raise
@@ -185,14 +189,14 @@ class DtqClient:
         """The outcome of a finished job; FailedPrecondition if still unfinished after `wait` seconds."""
         request = client_pb2.GetJobResultRequest(job_id=job_id, wait_timeout=to_duration(max(0.0, wait)))
         response: client_pb2.GetJobResultResponse = await self._call(
-            "GetJobResult", request, call_timeout=max(0.0, wait) + self.timeout, retry=True
+            "GetJobResult", request, call_timeout=max(0.0, wait) + self.timeout, retry=True, job_id=job_id
         )
         return response
 
     async def cancel(self, job_id: str, reason: str = "") -> job_pb2.Job:
         """Cancels a pending job at once, or asks the worker of a running one to stop (CANCELLING)."""
         job: job_pb2.Job = await self._call(
-            "CancelJob", client_pb2.CancelJobRequest(job_id=job_id, reason=reason)
+            "CancelJob", client_pb2.CancelJobRequest(job_id=job_id, reason=reason), job_id=job_id
         )
         return job
 
@@ -240,30 +244,60 @@ class DtqClient:
     # ------------------------------------------------------------------ internals
     async def _submit(self, spec: job_pb2.JobSpec, request_id: str) -> client_pb2.SubmitJobResponse:
         request = client_pb2.SubmitJobRequest(spec=spec, request_id=request_id)
-        response: client_pb2.SubmitJobResponse = await self._call(
-            "SubmitJob", request, retry=bool(request_id)
-        )
+        response: client_pb2.SubmitJobResponse
+        served_by, response = await self._call_at("SubmitJob", request, retry=bool(request_id))
+        if not request_id:  # kept by the node it was sent to (a request_id may route it elsewhere)
+            self._owners.setdefault(response.job.owner_node, served_by)
         return response
 
-    def _pick(self) -> Any:
+    def _pick(self, owner: int | None = None) -> int:
+        """The index of the stub to call: `owner` when given, else the next one round-robin."""
         if not self._stubs:  # opened lazily: aio channels belong to the loop that first uses them
             options = channel_options()
             self._channels = [grpc.aio.insecure_channel(a, options=options) for a in self.addresses]
             self._stubs = [make_stub(client_pb2_grpc.TaskQueueStub, c) for c in self._channels]
-        stub = self._stubs[self._next % len(self._stubs)]
+        if owner is not None:
+            return owner
+        index = self._next % len(self._stubs)
         self._next += 1
-        return stub
+        return index
 
     async def _call(
-        self, method: str, request: Any, *, call_timeout: float | None = None, retry: bool = False
+        self,
+        method: str,
+        request: Any,
+        *,
+        call_timeout: float | None = None,
+        retry: bool = False,
+        job_id: str = "",
     ) -> Any:
-        """One unary call with a deadline; with `retry`, UNAVAILABLE moves on to the next address."""
+        """One unary call with a deadline; with `retry`, UNAVAILABLE moves on to the next address.
+
+        A call about a job goes first to the address its owner answered from (Design B: the job id
+        starts with the owner's name), saving the node-to-owner forward; retries go round-robin."""
+        _, response = await self._call_at(
+            method, request, call_timeout=call_timeout, retry=retry, job_id=job_id
+        )
+        return response
+
+    async def _call_at(
+        self,
+        method: str,
+        request: Any,
+        *,
+        call_timeout: float | None = None,
+        retry: bool = False,
+        job_id: str = "",
+    ) -> tuple[int, Any]:
+        """_call, also returning the index of the address that answered."""
         attempts = len(self.addresses) + 1 if retry else 1
         delay = _RETRY_DELAY
+        owner = self._owners.get(job_id.partition("-")[0]) if job_id else None
         for i in range(attempts):
-            stub = self._pick()
+            index = self._pick(owner if i == 0 else None)
             try:
-                return await getattr(stub, method)(request, timeout=call_timeout or self.timeout)
+                stub = self._stubs[index]
+                return index, await getattr(stub, method)(request, timeout=call_timeout or self.timeout)
             except grpc.RpcError as exc:
                 error = rpc_error(exc)
                 if grpc_code(error) is not grpc.StatusCode.UNAVAILABLE or i + 1 == attempts:

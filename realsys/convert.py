@@ -29,6 +29,8 @@ from model.listing import ListQuery
 from model.states import JobState
 
 _MAX_SECONDS = 10**10  # protobuf Timestamp/Duration stay far below this
+_NO_LABELS: MappingProxyType[str, str] = MappingProxyType({})
+_DEFAULT_RETRY = RetryPolicy()  # all zeros: the server defaults
 
 
 # ---------------------------------------------------------------------------- time
@@ -44,6 +46,8 @@ def from_timestamp(ts: timestamp_pb2.Timestamp) -> float:
 
 
 def to_duration(seconds: float) -> duration_pb2.Duration:
+    if seconds == 0:  # the common case (server defaults), without the arithmetic
+        return duration_pb2.Duration()
     nanos_total = round(seconds * 1e9)
     whole = math.trunc(nanos_total / 10**9)
     return duration_pb2.Duration(seconds=whole, nanos=nanos_total - whole * 10**9)
@@ -60,36 +64,57 @@ def from_duration(d: duration_pb2.Duration, field: str) -> float:
 # ---------------------------------------------------------------------------- specs and jobs
 def spec_from_pb(spec: job_pb2.JobSpec) -> JobSpec:
     """Structural conversion only; the core validates values (model.job.validate_spec)."""
-    retry = spec.retry
-    return JobSpec(
-        job_type=spec.job_type,
-        payload=spec.payload,
-        priority=spec.priority,
-        retry=RetryPolicy(
+    if spec.HasField("retry"):
+        retry = spec.retry
+        policy = RetryPolicy(
             max_attempts=retry.max_attempts,
             initial_backoff=from_duration(retry.initial_backoff, "retry.initial_backoff"),
             max_backoff=from_duration(retry.max_backoff, "retry.max_backoff"),
             backoff_multiplier=_finite(retry.backoff_multiplier, "retry.backoff_multiplier"),
+        )
+    else:  # an absent policy reads as all zeros: the server defaults
+        policy = _DEFAULT_RETRY
+    return JobSpec(
+        job_type=spec.job_type,
+        payload=spec.payload,
+        priority=spec.priority,
+        retry=policy,
+        execution_timeout=(
+            from_duration(spec.execution_timeout, "execution_timeout")
+            if spec.HasField("execution_timeout")
+            else 0.0
         ),
-        execution_timeout=from_duration(spec.execution_timeout, "execution_timeout"),
-        labels=MappingProxyType(dict(spec.labels)),
+        labels=MappingProxyType(dict(spec.labels)) if spec.labels else _NO_LABELS,
     )
+
+
+# What spec_to_pb makes of an all-default retry policy; copied, not rebuilt, for most jobs.
+_DEFAULT_RETRY_PB = job_pb2.RetryPolicy(
+    max_attempts=0,
+    initial_backoff=duration_pb2.Duration(),
+    max_backoff=duration_pb2.Duration(),
+    backoff_multiplier=0.0,
+)
 
 
 def spec_to_pb(spec: JobSpec, include_payload: bool = True) -> job_pb2.JobSpec:
     retry = spec.retry
-    return job_pb2.JobSpec(
-        job_type=spec.job_type,
-        payload=spec.payload if include_payload else b"",
-        priority=spec.priority,
-        retry=job_pb2.RetryPolicy(
+    if retry == _DEFAULT_RETRY:
+        retry_pb = _DEFAULT_RETRY_PB  # the constructor copies it: the constant is never shared
+    else:
+        retry_pb = job_pb2.RetryPolicy(
             max_attempts=retry.max_attempts,
             initial_backoff=to_duration(retry.initial_backoff),
             max_backoff=to_duration(retry.max_backoff),
             backoff_multiplier=retry.backoff_multiplier,
-        ),
+        )
+    return job_pb2.JobSpec(
+        job_type=spec.job_type,
+        payload=spec.payload if include_payload else b"",
+        priority=spec.priority,
+        retry=retry_pb,
         execution_timeout=to_duration(spec.execution_timeout),
-        labels=dict(spec.labels),
+        labels=spec.labels,
     )
 
 

@@ -174,6 +174,7 @@ async def _start(
             "address": address,
             "metrics_port": running.metrics_port,
             "services": list(role.service_names),
+            "loop": type(asyncio.get_running_loop()).__module__,  # "uvloop" when installed
         },
     )
     return running

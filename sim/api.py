@@ -27,7 +27,7 @@ from model.records import JobRecord, RequestRecord
 from model.results import summarize
 from model.workload import OpenLoop, WorkloadSpec, workload_from_mapping
 from sim.cpu import CostModel
-from sim.engine import Cluster
+from sim.engine import Cluster, SimEnv
 from sim.loadgen import LoadGen
 from sim.micro import MicroCluster
 from sim.mono import MonoCluster
@@ -116,7 +116,7 @@ class SimResult:
 
 def build(config: SimConfig) -> tuple[simpy.Environment, Cluster, LoadGen]:
     """The environment, cluster and load generator of a run, not yet started (tests poke at them)."""
-    env = simpy.Environment()
+    env = SimEnv()
     params = config.params
     costs = CostModel(params, _entropy(config))
     cluster: Cluster = (
@@ -202,6 +202,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="data/runs", help="runs root directory ('' to not write)")
     parser.add_argument("--run-id", default="")
     parser.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
+    parser.add_argument("--mva", action="store_true", help="also print the analytic (sim/mva.py) prediction")
+
+
+def params_of(args: argparse.Namespace) -> SimParams:
+    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides."""
+    params = load_params(args.calibration) if args.calibration else SimParams()
+    overrides = dict(parse_override(s) for s in args.set)
+    if args.nodes:
+        overrides["nodes"] = args.nodes
+    if overrides:
+        params = params.with_overrides(overrides)
+    return params
+
+
+def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
+    """`dtq sim --mva`: the analytic prediction beside the simulator's summary."""
+    from sim.mva import format_prediction, predict
+    from sim.runs import load_workload
+
+    return format_prediction(predict(args.design, load_workload(args.workload), params_of(args)), summary)
 
 
 def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
@@ -209,12 +229,7 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     from sim.runs import load_workload, provenance, run_config, utc_now, write_run
 
     workload = load_workload(args.workload)
-    params = load_params(args.calibration) if args.calibration else SimParams()
-    overrides = dict(parse_override(s) for s in args.set)
-    if args.nodes:
-        overrides["nodes"] = args.nodes
-    if overrides:
-        params = params.with_overrides(overrides)
+    params = params_of(args)
     config = SimConfig(
         design=args.design,
         workload=workload,

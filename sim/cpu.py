@@ -28,6 +28,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
+from heapq import heappush
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -194,7 +195,8 @@ class Proc:
         # Event.succeed, but at now + duration: one scheduled event per burst, as a Timeout would be
         burst._ok = True
         burst._value = value
-        self.env.schedule(burst, NORMAL, duration)
+        env = self.env  # env.schedule(burst, NORMAL, duration), without the method call
+        heappush(env._queue, (env._now + duration, NORMAL, next(env._eid), burst))
 
     def _finish(self, _: simpy.Event) -> None:
         host = self.host

@@ -116,26 +116,19 @@ class MicroCluster(Cluster):
         return reply
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
-        reply: tuple[str, str] = yield from self._via_gateway(
-            lg, self._gw("SubmitJob", self._job_create(duration))
-        )
-        return reply
+        return self._via_gateway(lg, self._gw("SubmitJob", self._job_create(duration)))
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
-        reply = yield from self._via_gateway(lg, self._gw("GetJobStatus", self._job_get(job_id)))
-        return reply
+        return self._via_gateway(lg, self._gw("GetJobStatus", self._job_get(job_id)))
 
     def request_cancel(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
-        reply = yield from self._via_gateway(lg, self._gw("CancelJob", self._job_cancel(job_id)))
-        return reply
+        return self._via_gateway(lg, self._gw("CancelJob", self._job_cancel(job_id)))
 
     def request_wait(self, lg: LoadgenPart, job_id: str, poll: float) -> SimGen[Reply]:
-        reply = yield from self._via_gateway(lg, self._gw("WaitJob", self._job_wait(job_id, poll)))
-        return reply
+        return self._via_gateway(lg, self._gw("WaitJob", self._job_wait(job_id, poll)))
 
     def request_list(self, lg: LoadgenPart, page_size: int) -> SimGen[Reply]:
-        reply = yield from self._via_gateway(lg, self._gw_list(page_size))
-        return reply
+        return self._via_gateway(lg, self._gw_list(page_size))
 
     def _gw_list(self, page_size: int) -> SimGen[Reply]:
         gateway = self.gateway
@@ -145,8 +138,7 @@ class MicroCluster(Cluster):
         return reply
 
     def request_result(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
-        reply = yield from self._via_gateway(lg, self._gw_result(job_id))
-        return reply
+        return self._via_gateway(lg, self._gw_result(job_id))
 
     def _gw_result(self, job_id: str) -> SimGen[Reply]:
         gateway = self.gateway

@@ -452,17 +452,21 @@ class MonoCluster(Cluster):
         return self.nodes[lg.pick(len(self.nodes), method)]
 
     def _routed(self, entry: MonoNode, job_id: str, serve: Any) -> SimGen[Reply]:
-        """Serve at the owner, forwarding once when the entry node is not it (model.ids.route)."""
+        """Serve at the owner, forwarding once when the entry node is not it (model.ids.route). The
+        lookup is pure, so it may run when the generator is made; the local case adds no frame."""
         owner = self.by_name.get(owner_of(job_id))
+        if owner is entry:
+            served: SimGen[Reply] = serve(entry)
+            return served
+        return self._forward(entry, owner, serve)
+
+    def _forward(self, entry: MonoNode, owner: MonoNode | None, serve: Any) -> SimGen[Reply]:
         if owner is None:
             yield entry.proc.run(entry.proc.cost("forward"))
             return "UNAVAILABLE", None
-        if owner is entry:
-            reply: Reply = yield from serve(entry)
-            return reply
         entry.forwarded += 1
         self.count("forwarded")
-        reply = yield from self.call(entry.proc, serve(owner), pre=entry.proc.cost("forward"))
+        reply: Reply = yield from self.call(entry.proc, serve(owner), pre=entry.proc.cost("forward"))
         return reply
 
     def _hop_in(self, lg: LoadgenPart, entry: MonoNode, server: SimGen[Reply]) -> SimGen[Reply]:
@@ -477,35 +481,27 @@ class MonoCluster(Cluster):
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
         entry = self._entry(lg, "SubmitJob")
-        reply: tuple[str, str] = yield from self._hop_in(lg, entry, entry.submit(duration))
-        return reply
+        return self._hop_in(lg, entry, entry.submit(duration))
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
         entry = self._entry(lg, "GetJobStatus")
-        reply = yield from self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.status(job_id)))
-        return reply
+        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.status(job_id)))
 
     def request_result(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
         entry = self._entry(lg, "GetJobResult")
-        reply = yield from self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.result(job_id)))
-        return reply
+        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.result(job_id)))
 
     def request_cancel(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
         entry = self._entry(lg, "CancelJob")
-        reply = yield from self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.cancel(job_id)))
-        return reply
+        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.cancel(job_id)))
 
     def request_wait(self, lg: LoadgenPart, job_id: str, poll: float) -> SimGen[Reply]:
         entry = self._entry(lg, "WaitJob")
-        reply = yield from self._hop_in(
-            lg, entry, self._routed(entry, job_id, lambda n: n.wait(job_id, poll))
-        )
-        return reply
+        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.wait(job_id, poll)))
 
     def request_list(self, lg: LoadgenPart, page_size: int) -> SimGen[Reply]:
         entry = self._entry(lg, "ListJobs")
-        reply = yield from self._hop_in(lg, entry, self._list(entry, page_size))
-        return reply
+        return self._hop_in(lg, entry, self._list(entry, page_size))
 
     def _list(self, entry: MonoNode, page_size: int) -> SimGen[Reply]:
         """TaskQueueService.ListJobs: scatter to every peer, then the own page, merge."""

@@ -63,21 +63,33 @@ class InProcessBackend:
         return cancel, abandon, self.core.config.heartbeat_interval
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
-        """Local work first; when there is none, steal; in between, wait for local work to appear
-        for at most steal_interval (so an idle node rechecks its peers that often)."""
+        """Local work first; when there is none for steal_interval, steal; in between, wait for local
+        work to appear for at most the poll interval (so an idle node rechecks its peers that often).
+
+        A node only steals once it has been idle for a steal_interval: in a busy cluster local work
+        usually arrives within milliseconds, and polling peers the moment a slot frees cost about
+        one QueueDepth RPC per job, plus StealWork and remote reports for jobs the owner's own
+        slots would have taken moments later."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
+        start = loop.time()
+        deadline = start + wait
         while True:
             assignments = self.core.fetch_now(worker_id, free_slots)
             if assignments or self.core.draining or free_slots <= 0:
                 return assignments
-            stolen = await self._steal(worker_id, free_slots)
-            if stolen:
-                return stolen
+            now = loop.time()
+            idle_for = now - start
+            if idle_for >= self.steal_interval:
+                stolen = await self._steal(worker_id, free_slots)
+                if stolen:
+                    return stolen
+                pause = self._poll_interval
+            else:
+                pause = self.steal_interval - idle_for
             left = deadline - loop.time()
             if left <= 0:
                 return []
-            await self.core.wait_for_work(worker_id, free_slots, min(left, self._poll_interval))
+            await self.core.wait_for_work(worker_id, free_slots, min(left, pause))
 
     async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
         owner = owner_of(job_id)

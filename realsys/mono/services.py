@@ -215,7 +215,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
                 request, timeout=self.links.timeout(context), metadata=FORWARDED
             )
             return job
-        return job_to_pb(self.core.cancel(request.job_id), self.node)
+        cancelled = self.core.cancel(request.job_id)
+        return job_to_pb(cancelled, self.node)
 
     @grpc_errors
     async def ListJobs(
