@@ -25,7 +25,7 @@ from model.errors import (
     StaleAttempt,
     Unavailable,
 )
-from model.ids import JobIdFactory, owner_of, parse_job_id, route
+from model.ids import JobIdFactory, owner_of, parse_job_id, route, split_by_owner
 from model.job import (
     Assignment,
     CancelledByWorker,
@@ -42,7 +42,7 @@ from model.listing import ListQuery, Page, merge_pages
 from model.queue import ReadyQueue
 from model.scheduler import Scheduler
 from model.states import TERMINAL, TRANSITIONS, Event, IllegalTransition, JobState, next_state
-from model.stealing import StealPlan, grant_steal, plan_steal
+from model.stealing import StealPacer, StealPlan, grant_steal, plan_steal
 from model.workers import WorkerRegistry, pick_waiter
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "RetryPolicy",
     "Scheduler",
     "StaleAttempt",
+    "StealPacer",
     "StealPlan",
     "Submitted",
     "Succeeded",
@@ -96,4 +97,5 @@ __all__ = [
     "pick_waiter",
     "plan_steal",
     "route",
+    "split_by_owner",
 ]

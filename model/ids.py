@@ -8,6 +8,7 @@ so Design B routes a request for any job to its owner without a lookup.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from model.errors import InvalidArgument, Unavailable
@@ -68,3 +69,18 @@ def route(job_id: str, self_node: str, already_forwarded: bool) -> str | None:
     if already_forwarded:
         raise Unavailable(f"job {job_id} is owned by {owner}, not {self_node}, and was already forwarded")
     return owner
+
+
+def split_by_owner(
+    self_node: str, running: Iterable[tuple[str, int]]
+) -> tuple[list[tuple[str, int]], dict[str, list[tuple[str, int]]]]:
+    """(attempts this node owns, {other owner: its attempts}): where a worker's heartbeat goes."""
+    local: list[tuple[str, int]] = []
+    remote: dict[str, list[tuple[str, int]]] = {}
+    for job_id, attempt in running:
+        owner = owner_of(job_id)
+        if owner == self_node:
+            local.append((job_id, attempt))
+        else:
+            remote.setdefault(owner, []).append((job_id, attempt))
+    return local, remote

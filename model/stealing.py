@@ -40,3 +40,69 @@ def plan_steal(
 def grant_steal(requested: int, local_ready: int, local_free_slots: int) -> int:
     """How many ready jobs the victim hands over: what its own idle slots would not take at once."""
     return max(0, min(requested, local_ready - local_free_slots))
+
+
+MAX_IDLE_POLL = 0.8  # seconds between depth rounds in a cluster with nothing to steal
+
+
+class StealPacer:
+    """When an idle node asks its peers for their queue depths and steals. One per node, shared by
+    the real node (realsys/mono/backend.py) and the simulator, so the two cannot drift.
+
+    - A node steals only after it has been idle for `steal_interval`: in a busy cluster local work
+      usually arrives within milliseconds, and stealing the moment a slot frees costs a depth round
+      per job plus steals of jobs the owner's own slots would have taken.
+    - Depths are asked at most once per poll interval. Each round that steals nothing doubles the
+      interval, up to `max_idle_poll`, so an idle cluster does not spend its cores polling; only a
+      steal that got work resets it.
+    """
+
+    def __init__(self, steal_interval: float, max_idle_poll: float = MAX_IDLE_POLL) -> None:
+        self.steal_interval = steal_interval
+        self.max_idle_poll = max_idle_poll
+        self.poll_interval = steal_interval
+        self.depths: dict[str, int] = {}
+        self._depths_at = -float("inf")
+        self._backed_off_at = -float("inf")  # the depth round the interval was last doubled for
+
+    def idle_wait(self, idle_since: float, now: float) -> float:
+        """Seconds until a fetch idle since `idle_since` may steal (0: steal now).
+
+        Computed from the steal time, not as interval - (now - idle_since): a driver that sleeps
+        exactly this long then lands on the steal time, where the subtraction could leave a residue
+        too small to move a large clock, and a simulated fetch would spin at one instant."""
+        steal_at = idle_since + self.steal_interval
+        return 0.0 if now >= steal_at else steal_at - now
+
+    def needs_depths(self, now: float) -> bool:
+        return now - self._depths_at >= self.poll_interval
+
+    def record_depths(self, now: float, depths: Mapping[str, int]) -> None:
+        self.depths = dict(depths)
+        self._depths_at = now
+
+    def plan(self, self_node: str, free_slots: int, local_ready: int) -> StealPlan | None:
+        plan = plan_steal(self_node, free_slots, local_ready, self.depths)
+        if plan is None:
+            self._back_off()
+        return plan
+
+    def record_steal(self, plan: StealPlan, got: int) -> None:
+        # the victim may grant fewer than its depth said (it keeps work for its own idle slots)
+        depth = self.depths.get(plan.victim, 0)
+        self.depths[plan.victim] = 0 if got < plan.max_jobs else max(0, depth - got)
+        if got:
+            self.poll_interval = self.steal_interval
+        else:
+            self._back_off()
+
+    def record_failure(self, plan: StealPlan) -> None:
+        """The steal call failed: do not retry this victim before the next depth round."""
+        self.depths[plan.victim] = 0
+        self._back_off()
+
+    def _back_off(self) -> None:
+        """Nothing stolen: the next depth round comes later (once per round, not per fetch)."""
+        if self._backed_off_at != self._depths_at:
+            self._backed_off_at = self._depths_at
+            self.poll_interval = min(self.max_idle_poll, max(self.poll_interval, self.steal_interval) * 2)

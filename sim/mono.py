@@ -3,7 +3,7 @@
 Per node, as realsys/mono/: one model.Scheduler (jobs, ready queue, workers), its CoreTimer, the
 LocalCore driver logic (commit the touched jobs, then perform the commands: wake fetchers with
 model.pick_waiter, wake WaitJob waiters, push cancels to the local worker), and a worker runtime whose
-backend calls the Scheduler in-process and steals from peers (model.plan_steal on QueueDepth polls,
+backend calls the Scheduler in-process and steals from peers (model.StealPacer on QueueDepth polls,
 Peer.StealWork, the victim leasing through Scheduler.steal and staying the owner).
 
 Hops per client request (the load generator picks nodes round-robin, one counter per method):
@@ -12,9 +12,10 @@ Hops per client request (the load generator picks nodes round-robin, one counter
   it forwards once: node -> owner -> node (CPU on both, two more hops) -> lg.
 - ListJobs: lg -> node; the node asks every peer's ListLocalJobs concurrently, then its own page, and
   merges (model.merge_pages) -> lg.
-Per job: the owner's worker fetches in-process (a commit), or an idle peer steals it (QueueDepth to
-every peer at most every poll interval (steal_interval, doubling up to max_idle_poll while rounds steal
-nothing), then StealWork: one RPC, a commit at the owner); the report
+Per job: the owner's worker fetches in-process (a commit), or a peer idle for steal_interval steals it
+(QueueDepth to every peer at most every poll interval (steal_interval, doubling up to max_idle_poll while
+rounds steal nothing; model.StealPacer, shared with the real node), then StealWork: one RPC, a commit
+at the owner); the report
 is in-process at the owner, or an RPC from the thief; heartbeats renew leases locally and, for stolen
 jobs, at their owners.
 """
@@ -29,13 +30,13 @@ import simpy
 
 from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel, WorkAvailable, WorkerLost
 from model.errors import DtqError, FailedPrecondition, StaleAttempt
-from model.ids import JobIdFactory, owner_of
+from model.ids import JobIdFactory, owner_of, split_by_owner
 from model.job import Assignment, Outcome
 from model.jobs import Renewal
 from model.listing import ListQuery, Page, effective_page_size, merge_pages
 from model.scheduler import Scheduler
 from model.states import JobState
-from model.stealing import plan_steal
+from model.stealing import StealPacer
 from model.workers import pick_waiter
 from sim.cpu import Component, CostModel, Proc, stream
 from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, rows_of, status_of, wake
@@ -68,12 +69,8 @@ class MonoNode:
         self._done_waiters: dict[str, list[simpy.Event]] = {}
         self.worker: SimWorker | None = None
         self._incarnations = 0
-        self._depths: dict[str, int] = {}
-        self._depths_at = -float("inf")
-        # realsys/mono/backend.py: each depth round that steals nothing doubles the poll interval, up
-        # to max_idle_poll; only a steal that got work resets it
-        self._poll_interval = params.steal_interval
-        self._backed_off_at = -float("inf")
+        # the same pacing object the real node uses: when to poll peers' depths and steal
+        self.pacer = StealPacer(params.steal_interval, params.max_idle_poll)
         self.stolen = 0
         self.forwarded = 0
 
@@ -299,7 +296,8 @@ class MonoNode:
         the poll interval (so an idle node rechecks its peers that often)."""
         env = self.env
         proc = self.proc
-        deadline = env.now + wait
+        start = env.now
+        deadline = start + wait
 
         def fetch_now(now: float) -> tuple[float, list[Assignment]]:
             if free_slots <= 0 or not worker.alive:  # a dead worker's fetch died with it
@@ -315,13 +313,16 @@ class MonoNode:
                 return []  # the fetch died with the worker; what it leased comes back by lease expiry
             if assignments or free_slots <= 0:
                 return assignments
-            stolen = yield from self._steal(worker, free_slots)
-            if stolen or not worker.alive:
-                return stolen
+            pause = self.pacer.idle_wait(start, env.now)
+            if pause == 0:
+                stolen = yield from self._steal(worker, free_slots)
+                if stolen or not worker.alive:
+                    return stolen
+                pause = self.pacer.poll_interval
             left = deadline - env.now
             if left <= 0:
                 return []
-            yield from self._wait_for_work(worker, free_slots, min(left, self._poll_interval))
+            yield from self._wait_for_work(worker, free_slots, min(left, pause))
 
     def _wait_for_work(self, worker: SimWorker, free_slots: int, timeout: float) -> SimGen[None]:
         if timeout <= 0:
@@ -340,36 +341,20 @@ class MonoNode:
         peers = self.peers
         if not peers:
             return []
-        depths = self._depths
-        if env.now - self._depths_at >= self._poll_interval:
+        if self.pacer.needs_depths(env.now):
             replies = yield from cluster.gather([cluster.call(self.proc, p.queue_depth()) for p in peers])
-            depths = self._depths = {p.name: d for p, d in zip(peers, replies, strict=True)}
-            self._depths_at = env.now
+            self.pacer.record_depths(env.now, {p.name: d for p, d in zip(peers, replies, strict=True)})
             yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
-        plan = plan_steal(self.name, free_slots, self.sched.queue.ready_count, depths)
+        plan = self.pacer.plan(self.name, free_slots, self.sched.queue.ready_count)
         if plan is None:
-            self._back_off()
             return []
         victim = cluster.by_name[plan.victim]
         got = yield from cluster.call(self.proc, victim.steal_work(worker.worker_id, plan.max_jobs))
-        # the victim may grant fewer than its depth said (it keeps work for its own idle slots)
-        depths[plan.victim] = 0 if len(got) < plan.max_jobs else max(0, depths[plan.victim] - len(got))
+        self.pacer.record_steal(plan, len(got))
         if got:
             self.stolen += len(got)
             cluster.count("stolen", len(got))
-            self._poll_interval = cluster.params.steal_interval
-        else:
-            self._back_off()
         return got
-
-    def _back_off(self) -> None:
-        """Nothing stolen: the next depth round comes later (once per round, not per fetch)."""
-        if self._backed_off_at != self._depths_at:
-            self._backed_off_at = self._depths_at
-            params = self.cluster.params
-            self._poll_interval = min(
-                params.max_idle_poll, max(self._poll_interval, params.steal_interval) * 2
-            )
 
     def heartbeat(
         self, worker: SimWorker, total_slots: int, free_slots: int, running: RunningList
@@ -419,19 +404,6 @@ class MonoNode:
 def _renewed(running: RunningList, renewal: Renewal) -> list[str]:
     abandoned = set(renewal.abandon)
     return [job_id for job_id, attempt in running if (job_id, attempt) not in abandoned]
-
-
-def split_by_owner(self_node: str, running: RunningList) -> tuple[RunningList, dict[str, RunningList]]:
-    """realsys/mono/services.py split_by_owner (that module imports grpc)."""
-    local: RunningList = []
-    remote: dict[str, RunningList] = {}
-    for job_id, attempt in running:
-        owner = owner_of(job_id)
-        if owner == self_node:
-            local.append((job_id, attempt))
-        else:
-            remote.setdefault(owner, []).append((job_id, attempt))
-    return local, remote
 
 
 class MonoCluster(Cluster):

@@ -8,27 +8,25 @@ Stolen jobs stay owned by the victim: their heartbeats and reports go to the own
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 
 from dtq.v1 import internal_pb2, worker_pb2
 from model.errors import DtqError, StaleAttempt, Unavailable
-from model.ids import owner_of
+from model.ids import owner_of, split_by_owner
 from model.job import Assignment, Outcome
-from model.stealing import plan_steal
+from model.stealing import StealPacer
 from realsys.convert import assignment_from_pb, outcome_to_pb
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
 from realsys.mono.core import LocalCore
 from realsys.mono.peers import FORWARDED, PeerLinks
-from realsys.mono.services import heartbeat_owners, split_by_owner
+from realsys.mono.services import heartbeat_owners
 from realsys.status import error_from_rpc
 
 log = get_logger(__name__)
 
 RunningList = list[tuple[str, int]]
-MAX_IDLE_POLL = 0.8  # seconds between depth rounds in a cluster with nothing to steal
 
 
 class InProcessBackend:
@@ -38,16 +36,8 @@ class InProcessBackend:
         self.core = core
         self.links = links
         self.metrics = metrics
-        self.steal_interval = steal_interval
         self.stolen = 0  # jobs this node's worker took from peers
-        self._depths: dict[str, int] = {}
-        self._depths_at = -float("inf")  # monotonic time of the last QueueDepth round
-        self._backed_off_at = -float("inf")  # the depth round the interval was last doubled for
-        # An idle cluster must not spend its cores polling: each round that steals nothing doubles
-        # the poll interval, up to MAX_IDLE_POLL; only a steal that got work resets it. (Resetting on
-        # any peer depth > 0 kept a busy, balanced cluster polling every steal_interval: about one
-        # QueueDepth RPC per job, for steals the victims refused because their own slots take it.)
-        self._poll_interval = steal_interval
+        self.pacer = StealPacer(steal_interval)  # when to poll peers and steal (model/stealing.py)
 
     # ---------------------------------------------------------------- WorkerBackend
     async def heartbeat(
@@ -63,13 +53,8 @@ class InProcessBackend:
         return cancel, abandon, self.core.config.heartbeat_interval
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
-        """Local work first; when there is none for steal_interval, steal; in between, wait for local
-        work to appear for at most the poll interval (so an idle node rechecks its peers that often).
-
-        A node only steals once it has been idle for a steal_interval: in a busy cluster local work
-        usually arrives within milliseconds, and polling peers the moment a slot frees cost about
-        one QueueDepth RPC per job, plus StealWork and remote reports for jobs the owner's own
-        slots would have taken moments later."""
+        """Local work first; once idle for steal_interval, steal (model.StealPacer says when); in
+        between, wait for local work to appear for at most the pacer's interval."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + wait
@@ -77,15 +62,12 @@ class InProcessBackend:
             assignments = self.core.fetch_now(worker_id, free_slots)
             if assignments or self.core.draining or free_slots <= 0:
                 return assignments
-            now = loop.time()
-            idle_for = now - start
-            if idle_for >= self.steal_interval:
+            pause = self.pacer.idle_wait(start, loop.time())
+            if pause == 0:
                 stolen = await self._steal(worker_id, free_slots)
                 if stolen:
                     return stolen
-                pause = self._poll_interval
-            else:
-                pause = self.steal_interval - idle_for
+                pause = self.pacer.poll_interval
             left = deadline - loop.time()
             if left <= 0:
                 return []
@@ -130,10 +112,12 @@ class InProcessBackend:
     async def _steal(self, worker_id: str, free_slots: int) -> list[Assignment]:
         if not self.links.names:
             return []
-        depths = await self._peer_depths()
-        plan = plan_steal(self.core.node, free_slots, self.core.ready_count, depths)
+        now = asyncio.get_running_loop().time()
+        if self.pacer.needs_depths(now):
+            depths = await self._peer_depths()
+            self.pacer.record_depths(asyncio.get_running_loop().time(), depths)
+        plan = self.pacer.plan(self.core.node, free_slots, self.core.ready_count)
         if plan is None:
-            self._back_off()
             return []
         request = internal_pb2.StealWorkRequest(
             thief_node=self.core.node, worker_id=worker_id, max_jobs=plan.max_jobs
@@ -145,32 +129,18 @@ class InProcessBackend:
             )
         except (grpc.RpcError, DtqError) as exc:
             log.info("steal failed", extra={"victim": plan.victim, "error": str(exc)})
-            self._depths[plan.victim] = 0  # do not retry this victim before the next depth round
-            self._back_off()
+            self.pacer.record_failure(plan)
             return []
         got = [assignment_from_pb(a, worker_id) for a in response.assignments]
-        # the victim may grant fewer than its depth said (it keeps work for its own idle slots)
-        self._depths[plan.victim] = 0 if len(got) < plan.max_jobs else max(0, depths[plan.victim] - len(got))
+        self.pacer.record_steal(plan, len(got))
         if got:
             self.stolen += len(got)
             self.metrics.stolen.inc(len(got))
-            self._poll_interval = self.steal_interval
-        else:
-            self._back_off()
         return got
 
-    def _back_off(self) -> None:
-        """Nothing stolen: the next depth round comes later (once per round, not per fetch)."""
-        if self._backed_off_at != self._depths_at:
-            self._backed_off_at = self._depths_at
-            self._poll_interval = min(MAX_IDLE_POLL, max(self._poll_interval, self.steal_interval) * 2)
-
     async def _peer_depths(self) -> dict[str, int]:
-        """Every peer's ready count, asked at most once per steal_interval (a down peer counts 0)."""
-        now = time.monotonic()
-        if now - self._depths_at < self._poll_interval:
-            return self._depths
-        timeout = min(self.links.rpc_timeout, max(self.steal_interval * 10, 0.5))
+        """Every peer's ready count (a down peer counts 0)."""
+        timeout = min(self.links.rpc_timeout, max(self.pacer.steal_interval * 10, 0.5))
 
         async def ask(peer: str) -> int:
             response: internal_pb2.QueueDepthResponse = await self.links.peer_nowait(peer).QueueDepth(
@@ -188,6 +158,4 @@ class InProcessBackend:
                 depths[peer] = 0
             else:
                 depths[peer] = reply
-        self._depths = depths
-        self._depths_at = time.monotonic()
         return depths

@@ -9,8 +9,16 @@ from hypothesis import strategies as st
 from model.commands import WorkerLost
 from model.config import CoreConfig
 from model.errors import Code, InvalidArgument, Unavailable
-from model.ids import MAX_JOB_ID_CHARS, JobIdFactory, owner_of, parse_job_id, route, validate_node_name
-from model.stealing import StealPlan, grant_steal, plan_steal
+from model.ids import (
+    MAX_JOB_ID_CHARS,
+    JobIdFactory,
+    owner_of,
+    parse_job_id,
+    route,
+    split_by_owner,
+    validate_node_name,
+)
+from model.stealing import StealPacer, StealPlan, grant_steal, plan_steal
 from model.workers import WorkerRegistry, pick_waiter, validate_slots, validate_worker_id
 
 node_names = st.from_regex(r"\A[a-z][a-z0-9]{0,31}\Z")
@@ -270,3 +278,54 @@ def test_pick_waiter_properties(waiting: list[str], free: dict[str, int]) -> Non
         assert chosen is None
     else:
         assert chosen == next(w for w in waiting if free.get(w, 0) == best)
+
+
+def test_split_by_owner_groups_attempts_by_job_owner() -> None:
+    running = [("a-1-0000000001", 1), ("b-1-0000000002", 3), ("a-1-0000000003", 2), ("c-1-0000000004", 1)]
+    local, remote = split_by_owner("a", running)
+    assert local == [("a-1-0000000001", 1), ("a-1-0000000003", 2)]
+    assert remote == {"b": [("b-1-0000000002", 3)], "c": [("c-1-0000000004", 1)]}
+
+
+def test_steal_pacer_waits_out_the_idle_interval_then_backs_off_per_round() -> None:
+    pacer = StealPacer(steal_interval=0.05, max_idle_poll=0.3)
+    assert pacer.idle_wait(idle_since=10.0, now=10.02) == pytest.approx(0.03)
+    assert pacer.idle_wait(idle_since=10.0, now=10.06) == 0
+    assert pacer.needs_depths(10.06)
+    pacer.record_depths(10.06, {"b": 0, "c": 0})
+    assert not pacer.needs_depths(10.07)
+    assert pacer.plan("a", free_slots=2, local_ready=0) is None  # nothing to steal: back off once
+    assert pacer.plan("a", free_slots=2, local_ready=0) is None  # same round: no second doubling
+    assert pacer.poll_interval == pytest.approx(0.1)
+    for round_start in (10.2, 10.4, 10.8):
+        pacer.record_depths(round_start, {"b": 0})
+        assert pacer.plan("a", 2, 0) is None
+    assert pacer.poll_interval == pytest.approx(0.3)  # capped at max_idle_poll
+
+
+def test_steal_pacer_resets_only_on_a_steal_that_got_work() -> None:
+    pacer = StealPacer(steal_interval=0.05, max_idle_poll=0.8)
+    pacer.record_depths(1.0, {"b": 8, "c": 2})
+    plan = pacer.plan("a", free_slots=2, local_ready=0)
+    assert plan == StealPlan("b", 2)
+    pacer.record_steal(plan, got=0)  # the victim kept its work for its own slots
+    assert pacer.depths["b"] == 0 and pacer.poll_interval == pytest.approx(0.1)
+    pacer.record_depths(2.0, {"b": 8, "c": 2})
+    plan = pacer.plan("a", free_slots=2, local_ready=0)
+    assert plan is not None
+    pacer.record_steal(plan, got=2)
+    assert pacer.depths["b"] == 6 and pacer.poll_interval == pytest.approx(0.05)
+    pacer.record_failure(StealPlan("c", 1))
+    assert pacer.depths["c"] == 0 and pacer.poll_interval == pytest.approx(0.1)
+
+
+@given(
+    idle_since=st.floats(min_value=0, max_value=1e7, allow_nan=False),
+    elapsed_fraction=st.floats(min_value=0, max_value=1),
+)
+def test_steal_pacer_idle_wait_lands_on_the_steal_time(idle_since: float, elapsed_fraction: float) -> None:
+    """Sleeping exactly idle_wait() must reach the steal time, even on a large clock; otherwise a
+    simulated fetch waits zero seconds forever."""
+    pacer = StealPacer(steal_interval=0.05)
+    now = idle_since + 0.05 * elapsed_fraction
+    assert pacer.idle_wait(idle_since, now + pacer.idle_wait(idle_since, now)) == 0
