@@ -5,7 +5,6 @@ and Peer (other nodes). Requests about one job go to its owner: served here, or 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,7 +20,7 @@ from dtq.v1 import (
     worker_pb2_grpc,
 )
 from model.errors import DtqError, FailedPrecondition, InvalidArgument
-from model.ids import owner_of, route
+from model.ids import route, split_by_owner
 from model.job import Job
 from model.listing import ListQuery, Page, decode_page_token, effective_page_size, merge_pages
 from model.states import JobState
@@ -113,20 +112,6 @@ async def heartbeat_owners(
     return cancel, abandon
 
 
-def split_by_owner(
-    self_node: str, running: Iterable[tuple[str, int]]
-) -> tuple[RunningList, dict[str, RunningList]]:
-    local: RunningList = []
-    remote: dict[str, RunningList] = {}
-    for job_id, attempt in running:
-        owner = owner_of(job_id)
-        if owner == self_node:
-            local.append((job_id, attempt))
-        else:
-            remote.setdefault(owner, []).append((job_id, attempt))
-    return local, remote
-
-
 # ---------------------------------------------------------------------------- TaskQueue
 class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     def __init__(self, core: LocalCore, links: PeerLinks, metrics: NodeMetrics) -> None:
@@ -141,6 +126,16 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     def _owner(self, job_id: str, context: Context) -> str | None:
         return route(job_id, self.node, is_forwarded(context))
 
+    async def _forward(
+        self, node: str, method: str, request: Any, context: Context, wait: float = 0.0
+    ) -> Any:
+        """Sends the call on, once, to the node that must answer it (marked so it goes no further)."""
+        self.metrics.forwarded.inc()
+        stub = await self.links.task_queue(node, context)
+        return await getattr(stub, method)(
+            request, timeout=self.links.timeout(context, wait), metadata=FORWARDED
+        )
+
     @grpc_errors
     async def SubmitJob(
         self, request: client_pb2.SubmitJobRequest, context: Context
@@ -150,10 +145,9 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         if request.request_id and not is_forwarded(context):
             home = request_home(request.request_id, self.links.all_nodes)
             if home != self.node:
-                self.metrics.forwarded.inc()
-                response: client_pb2.SubmitJobResponse = await (
-                    await self.links.task_queue(home, context)
-                ).SubmitJob(request, timeout=self.links.timeout(context), metadata=FORWARDED)
+                response: client_pb2.SubmitJobResponse = await self._forward(
+                    home, "SubmitJob", request, context
+                )
                 return response
         result = self.core.submit(spec_from_pb(request.spec), request.request_id)
         return client_pb2.SubmitJobResponse(
@@ -166,11 +160,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     async def GetJobStatus(self, request: client_pb2.GetJobStatusRequest, context: Context) -> job_pb2.Job:
         owner = self._owner(request.job_id, context)
         if owner is not None:
-            self.metrics.forwarded.inc()
-            stub = await self.links.task_queue(owner, context)
-            job: job_pb2.Job = await stub.GetJobStatus(
-                request, timeout=self.links.timeout(context), metadata=FORWARDED
-            )
+            job: job_pb2.Job = await self._forward(owner, "GetJobStatus", request, context)
             return job
         return job_to_pb(self.core.get(request.job_id), self.node)
 
@@ -181,10 +171,9 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         wait = from_duration(request.wait_timeout, "wait_timeout")
         owner = self._owner(request.job_id, context)
         if owner is not None:
-            self.metrics.forwarded.inc()
-            response: client_pb2.GetJobResultResponse = await (
-                await self.links.task_queue(owner, context)
-            ).GetJobResult(request, timeout=self.links.timeout(context, wait), metadata=FORWARDED)
+            response: client_pb2.GetJobResultResponse = await self._forward(
+                owner, "GetJobResult", request, context, wait
+            )
             return response
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
         if not job.done:
@@ -196,11 +185,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         wait = from_duration(request.timeout, "timeout")
         owner = self._owner(request.job_id, context)
         if owner is not None:
-            self.metrics.forwarded.inc()
-            stub = await self.links.task_queue(owner, context)
-            forwarded: job_pb2.Job = await stub.WaitJob(
-                request, timeout=self.links.timeout(context, wait), metadata=FORWARDED
-            )
+            forwarded: job_pb2.Job = await self._forward(owner, "WaitJob", request, context, wait)
             return forwarded
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
         return job_to_pb(job, self.node)
@@ -209,11 +194,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     async def CancelJob(self, request: client_pb2.CancelJobRequest, context: Context) -> job_pb2.Job:
         owner = self._owner(request.job_id, context)
         if owner is not None:
-            self.metrics.forwarded.inc()
-            stub = await self.links.task_queue(owner, context)
-            job: job_pb2.Job = await stub.CancelJob(
-                request, timeout=self.links.timeout(context), metadata=FORWARDED
-            )
+            job: job_pb2.Job = await self._forward(owner, "CancelJob", request, context)
             return job
         cancelled = self.core.cancel(request.job_id)
         return job_to_pb(cancelled, self.node)
