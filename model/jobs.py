@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -248,6 +248,22 @@ class JobTable:
                 )
             commands.append(self._expiry(job, now, error))
             commands.extend(self._end_attempt(job, now, error))
+        return commands
+
+    def stale_pending(self, now: float, job_ids: Iterable[str], older_than: float) -> list[Enqueue]:
+        """Enqueue again the given jobs that are still PENDING and have been due for `older_than`:
+        a queue that lost their entry (Design A's queue service, memory store) gets them back. The
+        queue dedups by id and the lease is the fence, so a needless Enqueue is harmless."""
+        cutoff = now - older_than
+        commands: list[Enqueue] = []
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if (
+                job is not None
+                and job.state is JobState.PENDING
+                and max(job.not_before, job.update_time) <= cutoff
+            ):
+                commands.append(Enqueue(job_id, job.spec.priority, job.not_before))
         return commands
 
     # ------------------------------------------------------------------ restore (drivers with storage)

@@ -65,6 +65,14 @@ class ReadyQueue:
             heapq.heappop(heap)
         return None
 
+    def has_waiting(self, now: float, job_id: str, priority: int, not_before: float) -> bool:
+        """An entry for this job already waits (ready or delayed) with the same priority and due time,
+        so enqueuing it again (a restart, a sweep) would only send it to the back of the line."""
+        entry = self._entries.get(job_id)
+        if entry is None or entry.slot is Slot.RESERVED or entry.priority != priority:
+            return False
+        return abs(max(not_before, now) - max(entry.not_before, now)) < 1e-6
+
     def next_deadline(self) -> float | None:
         delayed, held = self._delayed, self._held
         if not delayed and not held:

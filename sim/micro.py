@@ -31,7 +31,7 @@ from model.ids import JobIdFactory
 from model.job import Assignment, CancelledByWorker, Outcome, Succeeded
 from model.jobs import JobTable, Renewal
 from model.listing import ListQuery
-from model.queue import QueueEntry, ReadyQueue, Slot
+from model.queue import ReadyQueue
 from model.states import JobState
 from model.workers import WorkerRegistry
 from sim.cpu import Component, CostModel, stream
@@ -378,11 +378,8 @@ class MicroCluster(Cluster):
         proc = self.jobp
 
         def action(now: float) -> tuple[float, None]:
-            cutoff = now - self.stale_after
-            for job_id in list(self._pending):
-                job = self.table.get(job_id)
-                if job.state is JobState.PENDING and max(job.not_before, job.update_time) <= cutoff:
-                    self._outbox.setdefault(job_id, Enqueue(job_id, job.spec.priority, job.not_before))
+            for command in self.table.stale_pending(now, list(self._pending), self.stale_after):
+                self._outbox.setdefault(command.job_id, command)
             if self._outbox and self._outbox_ready is not None:
                 wake(self._outbox_ready)
             return proc.cost("sweep", len(self._pending)), None
@@ -392,13 +389,6 @@ class MicroCluster(Cluster):
             yield proc.run(action)
 
     # ================================================================ queue service
-    def _keep_existing(self, now: float, job_id: str, priority: int, not_before: float) -> bool:
-        """QueueRole._keep_existing: a duplicate Enqueue must not send a waiting job to the back."""
-        existing: QueueEntry | None = self.queue._entries.get(job_id)
-        if existing is None or existing.slot is Slot.RESERVED or existing.priority != priority:
-            return False
-        return abs(max(not_before, now) - max(existing.not_before, now)) < 1e-6
-
     def _wake_reserves(self) -> None:
         waiters, self._reserve_waiters = self._reserve_waiters, []
         for event in waiters:
@@ -408,7 +398,7 @@ class MicroCluster(Cluster):
         proc = self.queuep
 
         def action(now: float) -> tuple[float, None]:
-            rows = [e for e in entries if not self._keep_existing(now, e.job_id, e.priority, e.not_before)]
+            rows = [e for e in entries if not self.queue.has_waiting(now, e.job_id, e.priority, e.not_before)]
             cost = proc.cost("Enqueue", len(entries)) + proc.commit(len(rows))
             for e in rows:
                 self.queue.push(now, e.job_id, e.priority, e.not_before)

@@ -358,12 +358,8 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         """Re-enqueues jobs PENDING for longer than a dispatch can take; the queue dedups by id."""
         while True:
             await asyncio.sleep(self.sweep_interval)
-            now = time.time()
-            cutoff = now - self.stale_after
-            for job_id in list(self._pending):
-                job = self.table.get(job_id)
-                if job.state is JobState.PENDING and max(job.not_before, job.update_time) <= cutoff:
-                    self._outbox.setdefault(job_id, Enqueue(job_id, job.spec.priority, job.not_before))
+            for command in self.table.stale_pending(time.time(), list(self._pending), self.stale_after):
+                self._outbox.setdefault(command.job_id, command)
             if self._outbox:
                 self._outbox_ready.set()
 

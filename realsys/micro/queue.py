@@ -18,7 +18,7 @@ import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc
 from model.errors import InvalidArgument
-from model.queue import QueueEntry, ReadyQueue, Slot
+from model.queue import QueueEntry, ReadyQueue
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, from_timestamp, to_timestamp
 from realsys.metrics import NodeMetrics
@@ -74,7 +74,7 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
             if not pb.job_id or len(pb.job_id) > MAX_JOB_ID_CHARS:
                 raise InvalidArgument("queue entries need a job_id of 1-128 characters")
             not_before = from_timestamp(pb.not_before) if pb.HasField("not_before") else 0.0
-            if self._keep_existing(now, pb.job_id, pb.priority, not_before):
+            if self.queue.has_waiting(now, pb.job_id, pb.priority, not_before):
                 continue
             rows.append((pb.job_id, pb.priority, not_before))
         self.store.put(rows)  # durable before we answer: the job service then forgets the command
@@ -137,14 +137,6 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
         )
 
     # ------------------------------------------------------------------ internals
-    def _keep_existing(self, now: float, job_id: str, priority: int, not_before: float) -> bool:
-        """A duplicate Enqueue (restart, sweep) must not send a waiting job to the back of the line."""
-        # ReadyQueue has no public lookup; its entries dict is the one source of truth for slots.
-        existing = self.queue._entries.get(job_id)
-        if existing is None or existing.slot is Slot.RESERVED or existing.priority != priority:
-            return False
-        return abs(max(not_before, now) - max(existing.not_before, now)) < 1e-6
-
     def _on_timer(self, now: float) -> None:
         if self.queue.handle_timer(now):
             self._waker.wake()

@@ -673,3 +673,14 @@ def test_job_records_are_plain_data() -> None:
     table = make_table()
     job = table.submit(0.0, spec()).job
     assert isinstance(job, Job) and job.sort_key == (0.0, job.job_id)
+
+
+def test_stale_pending_enqueues_again_only_long_due_pending_jobs() -> None:
+    table = make_table()
+    old = table.submit(0.0, JobSpec.make("echo", priority=3)).job
+    fresh = table.submit(9.0, JobSpec.make("echo")).job
+    running = table.submit(0.0, JobSpec.make("echo")).job
+    table.lease(1.0, running.job_id, "w1")
+    ids = [old.job_id, fresh.job_id, running.job_id, "n0-1-00000fffff"]  # an unknown id is skipped
+    assert table.stale_pending(10.0, ids, older_than=5.0) == [Enqueue(old.job_id, 3, old.not_before)]
+    assert table.stale_pending(4.0, ids, older_than=5.0) == []

@@ -335,3 +335,17 @@ class QueueMachine(RuleBasedStateMachine):
 
 TestQueueAgainstReference = QueueMachine.TestCase
 TestQueueAgainstReference.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_has_waiting_tells_a_duplicate_enqueue_from_a_change() -> None:
+    q = ReadyQueue()
+    q.push(0.0, "a", priority=1)
+    q.push(0.0, "b", priority=1, not_before=5.0)
+    assert q.has_waiting(1.0, "a", 1, 0.0)  # same priority, already due: keep its place
+    assert q.has_waiting(1.0, "a", 1, 0.5)  # both due now: the same
+    assert not q.has_waiting(1.0, "a", 2, 0.0)  # a new priority must re-enter
+    assert q.has_waiting(1.0, "b", 1, 5.0)
+    assert not q.has_waiting(1.0, "b", 1, 6.0)  # a later due time is a change
+    assert not q.has_waiting(1.0, "c", 1, 0.0)  # not queued at all
+    q.reserve(1.0, 1, hold=10.0)  # "a" is handed out: a new Enqueue must replace the reservation
+    assert not q.has_waiting(1.0, "a", 1, 0.0)
