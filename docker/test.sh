@@ -249,7 +249,7 @@ fill_wheelhouse() {
     rm -f "$wheels"/*.whl
     if ! "$PYTHON" -m pip download --dest "$wheels" --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
-        "${platforms[@]}" "$ROOT" "setuptools>=69" >"$STATE/pip.log" 2>&1; then
+        "${platforms[@]}" "$ROOT" "setuptools>=77" >"$STATE/pip.log" 2>&1; then
         tail -30 "$STATE/pip.log" >&2
         die "pip download failed; see $STATE/pip.log"
     fi
