@@ -76,10 +76,16 @@ class OpenLoop:
 
 @dataclass(frozen=True, slots=True)
 class ClosedLoop:
-    """`clients` each send a request, wait for the answer, think, and repeat."""
+    """`clients` each send a request, wait for the answer, think, and repeat.
+
+    With `wait_for_completion`, a client that submitted a job also waits (WaitJob, no polling) until
+    the job is terminal before it thinks: each client then has one job in the system at a time, so
+    the loop settles and its completions/s is the end-to-end jobs/s.
+    """
 
     clients: int
     think_time: Distribution = Distribution()
+    wait_for_completion: bool = False
 
     def __post_init__(self) -> None:
         if self.clients < 1:
@@ -218,7 +224,7 @@ _TOP_KEYS = frozenset(
     {"arrival", "mix", "job_type", "duration", "payload_bytes", "run_time", "warmup", "seed", "labels"}
 )
 _OPEN_KEYS = frozenset({"kind", "rate", "max_in_flight"})
-_CLOSED_KEYS = frozenset({"kind", "clients", "think_time"})
+_CLOSED_KEYS = frozenset({"kind", "clients", "think_time", "wait_for_completion"})
 _DIST_KEYS = frozenset({"kind", "mean", "sigma"})
 _MIX_KEYS = frozenset(op.name.lower() for op in Op)
 
@@ -298,7 +304,10 @@ def _arrival(value: object, path: str) -> Arrival:
         table = _table(value, path, _CLOSED_KEYS)
         clients = _integer(table, "clients", path)
         think = _distribution(table.get("think_time", {}), f"{path}.think_time")
-        return _build(path, lambda: ClosedLoop(clients, think))
+        wait = table.get("wait_for_completion", False)
+        if not isinstance(wait, bool):
+            raise _fail(f"{path}.wait_for_completion", f"must be true or false, got {wait!r}")
+        return _build(path, lambda: ClosedLoop(clients, think, wait))
     raise _fail(f"{path}.kind", f"must be 'open' or 'closed', got {kind!r}")
 
 
@@ -377,6 +386,7 @@ def workload_to_mapping(spec: WorkloadSpec) -> dict[str, Any]:
             "kind": "closed",
             "clients": spec.arrival.clients,
             "think_time": _distribution_to_mapping(spec.arrival.think_time),
+            "wait_for_completion": spec.arrival.wait_for_completion,
         }
     out: dict[str, Any] = {
         "arrival": arrival,
