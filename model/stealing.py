@@ -7,6 +7,7 @@ it leases them to the thief's worker, and reports go back to it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -72,7 +73,13 @@ class StealPacer:
         exactly this long then lands on the steal time, where the subtraction could leave a residue
         too small to move a large clock, and a simulated fetch would spin at one instant."""
         steal_at = idle_since + self.steal_interval
-        return 0.0 if now >= steal_at else steal_at - now
+        if now >= steal_at:
+            return 0.0
+        wait = steal_at - now
+        # now + (steal_at - now) can round below steal_at; nudge up until the sleep lands on it
+        while now + wait < steal_at:
+            wait = math.nextafter(wait, math.inf)
+        return wait
 
     def needs_depths(self, now: float) -> bool:
         return now - self._depths_at >= self.poll_interval
