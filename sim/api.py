@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import simpy
 
+from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
 from model.records import JobRecord, RequestRecord
 from model.results import summarize
@@ -39,14 +40,30 @@ DESIGNS: tuple[Design, ...] = ("micro", "mono")
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """At `at` seconds after the run start, kill a worker: Design A's worker process (`target`
-    "worker"), or Design B node `target`'s worker runtime. With `restart_after`, a new worker (a new
-    worker id) starts that much later."""
+    """At `at` seconds after the run start:
+    - "kill_worker": kill a worker: Design A's worker process (`target` "worker"), or Design B node
+      `target`'s worker runtime. With `restart_after`, a new worker (a new worker id) starts that
+      much later.
+    - "pause": SIGSTOP process `target` (a Design A role, or a Design B node) for `duration` seconds,
+      then SIGCONT (sim/faults.py)."""
 
     at: float
     target: str = "worker"
-    action: Literal["kill_worker"] = "kill_worker"
+    action: Literal["kill_worker", "pause"] = "kill_worker"
     restart_after: float | None = None
+    duration: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.action not in ("kill_worker", "pause"):
+            raise InvalidArgument(f"fault action must be kill_worker or pause, got {self.action!r}")
+        if (
+            not self.at >= 0
+            or self.duration < 0
+            or (self.restart_after is not None and self.restart_after < 0)
+        ):
+            raise InvalidArgument("fault at, duration and restart_after must be >= 0")
+        if self.action == "pause" and not self.duration > 0:
+            raise InvalidArgument("a pause needs a duration > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +156,7 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
     env.run(until=loadgen.done)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     requests, jobs = loadgen.finish()
+    executions: list[tuple[str, int]] = cluster.__dict__.get("executions", [])
     sim_seconds = env.now - config.warm_start
     workload = config.workload
     summary = summarize(
@@ -169,12 +187,16 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
         else {},
         "counters": dict(sorted(cluster.counters.items())),
         "core": cluster.core_counters(),
+        "executions": len(executions),
+        "duplicate_jobs": len(duplicate_jobs(job_id for job_id, _ in executions)),
     }
     return SimResult(config, requests, jobs, summary, stats)
 
 
 def _schedule_fault(env: simpy.Environment, cluster: Cluster, fault: Fault, at: float) -> None:
-    env.timeout(at).callbacks.append(lambda _: cluster.kill_worker(fault.target, fault.restart_after))
+    from sim.faults import schedule
+
+    schedule(env, cluster, fault, at)
 
 
 def _entropy(config: SimConfig) -> int:
@@ -190,8 +212,17 @@ def _job_spec(workload: WorkloadSpec) -> Any:
 
 # ---------------------------------------------------------------------------- `dtq sim`
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sim.faults import add_arguments as add_fault_arguments
+
+    parser.add_argument(
+        "sim_action",
+        nargs="?",
+        choices=("run", "faults"),
+        default="run",
+        help="run (default): one workload; faults: the lease x heartbeat fault sweep (sim/faults.py)",
+    )
     parser.add_argument("--design", choices=DESIGNS, required=True)
-    parser.add_argument("--workload", required=True, help="a .yaml/.toml workload (data/workloads/)")
+    parser.add_argument("--workload", default="", help="a .yaml/.toml workload (data/workloads/)")
     parser.add_argument("--nodes", type=int, default=0, help="Design B node count (default: params)")
     parser.add_argument("--calibration", default="", help="a name under data/calibration/ or a JSON path")
     parser.add_argument(
@@ -203,6 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-id", default="")
     parser.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
     parser.add_argument("--mva", action="store_true", help="also print the analytic (sim/mva.py) prediction")
+    add_fault_arguments(parser)
 
 
 def params_of(args: argparse.Namespace) -> SimParams:
@@ -228,6 +260,8 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     """Runs one simulation from parsed `dtq sim` arguments; writes it when --out is set."""
     from sim.runs import load_workload, provenance, run_config, utc_now, write_run
 
+    if not args.workload:
+        raise InvalidArgument("dtq sim needs --workload")
     workload = load_workload(args.workload)
     params = params_of(args)
     config = SimConfig(

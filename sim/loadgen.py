@@ -7,8 +7,12 @@ client c in process c mod P: think, send, wait for the answer, repeat until the 
 status/result/cancel pick job floor(t * n) among the n jobs the process has had accepted so far (none
 yet: the request is sent as a submit of the mean duration). Every accepted submit starts a waiter
 that long-polls WaitJob until the job ends (at most `max_waiters` at a time per process): that load
-is part of what the system sees. After the trace, outstanding work gets `drain` seconds; requests
-still outstanding (or never sent) are CANCELLED, jobs still unfinished have no end time.
+is part of what the system sees. Closed loop with `wait_for_completion`: the client itself is its
+submit's waiter (same WaitJob calls, same max_waiters slot), and thinks and sends again only once the job
+is terminal (or the hard end came), so it has at most one job in the system; the submit's record
+keeps the submit RPC's latency, the job record carries submit -> terminal. After the trace,
+outstanding work gets `drain` seconds; requests still outstanding (or never sent) are CANCELLED,
+jobs still unfinished have no end time.
 
 The generator's own CPU per request (`loadgen_request`, send and receive parts) is burnt on its own
 process, which shares the host's cores with the cluster. Times in records are seconds from the run
@@ -186,6 +190,10 @@ class LoadGen:
         ops = script.ops.tolist()
         durations = script.durations.tolist()
         targets = script.targets.tolist()
+        assert isinstance(self.spec.arrival, ClosedLoop)
+        waits = self.spec.arrival.wait_for_completion
+        if self.t0 > env.now:
+            yield env.timeout(self.t0 - env.now)  # the run (time zero) starts after the warm start
         for k in range(len(think)):
             if think[k] > 0:
                 yield env.timeout(min(think[k], max(0.0, self.end - env.now)))
@@ -193,7 +201,12 @@ class LoadGen:
             if intended >= self.end:
                 break
             token = self._outstanding(client, Op(ops[k]), intended)
-            yield from self._request(token, part, Op(ops[k]), intended, durations[k], targets[k], None)
+            watch = yield from self._request(
+                token, part, Op(ops[k]), intended, durations[k], targets[k], None, client_waits=waits
+            )
+            if watch is not None:  # the client waits for its job's end before it thinks again
+                self._watches[watch.job_id] = watch
+                yield from self._wait_job(part, watch)
         self._drivers -= 1
         self._check_done()
 
@@ -213,7 +226,10 @@ class LoadGen:
         duration: float,
         target: float,
         slots: _Semaphore | None,
-    ) -> SimGen[None]:
+        client_waits: bool = False,
+    ) -> SimGen[_Watch | None]:
+        """One request; with `client_waits`, an accepted submit's watch is returned for the client to
+        wait on instead of starting a waiter."""
         env = self.env
         cluster = self.cluster
         lg = part.part
@@ -248,12 +264,15 @@ class LoadGen:
             yield lg.proc.run(c - send)
         end = env.now
         if token not in self._unrecorded:
-            return  # recorded as CANCELLED at the hard end
+            return None  # recorded as CANCELLED at the hard end
         del self._unrecorded[token]
+        watch: _Watch | None = None
         if op is Op.SUBMIT and status == "OK":
             job_id = value
             part.accepted.append(job_id)
-            if self.track_jobs:
+            if client_waits:
+                watch = _Watch(job_id, intended, end, duration)
+            elif self.track_jobs:
                 self._watch(part, _Watch(job_id, intended, end, duration))
             elif job_id not in cluster.terminal_at:
                 self._untracked.add(job_id)
@@ -262,6 +281,7 @@ class LoadGen:
         if slots is not None:
             slots.release()
         self._check_done()
+        return watch
 
     # ------------------------------------------------------------------ job waiters
     def _watch(self, part: _Part, watch: _Watch) -> None:

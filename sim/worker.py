@@ -79,6 +79,9 @@ class SimWorker:
         self.launched = 0
         self.reports = 0
         self.dropped = 0
+        # every execution start of every worker of the run, (job id, attempt): duplicates are jobs
+        # started more than once (model.audit.duplicate_jobs); shared across restarts
+        self.executions: list[tuple[str, int]] = cluster.__dict__.setdefault("executions", [])
 
     @property
     def free_slots(self) -> int:
@@ -154,6 +157,7 @@ class SimWorker:
         self._attempts[key] = attempt
         self._busy += 1
         self.launched += 1
+        self.executions.append(key)
         attempt.process = self.env.process(self._supervise(attempt))
 
     def _supervise(self, attempt: _Attempt) -> SimGen[None]:
