@@ -1,0 +1,365 @@
+"""Access control: TLS on every server and channel, and bearer tokens checked by a server interceptor.
+
+Who may call what (when a node has DTQ_INTERNAL_TOKEN set, i.e. auth is on):
+
+    service                                            accepted credentials
+    dtq.v1.TaskQueue                                   a client token, or the internal token (mono forwards)
+    dtq.v1.Workers                                     a worker token, or the internal token (mono reports
+                                                       of stolen jobs go to the owner's Workers service)
+    dtq.v1.JobStore/Queue/ResultStore/Coordinator/Peer the internal token only
+    grpc.health.v1.Health, reflection                  anyone (probes and tools); still over TLS
+    any other service                                  the internal token only
+
+Status codes: no token, a malformed `authorization` header or a token no list knows -> UNAUTHENTICATED;
+a valid token of the wrong kind (a client token on the worker API) -> PERMISSION_DENIED. Tokens travel
+as metadata `authorization: Bearer <token>` (gRPC access-token call credentials), are compared with
+hmac.compare_digest, and are never logged or echoed. Tokens require TLS (config.py refuses them without).
+
+Internal hops authenticate with the shared internal token over server-authenticated TLS (not mTLS):
+one secret per cluster, the same mechanism as clients and workers, and it works through the same
+interceptor. Every channel verifies the server's certificate against DTQ_TLS_CA, so node
+certificates must name the address a peer dials (IP 127.0.0.1 for local clusters, the Compose
+service name in containers).
+
+`write_cluster_pki` makes a throwaway CA and one certificate per node for `dtq cluster up --secure`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hmac
+import ipaddress
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import grpc
+
+from model.errors import InvalidArgument
+from realsys.config import SecurityConfig
+
+Kind = Literal["client", "worker", "internal"]
+
+CLIENT_SERVICE = "dtq.v1.TaskQueue"
+WORKER_SERVICE = "dtq.v1.Workers"
+INTERNAL_SERVICES = (
+    "dtq.v1.JobStore",
+    "dtq.v1.Queue",
+    "dtq.v1.ResultStore",
+    "dtq.v1.Coordinator",
+    "dtq.v1.Peer",
+)
+OPEN_SERVICES = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
+# service -> the credential kinds it accepts; services not listed accept only the internal token
+ACCEPTED: Mapping[str, tuple[Kind, ...]] = {
+    CLIENT_SERVICE: ("client", "internal"),
+    WORKER_SERVICE: ("worker", "internal"),
+    **{service: ("internal",) for service in INTERNAL_SERVICES},
+}
+AUTH_KEY = "authorization"
+_BEARER = "bearer "
+
+
+# ---------------------------------------------------------------------------- files
+def read_pem(path: Path, var: str) -> bytes:
+    """A PEM file's bytes; InvalidArgument naming the variable when it cannot be read or is not PEM."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(f"{var}: cannot read {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN " not in data:
+        raise InvalidArgument(f"{var}: {path} is not a PEM file")
+    return data
+
+
+def server_credentials(security: SecurityConfig) -> grpc.ServerCredentials | None:
+    """TLS server credentials from the configured files (read now: call at start-up); None: plaintext."""
+    if security.tls_cert is None or security.tls_key is None:
+        return None
+    cert = read_pem(security.tls_cert, "DTQ_TLS_CERT")
+    key = read_pem(security.tls_key, "DTQ_TLS_KEY")
+    if security.tls_ca is not None:
+        read_pem(security.tls_ca, "DTQ_TLS_CA")  # fail at start, not at the first outgoing call
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
+# ---------------------------------------------------------------------------- channels
+@dataclass(frozen=True, slots=True)
+class ChannelSecurity:
+    """How a channel connects: TLS verified against `root_certificates` (PEM bytes, or a file read when
+    the channel opens), and a bearer token sent on every call. Both empty: plaintext, no token."""
+
+    root_certificates: bytes | Path | None = None
+    token: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.token and self.root_certificates is None:
+            raise ValueError(
+                "a token needs TLS: give the cluster CA certificate (--ca or DTQ_TLS_CA; root_certificates=)"
+            )
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        if self.root_certificates is None:
+            return None
+        roots = self.root_certificates
+        if isinstance(roots, Path):
+            roots = read_pem(roots, "DTQ_TLS_CA")
+        tls = grpc.ssl_channel_credentials(root_certificates=roots)
+        if not self.token:
+            return tls
+        return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(self.token))
+
+
+PLAINTEXT = ChannelSecurity()
+
+
+def internal_channel_security(security: SecurityConfig) -> ChannelSecurity:
+    """For node-to-node hops: the internal token."""
+    return ChannelSecurity(security.tls_ca, security.internal_token)
+
+
+def worker_channel_security(security: SecurityConfig) -> ChannelSecurity:
+    """For a worker process calling a Workers service: its worker token (the first listed), else the
+    internal token."""
+    token = security.worker_tokens[0] if security.worker_tokens else security.internal_token
+    return ChannelSecurity(security.tls_ca, token)
+
+
+def open_aio_channel(
+    address: str, options: Sequence[tuple[str, Any]], security: ChannelSecurity | None = None
+) -> grpc.aio.Channel:
+    credentials = (security or PLAINTEXT).credentials()
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=list(options))
+    return grpc.aio.secure_channel(address, credentials, options=list(options))
+
+
+def open_channel(
+    address: str, options: Sequence[tuple[str, Any]] = (), security: ChannelSecurity | None = None
+) -> grpc.Channel:
+    """A blocking channel (health probes)."""
+    credentials = (security or PLAINTEXT).credentials()
+    if credentials is None:
+        return grpc.insecure_channel(address, options=list(options))
+    return grpc.secure_channel(address, credentials, options=list(options))
+
+
+# ---------------------------------------------------------------------------- the interceptor
+if TYPE_CHECKING:  # generic only in grpc-stubs
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+    Handler = grpc.RpcMethodHandler[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
+    Handler = Any
+
+
+class AuthInterceptor(_Interceptor):
+    """Checks the bearer token of every call against the service's accepted kinds (module docstring)."""
+
+    def __init__(self, security: SecurityConfig) -> None:
+        tokens: list[tuple[bytes, Kind]] = [(t.encode(), "client") for t in security.client_tokens]
+        tokens += [(t.encode(), "worker") for t in security.worker_tokens]
+        tokens.append((security.internal_token.encode(), "internal"))
+        self._tokens = tuple(tokens)
+        # (method, code, message) -> a handler that fails the call: stable objects, so the metrics
+        # interceptor's per-method cache keeps working
+        self._rejections: dict[tuple[str, grpc.StatusCode, str], Handler] = {}
+
+    def kind_of(self, token: str) -> Kind | None:
+        """The kind of a presented token, comparing in constant time against every known token."""
+        presented = token.encode()
+        found: Kind | None = None
+        for known, kind in self._tokens:
+            if hmac.compare_digest(presented, known):
+                found = kind
+        return found
+
+    def check(
+        self, service: str, metadata: Sequence[tuple[str, str | bytes]] | None
+    ) -> tuple[grpc.StatusCode, str] | None:
+        """None when the call may proceed, else the status code and message to fail it with."""
+        if service in OPEN_SERVICES:
+            return None
+        accepted = ACCEPTED.get(service, ("internal",))
+        needs = " or ".join(f"an {k} token" if k == "internal" else f"a {k} token" for k in accepted)
+        values = [v for k, v in metadata or () if k == AUTH_KEY]
+        if not values:
+            return (
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"missing credentials: {service} needs metadata 'authorization: Bearer <token>' ({needs})",
+            )
+        value = values[0]
+        text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+        if len(values) > 1 or not text.lower().startswith(_BEARER):
+            return grpc.StatusCode.UNAUTHENTICATED, "authorization metadata must be one 'Bearer <token>'"
+        kind = self.kind_of(text[len(_BEARER) :].strip())
+        if kind is None:
+            return grpc.StatusCode.UNAUTHENTICATED, f"invalid token for {service}"
+        if kind not in accepted:
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"a {kind} token may not call {service}: it needs {needs}",
+            )
+        return None
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        method = handler_call_details.method
+        service = method.split("/")[1] if method.count("/") == 2 else method
+        verdict = self.check(service, handler_call_details.invocation_metadata)
+        handler = await continuation(handler_call_details)
+        if verdict is None or handler is None:
+            return handler
+        code, message = verdict
+        key = (method, code, message)
+        rejection = self._rejections.get(key)
+        if rejection is None:
+            rejection = self._rejections[key] = _rejecting(handler, code, message)
+        return rejection
+
+
+def _rejecting(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
+    """A handler of the same shape as `handler` that fails with (code, message) before reading a request
+    (no deserializer: nothing of an unauthenticated request is parsed)."""
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(code, message)
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(code, message)
+        yield  # pragma: no cover - makes this an async generator
+
+    if handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(streaming)
+    if handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(unary)
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(streaming)
+    return grpc.unary_unary_rpc_method_handler(unary)
+
+
+def auth_interceptor(security: SecurityConfig) -> AuthInterceptor | None:
+    """The interceptor when auth is on (DTQ_INTERNAL_TOKEN set), else None."""
+    return AuthInterceptor(security) if security.auth else None
+
+
+# ---------------------------------------------------------------------------- throwaway PKI
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCertificate:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterPki:
+    ca: Path
+    nodes: dict[str, NodeCertificate]
+
+
+def write_cluster_pki(
+    directory: Path, node_names: Sequence[str], hosts: Sequence[str] = ("localhost", "127.0.0.1", "::1")
+) -> ClusterPki:
+    """A new CA (its key stays in `directory`) and a certificate per node whose SANs are the node's
+    name (its Compose service name) and `hosts`. Valid for 30 days; keys are mode 0600."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    now = datetime.datetime.now(datetime.UTC)
+    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=30)
+
+    def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dtq throwaway cluster CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = directory / "ca.pem"
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    write_key(directory / "ca.key", ca_key)
+
+    nodes: dict[str, NodeCertificate] = {}
+    for name in node_names:
+        key = ec.generate_private_key(ec.SECP256R1())
+        sans: list[x509.GeneralName] = [x509.DNSName(name)]
+        for host in hosts:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                sans.append(x509.DNSName(host))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        paths = NodeCertificate(directory / f"{name}.pem", directory / f"{name}.key")
+        paths.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(paths.key, key)
+        nodes[name] = paths
+    return ClusterPki(ca_path, nodes)
+
+
+def write_secret(path: Path, text: str) -> None:
+    """A file only its owner can read (tokens)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text + "\n")
