@@ -56,6 +56,14 @@ class JobFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class JobsExpired:
+    """These terminal jobs passed their retention (result_ttl or max_retained_jobs) and were dropped
+    from the table: delete their stored records and results. Unknown to clients from now on."""
+
+    job_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerLost:
     worker_id: str
 
@@ -68,5 +76,5 @@ class WorkAvailable:
 
 
 Command: TypeAlias = (
-    Enqueue | Unqueue | NotifyCancel | LeaseExpired | JobFinished | WorkerLost | WorkAvailable
+    Enqueue | Unqueue | NotifyCancel | LeaseExpired | JobFinished | JobsExpired | WorkerLost | WorkAvailable
 )

@@ -29,6 +29,10 @@ class CoreConfig:
     default_page_size: int = 50
     max_page_size: int = 1000
     reservation_hold: float = 5.0  # queue reservations not acknowledged in time return to the queue
+    # retention of terminal jobs and their results (Celery #7801): dropped result_ttl seconds after
+    # they ended (0 = no time limit), and the oldest first beyond max_retained_jobs per owner
+    result_ttl: float = 24 * 3600.0
+    max_retained_jobs: int = 1_000_000
 
     def __post_init__(self) -> None:
         positive = {
@@ -54,5 +58,7 @@ class CoreConfig:
             raise InvalidArgument("backoff_jitter must be in [0, 1]")
         if self.max_pending < 1 or self.max_payload_bytes < 0:
             raise InvalidArgument("max_pending must be >= 1 and max_payload_bytes >= 0")
+        if not self.result_ttl >= 0 or self.max_retained_jobs < 1:
+            raise InvalidArgument("result_ttl must be >= 0 (0 = no time limit) and max_retained_jobs >= 1")
         if not 1 <= self.default_page_size <= self.max_page_size:
             raise InvalidArgument("need 1 <= default_page_size <= max_page_size")

@@ -7,17 +7,22 @@ Leases: dispatch gives an attempt a lease until now + lease_duration; heartbeats
 One timer entry per leased attempt sits in a heap at min(lease deadline, run deadline); when it comes
 due and the attempt still holds the job, the attempt ends: requeued as attempt + 1 after a backoff,
 or FAILED once max_attempts is spent. A report carrying an old attempt is refused (StaleAttempt).
+
+Retention: a terminal job is dropped result_ttl seconds after it ended, and the oldest terminal jobs
+first once more than max_retained_jobs are kept; handle_timer emits JobsExpired so the driver deletes
+the stored rows. An expired job is unknown from then on (NOT_FOUND), and its request_id is released:
+a retry with that id after the TTL creates a new job (a client retrying a day later wants it run).
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-from model.commands import Command, Enqueue, JobFinished, LeaseExpired, NotifyCancel, Unqueue
+from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel, Unqueue
 from model.config import CoreConfig
 from model.errors import InvalidArgument, NotFound, ResourceExhausted, StaleAttempt
 from model.ids import JobIdFactory, parse_job_id
@@ -37,11 +42,77 @@ from model.listing import (
     ListQuery,
     OrderedIndex,
     Page,
+    SortKey,
     decode_page_token,
     effective_page_size,
     encode_page_token,
 )
 from model.states import ACTIVE, Event, JobState, next_state
+
+K = TypeVar("K", bound=Hashable)
+RETENTION_GRANULARITY = 1.0  # seconds: expired jobs are dropped in batches at most this late
+
+
+class Retention(Generic[K]):
+    """Which finished things to drop: those older than `ttl` (0 = no age limit), and the oldest first
+    once more than `limit` are kept. Keys are added once, when their thing ends; re-adding a key moves
+    it to the new time. Sans-I/O: the caller passes `now` and deletes what `expire` returns.
+
+    Deletions come in batches, so a driver pays its per-call costs (a transaction, re-indexing) per
+    batch, not per job: the deadline is `granularity` seconds after the oldest is due (expire(now)
+    still drops everything due by `now`), and over the count bound it drops 1% below it."""
+
+    def __init__(self, ttl: float, limit: int, granularity: float = 0.0) -> None:
+        self.ttl = ttl
+        self.limit = limit
+        self.granularity = granularity
+        self._low = limit - limit // 100  # over the bound: drop down to this
+        self._ended: dict[K, float] = {}
+        self._heap: list[tuple[float, int, K]] = []  # (end time, insertion counter, key); lazy deletion
+        self._counter = 0
+
+    def __len__(self) -> int:
+        return len(self._ended)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._ended
+
+    def add(self, end_time: float, key: K) -> None:
+        self._ended[key] = end_time
+        self._counter += 1
+        heapq.heappush(self._heap, (end_time, self._counter, key))
+
+    def discard(self, key: K) -> None:
+        self._ended.pop(key, None)  # its heap entry is skipped when it surfaces
+
+    def _oldest(self) -> tuple[float, K] | None:
+        heap = self._heap
+        while heap:
+            end_time, _, key = heap[0]
+            if self._ended.get(key) == end_time:
+                return end_time, key
+            heapq.heappop(heap)  # stale: discarded or re-added since
+        return None
+
+    def next_deadline(self) -> float | None:
+        oldest = self._oldest()
+        if oldest is None:
+            return None
+        if len(self._ended) > self.limit:
+            return oldest[0]  # over the bound: due at once
+        return oldest[0] + self.ttl + self.granularity if self.ttl > 0 else None
+
+    def expire(self, now: float) -> list[K]:
+        dropped: list[K] = []
+        keep = self._low if len(self._ended) > self.limit else self.limit
+        while (oldest := self._oldest()) is not None:
+            end_time, key = oldest
+            if len(self._ended) <= keep and not (self.ttl > 0 and end_time + self.ttl <= now):
+                break
+            heapq.heappop(self._heap)
+            del self._ended[key]
+            dropped.append(key)
+        return dropped
 
 
 class RandomSource(Protocol):
@@ -93,6 +164,10 @@ class JobTable:
         self.lease_expiries = 0
         self.requeues = 0
         self._validated: tuple[JobSpec, EffectiveSpec] | None = None  # the last spec that passed
+        self.retention: Retention[str] = Retention(
+            config.result_ttl, config.max_retained_jobs, RETENTION_GRANULARITY
+        )
+        self.expired = 0  # terminal jobs dropped by retention
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -101,11 +176,19 @@ class JobTable:
     def __iter__(self) -> Iterator[Job]:
         return iter(self._jobs.values())
 
+    def find(self, job_id: str) -> Job | None:
+        """The job, or None if unknown (never existed here, or dropped by retention)."""
+        return self._jobs.get(job_id)
+
     def get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None:
             parse_job_id(job_id)  # a malformed id is INVALID_ARGUMENT, a well-formed unknown one NOT_FOUND
-            raise NotFound(f"job {job_id} not found")
+            raise NotFound(
+                f"job {job_id} not found: it never existed here, or it finished more than "
+                f"{self.config.result_ttl:g}s ago (or beyond the newest {self.config.max_retained_jobs}) "
+                "and was deleted"
+            )
         return job
 
     @property
@@ -113,7 +196,11 @@ class JobTable:
         return self.count_by_state[JobState.PENDING]
 
     def next_deadline(self) -> float | None:
-        return self._timers[0][0] if self._timers else None
+        lease = self._timers[0][0] if self._timers else None
+        retention = self.retention.next_deadline()
+        if retention is None or (lease is not None and lease <= retention):
+            return lease
+        return retention
 
     def list_page(self, query: ListQuery, page_size: int = 0, page_token: str = "") -> Page[Job]:
         size = effective_page_size(page_size, self.config)
@@ -248,6 +335,19 @@ class JobTable:
                 )
             commands.append(self._expiry(job, now, error))
             commands.extend(self._end_attempt(job, now, error))
+        expired = self.retention.expire(now)
+        if expired:
+            gone = {self._forget(self._jobs[job_id]) for job_id in expired}
+            keys = self._index.keys
+            oldest = 0  # usually the dropped jobs are the oldest created too: one slice
+            while oldest < len(keys) and keys[oldest] in gone:
+                oldest += 1
+            if oldest == len(gone):
+                del keys[:oldest]
+            else:  # one pass, not one list deletion per job
+                self._index.keys = [key for key in keys if key not in gone]
+            self.expired += len(expired)
+            commands.append(JobsExpired(tuple(expired)))
         return commands
 
     def stale_pending(self, now: float, job_ids: Iterable[str], older_than: float) -> list[Enqueue]:
@@ -278,6 +378,9 @@ class JobTable:
             heapq.heappush(self._timers, (min(job.lease_deadline, job.run_deadline), job.attempt, job.job_id))
         if job.state is JobState.PENDING:
             return [Enqueue(job.job_id, job.spec.priority, job.not_before)]
+        if job.done:
+            ended = job.end_time if job.end_time is not None else job.update_time
+            self.retention.add(ended, job.job_id)  # an old one goes at the next timer
         return []
 
     # ------------------------------------------------------------------ internals
@@ -296,6 +399,17 @@ class JobTable:
         job.update_time = now
         if job.done:
             job.end_time = now
+            self.retention.add(now, job.job_id)
+
+    def _forget(self, job: Job) -> SortKey:
+        """Drops a terminal job that passed its retention (the caller updates the index with the key
+        returned); its request_id may be used again."""
+        assert job.done, "retention drops terminal jobs only"
+        del self._jobs[job.job_id]
+        self.count_by_state[job.state] -= 1
+        if job.request_id and self._by_request.get(job.request_id) == job.job_id:
+            del self._by_request[job.request_id]
+        return job.sort_key
 
     def _release(self, job: Job) -> None:
         held = self._by_worker.get(job.worker_id)

@@ -53,6 +53,10 @@ class JobRecords(ABC):
     def next_incarnation(self) -> str:
         """A fresh incarnation for JobIdFactory (1-16 lowercase hex digits), never returned before."""
 
+    @abstractmethod
+    def delete(self, job_ids: Iterable[str]) -> None:
+        """Removes these jobs (retention: they expired); unknown ids are ignored. Committed on return."""
+
     def close(self) -> None:  # noqa: B027 - memory stores have nothing to close
         pass
 
@@ -76,10 +80,19 @@ class QueueEntries(ABC):
 class Results(ABC):
     @abstractmethod
     def put(self, job_id: str, attempt: int, outcome: StoredOutcome) -> None:
-        """Stores the outcome of one attempt; a second put for the same attempt replaces the first."""
+        """Stores the outcome of one attempt. The first put wins: a worker retrying its report sends the
+        same outcome, and a duplicate report must not overwrite the result a client may have read."""
 
     @abstractmethod
     def get(self, job_id: str, attempt: int) -> StoredOutcome | None: ...
+
+    @abstractmethod
+    def delete(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Removes these (job, attempt) outcomes (retention); unknown keys are ignored."""
+
+    @abstractmethod
+    def stored_keys(self) -> list[tuple[str, int]]:
+        """Every stored (job, attempt), so a restarted result service can apply retention to them."""
 
     def close(self) -> None:  # noqa: B027
         pass
@@ -322,7 +335,7 @@ def _error_from_bytes(data: bytes) -> JobError:
 class SqliteJobRecords(_SqliteFile, JobRecords):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _JOB_SCHEMA)
-        # ids with a row: their saves are a plain UPDATE that skips the spec (no deletes, so it stays true)
+        # ids with a row: their saves are a plain UPDATE that skips the spec (delete() keeps it true)
         self._stored: set[str] = set()
 
     def save(self, job: Job) -> None:
@@ -342,6 +355,13 @@ class SqliteJobRecords(_SqliteFile, JobRecords):
                     self._conn.execute(_UPSERT_JOB, _job_row(job))
                     added.append(job.job_id)
         self._stored.update(added)  # only once committed
+
+    def delete(self, job_ids: Iterable[str]) -> None:
+        rows = [(job_id,) for job_id in job_ids]
+        if rows:
+            with _Transaction(self._conn):
+                self._conn.executemany("DELETE FROM jobs WHERE job_id = ?", rows)
+            self._stored.difference_update(row[0] for row in rows)
 
     def load_all(self) -> list[Job]:
         cursor = self._conn.execute(
@@ -418,9 +438,20 @@ class SqliteResults(_SqliteFile, Results):
         else:
             kind = "cancelled"
         self._conn.execute(
-            "INSERT OR REPLACE INTO results (job_id, attempt, kind, output, error) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO results (job_id, attempt, kind, output, error) VALUES (?, ?, ?, ?, ?)",
             (job_id, attempt, kind, output, error),
         )
+
+    def delete(self, keys: Iterable[tuple[str, int]]) -> None:
+        rows = list(keys)
+        if rows:
+            with _Transaction(self._conn):
+                self._conn.executemany("DELETE FROM results WHERE job_id = ? AND attempt = ?", rows)
+
+    def stored_keys(self) -> list[tuple[str, int]]:
+        return [
+            (job_id, attempt) for job_id, attempt in self._conn.execute("SELECT job_id, attempt FROM results")
+        ]
 
     def get(self, job_id: str, attempt: int) -> StoredOutcome | None:
         row = self._conn.execute(
@@ -449,6 +480,10 @@ class MemoryJobRecords(JobRecords):
     def save_many(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
             self.save(job)
+
+    def delete(self, job_ids: Iterable[str]) -> None:
+        for job_id in job_ids:
+            self._jobs.pop(job_id, None)
 
     def load_all(self) -> list[Job]:
         return [_copy_job(job) for job in sorted(self._jobs.values(), key=lambda j: j.sort_key)]
@@ -488,7 +523,14 @@ class MemoryResults(Results):
         self._results: dict[tuple[str, int], StoredOutcome] = {}
 
     def put(self, job_id: str, attempt: int, outcome: StoredOutcome) -> None:
-        self._results[(job_id, attempt)] = outcome
+        self._results.setdefault((job_id, attempt), outcome)
 
     def get(self, job_id: str, attempt: int) -> StoredOutcome | None:
         return self._results.get((job_id, attempt))
+
+    def delete(self, keys: Iterable[tuple[str, int]]) -> None:
+        for key in keys:
+            self._results.pop(key, None)
+
+    def stored_keys(self) -> list[tuple[str, int]]:
+        return list(self._results)

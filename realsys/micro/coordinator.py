@@ -22,6 +22,7 @@ import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
 from model.errors import InvalidArgument
+from model.ids import parse_job_id
 from model.job import CancelledByWorker, Failed, Succeeded
 from model.workers import WorkerRegistry, validate_worker_id
 from realsys.config import NodeConfig
@@ -145,6 +146,9 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         assert self._job is not None and self._result is not None
         worker_id = validate_worker_id(request.worker_id)
         outcome = outcome_from_pb(request)  # INVALID_ARGUMENT without one
+        if request.attempt < 1:
+            raise InvalidArgument("attempt must be >= 1")
+        parse_job_id(request.job_id)  # a malformed id is refused before anything is stored
         self.registry.touch(time.time(), worker_id)
         forward = worker_pb2.ReportResultRequest()
         forward.CopyFrom(request)

@@ -26,7 +26,7 @@ import grpc
 import numpy as np
 
 from dtq.v1 import client_pb2, internal_pb2, internal_pb2_grpc, job_pb2, worker_pb2
-from model.commands import Command, Enqueue, JobFinished, LeaseExpired, NotifyCancel
+from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
 from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound
 from model.ids import JobIdFactory
 from model.job import Job, Succeeded
@@ -168,6 +168,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         transition = self.table.cancel(time.time(), request.job_id)
         self._save([transition.job])
         self._perform(transition.commands)
+        self._timer.poke()  # a finished job's retention deadline
         return job_to_pb(transition.job, OWNER)
 
     @grpc_errors
@@ -239,6 +240,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         )
         self._save([transition.job])
         self._perform(transition.commands)
+        self._timer.poke()  # a finished job's retention deadline
         return worker_pb2.ReportResultResponse(state=_state_pb(transition.job.state))
 
     @grpc_errors
@@ -249,6 +251,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         commands = self.table.release_worker(time.time(), request.worker_id)
         self._save(self._jobs_in(commands))
         self._perform(commands)
+        self._timer.poke()
         requeued = sum(1 for c in commands if isinstance(c, LeaseExpired) and c.requeued)
         return internal_pb2.ReleaseWorkerResponse(requeued=requeued)
 
@@ -257,12 +260,21 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         commands = self.table.handle_timer(now)
         if commands:
             self._save(self._jobs_in(commands))
+            expired = [job_id for c in commands if isinstance(c, JobsExpired) for job_id in c.job_ids]
+            if expired:
+                # retention (result_ttl / max_retained_jobs): the table dropped them; the result
+                # service applies the same policy to the outcomes it holds
+                self.records.delete(expired)
+                for job_id in expired:
+                    self._pending.pop(job_id, None)
+                    self._outbox.pop(job_id, None)
             self._perform(commands)
 
     def _jobs_in(self, commands: Sequence[Command]) -> list[Job]:
         ids = dict.fromkeys(getattr(c, "job_id", "") for c in commands)
         ids.pop("", None)
-        return [self.table.get(job_id) for job_id in ids]
+        # a job retention dropped in the same call has no record left to save
+        return [job for job_id in ids if (job := self.table.find(job_id)) is not None]
 
     def _save(self, jobs: Iterable[Job]) -> None:
         """Durable before the RPC answers: a caller that saw OK never loses this change."""

@@ -1,19 +1,31 @@
 """Design A result service: outcomes keyed by (job, attempt), so a stale attempt cannot overwrite the
-winning one. The job service decides which attempt won; this service only stores bytes."""
+winning one. The job service decides which attempt won; this service only stores bytes.
+
+Retention: the same policy as the job table (model.jobs.Retention), timed from when each outcome was
+stored: dropped result_ttl + RETENTION_GRACE after it, and the oldest first beyond 2 x max_retained_jobs
+(outcomes of lost attempts count too). The grace covers the gap between storing an outcome and the job
+service recording the job as finished, so a result never disappears before its job does. After a
+restart, stored outcomes are timed from the restart (the store keeps no timestamps)."""
 
 from __future__ import annotations
+
+import time
 
 import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc
 from model.errors import InvalidArgument, NotFound
 from model.job import CancelledByWorker, Failed, Succeeded
+from model.jobs import Retention
 from realsys.config import NodeConfig
 from realsys.convert import error_from_pb
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import Context, MicroRole, add_servicer, job_error_pb
 from realsys.status import grpc_errors
 from realsys.storage import open_results
+from realsys.timer import CoreTimer
+
+RETENTION_GRACE = 60.0  # seconds past the job's own TTL (plus a lease): see the module docstring
 
 
 class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
@@ -23,11 +35,30 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
         super().__init__(config)
         self.metrics = metrics
         self.results = open_results(config)
+        core = config.core
+        ttl = core.result_ttl + core.lease_duration + RETENTION_GRACE if core.result_ttl > 0 else 0.0
+        self.retention: Retention[tuple[str, int]] = Retention(ttl, 2 * core.max_retained_jobs)
+        now = time.time()
+        for key in self.results.stored_keys():
+            self.retention.add(now, key)
+        self._timer = CoreTimer(self.retention.next_deadline, self._on_timer)
+        self.expired = 0
+
+    async def start(self) -> None:
+        await super().start()
+        self._timer.start()
+
+    def _on_timer(self, now: float) -> None:
+        expired = self.retention.expire(now)
+        if expired:
+            self.results.delete(expired)
+            self.expired += len(expired)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(internal_pb2_grpc.add_ResultStoreServicer_to_server, self, server)
 
     async def close(self) -> None:
+        self._timer.stop()
         await super().close()
         self.results.close()
 
@@ -44,6 +75,8 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
             self.results.put(request.job_id, request.attempt, Failed(error_from_pb(request.error)))
         else:
             raise InvalidArgument("PutResult needs an outcome: response or error")
+        self.retention.add(time.time(), (request.job_id, request.attempt))
+        self._timer.poke()
         return internal_pb2.PutResultResponse()
 
     @grpc_errors

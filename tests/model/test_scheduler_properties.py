@@ -53,6 +53,7 @@ CONFIG = CoreConfig(
     default_max_backoff=4.0,
     backoff_jitter=0.5,
     max_pending=10_000,
+    result_ttl=0.0,  # no retention here: every accepted job stays (tests/model/test_retention.py)
 )
 WORKERS = ("w0", "w1", "w2", "w3")
 SLOTS = 4

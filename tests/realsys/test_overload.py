@@ -1,0 +1,263 @@
+"""The bounds of both designs, end to end on loopback, in-process:
+- overload: a flood above max_pending gets RESOURCE_EXHAUSTED ("queue is full") and loses nothing
+  it accepted; an oversized payload gets RESOURCE_EXHAUSTED and never reaches storage;
+- retention: a finished job and its result are deleted result_ttl after it ended, from memory and
+  from SQLite, and then answer NOT_FOUND saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2, worker_pb2, worker_pb2_grpc
+from model.config import CoreConfig
+from model.states import JobState
+from realsys.config import NodeConfig, grpc_options
+from realsys.metrics import NodeMetrics
+from realsys.micro.coordinator import CoordinatorRole
+from realsys.micro.gateway import GatewayRole
+from realsys.micro.job import JobRole
+from realsys.micro.queue import QueueRole
+from realsys.micro.result import ResultRole
+from realsys.mono import MonoNode
+from realsys.server import RunningRole, start_role
+from realsys.soak import phase_rate, rss_mib, slope_per_minute
+
+pytestmark = pytest.mark.timeout(60)
+
+MAX_PENDING = 20
+CORE = CoreConfig(
+    lease_duration=30.0,
+    heartbeat_interval=1.0,
+    worker_ttl=20.0,
+    max_pending=MAX_PENDING,
+    max_payload_bytes=1024,
+    result_ttl=1.0,
+)
+MICRO_TYPES: dict[str, Any] = {
+    "result": ResultRole,
+    "queue": QueueRole,
+    "job": JobRole,
+    "coordinator": CoordinatorRole,
+    "gateway": GatewayRole,
+}
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class Deployment:
+    """One design on loopback without in-process workers (the test is the worker)."""
+
+    def __init__(self, design: str, root: Path, store: str) -> None:
+        self.design = design
+        self.root = root
+        self.store = store
+        self.running: list[RunningRole] = []
+        self.client_address = ""
+        self.worker_address = ""
+        self.channels: list[grpc.aio.Channel] = []
+
+    async def start(self) -> None:
+        common: dict[str, Any] = {
+            "data_dir": self.root,
+            "store": self.store,
+            "slots": 0,
+            "core": CORE,
+            "metrics_port": -1,
+            "rpc_timeout": 2.0,
+            "fetch_wait": 0.2,
+            "drain_timeout": 0.5,
+        }
+        if self.design == "micro":
+            names = tuple(MICRO_TYPES)
+            services = {n: f"127.0.0.1:{p}" for n, p in zip(names, _free_ports(len(names)), strict=True)}
+            for name in names:
+                config = NodeConfig(
+                    **{**common, "data_dir": self.root / name},
+                    design="micro",
+                    role=name,
+                    name=name,
+                    listen=services[name],
+                    services=services,
+                )
+                metrics = NodeMetrics(name, name, "micro")
+                self.running.append(await start_role(config, MICRO_TYPES[name](config, metrics), metrics))
+            self.client_address, self.worker_address = services["gateway"], services["coordinator"]
+        else:
+            (port,) = _free_ports(1)
+            peers = {"n1": f"127.0.0.1:{port}"}
+            config = NodeConfig(
+                **{**common, "data_dir": self.root / "n1"},
+                design="mono",
+                role="node",
+                name="n1",
+                listen=peers["n1"],
+                peers=peers,
+            )
+            metrics = NodeMetrics("n1", "node", "mono")
+            self.running.append(await start_role(config, MonoNode(config, metrics), metrics))
+            self.client_address = self.worker_address = peers["n1"]
+
+    def stubs(self) -> tuple[Any, Any]:
+        client = grpc.aio.insecure_channel(self.client_address, options=grpc_options())
+        worker = grpc.aio.insecure_channel(self.worker_address, options=grpc_options())
+        self.channels += [client, worker]
+        return client_pb2_grpc.TaskQueueStub(client), worker_pb2_grpc.WorkersStub(worker)
+
+    def job_rows(self) -> int:
+        """Rows in the SQLite job table(s) of this deployment."""
+        total = 0
+        for path in self.root.rglob("*.sqlite3"):
+            with sqlite3.connect(path) as conn:
+                has = conn.execute("SELECT name FROM sqlite_master WHERE name = 'jobs'").fetchone()
+                if has:
+                    total += conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        return total
+
+    def result_rows(self) -> int:
+        total = 0
+        for path in self.root.rglob("*.sqlite3"):
+            with sqlite3.connect(path) as conn:
+                has = conn.execute("SELECT name FROM sqlite_master WHERE name = 'results'").fetchone()
+                if has:
+                    total += conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+        return total
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close(None)
+        for role in reversed(self.running):
+            await asyncio.wait_for(role.stop(), 10)
+
+
+@pytest.fixture(params=["micro", "mono"])
+async def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
+    d = Deployment(request.param, tmp_path, "sqlite")
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.close()
+
+
+async def _submit(client: Any, payload: bytes = b"x") -> tuple[grpc.StatusCode, str, str]:
+    try:
+        reply = await client.SubmitJob(
+            client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo", payload=payload)), timeout=5
+        )
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details() or "", ""
+    return grpc.StatusCode.OK, "", reply.job_id
+
+
+async def _run_all(worker: Any, count: int) -> list[str]:
+    """Acts as a worker: fetches and completes jobs until `count` were done (bounded in time)."""
+    done: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(done) < count and time.monotonic() < deadline:
+        fetched = await worker.FetchWork(
+            worker_pb2.FetchWorkRequest(worker_id="ow", free_slots=50), timeout=5
+        )
+        for a in fetched.assignments:
+            await worker.ReportResult(
+                worker_pb2.ReportResultRequest(
+                    worker_id="ow",
+                    job_id=a.job_id,
+                    attempt=a.attempt,
+                    success=job_pb2.JobResult(output=b"ok"),
+                ),
+                timeout=5,
+            )
+            done.append(a.job_id)
+    return done
+
+
+async def test_flood_gets_backpressure_and_loses_nothing(deployment: Deployment) -> None:
+    client, worker = deployment.stubs()
+    replies = await asyncio.gather(*(_submit(client) for _ in range(3 * MAX_PENDING)))
+    accepted = [job_id for code, _, job_id in replies if code is grpc.StatusCode.OK]
+    refused = [(code, details) for code, details, _ in replies if code is not grpc.StatusCode.OK]
+    assert len(accepted) == MAX_PENDING, replies
+    assert len(refused) == 2 * MAX_PENDING
+    assert all(code is grpc.StatusCode.RESOURCE_EXHAUSTED and "queue is full" in d for code, d in refused)
+    assert deployment.job_rows() == MAX_PENDING  # what was refused was never stored
+
+    big_code, big_details, _ = await _submit(client, b"x" * (CORE.max_payload_bytes + 1))
+    assert big_code is grpc.StatusCode.RESOURCE_EXHAUSTED and "limit" in big_details
+    assert deployment.job_rows() == MAX_PENDING
+
+    # every accepted job runs to completion: nothing lost, and the queue takes work again
+    done = await _run_all(worker, MAX_PENDING)
+    assert sorted(done) == sorted(accepted)
+    for job_id in accepted:
+        job = await client.GetJobStatus(client_pb2.GetJobStatusRequest(job_id=job_id), timeout=5)
+        assert JobState(job.state) is JobState.SUCCEEDED
+    code, _, _ = await _submit(client)
+    assert code is grpc.StatusCode.OK
+
+
+async def test_finished_jobs_and_results_expire(deployment: Deployment) -> None:
+    client, worker = deployment.stubs()
+    replies = [await _submit(client) for _ in range(5)]
+    accepted = [job_id for _, _, job_id in replies]
+    assert all(accepted)
+    assert await _run_all(worker, 5)
+    result = await client.GetJobResult(client_pb2.GetJobResultRequest(job_id=accepted[0]), timeout=5)
+    assert result.response.output == b"ok"
+    assert deployment.job_rows() == 5
+    # the TTL is 1 s; the deletion is a timer: wait for it, bounded
+    deadline = time.monotonic() + 10
+    while deployment.job_rows() and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert deployment.job_rows() == 0
+    for job_id in accepted:
+        for call in (client.GetJobStatus, client.GetJobResult):
+            request = (
+                client_pb2.GetJobStatusRequest(job_id=job_id)
+                if call is client.GetJobStatus
+                else client_pb2.GetJobResultRequest(job_id=job_id)
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call(request, timeout=5)
+            assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+            assert "finished more than 1s ago" in (caught.value.details() or "")
+    if deployment.design == "micro":
+        # the result service drops outcomes result_ttl + lease + grace after it stored them; with
+        # this config that is 91 s, so here only check they are there and counted for retention
+        role = deployment.running[0].role
+        assert isinstance(role, ResultRole)
+        assert len(role.retention) == deployment.result_rows() == 5
+        due = role.retention.next_deadline()
+        assert due is not None and due > time.time() + CORE.result_ttl + CORE.lease_duration
+        role._on_timer(due + 30)  # what its timer does once the last of them is due
+        assert deployment.result_rows() == 0 and len(role.retention) == 0
+
+
+def test_soak_helpers() -> None:
+    """The soak's arithmetic (the soak itself is a benchmark: `dtq soak`, see realsys/soak.py)."""
+    own = rss_mib(os.getpid())
+    assert own is not None and 1.0 < own < 100_000.0
+    assert slope_per_minute([(0.0, 10.0), (30.0, 11.0), (60.0, 12.0)]) == pytest.approx(2.0)
+    assert slope_per_minute([(5.0, 1.0)]) == 0.0
+    assert phase_rate(10.0, 90.0, 100.0, 3.0) == ("capacity", 100.0)
+    assert phase_rate(40.0, 90.0, 100.0, 3.0) == ("overload", 300.0)
+    assert phase_rate(70.0, 90.0, 100.0, 3.0) == ("capacity", 100.0)
