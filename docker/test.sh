@@ -7,7 +7,8 @@
 #  3. base      BASE_IMAGE: $DTQ_BASE_IMAGE, else python:3.11-slim if it can be pulled, else a local
 #               Debian bookworm (debootstrap from the host's own apt mirror, imported as dtq-base:bookworm;
 #               the rootfs tarball is cached in $DTQ_DOCKER_CACHE, and the image is reused while it exists)
-#  4. image     fills docker/wheels/ on the host (containers here cannot reach PyPI) and builds the image
+#  4. image     fills docker/wheels/ on the host (containers here cannot reach PyPI) and builds the image;
+#               `docker run ... id -u` in it must not be 0 (and each node container's, after step 5)
 #  5-9. per design (micro, then mono): compose up and wait for health; a loadgen run of
 #       docker/workloads/smoke.yaml; every accepted job must succeed; the same again with a
 #       worker-bearing container killed (docker kill) mid-run and restarted; compose down -v
@@ -267,6 +268,15 @@ build_image() {
     log "image $IMAGE: $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{ printf "%d MB", $1 / 1e6 }')"
 }
 
+# The image runs as the unprivileged dtq user: `id -u` inside a fresh container (no --user, as Compose
+# starts the nodes) must be a number other than 0.
+check_image_nonroot() {
+    local uid
+    uid=$(docker run --rm --entrypoint id "$IMAGE" -u) || die "docker run $IMAGE id -u failed"
+    [[ $uid =~ ^[0-9]+$ && $uid != 0 ]] || die "the image runs as uid '$uid': root, or not a uid"
+    log "image $IMAGE runs as uid $uid (non-root)"
+}
+
 # ---------------------------------------------------------------------------------------- 5-9. designs
 compose() {
     # shellcheck disable=SC2046 # the compose command is one or two words
@@ -300,6 +310,12 @@ up() {
     compose up -d --no-build
     wait_healthy
     log "$CURRENT_PROJECT: $(services | wc -w) containers healthy"
+    local service uid
+    for service in $(services); do # the running nodes too: a compose `user:` could override the image's
+        uid=$(compose exec -T "$service" id -u) || die "$service: id -u failed"
+        [[ $uid =~ ^[0-9]+$ && $uid != 0 ]] || die "$service runs as uid '$uid': root, or not a uid"
+    done
+    log "$CURRENT_PROJECT: every node runs as a non-root uid"
 }
 
 run_dir() { echo "$DATA/runs/docker-$DESIGN-$1"; }
@@ -408,6 +424,7 @@ main() {
     step "3 base image" choose_base
     step "4a wheelhouse" fill_wheelhouse
     step "4b image build" build_image
+    step "4c image runs as non-root" check_image_nonroot
     for DESIGN in $DESIGNS; do
         CURRENT_PROJECT=dtq-test-$DESIGN
         down # leftovers of an interrupted run (down clears CURRENT_PROJECT)

@@ -3,13 +3,16 @@
 Figures (each the median of `--runs` runs, targets measured round-robin so a shared machine's load
 drifts over all of them alike):
 
-1. End to end: no-op jobs per second at 16 closed-loop clients. Each client submits an `echo` job with
-   an empty payload, long-polls WaitJob until it is terminal, and repeats; jobs that *finish* inside a
-   fixed window after a warm-up are counted. Design B, Design A and Celery+Redis (the baseline's
+1. End to end: no-op jobs per second at 16 closed-loop clients, through the load generator
+   (`realsys.loadgen.run_load_processes`, the path of `dtq load` and the experiment runner) with the
+   closed loop in wait mode: each client submits an `echo` job (payload `{"seconds":0.0}`), long-polls
+   until it is terminal, and repeats; the figure is the run summary's completed_per_s (jobs that
+   *finish* inside the window after a warm-up). Design B, Design A and Celery+Redis (the baseline's
    `BaselineCluster` + `CeleryTarget`), all driven by the same client code in `--processes` client
-   processes (uvloop). The Design B client sends each WaitJob to the job's owner (the id prefix names
-   it; the submit reply says which address owns which prefix), as DtqClient does; the `-rr` row drives
-   the same cluster with the load generator's round-robin DtqTarget (5 in 6 WaitJobs forwarded).
+   processes (uvloop). Server CPU is read over the same window. The Design B client sends each
+   WaitJob to the job's owner (the id prefix names it; the submit reply says which address owns which
+   prefix), as DtqClient does; the `-rr` row drives the same cluster with the load generator's
+   round-robin DtqTarget (5 in 6 WaitJobs forwarded).
 2. SubmitJob alone against one Design B node process (no worker slots, so only the submit path runs),
    versus a bare grpc.aio echo server in one process (same message bytes, same client code path,
    uvloop on both sides): throughput and p50 at 16 in flight, p50 at 1 in flight.
@@ -33,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,6 +48,7 @@ import grpc
 
 from dtq.v1 import client_pb2, job_pb2
 from model.states import JobState
+from model.workload import ClosedLoop, Distribution, RequestMix, WorkloadSpec
 from realsys.targets import DtqTarget, TargetError, dtq_target_spec, make_target
 
 STORES = ("memory", "sqlite")
@@ -104,45 +109,6 @@ def routed_target_spec(addresses: Sequence[str], design: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- client side: loops
-async def _e2e_clients(
-    target_spec: Mapping[str, Any], clients: int, start: float, warmup: float, window: float
-) -> dict[str, Any]:
-    """Closed loop: submit a no-op, wait for it, repeat. Counts jobs that end inside the window."""
-    target = make_target(target_spec)
-    begin, end = start + warmup, start + warmup + window
-    done: list[float] = []
-    errors: dict[str, int] = {}
-
-    async def client() -> None:
-        while time.perf_counter() < end:
-            try:
-                job_id = await target.submit(NOOP_TYPE, b"")
-                state, _ = await target.wait(job_id, 30.0)
-            except TargetError as exc:
-                errors[exc.code] = errors.get(exc.code, 0) + 1
-                await asyncio.sleep(0.01)
-                continue
-            if state != "SUCCEEDED":
-                errors[state] = errors.get(state, 0) + 1
-            else:
-                done.append(time.perf_counter())
-
-    try:
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu0 = time.process_time()
-        await asyncio.gather(*(client() for _ in range(clients)))
-        cpu = time.process_time() - cpu0
-    finally:
-        await target.close()
-    return {
-        "completed": sum(begin <= t < end for t in done),
-        "total": len(done),
-        "errors": errors,
-        "cpu": cpu,
-        "wall": warmup + window,
-    }
-
-
 async def _e2e_count(target_spec: Mapping[str, Any], clients: int, jobs: int) -> dict[str, Any]:
     """Closed loop until exactly `jobs` jobs have been submitted and have finished."""
     target = make_target(target_spec)
@@ -233,8 +199,6 @@ def _child_main(raw: str) -> int:
         print("ready", flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         start = time.perf_counter() + (float(line) - time.time())
-        if job["kind"] == "e2e":
-            return await _e2e_clients(job["target"], job["clients"], start, job["warmup"], job["window"])
         return await _rpc_loop(
             job["address"], job["method"], job["in_flight"], start, job["warmup"], job["window"]
         )
@@ -300,6 +264,21 @@ def _run_children(
                 child.wait()
 
 
+def e2e_workload(clients: int, warmup: float, window: float, seed: int = 1) -> WorkloadSpec:
+    """The end-to-end figure's workload: a closed loop in wait mode (submit a no-op, long-poll until
+    it is terminal, repeat; no think time), so each client has one job in the system at a time."""
+    return WorkloadSpec(
+        ClosedLoop(clients, wait_for_completion=True),
+        mix=RequestMix(submit=1.0),
+        job_type=NOOP_TYPE,
+        duration=Distribution("constant", 0.0),
+        payload_bytes=0,
+        run_time=window,
+        warmup=warmup,
+        seed=seed,
+    )
+
+
 def e2e_once(
     target_spec: Mapping[str, Any],
     clients: int,
@@ -308,25 +287,44 @@ def e2e_once(
     window: float,
     server_pids: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """One end-to-end measurement: jobs/s over the window, summed over the client processes."""
-    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
-    jobs = [
-        {"kind": "e2e", "target": dict(target_spec), "clients": n, "warmup": warmup, "window": window}
-        for n in shares
-        if n
-    ]
-    results, cpu = _run_children(jobs, server_pids, warmup + window)
-    errors: dict[str, int] = {}
-    for r in results:
-        for code, n in r["errors"].items():
-            errors[code] = errors.get(code, 0) + n
+    """One end-to-end measurement through the load generator (realsys.loadgen, the same path as
+    `dtq load` and the experiment runner): completed_per_s over the window, i.e. jobs that ended in
+    it, summed over the `processes` client processes. Server CPU is read over the same window."""
+    from realsys import loadgen
+
+    spec = e2e_workload(clients, warmup, window)
+    window_cpu: list[float] = []
+    sampler: list[threading.Thread] = []
+
+    def started(epoch: float) -> None:
+        def sample() -> None:
+            time.sleep(max(0.0, epoch + warmup - time.time()))
+            before = process_cpu(server_pids)
+            time.sleep(max(0.0, epoch + warmup + window - time.time()))
+            window_cpu.append(process_cpu(server_pids) - before)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        sampler.append(thread)
+
+    result = loadgen.run_load_processes(target_spec, spec, processes, started=started, drain_timeout=10.0)
+    for thread in sampler:
+        thread.join(timeout=warmup + window + 5.0)
+    # not written anywhere: only its figures are used, so the design label does not matter
+    summary = loadgen.summary_of(result, spec, run_id="bench", kind="real", design="mono")
+    errors = dict(summary["errors"])
+    for state, n in summary["jobs"].items():
+        if state in ("failed", "cancelled", "unfinished") and n:
+            errors[state.upper()] = n
+    completed = summary["throughput"]["completed_per_s"] * window
+    cpu = window_cpu[0] if window_cpu else 0.0
     return {
-        "rate": sum(r["completed"] for r in results) / window,
+        "rate": summary["throughput"]["completed_per_s"],
         "errors": errors,
-        "client_cpu": sum(r["cpu"] for r in results) / (warmup + window),
-        "server_cpu": cpu / (warmup + window),
-        "server_cpu_per_job": cpu / max(1, sum(r["total"] for r in results)),
-        "loop": results[0]["loop"],
+        "client_cpu": result.stats.cpu_time / max(result.stats.wall_time, 1e-9),
+        "server_cpu": cpu / window,
+        "server_cpu_per_job": cpu / max(1.0, completed),
+        "loop": "uvloop" if loadgen.loop_factory() is not None else "asyncio",
     }
 
 
@@ -665,8 +663,8 @@ def _report(bench: Bench, load_start: tuple[float, float, float], rpcs: Mapping[
         f"  client event loop: {', '.join(sorted(bench.loops)) or '?'}; each figure: median of {args.runs} "
         f"runs [the runs in brackets]",
         "",
-        f"End to end: no-op ({NOOP_TYPE}, empty payload) jobs/s at {args.clients} closed-loop clients "
-        f"(submit, WaitJob long-poll, repeat) in {args.processes} client process(es); "
+        f"End to end: no-op ({NOOP_TYPE}) jobs/s at {args.clients} closed-loop clients in wait mode "
+        f"(realsys.loadgen: submit, wait for the end, repeat) in {args.processes} client process(es); "
         f"{args.warmup:g}s warm-up, {args.window:g}s window; {args.slots} worker slots per system",
     ]
     celery = bench.e2e.get("celery")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -33,6 +34,17 @@ def _addresses(args: argparse.Namespace) -> list[str]:
     return cluster.load(Path(args.dir)).clients
 
 
+def _client_security(args: argparse.Namespace) -> dict[str, Any]:
+    """Token and CA: flags, else DTQ_TOKEN / DTQ_TLS_CA, else (with --dir) the cluster's cluster.json."""
+    from realsys import cluster
+
+    token = args.token or os.environ.get("DTQ_TOKEN", "")
+    ca = args.ca or os.environ.get("DTQ_TLS_CA", "")
+    if args.dir and not token and not ca:
+        return cluster.load(Path(args.dir)).client_security()
+    return {"token": token, "root_certificates": Path(ca).read_bytes() if ca else None}
+
+
 def _payload(args: argparse.Namespace) -> bytes:
     if args.payload_file:
         return Path(args.payload_file).read_bytes()
@@ -42,7 +54,7 @@ def _payload(args: argparse.Namespace) -> bytes:
 async def _client_call(args: argparse.Namespace) -> int:
     from realsys.client import DtqClient
 
-    async with DtqClient(_addresses(args), timeout=args.timeout) as client:
+    async with DtqClient(_addresses(args), timeout=args.timeout, **_client_security(args)) as client:
         if args.command == "submit":
             job_id = await client.submit(
                 args.job_type,
@@ -93,12 +105,14 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
             overrides["DTQ_LEASE_DURATION"] = str(args.lease)
         if args.heartbeat:
             overrides["DTQ_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
-        info = cluster.up(args.design, directory, args.slots, args.store, overrides)
+        info = cluster.up(args.design, directory, args.slots, args.store, overrides, secure=args.secure)
         _print(
             {
                 "design": info.design,
                 "clients": info.clients,
                 "nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in info.nodes],
+                # tokens are not printed: they are in cluster.json (mode 0600), read by `--dir`
+                **({"tls_ca": info.tls_ca} if info.tls_ca else {}),
             }
         )
     elif args.cluster_command == "down":
@@ -184,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     p_up.add_argument("--lease", type=float, default=0.0, help="lease duration in seconds")
     p_up.add_argument("--heartbeat", type=float, default=0.0, help="heartbeat interval in seconds")
+    p_up.add_argument(
+        "--secure", action="store_true", help="TLS with a throwaway CA, and tokens (kept in DIR/cluster.json)"
+    )
     for name in ("down", "status"):
         csub.add_parser(name).add_argument("--dir", required=True)
     p_kill = csub.add_parser("kill", help="signal one node (fault injection)")
@@ -200,8 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
         group.add_argument("--addr", action="append", help="a client-facing address; repeatable")
         p.add_argument("--timeout", type=float, default=10.0, help="per-call deadline in seconds")
 
+    def credentials(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--token", default="", help="client token (default: $DTQ_TOKEN, or --dir's cluster)")
+        p.add_argument("--ca", default="", help="CA certificate, PEM (default: $DTQ_TLS_CA, or --dir's)")
+
     p_submit = sub.add_parser("submit", help="submit a job")
     target(p_submit)
+    credentials(p_submit)
     p_submit.add_argument("job_type")
     p_submit.add_argument("--payload", help="payload text, e.g. JSON for built-in types")
     p_submit.add_argument("--payload-file")
@@ -214,13 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("status", "cancel"):
         p = sub.add_parser(name)
         target(p)
+        credentials(p)
         p.add_argument("job_id")
     p_result = sub.add_parser("result")
     target(p_result)
+    credentials(p_result)
     p_result.add_argument("job_id")
     p_result.add_argument("--wait", type=float, default=0.0)
     p_list = sub.add_parser("list")
     target(p_list)
+    credentials(p_list)
     p_list.add_argument(
         "--state", action="append", default=[], choices=[s.name.lower() for s in JobState][1:]
     )
@@ -256,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_parser(sub)  # `dtq bench`
 
+    from realsys.soak import add_parser as add_soak_parser
+
+    add_soak_parser(sub)  # `dtq soak`
+
     from realsys.calibrate import add_arguments as add_calibrate_arguments
 
     add_calibrate_arguments(
@@ -282,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from realsys.bench import bench_command
 
             code = bench_command(args)
+        elif args.command == "soak":
+            from realsys.soak import soak_command
+
+            code = soak_command(args)
         elif args.command == "calibrate":
             from realsys.calibrate import calibrate_command
 
@@ -290,6 +323,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             from realsys.loadgen import load_command
 
             code = load_command(args)
+        elif args.command == "sim" and args.sim_action == "faults":
+            from sim.faults import faults_command, format_rows
+
+            rows, audits, written = faults_command(args)
+            print(format_rows(rows, audits))
+            if written is not None:
+                print(f"rows written to {written}")
+            code = 0
         elif args.command == "sim":
             from realsys.loadgen import format_summary
             from sim.api import sim_command
@@ -309,7 +350,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             code = asyncio.run(_client_call(args))
     except DtqError as exc:
-        print(f"dtq: {exc.code.value}: {exc.message}", file=sys.stderr)
+        # the call's own status code when there is one (UNAUTHENTICATED has no core error type)
+        status = getattr(getattr(exc, "grpc_code", None), "name", None) or exc.code.value
+        print(f"dtq: {status}: {exc.message}", file=sys.stderr)
         code = 2
     except (FileNotFoundError, FileExistsError, ValueError, TimeoutError, RuntimeError) as exc:
         print(f"dtq: {exc}", file=sys.stderr)

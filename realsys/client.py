@@ -18,6 +18,9 @@ re-polls until its own timeout; `submit` is retried only when a `request_id` mak
         job = await client.wait(job_id, timeout=30)
 
 `SyncClient` offers the same calls without asyncio, for the CLI and scripts.
+
+A cluster with TLS and tokens (realsys/security.py) needs its CA and a client token:
+`DtqClient(addresses, token=..., root_certificates=Path("ca.pem").read_bytes())`.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from model.errors import (
 from model.job import JobSpec
 from model.states import JobState
 from realsys.convert import spec_to_pb, to_duration, to_timestamp
+from realsys.security import ChannelSecurity, open_aio_channel
 from realsys.status import GRPC_CODE, error_from_rpc
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # fallback when realsys.config does not provide the limit
@@ -97,7 +101,16 @@ def grpc_code(exc: BaseException) -> grpc.StatusCode | None:
 class DtqClient:
     """Async client. Use it as `async with DtqClient(addresses) as client:` or call `close()`."""
 
-    def __init__(self, addresses: Sequence[str] | str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        addresses: Sequence[str] | str,
+        timeout: float = 10.0,
+        *,
+        token: str = "",
+        root_certificates: bytes | None = None,
+    ) -> None:
+        """`root_certificates` (PEM): use TLS and verify the servers with them; `token`: a client token
+        sent as `authorization: Bearer <token>` (needs TLS)."""
         if isinstance(addresses, str):
             addresses = [a for a in addresses.split(",") if a]
         if not addresses:
@@ -106,6 +119,7 @@ class DtqClient:
             raise ValueError("timeout must be > 0")
         self.addresses = list(addresses)
         self.timeout = timeout
+        self._security = ChannelSecurity(root_certificates, token)  # ValueError: a token without TLS
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
         self._next = 0
@@ -254,7 +268,7 @@ class DtqClient:
         """The index of the stub to call: `owner` when given, else the next one round-robin."""
         if not self._stubs:  # opened lazily: aio channels belong to the loop that first uses them
             options = channel_options()
-            self._channels = [grpc.aio.insecure_channel(a, options=options) for a in self.addresses]
+            self._channels = [open_aio_channel(a, options, self._security) for a in self.addresses]
             self._stubs = [make_stub(client_pb2_grpc.TaskQueueStub, c) for c in self._channels]
         if owner is not None:
             return owner
@@ -336,9 +350,16 @@ def _filter(
 class SyncClient:
     """A blocking facade over DtqClient: runs its own event loop in the calling thread (not thread-safe)."""
 
-    def __init__(self, addresses: Sequence[str] | str, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        addresses: Sequence[str] | str,
+        timeout: float = 10.0,
+        *,
+        token: str = "",
+        root_certificates: bytes | None = None,
+    ) -> None:
+        self._client = DtqClient(addresses, timeout, token=token, root_certificates=root_certificates)
         self._runner = asyncio.Runner()
-        self._client = DtqClient(addresses, timeout)
 
     def __enter__(self) -> SyncClient:
         return self

@@ -4,11 +4,16 @@ The launcher picks free loopback ports up front (peers must know each other's ad
 passes every setting as DTQ_* environment variables (the one config loader reads them), and writes
 DIR/cluster.json: the design, the client-facing addresses first, then every node's role, address,
 pid and environment (so a node can be restarted on the same port and data).
+
+`up(..., secure=True)` also makes a throwaway CA, a certificate per node and tokens in DIR/tls/
+(realsys/security.py): every node serves TLS and checks tokens; cluster.json (mode 0600) records the CA
+path and the client and worker tokens for clients.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -45,6 +50,9 @@ class ClusterInfo:
     directory: Path
     clients: list[str]
     nodes: list[NodeInfo]
+    tls_ca: str = ""  # secure clusters: the CA clients verify nodes with
+    client_token: str = ""
+    worker_token: str = ""
 
     def node(self, name: str) -> NodeInfo:
         for node in self.nodes:
@@ -60,7 +68,18 @@ class ClusterInfo:
                 {"name": n.name, "role": n.role, "address": n.address, "pid": n.pid, "env": n.env}
                 for n in self.nodes
             ],
+            **(
+                {"tls_ca": self.tls_ca, "client_token": self.client_token, "worker_token": self.worker_token}
+                if self.tls_ca
+                else {}
+            ),
         }
+
+    def client_security(self) -> dict[str, Any]:
+        """DtqClient keyword arguments: `DtqClient(info.clients, **info.client_security())`."""
+        if not self.tls_ca:
+            return {}
+        return {"token": self.client_token, "root_certificates": Path(self.tls_ca).read_bytes()}
 
 
 def _free_ports(count: int) -> list[int]:
@@ -136,10 +155,13 @@ def _spawn(directory: Path, name: str, env: Mapping[str, str]) -> int:
     return proc.pid
 
 
-def wait_healthy(address: str, timeout: float, pid: int | None = None) -> None:
+def wait_healthy(address: str, timeout: float, pid: int | None = None, tls_ca: str = "") -> None:
+    """Polls the node's health (no token needed; over TLS verified with `tls_ca` when given)."""
+    from realsys.security import ChannelSecurity, open_channel
+
     deadline = time.monotonic() + timeout
     last_error = "no answer"
-    with grpc.insecure_channel(address) as channel:
+    with open_channel(address, security=ChannelSecurity(Path(tls_ca) if tls_ca else None)) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             if pid is not None and not _alive(pid):
@@ -162,6 +184,7 @@ def up(
     store: str = "sqlite",
     overrides: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    secure: bool = False,
 ) -> ClusterInfo:
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -169,20 +192,48 @@ def up(
         raise FileExistsError(
             f"{directory / CLUSTER_FILE} exists: run `dtq cluster down --dir {directory}` first"
         )
+    planned = plan(design, directory, total_slots, store, overrides)
+    tokens = {"client": "", "worker": "", "ca": ""}
+    if secure:
+        planned, tokens = _secure(directory, planned)
     nodes: list[NodeInfo] = []
     try:
-        for name, role, env in plan(design, directory, total_slots, store, overrides):
+        for name, role, env in planned:
             pid = _spawn(directory, name, env)
             nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env))
         for node in nodes:
-            wait_healthy(node.address, timeout, node.pid)
+            wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
     except BaseException:
         _stop_pids([n.pid for n in nodes], grace=5.0)
         raise
     clients = [n.address for n in nodes if n.role in ("gateway", "node")]
-    info = ClusterInfo(design, directory, clients, nodes)
+    info = ClusterInfo(design, directory, clients, nodes, tokens["ca"], tokens["client"], tokens["worker"])
     _write(info)
     return info
+
+
+def _secure(
+    directory: Path, planned: list[tuple[str, str, dict[str, str]]]
+) -> tuple[list[tuple[str, str, dict[str, str]]], dict[str, str]]:
+    """A throwaway CA, node certificates and tokens in DIR/tls, and each node's env pointing at them."""
+    from realsys.security import new_token, write_cluster_pki
+
+    pki = write_cluster_pki(directory / "tls", [name for name, _, _ in planned])
+    tokens = {"client": new_token(), "worker": new_token(), "ca": str(pki.ca)}
+    internal = new_token()
+    out = []
+    for name, role, env in planned:
+        secured = {
+            **env,
+            "DTQ_TLS_CERT": str(pki.nodes[name].cert),
+            "DTQ_TLS_KEY": str(pki.nodes[name].key),
+            "DTQ_TLS_CA": str(pki.ca),
+            "DTQ_CLIENT_TOKENS": tokens["client"],
+            "DTQ_WORKER_TOKENS": tokens["worker"],
+            "DTQ_INTERNAL_TOKEN": internal,
+        }
+        out.append((name, role, secured))
+    return out, tokens
 
 
 def load(directory: Path) -> ClusterInfo:
@@ -192,13 +243,24 @@ def load(directory: Path) -> ClusterInfo:
     except FileNotFoundError:
         raise FileNotFoundError(f"no cluster at {directory} (missing {CLUSTER_FILE})") from None
     nodes = [NodeInfo(n["name"], n["role"], n["address"], n["pid"], dict(n["env"])) for n in raw["nodes"]]
-    return ClusterInfo(raw["design"], path.parent, list(raw["clients"]), nodes)
+    return ClusterInfo(
+        raw["design"],
+        path.parent,
+        list(raw["clients"]),
+        nodes,
+        raw.get("tls_ca", ""),
+        raw.get("client_token", ""),
+        raw.get("worker_token", ""),
+    )
 
 
 def _write(info: ClusterInfo) -> None:
     path = info.directory / CLUSTER_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info.to_json(), indent=2) + "\n")
+    # a secure cluster's file holds tokens (and every node's env does): only the owner may read it
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if info.tls_ca else 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(info.to_json(), indent=2) + "\n")
     tmp.replace(path)
 
 
@@ -266,13 +328,9 @@ def start(directory: Path, name: str, timeout: float = 30.0) -> NodeInfo:
     if _alive(old.pid) and _is_ours(old.pid):
         raise RuntimeError(f"{name} is still running as pid {old.pid}")
     pid = _spawn(info.directory, name, old.env)
-    wait_healthy(old.address, timeout, pid)
+    wait_healthy(old.address, timeout, pid, old.env.get("DTQ_TLS_CA", ""))
     new = NodeInfo(old.name, old.role, old.address, pid, old.env)
-    _write(
-        ClusterInfo(
-            info.design, info.directory, info.clients, [new if n.name == name else n for n in info.nodes]
-        )
-    )
+    _write(dataclasses.replace(info, nodes=[new if n.name == name else n for n in info.nodes]))
     return new
 
 

@@ -67,6 +67,29 @@ def grpc_options() -> list[tuple[str, int]]:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    """TLS and bearer tokens (realsys/security.py); all empty: plaintext, no auth (loopback default).
+
+    PEM files are read at start-up by the server, not here. Tokens are kept out of repr (and so out of logs).
+    """
+
+    tls_cert: Path | None = None  # this node's certificate chain (PEM)
+    tls_key: Path | None = None  # its private key (PEM)
+    tls_ca: Path | None = None  # the CA that signed every node's certificate: channels verify with it
+    client_tokens: tuple[str, ...] = field(default=(), repr=False)  # accepted on dtq.v1.TaskQueue
+    worker_tokens: tuple[str, ...] = field(default=(), repr=False)  # on dtq.v1.Workers; a worker sends [0]
+    internal_token: str = field(default="", repr=False)  # node-to-node hops; accepted on every service
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def auth(self) -> bool:
+        return bool(self.internal_token)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     design: Design
     role: RoleName
@@ -84,6 +107,7 @@ class NodeConfig:
     steal_interval: float = 0.05  # mono: how often an idle node looks for work to steal
     drain_timeout: float = 10.0  # SIGTERM grace
     log_level: str = "INFO"
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
 
 def default_slots(role: str) -> int:
@@ -153,6 +177,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         steal_interval=_number(env, "DTQ_STEAL_INTERVAL", float, 0.05, positive=True),
         drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
         log_level=log_level,
+        security=_security_config(env),
     )
 
 
@@ -177,6 +202,7 @@ def config_to_env(config: NodeConfig) -> dict[str, str]:
     }
     for f in dataclasses.fields(CoreConfig):
         env[_core_var(f.name)] = repr(getattr(config.core, f.name))
+    env.update(_security_env(config.security))
     return env
 
 
@@ -257,6 +283,74 @@ def _address(value: str, var: str) -> str:
             f"{var}: address {value!r} must be host:port (port 0-65535, IPv6 as [::1]:port)"
         )
     return value
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,4096}$")  # RFC 6750 b64token, and not guessable-short
+_TOKEN_VARS = ("DTQ_CLIENT_TOKENS", "DTQ_WORKER_TOKENS", "DTQ_INTERNAL_TOKEN")
+
+
+def _tokens(env: Mapping[str, str], var: str) -> tuple[str, ...]:
+    tokens = tuple(filter(None, (t.strip() for t in env.get(var, "").split(","))))
+    for number, token in enumerate(tokens, 1):
+        if _TOKEN.match(token) is None:  # the message never quotes the token
+            raise InvalidArgument(
+                f"{var}: token #{number} must be 16-4096 characters of A-Z a-z 0-9 . _ ~ + / = -"
+            )
+    return tokens
+
+
+def _security_config(env: Mapping[str, str]) -> SecurityConfig:
+    paths = {var: env.get(var, "").strip() for var in ("DTQ_TLS_CERT", "DTQ_TLS_KEY", "DTQ_TLS_CA")}
+    cert, key, ca = paths["DTQ_TLS_CERT"], paths["DTQ_TLS_KEY"], paths["DTQ_TLS_CA"]
+    if cert and not key:
+        raise InvalidArgument(
+            "DTQ_TLS_CERT is set but DTQ_TLS_KEY is not: a certificate needs its private key"
+        )
+    if key and not cert:
+        raise InvalidArgument("DTQ_TLS_KEY is set but DTQ_TLS_CERT is not: give the certificate too")
+    if cert and not ca:
+        raise InvalidArgument("DTQ_TLS_CA is required with DTQ_TLS_CERT: nodes verify each other with it")
+    if ca and not cert:
+        raise InvalidArgument(
+            "DTQ_TLS_CA is set without DTQ_TLS_CERT/DTQ_TLS_KEY: the node would serve plaintext"
+        )
+    client, worker = _tokens(env, "DTQ_CLIENT_TOKENS"), _tokens(env, "DTQ_WORKER_TOKENS")
+    internal = _tokens(env, "DTQ_INTERNAL_TOKEN")
+    if len(internal) > 1:
+        raise InvalidArgument("DTQ_INTERNAL_TOKEN takes one token")
+    if (client or worker) and not internal:
+        raise InvalidArgument(
+            "DTQ_INTERNAL_TOKEN is required with DTQ_CLIENT_TOKENS/DTQ_WORKER_TOKENS: nodes authenticate "
+            "to each other with it"
+        )
+    if internal and not cert:
+        raise InvalidArgument(
+            "bearer tokens need TLS (DTQ_TLS_CERT, DTQ_TLS_KEY, DTQ_TLS_CA): over plaintext they can be read"
+        )
+    every = [*client, *worker, *internal]
+    if len(set(every)) != len(every):
+        raise InvalidArgument(f"a token is given twice in {', '.join(_TOKEN_VARS)}: each kind needs its own")
+    return SecurityConfig(
+        tls_cert=Path(cert) if cert else None,
+        tls_key=Path(key) if key else None,
+        tls_ca=Path(ca) if ca else None,
+        client_tokens=client,
+        worker_tokens=worker,
+        internal_token=internal[0] if internal else "",
+    )
+
+
+def _security_env(security: SecurityConfig) -> dict[str, str]:
+    """Only what is set: an insecure node's environment is unchanged."""
+    values = {
+        "DTQ_TLS_CERT": str(security.tls_cert or ""),
+        "DTQ_TLS_KEY": str(security.tls_key or ""),
+        "DTQ_TLS_CA": str(security.tls_ca or ""),
+        "DTQ_CLIENT_TOKENS": ",".join(security.client_tokens),
+        "DTQ_WORKER_TOKENS": ",".join(security.worker_tokens),
+        "DTQ_INTERNAL_TOKEN": security.internal_token,
+    }
+    return {var: value for var, value in values.items() if value}
 
 
 def _address_map(value: str, var: str) -> dict[str, str]:

@@ -9,6 +9,17 @@ Closed loop: `clients` tasks each run their script from `closed_loop_scripts` (t
 the answer, repeat) until the run time is over. A closed-loop request's intended time is when its
 client finished thinking.
 
+Closed loop with `wait_for_completion`: after an accepted submit the client also awaits that job's
+waiter (below) before it thinks and sends again, so each client has at most one job in the system and
+the loop settles: completed_per_s is then the end-to-end jobs/s. How it is recorded: the submit
+request's record is the SubmitJob RPC alone (its latency is the submit op's latency); the wait is not
+a request in the mix and leaves no request record (its WaitJob calls are load the system sees, as in
+the open loop); the job's record carries submit -> terminal (submit_time is the submit's intended
+time, end_time when the client learned the terminal state). The wait is bounded by the drain
+deadline (run time + `drain_timeout`): a job still unfinished then is recorded with an empty end_time
+and its client stops. A failed submit is not waited for. Jobs of other clients that a status/result/
+cancel targets are not waited for. Wait mode waits for and records its jobs even with track_jobs=False.
+
 Which job a status/result/cancel is about: the trace's `target` fraction t picks job
 floor(t * n) among the n jobs this generator process has had accepted so far (in acceptance order).
 With no accepted job yet, the request is sent as a submit instead (a job of the workload's mean
@@ -216,8 +227,17 @@ class _Run:
         return time.perf_counter() - self.t0
 
     async def request(
-        self, client: int, op: Op, intended: float, duration: float, target: float, token: int = -1
+        self,
+        client: int,
+        op: Op,
+        intended: float,
+        duration: float,
+        target: float,
+        token: int = -1,
+        waiter: list[asyncio.Task[None]] | None = None,
     ) -> None:
+        """Sends one request and records it. With `waiter` (a list), an accepted submit's job waiter
+        task is appended to it, for a closed-loop client that waits for its job."""
         self.unrecorded.pop(token, None)
         start = self.now()
         job_id = ""
@@ -233,8 +253,10 @@ class _Run:
                     self.spec.job_type, job_payload(duration, self.spec.payload_bytes)
                 )
                 self.accepted.append(job_id)
-                if self.track_jobs:
-                    self._watch(job_id, intended, self.now(), duration)
+                if self.track_jobs or waiter is not None:
+                    task = self._watch(job_id, intended, self.now(), duration)
+                    if waiter is not None:
+                        waiter.append(task)
             elif op is Op.STATUS:
                 await self.target.status(job_id)
             elif op is Op.RESULT:
@@ -252,10 +274,13 @@ class _Run:
             status = "UNKNOWN"  # a bug in a Target must not stop the run; it shows up in `errors`
         self.requests.append(RequestRecord(client, op, intended, start, self.now(), status, job_id))
 
-    def _watch(self, job_id: str, submit_time: float, accept_time: float, duration: float) -> None:
+    def _watch(
+        self, job_id: str, submit_time: float, accept_time: float, duration: float
+    ) -> asyncio.Task[None]:
         task = asyncio.create_task(self._wait_job(job_id, submit_time, accept_time, duration))
         self.waiters.add(task)
         task.add_done_callback(self.waiters.discard)
+        return task
 
     async def _wait_job(self, job_id: str, submit_time: float, accept_time: float, duration: float) -> None:
         state, attempts, end = JobState.PENDING, 0, math.nan
@@ -329,6 +354,8 @@ class _Run:
         self.unrecorded.clear()
 
     async def closed_client(self, client: int, script: Trace) -> None:
+        assert isinstance(self.spec.arrival, ClosedLoop)
+        wait_for_job = self.spec.arrival.wait_for_completion
         end = self.spec.total_time
         think, ops, durations, targets = (
             script.times.tolist(),
@@ -342,7 +369,13 @@ class _Run:
             intended = self.now()
             if intended >= end:
                 return
-            await self.request(client, Op(ops[k]), intended, durations[k], targets[k])
+            if not wait_for_job:
+                await self.request(client, Op(ops[k]), intended, durations[k], targets[k])
+                continue
+            waiter: list[asyncio.Task[None]] = []
+            await self.request(client, Op(ops[k]), intended, durations[k], targets[k], waiter=waiter)
+            for task in waiter:  # bounded by the drain deadline; it records the job itself
+                await asyncio.shield(task)
 
 
 async def _finish(tasks: set[asyncio.Task[None]], timeout: float) -> None:
@@ -456,12 +489,15 @@ def run_load_processes(
     processes: int,
     *,
     startup_timeout: float = 60.0,
+    started: Callable[[float], None] | None = None,
     **options: Any,
 ) -> LoadResult:
     """Runs the workload from `processes` child processes (see the module docstring) and merges them.
 
     Children get JSON on the command line and stdin, and hand back gzip CSV and JSON files.
-    `options` are run_load's keyword options (JSON-able values only)."""
+    `options` are run_load's keyword options (JSON-able values only). `started`, when given, is
+    called with the run's time zero as a time.time() epoch once the children have been told it
+    (for measuring the servers over the same window, e.g. `dtq bench`)."""
     from sim.runs import JOBS_FILE, REQUESTS_FILE, read_job_records, read_request_records
 
     if processes < 1:
@@ -496,6 +532,8 @@ def run_load_processes(
                 assert child.stdin is not None
                 child.stdin.write(f"{start_epoch!r}\n")
                 child.stdin.close()
+            if started is not None:
+                started(start_epoch)
             deadline = time.monotonic() + spec.total_time + drain * 2 + startup_timeout
             for child in children:
                 code = child.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -642,7 +680,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines = [
         f"{summary['run_id']}: {summary['kind']} {summary['design']}, window "
         f"{summary['window']['seconds']:g}s, offered {summary['offered_rate']} req/s, served "
-        f"{summary['throughput']['requests_per_s']:g} req/s, jobs {summary['throughput']['jobs_per_s']:g}/s"
+        f"{summary['throughput']['requests_per_s']:g} req/s, jobs {summary['throughput']['jobs_per_s']:g}/s, "
+        f"completed {summary['throughput'].get('completed_per_s', float('nan')):g}/s"
     ]
     for name, row in [*summary["latency_ms"].items(), ("completion", summary["completion_ms"])]:
         lines.append(

@@ -6,6 +6,10 @@
 
 Start order: bind the port, `role.start()` (state restored before any request is served), start serving,
 health SERVING, then write data_dir/<name>.addr and .metrics (so a launcher that sees the files can call).
+
+Security (realsys/security.py): with DTQ_TLS_* set the port is TLS-only (PEM files read here, at start);
+with DTQ_INTERNAL_TOKEN set an AuthInterceptor checks every call's bearer token (health stays open).
+
 Stop order: health NOT_SERVING, `role.drain()`, `server.stop(grace)`, `role.close()`; the drain and the
 grace share one `config.drain_timeout`.
 """
@@ -32,6 +36,7 @@ from model.errors import InvalidArgument
 from realsys.config import NodeConfig, address_host, grpc_options, load_config
 from realsys.logs import bind_node, configure_logging, get_logger
 from realsys.metrics import MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
+from realsys.security import auth_interceptor, server_credentials
 
 log = get_logger(__name__)
 
@@ -135,9 +140,20 @@ async def _start(
     config: NodeConfig, role: Role, metrics: NodeMetrics | None, context: contextvars.Context
 ) -> RunningRole:
     metrics = metrics or NodeMetrics(config.name, config.role, config.design)
+    try:
+        credentials = server_credentials(config.security)  # reads the PEM files: fails before binding
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await role.close()
+        raise
+    # metrics first: it then counts the calls auth refuses, by their status code
+    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [metrics.interceptor()]
+    auth = auth_interceptor(config.security)
+    if auth is not None:
+        interceptors.append(auth)
     # no SO_REUSEPORT: a second node on a taken port must fail, not share the port's traffic
     options = [*grpc_options(), ("grpc.so_reuseport", 0)]
-    server = grpc.aio.server(options=options, interceptors=[metrics.interceptor()])
+    server = grpc.aio.server(options=options, interceptors=interceptors)
     role.add_to_server(server)
     health_servicer = AioHealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -147,7 +163,11 @@ async def _start(
 
     metrics_server: MetricsServer | None = None
     try:
-        port = server.add_insecure_port(config.listen)  # raises RuntimeError when the port is taken
+        # both raise RuntimeError when the port is taken
+        if credentials is None:
+            port = server.add_insecure_port(config.listen)
+        else:
+            port = server.add_secure_port(config.listen, credentials)
         if port == 0:
             raise RuntimeError(f"could not bind {config.listen}")
         address = f"{_connect_host(config.listen)}:{port}"
@@ -174,6 +194,8 @@ async def _start(
             "address": address,
             "metrics_port": running.metrics_port,
             "services": list(role.service_names),
+            "tls": config.security.tls,
+            "auth": config.security.auth,
             "loop": type(asyncio.get_running_loop()).__module__,  # "uvloop" when installed
         },
     )
@@ -224,6 +246,9 @@ def serve_main() -> None:
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(main())
+    except InvalidArgument as exc:  # e.g. a TLS file that cannot be read
+        sys.stderr.write(f"dtq: bad configuration: {exc.message}\n")
+        raise SystemExit(2) from None
     except Exception:
         log.exception("node failed")
         raise SystemExit(1) from None

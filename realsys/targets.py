@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -205,6 +206,8 @@ class InMemoryTarget:
         self.states: dict[str, JobState] = {}
         self._done: dict[str, asyncio.Event] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        # unique across the processes of one run, whose records are merged
+        self._prefix = f"{os.getpid()}.{id(self):x}"
 
     async def _serve(self) -> None:
         n, self.calls = self.calls, self.calls + 1
@@ -230,7 +233,7 @@ class InMemoryTarget:
             seconds = float(json.loads(payload or b"{}").get("seconds", 0.0))
         except (ValueError, AttributeError):
             raise TargetError("INVALID_ARGUMENT", "payload must be a JSON object") from None
-        job_id = f"mem-{len(self.states):010d}"
+        job_id = f"mem{self._prefix}-{len(self.states):010d}"
         self.states[job_id] = JobState.PENDING
         self._done[job_id] = asyncio.Event()
         self._timers[job_id] = asyncio.get_running_loop().call_later(

@@ -21,6 +21,7 @@ from model.errors import InvalidArgument
 from model.job import JobError
 from realsys.config import NodeConfig, grpc_options
 from realsys.logs import get_logger
+from realsys.security import internal_channel_security, open_aio_channel
 
 # grpc.aio.ServicerContext is generic in the stubs; the roles never look at its type parameters
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -38,11 +39,14 @@ MAX_POLL = 60.0
 
 
 def open_channel(config: NodeConfig, service: str) -> grpc.aio.Channel:
-    """One long-lived channel per peer service, with dtq's message limits and keepalives."""
+    """One long-lived channel per peer service, with dtq's message limits and keepalives; TLS and the
+    internal token when the node has them (the CA file is read here, at start)."""
     address = config.services.get(service)
     if not address:
         raise InvalidArgument(f"DTQ_SERVICES has no address for the {service} service")
-    return grpc.aio.insecure_channel(address, options=[*grpc_options(), *RECONNECT_OPTIONS])
+    return open_aio_channel(
+        address, [*grpc_options(), *RECONNECT_OPTIONS], internal_channel_security(config.security)
+    )
 
 
 def remaining(context: Context | None) -> float | None:

@@ -14,6 +14,7 @@ import grpc
 from realsys.config import NodeConfig
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import MicroRole
+from realsys.security import worker_channel_security
 from realsys.worker import GrpcWorkerBackend, HandlerRegistry, WorkerRuntime, registry
 
 
@@ -29,7 +30,9 @@ class WorkerRole(MicroRole):
         if not address:
             raise ValueError("the worker role needs DTQ_SERVICES to name the coordinator")
         self.worker_id = f"{config.name}-{secrets.token_hex(4)}"
-        self.backend = GrpcWorkerBackend(address, timeout=config.rpc_timeout)
+        self.backend = GrpcWorkerBackend(
+            address, timeout=config.rpc_timeout, security=worker_channel_security(config.security)
+        )
         self.runtime = WorkerRuntime(
             self.worker_id,
             max(1, config.slots),

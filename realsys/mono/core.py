@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel, WorkAvailable, WorkerLost
+from model.commands import (
+    Command,
+    JobFinished,
+    JobsExpired,
+    LeaseExpired,
+    NotifyCancel,
+    WorkAvailable,
+    WorkerLost,
+)
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.ids import JobIdFactory
@@ -255,8 +263,13 @@ class LocalCore:
     def _commit(self, touched: Iterable[Job], commands: list[Command]) -> None:
         """Saves every job the call changed, then performs the commands (durable before visible)."""
         jobs = {job.job_id: job for job in touched}
+        expired: list[str] = []
         for command in commands:
-            if isinstance(command, LeaseExpired | JobFinished | NotifyCancel):
+            if isinstance(command, JobsExpired):
+                expired.extend(command.job_ids)
+        gone = set(expired)
+        for command in commands:
+            if isinstance(command, LeaseExpired | JobFinished | NotifyCancel) and command.job_id not in gone:
                 jobs.setdefault(command.job_id, self.get(command.job_id))
         if len(jobs) == 1:
             # one statement in autocommit: committed when it returns, without BEGIN/COMMIT round trips
@@ -265,6 +278,8 @@ class LocalCore:
             self.records.save(job)
         elif jobs:
             self.records.save_many(jobs.values())
+        if expired:
+            self.records.delete(expired)  # retention: the table dropped them (result_ttl)
         for command in commands:
             self._perform(command)
         self.poke()

@@ -21,6 +21,7 @@ from realsys.mono.backend import InProcessBackend
 from realsys.mono.core import LocalCore
 from realsys.mono.peers import PeerLinks
 from realsys.mono.services import PeerService, TaskQueueService, WorkersService
+from realsys.security import internal_channel_security
 from realsys.storage import open_job_records
 from realsys.timer import CoreTimer
 from realsys.worker import HandlerRegistry, WorkerRuntime, registry
@@ -53,7 +54,9 @@ class MonoNode:
         restored = self.core.restore()
         if restored:
             log.info("restored jobs", extra={"jobs": restored})
-        self.links = PeerLinks(config.name, config.peers, config.rpc_timeout)
+        self.links = PeerLinks(
+            config.name, config.peers, config.rpc_timeout, internal_channel_security(config.security)
+        )
         self.backend = InProcessBackend(self.core, self.links, metrics, config.steal_interval)
         self.runtime: WorkerRuntime | None = None
         if config.slots > 0:

@@ -17,6 +17,7 @@ import grpc
 from dtq.v1 import client_pb2_grpc, internal_pb2_grpc, worker_pb2_grpc
 from model.errors import Unavailable
 from realsys.config import grpc_options
+from realsys.security import ChannelSecurity, open_aio_channel
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -62,8 +63,15 @@ def cap_wait(wait: float, left: float | None) -> float:
 
 
 class PeerLinks:
-    def __init__(self, self_node: str, peers: Mapping[str, str], rpc_timeout: float) -> None:
+    def __init__(
+        self,
+        self_node: str,
+        peers: Mapping[str, str],
+        rpc_timeout: float,
+        security: ChannelSecurity | None = None,  # TLS and the internal token, when the cluster has them
+    ) -> None:
         self.self_node = self_node
+        self.security = security
         self.addresses = {name: addr for name, addr in peers.items() if name != self_node}
         self.all_nodes = sorted(peers)  # every node, this one included: the same list on every node
         self.rpc_timeout = rpc_timeout
@@ -87,7 +95,7 @@ class PeerLinks:
     def open(self) -> None:
         """Creates the channels and starts connecting them (a peer that is not up yet is fine)."""
         for name, address in self.addresses.items():
-            channel = grpc.aio.insecure_channel(address, options=[*grpc_options(), *_PEER_OPTIONS])
+            channel = open_aio_channel(address, [*grpc_options(), *_PEER_OPTIONS], self.security)
             self._channels[name] = channel
             self._task_queue[name] = _stub(client_pb2_grpc.TaskQueueStub, channel)
             self._workers[name] = _stub(worker_pb2_grpc.WorkersStub, channel)

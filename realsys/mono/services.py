@@ -19,11 +19,12 @@ from dtq.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from model.errors import DtqError, FailedPrecondition, InvalidArgument
-from model.ids import route, split_by_owner
+from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound
+from model.ids import parse_job_id, route, split_by_owner
 from model.job import Job
 from model.listing import ListQuery, Page, decode_page_token, effective_page_size, merge_pages
 from model.states import JobState
+from model.workers import validate_worker_id
 from realsys.convert import (
     assignment_to_pb,
     from_duration,
@@ -112,6 +113,23 @@ async def heartbeat_owners(
     return cancel, abandon
 
 
+def _wellformed(job_id: str) -> bool:
+    try:
+        parse_job_id(job_id)
+    except InvalidArgument:
+        return False
+    return True
+
+
+def route_known(links: PeerLinks, job_id: str, node: str, context: Context) -> str | None:
+    """model.ids.route, plus: an id naming a node outside the cluster is an unknown job (NOT_FOUND,
+    as Design A answers), not an unreachable peer."""
+    owner = route(job_id, node, is_forwarded(context))
+    if owner is not None and owner not in links.addresses:
+        raise NotFound(f"job {job_id} not found: its owner {owner} is not a node of this cluster")
+    return owner
+
+
 # ---------------------------------------------------------------------------- TaskQueue
 class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     def __init__(self, core: LocalCore, links: PeerLinks, metrics: NodeMetrics) -> None:
@@ -124,7 +142,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         return self.core.node
 
     def _owner(self, job_id: str, context: Context) -> str | None:
-        return route(job_id, self.node, is_forwarded(context))
+        return route_known(self.links, job_id, self.node, context)
 
     async def _forward(
         self, node: str, method: str, request: Any, context: Context, wait: float = 0.0
@@ -255,11 +273,19 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
         running = running_from_pb(list(request.running))
         local: RunningList = running
         remote: dict[str, RunningList] = {}
+        strangers: RunningList = []  # attempts of jobs whose owner is no node of ours: abandon them
         if not is_forwarded(context):
-            local, remote = split_by_owner(self.core.node, running)
+            # a malformed id cannot be a job the worker holds: abandon it (as Design A's renewal does)
+            # rather than refuse the heartbeat and let the worker's real leases lapse
+            wellformed: RunningList = []
+            for pair in running:
+                (wellformed if _wellformed(pair[0]) else strangers).append(pair)
+            local, remote = split_by_owner(self.core.node, wellformed)
+            for owner in [o for o in remote if o not in self.links.addresses]:
+                strangers += remote.pop(owner)
         # (a forwarded heartbeat names only this node's jobs; any other id is unknown here: abandon)
         renewal = self.core.heartbeat(request.worker_id, request.total_slots, request.free_slots, local)
-        cancel, abandon = list(renewal.cancel), list(renewal.abandon)
+        cancel, abandon = list(renewal.cancel), list(renewal.abandon) + strangers
         if remote:
             self.metrics.forwarded.inc(len(remote))
             more_cancel, more_abandon = await heartbeat_owners(self.links, request.worker_id, remote, context)
@@ -277,6 +303,7 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
     async def FetchWork(
         self, request: worker_pb2.FetchWorkRequest, context: Context
     ) -> worker_pb2.FetchWorkResponse:
+        validate_worker_id(request.worker_id)  # before anything else, as Design A's coordinator does
         if request.free_slots < 0:
             raise InvalidArgument("free_slots must not be negative")
         wait = cap_wait(from_duration(request.wait_timeout, "wait_timeout"), remaining(context))
@@ -289,14 +316,18 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
     async def ReportResult(
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
-        owner = route(request.job_id, self.core.node, is_forwarded(context))
+        # the checks in Design A's order (coordinator): worker id, outcome, attempt, job id
+        validate_worker_id(request.worker_id)
+        outcome = outcome_from_pb(request)
+        if request.attempt < 1:
+            raise InvalidArgument("attempt must be >= 1")
+        owner = route_known(self.links, request.job_id, self.core.node, context)
         if owner is not None:
             self.metrics.forwarded.inc()
             response: worker_pb2.ReportResultResponse = await (
                 await self.links.workers(owner, context)
             ).ReportResult(request, timeout=self.links.timeout(context), metadata=FORWARDED)
             return response
-        outcome = outcome_from_pb(request)
         job = self.core.report(request.worker_id, request.job_id, request.attempt, outcome)
         return worker_pb2.ReportResultResponse(state=cast(job_pb2.JobState, int(job.state)))
 

@@ -19,22 +19,25 @@ from model.errors import StaleAttempt
 from model.job import Assignment, Outcome
 from realsys.client import channel_options, make_stub, rpc_error
 from realsys.convert import assignment_from_pb, from_duration, outcome_to_pb, running_to_pb, to_duration
+from realsys.security import ChannelSecurity, open_aio_channel
 
 log = logging.getLogger("dtq.worker")
 
 
 class GrpcWorkerBackend:
-    def __init__(self, address: str, timeout: float = 5.0) -> None:
+    def __init__(self, address: str, timeout: float = 5.0, security: ChannelSecurity | None = None) -> None:
+        """`security`: TLS and the worker's token (security.worker_channel_security), read on first use."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         self.address = address
         self.timeout = timeout
+        self.security = security
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
 
     def _workers(self) -> Any:
         if self._stub is None:  # opened on first use: an aio channel belongs to the running loop
-            self._channel = grpc.aio.insecure_channel(self.address, options=channel_options())
+            self._channel = open_aio_channel(self.address, channel_options(), self.security)
             self._stub = make_stub(worker_pb2_grpc.WorkersStub, self._channel)
         return self._stub
 

@@ -5,7 +5,9 @@ installs it in .ci/run. Every wait is bounded; the module takes about 20 s."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -17,11 +19,11 @@ celery = pytest.importorskip(
     "celery", reason="the baseline extra is not installed: pip install -e '.[baseline]'"
 )
 
-from model.workload import ClosedLoop, Distribution, RequestMix, WorkloadSpec  # noqa: E402
+from model.workload import ClosedLoop, Distribution, Op, RequestMix, WorkloadSpec  # noqa: E402
 from realsys.baseline.runner import BaselineCluster, RedisUnavailable, ensure_redis_server, run_baseline  # noqa: E402
 from realsys.baseline.target import CeleryTarget, outcome, state_name  # noqa: E402
 from realsys.targets import Target, TargetError  # noqa: E402
-from sim.runs import load_config, load_jobs, load_summary  # noqa: E402
+from sim.runs import load_config, load_jobs, load_records, load_summary  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -127,6 +129,39 @@ def test_short_load_through_the_load_generator(cluster: BaselineCluster, tmp_pat
     assert config["parameters"]["store"] == "redis" and config["parameters"]["pool"] == "threads"
     all_jobs = load_jobs(path)
     assert set(all_jobs["final_state"].tolist()) == {"SUCCEEDED"}
+
+
+def test_closed_loop_wait_mode_through_the_load_generator(cluster: BaselineCluster, tmp_path: Path) -> None:
+    """Each client waits (pub/sub, no polling) for its job: one job per client in the system, and
+    completed_per_s is the count of terminal records ending in the window over its length."""
+    spec = WorkloadSpec(
+        arrival=ClosedLoop(4, wait_for_completion=True),
+        mix=RequestMix(submit=0.75, status=0.25),
+        duration=Distribution("constant", 0.02),
+        run_time=1.5,
+        warmup=0.3,
+        seed=4,
+    )
+    path, summary = run_baseline(
+        cluster, spec, tmp_path, "baseline-celery-wait-4-r0", processes=2, drain_timeout=10.0
+    )
+    requests, jobs = load_records(path)
+    owner = {r.job_id: r.client for r in requests if r.op is Op.SUBMIT and r.status == "OK"}
+    assert sorted(owner) == sorted(j.job_id for j in jobs) and len(jobs) > 10
+    assert all(math.isfinite(j.end_time) for j in jobs) and summary["jobs"]["unfinished"] == 0
+    end_of = {j.job_id: j.end_time for j in jobs}
+    for client in {r.client for r in requests}:
+        mine = sorted((r for r in requests if r.client == client), key=lambda r: r.intended_time)
+        for prev, nxt in itertools.pairwise(mine):
+            waited = prev.op is Op.SUBMIT and prev.job_id in owner
+            waited_until = end_of[prev.job_id] if waited else prev.end_time
+            assert nxt.intended_time >= waited_until  # the client's job ended before its next request
+    events = sorted([(j.submit_time, 1) for j in jobs] + [(j.end_time, -1) for j in jobs])
+    assert max(itertools.accumulate(step for _, step in events)) <= 4
+    start, end = spec.warmup, spec.total_time
+    finished = sum(start <= j.end_time < end for j in jobs)
+    assert summary["throughput"]["completed_per_s"] == pytest.approx(finished / (end - start))
+    assert summary["completion_ms"]["count"] == summary["jobs"]["submitted"] > 0
 
 
 async def test_a_killed_worker_loses_no_work(cluster: BaselineCluster) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import itertools
 import math
 import re
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from model.records import JobRecord
 from model.results import summarize
 from model.states import JobState
 from realsys import experiment as ex
-from sim.runs import load_config, load_summary, run_config, run_exists
+from sim.runs import load_config, load_records, load_summary, run_config, run_exists
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_PLAN = REPO / "data" / "experiments" / "seed_plan.yaml"
@@ -55,6 +56,8 @@ def test_seed_plan_expands_to_the_full_product_with_stable_ids() -> None:
     assert run.workload.arrival.clients == 4  # type: ignore[union-attr]
     assert run.workload.duration.kind == "exponential" and run.workload.duration.mean == 0.05
     assert (run.workload.mix.submit, run.workload.mix.status, run.workload.mix.result) == (0.5, 0.25, 0.25)
+    # the closed loop waits for each job at every concurrency (the loop settles)
+    assert all(r.workload.arrival.wait_for_completion for r in runs)  # type: ignore[union-attr]
     assert run.workload.run_time == 5 and run.workload.warmup == 1
     # the same replication has the same seed everywhere (common random numbers)
     assert {r.workload.seed for r in runs if r.replication == 2} == {3}
@@ -91,6 +94,20 @@ def test_axes_labels_celery_and_errors() -> None:
     assert {r.run_id for r in ex.select(plan.runs, "real-*-t.rate50.*-r0")} == {
         f"real-micro-t.rate50.{m}.{s}-5-r0" for m in ("sub", "lst") for s in ("memory", "sqlite")
     }
+
+    waiting = small(concurrency=[1, 3])
+    waiting["workload"]["arrival"] = {
+        "kind": "closed",
+        "clients": 1,
+        "wait_for_completion": True,
+        "think_time": {"kind": "constant", "mean": 0.01},
+    }
+    arrivals = [r.workload.arrival for r in ex.expand(ex.experiment_from_mapping(waiting)).runs]
+    assert [(a.clients, a.wait_for_completion, a.think_time.mean) for a in arrivals] == [  # type: ignore[union-attr]
+        (c, True, 0.01) for _ in range(2) for c in (1, 3)
+    ]
+    plain = [r.workload.arrival for r in ex.expand(ex.experiment_from_mapping(small(concurrency=[2]))).runs]
+    assert not any(a.wait_for_completion for a in plain)  # type: ignore[union-attr]
 
     with pytest.raises(InvalidArgument, match="not both"):
         ex.experiment_from_mapping(small(concurrency=[1], rate=[10]))
@@ -250,6 +267,15 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert s["design"] == "mono" and s["kind"] == "real"
         assert s["jobs"]["submitted"] > 0 and s["jobs"]["succeeded"] == s["jobs"]["submitted"]
         assert s["throughput"]["jobs_per_s"] > 0 and not s["errors"]
+        # wait mode: completed_per_s counts the terminal records ending in the window, and each of
+        # the 2 clients has at most one job in the system
+        requests, jobs = load_records(out / run_id)
+        start, end = s["window"]["start"], s["window"]["end"]
+        ended = sum(math.isfinite(j.end_time) and start <= j.end_time < end for j in jobs)
+        assert s["throughput"]["completed_per_s"] == pytest.approx(ended / (end - start)) and ended > 0
+        events = sorted([(j.submit_time, 1) for j in jobs] + [(j.end_time, -1) for j in jobs])
+        assert max(itertools.accumulate(step for _, step in events)) <= 2
+        assert len(jobs) == sum(r.op.name == "SUBMIT" and r.status == "OK" for r in requests)
         config = load_config(out / run_id)
         assert config["parameters"]["store"] == "memory" and config["parameters"]["total_slots"] == 12
         assert (out / run_id / "requests.csv.gz").is_file() and (out / run_id / "jobs.csv.gz").is_file()
@@ -257,6 +283,8 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         (row,) = list(csv.DictReader(f))
     assert row["design"] == "mono" and row["n"] == "2" and float(row["jobs_per_s_mean"]) > 0
     assert row["jobs_per_s_ci95"] != ""
+    assert float(row["completed_per_s_mean"]) > 0 and row["completed_per_s_ci95"] != ""
+    assert float(row["completion_p50_ms_mean"]) > 0 and float(row["completion_p99_ms_mean"]) > 0
 
     capsys.readouterr()
     assert ex.command(build_parser().parse_args(argv)) == 0  # resumed: nothing left to run

@@ -174,6 +174,98 @@ async def test_closed_loop_clients_wait_for_answers_and_think() -> None:
     assert summary["offered_rate"] is None and summary["jobs"]["submitted"] > 0
 
 
+def check_one_job_per_client(result: Any, spec: WorkloadSpec, hard_end: float) -> None:
+    """Wait mode's invariants, from the records alone: each client's next request comes after its
+    job ended, so its jobs never overlap and jobs in the system never exceed the clients."""
+    assert isinstance(spec.arrival, ClosedLoop) and spec.arrival.wait_for_completion
+    owner = {r.job_id: r.client for r in result.requests if r.op is Op.SUBMIT and r.status == "OK"}
+    assert sorted(owner) == sorted(j.job_id for j in result.jobs)  # every accepted job was waited for
+    ends = {j.job_id: (j.end_time if math.isfinite(j.end_time) else hard_end) for j in result.jobs}
+    by_client: dict[int, list[RequestRecord]] = {}
+    for r in result.requests:
+        by_client.setdefault(r.client, []).append(r)
+    for rs in by_client.values():
+        rs.sort(key=lambda r: r.intended_time)
+        for prev, nxt in itertools.pairwise(rs):
+            after = ends[prev.job_id] if prev.job_id in owner and prev.op is Op.SUBMIT else prev.end_time
+            assert nxt.intended_time >= after  # the client waited for its job before the next request
+    events = sorted(
+        [(j.submit_time, 1) for j in result.jobs] + [(ends[j.job_id], -1) for j in result.jobs],
+        key=lambda e: (e[0], e[1]),  # an end before a start at the same instant
+    )
+    in_system = list(itertools.accumulate(step for _, step in events))
+    assert max(in_system) <= spec.arrival.clients
+    unfinished = [j for j in result.jobs if not math.isfinite(j.end_time)]
+    assert len({owner[j.job_id] for j in unfinished}) == len(unfinished)  # at most one per client
+
+
+def check_completed_per_s(result: Any, spec: WorkloadSpec) -> dict[str, Any]:
+    summary = summary_of(result, spec, run_id="t", kind="real", design="mono")
+    start, end = spec.warmup, spec.total_time
+    terminal = [j for j in result.jobs if math.isfinite(j.end_time) and start <= j.end_time < end]
+    assert summary["throughput"]["completed_per_s"] == pytest.approx(len(terminal) / (end - start))
+    submitted = sum(1 for j in result.jobs if start <= j.submit_time < end)
+    assert summary["jobs"]["submitted"] == submitted
+    finished = sum(1 for j in result.jobs if math.isfinite(j.end_time))
+    assert finished <= len(result.jobs)  # completions never exceed submits
+    return summary
+
+
+async def test_closed_loop_wait_mode_keeps_one_job_per_client() -> None:
+    spec = WorkloadSpec(
+        ClosedLoop(4, Distribution("constant", 0.002), wait_for_completion=True),
+        mix=RequestMix(submit=0.8, status=0.2),
+        duration=Distribution("constant", 0.03),
+        run_time=0.8,
+        warmup=0.2,
+        seed=5,
+    )
+    target = InMemoryTarget(service_time=0.001)
+    result = await run_load(target, spec, drain_timeout=1.0)
+    check_one_job_per_client(result, spec, spec.total_time + 1.0)
+    summary = check_completed_per_s(result, spec)
+    # 4 clients, each ~35 ms a submit round: ~110 jobs/s; without waiting it would be ~2000/s
+    assert 40 <= summary["throughput"]["completed_per_s"] <= 130
+    assert summary["jobs"]["unfinished"] == 0 and summary["jobs"]["succeeded"] > 0
+    assert target.wait_calls == len(result.jobs)  # one long-poll per job, no polling
+    # the submit request's record is the SubmitJob call alone, not the wait
+    submits = [r for r in result.requests if r.op is Op.SUBMIT]
+    assert max(r.end_time - r.start_time for r in submits) < 0.025
+
+
+async def test_closed_loop_wait_mode_counts_unfinished_jobs_and_stops_at_the_drain() -> None:
+    spec = WorkloadSpec(
+        ClosedLoop(3, wait_for_completion=True),
+        duration=Distribution("constant", 30.0),
+        run_time=0.4,
+        warmup=0.1,
+    )
+    started = time.monotonic()
+    result = await run_load(InMemoryTarget(), spec, drain_timeout=0.3)
+    assert time.monotonic() - started < spec.total_time + 1.0
+    assert len(result.jobs) == 3 and len(result.requests) == 3  # one submit each, never answered
+    assert all(math.isnan(j.end_time) and j.final_state is JobState.PENDING for j in result.jobs)
+    check_one_job_per_client(result, spec, spec.total_time + 0.3)
+    summary = summary_of(result, spec, run_id="t", kind="real", design="mono")
+    assert summary["throughput"]["completed_per_s"] == 0
+    # the submits were intended at t=0, before the window: counted in the jobs only when in it
+    assert summary["jobs"]["unfinished"] == summary["jobs"]["submitted"]
+
+
+def test_closed_loop_wait_mode_in_several_processes() -> None:
+    spec = WorkloadSpec(
+        ClosedLoop(4, wait_for_completion=True),
+        duration=Distribution("constant", 0.02),
+        run_time=0.8,
+        warmup=0.2,
+    )
+    result = run_load_processes(IN_MEMORY, spec, 2, drain_timeout=1.0)
+    assert {r.client for r in result.requests} == {0, 1, 2, 3}
+    check_one_job_per_client(result, spec, spec.total_time + 1.0)
+    summary = check_completed_per_s(result, spec)
+    assert 100 <= summary["throughput"]["completed_per_s"] <= 200  # 4 clients / ~20 ms
+
+
 # ---------------------------------------------------------------------------- several processes
 def test_processes_split_the_trace_and_merge_to_the_union() -> None:
     spec = open_spec(rate=150.0, run_time=1.0)
@@ -334,3 +426,23 @@ def test_dtq_load_writes_a_valid_run(mono: ThreadCluster, tmp_path: Path) -> Non
     assert np.all([j.end_time >= j.accept_time >= j.submit_time for j in jobs])
     assert summary["kind"] == "real" and summary["design"] == "mono" and summary["offered_rate"] == 40.0
     assert summary["loadgen"]["processes"] == 1
+
+
+def test_closed_loop_wait_mode_against_a_real_cluster(mono: ThreadCluster) -> None:
+    spec = WorkloadSpec(
+        ClosedLoop(6, wait_for_completion=True),
+        mix=RequestMix(submit=0.7, status=0.2, result=0.1),
+        duration=Distribution("exponential", 0.02),
+        run_time=1.0,
+        warmup=0.3,
+        seed=11,
+    )
+    target_spec = {
+        "factory": "realsys.targets:DtqTarget",
+        "kwargs": {"addresses": list(mono.addresses.values()), "timeout": 5.0, "design": "mono"},
+    }
+    result = run_load_processes(target_spec, spec, 2, drain_timeout=5.0)
+    check_one_job_per_client(result, spec, spec.total_time + 5.0)
+    summary = check_completed_per_s(result, spec)
+    assert summary["jobs"]["unfinished"] == 0 and summary["jobs"]["succeeded"] > 10
+    assert summary["completion_ms"]["count"] == summary["jobs"]["submitted"]

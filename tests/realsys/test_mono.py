@@ -396,8 +396,8 @@ async def test_error_codes(idle: Cluster) -> None:
     for owner in ("n1", "n2"):  # local, and forwarded: NOT_FOUND survives the hop
         with pytest.raises(NotFound):
             await client.status(f"{owner}-abc-00000fffff")
-    with pytest.raises(Unavailable):  # an owner that is no node
-        await client.status("n9-abc-0000000001")
+    with pytest.raises(NotFound, match="not a node of this cluster"):  # an owner that is no node
+        await client.status("n9-abc-0000000001")  # not transient, and Design A says NOT_FOUND too
     with pytest.raises(ResourceExhausted):
         await client.submit("echo", b"x" * 5000)
     pending = await client.submit("echo", b"")
