@@ -203,11 +203,6 @@ def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:
     return _WaitForReady(factory(channel))
 
 
-def add_servicer(adder: Any, servicer: object, server: grpc.aio.Server) -> None:
-    """Registers a servicer through a generated (untyped) add_*Servicer_to_server function."""
-    adder(servicer, server)
-
-
 def job_error_pb(error: JobError) -> job_pb2.JobError:
     return job_pb2.JobError(message=error.message, retryable=error.retryable, reason=error.reason)
 

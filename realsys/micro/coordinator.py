@@ -27,11 +27,11 @@ from model.job import CancelledByWorker, Failed, Succeeded
 from model.workers import WorkerRegistry, validate_worker_id
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, outcome_from_pb, running_to_pb, to_duration
+from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
     Context,
     MicroRole,
-    add_servicer,
     hop_timeout,
     job_error_pb,
     make_stub,

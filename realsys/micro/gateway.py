@@ -18,8 +18,9 @@ from model.errors import FailedPrecondition
 from model.states import JobState
 from realsys.config import NodeConfig
 from realsys.convert import from_duration
+from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import MAX_POLL, Context, MicroRole, add_servicer, hop_timeout, make_stub
+from realsys.micro.base import MAX_POLL, Context, MicroRole, hop_timeout, make_stub
 from realsys.status import grpc_errors
 
 

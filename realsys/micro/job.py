@@ -46,12 +46,12 @@ from realsys.convert import (
     to_duration,
     to_timestamp,
 )
+from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
     Context,
     KeyedWaiters,
     MicroRole,
-    add_servicer,
     make_stub,
     poll_budget,
     rpc_code,

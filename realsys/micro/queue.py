@@ -21,8 +21,9 @@ from model.errors import InvalidArgument
 from model.queue import QueueEntry, ReadyQueue
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, from_timestamp, to_timestamp
+from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import Context, MicroRole, Waker, add_servicer, poll_budget
+from realsys.micro.base import Context, MicroRole, Waker, poll_budget
 from realsys.status import grpc_errors
 from realsys.storage import open_queue_entries
 from realsys.timer import CoreTimer

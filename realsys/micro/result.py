@@ -19,8 +19,9 @@ from model.job import CancelledByWorker, Failed, Succeeded
 from model.jobs import Retention
 from realsys.config import NodeConfig
 from realsys.convert import error_from_pb
+from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import Context, MicroRole, add_servicer, job_error_pb
+from realsys.micro.base import Context, MicroRole, job_error_pb
 from realsys.status import grpc_errors
 from realsys.storage import open_results
 from realsys.timer import CoreTimer

@@ -15,6 +15,7 @@ import grpc
 from dtq.v1 import client_pb2, client_pb2_grpc, internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
 from model.errors import InvalidArgument
 from realsys.config import NodeConfig
+from realsys.decoding import add_servicer
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
 from realsys.mono.backend import InProcessBackend
@@ -85,7 +86,7 @@ class MonoNode:
             (internal_pb2_grpc.add_PeerServicer_to_server, self.peer),
         ]
         for add, servicer in adders:
-            add(servicer, server)
+            add_servicer(add, servicer, server)
 
     async def start(self) -> None:
         # Attempts the previous process's worker held died with it: requeue them now rather than

@@ -542,14 +542,12 @@ def test_raw_garbage_bytes(pair: Pair, method: str, body: bytes) -> None:
             results.append((exc.code(), exc.details() or "", None))
     assert results[0][0] == results[1][0], f"{method} {body!r}: {results}"
     for code, details, _ in results:
-        if code is grpc.StatusCode.UNKNOWN:
-            # grpc's answer when the request does not parse: its handler never ran. (INVALID_ARGUMENT
-            # would be better; that needs a deserializer wrapper where servicers are registered.)
-            assert "Error parsing message" in details, details
+        if "is not a valid" in details:
+            # bytes that do not parse: refused before the servicer runs (realsys/decoding.py)
+            assert code is grpc.StatusCode.INVALID_ARGUMENT, (code, details)
     codes = {code for code, _, _ in results}
     bad = codes - {
         OK,
-        grpc.StatusCode.UNKNOWN,  # checked above: bytes that do not parse
         grpc.StatusCode.INVALID_ARGUMENT,
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.ABORTED,
@@ -557,4 +555,20 @@ def test_raw_garbage_bytes(pair: Pair, method: str, body: bytes) -> None:
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
     assert not bad, f"{method} {body!r}: {results}"
+    assert_healthy(pair)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_unparsable_bytes_get_invalid_argument(pair: Pair, method: str) -> None:
+    """A truncated varint cannot parse as any message: INVALID_ARGUMENT naming the message type, in
+    both designs, and the node stays healthy."""
+    for t in pair.targets:
+        channel = t.worker_channel if "Workers" in method else t.channel
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        with pytest.raises(grpc.RpcError) as info:
+            call(b"\x08\xff", timeout=5)
+        error = info.value
+        assert isinstance(error, grpc.Call)
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
+        assert "is not a valid" in (error.details() or "")
     assert_healthy(pair)
