@@ -42,6 +42,7 @@ class NodeInfo:
     address: str
     pid: int
     env: dict[str, str]
+    netns: str = ""  # a network namespace the node runs in (`ip netns exec`), for partition faults
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,14 @@ class ClusterInfo:
             "design": self.design,
             "clients": self.clients,
             "nodes": [
-                {"name": n.name, "role": n.role, "address": n.address, "pid": n.pid, "env": n.env}
+                {
+                    "name": n.name,
+                    "role": n.role,
+                    "address": n.address,
+                    "pid": n.pid,
+                    "env": n.env,
+                    **({"netns": n.netns} if n.netns else {}),
+                }
                 for n in self.nodes
             ],
             **(
@@ -109,16 +117,22 @@ def slots_per_node(design: str, total_slots: int) -> dict[str, int]:
 
 
 def plan(
-    design: str, directory: Path, total_slots: int, store: str, overrides: Mapping[str, str] | None = None
+    design: str,
+    directory: Path,
+    total_slots: int,
+    store: str,
+    overrides: Mapping[str, str] | None = None,
+    hosts: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, dict[str, str]]]:
-    """(name, role, env) for each process, in start order."""
+    """(name, role, env) for each process, in start order. `hosts`: a node's listen IP other than
+    127.0.0.1 (partition faults put a node behind a veth pair; see realsys/faults.py)."""
     if design not in ("micro", "mono"):
         raise ValueError(f"design must be micro or mono, not {design!r}")
     if store not in ("sqlite", "memory"):
         raise ValueError(f"store must be sqlite or memory, not {store!r}")
     names = MICRO_ROLES if design == "micro" else MONO_NODES
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
-    addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+    addresses = {name: f"{(hosts or {}).get(name, '127.0.0.1')}:{port}" for name, port in ports.items()}
     slots = slots_per_node(design, total_slots)
     table = ",".join(f"{name}={addr}" for name, addr in addresses.items())
     out = []
@@ -139,12 +153,14 @@ def plan(
     return out
 
 
-def _spawn(directory: Path, name: str, env: Mapping[str, str]) -> int:
+def _spawn(directory: Path, name: str, env: Mapping[str, str], netns: str = "") -> int:
     Path(env["DTQ_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
     log = open(directory / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    # `ip netns exec` execs the command (no fork), so the pid is the node's own
+    prefix = ["ip", "netns", "exec", netns] if netns else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realsys", "serve"],
+        [*prefix, sys.executable, "-m", "realsys", "serve"],
         env=full_env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -185,22 +201,27 @@ def up(
     overrides: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     secure: bool = False,
+    hosts: Mapping[str, str] | None = None,
+    netns: Mapping[str, str] | None = None,
 ) -> ClusterInfo:
+    """`hosts` and `netns` (by node name): listen IPs other than 127.0.0.1 and network namespaces
+    to start nodes in; the caller sets the namespaces up (realsys/faults.py's partition fault)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CLUSTER_FILE).exists():
         raise FileExistsError(
             f"{directory / CLUSTER_FILE} exists: run `dtq cluster down --dir {directory}` first"
         )
-    planned = plan(design, directory, total_slots, store, overrides)
+    planned = plan(design, directory, total_slots, store, overrides, hosts)
     tokens = {"client": "", "worker": "", "ca": ""}
     if secure:
         planned, tokens = _secure(directory, planned)
     nodes: list[NodeInfo] = []
     try:
         for name, role, env in planned:
-            pid = _spawn(directory, name, env)
-            nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env))
+            space = (netns or {}).get(name, "")
+            pid = _spawn(directory, name, env, space)
+            nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env, space))
         for node in nodes:
             wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
     except BaseException:
@@ -242,7 +263,10 @@ def load(directory: Path) -> ClusterInfo:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"no cluster at {directory} (missing {CLUSTER_FILE})") from None
-    nodes = [NodeInfo(n["name"], n["role"], n["address"], n["pid"], dict(n["env"])) for n in raw["nodes"]]
+    nodes = [
+        NodeInfo(n["name"], n["role"], n["address"], n["pid"], dict(n["env"]), n.get("netns", ""))
+        for n in raw["nodes"]
+    ]
     return ClusterInfo(
         raw["design"],
         path.parent,
@@ -327,9 +351,9 @@ def start(directory: Path, name: str, timeout: float = 30.0) -> NodeInfo:
     old = info.node(name)
     if _alive(old.pid) and _is_ours(old.pid):
         raise RuntimeError(f"{name} is still running as pid {old.pid}")
-    pid = _spawn(info.directory, name, old.env)
+    pid = _spawn(info.directory, name, old.env, old.netns)
     wait_healthy(old.address, timeout, pid, old.env.get("DTQ_TLS_CA", ""))
-    new = NodeInfo(old.name, old.role, old.address, pid, old.env)
+    new = NodeInfo(old.name, old.role, old.address, pid, old.env, old.netns)
     _write(dataclasses.replace(info, nodes=[new if n.name == name else n for n in info.nodes]))
     return new
 
