@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test
+.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test paper
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ proto: $(STAMP)
 
 lifecycle: $(STAMP)
 	$(BIN)/python -m model.states
+
+# Every figure (paper/figures/*.png) and table (paper/tables/*.md) from what is in data/, and REPORT.md's
+# table blocks (sim/report.py). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
+# flock /tmp/dtq-measure.lock make paper RERUN=1).
+paper: $(STAMP)
+	$(BIN)/python -m sim.report $(if $(RERUN),--rerun)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_experiment_parser(sub)  # `dtq experiment run|summarize`
 
+    from realsys.experiment import add_validate_parser
+
+    add_validate_parser(sub)  # `dtq validate` (sim/validation.py)
+
     from realsys.bench import add_parser as add_bench_parser
 
     add_bench_parser(sub)  # `dtq bench`
@@ -284,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     from realsys.soak import add_parser as add_soak_parser
 
     add_soak_parser(sub)  # `dtq soak`
+
+    from realsys.faults import add_parser as add_faults_parser
+
+    add_faults_parser(sub)  # `dtq faults run`
 
     from realsys.calibrate import add_arguments as add_calibrate_arguments
 
@@ -307,10 +315,18 @@ def main(argv: Sequence[str] | None = None) -> None:
             from realsys.experiment import command as experiment_command
 
             code = experiment_command(args)
+        elif args.command == "validate":
+            from realsys.experiment import validate_command
+
+            code = validate_command(args)
         elif args.command == "bench":
             from realsys.bench import bench_command
 
             code = bench_command(args)
+        elif args.command == "faults":
+            from realsys.faults import faults_command as real_faults_command
+
+            code = real_faults_command(args)
         elif args.command == "soak":
             from realsys.soak import soak_command
 

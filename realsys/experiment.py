@@ -771,3 +771,107 @@ def _dry_run(exp: Experiment, out: Path, only: str | None) -> int:
     print(f"{len(runs)} runs, {done} done, {len(runs) - done} to run on {groups} cluster group(s)")
     print(f"~{seconds:.0f}s of load, plus cluster start-ups, drains and settling")
     return 0
+
+
+# ---------------------------------------------------------------------------- `dtq validate` (issue 7)
+def add_validate_parser(sub: Any) -> None:
+    """Adds `validate VALIDATION.yaml [--real] [--sim] [--table]` (sim/validation.py)."""
+    p = sub.add_parser(
+        "validate", help="the validation matrix: real runs, their simulated twins, the error table"
+    )
+    p.add_argument("validation", help="a validation file (data/experiments/validation.yaml)")
+    p.add_argument("--real", action="store_true", help="run what is missing of the real side (take the lock)")
+    p.add_argument("--sim", action="store_true", help="simulate every real run that lacks an up-to-date twin")
+    p.add_argument("--table", action="store_true", help="build and print the error table")
+    p.add_argument("--out", default="data/runs", help="the runs' root directory")
+    p.add_argument("--tables", default="data/validation", help="where the CSV/JSON tables go")
+    p.add_argument("--budget", type=float, default=0.0, help="--real: start no new chunk after this many s")
+    p.add_argument("--only-design", choices=["micro", "mono"], help="--real: run only this design's points")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_validation_real(
+    v: Any,
+    out: Path | str,
+    *,
+    budget: float = 0.0,
+    only_design: str | None = None,
+    progress: bool = True,
+    cluster_factory: ClusterFactory = local_cluster,
+    run_function: RunFunction = load_run,
+    log: Callable[[str], None] = print,
+) -> tuple[int, int, bool]:
+    """The real side: the saturation runs first, then each cell's points, one (cell, design) chunk at
+    a time; no chunk starts once `budget` seconds have passed (0: no limit). Resumable.
+    Returns (runs made, runs failed, whether everything planned is on disk)."""
+    import os
+
+    from sim import validation as val
+
+    t0 = time.monotonic()
+    made = failed = 0
+    sat_exp = experiment_from_mapping(val.saturation_mapping(v))
+    chunks: list[tuple[Experiment, str]] = [(sat_exp, d) for d in v.designs]
+    complete = True
+    # the saturation must be on disk before the points can be planned: two passes
+    for stage in ("saturation", "points"):
+        if stage == "points":
+            saturation = val.measured_saturation(v, Path(out), "real")
+            mappings = val.point_mappings(v, saturation)
+            planned = {(*m["sweep"]["duration"], *m["sweep"]["mix"]) for m in mappings}
+            complete = complete and len(planned) == len(v.cells)
+            chunks = [(experiment_from_mapping(m), d) for m in mappings for d in m["sweep"]["design"]]
+        for exp, design in chunks:
+            if only_design and design != only_design:
+                continue
+            pattern = f"*-{design}-*"
+            todo = [r for r in select(expand(exp).runs, pattern) if not _exists(Path(out), r.run_id)]
+            if not todo:
+                continue
+            if budget and time.monotonic() - t0 > budget:
+                log(f"budget of {budget:.0f}s spent: stopping before {exp.name} {design} ({len(todo)} runs)")
+                return made, failed, False
+            if hasattr(os, "getloadavg"):
+                log(f"{exp.name} {design}: {len(todo)} runs; host load average {os.getloadavg()[0]:.2f}")
+            report = run_experiment(
+                exp,
+                out,
+                only=pattern,
+                progress=progress,
+                cluster_factory=cluster_factory,
+                run_function=run_function,
+                log=log,
+            )
+            made += len(report.done)
+            failed += len(report.failed)
+            complete = complete and not report.failed
+    return made, failed, complete
+
+
+def _exists(root: Path, run_id: str) -> bool:
+    from sim.runs import run_exists
+
+    return run_exists(root, run_id)
+
+
+def validate_command(args: Any) -> int:
+    """`dtq validate`: with no step named, --sim --table (the real side needs --real, under the lock)."""
+    from sim import validation as val
+
+    v = val.load_validation(args.validation)
+    steps = {s for s in ("real", "sim", "table") if getattr(args, s)} or {"sim", "table"}
+    code = 0
+    if "real" in steps:
+        made, failed, complete = run_validation_real(
+            v, args.out, budget=args.budget, only_design=args.only_design, progress=not args.no_progress
+        )
+        print(f"{v.name}: {made} real runs made, {failed} failed, {'complete' if complete else 'incomplete'}")
+        code = 1 if failed else 0
+    if "sim" in steps:
+        written = val.simulate(v, args.out, records=bool(v.options.get("records", True)))
+        print(f"{v.name}: {len(written)} runs simulated")
+    if "table" in steps:
+        tables = val.build_tables(v, args.out, args.tables)
+        print(val.format_tables(tables))
+        print(f"tables written to {args.tables}/")
+    return code

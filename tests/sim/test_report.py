@@ -1,0 +1,223 @@
+"""sim/report.py builds every figure and table from a tiny data directory, copies the values it is
+given, says what is missing, and fills REPORT.md's table blocks without touching the prose."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim import report
+
+COLUMNS = ["experiment", "design", "arrival", "concurrency", "rate", "duration", "mix", "store", "slots"]
+COLUMNS += ["n", "planned"]
+METRICS = ["requests_per_s", "jobs_per_s", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"]
+METRICS += ["completion_p50_ms", "completion_p95_ms", "completion_p99_ms", "completed_per_s"]
+
+
+def _summary_row(design: str, clients: int, done: float, ci: float, n: int = 3) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "experiment": "seed_plan",
+        "design": design,
+        "arrival": f"c{clients}",
+        "concurrency": clients,
+        "rate": "",
+        "duration": "noop",
+        "mix": "submit",
+        "store": "memory",
+        "slots": 12,
+        "n": n,
+        "planned": 3,
+    }
+    for i, m in enumerate(METRICS):
+        # distinct values per metric so a column mix-up would show
+        row[f"{m}_mean"], row[f"{m}_ci95"] = (done, ci) if m == "completed_per_s" else (1.0 + i, 0.5)
+    row.update(errors=0, unfinished_jobs=0, loadgen_bottlenecked=0)
+    return row
+
+
+def _write_fixture(root: Path) -> None:
+    rows = [
+        _summary_row("micro", 1, 70.25, 3.5),
+        _summary_row("micro", 4, 123.4, 5.6),
+        _summary_row("mono", 1, 80.0, 2.0),
+        _summary_row("mono", 4, 331.9, 40.1),
+        _summary_row("celery", 1, 60.0, 1.0),
+        _summary_row("celery", 4, 150.0, 9.0),
+        _summary_row("celery", 16, 999.0, 1.0, n=0),  # planned, not run yet: no row, no point
+    ]
+    path = root / "experiments" / "seed_plan" / "summary.csv"
+    path.parent.mkdir(parents=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    faults = [
+        {"design": "micro", "fault": "kill_worker", "target": "worker", "lease_s": lease, "heartbeat_s": 0.5}
+        | {"accepted": 100, "lost": 0, "duplicates": dup, "recovery_s": rec, "unavailable_s": 0.0}
+        | {"store": "sqlite", "run_id": f"r{lease}"}
+        for lease, dup, rec in ((2.0, 12, 2.5), (5.0, 7, None))
+    ]
+    (root / "faults").mkdir()
+    (root / "faults" / "sim-micro.json").write_text(json.dumps(faults))
+    # the real injector's "kill" of A's worker process is the simulator's kill_worker: one row for both
+    # three real runs of that point: the table shows medians (a never-recovered run ranks above all)
+    real = [
+        faults[0] | {"fault": "kill", "duplicates": dup, "recovery_s": rec, "run_id": f"real{i}"}
+        for i, (dup, rec) in enumerate(((1, 3.0), (3, 5.0), (2, None)))
+    ]
+    (root / "faults" / "real-micro.json").write_text(json.dumps(real))
+    # another workload's file beside it: not mixed in
+    other = faults[0] | {"fault": "kill", "target": "gateway"}
+    (root / "faults" / "real-micro-open.json").write_text(json.dumps([other]))
+    calibration = {
+        "parameters": {
+            "cores": 2,
+            "client_call": {"kind": "empirical", "samples": [1e-4 * (1 + i / 10) for i in range(20)]},
+            "service": {"node": {"SubmitJob": {"kind": "empirical", "samples": [2e-4] * 5 + [3e-4] * 5}}},
+        },
+        "unmeasured": ["service.node.fetch"],
+    }
+    (root / "calibration").mkdir()
+    (root / "calibration" / "local.json").write_text(json.dumps(calibration))
+
+
+def _cells(table: str, first: str, second: str) -> list[str]:
+    """The cells of the markdown row whose first two cells are (first, second)."""
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:2] == [first, second]:
+            return cells
+    raise AssertionError(f"no row {first} {second} in\n{table}")
+
+
+REPORT_TEMPLATE = (
+    "# Report\n\nProse stays.\n\n<!-- BEGIN table:experiment -->\nstale\n<!-- END table:experiment -->\n"
+    "\nMiddle prose.\n\n<!-- BEGIN table:nosuch -->\nkept\n<!-- END table:nosuch -->\n"
+)
+
+
+def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "paper"
+    _write_fixture(data)
+    doc = tmp_path / "REPORT.md"
+    doc.write_text(REPORT_TEMPLATE)
+
+    built = report.build(data, out, doc)
+
+    names = {p.stem for p in built.figures}
+    assert names == {"throughput", "latency", "completion", "mix_duration", "faults", "calibration"}
+    for path in built.figures:
+        assert path.parent == out / "figures" and path.stat().st_size > 1000
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(built.tables) == {
+        "experiment",
+        "wins",
+        "headline",
+        "bench",
+        "validation",
+        "faults",
+        "calibration",
+    }
+    for path in built.tables.values():
+        assert path.stat().st_size > 0
+
+    experiment = built.tables["experiment"].read_text()
+    micro4 = _cells(experiment, "A (micro)", "4")
+    assert micro4[5] == "123.4 ± 5.6"  # done/s: the fixture's mean ± CI, copied
+    assert micro4[4] == "3/3"
+    assert "999.0" not in experiment  # the point with no replication on disk is left out
+    wins = built.tables["wins"].read_text()
+    # at 4 clients B's 331.9 ± 40.1 beats A's 123.4 ± 5.6 beyond both CIs; ratio 331.9 / 123.4
+    assert _cells(wins, "noop", "submit")[2:5] == ["1", "B (B/A 1.14)", "tie (B/A 1.00)"]  # 80 vs 70.25
+    assert "| noop | submit | 4 | B (B/A 2.69) |" in wins
+    headline = built.tables["headline"].read_text()  # at 4 clients: the top concurrency run so far
+    assert _cells(headline, "noop", "submit")[2:5] == ["123.4 ± 5.6", "331.9 ± 40.1", "150.0 ± 9.0"]
+    assert "No saved `dtq bench` output" in built.tables["bench"].read_text()
+    faults = built.tables["faults"].read_text()
+    first = _cells(faults, "A (micro)", "kill_worker worker")
+    assert first[2:6] == ["2.0", "0.5", "2.5", "12"] and first[8:10] == ["5.0", "2"] and first[-1] == "3"
+    assert "never" in faults and faults.count("| A (micro) |") == 2 and "gateway" not in faults
+    assert report.NO_VALIDATION in built.tables["validation"].read_text().lower()
+    assert any(report.NO_VALIDATION in note for note in built.notes)
+    calibration = built.tables["calibration"].read_text()
+    assert _cells(calibration, "service.node.SubmitJob", "10")[4] == "250.0"  # mean µs of the samples
+    assert "`service.node.fetch`" in calibration
+
+    text = doc.read_text()
+    assert "stale" not in text and "| A (micro) | 4 |" in text
+    assert text.startswith("# Report\n\nProse stays.\n") and "\nMiddle prose.\n" in text
+    assert "<!-- BEGIN table:nosuch -->\nkept\n<!-- END table:nosuch -->" in text
+    # idempotent: a second build leaves the report as it is
+    report.build(data, out, doc)
+    assert doc.read_text() == text
+
+
+def test_validation_files_are_picked_up_when_present(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "paper"
+    (data / "validation").mkdir(parents=True)
+    point = {"design": "mono", "duration": "noop", "mix": "submit", "rate": 100, "rho": 0.3, "band": "low"}
+    point |= {"throughput_real": 99.0, "throughput_real_ci95": 2.0, "throughput_sim": 97.0}
+    point |= {"p50_real": 2.0, "p50_real_ci95": 0.1, "p50_sim": 2.5}
+    with open(data / "validation" / "points.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(point))
+        writer.writeheader()
+        writer.writerow(point)
+        writer.writerow(point | {"rate": 200, "throughput_real": 190.0, "throughput_sim": 180.0})
+    error = {"band": "all", "metric": "p50", "points": 2, "median_abs_err": 0.25, "median_signed_err": 0.2}
+    with open(data / "validation" / "error_table.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(error))
+        writer.writeheader()
+        writer.writerow(error)
+
+    (data / "bench").mkdir()
+    (data / "bench" / "local.txt").write_text("$ dtq bench --runs 3\nmono 514 jobs/s\n")
+
+    built = report.build(data, out, None)
+
+    assert {p.stem for p in built.figures} == {"accuracy"}
+    assert (out / "figures" / "accuracy.png").stat().st_size > 1000
+    assert _cells(built.tables["validation"].read_text(), "all", "p50")[3:5] == ["25%", "20%"]
+    assert "No `seed_plan` sweep data yet" in built.tables["experiment"].read_text()
+    assert "No fault data yet" in built.tables["faults"].read_text()
+    assert "```\n$ dtq bench --runs 3\nmono 514 jobs/s\n```" in built.tables["bench"].read_text()
+
+
+@pytest.mark.parametrize(
+    ("a", "a_ci", "b", "b_ci", "higher", "expected"),
+    [
+        (100.0, 5.0, 120.0, 5.0, True, "B"),  # 20 apart > 10 of CIs
+        (100.0, 15.0, 120.0, 5.0, True, "tie"),  # 20 apart = 20 of CIs: not decisive
+        (2.0, 0.1, 3.0, 0.1, False, "A"),  # lower latency wins
+        (2.0, math.nan, 3.0, math.nan, False, "A"),  # one replication: no CI, means decide
+        (math.nan, 0.0, 3.0, 0.0, True, "?"),
+    ],
+)
+def test_winner(a: float, a_ci: float, b: float, b_ci: float, higher: bool, expected: str) -> None:
+    assert report.winner(a, a_ci, b, b_ci, higher) == expected
+
+
+def test_num_and_pm() -> None:
+    assert math.isnan(report.num("")) and math.isnan(report.num(None)) and math.isnan(report.num("x"))
+    assert report.num("1.5") == 1.5
+    assert report.pm(1.234, math.nan, 2) == "1.23" and report.pm(math.nan, 1.0) == "-"
+
+
+def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
+    cmds = report.rerun_commands(tmp_path)
+    assert cmds[0][3:5] == ["experiment", "run"] and cmds[0][5].endswith("seed_plan.yaml")
+    assert [c[3:6] for c in cmds[1:3]] == [["sim", "faults", "--design"]] * 2
+    assert len(cmds) == 3  # no data/experiments/validation.yaml under tmp_path: no validate step
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [([], "-"), ([3.0], "3.0"), ([3.0, 5.0], "4.0"), ([5.0, None, 3.0], "5.0"), ([None, 1.0], "never")],
+)
+def test_median_cell(values: list[float | None], expected: str) -> None:
+    runs = [{"recovery_s": v} for v in values]
+    assert report._median_cell(runs, "recovery_s", 1) == expected

@@ -1,0 +1,247 @@
+"""The validation matrix (sim/validation.py): the error-table arithmetic on synthetic points, the plan
+built from a measured saturation, and a tiny end-to-end `validate` in which the "real" system is the
+simulator on a machine with half the cores (so the calibrated sim must be measurably too optimistic)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sim
+from model.errors import InvalidArgument
+from realsys import experiment as ex
+from sim import validation as val
+from sim.runs import load_config, run_config, run_exists
+
+REPO = Path(__file__).resolve().parents[2]
+FULL = REPO / "data" / "experiments" / "validation.yaml"
+SMOKE = REPO / "data" / "experiments" / "validation_smoke.yaml"
+FIXED_PROVENANCE = {"code_version": "test", "python": "3", "libraries": {}, "host": {}}
+
+
+# ---------------------------------------------------------------------------- arithmetic
+def test_band_edges_are_inclusive_upper_bounds() -> None:
+    edges = (0.5, 0.8)
+    assert [val.band_of(r, edges) for r in (0.1, 0.5, 0.500001, 0.8, 0.81, 1.3)] == [
+        "rho<=0.5",
+        "rho<=0.5",
+        "0.5<rho<=0.8",
+        "0.5<rho<=0.8",
+        "rho>0.8",
+        "rho>0.8",
+    ]
+    assert val.band_names(edges) == ["rho<=0.5", "0.5<rho<=0.8", "rho>0.8"]
+
+
+def test_relative_error_spread_and_saturation_rate() -> None:
+    assert val.rel_error(110.0, 100.0) == pytest.approx(0.1)
+    assert val.rel_error(80.0, 100.0) == pytest.approx(-0.2)
+    assert math.isnan(val.rel_error(5.0, 0.0)) and math.isnan(val.rel_error(math.nan, 3.0))
+    assert val.replication_spread([90.0, 100.0, 110.0]) == pytest.approx([0.1, 0.0, 0.1])
+    assert val.replication_spread([7.0]) == []  # one replication has no spread
+    summary = {"throughput": {"requests_per_s": 500.0, "completed_per_s": 200.0}}
+    # the job side limits: 200 jobs/s at half the requests being submits is 400 req/s
+    assert val.saturation_rate(summary, 0.5) == pytest.approx(400.0)
+    # the request path limits: 500 req/s although 1000 jobs/s could be finished
+    assert (
+        val.saturation_rate({"throughput": {"requests_per_s": 500.0, "completed_per_s": 1000.0}}, 1.0)
+        == 500.0
+    )
+
+
+def _point(design: str, rate: float, sat: float, real_p50: list[float], sim_p50: list[float]) -> val.Point:
+    p = val.Point(design, "d", "m", rate, sat)
+    p.real["p50"], p.sim["p50"] = real_p50, sim_p50
+    return p
+
+
+def test_error_table_bands_medians_iqr_and_floor() -> None:
+    points = [
+        # rho 0.1, 0.3, 0.5 -> low band; errors +10%, -20%, +40%
+        _point("micro", 10, 100, [9.0, 10.0, 11.0], [11.0]),
+        _point("micro", 30, 100, [10.0, 10.0, 10.0], [8.0]),
+        _point("micro", 50, 100, [10.0], [14.0]),
+        # rho 0.7 -> middle band; error -50%; spread 0.2, 0, 0.2
+        _point("micro", 70, 100, [8.0, 10.0, 12.0], [5.0]),
+        # rho 0.9 -> high band; error +100%
+        _point("micro", 90, 100, [20.0, 20.0], [40.0]),
+    ]
+    rows = {(r["band"], r["metric"]): r for r in val.error_table(points, (0.5, 0.8))}
+    low = rows[("rho<=0.5", "p50")]
+    assert low["points"] == 3
+    assert low["median_abs_err"] == pytest.approx(0.2)  # |errors| 0.1, 0.2, 0.4
+    assert (low["q25_abs_err"], low["q75_abs_err"]) == (pytest.approx(0.15), pytest.approx(0.3))
+    assert low["median_signed_err"] == pytest.approx(0.1)  # +0.1, -0.2, +0.4
+    # floor: deviations pooled over the band's replications: 0.1, 0, 0.1 and 0, 0, 0 -> median 0
+    assert low["floor_median_dev"] == pytest.approx(0.0)
+    mid = rows[("0.5<rho<=0.8", "p50")]
+    assert (mid["points"], mid["median_abs_err"], mid["median_signed_err"]) == (1, 0.5, -0.5)
+    assert mid["floor_median_dev"] == pytest.approx(0.2)  # deviations 0.2, 0, 0.2
+    high = rows[("rho>0.8", "p50")]
+    assert (high["points"], high["median_abs_err"]) == (1, pytest.approx(1.0))
+    assert rows[("all", "p50")]["points"] == 5
+    assert rows[("all", "p50")]["median_abs_err"] == pytest.approx(0.4)  # 0.1 0.2 0.4 0.5 1.0
+    assert rows[("all", "throughput")]["points"] == 0  # no data: not a silent zero
+    assert math.isnan(rows[("all", "throughput")]["median_abs_err"])
+
+
+def test_winner_needs_a_decisive_real_difference() -> None:
+    assert val.winner(10.0, 20.0, -1) == "a"  # lower latency wins
+    assert val.winner(10.0, 20.0, +1) == "b"  # higher throughput wins
+    assert val.winner(10.0, 12.0, -1, 1.5, 1.0) == "tie"  # within the CIs
+    assert val.winner(10.0, 13.0, -1, 1.5, 1.0) == "a"
+    a = _point("micro", 100, 200, [5.0, 5.2, 4.8], [4.0])
+    b = _point("mono", 100, 400, [9.0, 9.1, 8.9], [3.0])  # the sim wrongly puts mono first
+    c = _point("micro", 200, 200, [5.0, 9.0, 1.0], [4.0])  # a noisy real point: a tie
+    d = _point("mono", 200, 400, [5.5, 5.0, 6.0], [3.0])
+    rows = val.winner_rows([a, b, c, d], ("micro", "mono"))
+    assert [(r["rate"], r["p50_real"], r["p50_sim"], r["p50_agree"]) for r in rows] == [
+        (100, "micro", "mono", "False"),
+        (200, "tie", "mono", ""),
+    ]
+    assert rows[0]["rho_a"] == 0.5 and rows[0]["rho_b"] == 0.25
+    # by the means alone, the tie (micro 5.0 vs mono 5.5) is micro's too: the sim is wrong at both
+    assert [r["p50_agree_means"] for r in rows] == ["False", "False"]
+    assert val.winner_summary(rows)["p50"] == {
+        "decisive": 1,
+        "agree": 0,
+        "real_ties": 1,
+        "ordered_by_means": 2,
+        "agree_by_means": 0,
+    }
+    sat = [
+        {"design": "micro", "duration": "d", "mix": "m", "real_rate": 150.0, "sim_rate": 200.0},
+        {"design": "mono", "duration": "d", "mix": "m", "real_rate": 300.0, "sim_rate": 190.0},
+        {"design": "micro", "duration": "e", "mix": "m", "real_rate": 100.0, "sim_rate": 120.0},
+        {"design": "mono", "duration": "e", "mix": "m", "real_rate": 200.0, "sim_rate": 250.0},
+    ]
+    assert [(r["duration"], r["real"], r["sim"], r["agree"]) for r in val.saturation_winners(sat)] == [
+        ("d", "mono", "micro", "False"),
+        ("e", "mono", "mono", "True"),
+    ]
+
+
+# ---------------------------------------------------------------------------- the plan
+def test_full_matrix_file_covers_the_issue_and_plans_common_rates() -> None:
+    v = val.load_validation(FULL)
+    assert set(v.designs) == {"micro", "mono"} and len(v.durations) >= 2 and len(v.mixes) >= 2
+    assert len(v.fractions) >= 4 and min(v.fractions) <= 0.1 and max(v.fractions) >= 0.9
+    sat_runs = ex.expand(ex.experiment_from_mapping(val.saturation_mapping(v))).runs
+    assert len(sat_runs) == 2 * 2 * 2
+    assert all(r.workload.arrival.clients == 32 for r in sat_runs)  # type: ignore[union-attr]
+    saturation = {(d, du, m): 400.0 for d in v.designs for du, m in v.cells}
+    saturation[("mono", "noop", "submit")] = 250.0
+    del saturation[("micro", "exp50ms", "mixed")]  # not measured yet: that cell is not planned
+    mappings = val.point_mappings(v, saturation)
+    # 3 cells with common rates, and micro alone at its own 0.7 and 0.9 where mono saturates lower
+    assert len(mappings) == 4
+    own = [m for m in mappings if m["sweep"]["design"] == ["micro"]]
+    assert len(own) == 1 and own[0]["sweep"]["rate"] == [280.0, 360.0]  # 0.7 and 0.9 of 400
+    assert list(own[0]["sweep"]["duration"]) == ["noop"] and list(own[0]["sweep"]["mix"]) == ["submit"]
+    noop_submit = next(
+        m for m in mappings if "noop" in m["sweep"]["duration"] and "submit" in m["sweep"]["mix"]
+    )
+    assert noop_submit["sweep"]["rate"] == [25.0, 75.0, 125.0, 175.0, 225.0]  # of min(400, 250)
+    runs = ex.expand(ex.experiment_from_mapping(noop_submit)).runs
+    assert len(runs) == 2 * 5 * v.replications
+    assert "real-mono-validation.rate225.noop.submit.sqlite.s12-13-r2" in {r.run_id for r in runs}
+
+
+def test_bad_validation_files_are_invalid_argument() -> None:
+    good = {
+        "workload": {"arrival": {"kind": "open", "rate": 1}},
+        "durations": {"a": {"kind": "constant", "mean": 0}},
+        "mixes": {"s": {"submit": 1.0}},
+        "fractions": [0.1, 0.5],
+    }
+    assert val.validation_from_mapping(good).fractions == (0.1, 0.5)
+    for bad in (
+        {**good, "fractions": [0.1, 0.1]},
+        {**good, "fractions": [0, 0.5]},
+        {**good, "designs": ["celery"]},
+        {**good, "mixes": {"reads": {"status": 1.0}}},
+        {**good, "bands": [0.8, 0.5]},
+        {**good, "typo": 1},
+    ):
+        with pytest.raises(InvalidArgument):
+            val.validation_from_mapping(bad)
+    with pytest.raises(InvalidArgument):
+        val.rates_of(val.validation_from_mapping({**good, "fractions": [0.1, 0.1001]}), 10.0)
+
+
+# ---------------------------------------------------------------------------- end to end (no cluster)
+SLOW = val.sim_params(val.load_validation(SMOKE)).with_overrides({"cores": 1, "name": "half-cores"})
+
+
+@contextlib.contextmanager
+def _no_cluster(design: str, store: str, slots: int, options: Any) -> Iterator[Any]:
+    yield ex._Handle({}, {"store": store, "total_slots": slots})
+
+
+def _fake_real_run(handle: Any, run: ex.PlannedRun, options: Any) -> Any:
+    """A stand-in for the real system: the simulator with half the cores the calibration says."""
+    result = sim.run(
+        sim.SimConfig(run.design, run.workload, SLOW, replication=run.replication, run_id=run.run_id)  # type: ignore[arg-type]
+    )
+    summary = {**result.summary, "kind": "real"}
+    config = run_config(
+        run_id=run.run_id,
+        kind="real",
+        design=run.design,
+        workload=run.workload,
+        parameters={**handle.parameters, "point": dict(run.point)},
+        replication=run.replication,
+        started_at="2000-01-01T00:00:00Z",
+        provenance_info=FIXED_PROVENANCE,
+    )
+    return config, result.requests, result.jobs, summary
+
+
+def test_validate_end_to_end_against_a_slower_stand_in(tmp_path: Path) -> None:
+    v = val.load_validation(SMOKE)
+    runs, tables_dir = tmp_path / "runs", tmp_path / "validation"
+    made, failed, complete = ex.run_validation_real(
+        v, runs, progress=False, cluster_factory=_no_cluster, run_function=_fake_real_run, log=lambda _: None
+    )
+    # 2 saturation runs, 2 designs x 2 common rates x 2 replications, and the stronger design alone
+    # at 0.9 of its own saturation (the stand-in's two designs saturate > 10% apart)
+    assert (made, failed, complete) == (2 + 2 * 2 * 2 + 2, 0, True)
+    written = val.simulate(v, runs, records=False, log=lambda _: None)
+    assert len(written) == made and all(w.startswith("sim-") for w in written)
+    twin = load_config(runs / written[-1])
+    assert twin["parameters"]["real_run"] == "real-" + written[-1][4:]
+    assert twin["workload"] == load_config(runs / twin["parameters"]["real_run"])["workload"]
+    assert val.simulate(v, runs, log=lambda _: None) == []  # up to date: nothing re-simulated
+    # resumable: the real side has nothing left to do
+    assert ex.run_validation_real(
+        v, runs, progress=False, cluster_factory=_no_cluster, run_function=_fake_real_run, log=lambda _: None
+    )[:2] == (0, 0)
+
+    tables = val.build_tables(v, runs, tables_dir)
+    for name in ("points", "error_table", "winners", "saturation"):
+        assert (tables_dir / f"{name}.csv").is_file()
+    assert (tables_dir / "summary.json").is_file()
+    with open(tables_dir / "points.csv") as f:
+        points = list(csv.DictReader(f))
+    assert len(points) == 2 * 2 + 1 and {p["n_real"] for p in points} == {"2"}
+    # the stand-in has one core, the calibration two: the sim's saturation must be higher...
+    sat = tables["saturation"]
+    assert len(sat) == 2 and all(r["err"] > 0.2 for r in sat), sat
+    # ...and at the high-load points its latency lower (negative error), far outside the replication spread
+    # (the weaker design at 0.9 of its saturation, the stronger one at 0.9 of its own)
+    high = [p for p in points if float(p["rho"]) > 0.8]
+    assert len(high) == 2 and {p["design"] for p in high} == {"micro", "mono"}
+    assert all(float(p["p50_err"]) < -0.2 for p in high), [(p["design"], p["p50_err"]) for p in high]
+    assert all(float(p["p50_spread"]) < abs(float(p["p50_err"])) for p in high)
+    # rho of each design is the point's rate over that design's own measured saturation
+    for p in points:
+        assert float(p["rho"]) == pytest.approx(float(p["rate"]) / float(p["saturation"]), rel=1e-4)
+    text = val.format_tables(tables)
+    assert "rho>0.8" in text and "winner" in text
+    assert run_exists(runs, written[0])
