@@ -143,9 +143,9 @@ class LocalCore:
         return self.scheduler.jobs.list_page(query, page_size, page_token)
 
     async def wait_done(self, job_id: str, timeout: float) -> Job:
-        """The job once it is done, or as it is after `timeout` seconds."""
+        """The job once it is done, or as it is after `timeout` seconds (at once while draining)."""
         job = self.get(job_id)
-        if job.done or timeout <= 0:
+        if job.done or timeout <= 0 or self.draining:
             return job
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
@@ -242,6 +242,11 @@ class LocalCore:
         self.draining = True
         for waiter in self._fetch_waiters.values():
             _settle(waiter.woken)
+        # WaitJob long-polls answer now, as the micro job role does: the server's grace period then
+        # waits only for short calls, not for every client's long-poll to time out
+        for waiters in self._done_waiters.values():
+            for future in waiters.futures:
+                _settle(future, False)
 
     # ---------------------------------------------------------------- gauges
     @property

@@ -466,3 +466,20 @@ async def test_restart_keeps_every_accepted_job(tmp_path: Path) -> None:
         assert all(JobState(j.state) is JobState.SUCCEEDED for j in final)
     finally:
         await cluster.close()
+
+
+async def test_stop_answers_waitjob_long_polls_instead_of_waiting_for_them(idle: Cluster) -> None:
+    """A SIGTERM'd node must not sit out its whole grace period on clients' WaitJob long-polls."""
+    job_id = await idle.client("n1").submit("echo", b"")  # no slots: stays PENDING
+    owner = next(n for n in NODES if idle.node(n).core.scheduler.jobs.find(job_id) is not None)
+    waiting = asyncio.create_task(idle.client(owner).wait(job_id, timeout=30.0))
+    deadline = time.monotonic() + 5.0
+    while not idle.node(owner).core._done_waiters:
+        assert time.monotonic() < deadline, "the WaitJob never parked"
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await idle.stop(owner)
+    # drain_timeout is 1.0 s here; before the fix the stop took all of it
+    assert time.monotonic() - started < 0.5
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
