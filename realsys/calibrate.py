@@ -15,6 +15,9 @@ Method (all microbenchmarks, one call in flight, never end-to-end curves):
 - network: one-way hop = (RTT of the bare echo - client CPU - server CPU) / 2, per call, floored at 0.
 - commit / commit_per_row: realsys.storage JobRecords.save (1 row) and save_many (rows) timed in-process.
 - loadgen_request: realsys.loadgen.run_load against targets.InMemoryTarget: generator CPU / request.
+- The job path (realsys/calibrate_paths.py): the worker-side RPCs with the calibrator as the worker,
+  and the in-process steps from per-job CPU windows on a cluster with one slot per worker; `closure`
+  in the measurements compares those windows with the sums of the direct measurements.
 Each distribution is kept as <= 200 empirical samples (evenly spaced quantiles of the measured ones),
 with a lognormal fit and its KS statistic recorded under "measurements".
 """
@@ -32,13 +35,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 MAX_SAMPLES = 200
+
+
+T = TypeVar("T")
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs the calibrator's client side on the event loop the load generator uses (uvloop when
+    installed): client-side costs are then the generator's."""
+    from realsys.loadgen import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(coro)
 
 
 # ---------------------------------------------------------------------------- CPU accounting
@@ -119,6 +135,35 @@ async def measure_calls(
     return out
 
 
+BUSY_IN_FLIGHT = 16  # calls kept in flight to measure a loop that never sleeps
+BUSY_BLOCKS = 10
+
+
+async def measure_busy(
+    call: Callable[[int], Awaitable[object]], pids: Mapping[str, int], count: int, in_flight: int
+) -> dict[str, list[float]]:
+    """CPU per call with `in_flight` calls outstanding at all times (the loops never go idle), in
+    BUSY_BLOCKS blocks of `count` calls: per block, "client" (this process) and each pid's CPU / calls."""
+    out: dict[str, list[float]] = {"client": [], **{n: [] for n in pids}}
+    for _ in range(BUSY_BLOCKS):
+        next_index = 0
+
+        async def lane() -> None:
+            nonlocal next_index
+            while next_index < count:
+                i = next_index
+                next_index += 1
+                await call(i)
+
+        before = {n: process_cpu(p) for n, p in pids.items()}
+        c0 = time.process_time()
+        await asyncio.gather(*(lane() for _ in range(in_flight)))
+        out["client"].append((time.process_time() - c0) / count)
+        for n, p in pids.items():
+            out[n].append((process_cpu(p) - before[n]) / count)
+    return out
+
+
 async def idle_rates(pids: Mapping[str, int], seconds: float) -> dict[str, float]:
     c0 = {n: process_cpu(p) for n, p in pids.items()}
     t0 = time.perf_counter()
@@ -140,7 +185,13 @@ async def main():
     await server.start()
     print(port, flush=True)
     await server.wait_for_termination()
-asyncio.run(main())
+try:
+    import uvloop  # as every dtq node runs (realsys/server.py)
+    loop_factory = uvloop.new_event_loop
+except ImportError:
+    loop_factory = None
+with asyncio.Runner(loop_factory=loop_factory) as runner:
+    runner.run(main())
 """
 
 
@@ -163,6 +214,8 @@ async def measure_echo(count: int) -> dict[str, list[float]]:
             await measure_calls(call, {}, max(count // 5, 5))  # warm-up
             idle = await idle_rates({"server": proc.pid}, 0.2)
             out = await measure_calls(call, {"server": proc.pid}, count, idle)
+            busy = await measure_busy(call, {"server": proc.pid}, count, BUSY_IN_FLIGHT)
+            out["busy_server"], out["busy_client"] = busy["server"], busy["client"]
     finally:
         proc.terminate()
         proc.wait(10)
@@ -227,14 +280,20 @@ def measure_loadgen(seconds: float, rate: float = 500.0) -> dict[str, float]:
     async def go() -> Any:
         return await run_load(InMemoryTarget(), spec, track_jobs=False)
 
-    result = asyncio.run(go())
+    result = run_async(go())
     n = max(len(result.requests), 1)
     return {"cpu_per_request": result.stats.cpu_time / n, "requests": float(n)}
 
 
 # ---------------------------------------------------------------------------- the clusters
-async def _drive(addresses: Sequence[str], pids: Mapping[str, int], count: int) -> dict[str, Any]:
-    """Every client method alone against addresses[0]; a forward through addresses[1] if any."""
+WorkerApi = Callable[[list[str], Mapping[str, float]], Awaitable[dict[str, Any]]]
+
+
+async def _drive(
+    addresses: Sequence[str], pids: Mapping[str, int], count: int, worker_api: WorkerApi | None = None
+) -> dict[str, Any]:
+    """Every client method alone against addresses[0]; a forward through addresses[1] if any; then
+    `worker_api(pending job ids, idle rates)` (realsys/calibrate_paths.py) plays the worker."""
     from realsys.loadgen import job_payload
     from realsys.targets import DtqTarget
 
@@ -249,6 +308,7 @@ async def _drive(addresses: Sequence[str], pids: Mapping[str, int], count: int) 
             return None
 
         await measure_calls(submit, {}, max(count // 5, 5))  # warm-up (channels, caches)
+        ids.clear()
         idle = await idle_rates(pids, 0.3)
         out["SubmitJob"] = await measure_calls(submit, pids, count, idle)
         out["GetJobStatus"] = await measure_calls(lambda i: target.status(ids[i]), pids, count, idle)
@@ -269,10 +329,14 @@ async def _drive(addresses: Sequence[str], pids: Mapping[str, int], count: int) 
                 )
             finally:
                 await other.close()
+        spare = ids  # pending jobs for CancelJob
+        if worker_api is not None:
+            out.update(await worker_api(list(ids), idle))
+            spare = [await target.submit("sleep", payload) for _ in range(count)]  # those ran: fresh ones
 
         async def cancel(i: int) -> object:
             try:
-                return await target.cancel(ids[i])
+                return await target.cancel(spare[i])
             except Exception as exc:  # a job that already ended: still one CancelJob served
                 return exc
 
@@ -282,8 +346,11 @@ async def _drive(addresses: Sequence[str], pids: Mapping[str, int], count: int) 
     return out
 
 
-def measure_cluster(design: str, store: str, count: int) -> dict[str, Any]:
-    from realsys import cluster
+def measure_cluster(design: str, store: str, count: int, worker_path: bool = True) -> dict[str, Any]:
+    """The client API on a cluster without worker slots; with `worker_path`, also the worker-side
+    RPCs (the calibrator as the worker) and, on a second cluster with one slot per worker, the job
+    path in CPU windows (realsys/calibrate_paths.py)."""
+    from realsys import calibrate_paths, cluster
 
     directory = Path(tempfile.mkdtemp(prefix=f"dtq-cal-{design}-"))
     try:
@@ -293,11 +360,28 @@ def measure_cluster(design: str, store: str, count: int) -> dict[str, Any]:
                 cluster.kill(directory, "worker", signal.SIGTERM)
             pids = {n.name: n.pid for n in info.nodes if n.role != "worker"}
             addresses = info.clients if design == "mono" else [info.clients[0]]
-            return asyncio.run(_drive(addresses, pids, count))
+            worker_api: WorkerApi | None = None
+            if worker_path and design == "mono":
+
+                def worker_api(pending: list[str], idle: Mapping[str, float]) -> Awaitable[dict[str, Any]]:
+                    return calibrate_paths.mono_worker_api(addresses[0], pending, pids, idle)
+
+            elif worker_path:
+                roles = {n.role: n.address for n in info.nodes}
+
+                def worker_api(pending: list[str], idle: Mapping[str, float]) -> Awaitable[dict[str, Any]]:
+                    return calibrate_paths.micro_worker_api(
+                        roles["gateway"], roles["coordinator"], roles["queue"], len(pending), pids, idle
+                    )
+
+            out = run_async(_drive(addresses, pids, count, worker_api))
         finally:
             cluster.down(directory, grace=10.0)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+    if worker_path:
+        out["job_path"] = calibrate_paths.measure_job_path(design, store, count)
+    return out
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -309,6 +393,24 @@ def _minus(xs: Sequence[float], c: float) -> list[float]:
 
 
 # ---------------------------------------------------------------------------- assembling
+@dataclass(frozen=True)
+class Overheads:
+    """Means that measured server samples are net of: a caller's CPU per call on a busy loop
+    (`client`), a sleeping loop's wake-up (`wake`: the simulator charges it to every burst that finds
+    its loop idle, as every measured call at one in flight did), and one storage commit (`commit`:
+    the simulator adds commits beside service times)."""
+
+    client: float
+    wake: float
+    commit: float
+
+    def net(self, samples: Sequence[float], wakes: int = 1, calls: int = 0, commits: int = 0) -> list[float]:
+        """Samples of one process's CPU per measured call, less the `wakes` wake-ups its loop had (its
+        request arriving, and each reply to a call it made), the client side of its `calls` and its
+        `commits`: the simulator's service time."""
+        return _minus(samples, wakes * self.wake + calls * self.client + commits * self.commit)
+
+
 def build_parameters(
     echo: Mapping[str, list[float]],
     commit: Mapping[str, list[float]],
@@ -317,55 +419,204 @@ def build_parameters(
     micro: Mapping[str, Any] | None,
     store: str,
 ) -> tuple[dict[str, Any], list[str]]:
-    """Maps measurements onto SimParams keys; returns (parameters, measured service keys)."""
-    client = _mean(echo["client"])
+    """Maps measurements onto SimParams keys; returns (parameters, measured keys).
+
+    The bare echo gives the per-call costs of a loop that never sleeps (16 calls in flight: server
+    and client CPU per call) and, against one call in flight, the extra CPU a sleeping loop spends to
+    wake (the server's difference; the client's is alike, see "measurements"). A burst that finds its
+    loop idle pays `wakeup` in the simulator; every measured sample below had one per wake of its
+    process, which is taken out (Overheads.net)."""
+    busy_server, busy_client = float(np.median(echo["busy_server"])), float(np.median(echo["busy_client"]))
+    wake = [max(x - busy_server, 0.0) for x in echo["server"]]
+    client_busy = _minus(echo["client"], _mean(echo["client"]) - busy_client)  # its shape, busy mean
+    costs = Overheads(client=busy_client, wake=_mean(wake), commit=_mean(commit["commit"]))
     params: dict[str, Any] = {
         "store": store,
         "cores": os.cpu_count() or 1,
-        "client_call": to_dist(echo["client"]),
+        "client_call": to_dist(client_busy),
+        "wakeup": to_dist(wake),
         "network": to_dist(echo["network"]),
         "commit": to_dist(commit["commit"]),
-        "loadgen_request": {"kind": "constant", "mean": loadgen["cpu_per_request"]},
+        # the generator's own work per request (against an in-memory target) and its stub call's
+        "loadgen_request": to_dist([x + loadgen["cpu_per_request"] for x in client_busy]),
     }
     rows = commit["rows"][0]
     # medians: a few multi-millisecond stalls (WAL checkpoints, a busy host) swamp a difference of means
     slope = (float(np.median(commit["commit_many"])) - float(np.median(commit["commit"]))) / (rows - 1)
     params["commit_per_row"] = max(slope, 0.0)
     service: dict[str, dict[str, Any]] = {}
-    measured: list[str] = []
+    measured = ["client_call", "wakeup", "network", "commit", "commit_per_row", "loadgen_request"]
 
     def put(role: str, method: str, samples: list[float]) -> None:
         service.setdefault(role, {})[method] = to_dist(samples)
         measured.append(f"service.{role}.{method}")
 
-    commit_mean = _mean(commit["commit"])
+    per_item: dict[str, float] = {}
     if mono:
-        # the simulator charges the commit beside the service time: take it out of methods that save
-        for method, saves in (("SubmitJob", 1), ("GetJobStatus", 0), ("GetJobResult", 0), ("CancelJob", 1)):
-            put("node", method, _minus(mono[method]["n1"], saves * commit_mean))
-        # ListJobs: n1's own work besides the 5 ListLocalJobs calls it makes (their client side); the
-        # merge of this small page is inside it, so ListJobs.merge is set to 0 (its per-item slope stays)
-        put("node", "ListJobs", _minus(mono["ListJobs"]["n1"], 5 * client))
-        put("node", "ListJobs.merge", [0.0])
-        peers = [n for n in mono["ListJobs"] if n.startswith("n") and n != "n1"]
-        put("node", "ListLocalJobs", [x for n in peers for x in mono["ListJobs"][n]])
-        if "forward.GetJobStatus" in mono:
-            put("node", "forward", _minus(mono["forward.GetJobStatus"]["n2"], client))
+        _mono_client_api(mono, costs, put)
+        if "job_path" in mono:
+            _mono_job_path(mono, costs, put, per_item)
     if micro:
-        for method in ("SubmitJob", "GetJobStatus", "CancelJob", "ListJobs"):
-            put("gateway", method, _minus(micro[method]["gateway"], client))
-        # CreateJob: the job service's whole share of a submit, less its commit and the client side of
-        # the Enqueue it sends (one in flight: batches of one); its outbox flush is inside, so flush is 0
-        put("job", "CreateJob", _minus(micro["SubmitJob"]["job"], commit_mean + client))
-        put("job", "flush", [0.0])
-        put("job", "GetJobStatus", micro["GetJobStatus"]["job"])
-        put("job", "CancelJob", _minus(micro["CancelJob"]["job"], commit_mean))
-        put("job", "ListJobs", micro["ListJobs"]["job"])
-        put("queue", "Enqueue", _minus(micro["SubmitJob"]["queue"], commit_mean))
-        put("gateway", "GetJobResult", _minus(micro["GetJobResult"]["gateway"], client))
-        put("job", "GetJob", micro["GetJobResult"]["job"])
+        _micro_client_api(micro, costs, put)
+        if "job_path" in micro:
+            _micro_job_path(micro, costs, put, per_item)
     params["service"] = service
+    if per_item:
+        params["per_item"] = per_item
+        measured += [f"per_item.{k}" for k in per_item]
     return params, measured
+
+
+Put = Callable[[str, str, list[float]], None]
+SEND_FRACTION = 0.5  # sim.params.SimParams.client_send_fraction: the share of a call before it leaves
+
+
+def _mono_client_api(mono: Mapping[str, Any], c: Overheads, put: Put) -> None:
+    for method, saves in (("SubmitJob", 1), ("GetJobStatus", 0), ("CancelJob", 1)):
+        put("node", method, c.net(mono[method]["n1"], commits=saves))
+    # ListJobs: n1's own work besides the 5 ListLocalJobs calls it makes (their client side, and a
+    # wake for their replies: they come back together); the merge of this small page is inside it, so
+    # ListJobs.merge is set to 0 (its per-item slope stays)
+    put("node", "ListJobs", c.net(mono["ListJobs"]["n1"], wakes=2, calls=5))
+    put("node", "ListJobs.merge", [0.0])
+    peers = [n for n in mono["ListJobs"] if n.startswith("n") and n != "n1"]
+    put("node", "ListLocalJobs", c.net([x for n in peers for x in mono["ListJobs"][n]]))
+    if "forward.GetJobStatus" in mono:
+        put("node", "forward", c.net(mono["forward.GetJobStatus"]["n2"], wakes=2, calls=1))
+    results = list(mono["GetJobResult"]["n1"])
+    if "GetJobResult.done" in mono:
+        # of a queued job (an error) and of a finished one, pooled: the simulator has one key
+        results += list(mono["GetJobResult.done"]["n1"])
+    put("node", "GetJobResult", c.net(results))
+
+
+def _micro_client_api(micro: Mapping[str, Any], c: Overheads, put: Put) -> None:
+    for method in ("SubmitJob", "GetJobStatus", "CancelJob", "ListJobs"):
+        put("gateway", method, c.net(micro[method]["gateway"], wakes=2, calls=1))
+    # CreateJob: the job service's whole share of a submit, less its commit and the Enqueue it sends
+    # (one in flight: batches of one); its outbox flush is inside, so flush is 0
+    put("job", "CreateJob", c.net(micro["SubmitJob"]["job"], wakes=2, calls=1, commits=1))
+    put("job", "flush", [0.0])
+    put("job", "GetJobStatus", c.net(micro["GetJobStatus"]["job"]))
+    put("job", "CancelJob", c.net(micro["CancelJob"]["job"], commits=1))
+    put("job", "ListJobs", c.net(micro["ListJobs"]["job"]))
+    put("queue", "Enqueue", c.net(micro["SubmitJob"]["queue"], commits=1))
+    gateway = c.net(micro["GetJobResult"]["gateway"], wakes=2, calls=1)
+    job = c.net(micro["GetJobResult"]["job"])
+    if "GetJobResult.done" in micro:
+        # a queued job's result (an error: GetJob only) and a finished one's (GetJob, GetResult), pooled
+        done = micro["GetJobResult.done"]
+        gateway += c.net(done["gateway"], wakes=3, calls=2)
+        job += c.net(done["job"])
+        put("result", "GetResult", c.net(done["result"]))
+    put("gateway", "GetJobResult", gateway)
+    put("job", "GetJob", job)
+
+
+def _mono_job_path(mono: Mapping[str, Any], c: Overheads, put: Put, per_item: dict[str, float]) -> None:
+    """Design B's worker side (realsys/calibrate_paths.py). Calls a thief makes of an owner are RPCs,
+    measured directly (one job each: per-item slopes 0). The node's own worker is in-process: its
+    phases come from the windows at n1, the owner. Window 1 less the submit (its measured total) and
+    the fetch's commit is charged to `launch` (the woken fetch and the launch run in the submit's
+    loop turn: no wake of their own; `fetch` and its slope are 0); window 2 less the timer's wake
+    and the report's commit to `report` (the handler's end and the next, empty, fetch pass are in
+    it: `finish` is 0)."""
+    put("node", "QueueDepth", c.net(mono["QueueDepth"]["n1"]))
+    put("node", "StealWork", c.net(mono["StealWork"]["n1"], commits=1))
+    put("node", "WorkerHeartbeat", c.net(mono["WorkerHeartbeat"]["n1"], commits=1))
+    put("node", "ReportResult", c.net(mono["ReportResult"]["n1"], commits=1))
+    put("node", "WaitJob", c.net(mono["WaitJob"]["n1"]))
+    for key in ("StealWork", "WorkerHeartbeat", "fetch"):
+        per_item[f"node.{key}"] = 0.0
+    plain, waited = mono["job_path"]["plain"], mono["job_path"]["waited"]
+    submit = _mean(mono["SubmitJob"]["n1"])
+    put("node", "launch", _minus(plain["w1"]["n1"], submit + c.commit))
+    put("node", "fetch", [0.0])
+    put("node", "report", c.net(plain["w2"]["n1"], commits=1))
+    put("node", "finish", [0.0])
+    # a parked WaitJob: its look (one wake, as the measured WaitJob) and its answer at the job's end,
+    # which comes in the report's loop turn
+    parked = _mean(plain["total"]["n1"]) + _mean(mono["WaitJob"]["n1"])
+    put("node", "WaitJob.wake", _minus(waited["total"]["n1"], parked))
+
+
+def _micro_job_path(micro: Mapping[str, Any], c: Overheads, put: Put, per_item: dict[str, float]) -> None:
+    """Design A's worker side: the coordinator's three Workers methods called directly (each server's
+    CPU less the wakes of its loop, the client side of the calls it makes and its commits), the
+    queue's Reserve and Ack alone, and from the windows the worker runtime (window 1: its FetchWork's
+    reply waking it, the receive half and the launch; window 2: the handler's timer waking it, the end,
+    ReportResult and the next FetchWork's send half) and the costs only a parked long-poll has (queue
+    Reserve.wake, job WaitJob.wake: woken inside another call's loop turn)."""
+    fetch, beat, report = micro["FetchWork"], micro["WorkerHeartbeat"], micro["ReportResult"]
+    # FetchWork: Reserve, LeaseJobs, then Ack in the background; each reply wakes the coordinator
+    put("coordinator", "FetchWork", c.net(fetch["coordinator"], wakes=4, calls=3))
+    put("job", "LeaseJobs", c.net(fetch["job"], commits=1))
+    put("queue", "Reserve", c.net(micro["queue.Reserve"]["queue"]))
+    put("queue", "Ack", c.net(micro["queue.Ack"]["queue"], commits=1))
+    put("coordinator", "WorkerHeartbeat", c.net(beat["coordinator"], wakes=2, calls=1))
+    put("job", "RenewLeases", c.net(beat["job"], commits=1))
+    put("coordinator", "ReportResult", c.net(report["coordinator"], wakes=3, calls=2))
+    put("result", "PutResult", c.net(report["result"], commits=1))
+    put("job", "CompleteAttempt", c.net(report["job"], commits=1))
+    put("gateway", "WaitJob", c.net(micro["WaitJob"]["gateway"], wakes=2, calls=1))
+    put("job", "WaitJob", c.net(micro["WaitJob"]["job"]))
+    for key in ("job.LeaseJobs", "job.RenewLeases", "queue.Reserve", "queue.Ack"):
+        per_item[key] = 0.0  # measured with one job per call
+    plain, waited = micro["job_path"]["plain"], micro["job_path"]["waited"]
+    put("worker", "launch", _minus(plain["w1"]["worker"], c.wake + SEND_FRACTION * c.client))
+    put("worker", "finish", _minus(plain["w2"]["worker"], 2 * c.wake + (2 - SEND_FRACTION) * c.client))
+    # the queue's share of a job less what its own calls took (Enqueue, the parked Reserve, the Ack:
+    # each as measured, wake included): the parked Reserve's answer
+    queue_calls = sum(_mean(micro[k]["queue"]) for k in ("SubmitJob", "queue.Reserve", "queue.Ack"))
+    put("queue", "Reserve.wake", _minus(plain["total"]["queue"], queue_calls))
+    parked = _mean(plain["total"]["job"]) + _mean(micro["WaitJob"]["job"])
+    put("job", "WaitJob.wake", _minus(waited["total"]["job"], parked))
+
+
+def closure(mono: Mapping[str, Any] | None, micro: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Checks of the calibration against itself: per process, a job's CPU as the windowed run measured
+    it beside the sum of the direct single-call measurements that should make it up (means, us). Only
+    processes whose windowed total was not used to derive a key are listed."""
+    rows: list[dict[str, Any]] = []
+
+    def row(design: str, proc: str, measured: Sequence[float], parts: Mapping[str, float]) -> None:
+        predicted = sum(parts.values())
+        rows.append(
+            {
+                "design": design,
+                "process": proc,
+                "windowed_us": _mean(measured) * 1e6,
+                "direct_sum_us": predicted * 1e6,
+                "ratio": _mean(measured) / predicted if predicted else math.nan,
+                "parts": sorted(parts),
+            }
+        )
+
+    if micro and "job_path" in micro:
+        plain, waited = micro["job_path"]["plain"]["total"], micro["job_path"]["waited"]["total"]
+        for proc, methods in (
+            ("gateway", ("SubmitJob",)),
+            ("job", ("SubmitJob", "FetchWork", "ReportResult")),
+            ("coordinator", ("FetchWork", "ReportResult")),
+            ("result", ("ReportResult",)),
+        ):
+            row("micro", proc, plain[proc], {m: _mean(micro[m][proc]) for m in methods})
+        extra = [w - _mean(plain["gateway"]) for w in waited["gateway"]]
+        row("micro", "gateway (WaitJob)", extra, {"WaitJob": _mean(micro["WaitJob"]["gateway"])})
+    if mono and "job_path" in mono:
+        plain = mono["job_path"]["plain"]["total"]
+        peers = [n for n in plain if n != "n1"]
+        rows.append(
+            {
+                "design": "mono",
+                "process": "n2..n6 (not the owner)",
+                "windowed_us": sum(_mean(plain[n]) for n in peers) * 1e6,
+                "direct_sum_us": 0.0,
+                "ratio": math.nan,
+                "parts": [],
+            }
+        )
+    return rows
 
 
 def unmeasured(measured: Sequence[str]) -> list[str]:
@@ -383,7 +634,7 @@ def calibrate(name: str, store: str, quick: bool, out_dir: Path | None = None) -
     count = 60 if quick else 300
     started = time.time()
     load_before = os.getloadavg()
-    echo = asyncio.run(measure_echo(count * 2))
+    echo = run_async(measure_echo(count * 2))
     commit = measure_commit(store, count * 2)
     loadgen = measure_loadgen(1.0 if quick else 3.0)
     mono = measure_cluster("mono", store, count)
@@ -399,7 +650,15 @@ def calibrate(name: str, store: str, quick: bool, out_dir: Path | None = None) -
         "host_loadavg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
     }
     for design, data in (("mono", mono), ("micro", micro)):
-        summaries[design] = {m: {p: summarize_samples(s) for p, s in v.items()} for m, v in data.items()}
+        summaries[design] = {
+            m: {p: summarize_samples(s) for p, s in v.items()} for m, v in data.items() if m != "job_path"
+        }
+        path = data["job_path"]
+        summaries[design]["job_path"] = {
+            batch: {part: {p: summarize_samples(s) for p, s in v.items()} for part, v in path[batch].items()}
+            for batch in ("plain", "waited")
+        } | {"idle_rate": path["idle_rate"], "wall_seconds": path["wall_seconds"]}
+    summaries["closure"] = closure(mono, micro)
     doc = {
         "parameters": params,
         "measured": sorted(measured),

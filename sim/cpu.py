@@ -13,6 +13,11 @@ model
 implemented with callbacks instead of resources (about a third of the events per burst: the
 simulator's speed is dominated by these). tests/sim/test_cpu.py checks the equivalence.
 
+A sleeping loop pays to wake up (`wakeup`, measured by `dtq calibrate` as the bare echo's CPU per
+call at one call in flight less that of a loop kept busy): a burst that finds its process's loop idle
+lasts that much longer; bursts queued behind a busy loop do not. So CPU per request falls as load
+rises, as in the real processes. The checkpoint thread is not a loop and never pays it.
+
 A burst may carry an action `fn(now) -> (duration, value)`: it runs when the burst *starts* (the loop
 picked the request up), which is when the real handler reads the clock and calls the core, and the
 burst then lasts `duration` (the handler's CPU time, commits included). Actions must not raise.
@@ -51,6 +56,7 @@ class Component(IntEnum):
     LOADGEN = 4
     CORE = 5  # the core's own random source (retry backoff jitter)
     CHECKPOINT = 6
+    WAKEUP = 7
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -126,6 +132,13 @@ class Proc:
         self.net = costs.network_sampler(self)
         self._commit = costs.commit_sampler(self)
         self._commit_per_row = costs.params.commit_per_row
+        wakeup = costs.params.wakeup
+        # None: waking costs nothing (the default), so the fast paths below stay as they were
+        self._wake: Sampler | None = (
+            None if wakeup.is_zero or role == "checkpoint" else costs.wakeup_sampler(self)
+        )
+        self._waking = False  # the loop was idle when its current first queued burst arrived
+        self.wakeups = 0
 
     # ------------------------------------------------------------------ costs
     def cost(self, method: str, items: int = 0) -> float:
@@ -156,6 +169,9 @@ class Proc:
                 duration, value = work(self.env.now)
             else:
                 duration, value = work, None
+            if self._wake is not None:
+                duration += self._wake()
+                self.wakeups += 1
             if not duration:
                 # starts and ends now on an idle loop: hand back an already processed event, which
                 # simpy resumes the waiter on at once (nothing to schedule, nothing to release)
@@ -170,6 +186,7 @@ class Proc:
             self._queue.append((burst, work))
             if not self._busy:
                 self._busy = True
+                self._waking = self._wake is not None  # idle loop, no core free: it wakes once it runs
                 self._want_core()
         return burst
 
@@ -186,6 +203,11 @@ class Proc:
             duration, value = work(self.env.now)
         else:
             duration, value = work, None
+        if self._waking:
+            assert self._wake is not None
+            self._waking = False
+            duration += self._wake()
+            self.wakeups += 1
         self._schedule(burst, duration, value)
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
@@ -245,6 +267,9 @@ class CostModel:
         if proc.role == "loadgen":
             return self._sampler(self.params.loadgen_request, Component.LOADGEN, proc.index)
         return self._sampler(self.params.client_call, Component.CLIENT, proc.index)
+
+    def wakeup_sampler(self, proc: Proc) -> Sampler:
+        return self._sampler(self.params.wakeup, Component.WAKEUP, proc.index)
 
     def network_sampler(self, proc: Proc) -> Sampler:
         return self._sampler(self.params.network, Component.NETWORK, proc.index)

@@ -17,7 +17,10 @@ Model (an open Jackson-style network, means only):
   With the max, MVA/sim stays within 0.85-1.2 for submit latency and completion time up to 60% of
   capacity; above that the MVA grows pessimistic (submit latency 1.2-1.4x at 80%): it counts Enqueue,
   Reserve and LeaseJobs as batches of one, and its host and loop waits are independent M/M stations.)
-  Hops (`network`) are pure delays.
+  Hops (`network`) are pure delays. A burst finds its loop asleep with probability 1 - U_p and then
+  costs `wakeup` more (as in the simulator); U_p is solved as a fixed point. Each path entry counts as
+  one burst here, though some stand for several (a parked Reserve's two halves): where loops idle, the
+  MVA charges fewer wake-ups than the simulator does.
 - Jobs: Design A's job path adds its one-way hops (9, to CompleteAttempt); Design B's is in-process.
   Slots form one M/M/c station (Design B's per-node slots pooled, i.e. stealing is assumed to
   balance perfectly), service = job duration + the per-job CPU residences on the worker path;
@@ -209,15 +212,29 @@ def predict(design: str, workload: WorkloadSpec, params: SimParams) -> MvaPredic
     total = sum(fractions.values()) or 1.0
     fractions = {k: v / total for k, v in fractions.items()}
     submit_rate = lam * fractions["submit"]
-    # demand (CPU seconds per second) per station; Design B's node demand is shared by `nodes` nodes
-    load: dict[str, float] = defaultdict(float)
-    for kind, frac in fractions.items():
-        for proc, cpu in paths[kind][0]:
-            load[proc] += lam * frac * cpu
-    for proc, cpu in job_path:
-        load[proc] += submit_rate * cpu
     copies = {"node": params.nodes} if design == "mono" else {}
-    util = {p: d / copies.get(p, 1) for p, d in load.items()}
+    wake = params.wakeup.mean
+
+    def with_wakeups(bursts: list[tuple[str, float]], util: dict[str, float]) -> list[tuple[str, float]]:
+        # a burst finds its loop asleep with probability 1 - U (Poisson arrivals see time averages)
+        return [(proc, cpu + wake * max(0.0, 1.0 - util.get(proc, 0.0))) for proc, cpu in bursts]
+
+    def utilisation(util: dict[str, float]) -> dict[str, float]:
+        """Demand (CPU seconds per second) per station; Design B's node demand is shared by `nodes`."""
+        load: dict[str, float] = defaultdict(float)
+        for kind, frac in fractions.items():
+            for proc, cpu in with_wakeups(paths[kind][0], util):
+                load[proc] += lam * frac * cpu
+        for proc, cpu in with_wakeups(job_path, util):
+            load[proc] += submit_rate * cpu
+        return {p: d / copies.get(p, 1) for p, d in load.items()}
+
+    util = utilisation({})
+    # wake-ups raise demand where loops idle, and busier loops idle less: a fixed point, reached by
+    # iterating (a contraction: each step changes U by at most wake x rate x the previous change)
+    for _ in range(50 if wake else 0):
+        util = utilisation(util)
+    load = {p: u * copies.get(p, 1) for p, u in util.items()}
     host_util = sum(load.values()) / params.cores  # the generator shares host 0 (loadgen_host default)
     job_service = workload.duration.mean
     slot_util = submit_rate * job_service / params.slots if params.slots else 0.0
@@ -235,7 +252,7 @@ def predict(design: str, workload: WorkloadSpec, params: SimParams) -> MvaPredic
 
     def residence(bursts: list[tuple[str, float]]) -> float:
         out = 0.0
-        for proc, cpu in bursts:
+        for proc, cpu in with_wakeups(bursts, util):
             u = util.get(proc, 0.0)
             if u >= 1:
                 return math.inf

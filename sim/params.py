@@ -229,6 +229,10 @@ class SimParams:
         default_factory=lambda: MappingProxyType(dict(PLACEHOLDER_PER_ITEM))
     )
     client_call: Dist = PLACEHOLDER_CLIENT_CALL  # caller CPU per internal RPC, send + receive
+    # CPU a process's loop spends waking from sleep (epoll, gRPC's poller thread handing the event to
+    # the loop): charged to every burst that finds its loop idle, so per-request CPU falls with load
+    # as it really does (0: off; sim/cpu.py Proc)
+    wakeup: Dist = ZERO
     client_send_fraction: float = 0.5  # of client_call, spent before the request leaves
     network: Dist = PLACEHOLDER_NETWORK  # one way, per hop
     commit: Dist = PLACEHOLDER_COMMIT  # one storage transaction (save_many, put, delete)
@@ -378,6 +382,7 @@ class SimParams:
             service=_freeze_service(service),
             per_item=MappingProxyType({}),
             client_call=ZERO,
+            wakeup=ZERO,
             network=ZERO,
             commit=ZERO,
             commit_per_row=0.0,

@@ -346,6 +346,63 @@ def _pct(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:.0f}%"
 
 
+def validation_summary(data: Path) -> dict[str, Any]:
+    path = data / "validation" / "summary.json"
+    loaded = json.loads(path.read_text()) if path.is_file() else {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def table_saturation(summary: Mapping[str, Any]) -> str:
+    """The throughput test an open loop cannot give: the saturation rate, measured and predicted."""
+    rows = summary.get("saturation") or []
+    if not rows:
+        return NO_VALIDATION.capitalize() + ".\n"
+    body = [
+        [
+            DESIGN_LABEL.get(str(r["design"]), str(r["design"])),
+            str(r["duration"]),
+            str(r["mix"]),
+            fmt(num(r["real_rate"])),
+            fmt(num(r["sim_rate"])),
+            _pct(num(r["err"])),
+        ]
+        for r in sorted(rows, key=lambda r: (_design_key(str(r["design"])), r["duration"], r["mix"]))
+    ]
+    winners = summary.get("saturation_winners") or []
+    agree = sum(1 for w in winners if str(w.get("agree")) == "True")
+    note = (
+        "\nFrom data/validation/summary.json: requests/s at saturation, real (the closed-loop runs of "
+        "the validation file's `saturation` entry) and simulated from the calibration for the same "
+        "runs; err = (sim - real) / real. The design with the higher saturation rate is the same in the "
+        f"simulator and the real system in {agree} of {len(winners)} cells.\n"
+    )
+    return markdown_table(["design", "duration", "mix", "real req/s", "sim req/s", "err"], body) + note
+
+
+def table_winner_agreement(summary: Mapping[str, Any]) -> str:
+    counts = summary.get("winner_agreement") or {}
+    if not counts:
+        return NO_VALIDATION.capitalize() + ".\n"
+    body = [
+        [
+            metric,
+            str(c.get("decisive", 0) + c.get("real_ties", 0)),
+            str(c.get("real_ties", 0)),
+            f"{c.get('agree', 0)} of {c.get('decisive', 0)}",
+            f"{c.get('agree_by_means', 0)} of {c.get('ordered_by_means', 0)}",
+        ]
+        for metric, c in sorted(counts.items())
+    ]
+    note = (
+        "\nFrom data/validation/summary.json (winners.csv per point): at each rate both designs ran, "
+        "whether the simulator names the same winner as the real system. 'decided' counts points where "
+        "the real means differ by more than their two 95% CI half-widths together; 'by means' compares "
+        "the winners by the real means alone.\n"
+    )
+    header = ["metric", "points", "real ties", "sim right where decided", "sim right by means"]
+    return markdown_table(header, body) + note
+
+
 def lognormal_fit(samples: np.ndarray) -> tuple[float, float, float] | None:
     """(mu, sigma, KS statistic) of a lognormal fitted to the positive samples, as realsys/calibrate.py
     fits the raw measurements; here on the <= 200 stored quantile samples the simulator draws from.
@@ -708,6 +765,9 @@ def build(
 
     points, errors = validation_files(data)
     table("validation", table_validation(points, errors))
+    summary = validation_summary(data)
+    table("saturation", table_saturation(summary))
+    table("winners", table_winner_agreement(summary))
     if points:
         figure("accuracy", lambda: fig_accuracy(points, figs))
     else:

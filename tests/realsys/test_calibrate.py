@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from realsys import calibrate
+from realsys import calibrate, calibrate_paths
 from sim.params import SimParams, load_params
 
 
@@ -55,9 +55,16 @@ def test_measure_echo_and_loadgen() -> None:
 
 
 def test_build_parameters_loads(tmp_path: Path) -> None:
-    echo = {"client": [1e-4] * 5, "network": [2e-5] * 5}
+    # a sleeping loop's wake-up costs 1e-4 (3e-4 at one call in flight, 2e-4 busy); a busy client 1e-4
+    echo = {
+        "client": [1.5e-4] * 5,
+        "network": [2e-5] * 5,
+        "server": [3e-4] * 5,
+        "busy_server": [2e-4] * 3,
+        "busy_client": [1e-4] * 3,
+    }
     commit = {"commit": [5e-5] * 5, "commit_many": [2e-4] * 3, "rows": [20.0]}
-    nodes = {f"n{i}": [3e-4] * 5 for i in range(1, 7)}
+    nodes = {f"n{i}": [6e-4] * 5 for i in range(1, 7)}
     mono = {m: nodes for m in ("SubmitJob", "GetJobStatus", "GetJobResult", "CancelJob", "ListJobs")}
     mono["forward.GetJobStatus"] = nodes
     roles = {r: [2e-4] * 5 for r in ("gateway", "job", "queue")}
@@ -69,4 +76,149 @@ def test_build_parameters_loads(tmp_path: Path) -> None:
     path = tmp_path / "x.json"
     path.write_text(__import__("json").dumps({"parameters": params}))
     loaded = load_params(path)
-    assert loaded.service_dist("node", "forward").mean == pytest.approx(3e-4 - 1e-4)
+    # n2's share of a forwarded call less two wakes (the request, the owner's reply) and one client side
+    assert loaded.service_dist("node", "forward").mean == pytest.approx(6e-4 - 2e-4 - 1e-4)
+    assert loaded.client_call.mean == pytest.approx(1e-4) and loaded.wakeup.mean == pytest.approx(1e-4)
+    assert loaded.loadgen_request.mean == pytest.approx(2e-4)  # the generator's work + a busy stub call
+
+
+def _windows(procs: dict[str, tuple[float, float]], waited_extra: dict[str, float]) -> dict[str, object]:
+    """Fake job-path windows: per process (w1, w2) constants; `waited_extra` adds to the waited batch."""
+
+    def batch(extra: dict[str, float]) -> dict[str, dict[str, list[float]]]:
+        return {
+            "w1": {p: [w1] * 4 for p, (w1, _) in procs.items()},
+            "w2": {p: [w2 + extra.get(p, 0.0)] * 4 for p, (_, w2) in procs.items()},
+            "total": {p: [w1 + w2 + extra.get(p, 0.0)] * 4 for p, (w1, w2) in procs.items()},
+        }
+
+    return {"plain": batch({}), "waited": batch(waited_extra), "idle_rate": {}, "wall_seconds": 1.0}
+
+
+def test_job_path_keys_are_derived_from_the_windows_and_direct_calls() -> None:
+    client, commit_s = 1e-4, 5e-5
+    # a sleeping loop's wake-up costs 1e-4 (3e-4 at one call in flight, 2e-4 busy); a busy client 1e-4
+    echo = {
+        "client": [1.5e-4] * 5,
+        "network": [2e-5] * 5,
+        "server": [3e-4] * 5,
+        "busy_server": [2e-4] * 3,
+        "busy_client": [1e-4] * 3,
+    }
+    commit = {"commit": [commit_s] * 5, "commit_many": [2e-4] * 3, "rows": [20.0]}
+    nodes = {f"n{i}": [3e-4] * 5 for i in range(1, 7)}
+    mono: dict[str, object] = {
+        m: nodes
+        for m in (
+            "SubmitJob",
+            "GetJobStatus",
+            "GetJobResult",
+            "CancelJob",
+            "ListJobs",
+            "forward.GetJobStatus",
+            "QueueDepth",
+            "StealWork",
+            "WorkerHeartbeat",
+            "ReportResult",
+            "WaitJob",
+            "GetJobResult.done",
+        )
+    }
+    # n1: window 1 = submit (3e-4) + fetch/launch (2e-4) + commit; window 2 = wake + report (1e-4) + commit
+    mono["job_path"] = _windows(
+        {"n1": (3e-4 + 2e-4 + commit_s, 2e-4 + commit_s), "n2": (0.0, 0.0)}, {"n1": 3e-4 + 4e-5}
+    )
+    roles = {r: [2e-4] * 5 for r in ("gateway", "job", "queue", "coordinator", "result", "worker")}
+    micro: dict[str, object] = {
+        m: roles
+        for m in (
+            "SubmitJob",
+            "GetJobStatus",
+            "GetJobResult",
+            "CancelJob",
+            "ListJobs",
+            "FetchWork",
+            "WorkerHeartbeat",
+            "ReportResult",
+            "WaitJob",
+            "GetJobResult.done",
+            "queue.Reserve",
+            "queue.Ack",
+        )
+    }
+    micro["job_path"] = _windows(
+        {
+            "worker": (3e-4, 6e-4),
+            "queue": (9e-4, 2e-4),
+            "job": (1e-3, 1e-3),
+            "gateway": (2e-4, 0.0),
+            "coordinator": (1e-3, 1e-3),
+            "result": (0.0, 4e-4),
+        },
+        {"job": 2e-4 + 7e-5, "gateway": 3e-4},
+    )
+    params, measured = calibrate.build_parameters(
+        echo, commit, {"cpu_per_request": 1e-4}, mono, micro, "sqlite"
+    )
+    loaded = SimParams.from_mapping(params)
+    approx = pytest.approx
+    assert loaded.service_dist("node", "launch").mean == approx(2e-4)  # w1 - submit - commit
+    assert loaded.service_dist("node", "report").mean == approx(1e-4)  # w2 - wake - commit
+    assert loaded.service_dist("node", "fetch").mean == 0 and loaded.item_cost("node", "fetch") == 0
+    assert loaded.service_dist("node", "WaitJob.wake").mean == approx(4e-5)  # waited - plain - WaitJob
+    assert loaded.service_dist("node", "StealWork").mean == approx(3e-4 - 1e-4 - commit_s)
+    # the coordinator's share (2e-4) less four wakes and three calls' client side clips at 0
+    assert loaded.service_dist("coordinator", "FetchWork").mean == 0
+    assert loaded.service_dist("job", "LeaseJobs").mean == approx(2e-4 - 1e-4 - commit_s)
+    # the worker: a wake and half a call in window 1; two wakes and one and a half calls in window 2
+    assert loaded.service_dist("worker", "launch").mean == approx(3e-4 - 1e-4 - 0.5 * client)
+    assert loaded.service_dist("worker", "finish").mean == approx(6e-4 - 2e-4 - 1.5 * client)
+    # queue: a job's total (1.1e-3) less Enqueue's share (2e-4), Reserve (2e-4) and Ack (2e-4)
+    assert loaded.service_dist("queue", "Reserve.wake").mean == approx(1.1e-3 - 6e-4)
+    assert loaded.service_dist("job", "WaitJob.wake").mean == approx(7e-5)
+    for key in (
+        "service.node.launch",
+        "service.queue.Reserve.wake",
+        "per_item.node.fetch",
+        "service.worker.finish",
+    ):
+        assert key in measured and key not in calibrate.unmeasured(measured)
+    rows = {r["process"]: r for r in calibrate.closure(mono, micro)}  # type: ignore[arg-type]
+    # the gateway's windowed share of a job (2e-4) is its SubmitJob (2e-4): closure 1.0
+    assert rows["gateway"]["ratio"] == approx(1.0)
+    assert rows["coordinator"]["ratio"] == approx(2e-3 / 4e-4)
+    assert rows["gateway (WaitJob)"]["ratio"] == approx(3e-4 / 2e-4)
+
+
+def test_job_windows_record_both_windows_per_process() -> None:
+    ids: list[str] = []
+
+    async def submit() -> str:
+        ids.append(f"j{len(ids)}")
+        return ids[-1]
+
+    async def wait(job_id: str) -> object:
+        await asyncio.sleep(0.01)
+        return job_id
+
+    async def go() -> dict[str, dict[str, list[float]]]:
+        return await calibrate_paths.job_windows(submit, wait, {"self": os.getpid()}, 3, {"self": 0.0})
+
+    out = asyncio.run(go())
+    assert len(ids) == 3 and len(out["wall"]["job"]) == 3
+    for part in ("w1", "w2", "total"):
+        assert len(out[part]["self"]) == 3
+    assert out["total"]["self"][0] == pytest.approx(out["w1"]["self"][0] + out["w2"]["self"][0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("design", ["mono", "micro"])
+def test_measure_cluster_with_the_job_path(design: str) -> None:
+    """The whole cluster part of a calibration, tiny: every worker-side call and both windowed batches
+    run against real clusters (every windowed job must succeed, or it raises)."""
+    out = calibrate.measure_cluster(design, "memory", 6)
+    first = "n1" if design == "mono" else "coordinator"
+    for method in ("WorkerHeartbeat", "ReportResult", "WaitJob", "GetJobResult.done", "CancelJob"):
+        assert len(out[method]["rtt"]) == 6, method
+    assert len(out["job_path"]["plain"]["w1"][first]) == 6
+    assert sum(out["job_path"]["plain"]["total"][first]) > 0

@@ -9,7 +9,7 @@ import numpy as np
 import simpy
 
 from sim.cpu import CostModel, Host, Proc
-from sim.params import SimParams
+from sim.params import Dist, SimParams
 
 
 def _bursts(seed: int, n: int, procs: int) -> list[tuple[float, int, float]]:
@@ -82,3 +82,51 @@ def test_action_runs_at_burst_start_and_the_waiter_resumes_before_the_next_burst
     env.process(second())
     env.run()
     assert log == [("a starts", 0.0), ("a resumed", 1.0), ("b starts", 1.0)]
+
+
+def _wakeup_reference(
+    bursts: list[tuple[float, int, float]], procs: int, cores: int, wake: float
+) -> list[float]:
+    """The nested-resource model with wake-ups: a burst whose loop had no other burst holding or
+    waiting for it when it arrived lasts `wake` longer."""
+    env = simpy.Environment()
+    host = simpy.Resource(env, capacity=cores)
+    loops = [simpy.Resource(env, capacity=1) for _ in range(procs)]
+    done = [0.0] * len(bursts)
+
+    def one(i: int, at: float, p: int, d: float) -> Generator[Any, Any, None]:
+        yield env.timeout(at)
+        idle = loops[p].count == 0 and not loops[p].queue
+        with loops[p].request() as loop:
+            yield loop
+            with host.request() as core:
+                yield core
+                yield env.timeout(d + (wake if idle else 0.0))
+        done[i] = env.now
+
+    for i, (at, p, d) in enumerate(bursts):
+        env.process(one(i, at, p, d))
+    env.run()
+    return done
+
+
+def test_a_sleeping_loop_pays_its_wakeup_and_a_busy_one_does_not() -> None:
+    wake = 5e-4
+    bursts = _bursts(7, 3000, 4)
+    env = simpy.Environment()
+    host = Host("h", 2)
+    costs = CostModel(SimParams(wakeup=Dist("constant", wake)), 1)
+    loops = [Proc(env, host, f"p{i}", "node", i, costs) for i in range(4)]
+    done = [0.0] * len(bursts)
+
+    def one(i: int, at: float, p: int, d: float) -> Generator[Any, Any, None]:
+        yield env.timeout(at)
+        yield loops[p].run(d)
+        done[i] = env.now
+
+    for i, (at, p, d) in enumerate(bursts):
+        env.process(one(i, at, p, d))
+    env.run()
+    assert np.allclose(done, _wakeup_reference(bursts, 4, 2, wake), rtol=0, atol=1e-12)
+    woke = sum(p.wakeups for p in loops)
+    assert 0 < woke < len(bursts)  # some bursts found their loop asleep, some queued behind others

@@ -120,6 +120,8 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
         "headline",
         "bench",
         "validation",
+        "saturation",
+        "winners",
         "faults",
         "calibration",
     }
@@ -221,3 +223,36 @@ def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
 def test_median_cell(values: list[float | None], expected: str) -> None:
     runs = [{"recovery_s": v} for v in values]
     assert report._median_cell(runs, "recovery_s", 1) == expected
+
+
+def test_saturation_and_winner_tables_read_the_validation_summary() -> None:
+    summary = {
+        "saturation": [
+            {
+                "design": "mono",
+                "duration": "noop",
+                "mix": "submit",
+                "real_rate": 300.0,
+                "sim_rate": 330.0,
+                "err": 0.1,
+            },
+            {
+                "design": "micro",
+                "duration": "noop",
+                "mix": "submit",
+                "real_rate": 150.0,
+                "sim_rate": 120.0,
+                "err": -0.2,
+            },
+        ],
+        "saturation_winners": [{"agree": "True", "duration": "noop", "mix": "submit"}],
+        "winner_agreement": {
+            "p50": {"agree": 3, "decisive": 4, "real_ties": 1, "agree_by_means": 4, "ordered_by_means": 5}
+        },
+    }
+    text = report.table_saturation(summary)
+    lines = [line for line in text.splitlines() if line.startswith("| A") or line.startswith("| B")]
+    assert lines[0].startswith("| A (micro) | noop | submit | 150.0 | 120.0 | -20% |")  # A sorts first
+    assert "| 10% |" in lines[1] and "in 1 of 1 cells" in text
+    assert "| p50 | 5 | 1 | 3 of 4 | 4 of 5 |" in report.table_winner_agreement(summary)
+    assert report.table_saturation({}).startswith("No validation data yet")
