@@ -116,14 +116,22 @@ async def measure_calls(
     pids: Mapping[str, int],
     count: int,
     idle_rate: Mapping[str, float] | None = None,
+    gap: float = 0.0,
 ) -> dict[str, list[float]]:
-    """Runs `call(i)` `count` times, one in flight. Per call: "rtt", "client" (this process's CPU in the
-    call) and, per name in `pids`, that process's CPU delta minus idle_rate * wall."""
-    out: dict[str, list[float]] = {"rtt": [], "client": [], **{n: [] for n in pids}}
+    """Runs `call(i)` `count` times, one in flight, `gap` seconds of sleep before each. Per call:
+    "rtt", "client" (this process's CPU in the call), "gap" (the time since the previous call ended:
+    how long the server slept) and, per name in `pids`, that process's CPU delta minus idle_rate x the
+    call's wall time (the sleep before it is not charged)."""
+    out: dict[str, list[float]] = {"rtt": [], "client": [], "gap": [], **{n: [] for n in pids}}
     idle = idle_rate or {}
     before = {n: process_cpu(p) for n, p in pids.items()}
+    ended = time.perf_counter()
     for i in range(count):
+        if gap:
+            await asyncio.sleep(gap)
+            before = {n: process_cpu(p) for n, p in pids.items()}
         w0, c0 = time.perf_counter(), time.process_time()
+        out["gap"].append(w0 - ended)
         await call(i)
         c1, w1 = time.process_time(), time.perf_counter()
         after = {n: process_cpu(p) for n, p in pids.items()}
@@ -132,10 +140,13 @@ async def measure_calls(
         for n in pids:
             out[n].append(max(after[n] - before[n] - idle.get(n, 0.0) * (w1 - w0), 0.0))
         before = after
+        ended = w1  # the servers sleep from the answer on, through this bookkeeping
     return out
 
 
 BUSY_IN_FLIGHT = 16  # calls kept in flight to measure a loop that never sleeps
+IDLE_GAPS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)  # sleeps before a call: how waking cost grows
+IDLE_SWEEP_SECONDS = 12.0  # at most this long sleeping over the whole sweep (fewer calls at long gaps)
 BUSY_BLOCKS = 10
 
 
@@ -216,6 +227,10 @@ async def measure_echo(count: int) -> dict[str, list[float]]:
             out = await measure_calls(call, {"server": proc.pid}, count, idle)
             busy = await measure_busy(call, {"server": proc.pid}, count, BUSY_IN_FLIGHT)
             out["busy_server"], out["busy_client"] = busy["server"], busy["client"]
+            for gap in IDLE_GAPS:  # the same call after the server slept `gap` seconds
+                n = max(5, min(count // 5, int(IDLE_SWEEP_SECONDS / len(IDLE_GAPS) / gap)))
+                slept = await measure_calls(call, {"server": proc.pid}, n, idle, gap=gap)
+                out[f"idle_{gap:g}_server"], out[f"idle_{gap:g}_client"] = slept["server"], slept["client"]
     finally:
         proc.terminate()
         proc.wait(10)
@@ -393,16 +408,48 @@ def _minus(xs: Sequence[float], c: float) -> list[float]:
 
 
 # ---------------------------------------------------------------------------- assembling
+JOB_IDLE = 0.1  # how long a process sleeps between the phases of a windowed job (calibrate_paths)
+
+
+def wakeup_curve(echo: Mapping[str, list[float]], busy_server: float) -> list[list[float]]:
+    """[[idle seconds, factor on the back-to-back wake-up], ...] from the echo's sleep sweep: each
+    point is (median server CPU per call after that sleep - the busy loop's) / (the same back to back),
+    at the median sleep of the back-to-back calls first. Factors are made non-decreasing (a longer
+    sleep does not make waking cheaper; the raw medians are kept under "measurements")."""
+    base = float(np.median(echo["server"])) - busy_server
+    if base <= 0 or "gap" not in echo:
+        return []
+    points = [[max(float(np.median(echo["gap"])), 1e-6), 1.0]]
+    for gap in IDLE_GAPS:
+        key = f"idle_{gap:g}_server"
+        if key in echo and gap > points[-1][0]:
+            factor = (float(np.median(echo[key])) - busy_server) / base
+            points.append([gap, max(factor, points[-1][1])])
+    return points
+
+
+def _factor(curve: Sequence[Sequence[float]], idle: float) -> float:
+    from sim.params import SimParams
+
+    return SimParams(wakeup_idle=tuple((float(a), float(b)) for a, b in curve)).wakeup_factor(idle)
+
+
 @dataclass(frozen=True)
 class Overheads:
     """Means that measured server samples are net of: a caller's CPU per call on a busy loop
-    (`client`), a sleeping loop's wake-up (`wake`: the simulator charges it to every burst that finds
-    its loop idle, as every measured call at one in flight did), and one storage commit (`commit`:
-    the simulator adds commits beside service times)."""
+    (`client`), a sleeping loop's wake-up (`wake`, back to back: the simulator charges it to every
+    burst that finds its loop idle, as every measured call at one in flight did; `cold` times it
+    after a windowed job's sleeps of JOB_IDLE), and one storage commit (`commit`: the simulator adds
+    commits beside service times)."""
 
     client: float
     wake: float
     commit: float
+    cold: float = 1.0  # wakeup_idle's factor at JOB_IDLE
+
+    @property
+    def cold_wake(self) -> float:
+        return self.wake * self.cold
 
     def net(self, samples: Sequence[float], wakes: int = 1, calls: int = 0, commits: int = 0) -> list[float]:
         """Samples of one process's CPU per measured call, less the `wakes` wake-ups its loop had (its
@@ -429,12 +476,16 @@ def build_parameters(
     busy_server, busy_client = float(np.median(echo["busy_server"])), float(np.median(echo["busy_client"]))
     wake = [max(x - busy_server, 0.0) for x in echo["server"]]
     client_busy = _minus(echo["client"], _mean(echo["client"]) - busy_client)  # its shape, busy mean
-    costs = Overheads(client=busy_client, wake=_mean(wake), commit=_mean(commit["commit"]))
+    curve = wakeup_curve(echo, busy_server)
+    costs = Overheads(
+        client=busy_client, wake=_mean(wake), commit=_mean(commit["commit"]), cold=_factor(curve, JOB_IDLE)
+    )
     params: dict[str, Any] = {
         "store": store,
         "cores": os.cpu_count() or 1,
         "client_call": to_dist(client_busy),
         "wakeup": to_dist(wake),
+        "wakeup_idle": curve,
         "network": to_dist(echo["network"]),
         "commit": to_dist(commit["commit"]),
         # the generator's own work per request (against an in-memory target) and its stub call's
@@ -445,7 +496,15 @@ def build_parameters(
     slope = (float(np.median(commit["commit_many"])) - float(np.median(commit["commit"]))) / (rows - 1)
     params["commit_per_row"] = max(slope, 0.0)
     service: dict[str, dict[str, Any]] = {}
-    measured = ["client_call", "wakeup", "network", "commit", "commit_per_row", "loadgen_request"]
+    measured = [
+        "client_call",
+        "wakeup",
+        "wakeup_idle",
+        "network",
+        "commit",
+        "commit_per_row",
+        "loadgen_request",
+    ]
 
     def put(role: str, method: str, samples: list[float]) -> None:
         service.setdefault(role, {})[method] = to_dist(samples)
@@ -529,10 +588,11 @@ def _mono_job_path(mono: Mapping[str, Any], c: Overheads, put: Put, per_item: di
     for key in ("StealWork", "WorkerHeartbeat", "fetch"):
         per_item[f"node.{key}"] = 0.0
     plain, waited = mono["job_path"]["plain"], mono["job_path"]["waited"]
-    submit = _mean(mono["SubmitJob"]["n1"])
+    # the windows' submits found n1 asleep for ~JOB_IDLE: their wake is the cold one
+    submit = _mean(mono["SubmitJob"]["n1"]) - c.wake + c.cold_wake
     put("node", "launch", _minus(plain["w1"]["n1"], submit + c.commit))
     put("node", "fetch", [0.0])
-    put("node", "report", c.net(plain["w2"]["n1"], commits=1))
+    put("node", "report", _minus(plain["w2"]["n1"], c.cold_wake + c.commit))  # the handler's timer wakes it
     put("node", "finish", [0.0])
     # a parked WaitJob: its look (one wake, as the measured WaitJob) and its answer at the job's end,
     # which comes in the report's loop turn
@@ -563,11 +623,14 @@ def _micro_job_path(micro: Mapping[str, Any], c: Overheads, put: Put, per_item: 
     for key in ("job.LeaseJobs", "job.RenewLeases", "queue.Reserve", "queue.Ack"):
         per_item[key] = 0.0  # measured with one job per call
     plain, waited = micro["job_path"]["plain"], micro["job_path"]["waited"]
-    put("worker", "launch", _minus(plain["w1"]["worker"], c.wake + SEND_FRACTION * c.client))
-    put("worker", "finish", _minus(plain["w2"]["worker"], 2 * c.wake + (2 - SEND_FRACTION) * c.client))
-    # the queue's share of a job less what its own calls took (Enqueue, the parked Reserve, the Ack:
-    # each as measured, wake included): the parked Reserve's answer
+    # the worker wakes cold for its FetchWork's answer and for the handler's end, warm for ReportResult's
+    put("worker", "launch", _minus(plain["w1"]["worker"], c.cold_wake + SEND_FRACTION * c.client))
+    finish_overheads = c.cold_wake + c.wake + (2 - SEND_FRACTION) * c.client
+    put("worker", "finish", _minus(plain["w2"]["worker"], finish_overheads))
+    # the queue's share of a job less what its own calls took (Enqueue and the parked Reserve arrive
+    # cold, the Ack warm; each as measured back to back otherwise): the parked Reserve's answer
     queue_calls = sum(_mean(micro[k]["queue"]) for k in ("SubmitJob", "queue.Reserve", "queue.Ack"))
+    queue_calls += 2 * (c.cold_wake - c.wake)
     put("queue", "Reserve.wake", _minus(plain["total"]["queue"], queue_calls))
     parked = _mean(plain["total"]["job"]) + _mean(micro["WaitJob"]["job"])
     put("job", "WaitJob.wake", _minus(waited["total"]["job"], parked))

@@ -138,6 +138,8 @@ class Proc:
             None if wakeup.is_zero or role == "checkpoint" else costs.wakeup_sampler(self)
         )
         self._waking = False  # the loop was idle when its current first queued burst arrived
+        self._idle_since = 0.0  # when the loop last ran out of work
+        self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
         self.wakeups = 0
 
     # ------------------------------------------------------------------ costs
@@ -170,8 +172,7 @@ class Proc:
             else:
                 duration, value = work, None
             if self._wake is not None:
-                duration += self._wake()
-                self.wakeups += 1
+                duration += self._wakeup_cost()
             if not duration:
                 # starts and ends now on an idle loop: hand back an already processed event, which
                 # simpy resumes the waiter on at once (nothing to schedule, nothing to release)
@@ -204,11 +205,17 @@ class Proc:
         else:
             duration, value = work, None
         if self._waking:
-            assert self._wake is not None
             self._waking = False
-            duration += self._wake()
-            self.wakeups += 1
+            duration += self._wakeup_cost()
         self._schedule(burst, duration, value)
+
+    def _wakeup_cost(self) -> float:
+        assert self._wake is not None
+        self.wakeups += 1
+        cost = self._wake()
+        if self._wake_factor is not None:
+            cost *= self._wake_factor(self.env.now - self._idle_since)
+        return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
         self.busy_time += duration
@@ -231,6 +238,7 @@ class Proc:
             self._want_core()  # back of the core queue, as a fresh request would be
         else:
             self._busy = False
+            self._idle_since = self.env.now
 
 
 class _Burst(simpy.Event):

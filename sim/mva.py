@@ -18,7 +18,8 @@ Model (an open Jackson-style network, means only):
   capacity; above that the MVA grows pessimistic (submit latency 1.2-1.4x at 80%): it counts Enqueue,
   Reserve and LeaseJobs as batches of one, and its host and loop waits are independent M/M stations.)
   Hops (`network`) are pure delays. A burst finds its loop asleep with probability 1 - U_p and then
-  costs `wakeup` more (as in the simulator); U_p is solved as a fixed point. Each path entry counts as
+  costs `wakeup` more (as in the simulator, scaled by `wakeup_idle` at the station's mean idle period,
+  1 / its burst rate); U_p is solved as a fixed point. Each path entry counts as
   one burst here, though some stand for several (a parked Reserve's two halves): where loops idle, the
   MVA charges fewer wake-ups than the simulator does.
 - Jobs: Design A's job path adds its one-way hops (9, to CompleteAttempt); Design B's is in-process.
@@ -215,9 +216,18 @@ def predict(design: str, workload: WorkloadSpec, params: SimParams) -> MvaPredic
     copies = {"node": params.nodes} if design == "mono" else {}
     wake = params.wakeup.mean
 
+    # bursts per second at each station; its mean idle period (M/M/1: 1 / rate) sets the wake-up factor
+    burst_rate: dict[str, float] = defaultdict(float)
+    for kind, frac in fractions.items():
+        for proc, _ in paths[kind][0]:
+            burst_rate[proc] += lam * frac / copies.get(proc, 1)
+    for proc, _ in job_path:
+        burst_rate[proc] += submit_rate / copies.get(proc, 1)
+    wake_at = {p: wake * params.wakeup_factor(1.0 / r) for p, r in burst_rate.items() if r > 0}
+
     def with_wakeups(bursts: list[tuple[str, float]], util: dict[str, float]) -> list[tuple[str, float]]:
         # a burst finds its loop asleep with probability 1 - U (Poisson arrivals see time averages)
-        return [(proc, cpu + wake * max(0.0, 1.0 - util.get(proc, 0.0))) for proc, cpu in bursts]
+        return [(p, cpu + wake_at.get(p, wake) * max(0.0, 1.0 - util.get(p, 0.0))) for p, cpu in bursts]
 
     def utilisation(util: dict[str, float]) -> dict[str, float]:
         """Demand (CPU seconds per second) per station; Design B's node demand is shared by `nodes`."""

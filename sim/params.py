@@ -15,6 +15,7 @@ on loopback, so the simulator runs before a calibration exists. A calibration re
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 from collections.abc import Mapping
@@ -233,6 +234,10 @@ class SimParams:
     # the loop): charged to every burst that finds its loop idle, so per-request CPU falls with load
     # as it really does (0: off; sim/cpu.py Proc)
     wakeup: Dist = ZERO
+    # how waking grows with the time the loop slept: ((idle seconds, factor on `wakeup`), ...), idle
+    # ascending, factors non-decreasing; log-linear in between, flat outside (empty: factor 1).
+    # Measured on the bare echo with gaps between calls: caches and an idle CPU cool down.
+    wakeup_idle: tuple[tuple[float, float], ...] = ()
     client_send_fraction: float = 0.5  # of client_call, spent before the request leaves
     network: Dist = PLACEHOLDER_NETWORK  # one way, per hop
     commit: Dist = PLACEHOLDER_COMMIT  # one storage transaction (save_many, put, delete)
@@ -272,6 +277,13 @@ class SimParams:
         for key, value in self.per_item.items():
             if not (value >= 0 and math.isfinite(value)):
                 raise InvalidArgument(f"per_item.{key} must be finite and >= 0")
+        curve = self.wakeup_idle
+        if any(not (i > 0 and f >= 0 and math.isfinite(i) and math.isfinite(f)) for i, f in curve) or any(
+            b[0] <= a[0] or b[1] < a[1] for a, b in itertools.pairwise(curve)
+        ):
+            raise InvalidArgument(
+                "wakeup_idle: (idle seconds > 0, factor >= 0) pairs, idle ascending, factors non-decreasing"
+            )
 
     @property
     def slots_per_node(self) -> int:
@@ -290,6 +302,18 @@ class SimParams:
     def item_cost(self, role: str, method: str) -> float:
         return self.per_item.get(f"{role}.{method}", 0.0)
 
+    def wakeup_factor(self, idle: float) -> float:
+        """`wakeup_idle` at `idle` seconds of sleep: log-linear between points, flat outside."""
+        curve = self.wakeup_idle
+        if not curve:
+            return 1.0
+        if idle <= curve[0][0]:
+            return curve[0][1]
+        for (i0, f0), (i1, f1) in itertools.pairwise(curve):
+            if idle <= i1:
+                return f0 + (f1 - f0) * math.log(idle / i0) / math.log(i1 / i0)
+        return curve[-1][1]
+
     # ------------------------------------------------------------------ mappings
     def to_mapping(self) -> dict[str, Any]:
         """JSON-able; from_mapping(to_mapping()) == self."""
@@ -304,6 +328,8 @@ class SimParams:
                 out[f.name] = {r: {m: d.to_mapping() for m, d in ms.items()} for r, ms in value.items()}
             elif f.name == "per_item":
                 out[f.name] = dict(value)
+            elif f.name == "wakeup_idle":
+                out[f.name] = [list(pair) for pair in value]
             else:
                 out[f.name] = value
         return out
@@ -334,6 +360,8 @@ class SimParams:
                 changes[key] = dataclasses.replace(current, **value)
             elif key == "service":
                 changes[key] = _merge_service(base.service, value)
+            elif key == "wakeup_idle":
+                changes[key] = _pairs(key, value)
             elif key == "per_item":
                 if not isinstance(value, Mapping):
                     raise InvalidArgument("per_item: expected a mapping of 'role.method' to seconds")
@@ -403,6 +431,14 @@ def _merge_service(base: Mapping[str, Mapping[str, Dist]], value: object) -> Map
         for method, dist in methods.items():
             target[method] = Dist.of(dist, f"service.{role}.{method}")
     return _freeze_service(merged)
+
+
+def _pairs(key: str, value: object) -> tuple[tuple[float, float], ...]:
+    try:
+        pairs = tuple((float(a), float(b)) for a, b in value)  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{key}: expected a list of [idle seconds, factor] pairs") from None
+    return pairs
 
 
 def _coerce(key: str, value: object, current: object) -> object:

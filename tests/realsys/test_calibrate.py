@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from model.errors import InvalidArgument
 from realsys import calibrate, calibrate_paths
 from sim.params import SimParams, load_params
 
@@ -222,3 +224,23 @@ def test_measure_cluster_with_the_job_path(design: str) -> None:
         assert len(out[method]["rtt"]) == 6, method
     assert len(out["job_path"]["plain"]["w1"][first]) == 6
     assert sum(out["job_path"]["plain"]["total"][first]) > 0
+
+
+def test_wakeup_curve_from_the_echo_sleep_sweep() -> None:
+    # busy 2e-4; back to back (0.2 ms apart) 3e-4: wake 1e-4; after 10 ms 4e-4 (x2); 0.1 s: 3.5e-4 (not
+    # cheaper than 10 ms: kept at x2); 0.3 s 6e-4 (x4)
+    echo = {"server": [3e-4] * 5, "gap": [2e-4] * 5, "idle_0.01_server": [4e-4] * 5}
+    echo |= {"idle_0.1_server": [3.5e-4] * 5, "idle_0.3_server": [6e-4] * 5}
+    curve = calibrate.wakeup_curve(echo, 2e-4)
+    assert curve == [
+        [2e-4, 1.0],
+        [0.01, pytest.approx(2.0)],
+        [0.1, pytest.approx(2.0)],
+        [0.3, pytest.approx(4.0)],
+    ]
+    params = SimParams.from_mapping({"wakeup": 1e-4, "wakeup_idle": curve})
+    assert params.wakeup_factor(1e-5) == 1.0 and params.wakeup_factor(5.0) == pytest.approx(4.0)
+    assert params.wakeup_factor(0.2) == pytest.approx(2.0 + 2.0 * math.log(2) / math.log(3))
+    assert SimParams.from_mapping(params.to_mapping()) == params
+    with pytest.raises(InvalidArgument):
+        SimParams.from_mapping({"wakeup_idle": [[0.1, 2.0], [0.01, 3.0]]})  # idle must ascend

@@ -6,6 +6,7 @@ from collections.abc import Generator
 from typing import Any
 
 import numpy as np
+import pytest
 import simpy
 
 from sim.cpu import CostModel, Host, Proc
@@ -130,3 +131,23 @@ def test_a_sleeping_loop_pays_its_wakeup_and_a_busy_one_does_not() -> None:
     assert np.allclose(done, _wakeup_reference(bursts, 4, 2, wake), rtol=0, atol=1e-12)
     woke = sum(p.wakeups for p in loops)
     assert 0 < woke < len(bursts)  # some bursts found their loop asleep, some queued behind others
+
+
+def test_a_longer_sleep_costs_a_dearer_wakeup() -> None:
+    env = simpy.Environment()
+    params = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
+    proc = Proc(env, Host("h", 1), "p", "node", 0, CostModel(params, 1))
+    ends: list[float] = []
+
+    def at(t: float) -> Generator[Any, Any, None]:
+        yield env.timeout(t)
+        yield proc.run(1e-3)
+        ends.append(env.now)
+
+    for t in (0.0, 0.0015, 0.2):  # asleep since 0 (start), 0.5 ms after the first ends, then ~0.2 s
+        env.process(at(t))
+    env.run()
+    first = 1e-3 + 1e-4  # the start counts as asleep since time 0: factor 1 at 0 s of sleep
+    assert ends[0] == pytest.approx(first)
+    assert ends[1] == pytest.approx(0.0015 + 1e-3 + 1e-4)  # slept 0.4 ms < 1 ms: factor 1
+    assert ends[2] == pytest.approx(0.2 + 1e-3 + 3e-4)  # slept ~0.197 s > 0.1 s: factor 3
