@@ -272,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_load.add_argument("--drain", type=float, default=10.0, help="seconds to let jobs finish after the run")
     p_load.add_argument("--replication", type=int, default=0)
     p_load.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
+    p_load.add_argument(
+        "--submit-wait",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="synchronous-invocation client: each SubmitJob waits up to S s for its job's end (1 RPC/job)",
+    )
 
     from realsys.experiment import add_parser as add_experiment_parser
 

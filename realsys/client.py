@@ -16,6 +16,7 @@ re-polls until its own timeout; `submit` is retried only when a `request_id` mak
     async with DtqClient(["127.0.0.1:5001"]) as client:
         job_id = await client.submit("sleep", b'{"seconds": 1}', request_id="order-42")
         job = await client.wait(job_id, timeout=30)
+        reply = await client.submit_wait("echo", b"hi", timeout=30)  # one call: submit, then wait
 
 `SyncClient` offers the same calls without asyncio, for the CLI and scripts.
 
@@ -171,6 +172,37 @@ class DtqClient:
         """Submits a core JobSpec; the full response says whether request_id deduplicated it."""
         return await self._submit(spec_to_pb(spec), request_id)
 
+    async def submit_wait(
+        self,
+        job_type: str,
+        payload: bytes | str = b"",
+        *,
+        timeout: float,
+        priority: int = 0,
+        max_attempts: int = 0,
+        execution_timeout: float = 0.0,
+        labels: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> client_pb2.SubmitJobResponse:
+        """Submits a job and waits up to `timeout` seconds for its end, in the same call
+        (SubmitJob's `wait_timeout`): one RPC instead of submit + wait. The reply's `job` is the
+        latest view (check `.done`); a wait longer than one long-poll continues with WaitJob.
+        Retried on UNAVAILABLE only with a `request_id`, as `submit` is."""
+        spec = job_pb2.JobSpec(
+            job_type=job_type,
+            payload=payload.encode() if isinstance(payload, str) else payload,
+            priority=priority,
+            retry=job_pb2.RetryPolicy(max_attempts=max_attempts),
+            execution_timeout=to_duration(execution_timeout),
+            labels=dict(labels or {}),
+        )
+        deadline = time.monotonic() + max(0.0, timeout)
+        response = await self._submit(spec, request_id, wait=min(max(0.0, timeout), _MAX_POLL))
+        left = deadline - time.monotonic()
+        if not response.job.done and left > 0:
+            response.job.CopyFrom(await self.wait(response.job_id, left))
+        return response
+
     async def status(self, job_id: str) -> job_pb2.Job:
         job: job_pb2.Job = await self._call(
             "GetJobStatus", client_pb2.GetJobStatusRequest(job_id=job_id), retry=True, job_id=job_id
@@ -256,10 +288,16 @@ class DtqClient:
                 return
 
     # ------------------------------------------------------------------ internals
-    async def _submit(self, spec: job_pb2.JobSpec, request_id: str) -> client_pb2.SubmitJobResponse:
+    async def _submit(
+        self, spec: job_pb2.JobSpec, request_id: str, wait: float = 0.0
+    ) -> client_pb2.SubmitJobResponse:
         request = client_pb2.SubmitJobRequest(spec=spec, request_id=request_id)
+        if wait > 0:
+            request.wait_timeout.CopyFrom(to_duration(wait))
         response: client_pb2.SubmitJobResponse
-        served_by, response = await self._call_at("SubmitJob", request, retry=bool(request_id))
+        served_by, response = await self._call_at(
+            "SubmitJob", request, call_timeout=wait + self.timeout, retry=bool(request_id)
+        )
         if not request_id:  # kept by the node it was sent to (a request_id may route it elsewhere)
             self._owners.setdefault(response.job.owner_node, served_by)
         return response
@@ -403,6 +441,31 @@ class SyncClient:
 
     def submit_spec(self, spec: JobSpec, request_id: str = "") -> client_pb2.SubmitJobResponse:
         return self._run(self._client.submit_spec(spec, request_id))
+
+    def submit_wait(
+        self,
+        job_type: str,
+        payload: bytes | str = b"",
+        *,
+        timeout: float,
+        priority: int = 0,
+        max_attempts: int = 0,
+        execution_timeout: float = 0.0,
+        labels: Mapping[str, str] | None = None,
+        request_id: str = "",
+    ) -> client_pb2.SubmitJobResponse:
+        return self._run(
+            self._client.submit_wait(
+                job_type,
+                payload,
+                timeout=timeout,
+                priority=priority,
+                max_attempts=max_attempts,
+                execution_timeout=execution_timeout,
+                labels=labels,
+                request_id=request_id,
+            )
+        )
 
     def status(self, job_id: str) -> job_pb2.Job:
         return self._run(self._client.status(job_id))

@@ -1,21 +1,35 @@
-"""Requests that do not parse get INVALID_ARGUMENT, not grpc's UNKNOWN.
+"""How servicers are registered: requests that do not parse get INVALID_ARGUMENT (not grpc's UNKNOWN),
+every unary call is timed and counted, and every method is served as a generic handler.
 
 grpc runs a method's request deserializer before any handler or interceptor sees the call, and turns
-its exception into UNKNOWN ("Exception deserializing request!"). `add_servicer` registers a generated
-servicer with every unary-request deserializer wrapped: bytes that do not parse become a `Malformed`
-marker, and the handler's wrapper fails the call with INVALID_ARGUMENT and protobuf's reason, without
-running the servicer. The wrapping happens once at registration, so a well-formed call pays only one
+its exception into UNKNOWN ("Exception deserializing request!"). A `ServingRegistrar` stands in for the
+server when a generated add_*Servicer_to_server function registers a servicer: it wraps every
+unary-request deserializer so bytes that do not parse become a `Malformed` marker, and wraps each
+unary-unary handler once in one coroutine that refuses a Malformed request with INVALID_ARGUMENT and
+protobuf's reason (without running the servicer) and, given NodeMetrics, records the call's latency
+and status code (realsys.metrics.RpcRecorder). All wrapping happens at registration; a call pays one
 extra coroutine frame.
+
+Generic handlers only: generated code registers each service twice, as a generic handler and as
+"registered methods". grpc.aio keeps one pending request-call future per registered method and runs
+asyncio.wait over all of them for every call that arrives (~17 on a Design B node), so the registrar
+keeps only the generic handler (same handlers, same status codes; an unknown method is UNIMPLEMENTED
+either way). `add_servicer` gives roles this without them knowing; server.py passes a registrar with
+the node's metrics to `role.add_to_server`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+
+from realsys.metrics import NodeMetrics, RpcRecorder
 
 if TYPE_CHECKING:  # generic only in grpc-stubs
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -23,6 +37,9 @@ if TYPE_CHECKING:  # generic only in grpc-stubs
 else:
     Handler = Any
     _GenericHandler = grpc.GenericRpcHandler
+
+# (request, context) -> awaitable response; grpc-stubs types handlers as synchronous, hence Any
+Behavior = Callable[[Any, Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +66,61 @@ def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
     return deserialize
 
 
-def decoding_handler(handler: Handler | None) -> Handler | None:
-    """`handler` with malformed unary requests refused with INVALID_ARGUMENT (streaming requests and
-    handlers without a deserializer are returned unchanged)."""
-    if handler is None or handler.request_streaming or handler.request_deserializer is None:
+def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
+    """The status code a handler set (via abort or set_code), if any."""
+    code: Any = context.code()
+    return code if isinstance(code, grpc.StatusCode) else None
+
+
+def serve_unary(behavior: Behavior, recorder: RpcRecorder | None) -> Behavior:
+    """`behavior` refusing Malformed requests with INVALID_ARGUMENT, and with `recorder`, timed and
+    counted by status code (the code a handler aborted or set with, else OK; CANCELLED when the call
+    was cancelled, UNKNOWN when it raised)."""
+    if recorder is None:
+
+        async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details())
+            return await behavior(request, context)
+
+        return call
+
+    record = recorder.record
+    clock = time.perf_counter
+
+    async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        start = clock()
+        code = grpc.StatusCode.UNKNOWN
+        try:
+            if isinstance(request, Malformed):
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details())
+            response = await behavior(request, context)
+            code = _code_of(context) or grpc.StatusCode.OK
+            return response
+        except grpc.aio.AbortError:
+            code = _code_of(context) or grpc.StatusCode.UNKNOWN
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            record(code, clock() - start)
+
+    return timed
+
+
+def serving_handler(handler: Handler | None, recorder: RpcRecorder | None = None) -> Handler | None:
+    """`handler` with malformed unary requests refused with INVALID_ARGUMENT and, with `recorder`,
+    unary-unary calls timed (streaming calls are not: their duration is a connection's lifetime).
+    Streaming requests are returned unchanged."""
+    if handler is None or handler.request_streaming:
         return handler
-    deserialize = _tolerant(handler.request_deserializer)
+    deserialize = handler.request_deserializer
+    if deserialize is not None:
+        deserialize = _tolerant(deserialize)
     if handler.response_streaming:
+        if deserialize is None:
+            return handler
         stream: Any = handler.unary_stream  # an aio servicer's method (grpc-stubs types the sync one)
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
@@ -71,50 +136,68 @@ def decoding_handler(handler: Handler | None) -> Handler | None:
         return grpc.unary_stream_rpc_method_handler(
             streaming, request_deserializer=deserialize, response_serializer=handler.response_serializer
         )
+    if deserialize is None and recorder is None:
+        return handler
     unary: Any = handler.unary_unary
-
-    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        if isinstance(request, Malformed):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details())
-        return await unary(request, context)
-
     return grpc.unary_unary_rpc_method_handler(
-        call, request_deserializer=deserialize, response_serializer=handler.response_serializer
+        serve_unary(unary, recorder),
+        request_deserializer=deserialize,
+        response_serializer=handler.response_serializer,
     )
 
 
-class _DecodingGeneric(_GenericHandler):
-    def __init__(self, inner: _GenericHandler) -> None:
+class _ServingGeneric(_GenericHandler):
+    """A generic handler whose method handlers are wrapped once each (stable objects per method)."""
+
+    def __init__(self, inner: _GenericHandler, wrap: Callable[[str, Handler | None], Handler | None]) -> None:
         self._inner = inner
-        self._handlers: dict[
-            str, Handler | None
-        ] = {}  # stable objects per method, as interceptors cache them
+        self._wrap = wrap
+        self._handlers: dict[str, Handler] = {}  # method -> wrapped handler
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
         method = handler_call_details.method
         found = self._handlers.get(method)
         if found is None:
-            found = decoding_handler(self._inner.service(handler_call_details))
+            # misses are not cached: a client must not grow this with made-up method names
+            found = self._wrap(method, self._inner.service(handler_call_details))
             if found is not None:
                 self._handlers[method] = found
         return found
 
 
-class _DecodingRegistrar:
-    """Stands in for the server in a generated add_*Servicer_to_server call and wraps what it registers."""
+class ServingRegistrar:
+    """Stands in for the server in generated add_*Servicer_to_server calls (module docstring).
+    Other attributes are the server's."""
 
-    def __init__(self, server: grpc.aio.Server) -> None:
+    def __init__(self, server: grpc.aio.Server, metrics: NodeMetrics | None = None) -> None:
         self._server = server
+        self._metrics = metrics
+        self._services: set[str] = set()  # services already served by a generic handler
+
+    def _wrap(self, method: str, handler: Handler | None) -> Handler | None:
+        metrics = self._metrics
+        return serving_handler(handler, metrics.recorder(method) if metrics is not None else None)
 
     def add_generic_rpc_handlers(self, handlers: Sequence[_GenericHandler]) -> None:
-        self._server.add_generic_rpc_handlers(tuple(_DecodingGeneric(h) for h in handlers))
+        for handler in handlers:
+            name = getattr(handler, "service_name", None)
+            if callable(name):
+                self._services.add(name())
+        self._server.add_generic_rpc_handlers(tuple(_ServingGeneric(h, self._wrap) for h in handlers))
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler | None]) -> None:
-        wrapped = {method: decoding_handler(h) for method, h in handlers.items()}
-        self._server.add_registered_method_handlers(service, wrapped)  # type: ignore[attr-defined]
+        if service in self._services:
+            return  # generated code registered the same handlers generically just before
+        self._services.add(service)
+        generic = grpc.method_handlers_generic_handler(service, dict(handlers))  # type: ignore[arg-type]
+        self._server.add_generic_rpc_handlers((_ServingGeneric(generic, self._wrap),))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
 
 
-def add_servicer(adder: Any, servicer: object, server: grpc.aio.Server) -> None:
+def add_servicer(adder: Any, servicer: object, server: grpc.aio.Server | ServingRegistrar) -> None:
     """Registers `servicer` through a generated (untyped) add_*Servicer_to_server function, with
-    malformed requests refused with INVALID_ARGUMENT."""
-    adder(servicer, _DecodingRegistrar(server))
+    malformed requests refused with INVALID_ARGUMENT (and timed, when `server` is server.py's
+    registrar)."""
+    adder(servicer, server if isinstance(server, ServingRegistrar) else ServingRegistrar(server))

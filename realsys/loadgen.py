@@ -19,6 +19,9 @@ time, end_time when the client learned the terminal state). The wait is bounded 
 deadline (run time + `drain_timeout`): a job still unfinished then is recorded with an empty end_time
 and its client stops. A failed submit is not waited for. Jobs of other clients that a status/result/
 cancel targets are not waited for. Wait mode waits for and records its jobs even with track_jobs=False.
+With a synchronous-invocation target (`DtqTarget(submit_wait=S)`) the SubmitJob itself waits for the
+job's end: its record's latency then includes the job's run, and the waiter learns the terminal state
+from the submit's reply (no WaitJob unless the submit's wait ran out).
 
 Which job a status/result/cancel is about: the trace's `target` fraction t picks job
 floor(t * n) among the n jobs this generator process has had accepted so far (in acceptance order).
@@ -47,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import math
 import os
@@ -73,7 +77,7 @@ from model.workload import (
     workload_from_mapping,
     workload_to_mapping,
 )
-from realsys.targets import Target, TargetError, make_target
+from realsys.targets import Target, TargetError, dtq_target_spec, make_target
 
 BOTTLENECK_RATE = 0.95  # achieved / offered below this: the offered load was not applied
 BOTTLENECK_CPU = 0.90  # of one core: the generator itself may be what limits the run
@@ -84,6 +88,7 @@ _YIELD_EVERY = 64  # a dispatcher launching a late burst yields to the loop this
 _WAIT_RETRY = 0.05
 
 
+@functools.lru_cache(maxsize=4096)  # the generator's own CPU: constant durations repeat every request
 def job_payload(duration: float, payload_bytes: int = 0) -> bytes:
     """{"seconds": duration} JSON, padded to exactly `payload_bytes` when that is larger: with a "pad"
     string field, or with spaces when there is no room for one."""
@@ -642,11 +647,14 @@ def load_command(args: argparse.Namespace) -> int:
         if not args.design:
             raise ValueError("--design is required with --addr")
         design, addresses, parameters = args.design, list(args.addr), {}
+    submit_wait = getattr(args, "submit_wait", 0.0)
     parameters = {**parameters, "processes": args.processes, "timeout": args.timeout}
+    if submit_wait > 0:  # the client mode is part of what was measured
+        parameters["submit_wait"] = submit_wait
     run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
     started_at, stamp = utc_now(), provenance()
     result = run(
-        {"factory": "realsys.targets:DtqTarget", "kwargs": {"addresses": addresses, "timeout": args.timeout}},
+        dtq_target_spec(addresses, args.timeout, submit_wait=submit_wait),
         spec,
         args.processes,
         drain_timeout=args.drain,

@@ -16,18 +16,20 @@ in one process. Roles get theirs as a constructor argument (`Role(config, metric
   REFRESH_INTERVAL seconds, so sources may read core state without locks (the HTTP server runs in a
   thread and only reads the gauges). Sources must be cheap. A gauge without a source may be set directly
   (`metrics.queue_depth.set(n)`); a source, when given, overwrites it.
-* RPC latency and counts by method and status code come from `metrics.interceptor()` on the server.
+* RPC latency and counts by method and status code: every unary-unary handler is wrapped when it is
+  registered (realsys.decoding.ServingRegistrar, which server.py hands to the role), recording into
+  `metrics.recorder(method)`; calls the auth interceptor refuses are recorded the same way. No
+  per-call interceptor: grpc.aio runs an interceptor as extra coroutines on every call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from threading import Thread
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -87,6 +89,7 @@ class NodeMetrics:
         self.requeues = Counter("dtq_requeues_total", "Jobs put back in the queue for a retry", registry=r)
         self.forwarded = Counter("dtq_forwarded_total", "Requests forwarded to the job's owner", registry=r)
         self.stolen = Counter("dtq_stolen_total", "Jobs taken from a peer's queue", registry=r)
+        self._recorders: dict[str, RpcRecorder] = {}
         self._queue_depth_source: Callable[[], float] | None = None
         self._oldest_age_source: Callable[[], float] | None = None
         self._jobs_source: Callable[[], Mapping[str, int]] | None = None
@@ -125,86 +128,33 @@ class NodeMetrics:
             self.refresh()
             await asyncio.sleep(interval)
 
-    def interceptor(self) -> grpc.aio.ServerInterceptor[Any, Any]:
-        return _LatencyInterceptor(self)
+    def recorder(self, method: str) -> RpcRecorder:
+        """The RpcRecorder of a full method name ("/pkg.Service/Method"), made once per method."""
+        found = self._recorders.get(method)
+        if found is None:
+            found = self._recorders[method] = RpcRecorder(self, method)
+        return found
 
 
-# ---------------------------------------------------------------------------- interceptor
-# (request, context) -> awaitable response; grpc-stubs types handlers as synchronous, hence Any
-Behavior = Callable[[Any, Any], Any]
+# ---------------------------------------------------------------------------- per-method RPC figures
+class RpcRecorder:
+    """One method's latency histogram child and its counter children by status code, bound once:
+    `labels()` on every call costs a lock and a tuple build."""
 
+    __slots__ = ("_by_code", "_latency", "_method", "_total")
 
-if TYPE_CHECKING:  # generic only in grpc-stubs
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.aio.ServerInterceptor
+    def __init__(self, metrics: NodeMetrics, method: str) -> None:
+        self._method = method
+        self._latency = metrics.rpc_latency.labels(method)
+        self._total = metrics.rpc_total
+        self._by_code: dict[grpc.StatusCode, Any] = {}
 
-
-class _LatencyInterceptor(_Interceptor):
-    """Times every unary-unary RPC and counts it by status code. Streaming RPCs (health Watch,
-    reflection) pass through untimed: their duration is a connection's lifetime, not a latency."""
-
-    def __init__(self, metrics: NodeMetrics) -> None:
-        self._metrics = metrics
-        # method -> (the handler we were given, our wrapper); handlers are per method, so this is small
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._timed(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-        self._cache[method] = (handler, wrapped)
-        return wrapped
-
-    def _timed(self, method: str, behavior: Behavior) -> Behavior:
-        latency = self._metrics.rpc_latency.labels(method)
-        total = self._metrics.rpc_total
-        # counter children by status code: labels() costs a lock and a tuple build on every call
-        by_code: dict[grpc.StatusCode, Any] = {}
-
-        def count(code: grpc.StatusCode) -> None:
-            child = by_code.get(code)
-            if child is None:
-                child = by_code[code] = total.labels(method, code.name)
-            child.inc()
-
-        async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            start = time.perf_counter()
-            code = grpc.StatusCode.UNKNOWN
-            try:
-                response = await behavior(request, context)
-                code = _code_of(context) or grpc.StatusCode.OK
-                return response
-            except grpc.aio.AbortError:
-                code = _code_of(context) or grpc.StatusCode.UNKNOWN
-                raise
-            except asyncio.CancelledError:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            finally:
-                latency.observe(time.perf_counter() - start)
-                count(code)
-
-        return timed
-
-
-def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | None:
-    """The status code a handler set (via abort or set_code), if any."""
-    code: Any = context.code()
-    return code if isinstance(code, grpc.StatusCode) else None
+    def record(self, code: grpc.StatusCode, seconds: float) -> None:
+        self._latency.observe(seconds)
+        child = self._by_code.get(code)
+        if child is None:
+            child = self._by_code[code] = self._total.labels(self._method, code.name)
+        child.inc()
 
 
 # ---------------------------------------------------------------------------- HTTP

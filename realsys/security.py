@@ -40,6 +40,8 @@ import grpc
 
 from model.errors import InvalidArgument
 from realsys.config import SecurityConfig
+from realsys.decoding import serve_unary
+from realsys.metrics import NodeMetrics, RpcRecorder
 
 Kind = Literal["client", "worker", "internal"]
 
@@ -165,13 +167,13 @@ else:
 class AuthInterceptor(_Interceptor):
     """Checks the bearer token of every call against the service's accepted kinds (module docstring)."""
 
-    def __init__(self, security: SecurityConfig) -> None:
+    def __init__(self, security: SecurityConfig, metrics: NodeMetrics | None = None) -> None:
+        self._metrics = metrics  # refused calls are timed and counted, by their code, like served ones
         tokens: list[tuple[bytes, Kind]] = [(t.encode(), "client") for t in security.client_tokens]
         tokens += [(t.encode(), "worker") for t in security.worker_tokens]
         tokens.append((security.internal_token.encode(), "internal"))
         self._tokens = tuple(tokens)
-        # (method, code, message) -> a handler that fails the call: stable objects, so the metrics
-        # interceptor's per-method cache keeps working
+        # (method, code, message) -> a handler that fails the call, made once
         self._rejections: dict[tuple[str, grpc.StatusCode, str], Handler] = {}
 
     def kind_of(self, token: str) -> Kind | None:
@@ -226,16 +228,21 @@ class AuthInterceptor(_Interceptor):
         key = (method, code, message)
         rejection = self._rejections.get(key)
         if rejection is None:
-            rejection = self._rejections[key] = _rejecting(handler, code, message)
+            recorder = self._metrics.recorder(method) if self._metrics is not None else None
+            rejection = self._rejections[key] = _rejecting(handler, code, message, recorder)
         return rejection
 
 
-def _rejecting(handler: Handler, code: grpc.StatusCode, message: str) -> Handler:
+def _rejecting(
+    handler: Handler, code: grpc.StatusCode, message: str, recorder: RpcRecorder | None = None
+) -> Handler:
     """A handler of the same shape as `handler` that fails with (code, message) before reading a request
-    (no deserializer: nothing of an unauthenticated request is parsed)."""
+    (no deserializer: nothing of an unauthenticated request is parsed); a unary one is recorded."""
 
-    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(code, message)
+
+    unary = serve_unary(refuse, recorder) if recorder is not None else refuse
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(code, message)
@@ -244,15 +251,15 @@ def _rejecting(handler: Handler, code: grpc.StatusCode, message: str) -> Handler
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(streaming)
     if handler.request_streaming:
-        return grpc.stream_unary_rpc_method_handler(unary)
+        return grpc.stream_unary_rpc_method_handler(refuse)
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(streaming)
     return grpc.unary_unary_rpc_method_handler(unary)
 
 
-def auth_interceptor(security: SecurityConfig) -> AuthInterceptor | None:
+def auth_interceptor(security: SecurityConfig, metrics: NodeMetrics | None = None) -> AuthInterceptor | None:
     """The interceptor when auth is on (DTQ_INTERNAL_TOKEN set), else None."""
-    return AuthInterceptor(security) if security.auth else None
+    return AuthInterceptor(security, metrics) if security.auth else None
 
 
 # ---------------------------------------------------------------------------- throwaway PKI

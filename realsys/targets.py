@@ -26,6 +26,7 @@ from realsys.client import channel_options, make_stub
 from realsys.convert import to_duration
 
 _MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it until its own timeout
+_MAX_ENDED = 100_000  # terminal submit replies kept for wait(); the oldest go first
 _STATE_NAMES = {int(s): s.name for s in JobState}
 
 
@@ -83,12 +84,14 @@ def make_target(spec: Mapping[str, Any]) -> Target:
     return target
 
 
-def dtq_target_spec(addresses: Sequence[str], timeout: float = 10.0, design: str = "") -> dict[str, Any]:
+def dtq_target_spec(
+    addresses: Sequence[str], timeout: float = 10.0, design: str = "", submit_wait: float = 0.0
+) -> dict[str, Any]:
     """The make_target mapping of a DtqTarget."""
-    return {
-        "factory": "realsys.targets:DtqTarget",
-        "kwargs": {"addresses": list(addresses), "timeout": timeout, "design": design},
-    }
+    kwargs: dict[str, Any] = {"addresses": list(addresses), "timeout": timeout, "design": design}
+    if submit_wait > 0:
+        kwargs["submit_wait"] = submit_wait
+    return {"factory": "realsys.targets:DtqTarget", "kwargs": kwargs}
 
 
 def _code(exc: grpc.RpcError) -> str:
@@ -107,18 +110,35 @@ class DtqTarget:
     It calls the stubs directly, not DtqClient: no retries (a load generator must see every error,
     not hide it) and less per-call work. Every call has the `timeout` deadline; wait() long-polls
     WaitJob with a server-side timeout below its call deadline, as DtqClient does.
+
+    `submit_wait` > 0 is the synchronous-invocation client: each SubmitJob carries that wait_timeout
+    (its call deadline grows by it), so the submit's reply comes when the job has ended, and a
+    wait() for a job whose reply was already terminal answers from that reply without a WaitJob.
+    The submit's recorded latency then includes the job's run.
     """
 
-    def __init__(self, addresses: Sequence[str] | str, timeout: float = 10.0, design: str = "") -> None:
+    def __init__(
+        self,
+        addresses: Sequence[str] | str,
+        timeout: float = 10.0,
+        design: str = "",
+        submit_wait: float = 0.0,
+    ) -> None:
         if isinstance(addresses, str):
             addresses = [a for a in addresses.split(",") if a]
         if not addresses:
             raise ValueError("DtqTarget needs at least one address")
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
+        if submit_wait < 0:
+            raise ValueError("submit_wait must be >= 0")
         self.addresses = list(addresses)
         self.timeout = timeout
         self.design = design
+        self.submit_wait = min(submit_wait, _MAX_POLL)
+        self._wait_pb = to_duration(self.submit_wait)
+        # (state, attempts) of jobs whose submit reply was terminal, until wait() reads them
+        self._ended: dict[str, tuple[str, int]] = {}
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
         # one counter per method, so each kind of call spreads evenly over the nodes (a single shared
@@ -140,9 +160,38 @@ class DtqTarget:
         except grpc.RpcError as exc:
             raise TargetError(_code(exc), _details(exc)) from None
 
+    def submit_request(self, job_type: str, payload: bytes) -> client_pb2.SubmitJobRequest:
+        request = client_pb2.SubmitJobRequest()  # filled in place: nested constructors copy
+        spec = request.spec
+        spec.SetInParent()
+        spec.job_type = job_type
+        spec.payload = payload
+        if self.submit_wait > 0:
+            request.wait_timeout.CopyFrom(self._wait_pb)
+        return request
+
+    def submit_timeout(self) -> float:
+        """The SubmitJob call deadline: the wait it may spend server-side on top of `timeout`."""
+        return self.timeout + self.submit_wait
+
+    def note_submitted(self, response: client_pb2.SubmitJobResponse) -> None:
+        """Keeps a terminal submit reply for wait() (the synchronous-invocation mode)."""
+        if self.submit_wait > 0 and response.job.done:
+            if len(self._ended) >= _MAX_ENDED:  # never waited for (e.g. open loop without tracking)
+                del self._ended[next(iter(self._ended))]
+            job = response.job
+            self._ended[response.job_id] = (_STATE_NAMES.get(job.state, "STATE_UNSPECIFIED"), job.attempt)
+
+    def ended(self, job_id: str) -> tuple[str, int] | None:
+        """The terminal (state, attempts) a submit reply already carried, once."""
+        return self._ended.pop(job_id, None) if self._ended else None
+
     async def submit(self, job_type: str, payload: bytes) -> str:
-        request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type=job_type, payload=payload))
-        response: client_pb2.SubmitJobResponse = await self._call("SubmitJob", request)
+        request = self.submit_request(job_type, payload)
+        response: client_pb2.SubmitJobResponse = await self._call(
+            "SubmitJob", request, timeout=self.submit_timeout()
+        )
+        self.note_submitted(response)
         return response.job_id
 
     async def status(self, job_id: str) -> str:
@@ -166,6 +215,9 @@ class DtqTarget:
         return _STATE_NAMES.get(job.state, "STATE_UNSPECIFIED")
 
     async def wait(self, job_id: str, timeout: float) -> tuple[str, int]:
+        ended = self.ended(job_id)
+        if ended is not None:
+            return ended
         deadline = time.monotonic() + max(0.0, timeout)
         state, attempts = "STATE_UNSPECIFIED", 0
         for _ in range(1_000_000):  # bounded: each pass is a long-poll or ends the loop

@@ -83,59 +83,73 @@ def poll_budget(requested: float, context: Context | None, reserve: float = 0.0)
 
 class Waker:
     """Wakes every parked long-poll at once; each re-checks its own condition (no lost wake-ups:
-    a waiter takes the current event before it yields)."""
+    a waiter registers its future before it yields). A future and a loop timer per waiter, not
+    asyncio.wait_for, which costs a Task per wait in Python 3.11."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._futures: set[asyncio.Future[bool]] = set()
 
     def wake(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+        futures, self._futures = self._futures, set()
+        for future in futures:
+            _settle(future, True)
 
     async def wait(self, timeout: float) -> bool:
         """True if woken, False on timeout."""
-        event = self._event
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._futures.add(future)
+        timer = loop.call_later(max(0.0, timeout), _settle, future, False)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            return await future
+        finally:
+            timer.cancel()
+            self._futures.discard(future)
 
 
 class KeyedWaiters:
-    """Long-poll waiters per key (WaitJob per job id); entries go away with their last waiter."""
+    """Long-poll waiters per key (WaitJob per job id); entries go away with their last waiter.
+
+    One future per waiter and a loop timer, not asyncio.wait_for(event.wait()): in Python 3.11
+    wait_for wraps the wait in a Task, which costs more than the rest of a WaitJob (as in
+    realsys.mono.core)."""
 
     def __init__(self) -> None:
-        self._events: dict[str, tuple[asyncio.Event, int]] = {}
+        self._futures: dict[str, list[asyncio.Future[bool]]] = {}
 
     async def wait(self, key: str, timeout: float) -> bool:
-        event, count = self._events.get(key, (asyncio.Event(), 0))
-        self._events[key] = (event, count + 1)
+        """True if fired, False on timeout."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        waiting = self._futures.setdefault(key, [])
+        waiting.append(future)
+        timer = loop.call_later(max(0.0, timeout), _settle, future, False)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
+            return await future
         finally:
-            current = self._events.get(key)
-            if current is not None and current[0] is event:  # not yet fired, nor replaced since
-                if current[1] <= 1:
-                    del self._events[key]
-                else:
-                    self._events[key] = (event, current[1] - 1)
+            timer.cancel()
+            if self._futures.get(key) is waiting:  # not yet fired, nor replaced since
+                waiting.remove(future)
+                if not waiting:
+                    del self._futures[key]
 
     def fire(self, key: str) -> None:
-        entry = self._events.pop(key, None)
-        if entry is not None:
-            entry[0].set()
+        for future in self._futures.pop(key, ()):
+            _settle(future, True)
 
     def fire_all(self) -> None:
-        for event, _ in self._events.values():
-            event.set()
-        self._events.clear()
+        for waiting in self._futures.values():
+            for future in waiting:
+                _settle(future, True)
+        self._futures.clear()
 
     def __len__(self) -> int:
-        return len(self._events)
+        return len(self._futures)
+
+
+def _settle(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 class MicroRole:

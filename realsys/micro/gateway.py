@@ -51,8 +51,10 @@ class GatewayRole(MicroRole, client_pb2_grpc.TaskQueueServicer):
     async def SubmitJob(
         self, request: client_pb2.SubmitJobRequest, context: Context
     ) -> client_pb2.SubmitJobResponse:
+        # with wait_timeout the job service waits for the job's end in CreateJob: still one hop
+        wait = min(from_duration(request.wait_timeout, "wait_timeout"), MAX_POLL)
         response: client_pb2.SubmitJobResponse = await self.job.CreateJob(
-            request, timeout=hop_timeout(self.config, context)
+            request, timeout=hop_timeout(self.config, context, wait=wait)
         )
         return response
 

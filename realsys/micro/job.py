@@ -35,7 +35,7 @@ from model.states import ACTIVE, JobState
 from model.workers import validate_worker_id
 from realsys.config import MAX_MESSAGE_BYTES, NodeConfig
 from realsys.convert import (
-    assignment_to_pb,
+    fill_assignment_pb,
     from_duration,
     job_to_pb,
     outcome_from_pb,
@@ -43,6 +43,7 @@ from realsys.convert import (
     running_from_pb,
     running_to_pb,
     spec_from_pb,
+    submit_response,
     to_duration,
     to_timestamp,
 )
@@ -142,14 +143,18 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def CreateJob(
         self, request: client_pb2.SubmitJobRequest, context: Context
     ) -> client_pb2.SubmitJobResponse:
+        wait = from_duration(request.wait_timeout, "wait_timeout")  # checked first: a bad wait makes no job
         submitted = self.table.submit(time.time(), spec_from_pb(request.spec), request.request_id)
         if not submitted.deduplicated:
             self._save([submitted.job])
         self._perform(submitted.commands)
         job = submitted.job
-        return client_pb2.SubmitJobResponse(
-            job_id=job.job_id, job=job_to_pb(job, OWNER), deduplicated=submitted.deduplicated
-        )
+        if wait > 0:
+            # synchronous invocation, as WaitJob waits; `job` is the table's record, updated in place
+            budget = poll_budget(wait, context)
+            if not job.done and budget > 0 and not self.draining:
+                await self._waiters.wait(job.job_id, budget)
+        return submit_response(job, OWNER, submitted.deduplicated)
 
     @grpc_errors
     async def GetJob(self, request: client_pb2.GetJobStatusRequest, context: Context) -> job_pb2.Job:
@@ -203,7 +208,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
             except (FailedPrecondition, NotFound, InvalidArgument):
                 continue  # a stale queue entry (cancelled, already running, unknown): the lease is the fence
             leased.append(self.table.get(job_id))
-            response.assignments.append(assignment_to_pb(assignment, OWNER))
+            fill_assignment_pb(response.assignments.add(), assignment, OWNER)
             budget -= len(assignment.spec.payload) + ASSIGNMENT_OVERHEAD
         self._save(leased)
         if leased:

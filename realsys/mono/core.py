@@ -31,7 +31,6 @@ from model.jobs import Renewal, Submitted
 from model.listing import ListQuery, Page
 from model.scheduler import Scheduler
 from model.workers import pick_waiter
-from realsys.convert import from_timestamp, to_timestamp
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
 from realsys.storage import JobRecords
@@ -50,9 +49,9 @@ def wire_time() -> float:
     """
     t = time.time()
     for _ in range(4):
-        stamp = to_timestamp(t)
-        assert stamp is not None
-        back = from_timestamp(stamp)
+        # to_timestamp's and from_timestamp's arithmetic, without building the message
+        nanos_total = round(t * 1e9)
+        back = nanos_total // 10**9 + (nanos_total % 10**9) / 1e9
         if back == t:
             break
         t = back
@@ -147,6 +146,15 @@ class LocalCore:
         job = self.get(job_id)
         if job.done or timeout <= 0 or self.draining:
             return job
+        await self.wait_end(job, timeout)
+        return self.get(job_id)
+
+    async def wait_end(self, job: Job, timeout: float) -> None:
+        """Waits until `job` (a record of this table, updated in place) is done, `timeout` seconds
+        pass, or the node drains. Unlike wait_done it never raises: the record outlives retention."""
+        if job.done or timeout <= 0 or self.draining:
+            return
+        job_id = job.job_id
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         waiters = self._done_waiters.setdefault(job_id, _DoneWaiters())
@@ -161,7 +169,6 @@ class LocalCore:
                 waiters.futures.remove(future)
                 if not waiters.futures:
                     del self._done_waiters[job_id]
-        return self.get(job_id)
 
     # ---------------------------------------------------------------- worker side
     def heartbeat(

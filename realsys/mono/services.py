@@ -27,6 +27,7 @@ from model.states import JobState
 from model.workers import validate_worker_id
 from realsys.convert import (
     assignment_to_pb,
+    fill_assignment_pb,
     from_duration,
     from_timestamp,
     job_to_pb,
@@ -36,6 +37,7 @@ from realsys.convert import (
     running_from_pb,
     running_to_pb,
     spec_from_pb,
+    submit_response,
     to_duration,
 )
 from realsys.logs import get_logger
@@ -158,21 +160,24 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     async def SubmitJob(
         self, request: client_pb2.SubmitJobRequest, context: Context
     ) -> client_pb2.SubmitJobResponse:
+        # checked first: a bad wait makes no job
+        wait = (
+            from_duration(request.wait_timeout, "wait_timeout") if request.HasField("wait_timeout") else 0.0
+        )
         # The node that accepts a job owns it. A submit with a request_id is accepted by that key's
         # home node, so a retry sent to any node finds the original job; one without is kept here.
         if request.request_id and not is_forwarded(context):
             home = request_home(request.request_id, self.links.all_nodes)
             if home != self.node:
                 response: client_pb2.SubmitJobResponse = await self._forward(
-                    home, "SubmitJob", request, context
+                    home, "SubmitJob", request, context, wait
                 )
                 return response
         result = self.core.submit(spec_from_pb(request.spec), request.request_id)
-        return client_pb2.SubmitJobResponse(
-            job_id=result.job.job_id,
-            job=job_to_pb(result.job, self.node),
-            deduplicated=result.deduplicated,
-        )
+        job = result.job
+        if wait > 0:  # synchronous invocation: the same wait as WaitJob's, on the record itself
+            await self.core.wait_end(job, cap_wait(wait, remaining(context)))
+        return submit_response(job, self.node, result.deduplicated)
 
     @grpc_errors
     async def GetJobStatus(self, request: client_pb2.GetJobStatusRequest, context: Context) -> job_pb2.Job:
@@ -308,9 +313,10 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
             raise InvalidArgument("free_slots must not be negative")
         wait = cap_wait(from_duration(request.wait_timeout, "wait_timeout"), remaining(context))
         assignments = await self.core.fetch(request.worker_id, request.free_slots, wait)
-        return worker_pb2.FetchWorkResponse(
-            assignments=[assignment_to_pb(a, self.core.node) for a in assignments]
-        )
+        response = worker_pb2.FetchWorkResponse()
+        for a in assignments:
+            fill_assignment_pb(response.assignments.add(), a, self.core.node)
+        return response
 
     @grpc_errors
     async def ReportResult(

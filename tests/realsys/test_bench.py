@@ -27,3 +27,25 @@ def test_e2e_once_measures_completed_jobs_through_the_load_generator() -> None:
     assert result["errors"] == {}
     assert result["client_cpu"] > 0 and result["loop"] in ("uvloop", "asyncio")
     assert result["server_cpu"] >= 0 and result["server_cpu_per_job"] >= 0
+
+
+async def test_submit_wait_target_answers_wait_from_a_terminal_submit_reply() -> None:
+    from dtq.v1 import client_pb2, job_pb2
+    from realsys.bench import RoutedDtqTarget, routed_target_spec
+    from realsys.targets import DtqTarget, dtq_target_spec
+
+    assert routed_target_spec(["a:1"], "mono", 30.0)["kwargs"]["submit_wait"] == 30.0
+    assert "submit_wait" not in dtq_target_spec(["a:1"])["kwargs"]
+    with pytest.raises(ValueError):
+        DtqTarget(["a:1"], submit_wait=-1.0)
+    target = RoutedDtqTarget(["127.0.0.1:1"], timeout=1.0, submit_wait=30.0)
+    request = target.submit_request("echo", b"")
+    assert request.wait_timeout.seconds == 30 and target.submit_timeout() == 31.0
+    done = client_pb2.SubmitJobResponse(job_id="n1-1-01")
+    done.job.state, done.job.attempt, done.job.done = job_pb2.SUCCEEDED, 1, True
+    target.note_submitted(done)
+    target.note_submitted(client_pb2.SubmitJobResponse(job_id="n1-1-02"))  # not ended: not kept
+    # answered from the reply: no channel is ever opened (the address would refuse)
+    assert await target.wait("n1-1-01", 5.0) == ("SUCCEEDED", 1)
+    assert target.ended("n1-1-01") is None and target.ended("n1-1-02") is None
+    await target.close()

@@ -1,7 +1,8 @@
 """One API conformance suite, run against real six-process local clusters of both designs.
 
-Every test talks only through the public client API (realsys.client.DtqClient) to the addresses in
-cluster.json, so both designs must give the same answers and status codes.
+Every test talks through the public client API (realsys.client.DtqClient; raw TaskQueue stubs where a
+test needs a request DtqClient does not send) to the addresses in cluster.json, so both designs must
+give the same answers and status codes.
 Nothing is lost is shown by counting: every accepted job ends in exactly one terminal state.
 """
 
@@ -14,12 +15,15 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
 from model.errors import FailedPrecondition, InvalidArgument, NotFound
 from model.states import JobState
 from realsys import cluster
 from realsys.client import DtqClient
+from realsys.convert import to_duration
 
 pytestmark = pytest.mark.slow
 
@@ -87,6 +91,54 @@ async def test_failing_job_is_retried_then_failed(client: DtqClient) -> None:
     assert done.attempt == 2
     result = await client.result(job_id)
     assert result.WhichOneof("outcome") == "error"
+
+
+async def test_submit_with_wait_returns_the_ended_job(client: DtqClient) -> None:
+    reply = await client.submit_wait("echo", b"sync", timeout=20)
+    assert reply.job.done and JobState(reply.job.state) is JobState.SUCCEEDED
+    assert reply.job.job_id == reply.job_id and reply.job.attempt == 1 and not reply.deduplicated
+    assert (await client.result(reply.job_id)).response.output == b"sync"
+    failed = await client.submit_wait(
+        "fail", json.dumps({"probability": 1.0}).encode(), max_attempts=1, timeout=20
+    )
+    assert JobState(failed.job.state) is JobState.FAILED and failed.job.HasField("error")
+    # with a request_id: the retry finds the original job, already ended
+    request_id = f"sync-{time.time_ns()}"
+    first = await client.submit_wait("echo", b"once", request_id=request_id, timeout=20)
+    again = await client.submit_wait("echo", b"once", request_id=request_id, timeout=20)
+    assert again.job_id == first.job_id and again.deduplicated and again.job.done
+
+
+async def test_submit_with_wait_answers_when_the_wait_runs_out(
+    client: DtqClient, running_cluster: cluster.ClusterInfo
+) -> None:
+    started = time.monotonic()
+    channel = grpc.aio.insecure_channel(running_cluster.clients[0])
+    try:
+        stub = client_pb2_grpc.TaskQueueStub(channel)
+        request = client_pb2.SubmitJobRequest(
+            spec=job_pb2.JobSpec(job_type="sleep", payload=sleep_payload(5.0)), wait_timeout=to_duration(0.3)
+        )
+        short: client_pb2.SubmitJobResponse = await stub.SubmitJob(request, timeout=10)
+        assert time.monotonic() - started >= 0.25
+        assert not short.job.done and JobState(short.job.state) in {JobState.PENDING, JobState.RUNNING}
+        # a wait longer than the call's deadline is capped below it: OK, not DEADLINE_EXCEEDED
+        request.wait_timeout.CopyFrom(to_duration(30.0))
+        started = time.monotonic()
+        capped: client_pb2.SubmitJobResponse = await stub.SubmitJob(request, timeout=1.0)
+        assert time.monotonic() - started < 1.0 and not capped.job.done
+        # a negative wait is refused before any job is made
+        tag = f"neg-{time.time_ns()}"
+        bad = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo", labels={"tag": tag}))
+        bad.wait_timeout.seconds = -1
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await stub.SubmitJob(bad, timeout=5)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert (await client.list(labels={"tag": tag}))[0] == []
+    finally:
+        await channel.close(None)
+    done = await wait_all_terminal(client, [short.job_id, capped.job_id], timeout=30)
+    assert set(done.values()) == {JobState.SUCCEEDED}
 
 
 # ---------------------------------------------------------------------------- errors

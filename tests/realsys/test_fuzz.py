@@ -366,14 +366,31 @@ def test_bad_filters_page_sizes_and_tokens(
             assert len(response.jobs) <= CORE.max_page_size
 
 
+# SubmitJob's wait_timeout: absent, hostile (negative, out of range), or a short real wait (nothing runs
+# the job here, so a valid wait runs out and the reply shows it still PENDING)
+WAITS = st.one_of(
+    st.none(),
+    st.tuples(st.integers(-(2**40), -1), st.integers(0, 10**9 - 1)),
+    st.tuples(st.integers(0, 3), st.integers(-(10**9), -1)),
+    st.tuples(st.integers(0, 3), st.integers(10**9, 2**31 - 1)),
+    st.tuples(st.integers(10**10 + 1, 2**62), st.just(0)),
+    st.tuples(st.just(0), st.integers(1, 30_000_000)),
+)
+
+
 @FUZZ
-@given(spec=specs(), request_id=st.text(max_size=200))
-def test_hostile_submits(pair: Pair, spec: job_pb2.JobSpec, request_id: str) -> None:
-    results = pair.each(
-        lambda t: t.client.SubmitJob(client_pb2.SubmitJobRequest(spec=spec, request_id=request_id), timeout=5)
-    )
+@given(spec=specs(), request_id=st.text(max_size=200), wait=WAITS)
+def test_hostile_submits(
+    pair: Pair, spec: job_pb2.JobSpec, request_id: str, wait: tuple[int, int] | None
+) -> None:
+    request = client_pb2.SubmitJobRequest(spec=spec, request_id=request_id)
+    if wait is not None:
+        request.wait_timeout.seconds, request.wait_timeout.nanos = wait
+    results = pair.each(lambda t: t.client.SubmitJob(request, timeout=5))
     allowed = {OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED}
-    code = assert_same_code(results, allowed, f"SubmitJob(payload={len(spec.payload)}B)")
+    code = assert_same_code(results, allowed, f"SubmitJob(payload={len(spec.payload)}B, wait={wait})")
+    if wait is not None and (wait[0] < 0 or wait[1] < 0 or wait[1] >= 10**9 or wait[0] > 10**10):
+        assert code is grpc.StatusCode.INVALID_ARGUMENT  # refused before anything else, no job made
     if len(spec.payload) > PAYLOAD_CAP:
         assert code is not OK  # never accepted, so never stored
     if code is OK:

@@ -35,7 +35,7 @@ from model.workload import (
 )
 from realsys.config import NodeConfig
 from realsys.loadgen import job_payload, run_load, run_load_processes, summary_of
-from realsys.targets import DtqTarget, InMemoryTarget, TargetError, make_target
+from realsys.targets import DtqTarget, InMemoryTarget, TargetError, dtq_target_spec, make_target
 from sim.runs import load_records, load_summary
 
 pytestmark = pytest.mark.timeout(60)
@@ -428,7 +428,9 @@ def test_dtq_load_writes_a_valid_run(mono: ThreadCluster, tmp_path: Path) -> Non
     assert summary["loadgen"]["processes"] == 1
 
 
-def test_closed_loop_wait_mode_against_a_real_cluster(mono: ThreadCluster) -> None:
+@pytest.mark.parametrize("submit_wait", [0.0, 10.0])
+def test_closed_loop_wait_mode_against_a_real_cluster(mono: ThreadCluster, submit_wait: float) -> None:
+    """Also with the synchronous-invocation client (one SubmitJob with wait_timeout per job)."""
     spec = WorkloadSpec(
         ClosedLoop(6, wait_for_completion=True),
         mix=RequestMix(submit=0.7, status=0.2, result=0.1),
@@ -437,10 +439,7 @@ def test_closed_loop_wait_mode_against_a_real_cluster(mono: ThreadCluster) -> No
         warmup=0.3,
         seed=11,
     )
-    target_spec = {
-        "factory": "realsys.targets:DtqTarget",
-        "kwargs": {"addresses": list(mono.addresses.values()), "timeout": 5.0, "design": "mono"},
-    }
+    target_spec = dtq_target_spec(list(mono.addresses.values()), 5.0, "mono", submit_wait=submit_wait)
     result = run_load_processes(target_spec, spec, 2, drain_timeout=5.0)
     check_one_job_per_client(result, spec, spec.total_time + 5.0)
     summary = check_completed_per_s(result, spec)

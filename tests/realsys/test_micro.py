@@ -207,6 +207,28 @@ async def test_submit_complete_result(client: DtqClient) -> None:
     assert JobState(waited.job.state) is JobState.SUCCEEDED
 
 
+async def test_submit_with_wait_is_one_gateway_call_and_one_hop(
+    client: DtqClient, cluster: MicroCluster
+) -> None:
+    reply = await client.submit_wait("echo", b"sync", timeout=10)
+    assert (
+        reply.job.done and JobState(reply.job.state) is JobState.SUCCEEDED and reply.job.owner_node == "job"
+    )
+    slow = await client.submit_wait("sleep", sleep_payload(1.0), timeout=0.2)
+    assert not slow.job.done  # the wait ran out first: the job as it is
+    assert JobState((await client.wait(slow.job_id, timeout=10)).state) is JobState.SUCCEEDED
+
+    def calls(key: str, method: str) -> float:
+        value = cluster.running[key].metrics.registry.get_sample_value(
+            "dtq_rpc_total", {"method": method, "code": "OK"}
+        )
+        return value or 0.0
+
+    assert calls("gateway", "/dtq.v1.TaskQueue/SubmitJob") == 2
+    assert calls("job", "/dtq.v1.JobStore/CreateJob") == 2
+    assert calls("job", "/dtq.v1.JobStore/WaitJob") == 1  # only the explicit wait above
+
+
 async def test_failing_job_is_retried_then_fails(client: DtqClient) -> None:
     job_id = await client.submit("fail", json.dumps({"probability": 1.0}).encode(), max_attempts=2)
     done = await client.wait(job_id, timeout=10)

@@ -36,6 +36,7 @@ from realsys.metrics import NodeMetrics
 from realsys.mono import MonoNode
 from realsys.mono.peers import request_home
 from realsys.server import RunningRole, start_role
+from realsys.targets import DtqTarget
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -224,6 +225,69 @@ async def test_work_is_stolen_by_idle_nodes(cluster: Cluster) -> None:
     assert stolen == sum(1 for j in jobs if j.worker_id != "n1-w")
     # 16 x 0.25 s on n1's 2 slots alone would take 2 s; six slots should do it in about a third
     assert elapsed < 1.8, f"took {elapsed:.2f}s"
+
+
+async def test_submit_with_wait_on_every_node_and_through_the_home_forward(cluster: Cluster) -> None:
+    for name in NODES:
+        reply = await cluster.client(name).submit_wait("echo", f"sync {name}", timeout=5.0)
+        assert reply.job.done and JobState(reply.job.state) is JobState.SUCCEEDED
+        assert owner_of(reply.job_id) == name
+    # a request_id whose home is another node: forwarded there, and the wait happens there
+    key = next(k for k in (f"sync-{i}" for i in range(100)) if request_home(k, list(NODES)) == "n3")
+    forwarded = await cluster.client("n1").submit_wait("echo", b"k", request_id=key, timeout=5.0)
+    assert owner_of(forwarded.job_id) == "n3" and forwarded.job.done
+    assert cluster.counter("n1", "dtq_forwarded_total") >= 1
+
+
+async def test_submit_with_wait_target_sends_one_rpc_per_job(cluster: Cluster) -> None:
+    target = DtqTarget([cluster.addresses["n1"]], timeout=5.0, submit_wait=10.0)
+    try:
+        for _ in range(5):
+            job_id = await target.submit("echo", b"")
+            assert await target.wait(job_id, 5.0) == ("SUCCEEDED", 1)
+    finally:
+        await target.close()
+    samples = {
+        labels["method"].rsplit("/", 1)[-1]: value
+        for metric in cluster.running["n1"].metrics.registry.collect()
+        if metric.name == "dtq_rpc"
+        for sample_name, labels, value, *_ in metric.samples
+        if sample_name == "dtq_rpc_total"
+    }
+    assert samples.get("SubmitJob") == 5 and "WaitJob" not in samples
+
+
+async def test_submit_with_wait_on_an_idle_node(idle: Cluster) -> None:
+    stub = idle.stub("n1", client_pb2_grpc.TaskQueueStub)
+    request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo"))
+    request.wait_timeout.FromMilliseconds(200)
+    started = time.monotonic()
+    reply: client_pb2.SubmitJobResponse = await stub.SubmitJob(request, timeout=5)
+    assert time.monotonic() - started >= 0.15
+    assert JobState(reply.job.state) is JobState.PENDING and not reply.job.done
+    # capped below the caller's deadline (as WaitJob is): an answer, not DEADLINE_EXCEEDED
+    request.wait_timeout.FromSeconds(30)
+    reply = await stub.SubmitJob(request, timeout=0.5)
+    assert not reply.job.done
+    # a negative wait: INVALID_ARGUMENT, and no job was made
+    before = len(idle.node("n1").core.scheduler.jobs)
+    request.wait_timeout.seconds = -1
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.SubmitJob(request, timeout=5)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert len(idle.node("n1").core.scheduler.jobs) == before
+    # a stop answers a parked submit-with-wait at once (like WaitJob), with the job as it is
+    request.wait_timeout.FromSeconds(20)
+    parked = asyncio.ensure_future(stub.SubmitJob(request, timeout=25))
+    deadline = time.monotonic() + 5.0
+    while not idle.node("n1").core._done_waiters:
+        assert time.monotonic() < deadline, "the submit never parked"
+        await asyncio.sleep(0.01)
+    started = time.monotonic()
+    await idle.stop("n1")
+    last: client_pb2.SubmitJobResponse = await parked
+    assert time.monotonic() - started < 0.5
+    assert JobState(last.job.state) is JobState.PENDING
 
 
 # ---------------------------------------------------------------------------- cancel

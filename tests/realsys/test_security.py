@@ -231,6 +231,13 @@ async def test_missing_and_wrong_tokens_are_unauthenticated_and_store_nothing(se
         assert grpc_code(caught.value) is grpc.StatusCode.UNAUTHENTICATED
 
     assert await job_count(secure) == before
+    # refused calls are counted (and timed) by their code, as served ones are
+    registry = secure.running[-1 if secure.design == "micro" else 0].metrics.registry
+    method = "/dtq.v1.TaskQueue/SubmitJob"
+    refused = registry.get_sample_value("dtq_rpc_total", {"method": method, "code": "UNAUTHENTICATED"})
+    assert refused == 4
+    timed = registry.get_sample_value("dtq_rpc_latency_seconds_count", {"method": method})
+    assert timed is not None and timed >= 4
 
 
 async def test_client_token_cannot_call_worker_or_internal_apis(secure: SecureCluster) -> None:

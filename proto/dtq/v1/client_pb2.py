@@ -26,7 +26,7 @@ from dtq.v1 import job_pb2 as dtq_dot_v1_dot_job__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64tq/v1/client.proto\x12\x06\x64tq.v1\x1a\x10\x64tq/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"E\n\x10SubmitJobRequest\x12\x1d\n\x04spec\x18\x01 \x01(\x0b\x32\x0f.dtq.v1.JobSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"S\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x18\n\x03job\x18\x02 \x01(\x0b\x32\x0b.dtq.v1.Job\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\"%\n\x13GetJobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"V\n\x13GetJobResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12/\n\x0cwait_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x85\x01\n\x14GetJobResultResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.dtq.v1.Job\x12%\n\x08response\x18\x02 \x01(\x0b\x32\x11.dtq.v1.JobResultH\x00\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x10.dtq.v1.JobErrorH\x00\x42\t\n\x07outcome\"L\n\x0eWaitJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"[\n\x0fListJobsRequest\x12!\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x11.dtq.v1.JobFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"F\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.dtq.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf5\x02\n\tTaskQueue\x12@\n\tSubmitJob\x12\x18.dtq.v1.SubmitJobRequest\x1a\x19.dtq.v1.SubmitJobResponse\x12\x38\n\x0cGetJobStatus\x12\x1b.dtq.v1.GetJobStatusRequest\x1a\x0b.dtq.v1.Job\x12I\n\x0cGetJobResult\x12\x1b.dtq.v1.GetJobResultRequest\x1a\x1c.dtq.v1.GetJobResultResponse\x12.\n\x07WaitJob\x12\x16.dtq.v1.WaitJobRequest\x1a\x0b.dtq.v1.Job\x12\x32\n\tCancelJob\x12\x18.dtq.v1.CancelJobRequest\x1a\x0b.dtq.v1.Job\x12=\n\x08ListJobs\x12\x17.dtq.v1.ListJobsRequest\x1a\x18.dtq.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64tq/v1/client.proto\x12\x06\x64tq.v1\x1a\x10\x64tq/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"v\n\x10SubmitJobRequest\x12\x1d\n\x04spec\x18\x01 \x01(\x0b\x32\x0f.dtq.v1.JobSpec\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12/\n\x0cwait_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"S\n\x11SubmitJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x18\n\x03job\x18\x02 \x01(\x0b\x32\x0b.dtq.v1.Job\x12\x14\n\x0c\x64\x65\x64uplicated\x18\x03 \x01(\x08\"%\n\x13GetJobStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"V\n\x13GetJobResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12/\n\x0cwait_timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x85\x01\n\x14GetJobResultResponse\x12\x18\n\x03job\x18\x01 \x01(\x0b\x32\x0b.dtq.v1.Job\x12%\n\x08response\x18\x02 \x01(\x0b\x32\x11.dtq.v1.JobResultH\x00\x12!\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x10.dtq.v1.JobErrorH\x00\x42\t\n\x07outcome\"L\n\x0eWaitJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"[\n\x0fListJobsRequest\x12!\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x11.dtq.v1.JobFilter\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"F\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.dtq.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf5\x02\n\tTaskQueue\x12@\n\tSubmitJob\x12\x18.dtq.v1.SubmitJobRequest\x1a\x19.dtq.v1.SubmitJobResponse\x12\x38\n\x0cGetJobStatus\x12\x1b.dtq.v1.GetJobStatusRequest\x1a\x0b.dtq.v1.Job\x12I\n\x0cGetJobResult\x12\x1b.dtq.v1.GetJobResultRequest\x1a\x1c.dtq.v1.GetJobResultResponse\x12.\n\x07WaitJob\x12\x16.dtq.v1.WaitJobRequest\x1a\x0b.dtq.v1.Job\x12\x32\n\tCancelJob\x12\x18.dtq.v1.CancelJobRequest\x1a\x0b.dtq.v1.Job\x12=\n\x08ListJobs\x12\x17.dtq.v1.ListJobsRequest\x1a\x18.dtq.v1.ListJobsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,23 +34,23 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dtq.v1.client_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITJOBREQUEST']._serialized_start=81
-  _globals['_SUBMITJOBREQUEST']._serialized_end=150
-  _globals['_SUBMITJOBRESPONSE']._serialized_start=152
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=235
-  _globals['_GETJOBSTATUSREQUEST']._serialized_start=237
-  _globals['_GETJOBSTATUSREQUEST']._serialized_end=274
-  _globals['_GETJOBRESULTREQUEST']._serialized_start=276
-  _globals['_GETJOBRESULTREQUEST']._serialized_end=362
-  _globals['_GETJOBRESULTRESPONSE']._serialized_start=365
-  _globals['_GETJOBRESULTRESPONSE']._serialized_end=498
-  _globals['_WAITJOBREQUEST']._serialized_start=500
-  _globals['_WAITJOBREQUEST']._serialized_end=576
-  _globals['_CANCELJOBREQUEST']._serialized_start=578
-  _globals['_CANCELJOBREQUEST']._serialized_end=628
-  _globals['_LISTJOBSREQUEST']._serialized_start=630
-  _globals['_LISTJOBSREQUEST']._serialized_end=721
-  _globals['_LISTJOBSRESPONSE']._serialized_start=723
-  _globals['_LISTJOBSRESPONSE']._serialized_end=793
-  _globals['_TASKQUEUE']._serialized_start=796
-  _globals['_TASKQUEUE']._serialized_end=1169
+  _globals['_SUBMITJOBREQUEST']._serialized_end=199
+  _globals['_SUBMITJOBRESPONSE']._serialized_start=201
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=284
+  _globals['_GETJOBSTATUSREQUEST']._serialized_start=286
+  _globals['_GETJOBSTATUSREQUEST']._serialized_end=323
+  _globals['_GETJOBRESULTREQUEST']._serialized_start=325
+  _globals['_GETJOBRESULTREQUEST']._serialized_end=411
+  _globals['_GETJOBRESULTRESPONSE']._serialized_start=414
+  _globals['_GETJOBRESULTRESPONSE']._serialized_end=547
+  _globals['_WAITJOBREQUEST']._serialized_start=549
+  _globals['_WAITJOBREQUEST']._serialized_end=625
+  _globals['_CANCELJOBREQUEST']._serialized_start=627
+  _globals['_CANCELJOBREQUEST']._serialized_end=677
+  _globals['_LISTJOBSREQUEST']._serialized_start=679
+  _globals['_LISTJOBSREQUEST']._serialized_end=770
+  _globals['_LISTJOBSRESPONSE']._serialized_start=772
+  _globals['_LISTJOBSRESPONSE']._serialized_end=842
+  _globals['_TASKQUEUE']._serialized_start=845
+  _globals['_TASKQUEUE']._serialized_end=1218
 # @@protoc_insertion_point(module_scope)

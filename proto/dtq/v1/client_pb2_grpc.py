@@ -72,6 +72,7 @@ class TaskQueueServicer:
 
     def SubmitJob(self, request, context):
         """Accepts a job and returns its id. With request_id set, a retry returns the original job (AIP-155).
+        With wait_timeout set it also waits, as WaitJob does, for the job to end (synchronous invocation).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
