@@ -12,9 +12,17 @@
 #  5-9. per design (micro, then mono): compose up and wait for health; a loadgen run of
 #       docker/workloads/smoke.yaml; every accepted job must succeed; the same again with a
 #       worker-bearing container killed (docker kill) mid-run and restarted; compose down -v
+#  10.  per design: `dtq faults run --backend compose` (realsys/faults.py), two short audited runs on
+#       fresh projects: a worker-bearing container paused (docker pause) and another role or node
+#       killed (docker kill) under load; no accepted job may be lost or left unfinished, and Design A's
+#       two faults must show in the completions (docker/check_faults.py). Needs PYTHON with dtq in it
+#       (`make docker-test` passes the project's .venv).
 # Prints each step's time and the total. Environment: DTQ_DESIGNS="micro mono", PYTHON (a Python 3
 # with pip), DTQ_BASE_IMAGE, DTQ_DOCKER_CACHE (/var/cache/dtq), DTQ_KEEP=1 (leave the clusters up: for a
-# daemon that was already running, as the script stops one that it started).
+# daemon that was already running, as the script stops one that it started), DTQ_DOCKER_FAULTS=0 (skip 10).
+#
+# `bash docker/test.sh image` does steps 1-4 only and leaves a daemon it started running (it prints how
+# to stop it): the image dtq:test for `dtq faults run --backend compose --image dtq:test`.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +36,7 @@ LOCAL_BASE=dtq-base:bookworm
 SUITE=bookworm # the container's Python must match the wheelhouse's: bookworm's python3 is 3.11
 KILL_AFTER=${DTQ_KILL_AFTER:-3} # seconds after the loadgen container starts (the trace lasts 6 s)
 DOWN_AFTER=${DTQ_DOWN_FOR:-2}   # seconds the killed container stays down
+MODE=${1:-all}                  # all | image
 
 STARTED_DAEMON=0
 CURRENT_PROJECT=""
@@ -374,6 +383,38 @@ down() {
     CURRENT_PROJECT=""
 }
 
+fault_project() { echo "dtq-test-faults-$DESIGN"; }
+
+# 10: two audited fault runs (realsys/faults.py's compose backend), each on a fresh project it takes
+# down again: a short trace (fault at 7 s: 2 s warm-up and the 5 s recovery baseline, then 6 s).
+faults() {
+    local targets felt=() rows=$DATA/faults-$DESIGN.json project
+    project=$(fault_project)
+    if [[ $DESIGN == micro ]]; then
+        targets=stop:worker,kill:job # all 12 slots frozen; then the job records' owner, killed
+        felt=(--felt pause:worker --felt kill:job)
+    else
+        targets=stop:n1,kill:n2 # 2 slots of 12 frozen; another node, killed
+    fi
+    "$PYTHON" -m realsys faults run --backend compose --design "$DESIGN" --image "$IMAGE" \
+        --project "$project" --faults stop,kill --targets "$targets" --fault-at 7 --after 6 \
+        --pause 2 --downtime 1 --drain 10 --settle 20 --out "$rows" --runs-out ""
+    "$PYTHON" "$ROOT/docker/check_faults.py" --rows 2 --min-accepted 100 "${felt[@]}" "${rows%.json}.csv"
+    [[ -z $(docker ps -aq --filter "label=com.docker.compose.project=$project") ]] ||
+        die "$project: containers left behind"
+    CHECKS_PASSED=$((CHECKS_PASSED + 2))
+}
+
+# A fault project an interrupted step 10 left behind (the runner takes its project down itself).
+down_faults() {
+    local files=(-f "$ROOT/docker/compose.$DESIGN.yml") project
+    project=$(fault_project)
+    [[ $DESIGN == micro ]] && files+=(-f "$ROOT/docker/compose.micro.ports.yml")
+    [[ -n $(docker ps -aq --filter "label=com.docker.compose.project=$project") ]] || return 0
+    # shellcheck disable=SC2046 # the compose command is one or two words
+    $(compose_cmd) -p "$project" "${files[@]}" down -v --remove-orphans --timeout 20 >/dev/null 2>&1 || true
+}
+
 # On failure: the containers' states and last log lines, before they are removed.
 dump_logs() {
     [[ -n $CURRENT_PROJECT ]] || return 0
@@ -394,9 +435,16 @@ on_exit() {
     fi
     if [[ ${DTQ_KEEP:-0} != 1 ]]; then
         down
+        if [[ -n ${DESIGN:-} ]] && daemon_answers; then
+            down_faults
+        fi
     fi
     report
-    stop_daemon
+    if [[ $MODE == image ]] && ((STARTED_DAEMON)); then
+        log "dockerd left running (pid $(cat "$STATE/dockerd.started")): stop it with kill $(cat "$STATE/dockerd.started")"
+    else
+        stop_daemon
+    fi
     if ((rc == 0)); then
         log "PASS"
     else
@@ -425,6 +473,15 @@ main() {
     step "4a wheelhouse" fill_wheelhouse
     step "4b image build" build_image
     step "4c image runs as non-root" check_image_nonroot
+    if [[ $MODE == image ]]; then
+        rm -rf "$DATA"
+        return 0
+    fi
+    [[ $MODE == all ]] || die "unknown mode $MODE (all | image)"
+    if [[ ${DTQ_DOCKER_FAULTS:-1} != 0 ]]; then # before the slow steps: step 10 needs dtq on the host
+        "$PYTHON" -c 'import realsys.faults' 2>/dev/null ||
+            die "step 10 needs dtq in $PYTHON (make docker-test passes .venv/bin/python; DTQ_DOCKER_FAULTS=0 skips it)"
+    fi
     for DESIGN in $DESIGNS; do
         CURRENT_PROJECT=dtq-test-$DESIGN
         down # leftovers of an interrupted run (down clears CURRENT_PROJECT)
@@ -434,6 +491,9 @@ main() {
         step "8 $DESIGN: kill, restart, checked" kill_restart
         if [[ ${DTQ_KEEP:-0} != 1 ]]; then
             step "9 $DESIGN: compose down -v" down
+        fi
+        if [[ ${DTQ_DOCKER_FAULTS:-1} != 0 ]]; then
+            step "10 $DESIGN: pause + kill, audited" faults
         fi
     done
     rm -rf "$DATA"

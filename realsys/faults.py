@@ -1,9 +1,11 @@
-"""`dtq faults run`: one fault injected under load into a real local cluster, then an audit.
+"""`dtq faults run`: one fault injected under load into a real cluster, then an audit.
 
-Each run starts a fresh six-process local cluster (realsys.cluster, durable sqlite store by default),
-drives it with the project's load generator (realsys.loadgen.run_load) on sim/faults.py's
-`fault_workload` (submits only, constant short jobs; by default one closed-loop waiting client per
-worker slot, as `dtq sim faults` does), and injects ONE fault `--fault-at` seconds after the run start:
+Each run starts a fresh cluster from a BACKEND: `local` (default), six processes (realsys.cluster), or
+`compose`, six containers of one Compose project (docker/compose.<design>.yml, see `ComposeBackend`).
+Both use the durable sqlite store by default. The run drives it with the project's load generator
+(realsys.loadgen.run_load) on sim/faults.py's `fault_workload` (submits only, constant short jobs; by
+default one closed-loop waiting client per worker slot, as `dtq sim faults` does), and injects ONE
+fault `--fault-at` seconds after the run start (the local backend's mechanism first):
 
 - `kill`: SIGKILL of `target`, restarted on the same port and data after `--downtime` seconds.
   Design A: each role in turn (gateway, job, queue, coordinator, worker, result); Design B: a node.
@@ -32,8 +34,18 @@ states, every page, through DtqClient, polled until no accepted job is still pen
   client's records) and `unavailable_time` (request start times and statuses), the functions the
   simulator's audit uses, with the fault time being the measured moment the signal was sent.
 
-Rows use sim/faults.py's ROW_KEYS (so data/faults/real-D.json lines up with sim-D.json) and go to
-`--out`; a CSV beside it adds the extra columns. Every wait is bounded in count and time.
+The compose backend maps the faults onto the engine (`compose_fault_commands`): kill = `docker kill
+--signal KILL` then `docker start`; stop = `docker pause` / `docker unpause` (the cgroup freezer: every
+process of the container, not just its PID 1); restart = `docker stop` (SIGTERM, the node drains) then
+`docker start` (with `--downtime 0` that is `docker restart`); partition = `docker network disconnect`
+then `connect` with the container's aliases (its service name), so the others find it again by DNS.
+The load generator and the auditor run on the host and reach the containers only through their
+ports published on 127.0.0.1 (every role of Design A, every node of Design B; fixed for the run, so
+a restarted container is found again at the same address).
+
+Rows use sim/faults.py's ROW_KEYS (so data/faults/real-D.json and compose-D.json line up with
+sim-D.json) and go to `--out`; a CSV beside it adds the extra columns. Every wait is bounded in count
+and time.
 """
 
 from __future__ import annotations
@@ -51,10 +63,11 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from model.audit import recovery_time, unavailable_time
 from model.config import CoreConfig
@@ -258,13 +271,25 @@ def plan_faults(
     pause: float,
     cut: float = 4.0,
 ) -> list[RealFault]:
-    """The runs, in order: for each action, each target (given, or the design's defaults)."""
+    """The runs, in order: for each action, each target (given, or the design's defaults). A target
+    `ACTION:NAME` applies to that action only (`stop:worker,kill:job`); a plain NAME to every action
+    that has no ACTION: target of its own."""
     names = cluster.MICRO_ROLES if design == "micro" else cluster.MONO_NODES
+    scoped: dict[str, list[str]] = {}
+    plain = []
+    for entry in targets or ():
+        action, sep, name = entry.partition(":")
+        if sep:
+            scoped.setdefault(action, []).append(name)
+        else:
+            plain.append(entry)
+    if set(scoped) - set(actions):
+        raise InvalidArgument(f"targets for faults not run: {sorted(set(scoped) - set(actions))}")
     out = []
     for action in actions:
         if action not in FAULTS:
             raise InvalidArgument(f"unknown fault {action!r}; known: {', '.join(FAULTS)}")
-        chosen = list(targets) if targets else default_targets(design, action)
+        chosen = scoped.get(action) or plain or default_targets(design, action)
         for target in chosen:
             if target not in names:
                 raise InvalidArgument(f"target {target!r} is not a node of design {design}: {list(names)}")
@@ -320,6 +345,341 @@ async def inject(
     return Injection(fault, injected, now(), time.monotonic() - began)
 
 
+# ---------------------------------------------------------------------------- backends
+class FaultCluster(Protocol):
+    """A running cluster of one fault run: where clients connect, and how a fault is applied to it."""
+
+    @property
+    def design(self) -> str: ...
+
+    @property
+    def clients(self) -> list[str]: ...  # client-facing addresses
+
+    def client_security(self) -> dict[str, Any]: ...
+
+    async def inject(self, fault: RealFault, now: Callable[[], float]) -> Injection: ...
+
+    def describe(self) -> dict[str, Any]: ...  # for the run's config.json
+
+
+class Backend(Protocol):
+    """Starts a fresh cluster for one fault run and tears it down afterwards."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def run_prefix(self) -> str: ...  # of run ids: `<run_prefix>-<design>-<fault>-<target>-...`
+
+    def open(
+        self, design: str, fault: RealFault, store: str, slots: int, settings: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[FaultCluster]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LocalCluster:
+    info: cluster.ClusterInfo
+    space: Namespace | None
+
+    @property
+    def design(self) -> str:
+        return self.info.design
+
+    @property
+    def clients(self) -> list[str]:
+        return self.info.clients
+
+    def client_security(self) -> dict[str, Any]:
+        return self.info.client_security()
+
+    async def inject(self, fault: RealFault, now: Callable[[], float]) -> Injection:
+        return await inject(self.info.directory, fault, now, self.space)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "local"}
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBackend:
+    """Six local processes (realsys.cluster) in a temporary folder under `workdir`."""
+
+    workdir: Path | None = None
+    name: str = "local"
+    run_prefix: str = "real-faults"
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self, design: str, fault: RealFault, store: str, slots: int, settings: Mapping[str, str]
+    ) -> AsyncIterator[FaultCluster]:
+        base = Path(tempfile.mkdtemp(prefix="dtq-faults-", dir=self.workdir))
+        directory = base / design
+        space = None
+        try:
+            space = namespace_up() if fault.action == "partition" else None
+            hosts: dict[str, str] = {}
+            netns: dict[str, str] = {}
+            if space is not None:  # everyone on the veth's host end, the target behind it
+                names = cluster.MICRO_ROLES if design == "micro" else cluster.MONO_NODES
+                hosts = {name: space.host_ip for name in names} | {fault.target: space.ns_ip}
+                netns = {fault.target: space.name}
+            info = await asyncio.to_thread(
+                functools.partial(
+                    cluster.up,
+                    design,
+                    directory,
+                    slots,
+                    store,
+                    dict(settings),
+                    60.0,
+                    hosts=hosts,
+                    netns=netns,
+                )
+            )
+            try:
+                yield LocalCluster(info, space)
+            finally:
+                with contextlib.suppress(ProcessLookupError, KeyError, FileNotFoundError):
+                    cluster.kill(directory, fault.target, signal.SIGCONT)  # in case a stop was interrupted
+                await asyncio.to_thread(cluster.down, directory, 10.0)
+        finally:
+            if space is not None:
+                namespace_down(space)
+            shutil.rmtree(base, ignore_errors=True)
+
+
+class Runner(Protocol):
+    """Runs one command to its end and returns its standard output; raises RuntimeError when it fails."""
+
+    def __call__(
+        self, args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60.0
+    ) -> str: ...
+
+
+def run_command(args: Sequence[str], *, env: Mapping[str, str] | None = None, timeout: float = 60.0) -> str:
+    done = subprocess.run(
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=dict(env) if env else None,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """One container of the Compose project, as `docker inspect` shows it after `up`."""
+
+    service: str
+    id: str
+    network: str  # the project's network (Compose's `<project>_default`)
+    aliases: tuple[str, ...]  # its names on that network (the service name among them)
+
+
+_STOP_TIMEOUT = 30  # docker stop: SIGTERM, then SIGKILL after this many seconds (the node drains 10 s)
+_DOCKER_TIMEOUT = 60.0  # one docker command
+_COMPOSE_TIMEOUT = 300.0  # compose up/down of six containers (seconds each on a copy-based storage driver)
+_READY_TIMEOUT = 120.0  # a container's gRPC health answering SERVING after up/start
+
+
+def compose_fault_commands(fault: RealFault, c: Container) -> tuple[list[list[str]], list[list[str]]]:
+    """The docker commands that apply `fault` to container `c`, and those that end it (after the
+    fault's downtime; the injector then waits for the target's health after a kill or restart)."""
+    if fault.action == "kill":
+        # docker wait: returns (printing the exit code) once the container is gone
+        return [["docker", "kill", "--signal", "KILL", c.id], ["docker", "wait", c.id]], [
+            ["docker", "start", c.id]
+        ]
+    if fault.action == "stop":
+        return [["docker", "pause", c.id]], [["docker", "unpause", c.id]]
+    if fault.action == "restart":
+        # returns once the node has drained and exited; start after the downtime (0: `docker restart`)
+        return [["docker", "stop", "--time", str(_STOP_TIMEOUT), c.id]], [["docker", "start", c.id]]
+    if fault.action == "partition":
+        aliases = [a for alias in c.aliases for a in ("--alias", alias)]
+        return (
+            [["docker", "network", "disconnect", c.network, c.id]],
+            [["docker", "network", "connect", *aliases, c.network, c.id]],
+        )
+    raise InvalidArgument(f"unknown fault {fault.action!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeCluster:
+    design: str
+    project: str
+    clients: list[str]
+    addresses: dict[str, str]  # node name -> its published 127.0.0.1:port
+    containers: dict[str, Container]
+    runner: Runner
+    ready: Callable[[str, float], None]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def client_security(self) -> dict[str, Any]:
+        return {}  # the Compose files run plaintext
+
+    async def inject(self, fault: RealFault, now: Callable[[], float]) -> Injection:
+        c = self.containers[fault.target]
+        apply, end = compose_fault_commands(fault, c)
+        injected = now()
+        outputs = [
+            await asyncio.to_thread(self.runner, command, timeout=_DOCKER_TIMEOUT) for command in apply
+        ]
+        if fault.action == "kill" and outputs[-1].strip() != "137":  # docker wait: 128 + SIGKILL
+            raise RuntimeError(
+                f"{fault.target} exited with {outputs[-1].strip()!r} after docker kill, not 137"
+            )
+        try:
+            await asyncio.sleep(fault.downtime)
+        finally:  # never leave a paused or disconnected container behind
+            began = time.monotonic()
+            for command in end:
+                await asyncio.to_thread(self.runner, command, timeout=_DOCKER_TIMEOUT)
+        restart_s = 0.0
+        if fault.action in ("kill", "restart"):
+            await asyncio.to_thread(self.ready, self.addresses[fault.target], _READY_TIMEOUT)
+            restart_s = time.monotonic() - began
+        return Injection(fault, injected, now(), restart_s)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "compose", "project": self.project, **self.info}
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1 (fixed host ports: a restarted container gets the same)."""
+    import socket
+
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def compose_env(
+    design: str, image: str, store: str, slots: int, settings: Mapping[str, str], ports: Mapping[str, int]
+) -> dict[str, str]:
+    """The variables docker/compose.<design>.yml (and compose.micro.ports.yml) read, for one run."""
+    per_node = cluster.slots_per_node(design, slots)
+    env = {
+        "DTQ_IMAGE": image,
+        "DTQ_STORE": store,
+        # the engine's own probe imports grpc in a new process (~0.3 s of CPU) per container and
+        # interval: kept out of the measurement; readiness is asked over gRPC from the host instead
+        "DTQ_HEALTH_INTERVAL": "1h",
+        **settings,
+    }
+    if design == "micro":
+        env["DTQ_WORKER_SLOTS"] = str(per_node["worker"])
+    else:
+        env["DTQ_NODE_SLOTS"] = str(per_node["n1"])
+    for name, port in ports.items():
+        env[f"DTQ_{name.upper()}_PORT"] = str(port)
+    return env
+
+
+def compose_files(root: Path, design: str) -> list[Path]:
+    files = [root / "docker" / f"compose.{design}.yml"]
+    if design == "micro":  # publishes the five internal roles too, for the host's health checks
+        files.append(root / "docker" / "compose.micro.ports.yml")
+    return files
+
+
+def compose_command(runner: Runner) -> list[str]:
+    """Compose v2 (`docker compose`) when the docker CLI has it, else v1 (`docker-compose`)."""
+    try:
+        runner(["docker", "compose", "version"], timeout=30.0)
+    except (RuntimeError, OSError):
+        if shutil.which("docker-compose") is None:
+            raise RuntimeError("neither `docker compose` nor `docker-compose` is installed") from None
+        return ["docker-compose"]
+    return ["docker", "compose"]
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeBackend:
+    """A fresh Compose project per run, from an existing image (`--image`; `bash docker/test.sh
+    image` builds one), on a Docker engine that answers. Project `--project` (default
+    dtq-faults-<design>), taken down with its volumes before and after each run."""
+
+    image: str = "dtq:latest"
+    project: str = ""
+    root: Path = Path(__file__).resolve().parents[1]
+    runner: Runner = run_command
+    ready: Callable[[str, float], None] = cluster.wait_healthy
+    compose: tuple[str, ...] = ()  # the compose command; empty: found by compose_command
+    name: str = "compose"
+    run_prefix: str = "compose-faults"
+
+    def _inspect(self, project: str, names: Sequence[str]) -> dict[str, Container]:
+        ids = self.runner(
+            ["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={project}"]
+        ).split()
+        found = {}
+        for entry in json.loads(self.runner(["docker", "inspect", *ids])) if ids else []:
+            service = entry["Config"]["Labels"].get("com.docker.compose.service", "")
+            networks = entry["NetworkSettings"]["Networks"]
+            network = next(iter(networks))  # the Compose files put every container on one network
+            aliases = tuple(networks[network].get("Aliases") or (service,))
+            found[service] = Container(service, entry["Id"], network, aliases)
+        missing = sorted(set(names) - set(found))
+        if missing:
+            raise RuntimeError(f"Compose project {project}: no container for {missing}")
+        return {name: found[name] for name in names}
+
+    @contextlib.asynccontextmanager
+    async def open(
+        self, design: str, fault: RealFault, store: str, slots: int, settings: Mapping[str, str]
+    ) -> AsyncIterator[FaultCluster]:
+        names = cluster.MICRO_ROLES if design == "micro" else cluster.MONO_NODES
+        project = self.project or f"dtq-faults-{design}"
+        run = self.runner
+        compose = list(self.compose) or await asyncio.to_thread(compose_command, run)
+        try:
+            image_id = run(["docker", "image", "inspect", "--format", "{{.Id}}", self.image]).strip()
+        except RuntimeError:
+            raise RuntimeError(
+                f"no image {self.image}: build one first (`bash docker/test.sh image` builds dtq:test)"
+            ) from None
+        engine = run(["docker", "version", "--format", "{{.Server.Version}}"]).strip()
+        ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        env = {**os.environ, **compose_env(design, self.image, store, slots, settings, ports)}
+        base = [
+            *compose,
+            "-p",
+            project,
+            *(a for f in compose_files(self.root, design) for a in ("-f", str(f))),
+        ]
+        down = [*base, "down", "--volumes", "--remove-orphans", "--timeout", "20"]
+        await asyncio.to_thread(functools.partial(run, down, env=env, timeout=_COMPOSE_TIMEOUT))  # leftovers
+        containers: dict[str, Container] = {}
+        try:
+            await asyncio.to_thread(
+                functools.partial(
+                    run, [*base, "up", "--detach", "--no-build"], env=env, timeout=_COMPOSE_TIMEOUT
+                )
+            )
+            containers = await asyncio.to_thread(self._inspect, project, names)
+            addresses = {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+            await asyncio.gather(
+                *(asyncio.to_thread(self.ready, a, _READY_TIMEOUT) for a in addresses.values())
+            )
+            clients = [addresses["gateway"]] if design == "micro" else [addresses[n] for n in names]
+            info = {"image": self.image, "image_id": image_id, "engine": engine, "compose": " ".join(compose)}
+            yield ComposeCluster(design, project, clients, addresses, containers, run, self.ready, info)
+        finally:
+            if fault.action == "stop" and fault.target in containers:  # an interrupted pause
+                with contextlib.suppress(RuntimeError):  # not paused: the usual case
+                    run(["docker", "unpause", containers[fault.target].id])
+            await asyncio.to_thread(functools.partial(run, down, env=env, timeout=_COMPOSE_TIMEOUT))
+
+
 # ---------------------------------------------------------------------------- one run
 @dataclass(frozen=True, slots=True)
 class FaultRun:
@@ -372,7 +732,7 @@ def overrides_for(core: CoreConfig) -> dict[str, str]:
 
 
 async def _load_with_fault(
-    info: cluster.ClusterInfo, spec: WorkloadSpec, fault: RealFault, drain: float, space: Namespace | None
+    running: FaultCluster, spec: WorkloadSpec, fault: RealFault, drain: float
 ) -> tuple[Any, Injection]:
     from realsys.loadgen import run_load
     from realsys.targets import DtqTarget
@@ -383,7 +743,7 @@ async def _load_with_fault(
         zero.append(time.perf_counter() + 0.2)  # the run's time zero, shared with the injector
         return zero[0]
 
-    target = DtqTarget(info.clients, timeout=5.0, design=info.design)
+    target = DtqTarget(running.clients, timeout=5.0, design=running.design)
     load = asyncio.create_task(run_load(target, spec, ready=ready, drain_timeout=drain))
     try:
         for _ in range(int(60 / _POLL)):  # the trace is built before ready() is called
@@ -398,7 +758,7 @@ async def _load_with_fault(
             return time.perf_counter() - zero[0]
 
         await asyncio.sleep(max(0.0, fault.at - now()))
-        injection = await inject(info.directory, fault, now, space)
+        injection = await running.inject(fault, now)
         result = await load
     finally:
         if not load.done():
@@ -422,55 +782,24 @@ async def run_fault(
     runs_out: Path | None = None,
     run_id: str = "",
     workdir: Path | None = None,
+    backend: Backend | None = None,
 ) -> FaultRun:
-    """One fault run on a fresh cluster (see the module docstring); the cluster is down on return."""
+    """One fault run on a fresh cluster of `backend` (default: local processes under `workdir`; see
+    the module docstring); the cluster is down on return."""
     from realsys.loadgen import summary_of
     from sim.runs import provenance, run_config, utc_now, write_run
 
+    chosen: Backend = backend or LocalBackend(workdir)
     run_id = run_id or (
-        f"real-faults-{design}-{fault.action}-{fault.target}-L{core.lease_duration:g}"
+        f"{chosen.run_prefix}-{design}-{fault.action}-{fault.target}-L{core.lease_duration:g}"
         f"-H{core.heartbeat_interval:g}-{spec.seed}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     )
     started_at = utc_now()
-    base = Path(tempfile.mkdtemp(prefix="dtq-faults-", dir=workdir))
-    directory = base / design
-    space = namespace_up() if fault.action == "partition" else None
-    hosts: dict[str, str] = {}
-    netns: dict[str, str] = {}
-    if space is not None:  # everyone on the veth's host end, the target behind it
-        names = cluster.MICRO_ROLES if design == "micro" else cluster.MONO_NODES
-        hosts = {name: space.host_ip for name in names} | {fault.target: space.ns_ip}
-        netns = {fault.target: space.name}
-    try:
-        info = await asyncio.to_thread(
-            functools.partial(
-                cluster.up,
-                design,
-                directory,
-                slots,
-                store,
-                overrides_for(core),
-                60.0,
-                hosts=hosts,
-                netns=netns,
-            )
-        )
-    except BaseException:
-        if space is not None:
-            namespace_down(space)
-        shutil.rmtree(base, ignore_errors=True)
-        raise
-    try:
-        result, injection = await _load_with_fault(info, spec, fault, drain, space)
+    async with chosen.open(design, fault, store, slots, overrides_for(core)) as running:
+        result, injection = await _load_with_fault(running, spec, fault, drain)
         accepted = {r.job_id for r in result.requests if r.op is Op.SUBMIT and r.status == "OK"}
-        jobs = await read_cluster_jobs(info.clients, accepted, settle, info.client_security())
-    finally:
-        with contextlib.suppress(ProcessLookupError, KeyError, FileNotFoundError):
-            cluster.kill(directory, fault.target, signal.SIGCONT)  # in case a stop was interrupted
-        await asyncio.to_thread(cluster.down, directory, 10.0)
-        if space is not None:
-            namespace_down(space)
-        shutil.rmtree(base, ignore_errors=True)
+        jobs = await read_cluster_jobs(running.clients, accepted, settle, running.client_security())
+        described = running.describe()
     found = audit(result.requests, result.jobs, jobs, injection.injected_at, spec.total_time)
     run_dir = None
     if runs_out is not None:
@@ -480,6 +809,7 @@ async def run_fault(
             "settings": overrides_for(core),
             "fault": asdict(fault),
             "injection": {k: v for k, v in asdict(injection).items() if k != "fault"},
+            "cluster": described,
         }
         config = run_config(
             run_id=run_id,
@@ -541,14 +871,30 @@ def write_rows(runs: Sequence[FaultRun], out: Path, append: bool = False) -> Pat
 
 def add_parser(sub: Any) -> None:
     """`dtq faults run` (sub is the dtq command's subparsers object)."""
-    p = sub.add_parser("faults", help="fault injection under load into a local cluster, and an audit")
+    p = sub.add_parser("faults", help="fault injection under load into a real cluster, and an audit")
     fsub = p.add_subparsers(dest="faults_command", required=True)
     r = fsub.add_parser("run", help="one run per (fault, target); rows to --out (ROW_KEYS of sim/faults.py)")
     r.add_argument("--design", choices=["micro", "mono"], required=True)
+    r.add_argument(
+        "--backend",
+        choices=["local", "compose"],
+        default="local",
+        help="local processes or Compose containers",
+    )
+    r.add_argument("--image", default="dtq:latest", help="compose: the dtq image to run (not built here)")
+    r.add_argument("--project", default="", help="compose: project name (default dtq-faults-<design>)")
     r.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     r.add_argument("--faults", default="kill,stop", help=f"comma-separated, of {','.join(FAULTS)}")
-    r.add_argument("--targets", default="", help="comma-separated node names (default: per fault)")
-    r.add_argument("--out", default="", help="JSON rows (default data/faults/real-<design>.json)")
+    r.add_argument(
+        "--targets",
+        default="",
+        help="comma-separated node names, or FAULT:NAME for one fault (default: per fault)",
+    )
+    r.add_argument(
+        "--out",
+        default="",
+        help="JSON rows (default data/faults/real-<design>.json; compose: compose-<design>.json)",
+    )
     r.add_argument("--append", action="store_true", help="add the rows to --out's instead of replacing")
     r.add_argument("--runs-out", default="data/runs", help="run directories root ('' : none)")
     r.add_argument("--lease", type=float, default=5.0, help="lease duration (s)")
@@ -576,7 +922,14 @@ def faults_command(args: argparse.Namespace) -> int:
     core = core_for(CoreConfig(), args.lease, args.heartbeat)
     clients = args.slots if args.clients < 0 else args.clients
     spec = fault_workload(args.rate, args.job_duration, args.fault_at - 2.0 + args.after, args.seed, clients)
-    out = Path(args.out or f"data/faults/real-{args.design}.json")
+    backend: Backend = (
+        ComposeBackend(image=args.image, project=args.project)
+        if args.backend == "compose"
+        else LocalBackend()
+    )
+    out = Path(
+        args.out or f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json"
+    )
     runs_out = Path(args.runs_out) if args.runs_out else None
     runs: list[FaultRun] = []
     for fault in faults:
@@ -591,6 +944,7 @@ def faults_command(args: argparse.Namespace) -> int:
                 drain=args.drain,
                 settle=args.settle,
                 runs_out=runs_out,
+                backend=backend,
             )
         )
         runs.append(run)

@@ -89,7 +89,7 @@ def experiment_rows(data: Path, name: str = DEFAULT_EXPERIMENT) -> list[dict[str
 
 
 def fault_rows(data: Path, kind: str) -> list[dict[str, Any]]:
-    """data/faults/<kind>-micro.json and <kind>-mono.json rows (kind: sim or real). Other files there
+    """data/faults/<kind>-micro.json and <kind>-mono.json rows (kind: sim, real or compose). Other files there
     (e.g. real-<design>-open.json, an open-loop variant) are another workload and are not mixed in."""
     rows: list[dict[str, Any]] = []
     for path in [data / "faults" / f"{kind}-{d}.json" for d in ("micro", "mono")]:
@@ -313,6 +313,44 @@ def table_faults(sim_rows: Sequence[Mapping[str, Any]], real_rows: Sequence[Mapp
         "'-' = not run. The real injector's kill "
         "of A's worker is the simulator's kill_worker; a B node kill (the whole process) is not. "
         + ("No real fault runs yet.\n" if not real_rows else "\n")
+    )
+    return markdown_table(header, body) + note
+
+
+def table_faults_compose(
+    local_rows: Sequence[Mapping[str, Any]], compose_rows: Sequence[Mapping[str, Any]]
+) -> str:
+    """The same faults on the local process clusters and on Compose clusters: medians per point."""
+    if not compose_rows:
+        return "No Compose fault runs yet (`dtq faults run --backend compose`).\n"
+
+    def key(r: Mapping[str, Any]) -> tuple[str, str, float, float]:
+        return (r["design"], fault_name(r), num(r["lease_s"]), num(r["heartbeat_s"]))
+
+    local: dict[tuple[str, str, float, float], list[Mapping[str, Any]]] = {}
+    compose: dict[tuple[str, str, float, float], list[Mapping[str, Any]]] = {}
+    for rows, into in ((local_rows, local), (compose_rows, compose)):
+        for r in rows:
+            into.setdefault(key(r), []).append(r)
+    body = []
+    for k in sorted(compose, key=lambda k: (_design_key(k[0]), k[1], k[2], k[3])):
+        cells = [DESIGN_LABEL.get(k[0], k[0]), k[1], fmt(k[2], 1), fmt(k[3], 1)]
+        for runs in (local.get(k, []), compose[k]):
+            cells += [
+                _median_cell(runs, "recovery_s", 1),
+                _median_cell(runs, "duplicates", 0),
+                _median_cell(runs, "lost", 0),
+                _median_cell(runs, "unavailable_s", 1),
+                str(len(runs)),
+            ]
+        body.append(cells)
+    header = ["design", "fault", "lease s", "heartbeat s"]
+    for where in ("local", "compose"):
+        header += [f"{where} recovery s", f"{where} dup", f"{where} lost", f"{where} unavail s", "runs"]
+    note = (
+        "\nFrom data/faults/real-{micro,mono}.json (local process clusters) and compose-{micro,mono}.json "
+        "(`dtq faults run --backend compose`: docker kill / pause / stop+start / network disconnect); "
+        "medians over the runs of a point, 'never' and '-' as above.\n"
     )
     return markdown_table(header, body) + note
 
@@ -775,6 +813,7 @@ def build(
 
     sim_faults, real_faults = fault_rows(data, "sim"), fault_rows(data, "real")
     table("faults", table_faults(sim_faults, real_faults))
+    table("faults_compose", table_faults_compose(real_faults, fault_rows(data, "compose")))
     if sim_faults or real_faults:
         figure("faults", lambda: fig_faults(sim_faults, real_faults, figs))
     else:

@@ -123,6 +123,7 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
         "saturation",
         "winners",
         "faults",
+        "faults_compose",
         "calibration",
     }
     for path in built.tables.values():
@@ -256,3 +257,31 @@ def test_saturation_and_winner_tables_read_the_validation_summary() -> None:
     assert "| 10% |" in lines[1] and "in 1 of 1 cells" in text
     assert "| p50 | 5 | 1 | 3 of 4 | 4 of 5 |" in report.table_winner_agreement(summary)
     assert report.table_saturation({}).startswith("No validation data yet")
+
+
+def test_compose_fault_table_sets_each_compose_point_beside_the_local_one() -> None:
+    def row(fault: str, target: str, recovery: float | None, dup: int, unavail: float) -> dict[str, Any]:
+        return {
+            "design": "micro",
+            "fault": fault,
+            "target": target,
+            "lease_s": 5.0,
+            "heartbeat_s": 1.0,
+            "recovery_s": recovery,
+            "duplicates": dup,
+            "lost": 0,
+            "unavailable_s": unavail,
+        }
+
+    local = [row("kill", "job", 4.0, 0, 0.0), row("kill", "job", 5.0, 0, 0.0)]
+    compose = [
+        row("kill", "job", 6.5, 3, 1.0),
+        row("kill", "job", None, 11, 2.0),
+        row("kill", "job", 6.5, 6, 1.5),
+    ]
+    compose.append(row("pause", "worker", 4.5, 12, 0.0))
+    text = report.table_faults_compose(local, compose)
+    lines = [line for line in text.splitlines() if line.startswith("| A")]
+    assert lines[0] == "| A (micro) | kill job | 5.0 | 1.0 | 4.5 | 0 | 0 | 0.0 | 2 | 6.5 | 6 | 0 | 1.5 | 3 |"
+    assert lines[1] == "| A (micro) | pause worker | 5.0 | 1.0 | - | - | - | - | 0 | 4.5 | 12 | 0 | 0.0 | 1 |"
+    assert report.table_faults_compose(local, []).startswith("No Compose fault runs yet")
