@@ -8,8 +8,9 @@ it leases them to the thief's worker, and reports go back to it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,12 @@ def grant_steal(requested: int, local_ready: int, local_free_slots: int) -> int:
 MAX_IDLE_POLL = 0.8  # seconds between depth rounds in a cluster with nothing to steal
 
 
+class PeerSampler(Protocol):
+    """What the pacer needs of a random generator to sample peers (numpy.random.Generator fits)."""
+
+    def random(self) -> float: ...
+
+
 class StealPacer:
     """When an idle node asks its peers for their queue depths and steals. One per node, shared by
     the real node (realsys/mono/backend.py) and the simulator, so the two cannot drift.
@@ -56,11 +63,26 @@ class StealPacer:
     - Depths are asked at most once per poll interval. Each round that steals nothing doubles the
       interval, up to `max_idle_poll`, so an idle cluster does not spend its cores polling; only a
       steal that got work resets it.
+    - A round asks every peer (`fanout` 0), or `fanout` peers drawn afresh each round (the "power of
+      d choices" of randomized load balancing): with N nodes polling all peers is N² RPCs a round,
+      while d = 2..4 random peers already find a loaded victim with high probability.
     """
 
-    def __init__(self, steal_interval: float, max_idle_poll: float = MAX_IDLE_POLL) -> None:
+    def __init__(
+        self,
+        steal_interval: float,
+        max_idle_poll: float = MAX_IDLE_POLL,
+        fanout: int = 0,
+        rng: PeerSampler | None = None,
+    ) -> None:
+        if fanout < 0:
+            raise ValueError("fanout must be >= 0 (0: every peer)")
+        if fanout and rng is None:
+            raise ValueError("a fanout needs a random generator to draw peers")
         self.steal_interval = steal_interval
         self.max_idle_poll = max_idle_poll
+        self.fanout = fanout
+        self._rng = rng
         self.poll_interval = steal_interval
         self.depths: dict[str, int] = {}
         self._depths_at = -float("inf")
@@ -83,6 +105,18 @@ class StealPacer:
 
     def needs_depths(self, now: float) -> bool:
         return now - self._depths_at >= self.poll_interval
+
+    def peers_to_ask(self, peers: Sequence[str]) -> list[str]:
+        """The peers whose depths this round asks for, in their given order: all of them, or
+        `fanout` drawn without replacement."""
+        if not self.fanout or self.fanout >= len(peers):
+            return list(peers)
+        assert self._rng is not None
+        order = list(range(len(peers)))
+        for i in range(self.fanout):  # the first `fanout` steps of a Fisher-Yates shuffle
+            j = i + min(int(self._rng.random() * (len(order) - i)), len(order) - i - 1)
+            order[i], order[j] = order[j], order[i]
+        return [peers[i] for i in sorted(order[: self.fanout])]
 
     def record_depths(self, now: float, depths: Mapping[str, int]) -> None:
         self.depths = dict(depths)

@@ -21,6 +21,8 @@ drifts over all of them alike):
 3. RPCs per job: every node's `dtq_rpc_total` (Prometheus) before and after a fixed number of jobs,
    divided by the jobs (background RPCs such as heartbeats and steal polls included); for Celery the
    Redis commands per job (INFO commandstats).
+4. With `--profile`: py-spy samples the echo server and the single submit node at 16 in flight, and
+   node n1 of Design B during an end-to-end run, and prints where their time goes (realsys/profiling.py).
 
 The child processes speak JSON over stdin/stdout (`python -m realsys.bench child|echo-server`).
 """
@@ -558,6 +560,7 @@ class Bench:
     celery: Any = None
     celery_note: str = ""
     echo: tuple[str, int] = ("", 0)
+    profiles: dict[str, Any] = field(default_factory=dict)  # name -> realsys.profiling.Profile
     loops: set[str] = field(default_factory=set)
 
 
@@ -757,7 +760,50 @@ def _report(bench: Bench, load_start: tuple[float, float, float], rpcs: Mapping[
             detail = ", ".join(f"{m} {v:.2f}" for m, v in counts.items())
             failures = f"  ({failed} not SUCCEEDED)" if failed else ""
             lines.append(f"  {name:<15} {total:5.2f} {unit}/job: {detail}{failures}")
+    if bench.profiles:
+        lines += ["", "Where the time goes (py-spy, Python frames; C time is charged to its caller)"]
+        for label, profile in bench.profiles.items():
+            lines.append(f"  {label}:")
+            lines += [f"    {profile}"] if isinstance(profile, str) else profile.lines(indent="    ")
     return "\n".join(lines)
+
+
+def profile_servers(bench: Bench, root: Path) -> None:
+    """py-spy on each server while the load of its figure runs (after the measured rounds: sampling
+    costs the target a little CPU, so no figure above is taken under it)."""
+    from realsys import profiling
+
+    args = bench.args
+    runs: list[tuple[str, int, Callable[[], object], float]] = []
+    if not args.no_submit:
+        servers = {"echo": (*bench.echo, "echo")} | {
+            f"submit/{store}": (address, pid, "submit") for store, (address, pid) in bench.singles.items()
+        }
+        for name, (address, pid, method) in servers.items():
+
+            def rpc(address: str = address, pid: int = pid, method: str = method) -> object:
+                return rpc_once(address, method, 16, args.rpc_warmup, args.rpc_window, pid)
+
+            runs.append((f"{name} at 16 in flight", pid, rpc, args.rpc_warmup + args.rpc_window))
+    for name, spec in bench.targets.items():
+        if name.startswith("mono/") and "-" not in name:
+            pid = bench.pids[name][0]
+
+            def e2e(spec: dict[str, Any] = spec, name: str = name) -> object:
+                return e2e_once(spec, args.clients, args.processes, args.warmup, args.window, [])
+
+            runs.append((f"{name} end to end, node n1", pid, e2e, args.warmup + args.window))
+    for label, pid, load, seconds in runs:
+        _say(f"  profiling {label} ...")
+        out = root / f"profile-{len(bench.profiles)}.raw"
+        sampler = profiling.start_sampling(pid, seconds, out)
+        try:
+            load()
+        finally:
+            try:
+                bench.profiles[label] = profiling.finish_sampling(sampler, out)
+            except RuntimeError as exc:
+                bench.profiles[label] = str(exc)
 
 
 def run_bench(args: argparse.Namespace) -> str:
@@ -775,6 +821,8 @@ def run_bench(args: argparse.Namespace) -> str:
                 else:
                     ports = metrics_ports(bench.clusters[name])
                     rpcs[name] = count_rpcs(spec, ports, args.count_jobs)
+        if args.profile:
+            profile_servers(bench, Path(tmp))
     return _report(bench, load_start, rpcs)
 
 
@@ -800,6 +848,11 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--no-sw", action="store_true", help="skip the submit-with-wait client (-sw rows, both designs)"
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the figures, sample the servers with py-spy and print where their time goes",
     )
 
 

@@ -105,6 +105,7 @@ class NodeConfig:
     rpc_timeout: float = 5.0  # deadline on every internal hop
     fetch_wait: float = 5.0  # FetchWork long-poll
     steal_interval: float = 0.05  # mono: how often an idle node looks for work to steal
+    steal_fanout: int = 0  # mono: peers a depth round asks, drawn at random (0: every peer)
     drain_timeout: float = 10.0  # SIGTERM grace
     log_level: str = "INFO"
     security: SecurityConfig = field(default_factory=SecurityConfig)
@@ -175,6 +176,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         rpc_timeout=_number(env, "DTQ_RPC_TIMEOUT", float, 5.0, positive=True),
         fetch_wait=_number(env, "DTQ_FETCH_WAIT", float, 5.0, minimum=0.0),
         steal_interval=_number(env, "DTQ_STEAL_INTERVAL", float, 0.05, positive=True),
+        steal_fanout=_number(env, "DTQ_STEAL_FANOUT", int, 0, minimum=0),
         drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
         log_level=log_level,
         security=_security_config(env),
@@ -197,6 +199,7 @@ def config_to_env(config: NodeConfig) -> dict[str, str]:
         "DTQ_RPC_TIMEOUT": repr(config.rpc_timeout),
         "DTQ_FETCH_WAIT": repr(config.fetch_wait),
         "DTQ_STEAL_INTERVAL": repr(config.steal_interval),
+        "DTQ_STEAL_FANOUT": str(config.steal_fanout),
         "DTQ_DRAIN_TIMEOUT": repr(config.drain_timeout),
         "DTQ_LOG_LEVEL": config.log_level,
     }

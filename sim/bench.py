@@ -88,9 +88,12 @@ WHATIF_NODES = 100
 WHATIF_SLOTS = 12  # per node
 WHATIF_JOB_SECONDS = 0.5  # mean exponential job duration
 WHATIF_RATE = 2000.0  # submits/s: 83% of the 1200 slots' 2400 jobs/s
+# peers a depth round asks at 100 nodes: polling all 99 is ~10^4 QueueDepth RPCs per round of the
+# cluster, which dominated the run (and would dominate a real one); d random peers find a loaded one
+WHATIF_FANOUT = 4
 
 
-def whatif_params(nodes: int = WHATIF_NODES) -> SimParams:
+def whatif_params(nodes: int = WHATIF_NODES, fanout: int = WHATIF_FANOUT) -> SimParams:
     """Design B at scale: `nodes` nodes, each alone on its own 2-core host, placeholder costs, and the
     load generator (4 processes) on a host of its own."""
     return SimParams(
@@ -100,10 +103,11 @@ def whatif_params(nodes: int = WHATIF_NODES) -> SimParams:
         procs_per_host=1,
         loadgen_host=nodes,
         loadgen_processes=4,
+        steal_fanout=fanout,
     )
 
 
-def whatif(jobs: int, nodes: int = WHATIF_NODES) -> SimResult:
+def whatif(jobs: int, nodes: int = WHATIF_NODES, fanout: int = WHATIF_FANOUT) -> SimResult:
     """`jobs` submits at WHATIF_RATE to a `nodes`-node Design B cluster (about jobs / rate simulated
     seconds, plus the drain)."""
     workload = WorkloadSpec(
@@ -113,7 +117,7 @@ def whatif(jobs: int, nodes: int = WHATIF_NODES) -> SimResult:
         warmup=min(5.0, jobs / WHATIF_RATE / 10),
         seed=1,
     )
-    return run(SimConfig("mono", workload, whatif_params(nodes)))
+    return run(SimConfig("mono", workload, whatif_params(nodes, fanout)))
 
 
 def _median(values: list[float]) -> float:
@@ -130,6 +134,31 @@ def _jobs_summary(result: SimResult) -> str:
     )
 
 
+# where a function's own time goes, by the file it is in (first match wins)
+PROFILE_PARTS = (
+    ("event loop (sim/engine.py SimEnv: dispatch, scheduling)", ("sim/engine.py",)),
+    ("CPU bursts (sim/cpu.py: cores, loops, costs)", ("sim/cpu.py",)),
+    ("SimPy events and processes", ("/simpy/",)),
+    ("core decisions (model/)", ("/model/",)),
+    ("design drivers, load generator, records (sim/ rest)", ("/sim/",)),
+)
+
+
+BUILTINS = "builtins (heapq, generator send, containers)"
+
+
+def profile_shares(stats: pstats.Stats) -> tuple[list[tuple[str, float]], float]:
+    """Own (tottime) seconds per part of the simulator; builtins (heapq, generator sends, dicts) are
+    one part of their own, as cProfile cannot say who they work for."""
+    parts: dict[str, float] = {}
+    total = 0.0
+    for (file, _, _), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        total += own
+        part = next((name for name, keys in PROFILE_PARTS if any(k in file for k in keys)), BUILTINS)
+        parts[part] = parts.get(part, 0.0) + own
+    return sorted(parts.items(), key=lambda kv: -kv[1]), total
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true")
@@ -139,6 +168,12 @@ def main(argv: list[str] | None = None) -> None:
         "--jobs", type=int, default=1_000_000, help="jobs in the 100-node what-if (0: skip it)"
     )
     parser.add_argument("--whatif-repeats", type=int, default=1, help="runs of the what-if (median)")
+    parser.add_argument(
+        "--fanout-jobs",
+        type=int,
+        default=20_000,
+        help="jobs of a shorter what-if run with every peer polled and with the fanout (0: skip)",
+    )
     args = parser.parse_args(argv)
     reps = max(1, args.repeats)
     c, mu = 12, 100.0  # 12 slots, 10 ms jobs
@@ -171,11 +206,22 @@ def main(argv: list[str] | None = None) -> None:
             f"{_median([r.stats['jobs_per_wall_second'] for r in runs]):,.0f} jobs/wall-s; "
             f"{_jobs_summary(runs[0])}"
         )
+    if args.fanout_jobs > 0:
+        for fanout in (0, WHATIF_FANOUT):
+            r = whatif(args.fanout_jobs, fanout=fanout)
+            counters = r.stats["counters"]
+            print(
+                f"what-if mono {WHATIF_NODES} nodes, {args.fanout_jobs:,} jobs, steal fanout "
+                f"{fanout or 'all peers'}: {r.stats['jobs_per_wall_second']:,.0f} jobs/wall-s, "
+                f"{counters.get('depth_asks', 0) / args.fanout_jobs:.1f} QueueDepth calls and "
+                f"{counters.get('stolen', 0) / args.fanout_jobs:.2f} steals per job; {_jobs_summary(r)}"
+            )
     if args.jobs > 0:
         runs = [whatif(args.jobs) for _ in range(max(1, args.whatif_repeats))]
         wall = _median([r.stats["wall_seconds"] for r in runs])
         line = (
-            f"what-if mono {WHATIF_NODES} nodes x {WHATIF_SLOTS} slots, {args.jobs:,} jobs at "
+            f"what-if mono {WHATIF_NODES} nodes x {WHATIF_SLOTS} slots (steal fanout {WHATIF_FANOUT}), "
+            f"{args.jobs:,} jobs at "
             f"{WHATIF_RATE:g}/s (median of {len(runs)}): wall {wall:,.1f} s "
             f"(CPU {_median([r.stats['cpu_seconds'] for r in runs]):,.1f} s), "
             f"sim/wall {_median([r.stats['sim_per_wall'] for r in runs]):.2f}, "
@@ -191,13 +237,20 @@ def main(argv: list[str] | None = None) -> None:
             )
         print(line)
     if args.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        cluster_near_saturation("mono", 1000.0, args.seconds / 6)
-        profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
-        print(out.getvalue())
+        for design, rate in (("mono", 1000.0), ("micro", 600.0)):
+            profiler = cProfile.Profile()
+            profiler.enable()
+            cluster_near_saturation(design, rate, args.seconds / 6)
+            profiler.disable()
+            stats = pstats.Stats(profiler)
+            shares, total = profile_shares(stats)
+            print(f"profile: 6-process {design} at {rate:g} submits/s, {total:.1f} s of own time (cProfile):")
+            for part, seconds in shares:
+                print(f"  {seconds / total:6.1%}  {part}")
+            out = io.StringIO()
+            stats.stream = out  # type: ignore[attr-defined]
+            stats.sort_stats("tottime").print_stats(12)
+            print(out.getvalue())
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ class Component(IntEnum):
     CORE = 5  # the core's own random source (retry backoff jitter)
     CHECKPOINT = 6
     WAKEUP = 7
+    STEAL = 8  # Design B: which peers a depth round asks (steal_fanout)
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:

@@ -70,7 +70,12 @@ class MonoNode:
         self.worker: SimWorker | None = None
         self._incarnations = 0
         # the same pacing object the real node uses: when to poll peers' depths and steal
-        self.pacer = StealPacer(params.steal_interval, params.max_idle_poll)
+        self.pacer = StealPacer(
+            params.steal_interval,
+            params.max_idle_poll,
+            params.steal_fanout,
+            stream(cluster.costs.seed, Component.STEAL, index) if params.steal_fanout else None,
+        )
         self.stolen = 0
         self.forwarded = 0
 
@@ -342,8 +347,12 @@ class MonoNode:
         if not peers:
             return []
         if self.pacer.needs_depths(env.now):
-            replies = yield from cluster.gather([cluster.call(self.proc, p.queue_depth()) for p in peers])
-            self.pacer.record_depths(env.now, {p.name: d for p, d in zip(peers, replies, strict=True)})
+            names = self.pacer.peers_to_ask([p.name for p in peers])
+            asked = [cluster.by_name[name] for name in names]
+            cluster.count("depth_rounds")
+            cluster.count("depth_asks", len(asked))
+            replies = yield from cluster.gather([cluster.call(self.proc, p.queue_depth()) for p in asked])
+            self.pacer.record_depths(env.now, dict(zip(names, replies, strict=True)))
             yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
         plan = self.pacer.plan(self.name, free_slots, self.sched.queue.ready_count)
         if plan is None:

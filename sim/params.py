@@ -211,6 +211,7 @@ class SimParams:
     fetch_wait: float = 5.0  # worker FetchWork long-poll
     steal_interval: float = 0.05  # Design B: an idle node's QueueDepth round at most this often
     max_idle_poll: float = 0.8  # Design B: ... backing off to this when rounds steal nothing
+    steal_fanout: int = 0  # Design B: peers a depth round asks, drawn at random (0: every peer)
     min_empty_poll: float = 0.05  # worker runtime: pause after an empty fetch that returned this fast
     wait_poll: float = 30.0  # the load generator's WaitJob long-poll (re-issued until the job ends)
     sweep_interval: float = 0.0  # Design A job service sweep; 0: as realsys (min(60, max(5, 3 lease)))
@@ -253,6 +254,8 @@ class SimParams:
             raise InvalidArgument("loadgen_host must name one of the hosts")
         if self.nodes < 1 or self.slots < 1 or self.node_slots < 0:
             raise InvalidArgument("need nodes >= 1, slots >= 1 and node_slots >= 0")
+        if self.steal_fanout < 0:
+            raise InvalidArgument("steal_fanout must be >= 0 (0: every peer)")
         if self.loadgen_processes < 1 or self.max_waiters < 1 or self.list_page_size < 0:
             raise InvalidArgument("need loadgen_processes >= 1, max_waiters >= 1, list_page_size >= 0")
         if not 0 <= self.client_send_fraction <= 1:

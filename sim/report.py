@@ -101,9 +101,11 @@ def fault_rows(data: Path, kind: str) -> list[dict[str, Any]]:
     return rows
 
 
-def validation_files(data: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(points.csv, error_table.csv) rows from data/validation/, each empty when absent."""
-    root = data / "validation"
+def validation_files(
+    data: Path, folder: str = "validation"
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(points.csv, error_table.csv) rows from data/<folder>/, each empty when absent."""
+    root = data / folder
     points = read_csv(root / "points.csv") if (root / "points.csv").is_file() else []
     errors = read_csv(root / "error_table.csv") if (root / "error_table.csv").is_file() else []
     return points, errors
@@ -365,7 +367,14 @@ def _median_cell(runs: Sequence[Mapping[str, Any]], col: str, digits: int) -> st
     return "never" if math.isinf(median) else fmt(median, digits)
 
 
-def table_validation(points: Sequence[Mapping[str, str]], errors: Sequence[Mapping[str, str]]) -> str:
+AFTER_FOLDER = "validation/after"
+
+
+def table_validation(
+    points: Sequence[Mapping[str, str]],
+    errors: Sequence[Mapping[str, str]],
+    folder: str = "validation",
+) -> str:
     if not errors:
         return NO_VALIDATION.capitalize() + " (`dtq validate data/experiments/validation.yaml`).\n"
     cols = [c for c in errors[0] if c not in ("band", "metric", "points")]
@@ -374,7 +383,7 @@ def table_validation(points: Sequence[Mapping[str, str]], errors: Sequence[Mappi
         for r in errors
     ]
     note = (
-        f"\nFrom data/validation/error_table.csv ({len(points)} points in points.csv): relative error "
+        f"\nFrom data/{folder}/error_table.csv ({len(points)} points in points.csv): relative error "
         "(sim - real) / real in percent; floor = the real system's own run-to-run deviation.\n"
     )
     return markdown_table(["band", "metric", "points", *cols], body) + note
@@ -485,6 +494,35 @@ def table_calibration(calibration: Mapping[str, Any], name: str) -> str:
         + ".\n"
     )
     header = ["parameter", "samples", "> 0", "mean µs", "p50 µs", "p95 µs", "lognormal sigma", "KS"]
+    return markdown_table(header, body) + note
+
+
+def table_calibration_drift(
+    before: Mapping[str, Any], after: Mapping[str, Any], names: tuple[str, str]
+) -> str:
+    """The same calibration command before and after the validation's real runs: per key the two
+    medians and their ratio, and the median ratio over every key both measured with non-zero medians."""
+    first, second = calibration_samples(before), calibration_samples(after)
+    body = []
+    ratios = []
+    for key in sorted(set(first) & set(second)):
+        a, b = float(np.median(first[key])), float(np.median(second[key]))
+        ratio = b / a if a > 0 else math.nan
+        if a > 0 and b > 0:
+            ratios.append(ratio)
+        body.append([key, fmt(1e6 * a, 1), fmt(1e6 * b, 1), fmt(ratio, 2)])
+    typical = float(np.median(ratios)) if ratios else math.nan
+    spread = (
+        f"{fmt(float(np.quantile(ratios, 0.25)), 2)}-{fmt(float(np.quantile(ratios, 0.75)), 2)}"
+        if ratios
+        else "-"
+    )
+    header = ["parameter", f"{names[0]} p50 µs", f"{names[1]} p50 µs", "after / before"]
+    note = (
+        f"\nFrom data/calibration/{names[0]}.json (made right before the validation's real runs) and "
+        f"{names[1]}.json (right after them), the same command. Median ratio over the {len(ratios)} keys "
+        f"with non-zero medians: {fmt(typical, 2)} (IQR {spread}).\n"
+    )
     return markdown_table(header, body) + note
 
 
@@ -803,6 +841,12 @@ def build(
 
     points, errors = validation_files(data)
     table("validation", table_validation(points, errors))
+    # the same real runs simulated from the calibration made right after them (the drift's other side)
+    after_points, after_errors = validation_files(data, AFTER_FOLDER)
+    if after_errors:
+        table("validation_after", table_validation(after_points, after_errors, AFTER_FOLDER))
+    else:
+        table("validation_after", f"No data/{AFTER_FOLDER}/ yet.\n")
     summary = validation_summary(data)
     table("saturation", table_saturation(summary))
     table("winners", table_winner_agreement(summary))
@@ -827,6 +871,15 @@ def build(
     else:
         table("calibration", f"No calibration `{calibration}` yet (`dtq calibrate --name {calibration}`).\n")
         built.notes.append(f"calibration {calibration}: missing")
+
+    after_path = data / "calibration" / f"{calibration}-after.json"
+    if cal_path.is_file() and after_path.is_file():
+        after = json.loads(after_path.read_text())
+        cal = json.loads(cal_path.read_text())
+        names = (calibration, f"{calibration}-after")
+        table("calibration_drift", table_calibration_drift(cal, after, names))
+    else:
+        table("calibration_drift", f"No `{calibration}-after` calibration to compare with.\n")
 
     if report is not None and Path(report).is_file():
         fill_report(Path(report), {k: p.read_text() for k, p in built.tables.items()})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import numpy as np
 
 from dtq.v1 import internal_pb2, worker_pb2
 from model.errors import DtqError, StaleAttempt, Unavailable
@@ -31,13 +32,20 @@ RunningList = list[tuple[str, int]]
 
 class InProcessBackend:
     def __init__(
-        self, core: LocalCore, links: PeerLinks, metrics: NodeMetrics, steal_interval: float
+        self,
+        core: LocalCore,
+        links: PeerLinks,
+        metrics: NodeMetrics,
+        steal_interval: float,
+        steal_fanout: int = 0,
     ) -> None:
         self.core = core
         self.links = links
         self.metrics = metrics
         self.stolen = 0  # jobs this node's worker took from peers
-        self.pacer = StealPacer(steal_interval)  # when to poll peers and steal (model/stealing.py)
+        # when to poll peers and steal (model/stealing.py); peers drawn from fresh OS entropy
+        rng = np.random.default_rng() if steal_fanout else None
+        self.pacer = StealPacer(steal_interval, fanout=steal_fanout, rng=rng)
 
     # ---------------------------------------------------------------- WorkerBackend
     async def heartbeat(
@@ -139,7 +147,7 @@ class InProcessBackend:
         return got
 
     async def _peer_depths(self) -> dict[str, int]:
-        """Every peer's ready count (a down peer counts 0)."""
+        """The ready count of every peer the pacer asks this round (a down peer counts 0)."""
         timeout = min(self.links.rpc_timeout, max(self.pacer.steal_interval * 10, 0.5))
 
         async def ask(peer: str) -> int:
@@ -148,7 +156,7 @@ class InProcessBackend:
             )
             return response.ready
 
-        names = self.links.names
+        names = self.pacer.peers_to_ask(self.links.names)
         replies = await asyncio.gather(*(ask(p) for p in names), return_exceptions=True)
         depths: dict[str, int] = {}
         for peer, reply in zip(names, replies, strict=True):

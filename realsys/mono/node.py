@@ -58,7 +58,9 @@ class MonoNode:
         self.links = PeerLinks(
             config.name, config.peers, config.rpc_timeout, internal_channel_security(config.security)
         )
-        self.backend = InProcessBackend(self.core, self.links, metrics, config.steal_interval)
+        self.backend = InProcessBackend(
+            self.core, self.links, metrics, config.steal_interval, config.steal_fanout
+        )
         self.runtime: WorkerRuntime | None = None
         if config.slots > 0:
             self.runtime = WorkerRuntime(

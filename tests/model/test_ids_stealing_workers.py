@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -329,3 +330,32 @@ def test_steal_pacer_idle_wait_lands_on_the_steal_time(idle_since: float, elapse
     pacer = StealPacer(steal_interval=0.05)
     now = idle_since + 0.05 * elapsed_fraction
     assert pacer.idle_wait(idle_since, now + pacer.idle_wait(idle_since, now)) == 0
+
+
+@given(
+    peers=st.integers(min_value=0, max_value=40),
+    fanout=st.integers(min_value=0, max_value=50),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_steal_pacer_fanout_asks_a_random_subset_in_order(peers: int, fanout: int, seed: int) -> None:
+    names = [f"n{i:02d}" for i in range(peers)]
+    asked = StealPacer(0.05, fanout=fanout, rng=np.random.default_rng(seed)).peers_to_ask(names)
+    again = StealPacer(0.05, fanout=fanout, rng=np.random.default_rng(seed)).peers_to_ask(names)
+    assert asked == again  # the same stream draws the same peers
+    assert len(asked) == (peers if fanout == 0 else min(fanout, peers))
+    assert asked == sorted(set(asked)) and set(asked) <= set(names)
+
+
+def test_steal_pacer_fanout_rounds_draw_afresh_and_cover_every_peer() -> None:
+    names = [f"n{i:02d}" for i in range(20)]
+    pacer = StealPacer(0.05, fanout=3, rng=np.random.default_rng(7))
+    rounds = [tuple(pacer.peers_to_ask(names)) for _ in range(200)]
+    assert len(set(rounds)) > 100  # not one fixed subset
+    assert {name for r in rounds for name in r} == set(names)
+
+
+def test_steal_pacer_fanout_needs_a_generator_and_is_not_negative() -> None:
+    with pytest.raises(ValueError, match="random generator"):
+        StealPacer(0.05, fanout=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        StealPacer(0.05, fanout=-1, rng=np.random.default_rng(0))

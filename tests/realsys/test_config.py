@@ -68,6 +68,7 @@ def test_every_variable_is_read() -> None:
         DTQ_RPC_TIMEOUT="1.5",
         DTQ_FETCH_WAIT="0",
         DTQ_STEAL_INTERVAL="0.2",
+        DTQ_STEAL_FANOUT="3",
         DTQ_DRAIN_TIMEOUT="0.5",
         DTQ_LOG_LEVEL="debug",
         DTQ_LEASE_DURATION="4",
@@ -102,6 +103,7 @@ def test_every_variable_is_read() -> None:
         rpc_timeout=1.5,
         fetch_wait=0.0,
         steal_interval=0.2,
+        steal_fanout=3,
         drain_timeout=0.5,
         log_level="DEBUG",
     )
@@ -216,6 +218,7 @@ BAD = [
     ("infinite drain", mono_env(DTQ_DRAIN_TIMEOUT="inf"), "DTQ_DRAIN_TIMEOUT must be finite"),
     ("negative fetch wait", mono_env(DTQ_FETCH_WAIT="-1"), "DTQ_FETCH_WAIT must be >= 0"),
     ("zero steal interval", mono_env(DTQ_STEAL_INTERVAL="0"), "DTQ_STEAL_INTERVAL must be > 0"),
+    ("negative steal fanout", mono_env(DTQ_STEAL_FANOUT="-1"), "DTQ_STEAL_FANOUT must be >= 0"),
     ("unknown log level", mono_env(DTQ_LOG_LEVEL="loud"), "DTQ_LOG_LEVEL must be one of"),
     ("core not a number", mono_env(DTQ_MAX_PENDING="lots"), "DTQ_MAX_PENDING must be an integer"),
     ("core float garbage", mono_env(DTQ_LEASE_DURATION="10s"), "DTQ_LEASE_DURATION must be a number"),

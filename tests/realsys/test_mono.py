@@ -74,6 +74,7 @@ class Cluster:
     tmp: Path
     store: Store
     slots: int
+    steal_fanout: int = 0
     addresses: dict[str, str] = field(default_factory=dict)
     running: dict[str, RunningRole] = field(default_factory=dict)
     clients: list[DtqClient] = field(default_factory=list)
@@ -94,6 +95,7 @@ class Cluster:
             rpc_timeout=2.0,
             fetch_wait=1.0,
             steal_interval=0.02,
+            steal_fanout=self.steal_fanout,
             drain_timeout=1.0,
         )
 
@@ -134,8 +136,8 @@ class Cluster:
         await asyncio.gather(*(r.stop() for r in self.running.values()))
 
 
-async def make_cluster(tmp: Path, store: Store = "memory", slots: int = 2) -> Cluster:
-    cluster = Cluster(tmp, store, slots)
+async def make_cluster(tmp: Path, store: Store = "memory", slots: int = 2, steal_fanout: int = 0) -> Cluster:
+    cluster = Cluster(tmp, store, slots, steal_fanout)
     cluster.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(NODES, free_ports(len(NODES)), strict=True)}
     for name in NODES:
         await cluster.start(name)
@@ -225,6 +227,20 @@ async def test_work_is_stolen_by_idle_nodes(cluster: Cluster) -> None:
     assert stolen == sum(1 for j in jobs if j.worker_id != "n1-w")
     # 16 x 0.25 s on n1's 2 slots alone would take 2 s; six slots should do it in about a third
     assert elapsed < 1.8, f"took {elapsed:.2f}s"
+
+
+async def test_a_steal_fanout_of_one_still_finds_the_loaded_node(tmp_path: Path) -> None:
+    """Each depth round asks one random peer (DTQ_STEAL_FANOUT=1): the idle nodes still steal."""
+    cluster = await make_cluster(tmp_path, "memory", steal_fanout=1)
+    try:
+        assert all(cluster.node(n).backend.pacer.fanout == 1 for n in NODES)
+        client = cluster.client("n1")
+        ids = [await client.submit("sleep", sleep_payload(0.25)) for _ in range(16)]
+        jobs = await asyncio.gather(*(client.wait(j, timeout=15.0) for j in ids))
+        assert all(JobState(j.state) is JobState.SUCCEEDED for j in jobs)
+        assert sum(cluster.counter(n, "dtq_stolen_total") for n in ("n2", "n3")) > 0
+    finally:
+        await cluster.close()
 
 
 async def test_submit_with_wait_on_every_node_and_through_the_home_forward(cluster: Cluster) -> None:

@@ -132,3 +132,28 @@ def test_sweep_rows_have_the_shared_keys_and_skip_invalid_pairs() -> None:
     assert [(r["lease_s"], r["heartbeat_s"]) for r in rows] == [(1.0, 0.5), (3.0, 0.5), (3.0, 1.0)]
     assert all(tuple(r) == ROW_KEYS and r["store"] == "sqlite" for r in rows)
     assert all(r["duplicates"] == a.duplicates for r, a in zip(rows, audits, strict=True))
+
+
+def test_mono_steal_fanout_asks_fewer_peers_and_still_steals() -> None:
+    """20 nodes, submits landing on a few of them: with steal_fanout 3 each depth round asks 3 random
+    peers instead of 19, and idle nodes still find the loaded ones."""
+    workload = WorkloadSpec(
+        OpenLoop(100.0, max_in_flight=1000),
+        duration=Distribution("exponential", 0.5),
+        run_time=3.0,
+        warmup=0.5,
+        seed=1,
+    )
+    counters: dict[int, dict[str, int]] = {}
+    for fanout in (0, 3):
+        params = sim.SimParams(
+            nodes=20, slots=80, hosts=21, procs_per_host=1, loadgen_host=20, steal_fanout=fanout
+        )
+        result = sim.run(sim.SimConfig("mono", workload, params))
+        assert all(j.final_state is JobState.SUCCEEDED for j in result.jobs)
+        counters[fanout] = result.stats["counters"]
+    every, sampled = counters[0], counters[3]
+    assert every["depth_asks"] == 19 * every["depth_rounds"]
+    assert sampled["depth_asks"] == 3 * sampled["depth_rounds"]
+    assert sampled["stolen"] > 0
+    assert sampled["depth_asks"] < every["depth_asks"] / 3

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 import sim
 from model.workload import Distribution, OpenLoop, WorkloadSpec
 from sim.mva import erlang_c, mmc_response, predict
-from sim.params import CALIBRATION_DIR, SimParams, load_params
+from sim.params import SimParams, load_params
 
 
 def _workload(rate: float, mean: float, run_time: float = 3.0) -> WorkloadSpec:
@@ -57,13 +58,18 @@ def test_unstable_is_infinite_and_capacity_is_the_bottleneck() -> None:
     assert math.isinf(got.completion_time)
 
 
-@pytest.mark.skipif(not (CALIBRATION_DIR / "local.json").exists(), reason="no local calibration")
+# A calibration kept with the tests, so this regression check does not move with each re-calibration
+# (data/calibration/local.json is re-measured; how far the MVA is from the simulator on it depends on
+# how large a share of each call the wake-ups are: sim/mva.py).
+PINNED_CALIBRATION = Path(__file__).parent / "data" / "calibration-2026-11-28.json"
+
+
 @pytest.mark.parametrize("design", ["mono", "micro"])
 def test_calibrated_moderate_load_agrees_with_the_simulator(design: str) -> None:
     """At 40% of the MVA's capacity: mean submit latency and mean completion time within 20%, throughput
-    within 5%. (Found on data/calibration/local.json: MVA/sim 0.9-1.1 from 20% to 60% load; above that
-    the MVA's pessimism grows: see sim/mva.py.)"""
-    params = load_params("local").with_overrides({"cores": 2})
+    within 5%. (On the pinned calibration: MVA/sim 0.9-1.1 from 20% to 60% load; above that the MVA's
+    pessimism grows: see sim/mva.py.)"""
+    params = load_params(PINNED_CALIBRATION).with_overrides({"cores": 2})
     probe = predict(design, _workload(100.0, 0.005), params)
     rate = 0.4 * probe.capacity  # moderate: 40% of the MVA's capacity
     workload = _workload(rate, 0.005)

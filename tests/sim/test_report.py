@@ -125,6 +125,8 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
         "faults",
         "faults_compose",
         "calibration",
+        "calibration_drift",
+        "validation_after",
     }
     for path in built.tables.values():
         assert path.stat().st_size > 0
@@ -285,3 +287,19 @@ def test_compose_fault_table_sets_each_compose_point_beside_the_local_one() -> N
     assert lines[0] == "| A (micro) | kill job | 5.0 | 1.0 | 4.5 | 0 | 0 | 0.0 | 2 | 6.5 | 6 | 0 | 1.5 | 3 |"
     assert lines[1] == "| A (micro) | pause worker | 5.0 | 1.0 | - | - | - | - | 0 | 4.5 | 12 | 0 | 0.0 | 1 |"
     assert report.table_faults_compose(local, []).startswith("No Compose fault runs yet")
+
+
+def test_calibration_drift_compares_medians_key_by_key() -> None:
+    def cal(submit: list[float], status: list[float]) -> dict[str, object]:
+        node = {
+            "SubmitJob": {"kind": "empirical", "samples": submit},
+            "GetJobStatus": {"kind": "empirical", "samples": status},
+        }
+        return {"parameters": {"service": {"node": node}}}
+
+    before = cal([100e-6, 200e-6, 300e-6], [50e-6, 50e-6, 50e-6])
+    after = cal([400e-6, 400e-6, 400e-6], [100e-6, 100e-6, 100e-6])
+    text = report.table_calibration_drift(before, after, ("local", "local-after"))
+    assert "| service.node.SubmitJob | 200.0 | 400.0 | 2.00 |" in text
+    assert "| service.node.GetJobStatus | 50.0 | 100.0 | 2.00 |" in text
+    assert "over the 2 keys with non-zero medians: 2.00" in text
