@@ -441,7 +441,7 @@ def start_single_node(procs: Processes, directory: Path, store: str) -> tuple[st
     """One Design B node with no worker slots: a SubmitJob costs only the submit path."""
     from realsys import cluster
 
-    (port,) = cluster._free_ports(1)
+    (port,) = cluster.free_ports(1)
     address = f"127.0.0.1:{port}"
     env = {
         **os.environ,

@@ -90,7 +90,8 @@ class ClusterInfo:
         return {"token": self.client_token, "root_certificates": Path(self.tls_ca).read_bytes()}
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1, all held open until each is picked, then released."""
     sockets = []
     try:
         for _ in range(count):
@@ -131,7 +132,7 @@ def plan(
     if store not in ("sqlite", "memory"):
         raise ValueError(f"store must be sqlite or memory, not {store!r}")
     names = MICRO_ROLES if design == "micro" else MONO_NODES
-    ports = dict(zip(names, _free_ports(len(names)), strict=True))
+    ports = dict(zip(names, free_ports(len(names)), strict=True))
     addresses = {name: f"{(hosts or {}).get(name, '127.0.0.1')}:{port}" for name, port in ports.items()}
     slots = slots_per_node(design, total_slots)
     table = ",".join(f"{name}={addr}" for name, addr in addresses.items())

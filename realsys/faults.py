@@ -548,20 +548,6 @@ class ComposeCluster:
         return {"backend": "compose", "project": self.project, **self.info}
 
 
-def _free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1 (fixed host ports: a restarted container gets the same)."""
-    import socket
-
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def compose_env(
     design: str, image: str, store: str, slots: int, settings: Mapping[str, str], ports: Mapping[str, int]
 ) -> dict[str, str]:
@@ -648,7 +634,7 @@ class ComposeBackend:
                 f"no image {self.image}: build one first (`bash docker/test.sh image` builds dtq:test)"
             ) from None
         engine = run(["docker", "version", "--format", "{{.Server.Version}}"]).strip()
-        ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        ports = dict(zip(names, cluster.free_ports(len(names)), strict=True))
         env = {**os.environ, **compose_env(design, self.image, store, slots, settings, ports)}
         base = [
             *compose,

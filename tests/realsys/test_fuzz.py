@@ -11,7 +11,6 @@ every job accepted before is still there in a legal state.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2, worker_pb2, worker_pb2_grpc
 from model.config import CoreConfig
 from model.states import JobState
+from realsys.cluster import free_ports
 from realsys.config import NodeConfig, grpc_options
 from realsys.metrics import NodeMetrics
 from realsys.micro.coordinator import CoordinatorRole
@@ -57,17 +57,6 @@ OK = grpc.StatusCode.OK
 T = TypeVar("T")
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 class LoopThread:
     """An asyncio loop in a daemon thread: the servers live there, the tests call them with blocking stubs."""
 
@@ -91,7 +80,7 @@ async def start_micro(
 
     Returns (roles, the gateway's address, the coordinator's: the worker API)."""
     names = ("result", "queue", "job", "coordinator", "gateway")
-    services = {n: f"127.0.0.1:{p}" for n, p in zip(names, _free_ports(len(names)), strict=True)}
+    services = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
     types: dict[str, Any] = {
         "result": ResultRole,
         "queue": QueueRole,
@@ -126,7 +115,7 @@ async def start_mono(
 ) -> tuple[list[RunningRole], str, str]:
     """Design B nodes without in-process workers. Returns (nodes, n1's address twice: both APIs)."""
     names = [f"n{i + 1}" for i in range(nodes)]
-    peers = {n: f"127.0.0.1:{p}" for n, p in zip(names, _free_ports(nodes), strict=True)}
+    peers = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(nodes), strict=True)}
     running: list[RunningRole] = []
     for name in names:
         config = NodeConfig(

@@ -10,7 +10,6 @@ import asyncio
 import itertools
 import json
 import math
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from model.workload import (
     open_loop_trace,
     workload_to_mapping,
 )
+from realsys.cluster import free_ports
 from realsys.config import NodeConfig
 from realsys.loadgen import job_payload, run_load, run_load_processes, summary_of
 from realsys.targets import DtqTarget, InMemoryTarget, TargetError, dtq_target_spec, make_target
@@ -292,15 +292,6 @@ def test_make_target_builds_from_json() -> None:
 
 
 # ---------------------------------------------------------------------------- a real cluster
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class ThreadCluster:
@@ -312,7 +303,7 @@ class ThreadCluster:
         from realsys.server import RunningRole, start_role
 
         names = ("n1", "n2", "n3")
-        self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, _free_ports(3), strict=True)}
+        self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(3), strict=True)}
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from model.errors import FailedPrecondition, InvalidArgument, NotFound, Resource
 from model.job import JobSpec
 from model.states import JobState
 from realsys.client import DtqClient
+from realsys.cluster import free_ports
 from realsys.config import NodeConfig, grpc_options
 from realsys.convert import to_duration
 from realsys.metrics import NodeMetrics
@@ -60,17 +60,6 @@ CORE = CoreConfig(
 )
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def sleep_payload(seconds: float) -> bytes:
     return json.dumps({"seconds": seconds}).encode()
 
@@ -91,7 +80,7 @@ class MicroCluster:
         self.root = root
         self.store = store
         self.services = {
-            name: f"127.0.0.1:{port}" for name, port in zip(SERVICES, _free_ports(5), strict=True)
+            name: f"127.0.0.1:{port}" for name, port in zip(SERVICES, free_ports(5), strict=True)
         }
         self.running: dict[str, RunningRole] = {}
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from model.ids import owner_of, parse_job_id
 from model.job import JobSpec
 from model.states import JobState
 from realsys.client import DtqClient
+from realsys.cluster import free_ports
 from realsys.config import NodeConfig, Store, grpc_options
 from realsys.convert import from_timestamp
 from realsys.metrics import NodeMetrics
@@ -54,17 +54,6 @@ CORE = CoreConfig(
 
 def sleep_payload(seconds: float) -> bytes:
     return json.dumps({"seconds": seconds}).encode()
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 @dataclass

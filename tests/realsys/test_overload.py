@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +21,7 @@ import pytest
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2, worker_pb2, worker_pb2_grpc
 from model.config import CoreConfig
 from model.states import JobState
+from realsys.cluster import free_ports
 from realsys.config import NodeConfig, grpc_options
 from realsys.metrics import NodeMetrics
 from realsys.micro.coordinator import CoordinatorRole
@@ -53,17 +53,6 @@ MICRO_TYPES: dict[str, Any] = {
 }
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 class Deployment:
     """One design on loopback without in-process workers (the test is the worker)."""
 
@@ -89,7 +78,7 @@ class Deployment:
         }
         if self.design == "micro":
             names = tuple(MICRO_TYPES)
-            services = {n: f"127.0.0.1:{p}" for n, p in zip(names, _free_ports(len(names)), strict=True)}
+            services = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
             for name in names:
                 config = NodeConfig(
                     **{**common, "data_dir": self.root / name},
@@ -103,7 +92,7 @@ class Deployment:
                 self.running.append(await start_role(config, MICRO_TYPES[name](config, metrics), metrics))
             self.client_address, self.worker_address = services["gateway"], services["coordinator"]
         else:
-            (port,) = _free_ports(1)
+            (port,) = free_ports(1)
             peers = {"n1": f"127.0.0.1:{port}"}
             config = NodeConfig(
                 **{**common, "data_dir": self.root / "n1"},

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from model.errors import InvalidArgument
 from model.states import JobState
 from realsys import cluster
 from realsys.client import DtqClient, grpc_code
+from realsys.cluster import free_ports
 from realsys.config import NodeConfig, SecurityConfig, config_to_env, grpc_options, load_config
 from realsys.metrics import NodeMetrics
 from realsys.micro.coordinator import CoordinatorRole
@@ -60,17 +60,6 @@ MICRO_TYPES: dict[str, Any] = {
     "result": ResultRole,
     "worker": WorkerRole,
 }
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:
