@@ -10,7 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TypeVar
+
+from model.jobs import RandomSource
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,6 @@ def grant_steal(requested: int, local_ready: int, local_free_slots: int) -> int:
 MAX_IDLE_POLL = 0.8  # seconds between depth rounds in a cluster with nothing to steal
 
 
-class PeerSampler(Protocol):
-    """What the pacer needs of a random generator to sample peers (numpy.random.Generator fits)."""
-
-    def random(self) -> float: ...
-
-
 class StealPacer:
     """When an idle node asks its peers for their queue depths and steals. One per node, shared by
     the real node (realsys/mono/backend.py) and the simulator, so the two cannot drift.
@@ -73,7 +71,7 @@ class StealPacer:
         steal_interval: float,
         max_idle_poll: float = MAX_IDLE_POLL,
         fanout: int = 0,
-        rng: PeerSampler | None = None,
+        rng: RandomSource | None = None,
     ) -> None:
         if fanout < 0:
             raise ValueError("fanout must be >= 0 (0: every peer)")
@@ -106,7 +104,7 @@ class StealPacer:
     def needs_depths(self, now: float) -> bool:
         return now - self._depths_at >= self.poll_interval
 
-    def peers_to_ask(self, peers: Sequence[str]) -> list[str]:
+    def peers_to_ask(self, peers: Sequence[T]) -> list[T]:
         """The peers whose depths this round asks for, in their given order: all of them, or
         `fanout` drawn without replacement."""
         if not self.fanout or self.fanout >= len(peers):

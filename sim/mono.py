@@ -347,12 +347,11 @@ class MonoNode:
         if not peers:
             return []
         if self.pacer.needs_depths(env.now):
-            names = self.pacer.peers_to_ask([p.name for p in peers])
-            asked = [cluster.by_name[name] for name in names]
+            asked = self.pacer.peers_to_ask(peers)
             cluster.count("depth_rounds")
             cluster.count("depth_asks", len(asked))
             replies = yield from cluster.gather([cluster.call(self.proc, p.queue_depth()) for p in asked])
-            self.pacer.record_depths(env.now, dict(zip(names, replies, strict=True)))
+            self.pacer.record_depths(env.now, {p.name: d for p, d in zip(asked, replies, strict=True)})
             yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
         plan = self.pacer.plan(self.name, free_slots, self.sched.queue.ready_count)
         if plan is None:
