@@ -789,7 +789,7 @@ def profile_servers(bench: Bench, root: Path) -> None:
         if name.startswith("mono/") and "-" not in name:
             pid = bench.pids[name][0]
 
-            def e2e(spec: dict[str, Any] = spec, name: str = name) -> object:
+            def e2e(spec: dict[str, Any] = spec) -> object:
                 return e2e_once(spec, args.clients, args.processes, args.warmup, args.window, [])
 
             runs.append((f"{name} end to end, node n1", pid, e2e, args.warmup + args.window))

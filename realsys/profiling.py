@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # leaf frames that are native code entered from Python (function, file suffix)
+LOOP_NATIVE = "native under the event loop (uvloop, gRPC Cython/C core, upb)"
 NATIVE_LEAVES = {
-    ("Runner.run", "asyncio/runners.py"): "native under the event loop (uvloop, gRPC Cython/C core, upb)",
-    (
-        "run_forever",
-        "asyncio/base_events.py",
-    ): "native under the event loop (uvloop, gRPC Cython/C core, upb)",
+    ("Runner.run", "asyncio/runners.py"): LOOP_NATIVE,
+    ("run_forever", "asyncio/base_events.py"): LOOP_NATIVE,
     ("Thread.run", "threading.py"): "native in other threads (gRPC's poller)",
 }
 # leaf-frame categories, first match wins (file path fragments)
