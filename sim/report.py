@@ -864,22 +864,19 @@ def build(
         built.notes.append("faults: no data")
 
     cal_path = data / "calibration" / f"{calibration}.json"
+    after_path = data / "calibration" / f"{calibration}-after.json"
+    drift = f"No `{calibration}-after` calibration to compare with.\n"
     if cal_path.is_file():
         cal = json.loads(cal_path.read_text())
         table("calibration", table_calibration(cal, calibration))
         figure("calibration", lambda: fig_calibration(cal, figs))
+        if after_path.is_file():
+            after = json.loads(after_path.read_text())
+            drift = table_calibration_drift(cal, after, (calibration, f"{calibration}-after"))
     else:
         table("calibration", f"No calibration `{calibration}` yet (`dtq calibrate --name {calibration}`).\n")
         built.notes.append(f"calibration {calibration}: missing")
-
-    after_path = data / "calibration" / f"{calibration}-after.json"
-    if cal_path.is_file() and after_path.is_file():
-        after = json.loads(after_path.read_text())
-        cal = json.loads(cal_path.read_text())
-        names = (calibration, f"{calibration}-after")
-        table("calibration_drift", table_calibration_drift(cal, after, names))
-    else:
-        table("calibration_drift", f"No `{calibration}-after` calibration to compare with.\n")
+    table("calibration_drift", drift)
 
     if report is not None and Path(report).is_file():
         fill_report(Path(report), {k: p.read_text() for k, p in built.tables.items()})
