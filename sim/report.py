@@ -368,6 +368,46 @@ def _median_cell(runs: Sequence[Mapping[str, Any]], col: str, digits: int) -> st
 
 
 AFTER_FOLDER = "validation/after"
+TREND_WINDOW_S = 240.0  # width of the run-start windows in table_validation_trend
+
+
+def validation_trend(runs: Path, window: float = TREND_WINDOW_S) -> list[tuple[float, int, float]]:
+    """Per window of real run start times (s from the first run): (window start, runs, median of
+    sim p50 / real p50 over the validation's load points and their simulated twins). A host that
+    drifts while the real runs are made shows as a trend here; a steady offset does not."""
+    from datetime import datetime
+
+    ratios: list[tuple[datetime, float]] = []
+    for real in sorted(runs.glob("real-*-validation.rate*")):
+        twin = runs / ("sim-" + real.name.partition("-")[2]) / "summary.json"
+        if not (twin.is_file() and (real / "summary.json").is_file()):
+            continue
+        started = json.loads((real / "config.json").read_text())["started_at"]
+        real_p50 = json.loads((real / "summary.json").read_text())["latency_ms"]["all"]["p50"]
+        sim_p50 = json.loads(twin.read_text())["latency_ms"]["all"]["p50"]
+        if real_p50 and real_p50 > 0:
+            ratios.append((datetime.fromisoformat(started.replace("Z", "+00:00")), sim_p50 / real_p50))
+    if not ratios:
+        return []
+    first = min(t for t, _ in ratios)
+    windows: dict[int, list[float]] = {}
+    for t, ratio in ratios:
+        windows.setdefault(int((t - first).total_seconds() // window), []).append(ratio)
+    return [(k * window, len(v), float(np.median(v))) for k, v in sorted(windows.items())]
+
+
+def table_validation_trend(trend: Sequence[tuple[float, int, float]]) -> str:
+    if not trend:
+        return NO_VALIDATION.capitalize() + ".\n"
+    body = [
+        [f"{start / 60:.0f}-{(start + TREND_WINDOW_S) / 60:.0f}", str(n), fmt(r, 2)] for start, n, r in trend
+    ]
+    note = (
+        "\nFrom data/runs/real-*-validation.rate* and their sim- twins (sim/report.py validation_trend): "
+        "the real runs grouped by start time, minutes from the first; sim/real = median over the group "
+        "of the twin's request p50 over the real run's (twins from the main calibration).\n"
+    )
+    return markdown_table(["minutes", "runs", "sim/real p50"], body) + note
 
 
 def table_validation(
@@ -841,6 +881,7 @@ def build(
 
     points, errors = validation_files(data)
     table("validation", table_validation(points, errors))
+    table("validation_trend", table_validation_trend(validation_trend(data / "runs")))
     # the same real runs simulated from the calibration made right after them (the drift's other side)
     after_points, after_errors = validation_files(data, AFTER_FOLDER)
     if after_errors:

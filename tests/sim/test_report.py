@@ -127,6 +127,7 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
         "calibration",
         "calibration_drift",
         "validation_after",
+        "validation_trend",
     }
     for path in built.tables.values():
         assert path.stat().st_size > 0
@@ -303,3 +304,23 @@ def test_calibration_drift_compares_medians_key_by_key() -> None:
     assert "| service.node.SubmitJob | 200.0 | 400.0 | 2.00 |" in text
     assert "| service.node.GetJobStatus | 50.0 | 100.0 | 2.00 |" in text
     assert "over the 2 keys with non-zero medians: 2.00" in text
+
+
+def test_validation_trend_groups_real_runs_by_start_time(tmp_path: Path) -> None:
+    def run(name: str, p50: float, started: str = "") -> None:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({"latency_ms": {"all": {"p50": p50}}}))
+        if started:
+            (d / "config.json").write_text(json.dumps({"started_at": started}))
+
+    run("real-mono-validation.rate10.noop.submit.sqlite.s12-11-r0", 2.0, "2026-12-04T01:00:00Z")
+    run("sim-mono-validation.rate10.noop.submit.sqlite.s12-11-r0", 1.0)
+    run("real-micro-validation.rate10.noop.submit.sqlite.s12-11-r0", 4.0, "2026-12-04T01:01:00Z")
+    run("sim-micro-validation.rate10.noop.submit.sqlite.s12-11-r0", 4.0)
+    run("real-mono-validation.rate20.noop.submit.sqlite.s12-11-r0", 2.0, "2026-12-04T01:05:00Z")
+    run("sim-mono-validation.rate20.noop.submit.sqlite.s12-11-r0", 3.0)
+    run("real-mono-validation.rate30.noop.submit.sqlite.s12-11-r0", 2.0, "2026-12-04T01:06:00Z")  # no twin
+    trend = report.validation_trend(tmp_path, window=240.0)
+    assert trend == [(0.0, 2, 0.75), (240.0, 1, 1.5)]
+    assert "| 4-8 | 1 | 1.50 |" in report.table_validation_trend(trend)
