@@ -22,7 +22,8 @@ Model (an open Jackson-style network, means only):
   1 / its burst rate); U_p is solved as a fixed point. Each path entry counts as
   one burst here, though some stand for several (a parked Reserve's two halves): where loops idle, the
   MVA charges fewer wake-ups than the simulator does. How much that matters depends on the
-  calibration: sim/MVA mean submit latency at 20-40% load was 0.84-1.02 on the 2026-11-28 calibration
+  calibration: sim/MVA mean submit latency at 20% and 40% of the MVA's capacity (tests/sim/test_mva.py's
+  open-loop workload, 5 ms jobs, cores=2, both designs) was 0.84-1.02 on the 2026-11-28 calibration
   (tests/sim/data/, no idle curve), 1.01-1.15 on 2026-12-04's local-after.json, and 1.25-1.35 on
   2026-12-04's local.json, measured on a faster host, where wake-ups are the largest share of a call.
 - Jobs: Design A's job path adds its one-way hops (9, to CompleteAttempt); Design B's is in-process.
