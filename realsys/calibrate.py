@@ -690,18 +690,70 @@ def unmeasured(measured: Sequence[str]) -> list[str]:
     return sorted(set(keys) - set(measured))
 
 
-def calibrate(name: str, store: str, quick: bool, out_dir: Path | None = None) -> Path:
+def pool(rounds: Sequence[Any]) -> Any:
+    """The measurements of several rounds as one: lists concatenated (in round order, so samples of
+    one call stay aligned across keys), mappings key by key (keys every round has), numbers averaged."""
+    first = rounds[0]
+    if isinstance(first, Mapping):
+        keys = [k for k in first if all(isinstance(r, Mapping) and k in r for r in rounds)]
+        return {k: pool([r[k] for r in rounds]) for k in keys}
+    if isinstance(first, list):
+        return [x for r in rounds for x in r]
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return float(np.mean(rounds))
+    return first
+
+
+def round_medians(rounds: Sequence[Mapping[str, Any]]) -> dict[str, list[float]]:
+    """Per round, the median of each echo series and of each client method's per-process samples:
+    how much the host moved within one calibration."""
+    out: dict[str, list[float]] = {}
+    for r in rounds:
+        for key in ("server", "busy_server", "client"):
+            out.setdefault(f"echo.{key}", []).append(float(np.median(r["echo"][key])))
+        for design in ("mono", "micro"):
+            for method, procs in r[design].items():
+                if method == "job_path" or not isinstance(procs, Mapping):
+                    continue
+                for proc, samples in procs.items():
+                    if isinstance(samples, list) and samples and proc not in ("rtt", "gap"):
+                        out.setdefault(f"{design}.{method}.{proc}", []).append(float(np.median(samples)))
+    return {k: v for k, v in out.items() if any(v)}  # a process a method never reaches: left out
+
+
+DEFAULT_ROUNDS = 3
+
+
+def calibrate(
+    name: str, store: str, quick: bool, out_dir: Path | None = None, rounds: int = DEFAULT_ROUNDS
+) -> Path:
+    from realsys.hostprobe import calibration_probes
     from sim.params import CALIBRATION_DIR, load_params
     from sim.runs import provenance
 
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
     count = 60 if quick else 300
+    per_round = max(count // rounds, 20)
     started = time.time()
     load_before = os.getloadavg()
-    echo = run_async(measure_echo(count * 2))
-    commit = measure_commit(store, count * 2)
-    loadgen = measure_loadgen(1.0 if quick else 3.0)
-    mono = measure_cluster("mono", store, count)
-    micro = measure_cluster("micro", store, count)
+    probes_before = calibration_probes(store)  # the host's speed around the measurements (HostScale)
+    # every measurement in each of `rounds` rounds, pooled: each operation's samples span the whole
+    # calibration, not one window of it (the host's speed flickers within seconds)
+    measured_rounds = []
+    for _ in range(rounds):
+        measured_rounds.append(
+            {
+                "echo": run_async(measure_echo(per_round * 2)),
+                "commit": measure_commit(store, per_round * 2),
+                "loadgen": measure_loadgen((1.0 if quick else 3.0) / rounds),
+                "mono": measure_cluster("mono", store, per_round),
+                "micro": measure_cluster("micro", store, per_round),
+            }
+        )
+    pooled = pool(measured_rounds)
+    echo, commit, loadgen, mono, micro = (pooled[k] for k in ("echo", "commit", "loadgen", "mono", "micro"))
+    probes_after = calibration_probes(store)
     params, measured = build_parameters(echo, commit, loadgen, mono, micro, store)
     params["name"] = name
     summaries: dict[str, Any] = {
@@ -711,6 +763,8 @@ def calibrate(name: str, store: str, quick: bool, out_dir: Path | None = None) -
         "loadgen": loadgen,
         # other tenants' load: off-CPU waits it causes land in the RTT, hence in `network`'s tail
         "host_loadavg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
+        "rounds": rounds,
+        "round_medians": round_medians(measured_rounds),
     }
     for design, data in (("mono", mono), ("micro", micro)):
         summaries[design] = {
@@ -727,6 +781,7 @@ def calibrate(name: str, store: str, quick: bool, out_dir: Path | None = None) -
         "measured": sorted(measured),
         "unmeasured": unmeasured(measured),
         "measurements": summaries,
+        "host_probe": {k: probes_before[k] + probes_after[k] for k in probes_before},
         "provenance": provenance(),
         "method": (__doc__ or "").strip(),
         "quick": quick,
@@ -744,10 +799,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="local", help="data/calibration/<name>.json")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     parser.add_argument("--quick", action="store_true", help="fewer calls per method (< 2 min)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="measure everything this many times, interleaved, and pool the samples (default 3)",
+    )
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
-    path = calibrate(args.name, args.store, args.quick)
+    path = calibrate(args.name, args.store, args.quick, rounds=args.rounds)
     doc = json.loads(path.read_text())
     for role, methods in sorted(doc["parameters"]["service"].items()):
         for method, dist in sorted(methods.items()):

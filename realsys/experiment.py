@@ -75,7 +75,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9_.]+$")
 _TOP_KEYS = frozenset(
     {"name", "description", "workload", "workload_file", "replications", "sweep", "options"}
 )
-_OPTION_KEYS = frozenset({"fresh_cluster", "settle", "drain", "processes", "records", "celery"})
+_OPTION_KEYS = frozenset({"fresh_cluster", "settle", "drain", "processes", "records", "celery", "host_probe"})
 METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("requests_per_s", ("throughput", "requests_per_s")),
     ("jobs_per_s", ("throughput", "jobs_per_s")),
@@ -99,6 +99,7 @@ class Options:
     records: bool = True
     celery_pool: str = "threads"
     celery_worker_processes: int = 1
+    host_probe: bool = False  # realsys.hostprobe before each run's load, into its config.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +250,7 @@ def _options(d: Any, where: str) -> Options:
             records=bool(d.get("records", defaults.records)),
             celery_pool=str(celery.get("pool", defaults.celery_pool)),
             celery_worker_processes=int(celery.get("worker_processes", defaults.celery_worker_processes)),
+            host_probe=bool(d.get("host_probe", defaults.host_probe)),
         )
     except (TypeError, ValueError) as exc:
         raise _fail(where, str(exc)) from None
@@ -428,6 +430,11 @@ def load_run(
     from sim.runs import provenance, run_config, utc_now
 
     started_at, stamp = utc_now(), provenance()
+    probe: dict[str, Any] = {}
+    if options.host_probe:  # the host's speed now, for the simulated twin (sim.params.HostScale)
+        from realsys.hostprobe import probe as host_probe
+
+        probe = {"host_probe": host_probe()}
     result = loadgen.run(handle.target_spec, run.workload, options.processes, drain_timeout=options.drain)
     summary = loadgen.summary_of(result, run.workload, run_id=run.run_id, kind=run.kind, design=run.design)
     config = run_config(
@@ -435,7 +442,12 @@ def load_run(
         kind=run.kind,
         design=run.design,
         workload=run.workload,
-        parameters={**handle.parameters, "processes": options.processes, **_run_parameters(run, options)},
+        parameters={
+            **handle.parameters,
+            "processes": options.processes,
+            **_run_parameters(run, options),
+            **probe,
+        },
         replication=run.replication,
         started_at=started_at,
         provenance_info=stamp,

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from threading import Thread
@@ -61,6 +63,7 @@ LATENCY_BUCKETS = (
     10.0,
 )
 _STATES = tuple(s.name for s in JobState if s is not JobState.STATE_UNSPECIFIED)
+GC_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class NodeMetrics:
@@ -137,6 +140,37 @@ class NodeMetrics:
 
 
 # ---------------------------------------------------------------------------- per-method RPC figures
+class GcPauses:
+    """How long CPython's cyclic collector stops this process, by generation (gc.callbacks): a pause
+    no RPC handler's own time shows, but every request in flight on the loop waits through it.
+    Process-wide, so only a node process installs it (server.serve_main), never a test's in-process
+    nodes."""
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.pauses = Histogram(
+            "dtq_gc_pause_seconds",
+            "Cyclic garbage collector pauses, by generation",
+            ["generation"],
+            buckets=GC_BUCKETS,
+            registry=metrics.registry,
+        )
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: Mapping[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.labels(str(info.get("generation", "?"))).observe(time.perf_counter() - self._started)
+
+    def install(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def uninstall(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self)
+
+
 class RpcRecorder:
     """One method's latency histogram child and its counter children by status code, bound once:
     `labels()` on every call costs a lock and a tuple build."""

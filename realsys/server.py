@@ -39,7 +39,7 @@ from model.errors import InvalidArgument
 from realsys.config import NodeConfig, address_host, grpc_options, load_config
 from realsys.decoding import ServingRegistrar
 from realsys.logs import bind_node, configure_logging, get_logger
-from realsys.metrics import MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
+from realsys.metrics import GcPauses, MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
 from realsys.security import auth_interceptor, server_credentials
 
 log = get_logger(__name__)
@@ -249,6 +249,7 @@ def serve_main() -> None:
     async def main() -> None:
         # the role is built inside the loop: constructors may create asyncio objects
         metrics = NodeMetrics(config.name, config.role, config.design)
+        GcPauses(metrics).install()  # this process is one node: its collector pauses are the node's
         await run_role(config, load_role(config, metrics), metrics)
 
     try:

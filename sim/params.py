@@ -18,7 +18,7 @@ import dataclasses
 import itertools
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -112,6 +112,14 @@ class Dist:
         except InvalidArgument as exc:
             raise InvalidArgument(f"{path}: {exc.message}") from None
 
+    def scaled(self, factor: float) -> Dist:
+        """The same shape, every duration times `factor` (> 0)."""
+        if not (factor > 0 and math.isfinite(factor)):
+            raise InvalidArgument(f"a duration scale must be finite and > 0, got {factor}")
+        if self.kind == "empirical":
+            return Dist("empirical", samples=tuple(s * factor for s in self.samples))
+        return Dist(self.kind, self.mean * factor, self.sigma)
+
     def to_mapping(self) -> dict[str, Any]:
         if self.kind == "empirical":
             return {"kind": "empirical", "samples": list(self.samples)}
@@ -122,6 +130,51 @@ class Dist:
 
 
 ZERO = Dist()
+
+
+@dataclass(frozen=True, slots=True)
+class HostScale:
+    """How much slower (> 1) or faster the host of a run was than the host of the calibration, by
+    regime, from two host probes (realsys/hostprobe.py): `cpu` for a loop that never sleeps, `wake`
+    for waking back to back, `cold` for how waking after `gap` seconds of sleep moved against that.
+    SimParams.on_host applies it."""
+
+    cpu: float = 1.0
+    wake: float = 1.0
+    cold: float = 1.0
+    gap: float = 0.01
+
+    def __post_init__(self) -> None:
+        for key in ("cpu", "wake", "cold", "gap"):
+            value = getattr(self, key)
+            if not (value > 0 and math.isfinite(value)):
+                raise InvalidArgument(f"host scale {key} must be finite and > 0, got {value}")
+
+    @staticmethod
+    def between(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> HostScale:
+        """From a run's probe and the calibration's (each a realsys.hostprobe.probe() mapping)."""
+        try:
+            cpu = float(run["busy_us"]) / float(calibration["busy_us"])
+            wake = float(run["wake_us"]) / float(calibration["wake_us"])
+            cold = (float(run["wake_gap_us"]) / float(run["wake_us"])) / (
+                float(calibration["wake_gap_us"]) / float(calibration["wake_us"])
+            )
+            return HostScale(cpu, wake, cold, float(calibration.get("gap_s", 0.01)))
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            raise InvalidArgument(f"a host probe needs busy_us, wake_us, wake_gap_us > 0: {exc!r}") from None
+
+    def to_mapping(self) -> dict[str, float]:
+        return {"cpu": self.cpu, "wake": self.wake, "cold": self.cold, "gap": self.gap}
+
+
+def mean_probe(probes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Field by field median of host probes (a calibration's before and after; a run's neighbours)."""
+    keys = ("busy_us", "wake_us", "wake_gap_us")
+    if not probes:
+        raise InvalidArgument("no host probes to combine")
+    out = {k: float(np.median([float(p[k]) for p in probes])) for k in keys}
+    out["gap_s"] = float(probes[0].get("gap_s", 0.01))
+    return out
 
 
 def _lognormal(mean_us: float, sigma: float = 0.5) -> Dist:
@@ -317,6 +370,39 @@ class SimParams:
                 return f0 + (f1 - f0) * math.log(idle / i0) / math.log(i1 / i0)
         return curve[-1][1]
 
+    def on_host(self, scale: HostScale) -> SimParams:
+        """These costs moved to another host's speed: every CPU cost of a busy loop (service times,
+        per-item costs, client_call, commits, the generator's request, checkpoints) times `scale.cpu`,
+        `wakeup` times `scale.wake`, and the cold wake-up curve times a factor rising log-linearly
+        from 1 at its first point to `scale.cold` at `scale.gap` seconds of sleep, flat beyond (longer
+        sleeps are assumed to move as the probed one). `network` (off-CPU, ~0 on loopback) is kept."""
+        cpu = scale.cpu
+        curve = self.wakeup_idle
+        if curve and scale.cold != 1.0:
+            first = curve[0][0]
+            moved: list[tuple[float, float]] = []
+            for idle, factor in curve:
+                if idle <= first or scale.gap <= first:
+                    r = 1.0 if idle <= first else scale.cold
+                else:
+                    r = scale.cold ** min(math.log(idle / first) / math.log(scale.gap / first), 1.0)
+                moved.append((idle, max(factor * r, moved[-1][1] if moved else 0.0)))
+            curve = tuple(moved)
+        return dataclasses.replace(
+            self,
+            service=_freeze_service(
+                {role: {m: d.scaled(cpu) for m, d in ms.items()} for role, ms in self.service.items()}
+            ),
+            per_item=MappingProxyType({k: v * cpu for k, v in self.per_item.items()}),
+            client_call=self.client_call.scaled(cpu),
+            commit=self.commit.scaled(cpu),
+            commit_per_row=self.commit_per_row * cpu,
+            loadgen_request=self.loadgen_request.scaled(cpu),
+            checkpoint=self.checkpoint.scaled(cpu),
+            wakeup=self.wakeup.scaled(scale.wake),
+            wakeup_idle=curve,
+        )
+
     # ------------------------------------------------------------------ mappings
     def to_mapping(self) -> dict[str, Any]:
         """JSON-able; from_mapping(to_mapping()) == self."""
@@ -483,6 +569,20 @@ def load_params(name_or_path: str | Path) -> SimParams:
     if "name" not in params:
         params = {**params, "name": path.stem}
     return SimParams.from_mapping(params)
+
+
+def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] | None:
+    """A calibration's host speed as a run of `design` would probe it: the median of the probes it
+    took with an idle cluster of that design up, before and after its measurements
+    (realsys.hostprobe.calibration_probes); None for a calibration made without them."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CALIBRATION_DIR / f"{name_or_path}.json"
+    data = json.loads(path.read_text())
+    probes = data.get("host_probe") if isinstance(data, Mapping) else None
+    if not isinstance(probes, Mapping) or not probes.get(design):
+        return None
+    return mean_probe(probes[design])
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -368,6 +368,15 @@ def _median_cell(runs: Sequence[Mapping[str, Any]], col: str, digits: int) -> st
 
 
 AFTER_FOLDER = "validation/after"
+# the same real runs' twins four ways: (folder under data/, calibration, moved to the probed host?)
+TWIN_SETS = (
+    ("validation", "local", True),
+    (AFTER_FOLDER, "local-after", True),
+    ("validation/unscaled", "local", False),
+    ("validation/after-unscaled", "local-after", False),
+    ("validation/rounds-a", "local-rounds-a", True),
+    ("validation/rounds-b", "local-rounds-b", True),
+)
 TREND_WINDOW_S = 240.0  # width of the run-start windows in table_validation_trend
 
 
@@ -427,6 +436,93 @@ def table_validation(
         "(sim - real) / real in percent; floor = the real system's own run-to-run deviation.\n"
     )
     return markdown_table(["band", "metric", "points", *cols], body) + note
+
+
+def table_host_scaling(data: Path) -> str:
+    """The error table's headline cells for the four twin sets of TWIN_SETS side by side: does moving
+    each twin to its run's probed host speed help, and do the two calibrations then agree?"""
+    bands = ("rho<=0.5", "0.5<rho<=0.8", "rho>0.8")
+    body = []
+    for folder, calibration, scaled in TWIN_SETS:
+        _, errors = validation_files(data, folder)
+        if not errors:
+            continue
+        cell = {(r["band"], r["metric"]): r for r in errors}
+        row = [calibration, "yes" if scaled else "no"]
+        for metric in ("p50", "p99"):
+            row.append(" / ".join(_pct(num(cell.get((b, metric), {}).get("median_abs_err"))) for b in bands))
+        low = cell.get(("rho<=0.5", "p50"), {})
+        row.append(_pct(num(low.get("median_signed_err"))))
+        body.append(row)
+    if not body:
+        return NO_VALIDATION.capitalize() + ".\n"
+    header = ["calibration", "moved to the run's host", "p50 |err|", "p99 |err|", "p50 bias, rho<=0.5"]
+    note = (
+        "\nThe same real runs, one set of simulated twins per row (sim/report.py TWIN_SETS: "
+        "data/validation/ and its after/, unscaled/, after-unscaled/, rounds-a/, rounds-b/, the others "
+        "made by data/validation/variants.sh): from the calibration made right before the runs (local), "
+        "right after them (local-after), or one of two made back to back later (local-rounds-a, -b), each "
+        "twin either on its calibration's host speed or moved to its run's probed speed "
+        "(sim.params.HostScale). |err| = median over the band's points of |sim - real| / real, by band "
+        "rho <= 0.5 / 0.5-0.8 / > 0.8. Were the probe to capture everything that differs between "
+        "calibrations, the moved rows would agree with each other.\n"
+    )
+    return markdown_table(header, body) + note
+
+
+def host_probe_trend(runs: Path, window: float = TREND_WINDOW_S) -> list[tuple[float, int, dict[str, float]]]:
+    """Per window of real validation run start times: (start s, runs, median probe fields)."""
+    from datetime import datetime
+
+    probes: list[tuple[datetime, Mapping[str, Any]]] = []
+    for real in sorted(runs.glob("real-*-validation*")):
+        config_path = real / "config.json"
+        if not config_path.is_file():
+            continue
+        config = json.loads(config_path.read_text())
+        probe = config.get("parameters", {}).get("host_probe")
+        if probe:
+            probes.append((datetime.fromisoformat(config["started_at"].replace("Z", "+00:00")), probe))
+    if not probes:
+        return []
+    first = min(t for t, _ in probes)
+    windows: dict[int, list[Mapping[str, Any]]] = {}
+    for t, probe in probes:
+        windows.setdefault(int((t - first).total_seconds() // window), []).append(probe)
+    keys = ("busy_us", "wake_us", "wake_gap_us", "python_us")
+    return [
+        (k * window, len(v), {key: float(np.median([num(p.get(key)) for p in v])) for key in keys})
+        for k, v in sorted(windows.items())
+    ]
+
+
+def table_host_probe(
+    trend: Sequence[tuple[float, int, Mapping[str, float]]], calibrations: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """The host probe over the real runs, beside the calibrations' own probes."""
+    keys = ("busy_us", "wake_us", "wake_gap_us", "python_us")
+    body = []
+    for name, doc in calibrations.items():
+        probes = [p for group in (doc.get("host_probe") or {}).values() for p in group]
+        if probes:
+            body.append(
+                [f"{name} (calibration)", str(len(probes))]
+                + [fmt(float(np.median([num(p.get(k)) for p in probes])), 1) for k in keys]
+            )
+    for start, n, medians in trend:
+        body.append([f"runs {start / 60:.0f}-{(start + TREND_WINDOW_S) / 60:.0f} min", str(n)])
+        body[-1] += [fmt(medians[k], 1) for k in keys]
+    if not body:
+        return "No host probes yet (validation options host_probe: true).\n"
+    header = ["when", "probes", "busy µs/call", "wake µs", "wake after 10 ms µs", "python µs/iter"]
+    note = (
+        "\nrealsys/hostprobe.py: the bare gRPC echo's server + client CPU per call with 16 in flight "
+        "(busy), the server's extra CPU one call in flight back to back (wake) and after a 10 ms sleep, "
+        "and a fixed Python loop (recorded, not used). Calibration rows: the median of the probes it "
+        "took with each design's idle cluster up, before and after its measurements; run rows: the "
+        "medians of the probes taken at each real run's start, by 4-minute window from the first run.\n"
+    )
+    return markdown_table(header, body) + note
 
 
 def _pct(value: float) -> str:
@@ -561,9 +657,25 @@ def table_calibration_drift(
     note = (
         f"\nFrom data/calibration/{names[0]}.json (made right before the validation's real runs) and "
         f"{names[1]}.json (right after them), the same command. Median ratio over the {len(ratios)} keys "
-        f"with non-zero medians: {fmt(typical, 2)} (IQR {spread}).\n"
+        f"with non-zero medians: {fmt(typical, 2)} (IQR {spread}).{_probe_drift(before, after)}\n"
     )
     return markdown_table(header, body) + note
+
+
+def _probe_drift(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """The two calibrations' host probes (median of all each took), after / before, per field."""
+    medians = []
+    for doc in (before, after):
+        probes = [p for group in (doc.get("host_probe") or {}).values() for p in group]
+        if not probes:
+            return ""
+        keys = ("busy_us", "wake_us", "wake_gap_us")
+        medians.append({k: float(np.median([num(p.get(k)) for p in probes])) for k in keys})
+    ratios = ", ".join(
+        f"{k.removesuffix('_us')} {fmt(medians[1][k] / medians[0][k], 2)}" if medians[0][k] > 0 else f"{k} -"
+        for k in medians[0]
+    )
+    return f" Their host probes (realsys/hostprobe.py, median of each's), after / before: {ratios}."
 
 
 # ---------------------------------------------------------------------------- figures
@@ -888,6 +1000,13 @@ def build(
         table("validation_after", table_validation(after_points, after_errors, AFTER_FOLDER))
     else:
         table("validation_after", f"No data/{AFTER_FOLDER}/ yet.\n")
+    table("host_scaling", table_host_scaling(data))
+    calibrations = {
+        n: json.loads((data / "calibration" / f"{n}.json").read_text())
+        for n in (calibration, f"{calibration}-after")
+        if (data / "calibration" / f"{n}.json").is_file()
+    }
+    table("host_probe", table_host_probe(host_probe_trend(data / "runs"), calibrations))
     summary = validation_summary(data)
     table("saturation", table_saturation(summary))
     table("winners", table_winner_agreement(summary))

@@ -68,6 +68,7 @@ _TOP_KEYS = frozenset(
         "saturation",
         "bands",
         "options",
+        "host_scale",
     }
 )
 # (column name, path in summary.json, +1 when higher is better / -1 when lower is better)
@@ -109,6 +110,9 @@ class Validation:
     bands: tuple[float, ...] = (0.5, 0.8)
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    # move each twin to its run's host speed (sim.params.HostScale) when the run and the calibration
+    # carry host probes (options.host_probe: true)
+    host_scale: bool = True
 
     @property
     def cells(self) -> list[tuple[str, str]]:
@@ -195,6 +199,7 @@ def validation_from_mapping(d: Any, *, default_name: str = "validation") -> Vali
         bands=bands,
         options=dict(options),
         description=str(d.get("description", "")),
+        host_scale=bool(d.get("host_scale", True)),
     )
     for _, mix in v.mixes:  # every point needs submits: completion and job throughput are compared
         if not isinstance(mix, Mapping) or not float(mix.get("submit", 0)) > 0:
@@ -300,6 +305,8 @@ class RunInfo:
     workload: Mapping[str, Any]
     replication: int
     summary: Mapping[str, Any]
+    started_at: str = ""
+    probe: Mapping[str, Any] | None = None  # realsys.hostprobe at its start, when taken
 
 
 def _runs(root: Path, kind: str, experiment: str) -> list[RunInfo]:
@@ -321,6 +328,8 @@ def _runs(root: Path, kind: str, experiment: str) -> list[RunInfo]:
                     workload=config["workload"],
                     replication=int(config.get("replication", 0)),
                     summary=load_summary(path),
+                    started_at=str(config.get("started_at", "")),
+                    probe=config.get("parameters", {}).get("host_probe"),
                 )
             )
     return out
@@ -386,6 +395,38 @@ def sim_run_id(real_run_id: str) -> str:
     return f"sim-{rest}"
 
 
+PROBE_NEIGHBOURS = 9  # a run's host speed: the median probe of this many runs nearest in start time
+
+
+def host_scales(v: Validation, runs: Sequence[RunInfo]) -> dict[str, Any]:
+    """Per real run id, the sim.params.HostScale from the calibration's probe to the run's host, or
+    None (no scaling: host_scale off, or a probe missing). A run's own probe is noisy (+-20% from one
+    probe to the next) while the host drifts over minutes, so a run's speed is the field-by-field
+    median of the PROBE_NEIGHBOURS probed runs of its design nearest to it in start time (itself
+    included), against the calibration's probes taken with that design's cluster up."""
+    from sim.params import HostScale, load_host_probe, mean_probe
+
+    out: dict[str, Any] = {r.run_id: None for r in runs}
+    if not v.host_scale:
+        return out
+    references = {d: load_host_probe(v.calibration, d) for d in {r.design for r in runs}}
+    half = PROBE_NEIGHBOURS // 2
+    for design, reference in references.items():
+        if reference is None:
+            continue
+        probed = sorted(
+            (r for r in runs if r.probe and r.design == design), key=lambda r: (r.started_at, r.run_id)
+        )
+        for i, run in enumerate(probed):
+            lo = max(0, min(i - half, len(probed) - PROBE_NEIGHBOURS))
+            window = [r.probe for r in probed[lo : lo + PROBE_NEIGHBOURS] if r.probe]
+            try:
+                out[run.run_id] = HostScale.between(mean_probe(window), reference)
+            except InvalidArgument:  # a degenerate probe median (a wake-up of 0): leave the twin unmoved
+                out[run.run_id] = None
+    return out
+
+
 def simulate(v: Validation, root: Path | str, *, records: bool = True, log: Any = print) -> list[str]:
     """Simulates every real run of the validation found under `root` (points and saturation runs) that
     has no up-to-date simulated twin; returns the run ids written. Same workload, seed, replication."""
@@ -398,20 +439,26 @@ def simulate(v: Validation, root: Path | str, *, records: bool = True, log: Any 
     wanted = params_digest(params)
     stamp = provenance()
     written = []
-    for real in _runs(root, "real", saturation_name(v)) + _runs(root, "real", v.name):
+    reals = _runs(root, "real", saturation_name(v)) + _runs(root, "real", v.name)
+    scales = host_scales(v, reals)
+    for real in reals:
         run_id = sim_run_id(real.run_id)
+        scale = scales[real.run_id]
+        scale_mapping = scale.to_mapping() if scale is not None else None
         if run_exists(root, run_id):
             old = load_config(root / run_id)
+            old_parameters = old.get("parameters", {})
             if (
                 old.get("workload") == real.workload
-                and old.get("parameters", {}).get("params_sha256") == wanted
+                and old_parameters.get("params_sha256") == wanted
+                and old_parameters.get("host_scale") == scale_mapping
             ):
-                continue  # up to date: same workload, same calibration and settings
+                continue  # up to date: same workload, same calibration, settings and host scale
         workload = workload_from_mapping(real.workload)
         config = sim.SimConfig(
             design=real.design,  # type: ignore[arg-type]
             workload=workload,
-            params=params,
+            params=params if scale is None else params.on_host(scale),
             replication=real.replication,
             run_id=run_id,
         )
@@ -425,7 +472,8 @@ def simulate(v: Validation, root: Path | str, *, records: bool = True, log: Any 
             parameters={
                 "calibration": params.name,
                 "sim_seed": config.sim_seed,
-                "params_sha256": wanted,
+                "params_sha256": wanted,  # of the calibration + overrides, before the host scale
+                "host_scale": scale_mapping,
                 "overrides": sim_overrides(v, int(v.options.get("processes", 1))),
                 "point": dict(real.point),
                 "real_run": real.run_id,

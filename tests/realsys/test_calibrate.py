@@ -244,3 +244,36 @@ def test_wakeup_curve_from_the_echo_sleep_sweep() -> None:
     assert SimParams.from_mapping(params.to_mapping()) == params
     with pytest.raises(InvalidArgument):
         SimParams.from_mapping({"wakeup_idle": [[0.1, 2.0], [0.01, 3.0]]})  # idle must ascend
+
+
+def test_rounds_pool_into_one_measurement_with_samples_aligned() -> None:
+    from realsys.calibrate import pool, round_medians
+
+    one = {"echo": {"server": [1.0, 2.0], "busy_server": [0.5], "client": [3.0, 3.0]}, "n": 2, "tag": "x"}
+    two = {"echo": {"server": [5.0, 6.0], "busy_server": [1.5], "client": [4.0, 4.0]}, "n": 4, "tag": "x"}
+    pooled = pool([one, two])
+    assert pooled["echo"]["server"] == [1.0, 2.0, 5.0, 6.0] and pooled["echo"]["client"] == [
+        3.0,
+        3.0,
+        4.0,
+        4.0,
+    ]
+    assert pooled["n"] == 3.0 and pooled["tag"] == "x"
+    assert pool([{"a": [1], "b": [2]}, {"a": [3]}]) == {"a": [1, 3]}  # only keys every round has
+
+    rounds = [
+        {
+            **one,
+            "mono": {"SubmitJob": {"n1": [1.0, 3.0], "n2": [0.0], "rtt": [9.0]}},
+            "micro": {"job_path": {}},
+        },
+        {
+            **two,
+            "mono": {"SubmitJob": {"n1": [5.0, 7.0], "n2": [0.0], "rtt": [9.0]}},
+            "micro": {"job_path": {}},
+        },
+    ]
+    medians = round_medians(rounds)
+    assert medians["mono.SubmitJob.n1"] == [2.0, 6.0] and medians["echo.server"] == [1.5, 5.5]
+    assert "mono.SubmitJob.rtt" not in medians and not any(k.startswith("micro") for k in medians)
+    assert "mono.SubmitJob.n2" not in medians  # never reached: all zero

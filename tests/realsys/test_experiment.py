@@ -109,6 +109,8 @@ def test_axes_labels_celery_and_errors() -> None:
     plain = [r.workload.arrival for r in ex.expand(ex.experiment_from_mapping(small(concurrency=[2]))).runs]
     assert not any(a.wait_for_completion for a in plain)  # type: ignore[union-attr]
 
+    assert not ex.experiment_from_mapping(small()).options.host_probe  # off unless asked for
+    assert ex.experiment_from_mapping({**small(), "options": {"host_probe": True}}).options.host_probe
     with pytest.raises(InvalidArgument, match="not both"):
         ex.experiment_from_mapping(small(concurrency=[1], rate=[10]))
     with pytest.raises(InvalidArgument, match="label"):
@@ -278,6 +280,7 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert len(jobs) == sum(r.op.name == "SUBMIT" and r.status == "OK" for r in requests)
         config = load_config(out / run_id)
         assert config["parameters"]["store"] == "memory" and config["parameters"]["total_slots"] == 12
+        assert config["parameters"]["host_probe"]["busy_us"] > 0  # options.host_probe: true
         assert (out / run_id / "requests.csv.gz").is_file() and (out / run_id / "jobs.csv.gz").is_file()
     with open(summary) as f:
         (row,) = list(csv.DictReader(f))

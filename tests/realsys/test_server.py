@@ -343,3 +343,22 @@ def test_serve_main_rejects_bad_config_with_exit_2(tmp_path: Path) -> None:
     _, stderr = process.communicate(timeout=20)
     assert process.returncode == 2
     assert "DTQ_ROLE must be one of" in stderr
+
+
+def test_gc_pauses_are_recorded_by_generation_until_uninstalled() -> None:
+    import gc
+
+    from realsys.metrics import GcPauses, NodeMetrics
+
+    metrics = NodeMetrics("n1", "node", "mono")
+    pauses = GcPauses(metrics).install()
+    try:
+        gc.collect()  # a full collection: generation 2
+    finally:
+        pauses.uninstall()
+    count = metrics.registry.get_sample_value("dtq_gc_pause_seconds_count", {"generation": "2"})
+    total = metrics.registry.get_sample_value("dtq_gc_pause_seconds_sum", {"generation": "2"})
+    assert count is not None and count >= 1 and total is not None and total > 0
+    gc.collect()
+    assert metrics.registry.get_sample_value("dtq_gc_pause_seconds_count", {"generation": "2"}) == count
+    assert pauses not in gc.callbacks

@@ -75,3 +75,79 @@ def test_checkpoint_threads_use_cores_not_loops() -> None:
         result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
         busy = {name: u for name, u in result.stats["utilisation"].items() if name.endswith("-checkpoint")}
         assert len(busy) == stores and all(0.08 < u <= 0.1 for u in busy.values()), busy
+
+
+# ---------------------------------------------------------------------------- host scale (issue 7)
+PROBE = {"busy_us": 200.0, "wake_us": 100.0, "wake_gap_us": 300.0, "gap_s": 0.01}
+
+
+def test_host_scale_is_the_ratio_of_two_probes_by_regime() -> None:
+    from sim.params import HostScale
+
+    slower = {"busy_us": 300.0, "wake_us": 120.0, "wake_gap_us": 720.0, "gap_s": 0.01}
+    scale = HostScale.between(slower, PROBE)
+    assert scale.cpu == pytest.approx(1.5) and scale.wake == pytest.approx(1.2)
+    # the cold wake-up grew 2.4x, 1.2x of it is the back-to-back wake-up's: the curve moves by 2
+    assert scale.cold == pytest.approx(2.0) and scale.gap == 0.01
+    assert HostScale.between(PROBE, PROBE) == HostScale()
+    for bad in ({**PROBE, "busy_us": 0.0}, {"wake_us": 1.0}):
+        with pytest.raises(InvalidArgument):
+            HostScale.between(bad, PROBE)
+
+
+def test_on_host_scales_cpu_costs_and_the_wake_up_curve_not_the_network() -> None:
+    from sim.params import HostScale
+
+    base = SimParams(
+        wakeup=Dist("constant", 1e-4),
+        wakeup_idle=((0.0002, 1.0), (0.001, 1.5), (0.01, 2.0), (0.1, 3.0)),
+        checkpoint=Dist("constant", 2e-3),
+    ).with_overrides({"per_item.node.ListJobs.merge": 1e-5})
+    moved = base.on_host(HostScale(cpu=2.0, wake=1.5, cold=2.0, gap=0.01))
+    for role, methods in base.service.items():
+        for method, dist in methods.items():
+            assert moved.service[role][method].mean == pytest.approx(2 * dist.mean)
+            assert moved.service[role][method].kind == dist.kind
+    for name in ("client_call", "commit", "loadgen_request", "checkpoint"):
+        assert getattr(moved, name).mean == pytest.approx(2 * getattr(base, name).mean), name
+    assert moved.commit_per_row == pytest.approx(2 * base.commit_per_row)
+    assert moved.item_cost("node", "ListJobs.merge") == pytest.approx(2e-5)
+    assert moved.wakeup.mean == pytest.approx(1.5e-4)
+    assert moved.network == base.network
+    # 1 at the curve's first point, `cold` from the probed gap on, log-linear between
+    factors = [f for _, f in moved.wakeup_idle]
+    assert factors[0] == 1.0 and factors[2] == pytest.approx(4.0) and factors[3] == pytest.approx(6.0)
+    assert 1.5 < factors[1] < 1.5 * 2.0
+    assert factors == sorted(factors)
+    assert base.on_host(HostScale()) == base
+
+
+def test_on_host_keeps_the_curve_non_decreasing_when_cold_falls() -> None:
+    from sim.params import HostScale
+
+    base = SimParams(wakeup_idle=((0.0002, 1.0), (0.001, 1.1), (0.01, 1.2)))
+    factors = [f for _, f in base.on_host(HostScale(cold=0.5)).wakeup_idle]
+    assert factors == sorted(factors) and factors[0] == 1.0
+
+
+def test_a_scaled_empirical_distribution_keeps_its_shape() -> None:
+    dist = Dist.of({"samples": [1e-4, 2e-4, 6e-4]})
+    assert dist.scaled(3.0).samples == pytest.approx((3e-4, 6e-4, 1.8e-3))
+    with pytest.raises(InvalidArgument):
+        dist.scaled(0.0)
+
+
+def test_a_calibrations_host_probe_is_per_design(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from sim.params import load_host_probe
+
+    path = tmp_path / "cal.json"
+    probes = {
+        "bare": [PROBE],
+        "mono": [PROBE, {**PROBE, "busy_us": 400.0}, {**PROBE, "busy_us": 300.0}],
+        "micro": [{**PROBE, "wake_us": 50.0}],
+    }
+    path.write_text(json.dumps({"parameters": {}, "host_probe": probes}))
+    assert load_host_probe(path, "mono") == {**PROBE, "busy_us": 300.0}  # field-by-field median
+    assert load_host_probe(path, "micro") == {**PROBE, "wake_us": 50.0}
+    path.write_text(json.dumps({"parameters": {}}))
+    assert load_host_probe(path, "mono") is None

@@ -128,6 +128,8 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
         "calibration_drift",
         "validation_after",
         "validation_trend",
+        "host_scaling",
+        "host_probe",
     }
     for path in built.tables.values():
         assert path.stat().st_size > 0
@@ -324,3 +326,37 @@ def test_validation_trend_groups_real_runs_by_start_time(tmp_path: Path) -> None
     trend = report.validation_trend(tmp_path, window=240.0)
     assert trend == [(0.0, 2, 0.75), (240.0, 1, 1.5)]
     assert "| 4-8 | 1 | 1.50 |" in report.table_validation_trend(trend)
+
+
+def test_host_probe_trend_and_the_four_twin_sets(tmp_path: Path) -> None:
+    probe = {"busy_us": 200.0, "wake_us": 100.0, "wake_gap_us": 300.0, "python_us": 4.0}
+    for i, (started, busy) in enumerate([("01:00:00", 200.0), ("01:01:00", 400.0), ("01:05:00", 500.0)]):
+        d = tmp_path / "runs" / f"real-mono-validation.rate{i}.noop.submit.sqlite.s12-11-r0"
+        d.mkdir(parents=True)
+        config = {
+            "started_at": f"2026-12-04T{started}Z",
+            "parameters": {"host_probe": probe | {"busy_us": busy}},
+        }
+        (d / "config.json").write_text(json.dumps(config))
+    trend = report.host_probe_trend(tmp_path / "runs", window=240.0)
+    assert [(start, n, m["busy_us"]) for start, n, m in trend] == [(0.0, 2, 300.0), (240.0, 1, 500.0)]
+    calibrations = {"local": {"host_probe": {"mono": [probe], "micro": [probe | {"busy_us": 100.0}]}}}
+    text = report.table_host_probe(trend, calibrations)
+    assert "| local (calibration) | 2 | 150.0 | 100.0 | 300.0 | 4.0 |" in text
+    assert "| runs 4-8 min | 1 | 500.0 |" in text
+
+    assert report.NO_VALIDATION in report.table_host_scaling(tmp_path).lower()
+    rows = [
+        {"band": band, "metric": metric, "median_abs_err": err, "median_signed_err": -err}
+        for band, err in (("rho<=0.5", 0.1), ("0.5<rho<=0.8", 0.2), ("rho>0.8", 0.3))
+        for metric in ("p50", "p99")
+    ]
+    for folder in ("validation", "validation/unscaled"):
+        (tmp_path / folder).mkdir(parents=True)
+        with open(tmp_path / folder / "error_table.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    table = report.table_host_scaling(tmp_path)
+    assert "| local | yes | 10% / 20% / 30% | 10% / 20% / 30% | -10% |" in table
+    assert "| local | no |" in table and "local-after" not in table.split("\n\n")[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -245,3 +246,83 @@ def test_validate_end_to_end_against_a_slower_stand_in(tmp_path: Path) -> None:
     text = val.format_tables(tables)
     assert "rho>0.8" in text and "winner" in text
     assert run_exists(runs, written[0])
+
+
+# ---------------------------------------------------------------------------- host scale (issue 7)
+PROBE = {"busy_us": 200.0, "wake_us": 100.0, "wake_gap_us": 300.0, "gap_s": 0.01}
+SLOWER = {"busy_us": 300.0, "wake_us": 130.0, "wake_gap_us": 600.0, "gap_s": 0.01}
+
+
+def _info(run_id: str, design: str, started: str, probe: Any) -> val.RunInfo:
+    return val.RunInfo(run_id, "real", design, {}, {}, 0, {}, started_at=started, probe=probe)
+
+
+def _calibration_with_probes(tmp_path: Path) -> Path:
+    import json
+
+    params = val.load_validation(SMOKE).calibration
+    doc = json.loads((REPO / "data" / "calibration" / f"{params}.json").read_text())
+    path = tmp_path / "probed.json"
+    path.write_text(
+        json.dumps({"parameters": doc["parameters"], "host_probe": {"mono": [PROBE], "micro": [PROBE]}})
+    )
+    return path
+
+
+def test_a_runs_host_speed_is_the_median_of_its_designs_neighbours(tmp_path: Path) -> None:
+    from sim.params import HostScale
+
+    cal = _calibration_with_probes(tmp_path)
+    v = dataclasses.replace(val.load_validation(SMOKE), calibration=str(cal))
+    # ten B runs: one outlier probe among slower ones; two A runs at the calibration's speed; one unprobed
+    runs = [_info(f"real-mono-x-{i}", "mono", f"t{i:02d}", SLOWER) for i in range(10)]
+    runs[3] = _info("real-mono-x-3", "mono", "t03", {**SLOWER, "busy_us": 2000.0})
+    runs += [_info(f"real-micro-x-{i}", "micro", f"t{i:02d}", PROBE) for i in range(2)]
+    runs.append(_info("real-micro-x-none", "micro", "t05", None))
+    scales = val.host_scales(v, runs)
+    assert scales["real-mono-x-3"] == HostScale.between(SLOWER, PROBE)  # the outlier is voted down
+    assert all(scales[f"real-mono-x-{i}"].cpu == pytest.approx(1.5) for i in range(10))
+    assert scales["real-micro-x-0"] == HostScale() and scales["real-micro-x-none"] is None
+    off = dataclasses.replace(v, host_scale=False)
+    assert set(val.host_scales(off, runs).values()) == {None}
+    unprobed = dataclasses.replace(
+        v, calibration=str(REPO / "tests" / "sim" / "data" / "calibration-2026-11-28.json")
+    )
+    assert set(val.host_scales(unprobed, runs).values()) == {None}
+
+
+def test_twins_move_to_the_probed_host_and_then_match_it(tmp_path: Path) -> None:
+    """The stand-in runs on a host 1.5x slower than the calibration's and probes it so: its twins,
+    moved by the probes, are the same simulation (zero error); unmoved they are too fast."""
+    from sim.params import HostScale
+
+    v = dataclasses.replace(val.load_validation(SMOKE), calibration=str(_calibration_with_probes(tmp_path)))
+    slow = val.sim_params(v).on_host(HostScale.between(SLOWER, PROBE))
+
+    def slow_host_run(handle: Any, run: ex.PlannedRun, options: Any) -> Any:
+        config = sim.SimConfig(run.design, run.workload, slow, replication=run.replication, run_id=run.run_id)  # type: ignore[arg-type]
+        result = sim.run(config)
+        config = run_config(
+            run_id=run.run_id,
+            kind="real",
+            design=run.design,
+            workload=run.workload,
+            parameters={**handle.parameters, "point": dict(run.point), "host_probe": SLOWER},
+            replication=run.replication,
+            started_at="2000-01-01T00:00:00Z",
+            provenance_info=FIXED_PROVENANCE,
+        )
+        return config, result.requests, result.jobs, {**result.summary, "kind": "real"}
+
+    runs = tmp_path / "runs"
+    ex.run_validation_real(
+        v, runs, progress=False, cluster_factory=_no_cluster, run_function=slow_host_run, log=lambda _: None
+    )
+    written = val.simulate(v, runs, records=False, log=lambda _: None)
+    assert load_config(runs / written[0])["parameters"]["host_scale"]["cpu"] == pytest.approx(1.5)
+    points, _ = val.collect_points(v, runs)
+    assert points and all(p.error(m) == pytest.approx(0.0, abs=1e-9) for p in points for m in ("p50", "p99"))
+    unmoved = dataclasses.replace(v, host_scale=False)
+    assert len(val.simulate(unmoved, runs, records=False, log=lambda _: None)) == len(written)  # re-made
+    points, _ = val.collect_points(unmoved, runs)
+    assert all(p.error("p50") < -0.05 for p in points), [p.error("p50") for p in points]

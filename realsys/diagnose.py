@@ -1,0 +1,175 @@
+"""`python -m realsys.diagnose DESIGN RATE [--mix submit|mixed] [--seconds S]`: where a real run's time
+goes beyond the CPU the simulator charges. One open-loop point (no-op jobs) on a fresh local cluster,
+and per request, summed over every thread of every node process:
+
+- CPU (/proc/<pid>/task/*/schedstat field 1): compare with the simulator's utilisation x time / requests;
+- run-queue wait (field 2: runnable, not running): the OS scheduler's share, which the simulator models
+  as a FIFO queue for the host's cores per CPU burst;
+- the cyclic garbage collector's pauses by generation (each node's dtq_gc_pause_seconds histogram).
+
+A diagnostic for the validation's large errors (REPORT.md "Simulator against the real system"), not
+part of any measured table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import re
+import tempfile
+import urllib.request
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+MIXES = {"submit": {"submit": 1.0}, "mixed": {"submit": 0.5, "status": 0.25, "result": 0.25}}
+
+
+def schedstat(pids: Iterable[int]) -> tuple[float, float]:
+    """(CPU seconds, run-queue wait seconds) summed over every thread of `pids`."""
+    run = wait = 0
+    for pid in pids:
+        for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+            try:
+                with open(path) as f:
+                    fields = f.read().split()
+            except OSError:  # a thread that just ended
+                continue
+            run += int(fields[0])
+            wait += int(fields[1])
+    return run / 1e9, wait / 1e9
+
+
+def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
+    """Per generation: collections, total pause ms, and collections over 1 ms and over 5 ms."""
+    out: dict[str, dict[str, float]] = {}
+    for gen in ("0", "1", "2"):
+        count = re.search(rf'dtq_gc_pause_seconds_count{{generation="{gen}"}} (\S+)', metrics_text)
+        total = re.search(rf'dtq_gc_pause_seconds_sum{{generation="{gen}"}} (\S+)', metrics_text)
+        if not (count and total):
+            continue
+        buckets = dict(
+            re.findall(rf'dtq_gc_pause_seconds_bucket{{generation="{gen}",le="([^"]+)"}} (\S+)', metrics_text)
+        )
+        n = float(count.group(1))
+        out[gen] = {
+            "collections": n,
+            "pause_ms": round(float(total.group(1)) * 1e3, 2),
+            "over_1ms": n - float(buckets.get("0.001", n)),
+            "over_5ms": n - float(buckets.get("0.005", n)),
+        }
+    return out
+
+
+def diagnose(design: str, rate: float, mix: str, seconds: float, store: str = "sqlite") -> dict[str, Any]:
+    from model.workload import workload_from_mapping
+    from realsys import cluster, loadgen
+    from realsys.targets import dtq_target_spec
+
+    workload = workload_from_mapping(
+        {
+            "arrival": {"kind": "open", "rate": rate, "max_in_flight": 1024},
+            "mix": MIXES[mix],
+            "job_type": "sleep",
+            "duration": {"kind": "constant", "mean": 0},
+            "run_time": seconds,
+            "warmup": 0,
+            "seed": 11,
+        }
+    )
+    with tempfile.TemporaryDirectory(prefix=f"dtq-diagnose-{design}-") as tmp:
+        info = cluster.up(design, Path(tmp), 12, store)
+        try:
+            pids = [n.pid for n in info.nodes]
+            gc_before = _scrape_gc(Path(tmp))
+            cpu0, wait0 = schedstat(pids)
+            result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
+            cpu1, wait1 = schedstat(pids)
+            gc_after = _scrape_gc(Path(tmp))
+        finally:
+            cluster.down(Path(tmp))
+    summary = loadgen.summary_of(result, workload, run_id="diagnose", kind="real", design=design)
+    n = max(len(result.requests), 1)
+    gc = {
+        node: {
+            gen: {k: round(v - gc_before.get(node, {}).get(gen, {}).get(k, 0.0), 2) for k, v in stats.items()}
+            for gen, stats in gens.items()
+        }
+        for node, gens in gc_after.items()
+    }
+    return {
+        "design": design,
+        "rate": rate,
+        "mix": mix,
+        "requests": len(result.requests),
+        "p50_ms": summary["latency_ms"]["all"]["p50"],
+        "p99_ms": summary["latency_ms"]["all"]["p99"],
+        "cpu_ms_per_request": 1e3 * (cpu1 - cpu0) / n,
+        "runqueue_wait_ms_per_request": 1e3 * (wait1 - wait0) / n,
+        "gc_during_run": gc,
+    }
+
+
+def simulated(
+    design: str, rate: float, mix: str, seconds: float, calibration: str, store: str
+) -> dict[str, Any]:
+    """The same point in the simulator from `calibration`: latency and node CPU per request."""
+    import sim
+    from model.workload import workload_from_mapping
+    from sim.params import load_params
+
+    workload = workload_from_mapping(
+        {
+            "arrival": {"kind": "open", "rate": rate, "max_in_flight": 1024},
+            "mix": MIXES[mix],
+            "job_type": "sleep",
+            "duration": {"kind": "constant", "mean": 0},
+            "run_time": seconds,
+            "warmup": 0,
+            "seed": 11,
+        }
+    )
+    params = load_params(calibration).with_overrides({"slots": 12, "store": store})
+    result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
+    busy = sum(u for name, u in result.stats["utilisation"].items() if not name.startswith("loadgen"))
+    n = max(len(result.requests), 1)
+    return {
+        "calibration": calibration,
+        "p50_ms": result.summary["latency_ms"]["all"]["p50"],
+        "p99_ms": result.summary["latency_ms"]["all"]["p99"],
+        "cpu_ms_per_request": 1e3 * busy * float(result.stats["sim_seconds"]) / n,
+    }
+
+
+def _scrape_gc(directory: Path) -> dict[str, dict[str, dict[str, float]]]:
+    out = {}
+    for path in sorted(directory.glob("*/*.metrics")):
+        port = int(path.read_text().strip())
+        if port <= 0:
+            continue
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            out[path.stem] = gc_pauses(response.read().decode())
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realsys.diagnose", description=__doc__.split("\n")[0])
+    parser.add_argument("design", choices=["micro", "mono"])
+    parser.add_argument("rate", type=float, help="open-loop requests/s")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="submit")
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--calibration", help="also simulate the point from this calibration (name or path)")
+    args = parser.parse_args(argv)
+    if not (args.rate > 0 and 0 < args.seconds <= 120):
+        parser.error("need rate > 0 and 0 < seconds <= 120")
+    out = diagnose(args.design, args.rate, args.mix, args.seconds, args.store)
+    if args.calibration:
+        out["sim"] = simulated(args.design, args.rate, args.mix, args.seconds, args.calibration, args.store)
+    print(json.dumps(out, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""realsys/diagnose.py: per-request CPU, run-queue wait and GC pauses of a short real run."""
+
+from __future__ import annotations
+
+from realsys import diagnose
+
+METRICS = """\
+dtq_gc_pause_seconds_bucket{generation="0",le="0.001"} 9.0
+dtq_gc_pause_seconds_bucket{generation="0",le="0.005"} 10.0
+dtq_gc_pause_seconds_count{generation="0"} 10.0
+dtq_gc_pause_seconds_sum{generation="0"} 0.004
+dtq_gc_pause_seconds_bucket{generation="2",le="0.001"} 0.0
+dtq_gc_pause_seconds_bucket{generation="2",le="0.005"} 0.0
+dtq_gc_pause_seconds_count{generation="2"} 1.0
+dtq_gc_pause_seconds_sum{generation="2"} 0.03
+"""
+
+
+def test_gc_pauses_are_parsed_by_generation() -> None:
+    parsed = diagnose.gc_pauses(METRICS)
+    assert parsed["0"] == {"collections": 10.0, "pause_ms": 4.0, "over_1ms": 1.0, "over_5ms": 0.0}
+    assert parsed["2"] == {"collections": 1.0, "pause_ms": 30.0, "over_1ms": 1.0, "over_5ms": 1.0}
+    assert "1" not in parsed
+
+
+def test_a_short_run_accounts_cpu_and_waits_per_request() -> None:
+    out = diagnose.diagnose("mono", 40.0, "submit", 1.0, store="memory")
+    assert out["requests"] > 10 and out["p50_ms"] > 0 and out["p99_ms"] >= out["p50_ms"]
+    assert out["cpu_ms_per_request"] > 0 and out["runqueue_wait_ms_per_request"] >= 0
+    assert set(out["gc_during_run"]) == {f"n{i}" for i in range(1, 7)}  # every node's histogram scraped
+
+
+def test_the_same_point_in_the_simulator() -> None:
+    out = diagnose.simulated(
+        "mono", 40.0, "mixed", 1.0, "tests/sim/data/calibration-2026-11-28.json", "sqlite"
+    )
+    assert out["p50_ms"] > 0 and out["p99_ms"] >= out["p50_ms"] and out["cpu_ms_per_request"] > 0
