@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -206,8 +207,12 @@ with asyncio.Runner(loop_factory=loop_factory) as runner:
 """
 
 
-async def measure_echo(count: int) -> dict[str, list[float]]:
-    """A bare grpc.aio health Check against a server subprocess: RTT, client CPU, server CPU."""
+EchoCall = Callable[[int], Awaitable[object]]
+
+
+@contextlib.asynccontextmanager
+async def echo_server() -> AsyncIterator[tuple[EchoCall, int]]:
+    """A bare grpc.aio health server in a subprocess (as a node runs: uvloop): (one Check call, its pid)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -222,18 +227,24 @@ async def measure_echo(count: int) -> dict[str, list[float]]:
             async def call(_: int) -> object:
                 return await stub.Check(request, timeout=5.0)
 
-            await measure_calls(call, {}, max(count // 5, 5))  # warm-up
-            idle = await idle_rates({"server": proc.pid}, 0.2)
-            out = await measure_calls(call, {"server": proc.pid}, count, idle)
-            busy = await measure_busy(call, {"server": proc.pid}, count, BUSY_IN_FLIGHT)
-            out["busy_server"], out["busy_client"] = busy["server"], busy["client"]
-            for gap in IDLE_GAPS:  # the same call after the server slept `gap` seconds
-                n = max(5, min(count // 5, int(IDLE_SWEEP_SECONDS / len(IDLE_GAPS) / gap)))
-                slept = await measure_calls(call, {"server": proc.pid}, n, idle, gap=gap)
-                out[f"idle_{gap:g}_server"], out[f"idle_{gap:g}_client"] = slept["server"], slept["client"]
+            yield call, proc.pid
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def measure_echo(count: int) -> dict[str, list[float]]:
+    """A bare grpc.aio health Check against a server subprocess: RTT, client CPU, server CPU."""
+    async with echo_server() as (call, pid):
+        await measure_calls(call, {}, max(count // 5, 5))  # warm-up
+        idle = await idle_rates({"server": pid}, 0.2)
+        out = await measure_calls(call, {"server": pid}, count, idle)
+        busy = await measure_busy(call, {"server": pid}, count, BUSY_IN_FLIGHT)
+        out["busy_server"], out["busy_client"] = busy["server"], busy["client"]
+        for gap in IDLE_GAPS:  # the same call after the server slept `gap` seconds
+            n = max(5, min(count // 5, int(IDLE_SWEEP_SECONDS / len(IDLE_GAPS) / gap)))
+            slept = await measure_calls(call, {"server": pid}, n, idle, gap=gap)
+            out[f"idle_{gap:g}_server"], out[f"idle_{gap:g}_client"] = slept["server"], slept["client"]
     out["network"] = [
         max((r - c - s) / 2, 0.0) for r, c, s in zip(out["rtt"], out["client"], out["server"], strict=True)
     ]

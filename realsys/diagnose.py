@@ -62,12 +62,11 @@ def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def diagnose(design: str, rate: float, mix: str, seconds: float, store: str = "sqlite") -> dict[str, Any]:
+def point_workload(rate: float, mix: str, seconds: float) -> Any:
+    """The open-loop no-op point both sides run (model.workload.WorkloadSpec)."""
     from model.workload import workload_from_mapping
-    from realsys import cluster, loadgen
-    from realsys.targets import dtq_target_spec
 
-    workload = workload_from_mapping(
+    return workload_from_mapping(
         {
             "arrival": {"kind": "open", "rate": rate, "max_in_flight": 1024},
             "mix": MIXES[mix],
@@ -78,6 +77,13 @@ def diagnose(design: str, rate: float, mix: str, seconds: float, store: str = "s
             "seed": 11,
         }
     )
+
+
+def diagnose(design: str, rate: float, mix: str, seconds: float, store: str = "sqlite") -> dict[str, Any]:
+    from realsys import cluster, loadgen
+    from realsys.targets import dtq_target_spec
+
+    workload = point_workload(rate, mix, seconds)
     with tempfile.TemporaryDirectory(prefix=f"dtq-diagnose-{design}-") as tmp:
         info = cluster.up(design, Path(tmp), 12, store)
         try:
@@ -116,20 +122,9 @@ def simulated(
 ) -> dict[str, Any]:
     """The same point in the simulator from `calibration`: latency and node CPU per request."""
     import sim
-    from model.workload import workload_from_mapping
     from sim.params import load_params
 
-    workload = workload_from_mapping(
-        {
-            "arrival": {"kind": "open", "rate": rate, "max_in_flight": 1024},
-            "mix": MIXES[mix],
-            "job_type": "sleep",
-            "duration": {"kind": "constant", "mean": 0},
-            "run_time": seconds,
-            "warmup": 0,
-            "seed": 11,
-        }
-    )
+    workload = point_workload(rate, mix, seconds)
     params = load_params(calibration).with_overrides({"slots": 12, "store": store})
     result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
     busy = sum(u for name, u in result.stats["utilisation"].items() if not name.startswith("loadgen"))

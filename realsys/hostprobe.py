@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
 
 import numpy as np
 
-from realsys.calibrate import _ECHO_SERVER, BUSY_IN_FLIGHT, idle_rates, measure_busy, measure_calls, run_async
+from realsys.calibrate import BUSY_IN_FLIGHT, echo_server, idle_rates, measure_busy, measure_calls, run_async
 
 PROBE_BUSY_CALLS = 300  # per block; measure_busy runs BUSY_BLOCKS blocks
 PROBE_CALLS = 300  # one in flight, back to back
@@ -68,29 +67,13 @@ def _steal_ticks() -> tuple[int, int]:
 
 
 async def _echo_probe() -> dict[str, float]:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            request = health_pb2.HealthCheckRequest(service="")
-
-            async def call(_: int) -> object:
-                return await stub.Check(request, timeout=5.0)
-
-            pids = {"server": proc.pid}
-            await measure_calls(call, {}, 30)  # warm-up
-            idle = await idle_rates(pids, 0.1)
-            busy = await measure_busy(call, pids, PROBE_BUSY_CALLS, BUSY_IN_FLIGHT)
-            b2b = await measure_calls(call, pids, PROBE_CALLS, idle)
-            cold = await measure_calls(call, pids, PROBE_GAP_CALLS, idle, gap=PROBE_GAP)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    async with echo_server() as (call, pid):
+        pids = {"server": pid}
+        await measure_calls(call, {}, 30)  # warm-up
+        idle = await idle_rates(pids, 0.1)
+        busy = await measure_busy(call, pids, PROBE_BUSY_CALLS, BUSY_IN_FLIGHT)
+        b2b = await measure_calls(call, pids, PROBE_CALLS, idle)
+        cold = await measure_calls(call, pids, PROBE_GAP_CALLS, idle, gap=PROBE_GAP)
     busy_server = float(np.median(busy["server"]))
     return {
         "busy_us": (busy_server + float(np.median(busy["client"]))) * 1e6,
