@@ -1069,8 +1069,9 @@ def fill_report(report: Path, tables: Mapping[str, str]) -> list[str]:
 
 # ---------------------------------------------------------------------------- re-running
 def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT) -> list[list[str]]:
-    """What `--rerun` runs, in order: the sweep, the simulated fault sweeps, and the validation when
-    its file exists. Each is resumable or cheap; wrap `make paper RERUN=1` in `flock` on a shared box."""
+    """What `--rerun` runs, in order: the sweep, the simulated fault sweeps, and the validation and its
+    other twin sets when its file exists. Each is resumable or cheap; wrap `make paper RERUN=1` in
+    `flock` on a shared box."""
     dtq = [sys.executable, "-m", "realsys"]
     cmds = [
         [
@@ -1088,6 +1089,9 @@ def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT)
     validation = repo / "data" / "experiments" / "validation.yaml"
     if validation.is_file():
         cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--no-progress"])
+        variants = repo / "data" / "validation" / "variants.sh"
+        if variants.is_file():  # the other twin sets of the host_scaling table, for the same runs
+            cmds.append(["env", f"DTQ={sys.executable} -m realsys", "sh", str(variants)])
     return cmds
 
 

@@ -29,7 +29,7 @@ for spec in $SETS; do
         data/experiments/validation.yaml > "$SCRATCH/$set/validation.yaml"
     grep -q "^calibration: $cal\$" "$SCRATCH/$set/validation.yaml"
     grep -q "^host_scale: $scale" "$SCRATCH/$set/validation.yaml"
-    "$DTQ" validate "$SCRATCH/$set/validation.yaml" --sim --table --out "$SCRATCH/$set/runs" \
+    $DTQ validate "$SCRATCH/$set/validation.yaml" --sim --table --out "$SCRATCH/$set/runs" \
         --tables "data/validation/$set" > "$SCRATCH/$set/log.txt"
     echo "data/validation/$set: $(grep -c '^simulated' "$SCRATCH/$set/log.txt" || true) twins"
 done

@@ -220,6 +220,15 @@ def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
     assert cmds[0][3:5] == ["experiment", "run"] and cmds[0][5].endswith("seed_plan.yaml")
     assert [c[3:6] for c in cmds[1:3]] == [["sim", "faults", "--design"]] * 2
     assert len(cmds) == 3  # no data/experiments/validation.yaml under tmp_path: no validate step
+    (tmp_path / "data" / "experiments").mkdir(parents=True)
+    (tmp_path / "data" / "experiments" / "validation.yaml").write_text("name: validation\n")
+    (tmp_path / "data" / "validation").mkdir()
+    (tmp_path / "data" / "validation" / "variants.sh").write_text("true\n")
+    cmds = report.rerun_commands(tmp_path)
+    assert cmds[3][3] == "validate" and cmds[4][-2:] == [
+        "sh",
+        str(tmp_path / "data" / "validation" / "variants.sh"),
+    ]
 
 
 @pytest.mark.parametrize(
