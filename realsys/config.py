@@ -25,6 +25,8 @@ from model.ids import validate_node_name
 Design = Literal["micro", "mono"]
 RoleName = Literal["gateway", "job", "queue", "coordinator", "worker", "result", "node"]
 Store = Literal["sqlite", "memory"]
+GcMode = Literal["default", "freeze", "off"]
+GC_MODES: tuple[GcMode, ...] = ("default", "freeze", "off")
 
 MICRO_ROLES: tuple[RoleName, ...] = ("gateway", "job", "queue", "coordinator", "worker", "result")
 # Design A: which services each role calls (see ARCHITECTURE.md, Design A).
@@ -109,6 +111,10 @@ class NodeConfig:
     drain_timeout: float = 10.0  # SIGTERM grace
     log_level: str = "INFO"
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    # CPython's cyclic GC in a node process: "default"; "freeze" (gc.freeze() once started, so full
+    # collections skip everything start-up made); "off" (gc.disable(): no pauses, cycles never freed;
+    # for experiments, realsys/diagnose.py)
+    gc_mode: GcMode = "default"
 
 
 def default_slots(role: str) -> int:
@@ -180,6 +186,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
         log_level=log_level,
         security=_security_config(env),
+        gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, "default")),
     )
 
 
@@ -202,6 +209,7 @@ def config_to_env(config: NodeConfig) -> dict[str, str]:
         "DTQ_STEAL_FANOUT": str(config.steal_fanout),
         "DTQ_DRAIN_TIMEOUT": repr(config.drain_timeout),
         "DTQ_LOG_LEVEL": config.log_level,
+        "DTQ_GC": config.gc_mode,
     }
     for f in dataclasses.fields(CoreConfig):
         env[_core_var(f.name)] = repr(getattr(config.core, f.name))

@@ -5,7 +5,8 @@ and per request, summed over every thread of every node process:
 - CPU (/proc/<pid>/task/*/schedstat field 1): compare with the simulator's utilisation x time / requests;
 - run-queue wait (field 2: runnable, not running): the OS scheduler's share, which the simulator models
   as a FIFO queue for the host's cores per CPU burst;
-- the cyclic garbage collector's pauses by generation (each node's dtq_gc_pause_seconds histogram).
+- the cyclic garbage collector's pauses by generation (each node's dtq_gc_pause_seconds histogram);
+  `--gc freeze|off` runs the nodes with DTQ_GC set so, to see what the pauses cost end to end.
 
 A diagnostic for the validation's large errors (REPORT.md "Simulator against the real system"), not
 part of any measured table.
@@ -79,13 +80,15 @@ def point_workload(rate: float, mix: str, seconds: float) -> Any:
     )
 
 
-def diagnose(design: str, rate: float, mix: str, seconds: float, store: str = "sqlite") -> dict[str, Any]:
+def diagnose(
+    design: str, rate: float, mix: str, seconds: float, store: str = "sqlite", gc_mode: str = "default"
+) -> dict[str, Any]:
     from realsys import cluster, loadgen
     from realsys.targets import dtq_target_spec
 
     workload = point_workload(rate, mix, seconds)
     with tempfile.TemporaryDirectory(prefix=f"dtq-diagnose-{design}-") as tmp:
-        info = cluster.up(design, Path(tmp), 12, store)
+        info = cluster.up(design, Path(tmp), 12, store, overrides={"DTQ_GC": gc_mode})
         try:
             pids = [n.pid for n in info.nodes]
             gc_before = _scrape_gc(Path(tmp))
@@ -108,6 +111,7 @@ def diagnose(design: str, rate: float, mix: str, seconds: float, store: str = "s
         "design": design,
         "rate": rate,
         "mix": mix,
+        "gc_mode": gc_mode,
         "requests": len(result.requests),
         "p50_ms": summary["latency_ms"]["all"]["p50"],
         "p99_ms": summary["latency_ms"]["all"]["p99"],
@@ -155,11 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mix", choices=sorted(MIXES), default="submit")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument(
+        "--gc", choices=["default", "freeze", "off"], default="default", help="the nodes' DTQ_GC"
+    )
     parser.add_argument("--calibration", help="also simulate the point from this calibration (name or path)")
     args = parser.parse_args(argv)
     if not (args.rate > 0 and 0 < args.seconds <= 120):
         parser.error("need rate > 0 and 0 < seconds <= 120")
-    out = diagnose(args.design, args.rate, args.mix, args.seconds, args.store)
+    out = diagnose(args.design, args.rate, args.mix, args.seconds, args.store, args.gc)
     if args.calibration:
         out["sim"] = simulated(args.design, args.rate, args.mix, args.seconds, args.calibration, args.store)
     print(json.dumps(out, sort_keys=True))

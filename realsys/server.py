@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import gc
 import importlib
 import os
 import signal
@@ -250,7 +251,9 @@ def serve_main() -> None:
         # the role is built inside the loop: constructors may create asyncio objects
         metrics = NodeMetrics(config.name, config.role, config.design)
         GcPauses(metrics).install()  # this process is one node: its collector pauses are the node's
-        await run_role(config, load_role(config, metrics), metrics)
+        role = load_role(config, metrics)
+        apply_gc_mode(config.gc_mode)
+        await run_role(config, role, metrics)
 
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
@@ -261,6 +264,15 @@ def serve_main() -> None:
     except Exception:
         log.exception("node failed")
         raise SystemExit(1) from None
+
+
+def apply_gc_mode(mode: str) -> None:
+    """NodeConfig.gc_mode for this process, once its role is built (process-wide: node processes only)."""
+    if mode == "freeze":
+        gc.collect()
+        gc.freeze()  # what start-up made is never traversed again
+    elif mode == "off":
+        gc.disable()
 
 
 def write_atomically(path: Path, text: str) -> None:

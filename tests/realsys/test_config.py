@@ -71,6 +71,7 @@ def test_every_variable_is_read() -> None:
         DTQ_STEAL_FANOUT="3",
         DTQ_DRAIN_TIMEOUT="0.5",
         DTQ_LOG_LEVEL="debug",
+        DTQ_GC="freeze",
         DTQ_LEASE_DURATION="4",
         DTQ_HEARTBEAT_INTERVAL="0.5",
         DTQ_WORKER_TTL="3",
@@ -106,6 +107,7 @@ def test_every_variable_is_read() -> None:
         steal_fanout=3,
         drain_timeout=0.5,
         log_level="DEBUG",
+        gc_mode="freeze",
     )
     assert isinstance(config.core.max_pending, int)
     assert load_config(config_to_env(config)) == config
@@ -205,6 +207,7 @@ BAD = [
     ("bad peer name", mono_env(DTQ_PEERS="n1=a:1,N2=b:2"), "DTQ_PEERS: node name 'N2'"),
     ("bad peer address", mono_env(DTQ_PEERS="n1=a:b"), "DTQ_PEERS: address 'a:b'"),
     ("unknown service", micro_env(DTQ_SERVICES=SERVICES + ",db=h:1"), "unknown role 'db'"),
+    ("unknown gc mode", mono_env(DTQ_GC="sometimes"), "DTQ_GC"),
     (
         "gateway without job",
         micro_env("gateway", DTQ_SERVICES="result=h:1,coordinator=h:2"),
