@@ -1108,7 +1108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--experiment", default=DEFAULT_EXPERIMENT, help="data/experiments/<name>/summary.csv"
     )
     parser.add_argument("--calibration", default="local", help="data/calibration/<name>.json")
-    parser.add_argument("--rerun", action="store_true", help="re-run the experiments first (long: ~30 min)")
+    parser.add_argument("--rerun", action="store_true", help="re-run the experiments first (long: ~1 hour)")
     args = parser.parse_args(argv)
     # files only, no window; not at import, so notebooks that import this module keep inline figures
     matplotlib.use("Agg")
