@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -90,11 +91,41 @@ class ClusterInfo:
         return {"token": self.client_token, "root_certificates": Path(self.tls_ca).read_bytes()}
 
 
-def free_ports(count: int) -> list[int]:
-    """Distinct free TCP ports on 127.0.0.1, all held open until each is picked, then released."""
-    sockets = []
+LOWEST_PICKED_PORT = 10_000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the source ports of outgoing connections (Linux), else IANA's."""
     try:
-        for _ in range(count):
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 49152, 65535
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports on 127.0.0.1 for servers that bind them a moment later. They are drawn
+    below the kernel's ephemeral range when it leaves room (so no outgoing connection's source port
+    can take one in between, as a port the kernel handed out by binding port 0 could), each checked
+    by binding it; all are held until every one is picked, then released."""
+    low, _ = _ephemeral_range()
+    candidates = list(range(LOWEST_PICKED_PORT, low)) if low - LOWEST_PICKED_PORT >= 1000 else []
+    rng = random.SystemRandom()  # not seeded: any free port will do
+    sockets: list[socket.socket] = []
+    try:
+        attempts = 0
+        while len(sockets) < count and candidates and attempts < 50 * count:  # bounded
+            attempts += 1
+            port = candidates.pop(rng.randrange(len(candidates)))
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        while len(sockets) < count:  # no room below the range: let the kernel choose
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.bind(("127.0.0.1", 0))
             sockets.append(s)

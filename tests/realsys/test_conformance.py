@@ -20,6 +20,7 @@ import pytest
 
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
 from model.errors import FailedPrecondition, InvalidArgument, NotFound
+from model.ids import owner_of
 from model.states import JobState
 from realsys import cluster
 from realsys.client import DtqClient
@@ -63,6 +64,17 @@ async def client(running_cluster: cluster.ClusterInfo) -> AsyncIterator[DtqClien
 async def wait_all_terminal(client: DtqClient, job_ids: list[str], timeout: float) -> dict[str, JobState]:
     jobs = await asyncio.gather(*(client.wait(j, timeout=timeout) for j in job_ids))
     return {j.job_id: JobState(j.state) for j in jobs}
+
+
+async def wait_until_running(client: DtqClient, job_ids: list[str], timeout: float) -> None:
+    """Returns once one of `job_ids` is RUNNING; fails after `timeout` seconds (bounded polling)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        states = [JobState((await client.status(j)).state) for j in job_ids]
+        if JobState.RUNNING in states:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"none of {len(job_ids)} jobs started running within {timeout}s")
 
 
 # ---------------------------------------------------------------------------- happy paths
@@ -252,7 +264,9 @@ async def test_worker_killed_mid_job_has_its_job_requeued(design: str, tmp_path:
         async with DtqClient(info.clients, timeout=10.0) as client:
             ids = list(await asyncio.gather(*(client.submit("sleep", sleep_payload(1.5)) for _ in range(24))))
             victim = worker_bearing(info)
-            await asyncio.sleep(0.8)  # every slot is busy now
+            # kill only once the victim runs a job (a fixed sleep missed them on a slow first run)
+            mine = [j for j in ids if info.design == "micro" or owner_of(j) == victim]
+            await wait_until_running(client, mine, timeout=20.0)
             cluster.kill(info.directory, victim, signal.SIGKILL)
             await asyncio.sleep(0.5)
             cluster.start(info.directory, victim, timeout=60)
