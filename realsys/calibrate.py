@@ -59,17 +59,23 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 # ---------------------------------------------------------------------------- CPU accounting
+def thread_times(pid: int) -> tuple[float, float]:
+    """(CPU seconds, run-queue wait seconds: runnable but not running) summed over every thread of
+    `pid`, from /proc/<pid>/task/*/schedstat (ns); OSError when the process's task list is unreadable."""
+    run = wait = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "schedstat").read_text().split()
+            run, wait = run + int(fields[0]), wait + int(fields[1])
+        except (OSError, ValueError, IndexError):  # a thread that just ended
+            continue
+    return run / 1e9, wait / 1e9
+
+
 def process_cpu(pid: int) -> float:
     """CPU seconds of every thread of `pid` (schedstat: ns resolution; falls back to /proc/pid/stat)."""
-    total = 0
-    task_dir = Path(f"/proc/{pid}/task")
     try:
-        for task in task_dir.iterdir():
-            try:
-                total += int((task / "schedstat").read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                continue
-        return total / 1e9
+        return thread_times(pid)[0]
     except OSError:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -110,14 +110,14 @@ def free_ports(count: int) -> list[int]:
     can take one in between, as a port the kernel handed out by binding port 0 could), each checked
     by binding it; all are held until every one is picked, then released."""
     low, _ = _ephemeral_range()
-    candidates = list(range(LOWEST_PICKED_PORT, low)) if low - LOWEST_PICKED_PORT >= 1000 else []
-    rng = random.SystemRandom()  # not seeded: any free port will do
+    below = range(LOWEST_PICKED_PORT, low) if low - LOWEST_PICKED_PORT >= 1000 else range(0)
+    # distinct candidates, at most 50 per port wanted (bounded); not seeded: any free port will do
+    candidates = random.SystemRandom().sample(below, min(50 * count, len(below)))
     sockets: list[socket.socket] = []
     try:
-        attempts = 0
-        while len(sockets) < count and candidates and attempts < 50 * count:  # bounded
-            attempts += 1
-            port = candidates.pop(rng.randrange(len(candidates)))
+        for port in candidates:
+            if len(sockets) == count:
+                break
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 s.bind(("127.0.0.1", port))

@@ -15,9 +15,8 @@ part of any measured table.
 from __future__ import annotations
 
 import argparse
-import glob
+import contextlib
 import json
-import re
 import tempfile
 import urllib.request
 from collections.abc import Iterable, Sequence
@@ -28,39 +27,45 @@ MIXES = {"submit": {"submit": 1.0}, "mixed": {"submit": 0.5, "status": 0.25, "re
 
 
 def schedstat(pids: Iterable[int]) -> tuple[float, float]:
-    """(CPU seconds, run-queue wait seconds) summed over every thread of `pids`."""
-    run = wait = 0
+    """(CPU seconds, run-queue wait seconds) summed over every thread of `pids` (a process that
+    ended counts nothing)."""
+    from realsys.calibrate import thread_times
+
+    run = wait = 0.0
     for pid in pids:
-        for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-            try:
-                with open(path) as f:
-                    fields = f.read().split()
-            except OSError:  # a thread that just ended
-                continue
-            run += int(fields[0])
-            wait += int(fields[1])
-    return run / 1e9, wait / 1e9
+        with contextlib.suppress(OSError):
+            r, w = thread_times(pid)
+            run, wait = run + r, wait + w
+    return run, wait
 
 
 def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
-    """Per generation: collections, total pause ms, and collections over 1 ms and over 5 ms."""
-    out: dict[str, dict[str, float]] = {}
-    for gen in ("0", "1", "2"):
-        count = re.search(rf'dtq_gc_pause_seconds_count{{generation="{gen}"}} (\S+)', metrics_text)
-        total = re.search(rf'dtq_gc_pause_seconds_sum{{generation="{gen}"}} (\S+)', metrics_text)
-        if not (count and total):
-            continue
-        buckets = dict(
-            re.findall(rf'dtq_gc_pause_seconds_bucket{{generation="{gen}",le="([^"]+)"}} (\S+)', metrics_text)
-        )
-        n = float(count.group(1))
-        out[gen] = {
+    """Per generation: collections, total pause ms, and collections over 1 ms and over 5 ms, from a
+    node's Prometheus text (its dtq_gc_pause_seconds histogram)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    buckets: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            gen = sample.labels.get("generation", "")
+            if sample.name == "dtq_gc_pause_seconds_count":
+                counts[gen] = sample.value
+            elif sample.name == "dtq_gc_pause_seconds_sum":
+                sums[gen] = sample.value
+            elif sample.name == "dtq_gc_pause_seconds_bucket":
+                buckets[(gen, sample.labels["le"])] = sample.value
+    return {
+        gen: {
             "collections": n,
-            "pause_ms": round(float(total.group(1)) * 1e3, 2),
-            "over_1ms": n - float(buckets.get("0.001", n)),
-            "over_5ms": n - float(buckets.get("0.005", n)),
+            "pause_ms": round(sums[gen] * 1e3, 2),
+            "over_1ms": n - buckets.get((gen, "0.001"), n),
+            "over_5ms": n - buckets.get((gen, "0.005"), n),
         }
-    return out
+        for gen, n in sorted(counts.items())
+        if gen in sums
+    }
 
 
 def point_workload(rate: float, mix: str, seconds: float) -> Any:

@@ -37,7 +37,7 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from model.errors import InvalidArgument
-from realsys.config import NodeConfig, address_host, grpc_options, load_config
+from realsys.config import GcMode, NodeConfig, address_host, grpc_options, load_config
 from realsys.decoding import ServingRegistrar
 from realsys.logs import bind_node, configure_logging, get_logger
 from realsys.metrics import GcPauses, MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
@@ -266,7 +266,7 @@ def serve_main() -> None:
         raise SystemExit(1) from None
 
 
-def apply_gc_mode(mode: str) -> None:
+def apply_gc_mode(mode: GcMode) -> None:
     """NodeConfig.gc_mode for this process, once its role is built (process-wide: node processes only)."""
     if mode == "freeze":
         gc.collect()

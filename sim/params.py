@@ -167,8 +167,8 @@ class HostScale:
         return {"cpu": self.cpu, "wake": self.wake, "cold": self.cold, "gap": self.gap}
 
 
-def mean_probe(probes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Field by field median of host probes (a calibration's before and after; a run's neighbours)."""
+def median_probe(probes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Field by field median of host probes (a calibration's for one design; a run's neighbours)."""
     keys = ("busy_us", "wake_us", "wake_gap_us")
     if not probes:
         raise InvalidArgument("no host probes to combine")
@@ -382,8 +382,10 @@ class SimParams:
             first = curve[0][0]
             moved: list[tuple[float, float]] = []
             for idle, factor in curve:
-                if idle <= first or scale.gap <= first:
-                    r = 1.0 if idle <= first else scale.cold
+                if idle <= first:
+                    r = 1.0
+                elif scale.gap <= first:
+                    r = scale.cold
                 else:
                     r = scale.cold ** min(math.log(idle / first) / math.log(scale.gap / first), 1.0)
                 moved.append((idle, max(factor * r, moved[-1][1] if moved else 0.0)))
@@ -553,13 +555,17 @@ def _coerce(key: str, value: object, current: object) -> object:
 CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "data" / "calibration"
 
 
+def calibration_path(name_or_path: str | Path) -> Path:
+    """A path to a calibration file as given, or a bare name's file under data/calibration/."""
+    path = Path(name_or_path)
+    return path if path.suffix else CALIBRATION_DIR / f"{name_or_path}.json"
+
+
 def load_params(name_or_path: str | Path) -> SimParams:
     """A calibration: a path to a JSON file, or a name under data/calibration/. Its `parameters` key (or
     the whole file when there is none) is a SimParams mapping; other keys (provenance, fits) are kept
     by the calibration, not here."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CALIBRATION_DIR / f"{name_or_path}.json"
+    path = calibration_path(name_or_path)
     data = json.loads(path.read_text())
     if not isinstance(data, Mapping):
         raise InvalidArgument(f"{path}: a calibration file holds one JSON object")
@@ -575,14 +581,11 @@ def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] |
     """A calibration's host speed as a run of `design` would probe it: the median of the probes it
     took with an idle cluster of that design up, before and after its measurements
     (realsys.hostprobe.calibration_probes); None for a calibration made without them."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = CALIBRATION_DIR / f"{name_or_path}.json"
-    data = json.loads(path.read_text())
+    data = json.loads(calibration_path(name_or_path).read_text())
     probes = data.get("host_probe") if isinstance(data, Mapping) else None
     if not isinstance(probes, Mapping) or not probes.get(design):
         return None
-    return mean_probe(probes[design])
+    return median_probe(probes[design])
 
 
 def parse_override(text: str) -> tuple[str, Any]:

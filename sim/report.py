@@ -31,8 +31,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -368,7 +369,7 @@ def _median_cell(runs: Sequence[Mapping[str, Any]], col: str, digits: int) -> st
 
 
 AFTER_FOLDER = "validation/after"
-# the same real runs' twins four ways: (folder under data/, calibration, moved to the probed host?)
+# the same real runs' twin sets: (folder under data/, calibration, moved to the probed host?)
 TWIN_SETS = (
     ("validation", "local", True),
     (AFTER_FOLDER, "local-after", True),
@@ -380,29 +381,39 @@ TWIN_SETS = (
 TREND_WINDOW_S = 240.0  # width of the run-start windows in table_validation_trend
 
 
+T = TypeVar("T")
+
+
+def _started(config: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(config["started_at"]).replace("Z", "+00:00"))
+
+
+def _windows(items: Sequence[tuple[datetime, T]], window: float) -> list[tuple[float, list[T]]]:
+    """`items` grouped by `window`-second windows of time from the earliest: (window start s, items)."""
+    if not items:
+        return []
+    first = min(t for t, _ in items)
+    groups: dict[int, list[T]] = {}
+    for t, item in items:
+        groups.setdefault(int((t - first).total_seconds() // window), []).append(item)
+    return [(k * window, v) for k, v in sorted(groups.items())]
+
+
 def validation_trend(runs: Path, window: float = TREND_WINDOW_S) -> list[tuple[float, int, float]]:
     """Per window of real run start times (s from the first run): (window start, runs, median of
     sim p50 / real p50 over the validation's load points and their simulated twins). A host that
     drifts while the real runs are made shows as a trend here; a steady offset does not."""
-    from datetime import datetime
-
     ratios: list[tuple[datetime, float]] = []
     for real in sorted(runs.glob("real-*-validation.rate*")):
         twin = runs / ("sim-" + real.name.partition("-")[2]) / "summary.json"
         if not (twin.is_file() and (real / "summary.json").is_file()):
             continue
-        started = json.loads((real / "config.json").read_text())["started_at"]
+        started = _started(json.loads((real / "config.json").read_text()))
         real_p50 = json.loads((real / "summary.json").read_text())["latency_ms"]["all"]["p50"]
         sim_p50 = json.loads(twin.read_text())["latency_ms"]["all"]["p50"]
         if real_p50 and real_p50 > 0:
-            ratios.append((datetime.fromisoformat(started.replace("Z", "+00:00")), sim_p50 / real_p50))
-    if not ratios:
-        return []
-    first = min(t for t, _ in ratios)
-    windows: dict[int, list[float]] = {}
-    for t, ratio in ratios:
-        windows.setdefault(int((t - first).total_seconds() // window), []).append(ratio)
-    return [(k * window, len(v), float(np.median(v))) for k, v in sorted(windows.items())]
+            ratios.append((started, sim_p50 / real_p50))
+    return [(start, len(v), float(np.median(v))) for start, v in _windows(ratios, window)]
 
 
 def table_validation_trend(trend: Sequence[tuple[float, int, float]]) -> str:
@@ -439,8 +450,8 @@ def table_validation(
 
 
 def table_host_scaling(data: Path) -> str:
-    """The error table's headline cells for the four twin sets of TWIN_SETS side by side: does moving
-    each twin to its run's probed host speed help, and do the two calibrations then agree?"""
+    """The error table's headline cells for the twin sets of TWIN_SETS side by side: does moving each
+    twin to its run's probed host speed help, and do the calibrations then agree?"""
     bands = ("rho<=0.5", "0.5<rho<=0.8", "rho>0.8")
     body = []
     for folder, calibration, scaled in TWIN_SETS:
@@ -472,8 +483,6 @@ def table_host_scaling(data: Path) -> str:
 
 def host_probe_trend(runs: Path, window: float = TREND_WINDOW_S) -> list[tuple[float, int, dict[str, float]]]:
     """Per window of real validation run start times: (start s, runs, median probe fields)."""
-    from datetime import datetime
-
     probes: list[tuple[datetime, Mapping[str, Any]]] = []
     for real in sorted(runs.glob("real-*-validation*")):
         config_path = real / "config.json"
@@ -482,36 +491,36 @@ def host_probe_trend(runs: Path, window: float = TREND_WINDOW_S) -> list[tuple[f
         config = json.loads(config_path.read_text())
         probe = config.get("parameters", {}).get("host_probe")
         if probe:
-            probes.append((datetime.fromisoformat(config["started_at"].replace("Z", "+00:00")), probe))
-    if not probes:
-        return []
-    first = min(t for t, _ in probes)
-    windows: dict[int, list[Mapping[str, Any]]] = {}
-    for t, probe in probes:
-        windows.setdefault(int((t - first).total_seconds() // window), []).append(probe)
-    keys = ("busy_us", "wake_us", "wake_gap_us", "python_us")
+            probes.append((_started(config), probe))
     return [
-        (k * window, len(v), {key: float(np.median([num(p.get(key)) for p in v])) for key in keys})
-        for k, v in sorted(windows.items())
+        (start, len(v), {key: float(np.median([num(p.get(key)) for p in v])) for key in PROBE_FIELDS})
+        for start, v in _windows(probes, window)
     ]
+
+
+PROBE_FIELDS = ("busy_us", "wake_us", "wake_gap_us", "python_us")
+
+
+def calibration_probe_medians(doc: Mapping[str, Any]) -> tuple[int, dict[str, float]] | None:
+    """(probes, field-by-field median) over every host probe a calibration took, or None."""
+    probes = [p for group in (doc.get("host_probe") or {}).values() for p in group]
+    if not probes:
+        return None
+    return len(probes), {k: float(np.median([num(p.get(k)) for p in probes])) for k in PROBE_FIELDS}
 
 
 def table_host_probe(
     trend: Sequence[tuple[float, int, Mapping[str, float]]], calibrations: Mapping[str, Mapping[str, Any]]
 ) -> str:
     """The host probe over the real runs, beside the calibrations' own probes."""
-    keys = ("busy_us", "wake_us", "wake_gap_us", "python_us")
-    body = []
+    rows: list[tuple[str, int, Mapping[str, float]]] = []
     for name, doc in calibrations.items():
-        probes = [p for group in (doc.get("host_probe") or {}).values() for p in group]
-        if probes:
-            body.append(
-                [f"{name} (calibration)", str(len(probes))]
-                + [fmt(float(np.median([num(p.get(k)) for p in probes])), 1) for k in keys]
-            )
+        found = calibration_probe_medians(doc)
+        if found:
+            rows.append((f"{name} (calibration)", *found))
     for start, n, medians in trend:
-        body.append([f"runs {start / 60:.0f}-{(start + TREND_WINDOW_S) / 60:.0f} min", str(n)])
-        body[-1] += [fmt(medians[k], 1) for k in keys]
+        rows.append((f"runs {start / 60:.0f}-{(start + TREND_WINDOW_S) / 60:.0f} min", n, medians))
+    body = [[when, str(n)] + [fmt(medians[k], 1) for k in PROBE_FIELDS] for when, n, medians in rows]
     if not body:
         return "No host probes yet (validation options host_probe: true).\n"
     header = ["when", "probes", "busy µs/call", "wake µs", "wake after 10 ms µs", "python µs/iter"]
@@ -664,16 +673,13 @@ def table_calibration_drift(
 
 def _probe_drift(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
     """The two calibrations' host probes (median of all each took), after / before, per field."""
-    medians = []
-    for doc in (before, after):
-        probes = [p for group in (doc.get("host_probe") or {}).values() for p in group]
-        if not probes:
-            return ""
-        keys = ("busy_us", "wake_us", "wake_gap_us")
-        medians.append({k: float(np.median([num(p.get(k)) for p in probes])) for k in keys})
+    first, second = calibration_probe_medians(before), calibration_probe_medians(after)
+    if first is None or second is None:
+        return ""
+    a, b = first[1], second[1]
     ratios = ", ".join(
-        f"{k.removesuffix('_us')} {fmt(medians[1][k] / medians[0][k], 2)}" if medians[0][k] > 0 else f"{k} -"
-        for k in medians[0]
+        f"{k.removesuffix('_us')} {fmt(b[k] / a[k], 2)}" if a[k] > 0 else f"{k} -"
+        for k in ("busy_us", "wake_us", "wake_gap_us")
     )
     return f" Their host probes (realsys/hostprobe.py, median of each's), after / before: {ratios}."
 
@@ -1001,9 +1007,10 @@ def build(
     else:
         table("validation_after", f"No data/{AFTER_FOLDER}/ yet.\n")
     table("host_scaling", table_host_scaling(data))
-    calibrations = {
+    after_name = f"{calibration}-after"
+    calibrations = {  # read once: the host-probe, calibration and drift tables all use them
         n: json.loads((data / "calibration" / f"{n}.json").read_text())
-        for n in (calibration, f"{calibration}-after")
+        for n in (calibration, after_name)
         if (data / "calibration" / f"{n}.json").is_file()
     }
     table("host_probe", table_host_probe(host_probe_trend(data / "runs"), calibrations))
@@ -1023,16 +1030,13 @@ def build(
     else:
         built.notes.append("faults: no data")
 
-    cal_path = data / "calibration" / f"{calibration}.json"
-    after_path = data / "calibration" / f"{calibration}-after.json"
-    drift = f"No `{calibration}-after` calibration to compare with.\n"
-    if cal_path.is_file():
-        cal = json.loads(cal_path.read_text())
+    drift = f"No `{after_name}` calibration to compare with.\n"
+    if calibration in calibrations:
+        cal = calibrations[calibration]
         table("calibration", table_calibration(cal, calibration))
         figure("calibration", lambda: fig_calibration(cal, figs))
-        if after_path.is_file():
-            after = json.loads(after_path.read_text())
-            drift = table_calibration_drift(cal, after, (calibration, f"{calibration}-after"))
+        if after_name in calibrations:
+            drift = table_calibration_drift(cal, calibrations[after_name], (calibration, after_name))
     else:
         table("calibration", f"No calibration `{calibration}` yet (`dtq calibrate --name {calibration}`).\n")
         built.notes.append(f"calibration {calibration}: missing")

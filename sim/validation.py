@@ -404,7 +404,7 @@ def host_scales(v: Validation, runs: Sequence[RunInfo]) -> dict[str, Any]:
     probe to the next) while the host drifts over minutes, so a run's speed is the field-by-field
     median of the PROBE_NEIGHBOURS probed runs of its design nearest to it in start time (itself
     included), against the calibration's probes taken with that design's cluster up."""
-    from sim.params import HostScale, load_host_probe, mean_probe
+    from sim.params import HostScale, load_host_probe, median_probe
 
     out: dict[str, Any] = {r.run_id: None for r in runs}
     if not v.host_scale:
@@ -421,7 +421,7 @@ def host_scales(v: Validation, runs: Sequence[RunInfo]) -> dict[str, Any]:
             lo = max(0, min(i - half, len(probed) - PROBE_NEIGHBOURS))
             window = [r.probe for r in probed[lo : lo + PROBE_NEIGHBOURS] if r.probe]
             try:
-                out[run.run_id] = HostScale.between(mean_probe(window), reference)
+                out[run.run_id] = HostScale.between(median_probe(window), reference)
             except InvalidArgument:  # a degenerate probe median (a wake-up of 0): leave the twin unmoved
                 out[run.run_id] = None
     return out

@@ -28,6 +28,7 @@ def test_a_short_run_accounts_cpu_and_waits_per_request() -> None:
     assert out["requests"] > 10 and out["p50_ms"] > 0 and out["p99_ms"] >= out["p50_ms"]
     assert out["cpu_ms_per_request"] > 0 and out["runqueue_wait_ms_per_request"] >= 0
     assert set(out["gc_during_run"]) == {f"n{i}" for i in range(1, 7)}  # every node's histogram scraped
+    assert all("0" in gens for gens in out["gc_during_run"].values())  # parsed: young collections seen
 
 
 def test_the_same_point_in_the_simulator() -> None:
