@@ -15,6 +15,9 @@ Method (all microbenchmarks, one call in flight, never end-to-end curves):
 - network: one-way hop = (RTT of the bare echo - client CPU - server CPU) / 2, per call, floored at 0.
 - commit / commit_per_row: realsys.storage JobRecords.save (1 row) and save_many (rows) timed in-process.
 - loadgen_request: realsys.loadgen.run_load against targets.InMemoryTarget: generator CPU / request.
+- measurements.scheduler_slice: how long the kernel leaves a process that never blocks on its core
+  while another waits (realsys.hostprobe.scheduler_slice: runs of cores + 1 spinning processes), for
+  the simulator's fair-scheduler what-if (`cpu_slice`, not set here).
 - The job path (realsys/calibrate_paths.py): the worker-side RPCs with the calibrator as the worker,
   and the in-process steps from per-job CPU windows on a cluster with one slot per worker; `closure`
   in the measurements compares those windows with the sums of the direct measurements.
@@ -744,7 +747,7 @@ DEFAULT_ROUNDS = 3
 def calibrate(
     name: str, store: str, quick: bool, out_dir: Path | None = None, rounds: int = DEFAULT_ROUNDS
 ) -> Path:
-    from realsys.hostprobe import calibration_probes
+    from realsys.hostprobe import calibration_probes, scheduler_slice
     from sim.params import CALIBRATION_DIR, load_params
     from sim.runs import provenance
 
@@ -755,6 +758,7 @@ def calibrate(
     started = time.time()
     load_before = os.getloadavg()
     probes_before = calibration_probes(store)  # the host's speed around the measurements (HostScale)
+    slice_measured = scheduler_slice()  # a fact of the kernel, not of the host's speed: measured once
     # every measurement in each of `rounds` rounds, pooled: each operation's samples span the whole
     # calibration, not one window of it (the host's speed flickers within seconds)
     measured_rounds = []
@@ -774,6 +778,7 @@ def calibrate(
     params, measured = build_parameters(echo, commit, loadgen, mono, micro, store)
     params["name"] = name
     summaries: dict[str, Any] = {
+        "scheduler_slice": slice_measured,
         "echo": {k: summarize_samples(v) for k, v in echo.items()},
         "commit": {k: summarize_samples(v) for k, v in commit.items() if k != "rows"},
         "commit_rows": commit["rows"][0],

@@ -6,7 +6,10 @@ and per request, summed over every thread of every node process:
 - run-queue wait (field 2: runnable, not running): the OS scheduler's share, which the simulator models
   as a FIFO queue for the host's cores per CPU burst;
 - the cyclic garbage collector's pauses by generation (each node's dtq_gc_pause_seconds histogram);
-  `--gc freeze|off` runs the nodes with DTQ_GC set so, to see what the pauses cost end to end.
+  `--gc freeze|off` runs the nodes with DTQ_GC set so, to see what the pauses cost end to end;
+- `--age N` first submits about N no-op jobs (a Poisson trace at AGE_RATE/s, not measured), so the
+  point runs on a cluster that holds as many finished jobs as one that served earlier runs (the
+  validation reuses a cluster per cell): the heap the collector walks grows with them.
 
 A diagnostic for the validation's large errors (REPORT.md "Simulator against the real system"), not
 part of any measured table.
@@ -19,10 +22,11 @@ import contextlib
 import json
 import tempfile
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+AGE_RATE = 200.0  # submits/s while ageing a cluster: below either design's no-op saturation
 MIXES = {"submit": {"submit": 1.0}, "mixed": {"submit": 0.5, "status": 0.25, "result": 0.25}}
 
 
@@ -68,7 +72,7 @@ def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
     }
 
 
-def point_workload(rate: float, mix: str, seconds: float) -> Any:
+def point_workload(rate: float, mix: str, seconds: float, seed: int = 11) -> Any:
     """The open-loop no-op point both sides run (model.workload.WorkloadSpec)."""
     from model.workload import workload_from_mapping
 
@@ -80,13 +84,19 @@ def point_workload(rate: float, mix: str, seconds: float) -> Any:
             "duration": {"kind": "constant", "mean": 0},
             "run_time": seconds,
             "warmup": 0,
-            "seed": 11,
+            "seed": seed,
         }
     )
 
 
 def diagnose(
-    design: str, rate: float, mix: str, seconds: float, store: str = "sqlite", gc_mode: str = "default"
+    design: str,
+    rate: float,
+    mix: str,
+    seconds: float,
+    store: str = "sqlite",
+    gc_mode: str = "default",
+    age: int = 0,
 ) -> dict[str, Any]:
     from realsys import cluster, loadgen
     from realsys.targets import dtq_target_spec
@@ -96,6 +106,11 @@ def diagnose(
         info = cluster.up(design, Path(tmp), 12, store, overrides={"DTQ_GC": gc_mode})
         try:
             pids = [n.pid for n in info.nodes]
+            aged = 0
+            if age > 0:
+                ageing = point_workload(AGE_RATE, "submit", age / AGE_RATE, seed=12)
+                spec = dtq_target_spec(info.clients, design=design)
+                aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
             gc_before = _scrape_gc(Path(tmp))
             cpu0, wait0 = schedstat(pids)
             result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
@@ -117,6 +132,7 @@ def diagnose(
         "rate": rate,
         "mix": mix,
         "gc_mode": gc_mode,
+        "aged_jobs": aged,
         "requests": len(result.requests),
         "p50_ms": summary["latency_ms"]["all"]["p50"],
         "p99_ms": summary["latency_ms"]["all"]["p99"],
@@ -127,22 +143,32 @@ def diagnose(
 
 
 def simulated(
-    design: str, rate: float, mix: str, seconds: float, calibration: str, store: str
+    design: str,
+    rate: float,
+    mix: str,
+    seconds: float,
+    calibration: str,
+    store: str,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The same point in the simulator from `calibration`: latency and node CPU per request."""
+    """The same point in the simulator from `calibration` (and `overrides`, sim.params dotted keys):
+    latency, and node CPU and run-queue wait (time with work but no core) per request."""
     import sim
     from sim.params import load_params
 
     workload = point_workload(rate, mix, seconds)
-    params = load_params(calibration).with_overrides({"slots": 12, "store": store})
+    params = load_params(calibration).with_overrides({"slots": 12, "store": store, **(overrides or {})})
     result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
     busy = sum(u for name, u in result.stats["utilisation"].items() if not name.startswith("loadgen"))
+    waited = sum(w for name, w in result.stats["core_wait"].items() if not name.startswith("loadgen"))
     n = max(len(result.requests), 1)
     return {
         "calibration": calibration,
+        "cpu_slice": params.cpu_slice,
         "p50_ms": result.summary["latency_ms"]["all"]["p50"],
         "p99_ms": result.summary["latency_ms"]["all"]["p99"],
         "cpu_ms_per_request": 1e3 * busy * float(result.stats["sim_seconds"]) / n,
+        "runqueue_wait_ms_per_request": 1e3 * waited / n,
     }
 
 
@@ -167,11 +193,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--gc", choices=["default", "freeze", "off"], default="default", help="the nodes' DTQ_GC"
     )
+    parser.add_argument(
+        "--age", type=int, default=0, help="about this many no-op jobs submitted first, not measured"
+    )
     parser.add_argument("--calibration", help="also simulate the point from this calibration (name or path)")
     args = parser.parse_args(argv)
-    if not (args.rate > 0 and 0 < args.seconds <= 120):
-        parser.error("need rate > 0 and 0 < seconds <= 120")
-    out = diagnose(args.design, args.rate, args.mix, args.seconds, args.store, args.gc)
+    if not (args.rate > 0 and 0 < args.seconds <= 120 and 0 <= args.age <= 100_000):
+        parser.error("need rate > 0, 0 < seconds <= 120 and 0 <= age <= 100000")
+    out = diagnose(args.design, args.rate, args.mix, args.seconds, args.store, args.gc, args.age)
     if args.calibration:
         out["sim"] = simulated(args.design, args.rate, args.mix, args.seconds, args.calibration, args.store)
     print(json.dumps(out, sort_keys=True))

@@ -799,6 +799,14 @@ def add_validate_parser(sub: Any) -> None:
     p.add_argument("--tables", default="data/validation", help="where the CSV/JSON tables go")
     p.add_argument("--budget", type=float, default=0.0, help="--real: start no new chunk after this many s")
     p.add_argument("--only-design", choices=["micro", "mono"], help="--real: run only this design's points")
+    p.add_argument(
+        "--twin-sets",
+        nargs="*",
+        metavar="SET",
+        help="the same real runs' other twin sets (sim.validation.TWIN_SETS; none named: all) into "
+        "<data>/validation/<SET>/",
+    )
+    p.add_argument("--data", default="data", help="--twin-sets: the data directory")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -871,6 +879,14 @@ def validate_command(args: Any) -> int:
     from sim import validation as val
 
     v = val.load_validation(args.validation)
+    if args.twin_sets is not None:
+        known = {t.name: t for t in val.TWIN_SETS if t.folder != val.MAIN_FOLDER}
+        unknown = sorted(set(args.twin_sets) - set(known))
+        if unknown:
+            raise InvalidArgument(f"unknown twin sets {unknown}; known: {sorted(known)}")
+        for name in args.twin_sets or known:
+            val.make_twin_set(v, known[name], args.out, args.data)
+        return 0
     steps = {s for s in ("real", "sim", "table") if getattr(args, s)} or {"sim", "table"}
     code = 0
     if "real" in steps:

@@ -13,16 +13,26 @@ three regimes the simulator's costs come from:
 - `wake_us`: server CPU per call one in flight back to back, less the busy server's: scales `wakeup`;
 - `wake_gap_us`: the same after a PROBE_GAP sleep before each call: how the cold wake-up curve moved.
 
+`scheduler_slice()` (`python -m realsys.hostprobe --slice [--into CALIBRATION.json]`) measures a
+different fact of the host: how long the kernel lets a process that never blocks keep a core while
+others wait for one (the simulator's `cpu_slice`, for its fair-scheduler what-if), and how soon a
+process waking from a short sleep gets a core from such spinners (the kernel's wake-up preemption).
+One more spinning process than there are cores, each recording the gaps in its own clock
+(descheduled): the runs between gaps are its slices; then a napping process beside one spinner per
+core, recording how late it wakes.
+
 A pure-Python loop (`python_us`, process_time per iteration), the 1-minute load average and the
 host's steal share during the probe are recorded beside it, not used.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import multiprocessing
 import os
-import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -120,9 +130,111 @@ def calibration_probes(store: str, slots: int = 12) -> dict[str, list[dict[str, 
     return out
 
 
-def main() -> int:
-    """`python -m realsys.hostprobe [N]`: N probes, one JSON line each."""
-    for _ in range(int(sys.argv[1]) if len(sys.argv) > 1 else 1):
+SLICE_SECONDS = 1.0  # each spinner's run
+SLICE_GAP_NS = 30_000  # a clock step this long means the spinner was off its core
+SLICE_REPEATS = 3
+
+
+def _spin(seconds: float, queue: Any) -> None:
+    clock = time.perf_counter_ns
+    end = clock() + int(seconds * 1e9)
+    last = start = clock()
+    runs: list[int] = []
+    while last < end:
+        now = clock()
+        if now - last > SLICE_GAP_NS:
+            runs.append(last - start)
+            start = now
+        last = now
+    queue.put(("spin", runs[1:]))  # the first run began before the others were spinning
+
+
+def _nap(seconds: float, queue: Any) -> None:
+    late: list[float] = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t0 = time.perf_counter()
+        time.sleep(SLICE_NAP)
+        late.append(time.perf_counter() - t0 - SLICE_NAP)
+    queue.put(("nap", late))
+
+
+SLICE_NAP = 0.001  # the sleeper's nap: it wakes this often while every core spins
+
+
+def _processes(context: Any, targets: list[Any], seconds: float) -> list[tuple[str, list[Any]]]:
+    """Starts one process per target(seconds, queue) and returns the (kind, values) each put."""
+    queue = context.Queue()
+    procs = [context.Process(target=t, args=(seconds, queue)) for t in targets]
+    for proc in procs:
+        proc.start()
+    out = [queue.get(timeout=seconds + 30) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return out
+
+
+def scheduler_slice(cores: int | None = None, seconds: float = SLICE_SECONDS) -> dict[str, Any]:
+    """Run lengths (ms) of cores + 1 spinning processes, SLICE_REPEATS times: the median is how long
+    the kernel leaves a runnable process on a core while another waits (its slice, rounded up to the
+    scheduler tick). Then one process napping SLICE_NAP beside `cores` spinners: how late it wakes
+    (ms), i.e. whether a waking process takes a core from a spinner at once or waits for a tick."""
+    cores = cores or os.cpu_count() or 1
+    context = multiprocessing.get_context("spawn")  # no forked copy of a caller's threads
+    runs: list[int] = []
+    for _ in range(SLICE_REPEATS):
+        for _kind, spinner_runs in _processes(context, [_spin] * (cores + 1), seconds):
+            runs.extend(spinner_runs)
+    if not runs:
+        raise RuntimeError("no spinner was ever descheduled: cannot measure the scheduler's slice")
+    late = [
+        x
+        for kind, values in _processes(context, [_nap] + [_spin] * cores, seconds)
+        if kind == "nap"
+        for x in values
+    ]
+    ms = np.asarray(runs, dtype=float) / 1e6
+    q10, q50, q90 = (round(float(x), 3) for x in np.quantile(ms, [0.1, 0.5, 0.9]))
+    w50, w90, w99 = (round(float(x) * 1e3, 3) for x in np.quantile(late, [0.5, 0.9, 0.99]))
+    return {
+        "processes": cores + 1,
+        "cores": cores,
+        "runs": len(runs),
+        "run_ms_p10": q10,
+        "run_ms_p50": q50,
+        "run_ms_p90": q90,
+        "wake_late_ms_p50": w50,
+        "wake_late_ms_p90": w90,
+        "wake_late_ms_p99": w99,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def add_slice(path: Path, measured: dict[str, Any]) -> None:
+    """Records a scheduler_slice() result in a calibration file as measurements.scheduler_slice (with
+    when it was measured; sim.params.load_scheduler_slice reads it). Its parameters stay as they are."""
+    doc = json.loads(path.read_text())
+    doc.setdefault("measurements", {})["scheduler_slice"] = measured
+    path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m realsys.hostprobe [N]`: N probes, one JSON line each; `--slice`: the scheduler's
+    slice instead (`--into FILE ...`: also recorded in these calibration files)."""
+    parser = argparse.ArgumentParser(prog="python -m realsys.hostprobe", description=main.__doc__)
+    parser.add_argument("probes", nargs="?", type=int, default=1)
+    parser.add_argument("--slice", action="store_true", help="measure the scheduler's slice")
+    parser.add_argument("--into", nargs="*", type=Path, default=[], help="calibration files to update")
+    args = parser.parse_args(argv)
+    if args.into and not args.slice:
+        parser.error("--into needs --slice")
+    if args.slice:
+        measured = scheduler_slice()
+        for path in args.into:
+            add_slice(path, measured)
+        print(json.dumps(measured, sort_keys=True), flush=True)
+        return 0
+    for _ in range(args.probes):
         print(json.dumps(probe(), sort_keys=True), flush=True)
     return 0
 

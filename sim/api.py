@@ -182,6 +182,7 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
         "requests": len(requests),
         # busy share since the cluster started (warm start included: the processes ran then too)
         "utilisation": {p.name: p.busy_time / env.now for p in cluster.procs} if env.now > 0 else {},
+        "core_wait": {p.name: p.core_wait for p in cluster.procs},  # seconds with work but no core
         "host_utilisation": {h.name: h.busy_time / (h.cores * env.now) for h in cluster.hosts}
         if env.now > 0
         else {},

@@ -13,6 +13,14 @@ model
 implemented with callbacks instead of resources (about a third of the events per burst: the
 simulator's speed is dominated by these). tests/sim/test_cpu.py checks the equivalence.
 
+With `cpu_slice` > 0 the host shares its cores as the kernel's fair scheduler does, at burst
+granularity: a process whose loop has more bursts queued keeps its core (an asyncio loop with ready
+callbacks never yields) until it has held it `cpu_slice` (the kernel takes a core back at a scheduler
+tick) while others wait, or until a process that woke behind it in CPU time asks for it; a freed core
+goes to the waiting process that has run least (virtual runtime: its CPU seconds, moved on waking up
+to one slice behind the host's least, so sleeping earns bounded credit). 0 is the per-burst FIFO above.
+`core_wait` sums the time a process's loop had work but no core, the simulated run-queue wait.
+
 A sleeping loop pays to wake up (`wakeup`, measured by `dtq calibrate` as the bare echo's CPU per
 call at one call in flight less that of a loop kept busy): a burst that finds its process's loop idle
 lasts that much longer; bursts queued behind a busy loop do not. So CPU per request falls as load
@@ -33,7 +41,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from enum import IntEnum
-from heapq import heappush
+from heapq import heappop, heappush
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -99,16 +107,58 @@ class Sampler:
 
 
 class Host:
-    """A machine's cores, shared FIFO by the processes placed on it."""
+    """A machine's cores, shared by the processes placed on it: FIFO per burst, or (`fair`, when the
+    params set a `cpu_slice`) by each process's CPU time so far, as the kernel's fair scheduler does."""
 
-    __slots__ = ("busy_time", "cores", "free", "name", "waiting")
+    __slots__ = (
+        "_heap",
+        "_seq",
+        "busy_time",
+        "cores",
+        "fair",
+        "free",
+        "name",
+        "running",
+        "vfloor",
+        "waiting",
+    )
 
-    def __init__(self, name: str, cores: int) -> None:
+    def __init__(self, name: str, cores: int, fair: bool = False) -> None:
         self.name = name
         self.cores = cores
         self.free = cores
-        self.waiting: deque[Proc] = deque()
+        self.fair = fair
+        self.waiting: deque[Proc] = deque()  # FIFO: in arrival order
+        self._heap: list[tuple[float, int, Proc]] = []  # fair: by virtual runtime, then arrival
+        self._seq = 0
+        self.running: list[Proc] = []  # fair: the processes holding a core
+        self.vfloor = 0.0  # fair: the least virtual runtime among those that want a core (monotonic)
         self.busy_time = 0.0  # core-seconds used
+
+    def has_waiting(self) -> bool:
+        return bool(self._heap) if self.fair else bool(self.waiting)
+
+    def push(self, proc: Proc) -> None:
+        if self.fair:
+            self._seq += 1
+            heappush(self._heap, (proc.vruntime, self._seq, proc))
+        else:
+            self.waiting.append(proc)
+
+    def pop(self) -> Proc | None:
+        if self.fair:
+            return heappop(self._heap)[2] if self._heap else None
+        return self.waiting.popleft() if self.waiting else None
+
+    def floor(self) -> float:
+        """The least virtual runtime of the processes running or waiting, never decreasing: a process
+        that slept is placed no further behind it than one slice, so sleeping earns bounded credit."""
+        least = min((p.vruntime for p in self.running), default=None)
+        if self._heap and (least is None or self._heap[0][0] < least):
+            least = self._heap[0][0]
+        if least is not None and least > self.vfloor:
+            self.vfloor = least
+        return self.vfloor
 
 
 class Proc:
@@ -142,6 +192,12 @@ class Proc:
         self._idle_since = 0.0  # when the loop last ran out of work
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
         self.wakeups = 0
+        self._slice = costs.params.cpu_slice
+        self._slice_start = 0.0  # when this process's current time slice on its core began
+        self.vruntime = 0.0  # CPU seconds run, moved up to the host's floor when it wakes (fair)
+        self._preempted = False  # a process that woke behind it wants its core at this burst's end
+        self.core_wait = 0.0  # seconds its loop had work but waited for a core (the run-queue wait)
+        self._waiting_since = 0.0
 
     # ------------------------------------------------------------------ costs
     def cost(self, method: str, items: int = 0) -> float:
@@ -182,25 +238,52 @@ class Proc:
                 burst.callbacks = None  # type: ignore[assignment]  # simpy's mark of a processed event
                 return burst
             self._busy = True
-            self.host.free -= 1
+            host = self.host
+            host.free -= 1
+            if host.fair:
+                self.vruntime = max(self.vruntime, host.floor() - self._slice)
+                host.running.append(self)
+            self._slice_start = self.env.now
             self._schedule(burst, duration, value)
         else:
             self._queue.append((burst, work))
             if not self._busy:
                 self._busy = True
                 self._waking = self._wake is not None  # idle loop, no core free: it wakes once it runs
+                if self.host.fair:
+                    self._wake_behind()
                 self._want_core()
         return burst
+
+    def _wake_behind(self) -> None:
+        """Fair: a process that wakes while every core is taken is placed at most one slice behind
+        the host's floor (the kernel's sleeper credit), and takes the core of the holder furthest
+        ahead of it at that holder's next burst end (the kernel preempts on wake-up a task that has
+        run more: realsys.hostprobe.scheduler_slice measures how fast)."""
+        host = self.host
+        self.vruntime = max(self.vruntime, host.floor() - self._slice)
+        if host.free or not host.running:
+            return
+        ahead = max(host.running, key=lambda p: p.vruntime)
+        if ahead.vruntime > self.vruntime:
+            ahead._preempted = True
 
     def _want_core(self) -> None:
         host = self.host
         if host.free:
             host.free -= 1
+            if host.fair:
+                host.running.append(self)
             self._begin(*self._queue.popleft())
         else:
-            host.waiting.append(self)
+            self._waiting_since = self.env.now
+            host.push(self)
 
     def _begin(self, burst: _Burst, work: Action | float) -> None:
+        self._slice_start = self.env.now
+        self._continue(burst, work)
+
+    def _continue(self, burst: _Burst, work: Action | float) -> None:
         if callable(work):
             duration, value = work(self.env.now)
         else:
@@ -219,6 +302,7 @@ class Proc:
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
+        self.vruntime += duration
         self.busy_time += duration
         self.host.busy_time += duration
         self.bursts += 1
@@ -230,8 +314,27 @@ class Proc:
 
     def _finish(self, _: simpy.Event) -> None:
         host = self.host
-        if host.waiting:
-            waiting = host.waiting.popleft()  # the core goes to the process waiting longest
+        if host.fair and self._queue:
+            # more work: the loop runs on, unless its slice is over or a process that woke behind it
+            # asked for the core, and someone waits for one
+            held = self.env.now - self._slice_start
+            if not host.has_waiting():
+                self._preempted = False
+                if held >= self._slice:
+                    self._slice_start = self.env.now  # nobody waited: a fresh slice
+                self._continue(*self._queue.popleft())
+                return
+            if held < self._slice and not self._preempted:
+                self._continue(*self._queue.popleft())
+                return
+        self._preempted = False
+        if host.fair:
+            host.running.remove(self)
+        waiting = host.pop()  # FIFO: the process waiting longest; fair: the one that ran least
+        if waiting is not None:
+            waiting.core_wait += self.env.now - waiting._waiting_since
+            if host.fair:
+                host.running.append(waiting)
             waiting._begin(*waiting._queue.popleft())
         else:
             host.free += 1

@@ -299,6 +299,10 @@ class SimParams:
     loadgen_request: Dist = PLACEHOLDER_LOADGEN_REQUEST  # generator CPU per request, send + receive
     checkpoint: Dist = ZERO  # SQLite WAL checkpoint thread: CPU per checkpoint per store (0: off)
     checkpoint_interval: float = 0.5
+    # > 0: the host shares its cores as the kernel's fair scheduler does, with this time slice
+    # (sim/cpu.py); 0: FIFO per CPU burst. A calibration measures the slice (measurements.
+    # scheduler_slice) but does not set it: the fair model is a what-if (REPORT.md)
+    cpu_slice: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cores < 1 or self.hosts < 1 or self.procs_per_host < 0:
@@ -324,7 +328,11 @@ class SimParams:
         for key, value in positive.items():
             if not (value > 0 and math.isfinite(value)):
                 raise InvalidArgument(f"{key} must be > 0")
-        for key, value in {"min_empty_poll": self.min_empty_poll, "drain": self.drain}.items():
+        for key, value in {
+            "min_empty_poll": self.min_empty_poll,
+            "drain": self.drain,
+            "cpu_slice": self.cpu_slice,
+        }.items():
             if not (value >= 0 and math.isfinite(value)):
                 raise InvalidArgument(f"{key} must be >= 0")
         unknown = set(self.service) - set(ROLES)
@@ -586,6 +594,16 @@ def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] |
     if not isinstance(probes, Mapping) or not probes.get(design):
         return None
     return median_probe(probes[design])
+
+
+def load_scheduler_slice(name_or_path: str | Path) -> float | None:
+    """The kernel's time slice a calibration measured (seconds; realsys.hostprobe.scheduler_slice,
+    `measurements.scheduler_slice`), for `cpu_slice`; None for a calibration made without it."""
+    data = json.loads(calibration_path(name_or_path).read_text())
+    measured = data.get("measurements", {}).get("scheduler_slice") if isinstance(data, Mapping) else None
+    if not isinstance(measured, Mapping) or not measured.get("run_ms_p50"):
+        return None
+    return float(measured["run_ms_p50"]) / 1e3
 
 
 def parse_override(text: str) -> tuple[str, Any]:

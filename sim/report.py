@@ -27,6 +27,7 @@ import csv
 import json
 import math
 import re
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -369,15 +370,6 @@ def _median_cell(runs: Sequence[Mapping[str, Any]], col: str, digits: int) -> st
 
 
 AFTER_FOLDER = "validation/after"
-# the same real runs' twin sets: (folder under data/, calibration, moved to the probed host?)
-TWIN_SETS = (
-    ("validation", "local", True),
-    (AFTER_FOLDER, "local-after", True),
-    ("validation/unscaled", "local", False),
-    ("validation/after-unscaled", "local-after", False),
-    ("validation/rounds-a", "local-rounds-a", True),
-    ("validation/rounds-b", "local-rounds-b", True),
-)
 TREND_WINDOW_S = 240.0  # width of the run-start windows in table_validation_trend
 
 
@@ -454,12 +446,17 @@ def table_host_scaling(data: Path) -> str:
     twin to its run's probed host speed help, and do the calibrations then agree?"""
     bands = ("rho<=0.5", "0.5<rho<=0.8", "rho>0.8")
     body = []
-    for folder, calibration, scaled in TWIN_SETS:
-        _, errors = validation_files(data, folder)
+    from sim.validation import TWIN_SETS
+
+    for twin_set in TWIN_SETS:
+        _, errors = validation_files(data, twin_set.folder)
         if not errors:
             continue
         cell = {(r["band"], r["metric"]): r for r in errors}
-        row = [calibration, "yes" if scaled else "no"]
+        what_ifs = ", ".join(f"{k} = {v}" for k, v in twin_set.sim_overrides.items())
+        if twin_set.fair_scheduler:
+            what_ifs = ", ".join(x for x in ("fair scheduler (measured slice)", what_ifs) if x)
+        row = [twin_set.calibration, "yes" if twin_set.host_scale else "no", what_ifs or "FIFO per burst"]
         for metric in ("p50", "p99"):
             row.append(" / ".join(_pct(num(cell.get((b, metric), {}).get("median_abs_err"))) for b in bands))
         low = cell.get(("rho<=0.5", "p50"), {})
@@ -467,16 +464,25 @@ def table_host_scaling(data: Path) -> str:
         body.append(row)
     if not body:
         return NO_VALIDATION.capitalize() + ".\n"
-    header = ["calibration", "moved to the run's host", "p50 |err|", "p99 |err|", "p50 bias, rho<=0.5"]
+    header = [
+        "calibration",
+        "moved to the run's host",
+        "CPU sharing and what-ifs",
+        "p50 |err|",
+        "p99 |err|",
+        "p50 bias, rho<=0.5",
+    ]
     note = (
-        "\nThe same real runs, one set of simulated twins per row (sim/report.py TWIN_SETS: "
-        "data/validation/ and its after/, unscaled/, after-unscaled/, rounds-a/, rounds-b/, the others "
-        "made by data/validation/variants.sh): from the calibration made right before the runs (local), "
-        "right after them (local-after), or one of two made back to back later (local-rounds-a, -b), each "
-        "twin either on its calibration's host speed or moved to its run's probed speed "
-        "(sim.params.HostScale). |err| = median over the band's points of |sim - real| / real, by band "
-        "rho <= 0.5 / 0.5-0.8 / > 0.8. Were the probe to capture everything that differs between "
-        "calibrations, the moved rows would agree with each other.\n"
+        "\nThe same real runs, one set of simulated twins per row (sim.validation.TWIN_SETS: "
+        "data/validation/ and its subfolders, the others made by `dtq validate "
+        "data/experiments/validation.yaml --twin-sets`): from the calibration made right before the runs "
+        "(local), right after them (local-after), or one of two made back to back later (local-rounds-a, "
+        "-b), each twin either on its calibration's host speed or moved to its run's probed speed "
+        "(sim.params.HostScale), and with the host's cores shared FIFO per CPU burst (the simulator's "
+        "default) or as the kernel's fair scheduler does with the time slice the calibration measured "
+        "(sim/cpu.py, cpu_slice). |err| = median over the band's points of |sim - real| / "
+        "real, by band rho <= 0.5 / 0.5-0.8 / > 0.8. Were the probe to capture everything that differs "
+        "between calibrations, the moved FIFO rows would agree with each other.\n"
     )
     return markdown_table(header, body) + note
 
@@ -569,6 +575,71 @@ def table_saturation(summary: Mapping[str, Any]) -> str:
         f"simulator and the real system in {agree} of {len(winners)} cells.\n"
     )
     return markdown_table(["design", "duration", "mix", "real req/s", "sim req/s", "err"], body) + note
+
+
+SCHEDULER_SETS = (  # (FIFO folder, fair-scheduler folder, calibration) pairs of sim.validation.TWIN_SETS
+    ("validation", "validation/fair", "local"),
+    (AFTER_FOLDER, "validation/after-fair", "local-after"),
+)
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def table_scheduler(data: Path) -> str:
+    """The same real runs' twins with the cores shared FIFO per burst and as the kernel's fair
+    scheduler does: saturation per cell, and design A's and B's median p50 error per band."""
+    bands = ("rho<=0.5", "0.5<rho<=0.8", "rho>0.8")
+    cells: dict[tuple[str, str, str], list[str]] = {}
+    p50: dict[str, str] = {}
+    header = ["design", "duration", "mix", "real req/s"]
+    for fifo, fair, calibration in SCHEDULER_SETS:
+        sat_fifo = _csv_rows(data / fifo / "saturation.csv")
+        sat_fair = {
+            (r["design"], r["duration"], r["mix"]): r for r in _csv_rows(data / fair / "saturation.csv")
+        }
+        if not sat_fifo or not sat_fair:
+            continue
+        header += [f"err FIFO ({calibration})", f"err fair ({calibration})"]
+        for r in sat_fifo:
+            key = (r["design"], r["duration"], r["mix"])
+            row = cells.setdefault(key, [fmt(num(r["real_rate"]))])
+            row += [_pct(num(r["err"])), _pct(num(sat_fair.get(key, {}).get("err")))]
+        for folder, kind in ((fifo, "FIFO"), (fair, "fair")):
+            points = _csv_rows(data / folder / "points.csv")
+            for design in ("micro", "mono"):
+                per_band = []
+                for band in bands:
+                    errs = [
+                        abs(float(p["p50_err"]))
+                        for p in points
+                        if p["design"] == design and p["band"] == band
+                    ]
+                    per_band.append(_pct(statistics.median(errs)) if errs else "-")
+                p50[f"{DESIGN_LABEL.get(design, design)}, {kind} ({calibration})"] = " / ".join(per_band)
+    if not cells:
+        return "No data/validation/fair/ yet (`dtq validate data/experiments/validation.yaml --twin-sets`).\n"
+    body = [
+        [DESIGN_LABEL.get(d, d), du, mi, *row]
+        for (d, du, mi), row in sorted(cells.items(), key=lambda kv: (_design_key(kv[0][0]), kv[0][1:]))
+    ]
+    note = (
+        "\nFrom saturation.csv and points.csv of data/validation/ (FIFO per CPU burst, the simulator's "
+        "default) and data/validation/fair/ (the host's cores shared as the kernel's fair scheduler does, "
+        "with the slice the calibration measured: sim/cpu.py, cpu_slice), and the same for local-after "
+        "(after/, after-fair/): the same real runs, each twin moved to its run's probed host speed. "
+        "Saturation err = (sim - real) / real; the second table is the median |p50 err| per design and "
+        "band (rho <= 0.5 / 0.5-0.8 / > 0.8).\n\n"
+    )
+    return (
+        markdown_table(header, body)
+        + note
+        + markdown_table(["twins", "p50 |err| by band"], [[name, errs] for name, errs in p50.items()])
+    )
 
 
 def table_winner_agreement(summary: Mapping[str, Any]) -> str:
@@ -1007,6 +1078,7 @@ def build(
     else:
         table("validation_after", f"No data/{AFTER_FOLDER}/ yet.\n")
     table("host_scaling", table_host_scaling(data))
+    table("scheduler", table_scheduler(data))
     after_name = f"{calibration}-after"
     calibrations = {  # read once: the host-probe, calibration and drift tables all use them
         n: json.loads((data / "calibration" / f"{n}.json").read_text())
@@ -1093,9 +1165,8 @@ def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT)
     validation = repo / "data" / "experiments" / "validation.yaml"
     if validation.is_file():
         cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--no-progress"])
-        variants = repo / "data" / "validation" / "variants.sh"
-        if variants.is_file():  # the other twin sets of the host_scaling table, for the same runs
-            cmds.append(["env", f"DTQ={sys.executable} -m realsys", "sh", str(variants)])
+        # the other twin sets of the host_scaling table, for the same runs
+        cmds.append([*dtq, "validate", str(validation), "--twin-sets", "--data", str(repo / "data")])
     return cmds
 
 

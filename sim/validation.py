@@ -41,7 +41,7 @@ import json
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ _TOP_KEYS = frozenset(
         "bands",
         "options",
         "host_scale",
+        "sim_overrides",
     }
 )
 # (column name, path in summary.json, +1 when higher is better / -1 when lower is better)
@@ -113,6 +114,9 @@ class Validation:
     # move each twin to its run's host speed (sim.params.HostScale) when the run and the calibration
     # carry host probes (options.host_probe: true)
     host_scale: bool = True
+    # what-ifs laid over the calibration for every twin (SimParams.with_overrides dotted keys),
+    # recorded in each twin's config.json; empty: the calibration alone
+    sim_overrides: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def cells(self) -> list[tuple[str, str]]:
@@ -183,6 +187,15 @@ def validation_from_mapping(d: Any, *, default_name: str = "validation") -> Vali
     options = d.get("options") or {}
     if not isinstance(options, Mapping):
         raise _fail("options must be a mapping")
+    what_ifs = d.get("sim_overrides") or {}
+    if not isinstance(what_ifs, Mapping):
+        raise _fail("sim_overrides must be a mapping of simulator parameter -> value")
+    from sim.params import SimParams
+
+    try:  # checked against the simulator's parameters when the file loads, not at the first twin
+        SimParams().with_overrides(what_ifs)
+    except InvalidArgument as exc:
+        raise _fail(f"sim_overrides: {exc.message}") from None
     v = Validation(
         name=str(d.get("name") or default_name),
         calibration=str(d.get("calibration", "local")),
@@ -200,6 +213,7 @@ def validation_from_mapping(d: Any, *, default_name: str = "validation") -> Vali
         options=dict(options),
         description=str(d.get("description", "")),
         host_scale=bool(d.get("host_scale", True)),
+        sim_overrides={str(k): what_ifs[k] for k in what_ifs},
     )
     for _, mix in v.mixes:  # every point needs submits: completion and job throughput are compared
         if not isinstance(mix, Mapping) or not float(mix.get("submit", 0)) > 0:
@@ -372,6 +386,7 @@ def sim_overrides(v: Validation, processes: int = 1) -> dict[str, Any]:
     overrides: dict[str, Any] = {"slots": v.slots, "store": v.store, "loadgen_processes": processes}
     if "drain" in v.options:
         overrides["drain"] = float(v.options["drain"])
+    overrides.update(v.sim_overrides)
     return overrides
 
 
@@ -488,6 +503,87 @@ def simulate(v: Validation, root: Path | str, *, records: bool = True, log: Any 
         written.append(run_id)
         log(f"simulated {run_id} ({result.stats['wall_seconds']:.1f}s)")
     return written
+
+
+# ---------------------------------------------------------------------------- more twin sets
+@dataclass(frozen=True, slots=True)
+class TwinSet:
+    """The same real runs simulated another way: from another calibration, on its own host speed or
+    moved, or with what-ifs laid over it. `folder` is under data/ ("validation" is the main set)."""
+
+    folder: str
+    calibration: str
+    host_scale: bool = True
+    sim_overrides: Mapping[str, Any] = field(default_factory=dict)
+    # the kernel's fair scheduler with the time slice the calibration measured (cpu_slice = its
+    # measurements.scheduler_slice) instead of FIFO per burst
+    fair_scheduler: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.folder.rpartition("/")[2]
+
+    def what_ifs(self) -> dict[str, Any]:
+        """What this set lays over the calibration (sim.params dotted keys)."""
+        from sim.params import load_scheduler_slice
+
+        out = dict(self.sim_overrides)
+        if self.fair_scheduler:
+            measured = load_scheduler_slice(self.calibration)
+            if measured is None:
+                raise InvalidArgument(f"calibration {self.calibration} has no measurements.scheduler_slice")
+            out["cpu_slice"] = measured
+        return out
+
+    def applied(self, v: Validation) -> Validation:
+        return replace(
+            v,
+            calibration=self.calibration,
+            host_scale=self.host_scale,
+            sim_overrides={**v.sim_overrides, **self.what_ifs()},
+        )
+
+
+MAIN_FOLDER = "validation"
+TWIN_SETS = (
+    TwinSet(MAIN_FOLDER, "local"),
+    TwinSet("validation/after", "local-after"),
+    TwinSet("validation/unscaled", "local", host_scale=False),
+    TwinSet("validation/after-unscaled", "local-after", host_scale=False),
+    TwinSet("validation/rounds-a", "local-rounds-a"),
+    TwinSet("validation/rounds-b", "local-rounds-b"),
+    TwinSet("validation/fair", "local", fair_scheduler=True),
+    TwinSet("validation/after-fair", "local-after", fair_scheduler=True),
+)
+
+
+def make_twin_set(
+    v: Validation, twin_set: TwinSet, runs: Path | str, data: Path | str, log: Any = print
+) -> dict[str, Any] | None:
+    """Simulates every real run of `v` under `runs` the twin set's way, in a scratch root of links to
+    the real runs (the main twins stay), and writes its tables to data/<folder>/. None (skipped) when
+    its calibration file is missing."""
+    import shutil
+    import tempfile
+
+    from sim.params import calibration_path
+
+    if twin_set.folder == MAIN_FOLDER:
+        raise InvalidArgument("the main twin set is `dtq validate` itself")
+    if not calibration_path(twin_set.calibration).is_file():
+        log(f"{twin_set.folder}: skipped (no calibration {twin_set.calibration})")
+        return None
+    varied = twin_set.applied(v)
+    scratch = Path(tempfile.mkdtemp(prefix=f"dtq-twins-{twin_set.name}-"))
+    try:
+        for real in sorted(Path(runs).glob(f"real-*-{v.name}*")):
+            (scratch / real.name).symlink_to(real.resolve(), target_is_directory=True)
+        written = simulate(varied, scratch, records=False, log=lambda _: None)
+        tables = build_tables(varied, scratch, Path(data) / twin_set.folder)
+    finally:
+        shutil.rmtree(scratch)
+    log(f"{twin_set.folder}: {len(written)} twins")
+    return tables
 
 
 # ---------------------------------------------------------------------------- the arithmetic

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from realsys import hostprobe
-from sim.params import HostScale
+from sim.params import HostScale, load_params, load_scheduler_slice
 
 
 def test_a_probe_measures_each_regime_and_is_json() -> None:
@@ -22,3 +25,21 @@ def test_a_probe_measures_each_regime_and_is_json() -> None:
 def test_the_python_loop_does_fixed_work() -> None:
     assert hostprobe._python_work(10) == hostprobe._python_work(10) == 10 * len("job-00000000")
     assert hostprobe.python_us() > 0
+
+
+def test_the_scheduler_slice_is_measured_from_spinners_that_lose_their_core(tmp_path: Path) -> None:
+    measured = hostprobe.scheduler_slice(cores=1, seconds=0.3)  # 2 spinners on (at least) 1 core
+    assert measured["processes"] == 2 and measured["runs"] > 0
+    assert 0 < measured["run_ms_p10"] <= measured["run_ms_p50"] <= measured["run_ms_p90"]
+    assert 0 <= measured["wake_late_ms_p50"] <= measured["wake_late_ms_p99"]
+    calibration = tmp_path / "cal.json"
+    calibration.write_text(json.dumps({"parameters": {"cores": 2}, "measurements": {}}))
+    hostprobe.add_slice(calibration, {**measured, "run_ms_p50": 4.0})
+    assert load_scheduler_slice(calibration) == pytest.approx(0.004)
+    assert load_params(calibration).cpu_slice == 0.0  # recorded, not set: the fair model is a what-if
+    assert json.loads(calibration.read_text())["measurements"]["scheduler_slice"]["runs"] == measured["runs"]
+
+
+def test_into_needs_slice() -> None:
+    with pytest.raises(SystemExit):
+        hostprobe.main(["--into", "x.json"])

@@ -151,3 +151,113 @@ def test_a_longer_sleep_costs_a_dearer_wakeup() -> None:
     assert ends[0] == pytest.approx(first)
     assert ends[1] == pytest.approx(0.0015 + 1e-3 + 1e-4)  # slept 0.4 ms < 1 ms: factor 1
     assert ends[2] == pytest.approx(0.2 + 1e-3 + 3e-4)  # slept ~0.197 s > 0.1 s: factor 3
+
+
+def _slice_order(cpu_slice: float, b_at: float = 5e-4, b_ran: float = 0.0) -> dict[str, float]:
+    """One core; process a queues three 1 ms bursts at 0, process b one at `b_at` after having run
+    `b_ran` CPU seconds before: when each ends, and how long b waited for the core."""
+    env = simpy.Environment()
+    host = Host("h", 1, fair=cpu_slice > 0)
+    costs = CostModel(SimParams(cpu_slice=cpu_slice), 1)
+    a, b = (Proc(env, host, name, "node", i, costs) for i, name in enumerate("ab"))
+    b.vruntime = b_ran
+    ends: dict[str, float] = {}
+
+    def burst(proc: Proc, label: str, at: float) -> Generator[Any, Any, None]:
+        yield env.timeout(at)
+        yield proc.run(1e-3)
+        ends[label] = env.now
+
+    for i in range(3):
+        env.process(burst(a, f"a{i}", 0.0))
+    env.process(burst(b, "b", b_at))
+    env.run()
+    ends["b_waited"] = b.core_wait
+    return ends
+
+
+def test_fifo_queues_a_busy_process_again_after_every_burst() -> None:
+    ends = _slice_order(0.0)  # b runs second, after a's first burst
+    assert ends["b"] == pytest.approx(2e-3) and ends["a2"] == pytest.approx(4e-3)
+    assert ends["b_waited"] == pytest.approx(5e-4)
+
+
+def test_a_process_that_wakes_behind_takes_the_core_at_the_holders_burst_end() -> None:
+    ends = _slice_order(1.0)  # b has run nothing, a 1 ms by then: b preempts at a's first burst end
+    assert ends["b"] == pytest.approx(2e-3) and ends["a2"] == pytest.approx(4e-3)
+
+
+def test_a_process_ahead_in_cpu_time_waits_for_the_holders_slice() -> None:
+    # b has run 10 ms already: it does not preempt a, and gets the core when a's slice of 1.5 ms is over
+    sliced = _slice_order(1.5e-3, b_ran=0.01)
+    assert sliced["a1"] == pytest.approx(2e-3) and sliced["b"] == pytest.approx(3e-3)
+    assert sliced["a2"] == pytest.approx(4e-3) and sliced["b_waited"] == pytest.approx(1.5e-3)
+    unsliced = _slice_order(1.0, b_ran=0.01)  # a slice longer than a's work: b waits for all of it
+    assert unsliced["a2"] == pytest.approx(3e-3) and unsliced["b"] == pytest.approx(4e-3)
+
+
+def test_a_freed_core_goes_to_the_waiting_process_that_ran_least() -> None:
+    env = simpy.Environment()
+    host = Host("h", 1, fair=True)
+    costs = CostModel(SimParams(cpu_slice=1.0), 1)
+    holder, heavy, light = (Proc(env, host, n, "node", i, costs) for i, n in enumerate(("h", "x", "y")))
+    order: list[str] = []
+
+    def burst(proc: Proc, at: float, ran: float) -> Generator[Any, Any, None]:
+        yield env.timeout(at)
+        proc.vruntime = max(proc.vruntime, ran)
+        yield proc.run(1e-3)
+        order.append(proc.name)
+
+    env.process(burst(holder, 0.0, 0.0))
+    env.process(burst(heavy, 1e-4, 0.05))  # arrives first but has run far more
+    env.process(burst(light, 2e-4, 0.0))  # placed at the host's floor: ahead of heavy in the heap
+    env.run()
+    assert order == ["h", "y", "x"]
+    assert host.floor() >= 0.0 and not host.running and host.free == 1
+
+
+def test_fair_sharing_changes_nothing_without_contention() -> None:
+    bursts = [(t, 0, d) for t, _, d in _bursts(4, 2000, 1)]
+    env = simpy.Environment()
+    proc = Proc(env, Host("h", 2, fair=True), "p", "node", 0, CostModel(SimParams(cpu_slice=4e-3), 1))
+    done = [0.0] * len(bursts)
+
+    def one(i: int, at: float, d: float) -> Generator[Any, Any, None]:
+        yield env.timeout(at)
+        yield proc.run(d)
+        done[i] = env.now
+
+    for i, (at, _, d) in enumerate(bursts):
+        env.process(one(i, at, d))
+    env.run()
+    assert np.allclose(done, _reference(bursts, 1, 2), rtol=0, atol=1e-12)
+    assert proc.core_wait == 0.0
+
+
+def test_fair_sharing_conserves_work() -> None:
+    """Whatever the order, a core is never idle while a burst waits: the last burst ends when FIFO's
+    does, and every burst runs exactly once."""
+    for seed, procs in ((5, 4), (6, 7)):
+        bursts = _bursts(seed, 1500, procs)
+        env = simpy.Environment()
+        host = Host("h", 1, fair=True)
+        costs = CostModel(SimParams(cpu_slice=2e-3), 1)
+        loops = [Proc(env, host, f"p{i}", "node", i, costs) for i in range(procs)]
+        done = [0.0] * len(bursts)
+        for i, (at, p, d) in enumerate(bursts):
+            env.process(_one_burst(env, loops[p], at, d, done, i))
+        env.run()
+        # one core, never idle while work waits: the busy periods, hence the last end, are FIFO's
+        assert max(done) == pytest.approx(max(_reference(bursts, procs, 1)), abs=1e-9)
+        assert sum(p.bursts for p in loops) == len(bursts)
+        assert sum(p.busy_time for p in loops) == pytest.approx(sum(d for _, _, d in bursts))
+        assert host.free == 1 and not host.running
+
+
+def _one_burst(
+    env: simpy.Environment, proc: Proc, at: float, d: float, done: list[float], i: int
+) -> Generator[Any, Any, None]:
+    yield env.timeout(at)
+    yield proc.run(d)
+    done[i] = env.now

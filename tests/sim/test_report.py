@@ -130,6 +130,7 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
         "validation_trend",
         "host_scaling",
         "host_probe",
+        "scheduler",
     }
     for path in built.tables.values():
         assert path.stat().st_size > 0
@@ -222,13 +223,9 @@ def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
     assert len(cmds) == 3  # no data/experiments/validation.yaml under tmp_path: no validate step
     (tmp_path / "data" / "experiments").mkdir(parents=True)
     (tmp_path / "data" / "experiments" / "validation.yaml").write_text("name: validation\n")
-    (tmp_path / "data" / "validation").mkdir()
-    (tmp_path / "data" / "validation" / "variants.sh").write_text("true\n")
     cmds = report.rerun_commands(tmp_path)
-    assert cmds[3][3] == "validate" and cmds[4][-2:] == [
-        "sh",
-        str(tmp_path / "data" / "validation" / "variants.sh"),
-    ]
+    assert cmds[3][3] == "validate" and "--real" in cmds[3]
+    assert cmds[4][3] == "validate" and "--twin-sets" in cmds[4] and cmds[4][-1] == str(tmp_path / "data")
 
 
 @pytest.mark.parametrize(
@@ -367,5 +364,37 @@ def test_host_probe_trend_and_the_four_twin_sets(tmp_path: Path) -> None:
             writer.writeheader()
             writer.writerows(rows)
     table = report.table_host_scaling(tmp_path)
-    assert "| local | yes | 10% / 20% / 30% | 10% / 20% / 30% | -10% |" in table
-    assert "| local | no |" in table and "local-after" not in table.split("\n\n")[0]
+    assert "| local | yes | FIFO per burst | 10% / 20% / 30% | 10% / 20% / 30% | -10% |" in table
+    assert "| local | no | FIFO per burst |" in table and "local-after" not in table.split("\n\n")[0]
+
+
+def test_the_scheduler_table_sets_fifo_and_fair_twins_side_by_side(tmp_path: Path) -> None:
+    assert "no data/validation/fair/" in report.table_scheduler(tmp_path).lower()
+    sat = {"validation": 0.1, "validation/fair": -0.3}
+    p50 = {"validation": 0.2, "validation/fair": 0.05}
+    for folder, sat_err in sat.items():
+        (tmp_path / folder).mkdir(parents=True)
+        with open(tmp_path / folder / "saturation.csv", "w", newline="") as f:
+            writer = csv.DictWriter(
+                f, fieldnames=["design", "duration", "mix", "real_rate", "sim_rate", "err"]
+            )
+            writer.writeheader()
+            writer.writerow(
+                {
+                    "design": "micro",
+                    "duration": "noop",
+                    "mix": "submit",
+                    "real_rate": 300,
+                    "sim_rate": 0,
+                    "err": sat_err,
+                }
+            )
+        with open(tmp_path / folder / "points.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["design", "band", "p50_err"])
+            writer.writeheader()
+            for err in (p50[folder], -p50[folder], 3 * p50[folder]):
+                writer.writerow({"design": "micro", "band": "rho<=0.5", "p50_err": err})
+    table = report.table_scheduler(tmp_path)
+    assert "| A (micro) | noop | submit | 300.0 | 10% | -30% |" in table
+    assert "| A (micro), FIFO (local) | 20% / - / - |" in table
+    assert "| A (micro), fair (local) | 5% / - / - |" in table

@@ -169,11 +169,33 @@ def test_bad_validation_files_are_invalid_argument() -> None:
         {**good, "mixes": {"reads": {"status": 1.0}}},
         {**good, "bands": [0.8, 0.5]},
         {**good, "typo": 1},
+        {**good, "sim_overrides": {"no_such_parameter": 1}},
+        {**good, "sim_overrides": [1]},
     ):
         with pytest.raises(InvalidArgument):
             val.validation_from_mapping(bad)
     with pytest.raises(InvalidArgument):
         val.rates_of(val.validation_from_mapping({**good, "fractions": [0.1, 0.1001]}), 10.0)
+    what_if = val.validation_from_mapping({**good, "sim_overrides": {"cpu_slice": 0.004}})
+    assert val.sim_overrides(what_if)["cpu_slice"] == 0.004
+
+
+def test_a_twin_set_lays_its_calibration_and_what_ifs_over_the_file() -> None:
+    v = val.load_validation(SMOKE)
+    names = [t.name for t in val.TWIN_SETS]
+    assert len(set(names)) == len(names) and val.TWIN_SETS[0].folder == val.MAIN_FOLDER
+    twin_set = val.TwinSet("validation/x", "other", host_scale=False, sim_overrides={"cpu_slice": 0.0})
+    applied = twin_set.applied(v)
+    assert (applied.calibration, applied.host_scale) == ("other", False)
+    assert applied.sim_overrides == {"cpu_slice": 0.0}
+    assert applied.designs == v.designs and applied.fractions == v.fractions
+    with pytest.raises(InvalidArgument):
+        val.make_twin_set(v, val.TWIN_SETS[0], "data/runs", "data")
+    fair = val.TwinSet("validation/f", "local", fair_scheduler=True)  # the slice local.json measured
+    assert 0.001 < fair.what_ifs()["cpu_slice"] < 0.02
+    old = str(REPO / "tests" / "sim" / "data" / "calibration-2026-11-28.json")  # measured no slice
+    with pytest.raises(InvalidArgument):
+        val.TwinSet("validation/g", old, fair_scheduler=True).what_ifs()
 
 
 # ---------------------------------------------------------------------------- end to end (no cluster)
@@ -326,3 +348,13 @@ def test_twins_move_to_the_probed_host_and_then_match_it(tmp_path: Path) -> None
     assert len(val.simulate(unmoved, runs, records=False, log=lambda _: None)) == len(written)  # re-made
     points, _ = val.collect_points(unmoved, runs)
     assert all(p.error("p50") < -0.05 for p in points), [p.error("p50") for p in points]
+
+    # the same real runs as another twin set: its own tables, the main twins untouched
+    data = tmp_path / "data"
+    main_twin = (runs / written[0] / "config.json").read_text()
+    twin_set = val.TwinSet("validation/unmoved", str(_calibration_with_probes(tmp_path)), host_scale=False)
+    tables = val.make_twin_set(v, twin_set, runs, data, log=lambda _: None)
+    assert tables is not None and (data / "validation" / "unmoved" / "error_table.csv").is_file()
+    assert (runs / written[0] / "config.json").read_text() == main_twin
+    missing = val.TwinSet("validation/none", str(tmp_path / "no-such-calibration.json"))
+    assert val.make_twin_set(v, missing, runs, data, log=lambda _: None) is None
