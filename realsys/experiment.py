@@ -795,6 +795,9 @@ def add_validate_parser(sub: Any) -> None:
     p.add_argument("--real", action="store_true", help="run what is missing of the real side (take the lock)")
     p.add_argument("--sim", action="store_true", help="simulate every real run that lacks an up-to-date twin")
     p.add_argument("--table", action="store_true", help="build and print the error table")
+    p.add_argument(
+        "--force", action="store_true", help="--sim: re-make every twin (after a change to the simulator)"
+    )
     p.add_argument("--out", default="data/runs", help="the runs' root directory")
     p.add_argument("--tables", default="data/validation", help="where the CSV/JSON tables go")
     p.add_argument("--budget", type=float, default=0.0, help="--real: start no new chunk after this many s")
@@ -896,7 +899,7 @@ def validate_command(args: Any) -> int:
         print(f"{v.name}: {made} real runs made, {failed} failed, {'complete' if complete else 'incomplete'}")
         code = 1 if failed else 0
     if "sim" in steps:
-        written = val.simulate(v, args.out, records=bool(v.options.get("records", True)))
+        written = val.simulate(v, args.out, records=bool(v.options.get("records", True)), force=args.force)
         print(f"{v.name}: {len(written)} runs simulated")
     if "table" in steps:
         tables = val.build_tables(v, args.out, args.tables)

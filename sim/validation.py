@@ -442,9 +442,13 @@ def host_scales(v: Validation, runs: Sequence[RunInfo]) -> dict[str, Any]:
     return out
 
 
-def simulate(v: Validation, root: Path | str, *, records: bool = True, log: Any = print) -> list[str]:
+def simulate(
+    v: Validation, root: Path | str, *, records: bool = True, log: Any = print, force: bool = False
+) -> list[str]:
     """Simulates every real run of the validation found under `root` (points and saturation runs) that
-    has no up-to-date simulated twin; returns the run ids written. Same workload, seed, replication."""
+    has no up-to-date simulated twin (same workload, inputs and host scale; the simulator's own code
+    is not compared: `force` re-makes every twin after a change to it); returns the run ids written.
+    Same workload, seed, replication."""
     import sim
     from sim.runs import load_config, provenance, run_config, run_exists, utc_now, write_run
 
@@ -460,7 +464,7 @@ def simulate(v: Validation, root: Path | str, *, records: bool = True, log: Any 
         run_id = sim_run_id(real.run_id)
         scale = scales[real.run_id]
         scale_mapping = scale.to_mapping() if scale is not None else None
-        if run_exists(root, run_id):
+        if run_exists(root, run_id) and not force:
             old = load_config(root / run_id)
             old_parameters = old.get("parameters", {})
             if (

@@ -241,6 +241,7 @@ def test_validate_end_to_end_against_a_slower_stand_in(tmp_path: Path) -> None:
     assert twin["parameters"]["real_run"] == "real-" + written[-1][4:]
     assert twin["workload"] == load_config(runs / twin["parameters"]["real_run"])["workload"]
     assert val.simulate(v, runs, log=lambda _: None) == []  # up to date: nothing re-simulated
+    assert len(val.simulate(v, runs, records=False, log=lambda _: None, force=True)) == made
     # resumable: the real side has nothing left to do
     assert ex.run_validation_real(
         v, runs, progress=False, cluster_factory=_no_cluster, run_function=_fake_real_run, log=lambda _: None
@@ -358,3 +359,13 @@ def test_twins_move_to_the_probed_host_and_then_match_it(tmp_path: Path) -> None
     assert (runs / written[0] / "config.json").read_text() == main_twin
     missing = val.TwinSet("validation/none", str(tmp_path / "no-such-calibration.json"))
     assert val.make_twin_set(v, missing, runs, data, log=lambda _: None) is None
+
+
+def test_dtq_validate_names_an_unknown_twin_set(capsys: pytest.CaptureFixture[str]) -> None:
+    from realsys import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["validate", str(SMOKE), "--twin-sets", "no-such-set"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "INVALID_ARGUMENT" in err and "no-such-set" in err and "after" in err
