@@ -62,17 +62,25 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 # ---------------------------------------------------------------------------- CPU accounting
-def thread_times(pid: int) -> tuple[float, float]:
-    """(CPU seconds, run-queue wait seconds: runnable but not running) summed over every thread of
-    `pid`, from /proc/<pid>/task/*/schedstat (ns); OSError when the process's task list is unreadable."""
-    run = wait = 0
+def per_thread_times(pid: int) -> dict[str, tuple[str, float, float]]:
+    """Per thread id of `pid`: (its name, CPU seconds, run-queue wait seconds: runnable but not
+    running), from /proc/<pid>/task/*/schedstat (ns) and comm; OSError when the process's task list
+    is unreadable."""
+    out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             fields = (task / "schedstat").read_text().split()
-            run, wait = run + int(fields[0]), wait + int(fields[1])
+            name = (task / "comm").read_text().strip()
+            out[task.name] = (name, int(fields[0]) / 1e9, int(fields[1]) / 1e9)
         except (OSError, ValueError, IndexError):  # a thread that just ended
             continue
-    return run / 1e9, wait / 1e9
+    return out
+
+
+def thread_times(pid: int) -> tuple[float, float]:
+    """(CPU seconds, run-queue wait seconds) summed over every thread of `pid` (per_thread_times)."""
+    times = per_thread_times(pid).values()
+    return sum(t[1] for t in times), sum(t[2] for t in times)
 
 
 def process_cpu(pid: int) -> float:

@@ -113,8 +113,10 @@ def diagnose(
                 aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
             gc_before = _scrape_gc(Path(tmp))
             cpu0, wait0 = schedstat(pids)
+            threads0 = {node.name: _threads(node.pid) for node in info.nodes}
             result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
             cpu1, wait1 = schedstat(pids)
+            threads = {n.name: _thread_split(threads0[n.name], _threads(n.pid)) for n in info.nodes}
             gc_after = _scrape_gc(Path(tmp))
         finally:
             cluster.down(Path(tmp))
@@ -139,7 +141,31 @@ def diagnose(
         "cpu_ms_per_request": 1e3 * (cpu1 - cpu0) / n,
         "runqueue_wait_ms_per_request": 1e3 * (wait1 - wait0) / n,
         "gc_during_run": gc,
+        "threads_during_run": threads,
     }
+
+
+def _threads(pid: int) -> dict[str, tuple[str, float, float]]:
+    from realsys.calibrate import per_thread_times
+
+    try:
+        return per_thread_times(pid)
+    except OSError:
+        return {}
+
+
+def _thread_split(
+    before: dict[str, tuple[str, float, float]], after: dict[str, tuple[str, float, float]]
+) -> dict[str, Any]:
+    """How a node's CPU during the run split over its threads: how many ran, and the busiest one's
+    name and share (the simulator gives each process one loop, hence one share of the cores)."""
+    used = {tid: (name, cpu - before.get(tid, (name, 0.0, 0.0))[1]) for tid, (name, cpu, _) in after.items()}
+    busy = {tid: v for tid, v in used.items() if v[1] > 0}
+    total = sum(cpu for _, cpu in busy.values())
+    if not busy or total <= 0:
+        return {"threads_busy": 0, "busiest": "", "busiest_share": 0.0}
+    name, cpu = max(busy.values(), key=lambda v: v[1])
+    return {"threads_busy": len(busy), "busiest": name, "busiest_share": round(cpu / total, 3)}
 
 
 def simulated(

@@ -30,6 +30,9 @@ def test_a_short_run_accounts_cpu_and_waits_per_request() -> None:
     assert out["cpu_ms_per_request"] > 0 and out["runqueue_wait_ms_per_request"] >= 0
     assert set(out["gc_during_run"]) == {f"n{i}" for i in range(1, 7)}  # every node's histogram scraped
     assert all("0" in gens for gens in out["gc_during_run"].values())  # parsed: young collections seen
+    split = out["threads_during_run"]
+    assert set(split) == set(out["gc_during_run"])
+    assert all(s["threads_busy"] >= 1 and 0 < s["busiest_share"] <= 1 for s in split.values()), split
 
 
 def test_the_same_point_in_the_simulator() -> None:
