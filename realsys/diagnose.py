@@ -72,6 +72,43 @@ def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
     }
 
 
+def full_collection_ms(retained: Sequence[int], repeats: int = 5) -> list[dict[str, float]]:
+    """How much CPU a full collection (gc.collect()) takes in this process, with the node's modules
+    imported, as a model.jobs.JobTable holds more finished jobs (24 h retention keeps them all):
+    per count, the median of `repeats` collections and the tracked objects. In-process and
+    cumulative, so run it in a fresh interpreter."""
+    import gc
+    import statistics
+    import time
+
+    import realsys.server  # noqa: F401  (a node's heap: gRPC, protobuf, the services)
+    from model.config import CoreConfig
+    from model.job import JobSpec, Succeeded
+    from model.jobs import JobIdFactory, JobTable
+
+    table = JobTable(CoreConfig(), JobIdFactory("n1", "a"))
+    out, done = [], 0
+    for target in sorted(retained):
+        while done < target:
+            job = table.submit(float(done), JobSpec.make("sleep", payload=b"")).job
+            table.lease(float(done), job.job_id, "w1")
+            table.complete(float(done), job.job_id, 1, "w1", Succeeded(b""))
+            done += 1
+        pauses = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            gc.collect()
+            pauses.append((time.perf_counter() - t0) * 1e3)
+        out.append(
+            {
+                "jobs": done,
+                "objects": len(gc.get_objects()),
+                "full_gc_ms": round(statistics.median(pauses), 2),
+            }
+        )
+    return out
+
+
 def point_workload(rate: float, mix: str, seconds: float, seed: int = 11) -> Any:
     """The open-loop no-op point both sides run (model.workload.WorkloadSpec)."""
     from model.workload import workload_from_mapping

@@ -52,3 +52,10 @@ def test_fair_sharing_with_a_time_slice_slows_design_a_near_saturation() -> None
         fifo = diagnose.simulated("micro", rate, "submit", 2.0, calibration, "sqlite", {"cpu_slice": 0.0})
         fair = diagnose.simulated("micro", rate, "submit", 2.0, calibration, "sqlite", {"cpu_slice": 0.004})
         assert fair["cpu_slice"] == 0.004 and fair["p50_ms"] > 1.05 * fifo["p50_ms"], (rate, fifo, fair)
+
+
+def test_a_full_collection_walks_the_retained_jobs() -> None:
+    rows = diagnose.full_collection_ms([0, 2000], repeats=3)
+    assert [r["jobs"] for r in rows] == [0, 2000]
+    assert rows[1]["objects"] > rows[0]["objects"] + 2000  # each finished job keeps tracked objects
+    assert all(r["full_gc_ms"] > 0 for r in rows)
