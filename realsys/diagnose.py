@@ -83,8 +83,9 @@ def full_collection_ms(retained: Sequence[int], repeats: int = 5) -> list[dict[s
 
     import realsys.server  # noqa: F401  (a node's heap: gRPC, protobuf, the services)
     from model.config import CoreConfig
+    from model.ids import JobIdFactory
     from model.job import JobSpec, Succeeded
-    from model.jobs import JobIdFactory, JobTable
+    from model.jobs import JobTable
 
     table = JobTable(CoreConfig(), JobIdFactory("n1", "a"))
     out, done = [], 0
