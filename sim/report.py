@@ -68,7 +68,9 @@ def set_style() -> None:
 
 
 # ---------------------------------------------------------------------------- reading data/
-def read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv(path: Path, missing_ok: bool = False) -> list[dict[str, str]]:
+    if missing_ok and not path.is_file():
+        return []
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
 
@@ -87,7 +89,7 @@ def experiment_rows(data: Path, name: str = DEFAULT_EXPERIMENT) -> list[dict[str
     """data/experiments/<name>/summary.csv rows with at least one replication on disk (the runner
     lists every planned point, also those not run yet)."""
     path = data / "experiments" / name / "summary.csv"
-    return [r for r in read_csv(path) if num(r.get("n")) > 0] if path.is_file() else []
+    return [r for r in read_csv(path, missing_ok=True) if num(r.get("n")) > 0]
 
 
 def fault_rows(data: Path, kind: str) -> list[dict[str, Any]]:
@@ -108,9 +110,7 @@ def validation_files(
 ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """(points.csv, error_table.csv) rows from data/<folder>/, each empty when absent."""
     root = data / folder
-    points = read_csv(root / "points.csv") if (root / "points.csv").is_file() else []
-    errors = read_csv(root / "error_table.csv") if (root / "error_table.csv").is_file() else []
-    return points, errors
+    return read_csv(root / "points.csv", missing_ok=True), read_csv(root / "error_table.csv", missing_ok=True)
 
 
 def calibration_samples(calibration: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -370,6 +370,7 @@ def _median_cell(runs: Sequence[Mapping[str, Any]], col: str, digits: int) -> st
 
 
 AFTER_FOLDER = "validation/after"
+BANDS = ("rho<=0.5", "0.5<rho<=0.8", "rho>0.8")  # the validation file's bands: [0.5, 0.8]
 TREND_WINDOW_S = 240.0  # width of the run-start windows in table_validation_trend
 
 
@@ -444,7 +445,6 @@ def table_validation(
 def table_host_scaling(data: Path) -> str:
     """The error table's headline cells for the twin sets of TWIN_SETS side by side: does moving each
     twin to its run's probed host speed help, and do the calibrations then agree?"""
-    bands = ("rho<=0.5", "0.5<rho<=0.8", "rho>0.8")
     body = []
     from sim.validation import TWIN_SETS
 
@@ -458,7 +458,7 @@ def table_host_scaling(data: Path) -> str:
             what_ifs = ", ".join(x for x in ("fair scheduler (measured slice)", what_ifs) if x)
         row = [twin_set.calibration, "yes" if twin_set.host_scale else "no", what_ifs or "FIFO per burst"]
         for metric in ("p50", "p99"):
-            row.append(" / ".join(_pct(num(cell.get((b, metric), {}).get("median_abs_err"))) for b in bands))
+            row.append(" / ".join(_pct(num(cell.get((b, metric), {}).get("median_abs_err"))) for b in BANDS))
         low = cell.get(("rho<=0.5", "p50"), {})
         row.append(_pct(num(low.get("median_signed_err"))))
         body.append(row)
@@ -577,30 +577,33 @@ def table_saturation(summary: Mapping[str, Any]) -> str:
     return markdown_table(["design", "duration", "mix", "real req/s", "sim req/s", "err"], body) + note
 
 
-SCHEDULER_SETS = (  # (FIFO folder, fair-scheduler folder, calibration) pairs of sim.validation.TWIN_SETS
-    ("validation", "validation/fair", "local"),
-    (AFTER_FOLDER, "validation/after-fair", "local-after"),
-)
+def scheduler_pairs() -> list[tuple[str, str, str]]:
+    """(FIFO folder, fair-scheduler folder, calibration) for every fair twin set of
+    sim.validation.TWIN_SETS and the set that differs from it only in sharing the cores FIFO."""
+    from sim.validation import TWIN_SETS
 
-
-def _csv_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return [
+        (fifo.folder, fair.folder, fair.calibration)
+        for fair in TWIN_SETS
+        if fair.fair_scheduler
+        for fifo in TWIN_SETS
+        if not fifo.fair_scheduler
+        and (fifo.calibration, fifo.host_scale, fifo.sim_overrides)
+        == (fair.calibration, fair.host_scale, fair.sim_overrides)
+    ]
 
 
 def table_scheduler(data: Path) -> str:
     """The same real runs' twins with the cores shared FIFO per burst and as the kernel's fair
     scheduler does: saturation per cell, and design A's and B's median p50 error per band."""
-    bands = ("rho<=0.5", "0.5<rho<=0.8", "rho>0.8")
     cells: dict[tuple[str, str, str], list[str]] = {}
     p50: dict[str, str] = {}
     header = ["design", "duration", "mix", "real req/s"]
-    for fifo, fair, calibration in SCHEDULER_SETS:
-        sat_fifo = _csv_rows(data / fifo / "saturation.csv")
+    for fifo, fair, calibration in scheduler_pairs():
+        sat_fifo = read_csv(data / fifo / "saturation.csv", missing_ok=True)
         sat_fair = {
-            (r["design"], r["duration"], r["mix"]): r for r in _csv_rows(data / fair / "saturation.csv")
+            (r["design"], r["duration"], r["mix"]): r
+            for r in read_csv(data / fair / "saturation.csv", missing_ok=True)
         }
         if not sat_fifo or not sat_fair:
             continue
@@ -610,10 +613,10 @@ def table_scheduler(data: Path) -> str:
             row = cells.setdefault(key, [fmt(num(r["real_rate"]))])
             row += [_pct(num(r["err"])), _pct(num(sat_fair.get(key, {}).get("err")))]
         for folder, kind in ((fifo, "FIFO"), (fair, "fair")):
-            points = _csv_rows(data / folder / "points.csv")
+            points = validation_files(data, folder)[0]
             for design in ("micro", "mono"):
                 per_band = []
-                for band in bands:
+                for band in BANDS:
                     errs = [
                         abs(float(p["p50_err"]))
                         for p in points
