@@ -107,14 +107,15 @@ class Sampler:
 
 
 class Host:
-    """A machine's cores, shared by the processes placed on it: FIFO per burst, or (`fair`, when the
-    params set a `cpu_slice`) by each process's CPU time so far, as the kernel's fair scheduler does."""
+    """A machine's cores, shared by the processes placed on it: FIFO per burst, or (`fair`, with a
+    `cpu_slice` > 0) by each process's CPU time so far, as the kernel's fair scheduler does."""
 
     __slots__ = (
         "_heap",
         "_seq",
         "busy_time",
         "cores",
+        "cpu_slice",
         "fair",
         "free",
         "name",
@@ -123,11 +124,12 @@ class Host:
         "waiting",
     )
 
-    def __init__(self, name: str, cores: int, fair: bool = False) -> None:
+    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0) -> None:
         self.name = name
         self.cores = cores
         self.free = cores
-        self.fair = fair
+        self.cpu_slice = cpu_slice
+        self.fair = cpu_slice > 0
         self.waiting: deque[Proc] = deque()  # FIFO: in arrival order
         self._heap: list[tuple[float, int, Proc]] = []  # fair: by virtual runtime, then arrival
         self._seq = 0
@@ -150,15 +152,15 @@ class Host:
             return heappop(self._heap)[2] if self._heap else None
         return self.waiting.popleft() if self.waiting else None
 
-    def floor(self) -> float:
-        """The least virtual runtime of the processes running or waiting, never decreasing: a process
-        that slept is placed no further behind it than one slice, so sleeping earns bounded credit."""
+    def place(self, proc: Proc) -> None:
+        """Fair: a process waking up is placed no further than one slice behind the least virtual
+        runtime of those running or waiting (never decreasing), so sleeping earns bounded credit."""
         least = min((p.vruntime for p in self.running), default=None)
         if self._heap and (least is None or self._heap[0][0] < least):
             least = self._heap[0][0]
         if least is not None and least > self.vfloor:
             self.vfloor = least
-        return self.vfloor
+        proc.vruntime = max(proc.vruntime, self.vfloor - self.cpu_slice)
 
 
 class Proc:
@@ -192,7 +194,6 @@ class Proc:
         self._idle_since = 0.0  # when the loop last ran out of work
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
         self.wakeups = 0
-        self._slice = costs.params.cpu_slice
         self._slice_start = 0.0  # when this process's current time slice on its core began
         self.vruntime = 0.0  # CPU seconds run, moved up to the host's floor when it wakes (fair)
         self._preempted = False  # a process that woke behind it wants its core at this burst's end
@@ -241,7 +242,7 @@ class Proc:
             host = self.host
             host.free -= 1
             if host.fair:
-                self.vruntime = max(self.vruntime, host.floor() - self._slice)
+                host.place(self)
                 host.running.append(self)
             self._slice_start = self.env.now
             self._schedule(burst, duration, value)
@@ -261,7 +262,7 @@ class Proc:
         ahead of it at that holder's next burst end (the kernel preempts on wake-up a task that has
         run more: realsys.hostprobe.scheduler_slice measures how fast)."""
         host = self.host
-        self.vruntime = max(self.vruntime, host.floor() - self._slice)
+        host.place(self)
         if host.free or not host.running:
             return
         ahead = max(host.running, key=lambda p: p.vruntime)
@@ -320,11 +321,11 @@ class Proc:
             held = self.env.now - self._slice_start
             if not host.has_waiting():
                 self._preempted = False
-                if held >= self._slice:
+                if held >= host.cpu_slice:
                     self._slice_start = self.env.now  # nobody waited: a fresh slice
                 self._continue(*self._queue.popleft())
                 return
-            if held < self._slice and not self._preempted:
+            if held < host.cpu_slice and not self._preempted:
                 self._continue(*self._queue.popleft())
                 return
         self._preempted = False

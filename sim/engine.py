@@ -133,7 +133,7 @@ class Cluster:
         self.env = env
         self.params = params
         self.costs = costs
-        self.hosts = [Host(f"h{i}", params.cores, fair=params.cpu_slice > 0) for i in range(params.hosts)]
+        self.hosts = [Host(f"h{i}", params.cores, params.cpu_slice) for i in range(params.hosts)]
         self.procs: list[Proc] = []
         self._placed = 0
         self.durations: dict[str, float] = {}  # job id -> the handler's duration (the trace's)

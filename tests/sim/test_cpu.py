@@ -157,8 +157,8 @@ def _slice_order(cpu_slice: float, b_at: float = 5e-4, b_ran: float = 0.0) -> di
     """One core; process a queues three 1 ms bursts at 0, process b one at `b_at` after having run
     `b_ran` CPU seconds before: when each ends, and how long b waited for the core."""
     env = simpy.Environment()
-    host = Host("h", 1, fair=cpu_slice > 0)
-    costs = CostModel(SimParams(cpu_slice=cpu_slice), 1)
+    host = Host("h", 1, cpu_slice)
+    costs = CostModel(SimParams(), 1)
     a, b = (Proc(env, host, name, "node", i, costs) for i, name in enumerate("ab"))
     b.vruntime = b_ran
     ends: dict[str, float] = {}
@@ -198,8 +198,8 @@ def test_a_process_ahead_in_cpu_time_waits_for_the_holders_slice() -> None:
 
 def test_a_freed_core_goes_to_the_waiting_process_that_ran_least() -> None:
     env = simpy.Environment()
-    host = Host("h", 1, fair=True)
-    costs = CostModel(SimParams(cpu_slice=1.0), 1)
+    host = Host("h", 1, cpu_slice=1.0)
+    costs = CostModel(SimParams(), 1)
     holder, heavy, light = (Proc(env, host, n, "node", i, costs) for i, n in enumerate(("h", "x", "y")))
     order: list[str] = []
 
@@ -214,13 +214,13 @@ def test_a_freed_core_goes_to_the_waiting_process_that_ran_least() -> None:
     env.process(burst(light, 2e-4, 0.0))  # placed at the host's floor: ahead of heavy in the heap
     env.run()
     assert order == ["h", "y", "x"]
-    assert host.floor() >= 0.0 and not host.running and host.free == 1
+    assert host.vfloor >= 0.0 and not host.running and host.free == 1
 
 
 def test_fair_sharing_changes_nothing_without_contention() -> None:
     bursts = [(t, 0, d) for t, _, d in _bursts(4, 2000, 1)]
     env = simpy.Environment()
-    proc = Proc(env, Host("h", 2, fair=True), "p", "node", 0, CostModel(SimParams(cpu_slice=4e-3), 1))
+    proc = Proc(env, Host("h", 2, cpu_slice=4e-3), "p", "node", 0, CostModel(SimParams(), 1))
     done = [0.0] * len(bursts)
 
     def one(i: int, at: float, d: float) -> Generator[Any, Any, None]:
@@ -241,8 +241,8 @@ def test_fair_sharing_conserves_work() -> None:
     for seed, procs in ((5, 4), (6, 7)):
         bursts = _bursts(seed, 1500, procs)
         env = simpy.Environment()
-        host = Host("h", 1, fair=True)
-        costs = CostModel(SimParams(cpu_slice=2e-3), 1)
+        host = Host("h", 1, cpu_slice=2e-3)
+        costs = CostModel(SimParams(), 1)
         loops = [Proc(env, host, f"p{i}", "node", i, costs) for i in range(procs)]
         done = [0.0] * len(bursts)
         for i, (at, p, d) in enumerate(bursts):
