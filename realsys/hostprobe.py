@@ -133,6 +133,7 @@ def calibration_probes(store: str, slots: int = 12) -> dict[str, list[dict[str, 
 SLICE_SECONDS = 1.0  # each spinner's run
 SLICE_GAP_NS = 30_000  # a clock step this long means the spinner was off its core
 SLICE_REPEATS = 3
+SLICE_NAP = 0.001  # the sleeper's nap: it wakes this often while every core spins
 
 
 def _spin(seconds: float, queue: Any) -> None:
@@ -157,9 +158,6 @@ def _nap(seconds: float, queue: Any) -> None:
         time.sleep(SLICE_NAP)
         late.append(time.perf_counter() - t0 - SLICE_NAP)
     queue.put(("nap", late))
-
-
-SLICE_NAP = 0.001  # the sleeper's nap: it wakes this often while every core spins
 
 
 def _processes(context: Any, targets: list[Any], seconds: float) -> list[tuple[str, list[Any]]]:

@@ -213,7 +213,7 @@ def validation_from_mapping(d: Any, *, default_name: str = "validation") -> Vali
         options=dict(options),
         description=str(d.get("description", "")),
         host_scale=bool(d.get("host_scale", True)),
-        sim_overrides={str(k): what_ifs[k] for k in what_ifs},
+        sim_overrides={str(k): value for k, value in what_ifs.items()},
     )
     for _, mix in v.mixes:  # every point needs submits: completion and job throughput are compared
         if not isinstance(mix, Mapping) or not float(mix.get("submit", 0)) > 0:
@@ -567,7 +567,6 @@ def make_twin_set(
     """Simulates every real run of `v` under `runs` the twin set's way, in a scratch root of links to
     the real runs (the main twins stay), and writes its tables to data/<folder>/. None (skipped) when
     its calibration file is missing."""
-    import shutil
     import tempfile
 
     from sim.params import calibration_path
@@ -578,14 +577,12 @@ def make_twin_set(
         log(f"{twin_set.folder}: skipped (no calibration {twin_set.calibration})")
         return None
     varied = twin_set.applied(v)
-    scratch = Path(tempfile.mkdtemp(prefix=f"dtq-twins-{twin_set.name}-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix=f"dtq-twins-{twin_set.name}-") as tmp:
+        scratch = Path(tmp)
         for real in sorted(Path(runs).glob(f"real-*-{v.name}*")):
             (scratch / real.name).symlink_to(real.resolve(), target_is_directory=True)
         written = simulate(varied, scratch, records=False, log=lambda _: None)
         tables = build_tables(varied, scratch, Path(data) / twin_set.folder)
-    finally:
-        shutil.rmtree(scratch)
     log(f"{twin_set.folder}: {len(written)} twins")
     return tables
 
