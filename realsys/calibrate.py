@@ -46,6 +46,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from model.results.stats import lognormal_fit
+
 MAX_SAMPLES = 200
 
 
@@ -105,19 +107,9 @@ def summarize_samples(samples: Sequence[float]) -> dict[str, Any]:
         p95=float(np.quantile(arr, 0.95)),
         p99=float(np.quantile(arr, 0.99)),
     )
-    pos = arr[arr > 0]
-    if len(pos) >= 5:
-        from scipy import stats
-
-        logs = np.log(pos)
-        mu, sigma = float(logs.mean()), float(logs.std(ddof=1))
-        if sigma > 0:
-            ks = stats.kstest(pos, "lognorm", args=(sigma, 0, math.exp(mu)))
-            out["lognormal"] = {
-                "mean": math.exp(mu + sigma**2 / 2),
-                "sigma": sigma,
-                "ks": float(ks.statistic),
-            }
+    fit = lognormal_fit(arr)
+    if fit is not None:
+        out["lognormal"] = {"mean": fit.mean, "sigma": fit.sigma, "ks": fit.ks}
     return out
 
 
@@ -755,9 +747,9 @@ DEFAULT_ROUNDS = 3
 def calibrate(
     name: str, store: str, quick: bool, out_dir: Path | None = None, rounds: int = DEFAULT_ROUNDS
 ) -> Path:
+    from model.results.runs import provenance
     from realsys.hostprobe import calibration_probes, scheduler_slice
     from sim.params import CALIBRATION_DIR, load_params
-    from sim.runs import provenance
 
     if rounds < 1:
         raise ValueError("rounds must be >= 1")

@@ -65,6 +65,7 @@ from typing import Any, Protocol
 import yaml
 
 from model.errors import InvalidArgument
+from model.results.stats import mean_ci
 from model.workload import WorkloadSpec, workload_from_mapping, workload_to_mapping
 
 DESIGNS = ("micro", "mono", "celery")
@@ -426,8 +427,8 @@ def load_run(
     handle: ClusterHandle, run: PlannedRun, options: Options
 ) -> tuple[dict[str, Any], list[Any], list[Any], dict[str, Any]]:
     """Drives one run through the load generator: (config, requests, jobs, summary)."""
+    from model.results.runs import provenance, run_config, utc_now
     from realsys import loadgen
-    from sim.runs import provenance, run_config, utc_now
 
     started_at, stamp = utc_now(), provenance()
     probe: dict[str, Any] = {}
@@ -461,7 +462,7 @@ def _run_parameters(run: PlannedRun, options: Options) -> dict[str, Any]:
 
 def _check_existing(root: Path, run: PlannedRun) -> None:
     """A finished run with the same id must have been made with the same workload and settings."""
-    from sim.runs import load_config
+    from model.results.runs import load_config
 
     config = load_config(root / run.run_id)
     if config.get("workload") != workload_to_mapping(run.workload) or config.get("design") != run.design:
@@ -493,10 +494,10 @@ def run_experiment(
     run_function: RunFunction = load_run,
     log: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Runs what is missing of the experiment, writing each run with sim.runs.write_run."""
+    """Runs what is missing of the experiment, writing each run with model.results.runs.write_run."""
     from tqdm import tqdm
 
-    from sim.runs import run_exists, write_run
+    from model.results.runs import run_exists, write_run
 
     log = log or tqdm.write  # printed above the progress bar, not through it
     root = Path(out)
@@ -573,20 +574,6 @@ def _run_batch(
 
 
 # ---------------------------------------------------------------------------- summary table
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """(mean, half-width of the two-sided Student-t confidence interval); half-width NaN for n < 2."""
-    from scipy import stats
-
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = math.fsum(values) / n
-    if n < 2:
-        return mean, math.nan
-    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-
-
 def _metric(summary: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
     value: Any = summary
     for key in path:
@@ -598,7 +585,7 @@ def _metric(summary: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
 
 def summary_rows(exp: Experiment, out: Path | str) -> list[dict[str, Any]]:
     """One row per (design, sweep point) with the replications found on disk."""
-    from sim.runs import load_summary, run_exists
+    from model.results.runs import load_summary, run_exists
 
     root = Path(out)
     by_point: dict[tuple[str, tuple[tuple[str, str], ...]], list[PlannedRun]] = {}
@@ -644,7 +631,7 @@ def _completed_per_s(run_dir: Path, summary: Mapping[str, Any]) -> float | None:
     execution (a closed-loop submit-only load can), the backlog pushes them past the window's end and
     it falls towards 0, while this stays the rate at which the system completes work. In the closed
     loop's wait mode the two agree up to the jobs in flight at the window's edges."""
-    from sim.runs import JOBS_FILE, load_jobs
+    from model.results.runs import JOBS_FILE, load_jobs
 
     recorded = _metric(summary, ("throughput", "completed_per_s"))
     if recorded is not None:
@@ -767,7 +754,7 @@ def command(args: Any) -> int:
 
 
 def _dry_run(exp: Experiment, out: Path, only: str | None) -> int:
-    from sim.runs import run_exists
+    from model.results.runs import run_exists
 
     plan = expand(exp)
     runs = select(plan.runs, only)
@@ -872,7 +859,7 @@ def run_validation_real(
 
 
 def _exists(root: Path, run_id: str) -> bool:
-    from sim.runs import run_exists
+    from model.results.runs import run_exists
 
     return run_exists(root, run_id)
 

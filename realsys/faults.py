@@ -72,7 +72,7 @@ from typing import Any, Protocol
 from model.audit import recovery_time, unavailable_time
 from model.config import CoreConfig
 from model.errors import DtqError, InvalidArgument, NotFound
-from model.records import JobRecord, RequestRecord
+from model.results.schema import JobRecord, RequestRecord
 from model.states import TERMINAL, JobState
 from model.workload import Op, WorkloadSpec
 from realsys import cluster
@@ -772,8 +772,8 @@ async def run_fault(
 ) -> FaultRun:
     """One fault run on a fresh cluster of `backend` (default: local processes under `workdir`; see
     the module docstring); the cluster is down on return."""
+    from model.results.runs import provenance, run_config, utc_now, write_run
     from realsys.loadgen import summary_of
-    from sim.runs import provenance, run_config, utc_now, write_run
 
     chosen: Backend = backend or LocalBackend(workdir)
     run_id = run_id or (

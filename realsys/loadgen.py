@@ -63,8 +63,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.records import JobRecord, RequestRecord
-from model.results import summarize
+from model.results.schema import JobRecord, RequestRecord
+from model.results.summary import summarize
 from model.states import TERMINAL, JobState
 from model.workload import (
     ClosedLoop,
@@ -503,7 +503,7 @@ def run_load_processes(
     `options` are run_load's keyword options (JSON-able values only). `started`, when given, is
     called with the run's time zero as a time.time() epoch once the children have been told it
     (for measuring the servers over the same window, e.g. `dtq bench`)."""
-    from sim.runs import JOBS_FILE, REQUESTS_FILE, read_job_records, read_request_records
+    from model.results.runs import JOBS_FILE, REQUESTS_FILE, read_job_records, read_request_records
 
     if processes < 1:
         raise ValueError("processes must be >= 1")
@@ -577,7 +577,7 @@ def run_load_processes(
 
 def _child_main(raw: str) -> int:
     """One child of run_load_processes: build, say ready, wait for the start time, run, write files."""
-    from sim.runs import JOBS_FILE, REQUESTS_FILE, write_job_records, write_request_records
+    from model.results.runs import JOBS_FILE, REQUESTS_FILE, write_job_records, write_request_records
 
     job = json.loads(raw)
     spec = workload_from_mapping(job["workload"])
@@ -638,7 +638,7 @@ def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any
 
 def load_command(args: argparse.Namespace) -> int:
     """`dtq load`: one run against a cluster, written to --out in the data/README.md layout."""
-    from sim.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
+    from model.results.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
 
     spec = load_workload(args.workload)
     if args.dir:

@@ -24,8 +24,8 @@ import simpy
 
 from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
-from model.records import JobRecord, RequestRecord
-from model.results import summarize
+from model.results.schema import JobRecord, RequestRecord
+from model.results.summary import summarize
 from model.workload import OpenLoop, WorkloadSpec, workload_from_mapping
 from sim.cpu import CostModel
 from sim.engine import Cluster, SimEnv
@@ -251,15 +251,15 @@ def params_of(args: argparse.Namespace) -> SimParams:
 
 def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
     """`dtq sim --mva`: the analytic prediction beside the simulator's summary."""
+    from model.results.runs import load_workload
     from sim.mva import format_prediction, predict
-    from sim.runs import load_workload
 
     return format_prediction(predict(args.design, load_workload(args.workload), params_of(args)), summary)
 
 
 def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     """Runs one simulation from parsed `dtq sim` arguments; writes it when --out is set."""
-    from sim.runs import load_workload, provenance, run_config, utc_now, write_run
+    from model.results.runs import load_workload, provenance, run_config, utc_now, write_run
 
     if not args.workload:
         raise InvalidArgument("dtq sim needs --workload")

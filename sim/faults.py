@@ -33,7 +33,7 @@ import simpy
 from model.audit import recovery_time, unavailable_time
 from model.config import CoreConfig
 from model.errors import InvalidArgument
-from model.records import JobRecord, RequestRecord
+from model.results.schema import JobRecord, RequestRecord
 from model.states import TERMINAL
 from model.workload import ClosedLoop, Distribution, OpenLoop, RequestMix, WorkloadSpec
 from sim.api import Design, Fault, SimConfig, SimResult, run

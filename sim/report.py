@@ -44,6 +44,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from model.results.stats import lognormal_cdf, lognormal_fit, winner
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / "data"
 DEFAULT_OUT = REPO_ROOT / "paper"
@@ -56,6 +58,7 @@ DESIGN_LABEL = {"micro": "A (micro)", "mono": "B (mono)", "celery": "Celery+Redi
 # one colour per design in every figure; the reference is grey so it reads as a baseline, not a contender
 DESIGN_COLOR = {"micro": "#1f77b4", "mono": "#d62728", "celery": "#7f7f7f"}
 PERCENTILES = ("p50", "p95", "p99")
+WINNER_LABEL = {"a": "A", "b": "B", "tie": "tie", "": "?"}  # A = micro, B = mono
 
 
 def set_style() -> None:
@@ -191,16 +194,6 @@ def table_experiment(rows: Sequence[Mapping[str, str]], name: str) -> str:
     return markdown_table(header, body) + note
 
 
-def winner(a: float, a_ci: float, b: float, b_ci: float, higher_is_better: bool) -> str:
-    """'A', 'B' or 'tie': decisive only when the means differ by more than both CI half-widths."""
-    if math.isnan(a) or math.isnan(b):
-        return "?"
-    margin = (0.0 if math.isnan(a_ci) else a_ci) + (0.0 if math.isnan(b_ci) else b_ci)
-    if abs(a - b) <= margin:
-        return "tie"
-    return "A" if (a > b) == higher_is_better else "B"
-
-
 def table_wins(rows: Sequence[Mapping[str, str]]) -> str:
     """A vs B at every sweep point, on done/s, latency p50/p99 and submit -> done p50."""
     by_point: dict[tuple[str, str, str], dict[str, Mapping[str, str]]] = {}
@@ -222,7 +215,11 @@ def table_wins(rows: Sequence[Mapping[str, str]]) -> str:
         row = [duration, mix, conc]
         for _, col, higher, _ in metrics:
             ra, rb = num(a[f"{col}_mean"]), num(b[f"{col}_mean"])
-            w = winner(ra, num(a[f"{col}_ci95"]), rb, num(b[f"{col}_ci95"]), higher)
+            w = WINNER_LABEL[
+                winner(
+                    ra, rb, higher_is_better=higher, a_ci=num(a[f"{col}_ci95"]), b_ci=num(b[f"{col}_ci95"])
+                )
+            ]
             ratio = rb / ra if ra > 0 and not math.isnan(rb) else math.nan
             row.append(f"{w} (B/A {fmt(ratio, 2)})")
         body.append(row)
@@ -669,23 +666,6 @@ def table_winner_agreement(summary: Mapping[str, Any]) -> str:
     return markdown_table(header, body) + note
 
 
-def lognormal_fit(samples: np.ndarray) -> tuple[float, float, float] | None:
-    """(mu, sigma, KS statistic) of a lognormal fitted to the positive samples, as realsys/calibrate.py
-    fits the raw measurements; here on the <= 200 stored quantile samples the simulator draws from.
-    None when fewer than 5 are positive or they do not vary."""
-    from scipy import stats
-
-    pos = samples[samples > 0]
-    if len(pos) < 5:
-        return None
-    logs = np.log(pos)
-    mu, sigma = float(logs.mean()), float(logs.std(ddof=1))
-    if not sigma > 0:
-        return None
-    ks = stats.kstest(pos, "lognorm", args=(sigma, 0, math.exp(mu)))
-    return mu, sigma, float(ks.statistic)
-
-
 def table_calibration(calibration: Mapping[str, Any], name: str) -> str:
     samples = calibration_samples(calibration)
     body = []
@@ -699,16 +679,16 @@ def table_calibration(calibration: Mapping[str, Any], name: str) -> str:
                 fmt(1e6 * float(np.mean(arr)), 1),
                 fmt(1e6 * float(np.median(arr)), 1),
                 fmt(1e6 * float(np.quantile(arr, 0.95)), 1),
-                fmt(fit[1], 2) if fit else "-",
-                fmt(fit[2], 3) if fit else "-",
+                fmt(fit.sigma, 2) if fit else "-",
+                fmt(fit.ks, 3) if fit else "-",
             ]
         )
     unmeasured = calibration.get("unmeasured", [])
     note = (
         f"\nFrom data/calibration/{name}.json (`dtq calibrate --name {name}`): the empirical samples the "
         "simulator draws from, in µs; '> 0' = share of non-zero samples; lognormal sigma and KS statistic "
-        "of a fit to the positive samples (sim/report.py lognormal_fit). All-zero keys are work charged "
-        "under another name. Unmeasured (placeholders): "
+        "of a fit to the positive samples (model/results/stats.py lognormal_fit). All-zero keys are work "
+        "charged under another name. Unmeasured (placeholders): "
         + (", ".join(f"`{u}`" for u in unmeasured) or "none")
         + ".\n"
     )
@@ -993,13 +973,11 @@ def fig_calibration(calibration: Mapping[str, Any], out: Path) -> Path | None:
             ax.step(pos * 1e6, ecdf, where="post", label="samples")
             fit = lognormal_fit(arr)
             if fit:
-                from scipy import stats
-
                 x = np.geomspace(pos[0], pos[-1], 200)
-                cdf = zeros + (1 - zeros) * stats.lognorm.cdf(x, fit[1], 0, math.exp(fit[0]))
+                cdf = zeros + (1 - zeros) * lognormal_cdf(x, fit)
                 ax.plot(x * 1e6, cdf, "--", color="grey", label="lognormal fit")
                 ax.text(
-                    0.97, 0.05, f"KS {fit[2]:.2f}", ha="right", fontsize="x-small", transform=ax.transAxes
+                    0.97, 0.05, f"KS {fit.ks:.2f}", ha="right", fontsize="x-small", transform=ax.transAxes
                 )
             ax.set_xscale("log")
             ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on narrow panels

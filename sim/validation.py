@@ -48,6 +48,7 @@ from typing import Any
 import yaml
 
 from model.errors import InvalidArgument
+from model.results.stats import mean_ci, winner
 from model.workload import workload_from_mapping, workload_to_mapping
 
 DESIGNS = ("micro", "mono")
@@ -325,7 +326,7 @@ class RunInfo:
 
 def _runs(root: Path, kind: str, experiment: str) -> list[RunInfo]:
     """Complete runs of `kind` made for `experiment` (run ids <kind>-<design>-<experiment>.<labels>-...)."""
-    from sim.runs import load_config, load_summary, run_exists
+    from model.results.runs import load_config, load_summary, run_exists
 
     out = []
     for design in DESIGNS:
@@ -450,7 +451,7 @@ def simulate(
     is not compared: `force` re-makes every twin after a change to it); returns the run ids written.
     Same workload, seed, replication."""
     import sim
-    from sim.runs import load_config, provenance, run_config, run_exists, utc_now, write_run
+    from model.results.runs import load_config, provenance, run_config, run_exists, utc_now, write_run
 
     root = Path(root)
     params = sim_params(v, int(v.options.get("processes", 1)))
@@ -588,20 +589,6 @@ def make_twin_set(
 
 
 # ---------------------------------------------------------------------------- the arithmetic
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """(mean, Student-t half-width); NaN half-width below two values."""
-    from scipy import stats
-
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    mean = math.fsum(values) / n
-    if n < 2:
-        return mean, math.nan
-    sd = math.sqrt(math.fsum((x - mean) ** 2 for x in values) / (n - 1))
-    return mean, float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-
-
 def rel_error(sim_value: float, real_value: float) -> float:
     """(sim - real) / real; NaN when either is missing or the real value is 0."""
     if math.isnan(sim_value) or math.isnan(real_value) or real_value == 0:
@@ -780,16 +767,6 @@ def error_table(points: Sequence[Point], edges: Sequence[float]) -> list[dict[st
     return rows
 
 
-def winner(a: float, b: float, better: int, a_ci: float = 0.0, b_ci: float = 0.0) -> str:
-    """'a', 'b' or 'tie' (the means differ by no more than the two CI half-widths together)."""
-    if math.isnan(a) or math.isnan(b):
-        return ""
-    margin = (0.0 if math.isnan(a_ci) else a_ci) + (0.0 if math.isnan(b_ci) else b_ci)
-    if abs(a - b) <= margin:
-        return "tie"
-    return "a" if (a - b) * better > 0 else "b"
-
-
 def winner_rows(points: Sequence[Point], designs: Sequence[str] = DESIGNS) -> list[dict[str, Any]]:
     """winners.csv: at each (duration, mix, rate) run by both designs, the real winner (decisive only
     outside the CIs) and the simulator's (by its means), per metric."""
@@ -808,14 +785,14 @@ def winner_rows(points: Sequence[Point], designs: Sequence[str] = DESIGNS) -> li
         for name in WINNER_METRICS:
             better = dict((m, s) for m, _, s in METRICS)[name]
             (ra, ra_ci), (rb, rb_ci) = a.real_mean(name), b.real_mean(name)
-            real_w = winner(ra, rb, better, ra_ci, rb_ci)
-            sim_w = winner(a.sim_mean(name), b.sim_mean(name), better)
+            real_w = winner(ra, rb, higher_is_better=better > 0, a_ci=ra_ci, b_ci=rb_ci)
+            sim_w = winner(a.sim_mean(name), b.sim_mean(name), higher_is_better=better > 0)
             names = {"a": a_name, "b": b_name, "tie": "tie", "": ""}
             row[f"{name}_real"] = names[real_w]
             row[f"{name}_sim"] = names[sim_w]
             row[f"{name}_agree"] = "" if real_w in ("tie", "") or not sim_w else str(real_w == sim_w)
             # the weaker question, asked at every point: does the sim order the real means the same way
-            by_means = winner(ra, rb, better)
+            by_means = winner(ra, rb, higher_is_better=better > 0)
             row[f"{name}_agree_means"] = (
                 "" if by_means in ("tie", "") or not sim_w else str(by_means == sim_w)
             )
@@ -850,8 +827,8 @@ def saturation_winners(
         if len(designs) != 2 or not all(d in pair for d in designs):
             continue
         a, b = (pair[d] for d in designs)
-        real_w = winner(a["real_rate"], b["real_rate"], +1)
-        sim_w = winner(a["sim_rate"], b["sim_rate"], +1)
+        real_w = winner(a["real_rate"], b["real_rate"], higher_is_better=True)
+        sim_w = winner(a["sim_rate"], b["sim_rate"], higher_is_better=True)
         names = {"a": designs[0], "b": designs[1], "tie": "tie", "": ""}
         agree = "" if real_w in ("tie", "") or not sim_w else str(real_w == sim_w)
         out.append(

@@ -302,8 +302,8 @@ def run_baseline(
 ) -> tuple[Path, dict[str, Any]]:
     """Drives `spec` through a CeleryTarget on a running cluster and writes the run (kind "baseline",
     design "celery"). Returns the run directory and its summary."""
+    from model.results.runs import provenance, run_config, utc_now, write_run
     from realsys import loadgen
-    from sim.runs import provenance, run_config, utc_now, write_run
 
     if spec.mix.list > 0:
         raise ValueError("Celery cannot list tasks: the baseline's request mix must not include `list`")
@@ -325,8 +325,8 @@ def run_baseline(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from model.results.runs import load_workload, new_run_id
     from realsys.loadgen import DEFAULT_DRAIN, format_summary
-    from sim.runs import load_workload, new_run_id
 
     parser = argparse.ArgumentParser(prog="python -m realsys.baseline.runner", description=__doc__)
     parser.add_argument("workload", help="a workload file (.yaml/.toml), as `dtq load` takes")

@@ -12,14 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scipy import stats
 
 from model.errors import InvalidArgument
-from model.records import JobRecord
-from model.results import summarize
+from model.results.runs import load_config, load_records, load_summary, run_config, run_exists
+from model.results.schema import JobRecord
+from model.results.summary import summarize
 from model.states import JobState
 from realsys import experiment as ex
-from sim.runs import load_config, load_records, load_summary, run_config, run_exists
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_PLAN = REPO / "data" / "experiments" / "seed_plan.yaml"
@@ -218,21 +217,6 @@ def test_a_failed_run_is_reported_and_the_cluster_replaced(tmp_path: Path) -> No
     )
     assert len(report.done) == 3 and list(report.failed) == [calls[1]]
     assert len(clusters.started) == 2
-
-
-# ---------------------------------------------------------------------------- confidence intervals
-@pytest.mark.parametrize(
-    "values", [[1.0, 2.0, 4.0], [10.0, 10.5], [3.0, 3.0, 3.0, 3.0], [0.1, 5.0, 2.2, 7.9, 1.0, 3.3]]
-)
-def test_ci_matches_scipy(values: list[float]) -> None:
-    mean, half = ex.mean_ci(values)
-    n = len(values)
-    scale = stats.sem(values) if len(set(values)) > 1 else 0.0
-    lo, hi = stats.t.interval(0.95, n - 1, loc=stats.tmean(values), scale=scale) if scale else (mean, mean)
-    assert mean == pytest.approx(sum(values) / n)
-    assert mean - half == pytest.approx(lo) and mean + half == pytest.approx(hi)
-    assert math.isnan(ex.mean_ci([4.0])[1]) and ex.mean_ci([4.0])[0] == 4.0
-    assert all(math.isnan(x) for x in ex.mean_ci([]))
 
 
 def test_summary_table_groups_replications(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ import pytest
 
 from model.config import CoreConfig
 from model.errors import InvalidArgument
-from model.records import JobRecord, RequestRecord
+from model.results.runs import load_records
+from model.results.schema import JobRecord, RequestRecord
 from model.states import JobState
 from model.workload import Op
 from realsys import cluster
@@ -38,7 +39,6 @@ from realsys.faults import (
     write_rows,
 )
 from sim.faults import ROW_KEYS, core_for, fault_workload
-from sim.runs import load_records
 
 FAULT_AT = 10.0
 END = 20.0

@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from model.config import CoreConfig
-from model.records import RequestRecord
+from model.results.runs import load_records, load_summary
+from model.results.schema import RequestRecord
 from model.states import JobState
 from model.workload import (
     ClosedLoop,
@@ -36,7 +37,6 @@ from realsys.cluster import free_ports
 from realsys.config import NodeConfig
 from realsys.loadgen import job_payload, run_load, run_load_processes, summary_of
 from realsys.targets import DtqTarget, InMemoryTarget, TargetError, dtq_target_spec, make_target
-from sim.runs import load_records, load_summary
 
 pytestmark = pytest.mark.timeout(60)
 

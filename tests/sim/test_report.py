@@ -196,20 +196,6 @@ def test_validation_files_are_picked_up_when_present(tmp_path: Path) -> None:
     assert "```\n$ dtq bench --runs 3\nmono 514 jobs/s\n```" in built.tables["bench"].read_text()
 
 
-@pytest.mark.parametrize(
-    ("a", "a_ci", "b", "b_ci", "higher", "expected"),
-    [
-        (100.0, 5.0, 120.0, 5.0, True, "B"),  # 20 apart > 10 of CIs
-        (100.0, 15.0, 120.0, 5.0, True, "tie"),  # 20 apart = 20 of CIs: not decisive
-        (2.0, 0.1, 3.0, 0.1, False, "A"),  # lower latency wins
-        (2.0, math.nan, 3.0, math.nan, False, "A"),  # one replication: no CI, means decide
-        (math.nan, 0.0, 3.0, 0.0, True, "?"),
-    ],
-)
-def test_winner(a: float, a_ci: float, b: float, b_ci: float, higher: bool, expected: str) -> None:
-    assert report.winner(a, a_ci, b, b_ci, higher) == expected
-
-
 def test_num_and_pm() -> None:
     assert math.isnan(report.num("")) and math.isnan(report.num(None)) and math.isnan(report.num("x"))
     assert report.num("1.5") == 1.5

@@ -1,4 +1,4 @@
-"""Run summaries (model/results.py) against hand-computed values, and the CSV row round trip."""
+"""Run summaries (model/results/summary.py) against hand-computed values, and the CSV row round trip."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import numpy as np
 import pytest
 
 from model.errors import InvalidArgument
-from model.records import JobRecord, RequestRecord
-from model.results import (
-    LOADGEN_KEYS,
-    histogram,
+from model.results.schema import (
+    JobRecord,
+    RequestRecord,
     job_from_row,
     job_rows,
-    latency_stats,
     request_from_row,
     request_rows,
-    summarize,
 )
+from model.results.summary import LOADGEN_KEYS, histogram, latency_stats, summarize
 from model.states import JobState
 from model.workload import Op
 

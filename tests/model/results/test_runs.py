@@ -1,4 +1,4 @@
-"""Run directories (sim/runs.py): byte-identical writes, atomic writes, reading back, provenance and
+"""Run directories (model/results/runs.py): byte-identical writes, atomic writes, reading back, provenance and
 workload files."""
 
 from __future__ import annotations
@@ -12,11 +12,7 @@ import numpy as np
 import pytest
 
 from model.errors import InvalidArgument
-from model.records import JOB_FIELDS, REQUEST_FIELDS, JobRecord, RequestRecord
-from model.results import summarize
-from model.states import JobState
-from model.workload import ClosedLoop, Op, OpenLoop, WorkloadSpec
-from sim.runs import (
+from model.results.runs import (
     CONFIG_FILE,
     JOBS_FILE,
     REQUESTS_FILE,
@@ -33,8 +29,12 @@ from sim.runs import (
     run_exists,
     write_run,
 )
+from model.results.schema import JOB_FIELDS, REQUEST_FIELDS, JobRecord, RequestRecord
+from model.results.summary import summarize
+from model.states import JobState
+from model.workload import ClosedLoop, Op, OpenLoop, WorkloadSpec
 
-WORKLOADS = Path(__file__).resolve().parents[2] / "data" / "workloads"
+WORKLOADS = Path(__file__).resolve().parents[3] / "data" / "workloads"
 SPEC = WorkloadSpec(OpenLoop(100.0), run_time=2.0, warmup=0.5, seed=4)
 FILES = (CONFIG_FILE, REQUESTS_FILE, JOBS_FILE, SUMMARY_FILE)
 

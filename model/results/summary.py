@@ -1,7 +1,7 @@
-"""Summaries and CSV rows of a run, exactly as data/README.md specifies them (schema 1).
+"""The summary of a run (summary.json), exactly as data/README.md specifies it (schema 1).
 
-Pure: the real load generator, the Celery baseline and the simulator all call `summarize` on their
-records, so the three kinds of run are summarised by the same code. sim/runs.py does the file I/O.
+The real load generator, the Celery baseline and the simulator all call `summarize` on their records,
+so the three kinds of run are summarised by the same code. model/results/runs.py does the file I/O.
 
 Definitions (all restricted to the measurement window [start, end) of *intended* times, so the
 warm-up and the drain after the run do not count):
@@ -33,19 +33,14 @@ import numpy.typing as npt
 from hdrh.histogram import HdrHistogram
 
 from model.errors import InvalidArgument
-from model.records import JOB_FIELDS, REQUEST_FIELDS, JobRecord, RequestRecord
-from model.states import TERMINAL, JobState
+from model.results.schema import DESIGNS, KINDS, OP_NAMES, SCHEMA, JobRecord, RequestRecord
+from model.states import TERMINAL
 from model.workload import Op
 
-SCHEMA = 1
-KINDS = ("real", "sim", "baseline")
-DESIGNS = ("micro", "mono", "celery")
 SIGNIFICANT_DIGITS = 3
 HIGHEST_US = 24 * 3600 * 1_000_000  # values above one day are clamped (and would mean a broken run)
 PERCENTILES = (("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9))
 LOADGEN_KEYS = ("processes", "cpu_utilisation", "achieved_rate", "bottleneck", "bottleneck_reason")
-OP_NAMES: dict[Op, str] = {op: op.name.lower() for op in Op}
-OPS_BY_NAME: dict[str, Op] = {name: op for op, name in OP_NAMES.items()}
 _DIGITS = 6  # rounding of floats in the summary: microseconds, and stable JSON text
 
 
@@ -192,83 +187,3 @@ def summarize(
         "jobs": counts,
         "loadgen": _loadgen_block(loadgen),
     }
-
-
-# ---------------------------------------------------------------------------- CSV rows
-def _time(x: float) -> str:
-    """Shortest text that reads back as the same float: CSV round trips are exact."""
-    return "" if not math.isfinite(x) else repr(float(x))
-
-
-def _parse_time(text: str) -> float:
-    return float(text) if text else math.nan
-
-
-def request_rows(requests: Iterable[RequestRecord]) -> Iterable[list[str]]:
-    """requests.csv rows (header not included; it is REQUEST_FIELDS), `op` by name."""
-    for r in requests:
-        yield [
-            str(r.client),
-            OP_NAMES[r.op],
-            _time(r.intended_time),
-            _time(r.start_time),
-            _time(r.end_time),
-            r.status,
-            r.job_id,
-        ]
-
-
-def job_rows(jobs: Iterable[JobRecord]) -> Iterable[list[str]]:
-    """jobs.csv rows (header JOB_FIELDS); end_time is empty for a job that did not finish."""
-    for j in jobs:
-        yield [
-            j.job_id,
-            _time(j.submit_time),
-            _time(j.accept_time),
-            _time(j.end_time),
-            j.final_state.name,
-            str(j.attempts),
-            _time(j.duration),
-        ]
-
-
-def _row_dict(row: Sequence[str] | Mapping[str, str], fields: tuple[str, ...]) -> Mapping[str, str]:
-    if isinstance(row, Mapping):
-        return row
-    if len(row) != len(fields):
-        raise InvalidArgument(f"expected {len(fields)} columns {fields}, got {len(row)}")
-    return dict(zip(fields, row, strict=True))
-
-
-def request_from_row(row: Sequence[str] | Mapping[str, str]) -> RequestRecord:
-    """The inverse of one request_rows row (a list in REQUEST_FIELDS order, or a csv.DictReader row)."""
-    d = _row_dict(row, REQUEST_FIELDS)
-    try:
-        return RequestRecord(
-            client=int(d["client"]),
-            op=OPS_BY_NAME[d["op"]],
-            intended_time=_parse_time(d["intended_time"]),
-            start_time=_parse_time(d["start_time"]),
-            end_time=_parse_time(d["end_time"]),
-            status=d["status"],
-            job_id=d["job_id"],
-        )
-    except (KeyError, ValueError) as exc:
-        raise InvalidArgument(f"bad request row {dict(d)}: {exc!r}") from None
-
-
-def job_from_row(row: Sequence[str] | Mapping[str, str]) -> JobRecord:
-    """The inverse of one job_rows row."""
-    d = _row_dict(row, JOB_FIELDS)
-    try:
-        return JobRecord(
-            job_id=d["job_id"],
-            submit_time=_parse_time(d["submit_time"]),
-            accept_time=_parse_time(d["accept_time"]),
-            end_time=_parse_time(d["end_time"]),
-            final_state=JobState[d["final_state"]],
-            attempts=int(d["attempts"]),
-            duration=_parse_time(d["duration"]),
-        )
-    except (KeyError, ValueError) as exc:
-        raise InvalidArgument(f"bad job row {dict(d)}: {exc!r}") from None

@@ -2,7 +2,7 @@
 
 Shared by the real load generator, the Celery baseline and the simulator, so it imports no gRPC or
 protobuf. Everything written is byte-identical for identical input: JSON with sorted keys, CSV with
-fixed float formatting (model.results), gzip with mtime 0 and no file name. A run directory appears
+fixed float formatting (model/results/schema.py), gzip with mtime 0 and no file name. A run directory appears
 atomically: it is written as `<run_id>.tmp` and renamed.
 """
 
@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,15 +29,24 @@ import numpy.typing as npt
 import yaml
 
 from model.errors import InvalidArgument
-from model.records import JOB_FIELDS, REQUEST_FIELDS, JobRecord, RequestRecord
-from model.results import SCHEMA, job_from_row, job_rows, request_from_row, request_rows
+from model.results.schema import (
+    JOB_FIELDS,
+    REQUEST_FIELDS,
+    SCHEMA,
+    JobRecord,
+    RequestRecord,
+    job_from_row,
+    job_rows,
+    request_from_row,
+    request_rows,
+)
 from model.workload import WorkloadSpec, workload_from_mapping, workload_to_mapping
 
 CONFIG_FILE = "config.json"
 REQUESTS_FILE = "requests.csv.gz"
 JOBS_FILE = "jobs.csv.gz"
 SUMMARY_FILE = "summary.json"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = ("grpcio", "protobuf", "simpy", "numpy", "scipy", "hdrhistogram", "dtq")
 
 
@@ -50,8 +60,6 @@ def load_workload(path: Path | str) -> WorkloadSpec:
     if suffix in (".yaml", ".yml"):
         data = yaml.safe_load(text)
     elif suffix == ".toml":
-        import tomllib
-
         data = tomllib.loads(text)
     else:
         raise InvalidArgument(f"{path}: workload files are .yaml, .yml or .toml")
@@ -298,6 +306,6 @@ def _float_column(values: Sequence[str]) -> npt.NDArray[np.float64]:
 
 
 def load_records(run_dir: Path | str) -> tuple[list[RequestRecord], list[JobRecord]]:
-    """The per-request and per-job records as model.records objects (e.g. to summarise again)."""
+    """The per-request and per-job records as model.results.schema objects (e.g. to summarise again)."""
     run_dir = Path(run_dir)
     return read_request_records(run_dir / REQUESTS_FILE), read_job_records(run_dir / JOBS_FILE)
