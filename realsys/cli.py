@@ -280,27 +280,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="synchronous-invocation client: each SubmitJob waits up to S s for its job's end (1 RPC/job)",
     )
 
-    from realsys.experiment import add_parser as add_experiment_parser
+    from lab.experiment.spec import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)  # `dtq experiment run|summarize`
 
-    from realsys.experiment import add_validate_parser
+    from lab.experiment.spec import add_validate_parser
 
     add_validate_parser(sub)  # `dtq validate` (sim/validation.py)
 
-    from realsys.bench import add_parser as add_bench_parser
+    from lab.bench.bench import add_parser as add_bench_parser
 
     add_bench_parser(sub)  # `dtq bench`
 
-    from realsys.soak import add_parser as add_soak_parser
+    from lab.soak import add_parser as add_soak_parser
 
     add_soak_parser(sub)  # `dtq soak`
 
-    from realsys.faults import add_parser as add_faults_parser
+    from lab.faults.backends import add_parser as add_faults_parser
 
     add_faults_parser(sub)  # `dtq faults run`
 
-    from realsys.calibrate import add_arguments as add_calibrate_arguments
+    from lab.calibration.calibrate import add_arguments as add_calibrate_arguments
 
     add_calibrate_arguments(
         sub.add_parser("calibrate", help="measure single operations; write data/calibration/<name>.json")
@@ -319,27 +319,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "cluster":
             code = _cmd_cluster(args)
         elif args.command == "experiment":
-            from realsys.experiment import command as experiment_command
+            from lab.experiment.spec import command as experiment_command
 
             code = experiment_command(args)
         elif args.command == "validate":
-            from realsys.experiment import validate_command
+            from lab.experiment.spec import validate_command
 
             code = validate_command(args)
         elif args.command == "bench":
-            from realsys.bench import bench_command
+            from lab.bench.bench import bench_command
 
             code = bench_command(args)
         elif args.command == "faults":
-            from realsys.faults import faults_command as real_faults_command
+            from lab.faults.backends import faults_command as real_faults_command
 
             code = real_faults_command(args)
         elif args.command == "soak":
-            from realsys.soak import soak_command
+            from lab.soak import soak_command
 
             code = soak_command(args)
         elif args.command == "calibrate":
-            from realsys.calibrate import calibrate_command
+            from lab.calibration.calibrate import calibrate_command
 
             code = calibrate_command(args)
         elif args.command == "load":

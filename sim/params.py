@@ -152,7 +152,7 @@ class HostScale:
 
     @staticmethod
     def between(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> HostScale:
-        """From a run's probe and the calibration's (each a realsys.hostprobe.probe() mapping)."""
+        """From a run's probe and the calibration's (each a lab.calibration.hostprobe.probe() mapping)."""
         try:
             cpu = float(run["busy_us"]) / float(calibration["busy_us"])
             wake = float(run["wake_us"]) / float(calibration["wake_us"])
@@ -588,7 +588,7 @@ def load_params(name_or_path: str | Path) -> SimParams:
 def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] | None:
     """A calibration's host speed as a run of `design` would probe it: the median of the probes it
     took with an idle cluster of that design up, before and after its measurements
-    (realsys.hostprobe.calibration_probes); None for a calibration made without them."""
+    (lab.calibration.hostprobe.calibration_probes); None for a calibration made without them."""
     data = json.loads(calibration_path(name_or_path).read_text())
     probes = data.get("host_probe") if isinstance(data, Mapping) else None
     if not isinstance(probes, Mapping) or not probes.get(design):
@@ -597,7 +597,7 @@ def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] |
 
 
 def load_scheduler_slice(name_or_path: str | Path) -> float | None:
-    """The kernel's time slice a calibration measured (seconds; realsys.hostprobe.scheduler_slice,
+    """The kernel's time slice a calibration measured (seconds; lab.calibration.hostprobe.scheduler_slice,
     `measurements.scheduler_slice`), for `cpu_slice`; None for a calibration made without it."""
     data = json.loads(calibration_path(name_or_path).read_text())
     measured = data.get("measurements", {}).get("scheduler_slice") if isinstance(data, Mapping) else None

@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2, worker_pb2, worker_pb2_grpc
+from lab.soak import phase_rate, rss_mib, slope_per_minute
 from model.config import CoreConfig
 from model.states import JobState
 from realsys.cluster import free_ports
@@ -31,7 +32,6 @@ from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
 from realsys.server import RunningRole, start_role
-from realsys.soak import phase_rate, rss_mib, slope_per_minute
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,8 +1,8 @@
 """The paper's figures and tables, rebuilt from what is in data/ (issue 7).
 
-    python -m sim.report                 # or `make paper`: figures -> paper/figures/*.png,
+    python -m lab.report.tables                 # or `make paper`: figures -> paper/figures/*.png,
                                          # tables -> paper/tables/*.md, and REPORT.md's table blocks
-    python -m sim.report --rerun         # or `make paper RERUN=1`: re-run the experiments first
+    python -m lab.report.tables --rerun         # or `make paper RERUN=1`: re-run the experiments first
 
 Inputs (each optional: a missing one is said so in its table, and its figure is skipped):
 - data/experiments/<name>/summary.csv (`dtq experiment run`): throughput, latency and submit -> done
@@ -443,7 +443,7 @@ def table_host_scaling(data: Path) -> str:
     """The error table's headline cells for the twin sets of TWIN_SETS side by side: does moving each
     twin to its run's probed host speed help, and do the calibrations then agree?"""
     body = []
-    from sim.validation import TWIN_SETS
+    from lab.validation.accuracy import TWIN_SETS
 
     for twin_set in TWIN_SETS:
         _, errors = validation_files(data, twin_set.folder)
@@ -470,7 +470,7 @@ def table_host_scaling(data: Path) -> str:
         "p50 bias, rho<=0.5",
     ]
     note = (
-        "\nThe same real runs, one set of simulated twins per row (sim.validation.TWIN_SETS: "
+        "\nThe same real runs, one set of simulated twins per row (lab.validation.accuracy.TWIN_SETS: "
         "data/validation/ and its subfolders, the others made by `dtq validate "
         "data/experiments/validation.yaml --twin-sets`): from the calibration made right before the runs "
         "(local), right after them (local-after), or one of two made back to back later (local-rounds-a, "
@@ -576,8 +576,8 @@ def table_saturation(summary: Mapping[str, Any]) -> str:
 
 def scheduler_pairs() -> list[tuple[str, str, str]]:
     """(FIFO folder, fair-scheduler folder, calibration) for every fair twin set of
-    sim.validation.TWIN_SETS and the set that differs from it only in sharing the cores FIFO."""
-    from sim.validation import TWIN_SETS
+    lab.validation.accuracy.TWIN_SETS and the set that differs from it only in sharing the cores FIFO."""
+    from lab.validation.accuracy import TWIN_SETS
 
     return [
         (fifo.folder, fair.folder, fair.calibration)
@@ -1152,7 +1152,7 @@ def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sim.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.report.tables", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the data directory (default: data/)")
     parser.add_argument(
         "--out", default=str(DEFAULT_OUT), help="figures/ and tables/ go here (default: paper/)"

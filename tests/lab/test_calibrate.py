@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from lab.calibration import calibrate
+from lab.calibration import paths as calibrate_paths
 from model.errors import InvalidArgument
-from realsys import calibrate, calibrate_paths
 from sim.params import SimParams, load_params
 
 
@@ -247,7 +248,7 @@ def test_wakeup_curve_from_the_echo_sleep_sweep() -> None:
 
 
 def test_rounds_pool_into_one_measurement_with_samples_aligned() -> None:
-    from realsys.calibrate import pool, round_medians
+    from lab.calibration.calibrate import pool, round_medians
 
     one = {"echo": {"server": [1.0, 2.0], "busy_server": [0.5], "client": [3.0, 3.0]}, "n": 2, "tag": "x"}
     two = {"echo": {"server": [5.0, 6.0], "busy_server": [1.5], "client": [4.0, 4.0]}, "n": 4, "tag": "x"}

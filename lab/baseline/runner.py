@@ -10,7 +10,7 @@ process. Prefork with 12 processes on this 2-core machine is the other defensibl
 both cores for `cpu` jobs); it is a constructor option (`pool="prefork"`), and `worker_processes`
 splits the slots over several worker processes of either pool.
 
-    python -m realsys.baseline.runner WORKLOAD.yaml [--out data/runs] [--run-id ID]
+    python -m lab.baseline.runner WORKLOAD.yaml [--out data/runs] [--run-id ID]
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class BaselineCluster:
     def target_spec(self, submit_threads: int = 16) -> dict[str, Any]:
         """The realsys.targets.make_target mapping of a CeleryTarget on this cluster."""
         return {
-            "factory": "realsys.baseline.target:CeleryTarget",
+            "factory": "lab.baseline.target:CeleryTarget",
             "kwargs": {"redis_url": self.redis_url, "submit_threads": submit_threads},
         }
 
@@ -212,7 +212,7 @@ class BaselineCluster:
             "PYTHONUNBUFFERED": "1",
         }
         argv = [
-            sys.executable, "-m", "celery", "-A", "realsys.baseline.celery_app:app", "worker",
+            sys.executable, "-m", "celery", "-A", "lab.baseline.celery_app:app", "worker",
             "--pool", self.pool,
             "--concurrency", str(self.slots // self.worker_processes),
             "--hostname", f"dtq{index + 1}-{self.port}@%h",
@@ -223,7 +223,7 @@ class BaselineCluster:
         return self._spawn(argv, f"worker{index + 1}.log", env)
 
     def _wait_workers(self, timeout: float) -> None:
-        from realsys.baseline.celery_app import make_app
+        from lab.baseline.celery_app import make_app
 
         app = make_app(self.redis_url, client=True)
         deadline = time.monotonic() + timeout
@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.results.runs import load_workload, new_run_id
     from realsys.loadgen import DEFAULT_DRAIN, format_summary
 
-    parser = argparse.ArgumentParser(prog="python -m realsys.baseline.runner", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.baseline.runner", description=__doc__)
     parser.add_argument("workload", help="a workload file (.yaml/.toml), as `dtq load` takes")
     parser.add_argument("--out", default="data/runs")
     parser.add_argument("--run-id", default="")

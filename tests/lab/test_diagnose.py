@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realsys import diagnose
+from lab import diagnose
 
 METRICS = """\
 dtq_gc_pause_seconds_bucket{generation="0",le="0.001"} 9.0

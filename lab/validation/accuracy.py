@@ -321,7 +321,7 @@ class RunInfo:
     replication: int
     summary: Mapping[str, Any]
     started_at: str = ""
-    probe: Mapping[str, Any] | None = None  # realsys.hostprobe at its start, when taken
+    probe: Mapping[str, Any] | None = None  # lab.calibration.hostprobe at its start, when taken
 
 
 def _runs(root: Path, kind: str, experiment: str) -> list[RunInfo]:

@@ -1,4 +1,4 @@
-"""`python -m realsys.diagnose DESIGN RATE [--mix submit|mixed] [--seconds S]`: where a real run's time
+"""`python -m lab.diagnose DESIGN RATE [--mix submit|mixed] [--seconds S]`: where a real run's time
 goes beyond the CPU the simulator charges. One open-loop point (no-op jobs) on a fresh local cluster,
 and per request, summed over every thread of every node process:
 
@@ -33,7 +33,7 @@ MIXES = {"submit": {"submit": 1.0}, "mixed": {"submit": 0.5, "status": 0.25, "re
 def schedstat(pids: Iterable[int]) -> tuple[float, float]:
     """(CPU seconds, run-queue wait seconds) summed over every thread of `pids` (a process that
     ended counts nothing)."""
-    from realsys.calibrate import thread_times
+    from lab.calibration.calibrate import thread_times
 
     run = wait = 0.0
     for pid in pids:
@@ -184,7 +184,7 @@ def diagnose(
 
 
 def _threads(pid: int) -> dict[str, tuple[str, float, float]]:
-    from realsys.calibrate import per_thread_times
+    from lab.calibration.calibrate import per_thread_times
 
     try:
         return per_thread_times(pid)
@@ -248,7 +248,7 @@ def _scrape_gc(directory: Path) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realsys.diagnose", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lab.diagnose", description=__doc__.split("\n")[0])
     parser.add_argument("design", choices=["micro", "mono"])
     parser.add_argument("rate", type=float, help="open-loop requests/s")
     parser.add_argument("--mix", choices=sorted(MIXES), default="submit")

@@ -1,6 +1,6 @@
 """The Celery app of the baseline: dtq's built-in job types as Celery tasks, Redis as broker and backend.
 
-The worker runs `celery -A realsys.baseline.celery_app:app worker ...` (see `runner.BaselineCluster`);
+The worker runs `celery -A lab.baseline.celery_app:app worker ...` (see `runner.BaselineCluster`);
 the app reads its Redis URL from DTQ_BASELINE_REDIS_URL. Clients build their own app with
 `make_app(url, client=True)` and send tasks by name (`task_name(job_type)`), so they import no task code.
 

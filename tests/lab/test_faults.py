@@ -17,14 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from model.config import CoreConfig
-from model.errors import InvalidArgument
-from model.results.runs import load_records
-from model.results.schema import JobRecord, RequestRecord
-from model.states import JobState
-from model.workload import Op
-from realsys import cluster
-from realsys.faults import (
+from lab.faults.backends import (
     ClusterJob,
     ComposeBackend,
     ComposeCluster,
@@ -38,6 +31,13 @@ from realsys.faults import (
     run_fault,
     write_rows,
 )
+from model.config import CoreConfig
+from model.errors import InvalidArgument
+from model.results.runs import load_records
+from model.results.schema import JobRecord, RequestRecord
+from model.states import JobState
+from model.workload import Op
+from realsys import cluster
 from sim.faults import ROW_KEYS, core_for, fault_workload
 
 FAULT_AT = 10.0

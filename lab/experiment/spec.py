@@ -100,7 +100,7 @@ class Options:
     records: bool = True
     celery_pool: str = "threads"
     celery_worker_processes: int = 1
-    host_probe: bool = False  # realsys.hostprobe before each run's load, into its config.json
+    host_probe: bool = False  # lab.calibration.hostprobe before each run's load, into its config.json
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +395,7 @@ def local_cluster(design: str, store: str, slots: int, options: Options) -> Iter
     """A local cluster of `design` for one group of runs, stopped on exit."""
     if design == "celery":
         try:
-            from realsys.baseline.runner import BaselineCluster
+            from lab.baseline.runner import BaselineCluster
         except ImportError as exc:
             raise RuntimeError(
                 f"the Celery baseline needs the `baseline` extra (pip install -e '.[baseline]'): {exc}"
@@ -433,7 +433,7 @@ def load_run(
     started_at, stamp = utc_now(), provenance()
     probe: dict[str, Any] = {}
     if options.host_probe:  # the host's speed now, for the simulated twin (sim.params.HostScale)
-        from realsys.hostprobe import probe as host_probe
+        from lab.calibration.hostprobe import probe as host_probe
 
         probe = {"host_probe": host_probe()}
     result = loadgen.run(handle.target_spec, run.workload, options.processes, drain_timeout=options.drain)
@@ -793,7 +793,7 @@ def add_validate_parser(sub: Any) -> None:
         "--twin-sets",
         nargs="*",
         metavar="SET",
-        help="the same real runs' other twin sets (sim.validation.TWIN_SETS; none named: all) into "
+        help="the same real runs' other twin sets (lab.validation.accuracy.TWIN_SETS; none named: all) into "
         "<data>/validation/<SET>/",
     )
     p.add_argument("--data", default="data", help="--twin-sets: the data directory")
@@ -816,7 +816,7 @@ def run_validation_real(
     Returns (runs made, runs failed, whether everything planned is on disk)."""
     import os
 
-    from sim import validation as val
+    from lab.validation import accuracy as val
 
     t0 = time.monotonic()
     made = failed = 0
@@ -866,7 +866,7 @@ def _exists(root: Path, run_id: str) -> bool:
 
 def validate_command(args: Any) -> int:
     """`dtq validate`: with no step named, --sim --table (the real side needs --real, under the lock)."""
-    from sim import validation as val
+    from lab.validation import accuracy as val
 
     v = val.load_validation(args.validation)
     if args.twin_sets is not None:

@@ -13,7 +13,7 @@ three regimes the simulator's costs come from:
 - `wake_us`: server CPU per call one in flight back to back, less the busy server's: scales `wakeup`;
 - `wake_gap_us`: the same after a PROBE_GAP sleep before each call: how the cold wake-up curve moved.
 
-`scheduler_slice()` (`python -m realsys.hostprobe --slice [--into CALIBRATION.json]`) measures a
+`scheduler_slice()` (`python -m lab.calibration.hostprobe --slice [--into CALIBRATION.json]`) measures a
 different fact of the host: how long the kernel lets a process that never blocks keep a core while
 others wait for one (the simulator's `cpu_slice`, for its fair-scheduler what-if), and how soon a
 process waking from a short sleep gets a core from such spinners (the kernel's wake-up preemption).
@@ -37,7 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from realsys.calibrate import BUSY_IN_FLIGHT, echo_server, idle_rates, measure_busy, measure_calls, run_async
+from lab.calibration.calibrate import (
+    BUSY_IN_FLIGHT,
+    echo_server,
+    idle_rates,
+    measure_busy,
+    measure_calls,
+    run_async,
+)
 
 PROBE_BUSY_CALLS = 300  # per block; measure_busy runs BUSY_BLOCKS blocks
 PROBE_CALLS = 300  # one in flight, back to back
@@ -217,9 +224,9 @@ def add_slice(path: Path, measured: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m realsys.hostprobe [N]`: N probes, one JSON line each; `--slice`: the scheduler's
+    """`python -m lab.calibration.hostprobe [N]`: N probes, one JSON line each; `--slice`: the scheduler's
     slice instead (`--into FILE ...`: also recorded in these calibration files)."""
-    parser = argparse.ArgumentParser(prog="python -m realsys.hostprobe", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m lab.calibration.hostprobe", description=main.__doc__)
     parser.add_argument("probes", nargs="?", type=int, default=1)
     parser.add_argument("--slice", action="store_true", help="measure the scheduler's slice")
     parser.add_argument("--into", nargs="*", type=Path, default=[], help="calibration files to update")

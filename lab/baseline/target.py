@@ -33,7 +33,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from realsys.baseline.celery_app import JOB_TYPES, QUEUE, make_app, task_name
+from lab.baseline.celery_app import JOB_TYPES, QUEUE, make_app, task_name
 from realsys.targets import TargetError
 
 log = logging.getLogger(__name__)

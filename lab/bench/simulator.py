@@ -1,8 +1,8 @@
 """How fast the simulator runs: simulated dtq jobs per second, against a bare SimPy M/M/c model.
 
-    python -m sim.bench                 # ratios, the 6-node cluster, the 100-node what-if (1M jobs)
-    python -m sim.bench --jobs 100000   # a smaller what-if (its wall time is extrapolated to 1M)
-    python -m sim.bench --profile       # plus one cProfile of the 6-node cluster near saturation
+    python -m lab.bench.simulator                 # ratios, the 6-node cluster, the 100-node what-if (1M jobs)
+    python -m lab.bench.simulator --jobs 100000   # a smaller what-if (its wall time is extrapolated to 1M)
+    python -m lab.bench.simulator --profile       # plus one cProfile of the 6-node cluster near saturation
 
 The bare model is the textbook SimPy M/M/c: a Poisson source, one process per customer, a
 simpy.Resource(c) and an exponential service timeout. dtq's simulator does far more per job (every

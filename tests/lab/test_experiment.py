@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from lab.experiment import spec as ex
 from model.errors import InvalidArgument
 from model.results.runs import load_config, load_records, load_summary, run_config, run_exists
 from model.results.schema import JobRecord
 from model.results.summary import summarize
 from model.states import JobState
-from realsys import experiment as ex
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_PLAN = REPO / "data" / "experiments" / "seed_plan.yaml"

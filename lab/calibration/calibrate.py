@@ -16,7 +16,7 @@ Method (all microbenchmarks, one call in flight, never end-to-end curves):
 - commit / commit_per_row: realsys.storage JobRecords.save (1 row) and save_many (rows) timed in-process.
 - loadgen_request: realsys.loadgen.run_load against targets.InMemoryTarget: generator CPU / request.
 - measurements.scheduler_slice: how long the kernel leaves a process that never blocks on its core
-  while another waits (realsys.hostprobe.scheduler_slice: runs of cores + 1 spinning processes), for
+  while another waits (lab.calibration.hostprobe.scheduler_slice: runs of cores + 1 spinning processes), for
   the simulator's fair-scheduler what-if (`cpu_slice`, not set here).
 - The job path (realsys/calibrate_paths.py): the worker-side RPCs with the calibrator as the worker,
   and the in-process steps from per-job CPU windows on a cluster with one slot per worker; `closure`
@@ -385,7 +385,8 @@ def measure_cluster(design: str, store: str, count: int, worker_path: bool = Tru
     """The client API on a cluster without worker slots; with `worker_path`, also the worker-side
     RPCs (the calibrator as the worker) and, on a second cluster with one slot per worker, the job
     path in CPU windows (realsys/calibrate_paths.py)."""
-    from realsys import calibrate_paths, cluster
+    from lab.calibration import paths as calibrate_paths
+    from realsys import cluster
 
     directory = Path(tempfile.mkdtemp(prefix=f"dtq-cal-{design}-"))
     try:
@@ -747,8 +748,8 @@ DEFAULT_ROUNDS = 3
 def calibrate(
     name: str, store: str, quick: bool, out_dir: Path | None = None, rounds: int = DEFAULT_ROUNDS
 ) -> Path:
+    from lab.calibration.hostprobe import calibration_probes, scheduler_slice
     from model.results.runs import provenance
-    from realsys.hostprobe import calibration_probes, scheduler_slice
     from sim.params import CALIBRATION_DIR, load_params
 
     if rounds < 1:

@@ -44,7 +44,7 @@ from dtq.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from realsys.calibrate import idle_rates, measure_calls, process_cpu, run_async
+from lab.calibration.calibrate import idle_rates, measure_calls, process_cpu, run_async
 from realsys.client import channel_options, make_stub
 from realsys.convert import to_duration
 from realsys.mono.peers import FORWARDED

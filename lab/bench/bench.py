@@ -24,7 +24,7 @@ drifts over all of them alike):
 4. With `--profile`: py-spy samples the echo server and the single submit node at 16 in flight, and
    node n1 of Design B during an end-to-end run, and prints where their time goes (realsys/profiling.py).
 
-The child processes speak JSON over stdin/stdout (`python -m realsys.bench child|echo-server`).
+The child processes speak JSON over stdin/stdout (`python -m lab.bench.bench child|echo-server`).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def routed_target_spec(addresses: Sequence[str], design: str, submit_wait: float
     kwargs: dict[str, Any] = {"addresses": list(addresses), "timeout": 10.0, "design": design}
     if submit_wait > 0:
         kwargs["submit_wait"] = submit_wait
-    return {"factory": "realsys.bench:RoutedDtqTarget", "kwargs": kwargs}
+    return {"factory": "lab.bench.bench:RoutedDtqTarget", "kwargs": kwargs}
 
 
 # ---------------------------------------------------------------------------- client side: loops
@@ -246,7 +246,7 @@ def _run_children(
         for job in jobs:
             children.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "realsys.bench", "child", json.dumps(job)],
+                    [sys.executable, "-m", "lab.bench.bench", "child", json.dumps(job)],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     text=True,
@@ -427,7 +427,7 @@ class Processes:
 
 def start_echo(procs: Processes) -> tuple[str, int]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realsys.bench", "echo-server", "127.0.0.1:0"], stdout=subprocess.PIPE
+        [sys.executable, "-m", "lab.bench.bench", "echo-server", "127.0.0.1:0"], stdout=subprocess.PIPE
     )
     procs.procs.append(proc)
     assert proc.stdout is not None
@@ -560,7 +560,7 @@ class Bench:
     celery: Any = None
     celery_note: str = ""
     echo: tuple[str, int] = ("", 0)
-    profiles: dict[str, Any] = field(default_factory=dict)  # name -> realsys.profiling.Profile
+    profiles: dict[str, Any] = field(default_factory=dict)  # name -> lab.bench.profiling.Profile
     loops: set[str] = field(default_factory=set)
 
 
@@ -616,9 +616,9 @@ def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
 
 def _start_celery(bench: Bench, root: Path) -> None:
     try:
-        from realsys.baseline.runner import BaselineCluster
+        from lab.baseline.runner import BaselineCluster
     except ImportError as exc:
-        bench.celery_note = f"not available (realsys.baseline: {exc})"
+        bench.celery_note = f"not available (lab.baseline: {exc})"
         return
     if shutil.which("redis-server") is None:
         bench.celery_note = "not available (no redis-server)"
@@ -771,7 +771,7 @@ def _report(bench: Bench, load_start: tuple[float, float, float], rpcs: Mapping[
 def profile_servers(bench: Bench, root: Path) -> None:
     """py-spy on each server while the load of its figure runs (after the measured rounds: sampling
     costs the target a little CPU, so no figure above is taken under it)."""
-    from realsys import profiling
+    from lab.bench import profiling
 
     args = bench.args
     runs: list[tuple[str, int, Callable[[], object], float]] = []
@@ -870,5 +870,5 @@ if __name__ == "__main__":
         sys.exit(_child_main(sys.argv[2]))
     if len(sys.argv) >= 2 and sys.argv[1] == "echo-server":
         sys.exit(_echo_main(sys.argv[2]))
-    print("usage: python -m realsys.bench child JOB_JSON | echo-server LISTEN", file=sys.stderr)
+    print("usage: python -m lab.bench.bench child JOB_JSON | echo-server LISTEN", file=sys.stderr)
     sys.exit(2)

@@ -19,10 +19,10 @@ celery = pytest.importorskip(
     "celery", reason="the baseline extra is not installed: pip install -e '.[baseline]'"
 )
 
+from lab.baseline.runner import BaselineCluster, RedisUnavailable, ensure_redis_server, run_baseline  # noqa: E402
+from lab.baseline.target import CeleryTarget, outcome, state_name  # noqa: E402
 from model.results.runs import load_config, load_jobs, load_records, load_summary  # noqa: E402
 from model.workload import ClosedLoop, Distribution, Op, RequestMix, WorkloadSpec  # noqa: E402
-from realsys.baseline.runner import BaselineCluster, RedisUnavailable, ensure_redis_server, run_baseline  # noqa: E402
-from realsys.baseline.target import CeleryTarget, outcome, state_name  # noqa: E402
 from realsys.targets import Target, TargetError  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realsys.profiling import OTHER, Frame, parse_collapsed
+from lab.bench.profiling import OTHER, Frame, parse_collapsed
 
 MAIN = "<module> (/v/realsys/__main__.py:5)"
 HANDLER = f"{MAIN};run (/v/realsys/server.py:80);SubmitJob (/v/realsys/mono/services.py:176)"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from realsys import hostprobe
+from lab.calibration import hostprobe
 from sim.params import HostScale, load_params, load_scheduler_slice
 
 

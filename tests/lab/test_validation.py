@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 import sim
+from lab.experiment import spec as ex
+from lab.validation import accuracy as val
 from model.errors import InvalidArgument
 from model.results.runs import load_config, run_config, run_exists
-from realsys import experiment as ex
-from sim import validation as val
 
 REPO = Path(__file__).resolve().parents[2]
 FULL = REPO / "data" / "experiments" / "validation.yaml"

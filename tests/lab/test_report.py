@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sim import report
+from lab.report import tables as report
 
 COLUMNS = ["experiment", "design", "arrival", "concurrency", "rate", "duration", "mix", "store", "slots"]
 COLUMNS += ["n", "planned"]
