@@ -43,7 +43,7 @@ lifecycle: $(STAMP)
 # table blocks (sim/report.py). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
 # flock /tmp/dtq-measure.lock make paper RERUN=1).
 paper: $(STAMP)
-	$(BIN)/python -m lab.report.tables $(if $(RERUN),--rerun)
+	$(BIN)/python -m lab.report $(if $(RERUN),--rerun)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -18,36 +18,29 @@ part of any measured table.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import tempfile
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+import sim
+from lab.procfs import cpu_and_wait, per_thread_times
+from model.workload import workload_from_mapping
+from realsys import cluster, loadgen
+from realsys.targets import dtq_target_spec
+from sim.params import load_params
 
 AGE_RATE = 200.0  # submits/s while ageing a cluster: below either design's no-op saturation
 MIXES = {"submit": {"submit": 1.0}, "mixed": {"submit": 0.5, "status": 0.25, "result": 0.25}}
 
 
-def schedstat(pids: Iterable[int]) -> tuple[float, float]:
-    """(CPU seconds, run-queue wait seconds) summed over every thread of `pids` (a process that
-    ended counts nothing)."""
-    from lab.calibration.calibrate import thread_times
-
-    run = wait = 0.0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            r, w = thread_times(pid)
-            run, wait = run + r, wait + w
-    return run, wait
-
-
 def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
     """Per generation: collections, total pause ms, and collections over 1 ms and over 5 ms, from a
     node's Prometheus text (its dtq_gc_pause_seconds histogram)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
     counts: dict[str, float] = {}
     sums: dict[str, float] = {}
     buckets: dict[tuple[str, str], float] = {}
@@ -72,48 +65,8 @@ def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
     }
 
 
-def full_collection_ms(retained: Sequence[int], repeats: int = 5) -> list[dict[str, float]]:
-    """How much CPU a full collection (gc.collect()) takes in this process, with the node's modules
-    imported, as a model.jobs.JobTable holds more finished jobs (24 h retention keeps them all):
-    per count, the median of `repeats` collections and the tracked objects. In-process and
-    cumulative, so run it in a fresh interpreter."""
-    import gc
-    import statistics
-    import time
-
-    import realsys.server  # noqa: F401  (a node's heap: gRPC, protobuf, the services)
-    from model.config import CoreConfig
-    from model.ids import JobIdFactory
-    from model.job import JobSpec, Succeeded
-    from model.jobs import JobTable
-
-    table = JobTable(CoreConfig(), JobIdFactory("n1", "a"))
-    out, done = [], 0
-    for target in sorted(retained):
-        while done < target:
-            job = table.submit(float(done), JobSpec.make("sleep", payload=b"")).job
-            table.lease(float(done), job.job_id, "w1")
-            table.complete(float(done), job.job_id, 1, "w1", Succeeded(b""))
-            done += 1
-        pauses = []
-        for _ in range(repeats):
-            t0 = time.process_time()  # CPU, not wall: the host's other load does not count
-            gc.collect()
-            pauses.append((time.process_time() - t0) * 1e3)
-        out.append(
-            {
-                "jobs": done,
-                "objects": len(gc.get_objects()),
-                "full_gc_ms": round(statistics.median(pauses), 2),
-            }
-        )
-    return out
-
-
 def point_workload(rate: float, mix: str, seconds: float, seed: int = 11) -> Any:
     """The open-loop no-op point both sides run (model.workload.WorkloadSpec)."""
-    from model.workload import workload_from_mapping
-
     return workload_from_mapping(
         {
             "arrival": {"kind": "open", "rate": rate, "max_in_flight": 1024},
@@ -136,9 +89,6 @@ def diagnose(
     gc_mode: str = "default",
     age: int = 0,
 ) -> dict[str, Any]:
-    from realsys import cluster, loadgen
-    from realsys.targets import dtq_target_spec
-
     workload = point_workload(rate, mix, seconds)
     with tempfile.TemporaryDirectory(prefix=f"dtq-diagnose-{design}-") as tmp:
         info = cluster.up(design, Path(tmp), 12, store, overrides={"DTQ_GC": gc_mode})
@@ -150,10 +100,10 @@ def diagnose(
                 spec = dtq_target_spec(info.clients, design=design)
                 aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
             gc_before = _scrape_gc(Path(tmp))
-            cpu0, wait0 = schedstat(pids)
+            cpu0, wait0 = cpu_and_wait(pids)
             threads0 = {node.name: _threads(node.pid) for node in info.nodes}
             result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
-            cpu1, wait1 = schedstat(pids)
+            cpu1, wait1 = cpu_and_wait(pids)
             threads = {n.name: _thread_split(threads0[n.name], _threads(n.pid)) for n in info.nodes}
             gc_after = _scrape_gc(Path(tmp))
         finally:
@@ -184,8 +134,6 @@ def diagnose(
 
 
 def _threads(pid: int) -> dict[str, tuple[str, float, float]]:
-    from lab.calibration.calibrate import per_thread_times
-
     try:
         return per_thread_times(pid)
     except OSError:
@@ -217,9 +165,6 @@ def simulated(
 ) -> dict[str, Any]:
     """The same point in the simulator from `calibration` (and `overrides`, sim.params dotted keys):
     latency, and node CPU and run-queue wait (time with work but no core) per request."""
-    import sim
-    from sim.params import load_params
-
     workload = point_workload(rate, mix, seconds)
     params = load_params(calibration).with_overrides({"slots": 12, "store": store, **(overrides or {})})
     result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.procfs import rss_mib
 from model.errors import DtqError
 from realsys import cluster
 from realsys.client import DtqClient
@@ -39,17 +40,6 @@ class SoakResult:
     answers: Counter[str] = field(default_factory=Counter)  # status code name -> submits
     skipped: int = 0  # intended submits not sent: max_in_flight outstanding
     samples: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> (t, RSS MiB)
-
-
-def rss_mib(pid: int) -> float | None:
-    """VmRSS of a process in MiB, None if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
 
 
 def slope_per_minute(points: list[tuple[float, float]]) -> float:

@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--design", action="append", choices=["micro", "mono"])
     p_demo.add_argument("--jobs", type=int, default=200)
 
-    from sim.api import add_arguments as add_sim_arguments
+    from sim.cli import add_arguments as add_sim_arguments
 
     add_sim_arguments(sub.add_parser("sim", help="simulate a workload on a design; write a run directory"))
 
@@ -280,11 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="synchronous-invocation client: each SubmitJob waits up to S s for its job's end (1 RPC/job)",
     )
 
-    from lab.experiment.spec import add_parser as add_experiment_parser
+    from lab.experiment.cli import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)  # `dtq experiment run|summarize`
 
-    from lab.experiment.spec import add_validate_parser
+    from lab.validation.cli import add_validate_parser
 
     add_validate_parser(sub)  # `dtq validate` (sim/validation.py)
 
@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_soak_parser(sub)  # `dtq soak`
 
-    from lab.faults.backends import add_parser as add_faults_parser
+    from lab.faults.cli import add_parser as add_faults_parser
 
     add_faults_parser(sub)  # `dtq faults run`
 
@@ -319,11 +319,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.command == "cluster":
             code = _cmd_cluster(args)
         elif args.command == "experiment":
-            from lab.experiment.spec import command as experiment_command
+            from lab.experiment.cli import command as experiment_command
 
             code = experiment_command(args)
         elif args.command == "validate":
-            from lab.experiment.spec import validate_command
+            from lab.validation.cli import validate_command
 
             code = validate_command(args)
         elif args.command == "bench":
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             code = bench_command(args)
         elif args.command == "faults":
-            from lab.faults.backends import faults_command as real_faults_command
+            from lab.faults.cli import faults_command as real_faults_command
 
             code = real_faults_command(args)
         elif args.command == "soak":
@@ -347,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             code = load_command(args)
         elif args.command == "sim" and args.sim_action == "faults":
-            from sim.faults import faults_command, format_rows
+            from sim.cli import faults_command, format_rows
 
             rows, audits, written = faults_command(args)
             print(format_rows(rows, audits))
@@ -356,12 +356,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = 0
         elif args.command == "sim":
             from realsys.loadgen import format_summary
-            from sim.api import sim_command
+            from sim.cli import sim_command
 
             summary, path = sim_command(args)
             print(format_summary(summary))
             if args.mva:
-                from sim.api import mva_text
+                from sim.cli import mva_text
 
                 print(mva_text(args, summary))
             if path is not None:

@@ -48,7 +48,8 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, PENDING
 
-from sim.params import Dist, SimParams
+from sim.dist import Dist
+from sim.params import SimParams
 
 Action: TypeAlias = Callable[[float], tuple[float, Any]]
 _BLOCK = 256  # draws per refill of a sampler's buffer

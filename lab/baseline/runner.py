@@ -31,7 +31,11 @@ from typing import Any
 
 import redis
 
+from lab.baseline.celery_app import make_app
+from model.results.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
 from model.workload import WorkloadSpec
+from realsys import loadgen
+from realsys.loadgen import DEFAULT_DRAIN, format_summary
 
 DEFAULT_SLOTS = 12  # realsys.cluster.DEFAULT_TOTAL_SLOTS: the same total concurrency as dtq
 POOLS = ("threads", "prefork", "solo")
@@ -223,8 +227,6 @@ class BaselineCluster:
         return self._spawn(argv, f"worker{index + 1}.log", env)
 
     def _wait_workers(self, timeout: float) -> None:
-        from lab.baseline.celery_app import make_app
-
         app = make_app(self.redis_url, client=True)
         deadline = time.monotonic() + timeout
         try:
@@ -302,9 +304,6 @@ def run_baseline(
 ) -> tuple[Path, dict[str, Any]]:
     """Drives `spec` through a CeleryTarget on a running cluster and writes the run (kind "baseline",
     design "celery"). Returns the run directory and its summary."""
-    from model.results.runs import provenance, run_config, utc_now, write_run
-    from realsys import loadgen
-
     if spec.mix.list > 0:
         raise ValueError("Celery cannot list tasks: the baseline's request mix must not include `list`")
     started_at, stamp = utc_now(), provenance()
@@ -325,9 +324,6 @@ def run_baseline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from model.results.runs import load_workload, new_run_id
-    from realsys.loadgen import DEFAULT_DRAIN, format_summary
-
     parser = argparse.ArgumentParser(prog="python -m lab.baseline.runner", description=__doc__)
     parser.add_argument("workload", help="a workload file (.yaml/.toml), as `dtq load` takes")
     parser.add_argument("--out", default="data/runs")

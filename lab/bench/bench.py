@@ -24,512 +24,38 @@ drifts over all of them alike):
 4. With `--profile`: py-spy samples the echo server and the single submit node at 16 in flight, and
    node n1 of Design B during an end-to-end run, and prints where their time goes (realsys/profiling.py).
 
-The child processes speak JSON over stdin/stdout (`python -m lab.bench.bench child|echo-server`).
+The child processes speak JSON over stdin/stdout (lab/bench/clients.py, lab/bench/servers.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
-
-from dtq.v1 import client_pb2, job_pb2
-from model.states import JobState
-from model.workload import ClosedLoop, Distribution, RequestMix, WorkloadSpec
-from realsys.targets import DtqTarget, TargetError, dtq_target_spec, make_target
+from lab.baseline.runner import BaselineCluster
+from lab.bench import profiling
+from lab.bench.clients import NOOP_TYPE, e2e_once, rpc_once
+from lab.bench.counts import count_redis_commands, count_rpcs, metrics_ports
+from lab.bench.servers import Processes, start_echo, start_single_node
+from lab.bench.targets import routed_target_spec
+from realsys import cluster
+from realsys.targets import dtq_target_spec
 
 STORES = ("memory", "sqlite")
-NOOP_TYPE = "echo"  # the built-in no-op: returns its (empty) payload
-ECHO_METHOD = "/dtq.bench.Echo/Echo"
-_START_DELAY = 0.5  # seconds between "go" and the common start, so every child starts together
-_CHILD_TIMEOUT = 120.0
 SUBMIT_WAIT = 30.0  # the -sw rows' SubmitJob wait_timeout (a no-op job ends long before)
-_STATE_NAMES = {int(s): s.name for s in JobState}
 
 
-# ---------------------------------------------------------------------------- client side: targets
-class RoutedDtqTarget(DtqTarget):
-    """DtqTarget whose WaitJob goes to the job's owner (Design B); submits stay round-robin.
-
-    The owner is the job id's prefix; which address serves it is learnt from the submit replies
-    (`job.owner_node`), so the target needs no node table and a Design A gateway works unchanged.
-    """
-
-    def __init__(
-        self,
-        addresses: Sequence[str] | str,
-        timeout: float = 10.0,
-        design: str = "",
-        submit_wait: float = 0.0,
-    ) -> None:
-        super().__init__(addresses, timeout, design, submit_wait)
-        self._owner_stub: dict[str, Any] = {}
-
-    async def submit(self, job_type: str, payload: bytes) -> str:
-        stub = self._stub()
-        request = self.submit_request(job_type, payload)
-        try:
-            response: client_pb2.SubmitJobResponse = await stub.SubmitJob(
-                request, timeout=self.submit_timeout()
-            )
-        except grpc.RpcError as exc:
-            raise TargetError(_code(exc)) from None
-        self._owner_stub.setdefault(response.job.owner_node, stub)
-        self.note_submitted(response)
-        return response.job_id
-
-    async def wait(self, job_id: str, timeout: float) -> tuple[str, int]:
-        ended = self.ended(job_id)
-        if ended is not None:
-            return ended
-        stub = self._owner_stub.get(job_id.partition("-")[0]) or self._stub()
-        deadline = time.monotonic() + timeout
-        while True:
-            poll = max(0.0, min(deadline - time.monotonic(), 30.0))
-            request = client_pb2.WaitJobRequest(job_id=job_id)
-            request.timeout.FromNanoseconds(int(poll * 1e9))
-            try:
-                job: job_pb2.Job = await stub.WaitJob(request, timeout=poll + self.timeout)
-            except grpc.RpcError as exc:
-                raise TargetError(_code(exc)) from None
-            if job.done or time.monotonic() >= deadline:
-                return _STATE_NAMES.get(job.state, "STATE_UNSPECIFIED"), job.attempt
-
-
-def _code(exc: grpc.RpcError) -> str:
-    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
-    return code.name if code is not None else "UNKNOWN"
-
-
-def routed_target_spec(addresses: Sequence[str], design: str, submit_wait: float = 0.0) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"addresses": list(addresses), "timeout": 10.0, "design": design}
-    if submit_wait > 0:
-        kwargs["submit_wait"] = submit_wait
-    return {"factory": "lab.bench.bench:RoutedDtqTarget", "kwargs": kwargs}
-
-
-# ---------------------------------------------------------------------------- client side: loops
-async def _e2e_count(target_spec: Mapping[str, Any], clients: int, jobs: int) -> dict[str, Any]:
-    """Closed loop until exactly `jobs` jobs have been submitted and have finished."""
-    target = make_target(target_spec)
-    left = [jobs]
-    failed = [0]
-
-    async def client() -> None:
-        while left[0] > 0:
-            left[0] -= 1
-            job_id = await target.submit(NOOP_TYPE, b"")
-            state, _ = await target.wait(job_id, 30.0)
-            failed[0] += state != "SUCCEEDED"
-
-    try:
-        await asyncio.gather(*(client() for _ in range(clients)))
-    finally:
-        await target.close()
-    return {"jobs": jobs, "not_succeeded": failed[0]}
-
-
-async def _rpc_loop(
-    address: str, method: str, in_flight: int, start: float, warmup: float, window: float
-) -> dict[str, Any]:
-    """`in_flight` tasks each calling one unary method back to back; the window's calls and latencies.
-
-    The same code path for SubmitJob and for the echo: one channel, a multicallable from the channel,
-    the same request bytes (a no-op SubmitJobRequest), a deadline on every call."""
-    from realsys.client import channel_options
-
-    request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type=NOOP_TYPE, payload=b""))
-    channel = grpc.aio.insecure_channel(address, options=channel_options())
-    if method == "submit":
-        call = channel.unary_unary(
-            "/dtq.v1.TaskQueue/SubmitJob",
-            request_serializer=client_pb2.SubmitJobRequest.SerializeToString,
-            response_deserializer=client_pb2.SubmitJobResponse.FromString,
-        )
-    else:
-        call = channel.unary_unary(
-            ECHO_METHOD,
-            request_serializer=client_pb2.SubmitJobRequest.SerializeToString,
-            response_deserializer=client_pb2.SubmitJobRequest.FromString,
-        )
-    begin, end = start + warmup, start + warmup + window
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    calls = [0]
-
-    async def worker() -> None:
-        while True:
-            t0 = time.perf_counter()
-            if t0 >= end:
-                return
-            try:
-                await call(request, timeout=10.0)
-            except grpc.RpcError as exc:
-                errors[_code(exc)] = errors.get(_code(exc), 0) + 1
-                continue
-            t1 = time.perf_counter()
-            calls[0] += 1
-            if begin <= t0 and t1 < end:
-                latencies.append(t1 - t0)
-
-    try:
-        await channel.channel_ready()
-        await asyncio.sleep(max(0.0, start - time.perf_counter()))
-        cpu0 = time.process_time()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
-        cpu = time.process_time() - cpu0
-    finally:
-        await channel.close(None)
-    return {
-        "count": len(latencies),
-        "total": calls[0],
-        "median": statistics.median(latencies),
-        "errors": errors,
-        "cpu": cpu,
-    }
-
-
-def _child_main(raw: str) -> int:
-    """A client process: build, say ready, take the common start (epoch) from stdin, run, print JSON."""
-    job = json.loads(raw)
-
-    async def main() -> dict[str, Any]:
-        if job["kind"] == "count":
-            return await _e2e_count(job["target"], job["clients"], job["jobs"])
-        print("ready", flush=True)
-        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        start = time.perf_counter() + (float(line) - time.time())
-        return await _rpc_loop(
-            job["address"], job["method"], job["in_flight"], start, job["warmup"], job["window"]
-        )
-
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        result = runner.run(main())
-        result["loop"] = type(runner.get_loop()).__module__
-    print(json.dumps(result), flush=True)
-    return 0
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def _run_children(
-    jobs: Sequence[Mapping[str, Any]], server_pids: Sequence[int] = (), duration: float = 0.0
-) -> tuple[list[dict[str, Any]], float]:
-    """Runs client children together: all say ready, then all start at the same epoch. Returns their
-    results and the CPU seconds `server_pids` used during the `duration` seconds from that start."""
-    children: list[subprocess.Popen[str]] = []
-    cpu = 0.0
-    try:
-        for job in jobs:
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "lab.bench.bench", "child", json.dumps(job)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        if jobs[0]["kind"] != "count":
-            for child in children:
-                assert child.stdout is not None
-                line = child.stdout.readline().strip()
-                if line != "ready":
-                    raise RuntimeError(f"bench client {child.pid} failed to start ({line!r})")
-            start = time.time() + _START_DELAY
-            for child in children:
-                assert child.stdin is not None
-                child.stdin.write(f"{start!r}\n")
-                child.stdin.flush()
-            time.sleep(max(0.0, start - time.time()))
-            cpu = process_cpu(server_pids)
-            time.sleep(max(0.0, start + duration - time.time()))
-            cpu = process_cpu(server_pids) - cpu
-        results = []
-        for child in children:
-            out, _ = child.communicate(timeout=_CHILD_TIMEOUT)
-            if child.returncode != 0:
-                raise RuntimeError(f"bench client {child.pid} exited with {child.returncode}")
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results, cpu
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
-
-
-def e2e_workload(clients: int, warmup: float, window: float, seed: int = 1) -> WorkloadSpec:
-    """The end-to-end figure's workload: a closed loop in wait mode (submit a no-op, long-poll until
-    it is terminal, repeat; no think time), so each client has one job in the system at a time."""
-    return WorkloadSpec(
-        ClosedLoop(clients, wait_for_completion=True),
-        mix=RequestMix(submit=1.0),
-        job_type=NOOP_TYPE,
-        duration=Distribution("constant", 0.0),
-        payload_bytes=0,
-        run_time=window,
-        warmup=warmup,
-        seed=seed,
-    )
-
-
-def e2e_once(
-    target_spec: Mapping[str, Any],
-    clients: int,
-    processes: int,
-    warmup: float,
-    window: float,
-    server_pids: Sequence[int] = (),
-) -> dict[str, Any]:
-    """One end-to-end measurement through the load generator (realsys.loadgen, the same path as
-    `dtq load` and the experiment runner): completed_per_s over the window, i.e. jobs that ended in
-    it, summed over the `processes` client processes. Server CPU is read over the same window."""
-    from realsys import loadgen
-
-    spec = e2e_workload(clients, warmup, window)
-    window_cpu: list[float] = []
-    sampler: list[threading.Thread] = []
-
-    def started(epoch: float) -> None:
-        def sample() -> None:
-            time.sleep(max(0.0, epoch + warmup - time.time()))
-            before = process_cpu(server_pids)
-            time.sleep(max(0.0, epoch + warmup + window - time.time()))
-            window_cpu.append(process_cpu(server_pids) - before)
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        sampler.append(thread)
-
-    result = loadgen.run_load_processes(target_spec, spec, processes, started=started, drain_timeout=10.0)
-    for thread in sampler:
-        thread.join(timeout=warmup + window + 5.0)
-    # not written anywhere: only its figures are used, so the design label does not matter
-    summary = loadgen.summary_of(result, spec, run_id="bench", kind="real", design="mono")
-    errors = dict(summary["errors"])
-    for state, n in summary["jobs"].items():
-        if state in ("failed", "cancelled", "unfinished") and n:
-            errors[state.upper()] = n
-    completed = summary["throughput"]["completed_per_s"] * window
-    cpu = window_cpu[0] if window_cpu else 0.0
-    return {
-        "rate": summary["throughput"]["completed_per_s"],
-        "errors": errors,
-        "client_cpu": result.stats.cpu_time / max(result.stats.wall_time, 1e-9),
-        "server_cpu": cpu / window,
-        "server_cpu_per_job": cpu / max(1.0, completed),
-        "loop": "uvloop" if loadgen.loop_factory() is not None else "asyncio",
-    }
-
-
-def rpc_once(
-    address: str, method: str, in_flight: int, warmup: float, window: float, server_pid: int
-) -> dict[str, Any]:
-    job = {
-        "kind": "rpc",
-        "address": address,
-        "method": method,
-        "in_flight": in_flight,
-        "warmup": warmup,
-        "window": window,
-    }
-    (result,), cpu = _run_children([job], [server_pid], warmup + window)
-    return {
-        "rate": result["count"] / window,
-        "p50": result["median"],
-        "errors": result["errors"],
-        "server_cpu_per_call": cpu / max(1, result["total"]),
-        "client_cpu_per_call": result["cpu"] / max(1, result["total"]),
-    }
-
-
-# ---------------------------------------------------------------------------- server CPU
-def process_cpu(pids: Sequence[int]) -> float:
-    """User + system CPU seconds the processes have used so far (Linux /proc; 0 where unreadable)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-    return total
-
-
-# ---------------------------------------------------------------------------- servers we start
-async def _echo_serve(listen: str) -> None:
-    """The bare RPC: a grpc.aio server (dtq's channel options, uvloop) whose one method returns its
-    request bytes unparsed. No interceptor, health, or logging: what any gRPC service costs at least."""
-    from realsys.config import grpc_options
-
-    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        return request
-
-    server = grpc.aio.server(options=grpc_options())
-    handler = grpc.method_handlers_generic_handler(
-        "dtq.bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port(listen)
-    await server.start()
-    print(port, flush=True)
-    await server.wait_for_termination()
-
-
-def _echo_main(listen: str) -> int:
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_echo_serve(listen))
-    return 0
-
-
-@dataclass
-class Processes:
-    """Every server process the bench started, stopped (only these) at the end."""
-
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs.clear()
-
-
-def start_echo(procs: Processes) -> tuple[str, int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lab.bench.bench", "echo-server", "127.0.0.1:0"], stdout=subprocess.PIPE
-    )
-    procs.procs.append(proc)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.isdigit():
-        raise RuntimeError(f"echo server did not start ({line!r})")
-    return f"127.0.0.1:{int(line)}", proc.pid
-
-
-def start_single_node(procs: Processes, directory: Path, store: str) -> tuple[str, int]:
-    """One Design B node with no worker slots: a SubmitJob costs only the submit path."""
-    from realsys import cluster
-
-    (port,) = cluster.free_ports(1)
-    address = f"127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "DTQ_DESIGN": "mono",
-        "DTQ_ROLE": "node",
-        "DTQ_NAME": "n1",
-        "DTQ_LISTEN": address,
-        "DTQ_DATA_DIR": str(directory),
-        "DTQ_STORE": store,
-        "DTQ_SLOTS": "0",
-        "DTQ_PEERS": f"n1={address}",
-        "DTQ_METRICS_PORT": "-1",
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "node.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "realsys", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    procs.procs.append(proc)
-    cluster.wait_healthy(address, 30.0, proc.pid)
-    return address, proc.pid
-
-
-# ---------------------------------------------------------------------------- RPC counts
-def _rpc_totals(metrics_ports: Mapping[str, int]) -> dict[str, float]:
-    """Sum of dtq_rpc_total over the nodes, by method (short name)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    totals: dict[str, float] = {}
-    for port in metrics_ports.values():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-            text = reply.read().decode()
-        for family in text_string_to_metric_families(text):
-            if family.name != "dtq_rpc":
-                continue
-            for sample in family.samples:
-                if sample.name == "dtq_rpc_total":
-                    method = sample.labels["method"].rsplit("/", 1)[-1]
-                    totals[method] = totals.get(method, 0.0) + sample.value
-    return totals
-
-
-def metrics_ports(cluster_dir: Path) -> dict[str, int]:
-    from realsys import cluster
-
-    info = cluster.load(cluster_dir)
-    return {
-        n.name: int((Path(n.env["DTQ_DATA_DIR"]) / f"{n.name}.metrics").read_text())
-        for n in info.nodes
-        if int((Path(n.env["DTQ_DATA_DIR"]) / f"{n.name}.metrics").read_text()) > 0
-    }
-
-
-def _count_job(target_spec: Mapping[str, Any], jobs: int) -> dict[str, Any]:
-    return {"kind": "count", "target": dict(target_spec), "clients": 16, "jobs": jobs}
-
-
-def count_rpcs(target_spec: Mapping[str, Any], ports: Mapping[str, int], jobs: int) -> dict[str, float]:
-    """RPCs per job by method, over `jobs` no-op jobs at 16 clients (one client process)."""
-    before = _rpc_totals(ports)
-    (result,), _ = _run_children([_count_job(target_spec, jobs)])
-    time.sleep(0.3)  # counters tick when an RPC ends: let the last reports finish
-    after = _rpc_totals(ports)
-    per_job = {m: (after.get(m, 0.0) - before.get(m, 0.0)) / jobs for m in after}
-    return {m: v for m, v in sorted(per_job.items(), key=lambda kv: -kv[1]) if v > 0} | {
-        "_not_succeeded": result["not_succeeded"]
-    }
-
-
-def count_redis_commands(target_spec: Mapping[str, Any], redis_url: str, jobs: int) -> dict[str, float]:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-
-    def stats() -> dict[str, float]:
-        raw = client.info("commandstats")
-        return {k.removeprefix("cmdstat_"): float(v["calls"]) for k, v in raw.items()}
-
-    before = stats()
-    _run_children([_count_job(target_spec, jobs)])
-    time.sleep(0.3)
-    after = stats()
-    client.close()
-    per_job = {m: (after.get(m, 0.0) - before.get(m, 0.0)) / jobs for m in after}
-    return {m: v for m, v in sorted(per_job.items(), key=lambda kv: -kv[1]) if v > 0.005}
-
-
-# ---------------------------------------------------------------------------- the whole bench
 @dataclass
 class Series:
     """Repeated measurements of one figure."""
@@ -570,8 +96,6 @@ def _say(message: str) -> None:
 
 @contextlib.contextmanager
 def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
-    from realsys import cluster
-
     args = bench.args
     try:
         for store in args.store:
@@ -615,11 +139,6 @@ def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
 
 
 def _start_celery(bench: Bench, root: Path) -> None:
-    try:
-        from lab.baseline.runner import BaselineCluster
-    except ImportError as exc:
-        bench.celery_note = f"not available (lab.baseline: {exc})"
-        return
     if shutil.which("redis-server") is None:
         bench.celery_note = "not available (no redis-server)"
         return
@@ -771,8 +290,6 @@ def _report(bench: Bench, load_start: tuple[float, float, float], rpcs: Mapping[
 def profile_servers(bench: Bench, root: Path) -> None:
     """py-spy on each server while the load of its figure runs (after the measured rounds: sampling
     costs the target a little CPU, so no figure above is taken under it)."""
-    from lab.bench import profiling
-
     args = bench.args
     runs: list[tuple[str, int, Callable[[], object], float]] = []
     if not args.no_submit:
@@ -863,12 +380,3 @@ def bench_command(args: argparse.Namespace) -> int:
         raise ValueError("--runs, --clients, --processes must be >= 1 and --window > 0")
     print(run_bench(args), flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "child":
-        sys.exit(_child_main(sys.argv[2]))
-    if len(sys.argv) >= 2 and sys.argv[1] == "echo-server":
-        sys.exit(_echo_main(sys.argv[2]))
-    print("usage: python -m lab.bench.bench child JOB_JSON | echo-server LISTEN", file=sys.stderr)
-    sys.exit(2)

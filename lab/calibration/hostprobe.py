@@ -31,20 +31,17 @@ import argparse
 import json
 import multiprocessing
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lab.calibration.calibrate import (
-    BUSY_IN_FLIGHT,
-    echo_server,
-    idle_rates,
-    measure_busy,
-    measure_calls,
-    run_async,
-)
+from lab.calibration.echo import echo_server
+from lab.calibration.measure import BUSY_IN_FLIGHT, idle_rates, measure_busy, measure_calls, run_async
+from lab.procfs import steal_ticks
+from realsys import cluster
 
 PROBE_BUSY_CALLS = 300  # per block; measure_busy runs BUSY_BLOCKS blocks
 PROBE_CALLS = 300  # one in flight, back to back
@@ -73,16 +70,6 @@ def python_us() -> float:
     return float(np.median(per_block)) * 1e6
 
 
-def _steal_ticks() -> tuple[int, int]:
-    """(steal, total) jiffies of all CPUs from /proc/stat; (0, 0) where there is none."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
-
-
 async def _echo_probe() -> dict[str, float]:
     async with echo_server() as (call, pid):
         pids = {"server": pid}
@@ -103,10 +90,10 @@ async def _echo_probe() -> dict[str, float]:
 def probe() -> dict[str, Any]:
     """One probe: a JSON-able mapping (recorded in a run's config.json and in a calibration)."""
     t0 = time.perf_counter()
-    steal0, total0 = _steal_ticks()
+    steal0, total0 = steal_ticks()
     out: dict[str, Any] = run_async(_echo_probe())
     out["python_us"] = python_us()
-    steal1, total1 = _steal_ticks()
+    steal1, total1 = steal_ticks()
     out["steal_share"] = (steal1 - steal0) / (total1 - total0) if total1 > total0 else 0.0
     out["loadavg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     out["gap_s"] = PROBE_GAP
@@ -121,11 +108,6 @@ def calibration_probes(store: str, slots: int = 12) -> dict[str, list[dict[str, 
     """Probes as the validation's runs take them: with an idle cluster of each design up (12 slots,
     workers long-polling), so that a run's probe and the calibration's see the same neighbours;
     one bare probe beside them."""
-    import tempfile
-    from pathlib import Path
-
-    from realsys import cluster
-
     out: dict[str, list[dict[str, Any]]] = {"bare": [probe()]}
     for design in ("mono", "micro"):
         with tempfile.TemporaryDirectory(prefix=f"dtq-probe-{design}-") as tmp:

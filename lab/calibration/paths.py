@@ -30,8 +30,11 @@ what its windows should show; `closure` in the calibration file compares the two
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -41,12 +44,16 @@ from dtq.v1 import (
     client_pb2_grpc,
     internal_pb2,
     internal_pb2_grpc,
+    job_pb2,
     worker_pb2,
     worker_pb2_grpc,
 )
-from lab.calibration.calibrate import idle_rates, measure_calls, process_cpu, run_async
+from lab.calibration.measure import idle_rates, measure_calls, run_async
+from lab.procfs import process_cpu
+from realsys import cluster
 from realsys.client import channel_options, make_stub
 from realsys.convert import to_duration
+from realsys.loadgen import job_payload
 from realsys.mono.peers import FORWARDED
 
 JOB_SECONDS = 0.1  # the sleep job of the windowed runs
@@ -266,8 +273,6 @@ async def run_job_windows(
 ) -> dict[str, Any]:
     """Both batches against one client-facing address: "plain" (submit only) and "waited" (submit,
     then WaitJob until the end). Every job must succeed."""
-    from realsys.loadgen import job_payload
-
     channel = _channel(address)
     try:
         tq = make_stub(client_pb2_grpc.TaskQueueStub, channel)
@@ -295,8 +300,6 @@ async def run_job_windows(
         for job_id in ids:
             job = await tq.GetJobStatus(client_pb2.GetJobStatusRequest(job_id=job_id), timeout=RPC_TIMEOUT)
             states.add(job.state)
-        from dtq.v1 import job_pb2
-
         if states != {job_pb2.SUCCEEDED}:
             raise RuntimeError(f"windowed jobs ended in states {sorted(states)}, not only SUCCEEDED")
         return {"plain": plain, "waited": waited, "idle_rate": dict(idle)}
@@ -306,12 +309,6 @@ async def run_job_windows(
 
 def measure_job_path(design: str, store: str, count: int) -> dict[str, Any]:
     """A fresh cluster whose workers have one slot each (Design B: every node; Design A: the worker)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from realsys import cluster
-
     directory = Path(tempfile.mkdtemp(prefix=f"dtq-cal-path-{design}-"))
     try:
         slots = 6 if design == "mono" else 1

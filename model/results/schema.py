@@ -4,6 +4,7 @@ written alike by the real load generator, the Celery baseline and the simulator,
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
@@ -16,6 +17,15 @@ KINDS = ("real", "sim", "baseline")
 DESIGNS = ("micro", "mono", "celery")
 OP_NAMES: dict[Op, str] = {op: op.name.lower() for op in Op}
 OPS_BY_NAME: dict[str, Op] = {name: op for op, name in OP_NAMES.items()}
+LABEL = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def check_label(value: str, where: str) -> str:
+    """`value` if it may name an experiment or a sweep point inside run ids (ASCII letters, digits,
+    '_' and '.'), else InvalidArgument naming `where`."""
+    if not LABEL.fullmatch(value):
+        raise InvalidArgument(f"{where}: label {value!r} may only use letters, digits, '_' and '.'")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

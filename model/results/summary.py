@@ -187,3 +187,16 @@ def summarize(
         "jobs": counts,
         "loadgen": _loadgen_block(loadgen),
     }
+
+
+def metric(summary: Mapping[str, Any], path: Sequence[str]) -> float | None:
+    """The number at `path` in a summary.json mapping (e.g. ("latency_ms", "all", "p99")), or None
+    when it is missing, not a number, or not finite."""
+    value: Any = summary
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)

@@ -1,36 +1,32 @@
-"""realsys/calibrate.py: a tiny smoke of each measurement function (the calibration itself is not run)."""
+"""lab/calibration/: a tiny smoke of each measurement function (the calibration itself is not run)."""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from lab.calibration import calibrate
-from lab.calibration import paths as calibrate_paths
+from lab.calibration.assemble import build_parameters, closure, unmeasured, wakeup_curve
+from lab.calibration.clusters import measure_cluster
+from lab.calibration.commit import measure_commit
+from lab.calibration.echo import measure_echo
+from lab.calibration.generator import measure_loadgen
+from lab.calibration.measure import MAX_SAMPLES, measure_calls, summarize_samples, to_dist
+from lab.calibration.paths import job_windows
 from model.errors import InvalidArgument
 from sim.params import SimParams, load_params
 
 
-def test_process_cpu_counts_this_process() -> None:
-    before = calibrate.process_cpu(os.getpid())
-    t0 = time.process_time()
-    while time.process_time() - t0 < 0.02:
-        pass
-    assert calibrate.process_cpu(os.getpid()) - before >= 0.015
-
-
 def test_summaries_and_dists() -> None:
     samples = [1e-4 * (1 + (i % 7) / 7) for i in range(500)]
-    summary = calibrate.summarize_samples(samples)
+    summary = summarize_samples(samples)
     assert summary["n"] == 500 and summary["p05"] <= summary["p50"] <= summary["p99"]
     assert 0 <= summary["lognormal"]["ks"] <= 1
-    dist = calibrate.to_dist(samples)
-    assert len(dist["samples"]) == calibrate.MAX_SAMPLES
+    dist = to_dist(samples)
+    assert len(dist["samples"]) == MAX_SAMPLES
     assert SimParams.from_mapping({"network": dist}).network.mean == pytest.approx(summary["mean"], rel=0.02)
 
 
@@ -38,22 +34,22 @@ def test_measure_calls_subtracts_nothing_for_an_idle_process() -> None:
     async def call(_: int) -> None:
         await asyncio.sleep(0)
 
-    out = asyncio.run(calibrate.measure_calls(call, {"self": os.getpid()}, 5))
+    out = asyncio.run(measure_calls(call, {"self": os.getpid()}, 5))
     assert len(out["rtt"]) == len(out["client"]) == len(out["self"]) == 5
 
 
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
 def test_measure_commit(store: str) -> None:
-    out = calibrate.measure_commit(store, 5, rows=4)
+    out = measure_commit(store, 5, rows=4)
     assert len(out["commit"]) == 5 and len(out["commit_many"]) == 3 and out["rows"] == [4.0]
     assert all(x > 0 for x in out["commit"])
 
 
 def test_measure_echo_and_loadgen() -> None:
-    echo = asyncio.run(calibrate.measure_echo(10))
+    echo = asyncio.run(measure_echo(10))
     assert len(echo["network"]) == 10 and all(x >= 0 for x in echo["network"])
     assert all(s > 0 for s in echo["server"])
-    loadgen = calibrate.measure_loadgen(0.2, rate=100.0)
+    loadgen = measure_loadgen(0.2, rate=100.0)
     assert loadgen["requests"] >= 10 and loadgen["cpu_per_request"] > 0
 
 
@@ -72,10 +68,8 @@ def test_build_parameters_loads(tmp_path: Path) -> None:
     mono["forward.GetJobStatus"] = nodes
     roles = {r: [2e-4] * 5 for r in ("gateway", "job", "queue")}
     micro = {m: roles for m in ("SubmitJob", "GetJobStatus", "GetJobResult", "CancelJob", "ListJobs")}
-    params, measured = calibrate.build_parameters(
-        echo, commit, {"cpu_per_request": 1e-4}, mono, micro, "sqlite"
-    )
-    assert "service.node.SubmitJob" in measured and "service.node.fetch" in calibrate.unmeasured(measured)
+    params, measured = build_parameters(echo, commit, {"cpu_per_request": 1e-4}, mono, micro, "sqlite")
+    assert "service.node.SubmitJob" in measured and "service.node.fetch" in unmeasured(measured)
     path = tmp_path / "x.json"
     path.write_text(__import__("json").dumps({"parameters": params}))
     loaded = load_params(path)
@@ -160,9 +154,7 @@ def test_job_path_keys_are_derived_from_the_windows_and_direct_calls() -> None:
         },
         {"job": 2e-4 + 7e-5, "gateway": 3e-4},
     )
-    params, measured = calibrate.build_parameters(
-        echo, commit, {"cpu_per_request": 1e-4}, mono, micro, "sqlite"
-    )
+    params, measured = build_parameters(echo, commit, {"cpu_per_request": 1e-4}, mono, micro, "sqlite")
     loaded = SimParams.from_mapping(params)
     approx = pytest.approx
     assert loaded.service_dist("node", "launch").mean == approx(2e-4)  # w1 - submit - commit
@@ -185,8 +177,8 @@ def test_job_path_keys_are_derived_from_the_windows_and_direct_calls() -> None:
         "per_item.node.fetch",
         "service.worker.finish",
     ):
-        assert key in measured and key not in calibrate.unmeasured(measured)
-    rows = {r["process"]: r for r in calibrate.closure(mono, micro)}  # type: ignore[arg-type]
+        assert key in measured and key not in unmeasured(measured)
+    rows = {r["process"]: r for r in closure(mono, micro)}  # type: ignore[arg-type]
     # the gateway's windowed share of a job (2e-4) is its SubmitJob (2e-4): closure 1.0
     assert rows["gateway"]["ratio"] == approx(1.0)
     assert rows["coordinator"]["ratio"] == approx(2e-3 / 4e-4)
@@ -205,7 +197,7 @@ def test_job_windows_record_both_windows_per_process() -> None:
         return job_id
 
     async def go() -> dict[str, dict[str, list[float]]]:
-        return await calibrate_paths.job_windows(submit, wait, {"self": os.getpid()}, 3, {"self": 0.0})
+        return await job_windows(submit, wait, {"self": os.getpid()}, 3, {"self": 0.0})
 
     out = asyncio.run(go())
     assert len(ids) == 3 and len(out["wall"]["job"]) == 3
@@ -219,7 +211,7 @@ def test_job_windows_record_both_windows_per_process() -> None:
 def test_measure_cluster_with_the_job_path(design: str) -> None:
     """The whole cluster part of a calibration, tiny: every worker-side call and both windowed batches
     run against real clusters (every windowed job must succeed, or it raises)."""
-    out = calibrate.measure_cluster(design, "memory", 6)
+    out = measure_cluster(design, "memory", 6)
     first = "n1" if design == "mono" else "coordinator"
     for method in ("WorkerHeartbeat", "ReportResult", "WaitJob", "GetJobResult.done", "CancelJob"):
         assert len(out[method]["rtt"]) == 6, method
@@ -232,7 +224,7 @@ def test_wakeup_curve_from_the_echo_sleep_sweep() -> None:
     # cheaper than 10 ms: kept at x2); 0.3 s 6e-4 (x4)
     echo = {"server": [3e-4] * 5, "gap": [2e-4] * 5, "idle_0.01_server": [4e-4] * 5}
     echo |= {"idle_0.1_server": [3.5e-4] * 5, "idle_0.3_server": [6e-4] * 5}
-    curve = calibrate.wakeup_curve(echo, 2e-4)
+    curve = wakeup_curve(echo, 2e-4)
     assert curve == [
         [2e-4, 1.0],
         [0.01, pytest.approx(2.0)],

@@ -1,8 +1,9 @@
-"""realsys/diagnose.py: per-request CPU, run-queue wait and GC pauses of a short real run."""
+"""lab/diagnose.py and lab/gcprobe.py: per-request CPU, run-queue wait and GC pauses of a short real run."""
 
 from __future__ import annotations
 
 from lab import diagnose
+from lab.gcprobe import full_collection_ms
 
 METRICS = """\
 dtq_gc_pause_seconds_bucket{generation="0",le="0.001"} 9.0
@@ -55,7 +56,7 @@ def test_fair_sharing_with_a_time_slice_slows_design_a_near_saturation() -> None
 
 
 def test_a_full_collection_walks_the_retained_jobs() -> None:
-    rows = diagnose.full_collection_ms([0, 2000], repeats=3)
+    rows = full_collection_ms([0, 2000], repeats=3)
     assert [r["jobs"] for r in rows] == [0, 2000]
     assert rows[1]["objects"] > rows[0]["objects"] + 2000  # each finished job keeps tracked objects
     assert all(r["full_gc_ms"] > 0 for r in rows)

@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
-from lab.experiment import spec as ex
+from lab.experiment.cli import command
+from lab.experiment.plan import PlannedRun, expand, select
+from lab.experiment.runner import _Handle, run_experiment
+from lab.experiment.spec import Options, experiment_from_mapping, load_experiment
+from lab.experiment.summary import format_table, summary_rows, write_summary
 from model.errors import InvalidArgument
 from model.results.runs import load_config, load_records, load_summary, run_config, run_exists
 from model.results.schema import JobRecord
@@ -39,8 +43,8 @@ def small(**sweep: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- expansion
 def test_seed_plan_expands_to_the_full_product_with_stable_ids() -> None:
-    exp = ex.load_experiment(SEED_PLAN)
-    plan = ex.expand(exp)
+    exp = load_experiment(SEED_PLAN)
+    plan = expand(exp)
     runs = plan.runs
     assert len(runs) == 3 * 3 * 2 * 2 * 3  # designs x concurrency x duration x mix x replications
     ids = [r.run_id for r in runs]
@@ -48,7 +52,7 @@ def test_seed_plan_expands_to_the_full_product_with_stable_ids() -> None:
     assert all(RUN_ID.match(i) for i in ids), [i for i in ids if not RUN_ID.match(i)]
     assert "real-mono-seed_plan.c16.noop.submit.memory.s12-1-r0" in ids
     assert "baseline-celery-seed_plan.c4.exp50ms.mixed.redis.s12-3-r2" in ids
-    assert [r.run_id for r in ex.expand(ex.load_experiment(SEED_PLAN)).runs] == ids  # deterministic
+    assert [r.run_id for r in expand(load_experiment(SEED_PLAN)).runs] == ids  # deterministic
     by_id = {r.run_id: r for r in runs}
     run = by_id["real-micro-seed_plan.c4.exp50ms.mixed.memory.s12-2-r1"]
     assert run.workload.seed == 2 and run.replication == 1
@@ -70,7 +74,7 @@ def test_seed_plan_expands_to_the_full_product_with_stable_ids() -> None:
 
 
 def test_axes_labels_celery_and_errors() -> None:
-    exp = ex.experiment_from_mapping(
+    exp = experiment_from_mapping(
         small(
             design=["micro", "celery"],
             rate=[50, 12.5],
@@ -78,7 +82,7 @@ def test_axes_labels_celery_and_errors() -> None:
             store=["memory", "sqlite"],
         )
     )
-    plan = ex.expand(exp)
+    plan = expand(exp)
     ids = {r.run_id for r in plan.runs}
     assert "real-micro-t.rate50.sub.sqlite-6-r1" in ids
     assert "real-micro-t.rate12.5.lst.memory-5-r0" in ids
@@ -89,8 +93,8 @@ def test_axes_labels_celery_and_errors() -> None:
     )
     assert plan.left_out and "list" in plan.left_out[0]
     assert len(plan.runs) == 2 * 2 * 2 * 2 + 4
-    assert ex.select(plan.runs, "celery") == [r for r in plan.runs if r.design == "celery"]
-    assert {r.run_id for r in ex.select(plan.runs, "real-*-t.rate50.*-r0")} == {
+    assert select(plan.runs, "celery") == [r for r in plan.runs if r.design == "celery"]
+    assert {r.run_id for r in select(plan.runs, "real-*-t.rate50.*-r0")} == {
         f"real-micro-t.rate50.{m}.{s}-5-r0" for m in ("sub", "lst") for s in ("memory", "sqlite")
     }
 
@@ -101,25 +105,25 @@ def test_axes_labels_celery_and_errors() -> None:
         "wait_for_completion": True,
         "think_time": {"kind": "constant", "mean": 0.01},
     }
-    arrivals = [r.workload.arrival for r in ex.expand(ex.experiment_from_mapping(waiting)).runs]
+    arrivals = [r.workload.arrival for r in expand(experiment_from_mapping(waiting)).runs]
     assert [(a.clients, a.wait_for_completion, a.think_time.mean) for a in arrivals] == [  # type: ignore[union-attr]
         (c, True, 0.01) for _ in range(2) for c in (1, 3)
     ]
-    plain = [r.workload.arrival for r in ex.expand(ex.experiment_from_mapping(small(concurrency=[2]))).runs]
+    plain = [r.workload.arrival for r in expand(experiment_from_mapping(small(concurrency=[2]))).runs]
     assert not any(a.wait_for_completion for a in plain)  # type: ignore[union-attr]
 
-    assert not ex.experiment_from_mapping(small()).options.host_probe  # off unless asked for
-    assert ex.experiment_from_mapping({**small(), "options": {"host_probe": True}}).options.host_probe
+    assert not experiment_from_mapping(small()).options.host_probe  # off unless asked for
+    assert experiment_from_mapping({**small(), "options": {"host_probe": True}}).options.host_probe
     with pytest.raises(InvalidArgument, match="not both"):
-        ex.experiment_from_mapping(small(concurrency=[1], rate=[10]))
+        experiment_from_mapping(small(concurrency=[1], rate=[10]))
     with pytest.raises(InvalidArgument, match="label"):
-        ex.experiment_from_mapping(small(duration={"bad-label": {"kind": "constant", "mean": 0}}))
+        experiment_from_mapping(small(duration={"bad-label": {"kind": "constant", "mean": 0}}))
     with pytest.raises(InvalidArgument, match="unknown axes"):
-        ex.experiment_from_mapping(small(colour=["red"]))
+        experiment_from_mapping(small(colour=["red"]))
     with pytest.raises(InvalidArgument, match="does not divide"):
-        ex.expand(ex.experiment_from_mapping(small(design=["mono"], slots=[4])))
+        expand(experiment_from_mapping(small(design=["mono"], slots=[4])))
     with pytest.raises(InvalidArgument, match="exponential"):
-        ex.expand(ex.experiment_from_mapping(small(duration={"x": {"kind": "exponential", "mean": 0}})))
+        expand(experiment_from_mapping(small(duration={"x": {"kind": "exponential", "mean": 0}})))
 
 
 # ---------------------------------------------------------------------------- resumability (fakes)
@@ -128,13 +132,13 @@ class FakeClusters:
         self.started: list[tuple[str, str, int]] = []
 
     @contextlib.contextmanager
-    def __call__(self, design: str, store: str, slots: int, options: ex.Options) -> Iterator[Any]:
+    def __call__(self, design: str, store: str, slots: int, options: Options) -> Iterator[Any]:
         self.started.append((design, store, slots))
-        yield ex._Handle({"factory": "none:none"}, {"store": store, "total_slots": slots})
+        yield _Handle({"factory": "none:none"}, {"store": store, "total_slots": slots})
 
 
 def fake_run(
-    handle: Any, run: ex.PlannedRun, options: ex.Options
+    handle: Any, run: PlannedRun, options: Options
 ) -> tuple[dict[str, Any], list[Any], list[Any], dict[str, Any]]:
     config = run_config(
         run_id=run.run_id,
@@ -166,22 +170,22 @@ def fake_run(
 
 
 def test_second_run_does_nothing_and_changed_plans_are_refused(tmp_path: Path) -> None:
-    exp = ex.experiment_from_mapping(small(design=["micro", "mono"], concurrency=[1, 2]))
+    exp = experiment_from_mapping(small(design=["micro", "mono"], concurrency=[1, 2]))
     clusters = FakeClusters()
-    report = ex.run_experiment(
+    report = run_experiment(
         exp, tmp_path, progress=False, cluster_factory=clusters, run_function=fake_run, log=lambda _: None
     )
     assert len(report.done) == 8 and report.skipped == 0 and not report.failed
     assert clusters.started == [("micro", "memory", 12), ("mono", "memory", 12)]  # one per group
     assert all(run_exists(tmp_path, r) for r in report.done)
 
-    again = ex.run_experiment(exp, tmp_path, progress=False, cluster_factory=clusters, run_function=fake_run)
+    again = run_experiment(exp, tmp_path, progress=False, cluster_factory=clusters, run_function=fake_run)
     assert again.done == [] and again.skipped == 8
     assert len(clusters.started) == 2  # no cluster was brought up for nothing
 
     fresh = FakeClusters()
-    only = ex.run_experiment(
-        ex.experiment_from_mapping(small(design=["micro", "mono"], concurrency=[1, 2, 3])),
+    only = run_experiment(
+        experiment_from_mapping(small(design=["micro", "mono"], concurrency=[1, 2, 3])),
         tmp_path,
         only="real-mono-*",
         fresh_cluster=True,
@@ -195,24 +199,24 @@ def test_second_run_does_nothing_and_changed_plans_are_refused(tmp_path: Path) -
     changed = small(design=["micro", "mono"], concurrency=[1, 2])
     changed["workload"]["run_time"] = 2
     with pytest.raises(InvalidArgument, match="different workload"):
-        ex.run_experiment(
-            ex.experiment_from_mapping(changed), tmp_path, progress=False, cluster_factory=clusters,
+        run_experiment(
+            experiment_from_mapping(changed), tmp_path, progress=False, cluster_factory=clusters,
             run_function=fake_run,
         )  # fmt: skip
 
 
 def test_a_failed_run_is_reported_and_the_cluster_replaced(tmp_path: Path) -> None:
-    exp = ex.experiment_from_mapping(small(design=["mono"], concurrency=[1, 2]))
+    exp = experiment_from_mapping(small(design=["mono"], concurrency=[1, 2]))
     clusters = FakeClusters()
     calls: list[str] = []
 
-    def flaky(handle: Any, run: ex.PlannedRun, options: ex.Options) -> Any:
+    def flaky(handle: Any, run: PlannedRun, options: Options) -> Any:
         calls.append(run.run_id)
         if len(calls) == 2:
             raise RuntimeError("boom")
         return fake_run(handle, run, options)
 
-    report = ex.run_experiment(
+    report = run_experiment(
         exp, tmp_path, progress=False, cluster_factory=clusters, run_function=flaky, log=lambda _: None
     )
     assert len(report.done) == 3 and list(report.failed) == [calls[1]]
@@ -220,20 +224,20 @@ def test_a_failed_run_is_reported_and_the_cluster_replaced(tmp_path: Path) -> No
 
 
 def test_summary_table_groups_replications(tmp_path: Path) -> None:
-    exp = ex.experiment_from_mapping(small(design=["micro"], concurrency=[1, 2]))
-    ex.run_experiment(
+    exp = experiment_from_mapping(small(design=["micro"], concurrency=[1, 2]))
+    run_experiment(
         exp, tmp_path / "runs", progress=False, cluster_factory=FakeClusters(), run_function=fake_run
     )
-    rows = ex.summary_rows(exp, tmp_path / "runs")
+    rows = summary_rows(exp, tmp_path / "runs")
     assert [(r["design"], r["arrival"], r["concurrency"], r["n"]) for r in rows] == [
         ("micro", "c1", 1, 2),
         ("micro", "c2", 2, 2),
     ]
-    path = ex.write_summary(rows, tmp_path / "summary.csv")
+    path = write_summary(rows, tmp_path / "summary.csv")
     with open(path) as f:
         table = list(csv.DictReader(f))
     assert len(table) == 2 and float(table[0]["jobs_per_s_mean"]) == 0.0
-    assert "req/s" in ex.format_table(rows)
+    assert "req/s" in format_table(rows)
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -244,9 +248,9 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
 
     out, summary = tmp_path / "runs", tmp_path / "summary.csv"
     argv = ["experiment", "run", str(SMOKE), "--out", str(out), "--summary", str(summary), "--no-progress"]
-    assert ex.command(build_parser().parse_args(argv)) == 0
-    exp = ex.load_experiment(SMOKE)
-    ids = [r.run_id for r in ex.expand(exp).runs]
+    assert command(build_parser().parse_args(argv)) == 0
+    exp = load_experiment(SMOKE)
+    ids = [r.run_id for r in expand(exp).runs]
     assert ids == ["real-mono-smoke.memory-7-r0", "real-mono-smoke.memory-8-r1"]
     for run_id in ids:
         s = load_summary(out / run_id)
@@ -274,20 +278,20 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert float(row["completion_p50_ms_mean"]) > 0 and float(row["completion_p99_ms_mean"]) > 0
 
     capsys.readouterr()
-    assert ex.command(build_parser().parse_args(argv)) == 0  # resumed: nothing left to run
+    assert command(build_parser().parse_args(argv)) == 0  # resumed: nothing left to run
     assert "2 already done, 0 run now" in capsys.readouterr().out
 
 
 def test_a_run_that_leaves_a_backlog_gets_the_next_run_a_fresh_cluster(tmp_path: Path) -> None:
-    exp = ex.experiment_from_mapping(small(design=["micro"], concurrency=[1, 2]))
+    exp = experiment_from_mapping(small(design=["micro"], concurrency=[1, 2]))
     clusters = FakeClusters()
     unfinished = JobRecord("j1", 0.0, 0.01, math.nan, JobState.PENDING, 0, 0.0)
 
-    def backlog_once(handle: Any, run: ex.PlannedRun, options: ex.Options) -> Any:
+    def backlog_once(handle: Any, run: PlannedRun, options: Options) -> Any:
         config, requests, _, summary = fake_run(handle, run, options)
         return config, requests, [unfinished] if run.replication == 0 and "c1" in run.run_id else [], summary
 
-    report = ex.run_experiment(
+    report = run_experiment(
         exp, tmp_path, progress=False, cluster_factory=clusters, run_function=backlog_once, log=lambda _: None
     )
     assert len(report.done) == 4 and not report.failed

@@ -17,20 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from lab.faults.backends import (
-    ClusterJob,
-    ComposeBackend,
-    ComposeCluster,
-    Container,
-    FaultRun,
-    Injection,
-    RealFault,
-    audit,
-    compose_fault_commands,
-    plan_faults,
-    run_fault,
-    write_rows,
-)
+from lab.faults.audit import ClusterJob, audit
+from lab.faults.cli import write_rows
+from lab.faults.compose import ComposeBackend, ComposeCluster, Container, compose_fault_commands
+from lab.faults.inject import Injection, RealFault, plan_faults
+from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.results.runs import load_records

@@ -1,4 +1,4 @@
-"""realsys/hostprobe.py: the host-speed probe a real validation run starts with."""
+"""lab/calibration/hostprobe.py: the host-speed probe a real validation run starts with."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lab.calibration import hostprobe
-from sim.params import HostScale, load_params, load_scheduler_slice
+from sim.hostscale import HostScale
+from sim.params import load_params, load_scheduler_slice
 
 
 def test_a_probe_measures_each_regime_and_is_json() -> None:

@@ -1,4 +1,4 @@
-"""sim/report.py builds every figure and table from a tiny data directory, copies the values it is
+"""lab/report/ builds every figure and table from a tiny data directory, copies the values it is
 given, says what is missing, and fills REPORT.md's table blocks without touching the prose."""
 
 from __future__ import annotations
@@ -11,7 +11,19 @@ from typing import Any
 
 import pytest
 
-from lab.report import tables as report
+from lab.report.build import build, rerun_commands
+from lab.report.calibration import table_calibration_drift
+from lab.report.data import NO_VALIDATION, host_probe_trend, num, validation_trend
+from lab.report.faults import _median_cell, table_faults_compose
+from lab.report.markdown import pm
+from lab.report.validation import (
+    table_host_probe,
+    table_host_scaling,
+    table_saturation,
+    table_scheduler,
+    table_validation_trend,
+    table_winner_agreement,
+)
 
 COLUMNS = ["experiment", "design", "arrival", "concurrency", "rate", "duration", "mix", "store", "slots"]
 COLUMNS += ["n", "planned"]
@@ -107,7 +119,7 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
     doc = tmp_path / "REPORT.md"
     doc.write_text(REPORT_TEMPLATE)
 
-    built = report.build(data, out, doc)
+    built = build(data, out, doc)
 
     names = {p.stem for p in built.figures}
     assert names == {"throughput", "latency", "completion", "mix_duration", "faults", "calibration"}
@@ -151,8 +163,8 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
     first = _cells(faults, "A (micro)", "kill_worker worker")
     assert first[2:6] == ["2.0", "0.5", "2.5", "12"] and first[8:10] == ["5.0", "2"] and first[-1] == "3"
     assert "never" in faults and faults.count("| A (micro) |") == 2 and "gateway" not in faults
-    assert report.NO_VALIDATION in built.tables["validation"].read_text().lower()
-    assert any(report.NO_VALIDATION in note for note in built.notes)
+    assert NO_VALIDATION in built.tables["validation"].read_text().lower()
+    assert any(NO_VALIDATION in note for note in built.notes)
     calibration = built.tables["calibration"].read_text()
     assert _cells(calibration, "service.node.SubmitJob", "10")[4] == "250.0"  # mean µs of the samples
     assert "`service.node.fetch`" in calibration
@@ -162,7 +174,7 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
     assert text.startswith("# Report\n\nProse stays.\n") and "\nMiddle prose.\n" in text
     assert "<!-- BEGIN table:nosuch -->\nkept\n<!-- END table:nosuch -->" in text
     # idempotent: a second build leaves the report as it is
-    report.build(data, out, doc)
+    build(data, out, doc)
     assert doc.read_text() == text
 
 
@@ -186,7 +198,7 @@ def test_validation_files_are_picked_up_when_present(tmp_path: Path) -> None:
     (data / "bench").mkdir()
     (data / "bench" / "local.txt").write_text("$ dtq bench --runs 3\nmono 514 jobs/s\n")
 
-    built = report.build(data, out, None)
+    built = build(data, out, None)
 
     assert {p.stem for p in built.figures} == {"accuracy"}
     assert (out / "figures" / "accuracy.png").stat().st_size > 1000
@@ -197,19 +209,19 @@ def test_validation_files_are_picked_up_when_present(tmp_path: Path) -> None:
 
 
 def test_num_and_pm() -> None:
-    assert math.isnan(report.num("")) and math.isnan(report.num(None)) and math.isnan(report.num("x"))
-    assert report.num("1.5") == 1.5
-    assert report.pm(1.234, math.nan, 2) == "1.23" and report.pm(math.nan, 1.0) == "-"
+    assert math.isnan(num("")) and math.isnan(num(None)) and math.isnan(num("x"))
+    assert num("1.5") == 1.5
+    assert pm(1.234, math.nan, 2) == "1.23" and pm(math.nan, 1.0) == "-"
 
 
 def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
-    cmds = report.rerun_commands(tmp_path)
+    cmds = rerun_commands(tmp_path)
     assert cmds[0][3:5] == ["experiment", "run"] and cmds[0][5].endswith("seed_plan.yaml")
     assert [c[3:6] for c in cmds[1:3]] == [["sim", "faults", "--design"]] * 2
     assert len(cmds) == 3  # no data/experiments/validation.yaml under tmp_path: no validate step
     (tmp_path / "data" / "experiments").mkdir(parents=True)
     (tmp_path / "data" / "experiments" / "validation.yaml").write_text("name: validation\n")
-    cmds = report.rerun_commands(tmp_path)
+    cmds = rerun_commands(tmp_path)
     assert cmds[3][3] == "validate" and "--real" in cmds[3]
     assert cmds[4][3] == "validate" and "--twin-sets" in cmds[4] and cmds[4][-1] == str(tmp_path / "data")
 
@@ -220,7 +232,7 @@ def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
 )
 def test_median_cell(values: list[float | None], expected: str) -> None:
     runs = [{"recovery_s": v} for v in values]
-    assert report._median_cell(runs, "recovery_s", 1) == expected
+    assert _median_cell(runs, "recovery_s", 1) == expected
 
 
 def test_saturation_and_winner_tables_read_the_validation_summary() -> None:
@@ -248,12 +260,12 @@ def test_saturation_and_winner_tables_read_the_validation_summary() -> None:
             "p50": {"agree": 3, "decisive": 4, "real_ties": 1, "agree_by_means": 4, "ordered_by_means": 5}
         },
     }
-    text = report.table_saturation(summary)
+    text = table_saturation(summary)
     lines = [line for line in text.splitlines() if line.startswith("| A") or line.startswith("| B")]
     assert lines[0].startswith("| A (micro) | noop | submit | 150.0 | 120.0 | -20% |")  # A sorts first
     assert "| 10% |" in lines[1] and "in 1 of 1 cells" in text
-    assert "| p50 | 5 | 1 | 3 of 4 | 4 of 5 |" in report.table_winner_agreement(summary)
-    assert report.table_saturation({}).startswith("No validation data yet")
+    assert "| p50 | 5 | 1 | 3 of 4 | 4 of 5 |" in table_winner_agreement(summary)
+    assert table_saturation({}).startswith("No validation data yet")
 
 
 def test_compose_fault_table_sets_each_compose_point_beside_the_local_one() -> None:
@@ -277,11 +289,11 @@ def test_compose_fault_table_sets_each_compose_point_beside_the_local_one() -> N
         row("kill", "job", 6.5, 6, 1.5),
     ]
     compose.append(row("pause", "worker", 4.5, 12, 0.0))
-    text = report.table_faults_compose(local, compose)
+    text = table_faults_compose(local, compose)
     lines = [line for line in text.splitlines() if line.startswith("| A")]
     assert lines[0] == "| A (micro) | kill job | 5.0 | 1.0 | 4.5 | 0 | 0 | 0.0 | 2 | 6.5 | 6 | 0 | 1.5 | 3 |"
     assert lines[1] == "| A (micro) | pause worker | 5.0 | 1.0 | - | - | - | - | 0 | 4.5 | 12 | 0 | 0.0 | 1 |"
-    assert report.table_faults_compose(local, []).startswith("No Compose fault runs yet")
+    assert table_faults_compose(local, []).startswith("No Compose fault runs yet")
 
 
 def test_calibration_drift_compares_medians_key_by_key() -> None:
@@ -294,7 +306,7 @@ def test_calibration_drift_compares_medians_key_by_key() -> None:
 
     before = cal([100e-6, 200e-6, 300e-6], [50e-6, 50e-6, 50e-6])
     after = cal([400e-6, 400e-6, 400e-6], [100e-6, 100e-6, 100e-6])
-    text = report.table_calibration_drift(before, after, ("local", "local-after"))
+    text = table_calibration_drift(before, after, ("local", "local-after"))
     assert "| service.node.SubmitJob | 200.0 | 400.0 | 2.00 |" in text
     assert "| service.node.GetJobStatus | 50.0 | 100.0 | 2.00 |" in text
     assert "over the 2 keys with non-zero medians: 2.00" in text
@@ -315,9 +327,9 @@ def test_validation_trend_groups_real_runs_by_start_time(tmp_path: Path) -> None
     run("real-mono-validation.rate20.noop.submit.sqlite.s12-11-r0", 2.0, "2026-12-04T01:05:00Z")
     run("sim-mono-validation.rate20.noop.submit.sqlite.s12-11-r0", 3.0)
     run("real-mono-validation.rate30.noop.submit.sqlite.s12-11-r0", 2.0, "2026-12-04T01:06:00Z")  # no twin
-    trend = report.validation_trend(tmp_path, window=240.0)
+    trend = validation_trend(tmp_path, window=240.0)
     assert trend == [(0.0, 2, 0.75), (240.0, 1, 1.5)]
-    assert "| 4-8 | 1 | 1.50 |" in report.table_validation_trend(trend)
+    assert "| 4-8 | 1 | 1.50 |" in table_validation_trend(trend)
 
 
 def test_host_probe_trend_and_the_four_twin_sets(tmp_path: Path) -> None:
@@ -330,14 +342,14 @@ def test_host_probe_trend_and_the_four_twin_sets(tmp_path: Path) -> None:
             "parameters": {"host_probe": probe | {"busy_us": busy}},
         }
         (d / "config.json").write_text(json.dumps(config))
-    trend = report.host_probe_trend(tmp_path / "runs", window=240.0)
+    trend = host_probe_trend(tmp_path / "runs", window=240.0)
     assert [(start, n, m["busy_us"]) for start, n, m in trend] == [(0.0, 2, 300.0), (240.0, 1, 500.0)]
     calibrations = {"local": {"host_probe": {"mono": [probe], "micro": [probe | {"busy_us": 100.0}]}}}
-    text = report.table_host_probe(trend, calibrations)
+    text = table_host_probe(trend, calibrations)
     assert "| local (calibration) | 2 | 150.0 | 100.0 | 300.0 | 4.0 |" in text
     assert "| runs 4-8 min | 1 | 500.0 |" in text
 
-    assert report.NO_VALIDATION in report.table_host_scaling(tmp_path).lower()
+    assert NO_VALIDATION in table_host_scaling(tmp_path).lower()
     rows = [
         {"band": band, "metric": metric, "median_abs_err": err, "median_signed_err": -err}
         for band, err in (("rho<=0.5", 0.1), ("0.5<rho<=0.8", 0.2), ("rho>0.8", 0.3))
@@ -349,13 +361,13 @@ def test_host_probe_trend_and_the_four_twin_sets(tmp_path: Path) -> None:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    table = report.table_host_scaling(tmp_path)
+    table = table_host_scaling(tmp_path)
     assert "| local | yes | FIFO per burst | 10% / 20% / 30% | 10% / 20% / 30% | -10% |" in table
     assert "| local | no | FIFO per burst |" in table and "local-after" not in table.split("\n\n")[0]
 
 
 def test_the_scheduler_table_sets_fifo_and_fair_twins_side_by_side(tmp_path: Path) -> None:
-    assert "no data/validation/fair/" in report.table_scheduler(tmp_path).lower()
+    assert "no data/validation/fair/" in table_scheduler(tmp_path).lower()
     sat = {"validation": 0.1, "validation/fair": -0.3}
     p50 = {"validation": 0.2, "validation/fair": 0.05}
     for folder, sat_err in sat.items():
@@ -380,7 +392,7 @@ def test_the_scheduler_table_sets_fifo_and_fair_twins_side_by_side(tmp_path: Pat
             writer.writeheader()
             for err in (p50[folder], -p50[folder], 3 * p50[folder]):
                 writer.writerow({"design": "micro", "band": "rho<=0.5", "p50_err": err})
-    table = report.table_scheduler(tmp_path)
+    table = table_scheduler(tmp_path)
     assert "| A (micro) | noop | submit | 300.0 | 10% | -30% |" in table
     assert "| A (micro), FIFO (local) | 20% / - / - |" in table
     assert "| A (micro), fair (local) | 5% / - / - |" in table

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from model.errors import InvalidArgument
-from sim.params import Dist, SimParams, load_params, parse_override
+from sim.dist import Dist
+from sim.params import SimParams, load_params, parse_override
 
 
 def test_mapping_round_trip_is_exact() -> None:
@@ -82,7 +83,7 @@ PROBE = {"busy_us": 200.0, "wake_us": 100.0, "wake_gap_us": 300.0, "gap_s": 0.01
 
 
 def test_host_scale_is_the_ratio_of_two_probes_by_regime() -> None:
-    from sim.params import HostScale
+    from sim.hostscale import HostScale
 
     slower = {"busy_us": 300.0, "wake_us": 120.0, "wake_gap_us": 720.0, "gap_s": 0.01}
     scale = HostScale.between(slower, PROBE)
@@ -96,7 +97,7 @@ def test_host_scale_is_the_ratio_of_two_probes_by_regime() -> None:
 
 
 def test_on_host_scales_cpu_costs_and_the_wake_up_curve_not_the_network() -> None:
-    from sim.params import HostScale
+    from sim.hostscale import HostScale
 
     base = SimParams(
         wakeup=Dist("constant", 1e-4),
@@ -123,7 +124,7 @@ def test_on_host_scales_cpu_costs_and_the_wake_up_curve_not_the_network() -> Non
 
 
 def test_on_host_keeps_the_curve_non_decreasing_when_cold_falls() -> None:
-    from sim.params import HostScale
+    from sim.hostscale import HostScale
 
     base = SimParams(wakeup_idle=((0.0002, 1.0), (0.001, 1.1), (0.01, 1.2)))
     factors = [f for _, f in base.on_host(HostScale(cold=0.5)).wakeup_idle]
