@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -90,24 +89,22 @@ def diagnose(
     age: int = 0,
 ) -> dict[str, Any]:
     workload = point_workload(rate, mix, seconds)
-    with tempfile.TemporaryDirectory(prefix=f"dtq-diagnose-{design}-") as tmp:
-        info = cluster.up(design, Path(tmp), 12, store, overrides={"DTQ_GC": gc_mode})
-        try:
-            pids = [n.pid for n in info.nodes]
-            aged = 0
-            if age > 0:
-                ageing = point_workload(AGE_RATE, "submit", age / AGE_RATE, seed=12)
-                spec = dtq_target_spec(info.clients, design=design)
-                aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
-            gc_before = _scrape_gc(Path(tmp))
-            cpu0, wait0 = cpu_and_wait(pids)
-            threads0 = {node.name: _threads(node.pid) for node in info.nodes}
-            result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
-            cpu1, wait1 = cpu_and_wait(pids)
-            threads = {n.name: _thread_split(threads0[n.name], _threads(n.pid)) for n in info.nodes}
-            gc_after = _scrape_gc(Path(tmp))
-        finally:
-            cluster.down(Path(tmp))
+    with cluster.running(
+        design, total_slots=12, store=store, overrides={"DTQ_GC": gc_mode}, prefix=f"dtq-diagnose-{design}-"
+    ) as info:
+        pids = [n.pid for n in info.nodes]
+        aged = 0
+        if age > 0:
+            ageing = point_workload(AGE_RATE, "submit", age / AGE_RATE, seed=12)
+            spec = dtq_target_spec(info.clients, design=design)
+            aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
+        gc_before = _scrape_gc(info.directory)
+        cpu0, wait0 = cpu_and_wait(pids)
+        threads0 = {node.name: _threads(node.pid) for node in info.nodes}
+        result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
+        cpu1, wait1 = cpu_and_wait(pids)
+        threads = {n.name: _thread_split(threads0[n.name], _threads(n.pid)) for n in info.nodes}
+        gc_after = _scrape_gc(info.directory)
     summary = loadgen.summary_of(result, workload, run_id="diagnose", kind="real", design=design)
     n = max(len(result.requests), 1)
     gc = {

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -123,11 +122,18 @@ async def _soak_one(
     job_seconds: float,
     overrides: dict[str, str],
     max_in_flight: int,
-    directory: Path,
+    directory: Path | None,
 ) -> SoakResult:
     result = SoakResult(design, store, duration, {"capacity": rate, "overload": rate * overload})
-    info = cluster.up(design, directory, store=store, overrides=overrides, timeout=60)
-    try:
+    with cluster.running(
+        design,
+        directory,
+        store=store,
+        overrides=overrides,
+        timeout=60,
+        grace=10,
+        prefix=f"dtq-soak-{design}-{store}-",
+    ) as info:
         pids = {node.name: node.pid for node in info.nodes}
         stop = asyncio.Event()
         start = time.monotonic()
@@ -135,8 +141,6 @@ async def _soak_one(
         await _load(result, info.clients, rate, overload, job_seconds, max_in_flight)
         stop.set()
         await sampler
-    finally:
-        cluster.down(directory, grace=10)
     return result
 
 
@@ -196,20 +200,19 @@ def soak_command(args: argparse.Namespace) -> int:
     overrides = {"DTQ_RESULT_TTL": repr(args.result_ttl), "DTQ_MAX_PENDING": str(args.max_pending)}
     for design in args.design or ["micro", "mono"]:
         for store in args.store or ["memory", "sqlite"]:
-            with tempfile.TemporaryDirectory(prefix=f"dtq-soak-{design}-{store}-") as tmp:
-                directory = Path(args.dir) / f"{design}-{store}" if args.dir else Path(tmp)
-                result = asyncio.run(
-                    _soak_one(
-                        design,
-                        store,
-                        args.duration,
-                        rate,
-                        args.overload,
-                        args.job_seconds,
-                        overrides,
-                        args.max_in_flight,
-                        directory,
-                    )
+            directory = Path(args.dir) / f"{design}-{store}" if args.dir else None
+            result = asyncio.run(
+                _soak_one(
+                    design,
+                    store,
+                    args.duration,
+                    rate,
+                    args.overload,
+                    args.job_seconds,
+                    overrides,
+                    args.max_in_flight,
+                    directory,
                 )
+            )
             print(report(result), flush=True)
     return 0

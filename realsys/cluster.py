@@ -5,6 +5,9 @@ passes every setting as DTQ_* environment variables (the one config loader reads
 DIR/cluster.json: the design, the client-facing addresses first, then every node's role, address,
 pid and environment (so a node can be restarted on the same port and data).
 
+`running(design)` is the context manager for a block of code: the cluster up (in a temporary folder
+unless given one), and down again when the block ends, also when it raises.
+
 `up(..., secure=True)` also makes a throwaway CA, a certificate per node and tokens in DIR/tls/
 (realsys/security.py): every node serves TLS and checks tokens; cluster.json (mode 0600) records the CA
 path and the client and worker tokens for clients.
@@ -21,8 +24,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -237,7 +241,7 @@ def up(
     netns: Mapping[str, str] | None = None,
 ) -> ClusterInfo:
     """`hosts` and `netns` (by node name): listen IPs other than 127.0.0.1 and network namespaces
-    to start nodes in; the caller sets the namespaces up (realsys/faults.py's partition fault)."""
+    to start nodes in; the caller sets the namespaces up (lab/faults/: the partition fault)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CLUSTER_FILE).exists():
@@ -263,6 +267,38 @@ def up(
     info = ClusterInfo(design, directory, clients, nodes, tokens["ca"], tokens["client"], tokens["worker"])
     _write(info)
     return info
+
+
+@contextlib.contextmanager
+def running(
+    design: str,
+    directory: Path | None = None,
+    *,
+    total_slots: int = DEFAULT_TOTAL_SLOTS,
+    store: str = "sqlite",
+    overrides: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    secure: bool = False,
+    hosts: Mapping[str, str] | None = None,
+    netns: Mapping[str, str] | None = None,
+    grace: float = 15.0,
+    prefix: str = "",
+    under: Path | None = None,
+) -> Iterator[ClusterInfo]:
+    """A local cluster for the block: `up` on entry, `down` (with `grace`) on exit, also when the
+    block raises. Without `directory` it lives in a temporary folder (named from `prefix`, inside
+    `under` if given), removed afterwards with the nodes' data and logs."""
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            tmp = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix=prefix or f"dtq-{design}-", dir=under)
+            )
+            directory = Path(tmp) / design
+        info = up(design, directory, total_slots, store, overrides, timeout, secure, hosts, netns)
+        try:
+            yield info
+        finally:
+            down(info.directory, grace)
 
 
 def _secure(

@@ -96,15 +96,21 @@ def _say(message: str) -> None:
 
 @contextlib.contextmanager
 def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
+    """Every system the bench drives, up for the block; on exit the clusters down, then Celery, then
+    the processes the bench started itself."""
     args = bench.args
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(bench.procs.stop)
+        stack.callback(_stop_celery, bench)
         for store in args.store:
             for design in args.design:
                 if design == "celery":
                     continue
                 directory = root / f"{design}-{store}"
                 _say(f"starting {design} cluster ({store}) ...")
-                info = cluster.up(design, directory, args.slots, store)
+                info = stack.enter_context(
+                    cluster.running(design, directory, total_slots=args.slots, store=store)
+                )
                 bench.clusters[f"{design}/{store}"] = directory
                 bench.targets[f"{design}/{store}"] = routed_target_spec(info.clients, design)
                 bench.pids[f"{design}/{store}"] = [n.pid for n in info.nodes]
@@ -126,16 +132,16 @@ def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
             bench.echo = start_echo(bench.procs)
             for store in args.store:
                 bench.singles[store] = start_single_node(bench.procs, root / f"single-{store}", store)
-        yield
-    finally:
-        _say("stopping ...")
-        for directory in bench.clusters.values():
-            with contextlib.suppress(Exception):
-                cluster.down(directory)
-        if bench.celery is not None:
-            with contextlib.suppress(Exception):
-                bench.celery.down()
-        bench.procs.stop()
+        try:
+            yield
+        finally:
+            _say("stopping ...")
+
+
+def _stop_celery(bench: Bench) -> None:
+    if bench.celery is not None:
+        with contextlib.suppress(Exception):
+            bench.celery.down()
 
 
 def _start_celery(bench: Bench, root: Path) -> None:

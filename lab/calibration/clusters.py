@@ -4,11 +4,8 @@ worker side (lab/calibration/paths.py) with the calibrator as the worker.
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from lab.calibration import paths
@@ -78,33 +75,28 @@ def measure_cluster(design: str, store: str, count: int, worker_path: bool = Tru
     """The client API on a cluster without worker slots; with `worker_path`, also the worker-side
     RPCs (the calibrator as the worker) and, on a second cluster with one slot per worker, the job
     path in CPU windows (realsys/paths.py)."""
-    directory = Path(tempfile.mkdtemp(prefix=f"dtq-cal-{design}-"))
-    try:
-        info = cluster.up(design, directory, store=store, overrides={"DTQ_SLOTS": "0"})
-        try:
-            if design == "micro":  # its runtime keeps >= 1 slot: stop it, so no job runs meanwhile
-                cluster.kill(directory, "worker", signal.SIGTERM)
-            pids = {n.name: n.pid for n in info.nodes if n.role != "worker"}
-            addresses = info.clients if design == "mono" else [info.clients[0]]
-            worker_api: WorkerApi | None = None
-            if worker_path and design == "mono":
+    with cluster.running(
+        design, store=store, overrides={"DTQ_SLOTS": "0"}, grace=10.0, prefix=f"dtq-cal-{design}-"
+    ) as info:
+        if design == "micro":  # its runtime keeps >= 1 slot: stop it, so no job runs meanwhile
+            cluster.kill(info.directory, "worker", signal.SIGTERM)
+        pids = {n.name: n.pid for n in info.nodes if n.role != "worker"}
+        addresses = info.clients if design == "mono" else [info.clients[0]]
+        worker_api: WorkerApi | None = None
+        if worker_path and design == "mono":
 
-                def worker_api(pending: list[str], idle: Mapping[str, float]) -> Awaitable[dict[str, Any]]:
-                    return paths.mono_worker_api(addresses[0], pending, pids, idle)
+            def worker_api(pending: list[str], idle: Mapping[str, float]) -> Awaitable[dict[str, Any]]:
+                return paths.mono_worker_api(addresses[0], pending, pids, idle)
 
-            elif worker_path:
-                roles = {n.role: n.address for n in info.nodes}
+        elif worker_path:
+            roles = {n.role: n.address for n in info.nodes}
 
-                def worker_api(pending: list[str], idle: Mapping[str, float]) -> Awaitable[dict[str, Any]]:
-                    return paths.micro_worker_api(
-                        roles["gateway"], roles["coordinator"], roles["queue"], len(pending), pids, idle
-                    )
+            def worker_api(pending: list[str], idle: Mapping[str, float]) -> Awaitable[dict[str, Any]]:
+                return paths.micro_worker_api(
+                    roles["gateway"], roles["coordinator"], roles["queue"], len(pending), pids, idle
+                )
 
-            out = run_async(_drive(addresses, pids, count, worker_api))
-        finally:
-            cluster.down(directory, grace=10.0)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        out = run_async(_drive(addresses, pids, count, worker_api))
     if worker_path:
         out["job_path"] = paths.measure_job_path(design, store, count)
     return out

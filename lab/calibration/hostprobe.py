@@ -31,7 +31,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -110,12 +109,8 @@ def calibration_probes(store: str, slots: int = 12) -> dict[str, list[dict[str, 
     one bare probe beside them."""
     out: dict[str, list[dict[str, Any]]] = {"bare": [probe()]}
     for design in ("mono", "micro"):
-        with tempfile.TemporaryDirectory(prefix=f"dtq-probe-{design}-") as tmp:
-            cluster.up(design, Path(tmp), slots, store)
-            try:
-                out[design] = [probe() for _ in range(CLUSTER_PROBES)]
-            finally:
-                cluster.down(Path(tmp))
+        with cluster.running(design, total_slots=slots, store=store, prefix=f"dtq-probe-{design}-"):
+            out[design] = [probe() for _ in range(CLUSTER_PROBES)]
     return out
 
 

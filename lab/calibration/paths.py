@@ -30,11 +30,8 @@ what its windows should show; `closure` in the calibration file compares the two
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -309,19 +306,19 @@ async def run_job_windows(
 
 def measure_job_path(design: str, store: str, count: int) -> dict[str, Any]:
     """A fresh cluster whose workers have one slot each (Design B: every node; Design A: the worker)."""
-    directory = Path(tempfile.mkdtemp(prefix=f"dtq-cal-path-{design}-"))
-    try:
-        slots = 6 if design == "mono" else 1
-        # Design B: no stealing, so idle peers' depth polls (measured directly) stay out of the windows
-        overrides = {"DTQ_STEAL_INTERVAL": "30"} if design == "mono" else {}
-        info = cluster.up(design, directory, total_slots=slots, store=store, overrides=overrides)
-        try:
-            pids = {n.name: n.pid for n in info.nodes}
-            started = time.perf_counter()
-            out = run_async(run_job_windows(info.clients[0], pids, count))
-            out["wall_seconds"] = time.perf_counter() - started
-            return out
-        finally:
-            cluster.down(directory, grace=10.0)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    slots = 6 if design == "mono" else 1
+    # Design B: no stealing, so idle peers' depth polls (measured directly) stay out of the windows
+    overrides = {"DTQ_STEAL_INTERVAL": "30"} if design == "mono" else {}
+    with cluster.running(
+        design,
+        total_slots=slots,
+        store=store,
+        overrides=overrides,
+        grace=10.0,
+        prefix=f"dtq-cal-path-{design}-",
+    ) as info:
+        pids = {n.name: n.pid for n in info.nodes}
+        started = time.perf_counter()
+        out = run_async(run_job_windows(info.clients[0], pids, count))
+        out["wall_seconds"] = time.perf_counter() - started
+        return out

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -69,18 +68,14 @@ def local_cluster(design: str, store: str, slots: int, options: Options) -> Iter
             yield _Handle(baseline.target_spec(), baseline.parameters())
         return
 
-    with tempfile.TemporaryDirectory(prefix=f"dtq-exp-{design}-") as tmp:
-        info = cluster.up(design, Path(tmp), slots, store)
-        try:
-            parameters = {
-                "store": store,
-                "total_slots": slots,
-                "slots": cluster.slots_per_node(design, slots),
-                "settings": {},
-            }
-            yield _Handle(dtq_target_spec(info.clients, design=design), parameters)
-        finally:
-            cluster.down(Path(tmp))
+    with cluster.running(design, total_slots=slots, store=store, prefix=f"dtq-exp-{design}-") as info:
+        parameters = {
+            "store": store,
+            "total_slots": slots,
+            "slots": cluster.slots_per_node(design, slots),
+            "settings": {},
+        }
+        yield _Handle(dtq_target_spec(info.clients, design=design), parameters)
 
 
 def load_run(

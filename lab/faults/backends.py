@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import shutil
 import signal
-import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -86,37 +83,34 @@ class LocalBackend:
     async def open(
         self, design: str, fault: RealFault, store: str, slots: int, settings: Mapping[str, str]
     ) -> AsyncIterator[FaultCluster]:
-        base = Path(tempfile.mkdtemp(prefix="dtq-faults-", dir=self.workdir))
-        directory = base / design
-        space = None
+        space = namespace_up() if fault.action == "partition" else None
         try:
-            space = namespace_up() if fault.action == "partition" else None
             hosts: dict[str, str] = {}
             netns: dict[str, str] = {}
             if space is not None:  # everyone on the veth's host end, the target behind it
                 names = cluster.MICRO_ROLES if design == "micro" else cluster.MONO_NODES
                 hosts = {name: space.host_ip for name in names} | {fault.target: space.ns_ip}
                 netns = {fault.target: space.name}
-            info = await asyncio.to_thread(
-                functools.partial(
-                    cluster.up,
-                    design,
-                    directory,
-                    slots,
-                    store,
-                    dict(settings),
-                    60.0,
-                    hosts=hosts,
-                    netns=netns,
-                )
+            local = cluster.running(
+                design,
+                total_slots=slots,
+                store=store,
+                overrides=dict(settings),
+                timeout=60.0,
+                hosts=hosts,
+                netns=netns,
+                grace=10.0,
+                prefix="dtq-faults-",
+                under=self.workdir,
             )
+            # up and down block (health polls, a node's drain): off the event loop
+            info = await asyncio.to_thread(local.__enter__)
             try:
                 yield LocalCluster(info, space)
             finally:
                 with contextlib.suppress(ProcessLookupError, KeyError, FileNotFoundError):
-                    cluster.kill(directory, fault.target, signal.SIGCONT)  # in case a stop was interrupted
-                await asyncio.to_thread(cluster.down, directory, 10.0)
+                    cluster.kill(info.directory, fault.target, signal.SIGCONT)  # a stop interrupted
+                await asyncio.to_thread(local.__exit__, None, None, None)
         finally:
             if space is not None:
                 namespace_down(space)
-            shutil.rmtree(base, ignore_errors=True)
