@@ -189,8 +189,7 @@ def _scrape_gc(directory: Path) -> dict[str, dict[str, dict[str, float]]]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.diagnose", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("design", choices=["micro", "mono"])
     parser.add_argument("rate", type=float, help="open-loop requests/s")
     parser.add_argument("--mix", choices=sorted(MIXES), default="submit")
@@ -203,14 +202,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--age", type=int, default=0, help="about this many no-op jobs submitted first, not measured"
     )
     parser.add_argument("--calibration", help="also simulate the point from this calibration (name or path)")
-    args = parser.parse_args(argv)
+
+
+def diagnose_command(args: argparse.Namespace) -> int:
     if not (args.rate > 0 and 0 < args.seconds <= 120 and 0 <= args.age <= 100_000):
-        parser.error("need rate > 0, 0 < seconds <= 120 and 0 <= age <= 100000")
+        raise ValueError("need rate > 0, 0 < seconds <= 120 and 0 <= age <= 100000")
     out = diagnose(args.design, args.rate, args.mix, args.seconds, args.store, args.gc, args.age)
     if args.calibration:
         out["sim"] = simulated(args.design, args.rate, args.mix, args.seconds, args.calibration, args.store)
     print(json.dumps(out, sort_keys=True))
     return 0
+
+
+def add_parser(sub: Any) -> None:
+    """`dtq diagnose` (sub is the dtq command's subparsers object)."""
+    p = sub.add_parser("diagnose", help="one real point: CPU, run-queue wait and GC pauses per request")
+    add_arguments(p)
+    p.set_defaults(handler=diagnose_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.diagnose", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return diagnose_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from lab.procfs import rss_mib
 from model.errors import DtqError
@@ -179,7 +180,7 @@ def report(result: SoakResult) -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Any) -> None:
     p = sub.add_parser("soak", help="RSS of every node under a long open-loop load with a short result TTL")
     p.add_argument("--design", action="append", choices=("micro", "mono"), help="default: both")
     p.add_argument("--store", action="append", choices=("memory", "sqlite"), help="default: both")
@@ -191,6 +192,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--max-pending", type=int, default=500, help="DTQ_MAX_PENDING, per job owner")
     p.add_argument("--max-in-flight", type=int, default=256, help="outstanding submits of the generator")
     p.add_argument("--dir", default="", help="cluster directory (default: a temporary one)")
+    p.set_defaults(handler=soak_command)
 
 
 def soak_command(args: argparse.Namespace) -> int:

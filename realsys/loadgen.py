@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from model.results.schema import JobRecord, RequestRecord
-from model.results.summary import summarize
+from model.results.summary import format_summary, summarize
 from model.states import TERMINAL, JobState
 from model.workload import (
     ClosedLoop,
@@ -681,24 +681,6 @@ def load_command(args: argparse.Namespace) -> int:
     )
     print(f"run written to {path}")
     return 0
-
-
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """A few lines: throughput, latency per op, completion, errors, jobs and the generator's health."""
-    lines = [
-        f"{summary['run_id']}: {summary['kind']} {summary['design']}, window "
-        f"{summary['window']['seconds']:g}s, offered {summary['offered_rate']} req/s, served "
-        f"{summary['throughput']['requests_per_s']:g} req/s, jobs {summary['throughput']['jobs_per_s']:g}/s, "
-        f"completed {summary['throughput'].get('completed_per_s', float('nan')):g}/s"
-    ]
-    for name, row in [*summary["latency_ms"].items(), ("completion", summary["completion_ms"])]:
-        lines.append(
-            f"  {name:<10} n={row['count']:<7} p50={row['p50']:.3f} p95={row['p95']:.3f} "
-            f"p99={row['p99']:.3f} p999={row['p999']:.3f} mean={row['mean']:.3f} max={row['max']:.3f} ms"
-        )
-    lines.append(f"  errors {json.dumps(summary['errors'])}  jobs {json.dumps(summary['jobs'])}")
-    lines.append(f"  loadgen {json.dumps(summary['loadgen'])}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

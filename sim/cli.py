@@ -13,6 +13,7 @@ from typing import Any
 
 from model.errors import InvalidArgument
 from model.results.runs import load_workload, provenance, run_config, utc_now, write_run
+from model.results.summary import format_summary
 from sim.api import DESIGNS, Design, SimConfig, run
 from sim.faults import FaultAudit, default_target, fault_workload, sweep
 from sim.injection import Fault
@@ -178,3 +179,26 @@ def format_rows(rows: Sequence[dict[str, Any]], audits: Sequence[FaultAudit]) ->
             f"{r['unavailable_s']:9.1f}"
         )
     return "\n".join(lines)
+
+
+def _sim(args: argparse.Namespace) -> int:
+    if args.sim_action == "faults":
+        rows, audits, written = faults_command(args)
+        print(format_rows(rows, audits))
+        if written is not None:
+            print(f"rows written to {written}")
+        return 0
+    summary, path = sim_command(args)
+    print(format_summary(summary))
+    if args.mva:
+        print(mva_text(args, summary))
+    if path is not None:
+        print(f"run written to {path}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """`dtq sim` (run and faults) on the `dtq` command's subparsers."""
+    p = sub.add_parser("sim", help="simulate a workload on a design; write a run directory")
+    add_arguments(p)
+    p.set_defaults(handler=_sim)

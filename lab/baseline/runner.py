@@ -33,9 +33,10 @@ import redis
 
 from lab.baseline.celery_app import make_app
 from model.results.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
+from model.results.summary import format_summary
 from model.workload import WorkloadSpec
 from realsys import loadgen
-from realsys.loadgen import DEFAULT_DRAIN, format_summary
+from realsys.loadgen import DEFAULT_DRAIN
 
 DEFAULT_SLOTS = 12  # realsys.cluster.DEFAULT_TOTAL_SLOTS: the same total concurrency as dtq
 POOLS = ("threads", "prefork", "solo")

@@ -377,6 +377,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="after the figures, sample the servers with py-spy and print where their time goes",
     )
+    p.set_defaults(handler=bench_command)
 
 
 def bench_command(args: argparse.Namespace) -> int:

@@ -130,6 +130,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_parser(sub: Any) -> None:
+    """`dtq calibrate` (sub is the dtq command's subparsers object)."""
+    p = sub.add_parser("calibrate", help="measure single operations; write data/calibration/<name>.json")
+    add_arguments(p)
+    p.set_defaults(handler=calibrate_command)
+
+
 def calibrate_command(args: argparse.Namespace) -> int:
     path = calibrate(args.name, args.store, args.quick, rounds=args.rounds)
     doc = json.loads(path.read_text())

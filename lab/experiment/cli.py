@@ -26,6 +26,7 @@ def add_parser(sub: Any) -> None:
     p_run.add_argument("--only", metavar="PATTERN", help="only run ids matching this glob (or substring)")
     p_run.add_argument("--fresh-cluster", action="store_true", default=None, help="a new cluster per run")
     p_run.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=command)
 
 
 def command(args: Any) -> int:

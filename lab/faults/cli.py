@@ -117,6 +117,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--drain", type=float, default=15.0, help="load generator drain timeout (s)")
     r.add_argument("--settle", type=float, default=30.0, help="auditor: wait for pending jobs (s)")
+    r.set_defaults(handler=faults_command)
 
 
 def faults_command(args: argparse.Namespace) -> int:

@@ -30,6 +30,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -218,8 +219,7 @@ def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT)
     return cmds
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.report", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the data directory (default: data/)")
     parser.add_argument(
         "--out", default=str(DEFAULT_OUT), help="figures/ and tables/ go here (default: paper/)"
@@ -232,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--calibration", default="local", help="data/calibration/<name>.json")
     parser.add_argument("--rerun", action="store_true", help="re-run the experiments first (long: ~1 hour)")
-    args = parser.parse_args(argv)
+
+
+def report_command(args: argparse.Namespace) -> int:
     # files only, no window; not at import, so notebooks that import this module keep inline figures
     matplotlib.use("Agg")
     if args.rerun:
@@ -247,3 +249,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     for note in built.notes:
         print(f"note   {note}")
     return 0
+
+
+def add_parser(sub: Any) -> None:
+    """`dtq report` (also `dtq paper`; sub is the dtq command's subparsers object)."""
+    p = sub.add_parser(
+        "report", aliases=["paper"], help="the paper's figures and tables from data/; fills REPORT.md"
+    )
+    add_arguments(p)
+    p.set_defaults(handler=report_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.report", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return report_command(parser.parse_args(argv))

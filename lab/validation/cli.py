@@ -12,7 +12,7 @@ from lab.validation.twins import simulate
 from model.errors import InvalidArgument
 
 
-def add_validate_parser(sub: Any) -> None:
+def add_parser(sub: Any) -> None:
     """Adds `validate VALIDATION.yaml [--real] [--sim] [--table]` (sim/validation.py)."""
     p = sub.add_parser(
         "validate", help="the validation matrix: real runs, their simulated twins, the error table"
@@ -37,6 +37,7 @@ def add_validate_parser(sub: Any) -> None:
     )
     p.add_argument("--data", default="data", help="--twin-sets: the data directory")
     p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=validate_command)
 
 
 def validate_command(args: Any) -> int:
