@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,baseline]"
+	$(BIN)/pip install --quiet -e ".[dev,sim,lab]"
 	touch $(STAMP)
 
 # The main job as it stands: both designs as six-process local clusters, end to end.

@@ -131,7 +131,7 @@ def start_sampling(pid: int, seconds: float, out: Path, rate: int = 250) -> subp
     """py-spy record on `pid` for `seconds` (non-blocking sampling: the target is not paused)."""
     exe = py_spy()
     if exe is None:
-        raise RuntimeError("py-spy is not installed (pip install py-spy; it is in the dev extra)")
+        raise RuntimeError("py-spy is not installed (pip install py-spy; it is in the lab extra)")
     command = [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))]
     command += ["--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 celery = pytest.importorskip(
-    "celery", reason="the baseline extra is not installed: pip install -e '.[baseline]'"
+    "celery", reason="the lab extra is not installed: pip install -e '.[lab]'"
 )
 
 from lab.baseline.runner import BaselineCluster, RedisUnavailable, ensure_redis_server, run_baseline  # noqa: E402
