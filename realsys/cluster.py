@@ -34,6 +34,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from realsys.security import ChannelSecurity, new_token, open_channel, write_cluster_pki
+
 MICRO_ROLES = ("result", "queue", "job", "coordinator", "worker", "gateway")  # start order: callees first
 MONO_NODES = tuple(f"n{i}" for i in range(1, 7))
 DEFAULT_TOTAL_SLOTS = 12
@@ -209,8 +211,6 @@ def _spawn(directory: Path, name: str, env: Mapping[str, str], netns: str = "") 
 
 def wait_healthy(address: str, timeout: float, pid: int | None = None, tls_ca: str = "") -> None:
     """Polls the node's health (no token needed; over TLS verified with `tls_ca` when given)."""
-    from realsys.security import ChannelSecurity, open_channel
-
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     with open_channel(address, security=ChannelSecurity(Path(tls_ca) if tls_ca else None)) as channel:
@@ -305,8 +305,6 @@ def _secure(
     directory: Path, planned: list[tuple[str, str, dict[str, str]]]
 ) -> tuple[list[tuple[str, str, dict[str, str]]], dict[str, str]]:
     """A throwaway CA, node certificates and tokens in DIR/tls, and each node's env pointing at them."""
-    from realsys.security import new_token, write_cluster_pki
-
     pki = write_cluster_pki(directory / "tls", [name for name, _, _ in planned])
     tokens = {"client": new_token(), "worker": new_token(), "ca": str(pki.ca)}
     internal = new_token()

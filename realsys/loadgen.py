@@ -63,6 +63,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.results.runs import (
+    JOBS_FILE,
+    REQUESTS_FILE,
+    load_workload,
+    new_run_id,
+    provenance,
+    read_job_records,
+    read_request_records,
+    run_config,
+    utc_now,
+    write_job_records,
+    write_request_records,
+    write_run,
+)
 from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import format_summary, summarize
 from model.states import TERMINAL, JobState
@@ -77,6 +91,8 @@ from model.workload import (
     workload_from_mapping,
     workload_to_mapping,
 )
+from realsys import cluster
+from realsys.eventloop import loop_factory
 from realsys.targets import Target, TargetError, dtq_target_spec, make_target
 
 BOTTLENECK_RATE = 0.95  # achieved / offered below this: the offered load was not applied
@@ -466,14 +482,6 @@ async def run_load(
 
 
 # ---------------------------------------------------------------------------- several processes
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 async def _run_with_target(target_spec: Mapping[str, Any], spec: WorkloadSpec, **options: Any) -> LoadResult:
     target = make_target(target_spec)
     try:
@@ -503,8 +511,6 @@ def run_load_processes(
     `options` are run_load's keyword options (JSON-able values only). `started`, when given, is
     called with the run's time zero as a time.time() epoch once the children have been told it
     (for measuring the servers over the same window, e.g. `dtq bench`)."""
-    from model.results.runs import JOBS_FILE, REQUESTS_FILE, read_job_records, read_request_records
-
     if processes < 1:
         raise ValueError("processes must be >= 1")
     drain = float(options.get("drain_timeout", DEFAULT_DRAIN))
@@ -577,8 +583,6 @@ def run_load_processes(
 
 def _child_main(raw: str) -> int:
     """One child of run_load_processes: build, say ready, wait for the start time, run, write files."""
-    from model.results.runs import JOBS_FILE, REQUESTS_FILE, write_job_records, write_request_records
-
     job = json.loads(raw)
     spec = workload_from_mapping(job["workload"])
     out = Path(job["out"])
@@ -617,8 +621,6 @@ def run(target_spec: Mapping[str, Any], spec: WorkloadSpec, processes: int = 1, 
 # ---------------------------------------------------------------------------- `dtq load`
 def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any]]:
     """(design, client addresses, parameters) of a local cluster, from its cluster.json."""
-    from realsys import cluster
-
     info = cluster.load(cluster_dir)
     per_node = {"DTQ_NAME", "DTQ_LISTEN", "DTQ_DATA_DIR", "DTQ_ROLE", "DTQ_PEERS", "DTQ_SERVICES"}
     per_node |= {"DTQ_SLOTS", "DTQ_METRICS_PORT", "DTQ_DESIGN"}
@@ -638,8 +640,6 @@ def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any
 
 def load_command(args: argparse.Namespace) -> int:
     """`dtq load`: one run against a cluster, written to --out in the data/README.md layout."""
-    from model.results.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
-
     spec = load_workload(args.workload)
     if args.dir:
         design, addresses, parameters = _design_parameters(Path(args.dir))

@@ -23,6 +23,7 @@ from lab.procfs import total_cpu
 from model.workload import ClosedLoop, Distribution, RequestMix, WorkloadSpec
 from realsys import loadgen
 from realsys.client import channel_options
+from realsys.eventloop import loop_factory
 from realsys.targets import make_target
 
 NOOP_TYPE = "echo"  # the built-in no-op: returns its (empty) payload
@@ -123,7 +124,7 @@ def _child_main(raw: str) -> int:
             job["address"], job["method"], job["in_flight"], start, job["warmup"], job["window"]
         )
 
-    with asyncio.Runner(loop_factory=loadgen.loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         result = runner.run(main())
         result["loop"] = type(runner.get_loop()).__module__
     print(json.dumps(result), flush=True)
@@ -234,7 +235,7 @@ def e2e_once(
         "client_cpu": result.stats.cpu_time / max(result.stats.wall_time, 1e-9),
         "server_cpu": cpu / window,
         "server_cpu_per_job": cpu / max(1.0, completed),
-        "loop": "uvloop" if loadgen.loop_factory() is not None else "asyncio",
+        "loop": "uvloop" if loop_factory() is not None else "asyncio",
     }
 
 

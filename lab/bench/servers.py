@@ -13,8 +13,9 @@ from pathlib import Path
 
 import grpc
 
-from realsys import cluster, loadgen
+from realsys import cluster
 from realsys.config import grpc_options
+from realsys.eventloop import loop_factory
 
 
 async def _echo_serve(listen: str) -> None:
@@ -36,7 +37,7 @@ async def _echo_serve(listen: str) -> None:
 
 
 def _echo_main(listen: str) -> int:
-    with asyncio.Runner(loop_factory=loadgen.loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(_echo_serve(listen))
     return 0
 

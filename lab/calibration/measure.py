@@ -14,7 +14,7 @@ import numpy as np
 
 from lab.procfs import process_cpu
 from model.results.stats import lognormal_fit
-from realsys.loadgen import loop_factory
+from realsys.eventloop import loop_factory
 
 MAX_SAMPLES = 200
 T = TypeVar("T")

@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-celery = pytest.importorskip(
-    "celery", reason="the lab extra is not installed: pip install -e '.[lab]'"
-)
+celery = pytest.importorskip("celery", reason="the lab extra is not installed: pip install -e '.[lab]'")
 
 from lab.baseline.runner import BaselineCluster, RedisUnavailable, ensure_redis_server, run_baseline  # noqa: E402
 from lab.baseline.target import CeleryTarget, outcome, state_name  # noqa: E402

@@ -6,7 +6,10 @@ import os
 
 import pytest
 
+from dtq.v1 import client_pb2, job_pb2
 from lab.bench.clients import e2e_once, e2e_workload
+from lab.bench.targets import RoutedDtqTarget, routed_target_spec
+from realsys.targets import DtqTarget, dtq_target_spec
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,10 +33,6 @@ def test_e2e_once_measures_completed_jobs_through_the_load_generator() -> None:
 
 
 async def test_submit_wait_target_answers_wait_from_a_terminal_submit_reply() -> None:
-    from dtq.v1 import client_pb2, job_pb2
-    from lab.bench.targets import RoutedDtqTarget, routed_target_spec
-    from realsys.targets import DtqTarget, dtq_target_spec
-
     assert routed_target_spec(["a:1"], "mono", 30.0)["kwargs"]["submit_wait"] == 30.0
     assert "submit_wait" not in dtq_target_spec(["a:1"])["kwargs"]
     with pytest.raises(ValueError):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from lab.calibration.assemble import build_parameters, closure, unmeasured, wakeup_curve
+from lab.calibration.calibrate import pool, round_medians
 from lab.calibration.clusters import measure_cluster
 from lab.calibration.commit import measure_commit
 from lab.calibration.echo import measure_echo
@@ -240,8 +241,6 @@ def test_wakeup_curve_from_the_echo_sleep_sweep() -> None:
 
 
 def test_rounds_pool_into_one_measurement_with_samples_aligned() -> None:
-    from lab.calibration.calibrate import pool, round_medians
-
     one = {"echo": {"server": [1.0, 2.0], "busy_server": [0.5], "client": [3.0, 3.0]}, "n": 2, "tag": "x"}
     two = {"echo": {"server": [5.0, 6.0], "busy_server": [1.5], "client": [4.0, 4.0]}, "n": 4, "tag": "x"}
     pooled = pool([one, two])

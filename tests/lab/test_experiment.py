@@ -23,6 +23,7 @@ from model.results.runs import load_config, load_records, load_summary, run_conf
 from model.results.schema import JobRecord
 from model.results.summary import summarize
 from model.states import JobState
+from realsys.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_PLAN = REPO / "data" / "experiments" / "seed_plan.yaml"
@@ -244,8 +245,6 @@ def test_summary_table_groups_replications(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from realsys.cli import build_parser
-
     out, summary = tmp_path / "runs", tmp_path / "summary.csv"
     argv = ["experiment", "run", str(SMOKE), "--out", str(out), "--summary", str(summary), "--no-progress"]
     assert command(build_parser().parse_args(argv)) == 0

@@ -7,6 +7,8 @@ no accepted job may be lost."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import importlib.util
 import json
 import math
 import os
@@ -379,9 +381,6 @@ async def test_compose_backend_of_design_b_serves_clients_on_every_node(tmp_path
 
 def test_docker_check_faults_reads_the_rows_the_runner_writes(tmp_path: Path) -> None:
     """docker/test.sh's checker (standard library only) against write_rows' CSV: columns agree."""
-    import csv
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location(
         "check_faults", Path(__file__).parents[2] / "docker/check_faults.py"
     )

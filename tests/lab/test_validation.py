@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,8 @@ from lab.validation.twin_sets import MAIN_FOLDER, TWIN_SETS, TwinSet, make_twin_
 from lab.validation.twins import host_scales, sim_overrides, sim_params, simulate
 from model.errors import InvalidArgument
 from model.results.runs import load_config, run_config, run_exists
+from realsys import cli
+from sim.hostscale import HostScale
 
 REPO = Path(__file__).resolve().parents[2]
 FULL = REPO / "data" / "experiments" / "validation.yaml"
@@ -294,8 +297,6 @@ def _info(run_id: str, design: str, started: str, probe: Any) -> RunInfo:
 
 
 def _calibration_with_probes(tmp_path: Path) -> Path:
-    import json
-
     params = load_validation(SMOKE).calibration
     doc = json.loads((REPO / "data" / "calibration" / f"{params}.json").read_text())
     path = tmp_path / "probed.json"
@@ -306,8 +307,6 @@ def _calibration_with_probes(tmp_path: Path) -> Path:
 
 
 def test_a_runs_host_speed_is_the_median_of_its_designs_neighbours(tmp_path: Path) -> None:
-    from sim.hostscale import HostScale
-
     cal = _calibration_with_probes(tmp_path)
     v = dataclasses.replace(load_validation(SMOKE), calibration=str(cal))
     # ten B runs: one outlier probe among slower ones; two A runs at the calibration's speed; one unprobed
@@ -330,8 +329,6 @@ def test_a_runs_host_speed_is_the_median_of_its_designs_neighbours(tmp_path: Pat
 def test_twins_move_to_the_probed_host_and_then_match_it(tmp_path: Path) -> None:
     """The stand-in runs on a host 1.5x slower than the calibration's and probes it so: its twins,
     moved by the probes, are the same simulation (zero error); unmoved they are too fast."""
-    from sim.hostscale import HostScale
-
     v = dataclasses.replace(load_validation(SMOKE), calibration=str(_calibration_with_probes(tmp_path)))
     slow = sim_params(v).on_host(HostScale.between(SLOWER, PROBE))
 
@@ -375,8 +372,6 @@ def test_twins_move_to_the_probed_host_and_then_match_it(tmp_path: Path) -> None
 
 
 def test_dtq_validate_names_an_unknown_twin_set(capsys: pytest.CaptureFixture[str]) -> None:
-    from realsys import cli
-
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["validate", str(SMOKE), "--twin-sets", "no-such-set"])
     assert exit_info.value.code == 2
