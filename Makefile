@@ -40,7 +40,7 @@ lifecycle: $(STAMP)
 	$(BIN)/python -m model.states
 
 # Every figure (paper/figures/*.png) and table (paper/tables/*.md) from what is in data/, and REPORT.md's
-# table blocks (sim/report.py). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
+# table blocks (lab/report/). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
 # flock /tmp/dtq-measure.lock make paper RERUN=1).
 paper: $(STAMP)
 	$(BIN)/python -m lab.report $(if $(RERUN),--rerun)

@@ -163,7 +163,7 @@ def plan(
     hosts: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, dict[str, str]]]:
     """(name, role, env) for each process, in start order. `hosts`: a node's listen IP other than
-    127.0.0.1 (partition faults put a node behind a veth pair; see realsys/faults.py)."""
+    127.0.0.1 (partition faults put a node behind a veth pair; see lab/faults/)."""
     if design not in ("micro", "mono"):
         raise ValueError(f"design must be micro or mono, not {design!r}")
     if store not in ("sqlite", "memory"):

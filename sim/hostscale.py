@@ -17,7 +17,7 @@ from model.errors import InvalidArgument
 @dataclass(frozen=True, slots=True)
 class HostScale:
     """How much slower (> 1) or faster the host of a run was than the host of the calibration, by
-    regime, from two host probes (realsys/hostprobe.py): `cpu` for a loop that never sleeps, `wake`
+    regime, from two host probes (lab/calibration/hostprobe.py): `cpu` for a loop that never sleeps, `wake`
     for waking back to back, `cold` for how waking after `gap` seconds of sleep moved against that.
     SimParams.on_host applies it."""
 

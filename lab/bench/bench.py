@@ -22,7 +22,7 @@ drifts over all of them alike):
    divided by the jobs (background RPCs such as heartbeats and steal polls included); for Celery the
    Redis commands per job (INFO commandstats).
 4. With `--profile`: py-spy samples the echo server and the single submit node at 16 in flight, and
-   node n1 of Design B during an end-to-end run, and prints where their time goes (realsys/profiling.py).
+   node n1 of Design B during an end-to-end run, and prints where their time goes (lab/bench/profiling.py).
 
 The child processes speak JSON over stdin/stdout (lab/bench/clients.py, lab/bench/servers.py).
 """

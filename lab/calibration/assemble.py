@@ -25,7 +25,7 @@ def _minus(xs: Sequence[float], c: float) -> list[float]:
     return [max(x - c, 0.0) for x in xs]
 
 
-JOB_IDLE = 0.1  # how long a process sleeps between the phases of a windowed job (calibrate_paths)
+JOB_IDLE = 0.1  # how long a process sleeps between the phases of a windowed job (lab/calibration/paths.py)
 
 
 def wakeup_curve(echo: Mapping[str, list[float]], busy_server: float) -> list[list[float]]:
@@ -188,7 +188,7 @@ def _micro_client_api(micro: Mapping[str, Any], c: Overheads, put: Put) -> None:
 
 
 def _mono_job_path(mono: Mapping[str, Any], c: Overheads, put: Put, per_item: dict[str, float]) -> None:
-    """Design B's worker side (realsys/paths.py). Calls a thief makes of an owner are RPCs,
+    """Design B's worker side (lab/calibration/paths.py). Calls a thief makes of an owner are RPCs,
     measured directly (one job each: per-item slopes 0). The node's own worker is in-process: its
     phases come from the windows at n1, the owner. Window 1 less the submit (its measured total) and
     the fetch's commit is charged to `launch` (the woken fetch and the launch run in the submit's

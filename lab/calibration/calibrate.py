@@ -18,7 +18,7 @@ Method (all microbenchmarks, one call in flight, never end-to-end curves):
 - measurements.scheduler_slice: how long the kernel leaves a process that never blocks on its core
   while another waits (lab.calibration.hostprobe.scheduler_slice: runs of cores + 1 spinning processes), for
   the simulator's fair-scheduler what-if (`cpu_slice`, not set here).
-- The job path (realsys/calibrate_paths.py): the worker-side RPCs with the calibrator as the worker,
+- The job path (lab/calibration/paths.py): the worker-side RPCs with the calibrator as the worker,
   and the in-process steps from per-job CPU windows on a cluster with one slot per worker; `closure`
   in the measurements compares those windows with the sums of the direct measurements.
 Each distribution is kept as <= 200 empirical samples (evenly spaced quantiles of the measured ones),

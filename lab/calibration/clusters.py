@@ -21,7 +21,7 @@ async def _drive(
     addresses: Sequence[str], pids: Mapping[str, int], count: int, worker_api: WorkerApi | None = None
 ) -> dict[str, Any]:
     """Every client method alone against addresses[0]; a forward through addresses[1] if any; then
-    `worker_api(pending job ids, idle rates)` (realsys/paths.py) plays the worker."""
+    `worker_api(pending job ids, idle rates)` (lab/calibration/paths.py) plays the worker."""
     target = DtqTarget([addresses[0]])
     payload = job_payload(0.0)
     out: dict[str, Any] = {}
@@ -74,7 +74,7 @@ async def _drive(
 def measure_cluster(design: str, store: str, count: int, worker_path: bool = True) -> dict[str, Any]:
     """The client API on a cluster without worker slots; with `worker_path`, also the worker-side
     RPCs (the calibrator as the worker) and, on a second cluster with one slot per worker, the job
-    path in CPU windows (realsys/paths.py)."""
+    path in CPU windows (lab/calibration/paths.py)."""
     with cluster.running(
         design, store=store, overrides={"DTQ_SLOTS": "0"}, grace=10.0, prefix=f"dtq-cal-{design}-"
     ) as info:

@@ -1,12 +1,9 @@
 """A short probe of the host's speed (~1.5 s), taken around every calibration and at the start of
 every real validation run, so that a simulated twin can be moved from the calibration's host to the
-run's host (sim.params.HostScale).
+run's host (sim.hostscale.HostScale).
 
-Why: on a shared VM the same single-operation measurement drifts by up to ~2x within half an hour,
-and not uniformly: a loop that never sleeps slows less than one that wakes from a sleep (the wake-up
-after 10 ms of idle grew 2.3x between two calibrations 25 minutes apart, the busy echo 1.3x). So the
-probe measures the bare gRPC echo (the same server as the calibration's, realsys/calibrate.py) in the
-three regimes the simulator's costs come from:
+It measures the bare gRPC echo (the same server as the calibration's, lab/calibration/echo.py) in the
+three regimes the simulator's costs come from (lab/README.md says why three):
 
 - `busy_us`: server + client CPU per call with 16 calls in flight (the loops never sleep): scales
   every CPU cost of a busy loop (service times, client_call, commits, the generator's request cost);

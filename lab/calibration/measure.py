@@ -28,7 +28,7 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def summarize_samples(samples: Sequence[float]) -> dict[str, Any]:
-    """Quantiles and a lognormal fit (mean-parameterised as sim.params.Dist) with its KS statistic."""
+    """Quantiles and a lognormal fit (mean-parameterised as sim.dist.Dist) with its KS statistic."""
     arr = np.asarray(samples, dtype=np.float64)
     out: dict[str, Any] = {"n": len(arr)}
     if not len(arr):
@@ -47,7 +47,7 @@ def summarize_samples(samples: Sequence[float]) -> dict[str, Any]:
 
 
 def to_dist(samples: Sequence[float]) -> dict[str, Any]:
-    """An empirical sim.params.Dist mapping of at most MAX_SAMPLES evenly spaced quantiles."""
+    """An empirical sim.dist.Dist mapping of at most MAX_SAMPLES evenly spaced quantiles."""
     arr = np.clip(np.asarray(samples, dtype=np.float64), 0.0, None)
     if len(arr) > MAX_SAMPLES:
         arr = np.quantile(arr, (np.arange(MAX_SAMPLES) + 0.5) / MAX_SAMPLES)

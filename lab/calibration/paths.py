@@ -1,11 +1,11 @@
-"""The job path's single operations, for `dtq calibrate` (realsys/calibrate.py measures the client API).
+"""The job path's single operations, for `dtq calibrate` (clusters.py measures the client API).
 
 A job costs more than the client's calls: the worker's fetch, lease, run, report and the server work
 they cause. Two kinds of measurement, both one job (or call) at a time, never a load curve:
 
 1. Worker-side RPCs called directly by the calibrator, which plays the worker (the cluster's own
    workers have no slots), with the same per-process CPU accounting as the client API
-   (calibrate.measure_calls):
+   (measure.measure_calls):
    - Design B, at node n1: Peer.QueueDepth, Peer.StealWork (one job, as a thief node would),
      Workers.WorkerHeartbeat and Workers.ReportResult for the stolen job (what a thief sends its
      owner), then WaitJob and GetJobResult of the finished job;
@@ -22,7 +22,7 @@ they cause. Two kinds of measurement, both one job (or call) at a time, never a 
    difference to the first is what a parked WaitJob costs, wake-up included.
 
 In-process steps (Design B's fetch, launch, finish and report; Design A's worker runtime) have no RPC
-of their own to time; the windows measure them per phase, and calibrate.build_parameters charges each
+of their own to time; the windows measure them per phase, and assemble.build_parameters charges each
 phase's remainder to one simulator key (documented there). Direct RPC measurements of Design A predict
 what its windows should show; `closure` in the calibration file compares the two.
 """

@@ -84,7 +84,7 @@ def load_run(
     """Drives one run through the load generator: (config, requests, jobs, summary)."""
     started_at, stamp = utc_now(), provenance()
     probe: dict[str, Any] = {}
-    if options.host_probe:  # the host's speed now, for the simulated twin (sim.params.HostScale)
+    if options.host_probe:  # the host's speed now, for the simulated twin (sim.hostscale.HostScale)
         probe = {"host_probe": host_probe()}
     result = loadgen.run(handle.target_spec, run.workload, options.processes, drain_timeout=options.drain)
     summary = loadgen.summary_of(result, run.workload, run_id=run.run_id, kind=run.kind, design=run.design)

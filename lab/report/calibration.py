@@ -84,4 +84,4 @@ def _probe_drift(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
         f"{k.removesuffix('_us')} {fmt(b[k] / a[k], 2)}" if a[k] > 0 else f"{k} -"
         for k in ("busy_us", "wake_us", "wake_gap_us")
     )
-    return f" Their host probes (realsys/hostprobe.py, median of each's), after / before: {ratios}."
+    return f" Their host probes (lab/calibration/hostprobe.py, median of each's), after / before: {ratios}."

@@ -32,9 +32,10 @@ def table_validation_trend(trend: Sequence[tuple[float, int, float]]) -> str:
         [f"{start / 60:.0f}-{(start + TREND_WINDOW_S) / 60:.0f}", str(n), fmt(r, 2)] for start, n, r in trend
     ]
     note = (
-        "\nFrom data/runs/real-*-validation.rate* and their sim- twins (sim/report.py validation_trend): "
-        "the real runs grouped by start time, minutes from the first; sim/real = median over the group "
-        "of the twin's request p50 over the real run's (twins from the main calibration).\n"
+        "\nFrom data/runs/real-*-validation.rate* and their sim- twins (lab/report/data.py "
+        "validation_trend): the real runs grouped by start time, minutes from the first; sim/real = "
+        "median over the group of the twin's request p50 over the real run's (twins from the main "
+        "calibration).\n"
     )
     return markdown_table(["minutes", "runs", "sim/real p50"], body) + note
 
@@ -93,7 +94,7 @@ def table_host_scaling(data: Path) -> str:
         "data/experiments/validation.yaml --twin-sets`): from the calibration made right before the runs "
         "(local), right after them (local-after), or one of two made back to back later (local-rounds-a, "
         "-b), each twin either on its calibration's host speed or moved to its run's probed speed "
-        "(sim.params.HostScale), and with the host's cores shared FIFO per CPU burst (the simulator's "
+        "(sim.hostscale.HostScale), and with the host's cores shared FIFO per CPU burst (the simulator's "
         "default) or as the kernel's fair scheduler does with the time slice the calibration measured "
         "(sim/cpu.py, cpu_slice). |err| = median over the band's points of |sim - real| / "
         "real, by band rho <= 0.5 / 0.5-0.8 / > 0.8. Were the probe to capture everything that differs "
@@ -118,7 +119,7 @@ def table_host_probe(
         return "No host probes yet (validation options host_probe: true).\n"
     header = ["when", "probes", "busy µs/call", "wake µs", "wake after 10 ms µs", "python µs/iter"]
     note = (
-        "\nrealsys/hostprobe.py: the bare gRPC echo's server + client CPU per call with 16 in flight "
+        "\nlab/calibration/hostprobe.py: the bare gRPC echo's server + client CPU per call with 16 in flight "
         "(busy), the server's extra CPU one call in flight back to back (wake) and after a 10 ms sleep, "
         "and a fixed Python loop (recorded, not used). Calibration rows: the median of the probes it "
         "took with each design's idle cluster up, before and after its measurements; run rows: the "

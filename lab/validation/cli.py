@@ -13,7 +13,7 @@ from model.errors import InvalidArgument
 
 
 def add_parser(sub: Any) -> None:
-    """Adds `validate VALIDATION.yaml [--real] [--sim] [--table]` (sim/validation.py)."""
+    """Adds `validate VALIDATION.yaml [--real] [--sim] [--table]` (lab/validation/)."""
     p = sub.add_parser(
         "validate", help="the validation matrix: real runs, their simulated twins, the error table"
     )
@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
         "--twin-sets",
         nargs="*",
         metavar="SET",
-        help="the same real runs' other twin sets (lab.validation.accuracy.TWIN_SETS; none named: all) into "
+        help="the same real runs' other twin sets (lab.validation.twin_sets.TWIN_SETS; none named: all) into "
         "<data>/validation/<SET>/",
     )
     p.add_argument("--data", default="data", help="--twin-sets: the data directory")

@@ -26,7 +26,7 @@ def saturation_name(v: Validation) -> str:
 
 
 def saturation_mapping(v: Validation) -> dict[str, Any]:
-    """The experiment (realsys/experiment.py's file format) that measures each cell's saturation."""
+    """The experiment (lab/experiment/'s file format) that measures each cell's saturation."""
     s = v.saturation
     workload = {
         **v.base,

@@ -81,7 +81,7 @@ class Validation:
     bands: tuple[float, ...] = (0.5, 0.8)
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
-    # move each twin to its run's host speed (sim.params.HostScale) when the run and the calibration
+    # move each twin to its run's host speed (sim.hostscale.HostScale) when the run and the calibration
     # carry host probes (options.host_probe: true)
     host_scale: bool = True
     # what-ifs laid over the calibration for every twin (SimParams.with_overrides dotted keys),

@@ -57,7 +57,7 @@ PROBE_NEIGHBOURS = 9  # a run's host speed: the median probe of this many runs n
 
 
 def host_scales(v: Validation, runs: Sequence[RunInfo]) -> dict[str, Any]:
-    """Per real run id, the sim.params.HostScale from the calibration's probe to the run's host, or
+    """Per real run id, the sim.hostscale.HostScale from the calibration's probe to the run's host, or
     None (no scaling: host_scale off, or a probe missing). A run's own probe is noisy (+-20% from one
     probe to the next) while the host drifts over minutes, so a run's speed is the field-by-field
     median of the PROBE_NEIGHBOURS probed runs of its design nearest to it in start time (itself

@@ -98,7 +98,7 @@ class LognormalFit:
 
     @property
     def mean(self) -> float:
-        """The distribution's mean (how sim.params.Dist parameterises a lognormal)."""
+        """The distribution's mean (how sim.dist.Dist parameterises a lognormal)."""
         return math.exp(self.mu + self.sigma**2 / 2)
 
 

@@ -1,4 +1,4 @@
-"""The real fault runner (realsys/faults.py): the auditor on synthetic records with planted faults,
+"""The real fault runner (lab/faults/): the auditor on synthetic records with planted faults,
 the rows' layout, the plan's input checks, the compose backend's docker and compose commands (on a
 fake engine: docker/test.sh runs it on a real one), and two short real runs of the local backend
 (Design B: kill -9 of a node under load, restarted; a node cut off by a network partition) in which

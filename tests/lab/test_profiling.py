@@ -1,4 +1,4 @@
-"""realsys/profiling.py: summing py-spy's collapsed stacks (the sampling itself runs in `dtq bench`)."""
+"""lab/bench/profiling.py: summing py-spy's collapsed stacks (the sampling itself runs in `dtq bench`)."""
 
 from __future__ import annotations
 

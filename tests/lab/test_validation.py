@@ -1,4 +1,4 @@
-"""The validation matrix (sim/validation.py): the error-table arithmetic on synthetic points, the plan
+"""The validation matrix (lab/validation/): the error-table arithmetic on synthetic points, the plan
 built from a measured saturation, and a tiny end-to-end `validate` in which the "real" system is the
 simulator on a machine with half the cores (so the calibrated sim must be measurably too optimistic)."""
 
