@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ import sim
 from lab.procfs import cpu_and_wait, per_thread_times
 from model.workload import workload_from_mapping
 from realsys import cluster, loadgen
+from realsys.cli import main as cli_main
 from realsys.targets import dtq_target_spec
 from sim.params import load_params
 
@@ -221,11 +223,5 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=diagnose_command)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.diagnose", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return diagnose_command(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # python -m lab.diagnose ARGS = dtq diagnose ARGS
+    cli_main(["diagnose", *sys.argv[1:]])

@@ -274,18 +274,13 @@ def running(
     design: str,
     directory: Path | None = None,
     *,
-    total_slots: int = DEFAULT_TOTAL_SLOTS,
-    store: str = "sqlite",
-    overrides: Mapping[str, str] | None = None,
-    timeout: float = 30.0,
-    secure: bool = False,
-    hosts: Mapping[str, str] | None = None,
-    netns: Mapping[str, str] | None = None,
     grace: float = 15.0,
     prefix: str = "",
     under: Path | None = None,
+    **up_options: Any,
 ) -> Iterator[ClusterInfo]:
-    """A local cluster for the block: `up` on entry, `down` (with `grace`) on exit, also when the
+    """A local cluster for the block: `up(design, directory, **up_options)` on entry (total_slots,
+    store, overrides, timeout, secure, hosts, netns), `down` (with `grace`) on exit, also when the
     block raises. Without `directory` it lives in a temporary folder (named from `prefix`, inside
     `under` if given), removed afterwards with the nodes' data and logs."""
     with contextlib.ExitStack() as stack:
@@ -294,7 +289,7 @@ def running(
                 tempfile.TemporaryDirectory(prefix=prefix or f"dtq-{design}-", dir=under)
             )
             directory = Path(tmp) / design
-        info = up(design, directory, total_slots, store, overrides, timeout, secure, hosts, netns)
+        info = up(design, directory, **up_options)
         try:
             yield info
         finally:

@@ -221,6 +221,48 @@ def summary_of(
     )
 
 
+def json_child(module: str, job: Mapping[str, Any]) -> subprocess.Popen[str]:
+    """`python -m module JOB_JSON` with text pipes on stdin and stdout: a load generator process
+    (and the lab's bench clients) that says "ready", takes its start from stdin and prints JSON."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, json.dumps(job)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def write_load_run(
+    out: Path | str,
+    run_id: str,
+    result: LoadResult,
+    spec: WorkloadSpec,
+    *,
+    kind: str,
+    design: str,
+    parameters: Mapping[str, Any],
+    started_at: str,
+    provenance_info: Mapping[str, Any],
+    replication: int = 0,
+    records: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """A run the load generator drove, written as a run directory (model/results/runs.py): its
+    config.json, records and summary. Returns the directory and the summary."""
+    summary = summary_of(result, spec, run_id=run_id, kind=kind, design=design)
+    config = run_config(
+        run_id=run_id,
+        kind=kind,
+        design=design,
+        workload=spec,
+        parameters=parameters,
+        replication=replication,
+        started_at=started_at,
+        provenance_info=provenance_info,
+    )
+    path = write_run(out, run_id, config, result.requests, result.jobs, summary, records=records)
+    return path, summary
+
+
 # ---------------------------------------------------------------------------- one process
 @dataclass
 class _Run:
@@ -525,14 +567,7 @@ def run_load_processes(
                     "out": str(Path(tmp) / f"part-{i}"),
                     "options": options,
                 }
-                children.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "realsys.loadgen", json.dumps(job)],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                )
+                children.append(json_child("realsys.loadgen", job))
             for child in children:  # each says "ready" once its trace is built and target made
                 assert child.stdout is not None
                 line = child.stdout.readline().strip()
@@ -659,19 +694,18 @@ def load_command(args: argparse.Namespace) -> int:
         args.processes,
         drain_timeout=args.drain,
     )
-    summary = summary_of(result, spec, run_id=run_id, kind="real", design=design)
-    config = run_config(
-        run_id=run_id,
+    path, summary = write_load_run(
+        args.out,
+        run_id,
+        result,
+        spec,
         kind="real",
         design=design,
-        workload=spec,
         parameters=parameters,
-        replication=args.replication,
         started_at=started_at,
         provenance_info=stamp,
-    )
-    path = write_run(
-        args.out, run_id, config, result.requests, result.jobs, summary, records=not args.no_records
+        replication=args.replication,
+        records=not args.no_records,
     )
     print(format_summary(summary))
     print(

@@ -15,7 +15,15 @@ from model.errors import InvalidArgument
 from model.results.runs import load_workload, provenance, run_config, utc_now, write_run
 from model.results.summary import format_summary
 from sim.api import DESIGNS, Design, SimConfig, run
-from sim.faults import FaultAudit, default_target, fault_workload, sweep
+from sim.faults import (
+    FaultAudit,
+    default_target,
+    fault_table,
+    fault_workload,
+    point_cells,
+    recovery_text,
+    sweep,
+)
 from sim.injection import Fault
 from sim.mva import format_prediction, predict
 from sim.params import SimParams, load_params, parse_override
@@ -165,20 +173,32 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     return rows, audits, out
 
 
+SIM_COLUMNS = (
+    ("design", "6"),
+    ("fault", "11"),
+    ("target", "6"),
+    ("lease", "5g"),
+    ("hb", "4g"),
+    ("accepted", "8d"),
+    ("lost", "4d"),
+    ("dup", "4d"),
+    ("fenced", "6d"),
+    ("recov_s", ">7"),
+    ("unavail_s", "9.1f"),
+)
+
+
 def format_rows(rows: Sequence[dict[str, Any]], audits: Sequence[FaultAudit]) -> str:
-    head = (
-        f"{'design':6} {'fault':11} {'target':6} {'lease':>5} {'hb':>4} {'accepted':>8} {'lost':>4} "
-        f"{'dup':>4} {'fenced':>6} {'recov_s':>7} {'unavail_s':>9}"
+    return fault_table(
+        SIM_COLUMNS,
+        (
+            [
+                *point_cells(r),
+                *(r["duplicates"], a.fenced, recovery_text(r), r["unavailable_s"]),
+            ]
+            for r, a in zip(rows, audits, strict=True)
+        ),
     )
-    lines = [head]
-    for r, a in zip(rows, audits, strict=True):
-        recovery = "never" if r["recovery_s"] is None else f"{r['recovery_s']:.1f}"
-        lines.append(
-            f"{r['design']:6} {r['fault']:11} {r['target']:6} {r['lease_s']:5g} {r['heartbeat_s']:4g} "
-            f"{r['accepted']:8d} {r['lost']:4d} {r['duplicates']:4d} {a.fenced:6d} {recovery:>7} "
-            f"{r['unavailable_s']:9.1f}"
-        )
-    return "\n".join(lines)
 
 
 def _sim(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ once), fenced late reports, recovery time and unavailable time. `dtq sim faults`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -152,3 +153,26 @@ def sweep(
                 rows.append(row(design, fault, core, params.store, run_id, found))
                 audits.append(found)
     return rows, audits
+
+
+def point_cells(row: Mapping[str, Any]) -> list[Any]:
+    """A row's first columns in a fault table: the point and what was accepted and lost."""
+    return [row[k] for k in ("design", "fault", "target", "lease_s", "heartbeat_s", "accepted", "lost")]
+
+
+def recovery_text(row: Mapping[str, Any]) -> str:
+    """A row's recovery time for a terminal: 'never' when the rate never came back."""
+    return "never" if row["recovery_s"] is None else f"{row['recovery_s']:.1f}"
+
+
+def fault_table(columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]]) -> str:
+    """Fault rows as fixed-width text (`dtq sim faults`, `dtq faults run`): each column is (header,
+    format spec of its values); a header takes its spec's width, right-aligned over numbers."""
+    head = []
+    for header, spec in columns:
+        width = re.match(r"[<>]?(\d+)", spec)
+        right = spec.startswith(">") or spec[-1] in "dfg"
+        head.append(f"{header:{'>' if right else '<'}{width.group(1) if width else ''}}")
+    lines = [" ".join(head)]
+    lines += [" ".join(f"{v:{spec}}" for v, (_, spec) in zip(row, columns, strict=True)) for row in rows]
+    return "\n".join(lines)

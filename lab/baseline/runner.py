@@ -32,7 +32,7 @@ from typing import Any
 import redis
 
 from lab.baseline.celery_app import make_app
-from model.results.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
+from model.results.runs import load_workload, new_run_id, provenance, utc_now
 from model.results.summary import format_summary
 from model.workload import WorkloadSpec
 from realsys import loadgen
@@ -309,19 +309,19 @@ def run_baseline(
         raise ValueError("Celery cannot list tasks: the baseline's request mix must not include `list`")
     started_at, stamp = utc_now(), provenance()
     result = loadgen.run(cluster.target_spec(), spec, processes, **load_options)
-    summary = loadgen.summary_of(result, spec, run_id=run_id, kind=KIND, design=DESIGN)
-    config = run_config(
-        run_id=run_id,
+    return loadgen.write_load_run(
+        out,
+        run_id,
+        result,
+        spec,
         kind=KIND,
         design=DESIGN,
-        workload=spec,
         parameters={**cluster.parameters(), "processes": processes, **(extra_parameters or {})},
-        replication=replication,
         started_at=started_at,
         provenance_info=stamp,
+        replication=replication,
+        records=records,
     )
-    path = write_run(out, run_id, config, result.requests, result.jobs, summary, records=records)
-    return path, summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,13 +18,13 @@ from typing import Any
 import grpc
 
 from dtq.v1 import client_pb2, job_pb2
-from lab.bench.targets import status_name
 from lab.procfs import total_cpu
 from model.workload import ClosedLoop, Distribution, RequestMix, WorkloadSpec
 from realsys import loadgen
 from realsys.client import channel_options
 from realsys.eventloop import loop_factory
-from realsys.targets import make_target
+from realsys.loadgen import json_child
+from realsys.targets import make_target, status_name
 
 NOOP_TYPE = "echo"  # the built-in no-op: returns its (empty) payload
 ECHO_METHOD = "/dtq.bench.Echo/Echo"
@@ -140,14 +140,7 @@ def run_children(
     cpu = 0.0
     try:
         for job in jobs:
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "lab.bench.clients", json.dumps(job)],
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-            )
+            children.append(json_child("lab.bench.clients", job))
         if jobs[0]["kind"] != "count":
             for child in children:
                 assert child.stdout is not None

@@ -12,7 +12,7 @@ import grpc
 
 from dtq.v1 import client_pb2, job_pb2
 from model.states import JobState
-from realsys.targets import DtqTarget, TargetError
+from realsys.targets import DtqTarget, TargetError, status_name
 
 _STATE_NAMES = {int(s): s.name for s in JobState}
 
@@ -24,14 +24,8 @@ class RoutedDtqTarget(DtqTarget):
     (`job.owner_node`), so the target needs no node table and a Design A gateway works unchanged.
     """
 
-    def __init__(
-        self,
-        addresses: Sequence[str] | str,
-        timeout: float = 10.0,
-        design: str = "",
-        submit_wait: float = 0.0,
-    ) -> None:
-        super().__init__(addresses, timeout, design, submit_wait)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # DtqTarget's
+        super().__init__(*args, **kwargs)
         self._owner_stub: dict[str, Any] = {}
 
     async def submit(self, job_type: str, payload: bytes) -> str:
@@ -63,11 +57,6 @@ class RoutedDtqTarget(DtqTarget):
                 raise TargetError(status_name(exc)) from None
             if job.done or time.monotonic() >= deadline:
                 return _STATE_NAMES.get(job.state, "STATE_UNSPECIFIED"), job.attempt
-
-
-def status_name(exc: grpc.RpcError) -> str:
-    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
-    return code.name if code is not None else "UNKNOWN"
 
 
 def routed_target_spec(addresses: Sequence[str], design: str, submit_wait: float = 0.0) -> dict[str, Any]:

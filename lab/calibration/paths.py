@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -95,6 +96,67 @@ async def _wait_and_result(
     }
 
 
+async def _leasing(
+    rpc: Callable[[], Awaitable[worker_pb2.FetchWorkResponse]],
+    count: int,
+    pids: Mapping[str, int],
+    idle: Mapping[str, float],
+    what: str,
+) -> tuple[dict[str, list[float]], list[tuple[str, int]]]:
+    """`count` calls of a leasing RPC (one job each) measured, and the (job id, attempt) they leased."""
+    leased: list[tuple[str, int]] = []
+
+    async def call(_: int) -> object:
+        reply = await rpc()
+        leased.extend((a.job_id, a.attempt) for a in reply.assignments)
+        return reply
+
+    samples = await measure_calls(call, pids, count, idle)
+    if len(leased) < count:
+        raise RuntimeError(f"{what}: {len(leased)} of {count} leased")
+    return samples, leased
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """Jobs a worker (the calibrator) holds: their WorkerHeartbeat and ReportResult, one call each,
+    then WaitJob and GetJobResult of the finished jobs."""
+
+    workers: Any  # WorkersStub
+    tq: Any  # TaskQueueStub
+    jobs: Sequence[tuple[str, int]]  # (job id, attempt)
+    worker_id: str
+    total_slots: int
+    metadata: Sequence[tuple[str, str]] | None = None
+
+    def _heartbeat(self, i: int) -> Awaitable[object]:
+        request = worker_pb2.HeartbeatRequest(
+            worker_id=self.worker_id,
+            total_slots=self.total_slots,
+            free_slots=0,
+            running=_running(*self.jobs[i]),
+        )
+        return self.workers.WorkerHeartbeat(  # type: ignore[no-any-return]
+            request, timeout=RPC_TIMEOUT, metadata=self.metadata
+        )
+
+    def _report(self, i: int) -> Awaitable[object]:
+        request = _success(*self.jobs[i], worker_id=self.worker_id)
+        return self.workers.ReportResult(  # type: ignore[no-any-return]
+            request, timeout=RPC_TIMEOUT, metadata=self.metadata
+        )
+
+    async def measure(
+        self, count: int, pids: Mapping[str, int], idle: Mapping[str, float]
+    ) -> dict[str, dict[str, list[float]]]:
+        out = {
+            "WorkerHeartbeat": await measure_calls(self._heartbeat, pids, count, idle),
+            "ReportResult": await measure_calls(self._report, pids, count, idle),
+        }
+        out.update(await _wait_and_result(self.tq, [job_id for job_id, _ in self.jobs], pids, idle))
+        return out
+
+
 # ---------------------------------------------------------------------------- Design B
 async def mono_worker_api(
     address: str, pending: Sequence[str], pids: Mapping[str, int], idle: Mapping[str, float]
@@ -113,38 +175,16 @@ async def mono_worker_api(
             count,
             idle,
         )
-        stolen: list[tuple[str, int]] = []
 
-        async def steal(_: int) -> object:
+        def steal() -> Awaitable[worker_pb2.FetchWorkResponse]:
             request = internal_pb2.StealWorkRequest(thief_node="n2", worker_id=THIEF_WORKER, max_jobs=1)
-            reply: worker_pb2.FetchWorkResponse = await peer.StealWork(request, timeout=RPC_TIMEOUT)
-            stolen.extend((a.job_id, a.attempt) for a in reply.assignments)
-            return reply
+            return peer.StealWork(request, timeout=RPC_TIMEOUT)  # type: ignore[no-any-return]
 
-        out["StealWork"] = await measure_calls(steal, pids, count, idle)
-        if len(stolen) < count:
-            raise RuntimeError(f"StealWork leased {len(stolen)} of {count} pending jobs")
+        out["StealWork"], stolen = await _leasing(steal, count, pids, idle, "StealWork of pending jobs")
 
-        def heartbeat(i: int) -> Awaitable[object]:
-            request = worker_pb2.HeartbeatRequest(
-                worker_id=THIEF_WORKER, total_slots=0, free_slots=0, running=_running(*stolen[i])
-            )
-            # a thief's calls to the owner carry the forwarded mark, as realsys/mono/backend.py sends them
-            return workers.WorkerHeartbeat(  # type: ignore[no-any-return]
-                request, timeout=RPC_TIMEOUT, metadata=FORWARDED
-            )
-
-        out["WorkerHeartbeat"] = await measure_calls(heartbeat, pids, count, idle)
-
-        def report(i: int) -> Awaitable[object]:
-            job_id, attempt = stolen[i]
-            request = _success(job_id, attempt, THIEF_WORKER)
-            return workers.ReportResult(  # type: ignore[no-any-return]
-                request, timeout=RPC_TIMEOUT, metadata=FORWARDED
-            )
-
-        out["ReportResult"] = await measure_calls(report, pids, count, idle)
-        out.update(await _wait_and_result(tq, [job_id for job_id, _ in stolen], pids, idle))
+        # a thief's calls to the owner carry the forwarded mark, as realsys/mono/backend.py sends them
+        held = _Held(workers, tq, stolen, THIEF_WORKER, total_slots=0, metadata=FORWARDED)
+        out.update(await held.measure(count, pids, idle))
         return out
     finally:
         await channel.close(None)
@@ -171,33 +211,15 @@ async def micro_worker_api(
             worker_pb2.HeartbeatRequest(worker_id=CAL_WORKER, total_slots=1, free_slots=1),
             timeout=RPC_TIMEOUT,
         )
-        leased: list[tuple[str, int]] = []
         wait = to_duration(1.0)
 
-        async def fetch(_: int) -> object:
+        def fetch() -> Awaitable[worker_pb2.FetchWorkResponse]:
             request = worker_pb2.FetchWorkRequest(worker_id=CAL_WORKER, free_slots=1, wait_timeout=wait)
-            reply: worker_pb2.FetchWorkResponse = await workers.FetchWork(request, timeout=RPC_TIMEOUT)
-            leased.extend((a.job_id, a.attempt) for a in reply.assignments)
-            return reply
+            return workers.FetchWork(request, timeout=RPC_TIMEOUT)  # type: ignore[no-any-return]
 
-        out["FetchWork"] = await measure_calls(fetch, pids, pending, idle)
-        if len(leased) < pending:
-            raise RuntimeError(f"FetchWork leased {len(leased)} of {pending} queued jobs")
+        out["FetchWork"], leased = await _leasing(fetch, pending, pids, idle, "FetchWork of queued jobs")
 
-        def heartbeat(i: int) -> Awaitable[object]:
-            request = worker_pb2.HeartbeatRequest(
-                worker_id=CAL_WORKER, total_slots=1, free_slots=0, running=_running(*leased[i])
-            )
-            return workers.WorkerHeartbeat(request, timeout=RPC_TIMEOUT)  # type: ignore[no-any-return]
-
-        out["WorkerHeartbeat"] = await measure_calls(heartbeat, pids, pending, idle)
-
-        def report(i: int) -> Awaitable[object]:
-            request = _success(*leased[i], worker_id=CAL_WORKER)
-            return workers.ReportResult(request, timeout=RPC_TIMEOUT)  # type: ignore[no-any-return]
-
-        out["ReportResult"] = await measure_calls(report, pids, pending, idle)
-        out.update(await _wait_and_result(tq, [job_id for job_id, _ in leased], pids, idle))
+        out.update(await _Held(workers, tq, leased, CAL_WORKER, total_slots=1).measure(pending, pids, idle))
 
         # the queue alone: entries of its own (it keeps ids and priorities, not jobs)
         entries = [internal_pb2.QueueEntry(job_id=f"calibrate-q{i}") for i in range(pending)]

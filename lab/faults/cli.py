@@ -29,24 +29,37 @@ from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from realsys import cluster
-from sim.faults import ROW_KEYS, core_for, fault_workload
+from sim.faults import ROW_KEYS, core_for, fault_table, fault_workload, point_cells, recovery_text
+
+REAL_COLUMNS = (
+    ("design", "6"),
+    ("fault", "9"),
+    ("target", "11"),
+    ("lease", "5g"),
+    ("hb", "4g"),
+    ("accepted", "8d"),
+    ("lost", "4d"),
+    ("unfin", "5d"),
+    ("failed", "6d"),
+    ("dup", "4d"),
+    ("recov_s", ">7"),
+    ("unavail_s", "9.1f"),
+    ("restart_s", "9.2f"),
+)
 
 
 def format_runs(runs: Sequence[FaultRun]) -> str:
-    head = (
-        f"{'design':6} {'fault':9} {'target':11} {'lease':>5} {'hb':>4} {'accepted':>8} {'lost':>4} "
-        f"{'unfin':>5} {'failed':>6} {'dup':>4} {'recov_s':>7} {'unavail_s':>9} {'restart_s':>9}"
-    )
-    lines = [head]
+    rows = []
     for run in runs:
         r, f = run.row(), run.found
-        recovery = "never" if r["recovery_s"] is None else f"{r['recovery_s']:.1f}"
-        lines.append(
-            f"{r['design']:6} {r['fault']:9} {r['target']:11} {r['lease_s']:5g} {r['heartbeat_s']:4g} "
-            f"{r['accepted']:8d} {r['lost']:4d} {f.unfinished:5d} {f.failed:6d} {r['duplicates']:4d} "
-            f"{recovery:>7} {r['unavailable_s']:9.1f} {run.injection.restart_s:9.2f}"
+        rows.append(
+            [
+                *point_cells(r),
+                *(f.unfinished, f.failed, r["duplicates"], recovery_text(r), r["unavailable_s"]),
+                run.injection.restart_s,
+            ]
         )
-    return "\n".join(lines)
+    return fault_table(REAL_COLUMNS, rows)
 
 
 def write_rows(runs: Sequence[FaultRun], out: Path, append: bool = False) -> Path:

@@ -16,10 +16,10 @@ from lab.faults.audit import RealAudit, audit, read_cluster_jobs
 from lab.faults.backends import Backend, FaultCluster, LocalBackend
 from lab.faults.inject import POLL, Injection, RealFault
 from model.config import CoreConfig
-from model.results.runs import provenance, run_config, utc_now, write_run
+from model.results.runs import provenance, utc_now
 from model.workload import Op, WorkloadSpec
 from realsys import cluster
-from realsys.loadgen import run_load, summary_of
+from realsys.loadgen import run_load, write_load_run
 from realsys.targets import DtqTarget
 from sim.faults import ROW_KEYS
 
@@ -150,15 +150,15 @@ async def run_fault(
             "injection": {k: v for k, v in asdict(injection).items() if k != "fault"},
             "cluster": described,
         }
-        config = run_config(
-            run_id=run_id,
+        run_dir, _ = write_load_run(
+            runs_out,
+            run_id,
+            result,
+            spec,
             kind="real",
             design=design,
-            workload=spec,
             parameters=parameters,
             started_at=started_at,
             provenance_info=provenance(),
         )
-        summary = summary_of(result, spec, run_id=run_id, kind="real", design=design)
-        run_dir = write_run(runs_out, run_id, config, result.requests, result.jobs, summary)
     return FaultRun(design, fault, core, store, run_id, injection, found, run_dir)

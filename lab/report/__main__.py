@@ -1,7 +1,8 @@
-"""`python -m lab.report` (`make paper`): the paper's figures and tables from data/."""
+"""`python -m lab.report ARGS` (`make paper`) is `dtq report ARGS`: the paper's figures and tables
+from data/."""
 
 import sys
 
-from lab.report.build import main
+from realsys.cli import main
 
-sys.exit(main())
+main(["report", *sys.argv[1:]])

@@ -27,7 +27,7 @@ import json
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,9 +258,3 @@ def add_parser(sub: Any) -> None:
     )
     add_arguments(p)
     p.set_defaults(handler=report_command)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.report", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return report_command(parser.parse_args(argv))

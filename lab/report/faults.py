@@ -21,32 +21,44 @@ def fault_name(row: Mapping[str, Any]) -> str:
     return f"{fault} {target}".strip()
 
 
+Point = tuple[str, str, float, float]  # (design, fault, lease s, heartbeat s)
+
+
+def _by_point(rows: Sequence[Mapping[str, Any]]) -> dict[Point, list[Mapping[str, Any]]]:
+    out: dict[Point, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r["design"], fault_name(r), num(r["lease_s"]), num(r["heartbeat_s"])), []).append(r)
+    return out
+
+
+def _point_order(k: Point) -> tuple[int, str, float, float]:
+    return (design_key(k[0]), k[1], k[2], k[3])
+
+
+def _point_cells(k: Point) -> list[str]:
+    return [DESIGN_LABEL.get(k[0], k[0]), k[1], fmt(k[2], 1), fmt(k[3], 1)]
+
+
+def _median_cells(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Recovery, duplicates, lost and unavailable time: medians over a point's runs."""
+    return [
+        _median_cell(runs, "recovery_s", 1),
+        _median_cell(runs, "duplicates", 0),
+        _median_cell(runs, "lost", 0),
+        _median_cell(runs, "unavailable_s", 1),
+    ]
+
+
 def table_faults(sim_rows: Sequence[Mapping[str, Any]], real_rows: Sequence[Mapping[str, Any]]) -> str:
     """One line per (design, fault, lease, heartbeat). A real point run several times shows the median
     over its runs (`runs` column); a run whose throughput never came back counts as 'never'."""
     if not sim_rows and not real_rows:
         return "No fault data yet (`dtq sim faults --design D`, `dtq faults`).\n"
-
-    def key(r: Mapping[str, Any]) -> tuple[str, str, float, float]:
-        return (r["design"], fault_name(r), num(r["lease_s"]), num(r["heartbeat_s"]))
-
-    sim: dict[tuple[str, str, float, float], list[Mapping[str, Any]]] = {}
-    real: dict[tuple[str, str, float, float], list[Mapping[str, Any]]] = {}
-    for rows, into in ((sim_rows, sim), (real_rows, real)):
-        for r in rows:
-            into.setdefault(key(r), []).append(r)
+    sim, real = _by_point(sim_rows), _by_point(real_rows)
     body = []
-    for k in sorted(set(sim) | set(real), key=lambda k: (design_key(k[0]), k[1], k[2], k[3])):
-        cells = [DESIGN_LABEL.get(k[0], k[0]), k[1], fmt(k[2], 1), fmt(k[3], 1)]
-        for runs in (sim.get(k, []), real.get(k, [])):
-            cells += [
-                _median_cell(runs, "recovery_s", 1),
-                _median_cell(runs, "duplicates", 0),
-                _median_cell(runs, "lost", 0),
-                _median_cell(runs, "unavailable_s", 1),
-            ]
-        cells.append(str(len(real.get(k, []))))
-        body.append(cells)
+    for k in sorted(set(sim) | set(real), key=_point_order):
+        cells = _point_cells(k) + _median_cells(sim.get(k, [])) + _median_cells(real.get(k, []))
+        body.append([*cells, str(len(real.get(k, [])))])
     header = ["design", "fault", "lease s", "heartbeat s", "sim recovery s", "sim dup", "sim lost"]
     header += ["sim unavail s", "real recovery s", "real dup", "real lost", "real unavail s", "real runs"]
     note = (
@@ -66,26 +78,12 @@ def table_faults_compose(
     """The same faults on the local process clusters and on Compose clusters: medians per point."""
     if not compose_rows:
         return "No Compose fault runs yet (`dtq faults run --backend compose`).\n"
-
-    def key(r: Mapping[str, Any]) -> tuple[str, str, float, float]:
-        return (r["design"], fault_name(r), num(r["lease_s"]), num(r["heartbeat_s"]))
-
-    local: dict[tuple[str, str, float, float], list[Mapping[str, Any]]] = {}
-    compose: dict[tuple[str, str, float, float], list[Mapping[str, Any]]] = {}
-    for rows, into in ((local_rows, local), (compose_rows, compose)):
-        for r in rows:
-            into.setdefault(key(r), []).append(r)
+    local, compose = _by_point(local_rows), _by_point(compose_rows)
     body = []
-    for k in sorted(compose, key=lambda k: (design_key(k[0]), k[1], k[2], k[3])):
-        cells = [DESIGN_LABEL.get(k[0], k[0]), k[1], fmt(k[2], 1), fmt(k[3], 1)]
+    for k in sorted(compose, key=_point_order):
+        cells = _point_cells(k)
         for runs in (local.get(k, []), compose[k]):
-            cells += [
-                _median_cell(runs, "recovery_s", 1),
-                _median_cell(runs, "duplicates", 0),
-                _median_cell(runs, "lost", 0),
-                _median_cell(runs, "unavailable_s", 1),
-                str(len(runs)),
-            ]
+            cells += [*_median_cells(runs), str(len(runs))]
         body.append(cells)
     header = ["design", "fault", "lease s", "heartbeat s"]
     for where in ("local", "compose"):

@@ -32,6 +32,26 @@ def _legend_top(fig: Figure, rows: int = 1) -> float:
     return max(0.5, 1 - 0.32 * rows / fig.get_figheight())
 
 
+def _label_cell(ax: Axes, at: tuple[int, int, int], title: str, ylabel: str, xlabel: str) -> None:
+    """A grid cell's labels: the title on the top row, the y label on the left column and the x label
+    on the bottom row (`at` = row, column, rows)."""
+    i, j, rows = at
+    if i == 0:
+        ax.set_title(title)
+    if j == 0:
+        ax.set_ylabel(ylabel)
+    if i == rows - 1:
+        ax.set_xlabel(xlabel)
+
+
+def _legend_and_save(fig: Figure, axes: Any, out: Path, name: str) -> Path:
+    """One legend for the figure (the first panel's entries) above the panels, then the file."""
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, _legend_top(fig)))
+    return _save(fig, out, name)
+
+
 def _plot_vs_concurrency(ax: Axes, rows: Sequence[Mapping[str, str]], col: str) -> None:
     """Mean ± 95% CI per design against concurrency; the Celery reference dashed and grey."""
     for design in sorted({r["design"] for r in rows}, key=design_key):
@@ -68,16 +88,8 @@ def fig_vs_concurrency(
         for j, (duration, mix) in enumerate(facets):
             ax = axes[i][j]
             _plot_vs_concurrency(ax, [r for r in rows if (r["duration"], r["mix"]) == (duration, mix)], col)
-            if i == 0:
-                ax.set_title(f"{duration} jobs, {mix} mix")
-            if j == 0:
-                ax.set_ylabel(label)
-            if i == len(metrics) - 1:
-                ax.set_xlabel("closed-loop clients")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, _legend_top(fig)))
-    return _save(fig, out, name)
+            _label_cell(ax, (i, j, len(metrics)), f"{duration} jobs, {mix} mix", label, "closed-loop clients")
+    return _legend_and_save(fig, axes, out, name)
 
 
 def fig_mix_duration(rows: Sequence[Mapping[str, str]], out: Path) -> Path:
@@ -164,16 +176,9 @@ def fig_accuracy(points: Sequence[Mapping[str, str]], out: Path) -> Path | None:
                     color=color,
                     label=f"{DESIGN_LABEL.get(design, design)} simulated",
                 )
-            if i == 0:
-                ax.set_title(f"{facet[0]} jobs, {facet[1]} mix")
-            if j == 0:
-                ax.set_ylabel(label)
-            if i == len(metrics) - 1:
-                ax.set_xlabel("offered rate (requests/s)")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0))
-    fig.tight_layout(rect=(0, 0, 1, _legend_top(fig)))
-    return _save(fig, out, "accuracy")
+            title = f"{facet[0]} jobs, {facet[1]} mix"
+            _label_cell(ax, (i, j, len(metrics)), title, label, "offered rate (requests/s)")
+    return _legend_and_save(fig, axes, out, "accuracy")
 
 
 def fig_faults(

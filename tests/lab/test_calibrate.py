@@ -54,21 +54,26 @@ def test_measure_echo_and_loadgen() -> None:
     assert loadgen["requests"] >= 10 and loadgen["cpu_per_request"] > 0
 
 
+# a sleeping loop's wake-up costs 1e-4 (3e-4 at one call in flight, 2e-4 busy); a busy client 1e-4
+ECHO = {
+    "client": [1.5e-4] * 5,
+    "network": [2e-5] * 5,
+    "server": [3e-4] * 5,
+    "busy_server": [2e-4] * 3,
+    "busy_client": [1e-4] * 3,
+}
+
+CLIENT_API = ("SubmitJob", "GetJobStatus", "GetJobResult", "CancelJob", "ListJobs")
+
+
 def test_build_parameters_loads(tmp_path: Path) -> None:
-    # a sleeping loop's wake-up costs 1e-4 (3e-4 at one call in flight, 2e-4 busy); a busy client 1e-4
-    echo = {
-        "client": [1.5e-4] * 5,
-        "network": [2e-5] * 5,
-        "server": [3e-4] * 5,
-        "busy_server": [2e-4] * 3,
-        "busy_client": [1e-4] * 3,
-    }
+    echo = dict(ECHO)
     commit = {"commit": [5e-5] * 5, "commit_many": [2e-4] * 3, "rows": [20.0]}
     nodes = {f"n{i}": [6e-4] * 5 for i in range(1, 7)}
-    mono = {m: nodes for m in ("SubmitJob", "GetJobStatus", "GetJobResult", "CancelJob", "ListJobs")}
+    mono = {m: nodes for m in CLIENT_API}
     mono["forward.GetJobStatus"] = nodes
     roles = {r: [2e-4] * 5 for r in ("gateway", "job", "queue")}
-    micro = {m: roles for m in ("SubmitJob", "GetJobStatus", "GetJobResult", "CancelJob", "ListJobs")}
+    micro = {m: roles for m in CLIENT_API}
     params, measured = build_parameters(echo, commit, {"cpu_per_request": 1e-4}, mono, micro, "sqlite")
     assert "service.node.SubmitJob" in measured and "service.node.fetch" in unmeasured(measured)
     path = tmp_path / "x.json"
@@ -95,32 +100,12 @@ def _windows(procs: dict[str, tuple[float, float]], waited_extra: dict[str, floa
 
 def test_job_path_keys_are_derived_from_the_windows_and_direct_calls() -> None:
     client, commit_s = 1e-4, 5e-5
-    # a sleeping loop's wake-up costs 1e-4 (3e-4 at one call in flight, 2e-4 busy); a busy client 1e-4
-    echo = {
-        "client": [1.5e-4] * 5,
-        "network": [2e-5] * 5,
-        "server": [3e-4] * 5,
-        "busy_server": [2e-4] * 3,
-        "busy_client": [1e-4] * 3,
-    }
+    echo = dict(ECHO)
     commit = {"commit": [commit_s] * 5, "commit_many": [2e-4] * 3, "rows": [20.0]}
     nodes = {f"n{i}": [3e-4] * 5 for i in range(1, 7)}
+    worker_side = ("WorkerHeartbeat", "ReportResult", "WaitJob", "GetJobResult.done")
     mono: dict[str, object] = {
-        m: nodes
-        for m in (
-            "SubmitJob",
-            "GetJobStatus",
-            "GetJobResult",
-            "CancelJob",
-            "ListJobs",
-            "forward.GetJobStatus",
-            "QueueDepth",
-            "StealWork",
-            "WorkerHeartbeat",
-            "ReportResult",
-            "WaitJob",
-            "GetJobResult.done",
-        )
+        m: nodes for m in (*CLIENT_API, "forward.GetJobStatus", "QueueDepth", "StealWork", *worker_side)
     }
     # n1: window 1 = submit (3e-4) + fetch/launch (2e-4) + commit; window 2 = wake + report (1e-4) + commit
     mono["job_path"] = _windows(
@@ -130,16 +115,9 @@ def test_job_path_keys_are_derived_from_the_windows_and_direct_calls() -> None:
     micro: dict[str, object] = {
         m: roles
         for m in (
-            "SubmitJob",
-            "GetJobStatus",
-            "GetJobResult",
-            "CancelJob",
-            "ListJobs",
+            *CLIENT_API,
             "FetchWork",
-            "WorkerHeartbeat",
-            "ReportResult",
-            "WaitJob",
-            "GetJobResult.done",
+            *worker_side,
             "queue.Reserve",
             "queue.Ack",
         )

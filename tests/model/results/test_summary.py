@@ -1,4 +1,4 @@
-"""Run summaries (model/results/summary.py) against hand-computed values, and the CSV row round trip."""
+"""Run summaries (model/results/summary.py) against hand-computed values."""
 
 from __future__ import annotations
 
@@ -10,14 +10,7 @@ import numpy as np
 import pytest
 
 from model.errors import InvalidArgument
-from model.results.schema import (
-    JobRecord,
-    RequestRecord,
-    job_from_row,
-    job_rows,
-    request_from_row,
-    request_rows,
-)
+from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import LOADGEN_KEYS, histogram, latency_stats, summarize
 from model.states import JobState
 from model.workload import Op
@@ -216,34 +209,3 @@ def test_deterministic() -> None:
     a = json.dumps(summary(requests, jobs), sort_keys=True)
     b = json.dumps(summary(list(reversed(requests)), list(reversed(jobs))), sort_keys=True)
     assert a == b
-
-
-# ---------------------------------------------------------------------------- CSV rows
-def test_rows_round_trip_exactly() -> None:
-    requests = [
-        RequestRecord(3, Op.CANCEL, 0.1 + 0.2, 1 / 3, 2 / 3, "FAILED_PRECONDITION", "n1-x-1"),
-        RequestRecord(0, Op.LIST, 1e-7, 12345.678901234567, 12345.7, "OK", ""),
-    ]
-    rows = list(request_rows(requests))
-    times = [repr(0.1 + 0.2), repr(1 / 3), repr(2 / 3)]
-    assert rows[0] == ["3", "cancel", *times, "FAILED_PRECONDITION", "n1-x-1"]
-    assert [request_from_row(r) for r in rows] == requests
-
-    jobs = [
-        JobRecord("a", 1.0, 1.5, 2.25, JobState.SUCCEEDED, 1, 0.05),
-        JobRecord("b", 1.0, 1.5, math.nan, JobState.PENDING, 0, 0.0),
-    ]
-    job_out = list(job_rows(jobs))
-    assert job_out[1] == ["b", "1.0", "1.5", "", "PENDING", "0", "0.0"]
-    back = [job_from_row(r) for r in job_out]
-    assert back[0] == jobs[0]
-    assert back[1].job_id == "b" and math.isnan(back[1].end_time) and back[1].final_state is JobState.PENDING
-
-
-def test_bad_rows() -> None:
-    with pytest.raises(InvalidArgument):
-        request_from_row(["0", "delete", "1", "1", "1", "OK", ""])
-    with pytest.raises(InvalidArgument):
-        request_from_row(["0", "submit"])
-    with pytest.raises(InvalidArgument):
-        job_from_row(["a", "1", "1", "", "DONE", "1", "0"])
