@@ -247,7 +247,7 @@ def test_summary_table_groups_replications(tmp_path: Path) -> None:
 def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, summary = tmp_path / "runs", tmp_path / "summary.csv"
     argv = ["experiment", "run", str(SMOKE), "--out", str(out), "--summary", str(summary), "--no-progress"]
-    assert command(build_parser().parse_args(argv)) == 0
+    assert command(build_parser("experiment")[0].parse_args(argv)) == 0
     exp = load_experiment(SMOKE)
     ids = [r.run_id for r in expand(exp).runs]
     assert ids == ["real-mono-smoke.memory-7-r0", "real-mono-smoke.memory-8-r1"]
@@ -277,7 +277,7 @@ def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert float(row["completion_p50_ms_mean"]) > 0 and float(row["completion_p99_ms_mean"]) > 0
 
     capsys.readouterr()
-    assert command(build_parser().parse_args(argv)) == 0  # resumed: nothing left to run
+    assert command(build_parser("experiment")[0].parse_args(argv)) == 0  # resumed: nothing left to run
     assert "2 already done, 0 run now" in capsys.readouterr().out
 
 
