@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,baseline]"
+	$(BIN)/pip install --quiet -e ".[dev,sim,lab]"
 	touch $(STAMP)
 
 # The main job as it stands: both designs as six-process local clusters, end to end.
@@ -40,10 +40,10 @@ lifecycle: $(STAMP)
 	$(BIN)/python -m model.states
 
 # Every figure (paper/figures/*.png) and table (paper/tables/*.md) from what is in data/, and REPORT.md's
-# table blocks (sim/report.py). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
+# table blocks (lab/report/). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
 # flock /tmp/dtq-measure.lock make paper RERUN=1).
 paper: $(STAMP)
-	$(BIN)/python -m sim.report $(if $(RERUN),--rerun)
+	$(BIN)/python -m lab.report $(if $(RERUN),--rerun)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -479,7 +479,7 @@ main() {
     fi
     [[ $MODE == all ]] || die "unknown mode $MODE (all | image)"
     if [[ ${DTQ_DOCKER_FAULTS:-1} != 0 ]]; then # before the slow steps: step 10 needs dtq on the host
-        "$PYTHON" -c 'import realsys.faults' 2>/dev/null ||
+        "$PYTHON" -c 'import lab.faults.cli' 2>/dev/null ||
             die "step 10 needs dtq in $PYTHON (make docker-test passes .venv/bin/python; DTQ_DOCKER_FAULTS=0 skips it)"
     fi
     for DESIGN in $DESIGNS; do

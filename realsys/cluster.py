@@ -5,6 +5,9 @@ passes every setting as DTQ_* environment variables (the one config loader reads
 DIR/cluster.json: the design, the client-facing addresses first, then every node's role, address,
 pid and environment (so a node can be restarted on the same port and data).
 
+`running(design)` is the context manager for a block of code: the cluster up (in a temporary folder
+unless given one), and down again when the block ends, also when it raises.
+
 `up(..., secure=True)` also makes a throwaway CA, a certificate per node and tokens in DIR/tls/
 (realsys/security.py): every node serves TLS and checks tokens; cluster.json (mode 0600) records the CA
 path and the client and worker tokens for clients.
@@ -21,14 +24,17 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from realsys.security import ChannelSecurity, new_token, open_channel, write_cluster_pki
 
 MICRO_ROLES = ("result", "queue", "job", "coordinator", "worker", "gateway")  # start order: callees first
 MONO_NODES = tuple(f"n{i}" for i in range(1, 7))
@@ -157,7 +163,7 @@ def plan(
     hosts: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, dict[str, str]]]:
     """(name, role, env) for each process, in start order. `hosts`: a node's listen IP other than
-    127.0.0.1 (partition faults put a node behind a veth pair; see realsys/faults.py)."""
+    127.0.0.1 (partition faults put a node behind a veth pair; see lab/faults/)."""
     if design not in ("micro", "mono"):
         raise ValueError(f"design must be micro or mono, not {design!r}")
     if store not in ("sqlite", "memory"):
@@ -205,8 +211,6 @@ def _spawn(directory: Path, name: str, env: Mapping[str, str], netns: str = "") 
 
 def wait_healthy(address: str, timeout: float, pid: int | None = None, tls_ca: str = "") -> None:
     """Polls the node's health (no token needed; over TLS verified with `tls_ca` when given)."""
-    from realsys.security import ChannelSecurity, open_channel
-
     deadline = time.monotonic() + timeout
     last_error = "no answer"
     with open_channel(address, security=ChannelSecurity(Path(tls_ca) if tls_ca else None)) as channel:
@@ -237,7 +241,7 @@ def up(
     netns: Mapping[str, str] | None = None,
 ) -> ClusterInfo:
     """`hosts` and `netns` (by node name): listen IPs other than 127.0.0.1 and network namespaces
-    to start nodes in; the caller sets the namespaces up (realsys/faults.py's partition fault)."""
+    to start nodes in; the caller sets the namespaces up (lab/faults/: the partition fault)."""
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CLUSTER_FILE).exists():
@@ -265,12 +269,37 @@ def up(
     return info
 
 
+@contextlib.contextmanager
+def running(
+    design: str,
+    directory: Path | None = None,
+    *,
+    grace: float = 15.0,
+    prefix: str = "",
+    under: Path | None = None,
+    **up_options: Any,
+) -> Iterator[ClusterInfo]:
+    """A local cluster for the block: `up(design, directory, **up_options)` on entry (total_slots,
+    store, overrides, timeout, secure, hosts, netns), `down` (with `grace`) on exit, also when the
+    block raises. Without `directory` it lives in a temporary folder (named from `prefix`, inside
+    `under` if given), removed afterwards with the nodes' data and logs."""
+    with contextlib.ExitStack() as stack:
+        if directory is None:
+            tmp = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix=prefix or f"dtq-{design}-", dir=under)
+            )
+            directory = Path(tmp) / design
+        info = up(design, directory, **up_options)
+        try:
+            yield info
+        finally:
+            down(info.directory, grace)
+
+
 def _secure(
     directory: Path, planned: list[tuple[str, str, dict[str, str]]]
 ) -> tuple[list[tuple[str, str, dict[str, str]]], dict[str, str]]:
     """A throwaway CA, node certificates and tokens in DIR/tls, and each node's env pointing at them."""
-    from realsys.security import new_token, write_cluster_pki
-
     pki = write_cluster_pki(directory / "tls", [name for name, _, _ in planned])
     tokens = {"client": new_token(), "worker": new_token(), "ca": str(pki.ca)}
     internal = new_token()

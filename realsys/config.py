@@ -113,7 +113,7 @@ class NodeConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     # CPython's cyclic GC in a node process: "default"; "freeze" (gc.freeze() once started, so full
     # collections skip everything start-up made); "off" (gc.disable(): no pauses, cycles never freed;
-    # for experiments, realsys/diagnose.py)
+    # for experiments, lab/diagnose.py)
     gc_mode: GcMode = "default"
 
 

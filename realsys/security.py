@@ -284,10 +284,11 @@ def write_cluster_pki(
 ) -> ClusterPki:
     """A new CA (its key stays in `directory`) and a certificate per node whose SANs are the node's
     name (its Compose service name) and `hosts`. Valid for 30 days; keys are mode 0600."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    # cryptography's x509 (~0.1 s to import) only for `cluster up --secure`: off a node's start-up path
+    from cryptography import x509  # (see above)
+    from cryptography.hazmat.primitives import hashes, serialization  # (see above)
+    from cryptography.hazmat.primitives.asymmetric import ec  # (see above)
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # (see above)
 
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)

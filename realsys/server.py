@@ -27,7 +27,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -39,6 +38,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from model.errors import InvalidArgument
 from realsys.config import GcMode, NodeConfig, address_host, grpc_options, load_config
 from realsys.decoding import ServingRegistrar
+from realsys.eventloop import loop_factory
 from realsys.logs import bind_node, configure_logging, get_logger
 from realsys.metrics import GcPauses, MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
 from realsys.security import auth_interceptor, server_credentials
@@ -256,7 +256,7 @@ def serve_main() -> None:
         await run_role(config, role, metrics)
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(main())
     except InvalidArgument as exc:  # e.g. a TLS file that cannot be read
         sys.stderr.write(f"dtq: bad configuration: {exc.message}\n")
@@ -289,14 +289,6 @@ def _connect_host(listen: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, PENDING
 
-from sim.params import Dist, SimParams
+from sim.dist import Dist
+from sim.params import SimParams
 
 Action: TypeAlias = Callable[[float], tuple[float, Any]]
 _BLOCK = 256  # draws per refill of a sampler's buffer
@@ -260,7 +261,7 @@ class Proc:
         """Fair: a process that wakes while every core is taken is placed at most one slice behind
         the host's floor (the kernel's sleeper credit), and takes the core of the holder furthest
         ahead of it at that holder's next burst end (the kernel preempts on wake-up a task that has
-        run more: realsys.hostprobe.scheduler_slice measures how fast)."""
+        run more: lab.calibration.hostprobe.scheduler_slice measures how fast)."""
         host = self.host
         host.place(self)
         if host.free or not host.running:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +30,6 @@ from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
 from realsys.server import RunningRole, start_role
-from realsys.soak import phase_rate, rss_mib, slope_per_minute
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -239,14 +237,3 @@ async def test_finished_jobs_and_results_expire(deployment: Deployment) -> None:
         assert due is not None and due > time.time() + CORE.result_ttl + CORE.lease_duration
         role._on_timer(due + 30)  # what its timer does once the last of them is due
         assert deployment.result_rows() == 0 and len(role.retention) == 0
-
-
-def test_soak_helpers() -> None:
-    """The soak's arithmetic (the soak itself is a benchmark: `dtq soak`, see realsys/soak.py)."""
-    own = rss_mib(os.getpid())
-    assert own is not None and 1.0 < own < 100_000.0
-    assert slope_per_minute([(0.0, 10.0), (30.0, 11.0), (60.0, 12.0)]) == pytest.approx(2.0)
-    assert slope_per_minute([(5.0, 1.0)]) == 0.0
-    assert phase_rate(10.0, 90.0, 100.0, 3.0) == ("capacity", 100.0)
-    assert phase_rate(40.0, 90.0, 100.0, 3.0) == ("overload", 300.0)
-    assert phase_rate(70.0, 90.0, 100.0, 3.0) == ("capacity", 100.0)

@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -366,8 +367,6 @@ def test_docker_healthcheck_over_tls(secure_health_node: tuple[str, ClusterPki])
 @pytest.fixture
 def secure_health_node(pki: ClusterPki, tmp_path: Path) -> Any:
     """A secure mono node served from a background loop thread, for blocking callers."""
-    import threading
-
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -23,7 +24,7 @@ from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
 from model.errors import NotFound
 from realsys.config import NodeConfig, grpc_options, load_config
 from realsys.logs import configure_logging
-from realsys.metrics import NodeMetrics
+from realsys.metrics import GcPauses, NodeMetrics
 from realsys.server import run_role, start_role
 from realsys.status import grpc_errors
 
@@ -346,10 +347,6 @@ def test_serve_main_rejects_bad_config_with_exit_2(tmp_path: Path) -> None:
 
 
 def test_gc_pauses_are_recorded_by_generation_until_uninstalled() -> None:
-    import gc
-
-    from realsys.metrics import GcPauses, NodeMetrics
-
     metrics = NodeMetrics("n1", "node", "mono")
     pauses = GcPauses(metrics).install()
     try:
