@@ -7,8 +7,9 @@ so Design B routes a request for any job to its owner without a lookup.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from model.errors import InvalidArgument, Unavailable
@@ -84,3 +85,22 @@ def split_by_owner(
         else:
             remote.setdefault(owner, []).append((job_id, attempt))
     return local, remote
+
+
+def request_homes(request_id: str, nodes: Sequence[str]) -> tuple[str, str]:
+    """(primary, fallback): the two nodes that may own the job of an idempotent submit (Design B).
+
+    Every node computes the same pair from the same node list, so a retry sent to any node is routed
+    to the job. The primary is the key's hash modulo the sorted node list; the fallback is picked
+    among the other nodes with an independent part of the same hash, so the keys of a node that is
+    down spread over all the others. One node: both are that node.
+    """
+    ordered = sorted(nodes)
+    if not ordered:
+        raise InvalidArgument("a cluster has at least one node")
+    digest = hashlib.sha256(request_id.encode()).digest()
+    primary = ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
+    others = [n for n in ordered if n != primary]
+    if not others:
+        return primary, primary
+    return primary, others[int.from_bytes(digest[8:16], "big") % len(others)]

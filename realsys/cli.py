@@ -105,12 +105,19 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
             overrides["DTQ_LEASE_DURATION"] = str(args.lease)
         if args.heartbeat:
             overrides["DTQ_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
+        if args.job_modules:
+            overrides["DTQ_JOB_MODULES"] = args.job_modules
+        if args.trace_dir:
+            overrides["DTQ_TRACE_DIR"] = str(Path(args.trace_dir).resolve())
         info = cluster.up(args.design, directory, args.slots, args.store, overrides, secure=args.secure)
         _print(
             {
                 "design": info.design,
                 "clients": info.clients,
-                "nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in info.nodes],
+                "nodes": [
+                    {"name": n.name, "role": n.role, "address": n.address, "metrics": n.metrics}
+                    for n in info.nodes
+                ],
                 # tokens are not printed: they are in cluster.json (mode 0600), read by `--dir`
                 **({"tls_ca": info.tls_ca} if info.tls_ca else {}),
             }
@@ -200,6 +207,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_up.add_argument("--heartbeat", type=float, default=0.0, help="heartbeat interval in seconds")
     p_up.add_argument(
         "--secure", action="store_true", help="TLS with a throwaway CA, and tokens (kept in DIR/cluster.json)"
+    )
+    p_up.add_argument(
+        "--job-modules",
+        default="",
+        metavar="MODULES",
+        help="comma-separated modules whose @job_type handlers the workers load (DTQ_JOB_MODULES)",
+    )
+    p_up.add_argument(
+        "--trace-dir",
+        default="",
+        metavar="DIR",
+        help="trace every job's hops into DIR (DTQ_TRACE_DIR; read with `dtq trace JOB_ID --dir DIR`)",
     )
     for name in ("down", "status"):
         csub.add_parser(name).add_argument("--dir", required=True)

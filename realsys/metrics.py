@@ -92,6 +92,11 @@ class NodeMetrics:
         self.requeues = Counter("dtq_requeues_total", "Jobs put back in the queue for a retry", registry=r)
         self.forwarded = Counter("dtq_forwarded_total", "Requests forwarded to the job's owner", registry=r)
         self.stolen = Counter("dtq_stolen_total", "Jobs taken from a peer's queue", registry=r)
+        self.submit_failovers = Counter(
+            "dtq_submit_failovers_total",
+            "Idempotent submits whose job the key's fallback home made (its primary was unreachable)",
+            registry=r,
+        )
         self._recorders: dict[str, RpcRecorder] = {}
         self._queue_depth_source: Callable[[], float] | None = None
         self._oldest_age_source: Callable[[], float] | None = None
