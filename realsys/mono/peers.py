@@ -37,6 +37,8 @@ _PEER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", PEER_KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", PEER_KEEPALIVE_TIMEOUT_MS),
+    # gRPC 1.85's transport times a ping out after this (default 60 s), whatever keepalive_timeout says
+    ("grpc.http2.ping_timeout_ms", PEER_KEEPALIVE_TIMEOUT_MS),
 ]
 _CONNECT_BUDGET = 1.5  # longer than one reconnect backoff (max 1 s): a peer that is up is found
 FORWARDED: tuple[tuple[str, str], ...] = ((FORWARDED_KEY, "1"),)
