@@ -319,6 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_faults_parser(sub)  # `dtq faults run`
 
+    from realsys.trace_hooks import add_trace_parser
+
+    add_trace_parser(sub)  # `dtq trace JOB_ID --dir DIR`
+
     from realsys.calibrate import add_arguments as add_calibrate_arguments
 
     add_calibrate_arguments(
@@ -361,6 +365,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from realsys.calibrate import calibrate_command
 
             code = calibrate_command(args)
+        elif args.command == "trace":
+            from realsys.tracing import trace_command
+
+            code = trace_command(args)
         elif args.command == "load":
             from realsys.loadgen import load_command
 

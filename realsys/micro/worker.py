@@ -15,6 +15,7 @@ from realsys.config import NodeConfig
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import MicroRole
 from realsys.security import worker_channel_security
+from realsys.trace_hooks import traced_backend
 from realsys.worker import GrpcWorkerBackend, HandlerRegistry, WorkerRuntime, load_job_modules, registry
 
 
@@ -37,7 +38,7 @@ class WorkerRole(MicroRole):
         self.runtime = WorkerRuntime(
             self.worker_id,
             max(1, config.slots),
-            self.backend,
+            traced_backend(self.backend, config),
             handlers or registry,
             heartbeat_interval=config.core.heartbeat_interval,
             fetch_wait=config.fetch_wait,

@@ -26,6 +26,7 @@ from realsys.mono.services import PeerService, TaskQueueService, WorkersService
 from realsys.security import internal_channel_security
 from realsys.storage import open_job_records
 from realsys.timer import CoreTimer
+from realsys.trace_hooks import traced_backend
 from realsys.worker import HandlerRegistry, WorkerRuntime, load_job_modules, registry
 
 log = get_logger(__name__)
@@ -70,7 +71,7 @@ class MonoNode:
             self.runtime = WorkerRuntime(
                 self.worker_id,
                 config.slots,
-                self.backend,
+                traced_backend(self.backend, config),
                 handlers,
                 heartbeat_interval=config.core.heartbeat_interval,
                 fetch_wait=config.fetch_wait,
