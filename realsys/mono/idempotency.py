@@ -38,6 +38,7 @@ A copy names at most `REPLICA_LIMIT` keys per node (the newest).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -240,6 +241,7 @@ class IdempotentSubmits:
         except Unavailable:
             return None
         self.metrics.forwarded.inc()
+        started = time.perf_counter()
         try:
             response: client_pb2.SubmitJobResponse = await stub.SubmitJob(
                 request, timeout=self.links.timeout(context, wait), metadata=metadata
@@ -249,17 +251,21 @@ class IdempotentSubmits:
                 log.info("home unreachable", extra={"home": home, "error": exc.details()})
                 return None
             raise
+        finally:
+            self.metrics.observe_hop(home, "SubmitJob", time.perf_counter() - started)
         return response
 
     async def _found_at(self, peer: str, key: str, context: Context) -> bool:
         """Whether `peer` owns a job for `key`; False when it cannot be reached."""
         if self.links.suspected(peer):
             return False
+        started = time.perf_counter()
         try:
             stub = await self.links.peer(peer, context)
             reply: internal_pb2.FindRequestResponse = await stub.FindRequest(
                 internal_pb2.FindRequestRequest(request_id=key), timeout=self.links.timeout(context)
             )
+            self.metrics.observe_hop(peer, "FindRequest", time.perf_counter() - started)
         except Unavailable:
             return False
         except grpc.aio.AioRpcError as exc:

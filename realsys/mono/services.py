@@ -5,6 +5,7 @@ and Peer (other nodes). Requests about one job go to its owner: served here, or 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -164,9 +165,13 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         a retry-after of 0 and asks another node, instead of CANCELLED when the server stops."""
         self.metrics.forwarded.inc()
         stub = await self.links.task_queue(node, context)
+        started = time.perf_counter()
         call = getattr(stub, method)(request, timeout=self.links.timeout(context, wait), metadata=FORWARDED)
         if wait <= 0:
-            return await call
+            try:
+                return await call
+            finally:
+                self.metrics.observe_hop(node, method, time.perf_counter() - started)
         self._relayed.add(call)
         try:
             return await call
@@ -177,6 +182,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         finally:
             self._relayed.discard(call)
             self._cut.discard(call)
+            self.metrics.observe_hop(node, method, time.perf_counter() - started)
 
     def start_draining(self) -> None:
         """Cuts the long-polls this node relays to other owners (see _forward)."""
@@ -371,9 +377,14 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
         owner = route_known(self.links, request.job_id, self.core.node, context)
         if owner is not None:
             self.metrics.forwarded.inc()
-            response: worker_pb2.ReportResultResponse = await (
-                await self.links.workers(owner, context)
-            ).ReportResult(request, timeout=self.links.timeout(context), metadata=FORWARDED)
+            stub = await self.links.workers(owner, context)
+            started = time.perf_counter()
+            try:
+                response: worker_pb2.ReportResultResponse = await stub.ReportResult(
+                    request, timeout=self.links.timeout(context), metadata=FORWARDED
+                )
+            finally:
+                self.metrics.observe_hop(owner, "ReportResult", time.perf_counter() - started)
             return response
         job = self.core.report(request.worker_id, request.job_id, request.attempt, outcome)
         return worker_pb2.ReportResultResponse(state=cast(job_pb2.JobState, int(job.state)))
