@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -108,5 +109,12 @@ def test_custom_job_types_run_on_both_designs(design: str, tmp_path: Path) -> No
 
     try:
         asyncio.run(run())
+        # every node's metrics address is in cluster.json and `cluster status`, and serves /metrics
+        recorded = json.loads((info.directory / "cluster.json").read_text())["nodes"]
+        status = cluster.status(info.directory)
+        assert [n["metrics"] for n in recorded] == [row["metrics"] for row in status] != [""] * 6
+        for address in (n["metrics"] for n in recorded):
+            with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
+                assert b"dtq_rpc_total" in reply.read()
     finally:
         cluster.down(info.directory, grace=10)
