@@ -268,7 +268,10 @@ def up(
             pid = _spawn(directory, name, env, space)
             nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env, space))
         for node in nodes:
-            wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
+            try:
+                wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
+            except RuntimeError as exc:  # the node exited: its own last words say why
+                raise RuntimeError(f"{node.name}: {exc}{_last_words(directory, node.name)}") from None
     except BaseException:
         _stop_pids([n.pid for n in nodes], grace=5.0)
         raise
@@ -276,6 +279,17 @@ def up(
     info = ClusterInfo(design, directory, clients, nodes, tokens["ca"], tokens["client"], tokens["worker"])
     _write(info)
     return info
+
+
+def _last_words(directory: Path, name: str) -> str:
+    """ ": <the last line of the node's log>", or "" when it wrote none."""
+    try:
+        lines = [
+            line for line in (directory / f"{name}.log").read_text(errors="replace").splitlines() if line
+        ]
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""
 
 
 def _secure(

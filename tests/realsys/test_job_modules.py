@@ -118,3 +118,20 @@ def test_custom_job_types_run_on_both_designs(design: str, tmp_path: Path) -> No
                 assert b"dtq_rpc_total" in reply.read()
     finally:
         cluster.down(info.directory, grace=10)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_cluster_up_with_a_bad_module_says_why_in_one_line(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "realsys", "cluster", "up", "--design", "mono"]
+    out = subprocess.run(
+        [*command, "--dir", str(tmp_path / "c"), "--job-modules", "no_such_module_xyz", "--store", "memory"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert out.returncode != 0
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot import 'no_such_module_xyz'" in lines[0], out.stderr
+    assert not (tmp_path / "c" / "cluster.json").exists()
