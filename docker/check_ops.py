@@ -35,7 +35,8 @@ def targets_up(prometheus: str, expected: int, timeout: float) -> list[str]:
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://{prometheus}/api/v1/targets?state=active", timeout=5) as reply:
+            url = f"http://{prometheus}/api/v1/targets?state=active"
+            with urllib.request.urlopen(url, timeout=5) as reply:
                 body = json.load(reply)
             active = [t for t in body["data"]["activeTargets"] if t["labels"].get("job") == "dtq"]
             up = sorted(t["labels"]["node"] for t in active if t["health"] == "up")
@@ -57,7 +58,8 @@ def main() -> None:
     args = parser.parse_args()
     job_id = asyncio.run(custom_job(args.addr))
     up = targets_up(args.prometheus, args.targets, args.timeout)
-    print(f"check_ops: wordcount job {job_id} succeeded; Prometheus scrapes {len(up)} targets: {', '.join(up)}")
+    scraped = ", ".join(up)
+    print(f"check_ops: wordcount job {job_id} succeeded; Prometheus scrapes {len(up)} targets: {scraped}")
     sys.stdout.flush()
 
 
