@@ -44,6 +44,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
+from model.errors import InvalidArgument
 from model.job import Assignment, CancelledByWorker, Failed, Outcome
 from model.spans import HopSpan, format_timeline, job_root_span_id, job_trace_id, timeline
 from realsys.config import NodeConfig
@@ -138,10 +139,13 @@ class JsonLinesExporter(SpanExporter):
     """Appends HopSpan records to one file, a JSON object a line (model/spans.py)."""
 
     def __init__(self, path: Path, node: str, role: str, design: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:  # a bad setting: one line, exit 2 (server.serve_main)
+            raise InvalidArgument(f"DTQ_TRACE_DIR: cannot write {path}: {exc.strerror or exc}") from None
         self.path = path
         self._node, self._role, self._design = node, role, design
-        self._file = path.open("a", encoding="utf-8")
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -294,7 +298,7 @@ def _otlp_exporter(endpoint: str) -> SpanExporter:
             OTLPSpanExporter,
         )
     except ImportError:
-        raise RuntimeError(
+        raise InvalidArgument(
             "DTQ_TRACE_OTLP needs the opentelemetry-exporter-otlp-proto-grpc package "
             "(pip install 'dtq[otlp]')"
         ) from None

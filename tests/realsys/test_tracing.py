@@ -4,6 +4,7 @@ both designs whose spans `dtq trace` puts in order."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +115,30 @@ def test_a_traced_cluster_records_every_hop_of_a_job(design: str, tmp_path: Path
         timeout=60,
     )
     assert missing.returncode == 1 and "no spans" in missing.stdout
+
+
+def test_a_trace_dir_that_cannot_be_written_is_one_line_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    env = {
+        **os.environ,
+        "DTQ_ROLE": "node",
+        "DTQ_NAME": "n1",
+        "DTQ_PEERS": "n1=127.0.0.1:1",
+        "DTQ_LISTEN": "127.0.0.1:0",
+        "DTQ_DATA_DIR": str(tmp_path / "data"),
+        "DTQ_TRACE_DIR": str(blocker / "spans"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "realsys", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 2, out
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("dtq: bad configuration: DTQ_TRACE_DIR: cannot write"), (
+        lines
+    )
