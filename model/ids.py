@@ -11,6 +11,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from model.errors import InvalidArgument, Unavailable
 
@@ -104,3 +105,51 @@ def request_homes(request_id: str, nodes: Sequence[str]) -> tuple[str, str]:
     if not others:
         return primary, primary
     return primary, others[int.from_bytes(digest[8:16], "big") % len(others)]
+
+
+SubmitRole = Literal["primary", "fallback", "deliver", "forward", "misrouted"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRoute:
+    """What a Design B node does with a submit that carries a request_id (the protocol is
+    realsys/mono/idempotency.py's docstring; this is its routing decision, sans I/O):
+
+    primary    this node is the key's primary home: it makes or finds the job
+    fallback   this node is the fallback home: it forwards to the primary, or makes the job when
+               it cannot reach it
+    deliver    the primary found the key's job here: answer from it, forward nothing
+    forward    no home: forward to `forward_to` in order (reachable homes first) until one answers
+    misrouted  a forwarded submit reached a node that is no home of the key (peer lists disagree)
+    """
+
+    role: SubmitRole
+    primary: str
+    fallback: str
+    forward_to: tuple[str, ...] = ()
+
+
+def route_submit(
+    request_id: str,
+    node: str,
+    nodes: Sequence[str],
+    *,
+    forwarded: bool,
+    delivered: bool,
+    suspected: Iterable[str] = (),
+) -> SubmitRoute:
+    """The route of an idempotent submit on `node`; `suspected`: peers this node cannot reach now
+    (tried last, not skipped: a suspicion may be stale)."""
+    primary, fallback = request_homes(request_id, nodes)
+    if delivered:
+        return SubmitRoute("deliver", primary, fallback)
+    if node == primary:
+        return SubmitRoute("primary", primary, fallback)
+    if node == fallback:
+        return SubmitRoute("fallback", primary, fallback)
+    if forwarded:
+        return SubmitRoute("misrouted", primary, fallback)
+    down = set(suspected)
+    homes = [primary] if primary == fallback else [primary, fallback]
+    order = tuple(sorted(homes, key=lambda home: home in down))  # stable: the primary first when equal
+    return SubmitRoute("forward", primary, fallback, order)

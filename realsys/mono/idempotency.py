@@ -2,7 +2,8 @@
 one node down.
 
 Each key has two homes, `model.ids.request_homes(key, nodes) -> (primary, fallback)`, the same on
-every node. Only a home makes the key's job (and owns it):
+every node, and `model.ids.route_submit` decides what a node does with a keyed submit. Only a home
+makes the key's job (and owns it):
 
 * Any other node forwards the submit to the primary, or to the fallback when the primary is
   unreachable from it (suspected: connected before and not now, `PeerLinks.suspected`; or the
@@ -46,7 +47,7 @@ import grpc
 
 from dtq.v1 import client_pb2, internal_pb2, job_pb2
 from model.errors import Unavailable
-from model.ids import request_homes
+from model.ids import route_submit
 from model.job import Job
 from realsys.convert import job_to_pb, spec_from_pb, submit_response
 from realsys.logs import get_logger
@@ -89,24 +90,32 @@ class IdempotentSubmits:
         self, request: client_pb2.SubmitJobRequest, context: Context, wait: float
     ) -> client_pb2.SubmitJobResponse:
         key = request.request_id
-        primary, fallback = request_homes(key, self.links.all_nodes)
-        if _delivered(context):
+        route = route_submit(
+            key,
+            self.node,
+            self.links.all_nodes,
+            forwarded=is_forwarded(context),
+            delivered=_delivered(context),
+            suspected=[n for n in self.links.names if self.links.suspected(n)],
+        )
+        if route.role == "deliver":
             return await self._serve_here(request, context, wait)
-        if self.node == primary:
-            return await self._as_primary(request, context, wait, fallback)
-        if self.node == fallback:
-            return await self._as_fallback(request, context, wait, primary)
-        if is_forwarded(context):
+        if route.role == "primary":
+            return await self._as_primary(request, context, wait, route.fallback)
+        if route.role == "fallback":
+            return await self._as_fallback(request, context, wait, route.primary)
+        if route.role == "misrouted":
             raise Unavailable(
-                f"node {self.node} is no home of request_id {key!r} ({primary}, {fallback}): "
+                f"node {self.node} is no home of request_id {key!r} ({route.primary}, {route.fallback}): "
                 "the nodes' peer lists disagree"
             )
-        # reachable homes first; a suspected one is still tried last (it may be back)
-        for home in sorted(dict.fromkeys((primary, fallback)), key=self.links.suspected):
+        for home in route.forward_to:
             response = await self._forward(home, request, context, wait)
             if response is not None:
                 return response
-        raise Unavailable(f"both homes of request_id {key!r} ({primary}, {fallback}) are unreachable")
+        raise Unavailable(
+            f"both homes of request_id {key!r} ({route.primary}, {route.fallback}) are unreachable"
+        )
 
     async def _as_primary(
         self, request: client_pb2.SubmitJobRequest, context: Context, wait: float, fallback: str

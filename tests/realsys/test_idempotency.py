@@ -12,8 +12,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from test_mono import NODES, Cluster, make_cluster, sleep_payload
 
 from dtq.v1 import client_pb2, client_pb2_grpc
@@ -40,21 +38,6 @@ def keys_with(
             if len(found) == count:
                 return found
     raise AssertionError("no such keys")
-
-
-@given(st.text(max_size=40), st.integers(1, 12))
-def test_request_homes_are_two_distinct_nodes_the_same_for_any_order(key: str, n: int) -> None:
-    nodes = [f"n{i}" for i in range(1, n + 1)]
-    primary, fallback = request_homes(key, nodes)
-    assert request_homes(key, list(reversed(nodes))) == (primary, fallback)
-    assert primary in nodes and fallback in nodes
-    assert (primary == fallback) == (n == 1)
-
-
-def test_a_nodes_keys_fall_back_to_every_other_node() -> None:
-    nodes = [f"n{i}" for i in range(1, 7)]
-    fallbacks = {request_homes(key, nodes)[1] for key in keys_with("n3", count=200, nodes=tuple(nodes))}
-    assert fallbacks == set(nodes) - {"n3"}
 
 
 @pytest.fixture
