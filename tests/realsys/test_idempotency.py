@@ -235,3 +235,36 @@ def test_six_nodes_keep_idempotent_submits_available_with_one_node_down(fault: s
         if fault == "SIGSTOP":
             cluster.kill(info.directory, victim, signal.SIGCONT)
         cluster.down(info.directory, grace=5)
+
+
+async def test_a_partition_between_the_two_homes_is_where_the_guarantee_ends(
+    three: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented limit (a): when a key's two homes cannot reach each other and each takes a
+    submit of the key, each makes a job. Here n1 (primary) and n2 (fallback) are cut from each other
+    (their peer links fail at once); n3 still reaches both."""
+    (key,) = keys_with("n1", "n2", count=1)
+    cut = {("n1", "n2"), ("n2", "n1")}
+    for name in ("n1", "n2"):
+        links = three.node(name).links
+        original_ready = links.ready
+        original_suspected = links.suspected
+
+        async def ready(
+            peer: str, context: object = None, *, _me: str = name, _orig: object = original_ready
+        ) -> None:
+            if (_me, peer) in cut:
+                raise Unavailable(f"{peer} is cut off from {_me}")
+            await _orig(peer, context)  # type: ignore[operator]
+
+        def suspected(peer: str, *, _me: str = name, _orig: object = original_suspected) -> bool:
+            return (_me, peer) in cut or _orig(peer)  # type: ignore[operator]
+
+        monkeypatch.setattr(links, "ready", ready)
+        monkeypatch.setattr(links, "suspected", suspected)
+    on_primary = await submit(three.client("n1"), key)
+    on_fallback = await submit(three.client("n2"), key)
+    assert on_primary[0] != on_fallback[0]  # two jobs: the partition case the docstring names
+    assert owner_of(on_primary[0]) == "n1" and owner_of(on_fallback[0]) == "n2"
+    # a node that reaches both homes still routes the key to one job (the primary's)
+    assert (await submit(three.client("n3"), key))[0] == on_primary[0]
