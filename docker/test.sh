@@ -17,6 +17,11 @@
 #       killed (docker kill) under load; no accepted job may be lost or left unfinished, and Design A's
 #       two faults must show in the completions (docker/check_faults.py). Needs PYTHON with dtq in it
 #       (`make docker-test` passes the project's .venv).
+#  11.  per design (helper "operability"'s step, kept apart from the others): a fresh project with the
+#       `monitoring` profile and DTQ_JOB_MODULES=realsys.examples.jobs; a `wordcount` job submitted from
+#       the host must return the expected counts, and Prometheus (docker/prometheus, built once from the
+#       same base: step 4d) must report every dtq container's target up (docker/check_ops.py).
+#       DTQ_DOCKER_OPS=0 skips 4d and 11.
 # Prints each step's time and the total. Environment: DTQ_DESIGNS="micro mono", PYTHON (a Python 3
 # with pip), DTQ_BASE_IMAGE, DTQ_DOCKER_CACHE (/var/cache/dtq), DTQ_KEEP=1 (leave the clusters up: for a
 # daemon that was already running, as the script stops one that it started), DTQ_DOCKER_FAULTS=0 (skip 10).
@@ -405,6 +410,37 @@ faults() {
     CHECKS_PASSED=$((CHECKS_PASSED + 2))
 }
 
+# ---------------------------------------------------------------------------------------- 11. operability
+# Helper "operability"'s step: custom job types and Prometheus, on a project of their own.
+PROM_IMAGE=dtq-prometheus:test
+
+build_prometheus() {
+    if ! docker build -t "$PROM_IMAGE" --build-arg "BASE_IMAGE=$BASE" "$ROOT/docker/prometheus" \
+        >"$STATE/prometheus-build.log" 2>&1; then
+        tail -30 "$STATE/prometheus-build.log" >&2
+        die "docker build of $PROM_IMAGE failed; see $STATE/prometheus-build.log"
+    fi
+    log "image $PROM_IMAGE: $(docker image inspect --format '{{.Size}}' "$PROM_IMAGE" | awk '{ printf "%d MB", $1 / 1e6 }')"
+}
+
+operability() {
+    local entry port prom
+    CURRENT_PROJECT=dtq-test-ops-$DESIGN
+    export COMPOSE_PROFILES=monitoring # every compose call, the EXIT trap's `down` too, includes Prometheus
+    down
+    CURRENT_PROJECT=dtq-test-ops-$DESIGN
+    DTQ_JOB_MODULES=realsys.examples.jobs DTQ_PROMETHEUS_IMAGE=$PROM_IMAGE DTQ_PROMETHEUS_PORT="" \
+        compose up -d --no-build
+    wait_healthy
+    entry=$([[ $DESIGN == micro ]] && echo gateway || echo n1)
+    port=$(compose port "$entry" 50051 | awk -F: '{ print $NF }')
+    prom=$(compose port prometheus 9090 | awk -F: '{ print $NF }')
+    "$PYTHON" "$ROOT/docker/check_ops.py" --addr "127.0.0.1:$port" --prometheus "127.0.0.1:$prom" --targets 6
+    CHECKS_PASSED=$((CHECKS_PASSED + 1))
+    down
+    unset COMPOSE_PROFILES
+}
+
 # A fault project an interrupted step 10 left behind (the runner takes its project down itself).
 down_faults() {
     local files=(-f "$ROOT/docker/compose.$DESIGN.yml") project
@@ -473,6 +509,9 @@ main() {
     step "4a wheelhouse" fill_wheelhouse
     step "4b image build" build_image
     step "4c image runs as non-root" check_image_nonroot
+    if [[ ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # step 11's Prometheus image (operability)
+        step "4d prometheus image" build_prometheus
+    fi
     if [[ $MODE == image ]]; then
         rm -rf "$DATA"
         return 0
@@ -494,6 +533,9 @@ main() {
         fi
         if [[ ${DTQ_DOCKER_FAULTS:-1} != 0 ]]; then
             step "10 $DESIGN: pause + kill, audited" faults
+        fi
+        if [[ ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # operability: custom job module and Prometheus
+            step "11 $DESIGN: job module + Prometheus" operability
         fi
     done
     rm -rf "$DATA"

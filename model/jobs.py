@@ -191,6 +191,11 @@ class JobTable:
             )
         return job
 
+    def find_request(self, request_id: str) -> Job | None:
+        """The job an idempotent submit with `request_id` made here, if it is still kept."""
+        job_id = self._by_request.get(request_id) if request_id else None
+        return None if job_id is None else self._jobs.get(job_id)
+
     @property
     def pending_count(self) -> int:
         return self.count_by_state[JobState.PENDING]

@@ -30,6 +30,7 @@ from model.states import JobState
 from realsys import cluster
 from realsys.client import DtqClient
 from realsys.server import serve_main
+from realsys.trace_hooks import add_trace_parser
 
 DESCRIPTION = "dtq: a distributed task queue in two designs, its simulator, and the lab that measures both"
 COMMANDS_GROUP = "dtq.commands"
@@ -184,12 +185,19 @@ def _cluster_up(args: argparse.Namespace) -> int:
         overrides["DTQ_LEASE_DURATION"] = str(args.lease)
     if args.heartbeat:
         overrides["DTQ_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
+    if args.job_modules:
+        overrides["DTQ_JOB_MODULES"] = args.job_modules
+    if args.trace_dir:
+        overrides["DTQ_TRACE_DIR"] = str(Path(args.trace_dir).resolve())
     info = cluster.up(args.design, Path(args.dir), args.slots, args.store, overrides, secure=args.secure)
     _print(
         {
             "design": info.design,
             "clients": info.clients,
-            "nodes": [{"name": n.name, "role": n.role, "address": n.address} for n in info.nodes],
+            "nodes": [
+                {"name": n.name, "role": n.role, "address": n.address, "metrics": n.metrics}
+                for n in info.nodes
+            ],
             # tokens are not printed: they are in cluster.json (mode 0600), read by `--dir`
             **({"tls_ca": info.tls_ca} if info.tls_ca else {}),
         }
@@ -312,6 +320,18 @@ def _add_cluster(sub: Any) -> None:
     p_up.add_argument(
         "--secure", action="store_true", help="TLS with a throwaway CA, and tokens (kept in DIR/cluster.json)"
     )
+    p_up.add_argument(
+        "--job-modules",
+        default="",
+        metavar="MODULES",
+        help="comma-separated modules whose @job_type handlers the workers load (DTQ_JOB_MODULES)",
+    )
+    p_up.add_argument(
+        "--trace-dir",
+        default="",
+        metavar="DIR",
+        help="trace every job's hops into DIR (DTQ_TRACE_DIR; read with `dtq trace JOB_ID --dir DIR`)",
+    )
     p_up.set_defaults(handler=_cluster_up)
     for name, handler in (("down", _cluster_down), ("status", _cluster_status)):
         p = csub.add_parser(name)
@@ -376,13 +396,14 @@ def _add_load(sub: Any) -> None:
 
 
 def register(sub: Any) -> None:
-    """The product's commands: serve, cluster, submit, status, result, cancel, list, load, demo."""
+    """The product's commands: serve, cluster, submit, status, result, cancel, list, load, trace, demo."""
     sub.add_parser("serve", help="run one node; configured by DTQ_* environment variables").set_defaults(
         handler=_serve
     )
     _add_cluster(sub)
     _add_client_commands(sub)
     _add_load(sub)
+    add_trace_parser(sub)
     p_demo = sub.add_parser("demo", help="start each design, run jobs end to end, stop it")
     p_demo.add_argument("--design", action="append", choices=["micro", "mono"])
     p_demo.add_argument("--jobs", type=int, default=200)

@@ -3,7 +3,8 @@
 The launcher picks free loopback ports up front (peers must know each other's addresses at start),
 passes every setting as DTQ_* environment variables (the one config loader reads them), and writes
 DIR/cluster.json: the design, the client-facing addresses first, then every node's role, address,
-pid and environment (so a node can be restarted on the same port and data).
+metrics address (Prometheus /metrics; its port is picked up front too, so it survives a restart),
+pid and environment (so a node can be restarted on the same ports and data).
 
 `running(design)` is the context manager for a block of code: the cluster up (in a temporary folder
 unless given one), and down again when the block ends, also when it raises.
@@ -51,6 +52,15 @@ class NodeInfo:
     env: dict[str, str]
     netns: str = ""  # a network namespace the node runs in (`ip netns exec`), for partition faults
 
+    @property
+    def metrics(self) -> str:
+        """host:port of the node's Prometheus /metrics ("" when off): fixed when the cluster is
+        planned, so it stays the same across a restart."""
+        port = int(self.env.get("DTQ_METRICS_PORT", "-1") or -1)
+        if port <= 0:
+            return ""
+        return f"{self.address.rsplit(':', 1)[0]}:{port}"
+
 
 @dataclass(frozen=True, slots=True)
 class ClusterInfo:
@@ -77,6 +87,7 @@ class ClusterInfo:
                     "name": n.name,
                     "role": n.role,
                     "address": n.address,
+                    "metrics": n.metrics,
                     "pid": n.pid,
                     "env": n.env,
                     **({"netns": n.netns} if n.netns else {}),
@@ -169,7 +180,9 @@ def plan(
     if store not in ("sqlite", "memory"):
         raise ValueError(f"store must be sqlite or memory, not {store!r}")
     names = MICRO_ROLES if design == "micro" else MONO_NODES
-    ports = dict(zip(names, free_ports(len(names)), strict=True))
+    picked = free_ports(2 * len(names))  # gRPC ports, then the metrics ports (known before start)
+    ports = dict(zip(names, picked[: len(names)], strict=True))
+    metrics_ports = dict(zip(names, picked[len(names) :], strict=True))
     addresses = {name: f"{(hosts or {}).get(name, '127.0.0.1')}:{port}" for name, port in ports.items()}
     slots = slots_per_node(design, total_slots)
     table = ",".join(f"{name}={addr}" for name, addr in addresses.items())
@@ -183,7 +196,7 @@ def plan(
             "DTQ_DATA_DIR": str(directory / name),
             "DTQ_STORE": store,
             "DTQ_SLOTS": str(slots[name]),
-            "DTQ_METRICS_PORT": "0",
+            "DTQ_METRICS_PORT": str(metrics_ports[name]),
             ("DTQ_SERVICES" if design == "micro" else "DTQ_PEERS"): table,
             **(overrides or {}),
         }
@@ -259,7 +272,10 @@ def up(
             pid = _spawn(directory, name, env, space)
             nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env, space))
         for node in nodes:
-            wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
+            try:
+                wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
+            except RuntimeError as exc:  # the node exited: its own last words say why
+                raise RuntimeError(f"{node.name}: {exc}{_last_words(directory, node.name)}") from None
     except BaseException:
         _stop_pids([n.pid for n in nodes], grace=5.0)
         raise
@@ -294,6 +310,17 @@ def running(
             yield info
         finally:
             down(info.directory, grace)
+
+
+def _last_words(directory: Path, name: str) -> str:
+    """ ": <the last line of the node's log>", or "" when it wrote none."""
+    try:
+        lines = [
+            line for line in (directory / f"{name}.log").read_text(errors="replace").splitlines() if line
+        ]
+    except OSError:
+        return ""
+    return f": {lines[-1][:300]}" if lines else ""
 
 
 def _secure(
@@ -422,6 +449,13 @@ def start(directory: Path, name: str, timeout: float = 30.0) -> NodeInfo:
 def status(directory: Path) -> list[dict[str, Any]]:
     info = load(directory)
     return [
-        {"name": n.name, "role": n.role, "address": n.address, "pid": n.pid, "alive": _alive(n.pid)}
+        {
+            "name": n.name,
+            "role": n.role,
+            "address": n.address,
+            "metrics": n.metrics,
+            "pid": n.pid,
+            "alive": _alive(n.pid),
+        }
         for n in info.nodes
     ]

@@ -54,7 +54,9 @@ def grpc_options() -> list[tuple[str, int]]:
     """Options for every gRPC server and channel in dtq.
 
     Keepalive pings find dead peers under idle long-polls (FetchWork, WaitJob); the receive side must
-    accept pings at least as often as the send side makes them, or it answers GOAWAY "too_many_pings".
+    accept pings at least as often as the send side makes them, or it answers GOAWAY "too_many_pings":
+    Design B's peer channels ping every second (realsys/mono/peers.py), so servers accept a ping
+    every 0.5 s (a margin for jitter: two early pings would close the connection).
     """
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -63,7 +65,7 @@ def grpc_options() -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 500),
         ("grpc.http2.max_ping_strikes", 2),
     ]
 
@@ -92,6 +94,22 @@ class SecurityConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TraceConfig:
+    """OpenTelemetry traces of each job's hops (realsys/tracing.py); off unless a target is set.
+
+    DTQ_TRACE_DIR: each process appends its spans, one JSON object a line, to DIR/<node>.spans.jsonl
+    (read by `dtq trace JOB_ID --dir DIR`). DTQ_TRACE_OTLP: also export to an OTLP/gRPC collector at
+    this endpoint (needs the opentelemetry-exporter-otlp-proto-grpc package)."""
+
+    directory: Path | None = None
+    otlp_endpoint: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.directory is not None or bool(self.otlp_endpoint)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     design: Design
     role: RoleName
@@ -115,6 +133,10 @@ class NodeConfig:
     # collections skip everything start-up made); "off" (gc.disable(): no pauses, cycles never freed;
     # for experiments, lab/diagnose.py)
     gc_mode: GcMode = "default"
+    # modules imported before a worker runtime starts, so the job types they register with
+    # @realsys.worker.job_type run here (DTQ_JOB_MODULES="pkg.mod,other.mod"; realsys/examples/jobs.py)
+    job_modules: tuple[str, ...] = ()
+    trace: TraceConfig = field(default_factory=TraceConfig)
 
 
 def default_slots(role: str) -> int:
@@ -187,6 +209,8 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         log_level=log_level,
         security=_security_config(env),
         gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, "default")),
+        job_modules=_module_names(env.get("DTQ_JOB_MODULES", ""), "DTQ_JOB_MODULES"),
+        trace=_trace_config(env),
     )
 
 
@@ -211,6 +235,12 @@ def config_to_env(config: NodeConfig) -> dict[str, str]:
         "DTQ_LOG_LEVEL": config.log_level,
         "DTQ_GC": config.gc_mode,
     }
+    if config.job_modules:
+        env["DTQ_JOB_MODULES"] = ",".join(config.job_modules)
+    if config.trace.directory is not None:
+        env["DTQ_TRACE_DIR"] = str(config.trace.directory)
+    if config.trace.otlp_endpoint:
+        env["DTQ_TRACE_OTLP"] = config.trace.otlp_endpoint
     for f in dataclasses.fields(CoreConfig):
         env[_core_var(f.name)] = repr(getattr(config.core, f.name))
     env.update(_security_env(config.security))
@@ -362,6 +392,26 @@ def _security_env(security: SecurityConfig) -> dict[str, str]:
         "DTQ_INTERNAL_TOKEN": security.internal_token,
     }
     return {var: value for var, value in values.items() if value}
+
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _module_names(value: str, var: str) -> tuple[str, ...]:
+    """Comma-separated dotted module names (importable: checked when a worker imports them)."""
+    names = tuple(dict.fromkeys(filter(None, (part.strip() for part in value.split(",")))))
+    for name in names:
+        if _MODULE.match(name) is None:
+            raise InvalidArgument(f"{var}: {name!r} is not a module name (e.g. mypkg.jobs)")
+    return names
+
+
+def _trace_config(env: Mapping[str, str]) -> TraceConfig:
+    directory = env.get("DTQ_TRACE_DIR", "").strip()
+    endpoint = env.get("DTQ_TRACE_OTLP", "").strip()
+    if endpoint and _HOST_PORT.match(endpoint.split("://", 1)[-1]) is None:
+        raise InvalidArgument(f"DTQ_TRACE_OTLP: {endpoint!r} must be host:port or http(s)://host:port")
+    return TraceConfig(directory=Path(directory) if directory else None, otlp_endpoint=endpoint)
 
 
 def _address_map(value: str, var: str) -> dict[str, str]:

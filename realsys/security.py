@@ -31,6 +31,7 @@ import hmac
 import ipaddress
 import os
 import secrets
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,9 +141,17 @@ def open_aio_channel(
     address: str, options: Sequence[tuple[str, Any]], security: ChannelSecurity | None = None
 ) -> grpc.aio.Channel:
     credentials = (security or PLAINTEXT).credentials()
+    interceptors = _trace_interceptors()
     if credentials is None:
-        return grpc.aio.insecure_channel(address, options=list(options))
-    return grpc.aio.secure_channel(address, credentials, options=list(options))
+        return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=list(options), interceptors=interceptors)
+
+
+def _trace_interceptors() -> Any:
+    """The traceparent injector once a node in this process traces (realsys/tracing.py), else None.
+    Looked up, not imported: the module (and OpenTelemetry) is loaded only where tracing is on."""
+    tracing = sys.modules.get("realsys.tracing")
+    return None if tracing is None else tracing.channel_interceptors()
 
 
 def open_channel(

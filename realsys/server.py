@@ -42,6 +42,7 @@ from realsys.eventloop import loop_factory
 from realsys.logs import bind_node, configure_logging, get_logger
 from realsys.metrics import GcPauses, MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
 from realsys.security import auth_interceptor, server_credentials
+from realsys.trace_hooks import node_tracer
 
 log = get_logger(__name__)
 
@@ -107,6 +108,7 @@ class RunningRole:
         self._context = context
         self._refresh = asyncio.create_task(metrics.refresh_forever(), context=context.copy())
         self._stop_task: asyncio.Task[None] | None = None
+        self.tracer: Any = None  # realsys.tracing.NodeTracer when the node traces: flushed at stop
 
     async def stop(self) -> None:
         """Drains and stops; safe to call more than once (later calls wait for the first)."""
@@ -132,6 +134,8 @@ class RunningRole:
         finally:
             # in a thread: shutting the HTTP server down waits for its 0.5 s poll
             await asyncio.to_thread(stop_metrics_server, self._metrics_server)
+            if self.tracer is not None:
+                await asyncio.to_thread(self.tracer.shutdown)  # exports what is buffered
             log.info("stopped")
 
 
@@ -159,7 +163,8 @@ async def _start(
     # no SO_REUSEPORT: a second node on a taken port must fail, not share the port's traffic
     options = [*grpc_options(), ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    registrar = ServingRegistrar(server, metrics)
+    tracer = node_tracer(config)
+    registrar = ServingRegistrar(server, metrics, tracer.wrap if tracer is not None else None)
     # it stands in for the server: roles only register servicers on what they are given
     role.add_to_server(cast(grpc.aio.Server, registrar))
     health_servicer = AioHealthServicer()
@@ -197,6 +202,7 @@ async def _start(
         stop_metrics_server(metrics_server)
         raise
     running = RunningRole(config, role, server, health_servicer, metrics, metrics_server, address, context)
+    running.tracer = tracer
     log.info(
         "serving",
         extra={

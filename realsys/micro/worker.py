@@ -15,7 +15,8 @@ from realsys.config import NodeConfig
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import MicroRole
 from realsys.security import worker_channel_security
-from realsys.worker import GrpcWorkerBackend, HandlerRegistry, WorkerRuntime, registry
+from realsys.trace_hooks import traced_backend
+from realsys.worker import GrpcWorkerBackend, HandlerRegistry, WorkerRuntime, load_job_modules, registry
 
 
 class WorkerRole(MicroRole):
@@ -29,6 +30,7 @@ class WorkerRole(MicroRole):
         address = config.services.get("coordinator", "")
         if not address:
             raise ValueError("the worker role needs DTQ_SERVICES to name the coordinator")
+        load_job_modules(config.job_modules)  # the user's job types (DTQ_JOB_MODULES); one-line error
         self.worker_id = f"{config.name}-{secrets.token_hex(4)}"
         self.backend = GrpcWorkerBackend(
             address, timeout=config.rpc_timeout, security=worker_channel_security(config.security)
@@ -36,7 +38,7 @@ class WorkerRole(MicroRole):
         self.runtime = WorkerRuntime(
             self.worker_id,
             max(1, config.slots),
-            self.backend,
+            traced_backend(self.backend, config),
             handlers or registry,
             heartbeat_interval=config.core.heartbeat_interval,
             fetch_wait=config.fetch_wait,

@@ -8,6 +8,7 @@ Stolen jobs stay owned by the victim: their heartbeats and reports go to the own
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import numpy as np
@@ -132,9 +133,11 @@ class InProcessBackend:
         )
         try:
             stub = await self.links.peer(plan.victim)
+            started = time.perf_counter()
             response: worker_pb2.FetchWorkResponse = await stub.StealWork(
                 request, timeout=self.links.timeout()
             )
+            self.metrics.observe_hop(plan.victim, "StealWork", time.perf_counter() - started)
         except (grpc.RpcError, DtqError) as exc:
             log.info("steal failed", extra={"victim": plan.victim, "error": str(exc)})
             self.pacer.record_failure(plan)
