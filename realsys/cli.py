@@ -18,6 +18,7 @@ from google.protobuf.json_format import MessageToDict
 
 from model.errors import DtqError
 from model.states import JobState
+from realsys.config import DEFAULT_NODES, MAX_NODES
 
 
 def _print(message: Any) -> None:
@@ -105,7 +106,12 @@ def _cmd_cluster(args: argparse.Namespace) -> int:
             overrides["DTQ_LEASE_DURATION"] = str(args.lease)
         if args.heartbeat:
             overrides["DTQ_HEARTBEAT_INTERVAL"] = str(args.heartbeat)
-        info = cluster.up(args.design, directory, args.slots, args.store, overrides, secure=args.secure)
+        if args.nodes is not None and args.design != "mono":
+            raise ValueError("--nodes is for Design B (--design mono); Design A runs its six roles")
+        nodes = DEFAULT_NODES if args.nodes is None else args.nodes
+        info = cluster.up(
+            args.design, directory, args.slots, args.store, overrides, secure=args.secure, nodes=nodes
+        )
         _print(
             {
                 "design": info.design,
@@ -189,12 +195,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("serve", help="run one node; configured by DTQ_* environment variables")
 
-    p_cluster = sub.add_parser("cluster", help="local six-process clusters")
+    p_cluster = sub.add_parser("cluster", help="local process clusters (six roles, or N Design B nodes)")
     csub = p_cluster.add_subparsers(dest="cluster_command", required=True)
-    p_up = csub.add_parser("up", help="start six nodes and wait until all are healthy")
+    p_up = csub.add_parser("up", help="start the processes and wait until all are healthy")
     p_up.add_argument("--design", choices=["micro", "mono"], required=True)
     p_up.add_argument("--dir", required=True)
-    p_up.add_argument("--slots", type=int, default=12, help="total worker slots (same for both designs)")
+    p_up.add_argument(
+        "--slots",
+        type=int,
+        default=12,
+        help="total worker slots (same for both designs; Design B splits them evenly over its nodes)",
+    )
+    p_up.add_argument(
+        "--nodes",
+        type=int,
+        help=f"Design B: nodes n1..nN (1 to {MAX_NODES}; default {DEFAULT_NODES})",
+    )
     p_up.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     p_up.add_argument("--lease", type=float, default=0.0, help="lease duration in seconds")
     p_up.add_argument("--heartbeat", type=float, default=0.0, help="heartbeat interval in seconds")
