@@ -268,19 +268,19 @@ def up(
     tokens = {"client": "", "worker": "", "ca": ""}
     if secure:
         planned, tokens = _secure(directory, planned)
-    nodes: list[NodeInfo] = []
+    started: list[NodeInfo] = []
     try:
         for name, role, env in planned:
             space = (netns or {}).get(name, "")
             pid = _spawn(directory, name, env, space)
-            nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env, space))
-        for node in nodes:
+            started.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env, space))
+        for node in started:
             wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
     except BaseException:
-        _stop_pids([n.pid for n in nodes], grace=5.0)
+        _stop_pids([n.pid for n in started], grace=5.0)
         raise
-    clients = [n.address for n in nodes if n.role in ("gateway", "node")]
-    info = ClusterInfo(design, directory, clients, nodes, tokens["ca"], tokens["client"], tokens["worker"])
+    clients = [n.address for n in started if n.role in ("gateway", "node")]
+    info = ClusterInfo(design, directory, clients, started, tokens["ca"], tokens["client"], tokens["worker"])
     _write(info)
     return info
 
