@@ -316,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_faults_parser(sub)  # `dtq faults run`
 
+    from realsys.deploy import add_parser as add_deploy_parser
+
+    add_deploy_parser(sub)  # `dtq deploy compose|swarm|k8s`
+
     from realsys.calibrate import add_arguments as add_calibrate_arguments
 
     add_calibrate_arguments(
@@ -350,6 +354,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             from realsys.faults import faults_command as real_faults_command
 
             code = real_faults_command(args)
+        elif args.command == "deploy":
+            from realsys.deploy import deploy_command
+
+            code = deploy_command(args)
         elif args.command == "soak":
             from realsys.soak import soak_command
 
