@@ -189,6 +189,7 @@ daemon_start() { # daemon_start hK: its dockerd, in its namespace and cgroup
         -H '$(sock "$host")' --storage-driver '$DRIVER' --insecure-registry '$REGISTRY' \
         --bip 10.81.$k.1/24 --default-address-pool base=$LOCAL_POOL,size=24 \
         --cgroup-parent '/dtq-swarm-$host/containers'" >>"$RUN/$host.log" 2>&1 </dev/null &
+    disown $! # a host killed later is no job of this shell's to report
 }
 
 daemon_wait() {

@@ -315,6 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[FaultRun] = []
     for fault in faults:
         started = time.monotonic()
+        run_id = (  # realsys.faults' scheme, with a host target's colon made a dash (a directory name)
+            f"{backend.run_prefix}-{args.design}-{fault.action}-{fault.target.replace(':', '-')}"
+            f"-L{core.lease_duration:g}-H{core.heartbeat_interval:g}-{spec.seed}"
+            f"-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+        )
         run = asyncio.run(
             run_fault(
                 args.design,
@@ -325,6 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 drain=args.drain,
                 settle=args.settle,
                 runs_out=Path(args.runs_out) if args.runs_out else None,
+                run_id=run_id,
                 backend=backend,
             )
         )
