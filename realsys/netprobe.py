@@ -154,7 +154,7 @@ def measure(calls: int, rounds: int) -> dict[str, Any]:
             "method": "gRPC health Check, one call in flight, back to back; client in namespace dtqp2 -> "
             "server in dtqp1 over veth + bridge + veth (veth), and client and server in dtqp1 over "
             "127.0.0.1 (loopback); interleaved rounds; host_hop = median over rounds of "
-            "(median veth RTT - median loopback RTT) / 2",
+            "(median veth RTT - median loopback RTT) / 2, floored at 0",
             "calls_per_round": calls,
             "rounds": rounds,
             "loopback_rtt_us": pct(loopback),
