@@ -21,6 +21,9 @@
 #               accepted job may be lost or left unfinished (docker/check_faults.py). Design A: the
 #               worker's task killed (docker kill; the swarm restarts it). Design B: a whole host (h2,
 #               with its nodes) killed and started again 3 s later, and one node's task killed.
+#               Then Design B at DTQ_SWARM_SCALE_NODES (12; 0 skips) nodes: `dtq deploy swarm` renders the
+#               stack, every node becomes healthy on its host, a job through each node succeeds, and
+#               n1's listing gathers jobs of all of them.
 #  9. down      every stack, the swarm, the daemons, the registry, namespaces, bridge, rule and data
 # Prints each step's time and the total. Environment: PYTHON (a Python with dtq: `make swarm-test`
 # passes .venv/bin/python), DTQ_DESIGNS="micro mono", DTQ_SWARM_HOSTS=3, DTQ_SWARM_NODES=6 (Design B's
@@ -32,6 +35,7 @@
 #   bash docker/swarm-test.sh up         steps 1-6 only: the rig stays up (DOCKER_HOST for h1 printed)
 #   bash docker/swarm-test.sh down       step 9 only
 #   bash docker/swarm-test.sh host down|up hK    kill host hK whole / start its daemon again
+#   bash docker/swarm-test.sh scale N    on a rig that is up: Design B at N nodes (the check above)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -296,6 +300,45 @@ design_runs() {
     CHECKS_PASSED=$((CHECKS_PASSED + count))
 }
 
+# Design B at another node count (DTQ_SWARM_SCALE_NODES, default 12; 0 skips): the stack `dtq deploy`
+# renders for it, every node healthy on its host, a job through each node, and one node's listing
+# gathering jobs of every owner (the peers found each other by name over the overlay).
+scale_check() {
+    local count=$1 stack=dtq-scale file k i port owners started
+    file=$RUN/stack.mono.$count.yml
+    "$PYTHON" -m realsys deploy swarm --design mono --nodes "$count" --hosts "$HOSTS" --out "$file"
+    started=$(date +%s)
+    DTQ_IMAGE=$IMAGE DTQ_HEALTH_INTERVAL=5s on h1 docker stack deploy --compose-file "$file" "$stack" >/dev/null
+    for i in $(seq "$count"); do
+        k=$(((i - 1) % HOSTS + 1))
+        port=$((50060 + i))
+        "$PYTHON" -c "from realsys.cluster import wait_healthy; wait_healthy('$SUBNET.$k:$port', 240)" ||
+            die "node n$i of $count not healthy on h$k:$port"
+    done
+    log "$count nodes healthy after $(($(date +%s) - started))s, on $HOSTS hosts"
+    for i in $(seq "$count"); do
+        k=$(((i - 1) % HOSTS + 1))
+        "$PYTHON" -m realsys submit --addr "$SUBNET.$k:$((50060 + i))" echo --payload "to n$i" --wait 20 |
+            grep -q '"state": "SUCCEEDED"' || die "a job through n$i did not succeed"
+    done
+    owners=$("$PYTHON" -m realsys list --addr "$SUBNET.1:50061" --all --state succeeded |
+        grep -o '"owner_node": "n[0-9]*"' | sort -u | wc -l)
+    [[ $owners == "$count" ]] || die "n1's listing saw jobs of $owners owners, not $count"
+    log "a job through each of the $count nodes succeeded; n1's listing gathers all $count owners"
+    on h1 docker stack rm "$stack" >/dev/null
+    for _ in $(seq 120); do # its network goes once its containers are gone
+        [[ -z $(on h1 docker network ls -q --filter "label=com.docker.stack.namespace=$stack") ]] && break
+        sleep 0.5
+    done
+    local host volumes
+    for host in $(host_labels); do # and its volumes, which `stack rm` keeps
+        volumes=$(on "$host" docker volume ls -q --filter "label=com.docker.stack.namespace=$stack")
+        # shellcheck disable=SC2086 # a list of names
+        [[ -z $volumes ]] || on "$host" docker volume rm --force $volumes >/dev/null
+    done
+    CHECKS_PASSED=$((CHECKS_PASSED + 1))
+}
+
 # ---------------------------------------------------------------------------------------- 9. down
 rig_down() {
     local host k mounts
@@ -392,6 +435,11 @@ main() {
         rig_down
         return
         ;;
+    scale)
+        scale_check "${2:?node count}"
+        log "PASS: Design B at $2 nodes"
+        return
+        ;;
     up)
         trap on_exit EXIT
         rig_up
@@ -407,11 +455,14 @@ main() {
     mkdir -p "$OUT"
     trap on_exit EXIT
     rig_up
-    local design n=7
+    local design n=7 scale=${DTQ_SWARM_SCALE_NODES:-12}
     for design in $DESIGNS; do
         step "$n $design: stacks deployed, faults, audited" design_runs "$design"
         n=$((n + 1))
     done
+    if ((scale > 0)) && [[ " $DESIGNS " == *" mono "* ]]; then
+        step "$n mono at $scale nodes: healthy, serving, listing" scale_check "$scale"
+    fi
 }
 
 main "$@"
