@@ -326,12 +326,12 @@ scale_check() {
     [[ $owners == "$count" ]] || die "n1's listing saw jobs of $owners owners, not $count"
     log "a job through each of the $count nodes succeeded; n1's listing gathers all $count owners"
     on h1 docker stack rm "$stack" >/dev/null
-    for _ in $(seq 120); do # its network goes once its containers are gone
-        [[ -z $(on h1 docker network ls -q --filter "label=com.docker.stack.namespace=$stack") ]] && break
-        sleep 0.5
-    done
     local host volumes
-    for host in $(host_labels); do # and its volumes, which `stack rm` keeps
+    for host in $(host_labels); do # its volumes too (`stack rm` keeps them), once its containers are gone
+        for _ in $(seq 120); do
+            [[ -z $(on "$host" docker ps -aq --filter "label=com.docker.stack.namespace=$stack") ]] && break
+            sleep 0.5
+        done
         volumes=$(on "$host" docker volume ls -q --filter "label=com.docker.stack.namespace=$stack")
         # shellcheck disable=SC2086 # a list of names
         [[ -z $volumes ]] || on "$host" docker volume rm --force $volumes >/dev/null
