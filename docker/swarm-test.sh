@@ -392,7 +392,7 @@ on_exit() {
         done
     fi
     if [[ $MODE == all && ${DTQ_KEEP:-0} != 1 ]]; then
-        STEP="9 down"
+        STEP="down"
         STEP_START=$(date +%s)
         rig_down
         end_step ""
