@@ -10,13 +10,14 @@ every node count once, in order, on a fresh local cluster (`realsys.cluster.up(n
 bare host probe (realsys.hostprobe, no cluster up) for the round. Each real run gets a simulated twin:
 the same workload, seed and replication, the simulator fed only data/calibration/local.json with
 `nodes` = N, moved to the round's host speed (sim.params.HostScale from the round's bare probe against
-the calibration's bare probes, as the validation moves its twins). On one host, with no host hop: the
-nodes share the machine's two cores, which the simulator models.
+the calibration's bare probes, as the validation moves its twins), and a second twin left at the
+calibration's host speed (run ids `...calhost...`). On one host, with no host hop: the nodes share the
+machine's two cores, which the simulator models. `twins` (re)makes the twins of the real runs on disk.
 
 Run directories (config.json and summary.json only) go to data/experiments/nodes/runs/; `table` writes
 data/experiments/nodes/{summary.csv, table.md, throughput-latency.png}: per node count the mean and
 95% confidence half-width over replications of throughput (completed jobs/s), submit latency p50 and
-p99, and job completion p50, real and simulated, and the relative error of the simulated mean.
+p99, and job completion p50 and p99, real and both twins, and the relative error of each twin's mean.
 """
 
 from __future__ import annotations
@@ -62,8 +63,16 @@ def workload() -> WorkloadSpec:
     )
 
 
+KINDS = {  # table column -> run-id prefix and name suffix
+    "real": ("real", ""),
+    "sim": ("sim", ""),  # the twin moved to the run's host speed
+    "simcal": ("sim", ".calhost"),  # the twin at the calibration's host speed (no HostScale)
+}
+
+
 def run_id(kind: str, nodes: int, replication: int) -> str:
-    return f"{kind}-mono-nodes.n{nodes}.open{RATE:g}-{SEED}-r{replication}"
+    prefix, suffix = KINDS[kind]
+    return f"{prefix}-mono-nodes.n{nodes}.open{RATE:g}{suffix}-{SEED}-r{replication}"
 
 
 def real_run(nodes: int, replication: int, probe: Mapping[str, Any], root: Path) -> Path:
@@ -100,7 +109,8 @@ def real_run(nodes: int, replication: int, probe: Mapping[str, Any], root: Path)
     return write_run(root, rid, config, result.requests, result.jobs, summary, records=False, overwrite=True)
 
 
-def sim_twin(nodes: int, replication: int, probe: Mapping[str, Any], root: Path) -> Path:
+def sim_twin(nodes: int, replication: int, probe: Mapping[str, Any], root: Path, scaled: bool = True) -> Path:
+    """The real run's twin, moved to its host's speed (`scaled`), or at the calibration's."""
     import sim
     from sim.params import HostScale, load_host_probe, load_params
     from sim.runs import provenance, run_config, write_run
@@ -108,12 +118,12 @@ def sim_twin(nodes: int, replication: int, probe: Mapping[str, Any], root: Path)
     reference = load_host_probe(CALIBRATION, "bare")
     if reference is None:
         raise RuntimeError(f"data/calibration/{CALIBRATION}.json has no bare host probe")
-    scale = HostScale.between(probe, reference)
+    scale = HostScale.between(probe, reference) if scaled else HostScale()
     params = load_params(CALIBRATION).with_overrides(
         {"nodes": nodes, "slots": SLOTS, "store": "sqlite", "drain": DRAIN, "loadgen_processes": 1}
     )
     spec = workload()
-    rid = run_id("sim", nodes, replication)
+    rid = run_id("sim" if scaled else "simcal", nodes, replication)
     result = sim.run(sim.SimConfig("mono", spec, params.on_host(scale), replication=replication, run_id=rid))
     config = run_config(
         run_id=rid,
@@ -138,7 +148,7 @@ def run(replications: int, out: Path, counts: Sequence[int], force: bool = False
     from realsys.hostprobe import probe as host_probe
 
     root = out / "runs"
-    planned = [run_id(k, n, r) for r in range(replications) for n in counts for k in ("real", "sim")]
+    planned = [run_id(k, n, r) for r in range(replications) for n in counts for k in KINDS]
     existing = [rid for rid in planned if (root / rid).exists()]
     if existing and not force:
         raise FileExistsError(
@@ -151,9 +161,28 @@ def run(replications: int, out: Path, counts: Sequence[int], force: bool = False
             t0 = time.monotonic()
             real = real_run(nodes, replication, probe, root)
             twin = sim_twin(nodes, replication, probe, root)
+            sim_twin(nodes, replication, probe, root, scaled=False)
             print(
                 f"  {nodes:2d} nodes: {real.name} and {twin.name} ({time.monotonic() - t0:.0f}s)", flush=True
             )
+
+
+def twins(out: Path, counts: Sequence[int], force: bool = False) -> int:
+    """Both twins of every real run on disk, from the probe in its config.json; existing twins are
+    kept unless `force` (the simulator is deterministic: a twin changes only with the code)."""
+    import json
+
+    made = 0
+    for nodes in counts:
+        pattern = run_id("real", nodes, 0).removesuffix("0") + "*"
+        for real in sorted((out / "runs").glob(pattern)):
+            config = json.loads((real / "config.json").read_text())
+            replication, probe = int(config["replication"]), config["parameters"]["host_probe"]
+            for kind, scaled in (("sim", True), ("simcal", False)):
+                if force or not (out / "runs" / run_id(kind, nodes, replication)).exists():
+                    sim_twin(nodes, replication, probe, out / "runs", scaled)
+                    made += 1
+    return made
 
 
 # ---------------------------------------------------------------------------- the table
@@ -182,12 +211,10 @@ def table_rows(out: Path, counts: Sequence[int]) -> list[dict[str, Any]]:
     rows = []
     for nodes in counts:
         row: dict[str, Any] = {"nodes": nodes, "slots_per_node": SLOTS // nodes, "rate": RATE}
-        for kind in ("real", "sim"):
+        for kind in KINDS:
+            pattern = run_id(kind, nodes, 0).removesuffix("0") + "*"
             summaries = [
-                json.loads(p.read_text())
-                for p in sorted(
-                    (out / "runs").glob(f"{kind}-mono-nodes.n{nodes}.open{RATE:g}-{SEED}-r*/summary.json")
-                )
+                json.loads((p / "summary.json").read_text()) for p in sorted((out / "runs").glob(pattern))
             ]
             row[f"n_{kind}"] = len(summaries)
             if kind == "real":
@@ -198,8 +225,12 @@ def table_rows(out: Path, counts: Sequence[int]) -> list[dict[str, Any]]:
                     mean, ci = mean_ci([_value(s, path) for s in summaries])
                     row[f"{name}_{kind}"], row[f"{name}_{kind}_ci95"] = round(mean, 3), round(ci, 3)
         for name, _ in METRICS:
-            real, simulated = row.get(f"{name}_real"), row.get(f"{name}_sim")
-            row[f"{name}_err"] = round((simulated - real) / real, 3) if real and simulated is not None else ""
+            real = row.get(f"{name}_real")
+            for kind, tag in (("sim", "err"), ("simcal", "err_calhost")):
+                simulated = row.get(f"{name}_{kind}")
+                row[f"{name}_{tag}"] = (
+                    round((simulated - real) / real, 3) if real and simulated is not None else ""
+                )
         rows.append(row)
     return rows
 
@@ -212,19 +243,34 @@ def write_table(out: Path, counts: Sequence[int]) -> list[dict[str, Any]]:
         writer.writerows(rows)
     lines = [
         f"Design B, open-loop Poisson submits at {RATE:g}/s, 50 ms exponential jobs, {SLOTS} slots in all; "
-        "mean +- 95% CI over replications; err = (sim - real) / real.",
+        "mean +- 95% CI over replications. sim: the twin moved to the round's host speed (HostScale); "
+        "err = (sim - real) / real; cal: the twin at the calibration's host speed, and its error.",
         "",
-        "| nodes | slots/node | n | jobs/s real | jobs/s sim | err | submit p50 ms real | sim | err "
-        "| submit p99 ms real | sim | err | completion p50 ms real | sim | err |",
-        "|---:|---:|---:|---|---|---:|---|---|---:|---|---|---:|---|---|---:|",
+        "| nodes | slots/node | n | metric | real | sim | err | cal | err (cal) |",
+        "|---:|---:|---:|---|---|---|---:|---|---:|",
     ]
+    labels = {
+        "completed_per_s": "jobs/s",
+        "submit_p50_ms": "submit p50 ms",
+        "submit_p99_ms": "submit p99 ms",
+        "completion_p50_ms": "completion p50 ms",
+    }
     for r in rows:
-        cells = [str(r["nodes"]), str(r["slots_per_node"]), f"{r['n_real']}/{r['n_sim']}"]
-        for name in ("completed_per_s", "submit_p50_ms", "submit_p99_ms", "completion_p50_ms"):
-            for kind in ("real", "sim"):
+        for name, label in labels.items():
+            cells = [
+                str(r["nodes"]),
+                str(r["slots_per_node"]),
+                f"{r['n_real']}/{r['n_sim']}/{r['n_simcal']}",
+                label,
+            ]
+            for kind, tag in (("real", ""), ("sim", "err"), ("simcal", "err_calhost")):
+                if f"{name}_{kind}" not in r:
+                    cells += ["", ""] if tag else [""]
+                    continue
                 cells.append(f"{r[f'{name}_{kind}']:.1f} +- {r[f'{name}_{kind}_ci95']:.1f}")
-            cells.append(f"{r[f'{name}_err']:+.0%}" if r[f"{name}_err"] != "" else "")
-        lines.append("| " + " | ".join(cells) + " |")
+                if tag:
+                    cells.append(f"{r[f'{name}_{tag}']:+.0%}" if r[f"{name}_{tag}"] != "" else "")
+            lines.append("| " + " | ".join(cells) + " |")
     (out / "table.md").write_text("\n".join(lines) + "\n")
     _figure(rows, out / "throughput-latency.png")
     return rows
@@ -243,18 +289,22 @@ def _figure(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
         (
             ("completed_per_s", "completed jobs/s"),
             ("submit_p50_ms", "submit p50 (ms)"),
-            ("submit_p99_ms", "submit p99 (ms)"),
+            ("completion_p50_ms", "job completion p50 (ms)"),
         ),
         strict=True,
     ):
-        for kind, style in (("real", "o-"), ("sim", "s--")):
+        for kind, style in (("real", "o-"), ("sim", "s--"), ("simcal", "^:")):
+            if any(f"{name}_{kind}" not in r for r in rows):
+                continue
             ax.errorbar(
                 nodes,
                 [r[f"{name}_{kind}"] for r in rows],
                 yerr=[r[f"{name}_{kind}_ci95"] for r in rows],
                 fmt=style,
                 capsize=3,
-                label=kind,
+                label={"real": "real", "sim": "sim (run's host speed)", "simcal": "sim (calibration's)"}[
+                    kind
+                ],
             )
         ax.set_xlabel("Design B nodes")
         ax.set_title(label)
@@ -269,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m lab.nodes", description=__doc__.splitlines()[0] if __doc__ else None
     )
-    parser.add_argument("action", choices=["run", "table"])
+    parser.add_argument("action", choices=["run", "twins", "table"])
     parser.add_argument("--replications", type=int, default=3)
     parser.add_argument(
         "--nodes", default=",".join(map(str, NODE_COUNTS)), help="node counts, comma-separated"
@@ -292,6 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FileExistsError as exc:
             print(f"lab.nodes: {exc}", file=sys.stderr)
             return 2
+    if args.action == "twins":  # the simulated twins of the real runs on disk, from their own probes
+        made = twins(out, counts, args.force)
+        print(f"{made} twins written")
     for row in write_table(out, counts):
         print(row)
     print(f"written: {out}/summary.csv, table.md, throughput-latency.png")

@@ -30,17 +30,24 @@ def test_the_table_compares_means_with_their_intervals(tmp_path: Path) -> None:
     for r, (real, simulated) in enumerate([(170.0, 180.0), (180.0, 180.0), (190.0, 180.0)]):
         write(tmp_path, "real", 3, r, real, 2.0)
         write(tmp_path, "sim", 3, r, simulated, 3.0)
+        write(tmp_path, "simcal", 3, r, simulated, 1.0)
     (row,) = nodes.write_table(tmp_path, [3])
-    assert (row["nodes"], row["slots_per_node"], row["n_real"], row["n_sim"]) == (3, 4, 3, 3)
+    assert (row["nodes"], row["slots_per_node"], row["n_real"], row["n_sim"], row["n_simcal"]) == (
+        3,
+        4,
+        3,
+        3,
+        3,
+    )
     assert row["completed_per_s_real"] == 180.0 and row["completed_per_s_sim"] == 180.0
     assert row["completed_per_s_real_ci95"] == pytest.approx(24.84, abs=0.01)  # t(0.975, 2) * 10 / sqrt 3
     assert row["completed_per_s_sim_ci95"] == 0.0
     assert row["submit_p50_ms_err"] == 0.5  # (3 - 2) / 2
+    assert row["submit_p50_ms_err_calhost"] == -0.5  # (1 - 2) / 2
     assert row["errors_real"] == 3
     table = (tmp_path / "table.md").read_text().splitlines()
-    assert table[-1].startswith(
-        "| 3 | 4 | 3/3 | 180.0 +- 24.8 | 180.0 +- 0.0 | +0% | 2.0 +- 0.0 | 3.0 +- 0.0 | +50% |"
-    )
+    assert "| 3 | 4 | 3/3/3 | jobs/s | 180.0 +- 24.8 | 180.0 +- 0.0 | +0% | 180.0 +- 0.0 | +0% |" in table
+    assert "| 3 | 4 | 3/3/3 | submit p50 ms | 2.0 +- 0.0 | 3.0 +- 0.0 | +50% | 1.0 +- 0.0 | -50% |" in table
     assert (tmp_path / "throughput-latency.png").stat().st_size > 0
 
 
