@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test paper
+.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test swarm-test paper
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ unit: $(STAMP)
 # and starts the engine when missing, as root); see docker/test.sh and README "Docker".
 docker-test: $(STAMP)
 	PYTHON=$(abspath $(BIN))/python bash docker/test.sh
+
+# Both designs as Docker Swarm stacks on three hosts made of network namespaces, with faults and an audit
+# (as root); see docker/swarm-test.sh and README "Docker Swarm, several hosts".
+swarm-test: $(STAMP)
+	PYTHON=$(abspath $(BIN))/python bash docker/swarm-test.sh
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py

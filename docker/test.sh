@@ -5,14 +5,16 @@
 #  2. daemon    starts dockerd unless one answers (storage: overlay2 where the kernel allows it, else
 #               vfs; DTQ_DOCKER_STORAGE_DRIVER overrides); stops only a daemon it started
 #  3. base      BASE_IMAGE: $DTQ_BASE_IMAGE, else python:3.11-slim if it can be pulled, else a local
-#               Debian bookworm (debootstrap from the host's own apt mirror, imported as dtq-base:bookworm;
+#               Debian bookworm with python3 (debootstrap from the host's own apt mirror, imported as
+#               dtq-base:bookworm-python3, so that the build needs no network: a daemon in a network
+#               namespace, as docker/swarm-test.sh's, builds it too;
 #               the rootfs tarball is cached in $DTQ_DOCKER_CACHE, and the image is reused while it exists)
 #  4. image     fills docker/wheels/ on the host (containers here cannot reach PyPI) and builds the image;
 #               `docker run ... id -u` in it must not be 0 (and each node container's, after step 5)
 #  5-9. per design (micro, then mono): compose up and wait for health; a loadgen run of
 #       docker/workloads/smoke.yaml; every accepted job must succeed; the same again with a
 #       worker-bearing container killed (docker kill) mid-run and restarted; compose down -v
-#  10.  per design: `dtq faults run --backend compose` (realsys/faults.py), two short audited runs on
+#  10.  per design: `dtq faults run --backend compose` (lab/faults/), two short audited runs on
 #       fresh projects: a worker-bearing container paused (docker pause) and another role or node
 #       killed (docker kill) under load; no accepted job may be lost or left unfinished, and Design A's
 #       two faults must show in the completions (docker/check_faults.py). Needs PYTHON with dtq in it
@@ -37,7 +39,7 @@ CACHE=${DTQ_DOCKER_CACHE:-/var/cache/dtq}
 STATE=${DTQ_DOCKER_STATE:-/tmp/dtq-docker-test}
 IMAGE=dtq:test
 PUBLIC_BASE=python:3.11-slim
-LOCAL_BASE=dtq-base:bookworm
+LOCAL_BASE=dtq-base:bookworm-python3
 SUITE=bookworm # the container's Python must match the wheelhouse's: bookworm's python3 is 3.11
 KILL_AFTER=${DTQ_KILL_AFTER:-3} # seconds after the loadgen container starts (the trace lasts 6 s)
 DOWN_AFTER=${DTQ_DOWN_FOR:-2}   # seconds the killed container stays down
@@ -203,12 +205,14 @@ debian_mirror() {
 }
 
 build_local_base() {
-    local tarball=$CACHE/dtq-base-$SUITE.tar rootfs mirror
+    local tarball=$CACHE/dtq-base-$SUITE-python3.tar rootfs mirror
     if [[ ! -s $tarball ]]; then
         mirror=$(debian_mirror)
         rootfs=$(mktemp -d /tmp/dtq-rootfs.XXXXXX)
-        log "debootstrap --variant=minbase $SUITE from $mirror"
-        if ! debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$STATE/debootstrap.log" 2>&1; then
+        log "debootstrap --variant=minbase --include=python3,python3-venv $SUITE from $mirror"
+        # python3 in the base: the Dockerfile's apt-get step (which needs a network) is skipped
+        if ! debootstrap --variant=minbase --include=python3,python3-venv "$SUITE" "$rootfs" "$mirror" \
+            >"$STATE/debootstrap.log" 2>&1; then
             tail -20 "$STATE/debootstrap.log" >&2
             rm -rf "$rootfs"
             die "debootstrap failed"
@@ -390,7 +394,7 @@ down() {
 
 fault_project() { echo "dtq-test-faults-$DESIGN"; }
 
-# 10: two audited fault runs (realsys/faults.py's compose backend), each on a fresh project it takes
+# 10: two audited fault runs (lab/faults/'s compose backend), each on a fresh project it takes
 # down again: a short trace (fault at 7 s: 2 s warm-up and the 5 s recovery baseline, then 6 s).
 faults() {
     local targets felt=() rows=$DATA/faults-$DESIGN.json project

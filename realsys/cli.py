@@ -29,6 +29,8 @@ from model.errors import DtqError
 from model.states import JobState
 from realsys import cluster
 from realsys.client import DtqClient
+from realsys.config import DEFAULT_NODES, MAX_NODES
+from realsys.deploy import add_parser as add_deploy_parser
 from realsys.server import serve_main
 from realsys.trace_hooks import add_trace_parser
 
@@ -189,7 +191,12 @@ def _cluster_up(args: argparse.Namespace) -> int:
         overrides["DTQ_JOB_MODULES"] = args.job_modules
     if args.trace_dir:
         overrides["DTQ_TRACE_DIR"] = str(Path(args.trace_dir).resolve())
-    info = cluster.up(args.design, Path(args.dir), args.slots, args.store, overrides, secure=args.secure)
+    if args.nodes is not None and args.design != "mono":
+        raise ValueError("--nodes is for Design B (--design mono); Design A runs its six roles")
+    nodes = DEFAULT_NODES if args.nodes is None else args.nodes
+    info = cluster.up(
+        args.design, Path(args.dir), args.slots, args.store, overrides, secure=args.secure, nodes=nodes
+    )
     _print(
         {
             "design": info.design,
@@ -308,12 +315,22 @@ def _client_parser(sub: Any, name: str, call: ClientCall, **kwargs: Any) -> argp
 
 
 def _add_cluster(sub: Any) -> None:
-    p_cluster = sub.add_parser("cluster", help="local six-process clusters")
+    p_cluster = sub.add_parser("cluster", help="local process clusters (six roles, or N Design B nodes)")
     csub = p_cluster.add_subparsers(dest="cluster_command", required=True)
-    p_up = csub.add_parser("up", help="start six nodes and wait until all are healthy")
+    p_up = csub.add_parser("up", help="start the processes and wait until all are healthy")
     p_up.add_argument("--design", choices=["micro", "mono"], required=True)
     p_up.add_argument("--dir", required=True)
-    p_up.add_argument("--slots", type=int, default=12, help="total worker slots (same for both designs)")
+    p_up.add_argument(
+        "--slots",
+        type=int,
+        default=12,
+        help="total worker slots (same for both designs; Design B splits them evenly over its nodes)",
+    )
+    p_up.add_argument(
+        "--nodes",
+        type=int,
+        help=f"Design B: nodes n1..nN (1 to {MAX_NODES}; default {DEFAULT_NODES})",
+    )
     p_up.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
     p_up.add_argument("--lease", type=float, default=0.0, help="lease duration in seconds")
     p_up.add_argument("--heartbeat", type=float, default=0.0, help="heartbeat interval in seconds")
@@ -404,6 +421,7 @@ def register(sub: Any) -> None:
     _add_client_commands(sub)
     _add_load(sub)
     add_trace_parser(sub)
+    add_deploy_parser(sub)
     p_demo = sub.add_parser("demo", help="start each design, run jobs end to end, stop it")
     p_demo.add_argument("--design", action="append", choices=["micro", "mono"])
     p_demo.add_argument("--jobs", type=int, default=200)

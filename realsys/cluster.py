@@ -1,4 +1,5 @@
-"""Local process clusters: `dtq cluster up/down`. Six processes on loopback, one per node or role.
+"""Local process clusters: `dtq cluster up/down`. Processes on loopback, one per node or role: Design A's
+six roles, or Design B's N nodes n1..nN (`--nodes`, default 6).
 
 The launcher picks free loopback ports up front (peers must know each other's addresses at start),
 passes every setting as DTQ_* environment variables (the one config loader reads them), and writes
@@ -35,11 +36,21 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from realsys.config import DEFAULT_NODES, MAX_NODES
 from realsys.security import ChannelSecurity, new_token, open_channel, write_cluster_pki
 
 MICRO_ROLES = ("result", "queue", "job", "coordinator", "worker", "gateway")  # start order: callees first
-MONO_NODES = tuple(f"n{i}" for i in range(1, 7))
 DEFAULT_TOTAL_SLOTS = 12
+
+
+def mono_nodes(count: int = DEFAULT_NODES) -> tuple[str, ...]:
+    """Design B's node names n1..n<count>; ValueError unless 1 <= count <= config.MAX_NODES."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_NODES:
+        raise ValueError(f"Design B needs 1 to {MAX_NODES} nodes, not {count!r}")
+    return tuple(f"n{i}" for i in range(1, count + 1))
+
+
+MONO_NODES = mono_nodes()
 CLUSTER_FILE = "cluster.json"
 
 
@@ -152,17 +163,20 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def slots_per_node(design: str, total_slots: int) -> dict[str, int]:
-    """Equal total slots across designs: Design A's worker gets them all; Design B splits them evenly."""
+def slots_per_node(design: str, total_slots: int, nodes: int = DEFAULT_NODES) -> dict[str, int]:
+    """Equal total slots across designs: Design A's worker gets them all; Design B splits them evenly
+    over its `nodes` nodes (so the total must be a multiple of the node count)."""
     if total_slots < 1:
         raise ValueError("total slots must be >= 1")
     if design == "micro":
         return {role: (total_slots if role == "worker" else 0) for role in MICRO_ROLES}
-    if total_slots % len(MONO_NODES):
+    names = mono_nodes(nodes)
+    if total_slots % len(names):
         raise ValueError(
-            f"Design B splits slots evenly over {len(MONO_NODES)} nodes; {total_slots} does not divide"
+            f"Design B splits slots evenly over {len(names)} nodes; {total_slots} does not divide "
+            f"(give a total slot count that is a multiple of {len(names)})"
         )
-    return {node: total_slots // len(MONO_NODES) for node in MONO_NODES}
+    return {node: total_slots // len(names) for node in names}
 
 
 def plan(
@@ -172,19 +186,21 @@ def plan(
     store: str,
     overrides: Mapping[str, str] | None = None,
     hosts: Mapping[str, str] | None = None,
+    nodes: int = DEFAULT_NODES,
 ) -> list[tuple[str, str, dict[str, str]]]:
     """(name, role, env) for each process, in start order. `hosts`: a node's listen IP other than
-    127.0.0.1 (partition faults put a node behind a veth pair; see lab/faults/)."""
+    127.0.0.1 (partition faults put a node behind a veth pair; see lab/faults/inject.py). `nodes`:
+    Design B's node count (Design A always runs its six roles)."""
     if design not in ("micro", "mono"):
         raise ValueError(f"design must be micro or mono, not {design!r}")
     if store not in ("sqlite", "memory"):
         raise ValueError(f"store must be sqlite or memory, not {store!r}")
-    names = MICRO_ROLES if design == "micro" else MONO_NODES
+    names = MICRO_ROLES if design == "micro" else mono_nodes(nodes)
+    slots = slots_per_node(design, total_slots, nodes)
     picked = free_ports(2 * len(names))  # gRPC ports, then the metrics ports (known before start)
     ports = dict(zip(names, picked[: len(names)], strict=True))
     metrics_ports = dict(zip(names, picked[len(names) :], strict=True))
     addresses = {name: f"{(hosts or {}).get(name, '127.0.0.1')}:{port}" for name, port in ports.items()}
-    slots = slots_per_node(design, total_slots)
     table = ",".join(f"{name}={addr}" for name, addr in addresses.items())
     out = []
     for name in names:
@@ -252,35 +268,38 @@ def up(
     secure: bool = False,
     hosts: Mapping[str, str] | None = None,
     netns: Mapping[str, str] | None = None,
+    nodes: int = DEFAULT_NODES,
 ) -> ClusterInfo:
     """`hosts` and `netns` (by node name): listen IPs other than 127.0.0.1 and network namespaces
-    to start nodes in; the caller sets the namespaces up (lab/faults/: the partition fault)."""
+    to start nodes in; the caller sets the namespaces up (lab/faults/: the partition fault).
+    `nodes`: Design B's node count, n1..n<nodes> (ValueError outside 1..config.MAX_NODES)."""
+    slots_per_node(design, total_slots, nodes)  # a bad count or split fails before anything is made
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / CLUSTER_FILE).exists():
         raise FileExistsError(
             f"{directory / CLUSTER_FILE} exists: run `dtq cluster down --dir {directory}` first"
         )
-    planned = plan(design, directory, total_slots, store, overrides, hosts)
+    planned = plan(design, directory, total_slots, store, overrides, hosts, nodes)
     tokens = {"client": "", "worker": "", "ca": ""}
     if secure:
         planned, tokens = _secure(directory, planned)
-    nodes: list[NodeInfo] = []
+    started: list[NodeInfo] = []
     try:
         for name, role, env in planned:
             space = (netns or {}).get(name, "")
             pid = _spawn(directory, name, env, space)
-            nodes.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env, space))
-        for node in nodes:
+            started.append(NodeInfo(name, role, env["DTQ_LISTEN"], pid, env, space))
+        for node in started:
             try:
                 wait_healthy(node.address, timeout, node.pid, node.env.get("DTQ_TLS_CA", ""))
             except RuntimeError as exc:  # the node exited: its own last words say why
                 raise RuntimeError(f"{node.name}: {exc}{_last_words(directory, node.name)}") from None
     except BaseException:
-        _stop_pids([n.pid for n in nodes], grace=5.0)
+        _stop_pids([n.pid for n in started], grace=5.0)
         raise
-    clients = [n.address for n in nodes if n.role in ("gateway", "node")]
-    info = ClusterInfo(design, directory, clients, nodes, tokens["ca"], tokens["client"], tokens["worker"])
+    clients = [n.address for n in started if n.role in ("gateway", "node")]
+    info = ClusterInfo(design, directory, clients, started, tokens["ca"], tokens["client"], tokens["worker"])
     _write(info)
     return info
 

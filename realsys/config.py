@@ -47,6 +47,12 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_NAME_RANGE = re.compile(r"([A-Za-z][A-Za-z_-]*?)(\d+)\.\.\1(\d+)")
+# Design B node count: DEFAULT_NODES unless told otherwise (local clusters, the Compose, Swarm and
+# Kubernetes files); at least 1, and at most MAX_NODES, which keeps a full mesh of peers (every node
+# keeps a channel to every other) and a local cluster's processes within reason
+DEFAULT_NODES = 6
+MAX_NODES = 100
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
@@ -415,14 +421,32 @@ def _trace_config(env: Mapping[str, str]) -> TraceConfig:
 
 
 def _address_map(value: str, var: str) -> dict[str, str]:
-    """Parses "a=host:port,b=host:port"; empty means none."""
+    """Parses "a=host:port,b=host:port"; empty means none. An item may also be a range of numbered
+    names, "n1..n12=n{i}.dtq:50051": every name n1 to n12, `{i}` in the address replaced by its
+    number (how an orchestrator's files name N nodes in one line)."""
     result: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         key, sep, address = item.partition("=")
-        key = key.strip()
+        key, address = key.strip(), address.strip()
         if not sep or not key:
             raise InvalidArgument(f"{var}: {item!r} must be name=host:port")
-        if key in result:
-            raise InvalidArgument(f"{var}: {key!r} is given twice")
-        result[key] = _address(address.strip(), var)
+        for name, one in _expand(key, address, var):
+            if name in result:
+                raise InvalidArgument(f"{var}: {name!r} is given twice")
+            result[name] = _address(one, var)
     return result
+
+
+def _expand(key: str, address: str, var: str) -> list[tuple[str, str]]:
+    """One `name=address` item, or the names and addresses of a range item (see _address_map)."""
+    if ".." not in key:
+        return [(key, address)]
+    match = _NAME_RANGE.fullmatch(key)
+    if match is None:
+        raise InvalidArgument(f"{var}: range {key!r} must be like n1..n12 (one prefix, two numbers)")
+    prefix, first, last = match.group(1), int(match.group(2)), int(match.group(3))
+    if not 1 <= first <= last or last - first + 1 > MAX_NODES:
+        raise InvalidArgument(f"{var}: range {key!r} must count up from >= 1, at most {MAX_NODES} names")
+    if "{i}" not in address:
+        raise InvalidArgument(f"{var}: range {key!r} needs {{i}} (the number) in its address: {address!r}")
+    return [(f"{prefix}{i}", address.replace("{i}", str(i))) for i in range(first, last + 1)]

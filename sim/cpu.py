@@ -67,6 +67,7 @@ class Component(IntEnum):
     CHECKPOINT = 6
     WAKEUP = 7
     STEAL = 8  # Design B: which peers a depth round asks (steal_fanout)
+    HOST_HOP = 9  # the extra latency of a hop between hosts
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -184,6 +185,7 @@ class Proc:
         self._items: dict[str, float] = {}
         self.client = costs.client_sampler(self)
         self.net = costs.network_sampler(self)
+        self.host_hop = costs.host_hop_sampler(self)
         self._commit = costs.commit_sampler(self)
         self._commit_per_row = costs.params.commit_per_row
         wakeup = costs.params.wakeup
@@ -387,6 +389,9 @@ class CostModel:
 
     def network_sampler(self, proc: Proc) -> Sampler:
         return self._sampler(self.params.network, Component.NETWORK, proc.index)
+
+    def host_hop_sampler(self, proc: Proc) -> Sampler:
+        return self._sampler(self.params.host_hop, Component.HOST_HOP, proc.index)
 
     def commit_sampler(self, proc: Proc) -> Sampler:
         return self._sampler(self.params.commit, Component.STORAGE, proc.index)

@@ -100,11 +100,11 @@ class MicroCluster(Cluster):
 
     # ================================================================ gateway (client API)
     def _via_gateway(self, lg: LoadgenPart, server: SimGen[Reply]) -> SimGen[Reply]:
-        d = lg.proc.net()
+        d = self.hop(lg.proc, self.gateway)
         if d:
             yield self.env.timeout(d)
         reply: Reply = yield from server
-        d = self.gateway.net()
+        d = self.hop(self.gateway, lg.proc)
         if d:
             yield self.env.timeout(d)
         return reply
@@ -112,7 +112,7 @@ class MicroCluster(Cluster):
     def _gw(self, method: str, then: SimGen[Reply]) -> SimGen[Reply]:
         """A gateway method that is one call to the job service (the handler and the stub call are
         one loop step)."""
-        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method))
+        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method), to=self.jobp)
         return reply
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
@@ -132,7 +132,9 @@ class MicroCluster(Cluster):
 
     def _gw_list(self, page_size: int) -> SimGen[Reply]:
         gateway = self.gateway
-        reply: Reply = yield from self.call(gateway, self._job_list(page_size), pre=gateway.cost("ListJobs"))
+        reply: Reply = yield from self.call(
+            gateway, self._job_list(page_size), pre=gateway.cost("ListJobs"), to=self.jobp
+        )
         if reply[0] == "OK" and reply[1]:
             yield gateway.run(gateway.cost("ListJobs.relay", reply[1]))  # re-serializing the page
         return reply
@@ -142,14 +144,16 @@ class MicroCluster(Cluster):
 
     def _gw_result(self, job_id: str) -> SimGen[Reply]:
         gateway = self.gateway
-        status, value = yield from self.call(gateway, self._job_get(job_id), pre=gateway.cost("GetJobResult"))
+        status, value = yield from self.call(
+            gateway, self._job_get(job_id), pre=gateway.cost("GetJobResult"), to=self.jobp
+        )
         if status != "OK":
             return status, None
         state, attempt = value
         if state not in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
             return "FAILED_PRECONDITION", None
         if state is JobState.SUCCEEDED:
-            found = yield from self.call(gateway, self._result_get(job_id, attempt))
+            found = yield from self.call(gateway, self._result_get(job_id, attempt), to=self.resultp)
             if not found:
                 return "DATA_LOSS", None
         return "OK", state
@@ -183,6 +187,7 @@ class MicroCluster(Cluster):
                         self.call(
                             self.jobp,
                             self._coord_notify_cancel(command.job_id, command.attempt, command.worker_id),
+                            to=self.coord,
                         )
                     )
             elif isinstance(command, LeaseExpired):
@@ -371,7 +376,7 @@ class MicroCluster(Cluster):
                 continue
             entries: list[Enqueue] = yield proc.run(take)
             if entries:
-                yield from self.call(proc, self._queue_enqueue(entries))
+                yield from self.call(proc, self._queue_enqueue(entries), to=self.queuep)
 
     def _sweep(self) -> SimGen[None]:
         """JobRole._sweep: re-enqueue jobs PENDING for longer than a dispatch can take."""
@@ -467,7 +472,7 @@ class MicroCluster(Cluster):
             self.coord_timer.poke()
             return proc.cost("WorkerHeartbeat")
 
-        renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step)
+        renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step, to=self.jobp)
         cancel = list(renewal.cancel)
         pushed = self._cancels.pop(worker_id, None)
         if pushed:
@@ -493,12 +498,14 @@ class MicroCluster(Cluster):
         first: float | Any = step
         while wanted and not gone():
             left = max(0.0, give_up - env.now)
-            ids = yield from self.call(proc, self._queue_reserve(wanted, hold, left, gone), pre=first)
+            ids = yield from self.call(
+                proc, self._queue_reserve(wanted, hold, left, gone), pre=first, to=self.queuep
+            )
             first = 0.0
             if not ids or gone():
                 break
-            leased = yield from self.call(proc, self._job_lease(worker_id, ids))
-            self.spawn(self.call(proc, self._queue_ack(ids)))
+            leased = yield from self.call(proc, self._job_lease(worker_id, ids), to=self.jobp)
+            self.spawn(self.call(proc, self._queue_ack(ids), to=self.queuep))
             if leased:
                 return leased
             if env.now >= give_up:
@@ -514,11 +521,11 @@ class MicroCluster(Cluster):
 
         complete = self._job_complete(worker_id, job_id, attempt, outcome)
         if isinstance(outcome, CancelledByWorker):
-            status: str = yield from self.call(proc, complete, pre=step)
+            status: str = yield from self.call(proc, complete, pre=step, to=self.jobp)
             return status
         # before CompleteAttempt: a stale attempt's result is harmless under its own key
-        yield from self.call(proc, self._result_put(job_id, attempt), pre=step)
-        status = yield from self.call(proc, complete)
+        yield from self.call(proc, self._result_put(job_id, attempt), pre=step, to=self.resultp)
+        status = yield from self.call(proc, complete, to=self.jobp)
         return status
 
     def _coord_notify_cancel(self, job_id: str, attempt: int, worker_id: str) -> SimGen[None]:
@@ -535,7 +542,7 @@ class MicroCluster(Cluster):
         for lost in self.registry.handle_timer(now):
             self._cancels.pop(lost.worker_id, None)
             self.count("workers_lost")
-            self.spawn(self.call(self.coord, self._job_release_worker(lost.worker_id)))
+            self.spawn(self.call(self.coord, self._job_release_worker(lost.worker_id), to=self.jobp))
         return self.coord.cost("timer")
 
     # ================================================================ result service
@@ -581,7 +588,9 @@ class _WorkerBackend:
 
     def fetch(self, worker: SimWorker, free_slots: int, wait: float) -> SimGen[list[Assignment]]:
         c = self.cluster
-        leased = yield from c.call(worker.proc, c._coord_fetch(worker.worker_id, free_slots, wait))
+        leased = yield from c.call(
+            worker.proc, c._coord_fetch(worker.worker_id, free_slots, wait), to=c.coord
+        )
         return leased if worker.alive else []
 
     def heartbeat(
@@ -589,7 +598,7 @@ class _WorkerBackend:
     ) -> SimGen[tuple[RunningList, RunningList] | None]:
         c = self.cluster
         reply = yield from c.call(
-            worker.proc, c._coord_heartbeat(worker.worker_id, total_slots, free_slots, running)
+            worker.proc, c._coord_heartbeat(worker.worker_id, total_slots, free_slots, running), to=c.coord
         )
         return reply
 
@@ -597,4 +606,6 @@ class _WorkerBackend:
         self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome, pre: float = 0.0
     ) -> SimGen[None]:
         c = self.cluster
-        yield from c.call(worker.proc, c._coord_report(worker.worker_id, job_id, attempt, outcome), pre=pre)
+        yield from c.call(
+            worker.proc, c._coord_report(worker.worker_id, job_id, attempt, outcome), pre=pre, to=c.coord
+        )

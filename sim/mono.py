@@ -350,14 +350,18 @@ class MonoNode:
             asked = self.pacer.peers_to_ask(peers)
             cluster.count("depth_rounds")
             cluster.count("depth_asks", len(asked))
-            replies = yield from cluster.gather([cluster.call(self.proc, p.queue_depth()) for p in asked])
+            replies = yield from cluster.gather(
+                [cluster.call(self.proc, p.queue_depth(), to=p.proc) for p in asked]
+            )
             self.pacer.record_depths(env.now, {p.name: d for p, d in zip(asked, replies, strict=True)})
             yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
         plan = self.pacer.plan(self.name, free_slots, self.sched.queue.ready_count)
         if plan is None:
             return []
         victim = cluster.by_name[plan.victim]
-        got = yield from cluster.call(self.proc, victim.steal_work(worker.worker_id, plan.max_jobs))
+        got = yield from cluster.call(
+            self.proc, victim.steal_work(worker.worker_id, plan.max_jobs), to=victim.proc
+        )
         self.pacer.record_steal(plan, len(got))
         if got:
             self.stolen += len(got)
@@ -382,7 +386,9 @@ class MonoNode:
             owners = [cluster.by_name[o] for o in remote]
             replies = yield from cluster.gather(
                 [
-                    cluster.call(proc, owner.remote_heartbeat(worker.worker_id, remote[owner.name]))
+                    cluster.call(
+                        proc, owner.remote_heartbeat(worker.worker_id, remote[owner.name]), to=owner.proc
+                    )
                     for owner in owners
                 ]
             )
@@ -406,6 +412,7 @@ class MonoNode:
                 self.proc,
                 owner.report_here("ReportResult", worker.worker_id, job_id, attempt, outcome),
                 pre=pre,
+                to=owner.proc,
             )
 
 
@@ -446,15 +453,17 @@ class MonoCluster(Cluster):
             return "UNAVAILABLE", None
         entry.forwarded += 1
         self.count("forwarded")
-        reply: Reply = yield from self.call(entry.proc, serve(owner), pre=entry.proc.cost("forward"))
+        reply: Reply = yield from self.call(
+            entry.proc, serve(owner), pre=entry.proc.cost("forward"), to=owner.proc
+        )
         return reply
 
     def _hop_in(self, lg: LoadgenPart, entry: MonoNode, server: SimGen[Reply]) -> SimGen[Reply]:
-        d = lg.proc.net()
+        d = self.hop(lg.proc, entry.proc)
         if d:
             yield self.env.timeout(d)
         reply: Reply = yield from server
-        d = entry.proc.net()
+        d = self.hop(entry.proc, lg.proc)
         if d:
             yield self.env.timeout(d)
         return reply
@@ -494,7 +503,7 @@ class MonoCluster(Cluster):
             return status_of(exc), None
         yield proc.run(proc.cost("ListJobs"))
         parts: list[Page[Any]] = yield from self.gather(
-            [self.call(proc, peer.list_local(query, size)) for peer in entry.peers]
+            [self.call(proc, peer.list_local(query, size), to=peer.proc) for peer in entry.peers]
         )
 
         def merge(now: float) -> tuple[float, Page[Any]]:

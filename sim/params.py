@@ -93,6 +93,10 @@ class SimParams:
     wakeup_idle: tuple[tuple[float, float], ...] = ()
     client_send_fraction: float = 0.5  # of client_call, spent before the request leaves
     network: Dist = PLACEHOLDER_NETWORK  # one way, per hop
+    # one way, added to `network` on a hop between processes on different hosts (0: the hosts are one
+    # machine's loopback). Measured across a veth pair between network namespaces against loopback
+    # (lab/calibration/netprobe.py, data/calibration/hosts.json); a calibration on one host leaves it 0
+    host_hop: Dist = ZERO
     commit: Dist = PLACEHOLDER_COMMIT  # one storage transaction (save_many, put, delete)
     commit_per_row: float = PLACEHOLDER_COMMIT_PER_ROW
     loadgen_request: Dist = PLACEHOLDER_LOADGEN_REQUEST  # generator CPU per request, send + receive
@@ -182,7 +186,7 @@ class SimParams:
         per-item costs, client_call, commits, the generator's request, checkpoints) times `scale.cpu`,
         `wakeup` times `scale.wake`, and the cold wake-up curve times a factor rising log-linearly
         from 1 at its first point to `scale.cold` at `scale.gap` seconds of sleep, flat beyond (longer
-        sleeps are assumed to move as the probed one). `network` (off-CPU, ~0 on loopback) is kept."""
+        sleeps are assumed to move as the probed one). `network` and `host_hop` (off-CPU) are kept."""
         cpu = scale.cpu
         curve = self.wakeup_idle
         if curve and scale.cold != 1.0:
@@ -310,6 +314,7 @@ class SimParams:
             client_call=ZERO,
             wakeup=ZERO,
             network=ZERO,
+            host_hop=ZERO,
             commit=ZERO,
             commit_per_row=0.0,
             loadgen_request=ZERO,

@@ -15,7 +15,19 @@ from realsys.cli import build_parser, command_entry_points, main
 
 # what the base install (the node image) does not have: the sim and lab extras' packages
 OPTIONAL = ("simpy", "scipy", "matplotlib", "pandas", "tqdm", "seaborn", "celery", "redis")
-PRODUCT = {"serve", "cluster", "submit", "status", "result", "cancel", "list", "load", "trace", "demo"}
+PRODUCT = {
+    "serve",
+    "cluster",
+    "submit",
+    "status",
+    "result",
+    "cancel",
+    "list",
+    "load",
+    "trace",
+    "deploy",
+    "demo",
+}
 
 
 def _commands(register_value: str) -> set[str]:

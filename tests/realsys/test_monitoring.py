@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from realsys.config import MAX_NODES
 from realsys.metrics import GcPauses, NodeMetrics
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
@@ -50,9 +51,19 @@ def test_prometheus_scrapes_every_dtq_container(design: str) -> None:
     assert len(nodes) == 6, nodes
     config = yaml.safe_load((DOCKER / "prometheus" / f"{design}.yml").read_text())
     (job,) = config["scrape_configs"]
-    targets = {t for group in job["static_configs"] for t in group["targets"]}
-    assert targets == {f"{n}:9100" for n in nodes}
-    assert {group["labels"]["design"] for group in job["static_configs"]} == {design}
+    if design == "micro":
+        targets = {t for group in job["static_configs"] for t in group["targets"]}
+        assert targets == {f"{n}:9100" for n in nodes}
+        assert {group["labels"]["design"] for group in job["static_configs"]} == {design}
+    else:
+        # any node count: every name a rendered file can hold (n1..MAX_NODES), found by DNS
+        (sd,) = job["dns_sd_configs"]
+        assert sd["port"] == 9100
+        assert sd["names"] == [f"n{i}" for i in range(1, MAX_NODES + 1)]
+        assert nodes <= set(sd["names"])
+        relabels = {r["target_label"]: r for r in job["relabel_configs"]}
+        assert relabels["node"]["source_labels"] == ["__meta_dns_name"]
+        assert relabels["design"]["replacement"] == design
     prometheus = services["prometheus"]
     assert prometheus["profiles"] == ["monitoring"]  # opt-in: fault runs start the nodes only
     assert f"./prometheus/{design}.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
