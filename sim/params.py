@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.runtime import MIN_EMPTY_POLL
 
 DistKind = Literal["constant", "exponential", "lognormal", "empirical"]
 _KINDS = ("constant", "exponential", "lognormal", "empirical")
@@ -265,7 +266,7 @@ class SimParams:
     steal_interval: float = 0.05  # Design B: an idle node's QueueDepth round at most this often
     max_idle_poll: float = 0.8  # Design B: ... backing off to this when rounds steal nothing
     steal_fanout: int = 0  # Design B: peers a depth round asks, drawn at random (0: every peer)
-    min_empty_poll: float = 0.05  # worker runtime: pause after an empty fetch that returned this fast
+    min_empty_poll: float = MIN_EMPTY_POLL  # worker runtime: pause after an empty fetch this fast
     wait_poll: float = 30.0  # the load generator's WaitJob long-poll (re-issued until the job ends)
     sweep_interval: float = 0.0  # Design A job service sweep; 0: as realsys (min(60, max(5, 3 lease)))
     rpc_timeout: float = 5.0

@@ -16,21 +16,16 @@ import grpc
 
 from dtq.v1 import client_pb2_grpc, internal_pb2_grpc, worker_pb2_grpc
 from model.errors import Unavailable
-from realsys.config import grpc_options
+from realsys.config import RECONNECT_OPTIONS, grpc_options
 from realsys.security import ChannelSecurity, open_aio_channel
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 FORWARDED_KEY = "dtq-forwarded"
-# A peer that is down (or not up yet: nodes start in any order) must be retried within about a
-# second, not after gRPC's default reconnect backoff that grows to two minutes. A channel-local
-# subchannel pool keeps that state out of other channels to the same address in this process.
-_PEER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.use_local_subchannel_pool", 1),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
+# A peer that is down (or not up yet: nodes start in any order) is retried within about a second
+# (RECONNECT_OPTIONS). A channel-local subchannel pool keeps that state out of other channels to the
+# same address in this process.
+_PEER_OPTIONS: list[tuple[str, int]] = [("grpc.use_local_subchannel_pool", 1), *RECONNECT_OPTIONS]
 _CONNECT_BUDGET = 1.5  # longer than one reconnect backoff (max 1 s): a peer that is up is found
 FORWARDED: tuple[tuple[str, str], ...] = ((FORWARDED_KEY, "1"),)
 
