@@ -80,7 +80,7 @@ class _Run:
     handler: Handler | None
     future: asyncio.Future[Any] | None = None  # the handler, once started
     stop: StopReason | None = None  # the last Interrupt the core sent
-    wake: asyncio.Future[None] | None = None  # what the supervisor is waiting on, if anything
+    wake: asyncio.Future[bool] | None = None  # what the supervisor waits on; True: the deadline is due
 
     @property
     def key(self) -> Key:
@@ -312,13 +312,13 @@ class WorkerRuntime:
         assert future is not None
         while not future.done():
             # One future woken by whichever comes first: the handler ending, an Interrupt (_interrupt)
-            # or the deadline. Cheaper per job than a task on an event + asyncio.wait.
-            wake: asyncio.Future[None] = loop.create_future()
+            # or the deadline's timer. Cheaper per job than a task on an event + asyncio.wait.
+            wake: asyncio.Future[bool] = loop.create_future()
             run.wake = wake
             future.add_done_callback(functools.partial(_resolve_on_done, wake))
-            timer = loop.call_later(max(0.0, deadline - self._clock()), _resolve, wake)
+            timer = loop.call_later(max(0.0, deadline - self._clock()), _resolve, wake, True)
             try:
-                await wake
+                deadline_due = await wake
             finally:
                 timer.cancel()
                 run.wake = None
@@ -326,7 +326,7 @@ class WorkerRuntime:
                 break
             if run.stop == "abandon":
                 return None  # the lease is gone: nobody wants its outcome
-            if self._clock() >= deadline:
+            if deadline_due:
                 return self._perform(self.core.deadline_passed(self._clock(), run.key))
             # a cancel: the handler was asked to stop; keep waiting for it to end (or a later abandon)
         outcome, raised = _outcome_of(future)
@@ -438,12 +438,12 @@ def _child_rng(parent: np.random.SeedSequence, index: int) -> Callable[[], np.ra
     return make
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def _resolve(future: asyncio.Future[bool], deadline_due: bool = False) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(deadline_due)
 
 
-def _resolve_on_done(future: asyncio.Future[None], _done: asyncio.Future[Any]) -> None:
+def _resolve_on_done(future: asyncio.Future[bool], _done: asyncio.Future[Any]) -> None:
     _resolve(future)
 
 
