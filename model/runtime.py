@@ -153,6 +153,7 @@ class Done:
 
 Action: TypeAlias = Launch | Discard | WakeFetch | Interrupt | RunHandler | Report | RetryReport | Done
 AttemptStep: TypeAlias = RunHandler | Report | RetryReport | Done  # the actions addressed to a supervisor
+ATTEMPT_STEPS = (RunHandler, Report, RetryReport, Done)
 
 
 def timeout_outcome(attempt: int) -> Failed:

@@ -19,6 +19,7 @@ import simpy
 from model.errors import DtqError, Unavailable
 from model.job import Assignment, Failed, JobError, Outcome, Succeeded
 from model.runtime import (
+    ATTEMPT_STEPS,
     Action,
     AttemptStep,
     AwaitSlot,
@@ -136,7 +137,9 @@ class SimWorker:
         """Performs the actions for others; returns the one addressed to the calling supervisor."""
         step: AttemptStep | None = None
         for action in actions:
-            if isinstance(action, Launch):
+            if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
+                step = action
+            elif isinstance(action, Launch):
                 self._launch(action.assignment)
             elif isinstance(action, WakeFetch):
                 self._wake_fetch()
@@ -144,11 +147,8 @@ class SimWorker:
                 run = self._runs.get(action.key)
                 if run is not None:
                     self._interrupt(run, action.reason)
-            elif isinstance(action, Discard):
-                if action.reason == "no free slot":
-                    self.dropped += 1
-            else:
-                step = action
+            elif isinstance(action, Discard) and action.reason == "no free slot":
+                self.dropped += 1
         return step
 
     def _wake_fetch(self) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 from model.errors import DtqError, Unavailable
 from model.job import Assignment, Failed, JobError, Outcome, Succeeded
 from model.runtime import (
+    ATTEMPT_STEPS,
     Action,
     AttemptStep,
     AwaitSlot,
@@ -192,7 +193,9 @@ class WorkerRuntime:
         """Performs the actions for others; returns the one addressed to the calling supervisor."""
         step: AttemptStep | None = None
         for action in actions:
-            if isinstance(action, Launch):
+            if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
+                step = action
+            elif isinstance(action, Launch):
                 self._launch(action.assignment)
             elif isinstance(action, WakeFetch):
                 self._fetch_wake.set()
@@ -200,11 +203,8 @@ class WorkerRuntime:
                 run = self._runs.get(action.key)
                 if run is not None:
                     self._interrupt(run, action.reason)
-            elif isinstance(action, Discard):
-                if action.reason == "no free slot":
-                    log.error("fetch returned more work than free slots; dropping %s attempt %d", *action.key)
-            else:
-                step = action
+            elif isinstance(action, Discard) and action.reason == "no free slot":
+                log.error("fetch returned more work than free slots; dropping %s attempt %d", *action.key)
         return step
 
     def _interrupt(self, run: _Run, reason: StopReason) -> None:
@@ -228,6 +228,7 @@ class WorkerRuntime:
 
     async def _fetch_loop(self) -> None:
         core = self.core
+        failures = 0
         while True:
             step = core.next_fetch(self._clock())
             if step is None:
@@ -238,9 +239,13 @@ class WorkerRuntime:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    failures += 1
                     delay = core.fetch_failed(self._clock())
                     log.warning("fetch failed (%s); retrying in %.2fs", _describe(exc), delay)
                     continue
+                if failures:
+                    log.info("fetch works again after %d failed attempt(s)", failures)
+                    failures = 0
                 self._perform(core.fetched(self._clock(), assignments))
             elif isinstance(step, AwaitSlot):
                 self._fetch_wake.clear()
