@@ -30,7 +30,6 @@ A cluster with TLS and tokens (realsys/security.py) needs its CA and a client to
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -50,11 +49,11 @@ from model.errors import (
 )
 from model.job import JobSpec
 from model.states import JobState
+from realsys.config import RECONNECT_OPTIONS, grpc_options
 from realsys.convert import spec_to_pb, to_duration, to_timestamp
 from realsys.security import ChannelSecurity, open_aio_channel
 from realsys.status import GRPC_CODE, error_from_rpc, retry_after_of
 
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # fallback when realsys.config does not provide the limit
 _MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it
 _RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 1.0
@@ -67,16 +66,9 @@ JobPage: TypeAlias = tuple[list[job_pb2.Job], str]  # module level: `list` is a 
 
 
 def channel_options() -> list[tuple[str, Any]]:
-    """gRPC channel options with explicit message limits: realsys.config's when it has them."""
-    try:
-        config: Any = importlib.import_module("realsys.config")
-    except ImportError:
-        config = None
-    make = getattr(config, "grpc_options", None)
-    if callable(make):
-        return list(make())
-    limit = int(getattr(config, "MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES))
-    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+    """gRPC channel options: dtq's message limits and keepalives, and a reconnect backoff capped at
+    a second (a restarted server is found again at once)."""
+    return [*grpc_options(), *RECONNECT_OPTIONS]
 
 
 def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:

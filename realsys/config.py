@@ -76,6 +76,16 @@ def grpc_options() -> list[tuple[str, int]]:
     ]
 
 
+# On every channel: a peer that restarts is called again within about a second. gRPC's default
+# reconnect backoff (1 s, growing by 1.6x to 120 s) leaves a channel failing calls at once
+# ("connection refused") for seconds after its peer is back.
+RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
     """TLS and bearer tokens (realsys/security.py); all empty: plaintext, no auth (loopback default).

@@ -26,6 +26,7 @@ from typing import Any
 
 from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.runtime import MIN_EMPTY_POLL
 from sim.dist import DIST_FIELDS, ZERO, Dist
 from sim.hostscale import HostScale, median_probe
 from sim.placeholders import (
@@ -64,7 +65,7 @@ class SimParams:
     steal_interval: float = 0.05  # Design B: an idle node's QueueDepth round at most this often
     max_idle_poll: float = 0.8  # Design B: ... backing off to this when rounds steal nothing
     steal_fanout: int = 0  # Design B: peers a depth round asks, drawn at random (0: every peer)
-    min_empty_poll: float = 0.05  # worker runtime: pause after an empty fetch that returned this fast
+    min_empty_poll: float = MIN_EMPTY_POLL  # worker runtime: pause after an empty fetch this fast
     wait_poll: float = 30.0  # the load generator's WaitJob long-poll (re-issued until the job ends)
     sweep_interval: float = 0.0  # Design A job service sweep; 0: as realsys (min(60, max(5, 3 lease)))
     rpc_timeout: float = 5.0

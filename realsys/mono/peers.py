@@ -16,25 +16,23 @@ import grpc
 from dtq.v1 import client_pb2_grpc, internal_pb2_grpc, worker_pb2_grpc
 from model.errors import Unavailable
 from model.ids import request_homes
-from realsys.config import grpc_options
+from realsys.config import RECONNECT_OPTIONS, grpc_options
 from realsys.security import ChannelSecurity, open_aio_channel
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 FORWARDED_KEY = "dtq-forwarded"
-# A peer that is down (or not up yet: nodes start in any order) must be retried within about a
-# second, not after gRPC's default reconnect backoff that grows to two minutes. A channel-local
-# subchannel pool keeps that state out of other channels to the same address in this process.
-# Keepalive pings every PEER_KEEPALIVE_MS: a peer that stops answering them (SIGSTOP, a hung host)
-# has its connection closed after PEER_KEEPALIVE_TIMEOUT_MS, so its calls fail instead of hanging
-# until their deadlines, and `suspected` names it (idempotent submits then go to the fallback home).
+# A peer that is down (or not up yet: nodes start in any order) is retried within about a second
+# (RECONNECT_OPTIONS). A channel-local subchannel pool keeps that state out of other channels to the
+# same address in this process. Keepalive pings every PEER_KEEPALIVE_MS: a peer that stops answering
+# them (SIGSTOP, a hung host) has its connection closed after PEER_KEEPALIVE_TIMEOUT_MS, so its calls
+# fail instead of hanging until their deadlines, and `suspected` names it (idempotent submits then go
+# to the fallback home).
 PEER_KEEPALIVE_MS = 1000
 PEER_KEEPALIVE_TIMEOUT_MS = 1500
 _PEER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.use_local_subchannel_pool", 1),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    *RECONNECT_OPTIONS,
     ("grpc.keepalive_time_ms", PEER_KEEPALIVE_MS),
     ("grpc.keepalive_timeout_ms", PEER_KEEPALIVE_TIMEOUT_MS),
     # gRPC 1.85's transport times a ping out after this (default 60 s), whatever keepalive_timeout says
