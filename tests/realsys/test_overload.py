@@ -2,7 +2,9 @@
 - overload: a flood above max_pending gets RESOURCE_EXHAUSTED ("queue is full") and loses nothing
   it accepted; an oversized payload gets RESOURCE_EXHAUSTED and never reaches storage;
 - retention: a finished job and its result are deleted result_ttl after it ended, from memory and
-  from SQLite, and then answer NOT_FOUND saying so.
+  from SQLite, and then answer NOT_FOUND saying so;
+- bytes (issue 26): replies that carry payloads or pages fit the message limit and lease nothing
+  they could not carry; a byte flood of fast jobs keeps the nodes within their byte budgets.
 """
 
 from __future__ import annotations
@@ -18,8 +20,17 @@ from typing import Any
 import grpc
 import pytest
 
-from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2, worker_pb2, worker_pb2_grpc
+from dtq.v1 import (
+    client_pb2,
+    client_pb2_grpc,
+    internal_pb2,
+    internal_pb2_grpc,
+    job_pb2,
+    worker_pb2,
+    worker_pb2_grpc,
+)
 from model.config import CoreConfig
+from model.jobs import JobTable
 from model.states import JobState
 from realsys.cluster import free_ports
 from realsys.config import NodeConfig, grpc_options
@@ -54,12 +65,15 @@ MICRO_TYPES: dict[str, Any] = {
 
 
 class Deployment:
-    """One design on loopback without in-process workers (the test is the worker)."""
+    """One design on loopback without in-process workers (the test is the worker). Design B runs
+    `nodes` nodes; the client and worker stubs talk to n1."""
 
-    def __init__(self, design: str, root: Path, store: str) -> None:
+    def __init__(self, design: str, root: Path, store: str, core: CoreConfig = CORE, nodes: int = 1) -> None:
         self.design = design
         self.root = root
         self.store = store
+        self.core = core
+        self.nodes = nodes
         self.running: list[RunningRole] = []
         self.client_address = ""
         self.worker_address = ""
@@ -70,7 +84,7 @@ class Deployment:
             "data_dir": self.root,
             "store": self.store,
             "slots": 0,
-            "core": CORE,
+            "core": self.core,
             "metrics_port": -1,
             "rpc_timeout": 2.0,
             "fetch_wait": 0.2,
@@ -92,25 +106,40 @@ class Deployment:
                 self.running.append(await start_role(config, MICRO_TYPES[name](config, metrics), metrics))
             self.client_address, self.worker_address = services["gateway"], services["coordinator"]
         else:
-            (port,) = free_ports(1)
-            peers = {"n1": f"127.0.0.1:{port}"}
-            config = NodeConfig(
-                **{**common, "data_dir": self.root / "n1"},
-                design="mono",
-                role="node",
-                name="n1",
-                listen=peers["n1"],
-                peers=peers,
-            )
-            metrics = NodeMetrics("n1", "node", "mono")
-            self.running.append(await start_role(config, MonoNode(config, metrics), metrics))
+            names = [f"n{i + 1}" for i in range(self.nodes)]
+            peers = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
+            for name in names:
+                config = NodeConfig(
+                    **{**common, "data_dir": self.root / name},
+                    design="mono",
+                    role="node",
+                    name=name,
+                    listen=peers[name],
+                    peers=peers,
+                )
+                metrics = NodeMetrics(name, "node", "mono")
+                self.running.append(await start_role(config, MonoNode(config, metrics), metrics))
+            self.peers = peers
             self.client_address = self.worker_address = peers["n1"]
 
-    def stubs(self) -> tuple[Any, Any]:
-        client = grpc.aio.insecure_channel(self.client_address, options=grpc_options())
+    def stubs(self, client_address: str = "") -> tuple[Any, Any]:
+        client = grpc.aio.insecure_channel(client_address or self.client_address, options=grpc_options())
         worker = grpc.aio.insecure_channel(self.worker_address, options=grpc_options())
         self.channels += [client, worker]
         return client_pb2_grpc.TaskQueueStub(client), worker_pb2_grpc.WorkersStub(worker)
+
+    def peer_stub(self, node: str) -> Any:
+        channel = grpc.aio.insecure_channel(self.peers[node], options=grpc_options())
+        self.channels.append(channel)
+        return internal_pb2_grpc.PeerStub(channel)
+
+    def tables(self) -> list[JobTable]:
+        """Every JobTable of the deployment (Design A: the job service's; Design B: each node's)."""
+        return [
+            role.role.table if isinstance(role.role, JobRole) else role.role.core.scheduler.jobs
+            for role in self.running
+            if isinstance(role.role, JobRole | MonoNode)
+        ]
 
     def job_rows(self) -> int:
         """Rows in the SQLite job table(s) of this deployment."""
@@ -250,3 +279,109 @@ def test_soak_helpers() -> None:
     assert phase_rate(10.0, 90.0, 100.0, 3.0) == ("capacity", 100.0)
     assert phase_rate(40.0, 90.0, 100.0, 3.0) == ("overload", 300.0)
     assert phase_rate(70.0, 90.0, 100.0, 3.0) == ("capacity", 100.0)
+
+
+# ---------------------------------------------------------------------------- bytes (issue 26)
+MIB = 1 << 20
+BIG = CoreConfig(
+    lease_duration=30.0, heartbeat_interval=1.0, worker_ttl=20.0
+)  # 1 MiB payloads, 4 MiB replies
+BIG_PAYLOAD = b"p" * (MIB - 200)
+
+
+@pytest.fixture(params=["micro", "mono"])
+async def big(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
+    d = Deployment(request.param, tmp_path, "memory", BIG, nodes=2)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.close()
+
+
+async def _states(client: Any, job_ids: list[str]) -> list[tuple[JobState, int]]:
+    out = []
+    for job_id in job_ids:
+        job = await client.GetJobStatus(client_pb2.GetJobStatusRequest(job_id=job_id), timeout=5)
+        out.append((JobState(job.state), job.attempt))
+    return out
+
+
+async def test_fetch_of_large_jobs_returns_what_fits_and_leases_nothing_else(big: Deployment) -> None:
+    """Issue 26: a FetchWork for 12 slots with ten ~1 MiB jobs ready got RESOURCE_EXHAUSTED in
+    Design B after all ten were leased (each lease then ran out and cost an attempt)."""
+    client, worker = big.stubs()
+    ids = [(await _submit(client, BIG_PAYLOAD))[2] for _ in range(10)]
+    assert all(ids)
+    fetch = worker_pb2.FetchWorkRequest(worker_id="w-big", free_slots=12)
+    reply = await worker.FetchWork(fetch, timeout=10)
+    got = [a.job_id for a in reply.assignments]
+    assert 1 <= len(got) < 10 and reply.ByteSize() <= BIG.max_reply_bytes
+    states = dict(zip(ids, await _states(client, ids), strict=True))
+    assert all(states[j] == (JobState.RUNNING, 1) for j in got)
+    assert all(states[j] == (JobState.PENDING, 0) for j in ids if j not in got)  # no attempt burnt
+    # the rest come with the next fetches, each once, at attempt 1
+    while len(got) < 10:
+        more = await worker.FetchWork(fetch, timeout=10)
+        assert more.assignments, "a ready job was not handed out"
+        assert more.ByteSize() <= BIG.max_reply_bytes
+        got += [a.job_id for a in more.assignments]
+    assert sorted(got) == sorted(ids)
+    assert {s for s in await _states(client, ids)} == {(JobState.RUNNING, 1)}
+
+
+async def test_steal_of_large_jobs_costs_no_attempt(big: Deployment) -> None:
+    """Issue 26: with --slots 72 a StealWork of 12 large jobs failed "Sent message larger than max"
+    and 36 of 60 jobs needed a second attempt. The victim leases only what its reply carries."""
+    if big.design == "micro":
+        pytest.skip("Design A does not steal")
+    client, _ = big.stubs()
+    ids = [(await _submit(client, BIG_PAYLOAD))[2] for _ in range(12)]  # all owned by n1
+    peer = big.peer_stub("n1")
+    request = internal_pb2.StealWorkRequest(thief_node="n2", worker_id="n2-w", max_jobs=12)
+    stolen: list[str] = []
+    while len(stolen) < 12:
+        reply = await peer.StealWork(request, timeout=10)
+        assert reply.assignments and reply.ByteSize() <= BIG.max_reply_bytes
+        batch = [a.job_id for a in reply.assignments]
+        assert len(batch) < 12
+        states = dict(zip(ids, await _states(client, ids), strict=True))
+        assert all(states[j] == (JobState.PENDING, 0) for j in ids if j not in stolen + batch)
+        stolen += batch
+    assert sorted(stolen) == sorted(ids)
+    assert {s for s in await _states(client, ids)} == {(JobState.RUNNING, 1)}
+
+
+def _max_labels(i: int) -> dict[str, str]:
+    """64 labels of 256-character keys and values, in a 4-byte UTF-8 character: the largest spec."""
+    return {f"{k:02d}{i:04d}".ljust(256, "\U0001d11e"): "\U0001d11e" * 256 for k in range(BIG.max_labels)}
+
+
+async def test_list_page_of_maximal_labels_fits_at_page_size_1000(big: Deployment) -> None:
+    """Issue 26: with labels at their limits, pages of 100 and more failed RESOURCE_EXHAUSTED. A page
+    now ends at the byte budget with a next token; paging still sees every job exactly once (Design
+    B merges the nodes' byte-bounded pages)."""
+    clients = [big.stubs()[0]]
+    if big.design == "mono":
+        clients.append(big.stubs(big.peers["n2"])[0])  # jobs on both nodes: the merge is exercised
+    ids = []
+    for i in range(72):  # ~130 KiB of labels each: ~9.4 MB in all, over the 8 MiB message limit
+        spec = job_pb2.JobSpec(job_type="echo", labels=_max_labels(i))
+        reply = await clients[i % len(clients)].SubmitJob(client_pb2.SubmitJobRequest(spec=spec), timeout=10)
+        ids.append(reply.job_id)
+    seen: list[str] = []
+    token = ""
+    pages = 0
+    while True:
+        page = await clients[0].ListJobs(
+            client_pb2.ListJobsRequest(page_size=1000, page_token=token), timeout=10
+        )
+        assert page.ByteSize() <= BIG.max_reply_bytes
+        assert page.jobs and all(len(job.spec.labels) == BIG.max_labels for job in page.jobs)
+        seen += [job.job_id for job in page.jobs]
+        pages += 1
+        token = page.next_page_token
+        if not token:
+            break
+    assert pages >= 3
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
