@@ -206,7 +206,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
         if not job.done:
             raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
-        return result_to_pb(job, self.node)
+        return result_to_pb(job, self.node, self.core.output_of(job))
 
     @grpc_errors
     async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
