@@ -218,8 +218,8 @@ class JobTable:
             parse_job_id(job_id)  # a malformed id is INVALID_ARGUMENT, a well-formed unknown one NOT_FOUND
             raise NotFound(
                 f"job {job_id} not found: it never existed here, or it finished more than "
-                f"{self.config.result_ttl:g}s ago (or beyond the newest {self.config.max_retained_jobs}) "
-                "and was deleted"
+                f"{self.config.result_ttl:g}s ago (or beyond the newest {self.config.max_retained_jobs}, "
+                f"or {self.config.max_retained_bytes} bytes of results) and was deleted"
             )
         return job
 
@@ -354,7 +354,17 @@ class JobTable:
                 cancel.append((job_id, attempt))
         return Renewal(cancel, abandon, renewed)
 
-    def complete(self, now: float, job_id: str, attempt: int, worker_id: str, outcome: Outcome) -> Transition:
+    def complete(
+        self,
+        now: float,
+        job_id: str,
+        attempt: int,
+        worker_id: str,
+        outcome: Outcome,
+        output_elsewhere: bool = False,
+    ) -> Transition:
+        """Ends the attempt that holds the lease with the worker's outcome. `output_elsewhere`: another
+        service keeps the output (Design A's result service); the table records only its size."""
         job = self.get(job_id)
         if job.attempt != attempt or job.state not in ACTIVE or (worker_id and job.worker_id != worker_id):
             raise StaleAttempt(
@@ -364,11 +374,11 @@ class JobTable:
         outcome = bounded_outcome(outcome, self.config)
         if isinstance(outcome, Succeeded):
             output = outcome.output
-            inline = len(output) <= self.config.max_inline_result_bytes
+            inline = output_elsewhere or len(output) <= self.config.max_inline_result_bytes
             commands: list[Command] = [] if inline else [StoreOutput(job_id, output)]
             job.output_size = len(output)  # before _apply: retention weighs the job by it
             self._apply(job, Event.SUCCEED, now)
-            job.output = output if inline else None
+            job.output = (b"" if output_elsewhere else output) if inline else None
             job.error = None
             self._release(job)
             commands.append(JobFinished(job_id, job.state))

@@ -7,8 +7,9 @@ SQLite runs in WAL mode with synchronous=NORMAL: a committed write survives a cr
 necessarily a power cut. Job payloads live in their own table, written once and deleted when the job
 ends, so the frequent small updates of a job row never rewrite its payload (a flood of 256 KiB jobs
 grew the files to 2.4 GB when they did); results over max_inline_result_bytes live in an outputs
-table the core never holds in RAM (model.commands.StoreOutput). The WAL is cut back to
-WAL_SIZE_LIMIT after checkpoints. With TLS on (`--secure`) the data directory is 0700 and every
+table the core never holds in RAM (model.commands.StoreOutput). The WAL restarts once past
+WAL_RESTART_BYTES and is then cut back to WAL_SIZE_LIMIT (a flood of 256 KiB jobs left 400-500 MiB
+of files behind before). With TLS on (`--secure`) the data directory is 0700 and every
 database file 0600: data at rest is the owner's only.
 
 One connection per store, used only from the event loop thread: a store call blocks the loop for one
@@ -164,7 +165,12 @@ def owner_only(directory: Path, files: Iterable[Path]) -> None:
 
 # ---------------------------------------------------------------------------- sqlite
 CHECKPOINT_INTERVAL = 0.5  # seconds between background WAL checkpoints
-WAL_SIZE_LIMIT = 64 << 20  # bytes a WAL file is truncated to once a checkpoint let it restart
+WAL_SIZE_LIMIT = 8 << 20  # bytes a WAL file is truncated to when it restarts
+# Under a steady stream of writes a PASSIVE checkpoint never catches up with the last frame, so the
+# WAL never restarts and grows without end (hundreds of MB under a flood of 256 KiB jobs). Past this
+# size the checkpointer runs a RESTART checkpoint, which holds writers off while it copies (once per
+# this many bytes written) and lets the next write start the WAL over.
+WAL_RESTART_BYTES = 16 << 20
 
 
 class _SqliteFile:
@@ -173,7 +179,8 @@ class _SqliteFile:
 
     Under synchronous=NORMAL a commit does not fsync; only WAL checkpoints do, and SQLite's automatic
     checkpoint runs inside whichever commit crosses the threshold, stalling the loop for milliseconds.
-    So a daemon thread with its own connection checkpoints instead (sqlite3 releases the GIL meanwhile).
+    So a daemon thread with its own connection checkpoints instead (sqlite3 releases the GIL meanwhile),
+    and restarts the WAL once it passes WAL_RESTART_BYTES.
     """
 
     def __init__(self, path: Path | str, schema: str) -> None:
@@ -194,10 +201,17 @@ class _SqliteFile:
 
     def _checkpoint_loop(self, path: str) -> None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=1000")  # RESTART waits this long for the writer at most
+        wal = Path(path + "-wal")
         try:
             while not self._stop.wait(CHECKPOINT_INTERVAL):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for the writer
+                    size = wal.stat().st_size
+                except OSError:  # not there (yet, or any more)
+                    size = 0
+                try:
+                    mode = "RESTART" if size > WAL_RESTART_BYTES else "PASSIVE"  # PASSIVE never waits
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})")
                 except sqlite3.Error:
                     log.exception("WAL checkpoint failed", extra={"path": path})
         finally:

@@ -162,7 +162,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
             put = internal_pb2.PutResultRequest(job_id=request.job_id, attempt=request.attempt)
             if isinstance(outcome, Succeeded):
                 put.response.output = outcome.output
-                forward.success.output = b""  # the job service keeps states, not result bytes
+                # the job service keeps states and output sizes (retention), not result bytes
             else:
                 assert isinstance(outcome, Failed)
                 put.error.CopyFrom(job_error_pb(outcome.error))

@@ -29,7 +29,7 @@ from dtq.v1 import client_pb2, internal_pb2, internal_pb2_grpc, job_pb2, worker_
 from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
 from model.errors import DtqError
 from model.ids import JobIdFactory
-from model.job import Job, Succeeded
+from model.job import Job
 from model.jobs import JobTable
 from model.states import ACTIVE, JobState
 from model.workers import validate_worker_id
@@ -224,11 +224,15 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def CompleteAttempt(
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
-        outcome = outcome_from_pb(request)
-        if isinstance(outcome, Succeeded):
-            outcome = Succeeded(b"")  # the output lives in the result service, keyed by (job, attempt)
+        # the output lives in the result service, keyed by (job, attempt): the table keeps only its
+        # size, so retention drops jobs by result bytes as the result service drops the results
         transition = self.table.complete(
-            time.time(), request.job_id, request.attempt, request.worker_id, outcome
+            time.time(),
+            request.job_id,
+            request.attempt,
+            request.worker_id,
+            outcome_from_pb(request),
+            output_elsewhere=True,
         )
         self._save([transition.job])
         self._perform(transition.commands)

@@ -208,7 +208,7 @@ def test_config_needs_a_reply_that_holds_one_job() -> None:
         CoreConfig(max_result_bytes=4 << 20)
     for name in ("max_pending_bytes", "max_retained_bytes", "max_inline_result_bytes", "max_error_chars"):
         with pytest.raises(InvalidArgument, match=name):
-            CoreConfig(**{name: -1})  # type: ignore[arg-type]
+            CoreConfig(**{name: -1})
     with pytest.raises(InvalidArgument, match="max_worker_slots"):
         CoreConfig(max_worker_slots=0)
     defaults = CoreConfig()

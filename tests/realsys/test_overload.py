@@ -10,6 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import os
 import sqlite3
 import time
@@ -19,6 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from dtq.v1 import (
     client_pb2,
@@ -43,6 +47,7 @@ from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
 from realsys.server import RunningRole, start_role
 from realsys.soak import phase_rate, rss_mib, slope_per_minute
+from realsys.storage import WAL_RESTART_BYTES
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -177,10 +182,15 @@ async def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await d.close()
 
 
-async def _submit(client: Any, payload: bytes = b"x") -> tuple[grpc.StatusCode, str, str]:
+async def _submit(
+    client: Any, payload: bytes = b"x", request_id: str = ""
+) -> tuple[grpc.StatusCode, str, str]:
     try:
         reply = await client.SubmitJob(
-            client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo", payload=payload)), timeout=5
+            client_pb2.SubmitJobRequest(
+                spec=job_pb2.JobSpec(job_type="echo", payload=payload), request_id=request_id
+            ),
+            timeout=5,
         )
     except grpc.aio.AioRpcError as exc:
         return exc.code(), exc.details() or "", ""
@@ -385,3 +395,134 @@ async def test_list_page_of_maximal_labels_fits_at_page_size_1000(big: Deploymen
             break
     assert pages >= 3
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+
+
+FLOOD_PAYLOAD = b"f" * (256 << 10)
+FLOOD = CoreConfig(
+    lease_duration=30.0,
+    heartbeat_interval=1.0,
+    worker_ttl=20.0,
+    max_pending_bytes=2 * MIB,  # 8 unfinished 256 KiB jobs per owner
+    max_retained_bytes=2 * MIB,  # and 8 finished jobs' results
+)
+FLOOD_ROUNDS, FLOOD_JOBS = 6, 48
+_LIBC_NAME = ctypes.util.find_library("c")
+LIBC = ctypes.CDLL(_LIBC_NAME) if _LIBC_NAME and hasattr(ctypes.CDLL(_LIBC_NAME), "malloc_trim") else None
+
+
+async def _flood_round(client: Any, tag: str) -> tuple[list[str], int]:
+    """Submits FLOOD_JOBS 256 KiB jobs at once, each retried while refused; (accepted ids, refusals)."""
+
+    async def one(i: int) -> tuple[str, int]:
+        refused = 0
+        deadline = time.monotonic() + 30
+        while True:
+            # with a request id, so a retry after a timeout on a busy machine cannot make a second job
+            code, details, job_id = await _submit(client, FLOOD_PAYLOAD, f"{tag}-{i}")
+            if code is grpc.StatusCode.OK:
+                return job_id, refused
+            if code is not grpc.StatusCode.UNAVAILABLE:
+                assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "queue is full" in details, details
+            assert time.monotonic() < deadline, f"{tag}-{i} refused for 30 s"
+            refused += 1
+            await asyncio.sleep(0.02)
+
+    replies = await asyncio.gather(*(one(i) for i in range(FLOOD_JOBS)))
+    return [job_id for job_id, _ in replies], sum(refused for _, refused in replies)
+
+
+async def _echo_worker(worker: Any, stop: asyncio.Event, finished: dict[str, int]) -> None:
+    """Runs every job it can fetch, returning the payload as the result (256 KiB each)."""
+    while not stop.is_set():
+        fetched = await worker.FetchWork(
+            worker_pb2.FetchWorkRequest(worker_id="flood-w", free_slots=8, wait_timeout=_seconds(0.1)),
+            timeout=5,
+        )
+        for a in fetched.assignments:
+            reply = await worker.ReportResult(
+                worker_pb2.ReportResultRequest(
+                    worker_id="flood-w",
+                    job_id=a.job_id,
+                    attempt=a.attempt,
+                    success=job_pb2.JobResult(output=a.spec.payload),
+                ),
+                timeout=5,
+            )
+            assert JobState(reply.state) is JobState.SUCCEEDED
+            finished[a.job_id] = finished.get(a.job_id, 0) + 1
+
+
+def _seconds(value: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(value * 1e9))
+    return d
+
+
+def settled_rss_mib() -> float:
+    """This process's RSS once garbage is collected and malloc has returned its free pages (glibc
+    keeps freed 256 KiB blocks in per-thread arenas otherwise: RSS would measure the allocator)."""
+    gc.collect()
+    if LIBC is not None:
+        LIBC.malloc_trim(0)
+    return rss_mib(os.getpid()) or 0.0
+
+
+@pytest.fixture(params=["micro", "mono"])
+async def flood(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
+    d = Deployment(request.param, tmp_path, "sqlite", FLOOD)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.close()
+
+
+async def test_byte_flood_of_fast_jobs_stays_within_the_byte_budget(flood: Deployment) -> None:
+    """Issue 26: 1,500 fast jobs of 256 KiB grew Design A's job service from 68 to 485 MB, and it
+    stayed. Now unfinished payloads are bounded by max_pending_bytes (RESOURCE_EXHAUSTED beyond,
+    retried here), a finished job keeps no payload, and results beyond max_retained_bytes go oldest
+    first, out of RAM when large. The nodes run in this process: its RSS must stay flat while 6 x 12
+    MiB of payloads and as many of results pass through; every accepted job runs once and succeeds."""
+    client, worker = flood.stubs()
+    stop = asyncio.Event()
+    finished: dict[str, int] = {}
+    running = asyncio.create_task(_echo_worker(worker, stop, finished))
+    accepted: list[str] = []
+    refusals = 0
+    rss: list[float] = []
+    try:
+        for n in range(FLOOD_ROUNDS):
+            ids, refused = await _flood_round(client, f"round{n}")
+            accepted += ids
+            refusals += refused
+            deadline = time.monotonic() + 30
+            while len(finished) < len(accepted) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            rss.append(settled_rss_mib())
+    finally:
+        stop.set()
+        await running
+    assert refusals > 0  # the byte bound did refuse work (48 x 256 KiB at once is 12 MiB)
+    assert sorted(finished) == sorted(accepted) and set(finished.values()) == {1}  # none lost, none twice
+    for table in flood.tables():
+        assert table.pending_bytes == 0
+        assert table.retention.bytes <= FLOOD.max_retained_bytes
+        assert sum(len(job.output or b"") for job in table) <= FLOOD.max_retained_bytes
+        assert all(job.spec.payload == b"" for job in table)
+    last = list(finished)[-1]  # the last to finish: its result is kept (in the store: it is large)
+    result = await client.GetJobResult(client_pb2.GetJobResultRequest(job_id=last), timeout=5)
+    assert result.response.output == FLOOD_PAYLOAD
+    with pytest.raises(grpc.aio.AioRpcError) as caught:  # the first went when the results passed 2 MiB
+        await client.GetJobResult(client_pb2.GetJobResultRequest(job_id=accepted[0]), timeout=5)
+    assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+    assert f"or {FLOOD.max_retained_bytes} bytes of results" in (caught.value.details() or "")
+    # on disk (before: 413 MiB in Design A, 510 MiB in Design B): each database holds what is kept
+    # (a few MiB), and each WAL restarts once past WAL_RESTART_BYTES (plus what is written until the
+    # checkpointer's next turn), instead of holding every payload and result ever written
+    for path in flood.root.rglob("*.sqlite3*"):
+        size = path.stat().st_size
+        bound = 3 * WAL_RESTART_BYTES if path.name.endswith("-wal") else 8 * MIB
+        assert size < bound, f"{path.name}: {size / MIB:.0f} MiB"
+    # flat: after a warm-up round, 5 more rounds (60 MiB in, 60 MiB of results) add no more than a
+    # few MiB (before the byte bounds: +12 MiB a round in Design A, +24 MiB in Design B)
+    assert max(rss[1:]) - rss[1] < 12, f"RSS by round (MiB): {[round(r) for r in rss]}"
