@@ -45,6 +45,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Payloads are capped at CoreConfig.max_payload_bytes (1 MiB by default); a message also carries the spec,
 # labels and, for list pages, many jobs, so the transport limit is well above it.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# CoreConfig.max_reply_bytes (what a reply's jobs may take) may not pass this: the rest of the limit is
+# room for the envelope (issue 26: replies built over the limit after leasing)
+MAX_REPLY_BYTES = MAX_MESSAGE_BYTES // 2
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -163,6 +166,17 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         if missing:
             raise InvalidArgument(f"role {role} calls {', '.join(missing)}: add to DTQ_SERVICES")
 
+    core = _core_config(env)
+    if core.max_reply_bytes > MAX_REPLY_BYTES:
+        raise InvalidArgument(
+            f"DTQ_MAX_REPLY_BYTES must be at most {MAX_REPLY_BYTES} (half the {MAX_MESSAGE_BYTES}-byte "
+            f"message limit: room for a reply's envelope), got {core.max_reply_bytes}"
+        )
+    if slots > core.max_worker_slots:
+        raise InvalidArgument(
+            f"DTQ_SLOTS ({slots}) must not exceed DTQ_MAX_WORKER_SLOTS ({core.max_worker_slots})"
+        )
+
     log_level = env.get("DTQ_LOG_LEVEL", "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise InvalidArgument(f"DTQ_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -175,7 +189,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         data_dir=Path(data_dir),
         store=cast(Store, store),
         slots=slots,
-        core=_core_config(env),
+        core=core,
         peers=MappingProxyType(peers),
         services=MappingProxyType(services),
         metrics_port=_number(env, "DTQ_METRICS_PORT", int, 0, minimum=-1, maximum=65535),
