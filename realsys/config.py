@@ -10,6 +10,7 @@ Core tunables: every `CoreConfig` field `f` is read from `DTQ_<F>` (upper case),
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -82,7 +83,9 @@ class SecurityConfig:
     tls_key: Path | None = None  # its private key (PEM)
     tls_ca: Path | None = None  # the CA that signed every node's certificate: channels verify with it
     client_tokens: tuple[str, ...] = field(default=(), repr=False)  # accepted on dtq.v1.TaskQueue
-    worker_tokens: tuple[str, ...] = field(default=(), repr=False)  # on dtq.v1.Workers; a worker sends [0]
+    # on dtq.v1.Workers, each "NAME:TOKEN" or "TOKEN"; a worker sends [0]. A worker token may act only
+    # as worker NAME or NAME-<anything> (worker_token_name: a bare token's NAME is derived from it)
+    worker_tokens: tuple[str, ...] = field(default=(), repr=False)
     internal_token: str = field(default="", repr=False)  # node-to-node hops; accepted on every service
 
     @property
@@ -92,6 +95,20 @@ class SecurityConfig:
     @property
     def auth(self) -> bool:
         return bool(self.internal_token)
+
+    @property
+    def worker_name(self) -> str:
+        """The worker identity of this process's worker token ("" without one)."""
+        return split_worker_token(self.worker_tokens[0])[0] if self.worker_tokens else ""
+
+
+def split_worker_token(entry: str) -> tuple[str, str]:
+    """(NAME, TOKEN) of a DTQ_WORKER_TOKENS entry "NAME:TOKEN" or "TOKEN"; a bare token's NAME is "w"
+    and 12 hex digits of its SHA-256 (so two workers with two tokens can never claim each other's ids)."""
+    name, sep, token = entry.rpartition(":")
+    if not sep:
+        return "w" + hashlib.sha256(entry.encode()).hexdigest()[:12], entry
+    return name, token
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +194,14 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
             f"DTQ_SLOTS ({slots}) must not exceed DTQ_MAX_WORKER_SLOTS ({core.max_worker_slots})"
         )
 
+    security = _security_config(env)
+    clash = sorted({split_worker_token(w)[0] for w in security.worker_tokens} & set(peers))
+    if clash:
+        raise InvalidArgument(
+            f"DTQ_WORKER_TOKENS: the worker name {clash[0]!r} is a node's name: a token with it could act "
+            f"as that node's own worker ({clash[0]}-w)"
+        )
+
     log_level = env.get("DTQ_LOG_LEVEL", "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise InvalidArgument(f"DTQ_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -199,7 +224,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         steal_fanout=_number(env, "DTQ_STEAL_FANOUT", int, 0, minimum=0),
         drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
         log_level=log_level,
-        security=_security_config(env),
+        security=security,
         gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, "default")),
     )
 
@@ -311,16 +336,28 @@ def _address(value: str, var: str) -> str:
 
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,4096}$")  # RFC 6750 b64token, and not guessable-short
+_WORKER_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # no "-": NAME-<suffix> ids stay unambiguous
 _TOKEN_VARS = ("DTQ_CLIENT_TOKENS", "DTQ_WORKER_TOKENS", "DTQ_INTERNAL_TOKEN")
 
 
-def _tokens(env: Mapping[str, str], var: str) -> tuple[str, ...]:
+def _tokens(env: Mapping[str, str], var: str, named: bool = False) -> tuple[str, ...]:
+    """The comma-separated tokens of `var`; with `named`, each may be "NAME:TOKEN" (worker tokens)."""
     tokens = tuple(filter(None, (t.strip() for t in env.get(var, "").split(","))))
-    for number, token in enumerate(tokens, 1):
+    names: set[str] = set()
+    for number, entry in enumerate(tokens, 1):
+        name, token = split_worker_token(entry) if named else ("", entry)
         if _TOKEN.match(token) is None:  # the message never quotes the token
             raise InvalidArgument(
                 f"{var}: token #{number} must be 16-4096 characters of A-Z a-z 0-9 . _ ~ + / = -"
+                + (", after an optional NAME:" if named else "")
             )
+        if named and _WORKER_NAME.match(name) is None:
+            raise InvalidArgument(
+                f"{var}: token #{number}: the worker name must match {_WORKER_NAME.pattern}"
+            )
+        if named and name in names:
+            raise InvalidArgument(f"{var}: the worker name {name!r} is given twice: one identity per token")
+        names.add(name)
     return tokens
 
 
@@ -339,7 +376,7 @@ def _security_config(env: Mapping[str, str]) -> SecurityConfig:
         raise InvalidArgument(
             "DTQ_TLS_CA is set without DTQ_TLS_CERT/DTQ_TLS_KEY: the node would serve plaintext"
         )
-    client, worker = _tokens(env, "DTQ_CLIENT_TOKENS"), _tokens(env, "DTQ_WORKER_TOKENS")
+    client, worker = _tokens(env, "DTQ_CLIENT_TOKENS"), _tokens(env, "DTQ_WORKER_TOKENS", named=True)
     internal = _tokens(env, "DTQ_INTERNAL_TOKEN")
     if len(internal) > 1:
         raise InvalidArgument("DTQ_INTERNAL_TOKEN takes one token")
@@ -352,7 +389,7 @@ def _security_config(env: Mapping[str, str]) -> SecurityConfig:
         raise InvalidArgument(
             "bearer tokens need TLS (DTQ_TLS_CERT, DTQ_TLS_KEY, DTQ_TLS_CA): over plaintext they can be read"
         )
-    every = [*client, *worker, *internal]
+    every = [*client, *(split_worker_token(w)[1] for w in worker), *internal]
     if len(set(every)) != len(every):
         raise InvalidArgument(f"a token is given twice in {', '.join(_TOKEN_VARS)}: each kind needs its own")
     return SecurityConfig(

@@ -171,7 +171,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         )
         # The node that accepts a job owns it. A submit with a request_id is accepted by that key's
         # home node, so a retry sent to any node finds the original job; one without is kept here.
-        if request.request_id and not is_forwarded(context):
+        # Even one marked forwarded goes home: a forged mark must not make a second job for one key.
+        if request.request_id:
             home = request_home(request.request_id, self.links.all_nodes)
             if home != self.node:
                 response: client_pb2.SubmitJobResponse = await self._forward(
