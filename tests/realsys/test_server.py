@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
 from model.errors import NotFound
-from realsys.config import NodeConfig, grpc_options, load_config
+from realsys.config import MAX_MESSAGE_BYTES, NodeConfig, grpc_options, load_config
 from realsys.logs import configure_logging
 from realsys.metrics import NodeMetrics
 from realsys.server import run_role, start_role
@@ -71,6 +71,8 @@ class TrivialRole(client_pb2_grpc.TaskQueueServicer):
             raise NotFound("no such job")
         if request.job_id == "slow":
             await self.release.wait()
+        if request.job_id == "huge":  # a reply over the message limit
+            return job_pb2.Job(job_id="huge", error=job_pb2.JobError(message="x" * MAX_MESSAGE_BYTES))
         return job_pb2.Job(job_id=request.job_id)
 
 
@@ -286,6 +288,24 @@ async def test_logs_are_json_lines_tagged_with_the_node(tmp_path: Path, log_stre
     assert any(line["msg"] == "stopped" and line["node"] == "q7" for line in lines)
     logging.getLogger("test").info("outside any node")  # the test's own context is not tagged
     assert json.loads(log_stream.getvalue().splitlines()[-1])["node"] == ""
+
+
+async def test_a_reply_over_the_limit_is_one_warning_line(tmp_path: Path, log_stream: io.StringIO) -> None:
+    """Issue 26: an oversized reply was logged as an ERROR with grpc's traceback. The caller gets
+    RESOURCE_EXHAUSTED; the log gets one WARNING line naming the method, without a traceback."""
+    running = await start_role(node_config(tmp_path), TrivialRole())
+    try:
+        async with grpc.aio.insecure_channel(running.address, options=grpc_options()) as channel:
+            stub = api.TaskQueueStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetJobStatus(client_pb2.GetJobStatusRequest(job_id="huge"), timeout=10)
+            assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await running.stop()
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    (reply,) = [line for line in lines if line["logger"] == "grpc._cython.cygrpc"]
+    assert reply["level"] == "WARNING" and "exc" not in reply
+    assert reply["msg"].startswith("reply not sent") and reply["method"] == "/dtq.v1.TaskQueue/GetJobStatus"
 
 
 async def test_run_role_drains_on_sigterm(tmp_path: Path) -> None:
