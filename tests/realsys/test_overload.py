@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import gc
+import logging
 import os
 import sqlite3
 import time
@@ -526,3 +527,49 @@ async def test_byte_flood_of_fast_jobs_stays_within_the_byte_budget(flood: Deplo
     # flat: after a warm-up round, 5 more rounds (60 MiB in, 60 MiB of results) add no more than a
     # few MiB (before the byte bounds: +12 MiB a round in Design A, +24 MiB in Design B)
     assert max(rss[1:]) - rss[1] < 12, f"RSS by round (MiB): {[round(r) for r in rss]}"
+
+
+STRAY = CoreConfig(lease_duration=5.0, heartbeat_interval=0.2, worker_ttl=0.5)
+
+
+@pytest.fixture(params=["micro", "mono"])
+async def stray(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
+    d = Deployment(request.param, tmp_path, "memory", STRAY)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.close()
+
+
+async def test_stray_heartbeats_cost_no_release_and_no_log_lines(
+    stray: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 26: each heartbeat from a new worker id added ~590 bytes of log once the id expired,
+    and in Design A a ReleaseWorker call. A worker that never held work now expires silently (a
+    debug line); one that did is still released, loudly, and its job requeued."""
+    caplog.set_level(logging.INFO)
+    client, worker = stray.stubs()
+    (_, _, job_id) = await _submit(client)
+    await worker.WorkerHeartbeat(worker_pb2.HeartbeatRequest(worker_id="holder", total_slots=1), timeout=5)
+    fetched = await worker.FetchWork(worker_pb2.FetchWorkRequest(worker_id="holder", free_slots=1), timeout=5)
+    assert [a.job_id for a in fetched.assignments] == [job_id]
+    for n in range(20):
+        hello = worker_pb2.HeartbeatRequest(worker_id=f"stray-{n}", total_slots=1, free_slots=1)
+        await worker.WorkerHeartbeat(hello, timeout=5)
+    deadline = time.monotonic() + 10  # the holder goes silent: lost after worker_ttl, its job requeued
+    while time.monotonic() < deadline:
+        job = await client.GetJobStatus(client_pb2.GetJobStatusRequest(job_id=job_id), timeout=5)
+        if JobState(job.state) is JobState.PENDING:
+            break
+        await asyncio.sleep(0.05)
+    assert JobState(job.state) is JobState.PENDING and job.error.reason in ("WORKER_LOST", "LEASE_EXPIRED")
+    await asyncio.sleep(3 * STRAY.worker_ttl)  # every stray id has expired too
+    lost = [r for r in caplog.records if r.getMessage() == "worker lost" and r.levelno >= logging.INFO]
+    assert [getattr(r, "worker_id", "") for r in lost] == ["holder"]
+    if stray.design == "micro":
+        job_role = next(r for r in stray.running if isinstance(r.role, JobRole))
+        releases = job_role.metrics.registry.get_sample_value(
+            "dtq_rpc_total", {"method": "/dtq.v1.JobStore/ReleaseWorker", "code": "OK"}
+        )
+        assert releases == 1  # the holder's, none for the 20 strays
