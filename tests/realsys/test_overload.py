@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import gc
+import json
 import logging
 import os
 import sqlite3
@@ -74,12 +75,15 @@ class Deployment:
     """One design on loopback without in-process workers (the test is the worker). Design B runs
     `nodes` nodes; the client and worker stubs talk to n1."""
 
-    def __init__(self, design: str, root: Path, store: str, core: CoreConfig = CORE, nodes: int = 1) -> None:
+    def __init__(
+        self, design: str, root: Path, store: str, core: CoreConfig = CORE, nodes: int = 1, slots: int = 0
+    ) -> None:
         self.design = design
         self.root = root
         self.store = store
         self.core = core
         self.nodes = nodes
+        self.slots = slots  # Design B: each node's own worker slots
         self.running: list[RunningRole] = []
         self.client_address = ""
         self.worker_address = ""
@@ -91,6 +95,7 @@ class Deployment:
             "store": self.store,
             "slots": 0,
             "core": self.core,
+            "steal_interval": 0.02,
             "metrics_port": -1,
             "rpc_timeout": 2.0,
             "fetch_wait": 0.2,
@@ -116,7 +121,7 @@ class Deployment:
             peers = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
             for name in names:
                 config = NodeConfig(
-                    **{**common, "data_dir": self.root / name},
+                    **{**common, "data_dir": self.root / name, "slots": self.slots},
                     design="mono",
                     role="node",
                     name=name,
@@ -361,6 +366,33 @@ async def test_steal_of_large_jobs_costs_no_attempt(big: Deployment) -> None:
         stolen += batch
     assert sorted(stolen) == sorted(ids)
     assert {s for s in await _states(client, ids)} == {(JobState.RUNNING, 1)}
+
+
+async def test_stolen_large_jobs_run_once_end_to_end(tmp_path: Path) -> None:
+    """Issue 26's reproduction with the nodes' own workers: 12 slots a node (as --slots 72 gives), 60
+    jobs of ~1 MiB on n1. An idle n2 asks for 12 (half of n1's queue, at most its free slots): that
+    StealWork failed "Sent message larger than max" after leasing them, and 36 of 60 jobs needed a
+    second attempt. Now the victim's reply stays within the byte budget and every job succeeds at its
+    first attempt."""
+    d = Deployment("mono", tmp_path, "memory", BIG, nodes=2, slots=12)
+    await d.start()
+    try:
+        client, _ = d.stubs()
+        payload = json.dumps({"seconds": 0.3, "pad": "p" * (MIB - 200)}).encode()
+        request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="sleep", payload=payload))
+        replies = await asyncio.gather(*(client.SubmitJob(request, timeout=10) for _ in range(60)))  # a burst
+        ids = [reply.job_id for reply in replies]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            states = await _states(client, ids)
+            if all(state is JobState.SUCCEEDED for state, _ in states):
+                break
+            await asyncio.sleep(0.1)
+        assert states == [(JobState.SUCCEEDED, 1)] * 60, states
+        stolen = d.running[1].metrics.registry.get_sample_value("dtq_stolen_total") or 0.0
+        assert stolen > 0  # n2 took some: steals of large jobs went through
+    finally:
+        await d.close()
 
 
 def _max_labels(i: int) -> dict[str, str]:
