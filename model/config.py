@@ -93,6 +93,11 @@ class CoreConfig:
         for name, value in sizes.items():
             if value < 0:
                 raise InvalidArgument(f"{name} must be >= 0, got {value}")
+        if self.max_pending_bytes < self.max_payload_bytes:
+            raise InvalidArgument(
+                f"max_pending_bytes ({self.max_pending_bytes}) must be >= max_payload_bytes "
+                f"({self.max_payload_bytes}): a payload within the limit could never be accepted"
+            )
         if self.max_worker_slots < 1:
             raise InvalidArgument(f"max_worker_slots must be >= 1, got {self.max_worker_slots}")
         # one job must always fit a reply, or a page or fetch could never make progress

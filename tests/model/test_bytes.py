@@ -209,6 +209,8 @@ def test_config_needs_a_reply_that_holds_one_job() -> None:
     for name in ("max_pending_bytes", "max_retained_bytes", "max_inline_result_bytes", "max_error_chars"):
         with pytest.raises(InvalidArgument, match=name):
             CoreConfig(**{name: -1})
+    with pytest.raises(InvalidArgument, match=r"max_pending_bytes \(1000\) must be >= max_payload_bytes"):
+        CoreConfig(max_pending_bytes=1000)
     with pytest.raises(InvalidArgument, match="max_worker_slots"):
         CoreConfig(max_worker_slots=0)
     defaults = CoreConfig()
