@@ -142,7 +142,10 @@ def route_submit(
     (tried last, not skipped: a suspicion may be stale)."""
     primary, fallback = request_homes(request_id, nodes)
     if delivered:
-        return SubmitRoute("deliver", primary, fallback)
+        # a hand-over from the primary goes only to a home of the key: anywhere else it is misrouted
+        # (a forged mark must not make the key's job on a third node)
+        home = node in (primary, fallback)
+        return SubmitRoute("deliver" if home else "misrouted", primary, fallback)
     if node == primary:
         return SubmitRoute("primary", primary, fallback)
     if node == fallback:

@@ -109,15 +109,15 @@ def _print(message: Any) -> None:
 def _addresses(args: argparse.Namespace) -> list[str]:
     if args.addr:
         return list(args.addr)
-    return cluster.load(Path(args.dir)).clients
+    return cluster.load_client(Path(args.dir)).clients
 
 
 def _client_security(args: argparse.Namespace) -> dict[str, Any]:
-    """Token and CA: flags, else DTQ_TOKEN / DTQ_TLS_CA, else (with --dir) the cluster's cluster.json."""
+    """Token and CA: flags, else DTQ_TOKEN / DTQ_TLS_CA, else (with --dir) the cluster's client.json."""
     token = args.token or os.environ.get("DTQ_TOKEN", "")
     ca = args.ca or os.environ.get("DTQ_TLS_CA", "")
     if args.dir and not token and not ca:
-        return cluster.load(Path(args.dir)).client_security()
+        return cluster.load_client(Path(args.dir)).security()
     return {"token": token, "root_certificates": Path(ca).read_bytes() if ca else None}
 
 
@@ -205,7 +205,7 @@ def _cluster_up(args: argparse.Namespace) -> int:
                 {"name": n.name, "role": n.role, "address": n.address, "metrics": n.metrics}
                 for n in info.nodes
             ],
-            # tokens are not printed: they are in cluster.json (mode 0600), read by `--dir`
+            # tokens are not printed: they are in client.json (mode 0600), read by `--dir`
             **({"tls_ca": info.tls_ca} if info.tls_ca else {}),
         }
     )

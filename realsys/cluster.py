@@ -11,8 +11,11 @@ pid and environment (so a node can be restarted on the same ports and data).
 unless given one), and down again when the block ends, also when it raises.
 
 `up(..., secure=True)` also makes a throwaway CA, a certificate per node and tokens in DIR/tls/
-(realsys/security.py): every node serves TLS and checks tokens; cluster.json (mode 0600) records the CA
-path and the client and worker tokens for clients.
+(realsys/security.py): every node serves TLS and checks tokens. cluster.json is the launcher's (mode
+0600: every node's environment, internal token included); clients get DIR/client.json (mode 0600),
+which holds only what a client needs: the client-facing addresses, the CA certificate and the client
+token. With `secure`, DIR and every node's data directory are 0700 and the node logs 0600, so data at
+rest is the owner's only (the nodes make their database files 0600 themselves: realsys/storage.py).
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ def mono_nodes(count: int = DEFAULT_NODES) -> tuple[str, ...]:
 
 MONO_NODES = mono_nodes()
 CLUSTER_FILE = "cluster.json"
+CLIENT_FILE = "client.json"
+WORKER_TOKEN_NAME = "worker"  # Design A's worker process acts as worker-<random> with this token
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,33 @@ class ClusterInfo:
         if not self.tls_ca:
             return {}
         return {"token": self.client_token, "root_certificates": Path(self.tls_ca).read_bytes()}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """What DIR/client.json gives a client: addresses, and for a secure cluster the CA and a client token."""
+
+    clients: list[str]
+    ca_pem: str = ""
+    token: str = ""
+
+    def security(self) -> dict[str, Any]:
+        """DtqClient keyword arguments: `DtqClient(c.clients, **c.security())`."""
+        if not self.ca_pem:
+            return {}
+        return {"token": self.token, "root_certificates": self.ca_pem.encode()}
+
+
+def load_client(directory: Path) -> ClientInfo:
+    """DIR/client.json; for a cluster started before it existed, the same taken from cluster.json."""
+    path = directory.resolve() / CLIENT_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        info = load(directory)
+        ca = Path(info.tls_ca).read_text() if info.tls_ca else ""
+        return ClientInfo(info.clients, ca, info.client_token)
+    return ClientInfo(list(raw["clients"]), raw.get("ca_pem", ""), raw.get("client_token", ""))
 
 
 LOWEST_PICKED_PORT = 10_000
@@ -221,8 +253,15 @@ def plan(
 
 
 def _spawn(directory: Path, name: str, env: Mapping[str, str], netns: str = "") -> int:
-    Path(env["DTQ_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
-    log = open(directory / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    secure = bool(env.get("DTQ_TLS_CERT"))
+    data_dir = Path(env["DTQ_DATA_DIR"])
+    data_dir.mkdir(mode=0o700 if secure else 0o777, parents=True, exist_ok=True)
+    log_path = directory / f"{name}.log"
+    if secure:  # owner-only at rest: the data and what the node logs about it
+        os.chmod(data_dir, 0o700)
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.chmod(log_path, 0o600)
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     # `ip netns exec` execs the command (no fork), so the pid is the node's own
     prefix = ["ip", "netns", "exec", netns] if netns else []
@@ -276,6 +315,8 @@ def up(
     slots_per_node(design, total_slots, nodes)  # a bad count or split fails before anything is made
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    if secure:
+        os.chmod(directory, 0o700)
     if (directory / CLUSTER_FILE).exists():
         raise FileExistsError(
             f"{directory / CLUSTER_FILE} exists: run `dtq cluster down --dir {directory}` first"
@@ -357,7 +398,7 @@ def _secure(
             "DTQ_TLS_KEY": str(pki.nodes[name].key),
             "DTQ_TLS_CA": str(pki.ca),
             "DTQ_CLIENT_TOKENS": tokens["client"],
-            "DTQ_WORKER_TOKENS": tokens["worker"],
+            "DTQ_WORKER_TOKENS": f"{WORKER_TOKEN_NAME}:{tokens['worker']}",
             "DTQ_INTERNAL_TOKEN": internal,
         }
         out.append((name, role, secured))
@@ -386,13 +427,18 @@ def load(directory: Path) -> ClusterInfo:
 
 
 def _write(info: ClusterInfo) -> None:
-    path = info.directory / CLUSTER_FILE
-    tmp = path.with_suffix(".tmp")
-    # a secure cluster's file holds tokens (and every node's env does): only the owner may read it
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if info.tls_ca else 0o644)
-    with os.fdopen(fd, "w") as out:
-        out.write(json.dumps(info.to_json(), indent=2) + "\n")
-    tmp.replace(path)
+    """cluster.json (the launcher's) and client.json (a client's: no node's secrets)."""
+    client: dict[str, Any] = {"clients": info.clients}
+    if info.tls_ca:
+        client.update(ca_pem=Path(info.tls_ca).read_text(), client_token=info.client_token)
+    for name, content in ((CLUSTER_FILE, info.to_json()), (CLIENT_FILE, client)):
+        path = info.directory / name
+        tmp = path.with_suffix(".tmp")
+        # a secure cluster's files hold tokens (and every node's env does): only the owner may read them
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if info.tls_ca else 0o644)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(content, indent=2) + "\n")
+        tmp.replace(path)
 
 
 def _alive(pid: int) -> bool:
@@ -440,6 +486,7 @@ def down(directory: Path, grace: float = 15.0) -> None:
     # clients' entry points first, so no new work arrives while the rest drains
     _stop_pids([n.pid for n in reversed(info.nodes)], grace)
     (info.directory / CLUSTER_FILE).unlink()
+    (info.directory / CLIENT_FILE).unlink(missing_ok=True)
 
 
 def kill(directory: Path, name: str, sig: int = signal.SIGKILL) -> None:

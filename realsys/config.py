@@ -10,6 +10,7 @@ Core tunables: every `CoreConfig` field `f` is read from `DTQ_<F>` (upper case),
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -45,6 +46,9 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Payloads are capped at CoreConfig.max_payload_bytes (1 MiB by default); a message also carries the spec,
 # labels and, for list pages, many jobs, so the transport limit is well above it.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# CoreConfig.max_reply_bytes (what a reply's jobs may take) may not pass this: the rest of the limit is
+# room for the envelope (issue 26: replies built over the limit after leasing)
+MAX_REPLY_BYTES = MAX_MESSAGE_BYTES // 2
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _NAME_RANGE = re.compile(r"([A-Za-z][A-Za-z_-]*?)(\d+)\.\.\1(\d+)")
@@ -86,6 +90,24 @@ RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
+# gRPC core sheds calls that arrive while its queue of calls the server has not started yet is long
+# (random early detection between a soft and a hard limit, 1000 and 3000 by default): the caller gets
+# CANCELLED before any handler runs. grpc.aio starts calls one by one from its loop, so a burst of
+# 5,000 WaitJob long-polls lost 10-36% that way (issue 26, measured with a bare grpc.aio server too).
+# Higher limits let bursts of long-polls in; a burst beyond them is still shed (README: CANCELLED).
+SERVER_PENDING_CALLS = 5_000  # soft limit: below it no call is shed
+SERVER_PENDING_CALLS_HARD = 10_000  # at or above it every new call is shed
+
+
+def server_options() -> list[tuple[str, int]]:
+    """grpc_options() plus what only a server takes: its backlog of calls not yet started."""
+    return [
+        *grpc_options(),
+        ("grpc.server.max_pending_requests", SERVER_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", SERVER_PENDING_CALLS_HARD),
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class SecurityConfig:
     """TLS and bearer tokens (realsys/security.py); all empty: plaintext, no auth (loopback default).
@@ -97,7 +119,9 @@ class SecurityConfig:
     tls_key: Path | None = None  # its private key (PEM)
     tls_ca: Path | None = None  # the CA that signed every node's certificate: channels verify with it
     client_tokens: tuple[str, ...] = field(default=(), repr=False)  # accepted on dtq.v1.TaskQueue
-    worker_tokens: tuple[str, ...] = field(default=(), repr=False)  # on dtq.v1.Workers; a worker sends [0]
+    # on dtq.v1.Workers, each "NAME:TOKEN" or "TOKEN"; a worker sends [0]. A worker token may act only
+    # as worker NAME or NAME-<anything> (worker_token_name: a bare token's NAME is derived from it)
+    worker_tokens: tuple[str, ...] = field(default=(), repr=False)
     internal_token: str = field(default="", repr=False)  # node-to-node hops; accepted on every service
 
     @property
@@ -107,6 +131,20 @@ class SecurityConfig:
     @property
     def auth(self) -> bool:
         return bool(self.internal_token)
+
+    @property
+    def worker_name(self) -> str:
+        """The worker identity of this process's worker token ("" without one)."""
+        return split_worker_token(self.worker_tokens[0])[0] if self.worker_tokens else ""
+
+
+def split_worker_token(entry: str) -> tuple[str, str]:
+    """(NAME, TOKEN) of a DTQ_WORKER_TOKENS entry "NAME:TOKEN" or "TOKEN"; a bare token's NAME is "w"
+    and 12 hex digits of its SHA-256 (so two workers with two tokens can never claim each other's ids)."""
+    name, sep, token = entry.rpartition(":")
+    if not sep:
+        return "w" + hashlib.sha256(entry.encode()).hexdigest()[:12], entry
+    return name, token
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +239,25 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         if missing:
             raise InvalidArgument(f"role {role} calls {', '.join(missing)}: add to DTQ_SERVICES")
 
+    core = _core_config(env)
+    if core.max_reply_bytes > MAX_REPLY_BYTES:
+        raise InvalidArgument(
+            f"DTQ_MAX_REPLY_BYTES must be at most {MAX_REPLY_BYTES} (half the {MAX_MESSAGE_BYTES}-byte "
+            f"message limit: room for a reply's envelope), got {core.max_reply_bytes}"
+        )
+    if slots > core.max_worker_slots:
+        raise InvalidArgument(
+            f"DTQ_SLOTS ({slots}) must not exceed DTQ_MAX_WORKER_SLOTS ({core.max_worker_slots})"
+        )
+
+    security = _security_config(env)
+    clash = sorted({split_worker_token(w)[0] for w in security.worker_tokens} & set(peers))
+    if clash:
+        raise InvalidArgument(
+            f"DTQ_WORKER_TOKENS: the worker name {clash[0]!r} is a node's name: a token with it could act "
+            f"as that node's own worker ({clash[0]}-w)"
+        )
+
     log_level = env.get("DTQ_LOG_LEVEL", "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise InvalidArgument(f"DTQ_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -213,7 +270,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         data_dir=Path(data_dir),
         store=cast(Store, store),
         slots=slots,
-        core=_core_config(env),
+        core=core,
         peers=MappingProxyType(peers),
         services=MappingProxyType(services),
         metrics_port=_number(env, "DTQ_METRICS_PORT", int, 0, minimum=-1, maximum=65535),
@@ -223,7 +280,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         steal_fanout=_number(env, "DTQ_STEAL_FANOUT", int, 0, minimum=0),
         drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
         log_level=log_level,
-        security=_security_config(env),
+        security=security,
         gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, "default")),
         job_modules=_module_names(env.get("DTQ_JOB_MODULES", ""), "DTQ_JOB_MODULES"),
         trace=_trace_config(env),
@@ -343,16 +400,28 @@ def _address(value: str, var: str) -> str:
 
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,4096}$")  # RFC 6750 b64token, and not guessable-short
+_WORKER_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # no "-": NAME-<suffix> ids stay unambiguous
 _TOKEN_VARS = ("DTQ_CLIENT_TOKENS", "DTQ_WORKER_TOKENS", "DTQ_INTERNAL_TOKEN")
 
 
-def _tokens(env: Mapping[str, str], var: str) -> tuple[str, ...]:
+def _tokens(env: Mapping[str, str], var: str, named: bool = False) -> tuple[str, ...]:
+    """The comma-separated tokens of `var`; with `named`, each may be "NAME:TOKEN" (worker tokens)."""
     tokens = tuple(filter(None, (t.strip() for t in env.get(var, "").split(","))))
-    for number, token in enumerate(tokens, 1):
+    names: set[str] = set()
+    for number, entry in enumerate(tokens, 1):
+        name, token = split_worker_token(entry) if named else ("", entry)
         if _TOKEN.match(token) is None:  # the message never quotes the token
             raise InvalidArgument(
                 f"{var}: token #{number} must be 16-4096 characters of A-Z a-z 0-9 . _ ~ + / = -"
+                + (", after an optional NAME:" if named else "")
             )
+        if named and _WORKER_NAME.match(name) is None:
+            raise InvalidArgument(
+                f"{var}: token #{number}: the worker name must match {_WORKER_NAME.pattern}"
+            )
+        if named and name in names:
+            raise InvalidArgument(f"{var}: the worker name {name!r} is given twice: one identity per token")
+        names.add(name)
     return tokens
 
 
@@ -371,7 +440,7 @@ def _security_config(env: Mapping[str, str]) -> SecurityConfig:
         raise InvalidArgument(
             "DTQ_TLS_CA is set without DTQ_TLS_CERT/DTQ_TLS_KEY: the node would serve plaintext"
         )
-    client, worker = _tokens(env, "DTQ_CLIENT_TOKENS"), _tokens(env, "DTQ_WORKER_TOKENS")
+    client, worker = _tokens(env, "DTQ_CLIENT_TOKENS"), _tokens(env, "DTQ_WORKER_TOKENS", named=True)
     internal = _tokens(env, "DTQ_INTERNAL_TOKEN")
     if len(internal) > 1:
         raise InvalidArgument("DTQ_INTERNAL_TOKEN takes one token")
@@ -384,7 +453,7 @@ def _security_config(env: Mapping[str, str]) -> SecurityConfig:
         raise InvalidArgument(
             "bearer tokens need TLS (DTQ_TLS_CERT, DTQ_TLS_KEY, DTQ_TLS_CA): over plaintext they can be read"
         )
-    every = [*client, *worker, *internal]
+    every = [*client, *(split_worker_token(w)[1] for w in worker), *internal]
     if len(set(every)) != len(every):
         raise InvalidArgument(f"a token is given twice in {', '.join(_TOKEN_VARS)}: each kind needs its own")
     return SecurityConfig(

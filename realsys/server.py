@@ -36,7 +36,7 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from model.errors import InvalidArgument
-from realsys.config import GcMode, NodeConfig, address_host, grpc_options, load_config
+from realsys.config import GcMode, NodeConfig, address_host, load_config, server_options
 from realsys.decoding import ServingRegistrar
 from realsys.eventloop import loop_factory
 from realsys.logs import bind_node, configure_logging, get_logger
@@ -161,7 +161,7 @@ async def _start(
     auth = auth_interceptor(config.security, metrics)
     interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [auth] if auth is not None else []
     # no SO_REUSEPORT: a second node on a taken port must fail, not share the port's traffic
-    options = [*grpc_options(), ("grpc.so_reuseport", 0)]
+    options = [*server_options(), ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=options, interceptors=interceptors)
     tracer = node_tracer(config)
     registrar = ServingRegistrar(server, metrics, tracer.wrap if tracer is not None else None)

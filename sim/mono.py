@@ -508,7 +508,8 @@ class MonoCluster(Cluster):
 
         def merge(now: float) -> tuple[float, Page[Any]]:
             own = entry.sched.jobs.list_page(query, size, "")
-            merged = merge_pages(query, [own, *parts], size)
+            budget = entry.sched.config.max_reply_bytes  # pages end at the real nodes' byte budget
+            merged = merge_pages(query, [own, *parts], size, budget, lambda job: job.status_bytes)
             gathered = len(own.items) + sum(len(p.items) for p in parts)
             return proc.cost("ListJobs.merge", gathered), merged
 

@@ -23,10 +23,10 @@ import grpc
 from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
 from model.errors import InvalidArgument
 from model.ids import parse_job_id
-from model.job import CancelledByWorker, Failed, Succeeded
+from model.job import CancelledByWorker, Failed, Succeeded, bounded_outcome
 from model.workers import WorkerRegistry, validate_worker_id
 from realsys.config import NodeConfig
-from realsys.convert import from_duration, outcome_from_pb, running_to_pb, to_duration
+from realsys.convert import from_duration, outcome_from_pb, outcome_to_pb, running_to_pb, to_duration
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
@@ -86,7 +86,9 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     ) -> worker_pb2.HeartbeatResponse:
         assert self._job is not None
         now = time.time()
-        self.registry.heartbeat(now, request.worker_id, request.total_slots, request.free_slots)
+        self.registry.heartbeat(
+            now, request.worker_id, request.total_slots, request.free_slots, holds_work=bool(request.running)
+        )
         self._timer.poke()
         response: worker_pb2.HeartbeatResponse = await self._job.RenewLeases(
             request, timeout=hop_timeout(self.config, context)
@@ -134,6 +136,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
             )
             self.spawn(self._ack(ids), "ack")
             if leased.assignments:
+                self.registry.note_work(worker_id)  # when lost, its attempts need a release
                 return worker_pb2.FetchWorkResponse(assignments=leased.assignments)
             if loop.time() >= give_up:
                 break  # only stale entries, and no time left to wait for more
@@ -145,18 +148,21 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     ) -> worker_pb2.ReportResultResponse:
         assert self._job is not None and self._result is not None
         worker_id = validate_worker_id(request.worker_id)
-        outcome = outcome_from_pb(request)  # INVALID_ARGUMENT without one
+        # INVALID_ARGUMENT without one; an output over max_result_bytes fails the job for good and an
+        # error message is cut (model.job.bounded_outcome, as the job table applies it)
+        outcome = bounded_outcome(outcome_from_pb(request), self.config.core)
         if request.attempt < 1:
             raise InvalidArgument("attempt must be >= 1")
         parse_job_id(request.job_id)  # a malformed id is refused before anything is stored
         self.registry.touch(time.time(), worker_id)
         forward = worker_pb2.ReportResultRequest()
         forward.CopyFrom(request)
+        outcome_to_pb(outcome, forward)  # the bounded outcome
         if not isinstance(outcome, CancelledByWorker):
             put = internal_pb2.PutResultRequest(job_id=request.job_id, attempt=request.attempt)
             if isinstance(outcome, Succeeded):
                 put.response.output = outcome.output
-                forward.success.output = b""  # the job service keeps states, not result bytes
+                # the job service keeps states and output sizes (retention), not result bytes
             else:
                 assert isinstance(outcome, Failed)
                 put.error.CopyFrom(job_error_pb(outcome.error))
@@ -186,6 +192,9 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     def _on_timer(self, now: float) -> None:
         for lost in self.registry.handle_timer(now):
             self._cancels.pop(lost.worker_id, None)
+            if not lost.held_work:  # a stray heartbeat: nothing to release, nothing to warn about
+                self.log.debug("worker lost", extra={"worker_id": lost.worker_id})
+                continue
             self.log.warning("worker lost", extra={"worker_id": lost.worker_id})
             self.spawn(self._release(lost.worker_id), "release-worker")
 

@@ -27,13 +27,13 @@ import numpy as np
 
 from dtq.v1 import client_pb2, internal_pb2, internal_pb2_grpc, job_pb2, worker_pb2
 from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
-from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound
+from model.errors import DtqError
 from model.ids import JobIdFactory
-from model.job import Job, Succeeded
+from model.job import Job
 from model.jobs import JobTable
 from model.states import ACTIVE, JobState
 from model.workers import validate_worker_id
-from realsys.config import MAX_MESSAGE_BYTES, NodeConfig
+from realsys.config import NodeConfig
 from realsys.convert import (
     fill_assignment_pb,
     from_duration,
@@ -63,7 +63,6 @@ from realsys.timer import CoreTimer
 
 OWNER = "job"  # Job.owner_node in Design A: the service that owns the record
 ENQUEUE_BATCH = 1000
-ASSIGNMENT_OVERHEAD = 1024  # bytes per assignment besides the payload (spec, labels, ids), generously
 
 
 class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
@@ -191,26 +190,14 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self, request: internal_pb2.LeaseJobsRequest, context: Context
     ) -> internal_pb2.LeaseJobsResponse:
         worker_id = validate_worker_id(request.worker_id)
-        now = time.time()
-        leased: list[Job] = []
+        # the core leases what fits config.max_reply_bytes; the pending rest get a fresh queue entry
+        # (the coordinator acks every id it reserved); stale entries are skipped (the lease is the fence)
+        leased, requeue = self.table.lease_batch(time.time(), list(dict.fromkeys(request.job_ids)), worker_id)
         response = internal_pb2.LeaseJobsResponse()
-        budget = MAX_MESSAGE_BYTES // 2
-        for job_id in dict.fromkeys(request.job_ids):
-            if leased and budget <= 0:
-                # the reply would outgrow the message limit: these go back to the queue (the
-                # coordinator acks every id it reserved, so they need a fresh entry)
-                if self._is_pending(job_id):
-                    job = self.table.get(job_id)
-                    self._perform([Enqueue(job_id, job.spec.priority, job.not_before)])
-                continue
-            try:
-                assignment = self.table.lease(now, job_id, worker_id)
-            except (FailedPrecondition, NotFound, InvalidArgument):
-                continue  # a stale queue entry (cancelled, already running, unknown): the lease is the fence
-            leased.append(self.table.get(job_id))
+        for assignment in leased:
             fill_assignment_pb(response.assignments.add(), assignment, OWNER)
-            budget -= len(assignment.spec.payload) + ASSIGNMENT_OVERHEAD
-        self._save(leased)
+        self._save(self.table.get(a.job_id) for a in leased)
+        self._perform(requeue)
         if leased:
             self._timer.poke()
         return response
@@ -237,11 +224,15 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def CompleteAttempt(
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
-        outcome = outcome_from_pb(request)
-        if isinstance(outcome, Succeeded):
-            outcome = Succeeded(b"")  # the output lives in the result service, keyed by (job, attempt)
+        # the output lives in the result service, keyed by (job, attempt): the table keeps only its
+        # size, so retention drops jobs by result bytes as the result service drops the results
         transition = self.table.complete(
-            time.time(), request.job_id, request.attempt, request.worker_id, outcome
+            time.time(),
+            request.job_id,
+            request.attempt,
+            request.worker_id,
+            outcome_from_pb(request),
+            output_elsewhere=True,
         )
         self._save([transition.job])
         self._perform(transition.commands)

@@ -3,9 +3,11 @@ winning one. The job service decides which attempt won; this service only stores
 
 Retention: the same policy as the job table (model.jobs.Retention), timed from when each outcome was
 stored: dropped result_ttl + RETENTION_GRACE after it, and the oldest first beyond 2 x max_retained_jobs
-(outcomes of lost attempts count too). The grace covers the gap between storing an outcome and the job
-service recording the job as finished, so a result never disappears before its job does. After a
-restart, stored outcomes are timed from the restart (the store keeps no timestamps)."""
+outcomes or 2 x max_retained_bytes of outputs (outcomes of lost attempts count too). The grace covers
+the gap between storing an outcome and the job service recording the job as finished, so a result
+never disappears before its job does (only the byte bound may drop it sooner: the job service does not
+see output sizes). After a restart, stored outcomes are
+timed from the restart (the store keeps no timestamps)."""
 
 from __future__ import annotations
 
@@ -38,10 +40,12 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
         self.results = open_results(config)
         core = config.core
         ttl = core.result_ttl + core.lease_duration + RETENTION_GRACE if core.result_ttl > 0 else 0.0
-        self.retention: Retention[tuple[str, int]] = Retention(ttl, 2 * core.max_retained_jobs)
+        self.retention: Retention[tuple[str, int]] = Retention(
+            ttl, 2 * core.max_retained_jobs, max_bytes=2 * core.max_retained_bytes
+        )
         now = time.time()
-        for key in self.results.stored_keys():
-            self.retention.add(now, key)
+        for key, size in self.results.stored_sizes():
+            self.retention.add(now, key, size)
         self._timer = CoreTimer(self.retention.next_deadline, self._on_timer)
         self.expired = 0
 
@@ -70,13 +74,15 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
     ) -> internal_pb2.PutResultResponse:
         _check_key(request.job_id, request.attempt)
         kind = request.WhichOneof("outcome")
+        size = 0
         if kind == "response":
+            size = len(request.response.output)
             self.results.put(request.job_id, request.attempt, Succeeded(request.response.output))
         elif kind == "error":
             self.results.put(request.job_id, request.attempt, Failed(error_from_pb(request.error)))
         else:
             raise InvalidArgument("PutResult needs an outcome: response or error")
-        self.retention.add(time.time(), (request.job_id, request.attempt))
+        self.retention.add(time.time(), (request.job_id, request.attempt), size)
         self._timer.poke()
         return internal_pb2.PutResultResponse()
 

@@ -1,8 +1,9 @@
 """Design A worker role: a WorkerRuntime whose backend is the coordinator's Workers service.
 
-It serves no API of its own (only health, added by the server). The worker id carries a random suffix,
-so a restarted process is a new worker: the coordinator declares the old one lost and its attempts
-are requeued, instead of the new process inheriting leases it knows nothing about.
+It serves no API of its own (only health, added by the server). The worker id is its worker token's
+name (else the role's name) with a random suffix, so a restarted process is a new worker: the
+coordinator declares the old one lost and its attempts are requeued, instead of the new process
+inheriting leases it knows nothing about.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class WorkerRole(MicroRole):
         if not address:
             raise ValueError("the worker role needs DTQ_SERVICES to name the coordinator")
         load_job_modules(config.job_modules)  # the user's job types (DTQ_JOB_MODULES); one-line error
-        self.worker_id = f"{config.name}-{secrets.token_hex(4)}"
+        # with a worker token, ids must carry its name (realsys/security.py: one worker cannot act as another)
+        self.worker_id = f"{config.security.worker_name or config.name}-{secrets.token_hex(4)}"
         self.backend = GrpcWorkerBackend(
             address, timeout=config.rpc_timeout, security=worker_channel_security(config.security)
         )

@@ -8,6 +8,7 @@ answers), then performs the commands the core handed back: wake fetchers, wake w
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from model.commands import (
     JobsExpired,
     LeaseExpired,
     NotifyCancel,
+    StoreOutput,
     WorkAvailable,
     WorkerLost,
 )
@@ -137,6 +139,12 @@ class LocalCore:
         result = self.scheduler.cancel(self.clock(), job_id)
         self._commit([result.job], result.commands)
         return result.job
+
+    def output_of(self, job: Job) -> bytes:
+        """A finished job's result: in the record, or in the store when the core keeps only its size."""
+        if job.output is not None:
+            return job.output
+        return (self.records.load_output(job.job_id) or b"") if job.output_size else b""
 
     def list_page(self, query: ListQuery, page_size: int, page_token: str) -> Page[Job]:
         return self.scheduler.jobs.list_page(query, page_size, page_token)
@@ -279,6 +287,8 @@ class LocalCore:
         for command in commands:
             if isinstance(command, JobsExpired):
                 expired.extend(command.job_ids)
+            elif isinstance(command, StoreOutput):  # durable before the record that says SUCCEEDED
+                self.records.save_output(command.job_id, command.output)
         gone = set(expired)
         for command in commands:
             if isinstance(command, LeaseExpired | JobFinished | NotifyCancel) and command.job_id not in gone:
@@ -330,7 +340,9 @@ class LocalCore:
             )
         elif isinstance(command, WorkerLost):
             self.workers_lost += 1
-            log.info("worker lost", extra={"worker_id": command.worker_id})
+            # one that never held work (a stray heartbeat) is no news: no more than a debug line
+            level = logging.INFO if command.held_work else logging.DEBUG
+            log.log(level, "worker lost", extra={"worker_id": command.worker_id})
 
     def _wake_fetchers(self, count: int) -> None:
         """Wakes the long-polling fetchers that will take the `count` new jobs (model.pick_waiter)."""

@@ -54,11 +54,11 @@ from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
 from realsys.mono.core import LocalCore
 from realsys.mono.peers import FORWARDED, PeerLinks, cap_wait, is_forwarded, remaining
+from realsys.security import DELIVER_KEY
 
 log = get_logger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
-DELIVER_KEY = "dtq-deliver"
 # sent by a primary to the fallback that holds the key's job: answer from it, never forward again
 DELIVER: tuple[tuple[str, str], ...] = (*FORWARDED, (DELIVER_KEY, "1"))
 REPLICA_LIMIT = 100_000

@@ -2,7 +2,9 @@
 
 A hop's deadline is min(rpc_timeout, the caller's remaining time) (plus the long-poll wait for
 forwarded long-polls), and a request forwarded to an owner carries ("dtq-forwarded", "1") so it is
-forwarded at most once (model.ids.route).
+forwarded at most once (model.ids.route). With auth on, only the internal token may send that
+metadata (realsys/security.py); in plaintext anyone may, and a forged mark only makes routing refuse
+(UNAVAILABLE) or, for a submit with a request id, go to the id's home node anyway.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ from dtq.v1 import client_pb2_grpc, internal_pb2_grpc, worker_pb2_grpc
 from model.errors import Unavailable
 from model.ids import request_homes
 from realsys.config import RECONNECT_OPTIONS, grpc_options
-from realsys.security import ChannelSecurity, open_aio_channel
+from realsys.security import FORWARDED_KEY, ChannelSecurity, open_aio_channel
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-FORWARDED_KEY = "dtq-forwarded"
 # A peer that is down (or not up yet: nodes start in any order) is retried within about a second
 # (RECONNECT_OPTIONS). A channel-local subchannel pool keeps that state out of other channels to the
 # same address in this process. Keepalive pings every PEER_KEEPALIVE_MS: a peer that stops answering

@@ -77,6 +77,11 @@ class Listed:
         return from_timestamp(self.pb.create_time)
 
 
+def listed_bytes(item: Listed) -> int:
+    """Its bytes in a ListJobsResponse: the message plus its field tag and length prefix."""
+    return item.pb.ByteSize() + 8
+
+
 def local_page(core: LocalCore, request: client_pb2.ListJobsRequest) -> tuple[ListQuery, Page[Job]]:
     query = query_from_pb(request.filter)
     return query, core.list_page(query, request.page_size, request.page_token)
@@ -246,7 +251,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         self._owner_draining(job, wait)
         if not job.done:
             raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
-        return result_to_pb(job, self.node)
+        return result_to_pb(job, self.node, self.core.output_of(job))
 
     @grpc_errors
     async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
@@ -303,7 +308,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             if isinstance(reply, BaseException):
                 raise reply
             parts.append(Page([Listed(j) for j in reply.jobs], bool(reply.next_page_token)))
-        merged = merge_pages(query, parts, size)
+        merged = merge_pages(query, parts, size, self.core.config.max_reply_bytes, listed_bytes)
         return client_pb2.ListJobsResponse(
             jobs=[item.pb for item in merged.items], next_page_token=merged.next_page_token
         )

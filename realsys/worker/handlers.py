@@ -100,7 +100,8 @@ class JobContext:
             raise JobCancelled(f"job {self.job_id} attempt {self.attempt} was asked to stop")
 
     def json(self) -> dict[str, Any]:
-        """The payload as a JSON object; an empty payload is {}. Bad JSON fails the job for good."""
+        """The payload as a JSON object; an empty payload is {}. Bad JSON (or JSON nested past the
+        parser's recursion limit) fails the job for good."""
         if not self.payload.strip():
             return {}
         try:
@@ -108,6 +109,10 @@ class JobContext:
         except (UnicodeDecodeError, ValueError) as exc:
             raise JobFailure(
                 f"{self.spec.job_type}: payload is not valid JSON: {exc}", retryable=False
+            ) from exc
+        except RecursionError as exc:  # [[[[...: the same payload fails the same way every attempt
+            raise JobFailure(
+                f"{self.spec.job_type}: payload JSON nests too deeply to parse", retryable=False
             ) from exc
         if not isinstance(value, dict):
             raise JobFailure(

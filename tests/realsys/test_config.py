@@ -237,6 +237,23 @@ BAD = [
         mono_env(DTQ_LEASE_DURATION="1", DTQ_HEARTBEAT_INTERVAL="2"),
         "core config (DTQ_*): heartbeat_interval must be shorter than lease_duration",
     ),
+    # issue 26: replies must fit the message limit; one job must fit a reply; slots are capped
+    (
+        "reply over the limit",
+        mono_env(DTQ_MAX_REPLY_BYTES=str(5 << 20)),
+        "DTQ_MAX_REPLY_BYTES must be at most",
+    ),
+    (
+        "reply below one job",
+        mono_env(DTQ_MAX_REPLY_BYTES=str(1 << 20)),
+        "max_reply_bytes (1048576) must hold",
+    ),
+    ("negative byte budget", mono_env(DTQ_MAX_RETAINED_BYTES="-1"), "max_retained_bytes must be >= 0"),
+    (
+        "slots over the cap",
+        mono_env(DTQ_SLOTS="9", DTQ_MAX_WORKER_SLOTS="8"),
+        "must not exceed DTQ_MAX_WORKER_SLOTS",
+    ),
 ]
 
 

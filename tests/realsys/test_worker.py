@@ -184,9 +184,13 @@ async def test_builtin_job_types_complete_with_their_outcomes(
     fail = backend.submit("fail", payload(probability=1.0), retry=once)
     never_fail = backend.submit("fail", payload(probability=0.0, seconds=0.01))
     bad_json = backend.submit("sleep", b"{not json", retry=RetryPolicy(max_attempts=3))
+    # issue 26: RecursionError in the parser was retried like a transient failure
+    nested = backend.submit("sleep", b"[" * 100_000 + b"]" * 100_000, retry=RetryPolicy(max_attempts=3))
     bad_value = backend.submit("cpu", payload(seconds=-1), retry=RetryPolicy(max_attempts=3))
     unknown = backend.submit("nosuchtype", retry=RetryPolicy(max_attempts=3))
-    await until(done(backend, echo, sleep, sleep_empty, cpu, fail, never_fail, bad_json, bad_value, unknown))
+    await until(
+        done(backend, echo, sleep, sleep_empty, cpu, fail, never_fail, bad_json, nested, bad_value, unknown)
+    )
 
     assert backend.job(echo).state is JobState.SUCCEEDED
     assert backend.job(echo).output == b"hello"
@@ -197,11 +201,12 @@ async def test_builtin_job_types_complete_with_their_outcomes(
     assert failed.state is JobState.FAILED
     assert failed.error is not None and "injected failure" in failed.error.message
     assert failed.error.reason == "HANDLER_ERROR"
-    for job_id in (bad_json, bad_value, unknown):  # not retryable: one attempt despite max_attempts=3
+    for job_id in (bad_json, nested, bad_value, unknown):  # not retryable: one attempt despite 3 allowed
         job = backend.job(job_id)
         assert job.state is JobState.FAILED and job.attempt == 1, job_id
         assert job.error is not None and not job.error.retryable
     assert "not valid JSON" in backend.job(bad_json).error.message  # type: ignore[union-attr]
+    assert "nests too deeply" in backend.job(nested).error.message  # type: ignore[union-attr]
     assert backend.job(unknown).error.reason == "UNKNOWN_JOB_TYPE"  # type: ignore[union-attr]
 
 
@@ -553,7 +558,7 @@ def test_job_context_payload_helpers() -> None:
 
     assert ctx(b"").json() == {}
     assert ctx(b'{"seconds": 2}').json() == {"seconds": 2}
-    for bad in (b"[1]", b"{", b"\xff"):
+    for bad in (b"[1]", b"{", b"\xff", b'{"a":' * 50_000):
         with pytest.raises(JobFailure) as info:
             ctx(bad).json()
         assert not info.value.retryable
