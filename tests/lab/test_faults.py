@@ -21,7 +21,13 @@ import pytest
 
 from lab.faults.audit import ClusterJob, audit
 from lab.faults.cli import write_rows
-from lab.faults.compose import ComposeBackend, ComposeCluster, Container, compose_fault_commands
+from lab.faults.compose import (
+    ComposeBackend,
+    ComposeCluster,
+    Container,
+    compose_fault_commands,
+    compose_files,
+)
 from lab.faults.inject import Injection, RealFault, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
@@ -405,3 +411,11 @@ def test_docker_check_faults_reads_the_rows_the_runner_writes(tmp_path: Path) ->
         "pause:worker: only 200 jobs accepted, expected at least 500",
         "kill:job: no row",
     ]
+
+
+@pytest.mark.parametrize("design", ["micro", "mono"])
+def test_the_compose_backend_finds_the_committed_compose_files(design: str) -> None:
+    """Its default root is the checkout (it once pointed into lab/ after the harness moved there)."""
+    root = ComposeBackend.__dataclass_fields__["root"].default
+    files = compose_files(root, design)
+    assert files and all(path.is_file() for path in files)
