@@ -513,7 +513,7 @@ main() {
     step "4a wheelhouse" fill_wheelhouse
     step "4b image build" build_image
     step "4c image runs as non-root" check_image_nonroot
-    if [[ ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # step 11's Prometheus image (operability)
+    if [[ $MODE == all && ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # step 11's Prometheus image (operability)
         step "4d prometheus image" build_prometheus
     fi
     if [[ $MODE == image ]]; then
