@@ -92,6 +92,7 @@ from model.workload import (
     workload_to_mapping,
 )
 from realsys import cluster
+from realsys.cli_common import progress
 from realsys.eventloop import loop_factory
 from realsys.targets import Target, TargetError, dtq_target_spec, make_target
 
@@ -674,7 +675,7 @@ def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any
 
 
 def load_command(args: argparse.Namespace) -> int:
-    """`dtq load`: one run against a cluster, written to --out in the data/README.md layout."""
+    """`dtq load`: one run against a cluster, written under --runs-dir in the data/README.md layout."""
     spec = load_workload(args.workload)
     if args.dir:
         design, addresses, parameters = _design_parameters(Path(args.dir))
@@ -688,14 +689,19 @@ def load_command(args: argparse.Namespace) -> int:
         parameters["submit_wait"] = submit_wait
     run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
     started_at, stamp = utc_now(), provenance()
+    progress(
+        f"{run_id}: {spec.total_time:g} s of load on {len(addresses)} address(es), then up to "
+        f"{args.drain:g} s for jobs to finish"
+    )
     result = run(
         dtq_target_spec(addresses, args.timeout, submit_wait=submit_wait),
         spec,
         args.processes,
         drain_timeout=args.drain,
     )
+    progress("writing the run")
     path, summary = write_load_run(
-        args.out,
+        args.runs_dir,
         run_id,
         result,
         spec,
