@@ -145,8 +145,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = int(args.handler(args))
     except KeyboardInterrupt:
-        print("dtq: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
+    except BrokenPipeError:  # stdout's reader left (`dtq list ... | head`): stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        code = 128 + signal.SIGPIPE
     except Exception as exc:  # every error ends as one line and an exit code (error_exit)
         code, message = error_exit(exc)
         print(f"{prog}: {message}", file=sys.stderr)
@@ -289,6 +292,8 @@ async def _outcome(client: DtqClient, job_id: str, args: argparse.Namespace) -> 
 def _write_output(output: bytes, how: str, prog: str = "dtq") -> None:
     """A job's output on stdout: as it is (`raw`), as base64, or (`auto`) as text when it is text
     (UTF-8 without control characters but tabs and line ends: JSON is text), else as base64."""
+    if not output and how != "raw":
+        return  # nothing to print (e.g. a sleep job's output): no empty line
     if how == "raw":
         sys.stdout.flush()
         sys.stdout.buffer.write(output)
@@ -296,7 +301,7 @@ def _write_output(output: bytes, how: str, prog: str = "dtq") -> None:
         return
     text = _as_text(output) if how == "auto" else None
     if text is None:
-        if how == "auto" and output:
+        if how == "auto":
             print(f"{prog}: the output ({len(output)} bytes) is not text: base64 follows", file=sys.stderr)
         print(base64.b64encode(output).decode())
     else:
