@@ -45,7 +45,6 @@ from realsys.cli_common import (
     non_negative_int,
     positive_float,
     positive_int,
-    progress,
     timestamp,
 )
 from realsys.client import DtqClient, grpc_code
@@ -357,8 +356,6 @@ def _cluster_up(args: argparse.Namespace) -> int:
     if args.nodes is not None and args.design != "mono":
         raise ValueError("--nodes is for Design B (--design mono); Design A runs its six roles")
     nodes = DEFAULT_NODES if args.nodes is None else args.nodes
-    cluster.slots_per_node(args.design, args.slots, nodes)  # a bad split fails before the line below
-    progress(f"starting a Design {'B' if args.design == 'mono' else 'A'} cluster in {args.dir}")
     info = cluster.up(
         args.design, Path(args.dir), args.slots, args.store, overrides, secure=args.secure, nodes=nodes
     )
