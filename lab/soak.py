@@ -216,7 +216,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--max-in-flight", type=positive_int, default=256, help="outstanding submits of the generator"
     )
-    p.add_argument("--dir", default="", help="where the clusters' directories go (default: temporary ones)")
+    p.add_argument(
+        "--clusters-dir",
+        default="",
+        metavar="DIR",
+        help="the clusters' directories go here (default: temporary)",
+    )
+    deprecated_alias(p, "--dir", "--clusters-dir", "clusters_dir")
     p.set_defaults(handler=soak_command)
 
 
@@ -227,7 +233,7 @@ def soak_command(args: argparse.Namespace) -> int:
     overrides = {"DTQ_RESULT_TTL": repr(args.result_ttl), "DTQ_MAX_PENDING": str(args.max_pending)}
     for design in args.design or ["micro", "mono"]:
         for store in args.store or ["memory", "sqlite"]:
-            directory = Path(args.dir) / f"{design}-{store}" if args.dir else None
+            directory = Path(args.clusters_dir) / f"{design}-{store}" if args.clusters_dir else None
             progress(f"{design}/{store}: starting the cluster; then {args.duration:g} s of load")
             result = asyncio.run(
                 _soak_one(

@@ -42,7 +42,9 @@ class DtqFormatter(argparse.RawDescriptionHelpFormatter):
         if (
             "default" in text.lower()
             or default is argparse.SUPPRESS
-            or default in (None, False, "", [])
+            or default is None
+            or default is False
+            or (isinstance(default, str | list | tuple) and not default)
             or not (action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE))
         ):
             return text

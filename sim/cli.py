@@ -187,7 +187,14 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         "--fault-at", type=_seconds, default=8.0, help="faults: injection time (s from the run start)"
     )
     group.add_argument("--pause", type=_seconds, default=4.0, help="faults: pause length (s)")
-    group.add_argument("--restart-after", type=float, default=1.0, help="faults: worker restart delay (s)")
+    group.add_argument(
+        "--downtime",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="faults: kill_worker: seconds until it restarts",
+    )
+    group.add_argument("--restart-after", type=_seconds, help=argparse.SUPPRESS)  # deprecated: --downtime
     group.add_argument(
         "--clients",
         type=_count,
@@ -215,7 +222,7 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     target = args.target or default_target(design)
     chosen = args.fault or ["kill_worker", "pause"]
     faults = [
-        Fault(at=args.fault_at, target=target, action="kill_worker", restart_after=args.restart_after)
+        Fault(at=args.fault_at, target=target, action="kill_worker", restart_after=args.downtime)
         if action == "kill_worker"
         else Fault(at=args.fault_at, target=target, action="pause", duration=args.pause)
         for action in chosen
@@ -229,8 +236,17 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     if not (args.out or args.faults_out) and out.exists():  # the committed rows: only when named
         raise InvalidArgument(f"{out} exists: give --out FILE for new rows, or --out {out} to replace them")
     log = logging.getLogger(PROGRESS_LOGGER)
-    log.info(f"{len(leases) * len(heartbeats) * len(faults)} simulated fault runs ({design})")
-    rows, audits = sweep(design, leases, heartbeats, faults, workload, params)
+    runs = len(faults) * sum(h < lease for lease in leases for h in heartbeats)
+    started = iter(range(1, runs + 1))
+    rows, audits = sweep(
+        design,
+        leases,
+        heartbeats,
+        faults,
+        workload,
+        params,
+        lambda run_id: log.info(f"{next(started)}/{runs}: {run_id}"),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     return rows, audits, out
@@ -265,10 +281,9 @@ def format_rows(rows: Sequence[dict[str, Any]], audits: Sequence[FaultAudit]) ->
 
 
 def _check_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """InvalidArgument for a flag given that only the other mode reads (each mode's group)."""
+    """InvalidArgument for a flag given that only the other mode reads (each mode's group); then the
+    deprecated spellings, said on stderr."""
     groups = {g.title: g._group_actions for g in parser._action_groups}
-    if args.faults_out is not None:
-        print("dtq sim: --faults-out DIR is deprecated: use --out DIR/sim-<design>.json", file=sys.stderr)
     other = "dtq sim run" if args.sim_action == "faults" else "dtq sim faults"
     for action in groups.get(other, []):
         if getattr(args, action.dest) not in (action.default, None):
@@ -277,8 +292,13 @@ def _check_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
             raise InvalidArgument(
                 f"{flag} is for `{other}`; `dtq sim {args.sim_action}` does not read it{hint}"
             )
-    if args.sim_action == "faults" and args.faults_out is not None and args.out:
-        raise InvalidArgument("give --out FILE, not --faults-out as well")
+    if args.faults_out is not None:
+        print("dtq sim: --faults-out DIR is deprecated: use --out DIR/sim-<design>.json", file=sys.stderr)
+        if args.out:
+            raise InvalidArgument("give --out FILE, not --faults-out as well")
+    if args.restart_after is not None:
+        print("dtq sim: --restart-after is deprecated: use --downtime", file=sys.stderr)
+        args.downtime = args.restart_after
 
 
 def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
