@@ -37,6 +37,7 @@ from realsys import cluster
 from realsys.cli_common import (
     DtqParser,
     Exit,
+    address,
     configure_progress,
     deprecated_alias,
     int32,
@@ -459,7 +460,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _target(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--dir", help="a cluster directory (reads its client.json)")
-    group.add_argument("--addr", action="append", help="a client-facing address host:port; repeatable")
+    group.add_argument(
+        "--addr", type=address, action="append", help="a client-facing address host:port; repeatable"
+    )
     p.add_argument("--timeout", type=positive_float, default=10.0, help="per-call deadline in seconds")
 
 

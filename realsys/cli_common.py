@@ -19,6 +19,9 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, NoReturn, TextIO
 
+from model.errors import InvalidArgument
+from realsys.config import check_address
+
 
 class Exit(IntEnum):
     """The exit codes of `dtq` (README "Exit codes")."""
@@ -119,6 +122,14 @@ non_negative_float = _number(float, "a number >= 0", lambda v: v >= 0)
 positive_int = _number(int, "an integer >= 1", lambda v: v >= 1)
 non_negative_int = _number(int, "an integer >= 0", lambda v: v >= 0)
 int32 = _number(int, "an integer in -2147483648..2147483647", lambda v: -(2**31) <= v < 2**31)
+
+
+def address(text: str) -> str:
+    """host:port (IPv6 as [::1]:port), as nodes take them (realsys.config.check_address)."""
+    try:
+        return check_address(text, "")
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(exc.message.removeprefix(": ")) from None
 
 
 def key_value(text: str) -> tuple[str, str]:

@@ -345,7 +345,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
     except InvalidArgument as exc:
         raise InvalidArgument(f"DTQ_NAME: {exc.message}") from None
 
-    listen = _address(env.get("DTQ_LISTEN", _setting_default("DTQ_LISTEN")), "DTQ_LISTEN")
+    listen = check_address(env.get("DTQ_LISTEN", _setting_default("DTQ_LISTEN")), "DTQ_LISTEN")
     data_dir = env.get("DTQ_DATA_DIR", _setting_default("DTQ_DATA_DIR"))
     if not data_dir:
         raise InvalidArgument("DTQ_DATA_DIR must not be empty")
@@ -524,7 +524,7 @@ def _number(
     return value
 
 
-def _address(value: str, var: str) -> str:
+def check_address(value: str, var: str) -> str:
     match = _HOST_PORT.match(value)
     if match is None or int(match.group(1)) > 65535:
         raise InvalidArgument(
@@ -646,7 +646,7 @@ def _address_map(value: str, var: str) -> dict[str, str]:
         for name, one in _expand(key, address, var):
             if name in result:
                 raise InvalidArgument(f"{var}: {name!r} is given twice")
-            result[name] = _address(one, var)
+            result[name] = check_address(one, var)
     return result
 
 

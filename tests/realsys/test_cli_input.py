@@ -149,6 +149,8 @@ WRONG: list[tuple[list[str], int, str]] = [
     (["submit", "--addr", UNREACHABLE, "--ca", "missing.pem", "echo"], Exit.USAGE, "missing.pem: No such"),
     (["status", "--addr", UNREACHABLE, "--timeout", "2", "n1-1-0000000001"], Exit.RPC, "UNAVAILABLE"),
     (["status", "--dir", "nocluster", "n1-1-0000000001"], Exit.USAGE, "no cluster at nocluster"),
+    (["status", "--addr", "nonsense", "n1-1-0000000001"], Exit.USAGE, "'nonsense' must be host:port"),
+    (["status", "--addr", "localhost:99999", "n1-1-0000000001"], Exit.USAGE, "must be host:port"),
     (["status", "--dir", ".", "n1-1-0000000001"], Exit.USAGE, "missing cluster.json"),
     (["list", "--addr", UNREACHABLE, "--created-after", "yesterday"], Exit.USAGE, "ISO 8601"),
     (["list", "--addr", UNREACHABLE, "--page-size", "-3"], Exit.USAGE, "--page-size"),
