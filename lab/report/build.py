@@ -241,7 +241,7 @@ def report_command(args: argparse.Namespace) -> int:
     if args.rerun:
         cmds = rerun_commands(experiment=args.experiment, quiet=args.quiet)
         for number, cmd in enumerate(cmds, 1):
-            progress(f"re-run {number}/{len(cmds)}: {' '.join(cmd[2:])}")
+            progress(f"re-run {number}/{len(cmds)}: dtq {' '.join(cmd[3:])}")
             subprocess.run(cmd, check=True, cwd=REPO_ROOT)
     progress("building the figures and tables")
     built = build(args.data, args.paper_dir, args.report or None, args.experiment, args.calibration)
