@@ -281,17 +281,17 @@ def format_rows(rows: Sequence[dict[str, Any]], audits: Sequence[FaultAudit]) ->
 
 
 def _check_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """InvalidArgument for a flag given that only the other mode reads (each mode's group); then the
-    deprecated spellings, said on stderr."""
-    groups = {g.title: g._group_actions for g in parser._action_groups}
-    other = "dtq sim run" if args.sim_action == "faults" else "dtq sim faults"
-    for action in groups.get(other, []):
-        if getattr(args, action.dest) not in (action.default, None):
-            flag = action.option_strings[-1]
-            hint = " (a run's directory root is --runs-dir)" if flag == "--out" else ""
-            raise InvalidArgument(
-                f"{flag} is for `{other}`; `dtq sim {args.sim_action}` does not read it{hint}"
-            )
+    """InvalidArgument for a flag given that only another mode reads (the modes' argument groups are
+    titled "dtq sim MODE"); then the deprecated spellings, said on stderr."""
+    chosen = f"dtq sim {args.sim_action}"
+    for group in parser._action_groups:
+        if not (group.title or "").startswith("dtq sim ") or group.title == chosen:
+            continue  # the flags of every mode, or of the chosen one
+        for action in group._group_actions:
+            if getattr(args, action.dest) not in (action.default, None):
+                flag = action.option_strings[-1]
+                hint = " (a run's directory root is --runs-dir)" if flag == "--out" else ""
+                raise InvalidArgument(f"{flag} is for `{group.title}`; `{chosen}` does not read it{hint}")
     if args.faults_out is not None:
         print("dtq sim: --faults-out DIR is deprecated: use --out DIR/sim-<design>.json", file=sys.stderr)
         if args.out:

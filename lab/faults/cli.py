@@ -223,7 +223,7 @@ def faults_command(args: argparse.Namespace) -> int:
             )
         )
         runs.append(run)
-        print(format_runs([run]).splitlines()[-1], flush=True)
+        progress(format_runs([run]).splitlines()[-1])  # the table on stdout follows at the end
     print(format_runs(runs))
     table = write_rows(runs, out, args.append)
     print(f"rows written to {out} and {table}")
