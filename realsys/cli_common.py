@@ -24,7 +24,7 @@ from realsys.config import check_address
 
 
 class Exit(IntEnum):
-    """The exit codes of `dtq` (README "Exit codes")."""
+    """The exit codes of `dtq` (README "The command line")."""
 
     OK = 0
     FAILED = 1  # the command could not do its work: a cluster that would not start, a run that broke, a bug
