@@ -160,6 +160,11 @@ WRONG: list[tuple[list[str], int, str]] = [
         Exit.USAGE,
         "--design is required with --addr",
     ),
+    (
+        ["load", "--addr", UNREACHABLE, "--design", "mono", "--workload", "ok.yaml", "--timeout", "1"],
+        Exit.RPC,
+        "UNAVAILABLE: 127.0.0.1:",  # and nothing was measured: no run directory
+    ),
     # local clusters: nothing is started
     (["cluster", "kill", "--dir", "fake", "n9"], Exit.USAGE, "no node named 'n9'"),
     (["cluster", "start", "--dir", "fake", "n9"], Exit.USAGE, "its nodes: n1"),
@@ -218,6 +223,7 @@ def test_wrong_input_is_one_line_and_its_exit_code(
     assert says in lines[0] and "Traceback" not in err
     assert out == ""
     assert not (files / "c").exists()  # no cluster was started (nor its directory made)
+    assert not (files / "data" / "runs").exists()  # nor a run written
 
 
 def test_serve_with_bad_settings_is_one_line(
