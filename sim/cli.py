@@ -94,7 +94,7 @@ def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
 def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     """Runs one simulation from parsed `dtq sim` arguments; writes it when --out is set."""
     if not args.workload:
-        raise InvalidArgument("dtq sim needs --workload")
+        raise InvalidArgument("`dtq sim run` needs --workload FILE")
     workload = load_workload(args.workload)
     params = params_of(args)
     config = SimConfig(

@@ -23,7 +23,8 @@ def read_document(path: Path | str, suffixes: tuple[str, ...] = SUFFIXES) -> Any
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in suffixes:
-        raise InvalidArgument(f"{path}: expected a {', '.join(suffixes)} file")
+        kinds = " or ".join(filter(None, (", ".join(suffixes[:-1]), suffixes[-1])))
+        raise InvalidArgument(f"{path}: expected a {kinds} file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
