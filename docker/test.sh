@@ -407,7 +407,7 @@ faults() {
     fi
     "$PYTHON" -m realsys faults run --backend compose --design "$DESIGN" --image "$IMAGE" \
         --project "$project" --faults stop,kill --targets "$targets" --fault-at 7 --after 6 \
-        --pause 2 --downtime 1 --drain 10 --settle 20 --out "$rows" --runs-out ""
+        --pause 2 --downtime 1 --drain 10 --settle 20 --out "$rows" --runs-dir ""
     "$PYTHON" "$ROOT/docker/check_faults.py" --rows 2 --min-accepted 100 "${felt[@]}" "${rows%.json}.csv"
     [[ -z $(docker ps -aq --filter "label=com.docker.compose.project=$project") ]] ||
         die "$project: containers left behind"

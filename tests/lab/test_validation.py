@@ -376,4 +376,5 @@ def test_dtq_validate_names_an_unknown_twin_set(capsys: pytest.CaptureFixture[st
         cli.main(["validate", str(SMOKE), "--twin-sets", "no-such-set"])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert "INVALID_ARGUMENT" in err and "no-such-set" in err and "after" in err
+    assert err.startswith("dtq validate: unknown twin sets ['no-such-set']; known: ") and "'after'" in err
+    assert err.count("\n") == 1

@@ -24,7 +24,7 @@ def test_dtq_sim_writes_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     workload.write_text(WORKLOAD)
     out = tmp_path / "runs"
     argv = ["sim", "--design", "mono", "--workload", str(workload), "--nodes", "3"]
-    argv += ["--set", "cores=4", "--set", "core.lease_duration=5", "--out", str(out)]
+    argv += ["--set", "cores=4", "--set", "core.lease_duration=5", "--runs-dir", str(out)]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
