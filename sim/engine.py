@@ -26,14 +26,12 @@ from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel
 from model.errors import DtqError
 from model.job import JobSpec
 from model.states import JobState
+from model.timer import TimerRule
 from sim.cpu import CostModel, Host, Proc
 from sim.params import SimParams
 
 T = TypeVar("T")
 SimGen: TypeAlias = Generator[Any, Any, T]
-
-# realsys/timer.py: after a firing, wait at least this long before the next one
-MIN_REARM = 0.001
 
 # Collector thresholds while a simulation runs (Python's defaults: 700, 10, 10). A run keeps a
 # growing heap of jobs and records; with the defaults the full (oldest-generation) collection re-walks
@@ -340,76 +338,66 @@ class LoadgenPart:
 
 
 class SimTimer:
-    """realsys/timer.py's CoreTimer in simulated time: wakes a core object at its next deadline.
+    """realsys/timer.py's CoreTimer in simulated time: performs model/timer.py's TimerRule with simpy
+    timeouts, waking a core object at its next deadline.
 
     The firing runs on the owning process's loop like any callback (a burst that queues behind the
-    loop's current work). `poke()` after any call that may have moved the deadline earlier; a stale
-    armed timeout is ignored through a generation number (simpy cannot cancel a timeout).
+    loop's current work); like a loop.call_later handle, the timer stays armed until the loop gets
+    round to running it. A stale armed timeout is ignored through a generation number (simpy cannot
+    cancel a timeout).
     """
 
     def __init__(
         self,
         env: simpy.Environment,
         proc: Proc,
-        next_deadline: Callable[[], float | None],
+        next_deadline: Callable[[], float | None] | TimerRule,
         on_timer: Callable[[float], float],
     ) -> None:
         self.env = env
         self.proc = proc
-        self._next_deadline = next_deadline
+        # a driver that decides its own re-arms (model/node.py) hands over its rule
+        self.rule = next_deadline if isinstance(next_deadline, TimerRule) else TimerRule(next_deadline)
         self._on_timer = on_timer  # (now) -> CPU seconds the firing took
-        self._armed: float | None = None
         self._generation = 0
-        self._running = False
         self.firings = 0
 
     @property
     def armed_for(self) -> float | None:
-        return self._armed
+        return self.rule.armed_for
 
     def start(self) -> None:
-        self._running = True
-        self._arm(0.0)
+        if self.rule.start():
+            self.arm()
 
     def stop(self) -> None:
-        self._running = False
-        self._cancel()
+        self.rule.stop()
+        self._generation += 1
 
     def poke(self) -> None:
-        if not self._running:
-            return
-        deadline = self._next_deadline()
-        if deadline is not None and (self._armed is None or deadline < self._armed):
-            self._set(deadline, 0.0)
+        if self.rule.poke():
+            self.arm()
 
-    def _arm(self, min_delay: float) -> None:
-        deadline = self._next_deadline()
-        if deadline is None:
-            self._cancel()
-        else:
-            self._set(deadline, min_delay)
-
-    def _set(self, deadline: float, min_delay: float) -> None:
+    def arm(self) -> None:
+        """(Re-)arms at the rule's deadline (the rule said to)."""
         self._generation += 1
         generation = self._generation
-        self._armed = deadline
-        delay = max(deadline - self.env.now, min_delay)
-        self.env.timeout(delay).callbacks.append(lambda _: self._fire(generation))
-
-    def _cancel(self) -> None:
-        self._generation += 1
-        self._armed = None
+        self.env.timeout(self.rule.delay(self.env.now)).callbacks.append(lambda _: self._fire(generation))
 
     def _fire(self, generation: int) -> None:
-        if generation != self._generation or not self._running:
+        if generation != self._generation or not self.rule.running:
             return
-        # like a loop.call_later handle: it stays armed until the loop gets round to running it
         self.proc.run(self._action)
 
     def _action(self, now: float) -> tuple[float, None]:
-        self._cancel()
+        if not self.rule.fired(now):
+            self.arm()  # early by an ulp of the armed delay: wait out the rest
+            return 0.0, None
+        self._generation += 1
         self.firings += 1
         cost = self._on_timer(now)
-        if self._running:
-            self._arm(MIN_REARM)
+        if self.rule.rearm():
+            self.arm()
+        else:
+            self._generation += 1
         return cost, None
