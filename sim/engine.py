@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gc
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from heapq import heappop, heappush
 from typing import Any, TypeAlias, TypeVar, cast
@@ -22,7 +22,6 @@ import simpy
 from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority, Process
 
-from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel
 from model.errors import DtqError
 from model.job import JobSpec
 from model.states import JobState
@@ -59,16 +58,6 @@ def batched_gc() -> Iterator[None]:
 def status_of(error: DtqError) -> str:
     """The gRPC status code name the edge would answer with (realsys.status maps the same codes)."""
     return error.code.value
-
-
-def rows_of(touched: Iterable[str], commands: Iterable[Command]) -> int:
-    """How many job rows a driver saves for a call (realsys/mono/core.py `_commit`): the jobs it touched
-    plus those the commands name."""
-    ids = dict.fromkeys(touched)
-    for command in commands:
-        if isinstance(command, LeaseExpired | JobFinished | NotifyCancel):
-            ids[command.job_id] = None
-    return len(ids)
 
 
 class SimEnv(simpy.Environment):
@@ -232,11 +221,14 @@ class Cluster:
         """A background task (asyncio.create_task / MicroRole.spawn)."""
         self.env.process(gen)
 
-    def waitable(self, timeout: float) -> simpy.Event:
+    def waitable(
+        self, timeout: float, on_timeout: Callable[[simpy.Event], None] | None = None
+    ) -> simpy.Event:
         """An event that fires by itself after `timeout` unless `wake` fired it first: a long-poll's
-        wait (asyncio.wait_for(event.wait(), timeout)) without simpy's AnyOf machinery."""
+        wait (asyncio.wait_for(event.wait(), timeout)) without simpy's AnyOf machinery. `on_timeout`
+        is told the moment it times out (a driver that must not pick it for a wake-up any more)."""
         event = simpy.Event(self.env)
-        self._wheel.add(event, max(0.0, timeout))
+        self._wheel.add(event, max(0.0, timeout), on_timeout)
         return event
 
     # ------------------------------------------------------------------ client API (one request)
@@ -280,6 +272,9 @@ def wake(event: simpy.Event, value: Any = True) -> None:
         event.succeed(value)
 
 
+_Wait: TypeAlias = tuple[float, simpy.Event, Callable[[simpy.Event], None] | None]
+
+
 class TimeoutWheel:
     """Timeouts of long-poll waits, one armed simpy timeout per distinct duration.
 
@@ -291,20 +286,22 @@ class TimeoutWheel:
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self._fifos: dict[float, deque[tuple[float, simpy.Event]]] = {}
+        self._fifos: dict[float, deque[_Wait]] = {}
         self._armed: set[float] = set()
 
-    def add(self, event: simpy.Event, timeout: float) -> None:
+    def add(
+        self, event: simpy.Event, timeout: float, on_timeout: Callable[[simpy.Event], None] | None = None
+    ) -> None:
         if timeout == float("inf"):
             return
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
-        fifo.append((self.env.now + timeout, event))
+        fifo.append((self.env.now + timeout, event, on_timeout))
         if timeout not in self._armed:
             self._arm(timeout, fifo)
 
-    def _arm(self, timeout: float, fifo: deque[tuple[float, simpy.Event]]) -> None:
+    def _arm(self, timeout: float, fifo: deque[_Wait]) -> None:
         while fifo and fifo[0][1].triggered:
             fifo.popleft()
         if not fifo:
@@ -315,10 +312,14 @@ class TimeoutWheel:
             lambda _: self._fire(timeout, fifo)
         )
 
-    def _fire(self, timeout: float, fifo: deque[tuple[float, simpy.Event]]) -> None:
+    def _fire(self, timeout: float, fifo: deque[_Wait]) -> None:
         now = self.env.now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
         while fifo and fifo[0][0] <= now:
-            wake(fifo.popleft()[1], False)
+            _, event, on_timeout = fifo.popleft()
+            if not event.triggered:
+                if on_timeout is not None:
+                    on_timeout(event)
+                event.succeed(False)
         self._arm(timeout, fifo)
 
 

@@ -1,10 +1,10 @@
 """Design B in simulated time: N identical nodes, each one process running a whole task queue.
 
-Per node, as realsys/mono/: one model.Scheduler (jobs, ready queue, workers), its CoreTimer, the
-LocalCore driver logic (commit the touched jobs, then perform the commands: wake fetchers with
-model.pick_waiter, wake WaitJob waiters, push cancels to the local worker), and a worker runtime whose
-backend calls the Scheduler in-process and steals from peers (model.StealPacer on QueueDepth polls,
-Peer.StealWork, the victim leasing through Scheduler.steal and staying the owner).
+Per node, as realsys/mono/: one model.Scheduler (jobs, ready queue, workers) driven by the node driver
+the real node runs (model/node.py: what to save and delete, whom to wake, which cancels to push, when
+the timer fires); this module performs its steps as commit time, simpy events and counters. A worker
+runtime whose backend calls the driver in-process and steals from peers (model.StealPacer on
+QueueDepth polls, Peer.StealWork, the victim leasing through Scheduler.steal and staying the owner).
 
 Hops per client request (the load generator picks nodes round-robin, one counter per method):
 - SubmitJob: lg -> node (accepts and owns the job; one commit) -> lg.
@@ -22,35 +22,27 @@ jobs, at their owners.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import simpy
 
-from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel, WorkAvailable, WorkerLost
+from model.commands import JobFinished, LeaseExpired, NotifyCancel
 from model.errors import DtqError, FailedPrecondition, StaleAttempt
 from model.ids import JobIdFactory, owner_of, split_by_owner
 from model.job import Assignment, Outcome
 from model.jobs import Renewal
 from model.listing import ListQuery, Page, effective_page_size, merge_pages
+from model.node import NodeDriver, Step, Wake
 from model.scheduler import Scheduler
 from model.states import JobState
 from model.stealing import StealPacer
-from model.workers import pick_waiter
 from sim.cpu import Component, CostModel, Proc, stream
-from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, rows_of, status_of, wake
+from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
 from sim.params import SimParams
 from sim.worker import RunningList, SimWorker
 
 Reply = tuple[str, Any]
-
-
-@dataclass(eq=False, slots=True)
-class _FetchWaiter:
-    worker_id: str
-    free_slots: int
-    event: simpy.Event
 
 
 class MonoNode:
@@ -63,10 +55,8 @@ class MonoNode:
         self.proc: Proc = cluster.add_proc(self.name, "node", index)
         rng = stream(cluster.costs.seed, Component.CORE, index) if params.core.backoff_jitter else None
         self.sched = Scheduler(params.core, JobIdFactory(node=self.name, incarnation="1"), rng)
-        self.timer = SimTimer(self.env, self.proc, self.sched.next_deadline, self._on_timer)
-        self._fetch_waiters: dict[int, _FetchWaiter] = {}
-        self._next_waiter = 0
-        self._done_waiters: dict[str, list[simpy.Event]] = {}
+        self.driver: NodeDriver[simpy.Event] = NodeDriver(self.sched)
+        self.timer = SimTimer(self.env, self.proc, self.driver.timer, self._on_timer)
         self.worker: SimWorker | None = None
         self._incarnations = 0
         # the same pacing object the real node uses: when to poll peers' depths and steal
@@ -95,57 +85,38 @@ class MonoNode:
         self.worker = SimWorker(
             self.cluster, f"{self.name}-w{suffix}", self.cluster.params.slots_per_node, self.proc, self
         )
+        self.driver.local_worker_id = self.worker.worker_id
         self.worker.start()
 
-    # ---------------------------------------------------------------- LocalCore: commit and perform
-    def _commit(self, touched: Sequence[str], commands: list[Command]) -> float:
-        """Performs the commands (wake-ups run after this burst: same loop) and pokes the timer;
-        returns the commit's time."""
-        cost = self.proc.commit(rows_of(touched, commands))
-        for command in commands:
-            self._perform(command)
-        self.timer.poke()
+    # ---------------------------------------------------------------- LocalCore: perform a step
+    def _perform(self, step: Step[simpy.Event]) -> float:
+        """Performs the driver's step (wake-ups run after this burst: same loop) and re-arms the timer;
+        returns the time of its commits (the saves, then the retention deletes)."""
+        proc = self.proc
+        cost = proc.commit(len(step.save))
+        if step.delete:
+            cost += proc.commit(len(step.delete))
+        cluster = self.cluster
+        for effect in step.effects:
+            if isinstance(effect, Wake):
+                for event in effect.tokens:
+                    wake(event, effect.value)
+            elif isinstance(effect, JobFinished):
+                cluster.job_finished(effect.job_id)
+            elif isinstance(effect, NotifyCancel):
+                worker = self.worker
+                if worker is not None and effect.worker_id == worker.worker_id:
+                    worker.cancel(effect.job_id, effect.attempt)
+            elif isinstance(effect, LeaseExpired):
+                cluster.count("lease_expired")
+            else:
+                cluster.count("workers_lost")
+        if step.rearm:
+            self.timer.arm()
         return cost
 
-    def _perform(self, command: Command) -> None:
-        if isinstance(command, WorkAvailable):
-            self._wake_fetchers(command.count)
-        elif isinstance(command, JobFinished):
-            for event in self._done_waiters.pop(command.job_id, ()):
-                wake(event)
-            self.cluster.job_finished(command.job_id)
-        elif isinstance(command, NotifyCancel):
-            worker = self.worker
-            if worker is not None and command.worker_id == worker.worker_id:
-                worker.cancel(command.job_id, command.attempt)
-            # other workers (a thief node's) hear it in their next heartbeat
-        elif isinstance(command, LeaseExpired):
-            self.cluster.count("lease_expired")
-        elif isinstance(command, WorkerLost):
-            self.cluster.count("workers_lost")
-
-    def _wake_fetchers(self, count: int) -> None:
-        waiters = self._fetch_waiters
-        tokens = [str(t) for t, w in waiters.items() if not w.event.triggered]
-        free = {str(t): w.free_slots for t, w in waiters.items()}
-        while count > 0 and tokens:
-            chosen = pick_waiter(tokens, free)
-            if chosen is None:
-                break
-            tokens.remove(chosen)
-            waiter = waiters[int(chosen)]
-            wake(waiter.event)
-            count -= waiter.free_slots
-
-    def _note_free_slots(self, now: float, worker_id: str, free_slots: int) -> None:
-        info = self.sched.workers.workers.get(worker_id)
-        if info is not None and info.total_slots:
-            free = max(0, min(free_slots, info.total_slots))
-            self.sched.workers.heartbeat(now, worker_id, info.total_slots, free)
-
     def _on_timer(self, now: float) -> float:
-        commands = self.sched.handle_timer(now)
-        return self.proc.cost("timer") + self._commit((), commands)
+        return self.proc.cost("timer") + self._perform(self.driver.on_timer(now))
 
     # ---------------------------------------------------------------- client side, at the owner
     def submit(self, duration: float) -> SimGen[Reply]:
@@ -154,12 +125,12 @@ class MonoNode:
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("SubmitJob")
             try:
-                submitted = self.sched.submit(now, self.cluster.spec)
+                submitted, step = self.driver.submit(now, self.cluster.spec)
             except DtqError as exc:
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
             self.cluster.submit_duration(job_id, duration)
-            return cost + self._commit((job_id,), submitted.commands), ("OK", job_id)
+            return cost + self._perform(step), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
         return reply
@@ -198,10 +169,10 @@ class MonoNode:
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("CancelJob")
             try:
-                transition = self.sched.cancel(now, job_id)
+                job, step = self.driver.cancel(now, job_id)
             except DtqError as exc:
                 return cost, (status_of(exc), None)
-            return cost + self._commit((job_id,), transition.commands), ("OK", transition.job.state)
+            return cost + self._perform(step), ("OK", job.state)
 
         reply: Reply = yield proc.run(action)
         return reply
@@ -226,13 +197,9 @@ class MonoNode:
         if done or poll <= 0:
             return reply
         event = self.cluster.waitable(poll)
-        self._done_waiters.setdefault(job_id, []).append(event)
+        self.driver.add_done_waiter(event, job_id)
         yield event
-        waiting = self._done_waiters.get(job_id)
-        if waiting is not None and event in waiting:
-            waiting.remove(event)
-            if not waiting:
-                del self._done_waiters[job_id]
+        self.driver.done_waiter_gone(event, job_id)
         reply, _ = yield proc.run(look("WaitJob.wake"))
         return reply
 
@@ -256,10 +223,8 @@ class MonoNode:
         proc = self.proc
 
         def action(now: float) -> tuple[float, list[Assignment]]:
-            taken = self.sched.steal(now, thief_worker_id, max_jobs)
-            self.sched.workers.touch(now, thief_worker_id)
-            cost = proc.cost("StealWork", len(taken)) + self._commit([a.job_id for a in taken], [])
-            return cost, taken
+            taken, step = self.driver.steal(now, thief_worker_id, max_jobs)
+            return proc.cost("StealWork", len(taken)) + self._perform(step), taken
 
         taken: list[Assignment] = yield proc.run(action)
         return taken
@@ -269,9 +234,8 @@ class MonoNode:
         proc = self.proc
 
         def action(now: float) -> tuple[float, Renewal]:
-            renewal = self.sched.heartbeat(now, worker_id, 0, 0, running)
-            kept = _renewed(running, renewal)
-            return proc.cost("WorkerHeartbeat", len(running)) + self._commit(kept, []), renewal
+            renewal, step = self.driver.heartbeat(now, worker_id, 0, 0, running)
+            return proc.cost("WorkerHeartbeat", len(running)) + self._perform(step), renewal
 
         renewal: Renewal = yield proc.run(action)
         return renewal
@@ -284,13 +248,13 @@ class MonoNode:
         def action(now: float) -> tuple[float, str]:
             cost = pre + proc.cost(method)
             try:
-                transition = self.sched.report(now, worker_id, job_id, attempt, outcome)
+                _, step = self.driver.report(now, worker_id, job_id, attempt, outcome)
             except StaleAttempt:
                 self.cluster.count("stale_reports")
                 return cost, "ABORTED"
             except DtqError as exc:
                 return cost, status_of(exc)
-            return cost + self._commit((job_id,), transition.commands), "OK"
+            return cost + self._perform(step), "OK"
 
         status: str = yield proc.run(action)
         return status
@@ -307,10 +271,8 @@ class MonoNode:
         def fetch_now(now: float) -> tuple[float, list[Assignment]]:
             if free_slots <= 0 or not worker.alive:  # a dead worker's fetch died with it
                 return proc.cost("fetch"), []
-            assignments = self.sched.fetch(now, worker.worker_id, free_slots)
-            self._note_free_slots(now, worker.worker_id, free_slots - len(assignments))
-            cost = proc.cost("fetch", len(assignments)) + self._commit([a.job_id for a in assignments], [])
-            return cost, assignments
+            assignments, step = self.driver.fetch_now(now, worker.worker_id, free_slots)
+            return proc.cost("fetch", len(assignments)) + self._perform(step), assignments
 
         while True:
             assignments: list[Assignment] = yield proc.run(fetch_now)
@@ -332,13 +294,11 @@ class MonoNode:
     def _wait_for_work(self, worker: SimWorker, free_slots: int, timeout: float) -> SimGen[None]:
         if timeout <= 0:
             return
-        self._note_free_slots(self.env.now, worker.worker_id, free_slots)
-        token = self._next_waiter
-        self._next_waiter += 1
-        waiter = _FetchWaiter(worker.worker_id, free_slots, self.cluster.waitable(timeout))
-        self._fetch_waiters[token] = waiter
-        yield waiter.event
-        self._fetch_waiters.pop(token, None)
+        event = self.cluster.waitable(timeout, self.driver.fetcher_gone)
+        if not self.driver.add_fetcher(self.env.now, event, worker.worker_id, free_slots):
+            return
+        yield event
+        self.driver.fetcher_gone(event)
 
     def _steal(self, worker: SimWorker, free_slots: int) -> SimGen[list[Assignment]]:
         env = self.env
@@ -372,9 +332,8 @@ class MonoNode:
         local, remote = split_by_owner(self.name, running)
 
         def action(now: float) -> tuple[float, Renewal]:
-            renewal = self.sched.heartbeat(now, worker.worker_id, total_slots, free_slots, local)
-            cost = proc.cost("heartbeat", len(local)) + self._commit(_renewed(local, renewal), [])
-            return cost, renewal
+            renewal, step = self.driver.heartbeat(now, worker.worker_id, total_slots, free_slots, local)
+            return proc.cost("heartbeat", len(local)) + self._perform(step), renewal
 
         renewal: Renewal = yield proc.run(action)
         cancel, abandon = list(renewal.cancel), list(renewal.abandon)
@@ -407,11 +366,6 @@ class MonoNode:
                 owner.report_here("ReportResult", worker.worker_id, job_id, attempt, outcome),
                 pre=pre,
             )
-
-
-def _renewed(running: RunningList, renewal: Renewal) -> list[str]:
-    abandoned = set(renewal.abandon)
-    return [job_id for job_id, attempt in running if (job_id, attempt) not in abandoned]
 
 
 class MonoCluster(Cluster):

@@ -1,0 +1,286 @@
+"""Design B's node driver, sans-I/O: what a node does around its Scheduler, written once for the real
+node (realsys/mono/core.py) and the simulated one (sim/mono.py).
+
+aioquic's connection object is the model: an event goes in (a client or worker call, a timer firing,
+a waiter registering, a drain) with `now`; the core's answer comes back with a `Step`, the actions
+the adapter performs, in this order:
+1. `save`: upsert these job records (one transaction; durable before anything below is visible),
+2. `delete`: delete these records (retention dropped them),
+3. `effects`, in order: `Wake(tokens, value)` (settle these waiters), `JobFinished` (a job ended),
+   `NotifyCancel` (push a cancel to this node's own worker: other workers hear it in their next
+   heartbeat), `LeaseExpired` / `WorkerLost` (log lines and counters),
+4. `rearm`: re-arm the core timer (its TimerRule, `timer`, said the deadline moved earlier).
+
+Long-poll waiters are opaque tokens the adapter chooses (an asyncio future, a simpy event): the
+driver keeps who waits for what (fetchers with their free slots, in arrival order; WaitJob waiters per
+job) and says whom to wake. Newly ready work wakes the fetchers model.pick_waiter picks until their
+free slots cover it. A waiter that stops waiting (timed out, or resumed) is dropped with `*_gone`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable, Sequence
+from typing import Generic, TypeAlias, TypeVar
+
+from model.commands import (
+    Command,
+    JobFinished,
+    JobsExpired,
+    LeaseExpired,
+    NotifyCancel,
+    WorkAvailable,
+    WorkerLost,
+)
+from model.errors import InvalidArgument
+from model.job import Assignment, Job, JobSpec, Outcome
+from model.jobs import Renewal, Submitted
+from model.scheduler import Scheduler
+from model.timer import TimerRule
+from model.workers import pick_waiter
+
+T = TypeVar("T", bound=Hashable)
+
+
+class Wake(Generic[T]):
+    """Settle these waiters, in this order, with `value` (True: what they wait for may be there;
+    False: stop waiting, e.g. the node drains)."""
+
+    __slots__ = ("tokens", "value")
+
+    def __init__(self, tokens: Sequence[T], value: bool = True) -> None:
+        self.tokens = tokens
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Wake({len(self.tokens)}, {self.value})"
+
+
+Effect: TypeAlias = "Wake[T] | JobFinished | NotifyCancel | LeaseExpired | WorkerLost"
+
+
+class Step(Generic[T]):
+    """The actions one event asks of the adapter (see the module docstring for their order)."""
+
+    __slots__ = ("delete", "effects", "expiries", "rearm", "requeues", "save")
+
+    def __init__(
+        self,
+        save: Sequence[Job],
+        delete: Sequence[str],
+        effects: Sequence[Effect[T]],
+        rearm: bool,
+        expiries: int = 0,
+        requeues: int = 0,
+    ) -> None:
+        self.save = save
+        self.delete = delete
+        self.effects = effects
+        self.rearm = rearm
+        self.expiries = expiries  # lease expiries and requeues since the previous step (metrics)
+        self.requeues = requeues
+
+    def __repr__(self) -> str:
+        return (
+            f"Step(save={[j.job_id for j in self.save]}, delete={list(self.delete)}, "
+            f"effects={list(self.effects)}, rearm={self.rearm})"
+        )
+
+
+# A step that asks nothing (no shared mutable state: its sequences are empty tuples).
+NOTHING: Step[object] = Step((), (), (), False)
+
+
+class NodeDriver(Generic[T]):
+    def __init__(self, scheduler: Scheduler, local_worker_id: str = "") -> None:
+        self.scheduler = scheduler
+        self.timer = TimerRule(scheduler.next_deadline)
+        self.local_worker_id = local_worker_id  # NotifyCancel for it is pushed, not left to heartbeats
+        self.draining = False
+        self.workers_lost = 0
+        self._jobs = scheduler.jobs
+        self._seen_expiries = self._jobs.lease_expiries
+        self._seen_requeues = self._jobs.requeues
+        self._fetchers: dict[T, int] = {}  # waiting fetchers: token -> free slots, in arrival order
+        self._done: dict[str, list[T]] = {}  # job id -> tokens waiting for its end
+
+    # ---------------------------------------------------------------- start-up
+    def restore(self, now: float, jobs: Iterable[Job]) -> int:
+        """Loads saved jobs (pending ones go back on the ready queue). Returns how many."""
+        n = 0
+        for job in jobs:
+            self.scheduler.restore(now, job)
+            n += 1
+        self._seen_expiries, self._seen_requeues = self._jobs.lease_expiries, self._jobs.requeues
+        return n
+
+    # ---------------------------------------------------------------- client side
+    def submit(self, now: float, spec: JobSpec, request_id: str = "") -> tuple[Submitted, Step[T]]:
+        result = self.scheduler.submit(now, spec, request_id)
+        if result.deduplicated:
+            return result, NOTHING  # type: ignore[return-value]  # NOTHING holds no token
+        return result, self._commit((result.job,), result.commands)
+
+    def cancel(self, now: float, job_id: str) -> tuple[Job, Step[T]]:
+        result = self.scheduler.cancel(now, job_id)
+        return result.job, self._commit((result.job,), result.commands)
+
+    # ---------------------------------------------------------------- worker side
+    def heartbeat(
+        self,
+        now: float,
+        worker_id: str,
+        total_slots: int,
+        free_slots: int,
+        running: Sequence[tuple[str, int]],
+    ) -> tuple[Renewal, Step[T]]:
+        renewal = self.scheduler.heartbeat(now, worker_id, total_slots, free_slots, running)
+        # renewed lease deadlines are persisted, so a restart does not expire leases that are alive
+        get = self._jobs.get
+        if renewal.abandon:
+            abandoned = set(renewal.abandon)
+            renewed = [get(job_id) for job_id, attempt in running if (job_id, attempt) not in abandoned]
+        else:
+            renewed = [get(job_id) for job_id, _ in running]
+        return renewal, self._commit(renewed, ())
+
+    def fetch_now(self, now: float, worker_id: str, free_slots: int) -> tuple[list[Assignment], Step[T]]:
+        """Leases what is ready right now, without waiting."""
+        if free_slots < 0:
+            raise InvalidArgument("free_slots must not be negative")
+        if free_slots == 0 or self.draining:
+            return [], NOTHING  # type: ignore[return-value]
+        assignments = self.scheduler.fetch(now, worker_id, free_slots)
+        self._note_free_slots(now, worker_id, free_slots - len(assignments))
+        get = self._jobs.get
+        return assignments, self._commit([get(a.job_id) for a in assignments], ())
+
+    def steal(self, now: float, thief_worker_id: str, max_jobs: int) -> tuple[list[Assignment], Step[T]]:
+        if max_jobs < 0:
+            raise InvalidArgument("max_jobs must not be negative")
+        assignments = self.scheduler.steal(now, thief_worker_id, max_jobs)
+        # the thief's worker heartbeats here only after it has the jobs; count this call as a sign of
+        # life so the registry does not declare it lost in between
+        self.scheduler.workers.touch(now, thief_worker_id)
+        get = self._jobs.get
+        return assignments, self._commit([get(a.job_id) for a in assignments], ())
+
+    def report(
+        self, now: float, worker_id: str, job_id: str, attempt: int, outcome: Outcome
+    ) -> tuple[Job, Step[T]]:
+        result = self.scheduler.report(now, worker_id, job_id, attempt, outcome)
+        return result.job, self._commit((result.job,), result.commands)
+
+    def release_worker(self, now: float, worker_id: str) -> Step[T]:
+        """The worker is gone for sure (this node's own worker after a drain or restart): requeue now."""
+        return self._commit((), self.scheduler.release_worker(now, worker_id))
+
+    def on_timer(self, now: float) -> Step[T]:
+        return self._commit((), self.scheduler.handle_timer(now))
+
+    def start_draining(self) -> Step[T]:
+        """Fetch long-polls return (empty) now, and so do WaitJob long-polls: the server's grace period
+        then waits only for short calls, not for every client's long-poll to time out."""
+        self.draining = True
+        effects: list[Effect[T]] = []
+        if self._fetchers:
+            effects.append(Wake(list(self._fetchers)))
+            self._fetchers.clear()
+        if self._done:
+            effects.append(Wake([token for tokens in self._done.values() for token in tokens], False))
+            self._done.clear()
+        return Step((), (), effects, False)
+
+    # ---------------------------------------------------------------- long-poll waiters
+    def add_fetcher(self, now: float, token: T, worker_id: str, free_slots: int) -> bool:
+        """A fetcher waits for ready work. False: do not wait (the node drains)."""
+        if self.draining:
+            return False
+        # an idle fetcher's free slots are what the victim side of stealing keeps for itself
+        self._note_free_slots(now, worker_id, free_slots)
+        self._fetchers[token] = free_slots
+        return True
+
+    def fetcher_gone(self, token: T) -> None:
+        """The fetcher stopped waiting (timed out or resumed); a no-op if it was woken."""
+        self._fetchers.pop(token, None)
+
+    def add_done_waiter(self, token: T, job_id: str) -> None:
+        """A WaitJob long-poll waits for the job's end (the caller checked it is not done yet)."""
+        waiting = self._done.get(job_id)
+        if waiting is None:
+            self._done[job_id] = [token]
+        else:
+            waiting.append(token)
+
+    def done_waiter_gone(self, token: T, job_id: str) -> None:
+        waiting = self._done.get(job_id)
+        if waiting is not None and token in waiting:
+            waiting.remove(token)
+            if not waiting:
+                del self._done[job_id]
+
+    @property
+    def jobs_waited_on(self) -> int:
+        """How many jobs have WaitJob long-polls waiting for their end (for tests and gauges)."""
+        return len(self._done)
+
+    # ---------------------------------------------------------------- internals
+    def _note_free_slots(self, now: float, worker_id: str, free_slots: int) -> None:
+        """Keeps a registered worker's free slots current between heartbeats (steal grants use them)."""
+        workers = self.scheduler.workers
+        info = workers.workers.get(worker_id)
+        if info is not None and info.total_slots:
+            workers.heartbeat(now, worker_id, info.total_slots, max(0, min(free_slots, info.total_slots)))
+
+    def _commit(self, touched: Iterable[Job], commands: Sequence[Command]) -> Step[T]:
+        """Every job the call changed is saved, then the commands are carried out."""
+        jobs = {job.job_id: job for job in touched}
+        expired: tuple[str, ...] = ()
+        effects: list[Effect[T]] = []
+        if commands:
+            for command in commands:
+                if isinstance(command, JobsExpired):
+                    expired += command.job_ids
+            for command in commands:
+                if (
+                    isinstance(command, LeaseExpired | JobFinished | NotifyCancel)
+                    and command.job_id not in jobs
+                    and command.job_id not in expired
+                ):
+                    jobs[command.job_id] = self._jobs.get(command.job_id)
+            for command in commands:
+                if isinstance(command, WorkAvailable):
+                    woken = self._pick_fetchers(command.count)
+                    if woken:
+                        effects.append(Wake(woken))
+                elif isinstance(command, JobFinished):
+                    waiting = self._done.pop(command.job_id, None)
+                    if waiting is not None:
+                        effects.append(Wake(waiting))
+                    effects.append(command)
+                elif isinstance(command, NotifyCancel):
+                    if command.worker_id == self.local_worker_id:
+                        effects.append(command)
+                elif isinstance(command, LeaseExpired):
+                    effects.append(command)
+                elif isinstance(command, WorkerLost):
+                    self.workers_lost += 1
+                    effects.append(command)
+        table = self._jobs
+        expiries = table.lease_expiries - self._seen_expiries
+        requeues = table.requeues - self._seen_requeues
+        if expiries or requeues:
+            self._seen_expiries, self._seen_requeues = table.lease_expiries, table.requeues
+        return Step(list(jobs.values()), expired, effects, self.timer.poke(), expiries, requeues)
+
+    def _pick_fetchers(self, count: int) -> list[T]:
+        """The long-polling fetchers that will take `count` new jobs (model.pick_waiter)."""
+        fetchers = self._fetchers
+        woken: list[T] = []
+        while count > 0 and fetchers:
+            chosen = pick_waiter(fetchers, fetchers)
+            if chosen is None:
+                break
+            count -= fetchers.pop(chosen)
+            woken.append(chosen)
+        return woken
