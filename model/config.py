@@ -6,6 +6,12 @@ from dataclasses import dataclass
 
 from model.errors import InvalidArgument
 
+# The gRPC message limit on every server and channel (realsys.config.grpc_options). Payloads are capped
+# at CoreConfig.max_payload_bytes (1 MiB by default); a message also carries the spec, labels and, for
+# list pages, many jobs, so the transport limit is well above it. Design A's LeaseJobs keeps its reply
+# under half of it (model/job_service.py), in the simulator too.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class CoreConfig:

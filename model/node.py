@@ -2,14 +2,11 @@
 node (realsys/mono/core.py) and the simulated one (sim/mono.py).
 
 aioquic's connection object is the model: an event goes in (a client or worker call, a timer firing,
-a waiter registering, a drain) with `now`; the core's answer comes back with a `Step`, the actions
-the adapter performs, in this order:
-1. `save`: upsert these job records (one transaction; durable before anything below is visible),
-2. `delete`: delete these records (retention dropped them),
-3. `effects`, in order: `Wake(tokens, value)` (settle these waiters), `JobFinished` (a job ended),
-   `NotifyCancel` (push a cancel to this node's own worker: other workers hear it in their next
-   heartbeat), `LeaseExpired` / `WorkerLost` (log lines and counters),
-4. `rearm`: re-arm the core timer (its TimerRule, `timer`, said the deadline moved earlier).
+a waiter registering, a drain) with `now`; the core's answer comes back with a `Step`
+(model/actions.py), the actions the adapter performs in order: save the records the call changed,
+delete those retention dropped, wake waiters, report ended jobs, push a cancel to this node's own
+worker (other workers hear it in their next heartbeat), log lease expiries and lost workers, re-arm
+the core timer (the driver's TimerRule, `timer`).
 
 Long-poll waiters are opaque tokens the adapter chooses (an asyncio future, a simpy event): the
 driver keeps who waits for what (fetchers with their free slots, in arrival order; WaitJob waiters per
@@ -19,9 +16,10 @@ free slots cover it. A waiter that stops waiting (timed out, or resumed) is drop
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
-from typing import Generic, TypeAlias, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Generic
 
+from model.actions import NOTHING, DoneWaiters, Effect, Step, T, Wake
 from model.commands import (
     Command,
     JobFinished,
@@ -38,57 +36,6 @@ from model.scheduler import Scheduler
 from model.timer import TimerRule
 from model.workers import pick_waiter
 
-T = TypeVar("T", bound=Hashable)
-
-
-class Wake(Generic[T]):
-    """Settle these waiters, in this order, with `value` (True: what they wait for may be there;
-    False: stop waiting, e.g. the node drains)."""
-
-    __slots__ = ("tokens", "value")
-
-    def __init__(self, tokens: Sequence[T], value: bool = True) -> None:
-        self.tokens = tokens
-        self.value = value
-
-    def __repr__(self) -> str:
-        return f"Wake({len(self.tokens)}, {self.value})"
-
-
-Effect: TypeAlias = "Wake[T] | JobFinished | NotifyCancel | LeaseExpired | WorkerLost"
-
-
-class Step(Generic[T]):
-    """The actions one event asks of the adapter (see the module docstring for their order)."""
-
-    __slots__ = ("delete", "effects", "expiries", "rearm", "requeues", "save")
-
-    def __init__(
-        self,
-        save: Sequence[Job],
-        delete: Sequence[str],
-        effects: Sequence[Effect[T]],
-        rearm: bool,
-        expiries: int = 0,
-        requeues: int = 0,
-    ) -> None:
-        self.save = save
-        self.delete = delete
-        self.effects = effects
-        self.rearm = rearm
-        self.expiries = expiries  # lease expiries and requeues since the previous step (metrics)
-        self.requeues = requeues
-
-    def __repr__(self) -> str:
-        return (
-            f"Step(save={[j.job_id for j in self.save]}, delete={list(self.delete)}, "
-            f"effects={list(self.effects)}, rearm={self.rearm})"
-        )
-
-
-# A step that asks nothing (no shared mutable state: its sequences are empty tuples).
-NOTHING: Step[object] = Step((), (), (), False)
-
 
 class NodeDriver(Generic[T]):
     def __init__(self, scheduler: Scheduler, local_worker_id: str = "") -> None:
@@ -101,7 +48,7 @@ class NodeDriver(Generic[T]):
         self._seen_expiries = self._jobs.lease_expiries
         self._seen_requeues = self._jobs.requeues
         self._fetchers: dict[T, int] = {}  # waiting fetchers: token -> free slots, in arrival order
-        self._done: dict[str, list[T]] = {}  # job id -> tokens waiting for its end
+        self._done: DoneWaiters[T] = DoneWaiters()  # WaitJob long-polls
 
     # ---------------------------------------------------------------- start-up
     def restore(self, now: float, jobs: Iterable[Job]) -> int:
@@ -186,8 +133,7 @@ class NodeDriver(Generic[T]):
             effects.append(Wake(list(self._fetchers)))
             self._fetchers.clear()
         if self._done:
-            effects.append(Wake([token for tokens in self._done.values() for token in tokens], False))
-            self._done.clear()
+            effects.append(Wake(self._done.take_all(), False))
         return Step((), (), effects, False)
 
     # ---------------------------------------------------------------- long-poll waiters
@@ -206,18 +152,10 @@ class NodeDriver(Generic[T]):
 
     def add_done_waiter(self, token: T, job_id: str) -> None:
         """A WaitJob long-poll waits for the job's end (the caller checked it is not done yet)."""
-        waiting = self._done.get(job_id)
-        if waiting is None:
-            self._done[job_id] = [token]
-        else:
-            waiting.append(token)
+        self._done.add(token, job_id)
 
     def done_waiter_gone(self, token: T, job_id: str) -> None:
-        waiting = self._done.get(job_id)
-        if waiting is not None and token in waiting:
-            waiting.remove(token)
-            if not waiting:
-                del self._done[job_id]
+        self._done.gone(token, job_id)
 
     @property
     def jobs_waited_on(self) -> int:
@@ -254,7 +192,7 @@ class NodeDriver(Generic[T]):
                     if woken:
                         effects.append(Wake(woken))
                 elif isinstance(command, JobFinished):
-                    waiting = self._done.pop(command.job_id, None)
+                    waiting = self._done.ended(command.job_id)
                     if waiting is not None:
                         effects.append(Wake(waiting))
                     effects.append(command)

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar, cast
 
+from model.config import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES  # noqa: PLC0414  (re-exported for mypy)
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.ids import validate_node_name
@@ -41,10 +42,6 @@ CALLS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-# Payloads are capped at CoreConfig.max_payload_bytes (1 MiB by default); a message also carries the spec,
-# labels and, for list pages, many jobs, so the transport limit is well above it.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")

@@ -27,13 +27,14 @@ from typing import Any
 
 import simpy
 
+from model.actions import Step, Wake
 from model.commands import JobFinished, LeaseExpired, NotifyCancel
 from model.errors import DtqError, FailedPrecondition, StaleAttempt
 from model.ids import JobIdFactory, owner_of, split_by_owner
 from model.job import Assignment, Outcome
 from model.jobs import Renewal
 from model.listing import ListQuery, Page, effective_page_size, merge_pages
-from model.node import NodeDriver, Step, Wake
+from model.node import NodeDriver
 from model.scheduler import Scheduler
 from model.states import JobState
 from model.stealing import StealPacer

@@ -1,7 +1,8 @@
-"""Design A coordinator: serves the Workers API and tells workers about cancellations.
+"""Design A coordinator: serves the Workers API and tells workers about cancellations; performs the
+coordinator driver (model/coordinator.py: the WorkerRegistry and the cancels kept for heartbeats).
 
-It holds only the WorkerRegistry (who is alive); jobs belong to the job service and ready entries to
-the queue service. Dispatch is reserve -> lease -> ack:
+It holds only who is alive; jobs belong to the job service and ready entries to the queue service.
+Dispatch is reserve -> lease -> ack:
 
     queue.Reserve(free_slots, hold)  ->  job.LeaseJobs(worker, ids)  ->  queue.Ack(every reserved id)
 
@@ -21,15 +22,15 @@ from typing import Any
 import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
-from model.errors import InvalidArgument
-from model.ids import parse_job_id
+from model.coordinator import Coordinator
 from model.job import CancelledByWorker, Failed, Succeeded
-from model.workers import WorkerRegistry, validate_worker_id
+from model.workers import validate_worker_id
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, outcome_from_pb, running_to_pb, to_duration
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
+    Clock,
     Context,
     MicroRole,
     hop_timeout,
@@ -41,9 +42,6 @@ from realsys.micro.base import (
 from realsys.status import grpc_errors
 from realsys.timer import CoreTimer
 
-MAX_FETCH = 1000
-# Push cancels kept per worker until its next heartbeat; more than this means the worker is not listening.
-MAX_PENDING_CANCELS = 10_000
 RELEASE_ATTEMPTS = 5
 
 
@@ -51,13 +49,12 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     service_names = ("dtq.v1.Workers", "dtq.v1.Coordinator")
     calls = ("queue", "job", "result")
 
-    def __init__(self, config: NodeConfig, metrics: NodeMetrics) -> None:
-        super().__init__(config)
+    def __init__(self, config: NodeConfig, metrics: NodeMetrics, *, clock: Clock = time.time) -> None:
+        super().__init__(config, clock)
         self.metrics = metrics
-        self.registry = WorkerRegistry(config.core)
-        self._timer = CoreTimer(self.registry.next_deadline, self._on_timer)
-        # worker -> cancels learned from NotifyCancel, delivered with its next heartbeat response
-        self._cancels: dict[str, dict[tuple[str, int], None]] = {}
+        self.coordinator = Coordinator(config.core)
+        self.registry = self.coordinator.registry
+        self._timer = CoreTimer(self.coordinator.timer, self._on_timer)
         self._queue: Any = None
         self._job: Any = None
         self._result: Any = None
@@ -85,17 +82,19 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self, request: worker_pb2.HeartbeatRequest, context: Context
     ) -> worker_pb2.HeartbeatResponse:
         assert self._job is not None
-        now = time.time()
-        self.registry.heartbeat(now, request.worker_id, request.total_slots, request.free_slots)
-        self._timer.poke()
+        if self.coordinator.heartbeat(
+            self.clock(), request.worker_id, request.total_slots, request.free_slots
+        ):
+            self._timer.arm()
         response: worker_pb2.HeartbeatResponse = await self._job.RenewLeases(
             request, timeout=hop_timeout(self.config, context)
         )
         # taken only once the renewal went through, so a failed heartbeat does not lose them
-        pushed = self._cancels.pop(request.worker_id, None)
+        pushed = self.coordinator.pushed_cancels(
+            request.worker_id, ((r.job_id, r.attempt) for r in response.cancel)
+        )
         if pushed:
-            have = {(r.job_id, r.attempt) for r in response.cancel}
-            response.cancel.extend(running_to_pb([key for key in pushed if key not in have]))
+            response.cancel.extend(running_to_pb(pushed))
         response.heartbeat_interval.CopyFrom(to_duration(self.config.core.heartbeat_interval))
         return response
 
@@ -104,11 +103,8 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self, request: worker_pb2.FetchWorkRequest, context: Context
     ) -> worker_pb2.FetchWorkResponse:
         assert self._queue is not None and self._job is not None
-        worker_id = validate_worker_id(request.worker_id)
-        if request.free_slots < 0:
-            raise InvalidArgument("free_slots must not be negative")
-        self.registry.touch(time.time(), worker_id)
-        wanted = min(request.free_slots, MAX_FETCH)
+        worker_id = request.worker_id
+        wanted = self.coordinator.fetch(self.clock(), worker_id, request.free_slots)
         # keep time for LeaseJobs after the wait, or the worker may never see jobs leased to it
         wait = poll_budget(
             from_duration(request.wait_timeout, "wait_timeout"),
@@ -144,12 +140,10 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
         assert self._job is not None and self._result is not None
-        worker_id = validate_worker_id(request.worker_id)
+        validate_worker_id(request.worker_id)
         outcome = outcome_from_pb(request)  # INVALID_ARGUMENT without one
-        if request.attempt < 1:
-            raise InvalidArgument("attempt must be >= 1")
-        parse_job_id(request.job_id)  # a malformed id is refused before anything is stored
-        self.registry.touch(time.time(), worker_id)
+        # a malformed attempt or id is refused before anything is stored
+        self.coordinator.report(self.clock(), request.worker_id, request.job_id, request.attempt)
         forward = worker_pb2.ReportResultRequest()
         forward.CopyFrom(request)
         if not isinstance(outcome, CancelledByWorker):
@@ -172,22 +166,14 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     async def NotifyCancel(
         self, request: internal_pb2.NotifyCancelRequest, context: Context
     ) -> internal_pb2.NotifyCancelResponse:
-        if not request.job_id:
-            raise InvalidArgument("job_id is required")
-        worker_id = validate_worker_id(request.worker_id)
-        # a worker we do not know is dead or not yet registered: RenewLeases tells it anyway
-        if worker_id in self.registry.workers:
-            cancels = self._cancels.setdefault(worker_id, {})
-            if len(cancels) < MAX_PENDING_CANCELS:
-                cancels[(request.job_id, request.attempt)] = None
+        self.coordinator.notify_cancel(request.job_id, request.attempt, request.worker_id)
         return internal_pb2.NotifyCancelResponse()
 
     # ------------------------------------------------------------------ background
     def _on_timer(self, now: float) -> None:
-        for lost in self.registry.handle_timer(now):
-            self._cancels.pop(lost.worker_id, None)
-            self.log.warning("worker lost", extra={"worker_id": lost.worker_id})
-            self.spawn(self._release(lost.worker_id), "release-worker")
+        for worker_id in self.coordinator.on_timer(now):
+            self.log.warning("worker lost", extra={"worker_id": worker_id})
+            self.spawn(self._release(worker_id), "release-worker")
 
     async def _release(self, worker_id: str) -> None:
         """Ends the lost worker's attempts now; if this fails, their leases run out on their own."""

@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from model.actions import Step, Wake
 from model.commands import JobFinished, LeaseExpired, NotifyCancel, WorkerLost
 from model.config import CoreConfig
 from model.ids import JobIdFactory
 from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import Renewal, Submitted
 from model.listing import ListQuery, Page
-from model.node import NodeDriver, Step, Wake
+from model.node import NodeDriver
 from model.scheduler import Scheduler
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics

@@ -18,12 +18,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model.actions import Step, Wake
 from model.commands import JobFinished, LeaseExpired, NotifyCancel, WorkAvailable
 from model.config import CoreConfig
 from model.errors import DtqError
 from model.ids import JobIdFactory
 from model.job import Failed, Job, JobError, JobSpec, Succeeded
-from model.node import NodeDriver, Step, Wake
+from model.node import NodeDriver
 from model.scheduler import Scheduler
 
 CONFIG = CoreConfig(

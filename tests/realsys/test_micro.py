@@ -28,7 +28,7 @@ from realsys.config import NodeConfig, grpc_options
 from realsys.convert import to_duration
 from realsys.metrics import NodeMetrics
 from realsys.micro import job as job_module
-from realsys.micro.base import KeyedWaiters, hop_timeout, poll_budget
+from realsys.micro.base import hop_timeout, poll_budget
 from realsys.micro.coordinator import CoordinatorRole
 from realsys.micro.gateway import GatewayRole
 from realsys.micro.job import JobRole
@@ -536,18 +536,3 @@ def test_deadline_helpers() -> None:
     assert 0 < poll_budget(10.0, ctx) < 0.4  # a long-poll ends before the caller's deadline
     assert poll_budget(10.0, ctx, reserve=1.0) == 0.0
     assert poll_budget(0.2, _Deadline(None)) == 0.2  # type: ignore[arg-type]
-
-
-async def test_keyed_waiters_survive_fire_and_rewait() -> None:
-    waiters = KeyedWaiters()
-    first = asyncio.ensure_future(waiters.wait("j", 5))
-    await asyncio.sleep(0)
-    waiters.fire("j")
-    second = asyncio.ensure_future(waiters.wait("j", 5))  # registers before the first one wakes
-    await asyncio.sleep(0)
-    assert await first
-    waiters.fire("j")  # must still reach the second waiter
-    assert await asyncio.wait_for(second, 1)
-    assert len(waiters) == 0
-    assert not await waiters.wait("k", 0.01)
-    assert len(waiters) == 0

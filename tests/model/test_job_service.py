@@ -1,0 +1,108 @@
+"""model/job_service.py, Design A's job-service driver: the sweep and staleness formulas, the outbox,
+LeaseJobs' byte budget, the restore grace and retention deletes."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from model.actions import Wake
+from model.commands import JobFinished, NotifyCancel
+from model.config import CoreConfig
+from model.ids import JobIdFactory
+from model.job import JobSpec, Succeeded
+from model.job_service import ASSIGNMENT_OVERHEAD, JobService, stale_after, sweep_interval
+from model.jobs import JobTable
+from model.states import JobState
+
+CONFIG = CoreConfig(lease_duration=3.0, heartbeat_interval=1.0, worker_ttl=2.5, result_ttl=10.0)
+
+
+def service(config: CoreConfig = CONFIG, max_message_bytes: int = 1 << 20) -> JobService[int]:
+    table = JobTable(config, JobIdFactory(node="job", incarnation="1"))
+    jobs: JobService[int] = JobService(table, rpc_timeout=5.0, max_message_bytes=max_message_bytes)
+    jobs.timer.start()
+    return jobs
+
+
+def test_sweep_and_staleness_formulas() -> None:
+    assert sweep_interval(CoreConfig(lease_duration=1.0, heartbeat_interval=0.5, worker_ttl=0.9)) == 5.0
+    assert sweep_interval(CoreConfig(lease_duration=10.0)) == 30.0
+    assert sweep_interval(CoreConfig(lease_duration=100.0)) == 60.0
+    assert sweep_interval(CONFIG, 0.3) == 0.3
+    assert stale_after(CONFIG, 5.0) == CONFIG.reservation_hold + 3.0 + 5.0
+
+
+def test_create_goes_to_the_outbox_and_the_sweep_repairs_a_lost_entry() -> None:
+    jobs = service()
+    submitted, step = jobs.create(0.0, JobSpec.make("echo"))
+    job_id = submitted.job.job_id
+    assert [j.job_id for j in step.save] == [job_id] and step.flush
+    batch, entries = jobs.take_batch()
+    assert list(batch) == [job_id] and [e.job_id for e in entries] == [job_id]
+    assert not jobs.outbox
+    assert not jobs.sweep(jobs.stale_after - 0.01)  # not stale yet
+    assert jobs.sweep(jobs.stale_after + 0.01)  # still PENDING: enqueued again
+    assert list(jobs.outbox) == [job_id]
+    jobs.put_back({job_id: batch[job_id]})  # a failed send: a newer command wins
+    assert jobs.outbox[job_id] is not batch[job_id]
+
+
+def test_a_cancelled_job_needs_no_entry_and_wakes_its_waiters() -> None:
+    jobs = service()
+    submitted, _ = jobs.create(0.0, JobSpec.make("echo"))
+    job_id = submitted.job.job_id
+    jobs.add_waiter(7, job_id)
+    job, step = jobs.cancel(1.0, job_id)
+    assert job.state is JobState.CANCELLED
+    assert [list(e.tokens) for e in step.effects if isinstance(e, Wake)] == [[7]]
+    assert any(isinstance(e, JobFinished) for e in step.effects)
+    assert step.rearm  # the retention deadline
+    _, entries = jobs.take_batch()
+    assert entries == []
+
+
+def test_cancel_of_a_running_job_notifies_its_worker_and_completion_strips_the_output() -> None:
+    jobs = service()
+    submitted, _ = jobs.create(0.0, JobSpec.make("echo"))
+    job_id = submitted.job.job_id
+    leased, step = jobs.lease(0.1, "w1", [job_id])
+    assert [a.job_id for a in leased] == [job_id] and [j.job_id for j in step.save] == [job_id]
+    _, step = jobs.cancel(0.2, job_id)
+    assert [e for e in step.effects if isinstance(e, NotifyCancel)] == [NotifyCancel(job_id, 1, "w1")]
+    jobs2 = service()
+    submitted, _ = jobs2.create(0.0, JobSpec.make("echo"))
+    jobs2.lease(0.1, "w1", [submitted.job.job_id])
+    job, _ = jobs2.complete(0.2, submitted.job.job_id, 1, "w1", Succeeded(b"big output"))
+    assert job.state is JobState.SUCCEEDED and job.output == b""  # the bytes live in the result service
+
+
+def test_restore_grace_and_retention_deletes() -> None:
+    jobs = service()
+    a, _ = jobs.create(0.0, JobSpec.make("echo"))
+    b, _ = jobs.create(0.0, JobSpec.make("echo"))
+    jobs.lease(0.0, "w1", [a.job.job_id])
+    jobs.cancel(0.0, b.job.job_id)
+    records = [a.job, b.job]
+    restarted = service()
+    assert restarted.restore(100.0, records) == 2
+    assert a.job.lease_deadline == 100.0 + CONFIG.lease_duration  # a full lease to reach us
+    step = restarted.on_timer(100.0)
+    assert list(step.delete) == [b.job.job_id]  # ended long ago: retention drops it now
+    assert not step.rearm  # the timer re-arms itself after a firing
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 3000), min_size=1, max_size=12), st.integers(2000, 9000))
+def test_lease_reply_stays_within_its_budget_and_nothing_is_lost(payloads: list[int], limit: int) -> None:
+    jobs = service(CoreConfig(max_payload_bytes=4000), max_message_bytes=limit)
+    ids = [jobs.create(0.0, JobSpec.make("echo", b"x" * n))[0].job.job_id for n in payloads]
+    jobs.take_batch()
+    leased, step = jobs.lease(1.0, "w1", ids)
+    sizes = [len(a.spec.payload) + ASSIGNMENT_OVERHEAD for a in leased]
+    assert leased  # the first always goes, whatever its size
+    assert sum(sizes[:-1]) < jobs.reply_budget  # it stops once the budget is spent
+    assert {j.job_id for j in step.save} == {a.job_id for a in leased}
+    rest = [job_id for job_id in ids if job_id not in {a.job_id for a in leased}]
+    assert set(jobs.outbox) == set(rest)  # each one not leased goes back to the queue
+    assert step.flush == bool(rest)
