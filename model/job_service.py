@@ -89,7 +89,8 @@ class JobService(Generic[T]):
         submitted = self.table.submit(now, spec, request_id)
         if submitted.deduplicated:
             return submitted, NOTHING  # type: ignore[return-value]  # NOTHING holds no token
-        return submitted, self._step([submitted.job], submitted.commands)
+        # a new PENDING job adds no deadline: no re-arm to consider
+        return submitted, self._step([submitted.job], submitted.commands, poke=False)
 
     def cancel(self, now: float, job_id: str) -> tuple[Job, Step[T]]:
         transition = self.table.cancel(now, job_id)
@@ -150,7 +151,7 @@ class JobService(Generic[T]):
             kept = [get(job_id) for job_id, attempt in running if (job_id, attempt) not in abandoned]
         else:
             kept = [get(job_id) for job_id, _ in running]
-        return renewal, self._step(kept, ())
+        return renewal, self._step(kept, (), poke=False)  # renewed deadlines only move later
 
     def complete(
         self, now: float, job_id: str, attempt: int, worker_id: str, outcome: Outcome
@@ -173,9 +174,7 @@ class JobService(Generic[T]):
         commands = self.table.handle_timer(now)
         if not commands:
             return NOTHING  # type: ignore[return-value]
-        step = self._step(self._jobs_in(commands), commands)
-        step.rearm = False  # the timer re-arms itself after a firing
-        return step
+        return self._step(self._jobs_in(commands), commands, poke=False)  # the timer re-arms itself
 
     # ------------------------------------------------------------------ the outbox and the sweep
     def sweep(self, now: float) -> bool:
@@ -252,7 +251,9 @@ class JobService(Generic[T]):
             # Unqueue: nothing (see the module docstring)
         return flush
 
-    def _step(self, save: list[Job], commands: Sequence[Command]) -> Step[T]:
+    def _step(self, save: list[Job], commands: Sequence[Command], poke: bool = True) -> Step[T]:
+        """`poke`: the call may have moved the table's next deadline earlier (a lease, an ended job's
+        retention), so the timer may need re-arming."""
         for job in save:
             self._track(job)
         effects: list[Effect[T]] = []
@@ -268,4 +269,4 @@ class JobService(Generic[T]):
         requeues = table.requeues - self._seen_requeues
         if expiries or requeues:
             self._seen_expiries, self._seen_requeues = table.lease_expiries, table.requeues
-        return Step(save, delete, effects, self.timer.poke(), expiries, requeues, flush)
+        return Step(save, delete, effects, poke and self.timer.poke(), expiries, requeues, flush)

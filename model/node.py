@@ -173,6 +173,8 @@ class NodeDriver(Generic[T]):
     def _commit(self, touched: Iterable[Job], commands: Sequence[Command]) -> Step[T]:
         """Every job the call changed is saved, then the commands are carried out."""
         jobs = {job.job_id: job for job in touched}
+        if not jobs and not commands:
+            return NOTHING  # type: ignore[return-value]  # nothing changed: not even the deadline
         expired: tuple[str, ...] = ()
         effects: list[Effect[T]] = []
         if commands:
