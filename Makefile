@@ -4,12 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test paper
+.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test swarm-test paper
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev,baseline]"
+	$(BIN)/pip install --quiet -e ".[dev,sim,lab]"
 	touch $(STAMP)
 
 # The main job as it stands: both designs as six-process local clusters, end to end.
@@ -33,6 +33,11 @@ unit: $(STAMP)
 docker-test: $(STAMP)
 	PYTHON=$(abspath $(BIN))/python bash docker/test.sh
 
+# Both designs as Docker Swarm stacks on three hosts made of network namespaces, with faults and an audit
+# (as root); see docker/swarm-test.sh and README "Docker Swarm, several hosts".
+swarm-test: $(STAMP)
+	PYTHON=$(abspath $(BIN))/python bash docker/swarm-test.sh
+
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py
 
@@ -40,10 +45,10 @@ lifecycle: $(STAMP)
 	$(BIN)/python -m model.states
 
 # Every figure (paper/figures/*.png) and table (paper/tables/*.md) from what is in data/, and REPORT.md's
-# table blocks (sim/report.py). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
+# table blocks (lab/report/). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
 # flock /tmp/dtq-measure.lock make paper RERUN=1).
 paper: $(STAMP)
-	$(BIN)/python -m sim.report $(if $(RERUN),--rerun)
+	$(BIN)/python -m lab.report $(if $(RERUN),--rerun)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,4 +1,4 @@
-"""Checks the rows of one `dtq faults run` (its CSV, realsys/faults.py's columns): nothing lost.
+"""Checks the rows of one `dtq faults run` (its CSV, lab/faults/'s columns): nothing lost.
 
     python docker/check_faults.py ROWS.csv [--rows N] [--min-accepted N] [--felt FAULT:TARGET ...]
 

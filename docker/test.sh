@@ -5,18 +5,25 @@
 #  2. daemon    starts dockerd unless one answers (storage: overlay2 where the kernel allows it, else
 #               vfs; DTQ_DOCKER_STORAGE_DRIVER overrides); stops only a daemon it started
 #  3. base      BASE_IMAGE: $DTQ_BASE_IMAGE, else python:3.11-slim if it can be pulled, else a local
-#               Debian bookworm (debootstrap from the host's own apt mirror, imported as dtq-base:bookworm;
+#               Debian bookworm with python3 (debootstrap from the host's own apt mirror, imported as
+#               dtq-base:bookworm-python3, so that the build needs no network: a daemon in a network
+#               namespace, as docker/swarm-test.sh's, builds it too;
 #               the rootfs tarball is cached in $DTQ_DOCKER_CACHE, and the image is reused while it exists)
 #  4. image     fills docker/wheels/ on the host (containers here cannot reach PyPI) and builds the image;
 #               `docker run ... id -u` in it must not be 0 (and each node container's, after step 5)
 #  5-9. per design (micro, then mono): compose up and wait for health; a loadgen run of
 #       docker/workloads/smoke.yaml; every accepted job must succeed; the same again with a
 #       worker-bearing container killed (docker kill) mid-run and restarted; compose down -v
-#  10.  per design: `dtq faults run --backend compose` (realsys/faults.py), two short audited runs on
+#  10.  per design: `dtq faults run --backend compose` (lab/faults/), two short audited runs on
 #       fresh projects: a worker-bearing container paused (docker pause) and another role or node
 #       killed (docker kill) under load; no accepted job may be lost or left unfinished, and Design A's
 #       two faults must show in the completions (docker/check_faults.py). Needs PYTHON with dtq in it
 #       (`make docker-test` passes the project's .venv).
+#  11.  per design (helper "operability"'s step, kept apart from the others): a fresh project with the
+#       `monitoring` profile and DTQ_JOB_MODULES=realsys.examples.jobs; a `wordcount` job submitted from
+#       the host must return the expected counts, and Prometheus (docker/prometheus, built once from the
+#       same base: step 4d) must report every dtq container's target up (docker/check_ops.py).
+#       DTQ_DOCKER_OPS=0 skips 4d and 11.
 # Prints each step's time and the total. Environment: DTQ_DESIGNS="micro mono", PYTHON (a Python 3
 # with pip), DTQ_BASE_IMAGE, DTQ_DOCKER_CACHE (/var/cache/dtq), DTQ_KEEP=1 (leave the clusters up: for a
 # daemon that was already running, as the script stops one that it started), DTQ_DOCKER_FAULTS=0 (skip 10).
@@ -32,7 +39,7 @@ CACHE=${DTQ_DOCKER_CACHE:-/var/cache/dtq}
 STATE=${DTQ_DOCKER_STATE:-/tmp/dtq-docker-test}
 IMAGE=dtq:test
 PUBLIC_BASE=python:3.11-slim
-LOCAL_BASE=dtq-base:bookworm
+LOCAL_BASE=dtq-base:bookworm-python3
 SUITE=bookworm # the container's Python must match the wheelhouse's: bookworm's python3 is 3.11
 KILL_AFTER=${DTQ_KILL_AFTER:-3} # seconds after the loadgen container starts (the trace lasts 6 s)
 DOWN_AFTER=${DTQ_DOWN_FOR:-2}   # seconds the killed container stays down
@@ -198,12 +205,14 @@ debian_mirror() {
 }
 
 build_local_base() {
-    local tarball=$CACHE/dtq-base-$SUITE.tar rootfs mirror
+    local tarball=$CACHE/dtq-base-$SUITE-python3.tar rootfs mirror
     if [[ ! -s $tarball ]]; then
         mirror=$(debian_mirror)
         rootfs=$(mktemp -d /tmp/dtq-rootfs.XXXXXX)
-        log "debootstrap --variant=minbase $SUITE from $mirror"
-        if ! debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$STATE/debootstrap.log" 2>&1; then
+        log "debootstrap --variant=minbase --include=python3,python3-venv $SUITE from $mirror"
+        # python3 in the base: the Dockerfile's apt-get step (which needs a network) is skipped
+        if ! debootstrap --variant=minbase --include=python3,python3-venv "$SUITE" "$rootfs" "$mirror" \
+            >"$STATE/debootstrap.log" 2>&1; then
             tail -20 "$STATE/debootstrap.log" >&2
             rm -rf "$rootfs"
             die "debootstrap failed"
@@ -385,7 +394,7 @@ down() {
 
 fault_project() { echo "dtq-test-faults-$DESIGN"; }
 
-# 10: two audited fault runs (realsys/faults.py's compose backend), each on a fresh project it takes
+# 10: two audited fault runs (lab/faults/'s compose backend), each on a fresh project it takes
 # down again: a short trace (fault at 7 s: 2 s warm-up and the 5 s recovery baseline, then 6 s).
 faults() {
     local targets felt=() rows=$DATA/faults-$DESIGN.json project
@@ -403,6 +412,37 @@ faults() {
     [[ -z $(docker ps -aq --filter "label=com.docker.compose.project=$project") ]] ||
         die "$project: containers left behind"
     CHECKS_PASSED=$((CHECKS_PASSED + 2))
+}
+
+# ---------------------------------------------------------------------------------------- 11. operability
+# Helper "operability"'s step: custom job types and Prometheus, on a project of their own.
+PROM_IMAGE=dtq-prometheus:test
+
+build_prometheus() {
+    if ! docker build -t "$PROM_IMAGE" --build-arg "BASE_IMAGE=$BASE" "$ROOT/docker/prometheus" \
+        >"$STATE/prometheus-build.log" 2>&1; then
+        tail -30 "$STATE/prometheus-build.log" >&2
+        die "docker build of $PROM_IMAGE failed; see $STATE/prometheus-build.log"
+    fi
+    log "image $PROM_IMAGE: $(docker image inspect --format '{{.Size}}' "$PROM_IMAGE" | awk '{ printf "%d MB", $1 / 1e6 }')"
+}
+
+operability() {
+    local entry port prom
+    CURRENT_PROJECT=dtq-test-ops-$DESIGN
+    export COMPOSE_PROFILES=monitoring # every compose call, the EXIT trap's `down` too, includes Prometheus
+    down
+    CURRENT_PROJECT=dtq-test-ops-$DESIGN
+    DTQ_JOB_MODULES=realsys.examples.jobs DTQ_PROMETHEUS_IMAGE=$PROM_IMAGE DTQ_PROMETHEUS_PORT="" \
+        compose up -d --no-build
+    wait_healthy
+    entry=$([[ $DESIGN == micro ]] && echo gateway || echo n1)
+    port=$(compose port "$entry" 50051 | awk -F: '{ print $NF }')
+    prom=$(compose port prometheus 9090 | awk -F: '{ print $NF }')
+    "$PYTHON" "$ROOT/docker/check_ops.py" --addr "127.0.0.1:$port" --prometheus "127.0.0.1:$prom" --targets 6
+    CHECKS_PASSED=$((CHECKS_PASSED + 1))
+    down
+    unset COMPOSE_PROFILES
 }
 
 # A fault project an interrupted step 10 left behind (the runner takes its project down itself).
@@ -473,13 +513,16 @@ main() {
     step "4a wheelhouse" fill_wheelhouse
     step "4b image build" build_image
     step "4c image runs as non-root" check_image_nonroot
+    if [[ ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # step 11's Prometheus image (operability)
+        step "4d prometheus image" build_prometheus
+    fi
     if [[ $MODE == image ]]; then
         rm -rf "$DATA"
         return 0
     fi
     [[ $MODE == all ]] || die "unknown mode $MODE (all | image)"
     if [[ ${DTQ_DOCKER_FAULTS:-1} != 0 ]]; then # before the slow steps: step 10 needs dtq on the host
-        "$PYTHON" -c 'import realsys.faults' 2>/dev/null ||
+        "$PYTHON" -c 'import lab.faults.cli' 2>/dev/null ||
             die "step 10 needs dtq in $PYTHON (make docker-test passes .venv/bin/python; DTQ_DOCKER_FAULTS=0 skips it)"
     fi
     for DESIGN in $DESIGNS; do
@@ -494,6 +537,9 @@ main() {
         fi
         if [[ ${DTQ_DOCKER_FAULTS:-1} != 0 ]]; then
             step "10 $DESIGN: pause + kill, audited" faults
+        fi
+        if [[ ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # operability: custom job module and Prometheus
+            step "11 $DESIGN: job module + Prometheus" operability
         fi
     done
     rm -rf "$DATA"

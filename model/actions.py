@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterator, Sequence
 from typing import Generic, TypeAlias, TypeVar
 
-from model.commands import JobFinished, LeaseExpired, NotifyCancel, WorkerLost
+from model.commands import JobFinished, LeaseExpired, NotifyCancel, StoreOutput, WorkerLost
 from model.job import Job
 
 T = TypeVar("T", bound=Hashable)
@@ -33,6 +33,8 @@ Effect: TypeAlias = "Wake[T] | JobFinished | NotifyCancel | LeaseExpired | Worke
 
 class Step(Generic[T]):
     """The actions one event asks of the adapter, performed in this order:
+    0. `outputs`: keep these results in the store, not in RAM (StoreOutput: over
+       max_inline_result_bytes; durable before the record that says SUCCEEDED);
     1. `save`: upsert these job records (one transaction: durable before anything below is visible);
     2. `delete`: delete these job records (retention dropped them);
     3. `effects`, in order: Wake (settle waiters), JobFinished (a job ended), NotifyCancel (tell the
@@ -42,7 +44,7 @@ class Step(Generic[T]):
     `expiries` and `requeues` are the table's lease expiries and requeues since the previous step.
     """
 
-    __slots__ = ("delete", "effects", "expiries", "flush", "rearm", "requeues", "save")
+    __slots__ = ("delete", "effects", "expiries", "flush", "outputs", "rearm", "requeues", "save")
 
     def __init__(
         self,
@@ -53,7 +55,9 @@ class Step(Generic[T]):
         expiries: int = 0,
         requeues: int = 0,
         flush: bool = False,
+        outputs: Sequence[StoreOutput] = (),
     ) -> None:
+        self.outputs = outputs
         self.save = save
         self.delete = delete
         self.effects = effects
@@ -64,8 +68,9 @@ class Step(Generic[T]):
 
     def __repr__(self) -> str:
         return (
-            f"Step(save={[j.job_id for j in self.save]}, delete={list(self.delete)}, "
-            f"effects={list(self.effects)}, flush={self.flush}, rearm={self.rearm})"
+            f"Step(outputs={[o.job_id for o in self.outputs]}, save={[j.job_id for j in self.save]}, "
+            f"delete={list(self.delete)}, effects={list(self.effects)}, flush={self.flush}, "
+            f"rearm={self.rearm})"
         )
 
 

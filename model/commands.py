@@ -64,8 +64,21 @@ class JobsExpired:
 
 
 @dataclass(frozen=True, slots=True)
+class StoreOutput:
+    """Keep this result in the store, not in RAM (it is over max_inline_result_bytes): the job record
+    holds only its size. Durable before the record that says SUCCEEDED."""
+
+    job_id: str
+    output: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerLost:
+    """A worker went silent past worker_ttl. `held_work`: it was ever given work or named running
+    attempts; a worker that never did needs no release and no more than a debug line."""
+
     worker_id: str
+    held_work: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,5 +89,13 @@ class WorkAvailable:
 
 
 Command: TypeAlias = (
-    Enqueue | Unqueue | NotifyCancel | LeaseExpired | JobFinished | JobsExpired | WorkerLost | WorkAvailable
+    Enqueue
+    | Unqueue
+    | NotifyCancel
+    | LeaseExpired
+    | JobFinished
+    | JobsExpired
+    | StoreOutput
+    | WorkerLost
+    | WorkAvailable
 )

@@ -1,4 +1,4 @@
-"""The core's tunables: one frozen dataclass, validated when built. Times are in seconds."""
+"""The core's tunables: one frozen dataclass, validated when built. Times are in seconds, sizes in bytes."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ from dataclasses import dataclass
 
 from model.errors import InvalidArgument
 
-# The gRPC message limit on every server and channel (realsys.config.grpc_options). Payloads are capped
-# at CoreConfig.max_payload_bytes (1 MiB by default); a message also carries the spec, labels and, for
-# list pages, many jobs, so the transport limit is well above it. Design A's LeaseJobs keeps its reply
-# under half of it (model/job_service.py), in the simulator too.
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# Bytes one job adds to a reply besides its strings (ids, numbers, times, protobuf tags and lengths),
+# and each label besides its key and value: generous upper bounds (tests/realsys/test_convert.py)
+JOB_FRAMING_BYTES = 512
+LABEL_FRAMING_BYTES = 16
+MAX_REQUEST_ID_CHARS = 128
+MAX_WORKER_ID_CHARS = 128
+MAX_ERROR_REASON_CHARS = 64
+UTF8_MAX = 4  # bytes per character, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,19 @@ class CoreConfig:
     default_backoff_multiplier: float = 2.0
     backoff_jitter: float = 0.0  # fraction of the backoff drawn uniformly at random (needs an rng)
     max_pending: int = 1_000_000  # SubmitJob gets RESOURCE_EXHAUSTED beyond this many pending jobs
+    # ... and beyond this many payload bytes of unfinished jobs (per owner: what dispatch needs in RAM)
+    max_pending_bytes: int = 256 << 20
     max_payload_bytes: int = 1 << 20
+    max_result_bytes: int = 2 << 20  # a larger output fails its job for good (RESULT_TOO_LARGE)
+    max_error_chars: int = 4096  # a worker's error message is cut to this length
+    # replies that carry payloads or many jobs (FetchWork, StealWork, LeaseJobs, ListJobs pages) end
+    # before this many bytes; what does not fit stays queued or goes to the next page
+    max_reply_bytes: int = 4 << 20
+    # result bytes of finished jobs kept per owner: beyond it the oldest finished jobs go first, as
+    # beyond max_retained_jobs; results over max_inline_result_bytes stay in the store, not in RAM
+    max_retained_bytes: int = 256 << 20
+    max_inline_result_bytes: int = 64 << 10
+    max_worker_slots: int = 1024  # the most slots one worker's heartbeat may claim
     max_labels: int = 64
     max_label_chars: int = 256
     default_page_size: int = 50
@@ -68,3 +83,38 @@ class CoreConfig:
             raise InvalidArgument("result_ttl must be >= 0 (0 = no time limit) and max_retained_jobs >= 1")
         if not 1 <= self.default_page_size <= self.max_page_size:
             raise InvalidArgument("need 1 <= default_page_size <= max_page_size")
+        sizes = {
+            "max_pending_bytes": self.max_pending_bytes,
+            "max_result_bytes": self.max_result_bytes,
+            "max_error_chars": self.max_error_chars,
+            "max_retained_bytes": self.max_retained_bytes,
+            "max_inline_result_bytes": self.max_inline_result_bytes,
+        }
+        for name, value in sizes.items():
+            if value < 0:
+                raise InvalidArgument(f"{name} must be >= 0, got {value}")
+        if self.max_pending_bytes < self.max_payload_bytes:
+            raise InvalidArgument(
+                f"max_pending_bytes ({self.max_pending_bytes}) must be >= max_payload_bytes "
+                f"({self.max_payload_bytes}): a payload within the limit could never be accepted"
+            )
+        if self.max_worker_slots < 1:
+            raise InvalidArgument(f"max_worker_slots must be >= 1, got {self.max_worker_slots}")
+        # one job must always fit a reply, or a page or fetch could never make progress
+        largest = max(self.max_payload_bytes, self.max_result_bytes) + self.max_status_bytes
+        if self.max_reply_bytes < largest:
+            raise InvalidArgument(
+                f"max_reply_bytes ({self.max_reply_bytes}) must hold one job: max(max_payload_bytes, "
+                f"max_result_bytes) plus its status with labels and error at their limits ({largest})"
+            )
+
+    @property
+    def max_status_bytes(self) -> int:
+        """The most bytes one job's status view (no payload, no output) can take in a reply."""
+        strings = (
+            128  # job_type: ASCII (model.job)
+            + self.max_labels * (2 * self.max_label_chars * UTF8_MAX + LABEL_FRAMING_BYTES)
+            + (MAX_REQUEST_ID_CHARS + MAX_WORKER_ID_CHARS + self.max_error_chars) * UTF8_MAX
+            + MAX_ERROR_REASON_CHARS * UTF8_MAX
+        )
+        return JOB_FRAMING_BYTES + strings

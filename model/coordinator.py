@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from model.commands import WorkerLost
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.ids import parse_job_id
+from model.job import Outcome, bounded_outcome
 from model.timer import TimerRule
 from model.workers import WorkerRegistry, validate_worker_id
 
@@ -27,15 +29,19 @@ def fetch_limit(free_slots: int) -> int:
 
 class Coordinator:
     def __init__(self, config: CoreConfig) -> None:
+        self.config = config
         self.registry = WorkerRegistry(config)
         self.timer = TimerRule(self.registry.next_deadline)
         self.workers_lost = 0
         # worker -> cancels learned from NotifyCancel, delivered with its next heartbeat response
         self._cancels: dict[str, dict[tuple[str, int], None]] = {}
 
-    def heartbeat(self, now: float, worker_id: str, total_slots: int, free_slots: int) -> bool:
-        """WorkerHeartbeat (before RenewLeases). Returns whether to re-arm the timer."""
-        self.registry.heartbeat(now, worker_id, total_slots, free_slots)
+    def heartbeat(
+        self, now: float, worker_id: str, total_slots: int, free_slots: int, holds_work: bool
+    ) -> bool:
+        """WorkerHeartbeat (before RenewLeases); `holds_work`: it names running attempts. Returns
+        whether to re-arm the timer."""
+        self.registry.heartbeat(now, worker_id, total_slots, free_slots, holds_work=holds_work)
         return self.timer.poke()
 
     def pushed_cancels(self, worker_id: str, told: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -55,14 +61,21 @@ class Coordinator:
         self.registry.touch(now, worker_id)
         return fetch_limit(free_slots)
 
-    def report(self, now: float, worker_id: str, job_id: str, attempt: int) -> None:
+    def leased(self, worker_id: str) -> None:
+        """FetchWork handed the worker jobs: when it is lost, its attempts need a release."""
+        self.registry.note_work(worker_id)
+
+    def report(self, now: float, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> Outcome:
         """ReportResult: refuses what the coordinator can tell is malformed before anything is
-        stored; the worker is alive."""
+        stored; the worker is alive. Returns the outcome as the owner keeps it: an output over
+        max_result_bytes fails the job for good, an error message is cut (model.job.bounded_outcome,
+        as the job table applies it)."""
         validate_worker_id(worker_id)
         if attempt < 1:
             raise InvalidArgument("attempt must be >= 1")
         parse_job_id(job_id)
         self.registry.touch(now, worker_id)
+        return bounded_outcome(outcome, self.config)
 
     def notify_cancel(self, job_id: str, attempt: int, worker_id: str) -> None:
         """NotifyCancel from the job service: kept for the worker's next heartbeat. A worker we do not
@@ -75,11 +88,12 @@ class Coordinator:
             if len(cancels) < MAX_PENDING_CANCELS:
                 cancels[(job_id, attempt)] = None
 
-    def on_timer(self, now: float) -> list[str]:
-        """The workers found lost: the adapter asks the job service to release each one."""
-        lost: list[str] = []
-        for worker in self.registry.handle_timer(now):
+    def on_timer(self, now: float) -> tuple[list[WorkerLost], list[str]]:
+        """The workers found lost (for logs and counters), and the ones the adapter asks the job
+        service to release: those that ever held work (a stray heartbeat's worker has nothing to
+        release and is no news)."""
+        lost = self.registry.handle_timer(now)
+        for worker in lost:
             self._cancels.pop(worker.worker_id, None)
-            lost.append(worker.worker_id)
         self.workers_lost += len(lost)
-        return lost
+        return lost, [worker.worker_id for worker in lost if worker.held_work]

@@ -48,4 +48,11 @@ class ResourceExhausted(DtqError):
 
 
 class Unavailable(DtqError):
+    """Transient: try again. `retry_after` (seconds), when set, is how long the caller should wait
+    first; 0 means at once, on another node (the edge sends it as metadata, realsys/status.py)."""
+
     code = Code.UNAVAILABLE
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -7,9 +7,11 @@ so Design B routes a request for any job to its owner without a lookup.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from model.errors import InvalidArgument, Unavailable
 
@@ -84,3 +86,73 @@ def split_by_owner(
         else:
             remote.setdefault(owner, []).append((job_id, attempt))
     return local, remote
+
+
+def request_homes(request_id: str, nodes: Sequence[str]) -> tuple[str, str]:
+    """(primary, fallback): the two nodes that may own the job of an idempotent submit (Design B).
+
+    Every node computes the same pair from the same node list, so a retry sent to any node is routed
+    to the job. The primary is the key's hash modulo the sorted node list; the fallback is picked
+    among the other nodes with an independent part of the same hash, so the keys of a node that is
+    down spread over all the others. One node: both are that node.
+    """
+    ordered = sorted(nodes)
+    if not ordered:
+        raise InvalidArgument("a cluster has at least one node")
+    digest = hashlib.sha256(request_id.encode()).digest()
+    primary = ordered[int.from_bytes(digest[:8], "big") % len(ordered)]
+    others = [n for n in ordered if n != primary]
+    if not others:
+        return primary, primary
+    return primary, others[int.from_bytes(digest[8:16], "big") % len(others)]
+
+
+SubmitRole = Literal["primary", "fallback", "deliver", "forward", "misrouted"]
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitRoute:
+    """What a Design B node does with a submit that carries a request_id (the protocol is
+    realsys/mono/idempotency.py's docstring; this is its routing decision, sans I/O):
+
+    primary    this node is the key's primary home: it makes or finds the job
+    fallback   this node is the fallback home: it forwards to the primary, or makes the job when
+               it cannot reach it
+    deliver    the primary found the key's job here: answer from it, forward nothing
+    forward    no home: forward to `forward_to` in order (reachable homes first) until one answers
+    misrouted  a forwarded submit reached a node that is no home of the key (peer lists disagree)
+    """
+
+    role: SubmitRole
+    primary: str
+    fallback: str
+    forward_to: tuple[str, ...] = ()
+
+
+def route_submit(
+    request_id: str,
+    node: str,
+    nodes: Sequence[str],
+    *,
+    forwarded: bool,
+    delivered: bool,
+    suspected: Iterable[str] = (),
+) -> SubmitRoute:
+    """The route of an idempotent submit on `node`; `suspected`: peers this node cannot reach now
+    (tried last, not skipped: a suspicion may be stale)."""
+    primary, fallback = request_homes(request_id, nodes)
+    if delivered:
+        # a hand-over from the primary goes only to a home of the key: anywhere else it is misrouted
+        # (a forged mark must not make the key's job on a third node)
+        home = node in (primary, fallback)
+        return SubmitRoute("deliver" if home else "misrouted", primary, fallback)
+    if node == primary:
+        return SubmitRoute("primary", primary, fallback)
+    if node == fallback:
+        return SubmitRoute("fallback", primary, fallback)
+    if forwarded:
+        return SubmitRoute("misrouted", primary, fallback)
+    down = set(suspected)
+    homes = [primary] if primary == fallback else [primary, fallback]
+    order = tuple(sorted(homes, key=lambda home: home in down))  # stable: the primary first when equal
+    return SubmitRoute("forward", primary, fallback, order)

@@ -1,14 +1,15 @@
-"""Job specs, job records, outcomes and assignments: the core's data types."""
+"""Job specs, job records, outcomes and assignments: the core's data types, and how many bytes a
+job takes in a reply (the byte budgets of model.config)."""
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TypeAlias
 
-from model.config import CoreConfig
+from model.config import JOB_FRAMING_BYTES, LABEL_FRAMING_BYTES, MAX_ERROR_REASON_CHARS, CoreConfig
 from model.errors import InvalidArgument, ResourceExhausted
 from model.states import TERMINAL, JobState
 
@@ -137,6 +138,52 @@ class CancelledByWorker:
 Outcome: TypeAlias = Succeeded | Failed | CancelledByWorker
 
 
+def bounded_outcome(outcome: Outcome, config: CoreConfig) -> Outcome:
+    """A worker's outcome as the owner keeps it: an output over max_result_bytes fails the job for
+    good (its GetJobResult reply could not be sent), and an error message is cut to max_error_chars."""
+    if isinstance(outcome, Succeeded):
+        if len(outcome.output) <= config.max_result_bytes:
+            return outcome
+        return Failed(
+            JobError(
+                f"the output is {len(outcome.output)} bytes; the limit is {config.max_result_bytes}",
+                retryable=False,
+                reason="RESULT_TOO_LARGE",
+            )
+        )
+    if isinstance(outcome, Failed):
+        error = outcome.error
+        if len(error.message) <= config.max_error_chars and len(error.reason) <= MAX_ERROR_REASON_CHARS:
+            return outcome
+        return Failed(
+            replace(
+                error,
+                message=error.message[: config.max_error_chars],
+                reason=error.reason[:MAX_ERROR_REASON_CHARS],
+            )
+        )
+    return outcome
+
+
+def _text_bytes(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def spec_bytes(spec: JobSpec, include_payload: bool) -> int:
+    """An upper bound on the bytes of a spec (with or without its payload) inside a reply's job."""
+    size = JOB_FRAMING_BYTES + len(spec.job_type)
+    if include_payload:
+        size += len(spec.payload)
+    for key, value in spec.labels.items():
+        size += _text_bytes(key) + _text_bytes(value) + LABEL_FRAMING_BYTES
+    return size
+
+
+def assignment_bytes(job_id: str, spec: JobSpec) -> int:
+    """An upper bound on one assignment's bytes in a FetchWork/StealWork/LeaseJobs reply."""
+    return spec_bytes(spec, include_payload=True) + len(job_id)
+
+
 @dataclass(slots=True)
 class Job:
     """The owner's record of one job. Mutated only by JobTable."""
@@ -156,11 +203,23 @@ class Job:
     run_deadline: float = 0.0
     not_before: float = 0.0
     error: JobError | None = None
+    # the result: in RAM when at most max_inline_result_bytes, else None here and kept by the
+    # driver's store (StoreOutput); output_size is its length either way
     output: bytes | None = None
+    output_size: int = 0
 
     @property
     def done(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def status_bytes(self) -> int:
+        """An upper bound on this job's status view (no payload, no output) in a reply."""
+        size = spec_bytes(self.spec, include_payload=False) + len(self.job_id)
+        size += _text_bytes(self.worker_id) + _text_bytes(self.request_id)
+        if self.error is not None:
+            size += _text_bytes(self.error.message) + _text_bytes(self.error.reason)
+        return size
 
     @property
     def sort_key(self) -> tuple[float, str]:

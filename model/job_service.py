@@ -14,7 +14,7 @@ and a cancelled job's stale entry is dropped when LeaseJobs refuses it.
 - The sweep: every `sweep_interval`, jobs PENDING for longer than `stale_after` (a reservation hold,
   a lease and an RPC timeout: longer than a dispatch can take) are enqueued again, which repairs a
   queue that lost entries (memory store restarted, or an Ack that raced a re-enqueue).
-- LeaseJobs stops before its reply outgrows half the message limit; the rest go back to the queue.
+- LeaseJobs leases what fits config.max_reply_bytes (JobTable.lease_batch); the rest go back to the queue.
 - A restart gives every leased attempt a full lease (restore grace) to reach us with a heartbeat.
 """
 
@@ -25,9 +25,8 @@ from typing import Generic
 
 from model.actions import NOTHING, DoneWaiters, Effect, Step, T, Wake
 from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
-from model.config import MAX_MESSAGE_BYTES, CoreConfig
-from model.errors import FailedPrecondition, InvalidArgument, NotFound
-from model.job import Assignment, Job, JobSpec, Outcome, Succeeded
+from model.config import CoreConfig
+from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import JobTable, Renewal, Submitted
 from model.states import ACTIVE, JobState
 from model.timer import TimerRule
@@ -35,7 +34,6 @@ from model.workers import validate_worker_id
 
 OWNER = "job"  # Job.owner_node in Design A: the service that owns the record
 ENQUEUE_BATCH = 1000  # Enqueue commands per queue.Enqueue call
-ASSIGNMENT_OVERHEAD = 1024  # bytes per leased assignment besides the payload (spec, labels, ids), generously
 
 
 def sweep_interval(config: CoreConfig, override: float = 0.0) -> float:
@@ -49,17 +47,10 @@ def stale_after(config: CoreConfig, rpc_timeout: float) -> float:
 
 
 class JobService(Generic[T]):
-    def __init__(
-        self,
-        table: JobTable,
-        rpc_timeout: float,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-        sweep_every: float = 0.0,
-    ) -> None:
+    def __init__(self, table: JobTable, rpc_timeout: float, sweep_every: float = 0.0) -> None:
         self.table = table
         self.config = table.config
         self.timer = TimerRule(table.next_deadline)
-        self.reply_budget = max_message_bytes // 2  # LeaseJobs' reply, well under the message limit
         self.sweep_interval = sweep_interval(table.config, sweep_every)
         self.stale_after = stale_after(table.config, rpc_timeout)
         self.draining = False
@@ -113,30 +104,14 @@ class JobService(Generic[T]):
     # ------------------------------------------------------------------ coordinator-facing
     def lease(self, now: float, worker_id: str, job_ids: Iterable[str]) -> tuple[list[Assignment], Step[T]]:
         """LeaseJobs: the dispatch fence for reserved queue entries. Stale ones (cancelled, running,
-        unknown) are skipped; once the reply would outgrow `reply_budget`, pending ones go back to the
-        outbox (the coordinator acks every id it reserved, so they need a fresh entry)."""
+        unknown) are skipped; the core leases what fits config.max_reply_bytes (JobTable.lease_batch)
+        and the pending rest go back to the outbox (the coordinator acks every id it reserved, so they
+        need a fresh entry)."""
         validate_worker_id(worker_id)
-        leased: list[Assignment] = []
-        touched: list[Job] = []
-        flush = False
-        budget = self.reply_budget
         table = self.table
-        for job_id in dict.fromkeys(job_ids):
-            if leased and budget <= 0:
-                job = table.find(job_id)
-                if job is not None and job.state is JobState.PENDING:
-                    self.outbox[job_id] = Enqueue(job_id, job.spec.priority, job.not_before)
-                    flush = True
-                continue
-            try:
-                assignment = table.lease(now, job_id, worker_id)
-            except (FailedPrecondition, NotFound, InvalidArgument):
-                continue  # a stale queue entry: the lease is the fence
-            leased.append(assignment)
-            touched.append(table.get(job_id))
-            budget -= len(assignment.spec.payload) + ASSIGNMENT_OVERHEAD
-        step = self._step(touched, ())
-        step.flush = flush
+        leased, requeue = table.lease_batch(now, list(dict.fromkeys(job_ids)), worker_id)
+        get = table.get
+        step = self._step([get(a.job_id) for a in leased], requeue, poke=bool(leased))
         return leased, step
 
     def renew(
@@ -156,10 +131,10 @@ class JobService(Generic[T]):
     def complete(
         self, now: float, job_id: str, attempt: int, worker_id: str, outcome: Outcome
     ) -> tuple[Job, Step[T]]:
-        """CompleteAttempt. A success's output lives in the result service, keyed by (job, attempt)."""
-        if isinstance(outcome, Succeeded) and outcome.output:
-            outcome = Succeeded(b"")
-        transition = self.table.complete(now, job_id, attempt, worker_id, outcome)
+        """CompleteAttempt. A success's output lives in the result service, keyed by (job, attempt): the
+        table keeps only its size, so retention drops jobs by result bytes as the result service drops
+        the results."""
+        transition = self.table.complete(now, job_id, attempt, worker_id, outcome, output_elsewhere=True)
         return transition.job, self._step([transition.job], transition.commands)
 
     def release_worker(self, now: float, worker_id: str) -> tuple[int, Step[T]]:

@@ -19,12 +19,21 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Hashable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
 
-from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel, Unqueue
-from model.config import CoreConfig
-from model.errors import InvalidArgument, NotFound, ResourceExhausted, StaleAttempt
+from model.commands import (
+    Command,
+    Enqueue,
+    JobFinished,
+    JobsExpired,
+    LeaseExpired,
+    NotifyCancel,
+    StoreOutput,
+    Unqueue,
+)
+from model.config import MAX_REQUEST_ID_CHARS, CoreConfig
+from model.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, StaleAttempt
 from model.ids import JobIdFactory, parse_job_id
 from model.job import (
     Assignment,
@@ -36,6 +45,8 @@ from model.job import (
     JobSpec,
     Outcome,
     Succeeded,
+    assignment_bytes,
+    bounded_outcome,
     validate_spec,
 )
 from model.listing import (
@@ -55,19 +66,26 @@ RETENTION_GRANULARITY = 1.0  # seconds: expired jobs are dropped in batches at m
 
 class Retention(Generic[K]):
     """Which finished things to drop: those older than `ttl` (0 = no age limit), and the oldest first
-    once more than `limit` are kept. Keys are added once, when their thing ends; re-adding a key moves
-    it to the new time. Sans-I/O: the caller passes `now` and deletes what `expire` returns.
+    once more than `limit` are kept or their sizes (`add`'s `size`, e.g. result bytes) sum to more
+    than `max_bytes` (None: no byte bound). Keys are added once, when their thing ends; re-adding a
+    key moves it to the new time. Sans-I/O: the caller passes `now` and deletes what `expire` returns.
 
     Deletions come in batches, so a driver pays its per-call costs (a transaction, re-indexing) per
     batch, not per job: the deadline is `granularity` seconds after the oldest is due (expire(now)
-    still drops everything due by `now`), and over the count bound it drops 1% below it."""
+    still drops everything due by `now`), and over a bound it drops 1% below it."""
 
-    def __init__(self, ttl: float, limit: int, granularity: float = 0.0) -> None:
+    def __init__(
+        self, ttl: float, limit: int, granularity: float = 0.0, max_bytes: int | None = None
+    ) -> None:
         self.ttl = ttl
         self.limit = limit
         self.granularity = granularity
+        self.max_bytes = max_bytes
         self._low = limit - limit // 100  # over the bound: drop down to this
+        self._low_bytes = None if max_bytes is None else max_bytes - max_bytes // 100
         self._ended: dict[K, float] = {}
+        self._sizes: dict[K, int] = {}  # only the keys with a size
+        self.bytes = 0  # the sum of the kept keys' sizes
         self._heap: list[tuple[float, int, K]] = []  # (end time, insertion counter, key); lazy deletion
         self._counter = 0
 
@@ -77,13 +95,18 @@ class Retention(Generic[K]):
     def __contains__(self, key: object) -> bool:
         return key in self._ended
 
-    def add(self, end_time: float, key: K) -> None:
+    def add(self, end_time: float, key: K, size: int = 0) -> None:
+        self.discard(key)
         self._ended[key] = end_time
+        if size:
+            self._sizes[key] = size
+            self.bytes += size
         self._counter += 1
         heapq.heappush(self._heap, (end_time, self._counter, key))
 
     def discard(self, key: K) -> None:
         self._ended.pop(key, None)  # its heap entry is skipped when it surfaces
+        self.bytes -= self._sizes.pop(key, 0)
 
     def _oldest(self) -> tuple[float, K] | None:
         heap = self._heap
@@ -94,23 +117,30 @@ class Retention(Generic[K]):
             heapq.heappop(heap)  # stale: discarded or re-added since
         return None
 
+    def _over(self) -> bool:
+        return len(self._ended) > self.limit or (self.max_bytes is not None and self.bytes > self.max_bytes)
+
     def next_deadline(self) -> float | None:
         oldest = self._oldest()
         if oldest is None:
             return None
-        if len(self._ended) > self.limit:
-            return oldest[0]  # over the bound: due at once
+        if self._over():
+            return oldest[0]  # over a bound: due at once
         return oldest[0] + self.ttl + self.granularity if self.ttl > 0 else None
 
     def expire(self, now: float) -> list[K]:
         dropped: list[K] = []
         keep = self._low if len(self._ended) > self.limit else self.limit
+        keep_bytes = self.max_bytes
+        if keep_bytes is not None and self.bytes > keep_bytes:
+            keep_bytes = self._low_bytes
         while (oldest := self._oldest()) is not None:
             end_time, key = oldest
-            if len(self._ended) <= keep and not (self.ttl > 0 and end_time + self.ttl <= now):
+            within = len(self._ended) <= keep and (keep_bytes is None or self.bytes <= keep_bytes)
+            if within and not (self.ttl > 0 and end_time + self.ttl <= now):
                 break
             heapq.heappop(self._heap)
-            del self._ended[key]
+            self.discard(key)
             dropped.append(key)
         return dropped
 
@@ -165,9 +195,11 @@ class JobTable:
         self.requeues = 0
         self._validated: tuple[JobSpec, EffectiveSpec] | None = None  # the last spec that passed
         self.retention: Retention[str] = Retention(
-            config.result_ttl, config.max_retained_jobs, RETENTION_GRANULARITY
+            config.result_ttl, config.max_retained_jobs, RETENTION_GRANULARITY, config.max_retained_bytes
         )
         self.expired = 0  # terminal jobs dropped by retention
+        # payload bytes of unfinished jobs (a finished job's payload is dropped: nothing returns it)
+        self.pending_bytes = 0
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -186,10 +218,15 @@ class JobTable:
             parse_job_id(job_id)  # a malformed id is INVALID_ARGUMENT, a well-formed unknown one NOT_FOUND
             raise NotFound(
                 f"job {job_id} not found: it never existed here, or it finished more than "
-                f"{self.config.result_ttl:g}s ago (or beyond the newest {self.config.max_retained_jobs}) "
-                "and was deleted"
+                f"{self.config.result_ttl:g}s ago (or beyond the newest {self.config.max_retained_jobs}, "
+                f"or {self.config.max_retained_bytes} bytes of results) and was deleted"
             )
         return job
+
+    def find_request(self, request_id: str) -> Job | None:
+        """The job an idempotent submit with `request_id` made here, if it is still kept."""
+        job_id = self._by_request.get(request_id) if request_id else None
+        return None if job_id is None else self._jobs.get(job_id)
 
     @property
     def pending_count(self) -> int:
@@ -202,16 +239,27 @@ class JobTable:
             return lease
         return retention
 
-    def list_page(self, query: ListQuery, page_size: int = 0, page_token: str = "") -> Page[Job]:
+    def list_page(
+        self, query: ListQuery, page_size: int = 0, page_token: str = "", max_bytes: int | None = None
+    ) -> Page[Job]:
+        """Up to page_size matching jobs after the token's cursor, ending early (with a next token)
+        before their status views pass max_bytes (config.max_reply_bytes by default; a page always
+        holds at least one job)."""
         size = effective_page_size(page_size, self.config)
+        budget = self.config.max_reply_bytes if max_bytes is None else max_bytes
         cursor = decode_page_token(query, page_token)
         items: list[Job] = []
         has_more = False
+        used = 0
         for key in self._index.after(cursor):
             job = self._jobs[key[1]]
             if not query.matches(job, job.spec.job_type, dict(job.spec.labels) if query.labels else None):
                 continue
             if len(items) == size:
+                has_more = True
+                break
+            used += job.status_bytes
+            if items and used > budget:
                 has_more = True
                 break
             items.append(job)
@@ -220,8 +268,8 @@ class JobTable:
 
     # ------------------------------------------------------------------ client side
     def submit(self, now: float, spec: JobSpec, request_id: str = "") -> Submitted:
-        if len(request_id) > 128:
-            raise InvalidArgument("request_id is longer than 128 characters")
+        if len(request_id) > MAX_REQUEST_ID_CHARS:
+            raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID_CHARS} characters")
         if request_id and request_id in self._by_request:
             return Submitted(self._jobs[self._by_request[request_id]], True, [])
         validated = self._validated
@@ -232,8 +280,14 @@ class JobTable:
             self._validated = (spec, effective)
         if self.pending_count >= self.config.max_pending:
             raise ResourceExhausted(f"queue is full: {self.pending_count} jobs pending")
+        if self.pending_bytes + len(spec.payload) > self.config.max_pending_bytes:
+            raise ResourceExhausted(
+                f"queue is full: {self.pending_bytes} payload bytes of unfinished jobs, and "
+                f"{len(spec.payload)} more would pass the limit of {self.config.max_pending_bytes}"
+            )
         job = Job(self.ids.new_id(), spec, effective, create_time=now, request_id=request_id)
         self._insert(job)
+        self.pending_bytes += len(spec.payload)
         self._apply(job, Event.SUBMIT, now)
         if request_id:
             self._by_request[request_id] = job.job_id
@@ -264,6 +318,32 @@ class JobTable:
         heapq.heappush(self._timers, (min(job.lease_deadline, job.run_deadline), job.attempt, job_id))
         return Assignment(job_id, job.attempt, job.spec, job.lease_deadline, job.run_deadline, worker_id)
 
+    def lease_batch(
+        self, now: float, job_ids: Sequence[str], worker_id: str, max_bytes: int | None = None
+    ) -> tuple[list[Assignment], list[Enqueue]]:
+        """Design A's LeaseJobs: leases the given (reserved) jobs in order while their assignments fit
+        in `max_bytes` (config.max_reply_bytes by default; the first always does). Ids that are not
+        leasable are skipped (stale queue entries: the lease is the fence); pending jobs past the
+        budget come back as Enqueue commands, since their reservation is acknowledged anyway."""
+        budget = self.config.max_reply_bytes if max_bytes is None else max_bytes
+        leased: list[Assignment] = []
+        requeue: list[Enqueue] = []
+        used = 0
+        for job_id in job_ids:
+            job = self._jobs.get(job_id)
+            if job is None or job.state is not JobState.PENDING:
+                continue  # unknown, cancelled or already running
+            size = assignment_bytes(job_id, job.spec)
+            if leased and used + size > budget:
+                requeue.append(Enqueue(job_id, job.spec.priority, job.not_before))
+                continue
+            try:
+                leased.append(self.lease(now, job_id, worker_id))
+            except FailedPrecondition:
+                continue
+            used += size
+        return leased, requeue
+
     def renew(self, now: float, worker_id: str, running: Sequence[tuple[str, int]]) -> Renewal:
         cancel: list[tuple[str, int]] = []
         abandon: list[tuple[str, int]] = []
@@ -279,19 +359,35 @@ class JobTable:
                 cancel.append((job_id, attempt))
         return Renewal(cancel, abandon, renewed)
 
-    def complete(self, now: float, job_id: str, attempt: int, worker_id: str, outcome: Outcome) -> Transition:
+    def complete(
+        self,
+        now: float,
+        job_id: str,
+        attempt: int,
+        worker_id: str,
+        outcome: Outcome,
+        output_elsewhere: bool = False,
+    ) -> Transition:
+        """Ends the attempt that holds the lease with the worker's outcome. `output_elsewhere`: another
+        service keeps the output (Design A's result service); the table records only its size."""
         job = self.get(job_id)
         if job.attempt != attempt or job.state not in ACTIVE or (worker_id and job.worker_id != worker_id):
             raise StaleAttempt(
                 f"job {job_id} attempt {attempt} does not hold the lease "
                 f"(job is {job.state.name} at attempt {job.attempt})"
             )
+        outcome = bounded_outcome(outcome, self.config)
         if isinstance(outcome, Succeeded):
+            output = outcome.output
+            inline = output_elsewhere or len(output) <= self.config.max_inline_result_bytes
+            commands: list[Command] = [] if inline else [StoreOutput(job_id, output)]
+            job.output_size = len(output)  # before _apply: retention weighs the job by it
             self._apply(job, Event.SUCCEED, now)
-            job.output = outcome.output
+            job.output = (b"" if output_elsewhere else output) if inline else None
             job.error = None
             self._release(job)
-            return Transition(job, [JobFinished(job_id, job.state)])
+            commands.append(JobFinished(job_id, job.state))
+            return Transition(job, commands)
         if isinstance(outcome, CancelledByWorker):
             if job.state is not JobState.CANCELLING:
                 raise StaleAttempt(f"job {job_id} was not asked to cancel; report a failure instead")
@@ -376,11 +472,15 @@ class JobTable:
         if job.state in ACTIVE:
             self._by_worker.setdefault(job.worker_id, {})[job.job_id] = None
             heapq.heappush(self._timers, (min(job.lease_deadline, job.run_deadline), job.attempt, job.job_id))
+        if job.done:
+            if job.spec.payload:  # a record saved before payloads were dropped at the end
+                job.spec = replace(job.spec, payload=b"")
+            ended = job.end_time if job.end_time is not None else job.update_time
+            self.retention.add(ended, job.job_id, job.output_size)  # an old one goes at the next timer
+            return []
+        self.pending_bytes += len(job.spec.payload)
         if job.state is JobState.PENDING:
             return [Enqueue(job.job_id, job.spec.priority, job.not_before)]
-        if job.done:
-            ended = job.end_time if job.end_time is not None else job.update_time
-            self.retention.add(ended, job.job_id)  # an old one goes at the next timer
         return []
 
     # ------------------------------------------------------------------ internals
@@ -399,7 +499,11 @@ class JobTable:
         job.update_time = now
         if job.done:
             job.end_time = now
-            self.retention.add(now, job.job_id)
+            self.retention.add(now, job.job_id, job.output_size)
+            # nothing returns a finished job's payload and it never runs again: free its bytes
+            self.pending_bytes -= len(job.spec.payload)
+            if job.spec.payload:
+                job.spec = replace(job.spec, payload=b"")
 
     def _forget(self, job: Job) -> SortKey:
         """Drops a terminal job that passed its retention (the caller updates the index with the key

@@ -15,7 +15,7 @@ import hashlib
 import heapq
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
@@ -170,15 +170,41 @@ class OrderedIndex:
         return (self.keys[i] for i in range(start, len(self.keys)))
 
 
-def merge_pages(query: ListQuery, parts: Sequence[Page[T]], page_size: int) -> Page[T]:
+def merge_pages(
+    query: ListQuery,
+    parts: Sequence[Page[T]],
+    page_size: int,
+    max_bytes: int | None = None,
+    size_of: Callable[[T], int] | None = None,
+) -> Page[T]:
     """Merges pages that several owners returned for the same query and cursor (Design B's
-    scatter-gather). Each part holds up to page_size items after the cursor, in order.
+    scatter-gather). Each part holds up to page_size items after the cursor, in order; a part may
+    have ended early at its byte budget.
 
-    `page_size` is the effective size the parts were fetched with (effective_page_size), never 0."""
+    `page_size` is the effective size the parts were fetched with (effective_page_size), never 0.
+    The merged page ends at page_size items, before their sizes (`size_of`) pass `max_bytes` (it
+    always holds one), and never past the last item of a part that has more: an item of that owner
+    that the part did not carry may sort before anything later."""
     if page_size < 1:
         raise InvalidArgument(f"merge_pages needs the effective page size (>= 1), got {page_size}")
-    merged = list(heapq.merge(*(p.items for p in parts), key=lambda j: j.sort_key))
-    items = merged[:page_size]
-    has_more = len(merged) > page_size or any(p.has_more for p in parts)
+    if max_bytes is not None and size_of is None:
+        raise InvalidArgument("merge_pages needs size_of with max_bytes")
+    bound: SortKey | None = None  # the smallest last key of a part that has more
+    for part in parts:
+        if part.has_more and part.items:
+            last = part.items[-1].sort_key
+            bound = last if bound is None or last < bound else bound
+    items: list[T] = []
+    used = 0
+    has_more = any(p.has_more for p in parts)
+    for item in heapq.merge(*(p.items for p in parts), key=lambda j: j.sort_key):
+        full = len(items) == page_size or (bound is not None and item.sort_key > bound)
+        if not full and max_bytes is not None and size_of is not None:
+            used += size_of(item)
+            full = bool(items) and used > max_bytes
+        if full:
+            has_more = True
+            break
+        items.append(item)
     token = encode_page_token(query, items[-1].sort_key) if has_more and items else ""
     return Page(items, has_more and bool(items), token)

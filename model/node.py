@@ -3,7 +3,8 @@ node (realsys/mono/core.py) and the simulated one (sim/mono.py).
 
 aioquic's connection object is the model: an event goes in (a client or worker call, a timer firing,
 a waiter registering, a drain) with `now`; the core's answer comes back with a `Step`
-(model/actions.py), the actions the adapter performs in order: save the records the call changed,
+(model/actions.py), the actions the adapter performs in order: store large results out of RAM
+(StoreOutput), save the records the call changed,
 delete those retention dropped, wake waiters, report ended jobs, push a cancel to this node's own
 worker (other workers hear it in their next heartbeat), log lease expiries and lost workers, re-arm
 the core timer (the driver's TimerRule, `timer`).
@@ -26,6 +27,7 @@ from model.commands import (
     JobsExpired,
     LeaseExpired,
     NotifyCancel,
+    StoreOutput,
     WorkAvailable,
     WorkerLost,
 )
@@ -176,11 +178,14 @@ class NodeDriver(Generic[T]):
         if not jobs and not commands:
             return NOTHING  # type: ignore[return-value]  # nothing changed: not even the deadline
         expired: tuple[str, ...] = ()
+        outputs: list[StoreOutput] = []
         effects: list[Effect[T]] = []
         if commands:
             for command in commands:
                 if isinstance(command, JobsExpired):
                     expired += command.job_ids
+                elif isinstance(command, StoreOutput):
+                    outputs.append(command)
             for command in commands:
                 if (
                     isinstance(command, LeaseExpired | JobFinished | NotifyCancel)
@@ -211,7 +216,9 @@ class NodeDriver(Generic[T]):
         requeues = table.requeues - self._seen_requeues
         if expiries or requeues:
             self._seen_expiries, self._seen_requeues = table.lease_expiries, table.requeues
-        return Step(list(jobs.values()), expired, effects, self.timer.poke(), expiries, requeues)
+        return Step(
+            list(jobs.values()), expired, effects, self.timer.poke(), expiries, requeues, outputs=outputs
+        )
 
     def _pick_fetchers(self, count: int) -> list[T]:
         """The long-polling fetchers that will take `count` new jobs (model.pick_waiter)."""

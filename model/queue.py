@@ -125,6 +125,14 @@ class ReadyQueue:
             taken.append(entry)
         return taken
 
+    def put_back(self, entries: list[QueueEntry]) -> None:
+        """Returns entries `pop` just took (and nothing else changed) to their places in line."""
+        for entry in entries:
+            if entry.job_id in self._entries:
+                continue  # enqueued again meanwhile: the newer entry stands
+            self._entries[entry.job_id] = entry
+            self._make_ready(entry)  # same priority and seq: the same place in the heap
+
     def reserve(self, now: float, max_items: int, hold: float) -> list[QueueEntry]:
         """Like pop, but the entries stay, held until `now + hold` unless acknowledged."""
         taken = self.pop(now, max_items)

@@ -4,9 +4,10 @@ for the real service (realsys/micro/result.py) and the simulated one (sim/micro.
 Outcomes are keyed by (job, attempt), so a stale attempt cannot overwrite the winning one; the job
 service decides which attempt won. Retention is the job table's policy (model.jobs.Retention), timed
 from when each outcome was stored: dropped result_ttl + lease + RETENTION_GRACE after it, and the
-oldest first beyond 2 x max_retained_jobs (outcomes of lost attempts count too). The grace covers the
-gap between storing an outcome and the job service recording the job as finished, so a result never
-disappears before its job does. After a restart, stored outcomes are timed from the restart.
+oldest first beyond 2 x max_retained_jobs outcomes or 2 x max_retained_bytes of outputs (outcomes of
+lost attempts count too). The grace covers the gap between storing an outcome and the job service
+recording the job as finished, so a result never disappears before its job does (only the byte bound
+may drop it sooner). After a restart, stored outcomes are timed from the restart.
 """
 
 from __future__ import annotations
@@ -33,17 +34,21 @@ def check_key(job_id: str, attempt: int) -> None:
 class ResultService:
     def __init__(self, config: CoreConfig) -> None:
         ttl = config.result_ttl + config.lease_duration + RETENTION_GRACE if config.result_ttl > 0 else 0.0
-        self.retention: Retention[Key] = Retention(ttl, 2 * config.max_retained_jobs)
+        self.retention: Retention[Key] = Retention(
+            ttl, 2 * config.max_retained_jobs, max_bytes=2 * config.max_retained_bytes
+        )
         self.timer = TimerRule(self.retention.next_deadline)
         self.expired = 0
 
-    def restore(self, now: float, keys: Iterable[Key]) -> None:
-        for key in keys:
-            self.retention.add(now, key)
+    def restore(self, now: float, stored: Iterable[tuple[Key, int]]) -> None:
+        """The outcomes in the store at start-up, with their output sizes."""
+        for key, size in stored:
+            self.retention.add(now, key, size)
 
-    def stored(self, now: float, key: Key) -> bool:
-        """An outcome was stored (PutResult). Returns whether to re-arm the timer."""
-        self.retention.add(now, key)
+    def stored(self, now: float, key: Key, size: int) -> bool:
+        """An outcome was stored (PutResult; `size`: its output's bytes). Returns whether to re-arm
+        the timer."""
+        self.retention.add(now, key, size)
         return self.timer.poke()
 
     def on_timer(self, now: float) -> list[Key]:

@@ -16,7 +16,7 @@ from model.commands import Command, Enqueue, Unqueue, WorkAvailable
 from model.config import CoreConfig
 from model.errors import FailedPrecondition
 from model.ids import JobIdFactory
-from model.job import Assignment, Job, JobSpec, Outcome
+from model.job import Assignment, Job, JobSpec, Outcome, assignment_bytes
 from model.jobs import JobTable, RandomSource, Renewal, Submitted, Transition
 from model.queue import ReadyQueue
 from model.stealing import grant_steal
@@ -54,21 +54,31 @@ class Scheduler:
         free_slots: int,
         running: Sequence[tuple[str, int]],
     ) -> Renewal:
-        self.workers.heartbeat(now, worker_id, total_slots, free_slots)
+        self.workers.heartbeat(now, worker_id, total_slots, free_slots, holds_work=bool(running))
         return self.jobs.renew(now, worker_id, running)
 
-    def fetch(self, now: float, worker_id: str, max_jobs: int) -> list[Assignment]:
-        """Leases up to max_jobs ready jobs to the worker, best priority first, FIFO within one."""
+    def fetch(
+        self, now: float, worker_id: str, max_jobs: int, max_bytes: int | None = None
+    ) -> list[Assignment]:
+        """Leases up to max_jobs ready jobs to the worker, best priority first, FIFO within one, as
+        many as fit in max_bytes (config.max_reply_bytes by default; the first always fits). The rest
+        stay queued in their place: nothing is leased that the reply could not carry."""
         validate_worker_id(worker_id)
         self.workers.touch(now, worker_id)
-        return self._lease_ready(now, worker_id, max_jobs)
+        taken = self._lease_ready(now, worker_id, max_jobs, max_bytes)
+        if taken:
+            self.workers.note_work(worker_id)
+        return taken
 
-    def steal(self, now: float, thief_worker_id: str, requested: int) -> list[Assignment]:
-        """A peer's idle worker asks for work. This node stays the owner of what it hands over."""
+    def steal(
+        self, now: float, thief_worker_id: str, requested: int, max_bytes: int | None = None
+    ) -> list[Assignment]:
+        """A peer's idle worker asks for work. This node stays the owner of what it hands over; the
+        reply is bounded by max_bytes as fetch's is."""
         validate_worker_id(thief_worker_id)
         local_free = sum(w.free_slots for w in self.workers.workers.values())
         granted = grant_steal(requested, self.queue.ready_count, local_free)
-        taken = self._lease_ready(now, thief_worker_id, granted)
+        taken = self._lease_ready(now, thief_worker_id, granted, max_bytes)
         self.stolen_out += len(taken)
         return taken
 
@@ -111,17 +121,31 @@ class Scheduler:
         return self._route(now, self.jobs.release_worker(now, worker_id, reason="WORKER_LEFT"))
 
     # ---------------------------------------------------------------- internals
-    def _lease_ready(self, now: float, worker_id: str, max_jobs: int) -> list[Assignment]:
+    def _lease_ready(
+        self, now: float, worker_id: str, max_jobs: int, max_bytes: int | None
+    ) -> list[Assignment]:
+        budget = self.config.max_reply_bytes if max_bytes is None else max_bytes
         assignments: list[Assignment] = []
+        used = 0
         while len(assignments) < max_jobs:
             entries = self.queue.pop(now, max_jobs - len(assignments))
             if not entries:
                 break
-            for entry in entries:
+            for i, entry in enumerate(entries):
+                job = self.jobs.find(entry.job_id)
+                if job is None:
+                    continue  # nothing to lease (cannot happen: retention drops only finished jobs)
+                size = assignment_bytes(entry.job_id, job.spec)
+                if assignments and used + size > budget:
+                    # the reply is full: this entry and the rest go back in their places
+                    self.queue.put_back(entries[i:])
+                    self.dispatched += len(assignments)
+                    return assignments
                 try:
                     assignments.append(self.jobs.lease(now, entry.job_id, worker_id))
                 except FailedPrecondition:
                     continue  # a stale entry (the job was cancelled meanwhile): the lease is the fence
+                used += size
         self.dispatched += len(assignments)
         return assignments
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from model.commands import WorkerLost
-from model.config import CoreConfig
+from model.config import MAX_WORKER_ID_CHARS, CoreConfig
 from model.errors import InvalidArgument
 
-MAX_WORKER_ID_CHARS = 128
 K = TypeVar("K", bound=Hashable)
 
 
@@ -25,6 +24,7 @@ class WorkerInfo:
     total_slots: int
     free_slots: int
     last_seen: float
+    held_work: bool = False  # ever given work, or named running attempts in a heartbeat
 
 
 def validate_worker_id(worker_id: str) -> str:
@@ -33,9 +33,12 @@ def validate_worker_id(worker_id: str) -> str:
     return worker_id
 
 
-def validate_slots(total_slots: int, free_slots: int) -> None:
+def validate_slots(total_slots: int, free_slots: int, max_slots: int) -> None:
     if total_slots < 0 or free_slots < 0 or (total_slots and free_slots > total_slots):
         raise InvalidArgument("slots must be non-negative, with free_slots <= total_slots")
+    if max(total_slots, free_slots) > max_slots:
+        # a worker claiming huge free slots would make its owner keep every ready job for it
+        raise InvalidArgument(f"a worker may claim at most {max_slots} slots (max_worker_slots)")
 
 
 class WorkerRegistry:
@@ -44,15 +47,24 @@ class WorkerRegistry:
         self.workers: dict[str, WorkerInfo] = {}
         self._expiry: list[tuple[float, str]] = []  # (last_seen + ttl, worker_id), lazily checked
 
-    def heartbeat(self, now: float, worker_id: str, total_slots: int, free_slots: int) -> None:
+    def heartbeat(
+        self, now: float, worker_id: str, total_slots: int, free_slots: int, holds_work: bool = False
+    ) -> None:
         validate_worker_id(worker_id)
-        validate_slots(total_slots, free_slots)
+        validate_slots(total_slots, free_slots, self.config.max_worker_slots)
         info = self.workers.get(worker_id)
         if info is None:
-            self.workers[worker_id] = WorkerInfo(worker_id, total_slots, free_slots, now)
+            self.workers[worker_id] = WorkerInfo(worker_id, total_slots, free_slots, now, holds_work)
             heapq.heappush(self._expiry, (now + self.config.worker_ttl, worker_id))
         else:
             info.total_slots, info.free_slots, info.last_seen = total_slots, free_slots, now
+            info.held_work = info.held_work or holds_work
+
+    def note_work(self, worker_id: str) -> None:
+        """The worker was handed work: when it is lost, its attempts must be released."""
+        info = self.workers.get(worker_id)
+        if info is not None:
+            info.held_work = True
 
     def touch(self, now: float, worker_id: str) -> None:
         """Any call from a worker proves it alive (FetchWork, ReportResult)."""
@@ -75,7 +87,7 @@ class WorkerRegistry:
                 heapq.heappush(self._expiry, (due, worker_id))
                 continue
             del self.workers[worker_id]
-            lost.append(WorkerLost(worker_id))
+            lost.append(WorkerLost(worker_id, info.held_work))
         return lost
 
     def forget(self, worker_id: str) -> bool:

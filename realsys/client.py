@@ -11,7 +11,10 @@ Transport failures and unmapped codes (DEADLINE_EXCEEDED, ...) become `Unavailab
 
 Retries: reads (status, result, list) are retried on UNAVAILABLE against the next address; `wait`
 re-polls until its own timeout; `submit` is retried only when a `request_id` makes it idempotent;
-`cancel` is never retried.
+`cancel` is never retried. Retries back off exponentially and wait at least the server's retry-after
+(UNAVAILABLE's `dtq-retry-after-ms` metadata: a draining node asks its callers to go elsewhere, or
+to wait for its return); `wait` never re-polls in a tight loop, even when a server answers its
+long-polls at once.
 
     async with DtqClient(["127.0.0.1:5001"]) as client:
         job_id = await client.submit("sleep", b'{"seconds": 1}', request_id="order-42")
@@ -27,7 +30,6 @@ A cluster with TLS and tokens (realsys/security.py) needs its CA and a client to
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
@@ -47,13 +49,14 @@ from model.errors import (
 )
 from model.job import JobSpec
 from model.states import JobState
+from realsys.config import RECONNECT_OPTIONS, grpc_options
 from realsys.convert import spec_to_pb, to_duration, to_timestamp
 from realsys.security import ChannelSecurity, open_aio_channel
-from realsys.status import GRPC_CODE, error_from_rpc
+from realsys.status import GRPC_CODE, error_from_rpc, retry_after_of
 
-MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # fallback when realsys.config does not provide the limit
 _MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it
 _RETRY_DELAY = 0.05
+_MAX_RETRY_DELAY = 1.0
 T = TypeVar("T")
 _ERROR_FOR_STATUS: dict[grpc.StatusCode, type[DtqError]] = {
     GRPC_CODE[e.code]: e
@@ -63,16 +66,9 @@ JobPage: TypeAlias = tuple[list[job_pb2.Job], str]  # module level: `list` is a 
 
 
 def channel_options() -> list[tuple[str, Any]]:
-    """gRPC channel options with explicit message limits: realsys.config's when it has them."""
-    try:
-        config: Any = importlib.import_module("realsys.config")
-    except ImportError:
-        config = None
-    make = getattr(config, "grpc_options", None)
-    if callable(make):
-        return list(make())
-    limit = int(getattr(config, "MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES))
-    return [("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit)]
+    """gRPC channel options: dtq's message limits and keepalives, and a reconnect backoff capped at
+    a second (a restarted server is found again at once)."""
+    return [*grpc_options(), *RECONNECT_OPTIONS]
 
 
 def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:
@@ -86,11 +82,20 @@ def rpc_error(exc: grpc.RpcError) -> DtqError:
         # error_from_rpc reads the code only from a grpc.Call, and aio errors are not one
         code = exc.code()
         error: DtqError = _ERROR_FOR_STATUS.get(code, Unavailable)(exc.details() or code.name)
+        if isinstance(error, Unavailable):
+            error.retry_after = retry_after_of(exc.trailing_metadata())
     else:
         code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
         error = error_from_rpc(exc)
     error.grpc_code = code  # type: ignore[attr-defined]
     return error
+
+
+def retry_pause(error: BaseException, backoff: float) -> float:
+    """How long to wait before retrying after `error`: the backoff, or the server's retry-after when
+    it asks for longer."""
+    asked = getattr(error, "retry_after", None)
+    return max(backoff, asked) if isinstance(asked, float | int) else backoff
 
 
 def grpc_code(exc: BaseException) -> grpc.StatusCode | None:
@@ -215,21 +220,34 @@ class DtqClient:
         before the call times out; UNAVAILABLE (a node restarting) is re-polled within the timeout."""
         deadline = time.monotonic() + max(0.0, timeout)
         delay = _RETRY_DELAY
+        to_owner = True  # after an UNAVAILABLE, the next poll goes round-robin (the owner may drain)
         while True:
-            poll = min(max(0.0, deadline - time.monotonic()), _MAX_POLL)
+            started = time.monotonic()
+            poll = min(max(0.0, deadline - started), _MAX_POLL)
             request = client_pb2.WaitJobRequest(job_id=job_id, timeout=to_duration(poll))
             try:
                 job: job_pb2.Job = await self._call(
-                    "WaitJob", request, call_timeout=poll + self.timeout, job_id=job_id
+                    "WaitJob", request, call_timeout=poll + self.timeout, job_id=job_id if to_owner else ""
                 )
-            except Unavailable:
-                if time.monotonic() + delay >= deadline:
+            except Unavailable as exc:
+                pause = retry_pause(exc, delay)
+                if time.monotonic() + pause >= deadline:
                     raise
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
+                await asyncio.sleep(pause)
+                delay = min(_MAX_RETRY_DELAY, delay * 2)
+                to_owner = False
                 continue
-            if job.done or time.monotonic() >= deadline:
+            now = time.monotonic()
+            if job.done or now >= deadline:
                 return job
+            to_owner = True
+            if now - started < poll / 2:
+                # answered long before the wait it was asked for, and not done (a server that drains,
+                # or caps long-polls short): back off instead of asking again at once
+                await asyncio.sleep(min(delay, deadline - now))
+                delay = min(_MAX_RETRY_DELAY, delay * 2)
+            else:
+                delay = _RETRY_DELAY
 
     async def result(self, job_id: str, wait: float = 0.0) -> client_pb2.GetJobResultResponse:
         """The outcome of a finished job; FailedPrecondition if still unfinished after `wait` seconds."""
@@ -354,8 +372,8 @@ class DtqClient:
                 error = rpc_error(exc)
                 if grpc_code(error) is not grpc.StatusCode.UNAVAILABLE or i + 1 == attempts:
                     raise error from exc
-            await asyncio.sleep(delay)
-            delay *= 2
+            await asyncio.sleep(retry_pause(error, delay))
+            delay = min(_MAX_RETRY_DELAY, delay * 2)
         raise AssertionError("unreachable")
 
 

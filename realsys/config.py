@@ -10,6 +10,7 @@ Core tunables: every `CoreConfig` field `f` is read from `DTQ_<F>` (upper case),
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +19,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, TypeVar, cast
 
-from model.config import MAX_MESSAGE_BYTES as MAX_MESSAGE_BYTES  # noqa: PLC0414  (re-exported for mypy)
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.ids import validate_node_name
@@ -43,7 +43,20 @@ CALLS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
+# Payloads are capped at CoreConfig.max_payload_bytes (1 MiB by default); a message also carries the spec,
+# labels and, for list pages, many jobs, so the transport limit is well above it.
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+# CoreConfig.max_reply_bytes (what a reply's jobs may take) may not pass this: the rest of the limit is
+# room for the envelope (issue 26: replies built over the limit after leasing)
+MAX_REPLY_BYTES = MAX_MESSAGE_BYTES // 2
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
+_NAME_RANGE = re.compile(r"([A-Za-z][A-Za-z_-]*?)(\d+)\.\.\1(\d+)")
+# Design B node count: DEFAULT_NODES unless told otherwise (local clusters, the Compose, Swarm and
+# Kubernetes files); at least 1, and at most MAX_NODES, which keeps a full mesh of peers (every node
+# keeps a channel to every other) and a local cluster's processes within reason
+DEFAULT_NODES = 6
+MAX_NODES = 100
 _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 
 
@@ -51,7 +64,9 @@ def grpc_options() -> list[tuple[str, int]]:
     """Options for every gRPC server and channel in dtq.
 
     Keepalive pings find dead peers under idle long-polls (FetchWork, WaitJob); the receive side must
-    accept pings at least as often as the send side makes them, or it answers GOAWAY "too_many_pings".
+    accept pings at least as often as the send side makes them, or it answers GOAWAY "too_many_pings":
+    Design B's peer channels ping every second (realsys/mono/peers.py), so servers accept a ping
+    every 0.5 s (a margin for jitter: two early pings would close the connection).
     """
     return [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -60,8 +75,36 @@ def grpc_options() -> list[tuple[str, int]]:
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 500),
         ("grpc.http2.max_ping_strikes", 2),
+    ]
+
+
+# On every channel: a peer that restarts is called again within about a second. gRPC's default
+# reconnect backoff (1 s, growing by 1.6x to 120 s) leaves a channel failing calls at once
+# ("connection refused") for seconds after its peer is back.
+RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
+# gRPC core sheds calls that arrive while its queue of calls the server has not started yet is long
+# (random early detection between a soft and a hard limit, 1000 and 3000 by default): the caller gets
+# CANCELLED before any handler runs. grpc.aio starts calls one by one from its loop, so a burst of
+# 5,000 WaitJob long-polls lost 10-36% that way (issue 26, measured with a bare grpc.aio server too).
+# Higher limits let bursts of long-polls in; a burst beyond them is still shed (README: CANCELLED).
+SERVER_PENDING_CALLS = 5_000  # soft limit: below it no call is shed
+SERVER_PENDING_CALLS_HARD = 10_000  # at or above it every new call is shed
+
+
+def server_options() -> list[tuple[str, int]]:
+    """grpc_options() plus what only a server takes: its backlog of calls not yet started."""
+    return [
+        *grpc_options(),
+        ("grpc.server.max_pending_requests", SERVER_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", SERVER_PENDING_CALLS_HARD),
     ]
 
 
@@ -76,7 +119,9 @@ class SecurityConfig:
     tls_key: Path | None = None  # its private key (PEM)
     tls_ca: Path | None = None  # the CA that signed every node's certificate: channels verify with it
     client_tokens: tuple[str, ...] = field(default=(), repr=False)  # accepted on dtq.v1.TaskQueue
-    worker_tokens: tuple[str, ...] = field(default=(), repr=False)  # on dtq.v1.Workers; a worker sends [0]
+    # on dtq.v1.Workers, each "NAME:TOKEN" or "TOKEN"; a worker sends [0]. A worker token may act only
+    # as worker NAME or NAME-<anything> (worker_token_name: a bare token's NAME is derived from it)
+    worker_tokens: tuple[str, ...] = field(default=(), repr=False)
     internal_token: str = field(default="", repr=False)  # node-to-node hops; accepted on every service
 
     @property
@@ -86,6 +131,36 @@ class SecurityConfig:
     @property
     def auth(self) -> bool:
         return bool(self.internal_token)
+
+    @property
+    def worker_name(self) -> str:
+        """The worker identity of this process's worker token ("" without one)."""
+        return split_worker_token(self.worker_tokens[0])[0] if self.worker_tokens else ""
+
+
+def split_worker_token(entry: str) -> tuple[str, str]:
+    """(NAME, TOKEN) of a DTQ_WORKER_TOKENS entry "NAME:TOKEN" or "TOKEN"; a bare token's NAME is "w"
+    and 12 hex digits of its SHA-256 (so two workers with two tokens can never claim each other's ids)."""
+    name, sep, token = entry.rpartition(":")
+    if not sep:
+        return "w" + hashlib.sha256(entry.encode()).hexdigest()[:12], entry
+    return name, token
+
+
+@dataclass(frozen=True, slots=True)
+class TraceConfig:
+    """OpenTelemetry traces of each job's hops (realsys/tracing.py); off unless a target is set.
+
+    DTQ_TRACE_DIR: each process appends its spans, one JSON object a line, to DIR/<node>.spans.jsonl
+    (read by `dtq trace JOB_ID --dir DIR`). DTQ_TRACE_OTLP: also export to an OTLP/gRPC collector at
+    this endpoint (needs the opentelemetry-exporter-otlp-proto-grpc package)."""
+
+    directory: Path | None = None
+    otlp_endpoint: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.directory is not None or bool(self.otlp_endpoint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +185,12 @@ class NodeConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     # CPython's cyclic GC in a node process: "default"; "freeze" (gc.freeze() once started, so full
     # collections skip everything start-up made); "off" (gc.disable(): no pauses, cycles never freed;
-    # for experiments, realsys/diagnose.py)
+    # for experiments, lab/diagnose.py)
     gc_mode: GcMode = "default"
+    # modules imported before a worker runtime starts, so the job types they register with
+    # @realsys.worker.job_type run here (DTQ_JOB_MODULES="pkg.mod,other.mod"; realsys/examples/jobs.py)
+    job_modules: tuple[str, ...] = ()
+    trace: TraceConfig = field(default_factory=TraceConfig)
 
 
 def default_slots(role: str) -> int:
@@ -160,6 +239,25 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         if missing:
             raise InvalidArgument(f"role {role} calls {', '.join(missing)}: add to DTQ_SERVICES")
 
+    core = _core_config(env)
+    if core.max_reply_bytes > MAX_REPLY_BYTES:
+        raise InvalidArgument(
+            f"DTQ_MAX_REPLY_BYTES must be at most {MAX_REPLY_BYTES} (half the {MAX_MESSAGE_BYTES}-byte "
+            f"message limit: room for a reply's envelope), got {core.max_reply_bytes}"
+        )
+    if slots > core.max_worker_slots:
+        raise InvalidArgument(
+            f"DTQ_SLOTS ({slots}) must not exceed DTQ_MAX_WORKER_SLOTS ({core.max_worker_slots})"
+        )
+
+    security = _security_config(env)
+    clash = sorted({split_worker_token(w)[0] for w in security.worker_tokens} & set(peers))
+    if clash:
+        raise InvalidArgument(
+            f"DTQ_WORKER_TOKENS: the worker name {clash[0]!r} is a node's name: a token with it could act "
+            f"as that node's own worker ({clash[0]}-w)"
+        )
+
     log_level = env.get("DTQ_LOG_LEVEL", "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise InvalidArgument(f"DTQ_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
@@ -172,7 +270,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         data_dir=Path(data_dir),
         store=cast(Store, store),
         slots=slots,
-        core=_core_config(env),
+        core=core,
         peers=MappingProxyType(peers),
         services=MappingProxyType(services),
         metrics_port=_number(env, "DTQ_METRICS_PORT", int, 0, minimum=-1, maximum=65535),
@@ -182,8 +280,10 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         steal_fanout=_number(env, "DTQ_STEAL_FANOUT", int, 0, minimum=0),
         drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
         log_level=log_level,
-        security=_security_config(env),
+        security=security,
         gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, "default")),
+        job_modules=_module_names(env.get("DTQ_JOB_MODULES", ""), "DTQ_JOB_MODULES"),
+        trace=_trace_config(env),
     )
 
 
@@ -208,6 +308,12 @@ def config_to_env(config: NodeConfig) -> dict[str, str]:
         "DTQ_LOG_LEVEL": config.log_level,
         "DTQ_GC": config.gc_mode,
     }
+    if config.job_modules:
+        env["DTQ_JOB_MODULES"] = ",".join(config.job_modules)
+    if config.trace.directory is not None:
+        env["DTQ_TRACE_DIR"] = str(config.trace.directory)
+    if config.trace.otlp_endpoint:
+        env["DTQ_TRACE_OTLP"] = config.trace.otlp_endpoint
     for f in dataclasses.fields(CoreConfig):
         env[_core_var(f.name)] = repr(getattr(config.core, f.name))
     env.update(_security_env(config.security))
@@ -294,16 +400,28 @@ def _address(value: str, var: str) -> str:
 
 
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{16,4096}$")  # RFC 6750 b64token, and not guessable-short
+_WORKER_NAME = re.compile(r"^[a-z][a-z0-9]{0,31}$")  # no "-": NAME-<suffix> ids stay unambiguous
 _TOKEN_VARS = ("DTQ_CLIENT_TOKENS", "DTQ_WORKER_TOKENS", "DTQ_INTERNAL_TOKEN")
 
 
-def _tokens(env: Mapping[str, str], var: str) -> tuple[str, ...]:
+def _tokens(env: Mapping[str, str], var: str, named: bool = False) -> tuple[str, ...]:
+    """The comma-separated tokens of `var`; with `named`, each may be "NAME:TOKEN" (worker tokens)."""
     tokens = tuple(filter(None, (t.strip() for t in env.get(var, "").split(","))))
-    for number, token in enumerate(tokens, 1):
+    names: set[str] = set()
+    for number, entry in enumerate(tokens, 1):
+        name, token = split_worker_token(entry) if named else ("", entry)
         if _TOKEN.match(token) is None:  # the message never quotes the token
             raise InvalidArgument(
                 f"{var}: token #{number} must be 16-4096 characters of A-Z a-z 0-9 . _ ~ + / = -"
+                + (", after an optional NAME:" if named else "")
             )
+        if named and _WORKER_NAME.match(name) is None:
+            raise InvalidArgument(
+                f"{var}: token #{number}: the worker name must match {_WORKER_NAME.pattern}"
+            )
+        if named and name in names:
+            raise InvalidArgument(f"{var}: the worker name {name!r} is given twice: one identity per token")
+        names.add(name)
     return tokens
 
 
@@ -322,7 +440,7 @@ def _security_config(env: Mapping[str, str]) -> SecurityConfig:
         raise InvalidArgument(
             "DTQ_TLS_CA is set without DTQ_TLS_CERT/DTQ_TLS_KEY: the node would serve plaintext"
         )
-    client, worker = _tokens(env, "DTQ_CLIENT_TOKENS"), _tokens(env, "DTQ_WORKER_TOKENS")
+    client, worker = _tokens(env, "DTQ_CLIENT_TOKENS"), _tokens(env, "DTQ_WORKER_TOKENS", named=True)
     internal = _tokens(env, "DTQ_INTERNAL_TOKEN")
     if len(internal) > 1:
         raise InvalidArgument("DTQ_INTERNAL_TOKEN takes one token")
@@ -335,7 +453,7 @@ def _security_config(env: Mapping[str, str]) -> SecurityConfig:
         raise InvalidArgument(
             "bearer tokens need TLS (DTQ_TLS_CERT, DTQ_TLS_KEY, DTQ_TLS_CA): over plaintext they can be read"
         )
-    every = [*client, *worker, *internal]
+    every = [*client, *(split_worker_token(w)[1] for w in worker), *internal]
     if len(set(every)) != len(every):
         raise InvalidArgument(f"a token is given twice in {', '.join(_TOKEN_VARS)}: each kind needs its own")
     return SecurityConfig(
@@ -361,15 +479,53 @@ def _security_env(security: SecurityConfig) -> dict[str, str]:
     return {var: value for var, value in values.items() if value}
 
 
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+def _module_names(value: str, var: str) -> tuple[str, ...]:
+    """Comma-separated dotted module names (importable: checked when a worker imports them)."""
+    names = tuple(dict.fromkeys(filter(None, (part.strip() for part in value.split(",")))))
+    for name in names:
+        if _MODULE.match(name) is None:
+            raise InvalidArgument(f"{var}: {name!r} is not a module name (e.g. mypkg.jobs)")
+    return names
+
+
+def _trace_config(env: Mapping[str, str]) -> TraceConfig:
+    directory = env.get("DTQ_TRACE_DIR", "").strip()
+    endpoint = env.get("DTQ_TRACE_OTLP", "").strip()
+    if endpoint and _HOST_PORT.match(endpoint.split("://", 1)[-1]) is None:
+        raise InvalidArgument(f"DTQ_TRACE_OTLP: {endpoint!r} must be host:port or http(s)://host:port")
+    return TraceConfig(directory=Path(directory) if directory else None, otlp_endpoint=endpoint)
+
+
 def _address_map(value: str, var: str) -> dict[str, str]:
-    """Parses "a=host:port,b=host:port"; empty means none."""
+    """Parses "a=host:port,b=host:port"; empty means none. An item may also be a range of numbered
+    names, "n1..n12=n{i}.dtq:50051": every name n1 to n12, `{i}` in the address replaced by its
+    number (how an orchestrator's files name N nodes in one line)."""
     result: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         key, sep, address = item.partition("=")
-        key = key.strip()
+        key, address = key.strip(), address.strip()
         if not sep or not key:
             raise InvalidArgument(f"{var}: {item!r} must be name=host:port")
-        if key in result:
-            raise InvalidArgument(f"{var}: {key!r} is given twice")
-        result[key] = _address(address.strip(), var)
+        for name, one in _expand(key, address, var):
+            if name in result:
+                raise InvalidArgument(f"{var}: {name!r} is given twice")
+            result[name] = _address(one, var)
     return result
+
+
+def _expand(key: str, address: str, var: str) -> list[tuple[str, str]]:
+    """One `name=address` item, or the names and addresses of a range item (see _address_map)."""
+    if ".." not in key:
+        return [(key, address)]
+    match = _NAME_RANGE.fullmatch(key)
+    if match is None:
+        raise InvalidArgument(f"{var}: range {key!r} must be like n1..n12 (one prefix, two numbers)")
+    prefix, first, last = match.group(1), int(match.group(2)), int(match.group(3))
+    if not 1 <= first <= last or last - first + 1 > MAX_NODES:
+        raise InvalidArgument(f"{var}: range {key!r} must count up from >= 1, at most {MAX_NODES} names")
+    if "{i}" not in address:
+        raise InvalidArgument(f"{var}: range {key!r} needs {{i}} (the number) in its address: {address!r}")
+    return [(f"{prefix}{i}", address.replace("{i}", str(i))) for i in range(first, last + 1)]

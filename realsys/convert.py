@@ -189,11 +189,14 @@ def submit_response(job: Job, owner_node: str, deduplicated: bool) -> client_pb2
     return response
 
 
-def result_to_pb(job: Job, owner_node: str = "") -> client_pb2.GetJobResultResponse:
+def result_to_pb(
+    job: Job, owner_node: str = "", output: bytes | None = None
+) -> client_pb2.GetJobResultResponse:
+    """`output`: the result when the job holds only its size (Job.output None; the store has it)."""
     response = client_pb2.GetJobResultResponse()
     fill_job_pb(response.job, job, owner_node)
     if job.state is JobState.SUCCEEDED:
-        response.response.output = job.output or b""
+        response.response.output = (job.output if output is None else output) or b""
     elif job.error is not None:
         response.error.message = job.error.message
         response.error.retryable = job.error.retryable

@@ -21,6 +21,7 @@ the node's metrics to `role.add_to_server`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -109,10 +110,15 @@ def serve_unary(behavior: Behavior, recorder: RpcRecorder | None) -> Behavior:
     return timed
 
 
-def serving_handler(handler: Handler | None, recorder: RpcRecorder | None = None) -> Handler | None:
+def serving_handler(
+    handler: Handler | None,
+    recorder: RpcRecorder | None = None,
+    trace: Callable[[Behavior], Behavior] | None = None,
+) -> Handler | None:
     """`handler` with malformed unary requests refused with INVALID_ARGUMENT and, with `recorder`,
     unary-unary calls timed (streaming calls are not: their duration is a connection's lifetime).
-    Streaming requests are returned unchanged."""
+    Streaming requests are returned unchanged. `trace` wraps a unary-unary servicer method (a
+    tracing node's realsys.tracing.NodeTracer.wrap, bound to the method)."""
     if handler is None or handler.request_streaming:
         return handler
     deserialize = handler.request_deserializer
@@ -136,9 +142,11 @@ def serving_handler(handler: Handler | None, recorder: RpcRecorder | None = None
         return grpc.unary_stream_rpc_method_handler(
             streaming, request_deserializer=deserialize, response_serializer=handler.response_serializer
         )
-    if deserialize is None and recorder is None:
+    if deserialize is None and recorder is None and trace is None:
         return handler
     unary: Any = handler.unary_unary
+    if trace is not None:
+        unary = trace(unary)
     return grpc.unary_unary_rpc_method_handler(
         serve_unary(unary, recorder),
         request_deserializer=deserialize,
@@ -169,14 +177,22 @@ class ServingRegistrar:
     """Stands in for the server in generated add_*Servicer_to_server calls (module docstring).
     Other attributes are the server's."""
 
-    def __init__(self, server: grpc.aio.Server, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        metrics: NodeMetrics | None = None,
+        tracer: Callable[[str, Behavior], Behavior] | None = None,
+    ) -> None:
+        """`tracer(method, behavior)`: wraps each unary method (realsys.tracing), when the node traces."""
         self._server = server
         self._metrics = metrics
+        self._tracer = tracer
         self._services: set[str] = set()  # services already served by a generic handler
 
     def _wrap(self, method: str, handler: Handler | None) -> Handler | None:
-        metrics = self._metrics
-        return serving_handler(handler, metrics.recorder(method) if metrics is not None else None)
+        metrics, tracer = self._metrics, self._tracer
+        trace = None if tracer is None else functools.partial(tracer, method)
+        return serving_handler(handler, metrics.recorder(method) if metrics is not None else None, trace)
 
     def add_generic_rpc_handlers(self, handlers: Sequence[_GenericHandler]) -> None:
         for handler in handlers:

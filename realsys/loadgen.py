@@ -63,8 +63,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.records import JobRecord, RequestRecord
-from model.results import summarize
+from model.results.runs import (
+    JOBS_FILE,
+    REQUESTS_FILE,
+    load_workload,
+    new_run_id,
+    provenance,
+    read_job_records,
+    read_request_records,
+    run_config,
+    utc_now,
+    write_job_records,
+    write_request_records,
+    write_run,
+)
+from model.results.schema import JobRecord, RequestRecord
+from model.results.summary import format_summary, summarize
 from model.states import TERMINAL, JobState
 from model.workload import (
     ClosedLoop,
@@ -77,6 +91,8 @@ from model.workload import (
     workload_from_mapping,
     workload_to_mapping,
 )
+from realsys import cluster
+from realsys.eventloop import loop_factory
 from realsys.targets import Target, TargetError, dtq_target_spec, make_target
 
 BOTTLENECK_RATE = 0.95  # achieved / offered below this: the offered load was not applied
@@ -203,6 +219,48 @@ def summary_of(
         offered_rate=offered_rate(spec),
         loadgen=result.stats.loadgen(),
     )
+
+
+def json_child(module: str, job: Mapping[str, Any]) -> subprocess.Popen[str]:
+    """`python -m module JOB_JSON` with text pipes on stdin and stdout: a load generator process
+    (and the lab's bench clients) that says "ready", takes its start from stdin and prints JSON."""
+    return subprocess.Popen(
+        [sys.executable, "-m", module, json.dumps(job)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def write_load_run(
+    out: Path | str,
+    run_id: str,
+    result: LoadResult,
+    spec: WorkloadSpec,
+    *,
+    kind: str,
+    design: str,
+    parameters: Mapping[str, Any],
+    started_at: str,
+    provenance_info: Mapping[str, Any],
+    replication: int = 0,
+    records: bool = True,
+) -> tuple[Path, dict[str, Any]]:
+    """A run the load generator drove, written as a run directory (model/results/runs.py): its
+    config.json, records and summary. Returns the directory and the summary."""
+    summary = summary_of(result, spec, run_id=run_id, kind=kind, design=design)
+    config = run_config(
+        run_id=run_id,
+        kind=kind,
+        design=design,
+        workload=spec,
+        parameters=parameters,
+        replication=replication,
+        started_at=started_at,
+        provenance_info=provenance_info,
+    )
+    path = write_run(out, run_id, config, result.requests, result.jobs, summary, records=records)
+    return path, summary
 
 
 # ---------------------------------------------------------------------------- one process
@@ -466,14 +524,6 @@ async def run_load(
 
 
 # ---------------------------------------------------------------------------- several processes
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 async def _run_with_target(target_spec: Mapping[str, Any], spec: WorkloadSpec, **options: Any) -> LoadResult:
     target = make_target(target_spec)
     try:
@@ -503,8 +553,6 @@ def run_load_processes(
     `options` are run_load's keyword options (JSON-able values only). `started`, when given, is
     called with the run's time zero as a time.time() epoch once the children have been told it
     (for measuring the servers over the same window, e.g. `dtq bench`)."""
-    from sim.runs import JOBS_FILE, REQUESTS_FILE, read_job_records, read_request_records
-
     if processes < 1:
         raise ValueError("processes must be >= 1")
     drain = float(options.get("drain_timeout", DEFAULT_DRAIN))
@@ -519,14 +567,7 @@ def run_load_processes(
                     "out": str(Path(tmp) / f"part-{i}"),
                     "options": options,
                 }
-                children.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "realsys.loadgen", json.dumps(job)],
-                        stdin=subprocess.PIPE,
-                        stdout=subprocess.PIPE,
-                        text=True,
-                    )
-                )
+                children.append(json_child("realsys.loadgen", job))
             for child in children:  # each says "ready" once its trace is built and target made
                 assert child.stdout is not None
                 line = child.stdout.readline().strip()
@@ -577,8 +618,6 @@ def run_load_processes(
 
 def _child_main(raw: str) -> int:
     """One child of run_load_processes: build, say ready, wait for the start time, run, write files."""
-    from sim.runs import JOBS_FILE, REQUESTS_FILE, write_job_records, write_request_records
-
     job = json.loads(raw)
     spec = workload_from_mapping(job["workload"])
     out = Path(job["out"])
@@ -617,8 +656,6 @@ def run(target_spec: Mapping[str, Any], spec: WorkloadSpec, processes: int = 1, 
 # ---------------------------------------------------------------------------- `dtq load`
 def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any]]:
     """(design, client addresses, parameters) of a local cluster, from its cluster.json."""
-    from realsys import cluster
-
     info = cluster.load(cluster_dir)
     per_node = {"DTQ_NAME", "DTQ_LISTEN", "DTQ_DATA_DIR", "DTQ_ROLE", "DTQ_PEERS", "DTQ_SERVICES"}
     per_node |= {"DTQ_SLOTS", "DTQ_METRICS_PORT", "DTQ_DESIGN"}
@@ -638,8 +675,6 @@ def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any
 
 def load_command(args: argparse.Namespace) -> int:
     """`dtq load`: one run against a cluster, written to --out in the data/README.md layout."""
-    from sim.runs import load_workload, new_run_id, provenance, run_config, utc_now, write_run
-
     spec = load_workload(args.workload)
     if args.dir:
         design, addresses, parameters = _design_parameters(Path(args.dir))
@@ -659,19 +694,18 @@ def load_command(args: argparse.Namespace) -> int:
         args.processes,
         drain_timeout=args.drain,
     )
-    summary = summary_of(result, spec, run_id=run_id, kind="real", design=design)
-    config = run_config(
-        run_id=run_id,
+    path, summary = write_load_run(
+        args.out,
+        run_id,
+        result,
+        spec,
         kind="real",
         design=design,
-        workload=spec,
         parameters=parameters,
-        replication=args.replication,
         started_at=started_at,
         provenance_info=stamp,
-    )
-    path = write_run(
-        args.out, run_id, config, result.requests, result.jobs, summary, records=not args.no_records
+        replication=args.replication,
+        records=not args.no_records,
     )
     print(format_summary(summary))
     print(
@@ -681,24 +715,6 @@ def load_command(args: argparse.Namespace) -> int:
     )
     print(f"run written to {path}")
     return 0
-
-
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """A few lines: throughput, latency per op, completion, errors, jobs and the generator's health."""
-    lines = [
-        f"{summary['run_id']}: {summary['kind']} {summary['design']}, window "
-        f"{summary['window']['seconds']:g}s, offered {summary['offered_rate']} req/s, served "
-        f"{summary['throughput']['requests_per_s']:g} req/s, jobs {summary['throughput']['jobs_per_s']:g}/s, "
-        f"completed {summary['throughput'].get('completed_per_s', float('nan')):g}/s"
-    ]
-    for name, row in [*summary["latency_ms"].items(), ("completion", summary["completion_ms"])]:
-        lines.append(
-            f"  {name:<10} n={row['count']:<7} p50={row['p50']:.3f} p95={row['p95']:.3f} "
-            f"p99={row['p99']:.3f} p999={row['p999']:.3f} mean={row['mean']:.3f} max={row['max']:.3f} ms"
-        )
-    lines.append(f"  errors {json.dumps(summary['errors'])}  jobs {json.dumps(summary['jobs'])}")
-    lines.append(f"  loadgen {json.dumps(summary['loadgen'])}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ plus any `extra={...}` fields and `exc` (the traceback) for exceptions.
 
 `node` and `role` come from a context variable set by `bind_node` (start_role calls it, so every task a
 role starts inherits them; tests can run several nodes in one process), else from `configure_logging`.
+
+A reply grpc could not send (over the message limit, or its caller gone) is one WARNING line, not
+grpc's ERROR with a traceback of its own internals: the caller already has its status code.
 """
 
 from __future__ import annotations
@@ -56,6 +59,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class ReplyNotSent(logging.Filter):
+    """Rewrites grpc's "ExecuteBatchError raised in core by servicer method [...]" (an ERROR with a
+    traceback) into one WARNING line naming the method."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if type(error).__name__ == "ExecuteBatchError":
+            method = record.getMessage().rpartition("[")[2].rstrip("]")
+            record.msg = "reply not sent (larger than the message limit, or the caller left)"
+            record.args = ()
+            record.method = method
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+GRPC_SERVER_LOGGER = "grpc._cython.cygrpc"
+
+
 def configure_logging(config: NodeConfig | None = None, stream: IO[str] | None = None) -> None:
     """Sends every log record to `stream` (stderr) as JSON, at config.log_level. Replaces root handlers."""
     if config is not None:
@@ -67,3 +89,6 @@ def configure_logging(config: NodeConfig | None = None, stream: IO[str] | None =
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(config.log_level if config is not None else logging.INFO)
+    grpc_server = logging.getLogger(GRPC_SERVER_LOGGER)
+    if not any(isinstance(f, ReplyNotSent) for f in grpc_server.filters):
+        grpc_server.addFilter(ReplyNotSent())

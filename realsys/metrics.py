@@ -92,6 +92,20 @@ class NodeMetrics:
         self.requeues = Counter("dtq_requeues_total", "Jobs put back in the queue for a retry", registry=r)
         self.forwarded = Counter("dtq_forwarded_total", "Requests forwarded to the job's owner", registry=r)
         self.stolen = Counter("dtq_stolen_total", "Jobs taken from a peer's queue", registry=r)
+        self.hop_latency = Histogram(
+            "dtq_hop_latency_seconds",
+            "Caller-side latency of a node-to-node hop (Design B: forwards, steals, request checks), "
+            "by peer and method; Design A's hops are its internal services' dtq_rpc_latency_seconds",
+            ["peer", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._hops: dict[tuple[str, str], Any] = {}
+        self.submit_failovers = Counter(
+            "dtq_submit_failovers_total",
+            "Idempotent submits whose job the key's fallback home made (its primary was unreachable)",
+            registry=r,
+        )
         self._recorders: dict[str, RpcRecorder] = {}
         self._queue_depth_source: Callable[[], float] | None = None
         self._oldest_age_source: Callable[[], float] | None = None
@@ -130,6 +144,13 @@ class NodeMetrics:
         while True:
             self.refresh()
             await asyncio.sleep(interval)
+
+    def observe_hop(self, peer: str, method: str, seconds: float) -> None:
+        """One node-to-node call's latency as the caller saw it (children bound once per pair)."""
+        child = self._hops.get((peer, method))
+        if child is None:
+            child = self._hops[(peer, method)] = self.hop_latency.labels(peer, method)
+        child.observe(seconds)
 
     def recorder(self, method: str) -> RpcRecorder:
         """The RpcRecorder of a full method name ("/pkg.Service/Method"), made once per method."""

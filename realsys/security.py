@@ -10,8 +10,16 @@ Who may call what (when a node has DTQ_INTERNAL_TOKEN set, i.e. auth is on):
     grpc.health.v1.Health, reflection                  anyone (probes and tools); still over TLS
     any other service                                  the internal token only
 
+Identity: a worker token acts only as its own worker: every Workers call names a worker_id, which must
+be the token's NAME or start with NAME- (DTQ_WORKER_TOKENS entries are NAME:TOKEN; a bare token's NAME
+is derived from it, config.split_worker_token), else PERMISSION_DENIED; so one worker-token holder
+cannot renew or finish another worker's attempts. Node-to-node metadata (NODE_METADATA:
+`dtq-forwarded`) is accepted only with the internal token: a client or worker sending it gets
+PERMISSION_DENIED.
+
 Status codes: no token, a malformed `authorization` header or a token no list knows -> UNAUTHENTICATED;
-a valid token of the wrong kind (a client token on the worker API) -> PERMISSION_DENIED. Tokens travel
+a valid token of the wrong kind (a client token on the worker API), a worker id outside the worker
+token's name, or node-only metadata from a client or worker -> PERMISSION_DENIED. Tokens travel
 as metadata `authorization: Bearer <token>` (gRPC access-token call credentials), are compared with
 hmac.compare_digest, and are never logged or echoed. Tokens require TLS (config.py refuses them without).
 
@@ -31,6 +39,8 @@ import hmac
 import ipaddress
 import os
 import secrets
+import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +49,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import grpc
 
 from model.errors import InvalidArgument
-from realsys.config import SecurityConfig
-from realsys.decoding import serve_unary
+from realsys.config import SecurityConfig, split_worker_token
+from realsys.decoding import Malformed, serve_unary
 from realsys.metrics import NodeMetrics, RpcRecorder
 
 Kind = Literal["client", "worker", "internal"]
+FORWARDED_KEY = "dtq-forwarded"  # Design B: a request one node forwarded to its owner (realsys/mono)
+DELIVER_KEY = "dtq-deliver"  # Design B: an idempotent submit a primary home hands to its fallback home
+NODE_METADATA = frozenset({FORWARDED_KEY, DELIVER_KEY})  # metadata only nodes (the internal token) may send
 
 CLIENT_SERVICE = "dtq.v1.TaskQueue"
 WORKER_SERVICE = "dtq.v1.Workers"
@@ -131,18 +144,34 @@ def internal_channel_security(security: SecurityConfig) -> ChannelSecurity:
 
 def worker_channel_security(security: SecurityConfig) -> ChannelSecurity:
     """For a worker process calling a Workers service: its worker token (the first listed), else the
-    internal token."""
-    token = security.worker_tokens[0] if security.worker_tokens else security.internal_token
+    internal token. Its worker ids must be security.worker_name or start with it and "-"."""
+    if security.worker_tokens:
+        token = split_worker_token(security.worker_tokens[0])[1]
+    else:
+        token = security.internal_token
     return ChannelSecurity(security.tls_ca, token)
+
+
+def may_act_as(name: str, worker_id: str) -> bool:
+    """Whether a worker token named `name` may use `worker_id`: the name itself, or name-<suffix>."""
+    return worker_id == name or worker_id.startswith(name + "-")
 
 
 def open_aio_channel(
     address: str, options: Sequence[tuple[str, Any]], security: ChannelSecurity | None = None
 ) -> grpc.aio.Channel:
     credentials = (security or PLAINTEXT).credentials()
+    interceptors = _trace_interceptors()
     if credentials is None:
-        return grpc.aio.insecure_channel(address, options=list(options))
-    return grpc.aio.secure_channel(address, credentials, options=list(options))
+        return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=list(options), interceptors=interceptors)
+
+
+def _trace_interceptors() -> Any:
+    """The traceparent injector once a node in this process traces (realsys/tracing.py), else None.
+    Looked up, not imported: the module (and OpenTelemetry) is loaded only where tracing is on."""
+    tracing = sys.modules.get("realsys.tracing")
+    return None if tracing is None else tracing.channel_interceptors()
 
 
 def open_channel(
@@ -169,28 +198,45 @@ class AuthInterceptor(_Interceptor):
 
     def __init__(self, security: SecurityConfig, metrics: NodeMetrics | None = None) -> None:
         self._metrics = metrics  # refused calls are timed and counted, by their code, like served ones
-        tokens: list[tuple[bytes, Kind]] = [(t.encode(), "client") for t in security.client_tokens]
-        tokens += [(t.encode(), "worker") for t in security.worker_tokens]
-        tokens.append((security.internal_token.encode(), "internal"))
+        # (token, kind, worker name: "" but for worker tokens)
+        tokens: list[tuple[bytes, Kind, str]] = [(t.encode(), "client", "") for t in security.client_tokens]
+        for entry in security.worker_tokens:
+            name, token = split_worker_token(entry)
+            tokens.append((token.encode(), "worker", name))
+        tokens.append((security.internal_token.encode(), "internal", ""))
         self._tokens = tuple(tokens)
         # (method, code, message) -> a handler that fails the call, made once
         self._rejections: dict[tuple[str, grpc.StatusCode, str], Handler] = {}
+        # (method, worker name) -> the handler that checks the request's worker_id first, made once
+        self._bound: dict[tuple[str, str], Handler] = {}
+
+    def identify(self, token: str) -> tuple[Kind, str] | None:
+        """The kind (and worker name) of a presented token, comparing in constant time against every
+        known token."""
+        presented = token.encode()
+        found: tuple[Kind, str] | None = None
+        for known, kind, name in self._tokens:
+            if hmac.compare_digest(presented, known):
+                found = (kind, name)
+        return found
 
     def kind_of(self, token: str) -> Kind | None:
-        """The kind of a presented token, comparing in constant time against every known token."""
-        presented = token.encode()
-        found: Kind | None = None
-        for known, kind in self._tokens:
-            if hmac.compare_digest(presented, known):
-                found = kind
-        return found
+        identity = self.identify(token)
+        return None if identity is None else identity[0]
 
     def check(
         self, service: str, metadata: Sequence[tuple[str, str | bytes]] | None
     ) -> tuple[grpc.StatusCode, str] | None:
         """None when the call may proceed, else the status code and message to fail it with."""
+        verdict, _ = self._verdict(service, metadata)
+        return verdict
+
+    def _verdict(
+        self, service: str, metadata: Sequence[tuple[str, str | bytes]] | None
+    ) -> tuple[tuple[grpc.StatusCode, str] | None, str]:
+        """(check's answer, the worker name of a worker token that may proceed, else "")."""
         if service in OPEN_SERVICES:
-            return None
+            return None, ""
         accepted = ACCEPTED.get(service, ("internal",))
         needs = " or ".join(f"an {k} token" if k == "internal" else f"a {k} token" for k in accepted)
         values = [v for k, v in metadata or () if k == AUTH_KEY]
@@ -198,20 +244,32 @@ class AuthInterceptor(_Interceptor):
             return (
                 grpc.StatusCode.UNAUTHENTICATED,
                 f"missing credentials: {service} needs metadata 'authorization: Bearer <token>' ({needs})",
-            )
+            ), ""
         value = values[0]
         text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
         if len(values) > 1 or not text.lower().startswith(_BEARER):
-            return grpc.StatusCode.UNAUTHENTICATED, "authorization metadata must be one 'Bearer <token>'"
-        kind = self.kind_of(text[len(_BEARER) :].strip())
-        if kind is None:
-            return grpc.StatusCode.UNAUTHENTICATED, f"invalid token for {service}"
+            return (
+                grpc.StatusCode.UNAUTHENTICATED,
+                "authorization metadata must be one 'Bearer <token>'",
+            ), ""
+        identity = self.identify(text[len(_BEARER) :].strip())
+        if identity is None:
+            return (grpc.StatusCode.UNAUTHENTICATED, f"invalid token for {service}"), ""
+        kind, name = identity
         if kind not in accepted:
             return (
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"a {kind} token may not call {service}: it needs {needs}",
-            )
-        return None
+            ), ""
+        if kind != "internal":
+            forged = sorted({k for k, _ in metadata or () if k in NODE_METADATA})
+            if forged:
+                return (
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"metadata {forged[0]!r} is for calls between nodes (the internal token), "
+                    f"not from a {kind} token",
+                ), ""
+        return None, name
 
     async def intercept_service(
         self,
@@ -220,10 +278,18 @@ class AuthInterceptor(_Interceptor):
     ) -> Handler:
         method = handler_call_details.method
         service = method.split("/")[1] if method.count("/") == 2 else method
-        verdict = self.check(service, handler_call_details.invocation_metadata)
+        verdict, worker_name = self._verdict(service, handler_call_details.invocation_metadata)
         handler = await continuation(handler_call_details)
-        if verdict is None or handler is None:
+        if handler is None:
             return handler
+        if verdict is None:
+            if not worker_name or service != WORKER_SERVICE:
+                return handler
+            bound = self._bound.get((method, worker_name))
+            if bound is None:
+                recorder = self._metrics.recorder(method) if self._metrics is not None else None
+                bound = self._bound[(method, worker_name)] = _bound_to(handler, worker_name, recorder)
+            return bound
         code, message = verdict
         key = (method, code, message)
         rejection = self._rejections.get(key)
@@ -257,6 +323,34 @@ def _rejecting(
     return grpc.unary_unary_rpc_method_handler(unary)
 
 
+def _bound_to(handler: Handler, name: str, recorder: RpcRecorder | None) -> Handler:
+    """`handler` (unary, its request naming a worker_id) refusing with PERMISSION_DENIED a worker_id
+    that a worker token named `name` may not use (may_act_as); a refusal is recorded as auth's are."""
+    if handler.request_streaming or handler.response_streaming:
+        return handler  # the Workers API is unary; nothing else reaches here
+    serve: Any = handler.unary_unary
+
+    async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        worker_id = getattr(request, "worker_id", None)
+        if isinstance(request, Malformed) or worker_id is None or may_act_as(name, worker_id):
+            return await serve(request, context)
+        start = time.perf_counter()
+        try:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this worker token acts as worker {name!r} (or {name}-<suffix>), not {worker_id[:128]!r}",
+            )
+        finally:
+            if recorder is not None:
+                recorder.record(grpc.StatusCode.PERMISSION_DENIED, time.perf_counter() - start)
+
+    return grpc.unary_unary_rpc_method_handler(
+        check,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def auth_interceptor(security: SecurityConfig, metrics: NodeMetrics | None = None) -> AuthInterceptor | None:
     """The interceptor when auth is on (DTQ_INTERNAL_TOKEN set), else None."""
     return AuthInterceptor(security, metrics) if security.auth else None
@@ -284,10 +378,11 @@ def write_cluster_pki(
 ) -> ClusterPki:
     """A new CA (its key stays in `directory`) and a certificate per node whose SANs are the node's
     name (its Compose service name) and `hosts`. Valid for 30 days; keys are mode 0600."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    # cryptography's x509 (~0.1 s to import) only for `cluster up --secure`: off a node's start-up path
+    from cryptography import x509  # (see above)
+    from cryptography.hazmat.primitives import hashes, serialization  # (see above)
+    from cryptography.hazmat.primitives.asymmetric import ec  # (see above)
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # (see above)
 
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)

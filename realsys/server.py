@@ -27,7 +27,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -37,11 +36,13 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from model.errors import InvalidArgument
-from realsys.config import GcMode, NodeConfig, address_host, grpc_options, load_config
+from realsys.config import GcMode, NodeConfig, address_host, load_config, server_options
 from realsys.decoding import ServingRegistrar
+from realsys.eventloop import loop_factory
 from realsys.logs import bind_node, configure_logging, get_logger
 from realsys.metrics import GcPauses, MetricsServer, NodeMetrics, start_metrics_server, stop_metrics_server
 from realsys.security import auth_interceptor, server_credentials
+from realsys.trace_hooks import node_tracer
 
 log = get_logger(__name__)
 
@@ -107,6 +108,7 @@ class RunningRole:
         self._context = context
         self._refresh = asyncio.create_task(metrics.refresh_forever(), context=context.copy())
         self._stop_task: asyncio.Task[None] | None = None
+        self.tracer: Any = None  # realsys.tracing.NodeTracer when the node traces: flushed at stop
 
     async def stop(self) -> None:
         """Drains and stops; safe to call more than once (later calls wait for the first)."""
@@ -132,6 +134,8 @@ class RunningRole:
         finally:
             # in a thread: shutting the HTTP server down waits for its 0.5 s poll
             await asyncio.to_thread(stop_metrics_server, self._metrics_server)
+            if self.tracer is not None:
+                await asyncio.to_thread(self.tracer.shutdown)  # exports what is buffered
             log.info("stopped")
 
 
@@ -157,9 +161,10 @@ async def _start(
     auth = auth_interceptor(config.security, metrics)
     interceptors: list[grpc.aio.ServerInterceptor[Any, Any]] = [auth] if auth is not None else []
     # no SO_REUSEPORT: a second node on a taken port must fail, not share the port's traffic
-    options = [*grpc_options(), ("grpc.so_reuseport", 0)]
+    options = [*server_options(), ("grpc.so_reuseport", 0)]
     server = grpc.aio.server(options=options, interceptors=interceptors)
-    registrar = ServingRegistrar(server, metrics)
+    tracer = node_tracer(config)
+    registrar = ServingRegistrar(server, metrics, tracer.wrap if tracer is not None else None)
     # it stands in for the server: roles only register servicers on what they are given
     role.add_to_server(cast(grpc.aio.Server, registrar))
     health_servicer = AioHealthServicer()
@@ -197,6 +202,7 @@ async def _start(
         stop_metrics_server(metrics_server)
         raise
     running = RunningRole(config, role, server, health_servicer, metrics, metrics_server, address, context)
+    running.tracer = tracer
     log.info(
         "serving",
         extra={
@@ -256,7 +262,7 @@ def serve_main() -> None:
         await run_role(config, role, metrics)
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(main())
     except InvalidArgument as exc:  # e.g. a TLS file that cannot be read
         sys.stderr.write(f"dtq: bad configuration: {exc.message}\n")
@@ -289,14 +295,6 @@ def _connect_host(listen: str) -> str:
     if host == "::":
         return "[::1]"
     return f"[{host}]" if ":" in host else host
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":

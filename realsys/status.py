@@ -39,6 +39,25 @@ _ERROR_FOR_CODE: dict[grpc.StatusCode, type[DtqError]] = {
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 
+# Trailing metadata of an UNAVAILABLE answer: how many milliseconds the caller should wait before it
+# tries again (0: at once, on another node). Relayed unchanged by a node that forwarded the call.
+RETRY_AFTER_KEY = "dtq-retry-after-ms"
+
+
+def retry_after_metadata(seconds: float) -> tuple[tuple[str, str], ...]:
+    return ((RETRY_AFTER_KEY, str(max(0, round(seconds * 1000)))),)
+
+
+def retry_after_of(metadata: Any) -> float | None:
+    """The retry-after (seconds) in a call's trailing metadata, if any."""
+    for key, value in metadata or ():
+        if key == RETRY_AFTER_KEY:
+            try:
+                return max(0.0, int(value) / 1000)
+            except (TypeError, ValueError):
+                return None
+    return None
+
 
 def grpc_errors(method: Handler) -> Handler:
     """Decorates an async servicer method: a DtqError becomes its status code and message.
@@ -52,11 +71,17 @@ def grpc_errors(method: Handler) -> Handler:
         try:
             return await method(self, request, context)
         except DtqError as exc:
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                context.set_trailing_metadata(retry_after_metadata(retry_after))
             await context.abort(GRPC_CODE[exc.code], exc.message)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
                 code = grpc.StatusCode.UNAVAILABLE
+            relayed = retry_after_of(exc.trailing_metadata())
+            if relayed is not None:
+                context.set_trailing_metadata(retry_after_metadata(relayed))
             await context.abort(code, exc.details() or code.name)
 
     return wrapper  # type: ignore[return-value]
@@ -69,4 +94,7 @@ def error_from_rpc(exc: grpc.RpcError) -> DtqError:
     code = exc.code() if is_call else grpc.StatusCode.UNKNOWN
     details = exc.details() if is_call else str(exc)
     error_type = _ERROR_FOR_CODE.get(code, Unavailable)
-    return error_type(details or code.name)
+    error = error_type(details or code.name)
+    if isinstance(error, Unavailable) and is_call:
+        error.retry_after = retry_after_of(exc.trailing_metadata())
+    return error

@@ -4,14 +4,24 @@ Each store has a SQLite implementation and an in-memory one; `open_*(config)` pi
 Rows are plain columns plus protobuf bytes for nested values (JobSpec, JobError). Never pickle.
 
 SQLite runs in WAL mode with synchronous=NORMAL: a committed write survives a crash of the process, not
-necessarily a power cut. One connection per store, used only from the event loop thread: a store call
-blocks the loop for one small transaction. Measured on the 2-CPU dev machine (busy): `save` of a new job
-~80 us median (the spec is serialised once), of a known job ~30 us, `save_many` ~11 us per job.
+necessarily a power cut. Job payloads live in their own table, written once and deleted when the job
+ends, so the frequent small updates of a job row never rewrite its payload (a flood of 256 KiB jobs
+grew the files to 2.4 GB when they did); results over max_inline_result_bytes live in an outputs
+table the core never holds in RAM (model.commands.StoreOutput). The WAL restarts once past
+WAL_RESTART_BYTES and is then cut back to WAL_SIZE_LIMIT (a flood of 256 KiB jobs left 400-500 MiB
+of files behind before). With TLS on (`--secure`) the data directory is 0700 and every
+database file 0600: data at rest is the owner's only.
+
+One connection per store, used only from the event loop thread: a store call blocks the loop for one
+small transaction. Measured on the 2-CPU dev machine (busy), before payloads had their own table:
+`save` of a new job ~80 us median (the spec is serialised once), of a known job ~30 us, `save_many`
+~11 us per job.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 import sqlite3
 import threading
@@ -23,7 +33,7 @@ from typing import Any, TypeAlias
 
 from dtq.v1 import job_pb2
 from model.job import CancelledByWorker, EffectiveSpec, Failed, Job, JobError, Succeeded
-from model.states import JobState
+from model.states import TERMINAL, JobState
 from realsys.config import NodeConfig
 from realsys.convert import error_from_pb, error_to_pb, spec_from_pb, spec_to_pb
 from realsys.logs import get_logger
@@ -55,7 +65,16 @@ class JobRecords(ABC):
 
     @abstractmethod
     def delete(self, job_ids: Iterable[str]) -> None:
-        """Removes these jobs (retention: they expired); unknown ids are ignored. Committed on return."""
+        """Removes these jobs (retention: they expired), their payloads and outputs; unknown ids are
+        ignored. Committed on return."""
+
+    @abstractmethod
+    def save_output(self, job_id: str, output: bytes) -> None:
+        """Keeps a result the core holds only by size (StoreOutput); committed on return."""
+
+    @abstractmethod
+    def load_output(self, job_id: str) -> bytes | None:
+        """A result saved by save_output, or None."""
 
     def close(self) -> None:  # noqa: B027 - memory stores have nothing to close
         pass
@@ -94,6 +113,10 @@ class Results(ABC):
     def stored_keys(self) -> list[tuple[str, int]]:
         """Every stored (job, attempt), so a restarted result service can apply retention to them."""
 
+    @abstractmethod
+    def stored_sizes(self) -> list[tuple[tuple[str, int], int]]:
+        """Every stored (job, attempt) with its output's bytes (retention by bytes after a restart)."""
+
     def close(self) -> None:  # noqa: B027
         pass
 
@@ -117,12 +140,37 @@ def open_results(config: NodeConfig) -> Results:
 
 
 def _db_path(config: NodeConfig, kind: str) -> Path:
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    return config.data_dir / f"{config.name}.{kind}.sqlite3"
+    path = config.data_dir / f"{config.name}.{kind}.sqlite3"
+    if config.security.tls:
+        owner_only(config.data_dir, [path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)])
+    else:
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def owner_only(directory: Path, files: Iterable[Path]) -> None:
+    """`directory` (made if missing) 0700 and `files` 0600; the first file is created (empty) if
+    missing, so SQLite opens it instead of creating it 0644 (its -wal and -shm copy its mode)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for number, path in enumerate(files):
+        if number == 0:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if path.exists():
+            os.chmod(path, 0o600)
 
 
 # ---------------------------------------------------------------------------- sqlite
 CHECKPOINT_INTERVAL = 0.5  # seconds between background WAL checkpoints
+WAL_SIZE_LIMIT = 8 << 20  # bytes a WAL file is truncated to when it restarts
+# Under a steady stream of writes a PASSIVE checkpoint never catches up with the last frame, so the
+# WAL never restarts and grows without end (hundreds of MB under a flood of 256 KiB jobs). Past this
+# size the checkpointer runs a RESTART checkpoint, which holds writers off while it copies (once per
+# this many bytes written) and lets the next write start the WAL over.
+WAL_RESTART_BYTES = 16 << 20
 
 
 class _SqliteFile:
@@ -131,7 +179,8 @@ class _SqliteFile:
 
     Under synchronous=NORMAL a commit does not fsync; only WAL checkpoints do, and SQLite's automatic
     checkpoint runs inside whichever commit crosses the threshold, stalling the loop for milliseconds.
-    So a daemon thread with its own connection checkpoints instead (sqlite3 releases the GIL meanwhile).
+    So a daemon thread with its own connection checkpoints instead (sqlite3 releases the GIL meanwhile),
+    and restarts the WAL once it passes WAL_RESTART_BYTES.
     """
 
     def __init__(self, path: Path | str, schema: str) -> None:
@@ -139,6 +188,7 @@ class _SqliteFile:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._conn.executescript(schema)
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
@@ -151,10 +201,17 @@ class _SqliteFile:
 
     def _checkpoint_loop(self, path: str) -> None:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=1000")  # RESTART waits this long for the writer at most
+        wal = Path(path + "-wal")
         try:
             while not self._stop.wait(CHECKPOINT_INTERVAL):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for the writer
+                    size = wal.stat().st_size
+                except OSError:  # not there (yet, or any more)
+                    size = 0
+                try:
+                    mode = "RESTART" if size > WAL_RESTART_BYTES else "PASSIVE"  # PASSIVE never waits
+                    conn.execute(f"PRAGMA wal_checkpoint({mode})")
                 except sqlite3.Error:
                     log.exception("WAL checkpoint failed", extra={"path": path})
         finally:
@@ -227,7 +284,18 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_create_time ON jobs (create_time, job_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- an unfinished job's payload (its spec column is stored without it); deleted when the job ends
+CREATE TABLE IF NOT EXISTS payloads (job_id TEXT PRIMARY KEY, payload BLOB NOT NULL);
+-- results the core keeps by size only (StoreOutput)
+CREATE TABLE IF NOT EXISTS outputs (job_id TEXT PRIMARY KEY, output BLOB NOT NULL);
 """
+_SELECT_JOBS = (
+    f"SELECT {', '.join('jobs.' + c for c in _JOB_COLUMNS)}, payloads.payload, length(outputs.output) "
+    "FROM jobs LEFT JOIN payloads USING (job_id) LEFT JOIN outputs USING (job_id) "
+    "ORDER BY jobs.create_time, jobs.job_id"
+)
+_PUT_PAYLOAD = "INSERT OR REPLACE INTO payloads (job_id, payload) VALUES (?, ?)"
+_DROP_PAYLOAD = "DELETE FROM payloads WHERE job_id = ?"
 # Written once, at the first save: a job's spec, effective spec, create time and request id never change
 # after submit, so later saves skip them (serialising the spec is most of the cost of a save).
 _FIXED = 9  # job_id and the columns written once: the first nine
@@ -243,7 +311,7 @@ def _job_row(job: Job) -> tuple[Any, ...]:
     eff = job.effective
     fixed = (
         job.job_id,
-        spec_to_pb(job.spec).SerializeToString(),
+        spec_to_pb(job.spec, include_payload=False).SerializeToString(),  # the payload: its own table
         eff.max_attempts,
         eff.initial_backoff,
         eff.max_backoff,
@@ -278,6 +346,7 @@ def _changing_values(job: Job) -> tuple[Any, ...]:
 
 
 def _job_from_row(row: Sequence[Any]) -> Job:
+    """A job from a _SELECT_JOBS row: the jobs columns, then the payload and the stored output's size."""
     (
         job_id,
         spec,
@@ -299,10 +368,15 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         not_before,
         error,
         output,
+        payload,
+        stored_output,
     ) = row
+    spec_pb = job_pb2.JobSpec.FromString(spec)
+    if payload is not None:  # rows saved before payloads had a table keep it in the spec
+        spec_pb.payload = payload
     return Job(
         job_id=job_id,
-        spec=spec_from_pb(job_pb2.JobSpec.FromString(spec)),
+        spec=spec_from_pb(spec_pb),
         effective=EffectiveSpec(
             max_attempts, initial_backoff, max_backoff, backoff_multiplier, execution_timeout
         ),
@@ -319,6 +393,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         not_before=not_before,
         error=None if error is None else _error_from_bytes(error),
         output=output,
+        output_size=len(output) if output is not None else (stored_output or 0),
     )
 
 
@@ -337,38 +412,73 @@ class SqliteJobRecords(_SqliteFile, JobRecords):
         super().__init__(path, _JOB_SCHEMA)
         # ids with a row: their saves are a plain UPDATE that skips the spec (delete() keeps it true)
         self._stored: set[str] = set()
+        self._payloads: set[str] = set()  # ids with a payload row
 
     def save(self, job: Job) -> None:
         if job.job_id in self._stored:
             self._conn.execute(_UPDATE_JOB, _update_row(job))
         else:
+            if job.spec.payload and not job.done:
+                # before the row: a crash in between leaves an orphan payload (dropped at load),
+                # never a job without its payload; two autocommits cost less than a transaction
+                self._conn.execute(_PUT_PAYLOAD, (job.job_id, job.spec.payload))
+                self._payloads.add(job.job_id)
             self._conn.execute(_UPSERT_JOB, _job_row(job))
             self._stored.add(job.job_id)
+        if job.done and job.job_id in self._payloads:  # the core dropped it: so does the store
+            self._conn.execute(_DROP_PAYLOAD, (job.job_id,))
+            self._payloads.discard(job.job_id)
 
     def save_many(self, jobs: Iterable[Job]) -> None:
         added: list[str] = []
+        with_payload: list[str] = []
+        dropped: list[str] = []
         with _Transaction(self._conn):
             for job in jobs:
                 if job.job_id in self._stored:
                     self._conn.execute(_UPDATE_JOB, _update_row(job))
                 else:
+                    if job.spec.payload and not job.done:
+                        self._conn.execute(_PUT_PAYLOAD, (job.job_id, job.spec.payload))
+                        with_payload.append(job.job_id)
                     self._conn.execute(_UPSERT_JOB, _job_row(job))
                     added.append(job.job_id)
+                if job.done and job.job_id in self._payloads:
+                    self._conn.execute(_DROP_PAYLOAD, (job.job_id,))
+                    dropped.append(job.job_id)
         self._stored.update(added)  # only once committed
+        self._payloads.update(with_payload)
+        self._payloads.difference_update(dropped)
 
     def delete(self, job_ids: Iterable[str]) -> None:
         rows = [(job_id,) for job_id in job_ids]
         if rows:
             with _Transaction(self._conn):
                 self._conn.executemany("DELETE FROM jobs WHERE job_id = ?", rows)
-            self._stored.difference_update(row[0] for row in rows)
+                self._conn.executemany(_DROP_PAYLOAD, rows)
+                self._conn.executemany("DELETE FROM outputs WHERE job_id = ?", rows)
+            ids = [row[0] for row in rows]
+            self._stored.difference_update(ids)
+            self._payloads.difference_update(ids)
+
+    def save_output(self, job_id: str, output: bytes) -> None:
+        self._conn.execute("INSERT OR REPLACE INTO outputs (job_id, output) VALUES (?, ?)", (job_id, output))
+
+    def load_output(self, job_id: str) -> bytes | None:
+        row = self._conn.execute("SELECT output FROM outputs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else bytes(row[0])
 
     def load_all(self) -> list[Job]:
-        cursor = self._conn.execute(
-            f"SELECT {', '.join(_JOB_COLUMNS)} FROM jobs ORDER BY create_time, job_id"
-        )
-        jobs = [_job_from_row(row) for row in cursor]
+        with _Transaction(self._conn):
+            # orphans: a payload whose job row never committed, or a finished job's (crash in between)
+            self._conn.execute(
+                "DELETE FROM payloads WHERE job_id NOT IN "
+                "(SELECT job_id FROM jobs WHERE state NOT IN (?, ?, ?))",
+                tuple(int(s) for s in TERMINAL),
+            )
+        jobs = [_job_from_row(row) for row in self._conn.execute(_SELECT_JOBS)]
         self._stored.update(job.job_id for job in jobs)
+        self._payloads.update(row[0] for row in self._conn.execute("SELECT job_id FROM payloads"))
         return jobs
 
     def next_incarnation(self) -> str:
@@ -453,6 +563,10 @@ class SqliteResults(_SqliteFile, Results):
             (job_id, attempt) for job_id, attempt in self._conn.execute("SELECT job_id, attempt FROM results")
         ]
 
+    def stored_sizes(self) -> list[tuple[tuple[str, int], int]]:
+        rows = self._conn.execute("SELECT job_id, attempt, coalesce(length(output), 0) FROM results")
+        return [((job_id, attempt), size) for job_id, attempt, size in rows]
+
     def get(self, job_id: str, attempt: int) -> StoredOutcome | None:
         row = self._conn.execute(
             "SELECT kind, output, error FROM results WHERE job_id = ? AND attempt = ?", (job_id, attempt)
@@ -473,6 +587,7 @@ class MemoryJobRecords(JobRecords):
 
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
+        self._outputs: dict[str, bytes] = {}
 
     def save(self, job: Job) -> None:
         self._jobs[job.job_id] = _copy_job(job)
@@ -484,6 +599,13 @@ class MemoryJobRecords(JobRecords):
     def delete(self, job_ids: Iterable[str]) -> None:
         for job_id in job_ids:
             self._jobs.pop(job_id, None)
+            self._outputs.pop(job_id, None)
+
+    def save_output(self, job_id: str, output: bytes) -> None:
+        self._outputs[job_id] = output
+
+    def load_output(self, job_id: str) -> bytes | None:
+        return self._outputs.get(job_id)
 
     def load_all(self) -> list[Job]:
         return [_copy_job(job) for job in sorted(self._jobs.values(), key=lambda j: j.sort_key)]
@@ -534,3 +656,9 @@ class MemoryResults(Results):
 
     def stored_keys(self) -> list[tuple[str, int]]:
         return list(self._results)
+
+    def stored_sizes(self) -> list[tuple[tuple[str, int], int]]:
+        return [
+            (key, len(outcome.output) if isinstance(outcome, Succeeded) else 0)
+            for key, outcome in self._results.items()
+        ]

@@ -94,7 +94,8 @@ def dtq_target_spec(
     return {"factory": "realsys.targets:DtqTarget", "kwargs": kwargs}
 
 
-def _code(exc: grpc.RpcError) -> str:
+def status_name(exc: grpc.RpcError) -> str:
+    """The status code's name of a failed call (UNKNOWN when it carries none)."""
     code = exc.code() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else None
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
@@ -158,7 +159,7 @@ class DtqTarget:
         try:
             return await getattr(self._stub(method), method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
-            raise TargetError(_code(exc), _details(exc)) from None
+            raise TargetError(status_name(exc), _details(exc)) from None
 
     def submit_request(self, job_type: str, payload: bytes) -> client_pb2.SubmitJobRequest:
         request = client_pb2.SubmitJobRequest()  # filled in place: nested constructors copy

@@ -4,7 +4,9 @@
 data/README.md summary (kind "sim"). See sim/api.py.
 """
 
-from sim.api import Fault, SimConfig, SimResult, run
-from sim.params import Dist, SimParams, load_params
+from sim.api import SimConfig, SimResult, run
+from sim.dist import Dist
+from sim.injection import Fault
+from sim.params import SimParams, load_params
 
 __all__ = ["Dist", "Fault", "SimConfig", "SimParams", "SimResult", "load_params", "run"]

@@ -1,4 +1,4 @@
-"""`sim.run(config) -> SimResult`, and the `dtq sim` command's body.
+"""`sim.run(config) -> SimResult`: one simulated run of a design under a workload.
 
     import sim
     from model.workload import OpenLoop, WorkloadSpec
@@ -13,57 +13,29 @@ component and process (sim/cpu.py).
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import simpy
 
 from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
-from model.records import JobRecord, RequestRecord
-from model.results import summarize
+from model.job import JobSpec
+from model.results.schema import JobRecord, RequestRecord
+from model.results.summary import summarize
 from model.workload import OpenLoop, WorkloadSpec, workload_from_mapping
 from sim.cpu import CostModel
 from sim.engine import Cluster, SimEnv
+from sim.injection import Fault, schedule
 from sim.loadgen import LoadGen
 from sim.micro import MicroCluster
 from sim.mono import MonoCluster
-from sim.params import SimParams, load_params, parse_override
+from sim.params import SimParams
 
 Design = Literal["micro", "mono"]
 DESIGNS: tuple[Design, ...] = ("micro", "mono")
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """At `at` seconds after the run start:
-    - "kill_worker": kill a worker: Design A's worker process (`target` "worker"), or Design B node
-      `target`'s worker runtime. With `restart_after`, a new worker (a new worker id) starts that
-      much later.
-    - "pause": SIGSTOP process `target` (a Design A role, or a Design B node) for `duration` seconds,
-      then SIGCONT (sim/faults.py)."""
-
-    at: float
-    target: str = "worker"
-    action: Literal["kill_worker", "pause"] = "kill_worker"
-    restart_after: float | None = None
-    duration: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.action not in ("kill_worker", "pause"):
-            raise InvalidArgument(f"fault action must be kill_worker or pause, got {self.action!r}")
-        if (
-            not self.at >= 0
-            or self.duration < 0
-            or (self.restart_after is not None and self.restart_after < 0)
-        ):
-            raise InvalidArgument("fault at, duration and restart_after must be >= 0")
-        if self.action == "pause" and not self.duration > 0:
-            raise InvalidArgument("a pause needs a duration > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +123,7 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
     cluster.start()
     loadgen.start()
     for fault in config.faults:
-        _schedule_fault(env, cluster, fault, config.warm_start + fault.at)
+        schedule(env, cluster, fault, config.warm_start + fault.at)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     env.run(until=loadgen.done)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
@@ -194,108 +166,10 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
     return SimResult(config, requests, jobs, summary, stats)
 
 
-def _schedule_fault(env: simpy.Environment, cluster: Cluster, fault: Fault, at: float) -> None:
-    from sim.faults import schedule
-
-    schedule(env, cluster, fault, at)
-
-
 def _entropy(config: SimConfig) -> int:
     # one integer from (seed, replication), so replications get unrelated streams
     return config.sim_seed * 1_000_003 + config.replication
 
 
 def _job_spec(workload: WorkloadSpec) -> Any:
-    from model.job import JobSpec
-
     return JobSpec.make(workload.job_type, labels=dict(workload.labels))
-
-
-# ---------------------------------------------------------------------------- `dtq sim`
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sim.faults import add_arguments as add_fault_arguments
-
-    parser.add_argument(
-        "sim_action",
-        nargs="?",
-        choices=("run", "faults"),
-        default="run",
-        help="run (default): one workload; faults: the lease x heartbeat fault sweep (sim/faults.py)",
-    )
-    parser.add_argument("--design", choices=DESIGNS, required=True)
-    parser.add_argument("--workload", default="", help="a .yaml/.toml workload (data/workloads/)")
-    parser.add_argument("--nodes", type=int, default=0, help="Design B node count (default: params)")
-    parser.add_argument("--calibration", default="", help="a name under data/calibration/ or a JSON path")
-    parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter"
-    )
-    parser.add_argument("--seed", type=int, default=None, help="simulator seed (default: the workload's)")
-    parser.add_argument("--replication", type=int, default=0)
-    parser.add_argument("--out", default="data/runs", help="runs root directory ('' to not write)")
-    parser.add_argument("--run-id", default="")
-    parser.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
-    parser.add_argument("--mva", action="store_true", help="also print the analytic (sim/mva.py) prediction")
-    add_fault_arguments(parser)
-
-
-def params_of(args: argparse.Namespace) -> SimParams:
-    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides."""
-    params = load_params(args.calibration) if args.calibration else SimParams()
-    overrides = dict(parse_override(s) for s in args.set)
-    if args.nodes:
-        overrides["nodes"] = args.nodes
-    if overrides:
-        params = params.with_overrides(overrides)
-    return params
-
-
-def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
-    """`dtq sim --mva`: the analytic prediction beside the simulator's summary."""
-    from sim.mva import format_prediction, predict
-    from sim.runs import load_workload
-
-    return format_prediction(predict(args.design, load_workload(args.workload), params_of(args)), summary)
-
-
-def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
-    """Runs one simulation from parsed `dtq sim` arguments; writes it when --out is set."""
-    from sim.runs import load_workload, provenance, run_config, utc_now, write_run
-
-    if not args.workload:
-        raise InvalidArgument("dtq sim needs --workload")
-    workload = load_workload(args.workload)
-    params = params_of(args)
-    config = SimConfig(
-        design=args.design,
-        workload=workload,
-        params=params,
-        seed=args.seed,
-        replication=args.replication,
-        name=Path(args.workload).stem,
-        run_id=args.run_id,
-    )
-    started_at = utc_now()
-    result = run(config)
-    if not args.out:
-        return result.summary, None
-    run_cfg = run_config(
-        run_id=config.effective_run_id,
-        kind="sim",
-        design=config.design,
-        workload=workload,
-        parameters={"calibration": params.name, "sim_seed": config.sim_seed, "params": params.to_mapping()},
-        replication=config.replication,
-        started_at=started_at,
-        provenance_info=provenance(),
-    )
-    path = write_run(
-        args.out,
-        config.effective_run_id,
-        run_cfg,
-        result.requests,
-        result.jobs,
-        result.summary,
-        records=not args.no_records,
-        overwrite=True,
-    )
-    return result.summary, path

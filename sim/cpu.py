@@ -48,7 +48,8 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL, PENDING
 
-from sim.params import Dist, SimParams
+from sim.dist import Dist
+from sim.params import SimParams
 
 Action: TypeAlias = Callable[[float], tuple[float, Any]]
 _BLOCK = 256  # draws per refill of a sampler's buffer
@@ -66,6 +67,7 @@ class Component(IntEnum):
     CHECKPOINT = 6
     WAKEUP = 7
     STEAL = 8  # Design B: which peers a depth round asks (steal_fanout)
+    HOST_HOP = 9  # the extra latency of a hop between hosts
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -183,6 +185,7 @@ class Proc:
         self._items: dict[str, float] = {}
         self.client = costs.client_sampler(self)
         self.net = costs.network_sampler(self)
+        self.host_hop = costs.host_hop_sampler(self)
         self._commit = costs.commit_sampler(self)
         self._commit_per_row = costs.params.commit_per_row
         wakeup = costs.params.wakeup
@@ -260,7 +263,7 @@ class Proc:
         """Fair: a process that wakes while every core is taken is placed at most one slice behind
         the host's floor (the kernel's sleeper credit), and takes the core of the holder furthest
         ahead of it at that holder's next burst end (the kernel preempts on wake-up a task that has
-        run more: realsys.hostprobe.scheduler_slice measures how fast)."""
+        run more: lab.calibration.hostprobe.scheduler_slice measures how fast)."""
         host = self.host
         host.place(self)
         if host.free or not host.running:
@@ -386,6 +389,9 @@ class CostModel:
 
     def network_sampler(self, proc: Proc) -> Sampler:
         return self._sampler(self.params.network, Component.NETWORK, proc.index)
+
+    def host_hop_sampler(self, proc: Proc) -> Sampler:
+        return self._sampler(self.params.host_hop, Component.HOST_HOP, proc.index)
 
     def commit_sampler(self, proc: Proc) -> Sampler:
         return self._sampler(self.params.commit, Component.STORAGE, proc.index)

@@ -4,9 +4,10 @@ Every scheduling and state decision is made by the core objects (model/) the rea
 `now = env.now`. This module only adds time: CPU bursts on processes (sim/cpu.py), network hops,
 storage commits, and the waits of long-polls and timers.
 
-An RPC `call(caller, server)` is what a grpc.aio unary call costs: the caller's client-side CPU (send
-part), one hop, the server-side generator (its bursts on the callee, maybe nested calls and waits),
-one hop back, the caller's client-side CPU (receive part).
+An RPC `call(caller, server, to=callee)` is what a grpc.aio unary call costs: the caller's client-side
+CPU (send part), one hop, the server-side generator (its bursts on the callee, maybe nested calls and
+waits), one hop back, the caller's client-side CPU (receive part). A hop is `network`, plus `host_hop`
+when caller and callee are on different hosts.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ class Cluster:
         self.params = params
         self.costs = costs
         self.hosts = [Host(f"h{i}", params.cores, params.cpu_slice) for i in range(params.hosts)]
+        self._host_hops = params.hosts > 1 and not params.host_hop.is_zero
         self.procs: list[Proc] = []
         self._placed = 0
         self.durations: dict[str, float] = {}  # job id -> the handler's duration (the trace's)
@@ -185,8 +187,23 @@ class Cluster:
                 self.on_terminal(job_id)
 
     # ------------------------------------------------------------------ time
-    def call(self, caller: Proc, server: SimGen[T], pre: float | Callable[[float], float] = 0.0) -> SimGen[T]:
-        """One unary RPC from `caller`: client CPU, hop, the server side, hop back, client CPU.
+    def hop(self, src: Proc, dst: Proc | None) -> float:
+        """One way from `src` to `dst`: `network`, plus `host_hop` when they are on different hosts
+        (`dst` None: a peer on src's host). Both from src's streams."""
+        d: float = src.net()
+        if self._host_hops and dst is not None and dst.host is not src.host:
+            d += src.host_hop()
+        return d
+
+    def call(
+        self,
+        caller: Proc,
+        server: SimGen[T],
+        pre: float | Callable[[float], float] = 0.0,
+        to: Proc | None = None,
+    ) -> SimGen[T]:
+        """One unary RPC from `caller` to the process `to`: client CPU, hop, the server side, hop back,
+        client CPU.
 
         `pre` is the caller's own work in the same loop step before the stub call (a handler up to its
         first await): CPU seconds, or an action `(now) -> CPU seconds` run when the step starts. It
@@ -199,11 +216,11 @@ class Cluster:
             yield caller.run(lambda now: (send + action(now), None))
         elif send + pre:
             yield caller.run(send + pre)
-        d = caller.net()
+        d = self.hop(caller, to)
         if d:
             yield env.timeout(d)
         value = yield from server
-        d = caller.net()
+        d = self.hop(caller, to)
         if d:
             yield env.timeout(d)
         if c - send:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from model.records import JobRecord, RequestRecord
+from model.results.schema import JobRecord, RequestRecord
 from model.states import TERMINAL, JobState
 from model.workload import (
     ClosedLoop,

@@ -101,11 +101,11 @@ class MicroCluster(Cluster):
 
     # ================================================================ gateway (client API)
     def _via_gateway(self, lg: LoadgenPart, server: SimGen[Reply]) -> SimGen[Reply]:
-        d = lg.proc.net()
+        d = self.hop(lg.proc, self.gateway)
         if d:
             yield self.env.timeout(d)
         reply: Reply = yield from server
-        d = self.gateway.net()
+        d = self.hop(self.gateway, lg.proc)
         if d:
             yield self.env.timeout(d)
         return reply
@@ -113,7 +113,7 @@ class MicroCluster(Cluster):
     def _gw(self, method: str, then: SimGen[Reply]) -> SimGen[Reply]:
         """A gateway method that is one call to the job service (the handler and the stub call are
         one loop step)."""
-        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method))
+        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method), to=self.jobp)
         return reply
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
@@ -133,7 +133,9 @@ class MicroCluster(Cluster):
 
     def _gw_list(self, page_size: int) -> SimGen[Reply]:
         gateway = self.gateway
-        reply: Reply = yield from self.call(gateway, self._job_list(page_size), pre=gateway.cost("ListJobs"))
+        reply: Reply = yield from self.call(
+            gateway, self._job_list(page_size), pre=gateway.cost("ListJobs"), to=self.jobp
+        )
         if reply[0] == "OK" and reply[1]:
             yield gateway.run(gateway.cost("ListJobs.relay", reply[1]))  # re-serializing the page
         return reply
@@ -143,14 +145,16 @@ class MicroCluster(Cluster):
 
     def _gw_result(self, job_id: str) -> SimGen[Reply]:
         gateway = self.gateway
-        status, value = yield from self.call(gateway, self._job_get(job_id), pre=gateway.cost("GetJobResult"))
+        status, value = yield from self.call(
+            gateway, self._job_get(job_id), pre=gateway.cost("GetJobResult"), to=self.jobp
+        )
         if status != "OK":
             return status, None
         state, attempt = value
         if state not in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
             return "FAILED_PRECONDITION", None
         if state is JobState.SUCCEEDED:
-            found = yield from self.call(gateway, self._result_get(job_id, attempt))
+            found = yield from self.call(gateway, self._result_get(job_id, attempt), to=self.resultp)
             if not found:
                 return "DATA_LOSS", None
         return "OK", state
@@ -172,7 +176,9 @@ class MicroCluster(Cluster):
             elif isinstance(effect, NotifyCancel):
                 self.spawn(
                     self.call(
-                        proc, self._coord_notify_cancel(effect.job_id, effect.attempt, effect.worker_id)
+                        proc,
+                        self._coord_notify_cancel(effect.job_id, effect.attempt, effect.worker_id),
+                        to=self.coord,
                     )
                 )
             elif isinstance(effect, LeaseExpired):
@@ -322,7 +328,7 @@ class MicroCluster(Cluster):
                 continue
             entries: list[Enqueue] = yield proc.run(take)
             if entries:
-                yield from self.call(proc, self._queue_enqueue(entries))
+                yield from self.call(proc, self._queue_enqueue(entries), to=self.queuep)
 
     def _sweep(self) -> SimGen[None]:
         """JobRole._sweep: re-enqueue jobs PENDING for longer than a dispatch can take."""
@@ -411,11 +417,11 @@ class MicroCluster(Cluster):
         proc = self.coord
 
         def step(now: float) -> float:
-            if self.coordinator.heartbeat(now, worker_id, total_slots, free_slots):
+            if self.coordinator.heartbeat(now, worker_id, total_slots, free_slots, bool(running)):
                 self.coord_timer.arm()
             return proc.cost("WorkerHeartbeat")
 
-        renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step)
+        renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step, to=self.jobp)
         cancel = list(renewal.cancel)
         cancel.extend(self.coordinator.pushed_cancels(worker_id, cancel))
         return cancel, list(renewal.abandon)
@@ -438,13 +444,16 @@ class MicroCluster(Cluster):
         first: float | Any = step
         while wanted and not gone():
             left = max(0.0, give_up - env.now)
-            ids = yield from self.call(proc, self._queue_reserve(wanted, hold, left, gone), pre=first)
+            ids = yield from self.call(
+                proc, self._queue_reserve(wanted, hold, left, gone), pre=first, to=self.queuep
+            )
             first = 0.0
             if not ids or gone():
                 break
-            leased = yield from self.call(proc, self._job_lease(worker_id, ids))
-            self.spawn(self.call(proc, self._queue_ack(ids)))
+            leased = yield from self.call(proc, self._job_lease(worker_id, ids), to=self.jobp)
+            self.spawn(self.call(proc, self._queue_ack(ids), to=self.queuep))
             if leased:
+                self.coordinator.leased(worker_id)
                 return leased
             if env.now >= give_up:
                 break
@@ -452,20 +461,27 @@ class MicroCluster(Cluster):
 
     def _coord_report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> SimGen[str]:
         proc = self.coord
+        forward = outcome  # the driver's bounded outcome, once `step` ran
 
         def step(now: float) -> float:
-            self.coordinator.report(now, worker_id, job_id, attempt)
+            nonlocal forward
+            forward = self.coordinator.report(now, worker_id, job_id, attempt, outcome)
             return proc.cost("ReportResult")
 
-        # the job service keeps states, not result bytes: CompleteAttempt carries a success without them
-        forward = Succeeded(b"") if isinstance(outcome, Succeeded) else outcome
-        complete = self._job_complete(worker_id, job_id, attempt, forward)
+        def complete() -> SimGen[str]:
+            status: str = yield from self._job_complete(worker_id, job_id, attempt, forward)
+            return status
+
+        def put() -> SimGen[None]:
+            size = len(forward.output) if isinstance(forward, Succeeded) else 0
+            yield from self._result_put(job_id, attempt, size)
+
         if isinstance(outcome, CancelledByWorker):
-            status: str = yield from self.call(proc, complete, pre=step)
+            status: str = yield from self.call(proc, complete(), pre=step, to=self.jobp)
             return status
         # before CompleteAttempt: a stale attempt's result is harmless under its own key
-        yield from self.call(proc, self._result_put(job_id, attempt), pre=step)
-        status = yield from self.call(proc, complete)
+        yield from self.call(proc, put(), pre=step, to=self.resultp)
+        status = yield from self.call(proc, complete(), to=self.jobp)
         return status
 
     def _coord_notify_cancel(self, job_id: str, attempt: int, worker_id: str) -> SimGen[None]:
@@ -478,18 +494,20 @@ class MicroCluster(Cluster):
         yield proc.run(action)
 
     def _coord_on_timer(self, now: float) -> float:
-        for worker_id in self.coordinator.on_timer(now):
-            self.count("workers_lost")
-            self.spawn(self.call(self.coord, self._job_release_worker(worker_id)))
+        lost, release = self.coordinator.on_timer(now)
+        if lost:
+            self.count("workers_lost", len(lost))
+        for worker_id in release:
+            self.spawn(self.call(self.coord, self._job_release_worker(worker_id), to=self.jobp))
         return self.coord.cost("timer")
 
     # ================================================================ result service
-    def _result_put(self, job_id: str, attempt: int) -> SimGen[None]:
+    def _result_put(self, job_id: str, attempt: int, output_size: int) -> SimGen[None]:
         proc = self.resultp
 
         def action(now: float) -> tuple[float, None]:
             cost = proc.cost("PutResult") + proc.commit(1)  # stored, then timed for retention
-            if self.results.stored(now, (job_id, attempt)):
+            if self.results.stored(now, (job_id, attempt), output_size):
                 self.result_timer.arm()
             return cost, None
 
@@ -537,7 +555,9 @@ class _WorkerBackend:
 
     def fetch(self, worker: SimWorker, free_slots: int, wait: float) -> SimGen[list[Assignment]]:
         c = self.cluster
-        leased = yield from c.call(worker.proc, c._coord_fetch(worker.worker_id, free_slots, wait))
+        leased = yield from c.call(
+            worker.proc, c._coord_fetch(worker.worker_id, free_slots, wait), to=c.coord
+        )
         return leased if worker.alive else []
 
     def heartbeat(
@@ -545,7 +565,7 @@ class _WorkerBackend:
     ) -> SimGen[tuple[RunningList, RunningList] | None]:
         c = self.cluster
         reply = yield from c.call(
-            worker.proc, c._coord_heartbeat(worker.worker_id, total_slots, free_slots, running)
+            worker.proc, c._coord_heartbeat(worker.worker_id, total_slots, free_slots, running), to=c.coord
         )
         return reply
 
@@ -553,4 +573,6 @@ class _WorkerBackend:
         self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome, pre: float = 0.0
     ) -> SimGen[None]:
         c = self.cluster
-        yield from c.call(worker.proc, c._coord_report(worker.worker_id, job_id, attempt, outcome), pre=pre)
+        yield from c.call(
+            worker.proc, c._coord_report(worker.worker_id, job_id, attempt, outcome), pre=pre, to=c.coord
+        )

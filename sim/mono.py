@@ -311,14 +311,18 @@ class MonoNode:
             asked = self.pacer.peers_to_ask(peers)
             cluster.count("depth_rounds")
             cluster.count("depth_asks", len(asked))
-            replies = yield from cluster.gather([cluster.call(self.proc, p.queue_depth()) for p in asked])
+            replies = yield from cluster.gather(
+                [cluster.call(self.proc, p.queue_depth(), to=p.proc) for p in asked]
+            )
             self.pacer.record_depths(env.now, {p.name: d for p, d in zip(asked, replies, strict=True)})
             yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
         plan = self.pacer.plan(self.name, free_slots, self.sched.queue.ready_count)
         if plan is None:
             return []
         victim = cluster.by_name[plan.victim]
-        got = yield from cluster.call(self.proc, victim.steal_work(worker.worker_id, plan.max_jobs))
+        got = yield from cluster.call(
+            self.proc, victim.steal_work(worker.worker_id, plan.max_jobs), to=victim.proc
+        )
         self.pacer.record_steal(plan, len(got))
         if got:
             self.stolen += len(got)
@@ -342,7 +346,9 @@ class MonoNode:
             owners = [cluster.by_name[o] for o in remote]
             replies = yield from cluster.gather(
                 [
-                    cluster.call(proc, owner.remote_heartbeat(worker.worker_id, remote[owner.name]))
+                    cluster.call(
+                        proc, owner.remote_heartbeat(worker.worker_id, remote[owner.name]), to=owner.proc
+                    )
                     for owner in owners
                 ]
             )
@@ -366,6 +372,7 @@ class MonoNode:
                 self.proc,
                 owner.report_here("ReportResult", worker.worker_id, job_id, attempt, outcome),
                 pre=pre,
+                to=owner.proc,
             )
 
 
@@ -401,15 +408,17 @@ class MonoCluster(Cluster):
             return "UNAVAILABLE", None
         entry.forwarded += 1
         self.count("forwarded")
-        reply: Reply = yield from self.call(entry.proc, serve(owner), pre=entry.proc.cost("forward"))
+        reply: Reply = yield from self.call(
+            entry.proc, serve(owner), pre=entry.proc.cost("forward"), to=owner.proc
+        )
         return reply
 
     def _hop_in(self, lg: LoadgenPart, entry: MonoNode, server: SimGen[Reply]) -> SimGen[Reply]:
-        d = lg.proc.net()
+        d = self.hop(lg.proc, entry.proc)
         if d:
             yield self.env.timeout(d)
         reply: Reply = yield from server
-        d = entry.proc.net()
+        d = self.hop(entry.proc, lg.proc)
         if d:
             yield self.env.timeout(d)
         return reply
@@ -449,12 +458,13 @@ class MonoCluster(Cluster):
             return status_of(exc), None
         yield proc.run(proc.cost("ListJobs"))
         parts: list[Page[Any]] = yield from self.gather(
-            [self.call(proc, peer.list_local(query, size)) for peer in entry.peers]
+            [self.call(proc, peer.list_local(query, size), to=peer.proc) for peer in entry.peers]
         )
 
         def merge(now: float) -> tuple[float, Page[Any]]:
             own = entry.sched.jobs.list_page(query, size, "")
-            merged = merge_pages(query, [own, *parts], size)
+            budget = entry.sched.config.max_reply_bytes  # pages end at the real nodes' byte budget
+            merged = merge_pages(query, [own, *parts], size, budget, lambda job: job.status_bytes)
             gathered = len(own.items) + sum(len(p.items) for p in parts)
             return proc.cost("ListJobs.merge", gathered), merged
 

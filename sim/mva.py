@@ -12,20 +12,12 @@ Model (an open Jackson-style network, means only):
   rate / cores). A burst of mean s at process p resides s x max(1 / (1 - U_p), F_h), where F_h = 1 +
   ErlangC(c, U_h c) / (c (1 - U_h)) is the M/M/c response-to-service ratio of the host: the two waits
   overlap (a burst queued behind its loop is not queued for a core meanwhile), so the larger one is
-  taken. (Chosen after comparing three combinations with the simulator on one calibration: at 20-40%
-  load the product over-predicted mean submit latency by 12-20%, the sum by 11-18%, the max by 1-11%.
-  With the max, MVA/sim stays within 0.85-1.2 for submit latency and completion time up to 60% of
-  capacity; above that the MVA grows pessimistic (submit latency 1.2-1.4x at 80%): it counts Enqueue,
-  Reserve and LeaseJobs as batches of one, and its host and loop waits are independent M/M stations.)
-  Hops (`network`) are pure delays. A burst finds its loop asleep with probability 1 - U_p and then
+  taken (sim/README.md "The analytic cross-check" says why, and how close it comes). Hops
+  (`network`) are pure delays. A burst finds its loop asleep with probability 1 - U_p and then
   costs `wakeup` more (as in the simulator, scaled by `wakeup_idle` at the station's mean idle period,
   1 / its burst rate); U_p is solved as a fixed point. Each path entry counts as
   one burst here, though some stand for several (a parked Reserve's two halves): where loops idle, the
-  MVA charges fewer wake-ups than the simulator does. How much that matters depends on the
-  calibration: sim/MVA mean submit latency at 20% and 40% of the MVA's capacity (tests/sim/test_mva.py's
-  open-loop workload, 5 ms jobs, cores=2, both designs) was 0.84-1.02 on the 2026-11-28 calibration
-  (tests/sim/data/, no idle curve), 1.01-1.15 on 2026-12-04's local-after.json, and 1.25-1.35 on
-  2026-12-04's local.json, measured on a faster host, where wake-ups are the largest share of a call.
+  MVA charges fewer wake-ups than the simulator does.
 - Jobs: Design A's job path adds its one-way hops (9, to CompleteAttempt); Design B's is in-process.
   Slots form one M/M/c station (Design B's per-node slots pooled, i.e. stealing is assumed to
   balance perfectly), service = job duration + the per-job CPU residences on the worker path;

@@ -8,8 +8,8 @@ What the parameters describe is what the real world adds around the shared core 
 - the machine: cores per host, and which processes share them (one event loop = one GIL each);
 - the real system's own knobs (core config, long-poll waits, steal interval, slots, node count).
 
-`PLACEHOLDER_*` below are NOT measurements: they are round numbers of the right order for CPython gRPC
-on loopback, so the simulator runs before a calibration exists. A calibration replaces all of them.
+Before a calibration exists the simulator runs on sim/placeholders.py's round numbers, which are NOT
+measurements; a calibration replaces all of them.
 """
 
 from __future__ import annotations
@@ -18,228 +18,28 @@ import dataclasses
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any
 
 from model.config import CoreConfig
 from model.errors import InvalidArgument
-
-DistKind = Literal["constant", "exponential", "lognormal", "empirical"]
-_KINDS = ("constant", "exponential", "lognormal", "empirical")
-_DIST_FIELDS = frozenset({"kind", "mean", "sigma", "samples"})
-
-# Roles whose processes serve requests. "node" is Design B's process; the others are Design A's six.
-ROLES = ("node", "gateway", "job", "queue", "coordinator", "worker", "result")
-DEFAULT_METHOD = "*"  # a role's fallback entry in `service`
-
-
-@dataclass(frozen=True, slots=True)
-class Dist:
-    """A non-negative random duration in seconds.
-
-    constant: `mean`; exponential: mean `mean`; lognormal: mean `mean` (not the median) and `sigma`
-    of the underlying normal (as model.workload.Distribution); empirical: uniform over `samples`.
-    """
-
-    kind: DistKind = "constant"
-    mean: float = 0.0
-    sigma: float = 0.0
-    samples: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise InvalidArgument(f"unknown distribution kind {self.kind!r} (one of {', '.join(_KINDS)})")
-        if self.kind == "empirical":
-            if not self.samples or not all(math.isfinite(s) and s >= 0 for s in self.samples):
-                raise InvalidArgument("an empirical distribution needs finite, non-negative samples")
-            object.__setattr__(self, "mean", float(np.mean(self.samples)))
-            return
-        if not (math.isfinite(self.mean) and self.mean >= 0):
-            raise InvalidArgument(f"distribution mean must be finite and >= 0, got {self.mean}")
-        if self.kind == "lognormal" and self.mean > 0 and not (self.sigma > 0 and math.isfinite(self.sigma)):
-            raise InvalidArgument("a lognormal distribution needs sigma > 0")
-        if self.kind == "exponential" and self.mean <= 0:
-            raise InvalidArgument("an exponential distribution needs mean > 0")
-
-    @property
-    def is_zero(self) -> bool:
-        return self.kind != "empirical" and self.mean == 0.0
-
-    @property
-    def is_constant(self) -> bool:
-        return self.kind == "constant" or self.is_zero
-
-    def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
-        if self.is_constant:
-            return np.full(n, self.mean)
-        if self.kind == "exponential":
-            return rng.exponential(self.mean, n)
-        if self.kind == "lognormal":
-            mu = math.log(self.mean) - self.sigma**2 / 2  # so that E[X] == mean
-            return rng.lognormal(mu, self.sigma, n)
-        return rng.choice(np.asarray(self.samples, dtype=np.float64), n)
-
-    @staticmethod
-    def of(value: object, path: str = "dist") -> Dist:
-        """A number is a constant; a mapping has `kind`, `mean`, `sigma` or `samples`."""
-        if isinstance(value, Dist):
-            return value
-        if isinstance(value, bool):
-            raise InvalidArgument(f"{path}: expected a number or a distribution mapping, got {value!r}")
-        if isinstance(value, int | float):
-            return Dist("constant", float(value))
-        if not isinstance(value, Mapping):
-            raise InvalidArgument(f"{path}: expected a number or a distribution mapping, got {value!r}")
-        unknown = set(value) - {"kind", "mean", "sigma", "samples"}
-        if unknown:
-            raise InvalidArgument(f"{path}: unknown keys {sorted(unknown)}")
-        kind = value.get("kind", "empirical" if "samples" in value else "constant")
-        try:
-            return Dist(
-                kind,
-                float(value.get("mean", 0.0)),
-                float(value.get("sigma", 0.0)),
-                tuple(float(s) for s in value.get("samples", ())),
-            )
-        except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"{path}: {exc}") from None
-        except InvalidArgument as exc:
-            raise InvalidArgument(f"{path}: {exc.message}") from None
-
-    def scaled(self, factor: float) -> Dist:
-        """The same shape, every duration times `factor` (> 0)."""
-        if not (factor > 0 and math.isfinite(factor)):
-            raise InvalidArgument(f"a duration scale must be finite and > 0, got {factor}")
-        if self.kind == "empirical":
-            return Dist("empirical", samples=tuple(s * factor for s in self.samples))
-        return Dist(self.kind, self.mean * factor, self.sigma)
-
-    def to_mapping(self) -> dict[str, Any]:
-        if self.kind == "empirical":
-            return {"kind": "empirical", "samples": list(self.samples)}
-        out: dict[str, Any] = {"kind": self.kind, "mean": self.mean}
-        if self.kind == "lognormal":
-            out["sigma"] = self.sigma
-        return out
-
-
-ZERO = Dist()
-
-
-@dataclass(frozen=True, slots=True)
-class HostScale:
-    """How much slower (> 1) or faster the host of a run was than the host of the calibration, by
-    regime, from two host probes (realsys/hostprobe.py): `cpu` for a loop that never sleeps, `wake`
-    for waking back to back, `cold` for how waking after `gap` seconds of sleep moved against that.
-    SimParams.on_host applies it."""
-
-    cpu: float = 1.0
-    wake: float = 1.0
-    cold: float = 1.0
-    gap: float = 0.01
-
-    def __post_init__(self) -> None:
-        for key in ("cpu", "wake", "cold", "gap"):
-            value = getattr(self, key)
-            if not (value > 0 and math.isfinite(value)):
-                raise InvalidArgument(f"host scale {key} must be finite and > 0, got {value}")
-
-    @staticmethod
-    def between(run: Mapping[str, Any], calibration: Mapping[str, Any]) -> HostScale:
-        """From a run's probe and the calibration's (each a realsys.hostprobe.probe() mapping)."""
-        try:
-            cpu = float(run["busy_us"]) / float(calibration["busy_us"])
-            wake = float(run["wake_us"]) / float(calibration["wake_us"])
-            cold = (float(run["wake_gap_us"]) / float(run["wake_us"])) / (
-                float(calibration["wake_gap_us"]) / float(calibration["wake_us"])
-            )
-            return HostScale(cpu, wake, cold, float(calibration.get("gap_s", 0.01)))
-        except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
-            raise InvalidArgument(f"a host probe needs busy_us, wake_us, wake_gap_us > 0: {exc!r}") from None
-
-    def to_mapping(self) -> dict[str, float]:
-        return {"cpu": self.cpu, "wake": self.wake, "cold": self.cold, "gap": self.gap}
-
-
-def median_probe(probes: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """Field by field median of host probes (a calibration's for one design; a run's neighbours)."""
-    keys = ("busy_us", "wake_us", "wake_gap_us")
-    if not probes:
-        raise InvalidArgument("no host probes to combine")
-    out = {k: float(np.median([float(p[k]) for p in probes])) for k in keys}
-    out["gap_s"] = float(probes[0].get("gap_s", 0.01))
-    return out
-
-
-def _lognormal(mean_us: float, sigma: float = 0.5) -> Dist:
-    return Dist("lognormal", mean_us * 1e-6, sigma)
-
-
-# --------------------------------------------------------------------------- placeholder defaults
-# NOT FITTED TO ANYTHING. Order-of-magnitude guesses for grpc.aio + CPython on loopback, so the
-# simulator has something to run with until data/calibration/<name>.json exists.
-PLACEHOLDER_SERVICE: Mapping[str, Mapping[str, Dist]] = {
-    "node": {
-        DEFAULT_METHOD: _lognormal(150),
-        "SubmitJob": _lognormal(200),
-        "ListJobs": _lognormal(250),
-        "ListLocalJobs": _lognormal(150),
-        "QueueDepth": _lognormal(60),
-        "StealWork": _lognormal(150),
-        "WaitJob.wake": _lognormal(60),  # a parked WaitJob answering once the job ended
-        "ListJobs.merge": _lognormal(30),  # own page + merge_pages after the scatter-gather
-        "steal_plan": _lognormal(20),  # resuming after a QueueDepth round: plan_steal
-        "forward": _lognormal(120),  # a request relayed to the job's owner (parse, route, re-answer)
-        "fetch": _lognormal(40),  # in-process: one pass of the worker's fetch loop (fetch_now, plan)
-        "heartbeat": _lognormal(30),  # in-process heartbeat of the node's own worker
-        "report": _lognormal(50),  # in-process report of the node's own worker
-        "launch": _lognormal(50),  # worker runtime: start one attempt (task, context)
-        "finish": _lognormal(30),  # worker runtime: the handler ended
-        "timer": _lognormal(20),  # CoreTimer firing: handle_timer
-    },
-    "gateway": {DEFAULT_METHOD: _lognormal(150), "ListJobs.relay": ZERO},
-    "job": {
-        DEFAULT_METHOD: _lognormal(150),
-        "CreateJob": _lognormal(180),
-        "WaitJob.wake": _lognormal(60),
-        "flush": _lognormal(40),  # building one Enqueue batch from the outbox
-        "timer": _lognormal(20),
-        "sweep": _lognormal(50),
-    },
-    "queue": {DEFAULT_METHOD: _lognormal(100), "Reserve.wake": _lognormal(50), "timer": _lognormal(20)},
-    "coordinator": {DEFAULT_METHOD: _lognormal(120), "timer": _lognormal(20)},
-    "result": {DEFAULT_METHOD: _lognormal(100)},
-    "worker": {DEFAULT_METHOD: _lognormal(60), "launch": _lognormal(60), "finish": _lognormal(40)},
-}
-# seconds of CPU per item a call handles (jobs listed, leased, enqueued, renewed, ...), "role.method"
-PLACEHOLDER_PER_ITEM: Mapping[str, float] = {
-    "node.ListJobs.merge": 10e-6,  # merging and re-serializing each gathered job
-    "node.ListLocalJobs": 15e-6,
-    "node.fetch": 25e-6,
-    "node.StealWork": 25e-6,
-    "node.heartbeat": 5e-6,
-    "node.WorkerHeartbeat": 5e-6,
-    "job.ListJobs": 15e-6,
-    "job.LeaseJobs": 30e-6,
-    "job.RenewLeases": 5e-6,
-    "job.flush": 5e-6,
-    "job.sweep": 1e-6,
-    "queue.Enqueue": 10e-6,
-    "queue.Reserve": 10e-6,
-    "queue.Ack": 5e-6,
-    "gateway.ListJobs.relay": 10e-6,  # the gateway re-serializes the page it relays
-}
-PLACEHOLDER_CLIENT_CALL = _lognormal(100)
-PLACEHOLDER_NETWORK = _lognormal(40, 0.3)
-PLACEHOLDER_COMMIT = _lognormal(60, 0.6)
-PLACEHOLDER_COMMIT_PER_ROW = 8e-6
-PLACEHOLDER_LOADGEN_REQUEST = _lognormal(150)
+from model.runtime import MIN_EMPTY_POLL
+from sim.dist import DIST_FIELDS, ZERO, Dist
+from sim.hostscale import HostScale, median_probe
+from sim.placeholders import (
+    DEFAULT_METHOD,
+    PLACEHOLDER_CLIENT_CALL,
+    PLACEHOLDER_COMMIT,
+    PLACEHOLDER_COMMIT_PER_ROW,
+    PLACEHOLDER_LOADGEN_REQUEST,
+    PLACEHOLDER_NETWORK,
+    PLACEHOLDER_PER_ITEM,
+    PLACEHOLDER_SERVICE,
+    ROLES,
+)
 
 
 def _freeze_service(service: Mapping[str, Mapping[str, Dist]]) -> Mapping[str, Mapping[str, Dist]]:
@@ -265,7 +65,7 @@ class SimParams:
     steal_interval: float = 0.05  # Design B: an idle node's QueueDepth round at most this often
     max_idle_poll: float = 0.8  # Design B: ... backing off to this when rounds steal nothing
     steal_fanout: int = 0  # Design B: peers a depth round asks, drawn at random (0: every peer)
-    min_empty_poll: float = 0.05  # worker runtime: pause after an empty fetch that returned this fast
+    min_empty_poll: float = MIN_EMPTY_POLL  # worker runtime: pause after an empty fetch this fast
     wait_poll: float = 30.0  # the load generator's WaitJob long-poll (re-issued until the job ends)
     sweep_interval: float = 0.0  # Design A job service sweep; 0: as realsys (min(60, max(5, 3 lease)))
     rpc_timeout: float = 5.0
@@ -294,6 +94,10 @@ class SimParams:
     wakeup_idle: tuple[tuple[float, float], ...] = ()
     client_send_fraction: float = 0.5  # of client_call, spent before the request leaves
     network: Dist = PLACEHOLDER_NETWORK  # one way, per hop
+    # one way, added to `network` on a hop between processes on different hosts (0: the hosts are one
+    # machine's loopback). Measured across a veth pair between network namespaces against loopback
+    # (lab/calibration/netprobe.py, data/calibration/hosts.json); a calibration on one host leaves it 0
+    host_hop: Dist = ZERO
     commit: Dist = PLACEHOLDER_COMMIT  # one storage transaction (save_many, put, delete)
     commit_per_row: float = PLACEHOLDER_COMMIT_PER_ROW
     loadgen_request: Dist = PLACEHOLDER_LOADGEN_REQUEST  # generator CPU per request, send + receive
@@ -383,7 +187,7 @@ class SimParams:
         per-item costs, client_call, commits, the generator's request, checkpoints) times `scale.cpu`,
         `wakeup` times `scale.wake`, and the cold wake-up curve times a factor rising log-linearly
         from 1 at its first point to `scale.cold` at `scale.gap` seconds of sleep, flat beyond (longer
-        sleeps are assumed to move as the probed one). `network` (off-CPU, ~0 on loopback) is kept."""
+        sleeps are assumed to move as the probed one). `network` and `host_hop` (off-CPU) are kept."""
         cpu = scale.cpu
         curve = self.wakeup_idle
         if curve and scale.cold != 1.0:
@@ -483,7 +287,7 @@ class SimParams:
             if head == "per_item" and len(parts) > 1:
                 path = [head, ".".join(parts[1:])]
             elif head == "service" and len(parts) > 2:
-                fields = parts[-1:] if parts[-1] in _DIST_FIELDS and len(parts) > 3 else []
+                fields = parts[-1:] if parts[-1] in DIST_FIELDS and len(parts) > 3 else []
                 method = ".".join(parts[2 : len(parts) - len(fields)])
                 path = [head, parts[1], method, *fields]
             else:
@@ -511,6 +315,7 @@ class SimParams:
             client_call=ZERO,
             wakeup=ZERO,
             network=ZERO,
+            host_hop=ZERO,
             commit=ZERO,
             commit_per_row=0.0,
             loadgen_request=ZERO,
@@ -588,7 +393,7 @@ def load_params(name_or_path: str | Path) -> SimParams:
 def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] | None:
     """A calibration's host speed as a run of `design` would probe it: the median of the probes it
     took with an idle cluster of that design up, before and after its measurements
-    (realsys.hostprobe.calibration_probes); None for a calibration made without them."""
+    (lab.calibration.hostprobe.calibration_probes); None for a calibration made without them."""
     data = json.loads(calibration_path(name_or_path).read_text())
     probes = data.get("host_probe") if isinstance(data, Mapping) else None
     if not isinstance(probes, Mapping) or not probes.get(design):
@@ -597,7 +402,7 @@ def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] |
 
 
 def load_scheduler_slice(name_or_path: str | Path) -> float | None:
-    """The kernel's time slice a calibration measured (seconds; realsys.hostprobe.scheduler_slice,
+    """The kernel's time slice a calibration measured (seconds; lab.calibration.hostprobe.scheduler_slice,
     `measurements.scheduler_slice`), for `cpu_slice`; None for a calibration made without it."""
     data = json.loads(calibration_path(name_or_path).read_text())
     measured = data.get("measurements", {}).get("scheduler_slice") if isinstance(data, Mapping) else None

@@ -1,13 +1,12 @@
-"""realsys/worker/runtime.py's WorkerRuntime in simulated time.
+"""The worker runtime in simulated time: model/runtime.py's WorkerCore decides, this performs.
 
-Same loops, same rules: a fetch loop that long-polls for up to `free` jobs whenever a slot is free
-(one fetch in flight at most, a short pause after an empty fetch that came back fast); a heartbeat
-loop at a fixed rate that stops the attempts the backend names (cancel: report CancelledByWorker;
-abandon: drop silently); one supervisor per attempt that runs the handler, enforces the run deadline
-and reports. Handlers are `sleep` jobs of the trace's duration: they hold a slot, not a CPU.
+The same activities as realsys/worker/runtime.py: a fetch loop, a heartbeat loop at a fixed rate, and
+one supervisor per attempt (launch CPU, the handler, the report and its retries). Handlers are `sleep`
+jobs of the trace's duration: they hold a slot, not a CPU.
 
 The backend is the design's: Design B's node calls its Scheduler in-process (and steals), Design A's
-worker process calls the coordinator over RPC. Its methods are generators in simulated time.
+worker process calls the coordinator over RPC. Its methods are generators in simulated time; a call
+that fails raises a core error (model.errors), as the real backends do.
 """
 
 from __future__ import annotations
@@ -17,7 +16,25 @@ from typing import TYPE_CHECKING, Protocol
 
 import simpy
 
-from model.job import Assignment, CancelledByWorker, Failed, JobError, Outcome, Succeeded
+from model.errors import DtqError, Unavailable
+from model.job import Assignment, Failed, JobError, Outcome, Succeeded
+from model.runtime import (
+    ATTEMPT_STEPS,
+    Action,
+    AttemptStep,
+    AwaitSlot,
+    Discard,
+    Fetch,
+    HeartbeatReply,
+    Interrupt,
+    Key,
+    Launch,
+    Report,
+    RetryReport,
+    RunHandler,
+    WakeFetch,
+    WorkerCore,
+)
 from sim.cpu import Proc
 from sim.engine import SimGen
 
@@ -25,6 +42,7 @@ if TYPE_CHECKING:
     from sim.engine import Cluster
 
 RunningList = list[tuple[str, int]]
+_INTERRUPTED = Failed(JobError("the handler was interrupted", True, "HANDLER_ERROR"))
 
 
 class WorkerBackend(Protocol):
@@ -32,7 +50,9 @@ class WorkerBackend(Protocol):
 
     def heartbeat(
         self, worker: SimWorker, total_slots: int, free_slots: int, running: RunningList
-    ) -> SimGen[tuple[RunningList, RunningList] | None]: ...
+    ) -> SimGen[tuple[RunningList, RunningList] | HeartbeatReply | None]:
+        """(cancel, abandon), or a HeartbeatReply that also says the interval and lease duration."""
+        ...
 
     def report(
         self, worker: SimWorker, job_id: str, attempt: int, outcome: Outcome, pre: float = 0.0
@@ -42,14 +62,15 @@ class WorkerBackend(Protocol):
 
 
 @dataclass(eq=False, slots=True)
-class _Attempt:
+class _Run:
+    """One attempt's supervisor process."""
+
     assignment: Assignment
     process: simpy.Process | None = None
-    stop_reason: str | None = None  # "cancel", "abandon" or "kill"
     sleeping: bool = False  # in the handler: an interrupt may be thrown into the supervisor
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Key:
         return (self.assignment.job_id, self.assignment.attempt)
 
 
@@ -69,13 +90,16 @@ class SimWorker:
         self.slots = slots
         self.proc = proc
         self.backend = backend
-        self.heartbeat_interval = params.core.heartbeat_interval
-        self.fetch_wait = params.fetch_wait
-        self.min_empty_poll = params.min_empty_poll
+        self.core = WorkerCore(
+            slots,
+            heartbeat_interval=params.core.heartbeat_interval,
+            fetch_wait=params.fetch_wait,
+            lease_duration=params.core.lease_duration,
+            min_empty_poll=params.min_empty_poll,
+        )
         self.alive = True
-        self._attempts: dict[tuple[str, int], _Attempt] = {}
-        self._busy = 0
-        self._slot_freed: simpy.Event | None = None
+        self._runs: dict[Key, _Run] = {}
+        self._fetch_wake: simpy.Event | None = None
         self.launched = 0
         self.reports = 0
         self.dropped = 0
@@ -85,11 +109,11 @@ class SimWorker:
 
     @property
     def free_slots(self) -> int:
-        return max(0, self.slots - self._busy)
+        return self.core.free_slots
 
     @property
     def running(self) -> RunningList:
-        return list(self._attempts)
+        return self.core.running
 
     def start(self) -> None:
         # the same order as WorkerRuntime.start: the heartbeat task first, then the fetch task
@@ -99,119 +123,151 @@ class SimWorker:
     def kill(self) -> None:
         """The process died: no more fetches, heartbeats or reports; its leases run out on the server."""
         self.alive = False
-        for attempt in list(self._attempts.values()):
-            self._stop(attempt.key, "kill")
-        self._attempts.clear()
-        if self._slot_freed is not None and not self._slot_freed.triggered:
-            self._slot_freed.succeed()
+        for run in list(self._runs.values()):
+            self._interrupt(run, "kill")
+        self._runs.clear()
+        self._wake_fetch()
 
     def cancel(self, job_id: str, attempt: int) -> None:
         """Push path (NotifyCancel)."""
-        self._stop((job_id, attempt), "cancel")
+        self._perform(self.core.cancel((job_id, attempt)))
 
-    def apply_heartbeat(self, cancel: RunningList, abandon: RunningList) -> None:
-        for key in abandon:
-            self._stop((key[0], key[1]), "abandon")
-        for key in cancel:
-            self._stop((key[0], key[1]), "cancel")
+    # ------------------------------------------------------------------ performing actions
+    def _perform(self, actions: list[Action]) -> AttemptStep | None:
+        """Performs the actions for others; returns the one addressed to the calling supervisor."""
+        step: AttemptStep | None = None
+        for action in actions:
+            if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
+                step = action
+            elif isinstance(action, Launch):
+                self._launch(action.assignment)
+            elif isinstance(action, WakeFetch):
+                self._wake_fetch()
+            elif isinstance(action, Interrupt):
+                run = self._runs.get(action.key)
+                if run is not None:
+                    self._interrupt(run, action.reason)
+            elif isinstance(action, Discard) and action.reason == "no free slot":
+                self.dropped += 1
+        return step
+
+    def _wake_fetch(self) -> None:
+        if self._fetch_wake is not None and not self._fetch_wake.triggered:
+            self._fetch_wake.succeed()
+
+    def _interrupt(self, run: _Run, reason: str) -> None:
+        if run.sleeping and run.process is not None:
+            run.sleeping = False  # one interrupt; the core knows why when it lands
+            run.process.interrupt(reason)
 
     # ------------------------------------------------------------------ loops
     def _fetch_loop(self) -> SimGen[None]:
         env = self.env
+        core = self.core
         while self.alive:
-            free = self.free_slots
-            if free == 0:
-                self._slot_freed = simpy.Event(env)
-                yield self._slot_freed
-                continue
-            began = env.now
-            assignments = yield from self.backend.fetch(self, free, self.fetch_wait)
-            if not self.alive:
+            step = core.next_fetch(env.now)
+            if step is None:
                 return
-            for assignment in assignments:
-                self._launch(assignment)
-            if not assignments and env.now - began < self.min_empty_poll:
-                yield env.timeout(self.min_empty_poll)
+            if isinstance(step, Fetch):
+                try:
+                    assignments = yield from self.backend.fetch(self, step.free_slots, step.wait)
+                except DtqError:
+                    if not self.alive:
+                        return
+                    core.fetch_failed(env.now)
+                    continue
+                if not self.alive:
+                    return
+                self._perform(core.fetched(env.now, assignments))
+            elif isinstance(step, AwaitSlot):
+                self._fetch_wake = simpy.Event(env)
+                yield self._fetch_wake
+            elif step.wakeable:
+                self._fetch_wake = simpy.Event(env)
+                yield self._fetch_wake | env.timeout(step.seconds)
+            else:
+                yield env.timeout(step.seconds)
 
     def _heartbeat_loop(self) -> SimGen[None]:
         env = self.env
+        core = self.core
         while self.alive:
-            began = env.now
-            reply = yield from self.backend.heartbeat(self, self.slots, self.free_slots, self.running)
+            beat = core.heartbeat(env.now)
+            reply: tuple[RunningList, RunningList] | HeartbeatReply | None
+            try:
+                reply = yield from self.backend.heartbeat(
+                    self, beat.total_slots, beat.free_slots, beat.running
+                )
+            except DtqError:
+                reply = None
             if not self.alive:
                 return
-            if reply is not None:
-                self.apply_heartbeat(*reply)
+            if reply is None:
+                core.heartbeat_failed(env.now)
+            else:
+                if not isinstance(reply, HeartbeatReply):
+                    reply = HeartbeatReply(*reply)
+                self._perform(core.heartbeat_replied(env.now, reply))
             # fixed rate: a slow heartbeat does not stretch the interval
-            yield env.timeout(max(0.0, self.heartbeat_interval - (env.now - began)))
+            yield env.timeout(core.heartbeat_wait(env.now))
 
     # ------------------------------------------------------------------ attempts
     def _launch(self, assignment: Assignment) -> None:
-        key = (assignment.job_id, assignment.attempt)
-        if key in self._attempts:
-            return
-        if self.free_slots == 0:
-            self.dropped += 1  # the backend broke the free_slots contract; the lease will expire
-            return
-        attempt = _Attempt(assignment)
-        self._attempts[key] = attempt
-        self._busy += 1
+        run = _Run(assignment)
+        self._runs[run.key] = run
         self.launched += 1
-        self.executions.append(key)
-        attempt.process = self.env.process(self._supervise(attempt))
+        self.executions.append(run.key)
+        run.process = self.env.process(self._supervise(run))
 
-    def _supervise(self, attempt: _Attempt) -> SimGen[None]:
+    def _supervise(self, run: _Run) -> SimGen[None]:
         env = self.env
         proc = self.proc
-        a = attempt.assignment
+        core = self.core
+        key = run.key
         yield proc.run(proc.cost("launch"))
-        outcome: Outcome | None
         if not self.alive:
             return
-        if attempt.stop_reason == "abandon":
-            outcome = None
-        elif attempt.stop_reason == "cancel":
-            outcome = CancelledByWorker()
-        elif env.now >= a.run_deadline:
-            outcome = _timeout(a)
-        else:
-            duration = self.cluster.durations.get(a.job_id, 0.0)
-            limit = a.run_deadline - env.now
-            attempt.sleeping = True
+        step = self._perform(core.begin(env.now, key))
+        if isinstance(step, RunHandler):
+            duration = self.cluster.durations.get(key[0], 0.0)
+            limit = step.deadline - env.now
+            run.sleeping = True
             try:
                 yield env.timeout(min(duration, limit))
-                outcome = Succeeded() if duration < limit else _timeout(a)
+                run.sleeping = False
+                if duration < limit:
+                    actions = core.handler_ended(env.now, key, Succeeded(), raised=False)
+                else:
+                    actions = core.deadline_passed(env.now, key)
             except simpy.Interrupt:
-                outcome = None if attempt.stop_reason in ("abandon", "kill") else CancelledByWorker()
-            attempt.sleeping = False
-        self._release_slot()
+                if not self.alive:
+                    return
+                actions = core.handler_ended(env.now, key, _INTERRUPTED, raised=True)
+            step = self._perform(actions)
+        self._perform(core.released(env.now, key))
         if not self.alive:
             return
-        if outcome is None:
-            self._attempts.pop(attempt.key, None)
-            return
-        # the handler's end, the slot's release and the report's start are one loop step
-        yield from self.backend.report(self, a.job_id, a.attempt, outcome, pre=proc.cost("finish"))
-        self.reports += 1
-        self._attempts.pop(attempt.key, None)
+        if isinstance(step, Report):
+            # the handler's end, the slot's release and the report's start are one loop step
+            yield from self._report(key, step.outcome, pre=proc.cost("finish"))
+        self._runs.pop(key, None)
 
-    def _release_slot(self) -> None:
-        self._busy -= 1
-        if self._slot_freed is not None and not self._slot_freed.triggered:
-            self._slot_freed.succeed()
-
-    def _stop(self, key: tuple[str, int], reason: str) -> None:
-        attempt = self._attempts.get(key)
-        if attempt is None:
-            return
-        if reason in ("abandon", "kill"):
-            self._attempts.pop(key, None)  # never heartbeat or report it again
-        if attempt.stop_reason is None or reason in ("abandon", "kill"):
-            attempt.stop_reason = reason
-        if attempt.sleeping and attempt.process is not None:
-            attempt.sleeping = False  # one interrupt; the reason is read when it lands
-            attempt.process.interrupt(reason)
-
-
-def _timeout(a: Assignment) -> Failed:
-    return Failed(JobError(f"attempt {a.attempt} ran past its deadline", retryable=True, reason="TIMEOUT"))
+    def _report(self, key: Key, outcome: Outcome, pre: float) -> SimGen[None]:
+        env = self.env
+        core = self.core
+        while True:
+            try:
+                yield from self.backend.report(self, key[0], key[1], outcome, pre=pre)
+            except DtqError as exc:
+                if not self.alive:
+                    return
+                refusal = None if isinstance(exc, Unavailable) else str(exc)
+                actions = core.report_failed(env.now, key, refusal)
+            else:
+                self.reports += 1
+                actions = core.reported(env.now, key)
+            step = self._perform(actions)
+            if not isinstance(step, RetryReport) or not self.alive:
+                return
+            yield env.timeout(step.delay)
+            pre = 0.0

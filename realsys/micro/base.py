@@ -20,21 +20,13 @@ import grpc
 from dtq.v1 import job_pb2
 from model.errors import InvalidArgument
 from model.job import JobError
-from realsys.config import NodeConfig, grpc_options
+from realsys.config import RECONNECT_OPTIONS, NodeConfig, grpc_options
 from realsys.logs import get_logger
 from realsys.security import internal_channel_security, open_aio_channel
 
 # grpc.aio.ServicerContext is generic in the stubs; the roles never look at its type parameters
 Context = grpc.aio.ServicerContext[Any, Any]
 Clock = Callable[[], float]
-
-# A peer that restarts is called again within about a second: gRPC's default reconnect backoff
-# (1 s, growing to 120 s) would keep answering UNAVAILABLE long after the peer is back.
-RECONNECT_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
 
 # The longest a single internal long-poll may run, whatever the caller asks: bounds parked calls.
 MAX_POLL = 60.0

@@ -15,6 +15,7 @@ service, so a job the job service calls SUCCEEDED always has its result stored.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,7 +27,7 @@ from model.coordinator import Coordinator
 from model.job import CancelledByWorker, Failed, Succeeded
 from model.workers import validate_worker_id
 from realsys.config import NodeConfig
-from realsys.convert import from_duration, outcome_from_pb, running_to_pb, to_duration
+from realsys.convert import from_duration, outcome_from_pb, outcome_to_pb, running_to_pb, to_duration
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
@@ -83,7 +84,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     ) -> worker_pb2.HeartbeatResponse:
         assert self._job is not None
         if self.coordinator.heartbeat(
-            self.clock(), request.worker_id, request.total_slots, request.free_slots
+            self.clock(), request.worker_id, request.total_slots, request.free_slots, bool(request.running)
         ):
             self._timer.arm()
         response: worker_pb2.HeartbeatResponse = await self._job.RenewLeases(
@@ -130,6 +131,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
             )
             self.spawn(self._ack(ids), "ack")
             if leased.assignments:
+                self.coordinator.leased(worker_id)  # when lost, its attempts need a release
                 return worker_pb2.FetchWorkResponse(assignments=leased.assignments)
             if loop.time() >= give_up:
                 break  # only stale entries, and no time left to wait for more
@@ -141,16 +143,19 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     ) -> worker_pb2.ReportResultResponse:
         assert self._job is not None and self._result is not None
         validate_worker_id(request.worker_id)
-        outcome = outcome_from_pb(request)  # INVALID_ARGUMENT without one
-        # a malformed attempt or id is refused before anything is stored
-        self.coordinator.report(self.clock(), request.worker_id, request.job_id, request.attempt)
+        # INVALID_ARGUMENT without an outcome; a malformed attempt or id is refused before anything is
+        # stored; the outcome comes back bounded (an output over max_result_bytes fails the job)
+        outcome = self.coordinator.report(
+            self.clock(), request.worker_id, request.job_id, request.attempt, outcome_from_pb(request)
+        )
         forward = worker_pb2.ReportResultRequest()
         forward.CopyFrom(request)
+        outcome_to_pb(outcome, forward)  # the bounded outcome
         if not isinstance(outcome, CancelledByWorker):
             put = internal_pb2.PutResultRequest(job_id=request.job_id, attempt=request.attempt)
             if isinstance(outcome, Succeeded):
                 put.response.output = outcome.output
-                forward.success.output = b""  # the job service keeps states, not result bytes
+                # the job service keeps states and output sizes (retention), not result bytes
             else:
                 assert isinstance(outcome, Failed)
                 put.error.CopyFrom(job_error_pb(outcome.error))
@@ -171,8 +176,12 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
 
     # ------------------------------------------------------------------ background
     def _on_timer(self, now: float) -> None:
-        for worker_id in self.coordinator.on_timer(now):
-            self.log.warning("worker lost", extra={"worker_id": worker_id})
+        lost, release = self.coordinator.on_timer(now)
+        for worker in lost:
+            # a stray heartbeat's worker (never held work) is no news: no more than a debug line
+            level = logging.WARNING if worker.held_work else logging.DEBUG
+            self.log.log(level, "worker lost", extra={"worker_id": worker.worker_id})
+        for worker_id in release:
             self.spawn(self._release(worker_id), "release-worker")
 
     async def _release(self, worker_id: str) -> None:

@@ -116,10 +116,12 @@ class GatewayRole(MicroRole, client_pb2_grpc.TaskQueueServicer):
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is not grpc.StatusCode.NOT_FOUND:
                     raise
-                # SUCCEEDED is recorded only after the result was stored: it was lost since (memory store)
+                # SUCCEEDED is recorded only after the result was stored: it was lost since (memory
+                # store), or dropped beyond the result service's byte budget
                 await context.abort(
                     grpc.StatusCode.DATA_LOSS,
-                    f"the result of job {job.job_id} attempt {job.attempt} is missing from the result store",
+                    f"the result of job {job.job_id} attempt {job.attempt} is missing from the result "
+                    "store (lost with a memory store, or dropped beyond 2 x max_retained_bytes)",
                 )
             response.response.output = stored.response.output
         elif job.HasField("error"):

@@ -27,7 +27,7 @@ from model.ids import JobIdFactory
 from model.job_service import OWNER, JobService
 from model.jobs import JobTable
 from model.states import JobState
-from realsys.config import MAX_MESSAGE_BYTES, NodeConfig
+from realsys.config import NodeConfig
 from realsys.convert import (
     fill_assignment_pb,
     from_duration,
@@ -70,7 +70,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         rng = np.random.default_rng() if core.backoff_jitter > 0 else None
         table = JobTable(core, JobIdFactory(node=OWNER, incarnation=self.records.next_incarnation()), rng)
         self.jobs: JobService[Token] = JobService(
-            table, config.rpc_timeout, MAX_MESSAGE_BYTES, sweep_every=sweep_interval or 0.0
+            table, config.rpc_timeout, sweep_every=sweep_interval or 0.0
         )
         self.table = table
         self.jobs.restore(self.clock(), self.records.load_all())

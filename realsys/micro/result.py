@@ -1,7 +1,8 @@
 """Design A result service: outcomes keyed by (job, attempt), so a stale attempt cannot overwrite the
 winning one. The job service decides which attempt won; this service only stores bytes. It performs
 the result-service driver (model/result_service.py: retention of stored outcomes, timed from when each
-was stored; after a restart from the restart, as the store keeps no timestamps)."""
+was stored, by count and by output bytes; after a restart from the restart, as the store keeps no
+timestamps)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
         self.results = open_results(config)
         self.service = ResultService(config.core)
         self.retention = self.service.retention
-        self.service.restore(self.clock(), self.results.stored_keys())
+        self.service.restore(self.clock(), self.results.stored_sizes())
         self._timer = CoreTimer(self.service.timer, self._on_timer)
 
     @property
@@ -63,13 +64,15 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
     ) -> internal_pb2.PutResultResponse:
         check_key(request.job_id, request.attempt)
         kind = request.WhichOneof("outcome")
+        size = 0
         if kind == "response":
+            size = len(request.response.output)
             self.results.put(request.job_id, request.attempt, Succeeded(request.response.output))
         elif kind == "error":
             self.results.put(request.job_id, request.attempt, Failed(error_from_pb(request.error)))
         else:
             raise InvalidArgument("PutResult needs an outcome: response or error")
-        if self.service.stored(self.clock(), (request.job_id, request.attempt)):
+        if self.service.stored(self.clock(), (request.job_id, request.attempt), size):
             self._timer.arm()
         return internal_pb2.PutResultResponse()
 

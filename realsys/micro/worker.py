@@ -1,8 +1,9 @@
 """Design A worker role: a WorkerRuntime whose backend is the coordinator's Workers service.
 
-It serves no API of its own (only health, added by the server). The worker id carries a random suffix,
-so a restarted process is a new worker: the coordinator declares the old one lost and its attempts
-are requeued, instead of the new process inheriting leases it knows nothing about.
+It serves no API of its own (only health, added by the server). The worker id is its worker token's
+name (else the role's name) with a random suffix, so a restarted process is a new worker: the
+coordinator declares the old one lost and its attempts are requeued, instead of the new process
+inheriting leases it knows nothing about.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from realsys.config import NodeConfig
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import MicroRole
 from realsys.security import worker_channel_security
-from realsys.worker import GrpcWorkerBackend, HandlerRegistry, WorkerRuntime, registry
+from realsys.trace_hooks import traced_backend
+from realsys.worker import GrpcWorkerBackend, HandlerRegistry, WorkerRuntime, load_job_modules, registry
 
 
 class WorkerRole(MicroRole):
@@ -29,14 +31,16 @@ class WorkerRole(MicroRole):
         address = config.services.get("coordinator", "")
         if not address:
             raise ValueError("the worker role needs DTQ_SERVICES to name the coordinator")
-        self.worker_id = f"{config.name}-{secrets.token_hex(4)}"
+        load_job_modules(config.job_modules)  # the user's job types (DTQ_JOB_MODULES); one-line error
+        # with a worker token, ids must carry its name (realsys/security.py: one worker cannot act as another)
+        self.worker_id = f"{config.security.worker_name or config.name}-{secrets.token_hex(4)}"
         self.backend = GrpcWorkerBackend(
             address, timeout=config.rpc_timeout, security=worker_channel_security(config.security)
         )
         self.runtime = WorkerRuntime(
             self.worker_id,
             max(1, config.slots),
-            self.backend,
+            traced_backend(self.backend, config),
             handlers or registry,
             heartbeat_interval=config.core.heartbeat_interval,
             fetch_wait=config.fetch_wait,

@@ -8,14 +8,16 @@ Stolen jobs stay owned by the victim: their heartbeats and reports go to the own
 from __future__ import annotations
 
 import asyncio
+import time
 
 import grpc
 import numpy as np
 
 from dtq.v1 import internal_pb2, worker_pb2
-from model.errors import DtqError, StaleAttempt, Unavailable
+from model.errors import DtqError, StaleAttempt
 from model.ids import owner_of, split_by_owner
 from model.job import Assignment, Outcome
+from model.runtime import HeartbeatReply
 from model.stealing import StealPacer
 from realsys.convert import assignment_from_pb, outcome_to_pb
 from realsys.logs import get_logger
@@ -50,7 +52,7 @@ class InProcessBackend:
     # ---------------------------------------------------------------- WorkerBackend
     async def heartbeat(
         self, worker_id: str, total_slots: int, free_slots: int, running: RunningList
-    ) -> tuple[RunningList, RunningList, float]:
+    ) -> HeartbeatReply:
         local, remote = split_by_owner(self.core.node, running)
         renewal = self.core.heartbeat(worker_id, total_slots, free_slots, local)
         cancel, abandon = list(renewal.cancel), list(renewal.abandon)
@@ -58,7 +60,8 @@ class InProcessBackend:
             more_cancel, more_abandon = await heartbeat_owners(self.links, worker_id, remote)
             cancel += more_cancel
             abandon += more_abandon
-        return cancel, abandon, self.core.config.heartbeat_interval
+        config = self.core.config
+        return HeartbeatReply(cancel, abandon, config.heartbeat_interval, config.lease_duration)
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
         """Local work first; once idle for steal_interval, steal (model.StealPacer says when); in
@@ -96,25 +99,16 @@ class InProcessBackend:
     async def _report_to_owner(
         self, owner: str, worker_id: str, job_id: str, attempt: int, outcome: Outcome
     ) -> None:
-        """Reports a stolen job to its owner. An owner that is down (restarting) is retried for up to
-        a lease duration: its lease on this attempt is persisted, so the result still counts once it
-        is back. After that the runtime's own few retries apply, then lease expiry (at-least-once)."""
+        """Reports a stolen job to its owner. An owner that is down (restarting) raises Unavailable:
+        the runtime keeps the report and retries it while the attempt's lease holds (model/runtime.py);
+        the owner persisted that lease, so the result still counts once it is back."""
         request = worker_pb2.ReportResultRequest(worker_id=worker_id, job_id=job_id, attempt=attempt)
         outcome_to_pb(outcome, request)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.core.config.lease_duration
-        delay = 0.05
-        while True:
-            try:
-                stub = await self.links.workers(owner)
-                await stub.ReportResult(request, timeout=self.links.timeout(), metadata=FORWARDED)
-                return
-            except (grpc.RpcError, Unavailable) as exc:
-                error = error_from_rpc(exc) if isinstance(exc, grpc.RpcError) else exc
-                if not isinstance(error, Unavailable) or loop.time() + delay >= give_up:
-                    raise error from exc
-            await asyncio.sleep(delay)
-            delay = min(1.0, delay * 2)
+        try:
+            stub = await self.links.workers(owner)
+            await stub.ReportResult(request, timeout=self.links.timeout(), metadata=FORWARDED)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from exc
 
     # ---------------------------------------------------------------- stealing
     async def _steal(self, worker_id: str, free_slots: int) -> list[Assignment]:
@@ -132,9 +126,11 @@ class InProcessBackend:
         )
         try:
             stub = await self.links.peer(plan.victim)
+            started = time.perf_counter()
             response: worker_pb2.FetchWorkResponse = await stub.StealWork(
                 request, timeout=self.links.timeout()
             )
+            self.metrics.observe_hop(plan.victim, "StealWork", time.perf_counter() - started)
         except (grpc.RpcError, DtqError) as exc:
             log.info("steal failed", extra={"victim": plan.victim, "error": str(exc)})
             self.pacer.record_failure(plan)

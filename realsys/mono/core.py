@@ -2,13 +2,14 @@
 
 Every servicer and the in-process worker backend go through this object; it is the only place that
 calls the driver. Each mutating call performs the driver's Step before returning (so before the RPC
-answers): save the jobs it touched, delete expired ones, settle waiters' futures, push cancels to
-the local worker, log, re-arm the core timer.
+answers): store large results, save the jobs it touched, delete expired ones, settle waiters'
+futures, push cancels to the local worker, log, re-arm the core timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 
@@ -124,6 +125,12 @@ class LocalCore:
         self._perform(step)
         return job
 
+    def output_of(self, job: Job) -> bytes:
+        """A finished job's result: in the record, or in the store when the core keeps only its size."""
+        if job.output is not None:
+            return job.output
+        return (self.records.load_output(job.job_id) or b"") if job.output_size else b""
+
     def list_page(self, query: ListQuery, page_size: int, page_token: str) -> Page[Job]:
         return self.scheduler.jobs.list_page(query, page_size, page_token)
 
@@ -227,6 +234,8 @@ class LocalCore:
 
     # ---------------------------------------------------------------- performing a step
     def _perform(self, step: Step[Token]) -> None:
+        for output in step.outputs:  # durable before the record that says SUCCEEDED
+            self.records.save_output(output.job_id, output.output)
         save = step.save
         if len(save) == 1:
             # one statement in autocommit: committed when it returns, without BEGIN/COMMIT round trips
@@ -254,7 +263,9 @@ class LocalCore:
                     },
                 )
             elif isinstance(effect, WorkerLost):
-                log.info("worker lost", extra={"worker_id": effect.worker_id})
+                # one that never held work (a stray heartbeat) is no news: no more than a debug line
+                level = logging.INFO if effect.held_work else logging.DEBUG
+                log.log(level, "worker lost", extra={"worker_id": effect.worker_id})
             else:
                 assert isinstance(effect, JobFinished)  # its waiters are in a Wake before it
         if step.rearm:

@@ -20,12 +20,14 @@ from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
 from realsys.mono.backend import InProcessBackend
 from realsys.mono.core import LocalCore
+from realsys.mono.idempotency import IdempotentSubmits
 from realsys.mono.peers import PeerLinks
 from realsys.mono.services import PeerService, TaskQueueService, WorkersService
 from realsys.security import internal_channel_security
 from realsys.storage import open_job_records
 from realsys.timer import CoreTimer
-from realsys.worker import HandlerRegistry, WorkerRuntime, registry
+from realsys.trace_hooks import traced_backend
+from realsys.worker import HandlerRegistry, WorkerRuntime, load_job_modules, registry
 
 log = get_logger(__name__)
 
@@ -63,10 +65,13 @@ class MonoNode:
         )
         self.runtime: WorkerRuntime | None = None
         if config.slots > 0:
+            added = load_job_modules(config.job_modules)  # InvalidArgument: one line, exit 2
+            if added:
+                log.info("job types loaded", extra={"modules": list(config.job_modules), "types": added})
             self.runtime = WorkerRuntime(
                 self.worker_id,
                 config.slots,
-                self.backend,
+                traced_backend(self.backend, config),
                 handlers,
                 heartbeat_interval=config.core.heartbeat_interval,
                 fetch_wait=config.fetch_wait,
@@ -74,9 +79,10 @@ class MonoNode:
             self.core.cancel_local = self.runtime.cancel  # push path for NotifyCancel
         self.timer = CoreTimer(self.core.driver.timer, self.core.on_timer)
         self.core.rearm = self.timer.arm
-        self.task_queue = TaskQueueService(self.core, self.links, metrics)
+        self.idempotent = IdempotentSubmits(self.core, self.links, metrics)
+        self.task_queue = TaskQueueService(self.core, self.links, metrics, self.idempotent)
         self.workers = WorkersService(self.core, self.links, metrics)
-        self.peer = PeerService(self.core)
+        self.peer = PeerService(self.core, self.idempotent)
         self._closed = False
 
     # ---------------------------------------------------------------- server.Role
@@ -106,6 +112,7 @@ class MonoNode:
 
     async def drain(self) -> None:
         self.core.start_draining()  # long-polls return empty; no new local or stolen work
+        self.task_queue.start_draining()  # long-polls relayed to other owners: UNAVAILABLE, ask elsewhere
         if self.runtime is not None:
             # server.py bounds the whole drain by drain_timeout: keep time for the release below
             await self.runtime.drain(0.8 * self.config.drain_timeout)
@@ -120,5 +127,6 @@ class MonoNode:
         if self.runtime is not None:
             await self.runtime.stop()
         self.timer.stop()
+        await self.idempotent.close()
         await self.links.close()
         self.records.close()

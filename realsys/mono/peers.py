@@ -2,13 +2,14 @@
 
 A hop's deadline is min(rpc_timeout, the caller's remaining time) (plus the long-poll wait for
 forwarded long-polls), and a request forwarded to an owner carries ("dtq-forwarded", "1") so it is
-forwarded at most once (model.ids.route).
+forwarded at most once (model.ids.route). With auth on, only the internal token may send that
+metadata (realsys/security.py); in plaintext anyone may, and a forged mark only makes routing refuse
+(UNAVAILABLE) or, for a submit with a request id, go to the id's home node anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,20 +17,27 @@ import grpc
 
 from dtq.v1 import client_pb2_grpc, internal_pb2_grpc, worker_pb2_grpc
 from model.errors import Unavailable
-from realsys.config import grpc_options
-from realsys.security import ChannelSecurity, open_aio_channel
+from model.ids import request_homes
+from realsys.config import RECONNECT_OPTIONS, grpc_options
+from realsys.security import FORWARDED_KEY, ChannelSecurity, open_aio_channel
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
-FORWARDED_KEY = "dtq-forwarded"
-# A peer that is down (or not up yet: nodes start in any order) must be retried within about a
-# second, not after gRPC's default reconnect backoff that grows to two minutes. A channel-local
-# subchannel pool keeps that state out of other channels to the same address in this process.
+# A peer that is down (or not up yet: nodes start in any order) is retried within about a second
+# (RECONNECT_OPTIONS). A channel-local subchannel pool keeps that state out of other channels to the
+# same address in this process. Keepalive pings every PEER_KEEPALIVE_MS: a peer that stops answering
+# them (SIGSTOP, a hung host) has its connection closed after PEER_KEEPALIVE_TIMEOUT_MS, so its calls
+# fail instead of hanging until their deadlines, and `suspected` names it (idempotent submits then go
+# to the fallback home).
+PEER_KEEPALIVE_MS = 1000
+PEER_KEEPALIVE_TIMEOUT_MS = 1500
 _PEER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.use_local_subchannel_pool", 1),
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    *RECONNECT_OPTIONS,
+    ("grpc.keepalive_time_ms", PEER_KEEPALIVE_MS),
+    ("grpc.keepalive_timeout_ms", PEER_KEEPALIVE_TIMEOUT_MS),
+    # gRPC 1.85's transport times a ping out after this (default 60 s), whatever keepalive_timeout says
+    ("grpc.http2.ping_timeout_ms", PEER_KEEPALIVE_TIMEOUT_MS),
 ]
 _CONNECT_BUDGET = 1.5  # longer than one reconnect backoff (max 1 s): a peer that is up is found
 FORWARDED: tuple[tuple[str, str], ...] = ((FORWARDED_KEY, "1"),)
@@ -40,10 +48,8 @@ def is_forwarded(context: Context) -> bool:
 
 
 def request_home(request_id: str, nodes: list[str]) -> str:
-    """The node that owns an idempotency key: the same on every node, so a retried submit that a
-    client sends to another node still finds the original job (AIP-155 across the cluster)."""
-    digest = hashlib.sha256(request_id.encode()).digest()
-    return nodes[int.from_bytes(digest[:8], "big") % len(nodes)]
+    """The primary home of an idempotency key (model.ids.request_homes; the fallback is the other)."""
+    return request_homes(request_id, nodes)[0]
 
 
 def remaining(context: Context | None) -> float | None:
@@ -95,7 +101,7 @@ class PeerLinks:
     def open(self) -> None:
         """Creates the channels and starts connecting them (a peer that is not up yet is fine)."""
         for name, address in self.addresses.items():
-            channel = open_aio_channel(address, [*grpc_options(), *_PEER_OPTIONS], self.security)
+            channel = open_aio_channel(address, merge_options(grpc_options(), _PEER_OPTIONS), self.security)
             self._channels[name] = channel
             self._task_queue[name] = _stub(client_pb2_grpc.TaskQueueStub, channel)
             self._workers[name] = _stub(worker_pb2_grpc.WorkersStub, channel)
@@ -128,6 +134,15 @@ class PeerLinks:
         budget = self.rpc_timeout + max(0.0, wait)
         left = remaining(context)
         return budget if left is None else max(0.0, min(budget, left))
+
+    def suspected(self, node: str) -> bool:
+        """A peer this node has been connected to and is not connected to now (killed, stopped past
+        its keepalive, restarting, cut off). A peer never seen up is not suspected: at start-up nodes
+        come up in any order, and `ready` waits for them a little."""
+        if node not in self._seen_up:
+            return False
+        channel = self._channels.get(node)
+        return channel is None or channel.get_state() is not grpc.ChannelConnectivity.READY
 
     async def ready(self, node: str, context: Context | None = None) -> None:
         """Waits for the channel to a peer that has never connected yet; fails fast for one that was
@@ -180,6 +195,12 @@ class PeerLinks:
                 raise Unavailable(f"node {self.self_node} has no open channel to {node}")
             raise Unavailable(f"node {node} is not a known peer of {self.self_node}")
         return stub
+
+
+def merge_options(base: list[tuple[str, int]], override: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """`base` with the keys of `override` replaced (gRPC does not promise which of two equal keys wins)."""
+    keys = {k for k, _ in override}
+    return [*((k, v) for k, v in base if k not in keys), *override]
 
 
 def _stub(factory: Any, channel: grpc.aio.Channel) -> Any:

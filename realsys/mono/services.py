@@ -5,6 +5,7 @@ and Peer (other nodes). Requests about one job go to its owner: served here, or 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -19,7 +20,7 @@ from dtq.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound
+from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from model.ids import parse_job_id, route, split_by_owner
 from model.job import Job
 from model.listing import ListQuery, Page, decode_page_token, effective_page_size, merge_pages
@@ -43,13 +44,17 @@ from realsys.convert import (
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
 from realsys.mono.core import LocalCore
-from realsys.mono.peers import FORWARDED, PeerLinks, cap_wait, is_forwarded, remaining, request_home
+from realsys.mono.idempotency import IdempotentSubmits
+from realsys.mono.peers import FORWARDED, PeerLinks, cap_wait, is_forwarded, remaining
 from realsys.status import error_from_rpc, grpc_errors
 
 log = get_logger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 RunningList = list[tuple[str, int]]
+# how long a client should wait before it long-polls again for a job whose owner drains: about a
+# restart's time (a node that stops for good leaves its jobs unanswerable anyway)
+DRAINING_OWNER_RETRY_AFTER = 1.0
 
 
 # ---------------------------------------------------------------------------- shared helpers
@@ -70,6 +75,11 @@ class Listed:
     @property
     def create_time(self) -> float:
         return from_timestamp(self.pb.create_time)
+
+
+def listed_bytes(item: Listed) -> int:
+    """Its bytes in a ListJobsResponse: the message plus its field tag and length prefix."""
+    return item.pb.ByteSize() + 8
 
 
 def local_page(core: LocalCore, request: client_pb2.ListJobsRequest) -> tuple[ListQuery, Page[Job]]:
@@ -134,10 +144,15 @@ def route_known(links: PeerLinks, job_id: str, node: str, context: Context) -> s
 
 # ---------------------------------------------------------------------------- TaskQueue
 class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
-    def __init__(self, core: LocalCore, links: PeerLinks, metrics: NodeMetrics) -> None:
+    def __init__(
+        self, core: LocalCore, links: PeerLinks, metrics: NodeMetrics, idempotent: IdempotentSubmits
+    ) -> None:
         self.core = core
         self.links = links
         self.metrics = metrics
+        self.idempotent = idempotent
+        self._relayed: set[Any] = set()  # long-poll calls relayed to an owner (grpc.aio calls)
+        self._cut: set[Any] = set()  # of those, the ones a drain cancelled
 
     @property
     def node(self) -> str:
@@ -149,12 +164,49 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     async def _forward(
         self, node: str, method: str, request: Any, context: Context, wait: float = 0.0
     ) -> Any:
-        """Sends the call on, once, to the node that must answer it (marked so it goes no further)."""
+        """Sends the call on, once, to the node that must answer it (marked so it goes no further).
+
+        A relayed long-poll is cut when this node starts draining: its caller gets UNAVAILABLE with
+        a retry-after of 0 and asks another node, instead of CANCELLED when the server stops."""
         self.metrics.forwarded.inc()
         stub = await self.links.task_queue(node, context)
-        return await getattr(stub, method)(
-            request, timeout=self.links.timeout(context, wait), metadata=FORWARDED
-        )
+        started = time.perf_counter()
+        call = getattr(stub, method)(request, timeout=self.links.timeout(context, wait), metadata=FORWARDED)
+        if wait <= 0:
+            try:
+                return await call
+            finally:
+                self.metrics.observe_hop(node, method, time.perf_counter() - started)
+        self._relayed.add(call)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if call not in self._cut:
+                raise
+            raise Unavailable(f"node {self.node} is draining: ask another node", retry_after=0.0) from None
+        finally:
+            self._relayed.discard(call)
+            self._cut.discard(call)
+            self.metrics.observe_hop(node, method, time.perf_counter() - started)
+
+    def start_draining(self) -> None:
+        """Cuts the long-polls this node relays to other owners (see _forward)."""
+        for call in list(self._relayed):
+            self._cut.add(call)
+            call.cancel()
+
+    def _refuse_long_poll_while_draining(self, wait: float) -> None:
+        if wait > 0 and self.core.draining:
+            raise Unavailable(f"node {self.node} is draining: ask another node", retry_after=0.0)
+
+    def _owner_draining(self, job: Job, wait: float) -> None:
+        """A long-poll on this (owner) node that ended early because it drains: UNAVAILABLE, so the
+        client waits and asks again (the job stays here; the node answers again once restarted)."""
+        if wait > 0 and not job.done and self.core.draining:
+            raise Unavailable(
+                f"node {self.node}, the owner of job {job.job_id}, is draining: ask again shortly",
+                retry_after=DRAINING_OWNER_RETRY_AFTER,
+            )
 
     @grpc_errors
     async def SubmitJob(
@@ -164,15 +216,11 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         wait = (
             from_duration(request.wait_timeout, "wait_timeout") if request.HasField("wait_timeout") else 0.0
         )
-        # The node that accepts a job owns it. A submit with a request_id is accepted by that key's
-        # home node, so a retry sent to any node finds the original job; one without is kept here.
-        if request.request_id and not is_forwarded(context):
-            home = request_home(request.request_id, self.links.all_nodes)
-            if home != self.node:
-                response: client_pb2.SubmitJobResponse = await self._forward(
-                    home, "SubmitJob", request, context, wait
-                )
-                return response
+        # The node that accepts a job owns it. A submit with a request_id is accepted by one of that
+        # key's two homes, so a retry sent to any node finds the original job (idempotency.py); one
+        # without is kept here.
+        if request.request_id:
+            return await self.idempotent.submit(request, context, wait)
         result = self.core.submit(spec_from_pb(request.spec), request.request_id)
         job = result.job
         if wait > 0:  # synchronous invocation: the same wait as WaitJob's, on the record itself
@@ -194,23 +242,27 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         wait = from_duration(request.wait_timeout, "wait_timeout")
         owner = self._owner(request.job_id, context)
         if owner is not None:
+            self._refuse_long_poll_while_draining(wait)
             response: client_pb2.GetJobResultResponse = await self._forward(
                 owner, "GetJobResult", request, context, wait
             )
             return response
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        self._owner_draining(job, wait)
         if not job.done:
             raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
-        return result_to_pb(job, self.node)
+        return result_to_pb(job, self.node, self.core.output_of(job))
 
     @grpc_errors
     async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
         wait = from_duration(request.timeout, "timeout")
         owner = self._owner(request.job_id, context)
         if owner is not None:
+            self._refuse_long_poll_while_draining(wait)
             forwarded: job_pb2.Job = await self._forward(owner, "WaitJob", request, context, wait)
             return forwarded
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        self._owner_draining(job, wait)
         return job_to_pb(job, self.node)
 
     @grpc_errors
@@ -256,7 +308,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             if isinstance(reply, BaseException):
                 raise reply
             parts.append(Page([Listed(j) for j in reply.jobs], bool(reply.next_page_token)))
-        merged = merge_pages(query, parts, size)
+        merged = merge_pages(query, parts, size, self.core.config.max_reply_bytes, listed_bytes)
         return client_pb2.ListJobsResponse(
             jobs=[item.pb for item in merged.items], next_page_token=merged.next_page_token
         )
@@ -330,9 +382,14 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
         owner = route_known(self.links, request.job_id, self.core.node, context)
         if owner is not None:
             self.metrics.forwarded.inc()
-            response: worker_pb2.ReportResultResponse = await (
-                await self.links.workers(owner, context)
-            ).ReportResult(request, timeout=self.links.timeout(context), metadata=FORWARDED)
+            stub = await self.links.workers(owner, context)
+            started = time.perf_counter()
+            try:
+                response: worker_pb2.ReportResultResponse = await stub.ReportResult(
+                    request, timeout=self.links.timeout(context), metadata=FORWARDED
+                )
+            finally:
+                self.metrics.observe_hop(owner, "ReportResult", time.perf_counter() - started)
             return response
         job = self.core.report(request.worker_id, request.job_id, request.attempt, outcome)
         return worker_pb2.ReportResultResponse(state=cast(job_pb2.JobState, int(job.state)))
@@ -340,8 +397,22 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
 
 # ---------------------------------------------------------------------------- Peer
 class PeerService(internal_pb2_grpc.PeerServicer):
-    def __init__(self, core: LocalCore) -> None:
+    def __init__(self, core: LocalCore, idempotent: IdempotentSubmits) -> None:
         self.core = core
+        self.idempotent = idempotent
+
+    @grpc_errors
+    async def FindRequest(
+        self, request: internal_pb2.FindRequestRequest, context: Context
+    ) -> internal_pb2.FindRequestResponse:
+        return internal_pb2.FindRequestResponse(found=self.idempotent.find(request.request_id))
+
+    @grpc_errors
+    async def RecordRequest(
+        self, request: internal_pb2.RecordRequestRequest, context: Context
+    ) -> internal_pb2.RecordRequestResponse:
+        self.idempotent.record(request.request_id, request.job)
+        return internal_pb2.RecordRequestResponse()
 
     @grpc_errors
     async def ListLocalJobs(

@@ -7,6 +7,7 @@ from realsys.worker.handlers import (
     JobContext,
     JobFailure,
     job_type,
+    load_job_modules,
     registry,
 )
 from realsys.worker.runtime import WorkerBackend, WorkerRuntime
@@ -20,5 +21,6 @@ __all__ = [
     "WorkerBackend",
     "WorkerRuntime",
     "job_type",
+    "load_job_modules",
     "registry",
 ]

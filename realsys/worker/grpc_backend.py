@@ -1,8 +1,11 @@
 """GrpcWorkerBackend: a WorkerRuntime's backend that talks to a `Workers` service over gRPC
 (Design A's coordinator, or a Design B node for an external worker).
 
-One long-lived grpc.aio channel serves every call. Every call carries a deadline: `timeout`, and for
-FetchWork the long-poll wait plus `timeout`, so the server answers before the call times out.
+One long-lived grpc.aio channel serves every call, with a reconnect backoff capped at a second
+(realsys.config.RECONNECT_OPTIONS): gRPC's default grows to two minutes, and a restarted coordinator
+would go on seeing "connection refused" from this worker for seconds after it was back. Every call
+carries a deadline: `timeout`, and for FetchWork the long-poll wait plus `timeout`, so the server
+answers before the call times out.
 Errors are raised as core errors (realsys.status.error_from_rpc) so the runtime backs off, except an
 ABORTED report: the attempt lost its lease meanwhile, which is logged and dropped.
 """
@@ -17,6 +20,7 @@ import grpc
 from dtq.v1 import worker_pb2, worker_pb2_grpc
 from model.errors import StaleAttempt
 from model.job import Assignment, Outcome
+from model.runtime import HeartbeatReply
 from realsys.client import channel_options, make_stub, rpc_error
 from realsys.convert import assignment_from_pb, from_duration, outcome_to_pb, running_to_pb, to_duration
 from realsys.security import ChannelSecurity, open_aio_channel
@@ -48,7 +52,7 @@ class GrpcWorkerBackend:
 
     async def heartbeat(
         self, worker_id: str, total_slots: int, free_slots: int, running: list[tuple[str, int]]
-    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], float]:
+    ) -> HeartbeatReply:
         request = worker_pb2.HeartbeatRequest(
             worker_id=worker_id,
             total_slots=total_slots,
@@ -61,11 +65,11 @@ class GrpcWorkerBackend:
             )
         except grpc.RpcError as exc:
             raise rpc_error(exc) from exc
-        interval = from_duration(response.heartbeat_interval, "heartbeat_interval")
-        return (
-            [(r.job_id, r.attempt) for r in response.cancel],
-            [(r.job_id, r.attempt) for r in response.abandon],
-            interval,
+        return HeartbeatReply(
+            cancel=[(r.job_id, r.attempt) for r in response.cancel],
+            abandon=[(r.job_id, r.attempt) for r in response.abandon],
+            interval=from_duration(response.heartbeat_interval, "heartbeat_interval"),
+            lease_duration=from_duration(response.lease_duration, "lease_duration"),
         )
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:

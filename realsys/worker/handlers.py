@@ -31,12 +31,13 @@ Registering a job type::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 import json
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
@@ -99,7 +100,8 @@ class JobContext:
             raise JobCancelled(f"job {self.job_id} attempt {self.attempt} was asked to stop")
 
     def json(self) -> dict[str, Any]:
-        """The payload as a JSON object; an empty payload is {}. Bad JSON fails the job for good."""
+        """The payload as a JSON object; an empty payload is {}. Bad JSON (or JSON nested past the
+        parser's recursion limit) fails the job for good."""
         if not self.payload.strip():
             return {}
         try:
@@ -107,6 +109,10 @@ class JobContext:
         except (UnicodeDecodeError, ValueError) as exc:
             raise JobFailure(
                 f"{self.spec.job_type}: payload is not valid JSON: {exc}", retryable=False
+            ) from exc
+        except RecursionError as exc:  # [[[[...: the same payload fails the same way every attempt
+            raise JobFailure(
+                f"{self.spec.job_type}: payload JSON nests too deeply to parse", retryable=False
             ) from exc
         if not isinstance(value, dict):
             raise JobFailure(
@@ -242,3 +248,18 @@ registry = HandlerRegistry.with_builtins()
 def job_type(name: str, blocking: bool = False) -> Callable[[F], F]:
     """Decorator: registers a handler on the default `registry` under `name`."""
     return registry.job_type(name, blocking)
+
+
+def load_job_modules(names: Iterable[str]) -> list[str]:
+    """Imports the modules of DTQ_JOB_MODULES (their @job_type decorators register on `registry`);
+    returns the job types registered now. Any failure is one InvalidArgument line naming the module."""
+    before = set(registry)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a missing module, or one that fails while it runs
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InvalidArgument(
+                f"DTQ_JOB_MODULES: cannot import {name!r}: {type(exc).__name__}: {reason}"
+            ) from None
+    return sorted(set(registry) - before)

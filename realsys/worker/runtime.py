@@ -1,15 +1,15 @@
 """WorkerRuntime: runs leased jobs in N slots, keeps their leases alive, and reports outcomes.
 
-Three kinds of asyncio tasks:
-- the fetch loop long-polls `backend.fetch` whenever a slot is free (one fetch in flight at most);
-- the heartbeat loop sends the running attempts every interval and stops those the backend names
-  (`cancel`: report CancelledByWorker; `abandon`: the lease is gone, report nothing);
-- one supervisor task per attempt runs the handler, enforces the run deadline and reports.
+model/runtime.py's WorkerCore makes every decision (when to fetch and for how many slots, pauses and
+backoffs, the heartbeat schedule, what a cancel, an abandon or the run deadline does, what is reported
+and for how long a report is retried); this module performs them with asyncio tasks:
+- the fetch loop long-polls `backend.fetch` (one fetch in flight at most);
+- the heartbeat loop sends the running attempts at a fixed rate;
+- one supervisor task per attempt runs the handler, wakes at its run deadline and reports.
 
 Blocking handlers run in a thread pool sized to the slots, so heartbeats keep flowing while they burn
-CPU (Dramatiq #692). Backend errors never crash the runtime: fetches back off exponentially (capped),
-heartbeats retry at the next tick, reports are retried a few times and then dropped; a dropped report
-leaves the job to lease expiry, after which it runs again (at-least-once).
+CPU (Dramatiq #692). Backend errors never crash the runtime: a failed report is retried until it goes
+through, is refused for good, or its lease is gone (then the job runs again: at-least-once).
 """
 
 from __future__ import annotations
@@ -19,21 +19,37 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from model.errors import DtqError, Unavailable
-from model.job import Assignment, CancelledByWorker, Failed, JobError, Outcome, Succeeded
+from model.job import Assignment, Failed, JobError, Outcome, Succeeded
+from model.runtime import (
+    ATTEMPT_STEPS,
+    Action,
+    AttemptStep,
+    AwaitSlot,
+    Discard,
+    Done,
+    Fetch,
+    HeartbeatReply,
+    Interrupt,
+    Key,
+    Launch,
+    Report,
+    RetryReport,
+    RunHandler,
+    StopReason,
+    WakeFetch,
+    WorkerCore,
+)
 from realsys.worker.handlers import Handler, HandlerRegistry, JobCancelled, JobContext, JobFailure, registry
 
 log = logging.getLogger("dtq.worker")
-
-StopReason = Literal["cancel", "abandon", "timeout"]
-_MIN_EMPTY_POLL = 0.05
 
 
 class WorkerBackend(Protocol):
@@ -41,8 +57,8 @@ class WorkerBackend(Protocol):
 
     async def heartbeat(
         self, worker_id: str, total_slots: int, free_slots: int, running: list[tuple[str, int]]
-    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], float]:
-        """Returns (cancel, abandon, heartbeat interval in seconds; <= 0 keeps the current one)."""
+    ) -> HeartbeatReply:
+        """Cancel and abandon lists, and the heartbeat interval and lease duration when known."""
         ...
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
@@ -50,22 +66,25 @@ class WorkerBackend(Protocol):
         ...
 
     async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
-        """Sends one attempt's outcome. A stale attempt is logged, not raised."""
+        """Sends one attempt's outcome. A stale attempt is logged, not raised. Raises Unavailable (or
+        any non-core exception) when the backend could not be reached, another core error when it
+        refused the report for good."""
         ...
 
 
 @dataclass(eq=False, slots=True)
-class _Attempt:
+class _Run:
+    """One attempt's supervisor: its handler and how to wake it."""
+
     assignment: Assignment
     ctx: JobContext
     handler: Handler | None
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    stop_reason: StopReason | None = None
-    supervisor: asyncio.Task[None] | None = None
-    wake: asyncio.Future[None] | None = None  # what _await_outcome is waiting on, if anything
+    future: asyncio.Future[Any] | None = None  # the handler, once started
+    stop: StopReason | None = None  # the last Interrupt the core sent
+    wake: asyncio.Future[bool] | None = None  # what the supervisor waits on; True: the deadline is due
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> Key:
         return (self.assignment.job_id, self.assignment.attempt)
 
 
@@ -81,55 +100,54 @@ class WorkerRuntime:
         heartbeat_interval: float = 2.0,
         *,
         fetch_wait: float = 5.0,
+        lease_duration: float = 0.0,
         seed: int | np.random.SeedSequence | None = None,
-        max_backoff: float = 5.0,
-        report_attempts: int = 4,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        if slots < 1:
-            raise ValueError("a worker needs at least one slot")
-        if heartbeat_interval <= 0 or fetch_wait < 0:
-            raise ValueError("heartbeat_interval must be > 0 and fetch_wait >= 0")
+        """`lease_duration` <= 0: learnt from heartbeat replies. `clock`: wall-clock seconds, the time
+        base of run deadlines (the core's `now`); sleeps use the running loop's clock."""
+        self.core = WorkerCore(
+            slots, heartbeat_interval=heartbeat_interval, fetch_wait=fetch_wait, lease_duration=lease_duration
+        )
         self.worker_id = worker_id
         self.slots = slots
         self.backend = backend
         self.handlers = handlers
-        self.heartbeat_interval = heartbeat_interval
-        self.fetch_wait = fetch_wait
-        self.max_backoff = max_backoff
-        self.report_attempts = report_attempts
+        self._clock = clock
         # one stream per attempt, spawned in start order from the worker's seed
         self._seed = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
         self._next_child = self._seed.n_children_spawned  # the child _seed.spawn(1) would give next
-        self._attempts: dict[tuple[str, int], _Attempt] = {}  # started and not yet reported or abandoned
-        self._busy = 0  # handlers still executing (a timed-out thread keeps its slot until it returns)
-        self._slot_freed = asyncio.Event()
+        self._runs: dict[Key, _Run] = {}  # supervisors not yet finished
+        self._fetch_wake = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._fetch_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._supervisors: set[asyncio.Task[None]] = set()
-        self._fetching = False
         self._started = False
         # counters for metrics and tests
         self.heartbeats_sent = 0
         self.handlers_ended = 0
-        self.reports_dropped = 0
+        self.reports_dropped = 0  # reports given up because the lease was gone
         self.max_busy_seen = 0
 
     # ------------------------------------------------------------------ public API
     @property
     def free_slots(self) -> int:
-        return max(0, self.slots - self._busy)
+        return self.core.free_slots
 
     @property
     def running(self) -> list[tuple[str, int]]:
-        """Attempts whose lease this worker keeps: running, or finished with the report not yet through."""
-        return list(self._attempts)
+        """Attempts whose lease this worker keeps: running, or finished with the report not through."""
+        return self.core.running
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.core.heartbeat_interval
 
     async def start(self) -> None:
         if self._started:
             return
         self._started = True
-        self._fetching = True
         self._executor = ThreadPoolExecutor(
             max_workers=self.slots, thread_name_prefix=f"dtq-{self.worker_id}"
         )
@@ -138,7 +156,7 @@ class WorkerRuntime:
 
     def cancel(self, job_id: str, attempt: int) -> None:
         """Push path (NotifyCancel): stop the attempt, report it cancelled. Unknown attempts are ignored."""
-        self._stop((job_id, attempt), "cancel")
+        self._perform(self.core.cancel((job_id, attempt)))
 
     async def drain(self, timeout: float) -> None:
         """Stops fetching, waits up to `timeout` for running jobs to finish and report, then stops.
@@ -158,8 +176,7 @@ class WorkerRuntime:
         """Stops at once: running attempts are abandoned (no report; their leases expire)."""
         self._started = False
         await self._stop_fetching()
-        for attempt in list(self._attempts.values()):
-            self._stop(attempt.key, "abandon")
+        self._perform(self.core.stop())
         supervisors = set(self._supervisors)
         for task in supervisors:
             task.cancel()
@@ -171,9 +188,38 @@ class WorkerRuntime:
             # threads cannot be killed; cancelled handlers see ctx.cancelled and should return soon
             self._executor.shutdown(wait=False, cancel_futures=True)
 
+    # ------------------------------------------------------------------ performing actions
+    def _perform(self, actions: list[Action]) -> AttemptStep | None:
+        """Performs the actions for others; returns the one addressed to the calling supervisor."""
+        step: AttemptStep | None = None
+        for action in actions:
+            if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
+                step = action
+            elif isinstance(action, Launch):
+                self._launch(action.assignment)
+            elif isinstance(action, WakeFetch):
+                self._fetch_wake.set()
+            elif isinstance(action, Interrupt):
+                run = self._runs.get(action.key)
+                if run is not None:
+                    self._interrupt(run, action.reason)
+            elif isinstance(action, Discard) and action.reason == "no free slot":
+                log.error("fetch returned more work than free slots; dropping %s attempt %d", *action.key)
+        return step
+
+    def _interrupt(self, run: _Run, reason: StopReason) -> None:
+        run.stop = reason
+        run.ctx.cancelled.set()
+        future = run.future
+        # cancelling an executor future would mark it done while its thread still runs: never do that
+        if future is not None and not (run.handler is not None and run.handler.blocking):
+            future.cancel()
+        if run.wake is not None:
+            _resolve(run.wake)
+
     # ------------------------------------------------------------------ fetch loop
     async def _stop_fetching(self) -> None:
-        self._fetching = False
+        self.core.stop_fetching()
         task, self._fetch_task = self._fetch_task, None
         if task is not None:
             task.cancel()
@@ -181,37 +227,38 @@ class WorkerRuntime:
                 await task
 
     async def _fetch_loop(self) -> None:
-        delay = 0.0
-        while self._fetching:
-            free = self.free_slots
-            if free == 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            began = time.monotonic()
-            try:
-                assignments = await self.backend.fetch(self.worker_id, free, self.fetch_wait)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = min(self.max_backoff, max(0.05, delay * 2))
-                log.warning("fetch failed (%s); retrying in %.2fs", _describe(exc), delay)
-                await asyncio.sleep(delay)
-                continue
-            delay = 0.0
-            for assignment in assignments:
-                self._launch(assignment)
-            if not assignments and time.monotonic() - began < _MIN_EMPTY_POLL:
-                await asyncio.sleep(_MIN_EMPTY_POLL)  # a backend that does not long-poll must not spin us
+        core = self.core
+        failures = 0
+        while True:
+            step = core.next_fetch(self._clock())
+            if step is None:
+                return
+            if isinstance(step, Fetch):
+                try:
+                    assignments = await self.backend.fetch(self.worker_id, step.free_slots, step.wait)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    failures += 1
+                    delay = core.fetch_failed(self._clock())
+                    log.warning("fetch failed (%s); retrying in %.2fs", _describe(exc), delay)
+                    continue
+                if failures:
+                    log.info("fetch works again after %d failed attempt(s)", failures)
+                    failures = 0
+                self._perform(core.fetched(self._clock(), assignments))
+            elif isinstance(step, AwaitSlot):
+                self._fetch_wake.clear()
+                await self._fetch_wake.wait()
+            elif step.wakeable:  # a backoff that any successful call ends
+                self._fetch_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(step.seconds):
+                        await self._fetch_wake.wait()
+            else:
+                await asyncio.sleep(step.seconds)
 
     def _launch(self, assignment: Assignment) -> None:
-        key = (assignment.job_id, assignment.attempt)
-        if key in self._attempts:
-            return  # a duplicate delivery of an attempt already running
-        if self.free_slots == 0:
-            # the backend broke the free_slots contract; the lease expires and the job runs again
-            log.error("fetch returned more work than free slots; dropping %s attempt %d", *key)
-            return
         ctx = JobContext(
             job_id=assignment.job_id,
             attempt=assignment.attempt,
@@ -220,189 +267,153 @@ class WorkerRuntime:
             rng_source=_child_rng(self._seed, self._next_child),
         )
         self._next_child += 1
-        attempt = _Attempt(assignment, ctx, self.handlers.get(assignment.spec.job_type))
-        self._attempts[key] = attempt
-        self._busy += 1
-        self.max_busy_seen = max(self.max_busy_seen, self._busy)
-        task = asyncio.create_task(self._supervise(attempt), name=f"job-{key[0]}-{key[1]}")
-        attempt.supervisor = task
+        run = _Run(assignment, ctx, self.handlers.get(assignment.spec.job_type))
+        self._runs[run.key] = run
+        self.max_busy_seen = max(self.max_busy_seen, self.core.busy)
+        task = asyncio.create_task(self._supervise(run), name=f"job-{run.key[0]}-{run.key[1]}")
         self._supervisors.add(task)
         task.add_done_callback(self._supervisors.discard)
 
     # ------------------------------------------------------------------ one attempt
-    async def _supervise(self, attempt: _Attempt) -> None:
-        future: asyncio.Future[Any] | None = None
+    async def _supervise(self, run: _Run) -> None:
+        key = run.key
         try:
-            if attempt.handler is None:
-                job_type = attempt.assignment.spec.job_type
-                outcome: Outcome | None = Failed(
-                    JobError(
-                        f"this worker has no handler for job type {job_type!r}", False, "UNKNOWN_JOB_TYPE"
-                    )
-                )
-            elif time.time() >= attempt.assignment.run_deadline:
-                outcome = _timeout_error(attempt)
-            else:
-                future = self._start_handler(attempt, attempt.handler)
-                outcome = await self._await_outcome(attempt, future)
-        except asyncio.CancelledError:
-            self._stop(attempt.key, "abandon")
-            if future is not None:
-                self._interrupt(attempt, future)
-            raise
+            try:
+                step = self._perform(self.core.begin(self._clock(), key, run.handler is not None))
+                if isinstance(step, RunHandler):
+                    assert run.handler is not None
+                    run.future = self._start_handler(run, run.handler)
+                    step = await self._await_handler(run, step.deadline)
+            except asyncio.CancelledError:
+                self._interrupt(run, "abandon")  # the runtime is stopping
+                raise
+            finally:
+                # the slot stays taken until the handler really ends (a thread cannot be killed)
+                future = run.future
+                if future is None or future.done():
+                    self._release(key)
+                else:
+                    future.add_done_callback(lambda _: self._release(key))
+            if isinstance(step, Report):
+                await self._report(key, step.outcome)
         finally:
-            # the slot stays taken until the handler really ends (a thread cannot be killed)
-            if future is None or future.done():
-                self._release_slot()
-            else:
-                future.add_done_callback(lambda _: self._release_slot())
-        try:
-            if outcome is not None:
-                await self._report(attempt, outcome)
-        finally:
-            self._attempts.pop(attempt.key, None)
+            self._runs.pop(key, None)
 
-    def _start_handler(self, attempt: _Attempt, handler: Handler) -> asyncio.Future[Any]:
+    def _start_handler(self, run: _Run, handler: Handler) -> asyncio.Future[Any]:
         if handler.blocking:
             assert self._executor is not None
             future: asyncio.Future[Any] = asyncio.get_running_loop().run_in_executor(
-                self._executor, handler.fn, attempt.ctx
+                self._executor, handler.fn, run.ctx
             )
         else:
-            future = asyncio.ensure_future(handler.fn(attempt.ctx))
+            future = asyncio.ensure_future(handler.fn(run.ctx))
         future.add_done_callback(_consume_exception)
         return future
 
-    async def _await_outcome(self, attempt: _Attempt, future: asyncio.Future[Any]) -> Outcome | None:
-        """Waits for the handler, a stop request or the run deadline. None: do not report (abandoned)."""
+    async def _await_handler(self, run: _Run, deadline: float) -> AttemptStep | None:
+        """Waits for the handler to end, an abandon, or the run deadline; returns the core's step."""
         loop = asyncio.get_running_loop()
+        future = run.future
+        assert future is not None
         while not future.done():
-            if not attempt.stop.is_set():
-                # One future woken by whichever comes first: the handler ending, a stop request
-                # (_stop) or the deadline. Cheaper per job than a task on stop.wait() + asyncio.wait.
-                wake: asyncio.Future[None] = loop.create_future()
-                attempt.wake = wake
-                future.add_done_callback(functools.partial(_resolve_on_done, wake))
-                timeout = max(0.0, attempt.assignment.run_deadline - time.time())
-                timer = loop.call_later(timeout, _resolve, wake)
-                try:
-                    await wake
-                finally:
-                    timer.cancel()
-                    attempt.wake = None
+            # One future woken by whichever comes first: the handler ending, an Interrupt (_interrupt)
+            # or the deadline's timer. Cheaper per job than a task on an event + asyncio.wait.
+            wake: asyncio.Future[bool] = loop.create_future()
+            run.wake = wake
+            future.add_done_callback(functools.partial(_resolve_on_done, wake))
+            timer = loop.call_later(max(0.0, deadline - self._clock()), _resolve, wake, True)
+            try:
+                deadline_due = await wake
+            finally:
+                timer.cancel()
+                run.wake = None
             if future.done():
                 break
-            if attempt.stop_reason == "abandon":
-                self._interrupt(attempt, future)
-                return None
-            if time.time() >= attempt.assignment.run_deadline:
-                attempt.stop_reason = "timeout"
-                self._interrupt(attempt, future)
-                return _timeout_error(attempt)
-            # a cancel: ask the handler to stop, then keep waiting for it to end (or a later abandon)
-            attempt.stop.clear()
-            self._interrupt(attempt, future)
-        if attempt.stop_reason == "abandon":
-            return None
-        return _outcome_of(future, cancel_requested=attempt.stop_reason == "cancel")
+            if run.stop == "abandon":
+                return None  # the lease is gone: nobody wants its outcome
+            if deadline_due:
+                return self._perform(self.core.deadline_passed(self._clock(), run.key))
+            # a cancel: the handler was asked to stop; keep waiting for it to end (or a later abandon)
+        outcome, raised = _outcome_of(future)
+        return self._perform(self.core.handler_ended(self._clock(), run.key, outcome, raised))
 
-    def _interrupt(self, attempt: _Attempt, future: asyncio.Future[Any]) -> None:
-        attempt.ctx.cancelled.set()
-        # cancelling an executor future would mark it done while its thread still runs: never do that
-        if not self._is_blocking(attempt):
-            future.cancel()
-
-    def _is_blocking(self, attempt: _Attempt) -> bool:
-        return attempt.handler is not None and attempt.handler.blocking
-
-    def _release_slot(self) -> None:
-        self._busy -= 1
+    def _release(self, key: Key) -> None:
         self.handlers_ended += 1
-        self._slot_freed.set()
+        self._perform(self.core.released(self._clock(), key))
 
-    def _stop(self, key: tuple[str, int], reason: StopReason) -> None:
-        attempt = self._attempts.get(key)
-        if attempt is None:
-            return
-        if reason == "abandon":
-            self._attempts.pop(key, None)  # never heartbeat or report it again
-        if attempt.stop_reason is None or reason == "abandon":
-            attempt.stop_reason = reason
-        attempt.ctx.cancelled.set()
-        attempt.stop.set()
-        if attempt.wake is not None:
-            _resolve(attempt.wake)
-
-    async def _report(self, attempt: _Attempt, outcome: Outcome) -> None:
-        job_id, number = attempt.key
-        delay = 0.05
-        for i in range(self.report_attempts):
-            if attempt.stop_reason == "abandon":
-                return  # the lease went away while retrying: nobody wants this report
+    async def _report(self, key: Key, outcome: Outcome) -> None:
+        job_id, number = key
+        core = self.core
+        while True:
             try:
                 await self.backend.report(self.worker_id, job_id, number, outcome)
-                return
             except asyncio.CancelledError:
                 raise
             except DtqError as exc:
-                if not isinstance(exc, Unavailable):  # stale, not found, invalid: retrying cannot help
-                    log.warning("report of %s attempt %d refused: %s", job_id, number, exc.message)
-                    return
+                refusal = None if isinstance(exc, Unavailable) else exc.message
                 error: Exception = exc
+                step = self._perform(core.report_failed(self._clock(), key, refusal))
             except Exception as exc:
                 error = exc
-            if i + 1 < self.report_attempts:
-                log.warning("report of %s attempt %d failed (%s); retrying", job_id, number, _describe(error))
-                await asyncio.sleep(delay)
-                delay = min(self.max_backoff, delay * 2)
-        self.reports_dropped += 1
-        log.error("dropping report of %s attempt %d; its lease will expire", job_id, number)
+                step = self._perform(core.report_failed(self._clock(), key))
+            else:
+                self._perform(core.reported(self._clock(), key))
+                return
+            if isinstance(step, RetryReport):
+                log.warning(
+                    "report of %s attempt %d failed (%s); retrying in %.2fs",
+                    job_id,
+                    number,
+                    _describe(error),
+                    step.delay,
+                )
+                await asyncio.sleep(step.delay)
+                continue
+            if isinstance(step, Done) and step.reason == "refused":
+                log.warning("report of %s attempt %d refused: %s", job_id, number, step.detail)
+            elif isinstance(step, Done) and step.reason == "lease lost":
+                self.reports_dropped += 1
+                log.error("dropping report of %s attempt %d: its lease has run out", job_id, number)
+            return
 
     # ------------------------------------------------------------------ heartbeats
     async def _heartbeat_loop(self) -> None:
+        core = self.core
         while self._started:
-            began = time.monotonic()
+            beat = core.heartbeat(self._clock())
             try:
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel (gh-86296)
-                async with asyncio.timeout(max(self.heartbeat_interval, 1.0) * 2):
-                    cancel, abandon, interval = await self.backend.heartbeat(
-                        self.worker_id, self.slots, self.free_slots, self.running
+                async with asyncio.timeout(beat.timeout):
+                    reply = await self.backend.heartbeat(
+                        self.worker_id, beat.total_slots, beat.free_slots, beat.running
                     )
                 self.heartbeats_sent += 1
-                if interval > 0:
-                    self.heartbeat_interval = interval
-                self._apply_heartbeat(cancel, abandon)
+                self._perform(core.heartbeat_replied(self._clock(), reply))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                core.heartbeat_failed(self._clock())
                 log.warning("heartbeat failed: %s", _describe(exc))
             # fixed rate: a slow heartbeat does not stretch the interval
-            await asyncio.sleep(max(0.0, self.heartbeat_interval - (time.monotonic() - began)))
-
-    def _apply_heartbeat(self, cancel: Sequence[tuple[str, int]], abandon: Sequence[tuple[str, int]]) -> None:
-        for key in abandon:
-            self._stop((key[0], key[1]), "abandon")
-        for key in cancel:
-            self._stop((key[0], key[1]), "cancel")
+            await asyncio.sleep(core.heartbeat_wait(self._clock()))
 
 
-def _outcome_of(future: asyncio.Future[Any], cancel_requested: bool) -> Outcome:
-    """The outcome of a handler that ended. Work that finished despite a cancel keeps its result."""
+def _outcome_of(future: asyncio.Future[Any]) -> tuple[Outcome, bool]:
+    """What an ended handler's outcome is, and whether it raised (or was cancelled) rather than
+    returned: the core turns a raise into CancelledByWorker when a cancel asked it to stop."""
     if future.cancelled():
-        return CancelledByWorker() if cancel_requested else _failed("handler task was cancelled", True)
+        return _failed("handler task was cancelled", True), True
     exc = future.exception()
     if exc is None:
         try:
-            return Succeeded(_to_bytes(future.result()))
+            return Succeeded(_to_bytes(future.result())), False
         except TypeError as err:
-            return _failed(str(err), False)
-    if cancel_requested:  # whatever it raised while stopping, it stopped because it was asked to
-        return CancelledByWorker()
+            return _failed(str(err), False), False
     if isinstance(exc, JobFailure):
-        return _failed(exc.message, exc.retryable)
+        return _failed(exc.message, exc.retryable), True
     if isinstance(exc, JobCancelled):
-        return _failed("handler stopped without a cancel request", True)
-    return _failed(f"{type(exc).__name__}: {exc}", True)
+        return _failed("handler stopped without a cancel request", True), True
+    return _failed(f"{type(exc).__name__}: {exc}", True), True
 
 
 def _to_bytes(value: object) -> bytes:
@@ -419,13 +430,6 @@ def _failed(message: str, retryable: bool) -> Failed:
     return Failed(JobError(message, retryable, "HANDLER_ERROR"))
 
 
-def _timeout_error(attempt: _Attempt) -> Failed:
-    a = attempt.assignment
-    return Failed(
-        JobError(f"attempt {a.attempt} ran past its run deadline", retryable=True, reason="TIMEOUT")
-    )
-
-
 def _child_rng(parent: np.random.SeedSequence, index: int) -> Callable[[], np.random.Generator]:
     """The Generator of parent's child `index`, made only when called: the same stream as the
     index-th `parent.spawn(1)` (that is how SeedSequence.spawn numbers its children)."""
@@ -439,12 +443,12 @@ def _child_rng(parent: np.random.SeedSequence, index: int) -> Callable[[], np.ra
     return make
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def _resolve(future: asyncio.Future[bool], deadline_due: bool = False) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(deadline_due)
 
 
-def _resolve_on_done(future: asyncio.Future[None], _done: asyncio.Future[Any]) -> None:
+def _resolve_on_done(future: asyncio.Future[bool], _done: asyncio.Future[Any]) -> None:
     _resolve(future)
 
 

@@ -249,13 +249,41 @@ def test_worker_validation() -> None:
             reg.heartbeat(0.0, bad, 1, 1)
         with pytest.raises(InvalidArgument):
             validate_worker_id(bad)
-    for total, free in ((-1, 0), (1, -1), (2, 3)):
+    cap = CONFIG.max_worker_slots
+    for total, free in ((-1, 0), (1, -1), (2, 3), (cap + 1, 0), (0, cap + 1), (2**31 - 1, 2**31 - 1)):
         with pytest.raises(InvalidArgument):
-            validate_slots(total, free)
+            validate_slots(total, free, cap)
         with pytest.raises(InvalidArgument):
             reg.heartbeat(0.0, "w", total, free)
-    validate_slots(0, 5)  # total 0 means "unknown"
+    validate_slots(0, 5, cap)  # total 0 means "unknown"
+    validate_slots(cap, cap, cap)
     assert reg.workers == {}
+
+
+def test_a_heartbeat_cannot_claim_slots_that_switch_stealing_off() -> None:
+    """Issue 26: a fake heartbeat with free_slots 2**31-1 made the owner keep all its ready work
+    (grant_steal leaves what local free slots would take). The claim is capped and refused."""
+    config = CoreConfig(max_worker_slots=16)
+    reg = WorkerRegistry(config)
+    with pytest.raises(InvalidArgument, match="at most 16 slots"):
+        reg.heartbeat(0.0, "fake", 2**31 - 1, 2**31 - 1)
+    assert reg.workers == {}
+    reg.heartbeat(0.0, "fake", 16, 16)
+    local_free = sum(w.free_slots for w in reg.workers.values())
+    assert grant_steal(24, 24 + local_free, local_free) == 24  # the rest is granted to a thief
+
+
+def test_only_workers_that_held_work_are_lost_loudly() -> None:
+    """A heartbeat from a new worker id that never got work nor named running attempts expires as
+    WorkerLost(held_work=False): drivers neither release it nor log above debug (issue 26)."""
+    reg = WorkerRegistry(CONFIG)
+    reg.heartbeat(0.0, "idle", 1, 1)
+    reg.heartbeat(0.0, "busy", 1, 0, holds_work=True)
+    reg.heartbeat(0.0, "fetched", 1, 1)
+    reg.note_work("fetched")
+    reg.heartbeat(1.0, "idle", 1, 1)  # a later heartbeat without work keeps it idle
+    lost = {w.worker_id: w.held_work for w in reg.handle_timer(1.0 + CONFIG.worker_ttl + 1)}
+    assert lost == {"idle": False, "busy": True, "fetched": True}
 
 
 def test_pick_waiter_prefers_most_free_then_longest_waiting() -> None:

@@ -1,5 +1,5 @@
 """model/job_service.py, Design A's job-service driver: the sweep and staleness formulas, the outbox,
-LeaseJobs' byte budget, the restore grace and retention deletes."""
+LeaseJobs' byte budget (the core's max_reply_bytes), the restore grace and retention deletes."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ from model.actions import Wake
 from model.commands import JobFinished, NotifyCancel
 from model.config import CoreConfig
 from model.ids import JobIdFactory
-from model.job import JobSpec, Succeeded
-from model.job_service import ASSIGNMENT_OVERHEAD, JobService, stale_after, sweep_interval
+from model.job import JobSpec, Succeeded, assignment_bytes
+from model.job_service import JobService, stale_after, sweep_interval
 from model.jobs import JobTable
 from model.states import JobState
 
 CONFIG = CoreConfig(lease_duration=3.0, heartbeat_interval=1.0, worker_ttl=2.5, result_ttl=10.0)
 
 
-def service(config: CoreConfig = CONFIG, max_message_bytes: int = 1 << 20) -> JobService[int]:
+def service(config: CoreConfig = CONFIG) -> JobService[int]:
     table = JobTable(config, JobIdFactory(node="job", incarnation="1"))
-    jobs: JobService[int] = JobService(table, rpc_timeout=5.0, max_message_bytes=max_message_bytes)
+    jobs: JobService[int] = JobService(table, rpc_timeout=5.0)
     jobs.timer.start()
     return jobs
 
@@ -75,6 +75,7 @@ def test_cancel_of_a_running_job_notifies_its_worker_and_completion_strips_the_o
     jobs2.lease(0.1, "w1", [submitted.job.job_id])
     job, _ = jobs2.complete(0.2, submitted.job.job_id, 1, "w1", Succeeded(b"big output"))
     assert job.state is JobState.SUCCEEDED and job.output == b""  # the bytes live in the result service
+    assert job.output_size == len(b"big output")  # retention weighs the job by them
 
 
 def test_restore_grace_and_retention_deletes() -> None:
@@ -93,15 +94,23 @@ def test_restore_grace_and_retention_deletes() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(0, 3000), min_size=1, max_size=12), st.integers(2000, 9000))
-def test_lease_reply_stays_within_its_budget_and_nothing_is_lost(payloads: list[int], limit: int) -> None:
-    jobs = service(CoreConfig(max_payload_bytes=4000), max_message_bytes=limit)
+@given(st.lists(st.integers(0, 3000), min_size=1, max_size=12), st.integers(0, 20000))
+def test_lease_reply_stays_within_its_budget_and_nothing_is_lost(payloads: list[int], extra: int) -> None:
+    small = CoreConfig(max_payload_bytes=3000, max_result_bytes=3000, max_labels=1, max_label_chars=8)
+    config = CoreConfig(
+        max_payload_bytes=3000,
+        max_result_bytes=3000,
+        max_labels=1,
+        max_label_chars=8,
+        max_reply_bytes=3000 + small.max_status_bytes + extra,
+    )
+    jobs = service(config)
     ids = [jobs.create(0.0, JobSpec.make("echo", b"x" * n))[0].job.job_id for n in payloads]
     jobs.take_batch()
     leased, step = jobs.lease(1.0, "w1", ids)
-    sizes = [len(a.spec.payload) + ASSIGNMENT_OVERHEAD for a in leased]
+    sizes = [assignment_bytes(a.job_id, a.spec) for a in leased]
     assert leased  # the first always goes, whatever its size
-    assert sum(sizes[:-1]) < jobs.reply_budget  # it stops once the budget is spent
+    assert sum(sizes) <= config.max_reply_bytes  # the core's byte budget (JobTable.lease_batch)
     assert {j.job_id for j in step.save} == {a.job_id for a in leased}
     rest = [job_id for job_id in ids if job_id not in {a.job_id for a in leased}]
     assert set(jobs.outbox) == set(rest)  # each one not leased goes back to the queue

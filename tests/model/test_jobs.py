@@ -22,6 +22,7 @@ from model.errors import (
 from model.ids import JobIdFactory
 from model.job import CancelledByWorker, Failed, Job, JobError, JobSpec, RetryPolicy, Succeeded
 from model.jobs import JobTable
+from model.listing import ListQuery
 from model.states import IllegalTransition, JobState
 
 CONFIG = CoreConfig(
@@ -658,8 +659,6 @@ def test_restore_rejects_duplicates() -> None:
 
 # ---------------------------------------------------------------------------- listing (smoke; see properties)
 def test_list_page_smoke() -> None:
-    from model.listing import ListQuery
-
     table = make_table(CoreConfig(default_page_size=2))
     ids = [table.submit(float(i), spec()).job.job_id for i in range(3)]
     first = table.list_page(ListQuery())

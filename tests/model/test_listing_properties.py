@@ -387,14 +387,27 @@ def test_structured_tokens_with_the_right_fingerprint(
 
 
 # ---------------------------------------------------------------------------- merge_pages
-def merged_listing(tables: list[JobTable], query: ListQuery, sizes: list[int]) -> list[str]:
+def merged_listing(
+    tables: list[JobTable],
+    query: ListQuery,
+    sizes: list[int],
+    budgets: list[int] | None = None,
+    merge_factor: int = 1,
+) -> list[str]:
+    """Pages through the owners' merged listing; with `budgets`, byte budgets for each page: every
+    owner's part, and merge_factor times that for the merged page (Design B uses one budget for
+    both; a larger merge budget is the harder case for the merge)."""
     seen: list[str] = []
     token = ""
     for i in range(10_000):
         size = sizes[i % len(sizes)]
-        parts = [t.list_page(query, size, token) for t in tables]
-        page = merge_pages(query, parts, size)
+        budget = None if budgets is None else budgets[i % len(budgets)]
+        parts = [t.list_page(query, size, token, budget) for t in tables]
+        merge_budget = None if budget is None else budget * merge_factor
+        page = merge_pages(query, parts, size, merge_budget, lambda job: job.status_bytes)
         assert len(page.items) <= size
+        if merge_budget is not None and len(page.items) > 1:
+            assert sum(j.status_bytes for j in page.items) <= merge_budget
         assert [j.sort_key for j in page.items] == sorted(j.sort_key for j in page.items)
         seen.extend(j.job_id for j in page.items)
         assert page.has_more == bool(page.next_page_token)
@@ -422,6 +435,49 @@ def test_merge_pages_equals_a_global_sort(
     seen = merged_listing(tables, query, sizes)
     assert len(seen) == len(set(seen))
     assert seen == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    plans=st.lists(st.tuples(st.integers(0, 2), job_plans), min_size=5, max_size=40),
+    query=st.just(ListQuery()) | queries,
+    sizes=st.lists(st.integers(1, 10), min_size=1, max_size=4),
+    # a job's status takes ~550 bytes: budgets of one to a few jobs, and odd ones
+    budgets=st.lists(st.sampled_from([1, 600, 1200, 2000]) | st.integers(1, 3000), min_size=1, max_size=4),
+    merge_factor=st.sampled_from([1, 3]),
+)
+def test_byte_bounded_pages_still_see_every_job_once(
+    plans: list[tuple[int, Plan]], query: ListQuery, sizes: list[int], budgets: list[int], merge_factor: int
+) -> None:
+    """Issue 26: pages end at a byte budget (each owner's part and the merged page) and still list
+    every matching job exactly once, in order: the merge never passes the last item of a part that
+    ended early, since that owner may hold an earlier job it did not send."""
+    tables = [JobTable(CONFIG, JobIdFactory(node, "1")) for node in ("na", "nb", "nc")]
+    clock = Clock()
+    for owner, plan in plans:
+        insert(tables[owner], clock, plan)
+    expected = brute_force([j for t in tables for j in t], query)
+    assert merged_listing(tables, query, sizes, budgets, merge_factor) == expected
+
+
+def test_a_part_that_ended_early_bounds_the_merge() -> None:
+    """Without the bound, the merged page would go on to nb's jobs at 1.5 and 2.5, and its token
+    (after 2.5) would skip na's third job (at 2.0) for good."""
+    tables = [JobTable(CONFIG, JobIdFactory(node, "1")) for node in ("na", "nb")]
+    for i in range(3):
+        big = {f"k{n}": "v" * 200 for n in range(3)}
+        tables[0].submit(float(i), JobSpec.make("alpha", labels=big))  # ~1.2 KB of status
+        tables[1].submit(float(i) + 0.5, JobSpec.make("alpha"))  # small: ~0.5 KB
+    budget = 2 * tables[0].find("na-1-0000000001").status_bytes  # type: ignore[union-attr]
+    parts = [t.list_page(ListQuery(), 10, "", budget) for t in tables]
+    assert [len(p.items) for p in parts] == [2, 3] and parts[0].has_more
+    page = merge_pages(ListQuery(), parts, 10, 10 * budget, lambda job: job.status_bytes)
+    assert [j.job_id for j in page.items] == [
+        "na-1-0000000001",
+        "nb-1-0000000001",
+        "na-1-0000000002",
+    ]  # and not nb's at 1.5: it sorts after na's last sent job, the bound
+    assert page.has_more and page.next_page_token
 
 
 def test_merge_pages_example() -> None:

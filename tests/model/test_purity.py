@@ -1,7 +1,12 @@
-"""The core is sans-I/O: no clock, randomness, event loop, simulator, RPC, protobuf or OS access.
+"""The core is sans-I/O, and the results layer sits above it.
 
-Every model/*.py is parsed (not imported) and every import statement checked, wherever it sits
-(module level, inside functions, under `if TYPE_CHECKING:`). The one exception is the
+- The core (every model/**/*.py outside model/results/) imports no clock, randomness, event loop,
+  simulator, RPC, protobuf or OS access, and never the results layer (model.results).
+- The results layer (model/results/) may do file I/O, and imports only the core, the standard library
+  and third-party packages: nothing of sim, realsys, lab or the generated protobuf package (dtq).
+
+Every file is parsed (not imported) and every import statement checked, wherever it sits (module
+level, inside functions, under `if TYPE_CHECKING:`). The one exception is the
 `if __name__ == "__main__":` block of model/states.py, which may import pathlib to write the diagram.
 """
 
@@ -13,9 +18,14 @@ from pathlib import Path
 import pytest
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "model"
-MODEL_FILES = sorted(MODEL_DIR.glob("*.py"))
+RESULTS_DIR = MODEL_DIR / "results"
+MODEL_FILES = sorted(p for p in MODEL_DIR.rglob("*.py") if RESULTS_DIR not in p.parents)
+RESULTS_FILES = sorted(RESULTS_DIR.rglob("*.py"))
+# what the results layer may not import: every part of ours but the core
+RESULTS_BANNED = ("sim", "realsys", "lab", "dtq")
 
 BANNED = (
+    "model.results",
     "time",
     "random",
     "asyncio",
@@ -68,10 +78,11 @@ def _is_main_guard(node: ast.AST) -> bool:
     )
 
 
-def imported_modules(tree: ast.AST) -> list[tuple[str, int, bool]]:
+def imported_modules(tree: ast.AST, package: str = "model") -> list[tuple[str, int, bool]]:
     """(module, line, inside a top-level main guard) for every import in the tree.
 
-    `from . import x` and `from .x import y` are resolved against the `model` package."""
+    `from . import x` and `from .x import y` are resolved against `package`, the file's package
+    (`..` one package up)."""
     main_guard_nodes: set[int] = set()
     if isinstance(tree, ast.Module):
         for stmt in tree.body:
@@ -84,8 +95,11 @@ def imported_modules(tree: ast.AST) -> list[tuple[str, int, bool]]:
             found.extend((alias.name, node.lineno, in_main) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = "model" + (f".{node.module}" if node.module else "")
-                found.append((base, node.lineno, in_main))
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
+                if base:
+                    found.append((base, node.lineno, in_main))
+                found.extend((f"{base}.{a.name}".lstrip("."), node.lineno, in_main) for a in node.names)
             else:
                 assert node.module is not None
                 found.append((node.module, node.lineno, in_main))
@@ -100,11 +114,20 @@ def imported_modules(tree: ast.AST) -> list[tuple[str, int, bool]]:
     return found
 
 
+def _package(path: Path) -> str:
+    """The dotted package a file under model/ belongs to ("model" for a file outside model/)."""
+    try:
+        rel = path.parent.relative_to(MODEL_DIR.parent)
+    except ValueError:
+        return "model"
+    return ".".join(rel.parts) if rel.parts and rel.parts[0] == "model" else "model"
+
+
 def violations(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     allowed_in_main = MAIN_BLOCK_ALLOWED.get(path.name, frozenset())
     bad = []
-    for module, line, in_main in imported_modules(tree):
+    for module, line, in_main in imported_modules(tree, _package(path)):
         if in_main and _under(module, allowed_in_main):
             continue
         if in_main or is_banned(module) or module == "?":
@@ -114,14 +137,40 @@ def violations(path: Path) -> list[str]:
     return bad
 
 
+def results_violations(path: Path) -> list[str]:
+    """Imports of the results layer's file `path` that leave the core, the standard library and
+    third-party packages (anything of sim, realsys, lab, dtq)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return [
+        f"{path.name}:{line} imports {module}"
+        for module, line, _ in imported_modules(tree, _package(path))
+        if _under(module, RESULTS_BANNED)
+    ]
+
+
 def test_model_files_are_found() -> None:
     names = {p.name for p in MODEL_FILES}
     assert {"states.py", "jobs.py", "queue.py", "scheduler.py", "listing.py", "workload.py"} <= names
+    assert {"schema.py", "summary.py", "runs.py", "stats.py"} <= {p.name for p in RESULTS_FILES}
+    assert not set(MODEL_FILES) & set(RESULTS_FILES)
 
 
-@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: str(p.relative_to(MODEL_DIR)))
 def test_core_module_is_pure(path: Path) -> None:
     assert violations(path) == [], "the sans-I/O core must not import these (see model/__init__.py)"
+
+
+@pytest.mark.parametrize("path", RESULTS_FILES, ids=lambda p: str(p.relative_to(MODEL_DIR)))
+def test_results_layer_imports_only_the_core(path: Path) -> None:
+    assert results_violations(path) == [], "model/results imports only model (the core) and third-party"
+
+
+def test_results_layer_does_io() -> None:
+    """The results layer is where the file I/O is (so the core can have none): the checker for the
+    core would refuse it, the one for the results layer accepts it."""
+    runs = RESULTS_DIR / "runs.py"
+    assert violations(runs), "runs.py does file I/O: the core's rule must refuse it"
+    assert results_violations(runs) == []
 
 
 def test_states_main_block_imports_only_pathlib() -> None:
@@ -149,6 +198,9 @@ def test_states_main_block_imports_only_pathlib() -> None:
         "import importlib\nimportlib.import_module('socket')\n",
         "__import__('threading')",
         "if __name__ == '__main__':\n    import os\n",
+        "from model.results.summary import summarize",
+        "from model.results import stats",
+        "import model.results.runs",
     ],
 )
 def test_checker_catches(source: str, tmp_path: Path) -> None:
@@ -185,3 +237,38 @@ def test_pathlib_is_allowed_only_in_the_states_main_block(tmp_path: Path) -> Non
     # a nested main guard (not at module level) gets no exception
     (tmp_path / "states.py").write_text("def f():\n    if __name__ == '__main__':\n        import pathlib\n")
     assert violations(tmp_path / "states.py")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from sim.params import SimParams",
+        "import realsys.cluster",
+        "from lab import report",
+        "from dtq.v1 import job_pb2",
+        "from ... import sim",
+    ],
+)
+def test_results_checker_catches(source: str) -> None:
+    path = RESULTS_DIR / "x.py"
+    tree = ast.parse(source)
+    found = [m for m, _, _ in imported_modules(tree, _package(path)) if _under(m, RESULTS_BANNED)]
+    assert found, source
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from model.states import JobState",
+        "from model.results.schema import JobRecord",
+        "from .schema import JobRecord",
+        "from .. import workload",
+        "import os, json, gzip",
+        "from scipy import stats",
+        "import simplejson",  # a name that merely starts with a banned one
+    ],
+)
+def test_results_checker_allows(source: str) -> None:
+    path = RESULTS_DIR / "x.py"
+    tree = ast.parse(source)
+    assert [m for m, _, _ in imported_modules(tree, _package(path)) if _under(m, RESULTS_BANNED)] == []

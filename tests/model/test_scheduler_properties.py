@@ -538,7 +538,7 @@ def test_lost_worker_jobs_are_requeued_when_it_is_declared_lost() -> None:
     sched.fetch(0.0, "w0", 1)
     assert sched.next_deadline() == 5.0
     commands = sched.handle_timer(5.0)
-    assert WorkerLost("w0") in commands
+    assert WorkerLost("w0", held_work=True) in commands
     assert LeaseExpired(job_id, 1, "w0", "WORKER_LOST", requeued=True) in commands
     assert [a.attempt for a in sched.fetch(5.0, "w1", 1)] == [2]
     # the lost worker comes back: it is told to abandon its old attempt

@@ -8,6 +8,7 @@ import pytest
 from model.config import CoreConfig
 from model.coordinator import MAX_FETCH, MAX_PENDING_CANCELS, Coordinator, fetch_limit
 from model.errors import InvalidArgument
+from model.job import Failed, Succeeded
 from model.queue_service import MAX_HOLD, MAX_ITEMS, QueueService
 from model.result_service import RETENTION_GRACE, ResultService, check_key
 
@@ -49,7 +50,8 @@ def test_reserve_limits_holds_and_acks() -> None:
 def test_coordinator_keeps_cancels_for_the_next_heartbeat_and_forgets_lost_workers() -> None:
     coord = Coordinator(CONFIG)
     coord.timer.start()
-    assert coord.heartbeat(0.0, "w", 4, 4)  # the first worker's expiry is the first deadline
+    assert coord.heartbeat(0.0, "w", 4, 4, holds_work=False)  # its expiry is the first deadline
+    assert not coord.heartbeat(0.0, "stray", 4, 4, holds_work=False)  # a later deadline
     coord.notify_cancel("j1", 1, "w")
     coord.notify_cancel("j2", 1, "gone")  # unknown worker: its RenewLeases tells it
     assert coord.pushed_cancels("w", [("j1", 1)]) == []  # already told by RenewLeases
@@ -64,21 +66,33 @@ def test_coordinator_keeps_cancels_for_the_next_heartbeat_and_forgets_lost_worke
     with pytest.raises(InvalidArgument):
         coord.fetch(1.0, "w", -1)
     with pytest.raises(InvalidArgument):
-        coord.report(1.0, "w", "job-1-0000000001", 0)
-    assert coord.on_timer(1.0 + CONFIG.worker_ttl + 0.1) == ["w"]
-    assert coord.workers_lost == 1 and coord.pushed_cancels("w", []) == []
+        coord.report(1.0, "w", "job-1-0000000001", 0, Succeeded(b""))
+    big = Succeeded(b"x" * (CONFIG.max_result_bytes + 1))
+    bounded = coord.report(1.0, "w", "job-1-0000000001", 1, big)
+    assert isinstance(bounded, Failed) and bounded.error.reason == "RESULT_TOO_LARGE"
+    coord.leased("w")  # handed work: when lost, its attempts need a release
+    lost, release = coord.on_timer(1.0 + CONFIG.worker_ttl + 0.1)
+    assert sorted(w.worker_id for w in lost) == ["stray", "w"]
+    assert release == ["w"]  # the stray heartbeat's worker never held work: nothing to release
+    assert coord.workers_lost == 2 and coord.pushed_cancels("w", []) == []
 
 
 def test_result_retention_outlives_the_job_and_counts_its_deletes() -> None:
     results = ResultService(CONFIG)
     results.timer.start()
-    assert results.stored(0.0, ("j", 1))
+    assert results.stored(0.0, ("j", 1), 10)
     due = CONFIG.result_ttl + CONFIG.lease_duration + RETENTION_GRACE
     assert results.timer.armed_for == due
     assert results.on_timer(due - 0.1) == []
     assert results.on_timer(due) == [("j", 1)] and results.expired == 1
     no_ttl = ResultService(CoreConfig(result_ttl=0.0))
     no_ttl.timer.start()
-    assert not no_ttl.stored(0.0, ("j", 1))  # no age limit: nothing to wait for
+    assert not no_ttl.stored(0.0, ("j", 1), 10)  # no age limit: nothing to wait for
+    by_bytes = ResultService(CoreConfig(result_ttl=0.0, max_retained_bytes=100))
+    by_bytes.timer.start()
+    by_bytes.restore(0.0, [(("a", 1), 120)])
+    assert not by_bytes.stored(1.0, ("b", 1), 60)  # 180 bytes: within 2 x max_retained_bytes
+    assert by_bytes.stored(2.0, ("c", 1), 60)  # 240: over the bound, due at once
+    assert by_bytes.on_timer(2.0) == [("a", 1)]  # the oldest first
     with pytest.raises(InvalidArgument):
         check_key("j", 0)

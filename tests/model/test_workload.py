@@ -10,7 +10,7 @@ import pytest
 from scipy import stats  # type: ignore[import-untyped]
 
 from model.errors import InvalidArgument
-from model.records import JOB_FIELDS, REQUEST_FIELDS, JobRecord, RequestRecord
+from model.results.schema import JOB_FIELDS, REQUEST_FIELDS, JobRecord, RequestRecord
 from model.states import JobState
 from model.workload import (
     ClosedLoop,

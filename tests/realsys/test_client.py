@@ -276,3 +276,17 @@ async def test_sync_client(served: tuple[FakeTaskQueue, str]) -> None:
     # the sync client runs its own loop, so it must not run on the server's
     job_id, status, listed = await asyncio.to_thread(use)
     assert status.job_id == job_id and listed == [job_id]
+
+
+async def test_wait_backs_off_when_a_server_answers_long_polls_at_once(
+    served: tuple[FakeTaskQueue, str], client: DtqClient
+) -> None:
+    """A server that answers every WaitJob at once, not done (as a draining node did): the client
+    backs off (up to 1 s between polls) instead of spinning."""
+    servicer, _ = served
+    servicer.max_wait = 0.0
+    job_id = await client.submit("sleep", b"{}")
+    started = time.monotonic()
+    job = await client.wait(job_id, timeout=2.0)
+    assert not job.done and time.monotonic() - started >= 2.0
+    assert 3 <= servicer.calls["WaitJob"] <= 10, servicer.calls  # 50, 100, 200, 400, 800 ms ... apart

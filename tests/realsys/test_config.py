@@ -206,6 +206,13 @@ BAD = [
     ("peer twice", mono_env(DTQ_PEERS="n1=a:1,n1=b:2"), "'n1' is given twice"),
     ("bad peer name", mono_env(DTQ_PEERS="n1=a:1,N2=b:2"), "DTQ_PEERS: node name 'N2'"),
     ("bad peer address", mono_env(DTQ_PEERS="n1=a:b"), "DTQ_PEERS: address 'a:b'"),
+    ("peer range without {i}", mono_env(DTQ_PEERS="n1..n3=node:1"), "needs {i} (the number)"),
+    ("peer range of two prefixes", mono_env(DTQ_PEERS="n1..m3=m{i}:1"), "must be like n1..n12"),
+    ("peer range counting down", mono_env(DTQ_PEERS="n3..n1=n{i}:1"), "must count up from >= 1"),
+    ("peer range from zero", mono_env(DTQ_PEERS="n0..n2=n{i}:1"), "must count up from >= 1"),
+    ("peer range too long", mono_env(DTQ_PEERS="n1..n101=n{i}:1"), "at most 100 names"),
+    ("peer range overlapping", mono_env(DTQ_PEERS="n1..n3=n{i}:1,n3=x:1"), "'n3' is given twice"),
+    ("peer range bad address", mono_env(DTQ_PEERS="n1..n2=n{i}"), "DTQ_PEERS: address 'n1'"),
     ("unknown service", micro_env(DTQ_SERVICES=SERVICES + ",db=h:1"), "unknown role 'db'"),
     ("unknown gc mode", mono_env(DTQ_GC="sometimes"), "DTQ_GC"),
     (
@@ -229,6 +236,23 @@ BAD = [
         "core rule",
         mono_env(DTQ_LEASE_DURATION="1", DTQ_HEARTBEAT_INTERVAL="2"),
         "core config (DTQ_*): heartbeat_interval must be shorter than lease_duration",
+    ),
+    # issue 26: replies must fit the message limit; one job must fit a reply; slots are capped
+    (
+        "reply over the limit",
+        mono_env(DTQ_MAX_REPLY_BYTES=str(5 << 20)),
+        "DTQ_MAX_REPLY_BYTES must be at most",
+    ),
+    (
+        "reply below one job",
+        mono_env(DTQ_MAX_REPLY_BYTES=str(1 << 20)),
+        "max_reply_bytes (1048576) must hold",
+    ),
+    ("negative byte budget", mono_env(DTQ_MAX_RETAINED_BYTES="-1"), "max_retained_bytes must be >= 0"),
+    (
+        "slots over the cap",
+        mono_env(DTQ_SLOTS="9", DTQ_MAX_WORKER_SLOTS="8"),
+        "must not exceed DTQ_MAX_WORKER_SLOTS",
     ),
 ]
 
@@ -255,3 +279,13 @@ def test_every_micro_role_needs_exactly_what_it_calls() -> None:
             rest = ",".join(f"{k}={v}" for k, v in services.items() if k != missing)
             with pytest.raises(InvalidArgument, match=missing):
                 load_config(micro_env(role, DTQ_SERVICES=rest))
+
+
+def test_peer_range_names_every_node_with_its_number() -> None:
+    """An orchestrator's files name N nodes in one item: n1..nN with {i} in the address."""
+    config = load_config(mono_env(DTQ_NAME="n2", DTQ_PEERS="n1..n12=n-{i}.dtq-mono:50051"))
+    assert list(config.peers) == [f"n{i}" for i in range(1, 13)]
+    assert config.peers["n12"] == "n-12.dtq-mono:50051"
+    mixed = load_config(mono_env(DTQ_PEERS="n1..n2=10.0.0.{i}:7000,extra=h:1"))
+    assert dict(mixed.peers) == {"n1": "10.0.0.1:7000", "n2": "10.0.0.2:7000", "extra": "h:1"}
+    assert load_config(config_to_env(config)) == config  # written back as the explicit list

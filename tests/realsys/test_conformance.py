@@ -48,11 +48,10 @@ def running_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[cluster.ClusterInfo]:
     directory = tmp_path_factory.mktemp(f"cluster-{request.param}")
-    info = cluster.up(request.param, directory, store="sqlite", overrides=FAST, timeout=60)
-    try:
+    with cluster.running(
+        request.param, directory, store="sqlite", overrides=FAST, timeout=60, grace=5
+    ) as info:
         yield info
-    finally:
-        cluster.down(directory, grace=5)
 
 
 @pytest.fixture
@@ -259,8 +258,9 @@ def worker_bearing(info: cluster.ClusterInfo) -> str:
 
 @pytest.mark.parametrize("design", DESIGNS)
 async def test_worker_killed_mid_job_has_its_job_requeued(design: str, tmp_path: Path) -> None:
-    info = cluster.up(design, tmp_path / design, store="sqlite", overrides=FAST, timeout=60)
-    try:
+    with cluster.running(
+        design, tmp_path / design, store="sqlite", overrides=FAST, timeout=60, grace=5
+    ) as info:
         async with DtqClient(info.clients, timeout=10.0) as client:
             ids = list(await asyncio.gather(*(client.submit("sleep", sleep_payload(1.5)) for _ in range(24))))
             victim = worker_bearing(info)
@@ -274,14 +274,13 @@ async def test_worker_killed_mid_job_has_its_job_requeued(design: str, tmp_path:
             assert all(s is JobState.SUCCEEDED for s in final.values()), final
             statuses = [await client.status(j) for j in ids]
             assert max(s.attempt for s in statuses) >= 2, "no job was requeued: the kill hit no running job"
-    finally:
-        cluster.down(info.directory, grace=5)
 
 
 @pytest.mark.parametrize(("design", "victims"), [("micro", ["job", "result"]), ("mono", ["n1", "n4"])])
 async def test_restarted_owner_loses_no_accepted_job(design: str, victims: list[str], tmp_path: Path) -> None:
-    info = cluster.up(design, tmp_path / design, store="sqlite", overrides=FAST, timeout=60)
-    try:
+    with cluster.running(
+        design, tmp_path / design, store="sqlite", overrides=FAST, timeout=60, grace=5
+    ) as info:
         async with DtqClient(info.clients, timeout=10.0) as client:
             before = list(
                 await asyncio.gather(*(client.submit("sleep", sleep_payload(0.2)) for _ in range(40)))
@@ -297,5 +296,3 @@ async def test_restarted_owner_loses_no_accepted_job(design: str, victims: list[
             assert all(s is JobState.SUCCEEDED for s in final.values()), final
             listed = {j.job_id async for j in client.list_all(page_size=100)}
             assert set(before + after) <= listed
-    finally:
-        cluster.down(info.directory, grace=5)

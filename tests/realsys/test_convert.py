@@ -12,8 +12,8 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dtq.v1 import client_pb2, job_pb2
-from model.job import Assignment, EffectiveSpec, Job, JobError, JobSpec, RetryPolicy
+from dtq.v1 import client_pb2, job_pb2, worker_pb2
+from model.job import Assignment, EffectiveSpec, Job, JobError, JobSpec, RetryPolicy, assignment_bytes
 from model.states import JobState
 from realsys.convert import (
     assignment_to_pb,
@@ -152,3 +152,41 @@ def test_wire_time_survives_a_timestamp_round_trip() -> None:
         t = wire_time()
         stamp = to_timestamp(t)
         assert stamp is not None and from_timestamp(stamp) == t
+
+
+# ---------------------------------------------------------------------------- byte budgets (issue 26)
+long_text = st.text(max_size=256)  # label keys and values at their limit, any characters
+
+
+@st.composite
+def sized_jobs(draw: st.DrawFn) -> Job:
+    job = draw(jobs())
+    labels = draw(st.dictionaries(long_text, long_text, max_size=4))
+    spec = JobSpec(
+        job.spec.job_type,
+        draw(st.binary(max_size=300)),
+        job.spec.priority,
+        job.spec.retry,
+        job.spec.execution_timeout,
+        MappingProxyType(labels),
+    )
+    job.spec = spec
+    job.job_id = draw(st.sampled_from([job.job_id, "n" + "9" * 31 + "-" + "f" * 16 + "-" + "f" * 16]))
+    job.request_id = draw(st.text(max_size=128))
+    job.worker_id = draw(st.text(max_size=128))
+    job.error = draw(
+        st.none() | st.builds(JobError, st.text(max_size=600), st.booleans(), st.text(max_size=64))
+    )
+    job.attempt = draw(st.sampled_from([0, 2**31 - 1]))
+    return job
+
+
+@settings(max_examples=300, deadline=None)
+@given(job=sized_jobs(), owner=st.sampled_from(["", "n1", "n" + "9" * 31]))
+def test_size_estimates_bound_the_bytes_in_a_reply(job: Job, owner: str) -> None:
+    """model's estimates are upper bounds of a job's bytes in a reply (its repeated field's tag and
+    length prefix included), so the byte budgets hold on the wire."""
+    assert client_pb2.ListJobsResponse(jobs=[job_to_pb(job, owner)]).ByteSize() <= job.status_bytes
+    assignment = Assignment(job.job_id, 2**31 - 1, job.spec, 4e9, 4e9, "w")
+    fetched = worker_pb2.FetchWorkResponse(assignments=[assignment_to_pb(assignment, owner)])
+    assert fetched.ByteSize() <= assignment_bytes(job.job_id, job.spec)

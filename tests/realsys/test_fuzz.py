@@ -27,7 +27,7 @@ from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2, worker_pb2, worker_pb2_
 from model.config import CoreConfig
 from model.states import JobState
 from realsys.cluster import free_ports
-from realsys.config import NodeConfig, grpc_options
+from realsys.config import NodeConfig, SecurityConfig, grpc_options
 from realsys.metrics import NodeMetrics
 from realsys.micro.coordinator import CoordinatorRole
 from realsys.micro.gateway import GatewayRole
@@ -35,6 +35,7 @@ from realsys.micro.job import JobRole
 from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
+from realsys.security import ChannelSecurity, may_act_as, new_token, open_channel, write_cluster_pki
 from realsys.server import RunningRole, start_role
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,7 +55,9 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 OK = grpc.StatusCode.OK
+PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
 T = TypeVar("T")
+Security = Callable[[str], SecurityConfig]  # node name -> its security settings
 
 
 class LoopThread:
@@ -74,7 +77,7 @@ class LoopThread:
 
 
 async def start_micro(
-    root: Path, core: CoreConfig, store: str = "memory"
+    root: Path, core: CoreConfig, store: str = "memory", security: Security | None = None
 ) -> tuple[list[RunningRole], str, str]:
     """Design A's five services (no worker: the tests act as the worker).
 
@@ -104,6 +107,7 @@ async def start_micro(
             rpc_timeout=2.0,
             fetch_wait=0.2,
             drain_timeout=0.5,
+            **({"security": security(name)} if security else {}),
         )
         metrics = NodeMetrics(name, name, "micro")
         running.append(await start_role(config, types[name](config, metrics), metrics))
@@ -111,7 +115,7 @@ async def start_micro(
 
 
 async def start_mono(
-    root: Path, core: CoreConfig, store: str = "memory", nodes: int = 2
+    root: Path, core: CoreConfig, store: str = "memory", nodes: int = 2, security: Security | None = None
 ) -> tuple[list[RunningRole], str, str]:
     """Design B nodes without in-process workers. Returns (nodes, n1's address twice: both APIs)."""
     names = [f"n{i + 1}" for i in range(nodes)]
@@ -132,6 +136,7 @@ async def start_mono(
             rpc_timeout=2.0,
             fetch_wait=0.2,
             drain_timeout=0.5,
+            **({"security": security(name)} if security else {}),
         )
         metrics = NodeMetrics(name, "node", "mono")
         running.append(await start_role(config, MonoNode(config, metrics), metrics))
@@ -156,6 +161,7 @@ class Target:
     accepted: list[str] = field(default_factory=list)
     leased: list[tuple[str, int]] = field(default_factory=list)  # (job id, attempt) the fake worker holds
     pending: str = ""  # a seed job that stays PENDING (the fake worker takes at most 4 of 6)
+    entries: list[Any] = field(default_factory=list)  # a TaskQueue stub on every client-facing node
 
 
 @dataclass
@@ -195,6 +201,10 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
             )
         )
     pair = Pair(targets)
+    targets[0].entries = [targets[0].client]
+    for node in mono:  # Design B: every node takes client calls
+        channel = grpc.insecure_channel(node.address, options=grpc_options())
+        targets[1].entries.append(client_pb2_grpc.TaskQueueStub(channel))
     # some jobs in every state a fuzzer can reach: pending, running (leased by the fake worker), done
     for target in targets:
         for i in range(6):
@@ -578,3 +588,173 @@ def test_unparsable_bytes_get_invalid_argument(pair: Pair, method: str) -> None:
         assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, (error.code(), error.details())
         assert "is not a valid" in (error.details() or "")
     assert_healthy(pair)
+
+
+# ---------------------------------------------------------------------------- forged node metadata
+@FUZZ
+@given(request_id=st.text(min_size=1, max_size=40), value=st.sampled_from(["1", "0", "", "yes"]))
+def test_forged_forwarding_never_makes_a_second_job(pair: Pair, request_id: str, value: str) -> None:
+    """Issue 26: in plaintext anyone may send `dtq-forwarded` (the threat model trusts local
+    processes), but it cannot make two jobs of one request_id: a submit marked forwarded still goes
+    to the id's home node, from every node it is sent to. (Under --secure it is refused outright:
+    test_forwarding_metadata_is_refused_from_clients_and_workers below.)"""
+    spec = job_pb2.JobSpec(job_type="echo", payload=b"f")
+    request = client_pb2.SubmitJobRequest(spec=spec, request_id=f"forged-{request_id}")
+    for target in pair.targets:
+        ids = {target.client.SubmitJob(request, timeout=5).job_id}
+        for entry in target.entries:
+            ids.add(entry.SubmitJob(request, timeout=5, metadata=(("dtq-forwarded", value),)).job_id)
+        assert len(ids) == 1, f"{target.design}: one request_id made jobs {sorted(ids)}"
+        (job_id,) = ids
+        if job_id not in target.accepted:
+            target.accepted.append(job_id)
+            target.client.CancelJob(client_pb2.CancelJobRequest(job_id=job_id), timeout=5)
+    assert_healthy(pair)
+
+
+# ---------------------------------------------------------------------------- worker identity (TLS)
+CLIENT_TOKEN, GOOD_TOKEN, EVIL_TOKEN, INTERNAL_TOKEN = (new_token() for _ in range(4))
+
+
+@dataclass
+class SecureTarget:
+    design: str
+    client: Any  # TaskQueue stub with the client token
+    good: Any  # Workers stub with the "good" worker token: the victim
+    evil: Any  # Workers stub with the "evil" worker token: another worker-token holder
+    victim: tuple[str, int] = ("", 0)  # (job id, attempt) leased to good-1
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+
+@pytest.fixture(scope="module")
+def secure_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[SecureTarget]]:
+    """Both designs with TLS and tokens (no workers of their own: the tests are the workers)."""
+    root = tmp_path_factory.mktemp("fuzz-tls")
+    names = ["result", "queue", "job", "coordinator", "gateway", "n1", "n2"]
+    pki = write_cluster_pki(root / "tls", names)
+
+    def security(name: str) -> SecurityConfig:
+        return SecurityConfig(
+            tls_cert=pki.nodes[name].cert,
+            tls_key=pki.nodes[name].key,
+            tls_ca=pki.ca,
+            client_tokens=(CLIENT_TOKEN,),
+            worker_tokens=(f"good:{GOOD_TOKEN}", f"evil:{EVIL_TOKEN}"),
+            internal_token=INTERNAL_TOKEN,
+        )
+
+    loop = LoopThread()
+    micro, *micro_addresses = loop.run(start_micro(root / "micro", CORE, security=security))
+    mono, *mono_addresses = loop.run(start_mono(root / "mono", CORE, security=security))
+    ca = pki.ca.read_bytes()
+    targets = []
+    for design, (address, worker_address) in (("micro", micro_addresses), ("mono", mono_addresses)):
+        channels = [
+            open_channel(a, grpc_options(), ChannelSecurity(ca, t))
+            for a, t in ((address, CLIENT_TOKEN), (worker_address, GOOD_TOKEN), (worker_address, EVIL_TOKEN))
+        ]
+        target = SecureTarget(
+            design,
+            client_pb2_grpc.TaskQueueStub(channels[0]),
+            worker_pb2_grpc.WorkersStub(channels[1]),
+            worker_pb2_grpc.WorkersStub(channels[2]),
+            channels=channels,
+        )
+        job_id = target.client.SubmitJob(
+            client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo", payload=b"v")), timeout=5
+        ).job_id
+        target.good.WorkerHeartbeat(worker_pb2.HeartbeatRequest(worker_id="good-1", total_slots=1), timeout=5)
+        fetched = target.good.FetchWork(
+            worker_pb2.FetchWorkRequest(worker_id="good-1", free_slots=1, wait_timeout=_dur(1.0)), timeout=5
+        )
+        (assignment,) = fetched.assignments
+        assert assignment.job_id == job_id
+        target.victim = (job_id, assignment.attempt)
+        targets.append(target)
+    try:
+        yield targets
+    finally:
+        for target in targets:
+            for channel in target.channels:
+                channel.close()
+        loop.run(stop_all(micro))
+        loop.run(stop_all(mono))
+        loop.close()
+
+
+def _each(
+    targets: list[SecureTarget], call: Callable[[SecureTarget], Any]
+) -> list[tuple[grpc.StatusCode, str, Any]]:
+    return Pair(targets).each(call)  # type: ignore[arg-type]  # each only calls call(target)
+
+
+WORKER_IDS = st.one_of(
+    st.sampled_from(
+        ["good-1", "good", "good-", "goodevil", "evil", "evil-1", "evil-good-1", "evilx", "Evil-1"]
+    ),
+    st.text(min_size=1, max_size=60),
+    st.text(min_size=1, max_size=20).map(lambda t: "evil-" + t),
+)
+
+
+@FUZZ
+@given(worker_id=WORKER_IDS, call=st.sampled_from(["heartbeat", "fetch", "report", "cancelled"]))
+def test_a_worker_token_holder_cannot_impersonate_another_worker(
+    secure_pair: list[SecureTarget], worker_id: str, call: str
+) -> None:
+    """Issue 26: the "evil" worker token acts only as evil or evil-<suffix>: any other worker_id is
+    PERMISSION_DENIED before the service sees the call (in both designs alike), and the victim's
+    lease (good-1's) is untouched."""
+
+    def run(t: SecureTarget) -> Any:
+        job_id, attempt = t.victim
+        if call == "heartbeat":
+            running = [worker_pb2.RunningJob(job_id=job_id, attempt=attempt)]
+            request = worker_pb2.HeartbeatRequest(worker_id=worker_id, total_slots=1, running=running)
+            return t.evil.WorkerHeartbeat(request, timeout=5)
+        if call == "fetch":  # no free slots: a fetch that passes takes nothing
+            return t.evil.FetchWork(worker_pb2.FetchWorkRequest(worker_id=worker_id), timeout=5)
+        report = worker_pb2.ReportResultRequest(worker_id=worker_id, job_id=job_id, attempt=attempt)
+        if call == "report":
+            report.failure.message = "forged"  # a failure: Design A's result store keeps no bytes of it
+        else:
+            report.cancelled = True
+        return t.evil.ReportResult(report, timeout=5)
+
+    results = _each(secure_pair, run)
+    own = may_act_as("evil", worker_id)
+    allowed = {OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ABORTED} if own else {PERMISSION_DENIED}
+    code = assert_same_code(results, allowed, f"{call} as {worker_id!r}")
+    if code is PERMISSION_DENIED:
+        assert all("acts as worker 'evil'" in details for _, details, _ in results)
+    if code is OK and call == "heartbeat":  # its own id: the victim's attempt is not its to renew
+        assert all(len(reply.abandon) == 1 for _, _, reply in results)
+    for t in secure_pair:  # the victim still holds its lease
+        job = t.client.GetJobStatus(client_pb2.GetJobStatusRequest(job_id=t.victim[0]), timeout=5)
+        assert JobState(job.state) is JobState.RUNNING and job.worker_id == "good-1"
+        assert job.attempt == t.victim[1]
+
+
+@FUZZ
+@given(
+    value=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20),  # ASCII: gRPC's rule
+    which=st.sampled_from(["client", "worker"]),
+)
+def test_forwarding_metadata_is_refused_from_clients_and_workers(
+    secure_pair: list[SecureTarget], value: str, which: str
+) -> None:
+    """Issue 26: `dtq-forwarded` is node-to-node metadata: with a client or worker token it is
+    PERMISSION_DENIED whatever its value, in both designs, and nothing is created."""
+    metadata = (("dtq-forwarded", value),)
+
+    def run(t: SecureTarget) -> Any:
+        if which == "client":
+            request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo"), request_id="fwd")
+            return t.client.SubmitJob(request, timeout=5, metadata=metadata)
+        request_hb = worker_pb2.HeartbeatRequest(worker_id="good-1", total_slots=1)
+        return t.good.WorkerHeartbeat(request_hb, timeout=5, metadata=metadata)
+
+    assert_same_code(_each(secure_pair, run), {PERMISSION_DENIED}, f"{which} with dtq-forwarded={value!r}")
+    for t in secure_pair:
+        listing = t.client.ListJobs(client_pb2.ListJobsRequest(page_size=10), timeout=5)
+        assert [j.job_id for j in listing.jobs] == [t.victim[0]]

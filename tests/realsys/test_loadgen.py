@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from model.config import CoreConfig
-from model.records import RequestRecord
+from model.results.runs import load_records, load_summary
+from model.results.schema import RequestRecord
 from model.states import JobState
 from model.workload import (
     ClosedLoop,
@@ -32,11 +33,14 @@ from model.workload import (
     open_loop_trace,
     workload_to_mapping,
 )
+from realsys.cli import main
 from realsys.cluster import free_ports
 from realsys.config import NodeConfig
 from realsys.loadgen import job_payload, run_load, run_load_processes, summary_of
+from realsys.metrics import NodeMetrics
+from realsys.mono import MonoNode
+from realsys.server import RunningRole, start_role
 from realsys.targets import DtqTarget, InMemoryTarget, TargetError, dtq_target_spec, make_target
-from sim.runs import load_records, load_summary
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -298,10 +302,6 @@ class ThreadCluster:
     """Three Design B nodes (memory store) on an event loop of their own, in a background thread."""
 
     def __init__(self, tmp: Path) -> None:
-        from realsys.metrics import NodeMetrics
-        from realsys.mono import MonoNode
-        from realsys.server import RunningRole, start_role
-
         names = ("n1", "n2", "n3")
         self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(3), strict=True)}
         self.loop = asyncio.new_event_loop()
@@ -378,8 +378,6 @@ async def test_dtq_target_maps_errors(mono: ThreadCluster) -> None:
 
 
 def test_dtq_load_writes_a_valid_run(mono: ThreadCluster, tmp_path: Path) -> None:
-    from realsys.cli import main
-
     spec = open_spec(
         rate=40.0,
         mix=RequestMix(submit=0.7, status=0.2, result=0.1),

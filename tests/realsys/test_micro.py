@@ -8,6 +8,7 @@ Every wait is bounded; the whole module stays well under a minute.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +28,6 @@ from realsys.cluster import free_ports
 from realsys.config import NodeConfig, grpc_options
 from realsys.convert import to_duration
 from realsys.metrics import NodeMetrics
-from realsys.micro import job as job_module
 from realsys.micro.base import hop_timeout, poll_budget
 from realsys.micro.coordinator import CoordinatorRole
 from realsys.micro.gateway import GatewayRole
@@ -83,6 +83,7 @@ class MicroCluster:
             name: f"127.0.0.1:{port}" for name, port in zip(SERVICES, free_ports(5), strict=True)
         }
         self.running: dict[str, RunningRole] = {}
+        self.core = CORE
 
     def config(self, role: str) -> NodeConfig:
         return NodeConfig(
@@ -93,7 +94,7 @@ class MicroCluster:
             data_dir=self.root / role,
             store=self.store,  # type: ignore[arg-type]
             slots=4 if role == "worker" else 0,
-            core=CORE,
+            core=self.core,
             services=self.services,
             metrics_port=-1,
             rpc_timeout=1.0,
@@ -493,9 +494,16 @@ async def test_lost_queue_entries_are_swept_back(tmp_path: Path) -> None:
         await cluster.close()
 
 
-async def test_oversized_lease_batch_is_split(cluster: MicroCluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    """LeaseJobs stops before its reply outgrows the message limit; the rest go back to the queue."""
-    monkeypatch.setattr(job_module, "MAX_MESSAGE_BYTES", 6000)  # budget: one 3 KB assignment
+# a reply budget of about one 3 KB assignment: smaller labels and errors make room for so small a budget
+SMALL_REPLIES = dataclasses.replace(
+    CORE, max_result_bytes=4096, max_labels=1, max_label_chars=8, max_error_chars=64, max_reply_bytes=7000
+)
+
+
+async def test_oversized_lease_batch_is_split(cluster: MicroCluster) -> None:
+    """LeaseJobs stops before its reply outgrows max_reply_bytes (model.JobTable.lease_batch); the rest
+    go back to the queue."""
+    cluster.core = SMALL_REPLIES
     await cluster.start_all(worker=False)
     async with (
         DtqClient(cluster.services["gateway"], timeout=5.0) as client,

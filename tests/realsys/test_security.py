@@ -12,6 +12,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,14 @@ from model.states import JobState
 from realsys import cluster
 from realsys.client import DtqClient, grpc_code
 from realsys.cluster import free_ports
-from realsys.config import NodeConfig, SecurityConfig, config_to_env, grpc_options, load_config
+from realsys.config import (
+    NodeConfig,
+    SecurityConfig,
+    config_to_env,
+    grpc_options,
+    load_config,
+    split_worker_token,
+)
 from realsys.metrics import NodeMetrics
 from realsys.micro.coordinator import CoordinatorRole
 from realsys.micro.gateway import GatewayRole
@@ -42,6 +50,7 @@ from realsys.security import (
     ClusterPki,
     new_token,
     open_aio_channel,
+    worker_channel_security,
     write_cluster_pki,
 )
 from realsys.server import RunningRole, start_role
@@ -49,6 +58,7 @@ from realsys.server import RunningRole, start_role
 pytestmark = pytest.mark.timeout(60)
 
 CLIENT, WORKER, INTERNAL = new_token(), new_token(), new_token()
+EVIL = new_token()  # a second worker token: a worker-token holder who is not the cluster's worker
 MICRO_ORDER = ("result", "queue", "job", "coordinator", "worker", "gateway")  # callees first
 MONO_NODES = ("n1", "n2")
 CORE = CoreConfig(lease_duration=2.0, heartbeat_interval=0.2, worker_ttl=2.0)
@@ -78,7 +88,8 @@ def security_for(pki: ClusterPki, name: str) -> SecurityConfig:
         tls_key=pki.nodes[name].key,
         tls_ca=pki.ca,
         client_tokens=(CLIENT,),
-        worker_tokens=(WORKER,),
+        # the worker process acts as good-<random>; EVIL may act only as evil or evil-<suffix>
+        worker_tokens=(f"good:{WORKER}", f"evil:{EVIL}"),
         internal_token=INTERNAL,
     )
 
@@ -86,10 +97,11 @@ def security_for(pki: ClusterPki, name: str) -> SecurityConfig:
 class SecureCluster:
     """One design's nodes in this process, every one with TLS and tokens."""
 
-    def __init__(self, design: str, root: Path, pki: ClusterPki) -> None:
+    def __init__(self, design: str, root: Path, pki: ClusterPki, store: str = "memory") -> None:
         self.design = design
         self.root = root
         self.pki = pki
+        self.store = store
         self.ca = pki.ca.read_bytes()
         names = MICRO_ORDER if design == "micro" else MONO_NODES
         self.addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
@@ -104,7 +116,7 @@ class SecureCluster:
             name=name,
             listen=self.addresses[name],
             data_dir=self.root / name,
-            store="memory",
+            store=self.store,  # type: ignore[arg-type]
             slots=2 if name in ("worker", "n1", "n2") else 0,
             core=CORE,
             peers={} if micro else dict(self.addresses),
@@ -230,7 +242,7 @@ async def test_missing_and_wrong_tokens_are_unauthenticated_and_store_nothing(se
 
 
 async def test_client_token_cannot_call_worker_or_internal_apis(secure: SecureCluster) -> None:
-    heartbeat = worker_pb2.HeartbeatRequest(worker_id="intruder", total_slots=1, free_slots=1)
+    heartbeat = worker_pb2.HeartbeatRequest(worker_id="good-1", total_slots=1, free_slots=1)
 
     workers: Any = make_stub(worker_pb2_grpc.WorkersStub, secure.channel(secure.workers_address, CLIENT))
     denied = await rpc_failure(workers.WorkerHeartbeat(heartbeat, timeout=3.0))
@@ -285,6 +297,113 @@ async def test_health_passes_without_a_token(secure: SecureCluster) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def running_job(secure: SecureCluster, client: DtqClient) -> job_pb2.Job:
+    """A sleep job the cluster's own worker is running, as GetJobStatus shows it (with its worker_id)."""
+    job_id = await client.submit("sleep", json.dumps({"seconds": 1.5}))
+    for _ in range(100):
+        job = await client.status(job_id)
+        if JobState(job.state) is JobState.RUNNING:
+            return job
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{job_id} never ran")
+
+
+async def test_a_worker_token_cannot_act_as_another_worker(secure: SecureCluster) -> None:
+    """Issue 26: any worker-token holder could finish any running job by copying the worker_id that
+    GetJobStatus shows. A worker token now acts only as its own name: the report, the heartbeat and
+    a fetch under someone else's id get PERMISSION_DENIED before the request reaches the service,
+    and the job ends with its real worker's result."""
+    evil: Any = make_stub(worker_pb2_grpc.WorkersStub, secure.channel(secure.workers_address, EVIL))
+    async with secure.client() as client:
+        job = await running_job(secure, client)
+        assert job.worker_id.startswith("good-" if secure.design == "micro" else "n1-w")
+        forged = worker_pb2.ReportResultRequest(
+            worker_id=job.worker_id,
+            job_id=job.job_id,
+            attempt=job.attempt,
+            success=job_pb2.JobResult(output=b"evil"),
+        )
+        for call in (
+            evil.ReportResult(forged, timeout=3.0),
+            evil.WorkerHeartbeat(
+                worker_pb2.HeartbeatRequest(
+                    worker_id=job.worker_id,
+                    total_slots=1,
+                    running=[worker_pb2.RunningJob(job_id=job.job_id, attempt=job.attempt)],
+                ),
+                timeout=3.0,
+            ),
+            evil.FetchWork(worker_pb2.FetchWorkRequest(worker_id=job.worker_id, free_slots=1), timeout=3.0),
+        ):
+            denied = await rpc_failure(call)
+            assert denied.code() is grpc.StatusCode.PERMISSION_DENIED, denied.details()
+            assert f"acts as worker 'evil' (or evil-<suffix>), not {job.worker_id!r}" in (
+                denied.details() or ""
+            )
+        assert JobState((await client.status(job.job_id)).state) is JobState.RUNNING
+        # its own identity passes the check, and the lease fence refuses the report (Design A's
+        # coordinator stores a result before that fence: issue 26 defect 1, not checked here)
+        if secure.design == "mono":
+            own = worker_pb2.ReportResultRequest()
+            own.CopyFrom(forged)
+            own.worker_id = "evil-1"
+            aborted = await rpc_failure(evil.ReportResult(own, timeout=3.0))
+            assert aborted.code() is grpc.StatusCode.ABORTED
+        done = await client.wait(job.job_id, timeout=15)
+        assert JobState(done.state) is JobState.SUCCEEDED
+        assert (await client.result(job.job_id)).response.output == b""  # the sleep's, not b"evil"
+    serving = secure.running[MICRO_ORDER.index("coordinator") if secure.design == "micro" else 0]
+    refused = serving.metrics.registry.get_sample_value(
+        "dtq_rpc_total", {"method": "/dtq.v1.Workers/ReportResult", "code": "PERMISSION_DENIED"}
+    )
+    assert refused == 1  # counted as auth's refusals are
+
+
+async def test_forwarding_metadata_is_accepted_only_from_nodes(secure: SecureCluster) -> None:
+    """Issue 26: Design B trusted a client-set `dtq-forwarded` header, so one request_id could make
+    two jobs (the header made a non-home node keep the submit). Only the internal token may send it."""
+    forwarded = (("dtq-forwarded", "1"),)
+    request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo"), request_id="only-once")
+    for address in {secure.client_address, *([secure.addresses["n2"]] if secure.design == "mono" else [])}:
+        stub: Any = make_stub(client_pb2_grpc.TaskQueueStub, secure.channel(address, CLIENT))
+        denied = await rpc_failure(stub.SubmitJob(request, timeout=3.0, metadata=forwarded))
+        assert denied.code() is grpc.StatusCode.PERMISSION_DENIED
+        assert "'dtq-forwarded' is for calls between nodes" in (denied.details() or "")
+    workers: Any = make_stub(worker_pb2_grpc.WorkersStub, secure.channel(secure.workers_address, WORKER))
+    heartbeat = worker_pb2.HeartbeatRequest(worker_id="good-1", total_slots=1, free_slots=1)
+    denied = await rpc_failure(workers.WorkerHeartbeat(heartbeat, timeout=3.0, metadata=forwarded))
+    assert denied.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert await job_count(secure) == 0
+    async with secure.client() as client:  # without the header: one job, however often it is sent
+        first = await client.submit("echo", b"x", request_id="only-once")
+        assert await client.submit("echo", b"x", request_id="only-once") == first
+    assert await job_count(secure) == 1
+    if secure.design == "mono":  # nodes themselves forward with it (the internal token), to the owner
+        owner = secure.addresses[first.split("-")[0]]
+        internal: Any = make_stub(client_pb2_grpc.TaskQueueStub, secure.channel(owner, INTERNAL))
+        request_status = client_pb2.GetJobStatusRequest(job_id=first)
+        assert (await internal.GetJobStatus(request_status, timeout=3.0, metadata=forwarded)).job_id == first
+
+
+async def test_secure_data_at_rest_is_owner_only(pki: ClusterPki, tmp_path: Path) -> None:
+    """Issue 26: under --secure the SQLite files were 0644 in 0755 directories and user `nobody`
+    read the results. Every node's data directory is now 0700 and every database file 0600."""
+    for design in ("micro", "mono"):
+        c = SecureCluster(design, tmp_path / design, pki, store="sqlite")
+        try:
+            await c.start()
+            async with c.client() as client:
+                job_id = await client.submit("echo", b"private")
+                assert JobState((await client.wait(job_id, timeout=15)).state) is JobState.SUCCEEDED
+        finally:
+            await c.close()
+        files = [f for f in (tmp_path / design).rglob("*") if ".sqlite3" in f.name]
+        assert files
+        for path in files:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700, path.parent
+
+
 # ---------------------------------------------------------------------------- configuration
 def test_config_validation_and_round_trip(pki: ClusterPki) -> None:
     base = {"DTQ_DESIGN": "mono", "DTQ_ROLE": "node", "DTQ_NAME": "n1", "DTQ_PEERS": "n1=127.0.0.1:1"}
@@ -303,6 +422,14 @@ def test_config_validation_and_round_trip(pki: ClusterPki) -> None:
             "DTQ_CLIENT_TOKENS": INTERNAL,
             "DTQ_INTERNAL_TOKEN": INTERNAL,
         },
+        "the worker name must match": {"DTQ_WORKER_TOKENS": f"Bad-Name:{WORKER}"},
+        "the worker name 'w' is given twice": {"DTQ_WORKER_TOKENS": f"w:{WORKER},w:{EVIL}"},
+        "is a node's name": {
+            **tls,
+            "DTQ_TLS_CA": str(pki.ca),
+            "DTQ_WORKER_TOKENS": f"n1:{WORKER}",
+            "DTQ_INTERNAL_TOKEN": INTERNAL,
+        },
     }
     for expected, extra in cases.items():
         with pytest.raises(InvalidArgument) as caught:
@@ -315,12 +442,17 @@ def test_config_validation_and_round_trip(pki: ClusterPki) -> None:
         **tls,
         "DTQ_TLS_CA": str(pki.ca),
         "DTQ_CLIENT_TOKENS": f"{CLIENT},{new_token()}",
-        "DTQ_WORKER_TOKENS": WORKER,
+        "DTQ_WORKER_TOKENS": f"{WORKER},ext:{EVIL}",
         "DTQ_INTERNAL_TOKEN": INTERNAL,
     }
     config = load_config(env)
     assert config.security.tls and config.security.auth
     assert load_config(config_to_env(config)) == config
+    # a bare worker token's identity is derived from it; a named one's is its name
+    assert split_worker_token(f"ext:{EVIL}") == ("ext", EVIL)
+    name, token = split_worker_token(WORKER)
+    assert token == WORKER and config.security.worker_name == name and len(name) == 13
+    assert worker_channel_security(config.security).token == WORKER
     for secret in (CLIENT, WORKER, INTERNAL):
         assert secret not in repr(config)  # never logged through the config
     insecure = load_config(base)
@@ -366,8 +498,6 @@ def test_docker_healthcheck_over_tls(secure_health_node: tuple[str, ClusterPki])
 @pytest.fixture
 def secure_health_node(pki: ClusterPki, tmp_path: Path) -> Any:
     """A secure mono node served from a background loop thread, for blocking callers."""
-    import threading
-
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -389,12 +519,20 @@ def secure_health_node(pki: ClusterPki, tmp_path: Path) -> Any:
 async def test_secure_six_process_cluster_runs_jobs(design: str, tmp_path: Path) -> None:
     directory = tmp_path / design
     overrides = {"DTQ_HEARTBEAT_INTERVAL": "0.3", "DTQ_DRAIN_TIMEOUT": "2.0"}
-    info = await asyncio.to_thread(cluster.up, design, directory, 6, "memory", overrides, 60.0, True)
+    info = await asyncio.to_thread(cluster.up, design, directory, 6, "sqlite", overrides, 60.0, True)
     try:
         assert stat.S_IMODE((directory / cluster.CLUSTER_FILE).stat().st_mode) == 0o600
         loaded = cluster.load(directory)
         assert loaded.client_token == info.client_token and Path(loaded.tls_ca).is_file()
-        async with DtqClient(info.clients, timeout=10.0, **loaded.client_security()) as client:
+        # issue 26: clients get a file with only client credentials, not every node's internal token
+        client_file = directory / cluster.CLIENT_FILE
+        assert stat.S_IMODE(client_file.stat().st_mode) == 0o600
+        assert set(json.loads(client_file.read_text())) == {"clients", "ca_pem", "client_token"}
+        internal = loaded.nodes[0].env["DTQ_INTERNAL_TOKEN"]
+        assert internal not in client_file.read_text() and info.worker_token not in client_file.read_text()
+        client_info = cluster.load_client(directory)
+        assert client_info.clients == info.clients and client_info.token == info.client_token
+        async with DtqClient(info.clients, timeout=10.0, **client_info.security()) as client:
             ids = [await client.submit("sleep", json.dumps({"seconds": 0.05})) for _ in range(6)]
             ids.append(await client.submit("echo", b"secure " + design.encode()))
             jobs = await asyncio.gather(*(client.wait(j, timeout=30) for j in ids))
@@ -416,5 +554,13 @@ async def test_secure_six_process_cluster_runs_jobs(design: str, tmp_path: Path)
         )
         assert cli.returncode == 0, cli.stderr
         assert json.loads(cli.stdout)["state"] == "SUCCEEDED"
+        # issue 26: data at rest and logs are the owner's only
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        databases = list(directory.rglob("*.sqlite3*"))
+        assert databases
+        for path in [*directory.glob("*.log"), *databases]:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        for node in loaded.nodes:
+            assert stat.S_IMODE(Path(node.env["DTQ_DATA_DIR"]).stat().st_mode) == 0o700
     finally:
         await asyncio.to_thread(cluster.down, directory, 5.0)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +23,8 @@ from model.job import (
     Succeeded,
 )
 from model.states import JobState
-from realsys.config import NodeConfig, load_config
+from realsys.config import NodeConfig, SecurityConfig, load_config
+from realsys.convert import spec_to_pb
 from realsys.storage import (
     JobRecords,
     MemoryJobRecords,
@@ -64,9 +66,10 @@ EFFECTIVE = EffectiveSpec(4, 0.25, 8.5, 1.5, 12.000000001)
 def job_in(state: JobState, n: int = 1) -> Job:
     """A job with every field set to something other than its default."""
     done = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+    output = b"\x00out" if state is JobState.SUCCEEDED else (b"" if state is JobState.CANCELLED else None)
     return Job(
         job_id=f"n1-1-{n:010x}",
-        spec=SPEC,
+        spec=dataclasses.replace(SPEC, payload=b"") if done else SPEC,  # the core drops it at the end
         effective=EFFECTIVE,
         create_time=1_700_000_000.123456 + n,
         request_id=f"req-{n}",
@@ -80,7 +83,8 @@ def job_in(state: JobState, n: int = 1) -> Job:
         run_deadline=1_700_000_030.03125,
         not_before=1_700_000_005.5,
         error=JobError("boom", retryable=True, reason="TIMEOUT") if state is JobState.FAILED else None,
-        output=b"\x00out" if state is JobState.SUCCEEDED else (b"" if state is JobState.CANCELLED else None),
+        output=output,
+        output_size=len(output or b""),
     )
 
 
@@ -214,6 +218,92 @@ def test_save_many_is_one_transaction(tmp_path: Path) -> None:
     records.close()
 
 
+def test_updates_never_rewrite_the_payload(tmp_path: Path) -> None:
+    """Issue 26: a flood of 256 KiB jobs grew the SQLite files to 2.4 GB: every save of a job row
+    (lease, renewals, end) rewrote its payload into the WAL. Payloads now have their own table,
+    written once and deleted when the job ends."""
+    path = tmp_path / "jobs.sqlite3"
+    records = SqliteJobRecords(path)
+    job = job_in(JobState.PENDING)
+    job.spec = dataclasses.replace(SPEC, payload=b"p" * (256 << 10))
+    records.save(job)
+    for n in range(40):  # leases, retries and renewals: rows of changing sizes, saved each time
+        job.state = JobState.RUNNING if n % 2 else JobState.PENDING
+        job.worker_id = f"worker-{n}" * (n % 3)
+        job.error = JobError(f"attempt {n} failed", retryable=True) if n % 2 == 0 else None
+        job.lease_deadline += n
+        records.save(job) if n % 4 else records.save_many([job])
+    wal = path.with_name(path.name + "-wal")
+    on_disk = path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    assert on_disk < 2 << 20, on_disk  # one payload, not 40 copies of it (~10 MiB)
+    assert records.load_all()[0].spec.payload == job.spec.payload
+    job.state = JobState.SUCCEEDED
+    job.spec = dataclasses.replace(job.spec, payload=b"")  # the core drops it at the end
+    records.save(job)
+    assert records.load_all() == [job]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM payloads").fetchone() == (0,)
+    records.close()
+
+
+def test_rows_written_with_the_payload_in_the_spec_still_load(tmp_path: Path) -> None:
+    """Records saved before payloads had their own table keep the payload inside the spec."""
+    path = tmp_path / "jobs.sqlite3"
+    records = SqliteJobRecords(path)
+    job = job_in(JobState.PENDING)
+    records.save(job)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE jobs SET spec = ?", (spec_to_pb(SPEC).SerializeToString(),))
+        conn.execute("DELETE FROM payloads")
+    records.close()
+    again = SqliteJobRecords(path)
+    assert again.load_all() == [job]
+    again.close()
+
+
+def test_an_orphan_payload_is_dropped_at_load(tmp_path: Path) -> None:
+    """A crash between the payload and the job row (or after a job ended) leaves a payload row
+    that belongs to no unfinished job; the next load drops it."""
+    path = tmp_path / "jobs.sqlite3"
+    records = SqliteJobRecords(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO payloads VALUES ('n1-1-00000000ff', x'00')")
+    assert records.load_all() == []
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM payloads").fetchone() == (0,)
+    records.close()
+
+
+def test_stored_outputs_load_and_go_with_their_job(records: JobRecords) -> None:
+    job = job_in(JobState.SUCCEEDED)
+    job.output, job.output_size = None, 5  # the core keeps only the size (StoreOutput)
+    records.save_output(job.job_id, b"big!!")
+    records.save(job)
+    assert records.load_output(job.job_id) == b"big!!"
+    assert records.load_all() == [job]  # output_size comes back from the stored output
+    records.delete([job.job_id])
+    assert records.load_output(job.job_id) is None and records.load_all() == []
+
+
+def test_secure_stores_are_owner_only(tmp_path: Path) -> None:
+    """Issue 26: under --secure the SQLite files were 0644 in 0755 directories and another local
+    user read the results. With TLS on, the data directory is 0700 and every file of it 0600."""
+    base = make_config(tmp_path, "sqlite")
+    tls = SecurityConfig(tls_cert=tmp_path / "c.pem", tls_key=tmp_path / "k.pem", tls_ca=tmp_path / "ca.pem")
+    config = dataclasses.replace(base, security=tls)
+    jobs, results = open_job_records(config), open_results(config)
+    jobs.save_many([job_in(JobState.PENDING)])
+    results.put("n1-1-0000000001", 1, Succeeded(b"secret"))
+    directory = config.data_dir
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = sorted(directory.iterdir())
+    assert len([f for f in files if f.name.endswith("-wal")]) == 2
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    jobs.close()
+    results.close()
+
+
 def test_sqlite_incarnation_is_a_persisted_counter(tmp_path: Path) -> None:
     config = make_config(tmp_path, "sqlite")
     seen = []
@@ -245,6 +335,14 @@ specs = st.builds(
     execution_timeout=durations,
     labels=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=3),
 )
+
+
+def as_the_core_keeps(job: Job) -> Job:
+    """A finished job has no payload (the core drops it) and its output's size is recorded."""
+    spec = dataclasses.replace(job.spec, payload=b"") if job.done else job.spec
+    return dataclasses.replace(job, spec=spec, output_size=len(job.output or b""))
+
+
 jobs_strategy = st.builds(
     Job,
     job_id=st.from_regex(r"n[0-9]-[0-9a-f]{1,4}-[0-9a-f]{10}", fullmatch=True),
@@ -264,7 +362,7 @@ jobs_strategy = st.builds(
     error=st.none()
     | st.builds(JobError, st.text(max_size=20), st.booleans(), st.sampled_from(["TIMEOUT", "X"])),
     output=st.none() | st.binary(max_size=32),
-)
+).map(as_the_core_keeps)
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -22,6 +23,7 @@ from model.config import CoreConfig
 from model.errors import NotFound, StaleAttempt, Unavailable
 from model.ids import JobIdFactory
 from model.job import Assignment, CancelledByWorker, Failed, Job, JobSpec, Outcome, RetryPolicy, Succeeded
+from model.runtime import HeartbeatReply
 from model.scheduler import Scheduler
 from model.states import JobState
 from realsys.convert import (
@@ -63,6 +65,10 @@ class SchedulerBackend:
         self.fetch_calls = 0
         self.fetch_failures = 0  # the next N fetches raise Unavailable
         self.report_failures = 0  # the next N reports raise Unavailable
+        self.heartbeat_failures = 0  # the next N heartbeats raise Unavailable
+        self.report_refusal: Exception | None = None  # raised by every report while set
+        self.report_calls = 0
+        self.down_until = 0.0  # every call raises Unavailable until this time.monotonic()
         self.tick = True  # run the scheduler's timers on each fetch poll
         self._work = asyncio.Event()
 
@@ -77,13 +83,21 @@ class SchedulerBackend:
 
     async def heartbeat(
         self, worker_id: str, total_slots: int, free_slots: int, running: list[tuple[str, int]]
-    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]], float]:
+    ) -> HeartbeatReply:
         self.heartbeat_times.append(time.monotonic())
+        self._outage("heartbeat")
+        if self.heartbeat_failures:
+            self.heartbeat_failures -= 1
+            raise Unavailable("heartbeat: injected outage")
         renewal = self.scheduler.heartbeat(time.time(), worker_id, total_slots, free_slots, running)
-        return renewal.cancel, renewal.abandon, self.scheduler.config.heartbeat_interval
+        config = self.scheduler.config
+        return HeartbeatReply(
+            renewal.cancel, renewal.abandon, config.heartbeat_interval, config.lease_duration
+        )
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
         self.fetch_calls += 1
+        self._outage("fetch")
         if self.fetch_failures:
             self.fetch_failures -= 1
             raise Unavailable("fetch: injected outage")
@@ -101,14 +115,22 @@ class SchedulerBackend:
                     await self._work.wait()
 
     async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
+        self.report_calls += 1
+        self._outage("report")
         if self.report_failures:
             self.report_failures -= 1
             raise Unavailable("report: injected outage")
+        if self.report_refusal is not None:
+            raise self.report_refusal
         self.reports.append((job_id, attempt, outcome))
         try:
             self.scheduler.report(time.time(), worker_id, job_id, attempt, outcome)
         except StaleAttempt:
             self.stale_reports += 1
+
+    def _outage(self, call: str) -> None:
+        if time.monotonic() < self.down_until:
+            raise Unavailable(f"{call}: the backend is down")
 
 
 def _backend_is_a_worker_backend(backend: SchedulerBackend) -> WorkerBackend:
@@ -162,9 +184,13 @@ async def test_builtin_job_types_complete_with_their_outcomes(
     fail = backend.submit("fail", payload(probability=1.0), retry=once)
     never_fail = backend.submit("fail", payload(probability=0.0, seconds=0.01))
     bad_json = backend.submit("sleep", b"{not json", retry=RetryPolicy(max_attempts=3))
+    # issue 26: RecursionError in the parser was retried like a transient failure
+    nested = backend.submit("sleep", b"[" * 100_000 + b"]" * 100_000, retry=RetryPolicy(max_attempts=3))
     bad_value = backend.submit("cpu", payload(seconds=-1), retry=RetryPolicy(max_attempts=3))
     unknown = backend.submit("nosuchtype", retry=RetryPolicy(max_attempts=3))
-    await until(done(backend, echo, sleep, sleep_empty, cpu, fail, never_fail, bad_json, bad_value, unknown))
+    await until(
+        done(backend, echo, sleep, sleep_empty, cpu, fail, never_fail, bad_json, nested, bad_value, unknown)
+    )
 
     assert backend.job(echo).state is JobState.SUCCEEDED
     assert backend.job(echo).output == b"hello"
@@ -175,11 +201,12 @@ async def test_builtin_job_types_complete_with_their_outcomes(
     assert failed.state is JobState.FAILED
     assert failed.error is not None and "injected failure" in failed.error.message
     assert failed.error.reason == "HANDLER_ERROR"
-    for job_id in (bad_json, bad_value, unknown):  # not retryable: one attempt despite max_attempts=3
+    for job_id in (bad_json, nested, bad_value, unknown):  # not retryable: one attempt despite 3 allowed
         job = backend.job(job_id)
         assert job.state is JobState.FAILED and job.attempt == 1, job_id
         assert job.error is not None and not job.error.retryable
     assert "not valid JSON" in backend.job(bad_json).error.message  # type: ignore[union-attr]
+    assert "nests too deeply" in backend.job(nested).error.message  # type: ignore[union-attr]
     assert backend.job(unknown).error.reason == "UNKNOWN_JOB_TYPE"  # type: ignore[union-attr]
 
 
@@ -377,15 +404,66 @@ async def test_fetch_and_report_outages_are_retried(backend: SchedulerBackend) -
         await rt.stop()
 
 
-async def test_report_is_dropped_after_repeated_failures(backend: SchedulerBackend) -> None:
-    backend.report_failures = 100
-    rt = WorkerRuntime(WORKER, 1, backend, heartbeat_interval=0.1, fetch_wait=0.2, report_attempts=3)
+async def test_a_report_is_kept_until_the_backend_is_back(backend: SchedulerBackend) -> None:
+    """Issue 24: a finished attempt's report outlives a short outage (it was dropped after four tries,
+    ~0.35 s, and the job ran again once its lease expired)."""
+    backend.report_failures = 5  # 0.05 + 0.1 + 0.2 + 0.4 + 0.8 s of retries; heartbeats still renew
+    rt = make_runtime(backend)
     await rt.start()
     try:
         job_id = backend.submit("echo", b"x")
-        await until(lambda: rt.reports_dropped == 1)
-        assert backend.job(job_id).state is JobState.RUNNING  # left for lease expiry
+        await until(done(backend, job_id))
+        job = backend.job(job_id)
+        assert job.state is JobState.SUCCEEDED and job.attempt == 1
+        assert backend.report_calls == 6 and rt.reports_dropped == 0
         assert not rt.running
+    finally:
+        await rt.stop()
+
+
+async def test_a_report_is_dropped_once_its_lease_is_gone() -> None:
+    """Neither reports nor heartbeats get through: the worker gives the report up when its estimate of
+    the lease runs out (the assignment's deadline; no heartbeat renewed it), not before."""
+    config = dataclasses.replace(CONFIG, lease_duration=0.6)
+    backend = SchedulerBackend(config)
+    backend.report_failures = backend.heartbeat_failures = 1000
+    rt = make_runtime(backend, slots=1)
+    await rt.start()
+    try:
+        job_id = backend.submit("echo", b"x", retry=RetryPolicy(max_attempts=1))
+        await until(lambda: backend.job(job_id).state is JobState.RUNNING)
+        lease_deadline = backend.job(job_id).lease_deadline
+        await until(lambda: rt.reports_dropped == 1)
+        assert time.time() >= lease_deadline - 0.05  # retried for the whole lease
+        assert backend.report_calls >= 4 and not rt.running
+    finally:
+        await rt.stop()
+
+
+async def test_a_refused_report_is_not_retried(backend: SchedulerBackend) -> None:
+    backend.report_refusal = NotFound("no such job")
+    rt = make_runtime(backend, slots=1)
+    await rt.start()
+    try:
+        backend.submit("echo", b"x")
+        await until(lambda: backend.report_calls == 1 and not rt.running)
+        await asyncio.sleep(0.3)
+        assert backend.report_calls == 1 and rt.reports_dropped == 0
+    finally:
+        await rt.stop()
+
+
+async def test_fetch_resumes_at_once_when_the_backend_is_back(backend: SchedulerBackend) -> None:
+    """Issue 24: after an outage the first successful call (here a heartbeat, every 0.1 s) ends the
+    fetch backoff, which by then had grown to 1.6 s."""
+    rt = make_runtime(backend)
+    backend.down_until = time.monotonic() + 2.0  # fetch backoff: 0.05 ... 0.8, then 1.6 s from ~1.55 s
+    await rt.start()
+    try:
+        job_id = backend.submit("echo", b"x")
+        await until(done(backend, job_id), timeout=5.0)
+        assert time.monotonic() - backend.down_until < 0.6
+        assert backend.job(job_id).state is JobState.SUCCEEDED
     finally:
         await rt.stop()
 
@@ -480,7 +558,7 @@ def test_job_context_payload_helpers() -> None:
 
     assert ctx(b"").json() == {}
     assert ctx(b'{"seconds": 2}').json() == {"seconds": 2}
-    for bad in (b"[1]", b"{", b"\xff"):
+    for bad in (b"[1]", b"{", b"\xff", b'{"a":' * 50_000):
         with pytest.raises(JobFailure) as info:
             ctx(bad).json()
         assert not info.value.retryable
@@ -502,13 +580,14 @@ class FakeWorkers(worker_pb2_grpc.WorkersServicer):
     async def WorkerHeartbeat(
         self, request: worker_pb2.HeartbeatRequest, context: Context
     ) -> worker_pb2.HeartbeatResponse:
-        cancel, abandon, interval = await self.inner.heartbeat(
+        reply = await self.inner.heartbeat(
             request.worker_id, request.total_slots, request.free_slots, running_from_pb(list(request.running))
         )
         return worker_pb2.HeartbeatResponse(
-            cancel=running_to_pb(cancel),
-            abandon=running_to_pb(abandon),
-            heartbeat_interval=to_duration(interval),
+            cancel=running_to_pb(list(reply.cancel)),
+            abandon=running_to_pb(list(reply.abandon)),
+            heartbeat_interval=to_duration(reply.interval),
+            lease_duration=to_duration(reply.lease_duration),
         )
 
     @grpc_errors

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from model.results.runs import load_config, load_records, load_summary
 from realsys.cli import main
-from sim.runs import load_config, load_records, load_summary
 
 WORKLOAD = """
 arrival: {kind: open, rate: 100, max_in_flight: 64}

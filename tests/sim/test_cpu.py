@@ -10,7 +10,8 @@ import pytest
 import simpy
 
 from sim.cpu import CostModel, Host, Proc
-from sim.params import Dist, SimParams
+from sim.dist import Dist
+from sim.params import SimParams
 
 
 def _bursts(seed: int, n: int, procs: int) -> list[tuple[float, int, float]]:

@@ -12,7 +12,16 @@ from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.states import JobState
 from model.workload import ClosedLoop, Distribution, OpenLoop, RequestMix, WorkloadSpec
-from sim.faults import ROW_KEYS, audit, audit_result, core_for, fault_workload, sweep
+from sim.faults import (
+    ROW_KEYS,
+    audit,
+    audit_result,
+    core_for,
+    fault_table,
+    fault_workload,
+    recovery_text,
+    sweep,
+)
 
 
 def _long_jobs() -> WorkloadSpec:
@@ -157,3 +166,15 @@ def test_mono_steal_fanout_asks_fewer_peers_and_still_steals() -> None:
     assert sampled["depth_asks"] == 3 * sampled["depth_rounds"]
     assert sampled["stolen"] > 0
     assert sampled["depth_asks"] < every["depth_asks"] / 3
+
+
+def test_fault_table_aligns_names_left_and_numbers_right() -> None:
+    columns = (("design", "6"), ("lease", "5g"), ("recov_s", ">7"), ("unavail_s", "9.1f"))
+    row = {"design": "mono", "recovery_s": None}
+    text = fault_table(columns, [["mono", 2.0, recovery_text(row), 1.25], ["micro", 10.0, "3.2", 0.0]])
+    assert text.splitlines() == [
+        "design lease recov_s unavail_s",
+        "mono       2   never       1.2",
+        "micro     10     3.2       0.0",
+    ]
+    assert recovery_text({"recovery_s": 3.25}) == "3.2"

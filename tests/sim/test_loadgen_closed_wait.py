@@ -16,9 +16,9 @@ import numpy as np
 from scipy import stats
 
 import sim
-from model.records import JobRecord
+from model.results.runs import write_run
+from model.results.schema import JobRecord
 from model.workload import ClosedLoop, Distribution, Op, RequestMix, WorkloadSpec
-from sim.runs import write_run
 
 
 def _closed(

@@ -2,10 +2,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+import sim
 from model.errors import InvalidArgument
-from sim.params import Dist, SimParams, load_params, parse_override
+from model.workload import OpenLoop, WorkloadSpec
+from sim.dist import Dist
+from sim.hostscale import HostScale
+from sim.params import SimParams, load_host_probe, load_params, parse_override
 
 
 def test_mapping_round_trip_is_exact() -> None:
@@ -49,8 +54,6 @@ def test_unknown_or_bad_values_are_refused() -> None:
 
 
 def test_distributions_have_the_stated_mean() -> None:
-    import numpy as np
-
     rng = np.random.default_rng(1)
     for dist in (Dist("exponential", 2e-4), Dist("lognormal", 2e-4, 0.8), Dist.of({"samples": [1e-4, 3e-4]})):
         assert abs(dist.sample(rng, 200_000).mean() / dist.mean - 1) < 0.02
@@ -66,9 +69,6 @@ def test_calibration_file_and_cli_overrides(tmp_path) -> None:  # type: ignore[n
 
 
 def test_checkpoint_threads_use_cores_not_loops() -> None:
-    import sim
-    from model.workload import OpenLoop, WorkloadSpec
-
     workload = WorkloadSpec(OpenLoop(20.0), run_time=1.0, warmup=0.2)
     params = SimParams(checkpoint=Dist("constant", 0.01), checkpoint_interval=0.1)
     for design, stores in (("mono", 6), ("micro", 3)):
@@ -82,8 +82,6 @@ PROBE = {"busy_us": 200.0, "wake_us": 100.0, "wake_gap_us": 300.0, "gap_s": 0.01
 
 
 def test_host_scale_is_the_ratio_of_two_probes_by_regime() -> None:
-    from sim.params import HostScale
-
     slower = {"busy_us": 300.0, "wake_us": 120.0, "wake_gap_us": 720.0, "gap_s": 0.01}
     scale = HostScale.between(slower, PROBE)
     assert scale.cpu == pytest.approx(1.5) and scale.wake == pytest.approx(1.2)
@@ -96,8 +94,6 @@ def test_host_scale_is_the_ratio_of_two_probes_by_regime() -> None:
 
 
 def test_on_host_scales_cpu_costs_and_the_wake_up_curve_not_the_network() -> None:
-    from sim.params import HostScale
-
     base = SimParams(
         wakeup=Dist("constant", 1e-4),
         wakeup_idle=((0.0002, 1.0), (0.001, 1.5), (0.01, 2.0), (0.1, 3.0)),
@@ -123,8 +119,6 @@ def test_on_host_scales_cpu_costs_and_the_wake_up_curve_not_the_network() -> Non
 
 
 def test_on_host_keeps_the_curve_non_decreasing_when_cold_falls() -> None:
-    from sim.params import HostScale
-
     base = SimParams(wakeup_idle=((0.0002, 1.0), (0.001, 1.1), (0.01, 1.2)))
     factors = [f for _, f in base.on_host(HostScale(cold=0.5)).wakeup_idle]
     assert factors == sorted(factors) and factors[0] == 1.0
@@ -138,8 +132,6 @@ def test_a_scaled_empirical_distribution_keeps_its_shape() -> None:
 
 
 def test_a_calibrations_host_probe_is_per_design(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from sim.params import load_host_probe
-
     path = tmp_path / "cal.json"
     probes = {
         "bare": [PROBE],

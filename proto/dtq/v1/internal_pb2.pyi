@@ -149,6 +149,30 @@ class NotifyCancelResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class FindRequestRequest(_message.Message):
+    __slots__ = ("request_id",)
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    def __init__(self, request_id: _Optional[str] = ...) -> None: ...
+
+class FindRequestResponse(_message.Message):
+    __slots__ = ("found",)
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    found: bool
+    def __init__(self, found: _Optional[bool] = ...) -> None: ...
+
+class RecordRequestRequest(_message.Message):
+    __slots__ = ("request_id", "job")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    job: _job_pb2.Job
+    def __init__(self, request_id: _Optional[str] = ..., job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class RecordRequestResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class StealWorkRequest(_message.Message):
     __slots__ = ("thief_node", "worker_id", "max_jobs")
     THIEF_NODE_FIELD_NUMBER: _ClassVar[int]

@@ -878,6 +878,16 @@ class PeerStub:
                 request_serializer=dtq_dot_v1_dot_internal__pb2.QueueDepthRequest.SerializeToString,
                 response_deserializer=dtq_dot_v1_dot_internal__pb2.QueueDepthResponse.FromString,
                 _registered_method=True)
+        self.FindRequest = channel.unary_unary(
+                '/dtq.v1.Peer/FindRequest',
+                request_serializer=dtq_dot_v1_dot_internal__pb2.FindRequestRequest.SerializeToString,
+                response_deserializer=dtq_dot_v1_dot_internal__pb2.FindRequestResponse.FromString,
+                _registered_method=True)
+        self.RecordRequest = channel.unary_unary(
+                '/dtq.v1.Peer/RecordRequest',
+                request_serializer=dtq_dot_v1_dot_internal__pb2.RecordRequestRequest.SerializeToString,
+                response_deserializer=dtq_dot_v1_dot_internal__pb2.RecordRequestResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServicer:
@@ -905,6 +915,22 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FindRequest(self, request, context):
+        """Idempotent submits (realsys/mono/idempotency.py): a request_id's primary home asks its fallback
+        home whether it holds a job for the key (made while the primary was unreachable) before it
+        makes one, and tells it about the job it made, so that a retry the fallback serves while the
+        primary is down finds the job instead of making a second one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -922,6 +948,16 @@ def add_PeerServicer_to_server(servicer, server):
                     servicer.QueueDepth,
                     request_deserializer=dtq_dot_v1_dot_internal__pb2.QueueDepthRequest.FromString,
                     response_serializer=dtq_dot_v1_dot_internal__pb2.QueueDepthResponse.SerializeToString,
+            ),
+            'FindRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindRequest,
+                    request_deserializer=dtq_dot_v1_dot_internal__pb2.FindRequestRequest.FromString,
+                    response_serializer=dtq_dot_v1_dot_internal__pb2.FindRequestResponse.SerializeToString,
+            ),
+            'RecordRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordRequest,
+                    request_deserializer=dtq_dot_v1_dot_internal__pb2.RecordRequestRequest.FromString,
+                    response_serializer=dtq_dot_v1_dot_internal__pb2.RecordRequestResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1007,6 +1043,60 @@ class Peer:
             '/dtq.v1.Peer/QueueDepth',
             dtq_dot_v1_dot_internal__pb2.QueueDepthRequest.SerializeToString,
             dtq_dot_v1_dot_internal__pb2.QueueDepthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtq.v1.Peer/FindRequest',
+            dtq_dot_v1_dot_internal__pb2.FindRequestRequest.SerializeToString,
+            dtq_dot_v1_dot_internal__pb2.FindRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtq.v1.Peer/RecordRequest',
+            dtq_dot_v1_dot_internal__pb2.RecordRequestRequest.SerializeToString,
+            dtq_dot_v1_dot_internal__pb2.RecordRequestResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,260 @@
+"""The paper's figures and tables, rebuilt from what is in data/ (issue 7).
+
+    python -m lab.report                       # or `make paper`: figures -> paper/figures/*.png,
+                                         # tables -> paper/tables/*.md, and REPORT.md's table blocks
+    python -m lab.report --rerun         # or `make paper RERUN=1`: re-run the experiments first
+
+Inputs (each optional: a missing one is said so in its table, and its figure is skipped):
+- data/experiments/<name>/summary.csv (`dtq experiment run`): throughput, latency and submit -> done
+  vs concurrency, per job duration and request mix, for both designs and the Celery + Redis reference.
+- data/validation/points.csv and error_table.csv (`dtq validate`): simulator beside the real system.
+- data/faults/sim-<design>.json (`dtq sim faults`) and real-<design>.json (`dtq faults`).
+- data/calibration/<name>.json (`dtq calibrate`): the measured distributions the simulator uses.
+- data/bench/*.txt: `dtq bench` output kept verbatim, its command on the first line.
+
+Tables copy (rounded) the values of those files, so each traces back to a file and the command that
+wrote it. Computed here, from those files only, and said so in the table's note: the A-vs-B winner and
+ratio (wins), and the calibration samples' quantiles and lognormal fit.
+
+REPORT.md holds prose plus blocks `<!-- BEGIN table:NAME -->` ... `<!-- END table:NAME -->`; `build`
+replaces each block's body with paper/tables/NAME.md, so the report's numbers are never typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+from lab.report.calibration import table_calibration, table_calibration_drift
+from lab.report.data import (
+    AFTER_FOLDER,
+    DEFAULT_DATA,
+    DEFAULT_EXPERIMENT,
+    NO_VALIDATION,
+    REPO_ROOT,
+    experiment_rows,
+    fault_rows,
+    host_probe_trend,
+    validation_files,
+    validation_summary,
+    validation_trend,
+)
+from lab.report.faults import table_faults, table_faults_compose
+from lab.report.figures import fig_accuracy, fig_calibration, fig_faults, fig_mix_duration, fig_vs_concurrency
+from lab.report.style import set_style
+from lab.report.sweep import PERCENTILES, table_bench, table_experiment, table_headline, table_wins
+from lab.report.validation import (
+    table_host_probe,
+    table_host_scaling,
+    table_saturation,
+    table_scheduler,
+    table_validation,
+    table_validation_trend,
+    table_winner_agreement,
+)
+
+DEFAULT_OUT = REPO_ROOT / "paper"
+DEFAULT_REPORT = REPO_ROOT / "REPORT.md"
+
+
+@dataclass
+class Built:
+    figures: list[Path] = field(default_factory=list)
+    tables: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what could not be built, and why
+
+
+def build(
+    data: Path | str = DEFAULT_DATA,
+    out: Path | str = DEFAULT_OUT,
+    report: Path | str | None = DEFAULT_REPORT,
+    experiment: str = DEFAULT_EXPERIMENT,
+    calibration: str = "local",
+) -> Built:
+    """Every figure (out/figures/*.png) and table (out/tables/*.md) from `data`; fills `report`'s blocks."""
+    data, out = Path(data), Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    set_style()
+    built = Built()
+    figs = out / "figures"
+
+    def table(name: str, text: str) -> None:
+        path = out / "tables" / f"{name}.md"
+        path.write_text(text)
+        built.tables[name] = path
+
+    def figure(name: str, make: Callable[[], Path | None]) -> None:
+        path = make()
+        if path is None:
+            built.notes.append(f"{name}: no data")
+        else:
+            built.figures.append(path)
+
+    rows = experiment_rows(data, experiment)
+    table("experiment", table_experiment(rows, experiment))
+    table("wins", table_wins(rows) if rows else "No sweep data yet.\n")
+    table("headline", table_headline(rows))
+    table("bench", table_bench(data))
+    if rows:
+        figure(
+            "throughput",
+            lambda: fig_vs_concurrency(rows, figs, "throughput", [("completed_per_s", "jobs done/s")]),
+        )
+        lat = [(f"latency_{p}_ms", f"request latency {p} (ms)") for p in PERCENTILES]
+        figure("latency", lambda: fig_vs_concurrency(rows, figs, "latency", lat))
+        done = [(f"completion_{p}_ms", f"submit -> done {p} (ms)") for p in PERCENTILES]
+        figure("completion", lambda: fig_vs_concurrency(rows, figs, "completion", done))
+        figure("mix_duration", lambda: fig_mix_duration(rows, figs))
+    else:
+        built.notes.append(f"experiment {experiment}: no summary.csv yet")
+
+    points, errors = validation_files(data)
+    table("validation", table_validation(points, errors))
+    table("validation_trend", table_validation_trend(validation_trend(data / "runs")))
+    # the same real runs simulated from the calibration made right after them (the drift's other side)
+    after_points, after_errors = validation_files(data, AFTER_FOLDER)
+    if after_errors:
+        table("validation_after", table_validation(after_points, after_errors, AFTER_FOLDER))
+    else:
+        table("validation_after", f"No data/{AFTER_FOLDER}/ yet.\n")
+    table("host_scaling", table_host_scaling(data))
+    table("scheduler", table_scheduler(data))
+    after_name = f"{calibration}-after"
+    calibrations = {  # read once: the host-probe, calibration and drift tables all use them
+        n: json.loads((data / "calibration" / f"{n}.json").read_text())
+        for n in (calibration, after_name)
+        if (data / "calibration" / f"{n}.json").is_file()
+    }
+    table("host_probe", table_host_probe(host_probe_trend(data / "runs"), calibrations))
+    summary = validation_summary(data)
+    table("saturation", table_saturation(summary))
+    table("winners", table_winner_agreement(summary))
+    if points:
+        figure("accuracy", lambda: fig_accuracy(points, figs))
+    else:
+        built.notes.append(f"accuracy: {NO_VALIDATION}")
+
+    sim_faults, real_faults = fault_rows(data, "sim"), fault_rows(data, "real")
+    table("faults", table_faults(sim_faults, real_faults))
+    table("faults_compose", table_faults_compose(real_faults, fault_rows(data, "compose")))
+    if sim_faults or real_faults:
+        figure("faults", lambda: fig_faults(sim_faults, real_faults, figs))
+    else:
+        built.notes.append("faults: no data")
+
+    drift = f"No `{after_name}` calibration to compare with.\n"
+    if calibration in calibrations:
+        cal = calibrations[calibration]
+        table("calibration", table_calibration(cal, calibration))
+        figure("calibration", lambda: fig_calibration(cal, figs))
+        if after_name in calibrations:
+            drift = table_calibration_drift(cal, calibrations[after_name], (calibration, after_name))
+    else:
+        table("calibration", f"No calibration `{calibration}` yet (`dtq calibrate --name {calibration}`).\n")
+        built.notes.append(f"calibration {calibration}: missing")
+    table("calibration_drift", drift)
+
+    if report is not None and Path(report).is_file():
+        fill_report(Path(report), {k: p.read_text() for k, p in built.tables.items()})
+    return built
+
+
+BLOCK = re.compile(
+    r"(<!-- BEGIN table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END table:(?P=name) -->)", re.DOTALL
+)
+
+
+def fill_report(report: Path, tables: Mapping[str, str]) -> list[str]:
+    """Replaces each `<!-- BEGIN table:NAME -->` block's body with tables[NAME]; returns names filled.
+    A block naming an unknown table is left as is (so a typo shows up as a stale block, not data loss)."""
+    filled: list[str] = []
+
+    def replace(m: re.Match[str]) -> str:
+        name = m.group("name")
+        if name not in tables:
+            return m.group(0)
+        filled.append(name)
+        return m.group(1) + tables[name] + m.group(4)
+
+    text = report.read_text()
+    new = BLOCK.sub(replace, text)
+    if new != text:
+        report.write_text(new)
+    return filled
+
+
+def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT) -> list[list[str]]:
+    """What `--rerun` runs, in order: the sweep, the simulated fault sweeps, and the validation and its
+    other twin sets when its file exists. Each is resumable or cheap; wrap `make paper RERUN=1` in
+    `flock` on a shared box."""
+    dtq = [sys.executable, "-m", "realsys"]
+    cmds = [
+        [
+            *dtq,
+            "experiment",
+            "run",
+            str(repo / "data" / "experiments" / f"{experiment}.yaml"),
+            "--no-progress",
+        ]
+    ]
+    for design in ("micro", "mono"):
+        cmds.append(
+            [*dtq, "sim", "faults", "--design", design, "--faults-out", str(repo / "data" / "faults")]
+        )
+    validation = repo / "data" / "experiments" / "validation.yaml"
+    if validation.is_file():
+        cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--no-progress"])
+        # the other twin sets of the host_scaling table, for the same runs
+        cmds.append([*dtq, "validate", str(validation), "--twin-sets", "--data", str(repo / "data")])
+    return cmds
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="the data directory (default: data/)")
+    parser.add_argument(
+        "--out", default=str(DEFAULT_OUT), help="figures/ and tables/ go here (default: paper/)"
+    )
+    parser.add_argument(
+        "--report", default=str(DEFAULT_REPORT), help="REPORT.md whose table blocks to fill ('' none)"
+    )
+    parser.add_argument(
+        "--experiment", default=DEFAULT_EXPERIMENT, help="data/experiments/<name>/summary.csv"
+    )
+    parser.add_argument("--calibration", default="local", help="data/calibration/<name>.json")
+    parser.add_argument("--rerun", action="store_true", help="re-run the experiments first (long: ~1 hour)")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    # files only, no window; not at import, so notebooks that import this module keep inline figures
+    matplotlib.use("Agg")
+    if args.rerun:
+        for cmd in rerun_commands(experiment=args.experiment):
+            print("+", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, cwd=REPO_ROOT)
+    built = build(args.data, args.out, args.report or None, args.experiment, args.calibration)
+    for path in built.figures:
+        print(f"figure {path}")
+    for path in built.tables.values():
+        print(f"table  {path}")
+    for note in built.notes:
+        print(f"note   {note}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    """`dtq report` (also `dtq paper`; sub is the dtq command's subparsers object)."""
+    p = sub.add_parser(
+        "report", aliases=["paper"], help="the paper's figures and tables from data/; fills REPORT.md"
+    )
+    add_arguments(p)
+    p.set_defaults(handler=report_command)

@@ -1,0 +1,73 @@
+"""The validation's real side: its saturation runs, then each cell's points, made by the experiment
+runner one (cell, design) chunk at a time, resumable, within a time budget."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lab.experiment.plan import expand, select
+from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster, run_experiment
+from lab.experiment.spec import Experiment, experiment_from_mapping
+from lab.validation.plan import point_mappings, saturation_mapping
+from lab.validation.runs import measured_saturation
+from lab.validation.spec import Validation
+from model.results.runs import (
+    run_exists,
+)
+
+
+def run_validation_real(
+    v: Validation,
+    out: Path | str,
+    *,
+    budget: float = 0.0,
+    only_design: str | None = None,
+    progress: bool = True,
+    cluster_factory: ClusterFactory = local_cluster,
+    run_function: RunFunction = load_run,
+    log: Callable[[str], None] = print,
+) -> tuple[int, int, bool]:
+    """The real side: the saturation runs first, then each cell's points, one (cell, design) chunk at
+    a time; no chunk starts once `budget` seconds have passed (0: no limit). Resumable.
+    Returns (runs made, runs failed, whether everything planned is on disk)."""
+    t0 = time.monotonic()
+    made = failed = 0
+    sat_exp = experiment_from_mapping(saturation_mapping(v))
+    chunks: list[tuple[Experiment, str]] = [(sat_exp, d) for d in v.designs]
+    complete = True
+    # the saturation must be on disk before the points can be planned: two passes
+    for stage in ("saturation", "points"):
+        if stage == "points":
+            saturation = measured_saturation(v, Path(out), "real")
+            mappings = point_mappings(v, saturation)
+            planned = {(*m["sweep"]["duration"], *m["sweep"]["mix"]) for m in mappings}
+            complete = complete and len(planned) == len(v.cells)
+            chunks = [(experiment_from_mapping(m), d) for m in mappings for d in m["sweep"]["design"]]
+        for exp, design in chunks:
+            if only_design and design != only_design:
+                continue
+            pattern = f"*-{design}-*"
+            todo = [r for r in select(expand(exp).runs, pattern) if not run_exists(Path(out), r.run_id)]
+            if not todo:
+                continue
+            if budget and time.monotonic() - t0 > budget:
+                log(f"budget of {budget:.0f}s spent: stopping before {exp.name} {design} ({len(todo)} runs)")
+                return made, failed, False
+            if hasattr(os, "getloadavg"):
+                log(f"{exp.name} {design}: {len(todo)} runs; host load average {os.getloadavg()[0]:.2f}")
+            report = run_experiment(
+                exp,
+                out,
+                only=pattern,
+                progress=progress,
+                cluster_factory=cluster_factory,
+                run_function=run_function,
+                log=log,
+            )
+            made += len(report.done)
+            failed += len(report.failed)
+            complete = complete and not report.failed
+    return made, failed, complete

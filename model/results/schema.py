@@ -1,0 +1,147 @@
+"""The record schema (data/README.md, schema 1): per-request and per-job records, one flat row each,
+written alike by the real load generator, the Celery baseline and the simulator, and their CSV rows."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+
+from model.errors import InvalidArgument
+from model.states import JobState
+from model.workload import Op
+
+SCHEMA = 1
+KINDS = ("real", "sim", "baseline")
+DESIGNS = ("micro", "mono", "celery")
+OP_NAMES: dict[Op, str] = {op: op.name.lower() for op in Op}
+OPS_BY_NAME: dict[str, Op] = {name: op for op, name in OP_NAMES.items()}
+LABEL = re.compile(r"[A-Za-z0-9_.]+")
+
+
+def check_label(value: str, where: str) -> str:
+    """`value` if it may name an experiment or a sweep point inside run ids (ASCII letters, digits,
+    '_' and '.'), else InvalidArgument naming `where`."""
+    if not LABEL.fullmatch(value):
+        raise InvalidArgument(f"{where}: label {value!r} may only use letters, digits, '_' and '.'")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    client: int
+    op: Op
+    intended_time: float  # when the request was due (open loop: from the trace)
+    start_time: float  # when it was actually sent
+    end_time: float
+    status: str  # gRPC status code name, "OK" on success
+    job_id: str = ""
+
+    @property
+    def latency(self) -> float:
+        """Measured from the intended send time, so a slow generator cannot hide queueing."""
+        return self.end_time - self.intended_time
+
+    @property
+    def service_time(self) -> float:
+        return self.end_time - self.start_time
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    job_id: str
+    submit_time: float  # intended send time of the SubmitJob request
+    accept_time: float  # when SubmitJob returned
+    end_time: float  # when the client learned the terminal state
+    final_state: JobState
+    attempts: int
+    duration: float  # the handler's requested duration
+
+    @property
+    def completion_time(self) -> float:
+        return self.end_time - self.submit_time
+
+
+REQUEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RequestRecord))
+JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(JobRecord))
+
+
+# ---------------------------------------------------------------------------- CSV rows
+def _time(x: float) -> str:
+    """Shortest text that reads back as the same float: CSV round trips are exact."""
+    return "" if not math.isfinite(x) else repr(float(x))
+
+
+def _parse_time(text: str) -> float:
+    return float(text) if text else math.nan
+
+
+def request_rows(requests: Iterable[RequestRecord]) -> Iterable[list[str]]:
+    """requests.csv rows (header not included; it is REQUEST_FIELDS), `op` by name."""
+    for r in requests:
+        yield [
+            str(r.client),
+            OP_NAMES[r.op],
+            _time(r.intended_time),
+            _time(r.start_time),
+            _time(r.end_time),
+            r.status,
+            r.job_id,
+        ]
+
+
+def job_rows(jobs: Iterable[JobRecord]) -> Iterable[list[str]]:
+    """jobs.csv rows (header JOB_FIELDS); end_time is empty for a job that did not finish."""
+    for j in jobs:
+        yield [
+            j.job_id,
+            _time(j.submit_time),
+            _time(j.accept_time),
+            _time(j.end_time),
+            j.final_state.name,
+            str(j.attempts),
+            _time(j.duration),
+        ]
+
+
+def _row_dict(row: Sequence[str] | Mapping[str, str], fields: tuple[str, ...]) -> Mapping[str, str]:
+    if isinstance(row, Mapping):
+        return row
+    if len(row) != len(fields):
+        raise InvalidArgument(f"expected {len(fields)} columns {fields}, got {len(row)}")
+    return dict(zip(fields, row, strict=True))
+
+
+def request_from_row(row: Sequence[str] | Mapping[str, str]) -> RequestRecord:
+    """The inverse of one request_rows row (a list in REQUEST_FIELDS order, or a csv.DictReader row)."""
+    d = _row_dict(row, REQUEST_FIELDS)
+    try:
+        return RequestRecord(
+            client=int(d["client"]),
+            op=OPS_BY_NAME[d["op"]],
+            intended_time=_parse_time(d["intended_time"]),
+            start_time=_parse_time(d["start_time"]),
+            end_time=_parse_time(d["end_time"]),
+            status=d["status"],
+            job_id=d["job_id"],
+        )
+    except (KeyError, ValueError) as exc:
+        raise InvalidArgument(f"bad request row {dict(d)}: {exc!r}") from None
+
+
+def job_from_row(row: Sequence[str] | Mapping[str, str]) -> JobRecord:
+    """The inverse of one job_rows row."""
+    d = _row_dict(row, JOB_FIELDS)
+    try:
+        return JobRecord(
+            job_id=d["job_id"],
+            submit_time=_parse_time(d["submit_time"]),
+            accept_time=_parse_time(d["accept_time"]),
+            end_time=_parse_time(d["end_time"]),
+            final_state=JobState[d["final_state"]],
+            attempts=int(d["attempts"]),
+            duration=_parse_time(d["duration"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise InvalidArgument(f"bad job row {dict(d)}: {exc!r}") from None

@@ -1,0 +1,55 @@
+"""The record schema (model/results/schema.py): CSV rows that read back exactly, bad rows refused,
+and the one label check of experiment and sweep-point names."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from model.errors import InvalidArgument
+from model.results import schema
+from model.results.schema import JobRecord, RequestRecord, check_label
+from model.states import JobState
+from model.workload import Op
+
+
+def test_rows_round_trip_exactly() -> None:
+    requests = [
+        RequestRecord(3, Op.CANCEL, 0.1 + 0.2, 1 / 3, 2 / 3, "FAILED_PRECONDITION", "n1-x-1"),
+        RequestRecord(0, Op.LIST, 1e-7, 12345.678901234567, 12345.7, "OK", ""),
+    ]
+    rows = list(schema.request_rows(requests))
+    times = [repr(0.1 + 0.2), repr(1 / 3), repr(2 / 3)]
+    assert rows[0] == ["3", "cancel", *times, "FAILED_PRECONDITION", "n1-x-1"]
+    assert [schema.request_from_row(r) for r in rows] == requests
+
+    jobs = [
+        JobRecord("a", 1.0, 1.5, 2.25, JobState.SUCCEEDED, 1, 0.05),
+        JobRecord("b", 1.0, 1.5, math.nan, JobState.PENDING, 0, 0.0),
+    ]
+    job_out = list(schema.job_rows(jobs))
+    assert job_out[1] == ["b", "1.0", "1.5", "", "PENDING", "0", "0.0"]
+    back = [schema.job_from_row(r) for r in job_out]
+    assert back[0] == jobs[0]
+    assert back[1].job_id == "b" and math.isnan(back[1].end_time) and back[1].final_state is JobState.PENDING
+
+
+def test_bad_rows() -> None:
+    with pytest.raises(InvalidArgument):
+        schema.request_from_row(["0", "delete", "1", "1", "1", "OK", ""])
+    with pytest.raises(InvalidArgument):
+        schema.request_from_row(["0", "submit"])
+    with pytest.raises(InvalidArgument):
+        schema.job_from_row(["a", "1", "1", "", "DONE", "1", "0"])
+
+
+@pytest.mark.parametrize("label", ["seed_plan", "c16", "rate0.5", "exp50ms", "A.b_9"])
+def test_labels_that_name_runs(label: str) -> None:
+    assert check_label(label, "x") == label
+
+
+@pytest.mark.parametrize("label", ["", "a-b", "a b", "a/b", "é", "x²", "ab\n"])
+def test_labels_refused(label: str) -> None:
+    with pytest.raises(InvalidArgument, match="where: label"):
+        check_label(label, "where")

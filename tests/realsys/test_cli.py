@@ -1,0 +1,124 @@
+"""The `dtq` registry (realsys/cli.py): every part's commands come from its entry points, and the
+product works without the optional parts' dependencies (the node image's install)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import textwrap
+from collections import defaultdict
+
+import pytest
+
+from realsys.cli import build_parser, command_entry_points, main
+
+# what the base install (the node image) does not have: the sim and lab extras' packages
+OPTIONAL = ("simpy", "scipy", "matplotlib", "pandas", "tqdm", "seaborn", "celery", "redis")
+PRODUCT = {
+    "serve",
+    "cluster",
+    "submit",
+    "status",
+    "result",
+    "cancel",
+    "list",
+    "load",
+    "trace",
+    "deploy",
+    "demo",
+}
+
+
+def _commands(register_value: str) -> set[str]:
+    """The commands one part's register() adds (aliases included)."""
+    module, _, name = register_value.partition(":")
+    register = getattr(__import__(module, fromlist=[name]), name)
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    register(sub)
+    return set(sub.choices)
+
+
+def test_each_part_registers_exactly_its_entry_points() -> None:
+    by_value: dict[str, set[str]] = defaultdict(set)
+    for ep in command_entry_points():
+        by_value[ep.value].add(ep.name)
+    assert set(by_value) == {"realsys.cli:register", "sim.cli:register", "lab.cli:register"}
+    for value, names in by_value.items():
+        assert _commands(value) == names, value
+    assert by_value["realsys.cli:register"] == PRODUCT
+    assert by_value["sim.cli:register"] == {"sim"}
+
+
+def test_a_command_loads_only_its_part() -> None:
+    parser, unavailable = build_parser("status")
+    assert not unavailable
+    choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(choices) == PRODUCT
+
+
+def test_every_command_has_a_handler() -> None:
+    parser, _ = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+        leaves = [p for a in nested for p in a.choices.values()] or [command]
+        own = command.get_default("handler")
+        assert all((leaf.get_default("handler") or own) is not None for leaf in leaves), name
+
+
+def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status", "--dir", "/nonexistent/dtq-cluster", "n1-1-1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dtq: ") and "\n" not in err
+
+
+BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    BLOCKED = set(sys.argv[1].split(","))
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+    sys.meta_path.insert(0, Blocker())
+    sys.argv = ["dtq", *sys.argv[2:]]
+    import realsys, realsys.server, realsys.cluster, realsys.client, realsys.loadgen, model
+    from realsys.cli import main
+    main()
+    """
+)
+
+
+def _dtq_without_extras(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER, ",".join(OPTIONAL), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_product_works_without_the_optional_dependencies() -> None:
+    for argv in (["serve", "--help"], ["cluster", "--help"], ["cluster", "up", "--help"], ["--help"]):
+        done = _dtq_without_extras(*argv)
+        assert done.returncode == 0, (argv, done.stderr)
+        assert "usage: dtq" in done.stdout
+    helped = _dtq_without_extras("--help").stdout
+    assert "serve" in helped and "submit" in helped
+    for left_out in ("sim", "experiment", "calibrate", "report"):
+        assert f"    {left_out} " not in helped, left_out
+
+
+@pytest.mark.parametrize(("command", "extra"), [("sim", "sim"), ("experiment", "lab"), ("paper", "lab")])
+def test_a_missing_part_says_which_extra(command: str, extra: str) -> None:
+    done = _dtq_without_extras(command, "--help")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"pip install 'dtq[{extra}]'" in lines[0], done.stderr
+    assert lines[0].startswith(f"dtq {command}: needs the '{extra}' extra")
