@@ -6,6 +6,7 @@ future, a simpy event); the driver only says which to wake.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from model.commands import JobFinished, LeaseExpired, NotifyCancel, StoreOutput, WorkerLost
@@ -72,6 +73,19 @@ class Step(Generic[T]):
             f"delete={list(self.delete)}, effects={list(self.effects)}, flush={self.flush}, "
             f"rearm={self.rearm})"
         )
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class PutResult:
+    """Store this attempt's result in Design A's result service, keyed by (job, attempt), before the
+    attempt is completed (model/job_service.py: only for the attempt that holds the lease)."""
+
+    job_id: str
+    attempt: int
+    output: bytes
+
+    def __repr__(self) -> str:
+        return f"PutResult({self.job_id!r}, {self.attempt}, {len(self.output)} bytes)"
 
 
 # A step that asks nothing (its sequences are empty tuples: nothing shared can be changed).

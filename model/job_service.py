@@ -16,6 +16,9 @@ and a cancelled job's stale entry is dropped when LeaseJobs refuses it.
   queue that lost entries (memory store restarted, or an Ack that raced a re-enqueue).
 - LeaseJobs leases what fits config.max_reply_bytes (JobTable.lease_batch); the rest go back to the queue.
 - A restart gives every leased attempt a full lease (restore grace) to reach us with a heartbeat.
+- A report (CompleteAttempt, from the coordinator) passes the lease fence before its result is stored
+  (`fence`: PutResult to the result service, only for the attempt that holds the lease), then ends
+  the attempt (`complete`, fenced again), so a refused report never leaves a result behind.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Generic
 
-from model.actions import NOTHING, DoneWaiters, Effect, Step, T, Wake
+from model.actions import NOTHING, DoneWaiters, Effect, PutResult, Step, T, Wake
 from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
 from model.config import CoreConfig
-from model.job import Assignment, Job, JobSpec, Outcome
+from model.job import Assignment, Job, JobSpec, Outcome, Succeeded, bounded_outcome
 from model.jobs import JobTable, Renewal, Submitted
 from model.states import ACTIVE, JobState
 from model.timer import TimerRule
@@ -128,12 +131,26 @@ class JobService(Generic[T]):
             kept = [get(job_id) for job_id, _ in running]
         return renewal, self._step(kept, (), poke=False)  # renewed deadlines only move later
 
+    def fence(self, job_id: str, attempt: int, worker_id: str, outcome: Outcome) -> PutResult | None:
+        """CompleteAttempt, first half: a report whose attempt does not hold the lease (another
+        worker's id, an old attempt, a job not yet made) is refused here, before anything is stored
+        (StaleAttempt: ABORTED; NotFound). Returns the result to store in the result service before
+        `complete` (a success's output, bounded: one over max_result_bytes fails the job and stores
+        nothing), or None. The result service is written only through this fence."""
+        self.table.lease_holder(job_id, attempt, worker_id)
+        outcome = bounded_outcome(outcome, self.config)
+        if isinstance(outcome, Succeeded):
+            return PutResult(job_id, attempt, outcome.output)
+        return None  # the job record keeps a failure's error; a cancel has no result
+
     def complete(
         self, now: float, job_id: str, attempt: int, worker_id: str, outcome: Outcome
     ) -> tuple[Job, Step[T]]:
-        """CompleteAttempt. A success's output lives in the result service, keyed by (job, attempt): the
-        table keeps only its size, so retention drops jobs by result bytes as the result service drops
-        the results."""
+        """CompleteAttempt, second half (after `fence` and the PutResult it asked for): the transition,
+        fenced again (a lease that ended while the result was stored leaves it under its own
+        (job, attempt) key, which nothing reads). The output lives in the result service: the table
+        keeps only its size, so retention drops jobs by result bytes as the result service drops the
+        results."""
         transition = self.table.complete(now, job_id, attempt, worker_id, outcome, output_elsewhere=True)
         return transition.job, self._step([transition.job], transition.commands)
 

@@ -14,7 +14,8 @@ Hops per client request (lg = load generator):
 - GetJobResult: lg -> gateway -> job.GetJob (-> result.GetResult when SUCCEEDED) -> gateway -> lg.
 Per job: FetchWork worker -> coordinator -> queue.Reserve (long-poll) -> job.LeaseJobs (commit) ->
 coordinator -> worker, with queue.Ack (commit) sent in the background; ReportResult worker ->
-coordinator -> result.PutResult (commit) -> job.CompleteAttempt (commit) -> coordinator -> worker.
+coordinator -> job.CompleteAttempt (the lease fence; -> result.PutResult (commit) for a success; then
+the transition, a commit) -> coordinator -> worker.
 Heartbeats: worker -> coordinator -> job.RenewLeases (commit) -> coordinator -> worker.
 """
 
@@ -25,12 +26,12 @@ from typing import Any
 
 import simpy
 
-from model.actions import Step, Wake
+from model.actions import PutResult, Step, Wake
 from model.commands import Enqueue, JobFinished, LeaseExpired, NotifyCancel
 from model.coordinator import Coordinator, fetch_limit
 from model.errors import DtqError, StaleAttempt
 from model.ids import JobIdFactory
-from model.job import Assignment, CancelledByWorker, Outcome, Succeeded
+from model.job import Assignment, Outcome
 from model.job_service import OWNER, JobService
 from model.jobs import JobTable, Renewal
 from model.listing import ListQuery
@@ -282,21 +283,60 @@ class MicroCluster(Cluster):
         renewal: Renewal = yield proc.run(action)
         return renewal
 
-    def _job_complete(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> SimGen[str]:
+    def _job_complete(self, worker_id: str, job_id: str, attempt: int, box: list[Outcome]) -> SimGen[str]:
+        """JobRole.CompleteAttempt: the lease fence, then (a success) result.PutResult, then the
+        transition. Its two loop steps are the real handler's, split at its await: the fence with the
+        PutResult call's send, and the receive with the transition. `box` holds the outcome the
+        coordinator's step bounded (read when this step runs)."""
         proc = self.jobp
+        put: PutResult | None = None
+        send = receive = 0.0
 
-        def action(now: float) -> tuple[float, str]:
+        def complete(now: float) -> tuple[float, str]:
+            try:
+                _, step = self.jobs.complete(now, job_id, attempt, worker_id, box[0])
+            except StaleAttempt:  # the lease ended while the result was stored
+                self.count("stale_reports")
+                return 0.0, "ABORTED"
+            except DtqError as exc:
+                return 0.0, status_of(exc)
+            return self._perform(step), "OK"
+
+        def fence(now: float) -> tuple[float, str]:
+            nonlocal put, send, receive
             cost = proc.cost("CompleteAttempt")
             try:
-                _, step = self.jobs.complete(now, job_id, attempt, worker_id, outcome)
+                put = self.jobs.fence(job_id, attempt, worker_id, box[0])
             except StaleAttempt:
                 self.count("stale_reports")
                 return cost, "ABORTED"
             except DtqError as exc:
                 return cost, status_of(exc)
-            return cost + self._perform(step), "OK"
+            if put is None:  # nothing to store: the transition in the same step
+                more, status = complete(now)
+                return cost + more, status
+            c = proc.client()
+            send = c * self.params.client_send_fraction
+            receive = c - send
+            return cost + send, ""
 
-        status: str = yield proc.run(action)
+        status: str = yield proc.run(fence)
+        if put is None:
+            return status
+        # as Cluster.call, split at the handler's await (the send ran in the fence's step)
+        d = self.hop(proc, self.resultp)
+        if d:
+            yield self.env.timeout(d)
+        yield from self._result_put(put)
+        d = self.hop(proc, self.resultp)
+        if d:
+            yield self.env.timeout(d)
+
+        def finish(now: float) -> tuple[float, str]:
+            more, status = complete(now)
+            return receive + more, status
+
+        status = yield proc.run(finish)
         return status
 
     def _job_release_worker(self, worker_id: str) -> SimGen[None]:
@@ -461,27 +501,16 @@ class MicroCluster(Cluster):
 
     def _coord_report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> SimGen[str]:
         proc = self.coord
-        forward = outcome  # the driver's bounded outcome, once `step` ran
+        box = [outcome]  # the driver's bounded outcome, once `step` ran
 
         def step(now: float) -> float:
-            nonlocal forward
-            forward = self.coordinator.report(now, worker_id, job_id, attempt, outcome)
+            box[0] = self.coordinator.report(now, worker_id, job_id, attempt, outcome)
             return proc.cost("ReportResult")
 
-        def complete() -> SimGen[str]:
-            status: str = yield from self._job_complete(worker_id, job_id, attempt, forward)
-            return status
-
-        def put() -> SimGen[None]:
-            size = len(forward.output) if isinstance(forward, Succeeded) else 0
-            yield from self._result_put(job_id, attempt, size)
-
-        if isinstance(outcome, CancelledByWorker):
-            status: str = yield from self.call(proc, complete(), pre=step, to=self.jobp)
-            return status
-        # before CompleteAttempt: a stale attempt's result is harmless under its own key
-        yield from self.call(proc, put(), pre=step, to=self.resultp)
-        status = yield from self.call(proc, complete(), to=self.jobp)
+        # the job service checks the lease, has the result stored and completes the attempt
+        status: str = yield from self.call(
+            proc, self._job_complete(worker_id, job_id, attempt, box), pre=step, to=self.jobp
+        )
         return status
 
     def _coord_notify_cancel(self, job_id: str, attempt: int, worker_id: str) -> SimGen[None]:
@@ -502,12 +531,12 @@ class MicroCluster(Cluster):
         return self.coord.cost("timer")
 
     # ================================================================ result service
-    def _result_put(self, job_id: str, attempt: int, output_size: int) -> SimGen[None]:
+    def _result_put(self, put: PutResult) -> SimGen[None]:
         proc = self.resultp
 
         def action(now: float) -> tuple[float, None]:
             cost = proc.cost("PutResult") + proc.commit(1)  # stored, then timed for retention
-            if self.results.stored(now, (job_id, attempt), output_size):
+            if self.results.stored(now, (put.job_id, put.attempt), len(put.output)):
                 self.result_timer.arm()
             return cost, None
 

@@ -8,8 +8,9 @@ Dispatch is reserve -> lease -> ack:
 
 If the coordinator dies (or LeaseJobs fails) between Reserve and Ack, the hold runs out and the entries
 return to the queue. Ids the job service refused (stale entries) are acknowledged too, so they go away.
-A report stores the outcome in the result service first and then completes the attempt in the job
-service, so a job the job service calls SUCCEEDED always has its result stored.
+A report goes to the job service (CompleteAttempt), which checks the lease, has the result stored in
+the result service for the lease holder only, and then completes the attempt, so a job it calls
+SUCCEEDED always has its result stored and a refused report stores nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
 from model.coordinator import Coordinator
-from model.job import CancelledByWorker, Failed, Succeeded
 from model.workers import validate_worker_id
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, outcome_from_pb, outcome_to_pb, running_to_pb, to_duration
@@ -35,7 +35,6 @@ from realsys.micro.base import (
     Context,
     MicroRole,
     hop_timeout,
-    job_error_pb,
     make_stub,
     poll_budget,
     rpc_code,
@@ -48,7 +47,7 @@ RELEASE_ATTEMPTS = 5
 
 class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_grpc.CoordinatorServicer):
     service_names = ("dtq.v1.Workers", "dtq.v1.Coordinator")
-    calls = ("queue", "job", "result")
+    calls = ("queue", "job")
 
     def __init__(self, config: NodeConfig, metrics: NodeMetrics, *, clock: Clock = time.time) -> None:
         super().__init__(config, clock)
@@ -58,7 +57,6 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self._timer = CoreTimer(self.coordinator.timer, self._on_timer)
         self._queue: Any = None
         self._job: Any = None
-        self._result: Any = None
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(worker_pb2_grpc.add_WorkersServicer_to_server, self, server)
@@ -67,7 +65,6 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     def on_channels(self, channels: Mapping[str, grpc.aio.Channel]) -> None:
         self._queue = make_stub(internal_pb2_grpc.QueueStub, channels["queue"])
         self._job = make_stub(internal_pb2_grpc.JobStoreStub, channels["job"])
-        self._result = make_stub(internal_pb2_grpc.ResultStoreStub, channels["result"])
 
     async def start(self) -> None:
         await super().start()
@@ -141,7 +138,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     async def ReportResult(
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
-        assert self._job is not None and self._result is not None
+        assert self._job is not None
         validate_worker_id(request.worker_id)
         # INVALID_ARGUMENT without an outcome; a malformed attempt or id is refused before anything is
         # stored; the outcome comes back bounded (an output over max_result_bytes fails the job)
@@ -151,16 +148,8 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         forward = worker_pb2.ReportResultRequest()
         forward.CopyFrom(request)
         outcome_to_pb(outcome, forward)  # the bounded outcome
-        if not isinstance(outcome, CancelledByWorker):
-            put = internal_pb2.PutResultRequest(job_id=request.job_id, attempt=request.attempt)
-            if isinstance(outcome, Succeeded):
-                put.response.output = outcome.output
-                # the job service keeps states and output sizes (retention), not result bytes
-            else:
-                assert isinstance(outcome, Failed)
-                put.error.CopyFrom(job_error_pb(outcome.error))
-            # before CompleteAttempt: a stale attempt's result is harmless under its own (job, attempt) key
-            await self._result.PutResult(put, timeout=hop_timeout(self.config, context))
+        # the job service checks the lease, has the result stored (the lease holder's only) and then
+        # completes the attempt (model/job_service.py: fence, PutResult, complete)
         response: worker_pb2.ReportResultResponse = await self._job.CompleteAttempt(
             forward, timeout=hop_timeout(self.config, context)
         )

@@ -7,7 +7,8 @@ the records before the RPC answers, delete expired ones, wake WaitJob long-polls
 to the coordinator, log lease expiries, carry the table's counts to the metrics. One background task
 flushes the outbox to queue.Enqueue in batches, retried with backoff, so a slow or absent queue
 service never fails a submit; another runs the sweep. Result bytes are not kept here: the result
-service holds them, keyed by (job, attempt).
+service holds them, keyed by (job, attempt), written by this role only (CompleteAttempt), for the
+attempt that holds the lease and before the job is recorded as SUCCEEDED.
 """
 
 from __future__ import annotations
@@ -43,7 +44,17 @@ from realsys.convert import (
 )
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import Clock, Context, MicroRole, make_stub, park, poll_budget, rpc_code, settle
+from realsys.micro.base import (
+    Clock,
+    Context,
+    MicroRole,
+    hop_timeout,
+    make_stub,
+    park,
+    poll_budget,
+    rpc_code,
+    settle,
+)
 from realsys.status import grpc_errors
 from realsys.storage import open_job_records
 from realsys.timer import CoreTimer
@@ -53,7 +64,7 @@ Token = asyncio.Future[bool]
 
 class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     service_names = ("dtq.v1.JobStore",)
-    calls = ("queue", "coordinator")
+    calls = ("queue", "coordinator", "result")
 
     def __init__(
         self,
@@ -80,6 +91,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self._timer = CoreTimer(self.jobs.timer, self._on_timer)
         self._queue: Any = None
         self._coordinator: Any = None
+        self._result: Any = None
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(internal_pb2_grpc.add_JobStoreServicer_to_server, self, server)
@@ -87,6 +99,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     def on_channels(self, channels: Mapping[str, grpc.aio.Channel]) -> None:
         self._queue = make_stub(internal_pb2_grpc.QueueStub, channels["queue"])
         self._coordinator = make_stub(internal_pb2_grpc.CoordinatorStub, channels["coordinator"])
+        self._result = make_stub(internal_pb2_grpc.ResultStoreStub, channels["result"])
 
     async def start(self) -> None:
         await super().start()
@@ -190,6 +203,14 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
         outcome = outcome_from_pb(request)
+        # the lease fence first: a report that does not hold the lease is ABORTED before anything is
+        # stored; the result service is written only here, for the lease holder, before the transition
+        put = self.jobs.fence(request.job_id, request.attempt, request.worker_id, outcome)
+        if put is not None:
+            assert self._result is not None
+            stored = internal_pb2.PutResultRequest(job_id=put.job_id, attempt=put.attempt)
+            stored.response.output = put.output
+            await self._result.PutResult(stored, timeout=hop_timeout(self.config, context))
         job, step = self.jobs.complete(
             self.clock(), request.job_id, request.attempt, request.worker_id, outcome
         )

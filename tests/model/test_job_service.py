@@ -3,14 +3,16 @@ LeaseJobs' byte budget (the core's max_reply_bytes), the restore grace and reten
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.actions import Wake
+from model.actions import PutResult, Wake
 from model.commands import JobFinished, NotifyCancel
 from model.config import CoreConfig
+from model.errors import NotFound, StaleAttempt
 from model.ids import JobIdFactory
-from model.job import JobSpec, Succeeded, assignment_bytes
+from model.job import Failed, JobError, JobSpec, Succeeded, assignment_bytes
 from model.job_service import JobService, stale_after, sweep_interval
 from model.jobs import JobTable
 from model.states import JobState
@@ -115,3 +117,24 @@ def test_lease_reply_stays_within_its_budget_and_nothing_is_lost(payloads: list[
     rest = [job_id for job_id in ids if job_id not in {a.job_id for a in leased}]
     assert set(jobs.outbox) == set(rest)  # each one not leased goes back to the queue
     assert step.flush == bool(rest)
+
+
+def test_only_the_lease_holder_gets_its_result_stored() -> None:
+    """Issue 26, defect 1: the fence comes before the result service is written."""
+    jobs = service()
+    submitted, _ = jobs.create(0.0, JobSpec.make("echo"))
+    job_id = submitted.job.job_id
+    jobs.lease(0.1, "w1", [job_id])
+    for worker, attempt in (("w2", 1), ("w1", 2), ("w1", 0)):
+        with pytest.raises(StaleAttempt):
+            jobs.fence(job_id, attempt, worker, Succeeded(b"forged"))
+    with pytest.raises(NotFound):
+        jobs.fence("job-1-0000000099", 1, "w1", Succeeded(b"early"))  # a job not made yet
+    assert jobs.fence(job_id, 1, "w1", Succeeded(b"real")) == PutResult(job_id, 1, b"real")
+    assert jobs.fence(job_id, 1, "w1", Failed(JobError("boom"))) is None  # the record keeps the error
+    too_big = Succeeded(b"x" * (CONFIG.max_result_bytes + 1))
+    assert jobs.fence(job_id, 1, "w1", too_big) is None  # it fails the job: nothing to store
+    job, _ = jobs.complete(0.2, job_id, 1, "w1", Succeeded(b"real"))
+    assert job.state is JobState.SUCCEEDED
+    with pytest.raises(StaleAttempt):  # a duplicate after the end stores nothing either
+        jobs.fence(job_id, 1, "w1", Succeeded(b"again"))

@@ -76,7 +76,7 @@ CONFIG = CoreConfig(
 SPEC = JobSpec.make("sleep", b'{"seconds": 0}')
 NODE_LOGGED = ("submit", "cancel", "heartbeat", "fetch", "steal", "report", "handle_timer", "release_worker")
 DRIVER_LOGGED = {
-    "jobs": ("create", "cancel", "lease", "renew", "complete", "release_worker", "on_timer"),
+    "jobs": ("create", "cancel", "lease", "renew", "fence", "complete", "release_worker", "on_timer"),
     "jobs.outbox": ("take_batch", "put_back", "sweep"),
     "queue": ("new_rows", "push", "max_items", "hold", "reserve", "ack", "on_timer"),
     "coordinator": ("heartbeat", "pushed_cancels", "fetch", "report", "notify_cancel", "on_timer"),
@@ -402,12 +402,12 @@ class RealMicro:
         self.queue = QueueRole(_micro_config("queue", root), metrics["queue"], clock=now)
         self.coord = CoordinatorRole(_micro_config("coordinator", root), metrics["coordinator"], clock=now)
         self.result = ResultRole(_micro_config("result", root), metrics["result"], clock=now)
-        self.job._queue, self.job._coordinator = _Stub(self.queue), _Stub(self.coord)
-        self.coord._queue, self.coord._job, self.coord._result = (
+        self.job._queue, self.job._coordinator, self.job._result = (
             _Stub(self.queue),
-            _Stub(self.job),
+            _Stub(self.coord),
             _Stub(self.result),
         )
+        self.coord._queue, self.coord._job = _Stub(self.queue), _Stub(self.job)
         _instrument_micro(
             self.job.jobs, self.queue.service, self.coord.coordinator, self.result.service, now, self.log
         )
