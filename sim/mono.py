@@ -23,6 +23,7 @@ jobs, at their owners.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import simpy
@@ -37,7 +38,7 @@ from model.listing import ListQuery, Page, effective_page_size, merge_pages
 from model.node import NodeDriver
 from model.scheduler import Scheduler
 from model.states import JobState
-from model.stealing import StealPacer
+from model.stealing import AskDepths, FetchLocal, StealPacer, WaitForWork, fetch_loop
 from sim.cpu import Component, CostModel, Proc, stream
 from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
 from sim.params import SimParams
@@ -73,6 +74,11 @@ class MonoNode:
     @property
     def peers(self) -> list[MonoNode]:
         return [n for n in self.cluster.nodes if n is not self]
+
+    @cached_property
+    def peer_names(self) -> list[str]:
+        """The other nodes' names, in node order (the real node asks the same set, sorted by name)."""
+        return [n.name for n in self.cluster.nodes if n is not self]
 
     def start(self) -> None:
         self.timer.start()
@@ -262,35 +268,58 @@ class MonoNode:
 
     # ---------------------------------------------------------------- the node's own worker (backend)
     def fetch(self, worker: SimWorker, free_slots: int, wait: float) -> SimGen[list[Assignment]]:
-        """InProcessBackend.fetch: local work first, else steal, else wait for local work for at most
-        the poll interval (so an idle node rechecks its peers that often)."""
+        """InProcessBackend.fetch: performs model.stealing.fetch_loop (local work first, else steal,
+        else wait for local work for at most the poll interval)."""
         env = self.env
         proc = self.proc
-        start = env.now
-        deadline = start + wait
+        cluster = self.cluster
+        worker_id = worker.worker_id
+        driver = self.driver
+        queue = self.sched.queue
+        plan = fetch_loop(
+            self.pacer, self.name, self.peer_names, free_slots, wait, env.now, lambda: queue.ready_count
+        )
 
         def fetch_now(now: float) -> tuple[float, list[Assignment]]:
             if free_slots <= 0 or not worker.alive:  # a dead worker's fetch died with it
                 return proc.cost("fetch"), []
-            assignments, step = self.driver.fetch_now(now, worker.worker_id, free_slots)
+            assignments, step = driver.fetch_now(now, worker_id, free_slots)
             return proc.cost("fetch", len(assignments)) + self._perform(step), assignments
 
+        reply: Any = None
         while True:
-            assignments: list[Assignment] = yield proc.run(fetch_now)
+            try:
+                op = plan.send(reply)
+            except StopIteration as done:
+                got: list[Assignment] = done.value
+                return got
+            if isinstance(op, FetchLocal):
+                assignments: list[Assignment] = yield proc.run(fetch_now)
+                reply = (env.now, assignments, driver.draining)
+            elif isinstance(op, WaitForWork):
+                yield from self._wait_for_work(worker, free_slots, op.timeout)
+                reply = env.now
+            elif isinstance(op, AskDepths):
+                asked = [cluster.by_name[name] for name in op.peers]
+                cluster.count("depth_rounds")
+                cluster.count("depth_asks", len(asked))
+                replies = yield from cluster.gather(
+                    [cluster.call(proc, p.queue_depth(), to=p.proc) for p in asked]
+                )
+                yield proc.run(proc.cost("steal_plan"))  # resuming after the gather: a loop pass
+                reply = (env.now, dict(zip(op.peers, replies, strict=True)))
+            else:
+                victim = cluster.by_name[op.plan.victim]
+                stolen = yield from cluster.call(
+                    proc, victim.steal_work(worker_id, op.plan.max_jobs), to=victim.proc
+                )
+                if stolen:
+                    self.stolen += len(stolen)
+                    cluster.count("stolen", len(stolen))
+                reply = (env.now, stolen)
             if not worker.alive:
+                plan.close()
                 return []  # the fetch died with the worker; what it leased comes back by lease expiry
-            if assignments or free_slots <= 0:
-                return assignments
-            pause = self.pacer.idle_wait(start, env.now)
-            if pause == 0:
-                stolen = yield from self._steal(worker, free_slots)
-                if stolen or not worker.alive:
-                    return stolen
-                pause = self.pacer.poll_interval
-            left = deadline - env.now
-            if left <= 0:
-                return []
-            yield from self._wait_for_work(worker, free_slots, min(left, pause))
 
     def _wait_for_work(self, worker: SimWorker, free_slots: int, timeout: float) -> SimGen[None]:
         if timeout <= 0:
@@ -300,34 +329,6 @@ class MonoNode:
             return
         yield event
         self.driver.fetcher_gone(event)
-
-    def _steal(self, worker: SimWorker, free_slots: int) -> SimGen[list[Assignment]]:
-        env = self.env
-        cluster = self.cluster
-        peers = self.peers
-        if not peers:
-            return []
-        if self.pacer.needs_depths(env.now):
-            asked = self.pacer.peers_to_ask(peers)
-            cluster.count("depth_rounds")
-            cluster.count("depth_asks", len(asked))
-            replies = yield from cluster.gather(
-                [cluster.call(self.proc, p.queue_depth(), to=p.proc) for p in asked]
-            )
-            self.pacer.record_depths(env.now, {p.name: d for p, d in zip(asked, replies, strict=True)})
-            yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
-        plan = self.pacer.plan(self.name, free_slots, self.sched.queue.ready_count)
-        if plan is None:
-            return []
-        victim = cluster.by_name[plan.victim]
-        got = yield from cluster.call(
-            self.proc, victim.steal_work(worker.worker_id, plan.max_jobs), to=victim.proc
-        )
-        self.pacer.record_steal(plan, len(got))
-        if got:
-            self.stolen += len(got)
-            cluster.count("stolen", len(got))
-        return got
 
     def heartbeat(
         self, worker: SimWorker, total_slots: int, free_slots: int, running: RunningList

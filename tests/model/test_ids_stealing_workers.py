@@ -19,7 +19,18 @@ from model.ids import (
     split_by_owner,
     validate_node_name,
 )
-from model.stealing import StealPacer, StealPlan, grant_steal, plan_steal
+from model.job import Assignment, JobSpec
+from model.stealing import (
+    AskDepths,
+    FetchLocal,
+    StealFrom,
+    StealPacer,
+    StealPlan,
+    WaitForWork,
+    fetch_loop,
+    grant_steal,
+    plan_steal,
+)
 from model.workers import WorkerRegistry, pick_waiter, validate_slots, validate_worker_id
 
 node_names = st.from_regex(r"\A[a-z][a-z0-9]{0,31}\Z")
@@ -387,3 +398,92 @@ def test_steal_pacer_fanout_needs_a_generator_and_is_not_negative() -> None:
         StealPacer(0.05, fanout=2)
     with pytest.raises(ValueError, match=">= 0"):
         StealPacer(0.05, fanout=-1, rng=np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------- the fetch loop
+def _assignment(job_id: str) -> Assignment:
+    return Assignment(job_id, 1, JobSpec.make("echo"), 10.0, 10.0, "w")
+
+
+def test_fetch_loop_takes_local_work_first_and_returns_at_once_when_draining() -> None:
+    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 2, 5.0, 0.0, lambda: 0)
+    assert next(loop) == FetchLocal()
+    with pytest.raises(StopIteration) as done:
+        loop.send((0.0, [_assignment("n1-1-1")], False))
+    assert [a.job_id for a in done.value.value] == ["n1-1-1"]
+    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 2, 5.0, 0.0, lambda: 0)
+    next(loop)
+    with pytest.raises(StopIteration) as done:
+        loop.send((0.0, [], True))  # the node drains: an empty answer now
+    assert done.value.value == []
+
+
+def test_fetch_loop_waits_for_local_work_then_steals_from_the_busiest_peer() -> None:
+    pacer = StealPacer(0.05)
+    loop = fetch_loop(pacer, "n1", ["n2", "n3"], 4, 5.0, 0.0, lambda: 0)
+    assert next(loop) == FetchLocal()
+    assert loop.send((0.0, [], False)) == WaitForWork(0.05)  # idle, but not for steal_interval yet
+    assert loop.send(0.05) == FetchLocal()
+    assert loop.send((0.05, [], False)) == AskDepths(["n2", "n3"])
+    assert loop.send((0.06, {"n2": 2, "n3": 9})) == StealFrom(StealPlan("n3", 4))
+    stolen = [_assignment("n3-1-1")]
+    with pytest.raises(StopIteration) as done:
+        loop.send((0.07, stolen))
+    assert done.value.value == stolen
+
+
+def test_fetch_loop_backs_off_after_a_failed_steal_and_never_waits_past_its_wait() -> None:
+    pacer = StealPacer(0.05)
+    loop = fetch_loop(pacer, "n1", ["n2"], 1, 0.3, 0.0, lambda: 0)
+    next(loop)
+    assert loop.send((0.0, [], False)) == WaitForWork(0.05)
+    loop.send(0.05)
+    assert loop.send((0.05, [], False)) == AskDepths(["n2"])
+    assert loop.send((0.05, {"n2": 3})) == StealFrom(StealPlan("n2", 1))
+    op = loop.send((0.06, None))  # the call failed: no retry of this victim before the next round
+    assert op == WaitForWork(pacer.poll_interval) and pacer.poll_interval == 0.1
+    assert loop.send(0.16) == FetchLocal()
+    assert loop.send((0.16, [], False)) == AskDepths(["n2"])  # a poll interval later: a new round
+    op = loop.send((0.16, {"n2": 0}))  # nothing to steal: the interval doubles again
+    assert pacer.poll_interval == 0.2
+    assert isinstance(op, WaitForWork) and op.timeout == pytest.approx(0.14)  # what is left of the wait
+    loop.send(0.3)
+    with pytest.raises(StopIteration) as done:
+        loop.send((0.3, [], False))
+    assert done.value.value == []
+
+
+@given(
+    wait=st.floats(0.0, 3.0),
+    steal_interval=st.floats(0.001, 0.5),
+    depths=st.lists(st.integers(0, 5), min_size=1, max_size=30),
+    peers=st.integers(0, 3),
+)
+def test_fetch_loop_ends_by_its_deadline_and_steals_only_once_idle(
+    wait: float, steal_interval: float, depths: list[int], peers: int
+) -> None:
+    """Driven with nothing local and steals that find nothing: every wait is positive and ends by the
+    deadline, no steal comes before steal_interval of idleness, and the loop returns by the deadline."""
+    pacer = StealPacer(steal_interval)
+    names = [f"n{i + 2}" for i in range(peers)]
+    loop = fetch_loop(pacer, "n1", names, 2, wait, 10.0, lambda: 0)
+    now, op, replies = 10.0, next(loop), iter(depths * 1000)
+    for _ in range(10_000):
+        if isinstance(op, WaitForWork):
+            assert op.timeout > 0 and now + op.timeout <= 10.0 + wait + 1e-9
+            now += op.timeout
+            reply: object = now
+        elif isinstance(op, FetchLocal):
+            reply = (now, [], False)
+        elif isinstance(op, AskDepths):
+            assert now >= 10.0 + steal_interval
+            reply = (now, {p: next(replies) for p in op.peers})
+        else:
+            assert now >= 10.0 + steal_interval
+            reply = (now, [])  # the victim granted nothing
+        try:
+            op = loop.send(reply)
+        except StopIteration as done:
+            assert done.value == [] and now <= 10.0 + wait + 1e-9
+            return
+    raise AssertionError("the fetch loop did not end")
