@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from model.commands import JobFinished, LeaseExpired, NotifyCancel, StoreOutput, WorkerLost
+from model.errors import Unavailable
 from model.job import Job
 
 T = TypeVar("T", bound=Hashable)
@@ -90,6 +91,23 @@ class PutResult:
 
 # A step that asks nothing (its sequences are empty tuples: nothing shared can be changed).
 NOTHING: Step[object] = Step((), (), (), False)
+
+
+# How long a client should wait before it long-polls again for a job whose owner drains: about a
+# restart's time (an owner that stops for good leaves its jobs unanswerable anyway)
+DRAINING_OWNER_RETRY_AFTER = 1.0
+
+
+def check_wait_end(owner: str, job: Job, wait: float, draining: bool) -> None:
+    """A long-poll (WaitJob, GetJobResult with a wait) at the job's owner ended: if it ended early
+    because the owner drains, UNAVAILABLE with a retry-after, so the client waits and asks again
+    (the job stays with its owner, which answers again once restarted) instead of taking an
+    unfinished job for the end of its wait."""
+    if draining and wait > 0 and not job.done:
+        raise Unavailable(
+            f"{owner}, the owner of job {job.job_id}, is draining: ask again shortly",
+            retry_after=DRAINING_OWNER_RETRY_AFTER,
+        )
 
 
 class DoneWaiters(Generic[T]):

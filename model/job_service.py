@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Generic
 
-from model.actions import NOTHING, DoneWaiters, Effect, PutResult, Step, T, Wake
+from model.actions import NOTHING, DoneWaiters, Effect, PutResult, Step, T, Wake, check_wait_end
 from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
 from model.config import CoreConfig
 from model.job import Assignment, Job, JobSpec, Outcome, Succeeded, bounded_outcome
@@ -90,15 +90,25 @@ class JobService(Generic[T]):
         transition = self.table.cancel(now, job_id)
         return transition.job, self._step([transition.job], transition.commands)
 
-    def add_waiter(self, token: T, job_id: str) -> None:
-        """A WaitJob (or submit-with-wait) long-poll waits for the job's end."""
+    def add_waiter(self, token: T, job_id: str) -> bool:
+        """A WaitJob (or submit-with-wait) long-poll waits for the job's end. False: do not wait
+        (the service drains)."""
+        if self.draining:
+            return False
         self._waiters.add(token, job_id)
+        return True
+
+    def wait_ended(self, job: Job, wait: float) -> None:
+        """A WaitJob long-poll ended: UNAVAILABLE with a retry-after when it ended early because the
+        service drains (model.actions.check_wait_end), as Design B's owner answers; a client's
+        DtqClient.wait then backs off and asks again."""
+        check_wait_end("the job service", job, wait, self.draining)
 
     def waiter_gone(self, token: T, job_id: str) -> None:
         self._waiters.gone(token, job_id)
 
     def start_draining(self) -> Step[T]:
-        """WaitJob long-polls answer now."""
+        """WaitJob long-polls stop waiting now (and answer UNAVAILABLE: `wait_ended`)."""
         self.draining = True
         if not self._waiters:
             return NOTHING  # type: ignore[return-value]

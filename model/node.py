@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Generic
 
-from model.actions import NOTHING, DoneWaiters, Effect, Step, T, Wake
+from model.actions import NOTHING, DoneWaiters, Effect, Step, T, Wake, check_wait_end
 from model.commands import (
     Command,
     JobFinished,
@@ -31,7 +31,7 @@ from model.commands import (
     WorkAvailable,
     WorkerLost,
 )
-from model.errors import InvalidArgument
+from model.errors import InvalidArgument, Unavailable
 from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import Renewal, Submitted
 from model.scheduler import Scheduler
@@ -152,9 +152,28 @@ class NodeDriver(Generic[T]):
         """The fetcher stopped waiting (timed out or resumed); a no-op if it was woken."""
         self._fetchers.pop(token, None)
 
-    def add_done_waiter(self, token: T, job_id: str) -> None:
-        """A WaitJob long-poll waits for the job's end (the caller checked it is not done yet)."""
+    def add_done_waiter(self, token: T, job_id: str) -> bool:
+        """A WaitJob long-poll waits for the job's end (the caller checked it is not done yet).
+        False: do not wait (the node drains)."""
+        if self.draining:
+            return False
         self._done.add(token, job_id)
+        return True
+
+    def wait_ended(self, job: Job, wait: float) -> None:
+        """A long-poll for this node's job ended: UNAVAILABLE with a retry-after when it ended early
+        because the node drains (model.actions.check_wait_end)."""
+        check_wait_end(f"node {self.scheduler.node}", job, wait, self.draining)
+
+    def check_relay(self, wait: float) -> None:
+        """A long-poll this node would relay to the job's owner: refused while it drains."""
+        if wait > 0 and self.draining:
+            raise self.relay_cut()
+
+    def relay_cut(self) -> Unavailable:
+        """The answer to a long-poll relayed to another owner that the drain cut, or refused: ask
+        another node at once (retry-after 0), rather than CANCELLED when the server stops."""
+        return Unavailable(f"node {self.scheduler.node} is draining: ask another node", retry_after=0.0)
 
     def done_waiter_gone(self, token: T, job_id: str) -> None:
         self._done.gone(token, job_id)

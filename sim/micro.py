@@ -206,12 +206,17 @@ class MicroCluster(Cluster):
         reply: Reply = yield proc.run(action)
         return reply
 
-    def _job_look(self, method: str, job_id: str) -> Any:
+    def _job_look(self, method: str, job_id: str, wait: float = 0.0) -> Any:
+        """GetJob / WaitJob's reading of the job; a WaitJob's (`wait` > 0) answers UNAVAILABLE when it
+        ended early because the service drains (the driver's wait_ended)."""
         proc = self.jobp
+        jobs = self.jobs
 
         def action(now: float) -> tuple[float, Reply]:
             try:
                 job = self.table.get(job_id)
+                if wait:
+                    jobs.wait_ended(job, wait)
             except DtqError as exc:
                 return proc.cost(method), (status_of(exc), None)
             return proc.cost(method), ("OK", (job.state, job.attempt))
@@ -223,17 +228,17 @@ class MicroCluster(Cluster):
         return reply
 
     def _job_wait(self, job_id: str, poll: float) -> SimGen[Reply]:
-        reply: Reply = yield self.jobp.run(self._job_look("WaitJob", job_id))
+        wait = min(poll, MAX_POLL)
+        reply: Reply = yield self.jobp.run(self._job_look("WaitJob", job_id, wait))
         if reply[0] != "OK" or reply[1][0] in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
             return reply
-        wait = min(poll, MAX_POLL)
         if wait <= 0:
             return reply
         event = self.waitable(wait)
-        self.jobs.add_waiter(event, job_id)
-        yield event
-        self.jobs.waiter_gone(event, job_id)
-        reply = yield self.jobp.run(self._job_look("WaitJob.wake", job_id))
+        if self.jobs.add_waiter(event, job_id):
+            yield event
+            self.jobs.waiter_gone(event, job_id)
+        reply = yield self.jobp.run(self._job_look("WaitJob.wake", job_id, wait))
         return reply
 
     def _job_cancel(self, job_id: str) -> SimGen[Reply]:

@@ -186,13 +186,16 @@ class MonoNode:
 
     def wait(self, job_id: str, poll: float) -> SimGen[Reply]:
         """WaitJob at the owner: LocalCore.wait_done (look, and if not done register a waiter, in one
-        step), then the job as it is. The reply value is (state, attempt)."""
+        step), then the job as it is, or UNAVAILABLE when the wait ended early because the node
+        drains (the driver's wait_ended). The reply value is (state, attempt)."""
         proc = self.proc
+        driver = self.driver
 
         def look(method: str) -> Callable[[float], tuple[float, tuple[Reply, bool]]]:
             def action(now: float) -> tuple[float, tuple[Reply, bool]]:
                 try:
                     job = self.sched.jobs.get(job_id)
+                    driver.wait_ended(job, poll)
                 except DtqError as exc:
                     return proc.cost(method), ((status_of(exc), None), True)
                 return proc.cost(method), (("OK", (job.state, job.attempt)), job.done)
@@ -204,9 +207,9 @@ class MonoNode:
         if done or poll <= 0:
             return reply
         event = self.cluster.waitable(poll)
-        self.driver.add_done_waiter(event, job_id)
-        yield event
-        self.driver.done_waiter_gone(event, job_id)
+        if driver.add_done_waiter(event, job_id):
+            yield event
+            driver.done_waiter_gone(event, job_id)
         reply, _ = yield proc.run(look("WaitJob.wake"))
         return reply
 

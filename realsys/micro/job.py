@@ -133,7 +133,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         if wait > 0:
             # synchronous invocation, as WaitJob waits; `job` is the table's record, updated in place
             budget = poll_budget(wait, context)
-            if not job.done and budget > 0 and not self.draining:
+            if not job.done and budget > 0:
                 await self._wait_end(job.job_id, budget)
         return submit_response(job, OWNER, submitted.deduplicated)
 
@@ -145,13 +145,17 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
         job = self.table.get(request.job_id)
         wait = poll_budget(from_duration(request.timeout, "timeout"), context)
-        if not job.done and wait > 0 and not self.draining:
+        if not job.done and wait > 0:
             await self._wait_end(job.job_id, wait)
-        return job_to_pb(self.table.get(request.job_id), OWNER)
+        job = self.table.get(request.job_id)
+        # ended early because the service drains: UNAVAILABLE with a retry-after (the driver's answer)
+        self.jobs.wait_ended(job, wait)
+        return job_to_pb(job, OWNER)
 
     async def _wait_end(self, job_id: str, timeout: float) -> None:
         future: Token = asyncio.get_running_loop().create_future()
-        self.jobs.add_waiter(future, job_id)
+        if not self.jobs.add_waiter(future, job_id):
+            return  # the service drains: no waiting
         try:
             await park(future, timeout)
         finally:

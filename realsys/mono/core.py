@@ -137,7 +137,7 @@ class LocalCore:
     async def wait_done(self, job_id: str, timeout: float) -> Job:
         """The job once it is done, or as it is after `timeout` seconds (at once while draining)."""
         job = self.get(job_id)
-        if job.done or timeout <= 0 or self.draining:
+        if job.done or timeout <= 0:
             return job
         await self.wait_end(job, timeout)
         return self.get(job_id)
@@ -145,12 +145,13 @@ class LocalCore:
     async def wait_end(self, job: Job, timeout: float) -> None:
         """Waits until `job` (a record of this table, updated in place) is done, `timeout` seconds
         pass, or the node drains. Unlike wait_done it never raises: the record outlives retention."""
-        if job.done or timeout <= 0 or self.draining:
+        if job.done or timeout <= 0:
             return
         job_id = job.job_id
         loop = asyncio.get_running_loop()
         future: Token = loop.create_future()
-        self.driver.add_done_waiter(future, job_id)
+        if not self.driver.add_done_waiter(future, job_id):
+            return  # the node drains: no waiting
         timer = loop.call_later(timeout, _settle, future, False)
         try:
             await future

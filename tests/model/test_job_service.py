@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.actions import PutResult, Wake
+from model.actions import DRAINING_OWNER_RETRY_AFTER, PutResult, Wake
 from model.commands import JobFinished, NotifyCancel
 from model.config import CoreConfig
-from model.errors import NotFound, StaleAttempt
+from model.errors import NotFound, StaleAttempt, Unavailable
 from model.ids import JobIdFactory
 from model.job import Failed, JobError, JobSpec, Succeeded, assignment_bytes
 from model.job_service import JobService, stale_after, sweep_interval
@@ -138,3 +138,17 @@ def test_only_the_lease_holder_gets_its_result_stored() -> None:
     assert job.state is JobState.SUCCEEDED
     with pytest.raises(StaleAttempt):  # a duplicate after the end stores nothing either
         jobs.fence(job_id, 1, "w1", Succeeded(b"again"))
+
+
+def test_a_draining_job_service_answers_long_polls_unavailable_with_a_retry_after() -> None:
+    jobs = service()
+    job = jobs.create(0.0, JobSpec.make("echo"))[0].job
+    assert jobs.add_waiter(1, job.job_id)
+    jobs.wait_ended(job, 5.0)  # not draining: the job as it is
+    step = jobs.start_draining()
+    assert [list(e.tokens) for e in step.effects if isinstance(e, Wake)] == [[1]]
+    assert not jobs.add_waiter(2, job.job_id)  # no new waits
+    with pytest.raises(Unavailable) as info:
+        jobs.wait_ended(job, 5.0)
+    assert info.value.retry_after == DRAINING_OWNER_RETRY_AFTER
+    jobs.wait_ended(job, 0.0)  # a read that asked for no wait is answered

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.actions import Step, Wake
+from model.actions import DRAINING_OWNER_RETRY_AFTER, Step, Wake
 from model.commands import JobFinished, LeaseExpired, NotifyCancel, WorkAvailable
 from model.config import CoreConfig
-from model.errors import DtqError
+from model.errors import DtqError, Unavailable
 from model.ids import JobIdFactory
 from model.job import Failed, Job, JobError, JobSpec, Succeeded
 from model.node import NodeDriver
@@ -250,3 +251,25 @@ def test_a_job_retention_drops_is_deleted_not_saved() -> None:
     assert step.rearm  # the retention deadline is the first one
     step = d.on_timer(0.5 + CONFIG.result_ttl + 1.0)
     assert list(step.delete) == [job.job_id] and not step.save
+
+
+def test_a_draining_node_answers_long_polls_unavailable_with_a_retry_after() -> None:
+    """Long-polls that the drain ends early: UNAVAILABLE, retry after a second at the owner, at once
+    elsewhere for a relayed one; a finished job, or a call that asked for no wait, is answered."""
+    d = Checker().driver
+    pending = d.submit(0.0, SPEC)[0].job
+    done = d.cancel(0.0, d.submit(0.0, SPEC)[0].job.job_id)[0]
+    assert d.add_done_waiter(1, pending.job_id)
+    d.wait_ended(pending, 5.0)  # not draining: the job as it is
+    d.check_relay(5.0)
+    d.start_draining()
+    assert not d.add_done_waiter(2, pending.job_id)  # no new waits
+    with pytest.raises(Unavailable) as owner:
+        d.wait_ended(pending, 5.0)
+    assert owner.value.retry_after == DRAINING_OWNER_RETRY_AFTER
+    d.wait_ended(done, 5.0)
+    d.wait_ended(pending, 0.0)
+    with pytest.raises(Unavailable) as relay:
+        d.check_relay(5.0)
+    assert relay.value.retry_after == 0.0 and d.relay_cut().retry_after == 0.0
+    d.check_relay(0.0)  # a plain read is relayed as ever
