@@ -190,6 +190,11 @@ class MicroCluster(Cluster):
             self.job_timer.arm()
         return cost
 
+    def job_start_draining(self) -> float:
+        """JobRole.drain's step: WaitJob long-polls stop waiting (the simulator's runs never drain a
+        service; the differential test does)."""
+        return self._perform(self.jobs.start_draining())
+
     def _job_create(self, duration: float) -> SimGen[Reply]:
         proc = self.jobp
 
@@ -206,17 +211,12 @@ class MicroCluster(Cluster):
         reply: Reply = yield proc.run(action)
         return reply
 
-    def _job_look(self, method: str, job_id: str, wait: float = 0.0) -> Any:
-        """GetJob / WaitJob's reading of the job; a WaitJob's (`wait` > 0) answers UNAVAILABLE when it
-        ended early because the service drains (the driver's wait_ended)."""
+    def _job_look(self, method: str, job_id: str) -> Any:
         proc = self.jobp
-        jobs = self.jobs
 
         def action(now: float) -> tuple[float, Reply]:
             try:
                 job = self.table.get(job_id)
-                if wait:
-                    jobs.wait_ended(job, wait)
             except DtqError as exc:
                 return proc.cost(method), (status_of(exc), None)
             return proc.cost(method), ("OK", (job.state, job.attempt))
@@ -228,8 +228,10 @@ class MicroCluster(Cluster):
         return reply
 
     def _job_wait(self, job_id: str, poll: float) -> SimGen[Reply]:
+        """JobRole.WaitJob: the job once it is done, or as it is when the wait runs out, or
+        UNAVAILABLE when the wait ended early because the service drains (the driver's wait_ended)."""
         wait = min(poll, MAX_POLL)
-        reply: Reply = yield self.jobp.run(self._job_look("WaitJob", job_id, wait))
+        reply: Reply = yield self.jobp.run(self._job_look("WaitJob", job_id))
         if reply[0] != "OK" or reply[1][0] in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
             return reply
         if wait <= 0:
@@ -238,7 +240,13 @@ class MicroCluster(Cluster):
         if self.jobs.add_waiter(event, job_id):
             yield event
             self.jobs.waiter_gone(event, job_id)
-        reply = yield self.jobp.run(self._job_look("WaitJob.wake", job_id, wait))
+            reply = yield self.jobp.run(self._job_look("WaitJob.wake", job_id))
+            if reply[0] != "OK":
+                return reply
+        try:
+            self.jobs.wait_ended(self.table.get(job_id), wait)
+        except DtqError as exc:
+            return status_of(exc), None
         return reply
 
     def _job_cancel(self, job_id: str) -> SimGen[Reply]:

@@ -32,7 +32,7 @@ from model.actions import Step, Wake
 from model.commands import JobFinished, LeaseExpired, NotifyCancel
 from model.errors import DtqError, FailedPrecondition, StaleAttempt
 from model.ids import JobIdFactory, owner_of, split_by_owner
-from model.job import Assignment, Outcome
+from model.job import Assignment, Job, Outcome
 from model.jobs import Renewal
 from model.listing import ListQuery, Page, effective_page_size, merge_pages
 from model.node import NodeDriver
@@ -98,9 +98,12 @@ class MonoNode:
     # ---------------------------------------------------------------- LocalCore: perform a step
     def _perform(self, step: Step[simpy.Event]) -> float:
         """Performs the driver's step (wake-ups run after this burst: same loop) and re-arms the timer;
-        returns the time of its commits (the saves, then the retention deletes)."""
+        returns the time of its commits (results kept out of RAM, the saves, the retention deletes)."""
         proc = self.proc
-        cost = proc.commit(len(step.save))
+        cost = 0.0
+        for _ in step.outputs:  # a result kept out of RAM: one statement each, before the records
+            cost += proc.commit(1)
+        cost += proc.commit(len(step.save))
         if step.delete:
             cost += proc.commit(len(step.delete))
         cluster = self.cluster
@@ -124,6 +127,11 @@ class MonoNode:
 
     def _on_timer(self, now: float) -> float:
         return self.proc.cost("timer") + self._perform(self.driver.on_timer(now))
+
+    def start_draining(self) -> float:
+        """LocalCore.start_draining: long-polls stop waiting (the simulator's runs never drain a node;
+        the differential test does)."""
+        return self._perform(self.driver.start_draining())
 
     # ---------------------------------------------------------------- client side, at the owner
     def submit(self, duration: float) -> SimGen[Reply]:
@@ -190,27 +198,34 @@ class MonoNode:
         drains (the driver's wait_ended). The reply value is (state, attempt)."""
         proc = self.proc
         driver = self.driver
+        jobs = self.sched.jobs
 
-        def look(method: str) -> Callable[[float], tuple[float, tuple[Reply, bool]]]:
-            def action(now: float) -> tuple[float, tuple[Reply, bool]]:
+        def look(method: str) -> Callable[[float], tuple[float, tuple[Reply, Job | None]]]:
+            def action(now: float) -> tuple[float, tuple[Reply, Job | None]]:
                 try:
-                    job = self.sched.jobs.get(job_id)
-                    driver.wait_ended(job, poll)
+                    job = jobs.get(job_id)
                 except DtqError as exc:
-                    return proc.cost(method), ((status_of(exc), None), True)
-                return proc.cost(method), (("OK", (job.state, job.attempt)), job.done)
+                    return proc.cost(method), ((status_of(exc), None), None)
+                return proc.cost(method), (("OK", (job.state, job.attempt)), job)
 
             return action
 
         reply: Reply
-        reply, done = yield proc.run(look("WaitJob"))
-        if done or poll <= 0:
+        job: Job | None
+        reply, job = yield proc.run(look("WaitJob"))
+        if job is None or job.done or poll <= 0:
             return reply
         event = self.cluster.waitable(poll)
         if driver.add_done_waiter(event, job_id):
             yield event
             driver.done_waiter_gone(event, job_id)
-        reply, _ = yield proc.run(look("WaitJob.wake"))
+            reply, job = yield proc.run(look("WaitJob.wake"))
+            if job is None:
+                return reply
+        try:
+            driver.wait_ended(job, poll)
+        except DtqError as exc:
+            return status_of(exc), None
         return reply
 
     def list_local(self, query: ListQuery, size: int) -> SimGen[Page[Any]]:
@@ -397,19 +412,27 @@ class MonoCluster(Cluster):
     def _entry(self, lg: LoadgenPart, method: str) -> MonoNode:
         return self.nodes[lg.pick(len(self.nodes), method)]
 
-    def _routed(self, entry: MonoNode, job_id: str, serve: Any) -> SimGen[Reply]:
+    def _routed(self, entry: MonoNode, job_id: str, serve: Any, wait: float = 0.0) -> SimGen[Reply]:
         """Serve at the owner, forwarding once when the entry node is not it (model.ids.route). The
-        lookup is pure, so it may run when the generator is made; the local case adds no frame."""
+        lookup is pure, so it may run when the generator is made; the local case adds no frame.
+        `wait`: a long-poll's, which a draining entry node refuses to relay (the driver's check_relay)."""
         owner = self.by_name.get(owner_of(job_id))
         if owner is entry:
             served: SimGen[Reply] = serve(entry)
             return served
-        return self._forward(entry, owner, serve)
+        return self._forward(entry, owner, serve, wait)
 
-    def _forward(self, entry: MonoNode, owner: MonoNode | None, serve: Any) -> SimGen[Reply]:
+    def _forward(
+        self, entry: MonoNode, owner: MonoNode | None, serve: Any, wait: float = 0.0
+    ) -> SimGen[Reply]:
         if owner is None:
             yield entry.proc.run(entry.proc.cost("forward"))
             return "UNAVAILABLE", None
+        try:
+            entry.driver.check_relay(wait)
+        except DtqError as exc:
+            yield entry.proc.run(entry.proc.cost("forward"))
+            return status_of(exc), None
         entry.forwarded += 1
         self.count("forwarded")
         reply: Reply = yield from self.call(
@@ -445,7 +468,7 @@ class MonoCluster(Cluster):
 
     def request_wait(self, lg: LoadgenPart, job_id: str, poll: float) -> SimGen[Reply]:
         entry = self._entry(lg, "WaitJob")
-        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.wait(job_id, poll)))
+        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.wait(job_id, poll), poll))
 
     def request_list(self, lg: LoadgenPart, page_size: int) -> SimGen[Reply]:
         entry = self._entry(lg, "ListJobs")

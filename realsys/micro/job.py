@@ -147,9 +147,9 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         wait = poll_budget(from_duration(request.timeout, "timeout"), context)
         if not job.done and wait > 0:
             await self._wait_end(job.job_id, wait)
-        job = self.table.get(request.job_id)
-        # ended early because the service drains: UNAVAILABLE with a retry-after (the driver's answer)
-        self.jobs.wait_ended(job, wait)
+            job = self.table.get(request.job_id)
+            # ended early because the service drains: UNAVAILABLE with a retry-after (the driver's)
+            self.jobs.wait_ended(job, wait)
         return job_to_pb(job, OWNER)
 
     async def _wait_end(self, job_id: str, timeout: float) -> None:

@@ -135,12 +135,16 @@ class LocalCore:
         return self.scheduler.jobs.list_page(query, page_size, page_token)
 
     async def wait_done(self, job_id: str, timeout: float) -> Job:
-        """The job once it is done, or as it is after `timeout` seconds (at once while draining)."""
+        """The job once it is done, or as it is after `timeout` seconds; UNAVAILABLE with a
+        retry-after when the wait ended early (or never began) because the node drains (the
+        driver's wait_ended)."""
         job = self.get(job_id)
         if job.done or timeout <= 0:
             return job
         await self.wait_end(job, timeout)
-        return self.get(job_id)
+        job = self.get(job_id)
+        self.driver.wait_ended(job, timeout)
+        return job
 
     async def wait_end(self, job: Job, timeout: float) -> None:
         """Waits until `job` (a record of this table, updated in place) is done, `timeout` seconds

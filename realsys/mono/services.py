@@ -232,7 +232,6 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             )
             return response
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
-        self.core.driver.wait_ended(job, wait)
         if not job.done:
             raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
         return result_to_pb(job, self.node, self.core.output_of(job))
@@ -246,7 +245,6 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             forwarded: job_pb2.Job = await self._forward(owner, "WaitJob", request, context, wait)
             return forwarded
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
-        self.core.driver.wait_ended(job, wait)
         return job_to_pb(job, self.node)
 
     @grpc_errors
