@@ -163,7 +163,8 @@ class NodeDriver(Generic[T]):
     def wait_ended(self, job: Job, wait: float) -> None:
         """A long-poll for this node's job ended: UNAVAILABLE with a retry-after when it ended early
         because the node drains (model.actions.check_wait_end)."""
-        check_wait_end(f"node {self.scheduler.node}", job, wait, self.draining)
+        if self.draining:  # else nothing to check (and no message to format)
+            check_wait_end(f"node {self.scheduler.node}", job, wait, self.draining)
 
     def check_relay(self, wait: float) -> None:
         """A long-poll this node would relay to the job's owner: refused while it drains."""
@@ -191,53 +192,63 @@ class NodeDriver(Generic[T]):
         if info is not None and info.total_slots:
             workers.heartbeat(now, worker_id, info.total_slots, max(0, min(free_slots, info.total_slots)))
 
-    def _commit(self, touched: Iterable[Job], commands: Sequence[Command]) -> Step[T]:
-        """Every job the call changed is saved, then the commands are carried out."""
-        jobs = {job.job_id: job for job in touched}
-        if not jobs and not commands:
-            return NOTHING  # type: ignore[return-value]  # nothing changed: not even the deadline
+    def _commit(self, touched: Sequence[Job], commands: Sequence[Command]) -> Step[T]:
+        """Every job the call changed is saved, then the commands are carried out. (The hot path of
+        both adapters: one pass over the commands, no per-call containers where nothing needs them.)"""
+        effects: list[Effect[T]] | tuple[()] = ()
+        outputs: list[StoreOutput] | tuple[()] = ()
         expired: tuple[str, ...] = ()
-        outputs: list[StoreOutput] = []
-        effects: list[Effect[T]] = []
-        if commands:
+        if not commands:
+            if not touched:
+                return NOTHING  # type: ignore[return-value]  # nothing changed: not even the deadline
+            save: Sequence[Job] = (
+                touched if len(touched) < 2 else list({j.job_id: j for j in touched}.values())
+            )
+        else:
+            jobs = {job.job_id: job for job in touched}
+            named: list[str] = []  # jobs the commands name: saved unless retention dropped them
+            effects = []
             for command in commands:
-                if isinstance(command, JobsExpired):
-                    expired += command.job_ids
-                elif isinstance(command, StoreOutput):
-                    outputs.append(command)
-            for command in commands:
-                if (
-                    isinstance(command, LeaseExpired | JobFinished | NotifyCancel)
-                    and command.job_id not in jobs
-                    and command.job_id not in expired
-                ):
-                    jobs[command.job_id] = self._jobs.get(command.job_id)
-            for command in commands:
-                if isinstance(command, WorkAvailable):
-                    woken = self._pick_fetchers(command.count)
-                    if woken:
-                        effects.append(Wake(woken))
-                elif isinstance(command, JobFinished):
-                    waiting = self._done.ended(command.job_id)
-                    if waiting is not None:
-                        effects.append(Wake(waiting))
-                    effects.append(command)
-                elif isinstance(command, NotifyCancel):
-                    if command.worker_id == self.local_worker_id:
+                match command:  # class patterns: no isinstance calls on this hot path
+                    case WorkAvailable():
+                        woken = self._pick_fetchers(command.count)
+                        if woken:
+                            effects.append(Wake(woken))
+                    case JobFinished():
+                        named.append(command.job_id)
+                        waiting = self._done.ended(command.job_id)
+                        if waiting is not None:
+                            effects.append(Wake(waiting))
                         effects.append(command)
-                elif isinstance(command, LeaseExpired):
-                    effects.append(command)
-                elif isinstance(command, WorkerLost):
-                    self.workers_lost += 1
-                    effects.append(command)
+                    case NotifyCancel():
+                        named.append(command.job_id)
+                        if command.worker_id == self.local_worker_id:
+                            effects.append(command)
+                    case LeaseExpired():
+                        named.append(command.job_id)
+                        effects.append(command)
+                    case WorkerLost():
+                        self.workers_lost += 1
+                        effects.append(command)
+                    case JobsExpired():
+                        expired += command.job_ids
+                    case StoreOutput():
+                        if not outputs:
+                            outputs = []
+                        outputs.append(command)
+            get = self._jobs.get
+            for job_id in named:
+                if job_id not in jobs and job_id not in expired:
+                    jobs[job_id] = get(job_id)
+            if not jobs and not effects and not expired and not outputs:
+                return NOTHING  # type: ignore[return-value]  # e.g. work nobody waits for
+            save = list(jobs.values())
         table = self._jobs
         expiries = table.lease_expiries - self._seen_expiries
         requeues = table.requeues - self._seen_requeues
         if expiries or requeues:
             self._seen_expiries, self._seen_requeues = table.lease_expiries, table.requeues
-        return Step(
-            list(jobs.values()), expired, effects, self.timer.poke(), expiries, requeues, outputs=outputs
-        )
+        return Step(save, expired, effects, self.timer.poke(), expiries, requeues, outputs=outputs)
 
     def _pick_fetchers(self, count: int) -> list[T]:
         """The long-polling fetchers that will take `count` new jobs (model.pick_waiter)."""

@@ -176,7 +176,7 @@ class StealFrom:
 @dataclass(frozen=True, slots=True)
 class WaitForWork:
     """Wait until local work may be ready (the node driver's fetcher wake-up) or `timeout` seconds
-    pass. Reply: now."""
+    pass. Reply: None (a FetchLocal follows)."""
 
     timeout: float
 
@@ -185,31 +185,39 @@ FetchOp: TypeAlias = FetchLocal | AskDepths | StealFrom | WaitForWork
 FETCH_LOCAL = FetchLocal()
 
 
+def fetch_done(assignments: Sequence[Assignment], draining: bool, free_slots: int) -> bool:
+    """Whether a fetch answers with what its FetchLocal got: work, or a node that drains, or a worker
+    without a free slot."""
+    return bool(assignments) or draining or free_slots <= 0
+
+
 def fetch_loop(
     pacer: StealPacer,
     node: str,
     peers: Sequence[str],
     free_slots: int,
     wait: float,
-    now: float,
+    start: float,
+    first: tuple[float, list[Assignment], bool],
     local_ready: Callable[[], int],
 ) -> Generator[FetchOp, Any, list[Assignment]]:
     """One fetch long-poll of a Design B node's own worker, written once for the real node
     (realsys/mono/backend.py) and the simulated one (sim/mono.py), sans-I/O: it yields the I/O to
     perform (FetchLocal, AskDepths, StealFrom, WaitForWork), the adapter sends back the reply with
-    its clock's `now`, and the generator returns the assignments. `local_ready()` is the node's ready
-    count (read when a steal is planned).
+    its clock's `now`, and the generator returns the assignments. A fetch begins with FetchLocal,
+    which the adapter performs before it makes the loop (`start`: its clock then, `first`: the
+    reply), and needs no loop when `fetch_done` says so (the common case: local work).
+    `local_ready()` is the node's ready count (read when a steal is planned).
 
     Local work first; once idle for steal_interval, steal (the pacer says when and from whom); in
     between, and after a steal round that got nothing, wait for local work for at most the pacer's
     interval, so an idle node rechecks its peers that often. Never past `wait`; at once while the node
     drains or when the worker has no free slot."""
-    start = now
     deadline = start + wait
+    local = first
     while True:
-        local: tuple[float, list[Assignment], bool] = yield FETCH_LOCAL
         now, assignments, draining = local
-        if assignments or draining or free_slots <= 0:
+        if fetch_done(assignments, draining, free_slots):
             return assignments
         pause = pacer.idle_wait(start, now)
         if pause == 0:
@@ -232,4 +240,5 @@ def fetch_loop(
         left = deadline - now
         if left <= 0:
             return []
-        now = yield WaitForWork(min(left, pause))
+        yield WaitForWork(min(left, pause))
+        local = yield FETCH_LOCAL

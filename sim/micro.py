@@ -169,21 +169,22 @@ class MicroCluster(Cluster):
         if step.delete:
             cost += proc.commit(len(step.delete))
         for effect in step.effects:
-            if isinstance(effect, Wake):
-                for event in effect.tokens:
-                    wake(event, effect.value)
-            elif isinstance(effect, JobFinished):
-                self.job_finished(effect.job_id)
-            elif isinstance(effect, NotifyCancel):
-                self.spawn(
-                    self.call(
-                        proc,
-                        self._coord_notify_cancel(effect.job_id, effect.attempt, effect.worker_id),
-                        to=self.coord,
+            match effect:  # class patterns: no isinstance calls on this hot path
+                case Wake():
+                    for event in effect.tokens:
+                        wake(event, effect.value)
+                case JobFinished():
+                    self.job_finished(effect.job_id)
+                case NotifyCancel():
+                    self.spawn(
+                        self.call(
+                            proc,
+                            self._coord_notify_cancel(effect.job_id, effect.attempt, effect.worker_id),
+                            to=self.coord,
+                        )
                     )
-                )
-            elif isinstance(effect, LeaseExpired):
-                self.count("lease_expired")
+                case LeaseExpired():
+                    self.count("lease_expired")
         if step.flush and self._outbox_ready is not None:
             wake(self._outbox_ready)
         if step.rearm:

@@ -38,7 +38,7 @@ from model.listing import ListQuery, Page, effective_page_size, merge_pages
 from model.node import NodeDriver
 from model.scheduler import Scheduler
 from model.states import JobState
-from model.stealing import AskDepths, FetchLocal, StealPacer, WaitForWork, fetch_loop
+from model.stealing import FETCH_LOCAL, AskDepths, StealFrom, StealPacer, WaitForWork, fetch_done, fetch_loop
 from sim.cpu import Component, CostModel, Proc, stream
 from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
 from sim.params import SimParams
@@ -108,19 +108,20 @@ class MonoNode:
             cost += proc.commit(len(step.delete))
         cluster = self.cluster
         for effect in step.effects:
-            if isinstance(effect, Wake):
-                for event in effect.tokens:
-                    wake(event, effect.value)
-            elif isinstance(effect, JobFinished):
-                cluster.job_finished(effect.job_id)
-            elif isinstance(effect, NotifyCancel):
-                worker = self.worker
-                if worker is not None and effect.worker_id == worker.worker_id:
-                    worker.cancel(effect.job_id, effect.attempt)
-            elif isinstance(effect, LeaseExpired):
-                cluster.count("lease_expired")
-            else:
-                cluster.count("workers_lost")
+            match effect:  # class patterns: no isinstance calls on this hot path
+                case Wake():
+                    for event in effect.tokens:
+                        wake(event, effect.value)
+                case JobFinished():
+                    cluster.job_finished(effect.job_id)
+                case NotifyCancel():
+                    worker = self.worker
+                    if worker is not None and effect.worker_id == worker.worker_id:
+                        worker.cancel(effect.job_id, effect.attempt)
+                case LeaseExpired():
+                    cluster.count("lease_expired")
+                case _:
+                    cluster.count("workers_lost")
         if step.rearm:
             self.timer.arm()
         return cost
@@ -290,13 +291,8 @@ class MonoNode:
         else wait for local work for at most the poll interval)."""
         env = self.env
         proc = self.proc
-        cluster = self.cluster
-        worker_id = worker.worker_id
         driver = self.driver
-        queue = self.sched.queue
-        plan = fetch_loop(
-            self.pacer, self.name, self.peer_names, free_slots, wait, env.now, lambda: queue.ready_count
-        )
+        worker_id = worker.worker_id
 
         def fetch_now(now: float) -> tuple[float, list[Assignment]]:
             if free_slots <= 0 or not worker.alive:  # a dead worker's fetch died with it
@@ -304,19 +300,37 @@ class MonoNode:
             assignments, step = driver.fetch_now(now, worker_id, free_slots)
             return proc.cost("fetch", len(assignments)) + self._perform(step), assignments
 
+        start = env.now
+        got: list[Assignment] = yield proc.run(fetch_now)
+        if not worker.alive:
+            return []  # the fetch died with the worker; what it leased comes back by lease expiry
+        if fetch_done(got, driver.draining, free_slots):
+            return got
+        cluster = self.cluster
+        queue = self.sched.queue
+        plan = fetch_loop(
+            self.pacer,
+            self.name,
+            self.peer_names,
+            free_slots,
+            wait,
+            start,
+            (env.now, got, driver.draining),
+            lambda: queue.ready_count,
+        )
         reply: Any = None
         while True:
             try:
                 op = plan.send(reply)
             except StopIteration as done:
-                got: list[Assignment] = done.value
-                return got
-            if isinstance(op, FetchLocal):
-                assignments: list[Assignment] = yield proc.run(fetch_now)
-                reply = (env.now, assignments, driver.draining)
+                result: list[Assignment] = done.value
+                return result
+            if op is FETCH_LOCAL:
+                got = yield proc.run(fetch_now)
+                reply = (env.now, got, driver.draining)
             elif isinstance(op, WaitForWork):
                 yield from self._wait_for_work(worker, free_slots, op.timeout)
-                reply = env.now
+                reply = None
             elif isinstance(op, AskDepths):
                 asked = [cluster.by_name[name] for name in op.peers]
                 cluster.count("depth_rounds")
@@ -327,6 +341,7 @@ class MonoNode:
                 yield proc.run(proc.cost("steal_plan"))  # resuming after the gather: a loop pass
                 reply = (env.now, dict(zip(op.peers, replies, strict=True)))
             else:
+                assert isinstance(op, StealFrom)
                 victim = cluster.by_name[op.plan.victim]
                 stolen = yield from cluster.call(
                     proc, victim.steal_work(worker_id, op.plan.max_jobs), to=victim.proc

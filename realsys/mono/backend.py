@@ -19,7 +19,16 @@ from model.errors import DtqError, StaleAttempt
 from model.ids import owner_of, split_by_owner
 from model.job import Assignment, Outcome
 from model.runtime import HeartbeatReply
-from model.stealing import AskDepths, FetchLocal, StealPacer, StealPlan, WaitForWork, fetch_loop
+from model.stealing import (
+    FETCH_LOCAL,
+    AskDepths,
+    StealFrom,
+    StealPacer,
+    StealPlan,
+    WaitForWork,
+    fetch_done,
+    fetch_loop,
+)
 from realsys.convert import assignment_from_pb, outcome_to_pb
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
@@ -70,8 +79,19 @@ class InProcessBackend:
         interval."""
         loop = asyncio.get_running_loop()
         core = self.core
+        start = loop.time()
+        got = core.fetch_now(worker_id, free_slots)
+        if fetch_done(got, core.draining, free_slots):
+            return got
         plan = fetch_loop(
-            self.pacer, core.node, self.links.names, free_slots, wait, loop.time(), lambda: core.ready_count
+            self.pacer,
+            core.node,
+            self.links.names,
+            free_slots,
+            wait,
+            start,
+            (loop.time(), got, core.draining),
+            lambda: core.ready_count,
         )
         reply: Any = None
         while True:
@@ -80,16 +100,17 @@ class InProcessBackend:
             except StopIteration as done:
                 assignments: list[Assignment] = done.value
                 return assignments
-            if isinstance(op, FetchLocal):
+            if op is FETCH_LOCAL:
                 got = core.fetch_now(worker_id, free_slots)
                 reply = (loop.time(), got, core.draining)
             elif isinstance(op, WaitForWork):
                 await core.wait_for_work(worker_id, free_slots, op.timeout)
-                reply = loop.time()
+                reply = None
             elif isinstance(op, AskDepths):
                 depths = await self._peer_depths(op.peers)
                 reply = (loop.time(), depths)
             else:
+                assert isinstance(op, StealFrom)
                 stolen = await self._steal(worker_id, op.plan)
                 reply = (loop.time(), stolen)
 

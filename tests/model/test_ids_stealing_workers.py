@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -27,6 +29,7 @@ from model.stealing import (
     StealPacer,
     StealPlan,
     WaitForWork,
+    fetch_done,
     fetch_loop,
     grant_steal,
     plan_steal,
@@ -405,52 +408,57 @@ def _assignment(job_id: str) -> Assignment:
     return Assignment(job_id, 1, JobSpec.make("echo"), 10.0, 10.0, "w")
 
 
-def test_fetch_loop_takes_local_work_first_and_returns_at_once_when_draining() -> None:
-    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 2, 5.0, 0.0, lambda: 0)
-    assert next(loop) == FetchLocal()
+def _ends(loop: Any, reply: Any) -> list[Assignment]:
     with pytest.raises(StopIteration) as done:
-        loop.send((0.0, [_assignment("n1-1-1")], False))
-    assert [a.job_id for a in done.value.value] == ["n1-1-1"]
-    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 2, 5.0, 0.0, lambda: 0)
-    next(loop)
-    with pytest.raises(StopIteration) as done:
-        loop.send((0.0, [], True))  # the node drains: an empty answer now
-    assert done.value.value == []
+        loop.send(reply)
+    result: list[Assignment] = done.value.value
+    return result
+
+
+def test_a_fetch_needs_no_loop_with_local_work_while_draining_or_without_free_slots() -> None:
+    assert fetch_done([_assignment("n1-1-1")], False, 2)
+    assert fetch_done([], True, 2)  # the node drains: an empty answer now
+    assert fetch_done([], False, 0)
+    assert not fetch_done([], False, 2)
+    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 2, 5.0, 0.0, (0.0, [], True), lambda: 0)
+    assert _ends(loop, None) == []  # the loop agrees when handed such a first reply
 
 
 def test_fetch_loop_waits_for_local_work_then_steals_from_the_busiest_peer() -> None:
     pacer = StealPacer(0.05)
-    loop = fetch_loop(pacer, "n1", ["n2", "n3"], 4, 5.0, 0.0, lambda: 0)
-    assert next(loop) == FetchLocal()
-    assert loop.send((0.0, [], False)) == WaitForWork(0.05)  # idle, but not for steal_interval yet
-    assert loop.send(0.05) == FetchLocal()
+    loop = fetch_loop(pacer, "n1", ["n2", "n3"], 4, 5.0, 0.0, (0.0, [], False), lambda: 0)
+    assert next(loop) == WaitForWork(0.05)  # idle, but not for steal_interval yet
+    assert loop.send(None) == FetchLocal()
     assert loop.send((0.05, [], False)) == AskDepths(["n2", "n3"])
     assert loop.send((0.06, {"n2": 2, "n3": 9})) == StealFrom(StealPlan("n3", 4))
     stolen = [_assignment("n3-1-1")]
-    with pytest.raises(StopIteration) as done:
-        loop.send((0.07, stolen))
-    assert done.value.value == stolen
+    assert _ends(loop, (0.07, stolen)) == stolen
+
+
+def test_fetch_loop_takes_local_work_that_arrives_while_it_waits() -> None:
+    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 1, 5.0, 0.0, (0.0, [], False), lambda: 0)
+    assert next(loop) == WaitForWork(0.05)
+    assert loop.send(None) == FetchLocal()
+    local = [_assignment("n1-1-7")]
+    assert _ends(loop, (0.01, local, False)) == local  # woken by new local work: no steal
 
 
 def test_fetch_loop_backs_off_after_a_failed_steal_and_never_waits_past_its_wait() -> None:
     pacer = StealPacer(0.05)
-    loop = fetch_loop(pacer, "n1", ["n2"], 1, 0.3, 0.0, lambda: 0)
-    next(loop)
-    assert loop.send((0.0, [], False)) == WaitForWork(0.05)
-    loop.send(0.05)
+    loop = fetch_loop(pacer, "n1", ["n2"], 1, 0.3, 0.0, (0.0, [], False), lambda: 0)
+    assert next(loop) == WaitForWork(0.05)
+    loop.send(None)
     assert loop.send((0.05, [], False)) == AskDepths(["n2"])
     assert loop.send((0.05, {"n2": 3})) == StealFrom(StealPlan("n2", 1))
     op = loop.send((0.06, None))  # the call failed: no retry of this victim before the next round
     assert op == WaitForWork(pacer.poll_interval) and pacer.poll_interval == 0.1
-    assert loop.send(0.16) == FetchLocal()
+    assert loop.send(None) == FetchLocal()
     assert loop.send((0.16, [], False)) == AskDepths(["n2"])  # a poll interval later: a new round
     op = loop.send((0.16, {"n2": 0}))  # nothing to steal: the interval doubles again
     assert pacer.poll_interval == 0.2
     assert isinstance(op, WaitForWork) and op.timeout == pytest.approx(0.14)  # what is left of the wait
-    loop.send(0.3)
-    with pytest.raises(StopIteration) as done:
-        loop.send((0.3, [], False))
-    assert done.value.value == []
+    loop.send(None)
+    assert _ends(loop, (0.3, [], False)) == []
 
 
 @given(
@@ -466,13 +474,19 @@ def test_fetch_loop_ends_by_its_deadline_and_steals_only_once_idle(
     deadline, no steal comes before steal_interval of idleness, and the loop returns by the deadline."""
     pacer = StealPacer(steal_interval)
     names = [f"n{i + 2}" for i in range(peers)]
-    loop = fetch_loop(pacer, "n1", names, 2, wait, 10.0, lambda: 0)
-    now, op, replies = 10.0, next(loop), iter(depths * 1000)
+    loop = fetch_loop(pacer, "n1", names, 2, wait, 10.0, (10.0, [], False), lambda: 0)
+    now, replies = 10.0, iter(depths * 1000)
+    reply: object = None
     for _ in range(10_000):
+        try:
+            op = loop.send(reply)
+        except StopIteration as done:
+            assert done.value == [] and now <= 10.0 + wait + 1e-9
+            return
         if isinstance(op, WaitForWork):
             assert op.timeout > 0 and now + op.timeout <= 10.0 + wait + 1e-9
             now += op.timeout
-            reply: object = now
+            reply = None
         elif isinstance(op, FetchLocal):
             reply = (now, [], False)
         elif isinstance(op, AskDepths):
@@ -481,9 +495,4 @@ def test_fetch_loop_ends_by_its_deadline_and_steals_only_once_idle(
         else:
             assert now >= 10.0 + steal_interval
             reply = (now, [])  # the victim granted nothing
-        try:
-            op = loop.send(reply)
-        except StopIteration as done:
-            assert done.value == [] and now <= 10.0 + wait + 1e-9
-            return
     raise AssertionError("the fetch loop did not end")
