@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import simpy
@@ -39,6 +40,7 @@ from model.workload import (
     open_loop_trace,
 )
 from sim.engine import Cluster, LoadgenPart, SimGen, wake
+from sim.records import CHUNK, JOBS, REQUESTS, Records, RecordSink
 
 BOTTLENECK_RATE = 0.95  # as realsys.loadgen
 BOTTLENECK_CPU = 0.90
@@ -104,7 +106,14 @@ class _Part:
 
 
 class LoadGen:
-    def __init__(self, cluster: Cluster, spec: WorkloadSpec, t0: float) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        spec: WorkloadSpec,
+        t0: float,
+        chunk: int = CHUNK,
+        spill_dir: str | None = None,
+    ) -> None:
         params = cluster.params
         self.cluster = cluster
         self.env = cluster.env
@@ -120,8 +129,9 @@ class LoadGen:
             _Part(LoadgenPart(cluster.add_loadgen_proc(i), i), self.env, params.max_waiters)
             for i in range(params.loadgen_processes)
         ]
-        self.requests: list[RequestRecord] = []
-        self.jobs: list[JobRecord] = []
+        # records go to sinks that spill to disk beyond `chunk` each (sim/records.py)
+        self.requests: RecordSink[RequestRecord] = RecordSink(REQUESTS, chunk, spill_dir)
+        self.jobs: RecordSink[JobRecord] = RecordSink(JOBS, chunk, spill_dir)
         self._unrecorded: dict[int, tuple[int, Op, float, float]] = {}  # token -> client, op, intended, start
         self._next_token = 0
         self._watches: dict[str, _Watch] = {}
@@ -337,7 +347,7 @@ class LoadGen:
         )
 
     # ------------------------------------------------------------------ the end
-    def finish(self) -> tuple[list[RequestRecord], list[JobRecord]]:
+    def finish(self) -> tuple[Records[RequestRecord], Records[JobRecord]]:
         """Records what is still outstanding (as realsys.loadgen does at its hard end) and returns the
         records sorted as the real generator sorts them."""
         now = self.env.now - self.t0
@@ -356,9 +366,7 @@ class LoadGen:
         self._watches.clear()
         if not self.track_jobs:
             self._jobs_from_cluster()
-        requests = sorted(self.requests, key=lambda r: (r.intended_time, r.client, r.start_time))
-        jobs = sorted(self.jobs, key=lambda j: (j.submit_time, j.job_id))
-        return requests, jobs
+        return self.requests.finish(), self.jobs.finish()
 
     def _jobs_from_cluster(self) -> None:
         """Without waiters: each job as its owner has it, ended when the owner saw it end."""
@@ -379,7 +387,7 @@ class LoadGen:
                 )
             )
 
-    def loadgen_block(self, requests: list[RequestRecord], wall: float) -> dict[str, object]:
+    def loadgen_block(self, requests: Iterable[RequestRecord], wall: float) -> dict[str, object]:
         """The summary's `loadgen` block, as realsys.loadgen.load_stats computes it, with the
         generator's simulated CPU time."""
         start, end = self.spec.warmup, self.spec.total_time
