@@ -284,7 +284,12 @@ def placeholder_text(params: SimParams, design: str) -> str:
             line = " "
         line += f" {key}"
     lines.append(line)
-    lines.append("  (--calibration NAME uses measured ones; `dtq sim params` lists every key and its source)")
+    hint = (
+        "--calibration NAME uses measured ones"
+        if params.name == SimParams().name
+        else "the calibration did not measure them"
+    )
+    lines.append(f"  ({hint}; `dtq sim params` lists every key and its source)")
     return "\n".join(lines)
 
 
