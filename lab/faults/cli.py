@@ -28,6 +28,7 @@ from lab.faults.inject import FAULTS, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.results.runs import fresh_path
 from realsys import cluster
 from sim.faults import ROW_KEYS, core_for, fault_table, fault_workload, point_cells, recovery_text
 
@@ -112,9 +113,11 @@ def add_parser(sub: Any) -> None:
     r.add_argument(
         "--out",
         default="",
-        help="JSON rows (default data/faults/real-<design>.json; compose: compose-<design>.json)",
+        help="JSON rows (default data/faults/real-<design>.json; compose: compose-<design>.json; when "
+        "the default exists, a new file beside it unless --force or --append)",
     )
     r.add_argument("--append", action="store_true", help="add the rows to --out's instead of replacing")
+    r.add_argument("--force", action="store_true", help="replace the default --out when it exists")
     r.add_argument("--runs-out", default="data/runs", help="run directories root ('' : none)")
     r.add_argument("--lease", type=float, default=5.0, help="lease duration (s)")
     r.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval (s)")
@@ -147,9 +150,9 @@ def faults_command(args: argparse.Namespace) -> int:
         if args.backend == "compose"
         else LocalBackend()
     )
-    out = Path(
-        args.out or f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json"
-    )
+    default = Path(f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json")
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    out = Path(args.out) if args.out else fresh_path(default, args.force or args.append)
     runs_out = Path(args.runs_out) if args.runs_out else None
     runs: list[FaultRun] = []
     for fault in faults:

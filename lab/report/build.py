@@ -209,11 +209,34 @@ def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT)
     ]
     for design in ("micro", "mono"):
         cmds.append(
-            [*dtq, "sim", "faults", "--design", design, "--faults-out", str(repo / "data" / "faults")]
+            # --force: a re-run is asked to replace the committed rows (else they go to a new file)
+            [
+                *dtq,
+                "sim",
+                "faults",
+                "--design",
+                design,
+                "--faults-out",
+                str(repo / "data" / "faults"),
+                "--force",
+            ]
         )
     validation = repo / "data" / "experiments" / "validation.yaml"
     if validation.is_file():
-        cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--no-progress"])
+        tables = str(repo / "data" / "validation")  # named: a re-run replaces the committed tables
+        cmds.append(
+            [
+                *dtq,
+                "validate",
+                str(validation),
+                "--real",
+                "--sim",
+                "--table",
+                "--tables",
+                tables,
+                "--no-progress",
+            ]
+        )
         # the other twin sets of the host_scaling table, for the same runs
         cmds.append([*dtq, "validate", str(validation), "--twin-sets", "--data", str(repo / "data")])
     return cmds
