@@ -259,14 +259,18 @@ def sweep_command(args: argparse.Namespace) -> int:
                      grid.get("design", [base.design]))  # fmt: skip
     table_path = Path(args.table) if args.table else None
     metrics = spec.get("metrics") or DEFAULT_METRICS
-    df = run_sweep(
-        base,
-        grid,
-        int(spec.get("replications", 5)),
-        metrics=metrics,
-        workers=args.workers or None,
-        address=args.address,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlaceholderWarning)
+        df = run_sweep(
+            base,
+            grid,
+            int(spec.get("replications", 5)),
+            metrics=metrics,
+            workers=args.workers or None,
+            address=args.address,
+        )
+    for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PlaceholderWarning)):
+        print(text, file=sys.stderr)
     print(format_sweep(df))
     if table_path is not None:
         table_path.parent.mkdir(parents=True, exist_ok=True)
@@ -392,7 +396,10 @@ def _sim(args: argparse.Namespace) -> int:
     if args.sim_action == "sweep":
         return sweep_command(args)
     if args.sim_action == "faults":
-        rows, audits, written = faults_command(args)
+        warn_placeholders(params_of(args), _design(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
+            rows, audits, written = faults_command(args)
         print(format_rows(rows, audits))
         if written is not None:
             print(f"rows written to {written}")
