@@ -218,6 +218,8 @@ class RecordSink(Generic[R]):
 
     def _spill(self) -> None:
         if self._dir is None:
+            if self.spill_dir is not None:
+                Path(self.spill_dir).mkdir(parents=True, exist_ok=True)
             self._dir = Path(tempfile.mkdtemp(prefix=f"dtq-sim-{self.kind.name}-", dir=self.spill_dir))
         self._buf.sort(key=self.kind.key)
         path = self._dir / f"chunk{len(self._chunks):05d}.csv"
