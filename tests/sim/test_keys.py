@@ -220,9 +220,12 @@ def test_the_registry_covers_every_method_the_designs_charge(monkeypatch: pytest
         return original(self, proc, method)
 
     monkeypatch.setattr(CostModel, "service_sampler", spy)
-    monkeypatch.setattr(
-        SimParams, "item_cost", lambda self, role, method: items.add(f"{role}.{method}") or 0.0
-    )
+
+    def item_cost(self: SimParams, role: str, method: str) -> float:
+        items.add(f"{role}.{method}")
+        return 0.0
+
+    monkeypatch.setattr(SimParams, "item_cost", item_cost)
     mix = {"submit": 0.4, "status": 0.15, "result": 0.15, "cancel": 0.15, "list": 0.15}
     wl = workload(
         mix=mix, duration={"kind": "exponential", "mean": 0.05}, arrival={"kind": "open", "rate": 200}

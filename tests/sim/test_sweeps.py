@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -29,16 +30,16 @@ WL = workload_from_mapping(
     }
 )
 BASE = sim.SimConfig("mono", WL, sim.load_params("local"))
-GRID = {"workload.arrival.rate": [40, 120], "service.node.SubmitJob.scale": [1.0, 3.0]}
+GRID: dict[str, list[Any]] = {"workload.arrival.rate": [40, 120], "service.node.SubmitJob.scale": [1.0, 3.0]}
 METRICS = ["latency_ms.submit.p50", "throughput.requests_per_s"]
 
 
 @pytest.fixture(scope="module")
-def serial() -> object:
+def serial() -> pd.DataFrame:
     return sim.sweep(BASE, GRID, replications=2, metrics=METRICS, workers=1)
 
 
-def test_a_sweep_is_one_tidy_dataframe(serial: object) -> None:
+def test_a_sweep_is_one_tidy_dataframe(serial: pd.DataFrame) -> None:
     df = serial
     assert isinstance(df, pd.DataFrame)
     assert len(df) == 4 * 2 * 2  # points x replications x metrics
@@ -62,7 +63,7 @@ def test_a_sweep_is_one_tidy_dataframe(serial: object) -> None:
     assert (one["ci_low"] <= one["mean"]).all() and (one["mean"] <= one["ci_high"]).all()
 
 
-def test_seeds_follow_the_documented_rule(serial: object) -> None:
+def test_seeds_follow_the_documented_rule(serial: pd.DataFrame) -> None:
     df = serial
     # common random numbers: replication r runs trace seed base + r at every point
     assert set(zip(df.replication, df.seed, strict=True)) == {(0, 5), (1, 6)}
@@ -80,9 +81,9 @@ def test_seeds_follow_the_documented_rule(serial: object) -> None:
     assert run_task(tasks[3].text) == run_task(tasks[3].text)
 
 
-def test_a_process_pool_gives_the_same_bytes(serial: object) -> None:
+def test_a_process_pool_gives_the_same_bytes(serial: pd.DataFrame) -> None:
     pooled = sim.sweep(BASE, GRID, replications=2, metrics=METRICS, workers=2)
-    assert pooled.to_csv(index=False) == serial.to_csv(index=False)  # type: ignore[attr-defined]
+    assert pooled.to_csv(index=False) == serial.to_csv(index=False)
 
 
 @pytest.mark.parametrize(
@@ -96,7 +97,7 @@ def test_a_process_pool_gives_the_same_bytes(serial: object) -> None:
         ({"workload.arrival.rate": [-5]}, "grid point"),
     ],
 )
-def test_bad_grids_fail_before_anything_runs(grid: dict[str, object], message: str) -> None:
+def test_bad_grids_fail_before_anything_runs(grid: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         sim.sweep(BASE, grid, replications=1, workers=1)
 
@@ -129,17 +130,17 @@ def test_dtq_sim_sweep_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_a_sweep_runs_on_a_real_dask_cluster(serial: object) -> None:
+def test_a_sweep_runs_on_a_real_dask_cluster(serial: pd.DataFrame) -> None:
     """`dask scheduler` + two `dask worker` processes on loopback (sim.local_cluster), a sweep through
     its address, the same bytes as the serial run; every process gone afterwards."""
     with sim.local_cluster(workers=2) as address:
         assert address.startswith("tcp://127.0.0.1:")
-        with Client(address) as client:
-            pids = set(client.run(os.getpid).values())  # type: ignore[no-untyped-call]
-            pids.add(client.run_on_scheduler(os.getpid))  # type: ignore[no-untyped-call]
+        with Client(address) as client:  # type: ignore[no-untyped-call]
+            pids = set(client.run(os.getpid).values())
+            pids.add(client.run_on_scheduler(os.getpid))
         assert len(pids) == 3 and os.getpid() not in pids  # three processes besides this one
         on_dask = sim.sweep(BASE, GRID, replications=2, metrics=METRICS, address=address)
-    assert on_dask.to_csv(index=False) == serial.to_csv(index=False)  # type: ignore[attr-defined]
+    assert on_dask.to_csv(index=False) == serial.to_csv(index=False)
     for pid in pids:  # all stopped
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
