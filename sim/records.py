@@ -132,6 +132,18 @@ class Records(Sequence[R]):
         assert self._path is not None
         return map(self.kind.parse, _read_rows(self._path, self.kind.fields, gz=True))
 
+    def __repr__(self) -> str:
+        where = f"in {self._path}" if self._path is not None else "in memory"
+        return f"<Records: {self._count} {self.kind.name} {where}>"
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to records (or a list of them) with the same items in the same order."""
+        if not isinstance(other, Records | list | tuple):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking and compared by content
+
     @overload
     def __getitem__(self, index: int) -> R: ...
 
