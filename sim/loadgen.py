@@ -25,7 +25,10 @@ import math
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import simpy
 
 from model.results.schema import JobRecord, RequestRecord
@@ -63,8 +66,8 @@ class _Progress:
     """How far one open-loop process got through its share of the trace."""
 
     indices: range
-    ops: list[int]
-    times: list[float]
+    ops: npt.NDArray[Any]
+    times: npt.NDArray[np.float64]
     launched: int = 0
 
 
@@ -173,24 +176,23 @@ class LoadGen:
         assert isinstance(self.spec.arrival, OpenLoop)
         env = self.env
         slots = _Semaphore(env, self.spec.arrival.max_in_flight)
-        times = trace.times.tolist()
-        ops = trace.ops.tolist()
-        durations = trace.durations.tolist()
-        targets = trace.targets.tolist()
+        # the trace's arrays, shared by every generator process and read one element at a time: a
+        # list per process would hold the whole trace (~100 bytes a request) once per process
+        times, ops, durations, targets = trace.times, trace.ops, trace.durations, trace.targets
         progress = self._open_progress[client] = _Progress(indices, ops, times)
         for i in indices:
-            delay = self.t0 + times[i] - env.now
+            at = self.t0 + float(times[i])
+            delay = at - env.now
             if delay > 0:
                 yield env.timeout(delay)
             held = slots.acquire()
             if held is not None:
                 yield held  # held back by max_in_flight: starts late, measured from times[i]
             progress.launched += 1
+            op = Op(int(ops[i]))
             # outstanding from now on, before the process first runs: the run is not over yet
-            token = self._outstanding(client, Op(ops[i]), self.t0 + times[i])
-            env.process(
-                self._request(token, part, Op(ops[i]), self.t0 + times[i], durations[i], targets[i], slots)
-            )
+            token = self._outstanding(client, op, at)
+            env.process(self._request(token, part, op, at, float(durations[i]), float(targets[i]), slots))
         self._drivers -= 1
         self._check_done()
 
@@ -354,7 +356,9 @@ class LoadGen:
         for client, progress in self._open_progress.items():
             for i in progress.indices[progress.launched :]:  # held back past the hard end: never sent
                 self.requests.append(
-                    RequestRecord(client, Op(progress.ops[i]), progress.times[i], now, now, "CANCELLED")
+                    RequestRecord(
+                        client, Op(int(progress.ops[i])), float(progress.times[i]), now, now, "CANCELLED"
+                    )
                 )
         for client, op, intended, start in self._unrecorded.values():
             self.requests.append(
