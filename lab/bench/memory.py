@@ -29,11 +29,12 @@ import sim.records
 from lab.bench.simulator import WHATIF_JOB_SECONDS, WHATIF_RATE, whatif_params
 from model.results.runs import provenance
 from model.workload import Distribution, OpenLoop, WorkloadSpec
+from sim.params import parse_override
 
 IN_MEMORY = 10**12  # a chunk no run reaches: nothing spills
 
 
-def child(jobs: int, chunk: int) -> dict[str, object]:
+def child(jobs: int, chunk: int, overrides: dict[str, object]) -> dict[str, object]:
     warnings.simplefilter("ignore", sim.PlaceholderWarning)
     workload = WorkloadSpec(
         OpenLoop(WHATIF_RATE, max_in_flight=100_000),
@@ -43,7 +44,8 @@ def child(jobs: int, chunk: int) -> dict[str, object]:
         seed=1,
     )
     started = time.perf_counter()
-    result = sim.run(sim.SimConfig("mono", workload, whatif_params()), chunk=chunk)
+    params = whatif_params().with_overrides(overrides) if overrides else whatif_params()
+    result = sim.run(sim.SimConfig("mono", workload, params), chunk=chunk)
     wall = time.perf_counter() - started
     digest = hashlib.sha256(json.dumps(result.summary, sort_keys=True).encode()).hexdigest()[:12]
     return {
@@ -62,10 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--baseline", action="store_true", help="also the run with every record in memory")
     parser.add_argument("--out", default="", help="also write the output to this file")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every variant"
+    )
     parser.add_argument("--child", choices=["streamed", "in-memory"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.jobs, IN_MEMORY if args.child == "in-memory" else sim.records.CHUNK)))
+        overrides = dict(parse_override(text) for text in args.set)
+        chunk = IN_MEMORY if args.child == "in-memory" else sim.records.CHUNK
+        print(json.dumps(child(args.jobs, chunk, overrides)))
         return 0
     lines: list[str] = []
 
@@ -77,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = " ".join(["flock /tmp/dtq-measure.lock .venv/bin/python -m lab.bench.memory", *sys.argv[1:]])
     say(f"$ {command}   # {stamp}, code {provenance()['code_version']}, load average at start {load}")
-    say(f"100-node what-if (Design B, 100 x 12 slots), {args.jobs:,} submits at {WHATIF_RATE:g}/s")
+    what_if = f", overrides {' '.join(args.set)}" if args.set else ""
+    say(f"100-node what-if (Design B, 100 x 12 slots), {args.jobs:,} submits at {WHATIF_RATE:g}/s{what_if}")
     found = {}
     for variant in ["streamed", *(["in-memory"] if args.baseline else [])]:
         cmd = [sys.executable, "-m", "lab.bench.memory", "--child", variant, "--jobs", str(args.jobs)]
+        cmd += [f"--set={text}" for text in args.set]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         found[variant] = row = json.loads(out.strip().splitlines()[-1])
         say(
