@@ -290,7 +290,7 @@ design_runs() {
     for k in $(seq "$HOSTS"); do hosts+="h$k=$SUBNET.$k=$(sock "h$k"),"; done
     "$PYTHON" -m lab.faults.swarm --design "$design" --image "$IMAGE" --hosts "${hosts%,}" \
         --host-command "bash $ROOT/docker/swarm-test.sh host" --faults "$faults" --nodes "$NODES" \
-        --out "$OUT/swarm-$design.json" --runs-out "$OUT/runs"
+        --out "$OUT/swarm-$design.json" --runs-dir "$OUT/runs"
     count=$(tr ',' '\n' <<<"$faults" | grep -c .)
     for k in $(tr ',' ' ' <<<"$faults"); do # a killed task or host must show in the completions
         felt+=(--felt "kill:${k#kill:}")

@@ -23,7 +23,7 @@ CELL_TIMEOUT = 3600  # seconds a cell may take with the full settings
 
 def execute(path: Path, small: bool, out: Path) -> float:
     """Runs `path` in a fresh kernel (its folder as the working directory) and writes it to `out`."""
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     if small:
         os.environ["DTQ_NB_SMALL"] = "1"
@@ -33,7 +33,7 @@ def execute(path: Path, small: bool, out: Path) -> float:
     NotebookClient(
         nb, timeout=CELL_TIMEOUT, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     ).execute()
-    nbformat.write(nb, out)
+    nbformat.write(nb, out)  # type: ignore[no-untyped-call]
     return time.monotonic() - started
 
 

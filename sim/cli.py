@@ -1,25 +1,24 @@
-"""`dtq sim`: simulate a workload on a design and write a run directory; `dtq sim params` lists every
-parameter key with its value, unit and source; `dtq sim sweep FILE` runs a sweep file (sim/sweeps.py);
-`dtq sim faults` the lease x heartbeat fault sweep. `register` adds the command to the `dtq` entry
-point. Bad input (keys, values, paths) is a one-line error and a non-zero exit."""
+"""`dtq sim`: simulate a workload on a design and write a run directory (run); list every parameter key
+with its value, unit and source (params); run a sweep file (sweep FILE, sim/sweeps.py); or the lease x
+heartbeat fault sweep (faults). `register` adds the command to the `dtq` entry point; a flag that only
+another mode reads is refused (`_check_mode`). Bad keys, values and paths are one-line errors (realsys'
+`dtq` prints them)."""
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
+import logging
 import math
-import os
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from model.errors import InvalidArgument
+from model.results.documents import read_document
 from model.results.runs import fresh_path, load_workload, run_exists
 from model.results.summary import format_summary
 from model.workload import workload_from_mapping
@@ -40,6 +39,9 @@ from sim.params import SimParams, calibration_path, load_params, parse_override
 from sim.sweeps import DEFAULT_METRICS
 from sim.sweeps import sweep as run_sweep
 
+# realsys.cli_common.PROGRESS_LOGGER (the simulator may not import realsys): `dtq` shows its lines on
+# stderr unless --quiet
+PROGRESS_LOGGER = "dtq.progress"
 ACTIONS = ("run", "params", "sweep", "faults")
 
 
@@ -53,29 +55,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "sweep FILE: a sweep file; faults: the lease x heartbeat fault sweep (sim/faults.py)",
     )
     parser.add_argument("sweep_file", nargs="?", default="", help="sweep: the sweep file (.yaml)")
-    parser.add_argument("--design", choices=DESIGNS, help="micro (Design A) or mono (Design B)")
-    parser.add_argument("--workload", default="", help="a .yaml/.toml workload (data/workloads/)")
-    parser.add_argument("--nodes", type=int, default=0, help="Design B node count (default: params)")
+    parser.add_argument("--design", choices=DESIGNS, help="A (micro) or B (mono) (run and faults need it)")
+    parser.add_argument("--nodes", type=_count, default=0, help="Design B node count (0: the params')")
     parser.add_argument("--calibration", default="", help="a name under data/calibration/ or a JSON path")
     parser.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a parameter (`dtq sim params` lists the keys; sim/README.md their meanings)",
+        help="override a parameter (`dtq sim params` lists the keys; sim/README.md what each means)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="simulator seed (default: the workload's)")
-    parser.add_argument("--replication", type=int, default=0)
-    parser.add_argument("--out", default="data/runs", help="runs root directory ('' to not write)")
-    parser.add_argument("--run-id", default="")
-    parser.add_argument("--force", action="store_true", help="replace an existing run or output file")
-    parser.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
-    parser.add_argument("--mva", action="store_true", help="also print the analytic (sim/mva.py) prediction")
-    parser.add_argument("--json", action="store_true", help="params: JSON instead of a table")
-    group = parser.add_argument_group("dtq sim sweep")
-    group.add_argument("--workers", type=int, default=0, help="sweep: local processes (default: cores)")
-    group.add_argument("--address", default="", help="sweep: a Dask scheduler, tcp://HOST:PORT")
-    group.add_argument("--table", default="", help="sweep: write the tidy table to this CSV file")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="simulator seed (default: the workload's; faults: 1)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="run: replace an existing run; faults: the default rows file"
+    )
+    run_flags = parser.add_argument_group("dtq sim run")
+    run_flags.add_argument("--workload", default="", help="run: a .yaml/.toml workload (data/workloads/)")
+    run_flags.add_argument("--replication", type=_count, default=0, help="run: replication index")
+    run_flags.add_argument(
+        "--runs-dir", default="data/runs", metavar="DIR", help="run: root of the run directories ('': none)"
+    )
+    run_flags.add_argument(
+        "--run-id",
+        default="",
+        help="run: default sim-<design>-<workload>[-w<overrides hash>]-<seed>-r<replication>",
+    )
+    run_flags.add_argument(
+        "--no-records", action="store_true", help="run: write only config.json and summary.json"
+    )
+    run_flags.add_argument(
+        "--mva", action="store_true", help="run: also print the analytic (sim/mva.py) prediction"
+    )
+    params_flags = parser.add_argument_group("dtq sim params")
+    params_flags.add_argument("--json", action="store_true", help="params: JSON instead of a table")
+    sweep_flags = parser.add_argument_group("dtq sim sweep")
+    sweep_flags.add_argument("--workers", type=_count, default=0, help="sweep: local processes (0: cores)")
+    sweep_flags.add_argument("--address", default="", help="sweep: a Dask scheduler, tcp://HOST:PORT")
+    sweep_flags.add_argument("--table", default="", metavar="FILE", help="sweep: write the tidy table (CSV)")
     add_fault_arguments(parser)
 
 
@@ -130,8 +148,8 @@ def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
 
 
 def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
-    """Runs one simulation from parsed `dtq sim` arguments; writes it when --out is set (an existing
-    run of the same id only with --force)."""
+    """Runs one simulation from parsed `dtq sim` arguments; writes it when --runs-dir is set (an
+    existing run of the same id only with --force)."""
     design = _design(args)
     workload = _workload(args.workload)
     params = params_of(args)
@@ -144,18 +162,19 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         name=Path(args.workload).stem,
         run_id=args.run_id,
     )
-    if args.out and run_exists(args.out, config.effective_run_id) and not args.force:
+    if args.runs_dir and run_exists(args.runs_dir, config.effective_run_id) and not args.force:
         raise InvalidArgument(
-            f"run {Path(args.out) / config.effective_run_id} exists: --force replaces it, --run-id names "
-            "another"
+            f"run {Path(args.runs_dir) / config.effective_run_id} exists: --force replaces it, --run-id "
+            "names another"
         )
     warn_placeholders(params, design)
+    logging.getLogger(PROGRESS_LOGGER).info(f"simulating {config.effective_run_id}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
         result = run(config)
-    if not args.out:
+    if not args.runs_dir:
         return result.summary, None
-    path = result.save(args.out, records=not args.no_records, overwrite=args.force)
+    path = result.save(args.runs_dir, records=not args.no_records, overwrite=args.force)
     return result.summary, path
 
 
@@ -217,10 +236,7 @@ def load_sweep(path: Path) -> dict[str, Any]:
     set (base overrides), grid, replications, metrics}; checked, nothing run."""
     if not path.is_file():
         raise InvalidArgument(f"sweep file {path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InvalidArgument(f"{path}: not YAML ({str(exc).splitlines()[0]})") from None
+    data = read_document(path, (".yaml", ".yml"))
     if not isinstance(data, Mapping):
         raise InvalidArgument(f"{path}: a sweep file holds one mapping")
     unknown = sorted(set(data) - SWEEP_KEYS)
@@ -294,6 +310,26 @@ def format_sweep(df: Any) -> str:
     return "\n".join(lines)
 
 
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)  # ValueError: argparse says "invalid _count value"
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type: seconds > 0, one value (a list goes to --leases / --heartbeats)."""
+    try:
+        value = float(text)
+    except ValueError:
+        hint = " (lists: --leases, --heartbeats)" if "," in text else ""
+        raise argparse.ArgumentTypeError(f"expected one number of seconds > 0, got {text!r}{hint}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected one number of seconds > 0, got {text!r}")
+    return value
+
+
 def _floats(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -307,31 +343,54 @@ def _floats(text: str) -> list[float]:
 def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     """`dtq sim faults` flags (the `sim` parser's; --design, --calibration, --set, --seed are shared)."""
     group = parser.add_argument_group("dtq sim faults")
-    group.add_argument("--lease", default="2,5,10", help="faults: lease durations (s), comma-separated")
-    group.add_argument("--heartbeat", default="0.5,1,2", help="faults: heartbeat intervals (s)")
+    group.add_argument(
+        "--leases", default="2,5,10", metavar="S,S,...", help="faults: lease durations (s) swept"
+    )
+    group.add_argument(
+        "--heartbeats", default="0.5,1,2", metavar="S,S,...", help="faults: heartbeat intervals (s)"
+    )
+    group.add_argument(
+        "--lease", type=_seconds, metavar="S", help="faults: one lease duration (s), not --leases"
+    )
+    group.add_argument(
+        "--heartbeat", type=_seconds, metavar="S", help="faults: one heartbeat interval (s), not --heartbeats"
+    )
     group.add_argument(
         "--fault", action="append", choices=["kill_worker", "pause"], help="faults: which (default both)"
     )
     group.add_argument("--target", default="", help="faults: process or node (default: worker / n1)")
     group.add_argument(
-        "--fault-at", type=float, default=8.0, help="faults: injection time (s from the run start)"
+        "--fault-at", type=_seconds, default=8.0, help="faults: injection time (s from the run start)"
     )
-    group.add_argument("--pause", type=float, default=4.0, help="faults: pause length (s)")
-    group.add_argument("--restart-after", type=float, default=1.0, help="faults: worker restart delay (s)")
+    group.add_argument("--pause", type=_seconds, default=4.0, help="faults: pause length (s)")
+    group.add_argument(
+        "--downtime",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="faults: kill_worker: seconds until it restarts",
+    )
+    group.add_argument("--restart-after", type=_seconds, help=argparse.SUPPRESS)  # deprecated: --downtime
     group.add_argument(
         "--clients",
-        type=int,
-        default=-1,
+        type=_count,
         help="faults: closed-loop waiting clients (default: one per slot; 0: --rate)",
     )
-    group.add_argument("--rate", type=float, default=60.0, help="faults: Poisson submits/s when --clients 0")
-    group.add_argument("--job-duration", type=float, default=0.1, help="faults: constant job duration (s)")
-    group.add_argument("--after", type=float, default=25.0, help="faults: trace seconds after the injection")
     group.add_argument(
-        "--faults-out",
-        default="data/faults",
-        help="faults: writes <dir>/sim-<design>.json (when it exists: a new file beside it, unless --force)",
+        "--rate", type=_seconds, default=60.0, help="faults: Poisson submits/s when --clients 0"
     )
+    group.add_argument("--job-duration", type=_seconds, default=0.1, help="faults: constant job duration (s)")
+    group.add_argument(
+        "--after", type=_seconds, default=25.0, help="faults: trace seconds after the injection"
+    )
+    group.add_argument(
+        "--out",
+        default="",
+        metavar="FILE",
+        help="faults: rows (default data/faults/sim-<design>.json; when it exists, a new file beside it "
+        "unless --force)",
+    )
+    group.add_argument("--faults-out", help=argparse.SUPPRESS)  # deprecated: --out DIR/sim-<design>.json
 
 
 def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[FaultAudit], Path | None]:
@@ -343,18 +402,31 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     target = args.target or default_target(design)
     chosen = args.fault or ["kill_worker", "pause"]
     faults = [
-        Fault(at=args.fault_at, target=target, action="kill_worker", restart_after=args.restart_after)
+        Fault(at=args.fault_at, target=target, action="kill_worker", restart_after=args.downtime)
         if action == "kill_worker"
         else Fault(at=args.fault_at, target=target, action="pause", duration=args.pause)
         for action in chosen
     ]
     seed = 1 if args.seed is None else args.seed
-    clients = params.slots if args.clients < 0 else args.clients
+    clients = params.slots if args.clients is None else args.clients
     workload = fault_workload(args.rate, args.job_duration, args.fault_at - 2.0 + args.after, seed, clients)
-    rows, audits = sweep(design, _floats(args.lease), _floats(args.heartbeat), faults, workload, params)
-    if not args.faults_out:
-        return rows, audits, None
-    out = fresh_path(Path(args.faults_out) / f"sim-{design}.json", args.force)
+    leases = [args.lease] if args.lease else _floats(args.leases)
+    heartbeats = [args.heartbeat] if args.heartbeat else _floats(args.heartbeats)
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    named = args.out or (Path(args.faults_out) / f"sim-{design}.json" if args.faults_out else None)
+    out = Path(named) if named else fresh_path(Path("data/faults") / f"sim-{design}.json", args.force)
+    log = logging.getLogger(PROGRESS_LOGGER)
+    runs = len(faults) * sum(h < lease for lease in leases for h in heartbeats)
+    started = iter(range(1, runs + 1))
+    rows, audits = sweep(
+        design,
+        leases,
+        heartbeats,
+        faults,
+        workload,
+        params,
+        lambda run_id: log.info(f"{next(started)}/{runs}: {run_id}"),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     return rows, audits, out
@@ -388,7 +460,29 @@ def format_rows(rows: Sequence[dict[str, Any]], audits: Sequence[FaultAudit]) ->
     )
 
 
-def _sim(args: argparse.Namespace) -> int:
+def _check_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """InvalidArgument for a flag given that only another mode reads (the modes' argument groups are
+    titled "dtq sim MODE"); then the deprecated spellings, said on stderr."""
+    chosen = f"dtq sim {args.sim_action}"
+    for group in parser._action_groups:
+        if not (group.title or "").startswith("dtq sim ") or group.title == chosen:
+            continue  # the flags of every mode, or of the chosen one
+        for action in group._group_actions:
+            if getattr(args, action.dest) not in (action.default, None):
+                flag = action.option_strings[-1]
+                hint = " (a run's directory root is --runs-dir)" if flag == "--out" else ""
+                raise InvalidArgument(f"{flag} is for `{group.title}`; `{chosen}` does not read it{hint}")
+    if args.faults_out is not None:
+        print("dtq sim: --faults-out DIR is deprecated: use --out DIR/sim-<design>.json", file=sys.stderr)
+        if args.out:
+            raise InvalidArgument("give --out FILE, not --faults-out as well")
+    if args.restart_after is not None:
+        print("dtq sim: --restart-after is deprecated: use --downtime", file=sys.stderr)
+        args.downtime = args.restart_after
+
+
+def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    _check_mode(args, parser)
     if args.sweep_file and args.sim_action != "sweep":
         raise InvalidArgument(f"dtq sim {args.sim_action}: unexpected argument {args.sweep_file!r}")
     if args.sim_action == "params":
@@ -413,30 +507,10 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
-def one_line_errors(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """File system and parse errors of the command's own inputs as one line (InvalidArgument)."""
-
-    @functools.wraps(handler)
-    def wrapped(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except BrokenPipeError:  # `dtq sim params | head`: the reader left; not an error of ours
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 0
-        except (IsADirectoryError, PermissionError, NotADirectoryError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(str(exc)) from None
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"not JSON: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise InvalidArgument(f"not YAML: {str(exc).splitlines()[0]}") from None
-
-    return wrapped
-
-
 def register(sub: Any) -> None:
     """`dtq sim` (run, params, sweep, faults) on the `dtq` command's subparsers."""
     p = sub.add_parser(
         "sim", help="simulate a workload on a design (run), list parameters (params), sweep, faults"
     )
     add_arguments(p)
-    p.set_defaults(handler=one_line_errors(_sim))
+    p.set_defaults(handler=lambda args: _sim(args, p))

@@ -26,6 +26,7 @@ from typing import Any
 
 from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.results.documents import read_document
 from model.runtime import MIN_EMPTY_POLL
 from sim.dist import ZERO, Dist
 from sim.hostscale import HostScale, median_probe
@@ -559,7 +560,7 @@ def load_params(name_or_path: str | Path) -> SimParams:
     the whole file when there is none) is a SimParams mapping; other keys (provenance, fits) are kept
     by the calibration, not here."""
     path = calibration_path(name_or_path)
-    data = json.loads(path.read_text())
+    data = read_document(path, (".json",))  # a broken file: one line naming it
     if not isinstance(data, Mapping):
         raise InvalidArgument(f"{path}: a calibration file holds one JSON object")
     params = data.get("parameters", data)

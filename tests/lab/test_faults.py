@@ -21,7 +21,13 @@ import pytest
 
 from lab.faults.audit import ClusterJob, audit
 from lab.faults.cli import write_rows
-from lab.faults.compose import ComposeBackend, ComposeCluster, Container, compose_fault_commands
+from lab.faults.compose import (
+    ComposeBackend,
+    ComposeCluster,
+    Container,
+    compose_fault_commands,
+    compose_files,
+)
 from lab.faults.inject import Injection, RealFault, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
@@ -416,3 +422,11 @@ def test_default_rows_go_to_a_new_file_beside_committed_ones(tmp_path: Path) -> 
     assert new != default and new.parent == tmp_path and new.name.startswith("real-mono-")
     assert new.suffix == ".json" and not new.exists()
     assert fresh_path(default, force=True) == default
+
+
+@pytest.mark.parametrize("design", ["micro", "mono"])
+def test_the_compose_backend_finds_the_committed_compose_files(design: str) -> None:
+    """Its default root is the checkout (it once pointed into lab/ after the harness moved there)."""
+    root = ComposeBackend.__dataclass_fields__["root"].default
+    files = compose_files(root, design)
+    assert files and all(path.is_file() for path in files)

@@ -218,7 +218,7 @@ def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
     cmds = rerun_commands(tmp_path)
     assert cmds[0][3:5] == ["experiment", "run"] and cmds[0][5].endswith("seed_plan.yaml")
     assert [c[3:6] for c in cmds[1:3]] == [["sim", "faults", "--design"]] * 2
-    assert all("--force" in c for c in cmds[1:3])  # a re-run replaces the committed rows on purpose
+    assert all("--out" in c for c in cmds[1:3])  # a re-run names (replaces) the committed rows on purpose
     assert len(cmds) == 3  # no data/experiments/validation.yaml under tmp_path: no validate step
     (tmp_path / "data" / "experiments").mkdir(parents=True)
     (tmp_path / "data" / "experiments" / "validation.yaml").write_text("name: validation\n")

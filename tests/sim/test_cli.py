@@ -29,7 +29,7 @@ def test_dtq_sim_writes_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     workload.write_text(WORKLOAD)
     out = tmp_path / "runs"
     argv = ["sim", "--design", "mono", "--workload", str(workload), "--nodes", "3"]
-    argv += ["--set", "cores=4", "--set", "core.lease_duration=5", "--out", str(out)]
+    argv += ["--set", "cores=4", "--set", "core.lease_duration=5", "--runs-dir", str(out)]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     assert exit_info.value.code == 0
@@ -57,7 +57,7 @@ def _dtq(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
 def test_a_run_is_replaced_only_with_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workload = tmp_path / "tiny.yaml"
     workload.write_text(WORKLOAD)
-    argv = ["sim", "--design", "mono", "--workload", str(workload), "--out", str(tmp_path / "runs")]
+    argv = ["sim", "--design", "mono", "--workload", str(workload), "--runs-dir", str(tmp_path / "runs")]
     assert _dtq(argv, capsys)[0] == 0
     code, _, err = _dtq(argv, capsys)
     assert code == 2 and "exists: --force replaces it" in err and len(err.strip().splitlines()) == 1
@@ -71,7 +71,7 @@ def test_a_run_is_replaced_only_with_force(tmp_path: Path, capsys: pytest.Captur
 def test_placeholder_costs_are_named_on_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workload = tmp_path / "tiny.yaml"
     workload.write_text(WORKLOAD)
-    argv = ["sim", "--design", "mono", "--workload", str(workload), "--out", ""]
+    argv = ["sim", "--design", "mono", "--workload", str(workload), "--runs-dir", ""]
     code, _, err = _dtq(argv, capsys)
     assert code == 0 and "are placeholders" in err and "service.node.SubmitJob" in err
     code, _, err = _dtq([*argv, "--calibration", "local"], capsys)
@@ -117,7 +117,16 @@ def test_wrong_input_is_one_line_and_exit_2(
 ) -> None:
     workload = tmp_path / "tiny.yaml"
     workload.write_text(WORKLOAD)
-    argv = ["sim", "--design", "mono", "--workload", str(workload), "--out", str(tmp_path / "runs"), *extra]
+    argv = [
+        "sim",
+        "--design",
+        "mono",
+        "--workload",
+        str(workload),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        *extra,
+    ]
     code, _, err = _dtq(argv, capsys)
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -134,19 +143,24 @@ def test_a_key_the_design_does_not_read_is_refused(
         ("micro", "service.node.SubmitJob.scale=2"),
         ("mono", "sweep_interval=5"),
     ):
-        argv = ["sim", "--design", design, "--workload", str(workload), "--out", "", "--set", key]
+        argv = ["sim", "--design", design, "--workload", str(workload), "--runs-dir", "", "--set", key]
         code, _, err = _dtq(argv, capsys)
         assert code == 2 and "has no effect on" in err, err
 
 
-def test_sim_faults_writes_beside_existing_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "faults"
-    out.mkdir()
+def test_sim_faults_writes_beside_existing_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default rows file: data/faults/sim-mono.json under the checkout
+    out = tmp_path / "data" / "faults"
+    out.mkdir(parents=True)
     (out / "sim-mono.json").write_text("[]\n")
     argv = ["sim", "faults", "--design", "mono", "--lease", "2", "--heartbeat", "0.5", "--fault", "pause"]
-    argv += ["--after", "2", "--faults-out", str(out)]
+    argv += ["--after", "2"]
     code, stdout, _ = _dtq(argv, capsys)
     assert code == 0 and (out / "sim-mono.json").read_text() == "[]\n"
     (written,) = [p for p in out.iterdir() if p.name != "sim-mono.json"]
-    assert written.name.startswith("sim-mono-") and str(written) in stdout
+    assert written.name.startswith("sim-mono-") and written.name in stdout
     assert _dtq([*argv, "--force"], capsys)[0] == 0 and (out / "sim-mono.json").read_text() != "[]\n"
+    named = tmp_path / "mine.json"
+    assert _dtq([*argv, "--out", str(named)], capsys)[0] == 0 and named.is_file()
