@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from lab.calibration.echo import measure_echo
 from lab.calibration.generator import measure_loadgen
 from lab.calibration.hostprobe import calibration_probes, scheduler_slice
 from lab.calibration.measure import run_async, summarize_samples
+from model.errors import InvalidArgument
 from model.results.runs import provenance
 from realsys.cli_common import progress
 from sim.params import CALIBRATION_DIR, load_params
@@ -134,7 +136,12 @@ def calibrate(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default="local", help="data/calibration/<name>.json")
+    parser.add_argument(
+        "--name",
+        default="",
+        help="data/calibration/<name>.json (default: a new name, host-<UTC date>-<time>; naming an "
+        "existing calibration replaces it)",
+    )
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite", help="the clusters' store")
     parser.add_argument("--quick", action="store_true", help="fewer calls per method (< 2 min)")
     parser.add_argument(
@@ -152,8 +159,21 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=calibrate_command)
 
 
+def default_name(directory: Path = CALIBRATION_DIR) -> str:
+    """A calibration name no file has yet: host-<UTC date>-<time> (never `local`, the paper's)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name, n = f"host-{stamp}", 1
+    while (directory / f"{name}.json").exists():
+        n += 1
+        name = f"host-{stamp}-{n}"
+    return name
+
+
 def calibrate_command(args: argparse.Namespace) -> int:
-    path = calibrate(args.name, args.store, args.quick, rounds=args.rounds)
+    name = args.name or default_name()
+    if "/" in name or name in ("", ".", ".."):
+        raise InvalidArgument(f"--name {name!r}: a file name under data/calibration/, without '/'")
+    path = calibrate(name, args.store, args.quick, rounds=args.rounds)
     doc = json.loads(path.read_text())
     for role, methods in sorted(doc["parameters"]["service"].items()):
         for method, dist in sorted(methods.items()):
