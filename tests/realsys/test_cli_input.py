@@ -263,7 +263,8 @@ def test_progress_lines_go_to_stderr_and_quiet_silences_them(
     assert code == Exit.OK and quiet_out == out
     # --quiet silences progress, not warnings: the placeholder costs are still named, and nothing else is said
     assert "dtq sim: [" not in quiet_err and quiet_err.startswith("warning: ") and "placeholders" in quiet_err
-    assert quiet_err == "".join(line for line in err.splitlines(keepends=True) if not line.startswith("dtq sim: ["))
+    warning = [line for line in err.splitlines(keepends=True) if not line.startswith("dtq sim: [")]
+    assert quiet_err == "".join(warning)
 
 
 # ---------------------------------------------------------------------------- against a cluster
