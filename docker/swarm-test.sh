@@ -319,11 +319,12 @@ scale_check() {
     for i in $(seq "$count"); do
         k=$(((i - 1) % HOSTS + 1))
         # `submit --wait` prints the job's output and exits 0 only when it SUCCEEDED; a node that has just
-        # joined a loaded host may miss its first handshake, so up to 3 tries under one request id (the
-        # submit is idempotent: a retry never makes a second job)
+        # joined a loaded host may miss its first handshake, so up to 3 tries. No request id: a keyed
+        # submit is owned by its key's home node, not by the node it came through (a second echo job
+        # after a lost reply changes nothing here)
         for try in 1 2 3; do
             out=$("$PYTHON" -m realsys submit --addr "$SUBNET.$k:$((50060 + i))" --timeout 20 \
-                --request-id "scale-$count-n$i" echo --payload "to n$i" --wait 30) && [[ $out == "to n$i" ]] && break
+                echo --payload "to n$i" --wait 30) && [[ $out == "to n$i" ]] && break
             log "a job through n$i: try $try did not succeed (printed: ${out:-nothing})"
             ((try < 3)) || die "a job through n$i did not succeed in 3 tries"
             sleep 2
