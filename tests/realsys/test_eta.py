@@ -57,7 +57,7 @@ async def test_a_pending_job_gets_an_estimate_only_when_on(
         assert JobState((await client.wait(first, timeout=20)).state) is JobState.SUCCEEDED
         busy = [await client.submit("sleep", job_payload(LONG)) for _ in range(SLOTS)]
         deadline = time.monotonic() + 20
-        while not all(JobState((await client.status(j)).state) is JobState.RUNNING for j in busy):
+        while not all([JobState((await client.status(j)).state) is JobState.RUNNING for j in busy]):
             assert time.monotonic() < deadline, "the slot-filling jobs never all ran"
             await asyncio.sleep(0.05)
         waiting = await client.submit("sleep", job_payload(0.1))
