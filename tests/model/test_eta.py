@@ -233,3 +233,34 @@ def test_job_service_orders_by_priority_then_pending_time() -> None:
     got_other = jobs.estimate(2.0, jobs.table.get(other))
     assert got_low is not None and got_other is not None
     assert got_other.start == 2.0 and got_low.start == 3.0  # the later, higher-priority job goes first
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3)), min_size=1, max_size=30), st.integers(1, 4))
+def test_node_estimates_follow_the_line(ops: list[tuple[int, int]], slots: int) -> None:
+    """After any submits (random priorities), fetches and reports, the PENDING jobs' estimated starts
+    never go down along the order the queue will hand them out, and none is before `now`."""
+    driver = node(ON)
+    driver.heartbeat(0.0, "n1-w", slots, slots, [])
+    running: list[str] = []
+    now = 0.0
+    for priority, fetch in ops:
+        now += 0.25
+        driver.submit(now, JobSpec.make("sleep", priority=priority))
+        if fetch and len(running) < slots:
+            leased, _ = driver.fetch_now(now, "n1-w", min(fetch, slots - len(running)))
+            running += [a.job_id for a in leased]
+        if running and fetch == 3:
+            driver.report(now, "n1-w", running.pop(0), 1, Succeeded(b""))
+        driver.heartbeat(now, "n1-w", slots, slots - len(running), [(j, 1) for j in running])
+    queue = driver.scheduler.queue
+    line = sorted(
+        (j for j in driver.scheduler.jobs._jobs.values() if j.job_id in queue),
+        key=lambda j: queue.ahead_of(j.job_id) or 0,
+    )
+    starts = [driver.estimate(now, j) for j in line]
+    if driver.estimator is None or len(driver.estimator.service) == 0:
+        assert all(s is None for s in starts)
+        return
+    values = [s.start for s in starts if s is not None]
+    assert len(values) == len(line)
+    assert values == sorted(values) and all(v >= now for v in values)
