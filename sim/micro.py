@@ -287,11 +287,11 @@ class MicroCluster(Cluster):
         leased: list[Assignment] = yield proc.run(action)
         return leased
 
-    def _job_renew(self, worker_id: str, running: RunningList) -> SimGen[Renewal]:
+    def _job_renew(self, worker_id: str, running: RunningList, total_slots: int) -> SimGen[Renewal]:
         proc = self.jobp
 
         def action(now: float) -> tuple[float, Renewal]:
-            renewal, step = self.jobs.renew(now, worker_id, running)
+            renewal, step = self.jobs.renew(now, worker_id, running, total_slots)
             return proc.cost("RenewLeases", len(running)) + self._perform(step), renewal
 
         renewal: Renewal = yield proc.run(action)
@@ -475,7 +475,8 @@ class MicroCluster(Cluster):
                 self.coord_timer.arm()
             return proc.cost("WorkerHeartbeat")
 
-        renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step, to=self.jobp)
+        renew = self._job_renew(worker_id, running, total_slots)
+        renewal = yield from self.call(proc, renew, pre=step, to=self.jobp)
         cancel = list(renewal.cancel)
         cancel.extend(self.coordinator.pushed_cancels(worker_id, cancel))
         return cancel, list(renewal.abandon)
