@@ -456,6 +456,17 @@ class WorkloadSpec:
         )
 
     @property
+    def has_job_settings(self) -> bool:
+        """Whether jobs carry settings beyond a type and a payload (a client must send whole specs)."""
+        return bool(
+            self.priority != 0
+            or self.max_attempts != 0
+            or not self.backoff.is_default
+            or self.execution_timeout != 0
+            or self.labels
+        )
+
+    @property
     def is_open(self) -> bool:
         """Requests at pre-drawn times (open loop or a replay), not paced by answers."""
         return not isinstance(self.arrival, ClosedLoop)
@@ -563,6 +574,19 @@ class JobDraw:
         if self.seed and self.job_type == FAIL_JOB:
             fields["seed"] = self.seed
         return padded_json(fields, self.payload_bytes)
+
+    @property
+    def plain(self) -> bool:
+        """Only a type and a payload: every other setting is the server's default."""
+        return (
+            self.priority == 0
+            and self.max_attempts == 0
+            and self.initial_backoff == 0
+            and self.backoff_multiplier == 0
+            and self.max_backoff == 0
+            and self.execution_timeout == 0
+            and not self.labels
+        )
 
     @property
     def retry(self) -> RetryPolicy:

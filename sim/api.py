@@ -22,10 +22,9 @@ import simpy
 
 from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
-from model.job import JobSpec
 from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import summarize
-from model.workload import OpenLoop, WorkloadSpec, workload_from_mapping
+from model.workload import WorkloadSpec, workload_from_mapping
 from sim.cpu import CostModel
 from sim.engine import Cluster, SimEnv
 from sim.injection import Fault, schedule
@@ -111,7 +110,6 @@ def build(config: SimConfig) -> tuple[simpy.Environment, Cluster, LoadGen]:
     cluster: Cluster = (
         MonoCluster(env, params, costs) if config.design == "mono" else MicroCluster(env, params, costs)
     )
-    cluster.spec = _job_spec(config.workload)
     loadgen = LoadGen(cluster, config.workload, t0=config.warm_start)
     return env, cluster, loadgen
 
@@ -138,7 +136,7 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
         run_id=config.effective_run_id,
         kind="sim",
         design=config.design,
-        offered_rate=workload.arrival.rate if isinstance(workload.arrival, OpenLoop) else None,
+        offered_rate=workload.offered_rate(),
         loadgen=loadgen.loadgen_block(requests, sim_seconds),
     )
     # speed per CPU second of this process: on a shared machine, wall time measures the neighbours
@@ -169,7 +167,3 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
 def _entropy(config: SimConfig) -> int:
     # one integer from (seed, replication), so replications get unrelated streams
     return config.sim_seed * 1_000_003 + config.replication
-
-
-def _job_spec(workload: WorkloadSpec) -> Any:
-    return JobSpec.make(workload.job_type, labels=dict(workload.labels))

@@ -34,7 +34,7 @@ from model.config import CoreConfig
 from model.errors import DtqError
 from model.job import Assignment, Failed, JobError, JobSpec, Outcome, Succeeded
 from model.scheduler import Scheduler
-from model.workload import OpenLoop, WorkloadSpec
+from model.workload import JobDraw, OpenLoop, WorkloadSpec
 from realsys.mono.core import LocalCore
 from realsys.storage import MemoryJobRecords
 from realsys.timer import CoreTimer
@@ -182,7 +182,7 @@ class SimDriver:
         # the simulator's own environment and cluster, as sim.run builds them (not started)
         self.env, cluster, _ = build(SimConfig("mono", WorkloadSpec(OpenLoop(1.0)), params))
         assert isinstance(cluster, MonoCluster)
-        cluster.spec = SPEC
+        cluster.spec_of = lambda job: SPEC  # type: ignore[method-assign]  # the real driver's spec, payload too
         self.node: MonoNode = cluster.nodes[0]
         now = lambda: float(self.env.now)  # noqa: E731
         _instrument(self.node.sched, now, self.log)
@@ -206,7 +206,7 @@ class SimDriver:
         return value.name if hasattr(value, "name") else str(value)
 
     def submit(self) -> str:
-        status, job_id = self._do(self.node.submit(0.0))
+        status, job_id = self._do(self.node.submit(JobDraw(SPEC.job_type, 0.0)))
         assert status == "OK"
         return str(job_id)
 
