@@ -79,7 +79,7 @@ def test_an_always_failing_job_makes_max_attempts_with_capped_exponential_backof
 def test_flaky_jobs_fail_exactly_the_attempts_their_seed_picks(design: str) -> None:
     spec = spec_of(job_type="fail", payload={"probability": 0.4}, max_attempts=4, backoff={"initial": 0.01})
     drawn = drawn_jobs(spec)
-    outcomes = collections.Counter()
+    outcomes: collections.Counter[JobState] = collections.Counter()
     for job in finished(run(design, spec)):
         draw = drawn[_key(job.submit_time)]
         failing = [attempt_uniform(draw.seed, a) < 0.4 for a in range(1, 5)]
