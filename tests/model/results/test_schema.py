@@ -39,7 +39,7 @@ def test_rows_round_trip_exactly() -> None:
 
 def test_job_rows_written_before_priority_and_reason_still_read() -> None:
     old = ["a", "1.0", "1.5", "2.25", "SUCCEEDED", "1", "0.05"]
-    assert schema.LEGACY_JOB_FIELDS == schema.JOB_FIELDS[:7]
+    assert schema.JOB_FIELDS[:7] == schema.LEGACY_JOB_FIELDS
     assert schema.job_from_row(old) == JobRecord("a", 1.0, 1.5, 2.25, JobState.SUCCEEDED, 1, 0.05)
 
 
