@@ -22,9 +22,10 @@ import simpy
 
 from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
+from model.results.runs import workload_of
 from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import summarize
-from model.workload import WorkloadSpec, workload_from_mapping
+from model.workload import WorkloadSpec
 from sim.cpu import CostModel
 from sim.engine import Cluster, SimEnv
 from sim.injection import Fault, schedule
@@ -82,7 +83,7 @@ class SimConfig:
             raise InvalidArgument(f"unknown SimConfig keys {unknown}")
         return SimConfig(
             design=data["design"],
-            workload=workload_from_mapping(data["workload"]),
+            workload=workload_of(data["workload"]),
             params=SimParams.from_mapping(data.get("params", {})),
             seed=data.get("seed"),
             replication=int(data.get("replication", 0)),

@@ -21,9 +21,9 @@ from model.results.runs import (
     run_config,
     run_exists,
     utc_now,
+    workload_of,
     write_run,
 )
-from model.workload import workload_from_mapping
 from sim.hostscale import HostScale, median_probe
 from sim.params import load_host_probe, load_params
 
@@ -111,7 +111,7 @@ def simulate(
                 and old_parameters.get("host_scale") == scale_mapping
             ):
                 continue  # up to date: same workload, same calibration, settings and host scale
-        workload = workload_from_mapping(real.workload)
+        workload = workload_of(real.workload)
         config = sim.SimConfig(
             design=real.design,  # type: ignore[arg-type]
             workload=workload,
