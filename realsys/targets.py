@@ -333,13 +333,6 @@ class InMemoryTarget:
         )
         return job_id
 
-    async def submit_job(self, spec: JobSpec) -> str:
-        """Takes the spec's type and payload as submit() does (its other settings change nothing here)."""
-        return await self.submit(spec.job_type, spec.payload)
-
-    def end_reason(self, job_id: str) -> str:
-        return "CANCELLED" if self.states.get(job_id) is JobState.CANCELLED else ""
-
     async def status(self, job_id: str) -> str:
         await self._serve()
         return self._get(job_id).name
