@@ -6,6 +6,7 @@ from typing import Any
 
 from lab.validation.output import build_tables, format_tables
 from lab.validation.real import run_validation_real
+from lab.validation.semantics import is_semantics_file, semantics_command
 from lab.validation.spec import load_validation
 from lab.validation.twin_sets import MAIN_FOLDER, TWIN_SETS, make_twin_set
 from lab.validation.twins import simulate
@@ -42,6 +43,8 @@ def add_parser(sub: Any) -> None:
 
 def validate_command(args: Any) -> int:
     """`dtq validate`: with no step named, --sim --table (the real side needs --real, under the lock)."""
+    if is_semantics_file(args.validation):  # cases of their own (lab/validation/semantics.py)
+        return semantics_command(args)
     v = load_validation(args.validation)
     if args.twin_sets is not None:
         known = {t.name: t for t in TWIN_SETS if t.folder != MAIN_FOLDER}

@@ -84,7 +84,13 @@ def host_scales(v: Validation, runs: Sequence[RunInfo]) -> dict[str, Any]:
 
 
 def simulate(
-    v: Validation, root: Path | str, *, records: bool = True, log: Any = print, force: bool = False
+    v: Validation,
+    root: Path | str,
+    *,
+    records: bool = True,
+    log: Any = print,
+    force: bool = False,
+    reals: Sequence[RunInfo] | None = None,
 ) -> list[str]:
     """Simulates every real run of the validation found under `root` (points and saturation runs) that
     has no up-to-date simulated twin (same workload, inputs and host scale; the simulator's own code
@@ -96,7 +102,8 @@ def simulate(
     wanted = params_digest(params)
     stamp = provenance()
     written = []
-    reals = runs_of(root, "real", saturation_name(v)) + runs_of(root, "real", v.name)
+    if reals is None:  # the matrix's runs (the semantics validation names its own)
+        reals = runs_of(root, "real", saturation_name(v)) + runs_of(root, "real", v.name)
     scales = host_scales(v, reals)
     for real in reals:
         run_id = sim_run_id(real.run_id)

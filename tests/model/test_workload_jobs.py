@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from model.errors import InvalidArgument
+from model.results.runs import load_workload
 from model.workload import (
     Choice,
     ClosedLoop,
@@ -388,3 +390,22 @@ def test_errors_name_the_bad_key_and_the_allowed_values(mapping: Any, path: str,
     assert message.startswith(path + ":") or message.startswith(path + "."), message
     assert words in message, message
     assert "\n" not in message
+
+
+# ---------------------------------------------------------------------------- the held-out workloads
+HOLDOUT = Path(__file__).resolve().parents[2] / "data" / "workloads" / "holdout"
+
+
+def test_the_held_out_workloads_q1_to_q3_are_expressible() -> None:
+    """Parsed only: holdout.md keeps them out of everything tuned (never run here)."""
+    q1 = load_workload(HOLDOUT / "q1-flaky-retry.yaml")
+    assert (q1.job_type, dict(q1.payload), q1.max_attempts) == ("fail", {"probability": 0.3}, 4)
+    assert (q1.backoff.initial, q1.backoff.multiplier, q1.seed) == (0.1, 2.0, 23)
+    q2 = load_workload(HOLDOUT / "q2-three-priorities.yaml")
+    assert isinstance(q2.priority, Choice) and dict(q2.priority.values) == {0: 0.6, 5: 0.3, 9: 0.1}
+    assert q2.duration == Distribution("exponential", 0.03)
+    q3 = load_workload(HOLDOUT / "q3-timeouts.yaml")
+    assert (q3.execution_timeout, q3.max_attempts) == (0.05, 2)
+    assert q3.duration == Distribution("lognormal", 0.04, 0.8)
+    for spec in (q1, q2, q3):
+        assert (spec.run_time, spec.warmup, spec.seed, spec.payload_bytes) == (4.0, 1.0, 23, 0)
