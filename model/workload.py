@@ -308,10 +308,10 @@ class Replay:
         if not (self.speed > 0 and math.isfinite(self.speed)):
             raise InvalidArgument("replay speed must be > 0")
 
-    def rate(self, horizon: float) -> float:
-        """Requests per second over [0, horizon)."""
-        sent = sum(t / self.speed < horizon for t in self.recording.times)
-        return sent / horizon if horizon > 0 else 0.0
+    def rate(self, start: float, end: float) -> float:
+        """Requests per second intended in [start, end) (the measurement window) of the replay."""
+        sent = sum(start <= t / self.speed < end for t in self.recording.times)
+        return sent / (end - start) if end > start else 0.0
 
 
 Arrival: TypeAlias = OpenLoop | ClosedLoop | Replay
@@ -482,7 +482,7 @@ class WorkloadSpec:
         if isinstance(self.arrival, OpenLoop):
             return self.arrival.rate
         if isinstance(self.arrival, Replay):
-            return self.arrival.rate(self.total_time)
+            return self.arrival.rate(self.warmup, self.total_time)
         return None
 
 

@@ -300,14 +300,14 @@ def test_a_replay_keeps_the_recorded_requests() -> None:
         warmup=0.5,
     )
     spec = WorkloadSpec(
-        Replay(recording, speed=2.0), duration=Distribution("constant", 0.125), run_time=2.0, warmup=0.5
+        Replay(recording, speed=2.0), duration=Distribution("constant", 0.125), run_time=2.0, warmup=0.1
     )
     trace = open_loop_trace(spec)
-    assert trace.times.tolist() == [0.05, 0.15, 0.25]  # sorted, at twice the speed, cut at 2.5 s
+    assert trace.times.tolist() == [0.05, 0.15, 0.25]  # sorted, at twice the speed, cut at 2.1 s
     assert trace.ops.tolist() == [Op.SUBMIT, Op.SUBMIT, Op.STATUS]
     assert trace.durations.tolist() == [0.25, 0.125, 0.0]  # recorded, else drawn from the workload
     assert trace.targets.tolist()[2] == 0.75
-    assert spec.offered_rate() == pytest.approx(3 / 2.5)
+    assert spec.offered_rate() == pytest.approx(2 / 2.0)  # two requests in the window [0.1, 2.1)
 
 
 # ---------------------------------------------------------------------------- errors

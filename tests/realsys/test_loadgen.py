@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from model.config import CoreConfig
-from model.results.runs import load_records, load_summary
+from model.results.runs import load_records, load_summary, load_workload
 from model.results.schema import RequestRecord
 from model.states import JobState
 from model.workload import (
@@ -41,7 +41,14 @@ from realsys.cli import main
 from realsys.client import DtqClient
 from realsys.cluster import free_ports
 from realsys.config import NodeConfig
-from realsys.loadgen import job_payload, run_load, run_load_processes, run_load_sync, summary_of
+from realsys.loadgen import (
+    job_payload,
+    run_load,
+    run_load_processes,
+    run_load_sync,
+    summary_of,
+    write_load_run,
+)
 from realsys.metrics import NodeMetrics
 from realsys.mono import MonoNode
 from realsys.server import RunningRole, start_role
@@ -554,3 +561,38 @@ def test_dtq_load_ages_a_cluster_first(mono: ThreadCluster) -> None:
         asyncio.run(
             run_load(InMemoryTarget(), workload_from_mapping({**workload_to_mapping(spec), "priority": 1}))
         )
+
+
+def test_a_recorded_real_run_replays_on_the_real_system(mono: ThreadCluster, tmp_path: Path) -> None:
+    spec = workload_from_mapping(
+        {
+            "arrival": {"kind": "open", "rate": 40},
+            "mix": {"submit": 0.7, "status": 0.3},
+            "duration": {"kind": "exponential", "mean": 0.01},
+            "run_time": 1.0,
+            "warmup": 0.2,
+            "seed": 3,
+        }
+    )
+    target = dtq_target_spec(list(mono.addresses.values()), 5.0, "mono")
+    recorded = run_load_sync(target, spec, drain_timeout=5.0)
+    write_load_run(
+        tmp_path,
+        "rec",
+        recorded,
+        spec,
+        kind="real",
+        design="mono",
+        parameters={},
+        started_at="",
+        provenance_info={},
+    )
+    (tmp_path / "replay.yaml").write_text("arrival: {kind: replay, run: rec, speed: 2}\n")
+    replay = load_workload(tmp_path / "replay.yaml")
+    replayed = run_load_sync(target, replay, drain_timeout=5.0)
+    assert [r.op for r in replayed.requests] == [r.op for r in recorded.requests]
+    assert [r.intended_time for r in replayed.requests] == pytest.approx(
+        [r.intended_time / 2 for r in recorded.requests]
+    )
+    assert sorted(j.duration for j in replayed.jobs) == sorted(j.duration for j in recorded.jobs)
+    assert all(j.final_state is JobState.SUCCEEDED for j in replayed.jobs)
