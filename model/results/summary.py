@@ -244,5 +244,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"p99={row['p99']:.3f} p999={row['p999']:.3f} mean={row['mean']:.3f} max={row['max']:.3f} ms"
         )
     lines.append(f"  errors {json.dumps(summary['errors'])}  jobs {json.dumps(summary['jobs'])}")
+    out = summary.get("outcomes")
+    if out and out["finished"]:
+        by_priority = ", ".join(
+            f"{p}: {row['p50']:.1f}/{row['p99']:.1f}" for p, row in out["completion_ms_by_priority"].items()
+        )
+        lines.append(
+            f"  outcomes attempts/job {out['attempts_mean']:.3f} (max {out['attempts_max']}), failed "
+            f"{out['failed']:.1%}, cancelled {out['cancelled']:.1%}, timed out {out['timed_out']:.1%}; "
+            f"completion p50/p99 ms by priority {by_priority}"
+        )
     lines.append(f"  loadgen {json.dumps(summary['loadgen'])}")
     return "\n".join(lines)
