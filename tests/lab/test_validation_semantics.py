@@ -52,6 +52,8 @@ def test_the_semantics_file_lists_the_required_cases() -> None:
     assert all(0.6 <= f <= 0.9 for f in priority.fractions)
     assert cancel.workload["arrival"]["kind"] == "closed" and cancel.workload["mix"]["cancel"] == 0.3
     assert cancel.concurrency == (16,) and not cancel.is_open
+    timeout = cases["timeout"]
+    assert timeout.workload["execution_timeout"] == 0.1 and timeout.workload["max_attempts"] == 1
     assert v.replications >= 3 and set(v.designs) == {"micro", "mono"}
 
 
