@@ -4,7 +4,7 @@ The same activities as realsys/worker/runtime.py: a fetch loop, a heartbeat loop
 one supervisor per attempt (launch CPU, the handler, the report and its retries).
 
 Handlers do what the built-in job types of realsys/worker/handlers.py do with the job the trace drew
-(cluster.jobs): `sleep` waits its duration (a slot, no CPU); `cpu` burns cpu_fraction (default 1) of
+(cluster.draws): `sleep` waits its duration (a slot, no CPU); `cpu` burns cpu_fraction (default 1) of
 its duration as CPU of the process that runs the worker (Design B: the node's own process; Design A:
 the worker process), then waits the rest; `fail` waits its duration, then fails with its
 `probability` (the verdict of attempt a is model.workload.attempt_uniform(seed, a), as the real
@@ -246,7 +246,7 @@ class SimWorker:
             return
         step = self._perform(core.begin(env.now, key))
         if isinstance(step, RunHandler):
-            job = self.cluster.jobs.get(key[0], _NO_JOB)
+            job = self.cluster.draws.get(key[0], _NO_JOB)
             run.sleeping = True
             try:
                 actions = yield from self._handler(job, key, step.deadline)

@@ -182,7 +182,8 @@ def test_cpu_jobs_burn_the_worker_process_and_share_its_gil(design: str) -> None
 def test_cpu_jobs_slow_the_requests_of_the_process_that_runs_them(design: str) -> None:
     """Design B runs jobs in the node that serves requests: its submits wait for the GIL behind CPU
     jobs. Design A's worker is its own process: the gateway's and job service's requests do not."""
-    params = SimParams().with_overrides({"nodes": 1, "slots": 2})
+    # one node of two slots (Design B), one worker of two slots (Design A)
+    params = SimParams().with_overrides({"nodes": 1, "slots": 2} if design == "mono" else {"slots": 2})
     load = {"arrival": {"kind": "open", "rate": 10}, "duration": {"kind": "constant", "mean": 0.05}}
     sleeping = run(design, spec_of(**load), params)
     burning = run(design, spec_of(job_type="cpu", **load), params)

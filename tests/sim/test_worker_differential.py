@@ -334,7 +334,7 @@ def run_sim() -> tuple[Log, dict[str, tuple[str, int]]]:
     params = SimParams.ideal(core=CONFIG, fetch_wait=FETCH_WAIT, min_empty_poll=MIN_EMPTY_POLL)
     env, cluster, _ = build(SimConfig("micro", WorkloadSpec(OpenLoop(1.0)), params))  # not started
     server = TraceServer()
-    backend = SimBackend(server, env, cluster.jobs)
+    backend = SimBackend(server, env, cluster.draws)
     proc = next(p for p in cluster.procs if p.role == "worker")
     worker = SimWorker(cluster, WORKER, SLOTS, proc, backend)
     log: Log = []
