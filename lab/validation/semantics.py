@@ -623,23 +623,23 @@ def format_semantics(tables: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def semantics_command(args: Any) -> int:
-    """`dtq validate FILE` for a file with `cases`: --real, --sim, --table (default --sim --table)."""
+def semantics_command(args: Any, tables_folder: Path) -> int:
+    """`dtq validate FILE` for a file with `cases`: --real, --sim, --table (default --sim --table);
+    the tables go to `tables_folder` (lab/validation/cli.py picks it)."""
     v = load_semantics(args.validation)
     steps = {s for s in ("real", "sim", "table") if getattr(args, s)} or {"sim", "table"}
     code = 0
     if "real" in steps:
         made, failed, complete = run_semantics_real(
-            v, args.out, budget=args.budget, only_design=args.only_design, progress=not args.no_progress
+            v, args.runs_dir, budget=args.budget, only_design=args.only_design, progress=not args.quiet
         )
         print(f"{v.name}: {made} real runs made, {failed} failed, {'complete' if complete else 'incomplete'}")
         code = 1 if failed else 0
     if "sim" in steps:
-        written = simulate_semantics(v, args.out, force=args.force)
+        written = simulate_semantics(v, args.runs_dir, force=args.force)
         print(f"{v.name}: {len(written)} runs simulated")
     if "table" in steps:
-        out = Path(args.tables) / "semantics" if args.tables == "data/validation" else Path(args.tables)
-        tables = build_semantics_tables(v, args.out, out)
+        tables = build_semantics_tables(v, args.runs_dir, tables_folder)
         print(format_semantics(tables))
-        print(f"tables written to {out}/")
+        print(f"tables written to {tables_folder}/")
     return code

@@ -163,8 +163,11 @@ def test_semantics_end_to_end_against_a_slower_stand_in(
         assert 1.3 < retry["attempts_real"] < 2.0 and abs(retry["attempts_err"]) < 0.05
         assert retry["failed_real"] > 0 and abs(retry["failed_err"]) < 0.05
         assert points[("cancel", design)]["cancelled_real"] > 0.1
-        prio = points[("priority", design)]
-        assert prio["done_p50@prio9_real"] < prio["done_p50@prio0_real"]
+    # priorities matter where jobs queue: at the design whose saturation set the rate (rho 0.8), in the
+    # tail (the stand-in's bottleneck is its dispatch path, not the slots, so the medians barely differ)
+    loaded = max((points[("priority", d)] for d in ("micro", "mono")), key=lambda r: float(r["rho"]))
+    assert loaded["rho"] == pytest.approx(0.8, rel=0.02)
+    assert loaded["done_p99@prio9_real"] < loaded["done_p99@prio0_real"]
     text = format_semantics(out)
     assert "attempts" in text and "done_p50@prio9" in text and "error table" in text
     assert (tables / "points.csv").is_file() and (tables / "summary.json").is_file()
