@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -365,6 +366,8 @@ def predictions_markdown(pred: Mapping[str, Any]) -> str:
     for key, s in pred["saturation"].items():
         label, design = key.split(".")
         lines.append(f"| {label} | {design} | {s:.1f} |")
+    for warning in pred.get("warnings", ()):
+        lines += ["", "Simulator warning: " + " ".join(warning.split())]
     lines += ["", "Predicted points (mean over the 3 simulated replications):", ""]
     names = [n for n, _ in METRICS]
     extra = sorted(
@@ -444,7 +447,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             missing = [(c.label, d) for c in v.cases for d in v.designs if (c.label, d) not in measured]
             if missing:
                 raise SystemExit(f"no real saturation for {missing}: run the saturation stage first")
-        pred = {**stamp, **predict(v, measured)}
+        with warnings.catch_warnings(record=True) as caught:  # the placeholder costs, kept in the file
+            warnings.simplefilter("always")
+            pred = {**stamp, **predict(v, measured)}
+        pred["warnings"] = sorted({str(w.message) for w in caught})
         if measured is None:
             pred["title"] = "predictions at rho x the PREDICTED saturation (before any real run)"
             _write("predictions-apriori", pred, predictions_markdown(pred))
