@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import simpy
 
-from model.results.schema import JobRecord, RequestRecord
+from model.results.schema import JobRecord, RequestRecord, sort_jobs, sort_requests
 from model.states import TERMINAL, JobState
 from model.workload import (
     ClosedLoop,
@@ -356,8 +356,9 @@ class LoadGen:
         self._watches.clear()
         if not self.track_jobs:
             self._jobs_from_cluster()
-        requests = sorted(self.requests, key=lambda r: (r.intended_time, r.client, r.start_time))
-        jobs = sorted(self.jobs, key=lambda j: (j.submit_time, j.job_id))
+        requests, jobs = list(self.requests), list(self.jobs)
+        sort_requests(requests)
+        sort_jobs(jobs)
         return requests, jobs
 
     def _jobs_from_cluster(self) -> None:
