@@ -4,7 +4,7 @@ The worker runs `celery -A lab.baseline.celery_app:app worker ...` (see `runner.
 the app reads its Redis URL from DTQ_BASELINE_REDIS_URL. Clients build their own app with
 `make_app(url, client=True)` and send tasks by name (`task_name(job_type)`), so they import no task code.
 
-Two settings profiles (DTQ_BASELINE_CELERY_PROFILE; `PROFILES`), because two are defensible:
+Settings profiles (DTQ_BASELINE_CELERY_PROFILE; `PROFILES`), because more than one is defensible:
 - "durable" (the default: experiments, faults): dtq's guarantees, at a price in speed.
   - `task_acks_late` + `task_reject_on_worker_lost`: a message is acknowledged only after the task
     ran, so a worker killed mid-task does not lose it (Celery #3541, #1628); with the prefork pool, a
@@ -21,10 +21,17 @@ Two settings profiles (DTQ_BASELINE_CELERY_PROFILE; `PROFILES`), because two are
   - `task_track_started`: the worker stores STARTED, so `status` can say RUNNING as dtq's does. It
     costs one more backend write and PUBLISH per task, which dtq also pays (its store records the
     RUNNING transition).
+- "lean": as durable (acks late: no task is lost with its worker), but no STARTED state (`status`
+  says PENDING until the end) and Celery's default prefetch of 4 per slot. The fastest measured
+  (2026-12-07, 3 interleaved rounds, shared host): server CPU 1.9 ms/job against durable's 3.0. Two
+  causes: STARTED costs a backend write + PUBLISH per task and a second result message for the
+  clients; and with prefetch 1 and acks late, the threads pool's acks do not wake the worker's event
+  loop (Celery #6941, #7718), so a freed slot can wait for its next message. `dtq bench` measures
+  durable and lean and compares dtq with the better one: an end-to-end figure never reads RUNNING.
 - "default": Celery's own defaults for those four settings (ack on receipt, so a task whose worker
-  dies is lost; prefetch 4 per slot; no STARTED state). What most deployments run, and the faster:
-  `dtq bench` measures both and compares dtq with the better one.
-Both profiles:
+  dies is lost; prefetch 4 per slot; no STARTED state): what most deployments run; measured no
+  faster than lean.
+Every profile:
 - `result_expires`: results carry a TTL (DTQ_BASELINE_RESULT_EXPIRES, 1 h), so the backend does not grow
   without bound (Celery #7801). Redis applies it natively (SETEX), no beat process is needed.
 - JSON only: the payloads are JSON text, and no pickle ever crosses the broker.
@@ -61,6 +68,12 @@ PROFILES: dict[str, dict[str, Any]] = {
         "task_reject_on_worker_lost": True,
         "task_track_started": True,
         "worker_prefetch_multiplier": 1,
+    },
+    "lean": {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": False,
+        "worker_prefetch_multiplier": 4,
     },
     "default": {
         "task_acks_late": False,
