@@ -407,7 +407,7 @@ faults() {
     fi
     "$PYTHON" -m realsys faults run --backend compose --design "$DESIGN" --image "$IMAGE" \
         --project "$project" --faults stop,kill --targets "$targets" --fault-at 7 --after 6 \
-        --pause 2 --downtime 1 --drain 10 --settle 20 --out "$rows" --runs-out ""
+        --pause 2 --downtime 1 --drain 10 --settle 20 --out "$rows" --runs-dir ""
     "$PYTHON" "$ROOT/docker/check_faults.py" --rows 2 --min-accepted 100 "${felt[@]}" "${rows%.json}.csv"
     [[ -z $(docker ps -aq --filter "label=com.docker.compose.project=$project") ]] ||
         die "$project: containers left behind"
@@ -513,7 +513,7 @@ main() {
     step "4a wheelhouse" fill_wheelhouse
     step "4b image build" build_image
     step "4c image runs as non-root" check_image_nonroot
-    if [[ ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # step 11's Prometheus image (operability)
+    if [[ $MODE == all && ${DTQ_DOCKER_OPS:-1} != 0 ]]; then # step 11's Prometheus image (operability)
         step "4d prometheus image" build_prometheus
     fi
     if [[ $MODE == image ]]; then

@@ -32,6 +32,7 @@ from lab.procfs import cpu_and_wait, per_thread_times
 from model.workload import workload_from_mapping
 from realsys import cluster, loadgen
 from realsys.cli import main as cli_main
+from realsys.cli_common import progress
 from realsys.targets import dtq_target_spec
 from sim.params import load_params
 
@@ -91,18 +92,21 @@ def diagnose(
     age: int = 0,
 ) -> dict[str, Any]:
     workload = point_workload(rate, mix, seconds)
+    progress(f"starting a {design} cluster")
     with cluster.running(
         design, total_slots=12, store=store, overrides={"DTQ_GC": gc_mode}, prefix=f"dtq-diagnose-{design}-"
     ) as info:
         pids = [n.pid for n in info.nodes]
         aged = 0
         if age > 0:
+            progress(f"ageing the cluster: about {age} jobs at {AGE_RATE:g}/s")
             ageing = point_workload(AGE_RATE, "submit", age / AGE_RATE, seed=12)
             spec = dtq_target_spec(info.clients, design=design)
             aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
         gc_before = _scrape_gc(info.directory)
         cpu0, wait0 = cpu_and_wait(pids)
         threads0 = {node.name: _threads(node.pid) for node in info.nodes}
+        progress(f"measuring {seconds:g} s at {rate:g} requests/s")
         result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
         cpu1, wait1 = cpu_and_wait(pids)
         threads = {n.name: _thread_split(threads0[n.name], _threads(n.pid)) for n in info.nodes}
@@ -192,11 +196,11 @@ def _scrape_gc(directory: Path) -> dict[str, dict[str, dict[str, float]]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("design", choices=["micro", "mono"])
+    parser.add_argument("design", choices=["micro", "mono"], help="A (micro) or B (mono)")
     parser.add_argument("rate", type=float, help="open-loop requests/s")
-    parser.add_argument("--mix", choices=sorted(MIXES), default="submit")
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--mix", choices=sorted(MIXES), default="submit", help="the requests' kinds")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds (at most 120)")
+    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite", help="where jobs are kept")
     parser.add_argument(
         "--gc", choices=["default", "freeze", "off"], default="default", help="the nodes' DTQ_GC"
     )

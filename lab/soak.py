@@ -26,9 +26,11 @@ from typing import Any
 from lab.procfs import rss_mib
 from model.errors import DtqError
 from realsys import cluster
+from realsys.cli_common import deprecated_alias, non_negative_float, positive_float, positive_int, progress
 from realsys.client import DtqClient
 
 SAMPLE_INTERVAL = 1.0
+PROGRESS_EVERY = 30.0  # seconds between progress lines (the total RSS so far)
 
 
 @dataclass
@@ -64,12 +66,21 @@ def phase_rate(elapsed: float, duration: float, rate: float, overload: float) ->
 
 
 async def _sample(result: SoakResult, pids: dict[str, int], start: float, stop: asyncio.Event) -> None:
+    shown = 0.0
     while not stop.is_set():
         now = time.monotonic() - start
+        total = 0.0
         for name, pid in pids.items():
             value = rss_mib(pid)
             if value is not None:
                 result.samples.setdefault(name, []).append((now, value))
+                total += value
+        if now >= shown + PROGRESS_EVERY:
+            shown = now
+            progress(
+                f"{result.design}/{result.store}: {now:.0f} of {result.duration:g} s, "
+                f"RSS total {total:.0f} MiB"
+            )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), SAMPLE_INTERVAL)
 
@@ -184,25 +195,46 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("soak", help="RSS of every node under a long open-loop load with a short result TTL")
     p.add_argument("--design", action="append", choices=("micro", "mono"), help="default: both")
     p.add_argument("--store", action="append", choices=("memory", "sqlite"), help="default: both")
-    p.add_argument("--duration", type=float, default=180.0, help="seconds per (design, store)")
-    p.add_argument("--rate", type=float, default=0.0, help="jobs/s at capacity (default: slots/job_seconds)")
-    p.add_argument("--overload", type=float, default=2.0, help="factor above capacity in the middle third")
-    p.add_argument("--job-seconds", type=float, default=0.1, help="each job sleeps this long")
-    p.add_argument("--result-ttl", type=float, default=10.0, help="DTQ_RESULT_TTL of the cluster")
-    p.add_argument("--max-pending", type=int, default=500, help="DTQ_MAX_PENDING, per job owner")
-    p.add_argument("--max-in-flight", type=int, default=256, help="outstanding submits of the generator")
-    p.add_argument("--dir", default="", help="cluster directory (default: a temporary one)")
+    p.add_argument("--duration", type=positive_float, default=180.0, help="seconds per (design, store)")
+    p.add_argument(
+        "--rate",
+        type=non_negative_float,
+        default=0.0,
+        help="jobs/s at capacity (default: slots/job duration)",
+    )
+    p.add_argument(
+        "--overload", type=positive_float, default=2.0, help="factor above capacity in the middle third"
+    )
+    p.add_argument(
+        "--job-duration", type=positive_float, default=0.1, metavar="S", help="each job sleeps this long (s)"
+    )
+    deprecated_alias(p, "--job-seconds", "--job-duration", "job_duration", type=positive_float)
+    p.add_argument(
+        "--result-ttl", type=non_negative_float, default=10.0, help="DTQ_RESULT_TTL of the cluster"
+    )
+    p.add_argument("--max-pending", type=positive_int, default=500, help="DTQ_MAX_PENDING, per job owner")
+    p.add_argument(
+        "--max-in-flight", type=positive_int, default=256, help="outstanding submits of the generator"
+    )
+    p.add_argument(
+        "--clusters-dir",
+        default="",
+        metavar="DIR",
+        help="the clusters' directories go here (default: temporary)",
+    )
+    deprecated_alias(p, "--dir", "--clusters-dir", "clusters_dir")
     p.set_defaults(handler=soak_command)
 
 
 def soak_command(args: argparse.Namespace) -> int:
-    if args.duration <= 0 or args.job_seconds <= 0 or args.overload < 1:
-        raise ValueError("need --duration > 0, --job-seconds > 0 and --overload >= 1")
-    rate = args.rate or cluster.DEFAULT_TOTAL_SLOTS / args.job_seconds
+    if args.overload < 1:
+        raise ValueError("need --overload >= 1")
+    rate = args.rate or cluster.DEFAULT_TOTAL_SLOTS / args.job_duration
     overrides = {"DTQ_RESULT_TTL": repr(args.result_ttl), "DTQ_MAX_PENDING": str(args.max_pending)}
     for design in args.design or ["micro", "mono"]:
         for store in args.store or ["memory", "sqlite"]:
-            directory = Path(args.dir) / f"{design}-{store}" if args.dir else None
+            directory = Path(args.clusters_dir) / f"{design}-{store}" if args.clusters_dir else None
+            progress(f"{design}/{store}: starting the cluster; then {args.duration:g} s of load")
             result = asyncio.run(
                 _soak_one(
                     design,
@@ -210,7 +242,7 @@ def soak_command(args: argparse.Namespace) -> int:
                     args.duration,
                     rate,
                     args.overload,
-                    args.job_seconds,
+                    args.job_duration,
                     overrides,
                     args.max_in_flight,
                     directory,

@@ -92,7 +92,9 @@ class ClusterInfo:
         for node in self.nodes:
             if node.name == name:
                 return node
-        raise KeyError(f"no node named {name!r}; nodes: {[n.name for n in self.nodes]}")
+        raise ValueError(
+            f"no node named {name!r} in {self.directory}; its nodes: {', '.join(n.name for n in self.nodes)}"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

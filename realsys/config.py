@@ -1,7 +1,8 @@
 """Node configuration: one frozen dataclass, loaded from `DTQ_*` environment variables only.
 
 `load_config(env)` validates everything and raises InvalidArgument with a message naming the variable;
-`config_to_env(config)` is its inverse (used by the cluster launcher and compose files).
+`config_to_env(config)` is its inverse (used by the cluster launcher and compose files). `SETTINGS` says
+what each variable means and where its default comes from; `settings_help()` is `dtq serve --help`'s list.
 
 Core tunables: every `CoreConfig` field `f` is read from `DTQ_<F>` (upper case), e.g.
 `DTQ_LEASE_DURATION`; fields left unset keep the `CoreConfig` default, and `CoreConfig` checks the values.
@@ -13,11 +14,12 @@ import dataclasses
 import hashlib
 import math
 import re
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from model.config import CoreConfig
 from model.errors import InvalidArgument
@@ -34,9 +36,9 @@ MICRO_ROLES: tuple[RoleName, ...] = ("gateway", "job", "queue", "coordinator", "
 CALLS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "gateway": ("job", "result", "coordinator"),
-        "job": ("queue", "coordinator"),
+        "job": ("queue", "coordinator", "result"),
         "queue": (),
-        "coordinator": ("queue", "job", "result"),
+        "coordinator": ("queue", "job"),
         "worker": ("coordinator",),
         "result": (),
     }
@@ -197,6 +199,134 @@ def default_slots(role: str) -> int:
     return {"worker": 12, "node": 2}.get(role, 0)
 
 
+# ---------------------------------------------------------------------------- what each variable means
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One DTQ_* variable of a node: its meaning, and its default: the NodeConfig `field`'s default,
+    else `default` (the text load_config uses when the variable is unset), else `derived` (in words,
+    for a default that depends on other settings)."""
+
+    var: str
+    meaning: str
+    field: str = ""
+    default: str = ""
+    derived: str = ""
+
+    def default_text(self) -> str:
+        if self.field:
+            value = _field_default(self.field)
+            return value if isinstance(value, str) else repr(value)
+        return self.derived or self.default
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "DTQ_ROLE", f"the process's role: {', '.join(MICRO_ROLES)} (Design A) or node (B)", derived="required"
+    ),
+    Setting("DTQ_DESIGN", "micro (Design A) or mono (Design B)", derived="mono for role node, else micro"),
+    Setting("DTQ_NAME", "job-id prefix and log name", derived="the role (Design A); required for B, e.g. n1"),
+    Setting("DTQ_LISTEN", "gRPC address host:port (port 0: any free one)", default="127.0.0.1:0"),
+    Setting("DTQ_DATA_DIR", "SQLite files and <name>.addr / <name>.metrics go here", default="data"),
+    Setting("DTQ_STORE", "sqlite (durable) or memory", default="sqlite"),
+    Setting(
+        "DTQ_SLOTS",
+        "worker slots in this process",
+        derived=", ".join(f"{r} {default_slots(r)}" for r in ("worker", "node")) + ", other roles 0",
+    ),
+    Setting("DTQ_PEERS", "Design B: every node, this one too: n1=host:port,... (or n1..n6=n{i}.dtq:50051)"),
+    Setting("DTQ_SERVICES", "Design A: the roles this one calls: job=host:port,..."),
+    Setting("DTQ_METRICS_PORT", "Prometheus /metrics port (0: any free one, -1: off)", field="metrics_port"),
+    Setting("DTQ_RPC_TIMEOUT", "deadline of every internal hop (s)", field="rpc_timeout"),
+    Setting("DTQ_FETCH_WAIT", "a worker's FetchWork long-poll (s)", field="fetch_wait"),
+    Setting(
+        "DTQ_STEAL_INTERVAL",
+        "Design B: how often an idle node looks for work to steal (s)",
+        field="steal_interval",
+    ),
+    Setting(
+        "DTQ_STEAL_FANOUT", "Design B: peers one steal round asks, at random (0: all)", field="steal_fanout"
+    ),
+    Setting("DTQ_DRAIN_TIMEOUT", "SIGTERM: grace to finish running work (s)", field="drain_timeout"),
+    Setting("DTQ_LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}", field="log_level"),
+    Setting("DTQ_GC", f"CPython's cyclic GC: {', '.join(GC_MODES)}", field="gc_mode"),
+    Setting("DTQ_JOB_MODULES", "comma-separated modules whose @job_type handlers the worker imports"),
+    Setting("DTQ_TRACE_DIR", "append each hop's span to DIR/<name>.spans.jsonl (off when unset)"),
+    Setting("DTQ_TRACE_OTLP", "also export spans to this OTLP/gRPC collector host:port"),
+    Setting("DTQ_TLS_CERT", "this node's certificate chain, PEM (with DTQ_TLS_KEY, DTQ_TLS_CA: TLS only)"),
+    Setting("DTQ_TLS_KEY", "its private key, PEM"),
+    Setting("DTQ_TLS_CA", "the CA that signed every node's certificate, PEM"),
+    Setting("DTQ_CLIENT_TOKENS", "comma-separated tokens accepted on the client API (needs TLS)"),
+    Setting("DTQ_WORKER_TOKENS", "comma-separated NAME:TOKEN or TOKEN accepted on the Workers API"),
+    Setting("DTQ_INTERNAL_TOKEN", "the token of node-to-node hops (needed with any token)"),
+)
+
+# what each CoreConfig field means (its default is CoreConfig's): DTQ_<FIELD>
+CORE_MEANINGS: Mapping[str, str] = MappingProxyType(
+    {
+        "lease_duration": "a lease lives this long past the latest heartbeat (s)",
+        "heartbeat_interval": "what workers are told to use (s); shorter than the lease",
+        "worker_ttl": "a worker silent this long is lost and its jobs released (s)",
+        "default_execution_timeout": "a job's execution timeout when its spec gives none (s)",
+        "max_execution_timeout": "the longest execution timeout a spec may ask for (s)",
+        "default_max_attempts": "attempts when a spec gives none",
+        "max_attempts_cap": "the most attempts a spec may ask for",
+        "default_initial_backoff": "first retry delay when a spec gives none (s)",
+        "default_max_backoff": "longest retry delay when a spec gives none (s)",
+        "default_backoff_multiplier": "retry delay growth per attempt when a spec gives none",
+        "backoff_jitter": "fraction of each retry delay drawn at random",
+        "max_pending": "SubmitJob gets RESOURCE_EXHAUSTED beyond this many unfinished jobs (per owner)",
+        "max_pending_bytes": "... or beyond this many payload bytes of unfinished jobs (per owner)",
+        "max_payload_bytes": "largest payload a job may carry",
+        "max_result_bytes": "largest output; a larger one fails its job (RESULT_TOO_LARGE)",
+        "max_error_chars": "a worker's error message is cut to this length",
+        "max_reply_bytes": "replies that carry payloads or many jobs end before this many bytes",
+        "max_retained_bytes": "result bytes of finished jobs kept per owner (oldest dropped first)",
+        "max_inline_result_bytes": "results above this size stay in the store, not in RAM",
+        "max_worker_slots": "the most slots one worker's heartbeat may claim",
+        "max_labels": "labels per job",
+        "max_label_chars": "characters per label key or value",
+        "default_page_size": "ListJobs page size when a request gives none",
+        "max_page_size": "ListJobs page size cap",
+        "reservation_hold": "queue reservations not acknowledged in time return to the queue (s)",
+        "result_ttl": "finished jobs are dropped this long after they end (s; 0: never)",
+        "max_retained_jobs": "finished jobs kept per owner (oldest dropped first)",
+    }
+)
+
+
+def _field_default(name: str) -> Any:
+    """The default of NodeConfig field `name` (the one place it is written)."""
+    return next(f.default for f in dataclasses.fields(NodeConfig) if f.name == name)
+
+
+def _setting_default(var: str) -> str:
+    return next(s.default for s in SETTINGS if s.var == var)
+
+
+def core_settings() -> list[Setting]:
+    """A Setting for every CoreConfig field, DTQ_<FIELD>, with CoreConfig's default."""
+    defaults = CoreConfig()
+    return [
+        Setting(_core_var(f.name), CORE_MEANINGS.get(f.name, ""), default=repr(getattr(defaults, f.name)))
+        for f in dataclasses.fields(CoreConfig)
+    ]
+
+
+def settings_help(width: int = 100) -> str:
+    """Every DTQ_* variable a node reads, with its default and meaning (`dtq serve --help`)."""
+    lines: list[str] = []
+    for title, settings in (
+        ("node settings (environment variables):", SETTINGS),
+        ("core settings (model/config.py CoreConfig: field f is DTQ_<F>):", core_settings()),
+    ):
+        lines.append(title)
+        for s in settings:
+            default = s.default_text()
+            tail = "[required]" if default == "required" else f"[default: {default or 'unset'}]"
+            lines.extend(textwrap.wrap(f"  {s.var}: {s.meaning} {tail}", width, subsequent_indent="      "))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- loading
 def load_config(env: Mapping[str, str]) -> NodeConfig:
     """Builds and validates a NodeConfig from `DTQ_*` variables; InvalidArgument names what is wrong."""
@@ -215,11 +345,11 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
     except InvalidArgument as exc:
         raise InvalidArgument(f"DTQ_NAME: {exc.message}") from None
 
-    listen = _address(env.get("DTQ_LISTEN", "127.0.0.1:0"), "DTQ_LISTEN")
-    data_dir = env.get("DTQ_DATA_DIR", "data")
+    listen = check_address(env.get("DTQ_LISTEN", _setting_default("DTQ_LISTEN")), "DTQ_LISTEN")
+    data_dir = env.get("DTQ_DATA_DIR", _setting_default("DTQ_DATA_DIR"))
     if not data_dir:
         raise InvalidArgument("DTQ_DATA_DIR must not be empty")
-    store = _choice(env, "DTQ_STORE", ("sqlite", "memory"), "sqlite")
+    store = _choice(env, "DTQ_STORE", ("sqlite", "memory"), _setting_default("DTQ_STORE"))
     slots = _number(env, "DTQ_SLOTS", int, default_slots(role), minimum=0)
 
     peers = _address_map(env.get("DTQ_PEERS", ""), "DTQ_PEERS")
@@ -258,7 +388,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
             f"as that node's own worker ({clash[0]}-w)"
         )
 
-    log_level = env.get("DTQ_LOG_LEVEL", "INFO").upper()
+    log_level = env.get("DTQ_LOG_LEVEL", _field_default("log_level")).upper()
     if log_level not in LOG_LEVELS:
         raise InvalidArgument(f"DTQ_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
 
@@ -273,15 +403,19 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         core=core,
         peers=MappingProxyType(peers),
         services=MappingProxyType(services),
-        metrics_port=_number(env, "DTQ_METRICS_PORT", int, 0, minimum=-1, maximum=65535),
-        rpc_timeout=_number(env, "DTQ_RPC_TIMEOUT", float, 5.0, positive=True),
-        fetch_wait=_number(env, "DTQ_FETCH_WAIT", float, 5.0, minimum=0.0),
-        steal_interval=_number(env, "DTQ_STEAL_INTERVAL", float, 0.05, positive=True),
-        steal_fanout=_number(env, "DTQ_STEAL_FANOUT", int, 0, minimum=0),
-        drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, 10.0, minimum=0.0),
+        metrics_port=_number(
+            env, "DTQ_METRICS_PORT", int, _field_default("metrics_port"), minimum=-1, maximum=65535
+        ),
+        rpc_timeout=_number(env, "DTQ_RPC_TIMEOUT", float, _field_default("rpc_timeout"), positive=True),
+        fetch_wait=_number(env, "DTQ_FETCH_WAIT", float, _field_default("fetch_wait"), minimum=0.0),
+        steal_interval=_number(
+            env, "DTQ_STEAL_INTERVAL", float, _field_default("steal_interval"), positive=True
+        ),
+        steal_fanout=_number(env, "DTQ_STEAL_FANOUT", int, _field_default("steal_fanout"), minimum=0),
+        drain_timeout=_number(env, "DTQ_DRAIN_TIMEOUT", float, _field_default("drain_timeout"), minimum=0.0),
         log_level=log_level,
         security=security,
-        gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, "default")),
+        gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, _field_default("gc_mode"))),
         job_modules=_module_names(env.get("DTQ_JOB_MODULES", ""), "DTQ_JOB_MODULES"),
         trace=_trace_config(env),
     )
@@ -390,7 +524,7 @@ def _number(
     return value
 
 
-def _address(value: str, var: str) -> str:
+def check_address(value: str, var: str) -> str:
     match = _HOST_PORT.match(value)
     if match is None or int(match.group(1)) > 65535:
         raise InvalidArgument(
@@ -512,7 +646,7 @@ def _address_map(value: str, var: str) -> dict[str, str]:
         for name, one in _expand(key, address, var):
             if name in result:
                 raise InvalidArgument(f"{var}: {name!r} is given twice")
-            result[name] = _address(one, var)
+            result[name] = check_address(one, var)
     return result
 
 

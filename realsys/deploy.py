@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from realsys.cli_common import positive_int
 from realsys.cluster import MICRO_ROLES, mono_nodes, slots_per_node
 from realsys.config import DEFAULT_NODES
 
@@ -199,12 +200,16 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "deploy", help="print a design's Compose file, Swarm stack or Kubernetes manifests for N nodes"
     )
-    p.add_argument("target", choices=TARGETS)
-    p.add_argument("--design", choices=["micro", "mono"], required=True)
-    p.add_argument("--nodes", type=int, help=f"Design B: nodes n1..nN (default {DEFAULT_NODES})")
-    p.add_argument("--hosts", type=int, help=f"swarm: hosts h1..hH to spread over (default {DEFAULT_HOSTS})")
-    p.add_argument("--slots", type=int, default=12, help="Design B: total worker slots, split over the nodes")
-    p.add_argument("--out", default="", help="write to this file (default: standard output)")
+    p.add_argument("target", choices=TARGETS, help="what to print")
+    p.add_argument("--design", choices=["micro", "mono"], required=True, help="A (micro) or B (mono)")
+    p.add_argument("--nodes", type=positive_int, help=f"Design B: nodes n1..nN (default {DEFAULT_NODES})")
+    p.add_argument(
+        "--hosts", type=positive_int, help=f"swarm: hosts h1..hH to spread over (default {DEFAULT_HOSTS})"
+    )
+    p.add_argument(
+        "--slots", type=positive_int, default=12, help="Design B: total worker slots, split over the nodes"
+    )
+    p.add_argument("--out", default="", metavar="FILE", help="write to FILE (default: standard output)")
     p.set_defaults(handler=deploy_command)
 
 

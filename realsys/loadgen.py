@@ -63,6 +63,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from model.errors import Unavailable
 from model.results.runs import (
     JOBS_FILE,
     REQUESTS_FILE,
@@ -92,6 +95,7 @@ from model.workload import (
     workload_to_mapping,
 )
 from realsys import cluster
+from realsys.cli_common import progress
 from realsys.eventloop import loop_factory
 from realsys.targets import Target, TargetError, dtq_target_spec, make_target
 
@@ -674,8 +678,18 @@ def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any
     return info.design, info.clients, parameters
 
 
+HEALTH_WAIT = 5.0  # seconds `dtq load` waits for each address to answer gRPC health before the run
+
+
+def unavailable(message: str) -> Unavailable:
+    """An UNAVAILABLE error as a call to the cluster raises it (its status code in `.grpc_code`)."""
+    error = Unavailable(message)
+    error.grpc_code = grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    return error
+
+
 def load_command(args: argparse.Namespace) -> int:
-    """`dtq load`: one run against a cluster, written to --out in the data/README.md layout."""
+    """`dtq load`: one run against a cluster, written under --runs-dir in the data/README.md layout."""
     spec = load_workload(args.workload)
     if args.dir:
         design, addresses, parameters = _design_parameters(Path(args.dir))
@@ -683,20 +697,30 @@ def load_command(args: argparse.Namespace) -> int:
         if not args.design:
             raise ValueError("--design is required with --addr")
         design, addresses, parameters = args.design, list(args.addr), {}
+    for address in addresses:  # else a dead address makes a run of nothing but UNAVAILABLE
+        try:
+            cluster.wait_healthy(address, min(args.timeout, HEALTH_WAIT))
+        except TimeoutError as exc:
+            raise unavailable(f"{exc}: nothing was measured") from None
     submit_wait = getattr(args, "submit_wait", 0.0)
     parameters = {**parameters, "processes": args.processes, "timeout": args.timeout}
     if submit_wait > 0:  # the client mode is part of what was measured
         parameters["submit_wait"] = submit_wait
     run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
     started_at, stamp = utc_now(), provenance()
+    progress(
+        f"{run_id}: {spec.total_time:g} s of load on {len(addresses)} address(es), then up to "
+        f"{args.drain:g} s for jobs to finish"
+    )
     result = run(
         dtq_target_spec(addresses, args.timeout, submit_wait=submit_wait),
         spec,
         args.processes,
         drain_timeout=args.drain,
     )
+    progress("writing the run")
     path, summary = write_load_run(
-        args.out,
+        args.runs_dir,
         run_id,
         result,
         spec,

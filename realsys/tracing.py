@@ -22,7 +22,8 @@ Exporters: DIR/<node>.spans.jsonl (HopSpan records, one JSON object a line), wri
 BatchSpanProcessor on its own thread; and OTLP/gRPC to DTQ_TRACE_OTLP when the optional
 `opentelemetry-exporter-otlp-proto-grpc` is installed (`pip install dtq[otlp]`).
 
-    dtq trace JOB_ID --dir DIR          # one job's timeline across every process that traced it
+    dtq trace JOB_ID --dir CLUSTER      # one job's timeline across every process that traced it
+    dtq trace JOB_ID --trace-dir DIR    # the same from a trace directory
 """
 
 from __future__ import annotations
@@ -417,13 +418,12 @@ def read_spans(directory: Path) -> Iterator[HopSpan]:
 
 
 def trace_command(args: argparse.Namespace) -> int:
-    directory = Path(args.dir)
+    directory = Path(args.trace_dir)
     if not directory.is_dir():
         raise FileNotFoundError(f"no trace directory {directory}")
     rows = timeline(read_spans(directory), args.job_id)
     if not rows:
-        print(f"dtq: no spans of job {args.job_id} in {directory}", flush=True)
-        return 1
+        raise ValueError(f"no spans of job {args.job_id} in {directory}")
     if args.json:
         for row in rows:
             print(json.dumps(row.span.to_json()))

@@ -1,20 +1,28 @@
-"""`dtq sim`: simulate a workload on a design and write a run directory, or (`dtq sim faults`) the
-lease x heartbeat fault sweep. `register` adds the command to the `dtq` entry point."""
+"""`dtq sim`: simulate a workload on a design and write a run directory (run); list every parameter key
+with its value, unit and source (params); run a sweep file (sweep FILE, sim/sweeps.py); or the lease x
+heartbeat fault sweep (faults). `register` adds the command to the `dtq` entry point; a flag that only
+another mode reads is refused (`_check_mode`). Bad keys, values and paths are one-line errors (realsys'
+`dtq` prints them)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
-from collections.abc import Sequence
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from model.errors import InvalidArgument
-from model.results.runs import load_workload, provenance, run_config, utc_now, write_run
+from model.results.documents import read_document
+from model.results.runs import fresh_path, load_workload, run_exists
 from model.results.summary import format_summary
-from sim.api import DESIGNS, Design, SimConfig, run
+from model.workload import workload_from_mapping
+from sim.api import DESIGNS, Design, PlaceholderWarning, SimConfig, placeholder_text, run
 from sim.faults import (
     FaultAudit,
     default_target,
@@ -25,58 +33,128 @@ from sim.faults import (
     sweep,
 )
 from sim.injection import Fault
+from sim.keys import KEYS, design_check
 from sim.mva import format_prediction, predict
-from sim.params import SimParams, load_params, parse_override
+from sim.params import SimParams, calibration_path, load_params, parse_override
+from sim.sweeps import DEFAULT_METRICS
+from sim.sweeps import sweep as run_sweep
+
+# realsys.cli_common.PROGRESS_LOGGER (the simulator may not import realsys): `dtq` shows its lines on
+# stderr unless --quiet
+PROGRESS_LOGGER = "dtq.progress"
+ACTIONS = ("run", "params", "sweep", "faults")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sim_action",
         nargs="?",
-        choices=("run", "faults"),
+        choices=ACTIONS,
         default="run",
-        help="run (default): one workload; faults: the lease x heartbeat fault sweep (sim/faults.py)",
+        help="run (default): one workload; params: every parameter key, its value and source; "
+        "sweep FILE: a sweep file; faults: the lease x heartbeat fault sweep (sim/faults.py)",
     )
-    parser.add_argument("--design", choices=DESIGNS, required=True)
-    parser.add_argument("--workload", default="", help="a .yaml/.toml workload (data/workloads/)")
-    parser.add_argument("--nodes", type=int, default=0, help="Design B node count (default: params)")
+    parser.add_argument("sweep_file", nargs="?", default="", help="sweep: the sweep file (.yaml)")
+    parser.add_argument("--design", choices=DESIGNS, help="A (micro) or B (mono) (run and faults need it)")
+    parser.add_argument("--nodes", type=_count, default=0, help="Design B node count (0: the params')")
     parser.add_argument("--calibration", default="", help="a name under data/calibration/ or a JSON path")
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter"
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter (`dtq sim params` lists the keys; sim/README.md what each means)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="simulator seed (default: the workload's)")
-    parser.add_argument("--replication", type=int, default=0)
-    parser.add_argument("--out", default="data/runs", help="runs root directory ('' to not write)")
-    parser.add_argument("--run-id", default="")
-    parser.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
-    parser.add_argument("--mva", action="store_true", help="also print the analytic (sim/mva.py) prediction")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="simulator seed (default: the workload's; faults: 1)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="run: replace an existing run; faults: the default rows file"
+    )
+    run_flags = parser.add_argument_group("dtq sim run")
+    run_flags.add_argument("--workload", default="", help="run: a .yaml/.toml workload (data/workloads/)")
+    run_flags.add_argument("--replication", type=_count, default=0, help="run: replication index")
+    run_flags.add_argument(
+        "--runs-dir", default="data/runs", metavar="DIR", help="run: root of the run directories ('': none)"
+    )
+    run_flags.add_argument(
+        "--run-id",
+        default="",
+        help="run: default sim-<design>-<workload>[-w<overrides hash>]-<seed>-r<replication>",
+    )
+    run_flags.add_argument(
+        "--no-records", action="store_true", help="run: write only config.json and summary.json"
+    )
+    run_flags.add_argument(
+        "--mva", action="store_true", help="run: also print the analytic (sim/mva.py) prediction"
+    )
+    params_flags = parser.add_argument_group("dtq sim params")
+    params_flags.add_argument("--json", action="store_true", help="params: JSON instead of a table")
+    sweep_flags = parser.add_argument_group("dtq sim sweep")
+    sweep_flags.add_argument("--workers", type=_count, default=0, help="sweep: local processes (0: cores)")
+    sweep_flags.add_argument("--address", default="", help="sweep: a Dask scheduler, tcp://HOST:PORT")
+    sweep_flags.add_argument("--table", default="", metavar="FILE", help="sweep: write the tidy table (CSV)")
     add_fault_arguments(parser)
 
 
+def _design(args: argparse.Namespace) -> Design:
+    if not args.design:
+        raise InvalidArgument(f"dtq sim {args.sim_action} needs --design micro|mono")
+    design: Design = args.design
+    return design
+
+
+def _calibration(name: str) -> SimParams:
+    path = calibration_path(name)
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        hint = f" (in {path.parent}: {', '.join(known)})" if known else ""
+        raise InvalidArgument(f"no calibration {name!r}: {path} is not a file{hint}")
+    return load_params(path)
+
+
 def params_of(args: argparse.Namespace) -> SimParams:
-    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides."""
-    params = load_params(args.calibration) if args.calibration else SimParams()
+    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides
+    (in order), checked against --design when given."""
+    params = _calibration(args.calibration) if args.calibration else SimParams()
     overrides = dict(parse_override(s) for s in args.set)
     if args.nodes:
         overrides["nodes"] = args.nodes
     if overrides:
         params = params.with_overrides(overrides)
+    if args.design:
+        params.check_design(args.design)
     return params
+
+
+def warn_placeholders(params: SimParams, design: str) -> None:
+    """The placeholder costs' warning block on stderr (nothing when every cost was measured)."""
+    text = placeholder_text(params, design)
+    if text:
+        print(text, file=sys.stderr)
+
+
+def _workload(path: str) -> Any:
+    if not path:
+        raise InvalidArgument("dtq sim needs --workload FILE (data/workloads/ has examples)")
+    if not Path(path).is_file():
+        raise InvalidArgument(f"--workload {path}: not a file")
+    return load_workload(path)
 
 
 def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
     """`dtq sim --mva`: the analytic prediction beside the simulator's summary."""
-    return format_prediction(predict(args.design, load_workload(args.workload), params_of(args)), summary)
+    return format_prediction(predict(_design(args), _workload(args.workload), params_of(args)), summary)
 
 
 def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
-    """Runs one simulation from parsed `dtq sim` arguments; writes it when --out is set."""
-    if not args.workload:
-        raise InvalidArgument("dtq sim needs --workload")
-    workload = load_workload(args.workload)
+    """Runs one simulation from parsed `dtq sim` arguments; writes it when --runs-dir is set (an
+    existing run of the same id only with --force)."""
+    design = _design(args)
+    workload = _workload(args.workload)
     params = params_of(args)
     config = SimConfig(
-        design=args.design,
+        design=design,
         workload=workload,
         params=params,
         seed=args.seed,
@@ -84,31 +162,172 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         name=Path(args.workload).stem,
         run_id=args.run_id,
     )
-    started_at = utc_now()
-    result = run(config)
-    if not args.out:
+    if args.runs_dir and run_exists(args.runs_dir, config.effective_run_id) and not args.force:
+        raise InvalidArgument(
+            f"run {Path(args.runs_dir) / config.effective_run_id} exists: --force replaces it, --run-id "
+            "names another"
+        )
+    warn_placeholders(params, design)
+    logging.getLogger(PROGRESS_LOGGER).info(f"simulating {config.effective_run_id}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
+        result = run(config)
+    if not args.runs_dir:
         return result.summary, None
-    run_cfg = run_config(
-        run_id=config.effective_run_id,
-        kind="sim",
-        design=config.design,
-        workload=workload,
-        parameters={"calibration": params.name, "sim_seed": config.sim_seed, "params": params.to_mapping()},
-        replication=config.replication,
-        started_at=started_at,
-        provenance_info=provenance(),
-    )
-    path = write_run(
-        args.out,
-        config.effective_run_id,
-        run_cfg,
-        result.requests,
-        result.jobs,
-        result.summary,
-        records=not args.no_records,
-        overwrite=True,
-    )
+    path = result.save(args.runs_dir, records=not args.no_records, overwrite=args.force)
     return result.summary, path
+
+
+# ---------------------------------------------------------------------------- dtq sim params
+def params_rows(params: SimParams, calibration: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Every key (sim/keys.py): value, unit, source, the designs that read it, what it is."""
+    return [
+        {
+            "key": name,
+            "value": params.value_text(name),
+            "unit": key.unit,
+            "source": params.source(name, calibration),
+            "designs": "+".join("A" if d == "micro" else "B" for d in key.designs),
+            "about": key.doc + (" (label: recorded, read by no design)" if key.label else ""),
+        }
+        for name, key in KEYS.items()
+    ]
+
+
+def params_command(args: argparse.Namespace) -> int:
+    params = params_of(args)
+    doc = json.loads(calibration_path(args.calibration).read_text()) if args.calibration else None
+    rows = params_rows(params, doc)
+    if args.design:
+        rows = [r for r in rows if ("A" if args.design == "micro" else "B") in r["designs"]]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'key':<36} {'value':<64} {'unit':<9} {'source':<11} designs")
+        for r in rows:
+            print(f"{r['key']:<36} {r['value']:<64} {r['unit']:<9} {r['source']:<11} {r['designs']}")
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["source"]] = counts.get(r["source"], 0) + 1
+        print(f"{len(rows)} keys ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); calibration "
+              f"{params.name!r}. Meanings of overrides (X.scale, X.shift, ...): sim/README.md")  # fmt: skip
+    return 0
+
+
+# ---------------------------------------------------------------------------- dtq sim sweep FILE
+SWEEP_KEYS = frozenset(
+    {
+        "design",
+        "workload",
+        "calibration",
+        "set",
+        "grid",
+        "replications",
+        "metrics",
+        "seed",
+        "name",
+        "warm_start",
+    }
+)
+
+
+def load_sweep(path: Path) -> dict[str, Any]:
+    """A sweep file: {design, workload (a file, relative to the sweep file, or a mapping), calibration,
+    set (base overrides), grid, replications, metrics}; checked, nothing run."""
+    if not path.is_file():
+        raise InvalidArgument(f"sweep file {path}: no such file")
+    data = read_document(path, (".yaml", ".yml"))
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"{path}: a sweep file holds one mapping")
+    unknown = sorted(set(data) - SWEEP_KEYS)
+    if unknown:
+        raise InvalidArgument(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(SWEEP_KEYS))})")
+    for key in ("design", "workload", "grid"):
+        if key not in data:
+            raise InvalidArgument(f"{path}: needs {key}")
+    return dict(data)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    if not args.sweep_file:
+        raise InvalidArgument("dtq sim sweep needs a sweep file (dtq sim sweep FILE.yaml)")
+    path = Path(args.sweep_file)
+    spec = load_sweep(path)
+    raw = spec["workload"]
+    if isinstance(raw, str):
+        wl_path = (
+            (path.parent / raw) if not Path(raw).is_absolute() and not Path(raw).is_file() else Path(raw)
+        )
+        workload = _workload(str(wl_path))
+        name = wl_path.stem
+    else:
+        workload = workload_from_mapping(raw)
+        name = str(spec.get("name", path.stem))
+    params = _calibration(str(spec["calibration"])) if spec.get("calibration") else SimParams()
+    base_set = spec.get("set") or {}
+    if not isinstance(base_set, Mapping):
+        raise InvalidArgument(f"{path}: set must be a mapping of key -> value")
+    params = params.with_overrides(base_set)
+    base = SimConfig(spec["design"], workload, params, seed=spec.get("seed"), name=name)
+    grid = spec["grid"]
+    if isinstance(grid, Mapping):
+        design_check([k for k in grid if k != "design" and not k.startswith("workload.")],
+                     grid.get("design", [base.design]))  # fmt: skip
+    table_path = Path(args.table) if args.table else None
+    metrics = spec.get("metrics") or DEFAULT_METRICS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlaceholderWarning)
+        df = run_sweep(
+            base,
+            grid,
+            int(spec.get("replications", 5)),
+            metrics=metrics,
+            workers=args.workers or None,
+            address=args.address,
+        )
+    for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PlaceholderWarning)):
+        print(text, file=sys.stderr)
+    print(format_sweep(df))
+    if table_path is not None:
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(table_path, index=False)
+        print(f"table written to {table_path}")
+    return 0
+
+
+def format_sweep(df: Any) -> str:
+    """One line per point and metric: the mean and its confidence interval over the replications."""
+    keys = [c for c in df.columns if c not in ("point", "replication", "seed", "sim_seed", "metric",
+                                                "value", "mean", "ci_low", "ci_high", "n")]  # fmt: skip
+    firsts = df[df["replication"] == df["replication"].min()]
+    lines = []
+    for _, row in firsts.iterrows():
+        point = " ".join(f"{k}={row[k]}" for k in keys)
+        lines.append(
+            f"{point:<50} {row['metric']:<28} {row['mean']:>11.4g} "
+            f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}] n={row['n']}"
+        )
+    return "\n".join(lines)
+
+
+def _count(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)  # ValueError: argparse says "invalid _count value"
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type: seconds > 0, one value (a list goes to --leases / --heartbeats)."""
+    try:
+        value = float(text)
+    except ValueError:
+        hint = " (lists: --leases, --heartbeats)" if "," in text else ""
+        raise argparse.ArgumentTypeError(f"expected one number of seconds > 0, got {text!r}{hint}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected one number of seconds > 0, got {text!r}")
+    return value
 
 
 def _floats(text: str) -> list[float]:
@@ -124,31 +343,58 @@ def _floats(text: str) -> list[float]:
 def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     """`dtq sim faults` flags (the `sim` parser's; --design, --calibration, --set, --seed are shared)."""
     group = parser.add_argument_group("dtq sim faults")
-    group.add_argument("--lease", default="2,5,10", help="faults: lease durations (s), comma-separated")
-    group.add_argument("--heartbeat", default="0.5,1,2", help="faults: heartbeat intervals (s)")
+    group.add_argument(
+        "--leases", default="2,5,10", metavar="S,S,...", help="faults: lease durations (s) swept"
+    )
+    group.add_argument(
+        "--heartbeats", default="0.5,1,2", metavar="S,S,...", help="faults: heartbeat intervals (s)"
+    )
+    group.add_argument(
+        "--lease", type=_seconds, metavar="S", help="faults: one lease duration (s), not --leases"
+    )
+    group.add_argument(
+        "--heartbeat", type=_seconds, metavar="S", help="faults: one heartbeat interval (s), not --heartbeats"
+    )
     group.add_argument(
         "--fault", action="append", choices=["kill_worker", "pause"], help="faults: which (default both)"
     )
     group.add_argument("--target", default="", help="faults: process or node (default: worker / n1)")
     group.add_argument(
-        "--fault-at", type=float, default=8.0, help="faults: injection time (s from the run start)"
+        "--fault-at", type=_seconds, default=8.0, help="faults: injection time (s from the run start)"
     )
-    group.add_argument("--pause", type=float, default=4.0, help="faults: pause length (s)")
-    group.add_argument("--restart-after", type=float, default=1.0, help="faults: worker restart delay (s)")
+    group.add_argument("--pause", type=_seconds, default=4.0, help="faults: pause length (s)")
+    group.add_argument(
+        "--downtime",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="faults: kill_worker: seconds until it restarts",
+    )
+    group.add_argument("--restart-after", type=_seconds, help=argparse.SUPPRESS)  # deprecated: --downtime
     group.add_argument(
         "--clients",
-        type=int,
-        default=-1,
+        type=_count,
         help="faults: closed-loop waiting clients (default: one per slot; 0: --rate)",
     )
-    group.add_argument("--rate", type=float, default=60.0, help="faults: Poisson submits/s when --clients 0")
-    group.add_argument("--job-duration", type=float, default=0.1, help="faults: constant job duration (s)")
-    group.add_argument("--after", type=float, default=25.0, help="faults: trace seconds after the injection")
-    group.add_argument("--faults-out", default="data/faults", help="faults: writes <dir>/sim-<design>.json")
+    group.add_argument(
+        "--rate", type=_seconds, default=60.0, help="faults: Poisson submits/s when --clients 0"
+    )
+    group.add_argument("--job-duration", type=_seconds, default=0.1, help="faults: constant job duration (s)")
+    group.add_argument(
+        "--after", type=_seconds, default=25.0, help="faults: trace seconds after the injection"
+    )
+    group.add_argument(
+        "--out",
+        default="",
+        metavar="FILE",
+        help="faults: rows (default data/faults/sim-<design>.json; when it exists, a new file beside it "
+        "unless --force)",
+    )
+    group.add_argument("--faults-out", help=argparse.SUPPRESS)  # deprecated: --out DIR/sim-<design>.json
 
 
 def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[FaultAudit], Path | None]:
-    design: Design = args.design
+    design = _design(args)
     params = params_of(args)
     # the pause burst holds a core (see the module docstring): give every process its own
     procs = (params.nodes if design == "mono" else 6) + params.loadgen_processes
@@ -156,18 +402,31 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     target = args.target or default_target(design)
     chosen = args.fault or ["kill_worker", "pause"]
     faults = [
-        Fault(at=args.fault_at, target=target, action="kill_worker", restart_after=args.restart_after)
+        Fault(at=args.fault_at, target=target, action="kill_worker", restart_after=args.downtime)
         if action == "kill_worker"
         else Fault(at=args.fault_at, target=target, action="pause", duration=args.pause)
         for action in chosen
     ]
     seed = 1 if args.seed is None else args.seed
-    clients = params.slots if args.clients < 0 else args.clients
+    clients = params.slots if args.clients is None else args.clients
     workload = fault_workload(args.rate, args.job_duration, args.fault_at - 2.0 + args.after, seed, clients)
-    rows, audits = sweep(design, _floats(args.lease), _floats(args.heartbeat), faults, workload, params)
-    if not args.faults_out:
-        return rows, audits, None
-    out = Path(args.faults_out) / f"sim-{design}.json"
+    leases = [args.lease] if args.lease else _floats(args.leases)
+    heartbeats = [args.heartbeat] if args.heartbeat else _floats(args.heartbeats)
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    named = args.out or (Path(args.faults_out) / f"sim-{design}.json" if args.faults_out else None)
+    out = Path(named) if named else fresh_path(Path("data/faults") / f"sim-{design}.json", args.force)
+    log = logging.getLogger(PROGRESS_LOGGER)
+    runs = len(faults) * sum(h < lease for lease in leases for h in heartbeats)
+    started = iter(range(1, runs + 1))
+    rows, audits = sweep(
+        design,
+        leases,
+        heartbeats,
+        faults,
+        workload,
+        params,
+        lambda run_id: log.info(f"{next(started)}/{runs}: {run_id}"),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1) + "\n")
     return rows, audits, out
@@ -201,9 +460,40 @@ def format_rows(rows: Sequence[dict[str, Any]], audits: Sequence[FaultAudit]) ->
     )
 
 
-def _sim(args: argparse.Namespace) -> int:
+def _check_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """InvalidArgument for a flag given that only another mode reads (the modes' argument groups are
+    titled "dtq sim MODE"); then the deprecated spellings, said on stderr."""
+    chosen = f"dtq sim {args.sim_action}"
+    for group in parser._action_groups:
+        if not (group.title or "").startswith("dtq sim ") or group.title == chosen:
+            continue  # the flags of every mode, or of the chosen one
+        for action in group._group_actions:
+            if getattr(args, action.dest) not in (action.default, None):
+                flag = action.option_strings[-1]
+                hint = " (a run's directory root is --runs-dir)" if flag == "--out" else ""
+                raise InvalidArgument(f"{flag} is for `{group.title}`; `{chosen}` does not read it{hint}")
+    if args.faults_out is not None:
+        print("dtq sim: --faults-out DIR is deprecated: use --out DIR/sim-<design>.json", file=sys.stderr)
+        if args.out:
+            raise InvalidArgument("give --out FILE, not --faults-out as well")
+    if args.restart_after is not None:
+        print("dtq sim: --restart-after is deprecated: use --downtime", file=sys.stderr)
+        args.downtime = args.restart_after
+
+
+def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    _check_mode(args, parser)
+    if args.sweep_file and args.sim_action != "sweep":
+        raise InvalidArgument(f"dtq sim {args.sim_action}: unexpected argument {args.sweep_file!r}")
+    if args.sim_action == "params":
+        return params_command(args)
+    if args.sim_action == "sweep":
+        return sweep_command(args)
     if args.sim_action == "faults":
-        rows, audits, written = faults_command(args)
+        warn_placeholders(params_of(args), _design(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
+            rows, audits, written = faults_command(args)
         print(format_rows(rows, audits))
         if written is not None:
             print(f"rows written to {written}")
@@ -218,7 +508,9 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """`dtq sim` (run and faults) on the `dtq` command's subparsers."""
-    p = sub.add_parser("sim", help="simulate a workload on a design; write a run directory")
+    """`dtq sim` (run, params, sweep, faults) on the `dtq` command's subparsers."""
+    p = sub.add_parser(
+        "sim", help="simulate a workload on a design (run), list parameters (params), sweep, faults"
+    )
     add_arguments(p)
-    p.set_defaults(handler=_sim)
+    p.set_defaults(handler=lambda args: _sim(args, p))

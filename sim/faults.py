@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -135,8 +135,10 @@ def sweep(
     faults: Sequence[Fault],
     workload: WorkloadSpec,
     params: SimParams,
+    on_run: Callable[[str], None] = lambda run_id: None,
 ) -> tuple[list[dict[str, Any]], list[FaultAudit]]:
-    """One run per (fault, lease, heartbeat) with heartbeat < lease; rows in that order."""
+    """One run per (fault, lease, heartbeat) with heartbeat < lease; rows in that order. `on_run`
+    hears each run's id as it starts (`dtq sim faults`' progress lines)."""
     rows, audits = [], []
     for fault in faults:
         for lease in leases:
@@ -145,6 +147,7 @@ def sweep(
                     continue  # CoreConfig refuses it: the lease would lapse between heartbeats
                 core = core_for(params.core, lease, heartbeat)
                 run_id = f"sim-faults-{design}-{fault.action}-L{lease:g}-H{heartbeat:g}-{workload.seed}"
+                on_run(run_id)
                 config = SimConfig(
                     design, workload, replace(params, core=core), faults=(fault,), run_id=run_id
                 )

@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from lab.bench.figures import Series, Target, best_of, paired_ratios
 from lab.bench.servers import Processes, start_echo, start_single_node
 from lab.bench.targets import routed_target_spec
 from realsys import cluster
+from realsys.cli_common import progress
 from realsys.targets import dtq_target_spec
 
 STORES = ("memory", "sqlite")
@@ -93,7 +93,7 @@ class Bench:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    progress(message.strip())  # stderr, silent under --quiet
 
 
 @contextlib.contextmanager
@@ -442,13 +442,13 @@ def add_parser(sub: Any) -> None:
         choices=sorted(PROFILES),
         help="Celery settings profile(s) to run (lab/baseline/celery_app.py); default: durable and lean",
     )
-    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--clients", type=int, default=16, help="closed-loop clients of the end-to-end runs")
     p.add_argument("--processes", type=int, default=2, help="client processes for the end-to-end runs")
     p.add_argument("--slots", type=int, default=12, help="total worker slots of each system")
-    p.add_argument("--warmup", type=float, default=1.5)
-    p.add_argument("--window", type=float, default=4.0)
-    p.add_argument("--rpc-warmup", type=float, default=1.0)
-    p.add_argument("--rpc-window", type=float, default=3.0)
+    p.add_argument("--warmup", type=float, default=1.5, help="end-to-end: seconds before measuring")
+    p.add_argument("--window", type=float, default=4.0, help="end-to-end: seconds measured")
+    p.add_argument("--rpc-warmup", type=float, default=1.0, help="SubmitJob vs echo: s before measuring")
+    p.add_argument("--rpc-window", type=float, default=3.0, help="SubmitJob vs echo: seconds measured")
     p.add_argument("--count-jobs", type=int, default=2000, help="jobs for the RPCs-per-job count (0: skip)")
     p.add_argument("--no-submit", action="store_true", help="skip the SubmitJob vs echo figures")
     p.add_argument(

@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,9 @@ from lab.calibration.echo import measure_echo
 from lab.calibration.generator import measure_loadgen
 from lab.calibration.hostprobe import calibration_probes, scheduler_slice
 from lab.calibration.measure import run_async, summarize_samples
+from model.errors import InvalidArgument
 from model.results.runs import provenance
+from realsys.cli_common import progress
 from sim.params import CALIBRATION_DIR, load_params
 
 DEFAULT_ROUNDS = 3
@@ -58,23 +61,37 @@ def calibrate(
     per_round = max(count // rounds, 20)
     started = time.time()
     load_before = os.getloadavg()
+    progress("probing the host's speed (before)")
     probes_before = calibration_probes(store)  # the host's speed around the measurements (HostScale)
+    progress("measuring the kernel's time slice")
     slice_measured = scheduler_slice()  # a fact of the kernel, not of the host's speed: measured once
     # every measurement in each of `rounds` rounds, pooled: each operation's samples span the whole
     # calibration, not one window of it (the host's speed flickers within seconds)
     measured_rounds = []
-    for _ in range(rounds):
+    for index in range(rounds):
+        step = f"round {index + 1}/{rounds}:"
+        progress(f"{step} bare echo")
+        echo_round = run_async(measure_echo(per_round * 2))
+        progress(f"{step} commits ({store})")
+        commit_round = measure_commit(store, per_round * 2)
+        progress(f"{step} load generator")
+        loadgen_round = measure_loadgen((1.0 if quick else 3.0) / rounds)
+        progress(f"{step} Design B cluster")
+        mono_round = measure_cluster("mono", store, per_round)
+        progress(f"{step} Design A cluster")
+        micro_round = measure_cluster("micro", store, per_round)
         measured_rounds.append(
             {
-                "echo": run_async(measure_echo(per_round * 2)),
-                "commit": measure_commit(store, per_round * 2),
-                "loadgen": measure_loadgen((1.0 if quick else 3.0) / rounds),
-                "mono": measure_cluster("mono", store, per_round),
-                "micro": measure_cluster("micro", store, per_round),
+                "echo": echo_round,
+                "commit": commit_round,
+                "loadgen": loadgen_round,
+                "mono": mono_round,
+                "micro": micro_round,
             }
         )
     pooled = pool(measured_rounds)
     echo, commit, loadgen, mono, micro = (pooled[k] for k in ("echo", "commit", "loadgen", "mono", "micro"))
+    progress("probing the host's speed (after)")
     probes_after = calibration_probes(store)
     params, measured = build_parameters(echo, commit, loadgen, mono, micro, store)
     params["name"] = name
@@ -119,8 +136,13 @@ def calibrate(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default="local", help="data/calibration/<name>.json")
-    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument(
+        "--name",
+        default="",
+        help="data/calibration/<name>.json (default: a new name, host-<UTC date>-<time>; naming an "
+        "existing calibration replaces it)",
+    )
+    parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite", help="the clusters' store")
     parser.add_argument("--quick", action="store_true", help="fewer calls per method (< 2 min)")
     parser.add_argument(
         "--rounds",
@@ -137,8 +159,21 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=calibrate_command)
 
 
+def default_name(directory: Path = CALIBRATION_DIR) -> str:
+    """A calibration name no file has yet: host-<UTC date>-<time> (never `local`, the paper's)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name, n = f"host-{stamp}", 1
+    while (directory / f"{name}.json").exists():
+        n += 1
+        name = f"host-{stamp}-{n}"
+    return name
+
+
 def calibrate_command(args: argparse.Namespace) -> int:
-    path = calibrate(args.name, args.store, args.quick, rounds=args.rounds)
+    name = args.name or default_name()
+    if "/" in name or name in ("", ".", ".."):
+        raise InvalidArgument(f"--name {name!r}: a file name under data/calibration/, without '/'")
+    path = calibrate(name, args.store, args.quick, rounds=args.rounds)
     doc = json.loads(path.read_text())
     for role, methods in sorted(doc["parameters"]["service"].items()):
         for method, dist in sorted(methods.items()):

@@ -10,6 +10,7 @@ from lab.experiment.runner import run_experiment
 from lab.experiment.spec import Experiment, load_experiment
 from lab.experiment.summary import default_summary_path, format_table, summary_rows, write_summary
 from model.results.runs import run_exists
+from realsys.cli_common import Exit, deprecated_alias
 
 
 def add_parser(sub: Any) -> None:
@@ -20,12 +21,19 @@ def add_parser(sub: Any) -> None:
     p_sum = esub.add_parser("summarize", help="rebuild the summary table from the runs on disk")
     for q in (p_run, p_sum):
         q.add_argument("experiment", help="an experiment file (.yaml)")
-        q.add_argument("--out", default="data/runs", help="the runs' root directory")
+        q.add_argument("--runs-dir", default="data/runs", metavar="DIR", help="root of the run directories")
+        deprecated_alias(q, "--out", "--runs-dir", "runs_dir")
         q.add_argument("--summary", help="summary CSV path (default data/experiments/<name>/summary.csv)")
     p_run.add_argument("--dry-run", action="store_true", help="list the runs and whether each is done")
     p_run.add_argument("--only", metavar="PATTERN", help="only run ids matching this glob (or substring)")
-    p_run.add_argument("--fresh-cluster", action="store_true", default=None, help="a new cluster per run")
-    p_run.add_argument("--no-progress", action="store_true")
+    p_run.add_argument(
+        "--fresh-cluster",
+        action="store_true",
+        default=None,
+        help="a new cluster per run (default: the file's)",
+    )
+    p_run.add_argument("-q", "--quiet", action="store_true", help="no progress bar on stderr")
+    deprecated_alias(p_run, "--no-progress", "--quiet", "quiet", flag=True)
     p.set_defaults(handler=command)
 
 
@@ -35,9 +43,9 @@ def command(args: Any) -> int:
     failed = 0
     if args.experiment_command == "run":
         if args.dry_run:
-            return _dry_run(exp, Path(args.out), args.only)
+            return _dry_run(exp, Path(args.runs_dir), args.only)
         report = run_experiment(
-            exp, args.out, only=args.only, fresh_cluster=args.fresh_cluster, progress=not args.no_progress
+            exp, args.runs_dir, only=args.only, fresh_cluster=args.fresh_cluster, progress=not args.quiet
         )
         print(
             f"{exp.name}: {report.planned} planned, {report.skipped} already done, "
@@ -46,11 +54,11 @@ def command(args: Any) -> int:
         for run_id, why in report.failed.items():
             print(f"  FAILED {run_id}: {why}")
         failed = len(report.failed)
-    rows = summary_rows(exp, args.out)
+    rows = summary_rows(exp, args.runs_dir)
     write_summary(rows, summary_path)
     print(format_table(rows))
     print(f"summary written to {summary_path}")
-    return 1 if failed else 0
+    return Exit.JOB_FAILED if failed else Exit.OK
 
 
 def _dry_run(exp: Experiment, out: Path, only: str | None) -> int:

@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from model.errors import InvalidArgument
+from model.results.documents import read_document
 from model.results.schema import check_label
 from model.workload import workload_from_mapping, workload_to_mapping
 
@@ -110,7 +109,7 @@ def experiment_from_mapping(
         path = Path(str(d["workload_file"]))
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
-        base: Mapping[str, Any] = yaml.safe_load(path.read_text())
+        base: Mapping[str, Any] = read_document(path)
     else:
         base = d["workload"]
     base = workload_to_mapping(workload_from_mapping(base))  # validated, every value explicit
@@ -210,7 +209,7 @@ def _options(d: Any, where: str) -> Options:
 
 def load_experiment(path: Path | str) -> Experiment:
     path = Path(path)
-    data = yaml.safe_load(path.read_text())
+    data = read_document(path, (".yaml", ".yml"))
     try:
         return experiment_from_mapping(data, default_name=path.stem, base_dir=path.parent)
     except InvalidArgument as exc:

@@ -28,7 +28,16 @@ from lab.faults.inject import FAULTS, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.results.runs import fresh_path
 from realsys import cluster
+from realsys.cli_common import (
+    deprecated_alias,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    progress,
+)
 from sim.faults import ROW_KEYS, core_for, fault_table, fault_workload, point_cells, recovery_text
 
 REAL_COLUMNS = (
@@ -93,7 +102,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("faults", help="fault injection under load into a real cluster, and an audit")
     fsub = p.add_subparsers(dest="faults_command", required=True)
     r = fsub.add_parser("run", help="one run per (fault, target); rows to --out (ROW_KEYS of sim/faults.py)")
-    r.add_argument("--design", choices=["micro", "mono"], required=True)
+    r.add_argument("--design", choices=["micro", "mono"], required=True, help="A (micro) or B (mono)")
     r.add_argument(
         "--backend",
         choices=["local", "compose"],
@@ -102,7 +111,7 @@ def add_parser(sub: Any) -> None:
     )
     r.add_argument("--image", default="dtq:latest", help="compose: the dtq image to run (not built here)")
     r.add_argument("--project", default="", help="compose: project name (default dtq-faults-<design>)")
-    r.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    r.add_argument("--store", choices=["sqlite", "memory"], default="sqlite", help="where jobs are kept")
     r.add_argument("--faults", default="kill,stop", help=f"comma-separated, of {','.join(FAULTS)}")
     r.add_argument(
         "--targets",
@@ -112,24 +121,64 @@ def add_parser(sub: Any) -> None:
     r.add_argument(
         "--out",
         default="",
-        help="JSON rows (default data/faults/real-<design>.json; compose: compose-<design>.json)",
+        metavar="FILE",
+        help="JSON rows (default data/faults/real-<design>.json; compose: compose-<design>.json; when "
+        "the default exists, a new file beside it unless --force or --append)",
     )
     r.add_argument("--append", action="store_true", help="add the rows to --out's instead of replacing")
-    r.add_argument("--runs-out", default="data/runs", help="run directories root ('' : none)")
-    r.add_argument("--lease", type=float, default=5.0, help="lease duration (s)")
-    r.add_argument("--heartbeat", type=float, default=1.0, help="heartbeat interval (s)")
-    r.add_argument("--fault-at", type=float, default=8.0, help="injection time (s from the run start)")
-    r.add_argument("--after", type=float, default=10.0, help="trace seconds after the injection")
-    r.add_argument("--downtime", type=float, default=2.0, help="kill/restart: seconds down")
-    r.add_argument("--pause", type=float, default=4.0, help="stop: seconds between SIGSTOP and SIGCONT")
-    r.add_argument("--cut", type=float, default=4.0, help="partition: seconds the target is cut off")
-    r.add_argument("--clients", type=int, default=-1, help="closed-loop waiting clients (default: slots)")
-    r.add_argument("--rate", type=float, default=60.0, help="Poisson submits/s when --clients 0")
-    r.add_argument("--job-duration", type=float, default=0.1, help="constant job duration (s)")
-    r.add_argument("--slots", type=int, default=cluster.DEFAULT_TOTAL_SLOTS)
-    r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--drain", type=float, default=15.0, help="load generator drain timeout (s)")
-    r.add_argument("--settle", type=float, default=30.0, help="auditor: wait for pending jobs (s)")
+    r.add_argument("--force", action="store_true", help="replace the default --out when it exists")
+    r.add_argument(
+        "--runs-dir", default="data/runs", metavar="DIR", help="root of the run directories ('': none)"
+    )
+    deprecated_alias(r, "--runs-out", "--runs-dir", "runs_dir")
+    r.add_argument("--lease", type=positive_float, default=5.0, metavar="S", help="lease duration (s)")
+    r.add_argument(
+        "--heartbeat", type=positive_float, default=1.0, metavar="S", help="heartbeat interval (s)"
+    )
+    r.add_argument(
+        "--fault-at",
+        type=positive_float,
+        default=8.0,
+        metavar="S",
+        help="injection time (s from the run start)",
+    )
+    r.add_argument(
+        "--after", type=positive_float, default=10.0, metavar="S", help="trace seconds after the injection"
+    )
+    r.add_argument(
+        "--downtime", type=non_negative_float, default=2.0, metavar="S", help="kill/restart: seconds down"
+    )
+    r.add_argument(
+        "--pause",
+        type=positive_float,
+        default=4.0,
+        metavar="S",
+        help="stop: seconds between SIGSTOP and SIGCONT",
+    )
+    r.add_argument("--cut", type=positive_float, default=4.0, metavar="S", help="partition: seconds cut off")
+    r.add_argument(
+        "--clients",
+        type=non_negative_int,
+        help="closed-loop waiting clients (default: one per slot; 0: --rate)",
+    )
+    r.add_argument("--rate", type=positive_float, default=60.0, help="Poisson submits/s when --clients 0")
+    r.add_argument(
+        "--job-duration", type=positive_float, default=0.1, metavar="S", help="constant job duration (s)"
+    )
+    r.add_argument(
+        "--slots", type=positive_int, default=cluster.DEFAULT_TOTAL_SLOTS, help="total worker slots"
+    )
+    r.add_argument("--seed", type=int, default=1, help="the workload's seed")
+    r.add_argument(
+        "--drain", type=non_negative_float, default=15.0, metavar="S", help="load generator drain timeout (s)"
+    )
+    r.add_argument(
+        "--settle",
+        type=non_negative_float,
+        default=30.0,
+        metavar="S",
+        help="auditor: wait for pending jobs (s)",
+    )
     r.set_defaults(handler=faults_command)
 
 
@@ -140,19 +189,22 @@ def faults_command(args: argparse.Namespace) -> int:
     if args.fault_at < 2.0 + 5.0:  # warm-up, then model/audit.py's 5 s baseline before the fault
         raise InvalidArgument("--fault-at must be >= 7 s (2 s warm-up + the 5 s recovery baseline)")
     core = core_for(CoreConfig(), args.lease, args.heartbeat)
-    clients = args.slots if args.clients < 0 else args.clients
+    clients = args.slots if args.clients is None else args.clients
     spec = fault_workload(args.rate, args.job_duration, args.fault_at - 2.0 + args.after, args.seed, clients)
     backend: Backend = (
         ComposeBackend(image=args.image, project=args.project)
         if args.backend == "compose"
         else LocalBackend()
     )
-    out = Path(
-        args.out or f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json"
-    )
-    runs_out = Path(args.runs_out) if args.runs_out else None
+    default = Path(f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json")
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    out = Path(args.out) if args.out else fresh_path(default, args.force or args.append)
+    runs_out = Path(args.runs_dir) if args.runs_dir else None
     runs: list[FaultRun] = []
-    for fault in faults:
+    for number, fault in enumerate(faults, 1):
+        progress(
+            f"run {number}/{len(faults)}: {fault.action} of {fault.target} ({args.design}, {args.backend})"
+        )
         run = asyncio.run(
             run_fault(
                 args.design,
@@ -168,7 +220,7 @@ def faults_command(args: argparse.Namespace) -> int:
             )
         )
         runs.append(run)
-        print(format_runs([run]).splitlines()[-1], flush=True)
+        progress(format_runs([run]).splitlines()[-1])  # the table on stdout follows at the end
     print(format_runs(runs))
     table = write_rows(runs, out, args.append)
     print(f"rows written to {out} and {table}")

@@ -180,7 +180,7 @@ class ComposeBackend:
 
     image: str = "dtq:latest"
     project: str = ""
-    root: Path = Path(__file__).resolve().parents[1]
+    root: Path = Path(__file__).resolve().parents[2]
     runner: Runner = run_command
     ready: Callable[[str, float], None] = cluster.wait_healthy
     compose: tuple[str, ...] = ()  # the compose command; empty: found by compose_command

@@ -19,6 +19,7 @@ from model.config import CoreConfig
 from model.results.runs import provenance, utc_now
 from model.workload import Op, WorkloadSpec
 from realsys import cluster
+from realsys.cli_common import progress
 from realsys.loadgen import run_load, write_load_run
 from realsys.targets import DtqTarget
 from sim.faults import ROW_KEYS
@@ -134,9 +135,14 @@ async def run_fault(
         f"-H{core.heartbeat_interval:g}-{spec.seed}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
     )
     started_at = utc_now()
+    progress(f"{run_id}: starting the cluster")
     async with chosen.open(design, fault, store, slots, overrides_for(core)) as running:
+        progress(
+            f"{run_id}: {spec.total_time:g} s of load, {fault.action} of {fault.target} at {fault.at:g} s"
+        )
         result, injection = await _load_with_fault(running, spec, fault, drain)
         accepted = {r.job_id for r in result.requests if r.op is Op.SUBMIT and r.status == "OK"}
+        progress(f"{run_id}: auditing {len(accepted)} accepted jobs (up to {settle:g} s for pending ones)")
         jobs = await read_cluster_jobs(running.clients, accepted, settle, running.client_security())
         described = running.describe()
     found = audit(result.requests, result.jobs, jobs, injection.injected_at, spec.total_time)

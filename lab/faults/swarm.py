@@ -40,6 +40,7 @@ from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from realsys import cluster, deploy
+from realsys.cli_common import deprecated_alias
 from realsys.config import DEFAULT_NODES
 from sim.faults import core_for, fault_workload
 
@@ -292,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--slots", type=int, default=cluster.DEFAULT_TOTAL_SLOTS)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="JSON rows; a CSV beside it (lab/faults/'s columns)")
-    p.add_argument("--runs-out", default="", help="run directories root ('': none)")
+    p.add_argument("--runs-dir", default="", help="root of the run directories ('': none)")
+    deprecated_alias(p, "--runs-out", "--runs-dir", "runs_dir")
     args = p.parse_args(argv)
     try:
         hosts = parse_hosts(args.hosts)
@@ -324,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 slots=args.slots,
                 drain=args.drain,
                 settle=args.settle,
-                runs_out=Path(args.runs_out) if args.runs_out else None,
+                runs_out=Path(args.runs_dir) if args.runs_dir else None,
                 run_id=run_id,
                 backend=backend,
             )

@@ -61,6 +61,7 @@ from lab.report.validation import (
     table_validation_trend,
     table_winner_agreement,
 )
+from realsys.cli_common import deprecated_alias, progress
 
 DEFAULT_OUT = REPO_ROOT / "paper"
 DEFAULT_REPORT = REPO_ROOT / "REPORT.md"
@@ -193,37 +194,37 @@ def fill_report(report: Path, tables: Mapping[str, str]) -> list[str]:
     return filled
 
 
-def rerun_commands(repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT) -> list[list[str]]:
+def rerun_commands(
+    repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT, quiet: bool = False
+) -> list[list[str]]:
     """What `--rerun` runs, in order: the sweep, the simulated fault sweeps, and the validation and its
     other twin sets when its file exists. Each is resumable or cheap; wrap `make paper RERUN=1` in
-    `flock` on a shared box."""
+    `flock` on a shared box. Each shows its progress on stderr unless `quiet`."""
     dtq = [sys.executable, "-m", "realsys"]
-    cmds = [
-        [
-            *dtq,
-            "experiment",
-            "run",
-            str(repo / "data" / "experiments" / f"{experiment}.yaml"),
-            "--no-progress",
-        ]
-    ]
+    hush = ["--quiet"] if quiet else []
+    cmds = [[*dtq, "experiment", "run", str(repo / "data" / "experiments" / f"{experiment}.yaml"), *hush]]
     for design in ("micro", "mono"):
-        cmds.append(
-            [*dtq, "sim", "faults", "--design", design, "--faults-out", str(repo / "data" / "faults")]
-        )
+        rows = str(repo / "data" / "faults" / f"sim-{design}.json")  # named: a re-run replaces them
+        cmds.append([*dtq, "sim", "faults", "--design", design, "--out", rows, *hush])
     validation = repo / "data" / "experiments" / "validation.yaml"
     if validation.is_file():
-        cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--no-progress"])
+        tables = str(repo / "data" / "validation")  # named: a re-run replaces the committed tables
+        cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--tables", tables])
+        cmds[-1] += hush
         # the other twin sets of the host_scaling table, for the same runs
-        cmds.append([*dtq, "validate", str(validation), "--twin-sets", "--data", str(repo / "data")])
+        cmds.append([*dtq, "validate", str(validation), *hush, "--twin-sets", "--data", str(repo / "data")])
     return cmds
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the data directory (default: data/)")
     parser.add_argument(
-        "--out", default=str(DEFAULT_OUT), help="figures/ and tables/ go here (default: paper/)"
+        "--paper-dir",
+        default=str(DEFAULT_OUT),
+        metavar="DIR",
+        help="figures/ and tables/ go here (default: paper/)",
     )
+    deprecated_alias(parser, "--out", "--paper-dir", "paper_dir")
     parser.add_argument(
         "--report", default=str(DEFAULT_REPORT), help="REPORT.md whose table blocks to fill ('' none)"
     )
@@ -237,11 +238,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def report_command(args: argparse.Namespace) -> int:
     # files only, no window; not at import, so notebooks that import this module keep inline figures
     matplotlib.use("Agg")
+    if not Path(args.data).is_dir():  # else every table would be rebuilt empty over the committed ones
+        raise FileNotFoundError(f"no data directory {args.data}")
     if args.rerun:
-        for cmd in rerun_commands(experiment=args.experiment):
-            print("+", " ".join(cmd), flush=True)
+        cmds = rerun_commands(experiment=args.experiment, quiet=args.quiet)
+        for number, cmd in enumerate(cmds, 1):
+            progress(f"re-run {number}/{len(cmds)}: dtq {' '.join(cmd[3:])}")
             subprocess.run(cmd, check=True, cwd=REPO_ROOT)
-    built = build(args.data, args.out, args.report or None, args.experiment, args.calibration)
+    progress("building the figures and tables")
+    built = build(args.data, args.paper_dir, args.report or None, args.experiment, args.calibration)
     for path in built.figures:
         print(f"figure {path}")
     for path in built.tables.values():

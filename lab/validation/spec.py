@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from model.errors import InvalidArgument
+from model.results.documents import read_document
 from model.results.schema import check_label
 from model.workload import workload_from_mapping, workload_to_mapping
 from sim.params import SimParams
@@ -189,7 +188,8 @@ def validation_from_mapping(d: Any, *, default_name: str = "validation") -> Vali
 
 def load_validation(path: Path | str) -> Validation:
     path = Path(path)
+    data = read_document(path, (".yaml", ".yml"))  # its errors name the file already
     try:
-        return validation_from_mapping(yaml.safe_load(path.read_text()), default_name=path.stem)
+        return validation_from_mapping(data, default_name=path.stem)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{path}: {exc.message}") from None

@@ -81,7 +81,7 @@ def make_twin_set(
         scratch = Path(tmp)
         for real in sorted(Path(runs).glob(f"real-*-{v.name}*")):
             (scratch / real.name).symlink_to(real.resolve(), target_is_directory=True)
-        written = simulate(varied, scratch, records=False, log=lambda _: None)
+        written = simulate(varied, scratch, records=False, log=log)
         tables = build_tables(varied, scratch, Path(data) / twin_set.folder)
     log(f"{twin_set.folder}: {len(written)} twins")
     return tables

@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +25,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from model.errors import InvalidArgument
+from model.results.documents import read_document
 from model.results.schema import (
     JOB_FIELDS,
     REQUEST_FIELDS,
@@ -54,15 +53,7 @@ LIBRARIES = ("grpcio", "protobuf", "simpy", "numpy", "scipy", "hdrhistogram", "d
 def load_workload(path: Path | str) -> WorkloadSpec:
     """A WorkloadSpec from a .yaml/.yml or .toml file (validated by model.workload_from_mapping)."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    text = path.read_text()
-    data: Any
-    if suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(text)
-    elif suffix == ".toml":
-        data = tomllib.loads(text)
-    else:
-        raise InvalidArgument(f"{path}: workload files are .yaml, .yml or .toml")
+    data = read_document(path, (".yaml", ".yml", ".toml"))
     if not isinstance(data, Mapping):
         raise InvalidArgument(f"{path}: a workload file holds one mapping")
     try:
@@ -124,6 +115,22 @@ def provenance(repo: Path = REPO_ROOT) -> dict[str, Any]:
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def fresh_path(default: Path | str, force: bool = False) -> Path:
+    """Where a command writes an output it names by default: `default` when it does not exist yet or
+    with `force`, else a new file beside it stamped with the UTC time (`real-mono-20261207-141502.json`),
+    so nothing committed is overwritten unless asked. A name the user gave is used as given."""
+    default = Path(default)
+    if force or not default.exists():
+        return default
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    candidate = default.with_name(f"{default.stem}-{stamp}{default.suffix}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = default.with_name(f"{default.stem}-{stamp}-{n}{default.suffix}")
+    return candidate
 
 
 def new_run_id(kind: str, design: str, name: str, seed: int) -> str:

@@ -246,7 +246,7 @@ def test_summary_table_groups_replications(tmp_path: Path) -> None:
 @pytest.mark.timeout(90)
 def test_smoke_experiment_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, summary = tmp_path / "runs", tmp_path / "summary.csv"
-    argv = ["experiment", "run", str(SMOKE), "--out", str(out), "--summary", str(summary), "--no-progress"]
+    argv = ["experiment", "run", str(SMOKE), "--runs-dir", str(out), "--summary", str(summary), "--quiet"]
     assert command(build_parser("experiment")[0].parse_args(argv)) == 0
     exp = load_experiment(SMOKE)
     ids = [r.run_id for r in expand(exp).runs]

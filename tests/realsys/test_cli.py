@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections import defaultdict
+from collections.abc import Iterator
 
 import pytest
 
@@ -68,12 +69,58 @@ def test_every_command_has_a_handler() -> None:
         assert all((leaf.get_default("handler") or own) is not None for leaf in leaves), name
 
 
-def test_bad_input_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[argparse.ArgumentParser, set[str]]]:
+    """Every parser of the tree once, with the names of its subcommands that have a help line."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helped = {choice.dest for choice in action._choices_actions}
+            for name, child in action.choices.items():
+                if child.prog.endswith(f" {name}"):  # not an alias
+                    yield child, helped
+                    yield from _parsers(child)
+
+
+def test_every_command_and_flag_has_a_help_line() -> None:
+    parser, _ = build_parser()
+    missing = []
+    for child, helped in _parsers(parser):
+        if child.prog.rsplit(" ", 1)[1] not in helped:
+            missing.append(child.prog)
+        missing += [
+            f"{child.prog} {a.dest}"
+            for a in child._actions
+            if a.help is None and not isinstance(a, argparse._SubParsersAction)  # those: their choices'
+        ]
+    assert missing == []
+
+
+def test_an_error_is_one_line_naming_the_command(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["status", "--dir", "/nonexistent/dtq-cluster", "n1-1-1"])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("dtq: ") and "\n" not in err
+    err = capsys.readouterr().err
+    assert err == "dtq status: no cluster at /nonexistent/dtq-cluster (missing cluster.json)\n"
+
+
+def test_an_unexpected_error_is_one_line_without_its_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(args: argparse.Namespace) -> int:
+        raise KeyError("boom")
+
+    monkeypatch.setattr("realsys.cli._cluster_status", broken)
+    monkeypatch.delenv("DTQ_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["cluster", "status", "--dir", "x"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "dtq cluster status: internal error: KeyError: 'boom' (a bug: DTQ_TRACEBACK=1 prints the traceback "
+        "for a report)"
+    ]
+    monkeypatch.setenv("DTQ_TRACEBACK", "1")
+    with pytest.raises(SystemExit):
+        main(["cluster", "status", "--dir", "x"])
+    assert "Traceback" in capsys.readouterr().err
 
 
 BLOCKER = textwrap.dedent(

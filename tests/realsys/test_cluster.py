@@ -66,8 +66,12 @@ def test_bad_node_counts_fail_before_anything_starts(
 
 def test_cli_refuses_bad_node_counts_in_one_line(tmp_path: Path) -> None:
     for args, message in (
-        (["--design", "mono", "--nodes", "0"], "dtq: Design B needs 1 to 100 nodes, not 0"),
-        (["--design", "micro", "--nodes", "3"], "dtq: --nodes is for Design B (--design mono)"),
+        (["--design", "mono", "--nodes", "101"], "dtq cluster up: Design B needs 1 to 100 nodes, not 101"),
+        (
+            ["--design", "mono", "--nodes", "0"],
+            "dtq cluster up: error: argument --nodes: expected an integer >= 1",
+        ),
+        (["--design", "micro", "--nodes", "3"], "dtq cluster up: --nodes is for Design B (--design mono)"),
     ):
         done = subprocess.run(
             [sys.executable, "-m", "realsys", "cluster", "up", "--dir", str(tmp_path / "c"), *args],

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -10,12 +12,16 @@ from model.config import CoreConfig
 from model.errors import InvalidArgument
 from realsys.config import (
     CALLS,
+    CORE_MEANINGS,
     MAX_MESSAGE_BYTES,
     MICRO_ROLES,
+    SETTINGS,
     NodeConfig,
     config_to_env,
+    core_settings,
     grpc_options,
     load_config,
+    settings_help,
 )
 
 SERVICES = "gateway=127.0.0.1:5000,job=127.0.0.1:5001,queue=127.0.0.1:5002,coordinator=h:5003,result=h:5004"
@@ -289,3 +295,51 @@ def test_peer_range_names_every_node_with_its_number() -> None:
     mixed = load_config(mono_env(DTQ_PEERS="n1..n2=10.0.0.{i}:7000,extra=h:1"))
     assert dict(mixed.peers) == {"n1": "10.0.0.1:7000", "n2": "10.0.0.2:7000", "extra": "h:1"}
     assert load_config(config_to_env(config)) == config  # written back as the explicit list
+
+
+# ---------------------------------------------------------------------------- what `dtq serve --help` lists
+class Recording(dict[str, str]):
+    """An environment that remembers every variable asked for."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(env)
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.asked.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.asked.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+
+def test_the_settings_table_is_exactly_what_the_loader_reads() -> None:
+    asked: set[str] = set()
+    for env in (mono_env(), micro_env("worker"), micro_env("gateway")):
+        recording = Recording(env)
+        load_config(recording)
+        asked |= recording.asked
+    documented = [s.var for s in (*SETTINGS, *core_settings())]
+    assert len(documented) == len(set(documented))
+    assert asked == set(documented)
+    assert set(CORE_MEANINGS) == {f.name for f in dataclasses.fields(CoreConfig)}
+    assert all(s.meaning for s in (*SETTINGS, *core_settings()))
+    text = settings_help()
+    assert all(f"  {var}: " in text for var in documented)
+
+
+def test_the_defaults_shown_are_the_ones_applied() -> None:
+    config = load_config(mono_env())
+    shown = {s.var: s.default_text() for s in (*SETTINGS, *core_settings())}
+    assert shown["DTQ_LISTEN"] == config.listen and shown["DTQ_STORE"] == config.store
+    assert shown["DTQ_DATA_DIR"] == str(config.data_dir)
+    assert float(shown["DTQ_RPC_TIMEOUT"]) == config.rpc_timeout
+    assert int(shown["DTQ_METRICS_PORT"]) == config.metrics_port
+    assert shown["DTQ_GC"] == config.gc_mode and shown["DTQ_LOG_LEVEL"] == config.log_level
+    assert float(shown["DTQ_LEASE_DURATION"]) == config.core.lease_duration
+    assert int(shown["DTQ_MAX_PENDING"]) == config.core.max_pending

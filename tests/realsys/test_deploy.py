@@ -222,12 +222,22 @@ def test_the_validator_rejects_a_broken_manifest() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["compose", "--design", "mono", "--nodes", "0"], "dtq: Design B needs 1 to 100 nodes, not 0"),
-        (["k8s", "--design", "mono", "--nodes", "101"], "dtq: Design B needs 1 to 100 nodes, not 101"),
-        (["swarm", "--design", "mono", "--nodes", "5"], "dtq: Design B splits slots evenly over 5 nodes"),
-        (["swarm", "--design", "mono", "--hosts", "0"], "dtq: hosts must be 1 to 100, not 0"),
-        (["k8s", "--design", "micro", "--nodes", "3"], "dtq: --nodes is for Design B"),
-        (["compose", "--design", "mono", "--hosts", "2"], "dtq: --hosts is for `dtq deploy swarm`"),
+        (
+            ["compose", "--design", "mono", "--nodes", "0"],
+            "dtq deploy: error: argument --nodes: expected an integer >= 1, got '0'",
+        ),
+        (["k8s", "--design", "mono", "--nodes", "101"], "dtq deploy: Design B needs 1 to 100 nodes, not 101"),
+        (
+            ["swarm", "--design", "mono", "--nodes", "5"],
+            "dtq deploy: Design B splits slots evenly over 5 nodes",
+        ),
+        (
+            ["swarm", "--design", "mono", "--hosts", "0"],
+            "dtq deploy: error: argument --hosts: expected an integer >= 1, got '0'",
+        ),
+        (["swarm", "--design", "mono", "--hosts", "101"], "dtq deploy: hosts must be 1 to 100, not 101"),
+        (["k8s", "--design", "micro", "--nodes", "3"], "dtq deploy: --nodes is for Design B"),
+        (["compose", "--design", "mono", "--hosts", "2"], "dtq deploy: --hosts is for `dtq deploy swarm`"),
     ],
 )
 def test_bad_counts_get_a_one_line_error(args: list[str], message: str) -> None:

@@ -388,7 +388,7 @@ def test_dtq_load_writes_a_valid_run(mono: ThreadCluster, tmp_path: Path) -> Non
     )
     workload = tmp_path / "w.yaml"
     workload.write_text(json.dumps(workload_to_mapping(spec)))  # JSON is YAML
-    argv = ["load", "--workload", str(workload), "--design", "mono", "--out", str(tmp_path / "runs")]
+    argv = ["load", "--workload", str(workload), "--design", "mono", "--runs-dir", str(tmp_path / "runs")]
     argv += ["--run-id", "real-mono-test", "--drain", "5"]
     for address in mono.addresses.values():
         argv += ["--addr", address]

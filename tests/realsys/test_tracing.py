@@ -100,7 +100,7 @@ def test_a_traced_cluster_records_every_hop_of_a_job(design: str, tmp_path: Path
         submits = [(d, hop) for _, hop, d in keyed_hops if hop == "SubmitJob"]
         assert len(submits) == 2, keyed_hops
     out = subprocess.run(
-        [sys.executable, "-m", "realsys", "trace", plain, "--dir", str(spans_dir)],
+        [sys.executable, "-m", "realsys", "trace", plain, "--trace-dir", str(spans_dir)],
         capture_output=True,
         check=False,
         text=True,
@@ -108,13 +108,15 @@ def test_a_traced_cluster_records_every_hop_of_a_job(design: str, tmp_path: Path
     )
     assert out.returncode == 0 and f"job {plain}:" in out.stdout and "worker/run" in out.stdout, out
     missing = subprocess.run(
-        [sys.executable, "-m", "realsys", "trace", "n9-1-0000000001", "--dir", str(spans_dir)],
+        [sys.executable, "-m", "realsys", "trace", "n9-1-0000000001", "--trace-dir", str(spans_dir)],
         capture_output=True,
         check=False,
         text=True,
         timeout=60,
     )
-    assert missing.returncode == 1 and "no spans" in missing.stdout
+    assert missing.returncode == 2 and missing.stderr.strip().splitlines() == [
+        f"dtq trace: no spans of job n9-1-0000000001 in {spans_dir}"
+    ], missing
 
 
 def test_a_trace_dir_that_cannot_be_written_is_one_line_exit_2(tmp_path: Path) -> None:
