@@ -226,10 +226,16 @@ class Proc:
     def run(self, work: Action | float) -> simpy.Event:
         """Queues a CPU burst on this process's loop; the event fires (with the action's value) when
         the burst ends."""
-        burst = _Burst(self.env, self)
+        env = self.env
+        burst = _Burst.__new__(_Burst)  # _Burst's fields set here: one Python frame fewer per burst
+        burst.env = env
+        burst._callbacks = burst.callbacks = [burst._release]
+        burst._value = PENDING
+        burst._proc = self
         if not self._busy and self.host.free:
+            now = env._now
             if callable(work):
-                duration, value = work(self.env.now)
+                duration, value = work(now)
             else:
                 duration, value = work, None
             if self._wake is not None:
@@ -247,7 +253,7 @@ class Proc:
             if host.fair:
                 host.place(self)
                 host.running.append(self)
-            self._slice_start = self.env.now
+            self._slice_start = now
             self._schedule(burst, duration, value)
         else:
             self._queue.append((burst, work))
@@ -278,18 +284,28 @@ class Proc:
             host.free -= 1
             if host.fair:
                 host.running.append(self)
-            self._begin(*self._queue.popleft())
+            self._begin()
         else:
-            self._waiting_since = self.env.now
+            self._waiting_since = self.env._now
             host.push(self)
 
-    def _begin(self, burst: _Burst, work: Action | float) -> None:
-        self._slice_start = self.env.now
-        self._continue(burst, work)
+    def _begin(self) -> None:
+        """Its loop's next queued burst starts, on a core it just got: a fresh time slice."""
+        burst, work = self._queue.popleft()
+        now = self.env._now
+        self._slice_start = now
+        if callable(work):
+            duration, value = work(now)
+        else:
+            duration, value = work, None
+        if self._waking:
+            self._waking = False
+            duration += self._wakeup_cost()
+        self._schedule(burst, duration, value)
 
     def _continue(self, burst: _Burst, work: Action | float) -> None:
         if callable(work):
-            duration, value = work(self.env.now)
+            duration, value = work(self.env._now)
         else:
             duration, value = work, None
         if self._waking:
@@ -321,11 +337,11 @@ class Proc:
         if host.fair and self._queue:
             # more work: the loop runs on, unless its slice is over or a process that woke behind it
             # asked for the core, and someone waits for one
-            held = self.env.now - self._slice_start
+            held = self.env._now - self._slice_start
             if not host.has_waiting():
                 self._preempted = False
                 if held >= host.cpu_slice:
-                    self._slice_start = self.env.now  # nobody waited: a fresh slice
+                    self._slice_start = self.env._now  # nobody waited: a fresh slice
                 self._continue(*self._queue.popleft())
                 return
             if held < host.cpu_slice and not self._preempted:
@@ -334,32 +350,32 @@ class Proc:
         self._preempted = False
         if host.fair:
             host.running.remove(self)
-        waiting = host.pop()  # FIFO: the process waiting longest; fair: the one that ran least
+            waiting = host.pop()  # the one that ran least
+        else:
+            fifo = host.waiting  # Host.pop without the call: the process waiting longest
+            waiting = fifo.popleft() if fifo else None
         if waiting is not None:
-            waiting.core_wait += self.env.now - waiting._waiting_since
+            waiting.core_wait += self.env._now - waiting._waiting_since
             if host.fair:
                 host.running.append(waiting)
-            waiting._begin(*waiting._queue.popleft())
+            waiting._begin()
         else:
             host.free += 1
         if self._queue:
             self._want_core()  # back of the core queue, as a fresh request would be
         else:
             self._busy = False
-            self._idle_since = self.env.now
+            self._idle_since = self.env._now
 
 
 class _Burst(simpy.Event):
     """A burst's end. Its first callback appends the process's release behind the callbacks that
-    follow (the waiter's resume): simpy iterates the very list it took from the event."""
+    follow (the waiter's resume): simpy iterates the very list it took from the event. Made only by
+    Proc.run, which sets its fields (env, callbacks and _callbacks: one list [_release], _value
+    PENDING, _proc) without an __init__ call."""
 
-    def __init__(self, env: simpy.Environment, proc: Proc) -> None:
-        self.env = env
-        callbacks: list[Callable[[Any], None]] = [self._release]
-        self._callbacks = callbacks
-        self.callbacks = callbacks
-        self._value = PENDING
-        self._proc = proc
+    _callbacks: list[Callable[[Any], None]]
+    _proc: Proc
 
     def _release(self, _: simpy.Event) -> None:
         self._callbacks.append(self._proc._finish)
