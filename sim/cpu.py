@@ -37,9 +37,10 @@ done yet" and "register a waiter for it" are one step, so no wake-up falls in be
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from heapq import heappop, heappush
 from typing import Any, TypeAlias
@@ -83,29 +84,23 @@ def method_key(method: str) -> int:
     return zlib.crc32(method.encode())
 
 
-class Sampler:
+Sampler: TypeAlias = Callable[[], float]
+
+
+def sampler(dist: Dist, rng: np.random.Generator | None) -> Sampler:
     """Draws from one distribution and one stream, a block at a time (numpy per-call overhead is
-    larger than the simulator's own per-event cost)."""
+    larger than the simulator's own per-event cost). The callable is an iterator's `__next__`, so a
+    draw costs no Python call of its own (the simulator draws several times per burst): a constant
+    repeats its value; otherwise blocks of _BLOCK draws, each drawn when the last is used up."""
+    if dist.is_constant:
+        return itertools.repeat(dist.mean).__next__
+    assert rng is not None
+    return _blocks(dist, rng).__next__
 
-    __slots__ = ("_buf", "_dist", "_i", "_rng", "constant")
 
-    def __init__(self, dist: Dist, rng: np.random.Generator | None) -> None:
-        self._dist = dist
-        self._rng = rng
-        self.constant: float | None = dist.mean if dist.is_constant else None
-        self._buf: list[float] = []
-        self._i = 0
-
-    def __call__(self) -> float:
-        if self.constant is not None:
-            return self.constant
-        i = self._i
-        if i == len(self._buf):
-            assert self._rng is not None
-            self._buf = self._dist.sample(self._rng, _BLOCK).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+def _blocks(dist: Dist, rng: np.random.Generator) -> Iterator[float]:
+    while True:
+        yield from dist.sample(rng, _BLOCK).tolist()
 
 
 class Host:
@@ -254,7 +249,14 @@ class Proc:
                 host.place(self)
                 host.running.append(self)
             self._slice_start = now
-            self._schedule(burst, duration, value)
+            # _schedule, inlined (the commonest path of a burst)
+            self.vruntime += duration
+            self.busy_time += duration
+            host.busy_time += duration
+            self.bursts += 1
+            burst._ok = True
+            burst._value = value
+            heappush(env._queue, (now + duration, NORMAL, next(env._eid), burst))
         else:
             self._queue.append((burst, work))
             if not self._busy:
@@ -287,12 +289,16 @@ class Proc:
             self._begin()
         else:
             self._waiting_since = self.env._now
-            host.push(self)
+            if host.fair:
+                host.push(self)
+            else:
+                host.waiting.append(self)  # Host.push without the call
 
     def _begin(self) -> None:
         """Its loop's next queued burst starts, on a core it just got: a fresh time slice."""
         burst, work = self._queue.popleft()
-        now = self.env._now
+        env = self.env
+        now = env._now
         self._slice_start = now
         if callable(work):
             duration, value = work(now)
@@ -301,7 +307,14 @@ class Proc:
         if self._waking:
             self._waking = False
             duration += self._wakeup_cost()
-        self._schedule(burst, duration, value)
+        # _schedule, inlined
+        self.vruntime += duration
+        self.busy_time += duration
+        self.host.busy_time += duration
+        self.bursts += 1
+        burst._ok = True
+        burst._value = value
+        heappush(env._queue, (now + duration, NORMAL, next(env._eid), burst))
 
     def _continue(self, burst: _Burst, work: Action | float) -> None:
         if callable(work):
@@ -389,7 +402,7 @@ class CostModel:
         self.seed = seed
 
     def _sampler(self, dist: Dist, *key: int) -> Sampler:
-        return Sampler(dist, None if dist.is_constant else stream(self.seed, *key))
+        return sampler(dist, None if dist.is_constant else stream(self.seed, *key))
 
     def service_sampler(self, proc: Proc, method: str) -> Sampler:
         dist = self.params.service_dist(proc.role, method)

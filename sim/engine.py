@@ -248,11 +248,13 @@ class Cluster:
             yield caller.run(lambda now: (send + action(now), None))
         elif send + pre:
             yield caller.run(send + pre)
-        d = self.hop(caller, to)
+        # self.hop(caller, to) there and back, without the calls
+        far = self._host_hops and to is not None and to.host is not caller.host
+        d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
         value = yield from server
-        d = self.hop(caller, to)
+        d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
         if c - send:
