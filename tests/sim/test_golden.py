@@ -4,7 +4,7 @@ load generator) must leave them byte-identical; a change that is meant to alter 
 outcome updates the digests in the same commit and says why.
 
 The cases cover the six-process clusters of both designs near saturation (lab/bench/simulator.py's
-cases, shortened), a what-if of many Design B nodes with stealing, every request kind, the measured
+cases, shortened), a what-if of many Design B nodes on hosts of their own with stealing, every request kind, the measured
 wake-up cost, and the fair host scheduler (cpu_slice > 0)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from tests.sim.conftest import mixed_workload
 
 # a measured-looking wake-up cost: a burst on an idle loop pays it (sim/cpu.py)
 WAKEUP = Dist.of({"kind": "lognormal", "mean": 0.00015, "sigma": 0.0001})
+HOST_HOP = Dist.of({"kind": "lognormal", "mean": 0.0002, "sigma": 0.5})
 
 
 def _open(rate: float, run_time: float, mean: float = 0.01) -> WorkloadSpec:
@@ -47,6 +48,7 @@ def _many_nodes() -> SimParams:
         loadgen_host=12,
         loadgen_processes=2,
         steal_fanout=3,
+        host_hop=HOST_HOP,  # every node on a host of its own: every hop crosses hosts
     )
 
 
@@ -67,7 +69,7 @@ CASES: dict[str, Callable[[], sim.SimConfig]] = {
 GOLDEN = {
     "cluster-mono": "5df1a718e7c7f6e08aeef339f27e57cd812b737e7c98e366243e6a3ef7720996",
     "cluster-micro": "4941d0b517a52968d41956d3f179d08b526eeb0afb03bf83e5d6f27d835316a6",
-    "many-nodes-steal": "95059e8c067170b1d82b10a86dce09d3144a2d95a1e667f7894e56d6d7f0d171",
+    "many-nodes-steal": "af2af540f6c02658585ef0c65760b62e701111636c597c6c396aca857af5098e",
     "mixed-mono": "84b2af18ca4ed79f6fefd8ded6683ce3fb80f5cda1aa8466da7a2c2aed4060e0",
     "mixed-micro": "2b40e55166fbb1543d57466d91cd5873e6bddb13b8abe2ff307cf2b4452aa4c5",
     "fair-wakeup-mono": "1ed4c00688cbb09b822569b0982fd711769836566498e9fb1a250572da541fd5",
