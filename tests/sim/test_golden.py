@@ -4,8 +4,8 @@ load generator) must leave them byte-identical; a change that is meant to alter 
 outcome updates the digests in the same commit and says why.
 
 The cases cover the six-process clusters of both designs near saturation (lab/bench/simulator.py's
-cases, shortened), a what-if of many Design B nodes on hosts of their own with stealing, every request kind, the measured
-wake-up cost, and the fair host scheduler (cpu_slice > 0)."""
+cases, shortened), a what-if of many Design B nodes on hosts of their own with stealing, every
+request kind, the measured wake-up cost, and the fair host scheduler (cpu_slice > 0)."""
 
 from __future__ import annotations
 
