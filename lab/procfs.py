@@ -66,6 +66,27 @@ def total_cpu(pids: Iterable[int]) -> float:
     return total
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid` (children, their children, ...), from each process's parent id in
+    /proc/<pid>/stat; processes that end meanwhile are left out."""
+    parents: dict[int, int] = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found: list[int] = []
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        found += kids
+        frontier += kids
+    return sorted(found)
+
+
 def rss_mib(pid: int) -> float | None:
     """VmRSS of a process in MiB, None if it is gone."""
     try:

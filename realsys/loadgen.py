@@ -80,7 +80,7 @@ from model.results.runs import (
     write_request_records,
     write_run,
 )
-from model.results.schema import JobRecord, RequestRecord
+from model.results.schema import JobRecord, RequestRecord, sort_jobs, sort_requests
 from model.results.summary import format_summary, summarize
 from model.states import TERMINAL, JobState
 from model.workload import (
@@ -561,8 +561,9 @@ async def run_load(
     wall = run.now()
     cpu = time.process_time() - cpu0
     await _finish(set(run.waiters), run.hard_end - run.now())
-    requests = sorted(run.requests, key=lambda r: (r.intended_time, r.client, r.start_time))
-    jobs = sorted(run.jobs, key=lambda j: (j.submit_time, j.job_id))
+    requests, jobs = list(run.requests), list(run.jobs)
+    sort_requests(requests)
+    sort_jobs(jobs)
     stats = load_stats(
         requests,
         spec,
@@ -654,8 +655,8 @@ def run_load_processes(
             utilisations.append(float(child_stats["cpu_utilisation"]))
             walls.append(float(child_stats["wall_time"]))
             held_back += int(child_stats["held_back"])
-    requests.sort(key=lambda r: (r.intended_time, r.client, r.start_time))
-    jobs.sort(key=lambda j: (j.submit_time, j.job_id))
+    sort_requests(requests)
+    sort_jobs(jobs)
     stats = load_stats(
         requests,
         spec,

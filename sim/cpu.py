@@ -37,9 +37,10 @@ done yet" and "register a waiter for it" are one step, so no wake-up falls in be
 
 from __future__ import annotations
 
+import itertools
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from enum import IntEnum
 from heapq import heappop, heappush
 from typing import Any, TypeAlias
@@ -83,29 +84,23 @@ def method_key(method: str) -> int:
     return zlib.crc32(method.encode())
 
 
-class Sampler:
+Sampler: TypeAlias = Callable[[], float]
+
+
+def sampler(dist: Dist, rng: np.random.Generator | None) -> Sampler:
     """Draws from one distribution and one stream, a block at a time (numpy per-call overhead is
-    larger than the simulator's own per-event cost)."""
+    larger than the simulator's own per-event cost). The callable is an iterator's `__next__`, so a
+    draw costs no Python call of its own (the simulator draws several times per burst): a constant
+    repeats its value; otherwise blocks of _BLOCK draws, each drawn when the last is used up."""
+    if dist.is_constant:
+        return itertools.repeat(dist.mean).__next__
+    assert rng is not None
+    return _blocks(dist, rng).__next__
 
-    __slots__ = ("_buf", "_dist", "_i", "_rng", "constant")
 
-    def __init__(self, dist: Dist, rng: np.random.Generator | None) -> None:
-        self._dist = dist
-        self._rng = rng
-        self.constant: float | None = dist.mean if dist.is_constant else None
-        self._buf: list[float] = []
-        self._i = 0
-
-    def __call__(self) -> float:
-        if self.constant is not None:
-            return self.constant
-        i = self._i
-        if i == len(self._buf):
-            assert self._rng is not None
-            self._buf = self._dist.sample(self._rng, _BLOCK).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+def _blocks(dist: Dist, rng: np.random.Generator) -> Iterator[float]:
+    while True:
+        yield from dist.sample(rng, _BLOCK).tolist()
 
 
 class Host:
@@ -226,10 +221,16 @@ class Proc:
     def run(self, work: Action | float) -> simpy.Event:
         """Queues a CPU burst on this process's loop; the event fires (with the action's value) when
         the burst ends."""
-        burst = _Burst(self.env, self)
+        env = self.env
+        burst = _Burst.__new__(_Burst)  # _Burst's fields set here: one Python frame fewer per burst
+        burst.env = env
+        burst._callbacks = burst.callbacks = [burst._release]
+        burst._value = PENDING
+        burst._proc = self
         if not self._busy and self.host.free:
+            now = env._now
             if callable(work):
-                duration, value = work(self.env.now)
+                duration, value = work(now)
             else:
                 duration, value = work, None
             if self._wake is not None:
@@ -247,8 +248,15 @@ class Proc:
             if host.fair:
                 host.place(self)
                 host.running.append(self)
-            self._slice_start = self.env.now
-            self._schedule(burst, duration, value)
+            self._slice_start = now
+            # _schedule, inlined (the commonest path of a burst)
+            self.vruntime += duration
+            self.busy_time += duration
+            host.busy_time += duration
+            self.bursts += 1
+            burst._ok = True
+            burst._value = value
+            heappush(env._queue, (now + duration, NORMAL, next(env._eid), burst))
         else:
             self._queue.append((burst, work))
             if not self._busy:
@@ -278,18 +286,39 @@ class Proc:
             host.free -= 1
             if host.fair:
                 host.running.append(self)
-            self._begin(*self._queue.popleft())
+            self._begin()
         else:
-            self._waiting_since = self.env.now
-            host.push(self)
+            self._waiting_since = self.env._now
+            if host.fair:
+                host.push(self)
+            else:
+                host.waiting.append(self)  # Host.push without the call
 
-    def _begin(self, burst: _Burst, work: Action | float) -> None:
-        self._slice_start = self.env.now
-        self._continue(burst, work)
+    def _begin(self) -> None:
+        """Its loop's next queued burst starts, on a core it just got: a fresh time slice."""
+        burst, work = self._queue.popleft()
+        env = self.env
+        now = env._now
+        self._slice_start = now
+        if callable(work):
+            duration, value = work(now)
+        else:
+            duration, value = work, None
+        if self._waking:
+            self._waking = False
+            duration += self._wakeup_cost()
+        # _schedule, inlined
+        self.vruntime += duration
+        self.busy_time += duration
+        self.host.busy_time += duration
+        self.bursts += 1
+        burst._ok = True
+        burst._value = value
+        heappush(env._queue, (now + duration, NORMAL, next(env._eid), burst))
 
     def _continue(self, burst: _Burst, work: Action | float) -> None:
         if callable(work):
-            duration, value = work(self.env.now)
+            duration, value = work(self.env._now)
         else:
             duration, value = work, None
         if self._waking:
@@ -321,11 +350,11 @@ class Proc:
         if host.fair and self._queue:
             # more work: the loop runs on, unless its slice is over or a process that woke behind it
             # asked for the core, and someone waits for one
-            held = self.env.now - self._slice_start
+            held = self.env._now - self._slice_start
             if not host.has_waiting():
                 self._preempted = False
                 if held >= host.cpu_slice:
-                    self._slice_start = self.env.now  # nobody waited: a fresh slice
+                    self._slice_start = self.env._now  # nobody waited: a fresh slice
                 self._continue(*self._queue.popleft())
                 return
             if held < host.cpu_slice and not self._preempted:
@@ -334,32 +363,32 @@ class Proc:
         self._preempted = False
         if host.fair:
             host.running.remove(self)
-        waiting = host.pop()  # FIFO: the process waiting longest; fair: the one that ran least
+            waiting = host.pop()  # the one that ran least
+        else:
+            fifo = host.waiting  # Host.pop without the call: the process waiting longest
+            waiting = fifo.popleft() if fifo else None
         if waiting is not None:
-            waiting.core_wait += self.env.now - waiting._waiting_since
+            waiting.core_wait += self.env._now - waiting._waiting_since
             if host.fair:
                 host.running.append(waiting)
-            waiting._begin(*waiting._queue.popleft())
+            waiting._begin()
         else:
             host.free += 1
         if self._queue:
             self._want_core()  # back of the core queue, as a fresh request would be
         else:
             self._busy = False
-            self._idle_since = self.env.now
+            self._idle_since = self.env._now
 
 
 class _Burst(simpy.Event):
     """A burst's end. Its first callback appends the process's release behind the callbacks that
-    follow (the waiter's resume): simpy iterates the very list it took from the event."""
+    follow (the waiter's resume): simpy iterates the very list it took from the event. Made only by
+    Proc.run, which sets its fields (env, callbacks and _callbacks: one list [_release], _value
+    PENDING, _proc) without an __init__ call."""
 
-    def __init__(self, env: simpy.Environment, proc: Proc) -> None:
-        self.env = env
-        callbacks: list[Callable[[Any], None]] = [self._release]
-        self._callbacks = callbacks
-        self.callbacks = callbacks
-        self._value = PENDING
-        self._proc = proc
+    _callbacks: list[Callable[[Any], None]]
+    _proc: Proc
 
     def _release(self, _: simpy.Event) -> None:
         self._callbacks.append(self._proc._finish)
@@ -373,7 +402,7 @@ class CostModel:
         self.seed = seed
 
     def _sampler(self, dist: Dist, *key: int) -> Sampler:
-        return Sampler(dist, None if dist.is_constant else stream(self.seed, *key))
+        return sampler(dist, None if dist.is_constant else stream(self.seed, *key))
 
     def service_sampler(self, proc: Proc, method: str) -> Sampler:
         dist = self.params.service_dist(proc.role, method)

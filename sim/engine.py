@@ -22,7 +22,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import simpy
 from simpy.core import StopSimulation
-from simpy.events import NORMAL, URGENT, EventPriority, Process
+from simpy.events import NORMAL, URGENT, EventPriority, Initialize, Process, Timeout
 
 from model.errors import DtqError
 from model.job import Job, JobError, JobSpec, validate_spec
@@ -73,7 +73,39 @@ class SimEnv(simpy.Environment):
       run as in simpy.
     - `run(until=event)` steps in one loop without a method call per event; the semantics are
       simpy's Environment.step/run (failed, undefused events raise; StopSimulation ends the run).
+    - `timeout` and `process` build simpy's own Timeout / Process (and its Initialize) and schedule
+      them as their constructors do, the same entries in the same order, without the bound-class
+      lookup (simpy binds those only for Environment itself, not for a subclass) and the nested
+      constructor and `schedule` calls: two of the commonest steps per simulated job.
     """
+
+    def timeout(self, delay: float = 0, value: Any = None) -> Timeout:
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        event = Timeout.__new__(Timeout)
+        event.env = self
+        event.callbacks = []
+        event._value = value
+        event._delay = delay
+        event._ok = True
+        heappush(self._queue, (self._now + delay, NORMAL, next(self._eid), event))
+        return event
+
+    def process(self, generator: SimGen[Any]) -> Process:
+        if not hasattr(generator, "throw"):
+            raise ValueError(f"{generator} is not a generator.")
+        proc = Process.__new__(Process)
+        proc.env = self
+        proc.callbacks = []
+        proc._generator = generator
+        init = Initialize.__new__(Initialize)
+        init.env = self
+        init.callbacks = [proc._resume]
+        init._value = None
+        init._ok = True
+        heappush(self._queue, (self._now, URGENT, next(self._eid), init))
+        proc._target = init
+        return proc
 
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: float = 0) -> None:
         if type(event) is Process and not event.callbacks and event._ok:
@@ -219,11 +251,13 @@ class Cluster:
             yield caller.run(lambda now: (send + action(now), None))
         elif send + pre:
             yield caller.run(send + pre)
-        d = self.hop(caller, to)
+        # self.hop(caller, to) there and back, without the calls
+        far = self._host_hops and to is not None and to.host is not caller.host
+        d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
         value = yield from server
-        d = self.hop(caller, to)
+        d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
         if c - send:

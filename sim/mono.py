@@ -457,11 +457,14 @@ class MonoCluster(Cluster):
         return reply
 
     def _hop_in(self, lg: LoadgenPart, entry: MonoNode, server: SimGen[Reply]) -> SimGen[Reply]:
-        d = self.hop(lg.proc, entry.proc)
+        # self.hop(lg.proc, entry.proc) there and self.hop(entry.proc, lg.proc) back, without the calls
+        src, dst = lg.proc, entry.proc
+        far = self._host_hops and dst.host is not src.host
+        d = src.net() + src.host_hop() if far else src.net()
         if d:
             yield self.env.timeout(d)
         reply: Reply = yield from server
-        d = self.hop(entry.proc, lg.proc)
+        d = dst.net() + dst.host_hop() if far else dst.net()
         if d:
             yield self.env.timeout(d)
         return reply

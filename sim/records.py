@@ -33,6 +33,8 @@ from model.results.schema import (
     job_rows,
     request_from_row,
     request_rows,
+    sort_jobs,
+    sort_requests,
 )
 
 if TYPE_CHECKING:  # pandas is imported when a frame is asked for (a heavy import, kept off `dtq sim`)
@@ -52,6 +54,7 @@ class Kind(Generic[R]):
     rows: Callable[[Iterable[R]], Iterable[list[str]]]
     parse: Callable[[Sequence[str]], R]
     key: Callable[[R], tuple[Any, ...]]
+    sort: Callable[[list[R]], None]  # in place, in `key`'s order without a key tuple per record
     floats: tuple[str, ...]
     ints: tuple[str, ...]
     categories: tuple[str, ...]
@@ -72,6 +75,7 @@ REQUESTS: Kind[RequestRecord] = Kind(
     request_rows,
     request_from_row,
     _request_key,
+    sort_requests,
     floats=("intended_time", "start_time", "end_time"),
     ints=("client",),
     categories=("op", "status"),
@@ -83,6 +87,7 @@ JOBS: Kind[JobRecord] = Kind(
     job_rows,
     job_from_row,
     _job_key,
+    sort_jobs,
     floats=("submit_time", "accept_time", "end_time", "duration"),
     ints=("attempts",),
     categories=("final_state",),
@@ -233,7 +238,7 @@ class RecordSink(Generic[R]):
             if self.spill_dir is not None:
                 Path(self.spill_dir).mkdir(parents=True, exist_ok=True)
             self._dir = Path(tempfile.mkdtemp(prefix=f"dtq-sim-{self.kind.name}-", dir=self.spill_dir))
-        self._buf.sort(key=self.kind.key)
+        self.kind.sort(self._buf)
         path = self._dir / f"chunk{len(self._chunks):05d}.csv"
         with open(path, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
@@ -245,7 +250,7 @@ class RecordSink(Generic[R]):
     def finish(self) -> Records[R]:
         kind = self.kind
         if not self._chunks:
-            self._buf.sort(key=kind.key)
+            kind.sort(self._buf)
             items, self._buf = self._buf, []
             return Records(kind, items=items)
         if self._buf:

@@ -4,21 +4,34 @@ The worker runs `celery -A lab.baseline.celery_app:app worker ...` (see `runner.
 the app reads its Redis URL from DTQ_BASELINE_REDIS_URL. Clients build their own app with
 `make_app(url, client=True)` and send tasks by name (`task_name(job_type)`), so they import no task code.
 
-Settings chosen to make Celery a fair peer of dtq (and why):
-- `task_acks_late` + `task_reject_on_worker_lost`: a message is acknowledged only after the task ran,
-  so a worker killed mid-task does not lose it (Celery #3541, #1628); with the prefork pool, a child
-  that dies mid-task has its message requeued instead of the task marked FAILED (WorkerLostError).
-  A redelivered task runs again from the start and counts as the same attempt (Celery keeps no
-  delivery count for Redis), so `attempts` undercounts such reruns. Caveat: with the Redis broker an
-  unacknowledged message only comes back after `visibility_timeout` (DTQ_BASELINE_VISIBILITY_TIMEOUT,
-  300 s here; Celery's default is an hour), and only when a worker's periodic sweep finds it (kombu
-  sweeps every 100 s by default; here every quarter of the timeout). A task that runs longer than the
-  timeout is delivered a second time (Celery #2599, #7009): there is no heartbeat that extends it,
-  unlike dtq's leases.
-- `worker_prefetch_multiplier = 1`: each execution slot reserves at most one message, as a dtq worker
-  slot leases one job; a deeper prefetch would hide queueing inside the worker.
-- `task_track_started`: the worker stores STARTED, so `status` can say RUNNING as dtq's does. It costs
-  one more backend write per task, which dtq also pays (its store records the RUNNING transition).
+Settings profiles (DTQ_BASELINE_CELERY_PROFILE; `PROFILES`), because more than one is defensible:
+- "durable" (the default: experiments, faults): dtq's guarantees, at a price in speed.
+  - `task_acks_late` + `task_reject_on_worker_lost`: a message is acknowledged only after the task
+    ran, so a worker killed mid-task does not lose it (Celery #3541, #1628); with the prefork pool, a
+    child that dies mid-task has its message requeued instead of the task marked FAILED
+    (WorkerLostError). A redelivered task runs again from the start and counts as the same attempt
+    (Celery keeps no delivery count for Redis), so `attempts` undercounts such reruns. Caveat: with
+    the Redis broker an unacknowledged message only comes back after `visibility_timeout`
+    (DTQ_BASELINE_VISIBILITY_TIMEOUT, 300 s here; Celery's default is an hour), and only when a
+    worker's periodic sweep finds it (kombu sweeps every 100 s by default; here every quarter of the
+    timeout). A task that runs longer than the timeout is delivered a second time (Celery #2599,
+    #7009): there is no heartbeat that extends it, unlike dtq's leases.
+  - `worker_prefetch_multiplier = 1`: each execution slot reserves at most one message, as a dtq
+    worker slot leases one job; a deeper prefetch would hide queueing inside the worker.
+  - `task_track_started`: the worker stores STARTED, so `status` can say RUNNING as dtq's does. It
+    costs one more backend write and PUBLISH per task, which dtq also pays (its store records the
+    RUNNING transition).
+- "lean": as durable (acks late: no task is lost with its worker), but no STARTED state (`status`
+  says PENDING until the end) and Celery's default prefetch of 4 per slot. The fastest measured
+  (2026-12-07, 3 interleaved rounds, shared host): server CPU 1.9 ms/job against durable's 3.0. Two
+  causes: STARTED costs a backend write + PUBLISH per task and a second result message for the
+  clients; and with prefetch 1 and acks late, the threads pool's acks do not wake the worker's event
+  loop (Celery #6941, #7718), so a freed slot can wait for its next message. `dtq bench` measures
+  durable and lean and compares dtq with the better one: an end-to-end figure never reads RUNNING.
+- "default": Celery's own defaults for those four settings (ack on receipt, so a task whose worker
+  dies is lost; prefetch 4 per slot; no STARTED state): what most deployments run; measured no
+  faster than lean.
+Every profile:
 - `result_expires`: results carry a TTL (DTQ_BASELINE_RESULT_EXPIRES, 1 h), so the backend does not grow
   without bound (Celery #7801). Redis applies it natively (SETEX), no beat process is needed.
 - JSON only: the payloads are JSON text, and no pickle ever crosses the broker.
@@ -47,6 +60,37 @@ MAX_ATTEMPTS = 3  # model.config.CoreConfig.default_max_attempts
 INITIAL_BACKOFF = 0.5  # CoreConfig.default_initial_backoff
 MAX_BACKOFF = 30.0  # CoreConfig.default_max_backoff
 _MAX_SECONDS = 24 * 3600.0
+
+# the worker settings that differ between the two profiles (see the module docstring)
+PROFILES: dict[str, dict[str, Any]] = {
+    "durable": {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": True,
+        "worker_prefetch_multiplier": 1,
+    },
+    "lean": {
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": False,
+        "worker_prefetch_multiplier": 4,
+    },
+    "default": {
+        "task_acks_late": False,
+        "task_reject_on_worker_lost": False,
+        "task_track_started": False,
+        "worker_prefetch_multiplier": 4,
+    },
+}
+DEFAULT_PROFILE = "durable"
+
+
+def profile_settings(name: str | None = None) -> dict[str, Any]:
+    """The settings of profile `name` (default: DTQ_BASELINE_CELERY_PROFILE, else "durable")."""
+    name = name or os.environ.get("DTQ_BASELINE_CELERY_PROFILE") or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(f"unknown Celery baseline profile {name!r}; known: {sorted(PROFILES)}")
+    return dict(PROFILES[name])
 
 
 def task_name(job_type: str) -> str:
@@ -79,10 +123,7 @@ def make_app(redis_url: str | None = None, *, client: bool = False) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         task_default_queue=QUEUE,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_track_started=True,
-        worker_prefetch_multiplier=1,
+        **profile_settings(),
         result_expires=int(os.environ.get("DTQ_BASELINE_RESULT_EXPIRES", "3600")),
         broker_transport_options={
             "visibility_timeout": visibility,

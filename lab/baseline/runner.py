@@ -31,7 +31,8 @@ from typing import Any
 
 import redis
 
-from lab.baseline.celery_app import make_app
+from lab.baseline.celery_app import DEFAULT_PROFILE, PROFILES, make_app, profile_settings
+from lab.procfs import descendants
 from model.results.runs import load_workload, new_run_id, provenance, utc_now
 from model.results.summary import format_summary
 from model.workload import WorkloadSpec
@@ -89,7 +90,9 @@ class BaselineCluster:
         worker_processes: int = 1,
         visibility_timeout: float = 300.0,
         log_level: str = "WARNING",
+        profile: str = DEFAULT_PROFILE,
     ) -> None:
+        profile_settings(profile)  # an unknown profile fails here, before anything starts
         if pool not in POOLS:
             raise ValueError(f"pool must be one of {POOLS}, not {pool!r}")
         if worker_processes < 1 or slots < worker_processes or slots % worker_processes:
@@ -106,6 +109,7 @@ class BaselineCluster:
         self.worker_processes = worker_processes
         self.visibility_timeout = visibility_timeout
         self.log_level = log_level
+        self.profile = profile
         self.port = 0
         self._redis: subprocess.Popen[bytes] | None = None
         self._workers: list[subprocess.Popen[bytes]] = []
@@ -125,8 +129,8 @@ class BaselineCluster:
             "slots": {f"worker{i + 1}": per_process for i in range(self.worker_processes)},
             "pool": self.pool,
             "worker_processes": self.worker_processes,
-            "prefetch_multiplier": 1,
-            "acks_late": True,
+            "profile": self.profile,
+            **profile_settings(self.profile),
             "visibility_timeout": self.visibility_timeout,
         }
 
@@ -136,6 +140,12 @@ class BaselineCluster:
             "factory": "lab.baseline.target:CeleryTarget",
             "kwargs": {"redis_url": self.redis_url, "submit_threads": submit_threads},
         }
+
+    def server_pids(self) -> list[int]:
+        """redis-server, the worker processes and every process they started (prefork children):
+        what serves the jobs, for reading its CPU time."""
+        pids = [proc.pid for proc in [self._redis, *self._workers] if proc is not None]
+        return sorted({*pids, *(child for pid in pids for child in descendants(pid))})
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> BaselineCluster:
@@ -214,6 +224,7 @@ class BaselineCluster:
             **os.environ,
             "DTQ_BASELINE_REDIS_URL": self.redis_url,
             "DTQ_BASELINE_VISIBILITY_TIMEOUT": str(self.visibility_timeout),
+            "DTQ_BASELINE_CELERY_PROFILE": self.profile,
             "PYTHONUNBUFFERED": "1",
         }
         argv = [
@@ -333,13 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=DEFAULT_SLOTS)
     parser.add_argument("--pool", choices=POOLS, default="threads")
     parser.add_argument("--worker-processes", type=int, default=1)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE, help="settings")
     parser.add_argument("--processes", type=int, default=1, help="load generator processes")
     parser.add_argument("--drain", type=float, default=DEFAULT_DRAIN)
     parser.add_argument("--no-records", action="store_true")
     args = parser.parse_args(argv)
     spec = load_workload(args.workload)
     run_id = args.run_id or new_run_id(KIND, DESIGN, Path(args.workload).stem, spec.seed)
-    with BaselineCluster(slots=args.slots, pool=args.pool, worker_processes=args.worker_processes) as cluster:
+    with BaselineCluster(
+        slots=args.slots, pool=args.pool, worker_processes=args.worker_processes, profile=args.profile
+    ) as cluster:
         path, summary = run_baseline(
             cluster,
             spec,

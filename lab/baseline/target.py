@@ -83,11 +83,12 @@ class CeleryTarget:
     def __init__(self, redis_url: str, *, submit_threads: int = 16) -> None:
         self.redis_url = redis_url
         self._app = make_app(redis_url, client=True)
-        self._app.conf.broker_pool_limit = submit_threads
+        self._app.conf.broker_pool_limit = max(1, submit_threads)
         self._backend = self._app.backend  # thread-local in Celery: use this one only on the loop
         key = self._backend.get_key_for_task("x")  # "celery-task-meta-x" (str or bytes by version)
         self._prefix = (key.decode() if isinstance(key, bytes) else str(key))[:-1]
-        self._pool = ThreadPoolExecutor(submit_threads, thread_name_prefix="celery-submit")
+        self._pool = ThreadPoolExecutor(max(1, submit_threads), thread_name_prefix="celery-submit")
+        self._inline = submit_threads == 0
         self._redis = aioredis.Redis.from_url(redis_url)
         self._waiters: dict[str, list[asyncio.Future[tuple[str, int]]]] = {}
         self._submitted: set[str] = set()  # ours and not finished yet: the listener will see them
@@ -108,9 +109,12 @@ class CeleryTarget:
         job_id = str(uuid.uuid4())
         self._submitted.add(job_id)
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._pool, self._send, task_name(job_type), text, job_id
-            )
+            if self._inline:
+                self._send(task_name(job_type), text, job_id)
+            else:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self._send, task_name(job_type), text, job_id
+                )
         except Exception as exc:
             self._submitted.discard(job_id)
             raise TargetError("UNAVAILABLE", f"send_task failed: {exc!r}") from exc
@@ -227,7 +231,7 @@ class CeleryTarget:
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is not None and message["type"] == "pmessage":
-                        self._on_message(message["data"])
+                        self._on_message(message["channel"], message["data"])
             except (RedisError, OSError) as exc:
                 log.warning("celery result listener lost redis (%r); reconnecting", exc)
             finally:
@@ -245,7 +249,10 @@ class CeleryTarget:
                 with contextlib.suppress(TargetError):
                     await self._read(job_id)
 
-    def _on_message(self, data: bytes) -> None:
+    def _on_message(self, channel: bytes, data: bytes) -> None:
+        job_id = channel.decode(errors="replace")[len(self._prefix) :]
+        if job_id not in self._submitted and job_id not in self._waiters:
+            return  # another client's job (every client process hears every result)
         try:
             meta = self._backend.decode(data)
         except Exception:  # a foreign publisher on a matching channel: not ours to judge

@@ -7,9 +7,13 @@ drifts over all of them alike):
    (`realsys.loadgen.run_load_processes`, the path of `dtq load` and the experiment runner) with the
    closed loop in wait mode: each client submits an `echo` job (payload `{"seconds":0.0}`), long-polls
    until it is terminal, and repeats; the figure is the run summary's completed_per_s (jobs that
-   *finish* inside the window after a warm-up). Design B, Design A and Celery+Redis (the baseline's
-   `BaselineCluster` + `CeleryTarget`), all driven by the same client code in `--processes` client
-   processes (uvloop). Server CPU is read over the same window. The Design B client sends each
+   *finish* inside the window after a warm-up). Design B, Design A and two peer baselines, all
+   driven by the same client code in `--processes` client processes (uvloop): Celery + Redis
+   (`BaselineCluster` + `CeleryTarget`) in two settings profiles of lab/baseline/celery_app.py
+   ("durable": acks late and STARTED, dtq's guarantees; "lean": acks late, no STARTED, prefetch 4),
+   and Dramatiq + Redis (`DramatiqCluster` + `DramatiqTarget`: results middleware on, 2 processes x
+   8 threads). Server CPU (every server process and its children) and client CPU are read over the
+   same window and divided by the jobs. The Design B client sends each
    WaitJob to the job's owner (the id prefix names it; the submit reply says which address owns which
    prefix), as DtqClient does; the `-rr` row drives the same cluster with the load generator's
    round-robin DtqTarget (5 in 6 WaitJobs forwarded). The `-sw` rows (both designs) use the
@@ -19,9 +23,12 @@ drifts over all of them alike):
    versus a bare grpc.aio echo server in one process (same message bytes, same client code path,
    uvloop on both sides): throughput and p50 at 16 in flight, p50 at 1 in flight.
 3. RPCs per job: every node's `dtq_rpc_total` (Prometheus) before and after a fixed number of jobs,
-   divided by the jobs (background RPCs such as heartbeats and steal polls included); for Celery the
-   Redis commands per job (INFO commandstats).
-4. With `--profile`: py-spy samples the echo server and the single submit node at 16 in flight, and
+   divided by the jobs (background RPCs such as heartbeats and steal polls included); for the
+   baselines the Redis commands per job (INFO commandstats).
+4. The targets of issue 22, each a line with MET / NOT MET and the run's own baselines
+   (lab/bench/figures.py: ratios are paired by round; a baseline measured in two configurations is
+   compared at its better one).
+5. With `--profile`: py-spy samples the echo server and the single submit node at 16 in flight, and
    node n1 of Design B during an end-to-end run, and prints where their time goes (lab/bench/profiling.py).
 
 The child processes speak JSON over stdin/stdout (lab/bench/clients.py, lab/bench/servers.py).
@@ -35,17 +42,19 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lab.baseline.celery_app import PROFILES
+from lab.baseline.dramatiq_runner import DramatiqCluster
 from lab.baseline.runner import BaselineCluster
 from lab.bench import profiling
 from lab.bench.clients import NOOP_TYPE, e2e_once, rpc_once
 from lab.bench.counts import count_redis_commands, count_rpcs, metrics_ports
+from lab.bench.figures import Series, Target, best_of, paired_ratios
 from lab.bench.servers import Processes, start_echo, start_single_node
 from lab.bench.targets import routed_target_spec
 from realsys import cluster
@@ -53,22 +62,11 @@ from realsys.cli_common import progress
 from realsys.targets import dtq_target_spec
 
 STORES = ("memory", "sqlite")
+DESIGNS = ("mono", "micro", "celery", "dramatiq")
+BASELINES = ("celery", "dramatiq")
+# the two plausible best Celery configurations (lab/baseline/celery_app.py); the targets use the better
+BENCH_CELERY_PROFILES = ("durable", "lean")
 SUBMIT_WAIT = 30.0  # the -sw rows' SubmitJob wait_timeout (a no-op job ends long before)
-
-
-@dataclass
-class Series:
-    """Repeated measurements of one figure."""
-
-    values: list[float] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values) if self.values else float("nan")
-
-    def spread(self, scale: float = 1.0, digits: int = 0) -> str:
-        return "[" + ", ".join(f"{v * scale:.{digits}f}" for v in self.values) + "]"
 
 
 @dataclass
@@ -79,13 +77,17 @@ class Bench:
     rpc: dict[str, Series] = field(default_factory=dict)
     p50: dict[str, Series] = field(default_factory=dict)
     cpu: dict[str, Series] = field(default_factory=dict)  # server CPU seconds per job or per call
+    client_cpu: dict[str, Series] = field(default_factory=dict)  # client CPU seconds per job or call
+    completion: dict[str, Series] = field(default_factory=dict)  # end to end: p50 submit -> end, s
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     pids: dict[str, list[int]] = field(default_factory=dict)  # server processes of each target
     clusters: dict[str, Path] = field(default_factory=dict)
     singles: dict[str, tuple[str, int]] = field(default_factory=dict)
-    celery: Any = None
-    celery_note: str = ""
+    baselines: list[BaselineCluster] = field(default_factory=list)  # every one started, to stop
+    redis_urls: dict[str, str] = field(default_factory=dict)  # baseline row -> its Redis
+    notes: dict[str, str] = field(default_factory=dict)  # a baseline that could not run: why
     echo: tuple[str, int] = ("", 0)
+    root: Path = Path()  # the bench's scratch directory
     profiles: dict[str, Any] = field(default_factory=dict)  # name -> lab.bench.profiling.Profile
     loops: set[str] = field(default_factory=set)
 
@@ -96,15 +98,15 @@ def _say(message: str) -> None:
 
 @contextlib.contextmanager
 def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
-    """Every system the bench drives, up for the block; on exit the clusters down, then Celery, then
-    the processes the bench started itself."""
+    """Every system the bench drives, up for the block; on exit the clusters down, then the
+    baselines, then the processes the bench started itself."""
     args = bench.args
     with contextlib.ExitStack() as stack:
         stack.callback(bench.procs.stop)
-        stack.callback(_stop_celery, bench)
+        stack.callback(_stop_baselines, bench)
         for store in args.store:
             for design in args.design:
-                if design == "celery":
+                if design in BASELINES:
                     continue
                 directory = root / f"{design}-{store}"
                 _say(f"starting {design} cluster ({store}) ...")
@@ -126,7 +128,14 @@ def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
                     bench.targets[name] = dtq_target_spec(info.clients, design=design)
                     bench.pids[name] = bench.pids[f"{design}/{store}"]
         if "celery" in args.design:
-            _start_celery(bench, root)
+            for profile in args.celery_profile:
+
+                def celery(directory: Path, profile: str = profile) -> BaselineCluster:
+                    return BaselineCluster(directory, slots=args.slots, profile=profile)
+
+                _start_baseline(bench, f"celery/{profile}", celery)
+        if "dramatiq" in args.design:
+            _start_baseline(bench, "dramatiq", DramatiqCluster)
         if not args.no_submit:
             _say("starting echo server and single submit nodes ...")
             bench.echo = start_echo(bench.procs)
@@ -138,28 +147,29 @@ def _bench_resources(bench: Bench, root: Path) -> Iterator[None]:
             _say("stopping ...")
 
 
-def _stop_celery(bench: Bench) -> None:
-    if bench.celery is not None:
+def _stop_baselines(bench: Bench) -> None:
+    for baseline in bench.baselines:
         with contextlib.suppress(Exception):
-            bench.celery.down()
+            baseline.down()
 
 
-def _start_celery(bench: Bench, root: Path) -> None:
+def _start_baseline(bench: Bench, name: str, make: Callable[[Path], BaselineCluster]) -> None:
+    """Starts one peer baseline (its own redis-server and workers) as the row `name`; when it cannot
+    run here, the report says why instead."""
     if shutil.which("redis-server") is None:
-        bench.celery_note = "not available (no redis-server)"
+        bench.notes[name] = "not available (no redis-server)"
         return
-    _say("starting celery + redis ...")
+    _say(f"starting {name} + redis ...")
+    baseline = make(bench.root / name.replace("/", "-"))
+    bench.baselines.append(baseline)
     try:
-        celery = BaselineCluster(root / "celery", slots=bench.args.slots)
-        celery.up()
+        baseline.up()
     except Exception as exc:
-        bench.celery_note = f"not available ({type(exc).__name__}: {exc})"
+        bench.notes[name] = f"not available ({type(exc).__name__}: {exc})"
         return
-    bench.celery = celery
-    bench.targets["celery"] = celery.target_spec()
-    # redis-server and the worker process(es): what serves Celery's jobs
-    servers = [getattr(celery, "_redis", None), *getattr(celery, "_workers", [])]
-    bench.pids["celery"] = [proc.pid for proc in servers if proc is not None]
+    bench.targets[name] = baseline.target_spec()
+    bench.pids[name] = baseline.server_pids()  # redis-server, the workers and their children
+    bench.redis_urls[name] = baseline.redis_url
 
 
 def _measure_round(bench: Bench, index: int) -> None:
@@ -171,10 +181,11 @@ def _measure_round(bench: Bench, index: int) -> None:
         )
         bench.e2e.setdefault(name, Series()).values.append(result["rate"])
         bench.cpu.setdefault(name, Series()).values.append(result["server_cpu_per_job"])
+        bench.client_cpu.setdefault(name, Series()).values.append(result["client_cpu_per_job"])
+        bench.completion.setdefault(name, Series()).values.append(result["completion_p50_ms"] / 1e3)
         bench.loops.add(result["loop"])
         if result["errors"]:
             bench.e2e[name].notes.append(json.dumps(result["errors"]))
-        bench.e2e.setdefault(f"{name}#cpu", Series()).values.append(result["client_cpu"])
     if args.no_submit:
         return
     servers = {"echo": (*bench.echo, "echo")} | {
@@ -188,15 +199,137 @@ def _measure_round(bench: Bench, index: int) -> None:
             bench.rpc.setdefault(key, Series()).values.append(r["rate"])
             bench.p50.setdefault(key, Series()).values.append(r["p50"])
             bench.cpu.setdefault(key, Series()).values.append(r["server_cpu_per_call"])
-            bench.cpu.setdefault(f"{key}#client", Series()).values.append(r["client_cpu_per_call"])
+            bench.client_cpu.setdefault(key, Series()).values.append(r["client_cpu_per_call"])
 
 
-def _met(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
+def _e2e_rows(bench: Bench) -> list[str]:
+    args = bench.args
+    lines = [
+        f"End to end: no-op ({NOOP_TYPE}) jobs/s at {args.clients} closed-loop clients in wait mode "
+        f"(realsys.loadgen: submit, wait for the end, repeat) in {args.processes} client process(es); "
+        f"{args.warmup:g}s warm-up, {args.window:g}s window; {args.slots} worker slots per dtq design "
+        "and per Celery, Dramatiq 2 processes x 8 threads",
+        "  rows: DESIGN/STORE = SubmitJob + WaitJob to the owner; -rr = the same, WaitJob round-robin; "
+        f"-sw = one SubmitJob with wait_timeout {SUBMIT_WAIT:g}s (synchronous invocation); "
+        "celery/durable = acks late + STARTED + prefetch 1, celery/lean = acks late, prefetch 4 "
+        "(lab/baseline/celery_app.py); "
+        "figures: median [min-max] over the rounds",
+        f"  {'row':<16} {'jobs/s':<20} {'server CPU ms/job':<20} {'client CPU ms/job':<20} "
+        "job p50 ms (submit -> end known)",
+    ]
+    for name, series in bench.e2e.items():
+        notes = f"   errors {'; '.join(series.notes)}" if series.notes else ""
+        lines.append(
+            f"  {name:<16} {series.show():<20} {bench.cpu[name].show(1e3, 2):<20} "
+            f"{bench.client_cpu[name].show(1e3, 2):<20} {bench.completion[name].show(1e3, 1)}{notes}"
+        )
+    for name, note in bench.notes.items():
+        lines.append(f"  {name:<16} {note}")
+    return lines
 
 
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b > 0 else "n/a"
+def _rpc_rows(bench: Bench) -> list[str]:
+    args = bench.args
+    lines = [
+        "SubmitJob on one Design B node process (0 worker slots) vs a bare grpc.aio echo process "
+        f"(same request bytes, same client path); {args.rpc_warmup:g}s warm-up, {args.rpc_window:g}s window",
+        f"  {'server':<14} {'in flight':<10} {'calls/s':<20} {'p50 ms':<22} {'server CPU us/call':<20} "
+        "client CPU us/call",
+    ]
+    for in_flight in (16, 1):
+        for name in ["echo", *(f"submit/{s}" for s in args.store)]:
+            key = f"{name}@{in_flight}"
+            lines.append(
+                f"  {name:<14} {in_flight:<10} {bench.rpc[key].show():<20} {bench.p50[key].show(1e3, 3):<22} "
+                f"{bench.cpu[key].show(1e6):<20} {bench.client_cpu[key].show(1e6)}"
+            )
+    return lines
+
+
+def _rpc_count_rows(bench: Bench, rpcs: Mapping[str, Any]) -> list[str]:
+    lines = [f"RPCs per job ({bench.args.count_jobs} no-op jobs at 16 clients; all servers' counters)"]
+    for name, counts in rpcs.items():
+        if isinstance(counts, str):
+            lines.append(f"  {name:<16} {counts}")
+            continue
+        per_method = {m: v for m, v in counts.items() if m != "_not_succeeded"}
+        failed = int(counts.get("_not_succeeded", 0))
+        total = sum(per_method.values())
+        unit = "Redis commands" if name.split("/")[0] in BASELINES else "RPCs"
+        detail = ", ".join(f"{m} {v:.2f}" for m, v in per_method.items())
+        failures = f"  ({failed} not SUCCEEDED)" if failed else ""
+        lines.append(f"  {name:<16} {total:5.2f} {unit}/job: {detail}{failures}")
+    return lines
+
+
+def targets(bench: Bench, rpcs: Mapping[str, Any]) -> list[Target]:
+    """Issue 22's targets, from this run's figures (every store measured gets its lines)."""
+    out: list[Target] = []
+    e2e = bench.e2e
+    celery = best_of([(n, s) for n, s in e2e.items() if n.startswith("celery/")])
+    dramatiq = e2e.get("dramatiq")
+    for store in bench.args.store:
+        micro, mono = e2e.get(f"micro/{store}"), e2e.get(f"mono/{store}")
+        if micro is not None:
+            figure, basis = Series(), "Celery not measured"
+            if celery is not None:
+                figure = paired_ratios(micro, celery[1])
+                basis = f"A {micro.show()} jobs/s vs {celery[0]} {celery[1].show()} jobs/s, the better Celery"
+            out.append(Target(f"A/{store} end to end >= 1.0x Celery", figure, 1.0, True, basis=basis))
+        if mono is not None:
+            figure, basis = Series(), "Dramatiq not measured"
+            if dramatiq is not None:
+                figure = paired_ratios(mono, dramatiq)
+                basis = f"B {mono.show()} jobs/s vs dramatiq {dramatiq.show()} jobs/s"
+            name = f"B/{store} (submit + WaitJob) end to end >= 1.0x Dramatiq"
+            out.append(Target(name, figure, 1.0, True, basis=basis))
+        if f"submit/{store}@16" in bench.rpc:
+            submit, echo = bench.rpc[f"submit/{store}@16"], bench.rpc["echo@16"]
+            out.append(
+                Target(
+                    f"SubmitJob/{store} throughput at 16 in flight >= 0.75x echo",
+                    paired_ratios(submit, echo),
+                    0.75,
+                    True,
+                    basis=f"submit {submit.show()} vs echo {echo.show()} calls/s",
+                )
+            )
+            p50, echo_p50 = bench.p50[f"submit/{store}@1"], bench.p50["echo@1"]
+            out.append(
+                Target(
+                    f"SubmitJob/{store} p50 at 1 in flight <= 1.2x echo",
+                    paired_ratios(p50, echo_p50),
+                    1.2,
+                    False,
+                    basis=f"submit {p50.show(1e3, 3)} vs echo {echo_p50.show(1e3, 3)} ms",
+                )
+            )
+        if mono is not None:
+            out.append(
+                Target(
+                    f"B/{store} server CPU per job (submit + WaitJob) <= 0.7 ms",
+                    bench.cpu[f"mono/{store}"],
+                    0.7e-3,
+                    False,
+                    unit="ms",
+                    scale=1e3,
+                    basis="all node processes, over the end-to-end window",
+                )
+            )
+        counts = rpcs.get(f"micro/{store}")
+        if isinstance(counts, Mapping):
+            total = sum(v for m, v in counts.items() if m != "_not_succeeded")
+            out.append(
+                Target(
+                    f"A/{store} RPCs per job <= 4 (issue: 'at most about 4')",
+                    Series([total]),
+                    4.0,
+                    False,
+                    unit="RPCs",
+                    basis=f"one count over {bench.args.count_jobs} jobs",
+                )
+            )
+    return out
 
 
 def _report(bench: Bench, load_start: tuple[float, float, float], rpcs: Mapping[str, Any]) -> str:
@@ -206,85 +339,23 @@ def _report(bench: Bench, load_start: tuple[float, float, float], rpcs: Mapping[
         "dtq bench",
         f"  machine: {os.cpu_count()} CPUs, {platform.machine()}, Python {platform.python_version()}; "
         f"load average at start {load_start[0]:.2f} {load_start[1]:.2f} {load_start[2]:.2f}, "
-        f"at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f} (shared machine)",
-        f"  stores: {', '.join(args.store)} (Design A and B run on each; Celery uses Redis, no persistence)",
-        f"  client event loop: {', '.join(sorted(bench.loops)) or '?'}; each figure: median of {args.runs} "
-        f"runs [the runs in brackets]",
+        f"at end {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}",
+        f"  stores: {', '.join(args.store)} (Design A and B run on each; the baselines use Redis, no "
+        "persistence)",
+        f"  client event loop: {', '.join(sorted(bench.loops)) or '?'}; {args.runs} rounds, every system "
+        "once per round in turn; each figure: median [min-max] over the rounds",
         "",
-        f"End to end: no-op ({NOOP_TYPE}) jobs/s at {args.clients} closed-loop clients in wait mode "
-        f"(realsys.loadgen: submit, wait for the end, repeat) in {args.processes} client process(es); "
-        f"{args.warmup:g}s warm-up, {args.window:g}s window; {args.slots} worker slots per system",
-        "  rows: DESIGN/STORE = SubmitJob + WaitJob to the owner; -rr = the same, WaitJob round-robin; "
-        f"-sw = one SubmitJob with wait_timeout {SUBMIT_WAIT:g}s (synchronous invocation)",
+        *_e2e_rows(bench),
     ]
-    celery = bench.e2e.get("celery")
-    for name, series in bench.e2e.items():
-        if name.endswith("#cpu"):
-            continue
-        cpu = bench.e2e[f"{name}#cpu"].median
-        ratio = f"  {_ratio(series.median, celery.median)} Celery" if celery and name != "celery" else ""
-        notes = f"   errors {'; '.join(series.notes)}" if series.notes else ""
-        server = bench.cpu[name].median * 1e3
-        lines.append(
-            f"  {name:<15} {series.median:6.0f} jobs/s {series.spread():<22}{ratio:<16}"
-            f" server CPU {server:5.2f} ms/job, client CPU {cpu:.2f} cores{notes}"
-        )
-    if celery is None:
-        lines.append(f"  celery: {bench.celery_note or 'not measured'}")
-    for store in args.store:
-        for suffix, mode in (("", "submit + WaitJob"), ("-sw", "submit-with-wait")):
-            mono = bench.e2e.get(f"mono/{store}{suffix}")
-            if mono is not None and celery is not None:
-                ok = mono.median >= 3 * celery.median and mono.median > 1000
-                lines.append(
-                    f"  target B/{store}{suffix} ({mode}) >= 3x Celery and > 1000 jobs/s: {_met(ok)} "
-                    f"({mono.median:.0f} vs {3 * celery.median:.0f} and 1000)"
-                )
     if bench.rpc:
-        lines += [
-            "",
-            "SubmitJob on one Design B node process (0 worker slots) vs a bare grpc.aio echo process "
-            f"(same request bytes, same client path); {args.rpc_warmup:g}s warm-up, "
-            f"{args.rpc_window:g}s window",
-        ]
-        echo16, echo1 = bench.rpc["echo@16"].median, bench.p50["echo@1"].median
-        for in_flight in (16, 1):
-            for name in ["echo", *(f"submit/{s}" for s in args.store)]:
-                key = f"{name}@{in_flight}"
-                rate, p50 = bench.rpc[key], bench.p50[key]
-                vs = ""
-                if name != "echo":
-                    vs = (
-                        f"   throughput {_ratio(rate.median, echo16)} of echo"
-                        if in_flight == 16
-                        else f"   p50 {_ratio(p50.median, echo1)} echo's"
-                    )
-                server = bench.cpu[key].median * 1e6
-                client = bench.cpu[f"{key}#client"].median * 1e6
-                lines.append(
-                    f"  {name:<14} {in_flight:>2} in flight: {rate.median:6.0f} calls/s {rate.spread():<20} "
-                    f"p50 {p50.median * 1e3:6.3f} ms {p50.spread(1e3, 3):<24} "
-                    f"CPU/call server {server:4.0f} us client {client:4.0f} us{vs}"
-                )
-        for store in args.store:
-            thr = bench.rpc[f"submit/{store}@16"].median / echo16
-            lat = bench.p50[f"submit/{store}@1"].median / echo1
-            lines.append(
-                f"  target B/{store}: throughput >= 70% of echo: {_met(thr >= 0.7)} ({thr:.0%}); "
-                f"p50 at 1 in flight <= 1.3x echo: {_met(lat <= 1.3)} ({lat:.2f}x)"
-            )
+        lines += ["", *_rpc_rows(bench)]
     if rpcs:
-        lines += ["", f"RPCs per job ({args.count_jobs} no-op jobs at 16 clients; all servers' counters)"]
-        for name, counts in rpcs.items():
-            if isinstance(counts, str):
-                lines.append(f"  {name:<15} {counts}")
-                continue
-            failed = int(counts.pop("_not_succeeded", 0))
-            total = sum(counts.values())
-            unit = "Redis commands" if name == "celery" else "RPCs"
-            detail = ", ".join(f"{m} {v:.2f}" for m, v in counts.items())
-            failures = f"  ({failed} not SUCCEEDED)" if failed else ""
-            lines.append(f"  {name:<15} {total:5.2f} {unit}/job: {detail}{failures}")
+        lines += ["", *_rpc_count_rows(bench, rpcs)]
+    lines += [
+        "",
+        "Targets (issue 22; ratios are paired by round, their median [min-max]; MET on the median)",
+        *(t.line() for t in targets(bench, rpcs)),
+    ]
     if bench.profiles:
         lines += ["", "Where the time goes (py-spy, Python frames; C time is charged to its caller)"]
         for label, profile in bench.profiles.items():
@@ -333,29 +404,43 @@ def run_bench(args: argparse.Namespace) -> str:
     load_start = os.getloadavg()
     bench = Bench(args)
     rpcs: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="dtq-bench-") as tmp, _bench_resources(bench, Path(tmp)):
-        for i in range(args.runs):
-            _measure_round(bench, i)
-        if args.count_jobs > 0:
-            for name, spec in bench.targets.items():
-                _say(f"  counting RPCs per job: {name} ...")
-                if name == "celery":
-                    rpcs[name] = count_redis_commands(spec, bench.celery.redis_url, args.count_jobs)
-                else:
-                    ports = metrics_ports(bench.clusters[name])
-                    rpcs[name] = count_rpcs(spec, ports, args.count_jobs)
-        if args.profile:
-            profile_servers(bench, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix="dtq-bench-") as tmp:
+        bench.root = Path(tmp)
+        with _bench_resources(bench, Path(tmp)):
+            _measure(bench, rpcs)
     return _report(bench, load_start, rpcs)
+
+
+def _measure(bench: Bench, rpcs: dict[str, Any]) -> None:
+    """The rounds, then the RPC counts, then (`--profile`) the samples: nothing is timed while
+    another of them runs."""
+    args = bench.args
+    for i in range(args.runs):
+        _measure_round(bench, i)
+    if args.count_jobs > 0:
+        for name, spec in bench.targets.items():
+            _say(f"  counting RPCs per job: {name} ...")
+            if name in bench.redis_urls:
+                rpcs[name] = count_redis_commands(spec, bench.redis_urls[name], args.count_jobs)
+            else:
+                rpcs[name] = count_rpcs(spec, metrics_ports(bench.clusters[name]), args.count_jobs)
+    if args.profile:
+        profile_servers(bench, bench.root)
 
 
 def add_parser(sub: Any) -> None:
     """`dtq bench` arguments (sub is the dtq command's subparsers object)."""
-    p = sub.add_parser("bench", help="throughput/latency benchmark vs Celery+Redis and a bare gRPC echo")
+    p = sub.add_parser(
+        "bench", help="throughput/latency benchmark vs Celery+Redis, Dramatiq+Redis and a bare gRPC echo"
+    )
     p.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported")
     p.add_argument("--store", action="append", choices=STORES, help="default: both")
+    p.add_argument("--design", action="append", choices=DESIGNS, help="default: all four")
     p.add_argument(
-        "--design", action="append", choices=["mono", "micro", "celery"], help="default: all three"
+        "--celery-profile",
+        action="append",
+        choices=sorted(PROFILES),
+        help="Celery settings profile(s) to run (lab/baseline/celery_app.py); default: durable and lean",
     )
     p.add_argument("--clients", type=int, default=16, help="closed-loop clients of the end-to-end runs")
     p.add_argument("--processes", type=int, default=2, help="client processes for the end-to-end runs")
@@ -382,7 +467,8 @@ def add_parser(sub: Any) -> None:
 
 def bench_command(args: argparse.Namespace) -> int:
     args.store = args.store or list(STORES)
-    args.design = args.design or ["mono", "micro", "celery"]
+    args.design = args.design or list(DESIGNS)
+    args.celery_profile = args.celery_profile or list(BENCH_CELERY_PROFILES)
     if args.runs < 1 or args.clients < 1 or args.processes < 1 or args.window <= 0:
         raise ValueError("--runs, --clients, --processes must be >= 1 and --window > 0")
     print(run_bench(args), flush=True)

@@ -228,6 +228,9 @@ def e2e_once(
         "client_cpu": result.stats.cpu_time / max(result.stats.wall_time, 1e-9),
         "server_cpu": cpu / window,
         "server_cpu_per_job": cpu / max(1.0, completed),
+        "client_cpu_per_job": result.stats.cpu_time / max(1.0, len(result.jobs)),
+        "completion_p50_ms": summary["completion_ms"].get("p50", float("nan")),
+        "completion_p99_ms": summary["completion_ms"].get("p99", float("nan")),
         "loop": "uvloop" if loop_factory() is not None else "asyncio",
     }
 

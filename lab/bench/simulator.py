@@ -1,34 +1,44 @@
 """How fast the simulator runs: simulated dtq jobs per second, against a bare SimPy M/M/c model.
 
-    python -m lab.bench.simulator                 # ratios, the 6-node cluster, the 100-node what-if (1M jobs)
-    python -m lab.bench.simulator --jobs 100000   # a smaller what-if (its wall time is extrapolated to 1M)
-    python -m lab.bench.simulator --profile       # plus one cProfile of the 6-node cluster near saturation
+    python -m lab.bench.simulator                 # every figure, the targets, and the 1M-job what-if
+    python -m lab.bench.simulator --jobs 0        # without the long what-if (no memory figure)
+    python -m lab.bench.simulator --profile       # plus one cProfile of the 6-process clusters
 
 The bare model is the textbook SimPy M/M/c: a Poisson source, one process per customer, a
 simpy.Resource(c) and an exponential service timeout. dtq's simulator does far more per job (every
 request path, hop, burst and core call), so the target is a fraction of it: >= 1/10, measured in
-the same run. Every figure is the median of `--repeats` runs. Rates are per wall second (what a
-user waits for), with the per-CPU-second figure beside it (time.process_time: on a shared machine
-the neighbours' load distorts wall time but not CPU time).
+the same run. `--repeats` rounds each run the bare reference first and then every case, so drift
+hits both sides of each ratio; figures are medians [min-max] over the rounds, ratios paired by
+round; the targets of issue 22 are printed as MET / NOT MET lines. The long what-if runs once, in a
+child process, for its peak RSS. Rates are per wall second (what a user waits for), with the
+per-CPU-second figure beside some (time.process_time: on a shared machine the neighbours' load
+distorts wall time but not CPU time).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
+import json
+import os
 import pstats
-import statistics
+import resource
+import subprocess
+import sys
 import time
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import simpy
 
+from lab.bench.figures import Series, Target
 from model.workload import Distribution, OpenLoop, WorkloadSpec
 from sim.api import SimConfig, SimResult, run
-from sim.params import SimParams
+from sim.params import SimParams, load_params
 
 
 def bare_mmc(customers: int, c: int, lam: float, mu: float, seed: int = 1) -> tuple[float, float, float]:
@@ -120,10 +130,6 @@ def whatif(jobs: int, nodes: int = WHATIF_NODES, fanout: int = WHATIF_FANOUT) ->
     return run(SimConfig("mono", workload, whatif_params(nodes, fanout)))
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def _jobs_summary(result: SimResult) -> str:
     s = result.summary
     done = s["throughput"]["completed_per_s"]
@@ -159,98 +165,254 @@ def profile_shares(stats: pstats.Stats) -> tuple[list[tuple[str, float]], float]
     return sorted(parts.items(), key=lambda kv: -kv[1]), total
 
 
+def one_node_params(design: str, costs: str, c: int, calibration: str) -> SimParams:
+    """One node (Design B) or the six processes (Design A) with `c` slots: ideal costs, or the real
+    ones (the calibration `calibration`, or sim/placeholders.py's round numbers when it is "")."""
+    if costs == "ideal":
+        return SimParams.ideal(nodes=1, slots=c) if design == "mono" else SimParams.ideal(slots=c)
+    base = load_params(calibration) if calibration else SimParams()
+    return dataclasses.replace(base, nodes=1, slots=c)
+
+
+def _whatif_child(jobs: int) -> None:
+    """`--whatif-child N`: the what-if alone in this process; prints its speed and the process's peak
+    RSS (the heap of one run, records included, not that of the runs before it) as JSON."""
+    r = whatif(jobs)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    out = {k: r.stats[k] for k in ("wall_seconds", "cpu_seconds", "sim_per_wall", "jobs_per_wall_second")}
+    print(json.dumps({**out, "peak_rss_mib": peak_mib, "summary": _jobs_summary(r)}), flush=True)
+
+
+def whatif_in_child(jobs: int) -> dict[str, Any]:
+    """The what-if of `jobs` jobs in a fresh interpreter (its peak RSS is its own)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.bench.simulator", "--whatif-child", str(jobs)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the what-if child failed: {done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+C, MU = 12, 100.0  # the one-node model: 12 slots, 10 ms exponential jobs
+CLUSTERS = (("mono", 1000.0), ("micro", 600.0))  # six-process clusters near saturation: submits/s
+
+
+@dataclass
+class SimBench:
+    bare: Series = field(default_factory=Series)  # bare SimPy customers per wall second
+    bare_cpu: Series = field(default_factory=Series)
+    node: dict[str, Series] = field(default_factory=dict)  # "design/costs" -> jobs per wall second
+    node_cpu: dict[str, Series] = field(default_factory=dict)
+    node_vs_bare: dict[str, Series] = field(default_factory=dict)  # paired by round
+    cluster: dict[str, Series] = field(default_factory=dict)  # design -> simulated s per wall s
+    cluster_jobs: dict[str, Series] = field(default_factory=dict)
+    whatif: Series = field(default_factory=Series)  # simulated s per wall s
+    whatif_jobs: Series = field(default_factory=Series)
+    summaries: dict[str, str] = field(default_factory=dict)  # one run's latency line per case
+
+
+def _round(b: SimBench, args: argparse.Namespace, index: int) -> None:
+    """One round: the bare reference first, then every measured case, so that a drift of the host's
+    speed hits the reference and the cases of the round alike."""
+    wall, cpu, _ = bare_mmc(args.customers, C, 0.8 * C * MU, MU)
+    b.bare.values.append(wall)
+    b.bare_cpu.values.append(cpu)
+    for design in ("mono", "micro"):
+        for costs, rho in (("ideal", 0.8), ("real", 0.2)):
+            name = f"{design}/{costs}"
+            params = one_node_params(design, costs, C, args.calibration)
+            r = dtq_mmc(design, C, rho * C * MU, MU, args.seconds, params)
+            b.node.setdefault(name, Series()).values.append(r.stats["jobs_per_wall_second"])
+            b.node_cpu.setdefault(name, Series()).values.append(r.stats["jobs_per_cpu_second"])
+            b.node_vs_bare.setdefault(name, Series()).values.append(r.stats["jobs_per_wall_second"] / wall)
+            b.summaries.setdefault(name, _jobs_summary(r))
+    for design, rate in CLUSTERS:
+        r = cluster_near_saturation(design, rate, args.seconds / 3)
+        b.cluster.setdefault(design, Series()).values.append(r.stats["sim_per_wall"])
+        b.cluster_jobs.setdefault(design, Series()).values.append(r.stats["jobs_per_wall_second"])
+        util = r.stats["host_utilisation"]["h0"]
+        b.summaries.setdefault(f"cluster/{design}", f"host CPU {util:.0%}; {_jobs_summary(r)}")
+    if args.whatif_jobs > 0:
+        r = whatif(args.whatif_jobs)
+        b.whatif.values.append(r.stats["sim_per_wall"])
+        b.whatif_jobs.values.append(r.stats["jobs_per_wall_second"])
+        b.summaries.setdefault("whatif", _jobs_summary(r))
+    print(f"  round {index + 1} done", file=sys.stderr, flush=True)
+
+
+def _fanout_lines(jobs: int) -> list[str]:
+    lines = []
+    for fanout in (0, WHATIF_FANOUT):
+        r = whatif(jobs, fanout=fanout)
+        counters = r.stats["counters"]
+        lines.append(
+            f"  what-if, {jobs:,} jobs, steal fanout {fanout or 'all peers'}: "
+            f"{r.stats['jobs_per_wall_second']:,.0f} jobs/wall-s, "
+            f"{counters.get('depth_asks', 0) / jobs:.1f} QueueDepth calls and "
+            f"{counters.get('stolen', 0) / jobs:.2f} steals per job; {_jobs_summary(r)}"
+        )
+    return lines
+
+
+def _profile_lines(seconds: float) -> list[str]:
+    lines = []
+    for design, rate in CLUSTERS:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        cluster_near_saturation(design, rate, seconds)
+        profiler.disable()
+        stats = pstats.Stats(profiler)
+        shares, total = profile_shares(stats)
+        lines.append(
+            f"profile: 6-process {design} at {rate:g} submits/s, {total:.1f} s of own time (cProfile):"
+        )
+        lines += [f"  {sec / total:6.1%}  {part}" for part, sec in shares]
+        out = io.StringIO()
+        stats.stream = out  # type: ignore[attr-defined]
+        stats.sort_stats("tottime").print_stats(12)
+        lines.append(out.getvalue())
+    return lines
+
+
+def report(b: SimBench, args: argparse.Namespace, big: dict[str, Any] | None, load: tuple[float, ...]) -> str:
+    costs = f"calibration {args.calibration}" if args.calibration else "sim/placeholders.py round numbers"
+    end = os.getloadavg()
+    lines = [
+        "simulator bench (python -m lab.bench.simulator)",
+        f"  machine: {os.cpu_count()} CPUs; load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+        f"at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}",
+        f"  {args.repeats} rounds, each: the bare SimPy reference first, then every case; figures: "
+        "median [min-max] over the rounds; ratios paired by round",
+        "",
+        f"bare SimPy M/M/{C} (rho 0.8, {args.customers:,} customers): {b.bare.show()} customers/wall-s "
+        f"({b.bare_cpu.show()}/CPU-s)",
+        f"one node, {C} slots, {1e3 / MU:g} ms exponential jobs ({args.seconds:g} simulated s; ideal "
+        f"costs at rho 0.8, real costs ({costs}) at rho 0.2):",
+    ]
+    for name, series in b.node.items():
+        ratio = b.node_vs_bare[name]
+        lines.append(
+            f"  {name:<12} {series.show():<22} jobs/wall-s = {ratio.show(1.0, 3)} of bare "
+            f"(1/{1 / ratio.median:.1f}); per CPU-s {b.node_cpu[name].show()}; {b.summaries[name]}"
+        )
+    lines.append(
+        f"six-process clusters near saturation ({args.seconds / 3:g} simulated s, placeholder costs):"
+    )
+    for design, rate in CLUSTERS:
+        lines.append(
+            f"  {design:<6} at {rate:g} submits/s: simulated s per wall s {b.cluster[design].show(1.0, 2)}, "
+            f"{b.cluster_jobs[design].show()} jobs/wall-s; {b.summaries[f'cluster/{design}']}"
+        )
+    if b.whatif.values:
+        lines.append(
+            f"what-if: Design B, {WHATIF_NODES} nodes x {WHATIF_SLOTS} slots, steal fanout {WHATIF_FANOUT}, "
+            f"{args.whatif_jobs:,} jobs at {WHATIF_RATE:g}/s: simulated s per wall s "
+            f"{b.whatif.show(1.0, 2)}, "
+            f"{b.whatif_jobs.show()} jobs/wall-s; {b.summaries['whatif']}"
+        )
+    if big is not None:
+        lines.append(
+            f"what-if, {args.jobs:,} jobs, once, in a child process: wall {big['wall_seconds']:,.1f} s "
+            f"(CPU {big['cpu_seconds']:,.1f} s), simulated s per wall s {big['sim_per_wall']:.2f}, "
+            f"{big['jobs_per_wall_second']:,.0f} jobs/wall-s, peak RSS {big['peak_rss_mib']:,.0f} MiB "
+            f"(records included); {big['summary']}"
+        )
+    targets = [
+        *(
+            Target(
+                f"six-process {design} near saturation >= 10x real time",
+                b.cluster[design],
+                10.0,
+                True,
+                basis=f"{rate:g} submits/s",
+            )
+            for design, rate in CLUSTERS
+        ),
+        Target(
+            f"100-node what-if >= 10x real time ({args.whatif_jobs:,}-job runs)",
+            b.whatif,
+            10.0,
+            True,
+            basis=f"the {args.jobs:,}-job run: {big['sim_per_wall']:.2f}x" if big else "",
+        ),
+        *(
+            Target(
+                f"real-cost one-node {design} >= 1/10 of bare SimPy customers per wall-s",
+                b.node_vs_bare[f"{design}/real"],
+                0.1,
+                True,
+                unit="of bare",
+                digits=3,
+                basis=f"bare {b.bare.show()} customers/wall-s, "
+                f"this {b.node[f'{design}/real'].show()} jobs/wall-s",
+            )
+            for design in ("mono", "micro")
+        ),
+        Target(
+            f"memory, peak RSS of a {args.jobs:,}-job run <= ~500 MB",
+            Series([big["peak_rss_mib"] * 1.048576]) if big else Series(),
+            500.0,
+            False,
+            unit="MB",
+            digits=0,
+            basis="the what-if, in a process of its own, records included",
+        ),
+    ]
+    lines += ["", "Targets (issue 22)", *(t.line() for t in targets)]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--seconds", type=float, default=30.0, help="simulated seconds per dtq run")
-    parser.add_argument("--repeats", type=int, default=3, help="the median of this many runs per figure")
+    parser.add_argument("--seconds", type=float, default=30.0, help="simulated seconds per one-node run")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; every figure is their median")
+    parser.add_argument("--customers", type=int, default=100_000, help="customers of the bare reference")
     parser.add_argument(
-        "--jobs", type=int, default=1_000_000, help="jobs in the 100-node what-if (0: skip it)"
+        "--calibration",
+        default="local",
+        help="the real-cost one-node model's calibration (name under data/calibration/; '' for the "
+        "placeholders)",
     )
-    parser.add_argument("--whatif-repeats", type=int, default=1, help="runs of the what-if (median)")
+    parser.add_argument(
+        "--whatif-jobs", type=int, default=100_000, help="jobs of the what-if run in every round (0: skip)"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1_000_000,
+        help="jobs of the one long what-if: speed and peak RSS (0: skip)",
+    )
     parser.add_argument(
         "--fanout-jobs",
         type=int,
-        default=20_000,
-        help="jobs of a shorter what-if run with every peer polled and with the fanout (0: skip)",
+        default=0,
+        help="jobs of a what-if with every peer polled and with the fanout, once each (0: skip)",
     )
+    parser.add_argument("--whatif-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    reps = max(1, args.repeats)
-    c, mu = 12, 100.0  # 12 slots, 10 ms jobs
-    lam = 0.8 * c * mu
-    bare = [bare_mmc(100_000, c, lam, mu) for _ in range(reps)]
-    bare_wall, bare_cpu = _median([b[0] for b in bare]), _median([b[1] for b in bare])
-    print(
-        f"bare SimPy M/M/{c} (rho 0.8): {bare_wall:,.0f} customers/wall-s ({bare_cpu:,.0f}/CPU-s), "
-        f"median of {reps}"
-    )
-    for design in ("mono", "micro"):
-        ideal = SimParams.ideal(nodes=1, slots=c) if design == "mono" else SimParams.ideal(slots=c)
-        placeholder = SimParams(nodes=1, slots=c)
-        for label, params, rho in (("ideal costs", ideal, 0.8), ("placeholder costs", placeholder, 0.2)):
-            runs = [dtq_mmc(design, c, rho * c * mu, mu, args.seconds, params) for _ in range(reps)]
-            wall = _median([r.stats["jobs_per_wall_second"] for r in runs])
-            cpu = _median([r.stats["jobs_per_cpu_second"] for r in runs])
-            print(
-                f"dtq sim {design:5} 1 node/{c} slots, {label:17}: {wall:,.0f} jobs/wall-s "
-                f"= 1/{bare_wall / wall:.1f} of bare (per CPU-s {cpu:,.0f} = 1/{bare_cpu / cpu:.1f}); "
-                f"sim/wall {_median([r.stats['sim_per_wall'] for r in runs]):.1f}; {_jobs_summary(runs[0])}"
-            )
-    for design, rate in (("mono", 1000.0), ("micro", 600.0)):
-        runs = [cluster_near_saturation(design, rate, args.seconds / 3) for _ in range(reps)]
-        util = runs[0].stats["host_utilisation"]["h0"]
-        print(
-            f"6-process {design:5} at {rate:g} submits/s (host CPU {util:.0%}): "
-            f"simulated s per wall s {_median([r.stats['sim_per_wall'] for r in runs]):.2f} "
-            f"(per CPU s {_median([r.stats['sim_per_cpu'] for r in runs]):.2f}), "
-            f"{_median([r.stats['jobs_per_wall_second'] for r in runs]):,.0f} jobs/wall-s; "
-            f"{_jobs_summary(runs[0])}"
-        )
-    if args.fanout_jobs > 0:
-        for fanout in (0, WHATIF_FANOUT):
-            r = whatif(args.fanout_jobs, fanout=fanout)
-            counters = r.stats["counters"]
-            print(
-                f"what-if mono {WHATIF_NODES} nodes, {args.fanout_jobs:,} jobs, steal fanout "
-                f"{fanout or 'all peers'}: {r.stats['jobs_per_wall_second']:,.0f} jobs/wall-s, "
-                f"{counters.get('depth_asks', 0) / args.fanout_jobs:.1f} QueueDepth calls and "
-                f"{counters.get('stolen', 0) / args.fanout_jobs:.2f} steals per job; {_jobs_summary(r)}"
-            )
+    if args.whatif_child > 0:
+        _whatif_child(args.whatif_child)
+        return
+    if args.repeats < 1 or args.seconds <= 0 or args.customers < 1:
+        parser.error("--repeats and --customers must be >= 1 and --seconds > 0")
+    load = os.getloadavg()
+    b = SimBench()
+    for i in range(args.repeats):
+        _round(b, args, i)
+    big = None
     if args.jobs > 0:
-        runs = [whatif(args.jobs) for _ in range(max(1, args.whatif_repeats))]
-        wall = _median([r.stats["wall_seconds"] for r in runs])
-        line = (
-            f"what-if mono {WHATIF_NODES} nodes x {WHATIF_SLOTS} slots (steal fanout {WHATIF_FANOUT}), "
-            f"{args.jobs:,} jobs at "
-            f"{WHATIF_RATE:g}/s (median of {len(runs)}): wall {wall:,.1f} s "
-            f"(CPU {_median([r.stats['cpu_seconds'] for r in runs]):,.1f} s), "
-            f"sim/wall {_median([r.stats['sim_per_wall'] for r in runs]):.2f}, "
-            f"{_median([r.stats['jobs_per_wall_second'] for r in runs]):,.0f} jobs/wall-s; "
-            f"{_jobs_summary(runs[0])}"
-        )
-        if args.jobs != 1_000_000:
-            cpu = _median([r.stats["cpu_seconds"] for r in runs])
-            scale = 1_000_000 / args.jobs
-            line += (
-                f"; 1M jobs extrapolated linearly (not measured): ~{wall * scale / 60:,.1f} min wall, "
-                f"~{cpu * scale / 60:,.1f} min CPU"
-            )
-        print(line)
+        print(f"  the {args.jobs:,}-job what-if ...", file=sys.stderr, flush=True)
+        big = whatif_in_child(args.jobs)
+    print(report(b, args, big, load))
+    if args.fanout_jobs > 0:
+        print("\n".join(_fanout_lines(args.fanout_jobs)))
     if args.profile:
-        for design, rate in (("mono", 1000.0), ("micro", 600.0)):
-            profiler = cProfile.Profile()
-            profiler.enable()
-            cluster_near_saturation(design, rate, args.seconds / 6)
-            profiler.disable()
-            stats = pstats.Stats(profiler)
-            shares, total = profile_shares(stats)
-            print(f"profile: 6-process {design} at {rate:g} submits/s, {total:.1f} s of own time (cProfile):")
-            for part, seconds in shares:
-                print(f"  {seconds / total:6.1%}  {part}")
-            out = io.StringIO()
-            stats.stream = out  # type: ignore[attr-defined]
-            stats.sort_stats("tottime").print_stats(12)
-            print(out.getvalue())
+        print("\n".join(_profile_lines(args.seconds / 6)))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model.errors import InvalidArgument
 from model.results import schema
@@ -61,3 +63,53 @@ def test_labels_that_name_runs(label: str) -> None:
 def test_labels_refused(label: str) -> None:
     with pytest.raises(InvalidArgument, match="where: label"):
         check_label(label, "where")
+
+
+# few distinct values, so that most records tie on one field or more
+_times = st.sampled_from([0.0, 0.5, 1.0, 1.0 + 1e-12, 2.0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            RequestRecord,
+            st.integers(0, 3),
+            st.sampled_from(list(Op)),
+            _times,
+            _times,
+            _times,
+            st.sampled_from(["OK", "UNAVAILABLE"]),
+            st.sampled_from(["", "a", "b"]),
+        ),
+        max_size=40,
+    )
+)
+def test_sort_requests_is_the_tuple_key_order_ties_included(requests: list[RequestRecord]) -> None:
+    expected = sorted(requests, key=lambda r: (r.intended_time, r.client, r.start_time))
+    got = list(requests)
+    schema.sort_requests(got)
+    assert [id(r) for r in got] == [id(r) for r in expected]  # the same objects in the same order
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            JobRecord,
+            st.sampled_from(["a", "b", "c"]),
+            _times,
+            _times,
+            _times,
+            st.sampled_from(list(JobState)),
+            st.integers(0, 2),
+            _times,
+        ),
+        max_size=40,
+    )
+)
+def test_sort_jobs_is_the_tuple_key_order_ties_included(jobs: list[JobRecord]) -> None:
+    expected = sorted(jobs, key=lambda j: (j.submit_time, j.job_id))
+    got = list(jobs)
+    schema.sort_jobs(got)
+    assert [id(j) for j in got] == [id(j) for j in expected]
