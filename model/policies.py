@@ -111,6 +111,18 @@ def build(settings: PolicySettings) -> Policy:
     return make(settings)
 
 
+def queue_service_policy(settings: PolicySettings) -> Policy:
+    """The policy for Design A's queue service, which hands entries out but never hears when their
+    jobs end: a policy that counts running jobs is refused (one line, naming the setting)."""
+    policy = build(settings)
+    if policy.counts_running:
+        raise InvalidArgument(
+            f"policy {settings.name} counts running jobs, which Design A's queue service cannot see: "
+            "use it with Design B (mono), or choose fifo, fair or ratelimit"
+        )
+    return policy
+
+
 def parse_weights(text: str) -> dict[str, float]:
     """ "x=1,y=4" -> {"x": 1.0, "y": 4.0}; InvalidArgument for anything else. "" -> {}."""
     weights: dict[str, float] = {}

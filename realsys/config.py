@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.ids import validate_node_name
+from model.policies import queue_service_policy
 
 Design = Literal["micro", "mono"]
 RoleName = Literal["gateway", "job", "queue", "coordinator", "worker", "result", "node"]
@@ -376,6 +377,11 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
             raise InvalidArgument(f"role {role} calls {', '.join(missing)}: add to DTQ_SERVICES")
 
     core = _core_config(env)
+    if design == "micro":
+        try:
+            queue_service_policy(core.policy_settings)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"DTQ_POLICY: {exc.message}") from None
     if core.max_reply_bytes > MAX_REPLY_BYTES:
         raise InvalidArgument(
             f"DTQ_MAX_REPLY_BYTES must be at most {MAX_REPLY_BYTES} (half the {MAX_MESSAGE_BYTES}-byte "
