@@ -204,10 +204,13 @@ class ReadyQueue:
         if self.policy is not None:
             self.policy.returned(key)
 
-    def finished(self, key: str) -> None:
-        """A job this queue handed out ended its attempt (for policies that count running jobs)."""
-        if self.policy is not None:
-            self.policy.finished(key)
+    def finished(self, key: str) -> bool:
+        """A job this queue handed out ended its attempt (for policies that count running jobs).
+        True: the key has ready entries, which may now go (wake a fetcher)."""
+        if self.policy is None:
+            return False
+        self.policy.finished(key)
+        return key in self._key_ready
 
     # -- internals
     def _make_ready(self, entry: QueueEntry) -> None:

@@ -173,7 +173,7 @@ class Scheduler:
         out: list[Command] = []
         ready = 0
         if self._running:
-            self._note_ended(commands)
+            ready += self._note_ended(commands)
         for command in commands:
             if isinstance(command, Enqueue):
                 key = self._key(command.job_id) if self._keyed else ""
@@ -187,13 +187,16 @@ class Scheduler:
             out.append(WorkAvailable(ready))
         return out
 
-    def _note_ended(self, commands: list[Command]) -> None:
-        """Tells the policy about dispatched jobs whose attempt ended (they hold no lease any more)."""
+    def _note_ended(self, commands: list[Command]) -> int:
+        """Tells the policy about dispatched jobs whose attempt ended (they hold no lease any more).
+        Returns how many of them freed room for a key with ready work (fetchers to wake)."""
         assert self._running is not None
+        freed = 0
         for command in commands:
             job_id = getattr(command, "job_id", None)
             if job_id is None or job_id not in self._running:
                 continue
             job = self.jobs.find(job_id)
             if job is None or job.state not in ACTIVE:
-                self.queue.finished(self._running.pop(job_id))
+                freed += self.queue.finished(self._running.pop(job_id))
+        return freed

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model import CoreConfig, Failed, JobError, JobIdFactory, JobSpec, Scheduler, Succeeded
+from model import CoreConfig, Failed, JobError, JobIdFactory, JobSpec, Scheduler, Succeeded, WorkAvailable
 from model.errors import InvalidArgument
 from model.policies import POLICIES, FairShare, PolicySettings, build, parse_weights
 from model.queue import ReadyQueue
@@ -306,6 +306,7 @@ def test_concurrency_counts_running_jobs_until_their_attempt_ends() -> None:
     assert sched.fetch(0.0, "w0", 10) == []
     sched.report(1.0, "w0", ids[0], 1, Failed(JobError("boom", retryable=True)))  # requeued
     assert [a.job_id for a in sched.fetch(1.0, "w0", 10)] == [ids[1]]
-    sched.report(2.0, "w0", ids[1], 1, Succeeded())
+    done = sched.report(2.0, "w0", ids[1], 1, Succeeded())
+    assert WorkAvailable(1) in done.commands  # x's slot is free and x has work: wake a fetcher
     assert [a.job_id for a in sched.fetch(2.0, "w0", 10)] == [ids[2]]
     assert math.isclose(sched.queue.ready_count, 1)  # ids[0]'s retry waits for x's slot
