@@ -186,7 +186,7 @@ class JobService(Generic[T]):
     def sweep(self, now: float) -> bool:
         """Re-enqueues jobs PENDING for longer than a dispatch can take. True: the outbox has work."""
         for command in self.table.stale_pending(now, list(self._pending), self.stale_after):
-            self.outbox.setdefault(command.job_id, command)
+            self.outbox.setdefault(command.job_id, self._with_key(command) if self._keyed else command)
         return bool(self.outbox)
 
     @property
