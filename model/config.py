@@ -14,6 +14,7 @@ LABEL_FRAMING_BYTES = 16
 MAX_REQUEST_ID_CHARS = 128
 MAX_WORKER_ID_CHARS = 128
 MAX_ERROR_REASON_CHARS = 64
+MAX_ESTIMATE_WINDOW = 1_000_000  # service times an owner keeps for status estimates, at most
 UTF8_MAX = 4  # bytes per character, at most
 
 
@@ -65,6 +66,9 @@ class CoreConfig:
     policy_limit: int = 1
     policy_rate: float = 1.0
     policy_burst: float = 1.0
+    # GetJobStatus of a PENDING or RUNNING job adds an estimated start and end time (model/eta.py),
+    # from the mean service time of the owner's last this-many attempts; 0: off
+    estimate_window: int = 0
 
     def __post_init__(self) -> None:
         positive = {
@@ -110,6 +114,10 @@ class CoreConfig:
                 f"({self.max_payload_bytes}): a payload within the limit could never be accepted"
             )
         build(self.policy_settings)  # a policy that cannot be built is refused here, by name
+        if not 0 <= self.estimate_window <= MAX_ESTIMATE_WINDOW:
+            raise InvalidArgument(
+                f"estimate_window must be in [0, {MAX_ESTIMATE_WINDOW}] (0: off), got {self.estimate_window}"
+            )
         if self.max_worker_slots < 1:
             raise InvalidArgument(f"max_worker_slots must be >= 1, got {self.max_worker_slots}")
         # one job must always fit a reply, or a page or fetch could never make progress

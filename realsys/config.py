@@ -297,6 +297,8 @@ CORE_MEANINGS: Mapping[str, str] = MappingProxyType(
         "policy_limit": "concurrency: running jobs per key (per owner)",
         "policy_rate": "ratelimit: dispatches per second per key (per owner)",
         "policy_burst": "ratelimit: the token bucket's depth (dispatches at once)",
+        "estimate_window": "GetJobStatus estimates start/end times from the mean of this many "
+        "latest service times (0: off)",
     }
 )
 
