@@ -31,6 +31,7 @@ and a cancelled job's stale entry is dropped when LeaseJobs refuses it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Generic
 
 from model.actions import NOTHING, DoneWaiters, Effect, PutResult, Step, T, Wake, check_wait_end
@@ -39,6 +40,7 @@ from model.config import CoreConfig
 from model.eta import Estimate, Estimator, attempt_start
 from model.job import Assignment, Job, JobSpec, Outcome, Succeeded, bounded_outcome
 from model.jobs import JobTable, Renewal, Submitted
+from model.policies import POLICIES, job_key
 from model.states import ACTIVE, JobState
 from model.timer import TimerRule
 from model.workers import validate_worker_id
@@ -67,6 +69,7 @@ class JobService(Generic[T]):
         self.draining = False
         self._pending: dict[str, None] = {}  # PENDING jobs, for the sweep (in no particular order)
         self.outbox: dict[str, Enqueue] = {}  # job id -> the Enqueue the queue has not taken yet
+        self._keyed = POLICIES[self.config.policy].keyed  # Enqueues carry the policy's key
         self._waiters: DoneWaiters[T] = DoneWaiters()
         self._seen_expiries = table.lease_expiries
         self._seen_requeues = table.requeues
@@ -228,7 +231,7 @@ class JobService(Generic[T]):
     def sweep(self, now: float) -> bool:
         """Re-enqueues jobs PENDING for longer than a dispatch can take. True: the outbox has work."""
         for command in self.table.stale_pending(now, list(self._pending), self.stale_after):
-            self.outbox.setdefault(command.job_id, command)
+            self.outbox.setdefault(command.job_id, self._with_key(command) if self._keyed else command)
         return bool(self.outbox)
 
     @property
@@ -267,6 +270,11 @@ class JobService(Generic[T]):
         find = self.table.find
         return [job for job_id in ids if (job := find(job_id)) is not None]
 
+    def _with_key(self, command: Enqueue) -> Enqueue:
+        job = self.table.find(command.job_id)
+        key = "" if job is None else job_key(job.spec.labels, self.config.policy_key)
+        return replace(command, key=key)
+
     def _track(self, job: Job) -> None:
         if job.state is JobState.PENDING:
             self._pending[job.job_id] = None
@@ -282,7 +290,7 @@ class JobService(Generic[T]):
         for command in commands:
             match command:
                 case Enqueue():
-                    self.outbox[command.job_id] = command
+                    self.outbox[command.job_id] = self._with_key(command) if self._keyed else command
                     flush = True
                 case JobFinished():
                     waiting = self._waiters.ended(command.job_id)

@@ -134,13 +134,16 @@ FIELDS: Mapping[str, Key] = {
 }
 DIST_FIELDS = tuple(name for name, k in FIELDS.items() if k.kind == "dist")
 _CORE_DEFAULTS = CoreConfig()
+_UNITLESS = ("default_backoff_multiplier", "backoff_jitter", "policy_burst")
 
 
 def _core_key(f: dataclasses.Field[Any]) -> Key:
     value = getattr(_CORE_DEFAULTS, f.name)
-    kind = "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "float"
+    kind = {bool: "bool", int: "int", str: "str"}.get(type(value), "float")
     unit = "bytes" if f.name.endswith("_bytes") else "chars" if f.name.endswith("_chars") else ""
-    if kind == "float" and not unit and f.name not in ("default_backoff_multiplier", "backoff_jitter"):
+    if f.name == "policy_rate":
+        unit = "1/s"
+    elif kind == "float" and not unit and f.name not in _UNITLESS:
         unit = "s"
     return Key(f"core.{f.name}", kind, unit, "model.config.CoreConfig (the real system's core setting)")
 

@@ -35,6 +35,7 @@ from model.job import Assignment, Job, Outcome
 from model.job_service import OWNER, JobService
 from model.jobs import JobTable, Renewal
 from model.listing import ListQuery
+from model.policies import queue_service_policy
 from model.queue_service import QueueService
 from model.result_service import ResultService
 from model.states import JobState
@@ -67,7 +68,8 @@ class MicroCluster(Cluster):
         self.job_timer = SimTimer(env, self.jobp, self.jobs.timer, self._job_on_timer)
         self._outbox_ready: simpy.Event | None = None
         # queue service (model/queue_service.py)
-        self.queues: QueueService[simpy.Event] = QueueService(core.reservation_hold)
+        policy = queue_service_policy(core.policy_settings)
+        self.queues: QueueService[simpy.Event] = QueueService(core.reservation_hold, policy)
         self.queue = self.queues.queue
         self.queue_timer = SimTimer(env, self.queuep, self.queues.timer, self._queue_on_timer)
         # coordinator (model/coordinator.py)
@@ -405,7 +407,7 @@ class MicroCluster(Cluster):
         queues = self.queues
 
         def action(now: float) -> tuple[float, None]:
-            rows = queues.new_rows(now, ((e.job_id, e.priority, e.not_before) for e in entries))
+            rows = queues.new_rows(now, ((e.job_id, e.priority, e.not_before, e.key) for e in entries))
             cost = proc.cost("Enqueue", len(entries)) + proc.commit(len(rows))
             woken, rearm = queues.push(now, rows)
             if rearm:

@@ -286,7 +286,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
                     continue
                 entries = [
                     internal_pb2.QueueEntry(
-                        job_id=c.job_id, priority=c.priority, not_before=to_timestamp(c.not_before)
+                        job_id=c.job_id, priority=c.priority, not_before=to_timestamp(c.not_before), key=c.key
                     )
                     for c in commands
                 ]
