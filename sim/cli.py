@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import InvalidArgument
+from model.results.probe import probe_of, take_probe
 from model.results.runs import load_workload, provenance, run_config, utc_now, write_run
 from model.results.summary import format_summary
 from sim.api import DESIGNS, Design, SimConfig, run
@@ -27,9 +28,10 @@ from sim.faults import (
     recovery_text,
     sweep,
 )
+from sim.hostscale import HostScale
 from sim.injection import Fault
 from sim.mva import format_prediction, predict
-from sim.params import SimParams, load_params, parse_override
+from sim.params import SimParams, load_host_probe, load_params, parse_override
 
 # realsys.cli_common.PROGRESS_LOGGER (the simulator may not import realsys): `dtq` shows its lines on
 # stderr unless --quiet
@@ -72,18 +74,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_flags.add_argument(
         "--mva", action="store_true", help="run: also print the analytic (sim/mva.py) prediction"
     )
+    run_flags.add_argument(
+        "--host-scale",
+        default="",
+        metavar="RUN|PROBE|auto",
+        help="run: move the calibration's costs to a host's speed, as `dtq validate` moves a twin: a "
+        "real run's directory (its `dtq load --host-probe`), a probe JSON file, or `auto` (probe this "
+        "host now; needs the lab extra). Needs a --calibration that took host probes",
+    )
     add_fault_arguments(parser)
 
 
 def params_of(args: argparse.Namespace) -> SimParams:
-    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides."""
+    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides,
+    then --host-scale."""
+    return scaled_params_of(args)[0]
+
+
+def scaled_params_of(args: argparse.Namespace) -> tuple[SimParams, HostScale | None]:
+    """params_of and the host scale it applied (None without --host-scale)."""
     params = load_params(args.calibration) if args.calibration else SimParams()
     overrides = dict(parse_override(s) for s in args.set)
     if args.nodes:
         overrides["nodes"] = args.nodes
     if overrides:
         params = params.with_overrides(overrides)
-    return params
+    source = getattr(args, "host_scale", "")
+    if not source:
+        return params, None
+    if source == "auto" and getattr(args, "probe_taken", None) is None:
+        args.probe_taken = take_probe()  # once per command: --mva asks for the params again
+    probe = args.probe_taken if source == "auto" else probe_of(source)
+    scale = host_scale(probe, args.calibration, args.design)
+    return params.on_host(scale), scale
+
+
+def host_scale(probe: dict[str, Any], calibration: str, design: str) -> HostScale:
+    """The scale from `calibration`'s host probes (those taken with `design`'s cluster up) to the host
+    `probe` describes (a run's, a probe file's, or one taken now)."""
+    if not calibration:
+        raise InvalidArgument("--host-scale needs --calibration (the speed it moves from)")
+    reference = load_host_probe(calibration, design)
+    if reference is None:
+        raise InvalidArgument(f"calibration {calibration} took no host probes: it cannot be moved")
+    return HostScale.between(probe, reference)
 
 
 def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
@@ -96,7 +130,7 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     if not args.workload:
         raise InvalidArgument("`dtq sim run` needs --workload FILE")
     workload = load_workload(args.workload)
-    params = params_of(args)
+    params, scale = scaled_params_of(args)
     config = SimConfig(
         design=args.design,
         workload=workload,
@@ -116,7 +150,12 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         kind="sim",
         design=config.design,
         workload=workload,
-        parameters={"calibration": params.name, "sim_seed": config.sim_seed, "params": params.to_mapping()},
+        parameters={
+            "calibration": params.name,
+            "sim_seed": config.sim_seed,
+            "params": params.to_mapping(),
+            "host_scale": None if scale is None else scale.to_mapping(),
+        },
         replication=config.replication,
         started_at=started_at,
         provenance_info=provenance(),
