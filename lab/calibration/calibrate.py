@@ -39,6 +39,7 @@ import numpy as np
 from lab.calibration.assemble import build_parameters, closure, pool, round_medians, unmeasured
 from lab.calibration.clusters import measure_cluster
 from lab.calibration.commit import measure_commit
+from lab.calibration.compare import compare, format_comparison, load_doc
 from lab.calibration.echo import measure_echo
 from lab.calibration.generator import measure_loadgen
 from lab.calibration.hostprobe import calibration_probes, scheduler_slice
@@ -135,6 +136,14 @@ def calibrate(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="local", help="data/calibration/<name>.json")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="measure nothing: compare two calibrations key by key (ratio B/A and its spread; "
+        "lab/calibration/compare.py), e.g. two made back to back",
+    )
+    parser.add_argument("--json", default="", help="--compare: also write the comparison to this JSON file")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite", help="the clusters' store")
     parser.add_argument("--quick", action="store_true", help="fewer calls per method (< 2 min)")
     parser.add_argument(
@@ -153,6 +162,13 @@ def add_parser(sub: Any) -> None:
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
+    if args.compare:
+        result = compare(load_doc(args.compare[0]), load_doc(args.compare[1]))
+        print(format_comparison(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+            print(f"comparison written to {args.json}")
+        return 0
     path = calibrate(args.name, args.store, args.quick, rounds=args.rounds)
     doc = json.loads(path.read_text())
     for role, methods in sorted(doc["parameters"]["service"].items()):
