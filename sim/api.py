@@ -112,6 +112,7 @@ def build(config: SimConfig) -> tuple[simpy.Environment, Cluster, LoadGen]:
         MonoCluster(env, params, costs) if config.design == "mono" else MicroCluster(env, params, costs)
     )
     cluster.spec = _job_spec(config.workload)
+    cluster.payload_bytes = config.workload.payload_bytes
     loadgen = LoadGen(cluster, config.workload, t0=config.warm_start)
     return env, cluster, loadgen
 
@@ -172,4 +173,6 @@ def _entropy(config: SimConfig) -> int:
 
 
 def _job_spec(workload: WorkloadSpec) -> Any:
-    return JobSpec.make(workload.job_type, labels=dict(workload.labels))
+    # a payload of the workload's size (one shared object), so the core's byte budgets (pending bytes
+    # per owner, reply sizes) count what the real nodes count
+    return JobSpec.make(workload.job_type, bytes(workload.payload_bytes), labels=dict(workload.labels))

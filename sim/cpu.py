@@ -183,6 +183,7 @@ class Proc:
         self.bursts = 0
         self._service: dict[str, Sampler] = {}
         self._items: dict[str, float] = {}
+        self._bytes: dict[str, float] = {}
         self.client = costs.client_sampler(self)
         self.net = costs.network_sampler(self)
         self.host_hop = costs.host_hop_sampler(self)
@@ -215,6 +216,16 @@ class Proc:
         if per is None:
             per = self._items[method] = self._costs.params.item_cost(self.role, method)
         return sampler() + per * items
+
+    def byte_cost(self, method: str, nbytes: int) -> float:
+        """CPU of `method` moving a payload of `nbytes` bytes (per_byte; "commit": the store writing it)."""
+        if nbytes <= 0:
+            return 0.0
+        per = self._bytes.get(method)
+        if per is None:
+            key = method if method == "commit" else f"{self.role}.{method}"
+            per = self._bytes[method] = self._costs.params.per_byte.get(key, 0.0)
+        return per * nbytes
 
     def commit(self, rows: int) -> float:
         """One storage transaction of `rows` rows; none (free) when there is nothing to write."""

@@ -143,6 +143,7 @@ class Cluster:
         self.on_terminal: Callable[[str], None] | None = None
         self.counters: dict[str, int] = {}
         self.spec = JobSpec.make("sleep")
+        self.payload_bytes = 0  # the workload's payload size (sim/api.py build)
         self._wheel = TimeoutWheel(env)
 
     # ------------------------------------------------------------------ set-up
@@ -291,6 +292,10 @@ class Cluster:
 
     def submit_duration(self, job_id: str, duration: float) -> None:
         self.durations[job_id] = duration
+
+    def payload_of(self, job_id: str) -> int:
+        """A job's payload size in bytes (per_byte costs on the paths that carry it)."""
+        return self.payload_bytes
 
 
 def wake(event: simpy.Event, value: Any = True) -> None:

@@ -115,6 +115,7 @@ class LoadGen:
         self.wait_poll = params.wait_poll
         self.track_jobs = params.track_jobs
         self.list_page_size = params.list_page_size
+        self.payload_bytes = spec.payload_bytes
         self.send_fraction = params.client_send_fraction
         self.parts = [
             _Part(LoadgenPart(cluster.add_loadgen_proc(i), i), self.env, params.max_waiters)
@@ -247,6 +248,8 @@ class LoadGen:
                 else:
                     op, duration = Op.SUBMIT, self.spec.duration.mean
             self._unrecorded[token] = (client, op, intended, now)
+            if op is Op.SUBMIT:  # serializing the payload it sends
+                return send + lg.proc.byte_cost("SubmitJob", self.payload_bytes), now
             return send, now
 
         start: float = yield lg.proc.run(begin)

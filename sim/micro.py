@@ -109,14 +109,15 @@ class MicroCluster(Cluster):
             yield self.env.timeout(d)
         return reply
 
-    def _gw(self, method: str, then: SimGen[Reply]) -> SimGen[Reply]:
+    def _gw(self, method: str, then: SimGen[Reply], nbytes: int = 0) -> SimGen[Reply]:
         """A gateway method that is one call to the job service (the handler and the stub call are
-        one loop step)."""
-        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method), to=self.jobp)
+        one loop step); `nbytes`: the payload it relays."""
+        pre = self.gateway.cost(method) + self.gateway.byte_cost(method, nbytes)
+        reply: Reply = yield from self.call(self.gateway, then, pre=pre, to=self.jobp)
         return reply
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
-        return self._via_gateway(lg, self._gw("SubmitJob", self._job_create(duration)))
+        return self._via_gateway(lg, self._gw("SubmitJob", self._job_create(duration), self.payload_bytes))
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
         return self._via_gateway(lg, self._gw("GetJobStatus", self._job_get(job_id)))
@@ -210,6 +211,8 @@ class MicroCluster(Cluster):
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
             self.submit_duration(job_id, duration)
+            size = self.payload_of(job_id)  # parsing it and the store writing it
+            cost += proc.byte_cost("CreateJob", size) + proc.byte_cost("commit", size)
             cost += self._save([job_id])
             self._job_perform(submitted.commands)
             self.job_timer.poke()
@@ -292,6 +295,7 @@ class MicroCluster(Cluster):
                 except (FailedPrecondition, NotFound, InvalidArgument):
                     continue  # a stale queue entry: the lease is the fence
             cost = proc.cost("LeaseJobs", len(job_ids)) + self._save([a.job_id for a in leased])
+            cost += proc.byte_cost("LeaseJobs", sum(self.payload_of(a.job_id) for a in leased))
             if leased:
                 self.job_timer.poke()
             return cost, leased
@@ -507,6 +511,9 @@ class MicroCluster(Cluster):
             leased = yield from self.call(proc, self._job_lease(worker_id, ids), to=self.jobp)
             self.spawn(self.call(proc, self._queue_ack(ids), to=self.queuep))
             if leased:
+                relay = proc.byte_cost("FetchWork", sum(self.payload_of(a.job_id) for a in leased))
+                if relay:  # the payloads it received and sends on to the worker
+                    yield proc.run(relay)
                 return leased
             if env.now >= give_up:
                 break

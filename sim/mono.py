@@ -159,6 +159,8 @@ class MonoNode:
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
             self.cluster.submit_duration(job_id, duration)
+            size = self.cluster.payload_of(job_id)  # parsing it and the store writing it
+            cost += proc.byte_cost("SubmitJob", size) + proc.byte_cost("commit", size)
             return cost + self._commit((job_id,), submitted.commands), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
@@ -259,6 +261,7 @@ class MonoNode:
             taken = self.sched.steal(now, thief_worker_id, max_jobs)
             self.sched.workers.touch(now, thief_worker_id)
             cost = proc.cost("StealWork", len(taken)) + self._commit([a.job_id for a in taken], [])
+            cost += proc.byte_cost("StealWork", sum(self.cluster.payload_of(a.job_id) for a in taken))
             return cost, taken
 
         taken: list[Assignment] = yield proc.run(action)

@@ -108,6 +108,15 @@ class SimParams:
     # (sim/cpu.py); 0: FIFO per CPU burst. A calibration measures the slice (measurements.
     # scheduler_slice) but does not set it: the fair model is a what-if (REPORT.md)
     cpu_slice: float = 0.0
+    # ---- beyond a call's CPU on its loop (issue 23; measured by dtq calibrate, zero/empty: off)
+    # CPU per payload byte on each path that carries one, by "role.method" as per_item (the burst that
+    # moves it: loadgen/gateway/node.SubmitJob, job.CreateJob, node.StealWork, job.LeaseJobs,
+    # coordinator.FetchWork, node/worker.launch) and "commit" (the store writing it at submit)
+    per_byte: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    # CPU gRPC's own threads spend per RPC, on a core but not on the loop (sim/cpu.py): the server's
+    # per call it serves (as the request arrives), the caller's per call it makes (as the reply does)
+    rpc_thread: Dist = ZERO
+    rpc_thread_client: Dist = ZERO
 
     def __post_init__(self) -> None:
         if self.cores < 1 or self.hosts < 1 or self.procs_per_host < 0:
@@ -143,9 +152,10 @@ class SimParams:
         unknown = set(self.service) - set(ROLES)
         if unknown:
             raise InvalidArgument(f"service: unknown roles {sorted(unknown)} (roles: {', '.join(ROLES)})")
-        for key, value in self.per_item.items():
-            if not (value >= 0 and math.isfinite(value)):
-                raise InvalidArgument(f"per_item.{key} must be finite and >= 0")
+        for group in ("per_item", "per_byte"):
+            for key, value in getattr(self, group).items():
+                if not (value >= 0 and math.isfinite(value)):
+                    raise InvalidArgument(f"{group}.{key} must be finite and >= 0")
         curve = self.wakeup_idle
         if any(not (i > 0 and f >= 0 and math.isfinite(i) and math.isfinite(f)) for i, f in curve) or any(
             b[0] <= a[0] or b[1] < a[1] for a, b in itertools.pairwise(curve)
@@ -185,7 +195,8 @@ class SimParams:
 
     def on_host(self, scale: HostScale) -> SimParams:
         """These costs moved to another host's speed: every CPU cost of a busy loop (service times,
-        per-item costs, client_call, commits, the generator's request, checkpoints) times `scale.cpu`,
+        per-item and per-byte costs, gRPC's threads, client_call, commits, the generator's request,
+        checkpoints) times `scale.cpu`,
         `wakeup` times `scale.wake`, and the cold wake-up curve times a factor rising log-linearly
         from 1 at its first point to `scale.cold` at `scale.gap` seconds of sleep, flat beyond (longer
         sleeps are assumed to move as the probed one). `network` and `host_hop` (off-CPU) are kept."""
@@ -209,6 +220,9 @@ class SimParams:
                 {role: {m: d.scaled(cpu) for m, d in ms.items()} for role, ms in self.service.items()}
             ),
             per_item=MappingProxyType({k: v * cpu for k, v in self.per_item.items()}),
+            per_byte=MappingProxyType({k: v * cpu for k, v in self.per_byte.items()}),
+            rpc_thread=self.rpc_thread.scaled(cpu),
+            rpc_thread_client=self.rpc_thread_client.scaled(cpu),
             client_call=self.client_call.scaled(cpu),
             commit=self.commit.scaled(cpu),
             commit_per_row=self.commit_per_row * cpu,
@@ -230,7 +244,7 @@ class SimParams:
                 out[f.name] = dataclasses.asdict(value)
             elif f.name == "service":
                 out[f.name] = {r: {m: d.to_mapping() for m, d in ms.items()} for r, ms in value.items()}
-            elif f.name == "per_item":
+            elif f.name in ("per_item", "per_byte"):
                 out[f.name] = dict(value)
             elif f.name == "wakeup_idle":
                 out[f.name] = [list(pair) for pair in value]
@@ -242,7 +256,8 @@ class SimParams:
     def from_mapping(data: Mapping[str, Any], base: SimParams | None = None) -> SimParams:
         """Builds params from a mapping; keys left out keep `base` (default: the placeholders).
 
-        `service` merges per role and method into the base's table; `per_item` merges into the base's.
+        `service` merges per role and method into the base's table; `per_item` and `per_byte` merge
+        into the base's.
         """
         base = base or SimParams()
         names = {f.name: f for f in dataclasses.fields(SimParams)}
@@ -266,10 +281,14 @@ class SimParams:
                 changes[key] = _merge_service(base.service, value)
             elif key == "wakeup_idle":
                 changes[key] = _pairs(key, value)
-            elif key == "per_item":
+            elif key in ("per_item", "per_byte"):
                 if not isinstance(value, Mapping):
-                    raise InvalidArgument("per_item: expected a mapping of 'role.method' to seconds")
-                changes[key] = MappingProxyType({**base.per_item, **{k: float(v) for k, v in value.items()}})
+                    raise InvalidArgument(f"{key}: expected a mapping of 'role.method' to seconds")
+                try:
+                    merged = {**getattr(base, key), **{k: float(v) for k, v in value.items()}}
+                except (TypeError, ValueError):
+                    raise InvalidArgument(f"{key}: values must be numbers (seconds)") from None
+                changes[key] = MappingProxyType(merged)
             else:
                 changes[key] = _coerce(key, value, current)
         return dataclasses.replace(base, **changes)
@@ -277,7 +296,8 @@ class SimParams:
     def with_overrides(self, overrides: Mapping[str, Any]) -> SimParams:
         """Applies dotted-key overrides, e.g. {"cores": 4, "network.mean": 5e-5, "core.lease_duration":
         5, "service.node.SubmitJob.mean": 3e-4, "service.node.WaitJob.wake": 6e-5,
-        "per_item.node.ListJobs.merge": 1e-5}. Method names may contain dots: under `service` the last
+        "per_item.node.ListJobs.merge": 1e-5, "per_byte.node.SubmitJob": 2e-9}. Method names may
+        contain dots: under `service` the last
         part is a distribution field only when it is kind, mean, sigma or samples."""
         tree = self.to_mapping()
         for dotted, value in overrides.items():
@@ -285,7 +305,7 @@ class SimParams:
             head = parts[0]
             if head not in tree:
                 raise InvalidArgument(f"unknown simulator parameter {head!r} in {dotted!r}")
-            if head == "per_item" and len(parts) > 1:
+            if head in ("per_item", "per_byte") and len(parts) > 1:
                 path = [head, ".".join(parts[1:])]
             elif head == "service" and len(parts) > 2:
                 fields = parts[-1:] if parts[-1] in DIST_FIELDS and len(parts) > 3 else []
