@@ -171,7 +171,11 @@ def simulated(
     workload = point_workload(rate, mix, seconds)
     params = load_params(calibration).with_overrides({"slots": 12, "store": store, **(overrides or {})})
     result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
-    busy = sum(u for name, u in result.stats["utilisation"].items() if not name.startswith("loadgen"))
+    used = {
+        n: u for n, u in result.stats["utilisation"].items() if not n.startswith(("loadgen", "checkpoint"))
+    }
+    busy = sum(used.values())
+    loops = sum(u for n, u in used.items() if not n.endswith(("-grpc", "-checkpoint")))
     waited = sum(w for name, w in result.stats["core_wait"].items() if not name.startswith("loadgen"))
     n = max(len(result.requests), 1)
     return {
@@ -181,6 +185,8 @@ def simulated(
         "p99_ms": result.summary["latency_ms"]["all"]["p99"],
         "cpu_ms_per_request": 1e3 * busy * float(result.stats["sim_seconds"]) / n,
         "runqueue_wait_ms_per_request": 1e3 * waited / n,
+        # the nodes' loops' share of their CPU (the real side: threads_during_run's busiest share)
+        "loop_share": loops / busy if busy > 0 else 1.0,
     }
 
 

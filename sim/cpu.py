@@ -52,6 +52,8 @@ from sim.dist import Dist
 from sim.params import SimParams
 
 Action: TypeAlias = Callable[[float], tuple[float, Any]]
+THREAD_ROLES = ("checkpoint", "grpc")  # consumers that are threads, not loops: they never pay wakeup
+THREAD_INDEX = 3000  # a process's gRPC threads draw from streams of index 3000 + its own
 _BLOCK = 256  # draws per refill of a sampler's buffer
 
 
@@ -68,6 +70,7 @@ class Component(IntEnum):
     WAKEUP = 7
     STEAL = 8  # Design B: which peers a depth round asks (steal_fanout)
     HOST_HOP = 9  # the extra latency of a hop between hosts
+    THREAD = 10  # gRPC's threads' CPU per RPC (rpc_thread, rpc_thread_client)
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -192,8 +195,12 @@ class Proc:
         wakeup = costs.params.wakeup
         # None: waking costs nothing (the default), so the fast paths below stay as they were
         self._wake: Sampler | None = (
-            None if wakeup.is_zero or role == "checkpoint" else costs.wakeup_sampler(self)
+            None if wakeup.is_zero or role in THREAD_ROLES else costs.wakeup_sampler(self)
         )
+        # gRPC's threads of this process (threads()): None while rpc_thread and rpc_thread_client are 0
+        self.io: Proc | None = None
+        self._thread_in: Sampler | None = None
+        self._thread_out: Sampler | None = None
         self._waking = False  # the loop was idle when its current first queued burst arrived
         self._idle_since = 0.0  # when the loop last ran out of work
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
@@ -203,6 +210,31 @@ class Proc:
         self._preempted = False  # a process that woke behind it wants its core at this burst's end
         self.core_wait = 0.0  # seconds its loop had work but waited for a core (the run-queue wait)
         self._waiting_since = 0.0
+
+    def threads(self) -> Proc:
+        """This process's gRPC threads, made on first use: a consumer that needs one of the host's cores
+        but not this process's loop (its own FIFO: the poller and event-engine threads that read a
+        call's bytes and hand it over, measured as CPU per RPC beside the loop by dtq calibrate)."""
+        if self.io is None:
+            name, index = f"{self.name}-grpc", THREAD_INDEX + self.index
+            self.io = Proc(self.env, self.host, name, "grpc", index, self._costs)
+            self._thread_in = self._costs.thread_sampler(self, server=True)
+            self._thread_out = self._costs.thread_sampler(self, server=False)
+        return self.io
+
+    def rpc_in(self) -> simpy.Event | None:
+        """gRPC's threads taking a call this process serves (None: they cost nothing)."""
+        if self.io is None or self._thread_in is None:
+            return None
+        cost = self._thread_in()
+        return self.io.run(cost) if cost else None
+
+    def rpc_out(self) -> simpy.Event | None:
+        """gRPC's threads taking the reply to a call this process made (None: they cost nothing)."""
+        if self.io is None or self._thread_out is None:
+            return None
+        cost = self._thread_out()
+        return self.io.run(cost) if cost else None
 
     # ------------------------------------------------------------------ costs
     def cost(self, method: str, items: int = 0) -> float:
@@ -409,3 +441,7 @@ class CostModel:
 
     def checkpoint_sampler(self, proc: Proc) -> Sampler:
         return self._sampler(self.params.checkpoint, Component.CHECKPOINT, proc.index)
+
+    def thread_sampler(self, proc: Proc, server: bool) -> Sampler:
+        dist = self.params.rpc_thread if server else self.params.rpc_thread_client
+        return self._sampler(dist, Component.THREAD, proc.index, int(server))

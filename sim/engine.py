@@ -7,7 +7,8 @@ storage commits, and the waits of long-polls and timers.
 An RPC `call(caller, server, to=callee)` is what a grpc.aio unary call costs: the caller's client-side
 CPU (send part), one hop, the server-side generator (its bursts on the callee, maybe nested calls and
 waits), one hop back, the caller's client-side CPU (receive part). A hop is `network`, plus `host_hop`
-when caller and callee are on different hosts.
+when caller and callee are on different hosts. With rpc_thread* > 0, gRPC's threads of the callee
+take the call as it arrives, and the caller's the reply, on a core beside the loop (Proc.threads).
 """
 
 from __future__ import annotations
@@ -154,6 +155,7 @@ class Cluster:
         self._placed += 1
         proc = Proc(self.env, host, name, role, index, self.costs)
         self.procs.append(proc)
+        self._add_threads(proc)
         return proc
 
     def add_loadgen_proc(self, index: int) -> Proc:
@@ -166,7 +168,13 @@ class Cluster:
             self.costs,
         )
         self.procs.append(proc)
+        self._add_threads(proc)
         return proc
+
+    def _add_threads(self, proc: Proc) -> None:
+        """gRPC's threads beside the process's loop, when they cost anything (rpc_thread*)."""
+        if not (self.params.rpc_thread.is_zero and self.params.rpc_thread_client.is_zero):
+            self.procs.append(proc.threads())
 
     def start(self) -> None:
         raise NotImplementedError
@@ -233,10 +241,16 @@ class Cluster:
         d = self.hop(caller, to)
         if d:
             yield env.timeout(d)
+        taken = to.rpc_in() if to is not None else None
+        if taken is not None:
+            yield taken  # the callee's gRPC threads read the call before its loop does
         value = yield from server
         d = self.hop(caller, to)
         if d:
             yield env.timeout(d)
+        taken = caller.rpc_out()
+        if taken is not None:
+            yield taken
         if c - send:
             yield caller.run(c - send)
         return value

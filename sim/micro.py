@@ -103,10 +103,16 @@ class MicroCluster(Cluster):
         d = self.hop(lg.proc, self.gateway)
         if d:
             yield self.env.timeout(d)
+        taken = self.gateway.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        if taken is not None:
+            yield taken
         reply: Reply = yield from server
         d = self.hop(self.gateway, lg.proc)
         if d:
             yield self.env.timeout(d)
+        taken = lg.proc.rpc_out()
+        if taken is not None:
+            yield taken
         return reply
 
     def _gw(self, method: str, then: SimGen[Reply], nbytes: int = 0) -> SimGen[Reply]:

@@ -465,10 +465,16 @@ class MonoCluster(Cluster):
         d = self.hop(lg.proc, entry.proc)
         if d:
             yield self.env.timeout(d)
+        taken = entry.proc.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        if taken is not None:
+            yield taken
         reply: Reply = yield from server
         d = self.hop(entry.proc, lg.proc)
         if d:
             yield self.env.timeout(d)
+        taken = lg.proc.rpc_out()
+        if taken is not None:
+            yield taken
         return reply
 
     def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
