@@ -44,17 +44,27 @@ def take_probe(python: str = sys.executable) -> dict[str, Any]:
         probe = json.loads(lines[-1])
     except (IndexError, json.JSONDecodeError):
         raise RuntimeError(f"the host probe printed no JSON line: {done.stdout[-200:]!r}") from None
-    return check_probe(probe, "the host probe")
+    # recorded as measured: on a loaded host a regime can come out 0 (one call in flight no dearer
+    # than a busy loop), which a run keeps; only moving a twin by it needs every field > 0
+    return check_probe(probe, "the host probe", positive=False)
 
 
-def check_probe(probe: object, where: str) -> dict[str, Any]:
-    """A probe mapping with the fields a host scale needs, as positive numbers."""
+def check_probe(probe: object, where: str, positive: bool = True) -> dict[str, Any]:
+    """A probe mapping with the fields a host scale needs, as numbers > 0 (>= 0 unless `positive`)."""
     if not isinstance(probe, Mapping):
         raise InvalidArgument(f"{where}: a host probe is a JSON object")
     for key in PROBE_FIELDS:
         value = probe.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise InvalidArgument(f"{where}: host probe field {key!r} must be a number > 0, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or value < 0
+            or (positive and not value)
+        ):
+            bound = "> 0" if positive else ">= 0"
+            raise InvalidArgument(
+                f"{where}: host probe field {key!r} must be a number {bound}, got {value!r}"
+            )
     return dict(probe)
 
 

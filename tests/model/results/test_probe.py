@@ -40,6 +40,15 @@ def test_a_missing_lab_extra_is_named(tmp_path: Path) -> None:
         take_probe(python)
 
 
+def test_a_degenerate_probe_is_recorded_but_moves_nothing(tmp_path: Path) -> None:
+    """A loaded host can probe a regime as 0: the run records it; moving a twin by it is refused."""
+    zero = {**PROBE, "wake_us": 0.0}
+    assert take_probe(_fake_python(tmp_path, f"echo '{json.dumps(zero)}'")) == zero
+    (tmp_path / "probe.json").write_text(json.dumps(zero))
+    with pytest.raises(InvalidArgument, match=r"'wake_us' must be a number > 0"):
+        probe_of(tmp_path / "probe.json")
+
+
 def test_a_probe_is_read_from_a_run_or_a_probe_file(tmp_path: Path) -> None:
     run = tmp_path / "real-run"
     run.mkdir()
