@@ -173,6 +173,4 @@ def _entropy(config: SimConfig) -> int:
 
 
 def _job_spec(workload: WorkloadSpec) -> Any:
-    # a payload of the workload's size (one shared object), so the core's byte budgets (pending bytes
-    # per owner, reply sizes) count what the real nodes count
-    return JobSpec.make(workload.job_type, bytes(workload.payload_bytes), labels=dict(workload.labels))
+    return JobSpec.make(workload.job_type, labels=dict(workload.labels))

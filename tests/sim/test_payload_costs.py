@@ -85,27 +85,6 @@ def test_a_stolen_job_charges_its_victim_per_byte() -> None:
     assert sum(p.busy_time for p in cluster.procs) == pytest.approx(stolen * SIZE * PER_BYTE, rel=1e-9)
 
 
-def test_the_core_counts_payload_bytes_as_the_real_nodes_do() -> None:
-    """The simulated job spec carries a payload of the workload's size: the core's byte budget refuses
-    submits past max_pending_bytes per owner, as a real node does."""
-    params = SimParams.ideal(nodes=1, slots=1).with_overrides(
-        {"core.max_pending_bytes": 5 * SIZE, "core.max_payload_bytes": SIZE}
-    )
-    result = sim.run(sim.SimConfig("mono", _submits(), params))
-    statuses = {r.status for r in result.requests}
-    assert "RESOURCE_EXHAUSTED" not in statuses  # 1 ms jobs at 100/s: never 5 pending
-    slow = WorkloadSpec(
-        OpenLoop(100.0),
-        RequestMix(),
-        duration=Distribution("constant", 1.0),
-        payload_bytes=SIZE,
-        run_time=0.5,
-        seed=4,
-    )
-    result = sim.run(sim.SimConfig("mono", slow, params))
-    assert "RESOURCE_EXHAUSTED" in {r.status for r in result.requests}
-
-
 def test_per_byte_loads_overrides_and_moves_with_the_host() -> None:
     params = SimParams.from_mapping({"per_byte": {"node.SubmitJob": 2e-9, "commit": 1e-9}})
     assert dict(params.per_byte) == {"node.SubmitJob": 2e-9, "commit": 1e-9}
