@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test swarm-test paper
+.PHONY: demo test lint typecheck unit proto lifecycle clean docker-test swarm-test paper notebooks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ lifecycle: $(STAMP)
 # flock /tmp/dtq-measure.lock make paper RERUN=1).
 paper: $(STAMP)
 	$(BIN)/python -m lab.report $(if $(RERUN),--rerun)
+
+# Runs every notebook with its full settings and stores it with its outputs and figures (lab/notebooks.py;
+# ~15 min here). CI runs them in small mode without storing anything (tests/notebooks).
+notebooks: $(STAMP)
+	$(BIN)/python -m lab.notebooks
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

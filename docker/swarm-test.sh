@@ -304,7 +304,7 @@ design_runs() {
 # renders for it, every node healthy on its host, a job through each node, and one node's listing
 # gathering jobs of every owner (the peers found each other by name over the overlay).
 scale_check() {
-    local count=$1 stack=dtq-scale file k i port owners started
+    local count=$1 stack=dtq-scale file k i port owners started out
     file=$RUN/stack.mono.$count.yml
     "$PYTHON" -m realsys deploy swarm --design mono --nodes "$count" --hosts "$HOSTS" --out "$file"
     started=$(date +%s)
@@ -318,8 +318,9 @@ scale_check() {
     log "$count nodes healthy after $(($(date +%s) - started))s, on $HOSTS hosts"
     for i in $(seq "$count"); do
         k=$(((i - 1) % HOSTS + 1))
-        "$PYTHON" -m realsys submit --addr "$SUBNET.$k:$((50060 + i))" echo --payload "to n$i" --wait 20 |
-            grep -q '"state": "SUCCEEDED"' || die "a job through n$i did not succeed"
+        # `submit --wait` prints the job's output and exits 0 only when it SUCCEEDED
+        out=$("$PYTHON" -m realsys submit --addr "$SUBNET.$k:$((50060 + i))" echo --payload "to n$i" --wait 20) &&
+            [[ $out == "to n$i" ]] || die "a job through n$i did not succeed (printed: ${out:-nothing})"
     done
     owners=$("$PYTHON" -m realsys list --addr "$SUBNET.1:50061" --all --state succeeded |
         grep -o '"owner_node": "n[0-9]*"' | sort -u | wc -l)

@@ -359,6 +359,17 @@ class JobTable:
                 cancel.append((job_id, attempt))
         return Renewal(cancel, abandon, renewed)
 
+    def lease_holder(self, job_id: str, attempt: int, worker_id: str) -> Job:
+        """The job, if `attempt` (of `worker_id`, when one is named) holds its lease: the fence every
+        report passes. StaleAttempt otherwise (NotFound for an unknown job)."""
+        job = self.get(job_id)
+        if job.attempt != attempt or job.state not in ACTIVE or (worker_id and job.worker_id != worker_id):
+            raise StaleAttempt(
+                f"job {job_id} attempt {attempt} does not hold the lease "
+                f"(job is {job.state.name} at attempt {job.attempt})"
+            )
+        return job
+
     def complete(
         self,
         now: float,
@@ -370,12 +381,7 @@ class JobTable:
     ) -> Transition:
         """Ends the attempt that holds the lease with the worker's outcome. `output_elsewhere`: another
         service keeps the output (Design A's result service); the table records only its size."""
-        job = self.get(job_id)
-        if job.attempt != attempt or job.state not in ACTIVE or (worker_id and job.worker_id != worker_id):
-            raise StaleAttempt(
-                f"job {job_id} attempt {attempt} does not hold the lease "
-                f"(job is {job.state.name} at attempt {job.attempt})"
-            )
+        job = self.lease_holder(job_id, attempt, worker_id)
         outcome = bounded_outcome(outcome, self.config)
         if isinstance(outcome, Succeeded):
             output = outcome.output

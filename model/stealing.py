@@ -1,17 +1,20 @@
 """Design B's work stealing: an idle node takes pending work from the busiest peer it knows of.
 
-Thief side: `plan_steal` decides whether and from whom to steal. Victim side: `grant_steal` decides
-how much to give, keeping enough for its own free slots. The owner keeps ownership of stolen jobs:
-it leases them to the thief's worker, and reports go back to it.
+Thief side: `plan_steal` decides whether and from whom to steal, `StealPacer` when, and `fetch_loop`
+is the node's own worker's fetch long-poll around them (local work first, steal once idle, wait for
+local work in between). Victim side: `grant_steal` decides how much to give, keeping enough for its
+own free slots. The owner keeps ownership of stolen jobs: it leases them to the thief's worker, and
+reports go back to it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
 
+from model.job import Assignment
 from model.jobs import RandomSource
 
 T = TypeVar("T")
@@ -145,3 +148,97 @@ class StealPacer:
         if self._backed_off_at != self._depths_at:
             self._backed_off_at = self._depths_at
             self.poll_interval = min(self.max_idle_poll, max(self.poll_interval, self.steal_interval) * 2)
+
+
+# ------------------------------------------------------------------------------ the fetch loop
+@dataclass(frozen=True, slots=True)
+class FetchLocal:
+    """Lease what is ready on this node now (the node driver's fetch_now). Reply: (now, the
+    assignments, whether the node drains)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AskDepths:
+    """Ask these peers for their ready counts, concurrently. Reply: (now, {peer: depth}); a peer that
+    did not answer counts 0."""
+
+    peers: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StealFrom:
+    """Peer.StealWork from the plan's victim. Reply: (now, the assignments), or (now, None) when the
+    call failed."""
+
+    plan: StealPlan
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForWork:
+    """Wait until local work may be ready (the node driver's fetcher wake-up) or `timeout` seconds
+    pass. Reply: None (a FetchLocal follows)."""
+
+    timeout: float
+
+
+FetchOp: TypeAlias = FetchLocal | AskDepths | StealFrom | WaitForWork
+FETCH_LOCAL = FetchLocal()
+
+
+def fetch_done(assignments: Sequence[Assignment], draining: bool, free_slots: int) -> bool:
+    """Whether a fetch answers with what its FetchLocal got: work, or a node that drains, or a worker
+    without a free slot."""
+    return bool(assignments) or draining or free_slots <= 0
+
+
+def fetch_loop(
+    pacer: StealPacer,
+    node: str,
+    peers: Sequence[str],
+    free_slots: int,
+    wait: float,
+    start: float,
+    first: tuple[float, list[Assignment], bool],
+    local_ready: Callable[[], int],
+) -> Generator[FetchOp, Any, list[Assignment]]:
+    """One fetch long-poll of a Design B node's own worker, written once for the real node
+    (realsys/mono/backend.py) and the simulated one (sim/mono.py), sans-I/O: it yields the I/O to
+    perform (FetchLocal, AskDepths, StealFrom, WaitForWork), the adapter sends back the reply with
+    its clock's `now`, and the generator returns the assignments. A fetch begins with FetchLocal,
+    which the adapter performs before it makes the loop (`start`: its clock then, `first`: the
+    reply), and needs no loop when `fetch_done` says so (the common case: local work).
+    `local_ready()` is the node's ready count (read when a steal is planned).
+
+    Local work first; once idle for steal_interval, steal (the pacer says when and from whom); in
+    between, and after a steal round that got nothing, wait for local work for at most the pacer's
+    interval, so an idle node rechecks its peers that often. Never past `wait`; at once while the node
+    drains or when the worker has no free slot."""
+    deadline = start + wait
+    local = first
+    while True:
+        now, assignments, draining = local
+        if fetch_done(assignments, draining, free_slots):
+            return assignments
+        pause = pacer.idle_wait(start, now)
+        if pause == 0:
+            if peers:
+                if pacer.needs_depths(now):
+                    asked: tuple[float, Mapping[str, int]] = yield AskDepths(pacer.peers_to_ask(peers))
+                    now, depths = asked
+                    pacer.record_depths(now, depths)
+                plan = pacer.plan(node, free_slots, local_ready())
+                if plan is not None:
+                    stole: tuple[float, list[Assignment] | None] = yield StealFrom(plan)
+                    now, got = stole
+                    if got is None:
+                        pacer.record_failure(plan)
+                    else:
+                        pacer.record_steal(plan, len(got))
+                        if got:
+                            return got
+            pause = pacer.poll_interval
+        left = deadline - now
+        if left <= 0:
+            return []
+        yield WaitForWork(min(left, pause))
+        local = yield FETCH_LOCAL

@@ -7,12 +7,15 @@ A worker silent for `worker_ttl` is declared lost; the driver then releases its 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from model.commands import WorkerLost
 from model.config import MAX_WORKER_ID_CHARS, CoreConfig
 from model.errors import InvalidArgument
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(slots=True)
@@ -92,10 +95,10 @@ class WorkerRegistry:
         return self.workers.pop(worker_id, None) is not None
 
 
-def pick_waiter(waiting: Sequence[str], free_slots: Mapping[str, int]) -> str | None:
+def pick_waiter(waiting: Iterable[K], free_slots: Mapping[K, int]) -> K | None:
     """Which long-polling worker gets newly ready work: the one with the most free slots; ties go to
     the one waiting longest (`waiting` is in arrival order). Spreading work keeps all slots busy."""
-    best: str | None = None
+    best: K | None = None
     best_free = 0
     for worker_id in waiting:
         free = free_slots.get(worker_id, 0)

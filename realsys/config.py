@@ -36,9 +36,9 @@ MICRO_ROLES: tuple[RoleName, ...] = ("gateway", "job", "queue", "coordinator", "
 CALLS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "gateway": ("job", "result", "coordinator"),
-        "job": ("queue", "coordinator"),
+        "job": ("queue", "coordinator", "result"),
         "queue": (),
-        "coordinator": ("queue", "job", "result"),
+        "coordinator": ("queue", "job"),
         "worker": ("coordinator",),
         "result": (),
     }

@@ -99,8 +99,10 @@ class QueueEntries(ABC):
 class Results(ABC):
     @abstractmethod
     def put(self, job_id: str, attempt: int, outcome: StoredOutcome) -> None:
-        """Stores the outcome of one attempt. The first put wins: a worker retrying its report sends the
-        same outcome, and a duplicate report must not overwrite the result a client may have read."""
+        """Stores the outcome of one attempt; a later put of the same key replaces it. The job service is
+        the only writer, and writes only for the attempt that holds the lease, before that attempt
+        ends (model/job_service.py: fence): once a client can read a result, nothing writes its key
+        again, and a put made ahead of time by anyone else is replaced by the lease holder's."""
 
     @abstractmethod
     def get(self, job_id: str, attempt: int) -> StoredOutcome | None: ...
@@ -548,7 +550,7 @@ class SqliteResults(_SqliteFile, Results):
         else:
             kind = "cancelled"
         self._conn.execute(
-            "INSERT OR IGNORE INTO results (job_id, attempt, kind, output, error) VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO results (job_id, attempt, kind, output, error) VALUES (?, ?, ?, ?, ?)",
             (job_id, attempt, kind, output, error),
         )
 
@@ -645,7 +647,7 @@ class MemoryResults(Results):
         self._results: dict[tuple[str, int], StoredOutcome] = {}
 
     def put(self, job_id: str, attempt: int, outcome: StoredOutcome) -> None:
-        self._results.setdefault((job_id, attempt), outcome)
+        self._results[(job_id, attempt)] = outcome
 
     def get(self, job_id: str, attempt: int) -> StoredOutcome | None:
         return self._results.get((job_id, attempt))

@@ -2,27 +2,54 @@
 
     import sim
     from model.workload import OpenLoop, WorkloadSpec
-    result = sim.run(sim.SimConfig("mono", WorkloadSpec(OpenLoop(300.0))))
+    base = sim.load_params("local")                       # data/calibration/local.json
+    what_if = base.with_overrides({"service.node.SubmitJob.scale": 2})   # sim/keys.py's meanings
+    result = sim.run(sim.SimConfig("mono", WorkloadSpec(OpenLoop(300.0)), what_if))
     result.summary["latency_ms"]["submit"]["p99"]
+    result.requests_df, result.jobs_df                    # pandas DataFrames of the records
+    path = result.save("data/runs")                       # data/runs/<run_id>/ (data/README.md)
+    again = sim.SimResult.load(path)
 
 Determinism: the same config gives identical records. The workload's seed drives the trace (shared
 with the real load generator: common random numbers); `seed` (default: the workload's) and
 `replication` drive the simulator's own streams (service times, network, commits), one per
 component and process (sim/cpu.py).
+
+Records stream out of the run (sim/records.py): beyond `chunk` records of a kind they are spilled,
+sorted, to disk and merged into one file at the end, so memory does not grow with them.
+
+Run ids: `sim-<design>-<name>-<seed>-r<replication>`; a what-if (params with overrides) adds
+`-w<hash>`, the first 7 hex digits of the SHA-256 of its overrides as JSON, so it never takes the
+baseline's folder.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import simpy
 
 from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
 from model.job import JobSpec
+from model.results.runs import (
+    JOBS_FILE,
+    REQUESTS_FILE,
+    load_config,
+    load_summary,
+    provenance,
+    run_config,
+    utc_now,
+    write_run,
+)
 from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import summarize
 from model.workload import OpenLoop, WorkloadSpec, workload_from_mapping
@@ -32,10 +59,25 @@ from sim.injection import Fault, schedule
 from sim.loadgen import LoadGen
 from sim.micro import MicroCluster
 from sim.mono import MonoCluster
-from sim.params import SimParams
+from sim.params import SimParams, load_params
+from sim.records import CHUNK, JOBS, REQUESTS, Records
+
+if TYPE_CHECKING:  # pandas only when a frame is asked for (sim/records.py)
+    import pandas as pd
 
 Design = Literal["micro", "mono"]
 DESIGNS: tuple[Design, ...] = ("micro", "mono")
+HASH_DIGITS = 7
+
+
+class PlaceholderWarning(UserWarning):
+    """A run on sim/placeholders.py's round numbers (not measurements) for some of its costs."""
+
+
+def overrides_hash(overrides: Sequence[tuple[str, Any]]) -> str:
+    """The short hash a what-if's run id carries: SHA-256 of the overrides as sorted-key JSON."""
+    text = json.dumps([list(pair) for pair in overrides], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_DIGITS]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +89,7 @@ class SimConfig:
     replication: int = 0
     faults: tuple[Fault, ...] = ()
     name: str = "workload"  # the workload's name in the run id
-    run_id: str = ""  # default: sim-<design>-<name>-<seed>-r<replication> (the runner's scheme)
+    run_id: str = ""  # default: sim-<design>-<name>[-w<hash>]-<seed>-r<replication>
     warm_start: float = 0.5  # seconds the cluster runs (heartbeats, timers) before the trace starts
 
     def __post_init__(self) -> None:
@@ -55,6 +97,7 @@ class SimConfig:
             raise InvalidArgument(f"design must be micro or mono, got {self.design!r}")
         if self.replication < 0 or (self.seed is not None and self.seed < 0) or self.warm_start < 0:
             raise InvalidArgument("seed, replication and warm_start must be >= 0")
+        self.params.check_design(self.design)  # an override this design never reads is an error
 
     @property
     def sim_seed(self) -> int:
@@ -62,15 +105,27 @@ class SimConfig:
 
     @property
     def effective_run_id(self) -> str:
-        return self.run_id or f"sim-{self.design}-{self.name}-{self.workload.seed}-r{self.replication}"
+        if self.run_id:
+            return self.run_id
+        what_if = f"-w{overrides_hash(self.params.overrides)}" if self.params.overrides else ""
+        return f"sim-{self.design}-{self.name}{what_if}-{self.workload.seed}-r{self.replication}"
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> SimConfig:
+        """This config with its params' overrides (sim/keys.py), checked against its design."""
+        return replace(self, params=self.params.with_overrides(overrides))
 
     @staticmethod
     def from_mapping(data: Mapping[str, Any]) -> SimConfig:
-        """{"design", "workload": {...}, "params": {...}, "seed", "replication", "faults": [...], ...}"""
+        """{"design", "workload": {...}, "params": {...}, "overrides": {...}, "calibration": NAME,
+        "seed", "replication", "faults": [...], "name", "run_id", "warm_start"}: `params` (a
+        SimParams mapping) or `calibration` (a name or path, sim.params.load_params) is the base,
+        `overrides` are applied on it (a mapping, or [key, value] pairs in order)."""
         known = {
             "design",
             "workload",
             "params",
+            "overrides",
+            "calibration",
             "seed",
             "replication",
             "faults",
@@ -80,11 +135,18 @@ class SimConfig:
         }
         unknown = sorted(set(data) - known)
         if unknown:
-            raise InvalidArgument(f"unknown SimConfig keys {unknown}")
+            raise InvalidArgument(f"unknown SimConfig keys {unknown} (known: {', '.join(sorted(known))})")
+        if "params" in data and "calibration" in data:
+            raise InvalidArgument("give params or calibration, not both")
+        if "calibration" in data:
+            params = load_params(str(data["calibration"]))
+        else:
+            params = SimParams.from_mapping(data.get("params", {}))
+        params = apply_overrides(params, data.get("overrides") or {})
         return SimConfig(
             design=data["design"],
             workload=workload_from_mapping(data["workload"]),
-            params=SimParams.from_mapping(data.get("params", {})),
+            params=params,
             seed=data.get("seed"),
             replication=int(data.get("replication", 0)),
             faults=tuple(Fault(**f) for f in data.get("faults", ())),
@@ -94,16 +156,146 @@ class SimConfig:
         )
 
 
-@dataclass(slots=True)
+def apply_overrides(params: SimParams, overrides: Mapping[str, Any] | Sequence[Any]) -> SimParams:
+    """`overrides` as a mapping, or as [key, value] pairs applied one after the other."""
+    if isinstance(overrides, Mapping):
+        return params.with_overrides(overrides) if overrides else params
+    for pair in overrides:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise InvalidArgument(f"overrides: expected [key, value] pairs, got {pair!r}")
+        params = params.with_overrides({str(pair[0]): pair[1]})
+    return params
+
+
 class SimResult:
-    config: SimConfig
-    requests: list[RequestRecord]
-    jobs: list[JobRecord]
-    summary: dict[str, Any]  # summary.json (data/README.md), kind "sim"
-    stats: dict[str, Any]  # simulator-side facts: speed, utilisation, core counters
+    """One run: its config, summary (data/README.md's summary.json, kind "sim"), simulator-side
+    `stats` (speed, utilisation, core counters; not part of a run directory), and its records:
+    `requests` / `jobs` (iterable Records of model.results.schema objects) and `requests_df` /
+    `jobs_df` (pandas DataFrames, built on first use)."""
+
+    def __init__(
+        self,
+        config: SimConfig,
+        requests: Records[RequestRecord],
+        jobs: Records[JobRecord],
+        summary: dict[str, Any],
+        stats: dict[str, Any],
+        started_at: str = "",
+    ) -> None:
+        self.config = config
+        self.requests = requests
+        self.jobs = jobs
+        self.summary = summary
+        self.stats = stats
+        self.started_at = started_at or utc_now()
+
+    @functools.cached_property
+    def requests_df(self) -> pd.DataFrame:
+        return self.requests.frame()
+
+    @functools.cached_property
+    def jobs_df(self) -> pd.DataFrame:
+        return self.jobs.frame()
+
+    @property
+    def run_id(self) -> str:
+        return self.config.effective_run_id
+
+    def run_config(self) -> dict[str, Any]:
+        """config.json of this run (data/README.md): the workload, the params as run, their
+        overrides and the calibration's name."""
+        config = self.config
+        params = config.params
+        return run_config(
+            run_id=self.run_id,
+            kind="sim",
+            design=config.design,
+            workload=config.workload,
+            parameters={
+                "calibration": params.name,
+                "sim_seed": config.sim_seed,
+                "params": params.to_mapping(),
+                "overrides": [list(pair) for pair in params.overrides],
+            },
+            replication=config.replication,
+            started_at=self.started_at,
+            provenance_info=provenance(),
+        )
+
+    def save(self, root: Path | str, *, records: bool = True, overwrite: bool = False) -> Path:
+        """Writes root/<run_id>/ (config.json, requests.csv.gz, jobs.csv.gz, summary.json) and returns
+        it; an existing run is FileExistsError unless `overwrite`."""
+        return write_run(
+            root,
+            self.run_id,
+            self.run_config(),
+            self.requests,
+            self.jobs,
+            self.summary,
+            records=records,
+            overwrite=overwrite,
+        )
+
+    @staticmethod
+    def load(run_dir: Path | str) -> SimResult:
+        """A simulated run directory written by save() or `dtq sim` (records streamed from its
+        files; `stats` are not saved and come back empty)."""
+        run_dir = Path(run_dir)
+        cfg = load_config(run_dir)
+        if cfg.get("kind") != "sim":
+            raise InvalidArgument(f"{run_dir}: not a simulated run (kind {cfg.get('kind')!r})")
+        parameters = cfg["parameters"]
+        params = SimParams.from_mapping(parameters["params"])
+        params = replace(params, overrides=tuple((str(k), v) for k, v in parameters.get("overrides", ())))
+        config = SimConfig(
+            design=cfg["design"],
+            workload=workload_from_mapping(cfg["workload"]),
+            params=params,
+            seed=parameters.get("sim_seed"),
+            replication=int(cfg.get("replication", 0)),
+            run_id=cfg["run_id"],
+        )
+        requests: Records[RequestRecord] = (
+            Records.from_file(REQUESTS, run_dir / REQUESTS_FILE)
+            if (run_dir / REQUESTS_FILE).is_file()
+            else Records(REQUESTS, items=[])
+        )
+        jobs: Records[JobRecord] = (
+            Records.from_file(JOBS, run_dir / JOBS_FILE)
+            if (run_dir / JOBS_FILE).is_file()
+            else Records(JOBS, items=[])
+        )
+        return SimResult(config, requests, jobs, load_summary(run_dir), {}, cfg.get("started_at", ""))
 
 
-def build(config: SimConfig) -> tuple[simpy.Environment, Cluster, LoadGen]:
+def placeholder_text(params: SimParams, design: str) -> str:
+    """The warning block for a run on placeholder costs ('' when none are left), naming them."""
+    keys = params.placeholder_keys(design)
+    if not keys:
+        return ""
+    lines = [
+        f"warning: {len(keys)} cost(s) of Design {'A' if design == 'micro' else 'B'} are placeholders "
+        f"(sim/placeholders.py's round numbers, not measurements; calibration {params.name!r}):"
+    ]
+    line = " "
+    for key in keys:
+        if len(line) + len(key) > 100:
+            lines.append(line)
+            line = " "
+        line += f" {key}"
+    lines.append(line)
+    hint = (
+        "--calibration NAME uses measured ones"
+        if params.name == SimParams().name
+        else "the calibration did not measure them"
+    )
+    lines.append(f"  ({hint}; `dtq sim params` lists every key and its source)")
+    return "\n".join(lines)
+
+
+def build(
+    config: SimConfig, chunk: int = CHUNK, spill_dir: str | None = None
+) -> tuple[simpy.Environment, Cluster, LoadGen]:
     """The environment, cluster and load generator of a run, not yet started (tests poke at them)."""
     env = SimEnv()
     params = config.params
@@ -113,14 +305,22 @@ def build(config: SimConfig) -> tuple[simpy.Environment, Cluster, LoadGen]:
     )
     cluster.spec = _job_spec(config.workload)
     cluster.payload_bytes = config.workload.payload_bytes
-    loadgen = LoadGen(cluster, config.workload, t0=config.warm_start)
+    loadgen = LoadGen(cluster, config.workload, t0=config.warm_start, chunk=chunk, spill_dir=spill_dir)
     return env, cluster, loadgen
 
 
-def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
+def run(
+    config: SimConfig | Mapping[str, Any], *, chunk: int = CHUNK, spill_dir: str | None = None
+) -> SimResult:
+    """Simulates one run. A run on placeholder costs warns (PlaceholderWarning) naming them.
+    `chunk`: records of a kind held in memory before they spill to `spill_dir` (sim/records.py)."""
     if not isinstance(config, SimConfig):
         config = SimConfig.from_mapping(config)
-    env, cluster, loadgen = build(config)
+    text = placeholder_text(config.params, config.design)
+    if text:
+        warnings.warn(text, PlaceholderWarning, stacklevel=2)
+    started_at = utc_now()
+    env, cluster, loadgen = build(config, chunk, spill_dir)
     cluster.start()
     loadgen.start()
     for fault in config.faults:
@@ -163,8 +363,9 @@ def run(config: SimConfig | Mapping[str, Any]) -> SimResult:
         "core": cluster.core_counters(),
         "executions": len(executions),
         "duplicate_jobs": len(duplicate_jobs(job_id for job_id, _ in executions)),
+        "records_spilled": requests.path is not None or jobs.path is not None,
     }
-    return SimResult(config, requests, jobs, summary, stats)
+    return SimResult(config, requests, jobs, summary, stats, started_at)
 
 
 def _entropy(config: SimConfig) -> int:

@@ -1,6 +1,8 @@
-"""`dtq sim`: simulate a workload on a design and write a run directory, or (`dtq sim faults`) the
-lease x heartbeat fault sweep. `register` adds the command to the `dtq` entry point; a flag that
-only the other mode reads is refused (`_check_mode`)."""
+"""`dtq sim`: simulate a workload on a design and write a run directory (run); list every parameter key
+with its value, unit and source (params); run a sweep file (sweep FILE, sim/sweeps.py); or the lease x
+heartbeat fault sweep (faults). `register` adds the command to the `dtq` entry point; a flag that only
+another mode reads is refused (`_check_mode`). Bad keys, values and paths are one-line errors (realsys'
+`dtq` prints them)."""
 
 from __future__ import annotations
 
@@ -9,16 +11,19 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from model.errors import InvalidArgument
+from model.results.documents import read_document
 from model.results.probe import probe_of, take_probe
-from model.results.runs import load_workload, provenance, run_config, utc_now, write_run
+from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, run_exists
 from model.results.summary import format_summary
-from sim.api import DESIGNS, Design, SimConfig, run
+from model.workload import workload_from_mapping
+from sim.api import DESIGNS, Design, PlaceholderWarning, SimConfig, placeholder_text, run
 from sim.faults import (
     FaultAudit,
     default_target,
@@ -30,23 +35,29 @@ from sim.faults import (
 )
 from sim.hostscale import HostScale
 from sim.injection import Fault
+from sim.keys import KEYS, design_check
 from sim.mva import format_prediction, predict
-from sim.params import SimParams, load_host_probe, load_params, parse_override
+from sim.params import SimParams, calibration_path, load_host_probe, load_params, parse_override
+from sim.sweeps import DEFAULT_METRICS
+from sim.sweeps import sweep as run_sweep
 
 # realsys.cli_common.PROGRESS_LOGGER (the simulator may not import realsys): `dtq` shows its lines on
 # stderr unless --quiet
 PROGRESS_LOGGER = "dtq.progress"
+ACTIONS = ("run", "params", "sweep", "faults")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sim_action",
         nargs="?",
-        choices=("run", "faults"),
+        choices=ACTIONS,
         default="run",
-        help="run (default): one workload; faults: the lease x heartbeat fault sweep (sim/faults.py)",
+        help="run (default): one workload; params: every parameter key, its value and source; "
+        "sweep FILE: a sweep file; faults: the lease x heartbeat fault sweep (sim/faults.py)",
     )
-    parser.add_argument("--design", choices=DESIGNS, required=True, help="A (micro) or B (mono)")
+    parser.add_argument("sweep_file", nargs="?", default="", help="sweep: the sweep file (.yaml)")
+    parser.add_argument("--design", choices=DESIGNS, help="A (micro) or B (mono) (run and faults need it)")
     parser.add_argument("--nodes", type=_count, default=0, help="Design B node count (0: the params')")
     parser.add_argument("--calibration", default="", help="a name under data/calibration/ or a JSON path")
     parser.add_argument(
@@ -54,10 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a parameter (sim.params keys)",
+        help="override a parameter (`dtq sim params` lists the keys; sim/README.md what each means)",
     )
     parser.add_argument(
         "--seed", type=int, default=None, help="simulator seed (default: the workload's; faults: 1)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="run: replace an existing run; faults: the default rows file"
     )
     run_flags = parser.add_argument_group("dtq sim run")
     run_flags.add_argument("--workload", default="", help="run: a .yaml/.toml workload (data/workloads/)")
@@ -66,7 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--runs-dir", default="data/runs", metavar="DIR", help="run: root of the run directories ('': none)"
     )
     run_flags.add_argument(
-        "--run-id", default="", help="run: default sim-<design>-<workload>-<seed>-r<replication>"
+        "--run-id",
+        default="",
+        help="run: default sim-<design>-<workload>[-w<overrides hash>]-<seed>-r<replication>",
     )
     run_flags.add_argument(
         "--no-records", action="store_true", help="run: write only config.json and summary.json"
@@ -82,23 +98,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "real run's directory (its `dtq load --host-probe`), a probe JSON file, or `auto` (probe this "
         "host now; needs the lab extra). Needs a --calibration that took host probes",
     )
+    params_flags = parser.add_argument_group("dtq sim params")
+    params_flags.add_argument("--json", action="store_true", help="params: JSON instead of a table")
+    sweep_flags = parser.add_argument_group("dtq sim sweep")
+    sweep_flags.add_argument("--workers", type=_count, default=0, help="sweep: local processes (0: cores)")
+    sweep_flags.add_argument("--address", default="", help="sweep: a Dask scheduler, tcp://HOST:PORT")
+    sweep_flags.add_argument("--table", default="", metavar="FILE", help="sweep: write the tidy table (CSV)")
     add_fault_arguments(parser)
 
 
+def _design(args: argparse.Namespace) -> Design:
+    if not args.design:
+        raise InvalidArgument(f"dtq sim {args.sim_action} needs --design micro|mono")
+    design: Design = args.design
+    return design
+
+
+def _calibration(name: str) -> SimParams:
+    path = calibration_path(name)
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        hint = f" (in {path.parent}: {', '.join(known)})" if known else ""
+        raise InvalidArgument(f"no calibration {name!r}: {path} is not a file{hint}")
+    return load_params(path)
+
+
 def params_of(args: argparse.Namespace) -> SimParams:
-    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides,
-    then --host-scale."""
+    """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides
+    (in order), checked against --design when given, then --host-scale."""
     return scaled_params_of(args)[0]
 
 
 def scaled_params_of(args: argparse.Namespace) -> tuple[SimParams, HostScale | None]:
     """params_of and the host scale it applied (None without --host-scale)."""
-    params = load_params(args.calibration) if args.calibration else SimParams()
+    params = _calibration(args.calibration) if args.calibration else SimParams()
     overrides = dict(parse_override(s) for s in args.set)
     if args.nodes:
         overrides["nodes"] = args.nodes
     if overrides:
         params = params.with_overrides(overrides)
+    if args.design:
+        params.check_design(args.design)
     source = getattr(args, "host_scale", "")
     if not source:
         return params, None
@@ -120,19 +160,34 @@ def host_scale(probe: dict[str, Any], calibration: str, design: str) -> HostScal
     return HostScale.between(probe, reference)
 
 
+def warn_placeholders(params: SimParams, design: str) -> None:
+    """The placeholder costs' warning block on stderr (nothing when every cost was measured)."""
+    text = placeholder_text(params, design)
+    if text:
+        print(text, file=sys.stderr)
+
+
+def _workload(path: str) -> Any:
+    if not path:
+        raise InvalidArgument("dtq sim needs --workload FILE (data/workloads/ has examples)")
+    if not Path(path).is_file():
+        raise InvalidArgument(f"--workload {path}: not a file")
+    return load_workload(path)
+
+
 def mva_text(args: argparse.Namespace, summary: dict[str, Any] | None) -> str:
     """`dtq sim --mva`: the analytic prediction beside the simulator's summary."""
-    return format_prediction(predict(args.design, load_workload(args.workload), params_of(args)), summary)
+    return format_prediction(predict(_design(args), _workload(args.workload), params_of(args)), summary)
 
 
 def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
-    """Runs one simulation from parsed `dtq sim` arguments; writes it when --out is set."""
-    if not args.workload:
-        raise InvalidArgument("`dtq sim run` needs --workload FILE")
-    workload = load_workload(args.workload)
+    """Runs one simulation from parsed `dtq sim` arguments; writes it when --runs-dir is set (an
+    existing run of the same id only with --force)."""
+    design = _design(args)
+    workload = _workload(args.workload)
     params, scale = scaled_params_of(args)
     config = SimConfig(
-        design=args.design,
+        design=design,
         workload=workload,
         params=params,
         seed=args.seed,
@@ -140,37 +195,157 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         name=Path(args.workload).stem,
         run_id=args.run_id,
     )
-    started_at = utc_now()
+    if args.runs_dir and run_exists(args.runs_dir, config.effective_run_id) and not args.force:
+        raise InvalidArgument(
+            f"run {Path(args.runs_dir) / config.effective_run_id} exists: --force replaces it, --run-id "
+            "names another"
+        )
+    warn_placeholders(params, design)
     logging.getLogger(PROGRESS_LOGGER).info(f"simulating {config.effective_run_id}")
-    result = run(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
+        result = run(config)
     if not args.runs_dir:
         return result.summary, None
-    run_cfg = run_config(
-        run_id=config.effective_run_id,
-        kind="sim",
-        design=config.design,
-        workload=workload,
-        parameters={
-            "calibration": params.name,
-            "sim_seed": config.sim_seed,
-            "params": params.to_mapping(),
-            "host_scale": None if scale is None else scale.to_mapping(),
-        },
-        replication=config.replication,
-        started_at=started_at,
-        provenance_info=provenance(),
-    )
-    path = write_run(
-        args.runs_dir,
-        config.effective_run_id,
-        run_cfg,
-        result.requests,
-        result.jobs,
-        result.summary,
-        records=not args.no_records,
-        overwrite=True,
-    )
+    path = result.save(args.runs_dir, records=not args.no_records, overwrite=args.force)
+    if scale is not None:  # config.json records the host scale the costs were moved by
+        config_file = path / CONFIG_FILE
+        recorded = json.loads(config_file.read_text())
+        recorded["parameters"]["host_scale"] = scale.to_mapping()
+        config_file.write_bytes(json_bytes(recorded))
     return result.summary, path
+
+
+# ---------------------------------------------------------------------------- dtq sim params
+def params_rows(params: SimParams, calibration: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """Every key (sim/keys.py): value, unit, source, the designs that read it, what it is."""
+    return [
+        {
+            "key": name,
+            "value": params.value_text(name),
+            "unit": key.unit,
+            "source": params.source(name, calibration),
+            "designs": "+".join("A" if d == "micro" else "B" for d in key.designs),
+            "about": key.doc + (" (label: recorded, read by no design)" if key.label else ""),
+        }
+        for name, key in KEYS.items()
+    ]
+
+
+def params_command(args: argparse.Namespace) -> int:
+    params = params_of(args)
+    doc = json.loads(calibration_path(args.calibration).read_text()) if args.calibration else None
+    rows = params_rows(params, doc)
+    if args.design:
+        rows = [r for r in rows if ("A" if args.design == "micro" else "B") in r["designs"]]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'key':<36} {'value':<64} {'unit':<9} {'source':<11} designs")
+        for r in rows:
+            print(f"{r['key']:<36} {r['value']:<64} {r['unit']:<9} {r['source']:<11} {r['designs']}")
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["source"]] = counts.get(r["source"], 0) + 1
+        print(f"{len(rows)} keys ({', '.join(f'{n} {s}' for s, n in sorted(counts.items()))}); calibration "
+              f"{params.name!r}. Meanings of overrides (X.scale, X.shift, ...): sim/README.md")  # fmt: skip
+    return 0
+
+
+# ---------------------------------------------------------------------------- dtq sim sweep FILE
+SWEEP_KEYS = frozenset(
+    {
+        "design",
+        "workload",
+        "calibration",
+        "set",
+        "grid",
+        "replications",
+        "metrics",
+        "seed",
+        "name",
+        "warm_start",
+    }
+)
+
+
+def load_sweep(path: Path) -> dict[str, Any]:
+    """A sweep file: {design, workload (a file, relative to the sweep file, or a mapping), calibration,
+    set (base overrides), grid, replications, metrics}; checked, nothing run."""
+    if not path.is_file():
+        raise InvalidArgument(f"sweep file {path}: no such file")
+    data = read_document(path, (".yaml", ".yml"))
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"{path}: a sweep file holds one mapping")
+    unknown = sorted(set(data) - SWEEP_KEYS)
+    if unknown:
+        raise InvalidArgument(f"{path}: unknown keys {unknown} (known: {', '.join(sorted(SWEEP_KEYS))})")
+    for key in ("design", "workload", "grid"):
+        if key not in data:
+            raise InvalidArgument(f"{path}: needs {key}")
+    return dict(data)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    if not args.sweep_file:
+        raise InvalidArgument("dtq sim sweep needs a sweep file (dtq sim sweep FILE.yaml)")
+    path = Path(args.sweep_file)
+    spec = load_sweep(path)
+    raw = spec["workload"]
+    if isinstance(raw, str):
+        wl_path = (
+            (path.parent / raw) if not Path(raw).is_absolute() and not Path(raw).is_file() else Path(raw)
+        )
+        workload = _workload(str(wl_path))
+        name = wl_path.stem
+    else:
+        workload = workload_from_mapping(raw)
+        name = str(spec.get("name", path.stem))
+    params = _calibration(str(spec["calibration"])) if spec.get("calibration") else SimParams()
+    base_set = spec.get("set") or {}
+    if not isinstance(base_set, Mapping):
+        raise InvalidArgument(f"{path}: set must be a mapping of key -> value")
+    params = params.with_overrides(base_set)
+    base = SimConfig(spec["design"], workload, params, seed=spec.get("seed"), name=name)
+    grid = spec["grid"]
+    if isinstance(grid, Mapping):
+        design_check([k for k in grid if k != "design" and not k.startswith("workload.")],
+                     grid.get("design", [base.design]))  # fmt: skip
+    table_path = Path(args.table) if args.table else None
+    metrics = spec.get("metrics") or DEFAULT_METRICS
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PlaceholderWarning)
+        df = run_sweep(
+            base,
+            grid,
+            int(spec.get("replications", 5)),
+            metrics=metrics,
+            workers=args.workers or None,
+            address=args.address,
+        )
+    for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PlaceholderWarning)):
+        print(text, file=sys.stderr)
+    print(format_sweep(df))
+    if table_path is not None:
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(table_path, index=False)
+        print(f"table written to {table_path}")
+    return 0
+
+
+def format_sweep(df: Any) -> str:
+    """One line per point and metric: the mean and its confidence interval over the replications."""
+    keys = [c for c in df.columns if c not in ("point", "replication", "seed", "sim_seed", "metric",
+                                                "value", "mean", "ci_low", "ci_high", "n")]  # fmt: skip
+    firsts = df[df["replication"] == df["replication"].min()]
+    lines = []
+    for _, row in firsts.iterrows():
+        point = " ".join(f"{k}={row[k]}" for k in keys)
+        lines.append(
+            f"{point:<50} {row['metric']:<28} {row['mean']:>11.4g} "
+            f"[{row['ci_low']:.4g}, {row['ci_high']:.4g}] n={row['n']}"
+        )
+    return "\n".join(lines)
 
 
 def _count(text: str) -> int:
@@ -247,13 +422,17 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         "--after", type=_seconds, default=25.0, help="faults: trace seconds after the injection"
     )
     group.add_argument(
-        "--out", default="", metavar="FILE", help="faults: rows (default data/faults/sim-<design>.json)"
+        "--out",
+        default="",
+        metavar="FILE",
+        help="faults: rows (default data/faults/sim-<design>.json; when it exists, a new file beside it "
+        "unless --force)",
     )
     group.add_argument("--faults-out", help=argparse.SUPPRESS)  # deprecated: --out DIR/sim-<design>.json
 
 
 def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[FaultAudit], Path | None]:
-    design: Design = args.design
+    design = _design(args)
     params = params_of(args)
     # the pause burst holds a core (see the module docstring): give every process its own
     procs = (params.nodes if design == "mono" else 6) + params.loadgen_processes
@@ -271,9 +450,9 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     workload = fault_workload(args.rate, args.job_duration, args.fault_at - 2.0 + args.after, seed, clients)
     leases = [args.lease] if args.lease else _floats(args.leases)
     heartbeats = [args.heartbeat] if args.heartbeat else _floats(args.heartbeats)
-    out = Path(args.out or Path(args.faults_out or "data/faults") / f"sim-{design}.json")
-    if not (args.out or args.faults_out) and out.exists():  # the committed rows: only when named
-        raise InvalidArgument(f"{out} exists: give --out FILE for new rows, or --out {out} to replace them")
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    named = args.out or (Path(args.faults_out) / f"sim-{design}.json" if args.faults_out else None)
+    out = Path(named) if named else fresh_path(Path("data/faults") / f"sim-{design}.json", args.force)
     log = logging.getLogger(PROGRESS_LOGGER)
     runs = len(faults) * sum(h < lease for lease in leases for h in heartbeats)
     started = iter(range(1, runs + 1))
@@ -342,8 +521,17 @@ def _check_mode(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
 
 def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     _check_mode(args, parser)
+    if args.sweep_file and args.sim_action != "sweep":
+        raise InvalidArgument(f"dtq sim {args.sim_action}: unexpected argument {args.sweep_file!r}")
+    if args.sim_action == "params":
+        return params_command(args)
+    if args.sim_action == "sweep":
+        return sweep_command(args)
     if args.sim_action == "faults":
-        rows, audits, written = faults_command(args)
+        warn_placeholders(params_of(args), _design(args))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
+            rows, audits, written = faults_command(args)
         print(format_rows(rows, audits))
         if written is not None:
             print(f"rows written to {written}")
@@ -358,7 +546,9 @@ def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def register(sub: Any) -> None:
-    """`dtq sim` (run and faults) on the `dtq` command's subparsers."""
-    p = sub.add_parser("sim", help="simulate a workload on a design; write a run directory")
+    """`dtq sim` (run, params, sweep, faults) on the `dtq` command's subparsers."""
+    p = sub.add_parser(
+        "sim", help="simulate a workload on a design (run), list parameters (params), sweep, faults"
+    )
     add_arguments(p)
     p.set_defaults(handler=lambda args: _sim(args, p))

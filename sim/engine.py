@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import gc
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from heapq import heappop, heappush
 from typing import Any, TypeAlias, TypeVar, cast
@@ -24,18 +24,15 @@ import simpy
 from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority, Process
 
-from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel
 from model.errors import DtqError
 from model.job import JobSpec
 from model.states import JobState
+from model.timer import TimerRule
 from sim.cpu import CostModel, Host, Proc
 from sim.params import SimParams
 
 T = TypeVar("T")
 SimGen: TypeAlias = Generator[Any, Any, T]
-
-# realsys/timer.py: after a firing, wait at least this long before the next one
-MIN_REARM = 0.001
 
 # Collector thresholds while a simulation runs (Python's defaults: 700, 10, 10). A run keeps a
 # growing heap of jobs and records; with the defaults the full (oldest-generation) collection re-walks
@@ -63,16 +60,6 @@ def batched_gc() -> Iterator[None]:
 def status_of(error: DtqError) -> str:
     """The gRPC status code name the edge would answer with (realsys.status maps the same codes)."""
     return error.code.value
-
-
-def rows_of(touched: Iterable[str], commands: Iterable[Command]) -> int:
-    """How many job rows a driver saves for a call (realsys/mono/core.py `_commit`): the jobs it touched
-    plus those the commands name."""
-    ids = dict.fromkeys(touched)
-    for command in commands:
-        if isinstance(command, LeaseExpired | JobFinished | NotifyCancel):
-            ids[command.job_id] = None
-    return len(ids)
 
 
 class SimEnv(simpy.Environment):
@@ -266,11 +253,14 @@ class Cluster:
         """A background task (asyncio.create_task / MicroRole.spawn)."""
         self.env.process(gen)
 
-    def waitable(self, timeout: float) -> simpy.Event:
+    def waitable(
+        self, timeout: float, on_timeout: Callable[[simpy.Event], None] | None = None
+    ) -> simpy.Event:
         """An event that fires by itself after `timeout` unless `wake` fired it first: a long-poll's
-        wait (asyncio.wait_for(event.wait(), timeout)) without simpy's AnyOf machinery."""
+        wait (asyncio.wait_for(event.wait(), timeout)) without simpy's AnyOf machinery. `on_timeout`
+        is told the moment it times out (a driver that must not pick it for a wake-up any more)."""
         event = simpy.Event(self.env)
-        self._wheel.add(event, max(0.0, timeout))
+        self._wheel.add(event, max(0.0, timeout), on_timeout)
         return event
 
     # ------------------------------------------------------------------ client API (one request)
@@ -318,6 +308,9 @@ def wake(event: simpy.Event, value: Any = True) -> None:
         event.succeed(value)
 
 
+_Wait: TypeAlias = tuple[float, simpy.Event, Callable[[simpy.Event], None] | None]
+
+
 class TimeoutWheel:
     """Timeouts of long-poll waits, one armed simpy timeout per distinct duration.
 
@@ -329,20 +322,22 @@ class TimeoutWheel:
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self._fifos: dict[float, deque[tuple[float, simpy.Event]]] = {}
+        self._fifos: dict[float, deque[_Wait]] = {}
         self._armed: set[float] = set()
 
-    def add(self, event: simpy.Event, timeout: float) -> None:
+    def add(
+        self, event: simpy.Event, timeout: float, on_timeout: Callable[[simpy.Event], None] | None = None
+    ) -> None:
         if timeout == float("inf"):
             return
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
-        fifo.append((self.env.now + timeout, event))
+        fifo.append((self.env.now + timeout, event, on_timeout))
         if timeout not in self._armed:
             self._arm(timeout, fifo)
 
-    def _arm(self, timeout: float, fifo: deque[tuple[float, simpy.Event]]) -> None:
+    def _arm(self, timeout: float, fifo: deque[_Wait]) -> None:
         while fifo and fifo[0][1].triggered:
             fifo.popleft()
         if not fifo:
@@ -353,10 +348,14 @@ class TimeoutWheel:
             lambda _: self._fire(timeout, fifo)
         )
 
-    def _fire(self, timeout: float, fifo: deque[tuple[float, simpy.Event]]) -> None:
+    def _fire(self, timeout: float, fifo: deque[_Wait]) -> None:
         now = self.env.now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
         while fifo and fifo[0][0] <= now:
-            wake(fifo.popleft()[1], False)
+            _, event, on_timeout = fifo.popleft()
+            if not event.triggered:
+                if on_timeout is not None:
+                    on_timeout(event)
+                event.succeed(False)
         self._arm(timeout, fifo)
 
 
@@ -376,76 +375,66 @@ class LoadgenPart:
 
 
 class SimTimer:
-    """realsys/timer.py's CoreTimer in simulated time: wakes a core object at its next deadline.
+    """realsys/timer.py's CoreTimer in simulated time: performs model/timer.py's TimerRule with simpy
+    timeouts, waking a core object at its next deadline.
 
     The firing runs on the owning process's loop like any callback (a burst that queues behind the
-    loop's current work). `poke()` after any call that may have moved the deadline earlier; a stale
-    armed timeout is ignored through a generation number (simpy cannot cancel a timeout).
+    loop's current work); like a loop.call_later handle, the timer stays armed until the loop gets
+    round to running it. A stale armed timeout is ignored through a generation number (simpy cannot
+    cancel a timeout).
     """
 
     def __init__(
         self,
         env: simpy.Environment,
         proc: Proc,
-        next_deadline: Callable[[], float | None],
+        next_deadline: Callable[[], float | None] | TimerRule,
         on_timer: Callable[[float], float],
     ) -> None:
         self.env = env
         self.proc = proc
-        self._next_deadline = next_deadline
+        # a driver that decides its own re-arms (model/node.py) hands over its rule
+        self.rule = next_deadline if isinstance(next_deadline, TimerRule) else TimerRule(next_deadline)
         self._on_timer = on_timer  # (now) -> CPU seconds the firing took
-        self._armed: float | None = None
         self._generation = 0
-        self._running = False
         self.firings = 0
 
     @property
     def armed_for(self) -> float | None:
-        return self._armed
+        return self.rule.armed_for
 
     def start(self) -> None:
-        self._running = True
-        self._arm(0.0)
+        if self.rule.start():
+            self.arm()
 
     def stop(self) -> None:
-        self._running = False
-        self._cancel()
+        self.rule.stop()
+        self._generation += 1
 
     def poke(self) -> None:
-        if not self._running:
-            return
-        deadline = self._next_deadline()
-        if deadline is not None and (self._armed is None or deadline < self._armed):
-            self._set(deadline, 0.0)
+        if self.rule.poke():
+            self.arm()
 
-    def _arm(self, min_delay: float) -> None:
-        deadline = self._next_deadline()
-        if deadline is None:
-            self._cancel()
-        else:
-            self._set(deadline, min_delay)
-
-    def _set(self, deadline: float, min_delay: float) -> None:
+    def arm(self) -> None:
+        """(Re-)arms at the rule's deadline (the rule said to)."""
         self._generation += 1
         generation = self._generation
-        self._armed = deadline
-        delay = max(deadline - self.env.now, min_delay)
-        self.env.timeout(delay).callbacks.append(lambda _: self._fire(generation))
-
-    def _cancel(self) -> None:
-        self._generation += 1
-        self._armed = None
+        self.env.timeout(self.rule.delay(self.env.now)).callbacks.append(lambda _: self._fire(generation))
 
     def _fire(self, generation: int) -> None:
-        if generation != self._generation or not self._running:
+        if generation != self._generation or not self.rule.running:
             return
-        # like a loop.call_later handle: it stays armed until the loop gets round to running it
         self.proc.run(self._action)
 
     def _action(self, now: float) -> tuple[float, None]:
-        self._cancel()
+        if not self.rule.fired(now):
+            self.arm()  # early by an ulp of the armed delay: wait out the rest
+            return 0.0, None
+        self._generation += 1
         self.firings += 1
         cost = self._on_timer(now)
-        if self._running:
-            self._arm(MIN_REARM)
+        if self.rule.rearm():
+            self.arm()
+        else:
+            self._generation += 1
         return cost, None

@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import simpy
 
 from model.results.schema import JobRecord, RequestRecord
@@ -39,6 +43,7 @@ from model.workload import (
     open_loop_trace,
 )
 from sim.engine import Cluster, LoadgenPart, SimGen, wake
+from sim.records import CHUNK, JOBS, REQUESTS, Records, RecordSink
 
 BOTTLENECK_RATE = 0.95  # as realsys.loadgen
 BOTTLENECK_CPU = 0.90
@@ -61,8 +66,8 @@ class _Progress:
     """How far one open-loop process got through its share of the trace."""
 
     indices: range
-    ops: list[int]
-    times: list[float]
+    ops: npt.NDArray[Any]
+    times: npt.NDArray[np.float64]
     launched: int = 0
 
 
@@ -104,7 +109,14 @@ class _Part:
 
 
 class LoadGen:
-    def __init__(self, cluster: Cluster, spec: WorkloadSpec, t0: float) -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        spec: WorkloadSpec,
+        t0: float,
+        chunk: int = CHUNK,
+        spill_dir: str | None = None,
+    ) -> None:
         params = cluster.params
         self.cluster = cluster
         self.env = cluster.env
@@ -121,8 +133,9 @@ class LoadGen:
             _Part(LoadgenPart(cluster.add_loadgen_proc(i), i), self.env, params.max_waiters)
             for i in range(params.loadgen_processes)
         ]
-        self.requests: list[RequestRecord] = []
-        self.jobs: list[JobRecord] = []
+        # records go to sinks that spill to disk beyond `chunk` each (sim/records.py)
+        self.requests: RecordSink[RequestRecord] = RecordSink(REQUESTS, chunk, spill_dir)
+        self.jobs: RecordSink[JobRecord] = RecordSink(JOBS, chunk, spill_dir)
         self._unrecorded: dict[int, tuple[int, Op, float, float]] = {}  # token -> client, op, intended, start
         self._next_token = 0
         self._watches: dict[str, _Watch] = {}
@@ -164,24 +177,23 @@ class LoadGen:
         assert isinstance(self.spec.arrival, OpenLoop)
         env = self.env
         slots = _Semaphore(env, self.spec.arrival.max_in_flight)
-        times = trace.times.tolist()
-        ops = trace.ops.tolist()
-        durations = trace.durations.tolist()
-        targets = trace.targets.tolist()
+        # the trace's arrays, shared by every generator process and read one element at a time: a
+        # list per process would hold the whole trace (~100 bytes a request) once per process
+        times, ops, durations, targets = trace.times, trace.ops, trace.durations, trace.targets
         progress = self._open_progress[client] = _Progress(indices, ops, times)
         for i in indices:
-            delay = self.t0 + times[i] - env.now
+            at = self.t0 + float(times[i])
+            delay = at - env.now
             if delay > 0:
                 yield env.timeout(delay)
             held = slots.acquire()
             if held is not None:
                 yield held  # held back by max_in_flight: starts late, measured from times[i]
             progress.launched += 1
+            op = Op(int(ops[i]))
             # outstanding from now on, before the process first runs: the run is not over yet
-            token = self._outstanding(client, Op(ops[i]), self.t0 + times[i])
-            env.process(
-                self._request(token, part, Op(ops[i]), self.t0 + times[i], durations[i], targets[i], slots)
-            )
+            token = self._outstanding(client, op, at)
+            env.process(self._request(token, part, op, at, float(durations[i]), float(targets[i]), slots))
         self._drivers -= 1
         self._check_done()
 
@@ -340,14 +352,16 @@ class LoadGen:
         )
 
     # ------------------------------------------------------------------ the end
-    def finish(self) -> tuple[list[RequestRecord], list[JobRecord]]:
+    def finish(self) -> tuple[Records[RequestRecord], Records[JobRecord]]:
         """Records what is still outstanding (as realsys.loadgen does at its hard end) and returns the
         records sorted as the real generator sorts them."""
         now = self.env.now - self.t0
         for client, progress in self._open_progress.items():
             for i in progress.indices[progress.launched :]:  # held back past the hard end: never sent
                 self.requests.append(
-                    RequestRecord(client, Op(progress.ops[i]), progress.times[i], now, now, "CANCELLED")
+                    RequestRecord(
+                        client, Op(int(progress.ops[i])), float(progress.times[i]), now, now, "CANCELLED"
+                    )
                 )
         for client, op, intended, start in self._unrecorded.values():
             self.requests.append(
@@ -359,9 +373,7 @@ class LoadGen:
         self._watches.clear()
         if not self.track_jobs:
             self._jobs_from_cluster()
-        requests = sorted(self.requests, key=lambda r: (r.intended_time, r.client, r.start_time))
-        jobs = sorted(self.jobs, key=lambda j: (j.submit_time, j.job_id))
-        return requests, jobs
+        return self.requests.finish(), self.jobs.finish()
 
     def _jobs_from_cluster(self) -> None:
         """Without waiters: each job as its owner has it, ended when the owner saw it end."""
@@ -382,7 +394,7 @@ class LoadGen:
                 )
             )
 
-    def loadgen_block(self, requests: list[RequestRecord], wall: float) -> dict[str, object]:
+    def loadgen_block(self, requests: Iterable[RequestRecord], wall: float) -> dict[str, object]:
         """The summary's `loadgen` block, as realsys.loadgen.load_stats computes it, with the
         generator's simulated CPU time."""
         start, end = self.spec.warmup, self.spec.total_time

@@ -14,7 +14,8 @@ Hops per client request (lg = load generator):
 - GetJobResult: lg -> gateway -> job.GetJob (-> result.GetResult when SUCCEEDED) -> gateway -> lg.
 Per job: FetchWork worker -> coordinator -> queue.Reserve (long-poll) -> job.LeaseJobs (commit) ->
 coordinator -> worker, with queue.Ack (commit) sent in the background; ReportResult worker ->
-coordinator -> result.PutResult (commit) -> job.CompleteAttempt (commit) -> coordinator -> worker.
+coordinator -> job.CompleteAttempt (the lease fence; -> result.PutResult (commit) for a success; then
+the transition, a commit) -> coordinator -> worker.
 Heartbeats: worker -> coordinator -> job.RenewLeases (commit) -> coordinator -> worker.
 """
 
@@ -25,15 +26,18 @@ from typing import Any
 
 import simpy
 
-from model.commands import Command, Enqueue, JobFinished, LeaseExpired, NotifyCancel
-from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound, StaleAttempt
+from model.actions import PutResult, Step, Wake
+from model.commands import Enqueue, JobFinished, LeaseExpired, NotifyCancel
+from model.coordinator import Coordinator, fetch_limit
+from model.errors import DtqError, StaleAttempt
 from model.ids import JobIdFactory
-from model.job import Assignment, CancelledByWorker, Outcome, Succeeded
+from model.job import Assignment, Outcome
+from model.job_service import OWNER, JobService
 from model.jobs import JobTable, Renewal
 from model.listing import ListQuery
-from model.queue import ReadyQueue
+from model.queue_service import QueueService
+from model.result_service import ResultService
 from model.states import JobState
-from model.workers import WorkerRegistry
 from sim.cpu import Component, CostModel, stream
 from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
 from sim.params import SimParams
@@ -41,10 +45,6 @@ from sim.worker import RunningList, SimWorker
 
 Reply = tuple[str, Any]
 ROLES = ("gateway", "job", "queue", "coordinator", "worker", "result")  # realsys.config.MICRO_ROLES
-OWNER = "job"
-ENQUEUE_BATCH = 1000  # realsys/micro/job.py
-MAX_FETCH = 1000  # realsys/micro/coordinator.py
-MAX_ITEMS = 1000  # realsys/micro/queue.py
 MAX_POLL = 60.0  # realsys/micro/base.py
 
 
@@ -58,23 +58,24 @@ class MicroCluster(Cluster):
         self.coord, self.workerp, self.resultp = p["coordinator"], p["worker"], p["result"]
         core = params.core
         rng = stream(costs.seed, Component.CORE, 1) if core.backoff_jitter else None
-        # job service
+        # job service: the driver realsys/micro/job.py performs (model/job_service.py)
         self.table = JobTable(core, JobIdFactory(node=OWNER, incarnation="1"), rng)
-        self.job_timer = SimTimer(env, self.jobp, self.table.next_deadline, self._job_on_timer)
-        self._pending: dict[str, None] = {}
-        self._outbox: dict[str, Enqueue] = {}
+        self.jobs: JobService[simpy.Event] = JobService(
+            self.table, params.rpc_timeout, sweep_every=params.sweep_interval
+        )
+        self.job_timer = SimTimer(env, self.jobp, self.jobs.timer, self._job_on_timer)
         self._outbox_ready: simpy.Event | None = None
-        self._job_waiters: dict[str, list[simpy.Event]] = {}
-        self.sweep_interval = params.sweep_interval or min(60.0, max(5.0, 3 * core.lease_duration))
-        self.stale_after = core.reservation_hold + core.lease_duration + params.rpc_timeout
-        # queue service
-        self.queue = ReadyQueue()
-        self.queue_timer = SimTimer(env, self.queuep, self.queue.next_deadline, self._queue_on_timer)
-        self._reserve_waiters: list[simpy.Event] = []
-        # coordinator
-        self.registry = WorkerRegistry(core)
-        self.coord_timer = SimTimer(env, self.coord, self.registry.next_deadline, self._coord_on_timer)
-        self._cancels: dict[str, dict[tuple[str, int], None]] = {}
+        # queue service (model/queue_service.py)
+        self.queues: QueueService[simpy.Event] = QueueService(core.reservation_hold)
+        self.queue = self.queues.queue
+        self.queue_timer = SimTimer(env, self.queuep, self.queues.timer, self._queue_on_timer)
+        # coordinator (model/coordinator.py)
+        self.coordinator = Coordinator(core)
+        self.registry = self.coordinator.registry
+        self.coord_timer = SimTimer(env, self.coord, self.coordinator.timer, self._coord_on_timer)
+        # result service (model/result_service.py)
+        self.results = ResultService(core)
+        self.result_timer = SimTimer(env, self.resultp, self.results.timer, self._result_on_timer)
         # worker
         self.worker: SimWorker | None = None
         self._worker_incarnation = 0
@@ -84,6 +85,7 @@ class MicroCluster(Cluster):
         # callees first, as realsys/cluster.py starts them: result, queue, job, coordinator, worker
         for store in (self.resultp, self.queuep, self.jobp):
             self.start_checkpointer(store)
+        self.result_timer.start()
         self.queue_timer.start()
         self.job_timer.start()
         self.spawn(self._flush_outbox())
@@ -166,45 +168,40 @@ class MicroCluster(Cluster):
         return "OK", state
 
     # ================================================================ job service
-    def _save(self, job_ids: list[str]) -> float:
-        """JobRole._save: commit the rows (durable before the answer) and track pending jobs."""
-        if not job_ids:
-            return 0.0
-        table = self.table
-        for job_id in job_ids:
-            if table.get(job_id).state is JobState.PENDING:
-                self._pending[job_id] = None
-            else:
-                self._pending.pop(job_id, None)
-        return self.jobp.commit(len(job_ids))
-
-    def _job_perform(self, commands: list[Command]) -> None:
-        for command in commands:
-            if isinstance(command, Enqueue):
-                self._outbox[command.job_id] = command
-                if self._outbox_ready is not None:
-                    wake(self._outbox_ready)
-            elif isinstance(command, JobFinished):
-                for event in self._job_waiters.pop(command.job_id, ()):
-                    wake(event)
-                self.job_finished(command.job_id)
-            elif isinstance(command, NotifyCancel):
-                if command.worker_id:
+    def _perform(self, step: Step[simpy.Event]) -> float:
+        """JobRole._perform: the commits (saves, then retention deletes; durable before the answer),
+        then the effects; returns the commits' time."""
+        proc = self.jobp
+        cost = proc.commit(len(step.save))
+        if step.delete:
+            cost += proc.commit(len(step.delete))
+        for effect in step.effects:
+            match effect:  # class patterns: no isinstance calls on this hot path
+                case Wake():
+                    for event in effect.tokens:
+                        wake(event, effect.value)
+                case JobFinished():
+                    self.job_finished(effect.job_id)
+                case NotifyCancel():
                     self.spawn(
                         self.call(
-                            self.jobp,
-                            self._coord_notify_cancel(command.job_id, command.attempt, command.worker_id),
+                            proc,
+                            self._coord_notify_cancel(effect.job_id, effect.attempt, effect.worker_id),
                             to=self.coord,
                         )
                     )
-            elif isinstance(command, LeaseExpired):
-                self.count("lease_expired")
-            # Unqueue: nothing (the Queue API has no removal; LeaseJobs refuses the stale entry)
+                case LeaseExpired():
+                    self.count("lease_expired")
+        if step.flush and self._outbox_ready is not None:
+            wake(self._outbox_ready)
+        if step.rearm:
+            self.job_timer.arm()
+        return cost
 
-    def _jobs_in(self, commands: list[Command]) -> list[str]:
-        ids = dict.fromkeys(getattr(c, "job_id", "") for c in commands)
-        ids.pop("", None)
-        return list(ids)
+    def job_start_draining(self) -> float:
+        """JobRole.drain's step: WaitJob long-polls stop waiting (the simulator's runs never drain a
+        service; the differential test does)."""
+        return self._perform(self.jobs.start_draining())
 
     def _job_create(self, duration: float) -> SimGen[Reply]:
         proc = self.jobp
@@ -212,17 +209,14 @@ class MicroCluster(Cluster):
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("CreateJob")
             try:
-                submitted = self.table.submit(now, self.spec)
+                submitted, step = self.jobs.create(now, self.spec)
             except DtqError as exc:
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
             self.submit_duration(job_id, duration)
             size = self.payload_of(job_id)  # parsing it and the store writing it
             cost += proc.byte_cost("CreateJob", size) + proc.byte_cost("commit", size)
-            cost += self._save([job_id])
-            self._job_perform(submitted.commands)
-            self.job_timer.poke()
-            return cost, ("OK", job_id)
+            return cost + self._perform(step), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
         return reply
@@ -244,21 +238,25 @@ class MicroCluster(Cluster):
         return reply
 
     def _job_wait(self, job_id: str, poll: float) -> SimGen[Reply]:
+        """JobRole.WaitJob: the job once it is done, or as it is when the wait runs out, or
+        UNAVAILABLE when the wait ended early because the service drains (the driver's wait_ended)."""
+        wait = min(poll, MAX_POLL)
         reply: Reply = yield self.jobp.run(self._job_look("WaitJob", job_id))
         if reply[0] != "OK" or reply[1][0] in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
             return reply
-        wait = min(poll, MAX_POLL)
         if wait <= 0:
             return reply
         event = self.waitable(wait)
-        self._job_waiters.setdefault(job_id, []).append(event)
-        yield event
-        waiting = self._job_waiters.get(job_id)
-        if waiting is not None and event in waiting:
-            waiting.remove(event)
-            if not waiting:
-                del self._job_waiters[job_id]
-        reply = yield self.jobp.run(self._job_look("WaitJob.wake", job_id))
+        if self.jobs.add_waiter(event, job_id):
+            yield event
+            self.jobs.waiter_gone(event, job_id)
+            reply = yield self.jobp.run(self._job_look("WaitJob.wake", job_id))
+            if reply[0] != "OK":
+                return reply
+        try:
+            self.jobs.wait_ended(self.table.get(job_id), wait)
+        except DtqError as exc:
+            return status_of(exc), None
         return reply
 
     def _job_cancel(self, job_id: str) -> SimGen[Reply]:
@@ -267,12 +265,10 @@ class MicroCluster(Cluster):
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("CancelJob")
             try:
-                transition = self.table.cancel(now, job_id)
+                job, step = self.jobs.cancel(now, job_id)
             except DtqError as exc:
                 return cost, (status_of(exc), None)
-            cost += self._save([job_id])
-            self._job_perform(transition.commands)
-            return cost, ("OK", transition.job.state)
+            return cost + self._perform(step), ("OK", job.state)
 
         reply: Reply = yield proc.run(action)
         return reply
@@ -294,16 +290,9 @@ class MicroCluster(Cluster):
         proc = self.jobp
 
         def action(now: float) -> tuple[float, list[Assignment]]:
-            leased: list[Assignment] = []
-            for job_id in dict.fromkeys(job_ids):
-                try:
-                    leased.append(self.table.lease(now, job_id, worker_id))
-                except (FailedPrecondition, NotFound, InvalidArgument):
-                    continue  # a stale queue entry: the lease is the fence
-            cost = proc.cost("LeaseJobs", len(job_ids)) + self._save([a.job_id for a in leased])
+            leased, step = self.jobs.lease(now, worker_id, job_ids)
+            cost = proc.cost("LeaseJobs", len(job_ids)) + self._perform(step)
             cost += proc.byte_cost("LeaseJobs", sum(self.payload_of(a.job_id) for a in leased))
-            if leased:
-                self.job_timer.poke()
             return cost, leased
 
         leased: list[Assignment] = yield proc.run(action)
@@ -313,73 +302,91 @@ class MicroCluster(Cluster):
         proc = self.jobp
 
         def action(now: float) -> tuple[float, Renewal]:
-            renewal = self.table.renew(now, worker_id, running)
-            abandoned = set(renewal.abandon)
-            kept = [job_id for job_id, attempt in running if (job_id, attempt) not in abandoned]
-            return proc.cost("RenewLeases", len(running)) + self._save(kept), renewal
+            renewal, step = self.jobs.renew(now, worker_id, running)
+            return proc.cost("RenewLeases", len(running)) + self._perform(step), renewal
 
         renewal: Renewal = yield proc.run(action)
         return renewal
 
-    def _job_complete(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> SimGen[str]:
+    def _job_complete(self, worker_id: str, job_id: str, attempt: int, box: list[Outcome]) -> SimGen[str]:
+        """JobRole.CompleteAttempt: the lease fence, then (a success) result.PutResult, then the
+        transition. Its two loop steps are the real handler's, split at its await: the fence with the
+        PutResult call's send, and the receive with the transition. `box` holds the outcome the
+        coordinator's step bounded (read when this step runs)."""
         proc = self.jobp
-        if isinstance(outcome, Succeeded):
-            outcome = Succeeded(b"")  # the output lives in the result service
+        put: PutResult | None = None
+        send = receive = 0.0
 
-        def action(now: float) -> tuple[float, str]:
+        def complete(now: float) -> tuple[float, str]:
+            try:
+                _, step = self.jobs.complete(now, job_id, attempt, worker_id, box[0])
+            except StaleAttempt:  # the lease ended while the result was stored
+                self.count("stale_reports")
+                return 0.0, "ABORTED"
+            except DtqError as exc:
+                return 0.0, status_of(exc)
+            return self._perform(step), "OK"
+
+        def fence(now: float) -> tuple[float, str]:
+            nonlocal put, send, receive
             cost = proc.cost("CompleteAttempt")
             try:
-                transition = self.table.complete(now, job_id, attempt, worker_id, outcome)
+                put = self.jobs.fence(job_id, attempt, worker_id, box[0])
             except StaleAttempt:
                 self.count("stale_reports")
                 return cost, "ABORTED"
             except DtqError as exc:
                 return cost, status_of(exc)
-            cost += self._save([job_id])
-            self._job_perform(transition.commands)
-            return cost, "OK"
+            if put is None:  # nothing to store: the transition in the same step
+                more, status = complete(now)
+                return cost + more, status
+            c = proc.client()
+            send = c * self.params.client_send_fraction
+            receive = c - send
+            return cost + send, ""
 
-        status: str = yield proc.run(action)
+        status: str = yield proc.run(fence)
+        if put is None:
+            return status
+        # as Cluster.call, split at the handler's await (the send ran in the fence's step)
+        d = self.hop(proc, self.resultp)
+        if d:
+            yield self.env.timeout(d)
+        yield from self._result_put(put)
+        d = self.hop(proc, self.resultp)
+        if d:
+            yield self.env.timeout(d)
+
+        def finish(now: float) -> tuple[float, str]:
+            more, status = complete(now)
+            return receive + more, status
+
+        status = yield proc.run(finish)
         return status
 
     def _job_release_worker(self, worker_id: str) -> SimGen[None]:
         proc = self.jobp
 
         def action(now: float) -> tuple[float, None]:
-            commands = self.table.release_worker(now, worker_id)
-            cost = proc.cost("ReleaseWorker") + self._save(self._jobs_in(commands))
-            self._job_perform(commands)
-            return cost, None
+            _, step = self.jobs.release_worker(now, worker_id)
+            return proc.cost("ReleaseWorker") + self._perform(step), None
 
         yield proc.run(action)
 
     def _job_on_timer(self, now: float) -> float:
-        commands = self.table.handle_timer(now)
-        cost = self.jobp.cost("timer")
-        if commands:
-            cost += self._save(self._jobs_in(commands))
-            self._job_perform(commands)
-        return cost
-
-    def _is_pending(self, job_id: str) -> bool:
-        try:
-            return self.table.get(job_id).state is JobState.PENDING
-        except DtqError:
-            return False
+        return self.jobp.cost("timer") + self._perform(self.jobs.on_timer(now))
 
     def _flush_outbox(self) -> SimGen[None]:
         """JobRole._flush_outbox: one background task sends Enqueue batches to the queue service."""
         proc = self.jobp
+        jobs = self.jobs
 
         def take(now: float) -> tuple[float, list[Enqueue]]:
-            batch = dict(list(self._outbox.items())[:ENQUEUE_BATCH])
-            for job_id in batch:
-                del self._outbox[job_id]
-            entries = [c for c in batch.values() if self._is_pending(c.job_id)]
+            batch, entries = jobs.take_batch()
             return proc.cost("flush", len(batch)), entries
 
         while True:
-            if not self._outbox:
+            if not jobs.outbox:
                 self._outbox_ready = simpy.Event(self.env)
                 yield self._outbox_ready
                 self._outbox_ready = None
@@ -391,36 +398,30 @@ class MicroCluster(Cluster):
     def _sweep(self) -> SimGen[None]:
         """JobRole._sweep: re-enqueue jobs PENDING for longer than a dispatch can take."""
         proc = self.jobp
+        jobs = self.jobs
 
         def action(now: float) -> tuple[float, None]:
-            for command in self.table.stale_pending(now, list(self._pending), self.stale_after):
-                self._outbox.setdefault(command.job_id, command)
-            if self._outbox and self._outbox_ready is not None:
+            if jobs.sweep(now) and self._outbox_ready is not None:
                 wake(self._outbox_ready)
-            return proc.cost("sweep", len(self._pending)), None
+            return proc.cost("sweep", jobs.pending_tracked), None
 
         while True:
-            yield self.env.timeout(self.sweep_interval)
+            yield self.env.timeout(jobs.sweep_interval)
             yield proc.run(action)
 
     # ================================================================ queue service
-    def _wake_reserves(self) -> None:
-        waiters, self._reserve_waiters = self._reserve_waiters, []
-        for event in waiters:
-            wake(event)
-
     def _queue_enqueue(self, entries: list[Enqueue]) -> SimGen[None]:
         proc = self.queuep
+        queues = self.queues
 
         def action(now: float) -> tuple[float, None]:
-            rows = [e for e in entries if not self.queue.has_waiting(now, e.job_id, e.priority, e.not_before)]
+            rows = queues.new_rows(now, ((e.job_id, e.priority, e.not_before) for e in entries))
             cost = proc.cost("Enqueue", len(entries)) + proc.commit(len(rows))
-            for e in rows:
-                self.queue.push(now, e.job_id, e.priority, e.not_before)
-            if rows:
-                self.queue_timer.poke()
-                if self.queue.ready_count:
-                    self._wake_reserves()
+            woken, rearm = queues.push(now, rows)
+            if rearm:
+                self.queue_timer.arm()
+            for event in woken:
+                wake(event)
             return cost, None
 
         yield proc.run(action)
@@ -432,16 +433,18 @@ class MicroCluster(Cluster):
         cancellation propagated through the coordinator): reserve nothing."""
         env = self.env
         proc = self.queuep
-        max_items = min(max_items, MAX_ITEMS)
+        queues = self.queues
+        max_items = queues.max_items(max_items)
+        hold = queues.hold(hold)
         give_up = env.now + min(wait, MAX_POLL)
 
         def reserve(method: str) -> Any:
             def action(now: float) -> tuple[float, list[str]]:
                 if cancelled():
                     return proc.cost(method), []
-                taken = self.queue.reserve(now, max_items, hold)
-                if taken:
-                    self.queue_timer.poke()  # the holds are new deadlines
+                taken, rearm = queues.reserve(now, max_items, hold)
+                if rearm:
+                    self.queue_timer.arm()  # the holds are new deadlines
                 return proc.cost(method, len(taken)), [e.job_id for e in taken]
 
             return action
@@ -452,8 +455,9 @@ class MicroCluster(Cluster):
             if left <= 0:
                 break
             event = self.waitable(left)
-            self._reserve_waiters.append(event)
+            queues.add_waiter(event)
             yield event
+            queues.waiter_gone(event)
             taken = yield proc.run(reserve("Reserve.wake"))
         return taken
 
@@ -461,14 +465,14 @@ class MicroCluster(Cluster):
         proc = self.queuep
 
         def action(now: float) -> tuple[float, None]:
-            acked = [job_id for job_id in job_ids if self.queue.ack(job_id)]
+            acked = self.queues.ack(job_ids)
             return proc.cost("Ack", len(job_ids)) + proc.commit(len(acked)), None
 
         yield proc.run(action)
 
     def _queue_on_timer(self, now: float) -> float:
-        if self.queue.handle_timer(now):
-            self._wake_reserves()
+        for event in self.queues.on_timer(now):
+            wake(event)
         return self.queuep.cost("timer")
 
     # ================================================================ coordinator
@@ -478,16 +482,13 @@ class MicroCluster(Cluster):
         proc = self.coord
 
         def step(now: float) -> float:
-            self.registry.heartbeat(now, worker_id, total_slots, free_slots)
-            self.coord_timer.poke()
+            if self.coordinator.heartbeat(now, worker_id, total_slots, free_slots, bool(running)):
+                self.coord_timer.arm()
             return proc.cost("WorkerHeartbeat")
 
         renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step, to=self.jobp)
         cancel = list(renewal.cancel)
-        pushed = self._cancels.pop(worker_id, None)
-        if pushed:
-            have = set(cancel)
-            cancel.extend(key for key in pushed if key not in have)
+        cancel.extend(self.coordinator.pushed_cancels(worker_id, cancel))
         return cancel, list(renewal.abandon)
 
     def _coord_fetch(self, worker_id: str, free_slots: int, wait: float) -> SimGen[list[Assignment]]:
@@ -495,10 +496,10 @@ class MicroCluster(Cluster):
         proc = self.coord
 
         def step(now: float) -> float:
-            self.registry.touch(now, worker_id)
+            self.coordinator.fetch(now, worker_id, free_slots)
             return proc.cost("FetchWork")
 
-        wanted = min(free_slots, MAX_FETCH)
+        wanted = fetch_limit(free_slots)
         give_up = env.now + min(wait, MAX_POLL)
         hold = self.params.core.reservation_hold
 
@@ -517,6 +518,7 @@ class MicroCluster(Cluster):
             leased = yield from self.call(proc, self._job_lease(worker_id, ids), to=self.jobp)
             self.spawn(self.call(proc, self._queue_ack(ids), to=self.queuep))
             if leased:
+                self.coordinator.leased(worker_id)
                 relay = proc.byte_cost("FetchWork", sum(self.payload_of(a.job_id) for a in leased))
                 if relay:  # the payloads it received and sends on to the worker
                     yield proc.run(relay)
@@ -527,41 +529,50 @@ class MicroCluster(Cluster):
 
     def _coord_report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> SimGen[str]:
         proc = self.coord
+        box = [outcome]  # the driver's bounded outcome, once `step` ran
 
         def step(now: float) -> float:
-            self.registry.touch(now, worker_id)
+            box[0] = self.coordinator.report(now, worker_id, job_id, attempt, outcome)
             return proc.cost("ReportResult")
 
-        complete = self._job_complete(worker_id, job_id, attempt, outcome)
-        if isinstance(outcome, CancelledByWorker):
-            status: str = yield from self.call(proc, complete, pre=step, to=self.jobp)
-            return status
-        # before CompleteAttempt: a stale attempt's result is harmless under its own key
-        yield from self.call(proc, self._result_put(job_id, attempt), pre=step, to=self.resultp)
-        status = yield from self.call(proc, complete, to=self.jobp)
+        # the job service checks the lease, has the result stored and completes the attempt
+        status: str = yield from self.call(
+            proc, self._job_complete(worker_id, job_id, attempt, box), pre=step, to=self.jobp
+        )
         return status
 
     def _coord_notify_cancel(self, job_id: str, attempt: int, worker_id: str) -> SimGen[None]:
         proc = self.coord
 
         def action(now: float) -> tuple[float, None]:
-            if worker_id in self.registry.workers:
-                self._cancels.setdefault(worker_id, {})[(job_id, attempt)] = None
+            self.coordinator.notify_cancel(job_id, attempt, worker_id)
             return proc.cost("NotifyCancel"), None
 
         yield proc.run(action)
 
     def _coord_on_timer(self, now: float) -> float:
-        for lost in self.registry.handle_timer(now):
-            self._cancels.pop(lost.worker_id, None)
-            self.count("workers_lost")
-            self.spawn(self.call(self.coord, self._job_release_worker(lost.worker_id), to=self.jobp))
+        lost, release = self.coordinator.on_timer(now)
+        if lost:
+            self.count("workers_lost", len(lost))
+        for worker_id in release:
+            self.spawn(self.call(self.coord, self._job_release_worker(worker_id), to=self.jobp))
         return self.coord.cost("timer")
 
     # ================================================================ result service
-    def _result_put(self, job_id: str, attempt: int) -> SimGen[None]:
+    def _result_put(self, put: PutResult) -> SimGen[None]:
         proc = self.resultp
-        yield proc.run(proc.cost("PutResult") + proc.commit(1))
+
+        def action(now: float) -> tuple[float, None]:
+            cost = proc.cost("PutResult") + proc.commit(1)  # stored, then timed for retention
+            if self.results.stored(now, (put.job_id, put.attempt), len(put.output)):
+                self.result_timer.arm()
+            return cost, None
+
+        yield proc.run(action)
+
+    def _result_on_timer(self, now: float) -> float:
+        expired = self.results.on_timer(now)
+        return self.resultp.cost("timer") + self.resultp.commit(len(expired))
 
     def _result_get(self, job_id: str, attempt: int) -> SimGen[bool]:
         proc = self.resultp

@@ -1,10 +1,10 @@
 """Design B in simulated time: N identical nodes, each one process running a whole task queue.
 
-Per node, as realsys/mono/: one model.Scheduler (jobs, ready queue, workers), its CoreTimer, the
-LocalCore driver logic (commit the touched jobs, then perform the commands: wake fetchers with
-model.pick_waiter, wake WaitJob waiters, push cancels to the local worker), and a worker runtime whose
-backend calls the Scheduler in-process and steals from peers (model.StealPacer on QueueDepth polls,
-Peer.StealWork, the victim leasing through Scheduler.steal and staying the owner).
+Per node, as realsys/mono/: one model.Scheduler (jobs, ready queue, workers) driven by the node driver
+the real node runs (model/node.py: what to save and delete, whom to wake, which cancels to push, when
+the timer fires); this module performs its steps as commit time, simpy events and counters. A worker
+runtime whose backend calls the driver in-process and steals from peers (model.StealPacer on
+QueueDepth polls, Peer.StealWork, the victim leasing through Scheduler.steal and staying the owner).
 
 Hops per client request (the load generator picks nodes round-robin, one counter per method):
 - SubmitJob: lg -> node (accepts and owns the job; one commit) -> lg.
@@ -22,35 +22,29 @@ jobs, at their owners.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import simpy
 
-from model.commands import Command, JobFinished, LeaseExpired, NotifyCancel, WorkAvailable, WorkerLost
+from model.actions import Step, Wake
+from model.commands import JobFinished, LeaseExpired, NotifyCancel
 from model.errors import DtqError, FailedPrecondition, StaleAttempt
 from model.ids import JobIdFactory, owner_of, split_by_owner
-from model.job import Assignment, Outcome
+from model.job import Assignment, Job, Outcome
 from model.jobs import Renewal
 from model.listing import ListQuery, Page, effective_page_size, merge_pages
+from model.node import NodeDriver
 from model.scheduler import Scheduler
 from model.states import JobState
-from model.stealing import StealPacer
-from model.workers import pick_waiter
+from model.stealing import FETCH_LOCAL, AskDepths, StealFrom, StealPacer, WaitForWork, fetch_done, fetch_loop
 from sim.cpu import Component, CostModel, Proc, stream
-from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, rows_of, status_of, wake
+from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
 from sim.params import SimParams
 from sim.worker import RunningList, SimWorker
 
 Reply = tuple[str, Any]
-
-
-@dataclass(eq=False, slots=True)
-class _FetchWaiter:
-    worker_id: str
-    free_slots: int
-    event: simpy.Event
 
 
 class MonoNode:
@@ -63,10 +57,8 @@ class MonoNode:
         self.proc: Proc = cluster.add_proc(self.name, "node", index)
         rng = stream(cluster.costs.seed, Component.CORE, index) if params.core.backoff_jitter else None
         self.sched = Scheduler(params.core, JobIdFactory(node=self.name, incarnation="1"), rng)
-        self.timer = SimTimer(self.env, self.proc, self.sched.next_deadline, self._on_timer)
-        self._fetch_waiters: dict[int, _FetchWaiter] = {}
-        self._next_waiter = 0
-        self._done_waiters: dict[str, list[simpy.Event]] = {}
+        self.driver: NodeDriver[simpy.Event] = NodeDriver(self.sched)
+        self.timer = SimTimer(self.env, self.proc, self.driver.timer, self._on_timer)
         self.worker: SimWorker | None = None
         self._incarnations = 0
         # the same pacing object the real node uses: when to poll peers' depths and steal
@@ -83,6 +75,11 @@ class MonoNode:
     def peers(self) -> list[MonoNode]:
         return [n for n in self.cluster.nodes if n is not self]
 
+    @cached_property
+    def peer_names(self) -> list[str]:
+        """The other nodes' names, in node order (the real node asks the same set, sorted by name)."""
+        return [n.name for n in self.cluster.nodes if n is not self]
+
     def start(self) -> None:
         self.timer.start()
         self.cluster.start_checkpointer(self.proc)
@@ -95,57 +92,47 @@ class MonoNode:
         self.worker = SimWorker(
             self.cluster, f"{self.name}-w{suffix}", self.cluster.params.slots_per_node, self.proc, self
         )
+        self.driver.local_worker_id = self.worker.worker_id
         self.worker.start()
 
-    # ---------------------------------------------------------------- LocalCore: commit and perform
-    def _commit(self, touched: Sequence[str], commands: list[Command]) -> float:
-        """Performs the commands (wake-ups run after this burst: same loop) and pokes the timer;
-        returns the commit's time."""
-        cost = self.proc.commit(rows_of(touched, commands))
-        for command in commands:
-            self._perform(command)
-        self.timer.poke()
+    # ---------------------------------------------------------------- LocalCore: perform a step
+    def _perform(self, step: Step[simpy.Event]) -> float:
+        """Performs the driver's step (wake-ups run after this burst: same loop) and re-arms the timer;
+        returns the time of its commits (results kept out of RAM, the saves, the retention deletes)."""
+        proc = self.proc
+        cost = 0.0
+        for _ in step.outputs:  # a result kept out of RAM: one statement each, before the records
+            cost += proc.commit(1)
+        cost += proc.commit(len(step.save))
+        if step.delete:
+            cost += proc.commit(len(step.delete))
+        cluster = self.cluster
+        for effect in step.effects:
+            match effect:  # class patterns: no isinstance calls on this hot path
+                case Wake():
+                    for event in effect.tokens:
+                        wake(event, effect.value)
+                case JobFinished():
+                    cluster.job_finished(effect.job_id)
+                case NotifyCancel():
+                    worker = self.worker
+                    if worker is not None and effect.worker_id == worker.worker_id:
+                        worker.cancel(effect.job_id, effect.attempt)
+                case LeaseExpired():
+                    cluster.count("lease_expired")
+                case _:
+                    cluster.count("workers_lost")
+        if step.rearm:
+            self.timer.arm()
         return cost
 
-    def _perform(self, command: Command) -> None:
-        if isinstance(command, WorkAvailable):
-            self._wake_fetchers(command.count)
-        elif isinstance(command, JobFinished):
-            for event in self._done_waiters.pop(command.job_id, ()):
-                wake(event)
-            self.cluster.job_finished(command.job_id)
-        elif isinstance(command, NotifyCancel):
-            worker = self.worker
-            if worker is not None and command.worker_id == worker.worker_id:
-                worker.cancel(command.job_id, command.attempt)
-            # other workers (a thief node's) hear it in their next heartbeat
-        elif isinstance(command, LeaseExpired):
-            self.cluster.count("lease_expired")
-        elif isinstance(command, WorkerLost):
-            self.cluster.count("workers_lost")
-
-    def _wake_fetchers(self, count: int) -> None:
-        waiters = self._fetch_waiters
-        tokens = [str(t) for t, w in waiters.items() if not w.event.triggered]
-        free = {str(t): w.free_slots for t, w in waiters.items()}
-        while count > 0 and tokens:
-            chosen = pick_waiter(tokens, free)
-            if chosen is None:
-                break
-            tokens.remove(chosen)
-            waiter = waiters[int(chosen)]
-            wake(waiter.event)
-            count -= waiter.free_slots
-
-    def _note_free_slots(self, now: float, worker_id: str, free_slots: int) -> None:
-        info = self.sched.workers.workers.get(worker_id)
-        if info is not None and info.total_slots:
-            free = max(0, min(free_slots, info.total_slots))
-            self.sched.workers.heartbeat(now, worker_id, info.total_slots, free)
-
     def _on_timer(self, now: float) -> float:
-        commands = self.sched.handle_timer(now)
-        return self.proc.cost("timer") + self._commit((), commands)
+        return self.proc.cost("timer") + self._perform(self.driver.on_timer(now))
+
+    def start_draining(self) -> float:
+        """LocalCore.start_draining: long-polls stop waiting (the simulator's runs never drain a node;
+        the differential test does)."""
+        return self._perform(self.driver.start_draining())
 
     # ---------------------------------------------------------------- client side, at the owner
     def submit(self, duration: float) -> SimGen[Reply]:
@@ -154,14 +141,14 @@ class MonoNode:
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("SubmitJob")
             try:
-                submitted = self.sched.submit(now, self.cluster.spec)
+                submitted, step = self.driver.submit(now, self.cluster.spec)
             except DtqError as exc:
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
             self.cluster.submit_duration(job_id, duration)
             size = self.cluster.payload_of(job_id)  # parsing it and the store writing it
             cost += proc.byte_cost("SubmitJob", size) + proc.byte_cost("commit", size)
-            return cost + self._commit((job_id,), submitted.commands), ("OK", job_id)
+            return cost + self._perform(step), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
         return reply
@@ -200,42 +187,48 @@ class MonoNode:
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("CancelJob")
             try:
-                transition = self.sched.cancel(now, job_id)
+                job, step = self.driver.cancel(now, job_id)
             except DtqError as exc:
                 return cost, (status_of(exc), None)
-            return cost + self._commit((job_id,), transition.commands), ("OK", transition.job.state)
+            return cost + self._perform(step), ("OK", job.state)
 
         reply: Reply = yield proc.run(action)
         return reply
 
     def wait(self, job_id: str, poll: float) -> SimGen[Reply]:
         """WaitJob at the owner: LocalCore.wait_done (look, and if not done register a waiter, in one
-        step), then the job as it is. The reply value is (state, attempt)."""
+        step), then the job as it is, or UNAVAILABLE when the wait ended early because the node
+        drains (the driver's wait_ended). The reply value is (state, attempt)."""
         proc = self.proc
+        driver = self.driver
+        jobs = self.sched.jobs
 
-        def look(method: str) -> Callable[[float], tuple[float, tuple[Reply, bool]]]:
-            def action(now: float) -> tuple[float, tuple[Reply, bool]]:
+        def look(method: str) -> Callable[[float], tuple[float, tuple[Reply, Job | None]]]:
+            def action(now: float) -> tuple[float, tuple[Reply, Job | None]]:
                 try:
-                    job = self.sched.jobs.get(job_id)
+                    job = jobs.get(job_id)
                 except DtqError as exc:
-                    return proc.cost(method), ((status_of(exc), None), True)
-                return proc.cost(method), (("OK", (job.state, job.attempt)), job.done)
+                    return proc.cost(method), ((status_of(exc), None), None)
+                return proc.cost(method), (("OK", (job.state, job.attempt)), job)
 
             return action
 
         reply: Reply
-        reply, done = yield proc.run(look("WaitJob"))
-        if done or poll <= 0:
+        job: Job | None
+        reply, job = yield proc.run(look("WaitJob"))
+        if job is None or job.done or poll <= 0:
             return reply
         event = self.cluster.waitable(poll)
-        self._done_waiters.setdefault(job_id, []).append(event)
-        yield event
-        waiting = self._done_waiters.get(job_id)
-        if waiting is not None and event in waiting:
-            waiting.remove(event)
-            if not waiting:
-                del self._done_waiters[job_id]
-        reply, _ = yield proc.run(look("WaitJob.wake"))
+        if driver.add_done_waiter(event, job_id):
+            yield event
+            driver.done_waiter_gone(event, job_id)
+            reply, job = yield proc.run(look("WaitJob.wake"))
+            if job is None:
+                return reply
+        try:
+            driver.wait_ended(job, poll)
+        except DtqError as exc:
+            return status_of(exc), None
         return reply
 
     def list_local(self, query: ListQuery, size: int) -> SimGen[Page[Any]]:
@@ -258,9 +251,8 @@ class MonoNode:
         proc = self.proc
 
         def action(now: float) -> tuple[float, list[Assignment]]:
-            taken = self.sched.steal(now, thief_worker_id, max_jobs)
-            self.sched.workers.touch(now, thief_worker_id)
-            cost = proc.cost("StealWork", len(taken)) + self._commit([a.job_id for a in taken], [])
+            taken, step = self.driver.steal(now, thief_worker_id, max_jobs)
+            cost = proc.cost("StealWork", len(taken)) + self._perform(step)
             cost += proc.byte_cost("StealWork", sum(self.cluster.payload_of(a.job_id) for a in taken))
             return cost, taken
 
@@ -272,9 +264,8 @@ class MonoNode:
         proc = self.proc
 
         def action(now: float) -> tuple[float, Renewal]:
-            renewal = self.sched.heartbeat(now, worker_id, 0, 0, running)
-            kept = _renewed(running, renewal)
-            return proc.cost("WorkerHeartbeat", len(running)) + self._commit(kept, []), renewal
+            renewal, step = self.driver.heartbeat(now, worker_id, 0, 0, running)
+            return proc.cost("WorkerHeartbeat", len(running)) + self._perform(step), renewal
 
         renewal: Renewal = yield proc.run(action)
         return renewal
@@ -287,89 +278,94 @@ class MonoNode:
         def action(now: float) -> tuple[float, str]:
             cost = pre + proc.cost(method)
             try:
-                transition = self.sched.report(now, worker_id, job_id, attempt, outcome)
+                _, step = self.driver.report(now, worker_id, job_id, attempt, outcome)
             except StaleAttempt:
                 self.cluster.count("stale_reports")
                 return cost, "ABORTED"
             except DtqError as exc:
                 return cost, status_of(exc)
-            return cost + self._commit((job_id,), transition.commands), "OK"
+            return cost + self._perform(step), "OK"
 
         status: str = yield proc.run(action)
         return status
 
     # ---------------------------------------------------------------- the node's own worker (backend)
     def fetch(self, worker: SimWorker, free_slots: int, wait: float) -> SimGen[list[Assignment]]:
-        """InProcessBackend.fetch: local work first, else steal, else wait for local work for at most
-        the poll interval (so an idle node rechecks its peers that often)."""
+        """InProcessBackend.fetch: performs model.stealing.fetch_loop (local work first, else steal,
+        else wait for local work for at most the poll interval)."""
         env = self.env
         proc = self.proc
-        start = env.now
-        deadline = start + wait
+        driver = self.driver
+        worker_id = worker.worker_id
 
         def fetch_now(now: float) -> tuple[float, list[Assignment]]:
             if free_slots <= 0 or not worker.alive:  # a dead worker's fetch died with it
                 return proc.cost("fetch"), []
-            assignments = self.sched.fetch(now, worker.worker_id, free_slots)
-            self._note_free_slots(now, worker.worker_id, free_slots - len(assignments))
-            cost = proc.cost("fetch", len(assignments)) + self._commit([a.job_id for a in assignments], [])
-            return cost, assignments
+            assignments, step = driver.fetch_now(now, worker_id, free_slots)
+            return proc.cost("fetch", len(assignments)) + self._perform(step), assignments
 
+        start = env.now
+        got: list[Assignment] = yield proc.run(fetch_now)
+        if not worker.alive:
+            return []  # the fetch died with the worker; what it leased comes back by lease expiry
+        if fetch_done(got, driver.draining, free_slots):
+            return got
+        cluster = self.cluster
+        queue = self.sched.queue
+        plan = fetch_loop(
+            self.pacer,
+            self.name,
+            self.peer_names,
+            free_slots,
+            wait,
+            start,
+            (env.now, got, driver.draining),
+            lambda: queue.ready_count,
+        )
+        reply: Any = None
         while True:
-            assignments: list[Assignment] = yield proc.run(fetch_now)
+            try:
+                op = plan.send(reply)
+            except StopIteration as done:
+                result: list[Assignment] = done.value
+                return result
+            if op is FETCH_LOCAL:
+                got = yield proc.run(fetch_now)
+                reply = (env.now, got, driver.draining)
+            elif isinstance(op, WaitForWork):
+                yield from self._wait_for_work(worker, free_slots, op.timeout)
+                reply = None
+            elif isinstance(op, AskDepths):
+                asked = [cluster.by_name[name] for name in op.peers]
+                cluster.count("depth_rounds")
+                cluster.count("depth_asks", len(asked))
+                replies = yield from cluster.gather(
+                    [cluster.call(proc, p.queue_depth(), to=p.proc) for p in asked]
+                )
+                yield proc.run(proc.cost("steal_plan"))  # resuming after the gather: a loop pass
+                reply = (env.now, dict(zip(op.peers, replies, strict=True)))
+            else:
+                assert isinstance(op, StealFrom)
+                victim = cluster.by_name[op.plan.victim]
+                stolen = yield from cluster.call(
+                    proc, victim.steal_work(worker_id, op.plan.max_jobs), to=victim.proc
+                )
+                if stolen:
+                    self.stolen += len(stolen)
+                    cluster.count("stolen", len(stolen))
+                reply = (env.now, stolen)
             if not worker.alive:
+                plan.close()
                 return []  # the fetch died with the worker; what it leased comes back by lease expiry
-            if assignments or free_slots <= 0:
-                return assignments
-            pause = self.pacer.idle_wait(start, env.now)
-            if pause == 0:
-                stolen = yield from self._steal(worker, free_slots)
-                if stolen or not worker.alive:
-                    return stolen
-                pause = self.pacer.poll_interval
-            left = deadline - env.now
-            if left <= 0:
-                return []
-            yield from self._wait_for_work(worker, free_slots, min(left, pause))
 
     def _wait_for_work(self, worker: SimWorker, free_slots: int, timeout: float) -> SimGen[None]:
         if timeout <= 0:
             return
-        self._note_free_slots(self.env.now, worker.worker_id, free_slots)
-        token = self._next_waiter
-        self._next_waiter += 1
-        waiter = _FetchWaiter(worker.worker_id, free_slots, self.cluster.waitable(timeout))
-        self._fetch_waiters[token] = waiter
-        yield waiter.event
-        self._fetch_waiters.pop(token, None)
-
-    def _steal(self, worker: SimWorker, free_slots: int) -> SimGen[list[Assignment]]:
-        env = self.env
-        cluster = self.cluster
-        peers = self.peers
-        if not peers:
-            return []
-        if self.pacer.needs_depths(env.now):
-            asked = self.pacer.peers_to_ask(peers)
-            cluster.count("depth_rounds")
-            cluster.count("depth_asks", len(asked))
-            replies = yield from cluster.gather(
-                [cluster.call(self.proc, p.queue_depth(), to=p.proc) for p in asked]
-            )
-            self.pacer.record_depths(env.now, {p.name: d for p, d in zip(asked, replies, strict=True)})
-            yield self.proc.run(self.proc.cost("steal_plan"))  # resuming after the gather: a loop pass
-        plan = self.pacer.plan(self.name, free_slots, self.sched.queue.ready_count)
-        if plan is None:
-            return []
-        victim = cluster.by_name[plan.victim]
-        got = yield from cluster.call(
-            self.proc, victim.steal_work(worker.worker_id, plan.max_jobs), to=victim.proc
-        )
-        self.pacer.record_steal(plan, len(got))
-        if got:
-            self.stolen += len(got)
-            cluster.count("stolen", len(got))
-        return got
+        event = self.cluster.waitable(timeout, self.driver.fetcher_gone)
+        if not self.driver.add_fetcher(self.env.now, event, worker.worker_id, free_slots):
+            return
+        yield event
+        self.driver.fetcher_gone(event)
 
     def heartbeat(
         self, worker: SimWorker, total_slots: int, free_slots: int, running: RunningList
@@ -379,9 +375,8 @@ class MonoNode:
         local, remote = split_by_owner(self.name, running)
 
         def action(now: float) -> tuple[float, Renewal]:
-            renewal = self.sched.heartbeat(now, worker.worker_id, total_slots, free_slots, local)
-            cost = proc.cost("heartbeat", len(local)) + self._commit(_renewed(local, renewal), [])
-            return cost, renewal
+            renewal, step = self.driver.heartbeat(now, worker.worker_id, total_slots, free_slots, local)
+            return proc.cost("heartbeat", len(local)) + self._perform(step), renewal
 
         renewal: Renewal = yield proc.run(action)
         cancel, abandon = list(renewal.cancel), list(renewal.abandon)
@@ -419,11 +414,6 @@ class MonoNode:
             )
 
 
-def _renewed(running: RunningList, renewal: Renewal) -> list[str]:
-    abandoned = set(renewal.abandon)
-    return [job_id for job_id, attempt in running if (job_id, attempt) not in abandoned]
-
-
 class MonoCluster(Cluster):
     design = "mono"
 
@@ -441,19 +431,27 @@ class MonoCluster(Cluster):
     def _entry(self, lg: LoadgenPart, method: str) -> MonoNode:
         return self.nodes[lg.pick(len(self.nodes), method)]
 
-    def _routed(self, entry: MonoNode, job_id: str, serve: Any) -> SimGen[Reply]:
+    def _routed(self, entry: MonoNode, job_id: str, serve: Any, wait: float = 0.0) -> SimGen[Reply]:
         """Serve at the owner, forwarding once when the entry node is not it (model.ids.route). The
-        lookup is pure, so it may run when the generator is made; the local case adds no frame."""
+        lookup is pure, so it may run when the generator is made; the local case adds no frame.
+        `wait`: a long-poll's, which a draining entry node refuses to relay (the driver's check_relay)."""
         owner = self.by_name.get(owner_of(job_id))
         if owner is entry:
             served: SimGen[Reply] = serve(entry)
             return served
-        return self._forward(entry, owner, serve)
+        return self._forward(entry, owner, serve, wait)
 
-    def _forward(self, entry: MonoNode, owner: MonoNode | None, serve: Any) -> SimGen[Reply]:
+    def _forward(
+        self, entry: MonoNode, owner: MonoNode | None, serve: Any, wait: float = 0.0
+    ) -> SimGen[Reply]:
         if owner is None:
             yield entry.proc.run(entry.proc.cost("forward"))
             return "UNAVAILABLE", None
+        try:
+            entry.driver.check_relay(wait)
+        except DtqError as exc:
+            yield entry.proc.run(entry.proc.cost("forward"))
+            return status_of(exc), None
         entry.forwarded += 1
         self.count("forwarded")
         reply: Reply = yield from self.call(
@@ -495,7 +493,7 @@ class MonoCluster(Cluster):
 
     def request_wait(self, lg: LoadgenPart, job_id: str, poll: float) -> SimGen[Reply]:
         entry = self._entry(lg, "WaitJob")
-        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.wait(job_id, poll)))
+        return self._hop_in(lg, entry, self._routed(entry, job_id, lambda n: n.wait(job_id, poll), poll))
 
     def request_list(self, lg: LoadgenPart, page_size: int) -> SimGen[Reply]:
         entry = self._entry(lg, "ListJobs")

@@ -183,9 +183,9 @@ def _micro_paths(params: SimParams, page: int) -> tuple[dict[str, Path], Path]:
         ),
         ("job", c.s("job", "LeaseJobs", 1) + c.commit(1)),
         ("worker", c.s("worker", "launch") + c.s("worker", "finish") + c.client),
-        ("coordinator", c.s("coordinator", "ReportResult") + 2 * c.client),
+        ("coordinator", c.s("coordinator", "ReportResult") + c.client),
+        ("job", c.s("job", "CompleteAttempt") + c.client + c.commit(1)),  # the fence, PutResult, the end
         ("result", c.s("result", "PutResult") + c.commit(1)),
-        ("job", c.s("job", "CompleteAttempt") + c.commit(1)),
     ]
     if params.track_jobs:
         job.append(("lg", c.lg))
@@ -193,7 +193,7 @@ def _micro_paths(params: SimParams, page: int) -> tuple[dict[str, Path], Path]:
         job.append(("job", c.s("job", "WaitJob") + c.s("job", "WaitJob.wake")))
     # one-way hops from the job's creation to its end (CompleteAttempt): job->queue (Enqueue), queue->
     # coordinator (Reserve answers), coordinator<->job (LeaseJobs), coordinator->worker, worker->
-    # coordinator (ReportResult), coordinator<->result (PutResult), coordinator->job (CompleteAttempt)
+    # coordinator (ReportResult), coordinator->job (CompleteAttempt), job<->result (PutResult)
     return paths, (job, 9.0)
 
 

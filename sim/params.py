@@ -28,8 +28,9 @@ from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.results.documents import read_document
 from model.runtime import MIN_EMPTY_POLL
-from sim.dist import DIST_FIELDS, ZERO, Dist
+from sim.dist import ZERO, Dist
 from sim.hostscale import HostScale, median_probe
+from sim.keys import KEYS, SERVICE_METHODS, Target, design_check, flatten, nearest, target
 from sim.placeholders import (
     DEFAULT_METHOD,
     PLACEHOLDER_CLIENT_CALL,
@@ -41,6 +42,8 @@ from sim.placeholders import (
     PLACEHOLDER_SERVICE,
     ROLES,
 )
+
+_META = frozenset({"overrides", "marks"})  # bookkeeping fields: not parameters, not in mappings
 
 
 def _freeze_service(service: Mapping[str, Mapping[str, Dist]]) -> Mapping[str, Mapping[str, Dist]]:
@@ -117,6 +120,12 @@ class SimParams:
     # per call it serves (as the request arrives), the caller's per call it makes (as the reply does)
     rpc_thread: Dist = ZERO
     rpc_thread_client: Dist = ZERO
+    # ---- bookkeeping (not parameters: left out of to_mapping and of equality)
+    # the overrides applied so far, in order, as (key, JSON value): run ids hash them
+    overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    # the cost keys still at their placeholders when that cannot be seen by comparing values any more
+    # (on_host scaled them); None: compare with sim/placeholders.py
+    marks: frozenset[str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.cores < 1 or self.hosts < 1 or self.procs_per_host < 0:
@@ -230,6 +239,7 @@ class SimParams:
             checkpoint=self.checkpoint.scaled(cpu),
             wakeup=self.wakeup.scaled(scale.wake),
             wakeup_idle=curve,
+            marks=frozenset(self.placeholder_keys()),
         )
 
     # ------------------------------------------------------------------ mappings
@@ -237,6 +247,8 @@ class SimParams:
         """JSON-able; from_mapping(to_mapping()) == self."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
+            if f.name in _META:
+                continue
             value = getattr(self, f.name)
             if isinstance(value, Dist):
                 out[f.name] = value.to_mapping()
@@ -254,16 +266,18 @@ class SimParams:
 
     @staticmethod
     def from_mapping(data: Mapping[str, Any], base: SimParams | None = None) -> SimParams:
-        """Builds params from a mapping; keys left out keep `base` (default: the placeholders).
-
-        `service` merges per role and method into the base's table; `per_item` and `per_byte` merge
-        into the base's.
-        """
+        """Builds params from a mapping (a calibration's `parameters`); keys left out keep `base`
+        (default: the placeholders). `service` merges per role and method into the base's table (a
+        calibration may hold methods no design charges: they are kept, and change nothing);
+        `per_item` and `per_byte` merge into the base's."""
         base = base or SimParams()
-        names = {f.name: f for f in dataclasses.fields(SimParams)}
+        names = {f.name: f for f in dataclasses.fields(SimParams) if f.name not in _META}
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise InvalidArgument(f"unknown simulator parameters {unknown}")
+            near = nearest(unknown[0], names)
+            raise InvalidArgument(
+                f"unknown simulator parameters {unknown}" + (f"; nearest: {', '.join(near)}" if near else "")
+            )
         changes: dict[str, Any] = {}
         for key, value in data.items():
             current = getattr(base, key)
@@ -272,11 +286,7 @@ class SimParams:
             elif isinstance(current, CoreConfig):
                 if not isinstance(value, Mapping):
                     raise InvalidArgument("core: expected a mapping of CoreConfig fields")
-                core_fields = {f.name for f in dataclasses.fields(CoreConfig)}
-                bad = sorted(set(value) - core_fields)
-                if bad:
-                    raise InvalidArgument(f"core: unknown fields {bad}")
-                changes[key] = dataclasses.replace(current, **value)
+                changes[key] = _core(current, value.items())
             elif key == "service":
                 changes[key] = _merge_service(base.service, value)
             elif key == "wakeup_idle":
@@ -284,45 +294,96 @@ class SimParams:
             elif key in ("per_item", "per_byte"):
                 if not isinstance(value, Mapping):
                     raise InvalidArgument(f"{key}: expected a mapping of 'role.method' to seconds")
-                try:
-                    merged = {**getattr(base, key), **{k: float(v) for k, v in value.items()}}
-                except (TypeError, ValueError):
-                    raise InvalidArgument(f"{key}: values must be numbers (seconds)") from None
-                changes[key] = MappingProxyType(merged)
+                items = {k: _seconds(f"{key}.{k}", v) for k, v in value.items()}
+                changes[key] = MappingProxyType({**getattr(base, key), **items})
             else:
                 changes[key] = _coerce(key, value, current)
         return dataclasses.replace(base, **changes)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> SimParams:
-        """Applies dotted-key overrides, e.g. {"cores": 4, "network.mean": 5e-5, "core.lease_duration":
-        5, "service.node.SubmitJob.mean": 3e-4, "service.node.WaitJob.wake": 6e-5,
-        "per_item.node.ListJobs.merge": 1e-5, "per_byte.node.SubmitJob": 2e-9}. Method names may
-        contain dots: under `service` the last
-        part is a distribution field only when it is kind, mean, sigma or samples."""
-        tree = self.to_mapping()
-        for dotted, value in overrides.items():
-            parts = dotted.split(".")
-            head = parts[0]
-            if head not in tree:
-                raise InvalidArgument(f"unknown simulator parameter {head!r} in {dotted!r}")
-            if head in ("per_item", "per_byte") and len(parts) > 1:
-                path = [head, ".".join(parts[1:])]
-            elif head == "service" and len(parts) > 2:
-                fields = parts[-1:] if parts[-1] in DIST_FIELDS and len(parts) > 3 else []
-                method = ".".join(parts[2 : len(parts) - len(fields)])
-                path = [head, parts[1], method, *fields]
-            else:
-                path = parts
-            node = tree
-            for part in path[:-1]:
-                child = node.get(part)
-                if child is None:
-                    child = node[part] = {}
-                elif not isinstance(child, dict):
-                    raise InvalidArgument(f"{dotted}: {part} is not a mapping")
-                node = child
-            node[path[-1]] = value
-        return SimParams.from_mapping(tree, base=SimParams())
+        """These params with `overrides` applied in order: dotted keys with the meanings of sim/keys.py,
+        e.g. {"cores": 4, "network.scale": 2, "service.node.SubmitJob.shift": 1e-4,
+        "service.node.WaitJob.wake": "exponential(6e-5)", "core.lease_duration": 5,
+        "per_item.node.ListJobs.merge": 1e-5, "per_byte.node.SubmitJob": 2e-9}. An unknown key, a
+        wrong value, or a key that cannot matter with the result (host_hop on one host) is an
+        InvalidArgument naming it."""
+        params = self
+        applied: list[tuple[str, Any]] = []
+        for name, value in flatten(overrides):
+            aim = target(name)
+            try:
+                params = _apply(params, aim, value)
+            except InvalidArgument as exc:
+                message = exc.message if exc.message.startswith(name) else f"{name}: {exc.message}"
+                raise InvalidArgument(message) from None
+            applied.append((aim.text, _plain(value)))
+        for name, _ in applied:
+            why = params.inert(name)
+            if why:
+                raise InvalidArgument(f"{name} has no effect: {why}")
+        return dataclasses.replace(params, overrides=(*self.overrides, *applied))
+
+    def inert(self, name: str) -> str:
+        """Why the key `name` cannot change a run with these params ('' when it can)."""
+        key = target(name).key.name
+        if key in ("host_hop", "procs_per_host") and self.hosts == 1:
+            return "every process is on one host (set hosts > 1)"
+        if key == "checkpoint_interval" and self.checkpoint.is_zero:
+            return "checkpoints are off (set checkpoint > 0)"
+        if key == "wakeup_idle" and self.wakeup.is_zero:
+            return "wake-ups cost nothing (set wakeup > 0)"
+        return ""
+
+    def check_design(self, design: str) -> None:
+        """InvalidArgument when an override names a key `design` does not read (nodes on Design A)."""
+        design_check((name for name, _ in self.overrides), (design,))
+
+    # ------------------------------------------------------------------ where values come from
+    def placeholder_keys(self, design: str | None = None) -> list[str]:
+        """The cost keys still at sim/placeholders.py's round numbers (not measurements), of those
+        `design` reads (None: either design)."""
+        overridden = {_key_of(name) for name, _ in self.overrides}
+        if self.marks is not None:
+            found = set(self.marks) - overridden
+        else:
+            found = {name for name, key in KEYS.items() if key.cost and _at_placeholder(self, name)}
+            found -= overridden
+        for role, methods in SERVICE_METHODS.items():  # a `*` no method falls back to costs nothing
+            if all(m in self.service.get(role, {}) for m in methods):
+                found.discard(f"service.{role}.{DEFAULT_METHOD}")
+        designs = (design,) if design else ("micro", "mono")
+        return sorted(k for k in found if set(KEYS[k].designs) & set(designs))
+
+    def source(self, name: str, calibration: Mapping[str, Any] | None = None) -> str:
+        """override, measured, calibration (set by the calibration file but not a measured cost),
+        placeholder, or default (the real system's setting, or a cost that is off by default)."""
+        if any(_key_of(n) == name for n, _ in self.overrides):
+            return "override"
+        if calibration is not None and name in calibration.get("measured", ()):
+            return "measured"
+        if name in self.placeholder_keys():
+            return "placeholder"
+        if calibration is not None and _in_parameters(calibration.get("parameters", {}), name):
+            return "calibration"
+        return "default"
+
+    def value_text(self, name: str) -> str:
+        """A key's value for people (distributions in microseconds)."""
+        key = KEYS[name]
+        if name.startswith("service."):
+            role, method = name.split(".", 2)[1:]
+            return self.service_dist(role, method).describe()
+        if name.startswith(("per_item.", "per_byte.")):
+            group, _, item = name.partition(".")
+            return f"{getattr(self, group).get(item, 0.0):g}"
+        if name.startswith("core."):
+            return f"{getattr(self.core, name.partition('.')[2])!r}"
+        value = getattr(self, name)
+        if key.kind == "dist":
+            return str(value.describe())
+        if key.kind == "pairs":
+            return ", ".join(f"({i:g} s, x{f:.3g})" for i, f in value) or "()"
+        return f"{value!r}" if isinstance(value, str) else f"{value}"
 
     @staticmethod
     def ideal(**changes: Any) -> SimParams:
@@ -352,9 +413,9 @@ def _merge_service(base: Mapping[str, Mapping[str, Dist]], value: object) -> Map
     for role, methods in value.items():
         if not isinstance(methods, Mapping):
             raise InvalidArgument(f"service.{role}: expected a mapping of method -> distribution")
-        target = merged.setdefault(role, {})
+        table = merged.setdefault(role, {})
         for method, dist in methods.items():
-            target[method] = Dist.of(dist, f"service.{role}.{method}")
+            table[method] = Dist.of(dist, f"service.{role}.{method}")
     return _freeze_service(merged)
 
 
@@ -376,14 +437,131 @@ def _coerce(key: str, value: object, current: object) -> object:
             raise InvalidArgument(f"{key}: expected an integer, got {value!r}")
         return value
     if isinstance(current, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidArgument(f"{key}: expected a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InvalidArgument(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if isinstance(current, str):
         if not isinstance(value, str):
             raise InvalidArgument(f"{key}: expected a string, got {value!r}")
         return value
     raise InvalidArgument(f"{key}: cannot be set")  # pragma: no cover
+
+
+def _key_of(name: str) -> str:
+    return target(name).key.name
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidArgument(f"{name}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _seconds(name: str, value: object) -> float:
+    seconds = _number(name, value)
+    if seconds < 0:
+        raise InvalidArgument(f"{name}: expected seconds >= 0, got {value!r}")
+    return seconds
+
+
+def _dist_op(current: Dist, aim: Target, value: object) -> Dist:
+    if not aim.op:
+        return Dist.of(value, aim.key.name)
+    number = _number(aim.text, value)
+    if aim.op == "scale":
+        return current.scaled(number)
+    if aim.op == "shift":
+        return current.shifted(number)
+    if aim.op == "mean":
+        return current.with_mean(number)
+    return current.with_sigma(number)
+
+
+def _core(core: CoreConfig, items: Any) -> CoreConfig:
+    changes: dict[str, Any] = {}
+    for field_name, value in items:
+        name = f"core.{field_name}"
+        if name not in KEYS:
+            target(name)  # raises, naming the nearest fields
+        changes[field_name] = _coerce(name, value, getattr(core, field_name))
+    return dataclasses.replace(core, **changes)
+
+
+def _apply(params: SimParams, aim: Target, value: object) -> SimParams:
+    """One override (sim/keys.py's meanings) on `params`."""
+    key = aim.key
+    name = key.name
+    if name.startswith("service."):
+        role, method = name.split(".", 2)[1:]
+        dist = _dist_op(params.service_dist(role, method), aim, value)
+        return dataclasses.replace(params, service=_merge_service(params.service, {role: {method: dist}}))
+    if name.startswith(("per_item.", "per_byte.")):
+        group, _, item = name.partition(".")
+        merged: dict[str, Any] = {
+            group: MappingProxyType({**getattr(params, group), item: _seconds(name, value)})
+        }
+        return dataclasses.replace(params, **merged)
+    if name.startswith("core."):
+        return dataclasses.replace(params, core=_core(params.core, [(name.partition(".")[2], value)]))
+    changes: dict[str, Any] = {}
+    if key.kind == "dist":
+        changes[name] = _dist_op(getattr(params, name), aim, value)
+    elif key.kind == "pairs":
+        changes[name] = _pairs(name, value)
+    else:
+        changes[name] = _coerce(name, value, getattr(params, name))
+    return dataclasses.replace(params, **changes)
+
+
+def _plain(value: object) -> Any:
+    """An override's value as JSON data (what config.json records and run ids hash)."""
+    if isinstance(value, Dist):
+        return value.to_mapping()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise InvalidArgument(f"an override value must be JSON data, got {type(value).__name__}")
+
+
+_PLACEHOLDER_FIELDS: Mapping[str, object] = {
+    "client_call": PLACEHOLDER_CLIENT_CALL,
+    "network": PLACEHOLDER_NETWORK,
+    "commit": PLACEHOLDER_COMMIT,
+    "commit_per_row": PLACEHOLDER_COMMIT_PER_ROW,
+    "loadgen_request": PLACEHOLDER_LOADGEN_REQUEST,
+}
+
+
+def _at_placeholder(params: SimParams, name: str) -> bool:
+    """True when cost key `name` holds sim/placeholders.py's value (a service method: as resolved,
+    through its role's `*` entry when it has none of its own)."""
+    if name.startswith("service."):
+        role, method = name.split(".", 2)[1:]
+        table = PLACEHOLDER_SERVICE.get(role, {})
+        default = table.get(method) or table.get(DEFAULT_METHOD) or ZERO
+        return not default.is_zero and params.service_dist(role, method) == default
+    if name.startswith("per_item."):
+        item = name.partition(".")[2]
+        value = PLACEHOLDER_PER_ITEM.get(item, 0.0)
+        return value > 0 and params.per_item.get(item, 0.0) == value
+    placeholder = _PLACEHOLDER_FIELDS.get(name)
+    return placeholder is not None and bool(getattr(params, name) == placeholder)
+
+
+def _in_parameters(parameters: Mapping[str, Any], name: str) -> bool:
+    head, _, rest = name.partition(".")
+    if head not in parameters:
+        return False
+    if not rest:
+        return True
+    node: Any = parameters[head]
+    if head == "service":
+        role, _, method = rest.partition(".")
+        return isinstance(node, Mapping) and method in node.get(role, {})
+    return isinstance(node, Mapping) and rest in node
 
 
 CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "data" / "calibration"

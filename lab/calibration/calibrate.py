@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from lab.calibration.generator import measure_loadgen
 from lab.calibration.hostprobe import calibration_probes, scheduler_slice
 from lab.calibration.measure import run_async, summarize_samples
 from lab.calibration.payload import measure_payload, per_byte_parameters, summarize_payload
+from model.errors import InvalidArgument
 from model.results.runs import provenance
 from realsys.cli_common import progress
 from sim.params import CALIBRATION_DIR, load_params
@@ -144,7 +146,12 @@ def calibrate(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", default="local", help="data/calibration/<name>.json")
+    parser.add_argument(
+        "--name",
+        default="",
+        help="data/calibration/<name>.json (default: a new name, host-<UTC date>-<time>; naming an "
+        "existing calibration replaces it)",
+    )
     parser.add_argument(
         "--compare",
         nargs=2,
@@ -170,6 +177,16 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=calibrate_command)
 
 
+def default_name(directory: Path = CALIBRATION_DIR) -> str:
+    """A calibration name no file has yet: host-<UTC date>-<time> (never `local`, the paper's)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name, n = f"host-{stamp}", 1
+    while (directory / f"{name}.json").exists():
+        n += 1
+        name = f"host-{stamp}-{n}"
+    return name
+
+
 def calibrate_command(args: argparse.Namespace) -> int:
     if args.compare:
         result = compare(load_doc(args.compare[0]), load_doc(args.compare[1]))
@@ -178,7 +195,10 @@ def calibrate_command(args: argparse.Namespace) -> int:
             Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
             print(f"comparison written to {args.json}")
         return 0
-    path = calibrate(args.name, args.store, args.quick, rounds=args.rounds)
+    name = args.name or default_name()
+    if "/" in name or name in ("", ".", ".."):
+        raise InvalidArgument(f"--name {name!r}: a file name under data/calibration/, without '/'")
+    path = calibrate(name, args.store, args.quick, rounds=args.rounds)
     doc = json.loads(path.read_text())
     for role, methods in sorted(doc["parameters"]["service"].items()):
         for method, dist in sorted(methods.items()):

@@ -28,6 +28,7 @@ from lab.faults.inject import FAULTS, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.results.runs import fresh_path
 from realsys import cluster
 from realsys.cli_common import (
     deprecated_alias,
@@ -121,10 +122,11 @@ def add_parser(sub: Any) -> None:
         "--out",
         default="",
         metavar="FILE",
-        help="JSON rows (default data/faults/real-<design>.json; compose: compose-<design>.json; an "
-        "existing default is replaced only when named)",
+        help="JSON rows (default data/faults/real-<design>.json; compose: compose-<design>.json; when "
+        "the default exists, a new file beside it unless --force or --append)",
     )
     r.add_argument("--append", action="store_true", help="add the rows to --out's instead of replacing")
+    r.add_argument("--force", action="store_true", help="replace the default --out when it exists")
     r.add_argument(
         "--runs-dir", default="data/runs", metavar="DIR", help="root of the run directories ('': none)"
     )
@@ -194,14 +196,9 @@ def faults_command(args: argparse.Namespace) -> int:
         if args.backend == "compose"
         else LocalBackend()
     )
-    out = Path(
-        args.out or f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json"
-    )
-    if not args.out and not args.append and out.exists():  # committed rows: replaced only when named
-        raise InvalidArgument(
-            f"{out} exists: give --out FILE for new rows, --append to add to them, "
-            f"or --out {out} to replace them"
-        )
+    default = Path(f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json")
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    out = Path(args.out) if args.out else fresh_path(default, args.force or args.append)
     runs_out = Path(args.runs_dir) if args.runs_dir else None
     runs: list[FaultRun] = []
     for number, fault in enumerate(faults, 1):

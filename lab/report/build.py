@@ -204,11 +204,13 @@ def rerun_commands(
     hush = ["--quiet"] if quiet else []
     cmds = [[*dtq, "experiment", "run", str(repo / "data" / "experiments" / f"{experiment}.yaml"), *hush]]
     for design in ("micro", "mono"):
-        rows = str(repo / "data" / "faults" / f"sim-{design}.json")
+        rows = str(repo / "data" / "faults" / f"sim-{design}.json")  # named: a re-run replaces them
         cmds.append([*dtq, "sim", "faults", "--design", design, "--out", rows, *hush])
     validation = repo / "data" / "experiments" / "validation.yaml"
     if validation.is_file():
-        cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", *hush])
+        tables = str(repo / "data" / "validation")  # named: a re-run replaces the committed tables
+        cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--tables", tables])
+        cmds[-1] += hush
         # the other twin sets of the host_scaling table, for the same runs
         cmds.append([*dtq, "validate", str(validation), *hush, "--twin-sets", "--data", str(repo / "data")])
     return cmds

@@ -1,11 +1,15 @@
 """The paper's look: the designs' order, labels and colours (one per design in every figure; the
-reference is grey so it reads as a baseline), and the figures' seaborn theme.
+reference is grey so it reads as a baseline), the figures' seaborn theme, and figures shrunk for notebooks.
 """
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import seaborn as sns
+from PIL import Image as PILImage
 
 DESIGN_ORDER = ("micro", "mono", "celery")
 DESIGN_LABEL = {"micro": "A (micro)", "mono": "B (mono)", "celery": "Celery+Redis (ref.)"}
@@ -24,3 +28,14 @@ def set_style() -> None:
 
 def design_key(design: str) -> int:
     return DESIGN_ORDER.index(design) if design in DESIGN_ORDER else len(DESIGN_ORDER)
+
+
+def small_png(path: Path | str, width: int = 720) -> bytes:
+    """A figure file as PNG bytes at most `width` pixels wide, in 128 colours (the notebooks show
+    paper/ figures with it, so that the committed notebooks stay small)."""
+    image: PILImage.Image = PILImage.open(path).convert("RGB")
+    if image.width > width:
+        image = image.resize((width, round(image.height * width / image.width)), PILImage.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    image.quantize(128).save(buf, "PNG", optimize=True)
+    return buf.getvalue()

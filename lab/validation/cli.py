@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from lab.validation.output import build_tables, format_tables
+from lab.validation.output import DEFAULT_OUT, build_tables, format_tables
 from lab.validation.real import run_validation_real
 from lab.validation.spec import load_validation
 from lab.validation.twin_sets import MAIN_FOLDER, TWIN_SETS, make_twin_set
@@ -23,11 +25,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sim", action="store_true", help="simulate every real run that lacks an up-to-date twin")
     p.add_argument("--table", action="store_true", help="build and print the error table")
     p.add_argument(
-        "--force", action="store_true", help="--sim: re-make every twin (after a change to the simulator)"
+        "--force",
+        action="store_true",
+        help="--sim: re-make every twin (after a change to the simulator); --table: replace the default "
+        "tables folder when it holds tables",
     )
     p.add_argument("--runs-dir", default="data/runs", metavar="DIR", help="root of the run directories")
     deprecated_alias(p, "--out", "--runs-dir", "runs_dir")
-    p.add_argument("--tables", default="data/validation", help="where the CSV/JSON tables go")
+    p.add_argument(
+        "--tables",
+        default="",
+        help="where the CSV/JSON tables go (default data/validation; when it holds tables, a new folder "
+        "data/validation/tables-<UTC time> unless --force)",
+    )
     p.add_argument(
         "--budget",
         type=non_negative_float,
@@ -46,6 +56,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines or bar on stderr")
     deprecated_alias(p, "--no-progress", "--quiet", "quiet", flag=True)
     p.set_defaults(handler=validate_command)
+
+
+def tables_folder(default: Path, force: bool) -> Path:
+    """The default tables folder, or, when it already holds tables (committed data) and not `force`,
+    a new folder inside it named by the UTC time."""
+    if force or not (default / "summary.json").exists():
+        return default
+    return default / f"tables-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S-%f')}"
 
 
 def validate_command(args: Any) -> int:
@@ -74,7 +92,8 @@ def validate_command(args: Any) -> int:
         written = simulate(v, args.runs_dir, records=records, force=args.force, log=progress)
         print(f"{v.name}: {len(written)} runs simulated")
     if "table" in steps:
-        tables = build_tables(v, args.runs_dir, args.tables)
+        folder = Path(args.tables) if args.tables else tables_folder(Path(DEFAULT_OUT), args.force)
+        tables = build_tables(v, args.runs_dir, folder)
         print(format_tables(tables))
-        print(f"tables written to {args.tables}/")
+        print(f"tables written to {folder}/")
     return code

@@ -117,6 +117,22 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def fresh_path(default: Path | str, force: bool = False) -> Path:
+    """Where a command writes an output it names by default: `default` when it does not exist yet or
+    with `force`, else a new file beside it stamped with the UTC time (`real-mono-20261207-141502.json`),
+    so nothing committed is overwritten unless asked. A name the user gave is used as given."""
+    default = Path(default)
+    if force or not default.exists():
+        return default
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    candidate = default.with_name(f"{default.stem}-{stamp}{default.suffix}")
+    n = 1
+    while candidate.exists():
+        n += 1
+        candidate = default.with_name(f"{default.stem}-{stamp}-{n}{default.suffix}")
+    return candidate
+
+
 def new_run_id(kind: str, design: str, name: str, seed: int) -> str:
     """A timestamped id for runs not made by the experiment runner."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

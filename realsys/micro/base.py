@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Coroutine, Mapping
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import grpc
@@ -25,6 +26,7 @@ from realsys.security import internal_channel_security, open_aio_channel
 
 # grpc.aio.ServicerContext is generic in the stubs; the roles never look at its type parameters
 Context = grpc.aio.ServicerContext[Any, Any]
+Clock = Callable[[], float]
 
 # The longest a single internal long-poll may run, whatever the caller asks: bounds parked calls.
 MAX_POLL = 60.0
@@ -73,85 +75,32 @@ def poll_budget(requested: float, context: Context | None, reserve: float = 0.0)
     return max(0.0, budget)
 
 
-class Waker:
-    """Wakes every parked long-poll at once; each re-checks its own condition (no lost wake-ups:
-    a waiter registers its future before it yields). A future and a loop timer per waiter, not
-    asyncio.wait_for, which costs a Task per wait in Python 3.11."""
-
-    def __init__(self) -> None:
-        self._futures: set[asyncio.Future[bool]] = set()
-
-    def wake(self) -> None:
-        futures, self._futures = self._futures, set()
-        for future in futures:
-            _settle(future, True)
-
-    async def wait(self, timeout: float) -> bool:
-        """True if woken, False on timeout."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        self._futures.add(future)
-        timer = loop.call_later(max(0.0, timeout), _settle, future, False)
-        try:
-            return await future
-        finally:
-            timer.cancel()
-            self._futures.discard(future)
-
-
-class KeyedWaiters:
-    """Long-poll waiters per key (WaitJob per job id); entries go away with their last waiter.
-
-    One future per waiter and a loop timer, not asyncio.wait_for(event.wait()): in Python 3.11
-    wait_for wraps the wait in a Task, which costs more than the rest of a WaitJob (as in
-    realsys.mono.core)."""
-
-    def __init__(self) -> None:
-        self._futures: dict[str, list[asyncio.Future[bool]]] = {}
-
-    async def wait(self, key: str, timeout: float) -> bool:
-        """True if fired, False on timeout."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        waiting = self._futures.setdefault(key, [])
-        waiting.append(future)
-        timer = loop.call_later(max(0.0, timeout), _settle, future, False)
-        try:
-            return await future
-        finally:
-            timer.cancel()
-            if self._futures.get(key) is waiting:  # not yet fired, nor replaced since
-                waiting.remove(future)
-                if not waiting:
-                    del self._futures[key]
-
-    def fire(self, key: str) -> None:
-        for future in self._futures.pop(key, ()):
-            _settle(future, True)
-
-    def fire_all(self) -> None:
-        for waiting in self._futures.values():
-            for future in waiting:
-                _settle(future, True)
-        self._futures.clear()
-
-    def __len__(self) -> int:
-        return len(self._futures)
-
-
-def _settle(future: asyncio.Future[bool], value: bool) -> None:
+def settle(future: asyncio.Future[bool], value: bool) -> None:
     if not future.done():
         future.set_result(value)
 
 
+async def park(future: asyncio.Future[bool], timeout: float) -> bool:
+    """Awaits a long-poll waiter's future (registered with a driver as its token) for at most
+    `timeout` seconds: True if a driver's step woke it, False on timeout. A future and a loop timer
+    per waiter, not asyncio.wait_for, which costs a Task per wait in Python 3.11."""
+    timer = asyncio.get_running_loop().call_later(max(0.0, timeout), settle, future, False)
+    try:
+        return await future
+    finally:
+        timer.cancel()
+
+
 class MicroRole:
-    """Peer channels and background tasks for one role; subclasses name the services they call."""
+    """Peer channels and background tasks for one role; subclasses name the services they call.
+    `clock` is the one source of the core's `now` (wall-clock seconds) in every Design A service."""
 
     calls: tuple[str, ...] = ()
     service_names: tuple[str, ...] = ()
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, clock: Clock = time.time) -> None:
         self.config = config
+        self.clock = clock
         self.log = get_logger(f"dtq.micro.{config.role}")
         self.channels: dict[str, grpc.aio.Channel] = {}
         self.draining = False

@@ -1,19 +1,22 @@
-"""Design A coordinator: serves the Workers API and tells workers about cancellations.
+"""Design A coordinator: serves the Workers API and tells workers about cancellations; performs the
+coordinator driver (model/coordinator.py: the WorkerRegistry and the cancels kept for heartbeats).
 
-It holds only the WorkerRegistry (who is alive); jobs belong to the job service and ready entries to
-the queue service. Dispatch is reserve -> lease -> ack:
+It holds only who is alive; jobs belong to the job service and ready entries to the queue service.
+Dispatch is reserve -> lease -> ack:
 
     queue.Reserve(free_slots, hold)  ->  job.LeaseJobs(worker, ids)  ->  queue.Ack(every reserved id)
 
 If the coordinator dies (or LeaseJobs fails) between Reserve and Ack, the hold runs out and the entries
 return to the queue. Ids the job service refused (stale entries) are acknowledged too, so they go away.
-A report stores the outcome in the result service first and then completes the attempt in the job
-service, so a job the job service calls SUCCEEDED always has its result stored.
+A report goes to the job service (CompleteAttempt), which checks the lease, has the result stored in
+the result service for the lease holder only, and then completes the attempt, so a job it calls
+SUCCEEDED always has its result stored and a refused report stores nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -21,19 +24,17 @@ from typing import Any
 import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
-from model.errors import InvalidArgument
-from model.ids import parse_job_id
-from model.job import CancelledByWorker, Failed, Succeeded, bounded_outcome
-from model.workers import WorkerRegistry, validate_worker_id
+from model.coordinator import Coordinator
+from model.workers import validate_worker_id
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, outcome_from_pb, outcome_to_pb, running_to_pb, to_duration
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
+    Clock,
     Context,
     MicroRole,
     hop_timeout,
-    job_error_pb,
     make_stub,
     poll_budget,
     rpc_code,
@@ -41,26 +42,21 @@ from realsys.micro.base import (
 from realsys.status import grpc_errors
 from realsys.timer import CoreTimer
 
-MAX_FETCH = 1000
-# Push cancels kept per worker until its next heartbeat; more than this means the worker is not listening.
-MAX_PENDING_CANCELS = 10_000
 RELEASE_ATTEMPTS = 5
 
 
 class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_grpc.CoordinatorServicer):
     service_names = ("dtq.v1.Workers", "dtq.v1.Coordinator")
-    calls = ("queue", "job", "result")
+    calls = ("queue", "job")
 
-    def __init__(self, config: NodeConfig, metrics: NodeMetrics) -> None:
-        super().__init__(config)
+    def __init__(self, config: NodeConfig, metrics: NodeMetrics, *, clock: Clock = time.time) -> None:
+        super().__init__(config, clock)
         self.metrics = metrics
-        self.registry = WorkerRegistry(config.core)
-        self._timer = CoreTimer(self.registry.next_deadline, self._on_timer)
-        # worker -> cancels learned from NotifyCancel, delivered with its next heartbeat response
-        self._cancels: dict[str, dict[tuple[str, int], None]] = {}
+        self.coordinator = Coordinator(config.core)
+        self.registry = self.coordinator.registry
+        self._timer = CoreTimer(self.coordinator.timer, self._on_timer)
         self._queue: Any = None
         self._job: Any = None
-        self._result: Any = None
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(worker_pb2_grpc.add_WorkersServicer_to_server, self, server)
@@ -69,7 +65,6 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     def on_channels(self, channels: Mapping[str, grpc.aio.Channel]) -> None:
         self._queue = make_stub(internal_pb2_grpc.QueueStub, channels["queue"])
         self._job = make_stub(internal_pb2_grpc.JobStoreStub, channels["job"])
-        self._result = make_stub(internal_pb2_grpc.ResultStoreStub, channels["result"])
 
     async def start(self) -> None:
         await super().start()
@@ -85,19 +80,19 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self, request: worker_pb2.HeartbeatRequest, context: Context
     ) -> worker_pb2.HeartbeatResponse:
         assert self._job is not None
-        now = time.time()
-        self.registry.heartbeat(
-            now, request.worker_id, request.total_slots, request.free_slots, holds_work=bool(request.running)
-        )
-        self._timer.poke()
+        if self.coordinator.heartbeat(
+            self.clock(), request.worker_id, request.total_slots, request.free_slots, bool(request.running)
+        ):
+            self._timer.arm()
         response: worker_pb2.HeartbeatResponse = await self._job.RenewLeases(
             request, timeout=hop_timeout(self.config, context)
         )
         # taken only once the renewal went through, so a failed heartbeat does not lose them
-        pushed = self._cancels.pop(request.worker_id, None)
+        pushed = self.coordinator.pushed_cancels(
+            request.worker_id, ((r.job_id, r.attempt) for r in response.cancel)
+        )
         if pushed:
-            have = {(r.job_id, r.attempt) for r in response.cancel}
-            response.cancel.extend(running_to_pb([key for key in pushed if key not in have]))
+            response.cancel.extend(running_to_pb(pushed))
         response.heartbeat_interval.CopyFrom(to_duration(self.config.core.heartbeat_interval))
         return response
 
@@ -106,11 +101,8 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self, request: worker_pb2.FetchWorkRequest, context: Context
     ) -> worker_pb2.FetchWorkResponse:
         assert self._queue is not None and self._job is not None
-        worker_id = validate_worker_id(request.worker_id)
-        if request.free_slots < 0:
-            raise InvalidArgument("free_slots must not be negative")
-        self.registry.touch(time.time(), worker_id)
-        wanted = min(request.free_slots, MAX_FETCH)
+        worker_id = request.worker_id
+        wanted = self.coordinator.fetch(self.clock(), worker_id, request.free_slots)
         # keep time for LeaseJobs after the wait, or the worker may never see jobs leased to it
         wait = poll_budget(
             from_duration(request.wait_timeout, "wait_timeout"),
@@ -136,7 +128,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
             )
             self.spawn(self._ack(ids), "ack")
             if leased.assignments:
-                self.registry.note_work(worker_id)  # when lost, its attempts need a release
+                self.coordinator.leased(worker_id)  # when lost, its attempts need a release
                 return worker_pb2.FetchWorkResponse(assignments=leased.assignments)
             if loop.time() >= give_up:
                 break  # only stale entries, and no time left to wait for more
@@ -146,28 +138,18 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     async def ReportResult(
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
-        assert self._job is not None and self._result is not None
-        worker_id = validate_worker_id(request.worker_id)
-        # INVALID_ARGUMENT without one; an output over max_result_bytes fails the job for good and an
-        # error message is cut (model.job.bounded_outcome, as the job table applies it)
-        outcome = bounded_outcome(outcome_from_pb(request), self.config.core)
-        if request.attempt < 1:
-            raise InvalidArgument("attempt must be >= 1")
-        parse_job_id(request.job_id)  # a malformed id is refused before anything is stored
-        self.registry.touch(time.time(), worker_id)
+        assert self._job is not None
+        validate_worker_id(request.worker_id)
+        # INVALID_ARGUMENT without an outcome; a malformed attempt or id is refused before anything is
+        # stored; the outcome comes back bounded (an output over max_result_bytes fails the job)
+        outcome = self.coordinator.report(
+            self.clock(), request.worker_id, request.job_id, request.attempt, outcome_from_pb(request)
+        )
         forward = worker_pb2.ReportResultRequest()
         forward.CopyFrom(request)
         outcome_to_pb(outcome, forward)  # the bounded outcome
-        if not isinstance(outcome, CancelledByWorker):
-            put = internal_pb2.PutResultRequest(job_id=request.job_id, attempt=request.attempt)
-            if isinstance(outcome, Succeeded):
-                put.response.output = outcome.output
-                # the job service keeps states and output sizes (retention), not result bytes
-            else:
-                assert isinstance(outcome, Failed)
-                put.error.CopyFrom(job_error_pb(outcome.error))
-            # before CompleteAttempt: a stale attempt's result is harmless under its own (job, attempt) key
-            await self._result.PutResult(put, timeout=hop_timeout(self.config, context))
+        # the job service checks the lease, has the result stored (the lease holder's only) and then
+        # completes the attempt (model/job_service.py: fence, PutResult, complete)
         response: worker_pb2.ReportResultResponse = await self._job.CompleteAttempt(
             forward, timeout=hop_timeout(self.config, context)
         )
@@ -178,25 +160,18 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     async def NotifyCancel(
         self, request: internal_pb2.NotifyCancelRequest, context: Context
     ) -> internal_pb2.NotifyCancelResponse:
-        if not request.job_id:
-            raise InvalidArgument("job_id is required")
-        worker_id = validate_worker_id(request.worker_id)
-        # a worker we do not know is dead or not yet registered: RenewLeases tells it anyway
-        if worker_id in self.registry.workers:
-            cancels = self._cancels.setdefault(worker_id, {})
-            if len(cancels) < MAX_PENDING_CANCELS:
-                cancels[(request.job_id, request.attempt)] = None
+        self.coordinator.notify_cancel(request.job_id, request.attempt, request.worker_id)
         return internal_pb2.NotifyCancelResponse()
 
     # ------------------------------------------------------------------ background
     def _on_timer(self, now: float) -> None:
-        for lost in self.registry.handle_timer(now):
-            self._cancels.pop(lost.worker_id, None)
-            if not lost.held_work:  # a stray heartbeat: nothing to release, nothing to warn about
-                self.log.debug("worker lost", extra={"worker_id": lost.worker_id})
-                continue
-            self.log.warning("worker lost", extra={"worker_id": lost.worker_id})
-            self.spawn(self._release(lost.worker_id), "release-worker")
+        lost, release = self.coordinator.on_timer(now)
+        for worker in lost:
+            # a stray heartbeat's worker (never held work) is no news: no more than a debug line
+            level = logging.WARNING if worker.held_work else logging.DEBUG
+            self.log.log(level, "worker lost", extra={"worker_id": worker.worker_id})
+        for worker_id in release:
+            self.spawn(self._release(worker_id), "release-worker")
 
     async def _release(self, worker_id: str) -> None:
         """Ends the lost worker's attempts now; if this fails, their leases run out on their own."""

@@ -1,38 +1,33 @@
-"""Design A job service: the authority on job records, their states and leases.
+"""Design A job service: performs the job-service driver (model/job_service.py) with JobRecords,
+gRPC and futures.
 
-A model.JobTable persisted through JobRecords: every job a call changes is saved before the call
-returns. The table's commands are carried out here:
-- Enqueue -> queue.Enqueue, from an outbox flushed by one background task in batches and retried with
-  backoff, so a slow or absent queue service never fails a submit. The outbox lives in memory: after a
-  restart every PENDING job is enqueued again (the queue dedups by id; JobTable.lease is the fence).
-  A periodic sweep re-enqueues jobs that stayed PENDING suspiciously long, which repairs a queue that
-  lost entries (memory store restarted, or an Ack that raced a re-enqueue).
-- NotifyCancel -> coordinator.NotifyCancel, best effort (the next heartbeat carries the cancel anyway).
-- JobFinished -> wakes WaitJob long-polls.  LeaseExpired -> a log line (the expiry and requeue
-  counters come from the table's own counts).  Unqueue -> nothing: the Queue API has no removal, and
-  a cancelled job's stale entry is dropped when LeaseJobs refuses it.
-Result bytes are not kept here: the result service holds them, keyed by (job, attempt).
+The driver owns the JobTable and its decisions (what to save, the Enqueue outbox, the sweep, the
+LeaseJobs byte budget, the restore grace, retention deletes); this role performs its steps: save
+the records before the RPC answers, delete expired ones, wake WaitJob long-polls, send NotifyCancel
+to the coordinator, log lease expiries, carry the table's counts to the metrics. One background task
+flushes the outbox to queue.Enqueue in batches, retried with backoff, so a slow or absent queue
+service never fails a submit; another runs the sweep. Result bytes are not kept here: the result
+service holds them, keyed by (job, attempt), written by this role only (CompleteAttempt), for the
+attempt that holds the lease and before the job is recorded as SUCCEEDED.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, cast
 
 import grpc
 import numpy as np
 
 from dtq.v1 import client_pb2, internal_pb2, internal_pb2_grpc, job_pb2, worker_pb2
-from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
-from model.errors import DtqError
+from model.actions import Step, Wake
+from model.commands import LeaseExpired, NotifyCancel
 from model.ids import JobIdFactory
-from model.job import Job
+from model.job_service import OWNER, JobService
 from model.jobs import JobTable
-from model.states import ACTIVE, JobState
-from model.workers import validate_worker_id
+from model.states import JobState
 from realsys.config import NodeConfig
 from realsys.convert import (
     fill_assignment_pb,
@@ -50,24 +45,26 @@ from realsys.convert import (
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
+    Clock,
     Context,
-    KeyedWaiters,
     MicroRole,
+    hop_timeout,
     make_stub,
+    park,
     poll_budget,
     rpc_code,
+    settle,
 )
 from realsys.status import grpc_errors
 from realsys.storage import open_job_records
 from realsys.timer import CoreTimer
 
-OWNER = "job"  # Job.owner_node in Design A: the service that owns the record
-ENQUEUE_BATCH = 1000
+Token = asyncio.Future[bool]
 
 
 class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     service_names = ("dtq.v1.JobStore",)
-    calls = ("queue", "coordinator")
+    calls = ("queue", "coordinator", "result")
 
     def __init__(
         self,
@@ -75,40 +72,26 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         metrics: NodeMetrics,
         *,
         sweep_interval: float | None = None,
+        clock: Clock = time.time,
     ) -> None:
-        super().__init__(config)
+        super().__init__(config, clock)
         self.metrics = metrics
         core = config.core
         self.records = open_job_records(config)
         rng = np.random.default_rng() if core.backoff_jitter > 0 else None
-        self.table = JobTable(
-            core, JobIdFactory(node=OWNER, incarnation=self.records.next_incarnation()), rng
+        table = JobTable(core, JobIdFactory(node=OWNER, incarnation=self.records.next_incarnation()), rng)
+        self.jobs: JobService[Token] = JobService(
+            table, config.rpc_timeout, sweep_every=sweep_interval or 0.0
         )
-        # PENDING jobs, for the sweep: job id -> None, in no particular order
-        self._pending: dict[str, None] = {}
-        # Enqueue commands not yet accepted by the queue service; a newer command replaces an older one
-        self._outbox: dict[str, Enqueue] = {}
+        self.table = table
+        self.jobs.restore(self.clock(), self.records.load_all())
         self._outbox_ready = asyncio.Event()
-        self._waiters = KeyedWaiters()
-        self._counted = (0, 0)  # (lease expiries, requeues) already added to the metrics
-        # how often, and after how long PENDING, a job is enqueued again (see the module docstring)
-        self.sweep_interval = sweep_interval or min(60.0, max(5.0, 3 * core.lease_duration))
-        self.stale_after = core.reservation_hold + core.lease_duration + config.rpc_timeout
-        self._restore()
-        self._timer = CoreTimer(self.table.next_deadline, self._on_timer)
+        if self.jobs.outbox:
+            self._outbox_ready.set()  # restored PENDING jobs are enqueued again
+        self._timer = CoreTimer(self.jobs.timer, self._on_timer)
         self._queue: Any = None
         self._coordinator: Any = None
-
-    def _restore(self) -> None:
-        now = time.time()
-        grace = now + self.config.core.lease_duration
-        for job in self.records.load_all():
-            if job.state in ACTIVE:
-                # a worker that outlived our restart gets a full lease to reach us with a heartbeat
-                job.lease_deadline = max(job.lease_deadline, grace)
-            self._perform(self.table.restore(job))
-            self._track(job)
-        self._counted = (self.table.lease_expiries, self.table.requeues)  # not new since this start
+        self._result: Any = None
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(internal_pb2_grpc.add_JobStoreServicer_to_server, self, server)
@@ -116,6 +99,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     def on_channels(self, channels: Mapping[str, grpc.aio.Channel]) -> None:
         self._queue = make_stub(internal_pb2_grpc.QueueStub, channels["queue"])
         self._coordinator = make_stub(internal_pb2_grpc.CoordinatorStub, channels["coordinator"])
+        self._result = make_stub(internal_pb2_grpc.ResultStoreStub, channels["result"])
 
     async def start(self) -> None:
         await super().start()
@@ -126,10 +110,10 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
 
     async def drain(self) -> None:
         await super().drain()
-        self._waiters.fire_all()  # WaitJob long-polls answer now
+        self._perform(self.jobs.start_draining())  # WaitJob long-polls answer now
         # give queued Enqueue commands a chance to reach the queue (they are re-derived on restart anyway)
         deadline = time.monotonic() + self.config.rpc_timeout
-        while self._outbox and time.monotonic() < deadline:
+        while self.jobs.outbox and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
 
     async def close(self) -> None:
@@ -143,16 +127,14 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self, request: client_pb2.SubmitJobRequest, context: Context
     ) -> client_pb2.SubmitJobResponse:
         wait = from_duration(request.wait_timeout, "wait_timeout")  # checked first: a bad wait makes no job
-        submitted = self.table.submit(time.time(), spec_from_pb(request.spec), request.request_id)
-        if not submitted.deduplicated:
-            self._save([submitted.job])
-        self._perform(submitted.commands)
+        submitted, step = self.jobs.create(self.clock(), spec_from_pb(request.spec), request.request_id)
+        self._perform(step)
         job = submitted.job
         if wait > 0:
             # synchronous invocation, as WaitJob waits; `job` is the table's record, updated in place
             budget = poll_budget(wait, context)
-            if not job.done and budget > 0 and not self.draining:
-                await self._waiters.wait(job.job_id, budget)
+            if not job.done and budget > 0:
+                await self._wait_end(job.job_id, budget)
         return submit_response(job, OWNER, submitted.deduplicated)
 
     @grpc_errors
@@ -163,17 +145,27 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
         job = self.table.get(request.job_id)
         wait = poll_budget(from_duration(request.timeout, "timeout"), context)
-        if not job.done and wait > 0 and not self.draining:
-            await self._waiters.wait(job.job_id, wait)
-        return job_to_pb(self.table.get(request.job_id), OWNER)
+        if not job.done and wait > 0:
+            await self._wait_end(job.job_id, wait)
+            job = self.table.get(request.job_id)
+            # ended early because the service drains: UNAVAILABLE with a retry-after (the driver's)
+            self.jobs.wait_ended(job, wait)
+        return job_to_pb(job, OWNER)
+
+    async def _wait_end(self, job_id: str, timeout: float) -> None:
+        future: Token = asyncio.get_running_loop().create_future()
+        if not self.jobs.add_waiter(future, job_id):
+            return  # the service drains: no waiting
+        try:
+            await park(future, timeout)
+        finally:
+            self.jobs.waiter_gone(future, job_id)
 
     @grpc_errors
     async def CancelJob(self, request: client_pb2.CancelJobRequest, context: Context) -> job_pb2.Job:
-        transition = self.table.cancel(time.time(), request.job_id)
-        self._save([transition.job])
-        self._perform(transition.commands)
-        self._timer.poke()  # a finished job's retention deadline
-        return job_to_pb(transition.job, OWNER)
+        job, step = self.jobs.cancel(self.clock(), request.job_id)
+        self._perform(step)
+        return job_to_pb(job, OWNER)
 
     @grpc_errors
     async def ListJobs(
@@ -189,17 +181,11 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def LeaseJobs(
         self, request: internal_pb2.LeaseJobsRequest, context: Context
     ) -> internal_pb2.LeaseJobsResponse:
-        worker_id = validate_worker_id(request.worker_id)
-        # the core leases what fits config.max_reply_bytes; the pending rest get a fresh queue entry
-        # (the coordinator acks every id it reserved); stale entries are skipped (the lease is the fence)
-        leased, requeue = self.table.lease_batch(time.time(), list(dict.fromkeys(request.job_ids)), worker_id)
+        leased, step = self.jobs.lease(self.clock(), request.worker_id, request.job_ids)
+        self._perform(step)
         response = internal_pb2.LeaseJobsResponse()
         for assignment in leased:
             fill_assignment_pb(response.assignments.add(), assignment, OWNER)
-        self._save(self.table.get(a.job_id) for a in leased)
-        self._perform(requeue)
-        if leased:
-            self._timer.poke()
         return response
 
     @grpc_errors
@@ -207,12 +193,8 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self, request: worker_pb2.HeartbeatRequest, context: Context
     ) -> worker_pb2.HeartbeatResponse:
         running = running_from_pb(list(request.running))
-        renewal = self.table.renew(time.time(), request.worker_id, running)
-        # persist the new deadlines, so a restart does not expire leases that heartbeats kept alive
-        abandoned = set(renewal.abandon)
-        self._save(
-            self.table.get(job_id) for job_id, attempt in running if (job_id, attempt) not in abandoned
-        )
+        renewal, step = self.jobs.renew(self.clock(), request.worker_id, running)
+        self._perform(step)
         return worker_pb2.HeartbeatResponse(
             cancel=running_to_pb(renewal.cancel),
             abandon=running_to_pb(renewal.abandon),
@@ -224,99 +206,66 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def CompleteAttempt(
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
-        # the output lives in the result service, keyed by (job, attempt): the table keeps only its
-        # size, so retention drops jobs by result bytes as the result service drops the results
-        transition = self.table.complete(
-            time.time(),
-            request.job_id,
-            request.attempt,
-            request.worker_id,
-            outcome_from_pb(request),
-            output_elsewhere=True,
+        outcome = outcome_from_pb(request)
+        # the lease fence first: a report that does not hold the lease is ABORTED before anything is
+        # stored; the result service is written only here, for the lease holder, before the transition
+        put = self.jobs.fence(request.job_id, request.attempt, request.worker_id, outcome)
+        if put is not None:
+            assert self._result is not None
+            stored = internal_pb2.PutResultRequest(job_id=put.job_id, attempt=put.attempt)
+            stored.response.output = put.output
+            await self._result.PutResult(stored, timeout=hop_timeout(self.config, context))
+        job, step = self.jobs.complete(
+            self.clock(), request.job_id, request.attempt, request.worker_id, outcome
         )
-        self._save([transition.job])
-        self._perform(transition.commands)
-        self._timer.poke()  # a finished job's retention deadline
-        return worker_pb2.ReportResultResponse(state=_state_pb(transition.job.state))
+        self._perform(step)
+        return worker_pb2.ReportResultResponse(state=_state_pb(job.state))
 
     @grpc_errors
     async def ReleaseWorker(
         self, request: internal_pb2.ReleaseWorkerRequest, context: Context
     ) -> internal_pb2.ReleaseWorkerResponse:
-        validate_worker_id(request.worker_id)
-        commands = self.table.release_worker(time.time(), request.worker_id)
-        self._save(self._jobs_in(commands))
-        self._perform(commands)
-        self._timer.poke()
-        requeued = sum(1 for c in commands if isinstance(c, LeaseExpired) and c.requeued)
+        requeued, step = self.jobs.release_worker(self.clock(), request.worker_id)
+        self._perform(step)
         return internal_pb2.ReleaseWorkerResponse(requeued=requeued)
 
-    # ------------------------------------------------------------------ timer and commands
+    # ------------------------------------------------------------------ performing a step
     def _on_timer(self, now: float) -> None:
-        commands = self.table.handle_timer(now)
-        if commands:
-            self._save(self._jobs_in(commands))
-            expired = [job_id for c in commands if isinstance(c, JobsExpired) for job_id in c.job_ids]
-            if expired:
-                # retention (result_ttl / max_retained_jobs): the table dropped them; the result
-                # service applies the same policy to the outcomes it holds
-                self.records.delete(expired)
-                for job_id in expired:
-                    self._pending.pop(job_id, None)
-                    self._outbox.pop(job_id, None)
-            self._perform(commands)
+        self._perform(self.jobs.on_timer(now))
 
-    def _jobs_in(self, commands: Sequence[Command]) -> list[Job]:
-        ids = dict.fromkeys(getattr(c, "job_id", "") for c in commands)
-        ids.pop("", None)
-        # a job retention dropped in the same call has no record left to save
-        return [job for job_id in ids if (job := self.table.find(job_id)) is not None]
-
-    def _save(self, jobs: Iterable[Job]) -> None:
+    def _perform(self, step: Step[Token]) -> None:
         """Durable before the RPC answers: a caller that saw OK never loses this change."""
-        batch = list(jobs)
-        if not batch:
-            return
-        self.records.save_many(batch)
-        for job in batch:
-            self._track(job)
-        self._observe()
-
-    def _track(self, job: Job) -> None:
-        if job.state is JobState.PENDING:
-            self._pending[job.job_id] = None
-        else:
-            self._pending.pop(job.job_id, None)
-
-    def _perform(self, commands: Iterable[Command]) -> None:
-        for command in commands:
-            if isinstance(command, Enqueue):
-                self._outbox[command.job_id] = command
-                self._outbox_ready.set()
-            elif isinstance(command, JobFinished):
-                self._waiters.fire(command.job_id)
-            elif isinstance(command, NotifyCancel):
-                if command.worker_id and self._coordinator is not None:
-                    self.spawn(self._notify_cancel(command), "notify-cancel")
-            elif isinstance(command, LeaseExpired):
+        if step.save:
+            self.records.save_many(step.save)
+        if step.delete:
+            self.records.delete(step.delete)
+        for effect in step.effects:
+            if isinstance(effect, Wake):
+                for future in effect.tokens:
+                    settle(future, effect.value)
+            elif isinstance(effect, NotifyCancel):
+                if self._coordinator is not None:
+                    self.spawn(self._notify_cancel(effect), "notify-cancel")
+            elif isinstance(effect, LeaseExpired):
                 self.log.info(
                     "lease expired",
                     extra={
-                        "job_id": command.job_id,
-                        "attempt": command.attempt,
-                        "worker_id": command.worker_id,
-                        "reason": command.reason,
-                        "requeued": command.requeued,
+                        "job_id": effect.job_id,
+                        "attempt": effect.attempt,
+                        "worker_id": effect.worker_id,
+                        "reason": effect.reason,
+                        "requeued": effect.requeued,
                     },
                 )
-            # Unqueue: nothing to do (see the module docstring)
-
-    def _observe(self) -> None:
-        """Carries the table's expiry and requeue counts over to the Prometheus counters."""
-        expiries, requeues = self.table.lease_expiries, self.table.requeues
-        self.metrics.lease_expiries.inc(expiries - self._counted[0])
-        self.metrics.requeues.inc(requeues - self._counted[1])
-        self._counted = (expiries, requeues)
+            # JobFinished: its waiters are in a Wake before it
+        if step.flush:
+            self._outbox_ready.set()
+        if step.rearm:
+            self._timer.arm()
+        if step.expiries:
+            self.metrics.lease_expiries.inc(step.expiries)
+        if step.requeues:
+            self.metrics.requeues.inc(step.requeues)
 
     def _jobs_by_state(self) -> dict[str, int]:
         return {state.name: n for state, n in self.table.count_by_state.items()}
@@ -329,27 +278,23 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         while True:
             await self._outbox_ready.wait()
             self._outbox_ready.clear()
-            while self._outbox:
-                batch = dict(list(self._outbox.items())[:ENQUEUE_BATCH])
-                for job_id in batch:
-                    del self._outbox[job_id]
+            while self.jobs.outbox:
+                batch, commands = self.jobs.take_batch()
+                if not commands:
+                    continue
                 entries = [
                     internal_pb2.QueueEntry(
                         job_id=c.job_id, priority=c.priority, not_before=to_timestamp(c.not_before)
                     )
-                    for c in batch.values()
-                    if self._is_pending(c.job_id)  # cancelled meanwhile: no entry needed
+                    for c in commands
                 ]
-                if not entries:
-                    continue
                 try:
                     await self._queue.Enqueue(
                         internal_pb2.EnqueueRequest(entries=entries), timeout=self.config.rpc_timeout
                     )
                     delay = 0.05
                 except grpc.aio.AioRpcError as exc:
-                    for job_id, command in batch.items():
-                        self._outbox.setdefault(job_id, command)  # a newer command wins
+                    self.jobs.put_back(batch)
                     self.log.warning(
                         "enqueue failed; retrying",
                         extra={"jobs": len(entries), "code": rpc_code(exc), "retry_in": delay},
@@ -357,18 +302,11 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
 
-    def _is_pending(self, job_id: str) -> bool:
-        with contextlib.suppress(DtqError):
-            return self.table.get(job_id).state is JobState.PENDING
-        return False
-
     async def _sweep(self) -> None:
         """Re-enqueues jobs PENDING for longer than a dispatch can take; the queue dedups by id."""
         while True:
-            await asyncio.sleep(self.sweep_interval)
-            for command in self.table.stale_pending(time.time(), list(self._pending), self.stale_after):
-                self._outbox.setdefault(command.job_id, command)
-            if self._outbox:
+            await asyncio.sleep(self.jobs.sweep_interval)
+            if self.jobs.sweep(self.clock()):
                 self._outbox_ready.set()
 
     async def _notify_cancel(self, command: NotifyCancel) -> None:

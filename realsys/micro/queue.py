@@ -1,12 +1,8 @@
-"""Design A queue service: a ReadyQueue persisted through QueueEntries.
+"""Design A queue service: performs the queue-service driver (model/queue_service.py: a ReadyQueue
+with reservations, Enqueue dedup, parked Reserve calls) with QueueEntries, gRPC and futures.
 
-Reserve hands entries out under a hold; an entry not acknowledged in time returns to the queue, so a
-coordinator that dies between Reserve and LeaseJobs loses nothing. Reservations are not persisted: after
-a restart every stored entry is ready again, and the job service's lease fence drops any that are stale.
-
-Enqueue dedups by job id: an entry already waiting (ready or delayed) keeps its place in line when the
-new one asks for the same priority and ready time; a reserved entry is always replaced, because its
-reservation may belong to an attempt that has since ended.
+Rows are stored before the entries become visible: Enqueue stores what the driver says is new, then
+pushes it, then answers and wakes parked Reserve calls.
 """
 
 from __future__ import annotations
@@ -17,35 +13,31 @@ import time
 import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc
-from model.errors import InvalidArgument
-from model.queue import QueueEntry, ReadyQueue
+from model.queue import QueueEntry
+from model.queue_service import QueueService
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, from_timestamp, to_timestamp
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import Context, MicroRole, Waker, poll_budget
+from realsys.micro.base import Clock, Context, MicroRole, park, poll_budget, settle
 from realsys.status import grpc_errors
 from realsys.storage import open_queue_entries
 from realsys.timer import CoreTimer
 
-MAX_HOLD = 300.0
-MAX_ITEMS = 1000
-MAX_JOB_ID_CHARS = 128
+Token = asyncio.Future[bool]
 
 
 class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
     service_names = ("dtq.v1.Queue",)
 
-    def __init__(self, config: NodeConfig, metrics: NodeMetrics) -> None:
-        super().__init__(config)
+    def __init__(self, config: NodeConfig, metrics: NodeMetrics, *, clock: Clock = time.time) -> None:
+        super().__init__(config, clock)
         self.metrics = metrics
         self.store = open_queue_entries(config)
-        self.queue = ReadyQueue()
-        now = time.time()
-        for job_id, priority, not_before in self.store.load_all():
-            self.queue.push(now, job_id, priority, not_before)
-        self._waker = Waker()
-        self._timer = CoreTimer(self.queue.next_deadline, self._on_timer)
+        self.service: QueueService[Token] = QueueService(config.core.reservation_hold)
+        self.queue = self.service.queue
+        self.service.restore(self.clock(), self.store.load_all())
+        self._timer = CoreTimer(self.service.timer, self._on_timer)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(internal_pb2_grpc.add_QueueServicer_to_server, self, server)
@@ -57,7 +49,7 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
 
     async def drain(self) -> None:
         await super().drain()
-        self._waker.wake()  # parked Reserve calls answer now instead of holding up shutdown
+        _wake(self.service.start_draining())  # parked Reserve calls answer now
 
     async def close(self) -> None:
         self._timer.stop()
@@ -69,45 +61,45 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
     async def Enqueue(
         self, request: internal_pb2.EnqueueRequest, context: Context
     ) -> internal_pb2.EnqueueResponse:
-        now = time.time()
-        rows: list[tuple[str, int, float]] = []
-        for pb in request.entries:
-            if not pb.job_id or len(pb.job_id) > MAX_JOB_ID_CHARS:
-                raise InvalidArgument("queue entries need a job_id of 1-128 characters")
-            not_before = from_timestamp(pb.not_before) if pb.HasField("not_before") else 0.0
-            if self.queue.has_waiting(now, pb.job_id, pb.priority, not_before):
-                continue
-            rows.append((pb.job_id, pb.priority, not_before))
+        now = self.clock()
+        rows = self.service.new_rows(
+            now,
+            (
+                (pb.job_id, pb.priority, from_timestamp(pb.not_before) if pb.HasField("not_before") else 0.0)
+                for pb in request.entries
+            ),
+        )
         self.store.put(rows)  # durable before we answer: the job service then forgets the command
-        for job_id, priority, not_before in rows:
-            self.queue.push(now, job_id, priority, not_before)
-        if rows:
-            self._timer.poke()
-            if self.queue.ready_count:
-                self._waker.wake()
+        woken, rearm = self.service.push(now, rows)
+        if rearm:
+            self._timer.arm()
+        _wake(woken)
         return internal_pb2.EnqueueResponse(depth=len(self.queue))
 
     @grpc_errors
     async def Reserve(
         self, request: internal_pb2.ReserveRequest, context: Context
     ) -> internal_pb2.ReserveResponse:
-        if request.max_items < 0:
-            raise InvalidArgument("max_items must not be negative")
-        max_items = min(request.max_items, MAX_ITEMS)
-        hold = from_duration(request.hold, "hold") or self.config.core.reservation_hold
-        hold = min(hold, MAX_HOLD)
+        max_items = self.service.max_items(request.max_items)
+        hold = self.service.hold(from_duration(request.hold, "hold"))
         wait = poll_budget(from_duration(request.wait_timeout, "wait_timeout"), context)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + wait
         taken: list[QueueEntry] = []
         while max_items:
-            taken = self.queue.reserve(time.time(), max_items, hold)
+            taken, rearm = self.service.reserve(self.clock(), max_items, hold)
+            if rearm:
+                self._timer.arm()  # the holds are new deadlines
             left = give_up - loop.time()
             if taken or left <= 0 or self.draining:
                 break
-            await self._waker.wait(left)
-        if taken:
-            self._timer.poke()  # the holds are new deadlines
+            future: Token = loop.create_future()
+            if not self.service.add_waiter(future):
+                break
+            try:
+                await park(future, left)
+            finally:
+                self.service.waiter_gone(future)
         return internal_pb2.ReserveResponse(
             entries=[
                 internal_pb2.QueueEntry(
@@ -119,16 +111,14 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
 
     @grpc_errors
     async def Ack(self, request: internal_pb2.AckRequest, context: Context) -> internal_pb2.AckResponse:
-        # Only reserved entries go: an entry replaced by a newer Enqueue since the reservation stays.
-        acked = [job_id for job_id in request.job_ids if self.queue.ack(job_id)]
-        self.store.delete(acked)
+        self.store.delete(self.service.ack(request.job_ids))
         return internal_pb2.AckResponse()
 
     @grpc_errors
     async def Stats(
         self, request: internal_pb2.QueueStatsRequest, context: Context
     ) -> internal_pb2.QueueStats:
-        self._on_timer(time.time())  # count due entries as ready even if the timer has not fired yet
+        self._on_timer(self.clock())  # count due entries as ready even if the timer has not fired yet
         oldest = self.queue.oldest_ready_enqueue_time()
         return internal_pb2.QueueStats(
             ready=self.queue.ready_count,
@@ -139,12 +129,15 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
 
     # ------------------------------------------------------------------ internals
     def _on_timer(self, now: float) -> None:
-        if self.queue.handle_timer(now):
-            self._waker.wake()
+        _wake(self.service.on_timer(now))
 
     def _depth(self) -> float:
         return self.queue.ready_count + self.queue.delayed_count
 
     def _oldest_age(self) -> float:
-        oldest = self.queue.oldest_ready_enqueue_time()
-        return 0.0 if oldest is None else max(0.0, time.time() - oldest)
+        return self.service.oldest_ready_age(self.clock())
+
+
+def _wake(futures: list[Token]) -> None:
+    for future in futures:
+        settle(future, True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 import numpy as np
@@ -18,7 +19,16 @@ from model.errors import DtqError, StaleAttempt
 from model.ids import owner_of, split_by_owner
 from model.job import Assignment, Outcome
 from model.runtime import HeartbeatReply
-from model.stealing import StealPacer
+from model.stealing import (
+    FETCH_LOCAL,
+    AskDepths,
+    StealFrom,
+    StealPacer,
+    StealPlan,
+    WaitForWork,
+    fetch_done,
+    fetch_loop,
+)
 from realsys.convert import assignment_from_pb, outcome_to_pb
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
@@ -64,25 +74,45 @@ class InProcessBackend:
         return HeartbeatReply(cancel, abandon, config.heartbeat_interval, config.lease_duration)
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
-        """Local work first; once idle for steal_interval, steal (model.StealPacer says when); in
-        between, wait for local work to appear for at most the pacer's interval."""
+        """Performs model.stealing.fetch_loop: local work first; once idle for steal_interval, steal
+        (model.StealPacer says when); in between, wait for local work for at most the pacer's
+        interval."""
         loop = asyncio.get_running_loop()
+        core = self.core
         start = loop.time()
-        deadline = start + wait
+        got = core.fetch_now(worker_id, free_slots)
+        if fetch_done(got, core.draining, free_slots):
+            return got
+        plan = fetch_loop(
+            self.pacer,
+            core.node,
+            self.links.names,
+            free_slots,
+            wait,
+            start,
+            (loop.time(), got, core.draining),
+            lambda: core.ready_count,
+        )
+        reply: Any = None
         while True:
-            assignments = self.core.fetch_now(worker_id, free_slots)
-            if assignments or self.core.draining or free_slots <= 0:
+            try:
+                op = plan.send(reply)
+            except StopIteration as done:
+                assignments: list[Assignment] = done.value
                 return assignments
-            pause = self.pacer.idle_wait(start, loop.time())
-            if pause == 0:
-                stolen = await self._steal(worker_id, free_slots)
-                if stolen:
-                    return stolen
-                pause = self.pacer.poll_interval
-            left = deadline - loop.time()
-            if left <= 0:
-                return []
-            await self.core.wait_for_work(worker_id, free_slots, min(left, pause))
+            if op is FETCH_LOCAL:
+                got = core.fetch_now(worker_id, free_slots)
+                reply = (loop.time(), got, core.draining)
+            elif isinstance(op, WaitForWork):
+                await core.wait_for_work(worker_id, free_slots, op.timeout)
+                reply = None
+            elif isinstance(op, AskDepths):
+                depths = await self._peer_depths(op.peers)
+                reply = (loop.time(), depths)
+            else:
+                assert isinstance(op, StealFrom)
+                stolen = await self._steal(worker_id, op.plan)
+                reply = (loop.time(), stolen)
 
     async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
         owner = owner_of(job_id)
@@ -111,16 +141,8 @@ class InProcessBackend:
             raise error_from_rpc(exc) from exc
 
     # ---------------------------------------------------------------- stealing
-    async def _steal(self, worker_id: str, free_slots: int) -> list[Assignment]:
-        if not self.links.names:
-            return []
-        now = asyncio.get_running_loop().time()
-        if self.pacer.needs_depths(now):
-            depths = await self._peer_depths()
-            self.pacer.record_depths(asyncio.get_running_loop().time(), depths)
-        plan = self.pacer.plan(self.core.node, free_slots, self.core.ready_count)
-        if plan is None:
-            return []
+    async def _steal(self, worker_id: str, plan: StealPlan) -> list[Assignment] | None:
+        """Peer.StealWork from the plan's victim; None: the call failed."""
         request = internal_pb2.StealWorkRequest(
             thief_node=self.core.node, worker_id=worker_id, max_jobs=plan.max_jobs
         )
@@ -133,16 +155,14 @@ class InProcessBackend:
             self.metrics.observe_hop(plan.victim, "StealWork", time.perf_counter() - started)
         except (grpc.RpcError, DtqError) as exc:
             log.info("steal failed", extra={"victim": plan.victim, "error": str(exc)})
-            self.pacer.record_failure(plan)
-            return []
+            return None
         got = [assignment_from_pb(a, worker_id) for a in response.assignments]
-        self.pacer.record_steal(plan, len(got))
         if got:
             self.stolen += len(got)
             self.metrics.stolen.inc(len(got))
         return got
 
-    async def _peer_depths(self) -> dict[str, int]:
+    async def _peer_depths(self, names: list[str]) -> dict[str, int]:
         """The ready count of every peer the pacer asks this round (a down peer counts 0)."""
         timeout = min(self.links.rpc_timeout, max(self.pacer.steal_interval * 10, 0.5))
 
@@ -152,7 +172,6 @@ class InProcessBackend:
             )
             return response.ready
 
-        names = self.pacer.peers_to_ask(self.links.names)
         replies = await asyncio.gather(*(ask(p) for p in names), return_exceptions=True)
         depths: dict[str, int] = {}
         for peer, reply in zip(names, replies, strict=True):

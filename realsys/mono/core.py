@@ -1,8 +1,9 @@
-"""LocalCore: one node's Scheduler with its persistence, timer and long-poll wake-ups.
+"""LocalCore: performs Design B's node driver (model/node.py) with SQLite, futures, logs and metrics.
 
 Every servicer and the in-process worker backend go through this object; it is the only place that
-calls the Scheduler. Each mutating call saves the jobs it touched before returning (so before the RPC
-answers), then performs the commands the core handed back: wake fetchers, wake waiters, push cancels.
+calls the driver. Each mutating call performs the driver's Step before returning (so before the RPC
+answers): store large results, save the jobs it touched, delete expired ones, settle waiters'
+futures, push cancels to the local worker, log, re-arm the core timer.
 """
 
 from __future__ import annotations
@@ -10,29 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from model.commands import (
-    Command,
-    JobFinished,
-    JobsExpired,
-    LeaseExpired,
-    NotifyCancel,
-    StoreOutput,
-    WorkAvailable,
-    WorkerLost,
-)
+from model.actions import Step, Wake
+from model.commands import JobFinished, LeaseExpired, NotifyCancel, WorkerLost
 from model.config import CoreConfig
-from model.errors import InvalidArgument
 from model.ids import JobIdFactory
 from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import Renewal, Submitted
 from model.listing import ListQuery, Page
+from model.node import NodeDriver
 from model.scheduler import Scheduler
-from model.workers import pick_waiter
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
 from realsys.storage import JobRecords
@@ -62,19 +53,10 @@ def wire_time() -> float:
 
 # Long-poll waits below use one future per waiter plus a timer, not asyncio.wait_for(event.wait()):
 # in Python 3.11 wait_for wraps the coroutine in a Task, which costs more than the rest of a WaitJob.
-@dataclass(eq=False, slots=True)
-class _FetchWaiter:
-    worker_id: str
-    free_slots: int
-    woken: asyncio.Future[bool]  # True: work may be there; False: timed out
+Token = asyncio.Future[bool]  # a waiter, as the driver knows it: True: woken; False: timed out/drained
 
 
-@dataclass(eq=False, slots=True)
-class _DoneWaiters:
-    futures: list[asyncio.Future[bool]] = field(default_factory=list)
-
-
-def _settle(future: asyncio.Future[bool], value: bool = True) -> None:
+def _settle(future: Token, value: bool = True) -> None:
     if not future.done():
         future.set_result(value)
 
@@ -94,19 +76,11 @@ class LocalCore:
         ids = JobIdFactory(node=node, incarnation=records.next_incarnation())
         # randomness only feeds retry-backoff jitter (when configured); the core never seeds it
         self.scheduler = Scheduler(config, ids, rng=np.random.default_rng())
-        self.workers_lost = 0
-        # the JobTable counts lease expiries and requeues itself; metrics get the increments
-        self._seen_expiries = 0
-        self._seen_requeues = 0
-        self.draining = False
+        self.driver: NodeDriver[Token] = NodeDriver(self.scheduler)
         # push path for NotifyCancel; the node sets it to its WorkerRuntime.cancel
-        self.local_worker_id = ""
         self.cancel_local: Callable[[str, int], None] | None = None
-        self._fetch_waiters: dict[int, _FetchWaiter] = {}  # insertion order = arrival order
-        self._next_waiter = 0
-        self._done_waiters: dict[str, _DoneWaiters] = {}
-        # set by the node once a CoreTimer exists: called after any call that may move the deadline
-        self.poke: Callable[[], None] = lambda: None
+        # set by the node once a CoreTimer exists (performing self.driver.timer): arms it when a step says
+        self.rearm: Callable[[], None] = lambda: None
 
     @property
     def node(self) -> str:
@@ -116,29 +90,40 @@ class LocalCore:
     def config(self) -> CoreConfig:
         return self.scheduler.config
 
+    @property
+    def draining(self) -> bool:
+        return self.driver.draining
+
+    @property
+    def workers_lost(self) -> int:
+        return self.driver.workers_lost
+
+    @property
+    def local_worker_id(self) -> str:
+        return self.driver.local_worker_id
+
+    @local_worker_id.setter
+    def local_worker_id(self, worker_id: str) -> None:
+        self.driver.local_worker_id = worker_id
+
     # ---------------------------------------------------------------- start-up
     def restore(self) -> int:
         """Loads every saved job; pending ones go back on the ready queue. Returns how many."""
-        now = self.clock()
-        jobs = self.records.load_all()
-        for job in jobs:
-            self.scheduler.restore(now, job)
-        return len(jobs)
+        return self.driver.restore(self.clock(), self.records.load_all())
 
     # ---------------------------------------------------------------- client side
     def submit(self, spec: JobSpec, request_id: str = "") -> Submitted:
-        result = self.scheduler.submit(self.clock(), spec, request_id)
-        if not result.deduplicated:
-            self._commit([result.job], result.commands)
+        result, step = self.driver.submit(self.clock(), spec, request_id)
+        self._perform(step)
         return result
 
     def get(self, job_id: str) -> Job:
         return self.scheduler.jobs.get(job_id)
 
     def cancel(self, job_id: str) -> Job:
-        result = self.scheduler.cancel(self.clock(), job_id)
-        self._commit([result.job], result.commands)
-        return result.job
+        job, step = self.driver.cancel(self.clock(), job_id)
+        self._perform(step)
+        return job
 
     def output_of(self, job: Job) -> bytes:
         """A finished job's result: in the record, or in the store when the core keeps only its size."""
@@ -150,55 +135,47 @@ class LocalCore:
         return self.scheduler.jobs.list_page(query, page_size, page_token)
 
     async def wait_done(self, job_id: str, timeout: float) -> Job:
-        """The job once it is done, or as it is after `timeout` seconds (at once while draining)."""
+        """The job once it is done, or as it is after `timeout` seconds; UNAVAILABLE with a
+        retry-after when the wait ended early (or never began) because the node drains (the
+        driver's wait_ended)."""
         job = self.get(job_id)
-        if job.done or timeout <= 0 or self.draining:
+        if job.done or timeout <= 0:
             return job
         await self.wait_end(job, timeout)
-        return self.get(job_id)
+        job = self.get(job_id)
+        self.driver.wait_ended(job, timeout)
+        return job
 
     async def wait_end(self, job: Job, timeout: float) -> None:
         """Waits until `job` (a record of this table, updated in place) is done, `timeout` seconds
         pass, or the node drains. Unlike wait_done it never raises: the record outlives retention."""
-        if job.done or timeout <= 0 or self.draining:
+        if job.done or timeout <= 0:
             return
         job_id = job.job_id
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        waiters = self._done_waiters.setdefault(job_id, _DoneWaiters())
-        waiters.futures.append(future)
+        future: Token = loop.create_future()
+        if not self.driver.add_done_waiter(future, job_id):
+            return  # the node drains: no waiting
         timer = loop.call_later(timeout, _settle, future, False)
         try:
             await future
         finally:
             timer.cancel()
             # drop the entry when the last waiter leaves without the job finishing (no leak)
-            if self._done_waiters.get(job_id) is waiters:
-                waiters.futures.remove(future)
-                if not waiters.futures:
-                    del self._done_waiters[job_id]
+            self.driver.done_waiter_gone(future, job_id)
 
     # ---------------------------------------------------------------- worker side
     def heartbeat(
         self, worker_id: str, total_slots: int, free_slots: int, running: Sequence[tuple[str, int]]
     ) -> Renewal:
-        renewal = self.scheduler.heartbeat(self.clock(), worker_id, total_slots, free_slots, running)
-        # renewed lease deadlines are persisted, so a restart does not expire leases that are alive
-        abandoned = set(renewal.abandon)
-        renewed = [self.get(job_id) for job_id, attempt in running if (job_id, attempt) not in abandoned]
-        self._commit(renewed, [])
+        renewal, step = self.driver.heartbeat(self.clock(), worker_id, total_slots, free_slots, running)
+        self._perform(step)
         return renewal
 
     def fetch_now(self, worker_id: str, free_slots: int) -> list[Assignment]:
         """Leases what is ready right now, without waiting."""
-        if free_slots < 0:
-            raise InvalidArgument("free_slots must not be negative")
-        if free_slots == 0 or self.draining:
-            return []
-        now = self.clock()
-        assignments = self.scheduler.fetch(now, worker_id, free_slots)
-        self._note_free_slots(now, worker_id, free_slots - len(assignments))
-        self._commit([self.get(a.job_id) for a in assignments], [])
+        assignments, step = self.driver.fetch_now(self.clock(), worker_id, free_slots)
+        self._perform(step)
         return assignments
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
@@ -214,54 +191,42 @@ class LocalCore:
 
     async def wait_for_work(self, worker_id: str, free_slots: int, timeout: float) -> bool:
         """Waits until ready work may be there for this fetcher (True) or the timeout passes (False)."""
-        if self.draining or timeout <= 0:
+        if timeout <= 0:
             return False
-        # an idle fetcher's free slots are what the victim side of stealing keeps for itself
-        self._note_free_slots(self.clock(), worker_id, free_slots)
-        token = self._next_waiter
-        self._next_waiter += 1
         loop = asyncio.get_running_loop()
-        waiter = _FetchWaiter(worker_id, free_slots, loop.create_future())
-        self._fetch_waiters[token] = waiter
-        timer = loop.call_later(timeout, _settle, waiter.woken, False)
+        future: Token = loop.create_future()
+        if not self.driver.add_fetcher(self.clock(), future, worker_id, free_slots):
+            return False
+        timer = loop.call_later(timeout, self._fetch_timed_out, future)
         try:
-            return await waiter.woken
+            return await future
         finally:
             timer.cancel()
-            self._fetch_waiters.pop(token, None)
+            self.driver.fetcher_gone(future)
+
+    def _fetch_timed_out(self, future: Token) -> None:
+        self.driver.fetcher_gone(future)  # from now on it takes no wake-up meant for others
+        _settle(future, False)
 
     def steal(self, thief_worker_id: str, max_jobs: int) -> list[Assignment]:
-        if max_jobs < 0:
-            raise InvalidArgument("max_jobs must not be negative")
-        now = self.clock()
-        assignments = self.scheduler.steal(now, thief_worker_id, max_jobs)
-        # the thief's worker heartbeats here only after it has the jobs; count this call as a sign of
-        # life so the registry does not declare it lost in between
-        self.scheduler.workers.touch(now, thief_worker_id)
-        self._commit([self.get(a.job_id) for a in assignments], [])
+        assignments, step = self.driver.steal(self.clock(), thief_worker_id, max_jobs)
+        self._perform(step)
         return assignments
 
     def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> Job:
-        result = self.scheduler.report(self.clock(), worker_id, job_id, attempt, outcome)
-        self._commit([result.job], result.commands)
-        return result.job
+        job, step = self.driver.report(self.clock(), worker_id, job_id, attempt, outcome)
+        self._perform(step)
+        return job
 
     def release_worker(self, worker_id: str) -> None:
         """The worker is gone for sure (this node's own worker after a drain or restart): requeue now."""
-        self._commit([], self.scheduler.release_worker(self.clock(), worker_id))
+        self._perform(self.driver.release_worker(self.clock(), worker_id))
 
     def on_timer(self, now: float) -> None:
-        self._commit([], self.scheduler.handle_timer(now))
+        self._perform(self.driver.on_timer(now))
 
     def start_draining(self) -> None:
-        self.draining = True
-        for waiter in self._fetch_waiters.values():
-            _settle(waiter.woken)
-        # WaitJob long-polls answer now, as the micro job role does: the server's grace period then
-        # waits only for short calls, not for every client's long-poll to time out
-        for waiters in self._done_waiters.values():
-            for future in waiters.futures:
-                _settle(future, False)
+        self._perform(self.driver.start_draining())
 
     # ---------------------------------------------------------------- gauges
     @property
@@ -272,87 +237,46 @@ class LocalCore:
         oldest = self.scheduler.queue.oldest_ready_enqueue_time()
         return 0.0 if oldest is None else max(0.0, self.clock() - oldest)
 
-    # ---------------------------------------------------------------- internals
-    def _note_free_slots(self, now: float, worker_id: str, free_slots: int) -> None:
-        """Keeps a registered worker's free slots current between heartbeats (steal grants use them)."""
-        info = self.scheduler.workers.workers.get(worker_id)
-        if info is not None and info.total_slots:
-            free = max(0, min(free_slots, info.total_slots))
-            self.scheduler.workers.heartbeat(now, worker_id, info.total_slots, free)
-
-    def _commit(self, touched: Iterable[Job], commands: list[Command]) -> None:
-        """Saves every job the call changed, then performs the commands (durable before visible)."""
-        jobs = {job.job_id: job for job in touched}
-        expired: list[str] = []
-        for command in commands:
-            if isinstance(command, JobsExpired):
-                expired.extend(command.job_ids)
-            elif isinstance(command, StoreOutput):  # durable before the record that says SUCCEEDED
-                self.records.save_output(command.job_id, command.output)
-        gone = set(expired)
-        for command in commands:
-            if isinstance(command, LeaseExpired | JobFinished | NotifyCancel) and command.job_id not in gone:
-                jobs.setdefault(command.job_id, self.get(command.job_id))
-        if len(jobs) == 1:
+    # ---------------------------------------------------------------- performing a step
+    def _perform(self, step: Step[Token]) -> None:
+        for output in step.outputs:  # durable before the record that says SUCCEEDED
+            self.records.save_output(output.job_id, output.output)
+        save = step.save
+        if len(save) == 1:
             # one statement in autocommit: committed when it returns, without BEGIN/COMMIT round trips
             # (a third of the cost of a one-job save_many in SQLite)
-            (job,) = jobs.values()
-            self.records.save(job)
-        elif jobs:
-            self.records.save_many(jobs.values())
-        if expired:
-            self.records.delete(expired)  # retention: the table dropped them (result_ttl)
-        for command in commands:
-            self._perform(command)
-        self.poke()
-        self._count()
-
-    def _count(self) -> None:
-        table = self.scheduler.jobs
+            self.records.save(save[0])
+        elif save:
+            self.records.save_many(save)
+        if step.delete:
+            self.records.delete(step.delete)  # retention: the table dropped them (result_ttl)
+        for effect in step.effects:
+            if isinstance(effect, Wake):
+                for future in effect.tokens:
+                    _settle(future, effect.value)
+            elif isinstance(effect, NotifyCancel):
+                if self.cancel_local is not None:
+                    self.cancel_local(effect.job_id, effect.attempt)
+            elif isinstance(effect, LeaseExpired):
+                log.info(
+                    "lease expired",
+                    extra={
+                        "job_id": effect.job_id,
+                        "attempt": effect.attempt,
+                        "reason": effect.reason,
+                        "requeued": effect.requeued,
+                    },
+                )
+            elif isinstance(effect, WorkerLost):
+                # one that never held work (a stray heartbeat) is no news: no more than a debug line
+                level = logging.INFO if effect.held_work else logging.DEBUG
+                log.log(level, "worker lost", extra={"worker_id": effect.worker_id})
+            else:
+                assert isinstance(effect, JobFinished)  # its waiters are in a Wake before it
+        if step.rearm:
+            self.rearm()
         if self.metrics is not None:
-            if table.lease_expiries > self._seen_expiries:
-                self.metrics.lease_expiries.inc(table.lease_expiries - self._seen_expiries)
-            if table.requeues > self._seen_requeues:
-                self.metrics.requeues.inc(table.requeues - self._seen_requeues)
-        self._seen_expiries, self._seen_requeues = table.lease_expiries, table.requeues
-
-    def _perform(self, command: Command) -> None:
-        if isinstance(command, WorkAvailable):
-            self._wake_fetchers(command.count)
-        elif isinstance(command, JobFinished):
-            waiters = self._done_waiters.pop(command.job_id, None)
-            if waiters is not None:
-                for future in waiters.futures:
-                    _settle(future)
-        elif isinstance(command, NotifyCancel):
-            if command.worker_id == self.local_worker_id and self.cancel_local is not None:
-                self.cancel_local(command.job_id, command.attempt)
-            # other workers (external, or a thief node's) hear it in their next heartbeat
-        elif isinstance(command, LeaseExpired):
-            log.info(
-                "lease expired",
-                extra={
-                    "job_id": command.job_id,
-                    "attempt": command.attempt,
-                    "reason": command.reason,
-                    "requeued": command.requeued,
-                },
-            )
-        elif isinstance(command, WorkerLost):
-            self.workers_lost += 1
-            # one that never held work (a stray heartbeat) is no news: no more than a debug line
-            level = logging.INFO if command.held_work else logging.DEBUG
-            log.log(level, "worker lost", extra={"worker_id": command.worker_id})
-
-    def _wake_fetchers(self, count: int) -> None:
-        """Wakes the long-polling fetchers that will take the `count` new jobs (model.pick_waiter)."""
-        tokens = [str(t) for t, w in self._fetch_waiters.items() if not w.woken.done()]
-        free = {str(t): w.free_slots for t, w in self._fetch_waiters.items()}
-        while count > 0 and tokens:
-            chosen = pick_waiter(tokens, free)
-            if chosen is None:
-                break
-            tokens.remove(chosen)
-            waiter = self._fetch_waiters[int(chosen)]
-            _settle(waiter.woken)
-            count -= waiter.free_slots
+            if step.expiries:
+                self.metrics.lease_expiries.inc(step.expiries)
+            if step.requeues:
+                self.metrics.requeues.inc(step.requeues)

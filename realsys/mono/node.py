@@ -77,8 +77,8 @@ class MonoNode:
                 fetch_wait=config.fetch_wait,
             )
             self.core.cancel_local = self.runtime.cancel  # push path for NotifyCancel
-        self.timer = CoreTimer(self.core.scheduler.next_deadline, self.core.on_timer)
-        self.core.poke = self.timer.poke
+        self.timer = CoreTimer(self.core.driver.timer, self.core.on_timer)
+        self.core.rearm = self.timer.arm
         self.idempotent = IdempotentSubmits(self.core, self.links, metrics)
         self.task_queue = TaskQueueService(self.core, self.links, metrics, self.idempotent)
         self.workers = WorkersService(self.core, self.links, metrics)

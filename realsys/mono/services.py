@@ -20,7 +20,7 @@ from dtq.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from model.errors import DtqError, FailedPrecondition, InvalidArgument, NotFound
 from model.ids import parse_job_id, route, split_by_owner
 from model.job import Job
 from model.listing import ListQuery, Page, decode_page_token, effective_page_size, merge_pages
@@ -52,9 +52,6 @@ log = get_logger(__name__)
 
 Context = grpc.aio.ServicerContext[Any, Any]
 RunningList = list[tuple[str, int]]
-# how long a client should wait before it long-polls again for a job whose owner drains: about a
-# restart's time (a node that stops for good leaves its jobs unanswerable anyway)
-DRAINING_OWNER_RETRY_AFTER = 1.0
 
 
 # ---------------------------------------------------------------------------- shared helpers
@@ -183,7 +180,7 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         except asyncio.CancelledError:
             if call not in self._cut:
                 raise
-            raise Unavailable(f"node {self.node} is draining: ask another node", retry_after=0.0) from None
+            raise self.core.driver.relay_cut() from None
         finally:
             self._relayed.discard(call)
             self._cut.discard(call)
@@ -194,19 +191,6 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         for call in list(self._relayed):
             self._cut.add(call)
             call.cancel()
-
-    def _refuse_long_poll_while_draining(self, wait: float) -> None:
-        if wait > 0 and self.core.draining:
-            raise Unavailable(f"node {self.node} is draining: ask another node", retry_after=0.0)
-
-    def _owner_draining(self, job: Job, wait: float) -> None:
-        """A long-poll on this (owner) node that ended early because it drains: UNAVAILABLE, so the
-        client waits and asks again (the job stays here; the node answers again once restarted)."""
-        if wait > 0 and not job.done and self.core.draining:
-            raise Unavailable(
-                f"node {self.node}, the owner of job {job.job_id}, is draining: ask again shortly",
-                retry_after=DRAINING_OWNER_RETRY_AFTER,
-            )
 
     @grpc_errors
     async def SubmitJob(
@@ -242,13 +226,12 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         wait = from_duration(request.wait_timeout, "wait_timeout")
         owner = self._owner(request.job_id, context)
         if owner is not None:
-            self._refuse_long_poll_while_draining(wait)
+            self.core.driver.check_relay(wait)
             response: client_pb2.GetJobResultResponse = await self._forward(
                 owner, "GetJobResult", request, context, wait
             )
             return response
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
-        self._owner_draining(job, wait)
         if not job.done:
             raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
         return result_to_pb(job, self.node, self.core.output_of(job))
@@ -258,11 +241,10 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         wait = from_duration(request.timeout, "timeout")
         owner = self._owner(request.job_id, context)
         if owner is not None:
-            self._refuse_long_poll_while_draining(wait)
+            self.core.driver.check_relay(wait)
             forwarded: job_pb2.Job = await self._forward(owner, "WaitJob", request, context, wait)
             return forwarded
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
-        self._owner_draining(job, wait)
         return job_to_pb(job, self.node)
 
     @grpc_errors

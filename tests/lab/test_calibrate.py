@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import math
 import os
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.calibration import calibrate
 from lab.calibration.assemble import build_parameters, closure, unmeasured, wakeup_curve
 from lab.calibration.calibrate import pool, round_medians
 from lab.calibration.clusters import measure_cluster
@@ -247,3 +249,16 @@ def test_rounds_pool_into_one_measurement_with_samples_aligned() -> None:
     assert medians["mono.SubmitJob.n1"] == [2.0, 6.0] and medians["echo.server"] == [1.5, 5.5]
     assert "mono.SubmitJob.rtt" not in medians and not any(k.startswith("micro") for k in medians)
     assert "mono.SubmitJob.n2" not in medians  # never reached: all zero
+
+
+def test_calibrate_names_a_new_calibration_by_default(tmp_path: Path) -> None:
+    """`dtq calibrate` without --name never writes local.json: a new host-<date>-<time> name."""
+    (tmp_path / "local.json").write_text("{}")
+    name = calibrate.default_name(tmp_path)
+    assert name.startswith("host-") and name != "local" and not (tmp_path / f"{name}.json").exists()
+    (tmp_path / f"{name}.json").write_text("{}")
+    again = calibrate.default_name(tmp_path)
+    assert again != name and not (tmp_path / f"{again}.json").exists()
+    parser = argparse.ArgumentParser()
+    calibrate.add_arguments(parser)
+    assert parser.parse_args([]).name == ""  # no default name that could be an existing file

@@ -32,7 +32,7 @@ from lab.faults.inject import Injection, RealFault, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
-from model.results.runs import load_records
+from model.results.runs import fresh_path, load_records
 from model.results.schema import JobRecord, RequestRecord
 from model.states import JobState
 from model.workload import Op
@@ -411,6 +411,17 @@ def test_docker_check_faults_reads_the_rows_the_runner_writes(tmp_path: Path) ->
         "pause:worker: only 200 jobs accepted, expected at least 500",
         "kill:job: no row",
     ]
+
+
+def test_default_rows_go_to_a_new_file_beside_committed_ones(tmp_path: Path) -> None:
+    """`dtq faults run` (and `dtq sim faults`) never replace a default output that exists."""
+    default = tmp_path / "real-mono.json"
+    assert fresh_path(default) == default  # nothing there yet: the default
+    default.write_text("[]\n")
+    new = fresh_path(default)
+    assert new != default and new.parent == tmp_path and new.name.startswith("real-mono-")
+    assert new.suffix == ".json" and not new.exists()
+    assert fresh_path(default, force=True) == default
 
 
 @pytest.mark.parametrize("design", ["micro", "mono"])

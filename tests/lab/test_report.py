@@ -218,11 +218,13 @@ def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
     cmds = rerun_commands(tmp_path)
     assert cmds[0][3:5] == ["experiment", "run"] and cmds[0][5].endswith("seed_plan.yaml")
     assert [c[3:6] for c in cmds[1:3]] == [["sim", "faults", "--design"]] * 2
+    assert all("--out" in c for c in cmds[1:3])  # a re-run names (replaces) the committed rows on purpose
     assert len(cmds) == 3  # no data/experiments/validation.yaml under tmp_path: no validate step
     (tmp_path / "data" / "experiments").mkdir(parents=True)
     (tmp_path / "data" / "experiments" / "validation.yaml").write_text("name: validation\n")
     cmds = rerun_commands(tmp_path)
     assert cmds[3][3] == "validate" and "--real" in cmds[3]
+    assert cmds[3][cmds[3].index("--tables") + 1] == str(tmp_path / "data" / "validation")
     assert cmds[4][3] == "validate" and "--twin-sets" in cmds[4] and cmds[4][-1] == str(tmp_path / "data")
 
 

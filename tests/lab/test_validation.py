@@ -31,6 +31,7 @@ from lab.validation.accuracy import (
     winner_rows,
     winner_summary,
 )
+from lab.validation.cli import tables_folder
 from lab.validation.output import build_tables, format_tables
 from lab.validation.plan import point_mappings, rates_of, saturation_mapping
 from lab.validation.real import run_validation_real
@@ -378,3 +379,14 @@ def test_dtq_validate_names_an_unknown_twin_set(capsys: pytest.CaptureFixture[st
     err = capsys.readouterr().err
     assert err.startswith("dtq validate: unknown twin sets ['no-such-set']; known: ") and "'after'" in err
     assert err.count("\n") == 1
+
+
+def test_tables_go_to_a_new_folder_when_the_default_holds_some(tmp_path: Path) -> None:
+    """`dtq validate --table` never replaces committed tables unless --force or --tables names them."""
+    default = tmp_path / "validation"
+    assert tables_folder(default, force=False) == default  # no tables yet
+    default.mkdir()
+    (default / "summary.json").write_text("{}")
+    new = tables_folder(default, force=False)
+    assert new.parent == default and new.name.startswith("tables-") and not new.exists()
+    assert tables_folder(default, force=True) == default

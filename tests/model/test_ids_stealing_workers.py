@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -19,7 +21,19 @@ from model.ids import (
     split_by_owner,
     validate_node_name,
 )
-from model.stealing import StealPacer, StealPlan, grant_steal, plan_steal
+from model.job import Assignment, JobSpec
+from model.stealing import (
+    AskDepths,
+    FetchLocal,
+    StealFrom,
+    StealPacer,
+    StealPlan,
+    WaitForWork,
+    fetch_done,
+    fetch_loop,
+    grant_steal,
+    plan_steal,
+)
 from model.workers import WorkerRegistry, pick_waiter, validate_slots, validate_worker_id
 
 node_names = st.from_regex(r"\A[a-z][a-z0-9]{0,31}\Z")
@@ -387,3 +401,98 @@ def test_steal_pacer_fanout_needs_a_generator_and_is_not_negative() -> None:
         StealPacer(0.05, fanout=2)
     with pytest.raises(ValueError, match=">= 0"):
         StealPacer(0.05, fanout=-1, rng=np.random.default_rng(0))
+
+
+# ---------------------------------------------------------------------------- the fetch loop
+def _assignment(job_id: str) -> Assignment:
+    return Assignment(job_id, 1, JobSpec.make("echo"), 10.0, 10.0, "w")
+
+
+def _ends(loop: Any, reply: Any) -> list[Assignment]:
+    with pytest.raises(StopIteration) as done:
+        loop.send(reply)
+    result: list[Assignment] = done.value.value
+    return result
+
+
+def test_a_fetch_needs_no_loop_with_local_work_while_draining_or_without_free_slots() -> None:
+    assert fetch_done([_assignment("n1-1-1")], False, 2)
+    assert fetch_done([], True, 2)  # the node drains: an empty answer now
+    assert fetch_done([], False, 0)
+    assert not fetch_done([], False, 2)
+    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 2, 5.0, 0.0, (0.0, [], True), lambda: 0)
+    assert _ends(loop, None) == []  # the loop agrees when handed such a first reply
+
+
+def test_fetch_loop_waits_for_local_work_then_steals_from_the_busiest_peer() -> None:
+    pacer = StealPacer(0.05)
+    loop = fetch_loop(pacer, "n1", ["n2", "n3"], 4, 5.0, 0.0, (0.0, [], False), lambda: 0)
+    assert next(loop) == WaitForWork(0.05)  # idle, but not for steal_interval yet
+    assert loop.send(None) == FetchLocal()
+    assert loop.send((0.05, [], False)) == AskDepths(["n2", "n3"])
+    assert loop.send((0.06, {"n2": 2, "n3": 9})) == StealFrom(StealPlan("n3", 4))
+    stolen = [_assignment("n3-1-1")]
+    assert _ends(loop, (0.07, stolen)) == stolen
+
+
+def test_fetch_loop_takes_local_work_that_arrives_while_it_waits() -> None:
+    loop = fetch_loop(StealPacer(0.05), "n1", ["n2"], 1, 5.0, 0.0, (0.0, [], False), lambda: 0)
+    assert next(loop) == WaitForWork(0.05)
+    assert loop.send(None) == FetchLocal()
+    local = [_assignment("n1-1-7")]
+    assert _ends(loop, (0.01, local, False)) == local  # woken by new local work: no steal
+
+
+def test_fetch_loop_backs_off_after_a_failed_steal_and_never_waits_past_its_wait() -> None:
+    pacer = StealPacer(0.05)
+    loop = fetch_loop(pacer, "n1", ["n2"], 1, 0.3, 0.0, (0.0, [], False), lambda: 0)
+    assert next(loop) == WaitForWork(0.05)
+    loop.send(None)
+    assert loop.send((0.05, [], False)) == AskDepths(["n2"])
+    assert loop.send((0.05, {"n2": 3})) == StealFrom(StealPlan("n2", 1))
+    op = loop.send((0.06, None))  # the call failed: no retry of this victim before the next round
+    assert op == WaitForWork(pacer.poll_interval) and pacer.poll_interval == 0.1
+    assert loop.send(None) == FetchLocal()
+    assert loop.send((0.16, [], False)) == AskDepths(["n2"])  # a poll interval later: a new round
+    op = loop.send((0.16, {"n2": 0}))  # nothing to steal: the interval doubles again
+    assert pacer.poll_interval == 0.2
+    assert isinstance(op, WaitForWork) and op.timeout == pytest.approx(0.14)  # what is left of the wait
+    loop.send(None)
+    assert _ends(loop, (0.3, [], False)) == []
+
+
+@given(
+    wait=st.floats(0.0, 3.0),
+    steal_interval=st.floats(0.001, 0.5),
+    depths=st.lists(st.integers(0, 5), min_size=1, max_size=30),
+    peers=st.integers(0, 3),
+)
+def test_fetch_loop_ends_by_its_deadline_and_steals_only_once_idle(
+    wait: float, steal_interval: float, depths: list[int], peers: int
+) -> None:
+    """Driven with nothing local and steals that find nothing: every wait is positive and ends by the
+    deadline, no steal comes before steal_interval of idleness, and the loop returns by the deadline."""
+    pacer = StealPacer(steal_interval)
+    names = [f"n{i + 2}" for i in range(peers)]
+    loop = fetch_loop(pacer, "n1", names, 2, wait, 10.0, (10.0, [], False), lambda: 0)
+    now, replies = 10.0, iter(depths * 1000)
+    reply: object = None
+    for _ in range(10_000):
+        try:
+            op = loop.send(reply)
+        except StopIteration as done:
+            assert done.value == [] and now <= 10.0 + wait + 1e-9
+            return
+        if isinstance(op, WaitForWork):
+            assert op.timeout > 0 and now + op.timeout <= 10.0 + wait + 1e-9
+            now += op.timeout
+            reply = None
+        elif isinstance(op, FetchLocal):
+            reply = (now, [], False)
+        elif isinstance(op, AskDepths):
+            assert now >= 10.0 + steal_interval
+            reply = (now, {p: next(replies) for p in op.peers})
+        else:
+            assert now >= 10.0 + steal_interval
+            reply = (now, [])  # the victim granted nothing
+    raise AssertionError("the fetch loop did not end")

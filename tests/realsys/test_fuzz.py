@@ -23,7 +23,15 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2, worker_pb2, worker_pb2_grpc
+from dtq.v1 import (
+    client_pb2,
+    client_pb2_grpc,
+    internal_pb2,
+    internal_pb2_grpc,
+    job_pb2,
+    worker_pb2,
+    worker_pb2_grpc,
+)
 from model.config import CoreConfig
 from model.states import JobState
 from realsys.cluster import free_ports
@@ -758,3 +766,128 @@ def test_forwarding_metadata_is_refused_from_clients_and_workers(
     for t in secure_pair:
         listing = t.client.ListJobs(client_pb2.ListJobsRequest(page_size=10), timeout=5)
         assert [j.job_id for j in listing.jobs] == [t.victim[0]]
+
+
+# ---------------------------------------------------------------------------- results only from the lease
+def _report(stub: Any, worker_id: str, job_id: str, attempt: int, output: bytes) -> grpc.StatusCode:
+    request = worker_pb2.ReportResultRequest(
+        worker_id=worker_id, job_id=job_id, attempt=attempt, success=job_pb2.JobResult(output=output)
+    )
+    try:
+        stub.ReportResult(request, timeout=5)
+    except grpc.RpcError as exc:
+        assert isinstance(exc, grpc.Call)
+        return exc.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("secure", [False, True], ids=["plaintext", "secure"])
+@pytest.mark.parametrize("design", ["micro", "mono"])
+def test_an_aborted_report_leaves_the_result_untouched(tmp_path: Path, design: str, secure: bool) -> None:
+    """Issue 26, defect 1: a Workers-API caller whose worker_id does not hold the lease reports a success
+    with its own bytes: ABORTED, and the job's result is the lease holder's. (Design A stored the forged
+    bytes before the lease check, first write winning, and the job ended SUCCEEDED with them.) Under
+    --secure the caller is another worker-token holder acting under its own name; in plaintext it uses
+    another live worker's id."""
+    pki = write_cluster_pki(
+        tmp_path / "tls", ["result", "queue", "job", "coordinator", "gateway", "n1", "n2"]
+    )
+
+    def security(name: str) -> SecurityConfig:
+        return SecurityConfig(
+            tls_cert=pki.nodes[name].cert,
+            tls_key=pki.nodes[name].key,
+            tls_ca=pki.ca,
+            client_tokens=(CLIENT_TOKEN,),
+            worker_tokens=(f"good:{GOOD_TOKEN}", f"evil:{EVIL_TOKEN}"),
+            internal_token=INTERNAL_TOKEN,
+        )
+
+    start = start_micro if design == "micro" else start_mono
+    loop = LoopThread()
+    running, address, worker_address = loop.run(
+        start(tmp_path / design, CORE, security=security if secure else None)
+    )
+    channels: list[grpc.Channel] = []
+    try:
+        if secure:
+            ca = pki.ca.read_bytes()
+            channels = [
+                open_channel(a, grpc_options(), ChannelSecurity(ca, t))
+                for a, t in (
+                    (address, CLIENT_TOKEN),
+                    (worker_address, GOOD_TOKEN),
+                    (worker_address, EVIL_TOKEN),
+                )
+            ]
+            attacker_id = "evil-1"  # its own name: the token check lets it through to the lease check
+        else:
+            channels = [grpc.insecure_channel(a, options=grpc_options()) for a in (address, worker_address)]
+            channels.append(channels[1])
+            attacker_id = "other-1"  # another live worker's id
+        client = client_pb2_grpc.TaskQueueStub(channels[0])
+        good, evil = worker_pb2_grpc.WorkersStub(channels[1]), worker_pb2_grpc.WorkersStub(channels[2])
+        for stub, worker_id in ((good, "good-1"), (evil, attacker_id)):
+            stub.WorkerHeartbeat(worker_pb2.HeartbeatRequest(worker_id=worker_id, total_slots=1), timeout=5)
+        job_id = client.SubmitJob(
+            client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo", payload=b"v")), timeout=5
+        ).job_id
+        fetched = good.FetchWork(
+            worker_pb2.FetchWorkRequest(worker_id="good-1", free_slots=1, wait_timeout=_dur(2.0)), timeout=5
+        )
+        (assignment,) = fetched.assignments
+        assert assignment.job_id == job_id
+
+        assert _report(evil, attacker_id, job_id, assignment.attempt, b"forged") is grpc.StatusCode.ABORTED
+        job = client.GetJobStatus(client_pb2.GetJobStatusRequest(job_id=job_id), timeout=5)
+        assert JobState(job.state) is JobState.RUNNING and job.worker_id == "good-1"  # the lease stands
+        assert _report(good, "good-1", job_id, assignment.attempt, b"real") is grpc.StatusCode.OK
+        result = client.GetJobResult(client_pb2.GetJobResultRequest(job_id=job_id), timeout=5)
+        assert JobState(result.job.state) is JobState.SUCCEEDED
+        assert result.response.output == b"real"
+    finally:
+        for channel in dict.fromkeys(channels):
+            channel.close()
+        loop.run(stop_all(running))
+        loop.close()
+
+
+def test_design_a_result_put_ahead_of_time_is_replaced_by_the_lease_holders(tmp_path: Path) -> None:
+    """Issue 26, defect 1: job ids are sequential, so a local process in plaintext mode (trusted as a
+    node) could PutResult for a job not yet submitted and, first write winning, decide its result. The
+    result service is written by the job service for the lease holder, and that write stands."""
+    loop = LoopThread()
+    running, address, worker_address = loop.run(start_micro(tmp_path, CORE))
+    result_address = next(r.address for r in running if r.config.role == "result")
+    channels = [
+        grpc.insecure_channel(a, options=grpc_options()) for a in (address, worker_address, result_address)
+    ]
+    try:
+        client = client_pb2_grpc.TaskQueueStub(channels[0])
+        workers = worker_pb2_grpc.WorkersStub(channels[1])
+        results = internal_pb2_grpc.ResultStoreStub(channels[2])
+        first = client.SubmitJob(
+            client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo")), timeout=5
+        )
+        prefix, number = first.job_id.rsplit("-", 1)
+        next_id = f"{prefix}-{int(number) + 1:0{len(number)}d}"
+        early = internal_pb2.PutResultRequest(job_id=next_id, attempt=1)
+        early.response.output = b"forged"
+        results.PutResult(early, timeout=5)
+        second = client.SubmitJob(
+            client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="echo")), timeout=5
+        )
+        assert second.job_id == next_id
+        fetched = workers.FetchWork(
+            worker_pb2.FetchWorkRequest(worker_id="w-1", free_slots=2, wait_timeout=_dur(2.0)), timeout=5
+        )
+        assert {a.job_id for a in fetched.assignments} == {first.job_id, next_id}
+        for a in fetched.assignments:
+            assert _report(workers, "w-1", a.job_id, a.attempt, b"real") is grpc.StatusCode.OK
+        result = client.GetJobResult(client_pb2.GetJobResultRequest(job_id=next_id), timeout=5)
+        assert result.response.output == b"real"
+    finally:
+        for channel in channels:
+            channel.close()
+        loop.run(stop_all(running))
+        loop.close()

@@ -18,7 +18,14 @@ from typing import Any
 import grpc
 import pytest
 
-from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
+from dtq.v1 import (
+    client_pb2,
+    client_pb2_grpc,
+    internal_pb2,
+    internal_pb2_grpc,
+    worker_pb2,
+    worker_pb2_grpc,
+)
 from model.config import CoreConfig
 from model.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from model.job import JobSpec
@@ -28,7 +35,7 @@ from realsys.cluster import free_ports
 from realsys.config import NodeConfig, grpc_options
 from realsys.convert import to_duration
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import KeyedWaiters, hop_timeout, poll_budget
+from realsys.micro.base import hop_timeout, poll_budget
 from realsys.micro.coordinator import CoordinatorRole
 from realsys.micro.gateway import GatewayRole
 from realsys.micro.job import JobRole
@@ -36,6 +43,7 @@ from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.micro.worker import WorkerRole
 from realsys.server import RunningRole, start_role
+from realsys.status import RETRY_AFTER_KEY
 from realsys.worker import HandlerRegistry, JobContext
 
 pytestmark = pytest.mark.timeout(40)
@@ -546,16 +554,51 @@ def test_deadline_helpers() -> None:
     assert poll_budget(0.2, _Deadline(None)) == 0.2  # type: ignore[arg-type]
 
 
-async def test_keyed_waiters_survive_fire_and_rewait() -> None:
-    waiters = KeyedWaiters()
-    first = asyncio.ensure_future(waiters.wait("j", 5))
-    await asyncio.sleep(0)
-    waiters.fire("j")
-    second = asyncio.ensure_future(waiters.wait("j", 5))  # registers before the first one wakes
-    await asyncio.sleep(0)
-    assert await first
-    waiters.fire("j")  # must still reach the second waiter
-    assert await asyncio.wait_for(second, 1)
-    assert len(waiters) == 0
-    assert not await waiters.wait("k", 0.01)
-    assert len(waiters) == 0
+# ---------------------------------------------------------------------------- draining
+async def test_a_draining_job_service_answers_long_polls_unavailable_with_a_retry_after(
+    sqlite_cluster: MicroCluster,
+) -> None:
+    """As Design B's draining owner does: a WaitJob (or GetJobResult with a wait) that the drain ends
+    early is UNAVAILABLE with dtq-retry-after-ms, through the gateway, so DtqClient.wait backs off
+    and asks again instead of taking the unfinished job for the end of its wait (before: the job,
+    PENDING, at once)."""
+    cluster = sqlite_cluster
+    await cluster.start_all(worker=False)  # no worker: the job stays PENDING
+    gateway = cluster.services["gateway"]
+    async with DtqClient(gateway, timeout=5.0) as client:
+        job_id = await client.submit("sleep", sleep_payload(30))
+        channel = grpc.aio.insecure_channel(gateway)
+        try:
+            stub = client_pb2_grpc.TaskQueueStub(channel)
+            wait = client_pb2.WaitJobRequest(job_id=job_id, timeout=to_duration(20))
+            result = client_pb2.GetJobResultRequest(job_id=job_id, wait_timeout=to_duration(20))
+            calls = [
+                asyncio.ensure_future(stub.WaitJob(wait, timeout=25)),
+                asyncio.ensure_future(stub.GetJobResult(result, timeout=25)),
+            ]
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            await cluster.role("job").drain()
+            for call in [*calls, stub.WaitJob(wait, timeout=25)]:  # a new long-poll too
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await call
+                assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert dict(info.value.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"
+            assert time.monotonic() - started < 2.0
+        finally:
+            await channel.close(None)
+
+        def wait_calls() -> float:
+            registry = cluster.running["gateway"].metrics.registry
+            sample = registry.get_sample_value(
+                "dtq_rpc_total", {"method": "/dtq.v1.TaskQueue/WaitJob", "code": "UNAVAILABLE"}
+            )
+            return sample or 0.0
+
+        before = wait_calls()
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await client.wait(job_id, timeout=3.0)
+        assert time.monotonic() - started < 4.0
+        # 1 s between tries: a handful of calls in 3 s, not a client re-polling at once
+        assert 1 <= wait_calls() - before <= 6, wait_calls() - before

@@ -285,7 +285,7 @@ async def test_submit_with_wait_on_an_idle_node(idle: Cluster) -> None:
     request.wait_timeout.FromSeconds(20)
     parked = asyncio.ensure_future(stub.SubmitJob(request, timeout=25))
     deadline = time.monotonic() + 5.0
-    while not idle.node("n1").core._done_waiters:
+    while not idle.node("n1").core.driver.jobs_waited_on:
         assert time.monotonic() < deadline, "the submit never parked"
         await asyncio.sleep(0.01)
     started = time.monotonic()
@@ -543,7 +543,7 @@ async def test_stop_answers_waitjob_long_polls_instead_of_waiting_for_them(idle:
     owner = next(n for n in NODES if idle.node(n).core.scheduler.jobs.find(job_id) is not None)
     waiting = asyncio.create_task(idle.client(owner).wait(job_id, timeout=30.0))
     deadline = time.monotonic() + 5.0
-    while not idle.node(owner).core._done_waiters:
+    while not idle.node(owner).core.driver.jobs_waited_on:
         assert time.monotonic() < deadline, "the WaitJob never parked"
         await asyncio.sleep(0.01)
     started = time.monotonic()

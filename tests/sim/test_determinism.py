@@ -40,7 +40,7 @@ def test_same_records_across_interpreters() -> None:
         "from tests.sim.conftest import mixed_workload\n"
         "for design in ('mono', 'micro'):\n"
         "    r = sim.run(sim.SimConfig(design, mixed_workload(run_time=1.0)))\n"
-        "    print(hashlib.sha256(repr((r.requests, r.jobs)).encode()).hexdigest())\n"
+        "    print(hashlib.sha256(repr((list(r.requests), list(r.jobs))).encode()).hexdigest())\n"
     )
     root = Path(__file__).resolve().parents[2]
     digests = set()

@@ -26,19 +26,20 @@ def test_overrides_set_nested_fields() -> None:
             "network.mean": 5e-5,
             "core.lease_duration": 4.0,
             "service.node.SubmitJob.mean": 3e-4,
-            "service.job.Brand.New": 1e-4,  # a method not in the defaults becomes a constant
+            "service.job.GetJob": 1e-4,  # a number: a constant
             "service.node.WaitJob.wake.mean": 7e-5,  # method names may contain dots
             "per_item.node.ListJobs.merge": 2e-5,
         }
     )
-    assert params.service_dist("job", "Brand.New") == Dist("constant", 1e-4)
-    assert params.service_dist("node", "WaitJob.wake").mean == 7e-5
+    assert params.service_dist("job", "GetJob") == Dist("constant", 1e-4)
+    assert params.service_dist("node", "WaitJob.wake").mean == pytest.approx(7e-5)
     assert params.item_cost("node", "ListJobs.merge") == 2e-5
     assert params.cores == 8
-    assert params.network.mean == 5e-5 and params.network.kind == "lognormal"
+    assert params.network.mean == pytest.approx(5e-5) and params.network.kind == "lognormal"
     assert params.core.lease_duration == 4.0
-    assert params.service_dist("node", "SubmitJob").mean == 3e-4
+    assert params.service_dist("node", "SubmitJob").mean == pytest.approx(3e-4)
     assert params.service_dist("node", "ListJobs") == SimParams().service_dist("node", "ListJobs")
+    assert [k for k, _ in params.overrides][:2] == ["cores", "network.mean"]  # recorded, in order
 
 
 def test_unknown_or_bad_values_are_refused() -> None:
