@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -73,6 +74,30 @@ def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
     }
 
 
+def gc_share(line: Mapping[str, Any]) -> dict[str, float]:
+    """What the cyclic collector took in one diagnose line (its `gc_during_run`): pause ms per request,
+    its share of the nodes' CPU, full (generation 2) collections and their pause ms per request, and
+    the share of the run's wall time some node spent in a full collection."""
+    gens: dict[str, list[float]] = {}
+    for per_node in line["gc_during_run"].values():
+        for gen, v in per_node.items():
+            row = gens.setdefault(gen, [0.0, 0.0])
+            row[0] += v["collections"]
+            row[1] += v["pause_ms"]
+    n = max(int(line["requests"]), 1)
+    pause = sum(row[1] for row in gens.values())
+    full = gens.get("2", [0.0, 0.0])
+    # older lines have no wall_s: their open-loop runs lasted about requests / rate
+    seconds = float(line.get("wall_s") or n / max(float(line.get("rate") or 1.0), 1e-9))
+    return {
+        "pause_ms_per_request": pause / n,
+        "share_of_cpu": pause / (n * float(line["cpu_ms_per_request"])),
+        "full_collections": full[0],
+        "full_pause_ms_per_request": full[1] / n,
+        "full_share_of_time": full[1] / (1e3 * seconds),
+    }
+
+
 def point_workload(rate: float, mix: str, seconds: float, seed: int = 11) -> Any:
     """The open-loop no-op point both sides run (model.workload.WorkloadSpec)."""
     return workload_from_mapping(
@@ -116,11 +141,13 @@ def diagnose(
             aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
         gc_before = _scrape_gc(info.directory)
         cpu0, wait0 = cpu_and_wait(pids)
+        wall0 = time.perf_counter()
         threads0 = {node.name: _threads(node.pid) for node in info.nodes}
         progress(f"measuring {workload.total_time:g} s of load")
         per_node0 = {n.name: cpu_and_wait([n.pid])[0] for n in info.nodes}
         result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
         cpu1, wait1 = cpu_and_wait(pids)
+        wall = time.perf_counter() - wall0
         per_node = {n.name: cpu_and_wait([n.pid])[0] - per_node0[n.name] for n in info.nodes}
         threads = {n.name: _thread_split(threads0[n.name], _threads(n.pid)) for n in info.nodes}
         gc_after = _scrape_gc(info.directory)
@@ -140,9 +167,12 @@ def diagnose(
         "gc_mode": gc_mode,
         "aged_jobs": aged,
         "requests": len(result.requests),
+        "wall_s": wall,  # the measured span: load, then the drain
         "p50_ms": summary["latency_ms"]["all"]["p50"],
         "p99_ms": summary["latency_ms"]["all"]["p99"],
         "served_per_s": summary["throughput"]["requests_per_s"],
+        "latency_ms": summary["latency_ms"],  # by kind of request: p50 ... p99.9
+        "completion_ms": summary["completion_ms"],
         "cpu_ms_per_request": 1e3 * (cpu1 - cpu0) / n,
         "cpu_ms_per_request_by_node": {k: round(1e3 * v / n, 4) for k, v in per_node.items()},
         "loadgen_cpu_ms_per_request": 1e3 * result.stats.cpu_time / n,
@@ -215,6 +245,8 @@ def simulated(
         "p50_ms": result.summary["latency_ms"]["all"]["p50"],
         "p99_ms": result.summary["latency_ms"]["all"]["p99"],
         "served_per_s": result.summary["throughput"]["requests_per_s"],
+        "latency_ms": result.summary["latency_ms"],
+        "completion_ms": result.summary["completion_ms"],
         "cpu_ms_per_request": 1e3 * busy * seconds_run / n,
         "cpu_ms_per_request_by_node": {k: round(v, 4) for k, v in sorted(by_node.items())},
         "loadgen_cpu_ms_per_request": 1e3 * loadgen_cpu * seconds_run / n,
