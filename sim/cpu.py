@@ -119,6 +119,7 @@ class Host:
         "_heap",
         "_seq",
         "busy_time",
+        "cooled",
         "cores",
         "cpu_slice",
         "fair",
@@ -129,10 +130,13 @@ class Host:
         "waiting",
     )
 
-    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0) -> None:
+    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0, core_idle: bool = False) -> None:
         self.name = name
         self.cores = cores
         self.free = cores
+        # core_idle: when each free core went idle, the last freed on top (a waking process takes the
+        # warmest core); None: the cold wake-up goes by the loop's own sleep only
+        self.cooled: list[float] | None = [0.0] * cores if core_idle else None
         self.cpu_slice = cpu_slice
         self.fair = cpu_slice > 0
         self.waiting: deque[Proc] = deque()  # FIFO: in arrival order
@@ -203,6 +207,7 @@ class Proc:
         self._thread_out: Sampler | None = None
         self._waking = False  # the loop was idle when its current first queued burst arrived
         self._idle_since = 0.0  # when the loop last ran out of work
+        self._core_idle = 0.0  # how long the core it last took had been idle (Host.cooled)
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
         self.wakeups = 0
         self._slice_start = 0.0  # when this process's current time slice on its core began
@@ -275,6 +280,8 @@ class Proc:
                 duration, value = work(self.env.now)
             else:
                 duration, value = work, None
+            if self.host.cooled is not None:
+                self._core_idle = self.env.now - self.host.cooled[-1]
             if self._wake is not None:
                 duration += self._wakeup_cost()
             if not duration:
@@ -287,6 +294,8 @@ class Proc:
             self._busy = True
             host = self.host
             host.free -= 1
+            if host.cooled is not None:
+                host.cooled.pop()
             if host.fair:
                 host.place(self)
                 host.running.append(self)
@@ -319,6 +328,8 @@ class Proc:
         host = self.host
         if host.free:
             host.free -= 1
+            if host.cooled is not None:
+                self._core_idle = self.env.now - host.cooled.pop()
             if host.fair:
                 host.running.append(self)
             self._begin(*self._queue.popleft())
@@ -345,7 +356,10 @@ class Proc:
         self.wakeups += 1
         cost = self._wake()
         if self._wake_factor is not None:
-            cost *= self._wake_factor(self.env.now - self._idle_since)
+            idle = self.env.now - self._idle_since
+            if self.host.cooled is not None:  # a core kept warm by others wakes as a warm one
+                idle = min(idle, self._core_idle)
+            cost *= self._wake_factor(idle)
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
@@ -380,11 +394,14 @@ class Proc:
         waiting = host.pop()  # FIFO: the process waiting longest; fair: the one that ran least
         if waiting is not None:
             waiting.core_wait += self.env.now - waiting._waiting_since
+            waiting._core_idle = 0.0  # the core passes straight from this process to it
             if host.fair:
                 host.running.append(waiting)
             waiting._begin(*waiting._queue.popleft())
         else:
             host.free += 1
+            if host.cooled is not None:
+                host.cooled.append(self.env.now)
         if self._queue:
             self._want_core()  # back of the core queue, as a fresh request would be
         else:

@@ -122,7 +122,10 @@ class Cluster:
         self.env = env
         self.params = params
         self.costs = costs
-        self.hosts = [Host(f"h{i}", params.cores, params.cpu_slice) for i in range(params.hosts)]
+        self.hosts = [
+            Host(f"h{i}", params.cores, params.cpu_slice, params.wakeup_core_idle)
+            for i in range(params.hosts)
+        ]
         self._host_hops = params.hosts > 1 and not params.host_hop.is_zero
         self.procs: list[Proc] = []
         self._placed = 0

@@ -71,3 +71,17 @@ def test_outputs_are_those_of_the_simulator_before_issue_23(
     assert not params.per_byte and params.rpc_thread.is_zero and params.rpc_thread_client.is_zero
     result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
     assert digest(result) == expected
+
+
+@pytest.mark.parametrize("design", ["mono", "micro"])
+def test_wakeup_core_idle_is_deterministic_and_changes_a_closed_loop(design: str) -> None:
+    """On: the same records twice (no new random source), and other records than off."""
+    params = load_params(LOCAL).with_overrides({"slots": 12})
+    assert params.wakeup_idle and not params.wakeup_core_idle  # local.json predates it
+    on = params.with_overrides({"wakeup_core_idle": True})
+    first, again = (sim.run(sim.SimConfig(design, _closed(0), on)) for _ in range(2))  # type: ignore[arg-type]
+    assert digest(first) == digest(again)
+    off = sim.run(sim.SimConfig(design, _closed(0), params))  # type: ignore[arg-type]
+    assert digest(off) != digest(first)
+    # warm wake-ups: more requests served by the same 8 clients
+    assert len(first.requests) > len(off.requests)
