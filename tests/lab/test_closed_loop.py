@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lab.validation import closed_loop
@@ -54,3 +55,10 @@ def test_a_variant_is_a_name_and_overrides() -> None:
         "warm",
         {"wakeup_core_idle": True, "cpu_slice": 0.004},
     )
+
+
+def test_the_distance_of_two_latency_samples() -> None:
+    a = np.array([1.0, 2.0, 3.0])
+    assert closed_loop.distance(a, a) == 0.0
+    assert closed_loop.distance(a, a + 1.0) == pytest.approx(0.5)  # 1 ms over a mean of 2 ms
+    assert np.isnan(closed_loop.distance(a, np.array([])))
