@@ -170,6 +170,8 @@ def warn_placeholders(params: SimParams, design: str) -> None:
 def _workload(path: str) -> Any:
     if not path:
         raise InvalidArgument("dtq sim needs --workload FILE (data/workloads/ has examples)")
+    if not Path(path).exists():
+        raise InvalidArgument(f"--workload {path}: No such file")
     if not Path(path).is_file():
         raise InvalidArgument(f"--workload {path}: not a file")
     return load_workload(path)
