@@ -111,7 +111,7 @@ def test_params_lists_every_key_with_its_source(capsys: pytest.CaptureFixture[st
         (["--set", "host_hop=0.001"], "host_hop has no effect"),
         (["--set", "noequals"], "--set expects key=value"),
         (["--calibration", "nope"], "no calibration 'nope'"),
-        (["--workload", "/nonexistent.yaml"], "not a file"),
+        (["--workload", "/nonexistent.yaml"], "No such file"),
     ],
 )
 def test_wrong_input_is_one_line_and_exit_2(
