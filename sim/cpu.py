@@ -119,7 +119,6 @@ class Host:
         "_heap",
         "_seq",
         "busy_time",
-        "cooled",
         "cores",
         "cpu_slice",
         "fair",
@@ -128,15 +127,16 @@ class Host:
         "running",
         "vfloor",
         "waiting",
+        "warm_handover",
     )
 
-    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0, core_idle: bool = False) -> None:
+    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0, warm_handover: bool = False) -> None:
         self.name = name
         self.cores = cores
         self.free = cores
-        # core_idle: when each free core went idle, the last freed on top (a waking process takes the
-        # warmest core); None: the cold wake-up goes by the loop's own sleep only
-        self.cooled: list[float] | None = [0.0] * cores if core_idle else None
+        # a loop that queued for a core takes it warm from the process before it: no cold wake-up
+        # (wakeup_idle's factor is 1); one woken onto an idle core pays it by its own sleep
+        self.warm_handover = warm_handover
         self.cpu_slice = cpu_slice
         self.fair = cpu_slice > 0
         self.waiting: deque[Proc] = deque()  # FIFO: in arrival order
@@ -207,7 +207,7 @@ class Proc:
         self._thread_out: Sampler | None = None
         self._waking = False  # the loop was idle when its current first queued burst arrived
         self._idle_since = 0.0  # when the loop last ran out of work
-        self._core_idle = 0.0  # how long the core it last took had been idle (Host.cooled)
+        self._handed = False  # its core came straight from another process (Host.warm_handover)
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
         self.wakeups = 0
         self._slice_start = 0.0  # when this process's current time slice on its core began
@@ -280,8 +280,7 @@ class Proc:
                 duration, value = work(self.env.now)
             else:
                 duration, value = work, None
-            if self.host.cooled is not None:
-                self._core_idle = self.env.now - self.host.cooled[-1]
+            self._handed = False  # an idle core
             if self._wake is not None:
                 duration += self._wakeup_cost()
             if not duration:
@@ -294,8 +293,6 @@ class Proc:
             self._busy = True
             host = self.host
             host.free -= 1
-            if host.cooled is not None:
-                host.cooled.pop()
             if host.fair:
                 host.place(self)
                 host.running.append(self)
@@ -328,8 +325,7 @@ class Proc:
         host = self.host
         if host.free:
             host.free -= 1
-            if host.cooled is not None:
-                self._core_idle = self.env.now - host.cooled.pop()
+            self._handed = False  # an idle core
             if host.fair:
                 host.running.append(self)
             self._begin(*self._queue.popleft())
@@ -355,11 +351,8 @@ class Proc:
         assert self._wake is not None
         self.wakeups += 1
         cost = self._wake()
-        if self._wake_factor is not None:
-            idle = self.env.now - self._idle_since
-            if self.host.cooled is not None:  # a core kept warm by others wakes as a warm one
-                idle = min(idle, self._core_idle)
-            cost *= self._wake_factor(idle)
+        if self._wake_factor is not None and not (self._handed and self.host.warm_handover):
+            cost *= self._wake_factor(self.env.now - self._idle_since)  # else a warm core: factor 1
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
@@ -394,14 +387,12 @@ class Proc:
         waiting = host.pop()  # FIFO: the process waiting longest; fair: the one that ran least
         if waiting is not None:
             waiting.core_wait += self.env.now - waiting._waiting_since
-            waiting._core_idle = 0.0  # the core passes straight from this process to it
+            waiting._handed = True  # the core passes straight from this process to it
             if host.fair:
                 host.running.append(waiting)
             waiting._begin(*waiting._queue.popleft())
         else:
             host.free += 1
-            if host.cooled is not None:
-                host.cooled.append(self.env.now)
         if self._queue:
             self._want_core()  # back of the core queue, as a fresh request would be
         else:

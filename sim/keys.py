@@ -142,7 +142,9 @@ FIELDS: Mapping[str, Key] = {
         _k("cpu_slice", "float", "s", "> 0: cores shared as the kernel's fair scheduler (0: FIFO bursts)"),
         _k("rpc_thread", "dist", "s", "gRPC's threads' CPU per call served, beside the loop", cost=True),
         _k("rpc_thread_client", "dist", "s", "gRPC's threads' CPU per call made, beside the loop", cost=True),
-        _k("wakeup_core_idle", "bool", "", "the cold wake-up by the idle time of the core a loop takes"),
+        _k(
+            "wakeup_warm_handover", "bool", "", "a loop that queues for a core takes it warm (no cold factor)"
+        ),
     )
 }
 DIST_FIELDS = tuple(name for name, k in FIELDS.items() if k.kind == "dist")

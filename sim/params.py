@@ -120,10 +120,10 @@ class SimParams:
     # per call it serves (as the request arrives), the caller's per call it makes (as the reply does)
     rpc_thread: Dist = ZERO
     rpc_thread_client: Dist = ZERO
-    # true: the cold wake-up (wakeup_idle) goes by how long the core a waking loop takes had been idle
-    # (the warmest free one; none when it waits for a core), not by how long the loop itself slept:
-    # a loop that slept while others kept the cores busy wakes as a warm one (sim/cpu.py Host.cooled)
-    wakeup_core_idle: bool = False
+    # true: a waking loop that has to queue for a core takes it warm, straight from the process before
+    # it, and pays no cold factor (wakeup_idle); one woken onto an idle core pays it by its own sleep
+    # (sim/cpu.py Host.warm_handover)
+    wakeup_warm_handover: bool = False
     # ---- bookkeeping (not parameters: left out of to_mapping and of equality)
     # the overrides applied so far, in order, as (key, JSON value): run ids hash them
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
@@ -336,7 +336,7 @@ class SimParams:
             return "checkpoints are off (set checkpoint > 0)"
         if key == "wakeup_idle" and self.wakeup.is_zero:
             return "wake-ups cost nothing (set wakeup > 0)"
-        if key == "wakeup_core_idle" and (self.wakeup.is_zero or not self.wakeup_idle):
+        if key == "wakeup_warm_handover" and (self.wakeup.is_zero or not self.wakeup_idle):
             return "no cold wake-up to place (set wakeup > 0 and wakeup_idle)"
         return ""
 

@@ -112,9 +112,6 @@ def build_parameters(
         "client_call": to_dist(client_loop),
         "wakeup": to_dist(wake),
         "wakeup_idle": curve,
-        # the curve was measured with the host otherwise idle, where a loop's sleep and its core's are
-        # one; closed loops tell them apart and follow the core's (sim/README.md "Wake-ups")
-        "wakeup_core_idle": bool(curve),
         "network": to_dist(echo["network"]),
         "commit": to_dist(commit["commit"]),
         # the generator's own work per request (against an in-memory target) and its stub call's

@@ -36,7 +36,7 @@ from sim.hostscale import HostScale
 from sim.params import SimParams, load_host_probe, load_params, parse_override
 
 METRICS = ("requests_per_s", "p50", "p95", "p99", "p99.9", "done_p50", "done_p99")
-VARIANTS: Mapping[str, Mapping[str, Any]] = {"as is": {}, "core-idle": {"wakeup_core_idle": True}}
+VARIANTS: Mapping[str, Mapping[str, Any]] = {"as is": {}, "warm-handover": {"wakeup_warm_handover": True}}
 
 
 def metrics(summary: Mapping[str, Any]) -> list[float]:
@@ -153,6 +153,11 @@ def format_table(result: Mapping[str, Any]) -> str:
     for name, values in result["medians"].items():
         lines.append(
             f"{name:<16}" + "".join(f"{v:>+15.3f}" if "bias" in name else f"{v:>15.3f}" for v in values)
+        )
+    if result.get("distance"):
+        lines.append(
+            "latency distribution, Wasserstein-1 / real mean latency (median over points with records): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in result["distance"].items())
         )
     return "\n".join(lines)
 

@@ -51,9 +51,9 @@ def test_errors_against_the_replications_mean_and_the_floor(tmp_path: Path) -> N
 
 
 def test_a_variant_is_a_name_and_overrides() -> None:
-    assert closed_loop._variant("warm=wakeup_core_idle=true,cpu_slice=0.004") == (
+    assert closed_loop._variant("warm=wakeup_warm_handover=true,cpu_slice=0.004") == (
         "warm",
-        {"wakeup_core_idle": True, "cpu_slice": 0.004},
+        {"wakeup_warm_handover": True, "cpu_slice": 0.004},
     )
 
 
@@ -62,3 +62,17 @@ def test_the_distance_of_two_latency_samples() -> None:
     assert closed_loop.distance(a, a) == 0.0
     assert closed_loop.distance(a, a + 1.0) == pytest.approx(0.5)  # 1 ms over a mean of 2 ms
     assert np.isnan(closed_loop.distance(a, np.array([])))
+
+
+def test_the_table_names_the_distances_when_there_are_any() -> None:
+    result = {
+        "calibration": "c",
+        "metrics": ["p50"],
+        "points": [{}],
+        "medians": {"floor": [0.1]},
+        "distance": {"floor": 0.2, "as is": 0.3},
+    }
+    assert "Wasserstein-1" in closed_loop.format_table(result) and "as is 0.300" in closed_loop.format_table(
+        result
+    )
+    assert "Wasserstein" not in closed_loop.format_table({**result, "distance": {}})

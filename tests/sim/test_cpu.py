@@ -264,12 +264,12 @@ def _one_burst(
     done[i] = env.now
 
 
-def _woken_after_a_busy_neighbour(core_idle: bool) -> float:
-    """One core; process a runs 1 ms bursts back to back for 0.2 s while b sleeps, then b wakes at
-    0.2 s (its loop slept 0.2 s, the core none): when b's 1 ms burst ends."""
+def _woken_after_a_busy_neighbour(warm_handover: bool) -> float:
+    """One core; process a runs 1 ms bursts back to back for 0.25 s while b sleeps, then b wakes at
+    0.2 s (its loop slept 0.2 s) and queues for the core: when b's 1 ms burst ends."""
     env = simpy.Environment()
     params = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
-    host = Host("h", 1, core_idle=core_idle)
+    host = Host("h", 1, warm_handover=warm_handover)
     costs = CostModel(params, 1)
     a, b = (Proc(env, host, name, "node", i, costs) for i, name in enumerate("ab"))
     ends: list[float] = []
@@ -289,21 +289,22 @@ def _woken_after_a_busy_neighbour(core_idle: bool) -> float:
     return ends[0] - 0.2
 
 
-def test_a_loop_woken_on_a_warm_core_pays_a_warm_wakeup() -> None:
-    """wakeup_core_idle: the cold factor goes by how long the core it takes had been idle (here it
-    passes straight from a to b: none), not by how long b's loop slept (0.2 s: factor 3)."""
-    by_loop = _woken_after_a_busy_neighbour(core_idle=False)
-    by_core = _woken_after_a_busy_neighbour(core_idle=True)
+def test_a_loop_that_queued_for_a_core_takes_it_warm() -> None:
+    """wakeup_warm_handover: a loop that waited for a core gets it straight from the process before
+    it and pays the warm wake-up (factor 1), not the cold one its 0.2 s of sleep would cost (x3)."""
+    cold = _woken_after_a_busy_neighbour(warm_handover=False)
+    warm = _woken_after_a_busy_neighbour(warm_handover=True)
     # b waits for a's current burst (it arrived while a ran), then runs 1 ms plus its wake-up
-    assert by_loop == pytest.approx(by_core + 2e-4)  # x3 against x1 on 1e-4
-    assert 1e-3 + 1e-4 <= by_core <= 2e-3 + 1e-4
+    assert cold == pytest.approx(warm + 2e-4)  # x3 against x1 on 1e-4
+    assert 1e-3 + 1e-4 <= warm <= 2e-3 + 1e-4
 
 
-def test_a_loop_woken_on_a_cold_core_pays_the_cold_wakeup() -> None:
-    """Two cores, b alone on the host: the core it takes had been idle as long as its loop slept."""
+def test_a_loop_woken_onto_an_idle_core_pays_the_cold_wakeup() -> None:
+    """wakeup_warm_handover, but b alone on a host of two cores: it never queues, and pays the cold
+    wake-up of its own sleep."""
     env = simpy.Environment()
     params = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
-    b = Proc(env, Host("h", 2, core_idle=True), "b", "node", 0, CostModel(params, 1))
+    b = Proc(env, Host("h", 2, warm_handover=True), "b", "node", 0, CostModel(params, 1))
     ends: list[float] = []
 
     def at(t: float) -> Generator[Any, Any, None]:

@@ -74,11 +74,11 @@ def test_outputs_are_those_of_the_simulator_before_issue_23(
 
 
 @pytest.mark.parametrize("design", ["mono", "micro"])
-def test_wakeup_core_idle_is_deterministic_and_changes_a_closed_loop(design: str) -> None:
+def test_wakeup_warm_handover_is_deterministic_and_changes_a_closed_loop(design: str) -> None:
     """On: the same records twice (no new random source), and other records than off."""
     params = load_params(LOCAL).with_overrides({"slots": 12})
-    assert params.wakeup_idle and not params.wakeup_core_idle  # local.json predates it
-    on = params.with_overrides({"wakeup_core_idle": True})
+    assert params.wakeup_idle and not params.wakeup_warm_handover  # local.json predates it
+    on = params.with_overrides({"wakeup_warm_handover": True})
     first, again = (sim.run(sim.SimConfig(design, _closed(0), on)) for _ in range(2))  # type: ignore[arg-type]
     assert digest(first) == digest(again)
     off = sim.run(sim.SimConfig(design, _closed(0), params))  # type: ignore[arg-type]
