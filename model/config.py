@@ -13,6 +13,7 @@ LABEL_FRAMING_BYTES = 16
 MAX_REQUEST_ID_CHARS = 128
 MAX_WORKER_ID_CHARS = 128
 MAX_ERROR_REASON_CHARS = 64
+MAX_ESTIMATE_WINDOW = 1_000_000  # service times an owner keeps for status estimates, at most
 UTF8_MAX = 4  # bytes per character, at most
 
 
@@ -54,6 +55,9 @@ class CoreConfig:
     # they ended (0 = no time limit), and the oldest first beyond max_retained_jobs per owner
     result_ttl: float = 24 * 3600.0
     max_retained_jobs: int = 1_000_000
+    # GetJobStatus of a PENDING or RUNNING job adds an estimated start and end time (model/eta.py),
+    # from the mean service time of the owner's last this-many attempts; 0: off
+    estimate_window: int = 0
 
     def __post_init__(self) -> None:
         positive = {
@@ -97,6 +101,10 @@ class CoreConfig:
             raise InvalidArgument(
                 f"max_pending_bytes ({self.max_pending_bytes}) must be >= max_payload_bytes "
                 f"({self.max_payload_bytes}): a payload within the limit could never be accepted"
+            )
+        if not 0 <= self.estimate_window <= MAX_ESTIMATE_WINDOW:
+            raise InvalidArgument(
+                f"estimate_window must be in [0, {MAX_ESTIMATE_WINDOW}] (0: off), got {self.estimate_window}"
             )
         if self.max_worker_slots < 1:
             raise InvalidArgument(f"max_worker_slots must be >= 1, got {self.max_worker_slots}")

@@ -65,6 +65,17 @@ class ReadyQueue:
             heapq.heappop(heap)
         return None
 
+    def ahead_of(self, job_id: str) -> int | None:
+        """How many READY entries `pop` would take before this job's (0: it is next), in this queue's
+        own order; None when the job has no READY entry (delayed, reserved or not queued). Counts
+        every ready entry: O(ready entries), for status estimates (model/eta.py), not for dispatch."""
+        entry = self._entries.get(job_id)
+        if entry is None or entry.slot is not Slot.READY:
+            return None
+        key = (-entry.priority, entry.seq)  # the _ready heap's order
+        entries = self._entries
+        return sum(1 for other in self._ready_order if (-(e := entries[other]).priority, e.seq) < key)
+
     def has_waiting(self, now: float, job_id: str, priority: int, not_before: float) -> bool:
         """An entry for this job already waits (ready or delayed) with the same priority and due time,
         so enqueuing it again (a restart, a sweep) would only send it to the back of the line."""

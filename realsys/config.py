@@ -290,6 +290,8 @@ CORE_MEANINGS: Mapping[str, str] = MappingProxyType(
         "reservation_hold": "queue reservations not acknowledged in time return to the queue (s)",
         "result_ttl": "finished jobs are dropped this long after they end (s; 0: never)",
         "max_retained_jobs": "finished jobs kept per owner (oldest dropped first)",
+        "estimate_window": "GetJobStatus estimates start/end times from the mean of this many "
+        "latest service times (0: off)",
     }
 )
 

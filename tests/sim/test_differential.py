@@ -53,7 +53,7 @@ from model.errors import DtqError
 from model.job import Assignment, Failed, JobError, JobSpec, Outcome, Succeeded
 from model.scheduler import Scheduler
 from model.states import JobState
-from model.workload import OpenLoop, WorkloadSpec
+from model.workload import JobDraw, OpenLoop, WorkloadSpec
 from realsys.config import NodeConfig
 from realsys.convert import assignment_from_pb, outcome_to_pb, running_to_pb, spec_to_pb, to_duration
 from realsys.metrics import NodeMetrics
@@ -65,7 +65,7 @@ from realsys.mono.core import LocalCore
 from realsys.storage import MemoryJobRecords
 from realsys.timer import CoreTimer
 from sim.api import SimConfig, build
-from sim.engine import SimTimer, status_of
+from sim.engine import Cluster, SimTimer, status_of
 from sim.micro import MicroCluster
 from sim.mono import MonoCluster, MonoNode
 from sim.params import SimParams
@@ -315,6 +315,12 @@ class _TraceWorker:
     alive: bool = True
 
 
+def _draw(cluster: Cluster, spec: JobSpec) -> JobDraw:
+    """A zero-length job submitted with `spec` itself (the real driver's spec, payload too)."""
+    cluster.spec_of = lambda job: spec  # type: ignore[method-assign]
+    return JobDraw(spec.job_type, 0.0)
+
+
 class _SimSide:
     env: Any
     log: Log
@@ -338,7 +344,6 @@ class SimNode(_SimSide):
         # the simulator's own environment and cluster, as sim.run builds them (not started)
         self.env, cluster, _ = build(SimConfig("mono", WorkloadSpec(OpenLoop(1.0)), params))
         assert isinstance(cluster, MonoCluster)
-        cluster.spec = SPEC
         self.cluster = cluster
         self.node: MonoNode = cluster.nodes[0]
         now = lambda: float(self.env.now)  # noqa: E731
@@ -363,8 +368,7 @@ class SimNode(_SimSide):
         return value.name if hasattr(value, "name") else str(value)
 
     def submit(self, spec: JobSpec = SPEC) -> str:
-        self.cluster.spec = spec
-        status, job_id = self._do(self.node.submit(0.0))
+        status, job_id = self._do(self.node.submit(_draw(self.cluster, spec)))
         assert status == "OK"
         return str(job_id)
 
@@ -582,7 +586,6 @@ class SimMicro(_SimSide):
         params = SimParams.ideal(slots=1, core=CONFIG, sweep_interval=1e9)
         self.env, cluster, _ = build(SimConfig("micro", WorkloadSpec(OpenLoop(1.0)), params))
         assert isinstance(cluster, MicroCluster)
-        cluster.spec = SPEC
         self.cluster = cluster
         now = lambda: float(self.env.now)  # noqa: E731
         _instrument_micro(cluster.jobs, cluster.queues, cluster.coordinator, cluster.results, now, self.log)
@@ -608,8 +611,7 @@ class SimMicro(_SimSide):
         return value
 
     def submit(self, spec: JobSpec = SPEC) -> str:
-        self.cluster.spec = spec
-        return str(self._reply(self._do(self.cluster._job_create(0.0))))
+        return str(self._reply(self._do(self.cluster._job_create(_draw(self.cluster, spec)))))
 
     def wait(self, job_id: str, timeout: float) -> str:
         return str(self._reply(self._do(self.cluster._job_wait(job_id, timeout)))[0].name)

@@ -1,7 +1,7 @@
 """Issue 23's mechanisms (per-byte costs, gRPC's threads, GC pauses) leave every output byte-identical
 while their parameters are zero/empty: the records and summaries of these configurations hash to what
-the simulator of main at 8a10c0f (without any of them; the drivers' and research's merges changed
-the earlier digests of commit 1c1ba04 but for the first case) produced.
+the simulator of main at 203ba5b (with helper "workloads"' per-job draws; without any of them)
+produced.
 
 A deliberate change to the simulator's outputs made elsewhere (the core, the drivers, the load
 generator) changes these digests too: re-make them from that change's parent with the same code."""
@@ -49,12 +49,12 @@ def _closed(payload: int) -> WorkloadSpec:
 
 
 CASES = [
-    ("mono", _mixed(0), None, "3d8ecb2362c27a83"),
-    ("mono", _closed(16384), OLD_CALIBRATION, "46231fcb4c5b7ac5"),
-    ("mono", _mixed(4096), LOCAL, "39da3f47b1fcda79"),
-    ("micro", _mixed(0), None, "07c177aa2fcebcb6"),
-    ("micro", _closed(16384), OLD_CALIBRATION, "5097c67fa760068a"),
-    ("micro", _mixed(4096), LOCAL, "2fe8db7dfc33bde7"),
+    ("mono", _mixed(0), None, "8e08d70cd9ab9b5e"),
+    ("mono", _closed(16384), OLD_CALIBRATION, "0e957cb4ef2b0633"),
+    ("mono", _mixed(4096), LOCAL, "a5d894c18cce95d2"),
+    ("micro", _mixed(0), None, "6dd3df9c7896d432"),
+    ("micro", _closed(16384), OLD_CALIBRATION, "7f794d652b625618"),
+    ("micro", _mixed(4096), LOCAL, "3b7aa23a65dc984f"),
 ]
 
 

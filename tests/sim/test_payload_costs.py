@@ -3,11 +3,13 @@ the process that moves it, and nothing else changes; the parameters load, overri
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import sim
 from model.errors import InvalidArgument
-from model.workload import Distribution, OpenLoop, RequestMix, WorkloadSpec
+from model.workload import Choice, Distribution, OpenLoop, RequestMix, WorkloadSpec
 from sim.hostscale import HostScale
 from sim.params import SimParams
 
@@ -97,3 +99,23 @@ def test_per_byte_loads_overrides_and_moves_with_the_host() -> None:
         SimParams.from_mapping({"per_byte": {"commit": -1.0}})
     with pytest.raises(InvalidArgument, match="per_byte"):
         SimParams.from_mapping({"per_byte": 3})
+
+
+@pytest.mark.parametrize(
+    ("design", "key", "procs"),
+    [("mono", "node.SubmitJob", ("n1", "n2")), ("micro", "job.CreateJob", ("job",))],
+)
+def test_each_job_is_charged_for_its_own_drawn_size(design: str, key: str, procs: tuple[str, ...]) -> None:
+    """Payload sizes drawn per job (a categorical of 0 and SIZE bytes): the cost follows each job's
+    own size, as the core's per-job draws carry it."""
+    spec = dataclasses.replace(_submits(), payload_bytes=Choice(((0, 0.5), (SIZE, 0.5))))
+    params = SimParams.ideal(per_byte={key: PER_BYTE}, nodes=2, slots=4)
+    env, cluster, loadgen = sim.api.build(sim.SimConfig(design, spec, params))  # type: ignore[arg-type]
+    cluster.start()
+    loadgen.start()
+    env.run(until=loadgen.done)
+    loadgen.finish()
+    sizes = [cluster.payload_of(job_id) for job_id in cluster.draws]
+    assert set(sizes) == {0, SIZE} and 0.2 < sizes.count(SIZE) / len(sizes) < 0.8
+    busy = sum(p.busy_time for p in cluster.procs if p.name in procs)
+    assert busy == pytest.approx(sum(sizes) * PER_BYTE, rel=1e-9)
