@@ -65,6 +65,7 @@ from typing import Any
 import grpc
 
 from model.errors import Unavailable
+from model.results.probe import take_probe
 from model.results.runs import (
     JOBS_FILE,
     REQUESTS_FILE,
@@ -756,6 +757,8 @@ def load_command(args: argparse.Namespace) -> int:
         parameters["submit_wait"] = submit_wait
     run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
     started_at, stamp = utc_now(), provenance()
+    if getattr(args, "host_probe", False):  # before the load, as the experiment runner takes it
+        parameters["host_probe"] = take_probe()
     progress(
         f"{run_id}: {spec.total_time:g} s of load on {len(addresses)} address(es), then up to "
         f"{args.drain:g} s for jobs to finish"

@@ -7,7 +7,8 @@ storage commits, and the waits of long-polls and timers.
 An RPC `call(caller, server, to=callee)` is what a grpc.aio unary call costs: the caller's client-side
 CPU (send part), one hop, the server-side generator (its bursts on the callee, maybe nested calls and
 waits), one hop back, the caller's client-side CPU (receive part). A hop is `network`, plus `host_hop`
-when caller and callee are on different hosts.
+when caller and callee are on different hosts. With rpc_thread* > 0, gRPC's threads of the callee
+take the call as it arrives, and the caller's the reply, on a core beside the loop (Proc.threads).
 """
 
 from __future__ import annotations
@@ -156,7 +157,10 @@ class Cluster:
         self.env = env
         self.params = params
         self.costs = costs
-        self.hosts = [Host(f"h{i}", params.cores, params.cpu_slice) for i in range(params.hosts)]
+        self.hosts = [
+            Host(f"h{i}", params.cores, params.cpu_slice, params.wakeup_warm_handover)
+            for i in range(params.hosts)
+        ]
         self._host_hops = params.hosts > 1 and not params.host_hop.is_zero
         self.procs: list[Proc] = []
         self._placed = 0
@@ -175,6 +179,7 @@ class Cluster:
         self._placed += 1
         proc = Proc(self.env, host, name, role, index, self.costs)
         self.procs.append(proc)
+        self._add_threads(proc)
         return proc
 
     def add_loadgen_proc(self, index: int) -> Proc:
@@ -187,7 +192,13 @@ class Cluster:
             self.costs,
         )
         self.procs.append(proc)
+        self._add_threads(proc)
         return proc
+
+    def _add_threads(self, proc: Proc) -> None:
+        """gRPC's threads beside the process's loop, when they cost anything (rpc_thread*)."""
+        if not (self.params.rpc_thread.is_zero and self.params.rpc_thread_client.is_zero):
+            self.procs.append(proc.threads())
 
     def start(self) -> None:
         raise NotImplementedError
@@ -256,10 +267,16 @@ class Cluster:
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
+        taken = to.rpc_in() if to is not None else None
+        if taken is not None:
+            yield taken  # the callee's gRPC threads read the call before its loop does
         value = yield from server
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
+        taken = caller.rpc_out()
+        if taken is not None:
+            yield taken
         if c - send:
             yield caller.run(c - send)
         return value
@@ -336,6 +353,11 @@ class Cluster:
 
     def submit_job(self, job_id: str, job: JobDraw) -> None:
         self.draws[job_id] = job
+
+    def payload_of(self, job_id: str) -> int:
+        """A job's payload size in bytes (per_byte costs on the paths that carry it; 0: unknown)."""
+        job = self.draws.get(job_id)
+        return job.payload_bytes if job is not None else 0
 
     def prefill(
         self, finished: Sequence[tuple[JobDraw, str]], pending: Sequence[JobDraw], now: float

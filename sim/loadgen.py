@@ -274,6 +274,8 @@ class LoadGen:
                 else:
                     op, job = Op.SUBMIT, replace(job, duration=numeric_mean(self.spec.duration))
             self._unrecorded[token] = (client, op, intended, now)
+            if op is Op.SUBMIT:  # serializing the payload it sends
+                return send + lg.proc.byte_cost("SubmitJob", job.payload_bytes), now
             return send, now
 
         start: float = yield lg.proc.run(begin)

@@ -108,20 +108,27 @@ class MicroCluster(Cluster):
         d = self.hop(lg.proc, self.gateway)
         if d:
             yield self.env.timeout(d)
+        taken = self.gateway.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        if taken is not None:
+            yield taken
         reply: Reply = yield from server
         d = self.hop(self.gateway, lg.proc)
         if d:
             yield self.env.timeout(d)
+        taken = lg.proc.rpc_out()
+        if taken is not None:
+            yield taken
         return reply
 
-    def _gw(self, method: str, then: SimGen[Reply]) -> SimGen[Reply]:
+    def _gw(self, method: str, then: SimGen[Reply], nbytes: int = 0) -> SimGen[Reply]:
         """A gateway method that is one call to the job service (the handler and the stub call are
-        one loop step)."""
-        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method), to=self.jobp)
+        one loop step); `nbytes`: the payload it relays."""
+        pre = self.gateway.cost(method) + self.gateway.byte_cost(method, nbytes)
+        reply: Reply = yield from self.call(self.gateway, then, pre=pre, to=self.jobp)
         return reply
 
     def request_submit(self, lg: LoadgenPart, job: JobDraw) -> SimGen[tuple[str, str]]:
-        return self._via_gateway(lg, self._gw("SubmitJob", self._job_create(job)))
+        return self._via_gateway(lg, self._gw("SubmitJob", self._job_create(job), job.payload_bytes))
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
         return self._via_gateway(lg, self._gw("GetJobStatus", self._job_get(job_id)))
@@ -210,6 +217,8 @@ class MicroCluster(Cluster):
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
             self.submit_job(job_id, job)
+            size = self.payload_of(job_id)  # parsing it and the store writing it
+            cost += proc.byte_cost("CreateJob", size) + proc.byte_cost("commit", size)
             return cost + self._perform(step), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
@@ -285,7 +294,9 @@ class MicroCluster(Cluster):
 
         def action(now: float) -> tuple[float, list[Assignment]]:
             leased, step = self.jobs.lease(now, worker_id, job_ids)
-            return proc.cost("LeaseJobs", len(job_ids)) + self._perform(step), leased
+            cost = proc.cost("LeaseJobs", len(job_ids)) + self._perform(step)
+            cost += proc.byte_cost("LeaseJobs", sum(self.payload_of(a.job_id) for a in leased))
+            return cost, leased
 
         leased: list[Assignment] = yield proc.run(action)
         return leased
@@ -512,6 +523,9 @@ class MicroCluster(Cluster):
             self.spawn(self.call(proc, self._queue_ack(ids), to=self.queuep))
             if leased:
                 self.coordinator.leased(worker_id)
+                relay = proc.byte_cost("FetchWork", sum(self.payload_of(a.job_id) for a in leased))
+                if relay:  # the payloads it received and sends on to the worker
+                    yield proc.run(relay)
                 return leased
             if env.now >= give_up:
                 break

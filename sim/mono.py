@@ -147,6 +147,8 @@ class MonoNode:
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
             self.cluster.submit_job(job_id, job)
+            size = self.cluster.payload_of(job_id)  # parsing it and the store writing it
+            cost += proc.byte_cost("SubmitJob", size) + proc.byte_cost("commit", size)
             return cost + self._perform(step), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
@@ -251,7 +253,9 @@ class MonoNode:
 
         def action(now: float) -> tuple[float, list[Assignment]]:
             taken, step = self.driver.steal(now, thief_worker_id, max_jobs)
-            return proc.cost("StealWork", len(taken)) + self._perform(step), taken
+            cost = proc.cost("StealWork", len(taken)) + self._perform(step)
+            cost += proc.byte_cost("StealWork", sum(self.cluster.payload_of(a.job_id) for a in taken))
+            return cost, taken
 
         taken: list[Assignment] = yield proc.run(action)
         return taken
@@ -463,10 +467,16 @@ class MonoCluster(Cluster):
         d = src.net() + src.host_hop() if far else src.net()
         if d:
             yield self.env.timeout(d)
+        taken = entry.proc.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        if taken is not None:
+            yield taken
         reply: Reply = yield from server
         d = dst.net() + dst.host_hop() if far else dst.net()
         if d:
             yield self.env.timeout(d)
+        taken = lg.proc.rpc_out()
+        if taken is not None:
+            yield taken
         return reply
 
     def request_submit(self, lg: LoadgenPart, job: JobDraw) -> SimGen[tuple[str, str]]:

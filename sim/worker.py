@@ -241,7 +241,7 @@ class SimWorker:
         proc = self.proc
         core = self.core
         key = run.key
-        yield proc.run(proc.cost("launch"))
+        yield proc.run(proc.cost("launch") + proc.byte_cost("launch", self.cluster.payload_of(key[0])))
         if not self.alive:
             return
         step = self._perform(core.begin(env.now, key))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from model.config import CoreConfig
-from model.results.runs import load_records, load_summary, load_workload
+from model.results.runs import load_config, load_records, load_summary, load_workload
 from model.results.schema import RequestRecord
 from model.states import JobState
 from model.workload import (
@@ -37,6 +37,7 @@ from model.workload import (
     workload_from_mapping,
     workload_to_mapping,
 )
+from realsys import loadgen
 from realsys.cli import main
 from realsys.client import DtqClient
 from realsys.cluster import free_ports
@@ -427,6 +428,36 @@ def test_dtq_load_writes_a_valid_run(mono: ThreadCluster, tmp_path: Path) -> Non
     assert np.all([j.end_time >= j.accept_time >= j.submit_time for j in jobs])
     assert summary["kind"] == "real" and summary["design"] == "mono" and summary["offered_rate"] == 40.0
     assert summary["loadgen"]["processes"] == 1
+
+
+def test_dtq_load_records_a_host_probe_before_the_load(
+    mono: ThreadCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--host-probe: one probe (the lab's, in a child process; stubbed here) taken before the load
+    starts, recorded as parameters.host_probe as the experiment runner records it."""
+    taken: list[float] = []
+    probe = {"busy_us": 300.0, "wake_us": 100.0, "wake_gap_us": 400.0, "gap_s": 0.01}
+
+    def fake_probe() -> dict[str, float]:
+        taken.append(time.time())
+        return dict(probe)
+
+    monkeypatch.setattr(loadgen, "take_probe", fake_probe)
+    spec = open_spec(rate=20.0, mix=RequestMix(), duration=Distribution(), run_time=0.5, warmup=0.0)
+    workload = tmp_path / "w.yaml"
+    workload.write_text(json.dumps(workload_to_mapping(spec)))
+    argv = ["load", "--workload", str(workload), "--design", "mono", "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--drain", "2", "--host-probe", "--no-records"]
+    for address in mono.addresses.values():
+        argv += ["--addr", address]
+    for run_id, wanted in (("real-mono-probed", True), ("real-mono-unprobed", False)):
+        taken.clear()
+        args = [a for a in argv if wanted or a != "--host-probe"] + ["--run-id", run_id]
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code == 0
+        parameters = load_config(tmp_path / "runs" / run_id)["parameters"]
+        assert (parameters.get("host_probe") == probe) is wanted and len(taken) == int(wanted)
 
 
 @pytest.mark.parametrize("submit_wait", [0.0, 10.0])
