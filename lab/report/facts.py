@@ -201,7 +201,7 @@ def table_top(sweep: Sweep) -> str:
                 if iv and iv.n > 1:
                     cell += f" [{f(iv.lo, digits)}, {f(iv.hi, digits)}]"
                 sim = sweep.predicted_value("sim", design, sweep.top, facet, col)
-                cells += [cell, f(sim, digits) if design != "celery" else "-"]
+                cells += [cell, "-" if design == "celery" or math.isnan(sim) else f(sim, digits)]
             body.append(cells)
     header = ["workload", "design", "done/s", "sim", "submit->done p50 ms", "sim", "request p99 ms", "sim"]
     note = (
@@ -353,6 +353,23 @@ def holdout_section(data: Path) -> str:
         "The held-out workloads (data/experiments/holdout.md: chosen before the simulator's later changes, "
         "run only after its predictions were recorded) are reported apart from the matrix:\n\n"
         + table_accuracy_bands(read_csv(path), str(rel))
+    )
+
+
+def holdout_short(data: Path) -> str:
+    """One clause for the conclusion: the held-out p50 error at low load, or that it is not measured."""
+    path = first_existing(data, HOLDOUT_CANDIDATES, "error_table.csv")
+    if path is None:
+        return (
+            f"{NOT_MEASURED} yet (the held-out workloads of data/experiments/holdout.md have no "
+            "committed results)"
+        )
+    errors = read_csv(path)
+    low = error_cell(errors, "rho<=0.5", "p50", "median_abs_err")
+    every = error_cell(errors, "all", "p50", "median_abs_err")
+    return (
+        f"on the held-out workloads its median p50 error is {pct(low)} at rho <= 0.5 and {pct(every)} "
+        "over all points"
     )
 
 

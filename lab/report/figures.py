@@ -35,8 +35,11 @@ def _minor_tick(value: float, _: object = None) -> str:
 def _plain_log(ax: Axes, axis: str = "y") -> None:
     """Plain numbers (0.5, 2, 10, 200) on a log axis instead of powers of ten."""
     target = ax.yaxis if axis == "y" else ax.xaxis
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
     target.set_major_formatter(FuncFormatter(_tick))
-    target.set_minor_formatter(FuncFormatter(_minor_tick))
+    # minor labels (2x, 5x) only where the axis spans less than two decades, else they collide
+    few = lo > 0 and hi / lo < 100
+    target.set_minor_formatter(FuncFormatter(_minor_tick) if few else NullFormatter())
 
 
 def _save(fig: Figure, out: Path, name: str) -> Path:
@@ -148,8 +151,9 @@ def _plot_vs_concurrency(
         if mx:
             ax.plot(mx, my, color=color, label=f"{label} MVA", **MVA_STYLE)  # type: ignore[arg-type]
     ax.set_xscale("log", base=2)
-    concurrencies = sorted({num(r["concurrency"]) for r in rows})
-    ax.set_xticks(concurrencies, [f"{c:g}" for c in concurrencies])
+    shown = {num(r["concurrency"]) for r in rows}
+    shown |= {num(r["concurrency"]) for r in predicted if (r["duration"], r["mix"]) == facet}
+    ax.set_xticks(sorted(shown), [f"{c:g}" for c in sorted(shown)])
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
@@ -390,7 +394,7 @@ def fig_calibration(calibration: Mapping[str, Any], out: Path) -> Path | None:
                 continue
             zeros = (len(arr) - len(pos)) / len(arr)
             ecdf = zeros + np.arange(1, len(pos) + 1) / len(arr)
-            short = key.removeprefix("service.").split(".", 1)[-1] if key.startswith("service.") else key
+            short = key.removeprefix("service.").removeprefix("node.")
             ax.step(pos * 1e6, ecdf, where="post", color=color, label=short)
         ax.set_xscale("log")
         _plain_log(ax, "x")

@@ -16,13 +16,17 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from lab.experiment.plan import expand
 from lab.experiment.spec import load_experiment
 from lab.report import facts
-from lab.report.data import NO_VALIDATION, fault_rows, num, read_csv, validation_files
+from lab.report.data import NO_VALIDATION, calibration_samples, fault_rows, num, read_csv, validation_files
 from lab.report.facts import NOT_MEASURED, Sweep, f, facet_name, pct
+from lab.report.figures import CALIBRATION_PANELS
 from lab.report.markdown import markdown_table
 from lab.report.style import DESIGN_LABEL
+from model.results.stats import BOOTSTRAP_RESAMPLES
 
 FIGURE_BLOCK = re.compile(r"\{\{figure:(?P<name>[\w-]+)\}\}\n(?P<caption>.*?)\n\{\{end\}\}", re.DOTALL)
 FIGURE_REF = re.compile(r"\{\{fig:(?P<name>[\w-]+)\}\}")
@@ -133,6 +137,83 @@ def sweep_values(sweep: Sweep) -> dict[str, str]:
     return v
 
 
+def _share(count: int, total: int) -> str:
+    if not total:
+        return NOT_MEASURED
+    if count == total:
+        return f"at every one of the {total}"
+    if count == 0:
+        return "at none"
+    return f"at {count} of the {total}"
+
+
+def reading_values(sweep: Sweep) -> dict[str, str]:
+    """The 'what to see' sentences of the headline figures and the section's readings, computed."""
+    v: dict[str, str] = {}
+    noop = [x for x in sweep.facets if x[0] == "noop"]
+    long = [x for x in sweep.facets if x[0] != "noop"]
+    top = sweep.top
+
+    def ratios(facets: Sequence[tuple[str, str]], col: str) -> list[float]:
+        out = []
+        for x in facets:
+            a, b = sweep.mean("micro", top, x, col), sweep.mean("mono", top, x, col)
+            if a and not math.isnan(a) and not math.isnan(b):
+                out.append(b / a)
+        return out
+
+    def span(values: Sequence[float], digits: int = 1) -> str:
+        if not values:
+            return NOT_MEASURED
+        lo, hi = min(values), max(values)
+        return (
+            f"{lo:.{digits}f}x"
+            if f"{lo:.{digits}f}" == f"{hi:.{digits}f}"
+            else f"{lo:.{digits}f}-{hi:.{digits}f}x"
+        )
+
+    v["ratio_noop_done"] = span(ratios(noop, "completed_per_s"))
+    v["ratio_long_done"] = span(ratios(long, "completed_per_s"), 2)
+    v["ratio_noop_done_p50"] = span(ratios(noop, "completion_p50_ms"), 2)
+    # the simulator's plateau against the measured one: at the highest concurrency, per design
+    errs = []
+    for design in ("micro", "mono"):
+        for x in sweep.facets:
+            real = sweep.mean(design, top, x, "completed_per_s")
+            sim = sweep.predicted_value("sim", design, top, x, "completed_per_s")
+            if real and not math.isnan(real) and not math.isnan(sim):
+                errs.append(abs(sim - real) / real)
+    v["plateau_err_max"] = pct(max(errs)) if errs else NOT_MEASURED
+    v["plateau_err_median"] = pct(facts.median(errs)) if errs else NOT_MEASURED
+    # B's submit latency against A's, point by point
+    faster = total = 0
+    for x in sweep.facets:
+        for c in sweep.concurrencies:
+            a = sweep.mean("micro", c, x, "latency_submit_mean_ms")
+            b = sweep.mean("mono", c, x, "latency_submit_mean_ms")
+            if not (math.isnan(a) or math.isnan(b)):
+                total += 1
+                faster += b < a
+    v["b_submit_faster"] = _share(faster, total)
+    b_noop = [sweep.winner(c, x, "completed_per_s", True) for x in noop for c in sweep.concurrencies]
+    b_long = [sweep.winner(c, x, "completed_per_s", True) for x in long for c in sweep.concurrencies]
+    b_noop, b_long = [w for w in b_noop if w], [w for w in b_long if w]
+    v["noop_verdict"] = (
+        f"B finishes more jobs per second {_share(b_noop.count('B'), len(b_noop))} no-op points "
+        f"(A {_share(b_noop.count('A'), len(b_noop))}), by {v['ratio_noop_done']} at {top} clients"
+    )
+    ahead_b, ahead_a = b_long.count("B"), b_long.count("A")
+    if b_long and not ahead_a and not ahead_b:
+        split = f"neither design is ahead at any of the {len(b_long)} points (all ties)"
+    else:
+        split = (
+            f"B is ahead {_share(ahead_b, len(b_long))} points, A {_share(ahead_a, len(b_long))}, "
+            "and the rest are ties"
+        )
+    v["long_verdict"] = f"{split}; at {top} clients B/A is {v['ratio_long_done']}"
+    return v
+
+
 def bench_values(data: Path) -> dict[str, str]:
     bench = facts.bench_facts(data)
 
@@ -211,6 +292,13 @@ def calibration_values(
             v["drift_iqr"] = f"{q[len(q) // 4]:.2f}-{q[(3 * len(q)) // 4]:.2f}"
             v["drift_max"] = f"{max(*q, 1 / min(q)):.1f}"
     v.setdefault("drift_max", NOT_MEASURED)
+    v["cal_path_median_us"] = NOT_MEASURED
+    if calibration:
+        samples = calibration_samples(calibration)
+        keys = [k for _, group in CALIBRATION_PANELS for k in group if k in samples]
+        medians = [float(np.median(samples[k])) for k in keys]
+        if medians:
+            v["cal_path_median_us"] = f"{1e6 * facts.median(medians):.0f}"
     return v
 
 
@@ -268,14 +356,22 @@ def values(
     """Every value the template may name."""
     v: dict[str, str] = {}
     v.update(sweep_values(sweep))
+    v.update(reading_values(sweep))
     v.update(bench_values(data))
     v.update(validation_values(data))
     v.update(calibration_values(data, calibration, after))
     v.update(fault_values(data))
     v["table_wins"] = table_wins_condensed(sweep)
     v["holdout_section"] = facts.holdout_section(data)
+    v["holdout_short"] = facts.holdout_short(data)
     v["other_results"] = facts.other_results(data)
     v["machine"] = facts.machine(data)
+    v["machine_short"] = v["machine"].split(" (")[0].replace(" vCPUs", "-vCPU")
+    v["bootstrap_resamples"] = f"{BOOTSTRAP_RESAMPLES:,}"
+    reps = {r.get("n", "") for r in sweep.predicted if r.get("source") == "sim"}
+    v["pred_replications"] = "/".join(sorted(reps)) if reps else NOT_MEASURED
+    replications = facts.validation_summary(data).get("replications")
+    v["validation_replications"] = str(replications) if replications else NOT_MEASURED
     dates, versions = facts.measured_dates(data, experiment)
     v["sweep_dates"] = ", ".join(dates) or NOT_MEASURED
     v["sweep_sessions"] = str(len(dates)) if dates else NOT_MEASURED
@@ -289,6 +385,7 @@ def values(
 def facts_plan(experiment: Path) -> dict[str, str]:
     if not experiment.is_file():
         return {
+            "plan_slots": NOT_MEASURED,
             "plan_runs": NOT_MEASURED,
             "plan_replications": NOT_MEASURED,
             "plan_run_time": NOT_MEASURED,
@@ -300,6 +397,7 @@ def facts_plan(experiment: Path) -> dict[str, str]:
         "plan_replications": str(exp.replications),
         "plan_run_time": f"{float(exp.base.get('run_time', math.nan)):g}",
         "plan_warmup": f"{float(exp.base.get('warmup', math.nan)):g}",
+        "plan_slots": "/".join(str(x) for x in exp.slots) if exp.slots else NOT_MEASURED,
     }
 
 
