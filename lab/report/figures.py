@@ -111,9 +111,10 @@ def _plot_vs_concurrency(
     measured: Measured,
     predicted: Sequence[Mapping[str, str]],
     facet: tuple[str, str],
-) -> None:
-    """Per design: measured mean with its bootstrap interval (markers), the simulator's prediction (solid
+) -> bool:
+    """Whether it drew any positive value. Per design: measured mean with its bootstrap interval (markers), the simulator's prediction (solid
     line) and the MVA's (dotted) where there is one; the Celery reference measured only, grey dashed."""
+    drawn = False
     for design in sorted({r["design"] for r in rows}, key=design_key):
         color, label = DESIGN_COLOR.get(design), DESIGN_LABEL.get(design, design)
         pts = sorted((r for r in rows if r["design"] == design), key=lambda r: num(r["concurrency"]))
@@ -127,6 +128,7 @@ def _plot_vs_concurrency(
             lo, hi = iv.errors if iv is not None else (0.0, 0.0)
             x.append(float(c))
             y.append(mean)
+            drawn = drawn or mean > 0
             below.append(lo)
             above.append(hi)
         ref = design == "celery"
@@ -146,6 +148,7 @@ def _plot_vs_concurrency(
             continue
         sx, sy = _predicted_series(predicted, "sim", design, facet, col)
         if sx:
+            drawn = True
             ax.plot(sx, sy, color=color, label=f"{label} simulated", **SIM_STYLE)  # type: ignore[arg-type]
         mx, my = _predicted_series(predicted, "mva", design, facet, col)
         if mx:
@@ -155,6 +158,7 @@ def _plot_vs_concurrency(
     shown |= {num(r["concurrency"]) for r in predicted if (r["duration"], r["mix"]) == facet}
     ax.set_xticks(sorted(shown), [f"{c:g}" for c in sorted(shown)])
     ax.xaxis.set_minor_formatter(NullFormatter())
+    return drawn
 
 
 def fig_vs_concurrency(
@@ -179,8 +183,10 @@ def fig_vs_concurrency(
         for j, facet in enumerate(facets):
             ax = axes[i][j]
             facet_rows = [r for r in rows if (r["duration"], r["mix"]) == facet]
-            _plot_vs_concurrency(ax, facet_rows, col, measured or {}, predicted, facet)
-            if log_y:
+            drawn = _plot_vs_concurrency(ax, facet_rows, col, measured or {}, predicted, facet)
+            if not drawn:
+                ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+            elif log_y:
                 ax.set_yscale("log")
                 _plain_log(ax)
             _label_cell(ax, (i, j, len(metrics)), facet_title(facet), label, "closed-loop clients")
