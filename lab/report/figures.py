@@ -112,8 +112,9 @@ def _plot_vs_concurrency(
     predicted: Sequence[Mapping[str, str]],
     facet: tuple[str, str],
 ) -> bool:
-    """Whether it drew any positive value. Per design: measured mean with its bootstrap interval (markers), the simulator's prediction (solid
-    line) and the MVA's (dotted) where there is one; the Celery reference measured only, grey dashed."""
+    """Per design: measured mean with its bootstrap interval (markers), the simulator's prediction
+    (solid line) and the MVA's (dotted) where there is one; the Celery reference measured only, grey
+    dashed. Returns whether it drew any positive value (else a log axis has nothing to scale)."""
     drawn = False
     for design in sorted({r["design"] for r in rows}, key=design_key):
         color, label = DESIGN_COLOR.get(design), DESIGN_LABEL.get(design, design)
