@@ -270,7 +270,7 @@ def report_command(args: argparse.Namespace) -> int:
     if args.rerun or args.quick:
         root = rerun.fresh_root("quick" if args.quick else "full")
         progress(f"re-measuring into {root} (data/ is not touched)")
-        rerun.run_steps(rerun.steps(root, quick=args.quick))
+        rerun.run_steps(rerun.steps(root, quick=args.quick), root)
         print(f"paper {root / 'paper' / 'paper.md'}")
         return 0
     data = Path(args.data)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -203,9 +204,9 @@ def durations(data: Path) -> str:
         return "No committed records to estimate a re-run's duration from."
     total = sum(m for _, m, _ in parts)
     lines = [
-        "`make paper` rebuilds every figure, table, this paper and its appendix from the committed data in "
-        "well under a minute (it re-simulates the predictions only when the calibration, the experiment file "
-        "or the simulator's code changed: a few minutes).",
+        "`make paper` rebuilds every figure, table, this paper and its appendix from the committed data "
+        "without measuring anything; it re-simulates the predicted curves only when the calibration, the "
+        "experiment file or the simulator's code changed.",
         "",
         f"`make paper RERUN=1` re-measures everything into a fresh root (rerun/full-<time>/; data/ is never "
         f"touched) and builds the paper there. Estimated from the committed records, not timed end to end: "
@@ -214,11 +215,22 @@ def durations(data: Path) -> str:
         "",
     ]
     lines += [f"- {what}: ~{m:.0f} min ({source})" for what, m, source in parts]
+    quick = data / "bench" / "paper-quick.json"
+    timed = json.loads(quick.read_text()) if quick.is_file() else {}
+    if timed.get("seconds"):
+        loads = [x for s in timed.get("steps", []) for x in s.get("load_1m", [])]
+        load = f", load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
+        how = (
+            f"measured: {timed['seconds'] / 60:.0f} min on {str(timed.get('started_at', ''))[:10]}, "
+            f"waits for the lock included{load} (data/bench/paper-quick.json)"
+        )
+    else:
+        how = "its duration is not measured yet (it prints it at its end, into <root>/rerun.json)"
     lines += [
         "",
         "`make paper QUICK=1` re-measures a quick calibration and a reduced sweep "
         f"(data/experiments/{QUICK_EXPERIMENT}.yaml) into rerun/quick-<time>/ and draws the headline figures "
-        "from it, for a smoke check; its duration is printed at its end.",
+        f"from it, for a smoke check; {how}.",
     ]
     return "\n".join(lines)
 
@@ -246,12 +258,16 @@ def _span_minutes(runs: Path, pattern: str) -> float:
     return total / 60
 
 
-def run_steps(plan: list[Step]) -> None:
-    """Runs each step (measuring ones under the lock), stopping at the first failure."""
+def run_steps(plan: list[Step], root: Path) -> Path:
+    """Runs each step (measuring ones under the lock), stopping at the first failure; writes
+    <root>/rerun.json: each step's seconds (lock waits included) and the load average around it."""
+    record: dict[str, object] = {"started_at": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}", "steps": []}
+    steps_done: list[dict[str, object]] = []
     started = time.monotonic()
     for number, step in enumerate(plan, 1):
         progress(f"re-run {number}/{len(plan)}: {step.what}")
         command = (["flock", LOCK] if step.locked and shutil.which("flock") else []) + step.command
+        t0, load0 = time.monotonic(), os.getloadavg()[0]
         if step.stdout is not None:
             step.stdout.parent.mkdir(parents=True, exist_ok=True)
             with open(step.stdout, "w") as f:
@@ -262,7 +278,19 @@ def run_steps(plan: list[Step]) -> None:
                 subprocess.run(command, check=True, cwd=REPO_ROOT, stdout=f)
         else:
             subprocess.run(command, check=True, cwd=REPO_ROOT)
-    progress(f"re-run done in {(time.monotonic() - started) / 60:.1f} min")
+        steps_done.append(
+            {
+                "step": step.what,
+                "seconds": round(time.monotonic() - t0, 1),
+                "load_1m": [load0, os.getloadavg()[0]],
+            }
+        )
+    record["steps"] = steps_done
+    record["seconds"] = round(time.monotonic() - started, 1)
+    path = root / "rerun.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    progress(f"re-run done in {(time.monotonic() - started) / 60:.1f} min ({path})")
+    return path
 
 
 def calibrate_into(root: Path, quick: bool) -> Path:
