@@ -437,3 +437,16 @@ def drift_ratios(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[fl
         if a > 0 and b > 0:
             out.append(b / a)
     return out
+
+
+LOAD_RE = re.compile(r"load (?P<one>[\d.]+) [\d.]+ [\d.]+")
+
+
+def session_loads(data: Path, name: str) -> str:
+    """The 1-minute load averages recorded around the sweep's measuring sessions
+    (data/experiments/<name>/sessions.log: lines '... load 1m 5m 15m'), as 'lo-hi', or not measured."""
+    path = data / "experiments" / name / "sessions.log"
+    loads = [float(m["one"]) for m in LOAD_RE.finditer(path.read_text())] if path.is_file() else []
+    if not loads:
+        return NOT_MEASURED
+    return f"{min(loads):.1f}-{max(loads):.1f}"

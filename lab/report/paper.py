@@ -376,6 +376,7 @@ def values(
     v["sweep_dates"] = ", ".join(dates) or NOT_MEASURED
     v["sweep_sessions"] = str(len(dates)) if dates else NOT_MEASURED
     v["sweep_code_versions"] = str(versions) if versions else NOT_MEASURED
+    v["sweep_load"] = facts.session_loads(data, experiment.stem)
     v["durations"] = durations
     plan = facts_plan(experiment)
     v.update(plan)
