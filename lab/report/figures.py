@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
@@ -88,6 +89,12 @@ MVA_STYLE = {"linestyle": ":", "linewidth": 1.6, "alpha": 0.9}
 MARKER = {"micro": "o", "mono": "s", "celery": "D"}
 
 
+def sim_color(design: str) -> tuple[float, float, float]:
+    """A design's colour, lighter: predictions (simulated, MVA) are told from measurements by it."""
+    r, g, b = to_rgb(DESIGN_COLOR.get(design, "#000000"))
+    return (r + (1 - r) * 0.45, g + (1 - g) * 0.45, b + (1 - b) * 0.45)
+
+
 def _predicted_series(
     predicted: Sequence[Mapping[str, str]], source: str, design: str, facet: tuple[str, str], col: str
 ) -> tuple[list[float], list[float]]:
@@ -150,10 +157,10 @@ def _plot_vs_concurrency(
         sx, sy = _predicted_series(predicted, "sim", design, facet, col)
         if sx:
             drawn = True
-            ax.plot(sx, sy, color=color, label=f"{label} simulated", **SIM_STYLE)  # type: ignore[arg-type]
+            ax.plot(sx, sy, color=sim_color(design), label=f"{label} simulated", **SIM_STYLE)  # type: ignore[arg-type]
         mx, my = _predicted_series(predicted, "mva", design, facet, col)
         if mx:
-            ax.plot(mx, my, color=color, label=f"{label} MVA", **MVA_STYLE)  # type: ignore[arg-type]
+            ax.plot(mx, my, color=sim_color(design), label=f"{label} MVA", **MVA_STYLE)  # type: ignore[arg-type]
     ax.set_xscale("log", base=2)
     shown = {num(r["concurrency"]) for r in rows}
     shown |= {num(r["concurrency"]) for r in predicted if (r["duration"], r["mix"]) == facet}
@@ -290,7 +297,7 @@ def fig_accuracy(
                     marker=MARKER.get(design, "o"),
                     markerfacecolor="white",
                     markersize=4,
-                    color=color,
+                    color=sim_color(design),
                     label=f"{name} simulated",
                     **SIM_STYLE,
                 )

@@ -149,3 +149,30 @@ def test_no_interval_in_the_figures_goes_below_zero() -> None:
     sweep = facts.load_sweep(DATA, "seed_plan", DATA / "experiments" / "seed_plan.yaml")
     lows = [iv.lo for point in sweep.measured.values() for iv in point.values() if iv.n]
     assert lows and min(lows) >= 0 and not np.isnan(lows).any()
+
+
+def test_predictions_and_paper_in_a_fresh_root(tmp_path: Path) -> None:
+    """The re-run's second half on a tiny experiment (CI's version of QUICK=1 without the real
+    cluster): predicted.csv from the calibration alone, up to date afterwards, then the paper."""
+    root = tmp_path / "root"
+    (root / "experiments").mkdir(parents=True)
+    experiment = root / "experiments" / "smoke.yaml"
+    experiment.write_text((DATA / "experiments" / "smoke.yaml").read_text())
+    calibration = str(DATA / "calibration" / "local.json")
+    assert predict.is_stale(experiment, calibration, root, REPO_ROOT)
+    csv_path = predict.write_predictions(experiment, calibration, root, REPO_ROOT)
+    assert not predict.is_stale(experiment, calibration, root, REPO_ROOT)
+    text = csv_path.read_text()
+    assert text.startswith("design,concurrency,duration,mix,source,n,completed_per_s")
+    assert (
+        "\nmono,2,,,sim,2," in text and "\nmono,2,,,mva,1," in text
+    )  # smoke: mono, 2 clients, 2 replications
+    first = csv_path.read_bytes()
+    predict.write_predictions(experiment, calibration, root, REPO_ROOT)
+    assert csv_path.read_bytes() == first  # deterministic
+    built = build(root, root / "paper", None, experiment="smoke")
+    paper_text = (root / "paper" / "paper.md").read_text()
+    assert "{{" not in paper_text and "not measured" in paper_text  # no validation etc. in this root
+    # nothing measured in this root yet: the headline figures say so, numbered, instead of failing
+    assert "**Figure 1.** *Not drawn: no data for it yet.*" in paper_text
+    assert not any(p.stem == "throughput" for p in built.figures)
