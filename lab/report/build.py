@@ -122,15 +122,31 @@ def build(
         figure(
             "throughput",
             lambda: fig_vs_concurrency(
-                rows, figs, "throughput", [("completed_per_s", "jobs done/s")], measured, predicted
+                rows,
+                figs,
+                "throughput",
+                [("completed_per_s", "jobs done/s")],
+                measured,
+                predicted,
+                sessions=sweep.sessions,
             ),
         )
         lat = [("latency_submit_mean_ms", "submit latency mean (ms)")]
         lat += [(f"latency_{p}_ms", f"request latency {p} (ms)") for p in ("p50", "p99")]
-        figure("latency", lambda: fig_vs_concurrency(rows, figs, "latency", lat, measured, predicted))
+        figure(
+            "latency",
+            lambda: fig_vs_concurrency(
+                rows, figs, "latency", lat, measured, predicted, sessions=sweep.sessions
+            ),
+        )
         done = [("completion_mean_ms", "submit -> done mean (ms)")]
         done += [(f"completion_{p}_ms", f"submit -> done {p} (ms)") for p in ("p50", "p99")]
-        figure("completion", lambda: fig_vs_concurrency(rows, figs, "completion", done, measured, predicted))
+        figure(
+            "completion",
+            lambda: fig_vs_concurrency(
+                rows, figs, "completion", done, measured, predicted, sessions=sweep.sessions
+            ),
+        )
         figure("mix_duration", lambda: fig_mix_duration(rows, figs, measured))
     else:
         built.notes.append(f"experiment {experiment}: no summary.csv yet")

@@ -106,6 +106,7 @@ class Sweep:
     rows: list[dict[str, str]]
     measured: dict[PointKey, dict[str, Interval]]
     predicted: list[dict[str, str]]
+    sessions: dict[int, str] = field(default_factory=dict)  # clients -> the UTC date its runs were made
     facets: list[tuple[str, str]] = field(default_factory=list)
     concurrencies: list[int] = field(default_factory=list)
 
@@ -171,6 +172,19 @@ class Sweep:
         return next(c for c, v in series if v >= 0.9 * best)
 
 
+def level_sessions(data: Path, experiment: Path) -> dict[int, str]:
+    """Per client count of the plan, the UTC date(s) its runs on disk were started ('a/b' if several)."""
+    if not experiment.is_file():
+        return {}
+    dates: dict[int, set[str]] = {}
+    for run in expand(load_experiment(experiment)).runs:
+        path = data / "runs" / run.run_id / "config.json"
+        if path.is_file():
+            started = str(json.loads(path.read_text()).get("started_at", ""))[:10]
+            dates.setdefault(int(getattr(run.workload.arrival, "clients", 0)), set()).add(started)
+    return {c: "/".join(sorted(d)) for c, d in dates.items()}
+
+
 def load_sweep(data: Path, name: str, experiment_file: Path) -> Sweep:
     rows = [
         r
@@ -178,7 +192,9 @@ def load_sweep(data: Path, name: str, experiment_file: Path) -> Sweep:
         if num(r.get("n")) > 0
     ]
     predicted = read_csv(data / "experiments" / name / "predicted.csv", missing_ok=True)
-    return Sweep(rows, measured_intervals(data, experiment_file), predicted)
+    return Sweep(
+        rows, measured_intervals(data, experiment_file), predicted, level_sessions(data, experiment_file)
+    )
 
 
 facet_name = facet_title
@@ -450,3 +466,18 @@ def session_loads(data: Path, name: str) -> str:
     if not loads:
         return NOT_MEASURED
     return f"{min(loads):.1f}-{max(loads):.1f}"
+
+
+LEVEL_RE = re.compile(r"\*\.c(?P<clients>\d+)\.\*.*?load (?P<one>[\d.]+) [\d.]+ [\d.]+")
+
+
+def loads_by_level(data: Path, name: str) -> dict[int, tuple[float, float]]:
+    """Per client count measured in a recorded session, the lowest and highest 1-minute load average
+    logged at its start and end (sessions.log lines '... *.c64.* ... load 1m 5m 15m')."""
+    path = data / "experiments" / name / "sessions.log"
+    out: dict[int, list[float]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if m := LEVEL_RE.search(line):
+                out.setdefault(int(m["clients"]), []).append(float(m["one"]))
+    return {c: (min(v), max(v)) for c, v in out.items()}

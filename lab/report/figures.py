@@ -118,6 +118,7 @@ def _plot_vs_concurrency(
     measured: Measured,
     predicted: Sequence[Mapping[str, str]],
     facet: tuple[str, str],
+    sessions: Mapping[int, str],
 ) -> bool:
     """Per design: measured mean with its bootstrap interval (markers), the simulator's prediction
     (solid line) and the MVA's (dotted) where there is one; the Celery reference measured only, grey
@@ -140,18 +141,23 @@ def _plot_vs_concurrency(
             below.append(lo)
             above.append(hi)
         ref = design == "celery"
-        ax.errorbar(
-            x,
-            y,
-            yerr=[below, above],
-            color=color,
-            marker=MARKER.get(design, "o"),
-            markersize=4 if ref else 5,
-            linestyle="--" if ref else "none",
-            linewidth=1.0,
-            capsize=2,
-            label=f"{label} measured",
-        )
+        first = min(sessions.values()) if sessions else ""
+        for later in (False, True):  # the first session's points filled, later sessions' hollow
+            pick = [i for i, c in enumerate(x) if (sessions.get(int(c), first) != first) == later]
+            if not pick:
+                continue
+            ax.errorbar(
+                [x[i] for i in pick],
+                [y[i] for i in pick],
+                yerr=[[below[i] for i in pick], [above[i] for i in pick]],
+                color=color,
+                marker=MARKER.get(design, "o"),
+                markersize=4 if ref else 5,
+                markerfacecolor="white" if later else color,
+                linestyle="none",
+                capsize=2,
+                label=f"{label} measured" + (", later session" if later else ""),
+            )
         if ref:
             continue
         sx, sy = _predicted_series(predicted, "sim", design, facet, col)
@@ -177,6 +183,7 @@ def fig_vs_concurrency(
     measured: Measured | None = None,
     predicted: Sequence[Mapping[str, str]] = (),
     log_y: bool = True,
+    sessions: Mapping[int, str] | None = None,
 ) -> Path:
     """One row per metric, one column per (duration, mix); log axes (the values span decades)."""
     facets = facets_of(rows)
@@ -191,7 +198,9 @@ def fig_vs_concurrency(
         for j, facet in enumerate(facets):
             ax = axes[i][j]
             facet_rows = [r for r in rows if (r["duration"], r["mix"]) == facet]
-            drawn = _plot_vs_concurrency(ax, facet_rows, col, measured or {}, predicted, facet)
+            drawn = _plot_vs_concurrency(
+                ax, facet_rows, col, measured or {}, predicted, facet, sessions or {}
+            )
             if not drawn:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
             elif log_y:
