@@ -147,7 +147,7 @@ def build(
                 rows, figs, "completion", done, measured, predicted, sessions=sweep.sessions
             ),
         )
-        figure("mix_duration", lambda: fig_mix_duration(rows, figs, measured))
+        figure("mix_duration", lambda: fig_mix_duration(rows, figs, measured, sweep.reference))
     else:
         built.notes.append(f"experiment {experiment}: no summary.csv yet")
 

@@ -159,6 +159,15 @@ class Sweep:
         return {"a": "A", "b": "B", "tie": "tie"}.get(w, "")
 
     @property
+    def reference(self) -> int:
+        """The level the per-factor results are read at: the highest of the first measuring session
+        (a later session on a loaded host is read apart), or the highest level if there are no dates."""
+        if not self.sessions:
+            return self.top
+        first = min(self.sessions.values())
+        return max(c for c, d in self.sessions.items() if d == first)
+
+    @property
     def top(self) -> int:
         return self.concurrencies[-1] if self.concurrencies else 0
 
@@ -211,17 +220,18 @@ def table_top(sweep: Sweep) -> str:
         for design in designs:
             cells = [facet_name(facet), DESIGN_LABEL.get(design, design)]
             for col, digits in (("completed_per_s", 0), ("completion_p50_ms", 1), ("latency_p99_ms", 1)):
-                iv = sweep.measured.get((design, sweep.top, *facet), {}).get(col)
-                mean = iv.mean if iv else sweep.mean(design, sweep.top, facet, col)
+                iv = sweep.measured.get((design, sweep.reference, *facet), {}).get(col)
+                mean = iv.mean if iv else sweep.mean(design, sweep.reference, facet, col)
                 cell = f(mean, digits)
                 if iv and iv.n > 1:
                     cell += f" [{f(iv.lo, digits)}, {f(iv.hi, digits)}]"
-                sim = sweep.predicted_value("sim", design, sweep.top, facet, col)
+                sim = sweep.predicted_value("sim", design, sweep.reference, facet, col)
                 cells += [cell, "-" if design == "celery" or math.isnan(sim) else f(sim, digits)]
             body.append(cells)
     header = ["workload", "design", "done/s", "sim", "submit->done p50 ms", "sim", "request p99 ms", "sim"]
     note = (
-        f"\nAt {sweep.top} closed-loop clients: measured mean over the replications with its 95% bootstrap "
+        f"\nAt {sweep.reference} closed-loop clients ({sweep.sessions.get(sweep.reference, '')}): "
+        "measured mean over the replications with its 95% bootstrap "
         "interval, and the simulator's prediction from the calibration alone "
         "(data/experiments/seed_plan/summary.csv, data/runs/*/summary.json, predicted.csv).\n"
     )

@@ -210,10 +210,12 @@ def fig_vs_concurrency(
     return _legend_and_save(fig, axes, out, name, ncol=4)
 
 
-def fig_mix_duration(rows: Sequence[Mapping[str, str]], out: Path, measured: Measured | None = None) -> Path:
+def fig_mix_duration(
+    rows: Sequence[Mapping[str, str]], out: Path, measured: Measured | None = None, level: int | None = None
+) -> Path:
     """At the highest concurrency: done/s and submit -> done p50 per (duration, mix), bars per design,
     with the replications' bootstrap intervals where `measured` has them."""
-    top = max(num(r["concurrency"]) for r in rows)
+    top = float(level) if level else max(num(r["concurrency"]) for r in rows)
     at_top = [r for r in rows if num(r["concurrency"]) == top]
     facets = facets_of(at_top)
     designs = sorted({r["design"] for r in at_top}, key=design_key)

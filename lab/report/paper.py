@@ -77,6 +77,8 @@ def sweep_values(sweep: Sweep) -> dict[str, str]:
     """Values about the headline sweep: per facet, each design's best done/s, where it flattens, and
     the winner; the simulator's errors on it."""
     v: dict[str, str] = {"top_clients": str(sweep.top) if sweep.top else NOT_MEASURED}
+    v["ref_clients"] = str(sweep.reference) if sweep.reference else NOT_MEASURED
+    v["ref_session"] = sweep.sessions.get(sweep.reference, NOT_MEASURED)
     v["concurrency_levels"] = ", ".join(map(str, sweep.concurrencies)) or NOT_MEASURED
     lines, duration_lines = [], []
     dates = sorted(set(sweep.sessions.values()))
@@ -100,13 +102,14 @@ def sweep_values(sweep: Sweep) -> dict[str, str]:
             )
         lines.append(f"- **{facet_name(facet)}**: " + "; ".join(parts) + ".")
         if facet[0] == "exp50ms":
-            a = sweep.mean("micro", sweep.top, facet, "completed_per_s")
-            b = sweep.mean("mono", sweep.top, facet, "completed_per_s")
-            ref = sweep.mean("celery", sweep.top, facet, "completed_per_s")
+            a = sweep.mean("micro", sweep.reference, facet, "completed_per_s")
+            b = sweep.mean("mono", sweep.reference, facet, "completed_per_s")
+            ref = sweep.mean("celery", sweep.reference, facet, "completed_per_s")
             duration_lines.append(
-                f"- {facet_name(facet)}: A {f(a)}, B {f(b)}, Celery {f(ref)} jobs/s at {sweep.top} clients, "
-                f"against a ceiling of min({sweep.top} clients, 12 slots) / 50 ms = "
-                f"{f(min(sweep.top, 12) / 0.05)} jobs/s."
+                f"- {facet_name(facet)}: A {f(a)}, B {f(b)}, Celery {f(ref)} jobs/s at {sweep.reference} "
+                "clients, "
+                f"against a ceiling of min({sweep.reference} clients, 12 slots) / 50 ms = "
+                f"{f(min(sweep.reference, 12) / 0.05)} jobs/s."
             )
     v["session_shift"] = NOT_MEASURED
     if len(dates) > 1:
@@ -146,8 +149,8 @@ def sweep_values(sweep: Sweep) -> dict[str, str]:
     mix_lines = []
     for duration in sorted({d for d, _ in sweep.facets}):
         for design in ("micro", "mono"):
-            s = sweep.mean(design, sweep.top, (duration, "submit"), "completed_per_s")
-            m = sweep.mean(design, sweep.top, (duration, "mixed"), "completed_per_s")
+            s = sweep.mean(design, sweep.reference, (duration, "submit"), "completed_per_s")
+            m = sweep.mean(design, sweep.reference, (duration, "mixed"), "completed_per_s")
             mix_lines.append(
                 f"{DESIGN_LABEL[design]} with {facet_name((duration, 'x')).split(',')[0]}: {f(m)} jobs/s "
                 f"mixed against {f(s)} submit-only ({_ratio(m, s)})"
@@ -195,7 +198,7 @@ def reading_values(sweep: Sweep) -> dict[str, str]:
     v: dict[str, str] = {}
     noop = [x for x in sweep.facets if x[0] == "noop"]
     long = [x for x in sweep.facets if x[0] != "noop"]
-    top = sweep.top
+    top = sweep.reference
 
     def ratios(facets: Sequence[tuple[str, str]], col: str) -> list[float]:
         out = []
