@@ -163,6 +163,28 @@ def sweep_values(sweep: Sweep) -> dict[str, str]:
     v["sweep_err_p50_b"] = pct(errors["mono"]["latency_p50_ms"])
     v["sweep_err_done_p50_a"] = pct(errors["micro"]["completion_p50_ms"])
     v["sweep_err_done_p50_b"] = pct(errors["mono"]["completion_p50_ms"])
+    worst = []
+    for design in ("micro", "mono"):
+        cells = [
+            (
+                abs(facts.rel_err(sweep.predicted_value("sim", design, c, x, "completed_per_s"), real)),
+                c,
+                x,
+                sim,
+                real,
+            )
+            for x in sweep.facets
+            for c in sweep.concurrencies
+            if not math.isnan(real := sweep.mean(design, c, x, "completed_per_s"))
+            and not math.isnan(sim := sweep.predicted_value("sim", design, c, x, "completed_per_s"))
+        ]
+        if cells:
+            e, c, x, sim, real = max(cells, key=lambda t: t[0])
+            worst.append(
+                f"{DESIGN_LABEL[design]} {pct(e)} at {c} clients, {facet_name(x)} "
+                f"({f(sim)} predicted against {f(real)} measured jobs/s)"
+            )
+    v["sweep_err_worst"] = "; ".join(worst) or NOT_MEASURED
     agree, total = facts.winner_agreement(sweep)
     v["sweep_winner_agree"] = f"{agree} of {total}" if total else NOT_MEASURED
     agree, total = facts.winner_agreement(sweep, "completion_p50_ms", higher=False)
