@@ -44,11 +44,14 @@ proto: $(STAMP)
 lifecycle: $(STAMP)
 	$(BIN)/python -m model.states
 
-# Every figure (paper/figures/*.png) and table (paper/tables/*.md) from what is in data/, and REPORT.md's
-# table blocks (lab/report/). RERUN=1 re-runs the experiments first (~30 min; on a shared machine:
-# flock /tmp/dtq-measure.lock make paper RERUN=1).
+# The paper (paper/paper.md from paper/template.md, paper/appendix.md), every figure (paper/figures/*.png)
+# and table (paper/tables/*.md), from the committed data in data/ (fast; the predicted curves are
+# re-simulated only when their inputs changed). RERUN=1 re-measures everything into a fresh root
+# rerun/full-<time>/ and builds the paper there (data/ is never touched; each measuring step takes
+# /tmp/dtq-measure.lock itself); QUICK=1 does a reduced re-measure into rerun/quick-<time>/ for a smoke
+# check. How long each takes: paper/paper.md, "Reproducing" (lab/report/rerun.py estimates it).
 paper: $(STAMP)
-	$(BIN)/python -m lab.report $(if $(RERUN),--rerun)
+	$(BIN)/python -m lab.report $(if $(RERUN),--rerun) $(if $(QUICK),--quick)
 
 # Runs every notebook with its full settings and stores it with its outputs and figures (lab/notebooks.py;
 # ~15 min here). CI runs them in small mode without storing anything (tests/notebooks).

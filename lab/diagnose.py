@@ -10,6 +10,9 @@ and per request, summed over every thread of every node process:
 - `--age N` first submits about N no-op jobs (a Poisson trace at AGE_RATE/s, not measured), so the
   point runs on a cluster that holds as many finished jobs as one that served earlier runs (the
   validation reuses a cluster per cell): the heap the collector walks grows with them.
+- `--workload FILE` runs that workload (a closed loop, say) instead of the open-loop point; `--probe`
+  probes the host first, and `--calibration` then moves the simulated twin to that speed. CPU is also
+  split by node process and given for the load generator, real and simulated.
 
 A diagnostic for the validation's large errors (REPORT.md "Simulator against the real system"), not
 part of any measured table.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,13 +32,16 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 import sim
+from lab.calibration.hostprobe import probe as host_probe
 from lab.procfs import cpu_and_wait, per_thread_times
-from model.workload import workload_from_mapping
+from model.results.runs import load_workload
+from model.workload import WorkloadSpec, workload_from_mapping
 from realsys import cluster, loadgen
 from realsys.cli import main as cli_main
 from realsys.cli_common import progress
 from realsys.targets import dtq_target_spec
-from sim.params import load_params
+from sim.hostscale import HostScale
+from sim.params import load_host_probe, load_params
 
 AGE_RATE = 200.0  # submits/s while ageing a cluster: below either design's no-op saturation
 MIXES = {"submit": {"submit": 1.0}, "mixed": {"submit": 0.5, "status": 0.25, "result": 0.25}}
@@ -67,6 +74,30 @@ def gc_pauses(metrics_text: str) -> dict[str, dict[str, float]]:
     }
 
 
+def gc_share(line: Mapping[str, Any]) -> dict[str, float]:
+    """What the cyclic collector took in one diagnose line (its `gc_during_run`): pause ms per request,
+    its share of the nodes' CPU, full (generation 2) collections and their pause ms per request, and
+    the share of the run's wall time some node spent in a full collection."""
+    gens: dict[str, list[float]] = {}
+    for per_node in line["gc_during_run"].values():
+        for gen, v in per_node.items():
+            row = gens.setdefault(gen, [0.0, 0.0])
+            row[0] += v["collections"]
+            row[1] += v["pause_ms"]
+    n = max(int(line["requests"]), 1)
+    pause = sum(row[1] for row in gens.values())
+    full = gens.get("2", [0.0, 0.0])
+    # older lines have no wall_s: their open-loop runs lasted about requests / rate
+    seconds = float(line.get("wall_s") or n / max(float(line.get("rate") or 1.0), 1e-9))
+    return {
+        "pause_ms_per_request": pause / n,
+        "share_of_cpu": pause / (n * float(line["cpu_ms_per_request"])),
+        "full_collections": full[0],
+        "full_pause_ms_per_request": full[1] / n,
+        "full_share_of_time": full[1] / (1e3 * seconds),
+    }
+
+
 def point_workload(rate: float, mix: str, seconds: float, seed: int = 11) -> Any:
     """The open-loop no-op point both sides run (model.workload.WorkloadSpec)."""
     return workload_from_mapping(
@@ -90,8 +121,13 @@ def diagnose(
     store: str = "sqlite",
     gc_mode: str = "default",
     age: int = 0,
+    workload: WorkloadSpec | None = None,
+    probe: bool = False,
 ) -> dict[str, Any]:
-    workload = point_workload(rate, mix, seconds)
+    """One real run (the open-loop point, or `workload`) on a fresh cluster; `probe`: the host's speed
+    first (lab.calibration.hostprobe), for its simulated twin."""
+    workload = workload or point_workload(rate, mix, seconds)
+    host = host_probe() if probe else None
     progress(f"starting a {design} cluster")
     with cluster.running(
         design, total_slots=12, store=store, overrides={"DTQ_GC": gc_mode}, prefix=f"dtq-diagnose-{design}-"
@@ -105,10 +141,14 @@ def diagnose(
             aged = len(loadgen.run(spec, ageing, 1, drain_timeout=30).jobs)
         gc_before = _scrape_gc(info.directory)
         cpu0, wait0 = cpu_and_wait(pids)
+        wall0 = time.perf_counter()
         threads0 = {node.name: _threads(node.pid) for node in info.nodes}
-        progress(f"measuring {seconds:g} s at {rate:g} requests/s")
+        progress(f"measuring {workload.total_time:g} s of load")
+        per_node0 = {n.name: cpu_and_wait([n.pid])[0] for n in info.nodes}
         result = loadgen.run(dtq_target_spec(info.clients, design=design), workload, 1, drain_timeout=5)
         cpu1, wait1 = cpu_and_wait(pids)
+        wall = time.perf_counter() - wall0
+        per_node = {n.name: cpu_and_wait([n.pid])[0] - per_node0[n.name] for n in info.nodes}
         threads = {n.name: _thread_split(threads0[n.name], _threads(n.pid)) for n in info.nodes}
         gc_after = _scrape_gc(info.directory)
     summary = loadgen.summary_of(result, workload, run_id="diagnose", kind="real", design=design)
@@ -120,20 +160,29 @@ def diagnose(
         }
         for node, gens in gc_after.items()
     }
-    return {
+    out = {
         "design": design,
         "rate": rate,
         "mix": mix,
         "gc_mode": gc_mode,
         "aged_jobs": aged,
         "requests": len(result.requests),
+        "wall_s": wall,  # the measured span: load, then the drain
         "p50_ms": summary["latency_ms"]["all"]["p50"],
         "p99_ms": summary["latency_ms"]["all"]["p99"],
+        "served_per_s": summary["throughput"]["requests_per_s"],
+        "latency_ms": summary["latency_ms"],  # by kind of request: p50 ... p99.9
+        "completion_ms": summary["completion_ms"],
         "cpu_ms_per_request": 1e3 * (cpu1 - cpu0) / n,
+        "cpu_ms_per_request_by_node": {k: round(1e3 * v / n, 4) for k, v in per_node.items()},
+        "loadgen_cpu_ms_per_request": 1e3 * result.stats.cpu_time / n,
         "runqueue_wait_ms_per_request": 1e3 * (wait1 - wait0) / n,
         "gc_during_run": gc,
         "threads_during_run": threads,
     }
+    if host is not None:
+        out["host_probe"] = host
+    return out
 
 
 def _threads(pid: int) -> dict[str, tuple[str, float, float]]:
@@ -165,22 +214,45 @@ def simulated(
     calibration: str,
     store: str,
     overrides: Mapping[str, Any] | None = None,
+    workload: WorkloadSpec | None = None,
+    host: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The same point in the simulator from `calibration` (and `overrides`, sim.params dotted keys):
-    latency, and node CPU and run-queue wait (time with work but no core) per request."""
-    workload = point_workload(rate, mix, seconds)
+    """The same point (or `workload`) in the simulator from `calibration` (and `overrides`, sim.params
+    dotted keys), moved to the speed a `host` probe measured: latency, and node CPU and run-queue wait
+    (time with work but no core) per request."""
+    workload = workload or point_workload(rate, mix, seconds)
     params = load_params(calibration).with_overrides({"slots": 12, "store": store, **(overrides or {})})
+    reference = load_host_probe(calibration, design) if host else None
+    if host and reference:
+        params = params.on_host(HostScale.between(host, reference))
     result = sim.run(sim.SimConfig(design, workload, params))  # type: ignore[arg-type]
-    busy = sum(u for name, u in result.stats["utilisation"].items() if not name.startswith("loadgen"))
+    used = {
+        n: u for n, u in result.stats["utilisation"].items() if not n.startswith(("loadgen", "checkpoint"))
+    }
+    busy = sum(used.values())
+    loops = sum(u for n, u in used.items() if not n.endswith(("-grpc", "-checkpoint")))
     waited = sum(w for name, w in result.stats["core_wait"].items() if not name.startswith("loadgen"))
     n = max(len(result.requests), 1)
+    seconds_run = float(result.stats["sim_seconds"])
+    by_node: dict[str, float] = {}
+    for name, u in used.items():
+        node = name.split("-")[0]
+        by_node[node] = by_node.get(node, 0.0) + 1e3 * u * seconds_run / n
+    loadgen_cpu = sum(u for name, u in result.stats["utilisation"].items() if name.startswith("loadgen"))
     return {
         "calibration": calibration,
         "cpu_slice": params.cpu_slice,
         "p50_ms": result.summary["latency_ms"]["all"]["p50"],
         "p99_ms": result.summary["latency_ms"]["all"]["p99"],
-        "cpu_ms_per_request": 1e3 * busy * float(result.stats["sim_seconds"]) / n,
+        "served_per_s": result.summary["throughput"]["requests_per_s"],
+        "latency_ms": result.summary["latency_ms"],
+        "completion_ms": result.summary["completion_ms"],
+        "cpu_ms_per_request": 1e3 * busy * seconds_run / n,
+        "cpu_ms_per_request_by_node": {k: round(v, 4) for k, v in sorted(by_node.items())},
+        "loadgen_cpu_ms_per_request": 1e3 * loadgen_cpu * seconds_run / n,
         "runqueue_wait_ms_per_request": 1e3 * waited / n,
+        # the nodes' loops' share of their CPU (the real side: threads_during_run's busiest share)
+        "loop_share": loops / busy if busy > 0 else 1.0,
     }
 
 
@@ -197,7 +269,9 @@ def _scrape_gc(directory: Path) -> dict[str, dict[str, dict[str, float]]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("design", choices=["micro", "mono"], help="A (micro) or B (mono)")
-    parser.add_argument("rate", type=float, help="open-loop requests/s")
+    parser.add_argument("rate", type=float, nargs="?", default=0.0, help="open-loop requests/s")
+    parser.add_argument("--workload", default="", help="a workload file to run, not the open-loop point")
+    parser.add_argument("--probe", action="store_true", help="probe the host first; its twin is moved to it")
     parser.add_argument("--mix", choices=sorted(MIXES), default="submit", help="the requests' kinds")
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds (at most 120)")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite", help="where jobs are kept")
@@ -211,11 +285,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def diagnose_command(args: argparse.Namespace) -> int:
-    if not (args.rate > 0 and 0 < args.seconds <= 120 and 0 <= args.age <= 100_000):
-        raise ValueError("need rate > 0, 0 < seconds <= 120 and 0 <= age <= 100000")
-    out = diagnose(args.design, args.rate, args.mix, args.seconds, args.store, args.gc, args.age)
+    workload = load_workload(args.workload) if args.workload else None
+    if not ((args.rate > 0 or workload) and 0 < args.seconds <= 120 and 0 <= args.age <= 100_000):
+        raise ValueError("need rate > 0 (or --workload), 0 < seconds <= 120 and 0 <= age <= 100000")
+    out = diagnose(
+        args.design, args.rate, args.mix, args.seconds, args.store, args.gc, args.age, workload, args.probe
+    )
     if args.calibration:
-        out["sim"] = simulated(args.design, args.rate, args.mix, args.seconds, args.calibration, args.store)
+        out["sim"] = simulated(
+            args.design,
+            args.rate,
+            args.mix,
+            args.seconds,
+            args.calibration,
+            args.store,
+            workload=workload,
+            host=out.get("host_probe"),
+        )
     print(json.dumps(out, sort_keys=True))
     return 0
 

@@ -42,6 +42,12 @@ def process_cpu(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def main_thread_cpu(pid: int) -> float:
+    """CPU seconds of the main thread of `pid` (the one whose id is the pid: a node's event loop), from
+    /proc/<pid>/task/<pid>/schedstat; OSError when the process is gone."""
+    return int((PROC / str(pid) / "task" / str(pid) / "schedstat").read_text().split()[0]) / 1e9
+
+
 def cpu_and_wait(pids: Iterable[int]) -> tuple[float, float]:
     """(CPU seconds, run-queue wait seconds) summed over every thread of `pids`; a process that is
     gone counts nothing."""

@@ -15,6 +15,7 @@ class Enqueue:
     job_id: str
     priority: int
     not_before: float
+    key: str = ""  # the scheduling policy's key (Design A's job service fills it in for its queue)
 
 
 @dataclass(frozen=True, slots=True)

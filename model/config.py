@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.errors import InvalidArgument
+from model.policies import PolicySettings, build, parse_weights
 
 # Bytes one job adds to a reply besides its strings (ids, numbers, times, protobuf tags and lengths),
 # and each label besides its key and value: generous upper bounds (tests/realsys/test_convert.py)
@@ -13,6 +14,7 @@ LABEL_FRAMING_BYTES = 16
 MAX_REQUEST_ID_CHARS = 128
 MAX_WORKER_ID_CHARS = 128
 MAX_ERROR_REASON_CHARS = 64
+MAX_ESTIMATE_WINDOW = 1_000_000  # service times an owner keeps for status estimates, at most
 UTF8_MAX = 4  # bytes per character, at most
 
 
@@ -54,6 +56,19 @@ class CoreConfig:
     # they ended (0 = no time limit), and the oldest first beyond max_retained_jobs per owner
     result_ttl: float = 24 * 3600.0
     max_retained_jobs: int = 1_000_000
+    # the scheduling policy (model/policies.py: fifo, fair, concurrency, ratelimit), per owner; its key
+    # is a job's value of the label policy_key; fair weighs keys by policy_weights "k=w,..." (else 1),
+    # concurrency allows policy_limit running jobs per key, ratelimit policy_rate jobs/s per key with
+    # bursts of policy_burst
+    policy: str = "fifo"
+    policy_key: str = "tenant"
+    policy_weights: str = ""
+    policy_limit: int = 1
+    policy_rate: float = 1.0
+    policy_burst: float = 1.0
+    # GetJobStatus of a PENDING or RUNNING job adds an estimated start and end time (model/eta.py),
+    # from the mean service time of the owner's last this-many attempts; 0: off
+    estimate_window: int = 0
 
     def __post_init__(self) -> None:
         positive = {
@@ -98,6 +113,11 @@ class CoreConfig:
                 f"max_pending_bytes ({self.max_pending_bytes}) must be >= max_payload_bytes "
                 f"({self.max_payload_bytes}): a payload within the limit could never be accepted"
             )
+        build(self.policy_settings)  # a policy that cannot be built is refused here, by name
+        if not 0 <= self.estimate_window <= MAX_ESTIMATE_WINDOW:
+            raise InvalidArgument(
+                f"estimate_window must be in [0, {MAX_ESTIMATE_WINDOW}] (0: off), got {self.estimate_window}"
+            )
         if self.max_worker_slots < 1:
             raise InvalidArgument(f"max_worker_slots must be >= 1, got {self.max_worker_slots}")
         # one job must always fit a reply, or a page or fetch could never make progress
@@ -107,6 +127,17 @@ class CoreConfig:
                 f"max_reply_bytes ({self.max_reply_bytes}) must hold one job: max(max_payload_bytes, "
                 f"max_result_bytes) plus its status with labels and error at their limits ({largest})"
             )
+
+    @property
+    def policy_settings(self) -> PolicySettings:
+        return PolicySettings(
+            self.policy,
+            self.policy_key,
+            parse_weights(self.policy_weights),
+            self.policy_limit,
+            self.policy_rate,
+            self.policy_burst,
+        )
 
     @property
     def max_status_bytes(self) -> int:

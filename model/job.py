@@ -11,6 +11,7 @@ from typing import TypeAlias
 
 from model.config import JOB_FRAMING_BYTES, LABEL_FRAMING_BYTES, MAX_ERROR_REASON_CHARS, CoreConfig
 from model.errors import InvalidArgument, ResourceExhausted
+from model.policies import check_key
 from model.states import TERMINAL, JobState
 
 _JOB_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,127}$")
@@ -88,6 +89,7 @@ def validate_spec(spec: JobSpec, config: CoreConfig) -> EffectiveSpec:
             raise InvalidArgument(
                 f"label keys must be non-empty and labels at most {config.max_label_chars} chars"
             )
+    check_key(config.policy, config.policy_key, spec.labels)
     retry = spec.retry
     if retry.max_attempts < 0 or retry.max_attempts > config.max_attempts_cap:
         raise InvalidArgument(f"retry.max_attempts must be in [0, {config.max_attempts_cap}]")

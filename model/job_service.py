@@ -19,18 +19,28 @@ and a cancelled job's stale entry is dropped when LeaseJobs refuses it.
 - A report (CompleteAttempt, from the coordinator) passes the lease fence before its result is stored
   (`fence`: PutResult to the result service, only for the attempt that holds the lease), then ends
   the attempt (`complete`, fenced again), so a refused report never leaves a result behind.
+- Status estimates (CoreConfig.estimate_window > 0; model/eta.py): `estimate(now, job)`. The job
+  service answers status but holds no ReadyQueue, so it estimates from what it can learn itself: the
+  line is its PENDING jobs, ready ones ordered by (priority, the time they last became PENDING),
+  which approximates the queue service's order (priority, then Enqueue arrival); jobs reserved by the
+  coordinator but not yet leased, and jobs still in the outbox, count as in line. Slots are the
+  total slots of the workers whose heartbeats (RenewLeases) reached it within worker_ttl; busy slots
+  are its RUNNING and CANCELLING jobs. Service times: dispatch (LeaseJobs) to report (CompleteAttempt).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Generic
 
 from model.actions import NOTHING, DoneWaiters, Effect, PutResult, Step, T, Wake, check_wait_end
 from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
 from model.config import CoreConfig
+from model.eta import Estimate, Estimator, attempt_start
 from model.job import Assignment, Job, JobSpec, Outcome, Succeeded, bounded_outcome
 from model.jobs import JobTable, Renewal, Submitted
+from model.policies import POLICIES, job_key
 from model.states import ACTIVE, JobState
 from model.timer import TimerRule
 from model.workers import validate_worker_id
@@ -59,9 +69,13 @@ class JobService(Generic[T]):
         self.draining = False
         self._pending: dict[str, None] = {}  # PENDING jobs, for the sweep (in no particular order)
         self.outbox: dict[str, Enqueue] = {}  # job id -> the Enqueue the queue has not taken yet
+        self._keyed = POLICIES[self.config.policy].keyed  # Enqueues carry the policy's key
         self._waiters: DoneWaiters[T] = DoneWaiters()
         self._seen_expiries = table.lease_expiries
         self._seen_requeues = table.requeues
+        window = table.config.estimate_window
+        self.estimator = Estimator(window) if window else None  # status estimates: off at 0
+        self._slots: dict[str, tuple[int, float]] = {}  # worker -> (total slots, last heartbeat)
 
     # ------------------------------------------------------------------ start-up
     def restore(self, now: float, jobs: Iterable[Job]) -> int:
@@ -129,11 +143,13 @@ class JobService(Generic[T]):
         return leased, step
 
     def renew(
-        self, now: float, worker_id: str, running: Sequence[tuple[str, int]]
+        self, now: float, worker_id: str, running: Sequence[tuple[str, int]], total_slots: int = 0
     ) -> tuple[Renewal, Step[T]]:
         """RenewLeases: the new deadlines are saved, so a restart does not expire leases that
-        heartbeats kept alive."""
+        heartbeats kept alive. `total_slots` (the heartbeat's) feeds status estimates only."""
         renewal = self.table.renew(now, worker_id, running)
+        if self.estimator is not None and total_slots > 0:
+            self._slots[worker_id] = (total_slots, now)
         get = self.table.get
         if renewal.abandon:
             abandoned = set(renewal.abandon)
@@ -162,13 +178,18 @@ class JobService(Generic[T]):
         (job, attempt) key, which nothing reads). The output lives in the result service: the table
         keeps only its size, so retention drops jobs by result bytes as the result service drops the
         results."""
+        estimator = self.estimator
+        started = attempt_start(self.table.find(job_id), attempt, worker_id) if estimator else None
         transition = self.table.complete(now, job_id, attempt, worker_id, outcome, output_elsewhere=True)
+        if started is not None and estimator is not None:
+            estimator.observe(now - started)
         return transition.job, self._step([transition.job], transition.commands)
 
     def release_worker(self, now: float, worker_id: str) -> tuple[int, Step[T]]:
         """ReleaseWorker (the coordinator lost the worker): its attempts end now. Returns how many
         jobs were requeued."""
         validate_worker_id(worker_id)
+        self._slots.pop(worker_id, None)
         commands = self.table.release_worker(now, worker_id)
         requeued = sum(1 for c in commands if isinstance(c, LeaseExpired) and c.requeued)
         return requeued, self._step(self._jobs_in(commands), commands)
@@ -179,11 +200,38 @@ class JobService(Generic[T]):
             return NOTHING  # type: ignore[return-value]
         return self._step(self._jobs_in(commands), commands, poke=False)  # the timer re-arms itself
 
+    # ------------------------------------------------------------------ status estimates
+    def estimate(self, now: float, job: Job) -> Estimate | None:
+        """The estimated start and end of a PENDING or RUNNING job (see the module docstring); None
+        when estimates are off, for other states, before the first report, or with no live worker.
+        O(pending jobs) for a PENDING one."""
+        estimator = self.estimator
+        if estimator is None:
+            return None
+        if job.state is JobState.RUNNING:
+            return None if job.start_time is None else estimator.running(now, job.start_time)
+        if job.state is not JobState.PENDING:
+            return None
+        ttl = self.config.worker_ttl
+        slots = sum(total for total, seen in self._slots.values() if now - seen <= ttl)
+        if slots < 1:
+            return None
+        counts = self.table.count_by_state
+        busy = counts[JobState.RUNNING] + counts[JobState.CANCELLING]
+        find = self.table.find
+        ready = [j for job_id in self._pending if (j := find(job_id)) is not None and j.not_before <= now]
+        if job.not_before <= now:
+            key = (-job.spec.priority, job.update_time, job.job_id)
+            ahead = sum(1 for j in ready if (-j.spec.priority, j.update_time, j.job_id) < key)
+            return estimator.pending(now, ahead, slots, busy)
+        # in a retry backoff: behind every ready job, and no earlier than its due time
+        return estimator.pending(now, len(ready), slots, busy, job.not_before)
+
     # ------------------------------------------------------------------ the outbox and the sweep
     def sweep(self, now: float) -> bool:
         """Re-enqueues jobs PENDING for longer than a dispatch can take. True: the outbox has work."""
         for command in self.table.stale_pending(now, list(self._pending), self.stale_after):
-            self.outbox.setdefault(command.job_id, command)
+            self.outbox.setdefault(command.job_id, self._with_key(command) if self._keyed else command)
         return bool(self.outbox)
 
     @property
@@ -222,6 +270,11 @@ class JobService(Generic[T]):
         find = self.table.find
         return [job for job_id in ids if (job := find(job_id)) is not None]
 
+    def _with_key(self, command: Enqueue) -> Enqueue:
+        job = self.table.find(command.job_id)
+        key = "" if job is None else job_key(job.spec.labels, self.config.policy_key)
+        return replace(command, key=key)
+
     def _track(self, job: Job) -> None:
         if job.state is JobState.PENDING:
             self._pending[job.job_id] = None
@@ -237,7 +290,7 @@ class JobService(Generic[T]):
         for command in commands:
             match command:
                 case Enqueue():
-                    self.outbox[command.job_id] = command
+                    self.outbox[command.job_id] = self._with_key(command) if self._keyed else command
                     flush = True
                 case JobFinished():
                     waiting = self._waiters.ended(command.job_id)

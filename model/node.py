@@ -13,6 +13,13 @@ Long-poll waiters are opaque tokens the adapter chooses (an asyncio future, a si
 driver keeps who waits for what (fetchers with their free slots, in arrival order; WaitJob waiters per
 job) and says whom to wake. Newly ready work wakes the fetchers model.pick_waiter picks until their
 free slots cover it. A waiter that stops waiting (timed out, or resumed) is dropped with `*_gone`.
+
+Status estimates (CoreConfig.estimate_window > 0; model/eta.py): `estimate(now, job)` for a job this
+node owns, from its own ready queue (the job's place in line, through ReadyQueue.ahead_of) and its own
+worker's slots as the registry knows them (total, and busy = total - free). It approximates the
+node's queue as served by its own worker alone: thieves that take its work make jobs start earlier
+than estimated, and its worker's slots held by stolen jobs count as busy. The service times come from
+every report of this node's jobs (its own worker's and thieves'): dispatch to report.
 """
 
 from __future__ import annotations
@@ -32,9 +39,11 @@ from model.commands import (
     WorkerLost,
 )
 from model.errors import InvalidArgument, Unavailable
+from model.eta import Estimate, Estimator, attempt_start
 from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import Renewal, Submitted
 from model.scheduler import Scheduler
+from model.states import JobState
 from model.timer import TimerRule
 from model.workers import pick_waiter
 
@@ -51,6 +60,8 @@ class NodeDriver(Generic[T]):
         self._seen_requeues = self._jobs.requeues
         self._fetchers: dict[T, int] = {}  # waiting fetchers: token -> free slots, in arrival order
         self._done: DoneWaiters[T] = DoneWaiters()  # WaitJob long-polls
+        window = scheduler.config.estimate_window
+        self.estimator = Estimator(window) if window else None  # status estimates: off at 0
 
     # ---------------------------------------------------------------- start-up
     def restore(self, now: float, jobs: Iterable[Job]) -> int:
@@ -116,7 +127,11 @@ class NodeDriver(Generic[T]):
     def report(
         self, now: float, worker_id: str, job_id: str, attempt: int, outcome: Outcome
     ) -> tuple[Job, Step[T]]:
+        estimator = self.estimator
+        started = attempt_start(self._jobs.find(job_id), attempt, worker_id) if estimator else None
         result = self.scheduler.report(now, worker_id, job_id, attempt, outcome)
+        if started is not None and estimator is not None:
+            estimator.observe(now - started)
         return result.job, self._commit((result.job,), result.commands)
 
     def release_worker(self, now: float, worker_id: str) -> Step[T]:
@@ -137,6 +152,29 @@ class NodeDriver(Generic[T]):
         if self._done:
             effects.append(Wake(self._done.take_all(), False))
         return Step((), (), effects, False)
+
+    # ---------------------------------------------------------------- status estimates
+    def estimate(self, now: float, job: Job) -> Estimate | None:
+        """The estimated start and end of a PENDING or RUNNING job this node owns (see the module
+        docstring); None when estimates are off, for other states, before the first report, or
+        while this node's own worker has not registered."""
+        estimator = self.estimator
+        if estimator is None:
+            return None
+        if job.state is JobState.RUNNING:
+            return None if job.start_time is None else estimator.running(now, job.start_time)
+        if job.state is not JobState.PENDING:
+            return None
+        local = self.scheduler.workers.workers.get(self.local_worker_id)
+        if local is None or local.total_slots < 1:
+            return None
+        queue = self.scheduler.queue
+        ahead = queue.ahead_of(job.job_id)
+        not_before = 0.0
+        if ahead is None:  # in a retry backoff: behind every ready job, and no earlier than its due time
+            ahead, not_before = queue.ready_count, job.not_before
+        busy = local.total_slots - local.free_slots
+        return estimator.pending(now, ahead, local.total_slots, busy, not_before)
 
     # ---------------------------------------------------------------- long-poll waiters
     def add_fetcher(self, now: float, token: T, worker_id: str, free_slots: int) -> bool:

@@ -9,6 +9,9 @@ the new one asks for the same priority and ready time; a reserved entry is alway
 its reservation may belong to an attempt that has since ended. Stored rows are written before the
 entries become visible (`new_rows`, the adapter stores them, then `push`).
 
+A keyed scheduling policy (model/policies.py) orders the entries by the key each row carries;
+Reserve counts as its dispatch (an expired hold returns the entry as newly ready, not undispatched).
+
 Parked Reserve calls are opaque tokens; when entries become ready every one of them is woken and
 re-checks (no lost wake-ups: a waiter registers before it yields).
 """
@@ -20,6 +23,7 @@ from typing import Generic
 
 from model.actions import T
 from model.errors import InvalidArgument
+from model.policies import Policy
 from model.queue import QueueEntry, ReadyQueue
 from model.timer import TimerRule
 
@@ -27,31 +31,32 @@ MAX_HOLD = 300.0  # seconds: the longest reservation a Reserve may ask for
 MAX_ITEMS = 1000  # entries per Reserve
 MAX_JOB_ID_CHARS = 128
 
-Row = tuple[str, int, float]  # (job_id, priority, not_before)
+Row = tuple[str, int, float, str]  # (job_id, priority, not_before, the policy's key)
 
 
 class QueueService(Generic[T]):
-    def __init__(self, reservation_hold: float) -> None:
-        self.queue = ReadyQueue()
+    def __init__(self, reservation_hold: float, policy: Policy | None = None) -> None:
+        """`policy`: model.policies.queue_service_policy (None: fifo)."""
+        self.queue = ReadyQueue(policy)
         self.timer = TimerRule(self.queue.next_deadline)
         self.reservation_hold = reservation_hold  # a Reserve that asks for no hold gets this one
         self.draining = False
         self._waiters: dict[T, None] = {}  # parked Reserve calls, in arrival order
 
     def restore(self, now: float, rows: Iterable[Row]) -> None:
-        for job_id, priority, not_before in rows:
-            self.queue.push(now, job_id, priority, not_before)
+        for job_id, priority, not_before, key in rows:
+            self.queue.push(now, job_id, priority, not_before, key)
 
     # ------------------------------------------------------------------ Enqueue
     def new_rows(self, now: float, entries: Iterable[Row]) -> list[Row]:
         """The entries to store (and then `push`): all but those already waiting as asked."""
         rows: list[Row] = []
         has_waiting = self.queue.has_waiting
-        for job_id, priority, not_before in entries:
+        for job_id, priority, not_before, key in entries:
             if not job_id or len(job_id) > MAX_JOB_ID_CHARS:
                 raise InvalidArgument("queue entries need a job_id of 1-128 characters")
             if not has_waiting(now, job_id, priority, not_before):
-                rows.append((job_id, priority, not_before))
+                rows.append((job_id, priority, not_before, key))
         return rows
 
     def push(self, now: float, rows: list[Row]) -> tuple[list[T], bool]:
@@ -59,8 +64,8 @@ class QueueService(Generic[T]):
         if not rows:
             return [], False
         push = self.queue.push
-        for job_id, priority, not_before in rows:
-            push(now, job_id, priority, not_before)
+        for job_id, priority, not_before, key in rows:
+            push(now, job_id, priority, not_before, key)
         rearm = self.timer.poke()
         return (self._take_waiters() if self.queue.ready_count else []), rearm
 

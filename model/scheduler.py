@@ -18,7 +18,9 @@ from model.errors import FailedPrecondition
 from model.ids import JobIdFactory
 from model.job import Assignment, Job, JobSpec, Outcome, assignment_bytes
 from model.jobs import JobTable, RandomSource, Renewal, Submitted, Transition
+from model.policies import build, job_key
 from model.queue import ReadyQueue
+from model.states import ACTIVE
 from model.stealing import grant_steal
 from model.workers import WorkerRegistry, validate_worker_id
 
@@ -27,10 +29,14 @@ class Scheduler:
     def __init__(self, config: CoreConfig, ids: JobIdFactory, rng: RandomSource | None = None) -> None:
         self.config = config
         self.jobs = JobTable(config, ids, rng)
-        self.queue = ReadyQueue()
+        self.policy = build(config.policy_settings)
+        self.queue = ReadyQueue(self.policy)
         self.workers = WorkerRegistry(config)
         self.dispatched = 0
         self.stolen_out = 0
+        self._keyed = self.queue.policy is not None
+        # jobs dispatched under a policy that counts running jobs: job id -> key, until the attempt ends
+        self._running: dict[str, str] | None = {} if self.policy.counts_running else None
 
     @property
     def node(self) -> str:
@@ -112,8 +118,14 @@ class Scheduler:
         return routed
 
     def restore(self, now: float, job: Job) -> list[Command]:
-        """Loads a saved job record (a driver restarting from its store); a pending one is queued again."""
-        return self._route(now, self.jobs.restore(job))
+        """Loads a saved job record (a driver restarting from its store); a pending one is queued again
+        (a running one counts against its key's limit, under a policy that counts running jobs)."""
+        commands = self._route(now, self.jobs.restore(job))
+        if self._running is not None and job.state in ACTIVE:
+            key = job_key(job.spec.labels, self.config.policy_key)
+            self._running[job.job_id] = key
+            self.policy.dispatched(now, key)
+        return commands
 
     def release_worker(self, now: float, worker_id: str) -> list[Command]:
         """A worker left on purpose (drain) or was found dead by other means."""
@@ -144,18 +156,28 @@ class Scheduler:
                 try:
                     assignments.append(self.jobs.lease(now, entry.job_id, worker_id))
                 except FailedPrecondition:
+                    self.queue.returned(entry.key)
                     continue  # a stale entry (the job was cancelled meanwhile): the lease is the fence
+                if self._running is not None:
+                    self._running[entry.job_id] = entry.key
                 used += size
         self.dispatched += len(assignments)
         return assignments
+
+    def _key(self, job_id: str) -> str:
+        job = self.jobs.find(job_id)
+        return "" if job is None else job_key(job.spec.labels, self.config.policy_key)
 
     def _route(self, now: float, commands: list[Command]) -> list[Command]:
         """Applies queue commands here; returns the rest (and a wake-up when work became ready)."""
         out: list[Command] = []
         ready = 0
+        if self._running:
+            ready += self._note_ended(commands)
         for command in commands:
             if isinstance(command, Enqueue):
-                self.queue.push(now, command.job_id, command.priority, command.not_before)
+                key = self._key(command.job_id) if self._keyed else ""
+                self.queue.push(now, command.job_id, command.priority, command.not_before, key)
                 ready += command.not_before <= now
             elif isinstance(command, Unqueue):
                 self.queue.remove(command.job_id)
@@ -164,3 +186,17 @@ class Scheduler:
         if ready:
             out.append(WorkAvailable(ready))
         return out
+
+    def _note_ended(self, commands: list[Command]) -> int:
+        """Tells the policy about dispatched jobs whose attempt ended (they hold no lease any more).
+        Returns how many of them freed room for a key with ready work (fetchers to wake)."""
+        assert self._running is not None
+        freed = 0
+        for command in commands:
+            job_id = getattr(command, "job_id", None)
+            if job_id is None or job_id not in self._running:
+                continue
+            job = self.jobs.find(job_id)
+            if job is None or job.state not in ACTIVE:
+                freed += self.queue.finished(self._running.pop(job_id))
+        return freed

@@ -630,6 +630,12 @@ def _add_load(sub: Any) -> None:
     p_load.add_argument("--replication", type=non_negative_int, default=0, help="replication index")
     p_load.add_argument("--no-records", action="store_true", help="write only config.json and summary.json")
     p_load.add_argument(
+        "--host-probe",
+        action="store_true",
+        help="probe the host's speed before the load (the lab's probe, ~1.5 s) into config.json, as "
+        "experiments do: `dtq sim --host-scale RUN_DIR` moves the run's twin to it",
+    )
+    p_load.add_argument(
         "--submit-wait",
         type=non_negative_float,
         default=0.0,

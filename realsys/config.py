@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar, cast
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.ids import validate_node_name
+from model.policies import queue_service_policy
 
 Design = Literal["micro", "mono"]
 RoleName = Literal["gateway", "job", "queue", "coordinator", "worker", "result", "node"]
@@ -290,6 +291,14 @@ CORE_MEANINGS: Mapping[str, str] = MappingProxyType(
         "reservation_hold": "queue reservations not acknowledged in time return to the queue (s)",
         "result_ttl": "finished jobs are dropped this long after they end (s; 0: never)",
         "max_retained_jobs": "finished jobs kept per owner (oldest dropped first)",
+        "policy": "scheduling policy, per owner: fifo, fair, concurrency or ratelimit (model/policies.py)",
+        "policy_key": "the job label whose value keys a job for the policy (jobs without it share one key)",
+        "policy_weights": "fair: KEY=WEIGHT,... (keys not named weigh 1), e.g. x=1,y=4",
+        "policy_limit": "concurrency: running jobs per key (per owner)",
+        "policy_rate": "ratelimit: dispatches per second per key (per owner)",
+        "policy_burst": "ratelimit: the token bucket's depth (dispatches at once)",
+        "estimate_window": "GetJobStatus estimates start/end times from the mean of this many "
+        "latest service times (0: off)",
     }
 )
 
@@ -370,6 +379,11 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
             raise InvalidArgument(f"role {role} calls {', '.join(missing)}: add to DTQ_SERVICES")
 
     core = _core_config(env)
+    if design == "micro":
+        try:
+            queue_service_policy(core.policy_settings)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"DTQ_POLICY: {exc.message}") from None
     if core.max_reply_bytes > MAX_REPLY_BYTES:
         raise InvalidArgument(
             f"DTQ_MAX_REPLY_BYTES must be at most {MAX_REPLY_BYTES} (half the {MAX_MESSAGE_BYTES}-byte "
@@ -449,7 +463,8 @@ def config_to_env(config: NodeConfig) -> dict[str, str]:
     if config.trace.otlp_endpoint:
         env["DTQ_TRACE_OTLP"] = config.trace.otlp_endpoint
     for f in dataclasses.fields(CoreConfig):
-        env[_core_var(f.name)] = repr(getattr(config.core, f.name))
+        value = getattr(config.core, f.name)
+        env[_core_var(f.name)] = value if isinstance(value, str) else repr(value)
     env.update(_security_env(config.security))
     return env
 
@@ -474,13 +489,16 @@ def _core_var(field_name: str) -> str:
 
 def _core_config(env: Mapping[str, str]) -> CoreConfig:
     defaults = CoreConfig()
-    values: dict[str, int | float] = {}
+    values: dict[str, int | float | str] = {}
     for f in dataclasses.fields(CoreConfig):
         var, default = _core_var(f.name), getattr(defaults, f.name)
         # annotations are strings here (postponed evaluation)
-        values[f.name] = (
-            _number(env, var, int, default) if f.type in ("int", int) else _number(env, var, float, default)
-        )
+        if f.type in ("str", str):
+            values[f.name] = env.get(var, default).strip()
+        elif f.type in ("int", int):
+            values[f.name] = _number(env, var, int, default)
+        else:
+            values[f.name] = _number(env, var, float, default)
     try:
         return CoreConfig(**values)  # type: ignore[arg-type]
     except InvalidArgument as exc:

@@ -14,6 +14,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from dtq.v1 import client_pb2, job_pb2, worker_pb2
 from model.errors import InvalidArgument
+from model.eta import Estimate
 from model.job import (
     Assignment,
     CancelledByWorker,
@@ -180,6 +181,17 @@ def job_to_pb(job: Job, owner_node: str = "", include_payload: bool = False) -> 
     """Status view of a job; the payload is left out unless asked for."""
     pb = job_pb2.Job()
     fill_job_pb(pb, job, owner_node, include_payload)
+    return pb
+
+
+def status_to_pb(job: Job, owner_node: str, estimate: Estimate | None) -> job_pb2.Job:
+    """GetJobStatus's reply: the status view, with the estimated start and end when there is one
+    (model/eta.py; RUNNING jobs get the end only: their start is start_time)."""
+    pb = job_to_pb(job, owner_node)
+    if estimate is not None:
+        if job.state is JobState.PENDING:
+            _fill_timestamp(pb.estimated_start_time, estimate.start)
+        _fill_timestamp(pb.estimated_end_time, estimate.end)
     return pb
 
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import json
 import math
 import os
@@ -59,13 +58,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from model.errors import Unavailable
+from model.results.probe import take_probe
 from model.results.runs import (
     JOBS_FILE,
     REQUESTS_FILE,
@@ -76,6 +76,7 @@ from model.results.runs import (
     read_request_records,
     run_config,
     utc_now,
+    workload_of,
     write_job_records,
     write_request_records,
     write_run,
@@ -85,19 +86,23 @@ from model.results.summary import format_summary, summarize
 from model.states import TERMINAL, JobState
 from model.workload import (
     ClosedLoop,
+    JobDraw,
     Op,
-    OpenLoop,
     Trace,
     WorkloadSpec,
     closed_loop_scripts,
+    job_payload,
+    numeric_mean,
     open_loop_trace,
-    workload_from_mapping,
+    prefill_jobs,
     workload_to_mapping,
 )
 from realsys import cluster
 from realsys.cli_common import progress
 from realsys.eventloop import loop_factory
-from realsys.targets import Target, TargetError, dtq_target_spec, make_target
+from realsys.targets import JobTarget, Target, TargetError, dtq_target_spec, make_target
+
+__all__ = ["job_payload"]  # realsys.loadgen.job_payload: model.workload's, where the lab imports it
 
 BOTTLENECK_RATE = 0.95  # achieved / offered below this: the offered load was not applied
 BOTTLENECK_CPU = 0.90  # of one core: the generator itself may be what limits the run
@@ -106,22 +111,6 @@ DEFAULT_MAX_WAITERS = 4096
 CLOSED_LOOP_MAX_RATE = 5000.0  # requests/s one closed-loop client can issue at most (sizes its script)
 _YIELD_EVERY = 64  # a dispatcher launching a late burst yields to the loop this often
 _WAIT_RETRY = 0.05
-
-
-@functools.lru_cache(maxsize=4096)  # the generator's own CPU: constant durations repeat every request
-def job_payload(duration: float, payload_bytes: int = 0) -> bytes:
-    """{"seconds": duration} JSON, padded to exactly `payload_bytes` when that is larger: with a "pad"
-    string field, or with spaces when there is no room for one."""
-    base = json.dumps({"seconds": duration}, separators=(",", ":"))
-    room = payload_bytes - len(base)
-    if room <= 0:
-        return base.encode()
-    pad_overhead = len(',"pad":""')
-    if room < pad_overhead:
-        return (base[:-1] + " " * room + "}").encode()
-    return json.dumps(
-        {"seconds": duration, "pad": "x" * (room - pad_overhead)}, separators=(",", ":")
-    ).encode()
 
 
 # ---------------------------------------------------------------------------- results
@@ -163,7 +152,7 @@ def window_of(spec: WorkloadSpec) -> tuple[float, float]:
 
 
 def offered_rate(spec: WorkloadSpec) -> float | None:
-    return spec.arrival.rate if isinstance(spec.arrival, OpenLoop) else None
+    return spec.offered_rate()
 
 
 def load_stats(
@@ -182,7 +171,7 @@ def load_stats(
     seconds = end - start
     achieved = sum(start <= r.start_time < end for r in requests) / seconds
     trace_rate = None
-    if isinstance(spec.arrival, OpenLoop):
+    if spec.is_open:
         trace_rate = sum(start <= r.intended_time < end for r in requests) / seconds
     lags = sorted(r.start_time - r.intended_time for r in requests)
     lag = lags[-1] if lags else 0.0
@@ -267,6 +256,69 @@ def write_load_run(
     return path, summary
 
 
+# ---------------------------------------------------------------------------- aging (prefill)
+PREFILL_CONCURRENCY = 256  # calls in flight while a cluster is aged
+PREFILL_WAIT = 120.0  # seconds one finished prefill job may take to end
+
+
+async def send_job(target: Target, job: JobDraw) -> str:
+    """Submits the job's own spec and payload (type and payload alone when it has no other setting)."""
+    if job.plain:
+        return await target.submit(job.job_type, job.payload())
+    if not isinstance(target, JobTarget):
+        raise TargetError("INVALID_ARGUMENT", "this target takes no per-job settings")
+    return await target.submit_job(job.spec(job.payload()))
+
+
+def _ends_as(job: JobDraw, state: str) -> JobDraw:
+    """A prefill job that reaches `state` at once, with the drawn job's priority, labels and size."""
+    if state == "failed":
+        return replace(
+            job, job_type="fail", duration=0.0, params=(("probability", 1.0),), max_attempts=1, seed=0
+        )
+    seconds = 3600.0 if state == "cancelled" else 0.0  # cancelled: long enough to be cancelled first
+    return replace(job, job_type="sleep", duration=seconds, params=(), cpu_fraction=None, seed=0)
+
+
+async def age(target: Target, spec: WorkloadSpec) -> dict[str, int]:
+    """The workload's prefill on a real cluster: its finished jobs submitted (as jobs that end SUCCEEDED,
+    FAILED or CANCELLED at once) and waited for, then its pending jobs submitted as drawn (not waited
+    for: they are queued when the trace starts). Bounded in calls in flight and in time; raises
+    RuntimeError when any call fails (the cluster would not be in the state asked for)."""
+    prefill = prefill_jobs(spec)
+    slots = asyncio.Semaphore(PREFILL_CONCURRENCY)
+    errors: list[str] = []
+    ended: dict[str, int] = {}
+
+    async def finished(job: JobDraw, state: str) -> None:
+        async with slots:
+            try:
+                job_id = await send_job(target, _ends_as(job, state))
+                if state == "cancelled":
+                    await target.cancel(job_id)
+                name, _ = await target.wait(job_id, PREFILL_WAIT)
+            except TargetError as exc:
+                errors.append(exc.code)
+                return
+            ended[name] = ended.get(name, 0) + 1
+
+    async def pending(job: JobDraw) -> None:
+        async with slots:
+            try:
+                await send_job(target, job)
+            except TargetError as exc:
+                errors.append(exc.code)
+
+    await asyncio.gather(*(finished(j, s) for j, s in zip(prefill.finished, prefill.states, strict=True)))
+    wanted = {s.upper(): prefill.states.count(s) for s in set(prefill.states)}
+    if not errors and ended != wanted:
+        errors.append(f"ended {ended}, wanted {wanted}")
+    await asyncio.gather(*(pending(j) for j in prefill.pending))
+    if errors:
+        raise RuntimeError(f"prefill: {len(errors)} calls failed or ended wrong (first: {errors[0]})")
+    return {"finished": len(prefill.finished), "pending": len(prefill.pending)}
+
+
 # ---------------------------------------------------------------------------- one process
 @dataclass
 class _Run:
@@ -298,13 +350,14 @@ class _Run:
         client: int,
         op: Op,
         intended: float,
-        duration: float,
+        job: JobDraw,
         target: float,
         token: int = -1,
         waiter: list[asyncio.Task[None]] | None = None,
     ) -> None:
-        """Sends one request and records it. With `waiter` (a list), an accepted submit's job waiter
-        task is appended to it, for a closed-loop client that waits for its job."""
+        """Sends one request (`job`: the row's job, sent when the request is a submit) and records it.
+        With `waiter` (a list), an accepted submit's job waiter task is appended to it, for a
+        closed-loop client that waits for its job."""
         self.unrecorded.pop(token, None)
         start = self.now()
         job_id = ""
@@ -312,16 +365,14 @@ class _Run:
             if self.accepted:
                 job_id = self.accepted[min(len(self.accepted) - 1, int(target * len(self.accepted)))]
             else:
-                op, duration = Op.SUBMIT, self.spec.duration.mean
+                op, job = Op.SUBMIT, replace(job, duration=numeric_mean(self.spec.duration))
         status = "OK"
         try:
             if op is Op.SUBMIT:
-                job_id = await self.target.submit(
-                    self.spec.job_type, job_payload(duration, self.spec.payload_bytes)
-                )
+                job_id = await send_job(self.target, job)
                 self.accepted.append(job_id)
                 if self.track_jobs or waiter is not None:
-                    task = self._watch(job_id, intended, self.now(), duration)
+                    task = self._watch(job_id, intended, self.now(), job)
                     if waiter is not None:
                         waiter.append(task)
             elif op is Op.STATUS:
@@ -341,15 +392,13 @@ class _Run:
             status = "UNKNOWN"  # a bug in a Target must not stop the run; it shows up in `errors`
         self.requests.append(RequestRecord(client, op, intended, start, self.now(), status, job_id))
 
-    def _watch(
-        self, job_id: str, submit_time: float, accept_time: float, duration: float
-    ) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._wait_job(job_id, submit_time, accept_time, duration))
+    def _watch(self, job_id: str, submit_time: float, accept_time: float, job: JobDraw) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._wait_job(job_id, submit_time, accept_time, job))
         self.waiters.add(task)
         task.add_done_callback(self.waiters.discard)
         return task
 
-    async def _wait_job(self, job_id: str, submit_time: float, accept_time: float, duration: float) -> None:
+    async def _wait_job(self, job_id: str, submit_time: float, accept_time: float, job: JobDraw) -> None:
         state, attempts, end = JobState.PENDING, 0, math.nan
         try:
             async with self.waiter_slots:
@@ -370,18 +419,17 @@ class _Run:
                         end = self.now()
                         break
         finally:  # also when cancelled at the hard end: the job is recorded as unfinished
-            self.jobs.append(JobRecord(job_id, submit_time, accept_time, end, state, attempts, duration))
+            reason = self.target.end_reason(job_id) if isinstance(self.target, JobTarget) else ""
+            self.jobs.append(
+                JobRecord(
+                    job_id, submit_time, accept_time, end, state, attempts, job.duration, job.priority, reason
+                )
+            )
 
     async def open_loop(self, trace: Trace, indices: range, client: int) -> None:
-        assert isinstance(self.spec.arrival, OpenLoop)
-        slots = asyncio.Semaphore(self.spec.arrival.max_in_flight)
+        slots = asyncio.Semaphore(self.spec.max_in_flight)
         in_flight: set[asyncio.Task[None]] = set()
-        times, ops, durations, targets = (
-            trace.times.tolist(),
-            trace.ops.tolist(),
-            trace.durations.tolist(),
-            trace.targets.tolist(),
-        )
+        times, ops, targets = trace.times.tolist(), trace.ops.tolist(), trace.targets.tolist()
         launched = 0
         for n, i in enumerate(indices):
             delay = times[i] - self.now()
@@ -404,7 +452,7 @@ class _Run:
                 await slots.acquire()  # free: returns at once
             self.unrecorded[i] = (client, Op(ops[i]), times[i])
             task = asyncio.create_task(
-                self.request(client, Op(ops[i]), times[i], durations[i], targets[i], token=i)
+                self.request(client, Op(ops[i]), times[i], trace.job(i), targets[i], token=i)
             )
             in_flight.add(task)
             task.add_done_callback(in_flight.discard)
@@ -424,12 +472,7 @@ class _Run:
         assert isinstance(self.spec.arrival, ClosedLoop)
         wait_for_job = self.spec.arrival.wait_for_completion
         end = self.spec.total_time
-        think, ops, durations, targets = (
-            script.times.tolist(),
-            script.ops.tolist(),
-            script.durations.tolist(),
-            script.targets.tolist(),
-        )
+        think, ops, targets = script.times.tolist(), script.ops.tolist(), script.targets.tolist()
         for k in range(len(think)):
             if think[k] > 0:
                 await asyncio.sleep(min(think[k], max(0.0, end - self.now())))
@@ -437,10 +480,10 @@ class _Run:
             if intended >= end:
                 return
             if not wait_for_job:
-                await self.request(client, Op(ops[k]), intended, durations[k], targets[k])
+                await self.request(client, Op(ops[k]), intended, script.job(k), targets[k])
                 continue
             waiter: list[asyncio.Task[None]] = []
-            await self.request(client, Op(ops[k]), intended, durations[k], targets[k], waiter=waiter)
+            await self.request(client, Op(ops[k]), intended, script.job(k), targets[k], waiter=waiter)
             for task in waiter:  # bounded by the drain deadline; it records the job itself
                 await asyncio.shield(task)
 
@@ -482,8 +525,14 @@ async def run_load(
         raise ValueError(f"part {part} is not (i, n) with 0 <= i < n")
     if drain_timeout < 0 or max_waiters < 1:
         raise ValueError("drain_timeout must be >= 0 and max_waiters >= 1")
+    if spec.has_job_settings and not isinstance(target, JobTarget):
+        raise ValueError(
+            f"{type(target).__name__} takes no per-job settings (priority, retries, timeout, labels)"
+        )
+    if spec.prefill is not None and index == 0:  # aged by one process, before the run's clock starts
+        await age(target, spec)
     # traces are made before the clock starts: generating them is not load
-    trace = open_loop_trace(spec) if isinstance(spec.arrival, OpenLoop) else None
+    trace = open_loop_trace(spec) if spec.is_open else None
     scripts: list[Trace] = []
     if isinstance(spec.arrival, ClosedLoop):
         per_client = max_requests_per_client or math.ceil(spec.total_time * CLOSED_LOOP_MAX_RATE)
@@ -624,7 +673,7 @@ def run_load_processes(
 def _child_main(raw: str) -> int:
     """One child of run_load_processes: build, say ready, wait for the start time, run, write files."""
     job = json.loads(raw)
-    spec = workload_from_mapping(job["workload"])
+    spec = workload_of(job["workload"])
     out = Path(job["out"])
     out.mkdir(parents=True)
     index, parts = job["part"]
@@ -708,6 +757,8 @@ def load_command(args: argparse.Namespace) -> int:
         parameters["submit_wait"] = submit_wait
     run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
     started_at, stamp = utc_now(), provenance()
+    if getattr(args, "host_probe", False):  # before the load, as the experiment runner takes it
+        parameters["host_probe"] = take_probe()
     progress(
         f"{run_id}: {spec.total_time:g} s of load on {len(addresses)} address(es), then up to "
         f"{args.drain:g} s for jobs to finish"

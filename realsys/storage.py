@@ -41,7 +41,7 @@ from realsys.logs import get_logger
 log = get_logger(__name__)
 
 StoredOutcome: TypeAlias = Succeeded | Failed | CancelledByWorker
-QueueRow: TypeAlias = tuple[str, int, float]  # (job_id, priority, not_before)
+QueueRow: TypeAlias = tuple[str, int, float, str]  # (job_id, priority, not_before, policy key)
 
 
 # ---------------------------------------------------------------------------- interfaces
@@ -495,7 +495,8 @@ _QUEUE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
     job_id TEXT PRIMARY KEY,
     priority INTEGER NOT NULL,
-    not_before REAL NOT NULL
+    not_before REAL NOT NULL,
+    key TEXT NOT NULL DEFAULT ''
 );
 """
 
@@ -503,6 +504,9 @@ CREATE TABLE IF NOT EXISTS queue (
 class SqliteQueueEntries(_SqliteFile, QueueEntries):
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _QUEUE_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(queue)")}
+        if "key" not in columns:  # a queue file from before scheduling policies
+            self._conn.execute("ALTER TABLE queue ADD COLUMN key TEXT NOT NULL DEFAULT ''")
 
     def put(self, entries: Iterable[QueueRow]) -> None:
         # REPLACE deletes and reinserts, so a replaced entry gets the highest rowid: it moves to the back
@@ -510,7 +514,8 @@ class SqliteQueueEntries(_SqliteFile, QueueEntries):
         if rows:
             with _Transaction(self._conn):
                 self._conn.executemany(
-                    "INSERT OR REPLACE INTO queue (job_id, priority, not_before) VALUES (?, ?, ?)", rows
+                    "INSERT OR REPLACE INTO queue (job_id, priority, not_before, key) VALUES (?, ?, ?, ?)",
+                    rows,
                 )
 
     def delete(self, job_ids: Iterable[str]) -> None:
@@ -520,8 +525,8 @@ class SqliteQueueEntries(_SqliteFile, QueueEntries):
                 self._conn.executemany("DELETE FROM queue WHERE job_id = ?", rows)
 
     def load_all(self) -> list[QueueRow]:
-        cursor = self._conn.execute("SELECT job_id, priority, not_before FROM queue ORDER BY rowid")
-        return [(job_id, priority, not_before) for job_id, priority, not_before in cursor]
+        cursor = self._conn.execute("SELECT job_id, priority, not_before, key FROM queue ORDER BY rowid")
+        return [(job_id, priority, not_before, key) for job_id, priority, not_before, key in cursor]
 
 
 _RESULTS_SCHEMA = """

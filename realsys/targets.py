@@ -21,9 +21,10 @@ from typing import Any, Protocol, runtime_checkable
 import grpc
 
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
+from model.job import JobSpec
 from model.states import TERMINAL, JobState
 from realsys.client import channel_options, make_stub
-from realsys.convert import to_duration
+from realsys.convert import fill_spec_pb, to_duration
 
 _MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it until its own timeout
 _MAX_ENDED = 100_000  # terminal submit replies kept for wait(); the oldest go first
@@ -69,6 +70,20 @@ class Target(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class JobTarget(Protocol):
+    """A Target that also takes a job's own settings and tells why a job ended (DtqTarget): what a
+    workload with per-job settings (priority, retries, timeout, labels) needs."""
+
+    async def submit_job(self, spec: JobSpec) -> str:
+        """Submits a job with its whole spec (type, payload, priority, retry policy, timeout, labels)."""
+        ...
+
+    def end_reason(self, job_id: str) -> str:
+        """The error reason of a job a wait() saw end FAILED or CANCELLED ("" otherwise), once."""
+        ...
 
 
 def make_target(spec: Mapping[str, Any]) -> Target:
@@ -140,6 +155,8 @@ class DtqTarget:
         self._wait_pb = to_duration(self.submit_wait)
         # (state, attempts) of jobs whose submit reply was terminal, until wait() reads them
         self._ended: dict[str, tuple[str, int]] = {}
+        # the error reason of jobs that ended with one, until end_reason() reads it
+        self._reasons: dict[str, str] = {}
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: list[Any] = []
         # one counter per method, so each kind of call spreads evenly over the nodes (a single shared
@@ -182,6 +199,25 @@ class DtqTarget:
                 del self._ended[next(iter(self._ended))]
             job = response.job
             self._ended[response.job_id] = (_STATE_NAMES.get(job.state, "STATE_UNSPECIFIED"), job.attempt)
+            self._note_reason(job)
+
+    def _note_reason(self, job: job_pb2.Job) -> None:
+        if job.done and job.error.reason:
+            if len(self._reasons) >= _MAX_ENDED:
+                del self._reasons[next(iter(self._reasons))]
+            self._reasons[job.job_id] = job.error.reason
+
+    def end_reason(self, job_id: str) -> str:
+        return self._reasons.pop(job_id, "") if self._reasons else ""
+
+    async def submit_job(self, spec: JobSpec) -> str:
+        request = self.submit_request(spec.job_type, spec.payload)
+        fill_spec_pb(request.spec, spec, include_payload=False)
+        response: client_pb2.SubmitJobResponse = await self._call(
+            "SubmitJob", request, timeout=self.submit_timeout()
+        )
+        self.note_submitted(response)
+        return response.job_id
 
     def ended(self, job_id: str) -> tuple[str, int] | None:
         """The terminal (state, attempts) a submit reply already carried, once."""
@@ -226,7 +262,10 @@ class DtqTarget:
             request = client_pb2.WaitJobRequest(job_id=job_id, timeout=to_duration(poll))
             job: job_pb2.Job = await self._call("WaitJob", request, timeout=poll + self.timeout)
             state, attempts = _STATE_NAMES.get(job.state, "STATE_UNSPECIFIED"), job.attempt
-            if job.done or time.monotonic() >= deadline:
+            if job.done:
+                self._note_reason(job)
+                break
+            if time.monotonic() >= deadline:
                 break
         return state, attempts
 

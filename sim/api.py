@@ -39,7 +39,6 @@ import simpy
 
 from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
-from model.job import JobSpec
 from model.results.runs import (
     JOBS_FILE,
     REQUESTS_FILE,
@@ -48,11 +47,12 @@ from model.results.runs import (
     provenance,
     run_config,
     utc_now,
+    workload_of,
     write_run,
 )
 from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import summarize
-from model.workload import OpenLoop, WorkloadSpec, workload_from_mapping
+from model.workload import WorkloadSpec
 from sim.cpu import CostModel
 from sim.engine import Cluster, SimEnv
 from sim.injection import Fault, schedule
@@ -145,7 +145,7 @@ class SimConfig:
         params = apply_overrides(params, data.get("overrides") or {})
         return SimConfig(
             design=data["design"],
-            workload=workload_from_mapping(data["workload"]),
+            workload=workload_of(data["workload"]),
             params=params,
             seed=data.get("seed"),
             replication=int(data.get("replication", 0)),
@@ -249,7 +249,7 @@ class SimResult:
         params = replace(params, overrides=tuple((str(k), v) for k, v in parameters.get("overrides", ())))
         config = SimConfig(
             design=cfg["design"],
-            workload=workload_from_mapping(cfg["workload"]),
+            workload=workload_of(cfg["workload"]),
             params=params,
             seed=parameters.get("sim_seed"),
             replication=int(cfg.get("replication", 0)),
@@ -303,7 +303,6 @@ def build(
     cluster: Cluster = (
         MonoCluster(env, params, costs) if config.design == "mono" else MicroCluster(env, params, costs)
     )
-    cluster.spec = _job_spec(config.workload)
     loadgen = LoadGen(cluster, config.workload, t0=config.warm_start, chunk=chunk, spill_dir=spill_dir)
     return env, cluster, loadgen
 
@@ -338,7 +337,7 @@ def run(
         run_id=config.effective_run_id,
         kind="sim",
         design=config.design,
-        offered_rate=workload.arrival.rate if isinstance(workload.arrival, OpenLoop) else None,
+        offered_rate=workload.offered_rate(),
         loadgen=loadgen.loadgen_block(requests, sim_seconds),
     )
     # speed per CPU second of this process: on a shared machine, wall time measures the neighbours
@@ -370,7 +369,3 @@ def run(
 def _entropy(config: SimConfig) -> int:
     # one integer from (seed, replication), so replications get unrelated streams
     return config.sim_seed * 1_000_003 + config.replication
-
-
-def _job_spec(workload: WorkloadSpec) -> Any:
-    return JobSpec.make(workload.job_type, labels=dict(workload.labels))

@@ -19,7 +19,8 @@ from typing import Any
 
 from model.errors import InvalidArgument
 from model.results.documents import read_document
-from model.results.runs import fresh_path, load_workload, run_exists
+from model.results.probe import probe_of, take_probe
+from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, run_exists
 from model.results.summary import format_summary
 from model.workload import workload_from_mapping
 from sim.api import DESIGNS, Design, PlaceholderWarning, SimConfig, placeholder_text, run
@@ -32,10 +33,11 @@ from sim.faults import (
     recovery_text,
     sweep,
 )
+from sim.hostscale import HostScale
 from sim.injection import Fault
 from sim.keys import KEYS, design_check
 from sim.mva import format_prediction, predict
-from sim.params import SimParams, calibration_path, load_params, parse_override
+from sim.params import SimParams, calibration_path, load_host_probe, load_params, parse_override
 from sim.sweeps import DEFAULT_METRICS
 from sim.sweeps import sweep as run_sweep
 
@@ -88,6 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_flags.add_argument(
         "--mva", action="store_true", help="run: also print the analytic (sim/mva.py) prediction"
     )
+    run_flags.add_argument(
+        "--host-scale",
+        default="",
+        metavar="RUN|PROBE|auto",
+        help="run: move the calibration's costs to a host's speed, as `dtq validate` moves a twin: a "
+        "real run's directory (its `dtq load --host-probe`), a probe JSON file, or `auto` (probe this "
+        "host now; needs the lab extra). Needs a --calibration that took host probes",
+    )
     params_flags = parser.add_argument_group("dtq sim params")
     params_flags.add_argument("--json", action="store_true", help="params: JSON instead of a table")
     sweep_flags = parser.add_argument_group("dtq sim sweep")
@@ -115,7 +125,12 @@ def _calibration(name: str) -> SimParams:
 
 def params_of(args: argparse.Namespace) -> SimParams:
     """The SimParams a `dtq sim` command line names: calibration, then --nodes and --set overrides
-    (in order), checked against --design when given."""
+    (in order), checked against --design when given, then --host-scale."""
+    return scaled_params_of(args)[0]
+
+
+def scaled_params_of(args: argparse.Namespace) -> tuple[SimParams, HostScale | None]:
+    """params_of and the host scale it applied (None without --host-scale)."""
     params = _calibration(args.calibration) if args.calibration else SimParams()
     overrides = dict(parse_override(s) for s in args.set)
     if args.nodes:
@@ -124,7 +139,25 @@ def params_of(args: argparse.Namespace) -> SimParams:
         params = params.with_overrides(overrides)
     if args.design:
         params.check_design(args.design)
-    return params
+    source = getattr(args, "host_scale", "")
+    if not source:
+        return params, None
+    if source == "auto" and getattr(args, "probe_taken", None) is None:
+        args.probe_taken = take_probe()  # once per command: --mva asks for the params again
+    probe = args.probe_taken if source == "auto" else probe_of(source)
+    scale = host_scale(probe, args.calibration, args.design)
+    return params.on_host(scale), scale
+
+
+def host_scale(probe: dict[str, Any], calibration: str, design: str) -> HostScale:
+    """The scale from `calibration`'s host probes (those taken with `design`'s cluster up) to the host
+    `probe` describes (a run's, a probe file's, or one taken now)."""
+    if not calibration:
+        raise InvalidArgument("--host-scale needs --calibration (the speed it moves from)")
+    reference = load_host_probe(calibration, design)
+    if reference is None:
+        raise InvalidArgument(f"calibration {calibration} took no host probes: it cannot be moved")
+    return HostScale.between(probe, reference)
 
 
 def warn_placeholders(params: SimParams, design: str) -> None:
@@ -137,6 +170,8 @@ def warn_placeholders(params: SimParams, design: str) -> None:
 def _workload(path: str) -> Any:
     if not path:
         raise InvalidArgument("dtq sim needs --workload FILE (data/workloads/ has examples)")
+    if not Path(path).exists():
+        raise InvalidArgument(f"--workload {path}: No such file")
     if not Path(path).is_file():
         raise InvalidArgument(f"--workload {path}: not a file")
     return load_workload(path)
@@ -152,7 +187,7 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     existing run of the same id only with --force)."""
     design = _design(args)
     workload = _workload(args.workload)
-    params = params_of(args)
+    params, scale = scaled_params_of(args)
     config = SimConfig(
         design=design,
         workload=workload,
@@ -175,6 +210,11 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     if not args.runs_dir:
         return result.summary, None
     path = result.save(args.runs_dir, records=not args.no_records, overwrite=args.force)
+    if scale is not None:  # config.json records the host scale the costs were moved by
+        config_file = path / CONFIG_FILE
+        recorded = json.loads(config_file.read_text())
+        recorded["parameters"]["host_scale"] = scale.to_mapping()
+        config_file.write_bytes(json_bytes(recorded))
     return result.summary, path
 
 

@@ -53,6 +53,8 @@ from sim.dist import Dist
 from sim.params import SimParams
 
 Action: TypeAlias = Callable[[float], tuple[float, Any]]
+THREAD_ROLES = ("checkpoint", "grpc")  # consumers that are threads, not loops: they never pay wakeup
+THREAD_INDEX = 3000  # a process's gRPC threads draw from streams of index 3000 + its own
 _BLOCK = 256  # draws per refill of a sampler's buffer
 
 
@@ -69,6 +71,7 @@ class Component(IntEnum):
     WAKEUP = 7
     STEAL = 8  # Design B: which peers a depth round asks (steal_fanout)
     HOST_HOP = 9  # the extra latency of a hop between hosts
+    THREAD = 10  # gRPC's threads' CPU per RPC (rpc_thread, rpc_thread_client)
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -119,12 +122,16 @@ class Host:
         "running",
         "vfloor",
         "waiting",
+        "warm_handover",
     )
 
-    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0) -> None:
+    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0, warm_handover: bool = False) -> None:
         self.name = name
         self.cores = cores
         self.free = cores
+        # a loop that queued for a core takes it warm from the process before it: no cold wake-up
+        # (wakeup_idle's factor is 1); one woken onto an idle core pays it by its own sleep
+        self.warm_handover = warm_handover
         self.cpu_slice = cpu_slice
         self.fair = cpu_slice > 0
         self.waiting: deque[Proc] = deque()  # FIFO: in arrival order
@@ -178,6 +185,7 @@ class Proc:
         self.bursts = 0
         self._service: dict[str, Sampler] = {}
         self._items: dict[str, float] = {}
+        self._bytes: dict[str, float] = {}
         self.client = costs.client_sampler(self)
         self.net = costs.network_sampler(self)
         self.host_hop = costs.host_hop_sampler(self)
@@ -186,10 +194,15 @@ class Proc:
         wakeup = costs.params.wakeup
         # None: waking costs nothing (the default), so the fast paths below stay as they were
         self._wake: Sampler | None = (
-            None if wakeup.is_zero or role == "checkpoint" else costs.wakeup_sampler(self)
+            None if wakeup.is_zero or role in THREAD_ROLES else costs.wakeup_sampler(self)
         )
+        # gRPC's threads of this process (threads()): None while rpc_thread and rpc_thread_client are 0
+        self.io: Proc | None = None
+        self._thread_in: Sampler | None = None
+        self._thread_out: Sampler | None = None
         self._waking = False  # the loop was idle when its current first queued burst arrived
         self._idle_since = 0.0  # when the loop last ran out of work
+        self._handed = False  # its core came straight from another process (Host.warm_handover)
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
         self.wakeups = 0
         self._slice_start = 0.0  # when this process's current time slice on its core began
@@ -197,6 +210,31 @@ class Proc:
         self._preempted = False  # a process that woke behind it wants its core at this burst's end
         self.core_wait = 0.0  # seconds its loop had work but waited for a core (the run-queue wait)
         self._waiting_since = 0.0
+
+    def threads(self) -> Proc:
+        """This process's gRPC threads, made on first use: a consumer that needs one of the host's cores
+        but not this process's loop (its own FIFO: the poller and event-engine threads that read a
+        call's bytes and hand it over, measured as CPU per RPC beside the loop by dtq calibrate)."""
+        if self.io is None:
+            name, index = f"{self.name}-grpc", THREAD_INDEX + self.index
+            self.io = Proc(self.env, self.host, name, "grpc", index, self._costs)
+            self._thread_in = self._costs.thread_sampler(self, server=True)
+            self._thread_out = self._costs.thread_sampler(self, server=False)
+        return self.io
+
+    def rpc_in(self) -> simpy.Event | None:
+        """gRPC's threads taking a call this process serves (None: they cost nothing)."""
+        if self.io is None or self._thread_in is None:
+            return None
+        cost = self._thread_in()
+        return self.io.run(cost) if cost else None
+
+    def rpc_out(self) -> simpy.Event | None:
+        """gRPC's threads taking the reply to a call this process made (None: they cost nothing)."""
+        if self.io is None or self._thread_out is None:
+            return None
+        cost = self._thread_out()
+        return self.io.run(cost) if cost else None
 
     # ------------------------------------------------------------------ costs
     def cost(self, method: str, items: int = 0) -> float:
@@ -210,6 +248,16 @@ class Proc:
         if per is None:
             per = self._items[method] = self._costs.params.item_cost(self.role, method)
         return sampler() + per * items
+
+    def byte_cost(self, method: str, nbytes: int) -> float:
+        """CPU of `method` moving a payload of `nbytes` bytes (per_byte; "commit": the store writing it)."""
+        if nbytes <= 0:
+            return 0.0
+        per = self._bytes.get(method)
+        if per is None:
+            key = method if method == "commit" else f"{self.role}.{method}"
+            per = self._bytes[method] = self._costs.params.per_byte.get(key, 0.0)
+        return per * nbytes
 
     def commit(self, rows: int) -> float:
         """One storage transaction of `rows` rows; none (free) when there is nothing to write."""
@@ -233,6 +281,7 @@ class Proc:
                 duration, value = work(now)
             else:
                 duration, value = work, None
+            self._handed = False  # an idle core
             if self._wake is not None:
                 duration += self._wakeup_cost()
             if not duration:
@@ -284,6 +333,7 @@ class Proc:
         host = self.host
         if host.free:
             host.free -= 1
+            self._handed = False  # an idle core
             if host.fair:
                 host.running.append(self)
             self._begin()
@@ -330,8 +380,8 @@ class Proc:
         assert self._wake is not None
         self.wakeups += 1
         cost = self._wake()
-        if self._wake_factor is not None:
-            cost *= self._wake_factor(self.env.now - self._idle_since)
+        if self._wake_factor is not None and not (self._handed and self.host.warm_handover):
+            cost *= self._wake_factor(self.env.now - self._idle_since)  # else a warm core: factor 1
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
@@ -369,6 +419,7 @@ class Proc:
             waiting = fifo.popleft() if fifo else None
         if waiting is not None:
             waiting.core_wait += self.env._now - waiting._waiting_since
+            waiting._handed = True  # the core passes straight from this process to it
             if host.fair:
                 host.running.append(waiting)
             waiting._begin()
@@ -427,3 +478,7 @@ class CostModel:
 
     def checkpoint_sampler(self, proc: Proc) -> Sampler:
         return self._sampler(self.params.checkpoint, Component.CHECKPOINT, proc.index)
+
+    def thread_sampler(self, proc: Proc, server: bool) -> Sampler:
+        dist = self.params.rpc_thread if server else self.params.rpc_thread_client
+        return self._sampler(dist, Component.THREAD, proc.index, int(server))

@@ -7,15 +7,17 @@ storage commits, and the waits of long-polls and timers.
 An RPC `call(caller, server, to=callee)` is what a grpc.aio unary call costs: the caller's client-side
 CPU (send part), one hop, the server-side generator (its bursts on the callee, maybe nested calls and
 waits), one hop back, the caller's client-side CPU (receive part). A hop is `network`, plus `host_hop`
-when caller and callee are on different hosts.
+when caller and callee are on different hosts. With rpc_thread* > 0, gRPC's threads of the callee
+take the call as it arrives, and the caller's the reply, on a core beside the loop (Proc.threads).
 """
 
 from __future__ import annotations
 
 import gc
 from collections import deque
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from heapq import heappop, heappush
 from typing import Any, TypeAlias, TypeVar, cast
 
@@ -24,9 +26,11 @@ from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority, Initialize, Process, Timeout
 
 from model.errors import DtqError
-from model.job import JobSpec
+from model.job import Job, JobError, JobSpec, validate_spec
+from model.jobs import JobTable
 from model.states import JobState
 from model.timer import TimerRule
+from model.workload import JobDraw
 from sim.cpu import CostModel, Host, Proc
 from sim.params import SimParams
 
@@ -153,15 +157,18 @@ class Cluster:
         self.env = env
         self.params = params
         self.costs = costs
-        self.hosts = [Host(f"h{i}", params.cores, params.cpu_slice) for i in range(params.hosts)]
+        self.hosts = [
+            Host(f"h{i}", params.cores, params.cpu_slice, params.wakeup_warm_handover)
+            for i in range(params.hosts)
+        ]
         self._host_hops = params.hosts > 1 and not params.host_hop.is_zero
         self.procs: list[Proc] = []
         self._placed = 0
-        self.durations: dict[str, float] = {}  # job id -> the handler's duration (the trace's)
+        self.draws: dict[str, JobDraw] = {}  # job id -> the job as the trace drew it (what its handler does)
         self.terminal_at: dict[str, float] = {}  # job id -> when its owner saw it end
         self.on_terminal: Callable[[str], None] | None = None
         self.counters: dict[str, int] = {}
-        self.spec = JobSpec.make("sleep")
+        self._specs: dict[str, JobSpec] = {}  # job type -> the spec of jobs with no other setting
         self._wheel = TimeoutWheel(env)
 
     # ------------------------------------------------------------------ set-up
@@ -172,6 +179,7 @@ class Cluster:
         self._placed += 1
         proc = Proc(self.env, host, name, role, index, self.costs)
         self.procs.append(proc)
+        self._add_threads(proc)
         return proc
 
     def add_loadgen_proc(self, index: int) -> Proc:
@@ -184,7 +192,13 @@ class Cluster:
             self.costs,
         )
         self.procs.append(proc)
+        self._add_threads(proc)
         return proc
+
+    def _add_threads(self, proc: Proc) -> None:
+        """gRPC's threads beside the process's loop, when they cost anything (rpc_thread*)."""
+        if not (self.params.rpc_thread.is_zero and self.params.rpc_thread_client.is_zero):
+            self.procs.append(proc.threads())
 
     def start(self) -> None:
         raise NotImplementedError
@@ -253,10 +267,16 @@ class Cluster:
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
+        taken = to.rpc_in() if to is not None else None
+        if taken is not None:
+            yield taken  # the callee's gRPC threads read the call before its loop does
         value = yield from server
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
+        taken = caller.rpc_out()
+        if taken is not None:
+            yield taken
         if c - send:
             yield caller.run(c - send)
         return value
@@ -283,7 +303,7 @@ class Cluster:
         return event
 
     # ------------------------------------------------------------------ client API (one request)
-    def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
+    def request_submit(self, lg: LoadgenPart, job: JobDraw) -> SimGen[tuple[str, str]]:
         raise NotImplementedError
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[tuple[str, Any]]:
@@ -313,8 +333,63 @@ class Cluster:
     def core_counters(self) -> dict[str, int]:
         raise NotImplementedError
 
-    def submit_duration(self, job_id: str, duration: float) -> None:
-        self.durations[job_id] = duration
+    def find_job(self, job_id: str) -> Job | None:
+        """The owner's record of a job (None: unknown)."""
+        raise NotImplementedError
+
+    def job_reason(self, job_id: str) -> str:
+        """The error reason of a job that ended FAILED or CANCELLED, as WaitJob's reply carries it."""
+        job = self.find_job(job_id)
+        return job.error.reason if job is not None and job.done and job.error is not None else ""
+
+    def spec_of(self, job: JobDraw) -> JobSpec:
+        """The spec a job is submitted with (no payload: the simulator carries sizes, not bytes)."""
+        if not job.plain:
+            return job.spec()
+        spec = self._specs.get(job.job_type)
+        if spec is None:
+            spec = self._specs[job.job_type] = JobSpec.make(job.job_type)
+        return spec
+
+    def submit_job(self, job_id: str, job: JobDraw) -> None:
+        self.draws[job_id] = job
+
+    def payload_of(self, job_id: str) -> int:
+        """A job's payload size in bytes (per_byte costs on the paths that carry it; 0: unknown)."""
+        job = self.draws.get(job_id)
+        return job.payload_bytes if job is not None else 0
+
+    def prefill(
+        self, finished: Sequence[tuple[JobDraw, str]], pending: Sequence[JobDraw], now: float
+    ) -> None:
+        """A table state to start from (the workload's prefill): `finished` jobs restored as a store
+        loads them (state "succeeded", "failed" or "cancelled"), `pending` ones submitted to the core,
+        spread over the owners as the load generator's submits are. No simulated time passes."""
+        raise NotImplementedError
+
+
+def finished_record(table: JobTable, now: float, spec: JobSpec, state: str) -> Job:
+    """The record of a job that ended in `state` at `now`, as a store would hold it (JobTable.restore)."""
+    final = JobState[state.upper()]
+    error = None
+    if final is JobState.FAILED:
+        error = JobError("prefill: failed", False, "HANDLER_ERROR")
+    elif final is JobState.CANCELLED:
+        error = JobError("cancelled by client", reason="CANCELLED")
+    spec = replace(spec, payload=b"")
+    ran = final is not JobState.CANCELLED
+    return Job(
+        table.ids.new_id(),
+        spec,
+        validate_spec(spec, table.config),
+        create_time=now,
+        state=final,
+        attempt=1 if ran else 0,
+        update_time=now,
+        start_time=now if ran else None,
+        end_time=now,
+        error=error,
+    )
 
 
 def wake(event: simpy.Event, value: Any = True) -> None:

@@ -13,7 +13,8 @@
     DIST.sigma=0.8                  a lognormal's sigma (its mean kept); other kinds refuse it
 
 A distribution key (DIST) is one of DIST_FIELDS or `service.<role>.<method>`; `per_item.<role>.<method>`
-is seconds per item, `core.<field>` a model.config.CoreConfig field. Overrides apply in the order
+is seconds per item, `per_byte.<role>.<method>` (and `per_byte.commit`) seconds per payload byte,
+`core.<field>` a model.config.CoreConfig field. Overrides apply in the order
 given. An unknown key, a key no design reads (or that the design being run does not), and a value of
 the wrong type are errors naming the key and the nearest valid ones.
 
@@ -62,6 +63,15 @@ PER_ITEM_METHODS: Mapping[str, tuple[str, ...]] = {
     "gateway": ("ListJobs.relay",),
     "job": ("LeaseJobs", "ListJobs", "RenewLeases", "flush", "sweep"),
     "queue": ("Ack", "Enqueue", "Reserve", "Reserve.wake"),
+}
+# the bursts that move a job's payload (sim/cpu.py Proc.byte_cost); "loadgen" is the generator's side
+PER_BYTE_METHODS: Mapping[str, tuple[str, ...]] = {
+    "loadgen": ("SubmitJob",),
+    "node": ("SubmitJob", "StealWork", "launch"),
+    "gateway": ("SubmitJob",),
+    "job": ("CreateJob", "LeaseJobs"),
+    "coordinator": ("FetchWork",),
+    "worker": ("launch",),
 }
 ROLE_DESIGNS: Mapping[str, tuple[str, ...]] = {
     role: (MONO,) if role == "node" else (MICRO,) for role in ROLES
@@ -130,17 +140,25 @@ FIELDS: Mapping[str, Key] = {
         _k("checkpoint", "dist", "s", "SQLite WAL checkpoint CPU per checkpoint (0: off)", cost=True),
         _k("checkpoint_interval", "float", "s", "time between WAL checkpoints (needs checkpoint > 0)"),
         _k("cpu_slice", "float", "s", "> 0: cores shared as the kernel's fair scheduler (0: FIFO bursts)"),
+        _k("rpc_thread", "dist", "s", "gRPC's threads' CPU per call served, beside the loop", cost=True),
+        _k("rpc_thread_client", "dist", "s", "gRPC's threads' CPU per call made, beside the loop", cost=True),
+        _k(
+            "wakeup_warm_handover", "bool", "", "a loop that queues for a core takes it warm (no cold factor)"
+        ),
     )
 }
 DIST_FIELDS = tuple(name for name, k in FIELDS.items() if k.kind == "dist")
 _CORE_DEFAULTS = CoreConfig()
+_UNITLESS = ("default_backoff_multiplier", "backoff_jitter", "policy_burst")
 
 
 def _core_key(f: dataclasses.Field[Any]) -> Key:
     value = getattr(_CORE_DEFAULTS, f.name)
-    kind = "bool" if isinstance(value, bool) else "int" if isinstance(value, int) else "float"
+    kind = {bool: "bool", int: "int", str: "str"}.get(type(value), "float")
     unit = "bytes" if f.name.endswith("_bytes") else "chars" if f.name.endswith("_chars") else ""
-    if kind == "float" and not unit and f.name not in ("default_backoff_multiplier", "backoff_jitter"):
+    if f.name == "policy_rate":
+        unit = "1/s"
+    elif kind == "float" and not unit and f.name not in _UNITLESS:
         unit = "s"
     return Key(f"core.{f.name}", kind, unit, "model.config.CoreConfig (the real system's core setting)")
 
@@ -164,6 +182,15 @@ def per_item_key(role: str, method: str) -> Key:
     return Key(f"per_item.{role}.{method}", "float", "s/item", doc, ROLE_DESIGNS[role], cost=True)
 
 
+def per_byte_key(role: str, method: str) -> Key:
+    if role == "commit":
+        doc = "the store's CPU per payload byte it writes"
+        return Key("per_byte.commit", "float", "s/byte", doc, cost=True)
+    designs = ROLE_DESIGNS.get(role, BOTH)
+    doc = f"{role} CPU per payload byte of {method}"
+    return Key(f"per_byte.{role}.{method}", "float", "s/byte", doc, designs, cost=True)
+
+
 SERVICE_KEYS: Mapping[str, Key] = {
     k.name: k
     for role in ROLES
@@ -172,7 +199,14 @@ SERVICE_KEYS: Mapping[str, Key] = {
 PER_ITEM_KEYS: Mapping[str, Key] = {
     k.name: k for role, methods in PER_ITEM_METHODS.items() for k in (per_item_key(role, m) for m in methods)
 }
-KEYS: Mapping[str, Key] = {**FIELDS, **CORE_KEYS, **SERVICE_KEYS, **PER_ITEM_KEYS}
+PER_BYTE_KEYS: Mapping[str, Key] = {
+    k.name: k
+    for k in (
+        per_byte_key("commit", ""),
+        *(per_byte_key(role, m) for role, methods in PER_BYTE_METHODS.items() for m in methods),
+    )
+}
+KEYS: Mapping[str, Key] = {**FIELDS, **CORE_KEYS, **SERVICE_KEYS, **PER_ITEM_KEYS, **PER_BYTE_KEYS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,20 +270,21 @@ def target(name: str) -> Target:
                 f"{name}: {head} is a {key.kind} ({key.unit or 'no unit'}), set it: {head}=..."
             )
     parts = name.split(".")
-    if parts[0] in ("service", "per_item") and len(parts) >= 3 and parts[1] not in ROLES:
+    if parts[0] in ("service", "per_item", "per_byte") and len(parts) >= 3 and parts[1] not in ROLES:
         raise _unknown(name, f"unknown role {parts[1]!r} (roles: {', '.join(ROLES)}) in")
     raise _unknown(name)
 
 
 def flatten(overrides: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """Overrides as (dotted key, value) in order: `core`, `service` and `per_item` given as mappings
-    ({"core": {"lease_duration": 5}}, {"service": {"node": {"SubmitJob": 3e-4}}}) become dotted keys."""
+    """Overrides as (dotted key, value) in order: `core`, `service`, `per_item` and `per_byte` given
+    as mappings ({"core": {"lease_duration": 5}}, {"service": {"node": {"SubmitJob": 3e-4}}}) become
+    dotted keys."""
     if not isinstance(overrides, Mapping):
         raise InvalidArgument(f"overrides are a mapping of key -> value, got {type(overrides).__name__}")
     out: list[tuple[str, Any]] = []
     for raw, value in overrides.items():
         name = str(raw)
-        if name in ("core", "per_item") and isinstance(value, Mapping):
+        if name in ("core", "per_item", "per_byte") and isinstance(value, Mapping):
             out += [(f"{name}.{k}", v) for k, v in value.items()]
         elif name == "service" and isinstance(value, Mapping):
             for role, methods in value.items():

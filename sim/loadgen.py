@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,12 +35,14 @@ from model.results.schema import JobRecord, RequestRecord
 from model.states import TERMINAL, JobState
 from model.workload import (
     ClosedLoop,
+    JobDraw,
     Op,
-    OpenLoop,
     Trace,
     WorkloadSpec,
     closed_loop_scripts,
+    numeric_mean,
     open_loop_trace,
+    prefill_jobs,
 )
 from sim.engine import Cluster, LoadgenPart, SimGen, wake
 from sim.records import CHUNK, JOBS, REQUESTS, Records, RecordSink
@@ -56,7 +58,7 @@ class _Watch:
     job_id: str
     submit_time: float
     accept_time: float
-    duration: float
+    job: JobDraw
     state: JobState = JobState.PENDING
     attempts: int = 0
 
@@ -149,7 +151,8 @@ class LoadGen:
     # ------------------------------------------------------------------ set-up
     def start(self) -> None:
         spec = self.spec
-        if isinstance(spec.arrival, OpenLoop):
+        self._prefill()
+        if spec.is_open:
             trace = open_loop_trace(spec)
             n = len(self.parts)
             for i, part in enumerate(self.parts):
@@ -163,6 +166,20 @@ class LoadGen:
                 self._drivers += 1
                 self.env.process(self._closed_client(self.parts[c % len(self.parts)], c, script))
 
+    def _prefill(self) -> None:
+        """The workload's prefill: finished jobs in the tables now, pending ones queued at time zero
+        (as realsys.loadgen.age leaves a real cluster: submitted just before the trace starts)."""
+        prefill = prefill_jobs(self.spec)
+        if not prefill.finished and not prefill.pending:
+            return
+        cluster = self.cluster
+        cluster.prefill(list(zip(prefill.finished, prefill.states, strict=True)), [], self.env.now)
+        if prefill.pending:
+            delay = max(0.0, self.t0 - self.env.now)
+            self.env.timeout(delay).callbacks.append(
+                lambda _: cluster.prefill([], prefill.pending, self.env.now)
+            )
+
     def _check_done(self) -> None:
         if self._drivers == 0 and not self._unrecorded and not self._watches and not self._untracked:
             wake(self.done)
@@ -173,12 +190,11 @@ class LoadGen:
 
     # ------------------------------------------------------------------ arrivals
     def _open_loop(self, part: _Part, trace: Trace, indices: range, client: int) -> SimGen[None]:
-        assert isinstance(self.spec.arrival, OpenLoop)
         env = self.env
-        slots = _Semaphore(env, self.spec.arrival.max_in_flight)
+        slots = _Semaphore(env, self.spec.max_in_flight)
         # the trace's arrays, shared by every generator process and read one element at a time: a
         # list per process would hold the whole trace (~100 bytes a request) once per process
-        times, ops, durations, targets = trace.times, trace.ops, trace.durations, trace.targets
+        times, ops, targets = trace.times, trace.ops, trace.targets
         progress = self._open_progress[client] = _Progress(indices, ops, times)
         for i in indices:
             at = self.t0 + float(times[i])
@@ -192,7 +208,7 @@ class LoadGen:
             op = Op(int(ops[i]))
             # outstanding from now on, before the process first runs: the run is not over yet
             token = self._outstanding(client, op, at)
-            env.process(self._request(token, part, op, at, float(durations[i]), float(targets[i]), slots))
+            env.process(self._request(token, part, op, at, trace.job(i), float(targets[i]), slots))
         self._drivers -= 1
         self._check_done()
 
@@ -200,7 +216,6 @@ class LoadGen:
         env = self.env
         think = script.times.tolist()
         ops = script.ops.tolist()
-        durations = script.durations.tolist()
         targets = script.targets.tolist()
         assert isinstance(self.spec.arrival, ClosedLoop)
         waits = self.spec.arrival.wait_for_completion
@@ -214,7 +229,7 @@ class LoadGen:
                 break
             token = self._outstanding(client, Op(ops[k]), intended)
             watch = yield from self._request(
-                token, part, Op(ops[k]), intended, durations[k], targets[k], None, client_waits=waits
+                token, part, Op(ops[k]), intended, script.job(k), targets[k], None, client_waits=waits
             )
             if watch is not None:  # the client waits for its job's end before it thinks again
                 self._watches[watch.job_id] = watch
@@ -235,7 +250,7 @@ class LoadGen:
         part: _Part,
         op: Op,
         intended: float,
-        duration: float,
+        job: JobDraw,
         target: float,
         slots: _Semaphore | None,
         client_waits: bool = False,
@@ -251,19 +266,21 @@ class LoadGen:
         job_id = ""
 
         def begin(now: float) -> tuple[float, float]:
-            nonlocal op, duration, job_id
+            nonlocal op, job, job_id
             if op in (Op.STATUS, Op.RESULT, Op.CANCEL):
                 accepted = part.accepted
                 if accepted:
                     job_id = accepted[min(len(accepted) - 1, int(target * len(accepted)))]
                 else:
-                    op, duration = Op.SUBMIT, self.spec.duration.mean
+                    op, job = Op.SUBMIT, replace(job, duration=numeric_mean(self.spec.duration))
             self._unrecorded[token] = (client, op, intended, now)
+            if op is Op.SUBMIT:  # serializing the payload it sends
+                return send + lg.proc.byte_cost("SubmitJob", job.payload_bytes), now
             return send, now
 
         start: float = yield lg.proc.run(begin)
         if op is Op.SUBMIT:
-            status, value = yield from cluster.request_submit(lg, duration)
+            status, value = yield from cluster.request_submit(lg, job)
         elif op is Op.STATUS:
             status, value = yield from cluster.request_status(lg, job_id)
         elif op is Op.RESULT:
@@ -283,9 +300,9 @@ class LoadGen:
             job_id = value
             part.accepted.append(job_id)
             if client_waits:
-                watch = _Watch(job_id, intended, end, duration)
+                watch = _Watch(job_id, intended, end, job)
             elif self.track_jobs:
-                self._watch(part, _Watch(job_id, intended, end, duration))
+                self._watch(part, _Watch(job_id, intended, end, job))
             elif job_id not in cluster.terminal_at:
                 self._untracked.add(job_id)
         t0 = self.t0
@@ -345,7 +362,9 @@ class LoadGen:
             end - t0,
             watch.state,
             watch.attempts,
-            watch.duration,
+            watch.job.duration,
+            watch.job.priority,
+            self.cluster.job_reason(watch.job_id) if watch.state in TERMINAL else "",
         )
 
     # ------------------------------------------------------------------ the end
@@ -379,6 +398,7 @@ class LoadGen:
         for job_id, r in accept.items():
             state, attempts = self.cluster.job_state(job_id)
             end = self.cluster.terminal_at.get(job_id, math.nan)
+            job = self.cluster.draws.get(job_id)
             self.jobs.append(
                 JobRecord(
                     job_id,
@@ -387,7 +407,9 @@ class LoadGen:
                     end - t0,
                     state,
                     attempts,
-                    self.cluster.durations.get(job_id, 0.0),
+                    job.duration if job is not None else 0.0,
+                    job.priority if job is not None else 0,
+                    self.cluster.job_reason(job_id),
                 )
             )
 
@@ -399,7 +421,7 @@ class LoadGen:
         achieved = sum(start <= r.start_time < end for r in requests) / seconds
         utilisation = max(p.part.proc.busy_time for p in self.parts) / max(wall, 1e-9)
         reasons = []
-        if isinstance(self.spec.arrival, OpenLoop):
+        if self.spec.is_open:
             trace_rate = sum(start <= r.intended_time < end for r in requests) / seconds
             if trace_rate and achieved < BOTTLENECK_RATE * trace_rate:
                 reasons.append(

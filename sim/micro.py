@@ -21,7 +21,7 @@ Heartbeats: worker -> coordinator -> job.RenewLeases (commit) -> coordinator -> 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import simpy
@@ -31,15 +31,17 @@ from model.commands import Enqueue, JobFinished, LeaseExpired, NotifyCancel
 from model.coordinator import Coordinator, fetch_limit
 from model.errors import DtqError, StaleAttempt
 from model.ids import JobIdFactory
-from model.job import Assignment, Outcome
+from model.job import Assignment, Job, Outcome
 from model.job_service import OWNER, JobService
 from model.jobs import JobTable, Renewal
 from model.listing import ListQuery
+from model.policies import queue_service_policy
 from model.queue_service import QueueService
 from model.result_service import ResultService
 from model.states import JobState
+from model.workload import JobDraw
 from sim.cpu import Component, CostModel, stream
-from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
+from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, finished_record, status_of, wake
 from sim.params import SimParams
 from sim.worker import RunningList, SimWorker
 
@@ -66,7 +68,8 @@ class MicroCluster(Cluster):
         self.job_timer = SimTimer(env, self.jobp, self.jobs.timer, self._job_on_timer)
         self._outbox_ready: simpy.Event | None = None
         # queue service (model/queue_service.py)
-        self.queues: QueueService[simpy.Event] = QueueService(core.reservation_hold)
+        policy = queue_service_policy(core.policy_settings)
+        self.queues: QueueService[simpy.Event] = QueueService(core.reservation_hold, policy)
         self.queue = self.queues.queue
         self.queue_timer = SimTimer(env, self.queuep, self.queues.timer, self._queue_on_timer)
         # coordinator (model/coordinator.py)
@@ -105,20 +108,27 @@ class MicroCluster(Cluster):
         d = self.hop(lg.proc, self.gateway)
         if d:
             yield self.env.timeout(d)
+        taken = self.gateway.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        if taken is not None:
+            yield taken
         reply: Reply = yield from server
         d = self.hop(self.gateway, lg.proc)
         if d:
             yield self.env.timeout(d)
+        taken = lg.proc.rpc_out()
+        if taken is not None:
+            yield taken
         return reply
 
-    def _gw(self, method: str, then: SimGen[Reply]) -> SimGen[Reply]:
+    def _gw(self, method: str, then: SimGen[Reply], nbytes: int = 0) -> SimGen[Reply]:
         """A gateway method that is one call to the job service (the handler and the stub call are
-        one loop step)."""
-        reply: Reply = yield from self.call(self.gateway, then, pre=self.gateway.cost(method), to=self.jobp)
+        one loop step); `nbytes`: the payload it relays."""
+        pre = self.gateway.cost(method) + self.gateway.byte_cost(method, nbytes)
+        reply: Reply = yield from self.call(self.gateway, then, pre=pre, to=self.jobp)
         return reply
 
-    def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
-        return self._via_gateway(lg, self._gw("SubmitJob", self._job_create(duration)))
+    def request_submit(self, lg: LoadgenPart, job: JobDraw) -> SimGen[tuple[str, str]]:
+        return self._via_gateway(lg, self._gw("SubmitJob", self._job_create(job), job.payload_bytes))
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
         return self._via_gateway(lg, self._gw("GetJobStatus", self._job_get(job_id)))
@@ -196,17 +206,19 @@ class MicroCluster(Cluster):
         service; the differential test does)."""
         return self._perform(self.jobs.start_draining())
 
-    def _job_create(self, duration: float) -> SimGen[Reply]:
+    def _job_create(self, job: JobDraw) -> SimGen[Reply]:
         proc = self.jobp
 
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("CreateJob")
             try:
-                submitted, step = self.jobs.create(now, self.spec)
+                submitted, step = self.jobs.create(now, self.spec_of(job))
             except DtqError as exc:
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
-            self.submit_duration(job_id, duration)
+            self.submit_job(job_id, job)
+            size = self.payload_of(job_id)  # parsing it and the store writing it
+            cost += proc.byte_cost("CreateJob", size) + proc.byte_cost("commit", size)
             return cost + self._perform(step), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
@@ -282,16 +294,18 @@ class MicroCluster(Cluster):
 
         def action(now: float) -> tuple[float, list[Assignment]]:
             leased, step = self.jobs.lease(now, worker_id, job_ids)
-            return proc.cost("LeaseJobs", len(job_ids)) + self._perform(step), leased
+            cost = proc.cost("LeaseJobs", len(job_ids)) + self._perform(step)
+            cost += proc.byte_cost("LeaseJobs", sum(self.payload_of(a.job_id) for a in leased))
+            return cost, leased
 
         leased: list[Assignment] = yield proc.run(action)
         return leased
 
-    def _job_renew(self, worker_id: str, running: RunningList) -> SimGen[Renewal]:
+    def _job_renew(self, worker_id: str, running: RunningList, total_slots: int) -> SimGen[Renewal]:
         proc = self.jobp
 
         def action(now: float) -> tuple[float, Renewal]:
-            renewal, step = self.jobs.renew(now, worker_id, running)
+            renewal, step = self.jobs.renew(now, worker_id, running, total_slots)
             return proc.cost("RenewLeases", len(running)) + self._perform(step), renewal
 
         renewal: Renewal = yield proc.run(action)
@@ -404,7 +418,7 @@ class MicroCluster(Cluster):
         queues = self.queues
 
         def action(now: float) -> tuple[float, None]:
-            rows = queues.new_rows(now, ((e.job_id, e.priority, e.not_before) for e in entries))
+            rows = queues.new_rows(now, ((e.job_id, e.priority, e.not_before, e.key) for e in entries))
             cost = proc.cost("Enqueue", len(entries)) + proc.commit(len(rows))
             woken, rearm = queues.push(now, rows)
             if rearm:
@@ -475,7 +489,8 @@ class MicroCluster(Cluster):
                 self.coord_timer.arm()
             return proc.cost("WorkerHeartbeat")
 
-        renewal = yield from self.call(proc, self._job_renew(worker_id, running), pre=step, to=self.jobp)
+        renew = self._job_renew(worker_id, running, total_slots)
+        renewal = yield from self.call(proc, renew, pre=step, to=self.jobp)
         cancel = list(renewal.cancel)
         cancel.extend(self.coordinator.pushed_cancels(worker_id, cancel))
         return cancel, list(renewal.abandon)
@@ -508,6 +523,9 @@ class MicroCluster(Cluster):
             self.spawn(self.call(proc, self._queue_ack(ids), to=self.queuep))
             if leased:
                 self.coordinator.leased(worker_id)
+                relay = proc.byte_cost("FetchWork", sum(self.payload_of(a.job_id) for a in leased))
+                if relay:  # the payloads it received and sends on to the worker
+                    yield proc.run(relay)
                 return leased
             if env.now >= give_up:
                 break
@@ -577,6 +595,20 @@ class MicroCluster(Cluster):
     def job_state(self, job_id: str) -> tuple[JobState, int]:
         job = self.table.get(job_id)
         return job.state, job.attempt
+
+    def find_job(self, job_id: str) -> Job | None:
+        return self.table.find(job_id)
+
+    def prefill(
+        self, finished: Sequence[tuple[JobDraw, str]], pending: Sequence[JobDraw], now: float
+    ) -> None:
+        self.jobs.restore(
+            now, [finished_record(self.table, now, self.spec_of(job), state) for job, state in finished]
+        )
+        for job in pending:
+            submitted, step = self.jobs.create(now, self.spec_of(job))
+            self.submit_job(submitted.job.job_id, job)
+            self._perform(step)
 
     def core_counters(self) -> dict[str, int]:
         out = {

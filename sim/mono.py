@@ -22,7 +22,7 @@ jobs, at their owners.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -39,8 +39,9 @@ from model.node import NodeDriver
 from model.scheduler import Scheduler
 from model.states import JobState
 from model.stealing import FETCH_LOCAL, AskDepths, StealFrom, StealPacer, WaitForWork, fetch_done, fetch_loop
+from model.workload import JobDraw
 from sim.cpu import Component, CostModel, Proc, stream
-from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, status_of, wake
+from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, finished_record, status_of, wake
 from sim.params import SimParams
 from sim.worker import RunningList, SimWorker
 
@@ -135,17 +136,19 @@ class MonoNode:
         return self._perform(self.driver.start_draining())
 
     # ---------------------------------------------------------------- client side, at the owner
-    def submit(self, duration: float) -> SimGen[Reply]:
+    def submit(self, job: JobDraw) -> SimGen[Reply]:
         proc = self.proc
 
         def action(now: float) -> tuple[float, Reply]:
             cost = proc.cost("SubmitJob")
             try:
-                submitted, step = self.driver.submit(now, self.cluster.spec)
+                submitted, step = self.driver.submit(now, self.cluster.spec_of(job))
             except DtqError as exc:
                 return cost, (status_of(exc), "")
             job_id = submitted.job.job_id
-            self.cluster.submit_duration(job_id, duration)
+            self.cluster.submit_job(job_id, job)
+            size = self.cluster.payload_of(job_id)  # parsing it and the store writing it
+            cost += proc.byte_cost("SubmitJob", size) + proc.byte_cost("commit", size)
             return cost + self._perform(step), ("OK", job_id)
 
         reply: Reply = yield proc.run(action)
@@ -250,7 +253,9 @@ class MonoNode:
 
         def action(now: float) -> tuple[float, list[Assignment]]:
             taken, step = self.driver.steal(now, thief_worker_id, max_jobs)
-            return proc.cost("StealWork", len(taken)) + self._perform(step), taken
+            cost = proc.cost("StealWork", len(taken)) + self._perform(step)
+            cost += proc.byte_cost("StealWork", sum(self.cluster.payload_of(a.job_id) for a in taken))
+            return cost, taken
 
         taken: list[Assignment] = yield proc.run(action)
         return taken
@@ -462,15 +467,21 @@ class MonoCluster(Cluster):
         d = src.net() + src.host_hop() if far else src.net()
         if d:
             yield self.env.timeout(d)
+        taken = entry.proc.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        if taken is not None:
+            yield taken
         reply: Reply = yield from server
         d = dst.net() + dst.host_hop() if far else dst.net()
         if d:
             yield self.env.timeout(d)
+        taken = lg.proc.rpc_out()
+        if taken is not None:
+            yield taken
         return reply
 
-    def request_submit(self, lg: LoadgenPart, duration: float) -> SimGen[tuple[str, str]]:
+    def request_submit(self, lg: LoadgenPart, job: JobDraw) -> SimGen[tuple[str, str]]:
         entry = self._entry(lg, "SubmitJob")
-        return self._hop_in(lg, entry, entry.submit(duration))
+        return self._hop_in(lg, entry, entry.submit(job))
 
     def request_status(self, lg: LoadgenPart, job_id: str) -> SimGen[Reply]:
         entry = self._entry(lg, "GetJobStatus")
@@ -529,6 +540,23 @@ class MonoCluster(Cluster):
         node = self.by_name[owner_of(job_id)]
         job = node.sched.jobs.get(job_id)
         return job.state, job.attempt
+
+    def find_job(self, job_id: str) -> Job | None:
+        node = self.by_name.get(owner_of(job_id))
+        return None if node is None else node.sched.jobs.find(job_id)
+
+    def prefill(
+        self, finished: Sequence[tuple[JobDraw, str]], pending: Sequence[JobDraw], now: float
+    ) -> None:
+        nodes = self.nodes
+        for k, (job, state) in enumerate(finished):
+            node = nodes[k % len(nodes)]
+            node.driver.restore(now, [finished_record(node.sched.jobs, now, self.spec_of(job), state)])
+        for k, job in enumerate(pending):
+            node = nodes[k % len(nodes)]
+            submitted, step = node.driver.submit(now, self.spec_of(job))
+            self.submit_job(submitted.job.job_id, job)
+            node._perform(step)
 
     def core_counters(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -111,6 +111,19 @@ class SimParams:
     # (sim/cpu.py); 0: FIFO per CPU burst. A calibration measures the slice (measurements.
     # scheduler_slice) but does not set it: the fair model is a what-if (REPORT.md)
     cpu_slice: float = 0.0
+    # ---- beyond a call's CPU on its loop (issue 23; measured by dtq calibrate, zero/empty: off)
+    # CPU per payload byte on each path that carries one, by "role.method" as per_item (the burst that
+    # moves it: loadgen/gateway/node.SubmitJob, job.CreateJob, node.StealWork, job.LeaseJobs,
+    # coordinator.FetchWork, node/worker.launch) and "commit" (the store writing it at submit)
+    per_byte: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    # CPU gRPC's own threads spend per RPC, on a core but not on the loop (sim/cpu.py): the server's
+    # per call it serves (as the request arrives), the caller's per call it makes (as the reply does)
+    rpc_thread: Dist = ZERO
+    rpc_thread_client: Dist = ZERO
+    # true: a waking loop that has to queue for a core takes it warm, straight from the process before
+    # it, and pays no cold factor (wakeup_idle); one woken onto an idle core pays it by its own sleep
+    # (sim/cpu.py Host.warm_handover)
+    wakeup_warm_handover: bool = False
     # ---- bookkeeping (not parameters: left out of to_mapping and of equality)
     # the overrides applied so far, in order, as (key, JSON value): run ids hash them
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
@@ -152,9 +165,10 @@ class SimParams:
         unknown = set(self.service) - set(ROLES)
         if unknown:
             raise InvalidArgument(f"service: unknown roles {sorted(unknown)} (roles: {', '.join(ROLES)})")
-        for key, value in self.per_item.items():
-            if not (value >= 0 and math.isfinite(value)):
-                raise InvalidArgument(f"per_item.{key} must be finite and >= 0")
+        for group in ("per_item", "per_byte"):
+            for key, value in getattr(self, group).items():
+                if not (value >= 0 and math.isfinite(value)):
+                    raise InvalidArgument(f"{group}.{key} must be finite and >= 0")
         curve = self.wakeup_idle
         if any(not (i > 0 and f >= 0 and math.isfinite(i) and math.isfinite(f)) for i, f in curve) or any(
             b[0] <= a[0] or b[1] < a[1] for a, b in itertools.pairwise(curve)
@@ -194,7 +208,8 @@ class SimParams:
 
     def on_host(self, scale: HostScale) -> SimParams:
         """These costs moved to another host's speed: every CPU cost of a busy loop (service times,
-        per-item costs, client_call, commits, the generator's request, checkpoints) times `scale.cpu`,
+        per-item and per-byte costs, gRPC's threads, client_call, commits, the generator's request,
+        checkpoints) times `scale.cpu`,
         `wakeup` times `scale.wake`, and the cold wake-up curve times a factor rising log-linearly
         from 1 at its first point to `scale.cold` at `scale.gap` seconds of sleep, flat beyond (longer
         sleeps are assumed to move as the probed one). `network` and `host_hop` (off-CPU) are kept."""
@@ -218,6 +233,9 @@ class SimParams:
                 {role: {m: d.scaled(cpu) for m, d in ms.items()} for role, ms in self.service.items()}
             ),
             per_item=MappingProxyType({k: v * cpu for k, v in self.per_item.items()}),
+            per_byte=MappingProxyType({k: v * cpu for k, v in self.per_byte.items()}),
+            rpc_thread=self.rpc_thread.scaled(cpu),
+            rpc_thread_client=self.rpc_thread_client.scaled(cpu),
             client_call=self.client_call.scaled(cpu),
             commit=self.commit.scaled(cpu),
             commit_per_row=self.commit_per_row * cpu,
@@ -242,7 +260,7 @@ class SimParams:
                 out[f.name] = dataclasses.asdict(value)
             elif f.name == "service":
                 out[f.name] = {r: {m: d.to_mapping() for m, d in ms.items()} for r, ms in value.items()}
-            elif f.name == "per_item":
+            elif f.name in ("per_item", "per_byte"):
                 out[f.name] = dict(value)
             elif f.name == "wakeup_idle":
                 out[f.name] = [list(pair) for pair in value]
@@ -255,7 +273,7 @@ class SimParams:
         """Builds params from a mapping (a calibration's `parameters`); keys left out keep `base`
         (default: the placeholders). `service` merges per role and method into the base's table (a
         calibration may hold methods no design charges: they are kept, and change nothing);
-        `per_item` merges into the base's."""
+        `per_item` and `per_byte` merge into the base's."""
         base = base or SimParams()
         names = {f.name: f for f in dataclasses.fields(SimParams) if f.name not in _META}
         unknown = sorted(set(data) - set(names))
@@ -277,11 +295,11 @@ class SimParams:
                 changes[key] = _merge_service(base.service, value)
             elif key == "wakeup_idle":
                 changes[key] = _pairs(key, value)
-            elif key == "per_item":
+            elif key in ("per_item", "per_byte"):
                 if not isinstance(value, Mapping):
-                    raise InvalidArgument("per_item: expected a mapping of 'role.method' to seconds")
-                items = {k: _seconds(f"per_item.{k}", v) for k, v in value.items()}
-                changes[key] = MappingProxyType({**base.per_item, **items})
+                    raise InvalidArgument(f"{key}: expected a mapping of 'role.method' to seconds")
+                items = {k: _seconds(f"{key}.{k}", v) for k, v in value.items()}
+                changes[key] = MappingProxyType({**getattr(base, key), **items})
             else:
                 changes[key] = _coerce(key, value, current)
         return dataclasses.replace(base, **changes)
@@ -290,8 +308,9 @@ class SimParams:
         """These params with `overrides` applied in order: dotted keys with the meanings of sim/keys.py,
         e.g. {"cores": 4, "network.scale": 2, "service.node.SubmitJob.shift": 1e-4,
         "service.node.WaitJob.wake": "exponential(6e-5)", "core.lease_duration": 5,
-        "per_item.node.ListJobs.merge": 1e-5}. An unknown key, a wrong value, or a key that cannot
-        matter with the result (host_hop on one host) is an InvalidArgument naming it."""
+        "per_item.node.ListJobs.merge": 1e-5, "per_byte.node.SubmitJob": 2e-9}. An unknown key, a
+        wrong value, or a key that cannot matter with the result (host_hop on one host) is an
+        InvalidArgument naming it."""
         params = self
         applied: list[tuple[str, Any]] = []
         for name, value in flatten(overrides):
@@ -317,6 +336,8 @@ class SimParams:
             return "checkpoints are off (set checkpoint > 0)"
         if key == "wakeup_idle" and self.wakeup.is_zero:
             return "wake-ups cost nothing (set wakeup > 0)"
+        if key == "wakeup_warm_handover" and (self.wakeup.is_zero or not self.wakeup_idle):
+            return "no cold wake-up to place (set wakeup > 0 and wakeup_idle)"
         return ""
 
     def check_design(self, design: str) -> None:
@@ -358,8 +379,9 @@ class SimParams:
         if name.startswith("service."):
             role, method = name.split(".", 2)[1:]
             return self.service_dist(role, method).describe()
-        if name.startswith("per_item."):
-            return f"{self.per_item.get(name.partition('.')[2], 0.0):g}"
+        if name.startswith(("per_item.", "per_byte.")):
+            group, _, item = name.partition(".")
+            return f"{getattr(self, group).get(item, 0.0):g}"
         if name.startswith("core."):
             return f"{getattr(self.core, name.partition('.')[2])!r}"
         value = getattr(self, name)
@@ -479,10 +501,12 @@ def _apply(params: SimParams, aim: Target, value: object) -> SimParams:
         role, method = name.split(".", 2)[1:]
         dist = _dist_op(params.service_dist(role, method), aim, value)
         return dataclasses.replace(params, service=_merge_service(params.service, {role: {method: dist}}))
-    if name.startswith("per_item."):
-        item = name.partition(".")[2]
-        per_item = MappingProxyType({**params.per_item, item: _seconds(name, value)})
-        return dataclasses.replace(params, per_item=per_item)
+    if name.startswith(("per_item.", "per_byte.")):
+        group, _, item = name.partition(".")
+        merged: dict[str, Any] = {
+            group: MappingProxyType({**getattr(params, group), item: _seconds(name, value)})
+        }
+        return dataclasses.replace(params, **merged)
     if name.startswith("core."):
         return dataclasses.replace(params, core=_core(params.core, [(name.partition(".")[2], value)]))
     changes: dict[str, Any] = {}

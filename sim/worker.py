@@ -1,8 +1,22 @@
 """The worker runtime in simulated time: model/runtime.py's WorkerCore decides, this performs.
 
 The same activities as realsys/worker/runtime.py: a fetch loop, a heartbeat loop at a fixed rate, and
-one supervisor per attempt (launch CPU, the handler, the report and its retries). Handlers are `sleep`
-jobs of the trace's duration: they hold a slot, not a CPU.
+one supervisor per attempt (launch CPU, the handler, the report and its retries).
+
+Handlers do what the built-in job types of realsys/worker/handlers.py do with the job the trace drew
+(cluster.draws): `sleep` waits its duration (a slot, no CPU); `cpu` burns cpu_fraction (default 1) of
+its duration as CPU of the process that runs the worker (Design B: the node's own process; Design A:
+the worker process), then waits the rest; `fail` waits its duration, then fails with its
+`probability` (the verdict of attempt a is model.workload.attempt_uniform(seed, a), as the real
+handler draws it); `echo` ends at once; any other type waits its duration and succeeds. The core then
+decides as in the real system: retries after a backoff up to max_attempts, a TIMEOUT report at the run
+deadline, a CancelledByWorker report when a cancel interrupts the handler.
+
+A `cpu` handler runs in a thread of that process: it needs the process's GIL (its loop, `Proc`) and a
+core. It takes them in bursts of GIL_SWITCH_INTERVAL, each queued behind whatever the loop was given
+meanwhile (CPython makes a thread that holds the GIL give it up to a waiting one after the switch
+interval), so a CPU job slows the process's requests by up to a switch interval each, and two CPU jobs
+of one process share its one GIL. The run deadline is checked between bursts.
 
 The backend is the design's: Design B's node calls its Scheduler in-process (and steals), Design A's
 worker process calls the coordinator over RPC. Its methods are generators in simulated time; a call
@@ -35,6 +49,7 @@ from model.runtime import (
     WakeFetch,
     WorkerCore,
 )
+from model.workload import JobDraw, attempt_uniform
 from sim.cpu import Proc
 from sim.engine import SimGen
 
@@ -43,6 +58,8 @@ if TYPE_CHECKING:
 
 RunningList = list[tuple[str, int]]
 _INTERRUPTED = Failed(JobError("the handler was interrupted", True, "HANDLER_ERROR"))
+GIL_SWITCH_INTERVAL = 0.005  # CPython's sys.getswitchinterval() default: a thread's GIL turn under contention
+_NO_JOB = JobDraw("sleep", 0.0)  # a job the trace did not draw (none in a normal run)
 
 
 class WorkerBackend(Protocol):
@@ -224,25 +241,20 @@ class SimWorker:
         proc = self.proc
         core = self.core
         key = run.key
-        yield proc.run(proc.cost("launch"))
+        yield proc.run(proc.cost("launch") + proc.byte_cost("launch", self.cluster.payload_of(key[0])))
         if not self.alive:
             return
         step = self._perform(core.begin(env.now, key))
         if isinstance(step, RunHandler):
-            duration = self.cluster.durations.get(key[0], 0.0)
-            limit = step.deadline - env.now
+            job = self.cluster.draws.get(key[0], _NO_JOB)
             run.sleeping = True
             try:
-                yield env.timeout(min(duration, limit))
-                run.sleeping = False
-                if duration < limit:
-                    actions = core.handler_ended(env.now, key, Succeeded(), raised=False)
-                else:
-                    actions = core.deadline_passed(env.now, key)
+                actions = yield from self._handler(job, key, step.deadline)
             except simpy.Interrupt:
                 if not self.alive:
                     return
                 actions = core.handler_ended(env.now, key, _INTERRUPTED, raised=True)
+            run.sleeping = False
             step = self._perform(actions)
         self._perform(core.released(env.now, key))
         if not self.alive:
@@ -251,6 +263,44 @@ class SimWorker:
             # the handler's end, the slot's release and the report's start are one loop step
             yield from self._report(key, step.outcome, pre=proc.cost("finish"))
         self._runs.pop(key, None)
+
+    def _handler(self, job: JobDraw, key: Key, deadline: float) -> SimGen[list[Action]]:
+        """The handler of `job`'s type, until it returns or its run deadline: the core's decision."""
+        env = self.env
+        core = self.core
+        outcome: Outcome = Succeeded()
+        wait = job.duration
+        if job.job_type == "echo":
+            wait = 0.0
+        elif job.job_type == "fail":
+            probability = job.param("probability", 1.0)
+            retryable = job.param("retryable", True)
+            if not (isinstance(probability, int | float) and 0 <= probability <= 1) or not isinstance(
+                retryable, bool
+            ):
+                invalid = Failed(JobError("fail: bad parameters", False, "HANDLER_ERROR"))
+                return core.handler_ended(env.now, key, invalid, raised=True)
+            if attempt_uniform(job.seed, key[1]) < probability:  # drawn first, as the real handler does
+                message = f"fail: injected failure (probability {probability:g})"
+                outcome = Failed(JobError(message, retryable, "HANDLER_ERROR"))
+        elif job.job_type == "cpu":
+            fraction = 1.0 if job.cpu_fraction is None else job.cpu_fraction
+            burn = job.duration * fraction
+            wait = job.duration - burn
+            proc = self.proc
+            while burn > 1e-12:  # the thread's turns on the GIL, each behind what the loop was given
+                if env.now >= deadline:
+                    return core.deadline_passed(env.now, key)
+                turn = min(GIL_SWITCH_INTERVAL, burn)
+                burn -= turn
+                yield proc.run(turn)
+        limit = deadline - env.now
+        if limit <= 0:
+            return core.deadline_passed(env.now, key)
+        yield env.timeout(min(wait, limit))
+        if wait >= limit:
+            return core.deadline_passed(env.now, key)
+        return core.handler_ended(env.now, key, outcome, raised=isinstance(outcome, Failed))
 
     def _report(self, key: Key, outcome: Outcome, pre: float) -> SimGen[None]:
         env = self.env

@@ -61,16 +61,18 @@ class Overheads:
     wake: float
     commit: float
     cold: float = 1.0  # wakeup_idle's factor at JOB_IDLE
+    thread: float = 0.0  # gRPC's threads per call served (the simulator's rpc_thread, beside the loop)
 
     @property
     def cold_wake(self) -> float:
         return self.wake * self.cold
 
     def net(self, samples: Sequence[float], wakes: int = 1, calls: int = 0, commits: int = 0) -> list[float]:
-        """Samples of one process's CPU per measured call, less the `wakes` wake-ups its loop had (its
-        request arriving, and each reply to a call it made), the client side of its `calls` and its
-        `commits`: the simulator's service time."""
-        return _minus(samples, wakes * self.wake + calls * self.client + commits * self.commit)
+        """Samples of one process's CPU per measured call (all its threads), less the `wakes` wake-ups
+        its loop had (its request arriving, and each reply to a call it made), gRPC's threads serving
+        the call, the client side of its `calls` (its loop's and its threads') and its `commits`: the
+        simulator's service time, the loop's part of the call."""
+        return _minus(samples, wakes * self.wake + self.thread + calls * self.client + commits * self.commit)
 
 
 def build_parameters(
@@ -92,20 +94,32 @@ def build_parameters(
     wake = [max(x - busy_server, 0.0) for x in echo["server"]]
     client_busy = _minus(echo["client"], _mean(echo["client"]) - busy_client)  # its shape, busy mean
     curve = wakeup_curve(echo, busy_server)
+    # gRPC's threads beside the loops, per call (busy echo; absent from measurements made before
+    # they were split: then all of a call's CPU stays on its loop, as before)
+    thread_server = [max(x, 0.0) for x in echo.get("thread_server", [])]
+    thread_client = [max(x, 0.0) for x in echo.get("thread_client", [])]
     costs = Overheads(
-        client=busy_client, wake=_mean(wake), commit=_mean(commit["commit"]), cold=_factor(curve, JOB_IDLE)
+        client=busy_client,
+        wake=_mean(wake),
+        commit=_mean(commit["commit"]),
+        cold=_factor(curve, JOB_IDLE),
+        thread=_mean(thread_server),
     )
+    client_loop = _minus(client_busy, _mean(thread_client))  # the caller's loop; its threads apart
     params: dict[str, Any] = {
         "store": store,
         "cores": os.cpu_count() or 1,
-        "client_call": to_dist(client_busy),
+        "client_call": to_dist(client_loop),
         "wakeup": to_dist(wake),
         "wakeup_idle": curve,
         "network": to_dist(echo["network"]),
         "commit": to_dist(commit["commit"]),
         # the generator's own work per request (against an in-memory target) and its stub call's
-        "loadgen_request": to_dist([x + loadgen["cpu_per_request"] for x in client_busy]),
+        "loadgen_request": to_dist([x + loadgen["cpu_per_request"] for x in client_loop]),
     }
+    if thread_server and thread_client:
+        params["rpc_thread"] = to_dist(thread_server)
+        params["rpc_thread_client"] = to_dist(thread_client)
     rows = commit["rows"][0]
     # medians: a few multi-millisecond stalls (WAL checkpoints, a busy host) swamp a difference of means
     slope = (float(np.median(commit["commit_many"])) - float(np.median(commit["commit"]))) / (rows - 1)
@@ -119,6 +133,7 @@ def build_parameters(
         "commit",
         "commit_per_row",
         "loadgen_request",
+        *(k for k in ("rpc_thread", "rpc_thread_client") if k in params),
     ]
 
     def put(role: str, method: str, samples: list[float]) -> None:

@@ -18,6 +18,8 @@ Method (all microbenchmarks, one call in flight, never end-to-end curves):
 - measurements.scheduler_slice: how long the kernel leaves a process that never blocks on its core
   while another waits (lab.calibration.hostprobe.scheduler_slice: runs of cores + 1 spinning processes), for
   the simulator's fair-scheduler what-if (`cpu_slice`, not set here).
+- per_byte (lab/calibration/payload.py): every operation that carries a payload, one at a time at
+  0, 256 and 512 KiB; the slope of each process's CPU against the size.
 - The job path (lab/calibration/paths.py): the worker-side RPCs with the calibrator as the worker,
   and the in-process steps from per-job CPU windows on a cluster with one slot per worker; `closure`
   in the measurements compares those windows with the sums of the direct measurements.
@@ -40,10 +42,12 @@ import numpy as np
 from lab.calibration.assemble import build_parameters, closure, pool, round_medians, unmeasured
 from lab.calibration.clusters import measure_cluster
 from lab.calibration.commit import measure_commit
+from lab.calibration.compare import compare, format_comparison, load_doc
 from lab.calibration.echo import measure_echo
 from lab.calibration.generator import measure_loadgen
 from lab.calibration.hostprobe import calibration_probes, scheduler_slice
 from lab.calibration.measure import run_async, summarize_samples
+from lab.calibration.payload import measure_payload, per_byte_parameters, summarize_payload
 from model.errors import InvalidArgument
 from model.results.runs import provenance
 from realsys.cli_common import progress
@@ -80,6 +84,8 @@ def calibrate(
         mono_round = measure_cluster("mono", store, per_round)
         progress(f"{step} Design A cluster")
         micro_round = measure_cluster("micro", store, per_round)
+        progress(f"{step} payload sizes (both designs)")
+        payload_round = measure_payload(store, max(per_round // 2, 20))
         measured_rounds.append(
             {
                 "echo": echo_round,
@@ -87,6 +93,7 @@ def calibrate(
                 "loadgen": loadgen_round,
                 "mono": mono_round,
                 "micro": micro_round,
+                "payload": payload_round,
             }
         )
     pooled = pool(measured_rounds)
@@ -94,6 +101,8 @@ def calibrate(
     progress("probing the host's speed (after)")
     probes_after = calibration_probes(store)
     params, measured = build_parameters(echo, commit, loadgen, mono, micro, store)
+    params["per_byte"] = per_byte_parameters(pooled["payload"])
+    measured += [f"per_byte.{k}" for k in params["per_byte"]]
     params["name"] = name
     summaries: dict[str, Any] = {
         "scheduler_slice": slice_measured,
@@ -105,6 +114,7 @@ def calibrate(
         "host_loadavg_1m": {"before": load_before[0], "after": os.getloadavg()[0]},
         "rounds": rounds,
         "round_medians": round_medians(measured_rounds),
+        "payload": summarize_payload(pooled["payload"]),
     }
     for design, data in (("mono", mono), ("micro", micro)):
         summaries[design] = {
@@ -142,6 +152,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="data/calibration/<name>.json (default: a new name, host-<UTC date>-<time>; naming an "
         "existing calibration replaces it)",
     )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="measure nothing: compare two calibrations key by key (ratio B/A and its spread; "
+        "lab/calibration/compare.py), e.g. two made back to back",
+    )
+    parser.add_argument("--json", default="", help="--compare: also write the comparison to this JSON file")
     parser.add_argument("--store", choices=["sqlite", "memory"], default="sqlite", help="the clusters' store")
     parser.add_argument("--quick", action="store_true", help="fewer calls per method (< 2 min)")
     parser.add_argument(
@@ -170,6 +188,13 @@ def default_name(directory: Path = CALIBRATION_DIR) -> str:
 
 
 def calibrate_command(args: argparse.Namespace) -> int:
+    if args.compare:
+        result = compare(load_doc(args.compare[0]), load_doc(args.compare[1]))
+        print(format_comparison(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+            print(f"comparison written to {args.json}")
+        return 0
     name = args.name or default_name()
     if "/" in name or name in ("", ".", ".."):
         raise InvalidArgument(f"--name {name!r}: a file name under data/calibration/, without '/'")

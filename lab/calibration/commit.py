@@ -14,10 +14,13 @@ from model.jobs import JobTable
 from realsys.storage import JobRecords, MemoryJobRecords, SqliteJobRecords
 
 
-def measure_commit(store: str, count: int, rows: int = 20) -> dict[str, list[float]]:
-    """JobRecords.save (one row) and save_many(`rows`) wall times; commit_per_row from the slope."""
+def measure_commit(
+    store: str, count: int, rows: int = 20, payload: bytes = b'{"seconds": 0}'
+) -> dict[str, list[float]]:
+    """JobRecords.save (one row) and save_many(`rows`) wall times of jobs with this payload;
+    commit_per_row from the slope."""
     table = JobTable(CoreConfig(), JobIdFactory("cal", "1"))
-    spec = JobSpec.make("sleep", b'{"seconds": 0}')
+    spec = JobSpec.make("sleep", payload)
     jobs = [table.submit(float(i), spec).job for i in range(count + rows)]
     tmp = Path(tempfile.mkdtemp(prefix="dtq-cal-"))
     try:

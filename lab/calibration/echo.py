@@ -72,6 +72,9 @@ async def measure_echo(count: int) -> dict[str, list[float]]:
         out = await measure_calls(call, {"server": pid}, count, idle)
         busy = await measure_busy(call, {"server": pid}, count, BUSY_IN_FLIGHT)
         out["busy_server"], out["busy_client"] = busy["server"], busy["client"]
+        # gRPC's own threads per call, beside the loops: the process's CPU less its main thread's
+        out["thread_server"] = [a - b for a, b in zip(busy["server"], busy["server_loop"], strict=True)]
+        out["thread_client"] = [a - b for a, b in zip(busy["client"], busy["client_loop"], strict=True)]
         for gap in IDLE_GAPS:  # the same call after the server slept `gap` seconds
             n = max(5, min(count // 5, int(IDLE_SWEEP_SECONDS / len(IDLE_GAPS) / gap)))
             slept = await measure_calls(call, {"server": pid}, n, idle, gap=gap)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from lab.procfs import process_cpu
+from lab.procfs import main_thread_cpu, process_cpu
 from model.results.stats import lognormal_fit
 from realsys.eventloop import loop_factory
 
@@ -97,8 +97,11 @@ async def measure_busy(
     call: Callable[[int], Awaitable[object]], pids: Mapping[str, int], count: int, in_flight: int
 ) -> dict[str, list[float]]:
     """CPU per call with `in_flight` calls outstanding at all times (the loops never go idle), in
-    BUSY_BLOCKS blocks of `count` calls: per block, "client" (this process) and each pid's CPU / calls."""
-    out: dict[str, list[float]] = {"client": [], **{n: [] for n in pids}}
+    BUSY_BLOCKS blocks of `count` calls: per block, "client" (this process) and each pid's CPU / calls,
+    and the same of their main threads, the event loops ("client_loop", "<name>_loop"): the rest is
+    gRPC's own threads (its poller and event engine)."""
+    out: dict[str, list[float]] = {"client": [], "client_loop": [], **{n: [] for n in pids}}
+    out.update({f"{n}_loop": [] for n in pids})
     for _ in range(BUSY_BLOCKS):
         next_index = 0
 
@@ -110,10 +113,13 @@ async def measure_busy(
                 await call(i)
 
         before = {n: process_cpu(p) for n, p in pids.items()}
-        c0 = time.process_time()
+        loops = {n: main_thread_cpu(p) for n, p in pids.items()}
+        c0, t0 = time.process_time(), time.thread_time()  # this loop runs in the main thread
         await asyncio.gather(*(lane() for _ in range(in_flight)))
+        out["client_loop"].append((time.thread_time() - t0) / count)
         out["client"].append((time.process_time() - c0) / count)
         for n, p in pids.items():
+            out[f"{n}_loop"].append((main_thread_cpu(p) - loops[n]) / count)
             out[n].append((process_cpu(p) - before[n]) / count)
     return out
 

@@ -30,8 +30,9 @@ what its windows should show; `closure` in the calibration file compares the two
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +97,7 @@ async def _wait_and_result(
     }
 
 
-async def _leasing(
+async def leasing(
     rpc: Callable[[], Awaitable[worker_pb2.FetchWorkResponse]],
     count: int,
     pids: Mapping[str, int],
@@ -180,7 +181,7 @@ async def mono_worker_api(
             request = internal_pb2.StealWorkRequest(thief_node="n2", worker_id=THIEF_WORKER, max_jobs=1)
             return peer.StealWork(request, timeout=RPC_TIMEOUT)  # type: ignore[no-any-return]
 
-        out["StealWork"], stolen = await _leasing(steal, count, pids, idle, "StealWork of pending jobs")
+        out["StealWork"], stolen = await leasing(steal, count, pids, idle, "StealWork of pending jobs")
 
         # a thief's calls to the owner carry the forwarded mark, as realsys/mono/backend.py sends them
         held = _Held(workers, tq, stolen, THIEF_WORKER, total_slots=0, metadata=FORWARDED)
@@ -217,7 +218,7 @@ async def micro_worker_api(
             request = worker_pb2.FetchWorkRequest(worker_id=CAL_WORKER, free_slots=1, wait_timeout=wait)
             return workers.FetchWork(request, timeout=RPC_TIMEOUT)  # type: ignore[no-any-return]
 
-        out["FetchWork"], leased = await _leasing(fetch, pending, pids, idle, "FetchWork of queued jobs")
+        out["FetchWork"], leased = await leasing(fetch, pending, pids, idle, "FetchWork of queued jobs")
 
         out.update(await _Held(workers, tq, leased, CAL_WORKER, total_slots=1).measure(pending, pids, idle))
 
@@ -288,14 +289,20 @@ async def job_windows(
 
 
 async def run_job_windows(
-    address: str, pids: Mapping[str, int], count: int, warmup: int = 5
+    address: str,
+    pids: Mapping[str, int],
+    count: int,
+    warmup: int = 5,
+    payload_bytes: int = 0,
+    waited: bool = True,
 ) -> dict[str, Any]:
-    """Both batches against one client-facing address: "plain" (submit only) and "waited" (submit,
-    then WaitJob until the end). Every job must succeed."""
+    """Both batches against one client-facing address: "plain" (submit only) and, with `waited`,
+    "waited" (submit, then WaitJob until the end), the jobs' payloads padded to `payload_bytes`.
+    Every job must succeed."""
     channel = _channel(address)
     try:
         tq = make_stub(client_pb2_grpc.TaskQueueStub, channel)
-        spec_payload = job_payload(JOB_SECONDS)
+        spec_payload = job_payload(JOB_SECONDS, payload_bytes)
         ids: list[str] = []
 
         async def submit() -> str:
@@ -313,7 +320,9 @@ async def run_job_windows(
         await job_windows(submit, wait, {}, warmup, {})  # warm-up: channels, caches, the worker's loop
         idle = await idle_rates(pids, 1.0)  # >= one heartbeat period of every worker
         plain = await job_windows(submit, None, pids, count, idle)
-        waited = await job_windows(submit, wait, pids, count, idle)
+        out = {"plain": plain, "idle_rate": dict(idle)}
+        if waited:
+            out["waited"] = await job_windows(submit, wait, pids, count, idle)
         await asyncio.sleep(JOB_SECONDS + TAIL_SECONDS)
         states = set()
         for job_id in ids:
@@ -321,13 +330,15 @@ async def run_job_windows(
             states.add(job.state)
         if states != {job_pb2.SUCCEEDED}:
             raise RuntimeError(f"windowed jobs ended in states {sorted(states)}, not only SUCCEEDED")
-        return {"plain": plain, "waited": waited, "idle_rate": dict(idle)}
+        return out
     finally:
         await channel.close(None)
 
 
-def measure_job_path(design: str, store: str, count: int) -> dict[str, Any]:
-    """A fresh cluster whose workers have one slot each (Design B: every node; Design A: the worker)."""
+@contextlib.contextmanager
+def windowed_cluster(design: str, store: str) -> Iterator[tuple[str, dict[str, int]]]:
+    """A fresh cluster whose workers have one slot each (Design B: every node; Design A: the worker):
+    (its first client address, its processes' pids by name)."""
     slots = 6 if design == "mono" else 1
     # Design B: no stealing, so idle peers' depth polls (measured directly) stay out of the windows
     overrides = {"DTQ_STEAL_INTERVAL": "30"} if design == "mono" else {}
@@ -339,8 +350,13 @@ def measure_job_path(design: str, store: str, count: int) -> dict[str, Any]:
         grace=10.0,
         prefix=f"dtq-cal-path-{design}-",
     ) as info:
-        pids = {n.name: n.pid for n in info.nodes}
+        yield info.clients[0], {n.name: n.pid for n in info.nodes}
+
+
+def measure_job_path(design: str, store: str, count: int) -> dict[str, Any]:
+    """The windowed jobs, plain and waited, on a windowed_cluster."""
+    with windowed_cluster(design, store) as (address, pids):
         started = time.perf_counter()
-        out = run_async(run_job_windows(info.clients[0], pids, count))
+        out = run_async(run_job_windows(address, pids, count))
         out["wall_seconds"] = time.perf_counter() - started
         return out

@@ -16,7 +16,8 @@ from itertools import product
 
 from lab.experiment.spec import DEFAULT_SLOTS, Experiment, fail
 from model.errors import InvalidArgument
-from model.workload import WorkloadSpec, workload_from_mapping
+from model.results.runs import workload_of
+from model.workload import WorkloadSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ def expand(exp: Experiment) -> Plan:
             point.append(("slots", f"s{actual_slots}"))
         where = f"{exp.name} point {dict(point)}"
         try:
-            spec = workload_from_mapping(mapping)
+            spec = workload_of(mapping)
         except InvalidArgument as exc:
             raise fail(where, exc.message) from None
         if design == "celery" and spec.mix.list > 0:

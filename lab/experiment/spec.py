@@ -31,8 +31,9 @@ from typing import Any
 
 from model.errors import InvalidArgument
 from model.results.documents import read_document
+from model.results.runs import workload_of
 from model.results.schema import check_label
-from model.workload import workload_from_mapping, workload_to_mapping
+from model.workload import workload_to_mapping
 
 DESIGNS = ("micro", "mono", "celery")
 STORES = ("memory", "sqlite")
@@ -110,9 +111,12 @@ def experiment_from_mapping(
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
         base: Mapping[str, Any] = read_document(path)
+        files_dir: Path | None = path.parent
     else:
         base = d["workload"]
-    base = workload_to_mapping(workload_from_mapping(base))  # validated, every value explicit
+        files_dir = base_dir
+    # validated, every value explicit; the files it names are relative to the file that holds it
+    base = workload_to_mapping(workload_of(base, files_dir))
     replications = d.get("replications", 1)
     if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
         raise fail(f"{where}.replications", "must be an integer >= 1")

@@ -1,12 +1,15 @@
-"""The paper's figures and tables, rebuilt from what is in data/ (issue 7).
+"""The paper (paper/paper.md, paper/appendix.md), its figures and tables, rebuilt from data/.
 
-    python -m lab.report                       # or `make paper`: figures -> paper/figures/*.png,
-                                         # tables -> paper/tables/*.md, and REPORT.md's table blocks
-    python -m lab.report --rerun         # or `make paper RERUN=1`: re-run the experiments first
+    python -m lab.report                 # or `make paper`: figures -> paper/figures/*.png, tables ->
+                                         # paper/tables/*.md, paper.md and appendix.md from template.md
+    python -m lab.report --rerun         # or `make paper RERUN=1`: re-measure into a fresh root first
+    python -m lab.report --quick         # or `make paper QUICK=1`: a reduced re-measure (lab/report/rerun.py)
 
 Inputs (each optional: a missing one is said so in its table, and its figure is skipped):
-- data/experiments/<name>/summary.csv (`dtq experiment run`): throughput, latency and submit -> done
-  vs concurrency, per job duration and request mix, for both designs and the Celery + Redis reference.
+- data/experiments/<name>/summary.csv (`dtq experiment run`) and its runs' data/runs/*/summary.json:
+  throughput, latency and submit -> done vs concurrency, per job duration and request mix, for both
+  designs and the Celery + Redis reference, with bootstrap intervals (lab/report/intervals.py); and
+  data/experiments/<name>/predicted.csv (lab/report/predict.py): the simulator's and the MVA's curves.
 - data/validation/points.csv and error_table.csv (`dtq validate`): simulator beside the real system.
 - data/faults/sim-<design>.json (`dtq sim faults`) and real-<design>.json (`dtq faults`).
 - data/calibration/<name>.json (`dtq calibrate`): the measured distributions the simulator uses.
@@ -16,8 +19,10 @@ Tables copy (rounded) the values of those files, so each traces back to a file a
 wrote it. Computed here, from those files only, and said so in the table's note: the A-vs-B winner and
 ratio (wins), and the calibration samples' quantiles and lognormal fit.
 
-REPORT.md holds prose plus blocks `<!-- BEGIN table:NAME -->` ... `<!-- END table:NAME -->`; `build`
-replaces each block's body with paper/tables/NAME.md, so the report's numbers are never typed by hand.
+paper/template.md is the paper's prose with placeholders that lab/report/paper.py fills from these
+files, so the paper's numbers are never typed by hand. A markdown file with blocks
+`<!-- BEGIN table:NAME -->` ... `<!-- END table:NAME -->` (`--report`) gets each block's body replaced
+with paper/tables/NAME.md.
 """
 
 from __future__ import annotations
@@ -25,8 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ from typing import Any
 
 import matplotlib
 
+from lab.report import facts, paper, predict, rerun
 from lab.report.calibration import table_calibration, table_calibration_drift
 from lab.report.data import (
     AFTER_FOLDER,
@@ -51,7 +55,7 @@ from lab.report.data import (
 from lab.report.faults import table_faults, table_faults_compose
 from lab.report.figures import fig_accuracy, fig_calibration, fig_faults, fig_mix_duration, fig_vs_concurrency
 from lab.report.style import set_style
-from lab.report.sweep import PERCENTILES, table_bench, table_experiment, table_headline, table_wins
+from lab.report.sweep import table_bench, table_experiment, table_headline, table_wins
 from lab.report.validation import (
     table_host_probe,
     table_host_scaling,
@@ -65,6 +69,8 @@ from realsys.cli_common import deprecated_alias, progress
 
 DEFAULT_OUT = REPO_ROOT / "paper"
 DEFAULT_REPORT = REPO_ROOT / "REPORT.md"
+TEMPLATE = REPO_ROOT / "paper" / "template.md"
+WORD_LIMIT = 5000  # the paper's prose, tables and figures left out (paper.word_count)
 
 
 @dataclass
@@ -72,6 +78,7 @@ class Built:
     figures: list[Path] = field(default_factory=list)
     tables: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # what could not be built, and why
+    documents: list[Path] = field(default_factory=list)  # paper.md, appendix.md
 
 
 def build(
@@ -80,8 +87,10 @@ def build(
     report: Path | str | None = DEFAULT_REPORT,
     experiment: str = DEFAULT_EXPERIMENT,
     calibration: str = "local",
+    template: Path | None = TEMPLATE,
 ) -> Built:
-    """Every figure (out/figures/*.png) and table (out/tables/*.md) from `data`; fills `report`'s blocks."""
+    """Every figure (out/figures/*.png) and table (out/tables/*.md) from `data`, the paper and its
+    appendix from `template` (out/paper.md, out/appendix.md); fills `report`'s table blocks."""
     data, out = Path(data), Path(out)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -102,20 +111,43 @@ def build(
             built.figures.append(path)
 
     rows = experiment_rows(data, experiment)
+    experiment_file = data / "experiments" / f"{experiment}.yaml"
+    sweep = facts.load_sweep(data, experiment, experiment_file)
     table("experiment", table_experiment(rows, experiment))
     table("wins", table_wins(rows) if rows else "No sweep data yet.\n")
     table("headline", table_headline(rows))
     table("bench", table_bench(data))
     if rows:
+        measured, predicted = sweep.measured, sweep.predicted
         figure(
             "throughput",
-            lambda: fig_vs_concurrency(rows, figs, "throughput", [("completed_per_s", "jobs done/s")]),
+            lambda: fig_vs_concurrency(
+                rows,
+                figs,
+                "throughput",
+                [("completed_per_s", "jobs done/s")],
+                measured,
+                predicted,
+                sessions=sweep.sessions,
+            ),
         )
-        lat = [(f"latency_{p}_ms", f"request latency {p} (ms)") for p in PERCENTILES]
-        figure("latency", lambda: fig_vs_concurrency(rows, figs, "latency", lat))
-        done = [(f"completion_{p}_ms", f"submit -> done {p} (ms)") for p in PERCENTILES]
-        figure("completion", lambda: fig_vs_concurrency(rows, figs, "completion", done))
-        figure("mix_duration", lambda: fig_mix_duration(rows, figs))
+        lat = [("latency_submit_mean_ms", "submit latency mean (ms)")]
+        lat += [(f"latency_{p}_ms", f"request latency {p} (ms)") for p in ("p50", "p99")]
+        figure(
+            "latency",
+            lambda: fig_vs_concurrency(
+                rows, figs, "latency", lat, measured, predicted, sessions=sweep.sessions
+            ),
+        )
+        done = [("completion_mean_ms", "submit -> done mean (ms)")]
+        done += [(f"completion_{p}_ms", f"submit -> done {p} (ms)") for p in ("p50", "p99")]
+        figure(
+            "completion",
+            lambda: fig_vs_concurrency(
+                rows, figs, "completion", done, measured, predicted, sessions=sweep.sessions
+            ),
+        )
+        figure("mix_duration", lambda: fig_mix_duration(rows, figs, measured, sweep.reference))
     else:
         built.notes.append(f"experiment {experiment}: no summary.csv yet")
 
@@ -141,7 +173,8 @@ def build(
     table("saturation", table_saturation(summary))
     table("winners", table_winner_agreement(summary))
     if points:
-        figure("accuracy", lambda: fig_accuracy(points, figs))
+        intervals = facts.accuracy_intervals(data, points)
+        figure("accuracy", lambda: fig_accuracy(points, figs, intervals))
     else:
         built.notes.append(f"accuracy: {NO_VALIDATION}")
 
@@ -164,6 +197,27 @@ def build(
         table("calibration", f"No calibration `{calibration}` yet (`dtq calibrate --name {calibration}`).\n")
         built.notes.append(f"calibration {calibration}: missing")
     table("calibration_drift", drift)
+
+    if template is not None and Path(template).is_file():
+        texts = {k: p.read_text() for k, p in built.tables.items()}
+        drawn = {p.stem: p for p in built.figures}
+        names = ("throughput", "latency", "completion", "mix_duration", "accuracy", "faults", "calibration")
+        values = paper.values(
+            data,
+            sweep,
+            calibrations.get(calibration),
+            calibrations.get(after_name),
+            experiment_file,
+            rerun.durations(data),
+        )
+        text = paper.render(Path(template).read_text(), values, {n: drawn.get(n) for n in names}, "figures")
+        words = paper.word_count(text)
+        if words > WORD_LIMIT:
+            built.notes.append(f"paper.md: {words} words, over the {WORD_LIMIT} aimed at")
+        for name, body in (("paper.md", text), ("appendix.md", paper.appendix(texts, data))):
+            path = out / name
+            path.write_text(body)
+            built.documents.append(path)
 
     if report is not None and Path(report).is_file():
         fill_report(Path(report), {k: p.read_text() for k, p in built.tables.items()})
@@ -194,28 +248,6 @@ def fill_report(report: Path, tables: Mapping[str, str]) -> list[str]:
     return filled
 
 
-def rerun_commands(
-    repo: Path = REPO_ROOT, experiment: str = DEFAULT_EXPERIMENT, quiet: bool = False
-) -> list[list[str]]:
-    """What `--rerun` runs, in order: the sweep, the simulated fault sweeps, and the validation and its
-    other twin sets when its file exists. Each is resumable or cheap; wrap `make paper RERUN=1` in
-    `flock` on a shared box. Each shows its progress on stderr unless `quiet`."""
-    dtq = [sys.executable, "-m", "realsys"]
-    hush = ["--quiet"] if quiet else []
-    cmds = [[*dtq, "experiment", "run", str(repo / "data" / "experiments" / f"{experiment}.yaml"), *hush]]
-    for design in ("micro", "mono"):
-        rows = str(repo / "data" / "faults" / f"sim-{design}.json")  # named: a re-run replaces them
-        cmds.append([*dtq, "sim", "faults", "--design", design, "--out", rows, *hush])
-    validation = repo / "data" / "experiments" / "validation.yaml"
-    if validation.is_file():
-        tables = str(repo / "data" / "validation")  # named: a re-run replaces the committed tables
-        cmds.append([*dtq, "validate", str(validation), "--real", "--sim", "--table", "--tables", tables])
-        cmds[-1] += hush
-        # the other twin sets of the host_scaling table, for the same runs
-        cmds.append([*dtq, "validate", str(validation), *hush, "--twin-sets", "--data", str(repo / "data")])
-    return cmds
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="the data directory (default: data/)")
     parser.add_argument(
@@ -232,25 +264,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--experiment", default=DEFAULT_EXPERIMENT, help="data/experiments/<name>/summary.csv"
     )
     parser.add_argument("--calibration", default="local", help="data/calibration/<name>.json")
-    parser.add_argument("--rerun", action="store_true", help="re-run the experiments first (long: ~1 hour)")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="re-measure everything into a fresh root rerun/full-<time>/ and build the paper there (hours; "
+        "the paper's Reproducing section says how long)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a reduced re-measure into rerun/quick-<time>/ (a smoke check)"
+    )
+    parser.add_argument(
+        "--no-predict",
+        action="store_true",
+        help="use predicted.csv as it is (default: re-simulate it when its inputs changed)",
+    )
 
 
 def report_command(args: argparse.Namespace) -> int:
     # files only, no window; not at import, so notebooks that import this module keep inline figures
     matplotlib.use("Agg")
-    if not Path(args.data).is_dir():  # else every table would be rebuilt empty over the committed ones
+    if args.rerun or args.quick:
+        root = rerun.fresh_root("quick" if args.quick else "full")
+        progress(f"re-measuring into {root} (data/ is not touched)")
+        rerun.run_steps(rerun.steps(root, quick=args.quick), root)
+        print(f"paper {root / 'paper' / 'paper.md'}")
+        return 0
+    data = Path(args.data)
+    if not data.is_dir():  # else every table would be rebuilt empty over the committed ones
         raise FileNotFoundError(f"no data directory {args.data}")
-    if args.rerun:
-        cmds = rerun_commands(experiment=args.experiment, quiet=args.quiet)
-        for number, cmd in enumerate(cmds, 1):
-            progress(f"re-run {number}/{len(cmds)}: dtq {' '.join(cmd[3:])}")
-            subprocess.run(cmd, check=True, cwd=REPO_ROOT)
-    progress("building the figures and tables")
-    built = build(args.data, args.paper_dir, args.report or None, args.experiment, args.calibration)
+    experiment_file = data / "experiments" / f"{args.experiment}.yaml"
+    calibration_file = data / "calibration" / f"{args.calibration}.json"
+    inputs = experiment_file.is_file() and calibration_file.is_file()
+    if (
+        not args.no_predict
+        and inputs
+        and predict.is_stale(experiment_file, str(calibration_file), data, REPO_ROOT)
+    ):
+        progress("re-simulating the predicted curves (their inputs changed): a few minutes")
+        predict.write_predictions(experiment_file, str(calibration_file), data, REPO_ROOT)
+    progress("building the figures, tables and the paper")
+    built = build(data, args.paper_dir, args.report or None, args.experiment, args.calibration)
     for path in built.figures:
         print(f"figure {path}")
     for path in built.tables.values():
         print(f"table  {path}")
+    for path in built.documents:
+        print(f"paper  {path}")
     for note in built.notes:
         print(f"note   {note}")
     return 0

@@ -163,3 +163,10 @@ def validation_summary(data: Path) -> dict[str, Any]:
 
 def facets_of(rows: Sequence[Mapping[str, str]]) -> list[tuple[str, str]]:
     return sorted({(r["duration"], r["mix"]) for r in rows})
+
+
+def facet_title(facet: tuple[str, str]) -> str:
+    """'no-op jobs, submit-only mix' for ("noop", "submit"): a (duration, mix) facet in words."""
+    duration = {"noop": "no-op", "exp50ms": "50 ms"}.get(facet[0], facet[0])
+    mix = {"submit": "submit-only", "mixed": "mixed"}.get(facet[1], facet[1])
+    return f"{duration} jobs, {mix} mix"

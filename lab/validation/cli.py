@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lab.validation import semantics
 from lab.validation.output import DEFAULT_OUT, build_tables, format_tables
 from lab.validation.real import run_validation_real
+from lab.validation.semantics import is_semantics_file, semantics_command
 from lab.validation.spec import load_validation
 from lab.validation.twin_sets import MAIN_FOLDER, TWIN_SETS, make_twin_set
 from lab.validation.twins import simulate
@@ -68,6 +70,11 @@ def tables_folder(default: Path, force: bool) -> Path:
 
 def validate_command(args: Any) -> int:
     """`dtq validate`: with no step named, --sim --table (the real side needs --real, under the lock)."""
+    if is_semantics_file(args.validation):  # cases of their own (lab/validation/semantics.py)
+        default = semantics.DEFAULT_OUT
+        return semantics_command(
+            args, Path(args.tables) if args.tables else tables_folder(default, args.force)
+        )
     v = load_validation(args.validation)
     if args.twin_sets is not None:
         known = {t.name: t for t in TWIN_SETS if t.folder != MAIN_FOLDER}

@@ -27,8 +27,9 @@ from typing import Any
 
 from model.errors import InvalidArgument
 from model.results.documents import read_document
+from model.results.runs import workload_of
 from model.results.schema import check_label
-from model.workload import workload_from_mapping, workload_to_mapping
+from model.workload import workload_to_mapping
 from sim.params import SimParams
 
 DESIGNS = ("micro", "mono")
@@ -112,9 +113,7 @@ def validation_from_mapping(d: Any, *, default_name: str = "validation") -> Vali
     unknown = sorted(set(d) - _TOP_KEYS)
     if unknown:
         raise fail(f"unknown keys {unknown}; known: {sorted(_TOP_KEYS)}")
-    base = workload_to_mapping(
-        workload_from_mapping(d.get("workload") or {"arrival": {"kind": "open", "rate": 1}})
-    )
+    base = workload_to_mapping(workload_of(d.get("workload") or {"arrival": {"kind": "open", "rate": 1}}))
     designs = tuple(d.get("designs", DESIGNS))
     if not designs or any(x not in DESIGNS for x in designs) or len(set(designs)) != len(designs):
         raise fail(f"designs must be distinct values of {DESIGNS}")

@@ -62,6 +62,8 @@ TWIN_SETS = (
     TwinSet("validation/rounds-b", "local-rounds-b"),
     TwinSet("validation/fair", "local", fair_scheduler=True),
     TwinSet("validation/after-fair", "local-after", fair_scheduler=True),
+    # a loop that queued for a core takes it warm: no cold wake-up (issue 23)
+    TwinSet("validation/warm-handover", "local", sim_overrides={"wakeup_warm_handover": True}),
 )
 
 

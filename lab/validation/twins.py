@@ -21,9 +21,9 @@ from model.results.runs import (
     run_config,
     run_exists,
     utc_now,
+    workload_of,
     write_run,
 )
-from model.workload import workload_from_mapping
 from sim.hostscale import HostScale, median_probe
 from sim.params import load_host_probe, load_params
 
@@ -84,7 +84,13 @@ def host_scales(v: Validation, runs: Sequence[RunInfo]) -> dict[str, Any]:
 
 
 def simulate(
-    v: Validation, root: Path | str, *, records: bool = True, log: Any = print, force: bool = False
+    v: Validation,
+    root: Path | str,
+    *,
+    records: bool = True,
+    log: Any = print,
+    force: bool = False,
+    reals: Sequence[RunInfo] | None = None,
 ) -> list[str]:
     """Simulates every real run of the validation found under `root` (points and saturation runs) that
     has no up-to-date simulated twin (same workload, inputs and host scale; the simulator's own code
@@ -96,7 +102,8 @@ def simulate(
     wanted = params_digest(params)
     stamp = provenance()
     written = []
-    reals = runs_of(root, "real", saturation_name(v)) + runs_of(root, "real", v.name)
+    if reals is None:  # the matrix's runs (the semantics validation names its own)
+        reals = runs_of(root, "real", saturation_name(v)) + runs_of(root, "real", v.name)
     scales = host_scales(v, reals)
     for real in reals:
         run_id = sim_run_id(real.run_id)
@@ -111,7 +118,7 @@ def simulate(
                 and old_parameters.get("host_scale") == scale_mapping
             ):
                 continue  # up to date: same workload, same calibration, settings and host scale
-        workload = workload_from_mapping(real.workload)
+        workload = workload_of(real.workload)
         config = sim.SimConfig(
             design=real.design,  # type: ignore[arg-type]
             workload=workload,

@@ -8,12 +8,14 @@ atomically: it is written as `<run_id>.tmp` and renamed.
 
 from __future__ import annotations
 
+import bisect
 import csv
 import gzip
 import hashlib
 import importlib.metadata
 import io
 import json
+import math
 import os
 import platform
 import shutil
@@ -30,6 +32,7 @@ from model.errors import InvalidArgument
 from model.results.documents import read_document
 from model.results.schema import (
     JOB_FIELDS,
+    LEGACY_JOB_FIELDS,
     REQUEST_FIELDS,
     SCHEMA,
     JobRecord,
@@ -39,7 +42,7 @@ from model.results.schema import (
     request_from_row,
     request_rows,
 )
-from model.workload import WorkloadSpec, workload_from_mapping, workload_to_mapping
+from model.workload import Op, Recording, WorkloadSpec, workload_from_mapping, workload_to_mapping
 
 CONFIG_FILE = "config.json"
 REQUESTS_FILE = "requests.csv.gz"
@@ -50,14 +53,91 @@ LIBRARIES = ("grpcio", "protobuf", "simpy", "numpy", "scipy", "hdrhistogram", "d
 
 
 # ---------------------------------------------------------------------------- workload files
+class WorkloadFiles:
+    """The files a workload names (model.workload.WorkloadFiles), relative to `base` (the workload
+    file's directory; absolute paths, as config.json records them, are taken as they are)."""
+
+    def __init__(self, base: Path | str | None = None) -> None:
+        self.base = Path(base) if base is not None else Path.cwd()
+
+    def _path(self, name: str) -> Path:
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else (self.base / path).resolve()
+
+    def samples(self, path: str) -> tuple[str, tuple[float, ...]]:
+        """Numbers from a text file: separated by spaces, commas or new lines; `#` starts a comment."""
+        file = self._path(path)
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise InvalidArgument(f"cannot read {file}: {exc.strerror or exc}") from None
+        numbers = []
+        for n, line in enumerate(text.splitlines(), 1):
+            for word in line.split("#", 1)[0].replace(",", " ").split():
+                try:
+                    numbers.append(float(word))
+                except ValueError:
+                    raise InvalidArgument(f"{file}:{n}: {word!r} is not a number") from None
+        return str(file), tuple(numbers)
+
+    def recording(self, path: str) -> Recording:
+        run_dir = self._path(path)
+        if not (run_dir / REQUESTS_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
+            raise InvalidArgument(f"{run_dir} is not a run directory with records ({REQUESTS_FILE})")
+        return recording_of(run_dir)
+
+
+def recording_of(run_dir: Path | str) -> Recording:
+    """A run directory's requests as a replay replays them (model.workload.Recording): intended times,
+    ops, each submit's recorded job duration, and each status/result/cancel's target: the fraction
+    (k + 0.5) / n for the k-th of the n jobs accepted (in answer order) before it was sent."""
+    run_dir = Path(run_dir)
+    requests = sorted(
+        read_request_records(run_dir / REQUESTS_FILE), key=lambda r: (r.intended_time, r.client)
+    )
+    durations: dict[str, float] = {}
+    if (run_dir / JOBS_FILE).is_file():
+        durations = {j.job_id: j.duration for j in read_job_records(run_dir / JOBS_FILE)}
+    accepted = sorted(
+        (r.end_time, r.job_id) for r in requests if r.op is Op.SUBMIT and r.status == "OK" and r.job_id
+    )
+    accept_times = [t for t, _ in accepted]
+    order = {job_id: k for k, (_, job_id) in enumerate(accepted)}
+    ops, durs, targets = [], [], []
+    for r in requests:
+        ops.append(int(r.op))
+        durs.append(durations.get(r.job_id, math.nan) if r.op is Op.SUBMIT else 0.0)
+        k = order.get(r.job_id) if r.op in (Op.STATUS, Op.RESULT, Op.CANCEL) else None
+        n = bisect.bisect_left(accept_times, r.start_time)
+        targets.append(min(0.999999, (k + 0.5) / n) if k is not None and k < n else 0.0)
+    config = load_config(run_dir)
+    workload = config.get("workload", {})
+    return Recording(
+        path=str(run_dir.resolve()),
+        times=tuple(r.intended_time for r in requests),
+        ops=tuple(ops),
+        durations=tuple(durs),
+        targets=tuple(targets),
+        run_time=float(workload.get("run_time", 10.0)),
+        warmup=float(workload.get("warmup", 1.0)),
+    )
+
+
+def workload_of(mapping: Mapping[str, Any], base: Path | str | None = None) -> WorkloadSpec:
+    """model.workload.workload_from_mapping, with the files it names read relative to `base` (default:
+    the current directory; config.json's paths are absolute)."""
+    return workload_from_mapping(mapping, WorkloadFiles(base))
+
+
 def load_workload(path: Path | str) -> WorkloadSpec:
-    """A WorkloadSpec from a .yaml/.yml or .toml file (validated by model.workload_from_mapping)."""
+    """A WorkloadSpec from a .yaml/.yml or .toml file (validated by model.workload_from_mapping); the
+    files it names are relative to the workload file."""
     path = Path(path)
     data = read_document(path, (".yaml", ".yml", ".toml"))
     if not isinstance(data, Mapping):
         raise InvalidArgument(f"{path}: a workload file holds one mapping")
     try:
-        return workload_from_mapping(data)
+        return workload_of(data, path.parent)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{path}: {exc.message}") from None
 
@@ -244,13 +324,20 @@ def write_run(
 
 
 # ---------------------------------------------------------------------------- reading
-def _read_csv_gz(path: Path, header: Sequence[str]) -> Iterable[list[str]]:
+def _read_csv_gz(path: Path, header: Sequence[str], legacy: Sequence[str] = ()) -> Iterable[list[str]]:
+    """The rows after the header; rows of a `legacy` header (a prefix of `header`) are padded with
+    empty cells."""
     with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
         reader = csv.reader(f)
         first = next(reader, None)
-        if first != list(header):
+        if first == list(header):
+            yield from reader
+        elif legacy and first == list(legacy):
+            pad = [""] * (len(header) - len(legacy))
+            for row in reader:
+                yield row + pad
+        else:
             raise InvalidArgument(f"{path}: header {first} is not {list(header)}")
-        yield from reader
 
 
 def read_request_records(path: Path) -> list[RequestRecord]:
@@ -258,7 +345,7 @@ def read_request_records(path: Path) -> list[RequestRecord]:
 
 
 def read_job_records(path: Path) -> list[JobRecord]:
-    return [job_from_row(row) for row in _read_csv_gz(path, JOB_FIELDS)]
+    return [job_from_row(row) for row in _read_csv_gz(path, JOB_FIELDS, LEGACY_JOB_FIELDS)]
 
 
 def load_config(run_dir: Path | str) -> dict[str, Any]:
@@ -273,7 +360,7 @@ def load_summary(run_dir: Path | str) -> dict[str, Any]:
 
 def load_run_workload(run_dir: Path | str) -> WorkloadSpec:
     """The WorkloadSpec a run was made with (from config.json), e.g. to replay it in the simulator."""
-    return workload_from_mapping(load_config(run_dir)["workload"])
+    return workload_of(load_config(run_dir)["workload"], run_dir)
 
 
 def load_requests(run_dir: Path | str) -> dict[str, npt.NDArray[Any]]:
@@ -295,13 +382,15 @@ def load_requests(run_dir: Path | str) -> dict[str, npt.NDArray[Any]]:
 
 def load_jobs(run_dir: Path | str) -> dict[str, npt.NDArray[Any]]:
     """jobs.csv.gz as columns; end_time is NaN for jobs that did not finish."""
-    rows = list(_read_csv_gz(Path(run_dir) / JOBS_FILE, JOB_FIELDS))
+    rows = list(_read_csv_gz(Path(run_dir) / JOBS_FILE, JOB_FIELDS, LEGACY_JOB_FIELDS))
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in JOB_FIELDS]
     by_name = dict(zip(JOB_FIELDS, cols, strict=True))
     out: dict[str, npt.NDArray[Any]] = {
         "job_id": np.asarray(by_name["job_id"], dtype=str),
         "final_state": np.asarray(by_name["final_state"], dtype=str),
         "attempts": np.asarray(by_name["attempts"], dtype=np.int64),
+        "priority": np.asarray([int(p or 0) for p in by_name["priority"]], dtype=np.int64),
+        "reason": np.asarray(by_name["reason"], dtype=str),
     }
     for name in ("submit_time", "accept_time", "end_time", "duration"):
         out[name] = _float_column(by_name[name])

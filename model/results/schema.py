@@ -58,6 +58,8 @@ class JobRecord:
     final_state: JobState
     attempts: int
     duration: float  # the handler's requested duration
+    priority: int = 0  # the job's priority as submitted
+    reason: str = ""  # the final error's reason (FAILED/CANCELLED: TIMEOUT, HANDLER_ERROR, CANCELLED, ...)
 
     @property
     def completion_time(self) -> float:
@@ -85,6 +87,8 @@ def sort_jobs(jobs: list[JobRecord]) -> None:
 
 REQUEST_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RequestRecord))
 JOB_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(JobRecord))
+# jobs.csv files written before `priority` and `reason` existed: read with their defaults
+LEGACY_JOB_FIELDS: tuple[str, ...] = JOB_FIELDS[:7]
 
 
 # ---------------------------------------------------------------------------- CSV rows
@@ -122,12 +126,18 @@ def job_rows(jobs: Iterable[JobRecord]) -> Iterable[list[str]]:
             j.final_state.name,
             str(j.attempts),
             _time(j.duration),
+            str(j.priority),
+            j.reason,
         ]
 
 
-def _row_dict(row: Sequence[str] | Mapping[str, str], fields: tuple[str, ...]) -> Mapping[str, str]:
+def _row_dict(
+    row: Sequence[str] | Mapping[str, str], fields: tuple[str, ...], legacy: tuple[str, ...] = ()
+) -> Mapping[str, str]:
     if isinstance(row, Mapping):
         return row
+    if legacy and len(row) == len(legacy):
+        return dict(zip(legacy, row, strict=True))
     if len(row) != len(fields):
         raise InvalidArgument(f"expected {len(fields)} columns {fields}, got {len(row)}")
     return dict(zip(fields, row, strict=True))
@@ -152,7 +162,7 @@ def request_from_row(row: Sequence[str] | Mapping[str, str]) -> RequestRecord:
 
 def job_from_row(row: Sequence[str] | Mapping[str, str]) -> JobRecord:
     """The inverse of one job_rows row."""
-    d = _row_dict(row, JOB_FIELDS)
+    d = _row_dict(row, JOB_FIELDS, LEGACY_JOB_FIELDS)
     try:
         return JobRecord(
             job_id=d["job_id"],
@@ -162,6 +172,8 @@ def job_from_row(row: Sequence[str] | Mapping[str, str]) -> JobRecord:
             final_state=JobState[d["final_state"]],
             attempts=int(d["attempts"]),
             duration=_parse_time(d["duration"]),
+            priority=int(d.get("priority") or 0),
+            reason=d.get("reason") or "",
         )
     except (KeyError, ValueError) as exc:
         raise InvalidArgument(f"bad job row {dict(d)}: {exc!r}") from None

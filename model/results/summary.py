@@ -16,6 +16,9 @@ warm-up and the drain after the run do not count):
 - completion: end_time - submit_time of jobs submitted in the window that finished (at any time).
 - jobs: jobs submitted (accepted) in the window by final state; "unfinished" had no terminal state
   when the run ended.
+- outcomes: over the jobs submitted in the window that finished: attempts per job (mean, max), the
+  FAILED, CANCELLED and timed-out fractions (timed out: FAILED with reason TIMEOUT, i.e. its last
+  attempt ran past its execution timeout), and completion (submit -> terminal) by priority.
 
 Latencies are recorded in microseconds with 3 significant digits (HdrHistogram); percentiles are its
 nearest-rank values (the highest value equivalent to the rank's bucket); the mean is exact. Output is
@@ -35,7 +38,7 @@ from hdrh.histogram import HdrHistogram
 
 from model.errors import InvalidArgument
 from model.results.schema import DESIGNS, KINDS, OP_NAMES, SCHEMA, JobRecord, RequestRecord
-from model.states import TERMINAL
+from model.states import TERMINAL, JobState
 from model.workload import Op
 
 SIGNIFICANT_DIGITS = 3
@@ -149,6 +152,7 @@ def summarize(
             errors[r.status] = errors.get(r.status, 0) + 1
 
     completions: list[float] = []
+    finished: list[JobRecord] = []
     counts = {"submitted": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "unfinished": 0}
     completed_in_window = 0
     finished_in_window = 0
@@ -161,6 +165,7 @@ def summarize(
         if j.final_state in TERMINAL and math.isfinite(j.end_time):
             counts[j.final_state.name.lower()] += 1
             completions.append(j.completion_time)
+            finished.append(j)
             completed_in_window += j.end_time <= end
         else:
             counts["unfinished"] += 1
@@ -186,7 +191,29 @@ def summarize(
         "completion_ms": latency_stats(completions),
         "errors": dict(sorted(errors.items())),
         "jobs": counts,
+        "outcomes": outcomes(finished),
         "loadgen": _loadgen_block(loadgen),
+    }
+
+
+def outcomes(finished: Sequence[JobRecord]) -> dict[str, Any]:
+    """The `outcomes` block of finished jobs (see the module docstring)."""
+    n = len(finished)
+    by_priority: dict[int, list[float]] = {}
+    for j in finished:
+        by_priority.setdefault(j.priority, []).append(j.completion_time)
+
+    def share(test: Any) -> float:
+        return _round(sum(1 for j in finished if test(j)) / n) if n else 0.0
+
+    return {
+        "finished": n,
+        "attempts_mean": _round(sum(j.attempts for j in finished) / n) if n else 0.0,
+        "attempts_max": max((j.attempts for j in finished), default=0),
+        "failed": share(lambda j: j.final_state is JobState.FAILED),
+        "cancelled": share(lambda j: j.final_state is JobState.CANCELLED),
+        "timed_out": share(lambda j: j.final_state is JobState.FAILED and j.reason == "TIMEOUT"),
+        "completion_ms_by_priority": {str(p): latency_stats(by_priority[p]) for p in sorted(by_priority)},
     }
 
 
@@ -217,5 +244,15 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"p99={row['p99']:.3f} p999={row['p999']:.3f} mean={row['mean']:.3f} max={row['max']:.3f} ms"
         )
     lines.append(f"  errors {json.dumps(summary['errors'])}  jobs {json.dumps(summary['jobs'])}")
+    out = summary.get("outcomes")
+    if out and out["finished"]:
+        by_priority = ", ".join(
+            f"{p}: {row['p50']:.1f}/{row['p99']:.1f}" for p, row in out["completion_ms_by_priority"].items()
+        )
+        lines.append(
+            f"  outcomes attempts/job {out['attempts_mean']:.3f} (max {out['attempts_max']}), failed "
+            f"{out['failed']:.1%}, cancelled {out['cancelled']:.1%}, timed out {out['timed_out']:.1%}; "
+            f"completion p50/p99 ms by priority {by_priority}"
+        )
     lines.append(f"  loadgen {json.dumps(summary['loadgen'])}")
     return "\n".join(lines)

@@ -38,6 +38,7 @@ from realsys.convert import (
     running_from_pb,
     running_to_pb,
     spec_from_pb,
+    status_to_pb,
     submit_response,
     to_duration,
     to_timestamp,
@@ -139,7 +140,8 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
 
     @grpc_errors
     async def GetJob(self, request: client_pb2.GetJobStatusRequest, context: Context) -> job_pb2.Job:
-        return job_to_pb(self.table.get(request.job_id), OWNER)
+        job = self.table.get(request.job_id)
+        return status_to_pb(job, OWNER, self.jobs.estimate(self.clock(), job))
 
     @grpc_errors
     async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
@@ -193,7 +195,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self, request: worker_pb2.HeartbeatRequest, context: Context
     ) -> worker_pb2.HeartbeatResponse:
         running = running_from_pb(list(request.running))
-        renewal, step = self.jobs.renew(self.clock(), request.worker_id, running)
+        renewal, step = self.jobs.renew(self.clock(), request.worker_id, running, request.total_slots)
         self._perform(step)
         return worker_pb2.HeartbeatResponse(
             cancel=running_to_pb(renewal.cancel),
@@ -284,7 +286,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
                     continue
                 entries = [
                     internal_pb2.QueueEntry(
-                        job_id=c.job_id, priority=c.priority, not_before=to_timestamp(c.not_before)
+                        job_id=c.job_id, priority=c.priority, not_before=to_timestamp(c.not_before), key=c.key
                     )
                     for c in commands
                 ]

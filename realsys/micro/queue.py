@@ -13,6 +13,7 @@ import time
 import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc
+from model.policies import queue_service_policy
 from model.queue import QueueEntry
 from model.queue_service import QueueService
 from realsys.config import NodeConfig
@@ -34,7 +35,8 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
         super().__init__(config, clock)
         self.metrics = metrics
         self.store = open_queue_entries(config)
-        self.service: QueueService[Token] = QueueService(config.core.reservation_hold)
+        policy = queue_service_policy(config.core.policy_settings)
+        self.service: QueueService[Token] = QueueService(config.core.reservation_hold, policy)
         self.queue = self.service.queue
         self.service.restore(self.clock(), self.store.load_all())
         self._timer = CoreTimer(self.service.timer, self._on_timer)
@@ -65,7 +67,12 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
         rows = self.service.new_rows(
             now,
             (
-                (pb.job_id, pb.priority, from_timestamp(pb.not_before) if pb.HasField("not_before") else 0.0)
+                (
+                    pb.job_id,
+                    pb.priority,
+                    from_timestamp(pb.not_before) if pb.HasField("not_before") else 0.0,
+                    pb.key,
+                )
                 for pb in request.entries
             ),
         )

@@ -18,6 +18,7 @@ import numpy as np
 from model.actions import Step, Wake
 from model.commands import JobFinished, LeaseExpired, NotifyCancel, WorkerLost
 from model.config import CoreConfig
+from model.eta import Estimate
 from model.ids import JobIdFactory
 from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import Renewal, Submitted
@@ -119,6 +120,10 @@ class LocalCore:
 
     def get(self, job_id: str) -> Job:
         return self.scheduler.jobs.get(job_id)
+
+    def estimate(self, job: Job) -> Estimate | None:
+        """Its estimated start and end (None unless DTQ_ESTIMATE_WINDOW > 0): the driver's."""
+        return self.driver.estimate(self.clock(), job)
 
     def cancel(self, job_id: str) -> Job:
         job, step = self.driver.cancel(self.clock(), job_id)

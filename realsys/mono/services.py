@@ -38,6 +38,7 @@ from realsys.convert import (
     running_from_pb,
     running_to_pb,
     spec_from_pb,
+    status_to_pb,
     submit_response,
     to_duration,
 )
@@ -217,7 +218,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         if owner is not None:
             job: job_pb2.Job = await self._forward(owner, "GetJobStatus", request, context)
             return job
-        return job_to_pb(self.core.get(request.job_id), self.node)
+        record = self.core.get(request.job_id)
+        return status_to_pb(record, self.node, self.core.estimate(record))
 
     @grpc_errors
     async def GetJobResult(

@@ -46,6 +46,7 @@ import numpy as np
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.job import JobSpec, validate_spec
+from model.workload import attempt_uniform
 
 Output: TypeAlias = bytes | bytearray | memoryview | str | None
 AsyncHandler: TypeAlias = Callable[["JobContext"], Awaitable[Output]]
@@ -200,18 +201,25 @@ async def sleep_handler(ctx: JobContext) -> bytes:
 
 
 def cpu_handler(ctx: JobContext) -> bytes:
-    """`cpu` {"seconds": s}: burns s seconds of this thread's CPU time (time.thread_time), not wall time.
+    """`cpu` {"seconds": s, "cpu_fraction": f}: burns f x s seconds of this thread's CPU time
+    (time.thread_time, not wall time), then sleeps the other (1 - f) x s; f defaults to 1 (all CPU).
 
-    A fixed amount of work, so contention (the GIL, cores shared with other processes) makes it take
-    longer in wall time, as a real CPU-bound job would. Checks for a cancel about every millisecond.
+    The burn is a fixed amount of work, so contention (the GIL, cores shared with other processes)
+    makes it take longer in wall time, as a real CPU-bound job would. Checks for a cancel about every
+    0.1 ms while burning, and wakes at once from the sleep when asked to stop.
     """
-    seconds = ctx.number(ctx.json(), "seconds", 0.0, 0.0, _MAX_SECONDS)
-    end = time.thread_time() + seconds
+    args = ctx.json()
+    seconds = ctx.number(args, "seconds", 0.0, 0.0, _MAX_SECONDS)
+    fraction = ctx.number(args, "cpu_fraction", 1.0, 0.0, 1.0)
+    end = time.thread_time() + seconds * fraction
     x = 0
     while time.thread_time() < end:
         ctx.raise_if_cancelled()
         for i in range(2000):  # ~0.1 ms of pure-Python work between clock reads
             x ^= i * i
+    rest = seconds * (1.0 - fraction)
+    if rest > 0 and ctx.cancelled.wait(rest):
+        ctx.raise_if_cancelled()
     return b""
 
 
@@ -221,14 +229,22 @@ async def echo_handler(ctx: JobContext) -> bytes:
 
 
 async def fail_handler(ctx: JobContext) -> bytes:
-    """`fail` {"probability": p, "seconds": s, "retryable": true}: sleeps s, then fails with probability p."""
+    """`fail` {"probability": p, "seconds": s, "retryable": true, "seed": n}: sleeps s, then fails with
+    probability p. With a `seed` (the load generator sends one per job), the verdict of attempt a is
+    model.workload.attempt_uniform(seed, a) < p, the draw the simulator makes for the same job;
+    without one, it comes from the attempt's own stream."""
     args = ctx.json()
     probability = ctx.number(args, "probability", 1.0, 0.0, 1.0)
     seconds = ctx.number(args, "seconds", 0.0, 0.0, _MAX_SECONDS)
     retryable = args.get("retryable", True)
     if not isinstance(retryable, bool):
         raise JobFailure("fail: 'retryable' must be a boolean", retryable=False)
-    fails = bool(ctx.rng.random() < probability)  # drawn first: the same stream gives the same verdict
+    seed = args.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise JobFailure("fail: 'seed' must be a non-negative integer", retryable=False)
+    # drawn first: the same stream (or seed) gives the same verdict
+    draw = attempt_uniform(seed, ctx.attempt) if seed is not None else ctx.rng.random()
+    fails = bool(draw < probability)
     await asyncio.sleep(seconds)
     if fails:
         raise JobFailure(f"fail: injected failure (probability {probability:g})", retryable=retryable)

@@ -85,6 +85,8 @@ def test_build_parameters_loads(tmp_path: Path) -> None:
     assert loaded.service_dist("node", "forward").mean == pytest.approx(6e-4 - 2e-4 - 1e-4)
     assert loaded.client_call.mean == pytest.approx(1e-4) and loaded.wakeup.mean == pytest.approx(1e-4)
     assert loaded.loadgen_request.mean == pytest.approx(2e-4)  # the generator's work + a busy stub call
+    # the warm hand-over is a what-if (data/validation/closed-loop/README.md): never set by a calibration
+    assert "wakeup_warm_handover" not in params and not loaded.wakeup_warm_handover
 
 
 def _windows(procs: dict[str, tuple[float, float]], waited_extra: dict[str, float]) -> dict[str, object]:

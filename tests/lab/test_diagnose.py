@@ -60,3 +60,20 @@ def test_a_full_collection_walks_the_retained_jobs() -> None:
     assert [r["jobs"] for r in rows] == [0, 2000]
     assert rows[1]["objects"] > rows[0]["objects"] + 2000  # each finished job keeps tracked objects
     assert all(r["full_gc_ms"] > 0 for r in rows)
+
+
+def test_gc_share_sums_the_nodes_pauses() -> None:
+    young = {"collections": 10.0, "pause_ms": 2.0, "over_1ms": 0.0, "over_5ms": 0.0}
+    full = {"collections": 1.0, "pause_ms": 20.0, "over_1ms": 1.0, "over_5ms": 1.0}
+    line = {
+        "requests": 100,
+        "rate": 50.0,  # no wall_s: 2 s
+        "cpu_ms_per_request": 2.0,
+        "gc_during_run": {"a": {"0": young, "2": full}, "b": {"0": young}},
+    }
+    share = diagnose.gc_share(line)
+    assert share["pause_ms_per_request"] == 0.24  # (2 + 20 + 2) / 100
+    assert share["share_of_cpu"] == 0.12  # 24 ms of 200 ms
+    assert share["full_collections"] == 1.0 and share["full_pause_ms_per_request"] == 0.2
+    assert share["full_share_of_time"] == 0.01  # 20 ms of 2 s
+    assert diagnose.gc_share({**line, "wall_s": 4.0})["full_share_of_time"] == 0.005

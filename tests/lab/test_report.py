@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lab.report.build import build, rerun_commands
+from lab.report.build import build
 from lab.report.calibration import table_calibration_drift
 from lab.report.data import NO_VALIDATION, host_probe_trend, num, validation_trend
 from lab.report.faults import _median_cell, table_faults_compose
@@ -121,6 +121,9 @@ def test_build_from_a_tiny_data_directory(tmp_path: Path) -> None:
 
     built = build(data, out, doc)
 
+    assert {p.name for p in built.documents} == {"paper.md", "appendix.md"}
+    paper_text = (out / "paper.md").read_text()
+    assert "## Abstract" in paper_text and "{{" not in paper_text
     names = {p.stem for p in built.figures}
     assert names == {"throughput", "latency", "completion", "mix_duration", "faults", "calibration"}
     for path in built.figures:
@@ -212,20 +215,6 @@ def test_num_and_pm() -> None:
     assert math.isnan(num("")) and math.isnan(num(None)) and math.isnan(num("x"))
     assert num("1.5") == 1.5
     assert pm(1.234, math.nan, 2) == "1.23" and pm(math.nan, 1.0) == "-"
-
-
-def test_rerun_runs_the_sweep_then_the_fault_sweeps(tmp_path: Path) -> None:
-    cmds = rerun_commands(tmp_path)
-    assert cmds[0][3:5] == ["experiment", "run"] and cmds[0][5].endswith("seed_plan.yaml")
-    assert [c[3:6] for c in cmds[1:3]] == [["sim", "faults", "--design"]] * 2
-    assert all("--out" in c for c in cmds[1:3])  # a re-run names (replaces) the committed rows on purpose
-    assert len(cmds) == 3  # no data/experiments/validation.yaml under tmp_path: no validate step
-    (tmp_path / "data" / "experiments").mkdir(parents=True)
-    (tmp_path / "data" / "experiments" / "validation.yaml").write_text("name: validation\n")
-    cmds = rerun_commands(tmp_path)
-    assert cmds[3][3] == "validate" and "--real" in cmds[3]
-    assert cmds[3][cmds[3].index("--tables") + 1] == str(tmp_path / "data" / "validation")
-    assert cmds[4][3] == "validate" and "--twin-sets" in cmds[4] and cmds[4][-1] == str(tmp_path / "data")
 
 
 @pytest.mark.parametrize(

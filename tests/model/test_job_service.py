@@ -50,6 +50,20 @@ def test_create_goes_to_the_outbox_and_the_sweep_repairs_a_lost_entry() -> None:
     assert jobs.outbox[job_id] is not batch[job_id]
 
 
+def test_entries_carry_the_policy_key_also_when_the_sweep_sends_them_again() -> None:
+    jobs = service(CoreConfig(lease_duration=3.0, heartbeat_interval=1.0, worker_ttl=2.5, policy="fair"))
+    submitted, _ = jobs.create(0.0, JobSpec.make("echo", labels={"tenant": "x"}))
+    unlabelled, _ = jobs.create(0.0, JobSpec.make("echo"))
+    _, entries = jobs.take_batch()
+    assert [e.key for e in entries] == ["x", ""]
+    assert jobs.sweep(jobs.stale_after + 0.01)
+    _, entries = jobs.take_batch()
+    assert [(e.job_id, e.key) for e in entries] == [(submitted.job.job_id, "x"), (unlabelled.job.job_id, "")]
+    fifo = service()
+    fifo.create(0.0, JobSpec.make("echo", labels={"tenant": "x"}))
+    assert [e.key for e in fifo.take_batch()[1]] == [""]  # fifo has no key: entries as before
+
+
 def test_a_cancelled_job_needs_no_entry_and_wakes_its_waiters() -> None:
     jobs = service()
     submitted, _ = jobs.create(0.0, JobSpec.make("echo"))

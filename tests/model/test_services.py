@@ -19,13 +19,13 @@ def test_enqueue_dedups_and_wakes_every_parked_reserve_in_arrival_order() -> Non
     queue: QueueService[str] = QueueService(reservation_hold=2.0)
     queue.timer.start()
     assert queue.add_waiter("r1") and queue.add_waiter("r2")
-    rows = queue.new_rows(0.0, [("a", 0, 0.0), ("b", 0, 5.0)])
-    assert rows == [("a", 0, 0.0), ("b", 0, 5.0)]
+    rows = queue.new_rows(0.0, [("a", 0, 0.0, ""), ("b", 0, 5.0, "")])
+    assert rows == [("a", 0, 0.0, ""), ("b", 0, 5.0, "")]
     woken, rearm = queue.push(0.0, rows)
     assert woken == ["r1", "r2"] and rearm  # "b" is delayed: a deadline
-    assert queue.new_rows(0.1, [("a", 0, 0.0)]) == []  # already waiting as asked: keeps its place
+    assert queue.new_rows(0.1, [("a", 0, 0.0, "")]) == []  # already waiting as asked: keeps its place
     with pytest.raises(InvalidArgument):
-        queue.new_rows(0.1, [("", 0, 0.0)])
+        queue.new_rows(0.1, [("", 0, 0.0, "")])
     assert queue.push(0.1, []) == ([], False)
 
 
@@ -36,7 +36,7 @@ def test_reserve_limits_holds_and_acks() -> None:
     with pytest.raises(InvalidArgument):
         queue.max_items(-1)
     assert queue.hold(0.0) == 2.0 and queue.hold(1e6) == MAX_HOLD
-    queue.push(0.0, queue.new_rows(0.0, [("a", 0, 0.0)]))
+    queue.push(0.0, queue.new_rows(0.0, [("a", 0, 0.0, "")]))
     taken, rearm = queue.reserve(0.0, 10, 2.0)
     assert [e.job_id for e in taken] == ["a"] and rearm  # the hold is a deadline
     assert queue.reserve(0.0, 10, 2.0) == ([], False)

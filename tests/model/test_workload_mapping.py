@@ -87,7 +87,11 @@ def _open(**extra: Any) -> dict[str, Any]:
         (_open(rate=5), "workload.rate", "unknown key"),
         ({"arrival": {"kind": "open", "rat": 5}}, "workload.arrival.rat", "unknown key"),
         ({"arrival": {"kind": "open"}}, "workload.arrival.rate", "required"),
-        ({"arrival": {"kind": "poisson", "rate": 1}}, "workload.arrival.kind", "'open' or 'closed'"),
+        (
+            {"arrival": {"kind": "poisson", "rate": 1}},
+            "workload.arrival.kind",
+            "'open', 'closed' or 'replay'",
+        ),
         ({"arrival": {"kind": "open", "rate": "fast"}}, "workload.arrival.rate", "number"),
         ({"arrival": {"kind": "open", "rate": True}}, "workload.arrival.rate", "number"),
         ({"arrival": {"kind": "open", "rate": 0}}, "workload.arrival", "rate must be > 0"),

@@ -260,7 +260,30 @@ BAD = [
         mono_env(DTQ_SLOTS="9", DTQ_MAX_WORKER_SLOTS="8"),
         "must not exceed DTQ_MAX_WORKER_SLOTS",
     ),
+    ("unknown policy", mono_env(DTQ_POLICY="lottery"), "policy must be one of concurrency, fair, fifo"),
+    ("bad weights", mono_env(DTQ_POLICY="fair", DTQ_POLICY_WEIGHTS="x:1"), "policy_weights is KEY=WEIGHT"),
+    ("bad limit", mono_env(DTQ_POLICY="concurrency", DTQ_POLICY_LIMIT="0"), "policy_limit >= 1"),
+    ("limit garbage", mono_env(DTQ_POLICY_LIMIT="two"), "DTQ_POLICY_LIMIT must be an integer"),
+    (
+        "concurrency in Design A",
+        micro_env("queue", DTQ_POLICY="concurrency"),
+        "DTQ_POLICY: policy concurrency counts running jobs",
+    ),
 ]
+
+
+def test_policy_settings_are_read_and_written_back() -> None:
+    env = mono_env(DTQ_POLICY="fair", DTQ_POLICY_KEY="team", DTQ_POLICY_WEIGHTS="x=1,y=4")
+    config = load_config(env)
+    assert (config.core.policy, config.core.policy_key, config.core.policy_weights) == (
+        "fair",
+        "team",
+        "x=1,y=4",
+    )
+    assert config_to_env(config)["DTQ_POLICY"] == "fair"  # a string as it is, not its repr
+    assert load_config(config_to_env(config)) == config
+    rate = load_config(micro_env("queue", DTQ_POLICY="ratelimit", DTQ_POLICY_RATE="5", DTQ_POLICY_BURST="2"))
+    assert (rate.core.policy_rate, rate.core.policy_burst) == (5.0, 2.0)
 
 
 @pytest.mark.parametrize(("env", "message"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])

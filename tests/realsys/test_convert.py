@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtq.v1 import client_pb2, job_pb2, worker_pb2
+from model.eta import Estimate
 from model.job import Assignment, EffectiveSpec, Job, JobError, JobSpec, RetryPolicy, assignment_bytes
 from model.states import JobState
 from realsys.convert import (
@@ -21,6 +22,7 @@ from realsys.convert import (
     job_to_pb,
     result_to_pb,
     spec_to_pb,
+    status_to_pb,
     submit_response,
     to_duration,
     to_timestamp,
@@ -190,3 +192,18 @@ def test_size_estimates_bound_the_bytes_in_a_reply(job: Job, owner: str) -> None
     assignment = Assignment(job.job_id, 2**31 - 1, job.spec, 4e9, 4e9, "w")
     fetched = worker_pb2.FetchWorkResponse(assignments=[assignment_to_pb(assignment, owner)])
     assert fetched.ByteSize() <= assignment_bytes(job.job_id, job.spec)
+
+
+def test_status_carries_the_estimate_by_state() -> None:
+    """GetJobStatus's view: a PENDING job gets both estimated times, a RUNNING one the end only (its
+    start is start_time), and without an estimate neither field is set."""
+    job = Job("n1-abc-0000000001", JobSpec("echo"), EffectiveSpec(3, 1.0, 60.0, 2.0, 300.0), create_time=0.0)
+    job.state = JobState.PENDING
+    assert not status_to_pb(job, "n1", None).HasField("estimated_start_time")
+    pb = status_to_pb(job, "n1", Estimate(12.5, 14.0))
+    assert from_timestamp(pb.estimated_start_time) == 12.5 and from_timestamp(pb.estimated_end_time) == 14.0
+    job.state, job.start_time = JobState.RUNNING, 10.0
+    pb = status_to_pb(job, "n1", Estimate(10.0, 14.0))
+    assert not pb.HasField("estimated_start_time") and from_timestamp(pb.estimated_end_time) == 14.0
+    plain = job_to_pb(job, "n1")
+    assert not plain.HasField("estimated_start_time") and not plain.HasField("estimated_end_time")

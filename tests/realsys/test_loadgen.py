@@ -7,6 +7,7 @@ Fast tests drive realsys.targets.InMemoryTarget; the real run uses three in-proc
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import math
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 
 from model.config import CoreConfig
-from model.results.runs import load_records, load_summary
+from model.results.runs import load_config, load_records, load_summary, load_workload
 from model.results.schema import RequestRecord
 from model.states import JobState
 from model.workload import (
@@ -30,13 +31,25 @@ from model.workload import (
     OpenLoop,
     RequestMix,
     WorkloadSpec,
+    attempt_uniform,
     open_loop_trace,
+    prefill_jobs,
+    workload_from_mapping,
     workload_to_mapping,
 )
+from realsys import loadgen
 from realsys.cli import main
+from realsys.client import DtqClient
 from realsys.cluster import free_ports
 from realsys.config import NodeConfig
-from realsys.loadgen import job_payload, run_load, run_load_processes, summary_of
+from realsys.loadgen import (
+    job_payload,
+    run_load,
+    run_load_processes,
+    run_load_sync,
+    summary_of,
+    write_load_run,
+)
 from realsys.metrics import NodeMetrics
 from realsys.mono import MonoNode
 from realsys.server import RunningRole, start_role
@@ -417,6 +430,36 @@ def test_dtq_load_writes_a_valid_run(mono: ThreadCluster, tmp_path: Path) -> Non
     assert summary["loadgen"]["processes"] == 1
 
 
+def test_dtq_load_records_a_host_probe_before_the_load(
+    mono: ThreadCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--host-probe: one probe (the lab's, in a child process; stubbed here) taken before the load
+    starts, recorded as parameters.host_probe as the experiment runner records it."""
+    taken: list[float] = []
+    probe = {"busy_us": 300.0, "wake_us": 100.0, "wake_gap_us": 400.0, "gap_s": 0.01}
+
+    def fake_probe() -> dict[str, float]:
+        taken.append(time.time())
+        return dict(probe)
+
+    monkeypatch.setattr(loadgen, "take_probe", fake_probe)
+    spec = open_spec(rate=20.0, mix=RequestMix(), duration=Distribution(), run_time=0.5, warmup=0.0)
+    workload = tmp_path / "w.yaml"
+    workload.write_text(json.dumps(workload_to_mapping(spec)))
+    argv = ["load", "--workload", str(workload), "--design", "mono", "--runs-dir", str(tmp_path / "runs")]
+    argv += ["--drain", "2", "--host-probe", "--no-records"]
+    for address in mono.addresses.values():
+        argv += ["--addr", address]
+    for run_id, wanted in (("real-mono-probed", True), ("real-mono-unprobed", False)):
+        taken.clear()
+        args = [a for a in argv if wanted or a != "--host-probe"] + ["--run-id", run_id]
+        with pytest.raises(SystemExit) as exited:
+            main(args)
+        assert exited.value.code == 0
+        parameters = load_config(tmp_path / "runs" / run_id)["parameters"]
+        assert (parameters.get("host_probe") == probe) is wanted and len(taken) == int(wanted)
+
+
 @pytest.mark.parametrize("submit_wait", [0.0, 10.0])
 def test_closed_loop_wait_mode_against_a_real_cluster(mono: ThreadCluster, submit_wait: float) -> None:
     """Also with the synchronous-invocation client (one SubmitJob with wait_timeout per job)."""
@@ -434,3 +477,153 @@ def test_closed_loop_wait_mode_against_a_real_cluster(mono: ThreadCluster, submi
     summary = check_completed_per_s(result, spec)
     assert summary["jobs"]["unfinished"] == 0 and summary["jobs"]["succeeded"] > 10
     assert summary["completion_ms"]["count"] == summary["jobs"]["submitted"]
+
+
+# ---------------------------------------------------------------------------- per-job settings, for real
+def _submits_by_time(spec: WorkloadSpec) -> dict[float, Any]:
+    trace = open_loop_trace(spec)
+    return {float(trace.times[i]): trace.job(i) for i in range(len(trace)) if trace.ops[i] == Op.SUBMIT}
+
+
+def test_a_fail_workload_fails_as_drawn_with_its_own_settings(mono: ThreadCluster) -> None:
+    """Each job's own spec reaches the cluster (priority, retry policy, labels, payload parameters),
+    and the `fail` handler fails the attempts the job's seed picks: the draws the simulator makes."""
+    spec = workload_from_mapping(
+        {
+            "arrival": {"kind": "open", "rate": 40},
+            "job_type": "fail",
+            "duration": {"kind": "constant", "mean": 0.005},
+            "payload": {"probability": 0.5},
+            "max_attempts": 3,
+            "backoff": {"initial": 0.02, "multiplier": 2},
+            "priority": {"kind": "categorical", "values": {"0": 0.5, "7": 0.5}},
+            "labels": {
+                "tenant": {"kind": "categorical", "values": {"a": 0.5, "b": 0.5}},
+                "test": "fail-drawn",
+            },
+            "run_time": 1.0,
+            "warmup": 0.0,
+            "seed": 31,
+        }
+    )
+    drawn = _submits_by_time(spec)
+    result = run_load_sync(
+        dtq_target_spec(list(mono.addresses.values()), 5.0, "mono"), spec, drain_timeout=5.0
+    )
+    assert len(result.jobs) == len(drawn) > 20
+    states = collections.Counter()
+    for record in result.jobs:
+        job = drawn[record.submit_time]
+        failing = [attempt_uniform(job.seed, a) < 0.5 for a in (1, 2, 3)]
+        expected = next((a for a, fails in enumerate(failing, 1) if not fails), 3)
+        assert record.attempts == expected and record.priority == job.priority, (record, failing)
+        assert record.final_state is (JobState.FAILED if all(failing) else JobState.SUCCEEDED)
+        assert record.reason == ("HANDLER_ERROR" if all(failing) else "")
+        states[record.final_state] += 1
+    assert states[JobState.FAILED] > 0 and states[JobState.SUCCEEDED] > 0
+
+    async def specs() -> list[Any]:
+        async with DtqClient(list(mono.addresses.values())) as client:
+            return [job async for job in client.list_all(labels={"test": "fail-drawn"})]
+
+    listed = asyncio.run(specs())
+    assert len(listed) == len(drawn)
+    by_id = {r.job_id: drawn[r.submit_time] for r in result.jobs}
+    for pb in listed:
+        job = by_id[pb.job_id]
+        assert pb.spec.priority == job.priority and pb.spec.retry.max_attempts == 3
+        assert dict(pb.spec.labels) == {"tenant": dict(job.labels)["tenant"], "test": "fail-drawn"}
+
+
+def test_timeouts_are_recorded_with_their_reason(mono: ThreadCluster) -> None:
+    spec = workload_from_mapping(
+        {
+            "arrival": {"kind": "open", "rate": 10},
+            "duration": {"kind": "constant", "mean": 0.5},
+            "execution_timeout": 0.05,
+            "max_attempts": 2,
+            "backoff": {"initial": 0.01},
+            "run_time": 0.6,
+            "warmup": 0.0,
+            "seed": 5,
+        }
+    )
+    result = run_load_sync(
+        dtq_target_spec(list(mono.addresses.values()), 5.0, "mono"), spec, drain_timeout=5.0
+    )
+    assert result.jobs
+    for record in result.jobs:
+        assert (record.final_state, record.attempts, record.reason) == (JobState.FAILED, 2, "TIMEOUT")
+    summary = summary_of(result, spec, run_id="t", kind="real", design="mono")
+    assert summary["outcomes"]["timed_out"] == 1.0 and summary["outcomes"]["attempts_mean"] == 2.0
+
+
+def test_dtq_load_ages_a_cluster_first(mono: ThreadCluster) -> None:
+    prefill = {"finished": 30, "pending": 6, "states": {"succeeded": 0.6, "failed": 0.2, "cancelled": 0.2}}
+    spec = workload_from_mapping(
+        {
+            "arrival": {"kind": "open", "rate": 10},
+            "duration": {"kind": "constant", "mean": 0.01},
+            "labels": {"test": "aged"},
+            "prefill": prefill,
+            "run_time": 1.0,
+            "warmup": 0.0,
+            "seed": 2,
+        }
+    )
+    drawn = prefill_jobs(spec)
+    result = run_load_sync(
+        dtq_target_spec(list(mono.addresses.values()), 5.0, "mono"), spec, drain_timeout=5.0
+    )
+
+    async def listed() -> collections.Counter[str]:
+        async with DtqClient(list(mono.addresses.values())) as client:
+            return collections.Counter(
+                [JobState(job.state).name async for job in client.list_all(labels={"test": "aged"})]
+            )
+
+    counts = asyncio.run(listed())
+    assert counts["FAILED"] == drawn.states.count("failed")
+    assert counts["CANCELLED"] == drawn.states.count("cancelled")
+    # the finished ones, the pending ones (10 ms each: run by the end) and the run's own jobs
+    assert len(result.jobs) > 3
+    assert counts["SUCCEEDED"] == drawn.states.count("succeeded") + 6 + len(result.jobs)
+    with pytest.raises(ValueError, match="takes no per-job settings"):
+        asyncio.run(
+            run_load(InMemoryTarget(), workload_from_mapping({**workload_to_mapping(spec), "priority": 1}))
+        )
+
+
+def test_a_recorded_real_run_replays_on_the_real_system(mono: ThreadCluster, tmp_path: Path) -> None:
+    spec = workload_from_mapping(
+        {
+            "arrival": {"kind": "open", "rate": 40},
+            "mix": {"submit": 0.7, "status": 0.3},
+            "duration": {"kind": "exponential", "mean": 0.01},
+            "run_time": 1.0,
+            "warmup": 0.2,
+            "seed": 3,
+        }
+    )
+    target = dtq_target_spec(list(mono.addresses.values()), 5.0, "mono")
+    recorded = run_load_sync(target, spec, drain_timeout=5.0)
+    write_load_run(
+        tmp_path,
+        "rec",
+        recorded,
+        spec,
+        kind="real",
+        design="mono",
+        parameters={},
+        started_at="",
+        provenance_info={},
+    )
+    (tmp_path / "replay.yaml").write_text("arrival: {kind: replay, run: rec, speed: 2}\n")
+    replay = load_workload(tmp_path / "replay.yaml")
+    replayed = run_load_sync(target, replay, drain_timeout=5.0)
+    assert [r.op for r in replayed.requests] == [r.op for r in recorded.requests]
+    assert [r.intended_time for r in replayed.requests] == pytest.approx(
+        [r.intended_time / 2 for r in recorded.requests]
+    )
+    assert sorted(j.duration for j in replayed.jobs) == sorted(j.duration for j in recorded.jobs)
+    assert all(j.final_state is JobState.SUCCEEDED for j in replayed.jobs)

@@ -458,7 +458,7 @@ async def _echo_worker(worker: Any, stop: asyncio.Event, finished: dict[str, int
     while not stop.is_set():
         fetched = await worker.FetchWork(
             worker_pb2.FetchWorkRequest(worker_id="flood-w", free_slots=8, wait_timeout=_seconds(0.1)),
-            timeout=5,
+            timeout=30,  # every role runs in this process: on a loaded 2-core host its loop stalled past 5 s
         )
         for a in fetched.assignments:
             reply = await worker.ReportResult(
@@ -468,7 +468,7 @@ async def _echo_worker(worker: Any, stop: asyncio.Event, finished: dict[str, int
                     attempt=a.attempt,
                     success=job_pb2.JobResult(output=a.spec.payload),
                 ),
-                timeout=5,
+                timeout=30,
             )
             assert JobState(reply.state) is JobState.SUCCEEDED
             finished[a.job_id] = finished.get(a.job_id, 0) + 1

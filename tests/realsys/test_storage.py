@@ -383,10 +383,10 @@ def queue_factory(tmp_path: Path, store: str) -> Callable[[], QueueEntries]:
 
 def test_queue_entries(queue_factory: Callable[[], QueueEntries], store: str) -> None:
     q = queue_factory()
-    q.put([("a", 1, 0.0), ("b", 5, 10.5), ("c", -3, 1.25)])
-    q.put([("a", 2, 3.0)])  # replaced: new values, moved to the back
+    q.put([("a", 1, 0.0, ""), ("b", 5, 10.5, "x"), ("c", -3, 1.25, "")])
+    q.put([("a", 2, 3.0, "y")])  # replaced: new values, moved to the back
     q.delete(["c", "missing"])
-    want = [("b", 5, 10.5), ("a", 2, 3.0)]
+    want = [("b", 5, 10.5, "x"), ("a", 2, 3.0, "y")]
     assert q.load_all() == want
     q.put([])
     q.delete([])

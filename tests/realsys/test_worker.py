@@ -26,6 +26,7 @@ from model.job import Assignment, CancelledByWorker, Failed, Job, JobSpec, Outco
 from model.runtime import HeartbeatReply
 from model.scheduler import Scheduler
 from model.states import JobState
+from model.workload import attempt_uniform
 from realsys.convert import (
     assignment_to_pb,
     from_duration,
@@ -45,7 +46,7 @@ from realsys.worker import (
     job_type,
     registry,
 )
-from realsys.worker.handlers import fail_handler
+from realsys.worker.handlers import JobCancelled, cpu_handler, fail_handler
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -241,6 +242,55 @@ async def test_fail_is_reproducible_from_the_seed_and_leaves_global_random_alone
         np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
         for a, b in zip(np.random.get_state(), np_state, strict=True)
     )
+
+
+async def test_fail_with_a_seed_fails_the_attempts_attempt_uniform_picks() -> None:
+    """The load generator's per-job seed: the real verdicts are the ones the simulator draws."""
+    seed, probability = 1234567, 0.5
+    for attempt in range(1, 30):
+        spec = JobSpec.make("fail", payload(probability=probability, seed=seed))
+        ctx = JobContext("t-1-1", attempt, spec, time.time() + 9, np.random.default_rng(0))
+        try:
+            await fail_handler(ctx)
+            failed = False
+        except JobFailure:
+            failed = True
+        assert failed == (attempt_uniform(seed, attempt) < probability), attempt
+    bad = JobContext(
+        "t-1-1", 1, JobSpec.make("fail", payload(seed=-1)), time.time() + 9, np.random.default_rng(0)
+    )
+    with pytest.raises(JobFailure, match="seed") as info:
+        await fail_handler(bad)
+    assert not info.value.retryable
+
+
+def test_cpu_fraction_burns_that_share_and_sleeps_the_rest() -> None:
+    spec = JobSpec.make("cpu", payload(seconds=0.4, cpu_fraction=0.25))
+    ctx = JobContext("t-1-1", 1, spec, time.time() + 9, np.random.default_rng(0))
+    wall, cpu = time.monotonic(), time.thread_time()
+    cpu_handler(ctx)
+    wall, cpu = time.monotonic() - wall, time.thread_time() - cpu
+    assert 0.1 <= cpu < 0.2, cpu  # 0.25 x 0.4 s of this thread's CPU (a little more: the last check)
+    assert wall >= 0.39, wall  # and 0.3 s asleep on top
+    out_of_range = JobContext(
+        "t-1-1",
+        1,
+        JobSpec.make("cpu", payload(seconds=0.1, cpu_fraction=2)),
+        time.time() + 9,
+        np.random.default_rng(0),
+    )
+    with pytest.raises(JobFailure, match="cpu_fraction"):
+        cpu_handler(out_of_range)
+
+
+def test_cpu_job_asleep_stops_at_once_when_cancelled() -> None:
+    spec = JobSpec.make("cpu", payload(seconds=30, cpu_fraction=0.0))
+    ctx = JobContext("t-1-1", 1, spec, time.time() + 60, np.random.default_rng(0))
+    threading.Timer(0.1, ctx.cancelled.set).start()
+    started = time.monotonic()
+    with pytest.raises(JobCancelled):
+        cpu_handler(ctx)
+    assert time.monotonic() - started < 2.0
 
 
 # ---------------------------------------------------------------------------- slots

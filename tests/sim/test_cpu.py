@@ -262,3 +262,57 @@ def _one_burst(
     yield env.timeout(at)
     yield proc.run(d)
     done[i] = env.now
+
+
+def _woken_after_a_busy_neighbour(warm_handover: bool) -> float:
+    """One core; process a runs 1 ms bursts back to back for 0.25 s while b sleeps, then b wakes at
+    0.2 s (its loop slept 0.2 s) and queues for the core: when b's 1 ms burst ends."""
+    env = simpy.Environment()
+    params = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
+    host = Host("h", 1, warm_handover=warm_handover)
+    costs = CostModel(params, 1)
+    a, b = (Proc(env, host, name, "node", i, costs) for i, name in enumerate("ab"))
+    ends: list[float] = []
+
+    def busy() -> Generator[Any, Any, None]:
+        while env.now < 0.25:
+            yield a.run(1e-3)
+
+    def wake() -> Generator[Any, Any, None]:
+        yield env.timeout(0.2)
+        yield b.run(1e-3)
+        ends.append(env.now)
+
+    env.process(busy())
+    env.process(wake())
+    env.run()
+    return ends[0] - 0.2
+
+
+def test_a_loop_that_queued_for_a_core_takes_it_warm() -> None:
+    """wakeup_warm_handover: a loop that waited for a core gets it straight from the process before
+    it and pays the warm wake-up (factor 1), not the cold one its 0.2 s of sleep would cost (x3)."""
+    cold = _woken_after_a_busy_neighbour(warm_handover=False)
+    warm = _woken_after_a_busy_neighbour(warm_handover=True)
+    # b waits for a's current burst (it arrived while a ran), then runs 1 ms plus its wake-up
+    assert cold == pytest.approx(warm + 2e-4)  # x3 against x1 on 1e-4
+    assert 1e-3 + 1e-4 <= warm <= 2e-3 + 1e-4
+
+
+def test_a_loop_woken_onto_an_idle_core_pays_the_cold_wakeup() -> None:
+    """wakeup_warm_handover, but b alone on a host of two cores: it never queues, and pays the cold
+    wake-up of its own sleep."""
+    env = simpy.Environment()
+    params = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
+    b = Proc(env, Host("h", 2, warm_handover=True), "b", "node", 0, CostModel(params, 1))
+    ends: list[float] = []
+
+    def at(t: float) -> Generator[Any, Any, None]:
+        yield env.timeout(t)
+        yield b.run(1e-3)
+        ends.append(env.now)
+
+    env.process(at(0.0))
+    env.process(at(0.2))
+    env.run()
+    assert ends[1] == pytest.approx(0.2 + 1e-3 + 3e-4)

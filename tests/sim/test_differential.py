@@ -35,12 +35,15 @@ or timing when costs are non-zero (the simulator then moves calls in time by des
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import inspect
+import sys
 import types
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import grpc
@@ -53,7 +56,7 @@ from model.errors import DtqError
 from model.job import Assignment, Failed, JobError, JobSpec, Outcome, Succeeded
 from model.scheduler import Scheduler
 from model.states import JobState
-from model.workload import OpenLoop, WorkloadSpec
+from model.workload import JobDraw, OpenLoop, WorkloadSpec
 from realsys.config import NodeConfig
 from realsys.convert import assignment_from_pb, outcome_to_pb, running_to_pb, spec_to_pb, to_duration
 from realsys.metrics import NodeMetrics
@@ -65,7 +68,7 @@ from realsys.mono.core import LocalCore
 from realsys.storage import MemoryJobRecords
 from realsys.timer import CoreTimer
 from sim.api import SimConfig, build
-from sim.engine import SimTimer, status_of
+from sim.engine import Cluster, SimTimer, status_of
 from sim.micro import MicroCluster
 from sim.mono import MonoCluster, MonoNode
 from sim.params import SimParams
@@ -315,6 +318,12 @@ class _TraceWorker:
     alive: bool = True
 
 
+def _draw(cluster: Cluster, spec: JobSpec) -> JobDraw:
+    """A zero-length job submitted with `spec` itself (the real driver's spec, payload too)."""
+    cluster.spec_of = lambda job: spec  # type: ignore[method-assign]
+    return JobDraw(spec.job_type, 0.0)
+
+
 class _SimSide:
     env: Any
     log: Log
@@ -338,7 +347,6 @@ class SimNode(_SimSide):
         # the simulator's own environment and cluster, as sim.run builds them (not started)
         self.env, cluster, _ = build(SimConfig("mono", WorkloadSpec(OpenLoop(1.0)), params))
         assert isinstance(cluster, MonoCluster)
-        cluster.spec = SPEC
         self.cluster = cluster
         self.node: MonoNode = cluster.nodes[0]
         now = lambda: float(self.env.now)  # noqa: E731
@@ -363,8 +371,7 @@ class SimNode(_SimSide):
         return value.name if hasattr(value, "name") else str(value)
 
     def submit(self, spec: JobSpec = SPEC) -> str:
-        self.cluster.spec = spec
-        status, job_id = self._do(self.node.submit(0.0))
+        status, job_id = self._do(self.node.submit(_draw(self.cluster, spec)))
         assert status == "OK"
         return str(job_id)
 
@@ -582,7 +589,6 @@ class SimMicro(_SimSide):
         params = SimParams.ideal(slots=1, core=CONFIG, sweep_interval=1e9)
         self.env, cluster, _ = build(SimConfig("micro", WorkloadSpec(OpenLoop(1.0)), params))
         assert isinstance(cluster, MicroCluster)
-        cluster.spec = SPEC
         self.cluster = cluster
         now = lambda: float(self.env.now)  # noqa: E731
         _instrument_micro(cluster.jobs, cluster.queues, cluster.coordinator, cluster.results, now, self.log)
@@ -608,8 +614,7 @@ class SimMicro(_SimSide):
         return value
 
     def submit(self, spec: JobSpec = SPEC) -> str:
-        self.cluster.spec = spec
-        return str(self._reply(self._do(self.cluster._job_create(0.0))))
+        return str(self._reply(self._do(self.cluster._job_create(_draw(self.cluster, spec)))))
 
     def wait(self, job_id: str, timeout: float) -> str:
         return str(self._reply(self._do(self.cluster._job_wait(job_id, timeout)))[0].name)
@@ -637,9 +642,16 @@ class SimMicro(_SimSide):
 
 
 # ================================================================================ the trace
-def play(driver: Any) -> Log:
-    """One trace; replies (or errors) go into the log beside the driver calls."""
+def play(driver: Any, tenants: bool = False) -> Log:
+    """One trace; replies (or errors) go into the log beside the driver calls. `tenants`: jobs carry
+    the scheduling policy's key label, tenants a and b in turn (for the policy variants)."""
     jobs: list[str] = []
+
+    def submit(spec: JobSpec = SPEC) -> str:
+        if tenants:
+            spec = dataclasses.replace(spec, labels=MappingProxyType({"tenant": "ab"[len(jobs) % 2]}))
+        return str(driver.submit(spec))
+
     held: dict[str, dict[str, int]] = {"w1": {}, "w2": {}, "w3": {}}  # worker -> job -> attempt it runs
 
     def reply(t: float, what: str, fn: Callable[[], Any]) -> None:
@@ -674,7 +686,7 @@ def play(driver: Any) -> Log:
         reply(t, f"report {worker} {index}", lambda: driver.report(worker, job_id, attempt, outcome))
 
     for i, t in enumerate((0.11, 0.13, 0.17, 0.23, 0.29)):
-        reply(t, f"submit {i}", lambda: jobs.append(driver.submit()) or jobs[-1])
+        reply(t, f"submit {i}", lambda: jobs.append(submit()) or jobs[-1])
     beat(0.31, "w1", 2)
     beat(0.37, "w2", 2)
     fetch(0.41, "w1", 2)
@@ -704,7 +716,7 @@ def play(driver: Any) -> Log:
     reply(9.0, "status 3 (expired)", lambda: driver.status(jobs[3]))
     # byte budgets: two large payloads do not fit one fetch (Design A: LeaseJobs requeues the rest)
     for i, (t, spec) in enumerate(((9.1, LARGE), (9.11, LARGE), (9.13, SPEC)), start=5):
-        reply(t, f"submit {i}", lambda spec=spec: jobs.append(driver.submit(spec)) or jobs[-1])
+        reply(t, f"submit {i}", lambda spec=spec: jobs.append(submit(spec)) or jobs[-1])
     fetch(9.2, "w3", 3)
     fetch(9.3, "w3", 3)
     # a report from a worker that does not hold the lease: refused, nothing stored (issue 26)
@@ -712,7 +724,7 @@ def play(driver: Any) -> Log:
     report(9.5, "w3", 5, Succeeded(b"r" * 200))  # Design B keeps it out of RAM; A stores 200 bytes
     reply(9.55, "status 6", lambda: driver.status(jobs[6]))
     # draining: a long-poll at the owner answers UNAVAILABLE
-    reply(9.6, "submit 8", lambda: jobs.append(driver.submit()) or jobs[-1])
+    reply(9.6, "submit 8", lambda: jobs.append(submit()) or jobs[-1])
     reply(9.7, "drain", driver.drain)
     reply(9.8, "wait 8 (draining)", lambda: driver.wait(jobs[8], 5.0))
     driver.at(END)  # every remaining timer: expiries, worker w1 lost, retention of jobs and results
@@ -820,3 +832,57 @@ def test_design_a_real_and_sim_adapters_make_identical_decisions(
         else:
             _compare(mine_real, mine_sim)
     assert queues[0] == queues[1]  # and the race leaves the same queue
+
+
+# ================================================================================ under a policy
+POLICY_CONFIGS = {
+    # tenant b weighs 3: at 0.43 w2's fetch takes b's submit 3 before a's submit 2 (fifo: 2, 3)
+    "fair": dataclasses.replace(CONFIG, policy="fair", policy_weights="b=3"),
+    # 3 jobs/s per tenant: at 0.43 both tenants wait for a token (fifo: submits 2 and 3), and the
+    # timer wakes for it (token times clear of the trace's instants: no tie of a timer and a call)
+    "ratelimit": dataclasses.replace(CONFIG, policy="ratelimit", policy_rate=3.0, policy_burst=1.0),
+}
+EXPECTED_W2_FETCH = {"fair": ["4#1", "3#1"], "ratelimit": []}  # job i+1 is submit i
+
+
+def _fetch_w2(log: Log) -> list[str]:
+    reply = next(e[3] for e in log if e[1] == "reply" and e[2] == "fetch w2")
+    return [job.rsplit("-", 1)[1].lstrip("0") for job in eval(reply)]
+
+
+@pytest.mark.parametrize("policy", sorted(POLICY_CONFIGS))
+def test_design_b_adapters_agree_under_a_policy(monkeypatch: pytest.MonkeyPatch, policy: str) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CONFIG", POLICY_CONFIGS[policy])
+    real = play(RealNode(monkeypatch), tenants=True)
+    simulated = play(SimNode(), tenants=True)
+    assert _fetch_w2(real) == EXPECTED_W2_FETCH[policy]  # the policy decided
+    _compare(real, simulated)
+
+
+@pytest.mark.parametrize("policy", sorted(POLICY_CONFIGS))
+def test_design_a_adapters_agree_under_a_policy(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, policy: str
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "CONFIG", POLICY_CONFIGS[policy])
+    micro = RealMicro(monkeypatch, tmp_path)
+    try:
+        real = play(micro, tenants=True)
+    finally:
+        micro.close()
+    sim_micro = SimMicro()
+    simulated = play(sim_micro, tenants=True)
+    assert _fetch_w2(real) == EXPECTED_W2_FETCH[policy]
+    racy = _racy_instants(real)
+    assert racy == _racy_instants(simulated)
+    for labels in (
+        ("reply",),
+        ("jobs", "arm job"),
+        ("queue", "arm queue"),
+        ("coordinator", "arm coordinator"),
+    ):
+        mine_real, mine_sim = _entries(real, *labels), _entries(simulated, *labels)
+        if labels[0] == "queue":
+            _compare_racy(mine_real, mine_sim, racy)
+        else:
+            _compare(mine_real, mine_sim)
+    assert _queue_state(micro.queue.service.queue) == _queue_state(sim_micro.cluster.queue)

@@ -39,7 +39,7 @@ from model.config import CoreConfig
 from model.ids import owner_of
 from model.job import Failed, JobError, JobSpec, Outcome, Succeeded
 from model.states import JobState
-from model.workload import OpenLoop, WorkloadSpec
+from model.workload import JobDraw, OpenLoop, WorkloadSpec
 from realsys.convert import to_duration
 from realsys.metrics import NodeMetrics
 from realsys.mono.backend import InProcessBackend
@@ -355,8 +355,8 @@ class SimTrace(Trace):
         self.env = cluster.env
 
     def submit(self, node: str, spec: JobSpec) -> Generator[Any, Any, str]:
-        self.c.spec = spec
-        status, job_id = yield from self.c.by_name[node].submit(0.0)
+        self.c.spec_of = lambda job: spec  # type: ignore[method-assign]  # the real side's spec, payload too
+        status, job_id = yield from self.c.by_name[node].submit(JobDraw(spec.job_type, 0.0))
         assert status == "OK"
         return str(job_id)
 

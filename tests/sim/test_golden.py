@@ -67,13 +67,13 @@ CASES: dict[str, Callable[[], sim.SimConfig]] = {
 }
 
 GOLDEN = {
-    "cluster-mono": "5df1a718e7c7f6e08aeef339f27e57cd812b737e7c98e366243e6a3ef7720996",
-    "cluster-micro": "4941d0b517a52968d41956d3f179d08b526eeb0afb03bf83e5d6f27d835316a6",
-    "many-nodes-steal": "af2af540f6c02658585ef0c65760b62e701111636c597c6c396aca857af5098e",
-    "mixed-mono": "84b2af18ca4ed79f6fefd8ded6683ce3fb80f5cda1aa8466da7a2c2aed4060e0",
-    "mixed-micro": "2b40e55166fbb1543d57466d91cd5873e6bddb13b8abe2ff307cf2b4452aa4c5",
-    "fair-wakeup-mono": "1ed4c00688cbb09b822569b0982fd711769836566498e9fb1a250572da541fd5",
-    "fair-wakeup-micro": "c2cdae66945cd2862ad93557b0b01de829ac5c1c889ebc04acd07d3f2e26c1bd",
+    "cluster-mono": "ce5564bfcde33439b753eeb31942bd662fef6bae1f8912bef3e159952fcf6d47",
+    "cluster-micro": "261dbb61a68fa96aeae800b52e19a49250312ffbdb501a429e9bd4830dfe78f8",
+    "many-nodes-steal": "b227c6c33cf283b29a91ffddbb7dd510ed44099eeaf8e614aab9f241b02bed30",
+    "mixed-mono": "4c2fa0334651eeef89a7abc8b95c82d0c9e5a439976ccc0ff990c32da3f18bbe",
+    "mixed-micro": "4efc1cabca3f149d87245ac4b57b0572900958b07bc61e62efa51b8fc2cf9c02",
+    "fair-wakeup-mono": "d13407329f55dd6e34ccfbb502ebd05683036432ecc6c7f7e3c93d31ab37e2de",
+    "fair-wakeup-micro": "f49859bd6a73621294c918885e9a69af3384556a3b359809df06cd15c9063f57",
 }
 
 SPEED = {

@@ -37,7 +37,7 @@ from model.ids import JobIdFactory
 from model.job import Assignment, JobSpec, Outcome, RetryPolicy
 from model.runtime import MIN_EMPTY_POLL, HeartbeatReply, WorkerCore
 from model.scheduler import Scheduler
-from model.workload import OpenLoop, WorkloadSpec
+from model.workload import JobDraw, OpenLoop, WorkloadSpec
 from realsys.worker import HandlerRegistry, JobContext, WorkerRuntime
 from sim.api import SimConfig, build
 from sim.params import SimParams
@@ -300,7 +300,7 @@ class SimBackend:
 
     server: TraceServer
     env: Any
-    durations: dict[str, float] = field(default_factory=dict)
+    jobs: dict[str, JobDraw] = field(default_factory=dict)  # the cluster's: what SimWorker's handlers run
 
     def fetch(self, worker: SimWorker, free_slots: int, wait: float) -> Generator[Any, Any, list[Assignment]]:
         env = self.env
@@ -308,7 +308,7 @@ class SimBackend:
         yield env.timeout(FETCH_LATENCY)
         while True:
             taken = self.server.fetch(env.now, free_slots)
-            self.durations.update(self.server.durations)
+            self.jobs.update((k, JobDraw("sleep", d)) for k, d in self.server.durations.items())
             if taken is not None or env.now - start >= wait:
                 yield env.timeout(FETCH_LATENCY)
                 return taken or []
@@ -334,7 +334,7 @@ def run_sim() -> tuple[Log, dict[str, tuple[str, int]]]:
     params = SimParams.ideal(core=CONFIG, fetch_wait=FETCH_WAIT, min_empty_poll=MIN_EMPTY_POLL)
     env, cluster, _ = build(SimConfig("micro", WorkloadSpec(OpenLoop(1.0)), params))  # not started
     server = TraceServer()
-    backend = SimBackend(server, env, cluster.durations)
+    backend = SimBackend(server, env, cluster.draws)
     proc = next(p for p in cluster.procs if p.role == "worker")
     worker = SimWorker(cluster, WORKER, SLOTS, proc, backend)
     log: Log = []

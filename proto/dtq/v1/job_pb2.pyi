@@ -80,7 +80,7 @@ class JobResult(_message.Message):
     def __init__(self, output: _Optional[bytes] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "spec", "state", "attempt", "create_time", "start_time", "end_time", "worker_id", "owner_node", "done", "error", "request_id")
+    __slots__ = ("job_id", "spec", "state", "attempt", "create_time", "start_time", "end_time", "worker_id", "owner_node", "done", "error", "request_id", "estimated_start_time", "estimated_end_time")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,8 @@ class Job(_message.Message):
     DONE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_START_TIME_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_END_TIME_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     spec: JobSpec
     state: JobState
@@ -105,7 +107,9 @@ class Job(_message.Message):
     done: bool
     error: JobError
     request_id: str
-    def __init__(self, job_id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., owner_node: _Optional[str] = ..., done: _Optional[bool] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    estimated_start_time: _timestamp_pb2.Timestamp
+    estimated_end_time: _timestamp_pb2.Timestamp
+    def __init__(self, job_id: _Optional[str] = ..., spec: _Optional[_Union[JobSpec, _Mapping]] = ..., state: _Optional[_Union[JobState, str]] = ..., attempt: _Optional[int] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., worker_id: _Optional[str] = ..., owner_node: _Optional[str] = ..., done: _Optional[bool] = ..., error: _Optional[_Union[JobError, _Mapping]] = ..., request_id: _Optional[str] = ..., estimated_start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., estimated_end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("job_id", "attempt", "spec", "lease_deadline", "run_deadline", "owner_node")

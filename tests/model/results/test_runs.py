@@ -25,6 +25,7 @@ from model.results.runs import (
     load_summary,
     load_workload,
     provenance,
+    read_job_records,
     run_config,
     run_exists,
     write_run,
@@ -194,3 +195,82 @@ def test_workload_file_errors_name_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / "w.json").write_text("{}")
     with pytest.raises(InvalidArgument, match=r"\.yaml, \.yml or \.toml"):
         load_workload(tmp_path / "w.json")
+
+
+# ---------------------------------------------------------------------------- files a workload names
+def _write_recorded_run(root: Path) -> Path:
+    requests = [
+        RequestRecord(0, Op.SUBMIT, 0.10, 0.10, 0.11, "OK", "a"),
+        RequestRecord(0, Op.SUBMIT, 0.20, 0.20, 0.21, "OK", "b"),
+        RequestRecord(0, Op.SUBMIT, 0.25, 0.25, 0.26, "UNAVAILABLE", ""),
+        RequestRecord(0, Op.STATUS, 0.30, 0.30, 0.31, "OK", "b"),
+        RequestRecord(0, Op.CANCEL, 0.40, 0.40, 0.41, "OK", "a"),
+        RequestRecord(0, Op.LIST, 0.50, 0.50, 0.51, "OK", ""),
+    ]
+    jobs = [
+        JobRecord("a", 0.10, 0.11, 0.45, JobState.CANCELLED, 1, 0.5),
+        JobRecord("b", 0.20, 0.21, 0.35, JobState.SUCCEEDED, 1, 0.125),
+    ]
+    spec = WorkloadSpec(OpenLoop(10.0), run_time=0.4, warmup=0.2, seed=4)
+    config = run_config(run_id="rec", kind="real", design="mono", workload=spec, parameters={})
+    summary = summarize(
+        requests,
+        jobs,
+        window=(0.2, 0.6),
+        run_id="rec",
+        kind="real",
+        design="mono",
+        offered_rate=10.0,
+        loadgen={
+            "processes": 1,
+            "cpu_utilisation": 0.0,
+            "achieved_rate": 0.0,
+            "bottleneck": False,
+            "bottleneck_reason": "",
+        },
+    )
+    return write_run(root, "rec", config, requests, jobs, summary)
+
+
+def test_a_replay_reads_the_recorded_requests_relative_to_its_workload_file(tmp_path: Path) -> None:
+    run_dir = _write_recorded_run(tmp_path / "runs")
+    (tmp_path / "w").mkdir()
+    path = tmp_path / "w" / "replay.yaml"
+    path.write_text("arrival: {kind: replay, run: ../runs/rec, speed: 1}\nduration: {mean: 0.05}\n")
+    spec = load_workload(path)
+    assert spec.run_time == 0.4 and spec.warmup == 0.2  # the recorded run's, when the file gives none
+    recording = spec.arrival.recording  # type: ignore[union-attr]
+    assert recording.path == str(run_dir.resolve())
+    assert recording.ops == (0, 0, 0, int(Op.STATUS), int(Op.CANCEL), int(Op.LIST))
+    assert recording.durations[:2] == (0.5, 0.125) and math.isnan(recording.durations[2])
+    # the status is about the 2nd of 2 accepted jobs, the cancel about the 1st of 2
+    assert recording.targets[3] == 0.75 and recording.targets[4] == 0.25
+    # config.json records the run by its absolute path, and reads back anywhere
+    mapping = run_config(run_id="x", kind="real", design="mono", workload=spec, parameters={})["workload"]
+    assert mapping["arrival"]["run"] == str(run_dir.resolve())
+    assert load_run_workload(run_dir) != spec  # its own workload is the open loop it ran
+
+
+def test_empirical_samples_come_from_a_file_and_stay_inline(tmp_path: Path) -> None:
+    (tmp_path / "d.txt").write_text("# measured job durations (s)\n0.1, 0.2\n0.4 # slow one\n\n")
+    path = tmp_path / "w.toml"
+    path.write_text('[arrival]\nkind = "open"\nrate = 5\n[duration]\nkind = "empirical"\nfile = "d.txt"\n')
+    spec = load_workload(path)
+    assert spec.duration.samples == (0.1, 0.2, 0.4)  # type: ignore[union-attr]
+    mapping = run_config(run_id="x", kind="real", design="mono", workload=spec, parameters={})["workload"]
+    assert mapping["duration"]["samples"] == [0.1, 0.2, 0.4]
+    (tmp_path / "bad.txt").write_text("0.1 fast\n")
+    path.write_text('[arrival]\nkind = "open"\nrate = 5\n[duration]\nkind = "empirical"\nfile = "bad.txt"\n')
+    with pytest.raises(InvalidArgument, match=r"workload.duration.file: .*bad.txt:1: 'fast' is not a number"):
+        load_workload(path)
+    path.write_text('[arrival]\nkind = "open"\nrate = 5\n[duration]\nkind = "empirical"\nfile = "none.txt"\n')
+    with pytest.raises(InvalidArgument, match=r"workload\.duration\.file: cannot read"):
+        load_workload(path)
+
+
+def test_job_files_written_before_priority_and_reason_still_load(tmp_path: Path) -> None:
+    path = tmp_path / JOBS_FILE
+    with gzip.open(path, "wt", newline="") as f:
+        f.write(",".join(JOB_FIELDS[:7]) + "\n" + "a,1.0,1.5,2.0,FAILED,3,0.1\n")
+    (job,) = read_job_records(path)
+    assert (job.final_state, job.attempts, job.priority, job.reason) == (JobState.FAILED, 3, 0, "")

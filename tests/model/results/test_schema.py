@@ -29,12 +29,20 @@ def test_rows_round_trip_exactly() -> None:
     jobs = [
         JobRecord("a", 1.0, 1.5, 2.25, JobState.SUCCEEDED, 1, 0.05),
         JobRecord("b", 1.0, 1.5, math.nan, JobState.PENDING, 0, 0.0),
+        JobRecord("c", 1.0, 1.5, 3.0, JobState.FAILED, 2, 0.1, priority=-3, reason="TIMEOUT"),
     ]
     job_out = list(schema.job_rows(jobs))
-    assert job_out[1] == ["b", "1.0", "1.5", "", "PENDING", "0", "0.0"]
+    assert job_out[1] == ["b", "1.0", "1.5", "", "PENDING", "0", "0.0", "0", ""]
+    assert job_out[2][-2:] == ["-3", "TIMEOUT"]
     back = [schema.job_from_row(r) for r in job_out]
-    assert back[0] == jobs[0]
+    assert back[0] == jobs[0] and back[2] == jobs[2]
     assert back[1].job_id == "b" and math.isnan(back[1].end_time) and back[1].final_state is JobState.PENDING
+
+
+def test_job_rows_written_before_priority_and_reason_still_read() -> None:
+    old = ["a", "1.0", "1.5", "2.25", "SUCCEEDED", "1", "0.05"]
+    assert schema.JOB_FIELDS[:7] == schema.LEGACY_JOB_FIELDS
+    assert schema.job_from_row(old) == JobRecord("a", 1.0, 1.5, 2.25, JobState.SUCCEEDED, 1, 0.05)
 
 
 def test_bad_rows() -> None:

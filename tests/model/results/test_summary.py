@@ -177,10 +177,33 @@ def test_schema_fields_and_loadgen_block() -> None:
         "completion_ms",
         "errors",
         "jobs",
+        "outcomes",
         "loadgen",
     ]
     assert out["schema"] == 1 and out["run_id"] == "r1" and out["kind"] == "real" and out["design"] == "mono"
     assert tuple(out["loadgen"]) == LOADGEN_KEYS and out["loadgen"] == LOADGEN
+
+
+def test_outcomes_by_hand() -> None:
+    jobs = [
+        JobRecord("a", 2.0, 2.1, 2.5, JobState.SUCCEEDED, 1, 0.1, priority=9),
+        JobRecord("b", 2.0, 2.1, 4.0, JobState.FAILED, 4, 0.1, reason="HANDLER_ERROR"),
+        JobRecord("c", 3.0, 3.1, 4.0, JobState.FAILED, 2, 0.1, reason="TIMEOUT"),
+        JobRecord("d", 3.0, 3.1, 3.5, JobState.CANCELLED, 1, 0.1, priority=9, reason="CANCELLED"),
+        JobRecord("e", 3.0, 3.1, math.nan, JobState.RUNNING, 1, 0.1),  # unfinished: not counted
+        JobRecord("f", 0.5, 0.6, 3.0, JobState.FAILED, 3, 0.1),  # submitted before the window
+    ]
+    out = summary([], jobs)["outcomes"]
+    assert out["finished"] == 4
+    assert out["attempts_mean"] == 2.0 and out["attempts_max"] == 4
+    assert out["failed"] == 0.5 and out["cancelled"] == 0.25 and out["timed_out"] == 0.25
+    by_priority = out["completion_ms_by_priority"]
+    assert list(by_priority) == ["0", "9"]
+    assert by_priority["9"]["count"] == 2 and close(by_priority["9"]["max"], 500.0)
+    assert by_priority["0"]["count"] == 2 and close(by_priority["0"]["p50"], 1000.0)
+    empty = summary([], [])["outcomes"]
+    assert empty["finished"] == 0 and empty["attempts_mean"] == 0.0
+    assert empty["completion_ms_by_priority"] == {}
 
 
 @pytest.mark.parametrize(
