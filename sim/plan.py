@@ -142,6 +142,11 @@ def parse_goal(text: str) -> Goal:
         pct, what = call[1], call[2]
     elif name in _PCT:
         pct, what = name, "completion"
+    elif "." not in name:
+        raise InvalidArgument(
+            f"{where}: unknown metric {name!r} (a percentile: {', '.join(_PCT)}; a method's: submit.p99; "
+            "throughput; requests)"
+        )
     else:
         what, _, pct = name.partition(".")  # submit.p99 (submit.p99.9 keeps "p99.9")
     if pct not in _PCT:
