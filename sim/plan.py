@@ -22,9 +22,11 @@ node count is that point. Cost is processes (what a deployment pays for: a proce
 a core, as each is one single-threaded event loop), then total slots; ties go to the larger margin.
 
 Search: every (design, slots) line is searched at once, a round of points per sweep (sim.sweep's
-machinery: the local pool, or a Dask cluster at `address`). Design B's lines bisect node counts on
-1..max_nodes, first checking max_nodes, assuming the metric falls as nodes are added (what a line
-whose goal is met at n and missed at n-1 needs); `search="grid"` evaluates every node count instead
+machinery: the local pool, or a Dask cluster at `address`). Design B's lines try node counts 1, 2, 4,
+... (up to max_nodes) until one meets the goal, then bisect between it and the last that missed: the
+smallest meeting count, if the metric falls as nodes are added up to there. It need not fall beyond:
+on one host, nodes past its cores compete for them and latency rises again, which is why the search
+climbs from 1 rather than starting at max_nodes. `grid=True` evaluates every node count instead
 (for curves that are not monotone). Then the curve of each design's best line is filled in
 (`curve=True`). A point meets the goals when the mean over `replications` does (the margin's
 Student-t CI says how sure that is; `uncertain` flags a CI that crosses a goal). A replication with
@@ -304,24 +306,31 @@ def search(
     if grid:
         run(micro + [Config("mono", n, ln.slots) for ln in mono for n in range(1, max_nodes + 1)])
         return seen
-    run(micro + [Config("mono", max_nodes, ln.slots) for ln in mono])
-    for ln in mono:
-        if seen[Config("mono", max_nodes, ln.slots)].meets(goals):
-            ln.hi = max_nodes
-        else:
-            ln.done = True
-    while True:
-        active = [ln for ln in mono if not ln.done and ln.hi - ln.lo > 1]
-        if not active:
-            break
-        mids = {id(ln): (ln.lo + ln.hi) // 2 for ln in active}
-        run([Config("mono", mids[id(ln)], ln.slots) for ln in active])
-        for ln in active:
-            mid = mids[id(ln)]
-            if seen[Config("mono", mid, ln.slots)].meets(goals):
-                ln.hi = mid
+    run(micro)
+    while True:  # Design B's lines: 1, 2, 4, ... until met (or max_nodes missed), then bisection
+        probes = {}
+        for ln in mono:
+            if ln.done:
+                continue
+            if ln.hi == 0:
+                if ln.lo >= max_nodes:
+                    ln.done = True  # nothing in range meets on this line
+                    continue
+                probes[id(ln)] = min(max(1, 2 * ln.lo), max_nodes)
+            elif ln.hi - ln.lo > 1:
+                probes[id(ln)] = (ln.lo + ln.hi) // 2
             else:
-                ln.lo = mid
+                ln.done = True
+        if not probes:
+            break
+        active = [ln for ln in mono if id(ln) in probes]
+        run([Config("mono", probes[id(ln)], ln.slots) for ln in active])
+        for ln in active:
+            n = probes[id(ln)]
+            if seen[Config("mono", n, ln.slots)].meets(goals):
+                ln.hi = n
+            else:
+                ln.lo = n
     if curve:  # each design's best line (or, when none meets, its largest slots) over every node count
         extra = []
         for design in ("mono",) if "mono" in designs else ():
@@ -361,12 +370,12 @@ def choose(seen: Mapping[Config, Evaluation], goals: Sequence[Goal]) -> tuple[Co
 
 
 def next_smaller(best: Config, slots: Sequence[int]) -> Config | None:
-    """The configuration one step cheaper on the same line: Design B one node fewer; Design A (whose
-    process count is fixed) the next smaller slots value."""
-    if best.design == "mono":
-        return Config("mono", best.nodes - 1, best.slots) if best.nodes > 1 else None
+    """The configuration one step cheaper in the same design: Design B one node fewer (at one node,
+    the next smaller slots value); Design A (whose process count is fixed) the next smaller slots."""
+    if best.design == "mono" and best.nodes > 1:
+        return Config("mono", best.nodes - 1, best.slots)
     smaller = [s for s in slots if s < best.slots]
-    return Config("micro", 1, max(smaller)) if smaller else None
+    return Config(best.design, 1, max(smaller)) if smaller else None
 
 
 # ------------------------------------------------------------------------------- binding resource

@@ -140,6 +140,16 @@ def test_bisection_finds_what_the_grid_finds_with_fewer_points() -> None:
         assert seen[Config("mono", n, s)].meets([GOAL]) and not seen[Config("mono", n - 1, s)].meets([GOAL])
 
 
+def test_a_curve_that_rises_again_past_the_host_cores() -> None:
+    # one host: 2 and 3 nodes meet, 4+ compete for its cores and miss; climbing from 1 finds 2
+    def u_shaped(c: Config) -> float:
+        return {1: 150.0, 2: 90.0, 3: 80.0}.get(c.nodes, 200.0)
+
+    seen = search(stub(u_shaped), [GOAL], ("mono",), (2,), 8, curve=False)
+    assert choose(seen, [GOAL])[0] == Config("mono", 2, 2)
+    assert Config("mono", 8, 2) not in seen  # the climb stopped at the first count that met
+
+
 def test_curve_fills_the_best_line() -> None:
     seen = search(stub(monotone), [GOAL], ("mono",), (1, 2, 4), 6)
     assert {Config("mono", n, 4) for n in range(1, 7)} <= set(seen)
@@ -157,10 +167,12 @@ def test_design_a_is_chosen_when_b_needs_more_processes() -> None:
 
 
 def test_no_feasible_point() -> None:
-    seen = search(stub(lambda c: 150.0), [GOAL], ("micro", "mono"), (1, 2), 8)
+    seen = search(stub(lambda c: 150.0), [GOAL], ("micro", "mono"), (1, 2), 8, curve=False)
     assert choose(seen, [GOAL]) == (None, None)
-    # only the largest node count of each line was tried, then the largest-slots curve
-    assert Config("mono", 8, 1) in seen and Config("mono", 4, 1) not in seen
+    # each line climbed 1, 2, 4, 8 and gave up at max_nodes
+    assert {c for c in seen if c.design == "mono"} == {
+        Config("mono", n, s) for n in (1, 2, 4, 8) for s in (1, 2)
+    }
     result = plan(
         workload_from_mapping(WORKLOAD), [GOAL], slots=(1, 2), max_nodes=8, evaluator=stub(lambda c: 150.0)
     )
