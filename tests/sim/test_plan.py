@@ -8,9 +8,11 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import sim
 from model.errors import InvalidArgument
 from model.workload import workload_from_mapping
 from realsys.cli import main
@@ -297,3 +299,16 @@ def test_cli_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[
         ["plan", "--workload", str(workload), "--slo", "p99<5ms", "--out", str(tmp_path / "out")], capsys
     )
     assert code == 2 and "--force" in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_plan_on_a_dask_cluster_matches_the_local_run() -> None:
+    """Given an address, the planner's rounds run on a real Dask cluster (sim.local_cluster), with the
+    same answer as in this process."""
+    kwargs: dict[str, Any] = {"designs": ("mono",), "max_nodes": 2, "slots": (2,), "replications": 1}
+    workload = workload_from_mapping(WORKLOAD)
+    here = plan(workload, "p99<100ms", workers=1, **kwargs)
+    with sim.local_cluster(workers=1) as address:
+        there = plan(workload, "p99<100ms", address=address, **kwargs)
+    assert there.to_mapping() == here.to_mapping()
