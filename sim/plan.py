@@ -33,11 +33,12 @@ Student-t CI says how sure that is; `uncertain` flags a CI that crosses a goal).
 jobs left unfinished or requests refused for overload (RESOURCE_EXHAUSTED, UNAVAILABLE,
 DEADLINE_EXCEEDED, CANCELLED) counts as infinitely late for a latency goal.
 
-The binding resource, named for a line's largest configuration when nothing in range meets the goal
-(`binding`), in this order: slots (offered job load / total slots >= SLOT_BUSY), the CPU of the
-busiest process (busy share >= PROC_BUSY; the load generator when it is the one), the host's cores
-(>= HOST_BUSY of all cores), the jobs' own duration (a completion goal under the workload's duration
-percentile), else hops: nothing is saturated, so the floor is the path's hops and service times.
+The binding resource, named when nothing in range meets the goal (`binding`), at each design's
+configuration closest to the goal (the largest relative margin), in this order: slots (offered job
+load / total slots >= SLOT_BUSY), the CPU of the busiest process (busy share >= PROC_BUSY; the load
+generator when it is the one), the host's cores (>= HOST_BUSY of all cores), the jobs' own duration (a
+completion goal under the workload's duration percentile), else hops: nothing is saturated, so the
+floor is the path's hops and service times.
 Busy shares are sim.api.run's (over the whole simulated run, warm start and drain included).
 """
 
@@ -389,7 +390,7 @@ _QUANTILE = {"p50": 0.5, "p95": 0.95, "p99": 0.99, "p999": 0.999}
 
 
 def binding(ev: Evaluation, goals: Sequence[Goal], workload: WorkloadSpec) -> str:
-    """What keeps `ev` (a line's largest configuration) from its goals (the module docstring's order)."""
+    """What keeps `ev` (a design's point closest to the goal) from it (the module docstring's order)."""
     if ev.slot_load >= SLOT_BUSY:
         return (
             f"slots: the offered job load keeps {ev.slot_load:.0%} of the {ev.config.total_slots} slots busy "
@@ -512,7 +513,7 @@ class PlanResult:
     best: Config | None
     runner_up: Config | None
     smaller: Config | None
-    bindings: dict[str, str]  # design -> what binds at its largest configuration (when none meets)
+    bindings: dict[str, str]  # design -> what binds at its point closest to the goal (when none meets)
     tables: list[Any] = field(default_factory=list)  # the sweep rounds' tidy tables
 
     def curve_rows(self) -> list[dict[str, Any]]:
@@ -706,6 +707,10 @@ def figure(result: PlanResult, path: Path) -> bool:
     return True
 
 
+def _finite(x: float) -> float:
+    return -math.inf if math.isnan(x) else x
+
+
 def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else round(float(x), 4)
 
@@ -764,9 +769,10 @@ def plan(
     smaller = next_smaller(best, slots) if best else None
     bindings: dict[str, str] = {}
     if best is None:
-        for design in designs:
-            largest = max((c for c in seen if c.design == design), key=lambda c: (c.nodes, c.slots))
-            bindings[design] = binding(seen[largest], goals, workload)
+        for design in designs:  # at the design's point closest to the goal (the largest on a tie)
+            mine = [c for c in seen if c.design == design]
+            closest = max(mine, key=lambda c: (_finite(seen[c].relative_margin(goals)), c.nodes, c.slots))
+            bindings[design] = f"at {closest.label}: {binding(seen[closest], goals, workload)}"
     return PlanResult(
         goals,
         workload,
