@@ -662,8 +662,9 @@ class PlanResult:
 
 
 def figure(result: PlanResult, path: Path) -> bool:
-    """The SLO metric against processes per design and slots (error bars: the CIs), the goal as a
-    line; False when matplotlib (the lab extra) is not installed."""
+    """Two panels of the goal's metric (error bars: the CIs; the goal dashed; overloaded points as x
+    above the rest): against processes (Design B's nodes; Design A at 6) and against total slots
+    (Design A's worker slots), a line per design and slots per node. False without matplotlib."""
     try:
         import matplotlib  # an optional dependency (the lab extra)
 
@@ -672,35 +673,63 @@ def figure(result: PlanResult, path: Path) -> bool:
     except ImportError:
         return False
     g = result.goals[0]
-    fig, ax = plt.subplots(figsize=(5.0, 3.2), dpi=80)
     rows = result.curve_rows()
-    lines = sorted({(r["design"], r["slots_per_node"]) for r in rows})
-    for design, slots in lines:
-        pts = [
-            r
-            for r in rows
-            if (r["design"], r["slots_per_node"]) == (design, slots) and math.isfinite(r[g.path] or math.nan)
-        ]
-        if not pts:
-            continue
-        xs = [r["processes"] for r in pts]
-        ys = [r[g.path] for r in pts]
-        err = [
-            [y - r[g.path + ".ci_low"] for y, r in zip(ys, pts, strict=True)],
-            [r[g.path + ".ci_high"] - y for y, r in zip(ys, pts, strict=True)],
-        ]
-        style = "s" if design == "micro" else "o-"
-        ax.errorbar(xs, ys, yerr=err, fmt=style, ms=3, capsize=2, lw=1, label=f"{design} {slots} slots")
-    ax.axhline(g.value, color="k", ls="--", lw=0.8, label=f"goal {g.text}")
-    if result.best is not None:
-        ev = result.evaluations[result.best]
-        ax.plot([result.best.processes], [ev.mean(g)], "r*", ms=10, label="choice")
+    finite = [r[g.path] for r in rows if math.isfinite(r[g.path])]
+    top = max(finite, default=g.value) * 2.0
+    fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.0), dpi=80, sharey=True)
+    groups = sorted({(r["design"], r["slots_per_node"] if r["design"] == "mono" else 0) for r in rows})
+    for ax, x_key in zip(axes, ("processes", "total_slots"), strict=True):
+        for k, (design, slots) in enumerate(groups):
+            pts = [
+                r
+                for r in rows
+                if r["design"] == design and (design == "micro" or r["slots_per_node"] == slots)
+            ]
+            # Design A against processes: one point per slots value, all at 6
+            one_each = design == "micro" and x_key == "processes"
+            pts_by_line = [[r] for r in pts] if one_each else [pts]
+            for line in pts_by_line:
+                ok = [r for r in line if math.isfinite(r[g.path])]
+                name = (
+                    f"A, worker {line[0]['slots_per_node']} slots"
+                    if design == "micro" and len(line) == 1
+                    else ("A (worker slots)" if design == "micro" else f"B, {slots} slots/node")
+                )
+                if ok:
+                    ys = [r[g.path] for r in ok]
+                    lows = [
+                        max(y - r[g.path + ".ci_low"], 0.0) if math.isfinite(r[g.path + ".ci_low"]) else 0.0
+                        for y, r in zip(ys, ok, strict=True)
+                    ]
+                    highs = [
+                        r[g.path + ".ci_high"] - y if math.isfinite(r[g.path + ".ci_high"]) else 0.0
+                        for y, r in zip(ys, ok, strict=True)
+                    ]
+                    ax.errorbar(
+                        [r[x_key] for r in ok],
+                        ys,
+                        yerr=[lows, highs],
+                        fmt="s-" if design == "micro" else "o-",
+                        ms=3,
+                        capsize=2,
+                        lw=1,
+                        label=name,
+                        color=f"C{k}",
+                    )
+                over = [r[x_key] for r in line if math.isinf(r[g.path])]
+                if over:
+                    ax.plot(over, [top] * len(over), "kx", ms=5)
+        ax.axhline(g.value, color="k", ls="--", lw=0.8)
+        if result.best is not None:
+            ax.plot([getattr(result.best, x_key)], [result.evaluations[result.best].mean(g)], "r*", ms=10)
+        ax.grid(alpha=0.3)
     if g.upper:
-        ax.set_yscale("log")
-    ax.set_xlabel("processes (Design B: nodes; Design A: 6)")
-    ax.set_ylabel(f"{g.path} ({g.unit})")
-    ax.legend(fontsize=6, loc="best")
-    ax.grid(alpha=0.3)
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("processes (B: nodes; A: 6)")
+    axes[1].set_xlabel("total slots")
+    axes[0].set_ylabel(f"{g.path} ({g.unit})")
+    axes[0].set_title(f"goal {g.text} (dashed); choice *; overload x", fontsize=7)
+    axes[1].legend(fontsize=6, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
