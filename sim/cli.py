@@ -1,8 +1,8 @@
 """`dtq sim`: simulate a workload on a design and write a run directory (run); list every parameter key
 with its value, unit and source (params); run a sweep file (sweep FILE, sim/sweeps.py); or the lease x
-heartbeat fault sweep (faults). `register` adds the command to the `dtq` entry point; a flag that only
-another mode reads is refused (`_check_mode`). Bad keys, values and paths are one-line errors (realsys'
-`dtq` prints them)."""
+heartbeat fault sweep (faults). `dtq plan`: the capacity planner (sim/plan.py). `register` adds both
+commands to the `dtq` entry point; a flag that only another mode reads is refused (`_check_mode`). Bad
+keys, values and paths are one-line errors (realsys' `dtq` prints them)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ from sim.injection import Fault
 from sim.keys import KEYS, design_check
 from sim.mva import format_prediction, predict
 from sim.params import SimParams, calibration_path, load_host_probe, load_params, parse_override
+from sim.plan import DEFAULT_MAX_NODES, DEFAULT_SLOTS, parse_slo, plan
 from sim.sweeps import DEFAULT_METRICS
 from sim.sweeps import sweep as run_sweep
 
@@ -547,10 +548,106 @@ def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- dtq plan (sim/plan.py)
+def _int_list(text: str) -> list[int]:
+    """argparse type: comma-separated integers >= 1."""
+    try:
+        values = [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers >= 1 separated by commas, got {text!r}")
+    return values
+
+
+def _designs(text: str) -> list[str]:
+    values = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [v for v in values if v not in DESIGNS]
+    if not values or bad:
+        raise argparse.ArgumentTypeError(f"expected micro, mono or micro,mono, got {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    value = int(text)  # ValueError: argparse says "invalid _positive value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def add_plan_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", required=True, help="a .yaml/.toml workload (data/workloads/)")
+    p.add_argument(
+        "--slo",
+        required=True,
+        help="the goal, e.g. 'p99<50ms' (submit -> done), 'submit.p99<5ms', 'throughput>=100/s'; "
+        "several joined by ',' all hold",
+    )
+    p.add_argument("--designs", type=_designs, default=list(DESIGNS), help="micro, mono or both")
+    p.add_argument(
+        "--max-nodes", type=_positive, default=DEFAULT_MAX_NODES, help="Design B nodes searched: 1..N"
+    )
+    p.add_argument(
+        "--slots", type=_int_list, default=list(DEFAULT_SLOTS), help="slots per node (Design A: the worker's)"
+    )
+    p.add_argument("--replications", type=_positive, default=3, help="simulations per configuration")
+    p.add_argument("--calibration", default="local", help="a name under data/calibration/ or a JSON path")
+    p.add_argument("--dask", default="", metavar="ADDR", help="a Dask scheduler, tcp://HOST:PORT")
+    p.add_argument("--workers", type=_positive, default=None, help="local processes (default: cores)")
+    p.add_argument("--grid", action="store_true", help="evaluate every node count, not a bisection")
+    p.add_argument("--no-curve", action="store_true", help="skip filling in each design's curve")
+    p.add_argument("--out", default="", metavar="DIR", help="write plan.json, curve.csv/png, points.csv")
+    p.add_argument("--force", action="store_true", help="replace the files of an earlier --out")
+
+
+def plan_command(args: argparse.Namespace) -> int:
+    goals = parse_slo(args.slo)  # a bad SLO fails before anything is loaded
+    if not Path(args.workload).is_file():
+        raise InvalidArgument(f"--workload {args.workload}: not a file")
+    workload = load_workload(args.workload)
+    params = _calibration(args.calibration)
+    out = Path(args.out) if args.out else None
+    if out is not None and not args.force:
+        clash = [n for n in ("plan.json", "curve.csv", "points.csv", "curve.png") if (out / n).exists()]
+        if clash:
+            raise InvalidArgument(f"--out {out}: {', '.join(clash)} exist (--force replaces them)")
+    for design in args.designs:
+        text = placeholder_text(params, design)
+        if text:
+            logging.getLogger(PROGRESS_LOGGER).warning(text)
+    log = logging.getLogger(PROGRESS_LOGGER).info
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PlaceholderWarning)  # said above, once
+        result = plan(
+            workload,
+            goals,
+            designs=args.designs,
+            max_nodes=args.max_nodes,
+            slots=args.slots,
+            replications=args.replications,
+            calibration=params,
+            address=args.dask,
+            workers=args.workers,
+            grid=args.grid,
+            curve=not args.no_curve,
+            progress=log,
+        )
+    print(result.text())
+    if out is not None:
+        for path in result.save(out, force=args.force):
+            print(f"wrote {path}")
+    return 0
+
+
 def register(sub: Any) -> None:
-    """`dtq sim` (run, params, sweep, faults) on the `dtq` command's subparsers."""
+    """`dtq sim` (run, params, sweep, faults) and `dtq plan` on the `dtq` command's subparsers."""
     p = sub.add_parser(
         "sim", help="simulate a workload on a design (run), list parameters (params), sweep, faults"
     )
     add_arguments(p)
     p.set_defaults(handler=lambda args: _sim(args, p))
+    planner = sub.add_parser(
+        "plan", help="the cheapest design x nodes x slots meeting a latency/throughput goal (simulated)"
+    )
+    add_plan_arguments(planner)
+    planner.set_defaults(handler=plan_command)

@@ -194,9 +194,14 @@ def check_metrics(metrics: Sequence[str]) -> list[str]:
 
 
 def plan(
-    base: SimConfig, grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]], replications: int
+    base: SimConfig,
+    grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    replications: int,
+    *,
+    stats: bool = False,
 ) -> tuple[list[dict[str, Any]], list[Task]]:
-    """The points and their tasks, replication-major within each point."""
+    """The points and their tasks, replication-major within each point. `stats`: each task's
+    summary also carries a `sim` block of the run's busy shares (run_task)."""
     if replications < 1:
         raise InvalidArgument(f"replications must be >= 1, got {replications}")
     if base.faults:
@@ -214,16 +219,28 @@ def plan(
         for r in range(replications):
             wl = {**task["workload"], "seed": base.workload.seed + r}
             body = {**task, "workload": wl, "seed": seed, "replication": r}
+            if stats:
+                body["stats"] = True
             tasks.append(Task(i, r, wl["seed"], seed, json.dumps(body, sort_keys=True)))
     return points, tasks
 
 
+SIM_STATS = ("utilisation", "core_wait", "host_utilisation")
+
+
 def run_task(text: str) -> str:
-    """A worker's job: a task's JSON in, its summary's JSON out (what crosses between processes)."""
+    """A worker's job: a task's JSON in, its summary's JSON out (what crosses between processes).
+    A task with `"stats": true` adds a `sim` block to the summary: the run's SIM_STATS (per process
+    and host busy shares over the simulated run, sim.api.run's stats; deterministic)."""
+    body = json.loads(text)
+    with_stats = bool(body.pop("stats", False))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PlaceholderWarning)  # the sweep warned once, up front
-        result = run(SimConfig.from_mapping(json.loads(text)))
-    return json.dumps(result.summary, sort_keys=True)
+        result = run(SimConfig.from_mapping(body))
+    summary = result.summary
+    if with_stats:
+        summary = {**summary, "sim": {k: result.stats[k] for k in SIM_STATS}}
+    return json.dumps(summary, sort_keys=True)
 
 
 def execute(texts: Sequence[str], workers: int | None = None, address: str = "") -> list[str]:

@@ -295,8 +295,7 @@ def run_steps(plan: list[Step], root: Path) -> Path:
 
 def calibrate_into(root: Path, quick: bool) -> Path:
     """`dtq calibrate` with its output in the root (named `local`, the paper's calibration)."""
-    # here, not at the top: the calibration's imports (clusters, gRPC) only matter for this step
-    from lab.calibration.calibrate import calibrate
+    from lab.calibration.calibrate import calibrate  # here: its imports (clusters, gRPC) serve this step only
 
     return calibrate("local", "sqlite", quick, out_dir=root / "calibration")
 

@@ -49,7 +49,7 @@ def test_each_part_registers_exactly_its_entry_points() -> None:
     for value, names in by_value.items():
         assert _commands(value) == names, value
     assert by_value["realsys.cli:register"] == PRODUCT
-    assert by_value["sim.cli:register"] == {"sim"}
+    assert by_value["sim.cli:register"] == {"sim", "plan"}
 
 
 def test_a_command_loads_only_its_part() -> None:
