@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lab.experiment.plan import expand, select
 from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster, run_experiment
 from lab.experiment.spec import experiment_from_mapping
@@ -51,6 +49,7 @@ from lab.validation.runs import RunInfo, runs_of, saturation_rate
 from lab.validation.spec import Saturation, Validation, fail, validation_from_mapping
 from lab.validation.twins import simulate
 from model.errors import InvalidArgument
+from model.results.documents import read_document
 from model.results.runs import run_exists, workload_of
 from model.results.schema import check_label
 from model.results.stats import mean_ci
@@ -154,7 +153,7 @@ class Semantics:
 
 def is_semantics_file(path: Path | str) -> bool:
     """Whether a validation file lists `cases` (this module's format) rather than the matrix's axes."""
-    data = yaml.safe_load(Path(path).read_text())
+    data = read_document(path)  # a file it cannot parse is a one-line error naming the file, line and column
     return isinstance(data, Mapping) and "cases" in data
 
 
@@ -247,7 +246,7 @@ def load_semantics(path: Path | str) -> Semantics:
     path = Path(path)
     try:
         return semantics_from_mapping(
-            yaml.safe_load(path.read_text()), default_name=path.stem.replace("-", "_"), base_dir=path.parent
+            read_document(path), default_name=path.stem.replace("-", "_"), base_dir=path.parent
         )
     except InvalidArgument as exc:
         raise InvalidArgument(f"{path}: {exc.message}") from None

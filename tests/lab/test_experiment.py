@@ -47,7 +47,7 @@ def test_seed_plan_expands_to_the_full_product_with_stable_ids() -> None:
     exp = load_experiment(SEED_PLAN)
     plan = expand(exp)
     runs = plan.runs
-    assert len(runs) == 3 * 3 * 2 * 2 * 3  # designs x concurrency x duration x mix x replications
+    assert len(runs) == 3 * 7 * 2 * 2 * 3  # designs x concurrency (1..64) x duration x mix x replications
     ids = [r.run_id for r in runs]
     assert len(set(ids)) == len(ids)
     assert all(RUN_ID.match(i) for i in ids), [i for i in ids if not RUN_ID.match(i)]
