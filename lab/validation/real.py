@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lab.experiment.plan import expand, select
@@ -46,28 +46,63 @@ def run_validation_real(
             planned = {(*m["sweep"]["duration"], *m["sweep"]["mix"]) for m in mappings}
             complete = complete and len(planned) == len(v.cells)
             chunks = [(experiment_from_mapping(m), d) for m in mappings for d in m["sweep"]["design"]]
-        for exp, design in chunks:
-            if only_design and design != only_design:
-                continue
-            pattern = f"*-{design}-*"
-            todo = [r for r in select(expand(exp).runs, pattern) if not run_exists(Path(out), r.run_id)]
-            if not todo:
-                continue
-            if budget and time.monotonic() - t0 > budget:
-                log(f"budget of {budget:.0f}s spent: stopping before {exp.name} {design} ({len(todo)} runs)")
-                return made, failed, False
-            if hasattr(os, "getloadavg"):
-                log(f"{exp.name} {design}: {len(todo)} runs; host load average {os.getloadavg()[0]:.2f}")
-            report = run_experiment(
-                exp,
-                out,
-                only=pattern,
-                progress=progress,
-                cluster_factory=cluster_factory,
-                run_function=run_function,
-                log=log,
-            )
-            made += len(report.done)
-            failed += len(report.failed)
-            complete = complete and not report.failed
+        done, broke, ran_all, spent = run_chunks(
+            chunks,
+            out,
+            started=t0,
+            budget=budget,
+            only_design=only_design,
+            progress=progress,
+            cluster_factory=cluster_factory,
+            run_function=run_function,
+            log=log,
+        )
+        made, failed = made + done, failed + broke
+        complete = complete and ran_all
+        if spent:
+            return made, failed, False
     return made, failed, complete
+
+
+def run_chunks(
+    chunks: Iterable[tuple[Experiment, str]],
+    out: Path | str,
+    *,
+    started: float,
+    budget: float,
+    only_design: str | None,
+    progress: bool,
+    cluster_factory: ClusterFactory,
+    run_function: RunFunction,
+    log: Callable[[str], None],
+) -> tuple[int, int, bool, bool]:
+    """Runs each (experiment, design) chunk's runs not yet on disk, in order; no chunk starts once
+    `budget` seconds (0: no limit) have passed since `started`. Returns (runs made, runs failed, whether
+    no run failed, whether the budget stopped it)."""
+    made = failed = 0
+    ok = True
+    for exp, design in chunks:
+        if only_design and design != only_design:
+            continue
+        pattern = f"*-{design}-*"
+        todo = [r for r in select(expand(exp).runs, pattern) if not run_exists(Path(out), r.run_id)]
+        if not todo:
+            continue
+        if budget and time.monotonic() - started > budget:
+            log(f"budget of {budget:.0f}s spent: stopping before {exp.name} {design} ({len(todo)} runs)")
+            return made, failed, ok, True
+        if hasattr(os, "getloadavg"):
+            log(f"{exp.name} {design}: {len(todo)} runs; host load average {os.getloadavg()[0]:.2f}")
+        report = run_experiment(
+            exp,
+            out,
+            only=pattern,
+            progress=progress,
+            cluster_factory=cluster_factory,
+            run_function=run_function,
+            log=log,
+        )
+        made += len(report.done)
+        failed += len(report.failed)
+        ok = ok and not report.failed
+    return made, failed, ok, False

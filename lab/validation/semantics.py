@@ -39,18 +39,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.experiment.plan import expand, select
-from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster, run_experiment
+from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster
 from lab.experiment.spec import experiment_from_mapping
 from lab.validation.accuracy import quantiles, rel_error
 from lab.validation.output import write_csv
 from lab.validation.plan import rates_of
+from lab.validation.real import run_chunks
 from lab.validation.runs import RunInfo, runs_of, saturation_rate
 from lab.validation.spec import Saturation, Validation, fail, validation_from_mapping
 from lab.validation.twins import simulate
 from model.errors import InvalidArgument
 from model.results.documents import read_document
-from model.results.runs import run_exists, workload_of
+from model.results.runs import workload_of
 from model.results.schema import check_label
 from model.results.stats import mean_ci
 from model.results.summary import metric
@@ -342,31 +342,22 @@ def run_semantics_real(
                     complete = False
                 else:
                     mappings.append(mapping)
-        for mapping in mappings:
-            exp = experiment_from_mapping(mapping)
-            for design in exp.designs:
-                if only_design and design != only_design:
-                    continue
-                pattern = f"*-{design}-*"
-                todo = [r for r in select(expand(exp).runs, pattern) if not run_exists(Path(out), r.run_id)]
-                if not todo:
-                    continue
-                if budget and time.monotonic() - t0 > budget:
-                    left = f"{exp.name} {design} ({len(todo)} runs)"
-                    log(f"budget of {budget:.0f}s spent: stopping before {left}")
-                    return made, failed, False
-                report = run_experiment(
-                    exp,
-                    out,
-                    only=pattern,
-                    progress=progress,
-                    cluster_factory=cluster_factory,
-                    run_function=run_function,
-                    log=log,
-                )
-                made += len(report.done)
-                failed += len(report.failed)
-                complete = complete and not report.failed
+        exps = [experiment_from_mapping(m) for m in mappings]
+        done, broke, ran_all, spent = run_chunks(
+            [(exp, design) for exp in exps for design in exp.designs],
+            out,
+            started=t0,
+            budget=budget,
+            only_design=only_design,
+            progress=progress,
+            cluster_factory=cluster_factory,
+            run_function=run_function,
+            log=log,
+        )
+        made, failed = made + done, failed + broke
+        complete = complete and ran_all
+        if spent:
+            return made, failed, False
     return made, failed, complete
 
 
