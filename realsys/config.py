@@ -31,6 +31,8 @@ RoleName = Literal["gateway", "job", "queue", "coordinator", "worker", "result",
 Store = Literal["sqlite", "memory"]
 GcMode = Literal["default", "freeze", "off"]
 GC_MODES: tuple[GcMode, ...] = ("default", "freeze", "off")
+Batching = Literal["off", "on"]
+BATCHING: tuple[Batching, ...] = ("off", "on")
 
 MICRO_ROLES: tuple[RoleName, ...] = ("gateway", "job", "queue", "coordinator", "worker", "result")
 # Design A: which services each role calls (see ARCHITECTURE.md, Design A).
@@ -194,6 +196,10 @@ class NodeConfig:
     # @realsys.worker.job_type run here (DTQ_JOB_MODULES="pkg.mod,other.mod"; realsys/examples/jobs.py)
     job_modules: tuple[str, ...] = ()
     trace: TraceConfig = field(default_factory=TraceConfig)
+    # Design A's transport: "off", one call per job on every internal hop (what sim/micro.py models);
+    # "on", the per-job hops coalesced into batch calls (realsys/micro/base.py's Coalescer:
+    # CreateJobs, CompleteAttempts, PutResults, the worker's ReportResults)
+    batching: Batching = "off"
 
 
 def default_slots(role: str) -> int:
@@ -250,6 +256,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("DTQ_DRAIN_TIMEOUT", "SIGTERM: grace to finish running work (s)", field="drain_timeout"),
     Setting("DTQ_LOG_LEVEL", f"one of {', '.join(LOG_LEVELS)}", field="log_level"),
     Setting("DTQ_GC", f"CPython's cyclic GC: {', '.join(GC_MODES)}", field="gc_mode"),
+    Setting(
+        "DTQ_BATCHING",
+        "Design A: on coalesces the per-job internal hops into batch calls (off: as the simulator models)",
+        field="batching",
+    ),
     Setting("DTQ_JOB_MODULES", "comma-separated modules whose @job_type handlers the worker imports"),
     Setting("DTQ_TRACE_DIR", "append each hop's span to DIR/<name>.spans.jsonl (off when unset)"),
     Setting("DTQ_TRACE_OTLP", "also export spans to this OTLP/gRPC collector host:port"),
@@ -430,6 +441,7 @@ def load_config(env: Mapping[str, str]) -> NodeConfig:
         log_level=log_level,
         security=security,
         gc_mode=cast(GcMode, _choice(env, "DTQ_GC", GC_MODES, _field_default("gc_mode"))),
+        batching=cast(Batching, _choice(env, "DTQ_BATCHING", BATCHING, _field_default("batching"))),
         job_modules=_module_names(env.get("DTQ_JOB_MODULES", ""), "DTQ_JOB_MODULES"),
         trace=_trace_config(env),
     )
@@ -455,6 +467,7 @@ def config_to_env(config: NodeConfig) -> dict[str, str]:
         "DTQ_DRAIN_TIMEOUT": repr(config.drain_timeout),
         "DTQ_LOG_LEVEL": config.log_level,
         "DTQ_GC": config.gc_mode,
+        "DTQ_BATCHING": config.batching,
     }
     if config.job_modules:
         env["DTQ_JOB_MODULES"] = ",".join(config.job_modules)

@@ -25,7 +25,9 @@ import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
 from model.coordinator import Coordinator
+from model.errors import DtqError, InvalidArgument
 from model.workers import validate_worker_id
+from realsys.coalesce import MAX_BATCH_ITEMS, Coalescer, error_of_item, item_error
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, outcome_from_pb, outcome_to_pb, running_to_pb, to_duration
 from realsys.decoding import add_servicer
@@ -57,6 +59,17 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self._timer = CoreTimer(self.coordinator.timer, self._on_timer)
         self._queue: Any = None
         self._job: Any = None
+        # DTQ_BATCHING=on: reports go to the job service coalesced, as CompleteAttempts
+        self._completes: Coalescer[worker_pb2.ReportResultRequest, worker_pb2.ReportResultResponse] | None = (
+            None
+        )
+        if config.batching == "on":
+            self._completes = Coalescer(
+                "CompleteAttempts",
+                self._complete_attempts,
+                size=lambda request: request.ByteSize(),
+                max_bytes=config.core.max_reply_bytes,
+            )
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(worker_pb2_grpc.add_WorkersServicer_to_server, self, server)
@@ -72,6 +85,8 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
 
     async def close(self) -> None:
         self._timer.stop()
+        if self._completes is not None:
+            await self._completes.close()
         await super().close()
 
     # ------------------------------------------------------------------ Workers
@@ -139,21 +154,80 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self, request: worker_pb2.ReportResultRequest, context: Context
     ) -> worker_pb2.ReportResultResponse:
         assert self._job is not None
-        validate_worker_id(request.worker_id)
-        # INVALID_ARGUMENT without an outcome; a malformed attempt or id is refused before anything is
-        # stored; the outcome comes back bounded (an output over max_result_bytes fails the job)
-        outcome = self.coordinator.report(
-            self.clock(), request.worker_id, request.job_id, request.attempt, outcome_from_pb(request)
-        )
-        forward = worker_pb2.ReportResultRequest()
-        forward.CopyFrom(request)
-        outcome_to_pb(outcome, forward)  # the bounded outcome
+        forward = self._checked_report(request)
+        if self._completes is not None:
+            return await self._completes.call(forward)
         # the job service checks the lease, has the result stored (the lease holder's only) and then
         # completes the attempt (model/job_service.py: fence, PutResult, complete)
         response: worker_pb2.ReportResultResponse = await self._job.CompleteAttempt(
             forward, timeout=hop_timeout(self.config, context)
         )
         return response
+
+    @grpc_errors
+    async def ReportResults(
+        self, request: worker_pb2.ReportResultsRequest, context: Context
+    ) -> worker_pb2.ReportResultsResponse:
+        """ReportResult for each report, answered one by one; forwarded together (coalesced with
+        other workers' reports when batching is on, else as one CompleteAttempts call)."""
+        assert self._job is not None
+        if len(request.reports) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(f"ReportResults takes at most {MAX_BATCH_ITEMS} reports")
+        response = worker_pb2.ReportResultsResponse()
+        items = [response.results.add() for _ in request.reports]
+        checked: list[tuple[int, worker_pb2.ReportResultRequest]] = []
+        for index, report in enumerate(request.reports):
+            try:
+                checked.append((index, self._checked_report(report)))
+            except DtqError as exc:
+                items[index].code, items[index].message, _ = item_error(exc)
+        if self._completes is not None:
+            completes = self._completes
+            outcomes = await asyncio.gather(
+                *(completes.call(forward) for _, forward in checked), return_exceptions=True
+            )
+        else:
+            outcomes = list(
+                await self._complete_attempts(
+                    [forward for _, forward in checked], hop_timeout(self.config, context)
+                )
+            )
+        for (index, _), outcome in zip(checked, outcomes, strict=True):
+            if isinstance(outcome, DtqError):
+                items[index].code, items[index].message, _ = item_error(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome  # the hop failed: the whole call fails with its code (grpc_errors)
+            else:
+                items[index].state = outcome.state
+        return response
+
+    def _checked_report(self, request: worker_pb2.ReportResultRequest) -> worker_pb2.ReportResultRequest:
+        """The report to forward: INVALID_ARGUMENT without an outcome; a malformed attempt or id is
+        refused before anything is stored; the outcome comes back bounded (an output over
+        max_result_bytes fails the job)."""
+        validate_worker_id(request.worker_id)
+        outcome = self.coordinator.report(
+            self.clock(), request.worker_id, request.job_id, request.attempt, outcome_from_pb(request)
+        )
+        forward = worker_pb2.ReportResultRequest()
+        forward.CopyFrom(request)
+        outcome_to_pb(outcome, forward)  # the bounded outcome
+        return forward
+
+    async def _complete_attempts(
+        self, reports: list[worker_pb2.ReportResultRequest], timeout: float | None = None
+    ) -> list[worker_pb2.ReportResultResponse | DtqError]:
+        if not reports:
+            return []
+        reply = await self._job.CompleteAttempts(
+            internal_pb2.CompleteAttemptsRequest(reports=reports), timeout=timeout or self.config.rpc_timeout
+        )
+        return [
+            error_of_item(r.error.code, r.error.message, r.error.retry_after)
+            if r.HasField("error")
+            else r.response
+            for r in reply.results
+        ]
 
     # ------------------------------------------------------------------ Coordinator
     @grpc_errors

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 import grpc
@@ -23,11 +23,13 @@ import numpy as np
 
 from dtq.v1 import client_pb2, internal_pb2, internal_pb2_grpc, job_pb2, worker_pb2
 from model.actions import Step, Wake
-from model.commands import LeaseExpired, NotifyCancel
+from model.commands import JobFinished, LeaseExpired, NotifyCancel
+from model.errors import DtqError, InvalidArgument
 from model.ids import JobIdFactory
 from model.job_service import OWNER, JobService
 from model.jobs import JobTable
 from model.states import JobState
+from realsys.coalesce import item_error
 from realsys.config import NodeConfig
 from realsys.convert import (
     fill_assignment_pb,
@@ -62,6 +64,29 @@ from realsys.timer import CoreTimer
 
 Token = asyncio.Future[bool]
 
+# WatchJobs: the most notices one stream message carries, and the most a subscriber may fall behind
+# before its stream is ended (it then asks with WaitJob, as without a subscription).
+MAX_NOTICES_PER_MESSAGE = 256
+MAX_NOTICES_BEHIND = 16384
+
+
+class _Watcher:
+    """One WatchJobs subscriber: the notices not yet sent, and a flag its stream waits on."""
+
+    __slots__ = ("notices", "overflow", "ready")
+
+    def __init__(self) -> None:
+        self.notices: list[internal_pb2.JobNotice] = []
+        self.ready = asyncio.Event()
+        self.overflow = False
+
+    def push(self, notice: internal_pb2.JobNotice) -> None:
+        if len(self.notices) >= MAX_NOTICES_BEHIND:
+            self.overflow = True
+        else:
+            self.notices.append(notice)
+        self.ready.set()
+
 
 class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     service_names = ("dtq.v1.JobStore",)
@@ -93,6 +118,10 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self._queue: Any = None
         self._coordinator: Any = None
         self._result: Any = None
+        self._watchers: list[_Watcher] = []
+        self._notice_messages = metrics.rpc_total.labels(
+            method="/dtq.v1.JobStore/WatchJobs:message", code="OK"
+        )
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(internal_pb2_grpc.add_JobStoreServicer_to_server, self, server)
@@ -112,6 +141,8 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     async def drain(self) -> None:
         await super().drain()
         self._perform(self.jobs.start_draining())  # WaitJob long-polls answer now
+        for watcher in self._watchers:
+            watcher.ready.set()  # WatchJobs streams end: their gateways ask with WaitJob
         # give queued Enqueue commands a chance to reach the queue (they are re-derived on restart anyway)
         deadline = time.monotonic() + self.config.rpc_timeout
         while self.jobs.outbox and time.monotonic() < deadline:
@@ -139,6 +170,28 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         return submit_response(job, OWNER, submitted.deduplicated)
 
     @grpc_errors
+    async def CreateJobs(
+        self, request: internal_pb2.CreateJobsRequest, context: Context
+    ) -> internal_pb2.CreateJobsResponse:
+        """CreateJob for each request (none may wait), answered one by one; the records of the whole
+        batch are saved in one transaction before the reply."""
+        response = internal_pb2.CreateJobsResponse()
+        steps: list[Step[Token]] = []
+        for one in request.requests:
+            result = response.results.add()
+            try:
+                if from_duration(one.wait_timeout, "wait_timeout") > 0:
+                    raise InvalidArgument("CreateJobs takes no wait_timeout: send that request as CreateJob")
+                submitted, step = self.jobs.create(self.clock(), spec_from_pb(one.spec), one.request_id)
+            except DtqError as exc:
+                _fill_error(result.error, exc)
+                continue
+            steps.append(step)
+            result.response.CopyFrom(submit_response(submitted.job, OWNER, submitted.deduplicated))
+        self._perform_all(steps)
+        return response
+
+    @grpc_errors
     async def GetJob(self, request: client_pb2.GetJobStatusRequest, context: Context) -> job_pb2.Job:
         job = self.table.get(request.job_id)
         return status_to_pb(job, OWNER, self.jobs.estimate(self.clock(), job))
@@ -153,6 +206,36 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
             # ended early because the service drains: UNAVAILABLE with a retry-after (the driver's)
             self.jobs.wait_ended(job, wait)
         return job_to_pb(job, OWNER)
+
+    async def WatchJobs(
+        self, request: internal_pb2.WatchJobsRequest, context: Context
+    ) -> AsyncIterator[internal_pb2.JobNotices]:
+        """Streams job ends to a gateway: first an empty message (subscribed), then batches of
+        notices, until the service drains or the subscriber falls MAX_NOTICES_BEHIND behind."""
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the job service is draining")
+        watcher = _Watcher()
+        self._watchers.append(watcher)
+        try:
+            yield internal_pb2.JobNotices()
+            while not self.draining and not watcher.overflow:
+                await watcher.ready.wait()
+                watcher.ready.clear()
+                while watcher.notices and not watcher.overflow:
+                    batch = watcher.notices[:MAX_NOTICES_PER_MESSAGE]
+                    del watcher.notices[:MAX_NOTICES_PER_MESSAGE]
+                    self._notice_messages.inc()
+                    yield internal_pb2.JobNotices(notices=batch)
+        finally:
+            self._watchers.remove(watcher)
+
+    def _notify_watchers(self, job_id: str) -> None:
+        job = self.table.find(job_id)
+        notice = internal_pb2.JobNotice(job_id=job_id)
+        if job is not None:
+            notice.job.CopyFrom(job_to_pb(job, OWNER))
+        for watcher in self._watchers:
+            watcher.push(notice)
 
     async def _wait_end(self, job_id: str, timeout: float) -> None:
         future: Token = asyncio.get_running_loop().create_future()
@@ -224,6 +307,56 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         return worker_pb2.ReportResultResponse(state=_state_pb(job.state))
 
     @grpc_errors
+    async def CompleteAttempts(
+        self, request: internal_pb2.CompleteAttemptsRequest, context: Context
+    ) -> internal_pb2.CompleteAttemptsResponse:
+        """CompleteAttempt for each report, answered one by one: every report is fenced first, the
+        lease holders' results go to the result service in one PutResults call, and then each
+        attempt whose result was stored (or needed none) completes; one transaction saves them all."""
+        assert self._result is not None
+        response = internal_pb2.CompleteAttemptsResponse()
+        results = [response.results.add() for _ in request.reports]
+        outcomes: list[Any] = []
+        puts: list[tuple[int, internal_pb2.PutResultRequest]] = []
+        for index, report in enumerate(request.reports):
+            try:
+                outcome = outcome_from_pb(report)
+                put = self.jobs.fence(report.job_id, report.attempt, report.worker_id, outcome)
+            except DtqError as exc:
+                _fill_error(results[index].error, exc)
+                outcomes.append(None)
+                continue
+            outcomes.append(outcome)
+            if put is not None:
+                stored = internal_pb2.PutResultRequest(job_id=put.job_id, attempt=put.attempt)
+                stored.response.output = put.output
+                puts.append((index, stored))
+        if puts:
+            # a failed call fails every report of the batch (the workers report again)
+            reply = await self._result.PutResults(
+                internal_pb2.PutResultsRequest(results=[stored for _, stored in puts]),
+                timeout=hop_timeout(self.config, context),
+            )
+            for (index, _), error in zip(puts, reply.errors, strict=True):
+                if error.code:
+                    results[index].error.CopyFrom(error)
+                    outcomes[index] = None
+        steps: list[Step[Token]] = []
+        now = self.clock()
+        for index, (report, outcome) in enumerate(zip(request.reports, outcomes, strict=True)):
+            if outcome is None:
+                continue
+            try:
+                job, step = self.jobs.complete(now, report.job_id, report.attempt, report.worker_id, outcome)
+            except DtqError as exc:
+                _fill_error(results[index].error, exc)
+                continue
+            steps.append(step)
+            results[index].response.state = _state_pb(job.state)
+        self._perform_all(steps)
+        return response
+
+    @grpc_errors
     async def ReleaseWorker(
         self, request: internal_pb2.ReleaseWorkerRequest, context: Context
     ) -> internal_pb2.ReleaseWorkerResponse:
@@ -235,9 +368,10 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
     def _on_timer(self, now: float) -> None:
         self._perform(self.jobs.on_timer(now))
 
-    def _perform(self, step: Step[Token]) -> None:
-        """Durable before the RPC answers: a caller that saw OK never loses this change."""
-        if step.save:
+    def _perform(self, step: Step[Token], saved: bool = False) -> None:
+        """Durable before the RPC answers: a caller that saw OK never loses this change. `saved`:
+        the step's records are already saved (_perform_all)."""
+        if step.save and not saved:
             self.records.save_many(step.save)
         if step.delete:
             self.records.delete(step.delete)
@@ -259,7 +393,9 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
                         "requeued": effect.requeued,
                     },
                 )
-            # JobFinished: its waiters are in a Wake before it
+            elif isinstance(effect, JobFinished) and self._watchers:
+                # its waiters were in a Wake before it; subscribed gateways hear of it here
+                self._notify_watchers(effect.job_id)
         if step.flush:
             self._outbox_ready.set()
         if step.rearm:
@@ -268,6 +404,15 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
             self.metrics.lease_expiries.inc(step.expiries)
         if step.requeues:
             self.metrics.requeues.inc(step.requeues)
+
+    def _perform_all(self, steps: list[Step[Token]]) -> None:
+        """Several steps, their saves in one transaction (durable before any of them answers), then
+        each step's own deletes, effects and signals in order."""
+        saves = [job for step in steps for job in step.save]
+        if saves:
+            self.records.save_many(saves)
+        for step in steps:
+            self._perform(step, saved=True)
 
     def _jobs_by_state(self) -> dict[str, int]:
         return {state.name: n for state, n in self.table.count_by_state.items()}
@@ -321,6 +466,10 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         except grpc.aio.AioRpcError as exc:
             # the worker still learns of the cancel from RenewLeases on its next heartbeat
             self.log.info("NotifyCancel failed", extra={"job_id": command.job_id, "code": rpc_code(exc)})
+
+
+def _fill_error(target: internal_pb2.ItemError, error: DtqError) -> None:
+    target.code, target.message, target.retry_after = item_error(error)
 
 
 def _state_pb(state: JobState) -> job_pb2.JobState:

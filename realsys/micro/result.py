@@ -11,9 +11,10 @@ import time
 import grpc
 
 from dtq.v1 import internal_pb2, internal_pb2_grpc
-from model.errors import InvalidArgument, NotFound
+from model.errors import DtqError, InvalidArgument, NotFound
 from model.job import CancelledByWorker, Failed, Succeeded
 from model.result_service import ResultService, check_key
+from realsys.coalesce import item_error
 from realsys.config import NodeConfig
 from realsys.convert import error_from_pb
 from realsys.decoding import add_servicer
@@ -62,6 +63,23 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
     async def PutResult(
         self, request: internal_pb2.PutResultRequest, context: Context
     ) -> internal_pb2.PutResultResponse:
+        self._put(request)
+        return internal_pb2.PutResultResponse()
+
+    @grpc_errors
+    async def PutResults(
+        self, request: internal_pb2.PutResultsRequest, context: Context
+    ) -> internal_pb2.PutResultsResponse:
+        response = internal_pb2.PutResultsResponse()
+        for one in request.results:
+            error = response.errors.add()
+            try:
+                self._put(one)
+            except DtqError as exc:
+                error.code, error.message, error.retry_after = item_error(exc)
+        return response
+
+    def _put(self, request: internal_pb2.PutResultRequest) -> None:
         check_key(request.job_id, request.attempt)
         kind = request.WhichOneof("outcome")
         size = 0
@@ -74,7 +92,6 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
             raise InvalidArgument("PutResult needs an outcome: response or error")
         if self.service.stored(self.clock(), (request.job_id, request.attempt), size):
             self._timer.arm()
-        return internal_pb2.PutResultResponse()
 
     @grpc_errors
     async def GetResult(

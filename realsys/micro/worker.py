@@ -35,7 +35,11 @@ class WorkerRole(MicroRole):
         # with a worker token, ids must carry its name (realsys/security.py: one worker cannot act as another)
         self.worker_id = f"{config.security.worker_name or config.name}-{secrets.token_hex(4)}"
         self.backend = GrpcWorkerBackend(
-            address, timeout=config.rpc_timeout, security=worker_channel_security(config.security)
+            address,
+            timeout=config.rpc_timeout,
+            security=worker_channel_security(config.security),
+            batching=config.batching == "on",
+            max_report_bytes=config.core.max_reply_bytes,
         )
         self.runtime = WorkerRuntime(
             self.worker_id,

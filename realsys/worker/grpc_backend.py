@@ -18,10 +18,11 @@ from typing import Any
 import grpc
 
 from dtq.v1 import worker_pb2, worker_pb2_grpc
-from model.errors import StaleAttempt
+from model.errors import DtqError, StaleAttempt
 from model.job import Assignment, Outcome
 from model.runtime import HeartbeatReply
 from realsys.client import channel_options, make_stub, rpc_error
+from realsys.coalesce import Coalescer, error_of_item
 from realsys.convert import assignment_from_pb, from_duration, outcome_to_pb, running_to_pb, to_duration
 from realsys.security import ChannelSecurity, open_aio_channel
 
@@ -29,8 +30,18 @@ log = logging.getLogger("dtq.worker")
 
 
 class GrpcWorkerBackend:
-    def __init__(self, address: str, timeout: float = 5.0, security: ChannelSecurity | None = None) -> None:
-        """`security`: TLS and the worker's token (security.worker_channel_security), read on first use."""
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 5.0,
+        security: ChannelSecurity | None = None,
+        *,
+        batching: bool = False,
+        max_report_bytes: int = 0,
+    ) -> None:
+        """`security`: TLS and the worker's token (security.worker_channel_security), read on first use.
+        `batching`: reports go coalesced as ReportResults calls (realsys/coalesce.py), at most
+        about `max_report_bytes` each (0: no byte budget)."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         self.address = address
@@ -38,6 +49,14 @@ class GrpcWorkerBackend:
         self.security = security
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
+        self._reports: Coalescer[worker_pb2.ReportResultRequest, None] | None = None
+        if batching:
+            self._reports = Coalescer(
+                "ReportResults",
+                self._report_batch,
+                size=lambda request: request.ByteSize(),
+                max_bytes=max_report_bytes,
+            )
 
     def _workers(self) -> Any:
         if self._stub is None:  # opened on first use: an aio channel belongs to the running loop
@@ -46,6 +65,8 @@ class GrpcWorkerBackend:
         return self._stub
 
     async def close(self) -> None:
+        if self._reports is not None:
+            await self._reports.close()
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close(None)
@@ -88,10 +109,23 @@ class GrpcWorkerBackend:
         request = worker_pb2.ReportResultRequest(worker_id=worker_id, job_id=job_id, attempt=attempt)
         outcome_to_pb(outcome, request)
         try:
-            await self._workers().ReportResult(request, timeout=self.timeout)
+            if self._reports is not None:
+                await self._reports.call(request)
+            else:
+                await self._workers().ReportResult(request, timeout=self.timeout)
         except grpc.RpcError as exc:
             error = rpc_error(exc)
-            if isinstance(error, StaleAttempt):  # ABORTED: the lease moved on; the server kept the truth
-                log.info("report of %s attempt %d is stale: %s", job_id, attempt, error.message)
-                return
-            raise error from exc
+        except StaleAttempt as exc:
+            error = exc
+        else:
+            return
+        if isinstance(error, StaleAttempt):  # ABORTED: the lease moved on; the server kept the truth
+            log.info("report of %s attempt %d is stale: %s", job_id, attempt, error.message)
+            return
+        raise error
+
+    async def _report_batch(self, requests: list[worker_pb2.ReportResultRequest]) -> list[DtqError | None]:
+        response: worker_pb2.ReportResultsResponse = await self._workers().ReportResults(
+            worker_pb2.ReportResultsRequest(reports=requests), timeout=self.timeout
+        )
+        return [error_of_item(r.code, r.message) if r.code else None for r in response.results]

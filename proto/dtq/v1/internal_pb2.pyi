@@ -13,6 +13,74 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WatchJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class JobNotice(_message.Message):
+    __slots__ = ("job_id", "job")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    job: _job_pb2.Job
+    def __init__(self, job_id: _Optional[str] = ..., job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ...) -> None: ...
+
+class JobNotices(_message.Message):
+    __slots__ = ("notices",)
+    NOTICES_FIELD_NUMBER: _ClassVar[int]
+    notices: _containers.RepeatedCompositeFieldContainer[JobNotice]
+    def __init__(self, notices: _Optional[_Iterable[_Union[JobNotice, _Mapping]]] = ...) -> None: ...
+
+class ItemError(_message.Message):
+    __slots__ = ("code", "message", "retry_after")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    retry_after: float
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., retry_after: _Optional[float] = ...) -> None: ...
+
+class CreateJobsRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[_client_pb2.SubmitJobRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[_client_pb2.SubmitJobRequest, _Mapping]]] = ...) -> None: ...
+
+class CreateJobResult(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: _client_pb2.SubmitJobResponse
+    error: ItemError
+    def __init__(self, response: _Optional[_Union[_client_pb2.SubmitJobResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class CreateJobsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CreateJobResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CreateJobResult, _Mapping]]] = ...) -> None: ...
+
+class CompleteAttemptsRequest(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[_worker_pb2.ReportResultRequest]
+    def __init__(self, reports: _Optional[_Iterable[_Union[_worker_pb2.ReportResultRequest, _Mapping]]] = ...) -> None: ...
+
+class CompleteAttemptResult(_message.Message):
+    __slots__ = ("response", "error")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    response: _worker_pb2.ReportResultResponse
+    error: ItemError
+    def __init__(self, response: _Optional[_Union[_worker_pb2.ReportResultResponse, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class CompleteAttemptsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CompleteAttemptResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CompleteAttemptResult, _Mapping]]] = ...) -> None: ...
+
 class LeaseJobsRequest(_message.Message):
     __slots__ = ("worker_id", "job_ids")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +172,18 @@ class QueueStats(_message.Message):
     reserved: int
     oldest_enqueue_time: _timestamp_pb2.Timestamp
     def __init__(self, ready: _Optional[int] = ..., delayed: _Optional[int] = ..., reserved: _Optional[int] = ..., oldest_enqueue_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class PutResultsRequest(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PutResultRequest]
+    def __init__(self, results: _Optional[_Iterable[_Union[PutResultRequest, _Mapping]]] = ...) -> None: ...
+
+class PutResultsResponse(_message.Message):
+    __slots__ = ("errors",)
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    errors: _containers.RepeatedCompositeFieldContainer[ItemError]
+    def __init__(self, errors: _Optional[_Iterable[_Union[ItemError, _Mapping]]] = ...) -> None: ...
 
 class PutResultRequest(_message.Message):
     __slots__ = ("job_id", "attempt", "response", "error")

@@ -83,6 +83,21 @@ class JobStoreStub:
                 request_serializer=dtq_dot_v1_dot_internal__pb2.ReleaseWorkerRequest.SerializeToString,
                 response_deserializer=dtq_dot_v1_dot_internal__pb2.ReleaseWorkerResponse.FromString,
                 _registered_method=True)
+        self.CreateJobs = channel.unary_unary(
+                '/dtq.v1.JobStore/CreateJobs',
+                request_serializer=dtq_dot_v1_dot_internal__pb2.CreateJobsRequest.SerializeToString,
+                response_deserializer=dtq_dot_v1_dot_internal__pb2.CreateJobsResponse.FromString,
+                _registered_method=True)
+        self.CompleteAttempts = channel.unary_unary(
+                '/dtq.v1.JobStore/CompleteAttempts',
+                request_serializer=dtq_dot_v1_dot_internal__pb2.CompleteAttemptsRequest.SerializeToString,
+                response_deserializer=dtq_dot_v1_dot_internal__pb2.CompleteAttemptsResponse.FromString,
+                _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/dtq.v1.JobStore/WatchJobs',
+                request_serializer=dtq_dot_v1_dot_internal__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=dtq_dot_v1_dot_internal__pb2.JobNotices.FromString,
+                _registered_method=True)
 
 
 class JobStoreServicer:
@@ -147,6 +162,29 @@ class JobStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJobs(self, request, context):
+        """Batched forms of CreateJob and CompleteAttempt (DTQ_BATCHING, realsys/micro/base.py's Coalescer):
+        the items of one call are answered one by one, in order, each with its own result or error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteAttempts(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJobs(self, request, context):
+        """The gateway's subscription to job ends (DTQ_BATCHING): the first message (no notices) says the
+        subscription is in place; from then on every job that ends is sent, in batches, once it ended.
+        The stream ends when the job service drains or the subscriber falls too far behind.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -194,6 +232,21 @@ def add_JobStoreServicer_to_server(servicer, server):
                     servicer.ReleaseWorker,
                     request_deserializer=dtq_dot_v1_dot_internal__pb2.ReleaseWorkerRequest.FromString,
                     response_serializer=dtq_dot_v1_dot_internal__pb2.ReleaseWorkerResponse.SerializeToString,
+            ),
+            'CreateJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJobs,
+                    request_deserializer=dtq_dot_v1_dot_internal__pb2.CreateJobsRequest.FromString,
+                    response_serializer=dtq_dot_v1_dot_internal__pb2.CreateJobsResponse.SerializeToString,
+            ),
+            'CompleteAttempts': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteAttempts,
+                    request_deserializer=dtq_dot_v1_dot_internal__pb2.CompleteAttemptsRequest.FromString,
+                    response_serializer=dtq_dot_v1_dot_internal__pb2.CompleteAttemptsResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=dtq_dot_v1_dot_internal__pb2.WatchJobsRequest.FromString,
+                    response_serializer=dtq_dot_v1_dot_internal__pb2.JobNotices.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -450,6 +503,87 @@ class JobStore:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def CreateJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtq.v1.JobStore/CreateJobs',
+            dtq_dot_v1_dot_internal__pb2.CreateJobsRequest.SerializeToString,
+            dtq_dot_v1_dot_internal__pb2.CreateJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtq.v1.JobStore/CompleteAttempts',
+            dtq_dot_v1_dot_internal__pb2.CompleteAttemptsRequest.SerializeToString,
+            dtq_dot_v1_dot_internal__pb2.CompleteAttemptsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dtq.v1.JobStore/WatchJobs',
+            dtq_dot_v1_dot_internal__pb2.WatchJobsRequest.SerializeToString,
+            dtq_dot_v1_dot_internal__pb2.JobNotices.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class QueueStub:
     """---- Design A: queue service. Priority order, FIFO within a priority, with delayed (backoff) entries.
@@ -677,6 +811,11 @@ class ResultStoreStub:
                 request_serializer=dtq_dot_v1_dot_internal__pb2.GetResultRequest.SerializeToString,
                 response_deserializer=dtq_dot_v1_dot_internal__pb2.GetResultResponse.FromString,
                 _registered_method=True)
+        self.PutResults = channel.unary_unary(
+                '/dtq.v1.ResultStore/PutResults',
+                request_serializer=dtq_dot_v1_dot_internal__pb2.PutResultsRequest.SerializeToString,
+                response_deserializer=dtq_dot_v1_dot_internal__pb2.PutResultsResponse.FromString,
+                _registered_method=True)
 
 
 class ResultStoreServicer:
@@ -696,6 +835,13 @@ class ResultStoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PutResults(self, request, context):
+        """Several PutResult calls in one: each answered on its own, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResultStoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -708,6 +854,11 @@ def add_ResultStoreServicer_to_server(servicer, server):
                     servicer.GetResult,
                     request_deserializer=dtq_dot_v1_dot_internal__pb2.GetResultRequest.FromString,
                     response_serializer=dtq_dot_v1_dot_internal__pb2.GetResultResponse.SerializeToString,
+            ),
+            'PutResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutResults,
+                    request_deserializer=dtq_dot_v1_dot_internal__pb2.PutResultsRequest.FromString,
+                    response_serializer=dtq_dot_v1_dot_internal__pb2.PutResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -766,6 +917,33 @@ class ResultStore:
             '/dtq.v1.ResultStore/GetResult',
             dtq_dot_v1_dot_internal__pb2.GetResultRequest.SerializeToString,
             dtq_dot_v1_dot_internal__pb2.GetResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtq.v1.ResultStore/PutResults',
+            dtq_dot_v1_dot_internal__pb2.PutResultsRequest.SerializeToString,
+            dtq_dot_v1_dot_internal__pb2.PutResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

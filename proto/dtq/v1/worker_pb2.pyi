@@ -10,6 +10,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReportResultsRequest(_message.Message):
+    __slots__ = ("reports",)
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    reports: _containers.RepeatedCompositeFieldContainer[ReportResultRequest]
+    def __init__(self, reports: _Optional[_Iterable[_Union[ReportResultRequest, _Mapping]]] = ...) -> None: ...
+
+class ReportResultItem(_message.Message):
+    __slots__ = ("state", "code", "message")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    state: _job_pb2.JobState
+    code: str
+    message: str
+    def __init__(self, state: _Optional[_Union[_job_pb2.JobState, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReportResultsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ReportResultItem]
+    def __init__(self, results: _Optional[_Iterable[_Union[ReportResultItem, _Mapping]]] = ...) -> None: ...
+
 class RunningJob(_message.Message):
     __slots__ = ("job_id", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -49,6 +49,11 @@ class WorkersStub:
                 request_serializer=dtq_dot_v1_dot_worker__pb2.ReportResultRequest.SerializeToString,
                 response_deserializer=dtq_dot_v1_dot_worker__pb2.ReportResultResponse.FromString,
                 _registered_method=True)
+        self.ReportResults = channel.unary_unary(
+                '/dtq.v1.Workers/ReportResults',
+                request_serializer=dtq_dot_v1_dot_worker__pb2.ReportResultsRequest.SerializeToString,
+                response_deserializer=dtq_dot_v1_dot_worker__pb2.ReportResultsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkersServicer:
@@ -76,6 +81,14 @@ class WorkersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportResults(self, request, context):
+        """Several reports in one call (a worker with DTQ_BATCHING coalesces its reports); each is
+        answered on its own, in order, as ReportResult would.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_WorkersServicer_to_server(servicer, server):
                     servicer.ReportResult,
                     request_deserializer=dtq_dot_v1_dot_worker__pb2.ReportResultRequest.FromString,
                     response_serializer=dtq_dot_v1_dot_worker__pb2.ReportResultResponse.SerializeToString,
+            ),
+            'ReportResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportResults,
+                    request_deserializer=dtq_dot_v1_dot_worker__pb2.ReportResultsRequest.FromString,
+                    response_serializer=dtq_dot_v1_dot_worker__pb2.ReportResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class Workers:
             '/dtq.v1.Workers/ReportResult',
             dtq_dot_v1_dot_worker__pb2.ReportResultRequest.SerializeToString,
             dtq_dot_v1_dot_worker__pb2.ReportResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/dtq.v1.Workers/ReportResults',
+            dtq_dot_v1_dot_worker__pb2.ReportResultsRequest.SerializeToString,
+            dtq_dot_v1_dot_worker__pb2.ReportResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,
