@@ -45,6 +45,11 @@ from realsys.status import grpc_errors
 from realsys.timer import CoreTimer
 
 RELEASE_ATTEMPTS = 5
+# DTQ_BATCHING=on: acknowledgements wait up to this long for the next Reserve to carry them, then go
+# as an Ack call of their own (well inside the reservation hold)
+ACK_LINGER = 0.05
+ReportRequest = worker_pb2.ReportResultRequest
+ReportResponse = worker_pb2.ReportResultResponse
 
 
 class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_grpc.CoordinatorServicer):
@@ -60,9 +65,9 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self._queue: Any = None
         self._job: Any = None
         # DTQ_BATCHING=on: reports go to the job service coalesced, as CompleteAttempts
-        self._completes: Coalescer[worker_pb2.ReportResultRequest, worker_pb2.ReportResultResponse] | None = (
-            None
-        )
+        self._completes: Coalescer[ReportRequest, ReportResponse] | None = None
+        self._acks: list[str] = []  # batching: acknowledgements for the next Reserve to carry
+        self._ack_flush: asyncio.TimerHandle | None = None
         if config.batching == "on":
             self._completes = Coalescer(
                 "CompleteAttempts",
@@ -85,6 +90,8 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
 
     async def close(self) -> None:
         self._timer.stop()
+        if self._ack_flush is not None:
+            self._ack_flush.cancel()
         if self._completes is not None:
             await self._completes.close()
         await super().close()
@@ -129,8 +136,11 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         hold = to_duration(self.config.core.reservation_hold)
         while wanted and not self.draining:
             left = max(0.0, give_up - loop.time())
+            acks, self._acks = self._acks, []
             reserved = await self._queue.Reserve(
-                internal_pb2.ReserveRequest(max_items=wanted, hold=hold, wait_timeout=to_duration(left)),
+                internal_pb2.ReserveRequest(
+                    max_items=wanted, hold=hold, wait_timeout=to_duration(left), ack_job_ids=acks
+                ),
                 timeout=hop_timeout(self.config, context, wait=left),
             )
             ids = [entry.job_id for entry in reserved.entries]
@@ -141,7 +151,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
                 internal_pb2.LeaseJobsRequest(worker_id=worker_id, job_ids=ids),
                 timeout=hop_timeout(self.config, context),
             )
-            self.spawn(self._ack(ids), "ack")
+            self._acknowledge(ids)
             if leased.assignments:
                 self.coordinator.leased(worker_id)  # when lost, its attempts need a release
                 return worker_pb2.FetchWorkResponse(assignments=leased.assignments)
@@ -265,6 +275,23 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
                 continue
             self.log.info("released lost worker", extra={"worker_id": worker_id, "requeued": reply.requeued})
             return
+
+    def _acknowledge(self, job_ids: list[str]) -> None:
+        """Acks the reserved ids: at once, or (batching) with the next Reserve, or on their own
+        after ACK_LINGER if no Reserve comes first. Ids lost with a failed call come back when
+        their hold runs out; LeaseJobs then refuses them and they are acknowledged again."""
+        if self.config.batching != "on":
+            self.spawn(self._ack(job_ids), "ack")
+            return
+        self._acks.extend(job_ids)
+        if self._ack_flush is None:
+            self._ack_flush = asyncio.get_running_loop().call_later(ACK_LINGER, self._flush_acks)
+
+    def _flush_acks(self) -> None:
+        self._ack_flush = None
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self.spawn(self._ack(acks), "ack")
 
     async def _ack(self, job_ids: list[str]) -> None:
         assert self._queue is not None

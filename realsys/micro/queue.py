@@ -87,6 +87,8 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
     async def Reserve(
         self, request: internal_pb2.ReserveRequest, context: Context
     ) -> internal_pb2.ReserveResponse:
+        if request.ack_job_ids:  # acknowledgements carried by this call instead of an Ack call
+            self.store.delete(self.service.ack(request.ack_job_ids))
         max_items = self.service.max_items(request.max_items)
         hold = self.service.hold(from_duration(request.hold, "hold"))
         wait = poll_budget(from_duration(request.wait_timeout, "wait_timeout"), context)

@@ -29,6 +29,8 @@ from realsys.convert import to_duration
 pytestmark = pytest.mark.slow
 
 DESIGNS = ["micro", "mono"]
+# Design A once more with DTQ_BATCHING=on (coalesced hops, WaitJob answered from pushed job ends)
+VARIANTS = {"micro": {}, "mono": {}, "micro-batching": {"DTQ_BATCHING": "on"}}
 FAST = {
     "DTQ_LEASE_DURATION": "2.0",
     "DTQ_HEARTBEAT_INTERVAL": "0.3",
@@ -43,14 +45,14 @@ def sleep_payload(seconds: float) -> bytes:
     return json.dumps({"seconds": seconds}).encode()
 
 
-@pytest.fixture(scope="module", params=DESIGNS)
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def running_cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[cluster.ClusterInfo]:
     directory = tmp_path_factory.mktemp(f"cluster-{request.param}")
-    with cluster.running(
-        request.param, directory, store="sqlite", overrides=FAST, timeout=60, grace=5
-    ) as info:
+    design = request.param.partition("-")[0]
+    overrides = FAST | VARIANTS[request.param]
+    with cluster.running(design, directory, store="sqlite", overrides=overrides, timeout=60, grace=5) as info:
         yield info
 
 
@@ -276,10 +278,16 @@ async def test_worker_killed_mid_job_has_its_job_requeued(design: str, tmp_path:
             assert max(s.attempt for s in statuses) >= 2, "no job was requeued: the kill hit no running job"
 
 
-@pytest.mark.parametrize(("design", "victims"), [("micro", ["job", "result"]), ("mono", ["n1", "n4"])])
-async def test_restarted_owner_loses_no_accepted_job(design: str, victims: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variant", "victims"),
+    [("micro", ["job", "result"]), ("mono", ["n1", "n4"]), ("micro-batching", ["job", "result"])],
+)
+async def test_restarted_owner_loses_no_accepted_job(
+    variant: str, victims: list[str], tmp_path: Path
+) -> None:
+    design = variant.partition("-")[0]
     with cluster.running(
-        design, tmp_path / design, store="sqlite", overrides=FAST, timeout=60, grace=5
+        design, tmp_path / design, store="sqlite", overrides=FAST | VARIANTS[variant], timeout=60, grace=5
     ) as info:
         async with DtqClient(info.clients, timeout=10.0) as client:
             before = list(

@@ -84,9 +84,10 @@ class MicroCluster:
     """The six roles on pre-allocated loopback ports (job and coordinator call each other, and a
     restarted service must come back on the same address)."""
 
-    def __init__(self, root: Path, store: str) -> None:
+    def __init__(self, root: Path, store: str, batching: str = "off") -> None:
         self.root = root
         self.store = store
+        self.batching = batching
         self.services = {
             name: f"127.0.0.1:{port}" for name, port in zip(SERVICES, free_ports(5), strict=True)
         }
@@ -108,6 +109,7 @@ class MicroCluster:
             rpc_timeout=1.0,
             fetch_wait=0.5,
             drain_timeout=1.0,
+            batching=self.batching,  # type: ignore[arg-type]
         )
 
     async def start(
@@ -151,9 +153,10 @@ class MicroCluster:
         return self.running[key].role
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "memory-batching"])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MicroCluster]:
-    c = MicroCluster(tmp_path, request.param)
+    store, _, batching = request.param.partition("-")
+    c = MicroCluster(tmp_path, store, "on" if batching else "off")
     try:
         yield c
     finally:

@@ -132,14 +132,16 @@ class EnqueueResponse(_message.Message):
     def __init__(self, depth: _Optional[int] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
-    __slots__ = ("max_items", "hold", "wait_timeout")
+    __slots__ = ("max_items", "hold", "wait_timeout", "ack_job_ids")
     MAX_ITEMS_FIELD_NUMBER: _ClassVar[int]
     HOLD_FIELD_NUMBER: _ClassVar[int]
     WAIT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    ACK_JOB_IDS_FIELD_NUMBER: _ClassVar[int]
     max_items: int
     hold: _duration_pb2.Duration
     wait_timeout: _duration_pb2.Duration
-    def __init__(self, max_items: _Optional[int] = ..., hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    ack_job_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, max_items: _Optional[int] = ..., hold: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., wait_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., ack_job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReserveResponse(_message.Message):
     __slots__ = ("entries",)
