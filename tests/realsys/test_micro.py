@@ -230,6 +230,50 @@ async def test_submit_with_wait_is_one_gateway_call_and_one_hop(
     assert calls("job", "/dtq.v1.JobStore/WaitJob") == 1  # only the explicit wait above
 
 
+async def test_batching_coalesces_hops_and_answers_waits_at_the_gateway(tmp_path: Path) -> None:
+    c = MicroCluster(tmp_path, "memory", batching="on")
+    try:
+        await c.start_all()
+
+        async def subscribed() -> bool:
+            return bool(c.role("gateway")._watch.live)
+
+        await eventually(subscribed, 10, "the gateway's WatchJobs subscription")
+        async with DtqClient(c.services["gateway"], timeout=5.0) as client:
+
+            async def one(i: int) -> JobState:
+                job_id = await client.submit("echo", str(i).encode())
+                return JobState((await client.wait(job_id, timeout=10)).state)
+
+            assert await asyncio.gather(*(one(i) for i in range(32))) == [JobState.SUCCEEDED] * 32
+            # a wait that runs out answers with the job as it is (the job service is asked)
+            slow = await client.submit("sleep", sleep_payload(1.0))
+            assert not (await client.wait(slow, timeout=0.2)).done
+            assert JobState((await client.wait(slow, timeout=10)).state) is JobState.SUCCEEDED
+            assert (await client.result(slow)).job.done
+
+        def calls(key: str, method: str) -> float:
+            value = c.running[key].metrics.registry.get_sample_value(
+                "dtq_rpc_total", {"method": method, "code": "OK"}
+            )
+            return value or 0.0
+
+        waits = calls("gateway", "/dtq.v1.TaskQueue/WaitJob")
+        assert waits >= 34
+        # only the slow job's waits may reach the job service; the 32 echo jobs' were answered here
+        assert calls("job", "/dtq.v1.JobStore/WaitJob") <= waits - 32
+        assert calls("job", "/dtq.v1.JobStore/CreateJob") == 0
+        assert 1 <= calls("job", "/dtq.v1.JobStore/CreateJobs") <= 33
+        assert calls("job", "/dtq.v1.JobStore/CompleteAttempt") == 0
+        assert 1 <= calls("job", "/dtq.v1.JobStore/CompleteAttempts") <= 33
+        assert calls("result", "/dtq.v1.ResultStore/PutResult") == 0
+        assert calls("result", "/dtq.v1.ResultStore/PutResults") >= 1
+        assert calls("coordinator", "/dtq.v1.Workers/ReportResult") == 0
+        assert calls("coordinator", "/dtq.v1.Workers/ReportResults") >= 1
+    finally:
+        await c.close()
+
+
 async def test_failing_job_is_retried_then_fails(client: DtqClient) -> None:
     job_id = await client.submit("fail", json.dumps({"probability": 1.0}).encode(), max_attempts=2)
     done = await client.wait(job_id, timeout=10)
