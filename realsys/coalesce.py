@@ -77,6 +77,20 @@ class Coalescer(Generic[Item, Result]):
         self._start()
         return await future
 
+    async def call_many(self, items: Sequence[Item]) -> list[Result | BaseException]:
+        """Several items queued together (so they go in the same call when they fit), each answered
+        on its own: its result, or the exception it failed with."""
+        if len(self._queue) + len(items) > self._max_queued:
+            raise Unavailable(f"{self.name}: {len(self._queue)} calls already wait for this hop", 0.05)
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Result]] = []
+        for item in items:
+            future: asyncio.Future[Result] = loop.create_future()
+            self._queue.append((item, future))
+            futures.append(future)
+        self._start()
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
     def _start(self) -> None:
         """Starts batch calls while items wait: one when none is in flight, more only while a full
         batch waits (so a burst is not held behind a single call)."""

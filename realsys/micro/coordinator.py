@@ -192,10 +192,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
             except DtqError as exc:
                 items[index].code, items[index].message, _ = item_error(exc)
         if self._completes is not None:
-            completes = self._completes
-            outcomes = await asyncio.gather(
-                *(completes.call(forward) for _, forward in checked), return_exceptions=True
-            )
+            outcomes = await self._completes.call_many([forward for _, forward in checked])
         else:
             outcomes = list(
                 await self._complete_attempts(

@@ -137,3 +137,13 @@ def test_item_errors_round_trip(error: DtqError) -> None:
 def test_an_unknown_code_is_unavailable() -> None:
     error = error_of_item("NO_SUCH_CODE", "odd")
     assert isinstance(error, Unavailable) and "NO_SUCH_CODE" in error.message
+
+
+async def test_items_queued_together_go_in_one_call_and_are_answered_each() -> None:
+    hop = Hop()
+    hop.release.set()
+    coalescer: Coalescer[str, str] = Coalescer("hop", hop.send, max_items=3)
+    results = await coalescer.call_many(["a", "bad", "b", "c"])
+    assert results[0] == "A" and results[2:] == ["B", "C"]
+    assert isinstance(results[1], NotFound)
+    assert hop.batches == [["a", "bad", "b"], ["c"]]
