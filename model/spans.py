@@ -38,7 +38,8 @@ from typing import Any
 
 KINDS = ("SERVER", "INTERNAL")
 ORIGIN_HOPS = frozenset({"SubmitJob", "CreateJob"})  # the hops that make a job: a timeline's zero
-SPANS_FILE = "spans.jsonl"  # a simulated run's spans, in its run directory (the real: <node>.spans.jsonl)
+SPANS_FILE = "spans.jsonl"  # a simulated run's spans, in its run directory
+SPAN_SUFFIX = ".spans.jsonl"  # a real node's spans: <trace dir>/<node>.spans.jsonl
 
 
 def _digest(job_id: str) -> bytes:

@@ -14,8 +14,6 @@ from typing import Any
 import model.spans as spans_mod
 from realsys.config import NodeConfig
 
-SPAN_SUFFIX = ".spans.jsonl"  # a node's spans file in a trace directory (realsys/tracing.py writes it)
-
 
 def node_tracer(config: NodeConfig) -> Any:
     """The node's realsys.tracing.NodeTracer, or None when tracing is off."""
@@ -148,7 +146,7 @@ def load_spans(path: Path, cluster: Any) -> list[spans_mod.HopSpan]:
     elif (path / cluster.CLUSTER_FILE).is_file():
         return load_spans(_trace_dir_of(cluster, path), cluster)
     else:
-        files = sorted(path.glob(f"*{SPAN_SUFFIX}"))
+        files = sorted(path.glob(f"*{spans_mod.SPAN_SUFFIX}"))
         if not files:
             raise ValueError(
                 f"no spans in {path}: not a spans file, trace, cluster or simulated run directory"
@@ -166,7 +164,7 @@ def load_spans(path: Path, cluster: Any) -> list[spans_mod.HopSpan]:
 def _trace_dir_of(cluster: Any, directory: Path) -> Path:
     """The trace directory of the cluster in `directory`; a trace directory given as `--dir` (its
     meaning before --trace-dir) is taken as it is, with a warning."""
-    if not (directory / cluster.CLUSTER_FILE).exists() and any(directory.glob(f"*{SPAN_SUFFIX}")):
+    if not (directory / cluster.CLUSTER_FILE).exists() and any(directory.glob(f"*{spans_mod.SPAN_SUFFIX}")):
         print("dtq trace: --dir TRACE_DIR is deprecated: use --trace-dir TRACE_DIR", file=sys.stderr)
         return directory
     info = cluster.load(directory)  # FileNotFoundError: no cluster there

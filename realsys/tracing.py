@@ -45,9 +45,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from model.errors import InvalidArgument
 from model.job import Assignment, CancelledByWorker, Failed, Outcome
-from model.spans import HopSpan, job_root_span_id, job_trace_id, parse_spans, span_line
+from model.spans import SPAN_SUFFIX, HopSpan, job_root_span_id, job_trace_id, parse_spans, span_line
 from realsys.config import NodeConfig
-from realsys.trace_hooks import SPAN_SUFFIX
 
 TRACEPARENT = "traceparent"
 # calls about many jobs at once, or about none: no per-job span

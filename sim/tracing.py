@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from model.errors import DtqError
@@ -191,7 +192,7 @@ class SimTracer:
         self._wrap(cluster, "spawn", self._on_spawn)
         self._wrap(cluster, "gather", self._on_gather)
         for attr, hop in ENTRIES.items():
-            self._wrap(cluster, attr, lambda orig, hop=hop: self._on_request(orig, hop))
+            self._wrap(cluster, attr, partial(self._on_request, hop=hop))
         if self.design == "micro":
             self._install_micro(cast("MicroCluster", cluster))
         else:
@@ -199,21 +200,18 @@ class SimTracer:
 
     def _install_micro(self, cluster: MicroCluster) -> None:
         for attr, hop in MICRO_HOPS.items():
-            self._wrap(cluster, attr, lambda orig, hop=hop: self._served(orig, hop, hop.role, hop.role))
+            self._wrap(cluster, attr, partial(self._served, hop=hop, node=hop.role, role=hop.role))
         self._wrap(cluster, "_via_gateway", self._on_via_gateway)
-        self._wrap(cluster, "start_worker", lambda orig: self._on_start_worker(orig, cluster))
+        self._wrap(cluster, "start_worker", partial(self._on_start_worker, owner=cluster))
 
     def _install_mono(self, cluster: MonoCluster) -> None:
         self._wrap(cluster, "_hop_in", self._on_hop_in)
         self._wrap(cluster, "_forward", self._on_forward)
         for node in cluster.nodes:
-            self._wrap(
-                node,
-                "steal_work",
-                lambda orig, n=node: self._served(orig, MONO_HOPS["steal_work"], n.name, "node"),
-            )
-            self._wrap(node, "report_here", lambda orig, n=node: self._on_report_here(orig, n))
-            self._wrap(node, "start_worker", lambda orig, n=node: self._on_start_worker(orig, n))
+            steal = partial(self._served, hop=MONO_HOPS["steal_work"], node=node.name, role="node")
+            self._wrap(node, "steal_work", steal)
+            self._wrap(node, "report_here", partial(self._on_report_here, node=node))
+            self._wrap(node, "start_worker", partial(self._on_start_worker, owner=node))
 
     @staticmethod
     def _wrap(obj: Any, attr: str, make: Callable[[Any], Any]) -> None:
