@@ -74,8 +74,7 @@ def test_a_traced_run_writes_spans_that_dtq_trace_prints(
 def test_compare_puts_two_timelines_side_by_side(
     traced_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with (traced_run / SPANS_FILE).open() as lines:
-        spans = list(parse_spans(lines))
+    spans = list(parse_spans((traced_run / SPANS_FILE).read_text().splitlines()))
     first = jobs_of(spans)[0]
     # a "real" trace directory: the same job's hops, each twice as long, one file per process
     real_dir = tmp_path / "real-trace"
