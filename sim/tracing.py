@@ -281,50 +281,52 @@ class SimTracer:
         )
 
     def serve(self, hop: Hop, node: str, role: str, args: Args, gen: SimGen[Any]) -> SimGen[Any]:
-        """`gen` (a handler on `node`) recording hop's SERVER span for each traced job it is about."""
+        """`gen` (a handler on `node`) recording hop's SERVER span for each traced job it is about
+        when it replies or fails with a status (a handler closed unfinished, at the run's end,
+        records nothing, as a process stopped mid-call exports nothing)."""
         start = self.env.now
         caller = self._top()
         jobs = [j for j in dict.fromkeys(hop.jobs(args)) if j] if hop.jobs is not None else []
         attempt = int(hop.attempt(args)) if hop.attempt is not None else 0
-        traced = self.traced
-        own: Frame = (jobs[0], self._new_id(jobs[0])) if jobs and jobs[0] in traced else None
+        own: Frame = (jobs[0], self._new_id(jobs[0])) if jobs and jobs[0] in self.traced else None
         stack = self._stack()
         stack.append(own)
-        status = "OK"
-        value: Any = None
         try:
             value = yield from gen
-            status = _status(value)
         except DtqError as exc:
-            status = status_of(exc)
+            self._served_spans(hop, node, role, start, caller, own, jobs, attempt, status_of(exc), None)
             raise
         finally:
             self._pop(stack)
-            if own is not None:
-                self._record(own[0], hop.name, "SERVER", node, role, start, own[1], caller, status, attempt)
-            for job_id in jobs[1:]:
-                if job_id in traced:
-                    span_id = self._new_id(job_id)
-                    self._record(
-                        job_id, hop.name, "SERVER", node, role, start, span_id, caller, status, attempt
-                    )
-            if not jobs and hop.made and status == "OK":
-                for job_id, made_attempt in _made(hop.made, value):
-                    if job_id in traced:
-                        span_id = self._new_id(job_id)
-                        self._record(
-                            job_id,
-                            hop.name,
-                            "SERVER",
-                            node,
-                            role,
-                            start,
-                            span_id,
-                            caller,
-                            status,
-                            made_attempt,
-                        )
+        self._served_spans(hop, node, role, start, caller, own, jobs, attempt, _status(value), value)
         return value
+
+    def _served_spans(
+        self,
+        hop: Hop,
+        node: str,
+        role: str,
+        start: float,
+        caller: Frame,
+        own: Frame,
+        jobs: list[str],
+        attempt: int,
+        status: str,
+        value: Any,
+    ) -> None:
+        """The spans of one served call: the current one (the request's first job), the request's
+        other jobs, or the jobs its reply names (a call that named none)."""
+        if own is not None:
+            self._record(own[0], hop.name, "SERVER", node, role, start, own[1], caller, status, attempt)
+        named = [(j, attempt) for j in jobs[1:]]
+        if not jobs and hop.made and status == "OK":
+            named = _made(hop.made, value)
+        for job_id, job_attempt in named:
+            if job_id in self.traced:
+                span_id = self._new_id(job_id)
+                self._record(
+                    job_id, hop.name, "SERVER", node, role, start, span_id, caller, status, job_attempt
+                )
 
     def _served(
         self, orig: Callable[..., SimGen[Any]], hop: Hop, node: str, role: str
@@ -486,15 +488,8 @@ class TracedBackend:
         span_id = tracer._new_id(job_id)
         stack = tracer._stack()
         stack.append((job_id, span_id))
-        status = "UNKNOWN"
-        try:
-            yield from self.inner.report(worker, job_id, attempt, outcome, pre)
-            status = "OK"
-        except DtqError as exc:
-            status = status_of(exc)
-            raise
-        finally:
-            tracer._pop(stack)
+
+        def record(status: str) -> None:
             tracer._record(
                 job_id,
                 "worker/report",
@@ -507,3 +502,12 @@ class TracedBackend:
                 status,
                 attempt,
             )
+
+        try:
+            yield from self.inner.report(worker, job_id, attempt, outcome, pre)
+        except DtqError as exc:
+            record(status_of(exc))
+            raise
+        finally:
+            tracer._pop(stack)
+        record("OK")
