@@ -8,15 +8,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 import sim
 from dtq.v1 import client_pb2, internal_pb2, worker_pb2
 from model.errors import InvalidArgument
-from model.spans import HopSpan, job_root_span_id, job_trace_id, span_hex, timeline, trace_hex
+from model.results.runs import load_workload
+from model.spans import HopSpan, job_root_span_id, job_trace_id, jobs_of, span_hex, timeline, trace_hex
 from model.workload import ClosedLoop, Distribution, WorkloadSpec
-from realsys.tracing import UNTRACED_METHODS
+from realsys.tracing import UNTRACED_METHODS, read_spans
 from sim.micro import ROLES
 from sim.tracing import ENTRIES, MICRO_HOPS, MONO_HOPS
 from tests.sim.test_golden import CASES, GOLDEN, digest
@@ -178,3 +180,20 @@ def test_off_by_default_and_chosen_jobs_are_checked() -> None:
         {"design": "mono", "workload": {"arrival": {"kind": "closed", "clients": 1}}, "trace": [2]}
     )
     assert config.trace == (2,)
+
+
+def test_simulated_hops_are_a_real_design_a_jobs_hop_for_hop() -> None:
+    """data/traces/micro-echo/real: a real Design A cluster's trace of this workload (sqlite store,
+    one client waiting for each echo job); every simulated job has the real job's hops (name, role,
+    attempt, depth in the tree), no more, no fewer."""
+    data = Path(__file__).resolve().parents[2] / "data" / "traces" / "micro-echo"
+    real = list(read_spans(data / "real"))
+    workload = load_workload(data / "workload.yaml")
+    simulated = run(sim.SimConfig("micro", workload, trace=(1, 2, 3, 4, 5))).spans
+
+    def shape(spans: list[HopSpan], job_id: str) -> list[tuple[str, str, int, int]]:
+        return sorted((r.span.name, r.span.role, r.span.attempt, r.depth) for r in timeline(spans, job_id))
+
+    assert jobs_of(real) == jobs_of(simulated) and len(jobs_of(real)) == 5
+    for job_id in jobs_of(real):
+        assert shape(simulated, job_id) == shape(real, job_id), job_id
