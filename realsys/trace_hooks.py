@@ -1,7 +1,9 @@
 """Where the rest of realsys asks for tracing, without importing OpenTelemetry when it is off.
 
 realsys/tracing.py (and OpenTelemetry with it) is imported only when a node's NodeConfig.trace is
-on; these hooks answer None, or the object unchanged, otherwise.
+on; these hooks answer None, or the object unchanged, otherwise. Also here: `dtq trace`, which reads
+spans files (a traced cluster's, or a simulated run's RUN/spans.jsonl: the same records) without
+OpenTelemetry, and prints a job's timeline or a real job beside a simulated one (model/spans.py).
 """
 
 from __future__ import annotations
