@@ -129,9 +129,8 @@ class SimConfig:
     def from_mapping(data: Mapping[str, Any]) -> SimConfig:
         """{"design", "workload": {...}, "params": {...}, "overrides": {...}, "calibration": NAME,
         "seed", "replication", "faults": [...], "name", "run_id", "warm_start", "trace": [N or ID]}:
-        `params` (a
-        SimParams mapping) or `calibration` (a name or path, sim.params.load_params) is the base,
-        `overrides` are applied on it (a mapping, or [key, value] pairs in order)."""
+        `params` (a SimParams mapping) or `calibration` (a name or path, sim.params.load_params) is
+        the base, `overrides` are applied on it (a mapping, or [key, value] pairs in order)."""
         known = {
             "design",
             "workload",

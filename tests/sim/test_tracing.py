@@ -168,6 +168,14 @@ def test_spans_are_the_same_for_a_seed_and_chosen_by_id() -> None:
     assert [s.start for s in other_seed.spans] != [s.start for s in first.spans]
 
 
+def test_a_saved_run_keeps_its_spans(tmp_path: Path) -> None:
+    result = run(sim.SimConfig("mono", echo_loop(run_time=1.0), trace=(1,)))
+    again = sim.SimResult.load(result.save(tmp_path))
+    assert again.spans == result.spans and again.config.trace == (1,) and result.spans
+    untraced = run(sim.SimConfig("mono", echo_loop(run_time=1.0), run_id="plain")).save(tmp_path)
+    assert not (untraced / "spans.jsonl").exists() and sim.SimResult.load(untraced).spans == []
+
+
 def test_off_by_default_and_chosen_jobs_are_checked() -> None:
     plain = run(sim.SimConfig("micro", echo_loop(run_time=1.0)))
     assert plain.spans == [] and "trace_missing" not in plain.stats
