@@ -8,7 +8,8 @@ some of that instance's methods by wrappers (no simulated event is added or move
 are the same as untraced):
 
 * the server side of each hop the real system traces (the generator that plays one RPC's handler on
-  its process; MICRO_HOPS, MONO_HOPS name them) records a SERVER span from the moment the callee
+  its process; MICRO_HOPS, MONO_HOPS name them and the parameters that carry the request's job and
+  attempt, checked against the methods' signatures as the tracer installs) records a SERVER span from the moment the callee
   starts serving (after the hop and gRPC's threads) to its reply: the full gRPC method name, the
   serving process (node, role), the attempt, the status code name;
 * the client-facing entries (Design A's gateway, Design B's entry node, and the node a request is
@@ -34,6 +35,7 @@ first; a workload's prefilled jobs do not count), a str a job id.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -50,59 +52,90 @@ if TYPE_CHECKING:
     from sim.mono import MonoCluster, MonoNode
     from sim.worker import SimWorker
 
-Args = tuple[Any, ...]
 Frame = tuple[str, str] | None  # (job id, span id) of the span a process is serving; None: none
 Chosen = int | str
-
-
-def _arg(i: int) -> Callable[[Args], list[str]]:
-    return lambda args: [args[i]]
 
 
 @dataclass(frozen=True, slots=True)
 class Hop:
     """One traced RPC: its full gRPC method name, where its jobs come from, and (Design A) the role
-    of the process that serves it."""
+    of the process that serves it. `jobs` and `attempt` name the simulator method's parameters that
+    carry the request's jobs (a job id, a list of ids, items with a `job_id`) and attempt
+    ("param.attr": an attribute of one); a hop whose request names no job takes them from its reply."""
 
     name: str
     role: str = ""
-    jobs: Callable[[Args], list[str]] | None = None  # the request's jobs, from the method's arguments
-    attempt: Callable[[Args], int] | None = None  # the request's attempt (0 when it has none)
+    jobs: str = ""
+    attempt: str = ""
     made: str = ""  # jobs named by the reply: "created" ("OK", job_id), "ids" [job_id], "assignments"
 
 
 # MicroCluster's server-side generators (sim/micro.py) -> the hop they play (realsys/micro/)
 MICRO_HOPS: dict[str, Hop] = {
     "_job_create": Hop("/dtq.v1.JobStore/CreateJob", "job", made="created"),
-    "_job_get": Hop("/dtq.v1.JobStore/GetJob", "job", _arg(0)),
-    "_job_wait": Hop("/dtq.v1.JobStore/WaitJob", "job", _arg(0)),
-    "_job_cancel": Hop("/dtq.v1.JobStore/CancelJob", "job", _arg(0)),
-    "_job_lease": Hop("/dtq.v1.JobStore/LeaseJobs", "job", lambda a: list(a[1])),
-    "_job_complete": Hop("/dtq.v1.JobStore/CompleteAttempt", "job", _arg(1), lambda a: a[2]),
-    "_queue_enqueue": Hop("/dtq.v1.Queue/Enqueue", "queue", lambda a: [e.job_id for e in a[0]]),
+    "_job_get": Hop("/dtq.v1.JobStore/GetJob", "job", "job_id"),
+    "_job_wait": Hop("/dtq.v1.JobStore/WaitJob", "job", "job_id"),
+    "_job_cancel": Hop("/dtq.v1.JobStore/CancelJob", "job", "job_id"),
+    "_job_lease": Hop("/dtq.v1.JobStore/LeaseJobs", "job", "job_ids"),
+    "_job_complete": Hop("/dtq.v1.JobStore/CompleteAttempt", "job", "job_id", "attempt"),
+    "_queue_enqueue": Hop("/dtq.v1.Queue/Enqueue", "queue", "entries"),
     "_queue_reserve": Hop("/dtq.v1.Queue/Reserve", "queue", made="ids"),
-    "_queue_ack": Hop("/dtq.v1.Queue/Ack", "queue", lambda a: list(a[0])),
+    "_queue_ack": Hop("/dtq.v1.Queue/Ack", "queue", "job_ids"),
     "_coord_fetch": Hop("/dtq.v1.Workers/FetchWork", "coordinator", made="assignments"),
-    "_coord_report": Hop("/dtq.v1.Workers/ReportResult", "coordinator", _arg(1), lambda a: a[2]),
-    "_coord_notify_cancel": Hop("/dtq.v1.Coordinator/NotifyCancel", "coordinator", _arg(0), lambda a: a[1]),
-    "_result_put": Hop(
-        "/dtq.v1.ResultStore/PutResult", "result", lambda a: [a[0].job_id], lambda a: a[0].attempt
-    ),
-    "_result_get": Hop("/dtq.v1.ResultStore/GetResult", "result", _arg(0), lambda a: a[1]),
+    "_coord_report": Hop("/dtq.v1.Workers/ReportResult", "coordinator", "job_id", "attempt"),
+    "_coord_notify_cancel": Hop("/dtq.v1.Coordinator/NotifyCancel", "coordinator", "job_id", "attempt"),
+    "_result_put": Hop("/dtq.v1.ResultStore/PutResult", "result", "put", "put.attempt"),
+    "_result_get": Hop("/dtq.v1.ResultStore/GetResult", "result", "job_id", "attempt"),
 }
 # MonoNode's server-side generators (sim/mono.py): Peer.StealWork, and a thief's ReportResult
 MONO_HOPS: dict[str, Hop] = {
     "steal_work": Hop("/dtq.v1.Peer/StealWork", made="assignments"),
-    "report_here": Hop("/dtq.v1.Workers/ReportResult", "", _arg(2), lambda a: a[3]),
+    "report_here": Hop("/dtq.v1.Workers/ReportResult", "", "job_id", "attempt"),
 }
-# the client API (Cluster.request_*: lg, then the request's arguments) -> the TaskQueue method
+# the client API (Cluster.request_*) -> the TaskQueue method the entry process serves
 ENTRIES: dict[str, Hop] = {
     "request_submit": Hop("/dtq.v1.TaskQueue/SubmitJob", made="created"),
-    "request_status": Hop("/dtq.v1.TaskQueue/GetJobStatus", jobs=_arg(1)),
-    "request_result": Hop("/dtq.v1.TaskQueue/GetJobResult", jobs=_arg(1)),
-    "request_cancel": Hop("/dtq.v1.TaskQueue/CancelJob", jobs=_arg(1)),
-    "request_wait": Hop("/dtq.v1.TaskQueue/WaitJob", jobs=_arg(1)),
+    "request_status": Hop("/dtq.v1.TaskQueue/GetJobStatus", jobs="job_id"),
+    "request_result": Hop("/dtq.v1.TaskQueue/GetJobResult", jobs="job_id"),
+    "request_cancel": Hop("/dtq.v1.TaskQueue/CancelJob", jobs="job_id"),
+    "request_wait": Hop("/dtq.v1.TaskQueue/WaitJob", jobs="job_id"),
 }  # ListJobs names no job: no span, as in realsys/tracing.py
+
+
+def _job_ids(value: Any) -> list[str]:
+    """The jobs a request parameter names: a job id, ids, or items (one or many) with a job_id."""
+    if isinstance(value, str):
+        items = [value]
+    elif hasattr(value, "job_id"):
+        items = [value.job_id]
+    else:
+        items = [v if isinstance(v, str) else v.job_id for v in value]
+    return [j for j in dict.fromkeys(items) if j]
+
+
+class _Request:
+    """Reads a hop's jobs and attempt from a call of the simulator method that plays it."""
+
+    def __init__(self, hop: Hop, method: Callable[..., Any]) -> None:
+        self.hop = hop
+        self.signature = inspect.signature(method)
+        for name in (hop.jobs, hop.attempt.partition(".")[0]):
+            if name and name not in self.signature.parameters:  # a driver renamed a parameter
+                raise TypeError(f"sim/tracing: {method.__qualname__} has no parameter {name!r} ({hop.name})")
+
+    def read(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[list[str], int]:
+        hop = self.hop
+        if not (hop.jobs or hop.attempt):
+            return [], 0
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        given = bound.arguments
+        jobs = _job_ids(given[hop.jobs]) if hop.jobs else []
+        attempt = 0
+        if hop.attempt:
+            name, _, attr = hop.attempt.partition(".")
+            attempt = int(getattr(given[name], attr) if attr else given[name])
+        return jobs, attempt
 
 
 def _status(value: Any) -> str:
@@ -167,7 +200,7 @@ class SimTracer:
         self._stacks: dict[Any, list[Frame]] = {}  # simpy process -> its current spans
         self._counts: dict[str, int] = {}
         self._prefilling = False
-        self._entry: tuple[Hop, Args] | None = None  # a client request being made (request_*)
+        self._entry: tuple[Hop, tuple[list[str], int]] | None = None  # a request being made (request_*)
         self._install()
 
     # ------------------------------------------------------------------ what was chosen
@@ -280,14 +313,16 @@ class SimTracer:
             )
         )
 
-    def serve(self, hop: Hop, node: str, role: str, args: Args, gen: SimGen[Any]) -> SimGen[Any]:
-        """`gen` (a handler on `node`) recording hop's SERVER span for each traced job it is about
-        when it replies or fails with a status (a handler closed unfinished, at the run's end,
-        records nothing, as a process stopped mid-call exports nothing)."""
+    def serve(
+        self, hop: Hop, node: str, role: str, request: tuple[list[str], int], gen: SimGen[Any]
+    ) -> SimGen[Any]:
+        """`gen` (a handler on `node`; `request`: the jobs and attempt its request names) recording
+        hop's SERVER span for each traced job it is about when it replies or fails with a status (a
+        handler closed unfinished, at the run's end, records nothing, as a process stopped mid-call
+        exports nothing)."""
         start = self.env.now
         caller = self._top()
-        jobs = [j for j in dict.fromkeys(hop.jobs(args)) if j] if hop.jobs is not None else []
-        attempt = int(hop.attempt(args)) if hop.attempt is not None else 0
+        jobs, attempt = request
         own: Frame = (jobs[0], self._new_id(jobs[0])) if jobs and jobs[0] in self.traced else None
         stack = self._stack()
         stack.append(own)
@@ -331,8 +366,10 @@ class SimTracer:
     def _served(
         self, orig: Callable[..., SimGen[Any]], hop: Hop, node: str, role: str
     ) -> Callable[..., SimGen[Any]]:
-        def traced(*args: Any) -> SimGen[Any]:
-            return self.serve(hop, node, role, args, orig(*args))
+        request = _Request(hop, orig)
+
+        def traced(*args: Any, **kwargs: Any) -> SimGen[Any]:
+            return self.serve(hop, node, role, request.read(args, kwargs), orig(*args, **kwargs))
 
         return traced
 
@@ -386,10 +423,12 @@ class SimTracer:
     def _on_request(self, orig: Callable[..., SimGen[Any]], hop: Hop) -> Callable[..., SimGen[Any]]:
         """request_*: says which TaskQueue method the entry (_via_gateway, _hop_in) is serving."""
 
-        def request(*args: Any) -> SimGen[Any]:
-            self._entry = (hop, args)
+        reader = _Request(hop, orig)
+
+        def request(*args: Any, **kwargs: Any) -> SimGen[Any]:
+            self._entry = (hop, reader.read(args, kwargs))
             try:
-                return orig(*args)
+                return orig(*args, **kwargs)
             finally:
                 self._entry = None
 
@@ -399,8 +438,8 @@ class SimTracer:
         def via_gateway(lg: Any, server: SimGen[Any]) -> SimGen[Any]:
             if self._entry is None:
                 return orig(lg, server)
-            hop, args = self._entry
-            return orig(lg, self.serve(hop, "gateway", "gateway", args, server))
+            hop, request = self._entry
+            return orig(lg, self.serve(hop, "gateway", "gateway", request, server))
 
         return via_gateway
 
@@ -408,8 +447,8 @@ class SimTracer:
         def hop_in(lg: Any, entry: MonoNode, server: SimGen[Any]) -> SimGen[Any]:
             if self._entry is None:
                 return orig(lg, entry, server)
-            hop, args = self._entry
-            return orig(lg, entry, self.serve(hop, entry.name, "node", args, server))
+            hop, request = self._entry
+            return orig(lg, entry, self.serve(hop, entry.name, "node", request, server))
 
         return hop_in
 
@@ -419,20 +458,21 @@ class SimTracer:
         def forward(entry: MonoNode, owner: MonoNode | None, serve: Any, wait: float = 0.0) -> SimGen[Any]:
             if self._entry is None:
                 return orig(entry, owner, serve, wait)
-            hop, args = self._entry
-            return orig(entry, owner, lambda n: self.serve(hop, n.name, "node", args, serve(n)), wait)
+            hop, request = self._entry
+            return orig(entry, owner, lambda n: self.serve(hop, n.name, "node", request, serve(n)), wait)
 
         return forward
 
     def _on_report_here(self, orig: Callable[..., SimGen[str]], node: MonoNode) -> Callable[..., SimGen[str]]:
         """A thief's ReportResult at the owner is an RPC; the node's own worker's report is not."""
         hop = MONO_HOPS["report_here"]
+        request = _Request(hop, orig)
 
-        def report_here(method: str, *rest: Any, **kw: Any) -> SimGen[str]:
-            gen = orig(method, *rest, **kw)
+        def report_here(method: str, *rest: Any, **kwargs: Any) -> SimGen[str]:
+            gen = orig(method, *rest, **kwargs)
             if method != "ReportResult":
                 return gen
-            return self.serve(hop, node.name, "node", (method, *rest), gen)
+            return self.serve(hop, node.name, "node", request.read((method, *rest), kwargs), gen)
 
         return report_here
 

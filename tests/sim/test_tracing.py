@@ -14,13 +14,15 @@ import pytest
 
 import sim
 from dtq.v1 import client_pb2, internal_pb2, worker_pb2
+from model.actions import PutResult
 from model.errors import InvalidArgument
 from model.results.runs import load_workload
 from model.spans import HopSpan, job_root_span_id, job_trace_id, jobs_of, span_hex, timeline, trace_hex
 from model.workload import ClosedLoop, Distribution, WorkloadSpec
 from realsys.tracing import UNTRACED_METHODS, read_spans
+from sim.api import build
 from sim.micro import ROLES
-from sim.tracing import ENTRIES, MICRO_HOPS, MONO_HOPS
+from sim.tracing import ENTRIES, MICRO_HOPS, MONO_HOPS, Hop, SimTracer, _Request
 from tests.sim.test_golden import CASES, GOLDEN, digest
 
 # the (role, hop) pairs tests/realsys/test_tracing.py finds in a real Design A cluster's echo job
@@ -90,6 +92,17 @@ def test_every_traced_name_is_a_real_traced_rpc() -> None:
         assert hop.name in methods, hop.name
         assert hop.name.rsplit("/", 1)[-1] not in UNTRACED_METHODS
     assert {h.role for h in MICRO_HOPS.values()} | {"gateway", "worker"} == set(ROLES)
+
+
+def test_the_tables_name_the_simulators_methods_and_parameters() -> None:
+    """A renamed method or parameter stops the tracer when it installs, not silently later."""
+    for design in ("micro", "mono"):
+        _, cluster, _ = build(sim.SimConfig(design, echo_loop()))
+        SimTracer(cluster, (1,))  # every table entry found
+    with pytest.raises(TypeError, match="no parameter 'job_ids'"):
+        _Request(Hop("/dtq.v1.Queue/Ack", jobs="job_ids"), lambda ids: None)
+    read = _Request(MICRO_HOPS["_result_put"], lambda put: None).read
+    assert read((PutResult("a-1-01", 3, b""),), {}) == (["a-1-01"], 3)
 
 
 def test_a_simulated_design_a_job_has_the_real_hops_across_six_roles() -> None:
