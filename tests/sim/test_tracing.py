@@ -203,17 +203,20 @@ def test_off_by_default_and_chosen_jobs_are_checked() -> None:
     assert config.trace == (2,)
 
 
-def test_simulated_hops_are_a_real_design_a_jobs_hop_for_hop() -> None:
-    """data/traces/micro-echo/real: a real Design A cluster's trace of this workload (sqlite store,
-    one client waiting for each echo job); every simulated job has the real job's hops (name, role,
+@pytest.mark.parametrize("design", ["micro", "mono"])
+def test_simulated_hops_are_a_real_jobs_hop_for_hop(design: str) -> None:
+    """data/traces/<design>-echo/real: a real cluster's trace of this workload (sqlite store, one
+    client waiting for each echo job); every simulated job has the real job's hops (name, process,
     attempt, depth in the tree), no more, no fewer."""
-    data = Path(__file__).resolve().parents[2] / "data" / "traces" / "micro-echo"
+    data = Path(__file__).resolve().parents[2] / "data" / "traces" / f"{design}-echo"
     real = list(read_spans(data / "real"))
     workload = load_workload(data / "workload.yaml")
-    simulated = run(sim.SimConfig("micro", workload, trace=(1, 2, 3, 4, 5))).spans
+    simulated = run(sim.SimConfig(design, workload, trace=(1, 2, 3, 4, 5))).spans  # type: ignore[arg-type]
 
-    def shape(spans: list[HopSpan], job_id: str) -> list[tuple[str, str, int, int]]:
-        return sorted((r.span.name, r.span.role, r.span.attempt, r.depth) for r in timeline(spans, job_id))
+    def shape(spans: list[HopSpan], job_id: str) -> list[tuple[str, str, str, int, int]]:
+        return sorted(
+            (r.span.name, r.span.node, r.span.role, r.span.attempt, r.depth) for r in timeline(spans, job_id)
+        )
 
     assert jobs_of(real) == jobs_of(simulated) and len(jobs_of(real)) == 5
     for job_id in jobs_of(real):
