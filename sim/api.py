@@ -167,27 +167,22 @@ def apply_overrides(params: SimParams, overrides: Mapping[str, Any] | Sequence[A
     return params
 
 
+@dataclass(eq=False)
 class SimResult:
     """One run: its config, summary (data/README.md's summary.json, kind "sim"), simulator-side
     `stats` (speed, utilisation, core counters; not part of a run directory), and its records:
     `requests` / `jobs` (iterable Records of model.results.schema objects) and `requests_df` /
     `jobs_df` (pandas DataFrames, built on first use)."""
 
-    def __init__(
-        self,
-        config: SimConfig,
-        requests: Records[RequestRecord],
-        jobs: Records[JobRecord],
-        summary: dict[str, Any],
-        stats: dict[str, Any],
-        started_at: str = "",
-    ) -> None:
-        self.config = config
-        self.requests = requests
-        self.jobs = jobs
-        self.summary = summary
-        self.stats = stats
-        self.started_at = started_at or utc_now()
+    config: SimConfig
+    requests: Records[RequestRecord]
+    jobs: Records[JobRecord]
+    summary: dict[str, Any]
+    stats: dict[str, Any]
+    started_at: str = ""
+
+    def __post_init__(self) -> None:
+        self.started_at = self.started_at or utc_now()
 
     @functools.cached_property
     def requests_df(self) -> pd.DataFrame:

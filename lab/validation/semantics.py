@@ -30,7 +30,6 @@ attempts per job; in absolute terms (fraction points) for the FAILED / CANCELLED
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -42,11 +41,11 @@ from typing import Any
 from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster
 from lab.experiment.spec import experiment_from_mapping
 from lab.validation.accuracy import quantiles, rel_error
-from lab.validation.output import write_csv
-from lab.validation.plan import rates_of
+from lab.validation.output import write_csv, write_json
+from lab.validation.plan import rates_of, saturation_experiment
 from lab.validation.real import run_chunks
 from lab.validation.runs import RunInfo, runs_of, saturation_rate
-from lab.validation.spec import Saturation, Validation, fail, validation_from_mapping
+from lab.validation.spec import SHARED_KEYS, Saturation, Validation, fail, validation_from_mapping
 from lab.validation.twins import simulate
 from model.errors import InvalidArgument
 from model.results.documents import read_document
@@ -56,23 +55,7 @@ from model.results.stats import mean_ci
 from model.results.summary import metric
 from model.workload import workload_to_mapping
 
-_TOP_KEYS = frozenset(
-    {
-        "name",
-        "description",
-        "calibration",
-        "workload",
-        "replications",
-        "designs",
-        "store",
-        "slots",
-        "saturation",
-        "options",
-        "host_scale",
-        "sim_overrides",
-        "cases",
-    }
-)
+_TOP_KEYS = SHARED_KEYS | {"cases"}
 _CASE_KEYS = frozenset({"workload", "fractions", "concurrency", "description"})
 DEFAULT_OUT = Path("data/validation/semantics")
 
@@ -254,25 +237,7 @@ def load_semantics(path: Path | str) -> Semantics:
 
 # ---------------------------------------------------------------------------- plan
 def saturation_mapping(v: Semantics, case: Case) -> dict[str, Any]:
-    s = v.saturation
-    workload = {
-        **case.workload,
-        "arrival": {"kind": "closed", "clients": 1, "wait_for_completion": False},
-        "run_time": s.run_time,
-        "warmup": s.warmup,
-    }
-    return {
-        "name": v.saturation_experiment(case),
-        "workload": workload,
-        "replications": s.replications,
-        "sweep": {
-            "design": list(v.designs),
-            "concurrency": [s.clients],
-            "store": [v.store],
-            "slots": [v.slots],
-        },
-        "options": dict(v.options),
-    }
+    return saturation_experiment(v.saturation_experiment(case), case.workload, v.as_validation())
 
 
 def measured_saturation(v: Semantics, root: Path, kind: str = "real") -> dict[tuple[str, str], float]:
@@ -557,18 +522,8 @@ def build_semantics_tables(v: Semantics, root: Path | str, out: Path | str = DEF
         ],
         "error_table": tables["error_table"],
     }
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True) + "\n")
+    write_json(out / "summary.json", summary)
     return {**tables, "summary": summary}
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(x) for x in value]
-    return value
 
 
 def _show(name: str, x: float) -> str:

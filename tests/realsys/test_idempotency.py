@@ -12,7 +12,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_mono import NODES, Cluster, make_cluster, sleep_payload
 
 from dtq.v1 import client_pb2, client_pb2_grpc
 from model.errors import Unavailable
@@ -21,6 +20,8 @@ from model.job import JobSpec
 from realsys import cluster
 from realsys.client import DtqClient
 from realsys.status import RETRY_AFTER_KEY
+from tests.realsys.conftest import sleep_payload
+from tests.realsys.test_mono import NODES, Cluster, make_cluster
 
 pytestmark = pytest.mark.timeout(120)
 

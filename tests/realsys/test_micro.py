@@ -26,7 +26,6 @@ from dtq.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from model.config import CoreConfig
 from model.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from model.job import JobSpec
 from model.states import JobState
@@ -45,6 +44,7 @@ from realsys.micro.worker import WorkerRole
 from realsys.server import RunningRole, start_role
 from realsys.status import RETRY_AFTER_KEY
 from realsys.worker import HandlerRegistry, JobContext
+from tests.realsys.conftest import fast_core, sleep_payload
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -56,20 +56,7 @@ ROLE_TYPES: dict[str, Any] = {
     "coordinator": CoordinatorRole,
     "result": ResultRole,
 }
-CORE = CoreConfig(
-    lease_duration=1.0,
-    heartbeat_interval=0.2,
-    worker_ttl=1.0,
-    reservation_hold=1.0,
-    default_initial_backoff=0.05,
-    default_max_backoff=0.2,
-    default_max_attempts=3,
-    max_payload_bytes=4096,
-)
-
-
-def sleep_payload(seconds: float) -> bytes:
-    return json.dumps({"seconds": seconds}).encode()
+CORE = fast_core(lease_duration=1.0, worker_ttl=1.0, reservation_hold=1.0, default_max_attempts=3)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
