@@ -32,18 +32,16 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster
-from lab.experiment.spec import experiment_from_mapping
+from lab.experiment.spec import Experiment, experiment_from_mapping
 from lab.validation.accuracy import quantiles, rel_error
 from lab.validation.output import write_csv, write_json
 from lab.validation.plan import rates_of, saturation_experiment
-from lab.validation.real import run_chunks
+from lab.validation.real import run_stages
 from lab.validation.runs import RunInfo, runs_of, saturation_rate
 from lab.validation.spec import SHARED_KEYS, Saturation, Validation, fail, validation_from_mapping
 from lab.validation.twins import simulate
@@ -278,52 +276,26 @@ def point_mapping(
     }
 
 
-def run_semantics_real(
-    v: Semantics,
-    out: Path | str,
-    *,
-    budget: float = 0.0,
-    only_design: str | None = None,
-    progress: bool = True,
-    cluster_factory: ClusterFactory = local_cluster,
-    run_function: RunFunction = load_run,
-    log: Callable[[str], None] = print,
-) -> tuple[int, int, bool]:
+def run_semantics_real(v: Semantics, out: Path | str, **options: Any) -> tuple[int, int, bool]:
     """The real side, resumable: the open cases' saturation runs, then every case's points, one
     (case, design) chunk at a time; no chunk starts after `budget` seconds (0: no limit). Returns
     (runs made, runs failed, whether everything planned is on disk)."""
-    t0 = time.monotonic()
-    made = failed = 0
-    complete = True
-    for stage in ("saturation", "points"):
-        mappings: list[dict[str, Any]] = []
-        if stage == "saturation":
-            mappings = [saturation_mapping(v, c) for c in v.cases if c.is_open]
-        else:
-            saturation = measured_saturation(v, Path(out), "real")
-            for case in v.cases:
-                mapping = point_mapping(v, case, saturation)
-                if mapping is None:
-                    complete = False
-                else:
-                    mappings.append(mapping)
-        exps = [experiment_from_mapping(m) for m in mappings]
-        done, broke, ran_all, spent = run_chunks(
-            [(exp, design) for exp in exps for design in exp.designs],
-            out,
-            started=t0,
-            budget=budget,
-            only_design=only_design,
-            progress=progress,
-            cluster_factory=cluster_factory,
-            run_function=run_function,
-            log=log,
-        )
-        made, failed = made + done, failed + broke
-        complete = complete and ran_all
-        if spent:
-            return made, failed, False
-    return made, failed, complete
+
+    def saturation() -> tuple[list[tuple[Experiment, str]], bool]:
+        return chunks_of([saturation_mapping(v, c) for c in v.cases if c.is_open]), True
+
+    def points() -> tuple[list[tuple[Experiment, str]], bool]:
+        saturation = measured_saturation(v, Path(out), "real")
+        mappings = [point_mapping(v, case, saturation) for case in v.cases]
+        return chunks_of([m for m in mappings if m is not None]), None not in mappings
+
+    return run_stages([saturation, points], out, **options)
+
+
+def chunks_of(mappings: Iterable[Mapping[str, Any]]) -> list[tuple[Experiment, str]]:
+    """Each experiment's (experiment, design) chunks, in order."""
+    exps = [experiment_from_mapping(m) for m in mappings]
+    return [(exp, design) for exp in exps for design in exp.designs]
 
 
 def real_runs(v: Semantics, root: Path) -> list[RunInfo]:

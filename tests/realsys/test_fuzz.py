@@ -45,6 +45,7 @@ from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
 from realsys.security import ChannelSecurity, may_act_as, new_token, open_channel, write_cluster_pki
 from realsys.server import RunningRole, start_role
+from tests.realsys.conftest import stop_roles
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -151,11 +152,6 @@ async def start_mono(
     return running, peers[names[0]], peers[names[0]]
 
 
-async def stop_all(running: list[RunningRole]) -> None:
-    for role in reversed(running):
-        await asyncio.wait_for(role.stop(), 10)
-
-
 @dataclass
 class Target:
     """One design as the tests see it: blocking stubs plus what was accepted so far."""
@@ -245,8 +241,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         for target in targets:
             target.channel.close()
             target.worker_channel.close()
-        loop.run(stop_all(micro))
-        loop.run(stop_all(mono))
+        loop.run(stop_roles(micro))
+        loop.run(stop_roles(mono))
         loop.close()
 
 
@@ -685,8 +681,8 @@ def secure_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Secur
         for target in targets:
             for channel in target.channels:
                 channel.close()
-        loop.run(stop_all(micro))
-        loop.run(stop_all(mono))
+        loop.run(stop_roles(micro))
+        loop.run(stop_roles(mono))
         loop.close()
 
 
@@ -848,7 +844,7 @@ def test_an_aborted_report_leaves_the_result_untouched(tmp_path: Path, design: s
     finally:
         for channel in dict.fromkeys(channels):
             channel.close()
-        loop.run(stop_all(running))
+        loop.run(stop_roles(running))
         loop.close()
 
 
@@ -889,5 +885,5 @@ def test_design_a_result_put_ahead_of_time_is_replaced_by_the_lease_holders(tmp_
     finally:
         for channel in channels:
             channel.close()
-        loop.run(stop_all(running))
+        loop.run(stop_roles(running))
         loop.close()

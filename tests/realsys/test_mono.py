@@ -35,7 +35,7 @@ from realsys.mono import MonoNode
 from realsys.mono.peers import request_home
 from realsys.server import RunningRole, start_role
 from realsys.targets import DtqTarget
-from tests.realsys.conftest import fast_core, sleep_payload
+from tests.realsys.conftest import Closing, fast_core, sleep_payload
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -44,7 +44,7 @@ CORE = fast_core(lease_duration=2.0, worker_ttl=2.0, max_pending=60)
 
 
 @dataclass
-class Cluster:
+class Cluster(Closing):
     """Three nodes that know each other's (pre-picked) ports; nodes can be stopped and restarted."""
 
     tmp: Path
@@ -128,21 +128,15 @@ async def make_cluster(tmp: Path, store: Store = "memory", slots: int = 2, steal
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = await make_cluster(tmp_path, request.param)
-    try:
+    async with await make_cluster(tmp_path, request.param) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture
 async def idle(tmp_path: Path) -> AsyncIterator[Cluster]:
     """No worker slots anywhere: jobs stay PENDING until a test's own (raw) worker takes them."""
-    c = await make_cluster(tmp_path, "memory", slots=0)
-    try:
+    async with await make_cluster(tmp_path, "memory", slots=0) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def wait_state(client: DtqClient, job_id: str, states: set[JobState], timeout: float = 5.0) -> None:

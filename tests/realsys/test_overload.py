@@ -52,6 +52,7 @@ from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
 from realsys.server import RunningRole, start_role
 from realsys.storage import WAL_RESTART_BYTES
+from tests.realsys.conftest import Closing, stop_roles
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -74,7 +75,7 @@ MICRO_TYPES: dict[str, Any] = {
 
 
 @dataclass(eq=False)
-class Deployment:
+class Deployment(Closing):
     """One design on loopback without in-process workers (the test is the worker). Design B runs
     `nodes` nodes; the client and worker stubs talk to n1."""
 
@@ -170,10 +171,7 @@ class Deployment:
         return total
 
     async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close(None)
-        for role in reversed(self.running):
-            await asyncio.wait_for(role.stop(), 10)
+        await stop_roles(self.running, self.channels)
 
 
 @contextlib.asynccontextmanager
@@ -181,12 +179,9 @@ async def deployed(
     design: str, root: Path, store: str, core: CoreConfig = CORE, nodes: int = 1, slots: int = 0
 ) -> AsyncIterator[Deployment]:
     """A started Deployment, closed at the end of the block."""
-    d = Deployment(design, root, store, core, nodes, slots)
-    await d.start()
-    try:
+    async with Deployment(design, root, store, core, nodes, slots) as d:
+        await d.start()
         yield d
-    finally:
-        await d.close()
 
 
 @pytest.fixture(params=["micro", "mono"])

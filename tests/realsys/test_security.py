@@ -54,6 +54,7 @@ from realsys.security import (
     write_cluster_pki,
 )
 from realsys.server import RunningRole, start_role
+from tests.realsys.conftest import Closing, stop_roles
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,7 +95,7 @@ def security_for(pki: ClusterPki, name: str) -> SecurityConfig:
     )
 
 
-class SecureCluster:
+class SecureCluster(Closing):
     """One design's nodes in this process, every one with TLS and tokens."""
 
     def __init__(self, design: str, root: Path, pki: ClusterPki, store: str = "memory") -> None:
@@ -161,22 +162,16 @@ class SecureCluster:
         return peer.ListLocalJobs(client_pb2.ListJobsRequest(), timeout=3.0)
 
     async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close(None)
-        for running in reversed(self.running):
-            await asyncio.wait_for(running.stop(), 10)
+        await stop_roles(self.running, self.channels)
 
 
 @pytest.fixture(params=["micro", "mono"])
 async def secure(
     request: pytest.FixtureRequest, tmp_path: Path, pki: ClusterPki
 ) -> AsyncIterator[SecureCluster]:
-    c = SecureCluster(request.param, tmp_path, pki)
-    try:
+    async with SecureCluster(request.param, tmp_path, pki) as c:
         await c.start()
         yield c
-    finally:
-        await c.close()
 
 
 async def rpc_failure(call: Any) -> grpc.aio.AioRpcError:
