@@ -7,7 +7,8 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Self
 
 import grpc
@@ -16,7 +17,18 @@ import pytest
 from model.config import CoreConfig
 from model.errors import Unavailable
 from realsys.client import DtqClient
-from realsys.server import RunningRole
+from realsys.cluster import free_ports
+from realsys.config import NodeConfig, SecurityConfig
+from realsys.metrics import NodeMetrics
+from realsys.micro.coordinator import CoordinatorRole
+from realsys.micro.gateway import GatewayRole
+from realsys.micro.job import JobRole
+from realsys.micro.queue import QueueRole
+from realsys.micro.result import ResultRole
+from realsys.mono import MonoNode
+from realsys.security import ClusterPki
+from realsys.server import RunningRole, start_role
+from realsys.status import RETRY_AFTER_KEY
 
 # heartbeats, backoffs and payload caps short enough that failure paths finish in about a second
 FAST: dict[str, Any] = {
@@ -85,3 +97,67 @@ async def assert_wait_backs_off(
         await client.wait(job_id, timeout=3.0)
     assert time.monotonic() - started < 4.0
     assert 1 <= wait_calls() - before <= most, wait_calls() - before
+
+
+async def assert_unavailable(calls: Iterable[Awaitable[Any]], retry_after: str) -> None:
+    """Each call fails UNAVAILABLE with `retry_after` (milliseconds) in its retry-after trailer."""
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert dict(info.value.trailing_metadata() or ())[RETRY_AFTER_KEY] == retry_after
+
+
+# Design A's roles in start order (callees first), without a worker: the tests that use them act as it
+MICRO_ROLES: dict[str, Any] = {
+    "result": ResultRole,
+    "queue": QueueRole,
+    "job": JobRole,
+    "coordinator": CoordinatorRole,
+    "gateway": GatewayRole,
+}
+
+
+async def start_roles(
+    design: str,
+    root: Path,
+    names: Sequence[str],
+    security: Callable[[str], SecurityConfig] | None = None,
+    **settings: Any,
+) -> tuple[list[RunningRole], dict[str, str]]:
+    """Starts Design A's roles `names` (of MICRO_ROLES) or Design B's nodes `names`, in this process on
+    loopback ports, one after another: each with its data in root/<name>, `security(name)` if given,
+    and `settings` (NodeConfig fields). Returns the running roles and every name's address."""
+    addresses = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
+    running: list[RunningRole] = []
+    for name in names:
+        role = name if design == "micro" else "node"
+        config = NodeConfig(
+            **settings,
+            design=design,  # type: ignore[arg-type]
+            role=role,  # type: ignore[arg-type]
+            name=name,
+            listen=addresses[name],
+            data_dir=root / name,
+            **({"services": addresses} if design == "micro" else {"peers": addresses}),
+            **({"security": security(name)} if security else {}),
+        )
+        metrics = NodeMetrics(name, role, design)
+        node = MICRO_ROLES[name](config, metrics) if design == "micro" else MonoNode(config, metrics)
+        running.append(await start_role(config, node, metrics))
+    return running, addresses
+
+
+def security_config(
+    pki: ClusterPki, name: str, client: str, good: str, evil: str, internal: str
+) -> SecurityConfig:
+    """`name`'s TLS files from `pki`; the client token, the worker tokens of "good" and of "evil" (a
+    worker-token holder that may act only as evil or evil-<suffix>), and the nodes' internal token."""
+    return SecurityConfig(
+        tls_cert=pki.nodes[name].cert,
+        tls_key=pki.nodes[name].key,
+        tls_ca=pki.ca,
+        client_tokens=(client,),
+        worker_tokens=(f"good:{good}", f"evil:{evil}"),
+        internal_token=internal,
+    )

@@ -19,8 +19,7 @@ from model.ids import owner_of, request_homes
 from model.job import JobSpec
 from realsys import cluster
 from realsys.client import DtqClient
-from realsys.status import RETRY_AFTER_KEY
-from tests.realsys.conftest import assert_wait_backs_off, sleep_payload
+from tests.realsys.conftest import assert_unavailable, assert_wait_backs_off, sleep_payload
 from tests.realsys.test_mono import NODES, Cluster, make_cluster
 
 pytestmark = pytest.mark.timeout(120)
@@ -125,11 +124,7 @@ async def test_a_draining_owner_answers_long_polls_unavailable_with_a_retry_afte
         started = time.monotonic()
         three.node("n1").core.start_draining()
         three.node("n1").task_queue.start_draining()
-        for call in (waiting, through):
-            with pytest.raises(grpc.aio.AioRpcError) as info:
-                await call
-            assert info.value.code() is grpc.StatusCode.UNAVAILABLE
-            assert dict(info.value.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"
+        await assert_unavailable((waiting, through), "1000")
         assert time.monotonic() - started < 2.0
     finally:
         await channel.close(None)
@@ -147,10 +142,8 @@ async def test_a_draining_relay_sends_callers_elsewhere(three: Cluster) -> None:
         await asyncio.sleep(0.3)
         three.node("n2").core.start_draining()
         three.node("n2").task_queue.start_draining()
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await waiting  # the long-poll n2 relayed to n1 is cut: UNAVAILABLE, go elsewhere at once
-        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert dict(info.value.trailing_metadata() or ())[RETRY_AFTER_KEY] == "0"
+        # the long-poll n2 relayed to n1 is cut: UNAVAILABLE, go elsewhere at once
+        await assert_unavailable([waiting], "0")
         with pytest.raises(grpc.aio.AioRpcError) as again:  # a new long-poll is refused as well
             await stub.WaitJob(request, timeout=25)
         assert again.value.code() is grpc.StatusCode.UNAVAILABLE

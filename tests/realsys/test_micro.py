@@ -42,9 +42,14 @@ from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.micro.worker import WorkerRole
 from realsys.server import RunningRole, start_role
-from realsys.status import RETRY_AFTER_KEY
 from realsys.worker import HandlerRegistry, JobContext
-from tests.realsys.conftest import Closing, assert_wait_backs_off, fast_core, sleep_payload
+from tests.realsys.conftest import (
+    Closing,
+    assert_unavailable,
+    assert_wait_backs_off,
+    fast_core,
+    sleep_payload,
+)
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -560,11 +565,7 @@ async def test_a_draining_job_service_answers_long_polls_unavailable_with_a_retr
             await asyncio.sleep(0.3)
             started = time.monotonic()
             await cluster.role("job").drain()
-            for call in [*calls, stub.WaitJob(wait, timeout=25)]:  # a new long-poll too
-                with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await call
-                assert info.value.code() is grpc.StatusCode.UNAVAILABLE
-                assert dict(info.value.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"
+            await assert_unavailable([*calls, stub.WaitJob(wait, timeout=25)], "1000")  # a new long-poll too
             assert time.monotonic() - started < 2.0
         finally:
             await channel.close(None)

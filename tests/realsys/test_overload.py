@@ -41,18 +41,13 @@ from lab.procfs import rss_mib
 from model.config import CoreConfig
 from model.jobs import JobTable
 from model.states import JobState
-from realsys.cluster import free_ports
-from realsys.config import NodeConfig, grpc_options
-from realsys.metrics import NodeMetrics
-from realsys.micro.coordinator import CoordinatorRole
-from realsys.micro.gateway import GatewayRole
+from realsys.config import grpc_options
 from realsys.micro.job import JobRole
-from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
-from realsys.server import RunningRole, start_role
+from realsys.server import RunningRole
 from realsys.storage import WAL_RESTART_BYTES
-from tests.realsys.conftest import Closing, stop_roles
+from tests.realsys.conftest import MICRO_ROLES, Closing, start_roles, stop_roles
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,13 +60,6 @@ CORE = CoreConfig(
     max_payload_bytes=1024,
     result_ttl=1.0,
 )
-MICRO_TYPES: dict[str, Any] = {
-    "result": ResultRole,
-    "queue": QueueRole,
-    "job": JobRole,
-    "coordinator": CoordinatorRole,
-    "gateway": GatewayRole,
-}
 
 
 @dataclass(eq=False)
@@ -92,9 +80,7 @@ class Deployment(Closing):
 
     async def start(self) -> None:
         common: dict[str, Any] = {
-            "data_dir": self.root,
             "store": self.store,
-            "slots": 0,
             "core": self.core,
             "steal_interval": 0.02,
             "metrics_port": -1,
@@ -103,36 +89,14 @@ class Deployment(Closing):
             "drain_timeout": 0.5,
         }
         if self.design == "micro":
-            names = tuple(MICRO_TYPES)
-            services = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
-            for name in names:
-                config = NodeConfig(
-                    **{**common, "data_dir": self.root / name},
-                    design="micro",
-                    role=name,
-                    name=name,
-                    listen=services[name],
-                    services=services,
-                )
-                metrics = NodeMetrics(name, name, "micro")
-                self.running.append(await start_role(config, MICRO_TYPES[name](config, metrics), metrics))
+            self.running, services = await start_roles(
+                "micro", self.root, tuple(MICRO_ROLES), slots=0, **common
+            )
             self.client_address, self.worker_address = services["gateway"], services["coordinator"]
         else:
             names = [f"n{i + 1}" for i in range(self.nodes)]
-            peers = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
-            for name in names:
-                config = NodeConfig(
-                    **{**common, "data_dir": self.root / name, "slots": self.slots},
-                    design="mono",
-                    role="node",
-                    name=name,
-                    listen=peers[name],
-                    peers=peers,
-                )
-                metrics = NodeMetrics(name, "node", "mono")
-                self.running.append(await start_role(config, MonoNode(config, metrics), metrics))
-            self.peers = peers
-            self.client_address = self.worker_address = peers["n1"]
+            self.running, self.peers = await start_roles("mono", self.root, names, slots=self.slots, **common)
+            self.client_address = self.worker_address = self.peers["n1"]
 
     def stubs(self, client_address: str = "") -> tuple[Any, Any]:
         client = grpc.aio.insecure_channel(client_address or self.client_address, options=grpc_options())
