@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.experiment.spec import Experiment, experiment_from_mapping
-from lab.validation.accuracy import quantiles, rel_error
+from lab.validation.accuracy import metric_cells, quantiles, rel_error, replication_counts
 from lab.validation.output import write_csv, write_json
 from lab.validation.plan import rates_of, saturation_experiment
 from lab.validation.real import run_stages
@@ -424,17 +424,13 @@ def point_rows(points: Sequence[SemPoint]) -> list[dict[str, Any]]:
             "arrival": p.arrival,
             "rate": p.rate,
             "rho": p.rho,
-            "n_real": max((len(x) for x in p.real.values()), default=0),
-            "n_sim": max((len(x) for x in p.sim.values()), default=0),
+            **replication_counts(p.real, p.sim),
         }
         for name in names:
             real, ci = mean_ci(p.real.get(name, []))
             sim_mean = mean_ci(p.sim.get(name, []))[0]
             devs = spread(name, p.real.get(name, []))
-            row[f"{name}_real"] = real
-            row[f"{name}_real_ci95"] = ci
-            row[f"{name}_sim"] = sim_mean
-            row[f"{name}_err"] = error_of(name, sim_mean, real)
+            row |= metric_cells(name, real, ci, sim_mean, error_of(name, sim_mean, real))
             row[f"{name}_floor"] = statistics.median(devs) if devs else math.nan
         rows.append(row)
     return rows
