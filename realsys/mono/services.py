@@ -31,6 +31,7 @@ from realsys.convert import (
     fill_assignment_pb,
     from_duration,
     from_timestamp,
+    heartbeat_response,
     job_to_pb,
     outcome_from_pb,
     query_from_pb,
@@ -40,7 +41,6 @@ from realsys.convert import (
     spec_from_pb,
     status_to_pb,
     submit_response,
-    to_duration,
 )
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
@@ -333,12 +333,7 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
             cancel += more_cancel
             abandon += more_abandon
         config = self.core.config
-        return worker_pb2.HeartbeatResponse(
-            cancel=running_to_pb(cancel),
-            abandon=running_to_pb(abandon),
-            heartbeat_interval=to_duration(config.heartbeat_interval),
-            lease_duration=to_duration(config.lease_duration),
-        )
+        return heartbeat_response(cancel, abandon, config.heartbeat_interval, config.lease_duration)
 
     @grpc_errors
     async def FetchWork(
