@@ -64,6 +64,18 @@ def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:
     return factory(channel)
 
 
+def address_list(addresses: Sequence[str] | str, who: str, timeout: float) -> list[str]:
+    """`addresses` (a list, or one comma-separated string) as a list; ValueError, naming `who`, when
+    there is none or the `timeout` (s) is not > 0."""
+    if isinstance(addresses, str):
+        addresses = [a for a in addresses.split(",") if a]
+    if not addresses:
+        raise ValueError(f"{who} needs at least one address")
+    if timeout <= 0:
+        raise ValueError("timeout must be > 0")
+    return list(addresses)
+
+
 def rpc_error(exc: grpc.RpcError) -> DtqError:
     """The core error for a failed call, with the original status code as `.grpc_code`."""
     error = error_from_rpc(exc)
@@ -98,13 +110,7 @@ class DtqClient:
     ) -> None:
         """`root_certificates` (PEM): use TLS and verify the servers with them; `token`: a client token
         sent as `authorization: Bearer <token>` (needs TLS)."""
-        if isinstance(addresses, str):
-            addresses = [a for a in addresses.split(",") if a]
-        if not addresses:
-            raise ValueError("DtqClient needs at least one address")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0")
-        self.addresses = list(addresses)
+        self.addresses = address_list(addresses, "DtqClient", timeout)
         self.timeout = timeout
         self._security = ChannelSecurity(root_certificates, token)  # ValueError: a token without TLS
         self._channels: list[grpc.aio.Channel] = []
