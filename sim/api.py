@@ -167,7 +167,7 @@ def apply_overrides(params: SimParams, overrides: Mapping[str, Any] | Sequence[A
     return params
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class SimResult:
     """One run: its config, summary (data/README.md's summary.json, kind "sim"), simulator-side
     `stats` (speed, utilisation, core counters; not part of a run directory), and its records:
