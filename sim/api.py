@@ -180,6 +180,7 @@ def apply_overrides(params: SimParams, overrides: Mapping[str, Any] | Sequence[A
     return params
 
 
+@dataclass(eq=False, repr=False)
 class SimResult:
     """One run: its config, summary (data/README.md's summary.json, kind "sim"), simulator-side
     `stats` (speed, utilisation, core counters; not part of a run directory), and its records:
@@ -187,23 +188,16 @@ class SimResult:
     `jobs_df` (pandas DataFrames, built on first use), and `spans`: the traced jobs' per-hop spans
     (SimConfig.trace; empty when off)."""
 
-    def __init__(
-        self,
-        config: SimConfig,
-        requests: Records[RequestRecord],
-        jobs: Records[JobRecord],
-        summary: dict[str, Any],
-        stats: dict[str, Any],
-        started_at: str = "",
-        spans: list[HopSpan] | None = None,
-    ) -> None:
-        self.config = config
-        self.requests = requests
-        self.jobs = jobs
-        self.summary = summary
-        self.stats = stats
-        self.started_at = started_at or utc_now()
-        self.spans = spans or []
+    config: SimConfig
+    requests: Records[RequestRecord]
+    jobs: Records[JobRecord]
+    summary: dict[str, Any]
+    stats: dict[str, Any]
+    started_at: str = ""
+    spans: list[HopSpan] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.started_at or utc_now()
 
     @functools.cached_property
     def requests_df(self) -> pd.DataFrame:

@@ -120,14 +120,18 @@ def whatif_params(nodes: int = WHATIF_NODES, fanout: int = WHATIF_FANOUT) -> Sim
 def whatif(jobs: int, nodes: int = WHATIF_NODES, fanout: int = WHATIF_FANOUT) -> SimResult:
     """`jobs` submits at WHATIF_RATE to a `nodes`-node Design B cluster (about jobs / rate simulated
     seconds, plus the drain)."""
-    workload = WorkloadSpec(
+    return run(SimConfig("mono", whatif_workload(jobs), whatif_params(nodes, fanout)))
+
+
+def whatif_workload(jobs: int) -> WorkloadSpec:
+    """The what-if's load: `jobs` Poisson submits at WHATIF_RATE of exponential WHATIF_JOB_SECONDS jobs."""
+    return WorkloadSpec(
         OpenLoop(WHATIF_RATE, max_in_flight=100_000),
         duration=Distribution("exponential", WHATIF_JOB_SECONDS),
         run_time=jobs / WHATIF_RATE,
         warmup=min(5.0, jobs / WHATIF_RATE / 10),
         seed=1,
     )
-    return run(SimConfig("mono", workload, whatif_params(nodes, fanout)))
 
 
 def _jobs_summary(result: SimResult) -> str:
