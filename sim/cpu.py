@@ -174,6 +174,7 @@ class Proc:
         self, env: simpy.Environment, host: Host, name: str, role: str, index: int, costs: CostModel
     ) -> None:
         self.env = env
+        self._env_finishes: bool = getattr(env, "finishes_bursts", False)
         self.host = host
         self.name = name
         self.role = role
@@ -272,7 +273,9 @@ class Proc:
         env = self.env
         burst = _Burst.__new__(_Burst)  # _Burst's fields set here: one Python frame fewer per burst
         burst.env = env
-        burst._callbacks = burst.callbacks = [burst._release]
+        # under SimEnv the loop calls _finish after the burst's callbacks (SimEnv.finishes_bursts);
+        # under another environment the first callback appends it behind them (_Burst._release)
+        burst._callbacks = burst.callbacks = [] if self._env_finishes else [burst._release]
         burst._value = PENDING
         burst._proc = self
         if not self._busy and self.host.free:
@@ -426,17 +429,30 @@ class Proc:
         else:
             host.free += 1
         if self._queue:
-            self._want_core()  # back of the core queue, as a fresh request would be
+            # back of the core queue, as a fresh request would be (_want_core, inlined)
+            if host.free:
+                host.free -= 1
+                self._handed = False  # an idle core
+                if host.fair:
+                    host.running.append(self)
+                self._begin()
+            else:
+                self._waiting_since = self.env._now
+                if host.fair:
+                    host.push(self)
+                else:
+                    host.waiting.append(self)
         else:
             self._busy = False
             self._idle_since = self.env._now
 
 
 class _Burst(simpy.Event):
-    """A burst's end. Its first callback appends the process's release behind the callbacks that
-    follow (the waiter's resume): simpy iterates the very list it took from the event. Made only by
-    Proc.run, which sets its fields (env, callbacks and _callbacks: one list [_release], _value
-    PENDING, _proc) without an __init__ call."""
+    """A burst's end. The process's release (`_proc._finish`) runs behind the callbacks (the waiter's
+    resume): SimEnv's loop calls it after them (SimEnv.finishes_bursts); under another environment the
+    burst's first callback, `_release`, appends it behind those that follow (simpy iterates the very
+    list it took from the event). Made only by Proc.run, which sets its fields (env, callbacks and
+    _callbacks: one list, [] or [_release]; _value PENDING, _proc) without an __init__ call."""
 
     _callbacks: list[Callable[[Any], None]]
     _proc: Proc

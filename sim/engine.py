@@ -31,7 +31,7 @@ from model.jobs import JobTable
 from model.states import JobState
 from model.timer import TimerRule
 from model.workload import JobDraw
-from sim.cpu import CostModel, Host, Proc
+from sim.cpu import CostModel, Host, Proc, _Burst
 from sim.params import SimParams
 
 T = TypeVar("T")
@@ -114,9 +114,18 @@ class SimEnv(simpy.Environment):
             return
         heappush(self._queue, (self._now + delay, priority, next(self._eid), event))
 
+    finishes_bursts = True  # _loop releases a CPU burst's loop after its callbacks (sim/cpu.py _Burst)
+
     def run(self, until: float | simpy.Event | None = None) -> Any:
         if until is not None and not isinstance(until, simpy.Event):
-            return super().run(until)
+            # simpy's Environment.run(until=time): an event at that time, before anything else then
+            at = until if isinstance(until, int) else float(until)
+            if at <= self._now:
+                raise ValueError(f"until ({at}) must be greater than the current simulation time")
+            until = simpy.Event(self)
+            until._ok = True
+            until._value = None
+            self.schedule(until, URGENT, at - self._now)
         if until is not None:
             if until.callbacks is None:
                 return until.value
@@ -133,6 +142,8 @@ class SimEnv(simpy.Environment):
                 try:
                     for callback in callbacks:
                         callback(event)
+                    if type(event) is _Burst:
+                        event._proc._finish(event)
                 except StopSimulation:
                     event.callbacks = callbacks[callbacks.index(callback) + 1 :]
                     heappush(queue, (self._now, URGENT - 1, next(self._eid), event))
