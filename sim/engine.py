@@ -23,7 +23,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import simpy
 from simpy.core import StopSimulation
-from simpy.events import NORMAL, URGENT, EventPriority, Initialize, Process, Timeout
+from simpy.events import NORMAL, PENDING, URGENT, EventPriority, Initialize, Process, Timeout
 
 from model.errors import DtqError
 from model.job import Job, JobError, JobSpec, validate_spec
@@ -296,7 +296,7 @@ class Cluster:
         """asyncio.gather of concurrent calls, in order."""
         procs = [self.env.process(c) for c in calls]
         if procs:
-            yield self.env.all_of(procs)
+            yield AllDone(self.env, procs)
         return [cast(T, p.value) for p in procs]
 
     def spawn(self, gen: SimGen[Any]) -> None:
@@ -401,6 +401,35 @@ def finished_record(table: JobTable, now: float, spec: JobSpec, state: str) -> J
         end_time=now,
         error=error,
     )
+
+
+class AllDone(simpy.Event):
+    """simpy's AllOf for `gather`, without its ConditionValue: fires (value None) when every event
+    has, or fails with the first failure, at the same points and in the same order as AllOf (its
+    `_check` is AllOf's, its callbacks are the waiter's alone)."""
+
+    def __init__(self, env: simpy.Environment, events: Sequence[simpy.Event]) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = PENDING
+        self._left = len(events)
+        check = self._check
+        for event in events:
+            if event.callbacks is None:
+                check(event)
+            else:
+                event.callbacks.append(check)
+
+    def _check(self, event: simpy.Event) -> None:
+        if self._value is not PENDING:
+            return
+        if not event._ok:
+            event._defused = True
+            self.fail(event._value)
+            return
+        self._left -= 1
+        if not self._left:
+            self.succeed()
 
 
 def wake(event: simpy.Event, value: Any = True) -> None:
