@@ -278,14 +278,14 @@ class Cluster:
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
-        taken = to.rpc_in() if to is not None else None
+        taken = to.rpc_in() if to is not None and to.io is not None else None  # io: gRPC threads
         if taken is not None:
             yield taken  # the callee's gRPC threads read the call before its loop does
         value = yield from server
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
-        taken = caller.rpc_out()
+        taken = caller.rpc_out() if caller.io is not None else None
         if taken is not None:
             yield taken
         if c - send:

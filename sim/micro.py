@@ -105,17 +105,20 @@ class MicroCluster(Cluster):
 
     # ================================================================ gateway (client API)
     def _via_gateway(self, lg: LoadgenPart, server: SimGen[Reply]) -> SimGen[Reply]:
-        d = self.hop(lg.proc, self.gateway)
+        # self.hop(lg.proc, gateway) there and self.hop(gateway, lg.proc) back, without the calls
+        src, dst = lg.proc, self.gateway
+        far = self._host_hops and dst.host is not src.host
+        d = src.net() + src.host_hop() if far else src.net()
         if d:
             yield self.env.timeout(d)
-        taken = self.gateway.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        taken = dst.rpc_in() if dst.io is not None else None  # gRPC's threads (rpc_thread)
         if taken is not None:
             yield taken
         reply: Reply = yield from server
-        d = self.hop(self.gateway, lg.proc)
+        d = dst.net() + dst.host_hop() if far else dst.net()
         if d:
             yield self.env.timeout(d)
-        taken = lg.proc.rpc_out()
+        taken = src.rpc_out() if src.io is not None else None
         if taken is not None:
             yield taken
         return reply

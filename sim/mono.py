@@ -467,14 +467,14 @@ class MonoCluster(Cluster):
         d = src.net() + src.host_hop() if far else src.net()
         if d:
             yield self.env.timeout(d)
-        taken = entry.proc.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        taken = dst.rpc_in() if dst.io is not None else None  # gRPC's threads (rpc_thread)
         if taken is not None:
             yield taken
         reply: Reply = yield from server
         d = dst.net() + dst.host_hop() if far else dst.net()
         if d:
             yield self.env.timeout(d)
-        taken = lg.proc.rpc_out()
+        taken = src.rpc_out() if src.io is not None else None
         if taken is not None:
             yield taken
         return reply
