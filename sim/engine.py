@@ -65,6 +65,51 @@ def status_of(error: DtqError) -> str:
     return error.code.value
 
 
+class _Process(Process):
+    """simpy's Process with its `_resume` for the common step kept short: the generator's `send`
+    bound once, the environment read once. The same steps in the same order as simpy's (the value
+    sent or the exception thrown, the end scheduled, the callback registered)."""
+
+    _send: Callable[[Any], Any]
+
+    def _resume(self, event: simpy.Event) -> None:
+        env = self.env
+        env._active_proc = self
+        while True:
+            try:
+                if event._ok:
+                    event = self._send(event._value)
+                else:
+                    event._defused = True  # type: ignore[attr-defined]
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    event = self._generator.throw(exc)
+            except StopIteration as e:
+                event = None  # type: ignore[assignment]
+                self._ok = True
+                self._value = e.args[0] if len(e.args) else None
+                env.schedule(self)
+                break
+            except BaseException as e:
+                event = None  # type: ignore[assignment]
+                self._ok = False
+                e.__traceback__ = e.__traceback__.tb_next  # type: ignore[union-attr]
+                self._value = e
+                env.schedule(self)
+                break
+            try:
+                callbacks = event.callbacks
+            except AttributeError:
+                if hasattr(event, "callbacks"):
+                    raise
+                raise RuntimeError(f'Invalid yield value "{event}"') from None
+            if callbacks is not None:
+                callbacks.append(self._resume)
+                break
+        self._target = event
+        env._active_proc = None
+
+
 class SimEnv(simpy.Environment):
     """simpy.Environment with a tighter event loop and one event fewer per fire-and-forget process.
 
@@ -95,10 +140,11 @@ class SimEnv(simpy.Environment):
     def process(self, generator: SimGen[Any]) -> Process:
         if not hasattr(generator, "throw"):
             raise ValueError(f"{generator} is not a generator.")
-        proc = Process.__new__(Process)
+        proc = _Process.__new__(_Process)
         proc.env = self
         proc.callbacks = []
         proc._generator = generator
+        proc._send = generator.send
         init = Initialize.__new__(Initialize)
         init.env = self
         init.callbacks = [proc._resume]
@@ -109,7 +155,7 @@ class SimEnv(simpy.Environment):
         return proc
 
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: float = 0) -> None:
-        if type(event) is Process and not event.callbacks and event._ok:
+        if type(event) is _Process and not event.callbacks and event._ok:
             event.callbacks = None  # type: ignore[assignment]  # simpy's mark of a processed event
             return
         heappush(self._queue, (self._now + delay, priority, next(self._eid), event))
