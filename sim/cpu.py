@@ -102,8 +102,9 @@ def sampler(dist: Dist, rng: np.random.Generator | None) -> Sampler:
 
 
 def _blocks(dist: Dist, rng: np.random.Generator) -> Iterator[float]:
-    while True:
-        yield from dist.sample(rng, _BLOCK).tolist()
+    """Endless draws, a block of _BLOCK at a time: a chain over the blocks (C-level steps; Python
+    runs only to draw the next block once the last is used up)."""
+    return itertools.chain.from_iterable(iter(lambda: dist.sample(rng, _BLOCK).tolist(), None))
 
 
 class Host:
