@@ -276,7 +276,10 @@ class Proc:
         burst.env = env
         # under SimEnv the loop calls _finish after the burst's callbacks (SimEnv.finishes_bursts);
         # under another environment the first callback appends it behind them (_Burst._release)
-        burst._callbacks = burst.callbacks = [] if self._env_finishes else [burst._release]
+        if self._env_finishes:
+            burst.callbacks = []
+        else:
+            burst._callbacks = burst.callbacks = [burst._release]
         burst._value = PENDING
         burst._proc = self
         if not self._busy and self.host.free:

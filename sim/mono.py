@@ -23,7 +23,7 @@ jobs, at their owners.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import simpy
@@ -46,6 +46,9 @@ from sim.params import SimParams
 from sim.worker import RunningList, SimWorker
 
 Reply = tuple[str, Any]
+# model.ids.owner_of, memoised: a job's id is parsed (a regex) by every request routed to its owner and
+# by its report; a pure function, so the cache changes nothing but the time (errors are not cached)
+_owner_of = lru_cache(maxsize=1 << 14)(owner_of)
 
 
 class MonoNode:
@@ -401,7 +404,7 @@ class MonoNode:
     ) -> SimGen[None]:
         """InProcessBackend.report: synchronous at the owner when that is this node (one loop step
         with the handler's end, `pre`), else ReportResult to the owner."""
-        owner = self.cluster.by_name.get(owner_of(job_id))
+        owner = self.cluster.by_name.get(_owner_of(job_id))
         if owner is None:
             return
         if owner is self:
@@ -436,7 +439,7 @@ class MonoCluster(Cluster):
         """Serve at the owner, forwarding once when the entry node is not it (model.ids.route). The
         lookup is pure, so it may run when the generator is made; the local case adds no frame.
         `wait`: a long-poll's, which a draining entry node refuses to relay (the driver's check_relay)."""
-        owner = self.by_name.get(owner_of(job_id))
+        owner = self.by_name.get(_owner_of(job_id))
         if owner is entry:
             served: SimGen[Reply] = serve(entry)
             return served
@@ -537,12 +540,12 @@ class MonoCluster(Cluster):
             self.env.timeout(restart_after).callbacks.append(lambda _: node.start_worker())
 
     def job_state(self, job_id: str) -> tuple[JobState, int]:
-        node = self.by_name[owner_of(job_id)]
+        node = self.by_name[_owner_of(job_id)]
         job = node.sched.jobs.get(job_id)
         return job.state, job.attempt
 
     def find_job(self, job_id: str) -> Job | None:
-        node = self.by_name.get(owner_of(job_id))
+        node = self.by_name.get(_owner_of(job_id))
         return None if node is None else node.sched.jobs.find(job_id)
 
     def prefill(
