@@ -51,6 +51,7 @@ BOTTLENECK_RATE = 0.95  # as realsys.loadgen
 BOTTLENECK_CPU = 0.90
 CLOSED_LOOP_MAX_RATE = 5000.0  # realsys.loadgen: sizes each closed-loop client's script
 _WAIT_RETRY = 0.05
+_OPS = {int(op): op for op in Op}
 
 
 @dataclass(slots=True)
@@ -197,7 +198,7 @@ class LoadGen:
         times, ops, targets = trace.times, trace.ops, trace.targets
         progress = self._open_progress[client] = _Progress(indices, ops, times)
         for i in indices:
-            at = self.t0 + float(times[i])
+            at = self.t0 + times.item(i)  # item(): the element as a Python float, as float() would give
             delay = at - env.now
             if delay > 0:
                 yield env.timeout(delay)
@@ -205,10 +206,10 @@ class LoadGen:
             if held is not None:
                 yield held  # held back by max_in_flight: starts late, measured from times[i]
             progress.launched += 1
-            op = Op(int(ops[i]))
+            op = _OPS[ops.item(i)]  # Op(int(ops[i])), without the enum call
             # outstanding from now on, before the process first runs: the run is not over yet
             token = self._outstanding(client, op, at)
-            env.process(self._request(token, part, op, at, trace.job(i), float(targets[i]), slots))
+            env.process(self._request(token, part, op, at, trace.job(i), targets.item(i), slots))
         self._drivers -= 1
         self._check_done()
 
