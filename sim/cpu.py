@@ -388,7 +388,7 @@ class Proc:
         self.wakeups += 1
         cost = self._wake()
         if self._wake_factor is not None and not (self._handed and self.host.warm_handover):
-            cost *= self._wake_factor(self.env.now - self._idle_since)  # else a warm core: factor 1
+            cost *= self._wake_factor(self.env._now - self._idle_since)  # else a warm core: factor 1
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:

@@ -14,6 +14,7 @@ take the call as it arrives, and the caller's the reply, on a core beside the lo
 from __future__ import annotations
 
 import gc
+import math
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -80,7 +81,7 @@ class _Process(Process):
                 if event._ok:
                     event = self._send(event._value)
                 else:
-                    event._defused = True  # type: ignore[attr-defined]
+                    event._defused = True
                     exc = type(event._value)(*event._value.args)
                     exc.__cause__ = event._value
                     event = self._generator.throw(exc)
@@ -285,7 +286,7 @@ class Cluster:
 
     def job_finished(self, job_id: str) -> None:
         if job_id not in self.terminal_at:
-            self.terminal_at[job_id] = self.env.now
+            self.terminal_at[job_id] = self.env._now
             if self.on_terminal is not None:
                 self.on_terminal(job_id)
 
@@ -480,7 +481,7 @@ class AllDone(simpy.Event):
 
 def wake(event: simpy.Event, value: Any = True) -> None:
     """Fires a waitable event unless it already fired (asyncio.Event.set on a set event is a no-op)."""
-    if not event.triggered:
+    if event._value is PENDING:  # not event.triggered, without the property
         event.succeed(value)
 
 
@@ -504,31 +505,31 @@ class TimeoutWheel:
     def add(
         self, event: simpy.Event, timeout: float, on_timeout: Callable[[simpy.Event], None] | None = None
     ) -> None:
-        if timeout == float("inf"):
+        if timeout == math.inf:
             return
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
-        fifo.append((self.env.now + timeout, event, on_timeout))
+        fifo.append((self.env._now + timeout, event, on_timeout))
         if timeout not in self._armed:
             self._arm(timeout, fifo)
 
     def _arm(self, timeout: float, fifo: deque[_Wait]) -> None:
-        while fifo and fifo[0][1].triggered:
+        while fifo and fifo[0][1]._value is not PENDING:
             fifo.popleft()
         if not fifo:
             self._armed.discard(timeout)
             return
         self._armed.add(timeout)
-        self.env.timeout(max(0.0, fifo[0][0] - self.env.now)).callbacks.append(
+        self.env.timeout(max(0.0, fifo[0][0] - self.env._now)).callbacks.append(
             lambda _: self._fire(timeout, fifo)
         )
 
     def _fire(self, timeout: float, fifo: deque[_Wait]) -> None:
-        now = self.env.now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
+        now = self.env._now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
         while fifo and fifo[0][0] <= now:
             _, event, on_timeout = fifo.popleft()
-            if not event.triggered:
+            if event._value is PENDING:
                 if on_timeout is not None:
                     on_timeout(event)
                 event.succeed(False)
@@ -595,7 +596,7 @@ class SimTimer:
         """(Re-)arms at the rule's deadline (the rule said to)."""
         self._generation += 1
         generation = self._generation
-        self.env.timeout(self.rule.delay(self.env.now)).callbacks.append(lambda _: self._fire(generation))
+        self.env.timeout(self.rule.delay(self.env._now)).callbacks.append(lambda _: self._fire(generation))
 
     def _fire(self, generation: int) -> None:
         if generation != self._generation or not self.rule.running:

@@ -442,7 +442,7 @@ class MicroCluster(Cluster):
         queues = self.queues
         max_items = queues.max_items(max_items)
         hold = queues.hold(hold)
-        give_up = env.now + min(wait, MAX_POLL)
+        give_up = env._now + min(wait, MAX_POLL)
 
         def reserve(method: str) -> Any:
             def action(now: float) -> tuple[float, list[str]]:
@@ -457,7 +457,7 @@ class MicroCluster(Cluster):
 
         taken: list[str] = yield proc.run(reserve("Reserve"))
         while max_items and not taken and not cancelled():
-            left = give_up - env.now
+            left = give_up - env._now
             if left <= 0:
                 break
             event = self.waitable(left)
@@ -507,7 +507,7 @@ class MicroCluster(Cluster):
             return proc.cost("FetchWork")
 
         wanted = fetch_limit(free_slots)
-        give_up = env.now + min(wait, MAX_POLL)
+        give_up = env._now + min(wait, MAX_POLL)
         hold = self.params.core.reservation_hold
 
         def gone() -> bool:  # the worker's process died: gRPC cancels this handler and its calls
@@ -515,7 +515,7 @@ class MicroCluster(Cluster):
 
         first: float | Any = step
         while wanted and not gone():
-            left = max(0.0, give_up - env.now)
+            left = max(0.0, give_up - env._now)
             ids = yield from self.call(
                 proc, self._queue_reserve(wanted, hold, left, gone), pre=first, to=self.queuep
             )
@@ -530,7 +530,7 @@ class MicroCluster(Cluster):
                 if relay:  # the payloads it received and sends on to the worker
                     yield proc.run(relay)
                 return leased
-            if env.now >= give_up:
+            if env._now >= give_up:
                 break
         return []
 

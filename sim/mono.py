@@ -308,7 +308,7 @@ class MonoNode:
             assignments, step = driver.fetch_now(now, worker_id, free_slots)
             return proc.cost("fetch", len(assignments)) + self._perform(step), assignments
 
-        start = env.now
+        start = env._now
         got: list[Assignment] = yield proc.run(fetch_now)
         if not worker.alive:
             return []  # the fetch died with the worker; what it leased comes back by lease expiry
@@ -323,7 +323,7 @@ class MonoNode:
             free_slots,
             wait,
             start,
-            (env.now, got, driver.draining),
+            (env._now, got, driver.draining),
             lambda: queue.ready_count,
         )
         reply: Any = None
@@ -335,7 +335,7 @@ class MonoNode:
                 return result
             if op is FETCH_LOCAL:
                 got = yield proc.run(fetch_now)
-                reply = (env.now, got, driver.draining)
+                reply = (env._now, got, driver.draining)
             elif isinstance(op, WaitForWork):
                 yield from self._wait_for_work(worker, free_slots, op.timeout)
                 reply = None
@@ -347,7 +347,7 @@ class MonoNode:
                     [cluster.call(proc, p.queue_depth(), to=p.proc) for p in asked]
                 )
                 yield proc.run(proc.cost("steal_plan"))  # resuming after the gather: a loop pass
-                reply = (env.now, dict(zip(op.peers, replies, strict=True)))
+                reply = (env._now, dict(zip(op.peers, replies, strict=True)))
             else:
                 assert isinstance(op, StealFrom)
                 victim = cluster.by_name[op.plan.victim]
@@ -357,7 +357,7 @@ class MonoNode:
                 if stolen:
                     self.stolen += len(stolen)
                     cluster.count("stolen", len(stolen))
-                reply = (env.now, stolen)
+                reply = (env._now, stolen)
             if not worker.alive:
                 plan.close()
                 return []  # the fetch died with the worker; what it leased comes back by lease expiry
@@ -366,7 +366,7 @@ class MonoNode:
         if timeout <= 0:
             return
         event = self.cluster.waitable(timeout, self.driver.fetcher_gone)
-        if not self.driver.add_fetcher(self.env.now, event, worker.worker_id, free_slots):
+        if not self.driver.add_fetcher(self.env._now, event, worker.worker_id, free_slots):
             return
         yield event
         self.driver.fetcher_gone(event)
