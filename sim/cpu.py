@@ -318,9 +318,13 @@ class Proc:
             if not self._busy:
                 self._busy = True
                 self._waking = self._wake is not None  # idle loop, no core free: it wakes once it runs
-                if self.host.fair:
+                host = self.host
+                self._waiting_since = env._now  # no core is free (else it had started above): wait
+                if host.fair:
                     self._wake_behind()
-                self._want_core()
+                    host.push(self)
+                else:
+                    host.waiting.append(self)  # Host.push without the call
         return burst
 
     def _wake_behind(self) -> None:
@@ -335,21 +339,6 @@ class Proc:
         ahead = max(host.running, key=lambda p: p.vruntime)
         if ahead.vruntime > self.vruntime:
             ahead._preempted = True
-
-    def _want_core(self) -> None:
-        host = self.host
-        if host.free:
-            host.free -= 1
-            self._handed = False  # an idle core
-            if host.fair:
-                host.running.append(self)
-            self._begin()
-        else:
-            self._waiting_since = self.env._now
-            if host.fair:
-                host.push(self)
-            else:
-                host.waiting.append(self)  # Host.push without the call
 
     def _begin(self) -> None:
         """Its loop's next queued burst starts, on a core it just got: a fresh time slice."""
@@ -433,7 +422,7 @@ class Proc:
         else:
             host.free += 1
         if self._queue:
-            # back of the core queue, as a fresh request would be (_want_core, inlined)
+            # back of the core queue, as a fresh request would be
             if host.free:
                 host.free -= 1
                 self._handed = False  # an idle core
