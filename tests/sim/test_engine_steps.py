@@ -30,8 +30,12 @@ def _bursts_run(env: simpy.Environment, seed: int, procs: int, cores: int, fair:
     log: list[Any] = []
 
     def one(i: int, at: float, p: int, d: float, twice: bool) -> Generator[Any, Any, None]:
+        def action(now: float) -> tuple[float, int]:
+            log.append(("start", i, now))
+            return d, i
+
         yield env.timeout(at)
-        value = yield loops[p].run(lambda now: (d, log.append(("start", i, now)) or i))
+        value = yield loops[p].run(action)
         log.append(("end", value, env.now))
         if twice:  # the next burst of the same process, issued as the first one ends
             yield loops[p].run(d / 2)
