@@ -88,8 +88,11 @@ class _Process(Process):
             except StopIteration as e:
                 event = None  # type: ignore[assignment]
                 self._ok = True
-                self._value = e.args[0] if len(e.args) else None
-                env.schedule(self)
+                self._value = e.args[0] if e.args else None
+                if self.callbacks:  # SimEnv.schedule, inlined: an end nobody waits for is not scheduled
+                    heappush(env._queue, (env._now, NORMAL, next(env._eid), self))
+                else:
+                    self.callbacks = None  # type: ignore[assignment]  # simpy's mark of a processed event
                 break
             except BaseException as e:
                 event = None  # type: ignore[assignment]
