@@ -263,12 +263,14 @@ def _profile_lines(seconds: float) -> list[str]:
     for design, rate in CLUSTERS:
         profiler = cProfile.Profile()
         profiler.enable()
-        cluster_near_saturation(design, rate, seconds)
+        r = cluster_near_saturation(design, rate, seconds)
         profiler.disable()
         stats = pstats.Stats(profiler)
         shares, total = profile_shares(stats)
+        calls = stats.total_calls / max(1, r.stats["jobs_submitted"])  # type: ignore[attr-defined]
         lines.append(
-            f"profile: 6-process {design} at {rate:g} submits/s, {total:.1f} s of own time (cProfile):"
+            f"profile: 6-process {design} at {rate:g} submits/s, {total:.1f} s of own time (cProfile), "
+            f"{calls:,.0f} Python calls per simulated job:"
         )
         lines += [f"  {sec / total:6.1%}  {part}" for part, sec in shares]
         out = io.StringIO()
