@@ -121,12 +121,17 @@ class SimEnv(simpy.Environment):
       processed at once instead of scheduling its (callback-less) end event: nothing observes the
       difference but the event count. A failed process is still scheduled, so its error crashes the
       run as in simpy.
-    - `run(until=event)` steps in one loop without a method call per event; the semantics are
-      simpy's Environment.step/run (failed, undefused events raise; StopSimulation ends the run).
+    - `run(until=event)` and `run(until=time)` step in one loop without a method call per event;
+      the semantics are simpy's Environment.step/run (failed, undefused events raise;
+      StopSimulation ends the run).
+    - The loop releases a CPU burst's process (sim/cpu.py `_Burst`: `_proc._finish`) after the
+      burst's callbacks, where simpy would need one more callback per burst to put it there
+      (`finishes_bursts`; a Proc under plain simpy still adds that callback).
     - `timeout` and `process` build simpy's own Timeout / Process (and its Initialize) and schedule
       them as their constructors do, the same entries in the same order, without the bound-class
       lookup (simpy binds those only for Environment itself, not for a subclass) and the nested
-      constructor and `schedule` calls: two of the commonest steps per simulated job.
+      constructor and `schedule` calls: two of the commonest steps per simulated job. Its
+      processes resume through `_Process._resume`, simpy's steps with fewer lookups.
     """
 
     def timeout(self, delay: float = 0, value: Any = None) -> Timeout:
