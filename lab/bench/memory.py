@@ -15,20 +15,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import resource
 import subprocess
 import sys
 import time
 import warnings
-from datetime import UTC, datetime
-from pathlib import Path
 
 import sim
 import sim.records
-from lab.bench.simulator import WHATIF_JOB_SECONDS, WHATIF_RATE, whatif_params
-from model.results.runs import provenance
-from model.workload import Distribution, OpenLoop, WorkloadSpec
+from lab.bench.log import BenchLog
+from lab.bench.simulator import WHATIF_RATE, whatif_params, whatif_workload
 from sim.params import parse_override
 
 IN_MEMORY = 10**12  # a chunk no run reaches: nothing spills
@@ -36,13 +32,7 @@ IN_MEMORY = 10**12  # a chunk no run reaches: nothing spills
 
 def child(jobs: int, chunk: int, overrides: dict[str, object]) -> dict[str, object]:
     warnings.simplefilter("ignore", sim.PlaceholderWarning)
-    workload = WorkloadSpec(
-        OpenLoop(WHATIF_RATE, max_in_flight=100_000),
-        duration=Distribution("exponential", WHATIF_JOB_SECONDS),
-        run_time=jobs / WHATIF_RATE,
-        warmup=min(5.0, jobs / WHATIF_RATE / 10),
-        seed=1,
-    )
+    workload = whatif_workload(jobs)
     started = time.perf_counter()
     params = whatif_params().with_overrides(overrides) if overrides else whatif_params()
     result = sim.run(sim.SimConfig("mono", workload, params), chunk=chunk)
@@ -74,16 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk = IN_MEMORY if args.child == "in-memory" else sim.records.CHUNK
         print(json.dumps(child(args.jobs, chunk, overrides)))
         return 0
-    lines: list[str] = []
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
-
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = " ".join(["flock /tmp/dtq-measure.lock .venv/bin/python -m lab.bench.memory", *sys.argv[1:]])
-    say(f"$ {command}   # {stamp}, code {provenance()['code_version']}, load average at start {load}")
+    say = (log := BenchLog("lab.bench.memory", sys.argv[1:])).say
     what_if = f", overrides {' '.join(args.set)}" if args.set else ""
     say(f"100-node what-if (Design B, 100 x 12 slots), {args.jobs:,} submits at {WHATIF_RATE:g}/s{what_if}")
     found = {}
@@ -101,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = found["streamed"]["peak_rss_mb"] / found["in-memory"]["peak_rss_mb"]
         same = found["streamed"]["summary_sha256"] == found["in-memory"]["summary_sha256"]
         say(f"  streamed / in-memory peak RSS = {ratio:.2f}; same summary: {'yes' if same else 'NO'}")
-    if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+    log.write(args.out)
     return 0
 
 
