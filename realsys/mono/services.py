@@ -210,6 +210,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         job = result.job
         if wait > 0:  # synchronous invocation: the same wait as WaitJob's, on the record itself
             await self.core.wait_end(job, cap_wait(wait, remaining(context)))
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return submit_response(job, self.node, result.deduplicated)
 
     @grpc_errors
@@ -219,6 +221,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             job: job_pb2.Job = await self._forward(owner, "GetJobStatus", request, context)
             return job
         record = self.core.get(request.job_id)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return status_to_pb(record, self.node, self.core.estimate(record))
 
     @grpc_errors
@@ -234,6 +238,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             )
             return response
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         if not job.done:
             raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
         return result_to_pb(job, self.node, self.core.output_of(job))
@@ -247,6 +253,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             forwarded: job_pb2.Job = await self._forward(owner, "WaitJob", request, context, wait)
             return forwarded
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return job_to_pb(job, self.node)
 
     @grpc_errors
@@ -256,6 +264,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             job: job_pb2.Job = await self._forward(owner, "CancelJob", request, context)
             return job
         cancelled = self.core.cancel(request.job_id)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return job_to_pb(cancelled, self.node)
 
     @grpc_errors
@@ -282,6 +292,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             return response
 
         replies = await asyncio.gather(*(ask(p) for p in self.links.names), return_exceptions=True)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         _, own = local_page(self.core, scatter)
         parts: list[Page[Listed]] = [
             Page([Listed(job_to_pb(j, self.node)) for j in own.items], own.has_more, own.next_page_token)
@@ -333,6 +345,8 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
             cancel += more_cancel
             abandon += more_abandon
         config = self.core.config
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return worker_pb2.HeartbeatResponse(
             cancel=running_to_pb(cancel),
             abandon=running_to_pb(abandon),
@@ -349,6 +363,8 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
             raise InvalidArgument("free_slots must not be negative")
         wait = cap_wait(from_duration(request.wait_timeout, "wait_timeout"), remaining(context))
         assignments = await self.core.fetch(request.worker_id, request.free_slots, wait)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         response = worker_pb2.FetchWorkResponse()
         for a in assignments:
             fill_assignment_pb(response.assignments.add(), a, self.core.node)
@@ -376,6 +392,8 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
                 self.metrics.observe_hop(owner, "ReportResult", time.perf_counter() - started)
             return response
         job = self.core.report(request.worker_id, request.job_id, request.attempt, outcome)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return worker_pb2.ReportResultResponse(state=cast(job_pb2.JobState, int(job.state)))
 
 
@@ -389,7 +407,10 @@ class PeerService(internal_pb2_grpc.PeerServicer):
     async def FindRequest(
         self, request: internal_pb2.FindRequestRequest, context: Context
     ) -> internal_pb2.FindRequestResponse:
-        return internal_pb2.FindRequestResponse(found=self.idempotent.find(request.request_id))
+        found = self.idempotent.find(request.request_id)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
+        return internal_pb2.FindRequestResponse(found=found)
 
     @grpc_errors
     async def RecordRequest(
@@ -403,6 +424,8 @@ class PeerService(internal_pb2_grpc.PeerServicer):
         self, request: client_pb2.ListJobsRequest, context: Context
     ) -> client_pb2.ListJobsResponse:
         _, page = local_page(self.core, request)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return client_pb2.ListJobsResponse(
             jobs=[job_to_pb(j, self.core.node) for j in page.items], next_page_token=page.next_page_token
         )
@@ -412,6 +435,8 @@ class PeerService(internal_pb2_grpc.PeerServicer):
         self, request: internal_pb2.StealWorkRequest, context: Context
     ) -> worker_pb2.FetchWorkResponse:
         assignments = self.core.steal(request.worker_id, request.max_jobs)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         if assignments:  # debug: under load this is once per steal, a hot path
             log.debug(
                 "work stolen",
