@@ -8,7 +8,8 @@ unary-request deserializer so bytes that do not parse become a `Malformed` marke
 unary-unary handler once in one coroutine that refuses a Malformed request with INVALID_ARGUMENT and
 protobuf's reason (without running the servicer) and, given NodeMetrics, records the call's latency
 and status code (realsys.metrics.RpcRecorder). All wrapping happens at registration; a call pays one
-extra coroutine frame.
+extra coroutine frame, and no more for a method decorated with realsys.status.grpc_errors: that
+wrapper is taken off and its error mapping done in this one (unless the node traces).
 
 Generic handlers only: generated code registers each service twice, as a generic handler and as
 "registered methods". grpc.aio keeps one pending request-call future per registered method and runs
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from realsys.metrics import NodeMetrics, RpcRecorder
+from realsys.status import MAPPED_ERRORS, abort_with, unwrap_errors
 
 if TYPE_CHECKING:  # generic only in grpc-stubs
     Handler = grpc.RpcMethodHandler[Any, Any]
@@ -73,36 +75,46 @@ def _code_of(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode | N
     return code if isinstance(code, grpc.StatusCode) else None
 
 
-def serve_unary(behavior: Behavior, recorder: RpcRecorder | None) -> Behavior:
+def serve_unary(behavior: Behavior, recorder: RpcRecorder | None, map_errors: bool = False) -> Behavior:
     """`behavior` refusing Malformed requests with INVALID_ARGUMENT, and with `recorder`, timed and
     counted by status code (the code a handler aborted or set with, else OK; CANCELLED when the call
-    was cancelled, UNKNOWN when it raised)."""
+    was cancelled, UNKNOWN when it raised). `map_errors`: DtqErrors and relayed call errors become
+    their status (realsys.status.abort_with), as @grpc_errors does, so an undecorated servicer
+    method is served in this one frame."""
+    mapped = MAPPED_ERRORS if map_errors else ()
     if recorder is None:
 
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if isinstance(request, Malformed):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details())
-            return await behavior(request, context)
+            try:
+                return await behavior(request, context)
+            except mapped as exc:
+                await abort_with(context, exc)
 
         return call
 
     record = recorder.record
     clock = time.perf_counter
+    unknown, ok, cancelled = grpc.StatusCode.UNKNOWN, grpc.StatusCode.OK, grpc.StatusCode.CANCELLED
 
     async def timed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         start = clock()
-        code = grpc.StatusCode.UNKNOWN
+        code = unknown
         try:
             if isinstance(request, Malformed):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.details())
-            response = await behavior(request, context)
-            code = _code_of(context) or grpc.StatusCode.OK
+            try:
+                response = await behavior(request, context)
+            except mapped as exc:
+                await abort_with(context, exc)
+            code = _code_of(context) or ok
             return response
         except grpc.aio.AbortError:
-            code = _code_of(context) or grpc.StatusCode.UNKNOWN
+            code = _code_of(context) or unknown
             raise
         except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED
+            code = cancelled
             raise
         finally:
             record(code, clock() - start)
@@ -145,10 +157,13 @@ def serving_handler(
     if deserialize is None and recorder is None and trace is None:
         return handler
     unary: Any = handler.unary_unary
+    inner = unwrap_errors(unary) if trace is None else None  # a tracer wraps the decorated method
+    if inner is not None:
+        unary = inner
     if trace is not None:
         unary = trace(unary)
     return grpc.unary_unary_rpc_method_handler(
-        serve_unary(unary, recorder),
+        serve_unary(unary, recorder, map_errors=inner is not None),
         request_deserializer=deserialize,
         response_serializer=handler.response_serializer,
     )

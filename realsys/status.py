@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 
@@ -59,32 +60,56 @@ def retry_after_of(metadata: Any) -> float | None:
     return None
 
 
+# What abort_with maps to a status code; the rest propagates (UNKNOWN, or an abort already made).
+MAPPED_ERRORS: tuple[type[Exception], ...] = (DtqError, grpc.aio.AioRpcError)
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> NoReturn:
+    """Aborts the call with the status of one of MAPPED_ERRORS: a DtqError's code and message (with
+    its retry-after); a relayed call's code (DEADLINE_EXCEEDED and CANCELLED as UNAVAILABLE: the
+    hop failed, not the caller's call) with its details and retry-after."""
+    if isinstance(exc, DtqError):
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            context.set_trailing_metadata(retry_after_metadata(retry_after))
+        await context.abort(GRPC_CODE[exc.code], exc.message)
+    assert isinstance(exc, grpc.aio.AioRpcError)
+    code = exc.code()
+    if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        code = grpc.StatusCode.UNAVAILABLE
+    relayed = retry_after_of(exc.trailing_metadata())
+    if relayed is not None:
+        context.set_trailing_metadata(retry_after_metadata(relayed))
+    await context.abort(code, exc.details() or code.name)
+    raise AssertionError("context.abort returned")  # it raises AbortError
+
+
 def grpc_errors(method: Handler) -> Handler:
     """Decorates an async servicer method: a DtqError becomes its status code and message.
 
     Errors relayed from another service (grpc.aio.AioRpcError) keep their code, so a hop does not
-    turn NOT_FOUND into UNKNOWN.
+    turn NOT_FOUND into UNKNOWN. The undecorated method is the wrapper's `errors_mapped` attribute:
+    realsys.decoding serves it with the same mapping inside its own wrapper (one frame per call).
     """
 
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await method(self, request, context)
-        except DtqError as exc:
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                context.set_trailing_metadata(retry_after_metadata(retry_after))
-            await context.abort(GRPC_CODE[exc.code], exc.message)
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code()
-            if code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-                code = grpc.StatusCode.UNAVAILABLE
-            relayed = retry_after_of(exc.trailing_metadata())
-            if relayed is not None:
-                context.set_trailing_metadata(retry_after_metadata(relayed))
-            await context.abort(code, exc.details() or code.name)
+        except MAPPED_ERRORS as exc:
+            await abort_with(context, exc)
 
+    wrapper.errors_mapped = method  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def unwrap_errors(behavior: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The undecorated method of a bound @grpc_errors method (bound to the same servicer), or None."""
+    inner = getattr(getattr(behavior, "__func__", None), "errors_mapped", None)
+    if inner is None:
+        return None
+    bound: Callable[..., Any] = types.MethodType(inner, behavior.__self__)  # type: ignore[attr-defined]
+    return bound
 
 
 def error_from_rpc(exc: grpc.RpcError) -> DtqError:

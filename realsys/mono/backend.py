@@ -82,6 +82,8 @@ class InProcessBackend:
         start = loop.time()
         got = core.fetch_now(worker_id, free_slots)
         if fetch_done(got, core.draining, free_slots):
+            if core.uncommitted:  # the leases are committed before their jobs run (core.py)
+                await core.committed()
             return got
         plan = fetch_loop(
             self.pacer,
@@ -99,6 +101,8 @@ class InProcessBackend:
                 op = plan.send(reply)
             except StopIteration as done:
                 assignments: list[Assignment] = done.value
+                if core.uncommitted:
+                    await core.committed()
                 return assignments
             if op is FETCH_LOCAL:
                 got = core.fetch_now(worker_id, free_slots)

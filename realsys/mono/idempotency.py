@@ -233,6 +233,8 @@ class IdempotentSubmits:
     ) -> client_pb2.SubmitJobResponse:
         if wait > 0:  # synchronous invocation: the same wait as WaitJob's, on the record itself
             await self.core.wait_end(job, cap_wait(wait, remaining(context)))
+        if self.core.uncommitted:  # answer once the job is committed (core.py: group commit)
+            await self.core.committed()
         return submit_response(job, self.node, deduplicated)
 
     async def _forward(

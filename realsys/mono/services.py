@@ -220,6 +220,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         job = result.job
         if wait > 0:  # synchronous invocation: the same wait as WaitJob's, on the record itself
             await self.core.wait_end(job, cap_wait(wait, remaining(context)))
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return submit_response(job, self.node, result.deduplicated)
 
     @grpc_errors
@@ -228,6 +230,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         if forwarded is not None:
             return forwarded
         record = self.core.get(request.job_id)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return status_to_pb(record, self.node, self.core.estimate(record))
 
     @grpc_errors
@@ -241,6 +245,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         if response is not None:
             return response
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         if not job.done:
             raise FailedPrecondition(f"job {job.job_id} is {job.state.name}: it has no result yet")
         return result_to_pb(job, self.node, self.core.output_of(job))
@@ -252,6 +258,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         if forwarded is not None:
             return forwarded
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return job_to_pb(job, self.node)
 
     @grpc_errors
@@ -260,6 +268,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         if forwarded is not None:
             return forwarded
         cancelled = self.core.cancel(request.job_id)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return job_to_pb(cancelled, self.node)
 
     @grpc_errors
@@ -286,6 +296,8 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
             return response
 
         replies = await asyncio.gather(*(ask(p) for p in self.links.names), return_exceptions=True)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         _, own = local_page(self.core, scatter)
         parts: list[Page[Listed]] = [
             Page([Listed(job_to_pb(j, self.node)) for j in own.items], own.has_more, own.next_page_token)
@@ -337,6 +349,8 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
             cancel += more_cancel
             abandon += more_abandon
         config = self.core.config
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return heartbeat_response(cancel, abandon, config.heartbeat_interval, config.lease_duration)
 
     @grpc_errors
@@ -348,6 +362,8 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
             raise InvalidArgument("free_slots must not be negative")
         wait = cap_wait(from_duration(request.wait_timeout, "wait_timeout"), remaining(context))
         assignments = await self.core.fetch(request.worker_id, request.free_slots, wait)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         response = worker_pb2.FetchWorkResponse()
         for a in assignments:
             fill_assignment_pb(response.assignments.add(), a, self.core.node)
@@ -375,6 +391,8 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
                 self.metrics.observe_hop(owner, "ReportResult", time.perf_counter() - started)
             return response
         job = self.core.report(request.worker_id, request.job_id, request.attempt, outcome)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return worker_pb2.ReportResultResponse(state=cast(job_pb2.JobState, int(job.state)))
 
 
@@ -388,7 +406,10 @@ class PeerService(internal_pb2_grpc.PeerServicer):
     async def FindRequest(
         self, request: internal_pb2.FindRequestRequest, context: Context
     ) -> internal_pb2.FindRequestResponse:
-        return internal_pb2.FindRequestResponse(found=self.idempotent.find(request.request_id))
+        found = self.idempotent.find(request.request_id)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
+        return internal_pb2.FindRequestResponse(found=found)
 
     @grpc_errors
     async def RecordRequest(
@@ -402,6 +423,8 @@ class PeerService(internal_pb2_grpc.PeerServicer):
         self, request: client_pb2.ListJobsRequest, context: Context
     ) -> client_pb2.ListJobsResponse:
         _, page = local_page(self.core, request)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         return client_pb2.ListJobsResponse(
             jobs=[job_to_pb(j, self.core.node) for j in page.items], next_page_token=page.next_page_token
         )
@@ -411,6 +434,8 @@ class PeerService(internal_pb2_grpc.PeerServicer):
         self, request: internal_pb2.StealWorkRequest, context: Context
     ) -> worker_pb2.FetchWorkResponse:
         assignments = self.core.steal(request.worker_id, request.max_jobs)
+        if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
+            await self.core.committed()
         if assignments:  # debug: under load this is once per steal, a hot path
             log.debug(
                 "work stolen",
