@@ -207,6 +207,11 @@ class RpcRecorder:
         by_code = self._by_code
         by_code[code] = by_code.get(code, 0) + 1
 
+    def count(self, code: grpc.StatusCode) -> None:
+        """One message counted in dtq_rpc_total without a latency (a stream's message: the stream's own
+        call is timed once, when it ends)."""
+        self._by_code[code] = self._by_code.get(code, 0) + 1
+
 
 _LE = (*(repr(float(b)) for b in LATENCY_BUCKETS), "+Inf")  # as prometheus_client writes them
 

@@ -118,9 +118,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         self._coordinator: Any = None
         self._result: Any = None
         self._watchers: list[_Watcher] = []
-        self._notice_messages = metrics.rpc_total.labels(
-            method="/dtq.v1.JobStore/WatchJobs:message", code="OK"
-        )
+        self._notice_messages = metrics.recorder("/dtq.v1.JobStore/WatchJobs:message")
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(internal_pb2_grpc.add_JobStoreServicer_to_server, self, server)
@@ -223,7 +221,7 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
                 while watcher.notices and not watcher.overflow:
                     batch = watcher.notices[:MAX_NOTICES_PER_MESSAGE]
                     del watcher.notices[:MAX_NOTICES_PER_MESSAGE]
-                    self._notice_messages.inc()
+                    self._notice_messages.count(grpc.StatusCode.OK)
                     yield internal_pb2.JobNotices(notices=batch)
         finally:
             self._watchers.remove(watcher)
