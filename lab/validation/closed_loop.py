@@ -98,6 +98,11 @@ def compare(
             "point": point,
             "replications": len(dirs),
             "real": mean.tolist(),
+            "real_replications": real.tolist(),
+            "submit_fraction": float(load_config(dirs[0])["workload"]["mix"].get("submit", 0.0)),
+            "completed_per_s": float(
+                np.mean([load_summary(d)["throughput"]["completed_per_s"] for d in dirs])
+            ),
             "spread": np.median(np.abs(real - mean) / mean, axis=0).tolist(),
         }
         if len(samples) > 1:  # each replication against the others pooled
@@ -126,6 +131,7 @@ def compare(
                 if samples:
                     simulated.append(_latencies(list(twin.requests)))
             row[name] = ((np.array(twins).mean(axis=0) - mean) / mean).tolist()
+            row[f"{name} twins"] = np.array(twins).mean(axis=0).tolist()
             if samples:
                 row[f"{name} distance"] = distance(np.concatenate(samples), np.concatenate(simulated))
         rows.append(row)

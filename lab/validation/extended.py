@@ -1,0 +1,463 @@
+"""The extended validation's tables (issue 23; data/experiments/validation-extended/): from the per-part
+summaries that `python -m lab.validation.closed_loop` wrote (data/validation/extended/<experiment>.json),
+per utilisation band the median |error| of each metric beside the real noise floor, the latency
+distributions' Wasserstein-1 distance beside its floor, the A-versus-B winners, and, apart, the
+out-of-sample rows of the held-out workloads (data/experiments/holdout/results*.json).
+
+A closed loop has no offered rate: its rho is its served requests/s over its design's saturation for
+its workload, the saturation rate (lab.validation.runs.saturation_rate) of the 32-client loop that does
+not wait: the vx_closed c32 point of the same mix for vx_closed and vx_closed_wait, and for the other
+parts a saturation run of their own workload (`saturation` stage: experiment vx_sat_<part>, 1
+replication per design, 3 s of load after 1 s of warm-up, as the matrix's saturation runs).
+
+    flock /tmp/dtq-measure.lock python -m lab.validation.extended saturation   # the real runs
+    python -m lab.validation.extended tables [--variant model]  # -> data/validation/extended/tables.*
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.experiment.runner import run_experiment
+from lab.experiment.spec import experiment_from_mapping
+from lab.validation.accuracy import band_names, band_of
+from lab.validation.runs import saturation_rate
+from model.results.runs import load_config, load_summary, run_exists
+from model.results.stats import mean_ci, winner
+
+FILES = Path("data/experiments/validation-extended")
+OUT = Path("data/validation/extended")
+RUNS = Path("data/runs")
+HOLDOUT = Path("data/experiments/holdout")
+EDGES = (0.5, 0.8)
+DESIGNS = ("micro", "mono")
+# experiment -> its file; the closed loops' saturation is vx_closed's own c32 point
+PARTS = {
+    "vx_closed": "closed-nowait.yaml",
+    "vx_closed_wait": "closed-wait.yaml",
+    "vx_payload16k": "payloads.yaml",
+    "vx_payload256k": "payloads-256k.yaml",
+    "vx_jobs_cpu": "jobs-cpu.yaml",
+    "vx_jobs_half": "jobs-half.yaml",
+    "vx_jobs_mixture": "jobs-mixture.yaml",
+}
+OWN_SATURATION = ("vx_payload16k", "vx_payload256k", "vx_jobs_cpu", "vx_jobs_half", "vx_jobs_mixture")
+# closed_loop.METRICS, with the issue's names; +1: higher is better, -1: lower is
+METRICS = (
+    ("throughput", +1),
+    ("p50", -1),
+    ("p95", -1),
+    ("p99", -1),
+    ("p99.9", -1),
+    ("done_p50", -1),
+    ("done_p99", -1),
+)
+WINNER_METRICS = ("throughput", "p50", "p99")
+
+
+# ---------------------------------------------------------------------------- saturation runs
+def saturation_mapping(part: str) -> dict[str, Any]:
+    """The part's workload as a 32-client loop that does not wait, for each of its mixes."""
+    spec = yaml.safe_load((FILES / PARTS[part]).read_text())
+    workload = {
+        **spec["workload"],
+        "arrival": {"kind": "closed", "clients": 1, "wait_for_completion": False},
+        "run_time": 3.0,
+        "warmup": 1.0,
+    }
+    sweep = {"design": list(DESIGNS), "concurrency": [32], "store": ["sqlite"], "slots": [12]}
+    if "mix" in spec["sweep"]:
+        sweep["mix"] = spec["sweep"]["mix"]
+    options = {**spec.get("options", {}), "records": False}
+    return {
+        "name": f"vx_sat_{part.removeprefix('vx_')}",
+        "workload": workload,
+        "replications": 1,
+        "sweep": sweep,
+        "options": options,
+    }
+
+
+def run_saturation(root: Path = RUNS) -> None:
+    for part in OWN_SATURATION:
+        report = run_experiment(
+            experiment_from_mapping(saturation_mapping(part)), root, progress=False, log=print
+        )
+        if report.failed:
+            raise SystemExit(f"{part}: saturation runs failed: {report.failed}")
+
+
+def _mix_of(point: str) -> str:
+    """The mix label of a point id (real-<design>-<exp>.c<n>[.<mix>].sqlite.s12), '' when none."""
+    labels = point.split("-", 2)[2].split(".")[1:]
+    return next((x for x in labels if x in ("submit", "mixed", "reads")), "")
+
+
+def saturations(root: Path = RUNS) -> dict[tuple[str, str, str], float]:
+    """(part, design, mix) -> saturation requests/s (see the module docstring)."""
+    values: dict[tuple[str, str, str], list[float]] = {}
+    for path in sorted(root.glob("real-*-vx_closed.c32.*")) + sorted(root.glob("real-*-vx_sat_*")):
+        if not run_exists(root, path.name):
+            continue
+        cfg, summary = load_config(path), load_summary(path)
+        rate = saturation_rate(summary, float(cfg["workload"]["mix"].get("submit", 0.0)))
+        if rate is None:
+            continue
+        exp = path.name.split("-", 2)[2].split(".")[0]
+        part = "vx_closed" if exp == "vx_closed" else "vx_" + exp.removeprefix("vx_sat_")
+        values.setdefault((part, str(cfg["design"]), _mix_of(path.name)), []).append(rate)
+    return {k: statistics.fmean(v) for k, v in values.items()}
+
+
+# ---------------------------------------------------------------------------- tables
+def load_parts(folder: Path = OUT) -> dict[str, Mapping[str, Any]]:
+    return {
+        part: json.loads((folder / f"{part}.json").read_text())
+        for part in PARTS
+        if (folder / f"{part}.json").is_file()
+    }
+
+
+def point_rows(
+    parts: Mapping[str, Mapping[str, Any]], sat: Mapping[tuple[str, str, str], float], variant: str
+) -> list[dict[str, Any]]:
+    """One row per point: part, design, mix, rho, band, per metric error and floor, distances."""
+    rows = []
+    for part, result in parts.items():
+        names = list(result["metrics"])
+        for p in result["points"]:
+            design = p["point"].split("-")[1]
+            base = sat.get(("vx_closed" if part == "vx_closed_wait" else part, design, _mix_of(p["point"])))
+            served = p["real"][names.index("requests_per_s")]
+            rho = served / base if base else math.nan
+            rows.append(
+                {
+                    "part": part,
+                    "point": p["point"],
+                    "design": design,
+                    "served": served,
+                    "saturation": base,
+                    "rho": rho,
+                    "band": band_of(rho, EDGES) if not math.isnan(rho) else "no saturation",
+                    "error": dict(zip(_names(names), p[variant], strict=True)),
+                    "floor": dict(zip(_names(names), p["spread"], strict=True)),
+                    "real": dict(zip(_names(names), p["real"], strict=True)),
+                    "real_replications": [
+                        dict(zip(_names(names), r, strict=True)) for r in p["real_replications"]
+                    ],
+                    "twins": dict(zip(_names(names), p[f"{variant} twins"], strict=True)),
+                    "distance": p.get(f"{variant} distance"),
+                    "distance_floor": p.get("distance_spread"),
+                }
+            )
+    return rows
+
+
+def _names(names: Sequence[str]) -> list[str]:
+    return ["throughput" if n == "requests_per_s" else n for n in names]
+
+
+def _median(values: Sequence[float | None]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return statistics.median(finite) if finite else math.nan
+
+
+def band_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per band (and 'all'): per metric the median |error| and the median real floor, the target
+    (the floor at rho <= 0.8, 1.5x above) and whether it is met; the distance beside its floor."""
+    out = []
+    for band in [*band_names(EDGES), "all"]:
+        members = [r for r in rows if band == "all" or r["band"] == band]
+        if not members:
+            continue
+        entry: dict[str, Any] = {"band": band, "points": len(members), "metrics": {}}
+        factor = 1.5 if band.startswith("rho>") else 1.0
+        for name, _ in METRICS:
+            err = _median([abs(r["error"][name]) for r in members])
+            floor = _median([r["floor"][name] for r in members])
+            entry["metrics"][name] = {
+                "median_abs_error": err,
+                "floor": floor,
+                "target": factor * floor if band != "all" else math.nan,
+                "met": bool(err <= factor * floor) if band != "all" else None,
+            }
+        entry["distance"] = _median([r["distance"] for r in members])
+        entry["distance_floor"] = _median([r["distance_floor"] for r in members])
+        out.append(entry)
+    return out
+
+
+def winner_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """At each point run by both designs: per metric the real winner (decisive only where the
+    replications' 95% intervals separate), the simulated one (by the twins' means), and agreement."""
+    by_point: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in rows:
+        by_point.setdefault(re.sub(r"^real-(micro|mono)-", "", r["point"]), {})[r["design"]] = r
+    out = []
+    for key, pair in sorted(by_point.items()):
+        if not all(d in pair for d in DESIGNS):
+            continue
+        a, b = (pair[d] for d in DESIGNS)
+        row: dict[str, Any] = {"point": key, "rho_micro": a["rho"], "rho_mono": b["rho"]}
+        for name, better in METRICS:
+            if name not in WINNER_METRICS:
+                continue
+            ra, ra_ci = mean_ci([x[name] for x in a["real_replications"]])
+            rb, rb_ci = mean_ci([x[name] for x in b["real_replications"]])
+            real_w = winner(ra, rb, higher_is_better=better > 0, a_ci=ra_ci, b_ci=rb_ci)
+            sim_w = winner(a["twins"][name], b["twins"][name], higher_is_better=better > 0)
+            label = {"a": DESIGNS[0], "b": DESIGNS[1], "tie": "tie", "": ""}
+            row[name] = {
+                "real": label[real_w],
+                "sim": label[sim_w],
+                "agree": None if real_w in ("tie", "") else real_w == sim_w,
+            }
+        out.append(row)
+    return out
+
+
+def winner_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    return {
+        name: {
+            "points": len(rows),
+            "decisive": sum(r[name]["agree"] is not None for r in rows),
+            "agree": sum(r[name]["agree"] is True for r in rows),
+        }
+        for name in WINNER_METRICS
+    }
+
+
+HOLDOUT_METRICS = (
+    ("throughput", "throughput"),
+    ("p50", "p50"),
+    ("p95", "p95"),
+    ("p99", "p99"),
+    ("p99.9", "p999"),
+    ("done_p50", "done_p50"),
+    ("done_p99", "done_p99"),
+)
+
+
+def holdout_rows(folder: Path = HOLDOUT) -> list[dict[str, Any]]:
+    """The out-of-sample points (Q1-Q3: results.json; H1-H4: results-h.json), never tuned on."""
+    out = []
+    for file, group in (("results.json", "Q1-Q3"), ("results-h.json", "H1-H4")):
+        path = folder / file
+        if not path.is_file():
+            continue
+        for p in json.loads(path.read_text())["points"]:
+            metrics = p["metrics"]
+            out.append(
+                {
+                    "group": group,
+                    "point": f"{p['case']} {p['design']}",
+                    "rate": p["rate"],
+                    "n_real": p["n_real"],
+                    "error": {n: metrics[k]["error"] for n, k in HOLDOUT_METRICS if k in metrics},
+                    "floor": {n: metrics[k]["floor"] for n, k in HOLDOUT_METRICS if k in metrics},
+                }
+            )
+    return out
+
+
+def holdout_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for group in [*sorted({r["group"] for r in rows}), "all"]:
+        members = [r for r in rows if group == "all" or r["group"] == group]
+        out.append(
+            {
+                "group": group,
+                "points": len(members),
+                "metrics": {
+                    n: {
+                        "median_abs_error": _median(
+                            [abs(r["error"][n]) for r in members if r["error"].get(n) is not None]
+                        ),
+                        "floor": _median([r["floor"].get(n) for r in members]),
+                    }
+                    for n, _ in HOLDOUT_METRICS
+                },
+            }
+        )
+    return out
+
+
+def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict[str, Any]:
+    parts = load_parts(folder)
+    sat = saturations(root)
+    rows = point_rows(parts, sat, variant)
+    winners = winner_table(rows)
+    held = holdout_rows()
+    return {
+        "variant": variant,
+        "calibration": sorted({p["calibration"] for p in parts.values()}),
+        "saturation": {f"{k[0]}.{k[1]}.{k[2] or '-'}": v for k, v in sorted(sat.items())},
+        "points": rows,
+        "bands": band_table(rows),
+        "winners": winners,
+        "winner_summary": winner_summary(winners),
+        "holdout": held,
+        "holdout_summary": holdout_summary(held),
+    }
+
+
+# ---------------------------------------------------------------------------- output
+def _pct(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+def _signed(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:+.0f}%"
+
+
+def markdown(t: Mapping[str, Any]) -> str:
+    names = [n for n, _ in METRICS]
+    lines = [
+        "# Extended validation: error by utilisation band",
+        "",
+        "Generated by `python -m lab.validation.extended tables`.",
+        "",
+        f"Calibration {', '.join(t['calibration'])}; twins moved to each run's probed host speed; variant "
+        f"`{t['variant']}`. Each cell: median |error| over the band's points / the real noise floor (median "
+        "over the points of the replications' median |x - mean| / mean). Target: at rho <= 0.8 the error "
+        "at or below the floor, above 0.8 within 1.5x the floor (yes/no). rho: served requests/s over the "
+        "design's saturation for the workload (32-client loop not waiting; see lab/validation/extended.py).",
+        "",
+        "| band | points | " + " | ".join(names) + " | W1 / floor |",
+        "|---|---|" + "---|" * (len(names) + 1),
+    ]
+    for b in t["bands"]:
+        cells = []
+        for n in names:
+            m = b["metrics"][n]
+            met = "" if m["met"] is None else (" yes" if m["met"] else " no")
+            cells.append(f"{_pct(m['median_abs_error'])} / {_pct(m['floor'])}{met}")
+        lines.append(
+            f"| {b['band']} | {b['points']} | "
+            + " | ".join(cells)
+            + f" | {b['distance']:.2f} / {b['distance_floor']:.2f} |"
+        )
+    lines += [
+        "",
+        "W1: Wasserstein-1 distance between the real and simulated request latency distributions over "
+        "the real mean latency (median over the points); floor: one replication against the others.",
+        "",
+    ]
+    lines += [
+        "## Per point",
+        "",
+        "| point | rho | " + " | ".join(names) + " | W1 | W1 floor |",
+        "|---|---|" + "---|" * (len(names) + 2),
+    ]
+    for r in t["points"]:
+        lines.append(
+            f"| {r['point'].removeprefix('real-')} | {r['rho']:.2f} | "
+            + " | ".join(f"{_signed(r['error'][n])} ({_pct(r['floor'][n])})" for n in names)
+            + f" | {_fmt2(r['distance'])} | {_fmt2(r['distance_floor'])} |"
+        )
+    lines += [
+        "",
+        "## A versus B (micro vs mono)",
+        "",
+        "Real winner: decisive only where the replications' 95% intervals separate; simulated: by the "
+        "twins' means.",
+        "",
+    ]
+    s = t["winner_summary"]
+    lines.append(
+        "Summary: "
+        + "; ".join(
+            f"{n}: {s[n]['agree']} of {s[n]['decisive']} decisive points agree ({s[n]['points']} points)"
+            for n in WINNER_METRICS
+        )
+    )
+    lines += [
+        "",
+        "| point | rho A / B | " + " | ".join(f"{n} real / sim" for n in WINNER_METRICS) + " |",
+        "|---|---|" + "---|" * len(WINNER_METRICS),
+    ]
+    for w in t["winners"]:
+        cells = []
+        for n in WINNER_METRICS:
+            c = w[n]
+            mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
+            cells.append(f"{c['real']} / {c['sim']}{mark}")
+        lines.append(
+            f"| {w['point']} | {w['rho_micro']:.2f} / {w['rho_mono']:.2f} | " + " | ".join(cells) + " |"
+        )
+    hnames = [n for n, _ in HOLDOUT_METRICS]
+    lines += [
+        "",
+        "## Out of sample (held-out workloads, never tuned on; data/experiments/holdout/)",
+        "",
+        "Median |error| / real floor over the points:",
+        "",
+        "| group | points | " + " | ".join(hnames) + " |",
+        "|---|---|" + "---|" * len(hnames),
+    ]
+    for g in t["holdout_summary"]:
+        lines.append(
+            f"| {g['group']} | {g['points']} | "
+            + " | ".join(
+                f"{_pct(g['metrics'][n]['median_abs_error'])} / {_pct(g['metrics'][n]['floor'])}"
+                for n in hnames
+            )
+            + " |"
+        )
+    lines += ["", "| point | group | " + " | ".join(hnames) + " |", "|---|---|" + "---|" * len(hnames)]
+    for r in t["holdout"]:
+        lines.append(
+            f"| {r['point']} | {r['group']} | "
+            + " | ".join(f"{_signed(r['error'].get(n))} ({_pct(r['floor'].get(n))})" for n in hnames)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _fmt2(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(x) for k, x in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(x) for x in value]
+    return value
+
+
+def write_tables(t: Mapping[str, Any], folder: Path = OUT, name: str = "tables") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(_json_safe(t), indent=1, sort_keys=True) + "\n")
+    (folder / f"{name}.md").write_text(markdown(t))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.validation.extended", description=__doc__)
+    parser.add_argument("stage", choices=["saturation", "tables"])
+    parser.add_argument("--variant", default="model", help="the closed_loop variant to tabulate")
+    parser.add_argument("--folder", default=str(OUT))
+    parser.add_argument("--name", default="tables")
+    args = parser.parse_args(argv)
+    if args.stage == "saturation":
+        run_saturation()
+        return 0
+    t = build(args.variant, Path(args.folder))
+    write_tables(t, Path(args.folder), args.name)
+    print(markdown(t))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
