@@ -212,15 +212,22 @@ def _loadavg() -> list[float]:
 
 
 def run_real(
-    plans: Sequence[tuple[Experiment, PlannedRun]], root: Path = RUNS, log_name: str = "loadavg.json"
+    plans: Sequence[tuple[Experiment, PlannedRun]],
+    root: Path = RUNS,
+    log_name: str = "loadavg.json",
+    budget: float = 0.0,
 ) -> None:
     """Each run on a fresh cluster, in the given order; the load average before and after each (kept
-    in OUT / log_name)."""
+    in OUT / log_name). With a budget (s), no new run starts after it: run again to go on."""
     log_path = OUT / log_name
     loads: list[dict[str, Any]] = json.loads(log_path.read_text()) if log_path.exists() else []
+    start = time.monotonic()
     for exp, run in plans:
         if run_exists(root, run.run_id):
             continue
+        if budget and time.monotonic() - start > budget:
+            print(f"budget of {budget:g} s spent: stopped before {run.run_id}; run again to go on")
+            return
         before = _loadavg()
         t0 = time.monotonic()
         report = run_experiment(exp, root, only=f"{run.run_id}", progress=False, log=print)

@@ -261,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["apriori", "saturation", "predict-at", "real", "table"],
     )
     parser.add_argument("--calibration", default="local")
+    parser.add_argument(
+        "--budget", type=float, default=0.0, help="real: start no new run after this many s (0: none)"
+    )
     args = parser.parse_args(argv)
     command = "python -m lab.validation.holdout_h " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.stage == "apriori":
@@ -282,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         pred = json.loads((holdout.OUT / f"{PREDICTIONS}.json").read_text())
         if args.stage == "real":
-            holdout.run_real(point_plan(pred, pred["calibration"]), log_name=LOADAVG)
+            holdout.run_real(point_plan(pred, pred["calibration"]), log_name=LOADAVG, budget=args.budget)
             return 0
         loads = json.loads((holdout.OUT / LOADAVG).read_text())
         one_minute = [x["before"][0] for x in loads] + [x["after"][0] for x in loads]
