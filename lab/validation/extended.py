@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from scipy.stats import spearmanr
 
 from lab.experiment.runner import run_experiment
 from lab.experiment.spec import experiment_from_mapping
@@ -127,10 +128,30 @@ def load_parts(folder: Path = OUT) -> dict[str, Mapping[str, Any]]:
     }
 
 
+def host_load(point: str, root: Path = RUNS) -> dict[str, float]:
+    """The mean over a point's real runs of their host probe's 1-minute load average and busy-loop
+    time (us): how loaded and how slow the shared host was when the point ran."""
+    probes = []
+    for path in sorted(root.glob(f"{point}-*")):
+        if (path / "config.json").is_file():
+            probe = load_config(path).get("parameters", {}).get("host_probe") or {}
+            if "loadavg_1m" in probe:
+                probes.append(probe)
+    if not probes:
+        return {}
+    return {
+        k: statistics.fmean(float(p[k]) for p in probes) for k in ("loadavg_1m", "busy_us") if k in probes[0]
+    }
+
+
 def point_rows(
-    parts: Mapping[str, Mapping[str, Any]], sat: Mapping[tuple[str, str, str], float], variant: str
+    parts: Mapping[str, Mapping[str, Any]],
+    sat: Mapping[tuple[str, str, str], float],
+    variant: str,
+    root: Path = RUNS,
 ) -> list[dict[str, Any]]:
-    """One row per point: part, design, mix, rho, band, per metric error and floor, distances."""
+    """One row per point: part, design, mix, rho, band, per metric error and floor, distances, and the
+    host's load while it ran."""
     rows = []
     for part, result in parts.items():
         names = list(result["metrics"])
@@ -157,6 +178,7 @@ def point_rows(
                     "twins": dict(zip(_names(names), p[f"{variant} twins"], strict=True)),
                     "distance": p.get(f"{variant} distance"),
                     "distance_floor": p.get("distance_spread"),
+                    "host": host_load(p["point"], root),
                 }
             )
     return rows
@@ -236,6 +258,33 @@ def winner_summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, int
     }
 
 
+def mechanisms(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """In-sample evidence for the gaps: per metric the rank correlation (Spearman) over the points
+    between the host's load average while a point ran and the simulator's signed error; and the tail
+    width p99 / p50, real against simulated (median over the points)."""
+    loaded = [r for r in rows if r.get("host", {}).get("loadavg_1m") is not None]
+    out: dict[str, Any] = {"points": len(loaded), "load_vs_error": {}}
+    for name, _ in METRICS:
+        pairs = [
+            (r["host"]["loadavg_1m"], r["error"][name]) for r in loaded if math.isfinite(r["error"][name])
+        ]
+        if len(pairs) >= 3:
+            rho, pvalue = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
+            out["load_vs_error"][name] = {"spearman": float(rho), "p": float(pvalue), "n": len(pairs)}
+    out["tail_width_real"] = _median(
+        [r["real"]["p99"] / r["real"]["p50"] for r in rows if r["real"]["p50"] > 0]
+    )
+    out["tail_width_sim"] = _median(
+        [r["twins"]["p99"] / r["twins"]["p50"] for r in rows if r["twins"]["p50"] > 0]
+    )
+    out["loadavg_range"] = (
+        [min(r["host"]["loadavg_1m"] for r in loaded), max(r["host"]["loadavg_1m"] for r in loaded)]
+        if loaded
+        else []
+    )
+    return out
+
+
 HOLDOUT_METRICS = (
     ("throughput", "throughput"),
     ("p50", "p50"),
@@ -294,7 +343,7 @@ def holdout_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict[str, Any]:
     parts = load_parts(folder)
     sat = saturations(root)
-    rows = point_rows(parts, sat, variant)
+    rows = point_rows(parts, sat, variant, root)
     winners = winner_table(rows)
     held = holdout_rows()
     return {
@@ -305,6 +354,7 @@ def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict
         "bands": band_table(rows),
         "winners": winners,
         "winner_summary": winner_summary(winners),
+        "mechanisms": mechanisms(rows),
         "holdout": held,
         "holdout_summary": holdout_summary(held),
     }
@@ -394,6 +444,25 @@ def markdown(t: Mapping[str, Any]) -> str:
         lines.append(
             f"| {w['point']} | {w['rho_micro']:.2f} / {w['rho_mono']:.2f} | " + " | ".join(cells) + " |"
         )
+    m = t.get("mechanisms")
+    if m:
+        lines += [
+            "",
+            "## Mechanism evidence (in sample)",
+            "",
+            f"Host 1-minute load average while the points ran: {_range(m['loadavg_range'])} on 2 cores. "
+            "Spearman rank correlation over the points between that load and the simulator's signed error:",
+            "",
+            "| metric | Spearman | p | n |",
+            "|---|---|---|---|",
+        ]
+        for name, c in m["load_vs_error"].items():
+            lines.append(f"| {name} | {c['spearman']:+.2f} | {c['p']:.3f} | {c['n']} |")
+        lines += [
+            "",
+            f"Tail width p99 / p50 (median over the points): real {m['tail_width_real']:.1f}, simulated "
+            f"{m['tail_width_sim']:.1f}.",
+        ]
     hnames = [n for n, _ in HOLDOUT_METRICS]
     lines += [
         "",
@@ -421,6 +490,10 @@ def markdown(t: Mapping[str, Any]) -> str:
             + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _range(values: Sequence[float]) -> str:
+    return f"{values[0]:.1f}-{values[1]:.1f}" if values else "unknown"
 
 
 def _fmt2(x: float | None) -> str:
