@@ -340,6 +340,27 @@ def holdout_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def posthoc_rows(folder: Path = OUT / "posthoc") -> list[dict[str, Any]]:
+    """POST-HOC rows, never out of sample: held-out runs re-simulated after their real runs were seen
+    (closed_loop JSON files in posthoc/: the current code, with or without each run's host probe)."""
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        result = json.loads(path.read_text())
+        names = _names(result["metrics"])
+        variant = next(k for k in result["medians"] if k not in ("floor",) and not k.endswith(" bias"))
+        out.append(
+            {
+                "file": path.name,
+                "calibration": result["calibration"],
+                "host_scale": result.get("host_scale", True),
+                "points": len(result["points"]),
+                "median_abs_error": dict(zip(names, result["medians"][variant], strict=True)),
+                "floor": dict(zip(names, result["medians"]["floor"], strict=True)),
+            }
+        )
+    return out
+
+
 def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict[str, Any]:
     parts = load_parts(folder)
     sat = saturations(root)
@@ -357,6 +378,7 @@ def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict
         "mechanisms": mechanisms(rows),
         "holdout": held,
         "holdout_summary": holdout_summary(held),
+        "posthoc": posthoc_rows(folder / "posthoc"),
     }
 
 
@@ -489,6 +511,23 @@ def markdown(t: Mapping[str, Any]) -> str:
             + " | ".join(f"{_signed(r['error'].get(n))} ({_pct(r['floor'].get(n))})" for n in hnames)
             + " |"
         )
+    if t.get("posthoc"):
+        lines += [
+            "",
+            "## POST-HOC (not out of sample): the held-out runs re-simulated after they were seen",
+            "",
+            "Current code; `host_scale`: twins moved to each run's own host probe (else at the "
+            "calibration's host speed). Median |error| / floor over the points:",
+            "",
+            "| file | calibration | host_scale | points | " + " | ".join(names) + " |",
+            "|---|---|---|---|" + "---|" * len(names),
+        ]
+        for r in t["posthoc"]:
+            lines.append(
+                f"| {r['file']} | {r['calibration']} | {r['host_scale']} | {r['points']} | "
+                + " | ".join(f"{_pct(r['median_abs_error'][n])} / {_pct(r['floor'][n])}" for n in names)
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
