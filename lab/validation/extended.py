@@ -271,6 +271,12 @@ def mechanisms(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if len(pairs) >= 3:
             rho, pvalue = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
             out["load_vs_error"][name] = {"spearman": float(rho), "p": float(pvalue), "n": len(pairs)}
+    out["signed_by_design"] = {
+        design: {
+            name: _median([r["error"][name] for r in rows if r["design"] == design]) for name, _ in METRICS
+        }
+        for design in DESIGNS
+    }
     out["tail_width_real"] = _median(
         [r["real"]["p99"] / r["real"]["p50"] for r in rows if r["real"]["p50"] > 0]
     )
@@ -480,6 +486,15 @@ def markdown(t: Mapping[str, Any]) -> str:
         ]
         for name, c in m["load_vs_error"].items():
             lines.append(f"| {name} | {c['spearman']:+.2f} | {c['p']:.3f} | {c['n']} |")
+        lines += [
+            "",
+            "Median signed error by design (+: the simulator too high):",
+            "",
+            "| design | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+        ]
+        for design, errs in m["signed_by_design"].items():
+            lines.append(f"| {design} | " + " | ".join(_signed(errs[n]) for n in names) + " |")
         lines += [
             "",
             f"Tail width p99 / p50 (median over the points): real {m['tail_width_real']:.1f}, simulated "
