@@ -291,6 +291,40 @@ def mechanisms(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+LOAD_BINS = ((0.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 6.0), (6.0, 10.0), (10.0, 100.0))
+
+
+def tail_width_by_load(
+    root: Path = RUNS, patterns: Sequence[str] = ("real-*-validation.*", "real-*-vx_*")
+) -> dict[str, Any]:
+    """Per set of real runs: the rank correlation between the host's load at a run's start (its probe)
+    and the run's request latency tail width p99 / p50, and the median width per load bin."""
+    out: dict[str, Any] = {}
+    for pattern in patterns:
+        pairs = []
+        for path in sorted(root.glob(pattern)):
+            if not run_exists(root, path.name):
+                continue
+            probe = load_config(path).get("parameters", {}).get("host_probe") or {}
+            lat = load_summary(path).get("latency_ms", {}).get("all", {})
+            if probe.get("loadavg_1m") is not None and lat.get("p50") and lat.get("p99"):
+                pairs.append((float(probe["loadavg_1m"]), float(lat["p99"]) / float(lat["p50"])))
+        if len(pairs) < 3:
+            continue
+        rho, pvalue = spearmanr([a for a, _ in pairs], [b for _, b in pairs])
+        out[pattern] = {
+            "runs": len(pairs),
+            "spearman": float(rho),
+            "p": float(pvalue),
+            "bins": [
+                {"load": [lo, hi], "runs": len(w), "median_width": statistics.median(w)}
+                for lo, hi in LOAD_BINS
+                if (w := [b for a, b in pairs if lo <= a < hi])
+            ],
+        }
+    return out
+
+
 HOLDOUT_METRICS = (
     ("throughput", "throughput"),
     ("p50", "p50"),
@@ -381,7 +415,7 @@ def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict
         "bands": band_table(rows),
         "winners": winners,
         "winner_summary": winner_summary(winners),
-        "mechanisms": mechanisms(rows),
+        "mechanisms": {**mechanisms(rows), "tail_width_by_load": tail_width_by_load(root)},
         "holdout": held,
         "holdout_summary": holdout_summary(held),
         "posthoc": posthoc_rows(folder / "posthoc"),
@@ -499,7 +533,18 @@ def markdown(t: Mapping[str, Any]) -> str:
             "",
             f"Tail width p99 / p50 (median over the points): real {m['tail_width_real']:.1f}, simulated "
             f"{m['tail_width_sim']:.1f}.",
+            "",
+            "Real tail width p99 / p50 by the host's load at the run's start (each run's probe), over "
+            "all real runs of a pattern (the validation matrix of 2026-12-04 and this matrix):",
+            "",
+            "| runs | n | Spearman (load, width) | p | median width by load |",
+            "|---|---|---|---|---|",
         ]
+        for pattern, w in m.get("tail_width_by_load", {}).items():
+            bins = ", ".join(
+                f"{b['load'][0]:g}-{b['load'][1]:g}: {b['median_width']:.1f} ({b['runs']})" for b in w["bins"]
+            )
+            lines.append(f"| `{pattern}` | {w['runs']} | {w['spearman']:+.2f} | {w['p']:.1g} | {bins} |")
     hnames = [n for n, _ in HOLDOUT_METRICS]
     lines += [
         "",
