@@ -108,3 +108,29 @@ def test_a_saturation_experiment_is_the_parts_workload_at_32_clients_not_waiting
     assert m["workload"]["arrival"] == {"kind": "closed", "clients": 1, "wait_for_completion": False}
     assert m["sweep"]["concurrency"] == [32] and set(m["sweep"]["mix"]) == {"submit", "mixed"}
     assert m["workload"]["payload_bytes"] == 16384 and m["options"]["records"] is False
+
+
+def test_the_mechanism_evidence_correlates_load_with_the_signed_error() -> None:
+    rows = extended.point_rows(_parts(), SAT, "model")
+    for r, load in zip(rows, (3.0, 12.0), strict=True):
+        r["host"] = {"loadavg_1m": load}
+    third = {**rows[0], "host": {"loadavg_1m": 8.0}, "error": {**rows[0]["error"], "throughput": 0.2}}
+    m = extended.mechanisms([*rows, third])
+    assert m["load_vs_error"]["throughput"]["spearman"] == pytest.approx(1.0)  # 0.05, 0.2, 0.3
+    assert m["loadavg_range"] == [3.0, 12.0]
+    assert m["signed_by_design"]["mono"]["p50"] == pytest.approx(0.3)
+    assert m["tail_width_sim"] == pytest.approx(1.0)  # the twins' p99 = p50 here
+
+
+def test_posthoc_rows_are_read_from_closed_loop_files(tmp_path: Path) -> None:
+    result = {
+        "calibration": "local",
+        "host_scale": False,
+        "metrics": NAMES,
+        "points": [{}, {}],
+        "medians": {"floor": [0.1] * 7, "model": [0.4] * 7, "model bias": [-0.4] * 7},
+    }
+    (tmp_path / "q.json").write_text(json.dumps(result))
+    (row,) = extended.posthoc_rows(tmp_path)
+    assert row["host_scale"] is False and row["points"] == 2
+    assert row["median_abs_error"]["throughput"] == 0.4 and row["floor"]["p99.9"] == 0.1
