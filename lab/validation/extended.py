@@ -353,8 +353,43 @@ def holdout_rows(folder: Path = HOLDOUT) -> list[dict[str, Any]]:
                     "n_real": p["n_real"],
                     "error": {n: metrics[k]["error"] for n, k in HOLDOUT_METRICS if k in metrics},
                     "floor": {n: metrics[k]["floor"] for n, k in HOLDOUT_METRICS if k in metrics},
+                    "real": {n: metrics[k].get("real", []) for n, k in HOLDOUT_METRICS if k in metrics},
+                    "predicted": {
+                        n: metrics[k].get("predicted", math.nan) for n, k in HOLDOUT_METRICS if k in metrics
+                    },
                 }
             )
+    return out
+
+
+def holdout_winners(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Micro against mono on the held-out closed loops (the same workload for both designs; the open
+    points ran at each design's own rho, so they do not compare the designs at one load)."""
+    by_case: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in rows:
+        if r["rate"] == "closed":
+            case, design = r["point"].split()
+            by_case.setdefault(case, {})[design] = r
+    out = []
+    for case, pair in sorted(by_case.items()):
+        if not all(d in pair for d in DESIGNS):
+            continue
+        a, b = (pair[d] for d in DESIGNS)
+        row: dict[str, Any] = {"point": case}
+        for name, better in METRICS:
+            if name not in WINNER_METRICS:
+                continue
+            ra, ra_ci = mean_ci(a["real"][name])
+            rb, rb_ci = mean_ci(b["real"][name])
+            real_w = winner(ra, rb, higher_is_better=better > 0, a_ci=ra_ci, b_ci=rb_ci)
+            sim_w = winner(a["predicted"][name], b["predicted"][name], higher_is_better=better > 0)
+            label = {"a": DESIGNS[0], "b": DESIGNS[1], "tie": "tie", "": ""}
+            row[name] = {
+                "real": label[real_w],
+                "sim": label[sim_w],
+                "agree": None if real_w in ("tie", "") else real_w == sim_w,
+            }
+        out.append(row)
     return out
 
 
@@ -418,6 +453,7 @@ def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict
         "mechanisms": {**mechanisms(rows), "tail_width_by_load": tail_width_by_load(root)},
         "holdout": held,
         "holdout_summary": holdout_summary(held),
+        "holdout_winners": holdout_winners(held),
         "posthoc": posthoc_rows(folder / "posthoc"),
     }
 
@@ -571,6 +607,23 @@ def markdown(t: Mapping[str, Any]) -> str:
             + " | ".join(f"{_signed(r['error'].get(n))} ({_pct(r['floor'].get(n))})" for n in hnames)
             + " |"
         )
+    if t.get("holdout_winners"):
+        lines += [
+            "",
+            "Micro against mono on the held-out closed loops (real winner decisive outside the 95% "
+            "intervals; "
+            "predicted by the predictions' means):",
+            "",
+            "| point | " + " | ".join(f"{n} real / predicted" for n in WINNER_METRICS) + " |",
+            "|---|" + "---|" * len(WINNER_METRICS),
+        ]
+        for w in t["holdout_winners"]:
+            cells = []
+            for n in WINNER_METRICS:
+                c = w[n]
+                mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
+                cells.append(f"{c['real']} / {c['sim']}{mark}")
+            lines.append(f"| {w['point']} | " + " | ".join(cells) + " |")
     if t.get("posthoc"):
         lines += [
             "",
