@@ -134,3 +134,23 @@ def test_posthoc_rows_are_read_from_closed_loop_files(tmp_path: Path) -> None:
     (row,) = extended.posthoc_rows(tmp_path)
     assert row["host_scale"] is False and row["points"] == 2
     assert row["median_abs_error"]["throughput"] == 0.4 and row["floor"]["p99.9"] == 0.1
+
+
+def test_held_out_winners_compare_the_designs_only_on_closed_loops() -> None:
+    def row(point: str, rate: object, real: list[float], predicted: float) -> dict[str, object]:
+        return {
+            "point": point,
+            "rate": rate,
+            "real": {"throughput": real, "p50": real, "p99": real},
+            "predicted": {"throughput": predicted, "p50": predicted, "p99": predicted},
+        }
+
+    rows = [
+        row("h2 micro", "closed", [100.0, 101.0, 99.0], 90.0),
+        row("h2 mono", "closed", [200.0, 201.0, 199.0], 150.0),
+        row("h1r40 micro", 22.7, [1.0, 1.0, 1.0], 1.0),
+    ]
+    (w,) = extended.holdout_winners(rows)
+    assert w["point"] == "h2"
+    assert w["throughput"] == {"real": "mono", "sim": "mono", "agree": True}
+    assert w["p50"] == {"real": "micro", "sim": "micro", "agree": True}  # lower is better
