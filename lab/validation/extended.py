@@ -88,8 +88,8 @@ def saturation_mapping(part: str) -> dict[str, Any]:
     }
 
 
-def run_saturation(root: Path = RUNS) -> None:
-    for part in OWN_SATURATION:
+def run_saturation(root: Path = RUNS, parts: Sequence[str] = OWN_SATURATION) -> None:
+    for part in parts:
         report = run_experiment(
             experiment_from_mapping(saturation_mapping(part)), root, progress=False, log=print
         )
@@ -674,9 +674,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variant", default="model", help="the closed_loop variant to tabulate")
     parser.add_argument("--folder", default=str(OUT))
     parser.add_argument("--name", default="tables")
+    parser.add_argument(
+        "--parts",
+        nargs="*",
+        default=list(OWN_SATURATION),
+        choices=OWN_SATURATION,
+        help="saturation: these parts",
+    )
     args = parser.parse_args(argv)
     if args.stage == "saturation":
-        run_saturation()
+        run_saturation(parts=args.parts)
         return 0
     t = build(args.variant, Path(args.folder))
     write_tables(t, Path(args.folder), args.name)
