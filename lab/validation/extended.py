@@ -63,6 +63,7 @@ METRICS = (
     ("done_p99", -1),
 )
 WINNER_METRICS = ("throughput", "p50", "p99")
+NO_SATURATION = "no saturation run"
 
 
 # ---------------------------------------------------------------------------- saturation runs
@@ -168,7 +169,7 @@ def point_rows(
                     "served": served,
                     "saturation": base,
                     "rho": rho,
-                    "band": band_of(rho, EDGES) if not math.isnan(rho) else "no saturation",
+                    "band": band_of(rho, EDGES) if not math.isnan(rho) else NO_SATURATION,
                     "error": dict(zip(_names(names), p[variant], strict=True)),
                     "floor": dict(zip(_names(names), p["spread"], strict=True)),
                     "real": dict(zip(_names(names), p["real"], strict=True)),
@@ -197,20 +198,21 @@ def band_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per band (and 'all'): per metric the median |error| and the median real floor, the target
     (the floor at rho <= 0.8, 1.5x above) and whether it is met; the distance beside its floor."""
     out = []
-    for band in [*band_names(EDGES), "all"]:
+    for band in [*band_names(EDGES), NO_SATURATION, "all"]:
         members = [r for r in rows if band == "all" or r["band"] == band]
         if not members:
             continue
         entry: dict[str, Any] = {"band": band, "points": len(members), "metrics": {}}
         factor = 1.5 if band.startswith("rho>") else 1.0
+        judged = band not in ("all", NO_SATURATION)
         for name, _ in METRICS:
             err = _median([abs(r["error"][name]) for r in members])
             floor = _median([r["floor"][name] for r in members])
             entry["metrics"][name] = {
                 "median_abs_error": err,
                 "floor": floor,
-                "target": factor * floor if band != "all" else math.nan,
-                "met": bool(err <= factor * floor) if band != "all" else None,
+                "target": factor * floor if judged else math.nan,
+                "met": bool(err <= factor * floor) if judged else None,
             }
         entry["distance"] = _median([r["distance"] for r in members])
         entry["distance_floor"] = _median([r["distance_floor"] for r in members])
