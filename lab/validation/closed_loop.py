@@ -13,7 +13,7 @@ noise floor (the median over points of the replications' median |x - mean| / mea
 of the replications' median distance to the others pooled).
 
     python -m lab.validation.closed_loop [--calibration local] [--pattern 'real-*-vx_closed*']
-        [--variant NAME=key=value,...] [--json FILE]
+        [--variant NAME=key=value,...] [--json FILE] [--no-host-scale]
 """
 
 from __future__ import annotations
@@ -70,10 +70,12 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(a, b) / max(float(np.mean(a)), 1e-12))
 
 
-def _params(calibration: str, cfg: Mapping[str, Any], overrides: Mapping[str, Any]) -> SimParams:
+def _params(
+    calibration: str, cfg: Mapping[str, Any], overrides: Mapping[str, Any], host_scale: bool = True
+) -> SimParams:
     base = {"slots": 12, "store": cfg["parameters"].get("store", "sqlite")}
     params = load_params(calibration).with_overrides({**base, **overrides})
-    probe = cfg["parameters"].get("host_probe")
+    probe = cfg["parameters"].get("host_probe") if host_scale else None
     reference = load_host_probe(calibration, cfg["design"]) if probe else None
     if probe and reference and all(float(v) > 0 for v in probe.values() if isinstance(v, int | float)):
         params = params.on_host(HostScale.between(probe, reference))
@@ -85,6 +87,7 @@ def compare(
     calibration: str,
     variants: Mapping[str, Mapping[str, Any]],
     pattern: str = "real-*-seed_plan.*",
+    host_scale: bool = True,
 ) -> dict[str, Any]:
     """Per point: the real mean, its replications' spread, each variant's error (and distribution
     distance where records exist); and the medians over points."""
@@ -98,6 +101,11 @@ def compare(
             "point": point,
             "replications": len(dirs),
             "real": mean.tolist(),
+            "real_replications": real.tolist(),
+            "submit_fraction": float(load_config(dirs[0])["workload"]["mix"].get("submit", 0.0)),
+            "completed_per_s": float(
+                np.mean([load_summary(d)["throughput"].get("completed_per_s", np.nan) for d in dirs])
+            ),
             "spread": np.median(np.abs(real - mean) / mean, axis=0).tolist(),
         }
         if len(samples) > 1:  # each replication against the others pooled
@@ -116,7 +124,7 @@ def compare(
                 config = sim.SimConfig(
                     cfg["design"],
                     workload_from_mapping(cfg["workload"]),
-                    _params(calibration, cfg, overrides),
+                    _params(calibration, cfg, overrides, host_scale),
                     replication=int(cfg.get("replication", 0)),
                 )
                 with warnings.catch_warnings():
@@ -126,6 +134,7 @@ def compare(
                 if samples:
                     simulated.append(_latencies(list(twin.requests)))
             row[name] = ((np.array(twins).mean(axis=0) - mean) / mean).tolist()
+            row[f"{name} twins"] = np.array(twins).mean(axis=0).tolist()
             if samples:
                 row[f"{name} distance"] = distance(np.concatenate(samples), np.concatenate(simulated))
         rows.append(row)
@@ -137,7 +146,12 @@ def compare(
         "floor": [r["distance_spread"] for r in rows if "distance_spread" in r],
         **{name: [r[f"{name} distance"] for r in rows if f"{name} distance" in r] for name in variants},
     }
-    out: dict[str, Any] = {"calibration": calibration, "pattern": pattern, "metrics": list(METRICS)}
+    out: dict[str, Any] = {
+        "calibration": calibration,
+        "pattern": pattern,
+        "host_scale": host_scale,
+        "metrics": list(METRICS),
+    }
     out["points"], out["medians"] = rows, medians
     out["distance"] = {k: float(np.median(v)) for k, v in distances.items() if v}
     return out
@@ -174,9 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pattern", default="real-*-seed_plan.*", help="the real runs (a glob under --runs)")
     parser.add_argument("--variant", action="append", default=[], help="NAME=key=value,key=value")
     parser.add_argument("--json", default="", help="also write every point's errors to this file")
+    parser.add_argument(
+        "--no-host-scale",
+        action="store_true",
+        help="simulate at the calibration's host speed, not moved to each run's probe",
+    )
     args = parser.parse_args(argv)
     variants = dict(map(_variant, args.variant)) if args.variant else dict(VARIANTS)
-    result = compare(Path(args.runs), args.calibration, variants, args.pattern)
+    result = compare(Path(args.runs), args.calibration, variants, args.pattern, not args.no_host_scale)
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")

@@ -212,13 +212,23 @@ def _loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def run_real(plans: Sequence[tuple[Experiment, PlannedRun]], root: Path = RUNS) -> None:
-    """Each run on a fresh cluster, in the given order; the load average before and after each."""
-    log_path = OUT / "loadavg.json"
+def run_real(
+    plans: Sequence[tuple[Experiment, PlannedRun]],
+    root: Path = RUNS,
+    log_name: str = "loadavg.json",
+    budget: float = 0.0,
+) -> None:
+    """Each run on a fresh cluster, in the given order; the load average before and after each (kept
+    in OUT / log_name). With a budget (s), no new run starts after it: run again to go on."""
+    log_path = OUT / log_name
     loads: list[dict[str, Any]] = json.loads(log_path.read_text()) if log_path.exists() else []
+    start = time.monotonic()
     for exp, run in plans:
         if run_exists(root, run.run_id):
             continue
+        if budget and time.monotonic() - start > budget:
+            print(f"budget of {budget:g} s spent: stopped before {run.run_id}; run again to go on")
+            return
         before = _loadavg()
         t0 = time.monotonic()
         report = run_experiment(exp, root, only=f"{run.run_id}", progress=False, log=print)
@@ -379,6 +389,10 @@ def predictions_markdown(pred: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rate_text(rate: float | str) -> str:
+    return f"rate {rate:g}/s" if isinstance(rate, int | float) else f"{rate} loop"
+
+
 def results_markdown(res: Mapping[str, Any]) -> str:
     lines = [
         "# Held-out Q1-Q3: measured beside predicted (out of sample; not part of any tuned case)",
@@ -394,7 +408,7 @@ def results_markdown(res: Mapping[str, Any]) -> str:
     ]
     for row in res["points"]:
         lines += [
-            f"## {row['case']} {row['design']}: rate {row['rate']:g}/s; saturation real "
+            f"## {row['case']} {row['design']}: {_rate_text(row['rate'])}; saturation real "
             f"{_fmt(row['saturation_real'])}, predicted {_fmt(row['saturation_predicted'])} "
             f"(n={row['n_real']})",
             "",
