@@ -19,6 +19,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ IN_MEMORY = 10**12  # a chunk no run reaches: nothing spills
 SAMPLE_SECONDS = 60.0  # how often the child's RSS is sampled
 
 
-def child(jobs: int, chunk: int, overrides: dict[str, object]) -> dict[str, object]:
+def child(jobs: int, chunk: int, overrides: dict[str, object], spill_dir: str | None) -> dict[str, object]:
     warnings.simplefilter("ignore", sim.PlaceholderWarning)
     workload = WorkloadSpec(
         OpenLoop(WHATIF_RATE, max_in_flight=100_000),
@@ -46,7 +47,7 @@ def child(jobs: int, chunk: int, overrides: dict[str, object]) -> dict[str, obje
     )
     started = time.perf_counter()
     params = whatif_params().with_overrides(overrides) if overrides else whatif_params()
-    result = sim.run(sim.SimConfig("mono", workload, params), chunk=chunk)
+    result = sim.run(sim.SimConfig("mono", workload, params), chunk=chunk, spill_dir=spill_dir)
     wall = time.perf_counter() - started
     digest = hashlib.sha256(json.dumps(result.summary, sort_keys=True).encode()).hexdigest()[:12]
     return {
@@ -72,11 +73,19 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def run_sampled(cmd: list[str], every: float = SAMPLE_SECONDS) -> tuple[str, list[tuple[float, float]]]:
-    """Runs a child to its end, sampling its RSS every `every` wall seconds (how memory grows over a
-    long run, and a measured trend to show if a run cannot finish); returns its stdout and the
-    samples as (wall minutes, MB). Each sample also goes to stderr as it is taken."""
-    samples: list[tuple[float, float]] = []
+def jobs_spilled(spill_dir: Path) -> int:
+    """Job records the child has spilled so far: its progress, in whole chunks."""
+    return len(list(spill_dir.glob("dtq-sim-jobs-*/chunk*.csv"))) * sim.records.CHUNK
+
+
+Sample = tuple[float, int, float]  # (wall minutes, job records spilled so far, RSS MB)
+
+
+def run_sampled(cmd: list[str], spill_dir: Path, every: float = SAMPLE_SECONDS) -> tuple[str, list[Sample]]:
+    """Runs a child to its end, sampling its RSS every `every` wall seconds with its progress (job
+    records spilled to `spill_dir`): how memory grows over a long run, and a measured trend to show
+    if a run cannot finish. Returns its stdout and the samples. Each sample also goes to stderr."""
+    samples: list[Sample] = []
     started = time.monotonic()
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as child_process:
         while True:
@@ -87,8 +96,10 @@ def run_sampled(cmd: list[str], every: float = SAMPLE_SECONDS) -> tuple[str, lis
                 mb = rss_mb(child_process.pid)
                 if mb is not None:
                     minutes = round((time.monotonic() - started) / 60, 1)
-                    samples.append((minutes, mb))
-                    print(f"    ... {minutes:g} min: RSS {mb:,.0f} MB", file=sys.stderr, flush=True)
+                    done = jobs_spilled(spill_dir)
+                    samples.append((minutes, done, mb))
+                    line = f"    ... {minutes:g} min, {done:,} jobs: RSS {mb:,.0f} MB"
+                    print(line, file=sys.stderr, flush=True)
     if child_process.returncode:
         raise subprocess.CalledProcessError(child_process.returncode, cmd)
     return out, samples
@@ -103,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="overrides for every variant"
     )
     parser.add_argument("--child", choices=["streamed", "in-memory"], help=argparse.SUPPRESS)
+    parser.add_argument("--spill-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         overrides = dict(parse_override(text) for text in args.set)
         chunk = IN_MEMORY if args.child == "in-memory" else sim.records.CHUNK
-        print(json.dumps(child(args.jobs, chunk, overrides)))
+        print(json.dumps(child(args.jobs, chunk, overrides, args.spill_dir)))
         return 0
     lines: list[str] = []
 
@@ -128,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     for variant in ["streamed", *(["in-memory"] if args.baseline else [])]:
         cmd = [sys.executable, "-m", "lab.bench.memory", "--child", variant, "--jobs", str(args.jobs)]
         cmd += [f"--set={text}" for text in args.set]
-        out, samples = run_sampled(cmd)
+        with tempfile.TemporaryDirectory(prefix="dtq-bench-memory-") as spill_dir:
+            out, samples = run_sampled([*cmd, "--spill-dir", spill_dir], Path(spill_dir))
         found[variant] = row = json.loads(out.strip().splitlines()[-1])
         say(
             f"  {variant:<9}: peak RSS {row['peak_rss_mb']:,.0f} MB, wall {row['wall_s']:.0f} s, "
@@ -136,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             f"summary {row['summary_sha256']}, job p50 {row['completion_p50_ms']} ms"
         )
         if samples:
-            say("    RSS (MB) by wall minute: " + ", ".join(f"{m:g}: {mb:,.0f}" for m, mb in samples))
+            say(
+                "    RSS by wall minute (min, job records spilled, MB): "
+                + ", ".join(f"{m:g} {done // 1000}k {mb:,.0f}" for m, done, mb in samples)
+            )
     if args.baseline:
         ratio = found["streamed"]["peak_rss_mb"] / found["in-memory"]["peak_rss_mb"]
         same = found["streamed"]["summary_sha256"] == found["in-memory"]["summary_sha256"]
