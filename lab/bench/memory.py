@@ -1,13 +1,20 @@
 """Peak memory of a long simulated run, records streamed to disk against records kept in memory.
 
-    flock /tmp/dtq-measure.lock .venv/bin/python -m lab.bench.memory [--jobs 1000000] [--baseline]
+    nice -n 10 .venv/bin/python -m lab.bench.memory [--jobs 1000000] [--baseline]
 
 The run is lab.bench.simulator's 100-node what-if (Design B, 100 nodes x 12 slots, placeholder costs,
 Poisson submits at 2000/s of 0.5 s jobs): `--jobs` submits. Each variant runs in a fresh child
 process and reports its peak RSS (getrusage ru_maxrss): `streamed`, sim.run's default (records spill
 to disk beyond 100,000 of a kind, sim/records.py), and with `--baseline` `in-memory` (chunk larger than
 the run: every record held, as before records streamed). Both print the same summary digest (the
-records do not change the run). A benchmark, not a test: run it under the shared lock.
+records do not change the run). Every minute the child's RSS is sampled with its progress (job records
+spilled so far), so a long run shows how memory grows with jobs, and a run stopped early still leaves
+measured points.
+
+What grows with the run is what a real memory-store node keeps: every finished job, for result_ttl
+(24 h) and up to max_retained_jobs (1,000,000) per node, as the API can still read it (sim/README.md,
+"Memory"). A benchmark, not a test. Peak RSS does not depend on the CPU share, so it needs no
+measurement lock: run it under nice, since a long CPU-bound run slows everyone else's.
 """
 
 from __future__ import annotations
