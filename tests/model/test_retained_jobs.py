@@ -191,7 +191,7 @@ def test_one_retained_job_owns_only_its_own_fields() -> None:
     _run_jobs(table, 14, 0.0)
     jobs = list(table)
     one, other = jobs[1], jobs[13]  # the same settings and worker
-    own = [getattr(one, f) for f in Job.__slots__ if getattr(one, f) is not getattr(other, f)]  # type: ignore[attr-defined]
+    own = [getattr(one, f) for f in Job.__slots__ if getattr(one, f) is not getattr(other, f)]
     owned = {id(v): v for v in own if v is not None}
     assert all(isinstance(v, (str, float)) for v in owned.values()), owned
     census = sys.getsizeof(one) + sum(sys.getsizeof(v) for v in owned.values())
