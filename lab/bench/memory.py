@@ -20,6 +20,7 @@ measurement lock: run it under nice, since a long CPU-bound run slows everyone e
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import os
@@ -28,19 +29,26 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import sim
 import sim.records
 from lab.bench.simulator import WHATIF_JOB_SECONDS, WHATIF_RATE, whatif_params
+from model.config import CoreConfig
+from model.ids import JobIdFactory
+from model.job import JobSpec, RetryPolicy, Succeeded
+from model.jobs import JobTable
 from model.results.runs import provenance
 from model.workload import Distribution, OpenLoop, WorkloadSpec
 from sim.params import parse_override
 
 IN_MEMORY = 10**12  # a chunk no run reaches: nothing spills
 SAMPLE_SECONDS = 60.0  # how often the child's RSS is sampled
+CORE_JOBS = 20_000  # jobs of the in-process census of one JobTable
 
 
 def child(jobs: int, chunk: int, overrides: dict[str, object], spill_dir: str | None) -> dict[str, object]:
@@ -66,6 +74,35 @@ def child(jobs: int, chunk: int, overrides: dict[str, object], spill_dir: str | 
         "summary_sha256": digest,
         "completion_p50_ms": result.summary["completion_ms"]["p50"],
     }
+
+
+def core_bytes_per_job(n: int, fresh_specs: bool) -> float:
+    """Bytes one JobTable keeps per retained job (tracemalloc: what is allocated, not RSS), after
+    `n` jobs through submit, lease and success with the default retention (all kept): each with
+    a new spec and worker name, as a real node decodes them per request, or (`fresh_specs`
+    False) one spec object for all, as the simulator submits them."""
+    table = JobTable(CoreConfig(), JobIdFactory("n1", "1"))
+    shared = JobSpec.make("sleep")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        now = 1000.0
+        for i in range(n):
+            now += 0.0005
+            spec = shared
+            if fresh_specs:  # new objects for every field, payload included
+                spec = JobSpec("".join(["sl", "eep"]), b"x" * 64, 0, RetryPolicy(), 0.0, MappingProxyType({}))
+            job = table.submit(now, spec).job
+            a = table.lease(now + 0.001, job.job_id, "".join(["n1/w", str(i % 12)]))
+            table.complete(now + 0.5, job.job_id, a.attempt, a.worker_id, Succeeded(b""))
+            if i % 1000 == 0:
+                table.handle_timer(now)
+        table.handle_timer(now + 60.0)  # every lease's timer entry due and gone
+        gc.collect()
+        return (tracemalloc.get_traced_memory()[0] - start) / n
+    finally:
+        tracemalloc.stop()
 
 
 def rss_mb(pid: int) -> float | None:
@@ -141,6 +178,12 @@ def main(argv: list[str] | None = None) -> int:
         [f"nice -n {niceness} " * bool(niceness) + ".venv/bin/python -m lab.bench.memory", *sys.argv[1:]]
     )
     say(f"$ {command}   # {stamp}, code {provenance()['code_version']}, load average at start {load}")
+    per_job = {fresh: core_bytes_per_job(CORE_JOBS, fresh) for fresh in (False, True)}
+    say(
+        f"core: {per_job[False]:.0f} bytes a retained job in one JobTable (the simulator's shared spec), "
+        f"{per_job[True]:.0f} with a new spec and worker name per job (a real node); tracemalloc, "
+        f"{CORE_JOBS:,} jobs"
+    )
     what_if = f", overrides {' '.join(args.set)}" if args.set else ""
     say(f"100-node what-if (Design B, 100 x 12 slots), {args.jobs:,} submits at {WHATIF_RATE:g}/s{what_if}")
     found = {}
