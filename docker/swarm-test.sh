@@ -54,43 +54,9 @@ LOCAL_POOL=10.80.0.0/16                  # each daemon's local bridges (docker_g
 IMAGE=$REGISTRY/dtq:test
 MODE=${1:-all}
 
-STEP=""
-STEP_START=0
-STEP_NAMES=()
-STEP_TIMES=()
-CHECKS_PASSED=0
-T0=$(date +%s)
-
-log() { printf '[swarm-test %s] %s\n' "$(date +%T)" "$*"; }
-die() {
-    log "FAIL: $*" >&2
-    exit 1
-}
-
-step() {
-    STEP=$1
-    STEP_START=$(date +%s)
-    shift
-    log "== $STEP"
-    "$@"
-    end_step ""
-}
-
-end_step() {
-    STEP_NAMES+=("$STEP$1")
-    STEP_TIMES+=($(($(date +%s) - STEP_START)))
-    log "   $STEP: ${STEP_TIMES[-1]}s$1"
-    STEP=""
-}
-
-report() {
-    local i
-    echo "---------------------------------------------- swarm-test timings"
-    for i in "${!STEP_NAMES[@]}"; do
-        printf '  %-44s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}"
-    done
-    printf '  %-44s %5ss\n' total $(($(date +%s) - T0))
-}
+TAG=swarm-test
+# shellcheck source=docker/lib.sh
+source "$ROOT/docker/lib.sh"
 
 sock() { echo "unix://$RUN/$1.sock"; }
 on() { # on hK docker ARGS...: a docker command against host hK's daemon
@@ -106,14 +72,7 @@ install_engine() {
     command -v dockerd >/dev/null || missing+=(docker.io)
     command -v docker-registry >/dev/null || missing+=(docker-registry)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
-    if ((${#missing[@]} == 0)); then
-        log "engine, registry and debootstrap are installed"
-        return
-    fi
-    [[ $(id -u) == 0 ]] || die "missing ${missing[*]}: install them or run as root"
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    install_missing "engine, registry and debootstrap" "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------------------- 2. hosts
@@ -170,18 +129,7 @@ cgroup_of() {
     if [[ -d /sys/fs/cgroup/pids ]]; then echo "/sys/fs/cgroup/pids/dtq-swarm-$1"; else echo "/sys/fs/cgroup/dtq-swarm-$1"; fi
 }
 
-storage_driver() {
-    local probe driver=vfs
-    probe=$(mktemp -d "$LIB/overlay-probe.XXXXXX")
-    mkdir "$probe"/{lower,upper,work,merged}
-    if mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" \
-        "$probe/merged" 2>/dev/null; then
-        umount "$probe/merged"
-        driver=overlay2
-    fi
-    rm -rf "$probe"
-    echo "$driver"
-}
+storage_driver() { overlay_or_vfs "$LIB/overlay-probe.XXXXXX"; }
 
 daemon_start() { # daemon_start hK: its dockerd, in its namespace and cgroup
     local host=$1 k=${1#h} cgroup

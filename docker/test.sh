@@ -45,47 +45,11 @@ KILL_AFTER=${DTQ_KILL_AFTER:-3} # seconds after the loadgen container starts (th
 DOWN_AFTER=${DTQ_DOWN_FOR:-2}   # seconds the killed container stays down
 MODE=${1:-all}                  # all | image
 
+TAG=docker-test
+# shellcheck source=docker/lib.sh
+source "$ROOT/docker/lib.sh"
 STARTED_DAEMON=0
 CURRENT_PROJECT=""
-STEP="" # the step running now
-STEP_START=0
-STEP_NAMES=()
-STEP_TIMES=()
-CHECKS_PASSED=0
-T0=$(date +%s)
-
-log() { printf '[docker-test %s] %s\n' "$(date +%T)" "$*"; }
-die() {
-    log "FAIL: $*" >&2
-    exit 1
-}
-
-# step NAME COMMAND...: runs COMMAND (errexit stays in force: a failure ends the script, and the
-# EXIT trap records the failed step) and records how long it took
-step() {
-    STEP=$1
-    STEP_START=$(date +%s)
-    shift
-    log "== $STEP"
-    "$@"
-    end_step ""
-}
-
-end_step() {
-    STEP_NAMES+=("$STEP$1")
-    STEP_TIMES+=($(($(date +%s) - STEP_START)))
-    log "   $STEP: ${STEP_TIMES[-1]}s$1"
-    STEP=""
-}
-
-report() {
-    local i
-    echo "---------------------------------------------- docker-test timings"
-    for i in "${!STEP_NAMES[@]}"; do
-        printf '  %-44s %5ss\n' "${STEP_NAMES[$i]}" "${STEP_TIMES[$i]}"
-    done
-    printf '  %-44s %5ss\n' total $(($(date +%s) - T0))
-}
 
 # ---------------------------------------------------------------------------------------- 1. engine
 compose_cmd() {
@@ -102,36 +66,18 @@ install_engine() {
     command -v docker >/dev/null || missing+=(docker.io)
     [[ -n $(compose_cmd) ]] || missing+=(docker-compose)
     command -v debootstrap >/dev/null || missing+=(debootstrap)
-    if ((${#missing[@]} == 0)); then
-        log "engine, compose and debootstrap are installed"
-        return
-    fi
-    [[ $(id -u) == 0 ]] || die "missing ${missing[*]}: install them (apt-get install docker.io docker-compose debootstrap) or run as root"
-    log "installing ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
+    install_missing "engine, compose and debootstrap" "${missing[@]}"
 }
 
 # ---------------------------------------------------------------------------------------- 2. daemon
 daemon_answers() { timeout 10 docker info >/dev/null 2>&1; }
 
-# overlay2 when the kernel mounts overlayfs on /var/lib (containers start in well under a second),
-# else vfs (copies the whole image for each container: tens of seconds each)
 storage_driver() {
     if [[ -n ${DTQ_DOCKER_STORAGE_DRIVER:-} ]]; then
         echo "$DTQ_DOCKER_STORAGE_DRIVER"
         return
     fi
-    local probe driver=vfs
-    probe=$(mktemp -d /var/lib/dtq-overlay-probe.XXXXXX)
-    mkdir "$probe"/{lower,upper,work,merged}
-    if mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" \
-        "$probe/merged" 2>/dev/null; then
-        umount "$probe/merged"
-        driver=overlay2
-    fi
-    rm -rf "$probe"
-    echo "$driver"
+    overlay_or_vfs /var/lib/dtq-overlay-probe.XXXXXX
 }
 
 start_daemon() {

@@ -33,6 +33,7 @@ class Wake(Generic[T]):
 Effect: TypeAlias = "Wake[T] | JobFinished | NotifyCancel | LeaseExpired | WorkerLost"
 
 
+@dataclass(slots=True, eq=False, repr=False)
 class Step(Generic[T]):
     """The actions one event asks of the adapter, performed in this order:
     0. `outputs`: keep these results in the store, not in RAM (StoreOutput: over
@@ -46,27 +47,14 @@ class Step(Generic[T]):
     `expiries` and `requeues` are the table's lease expiries and requeues since the previous step.
     """
 
-    __slots__ = ("delete", "effects", "expiries", "flush", "outputs", "rearm", "requeues", "save")
-
-    def __init__(
-        self,
-        save: Sequence[Job],
-        delete: Sequence[str],
-        effects: Sequence[Effect[T]],
-        rearm: bool,
-        expiries: int = 0,
-        requeues: int = 0,
-        flush: bool = False,
-        outputs: Sequence[StoreOutput] = (),
-    ) -> None:
-        self.outputs = outputs
-        self.save = save
-        self.delete = delete
-        self.effects = effects
-        self.rearm = rearm
-        self.expiries = expiries
-        self.requeues = requeues
-        self.flush = flush
+    save: Sequence[Job]
+    delete: Sequence[str]
+    effects: Sequence[Effect[T]]
+    rearm: bool
+    expiries: int = 0
+    requeues: int = 0
+    flush: bool = False
+    outputs: Sequence[StoreOutput] = ()
 
     def __repr__(self) -> str:
         return (

@@ -20,6 +20,7 @@ What each design passes in, and so what it approximates, is in model/node.py and
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from model.job import Job
@@ -100,6 +101,14 @@ class Estimator:
             return None
         start = start_time(now, ahead, slots, busy, mean, not_before)
         return Estimate(start, start + mean)
+
+    def of(self, now: float, job: Job, pending: Callable[[], Estimate | None]) -> Estimate | None:
+        """A RUNNING job's estimate; `pending()`, the driver's, for a PENDING one; None otherwise."""
+        if job.state is JobState.RUNNING:
+            return None if job.start_time is None else self.running(now, job.start_time)
+        if job.state is not JobState.PENDING:
+            return None
+        return pending()
 
     def running(self, now: float, started: float) -> Estimate | None:
         mean = self.service.mean

@@ -206,12 +206,13 @@ class JobService(Generic[T]):
         when estimates are off, for other states, before the first report, or with no live worker.
         O(pending jobs) for a PENDING one."""
         estimator = self.estimator
-        if estimator is None:
-            return None
-        if job.state is JobState.RUNNING:
-            return None if job.start_time is None else estimator.running(now, job.start_time)
-        if job.state is not JobState.PENDING:
-            return None
+        return (
+            None
+            if estimator is None
+            else estimator.of(now, job, lambda: self._pending_estimate(now, job, estimator))
+        )
+
+    def _pending_estimate(self, now: float, job: Job, estimator: Estimator) -> Estimate | None:
         ttl = self.config.worker_ttl
         slots = sum(total for total, seen in self._slots.values() if now - seen <= ttl)
         if slots < 1:

@@ -43,7 +43,6 @@ from model.eta import Estimate, Estimator, attempt_start
 from model.job import Assignment, Job, JobSpec, Outcome
 from model.jobs import Renewal, Submitted
 from model.scheduler import Scheduler
-from model.states import JobState
 from model.timer import TimerRule
 from model.workers import pick_waiter
 
@@ -159,12 +158,13 @@ class NodeDriver(Generic[T]):
         docstring); None when estimates are off, for other states, before the first report, or
         while this node's own worker has not registered."""
         estimator = self.estimator
-        if estimator is None:
-            return None
-        if job.state is JobState.RUNNING:
-            return None if job.start_time is None else estimator.running(now, job.start_time)
-        if job.state is not JobState.PENDING:
-            return None
+        return (
+            None
+            if estimator is None
+            else estimator.of(now, job, lambda: self._pending_estimate(now, job, estimator))
+        )
+
+    def _pending_estimate(self, now: float, job: Job, estimator: Estimator) -> Estimate | None:
         local = self.scheduler.workers.workers.get(self.local_worker_id)
         if local is None or local.total_slots < 1:
             return None

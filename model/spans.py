@@ -21,18 +21,25 @@ Fields (JSON keys as named):
     status    the gRPC status code name ("OK", "NOT_FOUND", ...); "OK" for internal steps that worked
     attempt   the attempt the hop concerns (0 when not about one attempt)
 
+Also here: the ids a deterministic writer (the simulator) gives its spans (`job_span_id`), a spans
+file's lines (`span_line`, `parse_spans`), and the side-by-side comparison of one job's hops in two
+traces (`compare`, `format_comparison`: a real job beside a simulated one, hop by hop).
+
 Sans-I/O: this module builds and reads records; writing and reading files is the caller's.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 KINDS = ("SERVER", "INTERNAL")
 ORIGIN_HOPS = frozenset({"SubmitJob", "CreateJob"})  # the hops that make a job: a timeline's zero
+SPANS_FILE = "spans.jsonl"  # a simulated run's spans, in its run directory
+SPAN_SUFFIX = ".spans.jsonl"  # a real node's spans: <trace dir>/<node>.spans.jsonl
 
 
 def _digest(job_id: str) -> bytes:
@@ -47,6 +54,21 @@ def job_trace_id(job_id: str) -> int:
 def job_root_span_id(job_id: str) -> int:
     """The 64-bit id of the job's (virtual) root span: the parent of hops not made by another hop."""
     return int.from_bytes(_digest(job_id)[16:24], "big") or 1
+
+
+def job_span_id(job_id: str, n: int) -> int:
+    """The 64-bit id of the n-th span a deterministic writer (the simulator) made in the job's trace
+    (never 0; the real processes draw theirs at random)."""
+    digest = hashlib.sha256(b"dtq-span\x00" + job_id.encode() + b"\x00" + str(n).encode()).digest()
+    return int.from_bytes(digest[:8], "big") or 1
+
+
+def trace_hex(trace_id: int) -> str:
+    return f"{trace_id:032x}"
+
+
+def span_hex(span_id: int) -> str:
+    return f"{span_id:016x}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +116,35 @@ class HopSpan:
             status=str(raw.get("status", "OK")),
             attempt=int(raw.get("attempt", 0)),
         )
+
+
+def span_line(span: HopSpan) -> str:
+    """One line of a spans file (the real exporter's and the simulator's format)."""
+    return json.dumps(span.to_json(), separators=(",", ":")) + "\n"
+
+
+def parse_spans(lines: Iterable[str]) -> Iterator[HopSpan]:
+    """The spans of a spans file's lines; blank lines and a torn last line (a crashed process) are
+    skipped."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield HopSpan.from_json(json.loads(line))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+
+
+def jobs_of(spans: Iterable[HopSpan]) -> list[str]:
+    """The jobs that have spans, in the order they were made (their first SubmitJob or CreateJob; a
+    job without one by its first span, after those that have one)."""
+    made: dict[str, float] = {}
+    first: dict[str, float] = {}
+    for span in spans:
+        if span.hop in ORIGIN_HOPS:
+            made[span.job_id] = min(made.get(span.job_id, span.start), span.start)
+        first[span.job_id] = min(first.get(span.job_id, span.start), span.start)
+    return sorted(first, key=lambda j: (j not in made, made.get(j, first[j]), j))
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,4 +202,86 @@ def format_timeline(rows: list[TimelineRow]) -> str:
         lines.append(
             f"{row.offset * 1000:10.2f} {span.duration * 1000:9.2f}  {where:<12} {hop:<44} {span.status}"
         )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- real beside simulated
+@dataclass(frozen=True, slots=True)
+class HopPair:
+    """One hop of a job in two traces (either side None: the hop is only in the other)."""
+
+    left: TimelineRow | None
+    right: TimelineRow | None
+
+    @property
+    def ratio(self) -> float | None:
+        """right's duration / left's (None when a side is missing or left took no time)."""
+        if self.left is None or self.right is None or self.left.span.duration <= 0:
+            return None
+        return self.right.span.duration / self.left.span.duration
+
+
+def _key(span: HopSpan) -> tuple[str, int]:
+    return span.name, span.attempt
+
+
+def compare(left: list[TimelineRow], right: list[TimelineRow]) -> list[HopPair]:
+    """The hops of two timelines of a job (e.g. real and simulated) matched by name and attempt, the
+    k-th occurrence on one side with the k-th on the other (in timeline order): left's order, then
+    the hops only the right side has, in its order."""
+    waiting: dict[tuple[str, int], list[TimelineRow]] = {}
+    for row in right:
+        waiting.setdefault(_key(row.span), []).append(row)
+    pairs: list[HopPair] = []
+    matched: set[int] = set()
+    for row in left:
+        queue = waiting.get(_key(row.span))
+        other = queue.pop(0) if queue else None
+        if other is not None:
+            matched.add(id(other))
+        pairs.append(HopPair(row, other))
+    pairs.extend(HopPair(None, row) for row in right if id(row) not in matched)
+    return pairs
+
+
+def _span_of(rows: list[TimelineRow]) -> float:
+    """Submit to the job's last hop end (seconds)."""
+    return max(r.offset + r.span.duration for r in rows) if rows else 0.0
+
+
+def format_comparison(
+    pairs: list[HopPair], left_name: str = "real", right_name: str = "sim", title: str = ""
+) -> str:
+    """A fixed-width table, a line per hop: start offset and duration (ms) on each side and the
+    duration ratio right/left; hops missing on a side show "-"."""
+    lefts = [p.left for p in pairs if p.left is not None]
+    rights = [p.right for p in pairs if p.right is not None]
+    ratio_head = f"{right_name}/{left_name}"
+    lines = [title] if title else []
+    lines.append(
+        f"{'hop':<46} {'role':<11} {left_name + ' start':>11} {left_name + ' ms':>9} "
+        f"{right_name + ' start':>11} {right_name + ' ms':>9} {ratio_head:>9}"
+    )
+
+    def cells(row: TimelineRow | None) -> str:
+        if row is None:
+            return f"{'-':>11} {'-':>9}"
+        return f"{row.offset * 1000:11.2f} {row.span.duration * 1000:9.2f}"
+
+    for pair in pairs:
+        row = pair.left if pair.left is not None else pair.right
+        assert row is not None
+        span = row.span
+        hop = "  " * row.depth + span.name + (f" #{span.attempt}" if span.attempt else "")
+        ratio = pair.ratio
+        ratio_text = f"{ratio:9.2f}" if ratio is not None else f"{'-':>9}"
+        lines.append(f"{hop:<46} {span.role:<11} {cells(pair.left)} {cells(pair.right)} {ratio_text}")
+    both = sum(1 for p in pairs if p.left is not None and p.right is not None)
+    total_left, total_right = _span_of(lefts), _span_of(rights)
+    total_ratio = f"{total_right / total_left:.2f}" if total_left > 0 else "-"
+    lines.append(
+        f"{both} hops matched, {len(lefts) - both} only {left_name}, {len(rights) - both} only "
+        f"{right_name}; submit to last hop end: {left_name} {total_left * 1000:.2f} ms, {right_name} "
+        f"{total_right * 1000:.2f} ms ({ratio_head} {total_ratio})"
+    )
     return "\n".join(lines)

@@ -35,6 +35,7 @@ from model.errors import InvalidArgument
 from model.job import JobSpec, RetryPolicy
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 Scalar: TypeAlias = bool | int | float | str
 INT32 = (-(2**31), 2**31 - 1)
 MAX_EMPIRICAL_SAMPLES = 1_000_000
@@ -954,11 +955,16 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _default(key: str, path: str, default: N | None) -> N:
+    """What a missing key stands for: `default` (None: the key is required)."""
+    if default is None:
+        raise _fail(f"{path}.{key}", "is required")
+    return default
+
+
 def _number(table: Mapping[str, Any], key: str, path: str, default: float | None = None) -> float:
     if key not in table:
-        if default is None:
-            raise _fail(f"{path}.{key}", "is required")
-        return default
+        return _default(key, path, default)
     value = table[key]
     if not _is_number(value):
         raise _fail(f"{path}.{key}", f"must be a number, got {value!r}")
@@ -967,9 +973,7 @@ def _number(table: Mapping[str, Any], key: str, path: str, default: float | None
 
 def _integer(table: Mapping[str, Any], key: str, path: str, default: int | None = None) -> int:
     if key not in table:
-        if default is None:
-            raise _fail(f"{path}.{key}", "is required")
-        return default
+        return _default(key, path, default)
     value = table[key]
     if isinstance(value, bool) or not isinstance(value, int):
         raise _fail(f"{path}.{key}", f"must be an integer, got {value!r}")

@@ -38,30 +38,18 @@ from typing import Any, TypeAlias, TypeVar
 import grpc
 
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
-from model.errors import (
-    DtqError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    StaleAttempt,
-    Unavailable,
-)
+from model.errors import DtqError, InvalidArgument, Unavailable
 from model.job import JobSpec
 from model.states import JobState
 from realsys.config import RECONNECT_OPTIONS, grpc_options
 from realsys.convert import spec_to_pb, to_duration, to_timestamp
 from realsys.security import ChannelSecurity, open_aio_channel
-from realsys.status import GRPC_CODE, error_from_rpc, retry_after_of
+from realsys.status import error_from_rpc
 
 _MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it
 _RETRY_DELAY = 0.05
 _MAX_RETRY_DELAY = 1.0
 T = TypeVar("T")
-_ERROR_FOR_STATUS: dict[grpc.StatusCode, type[DtqError]] = {
-    GRPC_CODE[e.code]: e
-    for e in (InvalidArgument, NotFound, FailedPrecondition, StaleAttempt, ResourceExhausted, Unavailable)
-}
 JobPage: TypeAlias = tuple[list[job_pb2.Job], str]  # module level: `list` is a method name below
 
 
@@ -76,18 +64,23 @@ def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:
     return factory(channel)
 
 
+def address_list(addresses: Sequence[str] | str, who: str, timeout: float) -> list[str]:
+    """`addresses` (a list, or one comma-separated string) as a list; ValueError, naming `who`, when
+    there is none or the `timeout` (s) is not > 0."""
+    if isinstance(addresses, str):
+        addresses = [a for a in addresses.split(",") if a]
+    if not addresses:
+        raise ValueError(f"{who} needs at least one address")
+    if timeout <= 0:
+        raise ValueError("timeout must be > 0")
+    return list(addresses)
+
+
 def rpc_error(exc: grpc.RpcError) -> DtqError:
     """The core error for a failed call, with the original status code as `.grpc_code`."""
-    if isinstance(exc, grpc.aio.AioRpcError) and not isinstance(exc, grpc.Call):
-        # error_from_rpc reads the code only from a grpc.Call, and aio errors are not one
-        code = exc.code()
-        error: DtqError = _ERROR_FOR_STATUS.get(code, Unavailable)(exc.details() or code.name)
-        if isinstance(error, Unavailable):
-            error.retry_after = retry_after_of(exc.trailing_metadata())
-    else:
-        code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-        error = error_from_rpc(exc)
-    error.grpc_code = code  # type: ignore[attr-defined]
+    error = error_from_rpc(exc)
+    is_call = isinstance(exc, grpc.Call | grpc.aio.AioRpcError)
+    error.grpc_code = exc.code() if is_call else grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
     return error
 
 
@@ -117,13 +110,7 @@ class DtqClient:
     ) -> None:
         """`root_certificates` (PEM): use TLS and verify the servers with them; `token`: a client token
         sent as `authorization: Bearer <token>` (needs TLS)."""
-        if isinstance(addresses, str):
-            addresses = [a for a in addresses.split(",") if a]
-        if not addresses:
-            raise ValueError("DtqClient needs at least one address")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0")
-        self.addresses = list(addresses)
+        self.addresses = address_list(addresses, "DtqClient", timeout)
         self.timeout = timeout
         self._security = ChannelSecurity(root_certificates, token)  # ValueError: a token without TLS
         self._channels: list[grpc.aio.Channel] = []

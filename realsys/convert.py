@@ -272,6 +272,19 @@ def running_to_pb(pairs: list[tuple[str, int]]) -> list[worker_pb2.RunningJob]:
     return [worker_pb2.RunningJob(job_id=j, attempt=a) for j, a in pairs]
 
 
+def heartbeat_response(
+    cancel: list[tuple[str, int]], abandon: list[tuple[str, int]], interval: float, lease: float
+) -> worker_pb2.HeartbeatResponse:
+    """A heartbeat's answer: the attempts to stop now and to give up, the heartbeat interval and the
+    lease duration."""
+    return worker_pb2.HeartbeatResponse(
+        cancel=running_to_pb(cancel),
+        abandon=running_to_pb(abandon),
+        heartbeat_interval=to_duration(interval),
+        lease_duration=to_duration(lease),
+    )
+
+
 # ---------------------------------------------------------------------------- listing
 def query_from_pb(f: job_pb2.JobFilter) -> ListQuery:
     states = []

@@ -23,7 +23,7 @@ import grpc
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
 from model.job import JobSpec
 from model.states import TERMINAL, JobState
-from realsys.client import channel_options, make_stub
+from realsys.client import address_list, channel_options, make_stub
 from realsys.convert import fill_spec_pb, to_duration
 
 _MAX_POLL = 30.0  # one WaitJob long-poll at most; wait() re-issues it until its own timeout
@@ -140,15 +140,9 @@ class DtqTarget:
         design: str = "",
         submit_wait: float = 0.0,
     ) -> None:
-        if isinstance(addresses, str):
-            addresses = [a for a in addresses.split(",") if a]
-        if not addresses:
-            raise ValueError("DtqTarget needs at least one address")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0")
+        self.addresses = address_list(addresses, "DtqTarget", timeout)
         if submit_wait < 0:
             raise ValueError("submit_wait must be >= 0")
-        self.addresses = list(addresses)
         self.timeout = timeout
         self.design = design
         self.submit_wait = min(submit_wait, _MAX_POLL)

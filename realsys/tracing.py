@@ -23,14 +23,12 @@ BatchSpanProcessor on its own thread; and OTLP/gRPC to DTQ_TRACE_OTLP when the o
 `opentelemetry-exporter-otlp-proto-grpc` is installed (`pip install dtq[otlp]`).
 
     dtq trace JOB_ID --dir CLUSTER      # one job's timeline across every process that traced it
-    dtq trace JOB_ID --trace-dir DIR    # the same from a trace directory
+    dtq trace JOB_ID --trace-dir DIR    # the same from a trace directory (realsys/trace_hooks.py)
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -47,11 +45,10 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from model.errors import InvalidArgument
 from model.job import Assignment, CancelledByWorker, Failed, Outcome
-from model.spans import HopSpan, format_timeline, job_root_span_id, job_trace_id, timeline
+from model.spans import SPAN_SUFFIX, HopSpan, job_root_span_id, job_trace_id, parse_spans, span_line
 from realsys.config import NodeConfig
 
 TRACEPARENT = "traceparent"
-SPAN_SUFFIX = ".spans.jsonl"
 # calls about many jobs at once, or about none: no per-job span
 UNTRACED_METHODS = frozenset(
     {
@@ -172,7 +169,7 @@ class JsonLinesExporter(SpanExporter):
                 status=str(attributes.get("dtq.status", "OK")),
                 attempt=int(str(attributes.get("dtq.attempt", 0))),
             )
-            lines.append(json.dumps(record.to_json(), separators=(",", ":")) + "\n")
+            lines.append(span_line(record))
         with self._lock:
             if self._file.closed:
                 return SpanExportResult.FAILURE
@@ -410,23 +407,4 @@ def read_spans(directory: Path) -> Iterator[HopSpan]:
     """Every span in DIR/*.spans.jsonl (a torn last line of a crashed process is skipped)."""
     for path in sorted(directory.glob(f"*{SPAN_SUFFIX}")):
         with path.open(encoding="utf-8") as lines:
-            for line in lines:
-                try:
-                    yield HopSpan.from_json(json.loads(line))
-                except (ValueError, KeyError, TypeError):
-                    continue
-
-
-def trace_command(args: argparse.Namespace) -> int:
-    directory = Path(args.trace_dir)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"no trace directory {directory}")
-    rows = timeline(read_spans(directory), args.job_id)
-    if not rows:
-        raise ValueError(f"no spans of job {args.job_id} in {directory}")
-    if args.json:
-        for row in rows:
-            print(json.dumps(row.span.to_json()))
-    else:
-        print(format_timeline(rows))
-    return 0
+            yield from parse_spans(lines)

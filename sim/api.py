@@ -18,6 +18,10 @@ component and process (sim/cpu.py).
 Records stream out of the run (sim/records.py): beyond `chunk` records of a kind they are spilled,
 sorted, to disk and merged into one file at the end, so memory does not grow with them.
 
+Tracing (off by default): `SimConfig(..., trace=(1, 5))` records the per-hop spans of the 1st and
+5th submitted jobs (or of job ids, as strings) in the real system's format (sim/tracing.py);
+`result.spans`, and `save()` writes them to RUN/spans.jsonl for `dtq trace --file` / `--compare`.
+
 Run ids: `sim-<design>-<name>-<seed>-r<replication>`; a what-if (params with overrides) adds
 `-w<hash>`, the first 7 hex digits of the SHA-256 of its overrides as JSON, so it never takes the
 baseline's folder.
@@ -52,6 +56,7 @@ from model.results.runs import (
 )
 from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import summarize
+from model.spans import SPANS_FILE, HopSpan, parse_spans, span_line
 from model.workload import WorkloadSpec
 from sim.cpu import CostModel
 from sim.engine import Cluster, SimEnv
@@ -61,6 +66,7 @@ from sim.micro import MicroCluster
 from sim.mono import MonoCluster
 from sim.params import SimParams, load_params
 from sim.records import CHUNK, JOBS, REQUESTS, Records
+from sim.tracing import Chosen, SimTracer, check_chosen
 from sim.worker import Executions
 
 if TYPE_CHECKING:  # pandas only when a frame is asked for (sim/records.py)
@@ -92,10 +98,15 @@ class SimConfig:
     name: str = "workload"  # the workload's name in the run id
     run_id: str = ""  # default: sim-<design>-<name>[-w<hash>]-<seed>-r<replication>
     warm_start: float = 0.5  # seconds the cluster runs (heartbeats, timers) before the trace starts
+    trace: tuple[Chosen, ...] = ()  # jobs whose per-hop spans to record: submit ordinals (1 = first) or ids
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise InvalidArgument(f"design must be micro or mono, got {self.design!r}")
+        try:
+            object.__setattr__(self, "trace", check_chosen(self.trace))  # a list given: a tuple kept
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
         if self.replication < 0 or (self.seed is not None and self.seed < 0) or self.warm_start < 0:
             raise InvalidArgument("seed, replication and warm_start must be >= 0")
         self.params.check_design(self.design)  # an override this design never reads is an error
@@ -118,9 +129,9 @@ class SimConfig:
     @staticmethod
     def from_mapping(data: Mapping[str, Any]) -> SimConfig:
         """{"design", "workload": {...}, "params": {...}, "overrides": {...}, "calibration": NAME,
-        "seed", "replication", "faults": [...], "name", "run_id", "warm_start"}: `params` (a
-        SimParams mapping) or `calibration` (a name or path, sim.params.load_params) is the base,
-        `overrides` are applied on it (a mapping, or [key, value] pairs in order)."""
+        "seed", "replication", "faults": [...], "name", "run_id", "warm_start", "trace": [N or ID]}:
+        `params` (a SimParams mapping) or `calibration` (a name or path, sim.params.load_params) is
+        the base, `overrides` are applied on it (a mapping, or [key, value] pairs in order)."""
         known = {
             "design",
             "workload",
@@ -133,6 +144,7 @@ class SimConfig:
             "name",
             "run_id",
             "warm_start",
+            "trace",
         }
         unknown = sorted(set(data) - known)
         if unknown:
@@ -154,6 +166,7 @@ class SimConfig:
             name=str(data.get("name", "workload")),
             run_id=str(data.get("run_id", "")),
             warm_start=float(data.get("warm_start", 0.5)),
+            trace=tuple(data.get("trace") or ()),
         )
 
 
@@ -168,27 +181,24 @@ def apply_overrides(params: SimParams, overrides: Mapping[str, Any] | Sequence[A
     return params
 
 
+@dataclass(eq=False, repr=False)
 class SimResult:
     """One run: its config, summary (data/README.md's summary.json, kind "sim"), simulator-side
     `stats` (speed, utilisation, core counters; not part of a run directory), and its records:
     `requests` / `jobs` (iterable Records of model.results.schema objects) and `requests_df` /
-    `jobs_df` (pandas DataFrames, built on first use)."""
+    `jobs_df` (pandas DataFrames, built on first use), and `spans`: the traced jobs' per-hop spans
+    (SimConfig.trace; empty when off)."""
 
-    def __init__(
-        self,
-        config: SimConfig,
-        requests: Records[RequestRecord],
-        jobs: Records[JobRecord],
-        summary: dict[str, Any],
-        stats: dict[str, Any],
-        started_at: str = "",
-    ) -> None:
-        self.config = config
-        self.requests = requests
-        self.jobs = jobs
-        self.summary = summary
-        self.stats = stats
-        self.started_at = started_at or utc_now()
+    config: SimConfig
+    requests: Records[RequestRecord]
+    jobs: Records[JobRecord]
+    summary: dict[str, Any]
+    stats: dict[str, Any]
+    started_at: str = ""
+    spans: list[HopSpan] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.started_at or utc_now()
 
     @functools.cached_property
     def requests_df(self) -> pd.DataFrame:
@@ -207,26 +217,29 @@ class SimResult:
         overrides and the calibration's name."""
         config = self.config
         params = config.params
+        parameters: dict[str, Any] = {
+            "calibration": params.name,
+            "sim_seed": config.sim_seed,
+            "params": params.to_mapping(),
+            "overrides": [list(pair) for pair in params.overrides],
+        }
+        if config.trace:  # the jobs whose spans are in spans.jsonl
+            parameters["trace"] = list(config.trace)
         return run_config(
             run_id=self.run_id,
             kind="sim",
             design=config.design,
             workload=config.workload,
-            parameters={
-                "calibration": params.name,
-                "sim_seed": config.sim_seed,
-                "params": params.to_mapping(),
-                "overrides": [list(pair) for pair in params.overrides],
-            },
+            parameters=parameters,
             replication=config.replication,
             started_at=self.started_at,
             provenance_info=provenance(),
         )
 
     def save(self, root: Path | str, *, records: bool = True, overwrite: bool = False) -> Path:
-        """Writes root/<run_id>/ (config.json, requests.csv.gz, jobs.csv.gz, summary.json) and returns
-        it; an existing run is FileExistsError unless `overwrite`."""
-        return write_run(
+        """Writes root/<run_id>/ (config.json, requests.csv.gz, jobs.csv.gz, summary.json; spans.jsonl
+        when the run traced jobs) and returns it; an existing run is FileExistsError unless `overwrite`."""
+        path = write_run(
             root,
             self.run_id,
             self.run_config(),
@@ -236,6 +249,9 @@ class SimResult:
             records=records,
             overwrite=overwrite,
         )
+        if self.config.trace:
+            (path / SPANS_FILE).write_text("".join(span_line(s) for s in self.spans), encoding="utf-8")
+        return path
 
     @staticmethod
     def load(run_dir: Path | str) -> SimResult:
@@ -255,6 +271,7 @@ class SimResult:
             seed=parameters.get("sim_seed"),
             replication=int(cfg.get("replication", 0)),
             run_id=cfg["run_id"],
+            trace=tuple(parameters.get("trace", ())),
         )
         requests: Records[RequestRecord] = (
             Records.from_file(REQUESTS, run_dir / REQUESTS_FILE)
@@ -266,7 +283,11 @@ class SimResult:
             if (run_dir / JOBS_FILE).is_file()
             else Records(JOBS, items=[])
         )
-        return SimResult(config, requests, jobs, load_summary(run_dir), {}, cfg.get("started_at", ""))
+        spans: list[HopSpan] = []
+        if (run_dir / SPANS_FILE).is_file():
+            with (run_dir / SPANS_FILE).open(encoding="utf-8") as lines:
+                spans = list(parse_spans(lines))
+        return SimResult(config, requests, jobs, load_summary(run_dir), {}, cfg.get("started_at", ""), spans)
 
 
 def placeholder_text(params: SimParams, design: str) -> str:
@@ -320,6 +341,7 @@ def run(
         warnings.warn(text, PlaceholderWarning, stacklevel=2)
     started_at = utc_now()
     env, cluster, loadgen = build(config, chunk, spill_dir)
+    tracer = SimTracer(cluster, config.trace) if config.trace else None
     cluster.start()
     loadgen.start()
     for fault in config.faults:
@@ -364,7 +386,11 @@ def run(
         "duplicate_jobs": len(duplicate_jobs(executions.started_ids())),
         "records_spilled": requests.path is not None or jobs.path is not None,
     }
-    return SimResult(config, requests, jobs, summary, stats, started_at)
+    if tracer is None:
+        return SimResult(config, requests, jobs, summary, stats, started_at)
+    stats["trace_missing"] = tracer.missing()  # chosen jobs that have no span (never submitted)
+    stats["trace_submitted"] = tracer.submitted  # the jobs the submit ordinals counted
+    return SimResult(config, requests, jobs, summary, stats, started_at, tracer.sorted_spans())
 
 
 def _entropy(config: SimConfig) -> int:

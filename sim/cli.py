@@ -92,6 +92,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mva", action="store_true", help="run: also print the analytic (sim/mva.py) prediction"
     )
     run_flags.add_argument(
+        "--trace-job",
+        action="append",
+        type=_trace_job,
+        default=None,
+        metavar="N|JOB_ID",
+        help="run: record the per-hop spans of the Nth submitted job (1 = the first) or of a job id, in "
+        "RUN/spans.jsonl (repeatable; read with `dtq trace --file` / `--compare`)",
+    )
+    run_flags.add_argument(
+        "--trace-jobs",
+        type=_count,
+        default=0,
+        metavar="K",
+        help="run: record the per-hop spans of the first K submitted jobs (RUN/spans.jsonl)",
+    )
+    run_flags.add_argument(
         "--host-scale",
         default="",
         metavar="RUN|PROBE|auto",
@@ -189,6 +205,9 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     design = _design(args)
     workload = _workload(args.workload)
     params, scale = scaled_params_of(args)
+    trace = [*range(1, args.trace_jobs + 1), *(args.trace_job or ())]
+    if trace and not args.runs_dir:
+        raise InvalidArgument("--trace-job/--trace-jobs write RUN/spans.jsonl: they need a --runs-dir")
     config = SimConfig(
         design=design,
         workload=workload,
@@ -197,6 +216,7 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
         replication=args.replication,
         name=Path(args.workload).stem,
         run_id=args.run_id,
+        trace=tuple(trace),
     )
     if args.runs_dir and run_exists(args.runs_dir, config.effective_run_id) and not args.force:
         raise InvalidArgument(
@@ -211,6 +231,10 @@ def sim_command(args: argparse.Namespace) -> tuple[dict[str, Any], Path | None]:
     if not args.runs_dir:
         return result.summary, None
     path = result.save(args.runs_dir, records=not args.no_records, overwrite=args.force)
+    for chosen in result.stats.get("trace_missing", ()):  # the run is written: said, not an error
+        what = f"job {chosen!r}" if isinstance(chosen, str) else f"submitted job #{chosen}"
+        made = result.stats["trace_submitted"]
+        print(f"dtq sim: --trace-job: {what} has no spans (the submits made {made} jobs)", file=sys.stderr)
     if scale is not None:  # config.json records the host scale the costs were moved by
         config_file = path / CONFIG_FILE
         recorded = json.loads(config_file.read_text())
@@ -357,6 +381,17 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
+
+
+def _trace_job(text: str) -> int | str:
+    """argparse type: an ordinal >= 1 (the Nth submitted job), or a job id."""
+    if text.isdigit():
+        if int(text) < 1:
+            raise argparse.ArgumentTypeError(f"job ordinals count from 1, got {text!r}")
+        return int(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a job ordinal or a job id, got ''")
+    return text
 
 
 def _seconds(text: str) -> float:

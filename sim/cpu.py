@@ -102,8 +102,9 @@ def sampler(dist: Dist, rng: np.random.Generator | None) -> Sampler:
 
 
 def _blocks(dist: Dist, rng: np.random.Generator) -> Iterator[float]:
-    while True:
-        yield from dist.sample(rng, _BLOCK).tolist()
+    """Endless draws, a block of _BLOCK at a time: a chain over the blocks (C-level steps; Python
+    runs only to draw the next block once the last is used up)."""
+    return itertools.chain.from_iterable(iter(lambda: dist.sample(rng, _BLOCK).tolist(), None))
 
 
 class Host:
@@ -174,6 +175,7 @@ class Proc:
         self, env: simpy.Environment, host: Host, name: str, role: str, index: int, costs: CostModel
     ) -> None:
         self.env = env
+        self._env_finishes: bool = getattr(env, "finishes_bursts", False)
         self.host = host
         self.name = name
         self.role = role
@@ -272,7 +274,12 @@ class Proc:
         env = self.env
         burst = _Burst.__new__(_Burst)  # _Burst's fields set here: one Python frame fewer per burst
         burst.env = env
-        burst._callbacks = burst.callbacks = [burst._release]
+        # under SimEnv the loop calls _finish after the burst's callbacks (SimEnv.finishes_bursts);
+        # under another environment the first callback appends it behind them (_Burst._release)
+        if self._env_finishes:
+            burst.callbacks = []
+        else:
+            burst._callbacks = burst.callbacks = [burst._release]
         burst._value = PENDING
         burst._proc = self
         if not self._busy and self.host.free:
@@ -311,9 +318,13 @@ class Proc:
             if not self._busy:
                 self._busy = True
                 self._waking = self._wake is not None  # idle loop, no core free: it wakes once it runs
-                if self.host.fair:
+                host = self.host
+                self._waiting_since = env._now  # no core is free (else it had started above): wait
+                if host.fair:
                     self._wake_behind()
-                self._want_core()
+                    host.push(self)
+                else:
+                    host.waiting.append(self)  # Host.push without the call
         return burst
 
     def _wake_behind(self) -> None:
@@ -328,21 +339,6 @@ class Proc:
         ahead = max(host.running, key=lambda p: p.vruntime)
         if ahead.vruntime > self.vruntime:
             ahead._preempted = True
-
-    def _want_core(self) -> None:
-        host = self.host
-        if host.free:
-            host.free -= 1
-            self._handed = False  # an idle core
-            if host.fair:
-                host.running.append(self)
-            self._begin()
-        else:
-            self._waiting_since = self.env._now
-            if host.fair:
-                host.push(self)
-            else:
-                host.waiting.append(self)  # Host.push without the call
 
     def _begin(self) -> None:
         """Its loop's next queued burst starts, on a core it just got: a fresh time slice."""
@@ -381,7 +377,7 @@ class Proc:
         self.wakeups += 1
         cost = self._wake()
         if self._wake_factor is not None and not (self._handed and self.host.warm_handover):
-            cost *= self._wake_factor(self.env.now - self._idle_since)  # else a warm core: factor 1
+            cost *= self._wake_factor(self.env._now - self._idle_since)  # else a warm core: factor 1
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
@@ -426,17 +422,30 @@ class Proc:
         else:
             host.free += 1
         if self._queue:
-            self._want_core()  # back of the core queue, as a fresh request would be
+            # back of the core queue, as a fresh request would be
+            if host.free:
+                host.free -= 1
+                self._handed = False  # an idle core
+                if host.fair:
+                    host.running.append(self)
+                self._begin()
+            else:
+                self._waiting_since = self.env._now
+                if host.fair:
+                    host.push(self)
+                else:
+                    host.waiting.append(self)
         else:
             self._busy = False
             self._idle_since = self.env._now
 
 
 class _Burst(simpy.Event):
-    """A burst's end. Its first callback appends the process's release behind the callbacks that
-    follow (the waiter's resume): simpy iterates the very list it took from the event. Made only by
-    Proc.run, which sets its fields (env, callbacks and _callbacks: one list [_release], _value
-    PENDING, _proc) without an __init__ call."""
+    """A burst's end. The process's release (`_proc._finish`) runs behind the callbacks (the waiter's
+    resume): SimEnv's loop calls it after them (SimEnv.finishes_bursts); under another environment the
+    burst's first callback, `_release`, appends it behind those that follow (simpy iterates the very
+    list it took from the event). Made only by Proc.run, which sets its fields (env, callbacks and
+    _callbacks: one list, [] or [_release]; _value PENDING, _proc) without an __init__ call."""
 
     _callbacks: list[Callable[[Any], None]]
     _proc: Proc

@@ -14,6 +14,7 @@ take the call as it arrives, and the caller's the reply, on a core beside the lo
 from __future__ import annotations
 
 import gc
+import math
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import simpy
 from simpy.core import StopSimulation
-from simpy.events import NORMAL, URGENT, EventPriority, Initialize, Process, Timeout
+from simpy.events import NORMAL, PENDING, URGENT, EventPriority, Initialize, Process, Timeout
 
 from model.errors import DtqError
 from model.job import Job, JobError, JobSpec, validate_spec
@@ -31,7 +32,7 @@ from model.jobs import JobTable
 from model.states import JobState
 from model.timer import TimerRule
 from model.workload import JobDraw
-from sim.cpu import CostModel, Host, Proc
+from sim.cpu import CostModel, Host, Proc, _Burst
 from sim.draws import Draws
 from sim.params import SimParams
 
@@ -66,6 +67,54 @@ def status_of(error: DtqError) -> str:
     return error.code.value
 
 
+class _Process(Process):
+    """simpy's Process with its `_resume` for the common step kept short: the generator's `send`
+    bound once, the environment read once. The same steps in the same order as simpy's (the value
+    sent or the exception thrown, the end scheduled, the callback registered)."""
+
+    _send: Callable[[Any], Any]
+
+    def _resume(self, event: simpy.Event) -> None:
+        env = self.env
+        env._active_proc = self
+        while True:
+            try:
+                if event._ok:
+                    event = self._send(event._value)
+                else:
+                    event._defused = True
+                    exc = type(event._value)(*event._value.args)
+                    exc.__cause__ = event._value
+                    event = self._generator.throw(exc)
+            except StopIteration as e:
+                event = None  # type: ignore[assignment]
+                self._ok = True
+                self._value = e.args[0] if e.args else None
+                if self.callbacks:  # SimEnv.schedule, inlined: an end nobody waits for is not scheduled
+                    heappush(env._queue, (env._now, NORMAL, next(env._eid), self))
+                else:
+                    self.callbacks = None  # type: ignore[assignment]  # simpy's mark of a processed event
+                break
+            except BaseException as e:
+                event = None  # type: ignore[assignment]
+                self._ok = False
+                e.__traceback__ = e.__traceback__.tb_next  # type: ignore[union-attr]
+                self._value = e
+                env.schedule(self)
+                break
+            try:
+                callbacks = event.callbacks
+            except AttributeError:
+                if hasattr(event, "callbacks"):
+                    raise
+                raise RuntimeError(f'Invalid yield value "{event}"') from None
+            if callbacks is not None:
+                callbacks.append(self._resume)
+                break
+        self._target = event
+        env._active_proc = None
+
+
 class SimEnv(simpy.Environment):
     """simpy.Environment with a tighter event loop and one event fewer per fire-and-forget process.
 
@@ -73,12 +122,17 @@ class SimEnv(simpy.Environment):
       processed at once instead of scheduling its (callback-less) end event: nothing observes the
       difference but the event count. A failed process is still scheduled, so its error crashes the
       run as in simpy.
-    - `run(until=event)` steps in one loop without a method call per event; the semantics are
-      simpy's Environment.step/run (failed, undefused events raise; StopSimulation ends the run).
+    - `run(until=event)` and `run(until=time)` step in one loop without a method call per event;
+      the semantics are simpy's Environment.step/run (failed, undefused events raise;
+      StopSimulation ends the run).
+    - The loop releases a CPU burst's process (sim/cpu.py `_Burst`: `_proc._finish`) after the
+      burst's callbacks, where simpy would need one more callback per burst to put it there
+      (`finishes_bursts`; a Proc under plain simpy still adds that callback).
     - `timeout` and `process` build simpy's own Timeout / Process (and its Initialize) and schedule
       them as their constructors do, the same entries in the same order, without the bound-class
       lookup (simpy binds those only for Environment itself, not for a subclass) and the nested
-      constructor and `schedule` calls: two of the commonest steps per simulated job.
+      constructor and `schedule` calls: two of the commonest steps per simulated job. Its
+      processes resume through `_Process._resume`, simpy's steps with fewer lookups.
     """
 
     def timeout(self, delay: float = 0, value: Any = None) -> Timeout:
@@ -96,10 +150,11 @@ class SimEnv(simpy.Environment):
     def process(self, generator: SimGen[Any]) -> Process:
         if not hasattr(generator, "throw"):
             raise ValueError(f"{generator} is not a generator.")
-        proc = Process.__new__(Process)
+        proc = _Process.__new__(_Process)
         proc.env = self
         proc.callbacks = []
         proc._generator = generator
+        proc._send = generator.send
         init = Initialize.__new__(Initialize)
         init.env = self
         init.callbacks = [proc._resume]
@@ -110,14 +165,23 @@ class SimEnv(simpy.Environment):
         return proc
 
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: float = 0) -> None:
-        if type(event) is Process and not event.callbacks and event._ok:
+        if type(event) is _Process and not event.callbacks and event._ok:
             event.callbacks = None  # type: ignore[assignment]  # simpy's mark of a processed event
             return
         heappush(self._queue, (self._now + delay, priority, next(self._eid), event))
 
+    finishes_bursts = True  # _loop releases a CPU burst's loop after its callbacks (sim/cpu.py _Burst)
+
     def run(self, until: float | simpy.Event | None = None) -> Any:
         if until is not None and not isinstance(until, simpy.Event):
-            return super().run(until)
+            # simpy's Environment.run(until=time): an event at that time, before anything else then
+            at = until if isinstance(until, int) else float(until)
+            if at <= self._now:
+                raise ValueError(f"until ({at}) must be greater than the current simulation time")
+            until = simpy.Event(self)
+            until._ok = True
+            until._value = None
+            self.schedule(until, URGENT, at - self._now)
         if until is not None:
             if until.callbacks is None:
                 return until.value
@@ -134,6 +198,8 @@ class SimEnv(simpy.Environment):
                 try:
                     for callback in callbacks:
                         callback(event)
+                    if type(event) is _Burst:
+                        event._proc._finish(event)
                 except StopSimulation:
                     event.callbacks = callbacks[callbacks.index(callback) + 1 :]
                     heappush(queue, (self._now, URGENT - 1, next(self._eid), event))
@@ -231,7 +297,7 @@ class Cluster:
 
     def job_finished(self, job_id: str) -> None:
         if self.on_terminal is not None and job_id not in self.terminal_at:
-            self.terminal_at[job_id] = self.env.now
+            self.terminal_at[job_id] = self.env._now
             self.on_terminal(job_id)
 
     # ------------------------------------------------------------------ time
@@ -269,14 +335,14 @@ class Cluster:
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
-        taken = to.rpc_in() if to is not None else None
+        taken = to.rpc_in() if to is not None and to.io is not None else None  # io: gRPC threads
         if taken is not None:
             yield taken  # the callee's gRPC threads read the call before its loop does
         value = yield from server
         d = caller.net() + caller.host_hop() if far else caller.net()
         if d:
             yield env.timeout(d)
-        taken = caller.rpc_out()
+        taken = caller.rpc_out() if caller.io is not None else None
         if taken is not None:
             yield taken
         if c - send:
@@ -287,7 +353,7 @@ class Cluster:
         """asyncio.gather of concurrent calls, in order."""
         procs = [self.env.process(c) for c in calls]
         if procs:
-            yield self.env.all_of(procs)
+            yield AllDone(self.env, procs)
         return [cast(T, p.value) for p in procs]
 
     def spawn(self, gen: SimGen[Any]) -> None:
@@ -394,9 +460,38 @@ def finished_record(table: JobTable, now: float, spec: JobSpec, state: str) -> J
     )
 
 
+class AllDone(simpy.Event):
+    """simpy's AllOf for `gather`, without its ConditionValue: fires (value None) when every event
+    has, or fails with the first failure, at the same points and in the same order as AllOf (its
+    `_check` is AllOf's, its callbacks are the waiter's alone)."""
+
+    def __init__(self, env: simpy.Environment, events: Sequence[simpy.Event]) -> None:
+        self.env = env
+        self.callbacks = []
+        self._value = PENDING
+        self._left = len(events)
+        check = self._check
+        for event in events:
+            if event.callbacks is None:
+                check(event)
+            else:
+                event.callbacks.append(check)
+
+    def _check(self, event: simpy.Event) -> None:
+        if self._value is not PENDING:
+            return
+        if not event._ok:
+            event._defused = True
+            self.fail(event._value)
+            return
+        self._left -= 1
+        if not self._left:
+            self.succeed()
+
+
 def wake(event: simpy.Event, value: Any = True) -> None:
     """Fires a waitable event unless it already fired (asyncio.Event.set on a set event is a no-op)."""
-    if not event.triggered:
+    if event._value is PENDING:  # not event.triggered, without the property
         event.succeed(value)
 
 
@@ -420,17 +515,17 @@ class TimeoutWheel:
     def add(
         self, event: simpy.Event, timeout: float, on_timeout: Callable[[simpy.Event], None] | None = None
     ) -> None:
-        if timeout == float("inf"):
+        if timeout == math.inf:
             return
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = deque()
-        fifo.append((self.env.now + timeout, event, on_timeout))
+        fifo.append((self.env._now + timeout, event, on_timeout))
         if timeout not in self._armed:
             self._arm(timeout, fifo)
 
     def _arm(self, timeout: float, fifo: deque[_Wait]) -> None:
-        while fifo and fifo[0][1].triggered:
+        while fifo and fifo[0][1]._value is not PENDING:
             fifo.popleft()
         if not fifo:
             self._armed.discard(timeout)
@@ -438,15 +533,15 @@ class TimeoutWheel:
                 del self._fifos[timeout]
             return
         self._armed.add(timeout)
-        self.env.timeout(max(0.0, fifo[0][0] - self.env.now)).callbacks.append(
+        self.env.timeout(max(0.0, fifo[0][0] - self.env._now)).callbacks.append(
             lambda _: self._fire(timeout, fifo)
         )
 
     def _fire(self, timeout: float, fifo: deque[_Wait]) -> None:
-        now = self.env.now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
+        now = self.env._now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
         while fifo and fifo[0][0] <= now:
             _, event, on_timeout = fifo.popleft()
-            if not event.triggered:
+            if event._value is PENDING:
                 if on_timeout is not None:
                     on_timeout(event)
                 event.succeed(False)
@@ -513,7 +608,7 @@ class SimTimer:
         """(Re-)arms at the rule's deadline (the rule said to)."""
         self._generation += 1
         generation = self._generation
-        self.env.timeout(self.rule.delay(self.env.now)).callbacks.append(lambda _: self._fire(generation))
+        self.env.timeout(self.rule.delay(self.env._now)).callbacks.append(lambda _: self._fire(generation))
 
     def _fire(self, generation: int) -> None:
         if generation != self._generation or not self.rule.running:

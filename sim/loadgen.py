@@ -51,6 +51,7 @@ BOTTLENECK_RATE = 0.95  # as realsys.loadgen
 BOTTLENECK_CPU = 0.90
 CLOSED_LOOP_MAX_RATE = 5000.0  # realsys.loadgen: sizes each closed-loop client's script
 _WAIT_RETRY = 0.05
+_OPS = {int(op): op for op in Op}
 
 
 @dataclass(slots=True)
@@ -173,11 +174,11 @@ class LoadGen:
         if not prefill.finished and not prefill.pending:
             return
         cluster = self.cluster
-        cluster.prefill(list(zip(prefill.finished, prefill.states, strict=True)), [], self.env.now)
+        cluster.prefill(list(zip(prefill.finished, prefill.states, strict=True)), [], self.env._now)
         if prefill.pending:
-            delay = max(0.0, self.t0 - self.env.now)
+            delay = max(0.0, self.t0 - self.env._now)
             self.env.timeout(delay).callbacks.append(
-                lambda _: cluster.prefill([], prefill.pending, self.env.now)
+                lambda _: cluster.prefill([], prefill.pending, self.env._now)
             )
 
     def _check_done(self) -> None:
@@ -197,18 +198,18 @@ class LoadGen:
         times, ops, targets = trace.times, trace.ops, trace.targets
         progress = self._open_progress[client] = _Progress(indices, ops, times)
         for i in indices:
-            at = self.t0 + float(times[i])
-            delay = at - env.now
+            at = self.t0 + times.item(i)  # item(): the element as a Python float, as float() would give
+            delay = at - env._now
             if delay > 0:
                 yield env.timeout(delay)
             held = slots.acquire()
             if held is not None:
                 yield held  # held back by max_in_flight: starts late, measured from times[i]
             progress.launched += 1
-            op = Op(int(ops[i]))
+            op = _OPS[ops.item(i)]  # Op(int(ops[i])), without the enum call
             # outstanding from now on, before the process first runs: the run is not over yet
             token = self._outstanding(client, op, at)
-            env.process(self._request(token, part, op, at, trace.job(i), float(targets[i]), slots))
+            env.process(self._request(token, part, op, at, trace.job(i), targets.item(i), slots))
         self._drivers -= 1
         self._check_done()
 
@@ -219,12 +220,12 @@ class LoadGen:
         targets = script.targets.tolist()
         assert isinstance(self.spec.arrival, ClosedLoop)
         waits = self.spec.arrival.wait_for_completion
-        if self.t0 > env.now:
-            yield env.timeout(self.t0 - env.now)  # the run (time zero) starts after the warm start
+        if self.t0 > env._now:
+            yield env.timeout(self.t0 - env._now)  # the run (time zero) starts after the warm start
         for k in range(len(think)):
             if think[k] > 0:
-                yield env.timeout(min(think[k], max(0.0, self.end - env.now)))
-            intended = env.now
+                yield env.timeout(min(think[k], max(0.0, self.end - env._now)))
+            intended = env._now
             if intended >= self.end:
                 break
             token = self._outstanding(client, Op(ops[k]), intended)
@@ -241,7 +242,7 @@ class LoadGen:
     def _outstanding(self, client: int, op: Op, intended: float) -> int:
         token = self._next_token
         self._next_token += 1
-        self._unrecorded[token] = (client, op, intended, self.env.now)
+        self._unrecorded[token] = (client, op, intended, self.env._now)
         return token
 
     def _request(
@@ -291,7 +292,7 @@ class LoadGen:
             status, value = yield from cluster.request_list(lg, self.list_page_size)
         if c - send:
             yield lg.proc.run(c - send)
-        end = env.now
+        end = env._now
         if token not in self._unrecorded:
             return None  # recorded as CANCELLED at the hard end
         del self._unrecorded[token]
@@ -325,7 +326,7 @@ class LoadGen:
             yield held
         end = math.nan
         for _ in range(100_000):
-            remaining = self.hard_end - env.now
+            remaining = self.hard_end - env._now
             if remaining <= 0:
                 break
             c = lg.proc.client()
@@ -345,7 +346,7 @@ class LoadGen:
                 continue
             watch.state, watch.attempts = value
             if watch.state in TERMINAL:
-                end = env.now
+                end = env._now
                 break
         part.waiter_slots.release()
         if self._watches.pop(watch.job_id, None) is None:
@@ -371,7 +372,7 @@ class LoadGen:
     def finish(self) -> tuple[Records[RequestRecord], Records[JobRecord]]:
         """Records what is still outstanding (as realsys.loadgen does at its hard end) and returns the
         records sorted as the real generator sorts them."""
-        now = self.env.now - self.t0
+        now = self.env._now - self.t0
         for client, progress in self._open_progress.items():
             for i in progress.indices[progress.launched :]:  # held back past the hard end: never sent
                 self.requests.append(

@@ -105,17 +105,20 @@ class MicroCluster(Cluster):
 
     # ================================================================ gateway (client API)
     def _via_gateway(self, lg: LoadgenPart, server: SimGen[Reply]) -> SimGen[Reply]:
-        d = self.hop(lg.proc, self.gateway)
+        # self.hop(lg.proc, gateway) there and self.hop(gateway, lg.proc) back, without the calls
+        src, dst = lg.proc, self.gateway
+        far = self._host_hops and dst.host is not src.host
+        d = src.net() + src.host_hop() if far else src.net()
         if d:
             yield self.env.timeout(d)
-        taken = self.gateway.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        taken = dst.rpc_in() if dst.io is not None else None  # gRPC's threads (rpc_thread)
         if taken is not None:
             yield taken
         reply: Reply = yield from server
-        d = self.hop(self.gateway, lg.proc)
+        d = dst.net() + dst.host_hop() if far else dst.net()
         if d:
             yield self.env.timeout(d)
-        taken = lg.proc.rpc_out()
+        taken = src.rpc_out() if src.io is not None else None
         if taken is not None:
             yield taken
         return reply
@@ -439,7 +442,7 @@ class MicroCluster(Cluster):
         queues = self.queues
         max_items = queues.max_items(max_items)
         hold = queues.hold(hold)
-        give_up = env.now + min(wait, MAX_POLL)
+        give_up = env._now + min(wait, MAX_POLL)
 
         def reserve(method: str) -> Any:
             def action(now: float) -> tuple[float, list[str]]:
@@ -454,7 +457,7 @@ class MicroCluster(Cluster):
 
         taken: list[str] = yield proc.run(reserve("Reserve"))
         while max_items and not taken and not cancelled():
-            left = give_up - env.now
+            left = give_up - env._now
             if left <= 0:
                 break
             event = self.waitable(left)
@@ -504,7 +507,7 @@ class MicroCluster(Cluster):
             return proc.cost("FetchWork")
 
         wanted = fetch_limit(free_slots)
-        give_up = env.now + min(wait, MAX_POLL)
+        give_up = env._now + min(wait, MAX_POLL)
         hold = self.params.core.reservation_hold
 
         def gone() -> bool:  # the worker's process died: gRPC cancels this handler and its calls
@@ -512,7 +515,7 @@ class MicroCluster(Cluster):
 
         first: float | Any = step
         while wanted and not gone():
-            left = max(0.0, give_up - env.now)
+            left = max(0.0, give_up - env._now)
             ids = yield from self.call(
                 proc, self._queue_reserve(wanted, hold, left, gone), pre=first, to=self.queuep
             )
@@ -527,7 +530,7 @@ class MicroCluster(Cluster):
                 if relay:  # the payloads it received and sends on to the worker
                     yield proc.run(relay)
                 return leased
-            if env.now >= give_up:
+            if env._now >= give_up:
                 break
         return []
 

@@ -23,7 +23,7 @@ jobs, at their owners.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import simpy
@@ -46,6 +46,9 @@ from sim.params import SimParams
 from sim.worker import RunningList, SimWorker
 
 Reply = tuple[str, Any]
+# model.ids.owner_of, memoised: a job's id is parsed (a regex) by every request routed to its owner and
+# by its report; a pure function, so the cache changes nothing but the time (errors are not cached)
+_owner_of = lru_cache(maxsize=1 << 14)(owner_of)
 
 
 class MonoNode:
@@ -305,7 +308,7 @@ class MonoNode:
             assignments, step = driver.fetch_now(now, worker_id, free_slots)
             return proc.cost("fetch", len(assignments)) + self._perform(step), assignments
 
-        start = env.now
+        start = env._now
         got: list[Assignment] = yield proc.run(fetch_now)
         if not worker.alive:
             return []  # the fetch died with the worker; what it leased comes back by lease expiry
@@ -320,7 +323,7 @@ class MonoNode:
             free_slots,
             wait,
             start,
-            (env.now, got, driver.draining),
+            (env._now, got, driver.draining),
             lambda: queue.ready_count,
         )
         reply: Any = None
@@ -332,7 +335,7 @@ class MonoNode:
                 return result
             if op is FETCH_LOCAL:
                 got = yield proc.run(fetch_now)
-                reply = (env.now, got, driver.draining)
+                reply = (env._now, got, driver.draining)
             elif isinstance(op, WaitForWork):
                 yield from self._wait_for_work(worker, free_slots, op.timeout)
                 reply = None
@@ -344,7 +347,7 @@ class MonoNode:
                     [cluster.call(proc, p.queue_depth(), to=p.proc) for p in asked]
                 )
                 yield proc.run(proc.cost("steal_plan"))  # resuming after the gather: a loop pass
-                reply = (env.now, dict(zip(op.peers, replies, strict=True)))
+                reply = (env._now, dict(zip(op.peers, replies, strict=True)))
             else:
                 assert isinstance(op, StealFrom)
                 victim = cluster.by_name[op.plan.victim]
@@ -354,7 +357,7 @@ class MonoNode:
                 if stolen:
                     self.stolen += len(stolen)
                     cluster.count("stolen", len(stolen))
-                reply = (env.now, stolen)
+                reply = (env._now, stolen)
             if not worker.alive:
                 plan.close()
                 return []  # the fetch died with the worker; what it leased comes back by lease expiry
@@ -363,7 +366,7 @@ class MonoNode:
         if timeout <= 0:
             return
         event = self.cluster.waitable(timeout, self.driver.fetcher_gone)
-        if not self.driver.add_fetcher(self.env.now, event, worker.worker_id, free_slots):
+        if not self.driver.add_fetcher(self.env._now, event, worker.worker_id, free_slots):
             return
         yield event
         self.driver.fetcher_gone(event)
@@ -401,7 +404,7 @@ class MonoNode:
     ) -> SimGen[None]:
         """InProcessBackend.report: synchronous at the owner when that is this node (one loop step
         with the handler's end, `pre`), else ReportResult to the owner."""
-        owner = self.cluster.by_name.get(owner_of(job_id))
+        owner = self.cluster.by_name.get(_owner_of(job_id))
         if owner is None:
             return
         if owner is self:
@@ -436,7 +439,7 @@ class MonoCluster(Cluster):
         """Serve at the owner, forwarding once when the entry node is not it (model.ids.route). The
         lookup is pure, so it may run when the generator is made; the local case adds no frame.
         `wait`: a long-poll's, which a draining entry node refuses to relay (the driver's check_relay)."""
-        owner = self.by_name.get(owner_of(job_id))
+        owner = self.by_name.get(_owner_of(job_id))
         if owner is entry:
             served: SimGen[Reply] = serve(entry)
             return served
@@ -467,14 +470,14 @@ class MonoCluster(Cluster):
         d = src.net() + src.host_hop() if far else src.net()
         if d:
             yield self.env.timeout(d)
-        taken = entry.proc.rpc_in()  # gRPC's threads (rpc_thread), beside the loops
+        taken = dst.rpc_in() if dst.io is not None else None  # gRPC's threads (rpc_thread)
         if taken is not None:
             yield taken
         reply: Reply = yield from server
         d = dst.net() + dst.host_hop() if far else dst.net()
         if d:
             yield self.env.timeout(d)
-        taken = lg.proc.rpc_out()
+        taken = src.rpc_out() if src.io is not None else None
         if taken is not None:
             yield taken
         return reply
@@ -537,12 +540,12 @@ class MonoCluster(Cluster):
             self.env.timeout(restart_after).callbacks.append(lambda _: node.start_worker())
 
     def job_state(self, job_id: str) -> tuple[JobState, int]:
-        node = self.by_name[owner_of(job_id)]
+        node = self.by_name[_owner_of(job_id)]
         job = node.sched.jobs.get(job_id)
         return job.state, job.attempt
 
     def find_job(self, job_id: str) -> Job | None:
-        node = self.by_name.get(owner_of(job_id))
+        node = self.by_name.get(_owner_of(job_id))
         return None if node is None else node.sched.jobs.find(job_id)
 
     def prefill(

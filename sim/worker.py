@@ -213,7 +213,7 @@ class SimWorker:
         env = self.env
         core = self.core
         while self.alive:
-            step = core.next_fetch(env.now)
+            step = core.next_fetch(env._now)
             if step is None:
                 return
             if isinstance(step, Fetch):
@@ -222,11 +222,11 @@ class SimWorker:
                 except DtqError:
                     if not self.alive:
                         return
-                    core.fetch_failed(env.now)
+                    core.fetch_failed(env._now)
                     continue
                 if not self.alive:
                     return
-                self._perform(core.fetched(env.now, assignments))
+                self._perform(core.fetched(env._now, assignments))
             elif isinstance(step, AwaitSlot):
                 self._fetch_wake = simpy.Event(env)
                 yield self._fetch_wake
@@ -240,7 +240,7 @@ class SimWorker:
         env = self.env
         core = self.core
         while self.alive:
-            beat = core.heartbeat(env.now)
+            beat = core.heartbeat(env._now)
             reply: tuple[RunningList, RunningList] | HeartbeatReply | None
             try:
                 reply = yield from self.backend.heartbeat(
@@ -251,13 +251,13 @@ class SimWorker:
             if not self.alive:
                 return
             if reply is None:
-                core.heartbeat_failed(env.now)
+                core.heartbeat_failed(env._now)
             else:
                 if not isinstance(reply, HeartbeatReply):
                     reply = HeartbeatReply(*reply)
-                self._perform(core.heartbeat_replied(env.now, reply))
+                self._perform(core.heartbeat_replied(env._now, reply))
             # fixed rate: a slow heartbeat does not stretch the interval
-            yield env.timeout(core.heartbeat_wait(env.now))
+            yield env.timeout(core.heartbeat_wait(env._now))
 
     # ------------------------------------------------------------------ attempts
     def _launch(self, assignment: Assignment) -> None:
@@ -275,7 +275,7 @@ class SimWorker:
         yield proc.run(proc.cost("launch") + proc.byte_cost("launch", self.cluster.payload_of(key[0])))
         if not self.alive:
             return
-        step = self._perform(core.begin(env.now, key))
+        step = self._perform(core.begin(env._now, key))
         if isinstance(step, RunHandler):
             job = self.cluster.draws.get(key[0], _NO_JOB)
             run.sleeping = True
@@ -284,10 +284,10 @@ class SimWorker:
             except simpy.Interrupt:
                 if not self.alive:
                     return
-                actions = core.handler_ended(env.now, key, _INTERRUPTED, raised=True)
+                actions = core.handler_ended(env._now, key, _INTERRUPTED, raised=True)
             run.sleeping = False
             step = self._perform(actions)
-        self._perform(core.released(env.now, key))
+        self._perform(core.released(env._now, key))
         if not self.alive:
             return
         if isinstance(step, Report):
@@ -310,7 +310,7 @@ class SimWorker:
                 retryable, bool
             ):
                 invalid = Failed(JobError("fail: bad parameters", False, "HANDLER_ERROR"))
-                return core.handler_ended(env.now, key, invalid, raised=True)
+                return core.handler_ended(env._now, key, invalid, raised=True)
             if attempt_uniform(job.seed, key[1]) < probability:  # drawn first, as the real handler does
                 message = f"fail: injected failure (probability {probability:g})"
                 outcome = Failed(JobError(message, retryable, "HANDLER_ERROR"))
@@ -320,18 +320,18 @@ class SimWorker:
             wait = job.duration - burn
             proc = self.proc
             while burn > 1e-12:  # the thread's turns on the GIL, each behind what the loop was given
-                if env.now >= deadline:
-                    return core.deadline_passed(env.now, key)
+                if env._now >= deadline:
+                    return core.deadline_passed(env._now, key)
                 turn = min(GIL_SWITCH_INTERVAL, burn)
                 burn -= turn
                 yield proc.run(turn)
-        limit = deadline - env.now
+        limit = deadline - env._now
         if limit <= 0:
-            return core.deadline_passed(env.now, key)
+            return core.deadline_passed(env._now, key)
         yield env.timeout(min(wait, limit))
         if wait >= limit:
-            return core.deadline_passed(env.now, key)
-        return core.handler_ended(env.now, key, outcome, raised=isinstance(outcome, Failed))
+            return core.deadline_passed(env._now, key)
+        return core.handler_ended(env._now, key, outcome, raised=isinstance(outcome, Failed))
 
     def _report(self, key: Key, outcome: Outcome, pre: float) -> SimGen[None]:
         env = self.env
@@ -343,10 +343,10 @@ class SimWorker:
                 if not self.alive:
                     return
                 refusal = None if isinstance(exc, Unavailable) else str(exc)
-                actions = core.report_failed(env.now, key, refusal)
+                actions = core.report_failed(env._now, key, refusal)
             else:
                 self.reports += 1
-                actions = core.reported(env.now, key)
+                actions = core.reported(env._now, key)
             step = self._perform(actions)
             if not isinstance(step, RetryReport) or not self.alive:
                 return

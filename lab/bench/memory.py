@@ -23,7 +23,6 @@ import argparse
 import gc
 import hashlib
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -31,19 +30,17 @@ import tempfile
 import time
 import tracemalloc
 import warnings
-from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 
 import sim
 import sim.records
-from lab.bench.simulator import WHATIF_JOB_SECONDS, WHATIF_RATE, whatif_params
+from lab.bench.log import BenchLog
+from lab.bench.simulator import WHATIF_RATE, whatif_params, whatif_workload
 from model.config import CoreConfig
 from model.ids import JobIdFactory
 from model.job import JobSpec, RetryPolicy, Succeeded
 from model.jobs import JobTable
-from model.results.runs import provenance
-from model.workload import Distribution, OpenLoop, WorkloadSpec
 from sim.params import parse_override
 
 IN_MEMORY = 10**12  # a chunk no run reaches: nothing spills
@@ -53,13 +50,7 @@ CORE_JOBS = 20_000  # jobs of the in-process census of one JobTable
 
 def child(jobs: int, chunk: int, overrides: dict[str, object], spill_dir: str | None) -> dict[str, object]:
     warnings.simplefilter("ignore", sim.PlaceholderWarning)
-    workload = WorkloadSpec(
-        OpenLoop(WHATIF_RATE, max_in_flight=100_000),
-        duration=Distribution("exponential", WHATIF_JOB_SECONDS),
-        run_time=jobs / WHATIF_RATE,
-        warmup=min(5.0, jobs / WHATIF_RATE / 10),
-        seed=1,
-    )
+    workload = whatif_workload(jobs)
     started = time.perf_counter()
     params = whatif_params().with_overrides(overrides) if overrides else whatif_params()
     result = sim.run(sim.SimConfig("mono", workload, params), chunk=chunk, spill_dir=spill_dir)
@@ -165,19 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         chunk = IN_MEMORY if args.child == "in-memory" else sim.records.CHUNK
         print(json.dumps(child(args.jobs, chunk, overrides, args.spill_dir)))
         return 0
-    lines: list[str] = []
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
-
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    niceness = os.nice(0)  # peak RSS needs no measurement lock: the long run goes under nice instead
-    command = " ".join(
-        [f"nice -n {niceness} " * bool(niceness) + ".venv/bin/python -m lab.bench.memory", *sys.argv[1:]]
-    )
-    say(f"$ {command}   # {stamp}, code {provenance()['code_version']}, load average at start {load}")
+    say = (log := BenchLog("lab.bench.memory", sys.argv[1:])).say
     per_job = {fresh: core_bytes_per_job(CORE_JOBS, fresh) for fresh in (False, True)}
     say(
         f"core: {per_job[False]:.0f} bytes a retained job in one JobTable (the simulator's shared spec), "
@@ -207,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = found["streamed"]["peak_rss_mb"] / found["in-memory"]["peak_rss_mb"]
         same = found["streamed"]["summary_sha256"] == found["in-memory"]["summary_sha256"]
         say(f"  streamed / in-memory peak RSS = {ratio:.2f}; same summary: {'yes' if same else 'NO'}")
-    if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+    log.write(args.out)
     return 0
 
 

@@ -3,6 +3,7 @@
     python -m lab.bench.simulator                 # every figure, the targets, and the 1M-job what-if
     python -m lab.bench.simulator --jobs 0        # without the long what-if (no memory figure)
     python -m lab.bench.simulator --profile       # plus one cProfile of the 6-process clusters
+    python -m lab.bench.simulator --ab ../main    # this tree's speed against another checkout's
 
 The bare model is the textbook SimPy M/M/c: a Poisson source, one process per customer, a
 simpy.Resource(c) and an exponential service timeout. dtq's simulator does far more per job (every
@@ -120,14 +121,18 @@ def whatif_params(nodes: int = WHATIF_NODES, fanout: int = WHATIF_FANOUT) -> Sim
 def whatif(jobs: int, nodes: int = WHATIF_NODES, fanout: int = WHATIF_FANOUT) -> SimResult:
     """`jobs` submits at WHATIF_RATE to a `nodes`-node Design B cluster (about jobs / rate simulated
     seconds, plus the drain)."""
-    workload = WorkloadSpec(
+    return run(SimConfig("mono", whatif_workload(jobs), whatif_params(nodes, fanout)))
+
+
+def whatif_workload(jobs: int) -> WorkloadSpec:
+    """The what-if's load: `jobs` Poisson submits at WHATIF_RATE of exponential WHATIF_JOB_SECONDS jobs."""
+    return WorkloadSpec(
         OpenLoop(WHATIF_RATE, max_in_flight=100_000),
         duration=Distribution("exponential", WHATIF_JOB_SECONDS),
         run_time=jobs / WHATIF_RATE,
         warmup=min(5.0, jobs / WHATIF_RATE / 10),
         seed=1,
     )
-    return run(SimConfig("mono", workload, whatif_params(nodes, fanout)))
 
 
 def _jobs_summary(result: SimResult) -> str:
@@ -263,12 +268,14 @@ def _profile_lines(seconds: float) -> list[str]:
     for design, rate in CLUSTERS:
         profiler = cProfile.Profile()
         profiler.enable()
-        cluster_near_saturation(design, rate, seconds)
+        r = cluster_near_saturation(design, rate, seconds)
         profiler.disable()
         stats = pstats.Stats(profiler)
         shares, total = profile_shares(stats)
+        calls = stats.total_calls / max(1, r.stats["jobs_submitted"])  # type: ignore[attr-defined]
         lines.append(
-            f"profile: 6-process {design} at {rate:g} submits/s, {total:.1f} s of own time (cProfile):"
+            f"profile: 6-process {design} at {rate:g} submits/s, {total:.1f} s of own time (cProfile), "
+            f"{calls:,.0f} Python calls per simulated job:"
         )
         lines += [f"  {sec / total:6.1%}  {part}" for part, sec in shares]
         out = io.StringIO()
@@ -366,6 +373,64 @@ def report(b: SimBench, args: argparse.Namespace, big: dict[str, Any] | None, lo
     return "\n".join(lines)
 
 
+# the --ab child: the cases, timed in CPU seconds, from whichever tree is first on sys.path (the
+# functions it imports exist with these names and meanings on main too)
+_AB_CHILD = """
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+from lab.bench.simulator import CLUSTERS, cluster_near_saturation, whatif
+seconds, jobs = float(sys.argv[1]), int(sys.argv[2])
+out = {}
+for design, rate in CLUSTERS:
+    r = cluster_near_saturation(design, rate, seconds)
+    out[design] = r.stats["sim_seconds"] / r.stats["cpu_seconds"]
+r = whatif(jobs)
+out["whatif"] = r.stats["sim_seconds"] / r.stats["cpu_seconds"]
+print(json.dumps(out))
+"""
+
+
+def ab(other: str, pairs: int, seconds: float, jobs: int) -> str:
+    """This tree against the tree at `other` (e.g. a worktree of main): `pairs` pairs of child
+    processes, one per tree, in alternating order (drift hits both sides), each running the
+    six-process clusters and the what-if; simulated seconds per CPU second of each side, and their
+    ratio paired by pair, as median [min-max]."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    trees = {"this": here, "other": os.path.abspath(other)}
+    speed: dict[str, dict[str, Series]] = {side: {} for side in trees}
+    ratio: dict[str, Series] = {}
+    for i in range(pairs):
+        got: dict[str, dict[str, float]] = {}
+        for side in ("this", "other") if i % 2 == 0 else ("other", "this"):
+            tree = trees[side]
+            env = {**os.environ, "PYTHONPATH": tree}
+            done = subprocess.run(
+                [sys.executable, "-c", _AB_CHILD, str(seconds), str(jobs)],
+                cwd=tree,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"the --ab child in {tree} failed: {done.stderr[-2000:]}")
+            got[side] = json.loads(done.stdout.strip().splitlines()[-1])
+        for case, value in got["this"].items():
+            for side in trees:
+                speed[side].setdefault(case, Series()).values.append(got[side][case])
+            ratio.setdefault(case, Series()).values.append(value / got["other"][case])
+        print(f"  pair {i + 1} done", file=sys.stderr, flush=True)
+    lines = [
+        f"A/B: this tree ({here}) against {trees['other']}, {pairs} pairs of child processes in "
+        f"alternating order; simulated s per CPU s, median [min-max]; six-process clusters "
+        f"{seconds:g} simulated s, what-if {jobs:,} jobs",
+    ]
+    for case, paired in ratio.items():
+        this, that = speed["this"][case].show(1.0, 2), speed["other"][case].show(1.0, 2)
+        lines.append(f"  {case:<6} this {this}, other {that}; this/other {paired.show(1.0, 3)}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", action="store_true")
@@ -393,10 +458,26 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="jobs of a what-if with every peer polled and with the fanout, once each (0: skip)",
     )
+    parser.add_argument(
+        "--ab",
+        metavar="TREE",
+        default="",
+        help="only compare this tree's simulator with the checkout at TREE (e.g. a worktree of main): "
+        "--repeats pairs of child processes, CPU time, paired ratios",
+    )
     parser.add_argument("--whatif-child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.whatif_child > 0:
         _whatif_child(args.whatif_child)
+        return
+    if args.ab:
+        if not os.path.isdir(os.path.join(args.ab, "sim")):
+            parser.error(f"--ab {args.ab}: not a dtq checkout (no sim/ folder)")
+        load = os.getloadavg()
+        print(f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(ab(args.ab, args.repeats, args.seconds / 3, args.whatif_jobs))
+        end = os.getloadavg()
+        print(f"load average at end {end[0]:.2f} {end[1]:.2f} {end[2]:.2f}")
         return
     if args.repeats < 1 or args.seconds <= 0 or args.customers < 1:
         parser.error("--repeats and --customers must be >= 1 and --seconds > 0")

@@ -24,12 +24,10 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sim
-from model.results.runs import provenance
+from lab.bench.log import BenchLog
 from model.workload import workload_from_mapping
 from sim.sweeps import DEFAULT_METRICS, plan, run_task, table
 
@@ -96,18 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.points <= 200 or args.rounds < 1:
         parser.error("need 1 <= --points <= 200 and --rounds >= 1")
     warnings.simplefilter("ignore", sim.PlaceholderWarning)
-    lines: list[str] = []
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
-
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    command = " ".join(
-        ["flock /tmp/dtq-measure.lock .venv/bin/python -m lab.bench.sweeps", *(argv or sys.argv[1:])]
-    )
-    say(f"$ {command}   # {stamp}, code {provenance()['code_version']}, load average at start {load}")
+    say = (log := BenchLog("lab.bench.sweeps", argv or sys.argv[1:])).say
     base = base_config(args.run_time)
     points = grid(args.points)
     say(f"sweep: {len(points)} points x 1 replication, {args.run_time:g} simulated s each (+0.1 s warm-up)")
@@ -144,8 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         two = statistics.median(rate[f"{engine} 2 workers"])
         say(f"  {engine}: 2 workers / 1 worker = {two / one:.2f}x")
     say(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores")
-    if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+    log.write(args.out)
     return 0 if all(identical.values()) else 1
 
 

@@ -18,16 +18,11 @@ from lab.experiment.plan import PlannedRun, expand
 from lab.experiment.spec import Experiment
 from model.results.runs import JOBS_FILE, load_jobs, load_summary, run_exists
 from model.results.stats import mean_ci
+from model.results.summary import COLUMN_PATHS
 
-METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("requests_per_s", ("throughput", "requests_per_s")),
-    ("jobs_per_s", ("throughput", "jobs_per_s")),
-    ("latency_p50_ms", ("latency_ms", "all", "p50")),
-    ("latency_p95_ms", ("latency_ms", "all", "p95")),
-    ("latency_p99_ms", ("latency_ms", "all", "p99")),
-    ("completion_p50_ms", ("completion_ms", "p50")),
-    ("completion_p95_ms", ("completion_ms", "p95")),
-    ("completion_p99_ms", ("completion_ms", "p99")),
+_NOT_TABULATED = ("completed_per_s", "latency_submit_mean_ms", "completion_mean_ms")
+METRICS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (c, path) for c, path in COLUMN_PATHS.items() if c not in _NOT_TABULATED
 )
 POINT_COLUMNS = ("design", "arrival", "concurrency", "rate", "duration", "mix", "store", "slots")
 

@@ -24,11 +24,12 @@ from typing import Any
 
 from lab.faults.backends import Backend, LocalBackend
 from lab.faults.compose import ComposeBackend
-from lab.faults.inject import FAULTS, plan_faults
+from lab.faults.inject import FAULTS, RealFault, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from model.results.runs import fresh_path
+from model.workload import WorkloadSpec
 from realsys import cluster
 from realsys.cli_common import (
     deprecated_alias,
@@ -182,6 +183,33 @@ def add_parser(sub: Any) -> None:
     r.set_defaults(handler=faults_command)
 
 
+def run_with_flags(
+    args: argparse.Namespace,
+    fault: RealFault,
+    spec: WorkloadSpec,
+    core: CoreConfig,
+    backend: Backend,
+    **extra: Any,
+) -> FaultRun:
+    """One run_fault with the flags the fault front ends share: --design, --slots, --drain, --settle and
+    --runs-dir ('': no run directories); `extra` are run_fault's other keywords."""
+    runs_out = Path(args.runs_dir) if args.runs_dir else None
+    return asyncio.run(
+        run_fault(
+            args.design,
+            fault,
+            spec,
+            core,
+            slots=args.slots,
+            drain=args.drain,
+            settle=args.settle,
+            runs_out=runs_out,
+            backend=backend,
+            **extra,
+        )
+    )
+
+
 def faults_command(args: argparse.Namespace) -> int:
     actions = [a.strip() for a in args.faults.split(",") if a.strip()]
     targets = [t.strip() for t in args.targets.split(",") if t.strip()] or None
@@ -199,26 +227,12 @@ def faults_command(args: argparse.Namespace) -> int:
     default = Path(f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json")
     # a file the user named is theirs to replace; the default is committed data: a new file beside it
     out = Path(args.out) if args.out else fresh_path(default, args.force or args.append)
-    runs_out = Path(args.runs_dir) if args.runs_dir else None
     runs: list[FaultRun] = []
     for number, fault in enumerate(faults, 1):
         progress(
             f"run {number}/{len(faults)}: {fault.action} of {fault.target} ({args.design}, {args.backend})"
         )
-        run = asyncio.run(
-            run_fault(
-                args.design,
-                fault,
-                spec,
-                core,
-                store=args.store,
-                slots=args.slots,
-                drain=args.drain,
-                settle=args.settle,
-                runs_out=runs_out,
-                backend=backend,
-            )
-        )
+        run = run_with_flags(args, fault, spec, core, backend, store=args.store)
         runs.append(run)
         progress(format_runs([run]).splitlines()[-1])  # the table on stdout follows at the end
     print(format_runs(runs))

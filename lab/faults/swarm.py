@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from lab.faults.backends import FaultCluster
-from lab.faults.cli import format_runs, write_rows
+from lab.faults.cli import format_runs, run_with_flags, write_rows
 from lab.faults.inject import Injection, RealFault
-from lab.faults.run import FaultRun, run_fault
+from lab.faults.run import FaultRun
 from model.config import CoreConfig
 from model.errors import InvalidArgument
 from realsys import cluster, deploy
@@ -317,20 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"-L{core.lease_duration:g}-H{core.heartbeat_interval:g}-{spec.seed}"
             f"-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
         )
-        run = asyncio.run(
-            run_fault(
-                args.design,
-                fault,
-                spec,
-                core,
-                slots=args.slots,
-                drain=args.drain,
-                settle=args.settle,
-                runs_out=Path(args.runs_dir) if args.runs_dir else None,
-                run_id=run_id,
-                backend=backend,
-            )
-        )
+        run = run_with_flags(args, fault, spec, core, backend, run_id=run_id)
         runs.append(run)
         print(f"{format_runs([run]).splitlines()[-1]}   ({time.monotonic() - started:.0f}s)", flush=True)
         if run.found.lost:

@@ -119,34 +119,22 @@ def build(
     table("bench", table_bench(data))
     if rows:
         measured, predicted = sweep.measured, sweep.predicted
-        figure(
-            "throughput",
-            lambda: fig_vs_concurrency(
-                rows,
-                figs,
-                "throughput",
-                [("completed_per_s", "jobs done/s")],
-                measured,
-                predicted,
-                sessions=sweep.sessions,
-            ),
-        )
+
+        def vs_concurrency(name: str, series: list[tuple[str, str]]) -> None:
+            figure(
+                name,
+                lambda: fig_vs_concurrency(
+                    rows, figs, name, series, measured, predicted, sessions=sweep.sessions
+                ),
+            )
+
+        vs_concurrency("throughput", [("completed_per_s", "jobs done/s")])
         lat = [("latency_submit_mean_ms", "submit latency mean (ms)")]
         lat += [(f"latency_{p}_ms", f"request latency {p} (ms)") for p in ("p50", "p99")]
-        figure(
-            "latency",
-            lambda: fig_vs_concurrency(
-                rows, figs, "latency", lat, measured, predicted, sessions=sweep.sessions
-            ),
-        )
+        vs_concurrency("latency", lat)
         done = [("completion_mean_ms", "submit -> done mean (ms)")]
         done += [(f"completion_{p}_ms", f"submit -> done {p} (ms)") for p in ("p50", "p99")]
-        figure(
-            "completion",
-            lambda: fig_vs_concurrency(
-                rows, figs, "completion", done, measured, predicted, sessions=sweep.sessions
-            ),
-        )
+        vs_concurrency("completion", done)
         figure("mix_duration", lambda: fig_mix_duration(rows, figs, measured, sweep.reference))
     else:
         built.notes.append(f"experiment {experiment}: no summary.csv yet")

@@ -22,18 +22,12 @@ from lab.report.intervals import Interval, get, load_summaries, point_interval, 
 from lab.report.markdown import markdown_table
 from lab.report.style import DESIGN_LABEL, design_key
 from model.results.stats import winner
+from model.results.summary import COLUMN_PATHS
 
 NOT_MEASURED = "not measured"
 # summary.json paths of the headline metrics, by summary.csv's column names
-HEADLINE_PATHS: dict[str, tuple[str, ...]] = {
-    "completed_per_s": ("throughput", "completed_per_s"),
-    "latency_p50_ms": ("latency_ms", "all", "p50"),
-    "latency_p99_ms": ("latency_ms", "all", "p99"),
-    "latency_submit_mean_ms": ("latency_ms", "submit", "mean"),
-    "completion_p50_ms": ("completion_ms", "p50"),
-    "completion_p99_ms": ("completion_ms", "p99"),
-    "completion_mean_ms": ("completion_ms", "mean"),
-}
+_NOT_HEADLINE = ("requests_per_s", "jobs_per_s", "latency_p95_ms", "completion_p95_ms")
+HEADLINE_PATHS = {c: path for c, path in COLUMN_PATHS.items() if c not in _NOT_HEADLINE}
 ACCURACY_PATHS: dict[str, tuple[str, ...]] = {
     "throughput": ("throughput", "requests_per_s"),
     "p50": ("latency_ms", "all", "p50"),

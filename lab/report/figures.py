@@ -76,8 +76,16 @@ def _legend_and_save(fig: Figure, axes: Any, out: Path, name: str, ncol: int = 0
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    # at most as many columns as fit the figure's width, so a narrow figure (the quick re-run's two
+    # panels) wraps its legend into more rows instead of clipping it at both sides
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     ncol = ncol or len(labels)
-    fig.legend(handles, labels, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 1.0))
+    while True:
+        legend = fig.legend(handles, labels, loc="upper center", ncol=ncol, bbox_to_anchor=(0.5, 1.0))
+        if ncol == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
+            break
+        legend.remove()
+        ncol -= 1
     fig.tight_layout(rect=(0, 0, 1, _legend_top(fig, rows=math.ceil(len(labels) / ncol))))
     return _save(fig, out, name)
 

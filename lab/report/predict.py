@@ -36,6 +36,7 @@ import numpy as np
 import sim
 from lab.experiment.plan import PlannedRun, expand
 from lab.experiment.spec import load_experiment
+from model.results.summary import COLUMN_PATHS
 from model.workload import ClosedLoop, OpenLoop, WorkloadSpec
 from sim.api import Design
 from sim.mva import MvaPrediction
@@ -44,18 +45,7 @@ from sim.params import SimParams, calibration_path, load_params
 
 SIM_DESIGNS: dict[str, Design] = {"micro": "micro", "mono": "mono"}
 # summary.json paths of the metrics predicted, by the column names of the experiment's summary.csv
-METRICS: dict[str, tuple[str, ...]] = {
-    "completed_per_s": ("throughput", "completed_per_s"),
-    "requests_per_s": ("throughput", "requests_per_s"),
-    "latency_p50_ms": ("latency_ms", "all", "p50"),
-    "latency_p95_ms": ("latency_ms", "all", "p95"),
-    "latency_p99_ms": ("latency_ms", "all", "p99"),
-    "completion_p50_ms": ("completion_ms", "p50"),
-    "completion_p95_ms": ("completion_ms", "p95"),
-    "completion_p99_ms": ("completion_ms", "p99"),
-    "latency_submit_mean_ms": ("latency_ms", "submit", "mean"),
-    "completion_mean_ms": ("completion_ms", "mean"),
-}
+METRICS = {c: path for c, path in COLUMN_PATHS.items() if c != "jobs_per_s"}
 COLUMNS = ("design", "concurrency", "duration", "mix", "source", "n", *METRICS)
 # the code whose change changes a prediction (git tree hashes of the committed code); and this module's
 # own version, to bump when what it computes changes

@@ -149,6 +149,21 @@ def collect_points(v: Validation, root: Path | str) -> tuple[list[Point], dict[t
     return points, saturation
 
 
+def replication_counts(
+    real: Mapping[str, Sequence[float]], sim: Mapping[str, Sequence[float]]
+) -> dict[str, int]:
+    """A point row's n_real and n_sim: the most replications any metric has on each side."""
+    return {
+        "n_real": max((len(x) for x in real.values()), default=0),
+        "n_sim": max((len(x) for x in sim.values()), default=0),
+    }
+
+
+def metric_cells(name: str, real: float, ci: float, sim: float, err: float) -> dict[str, float]:
+    """A point row's columns of one metric: real mean and 95% CI half-width, sim mean, error."""
+    return {f"{name}_real": real, f"{name}_real_ci95": ci, f"{name}_sim": sim, f"{name}_err": err}
+
+
 def point_rows(points: Iterable[Point], edges: Sequence[float]) -> list[dict[str, Any]]:
     """points.csv: one row per point with rho, band, real mean/CI, sim mean, error, spread."""
     rows = []
@@ -162,16 +177,12 @@ def point_rows(points: Iterable[Point], edges: Sequence[float]) -> list[dict[str
             "rho": p.rho,
             "rho_sim": p.rate / p.sim_saturation if p.sim_saturation > 0 else math.nan,
             "band": band_of(p.rho, edges),
-            "n_real": max((len(x) for x in p.real.values()), default=0),
-            "n_sim": max((len(x) for x in p.sim.values()), default=0),
+            **replication_counts(p.real, p.sim),
         }
         for name, _, _ in METRICS:
             mean, ci = p.real_mean(name)
             spread = replication_spread(p.real.get(name, []))
-            row[f"{name}_real"] = mean
-            row[f"{name}_real_ci95"] = ci
-            row[f"{name}_sim"] = p.sim_mean(name)
-            row[f"{name}_err"] = p.error(name)
+            row |= metric_cells(name, mean, ci, p.sim_mean(name), p.error(name))
             row[f"{name}_spread"] = statistics.median(spread) if spread else math.nan
         for kind in ("real", "sim"):
             cpu = p.loadgen_cpu.get(kind, [])

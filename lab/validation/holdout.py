@@ -37,6 +37,7 @@ import sim
 from lab.experiment.plan import PlannedRun, expand
 from lab.experiment.runner import run_experiment
 from lab.experiment.spec import Experiment, experiment_from_mapping
+from lab.validation.output import write_json
 from lab.validation.runs import runs_of, saturation_rate
 from lab.validation.semantics import (
     Case,
@@ -330,16 +331,6 @@ def _git() -> str:
         return "unknown"
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(x) for x in value]
-    return value
-
-
 def _fmt(x: float | None) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
 
@@ -421,7 +412,7 @@ def results_markdown(res: Mapping[str, Any]) -> str:
 
 def _write(name: str, data: Mapping[str, Any], markdown: str) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{name}.json").write_text(json.dumps(_json_safe(data), indent=1, sort_keys=True) + "\n")
+    write_json(OUT / f"{name}.json", data)
     (OUT / f"{name}.md").write_text(markdown)
     print(f"wrote {OUT / name}.json and .md")
 

@@ -43,14 +43,20 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return path
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """`value` with string keys, and None for every non-finite float (JSON has no NaN or inf)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(x) for k, x in value.items()}
+        return {str(k): json_safe(x) for k, x in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_safe(x) for x in value]
+        return [json_safe(x) for x in value]
     return value
+
+
+def write_json(path: Path, value: Any) -> None:
+    """`value` as indented JSON with sorted keys (json_safe first)."""
+    path.write_text(json.dumps(json_safe(value), indent=1, sort_keys=True) + "\n")
 
 
 def build_tables(v: Validation, root: Path | str, out: Path | str = DEFAULT_OUT) -> dict[str, Any]:
@@ -76,7 +82,7 @@ def build_tables(v: Validation, root: Path | str, out: Path | str = DEFAULT_OUT)
         "saturation": tables["saturation"],
         "saturation_winners": saturation_winners(tables["saturation"], v.designs),
     }
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True) + "\n")
+    write_json(out / "summary.json", summary)
     return {**tables, "summary": summary}
 
 

@@ -27,22 +27,27 @@ def saturation_name(v: Validation) -> str:
 
 def saturation_mapping(v: Validation) -> dict[str, Any]:
     """The experiment (lab/experiment/'s file format) that measures each cell's saturation."""
+    return saturation_experiment(saturation_name(v), v.base, v, duration=dict(v.durations), mix=dict(v.mixes))
+
+
+def saturation_experiment(name: str, base: Mapping[str, Any], v: Validation, **cells: Any) -> dict[str, Any]:
+    """An experiment that measures the saturation of `base` (step 1 above) on each design, over the
+    `cells` sweep axes; `v` gives the designs, store, slots, options and saturation settings."""
     s = v.saturation
     workload = {
-        **v.base,
+        **base,
         "arrival": {"kind": "closed", "clients": 1, "wait_for_completion": False},
         "run_time": s.run_time,
         "warmup": s.warmup,
     }
     return {
-        "name": saturation_name(v),
+        "name": name,
         "workload": workload,
         "replications": s.replications,
         "sweep": {
             "design": list(v.designs),
             "concurrency": [s.clients],
-            "duration": dict(v.durations),
-            "mix": dict(v.mixes),
+            **cells,
             "store": [v.store],
             "slots": [v.slots],
         },

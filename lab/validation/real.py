@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from lab.experiment.plan import expand, select
 from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster, run_experiment
@@ -19,8 +20,29 @@ from model.results.runs import (
 )
 
 
-def run_validation_real(
-    v: Validation,
+def run_validation_real(v: Validation, out: Path | str, **options: Any) -> tuple[int, int, bool]:
+    """The real side: the saturation runs first, then each cell's points, one (cell, design) chunk at
+    a time (run_stages: `options` are its keywords). Resumable. Returns (runs made, runs failed,
+    whether everything planned is on disk)."""
+
+    def saturation() -> tuple[list[tuple[Experiment, str]], bool]:
+        sat_exp = experiment_from_mapping(saturation_mapping(v))
+        return [(sat_exp, d) for d in v.designs], True
+
+    def points() -> tuple[list[tuple[Experiment, str]], bool]:
+        mappings = point_mappings(v, measured_saturation(v, Path(out), "real"))
+        planned = {(*m["sweep"]["duration"], *m["sweep"]["mix"]) for m in mappings}
+        chunks = [(experiment_from_mapping(m), d) for m in mappings for d in m["sweep"]["design"]]
+        return chunks, len(planned) == len(v.cells)
+
+    return run_stages([saturation, points], out, **options)
+
+
+Stage = Callable[[], tuple[list[tuple[Experiment, str]], bool]]
+
+
+def run_stages(
+    stages: Iterable[Stage],
     out: Path | str,
     *,
     budget: float = 0.0,
@@ -30,22 +52,16 @@ def run_validation_real(
     run_function: RunFunction = load_run,
     log: Callable[[str], None] = print,
 ) -> tuple[int, int, bool]:
-    """The real side: the saturation runs first, then each cell's points, one (cell, design) chunk at
-    a time; no chunk starts once `budget` seconds have passed (0: no limit). Resumable.
-    Returns (runs made, runs failed, whether everything planned is on disk)."""
+    """Plans each stage (its (experiment, design) chunks, and whether it could plan all it should)
+    only after the stage before it has run (the points need the saturation on disk), and runs its
+    chunks (run_chunks); no chunk starts once `budget` seconds have passed (0: no limit). Returns
+    (runs made, runs failed, whether everything planned is on disk)."""
     t0 = time.monotonic()
     made = failed = 0
-    sat_exp = experiment_from_mapping(saturation_mapping(v))
-    chunks: list[tuple[Experiment, str]] = [(sat_exp, d) for d in v.designs]
     complete = True
-    # the saturation must be on disk before the points can be planned: two passes
-    for stage in ("saturation", "points"):
-        if stage == "points":
-            saturation = measured_saturation(v, Path(out), "real")
-            mappings = point_mappings(v, saturation)
-            planned = {(*m["sweep"]["duration"], *m["sweep"]["mix"]) for m in mappings}
-            complete = complete and len(planned) == len(v.cells)
-            chunks = [(experiment_from_mapping(m), d) for m in mappings for d in m["sweep"]["design"]]
+    for stage in stages:
+        chunks, planned_all = stage()
+        complete = complete and planned_all
         done, broke, ran_all, spent = run_chunks(
             chunks,
             out,

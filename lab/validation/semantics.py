@@ -30,23 +30,20 @@ attempts per job; in absolute terms (fraction points) for the FAILED / CANCELLED
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.experiment.runner import ClusterFactory, RunFunction, load_run, local_cluster
-from lab.experiment.spec import experiment_from_mapping
-from lab.validation.accuracy import quantiles, rel_error
-from lab.validation.output import write_csv
-from lab.validation.plan import rates_of
-from lab.validation.real import run_chunks
+from lab.experiment.spec import Experiment, experiment_from_mapping
+from lab.validation.accuracy import metric_cells, quantiles, rel_error, replication_counts
+from lab.validation.output import write_csv, write_json
+from lab.validation.plan import rates_of, saturation_experiment
+from lab.validation.real import run_stages
 from lab.validation.runs import RunInfo, runs_of, saturation_rate
-from lab.validation.spec import Saturation, Validation, fail, validation_from_mapping
+from lab.validation.spec import SHARED_KEYS, Saturation, Validation, fail, validation_from_mapping
 from lab.validation.twins import simulate
 from model.errors import InvalidArgument
 from model.results.documents import read_document
@@ -56,23 +53,7 @@ from model.results.stats import mean_ci
 from model.results.summary import metric
 from model.workload import workload_to_mapping
 
-_TOP_KEYS = frozenset(
-    {
-        "name",
-        "description",
-        "calibration",
-        "workload",
-        "replications",
-        "designs",
-        "store",
-        "slots",
-        "saturation",
-        "options",
-        "host_scale",
-        "sim_overrides",
-        "cases",
-    }
-)
+_TOP_KEYS = SHARED_KEYS | {"cases"}
 _CASE_KEYS = frozenset({"workload", "fractions", "concurrency", "description"})
 DEFAULT_OUT = Path("data/validation/semantics")
 
@@ -254,25 +235,7 @@ def load_semantics(path: Path | str) -> Semantics:
 
 # ---------------------------------------------------------------------------- plan
 def saturation_mapping(v: Semantics, case: Case) -> dict[str, Any]:
-    s = v.saturation
-    workload = {
-        **case.workload,
-        "arrival": {"kind": "closed", "clients": 1, "wait_for_completion": False},
-        "run_time": s.run_time,
-        "warmup": s.warmup,
-    }
-    return {
-        "name": v.saturation_experiment(case),
-        "workload": workload,
-        "replications": s.replications,
-        "sweep": {
-            "design": list(v.designs),
-            "concurrency": [s.clients],
-            "store": [v.store],
-            "slots": [v.slots],
-        },
-        "options": dict(v.options),
-    }
+    return saturation_experiment(v.saturation_experiment(case), case.workload, v.as_validation())
 
 
 def measured_saturation(v: Semantics, root: Path, kind: str = "real") -> dict[tuple[str, str], float]:
@@ -313,52 +276,26 @@ def point_mapping(
     }
 
 
-def run_semantics_real(
-    v: Semantics,
-    out: Path | str,
-    *,
-    budget: float = 0.0,
-    only_design: str | None = None,
-    progress: bool = True,
-    cluster_factory: ClusterFactory = local_cluster,
-    run_function: RunFunction = load_run,
-    log: Callable[[str], None] = print,
-) -> tuple[int, int, bool]:
+def run_semantics_real(v: Semantics, out: Path | str, **options: Any) -> tuple[int, int, bool]:
     """The real side, resumable: the open cases' saturation runs, then every case's points, one
     (case, design) chunk at a time; no chunk starts after `budget` seconds (0: no limit). Returns
     (runs made, runs failed, whether everything planned is on disk)."""
-    t0 = time.monotonic()
-    made = failed = 0
-    complete = True
-    for stage in ("saturation", "points"):
-        mappings: list[dict[str, Any]] = []
-        if stage == "saturation":
-            mappings = [saturation_mapping(v, c) for c in v.cases if c.is_open]
-        else:
-            saturation = measured_saturation(v, Path(out), "real")
-            for case in v.cases:
-                mapping = point_mapping(v, case, saturation)
-                if mapping is None:
-                    complete = False
-                else:
-                    mappings.append(mapping)
-        exps = [experiment_from_mapping(m) for m in mappings]
-        done, broke, ran_all, spent = run_chunks(
-            [(exp, design) for exp in exps for design in exp.designs],
-            out,
-            started=t0,
-            budget=budget,
-            only_design=only_design,
-            progress=progress,
-            cluster_factory=cluster_factory,
-            run_function=run_function,
-            log=log,
-        )
-        made, failed = made + done, failed + broke
-        complete = complete and ran_all
-        if spent:
-            return made, failed, False
-    return made, failed, complete
+
+    def saturation() -> tuple[list[tuple[Experiment, str]], bool]:
+        return chunks_of([saturation_mapping(v, c) for c in v.cases if c.is_open]), True
+
+    def points() -> tuple[list[tuple[Experiment, str]], bool]:
+        saturation = measured_saturation(v, Path(out), "real")
+        mappings = [point_mapping(v, case, saturation) for case in v.cases]
+        return chunks_of([m for m in mappings if m is not None]), None not in mappings
+
+    return run_stages([saturation, points], out, **options)
+
+
+def chunks_of(mappings: Iterable[Mapping[str, Any]]) -> list[tuple[Experiment, str]]:
+    """Each experiment's (experiment, design) chunks, in order."""
+    exps = [experiment_from_mapping(m) for m in mappings]
+    return [(exp, design) for exp in exps for design in exp.designs]
 
 
 def real_runs(v: Semantics, root: Path) -> list[RunInfo]:
@@ -487,17 +424,13 @@ def point_rows(points: Sequence[SemPoint]) -> list[dict[str, Any]]:
             "arrival": p.arrival,
             "rate": p.rate,
             "rho": p.rho,
-            "n_real": max((len(x) for x in p.real.values()), default=0),
-            "n_sim": max((len(x) for x in p.sim.values()), default=0),
+            **replication_counts(p.real, p.sim),
         }
         for name in names:
             real, ci = mean_ci(p.real.get(name, []))
             sim_mean = mean_ci(p.sim.get(name, []))[0]
             devs = spread(name, p.real.get(name, []))
-            row[f"{name}_real"] = real
-            row[f"{name}_real_ci95"] = ci
-            row[f"{name}_sim"] = sim_mean
-            row[f"{name}_err"] = error_of(name, sim_mean, real)
+            row |= metric_cells(name, real, ci, sim_mean, error_of(name, sim_mean, real))
             row[f"{name}_floor"] = statistics.median(devs) if devs else math.nan
         rows.append(row)
     return rows
@@ -557,18 +490,8 @@ def build_semantics_tables(v: Semantics, root: Path | str, out: Path | str = DEF
         ],
         "error_table": tables["error_table"],
     }
-    (out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=1, sort_keys=True) + "\n")
+    write_json(out / "summary.json", summary)
     return {**tables, "summary": summary}
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(x) for x in value]
-    return value
 
 
 def _show(name: str, x: float) -> str:

@@ -33,7 +33,8 @@ from model.workload import workload_to_mapping
 from sim.params import SimParams
 
 DESIGNS = ("micro", "mono")
-_TOP_KEYS = frozenset(
+# the top-level keys a semantics file (lab/validation/semantics.py) shares with a validation file
+SHARED_KEYS = frozenset(
     {
         "name",
         "description",
@@ -41,19 +42,15 @@ _TOP_KEYS = frozenset(
         "workload",
         "replications",
         "designs",
-        "durations",
-        "mixes",
-        "fractions",
-        "own_fractions",
         "store",
         "slots",
         "saturation",
-        "bands",
         "options",
         "host_scale",
         "sim_overrides",
     }
 )
+_TOP_KEYS = SHARED_KEYS | {"durations", "mixes", "fractions", "own_fractions", "bands"}
 
 
 @dataclass(frozen=True, slots=True)

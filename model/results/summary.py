@@ -239,6 +239,23 @@ def outcomes(finished: Iterable[JobRecord]) -> dict[str, Any]:
     return gathered.block()
 
 
+# summary.json paths of the metrics that the experiments' summary.csv, the predictions and the paper
+# tabulate, by their column names, in the predictions' column order
+COLUMN_PATHS: dict[str, tuple[str, ...]] = {
+    "completed_per_s": ("throughput", "completed_per_s"),
+    "requests_per_s": ("throughput", "requests_per_s"),
+    "jobs_per_s": ("throughput", "jobs_per_s"),
+    "latency_p50_ms": ("latency_ms", "all", "p50"),
+    "latency_p95_ms": ("latency_ms", "all", "p95"),
+    "latency_p99_ms": ("latency_ms", "all", "p99"),
+    "completion_p50_ms": ("completion_ms", "p50"),
+    "completion_p95_ms": ("completion_ms", "p95"),
+    "completion_p99_ms": ("completion_ms", "p99"),
+    "latency_submit_mean_ms": ("latency_ms", "submit", "mean"),
+    "completion_mean_ms": ("completion_ms", "mean"),
+}
+
+
 def metric(summary: Mapping[str, Any], path: Sequence[str]) -> float | None:
     """The number at `path` in a summary.json mapping (e.g. ("latency_ms", "all", "p99")), or None
     when it is missing, not a number, or not finite."""

@@ -32,15 +32,14 @@ from realsys.config import NodeConfig
 from realsys.convert import (
     fill_assignment_pb,
     from_duration,
+    heartbeat_response,
     job_to_pb,
     outcome_from_pb,
     query_from_pb,
     running_from_pb,
-    running_to_pb,
     spec_from_pb,
     status_to_pb,
     submit_response,
-    to_duration,
     to_timestamp,
 )
 from realsys.decoding import add_servicer
@@ -197,11 +196,9 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         running = running_from_pb(list(request.running))
         renewal, step = self.jobs.renew(self.clock(), request.worker_id, running, request.total_slots)
         self._perform(step)
-        return worker_pb2.HeartbeatResponse(
-            cancel=running_to_pb(renewal.cancel),
-            abandon=running_to_pb(renewal.abandon),
-            heartbeat_interval=to_duration(self.config.core.heartbeat_interval),
-            lease_duration=to_duration(self.config.core.lease_duration),
+        core = self.config.core
+        return heartbeat_response(
+            renewal.cancel, renewal.abandon, core.heartbeat_interval, core.lease_duration
         )
 
     @grpc_errors

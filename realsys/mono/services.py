@@ -31,6 +31,7 @@ from realsys.convert import (
     fill_assignment_pb,
     from_duration,
     from_timestamp,
+    heartbeat_response,
     job_to_pb,
     outcome_from_pb,
     query_from_pb,
@@ -40,7 +41,6 @@ from realsys.convert import (
     spec_from_pb,
     status_to_pb,
     submit_response,
-    to_duration,
 )
 from realsys.logs import get_logger
 from realsys.metrics import NodeMetrics
@@ -159,6 +159,16 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     def _owner(self, job_id: str, context: Context) -> str | None:
         return route_known(self.links, job_id, self.node, context)
 
+    async def _at_owner(self, method: str, request: Any, context: Context, wait: float | None = None) -> Any:
+        """The owner's answer when another node owns request.job_id (the call relayed once, after
+        the relay rules pass a long-poll's `wait`); None when this node owns the job."""
+        owner = self._owner(request.job_id, context)
+        if owner is None:
+            return None
+        if wait is not None:
+            self.core.driver.check_relay(wait)
+        return await self._forward(owner, method, request, context, wait or 0.0)
+
     async def _forward(
         self, node: str, method: str, request: Any, context: Context, wait: float = 0.0
     ) -> Any:
@@ -214,10 +224,9 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
 
     @grpc_errors
     async def GetJobStatus(self, request: client_pb2.GetJobStatusRequest, context: Context) -> job_pb2.Job:
-        owner = self._owner(request.job_id, context)
-        if owner is not None:
-            job: job_pb2.Job = await self._forward(owner, "GetJobStatus", request, context)
-            return job
+        forwarded: job_pb2.Job | None = await self._at_owner("GetJobStatus", request, context)
+        if forwarded is not None:
+            return forwarded
         record = self.core.get(request.job_id)
         return status_to_pb(record, self.node, self.core.estimate(record))
 
@@ -226,12 +235,10 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
         self, request: client_pb2.GetJobResultRequest, context: Context
     ) -> client_pb2.GetJobResultResponse:
         wait = from_duration(request.wait_timeout, "wait_timeout")
-        owner = self._owner(request.job_id, context)
-        if owner is not None:
-            self.core.driver.check_relay(wait)
-            response: client_pb2.GetJobResultResponse = await self._forward(
-                owner, "GetJobResult", request, context, wait
-            )
+        response: client_pb2.GetJobResultResponse | None = await self._at_owner(
+            "GetJobResult", request, context, wait
+        )
+        if response is not None:
             return response
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
         if not job.done:
@@ -241,20 +248,17 @@ class TaskQueueService(client_pb2_grpc.TaskQueueServicer):
     @grpc_errors
     async def WaitJob(self, request: client_pb2.WaitJobRequest, context: Context) -> job_pb2.Job:
         wait = from_duration(request.timeout, "timeout")
-        owner = self._owner(request.job_id, context)
-        if owner is not None:
-            self.core.driver.check_relay(wait)
-            forwarded: job_pb2.Job = await self._forward(owner, "WaitJob", request, context, wait)
+        forwarded: job_pb2.Job | None = await self._at_owner("WaitJob", request, context, wait)
+        if forwarded is not None:
             return forwarded
         job = await self.core.wait_done(request.job_id, cap_wait(wait, remaining(context)))
         return job_to_pb(job, self.node)
 
     @grpc_errors
     async def CancelJob(self, request: client_pb2.CancelJobRequest, context: Context) -> job_pb2.Job:
-        owner = self._owner(request.job_id, context)
-        if owner is not None:
-            job: job_pb2.Job = await self._forward(owner, "CancelJob", request, context)
-            return job
+        forwarded: job_pb2.Job | None = await self._at_owner("CancelJob", request, context)
+        if forwarded is not None:
+            return forwarded
         cancelled = self.core.cancel(request.job_id)
         return job_to_pb(cancelled, self.node)
 
@@ -333,12 +337,7 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
             cancel += more_cancel
             abandon += more_abandon
         config = self.core.config
-        return worker_pb2.HeartbeatResponse(
-            cancel=running_to_pb(cancel),
-            abandon=running_to_pb(abandon),
-            heartbeat_interval=to_duration(config.heartbeat_interval),
-            lease_duration=to_duration(config.lease_duration),
-        )
+        return heartbeat_response(cancel, abandon, config.heartbeat_interval, config.lease_duration)
 
     @grpc_errors
     async def FetchWork(

@@ -4,9 +4,12 @@ the same round, and issue 22's targets as MET / NOT MET lines, from given figure
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import pytest
 
 from lab.bench.figures import Series
-from lab.bench.simulator import SimBench, one_node_params, report
+from lab.bench.simulator import SimBench, ab, main, one_node_params, report
 from sim.params import SimParams
 
 
@@ -60,3 +63,24 @@ def test_real_costs_come_from_the_calibration_or_the_placeholders() -> None:
     assert one_node_params("mono", "ideal", 12, "local").name == "ideal"
     placeholders = one_node_params("micro", "real", 12, "")
     assert (placeholders.name, placeholders.nodes, placeholders.slots) == (SimParams().name, 1, 12)
+
+
+def test_ab_pairs_this_tree_with_another_checkout() -> None:
+    """--ab against this very tree: both sides run, every case gets a paired ratio (timing noise
+    makes its value anything near 1, so only its presence and sign are checked)."""
+    here = str(Path(__file__).resolve().parents[2])
+    text = ab(here, pairs=2, seconds=0.2, jobs=100)
+    lines = text.splitlines()
+    assert "2 pairs" in lines[0]
+    cases = {line.split()[0]: float(line.split("this/other ")[1].split()[0]) for line in lines[1:]}
+    assert set(cases) == {"mono", "micro", "whatif"}
+    assert all(ratio > 0 for ratio in cases.values())
+
+
+def test_ab_refuses_a_folder_that_is_not_a_checkout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--ab", str(tmp_path)])
+    assert stop.value.code != 0
+    assert "not a dtq checkout" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from model.errors import (
 )
 from model.ids import JobIdFactory
 from model.job import CancelledByWorker, Failed, Job, JobError, JobSpec, RetryPolicy, Succeeded
-from model.jobs import JobTable
+from model.jobs import JobTable, Transition
 from model.listing import ListQuery
 from model.states import IllegalTransition, JobState
 
@@ -265,6 +265,11 @@ def test_cancel_running_then_worker_acks() -> None:
     renewal = table.renew(2.0, "w1", [(job_id, 1)])
     assert renewal.cancel == [(job_id, 1)] and renewal.abandon == [] and renewal.renewed == 1
     done = table.complete(3.0, job_id, 1, "w1", CancelledByWorker())
+    assert_cancelled(done, job_id)
+
+
+def assert_cancelled(done: Transition, job_id: str) -> None:
+    """The attempt's end left the job CANCELLED, with its CANCELLED error and a JobFinished."""
     assert done.job.state is JobState.CANCELLED
     assert done.commands == [JobFinished(job_id, JobState.CANCELLED)]
     assert done.job.error is not None and done.job.error.reason == "CANCELLED"
@@ -284,9 +289,7 @@ def test_cancelling_job_is_never_retried(outcome: Failed) -> None:
     job_id = running(table)
     table.cancel(1.0, job_id)
     done = table.complete(2.0, job_id, 1, "w1", outcome)
-    assert done.job.state is JobState.CANCELLED
-    assert done.commands == [JobFinished(job_id, JobState.CANCELLED)]
-    assert done.job.error is not None and done.job.error.reason == "CANCELLED"
+    assert_cancelled(done, job_id)
 
 
 def test_cancelling_job_whose_lease_lapses_is_cancelled() -> None:

@@ -76,29 +76,26 @@ def test_unspecified_is_only_left_by_submit_and_never_entered() -> None:
     assert next_state(JobState.STATE_UNSPECIFIED, Event.SUBMIT) is JobState.PENDING
 
 
-def test_every_state_is_reachable_from_submit() -> None:
-    reached = {JobState.STATE_UNSPECIFIED}
-    frontier = [JobState.STATE_UNSPECIFIED]
+def _reachable(start: JobState) -> set[JobState]:
+    """The states TRANSITIONS can lead to from `start`, `start` included."""
+    seen = {start}
+    frontier = [start]
     while frontier:
         src = frontier.pop()
         for (s, _), dst in TRANSITIONS.items():
-            if s is src and dst not in reached:
-                reached.add(dst)
+            if s is src and dst not in seen:
+                seen.add(dst)
                 frontier.append(dst)
-    assert reached == set(JobState)
+    return seen
+
+
+def test_every_state_is_reachable_from_submit() -> None:
+    assert _reachable(JobState.STATE_UNSPECIFIED) == set(JobState)
 
 
 def test_every_non_terminal_state_can_reach_a_terminal_state() -> None:
     for start in set(JobState) - TERMINAL:
-        seen = {start}
-        frontier = [start]
-        while frontier:
-            src = frontier.pop()
-            for (s, _), dst in TRANSITIONS.items():
-                if s is src and dst not in seen:
-                    seen.add(dst)
-                    frontier.append(dst)
-        assert seen & TERMINAL, start
+        assert _reachable(start) & TERMINAL, start
 
 
 def test_a_cancelling_job_never_runs_again() -> None:

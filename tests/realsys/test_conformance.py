@@ -25,6 +25,7 @@ from model.states import JobState
 from realsys import cluster
 from realsys.client import DtqClient
 from realsys.convert import to_duration
+from tests.realsys.conftest import sleep_payload
 
 pytestmark = pytest.mark.slow
 
@@ -37,10 +38,6 @@ FAST = {
     "DTQ_DRAIN_TIMEOUT": "2.0",
 }
 TERMINAL = {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
-
-
-def sleep_payload(seconds: float) -> bytes:
-    return json.dumps({"seconds": seconds}).encode()
 
 
 @pytest.fixture(scope="module", params=DESIGNS)

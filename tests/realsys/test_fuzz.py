@@ -34,17 +34,10 @@ from dtq.v1 import (
 )
 from model.config import CoreConfig
 from model.states import JobState
-from realsys.cluster import free_ports
-from realsys.config import NodeConfig, SecurityConfig, grpc_options
-from realsys.metrics import NodeMetrics
-from realsys.micro.coordinator import CoordinatorRole
-from realsys.micro.gateway import GatewayRole
-from realsys.micro.job import JobRole
-from realsys.micro.queue import QueueRole
-from realsys.micro.result import ResultRole
-from realsys.mono import MonoNode
+from realsys.config import SecurityConfig, grpc_options
 from realsys.security import ChannelSecurity, may_act_as, new_token, open_channel, write_cluster_pki
-from realsys.server import RunningRole, start_role
+from realsys.server import RunningRole
+from tests.realsys.conftest import MICRO_ROLES, security_config, start_roles, stop_roles
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,41 +77,25 @@ class LoopThread:
         self.thread.join(10)
 
 
+# the NodeConfig fields every fuzzed role and node shares (no in-process workers: the tests act as them)
+SETTINGS: dict[str, Any] = {
+    "slots": 0,
+    "metrics_port": -1,
+    "rpc_timeout": 2.0,
+    "fetch_wait": 0.2,
+    "drain_timeout": 0.5,
+}
+
+
 async def start_micro(
     root: Path, core: CoreConfig, store: str = "memory", security: Security | None = None
 ) -> tuple[list[RunningRole], str, str]:
     """Design A's five services (no worker: the tests act as the worker).
 
     Returns (roles, the gateway's address, the coordinator's: the worker API)."""
-    names = ("result", "queue", "job", "coordinator", "gateway")
-    services = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
-    types: dict[str, Any] = {
-        "result": ResultRole,
-        "queue": QueueRole,
-        "job": JobRole,
-        "coordinator": CoordinatorRole,
-        "gateway": GatewayRole,
-    }
-    running: list[RunningRole] = []
-    for name in names:
-        config = NodeConfig(
-            design="micro",
-            role=name,  # type: ignore[arg-type]
-            name=name,
-            listen=services[name],
-            data_dir=root / name,
-            store=store,  # type: ignore[arg-type]
-            slots=0,
-            core=core,
-            services=services,
-            metrics_port=-1,
-            rpc_timeout=2.0,
-            fetch_wait=0.2,
-            drain_timeout=0.5,
-            **({"security": security(name)} if security else {}),
-        )
-        metrics = NodeMetrics(name, name, "micro")
-        running.append(await start_role(config, types[name](config, metrics), metrics))
+    running, services = await start_roles(
+        "micro", root, tuple(MICRO_ROLES), security, store=store, core=core, **SETTINGS
+    )
     return running, services["gateway"], services["coordinator"]
 
 
@@ -127,33 +104,8 @@ async def start_mono(
 ) -> tuple[list[RunningRole], str, str]:
     """Design B nodes without in-process workers. Returns (nodes, n1's address twice: both APIs)."""
     names = [f"n{i + 1}" for i in range(nodes)]
-    peers = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(nodes), strict=True)}
-    running: list[RunningRole] = []
-    for name in names:
-        config = NodeConfig(
-            design="mono",
-            role="node",
-            name=name,
-            listen=peers[name],
-            data_dir=root / name,
-            store=store,  # type: ignore[arg-type]
-            slots=0,
-            core=core,
-            peers=peers,
-            metrics_port=-1,
-            rpc_timeout=2.0,
-            fetch_wait=0.2,
-            drain_timeout=0.5,
-            **({"security": security(name)} if security else {}),
-        )
-        metrics = NodeMetrics(name, "node", "mono")
-        running.append(await start_role(config, MonoNode(config, metrics), metrics))
+    running, peers = await start_roles("mono", root, names, security, store=store, core=core, **SETTINGS)
     return running, peers[names[0]], peers[names[0]]
-
-
-async def stop_all(running: list[RunningRole]) -> None:
-    for role in reversed(running):
-        await asyncio.wait_for(role.stop(), 10)
 
 
 @dataclass
@@ -245,8 +197,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         for target in targets:
             target.channel.close()
             target.worker_channel.close()
-        loop.run(stop_all(micro))
-        loop.run(stop_all(mono))
+        loop.run(stop_roles(micro))
+        loop.run(stop_roles(mono))
         loop.close()
 
 
@@ -642,14 +594,7 @@ def secure_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Secur
     pki = write_cluster_pki(root / "tls", names)
 
     def security(name: str) -> SecurityConfig:
-        return SecurityConfig(
-            tls_cert=pki.nodes[name].cert,
-            tls_key=pki.nodes[name].key,
-            tls_ca=pki.ca,
-            client_tokens=(CLIENT_TOKEN,),
-            worker_tokens=(f"good:{GOOD_TOKEN}", f"evil:{EVIL_TOKEN}"),
-            internal_token=INTERNAL_TOKEN,
-        )
+        return security_config(pki, name, CLIENT_TOKEN, GOOD_TOKEN, EVIL_TOKEN, INTERNAL_TOKEN)
 
     loop = LoopThread()
     micro, *micro_addresses = loop.run(start_micro(root / "micro", CORE, security=security))
@@ -685,8 +630,8 @@ def secure_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Secur
         for target in targets:
             for channel in target.channels:
                 channel.close()
-        loop.run(stop_all(micro))
-        loop.run(stop_all(mono))
+        loop.run(stop_roles(micro))
+        loop.run(stop_roles(mono))
         loop.close()
 
 
@@ -794,14 +739,7 @@ def test_an_aborted_report_leaves_the_result_untouched(tmp_path: Path, design: s
     )
 
     def security(name: str) -> SecurityConfig:
-        return SecurityConfig(
-            tls_cert=pki.nodes[name].cert,
-            tls_key=pki.nodes[name].key,
-            tls_ca=pki.ca,
-            client_tokens=(CLIENT_TOKEN,),
-            worker_tokens=(f"good:{GOOD_TOKEN}", f"evil:{EVIL_TOKEN}"),
-            internal_token=INTERNAL_TOKEN,
-        )
+        return security_config(pki, name, CLIENT_TOKEN, GOOD_TOKEN, EVIL_TOKEN, INTERNAL_TOKEN)
 
     start = start_micro if design == "micro" else start_mono
     loop = LoopThread()
@@ -848,7 +786,7 @@ def test_an_aborted_report_leaves_the_result_untouched(tmp_path: Path, design: s
     finally:
         for channel in dict.fromkeys(channels):
             channel.close()
-        loop.run(stop_all(running))
+        loop.run(stop_roles(running))
         loop.close()
 
 
@@ -889,5 +827,5 @@ def test_design_a_result_put_ahead_of_time_is_replaced_by_the_lease_holders(tmp_
     finally:
         for channel in channels:
             channel.close()
-        loop.run(stop_all(running))
+        loop.run(stop_roles(running))
         loop.close()

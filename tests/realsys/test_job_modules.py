@@ -20,6 +20,7 @@ from realsys import cluster
 from realsys.client import DtqClient
 from realsys.config import load_config
 from realsys.worker import load_job_modules, registry
+from tests.realsys.conftest import serve_errors
 
 MONO_ENV = {"DTQ_ROLE": "node", "DTQ_NAME": "n1", "DTQ_PEERS": "n1=127.0.0.1:5000"}
 
@@ -52,20 +53,11 @@ def test_serve_with_a_bad_module_exits_2_with_one_line(role: str, tmp_path: Path
         env |= {**MONO_ENV, "DTQ_PEERS": "n1=127.0.0.1:1", "DTQ_LISTEN": "127.0.0.1:0"}
     else:
         env |= {"DTQ_ROLE": "worker", "DTQ_SERVICES": "coordinator=127.0.0.1:1", "DTQ_LISTEN": "127.0.0.1:0"}
-    out = subprocess.run(
-        [sys.executable, "-m", "realsys", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 2, out
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    lines = serve_errors(env)
     assert lines == [
         "dtq: bad configuration: DTQ_JOB_MODULES: cannot import 'no_such_module_xyz': "
         "ModuleNotFoundError: No module named 'no_such_module_xyz'"
-    ], out.stderr
+    ], lines
 
 
 OWN_MODULE = """
@@ -133,5 +125,5 @@ def test_cluster_up_with_a_bad_module_says_why_in_one_line(tmp_path: Path) -> No
     )
     assert out.returncode != 0
     lines = [line for line in out.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "cannot import 'no_such_module_xyz'" in lines[0], out.stderr
+    assert len(lines) == 1 and "cannot import 'no_such_module_xyz'" in lines[0], lines
     assert not (tmp_path / "c" / "cluster.json").exists()

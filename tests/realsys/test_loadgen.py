@@ -43,6 +43,7 @@ from realsys.client import DtqClient
 from realsys.cluster import free_ports
 from realsys.config import NodeConfig
 from realsys.loadgen import (
+    LoadResult,
     job_payload,
     run_load,
     run_load_processes,
@@ -480,6 +481,11 @@ def test_closed_loop_wait_mode_against_a_real_cluster(mono: ThreadCluster, submi
 
 
 # ---------------------------------------------------------------------------- per-job settings, for real
+def _run_on_mono(mono: ThreadCluster, spec: WorkloadSpec) -> LoadResult:
+    """`spec` through the load generator against every node of `mono` (5 s timeouts and drain)."""
+    return run_load_sync(dtq_target_spec(list(mono.addresses.values()), 5.0, "mono"), spec, drain_timeout=5.0)
+
+
 def _submits_by_time(spec: WorkloadSpec) -> dict[float, Any]:
     trace = open_loop_trace(spec)
     return {float(trace.times[i]): trace.job(i) for i in range(len(trace)) if trace.ops[i] == Op.SUBMIT}
@@ -507,9 +513,7 @@ def test_a_fail_workload_fails_as_drawn_with_its_own_settings(mono: ThreadCluste
         }
     )
     drawn = _submits_by_time(spec)
-    result = run_load_sync(
-        dtq_target_spec(list(mono.addresses.values()), 5.0, "mono"), spec, drain_timeout=5.0
-    )
+    result = _run_on_mono(mono, spec)
     assert len(result.jobs) == len(drawn) > 20
     states = collections.Counter()
     for record in result.jobs:
@@ -548,9 +552,7 @@ def test_timeouts_are_recorded_with_their_reason(mono: ThreadCluster) -> None:
             "seed": 5,
         }
     )
-    result = run_load_sync(
-        dtq_target_spec(list(mono.addresses.values()), 5.0, "mono"), spec, drain_timeout=5.0
-    )
+    result = _run_on_mono(mono, spec)
     assert result.jobs
     for record in result.jobs:
         assert (record.final_state, record.attempts, record.reason) == (JobState.FAILED, 2, "TIMEOUT")
@@ -572,9 +574,7 @@ def test_dtq_load_ages_a_cluster_first(mono: ThreadCluster) -> None:
         }
     )
     drawn = prefill_jobs(spec)
-    result = run_load_sync(
-        dtq_target_spec(list(mono.addresses.values()), 5.0, "mono"), spec, drain_timeout=5.0
-    )
+    result = _run_on_mono(mono, spec)
 
     async def listed() -> collections.Counter[str]:
         async with DtqClient(list(mono.addresses.values())) as client:

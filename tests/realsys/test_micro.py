@@ -26,7 +26,6 @@ from dtq.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from model.config import CoreConfig
 from model.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from model.job import JobSpec
 from model.states import JobState
@@ -43,8 +42,14 @@ from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.micro.worker import WorkerRole
 from realsys.server import RunningRole, start_role
-from realsys.status import RETRY_AFTER_KEY
 from realsys.worker import HandlerRegistry, JobContext
+from tests.realsys.conftest import (
+    Closing,
+    assert_unavailable,
+    assert_wait_backs_off,
+    fast_core,
+    sleep_payload,
+)
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -56,20 +61,7 @@ ROLE_TYPES: dict[str, Any] = {
     "coordinator": CoordinatorRole,
     "result": ResultRole,
 }
-CORE = CoreConfig(
-    lease_duration=1.0,
-    heartbeat_interval=0.2,
-    worker_ttl=1.0,
-    reservation_hold=1.0,
-    default_initial_backoff=0.05,
-    default_max_backoff=0.2,
-    default_max_attempts=3,
-    max_payload_bytes=4096,
-)
-
-
-def sleep_payload(seconds: float) -> bytes:
-    return json.dumps({"seconds": seconds}).encode()
+CORE = fast_core(lease_duration=1.0, worker_ttl=1.0, reservation_hold=1.0, default_max_attempts=3)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
@@ -80,7 +72,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float, what:
         await asyncio.sleep(0.05)
 
 
-class MicroCluster:
+class MicroCluster(Closing):
     """The six roles on pre-allocated loopback ports (job and coordinator call each other, and a
     restarted service must come back on the same address)."""
 
@@ -153,20 +145,14 @@ class MicroCluster:
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MicroCluster]:
-    c = MicroCluster(tmp_path, request.param)
-    try:
+    async with MicroCluster(tmp_path, request.param) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture
 async def sqlite_cluster(tmp_path: Path) -> AsyncIterator[MicroCluster]:
-    c = MicroCluster(tmp_path, "sqlite")
-    try:
+    async with MicroCluster(tmp_path, "sqlite") as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture
@@ -579,11 +565,7 @@ async def test_a_draining_job_service_answers_long_polls_unavailable_with_a_retr
             await asyncio.sleep(0.3)
             started = time.monotonic()
             await cluster.role("job").drain()
-            for call in [*calls, stub.WaitJob(wait, timeout=25)]:  # a new long-poll too
-                with pytest.raises(grpc.aio.AioRpcError) as info:
-                    await call
-                assert info.value.code() is grpc.StatusCode.UNAVAILABLE
-                assert dict(info.value.trailing_metadata() or ())[RETRY_AFTER_KEY] == "1000"
+            await assert_unavailable([*calls, stub.WaitJob(wait, timeout=25)], "1000")  # a new long-poll too
             assert time.monotonic() - started < 2.0
         finally:
             await channel.close(None)
@@ -595,10 +577,4 @@ async def test_a_draining_job_service_answers_long_polls_unavailable_with_a_retr
             )
             return sample or 0.0
 
-        before = wait_calls()
-        started = time.monotonic()
-        with pytest.raises(Unavailable):
-            await client.wait(job_id, timeout=3.0)
-        assert time.monotonic() - started < 4.0
-        # 1 s between tries: a handful of calls in 3 s, not a client re-polling at once
-        assert 1 <= wait_calls() - before <= 6, wait_calls() - before
+        await assert_wait_backs_off(client, job_id, wait_calls, most=6)

@@ -4,7 +4,6 @@ DtqClient (and raw stubs for the worker API). Every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from dtq.v1 import (
     worker_pb2,
     worker_pb2_grpc,
 )
-from model.config import CoreConfig
 from model.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from model.ids import owner_of, parse_job_id
 from model.job import JobSpec
@@ -37,27 +35,16 @@ from realsys.mono import MonoNode
 from realsys.mono.peers import request_home
 from realsys.server import RunningRole, start_role
 from realsys.targets import DtqTarget
+from tests.realsys.conftest import Closing, fast_core, sleep_payload
 
 pytestmark = pytest.mark.timeout(60)
 
 NODES = ("n1", "n2", "n3")
-CORE = CoreConfig(
-    lease_duration=2.0,
-    heartbeat_interval=0.2,
-    worker_ttl=2.0,
-    default_initial_backoff=0.05,
-    default_max_backoff=0.2,
-    max_pending=60,
-    max_payload_bytes=4096,
-)
-
-
-def sleep_payload(seconds: float) -> bytes:
-    return json.dumps({"seconds": seconds}).encode()
+CORE = fast_core(lease_duration=2.0, worker_ttl=2.0, max_pending=60)
 
 
 @dataclass
-class Cluster:
+class Cluster(Closing):
     """Three nodes that know each other's (pre-picked) ports; nodes can be stopped and restarted."""
 
     tmp: Path
@@ -141,21 +128,15 @@ async def make_cluster(tmp: Path, store: Store = "memory", slots: int = 2, steal
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = await make_cluster(tmp_path, request.param)
-    try:
+    async with await make_cluster(tmp_path, request.param) as c:
         yield c
-    finally:
-        await c.close()
 
 
 @pytest.fixture
 async def idle(tmp_path: Path) -> AsyncIterator[Cluster]:
     """No worker slots anywhere: jobs stay PENDING until a test's own (raw) worker takes them."""
-    c = await make_cluster(tmp_path, "memory", slots=0)
-    try:
+    async with await make_cluster(tmp_path, "memory", slots=0) as c:
         yield c
-    finally:
-        await c.close()
 
 
 async def wait_state(client: DtqClient, job_id: str, states: set[JobState], timeout: float = 5.0) -> None:

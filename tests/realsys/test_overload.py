@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -19,6 +20,7 @@ import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,17 +41,13 @@ from lab.procfs import rss_mib
 from model.config import CoreConfig
 from model.jobs import JobTable
 from model.states import JobState
-from realsys.cluster import free_ports
-from realsys.config import NodeConfig, grpc_options
-from realsys.metrics import NodeMetrics
-from realsys.micro.coordinator import CoordinatorRole
-from realsys.micro.gateway import GatewayRole
+from realsys.config import grpc_options
 from realsys.micro.job import JobRole
-from realsys.micro.queue import QueueRole
 from realsys.micro.result import ResultRole
 from realsys.mono import MonoNode
-from realsys.server import RunningRole, start_role
+from realsys.server import RunningRole
 from realsys.storage import WAL_RESTART_BYTES
+from tests.realsys.conftest import MICRO_ROLES, Closing, start_roles, stop_roles
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,38 +60,27 @@ CORE = CoreConfig(
     max_payload_bytes=1024,
     result_ttl=1.0,
 )
-MICRO_TYPES: dict[str, Any] = {
-    "result": ResultRole,
-    "queue": QueueRole,
-    "job": JobRole,
-    "coordinator": CoordinatorRole,
-    "gateway": GatewayRole,
-}
 
 
-class Deployment:
+@dataclass(eq=False)
+class Deployment(Closing):
     """One design on loopback without in-process workers (the test is the worker). Design B runs
     `nodes` nodes; the client and worker stubs talk to n1."""
 
-    def __init__(
-        self, design: str, root: Path, store: str, core: CoreConfig = CORE, nodes: int = 1, slots: int = 0
-    ) -> None:
-        self.design = design
-        self.root = root
-        self.store = store
-        self.core = core
-        self.nodes = nodes
-        self.slots = slots  # Design B: each node's own worker slots
-        self.running: list[RunningRole] = []
-        self.client_address = ""
-        self.worker_address = ""
-        self.channels: list[grpc.aio.Channel] = []
+    design: str
+    root: Path
+    store: str
+    core: CoreConfig = CORE
+    nodes: int = 1
+    slots: int = 0  # Design B: each node's own worker slots
+    running: list[RunningRole] = field(default_factory=list, init=False)
+    client_address: str = field(default="", init=False)
+    worker_address: str = field(default="", init=False)
+    channels: list[grpc.aio.Channel] = field(default_factory=list, init=False)
 
     async def start(self) -> None:
         common: dict[str, Any] = {
-            "data_dir": self.root,
             "store": self.store,
-            "slots": 0,
             "core": self.core,
             "steal_interval": 0.02,
             "metrics_port": -1,
@@ -102,36 +89,14 @@ class Deployment:
             "drain_timeout": 0.5,
         }
         if self.design == "micro":
-            names = tuple(MICRO_TYPES)
-            services = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
-            for name in names:
-                config = NodeConfig(
-                    **{**common, "data_dir": self.root / name},
-                    design="micro",
-                    role=name,
-                    name=name,
-                    listen=services[name],
-                    services=services,
-                )
-                metrics = NodeMetrics(name, name, "micro")
-                self.running.append(await start_role(config, MICRO_TYPES[name](config, metrics), metrics))
+            self.running, services = await start_roles(
+                "micro", self.root, tuple(MICRO_ROLES), slots=0, **common
+            )
             self.client_address, self.worker_address = services["gateway"], services["coordinator"]
         else:
             names = [f"n{i + 1}" for i in range(self.nodes)]
-            peers = {n: f"127.0.0.1:{p}" for n, p in zip(names, free_ports(len(names)), strict=True)}
-            for name in names:
-                config = NodeConfig(
-                    **{**common, "data_dir": self.root / name, "slots": self.slots},
-                    design="mono",
-                    role="node",
-                    name=name,
-                    listen=peers[name],
-                    peers=peers,
-                )
-                metrics = NodeMetrics(name, "node", "mono")
-                self.running.append(await start_role(config, MonoNode(config, metrics), metrics))
-            self.peers = peers
-            self.client_address = self.worker_address = peers["n1"]
+            self.running, self.peers = await start_roles("mono", self.root, names, slots=self.slots, **common)
+            self.client_address = self.worker_address = self.peers["n1"]
 
     def stubs(self, client_address: str = "") -> tuple[Any, Any]:
         client = grpc.aio.insecure_channel(client_address or self.client_address, options=grpc_options())
@@ -154,38 +119,39 @@ class Deployment:
 
     def job_rows(self) -> int:
         """Rows in the SQLite job table(s) of this deployment."""
-        total = 0
-        for path in self.root.rglob("*.sqlite3"):
-            with sqlite3.connect(path) as conn:
-                has = conn.execute("SELECT name FROM sqlite_master WHERE name = 'jobs'").fetchone()
-                if has:
-                    total += conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-        return total
+        return self.rows("jobs")
 
     def result_rows(self) -> int:
+        return self.rows("results")
+
+    def rows(self, table: str) -> int:
+        """Rows in the SQLite tables named `table` of this deployment."""
         total = 0
         for path in self.root.rglob("*.sqlite3"):
             with sqlite3.connect(path) as conn:
-                has = conn.execute("SELECT name FROM sqlite_master WHERE name = 'results'").fetchone()
+                has = conn.execute("SELECT name FROM sqlite_master WHERE name = ?", (table,)).fetchone()
                 if has:
-                    total += conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+                    total += conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         return total
 
     async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close(None)
-        for role in reversed(self.running):
-            await asyncio.wait_for(role.stop(), 10)
+        await stop_roles(self.running, self.channels)
+
+
+@contextlib.asynccontextmanager
+async def deployed(
+    design: str, root: Path, store: str, core: CoreConfig = CORE, nodes: int = 1, slots: int = 0
+) -> AsyncIterator[Deployment]:
+    """A started Deployment, closed at the end of the block."""
+    async with Deployment(design, root, store, core, nodes, slots) as d:
+        await d.start()
+        yield d
 
 
 @pytest.fixture(params=["micro", "mono"])
 async def deployment(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
-    d = Deployment(request.param, tmp_path, "sqlite")
-    await d.start()
-    try:
+    async with deployed(request.param, tmp_path, "sqlite") as d:
         yield d
-    finally:
-        await d.close()
 
 
 async def _submit(
@@ -296,12 +262,8 @@ BIG_PAYLOAD = b"p" * (MIB - 200)
 
 @pytest.fixture(params=["micro", "mono"])
 async def big(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
-    d = Deployment(request.param, tmp_path, "memory", BIG, nodes=2)
-    await d.start()
-    try:
+    async with deployed(request.param, tmp_path, "memory", BIG, nodes=2) as d:
         yield d
-    finally:
-        await d.close()
 
 
 async def _states(client: Any, job_ids: list[str]) -> list[tuple[JobState, int]]:
@@ -363,9 +325,7 @@ async def test_stolen_large_jobs_run_once_end_to_end(tmp_path: Path) -> None:
     StealWork failed "Sent message larger than max" after leasing them, and 36 of 60 jobs needed a
     second attempt. Now the victim's reply stays within the byte budget and every job succeeds at its
     first attempt."""
-    d = Deployment("mono", tmp_path, "memory", BIG, nodes=2, slots=12)
-    await d.start()
-    try:
+    async with deployed("mono", tmp_path, "memory", BIG, nodes=2, slots=12) as d:
         client, _ = d.stubs()
         payload = json.dumps({"seconds": 0.3, "pad": "p" * (MIB - 200)}).encode()
         request = client_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(job_type="sleep", payload=payload))
@@ -380,8 +340,6 @@ async def test_stolen_large_jobs_run_once_end_to_end(tmp_path: Path) -> None:
         assert states == [(JobState.SUCCEEDED, 1)] * 60, states
         stolen = d.running[1].metrics.registry.get_sample_value("dtq_stolen_total") or 0.0
         assert stolen > 0  # n2 took some: steals of large jobs went through
-    finally:
-        await d.close()
 
 
 def _max_labels(i: int) -> dict[str, str]:
@@ -491,12 +449,8 @@ def settled_rss_mib() -> float:
 
 @pytest.fixture(params=["micro", "mono"])
 async def flood(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
-    d = Deployment(request.param, tmp_path, "sqlite", FLOOD)
-    await d.start()
-    try:
+    async with deployed(request.param, tmp_path, "sqlite", FLOOD) as d:
         yield d
-    finally:
-        await d.close()
 
 
 async def test_byte_flood_of_fast_jobs_stays_within_the_byte_budget(flood: Deployment) -> None:
@@ -555,12 +509,8 @@ STRAY = CoreConfig(lease_duration=5.0, heartbeat_interval=0.2, worker_ttl=0.5)
 
 @pytest.fixture(params=["micro", "mono"])
 async def stray(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Deployment]:
-    d = Deployment(request.param, tmp_path, "memory", STRAY)
-    await d.start()
-    try:
+    async with deployed(request.param, tmp_path, "memory", STRAY) as d:
         yield d
-    finally:
-        await d.close()
 
 
 async def test_stray_heartbeats_cost_no_release_and_no_log_lines(

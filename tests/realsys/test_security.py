@@ -38,11 +38,6 @@ from realsys.config import (
     split_worker_token,
 )
 from realsys.metrics import NodeMetrics
-from realsys.micro.coordinator import CoordinatorRole
-from realsys.micro.gateway import GatewayRole
-from realsys.micro.job import JobRole
-from realsys.micro.queue import QueueRole
-from realsys.micro.result import ResultRole
 from realsys.micro.worker import WorkerRole
 from realsys.mono import MonoNode
 from realsys.security import (
@@ -54,6 +49,7 @@ from realsys.security import (
     write_cluster_pki,
 )
 from realsys.server import RunningRole, start_role
+from tests.realsys.conftest import MICRO_ROLES, Closing, security_config, stop_roles
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,14 +58,7 @@ EVIL = new_token()  # a second worker token: a worker-token holder who is not th
 MICRO_ORDER = ("result", "queue", "job", "coordinator", "worker", "gateway")  # callees first
 MONO_NODES = ("n1", "n2")
 CORE = CoreConfig(lease_duration=2.0, heartbeat_interval=0.2, worker_ttl=2.0)
-MICRO_TYPES: dict[str, Any] = {
-    "gateway": GatewayRole,
-    "job": JobRole,
-    "queue": QueueRole,
-    "coordinator": CoordinatorRole,
-    "result": ResultRole,
-    "worker": WorkerRole,
-}
+MICRO_TYPES: dict[str, Any] = {**MICRO_ROLES, "worker": WorkerRole}
 
 
 def make_stub(factory: Any, channel: grpc.aio.Channel) -> Any:
@@ -83,18 +72,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> ClusterPki:
 
 
 def security_for(pki: ClusterPki, name: str) -> SecurityConfig:
-    return SecurityConfig(
-        tls_cert=pki.nodes[name].cert,
-        tls_key=pki.nodes[name].key,
-        tls_ca=pki.ca,
-        client_tokens=(CLIENT,),
-        # the worker process acts as good-<random>; EVIL may act only as evil or evil-<suffix>
-        worker_tokens=(f"good:{WORKER}", f"evil:{EVIL}"),
-        internal_token=INTERNAL,
-    )
+    # the worker process acts as good-<random>; EVIL may act only as evil or evil-<suffix>
+    return security_config(pki, name, CLIENT, WORKER, EVIL, INTERNAL)
 
 
-class SecureCluster:
+class SecureCluster(Closing):
     """One design's nodes in this process, every one with TLS and tokens."""
 
     def __init__(self, design: str, root: Path, pki: ClusterPki, store: str = "memory") -> None:
@@ -161,22 +143,16 @@ class SecureCluster:
         return peer.ListLocalJobs(client_pb2.ListJobsRequest(), timeout=3.0)
 
     async def close(self) -> None:
-        for channel in self.channels:
-            await channel.close(None)
-        for running in reversed(self.running):
-            await asyncio.wait_for(running.stop(), 10)
+        await stop_roles(self.running, self.channels)
 
 
 @pytest.fixture(params=["micro", "mono"])
 async def secure(
     request: pytest.FixtureRequest, tmp_path: Path, pki: ClusterPki
 ) -> AsyncIterator[SecureCluster]:
-    c = SecureCluster(request.param, tmp_path, pki)
-    try:
+    async with SecureCluster(request.param, tmp_path, pki) as c:
         await c.start()
         yield c
-    finally:
-        await c.close()
 
 
 async def rpc_failure(call: Any) -> grpc.aio.AioRpcError:

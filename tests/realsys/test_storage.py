@@ -4,7 +4,7 @@ import dataclasses
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,8 +28,6 @@ from realsys.convert import spec_to_pb
 from realsys.storage import (
     JobRecords,
     MemoryJobRecords,
-    QueueEntries,
-    Results,
     SqliteJobRecords,
     StoredOutcome,
     open_job_records,
@@ -375,14 +373,9 @@ def test_any_job_round_trips_through_sqlite(job: Job) -> None:
 
 
 # ---------------------------------------------------------------------------- queue entries
-@pytest.fixture
-def queue_factory(tmp_path: Path, store: str) -> Callable[[], QueueEntries]:
+def test_queue_entries(tmp_path: Path, store: str) -> None:
     config = make_config(tmp_path, store)
-    return lambda: open_queue_entries(config)
-
-
-def test_queue_entries(queue_factory: Callable[[], QueueEntries], store: str) -> None:
-    q = queue_factory()
+    q = open_queue_entries(config)
     q.put([("a", 1, 0.0, ""), ("b", 5, 10.5, "x"), ("c", -3, 1.25, "")])
     q.put([("a", 2, 3.0, "y")])  # replaced: new values, moved to the back
     q.delete(["c", "missing"])
@@ -391,20 +384,15 @@ def test_queue_entries(queue_factory: Callable[[], QueueEntries], store: str) ->
     q.put([])
     q.delete([])
     q.close()
-    reopened = queue_factory()
+    reopened = open_queue_entries(config)
     assert reopened.load_all() == (want if store == "sqlite" else [])
     reopened.close()
 
 
 # ---------------------------------------------------------------------------- results
-@pytest.fixture
-def results_factory(tmp_path: Path, store: str) -> Callable[[], Results]:
+def test_results(tmp_path: Path, store: str) -> None:
     config = make_config(tmp_path, store)
-    return lambda: open_results(config)
-
-
-def test_results(results_factory: Callable[[], Results], store: str) -> None:
-    r = results_factory()
+    r = open_results(config)
     outcomes: dict[tuple[str, int], StoredOutcome] = {
         ("j1", 1): Failed(JobError("first try", retryable=True, reason="HANDLER_ERROR")),
         ("j1", 2): Succeeded(b"\x00result"),
@@ -423,6 +411,6 @@ def test_results(results_factory: Callable[[], Results], store: str) -> None:
     r.delete([("j2", 1), ("nope", 9)])  # retention; unknown keys are ignored
     assert r.get("j2", 1) is None and ("j2", 1) not in r.stored_keys()
     r.close()
-    reopened = results_factory()
+    reopened = open_results(config)
     assert reopened.get("j1", 2) == (Succeeded(b"\x00result") if store == "sqlite" else None)
     reopened.close()

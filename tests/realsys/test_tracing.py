@@ -18,6 +18,7 @@ from realsys import cluster
 from realsys.client import DtqClient
 from realsys.config import load_config
 from realsys.tracing import job_ids_of, parse_traceparent, read_spans
+from tests.realsys.conftest import serve_errors
 
 
 def test_job_ids_come_from_requests_and_responses() -> None:
@@ -132,16 +133,7 @@ def test_a_trace_dir_that_cannot_be_written_is_one_line_exit_2(tmp_path: Path) -
         "DTQ_DATA_DIR": str(tmp_path / "data"),
         "DTQ_TRACE_DIR": str(blocker / "spans"),
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "realsys", "serve"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert out.returncode == 2, out
-    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    lines = serve_errors(env)
     assert len(lines) == 1 and lines[0].startswith("dtq: bad configuration: DTQ_TRACE_DIR: cannot write"), (
         lines
     )

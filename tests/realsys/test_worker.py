@@ -30,10 +30,9 @@ from model.workload import attempt_uniform
 from realsys.convert import (
     assignment_to_pb,
     from_duration,
+    heartbeat_response,
     outcome_from_pb,
     running_from_pb,
-    running_to_pb,
-    to_duration,
 )
 from realsys.status import grpc_errors
 from realsys.worker import (
@@ -633,11 +632,8 @@ class FakeWorkers(worker_pb2_grpc.WorkersServicer):
         reply = await self.inner.heartbeat(
             request.worker_id, request.total_slots, request.free_slots, running_from_pb(list(request.running))
         )
-        return worker_pb2.HeartbeatResponse(
-            cancel=running_to_pb(list(reply.cancel)),
-            abandon=running_to_pb(list(reply.abandon)),
-            heartbeat_interval=to_duration(reply.interval),
-            lease_duration=to_duration(reply.lease_duration),
+        return heartbeat_response(
+            list(reply.cancel), list(reply.abandon), reply.interval, reply.lease_duration
         )
 
     @grpc_errors

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from model.workload import Distribution, OpenLoop, RequestMix, WorkloadSpec
+from typing import Any
+
+from model.workload import Distribution, OpenLoop, RequestMix, WorkloadSpec, workload_from_mapping
 
 
 def mixed_workload(rate: float = 150.0, run_time: float = 3.0, seed: int = 7) -> WorkloadSpec:
@@ -15,3 +17,16 @@ def mixed_workload(rate: float = 150.0, run_time: float = 3.0, seed: int = 7) ->
         warmup=0.5,
         seed=seed,
     )
+
+
+def submits(**changes: Any) -> WorkloadSpec:
+    """Open-loop submits of 10 ms jobs (workload file keys; `changes` replace top-level keys)."""
+    spec = {
+        "arrival": {"kind": "open", "rate": 100},
+        "mix": {"submit": 1.0},
+        "duration": {"kind": "constant", "mean": 0.01},
+        "run_time": 2.0,
+        "warmup": 0.3,
+        "seed": 4,
+    }
+    return workload_from_mapping({**spec, **changes})

@@ -23,31 +23,13 @@ def _bursts(seed: int, n: int, procs: int) -> list[tuple[float, int, float]]:
     ]
 
 
-def _reference(bursts: list[tuple[float, int, float]], procs: int, cores: int) -> list[float]:
-    env = simpy.Environment()
-    host = simpy.Resource(env, capacity=cores)
-    loops = [simpy.Resource(env, capacity=1) for _ in range(procs)]
-    done = [0.0] * len(bursts)
-
-    def one(i: int, at: float, p: int, d: float) -> Generator[Any, Any, None]:
-        yield env.timeout(at)
-        with loops[p].request() as loop:
-            yield loop
-            with host.request() as core:
-                yield core
-                yield env.timeout(d)
-        done[i] = env.now
-
-    for i, (at, p, d) in enumerate(bursts):
-        env.process(one(i, at, p, d))
-    env.run()
-    return done
-
-
-def _ours(bursts: list[tuple[float, int, float]], procs: int, cores: int) -> list[float]:
+def _ours(
+    bursts: list[tuple[float, int, float]], procs: int, cores: int, params: SimParams | None = None
+) -> tuple[list[float], list[Proc]]:
+    """Completion times of `bursts` on sim/cpu.py's Procs, and the Procs."""
     env = simpy.Environment()
     host = Host("h", cores)
-    costs = CostModel(SimParams(), 1)
+    costs = CostModel(params or SimParams(), 1)
     loops = [Proc(env, host, f"p{i}", "node", i, costs) for i in range(procs)]
     done = [0.0] * len(bursts)
 
@@ -59,13 +41,15 @@ def _ours(bursts: list[tuple[float, int, float]], procs: int, cores: int) -> lis
     for i, (at, p, d) in enumerate(bursts):
         env.process(one(i, at, p, d))
     env.run()
-    return done
+    return done, loops
 
 
 def test_same_completion_times_as_nested_resources() -> None:
     for seed, procs, cores in ((1, 3, 1), (2, 7, 2), (3, 4, 4)):
         bursts = _bursts(seed, 3000, procs)
-        assert np.allclose(_ours(bursts, procs, cores), _reference(bursts, procs, cores), rtol=0, atol=1e-12)
+        assert np.allclose(
+            _ours(bursts, procs, cores)[0], _reference(bursts, procs, cores), rtol=0, atol=1e-12
+        )
 
 
 def test_action_runs_at_burst_start_and_the_waiter_resumes_before_the_next_burst() -> None:
@@ -86,10 +70,10 @@ def test_action_runs_at_burst_start_and_the_waiter_resumes_before_the_next_burst
     assert log == [("a starts", 0.0), ("a resumed", 1.0), ("b starts", 1.0)]
 
 
-def _wakeup_reference(
-    bursts: list[tuple[float, int, float]], procs: int, cores: int, wake: float
+def _reference(
+    bursts: list[tuple[float, int, float]], procs: int, cores: int, wake: float = 0.0
 ) -> list[float]:
-    """The nested-resource model with wake-ups: a burst whose loop had no other burst holding or
+    """The nested-resource model, with wake-ups: a burst whose loop had no other burst holding or
     waiting for it when it arrived lasts `wake` longer."""
     env = simpy.Environment()
     host = simpy.Resource(env, capacity=cores)
@@ -115,21 +99,8 @@ def _wakeup_reference(
 def test_a_sleeping_loop_pays_its_wakeup_and_a_busy_one_does_not() -> None:
     wake = 5e-4
     bursts = _bursts(7, 3000, 4)
-    env = simpy.Environment()
-    host = Host("h", 2)
-    costs = CostModel(SimParams(wakeup=Dist("constant", wake)), 1)
-    loops = [Proc(env, host, f"p{i}", "node", i, costs) for i in range(4)]
-    done = [0.0] * len(bursts)
-
-    def one(i: int, at: float, p: int, d: float) -> Generator[Any, Any, None]:
-        yield env.timeout(at)
-        yield loops[p].run(d)
-        done[i] = env.now
-
-    for i, (at, p, d) in enumerate(bursts):
-        env.process(one(i, at, p, d))
-    env.run()
-    assert np.allclose(done, _wakeup_reference(bursts, 4, 2, wake), rtol=0, atol=1e-12)
+    done, loops = _ours(bursts, 4, 2, SimParams(wakeup=Dist("constant", wake)))
+    assert np.allclose(done, _reference(bursts, 4, 2, wake), rtol=0, atol=1e-12)
     woke = sum(p.wakeups for p in loops)
     assert 0 < woke < len(bursts)  # some bursts found their loop asleep, some queued behind others
 

@@ -819,19 +819,25 @@ def test_design_a_real_and_sim_adapters_make_identical_decisions(
     # services race by design (below)
     racy = _racy_instants(real)
     assert racy == _racy_instants(simulated) and racy  # the trace's LeaseJobs that requeued
+    _compare_services(real, simulated, racy, ("result", "arm result"))
+    assert queues[0] == queues[1]  # and the race leaves the same queue
+
+
+def _compare_services(real: Log, simulated: Log, racy: set[float], *extra: tuple[str, ...]) -> None:
+    """Design A's logs, per service (and the replies): calls within one service keep their order,
+    except the queue's at the `racy` instants, where two services race by design."""
     for labels in (
         ("reply",),
         ("jobs", "arm job"),
         ("queue", "arm queue"),
         ("coordinator", "arm coordinator"),
-        ("result", "arm result"),
+        *extra,
     ):
         mine_real, mine_sim = _entries(real, *labels), _entries(simulated, *labels)
         if labels[0] == "queue":
             _compare_racy(mine_real, mine_sim, racy)
         else:
             _compare(mine_real, mine_sim)
-    assert queues[0] == queues[1]  # and the race leaves the same queue
 
 
 # ================================================================================ under a policy
@@ -874,15 +880,5 @@ def test_design_a_adapters_agree_under_a_policy(
     assert _fetch_w2(real) == EXPECTED_W2_FETCH[policy]
     racy = _racy_instants(real)
     assert racy == _racy_instants(simulated)
-    for labels in (
-        ("reply",),
-        ("jobs", "arm job"),
-        ("queue", "arm queue"),
-        ("coordinator", "arm coordinator"),
-    ):
-        mine_real, mine_sim = _entries(real, *labels), _entries(simulated, *labels)
-        if labels[0] == "queue":
-            _compare_racy(mine_real, mine_sim, racy)
-        else:
-            _compare(mine_real, mine_sim)
+    _compare_services(real, simulated, racy)
     assert _queue_state(micro.queue.service.queue) == _queue_state(sim_micro.cluster.queue)

@@ -35,7 +35,6 @@ import pytest
 
 import realsys.timer
 from dtq.v1 import client_pb2
-from model.config import CoreConfig
 from model.ids import owner_of
 from model.job import Failed, JobError, JobSpec, Outcome, Succeeded
 from model.states import JobState
@@ -52,6 +51,7 @@ from sim.api import SimConfig, build
 from sim.mono import MonoCluster, MonoNode
 from sim.params import SimParams
 from tests.sim.test_differential import (
+    CONFIG,
     Log,
     _compare,
     _log_arms,
@@ -63,24 +63,6 @@ from tests.sim.test_differential import (
 from tests.sim.test_worker_differential import VirtualTimeLoop
 
 NODES = ("n1", "n2")
-_SMALL = CoreConfig(
-    max_payload_bytes=3000, max_result_bytes=3000, max_labels=1, max_label_chars=8, max_error_chars=64
-)
-CONFIG = CoreConfig(
-    lease_duration=3.0,
-    heartbeat_interval=1.0,
-    worker_ttl=2.5,
-    default_initial_backoff=0.25,
-    result_ttl=2.0,  # retention inside the trace
-    max_payload_bytes=3000,
-    max_result_bytes=3000,
-    max_labels=1,
-    max_label_chars=8,
-    max_error_chars=64,
-    # one 3000-byte payload and a small job fit a fetch, two large ones do not
-    max_reply_bytes=3000 + _SMALL.max_status_bytes + 1000,
-    max_inline_result_bytes=100,  # a larger output is stored out of RAM (StoreOutput)
-)
 STEAL_INTERVAL = 1 / 16
 SMALL = JobSpec.make("sleep", b'{"seconds": 0}')
 LARGE = JobSpec.make("sleep", b"x" * 3000)

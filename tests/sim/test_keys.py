@@ -13,32 +13,20 @@ import pytest
 
 import sim
 from model.errors import InvalidArgument
-from model.workload import workload_from_mapping
 from sim.api import PlaceholderWarning
 from sim.cpu import CostModel
 from sim.dist import Dist
 from sim.hostscale import HostScale
 from sim.keys import DIST_FIELDS, KEYS, PER_ITEM_METHODS, SERVICE_METHODS, every_key
 from sim.params import SimParams, load_params
+from tests.sim.conftest import submits
 
 SIM_DIR = Path(sim.__file__).resolve().parent
 CAL = load_params("local")
 
 
-def workload(**changes: Any) -> Any:
-    spec = {
-        "arrival": {"kind": "open", "rate": 100},
-        "mix": {"submit": 1.0},
-        "duration": {"kind": "constant", "mean": 0.01},
-        "run_time": 2.0,
-        "warmup": 0.3,
-        "seed": 4,
-    }
-    return workload_from_mapping({**spec, **changes})
-
-
 def summary(design: str, params: SimParams, wl: Any = None) -> dict[str, Any]:
-    return sim.run(sim.SimConfig(design, wl or workload(), params)).summary  # type: ignore[arg-type]
+    return sim.run(sim.SimConfig(design, wl or submits(), params)).summary  # type: ignore[arg-type]
 
 
 def submit_p50(design: str, params: SimParams) -> float:
@@ -108,7 +96,7 @@ def test_parametric_replacements_and_sigma_change_the_prediction() -> None:
     assert hops == pytest.approx(2.0, abs=0.01)  # load generator -> node -> load generator
     exp = summary("mono", base.with_overrides({"network": "exponential(0.001)"}))["latency_ms"]["submit"]
     assert 1.2 < exp["p50"] < 2.0 and exp["p99"] > 5.0  # a sum of two exponentials of 1 ms
-    wl = workload(arrival={"kind": "open", "rate": 300})
+    wl = submits(arrival={"kind": "open", "rate": 300})
     narrow = summary("mono", CAL.with_overrides({"network": "lognormal(0.0003, 0.2)"}), wl)
     wide = summary(
         "mono", CAL.with_overrides({"network": "lognormal(0.0003, 0.2)", "network.sigma": 1.5}), wl
@@ -117,7 +105,7 @@ def test_parametric_replacements_and_sigma_change_the_prediction() -> None:
 
 
 def test_settings_move_the_prediction_the_right_way() -> None:
-    closed = workload(
+    closed = submits(
         arrival={"kind": "closed", "clients": 24, "wait_for_completion": True},
         duration={"kind": "constant", "mean": 0.05},
     )
@@ -128,7 +116,7 @@ def test_settings_move_the_prediction_the_right_way() -> None:
     assert done[12] > 1.6 * done[6]  # saturated on slots: 6 x 20/s vs 12 x 20/s
     per_row = submit_p50("micro", CAL.with_overrides({"commit_per_row": 0.002}))
     assert per_row > submit_p50("micro", CAL) + 1.5  # CreateJob commits one row
-    listing = workload(mix={"submit": 0.5, "list": 0.5})
+    listing = submits(mix={"submit": 0.5, "list": 0.5})
     slow_list = CAL.with_overrides({"per_item.node.ListLocalJobs": 1e-4})
     quick, slow = (summary("mono", p, listing)["latency_ms"]["list"]["p50"] for p in (CAL, slow_list))
     assert slow > quick + 1.0  # ~100 jobs per page x 100 us
@@ -138,12 +126,12 @@ def test_core_and_bool_settings_change_the_run() -> None:
     capped = summary(
         "mono",
         CAL.with_overrides({"core.max_pending": 1}),
-        workload(duration={"kind": "constant", "mean": 0.5}),
+        submits(duration={"kind": "constant", "mean": 0.5}),
     )
     assert capped["errors"].get("RESOURCE_EXHAUSTED", 0) > 0  # one pending job per node, then refused
     assert not summary("mono", CAL)["errors"]
-    tracked = sim.run(sim.SimConfig("mono", workload(), CAL))
-    untracked = sim.run(sim.SimConfig("mono", workload(), CAL.with_overrides({"track_jobs": False})))
+    tracked = sim.run(sim.SimConfig("mono", submits(), CAL))
+    untracked = sim.run(sim.SimConfig("mono", submits(), CAL.with_overrides({"track_jobs": False})))
     assert untracked.stats["counters"] != tracked.stats["counters"]
     assert sum(untracked.stats["utilisation"].values()) < sum(tracked.stats["utilisation"].values())
 
@@ -176,7 +164,7 @@ def test_bad_overrides_are_errors_naming_the_key(overrides: dict[str, Any], mess
 
 
 def test_a_key_the_design_never_reads_is_refused() -> None:
-    wl = workload()
+    wl = submits()
     with pytest.raises(InvalidArgument, match="nodes has no effect on micro"):
         sim.SimConfig("micro", wl, SimParams().with_overrides({"nodes": 3}))
     with pytest.raises(InvalidArgument, match="no effect on mono"):
@@ -227,7 +215,7 @@ def test_the_registry_covers_every_method_the_designs_charge(monkeypatch: pytest
 
     monkeypatch.setattr(SimParams, "item_cost", item_cost)
     mix = {"submit": 0.4, "status": 0.15, "result": 0.15, "cancel": 0.15, "list": 0.15}
-    wl = workload(
+    wl = submits(
         mix=mix, duration={"kind": "exponential", "mean": 0.05}, arrival={"kind": "open", "rate": 200}
     )
     for design in ("micro", "mono"):

@@ -17,13 +17,19 @@ SIZE = 100_000
 PER_BYTE = 1e-9  # 100 us per job per key
 
 
-def _submits(payload: int = SIZE) -> WorkloadSpec:
+def _submits(
+    payload: int = SIZE,
+    rate: float = 100.0,
+    max_in_flight: int = 64,
+    duration: Distribution | None = None,
+    run_time: float = 1.0,
+) -> WorkloadSpec:
     return WorkloadSpec(
-        OpenLoop(100.0, max_in_flight=64),
+        OpenLoop(rate, max_in_flight=max_in_flight),
         RequestMix(),
-        duration=Distribution("constant", 0.001),
+        duration=duration or Distribution("constant", 0.001),
         payload_bytes=payload,
-        run_time=1.0,
+        run_time=run_time,
         warmup=0.0,
         seed=4,
     )
@@ -69,15 +75,8 @@ def test_each_key_charges_its_process_per_byte_per_job(design: str, key: str, pr
 def test_a_stolen_job_charges_its_victim_per_byte() -> None:
     """StealWork moves the payload from the owner (victim) to the thief: the victim's CPU."""
     params = SimParams.ideal(per_byte={"node.StealWork": PER_BYTE}, nodes=2, slots=2)
-    workload = WorkloadSpec(
-        OpenLoop(6.0, max_in_flight=256),  # bursts queue at one node while the other idles
-        RequestMix(),
-        duration=Distribution("exponential", 0.3),
-        payload_bytes=SIZE,
-        run_time=4.0,
-        warmup=0.0,
-        seed=4,
-    )
+    # bursts queue at one node while the other idles
+    workload = _submits(rate=6.0, max_in_flight=256, duration=Distribution("exponential", 0.3), run_time=4.0)
     env, cluster, loadgen = sim.api.build(sim.SimConfig("mono", workload, params))
     cluster.start()
     loadgen.start()

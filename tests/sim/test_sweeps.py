@@ -15,20 +15,11 @@ from distributed import Client
 
 import sim
 from model.errors import InvalidArgument
-from model.workload import workload_from_mapping
 from realsys.cli import main
 from sim.sweeps import plan, point_seed, run_task
+from tests.sim.conftest import submits
 
-WL = workload_from_mapping(
-    {
-        "arrival": {"kind": "open", "rate": 80},
-        "mix": {"submit": 1.0},
-        "duration": {"kind": "constant", "mean": 0.01},
-        "run_time": 0.8,
-        "warmup": 0.2,
-        "seed": 5,
-    }
-)
+WL = submits(arrival={"kind": "open", "rate": 80}, run_time=0.8, warmup=0.2, seed=5)
 BASE = sim.SimConfig("mono", WL, sim.load_params("local"))
 GRID: dict[str, list[Any]] = {"workload.arrival.rate": [40, 120], "service.node.SubmitJob.scale": [1.0, 3.0]}
 METRICS = ["latency_ms.submit.p50", "throughput.requests_per_s"]

@@ -28,19 +28,17 @@ def _run(
     return requests, {p.name: p.busy_time for p in cluster.procs}
 
 
+def _one_second(rate: float, mix: RequestMix) -> WorkloadSpec:
+    """One second of open-loop requests at `rate`, zero-length jobs, no warm-up."""
+    return WorkloadSpec(OpenLoop(rate), mix, duration=Distribution(), run_time=1.0, warmup=0.0, seed=3)
+
+
 THREADS = {"rpc_thread": Dist("constant", SERVER), "rpc_thread_client": Dist("constant", CLIENT)}
 
 
 def test_each_rpc_costs_its_callees_and_its_callers_threads() -> None:
     params = SimParams.ideal(**THREADS, nodes=1, slots=2, track_jobs=False)
-    workload = WorkloadSpec(
-        OpenLoop(200.0),
-        RequestMix(submit=0.5, status=0.5),
-        duration=Distribution(),
-        run_time=1.0,
-        warmup=0.0,
-        seed=3,
-    )
+    workload = _one_second(200.0, RequestMix(submit=0.5, status=0.5))
     requests, busy = _run(params, workload)
     n = len(requests)
     assert n > 150
@@ -53,14 +51,7 @@ def test_nested_calls_cost_both_sides_in_design_a() -> None:
     """A's gateway makes one call to the job service per status request: its threads take that
     call's reply, the job service's take the call."""
     params = SimParams.ideal(**THREADS, track_jobs=False)
-    workload = WorkloadSpec(
-        OpenLoop(100.0),
-        RequestMix(submit=0.2, status=0.8),
-        duration=Distribution(),
-        run_time=1.0,
-        warmup=0.0,
-        seed=3,
-    )
+    workload = _one_second(100.0, RequestMix(submit=0.2, status=0.8))
     requests, busy = _run(params, workload, "micro")
     statuses = sum(r.op.name == "STATUS" for r in requests)
     assert statuses > 50
