@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Generic, Protocol, TypeVar
@@ -44,6 +45,7 @@ from model.job import (
     JobError,
     JobSpec,
     Outcome,
+    RetryPolicy,
     Succeeded,
     assignment_bytes,
     bounded_outcome,
@@ -53,7 +55,6 @@ from model.listing import (
     ListQuery,
     OrderedIndex,
     Page,
-    SortKey,
     decode_page_token,
     effective_page_size,
     encode_page_token,
@@ -61,7 +62,14 @@ from model.listing import (
 from model.states import ACTIVE, Event, JobState, next_state
 
 K = TypeVar("K", bound=Hashable)
+V = TypeVar("V", bound=Hashable)
+# a spec's settings but its payload
+SpecKey = tuple[str, int, RetryPolicy, float, tuple[tuple[str, str], ...]]
 RETENTION_GRANULARITY = 1.0  # seconds: expired jobs are dropped in batches at most this late
+# distinct specs, effective specs and worker names a table shares among its jobs; past this many it
+# starts its sharing tables over (sharing only saves memory: any object with the same value answers
+# the same)
+SHARED_LIMIT = 4096
 
 
 class Retention(Generic[K]):
@@ -72,7 +80,12 @@ class Retention(Generic[K]):
 
     Deletions come in batches, so a driver pays its per-call costs (a transaction, re-indexing) per
     batch, not per job: the deadline is `granularity` seconds after the oldest is due (expire(now)
-    still drops everything due by `now`), and over a bound it drops 1% below it."""
+    still drops everything due by `now`), and over a bound it drops 1% below it.
+
+    Kept compact, since a node keeps up to a million finished jobs: entries in end-time order (the
+    usual case: things end as time goes on) sit in three parallel columns (the keys, end times as raw
+    doubles, insertion numbers as raw ints), about 24 bytes an entry; an entry older than the newest
+    goes to a small heap. The order is (end time, insertion number) either way, as one heap's was."""
 
     def __init__(
         self, ttl: float, limit: int, granularity: float = 0.0, max_bytes: int | None = None
@@ -83,42 +96,90 @@ class Retention(Generic[K]):
         self.max_bytes = max_bytes
         self._low = limit - limit // 100  # over the bound: drop down to this
         self._low_bytes = None if max_bytes is None else max_bytes - max_bytes // 100
-        self._ended: dict[K, float] = {}
+        # the kept keys -> None when their one queued entry is the live one, else the insertion
+        # number of the live entry (the key also has dead entries queued: see _dead)
+        self._kept: dict[K, int | None] = {}
+        self._dead: dict[K, int] = {}  # keys with entries queued for an earlier add, and how many
         self._sizes: dict[K, int] = {}  # only the keys with a size
         self.bytes = 0  # the sum of the kept keys' sizes
-        self._heap: list[tuple[float, int, K]] = []  # (end time, insertion counter, key); lazy deletion
+        # the queue: the in-order run from _head on, and a heap of (end time, number, key) for the rest
+        self._keys: list[K] = []
+        self._times = array("d")
+        self._numbers = array("q")
+        self._head = 0
+        self._late: list[tuple[float, int, K]] = []
         self._counter = 0
 
     def __len__(self) -> int:
-        return len(self._ended)
+        return len(self._kept)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._ended
+        return key in self._kept
 
     def add(self, end_time: float, key: K, size: int = 0) -> None:
         self.discard(key)
-        self._ended[key] = end_time
+        self._counter += 1
+        number = self._counter
+        self._kept[key] = number if key in self._dead else None
         if size:
             self._sizes[key] = size
             self.bytes += size
-        self._counter += 1
-        heapq.heappush(self._heap, (end_time, self._counter, key))
+        times = self._times
+        if len(times) == self._head or end_time >= times[-1]:
+            self._keys.append(key)
+            times.append(end_time)
+            self._numbers.append(number)
+        else:  # ended before the newest entry (a clock that stepped back, a restore)
+            heapq.heappush(self._late, (end_time, number, key))
 
     def discard(self, key: K) -> None:
-        self._ended.pop(key, None)  # its heap entry is skipped when it surfaces
-        self.bytes -= self._sizes.pop(key, 0)
+        if key in self._kept:
+            del self._kept[key]  # its queued entry is skipped when it surfaces
+            self._dead[key] = self._dead.get(key, 0) + 1
+            self.bytes -= self._sizes.pop(key, 0)
+
+    def _peek(self) -> tuple[float, int, K] | None:
+        """The first queued entry, dead or alive."""
+        run: tuple[float, int, K] | None = None
+        if self._head < len(self._keys):
+            head = self._head
+            run = (self._times[head], self._numbers[head], self._keys[head])
+        if self._late and (run is None or self._late[0][:2] < run[:2]):
+            return self._late[0]
+        return run
+
+    def _pop(self, entry: tuple[float, int, K]) -> None:
+        if self._late and self._late[0] is entry:
+            heapq.heappop(self._late)
+            return
+        self._head += 1
+        head = self._head
+        if head == len(self._keys):
+            del self._keys[:], self._times[:], self._numbers[:]
+            self._head = 0
+        elif head >= 4096 and 2 * head >= len(self._keys):  # reclaim the consumed front
+            del self._keys[:head], self._times[:head], self._numbers[:head]
+            self._head = 0
 
     def _oldest(self) -> tuple[float, K] | None:
-        heap = self._heap
-        while heap:
-            end_time, _, key = heap[0]
-            if self._ended.get(key) == end_time:
+        """The oldest kept key and its end time; dead entries on the way are dropped."""
+        while (entry := self._peek()) is not None:
+            end_time, number, key = entry
+            live = self._kept.get(key, -1)
+            if live is None or live == number:
                 return end_time, key
-            heapq.heappop(heap)  # stale: discarded or re-added since
+            self._pop(entry)  # dead: discarded or re-added since
+            left = self._dead[key] - 1
+            if left:
+                self._dead[key] = left
+            else:
+                del self._dead[key]
+                if key in self._kept:  # its one remaining entry is the live one
+                    self._kept[key] = None
         return None
 
     def _over(self) -> bool:
-        return len(self._ended) > self.limit or (self.max_bytes is not None and self.bytes > self.max_bytes)
+        return len(self._kept) > self.limit or (self.max_bytes is not None and self.bytes > self.max_bytes)
 
     def next_deadline(self) -> float | None:
         oldest = self._oldest()
@@ -130,17 +191,20 @@ class Retention(Generic[K]):
 
     def expire(self, now: float) -> list[K]:
         dropped: list[K] = []
-        keep = self._low if len(self._ended) > self.limit else self.limit
+        keep = self._low if len(self._kept) > self.limit else self.limit
         keep_bytes = self.max_bytes
         if keep_bytes is not None and self.bytes > keep_bytes:
             keep_bytes = self._low_bytes
         while (oldest := self._oldest()) is not None:
             end_time, key = oldest
-            within = len(self._ended) <= keep and (keep_bytes is None or self.bytes <= keep_bytes)
+            within = len(self._kept) <= keep and (keep_bytes is None or self.bytes <= keep_bytes)
             if within and not (self.ttl > 0 and end_time + self.ttl <= now):
                 break
-            heapq.heappop(self._heap)
-            self.discard(key)
+            entry = self._peek()
+            assert entry is not None
+            self._pop(entry)
+            del self._kept[key]
+            self.bytes -= self._sizes.pop(key, 0)
             dropped.append(key)
         return dropped
 
@@ -194,6 +258,12 @@ class JobTable:
         self.lease_expiries = 0
         self.requeues = 0
         self._validated: tuple[JobSpec, EffectiveSpec] | None = None  # the last spec that passed
+        # one object for each distinct value, so that a million retained jobs share a few (a real
+        # node decodes a new spec, effective spec and worker name for every request)
+        self._specs: dict[SpecKey, JobSpec] = {}  # payload-free specs, by their settings
+        self._retained: tuple[JobSpec, JobSpec] | None = None  # the last spec shared, and its share
+        self._effectives: dict[EffectiveSpec, EffectiveSpec] = {}
+        self._names: dict[str, str] = {}  # worker ids
         self.retention: Retention[str] = Retention(
             config.result_ttl, config.max_retained_jobs, RETENTION_GRANULARITY, config.max_retained_bytes
         )
@@ -276,7 +346,7 @@ class JobTable:
         if validated is not None and validated[0] is spec:  # the same (frozen) spec: the same answer
             effective = validated[1]
         else:
-            effective = validate_spec(spec, self.config)
+            effective = self._shared(self._effectives, validate_spec(spec, self.config))
             self._validated = (spec, effective)
         if self.pending_count >= self.config.max_pending:
             raise ResourceExhausted(f"queue is full: {self.pending_count} jobs pending")
@@ -310,7 +380,7 @@ class JobTable:
             raise InvalidArgument("worker_id is required")
         self._apply(job, Event.DISPATCH, now)
         job.attempt += 1
-        job.worker_id = worker_id
+        job.worker_id = self._shared(self._names, worker_id)
         job.start_time = now
         job.lease_deadline = now + self.config.lease_duration
         job.run_deadline = now + job.effective.execution_timeout
@@ -439,15 +509,9 @@ class JobTable:
             commands.extend(self._end_attempt(job, now, error))
         expired = self.retention.expire(now)
         if expired:
-            gone = {self._forget(self._jobs[job_id]) for job_id in expired}
-            keys = self._index.keys
-            oldest = 0  # usually the dropped jobs are the oldest created too: one slice
-            while oldest < len(keys) and keys[oldest] in gone:
-                oldest += 1
-            if oldest == len(gone):
-                del keys[:oldest]
-            else:  # one pass, not one list deletion per job
-                self._index.keys = [key for key in keys if key not in gone]
+            for job_id in expired:
+                self._forget(self._jobs[job_id])
+            self._index.drop(set(expired))  # one slice or one pass, not one deletion per job
             self.expired += len(expired)
             commands.append(JobsExpired(tuple(expired)))
         return commands
@@ -479,8 +543,7 @@ class JobTable:
             self._by_worker.setdefault(job.worker_id, {})[job.job_id] = None
             heapq.heappush(self._timers, (min(job.lease_deadline, job.run_deadline), job.attempt, job.job_id))
         if job.done:
-            if job.spec.payload:  # a record saved before payloads were dropped at the end
-                job.spec = replace(job.spec, payload=b"")
+            job.spec = self._retained_spec(job.spec)  # payloads of old records are dropped here
             ended = job.end_time if job.end_time is not None else job.update_time
             self.retention.add(ended, job.job_id, job.output_size)  # an old one goes at the next timer
             return []
@@ -508,18 +571,41 @@ class JobTable:
             self.retention.add(now, job.job_id, job.output_size)
             # nothing returns a finished job's payload and it never runs again: free its bytes
             self.pending_bytes -= len(job.spec.payload)
-            if job.spec.payload:
-                job.spec = replace(job.spec, payload=b"")
+            job.spec = self._retained_spec(job.spec)
 
-    def _forget(self, job: Job) -> SortKey:
-        """Drops a terminal job that passed its retention (the caller updates the index with the key
-        returned); its request_id may be used again."""
+    def _retained_spec(self, spec: JobSpec) -> JobSpec:
+        """The spec a terminal job keeps: without its payload, and one object shared by every job
+        with the same settings."""
+        last = self._retained
+        if last is not None and last[0] is spec:
+            return last[1]
+        key = (spec.job_type, spec.priority, spec.retry, spec.execution_timeout, tuple(spec.labels.items()))
+        shared = self._specs.get(key)
+        if shared is None:
+            if len(self._specs) >= SHARED_LIMIT:
+                self._specs.clear()
+            shared = self._specs[key] = replace(spec, payload=b"") if spec.payload else spec
+        self._retained = (spec, shared)
+        return shared
+
+    @staticmethod
+    def _shared(table: dict[V, V], value: V) -> V:
+        """`value`, or the equal one `table` already holds."""
+        shared = table.get(value)
+        if shared is None:
+            if len(table) >= SHARED_LIMIT:
+                table.clear()
+            shared = table[value] = value
+        return shared
+
+    def _forget(self, job: Job) -> None:
+        """Drops a terminal job that passed its retention (the caller updates the index); its
+        request_id may be used again."""
         assert job.done, "retention drops terminal jobs only"
         del self._jobs[job.job_id]
         self.count_by_state[job.state] -= 1
         if job.request_id and self._by_request.get(job.request_id) == job.job_id:
             del self._by_request[job.request_id]
-        return job.sort_key
 
     def _release(self, job: Job) -> None:
         held = self._by_worker.get(job.worker_id)

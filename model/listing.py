@@ -15,8 +15,9 @@ import hashlib
 import heapq
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 from model.config import CoreConfig
@@ -148,26 +149,69 @@ class Page(Generic[T]):
     next_page_token: str = ""
 
 
-@dataclass(slots=True)
 class OrderedIndex:
-    """Keys in ascending order; appends are O(1) because new jobs arrive in key order."""
+    """Keys (create_time, job_id) in ascending order; appends are O(1) because new jobs arrive in key
+    order. Held as two parallel columns, the times as raw doubles and the ids as references to the
+    jobs' own strings: 16 bytes a key, where a list of tuples costs 72 (a tuple and its slot)."""
 
-    keys: list[SortKey] = field(default_factory=list)
+    __slots__ = ("_ids", "_times")
+
+    def __init__(self) -> None:
+        self._times = array("d")
+        self._ids: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def keys(self) -> list[SortKey]:
+        """Every key in order, as tuples (a copy: for tests and small tables)."""
+        return list(zip(self._times, self._ids, strict=True))
+
+    def _position(self, key: SortKey, right: bool) -> int:
+        """Where `key` sits: bisect_right(keys, key) when `right`, else bisect_left."""
+        t, job_id = key
+        lo = bisect.bisect_left(self._times, t)
+        hi = bisect.bisect_right(self._times, t, lo)
+        if right:
+            return bisect.bisect_right(self._ids, job_id, lo, hi)
+        return bisect.bisect_left(self._ids, job_id, lo, hi)
 
     def add(self, key: SortKey) -> None:
-        if not self.keys or key >= self.keys[-1]:
-            self.keys.append(key)
+        times = self._times
+        if not times or key[0] > times[-1] or (key[0] == times[-1] and key[1] >= self._ids[-1]):
+            times.append(key[0])
+            self._ids.append(key[1])
         else:  # a clock that stepped back; rare
-            bisect.insort(self.keys, key)
+            i = self._position(key, right=True)
+            times.insert(i, key[0])
+            self._ids.insert(i, key[1])
 
     def discard(self, key: SortKey) -> None:
-        i = bisect.bisect_left(self.keys, key)
-        if i < len(self.keys) and self.keys[i] == key:
-            del self.keys[i]
+        i = self._position(key, right=False)
+        if i < len(self._ids) and self._ids[i] == key[1] and self._times[i] == key[0]:
+            del self._times[i]
+            del self._ids[i]
+
+    def drop(self, gone: Collection[str]) -> None:
+        """Removes the keys whose ids are in `gone` (each present once): one slice when they are the
+        oldest (the usual case: retention drops the oldest jobs), else one pass."""
+        ids = self._ids
+        oldest = 0
+        while oldest < len(ids) and ids[oldest] in gone:
+            oldest += 1
+        if oldest == len(gone):
+            del self._times[:oldest]
+            del ids[:oldest]
+            return
+        keep = [i for i, job_id in enumerate(ids) if job_id not in gone]
+        self._times = array("d", (self._times[i] for i in keep))
+        self._ids = [ids[i] for i in keep]
 
     def after(self, cursor: SortKey | None) -> Iterable[SortKey]:
-        start = 0 if cursor is None else bisect.bisect_right(self.keys, cursor)
-        return (self.keys[i] for i in range(start, len(self.keys)))
+        start = 0 if cursor is None else self._position(cursor, right=True)
+        times, ids = self._times, self._ids
+        return ((times[i], ids[i]) for i in range(start, len(ids)))
 
 
 def merge_pages(

@@ -67,6 +67,7 @@ from sim.mono import MonoCluster
 from sim.params import SimParams, load_params
 from sim.records import CHUNK, JOBS, REQUESTS, Records
 from sim.tracing import Chosen, SimTracer, check_chosen
+from sim.worker import Executions
 
 if TYPE_CHECKING:  # pandas only when a frame is asked for (sim/records.py)
     import pandas as pd
@@ -349,7 +350,7 @@ def run(
     env.run(until=loadgen.done)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     requests, jobs = loadgen.finish()
-    executions: list[tuple[str, int]] = cluster.__dict__.get("executions", [])
+    executions: Executions = cluster.__dict__.get("executions", Executions())
     sim_seconds = env.now - config.warm_start
     workload = config.workload
     summary = summarize(
@@ -382,7 +383,7 @@ def run(
         "counters": dict(sorted(cluster.counters.items())),
         "core": cluster.core_counters(),
         "executions": len(executions),
-        "duplicate_jobs": len(duplicate_jobs(job_id for job_id, _ in executions)),
+        "duplicate_jobs": len(duplicate_jobs(executions.started_ids())),
         "records_spilled": requests.path is not None or jobs.path is not None,
     }
     if tracer is None:

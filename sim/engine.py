@@ -33,6 +33,7 @@ from model.states import JobState
 from model.timer import TimerRule
 from model.workload import JobDraw
 from sim.cpu import CostModel, Host, Proc, _Burst
+from sim.draws import Draws
 from sim.params import SimParams
 
 T = TypeVar("T")
@@ -230,8 +231,10 @@ class Cluster:
         self._host_hops = params.hosts > 1 and not params.host_hop.is_zero
         self.procs: list[Proc] = []
         self._placed = 0
-        self.draws: dict[str, JobDraw] = {}  # job id -> the job as the trace drew it (what its handler does)
-        self.terminal_at: dict[str, float] = {}  # job id -> when its owner saw it end
+        self.draws = Draws()  # job id -> the job as the trace drew it (what its handler does)
+        # job id -> when its owner saw it end: kept only for a load generator without waiters, the one
+        # reader (it sets on_terminal)
+        self.terminal_at: dict[str, float] = {}
         self.on_terminal: Callable[[str], None] | None = None
         self.counters: dict[str, int] = {}
         self._specs: dict[str, JobSpec] = {}  # job type -> the spec of jobs with no other setting
@@ -293,10 +296,9 @@ class Cluster:
         self.counters[name] = self.counters.get(name, 0) + n
 
     def job_finished(self, job_id: str) -> None:
-        if job_id not in self.terminal_at:
+        if self.on_terminal is not None and job_id not in self.terminal_at:
             self.terminal_at[job_id] = self.env._now
-            if self.on_terminal is not None:
-                self.on_terminal(job_id)
+            self.on_terminal(job_id)
 
     # ------------------------------------------------------------------ time
     def hop(self, src: Proc, dst: Proc | None) -> float:
@@ -527,6 +529,8 @@ class TimeoutWheel:
             fifo.popleft()
         if not fifo:
             self._armed.discard(timeout)
+            if self._fifos.get(timeout) is fifo:  # most durations occur once: keep no empty FIFO
+                del self._fifos[timeout]
             return
         self._armed.add(timeout)
         self.env.timeout(max(0.0, fifo[0][0] - self.env._now)).callbacks.append(

@@ -25,6 +25,7 @@ that fails raises a core error (model.errors), as the real backends do.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -91,6 +92,36 @@ class _Run:
         return (self.assignment.job_id, self.assignment.attempt)
 
 
+class Executions:
+    """Every attempt the cluster's workers started, as the fault audit counts them: how many, and
+    the id of each job started more than once. Held as a count and sets of ids, not a list of
+    (job id, attempt) pairs: a long run starts millions (about 30 bytes a job instead of 70)."""
+
+    __slots__ = ("_again", "_started", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._started: set[str] = set()
+        self._again: set[str] = set()
+
+    def append(self, key: Key) -> None:
+        self.count += 1
+        job_id = key[0]
+        if job_id in self._started:
+            self._again.add(job_id)
+        else:
+            self._started.add(job_id)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def started_ids(self) -> Iterator[str]:
+        """One id per start, as model.audit.duplicate_jobs takes them, up to twice a job (all the
+        audit tells apart)."""
+        yield from self._started
+        yield from self._again
+
+
 class SimWorker:
     def __init__(
         self,
@@ -122,7 +153,7 @@ class SimWorker:
         self.dropped = 0
         # every execution start of every worker of the run, (job id, attempt): duplicates are jobs
         # started more than once (model.audit.duplicate_jobs); shared across restarts
-        self.executions: list[tuple[str, int]] = cluster.__dict__.setdefault("executions", [])
+        self.executions: Executions = cluster.__dict__.setdefault("executions", Executions())
 
     @property
     def free_slots(self) -> int:

@@ -152,7 +152,7 @@ def summarize(
             errors[r.status] = errors.get(r.status, 0) + 1
 
     completions: list[float] = []
-    finished: list[JobRecord] = []
+    finished = _Outcomes()  # not the records: a summary of a million jobs must not hold them all
     counts = {"submitted": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "unfinished": 0}
     completed_in_window = 0
     finished_in_window = 0
@@ -165,7 +165,7 @@ def summarize(
         if j.final_state in TERMINAL and math.isfinite(j.end_time):
             counts[j.final_state.name.lower()] += 1
             completions.append(j.completion_time)
-            finished.append(j)
+            finished.add(j)
             completed_in_window += j.end_time <= end
         else:
             counts["unfinished"] += 1
@@ -191,30 +191,52 @@ def summarize(
         "completion_ms": latency_stats(completions),
         "errors": dict(sorted(errors.items())),
         "jobs": counts,
-        "outcomes": outcomes(finished),
+        "outcomes": finished.block(),
         "loadgen": _loadgen_block(loadgen),
     }
 
 
-def outcomes(finished: Sequence[JobRecord]) -> dict[str, Any]:
+class _Outcomes:
+    """The `outcomes` block gathered one finished job at a time (counts, sums and the completion
+    times by priority), so that no record needs to be kept for it."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.attempts = 0
+        self.attempts_max = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.timed_out = 0
+        self.by_priority: dict[int, list[float]] = {}
+
+    def add(self, j: JobRecord) -> None:
+        self.n += 1
+        self.by_priority.setdefault(j.priority, []).append(j.completion_time)
+        self.attempts += j.attempts
+        self.attempts_max = max(self.attempts_max, j.attempts)
+        self.failed += j.final_state is JobState.FAILED
+        self.cancelled += j.final_state is JobState.CANCELLED
+        self.timed_out += j.final_state is JobState.FAILED and j.reason == "TIMEOUT"
+
+    def block(self) -> dict[str, Any]:
+        n, by_priority = self.n, self.by_priority
+        return {
+            "finished": n,
+            "attempts_mean": _round(self.attempts / n) if n else 0.0,
+            "attempts_max": self.attempts_max,
+            "failed": _round(self.failed / n) if n else 0.0,
+            "cancelled": _round(self.cancelled / n) if n else 0.0,
+            "timed_out": _round(self.timed_out / n) if n else 0.0,
+            "completion_ms_by_priority": {str(p): latency_stats(by_priority[p]) for p in sorted(by_priority)},
+        }
+
+
+def outcomes(finished: Iterable[JobRecord]) -> dict[str, Any]:
     """The `outcomes` block of finished jobs (see the module docstring)."""
-    n = len(finished)
-    by_priority: dict[int, list[float]] = {}
+    gathered = _Outcomes()
     for j in finished:
-        by_priority.setdefault(j.priority, []).append(j.completion_time)
-
-    def share(test: Any) -> float:
-        return _round(sum(1 for j in finished if test(j)) / n) if n else 0.0
-
-    return {
-        "finished": n,
-        "attempts_mean": _round(sum(j.attempts for j in finished) / n) if n else 0.0,
-        "attempts_max": max((j.attempts for j in finished), default=0),
-        "failed": share(lambda j: j.final_state is JobState.FAILED),
-        "cancelled": share(lambda j: j.final_state is JobState.CANCELLED),
-        "timed_out": share(lambda j: j.final_state is JobState.FAILED and j.reason == "TIMEOUT"),
-        "completion_ms_by_priority": {str(p): latency_stats(by_priority[p]) for p in sorted(by_priority)},
-    }
+        gathered.add(j)
+    return gathered.block()
 
 
 # summary.json paths of the metrics that the experiments' summary.csv, the predictions and the paper

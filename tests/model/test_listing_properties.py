@@ -530,3 +530,25 @@ def test_ordered_index_keeps_keys_sorted_even_when_time_steps_back(keys: list[tu
         assert len(index.keys) == len(keys) - 1
     index.discard((99.0, "missing"))  # no error
     assert list(index.after(None)) == index.keys
+
+
+@given(
+    st.lists(st.tuples(st.floats(0, 10), st.text("abc", max_size=3)), unique=True),
+    st.data(),
+)
+def test_ordered_index_drop_removes_exactly_the_named_ids(
+    keys: list[tuple[float, str]], data: st.DataObject
+) -> None:
+    """drop() (retention's batch delete: a front slice, or one pass) leaves the other keys in order."""
+    keys = list({job_id: (t, job_id) for t, job_id in keys}.values())  # ids are unique in a table
+    index = OrderedIndex()
+    for key in keys:
+        index.add(key)
+    ordered = sorted(keys)
+    front = data.draw(st.integers(0, len(ordered)))
+    gone = {k[1] for k in ordered[:front]} if data.draw(st.booleans()) else set()
+    if ordered:
+        gone |= {k[1] for k in data.draw(st.lists(st.sampled_from(ordered)))}
+    index.drop(gone)
+    assert index.keys == [k for k in ordered if k[1] not in gone]
+    assert len(index) == len(ordered) - len(gone)

@@ -168,3 +168,110 @@ def test_config_rejects_bad_retention() -> None:
     with pytest.raises(InvalidArgument):
         CoreConfig(max_retained_jobs=0)
     assert CoreConfig().result_ttl == 24 * 3600.0
+
+
+class _RetentionModel:
+    """Retention's rules written plainly (every kept key with its end time, insertion number and
+    size; the order is (end time, insertion number)): the reference for the compact queue."""
+
+    def __init__(self, ttl: float, limit: int, granularity: float, max_bytes: int | None) -> None:
+        self.ttl, self.limit, self.granularity, self.max_bytes = ttl, limit, granularity, max_bytes
+        self.kept: dict[str, tuple[float, int, int]] = {}
+        self.counter = 0
+
+    def add(self, end_time: float, key: str, size: int) -> None:
+        self.counter += 1
+        self.kept.pop(key, None)
+        self.kept[key] = (end_time, self.counter, size)
+
+    def discard(self, key: str) -> None:
+        self.kept.pop(key, None)
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, _, size in self.kept.values())
+
+    def order(self) -> list[str]:
+        return sorted(self.kept, key=lambda k: self.kept[k][:2])
+
+    def over(self) -> bool:
+        return len(self.kept) > self.limit or (self.max_bytes is not None and self.bytes > self.max_bytes)
+
+    def next_deadline(self) -> float | None:
+        if not self.kept:
+            return None
+        oldest = self.kept[self.order()[0]][0]
+        if self.over():
+            return oldest
+        return oldest + self.ttl + self.granularity if self.ttl > 0 else None
+
+    def expire(self, now: float) -> list[str]:
+        keep = self.limit - self.limit // 100 if len(self.kept) > self.limit else self.limit
+        keep_bytes = self.max_bytes
+        if keep_bytes is not None and self.bytes > keep_bytes:
+            keep_bytes -= keep_bytes // 100
+        dropped = []
+        for key in self.order():
+            within = len(self.kept) <= keep and (keep_bytes is None or self.bytes <= keep_bytes)
+            if within and not (self.ttl > 0 and self.kept[key][0] + self.ttl <= now):
+                break
+            del self.kept[key]
+            dropped.append(key)
+        return dropped
+
+
+RETENTION_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["add", "add", "add", "discard", "expire"]),
+        st.sampled_from("abcdefgh"),
+        st.floats(min_value=-3.0, max_value=10.0),  # a time step: negative ones end "in the past"
+        st.integers(min_value=0, max_value=5),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    RETENTION_OPS,
+    st.sampled_from([0.0, 5.0, 20.0]),
+    st.integers(min_value=1, max_value=6),
+    st.sampled_from([None, 8, 15]),
+)
+def test_retention_drops_exactly_what_its_rules_say(
+    ops: list[tuple[str, str, float, int]], ttl: float, limit: int, max_bytes: int | None
+) -> None:
+    """The compact queue (an in-order run in columns plus a heap for keys that end in the past) drops
+    the same keys in the same order as the plain rules, through re-adds, discards and clocks that
+    step back, with equal end times ordered by insertion."""
+    retention: Retention[str] = Retention(ttl, limit, RETENTION_GRANULARITY, max_bytes)
+    model = _RetentionModel(ttl, limit, RETENTION_GRANULARITY, max_bytes)
+    now = 0.0
+    for op, key, step, size in ops:
+        if op == "add":
+            end = round(now + min(step, 0.0), 1)  # rounded: equal end times happen
+            retention.add(end, key, size)
+            model.add(end, key, size)
+        elif op == "discard":
+            retention.discard(key)
+            model.discard(key)
+        else:
+            now += max(step, 0.0)
+            assert retention.expire(now) == model.expire(now)
+        assert len(retention) == len(model.kept)
+        assert retention.bytes == model.bytes
+        assert (key in retention) == (key in model.kept)
+        assert retention.next_deadline() == model.next_deadline()
+    assert retention.expire(now + 10**6) == model.expire(now + 10**6)
+
+
+def test_retention_reclaims_the_front_of_its_queue() -> None:
+    """Entries dropped from the front of the in-order run are freed, not kept as a growing prefix."""
+    retention: Retention[int] = Retention(10.0, 10**9, 0.0)
+    for i in range(50_000):
+        retention.add(float(i), i)
+        if i % 100 == 0:
+            retention.expire(float(i))
+    retention.expire(49_999.0)
+    assert len(retention) == 10  # ended within the TTL: 49_990 .. 49_999
+    assert len(retention._keys) - retention._head < 5_000 and len(retention._keys) < 10_000

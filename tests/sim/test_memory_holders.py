@@ -1,0 +1,68 @@
+"""The simulator's per-job holders stay small: draws kept as durations read back equal, executions
+kept as sets audit the same duplicates, and the timeout wheel keeps no FIFO for a duration done."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model.audit import duplicate_jobs
+from model.workload import JobDraw
+from sim.draws import Draws
+from sim.engine import SimEnv, TimeoutWheel, wake
+from sim.worker import Executions
+
+draws = st.builds(
+    JobDraw,
+    st.sampled_from(["sleep", "cpu", "echo"]),
+    st.floats(0.0, 5.0),
+    priority=st.sampled_from([0, 0, 2]),
+    payload_bytes=st.sampled_from([0, 0, 100]),
+    labels=st.sampled_from([(), (("team", "a"),)]),
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from([f"j{i}" for i in range(12)]), draws)), st.data())
+def test_draws_read_back_what_was_stored(items: list[tuple[str, JobDraw]], data: st.DataObject) -> None:
+    table = Draws()
+    want: dict[str, JobDraw] = {}
+    for job_id, draw in items:
+        table[job_id] = draw
+        want[job_id] = draw
+    drop = data.draw(st.booleans())
+    if want and drop:
+        gone = data.draw(st.sampled_from(sorted(want)))
+        del table[gone], want[gone]
+    assert len(table) == len(want) and sorted(table) == sorted(want)
+    for job_id, draw in want.items():
+        assert table[job_id] == draw and table.get(job_id) == draw and job_id in table
+    assert table.get("missing") is None and "missing" not in table
+    plain = sum(len(d) for d in table._plain.values())
+    assert plain == sum(d == JobDraw(d.job_type, d.duration) for d in want.values())
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.integers(1, 3))))
+def test_executions_audit_the_same_duplicates_as_the_list(starts: list[tuple[str, int]]) -> None:
+    executions = Executions()
+    for key in starts:
+        executions.append(key)
+    assert len(executions) == len(starts)
+    assert duplicate_jobs(executions.started_ids()) == duplicate_jobs(job_id for job_id, _ in starts)
+
+
+def test_the_wheel_keeps_no_fifo_once_its_waits_are_done() -> None:
+    """Long-poll waits of many distinct durations (as a deadline minus now gives): each FIFO goes
+    once its waits ended, so the wheel does not grow with the run (it kept one per wait before)."""
+    env = SimEnv()
+    wheel = TimeoutWheel(env)
+    events = []
+    for i in range(500):
+        event = env.event()
+        wheel.add(event, 1.0 + i * 1e-3)
+        events.append(event)
+    for event in events[::2]:
+        wake(event)  # woken early, as most waits are
+    env.run(until=10.0)
+    assert all(event.triggered for event in events)
+    assert [event.value for event in events[1::2]] == [False] * 250  # the others timed out
+    assert wheel._fifos == {} and wheel._armed == set()
