@@ -9,9 +9,9 @@ are the same as untraced):
 
 * the server side of each hop the real system traces (the generator that plays one RPC's handler on
   its process; MICRO_HOPS, MONO_HOPS name them and the parameters that carry the request's job and
-  attempt, checked against the methods' signatures as the tracer installs) records a SERVER span from the moment the callee
-  starts serving (after the hop and gRPC's threads) to its reply: the full gRPC method name, the
-  serving process (node, role), the attempt, the status code name;
+  attempt, checked against the methods' signatures as the tracer installs) records a SERVER span
+  from the moment the callee starts serving (after the hop and gRPC's threads) to its reply: the
+  full gRPC method name, the serving process (node, role), the attempt, the status code name;
 * the client-facing entries (Design A's gateway, Design B's entry node, and the node a request is
   forwarded to) record the TaskQueue method's span (ENTRIES);
 * the worker's backend records `worker/run` (from the fetch that brought the attempt to its report)
