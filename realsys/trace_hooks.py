@@ -86,7 +86,7 @@ def _trace_command(args: Any) -> int:
         source = Path(args.trace_dir) if args.trace_dir else _trace_dir_of(cluster, Path(args.dir))
         if not source.is_dir():
             raise FileNotFoundError(f"no trace directory {source}")
-        spans = load_spans(source, cluster)
+        spans = load_spans(source, cluster, empty_ok=True)  # a trace directory with no span yet: no such job
     job_id = args.job_id or _first_job(spans, source)
     rows = spans_mod.timeline(spans, job_id)
     if not rows:
@@ -136,9 +136,10 @@ def _first_job(spans: list[spans_mod.HopSpan], source: Path) -> str:
     return jobs[0]
 
 
-def load_spans(path: Path, cluster: Any) -> list[spans_mod.HopSpan]:
+def load_spans(path: Path, cluster: Any, empty_ok: bool = False) -> list[spans_mod.HopSpan]:
     """The spans in a spans file, or in a directory: a simulated run's (RUN/spans.jsonl), a trace
-    directory's (*.spans.jsonl), or a cluster's trace directory."""
+    directory's (*.spans.jsonl), or a cluster's trace directory. A directory without any is an error,
+    unless `empty_ok` (a named trace directory that has no span yet)."""
     if path.is_file():
         files = [path]
     elif not path.is_dir():
@@ -146,10 +147,10 @@ def load_spans(path: Path, cluster: Any) -> list[spans_mod.HopSpan]:
     elif (path / spans_mod.SPANS_FILE).is_file():
         files = [path / spans_mod.SPANS_FILE]
     elif (path / cluster.CLUSTER_FILE).is_file():
-        return load_spans(_trace_dir_of(cluster, path), cluster)
+        return load_spans(_trace_dir_of(cluster, path), cluster, empty_ok)
     else:
         files = sorted(path.glob(f"*{spans_mod.SPAN_SUFFIX}"))
-        if not files:
+        if not files and not empty_ok:
             raise ValueError(
                 f"no spans in {path}: not a spans file, trace, cluster or simulated run directory"
             )
