@@ -187,6 +187,8 @@ WAL_SIZE_LIMIT = 8 << 20  # bytes a WAL file is truncated to when it restarts
 # size the checkpointer runs a RESTART checkpoint, which holds writers off while it copies (once per
 # this many bytes written) and lets the next write start the WAL over.
 WAL_RESTART_BYTES = 16 << 20
+RESTART_RETRY = 0.05  # seconds to the next try when a RESTART checkpoint found the WAL busy
+WAL_HARD_BYTES = 2 * WAL_RESTART_BYTES  # past this a group commit restarts the WAL itself (_bound_wal)
 
 
 class _SqliteFile:
@@ -208,7 +210,9 @@ class _SqliteFile:
         self._conn.executescript(schema)
         self._stop = threading.Event()
         self._checkpointer: threading.Thread | None = None
+        self._wal: Path | None = None
         if str(path) != ":memory:":
+            self._wal = Path(str(path) + "-wal")
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpointer = threading.Thread(
                 target=self._checkpoint_loop, args=(str(path),), name=f"checkpoint {path}", daemon=True
@@ -219,19 +223,37 @@ class _SqliteFile:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout=1000")  # RESTART waits this long for the writer at most
         wal = Path(path + "-wal")
+        interval = CHECKPOINT_INTERVAL
         try:
-            while not self._stop.wait(CHECKPOINT_INTERVAL):
+            while not self._stop.wait(interval):
+                interval = CHECKPOINT_INTERVAL
                 try:
                     size = wal.stat().st_size
                 except OSError:  # not there (yet, or any more)
                     size = 0
                 try:
                     mode = "RESTART" if size > WAL_RESTART_BYTES else "PASSIVE"  # PASSIVE never waits
-                    conn.execute(f"PRAGMA wal_checkpoint({mode})")
+                    busy = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+                    if mode == "RESTART" and busy and busy[0]:
+                        # a writer held it off (a group commit's transaction can be large): try again
+                        # soon, or the WAL grows by another interval's writes before the next turn
+                        interval = RESTART_RETRY
                 except sqlite3.Error:
                     log.exception("WAL checkpoint failed", extra={"path": path})
         finally:
             conn.close()
+
+    def _bound_wal(self) -> None:
+        """After a group commit: past WAL_HARD_BYTES (the checkpointer fell behind a flood of large
+        batches) the writer restarts the WAL itself, so it stays within about that plus one batch."""
+        wal = self._wal
+        if wal is None:
+            return
+        try:
+            if wal.stat().st_size > WAL_HARD_BYTES:
+                self._conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        except (OSError, sqlite3.Error):  # no WAL yet, or busy: the checkpointer's next turn does it
+            pass
 
     def close(self) -> None:
         self._stop.set()
@@ -483,6 +505,7 @@ class SqliteJobRecords(_SqliteFile, JobRecords):
                 self.save(job)
             else:
                 self.save_many(jobs.values())
+            self._bound_wal()
 
     def save_many(self, jobs: Iterable[Job]) -> None:
         stored, payloads = self._stored, self._payloads
