@@ -36,6 +36,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from model.job import CancelledByWorker, Failed, Outcome
+
 KINDS = ("SERVER", "INTERNAL")
 ORIGIN_HOPS = frozenset({"SubmitJob", "CreateJob"})  # the hops that make a job: a timeline's zero
 SPANS_FILE = "spans.jsonl"  # a simulated run's spans, in its run directory
@@ -44,6 +46,15 @@ SPAN_SUFFIX = ".spans.jsonl"  # a real node's spans: <trace dir>/<node>.spans.js
 
 def _digest(job_id: str) -> bytes:
     return hashlib.sha256(b"dtq-trace\x00" + job_id.encode()).digest()
+
+
+def outcome_status(outcome: Outcome) -> str:
+    """The status of a `worker/run` span: the outcome's kind as the real and simulated tracers name it."""
+    if isinstance(outcome, Failed):
+        return "FAILED"
+    if isinstance(outcome, CancelledByWorker):
+        return "CANCELLED"
+    return "OK"
 
 
 def job_trace_id(job_id: str) -> int:

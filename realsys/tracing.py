@@ -44,8 +44,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from model.errors import InvalidArgument
-from model.job import Assignment, CancelledByWorker, Failed, Outcome
-from model.spans import SPAN_SUFFIX, HopSpan, job_root_span_id, job_trace_id, parse_spans, span_line
+from model.job import Assignment, Outcome
+from model.spans import (
+    SPAN_SUFFIX,
+    HopSpan,
+    job_root_span_id,
+    job_trace_id,
+    outcome_status,
+    parse_spans,
+    span_line,
+)
 from realsys.config import NodeConfig
 
 TRACEPARENT = "traceparent"
@@ -369,7 +377,7 @@ class TracedBackend:
             run = self.tracer.span(
                 "worker/run", job_id, kind=SpanKind.INTERNAL, start=arrived, attempt=attempt
             )
-            run.set_attribute("dtq.status", _outcome_status(outcome))
+            run.set_attribute("dtq.status", outcome_status(outcome))
             run.end(now)
             parent = run.get_span_context()
         span = self.tracer.span(
@@ -386,14 +394,6 @@ class TracedBackend:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
-
-
-def _outcome_status(outcome: Outcome) -> str:
-    if isinstance(outcome, Failed):
-        return "FAILED"
-    if isinstance(outcome, CancelledByWorker):
-        return "CANCELLED"
-    return "OK"
 
 
 def traced_backend(backend: Any, config: NodeConfig) -> Any:

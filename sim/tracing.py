@@ -42,8 +42,16 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from model.errors import DtqError
-from model.job import Assignment, CancelledByWorker, Failed, Outcome
-from model.spans import HopSpan, job_root_span_id, job_span_id, job_trace_id, span_hex, trace_hex
+from model.job import Assignment, Outcome
+from model.spans import (
+    HopSpan,
+    job_root_span_id,
+    job_span_id,
+    job_trace_id,
+    outcome_status,
+    span_hex,
+    trace_hex,
+)
 from sim.engine import SimGen, status_of
 
 if TYPE_CHECKING:
@@ -157,14 +165,6 @@ def _made(how: str, value: Any) -> list[tuple[str, int]]:
     if how == "assignments":
         return [(a.job_id, 0) for a in value or ()]
     return []
-
-
-def _outcome_status(outcome: Outcome) -> str:
-    if isinstance(outcome, Failed):
-        return "FAILED"
-    if isinstance(outcome, CancelledByWorker):
-        return "CANCELLED"
-    return "OK"
 
 
 def check_chosen(chosen: Sequence[Chosen]) -> tuple[Chosen, ...]:
@@ -520,7 +520,7 @@ class TracedBackend:
         parent: Frame = None
         if arrived is not None:
             run_id = tracer._new_id(job_id)
-            status = _outcome_status(outcome)
+            status = outcome_status(outcome)
             tracer._record(
                 job_id, "worker/run", "INTERNAL", self.node, self.role, arrived, run_id, None, status, attempt
             )
