@@ -220,6 +220,31 @@ def band_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _winner_cells(
+    real_a: Mapping[str, Sequence[float]],
+    real_b: Mapping[str, Sequence[float]],
+    sim_a: Mapping[str, float],
+    sim_b: Mapping[str, float],
+) -> dict[str, dict[str, Any]]:
+    """Per winner metric: the real winner of A's against B's replications (decisive only where their
+    95% intervals separate), the simulated one by the predicted values, and whether they agree."""
+    label = {"a": DESIGNS[0], "b": DESIGNS[1], "tie": "tie", "": ""}
+    cells: dict[str, dict[str, Any]] = {}
+    for name, better in METRICS:
+        if name not in WINNER_METRICS:
+            continue
+        ra, ra_ci = mean_ci(real_a[name])
+        rb, rb_ci = mean_ci(real_b[name])
+        real_w = winner(ra, rb, higher_is_better=better > 0, a_ci=ra_ci, b_ci=rb_ci)
+        sim_w = winner(sim_a[name], sim_b[name], higher_is_better=better > 0)
+        cells[name] = {
+            "real": label[real_w],
+            "sim": label[sim_w],
+            "agree": None if real_w in ("tie", "") else real_w == sim_w,
+        }
+    return cells
+
+
 def winner_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """At each point run by both designs: per metric the real winner (decisive only where the
     replications' 95% intervals separate), the simulated one (by the twins' means), and agreement."""
@@ -232,19 +257,8 @@ def winner_table(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             continue
         a, b = (pair[d] for d in DESIGNS)
         row: dict[str, Any] = {"point": key, "rho_micro": a["rho"], "rho_mono": b["rho"]}
-        for name, better in METRICS:
-            if name not in WINNER_METRICS:
-                continue
-            ra, ra_ci = mean_ci([x[name] for x in a["real_replications"]])
-            rb, rb_ci = mean_ci([x[name] for x in b["real_replications"]])
-            real_w = winner(ra, rb, higher_is_better=better > 0, a_ci=ra_ci, b_ci=rb_ci)
-            sim_w = winner(a["twins"][name], b["twins"][name], higher_is_better=better > 0)
-            label = {"a": DESIGNS[0], "b": DESIGNS[1], "tie": "tie", "": ""}
-            row[name] = {
-                "real": label[real_w],
-                "sim": label[sim_w],
-                "agree": None if real_w in ("tie", "") else real_w == sim_w,
-            }
+        real_a, real_b = ({m: [x[m] for x in r["real_replications"]] for m in WINNER_METRICS} for r in (a, b))
+        row.update(_winner_cells(real_a, real_b, a["twins"], b["twins"]))
         out.append(row)
     return out
 
@@ -378,19 +392,7 @@ def holdout_winners(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             continue
         a, b = (pair[d] for d in DESIGNS)
         row: dict[str, Any] = {"point": case}
-        for name, better in METRICS:
-            if name not in WINNER_METRICS:
-                continue
-            ra, ra_ci = mean_ci(a["real"][name])
-            rb, rb_ci = mean_ci(b["real"][name])
-            real_w = winner(ra, rb, higher_is_better=better > 0, a_ci=ra_ci, b_ci=rb_ci)
-            sim_w = winner(a["predicted"][name], b["predicted"][name], higher_is_better=better > 0)
-            label = {"a": DESIGNS[0], "b": DESIGNS[1], "tie": "tie", "": ""}
-            row[name] = {
-                "real": label[real_w],
-                "sim": label[sim_w],
-                "agree": None if real_w in ("tie", "") else real_w == sim_w,
-            }
+        row.update(_winner_cells(a["real"], b["real"], a["predicted"], b["predicted"]))
         out.append(row)
     return out
 
