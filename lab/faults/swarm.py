@@ -28,6 +28,7 @@ import os
 import subprocess
 import tempfile
 import time
+import traceback
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,8 @@ MICRO_PORTS = {
 _DOCKER_TIMEOUT = 60.0
 _READY_TIMEOUT = 180.0  # a task (re)started by the swarm answering gRPC health: image pull, start-up
 _POLL = 0.5
+_CONTAINER_WAIT = 30.0
+_ATTEMPTS = 2  # a run that raised (deploy, readiness, docker: never an audit finding) is tried once more
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +122,22 @@ class SwarmCluster:
         return f"{host.address}:{port}"
 
     def _container(self, name: str) -> str:
+        """The one running container of task NAME; polled for up to _CONTAINER_WAIT s, since the swarm may
+        be replacing the task (a failed health probe on a loaded host) when the fault is due."""
         host, _ = self.where[name]
-        ids = run_docker(
-            host.docker_host,
-            ["ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={self.stack}_{name}"],
-        ).split()
-        if len(ids) != 1:
-            raise RuntimeError(f"{self.stack}_{name}: {len(ids)} running containers on {host.label}, not 1")
-        return ids[0]
+        deadline = time.monotonic() + _CONTAINER_WAIT
+        while True:
+            ids = run_docker(
+                host.docker_host,
+                ["ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={self.stack}_{name}"],
+            ).split()
+            if len(ids) == 1:
+                return ids[0]
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{self.stack}_{name}: {len(ids)} running containers on {host.label}, not 1"
+                )
+            time.sleep(_POLL)
 
     async def inject(self, fault: RealFault, now: Callable[[], float]) -> Injection:
         if fault.target.startswith("host:"):
@@ -312,12 +323,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: list[FaultRun] = []
     for fault in faults:
         started = time.monotonic()
-        run_id = (  # lab.faults' scheme, with a host target's colon made a dash (a directory name)
-            f"{backend.run_prefix}-{args.design}-{fault.action}-{fault.target.replace(':', '-')}"
-            f"-L{core.lease_duration:g}-H{core.heartbeat_interval:g}-{spec.seed}"
-            f"-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-        )
-        run = run_with_flags(args, fault, spec, core, backend, run_id=run_id)
+        for attempt in range(1, _ATTEMPTS + 1):
+            run_id = (  # lab.faults' scheme, with a host target's colon made a dash (a directory name)
+                f"{backend.run_prefix}-{args.design}-{fault.action}-{fault.target.replace(':', '-')}"
+                f"-L{core.lease_duration:g}-H{core.heartbeat_interval:g}-{spec.seed}"
+                f"-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+            )
+            try:
+                run = run_with_flags(args, fault, spec, core, backend, run_id=run_id)
+                break
+            except Exception as exc:  # the rig's failure, not a finding: lost jobs are counted, not raised
+                traceback.print_exc()
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                print(
+                    f"lab.faults.swarm: {args.design} {fault.action}:{fault.target} attempt {attempt} of "
+                    f"{_ATTEMPTS} failed: {type(exc).__name__}: {first}",
+                    flush=True,
+                )
+                if attempt == _ATTEMPTS:
+                    return 1
         runs.append(run)
         print(f"{format_runs([run]).splitlines()[-1]}   ({time.monotonic() - started:.0f}s)", flush=True)
         if run.found.lost:
