@@ -432,6 +432,7 @@ def values(
     v["table_wins"] = table_wins_condensed(sweep)
     v["holdout_section"] = facts.holdout_section(data)
     v["holdout_short"] = facts.holdout_short(data)
+    v["extended_section"] = facts.extended_section(data)
     v["other_results"] = facts.other_results(data)
     v["machine"] = facts.machine(data)
     v["machine_short"] = v["machine"].split(" (")[0].replace(" vCPUs", "-vCPU")

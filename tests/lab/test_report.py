@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from lab.report import facts
 from lab.report.build import build
 from lab.report.calibration import table_calibration_drift
 from lab.report.data import NO_VALIDATION, host_probe_trend, num, validation_trend
@@ -387,3 +388,26 @@ def test_the_scheduler_table_sets_fifo_and_fair_twins_side_by_side(tmp_path: Pat
     assert "| A (micro) | noop | submit | 300.0 | 10% | -30% |" in table
     assert "| A (micro), FIFO (local) | 20% / - / - |" in table
     assert "| A (micro), fair (local) | 5% / - / - |" in table
+
+
+def test_the_extended_matrix_section_quotes_its_tables_and_says_when_they_are_absent(tmp_path: Path) -> None:
+    assert "not measured" in facts.extended_section(tmp_path)
+    assert facts.extended_holdout_groups(tmp_path) == ""
+    band = {"median_abs_error": 0.25, "floor": 0.1}
+    tables = {
+        "calibration": ["cal-x"],
+        "bands": [{"band": "rho>0.8", "points": 3, "metrics": {m: band for m in facts.EXTENDED_METRICS}}],
+        "winner_summary": {"throughput": {"agree": 2, "decisive": 3, "points": 5}},
+        "mechanisms": {"tail_width_real": 6.0, "tail_width_sim": 2.0, "signed_by_design": {}},
+        "holdout_summary": [
+            {"group": "H9", "points": 4, "metrics": {"p50": {"median_abs_error": 0.5, "floor": 0.2}}}
+        ],
+    }
+    folder = tmp_path / "validation" / "extended"
+    folder.mkdir(parents=True)
+    (folder / "tables.json").write_text(json.dumps(tables))
+    text = facts.extended_section(tmp_path)
+    assert "| rho>0.8 | 3 | 25% / 10% |" in text and "cal-x" in text
+    assert "throughput 2 of 3 decided (of 5 points)" in text
+    assert "real p99/p50 is 6.0 and the simulated 2.0" in text
+    assert "| H9 | 4 |  | 50% / 20% |" in facts.extended_holdout_groups(tmp_path)
