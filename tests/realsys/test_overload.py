@@ -499,9 +499,17 @@ async def test_byte_flood_of_fast_jobs_stays_within_the_byte_budget(flood: Deplo
         size = path.stat().st_size
         bound = 3 * WAL_RESTART_BYTES if path.name.endswith("-wal") else 8 * MIB
         assert size < bound, f"{path.name}: {size / MIB:.0f} MiB"
-    # flat: after a warm-up round, 5 more rounds (60 MiB in, 60 MiB of results) add no more than a
-    # few MiB (before the byte bounds: +12 MiB a round in Design A, +24 MiB in Design B)
-    assert max(rss[1:]) - rss[1] < 12, f"RSS by round (MiB): {[round(r) for r in rss]}"
+    # flat: after a warm-up round, 5 more rounds (60 MiB in, 60 MiB of results) do not grow it round by
+    # round (before the byte bounds: +12 MiB a round in Design A, +24 MiB in Design B). The least-squares
+    # slope over those rounds must stay under half the smaller leak; a one-off step (+19 MiB seen once on a
+    # loaded host, against a bound of 12 then) moves it by less than that
+    after = rss[1:]
+    centre = (len(after) - 1) / 2
+    slope = sum((i - centre) * r for i, r in enumerate(after)) / sum(
+        (i - centre) ** 2 for i in range(len(after))
+    )
+    assert slope < 6, f"RSS grows {slope:.1f} MiB a round; by round (MiB): {[round(r) for r in rss]}"
+    assert max(after) - after[0] < 36, f"RSS by round (MiB): {[round(r) for r in rss]}"
 
 
 STRAY = CoreConfig(lease_duration=5.0, heartbeat_interval=0.2, worker_ttl=0.5)
