@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 from lab.experiment.runner import run_experiment
 from lab.experiment.spec import experiment_from_mapping
 from lab.validation.accuracy import band_names, band_of
+from lab.validation.output import json_safe
 from lab.validation.runs import saturation_rate
 from model.results.runs import load_config, load_summary, run_exists
 from model.results.stats import mean_ci, winner
@@ -538,13 +539,10 @@ def markdown(t: Mapping[str, Any]) -> str:
         "|---|---|" + "---|" * len(WINNER_METRICS),
     ]
     for w in t["winners"]:
-        cells = []
-        for n in WINNER_METRICS:
-            c = w[n]
-            mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
-            cells.append(f"{c['real']} / {c['sim']}{mark}")
         lines.append(
-            f"| {w['point']} | {w['rho_micro']:.2f} / {w['rho_mono']:.2f} | " + " | ".join(cells) + " |"
+            f"| {w['point']} | {w['rho_micro']:.2f} / {w['rho_mono']:.2f} | "
+            + " | ".join(_winner_marks(w))
+            + " |"
         )
     m = t.get("mechanisms")
     if m:
@@ -622,12 +620,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "|---|" + "---|" * len(WINNER_METRICS),
         ]
         for w in t["holdout_winners"]:
-            cells = []
-            for n in WINNER_METRICS:
-                c = w[n]
-                mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
-                cells.append(f"{c['real']} / {c['sim']}{mark}")
-            lines.append(f"| {w['point']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {w['point']} | " + " | ".join(_winner_marks(w)) + " |")
     if t.get("posthoc"):
         lines += [
             "",
@@ -656,19 +649,20 @@ def _fmt2(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(x) for x in value]
-    return value
+def _winner_marks(w: Mapping[str, Any]) -> list[str]:
+    """A winners row's "real / simulated" cell per metric, marked ok or WRONG where the real winner is
+    decisive."""
+    cells = []
+    for n in WINNER_METRICS:
+        c = w[n]
+        mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
+        cells.append(f"{c['real']} / {c['sim']}{mark}")
+    return cells
 
 
 def write_tables(t: Mapping[str, Any], folder: Path = OUT, name: str = "tables") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(_json_safe(t), indent=1, sort_keys=True) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(json_safe(t), indent=1, sort_keys=True) + "\n")
     (folder / f"{name}.md").write_text(markdown(t))
 
 
