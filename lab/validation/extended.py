@@ -485,8 +485,7 @@ def markdown(t: Mapping[str, Any]) -> str:
         "at or below the floor, above 0.8 within 1.5x the floor (yes/no). rho: served requests/s over the "
         "design's saturation for the workload (32-client loop not waiting; see lab/validation/extended.py).",
         "",
-        "| band | points | " + " | ".join(names) + " | W1 / floor |",
-        "|---|---|" + "---|" * (len(names) + 1),
+        *_head("band", "points", *names, "W1 / floor"),
     ]
     for b in t["bands"]:
         cells = []
@@ -508,8 +507,7 @@ def markdown(t: Mapping[str, Any]) -> str:
     lines += [
         "## Per point",
         "",
-        "| point | rho | " + " | ".join(names) + " | W1 | W1 floor |",
-        "|---|---|" + "---|" * (len(names) + 2),
+        *_head("point", "rho", *names, "W1", "W1 floor"),
     ]
     for r in t["points"]:
         lines.append(
@@ -535,8 +533,7 @@ def markdown(t: Mapping[str, Any]) -> str:
     )
     lines += [
         "",
-        "| point | rho A / B | " + " | ".join(f"{n} real / sim" for n in WINNER_METRICS) + " |",
-        "|---|---|" + "---|" * len(WINNER_METRICS),
+        *_head("point", "rho A / B", *(f"{n} real / sim" for n in WINNER_METRICS)),
     ]
     for w in t["winners"]:
         lines.append(
@@ -553,8 +550,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             f"Host 1-minute load average while the points ran: {_range(m['loadavg_range'])} on 2 cores. "
             "Spearman rank correlation over the points between that load and the simulator's signed error:",
             "",
-            "| metric | Spearman | p | n |",
-            "|---|---|---|---|",
+            *_head("metric", "Spearman", "p", "n"),
         ]
         for name, c in m["load_vs_error"].items():
             lines.append(f"| {name} | {c['spearman']:+.2f} | {c['p']:.3f} | {c['n']} |")
@@ -562,8 +558,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "",
             "Median signed error by design (+: the simulator too high):",
             "",
-            "| design | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
+            *_head("design", *names),
         ]
         for design, errs in m["signed_by_design"].items():
             lines.append(f"| {design} | " + " | ".join(_signed(errs[n]) for n in names) + " |")
@@ -575,8 +570,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "Real tail width p99 / p50 by the host's load at the run's start (each run's probe), over "
             "all real runs of a pattern (the validation matrix of 2026-12-04 and this matrix):",
             "",
-            "| runs | n | Spearman (load, width) | p | median width by load |",
-            "|---|---|---|---|---|",
+            *_head("runs", "n", "Spearman (load, width)", "p", "median width by load"),
         ]
         for pattern, w in m.get("tail_width_by_load", {}).items():
             bins = ", ".join(
@@ -590,8 +584,7 @@ def markdown(t: Mapping[str, Any]) -> str:
         "",
         "Median |error| / real floor over the points:",
         "",
-        "| group | points | " + " | ".join(hnames) + " |",
-        "|---|---|" + "---|" * len(hnames),
+        *_head("group", "points", *hnames),
     ]
     for g in t["holdout_summary"]:
         lines.append(
@@ -602,7 +595,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             )
             + " |"
         )
-    lines += ["", "| point | group | " + " | ".join(hnames) + " |", "|---|---|" + "---|" * len(hnames)]
+    lines += ["", *_head("point", "group", *hnames)]
     for r in t["holdout"]:
         lines.append(
             f"| {r['point']} | {r['group']} | "
@@ -616,8 +609,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "intervals; "
             "predicted by the predictions' means):",
             "",
-            "| point | " + " | ".join(f"{n} real / predicted" for n in WINNER_METRICS) + " |",
-            "|---|" + "---|" * len(WINNER_METRICS),
+            *_head("point", *(f"{n} real / predicted" for n in WINNER_METRICS)),
         ]
         for w in t["holdout_winners"]:
             lines.append(f"| {w['point']} | " + " | ".join(_winner_marks(w)) + " |")
@@ -629,8 +621,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "Current code; `host_scale`: twins moved to each run's own host probe (else at the "
             "calibration's host speed). Median |error| / floor over the points:",
             "",
-            "| file | calibration | host_scale | points | " + " | ".join(names) + " |",
-            "|---|---|---|---|" + "---|" * len(names),
+            *_head("file", "calibration", "host_scale", "points", *names),
         ]
         for r in t["posthoc"]:
             lines.append(
@@ -639,6 +630,11 @@ def markdown(t: Mapping[str, Any]) -> str:
                 + " |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _head(*cells: str) -> list[str]:
+    """A markdown table's header row and its separator."""
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
 
 
 def _range(values: Sequence[float]) -> str:
