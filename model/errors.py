@@ -56,3 +56,15 @@ class Unavailable(DtqError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+# The error each code stands for, where an answer carries only the code and message (a gRPC status
+# at the client, realsys/status.py; one item of a batched reply, realsys/coalesce.py)
+ERROR_FOR_CODE: dict[Code, type[DtqError]] = {
+    Code.INVALID_ARGUMENT: InvalidArgument,
+    Code.NOT_FOUND: NotFound,
+    Code.FAILED_PRECONDITION: FailedPrecondition,
+    Code.ABORTED: StaleAttempt,
+    Code.RESOURCE_EXHAUSTED: ResourceExhausted,
+    Code.UNAVAILABLE: Unavailable,
+}

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Generic
 
 from model.actions import NOTHING, DoneWaiters, Effect, PutResult, Step, T, Wake, check_wait_end
 from model.commands import Command, Enqueue, JobFinished, JobsExpired, LeaseExpired, NotifyCancel
 from model.config import CoreConfig
+from model.driver import CoreDriver
 from model.eta import Estimate, Estimator, attempt_start
 from model.job import Assignment, Job, JobSpec, Outcome, Succeeded, bounded_outcome
 from model.jobs import JobTable, Renewal, Submitted
@@ -59,8 +59,9 @@ def stale_after(config: CoreConfig, rpc_timeout: float) -> float:
     return config.reservation_hold + config.lease_duration + rpc_timeout
 
 
-class JobService(Generic[T]):
+class JobService(CoreDriver[T]):
     def __init__(self, table: JobTable, rpc_timeout: float, sweep_every: float = 0.0) -> None:
+        super().__init__(table)
         self.table = table
         self.config = table.config
         self.timer = TimerRule(table.next_deadline)
@@ -71,26 +72,16 @@ class JobService(Generic[T]):
         self.outbox: dict[str, Enqueue] = {}  # job id -> the Enqueue the queue has not taken yet
         self._keyed = POLICIES[self.config.policy].keyed  # Enqueues carry the policy's key
         self._waiters: DoneWaiters[T] = DoneWaiters()
-        self._seen_expiries = table.lease_expiries
-        self._seen_requeues = table.requeues
-        window = table.config.estimate_window
-        self.estimator = Estimator(window) if window else None  # status estimates: off at 0
         self._slots: dict[str, tuple[int, float]] = {}  # worker -> (total slots, last heartbeat)
 
     # ------------------------------------------------------------------ start-up
-    def restore(self, now: float, jobs: Iterable[Job]) -> int:
-        """Loads saved jobs: pending ones go to the outbox, leased ones get a full lease from `now`."""
-        grace = now + self.config.lease_duration
-        n = 0
-        for job in jobs:
-            if job.state in ACTIVE:
-                # a worker that outlived our restart gets a full lease to reach us with a heartbeat
-                job.lease_deadline = max(job.lease_deadline, grace)
-            self._route(self.table.restore(job), [])
-            self._track(job)
-            n += 1
-        self._seen_expiries, self._seen_requeues = self.table.lease_expiries, self.table.requeues
-        return n
+    def _restore_job(self, now: float, job: Job) -> None:
+        """A saved job: a pending one goes to the outbox, a leased one gets a full lease from `now`."""
+        if job.state in ACTIVE:
+            # a worker that outlived our restart gets a full lease to reach us with a heartbeat
+            job.lease_deadline = max(job.lease_deadline, now + self.config.lease_duration)
+        self._route(self.table.restore(job), [])
+        self._track(job)
 
     # ------------------------------------------------------------------ client-facing (via the gateway)
     def create(self, now: float, spec: JobSpec, request_id: str = "") -> tuple[Submitted, Step[T]]:
@@ -150,13 +141,8 @@ class JobService(Generic[T]):
         renewal = self.table.renew(now, worker_id, running)
         if self.estimator is not None and total_slots > 0:
             self._slots[worker_id] = (total_slots, now)
-        get = self.table.get
-        if renewal.abandon:
-            abandoned = set(renewal.abandon)
-            kept = [get(job_id) for job_id, attempt in running if (job_id, attempt) not in abandoned]
-        else:
-            kept = [get(job_id) for job_id, _ in running]
-        return renewal, self._step(kept, (), poke=False)  # renewed deadlines only move later
+        # renewed deadlines only move later: no re-arm to consider
+        return renewal, self._step(self._renewed(running, renewal), (), poke=False)
 
     def fence(self, job_id: str, attempt: int, worker_id: str, outcome: Outcome) -> PutResult | None:
         """CompleteAttempt, first half: a report whose attempt does not hold the lease (another
@@ -201,18 +187,8 @@ class JobService(Generic[T]):
         return self._step(self._jobs_in(commands), commands, poke=False)  # the timer re-arms itself
 
     # ------------------------------------------------------------------ status estimates
-    def estimate(self, now: float, job: Job) -> Estimate | None:
-        """The estimated start and end of a PENDING or RUNNING job (see the module docstring); None
-        when estimates are off, for other states, before the first report, or with no live worker.
-        O(pending jobs) for a PENDING one."""
-        estimator = self.estimator
-        return (
-            None
-            if estimator is None
-            else estimator.of(now, job, lambda: self._pending_estimate(now, job, estimator))
-        )
-
     def _pending_estimate(self, now: float, job: Job, estimator: Estimator) -> Estimate | None:
+        """`estimate` of a PENDING job: None with no live worker. O(pending jobs)."""
         ttl = self.config.worker_ttl
         slots = sum(total for total, seen in self._slots.values() if now - seen <= ttl)
         if slots < 1:

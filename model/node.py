@@ -24,8 +24,7 @@ every report of this node's jobs (its own worker's and thieves'): dispatch to re
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Generic
+from collections.abc import Sequence
 
 from model.actions import NOTHING, DoneWaiters, Effect, Step, T, Wake, check_wait_end
 from model.commands import (
@@ -38,6 +37,7 @@ from model.commands import (
     WorkAvailable,
     WorkerLost,
 )
+from model.driver import CoreDriver
 from model.errors import InvalidArgument, Unavailable
 from model.eta import Estimate, Estimator, attempt_start
 from model.job import Assignment, Job, JobSpec, Outcome
@@ -47,30 +47,22 @@ from model.timer import TimerRule
 from model.workers import pick_waiter
 
 
-class NodeDriver(Generic[T]):
+class NodeDriver(CoreDriver[T]):
     def __init__(self, scheduler: Scheduler, local_worker_id: str = "") -> None:
+        super().__init__(scheduler.jobs)
         self.scheduler = scheduler
         self.timer = TimerRule(scheduler.next_deadline)
         self.local_worker_id = local_worker_id  # NotifyCancel for it is pushed, not left to heartbeats
         self.draining = False
         self.workers_lost = 0
         self._jobs = scheduler.jobs
-        self._seen_expiries = self._jobs.lease_expiries
-        self._seen_requeues = self._jobs.requeues
         self._fetchers: dict[T, int] = {}  # waiting fetchers: token -> free slots, in arrival order
         self._done: DoneWaiters[T] = DoneWaiters()  # WaitJob long-polls
-        window = scheduler.config.estimate_window
-        self.estimator = Estimator(window) if window else None  # status estimates: off at 0
 
     # ---------------------------------------------------------------- start-up
-    def restore(self, now: float, jobs: Iterable[Job]) -> int:
-        """Loads saved jobs (pending ones go back on the ready queue). Returns how many."""
-        n = 0
-        for job in jobs:
-            self.scheduler.restore(now, job)
-            n += 1
-        self._seen_expiries, self._seen_requeues = self._jobs.lease_expiries, self._jobs.requeues
-        return n
+    def _restore_job(self, now: float, job: Job) -> None:
+        """A saved job (a pending one goes back on the ready queue)."""
+        self.scheduler.restore(now, job)
 
     # ---------------------------------------------------------------- client side
     def submit(self, now: float, spec: JobSpec, request_id: str = "") -> tuple[Submitted, Step[T]]:
@@ -94,13 +86,7 @@ class NodeDriver(Generic[T]):
     ) -> tuple[Renewal, Step[T]]:
         renewal = self.scheduler.heartbeat(now, worker_id, total_slots, free_slots, running)
         # renewed lease deadlines are persisted, so a restart does not expire leases that are alive
-        get = self._jobs.get
-        if renewal.abandon:
-            abandoned = set(renewal.abandon)
-            renewed = [get(job_id) for job_id, attempt in running if (job_id, attempt) not in abandoned]
-        else:
-            renewed = [get(job_id) for job_id, _ in running]
-        return renewal, self._commit(renewed, ())
+        return renewal, self._commit(self._renewed(running, renewal), ())
 
     def fetch_now(self, now: float, worker_id: str, free_slots: int) -> tuple[list[Assignment], Step[T]]:
         """Leases what is ready right now, without waiting."""
@@ -153,18 +139,8 @@ class NodeDriver(Generic[T]):
         return Step((), (), effects, False)
 
     # ---------------------------------------------------------------- status estimates
-    def estimate(self, now: float, job: Job) -> Estimate | None:
-        """The estimated start and end of a PENDING or RUNNING job this node owns (see the module
-        docstring); None when estimates are off, for other states, before the first report, or
-        while this node's own worker has not registered."""
-        estimator = self.estimator
-        return (
-            None
-            if estimator is None
-            else estimator.of(now, job, lambda: self._pending_estimate(now, job, estimator))
-        )
-
     def _pending_estimate(self, now: float, job: Job, estimator: Estimator) -> Estimate | None:
+        """`estimate` of a PENDING job this node owns: None while its own worker has not registered."""
         local = self.scheduler.workers.workers.get(self.local_worker_id)
         if local is None or local.total_slots < 1:
             return None

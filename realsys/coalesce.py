@@ -14,16 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from model.errors import (
-    Code,
-    DtqError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    StaleAttempt,
-    Unavailable,
-)
+from model.errors import ERROR_FOR_CODE, Code, DtqError, Unavailable
 
 # The most items one batch call carries, the most batch calls of one hop in flight at once, and the
 # most items waiting for a call (past it, callers get UNAVAILABLE).
@@ -161,16 +152,6 @@ class Coalescer(Generic[Item, Result]):
             future.cancel()
 
 
-_ERROR_FOR_CODE: dict[Code, type[DtqError]] = {
-    Code.INVALID_ARGUMENT: InvalidArgument,
-    Code.NOT_FOUND: NotFound,
-    Code.FAILED_PRECONDITION: FailedPrecondition,
-    Code.ABORTED: StaleAttempt,
-    Code.RESOURCE_EXHAUSTED: ResourceExhausted,
-    Code.UNAVAILABLE: Unavailable,
-}
-
-
 def item_error(error: DtqError) -> tuple[str, str, float]:
     """A DtqError as one item's (code, message, retry_after; < 0: none) in a batched reply."""
     retry_after = getattr(error, "retry_after", None)
@@ -183,7 +164,7 @@ def error_of_item(code: str, message: str, retry_after: float = -1.0) -> DtqErro
         kind = Code(code)
     except ValueError:
         return Unavailable(f"{message} ({code})")
-    error = _ERROR_FOR_CODE.get(kind, Unavailable)(message)
+    error = ERROR_FOR_CODE.get(kind, Unavailable)(message)
     if isinstance(error, Unavailable):
         error.retry_after = retry_after if retry_after >= 0 else None
     return error

@@ -9,16 +9,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from model.errors import (
-    Code,
-    DtqError,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    StaleAttempt,
-    Unavailable,
-)
+from model.errors import ERROR_FOR_CODE, Code, DtqError, Unavailable
 
 GRPC_CODE: dict[Code, grpc.StatusCode] = {
     Code.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
@@ -30,12 +21,7 @@ GRPC_CODE: dict[Code, grpc.StatusCode] = {
 }
 
 _ERROR_FOR_CODE: dict[grpc.StatusCode, type[DtqError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
-    grpc.StatusCode.ABORTED: StaleAttempt,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
+    GRPC_CODE[code]: error for code, error in ERROR_FOR_CODE.items()
 }
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])

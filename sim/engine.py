@@ -349,6 +349,26 @@ class Cluster:
             yield caller.run(c - send)
         return value
 
+    def entry_hops(self, src: Proc, dst: Proc, server: SimGen[T]) -> SimGen[T]:
+        """A client's request at its entry process: the hop from the load generator's `src` to `dst`,
+        `server` there, and the hop back on `dst`'s streams (self.hop(src, dst) there and
+        self.hop(dst, src) back, without the calls)."""
+        far = self._host_hops and dst.host is not src.host
+        d = src.net() + src.host_hop() if far else src.net()
+        if d:
+            yield self.env.timeout(d)
+        taken = dst.rpc_in() if dst.io is not None else None  # gRPC's threads (rpc_thread)
+        if taken is not None:
+            yield taken
+        value = yield from server
+        d = dst.net() + dst.host_hop() if far else dst.net()
+        if d:
+            yield self.env.timeout(d)
+        taken = src.rpc_out() if src.io is not None else None
+        if taken is not None:
+            yield taken
+        return value
+
     def gather(self, calls: list[SimGen[T]]) -> SimGen[list[T]]:
         """asyncio.gather of concurrent calls, in order."""
         procs = [self.env.process(c) for c in calls]

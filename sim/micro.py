@@ -105,23 +105,7 @@ class MicroCluster(Cluster):
 
     # ================================================================ gateway (client API)
     def _via_gateway(self, lg: LoadgenPart, server: SimGen[Reply]) -> SimGen[Reply]:
-        # self.hop(lg.proc, gateway) there and self.hop(gateway, lg.proc) back, without the calls
-        src, dst = lg.proc, self.gateway
-        far = self._host_hops and dst.host is not src.host
-        d = src.net() + src.host_hop() if far else src.net()
-        if d:
-            yield self.env.timeout(d)
-        taken = dst.rpc_in() if dst.io is not None else None  # gRPC's threads (rpc_thread)
-        if taken is not None:
-            yield taken
-        reply: Reply = yield from server
-        d = dst.net() + dst.host_hop() if far else dst.net()
-        if d:
-            yield self.env.timeout(d)
-        taken = src.rpc_out() if src.io is not None else None
-        if taken is not None:
-            yield taken
-        return reply
+        return self.entry_hops(lg.proc, self.gateway, server)
 
     def _gw(self, method: str, then: SimGen[Reply], nbytes: int = 0) -> SimGen[Reply]:
         """A gateway method that is one call to the job service (the handler and the stub call are

@@ -464,23 +464,7 @@ class MonoCluster(Cluster):
         return reply
 
     def _hop_in(self, lg: LoadgenPart, entry: MonoNode, server: SimGen[Reply]) -> SimGen[Reply]:
-        # self.hop(lg.proc, entry.proc) there and self.hop(entry.proc, lg.proc) back, without the calls
-        src, dst = lg.proc, entry.proc
-        far = self._host_hops and dst.host is not src.host
-        d = src.net() + src.host_hop() if far else src.net()
-        if d:
-            yield self.env.timeout(d)
-        taken = dst.rpc_in() if dst.io is not None else None  # gRPC's threads (rpc_thread)
-        if taken is not None:
-            yield taken
-        reply: Reply = yield from server
-        d = dst.net() + dst.host_hop() if far else dst.net()
-        if d:
-            yield self.env.timeout(d)
-        taken = src.rpc_out() if src.io is not None else None
-        if taken is not None:
-            yield taken
-        return reply
+        return self.entry_hops(lg.proc, entry.proc, server)
 
     def request_submit(self, lg: LoadgenPart, job: JobDraw) -> SimGen[tuple[str, str]]:
         entry = self._entry(lg, "SubmitJob")

@@ -164,6 +164,20 @@ def metric_cells(name: str, real: float, ci: float, sim: float, err: float) -> d
     return {f"{name}_real": real, f"{name}_real_ci95": ci, f"{name}_sim": sim, f"{name}_err": err}
 
 
+def error_cells(errors: Sequence[float], floor: Sequence[float]) -> dict[str, float]:
+    """An error-table row's columns over a group of points: how many errors, the median and IQR of
+    |relative error|, the median signed error (the bias), and the median floor deviation."""
+    q25, med, q75 = quantiles([abs(e) for e in errors])
+    return {
+        "points": len(errors),
+        "median_abs_err": med,
+        "q25_abs_err": q25,
+        "q75_abs_err": q75,
+        "median_signed_err": quantiles(errors)[1],
+        "floor_median_dev": quantiles(floor)[1],
+    }
+
+
 def point_rows(points: Iterable[Point], edges: Sequence[float]) -> list[dict[str, Any]]:
     """points.csv: one row per point with rho, band, real mean/CI, sim mean, error, spread."""
     rows = []
@@ -202,17 +216,11 @@ def error_table(points: Sequence[Point], edges: Sequence[float]) -> list[dict[st
         for name, _, _ in METRICS:
             errors = [e for e in (p.error(name) for p in members) if not math.isnan(e)]
             floor = [d for p in members for d in replication_spread(p.real.get(name, []))]
-            q25, med, q75 = quantiles([abs(e) for e in errors])
             rows.append(
                 {
                     "band": band,
                     "metric": name,
-                    "points": len(errors),
-                    "median_abs_err": med,
-                    "q25_abs_err": q25,
-                    "q75_abs_err": q75,
-                    "median_signed_err": quantiles(errors)[1],
-                    "floor_median_dev": quantiles(floor)[1],
+                    **error_cells(errors, floor),
                     "floor_q75_dev": quantiles(floor)[2],
                 }
             )

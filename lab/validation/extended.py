@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 from lab.experiment.runner import run_experiment
 from lab.experiment.spec import experiment_from_mapping
 from lab.validation.accuracy import band_names, band_of
+from lab.validation.output import json_safe
 from lab.validation.runs import saturation_rate
 from model.results.runs import load_config, load_summary, run_exists
 from model.results.stats import mean_ci, winner
@@ -484,8 +485,7 @@ def markdown(t: Mapping[str, Any]) -> str:
         "at or below the floor, above 0.8 within 1.5x the floor (yes/no). rho: served requests/s over the "
         "design's saturation for the workload (32-client loop not waiting; see lab/validation/extended.py).",
         "",
-        "| band | points | " + " | ".join(names) + " | W1 / floor |",
-        "|---|---|" + "---|" * (len(names) + 1),
+        *_head("band", "points", *names, "W1 / floor"),
     ]
     for b in t["bands"]:
         cells = []
@@ -507,8 +507,7 @@ def markdown(t: Mapping[str, Any]) -> str:
     lines += [
         "## Per point",
         "",
-        "| point | rho | " + " | ".join(names) + " | W1 | W1 floor |",
-        "|---|---|" + "---|" * (len(names) + 2),
+        *_head("point", "rho", *names, "W1", "W1 floor"),
     ]
     for r in t["points"]:
         lines.append(
@@ -534,17 +533,13 @@ def markdown(t: Mapping[str, Any]) -> str:
     )
     lines += [
         "",
-        "| point | rho A / B | " + " | ".join(f"{n} real / sim" for n in WINNER_METRICS) + " |",
-        "|---|---|" + "---|" * len(WINNER_METRICS),
+        *_head("point", "rho A / B", *(f"{n} real / sim" for n in WINNER_METRICS)),
     ]
     for w in t["winners"]:
-        cells = []
-        for n in WINNER_METRICS:
-            c = w[n]
-            mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
-            cells.append(f"{c['real']} / {c['sim']}{mark}")
         lines.append(
-            f"| {w['point']} | {w['rho_micro']:.2f} / {w['rho_mono']:.2f} | " + " | ".join(cells) + " |"
+            f"| {w['point']} | {w['rho_micro']:.2f} / {w['rho_mono']:.2f} | "
+            + " | ".join(_winner_marks(w))
+            + " |"
         )
     m = t.get("mechanisms")
     if m:
@@ -555,8 +550,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             f"Host 1-minute load average while the points ran: {_range(m['loadavg_range'])} on 2 cores. "
             "Spearman rank correlation over the points between that load and the simulator's signed error:",
             "",
-            "| metric | Spearman | p | n |",
-            "|---|---|---|---|",
+            *_head("metric", "Spearman", "p", "n"),
         ]
         for name, c in m["load_vs_error"].items():
             lines.append(f"| {name} | {c['spearman']:+.2f} | {c['p']:.3f} | {c['n']} |")
@@ -564,8 +558,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "",
             "Median signed error by design (+: the simulator too high):",
             "",
-            "| design | " + " | ".join(names) + " |",
-            "|---|" + "---|" * len(names),
+            *_head("design", *names),
         ]
         for design, errs in m["signed_by_design"].items():
             lines.append(f"| {design} | " + " | ".join(_signed(errs[n]) for n in names) + " |")
@@ -577,8 +570,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "Real tail width p99 / p50 by the host's load at the run's start (each run's probe), over "
             "all real runs of a pattern (the validation matrix of 2026-12-04 and this matrix):",
             "",
-            "| runs | n | Spearman (load, width) | p | median width by load |",
-            "|---|---|---|---|---|",
+            *_head("runs", "n", "Spearman (load, width)", "p", "median width by load"),
         ]
         for pattern, w in m.get("tail_width_by_load", {}).items():
             bins = ", ".join(
@@ -592,8 +584,7 @@ def markdown(t: Mapping[str, Any]) -> str:
         "",
         "Median |error| / real floor over the points:",
         "",
-        "| group | points | " + " | ".join(hnames) + " |",
-        "|---|---|" + "---|" * len(hnames),
+        *_head("group", "points", *hnames),
     ]
     for g in t["holdout_summary"]:
         lines.append(
@@ -604,7 +595,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             )
             + " |"
         )
-    lines += ["", "| point | group | " + " | ".join(hnames) + " |", "|---|---|" + "---|" * len(hnames)]
+    lines += ["", *_head("point", "group", *hnames)]
     for r in t["holdout"]:
         lines.append(
             f"| {r['point']} | {r['group']} | "
@@ -618,16 +609,10 @@ def markdown(t: Mapping[str, Any]) -> str:
             "intervals; "
             "predicted by the predictions' means):",
             "",
-            "| point | " + " | ".join(f"{n} real / predicted" for n in WINNER_METRICS) + " |",
-            "|---|" + "---|" * len(WINNER_METRICS),
+            *_head("point", *(f"{n} real / predicted" for n in WINNER_METRICS)),
         ]
         for w in t["holdout_winners"]:
-            cells = []
-            for n in WINNER_METRICS:
-                c = w[n]
-                mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
-                cells.append(f"{c['real']} / {c['sim']}{mark}")
-            lines.append(f"| {w['point']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {w['point']} | " + " | ".join(_winner_marks(w)) + " |")
     if t.get("posthoc"):
         lines += [
             "",
@@ -636,8 +621,7 @@ def markdown(t: Mapping[str, Any]) -> str:
             "Current code; `host_scale`: twins moved to each run's own host probe (else at the "
             "calibration's host speed). Median |error| / floor over the points:",
             "",
-            "| file | calibration | host_scale | points | " + " | ".join(names) + " |",
-            "|---|---|---|---|" + "---|" * len(names),
+            *_head("file", "calibration", "host_scale", "points", *names),
         ]
         for r in t["posthoc"]:
             lines.append(
@@ -648,6 +632,11 @@ def markdown(t: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _head(*cells: str) -> list[str]:
+    """A markdown table's header row and its separator."""
+    return ["| " + " | ".join(cells) + " |", "|" + "---|" * len(cells)]
+
+
 def _range(values: Sequence[float]) -> str:
     return f"{values[0]:.1f}-{values[1]:.1f}" if values else "unknown"
 
@@ -656,19 +645,20 @@ def _fmt2(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.2f}"
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(x) for k, x in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(x) for x in value]
-    return value
+def _winner_marks(w: Mapping[str, Any]) -> list[str]:
+    """A winners row's "real / simulated" cell per metric, marked ok or WRONG where the real winner is
+    decisive."""
+    cells = []
+    for n in WINNER_METRICS:
+        c = w[n]
+        mark = "" if c["agree"] is None else (" ok" if c["agree"] else " WRONG")
+        cells.append(f"{c['real']} / {c['sim']}{mark}")
+    return cells
 
 
 def write_tables(t: Mapping[str, Any], folder: Path = OUT, name: str = "tables") -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.json").write_text(json.dumps(_json_safe(t), indent=1, sort_keys=True) + "\n")
+    (folder / f"{name}.json").write_text(json.dumps(json_safe(t), indent=1, sort_keys=True) + "\n")
     (folder / f"{name}.md").write_text(markdown(t))
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.experiment.spec import Experiment, experiment_from_mapping
-from lab.validation.accuracy import metric_cells, quantiles, rel_error, replication_counts
+from lab.validation.accuracy import error_cells, metric_cells, rel_error, replication_counts
 from lab.validation.output import write_csv, write_json
 from lab.validation.plan import rates_of, saturation_experiment
 from lab.validation.real import run_stages
@@ -454,19 +454,8 @@ def error_rows(points: Sequence[SemPoint]) -> list[dict[str, Any]]:
             if not errors and case != "all":
                 continue
             floor = [d for p in members for d in spread(name, p.real.get(name, []))]
-            q25, med, q75 = quantiles([abs(e) for e in errors])
             rows.append(
-                {
-                    "case": case,
-                    "metric": name,
-                    "kind": metric_kind(name),
-                    "points": len(errors),
-                    "median_abs_err": med,
-                    "q25_abs_err": q25,
-                    "q75_abs_err": q75,
-                    "median_signed_err": quantiles(errors)[1],
-                    "floor_median_dev": quantiles(floor)[1],
-                }
+                {"case": case, "metric": name, "kind": metric_kind(name), **error_cells(errors, floor)}
             )
     return rows
 

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -22,7 +22,9 @@ from model.errors import InvalidArgument
 from model.job import JobError
 from realsys.config import RECONNECT_OPTIONS, NodeConfig, grpc_options
 from realsys.logs import get_logger
+from realsys.metrics import NodeMetrics
 from realsys.security import internal_channel_security, open_aio_channel
+from realsys.timer import CoreTimer
 
 # grpc.aio.ServicerContext is generic in the stubs; the roles never look at its type parameters
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -139,6 +141,32 @@ class MicroRole:
             with contextlib.suppress(Exception):
                 await channel.close(None)
         self.channels.clear()
+
+
+class _Store(Protocol):
+    def close(self) -> None: ...
+
+
+class StoredRole(MicroRole):
+    """A role whose core has a timer and whose state sits in a store of its own (job, queue, result):
+    the timer runs from start to close, and the store closes after the role's tasks and channels.
+    Subclasses set `_timer` and `_store` in their __init__."""
+
+    _timer: CoreTimer
+    _store: _Store
+
+    def __init__(self, config: NodeConfig, metrics: NodeMetrics, clock: Clock = time.time) -> None:
+        super().__init__(config, clock)
+        self.metrics = metrics
+
+    async def start(self) -> None:
+        await super().start()
+        self._timer.start()
+
+    async def close(self) -> None:
+        self._timer.stop()
+        await super().close()
+        self._store.close()
 
 
 class _WaitForReady:

@@ -49,7 +49,7 @@ from realsys.metrics import NodeMetrics
 from realsys.micro.base import (
     Clock,
     Context,
-    MicroRole,
+    StoredRole,
     hop_timeout,
     make_stub,
     park,
@@ -87,7 +87,7 @@ class _Watcher:
         self.ready.set()
 
 
-class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
+class JobRole(StoredRole, internal_pb2_grpc.JobStoreServicer):
     service_names = ("dtq.v1.JobStore",)
     calls = ("queue", "coordinator", "result")
 
@@ -99,10 +99,9 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         sweep_interval: float | None = None,
         clock: Clock = time.time,
     ) -> None:
-        super().__init__(config, clock)
-        self.metrics = metrics
+        super().__init__(config, metrics, clock)
         core = config.core
-        self.records = open_job_records(config)
+        self.records = self._store = open_job_records(config)
         rng = np.random.default_rng() if core.backoff_jitter > 0 else None
         table = JobTable(core, JobIdFactory(node=OWNER, incarnation=self.records.next_incarnation()), rng)
         self.jobs: JobService[Token] = JobService(
@@ -130,7 +129,6 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
 
     async def start(self) -> None:
         await super().start()
-        self._timer.start()
         self.metrics.set_sources(jobs_by_state=self._jobs_by_state)
         self.spawn(self._flush_outbox(), "enqueue")
         self.spawn(self._sweep(), "sweep")
@@ -144,11 +142,6 @@ class JobRole(MicroRole, internal_pb2_grpc.JobStoreServicer):
         deadline = time.monotonic() + self.config.rpc_timeout
         while self.jobs.outbox and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-
-    async def close(self) -> None:
-        self._timer.stop()
-        await super().close()
-        self.records.close()
 
     # ------------------------------------------------------------------ client-facing (via the gateway)
     @grpc_errors

@@ -20,7 +20,7 @@ from realsys.config import NodeConfig
 from realsys.convert import from_duration, from_timestamp, to_timestamp
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import Clock, Context, MicroRole, park, poll_budget, settle
+from realsys.micro.base import Clock, Context, StoredRole, park, poll_budget, settle
 from realsys.status import grpc_errors
 from realsys.storage import open_queue_entries
 from realsys.timer import CoreTimer
@@ -28,13 +28,12 @@ from realsys.timer import CoreTimer
 Token = asyncio.Future[bool]
 
 
-class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
+class QueueRole(StoredRole, internal_pb2_grpc.QueueServicer):
     service_names = ("dtq.v1.Queue",)
 
     def __init__(self, config: NodeConfig, metrics: NodeMetrics, *, clock: Clock = time.time) -> None:
-        super().__init__(config, clock)
-        self.metrics = metrics
-        self.store = open_queue_entries(config)
+        super().__init__(config, metrics, clock)
+        self.store = self._store = open_queue_entries(config)
         policy = queue_service_policy(config.core.policy_settings)
         self.service: QueueService[Token] = QueueService(config.core.reservation_hold, policy)
         self.queue = self.service.queue
@@ -46,17 +45,11 @@ class QueueRole(MicroRole, internal_pb2_grpc.QueueServicer):
 
     async def start(self) -> None:
         await super().start()
-        self._timer.start()
         self.metrics.set_sources(queue_depth=self._depth, oldest_pending_age=self._oldest_age)
 
     async def drain(self) -> None:
         await super().drain()
         _wake(self.service.start_draining())  # parked Reserve calls answer now
-
-    async def close(self) -> None:
-        self._timer.stop()
-        await super().close()
-        self.store.close()
 
     # ------------------------------------------------------------------ Queue
     @grpc_errors

@@ -19,19 +19,18 @@ from realsys.config import NodeConfig
 from realsys.convert import error_from_pb
 from realsys.decoding import add_servicer
 from realsys.metrics import NodeMetrics
-from realsys.micro.base import Clock, Context, MicroRole, job_error_pb
+from realsys.micro.base import Clock, Context, StoredRole, job_error_pb
 from realsys.status import grpc_errors
 from realsys.storage import open_results
 from realsys.timer import CoreTimer
 
 
-class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
+class ResultRole(StoredRole, internal_pb2_grpc.ResultStoreServicer):
     service_names = ("dtq.v1.ResultStore",)
 
     def __init__(self, config: NodeConfig, metrics: NodeMetrics, *, clock: Clock = time.time) -> None:
-        super().__init__(config, clock)
-        self.metrics = metrics
-        self.results = open_results(config)
+        super().__init__(config, metrics, clock)
+        self.results = self._store = open_results(config)
         self.service = ResultService(config.core)
         self.retention = self.service.retention
         self.service.restore(self.clock(), self.results.stored_sizes())
@@ -41,10 +40,6 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
     def expired(self) -> int:
         return self.service.expired
 
-    async def start(self) -> None:
-        await super().start()
-        self._timer.start()
-
     def _on_timer(self, now: float) -> None:
         expired = self.service.on_timer(now)
         if expired:
@@ -52,11 +47,6 @@ class ResultRole(MicroRole, internal_pb2_grpc.ResultStoreServicer):
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(internal_pb2_grpc.add_ResultStoreServicer_to_server, self, server)
-
-    async def close(self) -> None:
-        self._timer.stop()
-        await super().close()
-        self.results.close()
 
     # ------------------------------------------------------------------ ResultStore
     @grpc_errors

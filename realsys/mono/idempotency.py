@@ -100,10 +100,14 @@ class IdempotentSubmits:
         )
         if route.role == "deliver":
             return await self._serve_here(request, context, wait)
+        if route.role in ("primary", "fallback"):
+            job = await self._existing(key)  # either home answers at once with the job it holds
+            if job is not None:
+                return await self._answer(job, True, context, wait)
         if route.role == "primary":
-            return await self._as_primary(request, context, wait, route.fallback)
+            return await self._as_primary(request, key, context, wait, route.fallback)
         if route.role == "fallback":
-            return await self._as_fallback(request, context, wait, route.primary)
+            return await self._as_fallback(request, key, context, wait, route.primary)
         if route.role == "misrouted":
             raise Unavailable(
                 f"node {self.node} is no home of request_id {key!r} ({route.primary}, {route.fallback}): "
@@ -118,12 +122,8 @@ class IdempotentSubmits:
         )
 
     async def _as_primary(
-        self, request: client_pb2.SubmitJobRequest, context: Context, wait: float, fallback: str
+        self, request: client_pb2.SubmitJobRequest, key: str, context: Context, wait: float, fallback: str
     ) -> client_pb2.SubmitJobResponse:
-        key = request.request_id
-        job = await self._existing(key)
-        if job is not None:
-            return await self._answer(job, True, context, wait)
         self._begin(key)
         try:
             if fallback != self.node and await self._found_at(fallback, key, context):
@@ -139,12 +139,8 @@ class IdempotentSubmits:
         return await self._answer(job, not made, context, wait)
 
     async def _as_fallback(
-        self, request: client_pb2.SubmitJobRequest, context: Context, wait: float, primary: str
+        self, request: client_pb2.SubmitJobRequest, key: str, context: Context, wait: float, primary: str
     ) -> client_pb2.SubmitJobResponse:
-        key = request.request_id
-        job = await self._existing(key)
-        if job is not None:
-            return await self._answer(job, True, context, wait)
         self._begin(key)
         try:
             if not self.links.suspected(primary):

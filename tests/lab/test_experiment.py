@@ -24,12 +24,12 @@ from model.results.schema import JobRecord
 from model.results.summary import summarize
 from model.states import JobState
 from realsys.cli import build_parser
+from tests.lab.standins import FIXED_PROVENANCE
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_PLAN = REPO / "data" / "experiments" / "seed_plan.yaml"
 SMOKE = REPO / "data" / "experiments" / "smoke.yaml"
 RUN_ID = re.compile(r"^(real|baseline)-(micro|mono|celery)-[A-Za-z0-9_.]+-\d+-r\d+$")
-FIXED_PROVENANCE = {"code_version": "test", "python": "3", "libraries": {}, "host": {}}
 
 
 def small(**sweep: Any) -> dict[str, Any]:

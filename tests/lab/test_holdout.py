@@ -14,8 +14,7 @@ import pytest
 from lab.validation.holdout import holdout, point_plan, saturation_plan, table, values_of
 from model.results.runs import load_workload, run_config, write_run
 from model.workload import OpenLoop
-
-FIXED_PROVENANCE = {"code_version": "test", "python": "3", "libraries": {}, "host": {}}
+from tests.lab.standins import FIXED_PROVENANCE
 
 
 @pytest.fixture(autouse=True)

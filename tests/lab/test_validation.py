@@ -4,12 +4,10 @@ simulator on a machine with half the cores (so the calibrated sim must be measur
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,6 @@ import pytest
 
 import sim
 from lab.experiment.plan import PlannedRun, expand
-from lab.experiment.runner import _Handle
 from lab.experiment.spec import experiment_from_mapping
 from lab.validation.accuracy import (
     Point,
@@ -43,11 +40,11 @@ from model.errors import InvalidArgument
 from model.results.runs import load_config, run_config, run_exists
 from realsys import cli
 from sim.hostscale import HostScale
+from tests.lab.standins import FIXED_PROVENANCE, no_cluster, simulated_real_run
 
 REPO = Path(__file__).resolve().parents[2]
 FULL = REPO / "data" / "experiments" / "validation.yaml"
 SMOKE = REPO / "data" / "experiments" / "validation_smoke.yaml"
-FIXED_PROVENANCE = {"code_version": "test", "python": "3", "libraries": {}, "host": {}}
 
 
 # ---------------------------------------------------------------------------- arithmetic
@@ -219,35 +216,14 @@ def test_a_twin_set_lays_its_calibration_and_what_ifs_over_the_file() -> None:
 SLOW = sim_params(load_validation(SMOKE)).with_overrides({"cores": 1, "name": "half-cores"})
 
 
-@contextlib.contextmanager
-def _no_cluster(design: str, store: str, slots: int, options: Any) -> Iterator[Any]:
-    yield _Handle({}, {"store": store, "total_slots": slots})
-
-
-def _fake_real_run(handle: Any, run: PlannedRun, options: Any) -> Any:
-    """A stand-in for the real system: the simulator with half the cores the calibration says."""
-    result = sim.run(
-        sim.SimConfig(run.design, run.workload, SLOW, replication=run.replication, run_id=run.run_id)  # type: ignore[arg-type]
-    )
-    summary = {**result.summary, "kind": "real"}
-    config = run_config(
-        run_id=run.run_id,
-        kind="real",
-        design=run.design,
-        workload=run.workload,
-        parameters={**handle.parameters, "point": dict(run.point)},
-        replication=run.replication,
-        started_at="2000-01-01T00:00:00Z",
-        provenance_info=FIXED_PROVENANCE,
-    )
-    return config, result.requests, result.jobs, summary
+_fake_real_run = simulated_real_run(SLOW)
 
 
 def test_validate_end_to_end_against_a_slower_stand_in(tmp_path: Path) -> None:
     v = load_validation(SMOKE)
     runs, tables_dir = tmp_path / "runs", tmp_path / "validation"
     made, failed, complete = run_validation_real(
-        v, runs, progress=False, cluster_factory=_no_cluster, run_function=_fake_real_run, log=lambda _: None
+        v, runs, progress=False, cluster_factory=no_cluster, run_function=_fake_real_run, log=lambda _: None
     )
     # 2 saturation runs, 2 designs x 2 common rates x 2 replications, and the stronger design alone
     # at 0.9 of its own saturation (the stand-in's two designs saturate > 10% apart)
@@ -261,7 +237,7 @@ def test_validate_end_to_end_against_a_slower_stand_in(tmp_path: Path) -> None:
     assert len(simulate(v, runs, records=False, log=lambda _: None, force=True)) == made
     # resumable: the real side has nothing left to do
     assert run_validation_real(
-        v, runs, progress=False, cluster_factory=_no_cluster, run_function=_fake_real_run, log=lambda _: None
+        v, runs, progress=False, cluster_factory=no_cluster, run_function=_fake_real_run, log=lambda _: None
     )[:2] == (0, 0)
 
     tables = build_tables(v, runs, tables_dir)
@@ -350,7 +326,7 @@ def test_twins_move_to_the_probed_host_and_then_match_it(tmp_path: Path) -> None
 
     runs = tmp_path / "runs"
     run_validation_real(
-        v, runs, progress=False, cluster_factory=_no_cluster, run_function=slow_host_run, log=lambda _: None
+        v, runs, progress=False, cluster_factory=no_cluster, run_function=slow_host_run, log=lambda _: None
     )
     written = simulate(v, runs, records=False, log=lambda _: None)
     assert load_config(runs / written[0])["parameters"]["host_scale"]["cpu"] == pytest.approx(1.5)

@@ -3,17 +3,12 @@ and a tiny end to end in which the "real" system is the simulator with half the 
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import sim
-from lab.experiment.plan import PlannedRun
-from lab.experiment.runner import _Handle
 from lab.validation.semantics import (
     SemPoint,
     build_semantics_tables,
@@ -30,13 +25,12 @@ from lab.validation.semantics import (
 )
 from lab.validation.twins import sim_params
 from model.errors import InvalidArgument
-from model.results.runs import run_config
 from realsys import cli
+from tests.lab.standins import no_cluster, simulated_real_run
 
 REPO = Path(__file__).resolve().parents[2]
 FULL = REPO / "data" / "experiments" / "validation-semantics.yaml"
 SMOKE = REPO / "data" / "experiments" / "validation_semantics_smoke.yaml"
-FIXED_PROVENANCE = {"code_version": "test", "python": "3", "libraries": {}, "host": {}}
 
 
 def test_the_semantics_file_lists_the_required_cases() -> None:
@@ -114,27 +108,7 @@ def test_shares_are_compared_in_points_and_rates_relatively() -> None:
 SLOW = sim_params(load_semantics(SMOKE).as_validation()).with_overrides({"cores": 1, "name": "half-cores"})
 
 
-@contextlib.contextmanager
-def _no_cluster(design: str, store: str, slots: int, options: Any) -> Iterator[Any]:
-    yield _Handle({}, {"store": store, "total_slots": slots})
-
-
-def _fake_real_run(handle: Any, run: PlannedRun, options: Any) -> Any:
-    """A stand-in for the real system: the simulator with half the cores the calibration says."""
-    result = sim.run(
-        sim.SimConfig(run.design, run.workload, SLOW, replication=run.replication, run_id=run.run_id)
-    )  # type: ignore[arg-type]
-    config = run_config(
-        run_id=run.run_id,
-        kind="real",
-        design=run.design,
-        workload=run.workload,
-        parameters={**handle.parameters, "point": dict(run.point)},
-        replication=run.replication,
-        started_at="2000-01-01T00:00:00Z",
-        provenance_info=FIXED_PROVENANCE,
-    )
-    return config, result.requests, result.jobs, {**result.summary, "kind": "real"}
+_fake_real_run = simulated_real_run(SLOW)
 
 
 def test_semantics_end_to_end_against_a_slower_stand_in(
@@ -143,7 +117,7 @@ def test_semantics_end_to_end_against_a_slower_stand_in(
     v = load_semantics(SMOKE)
     runs, tables = tmp_path / "runs", tmp_path / "semantics"
     made, failed, complete = run_semantics_real(
-        v, runs, progress=False, cluster_factory=_no_cluster, run_function=_fake_real_run, log=lambda _: None
+        v, runs, progress=False, cluster_factory=no_cluster, run_function=_fake_real_run, log=lambda _: None
     )
     # 2 cases x 2 designs saturation runs, then 3 cases x 2 designs x 2 replications
     assert (made, failed, complete) == (4 + 12, 0, True)

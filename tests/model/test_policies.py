@@ -19,10 +19,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model import CoreConfig, Failed, JobError, JobIdFactory, JobSpec, Scheduler, Succeeded, WorkAvailable
+from model.commands import WorkAvailable
+from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.ids import JobIdFactory
+from model.job import Failed, JobError, JobSpec, Succeeded
 from model.policies import POLICIES, FairShare, PolicySettings, build, parse_weights
 from model.queue import ReadyQueue
+from model.scheduler import Scheduler
 from model.states import ACTIVE
 from tests.model.test_scheduler_properties import CONFIG, SchedulerMachine
 

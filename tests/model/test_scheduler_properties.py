@@ -19,30 +19,13 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from model import (
-    TERMINAL,
-    Assignment,
-    CancelledByWorker,
-    CoreConfig,
-    Failed,
-    IllegalTransition,
-    Job,
-    JobError,
-    JobFinished,
-    JobIdFactory,
-    JobSpec,
-    JobState,
-    LeaseExpired,
-    NotifyCancel,
-    RetryPolicy,
-    Scheduler,
-    StaleAttempt,
-    Succeeded,
-    WorkAvailable,
-    WorkerLost,
-)
-from model.errors import Code, InvalidArgument
-from model.states import ACTIVE
+from model.commands import JobFinished, LeaseExpired, NotifyCancel, WorkAvailable, WorkerLost
+from model.config import CoreConfig
+from model.errors import Code, InvalidArgument, StaleAttempt
+from model.ids import JobIdFactory
+from model.job import Assignment, CancelledByWorker, Failed, Job, JobError, JobSpec, RetryPolicy, Succeeded
+from model.scheduler import Scheduler
+from model.states import ACTIVE, TERMINAL, IllegalTransition, JobState
 
 CONFIG = CoreConfig(
     lease_duration=10.0,

@@ -20,6 +20,21 @@ from realsys.config import load_config
 from realsys.tracing import job_ids_of, parse_traceparent, read_spans
 from tests.realsys.conftest import serve_errors
 
+# the (role, hop) pairs a real Design A cluster's echo job shows (tests/sim/test_tracing.py holds the
+# simulator to the same list)
+REAL_MICRO_HOPS = [
+    ("gateway", "SubmitJob"),
+    ("job", "CreateJob"),
+    ("queue", "Enqueue"),
+    ("coordinator", "FetchWork"),
+    ("job", "LeaseJobs"),
+    ("worker", "worker/run"),
+    ("worker", "worker/report"),
+    ("coordinator", "ReportResult"),
+    ("result", "PutResult"),
+    ("job", "CompleteAttempt"),
+]
+
 
 def test_job_ids_come_from_requests_and_responses() -> None:
     assert job_ids_of(client_pb2.WaitJobRequest(job_id="n1-1-01")) == ["n1-1-01"]
@@ -77,18 +92,7 @@ def test_a_traced_cluster_records_every_hop_of_a_job(design: str, tmp_path: Path
     found = hops(spans_dir, plain)
     names = [(role, hop) for role, hop, _ in found]
     if design == "micro":
-        for expected in [
-            ("gateway", "SubmitJob"),
-            ("job", "CreateJob"),
-            ("queue", "Enqueue"),
-            ("coordinator", "FetchWork"),
-            ("job", "LeaseJobs"),
-            ("worker", "worker/run"),
-            ("worker", "worker/report"),
-            ("coordinator", "ReportResult"),
-            ("result", "PutResult"),
-            ("job", "CompleteAttempt"),
-        ]:
+        for expected in REAL_MICRO_HOPS:
             assert expected in names, (expected, found)
         assert {role for role, _ in names} == {"gateway", "job", "queue", "coordinator", "worker", "result"}
         # the report's hops hang under it: worker/report -> ReportResult -> CompleteAttempt -> PutResult

@@ -23,21 +23,8 @@ from realsys.tracing import UNTRACED_METHODS, read_spans
 from sim.api import build
 from sim.micro import ROLES
 from sim.tracing import ENTRIES, MICRO_HOPS, MONO_HOPS, Hop, SimTracer, _Request
+from tests.realsys.test_tracing import REAL_MICRO_HOPS
 from tests.sim.test_golden import CASES, GOLDEN, digest
-
-# the (role, hop) pairs tests/realsys/test_tracing.py finds in a real Design A cluster's echo job
-REAL_MICRO_HOPS = [
-    ("gateway", "SubmitJob"),
-    ("job", "CreateJob"),
-    ("queue", "Enqueue"),
-    ("coordinator", "FetchWork"),
-    ("job", "LeaseJobs"),
-    ("worker", "worker/run"),
-    ("worker", "worker/report"),
-    ("coordinator", "ReportResult"),
-    ("result", "PutResult"),
-    ("job", "CompleteAttempt"),
-]
 
 
 def echo_loop(clients: int = 1, run_time: float = 3.0, seed: int = 1) -> WorkloadSpec:
