@@ -40,7 +40,7 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from enum import IntEnum
 from heapq import heappop, heappush
 from typing import Any, TypeAlias
@@ -471,7 +471,7 @@ def start_background(env: simpy.Environment, hosts: list[Host], costs: CostModel
 
 def _background(
     env: simpy.Environment, proc: Proc, run: Sampler, pause: Sampler, chunk: float, first: float
-) -> Iterator[simpy.Event]:
+) -> Generator[simpy.Event, Any, None]:
     """One background process: sleep, run (in bursts of at most `chunk`), sleep, ... for ever (the
     run ends when the load generator is done: sim.api runs until then)."""
     yield env.timeout(first)
