@@ -252,7 +252,11 @@ def _simulate(run: PlannedRun, over: Mapping[str, Any]) -> list[float]:
 def predict(k: float, load: float, log: Any = print) -> dict[str, Any]:
     """Every H5-H8 run predicted as the model is on main and with the background at `load` (a priori)."""
     cpu_slice = kernel_slice()
-    variants = {"as is": {}, "background": overrides(load, k, cpu_slice)}
+    variants = {
+        "as is": {},
+        "fair only": {"cpu_slice": cpu_slice},
+        "background": overrides(load, k, cpu_slice),
+    }
     out: dict[str, Any] = {"k": k, "load": load, "cpu_slice": cpu_slice, "variants": variants, "runs": {}}
     for _exp, run in plan():
         t0 = time.monotonic()
@@ -269,6 +273,7 @@ def table(k: float, log: Any = print) -> dict[str, Any]:
     points = closed_loop.points(holdout.RUNS, "real-*-holdout_h[5-8].*")
     variants: dict[str, closed_loop.Overrides] = {
         "conditioned as is": {},
+        "conditioned fair only": {"cpu_slice": cpu_slice},
         "conditioned background": conditioned(k, cpu_slice),
     }
     result = _compare(CALIBRATION, variants, points)
