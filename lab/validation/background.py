@@ -290,6 +290,31 @@ def table(k: float, log: Any = print) -> dict[str, Any]:
     return {"k": k, "predictions": str(PREDICTIONS), "scores": widths(result), "points": result["points"]}
 
 
+def markdown(res: Mapping[str, Any]) -> str:
+    """The H5-H8 scores: per prediction, the median |error| over the points of each metric (signed
+    median in brackets), and the real floor."""
+    scores = res["scores"]
+    lines = [
+        f"# Held-out H5-H8: measured beside predicted (OUT OF SAMPLE; K = {res['k']:g})",
+        "",
+        f"`{res['command']}` at code {res['code_version']}, {res['made_at']}; {scores['points']} points "
+        "(4 workloads x 2 designs), 3 real replications each. Median over the points of |error| "
+        "(signed median in brackets); floor: the real replications' median |x - mean| / mean. "
+        "`a priori`: predicted before the runs at the calibration's host speed (predictions-h5h8.json); "
+        "`conditioned`: the model frozen, each twin moved to its run's own probe (host speed; "
+        "background from its loadavg_1m).",
+        "",
+        "| prediction | " + " | ".join(METRICS) + " |",
+        "|---|" + "---|" * len(METRICS),
+    ]
+    for name in [n for n in scores if n not in ("points", "floor") and not n.endswith(" bias")]:
+        bias = scores[f"{name} bias"]
+        cells = [f"{scores[name][m]:.0%} ({bias[m]:+.0%})" for m in METRICS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| real floor | " + " | ".join(f"{scores['floor'][m]:.0%}" for m in METRICS) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.validation.background", description=__doc__)
     parser.add_argument("stage", choices=["fit", "predict", "real", "table"])
@@ -314,8 +339,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.stage == "real":
         holdout.run_real(plan(), log_name=LOADAVG, budget=args.budget)
     else:
-        out = OUT / "results-h5h8.json"
-        out.write_text(json.dumps({**stamp, **table(args.k[0])}, indent=1, sort_keys=True) + "\n")
+        res = {**stamp, **table(args.k[0])}
+        (OUT / "results-h5h8.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+        (OUT / "results-h5h8.md").write_text(markdown(res))
     return 0
 
 
