@@ -290,6 +290,29 @@ def table(k: float, log: Any = print) -> dict[str, Any]:
     return {"k": k, "predictions": str(PREDICTIONS), "scores": widths(result), "points": result["points"]}
 
 
+POST_HOC = (
+    ("H1-H4", "real-*-holdout[._]h[1-4]*", CALIBRATION),
+    ("Q1-Q3", "real-*-holdout.q*", "local"),
+)
+
+
+def post_hoc(k: float, log: Any = print) -> dict[str, Any]:
+    """H1-H4 and Q1-Q3 re-simulated AFTER they were seen (POST HOC, never out of sample), each twin moved
+    to its run's own probe: as on main, the fair scheduler alone, and the background at K."""
+    cpu_slice = kernel_slice()
+    variants: dict[str, closed_loop.Overrides] = {
+        "post hoc as is": {},
+        "post hoc fair only": {"cpu_slice": cpu_slice},
+        "post hoc background": conditioned(k, cpu_slice),
+    }
+    out: dict[str, Any] = {"k": k, "groups": {}}
+    for label, pattern, calibration in POST_HOC:
+        points = closed_loop.points(holdout.RUNS, pattern)
+        out["groups"][label] = widths(_compare(calibration, variants, points))
+        log(f"{label}: {len(points)} points")
+    return out
+
+
 def markdown(res: Mapping[str, Any]) -> str:
     """The H5-H8 scores: per prediction, the median |error| over the points of each metric (signed
     median in brackets), and the real floor."""
@@ -317,7 +340,7 @@ def markdown(res: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.validation.background", description=__doc__)
-    parser.add_argument("stage", choices=["fit", "predict", "real", "table"])
+    parser.add_argument("stage", choices=["fit", "predict", "real", "table", "posthoc"])
     parser.add_argument("--k", type=float, nargs="*", default=[0.1, 0.25, 0.5])
     parser.add_argument("--load", type=float, default=-1.0, help="predict: the load (default: now)")
     parser.add_argument("--budget", type=float, default=0.0, help="real: start no new run after this many s")
@@ -335,6 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         load = args.load if args.load >= 0 else holdout._loadavg()[0]
         PREDICTIONS.write_text(
             json.dumps({**stamp, **predict(args.k[0], load)}, indent=1, sort_keys=True) + "\n"
+        )
+    elif args.stage == "posthoc":
+        res = {**stamp, **post_hoc(args.k[0])}
+        (OUT / "posthoc" / "background-h1h4-q1q3.json").write_text(
+            json.dumps(res, indent=1, sort_keys=True) + "\n"
         )
     elif args.stage == "real":
         holdout.run_real(plan(), log_name=LOADAVG, budget=args.budget)
