@@ -95,7 +95,8 @@ def compare(
     host_scale: bool = True,
 ) -> dict[str, Any]:
     """Per point: the real mean, its replications' spread, each variant's error (and distribution
-    distance where records exist); and the medians over points."""
+    distance where records exist); and the medians over points. A variant is overrides, or a function
+    of a run's config.json giving that run's overrides (lab/validation/background.py)."""
     rows: list[dict[str, Any]] = []
     for point, dirs in points(runs, pattern).items():
         real = np.array([metrics(load_summary(d)) for d in dirs])
