@@ -58,7 +58,7 @@ from model.results.schema import JobRecord, RequestRecord
 from model.results.summary import summarize
 from model.spans import SPANS_FILE, HopSpan, parse_spans, span_line
 from model.workload import WorkloadSpec
-from sim.cpu import CostModel
+from sim.cpu import CostModel, start_background
 from sim.engine import Cluster, SimEnv
 from sim.injection import Fault, schedule
 from sim.loadgen import LoadGen
@@ -326,6 +326,7 @@ def build(
         MonoCluster(env, params, costs) if config.design == "mono" else MicroCluster(env, params, costs)
     )
     loadgen = LoadGen(cluster, config.workload, t0=config.warm_start, chunk=chunk, spill_dir=spill_dir)
+    start_background(env, cluster.hosts, costs)  # the host's other processes (none by default)
     return env, cluster, loadgen
 
 

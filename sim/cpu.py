@@ -40,7 +40,7 @@ from __future__ import annotations
 import itertools
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from enum import IntEnum
 from heapq import heappop, heappush
 from typing import Any, TypeAlias
@@ -53,7 +53,9 @@ from sim.dist import Dist
 from sim.params import SimParams
 
 Action: TypeAlias = Callable[[float], tuple[float, Any]]
-THREAD_ROLES = ("checkpoint", "grpc")  # consumers that are threads, not loops: they never pay wakeup
+# consumers that never pay wakeup: threads, not loops, and the host's background processes (not ours)
+THREAD_ROLES = ("checkpoint", "grpc", "background")
+BACKGROUND_INDEX = 4000  # the host's background processes: stream indexes 4000 + host * 100 + k
 THREAD_INDEX = 3000  # a process's gRPC threads draw from streams of index 3000 + its own
 _BLOCK = 256  # draws per refill of a sampler's buffer
 
@@ -72,6 +74,7 @@ class Component(IntEnum):
     STEAL = 8  # Design B: which peers a depth round asks (steal_fanout)
     HOST_HOP = 9  # the extra latency of a hop between hosts
     THREAD = 10  # gRPC's threads' CPU per RPC (rpc_thread, rpc_thread_client)
+    BACKGROUND = 11  # the host's background processes' runs and sleeps (start_background)
 
 
 def stream(seed: int, *key: int) -> np.random.Generator:
@@ -438,6 +441,50 @@ class Proc:
         else:
             self._busy = False
             self._idle_since = self.env._now
+
+
+def start_background(env: simpy.Environment, hosts: list[Host], costs: CostModel) -> list[Proc]:
+    """The host's background load: `background_procs` processes per host that are not the cluster's
+    (other builds, tests, helpers on the same machine), each alternating a CPU run drawn from
+    `background_run` and a sleep from `background_sleep`, starting at a random point of a sleep. A run
+    is queued as bursts of at most `background_chunk`, so the host's scheduler can take the core back
+    between them: with `cpu_slice` > 0 at its slice's end or when a process that woke behind it asks
+    (the preemption stalls of an oversubscribed host); with FIFO bursts, core by core in turn. None
+    when background_procs is 0 (the default): nothing is added, every other output unchanged."""
+    params = costs.params
+    out: list[Proc] = []
+    if not params.background_procs:
+        return out
+    for h, host in enumerate(hosts):
+        for k in range(params.background_procs):
+            index = BACKGROUND_INDEX + 100 * h + k
+            proc = Proc(env, host, f"background-{host.name}-{k}", "background", index, costs)
+            run = costs._sampler(params.background_run, Component.BACKGROUND, index, 0)
+            pause = costs._sampler(params.background_sleep, Component.BACKGROUND, index, 1)
+            first = float(stream(costs.seed, Component.BACKGROUND, index, 2).uniform()) * (
+                params.background_sleep.mean
+            )
+            env.process(_background(env, proc, run, pause, params.background_chunk, first))
+            out.append(proc)
+    return out
+
+
+def _background(
+    env: simpy.Environment, proc: Proc, run: Sampler, pause: Sampler, chunk: float, first: float
+) -> Generator[simpy.Event, Any, None]:
+    """One background process: sleep, run (in bursts of at most `chunk`), sleep, ... for ever (the
+    run ends when the load generator is done: sim.api runs until then)."""
+    yield env.timeout(first)
+    while True:
+        left = run()
+        last = None
+        while left > 1e-12:
+            burst = min(chunk, left)
+            last = proc.run(burst)
+            left -= burst
+        if last is not None:
+            yield last
+        yield env.timeout(pause())
 
 
 class _Burst(simpy.Event):

@@ -145,6 +145,10 @@ FIELDS: Mapping[str, Key] = {
         _k(
             "wakeup_warm_handover", "bool", "", "a loop that queues for a core takes it warm (no cold factor)"
         ),
+        _k("background_procs", "int", "processes", "per host: processes outside the cluster (0: off)"),
+        _k("background_run", "dist", "s", "a background process's CPU run between sleeps"),
+        _k("background_sleep", "dist", "s", "a background process's sleep between runs"),
+        _k("background_chunk", "float", "s", "a background run's bursts (a fair host preempts between them)"),
     )
 }
 DIST_FIELDS = tuple(name for name, k in FIELDS.items() if k.kind == "dist")

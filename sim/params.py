@@ -43,6 +43,8 @@ from sim.placeholders import (
     ROLES,
 )
 
+BACKGROUND_RUN = Dist.of({"kind": "exponential", "mean": 0.003})  # a background process's CPU run
+BACKGROUND_SLEEP = Dist.of({"kind": "exponential", "mean": 0.003})  # ... and its sleep between runs
 _META = frozenset({"overrides", "marks"})  # bookkeeping fields: not parameters, not in mappings
 
 
@@ -124,6 +126,15 @@ class SimParams:
     # it, and pays no cold factor (wakeup_idle); one woken onto an idle core pays it by its own sleep
     # (sim/cpu.py Host.warm_handover)
     wakeup_warm_handover: bool = False
+    # ---- the host's background load (issue 23; off: 0 processes, every output as before)
+    # processes outside the cluster (other builds, tests, helpers) sharing each host's cores: each
+    # alternates a CPU run (background_run) and a sleep (background_sleep), its run cut in bursts of
+    # background_chunk so that a fair host (cpu_slice > 0) can preempt it between them (sim/cpu.py
+    # start_background); lab/validation/background.py sets them from a run's measured host load
+    background_procs: int = 0
+    background_run: Dist = BACKGROUND_RUN
+    background_sleep: Dist = BACKGROUND_SLEEP
+    background_chunk: float = 0.001
     # ---- bookkeeping (not parameters: left out of to_mapping and of equality)
     # the overrides applied so far, in order, as (key, JSON value): run ids hash them
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
@@ -155,6 +166,12 @@ class SimParams:
         for key, value in positive.items():
             if not (value > 0 and math.isfinite(value)):
                 raise InvalidArgument(f"{key} must be > 0")
+        if self.background_procs < 0 or not (
+            self.background_chunk > 0 and math.isfinite(self.background_chunk)
+        ):
+            raise InvalidArgument("need background_procs >= 0 and background_chunk > 0")
+        if self.background_procs and not self.background_run.mean > 0:
+            raise InvalidArgument("background_run must have a mean > 0 when background_procs > 0")
         for key, value in {
             "min_empty_poll": self.min_empty_poll,
             "drain": self.drain,
@@ -336,6 +353,8 @@ class SimParams:
             return "checkpoints are off (set checkpoint > 0)"
         if key == "wakeup_idle" and self.wakeup.is_zero:
             return "wake-ups cost nothing (set wakeup > 0)"
+        if key.startswith("background_") and key != "background_procs" and not self.background_procs:
+            return "no background processes (set background_procs > 0)"
         if key == "wakeup_warm_handover" and (self.wakeup.is_zero or not self.wakeup_idle):
             return "no cold wake-up to place (set wakeup > 0 and wakeup_idle)"
         return ""

@@ -19,7 +19,14 @@ One more spinning process than there are cores, each recording the gaps in its o
 core, recording how late it wakes.
 
 A pure-Python loop (`python_us`, process_time per iteration), the 1-minute load average and the
-host's steal share during the probe are recorded beside it, not used.
+host's steal share during the probe are recorded beside it, not used by the host scale.
+
+`background()` measures what else the host runs (the simulator's `background_*` keys, issue 23):
+/proc/stat's procs_running sampled every BACKGROUND_INTERVAL, less the sampler itself
+(`runnable_mean`, `runnable_p90`: processes on or waiting for a core that are not this probe; with an
+idle cluster up, as a validation run's probe is taken, that is nearly all background), and how late
+the sampler wakes from each of those short sleeps (`wake_late_ms_p50/p90/p99`: the run-queue stall a
+waking process meets). Part of every probe.
 """
 
 from __future__ import annotations
@@ -66,6 +73,39 @@ def python_us() -> float:
     return float(np.median(per_block)) * 1e6
 
 
+BACKGROUND_SAMPLES = 250
+BACKGROUND_INTERVAL = 0.002  # seconds between samples (a sleep: the sampler does not hold a core)
+
+
+def procs_running() -> int:
+    """The host's runnable processes now (on a core or waiting for one), from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("procs_running"):
+            return int(line.split()[1])
+    raise OSError("no procs_running in /proc/stat")
+
+
+def background(samples: int = BACKGROUND_SAMPLES, interval: float = BACKGROUND_INTERVAL) -> dict[str, float]:
+    """The host's other runnable processes (procs_running less this sampler) and how late this
+    sampler wakes from `interval` sleeps, over `samples` samples (~0.5 s)."""
+    runnable: list[int] = []
+    late: list[float] = []
+    for _ in range(samples):
+        runnable.append(max(procs_running() - 1, 0))
+        t0 = time.perf_counter()
+        time.sleep(interval)
+        late.append(max(time.perf_counter() - t0 - interval, 0.0))
+    counts = np.asarray(runnable, dtype=float)
+    l50, l90, l99 = (float(x) * 1e3 for x in np.quantile(late, [0.5, 0.9, 0.99]))
+    return {
+        "runnable_mean": float(counts.mean()),
+        "runnable_p90": float(np.quantile(counts, 0.9)),
+        "wake_late_ms_p50": l50,
+        "wake_late_ms_p90": l90,
+        "wake_late_ms_p99": l99,
+    }
+
+
 async def _echo_probe() -> dict[str, float]:
     async with echo_server() as (call, pid):
         pids = {"server": pid}
@@ -87,8 +127,10 @@ def probe() -> dict[str, Any]:
     """One probe: a JSON-able mapping (recorded in a run's config.json and in a calibration)."""
     t0 = time.perf_counter()
     steal0, total0 = steal_ticks()
+    bg = background()  # first: before the probe's own echo server starts
     out: dict[str, Any] = run_async(_echo_probe())
     out["python_us"] = python_us()
+    out.update(bg)
     steal1, total1 = steal_ticks()
     out["steal_share"] = (steal1 - steal0) / (total1 - total0) if total1 > total0 else 0.0
     out["loadavg_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0

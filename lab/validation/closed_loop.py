@@ -22,9 +22,9 @@ import argparse
 import json
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from scipy.stats import wasserstein_distance
@@ -70,10 +70,15 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(wasserstein_distance(a, b) / max(float(np.mean(a)), 1e-12))
 
 
+Overrides: TypeAlias = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
 def _params(
-    calibration: str, cfg: Mapping[str, Any], overrides: Mapping[str, Any], host_scale: bool = True
+    calibration: str, cfg: Mapping[str, Any], overrides: Overrides, host_scale: bool = True
 ) -> SimParams:
     base = {"slots": 12, "store": cfg["parameters"].get("store", "sqlite")}
+    if callable(overrides):  # a variant that depends on the run (lab/validation/background.py)
+        overrides = overrides(cfg)
     params = load_params(calibration).with_overrides({**base, **overrides})
     probe = cfg["parameters"].get("host_probe") if host_scale else None
     reference = load_host_probe(calibration, cfg["design"]) if probe else None
@@ -85,12 +90,13 @@ def _params(
 def compare(
     runs: Path,
     calibration: str,
-    variants: Mapping[str, Mapping[str, Any]],
+    variants: Mapping[str, Overrides],
     pattern: str = "real-*-seed_plan.*",
     host_scale: bool = True,
 ) -> dict[str, Any]:
     """Per point: the real mean, its replications' spread, each variant's error (and distribution
-    distance where records exist); and the medians over points."""
+    distance where records exist); and the medians over points. A variant is overrides, or a function
+    of a run's config.json giving that run's overrides (lab/validation/background.py)."""
     rows: list[dict[str, Any]] = []
     for point, dirs in points(runs, pattern).items():
         real = np.array([metrics(load_summary(d)) for d in dirs])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,3 +47,18 @@ def test_the_scheduler_slice_is_measured_from_spinners_that_lose_their_core(tmp_
 def test_into_needs_slice() -> None:
     with pytest.raises(SystemExit):
         hostprobe.main(["--into", "x.json"])
+
+
+def test_the_background_sample_sees_runnable_processes() -> None:
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # both started and spinning
+        measured = hostprobe.background(samples=50)
+    finally:
+        for proc in spinners:
+            proc.kill()
+            proc.wait()
+    # two processes that never sleep are runnable at every sample (others may be too)
+    assert measured["runnable_mean"] >= 1.9 and measured["runnable_p90"] >= 2
+    assert 0 <= measured["wake_late_ms_p50"] <= measured["wake_late_ms_p90"] <= measured["wake_late_ms_p99"]
+    assert hostprobe.procs_running() >= 1  # this test itself
