@@ -411,3 +411,16 @@ def test_the_extended_matrix_section_quotes_its_tables_and_says_when_they_are_ab
     assert "throughput 2 of 3 decided (of 5 points)" in text
     assert "real p99/p50 is 6.0 and the simulated 2.0" in text
     assert "| H9 | 4 |  | 50% / 20% |" in facts.extended_holdout_groups(tmp_path)
+
+
+def test_the_h5h8_section_tabulates_every_prediction_against_the_floor(tmp_path: Path) -> None:
+    assert facts.h5h8_section(tmp_path) == ""
+    cells = {m: 0.5 for m in facts.H5H8_METRICS}
+    scores = {"a priori as is": cells, "conditioned background": cells, "floor": {"p99": 0.25}}
+    folder = tmp_path / "validation" / "extended"
+    folder.mkdir(parents=True)
+    (folder / "results-h5h8.json").write_text(json.dumps({"scores": scores, "command": "cmd"}))
+    text = facts.h5h8_section(tmp_path)
+    assert "| a priori: the simulator as it is | 50% | 50% | 50% | 50% | 50% | 50% |" in text
+    assert "| real floor |  |  |  | 25% |  |  |" in text
+    assert "fair scheduler instead" not in text  # a prediction that is not in the file gets no row
