@@ -23,6 +23,7 @@ from model.results.probe import probe_of, take_probe
 from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, run_exists
 from model.results.summary import format_summary
 from model.workload import workload_from_mapping
+from sim import faults as sim_faults
 from sim.api import DESIGNS, Design, PlaceholderWarning, SimConfig, placeholder_text, run
 from sim.faults import (
     FaultAudit,
@@ -436,9 +437,12 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--target", default="", help="faults: process or node (default: worker / n1)")
     group.add_argument(
-        "--fault-at", type=_seconds, default=8.0, help="faults: injection time (s from the run start)"
+        "--fault-at",
+        type=_seconds,
+        default=sim_faults.FAULT_AT,
+        help="faults: injection time (s from the run start)",
     )
-    group.add_argument("--pause", type=_seconds, default=4.0, help="faults: pause length (s)")
+    group.add_argument("--pause", type=_seconds, default=sim_faults.PAUSE, help="faults: pause length (s)")
     group.add_argument(
         "--downtime",
         type=_seconds,
@@ -453,9 +457,14 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         help="faults: closed-loop waiting clients (default: one per slot; 0: --rate)",
     )
     group.add_argument(
-        "--rate", type=_seconds, default=60.0, help="faults: Poisson submits/s when --clients 0"
+        "--rate", type=_seconds, default=sim_faults.RATE, help="faults: Poisson submits/s when --clients 0"
     )
-    group.add_argument("--job-duration", type=_seconds, default=0.1, help="faults: constant job duration (s)")
+    group.add_argument(
+        "--job-duration",
+        type=_seconds,
+        default=sim_faults.JOB_DURATION,
+        help="faults: constant job duration (s)",
+    )
     group.add_argument(
         "--after", type=_seconds, default=25.0, help="faults: trace seconds after the injection"
     )

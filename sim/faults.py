@@ -76,6 +76,15 @@ def audit_result(result: SimResult) -> FaultAudit:
 
 
 # ---------------------------------------------------------------------------- the sweep
+# The fault scenario's defaults, one place for the simulated (`dtq sim faults`) and the real (`dtq faults
+# run`) runs so that their rows compare: injection time (s from the run start), pause length (s), the
+# Poisson submit rate when no closed loop is asked for, and the constant job duration (s)
+FAULT_AT = 8.0
+PAUSE = 4.0
+RATE = 60.0
+JOB_DURATION = 0.1
+
+
 def core_for(base: CoreConfig, lease: float, heartbeat: float) -> CoreConfig:
     """Lease and heartbeat as given; the worker TTL as the defaults relate them (3 heartbeats), kept
     below the lease (model/config.py: a lost worker is noticed before its leases lapse)."""

@@ -39,6 +39,7 @@ from realsys.cli_common import (
     positive_int,
     progress,
 )
+from sim import faults as sim_faults
 from sim.faults import ROW_KEYS, core_for, fault_table, fault_workload, point_cells, recovery_text
 
 REAL_COLUMNS = (
@@ -139,7 +140,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument(
         "--fault-at",
         type=positive_float,
-        default=8.0,
+        default=sim_faults.FAULT_AT,
         metavar="S",
         help="injection time (s from the run start)",
     )
@@ -152,7 +153,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument(
         "--pause",
         type=positive_float,
-        default=4.0,
+        default=sim_faults.PAUSE,
         metavar="S",
         help="stop: seconds between SIGSTOP and SIGCONT",
     )
@@ -162,9 +163,15 @@ def add_parser(sub: Any) -> None:
         type=non_negative_int,
         help="closed-loop waiting clients (default: one per slot; 0: --rate)",
     )
-    r.add_argument("--rate", type=positive_float, default=60.0, help="Poisson submits/s when --clients 0")
     r.add_argument(
-        "--job-duration", type=positive_float, default=0.1, metavar="S", help="constant job duration (s)"
+        "--rate", type=positive_float, default=sim_faults.RATE, help="Poisson submits/s when --clients 0"
+    )
+    r.add_argument(
+        "--job-duration",
+        type=positive_float,
+        default=sim_faults.JOB_DURATION,
+        metavar="S",
+        help="constant job duration (s)",
     )
     r.add_argument(
         "--slots", type=positive_int, default=cluster.DEFAULT_TOTAL_SLOTS, help="total worker slots"
