@@ -150,6 +150,8 @@ class SimEnv(simpy.Environment):
       lookup (simpy binds those only for Environment itself, not for a subclass) and the nested
       constructor and `schedule` calls: two of the commonest steps per simulated job. Its
       processes resume through `_Process._resume`, simpy's steps with fewer lookups.
+    - `start` begins a process inside its caller's step, without an Initialize event, where that
+      cannot be told apart (the open-loop generator's requests; tests/sim/test_shortcut_equivalence.py).
     """
 
     def timeout(self, delay: float = 0, value: Any = None) -> Timeout:
