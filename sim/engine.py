@@ -115,6 +115,23 @@ class _Process(Process):
         env._active_proc = None
 
 
+class _Started:
+    """What `SimEnv.start` resumes a new process with: an event that succeeded with None."""
+
+    _ok = True
+    _value = None
+
+
+_STARTED = _Started()
+
+
+def start_now(env: simpy.Environment, generator: SimGen[Any]) -> Process:
+    """`SimEnv.start` under the simulator's environment; simpy's `process` under another."""
+    if isinstance(env, SimEnv):
+        return env.start(generator)
+    return env.process(generator)
+
+
 class SimEnv(simpy.Environment):
     """simpy.Environment with a tighter event loop and one event fewer per fire-and-forget process.
 
@@ -133,6 +150,8 @@ class SimEnv(simpy.Environment):
       lookup (simpy binds those only for Environment itself, not for a subclass) and the nested
       constructor and `schedule` calls: two of the commonest steps per simulated job. Its
       processes resume through `_Process._resume`, simpy's steps with fewer lookups.
+    - `start` begins a process inside its caller's step, without an Initialize event, where that
+      cannot be told apart (the open-loop generator's requests; tests/sim/test_shortcut_equivalence.py).
     """
 
     def timeout(self, delay: float = 0, value: Any = None) -> Timeout:
@@ -162,6 +181,30 @@ class SimEnv(simpy.Environment):
         init._ok = True
         heappush(self._queue, (self._now, URGENT, next(self._eid), init))
         proc._target = init
+        return proc
+
+    # Processes started by `start` take their first step at once (False: as `process`, behind an
+    # Initialize event; tests/sim/test_shortcut_equivalence.py runs both ways).
+    inline_start = True
+
+    def start(self, generator: SimGen[Any]) -> Process:
+        """A process whose first step runs now, inside the caller's step, instead of behind an
+        Initialize event at the same instant: one scheduled event fewer. For a caller that yields
+        right after (or does nothing the child's first step could observe). One consequence beyond
+        the order of same-instant steps: a burst the child queues finds its process's loop still busy
+        with the caller's burst, so it pays no wake-up (sim/cpu.py `wakeup`), where behind an
+        Initialize the loop would have gone idle for zero seconds and woken again (an asyncio task
+        created in a step runs before its loop sleeps). With wake-ups free the two are the same."""
+        if not self.inline_start:
+            return self.process(generator)
+        proc = _Process.__new__(_Process)
+        proc.env = self
+        proc.callbacks = []
+        proc._generator = generator
+        proc._send = generator.send
+        active = self._active_proc
+        proc._resume(_STARTED)  # type: ignore[arg-type]
+        self._active_proc = active
         return proc
 
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: float = 0) -> None:
