@@ -1,0 +1,279 @@
+"""Where a run's latency tail comes from: each client request split by hop and by kind of time.
+
+A run's requests (requests.csv.gz: per request its op, job, start and end on the load generator's
+clock) are matched to the SERVER span that served them at the client-facing process (the gateway in
+Design A, a node in Design B: `TaskQueue/SubmitJob`, `GetJobStatus`, `GetJobResult`), and that span's
+descendants (parent_id links: the gateway's calls to the job, queue and result services). Each
+request's latency is then cut into parts that add up to it exactly:
+
+* `client_wait`: intended -> sent (a closed loop's client loop being late to send);
+* `outside`: sent -> answered, minus the entry span: the load generator's loop and gRPC client, the
+  transport both ways, and the server's gRPC threads and event loop before the handler starts and
+  after it ends (what a span cannot see);
+* `<role>:<hop> self`: each span's time not covered by its children (its handler's CPU, its awaits on
+  storage and on its own event loop, and, for a span with children, the outbound transport).
+
+The two clocks (the load generator's perf_counter from its run start, the spans' wall clock) are
+aligned from the submits: a submit's span lies inside its request, so the offset lies in
+[max(span.end - req.end), min(span.start - req.start)] over every submit; its midpoint is used.
+
+`attribute` compares the requests above a percentile (the tail) with those near the median: the
+mean of each part in each group, and each part's share of the tail's excess over the median.
+`episodes` merges the tail requests' intervals: few long episodes holding many tail requests at once
+mean a stall of a whole process or host, many short ones independent slow requests.
+
+    python -m lab.validation.tails RUN_DIR SPANS [SPANS ...] [--json OUT]
+(SPANS: a trace directory, a node's spans file, or a simulated run's spans.jsonl.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.results.runs import load_requests
+from model.spans import SPAN_SUFFIX, SPANS_FILE, HopSpan, parse_spans
+
+ENTRY_METHOD = {"submit": "SubmitJob", "status": "GetJobStatus", "result": "GetJobResult"}
+ENTRY_ROLES = frozenset({"gateway", "node"})
+EPS = 1e-4  # s: slack when matching a read's span inside its request on the aligned clock
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str
+    job_id: str
+    intended: float
+    start: float
+    end: float
+
+    @property
+    def latency(self) -> float:
+        return self.end - self.intended
+
+
+@dataclass
+class Split:
+    """One request's latency cut into parts (seconds) that add up to it."""
+
+    request: Request
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+def read_spans(paths: Iterable[Path | str]) -> list[HopSpan]:
+    """The spans of trace directories (every *.spans.jsonl in them), spans files and simulated runs."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(p.glob(f"*{SPAN_SUFFIX}")) or sorted(p.glob(SPANS_FILE))
+        else:
+            files.append(p)
+    spans: list[HopSpan] = []
+    for f in files:
+        with f.open(encoding="utf-8") as fh:
+            spans.extend(parse_spans(fh))
+    return spans
+
+
+def read_requests(run_dir: Path | str) -> list[Request]:
+    cols = load_requests(run_dir)
+    out = []
+    for op, status, job, it, st, en in zip(
+        cols["op"],
+        cols["status"],
+        cols["job_id"],
+        cols["intended_time"],
+        cols["start_time"],
+        cols["end_time"],
+        strict=True,
+    ):
+        if status == "OK" and op in ENTRY_METHOD and job and np.isfinite(en):
+            out.append(Request(str(op), str(job), float(it), float(st), float(en)))
+    return out
+
+
+def _is_entry(span: HopSpan, op: str) -> bool:
+    return span.kind == "SERVER" and span.role in ENTRY_ROLES and span.hop == ENTRY_METHOD[op]
+
+
+def clock_offset(requests: Sequence[Request], spans: Sequence[HopSpan]) -> float:
+    """spans' clock - requests' clock, from the submits (each job has one SubmitJob span)."""
+    submit_span = {s.job_id: s for s in spans if _is_entry(s, "submit")}
+    lo, hi = -np.inf, np.inf
+    diffs = []
+    for r in requests:
+        s = submit_span.get(r.job_id) if r.op == "submit" else None
+        if s is None:
+            continue
+        lo, hi = max(lo, s.end - r.end), min(hi, s.start - r.start)
+        diffs.append(s.start - r.start)
+    if not diffs:
+        raise ValueError("no submit request has a SubmitJob span: are these the run's spans?")
+    if lo <= hi:
+        return float((lo + hi) / 2)
+    return float(np.median(diffs))  # clocks drifted or a span leaked: the typical offset
+
+
+def _self_times(root: HopSpan, children: Mapping[str, list[HopSpan]], out: dict[str, float]) -> None:
+    """Each span's time not covered by its children's union (clipped to it), by `role:hop self`."""
+    kids = [k for k in children.get(root.span_id, ()) if k.kind == "SERVER"]
+    covered, cur_s, cur_e = 0.0, None, None
+    for k in sorted(kids, key=lambda k: k.start):
+        s, e = max(k.start, root.start), min(k.end, root.end)
+        if e <= s:
+            continue
+        if cur_e is None or s > cur_e:
+            if cur_e is not None and cur_s is not None:
+                covered += cur_e - cur_s
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+        _self_times(k, children, out)
+    if cur_e is not None and cur_s is not None:
+        covered += cur_e - cur_s
+    key = f"{root.role}:{root.hop} self"
+    out[key] = out.get(key, 0.0) + max(0.0, root.duration - covered)
+
+
+def split_requests(requests: Sequence[Request], spans: Sequence[HopSpan]) -> tuple[list[Split], float]:
+    """Every request whose entry span is found, cut into parts; and the clock offset used."""
+    offset = clock_offset(requests, spans)
+    entries: dict[tuple[str, str], list[HopSpan]] = defaultdict(list)
+    children: dict[str, list[HopSpan]] = defaultdict(list)
+    for s in spans:
+        children[s.parent_id].append(s)
+        for op in ENTRY_METHOD:
+            if _is_entry(s, op):
+                entries[(s.job_id, op)].append(s)
+    starts = {}
+    for key, lst in entries.items():
+        lst.sort(key=lambda s: s.start)
+        starts[key] = [s.start for s in lst]
+    out = []
+    for r in requests:
+        key = (r.job_id, r.op)
+        lst = entries.get(key, [])
+        if not lst:
+            continue
+        a, b = r.start + offset - EPS, r.end + offset + EPS
+        i = bisect.bisect_left(starts[key], a)
+        if i >= len(lst) or lst[i].end > b:
+            continue
+        entry = lst[i]
+        parts = {"client_wait": r.start - r.intended, "outside": (r.end - r.start) - entry.duration}
+        _self_times(entry, children, parts)
+        out.append(Split(r, parts))
+    return out, offset
+
+
+def episodes(intervals: Sequence[tuple[float, float]]) -> list[tuple[float, float, int]]:
+    """Overlapping intervals merged: (start, end, how many intervals), in time order."""
+    merged: list[list[float]] = []
+    for s, e in sorted(intervals):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+            merged[-1][2] += 1
+        else:
+            merged.append([s, e, 1])
+    return [(a, b, int(n)) for a, b, n in merged]
+
+
+def _group_means(splits: Sequence[Split], keys: Sequence[str]) -> dict[str, float]:
+    n = max(1, len(splits))
+    return {k: sum(s.parts.get(k, 0.0) for s in splits) / n for k in keys}
+
+
+def attribute(
+    splits: Sequence[Split], tail_q: float = 99.0, mid: tuple[float, float] = (45.0, 55.0)
+) -> dict[str, Any]:
+    """The tail (latency above the tail_q percentile of the matched requests) against the middle
+    (between the `mid` percentiles): per part its mean in ms in each group and its share of the
+    tail's excess mean latency; by op; the tail's episodes."""
+    if not splits:
+        raise ValueError("no request matched a span")
+    lat = np.array([s.request.latency for s in splits])
+    p_tail = float(np.percentile(lat, tail_q))
+    lo, hi = (float(np.percentile(lat, q)) for q in mid)
+    tail = [s for s in splits if s.request.latency > p_tail]
+    middle = [s for s in splits if lo <= s.request.latency <= hi]
+    keys = sorted({k for s in splits for k in s.parts})
+    mt, mm = _group_means(tail, keys), _group_means(middle, keys)
+    excess = sum(mt.values()) - sum(mm.values())
+    parts = {
+        k: {
+            "tail_ms": round(mt[k] * 1e3, 3),
+            "mid_ms": round(mm[k] * 1e3, 3),
+            "share_of_excess": round((mt[k] - mm[k]) / excess, 3) if excess > 0 else None,
+        }
+        for k in keys
+    }
+    eps = episodes([(s.request.start, s.request.end) for s in tail])
+    by_op = {op: sum(1 for s in tail if s.request.op == op) for op in ENTRY_METHOD}
+    all_by_op = {op: sum(1 for s in splits if s.request.op == op) for op in ENTRY_METHOD}
+    return {
+        "matched": len(splits),
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 3),
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1e3, 3),
+        "p99_over_p50": round(float(np.percentile(lat, 99) / np.percentile(lat, 50)), 2),
+        "tail_threshold_ms": round(p_tail * 1e3, 3),
+        "tail_n": len(tail),
+        "mid_n": len(middle),
+        "tail_mean_ms": round(sum(mt.values()) * 1e3, 3),
+        "mid_mean_ms": round(sum(mm.values()) * 1e3, 3),
+        "parts": parts,
+        "tail_by_op": by_op,
+        "all_by_op": all_by_op,
+        "tail_episodes": len(eps),
+        "tail_episode_max_requests": max((n for *_, n in eps), default=0),
+        "tail_episodes_longest_ms": sorted((round((b - a) * 1e3, 1) for a, b, _ in eps), reverse=True)[:5],
+    }
+
+
+def format_report(name: str, res: Mapping[str, Any]) -> str:
+    lines = [
+        f"{name}: {res['matched']} requests matched; p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms "
+        f"(x{res['p99_over_p50']}); tail {res['tail_n']} (> {res['tail_threshold_ms']:.1f} ms, mean "
+        f"{res['tail_mean_ms']:.1f}) vs middle {res['mid_n']} (mean {res['mid_mean_ms']:.1f})",
+        f"  tail by op {res['tail_by_op']} of {res['all_by_op']}; tail episodes {res['tail_episodes']} "
+        f"(most requests in one: {res['tail_episode_max_requests']}; "
+        f"longest ms {res['tail_episodes_longest_ms']})",
+        f"  {'part':42s} {'tail ms':>9s} {'mid ms':>9s} {'share':>7s}",
+    ]
+    rows = sorted(res["parts"].items(), key=lambda kv: -(kv[1]["tail_ms"] - kv[1]["mid_ms"]))
+    for k, v in rows:
+        share = "" if v["share_of_excess"] is None else f"{v['share_of_excess']:.0%}"
+        lines.append(f"  {k:42s} {v['tail_ms']:9.2f} {v['mid_ms']:9.2f} {share:>7s}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab.validation.tails", description=__doc__.split("\n")[0])
+    ap.add_argument("run", help="a run directory with requests.csv.gz")
+    ap.add_argument("spans", nargs="+", help="trace directories or spans files of the run")
+    ap.add_argument("--tail", type=float, default=99.0, help="tail percentile (default 99)")
+    ap.add_argument("--json", help="write the attribution here")
+    args = ap.parse_args(argv)
+    try:
+        splits, offset = split_requests(read_requests(args.run), read_spans(args.spans))
+        res = attribute(splits, args.tail)
+    except (OSError, ValueError) as e:
+        print(f"tails: {e}", file=sys.stderr)
+        return 2
+    res = {"run": str(args.run), "spans": list(args.spans), "clock_offset_s": round(offset, 6), **res}
+    print(format_report(Path(args.run).name, res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
