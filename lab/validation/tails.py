@@ -7,9 +7,11 @@ descendants (parent_id links: the gateway's calls to the job, queue and result s
 request's latency is then cut into parts that add up to it exactly:
 
 * `client_wait`: intended -> sent (a closed loop's client loop being late to send);
-* `outside`: sent -> answered, minus the entry span: the load generator's loop and gRPC client, the
-  transport both ways, and the server's gRPC threads and event loop before the handler starts and
-  after it ends (what a span cannot see);
+* `outside before`: sent -> the entry handler starts: the load generator's gRPC client, the
+  transport, the server's gRPC threads and its event loop until it runs the handler;
+* `outside after`: the entry handler returns -> the client has the answer: the server's gRPC
+  threads sending it, the transport, and the load generator's loop until it wakes to record it
+  (together the two are what no span sees; their split is as good as the clock alignment);
 * `<role>:<hop> self`: each span's time not covered by its children (its handler's CPU, its awaits on
   storage and on its own event loop, and, for a span with children, the outbound transport).
 
@@ -45,6 +47,7 @@ from model.spans import SPAN_SUFFIX, SPANS_FILE, HopSpan, parse_spans
 
 ENTRY_METHOD = {"submit": "SubmitJob", "status": "GetJobStatus", "result": "GetJobResult"}
 ENTRY_ROLES = frozenset({"gateway", "node"})
+WITNESS_FILE = "witness.json"  # lab/validation/stalls.py's events, in the run directory
 EPS = 1e-4  # s: slack when matching a read's span inside its request on the aligned clock
 
 
@@ -84,7 +87,8 @@ def read_spans(paths: Iterable[Path | str]) -> list[HopSpan]:
     return spans
 
 
-def read_requests(run_dir: Path | str) -> list[Request]:
+def read_requests(run_dir: Path | str, after: float = 0.0) -> list[Request]:
+    """The run's answered client requests (OK), intended at `after` s or later (the warm-up out)."""
     cols = load_requests(run_dir)
     out = []
     for op, status, job, it, st, en in zip(
@@ -96,17 +100,27 @@ def read_requests(run_dir: Path | str) -> list[Request]:
         cols["end_time"],
         strict=True,
     ):
-        if status == "OK" and op in ENTRY_METHOD and job and np.isfinite(en):
+        if status == "OK" and op in ENTRY_METHOD and job and np.isfinite(en) and it >= after:
             out.append(Request(str(op), str(job), float(it), float(st), float(en)))
     return out
+
+
+def run_warmup(run_dir: Path | str) -> float:
+    """The run's warm-up (its workload's `warmup`, s; 0 when its config does not say)."""
+    try:
+        cfg = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return 0.0
+    return float(cfg.get("workload", {}).get("warmup", 0.0) or 0.0)
 
 
 def _is_entry(span: HopSpan, op: str) -> bool:
     return span.kind == "SERVER" and span.role in ENTRY_ROLES and span.hop == ENTRY_METHOD[op]
 
 
-def clock_offset(requests: Sequence[Request], spans: Sequence[HopSpan]) -> float:
-    """spans' clock - requests' clock, from the submits (each job has one SubmitJob span)."""
+def clock_bounds(requests: Sequence[Request], spans: Sequence[HopSpan]) -> tuple[float, float]:
+    """The interval [lo, hi] that spans' clock - requests' clock lies in, from the submits (each job
+    has one SubmitJob span, inside its request); lo > hi when no single offset fits them all."""
     submit_span = {s.job_id: s for s in spans if _is_entry(s, "submit")}
     lo, hi = -np.inf, np.inf
     diffs = []
@@ -115,12 +129,18 @@ def clock_offset(requests: Sequence[Request], spans: Sequence[HopSpan]) -> float
         if s is None:
             continue
         lo, hi = max(lo, s.end - r.end), min(hi, s.start - r.start)
-        diffs.append(s.start - r.start)
+        diffs.append(hi)
     if not diffs:
         raise ValueError("no submit request has a SubmitJob span: are these the run's spans?")
-    if lo <= hi:
-        return float((lo + hi) / 2)
-    return float(np.median(diffs))  # clocks drifted or a span leaked: the typical offset
+    return float(lo), float(hi)
+
+
+def clock_offset(requests: Sequence[Request], spans: Sequence[HopSpan]) -> float:
+    """spans' clock - requests' clock: the middle of clock_bounds."""
+    lo, hi = clock_bounds(requests, spans)
+    if lo > hi:
+        raise ValueError(f"no clock offset puts every submit's span inside its request ({lo:.6f} > {hi:.6f})")
+    return (lo + hi) / 2
 
 
 def _self_times(root: HopSpan, children: Mapping[str, list[HopSpan]], out: dict[str, float]) -> None:
@@ -169,7 +189,12 @@ def split_requests(requests: Sequence[Request], spans: Sequence[HopSpan]) -> tup
         if i >= len(lst) or lst[i].end > b:
             continue
         entry = lst[i]
-        parts = {"client_wait": r.start - r.intended, "outside": (r.end - r.start) - entry.duration}
+        before = entry.start - offset - r.start
+        parts = {
+            "client_wait": r.start - r.intended,
+            "outside before": before,
+            "outside after": (r.end - r.start) - entry.duration - before,
+        }
         _self_times(entry, children, parts)
         out.append(Split(r, parts))
     return out, offset
@@ -238,6 +263,57 @@ def attribute(
     }
 
 
+def witness_cover(
+    splits: Sequence[Split], events: Mapping[str, Sequence[Sequence[float]]], period: float = 0.002
+) -> dict[str, list[float]]:
+    """Per witness (lab/validation/stalls.py: loop, thread, gc, host), per request: the seconds of the
+    request's interval during which that witness was stalled (its late wakes, each the interval from
+    when its sleep should have ended, start + period, for its lateness; a GC pause from its start for
+    its length), merged and clipped to the request. Event times are on the requests' clock."""
+    out: dict[str, list[float]] = {}
+    for name, evs in events.items():
+        if name == "gc_generation":
+            continue
+        lag = 0.0 if name == "gc" else period
+        iv = sorted((float(t) + lag, float(t) + lag + float(ms) / 1e3) for t, ms in evs)
+        merged = [(a, b, 0) for a, b, _ in episodes(iv)]
+        starts = [a for a, _, _ in merged]
+        cover = []
+        for sp in splits:
+            r = sp.request
+            i = max(0, bisect.bisect_right(starts, r.start) - 1)
+            c = 0.0
+            while i < len(merged) and merged[i][0] < r.end:
+                c += max(0.0, min(merged[i][1], r.end) - max(merged[i][0], r.start))
+                i += 1
+            cover.append(c)
+        out[name] = cover
+    return out
+
+
+def witness_summary(
+    splits: Sequence[Split], events: Mapping[str, Sequence[Sequence[float]]], res: Mapping[str, Any]
+) -> dict[str, Any]:
+    """For the tail and the middle of `attribute`'s result: per witness the mean ms a request spent
+    while the witness was stalled, and the share of requests that overlap a stall at all."""
+    cover = witness_cover(splits, events)
+    lat = np.array([s.request.latency for s in splits])
+    tail = lat > res["tail_threshold_ms"] / 1e3
+    lo, hi = np.percentile(lat, 45), np.percentile(lat, 55)
+    mid = (lat >= lo) & (lat <= hi)
+    out: dict[str, Any] = {}
+    for name, c in cover.items():
+        arr = np.array(c)
+        out[name] = {
+            "events": len(events[name]),
+            "tail_ms": round(float(arr[tail].mean()) * 1e3, 3) if tail.any() else None,
+            "mid_ms": round(float(arr[mid].mean()) * 1e3, 3) if mid.any() else None,
+            "tail_touched": round(float((arr[tail] > 0).mean()), 3) if tail.any() else None,
+            "mid_touched": round(float((arr[mid] > 0).mean()), 3) if mid.any() else None,
+        }
+    return out
+
+
 def format_report(name: str, res: Mapping[str, Any]) -> str:
     lines = [
         f"{name}: {res['matched']} requests matched; p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms "
@@ -260,16 +336,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("run", help="a run directory with requests.csv.gz")
     ap.add_argument("spans", nargs="+", help="trace directories or spans files of the run")
     ap.add_argument("--tail", type=float, default=99.0, help="tail percentile (default 99)")
+    ap.add_argument(
+        "--warmup", type=float, help="leave out requests intended before this (s; default: the run's)"
+    )
     ap.add_argument("--json", help="write the attribution here")
+    ap.add_argument("--witness", action="store_true", help="also the stall witnesses (RUN/witness.json)")
     args = ap.parse_args(argv)
     try:
-        splits, offset = split_requests(read_requests(args.run), read_spans(args.spans))
+        warmup = args.warmup if args.warmup is not None else run_warmup(args.run)
+        requests, spans = read_requests(args.run, warmup), read_spans(args.spans)
+        lo, hi = clock_bounds(requests, spans)
+        splits, offset = split_requests(requests, spans)
         res = attribute(splits, args.tail)
+        if args.witness:
+            events = json.loads((Path(args.run) / WITNESS_FILE).read_text(encoding="utf-8"))
+            res["witness"] = witness_summary(splits, events, res)
     except (OSError, ValueError) as e:
         print(f"tails: {e}", file=sys.stderr)
         return 2
-    res = {"run": str(args.run), "spans": list(args.spans), "clock_offset_s": round(offset, 6), **res}
+    res = {
+        "run": str(args.run),
+        "spans": list(args.spans),
+        "warmup_s": warmup,
+        "clock_offset_s": round(offset, 6),
+        "clock_offset_uncertainty_ms": round((hi - lo) * 1e3, 3),  # the before/after split's error bound
+        **res,
+    }
     print(format_report(Path(args.run).name, res))
+    for name, w in res.get("witness", {}).items():
+        print(
+            f"  witness {name:6s} {w['events']:5d} events; ms stalled inside a request: tail {w['tail_ms']}, "
+            f"middle {w['mid_ms']}; requests touched: tail {w['tail_touched']}, middle {w['mid_touched']}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
     return 0
