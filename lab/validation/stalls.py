@@ -11,7 +11,10 @@ clock for every process on the host):
 * `thread`: a thread of the same process doing the same (it needs the GIL to see the time: late with
   the loop = the process stopped or a GC pause held the GIL; the loop alone late = the loop was busy);
 * `gc`: the load generator's own collector pauses (gc.callbacks), with their generation;
-* `host`: a separate process doing the same (late = the host did not run it: CPU oversubscribed).
+* `host`: a separate process doing the same (late = the host did not run it: CPU oversubscribed);
+* `sched`: every 20 ms, each cluster process's main thread (its event loop) and the load generator's,
+  from /proc/PID/task/PID/schedstat: the ns it has run on a CPU and waited runnable in a run queue
+  (cumulative); so a stretch of a process's time splits into running, waiting for a core, sleeping.
 
 The run is written like `dtq load`'s (config.json's parameters say `witness: true`), the events
 into RUN/witness.json; `python -m lab.validation.tails RUN SPANS --witness` then says which witness
@@ -26,6 +29,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -43,6 +47,7 @@ from realsys.targets import dtq_target_spec, make_target
 PERIOD = 0.002  # s: each witness sleeps this long
 LATE = 0.005  # s: a wake this late (past the period) is an event
 WITNESS_FILE = "witness.json"
+SCHED_PERIOD = 0.02  # s: the schedstat sampler's period
 LEAD = 0.2  # s: the witnesses start this long before the run's t0
 
 # the host witness: a separate interpreter; prints "start lateness" lines until its stdin closes
@@ -61,8 +66,11 @@ while not stop.is_set():
 class Witnesses:
     """The loop, thread and GC witnesses of this process, and the host witness process."""
 
-    def __init__(self) -> None:
+    def __init__(self, pids: Mapping[str, int] | None = None) -> None:
         self.events: dict[str, list[tuple[float, float]]] = {"loop": [], "thread": [], "gc": [], "host": []}
+        self.pids = {"loadgen": os.getpid(), **(pids or {})}
+        self.sched: dict[str, list[tuple[float, int, int]]] = {name: [] for name in self.pids}
+        self._sched_thread = threading.Thread(target=self._sched_sampler, daemon=True)
         self.gc_generation: list[int] = []
         self._stop = threading.Event()
         self._gc_start = 0.0
@@ -76,6 +84,17 @@ class Witnesses:
             late = time.perf_counter() - t - PERIOD
             if late >= LATE:
                 self.events["thread"].append((t, late))
+
+    def _sched_sampler(self) -> None:
+        while not self._stop.wait(SCHED_PERIOD):
+            t = time.perf_counter()
+            for name, pid in self.pids.items():
+                try:
+                    with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as fh:
+                        run_ns, wait_ns, _ = fh.read().split()
+                except (OSError, ValueError):  # gone, or no schedstat on this kernel
+                    continue
+                self.sched[name].append((t, int(run_ns), int(wait_ns)))
 
     async def loop_witness(self) -> None:
         while not self._stop.is_set():
@@ -98,12 +117,14 @@ class Witnesses:
             [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
         self._thread.start()
+        self._sched_thread.start()
         gc.callbacks.append(self._gc)
 
     def stop(self) -> None:
         self._stop.set()
         gc.callbacks.remove(self._gc)
         self._thread.join(timeout=1.0)
+        self._sched_thread.join(timeout=1.0)
         if self._host is not None:
             out, _ = self._host.communicate(input="", timeout=10)
             pairs = out.split()
@@ -115,6 +136,10 @@ class Witnesses:
             k: [[round(t - t0, 6), round(late * 1e3, 3)] for t, late in v] for k, v in self.events.items()
         }
         out["gc_generation"] = self.gc_generation
+        out["sched"] = {
+            name: [[round(t - t0, 6), run, wait] for t, run, wait in rows]
+            for name, rows in self.sched.items()
+        }
         return out
 
 
@@ -153,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parameters = {**parameters, "processes": 1, "timeout": args.timeout, "witness": True}
     parameters["host_probe"] = take_probe()
     started_at, stamp = utc_now(), provenance()
-    w = Witnesses()
+    info = json.loads((Path(args.dir) / "cluster.json").read_text(encoding="utf-8"))
+    w = Witnesses({n["name"]: int(n["pid"]) for n in info.get("nodes", []) if n.get("pid")})
     w.start()
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
@@ -173,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     events = w.relative(t0)
     (path / WITNESS_FILE).write_text(json.dumps(events) + "\n", encoding="utf-8")
-    counts = {k: len(v) for k, v in events.items() if k != "gc_generation"}
+    counts = {k: len(v) for k, v in events.items() if k not in ("gc_generation", "sched")}
     print(f"run written to {path}; witness events {counts}")
     return 0
 
