@@ -12,9 +12,10 @@ clock for every process on the host):
   the loop = the process stopped or a GC pause held the GIL; the loop alone late = the loop was busy);
 * `gc`: the load generator's own collector pauses (gc.callbacks), with their generation;
 * `host`: a separate process doing the same (late = the host did not run it: CPU oversubscribed);
-* `sched`: every 20 ms, each cluster process's main thread (its event loop) and the load generator's,
-  from /proc/PID/task/PID/schedstat: the ns it has run on a CPU and waited runnable in a run queue
-  (cumulative); so a stretch of a process's time splits into running, waiting for a core, sleeping.
+* `sched`: every 20 ms, for each cluster process and the load generator, from /proc/PID/task/*/
+  schedstat, by thread kind (`NAME` its main thread, the event loop; `NAME/event_engine` gRPC's
+  EventEngine I/O threads; `NAME/grpc` gRPC's others; `NAME/py` Python threads), summed: the ns
+  they have run on a CPU and waited runnable in a run queue (cumulative).
 
 The run is written like `dtq load`'s (config.json's parameters say `witness: true`), the events
 into RUN/witness.json; `python -m lab.validation.tails RUN SPANS --witness` then says which witness
@@ -63,6 +64,18 @@ while not stop.is_set():
 """
 
 
+def thread_kind(main: bool, comm: str) -> str:
+    """A process's thread by what it does: its event loop's (`main`), gRPC's EventEngine I/O
+    threads (`event_engine`), gRPC's other threads (`grpc`), or other Python threads (`py`)."""
+    if main:
+        return "main"
+    if comm.startswith("event_engine"):
+        return "event_engine"
+    if comm.startswith(("python", "Thread")):
+        return "py"
+    return "grpc"
+
+
 class Witnesses:
     """The loop, thread and GC witnesses of this process, and the host witness process."""
 
@@ -89,12 +102,26 @@ class Witnesses:
         while not self._stop.wait(SCHED_PERIOD):
             t = time.perf_counter()
             for name, pid in self.pids.items():
+                sums: dict[str, list[int]] = {}
                 try:
-                    with open(f"/proc/{pid}/task/{pid}/schedstat", encoding="ascii") as fh:
-                        run_ns, wait_ns, _ = fh.read().split()
-                except (OSError, ValueError):  # gone, or no schedstat on this kernel
+                    tids = os.listdir(f"/proc/{pid}/task")
+                except OSError:  # gone
                     continue
-                self.sched[name].append((t, int(run_ns), int(wait_ns)))
+                for tid in tids:
+                    try:
+                        with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as fh:
+                            run_ns, wait_ns, _ = fh.read().split()
+                        with open(f"/proc/{pid}/task/{tid}/comm", encoding="ascii") as fh:
+                            comm = fh.read().strip()
+                    except (OSError, ValueError):  # a thread that ended, or no schedstat
+                        continue
+                    kind = thread_kind(int(tid) == pid, comm)
+                    acc = sums.setdefault(kind, [0, 0])
+                    acc[0] += int(run_ns)
+                    acc[1] += int(wait_ns)
+                for kind, (run, wait) in sums.items():
+                    key = name if kind == "main" else f"{name}/{kind}"
+                    self.sched.setdefault(key, []).append((t, run, wait))
 
     async def loop_witness(self) -> None:
         while not self._stop.is_set():

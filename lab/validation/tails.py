@@ -314,6 +314,37 @@ def witness_summary(
     return out
 
 
+def sched_shares(
+    samples: Mapping[str, Sequence[Sequence[float]]], windows: Sequence[tuple[float, float]]
+) -> dict[str, dict[str, float]]:
+    """Per process (or thread group), over the windows (s, on the requests' clock): thread-seconds per
+    wall second it ran on a CPU (`run`), waited runnable for one (`wait`), and, for one thread,
+    neither (`idle`: asleep on its loop's poll, or blocked; 1 - run - wait, floored at 0: a group of
+    n threads has n), from cumulative schedstat samples [t, run_ns, wait_ns]."""
+    out: dict[str, dict[str, float]] = {}
+    for name, rows in samples.items():
+        if len(rows) < 2:
+            continue
+        arr = np.asarray(rows, dtype=float)
+        t, run, wait = arr[:, 0], arr[:, 1] / 1e9, arr[:, 2] / 1e9
+        wall = r = w = 0.0
+        for lo, hi in windows:
+            a, b = max(lo, t[0]), min(hi, t[-1])
+            if b <= a:
+                continue
+            wall += b - a
+            r += float(np.interp(b, t, run) - np.interp(a, t, run))
+            w += float(np.interp(b, t, wait) - np.interp(a, t, wait))
+        if wall > 0:
+            out[name] = {
+                "run": round(r / wall, 3),
+                "wait": round(w / wall, 3),
+                "idle": round(max(0.0, 1 - (r + w) / wall), 3),
+                "wall_s": round(wall, 3),
+            }
+    return out
+
+
 def format_report(name: str, res: Mapping[str, Any]) -> str:
     lines = [
         f"{name}: {res['matched']} requests matched; p50 {res['p50_ms']:.1f} ms, p99 {res['p99_ms']:.1f} ms "
@@ -351,6 +382,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.witness:
             events = json.loads((Path(args.run) / WITNESS_FILE).read_text(encoding="utf-8"))
             res["witness"] = witness_summary(splits, events, res)
+            if events.get("sched"):
+                tail = [
+                    (sp.request.start, sp.request.end)
+                    for sp in splits
+                    if sp.request.latency > res["tail_threshold_ms"] / 1e3
+                ]
+                eps = [(a, b) for a, b, _ in episodes(tail)]
+                whole = [(min(sp.request.start for sp in splits), max(sp.request.end for sp in splits))]
+                res["sched_tail"] = sched_shares(events["sched"], eps)
+                res["sched_run"] = sched_shares(events["sched"], whole)
     except (OSError, ValueError) as e:
         print(f"tails: {e}", file=sys.stderr)
         return 2
@@ -363,6 +404,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         **res,
     }
     print(format_report(Path(args.run).name, res))
+    for name, sh in res.get("sched_tail", {}).items():
+        whole = res["sched_run"].get(name, {})
+        print(
+            f"  sched {name:24s} over the tail episodes: run {sh['run']:.0%} wait {sh['wait']:.0%} idle "
+            f"{sh['idle']:.0%}; whole run: run {whole.get('run', 0):.0%} wait {whole.get('wait', 0):.0%} "
+            f"idle {whole.get('idle', 0):.0%}"
+        )
     for name, w in res.get("witness", {}).items():
         print(
             f"  witness {name:6s} {w['events']:5d} events; ms stalled inside a request: tail {w['tail_ms']}, "

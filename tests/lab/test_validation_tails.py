@@ -66,7 +66,8 @@ def test_split_adds_up_and_names_the_hops(tmp_path: Path) -> None:
     assert offset == pytest.approx(OFFSET, abs=1e-3)
     assert len(splits) == 101
     first = next(s for s in splits if s.request.job_id == "j0" and s.request.op == "submit")
-    assert first.parts["outside"] == pytest.approx(0.002)
+    assert first.parts["outside before"] == pytest.approx(0.001)
+    assert first.parts["outside after"] == pytest.approx(0.001)
     assert first.parts["gateway:SubmitJob self"] == pytest.approx(0.004)
     assert first.parts["job:CreateJob self"] == pytest.approx(0.004)
     for s in splits:
@@ -81,7 +82,7 @@ def test_attribute_puts_the_tail_where_the_extra_time_was(tmp_path: Path) -> Non
     res = tails.attribute(splits, tail_q=95.0)
     assert res["tail_n"] == 3
     assert res["parts"]["job:CreateJob self"]["share_of_excess"] == pytest.approx(1.0)
-    assert res["parts"]["outside"]["share_of_excess"] == pytest.approx(0.0)
+    assert res["parts"]["outside before"]["share_of_excess"] == pytest.approx(0.0, abs=1e-3)
     assert res["tail_episodes"] == 3  # three separate slow requests, not one stall
     assert "job:CreateJob self" in tails.format_report("x", res)
 
@@ -96,3 +97,28 @@ def test_cli_errors_cleanly_without_spans(tmp_path: Path, capsys: pytest.Capture
     empty.write_text("", encoding="utf-8")
     assert tails.main([str(run), str(empty)]) == 2
     assert "no submit request has a SubmitJob span" in capsys.readouterr().err
+
+
+def test_witness_cover_counts_only_stalls_inside_each_request(tmp_path: Path) -> None:
+    run, spans = _write_run(tmp_path, slow=set())
+    splits, _ = tails.split_requests(tails.read_requests(run), tails.read_spans([spans]))
+    # loop stalled 5 ms from 0.002+0.002 s (inside j0's submit, 0-10 ms); a GC pause 1.0-1.5 s
+    # straddles j50's submit (1.00-1.01 s) only: 10 ms of it
+    events = {"loop": [[0.002, 5.0]], "gc": [[1.0, 500.0]], "gc_generation": [2], "sched": {}}
+    cover = tails.witness_cover(splits, events)
+    by_job = {(s.request.job_id, s.request.op): i for i, s in enumerate(splits)}
+    assert cover["loop"][by_job[("j0", "submit")]] == pytest.approx(0.005)
+    assert cover["loop"][by_job[("j1", "submit")]] == 0.0
+    assert cover["gc"][by_job[("j50", "submit")]] == pytest.approx(0.010)
+    assert sum(cover["gc"]) == pytest.approx(0.010 * 25)  # j50..j74 start inside the pause
+    assert set(cover) == {"loop", "gc"}
+
+
+def test_sched_shares_split_wall_time_into_run_wait_idle() -> None:
+    # over 0-1 s: 0.25 s on a CPU, 0.5 s runnable waiting; then 1-2 s idle
+    samples = {"n1": [[0.0, 0, 0], [1.0, 250_000_000, 500_000_000], [2.0, 250_000_000, 500_000_000]]}
+    busy = tails.sched_shares(samples, [(0.0, 1.0)])["n1"]
+    assert (busy["run"], busy["wait"], busy["idle"]) == pytest.approx((0.25, 0.5, 0.25))
+    whole = tails.sched_shares(samples, [(0.0, 2.0)])["n1"]
+    assert whole["idle"] == pytest.approx(0.625)
+    assert tails.sched_shares(samples, [(5.0, 6.0)]) == {}  # outside the samples: nothing said
