@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import gzip
 import json
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -77,14 +78,31 @@ def read_spans(paths: Iterable[Path | str]) -> list[HopSpan]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(p.glob(f"*{SPAN_SUFFIX}")) or sorted(p.glob(SPANS_FILE))
+            files += (
+                sorted(p.glob(f"*{SPAN_SUFFIX}"))
+                or sorted(p.glob(f"*{SPAN_SUFFIX}.gz"))
+                or sorted(p.glob(SPANS_FILE))
+            )
         else:
             files.append(p)
     spans: list[HopSpan] = []
     for f in files:
-        with f.open(encoding="utf-8") as fh:
+        with _open_text(f) as fh:
             spans.extend(parse_spans(fh))
     return spans
+
+
+def _open_text(path: Path) -> IO[str]:
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+
+
+def read_witness(run_dir: Path | str) -> dict[str, Any]:
+    """lab/validation/stalls.py's events of a run (RUN/witness.json, or .json.gz)."""
+    base = Path(run_dir) / WITNESS_FILE
+    path = base if base.exists() else base.with_name(WITNESS_FILE + ".gz")
+    with _open_text(path) as fh:
+        events: dict[str, Any] = json.load(fh)
+    return events
 
 
 def read_requests(run_dir: Path | str, after: float = 0.0) -> list[Request]:
@@ -380,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         splits, offset = split_requests(requests, spans)
         res = attribute(splits, args.tail)
         if args.witness:
-            events = json.loads((Path(args.run) / WITNESS_FILE).read_text(encoding="utf-8"))
+            events = read_witness(args.run)
             res["witness"] = witness_summary(splits, events, res)
             if events.get("sched"):
                 tail = [
