@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.validation import tails
+from lab.validation import stalls, tails
 from model.results.schema import REQUEST_FIELDS
 
 OFFSET = 1000.0  # the spans' clock minus the requests' clock
@@ -122,3 +122,17 @@ def test_sched_shares_split_wall_time_into_run_wait_idle() -> None:
     whole = tails.sched_shares(samples, [(0.0, 2.0)])["n1"]
     assert whole["idle"] == pytest.approx(0.625)
     assert tails.sched_shares(samples, [(5.0, 6.0)]) == {}  # outside the samples: nothing said
+
+
+def test_stalls_thread_kinds_and_relative_events() -> None:
+    assert stalls.thread_kind(True, "python3") == "main"
+    assert stalls.thread_kind(False, "event_engine") == "event_engine"
+    assert stalls.thread_kind(False, "grpc_global_tim") == "grpc"
+    assert stalls.thread_kind(False, "python3") == "py"
+    w = stalls.Witnesses({"n1": 4242})
+    w.events["loop"].append((10.5, 0.03))
+    w.sched["n1"] = [(10.0, 5, 7)]
+    out = w.relative(10.0)
+    assert out["loop"] == [[0.5, 30.0]]
+    assert out["sched"]["n1"] == [[0.0, 5, 7]]
+    assert "loadgen" in out["sched"]  # the load generator's own process is always sampled
