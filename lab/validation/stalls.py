@@ -15,7 +15,7 @@ clock for every process on the host):
 * `sched`: every 20 ms, for each cluster process and the load generator, from /proc/PID/task/*/
   schedstat, by thread kind (`NAME` its main thread, the event loop; `NAME/event_engine` gRPC's
   EventEngine I/O threads; `NAME/grpc` gRPC's others; `NAME/py` Python threads), summed: the ns
-  they have run on a CPU and waited runnable in a run queue (cumulative).
+  they have run on a CPU and waited runnable in a run queue, and their timeslices (cumulative).
 
 The run is written like `dtq load`'s (config.json's parameters say `witness: true`), the events
 into RUN/witness.json; `python -m lab.validation.tails RUN SPANS --witness` then says which witness
@@ -82,7 +82,7 @@ class Witnesses:
     def __init__(self, pids: Mapping[str, int] | None = None) -> None:
         self.events: dict[str, list[tuple[float, float]]] = {"loop": [], "thread": [], "gc": [], "host": []}
         self.pids = {"loadgen": os.getpid(), **(pids or {})}
-        self.sched: dict[str, list[tuple[float, int, int]]] = {name: [] for name in self.pids}
+        self.sched: dict[str, list[tuple[float, int, int, int]]] = {name: [] for name in self.pids}
         self._sched_thread = threading.Thread(target=self._sched_sampler, daemon=True)
         self.gc_generation: list[int] = []
         self._stop = threading.Event()
@@ -102,7 +102,7 @@ class Witnesses:
         while not self._stop.wait(SCHED_PERIOD):
             t = time.perf_counter()
             for name, pid in self.pids.items():
-                sums: dict[str, list[int]] = {}
+                sums: dict[str, list[int]] = {}  # kind -> [run ns, wait ns, timeslices]
                 try:
                     tids = os.listdir(f"/proc/{pid}/task")
                 except OSError:  # gone
@@ -110,18 +110,19 @@ class Witnesses:
                 for tid in tids:
                     try:
                         with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as fh:
-                            run_ns, wait_ns, _ = fh.read().split()
+                            run_ns, wait_ns, slices = fh.read().split()
                         with open(f"/proc/{pid}/task/{tid}/comm", encoding="ascii") as fh:
                             comm = fh.read().strip()
                     except (OSError, ValueError):  # a thread that ended, or no schedstat
                         continue
                     kind = thread_kind(int(tid) == pid, comm)
-                    acc = sums.setdefault(kind, [0, 0])
+                    acc = sums.setdefault(kind, [0, 0, 0])
                     acc[0] += int(run_ns)
                     acc[1] += int(wait_ns)
-                for kind, (run, wait) in sums.items():
+                    acc[2] += int(slices)
+                for kind, (run, wait, n) in sums.items():
                     key = name if kind == "main" else f"{name}/{kind}"
-                    self.sched.setdefault(key, []).append((t, run, wait))
+                    self.sched.setdefault(key, []).append((t, run, wait, n))
 
     async def loop_witness(self) -> None:
         while not self._stop.is_set():
@@ -164,7 +165,7 @@ class Witnesses:
         }
         out["gc_generation"] = self.gc_generation
         out["sched"] = {
-            name: [[round(t - t0, 6), run, wait] for t, run, wait in rows]
+            name: [[round(t - t0, 6), run, wait, n] for t, run, wait, n in rows]
             for name, rows in self.sched.items()
         }
         return out

@@ -338,14 +338,16 @@ def sched_shares(
     """Per process (or thread group), over the windows (s, on the requests' clock): thread-seconds per
     wall second it ran on a CPU (`run`), waited runnable for one (`wait`), and, for one thread,
     neither (`idle`: asleep on its loop's poll, or blocked; 1 - run - wait, floored at 0: a group of
-    n threads has n), from cumulative schedstat samples [t, run_ns, wait_ns]."""
+    n threads has n), from cumulative schedstat samples [t, run_ns, wait_ns(, timeslices)]; with the
+    timeslices also `wait_per_slice_ms`, the mean run-queue wait of one time on a CPU (a wake-up)."""
     out: dict[str, dict[str, float]] = {}
     for name, rows in samples.items():
         if len(rows) < 2:
             continue
         arr = np.asarray(rows, dtype=float)
         t, run, wait = arr[:, 0], arr[:, 1] / 1e9, arr[:, 2] / 1e9
-        wall = r = w = 0.0
+        slices = arr[:, 3] if arr.shape[1] > 3 else None
+        wall = r = w = n = 0.0
         for lo, hi in windows:
             a, b = max(lo, t[0]), min(hi, t[-1])
             if b <= a:
@@ -353,6 +355,8 @@ def sched_shares(
             wall += b - a
             r += float(np.interp(b, t, run) - np.interp(a, t, run))
             w += float(np.interp(b, t, wait) - np.interp(a, t, wait))
+            if slices is not None:
+                n += float(np.interp(b, t, slices) - np.interp(a, t, slices))
         if wall > 0:
             out[name] = {
                 "run": round(r / wall, 3),
@@ -360,6 +364,8 @@ def sched_shares(
                 "idle": round(max(0.0, 1 - (r + w) / wall), 3),
                 "wall_s": round(wall, 3),
             }
+            if slices is not None and n > 0:
+                out[name]["wait_per_slice_ms"] = round(w / n * 1e3, 3)
     return out
 
 
@@ -428,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  sched {name:24s} over the tail episodes: run {sh['run']:.0%} wait {sh['wait']:.0%} idle "
             f"{sh['idle']:.0%}; whole run: run {whole.get('run', 0):.0%} wait {whole.get('wait', 0):.0%} "
             f"idle {whole.get('idle', 0):.0%}"
+            + (
+                f"; wait per slice {sh['wait_per_slice_ms']:.2f} / {whole['wait_per_slice_ms']:.2f} ms"
+                if "wait_per_slice_ms" in sh and "wait_per_slice_ms" in whole
+                else ""
+            )
         )
     for name, w in res.get("witness", {}).items():
         print(

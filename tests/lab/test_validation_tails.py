@@ -122,6 +122,9 @@ def test_sched_shares_split_wall_time_into_run_wait_idle() -> None:
     whole = tails.sched_shares(samples, [(0.0, 2.0)])["n1"]
     assert whole["idle"] == pytest.approx(0.625)
     assert tails.sched_shares(samples, [(5.0, 6.0)]) == {}  # outside the samples: nothing said
+    assert "wait_per_slice_ms" not in busy  # no timeslice column
+    with_slices = {"n1": [[0.0, 0, 0, 0], [1.0, 250_000_000, 500_000_000, 100]]}
+    assert tails.sched_shares(with_slices, [(0.0, 1.0)])["n1"]["wait_per_slice_ms"] == pytest.approx(5.0)
 
 
 def test_stalls_thread_kinds_and_relative_events() -> None:
@@ -131,8 +134,8 @@ def test_stalls_thread_kinds_and_relative_events() -> None:
     assert stalls.thread_kind(False, "python3") == "py"
     w = stalls.Witnesses({"n1": 4242})
     w.events["loop"].append((10.5, 0.03))
-    w.sched["n1"] = [(10.0, 5, 7)]
+    w.sched["n1"] = [(10.0, 5, 7, 2)]
     out = w.relative(10.0)
     assert out["loop"] == [[0.5, 30.0]]
-    assert out["sched"]["n1"] == [[0.0, 5, 7]]
+    assert out["sched"]["n1"] == [[0.0, 5, 7, 2]]
     assert "loadgen" in out["sched"]  # the load generator's own process is always sampled
