@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -125,6 +125,13 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         assert self._queue is not None and self._job is not None
         worker_id = request.worker_id
         wanted = self.coordinator.fetch(self.clock(), worker_id, request.free_slots)
+        verdicts: list[worker_pb2.ReportResultItem] = []
+        if request.reports:  # report-and-fetch: the reports first, each answered as ReportResult
+            if len(request.reports) > MAX_BATCH_ITEMS:
+                raise InvalidArgument(f"FetchWork carries at most {MAX_BATCH_ITEMS} reports")
+            verdicts = await self._report_items(request.reports, context, worker_id)
+            if not wanted:
+                return worker_pb2.FetchWorkResponse(report_results=verdicts)
         # keep time for LeaseJobs after the wait, or the worker may never see jobs leased to it
         wait = poll_budget(
             from_duration(request.wait_timeout, "wait_timeout"),
@@ -154,10 +161,10 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
             self._acknowledge(ids)
             if leased.assignments:
                 self.coordinator.leased(worker_id)  # when lost, its attempts need a release
-                return worker_pb2.FetchWorkResponse(assignments=leased.assignments)
+                return worker_pb2.FetchWorkResponse(assignments=leased.assignments, report_results=verdicts)
             if loop.time() >= give_up:
                 break  # only stale entries, and no time left to wait for more
-        return worker_pb2.FetchWorkResponse()
+        return worker_pb2.FetchWorkResponse(report_results=verdicts)
 
     @grpc_errors
     async def ReportResult(
@@ -180,14 +187,22 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     ) -> worker_pb2.ReportResultsResponse:
         """ReportResult for each report, answered one by one; forwarded together (coalesced with
         other workers' reports when batching is on, else as one CompleteAttempts call)."""
-        assert self._job is not None
         if len(request.reports) > MAX_BATCH_ITEMS:
             raise InvalidArgument(f"ReportResults takes at most {MAX_BATCH_ITEMS} reports")
-        response = worker_pb2.ReportResultsResponse()
-        items = [response.results.add() for _ in request.reports]
+        return worker_pb2.ReportResultsResponse(results=await self._report_items(request.reports, context))
+
+    async def _report_items(
+        self, reports: Sequence[ReportRequest], context: Context, worker_id: str | None = None
+    ) -> list[worker_pb2.ReportResultItem]:
+        """Each report's verdict, as ReportResult would answer it; the hop's failure fails the call.
+        `worker_id`: the caller's (FetchWork), which every report must name."""
+        assert self._job is not None
+        items = [worker_pb2.ReportResultItem() for _ in reports]
         checked: list[tuple[int, worker_pb2.ReportResultRequest]] = []
-        for index, report in enumerate(request.reports):
+        for index, report in enumerate(reports):
             try:
+                if worker_id is not None and report.worker_id != worker_id:
+                    raise InvalidArgument("a carried report must name the fetching worker")
                 checked.append((index, self._checked_report(report)))
             except DtqError as exc:
                 items[index].code, items[index].message, _ = item_error(exc)
@@ -206,7 +221,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
                 raise outcome  # the hop failed: the whole call fails with its code (grpc_errors)
             else:
                 items[index].state = outcome.state
-        return response
+        return items
 
     def _checked_report(self, request: worker_pb2.ReportResultRequest) -> worker_pb2.ReportResultRequest:
         """The report to forward: INVALID_ARGUMENT without an outcome; a malformed attempt or id is
