@@ -24,7 +24,8 @@ Report-and-fetch (`carry_reports`, for a backend whose fetch can carry reports: 
 a report decided while no fetch is in flight and none is backing off rides the next Fetch instead of
 a call of its own (`Report.carried`; the fetch loop's answer comes back to its supervisor as the Done
 or RetryReport that `reported` / `report_failed` would give). A report decided while a fetch is in
-flight goes on its own at once, as before: a long-poll never holds a report back. After a fetch that
+flight goes on its own at once, as before: a long-poll never holds a report back; so does a TIMEOUT
+report (its slot may stay taken by a thread that cannot be killed). After a fetch that
 launched attempts, the next one waits up to `gather` seconds (a wakeable Sleep) for their reports to be
 decided, ended as soon as all are, so work that ends at once (no-op jobs) is reported on the fetch that
 asks for more. A carried report that did not go through (the call failed, or the backend answered no
@@ -434,7 +435,8 @@ class WorkerCore:
         if held.outcome is not None:
             return []
         held.stop = "timeout"
-        return [Interrupt(key, "timeout"), *self._decide(held, timeout_outcome(key[1]))]
+        # on its own: the slot may stay taken by a thread that cannot be killed, and no fetch comes
+        return [Interrupt(key, "timeout"), *self._decide(held, timeout_outcome(key[1]), carry=False)]
 
     def handler_ended(self, now: float, key: Key, outcome: Outcome, raised: bool) -> list[Action]:
         """The handler returned (`raised` False: `outcome` is what it returned) or raised / was stopped
@@ -456,12 +458,14 @@ class WorkerCore:
             return [WakeFetch()]
         return []
 
-    def _decide(self, held: _Held, outcome: Outcome) -> list[Action]:
+    def _decide(self, held: _Held, outcome: Outcome, carry: bool = True) -> list[Action]:
+        """`carry`: the attempt's slot is released next (its supervisor does it before reporting)."""
         held.outcome = outcome
         key = (held.assignment.job_id, held.assignment.attempt)
         state = self._fetch_state
         if not (
-            self.carry_reports
+            carry
+            and self.carry_reports
             and self._fetching
             and self._sleep is None
             and state in ("idle", "await_slot", "gather")
@@ -470,7 +474,8 @@ class WorkerCore:
         self._outbox[key] = outcome
         actions: list[Action] = [Report(key, outcome, carried=True)]
         self._gathering.discard(key)
-        if state == "await_slot" or (state == "gather" and not self._gathering):
+        # await_slot: the slot's release wakes the fetch loop (released), so it asks for that slot
+        if state == "gather" and not self._gathering:
             self._fetch_state = "idle"
             actions.append(WakeFetch())
         return actions
