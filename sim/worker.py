@@ -190,7 +190,7 @@ class SimWorker:
         step: AttemptStep | None = None
         for action in actions:
             if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
-                run = self._runs.get(action.key)
+                run = self._runs.get(action.key) if self.core.carry_reports else None
                 if run is not None and run.carried is not None and not run.carried.triggered:
                     run.carried.succeed(action)  # the verdict on a report a fetch carried
                 else:

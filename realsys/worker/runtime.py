@@ -215,7 +215,7 @@ class WorkerRuntime:
         step: AttemptStep | None = None
         for action in actions:
             if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
-                run = self._runs.get(action.key)
+                run = self._runs.get(action.key) if self.core.carry_reports else None
                 if run is not None and run.carried is not None and not run.carried.done():
                     run.carried.set_result(action)  # the verdict on a report a fetch carried
                 else:
