@@ -19,6 +19,18 @@ Reports are kept and retried (capped backoff) until they go through, the backend
 (stale, not found, invalid), or the attempt's lease is gone (a heartbeat reply abandoned it, or the
 worker's estimate of the lease ran out: the last renewal it saw plus the lease duration). A report
 dropped while the lease still held would make the job run again once the lease expired.
+
+Report-and-fetch (`carry_reports`, for a backend whose fetch can carry reports: FetchWork's `reports`):
+a report decided while no fetch is in flight and none is backing off rides the next Fetch instead of
+a call of its own (`Report.carried`; the fetch loop's answer comes back to its supervisor as the Done
+or RetryReport that `reported` / `report_failed` would give). A report decided while a fetch is in
+flight goes on its own at once, as before: a long-poll never holds a report back; so does a TIMEOUT
+report (its slot may stay taken by a thread that cannot be killed). After a fetch that
+launched attempts, the next one waits up to `gather` seconds (a wakeable Sleep) for their reports to be
+decided, ended as soon as all are, so work that ends at once (no-op jobs) is reported on the fetch that
+asks for more. A carried report that did not go through (the call failed, or the backend answered no
+verdict for it: an older server) is retried on its own exactly as report_failed says; fencing (the
+attempt number, the lease holder) is the backend's, unchanged.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from model.errors import DtqError, Unavailable
 from model.job import Assignment, CancelledByWorker, Failed, JobError, Outcome
 
 MIN_EMPTY_POLL = 0.05  # pause after an empty fetch that came back faster than this (no long-poll)
@@ -34,6 +47,7 @@ FETCH_BACKOFF_MIN = 0.05
 FETCH_BACKOFF_MAX = 5.0
 REPORT_BACKOFF_MIN = 0.05
 REPORT_BACKOFF_MAX = 1.0
+REPORT_GATHER = 0.005  # carry_reports: how long a fetch waits for the reports of what it launched
 HEARTBEAT_TIMEOUT_FLOOR = 1.0  # a heartbeat call may take max(interval, this) * 2
 
 Key: TypeAlias = tuple[str, int]  # (job id, attempt)
@@ -44,10 +58,12 @@ DoneReason = Literal["reported", "abandoned", "refused", "lease lost"]
 # ---------------------------------------------------------------------------- fetch loop steps
 @dataclass(frozen=True, slots=True)
 class Fetch:
-    """Long-poll the backend for up to `free_slots` assignments, waiting at most `wait` seconds."""
+    """Long-poll the backend for up to `free_slots` assignments, waiting at most `wait` seconds, and
+    send `reports` (carry_reports) in the same call; then `fetched` with the backend's verdicts."""
 
     free_slots: int
     wait: float
+    reports: tuple[tuple[Key, Outcome], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +144,12 @@ class RunHandler:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """To the attempt's supervisor: send this outcome (then `reported` or `report_failed`)."""
+    """To the attempt's supervisor: send this outcome (then `reported` or `report_failed`).
+    `carried`: the next Fetch sends it; wait for the Done or RetryReport addressed to this attempt."""
 
     key: Key
     outcome: Outcome
+    carried: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,22 +206,30 @@ class WorkerCore:
         fetch_wait: float,
         lease_duration: float = 0.0,
         min_empty_poll: float = MIN_EMPTY_POLL,
+        carry_reports: bool = False,
+        gather: float = REPORT_GATHER,
     ) -> None:
         """`lease_duration` <= 0: unknown until a heartbeat reply says it (until then an attempt's lease
-        is the deadline its assignment came with)."""
+        is the deadline its assignment came with). `carry_reports`: report-and-fetch (module docstring),
+        with fetches waiting up to `gather` seconds for the reports of what they launched."""
         if slots < 1:
             raise ValueError("a worker needs at least one slot")
-        if heartbeat_interval <= 0 or fetch_wait < 0 or min_empty_poll < 0:
-            raise ValueError("heartbeat_interval must be > 0, fetch_wait and min_empty_poll >= 0")
+        if heartbeat_interval <= 0 or fetch_wait < 0 or min_empty_poll < 0 or gather < 0:
+            raise ValueError("heartbeat_interval must be > 0, fetch_wait, min_empty_poll and gather >= 0")
         self.slots = slots
         self.heartbeat_interval = heartbeat_interval
         self.fetch_wait = fetch_wait
         self.lease_duration = max(0.0, lease_duration)
         self.min_empty_poll = min_empty_poll
+        self.carry_reports = carry_reports
+        self.gather = gather
+        self._outbox: dict[Key, Outcome] = {}  # carry_reports: decided, for the next Fetch
+        self._carrying: list[Key] = []  # the reports on the fetch in flight
+        self._gathering: set[Key] = set()  # launched by the last fetch, report not decided yet
         self._held: dict[Key, _Held] = {}  # in launch order: what heartbeats carry
         self._running: dict[Key, None] = {}  # handlers holding a slot (an abandoned one until it ends)
         self._fetching = True
-        self._fetch_state: Literal["idle", "fetching", "await_slot", "backoff", "pause"] = "idle"
+        self._fetch_state: Literal["idle", "fetching", "await_slot", "backoff", "pause", "gather"] = "idle"
         self._fetch_began = 0.0
         self._fetch_delay = 0.0  # the last backoff; 0 after a success
         self._sleep: Sleep | None = None  # what next_fetch says before fetching again
@@ -236,18 +262,37 @@ class WorkerCore:
             step, self._sleep = self._sleep, None
             self._fetch_state = "backoff" if step.wakeable else "pause"
             return step
+        if self._gathering:
+            if self._fetch_state != "gather":  # wait for the reports of what the last fetch launched
+                self._fetch_state = "gather"
+                return Sleep(self.gather, wakeable=True)
+            self._gathering.clear()  # the wait ran out
         free = self.free_slots
-        if free == 0:
+        if free == 0 and not self._outbox:
             self._fetch_state = "await_slot"
             return AwaitSlot()
         self._fetch_state = "fetching"
         self._fetch_began = now
-        return Fetch(free, self.fetch_wait)
+        if not self._outbox:
+            return Fetch(free, self.fetch_wait)
+        reports = tuple(self._outbox.items())
+        self._outbox.clear()
+        self._carrying = [key for key, _ in reports]
+        # no slot free (a timed-out thread keeps its slot): the reports go at once, asking for nothing
+        return Fetch(free, self.fetch_wait if free else 0.0, reports)
 
-    def fetched(self, now: float, assignments: Sequence[Assignment]) -> list[Action]:
+    def fetched(
+        self,
+        now: float,
+        assignments: Sequence[Assignment],
+        report_errors: Sequence[DtqError | None] = (),
+    ) -> list[Action]:
+        """The fetch came back. `report_errors`: the verdict on each report it carried, in order (None:
+        through; Unavailable: not handled, try again; another error: refused for good); a report
+        with no verdict (an older backend ignores carried reports) is tried again on its own."""
         self._fetch_state = "idle"
         self._fetch_delay = 0.0
-        actions: list[Action] = []
+        actions: list[Action] = self._carried_answered(now, report_errors) if self._carrying else []
         for assignment in assignments:
             key = (assignment.job_id, assignment.attempt)
             if key in self._held or key in self._running:
@@ -258,19 +303,44 @@ class WorkerCore:
                 self._held[key] = _Held(assignment, assignment.lease_deadline)
                 self._running[key] = None
                 actions.append(Launch(assignment))
+                if self.carry_reports and self.gather > 0 and self._fetching:
+                    self._gathering.add(key)
         if not assignments and now - self._fetch_began < self.min_empty_poll:
             self._sleep = Sleep(self.min_empty_poll, wakeable=False)  # a backend that does not long-poll
         return actions
 
     def fetch_failed(self, now: float) -> float:
-        """Returns the backoff before the next fetch (next_fetch then says Sleep)."""
+        """Returns the backoff before the next fetch (next_fetch then says Sleep). The reports it
+        carried, if any: `carried_failed`."""
         self._fetch_state = "idle"
         self._fetch_delay = min(FETCH_BACKOFF_MAX, max(FETCH_BACKOFF_MIN, self._fetch_delay * 2))
         self._sleep = Sleep(self._fetch_delay, wakeable=True)
         return self._fetch_delay
 
-    def stop_fetching(self) -> None:
+    def carried_failed(self, now: float) -> list[Action]:
+        """The fetch that carried reports failed: each is handled as report_failed (not refused)."""
+        return self._carried_answered(now, ())
+
+    def _carried_answered(self, now: float, errors: Sequence[DtqError | None]) -> list[Action]:
+        carried, self._carrying = self._carrying, []
+        actions: list[Action] = []
+        for index, key in enumerate(carried):
+            error = errors[index] if index < len(errors) else Unavailable("no verdict on a carried report")
+            if error is None:
+                actions += self.reported(now, key)
+            else:
+                refusal = None if isinstance(error, Unavailable) else error.message
+                actions += self.report_failed(now, key, refusal)
+        return actions
+
+    def stop_fetching(self) -> list[Action]:
+        """No more fetches. Reports waiting for one, or on the one being stopped, go on their own now
+        (RetryReport at once: a stopped call may or may not have delivered them)."""
         self._fetching = False
+        self._gathering.clear()
+        keys = [*self._carrying, *self._outbox]
+        self._carrying, self._outbox = [], {}
+        return [RetryReport(key, 0.0) for key in keys if key in self._held]
 
     def _backend_answered(self) -> list[Action]:
         """Any successful call: the backend is back, so a fetch backing off goes now."""
@@ -334,6 +404,8 @@ class WorkerCore:
             return []
         if reason == "abandon":
             del self._held[key]  # never heartbeat or report it again
+            if self._outbox.pop(key, None) is not None:
+                return [Done(key, "abandoned")]  # its supervisor waits for the fetch that carries it
         elif held.stop is not None:
             return []  # already stopping
         before, held.stop = held.stop, reason
@@ -363,7 +435,8 @@ class WorkerCore:
         if held.outcome is not None:
             return []
         held.stop = "timeout"
-        return [Interrupt(key, "timeout"), *self._decide(held, timeout_outcome(key[1]))]
+        # on its own: the slot may stay taken by a thread that cannot be killed, and no fetch comes
+        return [Interrupt(key, "timeout"), *self._decide(held, timeout_outcome(key[1]), carry=False)]
 
     def handler_ended(self, now: float, key: Key, outcome: Outcome, raised: bool) -> list[Action]:
         """The handler returned (`raised` False: `outcome` is what it returned) or raised / was stopped
@@ -385,9 +458,27 @@ class WorkerCore:
             return [WakeFetch()]
         return []
 
-    def _decide(self, held: _Held, outcome: Outcome) -> list[Action]:
+    def _decide(self, held: _Held, outcome: Outcome, carry: bool = True) -> list[Action]:
+        """`carry`: the attempt's slot is released next (its supervisor does it before reporting)."""
         held.outcome = outcome
-        return [Report((held.assignment.job_id, held.assignment.attempt), outcome)]
+        key = (held.assignment.job_id, held.assignment.attempt)
+        state = self._fetch_state
+        if not (
+            carry
+            and self.carry_reports
+            and self._fetching
+            and self._sleep is None
+            and state in ("idle", "await_slot", "gather")
+        ):
+            return [Report(key, outcome)]  # a fetch is in flight or backing off: the report goes now
+        self._outbox[key] = outcome
+        actions: list[Action] = [Report(key, outcome, carried=True)]
+        self._gathering.discard(key)
+        # await_slot: the slot's release wakes the fetch loop (released), so it asks for that slot
+        if state == "gather" and not self._gathering:
+            self._fetch_state = "idle"
+            actions.append(WakeFetch())
+        return actions
 
     # ------------------------------------------------------------------ reports
     def reported(self, now: float, key: Key) -> list[Action]:

@@ -45,6 +45,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 
 from model.errors import InvalidArgument
 from model.job import Assignment, Outcome
+from model.runtime import Key
 from model.spans import (
     SPAN_SUFFIX,
     HopSpan,
@@ -362,24 +363,54 @@ class TracedBackend:
 
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
         assignments: list[Assignment] = await self.inner.fetch(worker_id, free_slots, wait)
+        self._arrivals(assignments)
+        return assignments
+
+    def _arrivals(self, assignments: list[Assignment]) -> None:
         now = time.time_ns()
         for a in assignments:
             self._arrived[(a.job_id, a.attempt)] = now
         while len(self._arrived) > _ARRIVALS_KEPT:  # attempts abandoned without a report
             del self._arrived[next(iter(self._arrived))]
-        return assignments
+
+    async def fetch_and_report(
+        self, worker_id: str, free_slots: int, wait: float, reports: tuple[tuple[Key, Outcome], ...]
+    ) -> tuple[list[Assignment], list[Any]]:
+        """Report-and-fetch: each carried report ends its `worker/run` span when the call goes out
+        and gets a `worker/report` span until the verdict comes back."""
+        now = time.time_ns()
+        spans = []
+        for (job_id, attempt), outcome in reports:
+            parent = self._run_span(job_id, attempt, outcome, now)
+            spans.append(
+                self.tracer.span(
+                    "worker/report", job_id, parent=parent, kind=SpanKind.INTERNAL, start=now, attempt=attempt
+                )
+            )
+        verdicts: list[Any] = []
+        try:
+            assignments, verdicts = await self.inner.fetch_and_report(worker_id, free_slots, wait, reports)
+        finally:
+            for index, span in enumerate(spans):
+                ok = index < len(verdicts) and verdicts[index] is None
+                span.set_attribute("dtq.status", "OK" if ok else "UNKNOWN")
+                span.end()
+        self._arrivals(assignments)
+        return assignments, verdicts
+
+    def _run_span(self, job_id: str, attempt: int, outcome: Outcome, now: int) -> SpanContext | None:
+        arrived = self._arrived.pop((job_id, attempt), None)
+        if arrived is None:
+            return None
+        run = self.tracer.span("worker/run", job_id, kind=SpanKind.INTERNAL, start=arrived, attempt=attempt)
+        run.set_attribute("dtq.status", outcome_status(outcome))
+        run.end(now)
+        context: SpanContext = run.get_span_context()
+        return context
 
     async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
-        arrived = self._arrived.pop((job_id, attempt), None)
         now = time.time_ns()
-        parent: SpanContext | None = None
-        if arrived is not None:
-            run = self.tracer.span(
-                "worker/run", job_id, kind=SpanKind.INTERNAL, start=arrived, attempt=attempt
-            )
-            run.set_attribute("dtq.status", outcome_status(outcome))
-            run.end(now)
-            parent = run.get_span_context()
+        parent = self._run_span(job_id, attempt, outcome, now)
         span = self.tracer.span(
             "worker/report", job_id, parent=parent, kind=SpanKind.INTERNAL, start=now, attempt=attempt
         )

@@ -20,14 +20,16 @@ of one process share its one GIL. The run deadline is checked between bursts.
 
 The backend is the design's: Design B's node calls its Scheduler in-process (and steals), Design A's
 worker process calls the coordinator over RPC. Its methods are generators in simulated time; a call
-that fails raises a core error (model.errors), as the real backends do.
+that fails raises a core error (model.errors), as the real backends do. A backend with
+`carries_reports` True and a `fetch_and_report` method gets report-and-fetch (model/runtime.py); the
+design backends do not model it yet, so they keep one report call per report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import simpy
 
@@ -86,6 +88,7 @@ class _Run:
     assignment: Assignment
     process: simpy.Process | None = None
     sleeping: bool = False  # in the handler: an interrupt may be thrown into the supervisor
+    carried: simpy.Event | None = None  # a report riding a fetch: succeeds with the verdict's step
 
     @property
     def key(self) -> Key:
@@ -144,6 +147,7 @@ class SimWorker:
             fetch_wait=params.fetch_wait,
             lease_duration=params.core.lease_duration,
             min_empty_poll=params.min_empty_poll,
+            carry_reports=bool(getattr(backend, "carries_reports", False)),
         )
         self.alive = True
         self._runs: dict[Key, _Run] = {}
@@ -186,7 +190,11 @@ class SimWorker:
         step: AttemptStep | None = None
         for action in actions:
             if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
-                step = action
+                run = self._runs.get(action.key) if self.core.carry_reports else None
+                if run is not None and run.carried is not None and not run.carried.triggered:
+                    run.carried.succeed(action)  # the verdict on a report a fetch carried
+                else:
+                    step = action
             elif isinstance(action, Launch):
                 self._launch(action.assignment)
             elif isinstance(action, WakeFetch):
@@ -217,16 +225,25 @@ class SimWorker:
             if step is None:
                 return
             if isinstance(step, Fetch):
+                verdicts: list[DtqError | None] = []
                 try:
-                    assignments = yield from self.backend.fetch(self, step.free_slots, step.wait)
+                    if step.reports:
+                        backend: Any = self.backend  # carries_reports: it has fetch_and_report
+                        assignments, verdicts = yield from backend.fetch_and_report(
+                            self, step.free_slots, step.wait, step.reports
+                        )
+                    else:
+                        assignments = yield from self.backend.fetch(self, step.free_slots, step.wait)
                 except DtqError:
                     if not self.alive:
                         return
                     core.fetch_failed(env._now)
+                    self._perform(core.carried_failed(env._now))
                     continue
                 if not self.alive:
                     return
-                self._perform(core.fetched(env._now, assignments))
+                self.reports += sum(1 for verdict in verdicts if verdict is None)
+                self._perform(core.fetched(env._now, assignments, verdicts))
             elif isinstance(step, AwaitSlot):
                 self._fetch_wake = simpy.Event(env)
                 yield self._fetch_wake
@@ -292,7 +309,7 @@ class SimWorker:
             return
         if isinstance(step, Report):
             # the handler's end, the slot's release and the report's start are one loop step
-            yield from self._report(key, step.outcome, pre=proc.cost("finish"))
+            yield from self._report(run, step, pre=proc.cost("finish"))
         self._runs.pop(key, None)
 
     def _handler(self, job: JobDraw, key: Key, deadline: float) -> SimGen[list[Action]]:
@@ -333,9 +350,18 @@ class SimWorker:
             return core.deadline_passed(env._now, key)
         return core.handler_ended(env._now, key, outcome, raised=isinstance(outcome, Failed))
 
-    def _report(self, key: Key, outcome: Outcome, pre: float) -> SimGen[None]:
+    def _report(self, run: _Run, report: Report, pre: float) -> SimGen[None]:
         env = self.env
         core = self.core
+        key, outcome = report.key, report.outcome
+        if report.carried:  # a fetch carries it: the fetch loop hands over the verdict's step
+            run.carried = simpy.Event(env)
+            step = yield run.carried
+            run.carried = None
+            if not isinstance(step, RetryReport) or not self.alive:
+                return
+            yield env.timeout(step.delay)
+            pre = 0.0
         while True:
             try:
                 yield from self.backend.report(self, key[0], key[1], outcome, pre=pre)

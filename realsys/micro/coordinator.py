@@ -11,6 +11,11 @@ return to the queue. Ids the job service refused (stale entries) are acknowledge
 A report goes to the job service (CompleteAttempt), which checks the lease, has the result stored in
 the result service for the lease holder only, and then completes the attempt, so a job it calls
 SUCCEEDED always has its result stored and a refused report stores nothing.
+
+Report-and-fetch: reports a FetchWork carries are checked first, then completed on that fetch's
+LeaseJobs (its `completes`, handled before the lease as CompleteAttempts) when its Reserve answers
+within COMPLETE_LINGER with entries; otherwise they go on their own at once, so a long-poll never
+holds a report back.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -48,6 +53,8 @@ RELEASE_ATTEMPTS = 5
 # DTQ_BATCHING=on: acknowledgements wait up to this long for the next Reserve to carry them, then go
 # as an Ack call of their own (well inside the reservation hold)
 ACK_LINGER = 0.05
+# report-and-fetch: how long a FetchWork's reports wait for its Reserve to answer, to ride its LeaseJobs
+COMPLETE_LINGER = 0.003
 ReportRequest = worker_pb2.ReportResultRequest
 ReportResponse = worker_pb2.ReportResultResponse
 
@@ -125,6 +132,15 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         assert self._queue is not None and self._job is not None
         worker_id = request.worker_id
         wanted = self.coordinator.fetch(self.clock(), worker_id, request.free_slots)
+        # report-and-fetch: each carried report is answered as ReportResult would; checked now, and
+        # completed on the LeaseJobs of this fetch when its Reserve answers within COMPLETE_LINGER,
+        # else on their own at once (a long-poll never holds a report back)
+        items: list[worker_pb2.ReportResultItem] = []
+        pending: list[tuple[int, ReportRequest]] = []  # checked, not yet sent to the job service
+        if request.reports:
+            if len(request.reports) > MAX_BATCH_ITEMS:
+                raise InvalidArgument(f"FetchWork carries at most {MAX_BATCH_ITEMS} reports")
+            items, pending = self._checked_items(request.reports, worker_id)
         # keep time for LeaseJobs after the wait, or the worker may never see jobs leased to it
         wait = poll_budget(
             from_duration(request.wait_timeout, "wait_timeout"),
@@ -137,27 +153,49 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         while wanted and not self.draining:
             left = max(0.0, give_up - loop.time())
             acks, self._acks = self._acks, []
-            reserved = await self._queue.Reserve(
+            reserve = self._queue.Reserve(
                 internal_pb2.ReserveRequest(
                     max_items=wanted, hold=hold, wait_timeout=to_duration(left), ack_job_ids=acks
                 ),
                 timeout=hop_timeout(self.config, context, wait=left),
             )
+            if pending:
+                reserving = asyncio.ensure_future(reserve)
+                try:
+                    await asyncio.wait({reserving}, timeout=COMPLETE_LINGER)
+                    if not reserving.done() or not reserving.result().entries:  # result(): its error
+                        await self._complete_items(items, pending, context)
+                        pending = []
+                    reserved = await reserving
+                finally:
+                    reserving.cancel()  # a no-op once it is done
+            else:
+                reserved = await reserve
             ids = [entry.job_id for entry in reserved.entries]
             if not ids:
                 break  # the wait ran out
             # on failure nothing is acknowledged: the reservation runs out and the entries return
             leased = await self._job.LeaseJobs(
-                internal_pb2.LeaseJobsRequest(worker_id=worker_id, job_ids=ids),
+                internal_pb2.LeaseJobsRequest(
+                    worker_id=worker_id, job_ids=ids, completes=[forward for _, forward in pending]
+                ),
                 timeout=hop_timeout(self.config, context),
             )
+            if pending:
+                if len(leased.completed) == len(pending):
+                    self._fill_items(items, pending, _completed(leased.completed))
+                else:  # a job service that predates `completes` ignored them: send them on their own
+                    await self._complete_items(items, pending, context)
+                pending = []
             self._acknowledge(ids)
             if leased.assignments:
                 self.coordinator.leased(worker_id)  # when lost, its attempts need a release
-                return worker_pb2.FetchWorkResponse(assignments=leased.assignments)
+                return worker_pb2.FetchWorkResponse(assignments=leased.assignments, report_results=items)
             if loop.time() >= give_up:
                 break  # only stale entries, and no time left to wait for more
-        return worker_pb2.FetchWorkResponse()
+        if pending:  # no fetch to ride (nothing wanted, or draining)
+            await self._complete_items(items, pending, context)
+        return worker_pb2.FetchWorkResponse(report_results=items)
 
     @grpc_errors
     async def ReportResult(
@@ -180,17 +218,43 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
     ) -> worker_pb2.ReportResultsResponse:
         """ReportResult for each report, answered one by one; forwarded together (coalesced with
         other workers' reports when batching is on, else as one CompleteAttempts call)."""
-        assert self._job is not None
         if len(request.reports) > MAX_BATCH_ITEMS:
             raise InvalidArgument(f"ReportResults takes at most {MAX_BATCH_ITEMS} reports")
-        response = worker_pb2.ReportResultsResponse()
-        items = [response.results.add() for _ in request.reports]
-        checked: list[tuple[int, worker_pb2.ReportResultRequest]] = []
-        for index, report in enumerate(request.reports):
+        assert self._job is not None
+        return worker_pb2.ReportResultsResponse(results=await self._report_items(request.reports, context))
+
+    async def _report_items(
+        self, reports: Sequence[ReportRequest], context: Context
+    ) -> list[worker_pb2.ReportResultItem]:
+        """Each report's verdict, as ReportResult would answer it; the hop's failure fails the call."""
+        items, checked = self._checked_items(reports)
+        await self._complete_items(items, checked, context)
+        return items
+
+    def _checked_items(
+        self, reports: Sequence[ReportRequest], worker_id: str | None = None
+    ) -> tuple[list[worker_pb2.ReportResultItem], list[tuple[int, ReportRequest]]]:
+        """One verdict per report, those refused already filled in, and the (index, forward) of the
+        others. `worker_id`: the caller's (FetchWork), which every report must name."""
+        items = [worker_pb2.ReportResultItem() for _ in reports]
+        checked: list[tuple[int, ReportRequest]] = []
+        for index, report in enumerate(reports):
             try:
+                if worker_id is not None and report.worker_id != worker_id:
+                    raise InvalidArgument("a carried report must name the fetching worker")
                 checked.append((index, self._checked_report(report)))
             except DtqError as exc:
                 items[index].code, items[index].message, _ = item_error(exc)
+        return items, checked
+
+    async def _complete_items(
+        self,
+        items: list[worker_pb2.ReportResultItem],
+        checked: list[tuple[int, ReportRequest]],
+        context: Context,
+    ) -> None:
+        """Completes the checked reports on their own (coalesced with other workers' reports when
+        batching is on, else as one CompleteAttempts call) and fills in their verdicts."""
         if self._completes is not None:
             outcomes = await self._completes.call_many([forward for _, forward in checked])
         else:
@@ -199,6 +263,14 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
                     [forward for _, forward in checked], hop_timeout(self.config, context)
                 )
             )
+        self._fill_items(items, checked, outcomes)
+
+    @staticmethod
+    def _fill_items(
+        items: list[worker_pb2.ReportResultItem],
+        checked: list[tuple[int, ReportRequest]],
+        outcomes: Sequence[ReportResponse | BaseException],
+    ) -> None:
         for (index, _), outcome in zip(checked, outcomes, strict=True):
             if isinstance(outcome, DtqError):
                 items[index].code, items[index].message, _ = item_error(outcome)
@@ -206,7 +278,6 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
                 raise outcome  # the hop failed: the whole call fails with its code (grpc_errors)
             else:
                 items[index].state = outcome.state
-        return response
 
     def _checked_report(self, request: worker_pb2.ReportResultRequest) -> worker_pb2.ReportResultRequest:
         """The report to forward: INVALID_ARGUMENT without an outcome; a malformed attempt or id is
@@ -229,12 +300,7 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         reply = await self._job.CompleteAttempts(
             internal_pb2.CompleteAttemptsRequest(reports=reports), timeout=timeout or self.config.rpc_timeout
         )
-        return [
-            error_of_item(r.error.code, r.error.message, r.error.retry_after)
-            if r.HasField("error")
-            else r.response
-            for r in reply.results
-        ]
+        return _completed(reply.results)
 
     # ------------------------------------------------------------------ Coordinator
     @grpc_errors
@@ -297,3 +363,13 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         except grpc.aio.AioRpcError as exc:
             # the holds run out and the entries come back; LeaseJobs then refuses them and they are acked
             self.log.warning("Ack failed", extra={"jobs": len(job_ids), "code": rpc_code(exc)})
+
+
+def _completed(results: Sequence[internal_pb2.CompleteAttemptResult]) -> list[ReportResponse | DtqError]:
+    """CompleteAttempts' (or LeaseJobs') per-report results: a response, or the error it failed with."""
+    return [
+        error_of_item(r.error.code, r.error.message, r.error.retry_after)
+        if r.HasField("error")
+        else r.response
+        for r in results
+    ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, cast
 
 import grpc
@@ -256,9 +256,11 @@ class JobRole(StoredRole, internal_pb2_grpc.JobStoreServicer):
     async def LeaseJobs(
         self, request: internal_pb2.LeaseJobsRequest, context: Context
     ) -> internal_pb2.LeaseJobsResponse:
+        response = internal_pb2.LeaseJobsResponse()
+        if request.completes:  # reports first, as CompleteAttempts (the coordinator's report-and-fetch)
+            response.completed.extend((await self._complete_all(request.completes, context)).results)
         leased, step = self.jobs.lease(self.clock(), request.worker_id, request.job_ids)
         self._perform(step)
-        response = internal_pb2.LeaseJobsResponse()
         for assignment in leased:
             fill_assignment_pb(response.assignments.add(), assignment, OWNER)
         return response
@@ -301,12 +303,17 @@ class JobRole(StoredRole, internal_pb2_grpc.JobStoreServicer):
         """CompleteAttempt for each report, answered one by one: every report is fenced first, the
         lease holders' results go to the result service in one PutResults call, and then each
         attempt whose result was stored (or needed none) completes; one transaction saves them all."""
+        return await self._complete_all(request.reports, context)
+
+    async def _complete_all(
+        self, reports: Sequence[worker_pb2.ReportResultRequest], context: Context
+    ) -> internal_pb2.CompleteAttemptsResponse:
         assert self._result is not None
         response = internal_pb2.CompleteAttemptsResponse()
-        results = [response.results.add() for _ in request.reports]
+        results = [response.results.add() for _ in reports]
         outcomes: list[Any] = []
         puts: list[tuple[int, internal_pb2.PutResultRequest]] = []
-        for index, report in enumerate(request.reports):
+        for index, report in enumerate(reports):
             try:
                 outcome = outcome_from_pb(report)
                 put = self.jobs.fence(report.job_id, report.attempt, report.worker_id, outcome)
@@ -331,7 +338,7 @@ class JobRole(StoredRole, internal_pb2_grpc.JobStoreServicer):
                     outcomes[index] = None
         steps: list[Step[Token]] = []
         now = self.clock()
-        for index, (report, outcome) in enumerate(zip(request.reports, outcomes, strict=True)):
+        for index, (report, outcome) in enumerate(zip(reports, outcomes, strict=True)):
             if outcome is None:
                 continue
             try:

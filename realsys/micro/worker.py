@@ -48,6 +48,7 @@ class WorkerRole(MicroRole):
             handlers or registry,
             heartbeat_interval=config.core.heartbeat_interval,
             fetch_wait=config.fetch_wait,
+            carry_reports=config.batching == "on",  # report-and-fetch: reports ride FetchWork
         )
 
     def add_to_server(self, server: grpc.aio.Server) -> None:

@@ -26,6 +26,7 @@ from model.job import Job
 from model.listing import ListQuery, Page, decode_page_token, effective_page_size, merge_pages
 from model.states import JobState
 from model.workers import validate_worker_id
+from realsys.coalesce import MAX_BATCH_ITEMS, item_error
 from realsys.convert import (
     assignment_to_pb,
     fill_assignment_pb,
@@ -47,7 +48,7 @@ from realsys.metrics import NodeMetrics
 from realsys.mono.core import LocalCore
 from realsys.mono.idempotency import IdempotentSubmits
 from realsys.mono.peers import FORWARDED, PeerLinks, cap_wait, is_forwarded, remaining
-from realsys.status import error_from_rpc, grpc_errors
+from realsys.status import error_from_rpc, grpc_errors, unwrap_errors
 
 log = get_logger(__name__)
 
@@ -360,11 +361,26 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
         validate_worker_id(request.worker_id)  # before anything else, as Design A's coordinator does
         if request.free_slots < 0:
             raise InvalidArgument("free_slots must not be negative")
+        response = worker_pb2.FetchWorkResponse()
+        if request.reports:  # report-and-fetch: the reports first, each answered as ReportResult
+            if len(request.reports) > MAX_BATCH_ITEMS:
+                raise InvalidArgument(f"FetchWork carries at most {MAX_BATCH_ITEMS} reports")
+            report_one = unwrap_errors(self.ReportResult)  # its errors are the item's, not the call's
+            assert report_one is not None
+            for report in request.reports:
+                item = response.report_results.add()
+                try:
+                    if report.worker_id != request.worker_id:
+                        raise InvalidArgument("a carried report must name the fetching worker")
+                    item.state = (await report_one(report, context)).state
+                except grpc.aio.AioRpcError as exc:  # forwarded to the job's owner
+                    item.code, item.message, _ = item_error(error_from_rpc(exc))
+                except DtqError as exc:
+                    item.code, item.message, _ = item_error(exc)
         wait = cap_wait(from_duration(request.wait_timeout, "wait_timeout"), remaining(context))
         assignments = await self.core.fetch(request.worker_id, request.free_slots, wait)
         if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
             await self.core.committed()
-        response = worker_pb2.FetchWorkResponse()
         for a in assignments:
             fill_assignment_pb(response.assignments.add(), a, self.core.node)
         return response

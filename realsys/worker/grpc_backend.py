@@ -20,7 +20,7 @@ import grpc
 from dtq.v1 import worker_pb2, worker_pb2_grpc
 from model.errors import DtqError, StaleAttempt
 from model.job import Assignment, Outcome
-from model.runtime import HeartbeatReply
+from model.runtime import HeartbeatReply, Key
 from realsys.client import channel_options, make_stub, rpc_error
 from realsys.coalesce import Coalescer, error_of_item
 from realsys.convert import assignment_from_pb, from_duration, outcome_to_pb, running_to_pb, to_duration
@@ -104,6 +104,32 @@ class GrpcWorkerBackend:
         except grpc.RpcError as exc:
             raise rpc_error(exc) from exc
         return [assignment_from_pb(a, worker_id) for a in response.assignments]
+
+    async def fetch_and_report(
+        self, worker_id: str, free_slots: int, wait: float, reports: tuple[tuple[Key, Outcome], ...]
+    ) -> tuple[list[Assignment], list[DtqError | None]]:
+        """FetchWork carrying `reports` (report-and-fetch): the assignments, and each report's verdict
+        in order (a stale one counts as through: the server kept the truth, as in `report`). An older
+        server answers no verdicts: the runtime then sends those reports on their own."""
+        request = worker_pb2.FetchWorkRequest(
+            worker_id=worker_id, free_slots=free_slots, wait_timeout=to_duration(max(0.0, wait))
+        )
+        for (job_id, attempt), outcome in reports:
+            outcome_to_pb(outcome, request.reports.add(worker_id=worker_id, job_id=job_id, attempt=attempt))
+        try:
+            response: worker_pb2.FetchWorkResponse = await self._workers().FetchWork(
+                request, timeout=max(0.0, wait) + self.timeout
+            )
+        except grpc.RpcError as exc:
+            raise rpc_error(exc) from exc
+        verdicts: list[DtqError | None] = []
+        for ((job_id, attempt), _), item in zip(reports, response.report_results, strict=False):
+            error = error_of_item(item.code, item.message) if item.code else None
+            if isinstance(error, StaleAttempt):
+                log.info("report of %s attempt %d is stale: %s", job_id, attempt, error.message)
+                error = None
+            verdicts.append(error)
+        return [assignment_from_pb(a, worker_id) for a in response.assignments], verdicts
 
     async def report(self, worker_id: str, job_id: str, attempt: int, outcome: Outcome) -> None:
         request = worker_pb2.ReportResultRequest(worker_id=worker_id, job_id=job_id, attempt=attempt)

@@ -72,6 +72,18 @@ class WorkerBackend(Protocol):
         ...
 
 
+class ReportingBackend(WorkerBackend, Protocol):
+    """A backend whose fetch can carry reports (report-and-fetch: FetchWork's `reports`)."""
+
+    async def fetch_and_report(
+        self, worker_id: str, free_slots: int, wait: float, reports: tuple[tuple[Key, Outcome], ...]
+    ) -> tuple[list[Assignment], list[DtqError | None]]:
+        """As fetch, sending `reports` first; returns the assignments and each report's verdict, in
+        order (None: through, or stale; Unavailable: try again; another error: refused). Fewer
+        verdicts than reports: the rest were not taken. Raises as fetch does."""
+        ...
+
+
 @dataclass(eq=False, slots=True)
 class _Run:
     """One attempt's supervisor: its handler and how to wake it."""
@@ -82,6 +94,7 @@ class _Run:
     future: asyncio.Future[Any] | None = None  # the handler, once started
     stop: StopReason | None = None  # the last Interrupt the core sent
     wake: asyncio.Future[bool] | None = None  # what the supervisor waits on; True: the deadline is due
+    carried: asyncio.Future[AttemptStep] | None = None  # a report riding a fetch: the verdict's step
 
     @property
     def key(self) -> Key:
@@ -103,11 +116,19 @@ class WorkerRuntime:
         lease_duration: float = 0.0,
         seed: int | np.random.SeedSequence | None = None,
         clock: Callable[[], float] = time.time,
+        carry_reports: bool = False,
     ) -> None:
         """`lease_duration` <= 0: learnt from heartbeat replies. `clock`: wall-clock seconds, the time
-        base of run deadlines (the core's `now`); sleeps use the running loop's clock."""
+        base of run deadlines (the core's `now`); sleeps use the running loop's clock.
+        `carry_reports`: report-and-fetch (model/runtime.py); the backend must be a ReportingBackend."""
+        if carry_reports and not hasattr(backend, "fetch_and_report"):
+            raise ValueError("carry_reports needs a backend with fetch_and_report")
         self.core = WorkerCore(
-            slots, heartbeat_interval=heartbeat_interval, fetch_wait=fetch_wait, lease_duration=lease_duration
+            slots,
+            heartbeat_interval=heartbeat_interval,
+            fetch_wait=fetch_wait,
+            lease_duration=lease_duration,
+            carry_reports=carry_reports,
         )
         self.worker_id = worker_id
         self.slots = slots
@@ -194,7 +215,11 @@ class WorkerRuntime:
         step: AttemptStep | None = None
         for action in actions:
             if isinstance(action, ATTEMPT_STEPS):  # the most frequent: three per job
-                step = action
+                run = self._runs.get(action.key) if self.core.carry_reports else None
+                if run is not None and run.carried is not None and not run.carried.done():
+                    run.carried.set_result(action)  # the verdict on a report a fetch carried
+                else:
+                    step = action
             elif isinstance(action, Launch):
                 self._launch(action.assignment)
             elif isinstance(action, WakeFetch):
@@ -219,7 +244,7 @@ class WorkerRuntime:
 
     # ------------------------------------------------------------------ fetch loop
     async def _stop_fetching(self) -> None:
-        self.core.stop_fetching()
+        self._perform(self.core.stop_fetching())  # reports waiting for a fetch go on their own
         task, self._fetch_task = self._fetch_task, None
         if task is not None:
             task.cancel()
@@ -234,19 +259,27 @@ class WorkerRuntime:
             if step is None:
                 return
             if isinstance(step, Fetch):
+                verdicts: list[DtqError | None] = []
                 try:
-                    assignments = await self.backend.fetch(self.worker_id, step.free_slots, step.wait)
+                    if step.reports:
+                        backend: Any = self.backend  # a ReportingBackend (checked in __init__)
+                        assignments, verdicts = await backend.fetch_and_report(
+                            self.worker_id, step.free_slots, step.wait, step.reports
+                        )
+                    else:
+                        assignments = await self.backend.fetch(self.worker_id, step.free_slots, step.wait)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     failures += 1
                     delay = core.fetch_failed(self._clock())
+                    self._perform(core.carried_failed(self._clock()))
                     log.warning("fetch failed (%s); retrying in %.2fs", _describe(exc), delay)
                     continue
                 if failures:
                     log.info("fetch works again after %d failed attempt(s)", failures)
                     failures = 0
-                self._perform(core.fetched(self._clock(), assignments))
+                self._perform(core.fetched(self._clock(), assignments, verdicts))
             elif isinstance(step, AwaitSlot):
                 self._fetch_wake.clear()
                 await self._fetch_wake.wait()
@@ -295,7 +328,7 @@ class WorkerRuntime:
                 else:
                     future.add_done_callback(lambda _: self._release(key))
             if isinstance(step, Report):
-                await self._report(key, step.outcome)
+                await self._report(run, step)
         finally:
             self._runs.pop(key, None)
 
@@ -341,24 +374,37 @@ class WorkerRuntime:
         self.handlers_ended += 1
         self._perform(self.core.released(self._clock(), key))
 
-    async def _report(self, key: Key, outcome: Outcome) -> None:
+    async def _report(self, run: _Run, report: Report) -> None:
+        key, outcome = report.key, report.outcome
         job_id, number = key
         core = self.core
+        carried = report.carried
         while True:
-            try:
-                await self.backend.report(self.worker_id, job_id, number, outcome)
-            except asyncio.CancelledError:
-                raise
-            except DtqError as exc:
-                refusal = None if isinstance(exc, Unavailable) else exc.message
-                error: Exception = exc
-                step = self._perform(core.report_failed(self._clock(), key, refusal))
-            except Exception as exc:
-                error = exc
-                step = self._perform(core.report_failed(self._clock(), key))
+            step: AttemptStep | None
+            error: Exception
+            if carried:  # a fetch carries it: the fetch loop hands over the verdict's step
+                carried = False
+                run.carried = asyncio.get_running_loop().create_future()
+                try:
+                    step = await run.carried
+                finally:
+                    run.carried = None
+                error = Unavailable("the call that carried it failed or did not take it")
             else:
-                self._perform(core.reported(self._clock(), key))
-                return
+                try:
+                    await self.backend.report(self.worker_id, job_id, number, outcome)
+                except asyncio.CancelledError:
+                    raise
+                except DtqError as exc:
+                    refusal = None if isinstance(exc, Unavailable) else exc.message
+                    error = exc
+                    step = self._perform(core.report_failed(self._clock(), key, refusal))
+                except Exception as exc:
+                    error = exc
+                    step = self._perform(core.report_failed(self._clock(), key))
+                else:
+                    self._perform(core.reported(self._clock(), key))
+                    return
             if isinstance(step, RetryReport):
                 log.warning(
                     "report of %s attempt %d failed (%s); retrying in %.2fs",

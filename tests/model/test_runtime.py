@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from model.errors import InvalidArgument, Unavailable
 from model.job import Assignment, CancelledByWorker, Failed, JobError, JobSpec, Outcome, Succeeded
 from model.runtime import (
     FETCH_BACKOFF_MAX,
     MIN_EMPTY_POLL,
     REPORT_BACKOFF_MAX,
+    REPORT_GATHER,
     Action,
     AwaitSlot,
     Discard,
@@ -30,6 +32,7 @@ from model.runtime import (
     Sleep,
     WakeFetch,
     WorkerCore,
+    timeout_outcome,
 )
 
 LEASE = 5.0
@@ -299,14 +302,158 @@ def test_bad_configuration_is_refused() -> None:
         WorkerCore(1, heartbeat_interval=0.0, fetch_wait=1.0)
 
 
+# ---------------------------------------------------------------------------- report-and-fetch
+def carrying(slots: int = 2) -> WorkerCore:
+    return core(slots=slots, carry_reports=True)
+
+
+def test_a_fetch_waits_briefly_for_the_reports_of_what_it_launched_and_carries_them() -> None:
+    c = carrying(slots=3)
+    assert c.next_fetch(0.0) == Fetch(3, 5.0)
+    c.fetched(0.1, [assignment(1), assignment(2)])
+    assert c.next_fetch(0.1) == Sleep(REPORT_GATHER, wakeable=True)  # for 1 and 2 to decide
+    for n in (1, 2):
+        assert c.begin(0.1, key(n)) == [RunHandler(key(n), 100.0)]
+    assert c.handler_ended(0.101, key(1), Succeeded(b"1"), raised=False) == [
+        Report(key(1), Succeeded(b"1"), carried=True)
+    ]
+    c.released(0.101, key(1))
+    # the last one ends the wait at once
+    assert c.handler_ended(0.102, key(2), BOOM, raised=True) == [
+        Report(key(2), BOOM, carried=True),
+        WakeFetch(),
+    ]
+    c.released(0.102, key(2))
+    step = c.next_fetch(0.102)
+    assert step == Fetch(3, 5.0, ((key(1), Succeeded(b"1")), (key(2), BOOM)))
+    assert c.running == [key(1), key(2)]  # held (and heartbeaten) until the verdicts come back
+    actions = c.fetched(0.2, [assignment(3, 0.2)], [None, InvalidArgument("no such job")])
+    assert actions[:2] == [Done(key(1), "reported"), Done(key(2), "refused", "no such job")]
+    assert Launch(assignment(3, 0.2)) in actions and c.running == [key(3)]
+
+
+def test_the_gather_wait_runs_out_for_work_that_takes_longer() -> None:
+    c = carrying()
+    c.next_fetch(0.0)
+    c.fetched(0.1, [assignment(1)])
+    assert c.next_fetch(0.1) == Sleep(REPORT_GATHER, wakeable=True)
+    assert c.next_fetch(0.1 + REPORT_GATHER) == Fetch(1, 5.0)  # no report came: fetch for the free slot
+    # decided while that long-poll is in flight: the report goes on its own at once
+    assert c.handler_ended(1.0, key(1), Succeeded(), raised=False) == [Report(key(1), Succeeded())]
+
+
+def test_a_report_decided_with_every_slot_busy_rides_the_fetch_for_its_slot() -> None:
+    c = carrying(slots=1)
+    launched(c, 1)
+    assert c.next_fetch(0.0) == Sleep(REPORT_GATHER, wakeable=True)
+    assert c.next_fetch(0.01) == AwaitSlot()  # the wait ran out; no slot free
+    assert c.handler_ended(1.0, key(1), Succeeded(), raised=False) == [
+        Report(key(1), Succeeded(), carried=True)
+    ]
+    assert c.released(1.0, key(1)) == [WakeFetch()]  # the slot's release wakes the fetch loop
+    assert c.next_fetch(1.0) == Fetch(1, 5.0, ((key(1), Succeeded()),))
+
+
+def test_a_timeout_report_goes_on_its_own_its_slot_may_stay_taken() -> None:
+    c = carrying(slots=1)
+    launched(c, 1, run_for=1.0)
+    c.next_fetch(0.0)
+    assert c.next_fetch(0.01) == AwaitSlot()
+    actions = c.deadline_passed(1.0, key(1))  # a thread that cannot be killed keeps its slot
+    assert actions == [Interrupt(key(1), "timeout"), Report(key(1), timeout_outcome(1))]
+
+
+def test_reports_go_at_once_asking_for_nothing_when_no_slot_is_free() -> None:
+    c = carrying(slots=1)
+    launched(c, 1)
+    assert c.next_fetch(0.0) == Sleep(REPORT_GATHER, wakeable=True)
+    assert c.handler_ended(0.001, key(1), Succeeded(), raised=False) == [
+        Report(key(1), Succeeded(), carried=True),
+        WakeFetch(),
+    ]
+    step = c.next_fetch(0.001)  # before the slot's release: nothing to ask for, the report goes now
+    assert step == Fetch(0, 0.0, ((key(1), Succeeded()),))
+
+
+def test_carried_reports_without_a_verdict_or_on_a_failed_call_are_retried_on_their_own() -> None:
+    for failed_call in (False, True):
+        c = carrying(slots=1)
+        launched(c, 1)
+        c.next_fetch(0.0)
+        c.next_fetch(0.01)
+        c.handler_ended(1.0, key(1), Succeeded(), raised=False)
+        c.released(1.0, key(1))
+        assert c.next_fetch(1.0) == Fetch(1, 5.0, ((key(1), Succeeded()),))
+        if failed_call:
+            c.fetch_failed(1.1)
+            actions = c.carried_failed(1.1)
+        else:  # an older server: it ignored the reports and answered no verdicts
+            actions = c.fetched(1.1, [])
+        assert actions == [RetryReport(key(1), 0.05)]
+        assert c.running == [key(1)]
+        assert c.reported(1.2, key(1))[0] == Done(key(1), "reported")  # sent on its own
+
+
+def test_an_unavailable_verdict_is_retried_and_a_lost_lease_ends_it() -> None:
+    c = carrying(slots=1)
+    launched(c, 1)
+    c.next_fetch(0.0)
+    c.next_fetch(0.01)
+    c.handler_ended(1.0, key(1), Succeeded(), raised=False)
+    c.released(1.0, key(1))
+    c.next_fetch(1.0)
+    assert c.fetched(1.1, [], [Unavailable("job service down")]) == [RetryReport(key(1), 0.05)]
+    c2 = carrying(slots=1)
+    launched(c2, 1)
+    c2.next_fetch(0.0)
+    c2.next_fetch(0.01)
+    c2.handler_ended(4.0, key(1), Succeeded(), raised=False)
+    c2.released(4.0, key(1))
+    c2.next_fetch(4.0)
+    assert c2.fetched(6.0, [], [Unavailable("down")]) == [Done(key(1), "lease lost")]  # lease until 5
+
+
+def test_an_abandoned_report_waiting_for_a_fetch_is_not_sent() -> None:
+    c = carrying(slots=1)
+    launched(c, 1)
+    c.next_fetch(0.0)
+    c.next_fetch(0.01)
+    c.handler_ended(1.0, key(1), Succeeded(), raised=False)
+    c.heartbeat(1.0)
+    assert c.heartbeat_replied(1.0, HeartbeatReply(abandon=[key(1)])) == [Done(key(1), "abandoned")]
+    c.released(1.0, key(1))
+    assert c.next_fetch(1.0) == Fetch(1, 5.0)  # nothing carried
+
+
+def test_stop_fetching_sends_the_waiting_reports_on_their_own() -> None:
+    c = carrying(slots=2)
+    launched(c, 1)
+    assert c.next_fetch(0.0) == Sleep(REPORT_GATHER, wakeable=True)
+    c.handler_ended(0.001, key(1), Succeeded(), raised=False)
+    assert c.stop_fetching() == [RetryReport(key(1), 0.0)]
+    assert c.next_fetch(0.01) is None
+
+
+def test_without_carry_reports_nothing_changes() -> None:
+    c = core(slots=1)
+    launched(c, 1)
+    assert c.next_fetch(0.0) == AwaitSlot()
+    assert c.handler_ended(1.0, key(1), Succeeded(), raised=False) == [Report(key(1), Succeeded())]
+    assert c.stop_fetching() == []
+
+
 # ---------------------------------------------------------------------------- invariants
 class WorkerCoreMachine(RuleBasedStateMachine):
     """Random interleavings of every event an adapter can feed; what the actions say must hold."""
 
-    @initialize(slots=st.integers(1, 4))
-    def setup(self, slots: int) -> None:
-        self.core = core(slots=slots, heartbeat_interval=0.5, lease_duration=2.0)
+    @initialize(slots=st.integers(1, 4), carry=st.booleans())
+    def setup(self, slots: int, carry: bool) -> None:
+        self.core = core(slots=slots, heartbeat_interval=0.5, lease_duration=2.0, carry_reports=carry)
         self.slots = slots
+        self.carry = carry
+        self.waiting: dict[Key, Outcome] = {}  # carried reports not yet on a fetch
+        self.on_fetch: list[Key] = []  # the reports the fetch in flight carries
+        self.answered: list[Key] = []  # carried reports answered (Done / RetryReport) by the last call
         self.now = 0.0
         self.next_job = 0
         self.fetch_in_flight = False
@@ -332,16 +479,25 @@ class WorkerCoreMachine(RuleBasedStateMachine):
             elif isinstance(action, RunHandler):
                 self.handlers[action.key] = None
             elif isinstance(action, Report):
-                assert action.key not in self.reporting, "one outcome per attempt"
+                assert action.key not in self.reporting and action.key not in self.waiting, "one outcome"
                 assert action.key not in self.abandoned
-                self.reporting[action.key] = action.outcome
+                assert self.carry or not action.carried
+                if action.carried:
+                    self.waiting[action.key] = action.outcome
+                else:
+                    self.reporting[action.key] = action.outcome
             elif isinstance(action, Done):
                 self.reporting.pop(action.key, None)
+                self.waiting.pop(action.key, None)
+                self.answered.append(action.key)
                 assert action.key not in self.core.running
             elif isinstance(action, RetryReport):
-                assert 0 < action.delay <= REPORT_BACKOFF_MAX
+                assert 0 <= action.delay <= REPORT_BACKOFF_MAX
                 lease = self.core.lease_until(action.key)
                 assert lease is not None and self.now + action.delay <= lease + 1e-9
+                if action.key in self.waiting:  # a carried report now goes on its own
+                    self.reporting[action.key] = self.waiting.pop(action.key)
+                self.answered.append(action.key)
 
     @rule(dt=st.floats(0.0, 1.0))
     def time_passes(self, dt: float) -> None:
@@ -352,26 +508,47 @@ class WorkerCoreMachine(RuleBasedStateMachine):
     def fetch_step(self) -> None:
         step = self.core.next_fetch(self.now)
         if isinstance(step, Fetch):
-            assert step.free_slots == self.core.free_slots > 0
+            assert step.free_slots == self.core.free_slots
+            assert step.free_slots > 0 or (step.reports and step.wait == 0)
+            carried = [k for k, _ in step.reports]
+            assert carried == list(self.waiting)  # every waiting report, in the order decided
+            for k, outcome in step.reports:
+                assert self.waiting[k] == outcome
+            self.on_fetch = carried
             self.fetch_in_flight = True
         elif isinstance(step, AwaitSlot):
-            assert self.core.free_slots == 0
+            assert self.core.free_slots == 0 and not self.waiting
 
     @precondition(lambda self: self.fetch_in_flight)
-    @rule(n=st.integers(0, 5), fail=st.booleans())
-    def fetch_returns(self, n: int, fail: bool) -> None:
+    @rule(
+        n=st.integers(0, 5),
+        fail=st.booleans(),
+        verdicts=st.lists(st.sampled_from(["ok", "unavailable", "refused"]), max_size=6),
+    )
+    def fetch_returns(self, n: int, fail: bool, verdicts: list[str]) -> None:
         self.fetch_in_flight = False
+        carried, self.on_fetch = self.on_fetch, []
+        self.answered = []
         if fail:
             assert 0 < self.core.fetch_failed(self.now) <= FETCH_BACKOFF_MAX
-            return
-        batch = []
-        for _ in range(n):
-            self.next_job += 1
-            batch.append(assignment(self.next_job, self.now, run_for=3.0))
-        before = self.core.free_slots
-        actions = self.core.fetched(self.now, batch)
-        assert sum(isinstance(a, Launch) for a in actions) == min(n, before)
-        self._apply(actions)
+            self._apply(self.core.carried_failed(self.now))
+        else:
+            batch = []
+            for _ in range(n):
+                self.next_job += 1
+                batch.append(assignment(self.next_job, self.now, run_for=3.0))
+            before = self.core.free_slots
+            errors = [
+                None if v == "ok" else Unavailable("down") if v == "unavailable" else InvalidArgument("no")
+                for v in verdicts[: len(carried)]  # fewer verdicts than reports: an older server
+            ]
+            actions = self.core.fetched(self.now, batch, errors)
+            assert sum(isinstance(a, Launch) for a in actions) == min(n, before)
+            self._apply(actions)
+        # every carried report still held gets its answer: none is lost on the way
+        for k in carried:
+            assert k in self.answered or k in self.abandoned, k
+        self.waiting = {k: o for k, o in self.waiting.items() if k not in carried}
 
     @precondition(lambda self: bool(self.unbegun))
     @rule(data=st.data(), has_handler=st.booleans())
@@ -406,6 +583,15 @@ class WorkerCoreMachine(RuleBasedStateMachine):
         del self.to_release[k]
         self._apply(self.core.released(self.now, k))
 
+    @precondition(lambda self: self.carry and not self.fetch_in_flight)
+    @rule()
+    def stop_fetching(self) -> None:
+        waiting = list(self.waiting)
+        self.answered = []
+        self._apply(self.core.stop_fetching())
+        assert all(k in self.answered for k in waiting)  # they go on their own
+        assert not self.waiting
+
     @precondition(lambda self: bool(self.reporting))
     @rule(data=st.data(), result=st.sampled_from(["ok", "unavailable", "refused"]))
     def report_answered(self, data: st.DataObject, result: str) -> None:
@@ -438,6 +624,8 @@ class WorkerCoreMachine(RuleBasedStateMachine):
         # a slot is held from Launch until released, whatever happened to the lease
         assert c.busy == len(self.unbegun) + len(self.handlers) + len(self.to_release)
         assert not set(c.running) & self.abandoned
+        # a report waiting for a fetch is held (heartbeaten) until its answer, unless abandoned
+        assert all(k in c.running or k in self.abandoned for k in self.waiting)
 
 
 TestWorkerCoreMachine = WorkerCoreMachine.TestCase

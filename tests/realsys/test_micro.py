@@ -622,3 +622,80 @@ async def test_a_draining_job_service_answers_long_polls_unavailable_with_a_retr
             return sample or 0.0
 
         await assert_wait_backs_off(client, job_id, wait_calls, most=6)
+
+
+@pytest.mark.parametrize("batching", ["off", "on"])
+async def test_a_fetch_carrying_reports_completes_them_on_its_lease_or_on_their_own(
+    tmp_path: Path, batching: str
+) -> None:
+    """Report-and-fetch at the coordinator (no worker role: the test is the worker): carried reports
+    are answered in order, a bad one alone; with work waiting they ride the fetch's LeaseJobs (no
+    CompleteAttempt(s) call), with none they go on their own at once (not after the long-poll)."""
+    async with MicroCluster(tmp_path, "memory", batching) as c:
+        await c.start_all(worker=False)
+        channel = grpc.aio.insecure_channel(c.services["coordinator"])
+        workers: Any = worker_pb2_grpc.WorkersStub(channel)  # generated code is untyped
+        try:
+            async with DtqClient(c.services["gateway"], timeout=5.0) as client:
+                first = await client.submit("echo", b"1")
+                fetch = worker_pb2.FetchWorkRequest
+                report = worker_pb2.ReportResultRequest
+                (a,) = (await workers.FetchWork(fetch(worker_id="w", free_slots=1), timeout=3)).assignments
+                second = await client.submit("echo", b"2")
+                await asyncio.sleep(0.2)  # the second job is ready in the queue
+
+                def calls(key: str, method: str) -> float:
+                    value = c.running[key].metrics.registry.get_sample_value(
+                        "dtq_rpc_total", {"method": method, "code": "OK"}
+                    )
+                    return value or 0.0
+
+                def completes() -> float:
+                    return calls("job", "/dtq.v1.JobStore/CompleteAttempt") + calls(
+                        "job", "/dtq.v1.JobStore/CompleteAttempts"
+                    )
+
+                before = completes()
+                reply = await workers.FetchWork(
+                    fetch(
+                        worker_id="w",
+                        free_slots=1,
+                        wait_timeout=to_duration(1.0),
+                        reports=[
+                            report(worker_id="w", job_id=a.job_id, attempt=2, success={"output": b"x"}),
+                            report(worker_id="v", job_id=a.job_id, attempt=1, success={"output": b"x"}),
+                            report(worker_id="w", job_id=a.job_id, attempt=1, success={"output": b"one"}),
+                        ],
+                    ),
+                    timeout=3,
+                )
+                stale, other, ok = reply.report_results
+                assert stale.code == "ABORTED" and other.code == "INVALID_ARGUMENT" and not ok.code
+                assert ok.state == JobState.SUCCEEDED
+                assert [x.job_id for x in reply.assignments] == [second]
+                assert completes() == before  # it rode the LeaseJobs that leased the second job
+                assert (await client.result(first)).response.output == b"one"
+                # nothing waiting: the report goes on its own at once, the fetch long-polls on
+                (b,) = reply.assignments
+                started = time.monotonic()
+                carrying = asyncio.ensure_future(
+                    workers.FetchWork(
+                        fetch(
+                            worker_id="w",
+                            free_slots=1,
+                            wait_timeout=to_duration(2.0),
+                            reports=[
+                                report(worker_id="w", job_id=b.job_id, attempt=1, success={"output": b"2"})
+                            ],
+                        ),
+                        timeout=5,
+                    )
+                )
+                done = await client.wait(second, timeout=1.5)
+                assert done.state == JobState.SUCCEEDED and time.monotonic() - started < 1.5
+                assert completes() == before + 1
+                third = await client.submit("echo", b"3")
+                reply = await carrying
+                assert not reply.report_results[0].code and [x.job_id for x in reply.assignments] == [third]
+        finally:
+            await channel.close(None)

@@ -404,6 +404,37 @@ async def test_external_worker_through_any_node(idle: Cluster) -> None:
     assert not empty.assignments and time.monotonic() - started < 0.5
 
 
+async def test_a_fetch_carrying_reports_answers_each_as_report_result_would(idle: Cluster) -> None:
+    """Report-and-fetch (FetchWork's `reports`) on a node that owns none of the jobs: each report is
+    forwarded to its owner and answered in order; a bad one fails alone, not the fetch."""
+    job_id = await idle.client("n1").submit("echo", b"carried")
+    n1 = idle.stub("n1", worker_pb2_grpc.WorkersStub)
+    n2 = idle.stub("n2", worker_pb2_grpc.WorkersStub)
+    fetched = await n1.FetchWork(
+        worker_pb2.FetchWorkRequest(worker_id="ext", free_slots=1, wait_timeout={"seconds": 1}), timeout=3
+    )
+    (assignment,) = fetched.assignments
+    report = worker_pb2.ReportResultRequest
+    reply = await n2.FetchWork(
+        worker_pb2.FetchWorkRequest(
+            worker_id="ext",
+            free_slots=1,
+            wait_timeout={"nanos": 50_000_000},
+            reports=[
+                report(worker_id="ext", job_id=job_id, attempt=2, success={"output": b"x"}),  # stale
+                report(worker_id="other", job_id=job_id, attempt=1, success={"output": b"x"}),
+                report(worker_id="ext", job_id=job_id, attempt=1, success={"output": b"ok"}),
+            ],
+        ),
+        timeout=3,
+    )
+    assert assignment.job_id == job_id and not reply.assignments
+    stale, other, ok = reply.report_results
+    assert stale.code == "ABORTED" and other.code == "INVALID_ARGUMENT" and not ok.code
+    assert ok.state == JobState.SUCCEEDED
+    assert (await idle.client("n3").result(job_id)).response.output == b"ok"
+
+
 async def test_lease_expires_without_heartbeats_and_the_job_is_requeued(idle: Cluster) -> None:
     job_id = await idle.client("n2").submit("echo", b"")
     n2 = idle.stub("n2", worker_pb2_grpc.WorkersStub)

@@ -20,10 +20,10 @@ import pytest
 
 from dtq.v1 import worker_pb2, worker_pb2_grpc
 from model.config import CoreConfig
-from model.errors import NotFound, StaleAttempt, Unavailable
+from model.errors import DtqError, NotFound, StaleAttempt, Unavailable
 from model.ids import JobIdFactory
 from model.job import Assignment, CancelledByWorker, Failed, Job, JobSpec, Outcome, RetryPolicy, Succeeded
-from model.runtime import HeartbeatReply
+from model.runtime import HeartbeatReply, Key
 from model.scheduler import Scheduler
 from model.states import JobState
 from model.workload import attempt_uniform
@@ -710,4 +710,80 @@ async def test_grpc_backend_unreachable_raises_unavailable() -> None:
         with pytest.raises(Unavailable):
             await grpc_backend.fetch(WORKER, 1, 0.0)
     finally:
+        await grpc_backend.close()
+
+
+# ---------------------------------------------------------------------------- report-and-fetch
+class ReportingBackend(SchedulerBackend):
+    """SchedulerBackend whose fetch can carry reports (model/runtime.py: carry_reports)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.carried = 0  # reports that went on a fetch
+        self.carrying_fetch_failures = 0  # the next N fetches that carry reports raise Unavailable
+
+    async def fetch_and_report(
+        self, worker_id: str, free_slots: int, wait: float, reports: tuple[tuple[Key, Outcome], ...]
+    ) -> tuple[list[Assignment], list[DtqError | None]]:
+        if self.carrying_fetch_failures:
+            self.carrying_fetch_failures -= 1
+            raise Unavailable("fetch: injected outage, reports not delivered")
+        verdicts: list[DtqError | None] = []
+        for (job_id, attempt), outcome in reports:
+            self.carried += 1
+            try:
+                self.scheduler.report(time.time(), worker_id, job_id, attempt, outcome)
+            except StaleAttempt:
+                self.stale_reports += 1
+                verdicts.append(None)
+            except DtqError as exc:
+                verdicts.append(exc)
+            else:
+                verdicts.append(None)
+        return await self.fetch(worker_id, free_slots, wait), verdicts
+
+
+async def test_reports_ride_the_next_fetch_and_a_failed_one_resends_them_alone() -> None:
+    backend = ReportingBackend()
+    rt = WorkerRuntime(
+        WORKER, 4, backend, registry, heartbeat_interval=0.1, fetch_wait=0.5, seed=7, carry_reports=True
+    )
+    await rt.start()
+    try:
+        first = [backend.submit("echo", str(i).encode()) for i in range(12)]
+        await until(done(backend, *first))
+        assert all(backend.job(j).state is JobState.SUCCEEDED for j in first)
+        # echo ends at once: its report rides the fetch that asks for the next job
+        assert backend.carried >= 8 and backend.report_calls <= 4, (backend.carried, backend.report_calls)
+        backend.carrying_fetch_failures = 1
+        alone = backend.report_calls
+        second = [backend.submit("echo") for _ in range(3)]
+        await until(done(backend, *second))
+        assert all(backend.job(j).state is JobState.SUCCEEDED for j in second)
+        assert backend.report_calls > alone  # the reports of the failed call went on their own
+        assert rt.running == [] and backend.stale_reports == 0
+    finally:
+        await rt.stop()
+
+
+def test_carry_reports_needs_a_backend_that_can_carry_them(backend: SchedulerBackend) -> None:
+    with pytest.raises(ValueError, match="fetch_and_report"):
+        WorkerRuntime(WORKER, 1, backend, carry_reports=True)
+
+
+async def test_grpc_backend_carrying_reports_to_an_older_server_still_completes(
+    backend: SchedulerBackend, workers_address: str
+) -> None:
+    """FakeWorkers ignores FetchWork's reports (as a server built before the field): no verdicts come
+    back, so the runtime sends each report again on its own and nothing is lost."""
+    grpc_backend = GrpcWorkerBackend(workers_address, timeout=2.0)
+    rt = WorkerRuntime(WORKER, 2, grpc_backend, heartbeat_interval=0.1, fetch_wait=0.3, carry_reports=True)
+    await rt.start()
+    try:
+        jobs = [backend.submit("echo", b"old server") for _ in range(6)]
+        await until(done(backend, *jobs))
+        assert all(backend.job(j).output == b"old server" for j in jobs)
+        assert rt.running == []
+    finally:
+        await rt.stop()
         await grpc_backend.close()

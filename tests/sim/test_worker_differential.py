@@ -15,7 +15,9 @@ What it proves: for this trace (slot limits, an empty fetch, fetch backoff durin
 on the first successful call, heartbeat cancels, a push cancel, an abandon after a lease expired in an
 outage, a run-deadline timeout, reports kept through an outage, a report given up when its lease ran
 out, a refused report) both adapters feed the core the same events at the same times and perform the
-same actions. What it does not: threads (blocking handlers), gRPC, or non-zero simulated CPU costs.
+same actions. The trace runs twice: with one report call per report, and with report-and-fetch
+(carry_reports: reports ride FetchWork; both fake backends then take them with the fetch). What it
+does not: threads (blocking handlers), gRPC, or non-zero simulated CPU costs.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ from typing import Any
 import pytest
 
 from model.config import CoreConfig
-from model.errors import InvalidArgument, StaleAttempt, Unavailable
+from model.errors import DtqError, InvalidArgument, StaleAttempt, Unavailable
 from model.ids import JobIdFactory
 from model.job import Assignment, JobSpec, Outcome, RetryPolicy
-from model.runtime import MIN_EMPTY_POLL, HeartbeatReply, WorkerCore
+from model.runtime import MIN_EMPTY_POLL, HeartbeatReply, Key, WorkerCore
 from model.scheduler import Scheduler
 from model.workload import JobDraw, OpenLoop, WorkloadSpec
 from realsys.worker import HandlerRegistry, JobContext, WorkerRuntime
@@ -144,6 +146,19 @@ class TraceServer:
         with contextlib.suppress(StaleAttempt):  # as the real backends: logged, not raised
             self.sched.report(now, WORKER, job_id, attempt, outcome)
 
+    def reports(self, now: float, reports: tuple[tuple[Key, Outcome], ...]) -> list[DtqError | None]:
+        """Report-and-fetch: the carried reports' verdicts (the whole call fails in an outage)."""
+        self._check_up(now, "fetch")
+        verdicts: list[DtqError | None] = []
+        for (job_id, attempt), outcome in reports:
+            try:
+                self.report(now, job_id, attempt, outcome)
+            except InvalidArgument as exc:
+                verdicts.append(exc)
+            else:
+                verdicts.append(None)
+        return verdicts
+
     def final_states(self) -> dict[str, tuple[str, int]]:
         out = {}
         for name, job_id in sorted(self.ids.items()):
@@ -157,6 +172,7 @@ LOGGED = (
     "next_fetch",
     "fetched",
     "fetch_failed",
+    "carried_failed",
     "heartbeat",
     "heartbeat_replied",
     "heartbeat_failed",
@@ -230,9 +246,20 @@ class RealBackend:
         self.server = server
         self.clock = clock
 
+    async def fetch_and_report(
+        self, worker_id: str, free_slots: int, wait: float, reports: tuple[tuple[Key, Outcome], ...]
+    ) -> tuple[list[Assignment], list[DtqError | None]]:
+        start = self.clock()
+        await asyncio.sleep(FETCH_LATENCY)
+        verdicts = self.server.reports(self.clock(), reports)
+        return await self._poll(start, free_slots, wait), verdicts
+
     async def fetch(self, worker_id: str, free_slots: int, wait: float) -> list[Assignment]:
         start = self.clock()
         await asyncio.sleep(FETCH_LATENCY)
+        return await self._poll(start, free_slots, wait)
+
+    async def _poll(self, start: float, free_slots: int, wait: float) -> list[Assignment]:
         while True:
             taken = self.server.fetch(self.clock(), free_slots)
             if taken is not None or self.clock() - start >= wait:
@@ -254,7 +281,7 @@ class RealBackend:
         await asyncio.sleep(REPORT_LATENCY)
 
 
-def run_real() -> tuple[Log, dict[str, tuple[str, int]]]:
+def run_real(carry: bool = False) -> tuple[Log, dict[str, tuple[str, int]]]:
     loop = VirtualTimeLoop()
     log: Log = []
     server = TraceServer()
@@ -277,6 +304,7 @@ def run_real() -> tuple[Log, dict[str, tuple[str, int]]]:
             lease_duration=CONFIG.lease_duration,
             seed=1,
             clock=loop.time,
+            carry_reports=carry,
         )
         instrument(runtime.core, loop.time, log)
         for name, at in PUSH_CANCELS.items():
@@ -301,11 +329,24 @@ class SimBackend:
     server: TraceServer
     env: Any
     jobs: dict[str, JobDraw] = field(default_factory=dict)  # the cluster's: what SimWorker's handlers run
+    carries_reports: bool = False
+
+    def fetch_and_report(
+        self, worker: SimWorker, free_slots: int, wait: float, reports: tuple[tuple[Key, Outcome], ...]
+    ) -> Generator[Any, Any, tuple[list[Assignment], list[DtqError | None]]]:
+        start = self.env.now
+        yield self.env.timeout(FETCH_LATENCY)
+        verdicts = self.server.reports(self.env.now, reports)
+        taken = yield from self._poll(start, free_slots, wait)
+        return taken, verdicts
 
     def fetch(self, worker: SimWorker, free_slots: int, wait: float) -> Generator[Any, Any, list[Assignment]]:
+        start = self.env.now
+        yield self.env.timeout(FETCH_LATENCY)
+        return (yield from self._poll(start, free_slots, wait))
+
+    def _poll(self, start: float, free_slots: int, wait: float) -> Generator[Any, Any, list[Assignment]]:
         env = self.env
-        start = env.now
-        yield env.timeout(FETCH_LATENCY)
         while True:
             taken = self.server.fetch(env.now, free_slots)
             self.jobs.update((k, JobDraw("sleep", d)) for k, d in self.server.durations.items())
@@ -330,11 +371,11 @@ class SimBackend:
         yield self.env.timeout(REPORT_LATENCY)
 
 
-def run_sim() -> tuple[Log, dict[str, tuple[str, int]]]:
+def run_sim(carry: bool = False) -> tuple[Log, dict[str, tuple[str, int]]]:
     params = SimParams.ideal(core=CONFIG, fetch_wait=FETCH_WAIT, min_empty_poll=MIN_EMPTY_POLL)
     env, cluster, _ = build(SimConfig("micro", WorkloadSpec(OpenLoop(1.0)), params))  # not started
     server = TraceServer()
-    backend = SimBackend(server, env, cluster.draws)
+    backend = SimBackend(server, env, cluster.draws, carries_reports=carry)
     proc = next(p for p in cluster.procs if p.role == "worker")
     worker = SimWorker(cluster, WORKER, SLOTS, proc, backend)
     log: Log = []
@@ -350,6 +391,11 @@ def run_sim() -> tuple[Log, dict[str, tuple[str, int]]]:
 @pytest.fixture(scope="module")
 def logs() -> tuple[tuple[Log, dict[str, tuple[str, int]]], tuple[Log, dict[str, tuple[str, int]]]]:
     return run_real(), run_sim()
+
+
+@pytest.fixture(scope="module")
+def carried_logs() -> tuple[tuple[Log, dict[str, tuple[str, int]]], tuple[Log, dict[str, tuple[str, int]]]]:
+    return run_real(carry=True), run_sim(carry=True)
 
 
 def test_both_adapters_make_the_same_decisions(logs: Any) -> None:
@@ -392,3 +438,17 @@ def test_the_trace_exercises_every_rule(logs: Any) -> None:
         "i": ("RUNNING", 3),  # every report refused: attempts end by lease expiry
         "j": ("CANCELLED", 1),  # the push cancel stopped it before any heartbeat
     }
+
+
+def test_both_adapters_make_the_same_decisions_with_report_and_fetch(carried_logs: Any) -> None:
+    test_both_adapters_make_the_same_decisions(carried_logs)
+
+
+def test_report_and_fetch_carries_reports_and_ends_as_one_call_per_report_does(
+    logs: Any, carried_logs: Any
+) -> None:
+    (log, states), _ = carried_logs
+    text = "\n".join(map(repr, log))
+    for shown in ("carried=True", "reports=((", "'carried_failed'", "RetryReport(", "reason='refused'"):
+        assert shown in text, shown
+    assert states == logs[0][1]  # the same final states as with one report call per report

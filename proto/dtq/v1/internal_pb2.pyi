@@ -82,18 +82,22 @@ class CompleteAttemptsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[CompleteAttemptResult, _Mapping]]] = ...) -> None: ...
 
 class LeaseJobsRequest(_message.Message):
-    __slots__ = ("worker_id", "job_ids")
+    __slots__ = ("worker_id", "job_ids", "completes")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_IDS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETES_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     job_ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, worker_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    completes: _containers.RepeatedCompositeFieldContainer[_worker_pb2.ReportResultRequest]
+    def __init__(self, worker_id: _Optional[str] = ..., job_ids: _Optional[_Iterable[str]] = ..., completes: _Optional[_Iterable[_Union[_worker_pb2.ReportResultRequest, _Mapping]]] = ...) -> None: ...
 
 class LeaseJobsResponse(_message.Message):
-    __slots__ = ("assignments",)
+    __slots__ = ("assignments", "completed")
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
     assignments: _containers.RepeatedCompositeFieldContainer[_job_pb2.Assignment]
-    def __init__(self, assignments: _Optional[_Iterable[_Union[_job_pb2.Assignment, _Mapping]]] = ...) -> None: ...
+    completed: _containers.RepeatedCompositeFieldContainer[CompleteAttemptResult]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[_job_pb2.Assignment, _Mapping]]] = ..., completed: _Optional[_Iterable[_Union[CompleteAttemptResult, _Mapping]]] = ...) -> None: ...
 
 class ReleaseWorkerRequest(_message.Message):
     __slots__ = ("worker_id",)

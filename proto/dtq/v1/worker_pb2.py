@@ -26,7 +26,7 @@ from dtq.v1 import job_pb2 as dtq_dot_v1_dot_job__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64tq/v1/worker.proto\x12\x06\x64tq.v1\x1a\x10\x64tq/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"D\n\x14ReportResultsRequest\x12,\n\x07reports\x18\x01 \x03(\x0b\x32\x1b.dtq.v1.ReportResultRequest\"R\n\x10ReportResultItem\x12\x1f\n\x05state\x18\x01 \x01(\x0e\x32\x10.dtq.v1.JobState\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"B\n\x15ReportResultsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.dtq.v1.ReportResultItem\"-\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"s\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0btotal_slots\x18\x02 \x01(\x05\x12\x12\n\nfree_slots\x18\x03 \x01(\x05\x12#\n\x07running\x18\x04 \x03(\x0b\x32\x12.dtq.v1.RunningJob\"\xc6\x01\n\x11HeartbeatResponse\x12\"\n\x06\x63\x61ncel\x18\x01 \x03(\x0b\x32\x12.dtq.v1.RunningJob\x12#\n\x07\x61\x62\x61ndon\x18\x02 \x03(\x0b\x32\x12.dtq.v1.RunningJob\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"j\n\x10\x46\x65tchWorkRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12/\n\x0cwait_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"<\n\x11\x46\x65tchWorkResponse\x12\'\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x12.dtq.v1.Assignment\"\xb4\x01\n\x13ReportResultRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12$\n\x07success\x18\x04 \x01(\x0b\x32\x11.dtq.v1.JobResultH\x00\x12#\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x10.dtq.v1.JobErrorH\x00\x12\x13\n\tcancelled\x18\x06 \x01(\x08H\x00\x42\t\n\x07outcome\"7\n\x14ReportResultResponse\x12\x1f\n\x05state\x18\x01 \x01(\x0e\x32\x10.dtq.v1.JobState2\xac\x02\n\x07Workers\x12\x46\n\x0fWorkerHeartbeat\x12\x18.dtq.v1.HeartbeatRequest\x1a\x19.dtq.v1.HeartbeatResponse\x12@\n\tFetchWork\x12\x18.dtq.v1.FetchWorkRequest\x1a\x19.dtq.v1.FetchWorkResponse\x12I\n\x0cReportResult\x12\x1b.dtq.v1.ReportResultRequest\x1a\x1c.dtq.v1.ReportResultResponse\x12L\n\rReportResults\x12\x1c.dtq.v1.ReportResultsRequest\x1a\x1d.dtq.v1.ReportResultsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13\x64tq/v1/worker.proto\x12\x06\x64tq.v1\x1a\x10\x64tq/v1/job.proto\x1a\x1egoogle/protobuf/duration.proto\"D\n\x14ReportResultsRequest\x12,\n\x07reports\x18\x01 \x03(\x0b\x32\x1b.dtq.v1.ReportResultRequest\"R\n\x10ReportResultItem\x12\x1f\n\x05state\x18\x01 \x01(\x0e\x32\x10.dtq.v1.JobState\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"B\n\x15ReportResultsResponse\x12)\n\x07results\x18\x01 \x03(\x0b\x32\x18.dtq.v1.ReportResultItem\"-\n\nRunningJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\"s\n\x10HeartbeatRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x13\n\x0btotal_slots\x18\x02 \x01(\x05\x12\x12\n\nfree_slots\x18\x03 \x01(\x05\x12#\n\x07running\x18\x04 \x03(\x0b\x32\x12.dtq.v1.RunningJob\"\xc6\x01\n\x11HeartbeatResponse\x12\"\n\x06\x63\x61ncel\x18\x01 \x03(\x0b\x32\x12.dtq.v1.RunningJob\x12#\n\x07\x61\x62\x61ndon\x18\x02 \x03(\x0b\x32\x12.dtq.v1.RunningJob\x12\x35\n\x12heartbeat_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x31\n\x0elease_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x10\x46\x65tchWorkRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12/\n\x0cwait_timeout\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x07reports\x18\x04 \x03(\x0b\x32\x1b.dtq.v1.ReportResultRequest\"n\n\x11\x46\x65tchWorkResponse\x12\'\n\x0b\x61ssignments\x18\x01 \x03(\x0b\x32\x12.dtq.v1.Assignment\x12\x30\n\x0ereport_results\x18\x02 \x03(\x0b\x32\x18.dtq.v1.ReportResultItem\"\xb4\x01\n\x13ReportResultRequest\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12$\n\x07success\x18\x04 \x01(\x0b\x32\x11.dtq.v1.JobResultH\x00\x12#\n\x07\x66\x61ilure\x18\x05 \x01(\x0b\x32\x10.dtq.v1.JobErrorH\x00\x12\x13\n\tcancelled\x18\x06 \x01(\x08H\x00\x42\t\n\x07outcome\"7\n\x14ReportResultResponse\x12\x1f\n\x05state\x18\x01 \x01(\x0e\x32\x10.dtq.v1.JobState2\xac\x02\n\x07Workers\x12\x46\n\x0fWorkerHeartbeat\x12\x18.dtq.v1.HeartbeatRequest\x1a\x19.dtq.v1.HeartbeatResponse\x12@\n\tFetchWork\x12\x18.dtq.v1.FetchWorkRequest\x1a\x19.dtq.v1.FetchWorkResponse\x12I\n\x0cReportResult\x12\x1b.dtq.v1.ReportResultRequest\x1a\x1c.dtq.v1.ReportResultResponse\x12L\n\rReportResults\x12\x1c.dtq.v1.ReportResultsRequest\x1a\x1d.dtq.v1.ReportResultsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,14 +45,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEARTBEATREQUEST']._serialized_end=465
   _globals['_HEARTBEATRESPONSE']._serialized_start=468
   _globals['_HEARTBEATRESPONSE']._serialized_end=666
-  _globals['_FETCHWORKREQUEST']._serialized_start=668
-  _globals['_FETCHWORKREQUEST']._serialized_end=774
-  _globals['_FETCHWORKRESPONSE']._serialized_start=776
-  _globals['_FETCHWORKRESPONSE']._serialized_end=836
-  _globals['_REPORTRESULTREQUEST']._serialized_start=839
-  _globals['_REPORTRESULTREQUEST']._serialized_end=1019
-  _globals['_REPORTRESULTRESPONSE']._serialized_start=1021
-  _globals['_REPORTRESULTRESPONSE']._serialized_end=1076
-  _globals['_WORKERS']._serialized_start=1079
-  _globals['_WORKERS']._serialized_end=1379
+  _globals['_FETCHWORKREQUEST']._serialized_start=669
+  _globals['_FETCHWORKREQUEST']._serialized_end=821
+  _globals['_FETCHWORKRESPONSE']._serialized_start=823
+  _globals['_FETCHWORKRESPONSE']._serialized_end=933
+  _globals['_REPORTRESULTREQUEST']._serialized_start=936
+  _globals['_REPORTRESULTREQUEST']._serialized_end=1116
+  _globals['_REPORTRESULTRESPONSE']._serialized_start=1118
+  _globals['_REPORTRESULTRESPONSE']._serialized_end=1173
+  _globals['_WORKERS']._serialized_start=1176
+  _globals['_WORKERS']._serialized_end=1476
 # @@protoc_insertion_point(module_scope)

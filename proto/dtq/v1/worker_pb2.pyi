@@ -65,20 +65,24 @@ class HeartbeatResponse(_message.Message):
     def __init__(self, cancel: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., abandon: _Optional[_Iterable[_Union[RunningJob, _Mapping]]] = ..., heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., lease_duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class FetchWorkRequest(_message.Message):
-    __slots__ = ("worker_id", "free_slots", "wait_timeout")
+    __slots__ = ("worker_id", "free_slots", "wait_timeout", "reports")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
     WAIT_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     free_slots: int
     wait_timeout: _duration_pb2.Duration
-    def __init__(self, worker_id: _Optional[str] = ..., free_slots: _Optional[int] = ..., wait_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    reports: _containers.RepeatedCompositeFieldContainer[ReportResultRequest]
+    def __init__(self, worker_id: _Optional[str] = ..., free_slots: _Optional[int] = ..., wait_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., reports: _Optional[_Iterable[_Union[ReportResultRequest, _Mapping]]] = ...) -> None: ...
 
 class FetchWorkResponse(_message.Message):
-    __slots__ = ("assignments",)
+    __slots__ = ("assignments", "report_results")
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    REPORT_RESULTS_FIELD_NUMBER: _ClassVar[int]
     assignments: _containers.RepeatedCompositeFieldContainer[_job_pb2.Assignment]
-    def __init__(self, assignments: _Optional[_Iterable[_Union[_job_pb2.Assignment, _Mapping]]] = ...) -> None: ...
+    report_results: _containers.RepeatedCompositeFieldContainer[ReportResultItem]
+    def __init__(self, assignments: _Optional[_Iterable[_Union[_job_pb2.Assignment, _Mapping]]] = ..., report_results: _Optional[_Iterable[_Union[ReportResultItem, _Mapping]]] = ...) -> None: ...
 
 class ReportResultRequest(_message.Message):
     __slots__ = ("worker_id", "job_id", "attempt", "success", "failure", "cancelled")

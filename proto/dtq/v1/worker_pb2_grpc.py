@@ -68,7 +68,8 @@ class WorkersServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FetchWork(self, request, context):
-        """Long-polls for up to free_slots assignments.
+        """Long-polls for up to free_slots assignments. It may carry reports (`reports`): each is handled
+        first, as ReportResult would, and answered in `report_results`, in order (report-and-fetch).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
