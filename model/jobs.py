@@ -12,6 +12,8 @@ Retention: a terminal job is dropped result_ttl seconds after it ended, and the 
 first once more than max_retained_jobs are kept; handle_timer emits JobsExpired so the driver deletes
 the stored rows. An expired job is unknown from then on (NOT_FOUND), and its request_id is released:
 a retry with that id after the TTL creates a new job (a client retrying a day later wants it run).
+A finished job is kept as a row of columns (model/terminal.py), not as a Job: `find` builds an equal
+Job from it. Retention (below) is the generic rule set, for keys of other kinds (the result service).
 """
 
 from __future__ import annotations
