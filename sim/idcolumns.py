@@ -166,6 +166,16 @@ class JobFlags:
             column.extend(bytes(seq + 1 - len(column) + len(column) // 4))
         column[seq] = flags
 
+    def having(self, flags: int) -> Iterator[str]:
+        """The ids whose flags are exactly `flags` (1-255), found by a byte search, not a loop."""
+        mark = bytes([flags])
+        for number, column in enumerate(self._columns):
+            seq = column.find(mark)
+            while seq >= 0:
+                yield self._codec.job_id(number, seq)
+                seq = column.find(mark, seq + 1)
+        yield from (job_id for job_id, value in self._others.items() if value == flags)
+
     def items(self) -> Iterator[tuple[str, int]]:
         """(id, flags) of every id with flags, by prefix and sequence, then the others."""
         for number, column in enumerate(self._columns):

@@ -113,6 +113,11 @@ class Executions:
     def __len__(self) -> int:
         return self.count
 
+    def duplicates(self) -> list[str]:
+        """The ids started more than once, sorted: model.audit.duplicate_jobs(started_ids()),
+        without a count per job (a Counter of a million ids was the end of a long run's peak)."""
+        return sorted(self._flags.having(2))
+
     def started_ids(self) -> Iterator[str]:
         """One id per start, as model.audit.duplicate_jobs takes them, up to twice a job (all the
         audit tells apart)."""

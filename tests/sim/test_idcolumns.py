@@ -55,6 +55,7 @@ def test_job_ids_and_executions_answer_as_a_list_and_sets(started: list[str]) ->
     # one id per start, up to twice a job: what model.audit.duplicate_jobs tells apart
     want = [job_id for job_id in dict.fromkeys(started) for _ in range(min(2, started.count(job_id)))]
     assert sorted(executions.started_ids()) == sorted(want)
+    assert executions.duplicates() == sorted({job_id for job_id in started if started.count(job_id) > 1})
     flags = JobFlags()
     for job_id in started:
         flags.set(job_id, 3)

@@ -49,6 +49,7 @@ def test_executions_audit_the_same_duplicates_as_the_list(starts: list[tuple[str
         executions.append(key)
     assert len(executions) == len(starts)
     assert duplicate_jobs(executions.started_ids()) == duplicate_jobs(job_id for job_id, _ in starts)
+    assert executions.duplicates() == duplicate_jobs(job_id for job_id, _ in starts)
 
 
 def test_the_wheel_keeps_no_fifo_once_its_waits_are_done() -> None:
