@@ -214,7 +214,9 @@ class TerminalStore:
         if self._head - base < len(seqs):
             run = (self._retention_time(self._head), self._head)
         late = self._late
-        while late and seqs[late[0][1] - base] == _GONE:
+        # a late row below the head was dropped (the head passes dropped rows only), and its slot
+        # may be freed already (row < _row_base)
+        while late and (late[0][1] < self._head or seqs[late[0][1] - base] == _GONE):
             heapq.heappop(late)
         if late and (run is None or late[0] < run):
             return late[0]

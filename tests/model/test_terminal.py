@@ -12,6 +12,7 @@ from types import MappingProxyType
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from model import terminal
 from model.ids import JobIdFactory, SequenceIds
 from model.job import EffectiveSpec, Job, JobError, JobSpec, RetryPolicy
 from model.jobs import Retention
@@ -94,6 +95,7 @@ def test_a_job_read_back_equals_the_job_it_was_made_from(made: list[Job]) -> Non
     st.sampled_from([None, 200, 600]),  # max_bytes
     st.lists(st.floats(0, 200, allow_nan=False), max_size=6),  # expire calls, at sorted times
     st.booleans(),  # own ids (sequences) or other ids (strings)
+    st.sampled_from([1, 3, terminal.RECLAIM_ROWS]),  # how soon dropped rows are freed
 )
 def test_retention_drops_what_a_heap_ordered_retention_drops(
     ends: list[tuple[float, int]],
@@ -102,9 +104,21 @@ def test_retention_drops_what_a_heap_ordered_retention_drops(
     max_bytes: int | None,
     nows: list[float],
     own: bool,
+    reclaim: int,
 ) -> None:
     """The columns' retention against Retention (the generic one, heap order): the same ids dropped
-    in the same order, and the same next deadline, after every expire; end times out of order too."""
+    in the same order, and the same next deadline, after every expire; end times out of order too,
+    and dropped rows freed at once or late."""
+    saved, terminal.RECLAIM_ROWS = terminal.RECLAIM_ROWS, reclaim
+    try:
+        _compare_retentions(ends, ttl, limit, max_bytes, nows, own)
+    finally:
+        terminal.RECLAIM_ROWS = saved
+
+
+def _compare_retentions(
+    ends: list[tuple[float, int]], ttl: float, limit: int, max_bytes: int | None, nows: list[float], own: bool
+) -> None:
     store = TerminalStore(IDS, ttl, limit, 1.0, max_bytes)
     heap: Retention[str] = Retention(ttl, limit, 1.0, max_bytes)
     spec, effective = JobSpec("a"), EffectiveSpec(1, 1.0, 1.0, 2.0, 30.0)
