@@ -12,11 +12,14 @@ Retention: a terminal job is dropped result_ttl seconds after it ended, and the 
 first once more than max_retained_jobs are kept; handle_timer emits JobsExpired so the driver deletes
 the stored rows. An expired job is unknown from then on (NOT_FOUND), and its request_id is released:
 a retry with that id after the TTL creates a new job (a client retrying a day later wants it run).
+A finished job is kept as a row of columns (model/terminal.py), not as a Job: `find` builds an equal
+Job from it. Retention (below) is the generic rule set, for keys of other kinds (the result service).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from array import array
 from collections.abc import Hashable, Iterable, Iterator, Sequence
@@ -35,7 +38,7 @@ from model.commands import (
 )
 from model.config import MAX_REQUEST_ID_CHARS, CoreConfig
 from model.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted, StaleAttempt
-from model.ids import JobIdFactory, parse_job_id
+from model.ids import JobIdFactory, SequenceIds, parse_job_id
 from model.job import (
     Assignment,
     CancelledByWorker,
@@ -60,6 +63,7 @@ from model.listing import (
     encode_page_token,
 )
 from model.states import ACTIVE, Event, JobState, next_state
+from model.terminal import TerminalStore
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V", bound=Hashable)
@@ -249,9 +253,12 @@ class JobTable:
         self.config = config
         self.ids = ids
         self._rng = rng
+        # unfinished jobs (and those that ended in the call under way: _finishing) as Job objects;
+        # finished ones in columns, in self.retention
         self._jobs: dict[str, Job] = {}
+        self._finishing: list[Job] = []
         self._by_request: dict[str, str] = {}
-        self._index = OrderedIndex()
+        self._index = OrderedIndex(SequenceIds(ids.prefix))
         self._timers: list[tuple[float, int, str]] = []  # (due, attempt, job_id)
         self._by_worker: dict[str, dict[str, None]] = {}  # worker -> job ids it holds
         self.count_by_state: dict[JobState, int] = {s: 0 for s in JobState}
@@ -264,8 +271,12 @@ class JobTable:
         self._retained: tuple[JobSpec, JobSpec] | None = None  # the last spec shared, and its share
         self._effectives: dict[EffectiveSpec, EffectiveSpec] = {}
         self._names: dict[str, str] = {}  # worker ids
-        self.retention: Retention[str] = Retention(
-            config.result_ttl, config.max_retained_jobs, RETENTION_GRANULARITY, config.max_retained_bytes
+        self.retention = TerminalStore(
+            SequenceIds(ids.prefix),
+            config.result_ttl,
+            config.max_retained_jobs,
+            RETENTION_GRANULARITY,
+            config.max_retained_bytes,
         )
         self.expired = 0  # terminal jobs dropped by retention
         # payload bytes of unfinished jobs (a finished job's payload is dropped: nothing returns it)
@@ -273,17 +284,20 @@ class JobTable:
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
-        return len(self._jobs)
+        return len(self._jobs) + len(self.retention)
 
     def __iter__(self) -> Iterator[Job]:
-        return iter(self._jobs.values())
+        """Every job: the unfinished ones, then the finished ones in the order they ended."""
+        return itertools.chain(self._jobs.values(), self.retention)
 
     def find(self, job_id: str) -> Job | None:
-        """The job, or None if unknown (never existed here, or dropped by retention)."""
-        return self._jobs.get(job_id)
+        """The job, or None if unknown (never existed here, or dropped by retention). A finished
+        job is built from its columns for each call: an equal object, not the same one."""
+        job = self._jobs.get(job_id)
+        return self.retention.get(job_id) if job is None else job
 
     def get(self, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
+        job = self.find(job_id)
         if job is None:
             parse_job_id(job_id)  # a malformed id is INVALID_ARGUMENT, a well-formed unknown one NOT_FOUND
             raise NotFound(
@@ -296,7 +310,7 @@ class JobTable:
     def find_request(self, request_id: str) -> Job | None:
         """The job an idempotent submit with `request_id` made here, if it is still kept."""
         job_id = self._by_request.get(request_id) if request_id else None
-        return None if job_id is None else self._jobs.get(job_id)
+        return None if job_id is None else self.find(job_id)
 
     @property
     def pending_count(self) -> int:
@@ -322,7 +336,8 @@ class JobTable:
         has_more = False
         used = 0
         for key in self._index.after(cursor):
-            job = self._jobs[key[1]]
+            job = self.find(key[1])
+            assert job is not None, "the index holds kept jobs only"
             if not query.matches(job, job.spec.job_type, dict(job.spec.labels) if query.labels else None):
                 continue
             if len(items) == size:
@@ -341,7 +356,9 @@ class JobTable:
         if len(request_id) > MAX_REQUEST_ID_CHARS:
             raise InvalidArgument(f"request_id is longer than {MAX_REQUEST_ID_CHARS} characters")
         if request_id and request_id in self._by_request:
-            return Submitted(self._jobs[self._by_request[request_id]], True, [])
+            known = self.find(self._by_request[request_id])
+            assert known is not None, "a request id is released with its job"
+            return Submitted(known, True, [])
         validated = self._validated
         if validated is not None and validated[0] is spec:  # the same (frozen) spec: the same answer
             effective = validated[1]
@@ -369,6 +386,7 @@ class JobTable:
         self._apply(job, Event.CANCEL, now)  # terminal states raise IllegalTransition
         if before is JobState.PENDING:
             job.error = JobError("cancelled by client", reason="CANCELLED")
+            self._settle()
             return Transition(job, [Unqueue(job_id), JobFinished(job_id, job.state)])
         return Transition(job, [NotifyCancel(job_id, job.attempt, job.worker_id)])
 
@@ -462,6 +480,7 @@ class JobTable:
             job.output = (b"" if output_elsewhere else output) if inline else None
             job.error = None
             self._release(job)
+            self._settle()
             commands.append(JobFinished(job_id, job.state))
             return Transition(job, commands)
         if isinstance(outcome, CancelledByWorker):
@@ -470,9 +489,12 @@ class JobTable:
             self._apply(job, Event.CANCEL_ACK, now)
             job.error = JobError("cancelled by client", reason="CANCELLED")
             self._release(job)
+            self._settle()
             return Transition(job, [JobFinished(job_id, job.state)])
         assert isinstance(outcome, Failed)
-        return Transition(job, self._end_attempt(job, now, outcome.error))
+        commands = self._end_attempt(job, now, outcome.error)
+        self._settle()
+        return Transition(job, commands)
 
     def release_worker(self, now: float, worker_id: str, reason: str = "WORKER_LOST") -> list[Command]:
         """The worker is gone: every attempt it holds ends now."""
@@ -482,6 +504,7 @@ class JobTable:
             error = JobError(f"worker {worker_id} was lost", retryable=True, reason=reason)
             commands.append(self._expiry(job, now, error))
             commands.extend(self._end_attempt(job, now, error))
+        self._settle()
         return commands
 
     def handle_timer(self, now: float) -> list[Command]:
@@ -507,13 +530,18 @@ class JobTable:
                 )
             commands.append(self._expiry(job, now, error))
             commands.extend(self._end_attempt(job, now, error))
+        self._settle()
         expired = self.retention.expire(now)
         if expired:
-            for job_id in expired:
-                self._forget(self._jobs[job_id])
-            self._index.drop(set(expired))  # one slice or one pass, not one deletion per job
-            self.expired += len(expired)
-            commands.append(JobsExpired(tuple(expired)))
+            by_request = self._by_request
+            for job_id, state, request_id in expired:
+                self.count_by_state[state] -= 1
+                if request_id and by_request.get(request_id) == job_id:
+                    del by_request[request_id]  # the request id may be used again
+            gone = tuple(job_id for job_id, _, _ in expired)
+            self._index.drop(set(gone))  # one slice or one pass, not one deletion per job
+            self.expired += len(gone)
+            commands.append(JobsExpired(gone))
         return commands
 
     def stale_pending(self, now: float, job_ids: Iterable[str], older_than: float) -> list[Enqueue]:
@@ -536,17 +564,22 @@ class JobTable:
     def restore(self, job: Job) -> list[Command]:
         """Loads a record saved earlier (same fields). Leased attempts keep their deadlines, so a
         worker that outlived the restart can still report; pending jobs must be requeued."""
+        if job.done:
+            if job.job_id in self._jobs or job.job_id in self.retention:
+                raise InvalidArgument(f"duplicate job id {job.job_id}")
+            job.spec = self._retained_spec(job.spec)  # payloads of old records are dropped here
+            self.retention.add(job)  # an old one goes at the next timer
+            self._index.add(job.sort_key)
+            self.count_by_state[job.state] += 1
+            if job.request_id:
+                self._by_request[job.request_id] = job.job_id
+            return []
         self._insert(job)
         if job.request_id:
             self._by_request[job.request_id] = job.job_id
         if job.state in ACTIVE:
             self._by_worker.setdefault(job.worker_id, {})[job.job_id] = None
             heapq.heappush(self._timers, (min(job.lease_deadline, job.run_deadline), job.attempt, job.job_id))
-        if job.done:
-            job.spec = self._retained_spec(job.spec)  # payloads of old records are dropped here
-            ended = job.end_time if job.end_time is not None else job.update_time
-            self.retention.add(ended, job.job_id, job.output_size)  # an old one goes at the next timer
-            return []
         self.pending_bytes += len(job.spec.payload)
         if job.state is JobState.PENDING:
             return [Enqueue(job.job_id, job.spec.priority, job.not_before)]
@@ -554,7 +587,7 @@ class JobTable:
 
     # ------------------------------------------------------------------ internals
     def _insert(self, job: Job) -> None:
-        if job.job_id in self._jobs:
+        if job.job_id in self._jobs or job.job_id in self.retention:
             raise InvalidArgument(f"duplicate job id {job.job_id}")
         self._jobs[job.job_id] = job
         self._index.add(job.sort_key)
@@ -568,7 +601,7 @@ class JobTable:
         job.update_time = now
         if job.done:
             job.end_time = now
-            self.retention.add(now, job.job_id, job.output_size)
+            self._finishing.append(job)  # to the columns when the call ends (_settle)
             # nothing returns a finished job's payload and it never runs again: free its bytes
             self.pending_bytes -= len(job.spec.payload)
             job.spec = self._retained_spec(job.spec)
@@ -598,14 +631,12 @@ class JobTable:
             shared = table[value] = value
         return shared
 
-    def _forget(self, job: Job) -> None:
-        """Drops a terminal job that passed its retention (the caller updates the index); its
-        request_id may be used again."""
-        assert job.done, "retention drops terminal jobs only"
-        del self._jobs[job.job_id]
-        self.count_by_state[job.state] -= 1
-        if job.request_id and self._by_request.get(job.request_id) == job.job_id:
-            del self._by_request[job.request_id]
+    def _settle(self) -> None:
+        """Moves the jobs that ended in this call (their fields all set) to the columns."""
+        for job in self._finishing:
+            if self._jobs.pop(job.job_id, None) is job:
+                self.retention.add(job)
+        self._finishing.clear()
 
     def _release(self, job: Job) -> None:
         held = self._by_worker.get(job.worker_id)

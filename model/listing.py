@@ -22,6 +22,7 @@ from typing import Generic, Protocol, TypeVar
 
 from model.config import CoreConfig
 from model.errors import InvalidArgument
+from model.ids import SequenceIds
 from model.states import JobState
 
 SortKey = tuple[float, str]
@@ -151,22 +152,45 @@ class Page(Generic[T]):
 
 class OrderedIndex:
     """Keys (create_time, job_id) in ascending order; appends are O(1) because new jobs arrive in key
-    order. Held as two parallel columns, the times as raw doubles and the ids as references to the
-    jobs' own strings: 16 bytes a key, where a list of tuples costs 72 (a tuple and its slot)."""
+    order. Held as two parallel columns of raw numbers: the times as doubles, and the ids as codes,
+    an own id (`ids`, model.ids.SequenceIds) as its sequence number, any other id as a negative code
+    into a small table of strings: 16 bytes a key, with no string kept per job."""
 
-    __slots__ = ("_ids", "_times")
+    __slots__ = ("_codes", "_ids", "_next_other", "_others", "_times")
 
-    def __init__(self) -> None:
+    def __init__(self, ids: SequenceIds | None = None) -> None:
         self._times = array("d")
-        self._ids: list[str] = []
+        self._codes = array("q")
+        self._ids = ids
+        self._others: dict[int, str] = {}  # negative code -> id (a new code for each key added)
+        self._next_other = -1
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._codes)
 
     @property
     def keys(self) -> list[SortKey]:
         """Every key in order, as tuples (a copy: for tests and small tables)."""
-        return list(zip(self._times, self._ids, strict=True))
+        return [(t, self._decode(c)) for t, c in zip(self._times, self._codes, strict=True)]
+
+    def _encode(self, job_id: str) -> int:
+        seq = None if self._ids is None else self._ids.sequence(job_id)
+        if seq is not None:
+            return seq
+        code = self._next_other
+        self._others[code] = job_id
+        self._next_other -= 1
+        return code
+
+    def _decode(self, code: int) -> str:
+        if code < 0:
+            return self._others[code]
+        assert self._ids is not None
+        return self._ids.job_id(code)
+
+    def _forget(self, code: int) -> None:
+        if code < 0:
+            del self._others[code]
 
     def _position(self, key: SortKey, right: bool) -> int:
         """Where `key` sits: bisect_right(keys, key) when `right`, else bisect_left."""
@@ -174,44 +198,56 @@ class OrderedIndex:
         lo = bisect.bisect_left(self._times, t)
         hi = bisect.bisect_right(self._times, t, lo)
         if right:
-            return bisect.bisect_right(self._ids, job_id, lo, hi)
-        return bisect.bisect_left(self._ids, job_id, lo, hi)
+            return bisect.bisect_right(self._codes, job_id, lo, hi, key=self._decode)
+        return bisect.bisect_left(self._codes, job_id, lo, hi, key=self._decode)
 
     def add(self, key: SortKey) -> None:
         times = self._times
-        if not times or key[0] > times[-1] or (key[0] == times[-1] and key[1] >= self._ids[-1]):
+        if (
+            not times
+            or key[0] > times[-1]
+            or (key[0] == times[-1] and key[1] >= self._decode(self._codes[-1]))
+        ):
             times.append(key[0])
-            self._ids.append(key[1])
+            self._codes.append(self._encode(key[1]))
         else:  # a clock that stepped back; rare
             i = self._position(key, right=True)
             times.insert(i, key[0])
-            self._ids.insert(i, key[1])
+            self._codes.insert(i, self._encode(key[1]))
 
     def discard(self, key: SortKey) -> None:
         i = self._position(key, right=False)
-        if i < len(self._ids) and self._ids[i] == key[1] and self._times[i] == key[0]:
+        if i < len(self._codes) and self._decode(self._codes[i]) == key[1] and self._times[i] == key[0]:
+            self._forget(self._codes[i])
             del self._times[i]
-            del self._ids[i]
+            del self._codes[i]
 
     def drop(self, gone: Collection[str]) -> None:
         """Removes the keys whose ids are in `gone` (each present once): one slice when they are the
         oldest (the usual case: retention drops the oldest jobs), else one pass."""
-        ids = self._ids
+        codes, decode = self._codes, self._decode
         oldest = 0
-        while oldest < len(ids) and ids[oldest] in gone:
+        while oldest < len(codes) and decode(codes[oldest]) in gone:
             oldest += 1
         if oldest == len(gone):
+            for code in codes[:oldest]:
+                self._forget(code)
             del self._times[:oldest]
-            del ids[:oldest]
+            del codes[:oldest]
             return
-        keep = [i for i, job_id in enumerate(ids) if job_id not in gone]
+        keep = []
+        for i, code in enumerate(codes):
+            if decode(code) in gone:
+                self._forget(code)
+            else:
+                keep.append(i)
         self._times = array("d", (self._times[i] for i in keep))
-        self._ids = [ids[i] for i in keep]
+        self._codes = array("q", (codes[i] for i in keep))
 
     def after(self, cursor: SortKey | None) -> Iterable[SortKey]:
         start = 0 if cursor is None else self._position(cursor, right=True)
-        times, ids = self._times, self._ids
-        return ((times[i], ids[i]) for i in range(start, len(ids)))
+        times, codes, decode = self._times, self._codes, self._decode
+        return ((times[i], decode(codes[i])) for i in range(start, len(codes)))
 
 
 def merge_pages(

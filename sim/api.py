@@ -41,7 +41,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import simpy
 
-from model.audit import duplicate_jobs
 from model.errors import InvalidArgument
 from model.results.runs import (
     JOBS_FILE,
@@ -384,7 +383,7 @@ def run(
         "counters": dict(sorted(cluster.counters.items())),
         "core": cluster.core_counters(),
         "executions": len(executions),
-        "duplicate_jobs": len(duplicate_jobs(executions.started_ids())),
+        "duplicate_jobs": len(executions.duplicates()),
         "records_spilled": requests.path is not None or jobs.path is not None,
     }
     if tracer is None:

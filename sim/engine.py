@@ -34,6 +34,7 @@ from model.timer import TimerRule
 from model.workload import JobDraw
 from sim.cpu import CostModel, Host, Proc, _Burst
 from sim.draws import Draws
+from sim.idcolumns import JobFloats
 from sim.params import SimParams
 
 T = TypeVar("T")
@@ -277,7 +278,7 @@ class Cluster:
         self.draws = Draws()  # job id -> the job as the trace drew it (what its handler does)
         # job id -> when its owner saw it end: kept only for a load generator without waiters, the one
         # reader (it sets on_terminal)
-        self.terminal_at: dict[str, float] = {}
+        self.terminal_at = JobFloats()  # job id -> when it ended (first seen)
         self.on_terminal: Callable[[str], None] | None = None
         self.counters: dict[str, int] = {}
         self._specs: dict[str, JobSpec] = {}  # job type -> the spec of jobs with no other setting

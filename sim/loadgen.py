@@ -45,6 +45,7 @@ from model.workload import (
     prefill_jobs,
 )
 from sim.engine import Cluster, LoadgenPart, SimGen, start_now, wake
+from sim.idcolumns import JobIds
 from sim.records import CHUNK, JOBS, REQUESTS, Records, RecordSink
 
 BOTTLENECK_RATE = 0.95  # as realsys.loadgen
@@ -107,7 +108,7 @@ class _Part:
 
     def __init__(self, part: LoadgenPart, env: simpy.Environment, max_waiters: int) -> None:
         self.part = part
-        self.accepted: list[str] = []
+        self.accepted = JobIds()  # as codes, not strings: a long run accepts millions
         self.waiter_slots = _Semaphore(env, max_waiters)
 
 

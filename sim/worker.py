@@ -55,6 +55,7 @@ from model.runtime import (
 from model.workload import JobDraw, attempt_uniform
 from sim.cpu import Proc
 from sim.engine import SimGen
+from sim.idcolumns import JobFlags
 
 if TYPE_CHECKING:
     from sim.engine import Cluster
@@ -97,32 +98,36 @@ class _Run:
 
 class Executions:
     """Every attempt the cluster's workers started, as the fault audit counts them: how many, and
-    the id of each job started more than once. Held as a count and sets of ids, not a list of
-    (job id, attempt) pairs: a long run starts millions (about 30 bytes a job instead of 70)."""
+    the id of each job started more than once. Held as a count and a flag byte per job id
+    (sim/idcolumns.py), not a list of (job id, attempt) pairs: a long run starts millions (about a
+    byte a job, where sets of ids cost 30 and kept the id strings alive)."""
 
-    __slots__ = ("_again", "_started", "count")
+    __slots__ = ("_flags", "count")
 
     def __init__(self) -> None:
         self.count = 0
-        self._started: set[str] = set()
-        self._again: set[str] = set()
+        self._flags = JobFlags()  # 1: started once, 2: started again
 
     def append(self, key: Key) -> None:
         self.count += 1
         job_id = key[0]
-        if job_id in self._started:
-            self._again.add(job_id)
-        else:
-            self._started.add(job_id)
+        self._flags.set(job_id, 2 if self._flags.get(job_id) else 1)
 
     def __len__(self) -> int:
         return self.count
 
+    def duplicates(self) -> list[str]:
+        """The ids started more than once, sorted: model.audit.duplicate_jobs(started_ids()),
+        without a count per job (a Counter of a million ids was the end of a long run's peak)."""
+        return sorted(self._flags.having(2))
+
     def started_ids(self) -> Iterator[str]:
         """One id per start, as model.audit.duplicate_jobs takes them, up to twice a job (all the
         audit tells apart)."""
-        yield from self._started
-        yield from self._again
+        for job_id, flags in self._flags.items():
+            yield job_id
+            if flags == 2:
+                yield job_id
 
 
 class SimWorker:

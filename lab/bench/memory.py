@@ -1,6 +1,6 @@
 """Peak memory of a long simulated run, records streamed to disk against records kept in memory.
 
-    nice -n 10 .venv/bin/python -m lab.bench.memory [--jobs 1000000] [--baseline]
+    nice -n 19 .venv/bin/python -m lab.bench.memory [--jobs 1000000] [--baseline]
 
 The run is lab.bench.simulator's 100-node what-if (Design B, 100 nodes x 12 slots, placeholder costs,
 Poisson submits at 2000/s of 0.5 s jobs): `--jobs` submits. Each variant runs in a fresh child
@@ -13,8 +13,10 @@ measured points.
 
 What grows with the run is what a real memory-store node keeps: every finished job, for result_ttl
 (24 h) and up to max_retained_jobs (1,000,000) per node, as the API can still read it (sim/README.md,
-"Memory"). A benchmark, not a test. Peak RSS does not depend on the CPU share, so it needs no
-measurement lock: run it under nice, since a long CPU-bound run slows everyone else's.
+"Memory"): a row of columns in the core (model/terminal.py), plus the simulator's per-job columns
+(sim/idcolumns.py). The first line printed is the core's bytes per retained job (tracemalloc, one
+JobTable in this process). A benchmark, not a test. Peak RSS does not depend on the CPU share, so it
+needs no measurement lock: run it under nice, since a long CPU-bound run slows everyone else's.
 """
 
 from __future__ import annotations

@@ -58,7 +58,9 @@ def test_fair_sharing_with_a_time_slice_slows_design_a_near_saturation() -> None
 def test_a_full_collection_walks_the_retained_jobs() -> None:
     rows = full_collection_ms([0, 2000], repeats=3)
     assert [r["jobs"] for r in rows] == [0, 2000]
-    assert rows[1]["objects"] > rows[0]["objects"] + 2000  # each finished job keeps tracked objects
+    # finished jobs are rows of raw columns (model/terminal.py), not objects a full collection walks:
+    # 2,000 of them add a few tracked objects (the columns grow), not one or more each as before
+    assert rows[1]["objects"] < rows[0]["objects"] + 200
     assert all(r["full_gc_ms"] > 0 for r in rows)
 
 
