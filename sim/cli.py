@@ -437,13 +437,6 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--target", default="", help="faults: process or node (default: worker / n1)")
     group.add_argument(
-        "--fault-at",
-        type=_seconds,
-        default=sim_faults.FAULT_AT,
-        help="faults: injection time (s from the run start)",
-    )
-    group.add_argument("--pause", type=_seconds, default=sim_faults.PAUSE, help="faults: pause length (s)")
-    group.add_argument(
         "--downtime",
         type=_seconds,
         default=1.0,
@@ -451,20 +444,7 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
         help="faults: kill_worker: seconds until it restarts",
     )
     group.add_argument("--restart-after", type=_seconds, help=argparse.SUPPRESS)  # deprecated: --downtime
-    group.add_argument(
-        "--clients",
-        type=_count,
-        help="faults: closed-loop waiting clients (default: one per slot; 0: --rate)",
-    )
-    group.add_argument(
-        "--rate", type=_seconds, default=sim_faults.RATE, help="faults: Poisson submits/s when --clients 0"
-    )
-    group.add_argument(
-        "--job-duration",
-        type=_seconds,
-        default=sim_faults.JOB_DURATION,
-        help="faults: constant job duration (s)",
-    )
+    sim_faults.add_scenario_flags(group.add_argument, _seconds, _count, prefix="faults: ")
     group.add_argument(
         "--after", type=_seconds, default=25.0, help="faults: trace seconds after the injection"
     )

@@ -85,6 +85,35 @@ RATE = 60.0
 JOB_DURATION = 0.1
 
 
+def add_scenario_flags(
+    add: Callable[..., Any], number: Callable[[str], float], count: Callable[[str], int], prefix: str = ""
+) -> None:
+    """The scenario's flags that `dtq sim faults` and `dtq faults run` share, with the defaults above:
+    `add` is a parser's or an argument group's add_argument; `number`/`count` parse seconds and rates /
+    client counts; `prefix` starts each help text."""
+    add(
+        "--fault-at",
+        type=number,
+        default=FAULT_AT,
+        metavar="S",
+        help=f"{prefix}injection time (s from the run start)",
+    )
+    add("--pause", type=number, default=PAUSE, metavar="S", help=f"{prefix}stop/pause: seconds paused")
+    add(
+        "--clients",
+        type=count,
+        help=f"{prefix}closed-loop waiting clients (default: one per slot; 0: --rate)",
+    )
+    add("--rate", type=number, default=RATE, help=f"{prefix}Poisson submits/s when --clients 0")
+    add(
+        "--job-duration",
+        type=number,
+        default=JOB_DURATION,
+        metavar="S",
+        help=f"{prefix}constant job duration (s)",
+    )
+
+
 def core_for(base: CoreConfig, lease: float, heartbeat: float) -> CoreConfig:
     """Lease and heartbeat as given; the worker TTL as the defaults relate them (3 heartbeats), kept
     below the lease (model/config.py: a lost worker is noticed before its leases lapse)."""

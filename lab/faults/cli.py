@@ -138,41 +138,13 @@ def add_parser(sub: Any) -> None:
         "--heartbeat", type=positive_float, default=1.0, metavar="S", help="heartbeat interval (s)"
     )
     r.add_argument(
-        "--fault-at",
-        type=positive_float,
-        default=sim_faults.FAULT_AT,
-        metavar="S",
-        help="injection time (s from the run start)",
-    )
-    r.add_argument(
         "--after", type=positive_float, default=10.0, metavar="S", help="trace seconds after the injection"
     )
     r.add_argument(
         "--downtime", type=non_negative_float, default=2.0, metavar="S", help="kill/restart: seconds down"
     )
-    r.add_argument(
-        "--pause",
-        type=positive_float,
-        default=sim_faults.PAUSE,
-        metavar="S",
-        help="stop: seconds between SIGSTOP and SIGCONT",
-    )
     r.add_argument("--cut", type=positive_float, default=4.0, metavar="S", help="partition: seconds cut off")
-    r.add_argument(
-        "--clients",
-        type=non_negative_int,
-        help="closed-loop waiting clients (default: one per slot; 0: --rate)",
-    )
-    r.add_argument(
-        "--rate", type=positive_float, default=sim_faults.RATE, help="Poisson submits/s when --clients 0"
-    )
-    r.add_argument(
-        "--job-duration",
-        type=positive_float,
-        default=sim_faults.JOB_DURATION,
-        metavar="S",
-        help="constant job duration (s)",
-    )
+    sim_faults.add_scenario_flags(r.add_argument, positive_float, non_negative_int)
     r.add_argument(
         "--slots", type=positive_int, default=cluster.DEFAULT_TOTAL_SLOTS, help="total worker slots"
     )
