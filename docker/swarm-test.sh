@@ -240,7 +240,7 @@ design_runs() {
         --host-command "bash $ROOT/docker/swarm-test.sh host" --faults "$faults" --nodes "$NODES" \
         --out "$OUT/swarm-$design.json" --runs-dir "$OUT/runs" 2>&1 | tee "$OUT/swarm-$design.log"
     # a run that raised (deploy, readiness, docker) is tried once more by lab.faults.swarm; say so here
-    grep '^lab.faults.swarm: .* failed: ' "$OUT/swarm-$design.log" | while read -r line; do
+    { grep '^lab.faults.swarm: .* failed: ' "$OUT/swarm-$design.log" || true; } | while read -r line; do
         log "retried: ${line#lab.faults.swarm: }"
     done
     count=$(tr ',' '\n' <<<"$faults" | grep -c .)
@@ -364,9 +364,10 @@ on_exit() {
             [[ -n ${DTQ_SWARM_OUT:-} ]] || rm -rf "$OUT"
             log "PASS"
         else
-            grep -h '^lab.faults.swarm: .* failed: ' "$OUT"/swarm-*.log 2>/dev/null | tail -2 | while read -r line; do
-                log "the fault runs' error: ${line#lab.faults.swarm: }"
-            done
+            { grep -h '^lab.faults.swarm: .* failed: ' "$OUT"/swarm-*.log 2>/dev/null || true; } | tail -2 |
+                while read -r line; do
+                    log "the fault runs' error: ${line#lab.faults.swarm: }"
+                done
             log "FAIL (exit $rc); the rows and runs are kept in $OUT"
         fi
         echo "swarm-test: $CHECKS_PASSED passed, $((rc == 0 ? 0 : 1)) failed"
