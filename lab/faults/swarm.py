@@ -43,7 +43,7 @@ from model.errors import InvalidArgument
 from realsys import cluster, deploy
 from realsys.cli_common import deprecated_alias
 from realsys.config import DEFAULT_NODES
-from sim.faults import core_for, fault_workload
+from sim.faults import FAULT_AT, core_for, fault_workload
 
 MICRO_PORTS = {
     "gateway": 50051,
@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--stack", default="", help="stack name (default dtq-faults-<design>)")
     p.add_argument("--rate", type=float, default=30.0, help="Poisson submits/s")
     p.add_argument("--job-duration", type=float, default=0.05)
-    p.add_argument("--fault-at", type=float, default=8.0)
+    p.add_argument("--fault-at", type=float, default=FAULT_AT)
     p.add_argument("--after", type=float, default=12.0, help="trace seconds after the injection")
     p.add_argument("--downtime", type=float, default=3.0, help="host: seconds before it starts again")
     p.add_argument("--lease", type=float, default=5.0)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import yaml
@@ -67,3 +70,32 @@ def test_the_hop_probe_times_both_paths_and_cleans_up() -> None:
     assert not any(space in spaces for space in netprobe.SPACES)
     links = subprocess.run(["ip", "link", "show"], capture_output=True, text=True, check=True).stdout
     assert netprobe.BRIDGE not in links
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+def test_a_run_that_raised_is_tried_once_more_and_said(
+    failures: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A rig failure (here: deploy) is tried once more, with its error line; a second one ends with 1."""
+    calls: list[str] = []
+
+    def run(*_args: Any, run_id: str, **_kw: Any) -> SimpleNamespace:
+        calls.append(run_id)
+        if len(calls) <= failures:
+            raise RuntimeError("docker stack deploy exited 1: network not ready\nmore detail")
+        return SimpleNamespace(found=SimpleNamespace(lost=0, lost_ids=[]))
+
+    monkeypatch.setattr(swarm, "run_with_flags", run)
+    monkeypatch.setattr(swarm, "format_runs", lambda runs: "header\nrow")
+    monkeypatch.setattr(swarm, "write_rows", lambda runs, path: path)
+    argv = ["--design", "micro", "--image", "dtq:test", "--hosts", HOSTS, "--faults", "kill:worker"]
+    code = swarm.main([*argv, "--out", str(tmp_path / "rows.json")])
+    out = capsys.readouterr().out
+    assert (
+        "lab.faults.swarm: micro kill:worker attempt 1 of 2 failed: RuntimeError: docker stack deploy" in out
+    )
+    assert "more detail" not in out  # one line of the error
+    if failures == 1:
+        assert code == 0 and len(calls) == 2
+    else:
+        assert code == 1 and len(calls) == 2 and "attempt 2 of 2 failed" in out
