@@ -62,6 +62,7 @@ from model.listing import (
     effective_page_size,
     encode_page_token,
 )
+from model.retention import RetentionRule
 from model.states import ACTIVE, Event, JobState, next_state
 from model.terminal import TerminalStore
 
@@ -94,12 +95,7 @@ class Retention(Generic[K]):
     def __init__(
         self, ttl: float, limit: int, granularity: float = 0.0, max_bytes: int | None = None
     ) -> None:
-        self.ttl = ttl
-        self.limit = limit
-        self.granularity = granularity
-        self.max_bytes = max_bytes
-        self._low = limit - limit // 100  # over the bound: drop down to this
-        self._low_bytes = None if max_bytes is None else max_bytes - max_bytes // 100
+        self.rule = RetentionRule(ttl, limit, granularity, max_bytes)
         # the kept keys -> None when their one queued entry is the live one, else the insertion
         # number of the live entry (the key also has dead entries queued: see _dead)
         self._kept: dict[K, int | None] = {}
@@ -182,27 +178,16 @@ class Retention(Generic[K]):
                     self._kept[key] = None
         return None
 
-    def _over(self) -> bool:
-        return len(self._kept) > self.limit or (self.max_bytes is not None and self.bytes > self.max_bytes)
-
     def next_deadline(self) -> float | None:
         oldest = self._oldest()
-        if oldest is None:
-            return None
-        if self._over():
-            return oldest[0]  # over a bound: due at once
-        return oldest[0] + self.ttl + self.granularity if self.ttl > 0 else None
+        return None if oldest is None else self.rule.deadline(oldest[0], len(self._kept), self.bytes)
 
     def expire(self, now: float) -> list[K]:
         dropped: list[K] = []
-        keep = self._low if len(self._kept) > self.limit else self.limit
-        keep_bytes = self.max_bytes
-        if keep_bytes is not None and self.bytes > keep_bytes:
-            keep_bytes = self._low_bytes
+        targets = self.rule.targets(len(self._kept), self.bytes)
         while (oldest := self._oldest()) is not None:
             end_time, key = oldest
-            within = len(self._kept) <= keep and (keep_bytes is None or self.bytes <= keep_bytes)
-            if within and not (self.ttl > 0 and end_time + self.ttl <= now):
+            if not self.rule.due(end_time, len(self._kept), self.bytes, targets, now):
                 break
             entry = self._peek()
             assert entry is not None

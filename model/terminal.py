@@ -25,6 +25,7 @@ from typing import TypeAlias
 
 from model.ids import SequenceIds
 from model.job import EffectiveSpec, Job, JobError, JobSpec
+from model.retention import RetentionRule
 from model.states import JobState
 
 # distinct (spec, effective, worker, request id, error) shapes interned; past this many the table of
@@ -47,11 +48,11 @@ def _unopt(value: float) -> float | None:
 
 
 class TerminalStore:
-    """Finished jobs, by id, with Retention's rules: dropped `ttl` seconds after they ended (0 = no
-    age limit), and the oldest first once more than `limit` are kept or their output sizes sum to
-    more than `max_bytes` (None: no byte bound). `expire(now)` returns the dropped jobs (id, state,
-    request id); deletions come in batches (a deadline `granularity` seconds after the oldest is
-    due; over a bound, 1% below it), so a driver pays its per-call costs per batch."""
+    """Finished jobs, by id, kept by model/retention.RetentionRule: dropped `ttl` seconds after they
+    ended (0 = no age limit), and the oldest first once more than `limit` are kept or their output
+    sizes sum to more than `max_bytes` (None: no byte bound). `expire(now)` returns the dropped jobs
+    (id, state, request id); deletions come in batches (a deadline `granularity` seconds after the
+    oldest is due; over a bound, 1% below it), so a driver pays its per-call costs per batch."""
 
     def __init__(
         self,
@@ -62,12 +63,7 @@ class TerminalStore:
         max_bytes: int | None = None,
     ) -> None:
         self._ids = ids
-        self.ttl = ttl
-        self.limit = limit
-        self.granularity = granularity
-        self.max_bytes = max_bytes
-        self._low = limit - limit // 100  # over the bound: drop down to this
-        self._low_bytes = None if max_bytes is None else max_bytes - max_bytes // 100
+        self.rule = RetentionRule(ttl, limit, granularity, max_bytes)
         self.bytes = 0  # the sum of the kept jobs' output sizes
         self._count = 0
         # sequence number -> absolute row + 1 (0: not here), for sequences from _seq_base on
@@ -222,28 +218,17 @@ class TerminalStore:
             return late[0]
         return run
 
-    def _over(self) -> bool:
-        return self._count > self.limit or (self.max_bytes is not None and self.bytes > self.max_bytes)
-
     def next_deadline(self) -> float | None:
         oldest = self._oldest()
-        if oldest is None:
-            return None
-        if self._over():
-            return oldest[0]  # over a bound: due at once
-        return oldest[0] + self.ttl + self.granularity if self.ttl > 0 else None
+        return None if oldest is None else self.rule.deadline(oldest[0], self._count, self.bytes)
 
     def expire(self, now: float) -> list[tuple[str, JobState, str]]:
         """Drops what is due by `now`: each as (job id, state, request id)."""
         dropped: list[tuple[str, JobState, str]] = []
-        keep = self._low if self._count > self.limit else self.limit
-        keep_bytes = self.max_bytes
-        if keep_bytes is not None and self.bytes > keep_bytes:
-            keep_bytes = self._low_bytes
+        targets = self.rule.targets(self._count, self.bytes)
         while (oldest := self._oldest()) is not None:
             ended, row = oldest
-            within = self._count <= keep and (keep_bytes is None or self.bytes <= keep_bytes)
-            if within and not (self.ttl > 0 and ended + self.ttl <= now):
+            if not self.rule.due(ended, self._count, self.bytes, targets, now):
                 break
             dropped.append(self._drop(row))
         self._reclaim()
