@@ -307,6 +307,18 @@ def carrying(slots: int = 2) -> WorkerCore:
     return core(slots=slots, carry_reports=True)
 
 
+def carried_fetch(ended: float) -> tuple[WorkerCore, object]:
+    """A one-slot carrying core whose job 1 succeeded at `ended` with every slot busy (so its report
+    waited), and the fetch step its slot's release then made."""
+    c = carrying(slots=1)
+    launched(c, 1)
+    c.next_fetch(0.0)
+    c.next_fetch(0.01)
+    c.handler_ended(ended, key(1), Succeeded(), raised=False)
+    c.released(ended, key(1))
+    return c, c.next_fetch(ended)
+
+
 def test_a_fetch_waits_briefly_for_the_reports_of_what_it_launched_and_carries_them() -> None:
     c = carrying(slots=3)
     assert c.next_fetch(0.0) == Fetch(3, 5.0)
@@ -377,13 +389,8 @@ def test_reports_go_at_once_asking_for_nothing_when_no_slot_is_free() -> None:
 
 def test_carried_reports_without_a_verdict_or_on_a_failed_call_are_retried_on_their_own() -> None:
     for failed_call in (False, True):
-        c = carrying(slots=1)
-        launched(c, 1)
-        c.next_fetch(0.0)
-        c.next_fetch(0.01)
-        c.handler_ended(1.0, key(1), Succeeded(), raised=False)
-        c.released(1.0, key(1))
-        assert c.next_fetch(1.0) == Fetch(1, 5.0, ((key(1), Succeeded()),))
+        c, step = carried_fetch(1.0)
+        assert step == Fetch(1, 5.0, ((key(1), Succeeded()),))
         if failed_call:
             c.fetch_failed(1.1)
             actions = c.carried_failed(1.1)
@@ -395,21 +402,11 @@ def test_carried_reports_without_a_verdict_or_on_a_failed_call_are_retried_on_th
 
 
 def test_an_unavailable_verdict_is_retried_and_a_lost_lease_ends_it() -> None:
-    c = carrying(slots=1)
-    launched(c, 1)
-    c.next_fetch(0.0)
-    c.next_fetch(0.01)
-    c.handler_ended(1.0, key(1), Succeeded(), raised=False)
-    c.released(1.0, key(1))
-    c.next_fetch(1.0)
+    c, step = carried_fetch(1.0)
+    assert step == Fetch(1, 5.0, ((key(1), Succeeded()),))
     assert c.fetched(1.1, [], [Unavailable("job service down")]) == [RetryReport(key(1), 0.05)]
-    c2 = carrying(slots=1)
-    launched(c2, 1)
-    c2.next_fetch(0.0)
-    c2.next_fetch(0.01)
-    c2.handler_ended(4.0, key(1), Succeeded(), raised=False)
-    c2.released(4.0, key(1))
-    c2.next_fetch(4.0)
+    c2, step = carried_fetch(4.0)
+    assert step == Fetch(1, 5.0, ((key(1), Succeeded()),))
     assert c2.fetched(6.0, [], [Unavailable("down")]) == [Done(key(1), "lease lost")]  # lease until 5
 
 
