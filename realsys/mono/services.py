@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -365,18 +366,7 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
         if request.reports:  # report-and-fetch: the reports first, each answered as ReportResult
             if len(request.reports) > MAX_BATCH_ITEMS:
                 raise InvalidArgument(f"FetchWork carries at most {MAX_BATCH_ITEMS} reports")
-            report_one = unwrap_errors(self.ReportResult)  # its errors are the item's, not the call's
-            assert report_one is not None
-            for report in request.reports:
-                item = response.report_results.add()
-                try:
-                    if report.worker_id != request.worker_id:
-                        raise InvalidArgument("a carried report must name the fetching worker")
-                    item.state = (await report_one(report, context)).state
-                except grpc.aio.AioRpcError as exc:  # forwarded to the job's owner
-                    item.code, item.message, _ = item_error(error_from_rpc(exc))
-                except DtqError as exc:
-                    item.code, item.message, _ = item_error(exc)
+            await self._report_items(request.reports, response.report_results, context, request.worker_id)
         wait = cap_wait(from_duration(request.wait_timeout, "wait_timeout"), remaining(context))
         assignments = await self.core.fetch(request.worker_id, request.free_slots, wait)
         if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
@@ -410,6 +400,41 @@ class WorkersService(worker_pb2_grpc.WorkersServicer):
         if self.core.uncommitted:  # answer once the state it shows is committed (core.py)
             await self.core.committed()
         return worker_pb2.ReportResultResponse(state=cast(job_pb2.JobState, int(job.state)))
+
+    @grpc_errors
+    async def ReportResults(
+        self, request: worker_pb2.ReportResultsRequest, context: Context
+    ) -> worker_pb2.ReportResultsResponse:
+        """ReportResult for each report, answered one by one and in order (a worker with DTQ_BATCHING
+        coalesces its reports into this call); a refused report fails alone, not the call."""
+        if len(request.reports) > MAX_BATCH_ITEMS:
+            raise InvalidArgument(f"ReportResults takes at most {MAX_BATCH_ITEMS} reports")
+        response = worker_pb2.ReportResultsResponse()
+        await self._report_items(request.reports, response.results, context)
+        return response
+
+    async def _report_items(
+        self,
+        reports: Sequence[worker_pb2.ReportResultRequest],
+        items: Any,
+        context: Context,
+        worker_id: str | None = None,
+    ) -> None:
+        """Adds to `items` each report's verdict, as ReportResult would answer it: the job's state, or
+        the refusal's code and message. `worker_id`: the fetching worker's, which a carried report
+        must name."""
+        report_one = unwrap_errors(self.ReportResult)  # its errors are the item's, not the call's
+        assert report_one is not None
+        for report in reports:
+            item = items.add()
+            try:
+                if worker_id is not None and report.worker_id != worker_id:
+                    raise InvalidArgument("a carried report must name the fetching worker")
+                item.state = (await report_one(report, context)).state
+            except grpc.aio.AioRpcError as exc:  # forwarded to the job's owner
+                item.code, item.message, _ = item_error(error_from_rpc(exc))
+            except DtqError as exc:
+                item.code, item.message, _ = item_error(exc)
 
 
 # ---------------------------------------------------------------------------- Peer

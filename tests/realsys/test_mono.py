@@ -28,6 +28,7 @@ from model.job import JobSpec
 from model.states import JobState
 from realsys.client import DtqClient
 from realsys.cluster import free_ports
+from realsys.coalesce import MAX_BATCH_ITEMS
 from realsys.config import NodeConfig, Store, grpc_options
 from realsys.convert import from_timestamp
 from realsys.metrics import NodeMetrics
@@ -433,6 +434,41 @@ async def test_a_fetch_carrying_reports_answers_each_as_report_result_would(idle
     assert stale.code == "ABORTED" and other.code == "INVALID_ARGUMENT" and not ok.code
     assert ok.state == JobState.SUCCEEDED
     assert (await idle.client("n3").result(job_id)).response.output == b"ok"
+
+
+async def test_report_results_answers_each_report_as_report_result_would(idle: Cluster) -> None:
+    """ReportResults (what a worker with DTQ_BATCHING sends) on a node that owns none of the jobs: each
+    report is forwarded to its owner and answered in order; a refused one fails alone, not the call."""
+    jobs = [await idle.client(n).submit("echo", b"batched") for n in ("n1", "n3")]
+    n2 = idle.stub("n2", worker_pb2_grpc.WorkersStub)
+    assigned = []
+    for node in ("n1", "n3"):
+        fetched = await idle.stub(node, worker_pb2_grpc.WorkersStub).FetchWork(
+            worker_pb2.FetchWorkRequest(worker_id="ext", free_slots=1, wait_timeout={"seconds": 1}), timeout=3
+        )
+        assigned += [a.job_id for a in fetched.assignments]
+    assert assigned == jobs
+    report = worker_pb2.ReportResultRequest
+    reply = await n2.ReportResults(
+        worker_pb2.ReportResultsRequest(
+            reports=[
+                report(worker_id="ext", job_id=jobs[0], attempt=2, success={"output": b"x"}),  # stale
+                report(worker_id="ext", job_id=jobs[0], attempt=1, success={"output": b"one"}),
+                report(worker_id="ext", job_id="no-such-job", attempt=1, success={"output": b"x"}),
+                report(worker_id="ext", job_id=jobs[1], attempt=1, failure={"message": "boom"}),
+            ]
+        ),
+        timeout=3,
+    )
+    stale, one, unknown, failed = reply.results
+    assert stale.code == "ABORTED" and unknown.code in {"NOT_FOUND", "INVALID_ARGUMENT"}
+    assert not one.code and one.state == JobState.SUCCEEDED
+    assert not failed.code and failed.state in {JobState.PENDING, JobState.FAILED}  # retried or failed
+    assert (await idle.client("n3").result(jobs[0])).response.output == b"one"
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        too_many_reports = [report()] * (MAX_BATCH_ITEMS + 1)
+        await n2.ReportResults(worker_pb2.ReportResultsRequest(reports=too_many_reports), timeout=3)
+    assert too_many.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_lease_expires_without_heartbeats_and_the_job_is_requeued(idle: Cluster) -> None:
