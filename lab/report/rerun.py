@@ -22,12 +22,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import yaml
@@ -37,6 +40,7 @@ from realsys.cli_common import progress
 
 LOCK = "/tmp/dtq-measure.lock"
 QUICK_EXPERIMENT = "seed_plan_quick"
+_REPLICATION = re.compile(r"-\d+-\d{8}T\d{6}Z?$")  # a run directory's replication and start time
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,14 +196,14 @@ def durations(data: Path) -> str:
         seconds = json.loads(cal.read_text()).get("calibration_seconds")
         if isinstance(seconds, int | float):
             parts.append(("calibration", seconds / 60, "calibration_seconds in data/calibration/local.json"))
-    for what, pattern in (
-        ("sweep", "*-seed_plan.*"),
-        ("validation real runs", "real-*-validation*"),
-        ("local fault runs", "real-faults-*"),
-    ):
+    for what, pattern in (("sweep", "*-seed_plan.*"), ("validation real runs", "real-*-validation*")):
         minutes = _span_minutes(data / "runs", pattern)
         if minutes:
             parts.append((what, minutes, f"start times of data/runs/{pattern}"))
+    minutes = _round_minutes(data / "runs", "real-faults-*")
+    if minutes:
+        source = "median start to start per fault, data/runs/real-faults-*"
+        parts.append(("local fault runs, one round", minutes, source))
     if not parts:
         return "No committed records to estimate a re-run's duration from."
     total = sum(m for _, m, _ in parts)
@@ -235,14 +239,39 @@ def durations(data: Path) -> str:
     return "\n".join(lines)
 
 
-def _span_minutes(runs: Path, pattern: str) -> float:
-    """Sum over the days the runs were made of (last start - first start), in minutes, plus one run."""
-    by_day: dict[str, list[datetime]] = {}
+def _starts(runs: Path, pattern: str) -> list[tuple[datetime, str]]:
+    """(start time, run directory name) of each committed run matching `pattern`, in time order."""
+    out = []
     for config in runs.glob(f"{pattern}/config.json"):
         started = json.loads(config.read_text()).get("started_at")
         if started:
-            t = datetime.fromisoformat(str(started).replace("Z", "+00:00"))
-            by_day.setdefault(t.date().isoformat(), []).append(t)
+            out.append((datetime.fromisoformat(str(started).replace("Z", "+00:00")), config.parent.name))
+    return sorted(out)
+
+
+def _round_minutes(runs: Path, pattern: str) -> float:
+    """One round of the runs matching `pattern`: each distinct run (its name without replication and
+    time, `-<n>-<YYYYmmddTHHMMSS>`) once, at the median time from its start to the next run's start
+    (gaps over 10 minutes end a session and are not counted; a run never followed in its session gets
+    the median of all gaps). Repeated rounds and audits in the records do not add to it."""
+    starts = [(t, _REPLICATION.sub("", name)) for t, name in _starts(runs, pattern)]
+    gaps: dict[str, list[float]] = {}
+    for (t, run), (after, _) in pairwise(starts):
+        gap = (after - t).total_seconds()
+        if gap <= 600:
+            gaps.setdefault(run, []).append(gap)
+    every = [g for group in gaps.values() for g in group]
+    if not every:
+        return 0.0
+    fallback = statistics.median(every)
+    return sum(statistics.median(gaps.get(run, [fallback])) for run in {run for _, run in starts}) / 60
+
+
+def _span_minutes(runs: Path, pattern: str) -> float:
+    """Sum over the days the runs were made of (last start - first start), in minutes, plus one run."""
+    by_day: dict[str, list[datetime]] = {}
+    for t, _ in _starts(runs, pattern):
+        by_day.setdefault(t.date().isoformat(), []).append(t)
     total = 0.0
     for times in by_day.values():
         gaps = sorted(times)

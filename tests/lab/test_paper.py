@@ -5,7 +5,9 @@ re-run writes only into its fresh root."""
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from lab.report.build import TEMPLATE, WORD_LIMIT, build
 from lab.report.data import REPO_ROOT
 from lab.report.intervals import interval
 from lab.report.paper import TemplateError, render, word_count
-from lab.report.rerun import Step, durations, steps
+from lab.report.rerun import Step, _round_minutes, durations, steps
 from sim.params import load_params
 
 DATA = REPO_ROOT / "data"
@@ -101,6 +103,25 @@ def test_a_rerun_writes_only_into_its_fresh_root(tmp_path: Path) -> None:
 def test_durations_are_stated_once_from_the_records() -> None:
     text = durations(DATA)
     assert "RERUN=1" in text and "QUICK=1" in text and re.search(r"about [\d.]+ h", text)
+
+
+def test_a_fault_round_counts_each_fault_once_however_often_it_was_audited(tmp_path: Path) -> None:
+    """Three rounds of the same two faults, 20 s and 40 s each, and a later audit of one of them: one
+    round is 60 s, not the sessions' spans added up; a gap over 10 minutes is not a run's time."""
+
+    def run(fault: str, n: int, stamp: str) -> None:
+        """A run directory named as `dtq faults run` names it, started at `stamp` (YYYYmmddTHHMMSS)."""
+        name = f"real-faults-micro-{fault}-L5-H1-{n}-{stamp}"
+        at = datetime.strptime(stamp, "%Y%m%dT%H%M%S").isoformat() + "Z"
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"started_at": at}))
+
+    for n in (1, 2, 3):
+        run("kill-job", n, f"20261128T160{n}00")
+        run("stop-worker", n, f"20261128T160{n}20")
+    run("kill-job", 1, "20261207T224555")
+    assert _round_minutes(tmp_path, "real-faults-*") == pytest.approx(1.0)
+    assert _round_minutes(tmp_path, "nothing-*") == 0.0
 
 
 def test_the_committed_paper_is_what_make_paper_builds(tmp_path: Path) -> None:
