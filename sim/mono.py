@@ -138,29 +138,24 @@ class MonoNode:
         return reply
 
     def status(self, job_id: str) -> SimGen[Reply]:
-        proc = self.proc
-
-        def action(now: float) -> tuple[float, Reply]:
-            try:
-                job = self.sched.jobs.get(job_id)
-            except DtqError as exc:
-                return proc.cost("GetJobStatus"), (status_of(exc), None)
-            return proc.cost("GetJobStatus"), ("OK", job.state)
-
-        reply: Reply = yield proc.run(action)
-        return reply
+        return self._read("GetJobStatus", job_id, result=False)
 
     def result(self, job_id: str) -> SimGen[Reply]:
+        return self._read("GetJobResult", job_id, result=True)
+
+    def _read(self, method: str, job_id: str, result: bool) -> SimGen[Reply]:
+        """GetJobStatus / GetJobResult at the owner: the job's state, or (`result`) FAILED_PRECONDITION
+        while it has no result yet."""
         proc = self.proc
 
         def action(now: float) -> tuple[float, Reply]:
             try:
                 job = self.sched.jobs.get(job_id)
-                if not job.done:
+                if result and not job.done:
                     raise FailedPrecondition(f"job {job_id} is {job.state.name}: it has no result yet")
             except DtqError as exc:
-                return proc.cost("GetJobResult"), (status_of(exc), None)
-            return proc.cost("GetJobResult"), ("OK", job.state)
+                return proc.cost(method), (status_of(exc), None)
+            return proc.cost(method), ("OK", job.state)
 
         reply: Reply = yield proc.run(action)
         return reply
