@@ -191,7 +191,7 @@ class MicroCluster(Cluster):
     def _job_create(self, job: JobDraw) -> SimGen[Reply]:
         proc = self.jobp
         reply: Reply = yield proc.run(
-            submit_action(self, proc, "CreateJob", self.jobs.create, job, self._perform)
+            submit_action("CreateJob", self, proc, self.jobs.create, job, self._perform)
         )
         return reply
 

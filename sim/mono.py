@@ -133,7 +133,7 @@ class MonoNode:
     def submit(self, job: JobDraw) -> SimGen[Reply]:
         proc = self.proc
         reply: Reply = yield proc.run(
-            submit_action(self.cluster, proc, "SubmitJob", self.driver.submit, job, self._perform)
+            submit_action("SubmitJob", self.cluster, proc, self.driver.submit, job, self._perform)
         )
         return reply
 

@@ -47,9 +47,9 @@ def perform_effects(
 
 
 def submit_action(
+    method: str,
     cluster: Cluster,
     proc: Proc,
-    method: str,
     submit: Callable[[float, JobSpec], tuple[Submitted, Step[simpy.Event]]],
     job: JobDraw,
     perform: Perform,
