@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from google.protobuf.message import Message
+
 from model.errors import ERROR_FOR_CODE, Code, DtqError, Unavailable
 
 # The most items one batch call carries, the most batch calls of one hop in flight at once, and the
@@ -24,6 +26,7 @@ MAX_QUEUED_ITEMS = 4096
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
+Request = TypeVar("Request", bound=Message)
 
 
 class Coalescer(Generic[Item, Result]):
@@ -168,3 +171,15 @@ def error_of_item(code: str, message: str, retry_after: float = -1.0) -> DtqErro
     if isinstance(error, Unavailable):
         error.retry_after = retry_after if retry_after >= 0 else None
     return error
+
+
+def message_coalescer(
+    name: str, send: Callable[[list[Request]], Awaitable[Sequence[Result | DtqError]]], max_bytes: int
+) -> Coalescer[Request, Result]:
+    """A hop of protobuf requests, coalesced: each sized by its encoding, about `max_bytes` a call
+    (the gateway's CreateJobs, the coordinator's CompleteAttempts, a worker's ReportResults)."""
+    return Coalescer(name, send, size=_encoded_size, max_bytes=max_bytes)
+
+
+def _encoded_size(message: Message) -> int:
+    return message.ByteSize()

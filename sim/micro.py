@@ -26,8 +26,8 @@ from typing import Any
 
 import simpy
 
-from model.actions import PutResult, Step, Wake
-from model.commands import Enqueue, JobFinished, LeaseExpired, NotifyCancel
+from model.actions import PutResult, Step
+from model.commands import Enqueue, NotifyCancel
 from model.coordinator import Coordinator, fetch_limit
 from model.errors import DtqError, StaleAttempt
 from model.ids import JobIdFactory
@@ -43,9 +43,9 @@ from model.workload import JobDraw
 from sim.cpu import Component, CostModel, stream
 from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, finished_record, status_of, wake
 from sim.params import SimParams
+from sim.service import Reply, cancel_action, perform_effects, submit_action
 from sim.worker import RunningList, SimWorker
 
-Reply = tuple[str, Any]
 ROLES = ("gateway", "job", "queue", "coordinator", "worker", "result")  # realsys.config.MICRO_ROLES
 MAX_POLL = 60.0  # realsys/micro/base.py
 
@@ -165,28 +165,23 @@ class MicroCluster(Cluster):
         cost = proc.commit(len(step.save))
         if step.delete:
             cost += proc.commit(len(step.delete))
-        for effect in step.effects:
-            match effect:  # class patterns: no isinstance calls on this hot path
-                case Wake():
-                    for event in effect.tokens:
-                        wake(event, effect.value)
-                case JobFinished():
-                    self.job_finished(effect.job_id)
-                case NotifyCancel():
-                    self.spawn(
-                        self.call(
-                            proc,
-                            self._coord_notify_cancel(effect.job_id, effect.attempt, effect.worker_id),
-                            to=self.coord,
-                        )
-                    )
-                case LeaseExpired():
-                    self.count("lease_expired")
+        if step.effects:
+            perform_effects(self, step.effects, self._notify_cancel)
         if step.flush and self._outbox_ready is not None:
             wake(self._outbox_ready)
         if step.rearm:
             self.job_timer.arm()
         return cost
+
+    def _notify_cancel(self, effect: NotifyCancel) -> None:
+        """job -> coordinator.NotifyCancel, in the background (the coordinator pushes it to the worker)."""
+        self.spawn(
+            self.call(
+                self.jobp,
+                self._coord_notify_cancel(effect.job_id, effect.attempt, effect.worker_id),
+                to=self.coord,
+            )
+        )
 
     def job_start_draining(self) -> float:
         """JobRole.drain's step: WaitJob long-polls stop waiting (the simulator's runs never drain a
@@ -195,20 +190,9 @@ class MicroCluster(Cluster):
 
     def _job_create(self, job: JobDraw) -> SimGen[Reply]:
         proc = self.jobp
-
-        def action(now: float) -> tuple[float, Reply]:
-            cost = proc.cost("CreateJob")
-            try:
-                submitted, step = self.jobs.create(now, self.spec_of(job))
-            except DtqError as exc:
-                return cost, (status_of(exc), "")
-            job_id = submitted.job.job_id
-            self.submit_job(job_id, job)
-            size = self.payload_of(job_id)  # parsing it and the store writing it
-            cost += proc.byte_cost("CreateJob", size) + proc.byte_cost("commit", size)
-            return cost + self._perform(step), ("OK", job_id)
-
-        reply: Reply = yield proc.run(action)
+        reply: Reply = yield proc.run(
+            submit_action("CreateJob", self, proc, self.jobs.create, job, self._perform)
+        )
         return reply
 
     def _job_look(self, method: str, job_id: str) -> Any:
@@ -251,16 +235,7 @@ class MicroCluster(Cluster):
 
     def _job_cancel(self, job_id: str) -> SimGen[Reply]:
         proc = self.jobp
-
-        def action(now: float) -> tuple[float, Reply]:
-            cost = proc.cost("CancelJob")
-            try:
-                job, step = self.jobs.cancel(now, job_id)
-            except DtqError as exc:
-                return cost, (status_of(exc), None)
-            return cost + self._perform(step), ("OK", job.state)
-
-        reply: Reply = yield proc.run(action)
+        reply: Reply = yield proc.run(cancel_action(proc, self.jobs.cancel, job_id, self._perform))
         return reply
 
     def _job_list(self, page_size: int) -> SimGen[Reply]:

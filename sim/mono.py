@@ -28,8 +28,8 @@ from typing import Any
 
 import simpy
 
-from model.actions import Step, Wake
-from model.commands import JobFinished, LeaseExpired, NotifyCancel
+from model.actions import Step
+from model.commands import NotifyCancel
 from model.errors import DtqError, FailedPrecondition, StaleAttempt
 from model.ids import JobIdFactory, owner_of, split_by_owner
 from model.job import Assignment, Job, Outcome
@@ -41,11 +41,11 @@ from model.states import JobState
 from model.stealing import FETCH_LOCAL, AskDepths, StealFrom, StealPacer, WaitForWork, fetch_done, fetch_loop
 from model.workload import JobDraw
 from sim.cpu import Component, CostModel, Proc, stream
-from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, finished_record, status_of, wake
+from sim.engine import Cluster, LoadgenPart, SimGen, SimTimer, finished_record, status_of
 from sim.params import SimParams
+from sim.service import Reply, cancel_action, perform_effects, submit_action
 from sim.worker import RunningList, SimWorker
 
-Reply = tuple[str, Any]
 # model.ids.owner_of, memoised: a job's id is parsed (a regex) by every request routed to its owner and
 # by its report; a pure function, so the cache changes nothing but the time (errors are not cached)
 _owner_of = lru_cache(maxsize=1 << 14)(owner_of)
@@ -110,25 +110,16 @@ class MonoNode:
         cost += proc.commit(len(step.save))
         if step.delete:
             cost += proc.commit(len(step.delete))
-        cluster = self.cluster
-        for effect in step.effects:
-            match effect:  # class patterns: no isinstance calls on this hot path
-                case Wake():
-                    for event in effect.tokens:
-                        wake(event, effect.value)
-                case JobFinished():
-                    cluster.job_finished(effect.job_id)
-                case NotifyCancel():
-                    worker = self.worker
-                    if worker is not None and effect.worker_id == worker.worker_id:
-                        worker.cancel(effect.job_id, effect.attempt)
-                case LeaseExpired():
-                    cluster.count("lease_expired")
-                case _:
-                    cluster.count("workers_lost")
+        if step.effects:
+            perform_effects(self.cluster, step.effects, self._notify_cancel)
         if step.rearm:
             self.timer.arm()
         return cost
+
+    def _notify_cancel(self, effect: NotifyCancel) -> None:
+        worker = self.worker
+        if worker is not None and effect.worker_id == worker.worker_id:
+            worker.cancel(effect.job_id, effect.attempt)
 
     def _on_timer(self, now: float) -> float:
         return self.proc.cost("timer") + self._perform(self.driver.on_timer(now))
@@ -141,62 +132,37 @@ class MonoNode:
     # ---------------------------------------------------------------- client side, at the owner
     def submit(self, job: JobDraw) -> SimGen[Reply]:
         proc = self.proc
-
-        def action(now: float) -> tuple[float, Reply]:
-            cost = proc.cost("SubmitJob")
-            try:
-                submitted, step = self.driver.submit(now, self.cluster.spec_of(job))
-            except DtqError as exc:
-                return cost, (status_of(exc), "")
-            job_id = submitted.job.job_id
-            self.cluster.submit_job(job_id, job)
-            size = self.cluster.payload_of(job_id)  # parsing it and the store writing it
-            cost += proc.byte_cost("SubmitJob", size) + proc.byte_cost("commit", size)
-            return cost + self._perform(step), ("OK", job_id)
-
-        reply: Reply = yield proc.run(action)
+        reply: Reply = yield proc.run(
+            submit_action("SubmitJob", self.cluster, proc, self.driver.submit, job, self._perform)
+        )
         return reply
 
     def status(self, job_id: str) -> SimGen[Reply]:
-        proc = self.proc
-
-        def action(now: float) -> tuple[float, Reply]:
-            try:
-                job = self.sched.jobs.get(job_id)
-            except DtqError as exc:
-                return proc.cost("GetJobStatus"), (status_of(exc), None)
-            return proc.cost("GetJobStatus"), ("OK", job.state)
-
-        reply: Reply = yield proc.run(action)
-        return reply
+        return self._read("GetJobStatus", job_id, result=False)
 
     def result(self, job_id: str) -> SimGen[Reply]:
+        return self._read("GetJobResult", job_id, result=True)
+
+    def _read(self, method: str, job_id: str, result: bool) -> SimGen[Reply]:
+        """GetJobStatus / GetJobResult at the owner: the job's state, or (`result`) FAILED_PRECONDITION
+        while it has no result yet."""
         proc = self.proc
 
         def action(now: float) -> tuple[float, Reply]:
             try:
                 job = self.sched.jobs.get(job_id)
-                if not job.done:
+                if result and not job.done:
                     raise FailedPrecondition(f"job {job_id} is {job.state.name}: it has no result yet")
             except DtqError as exc:
-                return proc.cost("GetJobResult"), (status_of(exc), None)
-            return proc.cost("GetJobResult"), ("OK", job.state)
+                return proc.cost(method), (status_of(exc), None)
+            return proc.cost(method), ("OK", job.state)
 
         reply: Reply = yield proc.run(action)
         return reply
 
     def cancel(self, job_id: str) -> SimGen[Reply]:
         proc = self.proc
-
-        def action(now: float) -> tuple[float, Reply]:
-            cost = proc.cost("CancelJob")
-            try:
-                job, step = self.driver.cancel(now, job_id)
-            except DtqError as exc:
-                return cost, (status_of(exc), None)
-            return cost + self._perform(step), ("OK", job.state)
-
-        reply: Reply = yield proc.run(action)
+        reply: Reply = yield proc.run(cancel_action(proc, self.driver.cancel, job_id, self._perform))
         return reply
 
     def wait(self, job_id: str, poll: float) -> SimGen[Reply]:

@@ -32,6 +32,7 @@ import tempfile
 import time
 import tracemalloc
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import MappingProxyType
 
@@ -76,26 +77,37 @@ def core_bytes_per_job(n: int, fresh_specs: bool) -> float:
     False) one spec object for all, as the simulator submits them."""
     table = JobTable(CoreConfig(), JobIdFactory("n1", "1"))
     shared = JobSpec.make("sleep")
+
+    def spec_of(i: int) -> JobSpec:
+        if fresh_specs:  # new objects for every field, payload included
+            return JobSpec("".join(["sl", "eep"]), b"x" * 64, 0, RetryPolicy(), 0.0, MappingProxyType({}))
+        return shared
+
     gc.collect()
     tracemalloc.start()
     try:
         start = tracemalloc.get_traced_memory()[0]
-        now = 1000.0
-        for i in range(n):
-            now += 0.0005
-            spec = shared
-            if fresh_specs:  # new objects for every field, payload included
-                spec = JobSpec("".join(["sl", "eep"]), b"x" * 64, 0, RetryPolicy(), 0.0, MappingProxyType({}))
-            job = table.submit(now, spec).job
-            a = table.lease(now + 0.001, job.job_id, "".join(["n1/w", str(i % 12)]))
-            table.complete(now + 0.5, job.job_id, a.attempt, a.worker_id, Succeeded(b""))
-            if i % 1000 == 0:
-                table.handle_timer(now)
-        table.handle_timer(now + 60.0)  # every lease's timer entry due and gone
+        run_finished_jobs(table, n, 1000.0, spec_of)
         gc.collect()
         return (tracemalloc.get_traced_memory()[0] - start) / n
     finally:
         tracemalloc.stop()
+
+
+def run_finished_jobs(table: JobTable, n: int, now: float, spec_of: Callable[[int], JobSpec]) -> float:
+    """`n` jobs through submit, lease and success, the i-th with `spec_of(i)` on worker n1/w<i % 12>
+    (a new name string each time, as a real node decodes it), 0.5 ms apart from `now`; the timer
+    handled every 1000 jobs and at the end, when every lease's entry is due. Returns the last submit
+    time (tests/model/test_retained_jobs.py runs the same jobs)."""
+    for i in range(n):
+        now += 0.0005
+        job = table.submit(now, spec_of(i)).job
+        a = table.lease(now + 0.001, job.job_id, "".join(["n1/w", str(i % 12)]))
+        table.complete(now + 0.5, job.job_id, a.attempt, a.worker_id, Succeeded(b""))
+        if i % 1000 == 0:
+            table.handle_timer(now)
+    table.handle_timer(now + 60.0)  # every lease's timer entry due and gone
+    return now
 
 
 def rss_mb(pid: int) -> float | None:

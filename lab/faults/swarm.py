@@ -232,7 +232,7 @@ class SwarmBackend:
             ),
             **settings,
         }
-        text = deploy.render("swarm", design, self.nodes, len(self.hosts), slots)
+        text = deploy.Deployment("swarm", design, self.nodes, len(self.hosts), slots).render()
         await asyncio.to_thread(self._remove, stack)  # leftovers of an interrupted run
         with tempfile.TemporaryDirectory(prefix="dtq-stack-") as tmp:
             path = Path(tmp) / f"stack.{design}.yml"

@@ -32,7 +32,7 @@ from dtq.v1 import internal_pb2, internal_pb2_grpc, worker_pb2, worker_pb2_grpc
 from model.coordinator import Coordinator
 from model.errors import DtqError, InvalidArgument
 from model.workers import validate_worker_id
-from realsys.coalesce import MAX_BATCH_ITEMS, Coalescer, error_of_item, item_error
+from realsys.coalesce import MAX_BATCH_ITEMS, Coalescer, error_of_item, item_error, message_coalescer
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, outcome_from_pb, outcome_to_pb, running_to_pb, to_duration
 from realsys.decoding import add_servicer
@@ -76,11 +76,8 @@ class CoordinatorRole(MicroRole, worker_pb2_grpc.WorkersServicer, internal_pb2_g
         self._acks: list[str] = []  # batching: acknowledgements for the next Reserve to carry
         self._ack_flush: asyncio.TimerHandle | None = None
         if config.batching == "on":
-            self._completes = Coalescer(
-                "CompleteAttempts",
-                self._complete_attempts,
-                size=lambda request: request.ByteSize(),
-                max_bytes=config.core.max_reply_bytes,
+            self._completes = message_coalescer(
+                "CompleteAttempts", self._complete_attempts, config.core.max_reply_bytes
             )
 
     def add_to_server(self, server: grpc.aio.Server) -> None:

@@ -23,7 +23,7 @@ import grpc
 from dtq.v1 import client_pb2, client_pb2_grpc, internal_pb2, internal_pb2_grpc, job_pb2
 from model.errors import DtqError, FailedPrecondition
 from model.states import JobState
-from realsys.coalesce import Coalescer, error_of_item
+from realsys.coalesce import Coalescer, error_of_item, message_coalescer
 from realsys.config import NodeConfig
 from realsys.convert import from_duration, to_duration
 from realsys.decoding import add_servicer
@@ -55,12 +55,7 @@ class GatewayRole(MicroRole, client_pb2_grpc.TaskQueueServicer):
         # DTQ_BATCHING=on: submits without a wait go to the job service coalesced, as CreateJobs
         self._creates: Coalescer[client_pb2.SubmitJobRequest, client_pb2.SubmitJobResponse] | None = None
         if config.batching == "on":
-            self._creates = Coalescer(
-                "CreateJobs",
-                self._create_jobs,
-                size=lambda request: request.ByteSize(),
-                max_bytes=config.core.max_reply_bytes,
-            )
+            self._creates = message_coalescer("CreateJobs", self._create_jobs, config.core.max_reply_bytes)
 
     def add_to_server(self, server: grpc.aio.Server) -> None:
         add_servicer(client_pb2_grpc.add_TaskQueueServicer_to_server, self, server)

@@ -22,7 +22,7 @@ from model.errors import DtqError, StaleAttempt
 from model.job import Assignment, Outcome
 from model.runtime import HeartbeatReply, Key
 from realsys.client import channel_options, make_stub, rpc_error
-from realsys.coalesce import Coalescer, error_of_item
+from realsys.coalesce import Coalescer, error_of_item, message_coalescer
 from realsys.convert import assignment_from_pb, from_duration, outcome_to_pb, running_to_pb, to_duration
 from realsys.security import ChannelSecurity, open_aio_channel
 
@@ -51,12 +51,7 @@ class GrpcWorkerBackend:
         self._stub: Any = None
         self._reports: Coalescer[worker_pb2.ReportResultRequest, None] | None = None
         if batching:
-            self._reports = Coalescer(
-                "ReportResults",
-                self._report_batch,
-                size=lambda request: request.ByteSize(),
-                max_bytes=max_report_bytes,
-            )
+            self._reports = message_coalescer("ReportResults", self._report_batch, max_report_bytes)
 
     def _workers(self) -> Any:
         if self._stub is None:  # opened on first use: an aio channel belongs to the running loop

@@ -36,7 +36,7 @@ def test_hosts_parse_and_bad_ones_are_refused() -> None:
 @pytest.mark.parametrize(("design", "nodes"), [("mono", 6), ("mono", 12), ("micro", 6)])
 def test_the_backend_finds_each_service_where_the_stack_puts_it(design: str, nodes: int) -> None:
     hosts = swarm.parse_hosts(HOSTS)
-    stack = yaml.safe_load(deploy.render("swarm", design, nodes, len(hosts)))
+    stack = yaml.safe_load(deploy.Deployment("swarm", design, nodes, len(hosts)).render())
     where = swarm.placement(design, nodes, hosts)
     assert set(where) == set(stack["services"])
     for name, (host, port) in where.items():

@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.bench.memory import run_finished_jobs
 from model.config import CoreConfig
 from model.ids import JobIdFactory
 from model.job import CancelledByWorker, Failed, Job, JobError, JobSpec, RetryPolicy, Succeeded, spec_bytes
@@ -145,18 +146,9 @@ def test_a_retained_job_answers_as_before_it_was_compacted(plans: list[tuple[Any
 
 
 def _run_jobs(table: JobTable, n: int, t0: float) -> float:
-    """n jobs through submit, lease and success, each with a new spec as a real node decodes it."""
-    now = t0
-    for i in range(n):
-        now += 0.0005
-        spec = fresh_spec("sleep", b"x" * 64, i % 3, {}, 0, 0.0)
-        job = table.submit(now, spec).job
-        a = table.lease(now + 0.001, job.job_id, "".join(["n1/w", str(i % 12)]))
-        table.complete(now + 0.5, job.job_id, a.attempt, a.worker_id, Succeeded(b""))
-        if i % 1000 == 0:
-            table.handle_timer(now)
-    table.handle_timer(now + 60.0)  # every lease's timer entry due and gone
-    return now
+    """n jobs through submit, lease and success, each with a new spec as a real node decodes it
+    (the loop lab.bench.memory measures with)."""
+    return run_finished_jobs(table, n, t0, lambda i: fresh_spec("sleep", b"x" * 64, i % 3, {}, 0, 0.0))
 
 
 RETAINED_JOB_BUDGET = 200  # bytes; 1003 before retained jobs were compacted, 436 before the columns

@@ -363,14 +363,22 @@ async def test_list_merges_every_node_and_paginates_exactly_once(idle: Cluster) 
 
 
 # ---------------------------------------------------------------------------- worker API
-async def test_external_worker_through_any_node(idle: Cluster) -> None:
-    job_id = await idle.client("n1").submit("echo", b"ext")
+async def _leased_at_n1(idle: Cluster, payload: bytes, free_slots: int) -> tuple[str, Any, Any, Any]:
+    """A job submitted at n1 and fetched there by the external worker "ext" with `free_slots` free:
+    its id, n1's and n2's Workers stubs, and its one assignment."""
+    job_id = await idle.client("n1").submit("echo", payload)
     n1 = idle.stub("n1", worker_pb2_grpc.WorkersStub)
     n2 = idle.stub("n2", worker_pb2_grpc.WorkersStub)
     fetched = await n1.FetchWork(
-        worker_pb2.FetchWorkRequest(worker_id="ext", free_slots=3, wait_timeout={"seconds": 1}), timeout=3
+        worker_pb2.FetchWorkRequest(worker_id="ext", free_slots=free_slots, wait_timeout={"seconds": 1}),
+        timeout=3,
     )
     (assignment,) = fetched.assignments
+    return job_id, n1, n2, assignment
+
+
+async def test_external_worker_through_any_node(idle: Cluster) -> None:
+    job_id, n1, n2, assignment = await _leased_at_n1(idle, b"ext", free_slots=3)
     assert assignment.job_id == job_id and assignment.attempt == 1 and assignment.owner_node == "n1"
     # a heartbeat and reports sent to n2 are forwarded to the owner
     beat = await n2.WorkerHeartbeat(
@@ -408,13 +416,7 @@ async def test_external_worker_through_any_node(idle: Cluster) -> None:
 async def test_a_fetch_carrying_reports_answers_each_as_report_result_would(idle: Cluster) -> None:
     """Report-and-fetch (FetchWork's `reports`) on a node that owns none of the jobs: each report is
     forwarded to its owner and answered in order; a bad one fails alone, not the fetch."""
-    job_id = await idle.client("n1").submit("echo", b"carried")
-    n1 = idle.stub("n1", worker_pb2_grpc.WorkersStub)
-    n2 = idle.stub("n2", worker_pb2_grpc.WorkersStub)
-    fetched = await n1.FetchWork(
-        worker_pb2.FetchWorkRequest(worker_id="ext", free_slots=1, wait_timeout={"seconds": 1}), timeout=3
-    )
-    (assignment,) = fetched.assignments
+    job_id, _, n2, assignment = await _leased_at_n1(idle, b"carried", free_slots=1)
     report = worker_pb2.ReportResultRequest
     reply = await n2.FetchWork(
         worker_pb2.FetchWorkRequest(

@@ -250,9 +250,9 @@ def test_the_registry_covers_every_method_the_designs_charge(monkeypatch: pytest
 
 def test_every_method_named_in_the_code_is_in_the_registry() -> None:
     """String literals passed to `.cost(...)` and to the helpers that charge a method by name."""
-    callers = {"cost", "look", "_gw", "_job_look", "reserve", "report_here"}
+    callers = {"cost", "look", "_gw", "_job_look", "_read", "submit_action", "reserve", "report_here"}
     named: set[str] = set()
-    for path in ("mono.py", "micro.py", "worker.py"):
+    for path in ("mono.py", "micro.py", "service.py", "worker.py"):
         for node in ast.walk(ast.parse((SIM_DIR / path).read_text())):
             if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
                 func = node.func
