@@ -479,6 +479,7 @@ class WorkerCoreMachine(RuleBasedStateMachine):
                 assert action.key not in self.reporting and action.key not in self.waiting, "one outcome"
                 assert action.key not in self.abandoned
                 assert self.carry or not action.carried
+                assert not (action.carried and self.fetch_in_flight), "a long-poll never holds a report back"
                 if action.carried:
                     self.waiting[action.key] = action.outcome
                 else:
@@ -569,7 +570,10 @@ class WorkerCoreMachine(RuleBasedStateMachine):
             outcome = Succeeded() if how == "returned" else BOOM
             actions = self.core.handler_ended(self.now, k, outcome, raised=how == "raised")
             if how == "raised" and self.interrupted.get(k) == "cancel" and k not in self.abandoned:
-                assert actions == [Report(k, CancelledByWorker())]
+                # whatever it raised, it reports the cancel (on its own or carried: _apply checks which)
+                (report,) = actions[:1]
+                assert isinstance(report, Report) and (report.key, report.outcome) == (k, CancelledByWorker())
+                assert all(not isinstance(a, Report) for a in actions[1:])
             self._apply(actions)
         self.to_release[k] = None
 
@@ -611,6 +615,9 @@ class WorkerCoreMachine(RuleBasedStateMachine):
         cancel = data.draw(st.lists(st.sampled_from(held), unique=True)) if held else []
         abandon = data.draw(st.lists(st.sampled_from(held), unique=True)) if held else []
         self._apply(self.core.heartbeat_replied(self.now, HeartbeatReply(cancel, abandon)))
+        # an abandoned attempt is never reported again, whether or not it had a handler to interrupt
+        # (one whose report a fetch in flight carries gets that fetch's Done)
+        self.abandoned.update(abandon)
 
     @invariant()
     def slots_add_up(self) -> None:
