@@ -1,7 +1,12 @@
 """The simulator's per-job holders stay small: draws kept as durations read back equal, executions
-kept as flags by id audit the same duplicates, and the timeout wheel keeps no FIFO for a duration done."""
+kept as flags by id audit the same duplicates, and the timeout wheel keeps no FIFO for a duration done.
+Also what a run carries from its start: no scipy.stats (~75 MB of RSS) among its imports."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -68,3 +73,16 @@ def test_the_wheel_keeps_no_fifo_once_its_waits_are_done() -> None:
     assert all(event.triggered for event in events)
     assert [event.value for event in events[1::2]] == [False] * 250  # the others timed out
     assert wheel._fifos == {} and wheel._armed == set()
+
+
+def test_importing_and_running_the_simulator_loads_no_scipy_stats() -> None:
+    """scipy.stats (imported by model/results/stats.py's intervals and fits where they run) would be
+    ~75 MB of a run's RSS, from its first job to its end; pandas comes only with a DataFrame."""
+    code = (
+        "import sys, sim, lab.bench.memory\n"
+        "from model.workload import OpenLoop, WorkloadSpec\n"
+        "sim.run(sim.SimConfig('mono', WorkloadSpec(OpenLoop(50.0), run_time=0.5, warmup=0.1)))\n"
+        "heavy = sorted(m for m in sys.modules if m.startswith(('scipy.stats', 'pandas')))\n"
+        "assert not heavy, heavy[:5]\n"
+    )
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code], check=True, cwd=Path(__file__).parents[2])
