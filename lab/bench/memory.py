@@ -5,7 +5,7 @@
 The run is lab.bench.simulator's 100-node what-if (Design B, 100 nodes x 12 slots, placeholder costs,
 Poisson submits at 2000/s of 0.5 s jobs): `--jobs` submits. Each variant runs in a fresh child
 process and reports its peak RSS (getrusage ru_maxrss): `streamed`, sim.run's default (records spill
-to disk beyond 100,000 of a kind, sim/records.py), and with `--baseline` `in-memory` (chunk larger than
+to disk beyond 20,000 of a kind, sim/records.py), and with `--baseline` `in-memory` (chunk larger than
 the run: every record held, as before records streamed). Both print the same summary digest (the
 records do not change the run). Every minute the child's RSS is sampled with its progress (job records
 spilled so far), so a long run shows how memory grows with jobs, and a run stopped early still leaves
