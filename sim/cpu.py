@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from array import array
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from enum import IntEnum
@@ -106,8 +107,10 @@ def sampler(dist: Dist, rng: np.random.Generator | None) -> Sampler:
 
 def _blocks(dist: Dist, rng: np.random.Generator) -> Iterator[float]:
     """Endless draws, a block of _BLOCK at a time: a chain over the blocks (C-level steps; Python
-    runs only to draw the next block once the last is used up)."""
-    return itertools.chain.from_iterable(iter(lambda: dist.sample(rng, _BLOCK).tolist(), None))
+    runs only to draw the next block once the last is used up). A block waits as raw doubles (an
+    array: 2 kB, where a list of floats is 8 kB; a 100-node run has ~1,900 samplers), each made a
+    float when it is drawn, the same value as the list's."""
+    return itertools.chain.from_iterable(iter(lambda: array("d", dist.sample(rng, _BLOCK).tobytes()), None))
 
 
 class Host:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import math
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -559,22 +558,81 @@ def wake(event: simpy.Event, value: Any = True) -> None:
         event.succeed(value)
 
 
-_Wait: TypeAlias = tuple[float, simpy.Event, Callable[[simpy.Event], None] | None]
+class _Wait:
+    """One long-poll wait in its duration's FIFO: its deadline, its event and what to tell when it
+    times out. It is also a callback of its event: woken early, it lets go of the event and the
+    callable at once (the wait stays a 48-byte shell in the FIFO until compaction or its deadline)."""
+
+    __slots__ = ("deadline", "event", "on_timeout")
+
+    def __init__(
+        self, deadline: float, event: simpy.Event, on_timeout: Callable[[simpy.Event], None] | None
+    ) -> None:
+        self.deadline = deadline
+        self.event: simpy.Event | None = event
+        self.on_timeout = on_timeout
+
+    def __call__(self, _: simpy.Event) -> None:
+        self.event = self.on_timeout = None
+
+    def pending(self) -> bool:
+        return self.event is not None and self.event._value is PENDING
+
+
+class _Fifo:
+    """The waits of one duration, in the order they began (a list and the index of its head), and
+    the wheel's armed timer for the oldest pending one: this object itself is the entry in the event
+    queue (what simpy's Timeout would be, at the same time and with the same priority and sequence
+    number), so a duration costs no Timeout, closure or deque of its own."""
+
+    __slots__ = ("armed", "callbacks", "head", "limit", "timeout", "waits", "wheel")
+    _ok = True  # an event that succeeded (what the event loop checks after its callbacks)
+
+    def __init__(self, wheel: TimeoutWheel, timeout: float) -> None:
+        self.wheel = wheel
+        self.timeout = timeout
+        self.waits: list[_Wait] = []
+        self.head = 0  # waits[:head] are done
+        self.limit = _COMPACT_MIN  # compact the waits when this many are held
+        self.armed = False
+        self.callbacks: Sequence[Callable[[_Fifo], None]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.waits) - self.head
+
+    def compact(self) -> None:
+        """Drops the waits already woken or done (amortised: the next compaction comes once as many
+        again are held), so a FIFO holds about the waits still pending, not every wait of the last
+        `timeout` seconds."""
+        self.waits = [w for w in self.waits[self.head :] if w.pending()]
+        self.head = 0
+        self.limit = max(_COMPACT_MIN, 2 * len(self.waits))
+
+
+def _fire(fifo: _Fifo) -> None:
+    fifo.wheel._fire(fifo)
+
+
+_FIRE = (_fire,)  # every armed FIFO's callbacks (the event loop reads them and sets None)
+_COMPACT_MIN = 64
 
 
 class TimeoutWheel:
-    """Timeouts of long-poll waits, one armed simpy timeout per distinct duration.
+    """Timeouts of long-poll waits, one armed timer per distinct duration.
 
     Waits of one duration end in the order they began, so each duration keeps a FIFO and arms a
-    timeout only for its oldest wait still pending; waits woken early are skipped when they come
-    up. Almost every wait is woken early (a WaitJob by its job's end), so this saves the simulator
-    one useless event per wait, and every wait still ends exactly at its deadline.
+    timer only for its oldest wait still pending; waits woken early are skipped when they come up.
+    Almost every wait is woken early (a WaitJob by its job's end), so this saves the simulator
+    one useless event per wait, and every wait still ends exactly at its deadline. A woken wait
+    lets go of its event at once, and a FIFO drops its woken waits when they make up half of it
+    (`_Fifo.compact`), so the wheel holds about the pending waits, not every wait of the last poll
+    period. The armed timers are the same entries of the event queue, at the same times and in the
+    same order, as simpy timeouts would be.
     """
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self._fifos: dict[float, deque[_Wait]] = {}
-        self._armed: set[float] = set()
+        self._fifos: dict[float, _Fifo] = {}
 
     def add(
         self, event: simpy.Event, timeout: float, on_timeout: Callable[[simpy.Event], None] | None = None
@@ -583,33 +641,49 @@ class TimeoutWheel:
             return
         fifo = self._fifos.get(timeout)
         if fifo is None:
-            fifo = self._fifos[timeout] = deque()
-        fifo.append((self.env._now + timeout, event, on_timeout))
-        if timeout not in self._armed:
-            self._arm(timeout, fifo)
+            fifo = self._fifos[timeout] = _Fifo(self, timeout)
+        wait = _Wait(self.env._now + timeout, event, on_timeout)
+        event.callbacks.append(wait)
+        fifo.waits.append(wait)
+        if not fifo.armed:
+            self._arm(fifo)
+        elif len(fifo.waits) >= fifo.limit:
+            fifo.compact()
 
-    def _arm(self, timeout: float, fifo: deque[_Wait]) -> None:
-        while fifo and fifo[0][1]._value is not PENDING:
-            fifo.popleft()
-        if not fifo:
-            self._armed.discard(timeout)
-            if self._fifos.get(timeout) is fifo:  # most durations occur once: keep no empty FIFO
-                del self._fifos[timeout]
+    def _arm(self, fifo: _Fifo) -> None:
+        waits, head = fifo.waits, fifo.head
+        while head < len(waits) and not waits[head].pending():
+            head += 1
+        if head == len(waits):
+            fifo.armed = False
+            fifo.waits, fifo.head = [], 0
+            if self._fifos.get(fifo.timeout) is fifo:  # most durations occur once: keep no empty FIFO
+                del self._fifos[fifo.timeout]
             return
-        self._armed.add(timeout)
-        self.env.timeout(max(0.0, fifo[0][0] - self.env._now)).callbacks.append(
-            lambda _: self._fire(timeout, fifo)
-        )
+        if head > _COMPACT_MIN and 2 * head > len(waits):
+            del waits[:head]
+            head = 0
+        fifo.head = head
+        fifo.armed = True
+        fifo.callbacks = _FIRE
+        env = self.env
+        now = env._now
+        queue: list[Any] = env._queue  # the event loop's heap: the FIFO is an event in it
+        heappush(queue, (now + max(0.0, waits[head].deadline - now), NORMAL, next(env._eid), fifo))
 
-    def _fire(self, timeout: float, fifo: deque[_Wait]) -> None:
+    def _fire(self, fifo: _Fifo) -> None:
         now = self.env._now + 1e-9  # the armed delay was deadline - now: it may land an ulp short
-        while fifo and fifo[0][0] <= now:
-            _, event, on_timeout = fifo.popleft()
-            if event._value is PENDING:
-                if on_timeout is not None:
-                    on_timeout(event)
+        waits = fifo.waits
+        while fifo.head < len(waits) and waits[fifo.head].deadline <= now:
+            wait = waits[fifo.head]
+            fifo.head += 1
+            event = wait.event
+            if event is not None and event._value is PENDING:
+                if wait.on_timeout is not None:
+                    wait.on_timeout(event)
                 event.succeed(False)
-        self._arm(timeout, fifo)
+            waits = fifo.waits  # on_timeout may have added a wait (and compacted the list)
+        self._arm(fifo)
 
 
 class LoadgenPart:

@@ -41,7 +41,9 @@ if TYPE_CHECKING:  # pandas is imported when a frame is asked for (a heavy impor
     import pandas as pd
 
 R = TypeVar("R", RequestRecord, JobRecord)
-CHUNK = 100_000  # records a sink holds before it spills them, sorted, to a chunk file
+# records a sink holds before it spills them, sorted, to a chunk file: a job record, its submit's
+# request record and its id are ~440 bytes, so full buffers of both kinds are ~9 MB (44 at 100,000)
+CHUNK = 20_000
 
 
 @dataclass(frozen=True, slots=True)

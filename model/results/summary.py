@@ -54,8 +54,18 @@ def _round(x: float) -> float:
 
 
 def _micros(seconds: Iterable[float] | npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
-    values = np.fromiter(seconds, dtype=np.float64) if not isinstance(seconds, np.ndarray) else seconds
-    return np.clip(np.rint(values * 1e6), 0, HIGHEST_US).astype(np.int64)
+    """Whole microseconds, clipped to the histogram's range. Raw doubles (an array('d')) are read in
+    place, and the steps run in one scratch array: 16 bytes a value at the peak (24 before)."""
+    if isinstance(seconds, array):
+        values: npt.NDArray[np.float64] = np.frombuffer(seconds, dtype=np.float64)
+    elif isinstance(seconds, np.ndarray):
+        values = seconds
+    else:
+        values = np.fromiter(seconds, dtype=np.float64)
+    scratch = values * 1e6
+    np.rint(scratch, out=scratch)
+    np.clip(scratch, 0, HIGHEST_US, out=scratch)
+    return scratch.astype(np.int64)
 
 
 def histogram(seconds: Iterable[float] | npt.NDArray[np.float64]) -> HdrHistogram:
@@ -83,7 +93,8 @@ def latency_stats(seconds: Iterable[float] | npt.NDArray[np.float64]) -> dict[st
     The percentiles and max are exactly HdrHistogram's (value of rank max(1, round(p/100 * n)),
     reported as the highest value of its 3-digit bucket); the mean is the exact mean of the
     microsecond values (HdrHistogram's would be an approximation of it)."""
-    us = np.sort(_micros(seconds))
+    us = _micros(seconds)
+    us.sort()  # in place: _micros's result is this call's own
     count = int(us.size)
     if not count:
         return {"count": 0, **{name: 0.0 for name, _ in PERCENTILES}, "mean": 0.0, "max": 0.0}
@@ -213,11 +224,14 @@ class _Outcomes:
         self.failed = 0
         self.cancelled = 0
         self.timed_out = 0
-        self.by_priority: dict[int, list[float]] = {}
+        self.by_priority: dict[int, array[float]] = {}  # raw doubles: 8 bytes a job, not 32
 
     def add(self, j: JobRecord) -> None:
         self.n += 1
-        self.by_priority.setdefault(j.priority, []).append(j.completion_time)
+        times = self.by_priority.get(j.priority)
+        if times is None:
+            times = self.by_priority[j.priority] = array("d")
+        times.append(j.completion_time)
         self.attempts += j.attempts
         self.attempts_max = max(self.attempts_max, j.attempts)
         self.failed += j.final_state is JobState.FAILED

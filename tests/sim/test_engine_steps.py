@@ -5,6 +5,8 @@ step against plain simpy on cases built to have ties (events at the same instant
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -181,5 +183,21 @@ def test_a_sampler_draws_its_distributions_blocks_in_order() -> None:
     got = [draw() for _ in range(2 * _BLOCK + 3)]  # across two refills
     rng = np.random.default_rng(7)
     want = [x for _ in range(3) for x in dist.sample(rng, _BLOCK).tolist()][: len(got)]
-    assert got == want
+    assert got == want and all(type(x) is float for x in got)
     assert sampler(Dist("constant", 0.25), None)() == 0.25
+
+
+def test_a_sampler_holds_its_block_as_raw_doubles() -> None:
+    """A 100-node run has ~1,900 samplers, each holding a block: 8 bytes a draw waiting (a list of
+    float objects was 32, ~15 MB in all)."""
+    dist = Dist.of({"kind": "exponential", "mean": 0.001})
+    rngs = [np.random.default_rng(i) for i in range(200)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        draws = [sampler(dist, rng) for rng in rngs]
+        first = [draw() for draw in draws]  # each draws its first block
+        per_sampler = tracemalloc.get_traced_memory()[0] / len(draws)
+    finally:
+        tracemalloc.stop()
+    assert len(first) == 200 and per_sampler <= 8 * _BLOCK + 1200  # 2.8 kB measured, 8.7 kB as a list
