@@ -273,7 +273,10 @@ def _spawn(directory: Path, name: str, env: Mapping[str, str], netns: str = "") 
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
-        start_new_session=True,  # a Ctrl-C in the terminal does not hit the nodes; `down` does
+        # own process group: a terminal's Ctrl-C does not hit the nodes (`down` does); the caller's
+        # session: with sched_autogroup each session is a CPU scheduling group, and a session per node
+        # lengthened gRPC's I/O threads' run-queue waits to 100s of ms (extended/tails.md)
+        process_group=0,
     )
     log.close()
     return proc.pid

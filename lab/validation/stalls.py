@@ -164,6 +164,7 @@ class Witnesses:
             k: [[round(t - t0, 6), round(late * 1e3, 3)] for t, late in v] for k, v in self.events.items()
         }
         out["gc_generation"] = self.gc_generation
+        out["t0_monotonic"] = t0  # the run's t0 on CLOCK_MONOTONIC, to align outside traces (perf -k mono)
         out["sched"] = {
             name: [[round(t - t0, 6), run, wait, n] for t, run, wait, n in rows]
             for name, rows in self.sched.items()
@@ -227,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     events = w.relative(t0)
     (path / WITNESS_FILE).write_text(json.dumps(events) + "\n", encoding="utf-8")
-    counts = {k: len(v) for k, v in events.items() if k not in ("gc_generation", "sched")}
+    counts = {k: len(v) for k, v in events.items() if k not in ("gc_generation", "sched", "t0_monotonic")}
     print(f"run written to {path}; witness events {counts}")
     return 0
 

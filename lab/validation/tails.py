@@ -290,7 +290,7 @@ def witness_cover(
     its length), merged and clipped to the request. Event times are on the requests' clock."""
     out: dict[str, list[float]] = {}
     for name, evs in events.items():
-        if name in ("gc_generation", "sched"):
+        if name in ("gc_generation", "sched", "t0_monotonic"):
             continue
         lag = 0.0 if name == "gc" else period
         iv = sorted((float(t) + lag, float(t) + lag + float(ms) / 1e3) for t, ms in evs)

@@ -104,8 +104,14 @@ def test_witness_cover_counts_only_stalls_inside_each_request(tmp_path: Path) ->
     splits, _ = tails.split_requests(tails.read_requests(run), tails.read_spans([spans]))
     # loop stalled 5 ms from 0.002+0.002 s (inside j0's submit, 0-10 ms); a GC pause 1.0-1.5 s
     # straddles j50's submit (1.00-1.01 s) only: 10 ms of it
-    events = {"loop": [[0.002, 5.0]], "gc": [[1.0, 500.0]], "gc_generation": [2], "sched": {}}
-    cover = tails.witness_cover(splits, events)
+    events = {
+        "loop": [[0.002, 5.0]],
+        "gc": [[1.0, 500.0]],
+        "gc_generation": [2],
+        "sched": {},
+        "t0_monotonic": 7.5,
+    }
+    cover = tails.witness_cover(splits, events)  # type: ignore[arg-type]  # t0_monotonic: a scalar
     by_job = {(s.request.job_id, s.request.op): i for i, s in enumerate(splits)}
     assert cover["loop"][by_job[("j0", "submit")]] == pytest.approx(0.005)
     assert cover["loop"][by_job[("j1", "submit")]] == 0.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
 import subprocess
@@ -93,6 +94,10 @@ async def test_a_three_node_cluster_serves_and_lists_across_its_nodes(tmp_path: 
         recorded = json.loads((tmp_path / "c" / cluster.CLUSTER_FILE).read_text())
         assert [n["name"] for n in recorded["nodes"]] == ["n1", "n2", "n3"]
         assert [n["env"]["DTQ_SLOTS"] for n in recorded["nodes"]] == ["4", "4", "4"]
+        for node in recorded["nodes"]:  # out of the terminal's process group, in our session (one
+            pid = node["pid"]  # scheduling group with the caller where autogroup is on)
+            assert os.getpgid(pid) == pid != os.getpgid(0)
+            assert os.getsid(pid) == os.getsid(0)
         ids = []
         for address in info.clients:  # each node in turn owns what it accepted
             async with DtqClient([address], timeout=10.0) as client:
