@@ -179,7 +179,10 @@ class BaselineCluster:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                start_new_session=True,  # a terminal's Ctrl-C does not reach it; down() stops it
+                # own process group: a terminal's Ctrl-C does not reach it (down() stops it); the
+                # caller's session, as dtq's nodes (realsys/cluster.py): with sched_autogroup a session
+                # is a CPU scheduling group, and the systems compared must be scheduled alike
+                process_group=0,
             )
 
     def _start_redis(self, server: str, timeout: float) -> None:

@@ -190,6 +190,9 @@ def test_down_stops_exactly_its_processes(tmp_path: Path) -> None:
     c.up()
     pids = [p.pid for p in (c._redis, *c._workers) if p is not None]
     assert len(pids) == 2
+    for pid in pids:  # out of the terminal's process group, in our session (scheduled as dtq's nodes)
+        assert os.getpgid(pid) == pid != os.getpgid(0)
+        assert os.getsid(pid) == os.getsid(0)
     c.down(grace=10.0)
     for pid in pids:
         with pytest.raises(ProcessLookupError):
