@@ -204,6 +204,8 @@ WRONG: list[tuple[list[str], int, str]] = [
     (["faults", "run", "--design", "mono", "--lease", "0"], Exit.USAGE, "--lease"),
     (["diagnose", "mono", "-3"], Exit.USAGE, "rate > 0"),
     (["calibrate", "--rounds", "0", "--name", "x"], Exit.USAGE, "rounds"),
+    # the paper's calibration, refused before measuring (it used to measure, then replace it)
+    (["calibrate", "--name", "local", "--quick"], Exit.USAGE, "local.json exists: --force replaces it"),
     (["soak", "--overload", "0.5"], Exit.USAGE, "--overload"),
     (["bench", "--runs", "0"], Exit.USAGE, "--runs"),
 ]
