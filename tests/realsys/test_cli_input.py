@@ -237,6 +237,33 @@ def test_serve_with_bad_settings_is_one_line(
     assert err.splitlines() == ["dtq: bad configuration: DTQ_NAME is required for DTQ_DESIGN=mono (e.g. n1)"]
 
 
+@pytest.mark.parametrize("setting", ["DTQ_LISTEN", "DTQ_METRICS_PORT"])
+def test_serve_on_a_port_in_use_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """A taken port is a bad setting named in one line (it was a logged traceback and exit 1)."""
+    for var in [v for v in os.environ if v.startswith("DTQ_")]:
+        monkeypatch.delenv(var)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("DTQ_ROLE", "node")
+        monkeypatch.setenv("DTQ_NAME", "n1")
+        monkeypatch.setenv("DTQ_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("DTQ_PEERS", "n1=127.0.0.1:0")
+        if setting == "DTQ_LISTEN":
+            monkeypatch.setenv("DTQ_LISTEN", f"127.0.0.1:{port}")
+        else:
+            monkeypatch.setenv("DTQ_METRICS_PORT", str(port))
+        code, out, err = dtq(capsys, "serve")
+    assert code == Exit.USAGE and out == "", err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dtq: bad configuration: {setting} "), err
+    assert str(port) in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "n1.addr").exists()  # it never announced an address
+
+
 def test_version_help_and_deprecated_spellings(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = dtq(capsys, "--version")
     assert code == Exit.OK and out.startswith("dtq ") and out.strip() != "dtq"
