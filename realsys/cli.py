@@ -139,8 +139,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command in unavailable:
         print(f"dtq {command}: {unavailable[command]}", file=sys.stderr)
         sys.exit(Exit.USAGE)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     prog = getattr(args, "dtq_prog", "dtq")
+    if extra:  # as parse_args would, but naming the command they were given to, not `dtq`
+        print(
+            f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)", file=sys.stderr
+        )
+        sys.exit(Exit.USAGE)
     configure_progress(prog, bool(getattr(args, "quiet", False)))
     try:
         code = int(args.handler(args))

@@ -204,6 +204,13 @@ WRONG: list[tuple[list[str], int, str]] = [
     (["faults", "run", "--design", "mono", "--lease", "0"], Exit.USAGE, "--lease"),
     (["diagnose", "mono", "-3"], Exit.USAGE, "rate > 0"),
     (["calibrate", "--rounds", "0", "--name", "x"], Exit.USAGE, "rounds"),
+    # a flag the command does not have: named with that command's help, not `dtq --help`
+    (
+        ["list", "--dir", "c", "--limit", "3"],
+        Exit.USAGE,
+        "dtq list: error: unrecognized arguments: --limit 3 (see `dtq list --help`)",
+    ),
+    (["sim", "params", "--bogus"], Exit.USAGE, "dtq sim: error: unrecognized arguments: --bogus"),
     # the paper's calibration, refused before measuring (it used to measure, then replace it)
     (["calibrate", "--name", "local", "--quick"], Exit.USAGE, "local.json exists: --force replaces it"),
     (["soak", "--overload", "0.5"], Exit.USAGE, "--overload"),
