@@ -319,11 +319,29 @@ def sweep_command(args: argparse.Namespace) -> int:
         raise InvalidArgument("dtq sim sweep needs a sweep file (dtq sim sweep FILE.yaml)")
     path = Path(args.sweep_file)
     spec = load_sweep(path)
+    try:
+        df = _run_sweep_file(path, spec, args)
+    except InvalidArgument as exc:  # what is wrong is in this file (or a file it names): say which
+        message = exc.message if exc.message.startswith(str(path)) else f"{path}: {exc.message}"
+        raise InvalidArgument(message) from None
+    print(format_sweep(df))
+    if args.table:
+        table_path = Path(args.table)
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(table_path, index=False)
+        print(f"table written to {table_path}")
+    return 0
+
+
+def _run_sweep_file(path: Path, spec: Mapping[str, Any], args: argparse.Namespace) -> Any:
+    """The sweep file's table (a DataFrame); its placeholder warnings on stderr, once each."""
     raw = spec["workload"]
     if isinstance(raw, str):
         wl_path = (
             (path.parent / raw) if not Path(raw).is_absolute() and not Path(raw).is_file() else Path(raw)
         )
+        if not wl_path.is_file():  # _workload's message names --workload, which was not given here
+            raise InvalidArgument(f"workload {raw!r}: no such file ({wl_path})")
         workload = _workload(str(wl_path))
         name = wl_path.stem
     else:
@@ -339,26 +357,20 @@ def sweep_command(args: argparse.Namespace) -> int:
     if isinstance(grid, Mapping):
         design_check([k for k in grid if k != "design" and not k.startswith("workload.")],
                      grid.get("design", [base.design]))  # fmt: skip
-    table_path = Path(args.table) if args.table else None
     metrics = spec.get("metrics") or DEFAULT_METRICS
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PlaceholderWarning)
         df = run_sweep(
             base,
             grid,
-            int(spec.get("replications", 5)),
+            spec.get("replications", 5),  # checked by sim/sweeps.py's plan (an integer >= 1)
             metrics=metrics,
             workers=args.workers or None,
             address=args.address,
         )
     for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PlaceholderWarning)):
         print(text, file=sys.stderr)
-    print(format_sweep(df))
-    if table_path is not None:
-        table_path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(table_path, index=False)
-        print(f"table written to {table_path}")
-    return 0
+    return df
 
 
 def format_sweep(df: Any) -> str:
