@@ -20,7 +20,7 @@ from typing import Any
 from model.errors import InvalidArgument
 from model.results.documents import read_document
 from model.results.probe import probe_of, take_probe
-from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, run_exists
+from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, output_file, run_exists
 from model.results.summary import format_summary
 from model.workload import workload_from_mapping
 from sim import faults as sim_faults
@@ -472,7 +472,13 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
 
 def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[FaultAudit], Path | None]:
     design = _design(args)
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    named = args.out or (Path(args.faults_out) / f"sim-{design}.json" if args.faults_out else None)
+    out = output_file(
+        Path(named) if named else fresh_path(Path("data/faults") / f"sim-{design}.json", args.force)
+    )
     params = params_of(args)
+    warn_placeholders(params, design)  # after --out is known to be writable
     # the pause burst holds a core (see the module docstring): give every process its own
     procs = (params.nodes if design == "mono" else 6) + params.loadgen_processes
     params = replace(params, cores=max(params.cores, procs))
@@ -489,9 +495,6 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     workload = fault_workload(args.rate, args.job_duration, args.fault_at - 2.0 + args.after, seed, clients)
     leases = [args.lease] if args.lease else _floats(args.leases)
     heartbeats = [args.heartbeat] if args.heartbeat else _floats(args.heartbeats)
-    # a file the user named is theirs to replace; the default is committed data: a new file beside it
-    named = args.out or (Path(args.faults_out) / f"sim-{design}.json" if args.faults_out else None)
-    out = Path(named) if named else fresh_path(Path("data/faults") / f"sim-{design}.json", args.force)
     log = logging.getLogger(PROGRESS_LOGGER)
     runs = len(faults) * sum(h < lease for lease in leases for h in heartbeats)
     started = iter(range(1, runs + 1))
@@ -567,9 +570,8 @@ def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.sim_action == "sweep":
         return sweep_command(args)
     if args.sim_action == "faults":
-        warn_placeholders(params_of(args), _design(args))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
+            warnings.simplefilter("ignore", PlaceholderWarning)  # faults_command prints it, once
             rows, audits, written = faults_command(args)
         print(format_rows(rows, audits))
         if written is not None:

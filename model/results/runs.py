@@ -213,6 +213,26 @@ def fresh_path(default: Path | str, force: bool = False) -> Path:
     return candidate
 
 
+def output_file(path: Path | str, flag: str = "--out", beside: str = "") -> Path:
+    """`path` checked before a long command runs, not when it writes at the end: not a directory,
+    its folder made, and (with `beside`, the suffix of a second file written next to it) not that
+    second file's own name, which would replace it."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidArgument(f"{flag} {path}: is a directory; name a file")
+    if beside and path.suffix == beside:
+        raise InvalidArgument(
+            f"{flag} {path}: the {beside} table goes beside it under that name; name a .json file"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"{flag} {path}: cannot make its folder {path.parent} ({exc.strerror})"
+        ) from None
+    return path
+
+
 def new_run_id(kind: str, design: str, name: str, seed: int) -> str:
     """A timestamped id for runs not made by the experiment runner."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")

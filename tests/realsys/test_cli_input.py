@@ -202,6 +202,10 @@ WRONG: list[tuple[list[str], int, str]] = [
         "--fault-at",
     ),
     (["faults", "run", "--design", "mono", "--lease", "0"], Exit.USAGE, "--lease"),
+    # an --out that cannot take the rows: refused before the runs (it failed after them)
+    (["faults", "run", "--design", "mono", "--out", "."], Exit.USAGE, "--out .: is a directory"),
+    (["faults", "run", "--design", "mono", "--out", "rows.csv"], Exit.USAGE, "the .csv table goes beside it"),
+    (["sim", "faults", "--design", "mono", "--out", ".", "-q"], Exit.USAGE, "--out .: is a directory"),
     (["diagnose", "mono", "-3"], Exit.USAGE, "rate > 0"),
     (["calibrate", "--rounds", "0", "--name", "x"], Exit.USAGE, "rounds"),
     # a flag the command does not have: named with that command's help, not `dtq --help`
