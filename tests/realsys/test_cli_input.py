@@ -182,6 +182,12 @@ WRONG: list[tuple[list[str], int, str]] = [
         Exit.USAGE,
         "--nodes is for Design B",
     ),
+    # a file as a cluster's directory (was "[Errno 17] File exists: ...")
+    (
+        ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
+        Exit.USAGE,
+        "ok.yaml: is a file, not a cluster",
+    ),
     (["trace", "n1-1-0000000001", "--dir", "nocluster"], Exit.USAGE, "no cluster at nocluster"),
     (["trace", "n1-1-0000000001", "--dir", "fake"], Exit.USAGE, "does not trace"),
     (["trace", "n1-1-0000000001", "--trace-dir", "spans"], Exit.USAGE, "no spans of job"),
