@@ -134,6 +134,8 @@ def _design(args: argparse.Namespace) -> Design:
 
 def _calibration(name: str) -> SimParams:
     path = calibration_path(name)
+    if Path(name).is_dir():  # not <name>.json beside it, nor a listing of its parent
+        raise InvalidArgument(f"--calibration {name}: a directory; give a calibration's name or .json file")
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         hint = f" (in {path.parent}: {', '.join(known)})" if known else ""

@@ -51,6 +51,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
     (tmp_path / "badexp.yaml").write_text("name: x\nsweep: [1\n")
     (tmp_path / "badcal.json").write_text("{")
+    (tmp_path / "keys.json").write_text('{"parameters": {"nosuch": 1}}')
     (tmp_path / "spans").mkdir()
     fake = tmp_path / "fake"
     fake.mkdir()
@@ -182,6 +183,9 @@ WRONG: list[tuple[list[str], int, str]] = [
         Exit.USAGE,
         "--nodes is for Design B",
     ),
+    # a calibration whose key is wrong names its file; a directory is not looked for as DIR.json
+    (["sim", "params", "--calibration", "keys.json"], Exit.USAGE, "keys.json: unknown simulator parameter"),
+    (["sim", "params", "--calibration", "spans"], Exit.USAGE, "--calibration spans: a directory"),
     # a file as a cluster's directory (was "[Errno 17] File exists: ...")
     (
         ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
