@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import InvalidArgument
+from model.ids import parse_job_id
 from model.results.documents import read_document
 from model.results.probe import probe_of, take_probe
 from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, output_file, run_exists
@@ -404,8 +405,13 @@ def _trace_job(text: str) -> int | str:
         if int(text) < 1:
             raise argparse.ArgumentTypeError(f"job ordinals count from 1, got {text!r}")
         return int(text)
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a job ordinal or a job id, got ''")
+    try:  # a misspelt id would simulate the whole run and then find no such job
+        parse_job_id(text)
+    except InvalidArgument:
+        raise argparse.ArgumentTypeError(
+            "expected a job ordinal (1 = the first submitted) or a job id (e.g. n1-1-0000000001), "
+            f"got {text!r}"
+        ) from None
     return text
 
 
