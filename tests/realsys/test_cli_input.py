@@ -53,6 +53,7 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "badcal.json").write_text("{")
     (tmp_path / "keys.json").write_text('{"parameters": {"nosuch": 1}}')
     (tmp_path / "spans").mkdir()
+    (tmp_path / "oldruns" / "r1").mkdir(parents=True)
     fake = tmp_path / "fake"
     fake.mkdir()
     node = {"name": "n1", "role": "node", "address": "127.0.0.1:1", "pid": 2**22 + 1, "env": {}}
@@ -186,6 +187,18 @@ WRONG: list[tuple[list[str], int, str]] = [
     # a calibration whose key is wrong names its file; a directory is not looked for as DIR.json
     (["sim", "params", "--calibration", "keys.json"], Exit.USAGE, "keys.json: unknown simulator parameter"),
     (["sim", "params", "--calibration", "spans"], Exit.USAGE, "--calibration spans: a directory"),
+    # where dtq load would write, refused before the load (it ran the load, then refused to write it)
+    (
+        ["load", "--dir", "fake", "--workload", "ok.yaml", "--runs-dir", "oldruns", "--run-id", "r1"],
+        Exit.USAGE,
+        "run oldruns/r1 exists",
+    ),
+    (
+        ["load", "--dir", "fake", "--workload", "ok.yaml", "--runs-dir", "ok.yaml"],
+        Exit.USAGE,
+        "ok.yaml: is a file",
+    ),
+    (["load", "--dir", "fake", "--workload", "ok.yaml", "--run-id", "../r"], Exit.USAGE, "bad run id '../r'"),
     # a file as a cluster's directory (was "[Errno 17] File exists: ...")
     (
         ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
