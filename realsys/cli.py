@@ -31,7 +31,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 
 from model.config import CoreConfig
-from model.errors import DtqError, FailedPrecondition
+from model.errors import DtqError, FailedPrecondition, InvalidArgument
 from model.states import JobState
 from realsys import cluster
 from realsys.cli_common import (
@@ -193,6 +193,15 @@ def _one_line(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------- acting on a cluster
+def _labels(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """--label KEY=VALUE flags as a mapping; one key with two values is an error (not the last one)."""
+    labels: dict[str, str] = {}
+    for key, value in pairs:
+        if labels.setdefault(key, value) != value:
+            raise InvalidArgument(f"--label {key}: given twice ({labels[key]!r} and {value!r})")
+    return labels
+
+
 def _print(message: Any) -> None:
     if hasattr(message, "DESCRIPTOR"):
         message = MessageToDict(message, preserving_proto_field_name=True)
@@ -242,7 +251,7 @@ async def _submit(client: DtqClient, args: argparse.Namespace) -> int:
         priority=args.priority,
         max_attempts=args.max_attempts,
         execution_timeout=args.execution_timeout,
-        labels=dict(args.label),
+        labels=_labels(args.label),
         request_id=args.request_id,
     )
     if not args.wait:
@@ -333,7 +342,7 @@ async def _list(client: DtqClient, args: argparse.Namespace) -> int:
     filters: dict[str, Any] = {
         "states": states,
         "job_type": args.job_type,
-        "labels": dict(args.label),
+        "labels": _labels(args.label),
         "created_after": args.created_after,
         "created_before": args.created_before,
         "page_size": args.page_size,

@@ -199,6 +199,13 @@ WRONG: list[tuple[list[str], int, str]] = [
         "ok.yaml: is a file",
     ),
     (["load", "--dir", "fake", "--workload", "ok.yaml", "--run-id", "../r"], Exit.USAGE, "bad run id '../r'"),
+    # one label key with two values: refused (the last one silently won)
+    (
+        ["submit", "--dir", "fake", "echo", "--label", "a=b", "--label", "a=c"],
+        Exit.USAGE,
+        "--label a: given twice",
+    ),
+    (["list", "--dir", "fake", "--label", "a=b", "--label", "a=c"], Exit.USAGE, "--label a: given twice"),
     # a file as a cluster's directory (was "[Errno 17] File exists: ...")
     (
         ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
