@@ -367,6 +367,8 @@ def _cluster_up(args: argparse.Namespace) -> int:
     if args.job_modules:
         overrides["DTQ_JOB_MODULES"] = args.job_modules
     if args.trace_dir:
+        if Path(args.trace_dir).exists() and not Path(args.trace_dir).is_dir():  # else every node fails
+            raise ValueError(f"--trace-dir {args.trace_dir}: is a file, not a directory")
         overrides["DTQ_TRACE_DIR"] = str(Path(args.trace_dir).resolve())
     if args.nodes is not None and args.design != "mono":
         raise ValueError("--nodes is for Design B (--design mono); Design A runs its six roles")

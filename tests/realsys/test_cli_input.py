@@ -206,6 +206,11 @@ WRONG: list[tuple[list[str], int, str]] = [
         "--label a: given twice",
     ),
     (["list", "--dir", "fake", "--label", "a=b", "--label", "a=c"], Exit.USAGE, "--label a: given twice"),
+    (
+        ["cluster", "up", "--design", "mono", "--dir", "c", "--trace-dir", "ok.yaml"],
+        Exit.USAGE,
+        "--trace-dir ok.yaml: is a file",
+    ),  # was exit 1 from the first node that failed to start
     # a file as a cluster's directory (was "[Errno 17] File exists: ...")
     (
         ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
