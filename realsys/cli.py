@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
@@ -147,8 +148,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         sys.exit(Exit.USAGE)
     configure_progress(prog, bool(getattr(args, "quiet", False)))
+    main_thread = threading.current_thread() is threading.main_thread()  # signal.signal's rule
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # serve: its own drain
     try:
         code = int(args.handler(args))
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        code = 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
@@ -160,7 +166,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{prog}: {message}", file=sys.stderr)
         if os.environ.get("DTQ_TRACEBACK"):
             traceback.print_exc()
+    finally:
+        if main_thread:  # main() called in-process (tests) leaves the caller's handler as it was
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     sys.exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, as Ctrl-C is: the clusters and child processes it
+    started are stopped by the same `finally`s (Python's default SIGTERM ends at once and left a
+    killed `dtq calibrate`'s probe cluster running)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def error_exit(exc: BaseException) -> tuple[int, str]:
