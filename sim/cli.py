@@ -153,7 +153,12 @@ def params_of(args: argparse.Namespace) -> SimParams:
 def scaled_params_of(args: argparse.Namespace) -> tuple[SimParams, HostScale | None]:
     """params_of and the host scale it applied (None without --host-scale)."""
     params = _calibration(args.calibration) if args.calibration else SimParams()
-    overrides = dict(parse_override(s) for s in args.set)
+    overrides: dict[str, Any] = {}
+    for text in args.set:
+        key, value = parse_override(text)
+        if key in overrides:  # a dict would keep the last one and drop the first without a word
+            raise InvalidArgument(f"--set {key}: given twice ({overrides[key]!r} and {value!r})")
+        overrides[key] = value
     if args.nodes:
         overrides["nodes"] = args.nodes
     if overrides:

@@ -211,6 +211,11 @@ WRONG: list[tuple[list[str], int, str]] = [
         Exit.USAGE,
         "--trace-dir ok.yaml: is a file",
     ),  # was exit 1 from the first node that failed to start
+    (
+        ["sim", "params", "--set", "cpu_slice=0.001", "--set", "cpu_slice=0.002"],
+        Exit.USAGE,
+        "--set cpu_slice: given twice (0.001 and 0.002)",
+    ),  # the last one won silently
     # a file as a cluster's directory (was "[Errno 17] File exists: ...")
     (
         ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
