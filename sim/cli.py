@@ -309,7 +309,7 @@ def load_sweep(path: Path) -> dict[str, Any]:
     """A sweep file: {design, workload (a file, relative to the sweep file, or a mapping), calibration,
     set (base overrides), grid, replications, metrics}; checked, nothing run."""
     if not path.is_file():
-        raise InvalidArgument(f"sweep file {path}: no such file")
+        raise InvalidArgument(f"sweep file {path}: {'a directory' if path.is_dir() else 'no such file'}")
     data = read_document(path, (".yaml", ".yml"))
     if not isinstance(data, Mapping):
         raise InvalidArgument(f"{path}: a sweep file holds one mapping")

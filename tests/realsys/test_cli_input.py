@@ -216,6 +216,7 @@ WRONG: list[tuple[list[str], int, str]] = [
         Exit.USAGE,
         "--set cpu_slice: given twice (0.001 and 0.002)",
     ),  # the last one won silently
+    (["sim", "sweep", "spans"], Exit.USAGE, "sweep file spans: a directory"),  # was "no such file"
     # a file as a cluster's directory (was "[Errno 17] File exists: ...")
     (
         ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
