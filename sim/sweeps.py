@@ -140,6 +140,20 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any, full: str) -> N
     node[path[-1]] = value
 
 
+class _NoFiles:
+    """A grid value names no file: a point's workload travels as JSON to workers that may not see
+    it (the base workload's files are read once, from its file, and travel as their numbers)."""
+
+    def samples(self, path: str) -> tuple[str, tuple[float, ...]]:
+        raise InvalidArgument(
+            f"{path!r}: a grid value cannot name a file; give its numbers as `samples: [...]`, or "
+            "name the file in the base workload"
+        )
+
+    def recording(self, path: str) -> Any:
+        self.samples(path)
+
+
 def point_config(base: SimConfig, point: Mapping[str, Any]) -> tuple[dict[str, Any], SimConfig]:
     """A point's task mapping (without seeds) and its SimConfig, checked (keys, values, design)."""
     design = base.design
@@ -164,7 +178,7 @@ def point_config(base: SimConfig, point: Mapping[str, Any]) -> tuple[dict[str, A
                 raise
             overrides.append([key, value])
     try:
-        spec = workload_from_mapping(workload)
+        spec = workload_from_mapping(workload, _NoFiles())
     except InvalidArgument as exc:
         raise InvalidArgument(f"grid point {dict(point)}: {exc.message}") from None
     params = base.params

@@ -86,6 +86,8 @@ def test_a_process_pool_gives_the_same_bytes(serial: pd.DataFrame) -> None:
         ({"nodes": [2, 3], "design": ["micro"]}, "no effect on micro"),
         ({"cores": 4}, "expected a non-empty list"),
         ({"workload.arrival.rate": [-5]}, "grid point"),
+        # was "a workload that names files must be loaded from its file (load_workload)"
+        ({"workload.duration": [{"kind": "empirical", "file": "d.txt"}]}, "a grid value cannot name a file"),
     ],
 )
 def test_bad_grids_fail_before_anything_runs(grid: dict[str, Any], message: str) -> None:
