@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from realsys import cluster
+from realsys import cluster, logs
 from realsys.cli import main
 from realsys.cli_common import Exit
 
@@ -296,6 +297,11 @@ def test_serve_on_a_port_in_use_is_one_line(
     """A taken port is a bad setting named in one line (it was a logged traceback and exit 1)."""
     for var in [v for v in os.environ if v.startswith("DTQ_")]:
         monkeypatch.delenv(var)
+    # serve runs in this process: its logging set-up (root handlers, the process's node) is undone
+    monkeypatch.setattr(logs, "_process_node", ["", ""])
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", root.handlers[:])
+    monkeypatch.setattr(root, "level", root.level)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
