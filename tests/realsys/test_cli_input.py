@@ -217,6 +217,11 @@ WRONG: list[tuple[list[str], int, str]] = [
         Exit.USAGE,
         "--set cpu_slice: given twice (0.001 and 0.002)",
     ),  # the last one won silently
+    (
+        ["sim", "params", "--set", "workload.arrival.rate=10"],
+        Exit.USAGE,
+        "the workload's fields are set in its file",
+    ),
     (["sim", "sweep", "spans"], Exit.USAGE, "sweep file spans: a directory"),  # was "no such file"
     # a file as a cluster's directory (was "[Errno 17] File exists: ...")
     (
