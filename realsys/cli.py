@@ -63,6 +63,7 @@ EPILOG = """exit codes:
   3  a call to the cluster failed (the message starts with its gRPC status code)
   4  the job ended FAILED or CANCELLED (submit --wait, result), or runs of a sweep failed
   5  --wait ran out before the job ended
+  130, 143  interrupted by Ctrl-C or SIGTERM (what the command started is stopped first)
 """
 COMMANDS_GROUP = "dtq.commands"
 PART_ORDER = ("realsys", "sim", "lab")  # the help lists the product first
