@@ -21,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
@@ -31,7 +32,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 
 from model.config import CoreConfig
-from model.errors import DtqError, FailedPrecondition
+from model.errors import DtqError, FailedPrecondition, InvalidArgument
 from model.states import JobState
 from realsys import cluster
 from realsys.cli_common import (
@@ -62,6 +63,7 @@ EPILOG = """exit codes:
   3  a call to the cluster failed (the message starts with its gRPC status code)
   4  the job ended FAILED or CANCELLED (submit --wait, result), or runs of a sweep failed
   5  --wait ran out before the job ended
+  130, 143  interrupted by Ctrl-C or SIGTERM (what the command started is stopped first)
 """
 COMMANDS_GROUP = "dtq.commands"
 PART_ORDER = ("realsys", "sim", "lab")  # the help lists the product first
@@ -139,11 +141,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command in unavailable:
         print(f"dtq {command}: {unavailable[command]}", file=sys.stderr)
         sys.exit(Exit.USAGE)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     prog = getattr(args, "dtq_prog", "dtq")
+    if extra:  # as parse_args would, but naming the command they were given to, not `dtq`
+        print(
+            f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see `{prog} --help`)", file=sys.stderr
+        )
+        sys.exit(Exit.USAGE)
     configure_progress(prog, bool(getattr(args, "quiet", False)))
+    main_thread = threading.current_thread() is threading.main_thread()  # signal.signal's rule
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # serve: its own drain
     try:
         code = int(args.handler(args))
+    except Terminated:
+        print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+        code = 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         code = 130
@@ -155,7 +167,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{prog}: {message}", file=sys.stderr)
         if os.environ.get("DTQ_TRACEBACK"):
             traceback.print_exc()
+    finally:
+        if main_thread:  # main() called in-process (tests) leaves the caller's handler as it was
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     sys.exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, as Ctrl-C is: the clusters and child processes it
+    started are stopped by the same `finally`s (Python's default SIGTERM ends at once and left a
+    killed `dtq calibrate`'s probe cluster running)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 def error_exit(exc: BaseException) -> tuple[int, str]:
@@ -188,6 +213,15 @@ def _one_line(text: str) -> str:
 
 
 # ---------------------------------------------------------------------------- acting on a cluster
+def _labels(pairs: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """--label KEY=VALUE flags as a mapping; one key with two values is an error (not the last one)."""
+    labels: dict[str, str] = {}
+    for key, value in pairs:
+        if labels.setdefault(key, value) != value:
+            raise InvalidArgument(f"--label {key}: given twice ({labels[key]!r} and {value!r})")
+    return labels
+
+
 def _print(message: Any) -> None:
     if hasattr(message, "DESCRIPTOR"):
         message = MessageToDict(message, preserving_proto_field_name=True)
@@ -237,7 +271,7 @@ async def _submit(client: DtqClient, args: argparse.Namespace) -> int:
         priority=args.priority,
         max_attempts=args.max_attempts,
         execution_timeout=args.execution_timeout,
-        labels=dict(args.label),
+        labels=_labels(args.label),
         request_id=args.request_id,
     )
     if not args.wait:
@@ -328,7 +362,7 @@ async def _list(client: DtqClient, args: argparse.Namespace) -> int:
     filters: dict[str, Any] = {
         "states": states,
         "job_type": args.job_type,
-        "labels": dict(args.label),
+        "labels": _labels(args.label),
         "created_after": args.created_after,
         "created_before": args.created_before,
         "page_size": args.page_size,
@@ -353,6 +387,8 @@ def _cluster_up(args: argparse.Namespace) -> int:
     if args.job_modules:
         overrides["DTQ_JOB_MODULES"] = args.job_modules
     if args.trace_dir:
+        if Path(args.trace_dir).exists() and not Path(args.trace_dir).is_dir():  # else every node fails
+            raise ValueError(f"--trace-dir {args.trace_dir}: is a file, not a directory")
         overrides["DTQ_TRACE_DIR"] = str(Path(args.trace_dir).resolve())
     if args.nodes is not None and args.design != "mono":
         raise ValueError("--nodes is for Design B (--design mono); Design A runs its six roles")

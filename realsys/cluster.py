@@ -319,6 +319,8 @@ def up(
     `nodes`: Design B's node count, n1..n<nodes> (ValueError outside 1..config.MAX_NODES)."""
     slots_per_node(design, total_slots, nodes)  # a bad count or split fails before anything is made
     directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():  # mkdir would say only "File exists"
+        raise ValueError(f"--dir {directory}: is a file, not a cluster's directory")
     directory.mkdir(parents=True, exist_ok=True)
     if secure:
         os.chmod(directory, 0o700)

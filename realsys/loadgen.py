@@ -69,6 +69,7 @@ from model.results.probe import take_probe
 from model.results.runs import (
     JOBS_FILE,
     REQUESTS_FILE,
+    check_new_run,
     load_workload,
     new_run_id,
     provenance,
@@ -746,6 +747,8 @@ def load_command(args: argparse.Namespace) -> int:
         if not args.design:
             raise ValueError("--design is required with --addr")
         design, addresses, parameters = args.design, list(args.addr), {}
+    run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
+    check_new_run(args.runs_dir, run_id)  # before the load: after it, its records would be lost
     for address in addresses:  # else a dead address makes a run of nothing but UNAVAILABLE
         try:
             cluster.wait_healthy(address, min(args.timeout, HEALTH_WAIT))
@@ -755,7 +758,6 @@ def load_command(args: argparse.Namespace) -> int:
     parameters = {**parameters, "processes": args.processes, "timeout": args.timeout}
     if submit_wait > 0:  # the client mode is part of what was measured
         parameters["submit_wait"] = submit_wait
-    run_id = args.run_id or new_run_id("real", design, Path(args.workload).stem, spec.seed)
     started_at, stamp = utc_now(), provenance()
     if getattr(args, "host_probe", False):  # before the load, as the experiment runner takes it
         parameters["host_probe"] = take_probe()

@@ -177,15 +177,25 @@ async def _start(
 
     metrics_server: MetricsServer | None = None
     try:
-        # both raise RuntimeError when the port is taken
-        if credentials is None:
-            port = server.add_insecure_port(config.listen)
-        else:
-            port = server.add_secure_port(config.listen, credentials)
-        if port == 0:
-            raise RuntimeError(f"could not bind {config.listen}")
+        try:  # both raise RuntimeError when the port is taken
+            if credentials is None:
+                port = server.add_insecure_port(config.listen)
+            else:
+                port = server.add_secure_port(config.listen, credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:  # a setting that cannot work: one line at start-up (serve_main), no traceback
+            raise InvalidArgument(
+                f"DTQ_LISTEN {config.listen}: cannot listen there (the port is in use, or the "
+                "address is not this host's)"
+            )
         address = f"{_connect_host(config.listen)}:{port}"
-        metrics_server = start_metrics_server(metrics, address_host(config.listen), config.metrics_port)
+        try:
+            metrics_server = start_metrics_server(metrics, address_host(config.listen), config.metrics_port)
+        except OSError as exc:
+            raise InvalidArgument(
+                f"DTQ_METRICS_PORT {config.metrics_port}: cannot listen on it ({exc.strerror or exc})"
+            ) from None
         await role.start()
         metrics.refresh()
         await server.start()

@@ -47,6 +47,7 @@ from model.results.runs import (
     REQUESTS_FILE,
     load_config,
     load_summary,
+    load_workload,
     provenance,
     run_config,
     utc_now,
@@ -106,6 +107,11 @@ class SimConfig:
             object.__setattr__(self, "trace", check_chosen(self.trace))  # a list given: a tuple kept
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
+        for key, value in (("seed", self.seed), ("replication", self.replication)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidArgument(f"{key} must be an integer, got {value!r}")
+        if isinstance(self.warm_start, bool) or not isinstance(self.warm_start, int | float):
+            raise InvalidArgument(f"warm_start must be a number of seconds, got {self.warm_start!r}")
         if self.replication < 0 or (self.seed is not None and self.seed < 0) or self.warm_start < 0:
             raise InvalidArgument("seed, replication and warm_start must be >= 0")
         self.params.check_design(self.design)  # an override this design never reads is an error
@@ -130,7 +136,10 @@ class SimConfig:
         """{"design", "workload": {...}, "params": {...}, "overrides": {...}, "calibration": NAME,
         "seed", "replication", "faults": [...], "name", "run_id", "warm_start", "trace": [N or ID]}:
         `params` (a SimParams mapping) or `calibration` (a name or path, sim.params.load_params) is
-        the base, `overrides` are applied on it (a mapping, or [key, value] pairs in order)."""
+        the base, `overrides` are applied on it (a mapping, or [key, value] pairs in order).
+        `workload` is a workload mapping, a WorkloadSpec, or a workload file's path (.yaml/.toml)."""
+        if not isinstance(data, Mapping):  # a str or a list would be read key by key
+            raise InvalidArgument(f"expected a SimConfig or a mapping of its keys, got {data!r}")
         known = {
             "design",
             "workload",
@@ -148,6 +157,9 @@ class SimConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidArgument(f"unknown SimConfig keys {unknown} (known: {', '.join(sorted(known))})")
+        missing = [key for key in ("design", "workload") if key not in data]
+        if missing:
+            raise InvalidArgument(f"SimConfig needs {' and '.join(missing)}")
         if "params" in data and "calibration" in data:
             raise InvalidArgument("give params or calibration, not both")
         if "calibration" in data:
@@ -157,16 +169,33 @@ class SimConfig:
         params = apply_overrides(params, data.get("overrides") or {})
         return SimConfig(
             design=data["design"],
-            workload=workload_of(data["workload"]),
+            workload=_workload(data["workload"]),
             params=params,
             seed=data.get("seed"),
-            replication=int(data.get("replication", 0)),
+            replication=data.get("replication", 0),
             faults=tuple(Fault(**f) for f in data.get("faults", ())),
             name=str(data.get("name", "workload")),
             run_id=str(data.get("run_id", "")),
-            warm_start=float(data.get("warm_start", 0.5)),
+            warm_start=_seconds("warm_start", data.get("warm_start", 0.5)),
             trace=tuple(data.get("trace") or ()),
         )
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidArgument(f"{key} must be a number of seconds, got {value!r}")
+    return float(value)
+
+
+def _workload(value: Any) -> WorkloadSpec:
+    """SimConfig.from_mapping's workload: a spec, a path to a workload file, or a mapping."""
+    if isinstance(value, WorkloadSpec):
+        return value
+    if isinstance(value, str | Path):
+        return load_workload(value)
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"workload: expected a mapping, a WorkloadSpec or a file's path, got {value!r}")
+    return workload_of(value)
 
 
 def apply_overrides(params: SimParams, overrides: Mapping[str, Any] | Sequence[Any]) -> SimParams:

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from model.errors import InvalidArgument
+from model.ids import parse_job_id
 from model.results.documents import read_document
 from model.results.probe import probe_of, take_probe
-from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, run_exists
+from model.results.runs import CONFIG_FILE, fresh_path, json_bytes, load_workload, output_file, run_exists
 from model.results.summary import format_summary
 from model.workload import workload_from_mapping
 from sim import faults as sim_faults
@@ -134,6 +135,8 @@ def _design(args: argparse.Namespace) -> Design:
 
 def _calibration(name: str) -> SimParams:
     path = calibration_path(name)
+    if Path(name).is_dir():  # not <name>.json beside it, nor a listing of its parent
+        raise InvalidArgument(f"--calibration {name}: a directory; give a calibration's name or .json file")
     if not path.is_file():
         known = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
         hint = f" (in {path.parent}: {', '.join(known)})" if known else ""
@@ -150,7 +153,12 @@ def params_of(args: argparse.Namespace) -> SimParams:
 def scaled_params_of(args: argparse.Namespace) -> tuple[SimParams, HostScale | None]:
     """params_of and the host scale it applied (None without --host-scale)."""
     params = _calibration(args.calibration) if args.calibration else SimParams()
-    overrides = dict(parse_override(s) for s in args.set)
+    overrides: dict[str, Any] = {}
+    for text in args.set:
+        key, value = parse_override(text)
+        if key in overrides:  # a dict would keep the last one and drop the first without a word
+            raise InvalidArgument(f"--set {key}: given twice ({overrides[key]!r} and {value!r})")
+        overrides[key] = value
     if args.nodes:
         overrides["nodes"] = args.nodes
     if overrides:
@@ -301,7 +309,7 @@ def load_sweep(path: Path) -> dict[str, Any]:
     """A sweep file: {design, workload (a file, relative to the sweep file, or a mapping), calibration,
     set (base overrides), grid, replications, metrics}; checked, nothing run."""
     if not path.is_file():
-        raise InvalidArgument(f"sweep file {path}: no such file")
+        raise InvalidArgument(f"sweep file {path}: {'a directory' if path.is_dir() else 'no such file'}")
     data = read_document(path, (".yaml", ".yml"))
     if not isinstance(data, Mapping):
         raise InvalidArgument(f"{path}: a sweep file holds one mapping")
@@ -319,11 +327,29 @@ def sweep_command(args: argparse.Namespace) -> int:
         raise InvalidArgument("dtq sim sweep needs a sweep file (dtq sim sweep FILE.yaml)")
     path = Path(args.sweep_file)
     spec = load_sweep(path)
+    try:
+        df = _run_sweep_file(path, spec, args)
+    except InvalidArgument as exc:  # what is wrong is in this file (or a file it names): say which
+        message = exc.message if exc.message.startswith(str(path)) else f"{path}: {exc.message}"
+        raise InvalidArgument(message) from None
+    print(format_sweep(df))
+    if args.table:
+        table_path = Path(args.table)
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(table_path, index=False)
+        print(f"table written to {table_path}")
+    return 0
+
+
+def _run_sweep_file(path: Path, spec: Mapping[str, Any], args: argparse.Namespace) -> Any:
+    """The sweep file's table (a DataFrame); its placeholder warnings on stderr, once each."""
     raw = spec["workload"]
     if isinstance(raw, str):
         wl_path = (
             (path.parent / raw) if not Path(raw).is_absolute() and not Path(raw).is_file() else Path(raw)
         )
+        if not wl_path.is_file():  # _workload's message names --workload, which was not given here
+            raise InvalidArgument(f"workload {raw!r}: no such file ({wl_path})")
         workload = _workload(str(wl_path))
         name = wl_path.stem
     else:
@@ -339,26 +365,20 @@ def sweep_command(args: argparse.Namespace) -> int:
     if isinstance(grid, Mapping):
         design_check([k for k in grid if k != "design" and not k.startswith("workload.")],
                      grid.get("design", [base.design]))  # fmt: skip
-    table_path = Path(args.table) if args.table else None
     metrics = spec.get("metrics") or DEFAULT_METRICS
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", PlaceholderWarning)
         df = run_sweep(
             base,
             grid,
-            int(spec.get("replications", 5)),
+            spec.get("replications", 5),  # checked by sim/sweeps.py's plan (an integer >= 1)
             metrics=metrics,
             workers=args.workers or None,
             address=args.address,
         )
     for text in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, PlaceholderWarning)):
         print(text, file=sys.stderr)
-    print(format_sweep(df))
-    if table_path is not None:
-        table_path.parent.mkdir(parents=True, exist_ok=True)
-        df.to_csv(table_path, index=False)
-        print(f"table written to {table_path}")
-    return 0
+    return df
 
 
 def format_sweep(df: Any) -> str:
@@ -390,8 +410,13 @@ def _trace_job(text: str) -> int | str:
         if int(text) < 1:
             raise argparse.ArgumentTypeError(f"job ordinals count from 1, got {text!r}")
         return int(text)
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a job ordinal or a job id, got ''")
+    try:  # a misspelt id would simulate the whole run and then find no such job
+        parse_job_id(text)
+    except InvalidArgument:
+        raise argparse.ArgumentTypeError(
+            "expected a job ordinal (1 = the first submitted) or a job id (e.g. n1-1-0000000001), "
+            f"got {text!r}"
+        ) from None
     return text
 
 
@@ -460,7 +485,13 @@ def add_fault_arguments(parser: argparse.ArgumentParser) -> None:
 
 def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[FaultAudit], Path | None]:
     design = _design(args)
+    # a file the user named is theirs to replace; the default is committed data: a new file beside it
+    named = args.out or (Path(args.faults_out) / f"sim-{design}.json" if args.faults_out else None)
+    out = output_file(
+        Path(named) if named else fresh_path(Path("data/faults") / f"sim-{design}.json", args.force)
+    )
     params = params_of(args)
+    warn_placeholders(params, design)  # after --out is known to be writable
     # the pause burst holds a core (see the module docstring): give every process its own
     procs = (params.nodes if design == "mono" else 6) + params.loadgen_processes
     params = replace(params, cores=max(params.cores, procs))
@@ -477,9 +508,6 @@ def faults_command(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list
     workload = fault_workload(args.rate, args.job_duration, args.fault_at - 2.0 + args.after, seed, clients)
     leases = [args.lease] if args.lease else _floats(args.leases)
     heartbeats = [args.heartbeat] if args.heartbeat else _floats(args.heartbeats)
-    # a file the user named is theirs to replace; the default is committed data: a new file beside it
-    named = args.out or (Path(args.faults_out) / f"sim-{design}.json" if args.faults_out else None)
-    out = Path(named) if named else fresh_path(Path("data/faults") / f"sim-{design}.json", args.force)
     log = logging.getLogger(PROGRESS_LOGGER)
     runs = len(faults) * sum(h < lease for lease in leases for h in heartbeats)
     started = iter(range(1, runs + 1))
@@ -555,9 +583,8 @@ def _sim(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.sim_action == "sweep":
         return sweep_command(args)
     if args.sim_action == "faults":
-        warn_placeholders(params_of(args), _design(args))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", PlaceholderWarning)  # printed above, once
+            warnings.simplefilter("ignore", PlaceholderWarning)  # faults_command prints it, once
             rows, audits, written = faults_command(args)
         print(format_rows(rows, audits))
         if written is not None:

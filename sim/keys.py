@@ -249,6 +249,8 @@ def nearest(name: str, candidates: Iterable[str] | None = None, n: int = 3) -> l
 def _unknown(name: str, why: str = "unknown simulator parameter") -> InvalidArgument:
     near = nearest(name)
     hint = f"; nearest: {', '.join(near)}" if near else "; `dtq sim params` lists every key"
+    if name.startswith("workload."):  # a sweep's grid takes these; --set and params do not
+        hint = "; the workload's fields are set in its file (or varied by a sweep file's grid)"
     return InvalidArgument(f"{why} {name!r}{hint}")
 
 

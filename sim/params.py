@@ -611,7 +611,10 @@ def load_params(name_or_path: str | Path) -> SimParams:
         raise InvalidArgument(f"{path}: 'parameters' must be an object")
     if "name" not in params:
         params = {**params, "name": path.stem}
-    return SimParams.from_mapping(params)
+    try:
+        return SimParams.from_mapping(params)
+    except InvalidArgument as exc:  # which file holds the bad key
+        raise InvalidArgument(f"{path}: {exc.message}") from None
 
 
 def load_host_probe(name_or_path: str | Path, design: str) -> dict[str, float] | None:

@@ -117,10 +117,13 @@ def grid_points(grid: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]])
                 raise InvalidArgument(f"grid {key!r}: expected a non-empty list of values, got {values!r}")
         keys = list(grid)
         return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*grid.values())]
-    points = [dict(p) for p in grid]
-    if not points or not all(isinstance(p, Mapping) for p in grid):
+    if isinstance(grid, str | bytes) or not isinstance(grid, Sequence) or not grid:
+        raise InvalidArgument(
+            f"grid: expected a mapping of key -> values or a non-empty list of points, got {grid!r}"
+        )
+    if not all(isinstance(p, Mapping) for p in grid):
         raise InvalidArgument("grid: expected a mapping of key -> values or a non-empty list of points")
-    return points
+    return [dict(p) for p in grid]
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any, full: str) -> None:
@@ -135,6 +138,20 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any, full: str) -> N
         hint = f"; nearest: {', '.join(near)}" if near else f"; fields: {', '.join(sorted(node))}"
         raise InvalidArgument(f"{full}: the workload has no field {path[-1]!r}{hint}")
     node[path[-1]] = value
+
+
+class _NoFiles:
+    """A grid value names no file: a point's workload travels as JSON to workers that may not see
+    it (the base workload's files are read once, from its file, and travel as their numbers)."""
+
+    def samples(self, path: str) -> tuple[str, tuple[float, ...]]:
+        raise InvalidArgument(
+            f"{path!r}: a grid value cannot name a file; give its numbers as `samples: [...]`, or "
+            "name the file in the base workload"
+        )
+
+    def recording(self, path: str) -> Any:
+        self.samples(path)
 
 
 def point_config(base: SimConfig, point: Mapping[str, Any]) -> tuple[dict[str, Any], SimConfig]:
@@ -161,7 +178,7 @@ def point_config(base: SimConfig, point: Mapping[str, Any]) -> tuple[dict[str, A
                 raise
             overrides.append([key, value])
     try:
-        spec = workload_from_mapping(workload)
+        spec = workload_from_mapping(workload, _NoFiles())
     except InvalidArgument as exc:
         raise InvalidArgument(f"grid point {dict(point)}: {exc.message}") from None
     params = base.params
@@ -180,6 +197,8 @@ def point_config(base: SimConfig, point: Mapping[str, Any]) -> tuple[dict[str, A
 
 
 def check_metrics(metrics: Sequence[str]) -> list[str]:
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence):  # a str would be its letters
+        raise InvalidArgument(f"metrics: expected a list of metric names, got {metrics!r}")
     out = []
     for name in metrics:
         if name not in KNOWN_METRICS and not name.startswith("errors."):
@@ -202,8 +221,8 @@ def plan(
 ) -> tuple[list[dict[str, Any]], list[Task]]:
     """The points and their tasks, replication-major within each point. `stats`: each task's
     summary also carries a `sim` block of the run's busy shares (run_task)."""
-    if replications < 1:
-        raise InvalidArgument(f"replications must be >= 1, got {replications}")
+    if isinstance(replications, bool) or not isinstance(replications, int) or replications < 1:
+        raise InvalidArgument(f"replications must be an integer >= 1, got {replications!r}")
     if base.faults:
         raise InvalidArgument("sweeps of fault runs: sim/faults.py (dtq sim faults)")
     points = grid_points(grid)
@@ -330,6 +349,8 @@ def sweep(
     if not isinstance(base, SimConfig):
         base = SimConfig.from_mapping(base)
     metrics = check_metrics(metrics)
+    if not 0 < confidence < 1:  # scipy's t.ppf would give every interval NaN bounds
+        raise InvalidArgument(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
     points, tasks = plan(base, grid, replications)
     summaries = [json.loads(s) for s in execute([t.text for t in tasks], workers, address)]
     return table(points, tasks, summaries, metrics, confidence)

@@ -149,8 +149,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name",
         default="",
-        help="data/calibration/<name>.json (default: a new name, host-<UTC date>-<time>; naming an "
-        "existing calibration replaces it)",
+        help="data/calibration/<name>.json (default: a new name, host-<UTC date>-<time>; an existing "
+        "calibration is replaced only with --force)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace data/calibration/<name>.json when it exists"
     )
     parser.add_argument(
         "--compare",
@@ -198,6 +201,12 @@ def calibrate_command(args: argparse.Namespace) -> int:
     name = args.name or default_name()
     if "/" in name or name in ("", ".", ".."):
         raise InvalidArgument(f"--name {name!r}: a file name under data/calibration/, without '/'")
+    existing = CALIBRATION_DIR / f"{name}.json"
+    if existing.exists() and not args.force:  # checked before the minutes of measuring, not after
+        raise FileExistsError(
+            f"calibration {existing} exists: --force replaces it, or name another (--name; "
+            "without it: a new host-<date>-<time>)"
+        )
     path = calibrate(name, args.store, args.quick, rounds=args.rounds)
     doc = json.loads(path.read_text())
     for role, methods in sorted(doc["parameters"]["service"].items()):

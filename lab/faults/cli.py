@@ -28,7 +28,7 @@ from lab.faults.inject import FAULTS, RealFault, plan_faults
 from lab.faults.run import FaultRun, run_fault
 from model.config import CoreConfig
 from model.errors import InvalidArgument
-from model.results.runs import fresh_path
+from model.results.runs import fresh_path, output_file
 from model.workload import WorkloadSpec
 from realsys import cluster
 from realsys.cli_common import (
@@ -205,7 +205,9 @@ def faults_command(args: argparse.Namespace) -> int:
     )
     default = Path(f"data/faults/{'compose' if args.backend == 'compose' else 'real'}-{args.design}.json")
     # a file the user named is theirs to replace; the default is committed data: a new file beside it
-    out = Path(args.out) if args.out else fresh_path(default, args.force or args.append)
+    out = output_file(
+        Path(args.out) if args.out else fresh_path(default, args.force or args.append), beside=".csv"
+    )
     runs: list[FaultRun] = []
     for number, fault in enumerate(faults, 1):
         progress(

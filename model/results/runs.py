@@ -213,6 +213,26 @@ def fresh_path(default: Path | str, force: bool = False) -> Path:
     return candidate
 
 
+def output_file(path: Path | str, flag: str = "--out", beside: str = "") -> Path:
+    """`path` checked before a long command runs, not when it writes at the end: not a directory,
+    its folder made, and (with `beside`, the suffix of a second file written next to it) not that
+    second file's own name, which would replace it."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidArgument(f"{flag} {path}: is a directory; name a file")
+    if beside and path.suffix == beside:
+        raise InvalidArgument(
+            f"{flag} {path}: the {beside} table goes beside it under that name; name a .json file"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidArgument(
+            f"{flag} {path}: cannot make its folder {path.parent} ({exc.strerror})"
+        ) from None
+    return path
+
+
 def new_run_id(kind: str, design: str, name: str, seed: int) -> str:
     """A timestamped id for runs not made by the experiment runner."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -281,6 +301,17 @@ def _check_run_id(run_id: str) -> None:
         raise InvalidArgument(f"bad run id {run_id!r}: one path component, not ending in .tmp")
 
 
+def check_new_run(root: Path | str, run_id: str, overwrite: bool = False) -> None:
+    """What write_run would refuse, checked before a run is made (a real load cannot be redone):
+    a bad run id, a root that is a file, an existing run unless `overwrite`."""
+    _check_run_id(run_id)
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InvalidArgument(f"runs directory {root}: is a file")
+    if (root / run_id).exists() and not overwrite:
+        raise FileExistsError(f"run {root / run_id} exists")
+
+
 def write_run(
     root: Path | str,
     run_id: str,
@@ -295,15 +326,13 @@ def write_run(
     """Writes root/run_id/{config.json, requests.csv.gz, jobs.csv.gz, summary.json} and returns the
     directory. `records=False` skips the two per-record files (large sweeps). An existing run is an
     error unless `overwrite`."""
-    _check_run_id(run_id)
+    check_new_run(root, run_id, overwrite)
     for name, value in (("config", config), ("summary", summary)):
         if value.get("run_id") != run_id:
             raise InvalidArgument(f"{name} run_id {value.get('run_id')!r} is not {run_id!r}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / run_id
-    if final.exists() and not overwrite:
-        raise FileExistsError(f"run {final} exists")
     tmp = root / f"{run_id}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)  # left over from an interrupted write
     tmp.mkdir()

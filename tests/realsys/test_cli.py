@@ -4,11 +4,13 @@ product works without the optional parts' dependencies (the node image's install
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import textwrap
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -169,3 +171,45 @@ def test_a_missing_part_says_which_extra(command: str, extra: str) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"pip install 'dtq[{extra}]'" in lines[0], done.stderr
     assert lines[0].startswith(f"dtq {command}: needs the '{extra}' extra")
+
+
+def test_sigterm_ends_a_command_as_ctrl_c_does(tmp_path: Path) -> None:
+    """SIGTERM runs the command's `finally`s (Python's default ended the process at once: a killed
+    `dtq calibrate` left its probe cluster running), then one line and exit 143. The command here
+    is a `try/finally` around a sleep, registered as `dtq` commands are, run in its own process."""
+    marker = tmp_path / "cleaned"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from realsys import cli
+
+        def handler(args):
+            try:
+                print("ready", flush=True)
+                time.sleep(30)
+            finally:
+                open({str(marker)!r}, "w").close()
+            return 0
+
+        def register(sub):
+            sub.add_parser("sleepy").set_defaults(handler=handler)
+
+        real = cli.build_parser
+        def build_parser(command=None):
+            parser, unavailable = real(command)
+            sub = next(a for a in parser._actions if a.dest == "command")
+            register(sub)
+            sub.choices["sleepy"].set_defaults(dtq_prog="dtq sleepy")
+            return parser, unavailable
+        cli.build_parser = build_parser
+        cli.main(["sleepy"])
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert err.strip() == "dtq sleepy: terminated (SIGTERM)" and marker.exists()

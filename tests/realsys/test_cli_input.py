@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from realsys import cluster
+from realsys import cluster, logs
 from realsys.cli import main
 from realsys.cli_common import Exit
 
@@ -51,7 +52,9 @@ def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00")
     (tmp_path / "badexp.yaml").write_text("name: x\nsweep: [1\n")
     (tmp_path / "badcal.json").write_text("{")
+    (tmp_path / "keys.json").write_text('{"parameters": {"nosuch": 1}}')
     (tmp_path / "spans").mkdir()
+    (tmp_path / "oldruns" / "r1").mkdir(parents=True)
     fake = tmp_path / "fake"
     fake.mkdir()
     node = {"name": "n1", "role": "node", "address": "127.0.0.1:1", "pid": 2**22 + 1, "env": {}}
@@ -182,6 +185,50 @@ WRONG: list[tuple[list[str], int, str]] = [
         Exit.USAGE,
         "--nodes is for Design B",
     ),
+    # a calibration whose key is wrong names its file; a directory is not looked for as DIR.json
+    (["sim", "params", "--calibration", "keys.json"], Exit.USAGE, "keys.json: unknown simulator parameter"),
+    (["sim", "params", "--calibration", "spans"], Exit.USAGE, "--calibration spans: a directory"),
+    # where dtq load would write, refused before the load (it ran the load, then refused to write it)
+    (
+        ["load", "--dir", "fake", "--workload", "ok.yaml", "--runs-dir", "oldruns", "--run-id", "r1"],
+        Exit.USAGE,
+        "run oldruns/r1 exists",
+    ),
+    (
+        ["load", "--dir", "fake", "--workload", "ok.yaml", "--runs-dir", "ok.yaml"],
+        Exit.USAGE,
+        "ok.yaml: is a file",
+    ),
+    (["load", "--dir", "fake", "--workload", "ok.yaml", "--run-id", "../r"], Exit.USAGE, "bad run id '../r'"),
+    # one label key with two values: refused (the last one silently won)
+    (
+        ["submit", "--dir", "fake", "echo", "--label", "a=b", "--label", "a=c"],
+        Exit.USAGE,
+        "--label a: given twice",
+    ),
+    (["list", "--dir", "fake", "--label", "a=b", "--label", "a=c"], Exit.USAGE, "--label a: given twice"),
+    (
+        ["cluster", "up", "--design", "mono", "--dir", "c", "--trace-dir", "ok.yaml"],
+        Exit.USAGE,
+        "--trace-dir ok.yaml: is a file",
+    ),  # was exit 1 from the first node that failed to start
+    (
+        ["sim", "params", "--set", "cpu_slice=0.001", "--set", "cpu_slice=0.002"],
+        Exit.USAGE,
+        "--set cpu_slice: given twice (0.001 and 0.002)",
+    ),  # the last one won silently
+    (
+        ["sim", "params", "--set", "workload.arrival.rate=10"],
+        Exit.USAGE,
+        "the workload's fields are set in its file",
+    ),
+    (["sim", "sweep", "spans"], Exit.USAGE, "sweep file spans: a directory"),  # was "no such file"
+    # a file as a cluster's directory (was "[Errno 17] File exists: ...")
+    (
+        ["cluster", "up", "--design", "mono", "--dir", "ok.yaml"],
+        Exit.USAGE,
+        "ok.yaml: is a file, not a cluster",
+    ),
     (["trace", "n1-1-0000000001", "--dir", "nocluster"], Exit.USAGE, "no cluster at nocluster"),
     (["trace", "n1-1-0000000001", "--dir", "fake"], Exit.USAGE, "does not trace"),
     (["trace", "n1-1-0000000001", "--trace-dir", "spans"], Exit.USAGE, "no spans of job"),
@@ -202,8 +249,21 @@ WRONG: list[tuple[list[str], int, str]] = [
         "--fault-at",
     ),
     (["faults", "run", "--design", "mono", "--lease", "0"], Exit.USAGE, "--lease"),
+    # an --out that cannot take the rows: refused before the runs (it failed after them)
+    (["faults", "run", "--design", "mono", "--out", "."], Exit.USAGE, "--out .: is a directory"),
+    (["faults", "run", "--design", "mono", "--out", "rows.csv"], Exit.USAGE, "the .csv table goes beside it"),
+    (["sim", "faults", "--design", "mono", "--out", ".", "-q"], Exit.USAGE, "--out .: is a directory"),
     (["diagnose", "mono", "-3"], Exit.USAGE, "rate > 0"),
     (["calibrate", "--rounds", "0", "--name", "x"], Exit.USAGE, "rounds"),
+    # a flag the command does not have: named with that command's help, not `dtq --help`
+    (
+        ["list", "--dir", "c", "--limit", "3"],
+        Exit.USAGE,
+        "dtq list: error: unrecognized arguments: --limit 3 (see `dtq list --help`)",
+    ),
+    (["sim", "params", "--bogus"], Exit.USAGE, "dtq sim: error: unrecognized arguments: --bogus"),
+    # the paper's calibration, refused before measuring (it used to measure, then replace it)
+    (["calibrate", "--name", "local", "--quick"], Exit.USAGE, "local.json exists: --force replaces it"),
     (["soak", "--overload", "0.5"], Exit.USAGE, "--overload"),
     (["bench", "--runs", "0"], Exit.USAGE, "--runs"),
 ]
@@ -233,6 +293,38 @@ def test_serve_with_bad_settings_is_one_line(
     code, out, err = dtq(capsys, "serve")
     assert code == Exit.USAGE and out == ""
     assert err.splitlines() == ["dtq: bad configuration: DTQ_NAME is required for DTQ_DESIGN=mono (e.g. n1)"]
+
+
+@pytest.mark.parametrize("setting", ["DTQ_LISTEN", "DTQ_METRICS_PORT"])
+def test_serve_on_a_port_in_use_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, setting: str
+) -> None:
+    """A taken port is a bad setting named in one line (it was a logged traceback and exit 1)."""
+    for var in [v for v in os.environ if v.startswith("DTQ_")]:
+        monkeypatch.delenv(var)
+    # serve runs in this process: its logging set-up (root handlers, the process's node) is undone
+    monkeypatch.setattr(logs, "_process_node", ["", ""])
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", root.handlers[:])
+    monkeypatch.setattr(root, "level", root.level)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("DTQ_ROLE", "node")
+        monkeypatch.setenv("DTQ_NAME", "n1")
+        monkeypatch.setenv("DTQ_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("DTQ_PEERS", "n1=127.0.0.1:0")
+        if setting == "DTQ_LISTEN":
+            monkeypatch.setenv("DTQ_LISTEN", f"127.0.0.1:{port}")
+        else:
+            monkeypatch.setenv("DTQ_METRICS_PORT", str(port))
+        code, out, err = dtq(capsys, "serve")
+    assert code == Exit.USAGE and out == "", err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dtq: bad configuration: {setting} "), err
+    assert str(port) in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "n1.addr").exists()  # it never announced an address
 
 
 def test_version_help_and_deprecated_spellings(files: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from dtq.v1 import client_pb2, client_pb2_grpc, job_pb2
-from model.errors import NotFound
+from model.errors import InvalidArgument, NotFound
 from realsys.config import MAX_MESSAGE_BYTES, NodeConfig, grpc_options, load_config
 from realsys.logs import configure_logging
 from realsys.metrics import GcPauses, NodeMetrics
@@ -263,7 +263,7 @@ async def test_a_taken_port_fails_to_start(tmp_path: Path) -> None:
     running = await start_role(node_config(tmp_path / "a"), TrivialRole())
     try:
         role = TrivialRole()
-        with pytest.raises(RuntimeError):
+        with pytest.raises(InvalidArgument, match=r"DTQ_LISTEN .*cannot listen there"):
             await start_role(node_config(tmp_path / "b", DTQ_LISTEN=running.address), role)
         assert role.events == ["close"]  # never started, but its stores are closed
     finally:

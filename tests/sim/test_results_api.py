@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import sim
+from model.errors import InvalidArgument
 from model.results.runs import load_config, load_records, load_summary
 from model.workload import workload_from_mapping
 
@@ -84,3 +85,36 @@ def test_spilled_records_are_the_same_bytes(tmp_path: Path) -> None:
     del spilled
     gc.collect()
     assert not folder.exists()  # the spill folder goes with the records
+
+
+WL_MAPPING = {"arrival": {"kind": "open", "rate": 20}, "run_time": 0.3, "warmup": 0.1, "seed": 3}
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"design": "mono"}, "SimConfig needs workload"),  # was KeyError: 'workload'
+        ({"design": "mono", "workload": WL_MAPPING, "seed": "abc"}, "seed must be an integer, got 'abc'"),
+        ({"design": "mono", "workload": WL_MAPPING, "replication": 1.5}, "replication must be an integer"),
+        ({"design": "mono", "workload": WL_MAPPING, "warm_start": "1"}, "warm_start must be a number"),
+        ({"design": "mono", "workload": 5}, "workload: expected a mapping, a WorkloadSpec or a file's path"),
+        ("mono", "expected a SimConfig or a mapping"),  # was "unknown SimConfig keys ['m', 'n', 'o']"
+        (None, "expected a SimConfig or a mapping"),  # was TypeError
+    ],
+)
+def test_bad_run_arguments_are_one_invalid_argument(config: object, message: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        sim.run(config)  # type: ignore[arg-type]
+    assert message in info.value.message
+
+
+def test_a_workload_file_path_is_a_workload(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text("arrival: {kind: open, rate: 20}\nrun_time: 0.3\nwarmup: 0.1\nseed: 3\n")
+    by_path = sim.SimConfig.from_mapping({"design": "mono", "workload": str(path)})
+    by_mapping = sim.SimConfig.from_mapping({"design": "mono", "workload": WL_MAPPING})
+    assert by_path.workload == by_mapping.workload
+    assert (
+        sim.SimConfig.from_mapping({"design": "mono", "workload": by_path.workload}).workload
+        == by_path.workload
+    )

@@ -86,11 +86,56 @@ def test_a_process_pool_gives_the_same_bytes(serial: pd.DataFrame) -> None:
         ({"nodes": [2, 3], "design": ["micro"]}, "no effect on micro"),
         ({"cores": 4}, "expected a non-empty list"),
         ({"workload.arrival.rate": [-5]}, "grid point"),
+        # was "a workload that names files must be loaded from its file (load_workload)"
+        ({"workload.duration": [{"kind": "empirical", "file": "d.txt"}]}, "a grid value cannot name a file"),
     ],
 )
 def test_bad_grids_fail_before_anything_runs(grid: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidArgument, match=message):
         sim.sweep(BASE, grid, replications=1, workers=1)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"grid": "abc"}, "grid: expected a mapping"),  # was ValueError: dictionary update sequence
+        ({"replications": "2"}, "replications must be an integer >= 1, got '2'"),  # was TypeError
+        ({"metrics": "latency_ms.submit.p50"}, "metrics: expected a list"),  # was "unknown metric 'l'"
+        ({"confidence": 2.0}, "confidence must be in (0, 1)"),  # was a table of NaN intervals
+    ],
+)
+def test_bad_sweep_arguments_are_one_invalid_argument(kwargs: dict[str, Any], message: str) -> None:
+    args: dict[str, Any] = {
+        "grid": {"workload.arrival.rate": [40]},
+        "replications": 1,
+        "workers": 1,
+        **kwargs,
+    }
+    with pytest.raises(InvalidArgument) as info:
+        sim.sweep(BASE, **args)
+    assert message in info.value.message
+
+
+def test_sweep_file_errors_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "s.yaml"
+    for body, says in [
+        ("design: mono\nworkload: nope.yaml\ngrid: {cores: [1]}\n", "workload 'nope.yaml': no such file"),
+        (
+            "design: mon\nworkload: {arrival: {kind: open, rate: 5}, run_time: 1}\ngrid: {cores: [1]}\n",
+            "design must be micro or mono",
+        ),
+        (
+            "design: mono\nworkload: {arrival: {kind: open, rate: 5}, run_time: 1}\n"
+            "grid: {cores: [1]}\nreplications: x\n",
+            "replications",
+        ),
+    ]:
+        spec.write_text(body)
+        with pytest.raises(SystemExit) as info:
+            main(["sim", "sweep", str(spec), "--workers", "1"])
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == 2 and len(err.splitlines()) == 1, err
+        assert err.startswith(f"dtq sim: {spec}: ") and says in err, err
 
 
 def test_unknown_metrics_name_the_nearest() -> None:

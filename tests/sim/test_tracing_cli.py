@@ -111,6 +111,10 @@ def test_bad_input_is_one_line_and_exit_2(
         (["sim", "params", "--trace-jobs", "2"], "--trace-jobs is for `dtq sim run`"),
         (["sim", "run", "--design", "micro", "--workload", str(tmp_path / "echo.yaml"), "--runs-dir", "",
           "--trace-jobs", "1"], "need a --runs-dir"),
+        # a misspelt id is refused up front (it simulated the run, wrote it, then said "no spans", exit 0)
+        (["sim", "run", "--design", "micro", "--workload", str(tmp_path / "echo.yaml"),
+          "--trace-job", "jb-1"],
+         "--trace-job: expected a job ordinal (1 = the first submitted) or a job id"),
     ]  # fmt: skip
     for argv, message in cases:
         code, _, err = dtq(argv, capsys)
