@@ -360,8 +360,8 @@ def markdown(res: Mapping[str, Any]) -> str:
         "`a priori`: predicted before the runs at the calibration's host speed (predictions-h5h8.json); "
         "`conditioned`: the model frozen, each twin moved to its run's own probe (host speed; "
         "background from its loadavg_1m).",
-        *([f"Real runs: `data/runs/{res['runs']}`.", ""] if res.get("runs", pattern()) != pattern() else []),
         "",
+        *([f"Real runs: `data/runs/{res['runs']}`.", ""] if res.get("runs", pattern()) != pattern() else []),
         "| prediction | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),
     ]
