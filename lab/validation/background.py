@@ -12,6 +12,10 @@ kernel slice the calibration measured). K is the one fitted number (`fit`).
     python -m lab.validation.background predict --k K               # H5-H8, before their real runs
     python -m lab.validation.background real [--budget S]           # under flock /tmp/dtq-measure.lock
     python -m lab.validation.background table --k K                 # H5-H8 measured beside predicted
+
+`--tag T` (real, table) makes and scores a re-run of the same H5-H8 runs under new names: experiments
+`holdout_h5_T`..., the load log `loadavg-h5h8-T.json`, the scores `results-h5h8-T.{json,md}`; the
+committed predictions are looked up by the untagged run id (same workload, seed and replication).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -215,12 +220,32 @@ def _twin(calibration: str, run: Path, over: closed_loop.Overrides, host_scale: 
 
 
 # ---------------------------------------------------------------------------- held-out H5-H8
-def experiment(label: str, design: str) -> Experiment:
-    """One H5-H8 workload for one design, as pre-registered (holdout-h5h8.json)."""
+TAG = re.compile(r"[a-z0-9]+")
+
+
+def _name(label: str, tag: str = "") -> str:
+    """The experiment's name: `holdout_<label>`, `holdout_<label>_<tag>` for a tagged re-run."""
+    if tag and not TAG.fullmatch(tag):
+        raise ValueError(f"tag {tag!r}: only lower-case letters and digits")
+    return f"holdout_{label}_{tag}" if tag else f"holdout_{label}"
+
+
+def predicted_id(run_name: str, tag: str = "") -> str:
+    """The run id the a priori predictions were made for (predictions-h5h8.json): the tag removed."""
+    return re.sub(rf"-(holdout_h[5-8])_{tag}\.", r"-\1.", run_name) if tag else run_name
+
+
+def pattern(tag: str = "") -> str:
+    """The glob (under data/runs) of the H5-H8 runs, or of their re-run with this tag."""
+    return f"real-*-{_name('h[5-8]', tag)}.*"
+
+
+def experiment(label: str, design: str, tag: str = "") -> Experiment:
+    """One H5-H8 workload for one design, as pre-registered (holdout-h5h8.json); a tag only renames it."""
     spec = load_workload(holdout.WORKLOADS / WORKLOADS[label])
     return experiment_from_mapping(
         {
-            "name": f"holdout_{label}",
+            "name": _name(label, tag),
             "workload": workload_to_mapping(spec),
             "replications": 3,
             "sweep": {"design": [design], "store": ["sqlite"], "slots": [12]},
@@ -229,13 +254,13 @@ def experiment(label: str, design: str) -> Experiment:
     )
 
 
-def plan() -> list[tuple[Experiment, PlannedRun]]:
+def plan(tag: str = "") -> list[tuple[Experiment, PlannedRun]]:
     """Replication-major, then workload, then design (a fresh cluster per run)."""
     per = [
         (e, expand(e).runs)
         for label in WORKLOADS
         for design in holdout.DESIGNS
-        for e in [experiment(label, design)]
+        for e in [experiment(label, design, tag)]
     ]
     return [(exp, runs[r]) for r in range(3) for exp, runs in per]
 
@@ -265,12 +290,15 @@ def predict(k: float, load: float, log: Any = print) -> dict[str, Any]:
     return out
 
 
-def table(k: float, log: Any = print) -> dict[str, Any]:
-    """H5-H8 measured beside: the a priori predictions (committed before the runs), and the frozen model
-    conditioned on each run's own host probe (host speed; host speed and background)."""
+def table(k: float, log: Any = print, tag: str = "", runs: Path = holdout.RUNS) -> dict[str, Any]:
+    """H5-H8 (or their re-run with `tag`) measured beside: the a priori predictions (committed before
+    the runs), and the frozen model conditioned on each run's own host probe (host speed; host speed
+    and background)."""
     pred = json.loads(PREDICTIONS.read_text())
     cpu_slice = kernel_slice()
-    points = closed_loop.points(holdout.RUNS, "real-*-holdout_h[5-8].*")
+    points = closed_loop.points(runs, pattern(tag))
+    if not points:
+        raise SystemExit(f"no runs {runs / pattern(tag)}")
     variants: dict[str, closed_loop.Overrides] = {
         "conditioned as is": {},
         "conditioned fair only": {"cpu_slice": cpu_slice},
@@ -279,7 +307,7 @@ def table(k: float, log: Any = print) -> dict[str, Any]:
     result = _compare(CALIBRATION, variants, points)
     for row, (point, dirs) in zip(result["points"], points.items(), strict=True):
         for name in pred["variants"]:
-            twins = [pred["runs"][d.name][name] for d in dirs]
+            twins = [pred["runs"][predicted_id(d.name, tag)][name] for d in dirs]
             row[f"a priori {name} twins"] = np.array(twins).mean(axis=0).tolist()
         row["loadavg_1m"] = [run_load(json.loads((d / "config.json").read_text())) for d in dirs]
         row["runnable_mean"] = [
@@ -287,7 +315,13 @@ def table(k: float, log: Any = print) -> dict[str, Any]:
             for d in dirs
         ]
         log(point)
-    return {"k": k, "predictions": str(PREDICTIONS), "scores": widths(result), "points": result["points"]}
+    return {
+        "k": k,
+        "predictions": str(PREDICTIONS),
+        "runs": pattern(tag),
+        "scores": widths(result),
+        "points": result["points"],
+    }
 
 
 POST_HOC = (
@@ -327,6 +361,7 @@ def markdown(res: Mapping[str, Any]) -> str:
         "`conditioned`: the model frozen, each twin moved to its run's own probe (host speed; "
         "background from its loadavg_1m).",
         "",
+        *([f"Real runs: `data/runs/{res['runs']}`.", ""] if res.get("runs", pattern()) != pattern() else []),
         "| prediction | " + " | ".join(METRICS) + " |",
         "|---|" + "---|" * len(METRICS),
     ]
@@ -344,7 +379,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=float, nargs="*", default=[0.1, 0.25, 0.5])
     parser.add_argument("--load", type=float, default=-1.0, help="predict: the load (default: now)")
     parser.add_argument("--budget", type=float, default=0.0, help="real: start no new run after this many s")
+    parser.add_argument(
+        "--tag", default="", help="real, table: a re-run under new names (run ids, load log, results file)"
+    )
     args = parser.parse_args(argv)
+    if args.tag and not TAG.fullmatch(args.tag):
+        parser.error(f"--tag {args.tag!r}: only lower-case letters and digits")
+    suffix = f"-{args.tag}" if args.tag else ""
     command = "python -m lab.validation.background " + " ".join(sys.argv[1:] if argv is None else argv)
     stamp = {
         "command": command,
@@ -365,11 +406,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dumps(res, indent=1, sort_keys=True) + "\n"
         )
     elif args.stage == "real":
-        holdout.run_real(plan(), log_name=LOADAVG, budget=args.budget)
+        log_name = LOADAVG.replace(".json", f"{suffix}.json")
+        holdout.run_real(plan(args.tag), log_name=log_name, budget=args.budget)
     else:
-        res = {**stamp, **table(args.k[0])}
-        (OUT / "results-h5h8.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
-        (OUT / "results-h5h8.md").write_text(markdown(res))
+        res = {**stamp, **table(args.k[0], tag=args.tag)}
+        (OUT / f"results-h5h8{suffix}.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
+        (OUT / f"results-h5h8{suffix}.md").write_text(markdown(res))
     return 0
 
 
