@@ -424,3 +424,20 @@ def test_the_h5h8_section_tabulates_every_prediction_against_the_floor(tmp_path:
     assert "| a priori: the simulator as it is | 50% | 50% | 50% | 50% | 50% | 50% |" in text
     assert "| real floor |  |  |  | 25% |  |  |" in text
     assert "fair scheduler instead" not in text  # a prediction that is not in the file gets no row
+
+
+def test_the_h5h8_rerun_is_scored_beside_the_first_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "validation" / "extended"
+    folder.mkdir(parents=True)
+    first = {m: 0.5 for m in facts.H5H8_METRICS}
+    (folder / "results-h5h8.json").write_text(json.dumps({"scores": {"a priori as is": first}}))
+    assert "one session" not in facts.h5h8_section(tmp_path)  # no re-run: no second table
+    again = {**first, "p50": 0.1, "width": 0.9}
+    scores = {"a priori as is": again, "floor": {"p50": 0.12}}
+    fixed = {"scores": scores, "command": "cmd --tag fixed"}
+    (folder / "results-h5h8-fixed.json").write_text(json.dumps(fixed))
+    text = facts.h5h8_section(tmp_path)
+    assert "| the simulator as it is, first runs | 50% | 50% | 50% | 50% | 50% | 50% |" in text
+    assert "| the simulator as it is, one session | 50% | 10% | 50% | 50% | 90% | 50% |" in text
+    assert "| real floor, one session |  | 12% |" in text and "cmd --tag fixed" in text
+    assert "the simulator as it is: 1 of 5 (p50)" in text
