@@ -504,17 +504,17 @@ def h5h8_section(data: Path) -> str:
         + f"\nFrom data/{H5H8_RESULTS} (`{t.get('command', 'python -m lab.validation.background table')}`). "
         "The result is negative for the background model: it narrows the width error no more than the "
         "fair scheduler alone does, and costs throughput and completion time; no tail metric reaches its "
-        "floor. The simulator's default stays as it is (no background, FIFO per burst).\n" + _h5h8_fixed(data)
+        "floor. The simulator's default stays as it is (no background, FIFO per burst).\n"
+        + _h5h8_fixed(data, scores)
     )
 
 
-def _h5h8_fixed(data: Path) -> str:
+def _h5h8_fixed(data: Path, first: dict[str, Any]) -> str:
     """H5-H8 run again after the cluster's scheduling fix (§8), scored against the same predictions,
-    beside the first runs' scores; "" without data/validation/extended/results-h5h8-fixed.json."""
+    beside the first runs' `first` scores; "" without data/validation/extended/results-h5h8-fixed.json."""
     path = data / H5H8_FIXED
     if not path.is_file():
         return ""
-    first = json.loads((data / H5H8_RESULTS).read_text()).get("scores", {})
     again = json.loads(path.read_text())
     scores = again.get("scores", {})
     body = []
