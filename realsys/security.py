@@ -10,12 +10,12 @@ Who may call what (when a node has DTQ_INTERNAL_TOKEN set, i.e. auth is on):
     grpc.health.v1.Health, reflection                  anyone (probes and tools); still over TLS
     any other service                                  the internal token only
 
-Identity: a worker token acts only as its own worker: every Workers call names a worker_id, which must
-be the token's NAME or start with NAME- (DTQ_WORKER_TOKENS entries are NAME:TOKEN; a bare token's NAME
-is derived from it, config.split_worker_token), else PERMISSION_DENIED; so one worker-token holder
-cannot renew or finish another worker's attempts. Node-to-node metadata (NODE_METADATA:
-`dtq-forwarded`) is accepted only with the internal token: a client or worker sending it gets
-PERMISSION_DENIED.
+Identity: a worker token acts only as its own worker: every worker_id a Workers call names (its own
+and each carried report's) must be the token's NAME or start with NAME- (DTQ_WORKER_TOKENS entries are
+NAME:TOKEN; a bare token's NAME is derived from it, config.split_worker_token), else
+PERMISSION_DENIED; so one worker-token holder cannot renew or finish another worker's attempts.
+Node-to-node metadata (NODE_METADATA: `dtq-forwarded`) is accepted only with the internal token: a
+client or worker sending it gets PERMISSION_DENIED.
 
 Status codes: no token, a malformed `authorization` header or a token no list knows -> UNAUTHENTICATED;
 a valid token of the wrong kind (a client token on the worker API), a worker id outside the worker
@@ -323,16 +323,30 @@ def _rejecting(
     return grpc.unary_unary_rpc_method_handler(unary)
 
 
+def foreign_worker_id(request: Any, name: str) -> str | None:
+    """The first worker id in `request` that a worker token named `name` may not use, else None: the
+    request's own `worker_id` and that of every report it carries (FetchWork's `reports`, and
+    ReportResults, whose batch names its workers only in its reports)."""
+    worker_id = getattr(request, "worker_id", None)
+    if worker_id is not None and not may_act_as(name, worker_id):
+        return str(worker_id)
+    for report in getattr(request, "reports", ()):
+        if not may_act_as(name, report.worker_id):
+            return str(report.worker_id)
+    return None
+
+
 def _bound_to(handler: Handler, name: str, recorder: RpcRecorder | None) -> Handler:
-    """`handler` (unary, its request naming a worker_id) refusing with PERMISSION_DENIED a worker_id
-    that a worker token named `name` may not use (may_act_as); a refusal is recorded as auth's are."""
+    """`handler` (unary, its request naming worker ids) refusing with PERMISSION_DENIED a worker id
+    that a worker token named `name` may not use (foreign_worker_id); a refusal is recorded as auth's
+    are."""
     if handler.request_streaming or handler.response_streaming:
         return handler  # the Workers API is unary; nothing else reaches here
     serve: Any = handler.unary_unary
 
     async def check(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        worker_id = getattr(request, "worker_id", None)
-        if isinstance(request, Malformed) or worker_id is None or may_act_as(name, worker_id):
+        worker_id = None if isinstance(request, Malformed) else foreign_worker_id(request, name)
+        if worker_id is None:
             return await serve(request, context)
         start = time.perf_counter()
         try:

@@ -286,9 +286,10 @@ async def running_job(secure: SecureCluster, client: DtqClient) -> job_pb2.Job:
 
 async def test_a_worker_token_cannot_act_as_another_worker(secure: SecureCluster) -> None:
     """Issue 26: any worker-token holder could finish any running job by copying the worker_id that
-    GetJobStatus shows. A worker token now acts only as its own name: the report, the heartbeat and
-    a fetch under someone else's id get PERMISSION_DENIED before the request reaches the service,
-    and the job ends with its real worker's result."""
+    GetJobStatus shows. A worker token now acts only as its own name: the report, the heartbeat, a
+    fetch under someone else's id, and a batch of reports or a fetch carrying a report under someone
+    else's id get PERMISSION_DENIED before the request reaches the service, and the job ends with its
+    real worker's result."""
     evil: Any = make_stub(worker_pb2_grpc.WorkersStub, secure.channel(secure.workers_address, EVIL))
     async with secure.client() as client:
         job = await running_job(secure, client)
@@ -310,6 +311,11 @@ async def test_a_worker_token_cannot_act_as_another_worker(secure: SecureCluster
                 timeout=3.0,
             ),
             evil.FetchWork(worker_pb2.FetchWorkRequest(worker_id=job.worker_id, free_slots=1), timeout=3.0),
+            # a batch names its workers only in its reports, and a fetch may carry reports
+            evil.ReportResults(worker_pb2.ReportResultsRequest(reports=[forged]), timeout=3.0),
+            evil.FetchWork(
+                worker_pb2.FetchWorkRequest(worker_id="evil-1", free_slots=0, reports=[forged]), timeout=3.0
+            ),
         ):
             denied = await rpc_failure(call)
             assert denied.code() is grpc.StatusCode.PERMISSION_DENIED, denied.details()
