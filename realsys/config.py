@@ -2,7 +2,8 @@
 
 `load_config(env)` validates everything and raises InvalidArgument with a message naming the variable;
 `config_to_env(config)` is its inverse (used by the cluster launcher and compose files). `SETTINGS` says
-what each variable means and where its default comes from; `settings_help()` is `dtq serve --help`'s list.
+what each variable means and where its default comes from; `settings_help()` is `dtq serve --help`'s list;
+`misspelt_settings(env)` names a DTQ_* variable that is close to a setting but none (a node warns).
 
 Core tunables: every `CoreConfig` field `f` is read from `DTQ_<F>` (upper case), e.g.
 `DTQ_LEASE_DURATION`; fields left unset keep the `CoreConfig` default, and `CoreConfig` checks the values.
@@ -11,6 +12,7 @@ Core tunables: every `CoreConfig` field `f` is read from `DTQ_<F>` (upper case),
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import math
 import re
@@ -345,6 +347,20 @@ def settings_help(width: int = 100) -> str:
             tail = "[required]" if default == "required" else f"[default: {default or 'unset'}]"
             lines.extend(textwrap.wrap(f"  {s.var}: {s.meaning} {tail}", width, subsequent_indent="      "))
     return "\n".join(lines)
+
+
+def misspelt_settings(env: Mapping[str, str]) -> list[str]:
+    """One line for each DTQ_* name in `env` that is no node setting but close to one (a likely typo,
+    which load_config would otherwise ignore in silence); other DTQ_* names (the client's DTQ_TOKEN,
+    the deploy and baseline tools' variables) are not a node's business and pass."""
+    known = [s.var for s in (*SETTINGS, *core_settings())]
+    lines: list[str] = []
+    for name in sorted(env):
+        if name.startswith("DTQ_") and name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+            if close:
+                lines.append(f"{name} is not a setting (did you mean {close[0]}?); ignored")
+    return lines
 
 
 # ---------------------------------------------------------------------------- loading

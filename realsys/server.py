@@ -36,7 +36,7 @@ from grpc_reflection.v1alpha import _async as reflection_aio
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from model.errors import InvalidArgument
-from realsys.config import GcMode, NodeConfig, address_host, load_config, server_options
+from realsys.config import GcMode, NodeConfig, address_host, load_config, misspelt_settings, server_options
 from realsys.decoding import ServingRegistrar
 from realsys.eventloop import loop_factory
 from realsys.logs import bind_node, configure_logging, get_logger
@@ -261,6 +261,8 @@ def serve_main() -> None:
     except InvalidArgument as exc:
         sys.stderr.write(f"dtq: bad configuration: {exc.message}\n")
         raise SystemExit(2) from None
+    for line in misspelt_settings(os.environ):
+        sys.stderr.write(f"dtq: warning: {line}\n")
     configure_logging(config)
 
     async def main() -> None:

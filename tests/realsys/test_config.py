@@ -21,6 +21,7 @@ from realsys.config import (
     core_settings,
     grpc_options,
     load_config,
+    misspelt_settings,
     settings_help,
 )
 
@@ -366,3 +367,21 @@ def test_the_defaults_shown_are_the_ones_applied() -> None:
     assert shown["DTQ_GC"] == config.gc_mode and shown["DTQ_LOG_LEVEL"] == config.log_level
     assert float(shown["DTQ_LEASE_DURATION"]) == config.core.lease_duration
     assert int(shown["DTQ_MAX_PENDING"]) == config.core.max_pending
+
+
+def test_a_misspelt_setting_is_named_and_other_tools_variables_pass() -> None:
+    env = {
+        "DTQ_LEASE_DURATON": "5",  # typo of a core setting
+        "DTQ_SLOT": "3",  # typo of a node setting
+        "DTQ_SLOTS": "2",
+        "DTQ_TOKEN": "t",  # the client's
+        "DTQ_NODE_SLOTS": "4",  # docker/compose.mono.yml's
+        "DTQ_BASELINE_REDIS_URL": "redis://x",
+        "DTQ_IMAGE": "dtq:latest",
+        "HOME": "/root",
+    }
+    assert misspelt_settings(env) == [
+        "DTQ_LEASE_DURATON is not a setting (did you mean DTQ_LEASE_DURATION?); ignored",
+        "DTQ_SLOT is not a setting (did you mean DTQ_SLOTS?); ignored",
+    ]
+    assert misspelt_settings({"DTQ_ROLE": "node", "DTQ_NAME": "n1"}) == []
