@@ -709,7 +709,7 @@ def run(target_spec: Mapping[str, Any], spec: WorkloadSpec, processes: int = 1, 
 
 
 # ---------------------------------------------------------------------------- `dtq load`
-def _design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any]]:
+def design_parameters(cluster_dir: Path) -> tuple[str, list[str], dict[str, Any]]:
     """(design, client addresses, parameters) of a local cluster, from its cluster.json."""
     info = cluster.load(cluster_dir)
     per_node = {"DTQ_NAME", "DTQ_LISTEN", "DTQ_DATA_DIR", "DTQ_ROLE", "DTQ_PEERS", "DTQ_SERVICES"}
@@ -742,7 +742,7 @@ def load_command(args: argparse.Namespace) -> int:
     """`dtq load`: one run against a cluster, written under --runs-dir in the data/README.md layout."""
     spec = load_workload(args.workload)
     if args.dir:
-        design, addresses, parameters = _design_parameters(Path(args.dir))
+        design, addresses, parameters = design_parameters(Path(args.dir))
     else:
         if not args.design:
             raise ValueError("--design is required with --addr")

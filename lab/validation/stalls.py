@@ -42,7 +42,7 @@ from typing import Any
 from model.results.probe import take_probe
 from model.results.runs import load_workload, provenance, utc_now
 from realsys.eventloop import loop_factory
-from realsys.loadgen import _design_parameters, run_load, write_load_run
+from realsys.loadgen import design_parameters, run_load, write_load_run
 from realsys.targets import dtq_target_spec, make_target
 
 PERIOD = 0.002  # s: each witness sleeps this long
@@ -148,6 +148,10 @@ class Witnesses:
         self._sched_thread.start()
         gc.callbacks.append(self._gc)
 
+    def halt(self) -> None:
+        """Ends the witness loops (the event loop's and the threads'); stop() then collects them."""
+        self._stop.set()
+
     def stop(self) -> None:
         self._stop.set()
         gc.callbacks.remove(self._gc)
@@ -184,7 +188,7 @@ async def _run(target_spec: Mapping[str, Any], spec: Any, drain: float, w: Witne
     try:
         result = await run_load(target, spec, ready=ready, drain_timeout=drain)
     finally:
-        w._stop.set()
+        w.halt()
         await task
         await target.close()
     return result, t0_box[0]
@@ -203,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stalls: run {args.run_id} exists in {args.runs_dir}", file=sys.stderr)
         return 2
     spec = load_workload(args.workload)
-    design, addresses, parameters = _design_parameters(Path(args.dir))
+    design, addresses, parameters = design_parameters(Path(args.dir))
     parameters = {**parameters, "processes": 1, "timeout": args.timeout, "witness": True}
     parameters["host_probe"] = take_probe()
     started_at, stamp = utc_now(), provenance()
