@@ -24,7 +24,12 @@ to one slice behind the host's least, so sleeping earns bounded credit). 0 is th
 A sleeping loop pays to wake up (`wakeup`, measured by `dtq calibrate` as the bare echo's CPU per
 call at one call in flight less that of a loop kept busy): a burst that finds its process's loop idle
 lasts that much longer; bursts queued behind a busy loop do not. So CPU per request falls as load
-rises, as in the real processes. The checkpoint thread is not a loop and never pays it.
+rises, as in the real processes. The checkpoint thread is not a loop and never pays it. How long it
+slept (the cold factor, `wakeup_idle`) is its own loop's idle time by default
+(`wakeup_idle_scope` "process"); with "host" it is its host's: the time since any process on the host
+(threads, the load generator and background processes included) last ran a burst on one of its cores,
+0 while one runs (a what-if: the cold cost is the idle CPU's, a C-state and cold caches, not the
+loop's). Only the factor changes scope; a burst that finds its loop busy still pays no wake-up.
 
 A burst may carry an action `fn(now) -> (duration, value)`: it runs when the burst *starts* (the loop
 picked the request up), which is when the real handler reads the clock and calls the core, and the
@@ -125,17 +130,29 @@ class Host:
         "cpu_slice",
         "fair",
         "free",
+        "idle_scope_host",
         "name",
+        "procs",
         "running",
         "vfloor",
         "waiting",
         "warm_handover",
     )
 
-    def __init__(self, name: str, cores: int, cpu_slice: float = 0.0, warm_handover: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        cores: int,
+        cpu_slice: float = 0.0,
+        warm_handover: bool = False,
+        idle_scope_host: bool = False,
+    ) -> None:
         self.name = name
         self.cores = cores
         self.free = cores
+        # wakeup_idle_scope "host": a waking loop's cold factor goes by the host's idle time (idle_time)
+        self.idle_scope_host = idle_scope_host
+        self.procs: list[Proc] = []  # every process placed on it (Proc.__init__), threads included
         # a loop that queued for a core takes it warm from the process before it: no cold wake-up
         # (wakeup_idle's factor is 1); one woken onto an idle core pays it by its own sleep
         self.warm_handover = warm_handover
@@ -147,6 +164,15 @@ class Host:
         self.running: list[Proc] = []  # fair: the processes holding a core
         self.vfloor = 0.0  # fair: the least virtual runtime among those that want a core (monotonic)
         self.busy_time = 0.0  # core-seconds used
+
+    def idle_time(self, now: float) -> float:
+        """Seconds since a burst last ran on any of its cores (0 while one runs). With every core
+        free no process is running or waiting, so each one's loop is idle and the last burst ended
+        at the latest of their idle_since. O(processes on the host), paid only by a wake-up under
+        wakeup_idle_scope "host"."""
+        if self.free < self.cores:
+            return 0.0
+        return now - max((p._idle_since for p in self.procs), default=0.0)
 
     def has_waiting(self) -> bool:
         return bool(self._heap) if self.fair else bool(self.waiting)
@@ -183,6 +209,7 @@ class Proc:
         self.env = env
         self._env_finishes: bool = getattr(env, "finishes_bursts", False)
         self.host = host
+        host.procs.append(self)
         self.name = name
         self.role = role
         self.index = index
@@ -383,7 +410,10 @@ class Proc:
         self.wakeups += 1
         cost = self._wake()
         if self._wake_factor is not None and not (self._handed and self.host.warm_handover):
-            cost *= self._wake_factor(self.env._now - self._idle_since)  # else a warm core: factor 1
+            host = self.host  # else a warm core: factor 1
+            now = self.env._now
+            idle = host.idle_time(now) if host.idle_scope_host else now - self._idle_since
+            cost *= self._wake_factor(idle)
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:

@@ -268,7 +268,13 @@ class Cluster:
         self.params = params
         self.costs = costs
         self.hosts = [
-            Host(f"h{i}", params.cores, params.cpu_slice, params.wakeup_warm_handover)
+            Host(
+                f"h{i}",
+                params.cores,
+                params.cpu_slice,
+                params.wakeup_warm_handover,
+                params.wakeup_idle_scope == "host",
+            )
             for i in range(params.hosts)
         ]
         self._host_hops = params.hosts > 1 and not params.host_hop.is_zero

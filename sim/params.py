@@ -46,6 +46,7 @@ from sim.placeholders import (
 BACKGROUND_RUN = Dist.of({"kind": "exponential", "mean": 0.003})  # a background process's CPU run
 BACKGROUND_SLEEP = Dist.of({"kind": "exponential", "mean": 0.003})  # ... and its sleep between runs
 _META = frozenset({"overrides", "marks"})  # bookkeeping fields: not parameters, not in mappings
+WAKEUP_IDLE_SCOPES = ("process", "host")  # wakeup_idle_scope: whose idle time sets the cold factor
 
 
 def _freeze_service(service: Mapping[str, Mapping[str, Dist]]) -> Mapping[str, Mapping[str, Dist]]:
@@ -126,6 +127,10 @@ class SimParams:
     # it, and pays no cold factor (wakeup_idle); one woken onto an idle core pays it by its own sleep
     # (sim/cpu.py Host.warm_handover)
     wakeup_warm_handover: bool = False
+    # whose sleep sets wakeup_idle's cold factor: "process" (its own loop's idle time) or "host" (the
+    # time since any core of its host last ran a burst, 0 while one runs: the cold cost is the idle
+    # CPU's, C-states and cold caches; a what-if, sim/cpu.py Host.idle_time)
+    wakeup_idle_scope: str = "process"
     # ---- the host's background load (issue 23; off: 0 processes, every output as before)
     # processes outside the cluster (other builds, tests, helpers) sharing each host's cores: each
     # alternates a CPU run (background_run) and a sleep (background_sleep), its run cut in bursts of
@@ -179,6 +184,8 @@ class SimParams:
         }.items():
             if not (value >= 0 and math.isfinite(value)):
                 raise InvalidArgument(f"{key} must be >= 0")
+        if self.wakeup_idle_scope not in WAKEUP_IDLE_SCOPES:
+            raise InvalidArgument(f"wakeup_idle_scope must be one of {', '.join(WAKEUP_IDLE_SCOPES)}")
         unknown = set(self.service) - set(ROLES)
         if unknown:
             raise InvalidArgument(f"service: unknown roles {sorted(unknown)} (roles: {', '.join(ROLES)})")
@@ -355,7 +362,9 @@ class SimParams:
             return "wake-ups cost nothing (set wakeup > 0)"
         if key.startswith("background_") and key != "background_procs" and not self.background_procs:
             return "no background processes (set background_procs > 0)"
-        if key == "wakeup_warm_handover" and (self.wakeup.is_zero or not self.wakeup_idle):
+        if key in ("wakeup_warm_handover", "wakeup_idle_scope") and (
+            self.wakeup.is_zero or not self.wakeup_idle
+        ):
             return "no cold wake-up to place (set wakeup > 0 and wakeup_idle)"
         return ""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from typing import Any
 
@@ -287,3 +288,41 @@ def test_a_loop_woken_onto_an_idle_core_pays_the_cold_wakeup() -> None:
     env.process(at(0.2))
     env.run()
     assert ends[1] == pytest.approx(0.2 + 1e-3 + 3e-4)
+
+
+def _woken_beside(scope_host: bool, neighbour_until: float) -> float:
+    """Two cores; process a runs 1 ms bursts back to back until `neighbour_until` while b's loop
+    sleeps from ~1.1 ms to 0.2 s, when b runs one 1 ms burst on the free core: how long it lasts."""
+    env = simpy.Environment()
+    params = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
+    host = Host("h", 2, idle_scope_host=scope_host)
+    costs = CostModel(params, 1)
+    a, b = (Proc(env, host, name, "node", i, costs) for i, name in enumerate("ab"))
+    ends: list[float] = []
+
+    def busy() -> Generator[Any, Any, None]:
+        while env.now < neighbour_until - 1e-9:
+            yield a.run(1e-3)
+
+    def at(t: float) -> Generator[Any, Any, None]:
+        yield env.timeout(t)
+        yield b.run(1e-3)
+        ends.append(env.now)
+
+    env.process(busy())
+    env.process(at(0.0))
+    env.process(at(0.2))
+    env.run()
+    return ends[1] - 0.2
+
+
+def test_the_host_scope_takes_the_hosts_idle_time_not_the_loops() -> None:
+    """wakeup_idle_scope: b's loop slept ~0.2 s. By its process (the default) that is the cold
+    factor 3 whatever its neighbour did. By its host: none while a's bursts keep a core running
+    (factor 1), and the 9.9 ms since a's last burst (its first, woken, lasts 1.1 ms: the last ends at
+    0.1901 s) when a stopped at 0.19 s (log-linear between (1 ms, 1) and (0.1 s, 3): about 2)."""
+    assert _woken_beside(False, 0.25) == pytest.approx(1e-3 + 3e-4)
+    assert _woken_beside(False, 0.19) == pytest.approx(1e-3 + 3e-4)
+    assert _woken_beside(True, 0.25) == pytest.approx(1e-3 + 1e-4)
+    factor = 1.0 + 2.0 * math.log(0.0099 / 1e-3) / math.log(100.0)
+    assert _woken_beside(True, 0.19) == pytest.approx(1e-3 + 1e-4 * factor)

@@ -144,3 +144,13 @@ def test_a_calibrations_host_probe_is_per_design(tmp_path) -> None:  # type: ign
     assert load_host_probe(path, "micro") == {**PROBE, "wake_us": 50.0}
     path.write_text(json.dumps({"parameters": {}}))
     assert load_host_probe(path, "mono") is None
+
+
+def test_wakeup_idle_scope_is_process_or_host_and_needs_a_cold_curve() -> None:
+    warm = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
+    assert SimParams().wakeup_idle_scope == "process"
+    assert warm.with_overrides({"wakeup_idle_scope": "host"}).wakeup_idle_scope == "host"
+    with pytest.raises(InvalidArgument, match="wakeup_idle_scope must be one of process, host"):
+        warm.with_overrides({"wakeup_idle_scope": "core"})
+    with pytest.raises(InvalidArgument, match="wakeup_idle_scope has no effect"):
+        SimParams().with_overrides({"wakeup_idle_scope": "host"})  # wake-ups cost nothing
