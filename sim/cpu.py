@@ -239,6 +239,8 @@ class Proc:
         self._idle_since = 0.0  # when the loop last ran out of work
         self._handed = False  # its core came straight from another process (Host.warm_handover)
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
+        if host.idle_scope_host:
+            self._wakeup_cost = self._host_wakeup_cost  # type: ignore[method-assign]
         self.wakeups = 0
         self._slice_start = 0.0  # when this process's current time slice on its core began
         self.vruntime = 0.0  # CPU seconds run, moved up to the host's floor when it wakes (fair)
@@ -410,10 +412,18 @@ class Proc:
         self.wakeups += 1
         cost = self._wake()
         if self._wake_factor is not None and not (self._handed and self.host.warm_handover):
-            host = self.host  # else a warm core: factor 1
-            now = self.env._now
-            idle = host.idle_time(now) if host.idle_scope_host else now - self._idle_since
-            cost *= self._wake_factor(idle)
+            cost *= self._wake_factor(self.env._now - self._idle_since)  # else a warm core: factor 1
+        return cost
+
+    def _host_wakeup_cost(self) -> float:
+        """_wakeup_cost with the cold factor by the host's idle time (wakeup_idle_scope "host"; set
+        as this process's _wakeup_cost in __init__, so the default path is not touched)."""
+        assert self._wake is not None
+        self.wakeups += 1
+        cost = self._wake()
+        host = self.host
+        if self._wake_factor is not None and not (self._handed and host.warm_handover):
+            cost *= self._wake_factor(host.idle_time(self.env._now))  # else a warm core: factor 1
         return cost
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
