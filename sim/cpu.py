@@ -29,7 +29,10 @@ slept (the cold factor, `wakeup_idle`) is its own loop's idle time by default
 (`wakeup_idle_scope` "process"); with "host" it is its host's: the time since any process on the host
 (threads, the load generator and background processes included) last ran a burst on one of its cores,
 0 while one runs (a what-if: the cold cost is the idle CPU's, a C-state and cold caches, not the
-loop's). Only the factor changes scope; a burst that finds its loop busy still pays no wake-up.
+loop's); with "overlap" it is the part of its loop's sleep during which every core of its host was
+free (`OverlapHost`: the same as "process" when the host slept whenever the loop did, as in the echo
+sweep that measured the curve; near 0 when other processes kept a core busy meanwhile). Only the
+factor changes scope; a burst that finds its loop busy still pays no wake-up.
 
 A burst may carry an action `fn(now) -> (duration, value)`: it runs when the burst *starts* (the loop
 picked the request up), which is when the real handler reads the clock and calls the core, and the
@@ -200,6 +203,39 @@ class Host:
         proc.vruntime = max(proc.vruntime, self.vfloor - self.cpu_slice)
 
 
+class OverlapHost(Host):
+    """A host that keeps the time all its cores were free (wakeup_idle_scope "overlap"): `free` is a
+    property here, so the default Host's hot path is untouched."""
+
+    __slots__ = ("_env", "_free", "_idle_from", "idle_total")
+
+    def __init__(self, env: simpy.Environment, name: str, cores: int, *args: Any, **kw: Any) -> None:
+        self._env = env
+        self.idle_total = 0.0  # seconds with every core free, up to _idle_from
+        self._idle_from = 0.0  # when every core last became free
+        self._free = cores
+        super().__init__(name, cores, *args, **kw)
+
+    @property
+    def free(self) -> int:
+        return self._free
+
+    @free.setter
+    def free(self, value: int) -> None:
+        cores = self.cores if hasattr(self, "cores") else value  # Host.__init__ sets free after cores
+        if self._free == cores and value < cores:
+            self.idle_total += self._env._now - self._idle_from
+        elif value == cores and self._free < cores:
+            self._idle_from = self._env._now
+        self._free = value
+
+    def idle_accumulated(self, now: float) -> float:
+        """Seconds since the start with every core free, up to `now`."""
+        if self._free == self.cores:
+            return self.idle_total + now - self._idle_from
+        return self.idle_total
+
+
 class Proc:
     """One OS process with one event loop. See the module docstring."""
 
@@ -241,6 +277,10 @@ class Proc:
         self._wake_factor = costs.params.wakeup_factor if costs.params.wakeup_idle else None
         if host.idle_scope_host:
             self._wakeup_cost = self._host_wakeup_cost  # type: ignore[method-assign]
+        self._host_mark = 0.0  # overlap: the host's accumulated idle when this loop last went idle
+        if isinstance(host, OverlapHost):
+            self._wakeup_cost = self._overlap_wakeup_cost  # type: ignore[method-assign]
+            self._finish = self._finish_marking  # type: ignore[method-assign]
         self.wakeups = 0
         self._slice_start = 0.0  # when this process's current time slice on its core began
         self.vruntime = 0.0  # CPU seconds run, moved up to the host's floor when it wakes (fair)
@@ -425,6 +465,26 @@ class Proc:
         if self._wake_factor is not None and not (self._handed and host.warm_handover):
             cost *= self._wake_factor(host.idle_time(self.env._now))  # else a warm core: factor 1
         return cost
+
+    def _overlap_wakeup_cost(self) -> float:
+        """_wakeup_cost with the cold factor by the part of this loop's sleep that its whole host
+        slept too (wakeup_idle_scope "overlap"; bound in __init__)."""
+        assert self._wake is not None
+        self.wakeups += 1
+        cost = self._wake()
+        host = self.host
+        if self._wake_factor is not None and not (self._handed and host.warm_handover):
+            assert isinstance(host, OverlapHost)
+            cost *= self._wake_factor(host.idle_accumulated(self.env._now) - self._host_mark)
+        return cost
+
+    def _finish_marking(self, _: simpy.Event) -> None:
+        """_finish, then (overlap) the host's accumulated idle if the loop went idle."""
+        Proc._finish(self, _)
+        if not self._busy:
+            host = self.host
+            assert isinstance(host, OverlapHost)
+            self._host_mark = host.idle_accumulated(self.env._now)
 
     def _schedule(self, burst: _Burst, duration: float, value: Any) -> None:
         self.vruntime += duration

@@ -31,7 +31,7 @@ from model.jobs import JobTable
 from model.states import JobState
 from model.timer import TimerRule
 from model.workload import JobDraw
-from sim.cpu import CostModel, Host, Proc, _Burst
+from sim.cpu import CostModel, Host, OverlapHost, Proc, _Burst
 from sim.draws import Draws
 from sim.idcolumns import JobFloats
 from sim.params import SimParams
@@ -267,14 +267,11 @@ class Cluster:
         self.env = env
         self.params = params
         self.costs = costs
+        scope = params.wakeup_idle_scope
         self.hosts = [
-            Host(
-                f"h{i}",
-                params.cores,
-                params.cpu_slice,
-                params.wakeup_warm_handover,
-                params.wakeup_idle_scope == "host",
-            )
+            OverlapHost(env, f"h{i}", params.cores, params.cpu_slice, params.wakeup_warm_handover)
+            if scope == "overlap"
+            else Host(f"h{i}", params.cores, params.cpu_slice, params.wakeup_warm_handover, scope == "host")
             for i in range(params.hosts)
         ]
         self._host_hops = params.hosts > 1 and not params.host_hop.is_zero

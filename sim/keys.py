@@ -145,7 +145,12 @@ FIELDS: Mapping[str, Key] = {
         _k(
             "wakeup_warm_handover", "bool", "", "a loop that queues for a core takes it warm (no cold factor)"
         ),
-        _k("wakeup_idle_scope", "str", "", "whose idle time sets wakeup_idle: process (its loop's) or host"),
+        _k(
+            "wakeup_idle_scope",
+            "str",
+            "",
+            "whose idle sets wakeup_idle: process, host or overlap (sim/README.md)",
+        ),
         _k("background_procs", "int", "processes", "per host: processes outside the cluster (0: off)"),
         _k("background_run", "dist", "s", "a background process's CPU run between sleeps"),
         _k("background_sleep", "dist", "s", "a background process's sleep between runs"),

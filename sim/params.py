@@ -46,7 +46,7 @@ from sim.placeholders import (
 BACKGROUND_RUN = Dist.of({"kind": "exponential", "mean": 0.003})  # a background process's CPU run
 BACKGROUND_SLEEP = Dist.of({"kind": "exponential", "mean": 0.003})  # ... and its sleep between runs
 _META = frozenset({"overrides", "marks"})  # bookkeeping fields: not parameters, not in mappings
-WAKEUP_IDLE_SCOPES = ("process", "host")  # wakeup_idle_scope: whose idle time sets the cold factor
+WAKEUP_IDLE_SCOPES = ("process", "host", "overlap")  # wakeup_idle_scope: whose idle time sets the cold factor
 
 
 def _freeze_service(service: Mapping[str, Mapping[str, Dist]]) -> Mapping[str, Mapping[str, Dist]]:
@@ -127,9 +127,10 @@ class SimParams:
     # it, and pays no cold factor (wakeup_idle); one woken onto an idle core pays it by its own sleep
     # (sim/cpu.py Host.warm_handover)
     wakeup_warm_handover: bool = False
-    # whose sleep sets wakeup_idle's cold factor: "process" (its own loop's idle time) or "host" (the
+    # whose sleep sets wakeup_idle's cold factor: "process" (its own loop's idle time), "host" (the
     # time since any core of its host last ran a burst, 0 while one runs: the cold cost is the idle
-    # CPU's, C-states and cold caches; a what-if, sim/cpu.py Host.idle_time)
+    # CPU's, C-states and cold caches; sim/cpu.py Host.idle_time) or "overlap" (the part of its loop's
+    # idle time during which every core of the host was free; sim/cpu.py OverlapHost). What-ifs
     wakeup_idle_scope: str = "process"
     # ---- the host's background load (issue 23; off: 0 processes, every output as before)
     # processes outside the cluster (other builds, tests, helpers) sharing each host's cores: each

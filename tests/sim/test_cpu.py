@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import simpy
 
-from sim.cpu import CostModel, Host, Proc
+from sim.cpu import CostModel, Host, OverlapHost, Proc
 from sim.dist import Dist
 from sim.params import SimParams
 
@@ -290,39 +289,45 @@ def test_a_loop_woken_onto_an_idle_core_pays_the_cold_wakeup() -> None:
     assert ends[1] == pytest.approx(0.2 + 1e-3 + 3e-4)
 
 
-def _woken_beside(scope_host: bool, neighbour_until: float) -> float:
-    """Two cores; process a runs 1 ms bursts back to back until `neighbour_until` while b's loop
-    sleeps from ~1.1 ms to 0.2 s, when b runs one 1 ms burst on the free core: how long it lasts."""
+def _woken_beside(scope: str, a_runs: list[float]) -> float:
+    """Two cores; a thread-like process a (it pays no wake-up) runs a 1 ms burst at each time of
+    `a_runs` while b's loop sleeps from 1.1 ms to 0.2 s, when b runs one 1 ms burst on a free core:
+    how long it lasts (1 ms + 0.1 ms x the cold factor of its scope's idle time)."""
     env = simpy.Environment()
     params = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
-    host = Host("h", 2, idle_scope_host=scope_host)
+    host = OverlapHost(env, "h", 2) if scope == "overlap" else Host("h", 2, idle_scope_host=scope == "host")
     costs = CostModel(params, 1)
-    a, b = (Proc(env, host, name, "node", i, costs) for i, name in enumerate("ab"))
+    a, b = Proc(env, host, "a", "checkpoint", 0, costs), Proc(env, host, "b", "node", 1, costs)
     ends: list[float] = []
 
-    def busy() -> Generator[Any, Any, None]:
-        while env.now < neighbour_until - 1e-9:
-            yield a.run(1e-3)
-
-    def at(t: float) -> Generator[Any, Any, None]:
+    def at(proc: Proc, t: float) -> Generator[Any, Any, None]:
         yield env.timeout(t)
-        yield b.run(1e-3)
-        ends.append(env.now)
+        yield proc.run(1e-3)
+        if proc is b:
+            ends.append(env.now)
 
-    env.process(busy())
-    env.process(at(0.0))
-    env.process(at(0.2))
+    for t in a_runs:
+        env.process(at(a, t))
+    env.process(at(b, 0.0))
+    env.process(at(b, 0.2))
     env.run()
     return ends[1] - 0.2
 
 
-def test_the_host_scope_takes_the_hosts_idle_time_not_the_loops() -> None:
+@pytest.mark.parametrize(
+    ("a_runs", "factors"),
+    [
+        # a keeps a core busy through b's wake-up: only b's loop slept
+        ([k * 1e-3 for k in range(250)], {"process": 3.0, "host": 1.0, "overlap": 1.0}),
+        # a stopped at 0.19 s: the host slept the last 10 ms (log-linear: factor 2)
+        ([k * 1e-3 for k in range(190)], {"process": 3.0, "host": 2.0, "overlap": 2.0}),
+        # one burst of a just before: the host slept ~0.198 s of b's 0.199 s, but not the last 1 ms
+        ([0.198], {"process": 3.0, "host": 1.0, "overlap": 3.0}),
+    ],
+)
+def test_each_scope_takes_its_own_idle_time(a_runs: list[float], factors: dict[str, float]) -> None:
     """wakeup_idle_scope: b's loop slept ~0.2 s. By its process (the default) that is the cold
-    factor 3 whatever its neighbour did. By its host: none while a's bursts keep a core running
-    (factor 1), and the 9.9 ms since a's last burst (its first, woken, lasts 1.1 ms: the last ends at
-    0.1901 s) when a stopped at 0.19 s (log-linear between (1 ms, 1) and (0.1 s, 3): about 2)."""
-    assert _woken_beside(False, 0.25) == pytest.approx(1e-3 + 3e-4)
-    assert _woken_beside(False, 0.19) == pytest.approx(1e-3 + 3e-4)
-    assert _woken_beside(True, 0.25) == pytest.approx(1e-3 + 1e-4)
-    factor = 1.0 + 2.0 * math.log(0.0099 / 1e-3) / math.log(100.0)
-    assert _woken_beside(True, 0.19) == pytest.approx(1e-3 + 1e-4 * factor)
+    factor 3 whatever its neighbour did; by its host, the time since a core last ran a burst; by the
+    overlap, the part of b's sleep during which every core was free."""
+    for scope, factor in factors.items():
+        assert _woken_beside(scope, a_runs) == pytest.approx(1e-3 + 1e-4 * factor, rel=1e-6), scope

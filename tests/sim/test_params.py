@@ -150,7 +150,7 @@ def test_wakeup_idle_scope_is_process_or_host_and_needs_a_cold_curve() -> None:
     warm = SimParams(wakeup=Dist("constant", 1e-4), wakeup_idle=((1e-3, 1.0), (0.1, 3.0)))
     assert SimParams().wakeup_idle_scope == "process"
     assert warm.with_overrides({"wakeup_idle_scope": "host"}).wakeup_idle_scope == "host"
-    with pytest.raises(InvalidArgument, match="wakeup_idle_scope must be one of process, host"):
+    with pytest.raises(InvalidArgument, match="wakeup_idle_scope must be one of process, host, overlap"):
         warm.with_overrides({"wakeup_idle_scope": "core"})
     with pytest.raises(InvalidArgument, match="wakeup_idle_scope has no effect"):
         SimParams().with_overrides({"wakeup_idle_scope": "host"})  # wake-ups cost nothing
