@@ -5,6 +5,8 @@ predicted with both scopes from one calibration and committed, then run for real
 Stages (`python -m lab.validation.idlewake STAGE`; `real` under `flock /tmp/dtq-measure.lock`):
   predict  every planned run of data/validation/idlewake/think*.yaml simulated with each scope, at the
            calibration's host speed (no probe exists before the runs): predictions.{json,md}
+  predict-late  the same for the scope thought of after the registration ("overlap"):
+           predictions-overlap.{json,md}
   real     the real runs, replication-major, then think time, then design (a fresh cluster per run, the
            load average before and after each in loadavg.json); no new run after --budget seconds
   table    per point and metric (submit p50, completion p50, jobs/s) each scope's relative error of its
@@ -35,7 +37,8 @@ from sim.params import calibration_path, load_params
 
 OUT = Path("data/validation/idlewake")
 RUNS = Path("data/runs")
-SCOPES = ("process", "host")
+SCOPES = ("process", "host")  # registered before the runs (predictions.json)
+LATE_SCOPES = ("overlap",)  # predicted after the runs, blind to them (predictions-overlap.json)
 # name, where in a run's summary: submit p50 (every request is a submit), completion p50, jobs/s
 METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("submit_p50_ms", ("latency_ms", "all", "p50")),
@@ -87,7 +90,7 @@ def _git() -> str:
     ).stdout.strip()
 
 
-def predict(calibration: str) -> dict[str, Any]:
+def predict(calibration: str, scopes: Sequence[str] = SCOPES) -> dict[str, Any]:
     path = calibration_path(calibration)
     points: dict[str, Any] = {}
     for _, run in plan(experiments()):
@@ -96,10 +99,10 @@ def predict(calibration: str) -> dict[str, Any]:
             {"design": run.design, "think_s": run.workload.arrival.think_time.mean, "replications": []},  # type: ignore[union-attr]
         )
         entry["replications"].append(
-            {"run_id": run.run_id, **{scope: simulate(calibration, run, scope) for scope in SCOPES}}
+            {"run_id": run.run_id, **{scope: simulate(calibration, run, scope) for scope in scopes}}
         )
     for entry in points.values():
-        for scope in SCOPES:
+        for scope in scopes:
             entry[scope] = {
                 m: statistics.fmean(r[scope][m] for r in entry["replications"]) for m, _ in METRICS
             }
@@ -109,6 +112,7 @@ def predict(calibration: str) -> dict[str, Any]:
         "calibration": str(path),
         "calibration_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "host_scale": False,
+        "scopes": list(scopes),
         "points": points,
     }
 
@@ -118,16 +122,17 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def predictions_markdown(pred: Mapping[str, Any]) -> str:
+    scopes = pred.get("scopes", SCOPES)
     lines = [
         f"Predictions made {pred['made_at']} at commit {pred['commit'][:10]} from {pred['calibration']} "
         f"(sha256 {pred['calibration_sha256'][:12]}), at the calibration's host speed; mean of the "
         "replications' twins (same workload and seed as the real replication r).",
         "",
-        _row(["point", "design", "think ms", *(f"{m} {s}" for m, _ in METRICS for s in SCOPES)]),
-        _row(["---"] * (3 + len(METRICS) * len(SCOPES))),
+        _row(["point", "design", "think ms", *(f"{m} {s}" for m, _ in METRICS for s in scopes)]),
+        _row(["---"] * (3 + len(METRICS) * len(scopes))),
     ]
     for name, p in pred["points"].items():
-        cells = [f"{p[s][m]:.3f}" if "ms" in m else f"{p[s][m]:.0f}" for m, _ in METRICS for s in SCOPES]
+        cells = [f"{p[s][m]:.3f}" if "ms" in m else f"{p[s][m]:.0f}" for m, _ in METRICS for s in scopes]
         lines.append(_row([name, p["design"], f"{1e3 * p['think_s']:g}", *cells]))
     return "\n".join(lines) + "\n"
 
@@ -168,7 +173,20 @@ def _err(sim_value: float, real: float) -> float:
     return (sim_value - real) / real
 
 
+def merged(pred: Mapping[str, Any], late: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """The registered predictions with the late ones' scopes added per point, and the scopes."""
+    scopes = list(pred.get("scopes", SCOPES))
+    points = {name: dict(p) for name, p in pred["points"].items()}
+    if late is not None:
+        for scope in late["scopes"]:
+            scopes.append(scope)
+            for name, p in late["points"].items():
+                points[name][scope] = p[scope]
+    return {**pred, "points": points, "scopes": scopes}, scopes
+
+
 def table(pred: Mapping[str, Any], root: Path = RUNS) -> dict[str, Any]:
+    scopes = pred.get("scopes", SCOPES)
     rows: list[dict[str, Any]] = []
     for name, p in pred["points"].items():
         real = [
@@ -187,26 +205,27 @@ def table(pred: Mapping[str, Any], root: Path = RUNS) -> dict[str, Any]:
                 "real_min": min(xs),
                 "real_max": max(xs),
                 "floor": statistics.median(abs(x - mean) / mean for x in xs),
-                **{s: _err(p[s][m], mean) for s in SCOPES},
+                **{s: _err(p[s][m], mean) for s in scopes},
             }
         rows.append(row)
     medians = {
         m: {
             "floor": statistics.median(r[m]["floor"] for r in rows),
-            **{s: statistics.median(abs(r[m][s]) for r in rows) for s in SCOPES},
+            **{s: statistics.median(abs(r[m][s]) for r in rows) for s in scopes},
         }
         for m, _ in METRICS
     }
-    return {"predictions_made_at": pred["made_at"], "rows": rows, "medians": medians}
+    return {"predictions_made_at": pred["made_at"], "scopes": list(scopes), "rows": rows, "medians": medians}
 
 
 def results_markdown(res: Mapping[str, Any]) -> str:
+    scopes = res.get("scopes", SCOPES)
     lines = [
         "Relative error (sim - real) / real of each scope's registered prediction against the real "
         "replications' mean; floor: their median |x - mean| / mean.",
         "",
-        _row(["point", "n", "metric", "real mean [min-max]", "floor", *SCOPES]),
-        _row(["---"] * (5 + len(SCOPES))),
+        _row(["point", "n", "metric", "real mean [min-max]", "floor", *scopes]),
+        _row(["---"] * (5 + len(scopes))),
     ]
     for r in res["rows"]:
         for m, _ in METRICS:
@@ -215,13 +234,13 @@ def results_markdown(res: Mapping[str, Any]) -> str:
             real = f"{fmt.format(c['real'])} [{fmt.format(c['real_min'])}-{fmt.format(c['real_max'])}]"
             lines.append(
                 _row(
-                    [r["point"], str(r["n"]), m, real, f"{c['floor']:.3f}", *(f"{c[s]:+.3f}" for s in SCOPES)]
+                    [r["point"], str(r["n"]), m, real, f"{c['floor']:.3f}", *(f"{c[s]:+.3f}" for s in scopes)]
                 )
             )
-    lines += ["", _row(["median over points", "floor", *(f"|err| {s}" for s in SCOPES)])]
-    lines.append(_row(["---"] * (2 + len(SCOPES))))
+    lines += ["", _row(["median over points", "floor", *(f"|err| {s}" for s in scopes)])]
+    lines.append(_row(["---"] * (2 + len(scopes))))
     for m, v in res["medians"].items():
-        lines.append(_row([m, f"{v['floor']:.3f}", *(f"{v[s]:.3f}" for s in SCOPES)]))
+        lines.append(_row([m, f"{v['floor']:.3f}", *(f"{v[s]:.3f}" for s in scopes)]))
     return "\n".join(lines) + "\n"
 
 
@@ -232,7 +251,7 @@ def _write(name: str, data: Mapping[str, Any], markdown: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.validation.idlewake", description=__doc__)
-    parser.add_argument("stage", choices=("predict", "real", "table"))
+    parser.add_argument("stage", choices=("predict", "predict-late", "real", "table"))
     parser.add_argument("--calibration", default="vx-fixed", help="a name under data/calibration or a path")
     parser.add_argument(
         "--budget", type=float, default=540.0, help="real: no new run after this many seconds"
@@ -245,10 +264,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         pred = predict(args.calibration)
         _write("predictions", pred, predictions_markdown(pred))
         print(predictions_markdown(pred))
+    elif args.stage == "predict-late":  # the scopes thought of after the registration
+        if (OUT / "predictions-overlap.json").exists() and not args.force:
+            raise SystemExit("predictions-overlap.json exists: --force to overwrite")
+        pred = predict(args.calibration, LATE_SCOPES)
+        _write("predictions-overlap", pred, predictions_markdown(pred))
+        print(predictions_markdown(pred))
     elif args.stage == "real":
         run_real(args.budget)
     else:
-        res = table(json.loads((OUT / "predictions.json").read_text()))
+        late_path = OUT / "predictions-overlap.json"
+        late = json.loads(late_path.read_text()) if late_path.exists() else None
+        res = table(merged(json.loads((OUT / "predictions.json").read_text()), late)[0])
         _write("results", res, results_markdown(res))
         print(results_markdown(res))
     return 0
