@@ -77,6 +77,8 @@ def _params(
     calibration: str, cfg: Mapping[str, Any], overrides: Overrides, host_scale: bool = True
 ) -> SimParams:
     base = {"slots": 12, "store": cfg["parameters"].get("store", "sqlite")}
+    if "nodes" in cfg["parameters"]:  # Design B on other than 6 nodes (lab.experiment.runner.local_cluster)
+        base["nodes"] = int(cfg["parameters"]["nodes"])
     if callable(overrides):  # a variant that depends on the run (lab/validation/background.py)
         overrides = overrides(cfg)
     params = load_params(calibration).with_overrides({**base, **overrides})
