@@ -22,7 +22,7 @@ H9H12 = heldout.OUT / "holdout-h9h12.json"
 
 def test_the_registration_plans_each_point_replication_major() -> None:
     reg = heldout.load(H9H12)
-    assert reg.calibration == "vx-fixed"
+    assert reg.calibration == "vx-fixed2"
     assert [(p.label, p.design, p.nodes) for p in reg.points] == [
         ("h9", "mono", 1),
         ("h10", "mono", 6),
