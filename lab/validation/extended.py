@@ -456,6 +456,8 @@ def posthoc_rows(folder: Path = OUT / "posthoc") -> list[dict[str, Any]]:
     out = []
     for path in sorted(folder.glob("*.json")):
         result = json.loads(path.read_text())
+        if "metrics" not in result:  # not a closed_loop file (background.py's post-hoc scores)
+            continue
         names = _names(result["metrics"])
         variant = next(k for k in result["medians"] if k not in ("floor",) and not k.endswith(" bias"))
         out.append(
@@ -612,42 +614,49 @@ def markdown(t: Mapping[str, Any]) -> str:
                 f"{b['load'][0]:g}-{b['load'][1]:g}: {b['median_width']:.1f} ({b['runs']})" for b in w["bins"]
             )
             lines.append(f"| `{pattern}` | {w['runs']} | {w['spearman']:+.2f} | {w['p']:.1g} | {bins} |")
-    hnames = [n for n, _ in HOLDOUT_METRICS]
-    lines += [
-        "",
-        "## Out of sample (held-out workloads, never tuned on; data/experiments/holdout/)",
-        "",
-        "Median |error| / real floor over the points:",
-        "",
-        *_head("group", "points", *hnames),
-    ]
-    for g in t["holdout_summary"]:
-        lines.append(
-            f"| {g['group']} | {g['points']} | "
-            + " | ".join(
-                f"{_pct(g['metrics'][n]['median_abs_error'])} / {_pct(g['metrics'][n]['floor'])}"
-                for n in hnames
-            )
-            + " |"
-        )
-    lines += ["", *_head("point", "group", *hnames)]
-    for r in t["holdout"]:
-        lines.append(
-            f"| {r['point']} | {r['group']} | "
-            + " | ".join(f"{_signed(r['error'].get(n))} ({_pct(r['floor'].get(n))})" for n in hnames)
-            + " |"
-        )
-    if t.get("holdout_winners"):
+    if not t["holdout"]:
         lines += [
             "",
-            "Micro against mono on the held-out closed loops (real winner decisive outside the 95% "
-            "intervals; "
-            "predicted by the predictions' means):",
-            "",
-            *_head("point", *(f"{n} real / predicted" for n in WINNER_METRICS)),
+            "No held-out rows here: they belong to the committed matrix (its tables.md); the "
+            "held-out sets of a re-run are scored apart (results-*.md).",
         ]
-        for w in t["holdout_winners"]:
-            lines.append(f"| {w['point']} | " + " | ".join(_winner_marks(w)) + " |")
+    else:
+        hnames = [n for n, _ in HOLDOUT_METRICS]
+        lines += [
+            "",
+            "## Out of sample (held-out workloads, never tuned on; data/experiments/holdout/)",
+            "",
+            "Median |error| / real floor over the points:",
+            "",
+            *_head("group", "points", *hnames),
+        ]
+        for g in t["holdout_summary"]:
+            lines.append(
+                f"| {g['group']} | {g['points']} | "
+                + " | ".join(
+                    f"{_pct(g['metrics'][n]['median_abs_error'])} / {_pct(g['metrics'][n]['floor'])}"
+                    for n in hnames
+                )
+                + " |"
+            )
+        lines += ["", *_head("point", "group", *hnames)]
+        for r in t["holdout"]:
+            lines.append(
+                f"| {r['point']} | {r['group']} | "
+                + " | ".join(f"{_signed(r['error'].get(n))} ({_pct(r['floor'].get(n))})" for n in hnames)
+                + " |"
+            )
+        if t.get("holdout_winners"):
+            lines += [
+                "",
+                "Micro against mono on the held-out closed loops (real winner decisive outside the 95% "
+                "intervals; "
+                "predicted by the predictions' means):",
+                "",
+                *_head("point", *(f"{n} real / predicted" for n in WINNER_METRICS)),
+            ]
+            for w in t["holdout_winners"]:
+                lines.append(f"| {w['point']} | " + " | ".join(_winner_marks(w)) + " |")
     if t.get("posthoc"):
         lines += [
             "",

@@ -200,3 +200,8 @@ def test_a_bad_prefix_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as exc:
         extended.main(["run", "--prefix", "vxf"])
     assert exc.value.code == 2 and "--parts" in capsys.readouterr().err
+
+
+def test_posthoc_rows_skip_files_that_are_not_closed_loop_comparisons(tmp_path: Path) -> None:
+    (tmp_path / "other.json").write_text('{"groups": {}}')
+    assert extended.posthoc_rows(tmp_path) == []
