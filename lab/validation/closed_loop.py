@@ -84,7 +84,8 @@ def _params(
     params = load_params(calibration).with_overrides({**base, **overrides})
     probe = cfg["parameters"].get("host_probe") if host_scale else None
     reference = load_host_probe(calibration, cfg["design"]) if probe else None
-    if probe and reference and all(float(v) > 0 for v in probe.values() if isinstance(v, int | float)):
+    needed = ("busy_us", "wake_us", "wake_gap_us")  # what HostScale.between reads; other fields may be 0
+    if probe and reference and all(float(probe.get(k, 0) or 0) > 0 for k in needed):
         params = params.on_host(HostScale.between(probe, reference))
     return params
 

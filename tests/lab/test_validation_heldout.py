@@ -133,3 +133,13 @@ def test_score_and_markdown_name_every_prediction() -> None:
     text = heldout.markdown(res, "T")
     assert "| a | 10% (+10%)" in text and "| 0.50 |" in text
     assert "| mono-holdout_h9.sqlite.s12 | a | 110 | 12.0 | 36.0 | 3.00 | 5.0 |" in text
+
+
+def test_a_probe_with_a_zero_field_still_moves_the_twin() -> None:
+    probe = {"busy_us": 1400.0, "wake_us": 150.0, "wake_gap_us": 500.0, "gap_s": 0.01, "steal_share": 0.0}
+    cfg = {"design": "micro", "parameters": {"store": "sqlite", "host_probe": probe}}
+    moved = closed_loop._params("local", cfg, {}, host_scale=True)
+    still = closed_loop._params("local", cfg, {}, host_scale=False)
+    assert moved != still  # steal_share 0 used to switch the host scaling off
+    cfg["parameters"]["host_probe"] = {**probe, "busy_us": 0.0}
+    assert closed_loop._params("local", cfg, {}, host_scale=True) == still
