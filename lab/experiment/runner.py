@@ -33,6 +33,7 @@ from model.errors import InvalidArgument
 from model.results.runs import load_config, provenance, run_config, run_exists, utc_now, write_run
 from model.workload import workload_to_mapping
 from realsys import cluster, loadgen
+from realsys.config import DEFAULT_NODES
 from realsys.targets import dtq_target_spec
 
 
@@ -59,8 +60,11 @@ RunFunction = Callable[
 
 
 @contextlib.contextmanager
-def local_cluster(design: str, store: str, slots: int, options: Options) -> Iterator[ClusterHandle]:
-    """A local cluster of `design` for one group of runs, stopped on exit."""
+def local_cluster(
+    design: str, store: str, slots: int, options: Options, nodes: int = DEFAULT_NODES
+) -> Iterator[ClusterHandle]:
+    """A local cluster of `design` for one group of runs, stopped on exit. `nodes`: Design B's node
+    count (recorded in the runs' parameters when it is not the default, so their twins use it)."""
     if design == "celery":
         with BaselineCluster(
             slots=slots, pool=options.celery_pool, worker_processes=options.celery_worker_processes
@@ -68,12 +72,16 @@ def local_cluster(design: str, store: str, slots: int, options: Options) -> Iter
             yield _Handle(baseline.target_spec(), baseline.parameters())
         return
 
-    with cluster.running(design, total_slots=slots, store=store, prefix=f"dtq-exp-{design}-") as info:
+    count: dict[str, Any] = {"nodes": nodes} if design == "mono" and nodes != DEFAULT_NODES else {}
+    with cluster.running(
+        design, total_slots=slots, store=store, prefix=f"dtq-exp-{design}-", **count
+    ) as info:
         parameters = {
             "store": store,
             "total_slots": slots,
-            "slots": cluster.slots_per_node(design, slots),
+            "slots": cluster.slots_per_node(design, slots, nodes if count else DEFAULT_NODES),
             "settings": {},
+            **count,
         }
         yield _Handle(dtq_target_spec(info.clients, design=design), parameters)
 

@@ -265,9 +265,9 @@ def plan(tag: str = "") -> list[tuple[Experiment, PlannedRun]]:
     return [(exp, runs[r]) for r in range(3) for exp, runs in per]
 
 
-def _simulate(run: PlannedRun, over: Mapping[str, Any]) -> list[float]:
+def _simulate(run: PlannedRun, over: Mapping[str, Any], calibration: str = CALIBRATION) -> list[float]:
     """The planned run simulated from the calibration at its own host speed (no probe exists yet)."""
-    params = load_params(CALIBRATION).with_overrides({"slots": 12, "store": "sqlite", **over})
+    params = load_params(calibration).with_overrides({"slots": 12, "store": "sqlite", **over})
     config = sim.SimConfig(run.design, run.workload, params, replication=run.replication)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # placeholder costs: named by `dtq sim params`

@@ -77,12 +77,15 @@ def _params(
     calibration: str, cfg: Mapping[str, Any], overrides: Overrides, host_scale: bool = True
 ) -> SimParams:
     base = {"slots": 12, "store": cfg["parameters"].get("store", "sqlite")}
+    if "nodes" in cfg["parameters"]:  # Design B on other than 6 nodes (lab.experiment.runner.local_cluster)
+        base["nodes"] = int(cfg["parameters"]["nodes"])
     if callable(overrides):  # a variant that depends on the run (lab/validation/background.py)
         overrides = overrides(cfg)
     params = load_params(calibration).with_overrides({**base, **overrides})
     probe = cfg["parameters"].get("host_probe") if host_scale else None
     reference = load_host_probe(calibration, cfg["design"]) if probe else None
-    if probe and reference and all(float(v) > 0 for v in probe.values() if isinstance(v, int | float)):
+    needed = ("busy_us", "wake_us", "wake_gap_us")  # what HostScale.between reads; other fields may be 0
+    if probe and reference and all(float(probe.get(k, 0) or 0) > 0 for k in needed):
         params = params.on_host(HostScale.between(probe, reference))
     return params
 

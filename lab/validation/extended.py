@@ -12,6 +12,12 @@ replication per design, 3 s of load after 1 s of warm-up, as the matrix's satura
 
     flock /tmp/dtq-measure.lock python -m lab.validation.extended saturation   # the real runs
     python -m lab.validation.extended tables [--variant model]  # -> data/validation/extended/tables.*
+
+`--prefix P` (run, saturation, tables) is the same matrix under new experiment names, so a re-run never
+overwrites the committed one: experiment `vx_closed` becomes `P_closed`, `vx_sat_cpu` `P_sat_cpu`, the
+per-part comparisons are read from `P_<part>.json`; `run` runs one part's experiment file so renamed
+(`flock ... python -m lab.validation.extended run --prefix vxf --parts vx_closed`). A table of another
+prefix leaves out the held-out and post-hoc rows (they belong to the committed matrix's layout).
 """
 
 from __future__ import annotations
@@ -65,10 +71,32 @@ METRICS = (
 )
 WINNER_METRICS = ("throughput", "p50", "p99")
 NO_SATURATION = "no saturation run"
+PREFIX = "vx"
+
+
+def renamed(part: str, prefix: str = PREFIX) -> str:
+    """The part's experiment name under `prefix` (vx_closed -> <prefix>_closed)."""
+    if not re.fullmatch(r"[a-z][a-z0-9]*", prefix):
+        raise ValueError(f"prefix {prefix!r}: lower-case letters and digits, starting with a letter")
+    return prefix + part.removeprefix(PREFIX)
+
+
+def part_mapping(part: str, prefix: str = PREFIX) -> dict[str, Any]:
+    """The part's experiment file, its name under `prefix`."""
+    return {**yaml.safe_load((FILES / PARTS[part]).read_text()), "name": renamed(part, prefix)}
+
+
+def run_parts(parts: Sequence[str], prefix: str, root: Path = RUNS) -> None:
+    for part in parts:
+        report = run_experiment(
+            experiment_from_mapping(part_mapping(part, prefix)), root, progress=False, log=print
+        )
+        if report.failed:
+            raise SystemExit(f"{part}: runs failed: {report.failed}")
 
 
 # ---------------------------------------------------------------------------- saturation runs
-def saturation_mapping(part: str) -> dict[str, Any]:
+def saturation_mapping(part: str, prefix: str = PREFIX) -> dict[str, Any]:
     """The part's workload as a 32-client loop that does not wait, for each of its mixes."""
     spec = yaml.safe_load((FILES / PARTS[part]).read_text())
     workload = {
@@ -82,7 +110,7 @@ def saturation_mapping(part: str) -> dict[str, Any]:
         sweep["mix"] = spec["sweep"]["mix"]
     options = {**spec.get("options", {}), "records": False}
     return {
-        "name": f"vx_sat_{part.removeprefix('vx_')}",
+        "name": f"{renamed('vx', prefix)}_sat_{part.removeprefix('vx_')}",
         "workload": workload,
         "replications": 1,
         "sweep": sweep,
@@ -90,10 +118,10 @@ def saturation_mapping(part: str) -> dict[str, Any]:
     }
 
 
-def run_saturation(root: Path = RUNS, parts: Sequence[str] = OWN_SATURATION) -> None:
+def run_saturation(root: Path = RUNS, parts: Sequence[str] = OWN_SATURATION, prefix: str = PREFIX) -> None:
     for part in parts:
         report = run_experiment(
-            experiment_from_mapping(saturation_mapping(part)), root, progress=False, log=print
+            experiment_from_mapping(saturation_mapping(part, prefix)), root, progress=False, log=print
         )
         if report.failed:
             raise SystemExit(f"{part}: saturation runs failed: {report.failed}")
@@ -105,10 +133,11 @@ def _mix_of(point: str) -> str:
     return next((x for x in labels if x in ("submit", "mixed", "reads")), "")
 
 
-def saturations(root: Path = RUNS) -> dict[tuple[str, str, str], float]:
+def saturations(root: Path = RUNS, prefix: str = PREFIX) -> dict[tuple[str, str, str], float]:
     """(part, design, mix) -> saturation requests/s (see the module docstring)."""
     values: dict[tuple[str, str, str], list[float]] = {}
-    for path in sorted(root.glob("real-*-vx_closed.c32.*")) + sorted(root.glob("real-*-vx_sat_*")):
+    closed = renamed("vx_closed", prefix)
+    for path in sorted(root.glob(f"real-*-{closed}.c32.*")) + sorted(root.glob(f"real-*-{prefix}_sat_*")):
         if not run_exists(root, path.name):
             continue
         cfg, summary = load_config(path), load_summary(path)
@@ -116,17 +145,18 @@ def saturations(root: Path = RUNS) -> dict[tuple[str, str, str], float]:
         if rate is None:
             continue
         exp = path.name.split("-", 2)[2].split(".")[0]
-        part = "vx_closed" if exp == "vx_closed" else "vx_" + exp.removeprefix("vx_sat_")
+        part = "vx_closed" if exp == closed else "vx_" + exp.removeprefix(f"{prefix}_sat_")
         values.setdefault((part, str(cfg["design"]), _mix_of(path.name)), []).append(rate)
     return {k: statistics.fmean(v) for k, v in values.items()}
 
 
 # ---------------------------------------------------------------------------- tables
-def load_parts(folder: Path = OUT) -> dict[str, Mapping[str, Any]]:
+def load_parts(folder: Path = OUT, prefix: str = PREFIX) -> dict[str, Mapping[str, Any]]:
+    """part -> its comparison (folder / <the part's experiment name under prefix>.json)."""
     return {
-        part: json.loads((folder / f"{part}.json").read_text())
+        part: json.loads((folder / f"{renamed(part, prefix)}.json").read_text())
         for part in PARTS
-        if (folder / f"{part}.json").is_file()
+        if (folder / f"{renamed(part, prefix)}.json").is_file()
     }
 
 
@@ -426,6 +456,8 @@ def posthoc_rows(folder: Path = OUT / "posthoc") -> list[dict[str, Any]]:
     out = []
     for path in sorted(folder.glob("*.json")):
         result = json.loads(path.read_text())
+        if "metrics" not in result:  # not a closed_loop file (background.py's post-hoc scores)
+            continue
         names = _names(result["metrics"])
         variant = next(k for k in result["medians"] if k not in ("floor",) and not k.endswith(" bias"))
         out.append(
@@ -441,13 +473,18 @@ def posthoc_rows(folder: Path = OUT / "posthoc") -> list[dict[str, Any]]:
     return out
 
 
-def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict[str, Any]:
-    parts = load_parts(folder)
-    sat = saturations(root)
+def build(
+    variant: str = "model", folder: Path = OUT, root: Path = RUNS, prefix: str = PREFIX
+) -> dict[str, Any]:
+    parts = load_parts(folder, prefix)
+    sat = saturations(root, prefix)
     rows = point_rows(parts, sat, variant, root)
     winners = winner_table(rows)
-    held = holdout_rows()
+    committed = prefix == PREFIX  # the held-out and post-hoc rows belong to the committed matrix
+    held = holdout_rows() if committed else []
+    patterns = ("real-*-validation.*", "real-*-vx_*") if committed else (f"real-*-{prefix}_*",)
     return {
+        "prefix": prefix,
         "variant": variant,
         "calibration": sorted({p["calibration"] for p in parts.values()}),
         "saturation": {f"{k[0]}.{k[1]}.{k[2] or '-'}": v for k, v in sorted(sat.items())},
@@ -455,11 +492,11 @@ def build(variant: str = "model", folder: Path = OUT, root: Path = RUNS) -> dict
         "bands": band_table(rows),
         "winners": winners,
         "winner_summary": winner_summary(winners),
-        "mechanisms": {**mechanisms(rows), "tail_width_by_load": tail_width_by_load(root)},
+        "mechanisms": {**mechanisms(rows), "tail_width_by_load": tail_width_by_load(root, patterns)},
         "holdout": held,
         "holdout_summary": holdout_summary(held),
         "holdout_winners": holdout_winners(held),
-        "posthoc": posthoc_rows(folder / "posthoc"),
+        "posthoc": posthoc_rows(folder / "posthoc") if committed else [],
     }
 
 
@@ -577,42 +614,49 @@ def markdown(t: Mapping[str, Any]) -> str:
                 f"{b['load'][0]:g}-{b['load'][1]:g}: {b['median_width']:.1f} ({b['runs']})" for b in w["bins"]
             )
             lines.append(f"| `{pattern}` | {w['runs']} | {w['spearman']:+.2f} | {w['p']:.1g} | {bins} |")
-    hnames = [n for n, _ in HOLDOUT_METRICS]
-    lines += [
-        "",
-        "## Out of sample (held-out workloads, never tuned on; data/experiments/holdout/)",
-        "",
-        "Median |error| / real floor over the points:",
-        "",
-        *_head("group", "points", *hnames),
-    ]
-    for g in t["holdout_summary"]:
-        lines.append(
-            f"| {g['group']} | {g['points']} | "
-            + " | ".join(
-                f"{_pct(g['metrics'][n]['median_abs_error'])} / {_pct(g['metrics'][n]['floor'])}"
-                for n in hnames
-            )
-            + " |"
-        )
-    lines += ["", *_head("point", "group", *hnames)]
-    for r in t["holdout"]:
-        lines.append(
-            f"| {r['point']} | {r['group']} | "
-            + " | ".join(f"{_signed(r['error'].get(n))} ({_pct(r['floor'].get(n))})" for n in hnames)
-            + " |"
-        )
-    if t.get("holdout_winners"):
+    if not t["holdout"]:
         lines += [
             "",
-            "Micro against mono on the held-out closed loops (real winner decisive outside the 95% "
-            "intervals; "
-            "predicted by the predictions' means):",
-            "",
-            *_head("point", *(f"{n} real / predicted" for n in WINNER_METRICS)),
+            "No held-out rows here: they belong to the committed matrix (its tables.md); the "
+            "held-out sets of a re-run are scored apart (results-*.md).",
         ]
-        for w in t["holdout_winners"]:
-            lines.append(f"| {w['point']} | " + " | ".join(_winner_marks(w)) + " |")
+    else:
+        hnames = [n for n, _ in HOLDOUT_METRICS]
+        lines += [
+            "",
+            "## Out of sample (held-out workloads, never tuned on; data/experiments/holdout/)",
+            "",
+            "Median |error| / real floor over the points:",
+            "",
+            *_head("group", "points", *hnames),
+        ]
+        for g in t["holdout_summary"]:
+            lines.append(
+                f"| {g['group']} | {g['points']} | "
+                + " | ".join(
+                    f"{_pct(g['metrics'][n]['median_abs_error'])} / {_pct(g['metrics'][n]['floor'])}"
+                    for n in hnames
+                )
+                + " |"
+            )
+        lines += ["", *_head("point", "group", *hnames)]
+        for r in t["holdout"]:
+            lines.append(
+                f"| {r['point']} | {r['group']} | "
+                + " | ".join(f"{_signed(r['error'].get(n))} ({_pct(r['floor'].get(n))})" for n in hnames)
+                + " |"
+            )
+        if t.get("holdout_winners"):
+            lines += [
+                "",
+                "Micro against mono on the held-out closed loops (real winner decisive outside the 95% "
+                "intervals; "
+                "predicted by the predictions' means):",
+                "",
+                *_head("point", *(f"{n} real / predicted" for n in WINNER_METRICS)),
+            ]
+            for w in t["holdout_winners"]:
+                lines.append(f"| {w['point']} | " + " | ".join(_winner_marks(w)) + " |")
     if t.get("posthoc"):
         lines += [
             "",
@@ -664,22 +708,37 @@ def write_tables(t: Mapping[str, Any], folder: Path = OUT, name: str = "tables")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.validation.extended", description=__doc__)
-    parser.add_argument("stage", choices=["saturation", "tables"])
+    parser.add_argument("stage", choices=["run", "saturation", "tables"])
+    parser.add_argument(
+        "--prefix", default=PREFIX, help="the matrix's experiment names' prefix (vx: the committed one)"
+    )
     parser.add_argument("--variant", default="model", help="the closed_loop variant to tabulate")
     parser.add_argument("--folder", default=str(OUT))
     parser.add_argument("--name", default="tables")
     parser.add_argument(
         "--parts",
         nargs="*",
-        default=list(OWN_SATURATION),
-        choices=OWN_SATURATION,
-        help="saturation: these parts",
+        default=None,
+        choices=sorted(PARTS),
+        help="run, saturation: these parts (saturation default: every part with its own saturation run)",
     )
     args = parser.parse_args(argv)
-    if args.stage == "saturation":
-        run_saturation(parts=args.parts)
+    try:
+        renamed("vx_closed", args.prefix)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.stage == "run":
+        if not args.parts:
+            parser.error("run needs --parts")
+        run_parts(args.parts, args.prefix)
         return 0
-    t = build(args.variant, Path(args.folder))
+    if args.stage == "saturation":
+        parts = args.parts if args.parts is not None else list(OWN_SATURATION)
+        if unknown := sorted(set(parts) - set(OWN_SATURATION)):
+            parser.error(f"saturation: {unknown} have no saturation run of their own")
+        run_saturation(parts=parts, prefix=args.prefix)
+        return 0
+    t = build(args.variant, Path(args.folder), prefix=args.prefix)
     write_tables(t, Path(args.folder), args.name)
     print(markdown(t))
     return 0

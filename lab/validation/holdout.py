@@ -29,13 +29,13 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import sim
 from lab.experiment.plan import PlannedRun, expand
-from lab.experiment.runner import run_experiment
+from lab.experiment.runner import ClusterFactory, local_cluster, run_experiment
 from lab.experiment.spec import Experiment, experiment_from_mapping
 from lab.validation.output import write_json
 from lab.validation.runs import runs_of, saturation_rate
@@ -217,9 +217,11 @@ def run_real(
     root: Path = RUNS,
     log_name: str = "loadavg.json",
     budget: float = 0.0,
+    cluster_factory: Callable[[PlannedRun], ClusterFactory] | None = None,
 ) -> None:
     """Each run on a fresh cluster, in the given order; the load average before and after each (kept
-    in OUT / log_name). With a budget (s), no new run starts after it: run again to go on."""
+    in OUT / log_name). With a budget (s), no new run starts after it: run again to go on.
+    `cluster_factory(run)`: the run's cluster (default: lab.experiment.runner.local_cluster)."""
     log_path = OUT / log_name
     loads: list[dict[str, Any]] = json.loads(log_path.read_text()) if log_path.exists() else []
     start = time.monotonic()
@@ -231,7 +233,14 @@ def run_real(
             return
         before = _loadavg()
         t0 = time.monotonic()
-        report = run_experiment(exp, root, only=f"{run.run_id}", progress=False, log=print)
+        report = run_experiment(
+            exp,
+            root,
+            only=f"{run.run_id}",
+            progress=False,
+            log=print,
+            cluster_factory=cluster_factory(run) if cluster_factory else local_cluster,
+        )
         if report.failed:
             raise SystemExit(f"{run.run_id} failed: {report.failed}")
         loads.append(

@@ -154,3 +154,54 @@ def test_held_out_winners_compare_the_designs_only_on_closed_loops() -> None:
     assert w["point"] == "h2"
     assert w["throughput"] == {"real": "mono", "sim": "mono", "agree": True}
     assert w["p50"] == {"real": "micro", "sim": "micro", "agree": True}  # lower is better
+
+
+def test_a_prefix_renames_every_experiment_and_reads_its_own_files(tmp_path: Path) -> None:
+    assert extended.renamed("vx_closed", "vxf") == "vxf_closed"
+    assert extended.renamed("vx_jobs_cpu") == "vx_jobs_cpu"
+    assert extended.part_mapping("vx_jobs_cpu", "vxf")["name"] == "vxf_jobs_cpu"
+    assert (
+        extended.part_mapping("vx_jobs_cpu", "vxf")["sweep"] == extended.part_mapping("vx_jobs_cpu")["sweep"]
+    )
+    assert extended.saturation_mapping("vx_jobs_cpu", "vxf")["name"] == "vxf_sat_jobs_cpu"
+    assert extended.saturation_mapping("vx_jobs_cpu")["name"] == "vx_sat_jobs_cpu"
+    with pytest.raises(ValueError, match="prefix"):
+        extended.renamed("vx_closed", "Bad-1")
+    (tmp_path / "vx_closed.json").write_text('{"old": 1}')
+    (tmp_path / "vxf_closed.json").write_text('{"new": 1}')
+    assert extended.load_parts(tmp_path) == {"vx_closed": {"old": 1}}
+    assert extended.load_parts(tmp_path, "vxf") == {"vx_closed": {"new": 1}}
+
+
+def test_saturations_under_a_prefix_come_from_its_own_runs(tmp_path: Path) -> None:
+    def run(name: str, design: str, rps: float) -> None:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(
+            json.dumps({"run_id": name, "design": design, "workload": {"mix": {"submit": 1.0}}})
+        )
+        summary = {"throughput": {"requests_per_s": rps, "completed_per_s": rps}}
+        (d / "summary.json").write_text(json.dumps(summary))
+
+    run("real-mono-vx_sat_jobs_cpu.sqlite.s12-r0", "mono", 100.0)
+    run("real-mono-vxf_sat_jobs_cpu.sqlite.s12-r0", "mono", 200.0)
+    run("real-micro-vxf_closed.c32.submit.sqlite.s12-r0", "micro", 300.0)
+    assert extended.saturations(tmp_path, "vxf") == {
+        ("vx_jobs_cpu", "mono", ""): 200.0,
+        ("vx_closed", "micro", "submit"): 300.0,
+    }
+    assert extended.saturations(tmp_path) == {("vx_jobs_cpu", "mono", ""): 100.0}
+
+
+def test_a_bad_prefix_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        extended.main(["tables", "--prefix", "A-1"])
+    assert exc.value.code == 2 and "prefix" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        extended.main(["run", "--prefix", "vxf"])
+    assert exc.value.code == 2 and "--parts" in capsys.readouterr().err
+
+
+def test_posthoc_rows_skip_files_that_are_not_closed_loop_comparisons(tmp_path: Path) -> None:
+    (tmp_path / "other.json").write_text('{"groups": {}}')
+    assert extended.posthoc_rows(tmp_path) == []
