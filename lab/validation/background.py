@@ -387,16 +387,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--tag {args.tag!r}: only lower-case letters and digits")
     suffix = f"-{args.tag}" if args.tag else ""
     command = "python -m lab.validation.background " + " ".join(sys.argv[1:] if argv is None else argv)
-    stamp = {
-        "command": command,
-        "code_version": holdout._git(),
-        "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "loadavg_at_start": holdout._loadavg(),
-    }
+    stamp = holdout.stamp(command)
     if args.stage == "fit":
         FIT.write_text(json.dumps({**stamp, **fit(args.k)}, indent=1, sort_keys=True) + "\n")
     elif args.stage == "predict":
-        load = args.load if args.load >= 0 else holdout._loadavg()[0]
+        load = args.load if args.load >= 0 else holdout.loadavg()[0]
         PREDICTIONS.write_text(
             json.dumps({**stamp, **predict(args.k[0], load)}, indent=1, sort_keys=True) + "\n"
         )

@@ -234,12 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", default="re-predicted", help="rescore: the prediction's name")
     args = parser.parse_args(argv)
     command = "python -m lab.validation.heldout " + " ".join(sys.argv[1:] if argv is None else argv)
-    stamp = {
-        "command": command,
-        "code_version": holdout._git(),
-        "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "loadavg_at_start": holdout._loadavg(),
-    }
+    stamp = holdout.stamp(command)
     if args.stage == "rescore":
         if not (args.calibration and args.pattern and args.name):
             parser.error("rescore needs --calibration, --pattern and --name")

@@ -208,7 +208,8 @@ def measured_saturation(v: Semantics, root: Path = RUNS) -> dict[tuple[str, str]
     return out
 
 
-def _loadavg() -> list[float]:
+def loadavg() -> list[float]:
+    """The host's 1, 5 and 15-minute load averages, rounded: recorded beside every measuring step."""
     return [round(x, 2) for x in os.getloadavg()]
 
 
@@ -231,7 +232,7 @@ def run_real(
         if budget and time.monotonic() - start > budget:
             print(f"budget of {budget:g} s spent: stopped before {run.run_id}; run again to go on")
             return
-        before = _loadavg()
+        before = loadavg()
         t0 = time.monotonic()
         report = run_experiment(
             exp,
@@ -247,7 +248,7 @@ def run_real(
             {
                 "run_id": run.run_id,
                 "before": before,
-                "after": _loadavg(),
+                "after": loadavg(),
                 "seconds": round(time.monotonic() - t0, 1),
             }
         )
@@ -341,7 +342,18 @@ def _order(name: str) -> tuple[int, str]:
 
 
 # ---------------------------------------------------------------------------- output
-def _git() -> str:
+def stamp(command: str) -> dict[str, Any]:
+    """What every results file of the held-out tools starts with: the command, the code version, when,
+    and the host's load then."""
+    return {
+        "command": command,
+        "code_version": code_version(),
+        "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "loadavg_at_start": loadavg(),
+    }
+
+
+def code_version() -> str:
     try:
         return subprocess.run(
             ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10, check=True
@@ -449,10 +461,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = "python -m lab.validation.holdout " + " ".join(sys.argv[1:] if argv is None else argv)
     stamp = {
         "command": command,
-        "code": _git(),
+        "code": code_version(),
         "calibration": v.calibration,
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "loadavg": _loadavg(),
+        "loadavg": loadavg(),
     }
     if args.stage in ("predict", "predict-at"):
         measured = None

@@ -233,14 +233,7 @@ def results_markdown(res: Mapping[str, Any]) -> str:
 
 
 def _stamp(calibration: str, command: str) -> dict[str, Any]:
-    return {
-        "command": command,
-        "code_version": holdout._git(),
-        "calibration": calibration,
-        "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "loadavg_at_start": holdout._loadavg(),
-        "replications": 3,
-    }
+    return {**holdout.stamp(command), "calibration": calibration, "replications": 3}
 
 
 def _predictions(calibration: str, measured: Mapping[tuple[str, str], float] | None) -> dict[str, Any]:
@@ -291,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         one_minute = [x["before"][0] for x in loads] + [x["after"][0] for x in loads]
         res = {
             **_stamp(pred["calibration"], command),
-            "code": holdout._git(),
+            "code": holdout.code_version(),
             "predictions": str(holdout.OUT / f"{PREDICTIONS}.json"),
             "loadavg": loads,
             "loadavg_summary": f"1-min load {min(one_minute):.1f}-{max(one_minute):.1f} "

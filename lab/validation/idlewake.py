@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import time
@@ -32,6 +31,7 @@ import sim
 from lab.experiment.plan import PlannedRun, expand
 from lab.experiment.runner import run_experiment
 from lab.experiment.spec import Experiment, load_experiment
+from lab.validation.holdout import loadavg
 from model.results.runs import load_summary, run_exists
 from sim.params import calibration_path, load_params
 
@@ -137,10 +137,6 @@ def predictions_markdown(pred: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _loadavg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def run_real(budget: float, root: Path = RUNS) -> None:
     """Each planned run on a fresh cluster, in plan order; the load average before and after each."""
     log_path = OUT / "loadavg.json"
@@ -152,7 +148,7 @@ def run_real(budget: float, root: Path = RUNS) -> None:
         if time.monotonic() - start > budget:
             print(f"budget of {budget:g} s spent: stopped before {run.run_id}", flush=True)
             return
-        before, t0 = _loadavg(), time.monotonic()
+        before, t0 = loadavg(), time.monotonic()
         report = run_experiment(exp, root, only=run.run_id, fresh_cluster=True, progress=False, log=print)
         if report.failed:
             raise SystemExit(f"{run.run_id} failed: {report.failed}")
@@ -161,7 +157,7 @@ def run_real(budget: float, root: Path = RUNS) -> None:
                 "run_id": run.run_id,
                 "utc": time.strftime("%H:%M:%S", time.gmtime()),
                 "before": before,
-                "after": _loadavg(),
+                "after": loadavg(),
                 "seconds": round(time.monotonic() - t0, 1),
             }
         )
