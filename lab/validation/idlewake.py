@@ -1,17 +1,22 @@
-"""The held-out test of `wakeup_idle_scope` (issue 23, data/validation/idlewake/README.md): closed loops
-of one client with a constant think time (0, 3, 10, 30 ms: how long the host sleeps between jobs),
-predicted with both scopes from one calibration and committed, then run for real, then scored.
+"""The held-out tests of `wakeup_idle_scope` (issue 23, data/validation/idlewake/README.md), one
+registration folder each (--folder): closed loops of one client with a constant think time (0, 3, 10,
+30 ms: how long the host sleeps between jobs; data/validation/idlewake, the default), and open loops at
+low rate on a quiet host and beside a CPU-busy neighbour (data/validation/idlewake/overlap: an
+experiment named *_busy runs beside one spin loop, its twin beside one always-running background
+process). Each is predicted with the scopes from one calibration and committed, run for real, scored.
 
 Stages (`python -m lab.validation.idlewake STAGE`; `real` under `flock /tmp/dtq-measure.lock`):
-  predict  every planned run of data/validation/idlewake/think*.yaml simulated with each scope, at the
+  predict  every planned run of the folder's *.yaml simulated with each scope (--scopes), at the
            calibration's host speed (no probe exists before the runs): predictions.{json,md}
   predict-late  the same for the scope thought of after the registration ("overlap"):
            predictions-overlap.{json,md}
-  real     the real runs, replication-major, then think time, then design (a fresh cluster per run, the
-           load average before and after each in loadavg.json); no new run after --budget seconds
+  real     the real runs, replication-major, then think time or rate, then design, then quiet before
+           busy (a fresh cluster per run, the load average before and after each in loadavg.json); no
+           new run after --budget seconds
   table    per point and metric (submit p50, completion p50, jobs/s) each scope's relative error of its
-           mean against the real replications' mean, beside their floor (median |x - mean| / mean):
-           results.{json,md}
+           mean against the real replications' mean, beside their floor (median |x - mean| / mean),
+           and, where a *_busy point has its *_quiet one, the signed contrast busy / quiet - 1, real
+           against each scope: results.{json,md}
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import json
 import statistics
 import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -31,13 +37,16 @@ import sim
 from lab.experiment.plan import PlannedRun, expand
 from lab.experiment.runner import run_experiment
 from lab.experiment.spec import Experiment, load_experiment
+from lab.validation.background import kernel_slice
 from lab.validation.holdout import loadavg
 from model.results.runs import load_summary, run_exists
+from model.workload import ClosedLoop, OpenLoop
 from sim.params import calibration_path, load_params
 
 OUT = Path("data/validation/idlewake")
 RUNS = Path("data/runs")
 SCOPES = ("process", "host")  # registered before the runs (predictions.json)
+ALL_SCOPES = ("process", "host", "overlap")
 LATE_SCOPES = ("overlap",)  # predicted after the runs, blind to them (predictions-overlap.json)
 # name, where in a run's summary: submit p50 (every request is a submit), completion p50, jobs/s
 METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -45,6 +54,40 @@ METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("done_p50_ms", ("completion_ms", "p50")),
     ("jobs_per_s", ("throughput", "requests_per_s")),
 )
+
+
+# The CPU-busy neighbour of a *_busy experiment: one pure-Python spin loop outside the cluster, started
+# before the run's cluster and stopped after it; it ends by itself after NEIGHBOUR_MAX_S if we die.
+BUSY_SUFFIX = "_busy"
+QUIET_SUFFIX = "_quiet"
+NEIGHBOUR_MAX_S = 90.0
+SPIN = (
+    "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
+)
+# ... and its twin: one background process per host that is always runnable (1 ms bursts, no sleep)
+NEIGHBOUR_TWIN: dict[str, Any] = {
+    "background_procs": 1,
+    "background_run": {"kind": "constant", "mean": 0.001},
+    "background_sleep": {"kind": "constant", "mean": 0.0},
+}
+
+
+def busy(exp: Experiment) -> bool:
+    return exp.name.endswith(BUSY_SUFFIX)
+
+
+def start_neighbour(seconds: float = NEIGHBOUR_MAX_S) -> subprocess.Popen[bytes]:
+    """One core kept busy by a process of its own, for at most `seconds` (stop it with stop_neighbour)."""
+    return subprocess.Popen([sys.executable, "-c", SPIN, str(seconds)])
+
+
+def stop_neighbour(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def values_of(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -58,15 +101,25 @@ def values_of(summary: Mapping[str, Any]) -> dict[str, float]:
 
 
 def experiments(folder: Path = OUT) -> list[Experiment]:
-    """The think-time experiments, by think time."""
-    exps = [load_experiment(p) for p in sorted(folder.glob("think*.yaml"))]
-    return sorted(exps, key=lambda e: float(e.base["arrival"]["think_time"]["mean"]))
+    """The folder's experiments (its *.yaml), quiet before busy."""
+    return sorted((load_experiment(p) for p in sorted(folder.glob("*.yaml"))), key=busy)
+
+
+def load_of(run: PlannedRun) -> float:
+    """What sets how long the host sleeps: a closed loop's think time, an open loop's rate."""
+    arrival = run.workload.arrival
+    if isinstance(arrival, ClosedLoop):
+        return arrival.think_time.mean
+    if isinstance(arrival, OpenLoop):
+        return arrival.rate
+    raise ValueError(f"{run.run_id}: neither an open nor a closed loop")
 
 
 def plan(exps: Sequence[Experiment]) -> list[tuple[Experiment, PlannedRun]]:
-    """Replication-major, then think time, then design: drift over the hold is spread over the points."""
+    """Replication-major, then think time or rate, then design, then quiet before busy: drift over the
+    hold is spread over the points, and a busy run follows its quiet twin."""
     runs = [(exp, run) for exp in exps for run in expand(exp).runs]
-    return sorted(runs, key=lambda er: (er[1].replication, exps.index(er[0]), er[1].design))
+    return sorted(runs, key=lambda er: (er[1].replication, load_of(er[1]), er[1].design, busy(er[0])))
 
 
 def point_of(run: PlannedRun) -> str:
@@ -74,10 +127,19 @@ def point_of(run: PlannedRun) -> str:
     return run.run_id.rsplit("-", 2)[0]
 
 
-def simulate(calibration: str, run: PlannedRun, scope: str) -> dict[str, float]:
-    params = load_params(calibration).with_overrides(
-        {"slots": run.slots, "store": run.store, "wakeup_idle_scope": scope}
-    )
+def simulate(
+    calibration: str,
+    run: PlannedRun,
+    scope: str,
+    neighbour: bool = False,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """One twin of `run` with the given wakeup scope, beside the neighbour's twin if `neighbour`, with
+    the `extra` overrides (a variant: the fair host's `cpu_slice`)."""
+    overrides: dict[str, Any] = {"slots": run.slots, "store": run.store, "wakeup_idle_scope": scope}
+    if neighbour:
+        overrides.update(NEIGHBOUR_TWIN)
+    params = load_params(calibration).with_overrides({**overrides, **(extra or {})})
     config = sim.SimConfig(run.design, run.workload, params, replication=run.replication)  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # placeholder costs: named by `dtq sim params`
@@ -90,17 +152,34 @@ def _git() -> str:
     ).stdout.strip()
 
 
-def predict(calibration: str, scopes: Sequence[str] = SCOPES) -> dict[str, Any]:
+def _point_entry(exp: Experiment, run: PlannedRun) -> dict[str, Any]:
+    closed = isinstance(run.workload.arrival, ClosedLoop)
+    entry: dict[str, Any] = {"design": run.design, "think_s": load_of(run) if closed else None}
+    if not closed:
+        entry["rate"] = load_of(run)
+    if busy(exp):
+        entry["neighbour"] = True
+    return {**entry, "replications": []}
+
+
+def predict(
+    calibration: str, scopes: Sequence[str] = SCOPES, folder: Path = OUT, cpu_slice: float | None = None
+) -> dict[str, Any]:
+    """Each planned run of the folder simulated with each scope; with `cpu_slice`, each also on a fair
+    host with that slice (the variants named "<scope>+fair")."""
     path = calibration_path(calibration)
+    variants: dict[str, tuple[str, dict[str, Any]]] = {scope: (scope, {}) for scope in scopes}
+    if cpu_slice is not None:
+        variants.update({f"{scope}+fair": (scope, {"cpu_slice": cpu_slice}) for scope in scopes})
     points: dict[str, Any] = {}
-    for _, run in plan(experiments()):
-        entry = points.setdefault(
-            point_of(run),
-            {"design": run.design, "think_s": run.workload.arrival.think_time.mean, "replications": []},  # type: ignore[union-attr]
-        )
-        entry["replications"].append(
-            {"run_id": run.run_id, **{scope: simulate(calibration, run, scope) for scope in scopes}}
-        )
+    for exp, run in plan(experiments(folder)):
+        entry = points.setdefault(point_of(run), _point_entry(exp, run))
+        twins = {
+            name: simulate(calibration, run, scope, busy(exp), extra)
+            for name, (scope, extra) in variants.items()
+        }
+        entry["replications"].append({"run_id": run.run_id, **twins})
+    scopes = list(variants)
     for entry in points.values():
         for scope in scopes:
             entry[scope] = {
@@ -112,6 +191,8 @@ def predict(calibration: str, scopes: Sequence[str] = SCOPES) -> dict[str, Any]:
         "calibration": str(path),
         "calibration_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "host_scale": False,
+        "neighbour_twin": NEIGHBOUR_TWIN,
+        "cpu_slice_fair": cpu_slice,
         "scopes": list(scopes),
         "points": points,
     }
@@ -128,28 +209,40 @@ def predictions_markdown(pred: Mapping[str, Any]) -> str:
         f"(sha256 {pred['calibration_sha256'][:12]}), at the calibration's host speed; mean of the "
         "replications' twins (same workload and seed as the real replication r).",
         "",
-        _row(["point", "design", "think ms", *(f"{m} {s}" for m, _ in METRICS for s in scopes)]),
+        _row(["point", "design", "load", *(f"{m} {s}" for m, _ in METRICS for s in scopes)]),
         _row(["---"] * (3 + len(METRICS) * len(scopes))),
     ]
     for name, p in pred["points"].items():
         cells = [f"{p[s][m]:.3f}" if "ms" in m else f"{p[s][m]:.0f}" for m, _ in METRICS for s in scopes]
-        lines.append(_row([name, p["design"], f"{1e3 * p['think_s']:g}", *cells]))
+        lines.append(_row([name, p["design"], _load_text(p), *cells]))
     return "\n".join(lines) + "\n"
 
 
-def run_real(budget: float, root: Path = RUNS) -> None:
-    """Each planned run on a fresh cluster, in plan order; the load average before and after each."""
-    log_path = OUT / "loadavg.json"
+def _load_text(p: Mapping[str, Any]) -> str:
+    if p.get("think_s") is not None:
+        return f"think {1e3 * p['think_s']:g} ms"
+    return f"{p['rate']:g}/s" + (" + neighbour" if p.get("neighbour") else "")
+
+
+def run_real(budget: float, root: Path = RUNS, folder: Path = OUT) -> None:
+    """Each planned run on a fresh cluster, in plan order, a *_busy one beside the spinning neighbour;
+    the load average before and after each."""
+    log_path = folder / "loadavg.json"
     loads: list[dict[str, Any]] = json.loads(log_path.read_text()) if log_path.exists() else []
     start = time.monotonic()
-    for exp, run in plan(experiments()):
+    for exp, run in plan(experiments(folder)):
         if run_exists(root, run.run_id):
             continue
         if time.monotonic() - start > budget:
             print(f"budget of {budget:g} s spent: stopped before {run.run_id}", flush=True)
             return
-        before, t0 = loadavg(), time.monotonic()
-        report = run_experiment(exp, root, only=run.run_id, fresh_cluster=True, progress=False, log=print)
+        neighbour = start_neighbour() if busy(exp) else None
+        try:
+            before, t0 = loadavg(), time.monotonic()
+            report = run_experiment(exp, root, only=run.run_id, fresh_cluster=True, progress=False, log=print)
+        finally:
+            if neighbour is not None:
+                stop_neighbour(neighbour)
         if report.failed:
             raise SystemExit(f"{run.run_id} failed: {report.failed}")
         loads.append(
@@ -192,7 +285,13 @@ def table(pred: Mapping[str, Any], root: Path = RUNS) -> dict[str, Any]:
         ]
         if not real:
             continue
-        row: dict[str, Any] = {"point": name, "design": p["design"], "think_s": p["think_s"], "n": len(real)}
+        row: dict[str, Any] = {
+            "point": name,
+            "design": p["design"],
+            "think_s": p["think_s"],
+            "n": len(real),
+            **{k: p[k] for k in ("rate", "neighbour") if k in p},
+        }
         for m, _ in METRICS:
             xs = [r[m] for r in real]
             mean = statistics.fmean(xs)
@@ -211,7 +310,39 @@ def table(pred: Mapping[str, Any], root: Path = RUNS) -> dict[str, Any]:
         }
         for m, _ in METRICS
     }
-    return {"predictions_made_at": pred["made_at"], "scopes": list(scopes), "rows": rows, "medians": medians}
+    return {
+        "predictions_made_at": pred["made_at"],
+        "scopes": list(scopes),
+        "rows": rows,
+        "medians": medians,
+        "contrasts": contrasts(pred, rows, scopes),
+    }
+
+
+def contrasts(
+    pred: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], scopes: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per *_busy point with its *_quiet point and metric: busy / quiet - 1 of the real means, its noise
+    (the two points' floors added) and each scope's predicted busy / quiet - 1."""
+    by_name = {r["point"]: r for r in rows}
+    out: list[dict[str, Any]] = []
+    for name, row in by_name.items():
+        exp = name.split("-", 2)[2].split(".", 1)[0]
+        if not exp.endswith(BUSY_SUFFIX):
+            continue
+        quiet_name = name.replace(exp, exp[: -len(BUSY_SUFFIX)] + QUIET_SUFFIX, 1)
+        quiet = by_name.get(quiet_name)
+        if quiet is None:
+            continue
+        entry: dict[str, Any] = {"busy": name, "quiet": quiet_name}
+        for m, _ in METRICS:
+            entry[m] = {
+                "real": row[m]["real"] / quiet[m]["real"] - 1,
+                "noise": row[m]["floor"] + quiet[m]["floor"],
+                **{s: pred["points"][name][s][m] / pred["points"][quiet_name][s][m] - 1 for s in scopes},
+            }
+        out.append(entry)
+    return out
 
 
 def results_markdown(res: Mapping[str, Any]) -> str:
@@ -237,12 +368,25 @@ def results_markdown(res: Mapping[str, Any]) -> str:
     lines.append(_row(["---"] * (2 + len(scopes))))
     for m, v in res["medians"].items():
         lines.append(_row([m, f"{v['floor']:.3f}", *(f"{v[s]:.3f}" for s in scopes)]))
+    if res.get("contrasts"):
+        lines += [
+            "",
+            "With / without the neighbour: busy / quiet - 1 of the means (noise: the two floors added).",
+            "",
+            _row(["busy point", "metric", "real", "noise", *scopes]),
+            _row(["---"] * (4 + len(scopes))),
+        ]
+        for c in res["contrasts"]:
+            for m, _ in METRICS:
+                v = c[m]
+                cells = [f"{v['real']:+.3f}", f"{v['noise']:.3f}", *(f"{v[s]:+.3f}" for s in scopes)]
+                lines.append(_row([c["busy"], m, *cells]))
     return "\n".join(lines) + "\n"
 
 
-def _write(name: str, data: Mapping[str, Any], markdown: str) -> None:
-    (OUT / f"{name}.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    (OUT / f"{name}.md").write_text(markdown)
+def _write(folder: Path, name: str, data: Mapping[str, Any], markdown: str) -> None:
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,26 +397,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--budget", type=float, default=540.0, help="real: no new run after this many seconds"
     )
     parser.add_argument("--force", action="store_true", help="predict: overwrite committed predictions")
+    parser.add_argument(
+        "--folder", type=Path, default=OUT, help="the registration folder: its *.yaml, predictions, results"
+    )
+    parser.add_argument(
+        "--fair",
+        action="store_true",
+        help="predict: each scope also on a fair host (cpu_slice: the calibration's measured slice)",
+    )
+    parser.add_argument(
+        "--scopes",
+        nargs="+",
+        choices=ALL_SCOPES,
+        default=list(SCOPES),
+        help="predict: the scopes to simulate",
+    )
     args = parser.parse_args(argv)
+    folder: Path = args.folder
     if args.stage == "predict":
-        if (OUT / "predictions.json").exists() and not args.force:
-            raise SystemExit("predictions.json exists (registered): --force to overwrite")
-        pred = predict(args.calibration)
-        _write("predictions", pred, predictions_markdown(pred))
+        if (folder / "predictions.json").exists() and not args.force:
+            raise SystemExit(f"{folder / 'predictions.json'} exists (registered): --force to overwrite")
+        cpu_slice = kernel_slice(args.calibration) if args.fair else None
+        pred = predict(args.calibration, args.scopes, folder, cpu_slice)
+        _write(folder, "predictions", pred, predictions_markdown(pred))
         print(predictions_markdown(pred))
     elif args.stage == "predict-late":  # the scopes thought of after the registration
-        if (OUT / "predictions-overlap.json").exists() and not args.force:
+        if (folder / "predictions-overlap.json").exists() and not args.force:
             raise SystemExit("predictions-overlap.json exists: --force to overwrite")
-        pred = predict(args.calibration, LATE_SCOPES)
-        _write("predictions-overlap", pred, predictions_markdown(pred))
+        pred = predict(args.calibration, LATE_SCOPES, folder)
+        _write(folder, "predictions-overlap", pred, predictions_markdown(pred))
         print(predictions_markdown(pred))
     elif args.stage == "real":
-        run_real(args.budget)
+        run_real(args.budget, folder=folder)
     else:
-        late_path = OUT / "predictions-overlap.json"
+        late_path = folder / "predictions-overlap.json"
         late = json.loads(late_path.read_text()) if late_path.exists() else None
-        res = table(merged(json.loads((OUT / "predictions.json").read_text()), late)[0])
-        _write("results", res, results_markdown(res))
+        res = table(merged(json.loads((folder / "predictions.json").read_text()), late)[0])
+        _write(folder, "results", res, results_markdown(res))
         print(results_markdown(res))
     return 0
 
