@@ -319,6 +319,29 @@ def table(pred: Mapping[str, Any], root: Path = RUNS) -> dict[str, Any]:
     }
 
 
+LATENCY = ("submit_p50_ms", "done_p50_ms")
+
+
+def contrast_scores(res: Mapping[str, Any]) -> dict[str, Any]:
+    """The overlap registration's rule 1 over the latency contrasts: per scope the median |real - its
+    predicted contrast|, the median noise, and how many real contrasts were lower (< -noise), higher
+    (> +noise) or neither."""
+    cells = [c[m] for c in res.get("contrasts", []) for m in LATENCY]
+    if not cells:
+        return {}
+    signs = {"lower": 0, "higher": 0, "no change": 0}
+    for v in cells:
+        signs[
+            "lower" if v["real"] < -v["noise"] else "higher" if v["real"] > v["noise"] else "no change"
+        ] += 1
+    return {
+        "n": len(cells),
+        "noise": statistics.median(v["noise"] for v in cells),
+        "signs": signs,
+        "miss": {s: statistics.median(abs(v["real"] - v[s]) for v in cells) for s in res["scopes"]},
+    }
+
+
 def contrasts(
     pred: Mapping[str, Any], rows: Sequence[Mapping[str, Any]], scopes: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -381,6 +404,14 @@ def results_markdown(res: Mapping[str, Any]) -> str:
                 v = c[m]
                 cells = [f"{v['real']:+.3f}", f"{v['noise']:.3f}", *(f"{v[s]:+.3f}" for s in scopes)]
                 lines.append(_row([c["busy"], m, *cells]))
+        score = contrast_scores(res)
+        lines += [
+            "",
+            f"Latency contrasts ({score['n']}): real lower / higher / no change beyond the noise: "
+            f"{score['signs']['lower']} / {score['signs']['higher']} / {score['signs']['no change']}; "
+            f"median noise {score['noise']:.3f}; median |real - predicted| contrast: "
+            + ", ".join(f"{s} {v:.3f}" for s, v in score["miss"].items()),
+        ]
     return "\n".join(lines) + "\n"
 
 

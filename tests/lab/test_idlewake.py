@@ -123,4 +123,7 @@ def test_the_table_gives_the_busy_over_quiet_contrast_real_and_predicted(tmp_pat
     assert c["submit_p50_ms"]["noise"] == pytest.approx(0.1 / 1.6)  # busy floor 0.0625 + quiet floor 0
     assert c["submit_p50_ms"]["process"] == pytest.approx(0.5)
     assert c["done_p50_ms"]["real"] == 0.0
+    score = idlewake.contrast_scores(res)
+    assert score["signs"] == {"lower": 1, "higher": 0, "no change": 1}
+    assert score["miss"]["process"] == pytest.approx((0.7 + 0.0) / 2)
     assert "With / without the neighbour" in idlewake.results_markdown(res)
