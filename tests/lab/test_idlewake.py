@@ -23,6 +23,17 @@ def test_the_plan_is_replication_major_then_think_time_then_design() -> None:
     assert idlewake.point_of(first[1]) == "real-mono-idlewake_t0.c1.noop.submit.memory.s12"
 
 
+def _replications(root: Path, name: str, reals: list[tuple[float, float, float]]) -> list[dict[str, str]]:
+    """Writes one real summary per (p50, done p50, rate) as the runs <name>-<k+1>-r<k>; their references."""
+    reps = []
+    for k, values in enumerate(reals):
+        run_id = f"{name}-{k + 1}-r{k}"
+        (root / run_id).mkdir()
+        (root / run_id / "summary.json").write_text(json.dumps(_summary(*values)))
+        reps.append({"run_id": run_id})
+    return reps
+
+
 def _summary(p50: float, done: float, rate: float) -> dict[str, object]:
     return {
         "latency_ms": {"all": {"p50": p50}},
@@ -32,13 +43,9 @@ def _summary(p50: float, done: float, rate: float) -> dict[str, object]:
 
 
 def test_the_table_scores_each_scope_against_the_mean_and_the_floor(tmp_path: Path) -> None:
-    reals = [(1.0, 2.0, 100.0), (1.2, 2.0, 100.0), (0.8, 2.0, 100.0)]
-    reps = []
-    for k, values in enumerate(reals):
-        run_id = f"real-mono-x.c1-{k + 1}-r{k}"
-        (tmp_path / run_id).mkdir()
-        (tmp_path / run_id / "summary.json").write_text(json.dumps(_summary(*values)))
-        reps.append({"run_id": run_id})
+    reps = _replications(
+        tmp_path, "real-mono-x.c1", [(1.0, 2.0, 100.0), (1.2, 2.0, 100.0), (0.8, 2.0, 100.0)]
+    )
     pred = {
         "made_at": "t",
         "points": {
@@ -102,12 +109,7 @@ def test_the_table_gives_the_busy_over_quiet_contrast_real_and_predicted(tmp_pat
         ("busy", [(1.5, 4.0, 20.0), (1.7, 4.0, 20.0)], 3.0),
     ):
         name = f"real-mono-overlap_{cond}.rate20.noop.submit.memory.s12"
-        reps = []
-        for k, values in enumerate(reals):
-            run_id = f"{name}-{k + 1}-r{k}"
-            (tmp_path / run_id).mkdir()
-            (tmp_path / run_id / "summary.json").write_text(json.dumps(_summary(*values)))
-            reps.append({"run_id": run_id})
+        reps = _replications(tmp_path, name, reals)
         twin = {"submit_p50_ms": sim, "done_p50_ms": 4.0, "jobs_per_s": 20.0}
         points[name] = {
             "design": "mono",
