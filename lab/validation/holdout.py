@@ -21,6 +21,7 @@ runs). The simulated replication r runs the real replication r's workload (seed 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -219,11 +221,16 @@ def run_real(
     log_name: str = "loadavg.json",
     budget: float = 0.0,
     cluster_factory: Callable[[PlannedRun], ClusterFactory] | None = None,
+    log_path: Path | None = None,
+    fresh_cluster: bool | None = None,
+    beside: Callable[[Experiment], AbstractContextManager[object]] | None = None,
 ) -> None:
     """Each run on a fresh cluster, in the given order; the load average before and after each (kept
-    in OUT / log_name). With a budget (s), no new run starts after it: run again to go on.
-    `cluster_factory(run)`: the run's cluster (default: lab.experiment.runner.local_cluster)."""
-    log_path = OUT / log_name
+    in `log_path`, default OUT / log_name). With a budget (s), no new run starts after it: run again
+    to go on. `cluster_factory(run)`: the run's cluster (default: lab.experiment.runner.local_cluster);
+    `fresh_cluster`: recorded in the run's parameters as run_experiment's; `beside(exp)`: a context
+    each run of `exp` runs inside (e.g. a neighbour process, lab.validation.idlewake)."""
+    log_path = log_path if log_path is not None else OUT / log_name
     loads: list[dict[str, Any]] = json.loads(log_path.read_text()) if log_path.exists() else []
     start = time.monotonic()
     for exp, run in plans:
@@ -232,21 +239,24 @@ def run_real(
         if budget and time.monotonic() - start > budget:
             print(f"budget of {budget:g} s spent: stopped before {run.run_id}; run again to go on")
             return
-        before = loadavg()
-        t0 = time.monotonic()
-        report = run_experiment(
-            exp,
-            root,
-            only=f"{run.run_id}",
-            progress=False,
-            log=print,
-            cluster_factory=cluster_factory(run) if cluster_factory else local_cluster,
-        )
+        with beside(exp) if beside is not None else contextlib.nullcontext():
+            before = loadavg()
+            t0 = time.monotonic()
+            report = run_experiment(
+                exp,
+                root,
+                only=f"{run.run_id}",
+                fresh_cluster=fresh_cluster,
+                progress=False,
+                log=print,
+                cluster_factory=cluster_factory(run) if cluster_factory else local_cluster,
+            )
         if report.failed:
             raise SystemExit(f"{run.run_id} failed: {report.failed}")
         loads.append(
             {
                 "run_id": run.run_id,
+                "utc": time.strftime("%H:%M:%S", time.gmtime()),
                 "before": before,
                 "after": loadavg(),
                 "seconds": round(time.monotonic() - t0, 1),

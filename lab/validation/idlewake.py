@@ -22,6 +22,7 @@ Stages (`python -m lab.validation.idlewake STAGE`; `real` under `flock /tmp/dtq-
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import statistics
@@ -29,17 +30,16 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import sim
 from lab.experiment.plan import PlannedRun, expand
-from lab.experiment.runner import run_experiment
 from lab.experiment.spec import Experiment, load_experiment
+from lab.validation import holdout
 from lab.validation.background import kernel_slice
-from lab.validation.holdout import loadavg
-from model.results.runs import load_summary, run_exists
+from model.results.runs import load_summary
 from model.workload import ClosedLoop, OpenLoop
 from sim.params import calibration_path, load_params
 
@@ -88,6 +88,19 @@ def stop_neighbour(proc: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextlib.contextmanager
+def neighbour_of(exp: Experiment) -> Iterator[None]:
+    """The spinning neighbour for the duration of a run of a *_busy experiment; nothing for others."""
+    if not busy(exp):
+        yield
+        return
+    proc = start_neighbour()
+    try:
+        yield
+    finally:
+        stop_neighbour(proc)
 
 
 def values_of(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -146,12 +159,6 @@ def simulate(
         return values_of(sim.run(config).summary)
 
 
-def _git() -> str:
-    return subprocess.run(
-        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-
-
 def _point_entry(exp: Experiment, run: PlannedRun) -> dict[str, Any]:
     closed = isinstance(run.workload.arrival, ClosedLoop)
     entry: dict[str, Any] = {"design": run.design, "think_s": load_of(run) if closed else None}
@@ -187,7 +194,7 @@ def predict(
             }
     return {
         "made_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": _git(),
+        "commit": holdout.code_version(),
         "calibration": str(path),
         "calibration_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "host_scale": False,
@@ -226,36 +233,15 @@ def _load_text(p: Mapping[str, Any]) -> str:
 
 def run_real(budget: float, root: Path = RUNS, folder: Path = OUT) -> None:
     """Each planned run on a fresh cluster, in plan order, a *_busy one beside the spinning neighbour;
-    the load average before and after each."""
-    log_path = folder / "loadavg.json"
-    loads: list[dict[str, Any]] = json.loads(log_path.read_text()) if log_path.exists() else []
-    start = time.monotonic()
-    for exp, run in plan(experiments(folder)):
-        if run_exists(root, run.run_id):
-            continue
-        if time.monotonic() - start > budget:
-            print(f"budget of {budget:g} s spent: stopped before {run.run_id}", flush=True)
-            return
-        neighbour = start_neighbour() if busy(exp) else None
-        try:
-            before, t0 = loadavg(), time.monotonic()
-            report = run_experiment(exp, root, only=run.run_id, fresh_cluster=True, progress=False, log=print)
-        finally:
-            if neighbour is not None:
-                stop_neighbour(neighbour)
-        if report.failed:
-            raise SystemExit(f"{run.run_id} failed: {report.failed}")
-        loads.append(
-            {
-                "run_id": run.run_id,
-                "utc": time.strftime("%H:%M:%S", time.gmtime()),
-                "before": before,
-                "after": loadavg(),
-                "seconds": round(time.monotonic() - t0, 1),
-            }
-        )
-        log_path.write_text(json.dumps(loads, indent=1) + "\n")
-        print(f"{run.run_id}: {loads[-1]['seconds']} s, load {before} -> {loads[-1]['after']}", flush=True)
+    the load average before and after each (lab.validation.holdout.run_real)."""
+    holdout.run_real(
+        plan(experiments(folder)),
+        root,
+        budget=budget,
+        log_path=folder / "loadavg.json",
+        fresh_cluster=True,
+        beside=neighbour_of,
+    )
 
 
 def _err(sim_value: float, real: float) -> float:
@@ -425,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("stage", choices=("predict", "predict-late", "real", "table"))
     parser.add_argument("--calibration", default="vx-fixed", help="a name under data/calibration or a path")
     parser.add_argument(
-        "--budget", type=float, default=540.0, help="real: no new run after this many seconds"
+        "--budget", type=float, default=540.0, help="real: no new run after this many seconds (0: no limit)"
     )
     parser.add_argument("--force", action="store_true", help="predict: overwrite committed predictions")
     parser.add_argument(

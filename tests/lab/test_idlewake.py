@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from lab.validation import idlewake
+from lab.validation import holdout, idlewake
 from sim.params import load_params
 
 
@@ -100,6 +102,37 @@ def test_the_neighbour_ends_by_itself_and_on_stop() -> None:
     assert long.poll() is None  # still spinning
     idlewake.stop_neighbour(long)
     assert long.returncode is not None
+
+
+def test_run_real_runs_each_busy_run_beside_the_neighbour_on_a_fresh_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "overlap"
+    folder.mkdir()
+    for f in Path("data/validation/idlewake/overlap").glob("*.yaml"):
+        (folder / f.name).write_text(f.read_text())
+    spinning: list[bool] = []
+    calls: list[tuple[str, bool, bool | None]] = []
+
+    def start() -> str:
+        spinning.append(True)
+        return "proc"
+
+    monkeypatch.setattr(idlewake, "start_neighbour", start)
+    monkeypatch.setattr(idlewake, "stop_neighbour", lambda proc: spinning.pop())
+
+    def fake_run(exp: Any, root: Path, only: str, fresh_cluster: bool | None, **kw: Any) -> Any:
+        calls.append((exp.name, bool(spinning), fresh_cluster))
+        return SimpleNamespace(failed=[])
+
+    monkeypatch.setattr(holdout, "run_experiment", fake_run)
+    idlewake.run_real(0.0, root=tmp_path / "runs", folder=folder)
+    planned = idlewake.plan(idlewake.experiments(folder))
+    assert len(calls) == len(planned) == 24
+    assert all(beside == name.endswith("_busy") and fresh for name, beside, fresh in calls)
+    assert not spinning  # every neighbour stopped
+    log = json.loads((folder / "loadavg.json").read_text())
+    assert [e["run_id"] for e in log] == [r.run_id for _, r in planned]
 
 
 def test_the_table_gives_the_busy_over_quiet_contrast_real_and_predicted(tmp_path: Path) -> None:
